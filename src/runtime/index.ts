@@ -1,0 +1,15 @@
+/**
+ * runtime: the Clock, Timer, Random and Transport that protocol code receives from outside.
+ *
+ * ```ts
+ * import { SystemClock, SystemRandom } from '../runtime/index.js'
+ * const swim = new Swim({ clock: new SystemClock(), random: new SystemRandom(), transport, log }, opts)
+ * ```
+ * The simulator (test/sim) supplies virtual-time and in-memory versions of the same interfaces.
+ */
+export type { Clock, Timer, Random, PeerId, PeerAddress, Transport, RequestOptions, RequestContext, RequestHandler, StreamHandler, MessageListener } from './types.js'
+export { RpcError, RpcTimeoutError, PeerUnreachableError, RpcCancelledError, RemoteError, FrameTooLargeError } from './errors.js'
+export { SystemClock, SystemRandom } from './real.js'
+export { SeededRandom, shuffle } from './seeded.js'
+export type { Logger } from './log.js'
+export { silentLogger } from './log.js'
