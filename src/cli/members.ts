@@ -1,0 +1,23 @@
+import { CliError } from './errors.js'
+import { fetchJson } from './http-client.js'
+import { formatTable } from './table.js'
+
+interface Member { peerId: string, name: string | null, addrs: string[], http: string | null, state: string, incarnation: number }
+
+export async function runMembers (opts: { peer: string, json?: boolean }): Promise<void> {
+  const members = await fetchJson(opts.peer, '/cluster/members') as Member[]
+  if (!Array.isArray(members)) throw new CliError(`unexpected answer from ${opts.peer}/cluster/members`)
+  if (opts.json === true) {
+    process.stdout.write(JSON.stringify(members, null, 2) + '\n')
+    return
+  }
+  const order = { alive: 0, suspect: 1, dead: 2, left: 3 } as Record<string, number>
+  const sorted = [...members].sort((a, b) => (order[a.state] ?? 9) - (order[b.state] ?? 9) || String(a.name).localeCompare(String(b.name)))
+  process.stdout.write(formatTable(
+    ['NAME', 'STATE', 'INC', 'HTTP', 'PEER ID', 'ADDRESS'],
+    sorted.map(m => [m.name ?? '-', m.state, String(m.incarnation), m.http ?? '-', m.peerId, m.addrs[0] ?? '-'])
+  ))
+  const counts = new Map<string, number>()
+  for (const m of members) counts.set(m.state, (counts.get(m.state) ?? 0) + 1)
+  process.stdout.write(`\n${members.length} members: ${[...counts].map(([s, n]) => `${n} ${s}`).join(', ')}\n`)
+}

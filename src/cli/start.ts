@@ -1,0 +1,56 @@
+import { pino } from 'pino'
+import { ConfigError, resolveConfig, type RawSettings } from '../config/index.js'
+import { Peer, PeerStartError } from '../peer/index.js'
+import { CliError } from './errors.js'
+
+/** `shoal start`: resolve settings, start the peer, drain and leave on SIGTERM/SIGINT. */
+export async function runStart (opts: Record<string, unknown>): Promise<void> {
+  const flags: RawSettings = {
+    dataDir: opts.dataDir,
+    listen: opts.listen,
+    http: opts.http,
+    bootstrap: opts.bootstrap,
+    swarmKey: opts.swarmKey,
+    name: opts.name,
+    enableFaultInjection: opts.enableFaultInjection,
+    logLevel: opts.logLevel
+  }
+  let config
+  try {
+    config = resolveConfig({ flags, env: process.env, ...(typeof opts.config === 'string' ? { configFile: opts.config } : {}) })
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, 2)
+    throw err
+  }
+
+  const log = pino({ level: config.logLevel, base: { name: config.name } })
+  let peer: Peer
+  try {
+    peer = await Peer.create(config, log)
+    await peer.start()
+  } catch (err) {
+    if (err instanceof PeerStartError) throw new CliError(err.message, 1, { cause: err })
+    throw err
+  }
+  log.info({ peer: peer.peerId, addrs: peer.addrs(), http: peer.httpUrl, dataDir: config.dataDir }, 'peer started')
+
+  let stopping = false
+  const shutdown = (signal: string): void => {
+    if (stopping) {
+      // A second signal means "now": the operator does not want to wait for the drain.
+      log.warn({ signal }, 'second signal, exiting without draining')
+      process.exit(1)
+    }
+    stopping = true
+    log.info({ signal }, 'draining: leaving the cluster gracefully')
+    peer.stop({ leave: true }).then(() => {
+      log.info({}, 'peer stopped')
+      process.exit(0)
+    }, (err: unknown) => {
+      log.error({ err }, 'error while stopping')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', () => { shutdown('SIGTERM') })
+  process.on('SIGINT', () => { shutdown('SIGINT') })
+}

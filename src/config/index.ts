@@ -1,0 +1,224 @@
+/**
+ * config: how a peer's settings are gathered. Three sources, the later winning: a JSON config file
+ * (`--config FILE`), environment variables (`SHOAL_*`), command-line flags. Every value is
+ * validated here, once, with an error that names the setting and its source, so the rest of the
+ * peer can trust its PeerConfig.
+ *
+ * ```ts
+ * const config = resolveConfig({ flags: { http: '127.0.0.1:8000' }, env: process.env })
+ * ```
+ */
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+
+/** Fully resolved settings of one peer. */
+export interface PeerConfig {
+  /** Directory for the peer key and (later) data. Default `./shoal-data`. */
+  dataDir: string
+  /** libp2p listen multiaddrs. Default `/ip4/127.0.0.1/tcp/7946`. */
+  listen: string[]
+  /** Host and port of the HTTP API. Default `127.0.0.1:7947` (loopback unless told otherwise). */
+  http: { host: string, port: number }
+  /** Multiaddrs of peers to join through; empty for the first peer of a cluster. */
+  bootstrap: string[]
+  /** Path of the swarm key file (libp2p pnet format); none means an open cluster. */
+  swarmKeyFile?: string
+  /** Human-readable name shown in `shoal members`. Default: `shoal-<http port>`. */
+  name: string
+  /** Enables POST /admin/faults. Off unless asked for: it lets any local caller cut the peer off. */
+  enableFaultInjection: boolean
+  /** pino level. Default `info`. */
+  logLevel: LogLevel
+  /** Overrides of membership timing options (see docs/operations.md), e.g. `{ probeIntervalMs: 200 }`. */
+  membership: Record<string, number>
+  /** How long SIGTERM may take to leave gracefully before the peer stops anyway. Default 5000 ms. */
+  drainTimeoutMs: number
+}
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
+
+export const DEFAULT_LISTEN = '/ip4/127.0.0.1/tcp/7946'
+export const DEFAULT_HTTP = '127.0.0.1:7947'
+
+/** A setting that cannot be used, with where it came from. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+  constructor (readonly setting: string, readonly source: string, message: string) {
+    super(`${setting} (from ${source}): ${message}`)
+  }
+}
+
+/** Raw settings as any one source gives them; every field optional. */
+export interface RawSettings {
+  dataDir?: unknown
+  listen?: unknown
+  http?: unknown
+  bootstrap?: unknown
+  swarmKey?: unknown
+  name?: unknown
+  enableFaultInjection?: unknown
+  logLevel?: unknown
+  membership?: unknown
+  drainTimeoutMs?: unknown
+}
+
+const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'drainTimeoutMs'])
+
+/** Environment variable → setting. Lists are comma-separated. */
+const ENV_VARS: Record<string, keyof RawSettings> = {
+  SHOAL_DATA_DIR: 'dataDir',
+  SHOAL_LISTEN: 'listen',
+  SHOAL_HTTP: 'http',
+  SHOAL_BOOTSTRAP: 'bootstrap',
+  SHOAL_SWARM_KEY: 'swarmKey',
+  SHOAL_NAME: 'name',
+  SHOAL_ENABLE_FAULT_INJECTION: 'enableFaultInjection',
+  SHOAL_LOG_LEVEL: 'logLevel',
+  SHOAL_DRAIN_TIMEOUT_MS: 'drainTimeoutMs'
+}
+
+export interface ResolveInput {
+  flags: RawSettings
+  env: NodeJS.ProcessEnv | Record<string, string | undefined>
+  /** Path of a JSON config file; its keys are RawSettings' names. */
+  configFile?: string
+}
+
+export function resolveConfig (input: ResolveInput): PeerConfig {
+  const layers: Array<{ source: string, settings: RawSettings }> = []
+  if (input.configFile !== undefined) layers.push({ source: `config file ${input.configFile}`, settings: readConfigFile(input.configFile) })
+  layers.push({ source: 'environment', settings: fromEnv(input.env) })
+  layers.push({ source: 'flags', settings: input.flags })
+
+  // Each setting remembers the source it came from, so an error can name it.
+  const pick = (key: keyof RawSettings): { value: unknown, source: string } | undefined => {
+    let found: { value: unknown, source: string } | undefined
+    for (const layer of layers) {
+      const value = layer.settings[key]
+      if (value !== undefined && !(Array.isArray(value) && value.length === 0 && layer.source === 'flags')) found = { value, source: layer.source }
+    }
+    return found
+  }
+
+  const dataDir = resolve(asString(pick('dataDir'), 'dataDir') ?? './shoal-data')
+  const listen = asList(pick('listen'), 'listen') ?? [DEFAULT_LISTEN]
+  for (const addr of listen) checkMultiaddr(addr, 'listen', pick('listen')?.source ?? 'default')
+  const httpSetting = pick('http')
+  const http = parseHostPort(asString(httpSetting, 'http') ?? DEFAULT_HTTP, httpSetting?.source ?? 'default')
+  const bootstrap = asList(pick('bootstrap'), 'bootstrap') ?? []
+  for (const addr of bootstrap) checkMultiaddr(addr, 'bootstrap', pick('bootstrap')?.source ?? 'default')
+  const swarmKey = asString(pick('swarmKey'), 'swarmKey')
+  const name = asString(pick('name'), 'name') ?? `shoal-${http.port}`
+  if (name.length === 0 || name.length > 64) throw new ConfigError('name', pick('name')?.source ?? 'default', 'must be 1 to 64 characters')
+  const enableFaultInjection = asBool(pick('enableFaultInjection'), 'enableFaultInjection') ?? false
+  const logLevelSetting = pick('logLevel')
+  const logLevel = (asString(logLevelSetting, 'logLevel') ?? 'info') as LogLevel
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('logLevel', logLevelSetting?.source ?? 'default', `must be one of ${LOG_LEVELS.join(', ')}`)
+  const membership = asNumberMap(pick('membership'), 'membership') ?? {}
+  const drainTimeoutMs = asNumber(pick('drainTimeoutMs'), 'drainTimeoutMs') ?? 5000
+
+  return {
+    dataDir,
+    listen,
+    http,
+    bootstrap,
+    ...(swarmKey !== undefined ? { swarmKeyFile: resolve(swarmKey) } : {}),
+    name,
+    enableFaultInjection,
+    logLevel,
+    membership,
+    drainTimeoutMs
+  }
+}
+
+function readConfigFile (path: string): RawSettings {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError('config', 'flags', `cannot read ${path}: ${(err as Error).message}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError('config', 'flags', `${path} is not valid JSON: ${(err as Error).message}`)
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError('config', 'flags', `${path} must hold a JSON object`)
+  }
+  for (const key of Object.keys(parsed)) {
+    if (!KNOWN_KEYS.has(key as keyof RawSettings)) {
+      throw new ConfigError(key, `config file ${path}`, `unknown setting; known: ${[...KNOWN_KEYS].join(', ')}`)
+    }
+  }
+  return parsed as RawSettings
+}
+
+function fromEnv (env: ResolveInput['env']): RawSettings {
+  const settings: Record<string, unknown> = {}
+  for (const [variable, key] of Object.entries(ENV_VARS)) {
+    const value = env[variable]
+    if (value === undefined || value === '') continue
+    settings[key] = key === 'listen' || key === 'bootstrap' ? value.split(',').map(s => s.trim()).filter(s => s !== '') : value
+  }
+  return settings as RawSettings
+}
+
+type Picked = { value: unknown, source: string } | undefined
+
+function asString (picked: Picked, key: string): string | undefined {
+  if (picked === undefined) return undefined
+  if (typeof picked.value !== 'string') throw new ConfigError(key, picked.source, 'must be a string')
+  return picked.value
+}
+
+function asList (picked: Picked, key: string): string[] | undefined {
+  if (picked === undefined) return undefined
+  const value = typeof picked.value === 'string' ? [picked.value] : picked.value
+  if (!Array.isArray(value) || !value.every(v => typeof v === 'string')) throw new ConfigError(key, picked.source, 'must be a list of strings')
+  if (value.length > 64) throw new ConfigError(key, picked.source, 'at most 64 entries')
+  return value
+}
+
+function asBool (picked: Picked, key: string): boolean | undefined {
+  if (picked === undefined) return undefined
+  const v = picked.value
+  if (typeof v === 'boolean') return v
+  if (v === 'true' || v === '1') return true
+  if (v === 'false' || v === '0') return false
+  throw new ConfigError(key, picked.source, 'must be true or false')
+}
+
+function asNumber (picked: Picked, key: string): number | undefined {
+  if (picked === undefined) return undefined
+  const n = typeof picked.value === 'string' ? Number(picked.value) : picked.value
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw new ConfigError(key, picked.source, 'must be a non-negative number')
+  return n
+}
+
+function asNumberMap (picked: Picked, key: string): Record<string, number> | undefined {
+  if (picked === undefined) return undefined
+  const v = picked.value
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(key, picked.source, 'must be an object of numbers')
+  const out: Record<string, number> = Object.create(null)
+  for (const [k, n] of Object.entries(v)) {
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw new ConfigError(`${key}.${k}`, picked.source, 'must be a non-negative number')
+    out[k] = n
+  }
+  return out
+}
+
+export function parseHostPort (text: string, source: string): { host: string, port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text)
+  if (m === null) throw new ConfigError('http', source, `expected HOST:PORT, got '${text}'`)
+  const port = Number(m[2])
+  if (port > 65535) throw new ConfigError('http', source, `port ${port} is out of range`)
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port }
+}
+
+function checkMultiaddr (addr: string, key: string, source: string): void {
+  // Full parsing happens in net/; this catches the common slip of passing HOST:PORT.
+  if (!addr.startsWith('/')) throw new ConfigError(key, source, `'${addr}' is not a multiaddr (expected e.g. /ip4/127.0.0.1/tcp/7946)`)
+}

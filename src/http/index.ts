@@ -1,0 +1,14 @@
+/**
+ * http: the peer's HTTP API (DESIGN.md section 8), JSON in and out, bound to 127.0.0.1 unless the
+ * operator says otherwise.
+ *
+ * ```ts
+ * const server = new HttpServer({ host: '127.0.0.1', port: 7947 }, log)
+ * registerApi(server, peer)
+ * await server.start()
+ * ```
+ */
+export { HttpServer, HttpError, HttpListenError } from './server.js'
+export type { RouteHandler, RouteRequest, RouteResponse, HttpServerOptions } from './server.js'
+export { registerApi } from './api.js'
+export type { ApiPeer, MemberView, HealthReport, FaultControl } from './api.js'

@@ -1,0 +1,166 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Logger } from '../runtime/index.js'
+
+/** An error meant for the HTTP caller: status, stable code, and a message naming the field. */
+export class HttpError extends Error {
+  override name = 'HttpError'
+  constructor (readonly status: number, readonly code: string, message: string) {
+    super(message)
+  }
+}
+
+export interface RouteRequest {
+  method: string
+  path: string
+  params: Record<string, string>
+  query: URLSearchParams
+  headers: IncomingMessage['headers']
+  /** Reads and parses the JSON body (bounded by maxBodyBytes). */
+  json(): Promise<unknown>
+}
+
+export interface RouteResponse {
+  status?: number
+  /** JSON-encoded unless `text` is given. */
+  body?: unknown
+  text?: string
+  contentType?: string
+}
+
+export type RouteHandler = (req: RouteRequest) => Promise<RouteResponse> | RouteResponse
+
+interface Route { method: string, pattern: RegExp, keys: string[], handler: RouteHandler }
+
+export interface HttpServerOptions {
+  host: string
+  port: number
+  /** Largest request body accepted. Default 1 MiB (admin and control bodies are small). */
+  maxBodyBytes?: number
+}
+
+/**
+ * A tiny router over node:http. Only JSON in and out, every failure as `{error: {code, message}}`,
+ * and a body size limit so a caller cannot make the peer buffer without bound.
+ */
+export class HttpServer {
+  private readonly routes: Route[] = []
+  private server: Server | undefined
+  private readonly maxBodyBytes: number
+
+  constructor (private readonly options: HttpServerOptions, private readonly log: Logger) {
+    this.maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024
+  }
+
+  route (method: string, path: string, handler: RouteHandler): void {
+    const keys: string[] = []
+    const pattern = new RegExp('^' + path.replace(/:([a-zA-Z]+)/g, (_m, key: string) => { keys.push(key); return '([^/]+)' }) + '/?$')
+    this.routes.push({ method, pattern, keys, handler })
+  }
+
+  async start (): Promise<{ host: string, port: number }> {
+    const server = createServer((req, res) => { void this.dispatch(req, res) })
+    // Keep-alive sockets would hold a draining peer open; close idle ones quickly.
+    server.keepAliveTimeout = 5000
+    this.server = server
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        server.off('listening', onListening)
+        reject(new HttpListenError(this.options.host, this.options.port, err))
+      }
+      const onListening = (): void => { server.off('error', onError); resolve() }
+      server.once('error', onError)
+      server.once('listening', onListening)
+      server.listen(this.options.port, this.options.host)
+    })
+    const addr = server.address()
+    const port = typeof addr === 'object' && addr !== null ? addr.port : this.options.port
+    return { host: this.options.host, port }
+  }
+
+  async stop (): Promise<void> {
+    const server = this.server
+    if (server === undefined) return
+    this.server = undefined
+    await new Promise<void>(resolve => {
+      server.close(() => { resolve() })
+      server.closeAllConnections()
+    })
+  }
+
+  private async dispatch (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const method = req.method ?? 'GET'
+    try {
+      let pathMatched = false
+      for (const route of this.routes) {
+        const m = route.pattern.exec(url.pathname)
+        if (m === null) continue
+        pathMatched = true
+        if (route.method !== method) continue
+        const params: Record<string, string> = Object.create(null)
+        route.keys.forEach((key, i) => { params[key] = decodeURIComponent(m[i + 1]!) })
+        const result = await route.handler({
+          method,
+          path: url.pathname,
+          params,
+          query: url.searchParams,
+          headers: req.headers,
+          json: async () => await this.readJson(req)
+        })
+        this.send(res, result.status ?? 200, result)
+        return
+      }
+      if (pathMatched) throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${method} is not allowed on ${url.pathname}`)
+      throw new HttpError(404, 'NOT_FOUND', `no endpoint ${method} ${url.pathname}`)
+    } catch (err) {
+      if (err instanceof HttpError) {
+        this.send(res, err.status, { body: { error: { code: err.code, message: err.message } } })
+      } else {
+        this.log.error({ err, method, path: url.pathname }, 'http handler failed')
+        this.send(res, 500, { body: { error: { code: 'INTERNAL', message: (err as Error).message } } })
+      }
+    }
+  }
+
+  private send (res: ServerResponse, status: number, result: RouteResponse): void {
+    if (res.headersSent) return
+    if (result.text !== undefined) {
+      res.writeHead(status, { 'content-type': result.contentType ?? 'text/plain; charset=utf-8' })
+      res.end(result.text)
+      return
+    }
+    const payload = JSON.stringify(result.body ?? null)
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload) })
+    res.end(payload)
+  }
+
+  private async readJson (req: IncomingMessage): Promise<unknown> {
+    const declared = Number(req.headers['content-length'] ?? 0)
+    if (declared > this.maxBodyBytes) throw new HttpError(413, 'BODY_TOO_LARGE', `request body of ${declared} bytes exceeds the limit of ${this.maxBodyBytes} bytes`)
+    const chunks: Buffer[] = []
+    let total = 0
+    for await (const chunk of req) {
+      total += (chunk as Buffer).length
+      if (total > this.maxBodyBytes) throw new HttpError(413, 'BODY_TOO_LARGE', `request body exceeds the limit of ${this.maxBodyBytes} bytes`)
+      chunks.push(chunk as Buffer)
+    }
+    const text = Buffer.concat(chunks).toString('utf8')
+    if (text.trim() === '') throw new HttpError(400, 'BAD_REQUEST', 'request body is empty; expected JSON')
+    try {
+      // JSON.parse never assigns through __proto__ (it creates an own property), so parsing is
+      // safe; handlers still copy only the fields they know.
+      return JSON.parse(text)
+    } catch (err) {
+      throw new HttpError(400, 'BAD_JSON', `request body is not valid JSON: ${(err as Error).message}`)
+    }
+  }
+}
+
+export class HttpListenError extends Error {
+  override name = 'HttpListenError'
+  constructor (readonly host: string, readonly port: number, cause: NodeJS.ErrnoException) {
+    super(cause.code === 'EADDRINUSE'
+      ? `HTTP address ${host}:${port} is already in use (another peer running? choose another with --http HOST:PORT)`
+      : `cannot listen for HTTP on ${host}:${port}: ${cause.message}`, { cause })
+  }
+}

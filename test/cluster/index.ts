@@ -1,0 +1,258 @@
+/**
+ * test/cluster: real `shoal start` processes on 127.0.0.1 for integration and partition tests.
+ * Ports are chosen free at run time, every peer has its own data dir and log file, and
+ * `stopAll()` kills whatever is left, so a failed test does not leak processes.
+ *
+ * ```ts
+ * const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP })
+ * const a = await cluster.startPeer('a')
+ * const b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
+ * await cluster.stopAll()
+ * ```
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createWriteStream, type WriteStream } from 'node:fs'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = dirname(fileURLToPath(import.meta.url))
+/** The compiled CLI; `npm test` builds it first. */
+export const CLI = resolve(here, '../../dist/src/cli/main.js')
+
+/**
+ * Membership timings for tests: 5x faster than the defaults, so a death is declared in about a
+ * second and a half rather than several seconds.
+ */
+export const FAST_MEMBERSHIP = {
+  probeIntervalMs: 200,
+  probeTimeoutMs: 100,
+  gossipIntervalMs: 50,
+  pushPullIntervalMs: 2000,
+  reconnectIntervalMs: 500,
+  suspicionMult: 3
+}
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const addr = server.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
+      server.close(() => { resolve(port) })
+    })
+  })
+}
+
+export interface MemberJson { peerId: string, name: string | null, addrs: string[], http: string | null, state: string, incarnation: number }
+
+export interface StartOptions {
+  bootstrap?: string[]
+  /** Path of the swarm key file; defaults to the cluster's. `null` starts without one. */
+  swarmKeyFile?: string | null
+  extraArgs?: string[]
+  /** Wait until /health answers (default true). */
+  waitReady?: boolean
+  /** Pass --enable-fault-injection (default true). */
+  faultInjection?: boolean
+}
+
+export class PeerProcess {
+  proc: ChildProcess | undefined
+  peerId = ''
+  private log: WriteStream | undefined
+  exitCode: number | null = null
+  private exited: Promise<void> = Promise.resolve()
+
+  constructor (
+    readonly name: string,
+    readonly dataDir: string,
+    readonly p2pPort: number,
+    readonly httpPort: number,
+    readonly logFile: string,
+    private readonly args: string[]
+  ) {}
+
+  get url (): string { return `http://127.0.0.1:${this.httpPort}` }
+
+  multiaddr (withId = true): string {
+    const base = `/ip4/127.0.0.1/tcp/${this.p2pPort}`
+    return withId && this.peerId !== '' ? `${base}/p2p/${this.peerId}` : base
+  }
+
+  spawn (): void {
+    this.log = createWriteStream(this.logFile, { flags: 'a' })
+    const proc = spawn(process.execPath, [CLI, 'start', ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    proc.stdout!.pipe(this.log, { end: false })
+    proc.stderr!.pipe(this.log, { end: false })
+    this.exitCode = null
+    this.exited = new Promise(resolve => {
+      proc.once('exit', (code, signal) => {
+        this.exitCode = code ?? (signal !== null ? 128 : -1)
+        this.proc = undefined
+        resolve()
+      })
+    })
+    this.proc = proc
+  }
+
+  get running (): boolean { return this.proc !== undefined }
+
+  async waitReady (timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      if (!this.running) throw new Error(`peer ${this.name} exited with ${this.exitCode}: ${await this.logs()}`)
+      try {
+        const health = await this.health()
+        this.peerId = health.peer as string
+        return
+      } catch {
+        if (Date.now() > deadline) throw new Error(`peer ${this.name} not ready after ${timeoutMs} ms: ${await this.logs()}`)
+        await sleep(100)
+      }
+    }
+  }
+
+  async get (path: string): Promise<unknown> {
+    const res = await fetch(this.url + path, { signal: AbortSignal.timeout(3000) })
+    return await res.json()
+  }
+
+  async post (path: string, body: unknown): Promise<{ status: number, body: unknown }> {
+    const res = await fetch(this.url + path, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(5000) })
+    return { status: res.status, body: await res.json() }
+  }
+
+  async health (): Promise<Record<string, unknown>> {
+    return await this.get('/health') as Record<string, unknown>
+  }
+
+  async members (): Promise<MemberJson[]> {
+    return await this.get('/cluster/members') as MemberJson[]
+  }
+
+  async deny (peerIds: string[]): Promise<void> {
+    const res = await this.post('/admin/faults', { deny: peerIds })
+    if (res.status !== 200) throw new Error(`faults on ${this.name}: ${res.status} ${JSON.stringify(res.body)}`)
+  }
+
+  /** kill -9: no drain, no leave; the data dir stays as the crash left it. */
+  async kill (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (this.proc === undefined) return
+    this.proc.kill(signal)
+    await this.exited
+  }
+
+  async waitExit (timeoutMs = 15_000): Promise<number | null> {
+    await Promise.race([this.exited, sleep(timeoutMs)])
+    return this.exitCode
+  }
+
+  async logs (): Promise<string> {
+    return await readFile(this.logFile, 'utf8').catch(() => '')
+  }
+}
+
+export interface ClusterOptions {
+  /** Membership timing overrides, written to each peer's config file. */
+  membership?: Record<string, number>
+  /** Create a swarm key shared by all peers (default true). */
+  swarmKey?: boolean
+}
+
+export class TestCluster {
+  readonly peers = new Map<string, PeerProcess>()
+
+  private constructor (readonly dir: string, readonly configFile: string, readonly swarmKeyFile: string | undefined) {}
+
+  static async create (options: ClusterOptions = {}): Promise<TestCluster> {
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-test-'))
+    const configFile = join(dir, 'config.json')
+    await writeFile(configFile, JSON.stringify({ membership: options.membership ?? FAST_MEMBERSHIP, drainTimeoutMs: 2000 }))
+    let swarmKeyFile: string | undefined
+    if (options.swarmKey !== false) {
+      swarmKeyFile = join(dir, 'swarm.key')
+      await runCli(['keygen', '--out', swarmKeyFile])
+    }
+    return new TestCluster(dir, configFile, swarmKeyFile)
+  }
+
+  async startPeer (name: string, options: StartOptions = {}): Promise<PeerProcess> {
+    const existing = this.peers.get(name)
+    if (existing !== undefined) throw new Error(`peer ${name} exists; use restart()`)
+    const p2pPort = await freePort()
+    const httpPort = await freePort()
+    const dataDir = join(this.dir, name)
+    const swarmKeyFile = options.swarmKeyFile === undefined ? this.swarmKeyFile : options.swarmKeyFile
+    const args = [
+      '--data-dir', dataDir,
+      '--listen', `/ip4/127.0.0.1/tcp/${p2pPort}`,
+      '--http', `127.0.0.1:${httpPort}`,
+      '--name', name,
+      '--config', this.configFile,
+      ...(options.faultInjection === false ? [] : ['--enable-fault-injection']),
+      '--log-level', 'debug',
+      ...(swarmKeyFile !== undefined && swarmKeyFile !== null ? ['--swarm-key', swarmKeyFile] : []),
+      ...(options.bootstrap ?? []).flatMap(addr => ['--bootstrap', addr]),
+      ...(options.extraArgs ?? [])
+    ]
+    const peer = new PeerProcess(name, dataDir, p2pPort, httpPort, join(this.dir, `${name}.log`), args)
+    this.peers.set(name, peer)
+    peer.spawn()
+    if (options.waitReady !== false) await peer.waitReady()
+    return peer
+  }
+
+  /** Starts a stopped or killed peer again on the same data dir and ports. */
+  async restart (name: string): Promise<PeerProcess> {
+    const peer = this.peers.get(name)
+    if (peer === undefined) throw new Error(`no peer ${name}`)
+    if (peer.running) throw new Error(`peer ${name} is running`)
+    peer.spawn()
+    await peer.waitReady()
+    return peer
+  }
+
+  /** Kills every peer still running and removes the cluster's directory. */
+  async stopAll (opts: { keepDir?: boolean } = {}): Promise<void> {
+    await Promise.all([...this.peers.values()].map(async p => { await p.kill('SIGKILL') }))
+    if (opts.keepDir !== true) await rm(this.dir, { recursive: true, force: true })
+  }
+}
+
+/** Runs the compiled CLI to completion and returns its exit code and output. */
+export async function runCli (args: string[], opts: { timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  return await new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env })
+    let stdout = ''
+    let stderr = ''
+    proc.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    proc.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`shoal ${args.join(' ')} timed out; stderr: ${stderr}`)) }, opts.timeoutMs ?? 20_000)
+    proc.once('exit', code => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
+  })
+}
+
+export async function sleep (ms: number): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, ms))
+}
+
+/** Polls `check` until it returns true; fails with `describe()` after timeoutMs. */
+export async function waitFor (check: () => Promise<boolean>, opts: { timeoutMs: number, intervalMs?: number, describe?: () => Promise<string> | string }): Promise<number> {
+  const started = Date.now()
+  for (;;) {
+    try {
+      if (await check()) return Date.now() - started
+    } catch {
+      // a peer not answering yet is just "not yet"
+    }
+    if (Date.now() - started > opts.timeoutMs) {
+      const detail = opts.describe !== undefined ? await opts.describe() : ''
+      throw new Error(`condition not met within ${opts.timeoutMs} ms ${detail}`)
+    }
+    await sleep(opts.intervalMs ?? 100)
+  }
+}

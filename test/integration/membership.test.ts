@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { TestCluster, waitFor, type MemberJson, type PeerProcess } from '../cluster/index.js'
+
+/**
+ * Real `shoal start` processes on 127.0.0.1: five peers join through one bootstrap address, then
+ * a crash, a cut-off and heal, and a stranger with another swarm key, as DESIGN.md promises.
+ */
+describe('a five-peer cluster of real processes', () => {
+  let cluster: TestCluster
+  const peers: PeerProcess[] = []
+
+  const stateOf = (members: MemberJson[], peerId: string): string | undefined => members.find(m => m.peerId === peerId)?.state
+  const describeViews = async (): Promise<string> => {
+    const views = await Promise.all(peers.filter(p => p.running).map(async p => `${p.name}: ${JSON.stringify((await p.members().catch(() => [])).map(m => `${m.name}=${m.state}`))}`))
+    return views.join('\n')
+  }
+
+  beforeAll(async () => {
+    cluster = await TestCluster.create()
+    const first = await cluster.startPeer('p0')
+    peers.push(first)
+    // Half join with the peer id in the address, half without: both must work.
+    const started = await Promise.all([1, 2, 3, 4].map(async i => await cluster.startPeer(`p${i}`, { bootstrap: [first.multiaddr(i % 2 === 0)] })))
+    peers.push(...started)
+  })
+
+  afterAll(async () => {
+    await cluster?.stopAll()
+  })
+
+  it('every peer sees all five members alive after joining through one bootstrap address', async () => {
+    await waitFor(async () => {
+      const views = await Promise.all(peers.map(async p => await p.members()))
+      return views.every(v => v.length === 5 && v.every(m => m.state === 'alive'))
+    }, { timeoutMs: 15_000, describe: describeViews })
+    const health = await peers[0]!.health()
+    expect(health.majority).toBe(true)
+    expect(health.status).toBe('green')
+    const names = (await peers[3]!.members()).map(m => m.name).sort()
+    expect(names).toEqual(['p0', 'p1', 'p2', 'p3', 'p4'])
+  })
+
+  it('marks a peer killed with kill -9 as dead on every other peer', async () => {
+    const victim = peers[4]!
+    await victim.kill('SIGKILL')
+    const tookMs = await waitFor(async () => {
+      const views = await Promise.all(peers.slice(0, 4).map(async p => await p.members()))
+      return views.every(v => stateOf(v, victim.peerId) === 'dead')
+    }, { timeoutMs: 20_000, describe: describeViews })
+    console.log(`kill -9 detected as dead by all 4 survivors in ${tookMs} ms`)
+    // Four of five in the stable cluster are reachable: still a majority, but not all replicas.
+    const health = await peers[0]!.health()
+    expect(health.majority).toBe(true)
+    expect(health.status).toBe('yellow')
+  })
+
+  it('reports majority: false on a peer cut off with /admin/faults, and rejoins after the heal', async () => {
+    const isolated = peers[3]!
+    const others = peers.slice(0, 3)
+    await isolated.deny(others.map(p => p.peerId))
+    await waitFor(async () => (await isolated.health()).majority === false, { timeoutMs: 20_000, describe: async () => JSON.stringify(await isolated.health()) })
+    // The others keep their majority (3 of 5 reachable) and stop seeing the isolated peer alive.
+    await waitFor(async () => {
+      const views = await Promise.all(others.map(async p => await p.members()))
+      return views.every(v => stateOf(v, isolated.peerId) !== 'alive')
+    }, { timeoutMs: 20_000, describe: describeViews })
+    expect((await others[0]!.health()).majority).toBe(true)
+
+    await isolated.deny([])
+    const tookMs = await waitFor(async () => {
+      if ((await isolated.health()).majority !== true) return false
+      const views = await Promise.all([isolated, ...others].map(async p => await p.members()))
+      return views.every(v => [isolated, ...others].every(p => stateOf(v, p.peerId) === 'alive'))
+    }, { timeoutMs: 30_000, describe: describeViews })
+    console.log(`cut-off peer rejoined ${tookMs} ms after the heal`)
+  })
+
+  it('never admits a peer with a different swarm key', async () => {
+    const otherCluster = await TestCluster.create()
+    try {
+      const stranger = await otherCluster.startPeer('stranger', { bootstrap: [peers[0]!.multiaddr()] })
+      // Give it several join retries and anti-entropy rounds.
+      await new Promise(resolve => setTimeout(resolve, 3000))
+      for (const p of peers.slice(0, 4)) {
+        const members = await p.members()
+        expect(members.find(m => m.peerId === stranger.peerId)).toBeUndefined()
+      }
+      const strangerView = await stranger.members()
+      expect(strangerView.map(m => m.peerId)).toEqual([stranger.peerId])
+    } finally {
+      await otherCluster.stopAll()
+    }
+  })
+})
