@@ -3,8 +3,8 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
 import { HttpServer, registerApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView } from '../http/index.js'
-import { Swim, type MemberInfo } from '../membership/index.js'
-import { PeerMetrics } from '../metrics/index.js'
+import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index.js'
+import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
 import { PartitionDetector } from '../partition/index.js'
 import { SystemClock, SystemRandom, type Logger, type PeerAddress } from '../runtime/index.js'
@@ -87,10 +87,16 @@ export class Peer implements ApiPeer {
     const transport = new RpcTransport({ libp2p: host.libp2p, clock, log: log.child({ component: 'rpc' }) })
     const http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ component: 'http' }))
     const httpAddress = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
-    const swim = new Swim({ transport, clock, random, log }, {
-      ...config.membership,
-      meta: { name: config.name, http: httpAddress }
-    })
+    let swim: Swim
+    try {
+      swim = new Swim({ transport, clock, random, log }, {
+        ...checkMembershipOptions(config.membership),
+        meta: { name: config.name, http: httpAddress }
+      })
+    } catch (err) {
+      await host.stop().catch(() => {})
+      throw new PeerStartError(`membership settings: ${(err as Error).message}`)
+    }
     const detector = new PartitionDetector({ membership: swim, clock, log: log.child({ component: 'partition' }) }, {})
     const metrics = new PeerMetrics()
     const peer = new Peer(config, log, host, transport, swim, detector, http, metrics)
@@ -187,8 +193,35 @@ export class Peer implements ApiPeer {
     })
     m.gaugeFrom('shoal_majority', '1 when this peer is in the majority of the last stable cluster', [], () => [[{}, this.detector.status().majority ? 1 : 0]])
     m.gaugeFrom('shoal_local_health_score', 'Lifeguard local health multiplier score (0 = healthy)', [], () => [[{}, this.swim.localHealthScore()]])
-    m.counterFrom('shoal_swim_events_total', 'SWIM protocol counters (probes, failures, suspicions, refutations, deaths, messages)', ['event'], () =>
-      Object.entries(this.swim.stats()).filter(([, v]) => typeof v === 'number').map(([event, v]) => [{ event }, v as number]))
+    m.counterFrom('shoal_swim_events_total', 'SWIM protocol events: probes, probe failures, indirect probes, suspicions raised and refuted, deaths declared, messages dropped', ['event'], () => {
+      const s = this.swim.stats()
+      return [
+        [{ event: 'probe' }, s.probes],
+        [{ event: 'probe_failure' }, s.probeFailures],
+        [{ event: 'indirect_probe' }, s.indirectProbes],
+        [{ event: 'suspicion_raised' }, s.suspicionsRaised],
+        [{ event: 'suspicion_refuted' }, s.suspicionsRefuted],
+        [{ event: 'death_declared' }, s.deathsDeclared],
+        [{ event: 'message_dropped' }, s.messagesDropped]
+      ]
+    })
+    m.counterFrom('shoal_swim_messages_total', 'SWIM messages by kind and direction', ['kind', 'direction'], () => {
+      const s = this.swim.stats()
+      return [
+        ...Object.entries(s.messagesSent).map(([kind, n]): Sample => [{ kind, direction: 'sent' }, n]),
+        ...Object.entries(s.messagesReceived).map(([kind, n]): Sample => [{ kind, direction: 'received' }, n])
+      ]
+    })
+    m.gaugeFrom('shoal_swim_gossip_queue', 'Membership updates waiting to be gossiped', [], () => [[{}, this.swim.stats().gossipQueueLength]])
+
+    const rpc = this.transport.counters
+    m.counterFrom('shoal_rpc_calls_total', 'RPC calls this peer started, by outcome', ['outcome'], () => [
+      [{ outcome: 'ok' }, rpc.callsSucceeded],
+      ...Object.entries(rpc.callsFailed).map(([code, n]): Sample => [{ outcome: code.toLowerCase() }, n])
+    ])
+    m.counterFrom('shoal_rpc_served_total', 'RPC calls served for other peers', [], () => [[{}, rpc.callsServed]])
+    m.counterFrom('shoal_rpc_protocol_violations_total', 'Malformed or oversized frames received (the stream is closed)', [], () => [[{}, rpc.protocolViolations]])
+    m.gaugeFrom('shoal_rpc_open_streams', 'Long-lived RPC streams open (about one per connected peer)', [], () => [[{}, this.transport.openStreams()]])
   }
 
   private startLagMonitor (): void {
@@ -215,6 +248,15 @@ function toMemberView (m: MemberInfo): MemberView {
     state: m.state,
     incarnation: m.incarnation
   }
+}
+
+/** The config file may tune any numeric SWIM option; a misspelt one must not pass silently. */
+function checkMembershipOptions (overrides: Record<string, number>): Record<string, number> {
+  const tunable = Object.keys(DEFAULT_SWIM_OPTIONS).filter(k => typeof (DEFAULT_SWIM_OPTIONS as unknown as Record<string, unknown>)[k] === 'number')
+  for (const key of Object.keys(overrides)) {
+    if (!tunable.includes(key)) throw new Error(`unknown option membership.${key}; known: ${tunable.join(', ')}`)
+  }
+  return overrides
 }
 
 function peerIdOf (addr: string): { id?: string } {

@@ -37,6 +37,14 @@ describe('the shoal CLI on bad input', () => {
     expect(res.stderr).toContain("http (from flags): expected HOST:PORT, got 'localhost'")
   })
 
+  it('rejects a misspelt membership option from the config file, naming it', async () => {
+    const configFile = join(dir, 'typo.json')
+    await writeFile(configFile, JSON.stringify({ membership: { probeIntervalMz: 100 } }))
+    const res = await runCli(['start', '--data-dir', join(dir, 'd6'), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--http', `127.0.0.1:${await freePort()}`, '--config', configFile])
+    expect(res.code).toBe(1)
+    expect(res.stderr).toContain('unknown option membership.probeIntervalMz')
+  })
+
   describe('with a port already taken', () => {
     let blocker: Server
     let port: number
@@ -106,7 +114,8 @@ describe('a peer with an unreachable bootstrap address', () => {
     expect(JSON.parse(json.stdout)).toHaveLength(2)
     const metrics = await fetch(`${b.url}/metrics`).then(async r => await r.text())
     expect(metrics).toMatch(/shoal_members\{state="alive"\} 2/)
-    expect(metrics).toContain('shoal_swim_events_total')
+    expect(metrics).toContain('shoal_swim_events_total{event="probe"}')
+    expect(metrics).toMatch(/shoal_rpc_calls_total\{outcome="ok"\} [1-9]/)
   })
 
   it('refuses /admin/faults bodies that are not a deny list, naming the field', async () => {

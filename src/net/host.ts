@@ -1,0 +1,122 @@
+/**
+ * The libp2p node a Shoal peer runs: TCP + Noise + Yamux, optional private-network protection
+ * (pnet), identify, gossipsub, and the deny-list gater. No discovery services: membership decides
+ * whom to talk to.
+ */
+import { gossipsub, type GossipsubEvents } from '@chainsafe/libp2p-gossipsub'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify, type Identify } from '@libp2p/identify'
+import type { PrivateKey, PubSub } from '@libp2p/interface'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import type { Logger } from '../runtime/log.js'
+import { silentLogger } from '../runtime/log.js'
+import { DenyListGater, type DenyList } from './gater.js'
+
+export interface ShoalServices extends Record<string, unknown> {
+  identify: Identify
+  /** Present unless the host was created with `gossipsub: false`. */
+  pubsub: PubSub<GossipsubEvents>
+}
+
+export type ShoalLibp2p = Libp2p<ShoalServices>
+
+export interface HostOptions {
+  privateKey: PrivateKey
+  /** Multiaddrs to listen on, e.g. /ip4/0.0.0.0/tcp/7946 (tcp/0 picks a free port). */
+  listen: string[]
+  /** Multiaddrs to announce instead of the listen addresses (e.g. behind NAT). */
+  announce?: string[]
+  /** Bytes from parseSwarmKey; when set, only hosts with the same key can connect. */
+  swarmKey?: Uint8Array
+  /** Default true. */
+  gossipsub?: boolean
+  log?: Logger
+  /** libp2p's dial timeout. Default 5000. */
+  dialTimeoutMs?: number
+  /**
+   * Inbound connections accepted per second from one IP. libp2p's default (5) is hit by local
+   * clusters and tests, where every peer dials from 127.0.0.1. Default 100.
+   */
+  inboundConnectionsPerHostPerSecond?: number
+}
+
+export interface Host {
+  readonly libp2p: ShoalLibp2p
+  readonly peerId: string
+  readonly denyList: DenyList
+  /** Listening addresses, each ending in /p2p/<peerId>. */
+  multiaddrs(): string[]
+  stop(): Promise<void>
+}
+
+/** The node could not listen on one of the requested addresses (port in use, bad address...). */
+export class HostListenError extends Error {
+  override name = 'HostListenError'
+  readonly addrs: string[]
+  constructor (addrs: string[], reason: string, cause?: unknown) {
+    super(`cannot listen on ${addrs.join(', ')}: ${reason}`, { cause })
+    this.addrs = addrs
+  }
+}
+
+/** Creates and starts the node. Throws HostListenError if an address cannot be bound. */
+export async function createHost (opts: HostOptions): Promise<Host> {
+  const log = (opts.log ?? silentLogger).child({ component: 'net.host' })
+  for (const addr of opts.listen) {
+    try {
+      multiaddr(addr)
+    } catch (err) {
+      throw new HostListenError([addr], 'not a valid multiaddr', err)
+    }
+  }
+  const gater = new DenyListGater(log)
+  const services: Record<string, (components: any) => unknown> = {
+    identify: identify()
+  }
+  if (opts.gossipsub !== false) {
+    services.pubsub = gossipsub({
+      // Membership may publish before any subscriber is known (a lone first peer); that is not an error.
+      allowPublishToZeroTopicPeers: true,
+      emitSelf: false
+    })
+  }
+  const node = await createLibp2p({
+    privateKey: opts.privateKey,
+    addresses: { listen: opts.listen, announce: opts.announce ?? [] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionProtector: opts.swarmKey !== undefined ? preSharedKey({ psk: opts.swarmKey }) : undefined,
+    connectionGater: gater,
+    connectionManager: {
+      dialTimeout: opts.dialTimeoutMs ?? 5000,
+      inboundConnectionThreshold: opts.inboundConnectionsPerHostPerSecond ?? 100,
+      maxIncomingPendingConnections: 64
+    },
+    services,
+    start: false
+  }) as unknown as ShoalLibp2p
+  gater.attach(node)
+  try {
+    await node.start()
+  } catch (err) {
+    await Promise.resolve(node.stop()).catch(() => {})
+    const msg = err instanceof Error ? err.message : String(err)
+    const code = (err as { code?: string }).code
+    const reason = code === 'EADDRINUSE' || /EADDRINUSE|address already in use/i.test(msg) ? `address in use (${msg})` : msg
+    throw new HostListenError(opts.listen, reason, err)
+  }
+  const peerId = node.peerId.toString()
+  log.info({ peerId, addrs: node.getMultiaddrs().map(String) }, 'host started')
+  return {
+    libp2p: node,
+    peerId,
+    denyList: gater,
+    multiaddrs: () => node.getMultiaddrs().map(String),
+    stop: async () => { await node.stop() }
+  }
+}

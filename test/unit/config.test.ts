@@ -1,0 +1,50 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ConfigError, resolveConfig } from '../../src/config/index.js'
+
+describe('resolveConfig()', () => {
+  let dir: string
+  let file: string
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
+    file = join(dir, 'shoal.json')
+    await writeFile(file, JSON.stringify({ http: '127.0.0.1:9000', name: 'from-file', membership: { probeIntervalMs: 500 }, bootstrap: ['/ip4/127.0.0.1/tcp/1'] }))
+  })
+  afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
+
+  it('uses loopback defaults when nothing is given', () => {
+    const c = resolveConfig({ flags: {}, env: {} })
+    expect(c.http).toEqual({ host: '127.0.0.1', port: 7947 })
+    expect(c.listen).toEqual(['/ip4/127.0.0.1/tcp/7946'])
+    expect(c.enableFaultInjection).toBe(false)
+    expect(c.name).toBe('shoal-7947')
+  })
+
+  it('lets flags win over environment variables, and both over the config file', () => {
+    const fileOnly = resolveConfig({ flags: {}, env: {}, configFile: file })
+    expect(fileOnly.name).toBe('from-file')
+    expect(fileOnly.membership).toEqual({ probeIntervalMs: 500 })
+    const withEnv = resolveConfig({ flags: {}, env: { SHOAL_NAME: 'from-env', SHOAL_BOOTSTRAP: '/ip4/127.0.0.1/tcp/2,/ip4/127.0.0.1/tcp/3' }, configFile: file })
+    expect(withEnv.name).toBe('from-env')
+    expect(withEnv.bootstrap).toEqual(['/ip4/127.0.0.1/tcp/2', '/ip4/127.0.0.1/tcp/3'])
+    const withFlags = resolveConfig({ flags: { name: 'from-flag', bootstrap: [] }, env: { SHOAL_NAME: 'from-env' }, configFile: file })
+    expect(withFlags.name).toBe('from-flag')
+    // An absent repeatable flag (empty list) does not erase the file's list.
+    expect(withFlags.bootstrap).toEqual(['/ip4/127.0.0.1/tcp/1'])
+  })
+
+  it('names the setting and its source in errors', async () => {
+    expect(() => resolveConfig({ flags: { http: 'nope' }, env: {} })).toThrow("http (from flags): expected HOST:PORT, got 'nope'")
+    expect(() => resolveConfig({ flags: {}, env: { SHOAL_ENABLE_FAULT_INJECTION: 'maybe' } })).toThrow('enableFaultInjection (from environment): must be true or false')
+    expect(() => resolveConfig({ flags: { listen: ['127.0.0.1:7946'] }, env: {} })).toThrow(/listen \(from flags\): '127.0.0.1:7946' is not a multiaddr/)
+    const bad = join(dir, 'bad.json')
+    await writeFile(bad, JSON.stringify({ probeIntervalMs: 5 }))
+    expect(() => resolveConfig({ flags: {}, env: {}, configFile: bad })).toThrow(ConfigError)
+    expect(() => resolveConfig({ flags: {}, env: {}, configFile: bad })).toThrow(/probeIntervalMs \(from config file .*\): unknown setting/)
+    const negative = join(dir, 'neg.json')
+    await writeFile(negative, JSON.stringify({ membership: { probeIntervalMs: -1 } }))
+    expect(() => resolveConfig({ flags: {}, env: {}, configFile: negative })).toThrow('membership.probeIntervalMs')
+  })
+})
