@@ -1,7 +1,8 @@
 /**
  * RPC latency benchmark on 127.0.0.1: how much RpcTransport adds to a bare libp2p stream, and
  * how much libp2p (Noise + Yamux) adds to raw TCP. Each step is a sequential echo of a small
- * payload over an already-open connection, so the figures are per-round-trip overheads.
+ * payload over an already-open connection, so the figures are per-round-trip overheads; the three
+ * kinds run in interleaved rounds so machine noise hits them alike.
  *
  *   node dist/scripts/bench/rpc.js [iterations]
  */
@@ -44,15 +45,33 @@ function stats (samplesMs: number[]): LatencyStats {
   return { medianMs: at(0.5), p99Ms: at(0.99), meanMs: s.reduce((a, b) => a + b, 0) / s.length }
 }
 
-async function measure (iterations: number, warmup: number, once: () => Promise<void>): Promise<LatencyStats> {
-  for (let i = 0; i < warmup; i++) await once()
-  const samples = new Array<number>(iterations)
-  for (let i = 0; i < iterations; i++) {
-    const t0 = performance.now()
-    await once()
-    samples[i] = performance.now() - t0
+/** One echo round trip of a kind, over a connection that is already open. */
+interface Echo {
+  once: () => Promise<void>
+  close: () => Promise<void>
+}
+
+/**
+ * Measures the echoes in interleaved rounds (a, b, c, b, c, a, ...), so a burst of noise from
+ * other processes on this shared machine hits every kind alike instead of skewing one of them.
+ */
+async function measureInterleaved (echoes: Echo[], iterations: number, warmup: number, rounds = 10): Promise<LatencyStats[]> {
+  for (const e of echoes) for (let i = 0; i < warmup; i++) await e.once()
+  const samples = echoes.map(() => [] as number[])
+  const perRound = Math.max(1, Math.ceil(iterations / rounds))
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < echoes.length; k++) {
+      const idx = (k + r) % echoes.length
+      const echo = echoes[idx]!
+      const out = samples[idx]!
+      for (let i = 0; i < perRound; i++) {
+        const t0 = performance.now()
+        await echo.once()
+        out.push(performance.now() - t0)
+      }
+    }
   }
-  return stats(samples)
+  return samples.map(stats)
 }
 
 /** A length-prefixed frame: the same shape the RPC layer sends, without the msgpack. */
@@ -88,7 +107,7 @@ class ByteWaiter {
   }
 }
 
-async function benchTcp (iterations: number, warmup: number, msg: Uint8Array): Promise<LatencyStats> {
+async function tcpEcho (msg: Uint8Array): Promise<Echo> {
   const server: Server = createServer(sock => { sock.setNoDelay(true); sock.pipe(sock) })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as { port: number }).port
@@ -97,18 +116,19 @@ async function benchTcp (iterations: number, warmup: number, msg: Uint8Array): P
   await new Promise<void>(resolve => sock.once('connect', resolve))
   const waiter = new ByteWaiter()
   sock.on('data', (d: Buffer) => { waiter.add(d.length) })
-  try {
-    return await measure(iterations, warmup, async () => {
+  return {
+    once: async () => {
       sock.write(msg)
       await waiter.wait(msg.length)
-    })
-  } finally {
-    sock.destroy()
-    await new Promise<void>(resolve => server.close(() => { resolve() }))
+    },
+    close: async () => {
+      sock.destroy()
+      await new Promise<void>(resolve => server.close(() => { resolve() }))
+    }
   }
 }
 
-async function benchLibp2pStream (a: Host, b: Host, iterations: number, warmup: number, msg: Uint8Array): Promise<LatencyStats> {
+async function libp2pEcho (a: Host, b: Host, msg: Uint8Array): Promise<Echo> {
   await b.libp2p.handle(ECHO_PROTOCOL, ({ stream }) => {
     void stream.sink(stream.source).catch(() => {})
   })
@@ -117,15 +137,16 @@ async function benchLibp2pStream (a: Host, b: Host, iterations: number, warmup: 
   void stream.sink(out).catch(() => {})
   const waiter = new ByteWaiter()
   void (async () => { for await (const chunk of stream.source) waiter.add(chunk.byteLength) })().catch(() => {})
-  try {
-    return await measure(iterations, warmup, async () => {
+  return {
+    once: async () => {
       out.push(msg)
       await waiter.wait(msg.length)
-    })
-  } finally {
-    out.end()
-    stream.abort(new Error('bench done'))
-    await b.libp2p.unhandle(ECHO_PROTOCOL)
+    },
+    close: async () => {
+      out.end()
+      stream.abort(new Error('bench done'))
+      await b.libp2p.unhandle(ECHO_PROTOCOL)
+    }
   }
 }
 
@@ -140,20 +161,21 @@ export async function benchRpc (opts: { iterations: number }): Promise<Result> {
   const payload = new Uint8Array(PAYLOAD_BYTES).fill(7)
   const msg = frame(payload)
 
-  const rawTcp = await benchTcp(iterations, warmup, msg)
-
   const a = await newHost()
   const b = await newHost()
   const ra = new RpcTransport({ libp2p: a.libp2p })
   const rb = new RpcTransport({ libp2p: b.libp2p })
+  const echoes: Echo[] = []
   try {
     await ra.start()
     await rb.start()
-    const libp2pStream = await benchLibp2pStream(a, b, iterations, warmup, msg)
-
     rb.handle('echo', body => body)
     const to = { id: b.peerId, addrs: b.multiaddrs() }
-    const rpc = await measure(iterations, warmup, async () => { await ra.request(to, 'echo', payload) })
+    echoes.push(await tcpEcho(msg), await libp2pEcho(a, b, msg), {
+      once: async () => { await ra.request(to, 'echo', payload) },
+      close: async () => {}
+    })
+    const [rawTcp, libp2pStream, rpc] = await measureInterleaved(echoes, iterations, warmup) as [LatencyStats, LatencyStats, LatencyStats]
 
     // Throughput: CONCURRENCY callers each issuing requests back to back.
     const requests = Math.max(iterations * 2, CONCURRENCY * 50)
@@ -181,6 +203,7 @@ export async function benchRpc (opts: { iterations: number }): Promise<Result> {
       libp2pOverTcp: libp2pStream.medianMs / rawTcp.medianMs
     }
   } finally {
+    for (const e of echoes) await e.close()
     await ra.stop()
     await rb.stop()
     await a.stop()
