@@ -37,7 +37,10 @@ export interface PeerAddress {
 }
 
 export interface RequestOptions {
-  /** Deadline for the whole request, including connection set-up. Default: the transport's own. */
+  /**
+   * Deadline for the whole request, including connection set-up; for stream(), for the whole
+   * stream (not per item). Default: the transport's own.
+   */
   timeoutMs?: number
   /** Aborting it fails the request with RpcCancelledError and tells the remote side to stop. */
   signal?: AbortSignal
@@ -68,7 +71,8 @@ export interface Transport {
   localAddrs(): string[]
   /**
    * One-way, best-effort message (datagram semantics: may be dropped, never retried, no error).
-   * Used by SWIM probes and gossip, which do their own timeouts.
+   * Used by SWIM probes and gossip, which do their own timeouts. An oversized or unencodable
+   * body is a programming error: the simulator throws it, the libp2p transport drops and logs it.
    */
   send(to: PeerAddress, method: string, body: unknown): void
   /** Request/response. Resolves with the handler's answer; rejects with an RpcError subclass. */

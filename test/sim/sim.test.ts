@@ -573,22 +573,26 @@ describe('streams', () => {
     expect((none.error as RemoteError).code).toBe('NO_HANDLER')
   })
 
-  it('times out a consumer that waits longer than timeoutMs for the next item', async () => {
+  it('fails a stream when its whole deadline passes, even while items keep coming', async () => {
     const w = world()
     const a = w.addPeer('a')
     const b = w.addPeer('b')
-    b.transport.handleStream('stuck', async function * () {
-      yield 'first'
-      await new Promise(() => {})
+    // One item every 30 ms: an idle timeout would never fire, a whole-stream deadline must.
+    b.transport.handleStream('slow', async function * () {
+      for (let i = 0; ; i++) {
+        yield i
+        await new Promise<void>(resolve => { b.clock.setTimer(30, resolve) })
+      }
     })
     const got: unknown[] = []
     const r = track(w, (async () => {
-      for await (const item of a.transport.stream(simAddress('b'), 'stuck', null, { timeoutMs: 100 })) got.push(item)
+      for await (const item of a.transport.stream(simAddress('b'), 'slow', null, { timeoutMs: 100 })) got.push(item)
     })())
     await w.run(500)
-    expect(got).toEqual(['first'])
     expect(r.error).toBeInstanceOf(RpcTimeoutError)
-    expect(r.atMs).toBe(106)
+    expect(r.atMs).toBe(100)
+    expect(got.length).toBeGreaterThanOrEqual(3)
+    expect(got.length).toBeLessThanOrEqual(4)
   })
 })
 

@@ -126,7 +126,8 @@ export class SimStream implements AsyncIterator<unknown>, AsyncIterable<unknown>
   state = STREAM_OPEN
   error: Error | null = null
   waiter: { resolve: (r: IteratorResult<unknown>) => void, reject: (err: unknown) => void } | null = null
-  idleTimer: SimEvent | null = null
+  /** Fails the stream when its whole deadline (opts.timeoutMs) passes. */
+  deadlineTimer: SimEvent | null = null
   private buf: unknown[] = []
   private head = 0
   /** A crashed peer's iterator never answers: dead code must not resume. */
@@ -187,7 +188,6 @@ export class SimStream implements AsyncIterator<unknown>, AsyncIterable<unknown>
     if (this.waiter !== null) return Promise.reject(new Error('SimStream: next() called again before the previous next() settled'))
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject }
-      this.world.streamWaiting(this)
     })
   }
 

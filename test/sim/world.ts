@@ -25,7 +25,7 @@ export interface SimOptions {
   serialize?: boolean
   /** Default 4 MiB. */
   maxMessageBytes?: number
-  /** Deadline of request() without opts.timeoutMs, and idle deadline of stream(); default 5000. */
+  /** Deadline of request() without opts.timeoutMs, and whole-stream deadline of stream(); default 5000. */
   defaultRequestTimeoutMs?: number
   /** wallNow() = epochMs + now() + peer skew; default 1_700_000_000_000. */
   epochMs?: number
@@ -500,7 +500,7 @@ export class SimWorld {
       }
       case K_STREAM_TIMEOUT: {
         const s = ev.a as SimStream
-        if (s.state !== STREAM_OPEN || s.waiter === null) return
+        if (s.state !== STREAM_OPEN) return
         this.trace(K_STREAM_TIMEOUT, s.serverId, s.client.id, s.method)
         this.failStreamNow(s, new RpcTimeoutError(s.serverId, s.method, s.timeoutMs))
         this.cancelStreamAtServer(s, true)
@@ -595,6 +595,10 @@ export class SimWorld {
       }
     }
     this.openStreams.add(s)
+    // The deadline covers the whole stream, as in net/rpc.ts: a query's deadline bounds all of it.
+    if (Number.isFinite(s.timeoutMs)) {
+      s.deadlineTimer = this.push(this.nowMs + Math.max(0, s.timeoutMs), K_STREAM_TIMEOUT, s.client, s, null, null)
+    }
     if (signal !== undefined) {
       s.onAbort = () => {
         if (s.state !== STREAM_OPEN) return
@@ -624,13 +628,6 @@ export class SimWorld {
       s.creditPending = true
       s.lastToServerMs = Math.max(s.lastToServerMs, this.nowMs + this.latencyMs(s.client.id, server.id))
       this.push(s.lastToServerMs, K_STREAM_CREDIT, server, s, null, null)
-    }
-  }
-
-  /** @internal The consumer waits on an empty buffer: start the idle deadline. */
-  streamWaiting (s: SimStream): void {
-    if (Number.isFinite(s.timeoutMs)) {
-      s.idleTimer = this.push(this.nowMs + Math.max(0, s.timeoutMs), K_STREAM_TIMEOUT, s.client, s, null, null)
     }
   }
 
@@ -804,7 +801,6 @@ export class SimWorld {
     const waiter = s.waiter
     if (waiter !== null) {
       s.waiter = null
-      if (s.idleTimer !== null) { s.idleTimer.cancel(); s.idleTimer = null }
       this.streamConsumed(s)
       waiter.resolve({ value: item, done: false })
     } else {
@@ -848,7 +844,7 @@ export class SimWorld {
 
   private finishStreamAtClient (s: SimStream): void {
     this.openStreams.delete(s)
-    if (s.idleTimer !== null) { s.idleTimer.cancel(); s.idleTimer = null }
+    if (s.deadlineTimer !== null) { s.deadlineTimer.cancel(); s.deadlineTimer = null }
     if (s.onAbort !== null) { s.signal!.removeEventListener('abort', s.onAbort); s.onAbort = null }
   }
 

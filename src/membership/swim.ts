@@ -1,0 +1,890 @@
+/**
+ * SWIM failure detection and membership (Das et al. 2002) with the Lifeguard refinements
+ * (Dadgar et al. 2018), following HashiCorp memberlist's behaviour. See index.ts for the overview.
+ */
+import { shuffle } from '../runtime/index.js'
+import type { Clock, Logger, PeerAddress, PeerId, Random, Timer, Transport } from '../runtime/index.js'
+import { BroadcastQueue } from './broadcast.js'
+import { resolveSwimOptions } from './options.js'
+import type { ResolvedSwimOptions, SwimOptions } from './options.js'
+import { Awareness, Suspicion, suspicionMinMs } from './suspicion.js'
+import type { JoinResult, MemberEvent, MemberEventType, MemberInfo, MemberMeta, MemberState, SwimStats } from './types.js'
+import {
+  METHOD_ACK, METHOD_GOSSIP, METHOD_NACK, METHOD_PING, METHOD_PING_REQ, METHOD_PUSH_PULL,
+  checkAliveDetail, checkMeta, decodeAck, decodeGossip, decodeNack, decodePing, decodePingReq, decodePushPull, updateSize
+} from './wire.js'
+import type { DecodeLimits, WireMember, WireUpdate } from './wire.js'
+
+export interface SwimDeps {
+  transport: Transport
+  clock: Clock
+  random: Random
+  log: Logger
+}
+
+interface Member {
+  id: PeerId
+  addrs: string[]
+  meta: MemberMeta
+  /** Estimated encoded size of `meta`, cached for sizing updates. */
+  metaBytes: number
+  state: MemberState
+  incarnation: number
+  stateChangedAt: number
+  suspicion: Suspicion | undefined
+}
+
+interface PendingAck {
+  onAck: () => void
+  onNack?: () => void
+}
+
+interface Tombstone { incarnation: number, at: number }
+
+/** memberlist pushPullScale: above 32 members the anti-entropy period grows with log2(n). */
+const PUSH_PULL_SCALE_THRESHOLD = 32
+export function pushPullScaleMs (intervalMs: number, n: number): number {
+  if (n <= PUSH_PULL_SCALE_THRESHOLD) return intervalMs
+  const mult = Math.ceil(Math.log2(n) - Math.log2(PUSH_PULL_SCALE_THRESHOLD)) + 1
+  return intervalMs * mult
+}
+
+/** Retransmissions of one update: retransmitMult * ceil(log10(n + 1)) (memberlist retransmitLimit). */
+export function retransmitLimit (retransmitMult: number, n: number): number {
+  return retransmitMult * Math.ceil(Math.log10(n + 1))
+}
+
+function isLive (s: MemberState): boolean { return s === 'alive' || s === 'suspect' }
+
+function sameStrings (a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+function addrLabel (a: PeerAddress): string { return a.addrs[0] ?? a.id ?? '?' }
+
+export class Swim {
+  readonly opts: ResolvedSwimOptions
+  private readonly transport: Transport
+  private readonly clock: Clock
+  private readonly random: Random
+  private readonly log: Logger
+  private readonly limits: DecodeLimits
+
+  private readonly self: Member
+  private readonly membersById = new Map<PeerId, Member>()
+  /** Every member but self, for O(1) random picks (index kept in memberIndex). */
+  private readonly memberIds: PeerId[] = []
+  private readonly memberIndex = new Map<PeerId, number>()
+  private readonly tombstones = new Map<PeerId, Tombstone>()
+  private liveCount = 1
+  private deadOrLeftCount = 0
+
+  private probeList: PeerId[] = []
+  private probeIndex = 0
+  private seq = 0
+  private readonly pendingAcks = new Map<number, PendingAck>()
+  private readonly queue: BroadcastQueue
+  private readonly awareness: Awareness
+  private readonly listeners = new Set<(ev: MemberEvent) => void>()
+
+  private running = false
+  private leaving = false
+  private lastLagPenaltyAt = -Infinity
+  private readonly timers = new Set<Timer>()
+  private bootstrap: PeerAddress[]
+  private joinRetryScheduled = false
+  /** Bumped on every change of the view; keys the cached push-pull state. */
+  private viewVersion = 0
+  private stateCache: { version: number, members: WireMember[] } | undefined
+  /** Resolves a pending leave() when stop() comes first. */
+  private finishLeave: (() => void) | undefined
+
+  private readonly counters = {
+    probes: 0,
+    probeFailures: 0,
+    indirectProbes: 0,
+    suspicionsRaised: 0,
+    suspicionsRefuted: 0,
+    deathsDeclared: 0,
+    messagesDropped: 0,
+    messagesSent: {} as Record<string, number>,
+    messagesReceived: {} as Record<string, number>
+  }
+
+  constructor (deps: SwimDeps, options: SwimOptions = {}) {
+    this.opts = resolveSwimOptions(options)
+    this.transport = deps.transport
+    this.clock = deps.clock
+    this.random = deps.random
+    this.log = deps.log.child({ component: 'swim' })
+    this.limits = { metaMaxBytes: this.opts.metaMaxBytes, maxUpdatesPerMessage: this.opts.maxUpdatesPerMessage, maxPushPullMembers: this.opts.maxPushPullMembers }
+    const metaBytes = checkMeta(this.opts.meta, this.opts.metaMaxBytes)
+    if (metaBytes < 0) throw new RangeError(`invalid or oversize meta (limit ${this.opts.metaMaxBytes} bytes)`)
+    this.self = {
+      id: this.transport.localPeerId,
+      addrs: this.transport.localAddrs(),
+      meta: this.opts.meta,
+      metaBytes,
+      state: 'alive',
+      incarnation: 0,
+      stateChangedAt: this.clock.now(),
+      suspicion: undefined
+    }
+    this.membersById.set(this.self.id, this.self)
+    this.queue = new BroadcastQueue(this.opts.maxBroadcastQueue)
+    this.awareness = new Awareness(this.opts.awarenessMaxMultiplier)
+    this.bootstrap = this.opts.bootstrap.filter(a => a.id !== this.self.id)
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Registers the handlers and starts the timers; joins `bootstrap` in the background (never
+   * fails for unreachable addresses: they are retried). Resolves at once.
+   */
+  async start (): Promise<void> {
+    if (this.running) return
+    this.running = true
+    this.leaving = false
+    if (this.self.state !== 'alive') {
+      // Started again after leave(): come back with an incarnation that outbids our 'left'.
+      this.self.incarnation++
+      this.setState(this.self, 'alive')
+    }
+    this.self.addrs = this.transport.localAddrs()
+    const t = this.transport
+    t.onMessage(METHOD_PING, (b, from) => { this.guard(METHOD_PING, from, () => { this.onPing(b, from) }) })
+    t.onMessage(METHOD_PING_REQ, (b, from) => { this.guard(METHOD_PING_REQ, from, () => { this.onPingReq(b, from) }) })
+    t.onMessage(METHOD_ACK, (b, from) => { this.guard(METHOD_ACK, from, () => { this.onAck(b, from) }) })
+    t.onMessage(METHOD_NACK, (b, from) => { this.guard(METHOD_NACK, from, () => { this.onNack(b, from) }) })
+    t.onMessage(METHOD_GOSSIP, (b, from) => { this.guard(METHOD_GOSSIP, from, () => { this.onGossip(b, from) }) })
+    t.handle(METHOD_PUSH_PULL, (b, ctx) => this.onPushPull(b, ctx.from))
+
+    // Random first offsets, so peers started together do not tick in lockstep.
+    const o = this.opts
+    this.every(() => o.probeIntervalMs * this.random.next(), () => this.awareness.scale(o.probeIntervalMs), () => { this.probeTick() })
+    this.every(() => o.gossipIntervalMs * this.random.next(), () => o.gossipIntervalMs, () => { this.gossipTick() })
+    this.every(() => o.pushPullIntervalMs * this.random.next(), () => pushPullScaleMs(o.pushPullIntervalMs, this.liveCount), () => { this.pushPullTick() })
+    this.every(() => o.reconnectIntervalMs * this.random.next(), () => o.reconnectIntervalMs, () => { this.reconnectTick() })
+    this.every(() => o.reapIntervalMs, () => o.reapIntervalMs, () => { this.reapTick() })
+    // A restarted peer announces itself; its first push-pull tells it whether it must refute.
+    this.broadcast(this.aliveUpdate(this.self), this.self.metaBytes)
+    if (this.bootstrap.length > 0) void this.join(this.bootstrap)
+  }
+
+  /** Stops every timer. Handlers stay registered but ignore input. */
+  async stop (): Promise<void> {
+    this.running = false
+    for (const t of this.timers) t.cancel()
+    this.timers.clear()
+    this.pendingAcks.clear()
+    for (const m of this.membersById.values()) { m.suspicion?.cancel(); m.suspicion = undefined }
+    this.finishLeave?.()
+  }
+
+  /**
+   * Announces a graceful departure: broadcasts 'left' with a bumped incarnation and resolves once
+   * it went out to min(gossipNodes, live members) peers, or after timeoutMs. Probing stops; acks
+   * and gossip continue until stop().
+   */
+  leave (timeoutMs: number): Promise<void> {
+    if (this.leaving) return Promise.resolve()
+    this.leaving = true
+    this.self.incarnation++
+    this.setState(this.self, 'left')
+    this.emit('left', this.self)
+    const others = this.liveCount
+    const want = Math.min(this.opts.gossipNodes, others)
+    return new Promise<void>(resolve => {
+      let done = false
+      const finish = (): void => {
+        if (done) return
+        done = true
+        this.finishLeave = undefined
+        timer.cancel()
+        this.timers.delete(timer)
+        resolve()
+      }
+      this.finishLeave = finish
+      const timer = this.clock.setTimer(timeoutMs, finish)
+      this.timers.add(timer)
+      const u: WireUpdate = { k: 'left', id: this.self.id, i: this.self.incarnation }
+      this.queue.push(u, updateSize(u, 0), sent => { if (sent >= want) finish() })
+      if (want === 0 || !this.running) finish()
+      // Do not wait for the next gossip tick.
+      else this.gossipTick()
+    })
+  }
+
+  /**
+   * Push-pull full state with each bootstrap address. Resolves with how many answered; never
+   * rejects (errors are listed per address). The addresses are remembered: while no other member
+   * is alive they are retried in the background, and later used by the reconnect tick.
+   */
+  async join (bootstrap: PeerAddress[]): Promise<JoinResult> {
+    const targets = bootstrap.filter(a => a.id !== this.self.id && !(a.id === undefined && a.addrs.length > 0 && a.addrs.every(x => this.self.addrs.includes(x))))
+    for (const a of targets) {
+      const key = JSON.stringify([a.id ?? null, a.addrs])
+      if (!this.bootstrap.some(b => JSON.stringify([b.id ?? null, b.addrs]) === key)) this.bootstrap.push({ id: a.id, addrs: [...a.addrs] })
+    }
+    const out = await this.joinOnce(targets)
+    this.ensureJoinRetry()
+    return out
+  }
+
+  private async joinOnce (targets: PeerAddress[]): Promise<JoinResult> {
+    const results = await Promise.allSettled(targets.map(async a => { await this.pushPull(a, true) }))
+    const out: JoinResult = { joined: 0, errors: [] }
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') out.joined++
+      else out.errors.push({ addr: addrLabel(targets[i]!), error: r.reason instanceof Error ? r.reason : new Error(String(r.reason)) })
+    })
+    return out
+  }
+
+  /** Keeps joining the bootstrap addresses while we know no other live member. */
+  private ensureJoinRetry (): void {
+    if (this.joinRetryScheduled || !this.running || this.leaving || this.liveCount > 1 || this.bootstrap.length === 0) return
+    this.joinRetryScheduled = true
+    this.after(this.opts.joinRetryIntervalMs, () => {
+      this.joinRetryScheduled = false
+      if (this.liveCount > 1) return
+      void this.joinOnce(this.bootstrap).then(res => {
+        if (res.joined === 0) this.log.debug({ errors: res.errors.map(e => `${e.addr}: ${e.error.message}`) }, 'bootstrap join failed, will retry')
+        this.ensureJoinRetry()
+      })
+    })
+  }
+
+  /** New metadata for this peer: bumps the incarnation and gossips it. */
+  updateMeta (meta: MemberMeta): void {
+    const size = checkMeta(meta, this.opts.metaMaxBytes)
+    if (size < 0) throw new RangeError(`invalid or oversize meta (limit ${this.opts.metaMaxBytes} bytes)`)
+    this.self.meta = meta
+    this.self.metaBytes = size
+    this.self.incarnation++
+    this.broadcast(this.aliveUpdate(this.self), size)
+    this.emit('update', this.self)
+  }
+
+  // ---------------------------------------------------------------- views
+
+  get localPeerId (): PeerId { return this.self.id }
+
+  members (): MemberInfo[] {
+    const out: MemberInfo[] = []
+    for (const m of this.membersById.values()) out.push(snapshot(m))
+    return out
+  }
+
+  member (id: PeerId): MemberInfo | undefined {
+    const m = this.membersById.get(id)
+    return m === undefined ? undefined : snapshot(m)
+  }
+
+  localMember (): MemberInfo { return snapshot(this.self) }
+
+  /** Number of alive + suspect members, self included (the n of every log(n) in the protocol). */
+  liveMembers (): number { return this.liveCount }
+
+  onChange (listener: (ev: MemberEvent) => void): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  /**
+   * Event-loop delay measured outside (perf_hooks.monitorEventLoopDelay in a real peer). A delay
+   * of lagThresholdMs or more raises awareness, at most once per probe interval.
+   */
+  noteEventLoopLag (lagMs: number): void {
+    if (!(lagMs >= this.opts.lagThresholdMs)) return
+    const now = this.clock.now()
+    if (now - this.lastLagPenaltyAt < this.opts.probeIntervalMs) return
+    this.lastLagPenaltyAt = now
+    this.awareness.apply(1)
+    this.log.debug({ lagMs, awareness: this.awareness.value }, 'event loop lag raises awareness')
+  }
+
+  /** Lifeguard Local Health Multiplier score: 0 (healthy) .. awarenessMaxMultiplier - 1. */
+  localHealthScore (): number { return this.awareness.value }
+
+  stats (): SwimStats {
+    const c = this.counters
+    return {
+      probes: c.probes,
+      probeFailures: c.probeFailures,
+      indirectProbes: c.indirectProbes,
+      suspicionsRaised: c.suspicionsRaised,
+      suspicionsRefuted: c.suspicionsRefuted,
+      deathsDeclared: c.deathsDeclared,
+      messagesSent: { ...c.messagesSent },
+      messagesReceived: { ...c.messagesReceived },
+      messagesDropped: c.messagesDropped,
+      gossipQueueLength: this.queue.length,
+      awareness: this.awareness.value
+    }
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  /** A timer that notices when it fires late (a stalled process) and feeds that to awareness. */
+  private after (delayMs: number, fn: (lateMs: number) => void): Timer {
+    const due = this.clock.now() + delayMs
+    const timer = this.clock.setTimer(delayMs, () => {
+      this.timers.delete(timer)
+      if (!this.running) return
+      const late = this.clock.now() - due
+      if (late >= this.opts.lagThresholdMs) this.noteEventLoopLag(late)
+      try { fn(late) } catch (err) { this.log.error({ err }, 'swim timer failed') }
+    })
+    this.timers.add(timer)
+    return timer
+  }
+
+  private every (first: () => number, period: () => number, fn: () => void): void {
+    const tick = (): void => {
+      fn()
+      if (this.running) this.after(period(), tick)
+    }
+    this.after(first(), tick)
+  }
+
+  // ---------------------------------------------------------------- failure detector
+
+  private probeTick (): void {
+    if (this.leaving) return
+    const target = this.nextProbeTarget()
+    if (target !== undefined) this.probe(target)
+  }
+
+  /** Randomized round robin: walk a shuffled list, reshuffle at the end of each round. */
+  private nextProbeTarget (): Member | undefined {
+    for (let pass = 0; pass < 2; pass++) {
+      while (this.probeIndex < this.probeList.length) {
+        const m = this.membersById.get(this.probeList[this.probeIndex++]!)
+        if (m !== undefined && m !== this.self && isLive(m.state)) return m
+      }
+      this.probeList = shuffle(this.memberIds.filter(id => isLive(this.membersById.get(id)!.state)), this.random)
+      this.probeIndex = 0
+    }
+    return undefined
+  }
+
+  private probe (target: Member): void {
+    if (this.pendingAcks.size >= this.opts.maxPendingAcks) return
+    this.counters.probes++
+    const seq = this.nextSeq()
+    const timeoutMs = this.awareness.scale(this.opts.probeTimeoutMs)
+    const intervalMs = this.awareness.scale(this.opts.probeIntervalMs)
+    const incarnation = target.incarnation
+    let acked = false
+    let nacks = 0
+    let expectedNacks = 0
+    let stalled = false
+    const timers: Timer[] = []
+    this.pendingAcks.set(seq, {
+      onAck: () => {
+        if (acked) return
+        acked = true
+        this.pendingAcks.delete(seq)
+        for (const t of timers) { t.cancel(); this.timers.delete(t) }
+        this.awareness.apply(-1)
+      },
+      onNack: () => { nacks++ }
+    })
+    // Buddy system (Lifeguard): a suspect learns of its suspicion from the prober and refutes.
+    const extra: WireUpdate[] = target.state === 'suspect' ? [{ k: 'suspect', id: target.id, i: target.incarnation, f: this.self.id }] : []
+    this.sendTo(target, METHOD_PING, { seq, target: target.id, src: this.self.addrs, pb: this.piggyback(extra) })
+
+    timers.push(this.after(timeoutMs, late => {
+      if (acked) return
+      if (late >= this.opts.lagThresholdMs) stalled = true
+      const helpers = this.randomMembers(this.opts.indirectChecks, m => m !== target && m.state === 'alive')
+      expectedNacks = helpers.length
+      this.counters.indirectProbes += helpers.length
+      for (const h of helpers) {
+        this.sendTo(h, METHOD_PING_REQ, { seq, target: target.id, ta: target.addrs, nack: true, src: this.self.addrs, pb: this.piggyback([]) })
+      }
+    }))
+    timers.push(this.after(intervalMs, late => {
+      if (acked) return
+      this.pendingAcks.delete(seq)
+      if (stalled || late >= this.opts.lagThresholdMs) {
+        // We were the slow one (our own timers fired late): the missing ack says nothing about
+        // the target, so do not blame it. Awareness has already been raised.
+        this.log.debug({ target: target.id }, 'probe inconclusive: local timers fired late')
+        return
+      }
+      this.counters.probeFailures++
+      // Lifeguard: nacks we expected but did not get mean our own network or process is at fault.
+      this.awareness.apply(expectedNacks > 0 ? Math.max(0, expectedNacks - nacks) : 1)
+      const cur = this.membersById.get(target.id)
+      if (cur === undefined || cur.incarnation !== incarnation || !isLive(cur.state)) return
+      if (cur.state === 'alive') this.counters.suspicionsRaised++
+      this.onSuspect({ k: 'suspect', id: target.id, i: incarnation, f: this.self.id })
+    }))
+  }
+
+  private onPing (body: unknown, from: PeerId): void {
+    const msg = decodePing(body, this.limits)
+    if (msg === null) { this.drop(METHOD_PING, from); return }
+    const stale = this.applyUpdates(msg.pb)
+    // A ping meant for a previous owner of our address is not ours to answer.
+    if (msg.target !== this.self.id) { this.drop(METHOD_PING, from, 'ping for another peer'); return }
+    // Buddy system, completed: a prober still suspecting an incarnation we already refuted missed
+    // the refutation's gossip; our ack carries it to them.
+    this.sendTo(this.replyAddr(from, msg.src), METHOD_ACK, { seq: msg.seq, pb: this.piggyback(stale ? [this.aliveUpdate(this.self)] : []) })
+  }
+
+  private onPingReq (body: unknown, from: PeerId): void {
+    const msg = decodePingReq(body, this.limits)
+    if (msg === null) { this.drop(METHOD_PING_REQ, from); return }
+    this.applyUpdates(msg.pb)
+    if (msg.target === this.self.id || this.pendingAcks.size >= this.opts.maxPendingAcks) return
+    const requester = this.replyAddr(from, msg.src)
+    const localSeq = this.nextSeq()
+    let answered = false
+    const timers: Timer[] = []
+    this.pendingAcks.set(localSeq, {
+      onAck: () => {
+        if (answered) return
+        answered = true
+        this.pendingAcks.delete(localSeq)
+        for (const t of timers) { t.cancel(); this.timers.delete(t) }
+        this.sendTo(requester, METHOD_ACK, { seq: msg.seq, pb: this.piggyback([]) })
+      }
+    })
+    const known = this.membersById.get(msg.target)
+    const targetAddr: PeerAddress = { id: msg.target, addrs: msg.ta.length > 0 ? msg.ta : known?.addrs ?? [] }
+    this.sendTo(targetAddr, METHOD_PING, { seq: localSeq, target: msg.target, src: this.self.addrs, pb: this.piggyback([]) })
+    if (msg.nack) {
+      timers.push(this.after(this.opts.probeTimeoutMs * this.opts.nackFraction, () => {
+        if (!answered) this.sendTo(requester, METHOD_NACK, { seq: msg.seq })
+      }))
+    }
+    timers.push(this.after(this.opts.probeTimeoutMs, () => { this.pendingAcks.delete(localSeq) }))
+  }
+
+  private onAck (body: unknown, from: PeerId): void {
+    const msg = decodeAck(body, this.limits)
+    if (msg === null) { this.drop(METHOD_ACK, from); return }
+    this.applyUpdates(msg.pb)
+    this.pendingAcks.get(msg.seq)?.onAck()
+  }
+
+  private onNack (body: unknown, from: PeerId): void {
+    const msg = decodeNack(body)
+    if (msg === null) { this.drop(METHOD_NACK, from); return }
+    this.pendingAcks.get(msg.seq)?.onNack?.()
+  }
+
+  // ---------------------------------------------------------------- dissemination
+
+  private gossipTick (): void {
+    if (this.queue.length === 0) return
+    const targets = this.randomMembers(this.opts.gossipNodes, m => isLive(m.state) ||
+      (m.state === 'dead' && this.clock.now() - m.stateChangedAt <= this.opts.gossipToTheDeadMs))
+    for (const t of targets) {
+      const pb = this.piggyback([])
+      if (pb.length === 0) break
+      this.sendTo(t, METHOD_GOSSIP, { pb })
+    }
+  }
+
+  private onGossip (body: unknown, from: PeerId): void {
+    const msg = decodeGossip(body, this.limits)
+    if (msg === null) { this.drop(METHOD_GOSSIP, from); return }
+    if (this.applyUpdates(msg.pb)) this.sendTo(this.replyAddr(from, undefined), METHOD_GOSSIP, { pb: [this.aliveUpdate(this.self)] })
+  }
+
+  /** Queued updates for one message, after `first` (which is always sent). */
+  private piggyback (first: WireUpdate[]): WireUpdate[] {
+    const limit = retransmitLimit(this.opts.retransmitMult, this.liveCount)
+    let budget = this.opts.maxPacketBytes
+    for (const u of first) budget -= updateSize(u, 0)
+    const taken = this.queue.take(budget, this.opts.maxUpdatesPerMessage - first.length, limit)
+    return first.length === 0 ? taken : first.concat(taken)
+  }
+
+  private broadcast (u: WireUpdate, metaBytes: number): void {
+    this.viewVersion++
+    this.queue.push(u, updateSize(u, metaBytes))
+  }
+
+  private aliveUpdate (m: Member): WireUpdate {
+    return { k: 'alive', id: m.id, i: m.incarnation, a: m.addrs, m: m.meta }
+  }
+
+  // ---------------------------------------------------------------- anti-entropy and joins
+
+  private localState (forPeer?: PeerId): WireMember[] {
+    const max = this.opts.maxPushPullMembers
+    // Rebuilt only when the view changed: a bootstrap peer answers many joins with the same view.
+    if (this.stateCache === undefined || this.stateCache.version !== this.viewVersion) {
+      const members: WireMember[] = []
+      for (const m of this.membersById.values()) {
+        if (members.length >= max) break
+        members.push({ id: m.id, i: m.incarnation, s: m.state, a: m.addrs, m: m.meta })
+      }
+      this.stateCache = { version: this.viewVersion, members }
+    }
+    const out = this.stateCache.members.slice()
+    // A reaped peer that comes back learns from its tombstone that it must refute.
+    if (forPeer !== undefined && !this.membersById.has(forPeer)) {
+      const t = this.tombstones.get(forPeer)
+      if (t !== undefined && out.length < max) out.push({ id: forPeer, i: t.incarnation, s: 'dead', a: [], m: {} })
+    }
+    return out
+  }
+
+  private async pushPull (to: PeerAddress, join: boolean): Promise<number> {
+    this.count(this.counters.messagesSent, METHOD_PUSH_PULL)
+    const res = await this.transport.request(to, METHOD_PUSH_PULL, { join, members: this.localState(to.id) }, { timeoutMs: this.opts.pushPullTimeoutMs })
+    const msg = decodePushPull(res, this.limits)
+    if (msg === null) throw new Error('malformed push-pull response')
+    this.count(this.counters.messagesReceived, METHOD_PUSH_PULL)
+    if (this.running) this.mergeState(msg.members)
+    return msg.members.length
+  }
+
+  private onPushPull (body: unknown, from: PeerId): unknown {
+    // Not an answer to count as a join: the caller should try elsewhere.
+    if (!this.running) throw new Error('membership is not running on this peer')
+    this.count(this.counters.messagesReceived, METHOD_PUSH_PULL)
+    const msg = decodePushPull(body, this.limits)
+    if (msg === null) { this.drop(METHOD_PUSH_PULL, from); return { members: [] } }
+    let tombstoned: PeerId[] = []
+    try {
+      // Merge first, so the answer already carries our refutation if the caller thought us dead:
+      // that is what lets two halves of a healed split accept each other in one exchange.
+      tombstoned = this.mergeState(msg.members)
+    } catch (err) {
+      this.log.debug({ err, from }, 'push-pull merge failed')
+    }
+    this.count(this.counters.messagesSent, METHOD_PUSH_PULL)
+    const members = this.localState(from)
+    // Members the caller holds alive but we reaped as dead: tell it, so it suspects them and they
+    // refute with an incarnation we accept (healing after a split longer than deadReapMs).
+    for (const id of tombstoned) {
+      if (members.length >= this.opts.maxPushPullMembers) break
+      const t = this.tombstones.get(id)
+      if (t !== undefined) members.push({ id, i: t.incarnation, s: 'dead', a: [], m: {} })
+    }
+    return { members }
+  }
+
+  /** memberlist mergeState: a remote 'dead' only makes us suspect, so anti-entropy cannot kill. */
+  private mergeState (remote: WireMember[]): PeerId[] {
+    const tombstoned: PeerId[] = []
+    for (const r of remote) {
+      switch (r.s) {
+        case 'alive': if (!this.onAlive({ k: 'alive', id: r.id, i: r.i, a: r.a, m: r.m }, true)) tombstoned.push(r.id); break
+        case 'left': this.onDead({ k: 'left', id: r.id, i: r.i, f: r.id }); break
+        case 'dead':
+        case 'suspect': this.onSuspect({ k: 'suspect', id: r.id, i: r.i, f: this.self.id }); break
+      }
+    }
+    return tombstoned
+  }
+
+  private pushPullTick (): void {
+    if (this.leaving) return
+    const [peer] = this.randomMembers(1, m => m.state === 'alive')
+    if (peer === undefined) return
+    this.pushPull(peer, false).catch(err => { this.log.debug({ err, peer: peer.id }, 'anti-entropy push-pull failed') })
+  }
+
+  /** Serf's reconnect: keep knocking on a dead member (and the bootstrap) so full splits heal. */
+  private reconnectTick (): void {
+    if (this.leaving) return
+    if (this.deadOrLeftCount > 0) {
+      const [peer] = this.randomMembers(1, m => m.state === 'dead')
+      if (peer !== undefined) {
+        this.pushPull(peer, false).catch(err => { this.log.debug({ err, peer: peer.id }, 'reconnect push-pull failed') })
+      }
+    }
+    if (this.bootstrap.length > 0 && (this.deadOrLeftCount > 0 || this.liveCount <= 1)) {
+      const b = this.bootstrap[this.random.int(this.bootstrap.length)]!
+      if (b.id === undefined || this.membersById.get(b.id)?.state !== 'alive') {
+        this.pushPull(b, false).catch(err => { this.log.debug({ err, addr: addrLabel(b) }, 'bootstrap reconnect failed') })
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- state machine
+
+  /**
+   * Applies a batch; returns true when it held a suspicion or death of ours older than our
+   * incarnation: the sender missed our refutation, and the caller tells it directly.
+   */
+  private applyUpdates (updates: WireUpdate[]): boolean {
+    let staleAboutSelf = false
+    for (const u of updates) {
+      if (u.id === this.self.id && (u.k === 'suspect' || u.k === 'dead') && u.i < this.self.incarnation && !this.leaving) staleAboutSelf = true
+      switch (u.k) {
+        case 'alive': this.onAlive(u); break
+        case 'suspect': this.onSuspect(u); break
+        case 'dead':
+        case 'left': this.onDead(u); break
+      }
+    }
+    return staleAboutSelf
+  }
+
+  /**
+   * `viaPushPull`: a member first heard of in a push-pull state is not re-gossiped. It announces
+   * itself (start() queues its own alive), and the peer we pulled from gossiped it when it learned
+   * of it; re-gossiping every joiner's full state download is what makes N simultaneous joins cost
+   * O(N² log N) messages in memberlist. State changes of known members are still re-gossiped: that
+   * is anti-entropy repairing a missed update. Returns false when a tombstone rejected it.
+   */
+  private onAlive (u: WireUpdate, viaPushPull = false): boolean {
+    const addrs = u.a ?? []
+    const meta = u.m ?? {}
+    if (u.id === this.self.id) {
+      // Only we issue our incarnations; a higher one is an echo of a previous life: outbid it.
+      if (!this.leaving && u.i > this.self.incarnation) this.refute(u.i)
+      return true
+    }
+    const m = this.membersById.get(u.id)
+    if (m === undefined) {
+      const tomb = this.tombstones.get(u.id)
+      // A reaped member comes back only with an incarnation it issued after its death.
+      if (tomb !== undefined && u.i <= tomb.incarnation) return false
+      const metaBytes = checkAliveDetail(addrs, meta, this.opts.metaMaxBytes)
+      if (metaBytes < 0) { this.drop('alive', u.id, 'invalid addrs or oversize meta'); return true }
+      this.tombstones.delete(u.id)
+      const nm: Member = { id: u.id, addrs, meta, metaBytes, state: 'alive', incarnation: u.i, stateChangedAt: this.clock.now(), suspicion: undefined }
+      this.addMember(nm)
+      this.emit('join', nm)
+      if (!viaPushPull) this.broadcast(u, metaBytes)
+      return true
+    }
+    // Equal incarnation carries nothing new; for a dead or left member it is a stale echo from a
+    // third party and must not revive it.
+    if (u.i <= m.incarnation) return true
+    const metaBytes = checkAliveDetail(addrs, meta, this.opts.metaMaxBytes)
+    if (metaBytes < 0) { this.drop('alive', u.id, 'invalid addrs or oversize meta'); return true }
+    const prev = m.state
+    const changed = !sameStrings(m.addrs, addrs) || JSON.stringify(m.meta) !== JSON.stringify(meta)
+    m.incarnation = u.i
+    m.addrs = addrs
+    m.meta = meta
+    m.metaBytes = metaBytes
+    m.suspicion?.cancel()
+    m.suspicion = undefined
+    if (prev !== 'alive') {
+      this.setState(m, 'alive')
+      if (prev === 'suspect') this.counters.suspicionsRefuted++
+      this.emit(prev === 'suspect' ? 'alive' : 'join', m)
+    } else if (changed) {
+      this.emit('update', m)
+    }
+    this.broadcast(u, m.metaBytes)
+    return true
+  }
+
+  private onSuspect (u: WireUpdate): void {
+    const m = this.membersById.get(u.id)
+    if (m === undefined || u.i < m.incarnation) return
+    if (m === this.self) {
+      if (!this.leaving) this.refute(u.i)
+      return
+    }
+    if (m.state === 'dead' || m.state === 'left') return
+    if (m.state === 'suspect') {
+      // Another member's independent suspicion shortens the timeout (Lifeguard); pass it on.
+      if (u.f !== undefined && m.suspicion?.confirm(u.f) === true) this.broadcast(u, 0)
+      return
+    }
+    m.incarnation = u.i
+    this.setState(m, 'suspect')
+    const n = this.liveCount
+    const expected = n - 2 < this.opts.suspicionMult - 2 ? 0 : this.opts.suspicionMult - 2
+    const minMs = suspicionMinMs(this.opts.suspicionMult, n, this.opts.probeIntervalMs)
+    const maxMs = this.opts.suspicionMaxTimeoutMult * minMs
+    const inc = u.i
+    m.suspicion = new Suspicion(this.clock, u.f ?? this.self.id, expected, minMs, maxMs, confirmations => {
+      if (!this.running || m.state !== 'suspect' || m.incarnation !== inc) return
+      this.log.debug({ member: m.id, confirmations }, 'suspicion timed out: marking dead')
+      this.counters.deathsDeclared++
+      this.onDead({ k: 'dead', id: m.id, i: inc, f: this.self.id })
+    })
+    this.emit('suspect', m)
+    this.broadcast(u, 0)
+    if (u.f !== this.self.id) {
+      // A lone suspicion we only heard of may be one whose refutation's gossip missed us (it
+      // happens: each peer gets ~λ·log N copies, and 0 has a small but real chance). If it is
+      // still unconfirmed halfway to the minimum timeout, probe the member ourselves: the buddy
+      // suspicion on our ping makes it answer with its current incarnation.
+      this.after(minMs / 2, () => {
+        if (m.state === 'suspect' && m.incarnation === inc && m.suspicion?.confirmations === 0 && !this.leaving &&
+            this.membersById.get(m.id) === m) this.probe(m)
+      })
+    }
+  }
+
+  private onDead (u: WireUpdate): void {
+    const m = this.membersById.get(u.id)
+    if (m === undefined || u.i < m.incarnation) return
+    if (m === this.self) {
+      if (!this.leaving) this.refute(u.i)
+      return
+    }
+    const next: MemberState = u.k === 'left' ? 'left' : 'dead'
+    if (m.state === 'left' || (m.state === 'dead' && next === 'dead')) return
+    m.incarnation = u.i
+    m.suspicion?.cancel()
+    m.suspicion = undefined
+    this.setState(m, next)
+    this.emit(next, m)
+    this.broadcast(u, 0)
+  }
+
+  private refute (incarnation: number): void {
+    this.self.incarnation = Math.max(this.self.incarnation, incarnation) + 1
+    // Lifeguard: having to refute is a sign that we are the slow one.
+    this.awareness.apply(1)
+    this.broadcast(this.aliveUpdate(this.self), this.self.metaBytes)
+  }
+
+  private setState (m: Member, state: MemberState): void {
+    if (m.state === state) return
+    if (isLive(m.state)) this.liveCount--
+    else this.deadOrLeftCount--
+    if (isLive(state)) this.liveCount++
+    else this.deadOrLeftCount++
+    m.state = state
+    m.stateChangedAt = this.clock.now()
+  }
+
+  private addMember (m: Member): void {
+    this.membersById.set(m.id, m)
+    this.memberIndex.set(m.id, this.memberIds.length)
+    this.memberIds.push(m.id)
+    if (isLive(m.state)) this.liveCount++
+    else this.deadOrLeftCount++
+    // memberlist: a newcomer goes to a random place in the rest of the current probe round
+    // (appended, then swapped with a random later entry: O(1), unlike a splice).
+    const list = this.probeList
+    list.push(m.id)
+    const pos = this.probeIndex + this.random.int(list.length - this.probeIndex)
+    const last = list.length - 1
+    if (pos < last) { const tmp = list[pos]!; list[pos] = list[last]!; list[last] = tmp }
+  }
+
+  private removeMember (m: Member): void {
+    this.viewVersion++
+    this.membersById.delete(m.id)
+    const idx = this.memberIndex.get(m.id)
+    if (idx !== undefined) {
+      const last = this.memberIds.pop()!
+      if (idx < this.memberIds.length) { this.memberIds[idx] = last; this.memberIndex.set(last, idx) }
+      this.memberIndex.delete(m.id)
+    }
+    if (isLive(m.state)) this.liveCount--
+    else this.deadOrLeftCount--
+    m.suspicion?.cancel()
+  }
+
+  private reapTick (): void {
+    const now = this.clock.now()
+    const gone: Member[] = []
+    for (const m of this.membersById.values()) {
+      if (m === this.self) continue
+      if ((m.state === 'dead' && now - m.stateChangedAt >= this.opts.deadReapMs) ||
+          (m.state === 'left' && now - m.stateChangedAt >= this.opts.leftReapMs)) gone.push(m)
+    }
+    if (this.deadOrLeftCount - gone.length > this.opts.maxDeadMembers) {
+      const rest = [...this.membersById.values()]
+        .filter(m => m !== this.self && !isLive(m.state) && !gone.includes(m))
+        .sort((a, b) => a.stateChangedAt - b.stateChangedAt)
+      gone.push(...rest.slice(0, this.deadOrLeftCount - gone.length - this.opts.maxDeadMembers))
+    }
+    for (const m of gone) {
+      this.removeMember(m)
+      this.tombstones.delete(m.id)
+      this.tombstones.set(m.id, { incarnation: m.incarnation, at: now })
+      this.emit('reaped', m)
+    }
+    // Insertion order is age order: drop expired and over-the-bound tombstones from the front.
+    for (const [id, t] of this.tombstones) {
+      if (this.tombstones.size > this.opts.maxTombstones || now - t.at >= this.opts.tombstoneTtlMs) this.tombstones.delete(id)
+      else break
+    }
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  /** Up to k distinct random members (not self) passing `filter`, memberlist kRandomNodes style. */
+  private randomMembers (k: number, filter: (m: Member) => boolean): Member[] {
+    const out: Member[] = []
+    const n = this.memberIds.length
+    if (n === 0 || k <= 0) return out
+    if (n <= 3 * k + 8) {
+      // Small cluster: an exact pick from a shuffled copy.
+      for (const id of shuffle(this.memberIds.slice(), this.random)) {
+        const m = this.membersById.get(id)!
+        if (filter(m)) { out.push(m); if (out.length >= k) break }
+      }
+      return out
+    }
+    for (let tries = 0; tries < 3 * n && out.length < k && tries < 64 * k; tries++) {
+      const m = this.membersById.get(this.memberIds[this.random.int(n)]!)!
+      if (!out.includes(m) && filter(m)) out.push(m)
+    }
+    return out
+  }
+
+  private nextSeq (): number {
+    this.seq = this.seq >= Number.MAX_SAFE_INTEGER ? 1 : this.seq + 1
+    return this.seq
+  }
+
+  private replyAddr (from: PeerId, src: string[] | undefined): PeerAddress {
+    const known = this.membersById.get(from)
+    return { id: from, addrs: src !== undefined && src.length > 0 ? src : known?.addrs ?? [] }
+  }
+
+  private sendTo (to: PeerAddress, method: string, body: unknown): void {
+    this.count(this.counters.messagesSent, method)
+    try {
+      this.transport.send(to.addrs === undefined ? { id: to.id, addrs: [] } : { id: to.id, addrs: to.addrs }, method, body)
+    } catch (err) {
+      this.log.debug({ err, to: to.id, method }, 'send failed')
+    }
+  }
+
+  private guard (method: string, from: PeerId, fn: () => void): void {
+    if (!this.running) return
+    this.count(this.counters.messagesReceived, method)
+    try { fn() } catch (err) {
+      this.counters.messagesDropped++
+      this.log.debug({ err, from, method }, 'swim handler failed; message dropped')
+    }
+  }
+
+  private drop (method: string, from: PeerId, reason = 'malformed message'): void {
+    this.counters.messagesDropped++
+    this.log.debug({ from, method }, reason)
+  }
+
+  private count (into: Record<string, number>, key: string): void {
+    into[key] = (into[key] ?? 0) + 1
+  }
+
+  private emit (type: MemberEventType, m: Member): void {
+    this.viewVersion++
+    if (this.listeners.size === 0) return
+    const ev: MemberEvent = { type, member: snapshot(m) }
+    for (const l of this.listeners) {
+      try { l(ev) } catch (err) { this.log.error({ err, type }, 'membership listener failed') }
+    }
+  }
+}
+
+function snapshot (m: Member): MemberInfo {
+  return { id: m.id, addrs: m.addrs.slice(), meta: m.meta, state: m.state, incarnation: m.incarnation, stateChangedAt: m.stateChangedAt }
+}

@@ -1,0 +1,56 @@
+import type { PeerId } from '../runtime/index.js'
+
+/**
+ * What a peer announces about itself. Free-form JSON-like values besides the well-known keys,
+ * validated on receipt and bounded in size (SwimOptions.metaMaxBytes).
+ */
+export interface MemberMeta {
+  /** Human-readable name (shoal start --name). */
+  name?: string
+  /** host:port of the peer's HTTP API. */
+  http?: string
+  [key: string]: unknown
+}
+
+export type MemberState = 'alive' | 'suspect' | 'dead' | 'left'
+
+export interface MemberInfo {
+  id: PeerId
+  addrs: string[]
+  meta: MemberMeta
+  state: MemberState
+  /** Only the member itself raises it (to refute a suspicion, or announce new meta / leave). */
+  incarnation: number
+  /** clock.now() when `state` last changed here. */
+  stateChangedAt: number
+}
+
+export type MemberEventType = 'join' | 'alive' | 'suspect' | 'dead' | 'left' | 'update' | 'reaped'
+
+/**
+ * 'join': a member appeared (or came back after dead/left); 'alive': a suspicion was refuted;
+ * 'update': new meta or addresses at the same state; 'reaped': a dead or left member was forgotten.
+ */
+export interface MemberEvent {
+  type: MemberEventType
+  member: MemberInfo
+}
+
+export interface SwimStats {
+  probes: number
+  probeFailures: number
+  indirectProbes: number
+  suspicionsRaised: number
+  suspicionsRefuted: number
+  deathsDeclared: number
+  messagesSent: Record<string, number>
+  messagesReceived: Record<string, number>
+  messagesDropped: number
+  gossipQueueLength: number
+  awareness: number
+}
+
+export interface JoinResult {
+  joined: number
+  errors: Array<{ addr: string, error: Error }>
+}

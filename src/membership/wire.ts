@@ -1,0 +1,226 @@
+/**
+ * The wire format of the membership protocol and its validation. Every body that arrives is
+ * untrusted: the decoders below check types, lengths and bounds and return null for anything
+ * malformed, so handlers drop it with a debug log instead of throwing.
+ *
+ * Keys are short because every probe and gossip message carries a batch of updates.
+ */
+import type { MemberMeta, MemberState } from './types.js'
+
+export const METHOD_PING = 'swim.ping'
+export const METHOD_PING_REQ = 'swim.ping-req'
+export const METHOD_ACK = 'swim.ack'
+export const METHOD_NACK = 'swim.nack'
+export const METHOD_GOSSIP = 'swim.gossip'
+export const METHOD_PUSH_PULL = 'swim.push-pull'
+
+/** Bounds on identifiers and addresses (not options: they protect the decoder itself). */
+export const MAX_ID_CHARS = 128
+export const MAX_ADDRS = 16
+export const MAX_ADDR_CHARS = 512
+const MAX_META_DEPTH = 8
+
+export type UpdateKind = 'alive' | 'suspect' | 'dead' | 'left'
+
+/** One membership update, as gossiped and piggybacked. */
+export interface WireUpdate {
+  /** Kind. */
+  k: UpdateKind
+  /** Member the update is about. */
+  id: string
+  /** Incarnation. */
+  i: number
+  /** Addresses (alive only). */
+  a?: string[]
+  /** Meta (alive only). */
+  m?: MemberMeta
+  /** Who raised it (suspect, dead). */
+  f?: string
+}
+
+/** One member in a push-pull state exchange. */
+export interface WireMember {
+  id: string
+  i: number
+  s: MemberState
+  a: string[]
+  m: MemberMeta
+}
+
+export interface PingMsg { seq: number, target: string, src?: string[], pb?: WireUpdate[] }
+export interface PingReqMsg { seq: number, target: string, ta: string[], nack: boolean, src?: string[], pb?: WireUpdate[] }
+export interface AckMsg { seq: number, pb?: WireUpdate[] }
+export interface NackMsg { seq: number }
+export interface GossipMsg { pb: WireUpdate[] }
+export interface PushPullMsg { join: boolean, members: WireMember[] }
+
+export interface DecodeLimits {
+  /** Used by checkAliveDetail, not by the shape decoders. */
+  metaMaxBytes: number
+  maxUpdatesPerMessage: number
+  maxPushPullMembers: number
+}
+
+function isRecord (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array)
+}
+
+export function isId (v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= MAX_ID_CHARS
+}
+
+function isCount (v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+}
+
+function decodeAddrs (v: unknown): string[] | null {
+  if (!Array.isArray(v) || v.length > MAX_ADDRS) return null
+  for (const a of v) if (typeof a !== 'string' || a.length > MAX_ADDR_CHARS) return null
+  return v as string[]
+}
+
+/**
+ * UTF-8 size of `value` as msgpack/JSON would roughly encode it, or Infinity as soon as it passes
+ * `limitBytes` or is not JSON-like (functions, cycles via depth, non-finite numbers).
+ */
+export function metaSize (value: unknown, limitBytes: number, depth = 0): number {
+  if (depth > MAX_META_DEPTH) return Infinity
+  if (value === null || typeof value === 'boolean') return 1
+  if (typeof value === 'number') return Number.isFinite(value) ? 9 : Infinity
+  if (typeof value === 'string') return Buffer.byteLength(value) + 5
+  if (Array.isArray(value)) {
+    let n = 5
+    for (const x of value) {
+      n += metaSize(x, limitBytes - n, depth + 1)
+      if (n > limitBytes) return Infinity
+    }
+    return n
+  }
+  if (isRecord(value)) {
+    let n = 5
+    for (const k of Object.keys(value)) {
+      n += Buffer.byteLength(k) + 5 + metaSize(value[k], limitBytes - n, depth + 1)
+      if (n > limitBytes) return Infinity
+    }
+    return n
+  }
+  return Infinity
+}
+
+/** Checks a meta object; returns its estimated size, or -1 when invalid or over the limit. */
+export function checkMeta (v: unknown, metaMaxBytes: number): number {
+  if (!isRecord(v)) return -1
+  if (v.name !== undefined && typeof v.name !== 'string') return -1
+  if (v.http !== undefined && typeof v.http !== 'string') return -1
+  const size = metaSize(v, metaMaxBytes)
+  return size <= metaMaxBytes ? size : -1
+}
+
+const UPDATE_KINDS = new Set<string>(['alive', 'suspect', 'dead', 'left'])
+const STATES = new Set<string>(['alive', 'suspect', 'dead', 'left'])
+
+export function decodeUpdate (v: unknown, limits: DecodeLimits): WireUpdate | null {
+  if (!isRecord(v)) return null
+  const { k, id, i } = v
+  if (typeof k !== 'string' || !UPDATE_KINDS.has(k) || !isId(id) || !isCount(i)) return null
+  if (k === 'alive') {
+    // Shape only: the addresses and meta are checked in full (checkAliveDetail) when the update is
+    // news. Most received updates are duplicates, and a full meta walk for each was the
+    // simulator's main cost at 1,000 peers.
+    if (!Array.isArray(v.a) || v.a.length > MAX_ADDRS || !isRecord(v.m)) return null
+    return { k, id, i, a: v.a as string[], m: v.m as MemberMeta }
+  }
+  if (v.f !== undefined && !isId(v.f)) return null
+  return v.f === undefined ? { k: k as UpdateKind, id, i } : { k: k as UpdateKind, id, i, f: v.f as string }
+}
+
+function decodePiggyback (v: unknown, limits: DecodeLimits): WireUpdate[] | null {
+  if (v === undefined) return []
+  if (!Array.isArray(v) || v.length > limits.maxUpdatesPerMessage) return null
+  const out: WireUpdate[] = []
+  for (const x of v) {
+    const u = decodeUpdate(x, limits)
+    // One bad update spoils the message: a peer that sends garbage is not trusted for the rest.
+    if (u === null) return null
+    out.push(u)
+  }
+  return out
+}
+
+export function decodePing (v: unknown, limits: DecodeLimits): (PingMsg & { pb: WireUpdate[] }) | null {
+  if (!isRecord(v) || !isCount(v.seq) || !isId(v.target)) return null
+  const src = v.src === undefined ? undefined : decodeAddrs(v.src)
+  if (src === null) return null
+  const pb = decodePiggyback(v.pb, limits)
+  if (pb === null) return null
+  return { seq: v.seq, target: v.target, src, pb }
+}
+
+export function decodePingReq (v: unknown, limits: DecodeLimits): (PingReqMsg & { pb: WireUpdate[] }) | null {
+  if (!isRecord(v) || !isCount(v.seq) || !isId(v.target) || typeof v.nack !== 'boolean') return null
+  const ta = decodeAddrs(v.ta)
+  if (ta === null) return null
+  const src = v.src === undefined ? undefined : decodeAddrs(v.src)
+  if (src === null) return null
+  const pb = decodePiggyback(v.pb, limits)
+  if (pb === null) return null
+  return { seq: v.seq, target: v.target, ta, nack: v.nack, src, pb }
+}
+
+export function decodeAck (v: unknown, limits: DecodeLimits): (AckMsg & { pb: WireUpdate[] }) | null {
+  if (!isRecord(v) || !isCount(v.seq)) return null
+  const pb = decodePiggyback(v.pb, limits)
+  if (pb === null) return null
+  return { seq: v.seq, pb }
+}
+
+export function decodeNack (v: unknown): NackMsg | null {
+  if (!isRecord(v) || !isCount(v.seq)) return null
+  return { seq: v.seq }
+}
+
+export function decodeGossip (v: unknown, limits: DecodeLimits): GossipMsg | null {
+  if (!isRecord(v)) return null
+  const pb = decodePiggyback(v.pb, limits)
+  if (pb === null || pb.length === 0) return null
+  return { pb }
+}
+
+export function decodeMember (v: unknown, limits: DecodeLimits): WireMember | null {
+  if (!isRecord(v)) return null
+  const { id, i, s } = v
+  if (!isId(id) || !isCount(i) || typeof s !== 'string' || !STATES.has(s)) return null
+  // Shape only, as in decodeUpdate: checkAliveDetail runs before anything is applied.
+  if (!Array.isArray(v.a) || v.a.length > MAX_ADDRS || !isRecord(v.m)) return null
+  return { id, i, s: s as MemberState, a: v.a as string[], m: v.m as MemberMeta }
+}
+
+export function decodePushPull (v: unknown, limits: DecodeLimits): PushPullMsg | null {
+  if (!isRecord(v) || !Array.isArray(v.members) || v.members.length > limits.maxPushPullMembers) return null
+  const join = v.join === undefined ? false : v.join
+  if (typeof join !== 'boolean') return null
+  const members: WireMember[] = []
+  for (const x of v.members) {
+    const m = decodeMember(x, limits)
+    if (m === null) return null
+    members.push(m)
+  }
+  return { join, members }
+}
+
+/**
+ * The full check of an alive update's addresses and meta, run before it is applied. Returns the
+ * meta's estimated size, or -1 when the update must be dropped.
+ */
+export function checkAliveDetail (addrs: unknown, meta: unknown, metaMaxBytes: number): number {
+  if (decodeAddrs(addrs) === null) return -1
+  return checkMeta(meta, metaMaxBytes)
+}
+
+/** Estimated encoded size of an update, used to fill messages up to maxPacketBytes. */
+export function updateSize (u: WireUpdate, metaBytes: number): number {
+  let n = 24 + u.id.length + (u.f?.length ?? 0)
+  if (u.a !== undefined) for (const a of u.a) n += a.length + 2
+  if (u.m !== undefined) n += metaBytes
+  return n
+}

@@ -1,0 +1,168 @@
+/**
+ * SWIM + Lifeguard in the simulator: the acceptance scenarios of the membership layer. Figures are
+ * printed with console.log so they can be quoted.
+ */
+import { describe, expect, it } from 'vitest'
+import { SimWorld } from './index.js'
+import { SwimCluster, formCluster } from './membership-cluster.js'
+
+function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+}
+
+/** Every up member's first time seeing `target` in one of `states`, relative to `sinceMs`. */
+function watch (cluster: SwimCluster, target: string, states: string[]): Map<string, number> {
+  const seen = new Map<string, number>()
+  for (const m of cluster.up()) {
+    if (m.id === target) continue
+    m.swim.onChange(ev => {
+      if (ev.member.id === target && states.includes(ev.type) && !seen.has(m.id)) seen.set(m.id, cluster.world.now())
+    })
+  }
+  return seen
+}
+
+describe('membership in the simulator', () => {
+  it('scenario 1: 100 peers, one crashes, every live peer declares it dead', async () => {
+    const world = new SimWorld({ seed: 101 })
+    const { cluster } = await formCluster(world, 100, { probeIntervalMs: 1000 })
+    await world.run(5_000)
+    const dead = watch(cluster, 'p42', ['dead'])
+    const crashedAt = world.now()
+    cluster.crash('p42')
+    const ok = await world.runUntil(() => dead.size === 99, { maxMs: 120_000, checkEveryMs: 100 })
+    expect(ok).toBe(true)
+    const times = [...dead.values()].map(t => (t - crashedAt) / 1000).sort((a, b) => a - b)
+    console.log(`[scenario 1] 100 peers, crash: time-to-dead p50 ${percentile(times, 50).toFixed(2)} s, p99 ${percentile(times, 99).toFixed(2)} s, max ${times.at(-1)!.toFixed(2)} s (first ${times[0]!.toFixed(2)} s)`)
+    for (const m of cluster.up()) expect(m.swim.member('p42')?.state).toBe('dead')
+    // Nobody else was harmed.
+    for (const m of cluster.up()) expect(m.swim.members().filter(x => x.state !== 'alive' && x.id !== 'p42')).toEqual([])
+  })
+
+  it('scenario 2: 100 peers, 5% loss, 10% of peers stalling 0.5-2 s for 10 minutes: nobody declared dead', async () => {
+    const world = new SimWorld({ seed: 202, serialize: false })
+    const { cluster } = await formCluster(world, 100)
+    world.setLossRate(0.05)
+    const deaths: string[] = []
+    let suspicions = 0
+    let maxAwareness = 0
+    for (const m of cluster.up()) {
+      m.swim.onChange(ev => {
+        if (ev.type === 'dead') deaths.push(`${m.id} declared ${ev.member.id} dead at ${world.now()}`)
+        if (ev.type === 'suspect') suspicions++
+        maxAwareness = Math.max(maxAwareness, m.swim.localHealthScore())
+      })
+    }
+    const durationMs = 600_000
+    const stallers = cluster.up().filter((_, i) => i % 10 === 3).map(m => m.id)
+    let stalls = 0
+    // Each staller pauses for 0.5-2 s, then runs for 5-30 s, over and over.
+    for (const id of stallers) {
+      let t = world.random.int(10_000)
+      while (t < durationMs) {
+        const len = 500 + world.random.int(1501)
+        world.schedule(t, () => { world.stall(id, len) })
+        stalls++
+        t += len + 5_000 + world.random.int(25_001)
+      }
+    }
+    await world.run(durationMs)
+    let refuted = 0
+    let probes = 0
+    let failures = 0
+    for (const m of cluster.up()) {
+      const s = m.swim.stats()
+      refuted += s.suspicionsRefuted
+      probes += s.probes
+      failures += s.probeFailures
+    }
+    console.log(`[scenario 2] 100 peers, 5% loss, ${stallers.length} stallers, ${stalls} stalls over 10 min: ${deaths.length} dead declarations, ` +
+      `${suspicions} suspect events, ${refuted} refutations seen, ${failures}/${probes} probes failed, max awareness seen ${maxAwareness}`)
+    expect(deaths).toEqual([])
+    for (const m of cluster.up()) expect(m.swim.members().every(x => x.state === 'alive' || x.state === 'suspect')).toBe(true)
+  })
+
+  it('scenario 3: 1,000 peers, a change reaches 99.9% of peers within ceil(log2 N)+2 protocol periods', async () => {
+    const world = new SimWorld({ seed: 303, serialize: false })
+    const n = 1000
+    const { cluster } = await formCluster(world, n)
+    // Let the formation's queued updates drain so the change travels alone.
+    await world.run(20_000)
+    const periodMs = cluster.get('p1').swim.opts.probeIntervalMs
+    const bound = Math.ceil(Math.log2(n)) + 2
+    const results: string[] = []
+
+    // (a) a crash, declared dead: from the first declaration to 99.9% of the live peers.
+    const dead = watch(cluster, 'p500', ['dead'])
+    cluster.crash('p500')
+    expect(await world.runUntil(() => dead.size >= Math.ceil(0.999 * (n - 1)), { maxMs: 120_000, checkEveryMs: 50 })).toBe(true)
+    const deadTimes = [...dead.values()].sort((a, b) => a - b)
+    const deadPeriods = (deadTimes[Math.ceil(0.999 * (n - 1)) - 1]! - deadTimes[0]!) / periodMs
+    results.push(`crash→dead ${deadPeriods.toFixed(2)} periods`)
+
+    // (b) a graceful leave.
+    const left = watch(cluster, 'p700', ['left'])
+    const leaveAt = world.now()
+    void cluster.get('p700').swim.leave(5_000)
+    expect(await world.runUntil(() => left.size >= Math.ceil(0.999 * (n - 2)), { maxMs: 60_000, checkEveryMs: 50 })).toBe(true)
+    const leftTimes = [...left.values()].sort((a, b) => a - b)
+    const leftPeriods = (leftTimes[Math.ceil(0.999 * (n - 2)) - 1]! - Math.min(leaveAt, leftTimes[0]!)) / periodMs
+    results.push(`leave ${leftPeriods.toFixed(2)} periods`)
+
+    // (c) a new peer joining p0.
+    const joined = watch(cluster, 'p1000', ['join'])
+    const joinAt = world.now()
+    cluster.add('p1000', ['p0'])
+    expect(await world.runUntil(() => joined.size >= Math.ceil(0.999 * (n - 2)), { maxMs: 60_000, checkEveryMs: 50 })).toBe(true)
+    const joinTimes = [...joined.values()].sort((a, b) => a - b)
+    const joinPeriods = (joinTimes[Math.ceil(0.999 * (n - 2)) - 1]! - joinTimes[0]!) / periodMs
+    results.push(`join ${joinPeriods.toFixed(2)} periods (first learner ${((joinTimes[0]! - joinAt) / 1000).toFixed(2)} s after start)`)
+
+    console.log(`[scenario 3] ${n} peers, to 99.9% of peers from the first learner (bound ${bound} periods): ${results.join(', ')}; sim stats ${JSON.stringify(world.stats)}`)
+    expect(deadPeriods).toBeLessThanOrEqual(bound)
+    expect(leftPeriods).toBeLessThanOrEqual(bound)
+    expect(joinPeriods).toBeLessThanOrEqual(bound)
+  })
+
+  it('scenario 4: a 50/50 split of 20 peers held 120 s heals into one alive view without restarts', async () => {
+    const world = new SimWorld({ seed: 404 })
+    const { cluster } = await formCluster(world, 20)
+    await world.run(5_000)
+    const ids = cluster.up().map(m => m.id)
+    const a = ids.slice(0, 10)
+    const b = ids.slice(10)
+    world.partition(a, b)
+    await world.run(120_000)
+    // Each side declared the other dead.
+    for (const m of cluster.up()) {
+      const other = a.includes(m.id) ? b : a
+      for (const id of other) expect(m.swim.member(id)?.state).toBe('dead')
+    }
+    world.heal()
+    const healedAt = world.now()
+    const ok = await world.runUntil(() => cluster.converged(), { maxMs: 180_000, checkEveryMs: 250 })
+    console.log(`[scenario 4] 20 peers split 10/10 for 120 s: one full alive view ${((world.now() - healedAt) / 1000).toFixed(1)} s after the heal`)
+    expect(ok).toBe(true)
+  })
+
+  it('scenario 5: the same seed gives the same sequence of member events', async () => {
+    async function runOnce (): Promise<{ events: string, trace: string }> {
+      const world = new SimWorld({ seed: 505, lossRate: 0.02 })
+      const { cluster } = await formCluster(world, 30)
+      cluster.recordEvents = true
+      world.schedule(2_000, () => { cluster.crash('p7') })
+      world.schedule(4_000, () => { world.stall('p3', 1_500) })
+      world.schedule(6_000, () => { void cluster.get('p9').swim.leave(1_000) })
+      world.schedule(8_000, () => { cluster.add('p30', ['p1']) })
+      await world.run(40_000)
+      return { events: JSON.stringify(cluster.events), trace: world.traceHash() }
+    }
+    const first = await runOnce()
+    const second = await runOnce()
+    console.log(`[scenario 5] ${JSON.parse(first.events).length} member events, trace ${first.trace}, identical: ${first.events === second.events}`)
+    expect(JSON.parse(first.events).length).toBeGreaterThan(50)
+    expect(second.events).toBe(first.events)
+    expect(second.trace).toBe(first.trace)
+  })
+})

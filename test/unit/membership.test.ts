@@ -1,0 +1,436 @@
+/**
+ * Unit tests of the membership layer: the pure parts (suspicion timeout, awareness, broadcast
+ * queue, decoders) directly, the state machine through a few Swim peers in the simulator, fed
+ * hand-made messages from a raw peer that runs no SWIM.
+ */
+import { describe, expect, it } from 'vitest'
+import { silentLogger } from '../../src/runtime/index.js'
+import type { Clock, Timer } from '../../src/runtime/index.js'
+import { Swim, retransmitLimit, pushPullScaleMs, suspicionMinMs, suspicionTimeoutMs } from '../../src/membership/index.js'
+import type { MemberEvent, SwimOptions } from '../../src/membership/index.js'
+import { Awareness, Suspicion } from '../../src/membership/suspicion.js'
+import { BroadcastQueue } from '../../src/membership/broadcast.js'
+import { decodeAck, decodeGossip, decodeNack, decodePing, decodePingReq, decodePushPull, decodeUpdate, checkAliveDetail, checkMeta } from '../../src/membership/wire.js'
+import type { WireUpdate } from '../../src/membership/wire.js'
+import { SimWorld, simAddress } from '../sim/index.js'
+
+const limits = { metaMaxBytes: 4096, maxUpdatesPerMessage: 256, maxPushPullMembers: 1000 }
+
+/** A manual clock for the pure parts. */
+class ManualClock implements Clock {
+  t = 0
+  private timers: Array<{ at: number, fn: () => void, dead: boolean }> = []
+  now (): number { return this.t }
+  wallNow (): number { return this.t }
+  setTimer (delayMs: number, fn: () => void): Timer {
+    const entry = { at: this.t + Math.max(0, delayMs), fn, dead: false }
+    this.timers.push(entry)
+    return { cancel: () => { entry.dead = true } }
+  }
+
+  advance (ms: number): void {
+    const end = this.t + ms
+    for (;;) {
+      const due = this.timers.filter(x => !x.dead && x.at <= end).sort((a, b) => a.at - b.at)[0]
+      if (due === undefined) break
+      due.dead = true
+      this.t = due.at
+      due.fn()
+    }
+    this.t = end
+  }
+}
+
+/** A few Swim peers p0..p<n-1> in the simulator, formed by joining p0, plus a raw peer 'raw'. */
+async function smallCluster (n: number, options: SwimOptions = {}, seed = 7): Promise<{ world: SimWorld, swims: Map<string, Swim>, raw: ReturnType<SimWorld['addPeer']> }> {
+  const world = new SimWorld({ seed })
+  const swims = new Map<string, Swim>()
+  for (let i = 0; i < n; i++) {
+    const p = world.addPeer(`p${i}`)
+    const s = new Swim({ transport: p.transport, clock: p.clock, random: p.random, log: silentLogger }, { ...options, meta: { name: `p${i}` } })
+    await s.start()
+    swims.set(p.id, s)
+  }
+  for (let i = 1; i < n; i++) void swims.get(`p${i}`)!.join([simAddress('p0')])
+  await world.runUntil(() => [...swims.values()].every(s => s.liveMembers() === n), { maxMs: 30_000 })
+  const raw = world.addPeer('raw')
+  return { world, swims, raw }
+}
+
+function gossip (raw: ReturnType<SimWorld['addPeer']>, to: string, pb: unknown[]): void {
+  raw.transport.send(simAddress(to), 'swim.gossip', { pb })
+}
+
+describe('suspicion timeout (Lifeguard)', () => {
+  it('min = suspicionMult * max(1, log10 n) * probeInterval', () => {
+    expect(suspicionMinMs(4, 100, 1000)).toBe(8000)
+    expect(suspicionMinMs(4, 1000, 1000)).toBe(12000)
+    // memberlist floors the log factor at 1: small clusters do not get a near-zero timeout.
+    expect(suspicionMinMs(4, 1, 1000)).toBe(4000)
+    expect(suspicionMinMs(4, 5, 1000)).toBe(4000)
+  })
+
+  it('shrinks from max to min as confirmations arrive: max(min, max - (max-min) log(C+1)/log(K+1))', () => {
+    const min = 8000
+    const max = 48000
+    expect(suspicionTimeoutMs(0, 2, min, max)).toBe(48000)
+    expect(suspicionTimeoutMs(1, 2, min, max)).toBe(Math.floor(48000 - 40000 * Math.log(2) / Math.log(3)))
+    expect(suspicionTimeoutMs(2, 2, min, max)).toBe(8000)
+    expect(suspicionTimeoutMs(5, 2, min, max)).toBe(8000)
+    // No confirmations expected (tiny cluster): straight to the minimum.
+    expect(suspicionTimeoutMs(0, 0, min, max)).toBe(8000)
+  })
+
+  it('a confirmation reschedules the remaining time; duplicates and the raiser do not count', () => {
+    const clock = new ManualClock()
+    let firedAt = -1
+    const s = new Suspicion(clock, 'a', 2, 8000, 48000, () => { firedAt = clock.now() })
+    clock.advance(5000)
+    expect(s.confirm('a')).toBe(false)
+    expect(s.confirm('b')).toBe(true)
+    expect(s.confirm('b')).toBe(false)
+    clock.advance(10_000)
+    expect(firedAt).toBe(-1)
+    // One confirmation: timeout 22762 ms from the start.
+    clock.advance(10_000)
+    expect(firedAt).toBe(suspicionTimeoutMs(1, 2, 8000, 48000))
+  })
+
+  it('fires at the minimum once K confirmations are in, or not at all when cancelled', () => {
+    const clock = new ManualClock()
+    let fired = 0
+    const s = new Suspicion(clock, 'a', 2, 8000, 48000, () => { fired++ })
+    clock.advance(9000)
+    s.confirm('b')
+    s.confirm('c')
+    // Already past the minimum: fires at once.
+    clock.advance(0)
+    expect(fired).toBe(1)
+    const t = new Suspicion(clock, 'a', 2, 8000, 48000, () => { fired++ })
+    t.cancel()
+    clock.advance(100_000)
+    expect(fired).toBe(1)
+  })
+})
+
+describe('awareness and scaling helpers', () => {
+  it('awareness stays within [0, max-1] and scales timeouts by score+1', () => {
+    const a = new Awareness(8)
+    a.apply(-3)
+    expect(a.value).toBe(0)
+    a.apply(20)
+    expect(a.value).toBe(7)
+    expect(a.scale(500)).toBe(4000)
+  })
+
+  it('retransmit limit is retransmitMult * ceil(log10(n+1)); push-pull scales above 32 members', () => {
+    expect(retransmitLimit(4, 1)).toBe(4)
+    expect(retransmitLimit(4, 100)).toBe(12)
+    expect(retransmitLimit(4, 1000)).toBe(16)
+    expect(pushPullScaleMs(30_000, 32)).toBe(30_000)
+    expect(pushPullScaleMs(30_000, 1000)).toBe(30_000 * 6)
+  })
+})
+
+describe('broadcast queue', () => {
+  const u = (id: string, i = 0): WireUpdate => ({ k: 'suspect', id, i, f: 'x' })
+
+  it('sends least-transmitted first, newest first among equals, up to the limit', () => {
+    const q = new BroadcastQueue(100)
+    q.push(u('a'), 40)
+    q.push(u('b'), 40)
+    expect(q.take(1000, 1, 3).map(x => x.id)).toEqual(['b'])
+    q.push(u('c'), 40)
+    // c and a were never sent; c is newer.
+    expect(q.take(1000, 2, 3).map(x => x.id)).toEqual(['c', 'a'])
+    for (let i = 0; i < 5; i++) q.take(1000, 10, 3)
+    expect(q.length).toBe(0)
+  })
+
+  it('a newer update about the same member replaces the queued one', () => {
+    const q = new BroadcastQueue(100)
+    q.push(u('a', 1), 40)
+    q.push(u('a', 2), 40)
+    expect(q.length).toBe(1)
+    expect(q.take(1000, 10, 3)).toEqual([u('a', 2)])
+  })
+
+  it('respects the byte budget and the count bound, and drops the most-sent when full', () => {
+    const q = new BroadcastQueue(3)
+    for (const id of ['a', 'b', 'c']) q.push(u(id), 100)
+    expect(q.take(250, 10, 10)).toHaveLength(2)
+    q.push(u('d'), 100)
+    expect(q.length).toBe(3)
+    const ids = q.take(10_000, 10, 10).map(x => x.id)
+    expect(ids).toContain('d')
+    expect(ids).toHaveLength(3)
+  })
+})
+
+describe('message validation', () => {
+  const alive = { k: 'alive', id: 'p1', i: 3, a: ['/sim/p1'], m: { name: 'p1' } }
+
+  it('accepts well-formed messages', () => {
+    expect(decodeUpdate(alive, limits)).toEqual(alive)
+    expect(decodePing({ seq: 1, target: 'p1', pb: [alive] }, limits)?.pb).toHaveLength(1)
+    expect(decodePingReq({ seq: 1, target: 'p1', ta: [], nack: true }, limits)).not.toBeNull()
+    expect(decodeAck({ seq: 9 }, limits)).toEqual({ seq: 9, pb: [] })
+    expect(decodeNack({ seq: 9 })).toEqual({ seq: 9 })
+    expect(decodePushPull({ join: true, members: [{ id: 'p1', i: 0, s: 'dead', a: [], m: {} }] }, limits)).not.toBeNull()
+  })
+
+  it.each([
+    ['null', null],
+    ['a string', 'hello'],
+    ['an unknown kind', { ...alive, k: 'zombie' }],
+    ['a negative incarnation', { ...alive, i: -1 }],
+    ['a fractional incarnation', { ...alive, i: 1.5 }],
+    ['NaN incarnation', { ...alive, i: NaN }],
+    ['an empty id', { ...alive, id: '' }],
+    ['an overlong id', { ...alive, id: 'x'.repeat(200) }],
+    ['addrs not an array', { ...alive, a: '/sim/p1' }],
+    ['too many addrs', { ...alive, a: new Array(100).fill('/sim/p1') }],
+    ['meta an array', { ...alive, m: [] }],
+    ['a non-id from', { k: 'suspect', id: 'p1', i: 0, f: 42 }]
+  ])('rejects an update with %s', (_, bad) => {
+    expect(decodeUpdate(bad, limits)).toBeNull()
+  })
+
+  it('rejects bad addresses, bad meta and oversize meta in the full alive check', () => {
+    expect(checkAliveDetail(['/sim/p1'], { name: 'p1' }, 4096)).toBeGreaterThan(0)
+    expect(checkAliveDetail([42], {}, 4096)).toBe(-1)
+    expect(checkAliveDetail(['x'.repeat(1000)], {}, 4096)).toBe(-1)
+    expect(checkAliveDetail([], { name: 7 }, 4096)).toBe(-1)
+    expect(checkAliveDetail([], { http: false }, 4096)).toBe(-1)
+    expect(checkAliveDetail([], { blob: 'x'.repeat(5000) }, 4096)).toBe(-1)
+    expect(checkMeta({ deep: [[[[[[[[[[[1]]]]]]]]]]] }, 4096)).toBe(-1)
+    expect(checkMeta({ n: Infinity }, 4096)).toBe(-1)
+    expect(checkMeta({ ok: [1, 'two', { three: true }, null] }, 4096)).toBeGreaterThan(0)
+  })
+
+  it('rejects messages with bad envelopes or too many updates', () => {
+    expect(decodePing({ seq: -1, target: 'p1' }, limits)).toBeNull()
+    expect(decodePing({ seq: 1 }, limits)).toBeNull()
+    expect(decodePing({ seq: 1, target: 'p1', pb: 'x' }, limits)).toBeNull()
+    expect(decodePing({ seq: 1, target: 'p1', pb: new Array(300).fill(alive) }, limits)).toBeNull()
+    expect(decodePing({ seq: 1, target: 'p1', pb: [alive, { k: 'alive' }] }, limits)).toBeNull()
+    expect(decodePingReq({ seq: 1, target: 'p1', ta: [], nack: 'yes' }, limits)).toBeNull()
+    expect(decodeAck({ seq: '1' }, limits)).toBeNull()
+    expect(decodeNack({}))
+      .toBeNull()
+    expect(decodeGossip({ pb: [] }, limits)).toBeNull()
+    expect(decodePushPull({ members: new Array(1001).fill({ id: 'a', i: 0, s: 'alive', a: [], m: {} }) }, limits)).toBeNull()
+    expect(decodePushPull({ members: [{ id: 'a', i: 0, s: 'undead', a: [], m: {} }] }, limits)).toBeNull()
+  })
+
+  it('a Swim peer drops garbage without throwing and without changing its view', async () => {
+    const { world, swims, raw } = await smallCluster(3)
+    const p1 = swims.get('p1')!
+    const before = JSON.stringify(p1.members().map(m => [m.id, m.state, m.incarnation]))
+    const garbage: unknown[] = [null, 42, 'x', [], { seq: 'a' }, { pb: [{ k: 'alive', id: 'evil', i: 0, a: [1], m: {} }] },
+      { pb: [{ k: 'alive', id: 'evil', i: 0, a: [], m: { blob: 'x'.repeat(10_000) } }] }, { pb: new Array(1000).fill(null) }]
+    for (const g of garbage) {
+      for (const method of ['swim.ping', 'swim.ping-req', 'swim.ack', 'swim.nack', 'swim.gossip']) raw.transport.send(simAddress('p1'), method, g)
+    }
+    const pending = Promise.all([
+      raw.transport.request(simAddress('p1'), 'swim.push-pull', { members: 'nope' }).catch(e => e),
+      raw.transport.request(simAddress('p1'), 'swim.push-pull', null).catch(e => e)
+    ])
+    await world.run(2000)
+    const answers = await pending
+    for (const a of answers) expect(a).toEqual({ members: [] })
+    expect(p1.member('evil')).toBeUndefined()
+    expect(p1.stats().messagesDropped).toBeGreaterThanOrEqual(garbage.length * 4)
+    expect(JSON.stringify(p1.members().map(m => [m.id, m.state, m.incarnation]))).toBe(before)
+  })
+
+  it('rejects oversize local meta and accepts an update of meta that fits', async () => {
+    const { world, swims } = await smallCluster(3)
+    const p1 = swims.get('p1')!
+    expect(() => { p1.updateMeta({ blob: 'x'.repeat(5000) }) }).toThrow(RangeError)
+    p1.updateMeta({ name: 'renamed', http: '127.0.0.1:1' })
+    const updates: MemberEvent[] = []
+    swims.get('p2')!.onChange(ev => { if (ev.type === 'update') updates.push(ev) })
+    await world.run(3000)
+    expect(swims.get('p2')!.member('p1')?.meta).toEqual({ name: 'renamed', http: '127.0.0.1:1' })
+    expect(swims.get('p2')!.member('p1')?.incarnation).toBe(1)
+    expect(updates.map(u => u.member.id)).toEqual(['p1'])
+  })
+})
+
+describe('state machine', () => {
+  it('a suspected peer refutes with incarnation + 1, and everyone takes it back as alive', async () => {
+    const { world, swims, raw } = await smallCluster(4)
+    gossip(raw, 'p2', [{ k: 'suspect', id: 'p1', i: 0, f: 'raw' }])
+    await world.run(50)
+    expect(swims.get('p2')!.member('p1')?.state).toBe('suspect')
+    await world.run(3000)
+    for (const [id, s] of swims) {
+      if (id === 'p1') { expect(s.localMember().incarnation).toBe(1); continue }
+      expect(s.member('p1')).toMatchObject({ state: 'alive', incarnation: 1 })
+    }
+    // Having to refute raises the refuter's own awareness (Lifeguard).
+    expect(swims.get('p1')!.stats().suspicionsRefuted + swims.get('p2')!.stats().suspicionsRefuted).toBeGreaterThan(0)
+  })
+
+  it('a stale suspicion (older incarnation) is ignored; a dead claim about oneself is refuted', async () => {
+    const { world, swims, raw } = await smallCluster(3)
+    const p1 = swims.get('p1')!
+    p1.updateMeta({ name: 'p1', v: 2 })
+    await world.run(2000)
+    gossip(raw, 'p2', [{ k: 'suspect', id: 'p1', i: 0, f: 'raw' }])
+    await world.run(50)
+    expect(swims.get('p2')!.member('p1')?.state).toBe('alive')
+    gossip(raw, 'p1', [{ k: 'dead', id: 'p1', i: 1, f: 'raw' }])
+    await world.run(50)
+    expect(p1.localMember()).toMatchObject({ state: 'alive', incarnation: 2 })
+  })
+
+  it('a ping carrying a suspicion we already refuted is answered with our current incarnation', async () => {
+    const { world, swims, raw } = await smallCluster(3)
+    const p1 = swims.get('p1')!
+    p1.updateMeta({ name: 'p1', v: 2 })
+    await world.run(3000)
+    const acks: unknown[] = []
+    raw.transport.onMessage('swim.ack', body => { acks.push(body) })
+    raw.transport.send(simAddress('p1'), 'swim.ping', { seq: 77, target: 'p1', pb: [{ k: 'suspect', id: 'p1', i: 0, f: 'raw' }] })
+    await world.run(100)
+    expect(acks).toHaveLength(1)
+    const ack = acks[0] as { seq: number, pb: Array<{ k: string, id: string, i: number }> }
+    expect(ack.seq).toBe(77)
+    expect(ack.pb[0]).toMatchObject({ k: 'alive', id: 'p1', i: 1 })
+    // Not a refutation: the incarnation did not move.
+    expect(p1.localMember().incarnation).toBe(1)
+  })
+
+  it('tombstone rule: a dead peer is not revived by stale alive; only a higher incarnation brings it back', async () => {
+    const { world, swims, raw } = await smallCluster(3, { deadReapMs: 10_000, reapIntervalMs: 1000 })
+    const p2 = swims.get('p2')!
+    // A member p9 that p2 learns of, then is told is dead at incarnation 4.
+    gossip(raw, 'p2', [{ k: 'alive', id: 'p9', i: 4, a: ['/sim/p9'], m: {} }])
+    await world.run(20)
+    gossip(raw, 'p2', [{ k: 'dead', id: 'p9', i: 4, f: 'raw' }])
+    await world.run(20)
+    expect(p2.member('p9')?.state).toBe('dead')
+    // A third party's stale view (same or older incarnation) must not revive it.
+    gossip(raw, 'p2', [{ k: 'alive', id: 'p9', i: 4, a: ['/sim/p9'], m: {} }, { k: 'alive', id: 'p9', i: 2, a: ['/sim/p9'], m: {} }])
+    await world.run(20)
+    expect(p2.member('p9')).toMatchObject({ state: 'dead', incarnation: 4 })
+    // Nor can push-pull anti-entropy.
+    void raw.transport.request(simAddress('p2'), 'swim.push-pull', { members: [{ id: 'p9', i: 4, s: 'alive', a: [], m: {} }] })
+    await world.run(50)
+    expect(p2.member('p9')?.state).toBe('dead')
+    // Reaped: the tombstone keeps the incarnation.
+    await world.run(15_000)
+    expect(p2.member('p9')).toBeUndefined()
+    gossip(raw, 'p2', [{ k: 'alive', id: 'p9', i: 4, a: ['/sim/p9'], m: {} }])
+    await world.run(20)
+    expect(p2.member('p9')).toBeUndefined()
+    // The push-pull answer tells the caller p9 is dead here, so p9 (if alive) would refute.
+    const asked = raw.transport.request(simAddress('p2'), 'swim.push-pull', { members: [{ id: 'p9', i: 4, s: 'alive', a: [], m: {} }] })
+    await world.run(50)
+    const answer = await asked as { members: Array<{ id: string, s: string }> }
+    expect(answer.members.find(m => m.id === 'p9')).toMatchObject({ s: 'dead' })
+    // Only the peer itself issues a higher incarnation: accepted.
+    const joins: string[] = []
+    p2.onChange(ev => { if (ev.type === 'join') joins.push(ev.member.id) })
+    gossip(raw, 'p2', [{ k: 'alive', id: 'p9', i: 5, a: ['/sim/p9'], m: {} }])
+    await world.run(20)
+    expect(p2.member('p9')).toMatchObject({ state: 'alive', incarnation: 5 })
+    expect(joins).toEqual(['p9'])
+  })
+
+  it('a crashed peer is declared dead by all; restarted, it learns of its death via push-pull and refutes', async () => {
+    const { world, swims } = await smallCluster(5)
+    world.crash('p3')
+    await swims.get('p3')!.stop()
+    await world.runUntil(() => ['p0', 'p1', 'p2', 'p4'].every(id => swims.get(id)!.member('p3')?.state === 'dead'), { maxMs: 60_000 })
+    const deadInc = swims.get('p0')!.member('p3')!.incarnation
+    const p = world.restart('p3')
+    const fresh = new Swim({ transport: p.transport, clock: p.clock, random: p.random, log: silentLogger }, { bootstrap: [simAddress('p0')] })
+    await fresh.start()
+    const ok = await world.runUntil(() => ['p0', 'p1', 'p2', 'p4'].every(id => swims.get(id)!.member('p3')?.state === 'alive'), { maxMs: 30_000 })
+    expect(ok).toBe(true)
+    expect(fresh.localMember().incarnation).toBeGreaterThan(deadInc)
+    expect(fresh.liveMembers()).toBe(5)
+  })
+
+  it('graceful leave: others record left (never dead), leave() resolves, left members are reaped', async () => {
+    const { world, swims } = await smallCluster(5, { leftReapMs: 20_000, reapIntervalMs: 1000 })
+    const events: string[] = []
+    for (const [id, s] of swims) s.onChange(ev => { if (ev.member.id === 'p4') events.push(`${id}:${ev.type}`) })
+    let resolved = false
+    void swims.get('p4')!.leave(5000).then(() => { resolved = true })
+    await world.run(1000)
+    expect(resolved).toBe(true)
+    expect(swims.get('p4')!.localMember().state).toBe('left')
+    await world.run(2000)
+    await swims.get('p4')!.stop()
+    world.crash('p4')
+    await world.run(10_000)
+    for (const id of ['p0', 'p1', 'p2', 'p3']) expect(swims.get(id)!.member('p4')?.state).toBe('left')
+    expect(events.filter(e => e.endsWith(':dead') || e.endsWith(':suspect'))).toEqual([])
+    await world.run(15_000)
+    for (const id of ['p0', 'p1', 'p2', 'p3']) expect(swims.get(id)!.member('p4')).toBeUndefined()
+    expect(events.filter(e => e.endsWith(':reaped')).length).toBe(4)
+  })
+
+  it('leave() with nobody to tell resolves at once; a stopped peer resolves a pending leave', async () => {
+    const world = new SimWorld({ seed: 1 })
+    const p = world.addPeer('solo')
+    const s = new Swim({ transport: p.transport, clock: p.clock, random: p.random, log: silentLogger })
+    await s.start()
+    await s.leave(10_000)
+    await s.stop()
+    expect(s.localMember().state).toBe('left')
+  })
+
+  it('join reports unreachable addresses; start() keeps retrying the bootstrap until it answers', async () => {
+    const world = new SimWorld({ seed: 3 })
+    const a = world.addPeer('a')
+    const sa = new Swim({ transport: a.transport, clock: a.clock, random: a.random, log: silentLogger }, { bootstrap: [simAddress('b')], joinRetryIntervalMs: 2000 })
+    await sa.start()
+    const joining = sa.join([simAddress('nobody')])
+    await world.run(12_000)
+    const res = await joining
+    expect(res.joined).toBe(0)
+    expect(res.errors[0]!.addr).toBe('/sim/nobody')
+    // b comes up late; a finds it on its own.
+    const b = world.addPeer('b')
+    const sb = new Swim({ transport: b.transport, clock: b.clock, random: b.random, log: silentLogger })
+    await sb.start()
+    const ok = await world.runUntil(() => sa.member('b')?.state === 'alive' && sb.member('a')?.state === 'alive', { maxMs: 20_000 })
+    expect(ok).toBe(true)
+  })
+
+  it('local health: reported event-loop lag and late timers raise awareness, successful probes lower it', async () => {
+    const { world, swims } = await smallCluster(4)
+    const p1 = swims.get('p1')!
+    expect(p1.localHealthScore()).toBe(0)
+    p1.noteEventLoopLag(50)
+    expect(p1.localHealthScore()).toBe(0)
+    p1.noteEventLoopLag(1000)
+    p1.noteEventLoopLag(1000)
+    // At most one step per probe interval.
+    expect(p1.localHealthScore()).toBe(1)
+    await world.run(10_000)
+    expect(p1.localHealthScore()).toBe(0)
+    world.stall('p1', 3000)
+    await world.run(3100)
+    expect(p1.localHealthScore()).toBeGreaterThan(0)
+  })
+
+  it('probes every member in a round, and reports counters', async () => {
+    const { world, swims } = await smallCluster(6)
+    const p0 = swims.get('p0')!
+    const before = p0.stats().probes
+    await world.run(10_000)
+    const s = p0.stats()
+    expect(s.probes - before).toBeGreaterThanOrEqual(9)
+    expect(s.probeFailures).toBe(0)
+    expect(s.messagesSent['swim.ping']).toBeGreaterThan(0)
+    expect(s.messagesReceived['swim.ack']).toBeGreaterThan(0)
+    expect(p0.members().map(m => m.id).sort()).toEqual(['p0', 'p1', 'p2', 'p3', 'p4', 'p5'])
+    expect(p0.localMember().id).toBe('p0')
+  })
+})
