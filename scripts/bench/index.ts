@@ -1,0 +1,50 @@
+/**
+ * All benchmarks in one run, printed as Markdown ready for docs/benchmarks.md:
+ *
+ *   npm run bench                 # RPC (5,000 round trips) and SWIM at 100, 1,000, 10,000 peers
+ *   npm run bench -- --quick      # fewer iterations and sizes, for a smoke check
+ *
+ * Figures on shared machines are noisy: compare the ratios measured within one run.
+ */
+import '../../src/polyfill/index.js'
+import { cpus, loadavg } from 'node:os'
+import { benchRpc, type LatencyStats } from './rpc.js'
+import { benchSwim } from './swim.js'
+
+const quick = process.argv.includes('--quick')
+const us = (s: LatencyStats): string => `${(s.medianMs * 1000).toFixed(1)} µs | ${(s.p99Ms * 1000).toFixed(1)} µs`
+
+async function main (): Promise<void> {
+  const started = new Date().toISOString()
+  console.log(`# Benchmark run ${started}`)
+  console.log(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, load average ${loadavg().map(l => l.toFixed(1)).join(' ')}\n`)
+
+  const rpc = await benchRpc({ iterations: quick ? 1000 : 5000 })
+  console.log(`## RPC round trip (${rpc.iterations} sequential ${rpc.payloadBytes}-byte echoes on 127.0.0.1, interleaved rounds)\n`)
+  console.log('| path | median | p99 |')
+  console.log('| --- | --- | --- |')
+  console.log(`| raw TCP echo (node:net) | ${us(rpc.rawTcp)} |`)
+  console.log(`| bare libp2p stream echo (noise + yamux, one open stream) | ${us(rpc.libp2pStream)} |`)
+  console.log(`| RpcTransport.request (msgpackr frames, one long-lived stream) | ${us(rpc.rpc)} |`)
+  console.log(`\nRPC / bare libp2p: **${rpc.rpcOverLibp2p.toFixed(2)}×** (target < 1.30); libp2p / TCP: ${rpc.libp2pOverTcp.toFixed(2)}×. ` +
+    `${rpc.concurrent.concurrency} concurrent callers: ${rpc.concurrent.requestsPerSecond.toLocaleString('en-US')} requests/s.\n`)
+
+  const sizes = quick ? [100, 1000] : [100, 1000, 3000, 10_000]
+  const swim = await benchSwim({ sizes })
+  console.log('## SWIM in the simulator (probe interval 1 s, memberlist LAN defaults, latency 1-5 ms)\n')
+  console.log('| peers | crash → dead at every peer, p50 / p99 / max (s) | change reaches 99.9 % (periods) | limit ceil(log2 N)+2 | messages / peer / s | wall (s) |')
+  console.log('| --- | --- | --- | --- | --- | --- |')
+  for (const r of swim) {
+    if (r.skipped !== undefined) {
+      console.log(`| ${r.peers.toLocaleString('en-US')} | not run: ${r.skipped} | | | | |`)
+      continue
+    }
+    const t = r.timeToDeadS!
+    console.log(`| ${r.peers.toLocaleString('en-US')} | ${t.p50.toFixed(2)} / ${t.p99.toFixed(2)} / ${t.max.toFixed(2)} | ${r.disseminationPeriods!.toFixed(2)} | ${Math.ceil(Math.log2(r.peers)) + 2} | ${r.messagesPerPeerPerS!.toFixed(2)} | ${r.wallS!.toFixed(1)} |`)
+  }
+}
+
+main().then(() => process.exit(0), (err: unknown) => {
+  console.error(err)
+  process.exit(1)
+})
