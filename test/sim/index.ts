@@ -27,6 +27,7 @@ export { SimWorld, SimPeer, SimClock } from './world.js'
 export type { SimOptions, SimStats, LatencySpec } from './world.js'
 export { SimTransport, simTargetId } from './transport.js'
 export { UnserializableBodyError } from './codec.js'
+export { ManualClock } from './manual-clock.js'
 
 /** The address a peer with this id is reached at in the simulator. */
 export function simAddress (id: string): { id: string, addrs: string[] } {

@@ -5,41 +5,16 @@
  */
 import { describe, expect, it } from 'vitest'
 import { silentLogger } from '../../src/runtime/index.js'
-import type { Clock, Timer } from '../../src/runtime/index.js'
 import { Swim, retransmitLimit, pushPullScaleMs, suspicionMinMs, suspicionTimeoutMs } from '../../src/membership/index.js'
 import type { MemberEvent, SwimOptions } from '../../src/membership/index.js'
 import { Awareness, Suspicion } from '../../src/membership/suspicion.js'
 import { BroadcastQueue } from '../../src/membership/broadcast.js'
 import { decodeAck, decodeGossip, decodeNack, decodePing, decodePingReq, decodePushPull, decodeUpdate, checkAliveDetail, checkMeta } from '../../src/membership/wire.js'
 import type { WireUpdate } from '../../src/membership/wire.js'
-import { SimWorld, simAddress } from '../sim/index.js'
+import { ManualClock, SimWorld, simAddress } from '../sim/index.js'
 
 const limits = { metaMaxBytes: 4096, maxUpdatesPerMessage: 256, maxPushPullMembers: 1000 }
 
-/** A manual clock for the pure parts. */
-class ManualClock implements Clock {
-  t = 0
-  private timers: Array<{ at: number, fn: () => void, dead: boolean }> = []
-  now (): number { return this.t }
-  wallNow (): number { return this.t }
-  setTimer (delayMs: number, fn: () => void): Timer {
-    const entry = { at: this.t + Math.max(0, delayMs), fn, dead: false }
-    this.timers.push(entry)
-    return { cancel: () => { entry.dead = true } }
-  }
-
-  advance (ms: number): void {
-    const end = this.t + ms
-    for (;;) {
-      const due = this.timers.filter(x => !x.dead && x.at <= end).sort((a, b) => a.at - b.at)[0]
-      if (due === undefined) break
-      due.dead = true
-      this.t = due.at
-      due.fn()
-    }
-    this.t = end
-  }
-}
 
 /** A few Swim peers p0..p<n-1> in the simulator, formed by joining p0, plus a raw peer 'raw'. */
 async function smallCluster (n: number, options: SwimOptions = {}, seed = 7): Promise<{ world: SimWorld, swims: Map<string, Swim>, raw: ReturnType<SimWorld['addPeer']> }> {

@@ -3,34 +3,12 @@
  */
 import { describe, expect, it } from 'vitest'
 import { silentLogger } from '../../src/runtime/index.js'
-import type { Clock, Timer } from '../../src/runtime/index.js'
+import type { Clock } from '../../src/runtime/index.js'
 import { PartitionDetector } from '../../src/partition/index.js'
 import type { MembershipView, PartitionEvent } from '../../src/partition/index.js'
 import type { MemberEvent, MemberInfo, MemberState } from '../../src/membership/index.js'
+import { ManualClock } from '../sim/index.js'
 
-class ManualClock implements Clock {
-  t = 0
-  private timers: Array<{ at: number, fn: () => void, dead: boolean }> = []
-  now (): number { return this.t }
-  wallNow (): number { return this.t }
-  setTimer (delayMs: number, fn: () => void): Timer {
-    const entry = { at: this.t + Math.max(0, delayMs), fn, dead: false }
-    this.timers.push(entry)
-    return { cancel: () => { entry.dead = true } }
-  }
-
-  advance (ms: number): void {
-    const end = this.t + ms
-    for (;;) {
-      const due = this.timers.filter(x => !x.dead && x.at <= end).sort((a, b) => a.at - b.at)[0]
-      if (due === undefined) break
-      due.dead = true
-      this.t = due.at
-      due.fn()
-    }
-    this.t = end
-  }
-}
 
 class FakeView implements MembershipView {
   readonly localPeerId = 'self'
