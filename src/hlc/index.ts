@@ -1,0 +1,150 @@
+/**
+ * hlc: hybrid logical clock timestamps (Kulkarni et al. 2014) for record versions and the space
+ * catalog. A timestamp is one JS number, `physicalMs * 1024 + logical`, exact in a float64 until
+ * the year 2248, so versions compare with `<`, travel as plain msgpack numbers and sort in typed
+ * arrays.
+ *
+ * ```ts
+ * const hlc = new HybridClock({ clock }, { maxSkewMs: 60_000, store: new FileHlcStore(dir) })
+ * const version = hlc.now()        // stamp a local write
+ * hlc.observe(remoteVersion)       // on receipt: keeps causality, refuses absurd skew
+ * ```
+ *
+ * Never backwards, even across restarts: the clock persists a ceiling `leaseMs` ahead of what it
+ * has handed out and, after a restart, starts above the persisted ceiling, so a peer whose wall
+ * clock was set back still issues versions newer than everything it issued before.
+ */
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Clock } from '../runtime/index.js'
+
+export type Hlc = number
+
+export const HLC_LOGICAL_BITS = 10
+const LOGICAL_RANGE = 1 << HLC_LOGICAL_BITS
+
+export function makeHlc (physicalMs: number, logical: number): Hlc { return physicalMs * LOGICAL_RANGE + logical }
+export function hlcPhysicalMs (h: Hlc): number { return Math.floor(h / LOGICAL_RANGE) }
+export function hlcLogical (h: Hlc): number { return h % LOGICAL_RANGE }
+export function formatHlc (h: Hlc): string { return `${new Date(hlcPhysicalMs(h)).toISOString()}+${hlcLogical(h)}` }
+export function isHlc (v: unknown): v is Hlc { return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 }
+
+/** A remote timestamp is further ahead of our wall clock than maxSkewMs allows. */
+export class ClockSkewError extends Error {
+  override name = 'ClockSkewError'
+  constructor (readonly remote: Hlc, readonly skewMs: number, readonly maxSkewMs: number) {
+    super(`remote timestamp ${formatHlc(remote)} is ${skewMs} ms ahead of this peer's clock (limit ${maxSkewMs} ms); check NTP on both peers`)
+  }
+}
+
+/** Where the ceiling survives restarts. */
+export interface HlcStore {
+  load(): Hlc | undefined
+  save(ceiling: Hlc): void
+}
+
+export interface HybridClockOptions {
+  /** Largest accepted lead of a remote timestamp over our wall clock. ms, default 60000 (CockroachDB's default max offset is 500 ms; we only refuse what is clearly broken). */
+  maxSkewMs?: number
+  /** How far ahead of the handed-out timestamps the persisted ceiling runs. ms, default 10000: one fsync per 10 s at most. */
+  leaseMs?: number
+  store?: HlcStore
+}
+
+export interface SkewReport { count: number, maxSeenMs: number, lastAt: number }
+
+export class HybridClock {
+  private last: Hlc
+  private ceiling: Hlc
+  private readonly maxSkewMs: number
+  private readonly leaseMs: number
+  private readonly store: HlcStore | undefined
+  private readonly clock: Clock
+  /** Offset added to the wall clock: fault injection (clock skew nemesis) only. */
+  private offsetMs = 0
+  readonly skew: SkewReport = { count: 0, maxSeenMs: 0, lastAt: 0 }
+
+  constructor (deps: { clock: Clock }, opts: HybridClockOptions = {}) {
+    this.clock = deps.clock
+    this.maxSkewMs = opts.maxSkewMs ?? 60_000
+    this.leaseMs = opts.leaseMs ?? 10_000
+    this.store = opts.store
+    const persisted = this.store?.load() ?? 0
+    this.last = persisted
+    this.ceiling = persisted
+  }
+
+  /** Sets an artificial wall-clock offset (the clock-skew fault). */
+  setOffsetMs (offsetMs: number): void { this.offsetMs = offsetMs }
+  offset (): number { return this.offsetMs }
+
+  private wallMs (): number { return Math.floor(this.clock.wallNow() + this.offsetMs) }
+
+  /** A timestamp greater than every one this clock has issued or observed. */
+  now (): Hlc {
+    this.last = Math.max(makeHlc(this.wallMs(), 0), this.last + 1)
+    this.extendLease()
+    return this.last
+  }
+
+  /**
+   * Merges a remote timestamp (on every message that carries one). Throws ClockSkewError, and
+   * counts it, when the remote is more than maxSkewMs ahead of our wall clock: absorbing it would
+   * drag every later version of ours into the future.
+   */
+  observe (remote: Hlc): Hlc {
+    const wallMs = this.wallMs()
+    const aheadMs = hlcPhysicalMs(remote) - wallMs
+    if (aheadMs > this.maxSkewMs) {
+      this.skew.count++
+      this.skew.maxSeenMs = Math.max(this.skew.maxSeenMs, aheadMs)
+      this.skew.lastAt = wallMs
+      throw new ClockSkewError(remote, aheadMs, this.maxSkewMs)
+    }
+    // Packed timestamps make the HLC receive rule one line: a logical overflow carries into the
+    // physical part, which only moves the clock 1 ms ahead.
+    this.last = Math.max(makeHlc(wallMs, 0), this.last + 1, remote + 1)
+    this.extendLease()
+    return this.last
+  }
+
+  /** The latest timestamp issued or observed. */
+  current (): Hlc { return this.last }
+
+  private extendLease (): void {
+    if (this.store === undefined || this.last < this.ceiling) return
+    this.ceiling = makeHlc(hlcPhysicalMs(this.last) + this.leaseMs, 0)
+    this.store.save(this.ceiling)
+  }
+}
+
+/** Persists the ceiling as a small file in the data dir, atomically (write, fsync, rename). */
+export class FileHlcStore implements HlcStore {
+  private readonly path: string
+  constructor (dir: string) { this.path = join(dir, 'hlc') }
+
+  load (): Hlc | undefined {
+    let text: string
+    try {
+      text = readFileSync(this.path, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+    const v = Number(text.trim())
+    if (!isHlc(v)) throw new Error(`${this.path} does not hold an HLC timestamp: '${text.slice(0, 40)}'`)
+    return v
+  }
+
+  save (ceiling: Hlc): void {
+    const tmp = this.path + '.tmp'
+    const fd = openSync(tmp, 'w', 0o600)
+    try {
+      writeSync(fd, String(ceiling))
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(tmp, this.path)
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * The placement contract: what replication, the HTTP API and (later) the query planner ask of
+ * placement. Placement reads membership; it knows nothing of storage or RPC handlers.
+ */
+import type { Hlc } from '../hlc/index.js'
+import type { PeerAddress, PeerId } from '../runtime/index.js'
+import type { ColumnDef, SpaceDef } from '../schema/index.js'
+
+export interface CreateSpaceInput {
+  name: string
+  schema: ColumnDef[]
+  partitions?: number
+  replicas?: number
+}
+
+/** The replicated catalog of spaces (an HLC-stamped last-writer-wins map). */
+export interface SpaceCatalog {
+  create(input: CreateSpaceInput): SpaceDef
+  drop(name: string): void
+  addColumn(name: string, column: unknown): SpaceDef
+  get(name: string): SpaceDef | undefined
+  list(): SpaceDef[]
+  /** Fires on every local or remote change (create, drop, alter). */
+  onChange(listener: (ev: { type: 'created' | 'dropped' | 'altered', space: SpaceDef, version: Hlc }) => void): () => void
+}
+
+/** Where one partition lives right now. */
+export interface PartitionPlacement {
+  space: SpaceDef
+  partition: number
+  /** The R peers rendezvous hashing picks over the placement members, best first. */
+  owners: PeerId[]
+  /**
+   * Peers to send writes to: the owners, plus former owners that still hold the partition while a
+   * new owner is catching up (they leave this list once every owner is ready).
+   */
+  writeReplicas: PeerId[]
+  /** Peers to read from: holders that are ready (not catching up), owners first. */
+  readReplicas: PeerId[]
+  /** Acks needed for QUORUM among readReplicas (a majority of them). */
+  quorum: number
+}
+
+export interface Placement {
+  partitionOf(space: SpaceDef, id: string): number
+  locate(space: SpaceDef, partition: number): PartitionPlacement
+  addressOf(peerId: PeerId): PeerAddress | undefined
+  /** Partitions this peer owns (should hold) now, for every space. */
+  ownedPartitions(): Array<{ space: SpaceDef, partition: number }>
+  /** Called by replication once this peer has caught up an owned partition. */
+  markReady(space: SpaceDef, partition: number): void
+  /** Called by replication when this peer no longer holds a partition (dropped after handoff). */
+  markReleased(space: SpaceDef, partition: number): void
+  /** Fires when owners or readiness change. */
+  onChange(listener: () => void): () => void
+}

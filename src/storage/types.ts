@@ -1,0 +1,84 @@
+/**
+ * The storage contract: what replication (and later query) expects of one partition's replica on
+ * this peer. The engine behind it (WAL, memtable, Arrow segments, compaction) is storage's own.
+ */
+import type { Hlc } from '../hlc/index.js'
+import type { Row, SpaceDef } from '../schema/index.js'
+
+/**
+ * One version of one record. A tombstone (`deleted: true`) has no row. Versions are HLC
+ * timestamps; the newer version wins (compareVersions), on every replica alike.
+ */
+export interface VersionedRecord {
+  id: string
+  version: Hlc
+  deleted: boolean
+  /** The full row (schema-normalized, includes `id`); null for tombstones. */
+  row: Row | null
+}
+
+export interface ApplyResult {
+  /** Records that became the newest version of their id on this replica. */
+  applied: number
+  /** Records ignored because this replica already held an equal or newer version. */
+  stale: number
+}
+
+/** Anti-entropy summary: a hash per bucket of ids (bucket = hash(id) % buckets). */
+export interface PartitionDigest {
+  buckets: number
+  /** One hash per bucket, hex; equal hashes mean equal (id, version, deleted) sets. */
+  hashes: string[]
+  /** Hash of all bucket hashes. */
+  root: string
+  /** Records (including tombstones) counted in the digest. */
+  records: number
+}
+
+export interface PartitionStats {
+  liveRows: number
+  tombstones: number
+  memtableRows: number
+  segments: number
+  walBytes: number
+  diskBytes: number
+}
+
+/** One replica of one partition of one space, on this peer. */
+export interface PartitionStore {
+  readonly space: SpaceDef
+  readonly partition: number
+  /**
+   * Applies records last-writer-wins and resolves once they are durable (their WAL entry is
+   * fsynced). Concurrent calls are group-committed. Rejects (writes nothing) if the store is closed
+   * or the disk fails.
+   */
+  apply(records: readonly VersionedRecord[]): Promise<ApplyResult>
+  /** The newest version held for `id`, tombstones included (while within their grace period). */
+  get(id: string): VersionedRecord | undefined
+  /** Every record held (tombstones included), in batches; for streaming a partition to a new owner. */
+  scan(opts?: { batchRecords?: number, includeTombstones?: boolean }): AsyncIterable<VersionedRecord[]>
+  digest(buckets?: number): PartitionDigest
+  /** The records of one digest bucket (tombstones included), for anti-entropy repair. */
+  bucket(index: number, buckets: number): VersionedRecord[]
+  stats(): PartitionStats
+}
+
+/** Orders two versions of the same id: > 0 when `a` wins. */
+export function compareVersions (a: VersionedRecord, b: VersionedRecord): number {
+  if (a.version !== b.version) return a.version > b.version ? 1 : -1
+  // Same timestamp from two coordinators: a delete wins, then a fixed order on the content, so
+  // every replica picks the same winner without coordination.
+  if (a.deleted !== b.deleted) return a.deleted ? 1 : -1
+  const ja = a.row === null ? '' : stableStringify(a.row)
+  const jb = b.row === null ? '' : stableStringify(b.row)
+  return ja === jb ? 0 : ja > jb ? 1 : -1
+}
+
+function stableStringify (row: Row): string {
+  const keys = Object.keys(row).sort()
+  return JSON.stringify(keys.map(k => {
+    const v = row[k]
+    return typeof v === 'bigint' ? `${v}n` : v
+  }))
+}

@@ -1,0 +1,84 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ClockSkewError, FileHlcStore, HybridClock, hlcLogical, hlcPhysicalMs, makeHlc, type HlcStore } from '../../src/hlc/index.js'
+import { ManualClock } from '../sim/index.js'
+
+function wallAt (ms: number): ManualClock {
+  const clock = new ManualClock()
+  clock.t = ms
+  return clock
+}
+
+class MemoryStore implements HlcStore {
+  saved: number[] = []
+  value: number | undefined
+  load (): number | undefined { return this.value }
+  save (ceiling: number): void { this.value = ceiling; this.saved.push(ceiling) }
+}
+
+describe('HybridClock', () => {
+  it('packs physical milliseconds and a logical counter into one comparable number', () => {
+    const h = makeHlc(1_800_000_000_000, 5)
+    expect(hlcPhysicalMs(h)).toBe(1_800_000_000_000)
+    expect(hlcLogical(h)).toBe(5)
+    expect(Number.isSafeInteger(makeHlc(8_000_000_000_000, 1023))).toBe(true)
+  })
+
+  it('issues strictly increasing timestamps even when the wall clock stands still or goes back', () => {
+    const clock = wallAt(1_000_000)
+    const hlc = new HybridClock({ clock })
+    const a = hlc.now()
+    const b = hlc.now()
+    clock.t = 999_000
+    const c = hlc.now()
+    expect(b).toBeGreaterThan(a)
+    expect(c).toBeGreaterThan(b)
+    expect(hlcPhysicalMs(c)).toBe(1_000_000)
+  })
+
+  it('moves past a remote timestamp it observes, so causality is kept', () => {
+    const hlc = new HybridClock({ clock: wallAt(1_000_000) })
+    const remote = makeHlc(1_000_500, 7)
+    const after = hlc.observe(remote)
+    expect(after).toBeGreaterThan(remote)
+    expect(hlc.now()).toBeGreaterThan(after)
+  })
+
+  it('refuses, and reports, a remote timestamp further ahead than maxSkewMs', () => {
+    const hlc = new HybridClock({ clock: wallAt(1_000_000) }, { maxSkewMs: 1000 })
+    const before = hlc.current()
+    expect(() => hlc.observe(makeHlc(1_002_000, 0))).toThrow(ClockSkewError)
+    expect(hlc.current()).toBe(before)
+    expect(hlc.skew.count).toBe(1)
+    expect(hlc.skew.maxSeenMs).toBe(2000)
+  })
+
+  it('persists a ceiling ahead of what it issues and never goes backwards after a restart', () => {
+    const store = new MemoryStore()
+    const clock = wallAt(5_000_000)
+    const first = new HybridClock({ clock }, { store, leaseMs: 10_000 })
+    const issued = first.now()
+    expect(store.value).toBe(makeHlc(5_010_000, 0))
+    for (let i = 0; i < 100; i++) first.now()
+    expect(store.saved.length).toBe(1)
+    // Restart with the wall clock set back by an hour.
+    clock.t = 5_000_000 - 3_600_000
+    const second = new HybridClock({ clock }, { store, leaseMs: 10_000 })
+    expect(second.now()).toBeGreaterThan(issued)
+  })
+
+  describe('FileHlcStore', () => {
+    let dir: string
+    beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'shoal-hlc-')) })
+    afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
+
+    it('round-trips the ceiling through a file', () => {
+      const store = new FileHlcStore(dir)
+      expect(store.load()).toBeUndefined()
+      store.save(makeHlc(123_456, 0))
+      expect(new FileHlcStore(dir).load()).toBe(makeHlc(123_456, 0))
+    })
+  })
+})
