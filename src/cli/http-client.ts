@@ -1,7 +1,7 @@
 import { CliError } from './errors.js'
 
 /** GETs or POSTs JSON to a peer's HTTP API, turning every failure into a one-line CliError. */
-export async function fetchJson (base: string, path: string, init: { method?: string, body?: unknown, timeoutMs?: number } = {}): Promise<unknown> {
+export async function fetchJson (base: string, path: string, init: { method?: string, body?: unknown, rawBody?: string, contentType?: string, timeoutMs?: number } = {}): Promise<unknown> {
   let url: URL
   try {
     url = new URL(path, base)
@@ -13,6 +13,7 @@ export async function fetchJson (base: string, path: string, init: { method?: st
     res = await fetch(url, {
       method: init.method ?? 'GET',
       ...(init.body !== undefined ? { body: JSON.stringify(init.body), headers: { 'content-type': 'application/json' } } : {}),
+      ...(init.rawBody !== undefined ? { body: init.rawBody, headers: { 'content-type': init.contentType ?? 'application/json' } } : {}),
       signal: AbortSignal.timeout(init.timeoutMs ?? 10_000)
     })
   } catch (err) {
@@ -27,8 +28,9 @@ export async function fetchJson (base: string, path: string, init: { method?: st
     throw new CliError(`peer at ${url.origin} answered ${res.status} with non-JSON: ${text.slice(0, 200)}`)
   }
   if (!res.ok) {
-    const error = (body as { error?: { code?: string, message?: string } }).error
-    throw new CliError(`peer answered ${res.status} ${error?.code ?? ''}: ${error?.message ?? text.slice(0, 200)}`)
+    const b = body as { error?: { code?: string, message?: string }, errors?: Array<{ row: number, field: string, message: string }> }
+    const rowErrors = (b.errors ?? []).slice(0, 10).map(e => `\n  row ${e.row}${e.field !== '' ? `, field ${e.field}` : ''}: ${e.message}`).join('')
+    throw new CliError(`peer answered ${res.status} ${b.error?.code ?? ''}: ${b.error?.message ?? (rowErrors !== '' ? 'invalid records, nothing written' : text.slice(0, 200))}${rowErrors}`)
   }
   return body
 }

@@ -5,7 +5,14 @@ import { Command, CommanderError, Option } from 'commander'
 import { runStart } from './start.js'
 import { runKeygen } from './keygen.js'
 import { runMembers } from './members.js'
+import { runSpaceCreate, runSpaceDrop, runSpaceList, positiveInt } from './space.js'
+import { parseConsistency, runGet, runPut } from './records.js'
+import { runImport, type ImportFormat } from './import.js'
 import { CliError } from './errors.js'
+
+const DEFAULT_PEER = 'http://127.0.0.1:7947'
+const peerOption = (): Option => new Option('--peer <url>', "URL of any peer's HTTP API").default(DEFAULT_PEER)
+const consistencyOption = (): Option => new Option('--consistency <level>', 'one, quorum or all').default('quorum')
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 
@@ -38,9 +45,62 @@ function buildProgram (): Command {
 
   program.command('members')
     .description("list the cluster's members as a peer sees them")
-    .option('--peer <url>', "URL of any peer's HTTP API", 'http://127.0.0.1:7947')
+    .addOption(peerOption())
     .option('--json', 'print JSON for scripts instead of a table')
     .action(async (opts: { peer: string, json?: boolean }) => { await runMembers(opts) })
+
+  const space = program.command('space').description('create, list and drop spaces')
+  space.command('create <name>')
+    .description('create a space')
+    .requiredOption('--schema <columns>', "columns as 'name:type,...' (types: bool, int32, int64, float32, float64, utf8, timestamp, date, list<T>, vector<N>; append ! for not null)")
+    .option('--partitions <n>', 'partitions (default 16)')
+    .option('--replicas <n>', 'replicas per partition (default 3, capped by cluster size)')
+    .addOption(peerOption())
+    .action(async (name: string, opts: { schema: string, partitions?: string, replicas?: string, peer: string }) => { await runSpaceCreate(name, opts) })
+  space.command('list')
+    .description('list spaces')
+    .option('--json', 'print JSON')
+    .addOption(peerOption())
+    .action(async (opts: { peer: string, json?: boolean }) => { await runSpaceList(opts) })
+  space.command('drop <name>')
+    .description('drop a space and its data')
+    .addOption(peerOption())
+    .action(async (name: string, opts: { peer: string }) => { await runSpaceDrop(name, opts) })
+
+  program.command('put <space> <file>')
+    .description("write records from a JSON array or NDJSON file ('-' for stdin)")
+    .addOption(consistencyOption())
+    .addOption(peerOption())
+    .action(async (spaceName: string, file: string, opts: { peer: string, consistency: string }) => {
+      await runPut(spaceName, file, { peer: opts.peer, consistency: parseConsistency(opts.consistency) })
+    })
+
+  program.command('get <space> <id>')
+    .description('read one record by id')
+    .addOption(consistencyOption())
+    .addOption(peerOption())
+    .action(async (spaceName: string, id: string, opts: { peer: string, consistency: string }) => {
+      await runGet(spaceName, id, { peer: opts.peer, consistency: parseConsistency(opts.consistency) })
+    })
+
+  program.command('import <space> <file>')
+    .description('load an NDJSON, CSV or Arrow IPC file in batches, with progress; safe to re-run')
+    .addOption(new Option('--format <format>', 'input format (default: from the file extension)').choices(['ndjson', 'csv', 'arrow']))
+    .option('--batch-rows <n>', 'rows per request', '5000')
+    .option('--concurrency <n>', 'requests in flight', '4')
+    .option('--resume', 'skip the rows an interrupted run of this import already wrote')
+    .addOption(consistencyOption())
+    .addOption(peerOption())
+    .action(async (spaceName: string, file: string, opts: { format?: ImportFormat, batchRows: string, concurrency: string, resume?: boolean, peer: string, consistency: string }) => {
+      await runImport(spaceName, file, {
+        peer: opts.peer,
+        ...(opts.format !== undefined ? { format: opts.format } : {}),
+        batchRows: positiveInt(opts.batchRows, '--batch-rows'),
+        concurrency: positiveInt(opts.concurrency, '--concurrency'),
+        consistency: parseConsistency(opts.consistency),
+        resume: opts.resume === true
+      })
+    })
 
   return program
 }

@@ -4,7 +4,7 @@ import type { Logger } from '../runtime/index.js'
 /** An error meant for the HTTP caller: status, stable code, and a message naming the field. */
 export class HttpError extends Error {
   override name = 'HttpError'
-  constructor (readonly status: number, readonly code: string, message: string) {
+  constructor (readonly status: number, readonly code: string, message: string, readonly details?: Record<string, unknown>) {
     super(message)
   }
 }
@@ -15,8 +15,10 @@ export interface RouteRequest {
   params: Record<string, string>
   query: URLSearchParams
   headers: IncomingMessage['headers']
-  /** Reads and parses the JSON body (bounded by maxBodyBytes). */
+  /** Reads and parses the JSON body (bounded by the route's maxBodyBytes). */
   json(): Promise<unknown>
+  /** Reads the body as UTF-8 text (bounded by the route's maxBodyBytes). */
+  text(): Promise<string>
 }
 
 export interface RouteResponse {
@@ -29,7 +31,12 @@ export interface RouteResponse {
 
 export type RouteHandler = (req: RouteRequest) => Promise<RouteResponse> | RouteResponse
 
-interface Route { method: string, pattern: RegExp, keys: string[], handler: RouteHandler }
+interface Route { method: string, pattern: RegExp, keys: string[], handler: RouteHandler, maxBodyBytes: number | undefined }
+
+export interface RouteOptions {
+  /** Largest body this route accepts; default the server's maxBodyBytes. */
+  maxBodyBytes?: number
+}
 
 export interface HttpServerOptions {
   host: string
@@ -51,10 +58,10 @@ export class HttpServer {
     this.maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024
   }
 
-  route (method: string, path: string, handler: RouteHandler): void {
+  route (method: string, path: string, handler: RouteHandler, options: RouteOptions = {}): void {
     const keys: string[] = []
     const pattern = new RegExp('^' + path.replace(/:([a-zA-Z]+)/g, (_m, key: string) => { keys.push(key); return '([^/]+)' }) + '/?$')
-    this.routes.push({ method, pattern, keys, handler })
+    this.routes.push({ method, pattern, keys, handler, maxBodyBytes: options.maxBodyBytes })
   }
 
   async start (): Promise<{ host: string, port: number }> {
@@ -99,13 +106,15 @@ export class HttpServer {
         if (route.method !== method) continue
         const params: Record<string, string> = Object.create(null)
         route.keys.forEach((key, i) => { params[key] = decodeURIComponent(m[i + 1]!) })
+        const limit = route.maxBodyBytes ?? this.maxBodyBytes
         const result = await route.handler({
           method,
           path: url.pathname,
           params,
           query: url.searchParams,
           headers: req.headers,
-          json: async () => await this.readJson(req)
+          json: async () => await this.readJson(req, limit),
+          text: async () => await this.readText(req, limit)
         })
         this.send(res, result.status ?? 200, result)
         return
@@ -114,7 +123,7 @@ export class HttpServer {
       throw new HttpError(404, 'NOT_FOUND', `no endpoint ${method} ${url.pathname}`)
     } catch (err) {
       if (err instanceof HttpError) {
-        this.send(res, err.status, { body: { error: { code: err.code, message: err.message } } })
+        this.send(res, err.status, { body: { error: { code: err.code, message: err.message }, ...err.details } })
       } else {
         this.log.error({ err, method, path: url.pathname }, 'http handler failed')
         this.send(res, 500, { body: { error: { code: 'INTERNAL', message: (err as Error).message } } })
@@ -134,17 +143,21 @@ export class HttpServer {
     res.end(payload)
   }
 
-  private async readJson (req: IncomingMessage): Promise<unknown> {
+  private async readText (req: IncomingMessage, limit: number): Promise<string> {
     const declared = Number(req.headers['content-length'] ?? 0)
-    if (declared > this.maxBodyBytes) throw new HttpError(413, 'BODY_TOO_LARGE', `request body of ${declared} bytes exceeds the limit of ${this.maxBodyBytes} bytes`)
+    if (declared > limit) throw new HttpError(413, 'BODY_TOO_LARGE', `request body of ${declared} bytes exceeds the limit of ${limit} bytes`)
     const chunks: Buffer[] = []
     let total = 0
     for await (const chunk of req) {
       total += (chunk as Buffer).length
-      if (total > this.maxBodyBytes) throw new HttpError(413, 'BODY_TOO_LARGE', `request body exceeds the limit of ${this.maxBodyBytes} bytes`)
+      if (total > limit) throw new HttpError(413, 'BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes`)
       chunks.push(chunk as Buffer)
     }
-    const text = Buffer.concat(chunks).toString('utf8')
+    return Buffer.concat(chunks).toString('utf8')
+  }
+
+  private async readJson (req: IncomingMessage, limit: number): Promise<unknown> {
+    const text = await this.readText(req, limit)
     if (text.trim() === '') throw new HttpError(400, 'BAD_REQUEST', 'request body is empty; expected JSON')
     try {
       // JSON.parse never assigns through __proto__ (it creates an own property), so parsing is

@@ -1,0 +1,46 @@
+import { parseSchemaSpec, SchemaError } from '../schema/index.js'
+import { CliError } from './errors.js'
+import { fetchJson } from './http-client.js'
+import { formatTable } from './table.js'
+
+interface SpaceJson { name: string, uid: string, schema: Array<{ name: string, type: string, nullable: boolean }>, partitions: number, replicas: number }
+
+export async function runSpaceCreate (name: string, opts: { schema: string, partitions?: string, replicas?: string, peer: string }): Promise<void> {
+  let schema
+  try {
+    schema = parseSchemaSpec(opts.schema)
+  } catch (err) {
+    if (err instanceof SchemaError) throw new CliError(`--schema ${err.message}`, 2)
+    throw err
+  }
+  const body: Record<string, unknown> = { name, schema }
+  if (opts.partitions !== undefined) body.partitions = positiveInt(opts.partitions, '--partitions')
+  if (opts.replicas !== undefined) body.replicas = positiveInt(opts.replicas, '--replicas')
+  const space = await fetchJson(opts.peer, '/spaces', { method: 'POST', body }) as SpaceJson
+  process.stdout.write(`created space ${space.name}: ${space.partitions} partitions, ${space.replicas} replicas, columns ${space.schema.map(c => `${c.name}:${c.type}${c.nullable ? '' : '!'}`).join(',')}\n`)
+}
+
+export async function runSpaceList (opts: { peer: string, json?: boolean }): Promise<void> {
+  const spaces = await fetchJson(opts.peer, '/spaces') as SpaceJson[]
+  if (opts.json === true) {
+    process.stdout.write(JSON.stringify(spaces, null, 2) + '\n')
+    return
+  }
+  if (spaces.length === 0) {
+    process.stdout.write('no spaces\n')
+    return
+  }
+  process.stdout.write(formatTable(['NAME', 'PARTITIONS', 'REPLICAS', 'COLUMNS'],
+    spaces.map(s => [s.name, String(s.partitions), String(s.replicas), s.schema.map(c => `${c.name}:${c.type}`).join(',')])))
+}
+
+export async function runSpaceDrop (name: string, opts: { peer: string }): Promise<void> {
+  await fetchJson(opts.peer, `/spaces/${encodeURIComponent(name)}`, { method: 'DELETE' })
+  process.stdout.write(`dropped space ${name}\n`)
+}
+
+export function positiveInt (text: string, flag: string): number {
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`${flag} must be a positive integer, got '${text}'`, 2)
+  return n
+}

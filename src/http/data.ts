@@ -1,0 +1,163 @@
+import { HttpError, type HttpServer, type RouteRequest } from './server.js'
+
+export type Consistency = 'one' | 'quorum' | 'all'
+
+/** A space as the HTTP API shows it. */
+export interface SpaceView {
+  name: string
+  uid: string
+  schema: Array<{ name: string, type: string, nullable: boolean }>
+  partitions: number
+  replicas: number
+  [extra: string]: unknown
+}
+
+export interface WriteOutcome {
+  written: number
+  errors: Array<{ row: number, field: string, message: string }>
+  [extra: string]: unknown
+}
+
+export interface RecordAnswer {
+  record: Record<string, unknown>
+  version: number
+  [extra: string]: unknown
+}
+
+/** What the spaces and records endpoints need (src/peer/data.ts implements it). */
+export interface DataApi {
+  createSpace(input: unknown): SpaceView
+  listSpaces(): SpaceView[]
+  describeSpace(name: string): SpaceView
+  dropSpace(name: string): void
+  addColumn(name: string, column: unknown): SpaceView
+  writeRecords(space: string, rows: unknown[], opts: { consistency: Consistency, timeoutMs?: number, firstRowNumber?: number }): Promise<WriteOutcome>
+  getRecord(space: string, id: string, opts: { consistency: Consistency, timeoutMs?: number }): Promise<RecordAnswer | undefined>
+  deleteRecord(space: string, id: string, opts: { consistency: Consistency, timeoutMs?: number }): Promise<{ deleted: true, version: number }>
+}
+
+/** Largest records body: 64 MiB, about 200,000 typical rows; importers send batches well below it. */
+const MAX_RECORDS_BODY_BYTES = 64 * 1024 * 1024
+/** Rows in one POST; larger loads go through `shoal import`, which batches. */
+const MAX_ROWS_PER_REQUEST = 200_000
+
+export function registerDataApi (server: HttpServer, data: DataApi): void {
+  server.route('POST', '/spaces', async (req) => {
+    const input = await req.json()
+    return { status: 201, body: guard(() => data.createSpace(input)) }
+  })
+  server.route('GET', '/spaces', () => ({ body: data.listSpaces() }))
+  server.route('GET', '/spaces/:name', (req) => ({ body: guard(() => data.describeSpace(req.params.name!)) }))
+  server.route('DELETE', '/spaces/:name', (req) => {
+    guard(() => { data.dropSpace(req.params.name!) })
+    return { body: { dropped: req.params.name } }
+  })
+  server.route('POST', '/spaces/:name/columns', async (req) => {
+    const column = await req.json()
+    return { body: guard(() => data.addColumn(req.params.name!, column)) }
+  })
+
+  server.route('POST', '/spaces/:name/records', async (req) => {
+    const opts = readOptions(req)
+    const rows = parseRecordsBody(await req.text(), String(req.headers['content-type'] ?? ''))
+    const outcome = await guardAsync(async () => await data.writeRecords(req.params.name!, rows, opts))
+    return { status: outcome.errors.length > 0 ? 400 : 200, body: outcome }
+  }, { maxBodyBytes: MAX_RECORDS_BODY_BYTES })
+
+  server.route('GET', '/spaces/:name/records/:id', async (req) => {
+    const answer = await guardAsync(async () => await data.getRecord(req.params.name!, req.params.id!, readOptions(req)))
+    if (answer === undefined) throw new HttpError(404, 'NOT_FOUND', `no record '${req.params.id!}' in space '${req.params.name!}'`)
+    return { body: answer }
+  })
+
+  server.route('DELETE', '/spaces/:name/records/:id', async (req) => ({
+    body: await guardAsync(async () => await data.deleteRecord(req.params.name!, req.params.id!, readOptions(req)))
+  }))
+}
+
+function readOptions (req: RouteRequest): { consistency: Consistency, timeoutMs?: number } {
+  const c = (req.query.get('consistency') ?? 'quorum').toLowerCase()
+  if (c !== 'one' && c !== 'quorum' && c !== 'all') throw new HttpError(400, 'BAD_REQUEST', `query parameter 'consistency' must be one, quorum or all; got '${c}'`)
+  const t = req.query.get('timeoutMs')
+  if (t === null) return { consistency: c }
+  const timeoutMs = Number(t)
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) throw new HttpError(400, 'BAD_REQUEST', "query parameter 'timeoutMs' must be an integer from 1 to 600000")
+  return { consistency: c, timeoutMs }
+}
+
+/** A JSON array, or NDJSON (one object per line; blank lines skipped), chosen by content. */
+export function parseRecordsBody (text: string, contentType: string): unknown[] {
+  const trimmed = text.trimStart()
+  if (trimmed === '') throw new HttpError(400, 'BAD_REQUEST', 'request body is empty; expected a JSON array or NDJSON records')
+  if (trimmed.startsWith('[') && !contentType.includes('ndjson')) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch (err) {
+      throw new HttpError(400, 'BAD_JSON', `request body is not valid JSON: ${(err as Error).message}`)
+    }
+    if (!Array.isArray(parsed)) throw new HttpError(400, 'BAD_REQUEST', 'expected a JSON array of records')
+    checkCount(parsed.length)
+    return parsed
+  }
+  const rows: unknown[] = []
+  const lines = text.split('\n')
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim()
+    if (line === '') continue
+    try {
+      rows.push(JSON.parse(line))
+    } catch (err) {
+      throw new HttpError(400, 'BAD_JSON', `NDJSON line ${i + 1} is not valid JSON: ${(err as Error).message}`, { written: 0 })
+    }
+    checkCount(rows.length)
+  }
+  return rows
+}
+
+function checkCount (n: number): void {
+  if (n > MAX_ROWS_PER_REQUEST) throw new HttpError(413, 'TOO_MANY_ROWS', `at most ${MAX_ROWS_PER_REQUEST} records per request; use shoal import for larger loads`)
+}
+
+/** Maps the named errors of the layers below to HTTP statuses (matched by name, never message). */
+export function toHttpError (err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof HttpError) return err
+  const e = err as Error & { code?: string, field?: string, details?: Record<string, unknown> }
+  switch (e.name) {
+    case 'SchemaError':
+      return new HttpError(400, 'BAD_SCHEMA', e.message)
+    case 'CatalogError': {
+      const code = e.code ?? 'BAD_REQUEST'
+      const status = code === 'NO_SUCH_SPACE' ? 404 : code === 'SPACE_EXISTS' ? 409 : 400
+      return new HttpError(status, code, e.message)
+    }
+    case 'PartitionUnavailableError':
+      return new HttpError(503, 'PARTITION_UNAVAILABLE', e.message)
+    case 'WriteIncompleteError':
+      return new HttpError(503, 'WRITE_INCOMPLETE', e.message, e.details)
+    case 'ClockSkewError':
+      return new HttpError(503, 'CLOCK_SKEW', e.message)
+    case 'RpcTimeoutError':
+      return new HttpError(504, 'TIMEOUT', e.message)
+    case 'PeerUnreachableError':
+      return new HttpError(503, 'UNREACHABLE', e.message)
+    default:
+      return err
+  }
+}
+
+function guard<T> (fn: () => T): T {
+  try {
+    return fn()
+  } catch (err) {
+    throw toHttpError(err)
+  }
+}
+
+async function guardAsync<T> (fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    throw toHttpError(err)
+  }
+}
