@@ -25,7 +25,7 @@
  * ```
  */
 export { Swim, pushPullScaleMs, retransmitLimit } from './swim.js'
-export type { SwimDeps } from './swim.js'
+export type { SwimDeps, SwimDelegate } from './swim.js'
 export { DEFAULT_SWIM_OPTIONS, resolveSwimOptions } from './options.js'
 export type { SwimOptions, ResolvedSwimOptions } from './options.js'
 export { suspicionTimeoutMs, suspicionMinMs } from './suspicion.js'

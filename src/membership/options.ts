@@ -86,6 +86,12 @@ export interface SwimOptions {
   metaMaxBytes?: number
   /** At most this many probes/ping-reqs in flight (acks awaited). Default 1024 (Shoal). */
   maxPendingAcks?: number
+  /**
+   * Estimated encoded size limit of the push-pull delegate state (SwimDelegate, field `d`), sent or
+   * accepted; larger state is not sent, and ignored on receipt. bytes, default 1048576 = 1 MiB
+   * (Shoal: memberlist bounds the whole push-pull by its stream limits).
+   */
+  delegateStateMaxBytes?: number
 }
 
 export type ResolvedSwimOptions = Required<Omit<SwimOptions, 'meta' | 'bootstrap'>> & { meta: MemberMeta, bootstrap: PeerAddress[] }
@@ -120,7 +126,8 @@ export const DEFAULT_SWIM_OPTIONS: Readonly<ResolvedSwimOptions> = Object.freeze
   maxBroadcastQueue: 4096,
   maxPushPullMembers: 65_536,
   metaMaxBytes: 4096,
-  maxPendingAcks: 1024
+  maxPendingAcks: 1024,
+  delegateStateMaxBytes: 1_048_576
 })
 
 export function resolveSwimOptions (opts: SwimOptions = {}): ResolvedSwimOptions {
@@ -131,7 +138,7 @@ export function resolveSwimOptions (opts: SwimOptions = {}): ResolvedSwimOptions
   const positive: Array<keyof ResolvedSwimOptions> = ['probeIntervalMs', 'probeTimeoutMs', 'gossipIntervalMs', 'pushPullIntervalMs',
     'pushPullTimeoutMs', 'reconnectIntervalMs', 'joinRetryIntervalMs', 'reapIntervalMs', 'maxPacketBytes', 'maxUpdatesPerMessage',
     'maxBroadcastQueue', 'maxPushPullMembers', 'metaMaxBytes', 'awarenessMaxMultiplier', 'retransmitMult', 'suspicionMult',
-    'suspicionMaxTimeoutMult', 'maxPendingAcks']
+    'suspicionMaxTimeoutMult', 'maxPendingAcks', 'delegateStateMaxBytes']
   for (const k of positive) {
     const v = out[k]
     if (typeof v !== 'number' || !(v > 0)) throw new RangeError(`swim option ${k} must be a positive number, got ${String(v)}`)

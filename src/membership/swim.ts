@@ -14,12 +14,29 @@ import {
   checkAliveDetail, checkMeta, decodeAck, decodeGossip, decodeNack, decodePing, decodePingReq, decodePushPull, updateSize
 } from './wire.js'
 import type { DecodeLimits, WireMember, WireUpdate } from './wire.js'
+import { stateSize } from './wire.js'
 
 export interface SwimDeps {
   transport: Transport
   clock: Clock
   random: Random
   log: Logger
+  /** State of a higher layer carried on every push-pull exchange (memberlist's Delegate). */
+  delegate?: SwimDelegate
+}
+
+/**
+ * memberlist's Delegate.LocalState / MergeRemoteState: a higher layer (the space catalog) rides
+ * its full state on each push-pull exchange, join and periodic anti-entropy alike, as field `d` of
+ * the request and of the answer. The state must be plain data (a Uint8Array is best) of at most
+ * SwimOptions.delegateStateMaxBytes; larger state is not sent (logged). What arrives is untrusted:
+ * mergeRemoteState validates it. A delegate that throws is logged and never breaks membership.
+ */
+export interface SwimDelegate {
+  /** This peer's state; `join` is true for a join exchange. */
+  localState(join: boolean): unknown
+  /** A remote peer's state, already bounded in size but not otherwise checked. */
+  mergeRemoteState(state: unknown, join: boolean): void
 }
 
 interface Member {
@@ -71,6 +88,7 @@ export class Swim {
   private readonly random: Random
   private readonly log: Logger
   private readonly limits: DecodeLimits
+  private delegate: SwimDelegate | undefined
 
   private readonly self: Member
   private readonly membersById = new Map<PeerId, Member>()
@@ -119,6 +137,7 @@ export class Swim {
     this.clock = deps.clock
     this.random = deps.random
     this.log = deps.log.child({ component: 'swim' })
+    this.delegate = deps.delegate
     this.limits = { metaMaxBytes: this.opts.metaMaxBytes, maxUpdatesPerMessage: this.opts.maxUpdatesPerMessage, maxPushPullMembers: this.opts.maxPushPullMembers }
     const metaBytes = checkMeta(this.opts.meta, this.opts.metaMaxBytes)
     if (metaBytes < 0) throw new RangeError(`invalid or oversize meta (limit ${this.opts.metaMaxBytes} bytes)`)
@@ -268,6 +287,9 @@ export class Swim {
     this.broadcast(this.aliveUpdate(this.self), size)
     this.emit('update', this.self)
   }
+
+  /** Installs (or removes) the push-pull delegate after construction. */
+  setDelegate (delegate: SwimDelegate | undefined): void { this.delegate = delegate }
 
   // ---------------------------------------------------------------- views
 
@@ -541,11 +563,17 @@ export class Swim {
 
   private async pushPull (to: PeerAddress, join: boolean): Promise<number> {
     this.count(this.counters.messagesSent, METHOD_PUSH_PULL)
-    const res = await this.transport.request(to, METHOD_PUSH_PULL, { join, members: this.localState(to.id) }, { timeoutMs: this.opts.pushPullTimeoutMs })
+    const body: { join: boolean, members: WireMember[], d?: unknown } = { join, members: this.localState(to.id) }
+    const d = this.delegateState(join)
+    if (d !== undefined) body.d = d
+    const res = await this.transport.request(to, METHOD_PUSH_PULL, body, { timeoutMs: this.opts.pushPullTimeoutMs })
     const msg = decodePushPull(res, this.limits)
     if (msg === null) throw new Error('malformed push-pull response')
     this.count(this.counters.messagesReceived, METHOD_PUSH_PULL)
-    if (this.running) this.mergeState(msg.members)
+    if (this.running) {
+      this.mergeState(msg.members)
+      this.mergeDelegateState(res, join, to.id ?? addrLabel(to))
+    }
     return msg.members.length
   }
 
@@ -563,6 +591,7 @@ export class Swim {
     } catch (err) {
       this.log.debug({ err, from }, 'push-pull merge failed')
     }
+    this.mergeDelegateState(body, msg.join, from)
     this.count(this.counters.messagesSent, METHOD_PUSH_PULL)
     const members = this.localState(from)
     // Members the caller holds alive but we reaped as dead: tell it, so it suspects them and they
@@ -572,7 +601,43 @@ export class Swim {
       const t = this.tombstones.get(id)
       if (t !== undefined) members.push({ id, i: t.incarnation, s: 'dead', a: [], m: {} })
     }
-    return { members }
+    const d = this.delegateState(msg.join)
+    return d === undefined ? { members } : { members, d }
+  }
+
+  /** The delegate's state for a push-pull message, or undefined (no delegate, failure, too big). */
+  private delegateState (join: boolean): unknown {
+    if (this.delegate === undefined) return undefined
+    let d: unknown
+    try {
+      d = this.delegate.localState(join)
+    } catch (err) {
+      this.log.warn({ err }, 'push-pull delegate localState failed; sending membership only')
+      return undefined
+    }
+    if (d === undefined) return undefined
+    const size = stateSize(d, this.opts.delegateStateMaxBytes)
+    if (size > this.opts.delegateStateMaxBytes) {
+      this.log.warn({ limit: this.opts.delegateStateMaxBytes }, 'push-pull delegate state over the size limit (or not plain data); not sent')
+      return undefined
+    }
+    return d
+  }
+
+  /** Hands a received `d` to the delegate, bounded; failures are logged, never thrown. */
+  private mergeDelegateState (body: unknown, join: boolean, from: string): void {
+    if (this.delegate === undefined || body === null || typeof body !== 'object') return
+    const d = (body as { d?: unknown }).d
+    if (d === undefined) return
+    if (stateSize(d, this.opts.delegateStateMaxBytes) > this.opts.delegateStateMaxBytes) {
+      this.drop(METHOD_PUSH_PULL, from, 'push-pull delegate state over the size limit; ignored')
+      return
+    }
+    try {
+      this.delegate.mergeRemoteState(d, join)
+    } catch (err) {
+      this.log.warn({ err, from }, 'push-pull delegate mergeRemoteState failed')
+    }
   }
 
   /** memberlist mergeState: a remote 'dead' only makes us suspect, so anti-entropy cannot kill. */

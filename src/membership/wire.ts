@@ -107,6 +107,38 @@ export function metaSize (value: unknown, limitBytes: number, depth = 0): number
   return Infinity
 }
 
+const MAX_STATE_DEPTH = 32
+
+/**
+ * Estimated encoded size of a push-pull delegate state (SwimDelegate): like metaSize, but a
+ * Uint8Array counts its bytes and nesting may go deeper. Infinity past `limitBytes` or when the
+ * value is not plain data.
+ */
+export function stateSize (value: unknown, limitBytes: number, depth = 0): number {
+  if (value instanceof Uint8Array) return value.byteLength + 5
+  if (depth > MAX_STATE_DEPTH) return Infinity
+  if (value === null || typeof value === 'boolean') return 1
+  if (typeof value === 'number') return Number.isFinite(value) ? 9 : Infinity
+  if (typeof value === 'string') return value.length * 3 > limitBytes ? Infinity : Buffer.byteLength(value) + 5
+  if (Array.isArray(value)) {
+    let n = 5
+    for (const x of value) {
+      n += stateSize(x, limitBytes - n, depth + 1)
+      if (n > limitBytes) return Infinity
+    }
+    return n
+  }
+  if (isRecord(value)) {
+    let n = 5
+    for (const k of Object.keys(value)) {
+      n += Buffer.byteLength(k) + 5 + stateSize(value[k], limitBytes - n, depth + 1)
+      if (n > limitBytes) return Infinity
+    }
+    return n
+  }
+  return Infinity
+}
+
 /** Checks a meta object; returns its estimated size, or -1 when invalid or over the limit. */
 export function checkMeta (v: unknown, metaMaxBytes: number): number {
   if (!isRecord(v)) return -1

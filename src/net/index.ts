@@ -2,7 +2,8 @@
  * net: everything that touches libp2p. createHost starts the node (TCP, Noise, Yamux, optional
  * pnet swarm key, identify, gossipsub, a deny-list gater); RpcTransport implements the runtime
  * Transport over one long-lived stream per peer pair; keys.ts persists the peer identity and
- * parses swarm keys. Protocol layers see only the Transport interface, never libp2p.
+ * parses swarm keys; GossipsubBroadcaster offers best-effort publish/subscribe over gossipsub.
+ * Protocol layers see only the Transport and Broadcaster interfaces, never libp2p.
  *
  * ```ts
  * const host = await createHost({
@@ -23,3 +24,4 @@ export { generateSwarmKey, parseSwarmKey, loadOrCreatePeerKey, SwarmKeyError, Pe
 export { DenyListGater, type DenyList, type HangUpTarget } from './gater.js'
 export { createHost, HostListenError, type Host, type HostOptions, type ShoalLibp2p, type ShoalServices } from './host.js'
 export { RpcTransport, RpcBackpressureError, RPC_PROTOCOL, type RpcTransportOptions, type RpcStats } from './rpc.js'
+export { GossipsubBroadcaster, type Broadcaster, type BroadcastHandler, type GossipsubBroadcasterOptions, type PubSubHost } from './broadcast.js'

@@ -290,7 +290,7 @@ export function addColumn (schema: SpaceSchema, column: unknown): ColumnDef[] {
 /** A space as the catalog holds it. `uid` tells apart a space from an earlier one of the same name. */
 export interface SpaceDef {
   name: string
-  /** Unique per creation (e.g. `<name>@<hlc>`): data directories and partitions are keyed by it. */
+  /** Unique per creation (`<name>-<hlc>`): data directories and partitions are keyed by it. */
   uid: string
   schema: ColumnDef[]
   /** P, default 16. */

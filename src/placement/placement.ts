@@ -1,0 +1,304 @@
+/**
+ * Where partitions live: rendezvous (HRW) hashing over the placement members (alive and suspect:
+ * suspicion alone must not move data), plus the readiness every peer announces in its membership
+ * meta, which decides who may serve reads while ownership moves. See index.ts for the overview.
+ */
+import type { MemberEvent, MemberInfo, MemberMeta } from '../membership/index.js'
+import type { Clock, Logger, PeerAddress, PeerId, Timer } from '../runtime/index.js'
+import type { SpaceDef } from '../schema/index.js'
+import { partitionKey, partitionOfId, rendezvous } from './hash.js'
+import { READY_META_KEY, decodeReady, encodeReady } from './ready.js'
+import type { PartitionPlacement, Placement, SpaceCatalog } from './types.js'
+
+/** What placement reads from membership (Swim implements it). */
+export interface PlacementMembership {
+  readonly localPeerId: PeerId
+  members(): MemberInfo[]
+  member(id: PeerId): MemberInfo | undefined
+  localMember(): MemberInfo
+  onChange(listener: (ev: MemberEvent) => void): () => void
+  updateMeta(meta: MemberMeta): void
+}
+
+export interface PlacementOptions {
+  /** Readiness changes reach membership meta at most once per this period. ms, default 200. */
+  readyDebounceMs?: number
+  /** Warn when this peer's meta grows past this (membership refuses meta over its metaMaxBytes, 4 KiB by default). bytes, default 3072. */
+  metaWarnBytes?: number
+  /** At most this many cached placements; the cache is cleared when it grows past. Default 200000. */
+  maxCachedPlacements?: number
+}
+
+export interface PlacementDeps {
+  membership: PlacementMembership
+  catalog: SpaceCatalog
+  clock: Clock
+  log: Logger
+}
+
+interface PeerReadiness { meta: MemberMeta, ready: Map<string, Set<number>> }
+
+const EMPTY: ReadonlySet<number> = new Set()
+
+function isPlacementMember (m: MemberInfo): boolean { return m.state === 'alive' || m.state === 'suspect' }
+
+export class PlacementService implements Placement {
+  private readonly membership: PlacementMembership
+  private readonly catalog: SpaceCatalog
+  private readonly clock: Clock
+  private readonly log: Logger
+  private readonly debounceMs: number
+  private readonly metaWarnBytes: number
+  private readonly maxCached: number
+  readonly localPeerId: PeerId
+
+  /** Placement members, sorted; recomputed lazily after a membership event. */
+  private live: PeerId[] = []
+  private liveKey = ''
+  private viewDirty = true
+  private readonly readiness = new Map<PeerId, PeerReadiness>()
+  /** This peer's ready partitions (authoritative here; meta follows after the debounce). */
+  private readonly localReady = new Map<string, Set<number>>()
+
+  private readonly ownersCache = new Map<string, PeerId[]>()
+  private readonly placementCache = new Map<string, PartitionPlacement>()
+
+  private readonly listeners = new Set<() => void>()
+  private notifyTimer: Timer | undefined
+  private metaTimer: Timer | undefined
+  private lastMetaAt = -Infinity
+  private unsubscribe: Array<() => void> = []
+  private running = false
+
+  constructor (deps: PlacementDeps, opts: PlacementOptions = {}) {
+    this.membership = deps.membership
+    this.catalog = deps.catalog
+    this.clock = deps.clock
+    this.log = deps.log.child({ component: 'placement' })
+    this.debounceMs = opts.readyDebounceMs ?? 200
+    this.metaWarnBytes = opts.metaWarnBytes ?? 3072
+    this.maxCached = opts.maxCachedPlacements ?? 200_000
+    this.localPeerId = this.membership.localPeerId
+  }
+
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.viewDirty = true
+    this.unsubscribe.push(this.membership.onChange(ev => {
+      // Our own meta carries our readiness, which we already know: not a change.
+      if (ev.type === 'update' && ev.member.id === this.localPeerId) return
+      this.changed(true)
+    }))
+    this.unsubscribe.push(this.catalog.onChange(ev => {
+      if (ev.type === 'dropped' && this.localReady.delete(ev.space.uid)) this.scheduleMeta()
+      this.ownersCache.clear()
+      this.changed(false)
+    }))
+  }
+
+  stop (): void {
+    this.running = false
+    for (const u of this.unsubscribe) u()
+    this.unsubscribe = []
+    this.notifyTimer?.cancel()
+    this.notifyTimer = undefined
+    this.metaTimer?.cancel()
+    this.metaTimer = undefined
+  }
+
+  // ---------------------------------------------------------------- the contract
+
+  partitionOf (space: SpaceDef, id: string): number {
+    return partitionOfId(id, space.partitions)
+  }
+
+  locate (space: SpaceDef, partition: number): PartitionPlacement {
+    this.checkPartition(space, partition)
+    this.refresh()
+    const key = partitionKey(space.uid, partition)
+    const cached = this.placementCache.get(key)
+    if (cached !== undefined) {
+      if (cached.space === space) return cached
+      const again = { ...cached, space }
+      this.placementCache.set(key, again)
+      return again
+    }
+    const owners = this.ownersOf(space, partition)
+    const ownerSet = new Set(owners)
+    const holders: PeerId[] = []
+    for (const id of this.live) if (this.readySet(id, space.uid).has(partition)) holders.push(id)
+    // Fresh: no live peer holds it ready (a new space, or every holder lost): the owners are it.
+    const fresh = holders.length === 0
+    const readyOwners = fresh ? owners : owners.filter(o => holders.includes(o))
+    const former = holders.filter(h => !ownerSet.has(h))
+    const formerOrdered = former.length > 1 ? rendezvous(former, key, former.length) : former
+    const readReplicas = readyOwners.concat(formerOrdered).slice(0, owners.length + 2)
+    const writeReplicas = owners.concat(readReplicas.filter(r => !ownerSet.has(r)))
+    const n = readReplicas.length
+    const placement: PartitionPlacement = {
+      space,
+      partition,
+      owners: Object.freeze(owners) as PeerId[],
+      writeReplicas: Object.freeze(writeReplicas) as PeerId[],
+      readReplicas: Object.freeze(readReplicas) as PeerId[],
+      quorum: n === 0 ? 0 : Math.floor(n / 2) + 1
+    }
+    if (this.placementCache.size >= this.maxCached) this.placementCache.clear()
+    this.placementCache.set(key, placement)
+    return placement
+  }
+
+  addressOf (peerId: PeerId): PeerAddress | undefined {
+    const m = this.membership.member(peerId)
+    return m === undefined ? undefined : { id: m.id, addrs: m.addrs }
+  }
+
+  ownedPartitions (): Array<{ space: SpaceDef, partition: number }> {
+    this.refresh()
+    const out: Array<{ space: SpaceDef, partition: number }> = []
+    const self = this.localPeerId
+    for (const space of this.catalog.list()) {
+      for (let p = 0; p < space.partitions; p++) {
+        if (this.ownersOf(space, p).includes(self)) out.push({ space, partition: p })
+      }
+    }
+    return out
+  }
+
+  markReady (space: SpaceDef, partition: number): void {
+    this.checkPartition(space, partition)
+    let set = this.localReady.get(space.uid)
+    if (set === undefined) { set = new Set(); this.localReady.set(space.uid, set) }
+    if (set.has(partition)) return
+    set.add(partition)
+    this.placementCache.clear()
+    this.scheduleMeta()
+    this.notify()
+  }
+
+  markReleased (space: SpaceDef, partition: number): void {
+    this.checkPartition(space, partition)
+    const set = this.localReady.get(space.uid)
+    if (set === undefined || !set.delete(partition)) return
+    if (set.size === 0) this.localReady.delete(space.uid)
+    this.placementCache.clear()
+    this.scheduleMeta()
+    this.notify()
+  }
+
+  onChange (listener: () => void): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  // ---------------------------------------------------------------- more views
+
+  /** The placement members (alive and suspect), sorted. */
+  members (): PeerId[] {
+    this.refresh()
+    return this.live.slice()
+  }
+
+  /** The partitions of `space` that `peerId` has announced ready (this peer: marked ready). */
+  readyPartitions (peerId: PeerId, space: SpaceDef): number[] {
+    this.refresh()
+    return [...this.readySet(peerId, space.uid)].sort((a, b) => a - b)
+  }
+
+  /** The owners alone (cheaper than locate when readiness does not matter). */
+  ownersOf (space: SpaceDef, partition: number): PeerId[] {
+    this.refresh()
+    const key = partitionKey(space.uid, partition)
+    let owners = this.ownersCache.get(key)
+    if (owners === undefined) {
+      owners = rendezvous(this.live, key, space.replicas)
+      if (this.ownersCache.size >= this.maxCached) this.ownersCache.clear()
+      this.ownersCache.set(key, owners)
+    }
+    return owners.slice()
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private checkPartition (space: SpaceDef, partition: number): void {
+    if (!Number.isInteger(partition) || partition < 0 || partition >= space.partitions) {
+      throw new RangeError(`partition ${partition} out of range for space '${space.name}' (0..${space.partitions - 1})`)
+    }
+  }
+
+  private readySet (peerId: PeerId, uid: string): ReadonlySet<number> {
+    if (peerId === this.localPeerId) return this.localReady.get(uid) ?? EMPTY
+    return this.readiness.get(peerId)?.ready.get(uid) ?? EMPTY
+  }
+
+  /** Rebuilds the member list and the remote readiness after a membership event. */
+  private refresh (): void {
+    if (!this.viewDirty) return
+    this.viewDirty = false
+    const live: PeerId[] = []
+    const seen = new Set<PeerId>()
+    for (const m of this.membership.members()) {
+      if (!isPlacementMember(m)) continue
+      live.push(m.id)
+      seen.add(m.id)
+      if (m.id === this.localPeerId) continue
+      const prev = this.readiness.get(m.id)
+      // Meta objects are replaced, never mutated, by membership: identity says "unchanged".
+      if (prev === undefined || prev.meta !== m.meta) this.readiness.set(m.id, { meta: m.meta, ready: decodeReady(m.meta[READY_META_KEY]) })
+    }
+    for (const id of this.readiness.keys()) if (!seen.has(id)) this.readiness.delete(id)
+    live.sort()
+    const liveKey = live.join('\n')
+    if (liveKey !== this.liveKey) {
+      this.liveKey = liveKey
+      this.ownersCache.clear()
+    }
+    this.live = live
+    this.placementCache.clear()
+  }
+
+  private changed (membership: boolean): void {
+    if (membership) this.viewDirty = true
+    this.placementCache.clear()
+    this.notify()
+  }
+
+  private notify (): void {
+    if (!this.running || this.notifyTimer !== undefined) return
+    this.notifyTimer = this.clock.setTimer(0, () => {
+      this.notifyTimer = undefined
+      if (!this.running) return
+      for (const l of this.listeners) {
+        try { l() } catch (err) { this.log.error({ err }, 'placement listener failed') }
+      }
+    })
+  }
+
+  private scheduleMeta (): void {
+    if (this.metaTimer !== undefined) return
+    const delay = Math.max(0, this.lastMetaAt + this.debounceMs - this.clock.now())
+    this.metaTimer = this.clock.setTimer(delay, () => {
+      this.metaTimer = undefined
+      this.publishMeta()
+    })
+  }
+
+  /** Writes this peer's readiness into its membership meta (keeping the other keys). */
+  private publishMeta (): void {
+    const current = this.membership.localMember().meta
+    const ready = encodeReady(this.localReady)
+    if (JSON.stringify(current[READY_META_KEY] ?? {}) === JSON.stringify(ready)) return
+    const meta: MemberMeta = {}
+    for (const k of Object.keys(current)) if (k !== READY_META_KEY) meta[k] = current[k]
+    if (Object.keys(ready).length > 0) meta[READY_META_KEY] = ready
+    const size = Buffer.byteLength(JSON.stringify(meta))
+    if (size > this.metaWarnBytes) this.log.warn({ bytes: size, limit: this.metaWarnBytes }, 'membership meta is large (readiness of many spaces); it may soon exceed the membership limit')
+    this.lastMetaAt = this.clock.now()
+    try {
+      this.membership.updateMeta(meta)
+    } catch (err) {
+      this.log.error({ err, bytes: size }, 'readiness announcement refused by membership (meta too large?)')
+    }
+  }
+}
