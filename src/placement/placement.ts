@@ -1,7 +1,15 @@
 /**
- * Where partitions live: rendezvous (HRW) hashing over the placement members (alive and suspect:
- * suspicion alone must not move data), plus the readiness every peer announces in its membership
- * meta, which decides who may serve reads while ownership moves. See index.ts for the overview.
+ * Where partitions live: rendezvous (HRW) hashing over the placement members, plus the readiness
+ * every peer announces in its membership meta, which decides who may serve reads while ownership
+ * moves. See index.ts for the overview.
+ *
+ * Placement members are the alive, suspect AND dead members (not left ones). A dead member keeps
+ * its partitions, as a down node keeps its token range in Cassandra: if unreachable members
+ * dropped out, a peer cut off from the rest would own every partition alone and accept QUORUM
+ * writes by itself, and both sides of a split would do so. Replication hints writes for the
+ * unreachable owner and the partition detector makes quorums fail fast. Only a peer on the
+ * majority side drops a member that has been dead for deadOwnerTimeoutMs; its partitions then
+ * move to live peers, which catch up from the remaining replicas.
  */
 import type { MemberEvent, MemberInfo, MemberMeta } from '../membership/index.js'
 import type { Clock, Logger, PeerAddress, PeerId, Timer } from '../runtime/index.js'
@@ -27,6 +35,12 @@ export interface PlacementOptions {
   metaWarnBytes?: number
   /** At most this many cached placements; the cache is cleared when it grows past. Default 200000. */
   maxCachedPlacements?: number
+  /**
+   * A member dead this long stops owning partitions, if this peer is on the majority side. ms,
+   * default 300000 (5 min: long enough that a restart or a short partition moves no data, short
+   * enough that a lost machine's partitions are re-replicated the same hour).
+   */
+  deadOwnerTimeoutMs?: number
 }
 
 export interface PlacementDeps {
@@ -34,13 +48,14 @@ export interface PlacementDeps {
   catalog: SpaceCatalog
   clock: Clock
   log: Logger
+  /** Whether this peer is on the majority side (PartitionDetector); default: never drop dead owners. */
+  isMajority?: () => boolean
 }
 
 interface PeerReadiness { meta: MemberMeta, ready: Map<string, Set<number>> }
 
 const EMPTY: ReadonlySet<number> = new Set()
 
-function isPlacementMember (m: MemberInfo): boolean { return m.state === 'alive' || m.state === 'suspect' }
 
 export class PlacementService implements Placement {
   private readonly membership: PlacementMembership
@@ -50,6 +65,9 @@ export class PlacementService implements Placement {
   private readonly debounceMs: number
   private readonly metaWarnBytes: number
   private readonly maxCached: number
+  private readonly deadOwnerTimeoutMs: number
+  private readonly isMajority: () => boolean
+  private expiryTimer: Timer | undefined
   readonly localPeerId: PeerId
 
   /** Placement members, sorted; recomputed lazily after a membership event. */
@@ -78,6 +96,8 @@ export class PlacementService implements Placement {
     this.debounceMs = opts.readyDebounceMs ?? 200
     this.metaWarnBytes = opts.metaWarnBytes ?? 3072
     this.maxCached = opts.maxCachedPlacements ?? 200_000
+    this.deadOwnerTimeoutMs = opts.deadOwnerTimeoutMs ?? 300_000
+    this.isMajority = deps.isMajority ?? (() => false)
     this.localPeerId = this.membership.localPeerId
   }
 
@@ -105,6 +125,8 @@ export class PlacementService implements Placement {
     this.notifyTimer = undefined
     this.metaTimer?.cancel()
     this.metaTimer = undefined
+    this.expiryTimer?.cancel()
+    this.expiryTimer = undefined
   }
 
   // ---------------------------------------------------------------- the contract
@@ -194,7 +216,7 @@ export class PlacementService implements Placement {
 
   // ---------------------------------------------------------------- more views
 
-  /** The placement members (alive and suspect), sorted. */
+  /** The placement members (alive, suspect, and dead ones not yet dropped), sorted. */
   members (): PeerId[] {
     this.refresh()
     return this.live.slice()
@@ -238,8 +260,16 @@ export class PlacementService implements Placement {
     this.viewDirty = false
     const live: PeerId[] = []
     const seen = new Set<PeerId>()
+    const now = this.clock.now()
+    const majority = this.isMajority()
+    let nextExpiry = Infinity
     for (const m of this.membership.members()) {
-      if (!isPlacementMember(m)) continue
+      if (m.state === 'left') continue
+      if (m.state === 'dead') {
+        const expiresAt = m.stateChangedAt + this.deadOwnerTimeoutMs
+        if (majority && now >= expiresAt) continue
+        nextExpiry = Math.min(nextExpiry, expiresAt)
+      }
       live.push(m.id)
       seen.add(m.id)
       if (m.id === this.localPeerId) continue
@@ -256,6 +286,15 @@ export class PlacementService implements Placement {
     }
     this.live = live
     this.placementCache.clear()
+    // Re-evaluate when the next dead member's ownership expires; no membership event marks it.
+    this.expiryTimer?.cancel()
+    this.expiryTimer = undefined
+    if (this.running && nextExpiry !== Infinity) {
+      this.expiryTimer = this.clock.setTimer(Math.max(0, nextExpiry - now) + 1, () => {
+        this.expiryTimer = undefined
+        this.changed(true)
+      })
+    }
   }
 
   private changed (membership: boolean): void {

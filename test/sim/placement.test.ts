@@ -57,9 +57,9 @@ describe('placement in the simulator', () => {
     expect(sameOwnersEverywhere(c, space)).toBe(true)
   })
 
-  it('when a member dies, owners change consistently on every live peer, and only its slots move', async () => {
+  it('a dead member keeps its partitions until deadOwnerTimeoutMs, then owners change consistently and only its slots move', async () => {
     const world = new SimWorld({ seed: 23 })
-    const c = await formPlacementCluster(world, 5, swimOptions)
+    const c = await formPlacementCluster(world, 5, swimOptions, { deadOwnerTimeoutMs: 30_000 })
     const space = c.get('p1').catalog.create({ name: 'logs', schema, partitions: 32, replicas: 3 })
     await world.run(500)
     expect(sameOwnersEverywhere(c, space)).toBe(true)
@@ -69,6 +69,9 @@ describe('placement in the simulator', () => {
     c.crash('p3')
     const ok = await world.runUntil(() => c.up().every(n => n.swim.member('p3')?.state === 'dead'), { maxMs: 60_000, checkEveryMs: 100 })
     expect(ok).toBe(true)
+    // Dead, but still an owner: its partitions wait for it (hints cover the writes).
+    expect(c.views(space).get('p0')!.map(pl => [...pl.owners])).toEqual(before)
+    await world.run(31_000)
     expect(changes).toBeGreaterThan(0)
     expect(sameOwnersEverywhere(c, space)).toBe(true)
     const after = c.views(space).get('p0')!.map(pl => [...pl.owners])

@@ -54,24 +54,44 @@ describe('readiness bitmap', () => {
 })
 
 describe('PlacementService', () => {
-  it('owners are HRW over alive and suspect members; dead and left are excluded', () => {
+  it('owners are HRW over alive, suspect and dead members; left members are excluded', () => {
     const { m, catalog, pl } = setup()
     const s = catalog.create({ name: 's', schema, partitions: 8, replicas: 3 })
     for (let p = 0; p < 8; p++) expect(pl.locate(s, p).owners).toEqual(rendezvous(['a', 'b', 'c', 'd'], partitionKey(s.uid, p), 3))
     m.set('b', { state: 'suspect' })
     expect(pl.members()).toEqual(['a', 'b', 'c', 'd'])
+    // A dead member keeps its partitions: a peer cut off from the rest must not own them alone.
     m.set('b', { state: 'dead' })
     m.set('c', { state: 'left' })
-    expect(pl.members()).toEqual(['a', 'd'])
+    expect(pl.members()).toEqual(['a', 'b', 'd'])
     for (let p = 0; p < 8; p++) {
       const loc = pl.locate(s, p)
-      expect([...loc.owners].sort()).toEqual(['a', 'd'])
+      expect([...loc.owners].sort()).toEqual(['a', 'b', 'd'])
       expect(loc.quorum).toBe(2)
     }
     expect(pl.ownedPartitions()).toHaveLength(8)
     expect(() => pl.locate(s, 8)).toThrow(RangeError)
     expect(pl.addressOf('d')).toEqual({ id: 'd', addrs: ['/sim/d'] })
     expect(pl.addressOf('zz')).toBeUndefined()
+  })
+
+  it('drops a long-dead owner only on the majority side', () => {
+    const clock = new ManualClock()
+    clock.t = 1_000_000
+    const m = new FakeMembership('a', ['b', 'c', 'd'])
+    const catalog = new Catalog({ hlc: new HybridClock({ clock }), clock, log: silentLogger })
+    let majority = false
+    const pl = new PlacementService({ membership: m, catalog, clock, log: silentLogger, isMajority: () => majority }, { deadOwnerTimeoutMs: 60_000 })
+    catalog.start()
+    pl.start()
+    m.view.set('b', { ...m.view.get('b')!, state: 'dead', stateChangedAt: clock.t })
+    m.set('b', { state: 'dead' })
+    clock.advance(120_000)
+    expect(pl.members()).toEqual(['a', 'b', 'c', 'd'])
+    majority = true
+    m.set('c', { state: 'alive' })
+    expect(pl.members()).toEqual(['a', 'c', 'd'])
+    pl.stop()
   })
 
   it('fresh partitions: owners count as ready; then only announced holders are read from', () => {

@@ -1,0 +1,116 @@
+/**
+ * Hinted handoff: records a replica did not acknowledge, kept by the coordinator per target peer
+ * and replayed in order when the target is back. Bounded by total bytes and by age (the hint
+ * window, as Cassandra's max_hint_window): older hints are dropped and counted, and anti-entropy
+ * repairs what they carried. Hints live in memory: a coordinator that restarts loses them, and
+ * anti-entropy covers that too.
+ */
+import type { PeerId } from '../runtime/index.js'
+import type { SpaceDef } from '../schema/index.js'
+import type { VersionedRecord } from '../storage/index.js'
+
+export interface Hint {
+  target: PeerId
+  space: SpaceDef
+  partition: number
+  records: VersionedRecord[]
+  /** clock.now() when written. */
+  createdAt: number
+  bytes: number
+}
+
+export interface HintStats {
+  /** Hints (one per target and batch) and the records in them. */
+  written: number
+  writtenRecords: number
+  delivered: number
+  deliveredRecords: number
+  /** Dropped because older than the hint window, or because the store was full. */
+  dropped: number
+  droppedRecords: number
+  droppedExpired: number
+  droppedFull: number
+  /** Held right now. */
+  pending: number
+  pendingRecords: number
+  pendingBytes: number
+  targets: number
+}
+
+export class HintStore {
+  private readonly byTarget = new Map<PeerId, Hint[]>()
+  private bytes = 0
+  private readonly counters = {
+    written: 0, writtenRecords: 0, delivered: 0, deliveredRecords: 0,
+    dropped: 0, droppedRecords: 0, droppedExpired: 0, droppedFull: 0
+  }
+
+  constructor (private readonly maxBytes: number, private readonly windowMs: number) {}
+
+  /** Adds a hint; false (and counted as dropped) when it does not fit the byte bound. */
+  add (hint: Hint): boolean {
+    if (this.bytes + hint.bytes > this.maxBytes) {
+      this.counters.dropped++
+      this.counters.droppedFull++
+      this.counters.droppedRecords += hint.records.length
+      return false
+    }
+    let list = this.byTarget.get(hint.target)
+    if (list === undefined) { list = []; this.byTarget.set(hint.target, list) }
+    list.push(hint)
+    this.bytes += hint.bytes
+    this.counters.written++
+    this.counters.writtenRecords += hint.records.length
+    return true
+  }
+
+  /** The oldest hint for `target` still within the window (expired ones are dropped on the way). */
+  peek (target: PeerId, nowMs: number): Hint | undefined {
+    const list = this.byTarget.get(target)
+    if (list === undefined) return undefined
+    while (list.length > 0 && nowMs - list[0]!.createdAt > this.windowMs) this.dropFirst(list, true)
+    if (list.length === 0) { this.byTarget.delete(target); return undefined }
+    return list[0]
+  }
+
+  /** Removes `hint` once its target acknowledged it. */
+  delivered (hint: Hint): void {
+    const list = this.byTarget.get(hint.target)
+    if (list === undefined) return
+    const i = list.indexOf(hint)
+    if (i < 0) return
+    list.splice(i, 1)
+    this.bytes -= hint.bytes
+    this.counters.delivered++
+    this.counters.deliveredRecords += hint.records.length
+    if (list.length === 0) this.byTarget.delete(hint.target)
+  }
+
+  /** Drops every hint older than the window. */
+  expire (nowMs: number): void {
+    for (const target of [...this.byTarget.keys()]) this.peek(target, nowMs)
+  }
+
+  targets (): PeerId[] { return [...this.byTarget.keys()] }
+
+  has (target: PeerId): boolean { return (this.byTarget.get(target)?.length ?? 0) > 0 }
+
+  stats (): HintStats {
+    let pending = 0
+    let pendingRecords = 0
+    for (const list of this.byTarget.values()) {
+      pending += list.length
+      for (const h of list) pendingRecords += h.records.length
+    }
+    return { ...this.counters, pending, pendingRecords, pendingBytes: this.bytes, targets: this.byTarget.size }
+  }
+
+  private dropFirst (list: Hint[], expired: boolean): void {
+    const h = list.shift()!
+    this.bytes -= h.bytes
+    this.counters.dropped++
+    this.counters.droppedRecords += h.records.length
+    if (expired) this.counters.droppedExpired++
+    else this.counters.droppedFull++
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * replication: any peer coordinates writes and reads of any partition. A write stamps every
+ * record with an HLC version, groups the records by partition and sends each group to the
+ * partition's write replicas in parallel (the local replica directly), answering once every
+ * partition met the consistency level: ONE (any write replica), QUORUM (default: placement's
+ * quorum of the ready read replicas) or ALL (every write replica). When the partition detector
+ * says a level cannot be met it fails fast with PartitionUnavailableError, before anything is
+ * sent; when replicas fail it throws WriteIncompleteError naming the partitions that fell short
+ * (their rows may be on some replicas). Replicas that failed get a hint, kept by the coordinator
+ * (bounded by bytes and by a 3 h window) and replayed in order when the replica is alive again.
+ * Reads at QUORUM/ALL compare versions (last writer wins, compareVersions) and repair stale
+ * replicas before answering; background anti-entropy compares partition digests with another
+ * replica and exchanges the differing buckets; when placement moves a partition to this peer it
+ * streams the partition from the ready replicas before marking it ready, and a partition this
+ * peer no longer owns is pushed to its owners, released, and dropped after a grace period.
+ *
+ * ```ts
+ * import { Replicator } from '../replication/index.js'
+ * const replicator = new Replicator({ transport, clock, random, hlc, log, placement, stores, detector, membership: swim },
+ *   { antiEntropyIntervalMs: 60_000 })
+ * replicator.start()
+ * await replicator.write(space, [{ id: 'a', amount: 1.5 }], { consistency: 'quorum' })
+ * const { record } = await replicator.read(space, 'a', { consistency: 'quorum' })
+ * await replicator.remove(space, ['a'])
+ * replicator.stats().hints            // { written, delivered, dropped, pending, ... }
+ * replicator.stop()
+ * ```
+ *
+ * RPC methods (bodies validated on receipt, refused with code BAD_REQUEST): repl.write,
+ * repl.read, repl.digest, repl.bucket and the stream repl.scan; shapes in wire.ts.
+ */
+export { Replicator } from './replicator.js'
+export type {
+  ReplicatorDeps, ReplicatorOptions, StoreProvider, ReachabilityView, MembershipEvents, WriteOptions, WriteResult,
+  ReadOptions, ReadResult, ReplicationStats
+} from './replicator.js'
+export { PartitionUnavailableError, WriteIncompleteError, ReadIncompleteError, InvalidRowsError, ReplicaRequestError } from './errors.js'
+export type { Consistency, PartitionWriteOutcome } from './errors.js'
+export { HintStore } from './hints.js'
+export type { Hint, HintStats } from './hints.js'
+export {
+  METHOD_WRITE, METHOD_READ, METHOD_DIGEST, METHOD_BUCKET, METHOD_SCAN, MAX_RECORDS_PER_MESSAGE,
+  parseWriteRequest, parseRecord, parseSpace, chunkRecords
+} from './wire.js'

@@ -1,0 +1,236 @@
+/**
+ * Replication RPC methods, their message shapes, and the validation every decoded request and
+ * answer goes through (bodies are untrusted input).
+ *
+ * ```
+ * repl.write   { space: SpaceDef, partition, records: VersionedRecord[], hlc }  → { applied, stale }
+ * repl.read    { space, partition, ids: string[] }                            → { records: (VersionedRecord | null)[] }
+ * repl.digest  { space, partition, buckets }                                  → { digest: PartitionDigest }
+ * repl.bucket  { space, partition, index, buckets }                           → { records: VersionedRecord[] }
+ * repl.scan    (stream) { space, partition, batchRecords }                    → items { records: VersionedRecord[] }
+ * ```
+ */
+import { isHlc } from '../hlc/index.js'
+import type { Hlc } from '../hlc/index.js'
+import { checkSchema, MAX_ID_LENGTH, validateRow } from '../schema/index.js'
+import type { SpaceDef } from '../schema/index.js'
+import type { PartitionDigest, VersionedRecord } from '../storage/index.js'
+import { ReplicaRequestError } from './errors.js'
+
+export const METHOD_WRITE = 'repl.write'
+export const METHOD_READ = 'repl.read'
+export const METHOD_DIGEST = 'repl.digest'
+export const METHOD_BUCKET = 'repl.bucket'
+export const METHOD_SCAN = 'repl.scan'
+
+/** Hard limits of what a replica accepts, whatever the sender's options. */
+export const MAX_RECORDS_PER_MESSAGE = 20_000
+export const MAX_IDS_PER_READ = 10_000
+export const MAX_DIGEST_BUCKETS = 65_536
+export const MAX_PARTITIONS = 65_536
+
+export interface WriteRequest { space: SpaceDef, partition: number, records: VersionedRecord[], hlc: Hlc }
+export interface WriteAnswer { applied: number, stale: number }
+export interface ReadRequest { space: SpaceDef, partition: number, ids: string[] }
+export interface ReadAnswer { records: Array<VersionedRecord | null> }
+export interface DigestRequest { space: SpaceDef, partition: number, buckets: number }
+export interface DigestAnswer { digest: PartitionDigest }
+export interface BucketRequest { space: SpaceDef, partition: number, index: number, buckets: number }
+export interface RecordsAnswer { records: VersionedRecord[] }
+export interface ScanRequest { space: SpaceDef, partition: number, batchRecords: number }
+
+function bad (msg: string): ReplicaRequestError { return new ReplicaRequestError('BAD_REQUEST', msg) }
+
+function isObject (v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array)
+}
+
+function isInt (v: unknown, min: number, max: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max
+}
+
+/** Validates a SpaceDef sent by a coordinator (its schema through checkSchema). */
+export function parseSpace (v: unknown): SpaceDef {
+  if (!isObject(v)) throw bad('space must be an object')
+  const { name, uid, schema, partitions, replicas } = v
+  if (typeof name !== 'string' || name.length === 0 || name.length > 256) throw bad('space.name must be a string of 1 to 256 characters')
+  if (typeof uid !== 'string' || uid.length === 0 || uid.length > 512) throw bad('space.uid must be a string of 1 to 512 characters')
+  if (!isInt(partitions, 1, MAX_PARTITIONS)) throw bad(`space.partitions must be an integer in 1..${MAX_PARTITIONS}`)
+  if (!isInt(replicas, 1, 1024)) throw bad('space.replicas must be an integer in 1..1024')
+  let columns
+  try {
+    columns = checkSchema(schema)
+  } catch (err) {
+    throw bad(`space.schema: ${(err as Error).message}`)
+  }
+  return { name, uid, schema: columns, partitions, replicas }
+}
+
+function parsePartition (v: unknown, space: SpaceDef): number {
+  if (!isInt(v, 0, space.partitions - 1)) throw bad(`partition must be an integer in 0..${space.partitions - 1}`)
+  return v
+}
+
+/**
+ * Checks one record's shape and its row against the schema; returns it with the row normalized.
+ * `where` names it in the error.
+ */
+export function parseRecord (v: unknown, space: SpaceDef, where: string): VersionedRecord {
+  if (!isObject(v)) throw bad(`${where} must be an object {id, version, deleted, row}`)
+  const { id, version, deleted, row } = v
+  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) throw bad(`${where}.id must be a string of 1 to ${MAX_ID_LENGTH} characters`)
+  if (!isHlc(version)) throw bad(`${where}.version must be a non-negative safe integer (HLC)`)
+  if (typeof deleted !== 'boolean') throw bad(`${where}.deleted must be a boolean`)
+  if (deleted) {
+    if (row !== null) throw bad(`${where}.row must be null for a tombstone`)
+    return { id, version, deleted, row: null }
+  }
+  if (!isObject(row)) throw bad(`${where}.row must be an object`)
+  const r = validateRow(space.schema, row, 0)
+  if ('error' in r) throw bad(`${where}.row${r.error.field !== '' ? `.${r.error.field}` : ''}: ${r.error.message}`)
+  if (r.row.id !== id) throw bad(`${where}.row.id does not match ${where}.id`)
+  return { id, version, deleted, row: r.row }
+}
+
+export function parseRecords (v: unknown, space: SpaceDef, where: string, max = MAX_RECORDS_PER_MESSAGE): VersionedRecord[] {
+  if (!Array.isArray(v)) throw bad(`${where} must be an array`)
+  if (v.length > max) throw bad(`${where} has ${v.length} records; at most ${max}`)
+  return v.map((r, i) => parseRecord(r, space, `${where}[${i}]`))
+}
+
+export function parseWriteRequest (body: unknown): WriteRequest {
+  if (!isObject(body)) throw bad('body must be an object')
+  const space = parseSpace(body.space)
+  const partition = parsePartition(body.partition, space)
+  const records = parseRecords(body.records, space, 'records')
+  if (!isHlc(body.hlc)) throw bad('hlc must be a non-negative safe integer')
+  return { space, partition, records, hlc: body.hlc }
+}
+
+export function parseReadRequest (body: unknown): ReadRequest {
+  if (!isObject(body)) throw bad('body must be an object')
+  const space = parseSpace(body.space)
+  const partition = parsePartition(body.partition, space)
+  const ids = body.ids
+  if (!Array.isArray(ids) || ids.length > MAX_IDS_PER_READ) throw bad(`ids must be an array of at most ${MAX_IDS_PER_READ} strings`)
+  for (const id of ids) {
+    if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) throw bad(`each id must be a string of 1 to ${MAX_ID_LENGTH} characters`)
+  }
+  return { space, partition, ids: ids as string[] }
+}
+
+export function parseDigestRequest (body: unknown): DigestRequest {
+  if (!isObject(body)) throw bad('body must be an object')
+  const space = parseSpace(body.space)
+  const partition = parsePartition(body.partition, space)
+  if (!isInt(body.buckets, 1, MAX_DIGEST_BUCKETS)) throw bad(`buckets must be an integer in 1..${MAX_DIGEST_BUCKETS}`)
+  return { space, partition, buckets: body.buckets }
+}
+
+export function parseBucketRequest (body: unknown): BucketRequest {
+  if (!isObject(body)) throw bad('body must be an object')
+  const space = parseSpace(body.space)
+  const partition = parsePartition(body.partition, space)
+  if (!isInt(body.buckets, 1, MAX_DIGEST_BUCKETS)) throw bad(`buckets must be an integer in 1..${MAX_DIGEST_BUCKETS}`)
+  if (!isInt(body.index, 0, body.buckets - 1)) throw bad(`index must be an integer in 0..${body.buckets - 1}`)
+  return { space, partition, index: body.index, buckets: body.buckets }
+}
+
+export function parseScanRequest (body: unknown): ScanRequest {
+  if (!isObject(body)) throw bad('body must be an object')
+  const space = parseSpace(body.space)
+  const partition = parsePartition(body.partition, space)
+  if (!isInt(body.batchRecords, 1, MAX_RECORDS_PER_MESSAGE)) throw bad(`batchRecords must be an integer in 1..${MAX_RECORDS_PER_MESSAGE}`)
+  return { space, partition, batchRecords: body.batchRecords }
+}
+
+// ----------------------------------------------------------------------------- answers
+
+export function parseWriteAnswer (v: unknown): WriteAnswer {
+  if (!isObject(v) || !isInt(v.applied, 0, Number.MAX_SAFE_INTEGER) || !isInt(v.stale, 0, Number.MAX_SAFE_INTEGER)) throw new Error('malformed repl.write answer')
+  return { applied: v.applied, stale: v.stale }
+}
+
+export function parseReadAnswer (v: unknown, space: SpaceDef, ids: readonly string[]): Array<VersionedRecord | undefined> {
+  if (!isObject(v) || !Array.isArray(v.records) || v.records.length !== ids.length) throw new Error('malformed repl.read answer')
+  return v.records.map((r: unknown, i: number) => {
+    if (r === null || r === undefined) return undefined
+    const rec = parseRecord(r, space, `records[${i}]`)
+    if (rec.id !== ids[i]) throw new Error('repl.read answer out of order')
+    return rec
+  })
+}
+
+export function parseDigestAnswer (v: unknown, buckets: number): PartitionDigest {
+  if (!isObject(v) || !isObject(v.digest)) throw new Error('malformed repl.digest answer')
+  const d = v.digest
+  if (d.buckets !== buckets || !Array.isArray(d.hashes) || d.hashes.length !== buckets) throw new Error('repl.digest answer has the wrong bucket count')
+  for (const h of d.hashes) if (typeof h !== 'string' || h.length > 128) throw new Error('repl.digest answer has a malformed hash')
+  if (typeof d.root !== 'string' || !isInt(d.records, 0, Number.MAX_SAFE_INTEGER)) throw new Error('malformed repl.digest answer')
+  return { buckets, hashes: d.hashes as string[], root: d.root, records: d.records }
+}
+
+export function parseRecordsAnswer (v: unknown, space: SpaceDef, what: string): VersionedRecord[] {
+  if (!isObject(v)) throw new Error(`malformed ${what}`)
+  try {
+    return parseRecords(v.records, space, 'records')
+  } catch (err) {
+    throw new Error(`malformed ${what}: ${(err as Error).message}`)
+  }
+}
+
+// ----------------------------------------------------------------------------- sizes
+
+/** A rough upper estimate of a value's msgpack size, for batching. */
+export function estimateBytes (v: unknown, depth = 0): number {
+  switch (typeof v) {
+    case 'string': return 5 + v.length * 3
+    case 'number': case 'bigint': return 9
+    case 'boolean': return 1
+    case 'object': {
+      if (v === null) return 1
+      if (depth > 64) return 0
+      if (v instanceof Uint8Array) return 5 + v.length
+      if (Array.isArray(v)) {
+        let n = 5
+        // Numbers dominate vectors: no need to walk them one by one.
+        if (v.length > 0 && typeof v[0] === 'number') return n + 9 * v.length
+        for (const x of v) n += estimateBytes(x, depth + 1)
+        return n
+      }
+      let n = 5
+      for (const key in v) n += 5 + key.length * 3 + estimateBytes((v as Record<string, unknown>)[key], depth + 1)
+      return n
+    }
+    default: return 1
+  }
+}
+
+export function recordBytes (r: VersionedRecord): number {
+  return 32 + r.id.length * 3 + (r.row === null ? 1 : estimateBytes(r.row))
+}
+
+/** Splits records into batches of at most maxRecords and (estimated) maxBytes each; never empty batches. */
+export function chunkRecords (records: readonly VersionedRecord[], maxRecords: number, maxBytes: number): VersionedRecord[][] {
+  const out: VersionedRecord[][] = []
+  let cur: VersionedRecord[] = []
+  let bytes = 0
+  for (const r of records) {
+    const b = recordBytes(r)
+    if (cur.length > 0 && (cur.length >= maxRecords || bytes + b > maxBytes)) {
+      out.push(cur)
+      cur = []
+      bytes = 0
+    }
+    cur.push(r)
+    bytes += b
+  }
+  if (cur.length > 0) out.push(cur)
+  return out
+}
+
+export function maxVersion (records: readonly VersionedRecord[]): Hlc {
+  let m = 0
+  for (const r of records) if (r.version > m) m = r.version
+  return m
+}

@@ -1,0 +1,117 @@
+/**
+ * StorageEngine: the partitions of every space on this peer, under one data directory, with a
+ * memtable budget shared between them.
+ */
+import { join } from 'node:path'
+import type { SpaceDef } from '../schema/index.js'
+import { LocalPartitionStore, removeDir, type PartitionDeps } from './partition.js'
+import { resolvePartitionOptions, type PartitionStoreOptions, type StorageEngineOptions } from './options.js'
+
+const DEFAULT_MEMTABLE_BUDGET_BYTES = 512 << 20
+
+/** A space uid as a directory name: as is when harmless, else percent-encoded. */
+export function spaceDirName (uid: string): string {
+  if (uid.length === 0) throw new Error('space uid is empty')
+  return /^[A-Za-z0-9@._:+-]+$/.test(uid) && uid !== '.' && uid !== '..' ? uid : encodeURIComponent(uid).replace(/\./g, '%2E')
+}
+
+export class StorageEngine {
+  readonly dataDir: string
+  private readonly deps: PartitionDeps
+  private readonly partitionOpts: PartitionStoreOptions
+  private readonly budgetBytes: number
+  private readonly stores = new Map<string, Promise<LocalPartitionStore>>()
+  private readonly open = new Map<string, LocalPartitionStore>()
+  private closed = false
+
+  constructor (deps: PartitionDeps, opts: StorageEngineOptions) {
+    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }) }
+    const { dataDir, memtableBudgetBytes, ...partitionOpts } = opts
+    resolvePartitionOptions(partitionOpts) // fail fast on a bad option
+    this.dataDir = dataDir
+    this.partitionOpts = partitionOpts
+    this.budgetBytes = memtableBudgetBytes ?? DEFAULT_MEMTABLE_BUDGET_BYTES
+  }
+
+  /** `<dataDir>/spaces/<uid>/<partition>`. */
+  partitionDir (uid: string, partition: number): string {
+    return join(this.dataDir, 'spaces', spaceDirName(uid), String(partition))
+  }
+
+  /**
+   * Opens (recovering if needed) one partition of a space. Cached: later and concurrent calls get
+   * the same store. A newer definition of the same space (columns added) updates the store's.
+   */
+  async openPartition (space: SpaceDef, partition: number): Promise<LocalPartitionStore> {
+    if (this.closed) throw new Error('storage engine is closed')
+    if (!Number.isInteger(partition) || partition < 0) throw new RangeError(`partition must be a non-negative integer, got ${partition}`)
+    const key = `${space.uid}\u0000${partition}`
+    let p = this.stores.get(key)
+    if (p === undefined) {
+      p = LocalPartitionStore.open(this.deps, space, partition, this.partitionDir(space.uid, partition), this.partitionOpts, {
+        onMemtableGrowth: () => { this.enforceBudget() }
+      })
+      this.stores.set(key, p)
+      p.then(s => { this.open.set(key, s) }, () => { this.stores.delete(key) })
+    }
+    const store = await p
+    if (space.schema.length > store.space.schema.length) store.updateSchema(space)
+    return store
+  }
+
+  /** The open partitions. */
+  partitions (): LocalPartitionStore[] { return [...this.open.values()] }
+
+  /** An open partition, if it is open. */
+  getPartition (uid: string, partition: number): LocalPartitionStore | undefined {
+    return this.open.get(`${uid}\u0000${partition}`)
+  }
+
+  /** Memtable bytes across all open partitions. */
+  memtableBytes (): number {
+    let total = 0
+    for (const s of this.open.values()) total += s.memtableBytes()
+    return total
+  }
+
+  /**
+   * Over budget, flushes the partition with the largest active memtable; if that one is already
+   * flushing, waits for it (it re-checks when done) rather than flushing small ones.
+   */
+  private enforceBudget (): void {
+    let total = 0
+    let largest: LocalPartitionStore | undefined
+    for (const s of this.open.values()) {
+      if (s.isClosed()) continue
+      total += s.activeMemtableBytes()
+      if (largest === undefined || s.activeMemtableBytes() > largest.activeMemtableBytes()) largest = s
+    }
+    if (total <= this.budgetBytes || largest === undefined || largest.isFlushing()) return
+    largest.flush().catch(() => {})
+  }
+
+  /** Closes every partition of a space and deletes its directory. */
+  async dropSpace (uid: string): Promise<void> {
+    const prefix = `${uid}\u0000`
+    for (const [key, p] of [...this.stores]) {
+      if (!key.startsWith(prefix)) continue
+      this.stores.delete(key)
+      this.open.delete(key)
+      const store = await p.catch(() => undefined)
+      await store?.close()
+    }
+    await removeDir(join(this.dataDir, 'spaces', spaceDirName(uid)))
+  }
+
+  /** Closes every partition: in-flight writes, flushes and compactions finish first. */
+  async close (): Promise<void> {
+    this.closed = true
+    const all = [...this.stores.values()]
+    this.stores.clear()
+    this.open.clear()
+    for (const p of all) {
+      const store = await p.catch(() => undefined)
+      await store?.close()
+    }
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * storage: each partition replica on this peer as a write-ahead log, a memtable and immutable
+ * Arrow IPC segments, behind the PartitionStore contract (types.ts). apply() is last-writer-wins
+ * on HLC versions and resolves once the batch is fsynced (concurrent calls share one fsync);
+ * memtables flush to segments by size (per partition and across the engine); compaction drops
+ * superseded rows and tombstones past their grace period; recovery after kill -9 replays the WAL,
+ * truncating a torn tail, and refuses to open over a corrupt segment rather than lose it. Each
+ * partition keeps per-bucket digests up to date on every write, for anti-entropy.
+ *
+ * ```ts
+ * const engine = new StorageEngine({ clock: new SystemClock(), log }, { dataDir: '/var/lib/shoal' })
+ * const store = await engine.openPartition(space, 3)
+ * await store.apply([{ id: 'a', version: hlc.now(), deleted: false, row: { id: 'a', amount: 1.5 } }])
+ * store.get('a')                  // newest version, tombstones included
+ * store.digest(64).root           // compare with a replica's; then store.bucket(i, 64) to repair
+ * for await (const batch of store.scan({ batchRecords: 1000 })) send(batch)
+ * await engine.close()
+ * ```
+ *
+ * On disk, under `<dataDir>/spaces/<space uid>/<partition>/`:
+ * - `wal-<seq>.log`: frames `[u32 LE length][u32 LE CRC-32][msgpackr [[id, version, deleted, row], ...]]`;
+ * - `seg-<id>.arrow`: Arrow IPC file, the space's columns plus `$version` (float64) and `$deleted` (bool);
+ * - `MANIFEST`: JSON `{ format, walFrom, nextSegment, segments: [{ id, file, rows, bytes, crc32 }] }`,
+ *   replaced atomically (tmp, fsync, rename, fsync directory).
+ */
+export type { VersionedRecord, ApplyResult, PartitionDigest, PartitionStats, PartitionStore } from './types.js'
+export { compareVersions } from './types.js'
+export { StorageEngine, spaceDirName } from './engine.js'
+export { LocalPartitionStore, StoreClosedError, StoreFailedError, MANIFEST_FILE } from './partition.js'
+export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps } from './partition.js'
+export type { PartitionStoreOptions, StorageEngineOptions } from './options.js'
+export { DEFAULT_PARTITION_OPTIONS } from './options.js'
+export { SegmentCorruptError, segmentFileName } from './segment.js'
+export { WalFailedError, walFileName } from './wal.js'
+export { stableHash } from './hash.js'
+export { crc32 } from './crc32.js'

@@ -1,0 +1,85 @@
+/** Every limit of the storage engine, with its unit, default and reason. */
+
+export interface PartitionStoreOptions {
+  /**
+   * Records in a partition's memtable that trigger a flush to an Arrow segment. Records, default
+   * 50,000: big enough that segments are few and columnar scans worthwhile, small enough that a
+   * flush (encoding is synchronous) blocks the event loop for tens of milliseconds, not seconds.
+   */
+  memtableMaxRows?: number
+  /**
+   * WAL bytes behind a partition's memtable that trigger a flush. Bytes, default 64 MiB: bounds
+   * both memory and the WAL replayed after a crash (recovery time).
+   */
+  memtableMaxBytes?: number
+  /**
+   * How long a tombstone is kept after its version's physical time before compaction may drop it.
+   * ms, default 10 days (Cassandra's gc_grace_seconds): a replica that was away for less than
+   * this still learns of the delete through anti-entropy instead of resurrecting the row.
+   */
+  tombstoneGraceMs?: number
+  /**
+   * Segments in a partition above which compaction merges them. Count, default 8: each get()
+   * is one map lookup regardless, but scans and opens touch every file.
+   */
+  compactionMaxSegments?: number
+  /**
+   * Fraction of dead rows (superseded or deleted) across segments above which compaction rewrites
+   * them. Ratio, default 0.5: space amplification at most ~2×.
+   */
+  compactionDeadRatio?: number
+  /**
+   * How often the compaction policy is checked in the background (it is also checked after every
+   * flush); this is what purges expired tombstones from idle partitions. ms, default 10 minutes;
+   * 0 disables the timer.
+   */
+  compactionCheckIntervalMs?: number
+  /**
+   * Largest WAL frame (one apply() batch, encoded). Bytes, default 256 MiB: a header claiming
+   * more is garbage, so recovery stops there instead of trying to read it.
+   */
+  maxFrameBytes?: number
+  /** Read size when replaying the WAL. Bytes, default 8 MiB. */
+  walReadChunkBytes?: number
+  /**
+   * Bucket counts whose digests are kept up to date incrementally (the most recently asked
+   * for). Count, default 4: anti-entropy uses one or two; each costs 8 bytes per bucket.
+   */
+  digestCacheSize?: number
+}
+
+export type ResolvedPartitionOptions = Required<PartitionStoreOptions>
+
+export const DEFAULT_PARTITION_OPTIONS: ResolvedPartitionOptions = {
+  memtableMaxRows: 50_000,
+  memtableMaxBytes: 64 << 20,
+  tombstoneGraceMs: 10 * 24 * 3600 * 1000,
+  compactionMaxSegments: 8,
+  compactionDeadRatio: 0.5,
+  compactionCheckIntervalMs: 10 * 60 * 1000,
+  maxFrameBytes: 256 << 20,
+  walReadChunkBytes: 8 << 20,
+  digestCacheSize: 4
+}
+
+export interface StorageEngineOptions extends PartitionStoreOptions {
+  /** The peer's data directory; partitions live under `<dataDir>/spaces/<space uid>/<partition>/`. */
+  dataDir: string
+  /**
+   * Memtable bytes (WAL bytes not yet in segments) across all open partitions above which the
+   * largest memtable is flushed. Bytes, default 512 MiB: with many partitions per peer the
+   * per-partition bound alone would not bound the process.
+   */
+  memtableBudgetBytes?: number
+}
+
+export function resolvePartitionOptions (opts: PartitionStoreOptions): ResolvedPartitionOptions {
+  const out = { ...DEFAULT_PARTITION_OPTIONS }
+  for (const key of Object.keys(DEFAULT_PARTITION_OPTIONS) as Array<keyof ResolvedPartitionOptions>) {
+    const v = opts[key]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new RangeError(`storage option ${key} must be a non-negative number, got ${String(v)}`)
+    out[key] = v
+  }
+  return out
+}

@@ -1,0 +1,763 @@
+/**
+ * One partition replica on disk: WAL + memtable + Arrow segments + manifest, behind the
+ * PartitionStore contract (types.ts).
+ *
+ * State in memory: `index` maps every id held to its newest version, either a record object (in
+ * the active or the frozen memtable) or a segment locator (segment id × 2^32 + row). Every change
+ * to `index` goes through put/relocate/remove, which keep the segments' live bitmaps, the
+ * live/tombstone counters and the incremental digests in step.
+ *
+ * Durability: apply() updates memory synchronously and queues one WAL frame in the same tick, then
+ * resolves when that frame is fsynced (group commit, wal.ts). A flush switches to a new WAL file
+ * and a new memtable in one tick, writes the frozen records as a segment (fsynced, directory
+ * fsynced), swaps the manifest atomically (its `walFrom` moves past the old WAL), and only then
+ * deletes the old WAL. Recovery replays the WAL files at or after `walFrom`.
+ */
+import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { isHlc, makeHlc } from '../hlc/index.js'
+import type { Clock, Logger, Timer } from '../runtime/index.js'
+import type { Row, SpaceDef } from '../schema/index.js'
+import { crc32 } from './crc32.js'
+import { fsyncDir, removeFiles, writeFileAtomic, writeFileDurable } from './fsutil.js'
+import { hashString32, hex32, recordHash, stableHash } from './hash.js'
+import { resolvePartitionOptions, type PartitionStoreOptions, type ResolvedPartitionOptions } from './options.js'
+import { Segment, SegmentCorruptError, encodeSegment, segmentFileName, type SegmentMeta } from './segment.js'
+import { compareVersions, type ApplyResult, type PartitionDigest, type PartitionStats, type PartitionStore, type VersionedRecord } from './types.js'
+import { WalFile, encodeFrame, logWalStop, parseWalFileName, readWalFile, walFileName } from './wal.js'
+
+export const MANIFEST_FILE = 'MANIFEST'
+const LOC = 4294967296
+
+/** The store was closed; nothing was written. */
+export class StoreClosedError extends Error {
+  override name = 'StoreClosedError'
+}
+
+/** The store's disk failed earlier; it refuses writes until reopened (recovery decides what is durable). */
+export class StoreFailedError extends Error {
+  override name = 'StoreFailedError'
+}
+
+interface Manifest {
+  format: 1
+  /** WAL files with a lower sequence number are fully contained in the segments. */
+  walFrom: number
+  nextSegment: number
+  segments: SegmentMeta[]
+  /** Set in memory only when no manifest file was found. */
+  missing?: true
+}
+
+export interface RecoveryStats {
+  segments: number
+  segmentRows: number
+  walFiles: number
+  /** Records read back from the WAL (applied or found stale). */
+  walRecords: number
+  walBytes: number
+  /** Bytes cut off WAL files: torn tails, or everything after a corrupt frame. */
+  bytesTruncated: number
+  /** WAL files whose replay stopped at a bad frame (CRC or payload), not a torn tail. */
+  corruptFrames: number
+  /** Segment files found on disk but not in the manifest (a flush cut short), deleted. */
+  orphanSegments: number
+  ms: number
+}
+
+export interface StoreCounters {
+  applyCalls: number
+  applied: number
+  stale: number
+  walFrames: number
+  walFsyncs: number
+  flushes: number
+  compactions: number
+  tombstonesPurged: number
+}
+
+export interface CompactionResult {
+  segmentsIn: number
+  segmentsOut: number
+  rowsKept: number
+  /** Dead rows (superseded versions) dropped. */
+  deadDropped: number
+  /** Live tombstones past the grace period dropped. */
+  tombstonesPurged: number
+}
+
+type Entry = VersionedRecord | number
+
+export interface PartitionDeps {
+  clock: Clock
+  log: Logger
+}
+
+/** The engine's hooks into a store (memtable budget). */
+export interface StoreHooks {
+  onMemtableGrowth?: () => void
+}
+
+function checkRecord (r: VersionedRecord, i: number): void {
+  if (r === null || typeof r !== 'object') throw new TypeError(`records[${i}] is not a record`)
+  if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError(`records[${i}].id must be a non-empty string`)
+  if (!isHlc(r.version)) throw new TypeError(`records[${i}].version must be an HLC timestamp`)
+  if (typeof r.deleted !== 'boolean') throw new TypeError(`records[${i}].deleted must be a boolean`)
+  if (r.deleted ? r.row !== null : (r.row === null || typeof r.row !== 'object')) {
+    throw new TypeError(`records[${i}].row must be ${r.deleted ? 'null for a tombstone' : 'an object'}`)
+  }
+}
+
+export class LocalPartitionStore implements PartitionStore {
+  private spaceDef: SpaceDef
+  readonly partition: number
+  readonly dir: string
+  private readonly clock: Clock
+  private readonly log: Logger
+  private readonly opts: ResolvedPartitionOptions
+  private readonly hooks: StoreHooks
+
+  private readonly index = new Map<string, Entry>()
+  private mem = new Map<string, VersionedRecord>()
+  private memBytes = 0
+  private frozen: Map<string, VersionedRecord> | undefined
+  private frozenBytes = 0
+  private readonly segments = new Map<number, Segment>()
+  private manifest: Manifest
+  private nextSegmentId: number
+  private wal!: WalFile
+  /** WAL files being drained after a rotation. */
+  private draining: WalFile[] = []
+  /** Sequence numbers of WAL files on disk (replayed, draining, active). */
+  private walSeqs: number[] = []
+  private liveRows = 0
+  private tombstones = 0
+  private readonly digests = new Map<number, Uint32Array>()
+  private readonly scratch = new Uint32Array(2)
+
+  private closed = false
+  private closing: Promise<void> | undefined
+  private failed: Error | undefined
+  private flushing: Promise<void> | undefined
+  private compacting: Promise<CompactionResult> | undefined
+  private manifestLock: Promise<void> = Promise.resolve()
+  private timer: Timer | undefined
+
+  readonly counters: StoreCounters = { applyCalls: 0, applied: 0, stale: 0, walFrames: 0, walFsyncs: 0, flushes: 0, compactions: 0, tombstonesPurged: 0 }
+  recovery!: RecoveryStats
+
+  private constructor (deps: PartitionDeps, space: SpaceDef, partition: number, dir: string, opts: ResolvedPartitionOptions, hooks: StoreHooks, manifest: Manifest) {
+    this.spaceDef = space
+    this.partition = partition
+    this.dir = dir
+    this.clock = deps.clock
+    this.log = deps.log.child({ space: space.name, uid: space.uid, partition })
+    this.opts = opts
+    this.hooks = hooks
+    this.manifest = manifest
+    this.nextSegmentId = manifest.nextSegment
+  }
+
+  get space (): SpaceDef { return this.spaceDef }
+
+  /** Opens (creating or recovering) the partition stored in `dir`. */
+  static async open (deps: PartitionDeps, space: SpaceDef, partition: number, dir: string, options: PartitionStoreOptions = {}, hooks: StoreHooks = {}): Promise<LocalPartitionStore> {
+    const opts = resolvePartitionOptions(options)
+    const t0 = deps.clock.now()
+    await mkdir(dir, { recursive: true })
+    const manifest = await readManifest(join(dir, MANIFEST_FILE))
+    const store = new LocalPartitionStore(deps, space, partition, dir, opts, hooks, manifest)
+    await store.recover(t0)
+    if (opts.compactionCheckIntervalMs > 0) store.scheduleCheck()
+    return store
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Recovery
+
+  private async recover (t0: number): Promise<void> {
+    const stats: RecoveryStats = { segments: 0, segmentRows: 0, walFiles: 0, walRecords: 0, walBytes: 0, bytesTruncated: 0, corruptFrames: 0, orphanSegments: 0, ms: 0 }
+    const names = await readdir(this.dir)
+    const listed = new Set(this.manifest.segments.map(s => s.file))
+    const stray: string[] = []
+    let maxSegmentOnDisk = 0
+    const walSeqs: number[] = []
+    for (const name of names) {
+      const seg = /^seg-(\d+)\.arrow$/.exec(name)
+      if (seg !== null) {
+        maxSegmentOnDisk = Math.max(maxSegmentOnDisk, Number(seg[1]))
+        if (!listed.has(name)) { stray.push(join(this.dir, name)); stats.orphanSegments++ }
+        continue
+      }
+      if (name === MANIFEST_FILE + '.tmp') { stray.push(join(this.dir, name)); continue }
+      const seq = parseWalFileName(name)
+      if (seq === undefined) continue
+      if (seq < this.manifest.walFrom) stray.push(join(this.dir, name))
+      else walSeqs.push(seq)
+    }
+    if (this.manifest.missing === true && stray.some(p => p.endsWith('.arrow') && !p.endsWith(segmentFileName(1)))) {
+      // Only the very first flush can leave a segment without a manifest; more means a lost manifest.
+      throw new Error(`partition directory ${this.dir} holds segment files but no ${MANIFEST_FILE}; refusing to open (it would discard them)`)
+    }
+    delete this.manifest.missing
+    if (stats.orphanSegments > 0) this.log.info({ files: stray.filter(p => p.endsWith('.arrow')) }, 'deleting segment files not in the manifest (a flush or compaction cut short)')
+    await removeFiles(this.dir, stray)
+    this.nextSegmentId = Math.max(this.nextSegmentId, maxSegmentOnDisk + 1)
+
+    for (const meta of this.manifest.segments) {
+      const path = join(this.dir, meta.file)
+      let bytes: Buffer
+      try {
+        bytes = await readFile(path)
+      } catch (err) {
+        throw new SegmentCorruptError(path, `listed in the manifest but unreadable: ${(err as Error).message}`, { cause: err })
+      }
+      if (bytes.length !== meta.bytes) throw new SegmentCorruptError(path, `is ${bytes.length} bytes, the manifest says ${meta.bytes}`)
+      const crc = crc32(bytes)
+      if (crc !== meta.crc32) throw new SegmentCorruptError(path, `CRC-32 ${crc.toString(16)} differs from the manifest's ${meta.crc32.toString(16)}`)
+      const seg = Segment.decode(meta, path, bytes)
+      this.segments.set(seg.id, seg)
+      for (let row = 0; row < seg.rows; row++) {
+        const id = seg.ids[row]!
+        const cur = this.index.get(id)
+        if (cur === undefined || this.winsRaw(seg.versions[row]!, seg.deleted[row] === 1, () => seg.record(row, this.spaceDef.schema), cur)) {
+          this.put(id, seg.id * LOC + row, seg.versions[row]!, seg.deleted[row] === 1)
+        }
+      }
+      stats.segments++
+      stats.segmentRows += seg.rows
+    }
+
+    walSeqs.sort((a, b) => a - b)
+    for (const seq of walSeqs) {
+      const path = join(this.dir, walFileName(seq))
+      const r = await readWalFile(path, { chunkBytes: this.opts.walReadChunkBytes, maxFrameBytes: this.opts.maxFrameBytes })
+      stats.walFiles++
+      stats.walRecords += r.records.length
+      stats.walBytes += r.goodBytes
+      if (r.stop !== undefined) {
+        logWalStop(this.log, path, r)
+        if (r.stop.kind === 'corrupt') stats.corruptFrames++
+        stats.bytesTruncated += r.fileBytes - r.goodBytes
+        const fh = await open(path, 'r+')
+        try {
+          await fh.truncate(r.goodBytes)
+          await fh.sync()
+        } finally {
+          await fh.close()
+        }
+      }
+      for (const rec of r.records) {
+        const cur = this.index.get(rec.id)
+        if (cur === undefined || this.wins(rec, cur)) {
+          this.mem.set(rec.id, rec)
+          this.put(rec.id, rec, rec.version, rec.deleted)
+        }
+      }
+      this.memBytes += r.goodBytes
+    }
+    const seq = Math.max(this.manifest.walFrom, (walSeqs[walSeqs.length - 1] ?? 0) + 1)
+    this.wal = await this.openWal(seq)
+    this.walSeqs = [...walSeqs, seq]
+    await fsyncDir(this.dir)
+    stats.ms = this.clock.now() - t0
+    this.recovery = stats
+    if (stats.walRecords > 0 || stats.segments > 0) this.log.info({ ...stats }, 'partition recovered')
+  }
+
+  private async openWal (seq: number): Promise<WalFile> {
+    return await WalFile.open(this.dir, seq, 0, () => { this.counters.walFsyncs++ })
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Index bookkeeping
+
+  private seg (loc: number): Segment { return this.segments.get(Math.floor(loc / LOC))! }
+
+  private toggleDigest (id: string, version: number, deleted: boolean): void {
+    if (this.digests.size === 0) return
+    recordHash(id, version, deleted, this.scratch)
+    const h = stableHash(id)
+    for (const [n, acc] of this.digests) {
+      const b = (h % n) * 2
+      acc[b]! ^= this.scratch[0]!
+      acc[b + 1]! ^= this.scratch[1]!
+    }
+  }
+
+  private entryMeta (e: Entry): { version: number, deleted: boolean } {
+    if (typeof e !== 'number') return e
+    const s = this.seg(e)
+    const row = e % LOC
+    return { version: s.versions[row]!, deleted: s.deleted[row] === 1 }
+  }
+
+  private detach (id: string, prev: Entry): void {
+    const m = this.entryMeta(prev)
+    if (m.deleted) this.tombstones--
+    else this.liveRows--
+    this.toggleDigest(id, m.version, m.deleted)
+    if (typeof prev === 'number') this.seg(prev).clearLive(prev % LOC)
+  }
+
+  /** Makes `e` the newest version of `id`. */
+  private put (id: string, e: Entry, version: number, deleted: boolean): void {
+    const prev = this.index.get(id)
+    if (prev !== undefined) this.detach(id, prev)
+    this.index.set(id, e)
+    if (deleted) this.tombstones++
+    else this.liveRows++
+    this.toggleDigest(id, version, deleted)
+    if (typeof e === 'number') this.seg(e).setLive(e % LOC)
+  }
+
+  /** Moves `id`'s newest version to another place holding the same (version, deleted, row). */
+  private relocate (id: string, to: number): void {
+    const prev = this.index.get(id)!
+    if (typeof prev === 'number') this.seg(prev).clearLive(prev % LOC)
+    this.index.set(id, to)
+    this.seg(to).setLive(to % LOC)
+  }
+
+  private remove (id: string): void {
+    const prev = this.index.get(id)
+    if (prev === undefined) return
+    this.detach(id, prev)
+    this.index.delete(id)
+  }
+
+  /** Does a candidate (version, deleted, lazily its record) beat the held entry `cur`? */
+  private winsRaw (version: number, deleted: boolean, candidate: () => VersionedRecord, cur: Entry): boolean {
+    const m = this.entryMeta(cur)
+    if (version !== m.version) return version > m.version
+    if (deleted !== m.deleted) return deleted
+    if (deleted) return false
+    return compareVersions(candidate(), this.materialize(cur)) > 0
+  }
+
+  private wins (r: VersionedRecord, cur: Entry): boolean {
+    if (typeof cur !== 'number') return compareVersions(r, cur) > 0
+    return this.winsRaw(r.version, r.deleted, () => r, cur)
+  }
+
+  private materialize (e: Entry): VersionedRecord {
+    if (typeof e === 'number') return this.seg(e).record(e % LOC, this.spaceDef.schema)
+    const row = e.row
+    if (row === null) return e
+    // A row written before a column was added lacks it: answer it as null, like old segments.
+    for (const c of this.spaceDef.schema) {
+      if (row[c.name] === undefined) {
+        const filled: Row = Object.create(null)
+        for (const c2 of this.spaceDef.schema) filled[c2.name] = row[c2.name] ?? null
+        return { ...e, row: filled }
+      }
+    }
+    return e
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Writes
+
+  async apply (records: readonly VersionedRecord[]): Promise<ApplyResult> {
+    if (this.closed) throw new StoreClosedError(`partition ${this.spaceDef.name}/${this.partition} is closed`)
+    if (this.failed !== undefined) throw new StoreFailedError(`partition ${this.spaceDef.name}/${this.partition} refuses writes after a disk failure: ${this.failed.message}`, { cause: this.failed })
+    for (let i = 0; i < records.length; i++) checkRecord(records[i]!, i)
+    // Back-pressure: a writer outrunning the flusher waits for it rather than growing memory.
+    if (this.flushing !== undefined && this.overBound(2)) await this.flushing.catch(() => {})
+    if (this.closed) throw new StoreClosedError(`partition ${this.spaceDef.name}/${this.partition} is closed`)
+    this.counters.applyCalls++
+    const overlay = new Map<string, VersionedRecord>()
+    let applied = 0
+    let stale = 0
+    for (const r of records) {
+      const cur = overlay.get(r.id) ?? this.index.get(r.id)
+      if (cur !== undefined && !this.wins(r, cur)) { stale++; continue }
+      overlay.set(r.id, r)
+      applied++
+    }
+    this.counters.applied += applied
+    this.counters.stale += stale
+    if (overlay.size === 0) {
+      // Nothing new, but "already held" must also mean "already durable".
+      await this.barrier()
+      return { applied, stale }
+    }
+    const winners = [...overlay.values()]
+    const frame = encodeFrame(winners) // throws before anything changed if a value is unencodable
+    if (frame.length - 8 > this.opts.maxFrameBytes) {
+      throw new RangeError(`batch encodes to ${frame.length - 8} bytes, over maxFrameBytes (${this.opts.maxFrameBytes}); split it`)
+    }
+    const done = this.wal.append(frame)
+    this.counters.walFrames++
+    for (const w of winners) {
+      this.mem.set(w.id, w)
+      this.put(w.id, w, w.version, w.deleted)
+    }
+    this.memBytes += frame.length
+    this.maybeFlush()
+    this.hooks.onMemtableGrowth?.()
+    try {
+      await done
+    } catch (err) {
+      this.failed ??= err as Error
+      this.log.error({ err }, 'write-ahead log write failed; the partition refuses writes until reopened')
+      throw err
+    }
+    return { applied, stale }
+  }
+
+  /** Resolves when everything applied so far is durable. */
+  private async barrier (): Promise<void> {
+    for (const w of [...this.draining, this.wal]) await w.drain()
+  }
+
+  private overBound (factor: number): boolean {
+    return this.mem.size >= this.opts.memtableMaxRows * factor || this.memBytes >= this.opts.memtableMaxBytes * factor
+  }
+
+  private maybeFlush (): void {
+    if (this.flushing !== undefined || this.closed || this.failed !== undefined) return
+    if (this.mem.size > 0 && this.overBound(1)) this.flush().catch(() => {})
+  }
+
+  /** Bytes of WAL behind the memtable (active and being flushed). */
+  memtableBytes (): number { return this.memBytes + this.frozenBytes }
+  /** Bytes of WAL behind the active memtable only (not the one being flushed). */
+  activeMemtableBytes (): number { return this.memBytes }
+  isFlushing (): boolean { return this.flushing !== undefined }
+
+  /**
+   * Writes the memtable to a segment now (if not empty). Resolves when the segment is durable,
+   * in the manifest, and the old WAL deleted. Concurrent calls share one flush.
+   */
+  flush (): Promise<void> {
+    this.flushing ??= this.doFlush().then(() => {
+      this.flushing = undefined
+      this.maybeFlush()
+      this.maybeCompact()
+      if (!this.closed) this.hooks.onMemtableGrowth?.()
+    }, (err: unknown) => {
+      this.flushing = undefined
+      this.log.error({ err }, 'flush failed; the memtable and its WAL are kept')
+      throw err
+    })
+    return this.flushing
+  }
+
+  private async doFlush (): Promise<void> {
+    if (this.mem.size === 0 || this.failed !== undefined) return
+    const seq = this.walSeqs[this.walSeqs.length - 1]! + 1
+    const newWal = await this.openWal(seq)
+    await fsyncDir(this.dir)
+    // One tick: from here on, writes go to the new WAL and the new memtable together.
+    const frozen = this.mem
+    const oldWal = this.wal
+    this.frozen = frozen
+    this.frozenBytes = this.memBytes
+    this.mem = new Map()
+    this.memBytes = 0
+    this.wal = newWal
+    this.walSeqs.push(seq)
+    this.draining.push(oldWal)
+    try {
+      await oldWal.drain()
+      const records: VersionedRecord[] = []
+      for (const r of frozen.values()) if (this.index.get(r.id) === r) records.push(r)
+      const seg = records.length > 0 ? await this.writeSegment(records) : undefined
+      await this.updateManifest(m => ({ ...m, walFrom: seq, nextSegment: this.nextSegmentId, segments: seg === undefined ? m.segments : [...m.segments, seg.meta] }))
+      if (seg !== undefined) {
+        this.segments.set(seg.id, seg)
+        for (let row = 0; row < seg.rows; row++) {
+          const id = seg.ids[row]!
+          if (this.index.get(id) === frozen.get(id)) this.relocate(id, seg.id * LOC + row)
+        }
+      }
+    } catch (err) {
+      // Keep the frozen records in the memtable: their WAL (not yet deleted) still covers them.
+      for (const [id, r] of frozen) if (!this.mem.has(id) && this.index.get(id) === r) this.mem.set(id, r)
+      this.memBytes += this.frozenBytes
+      this.frozen = undefined
+      this.frozenBytes = 0
+      throw err
+    }
+    this.frozen = undefined
+    this.frozenBytes = 0
+    this.counters.flushes++
+    this.draining = this.draining.filter(w => w !== oldWal)
+    await oldWal.close()
+    const old = this.walSeqs.filter(s => s < seq)
+    this.walSeqs = this.walSeqs.filter(s => s >= seq)
+    await removeFiles(this.dir, old.map(s => join(this.dir, walFileName(s))))
+  }
+
+  private async writeSegment (records: readonly VersionedRecord[]): Promise<Segment> {
+    const id = this.nextSegmentId++
+    const bytes = encodeSegment(this.spaceDef.schema, records)
+    const file = segmentFileName(id)
+    const path = join(this.dir, file)
+    await writeFileDurable(path, bytes)
+    return Segment.decode({ id, file, rows: records.length, bytes: bytes.length, crc32: crc32(bytes) }, path, bytes)
+  }
+
+  private updateManifest (change: (m: Manifest) => Manifest): Promise<void> {
+    const run = this.manifestLock.then(async () => {
+      const next = change(this.manifest)
+      await writeFileAtomic(join(this.dir, MANIFEST_FILE), Buffer.from(JSON.stringify(next)))
+      this.manifest = next
+    })
+    this.manifestLock = run.catch(() => {})
+    return run
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Compaction
+
+  private tombstoneHorizon (): number {
+    return makeHlc(Math.max(0, this.clock.wallNow() - this.opts.tombstoneGraceMs), 0)
+  }
+
+  /** Whether the compaction policy asks for a run now. */
+  compactionDue (): boolean {
+    if (this.segments.size === 0) return false
+    if (this.segments.size > this.opts.compactionMaxSegments) return true
+    let rows = 0
+    let live = 0
+    const horizon = this.tombstoneHorizon()
+    for (const s of this.segments.values()) {
+      rows += s.rows
+      live += s.liveCount
+      if (s.liveTombstones > 0 && s.oldestTombstone < horizon) return true
+    }
+    return rows > 0 && (rows - live) / rows > this.opts.compactionDeadRatio
+  }
+
+  private maybeCompact (): void {
+    if (this.compacting !== undefined || this.closed || this.failed !== undefined) return
+    if (this.compactionDue()) this.compact().catch(() => {})
+  }
+
+  private scheduleCheck (): void {
+    this.timer = this.clock.setTimer(this.opts.compactionCheckIntervalMs, () => {
+      if (this.closed) return
+      this.maybeCompact()
+      this.scheduleCheck()
+    })
+  }
+
+  /**
+   * Merges every segment into one, dropping dead rows and tombstones older than the grace period
+   * (by their HLC's physical time against clock.wallNow()). Safe under concurrent apply():
+   * writes landing meanwhile win over the rows being copied, decided again at the swap.
+   */
+  compact (): Promise<CompactionResult> {
+    this.compacting ??= this.doCompact().then(r => {
+      this.compacting = undefined
+      return r
+    }, (err: unknown) => {
+      this.compacting = undefined
+      this.log.error({ err }, 'compaction failed; the old segments are kept')
+      throw err
+    })
+    return this.compacting
+  }
+
+  private async doCompact (): Promise<CompactionResult> {
+    const inputs = [...this.segments.values()]
+    const result: CompactionResult = { segmentsIn: inputs.length, segmentsOut: 0, rowsKept: 0, deadDropped: 0, tombstonesPurged: 0 }
+    if (inputs.length === 0) return result
+    const horizon = this.tombstoneHorizon()
+    const keep: number[] = []
+    const purge: number[] = []
+    for (const s of inputs) {
+      result.deadDropped += s.rows - s.liveCount
+      for (let row = 0; row < s.rows; row++) {
+        if (!s.isLive(row)) continue
+        const loc = s.id * LOC + row
+        if (s.deleted[row] === 1 && s.versions[row]! < horizon) purge.push(loc)
+        else keep.push(loc)
+      }
+    }
+    if (inputs.length === 1 && purge.length === 0 && keep.length === inputs[0]!.rows) {
+      return { ...result, segmentsOut: 1, rowsKept: keep.length }
+    }
+    const records = keep.map(loc => this.seg(loc).record(loc % LOC, this.spaceDef.schema))
+    const merged = records.length > 0 ? await this.writeSegment(records) : undefined
+    const dropped = new Set(inputs.map(s => s.id))
+    await this.updateManifest(m => ({
+      ...m,
+      nextSegment: this.nextSegmentId,
+      segments: [...m.segments.filter(x => !dropped.has(x.id)), ...(merged === undefined ? [] : [merged.meta])]
+    }))
+    // The swap, in one tick: rows still newest move to the merged segment; the rest stay dropped.
+    if (merged !== undefined) {
+      this.segments.set(merged.id, merged)
+      for (let j = 0; j < keep.length; j++) {
+        if (this.index.get(merged.ids[j]!) === keep[j]) this.relocate(merged.ids[j]!, merged.id * LOC + j)
+      }
+    }
+    for (const loc of purge) {
+      const id = this.seg(loc).ids[loc % LOC]!
+      if (this.index.get(id) === loc) {
+        this.remove(id)
+        result.tombstonesPurged++
+      }
+    }
+    for (const s of inputs) this.segments.delete(s.id)
+    result.segmentsOut = merged === undefined ? 0 : 1
+    result.rowsKept = merged === undefined ? 0 : merged.liveCount
+    this.counters.compactions++
+    this.counters.tombstonesPurged += result.tombstonesPurged
+    await removeFiles(this.dir, inputs.map(s => s.path))
+    this.log.debug({ ...result }, 'compacted')
+    return result
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reads
+
+  get (id: string): VersionedRecord | undefined {
+    const e = this.index.get(id)
+    return e === undefined ? undefined : this.materialize(e)
+  }
+
+  async * scan (opts: { batchRecords?: number, includeTombstones?: boolean } = {}): AsyncIterable<VersionedRecord[]> {
+    const size = Math.max(1, opts.batchRecords ?? 1000)
+    const tombstones = opts.includeTombstones ?? true
+    let batch: VersionedRecord[] = []
+    // Map iterators survive concurrent changes; each entry is read as it is now (newest version).
+    for (const [id] of this.index) {
+      const e = this.index.get(id)
+      if (e === undefined) continue
+      const r = this.materialize(e)
+      if (r.deleted && !tombstones) continue
+      batch.push(r)
+      if (batch.length >= size) {
+        yield batch
+        batch = []
+      }
+    }
+    if (batch.length > 0) yield batch
+  }
+
+  private digestAccumulator (buckets: number): Uint32Array {
+    let acc = this.digests.get(buckets)
+    if (acc !== undefined) {
+      // Most recently used last.
+      this.digests.delete(buckets)
+      this.digests.set(buckets, acc)
+      return acc
+    }
+    acc = new Uint32Array(buckets * 2)
+    for (const [id, e] of this.index) {
+      const m = this.entryMeta(e)
+      recordHash(id, m.version, m.deleted, this.scratch)
+      const b = (stableHash(id) % buckets) * 2
+      acc[b]! ^= this.scratch[0]!
+      acc[b + 1]! ^= this.scratch[1]!
+    }
+    this.digests.set(buckets, acc)
+    while (this.digests.size > Math.max(1, this.opts.digestCacheSize)) this.digests.delete(this.digests.keys().next().value!)
+    return acc
+  }
+
+  digest (buckets = 64): PartitionDigest {
+    if (!Number.isInteger(buckets) || buckets < 1 || buckets > 1 << 20) throw new RangeError(`buckets must be an integer from 1 to ${1 << 20}, got ${buckets}`)
+    const acc = this.digestAccumulator(buckets)
+    const hashes = new Array<string>(buckets)
+    for (let b = 0; b < buckets; b++) hashes[b] = hex32(acc[b * 2]!) + hex32(acc[b * 2 + 1]!)
+    const all = hashes.join('')
+    const root = hex32(hashString32(all, 0x3c6ef372)) + hex32(hashString32(all, 0xa54ff53a))
+    return { buckets, hashes, root, records: this.index.size }
+  }
+
+  bucket (index: number, buckets: number): VersionedRecord[] {
+    if (!Number.isInteger(buckets) || buckets < 1) throw new RangeError(`buckets must be a positive integer, got ${buckets}`)
+    if (!Number.isInteger(index) || index < 0 || index >= buckets) throw new RangeError(`bucket ${index} is not in 0..${buckets - 1}`)
+    const out: VersionedRecord[] = []
+    for (const [id, e] of this.index) if (stableHash(id) % buckets === index) out.push(this.materialize(e))
+    return out
+  }
+
+  stats (): PartitionStats {
+    let diskBytes = 0
+    for (const s of this.segments.values()) diskBytes += s.meta.bytes
+    let walBytes = this.wal.size
+    for (const w of this.draining) walBytes += w.size
+    // Replayed WAL files not yet rotated away are counted in memBytes' share.
+    walBytes = Math.max(walBytes, this.memBytes + this.frozenBytes)
+    return {
+      liveRows: this.liveRows,
+      tombstones: this.tombstones,
+      memtableRows: this.mem.size + (this.frozen?.size ?? 0),
+      segments: this.segments.size,
+      walBytes,
+      diskBytes: diskBytes + walBytes
+    }
+  }
+
+  /**
+   * Takes a new definition of the same space. Only appending nullable columns is allowed (the one
+   * schema change a live space accepts): old segments and memtable rows read them as null.
+   */
+  updateSchema (space: SpaceDef): void {
+    if (space.uid !== this.spaceDef.uid) throw new Error(`space uid ${space.uid} is not this store's (${this.spaceDef.uid})`)
+    const old = this.spaceDef.schema
+    const next = space.schema
+    if (next.length < old.length) throw new Error(`schema of ${space.name} lost columns (${old.length} → ${next.length})`)
+    for (let i = 0; i < old.length; i++) {
+      const a = old[i]!
+      const b = next[i]!
+      if (a.name !== b.name || a.type !== b.type) throw new Error(`schema of ${space.name} changed column ${i} (${a.name}:${a.type} → ${b.name}:${b.type}); only adding nullable columns is allowed`)
+    }
+    for (let i = old.length; i < next.length; i++) {
+      if (!next[i]!.nullable) throw new Error(`column ${next[i]!.name} added to ${space.name} must be nullable`)
+    }
+    this.spaceDef = space
+  }
+
+  /** Waits for in-flight writes, flushes and compactions, then closes the files. Idempotent. */
+  close (): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true
+      this.timer?.cancel()
+      await this.flushing?.catch(() => {})
+      await this.compacting?.catch(() => {})
+      await this.manifestLock
+      for (const w of [...this.draining, this.wal]) await w.close()
+    })()
+    return this.closing
+  }
+
+  isClosed (): boolean { return this.closed }
+}
+
+async function readManifest (path: string): Promise<Manifest> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { format: 1, walFrom: 0, nextSegment: 1, segments: [], missing: true }
+    throw err
+  }
+  let m: Manifest
+  try {
+    m = JSON.parse(text) as Manifest
+  } catch (err) {
+    throw new Error(`manifest ${path} is not valid JSON: ${(err as Error).message}`, { cause: err })
+  }
+  if (m === null || typeof m !== 'object' || m.format !== 1 || !Array.isArray(m.segments) || typeof m.walFrom !== 'number') {
+    throw new Error(`manifest ${path} is not a shoal manifest (format 1)`)
+  }
+  return m
+}
+
+/** Removes a partition directory entirely (dropSpace). */
+export async function removeDir (dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true })
+}
+
+export async function dirBytes (dir: string): Promise<number> {
+  let total = 0
+  for (const name of await readdir(dir)) total += (await stat(join(dir, name))).size
+  return total
+}

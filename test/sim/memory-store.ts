@@ -1,0 +1,152 @@
+/**
+ * An in-memory PartitionStore for simulator tests, faithful to the storage contract: last writer
+ * wins by compareVersions, tombstones kept, digests from incremental per-bucket hashes (XOR of a
+ * 64-bit hash of each (id, version, deleted), kept per leaf bucket and folded for any power-of-two
+ * bucket count up to LEAVES), bucket(), scan() in batches. The objects survive a simulated
+ * restart: keep the MemoryStores of a peer and hand it to the restarted peer's Replicator.
+ */
+import { compareVersions } from '../../src/storage/types.js'
+import type { ApplyResult, PartitionDigest, PartitionStats, PartitionStore, VersionedRecord } from '../../src/storage/types.js'
+import type { SpaceDef } from '../../src/schema/index.js'
+
+const LEAVES = 4096
+
+/** FNV-1a 32 over UTF-16 code units, with a seed. */
+function fnv (s: string, seed: number): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  return h >>> 0
+}
+
+export function idHash (id: string): number { return fnv(id, 0) }
+
+function recHash (r: { id: string, version: number, deleted: boolean }): [number, number] {
+  const s = `${r.id}\u0000${r.version}\u0000${r.deleted ? 1 : 0}`
+  return [fnv(s, 0x2545f491), fnv(s, 0x6c8e9cf5)]
+}
+
+const hex = (x: number): string => (x >>> 0).toString(16).padStart(8, '0')
+
+export class MemoryPartitionStore implements PartitionStore {
+  private readonly records = new Map<string, VersionedRecord>()
+  private readonly leaves = new Uint32Array(LEAVES * 2)
+  closed = false
+  /** Fault injection: when set, apply() rejects with it. */
+  failWith: Error | undefined
+  applyCalls = 0
+
+  constructor (readonly space: SpaceDef, readonly partition: number) {}
+
+  async apply (records: readonly VersionedRecord[]): Promise<ApplyResult> {
+    if (this.closed) throw new Error('store closed')
+    if (this.failWith !== undefined) throw this.failWith
+    this.applyCalls++
+    let applied = 0
+    let stale = 0
+    for (const r of records) {
+      const old = this.records.get(r.id)
+      if (old !== undefined && compareVersions(r, old) <= 0) { stale++; continue }
+      const copy: VersionedRecord = { id: r.id, version: r.version, deleted: r.deleted, row: r.row === null ? null : { ...r.row } }
+      const leaf = (idHash(r.id) % LEAVES) * 2
+      if (old !== undefined) {
+        const [a, b] = recHash(old)
+        this.leaves[leaf] ^= a
+        this.leaves[leaf + 1] ^= b
+      }
+      const [a, b] = recHash(copy)
+      this.leaves[leaf] ^= a
+      this.leaves[leaf + 1] ^= b
+      this.records.set(r.id, copy)
+      applied++
+    }
+    // Durable "later": resolve asynchronously, as a real store's group commit does.
+    await Promise.resolve()
+    return { applied, stale }
+  }
+
+  get (id: string): VersionedRecord | undefined { return this.records.get(id) }
+
+  async * scan (opts: { batchRecords?: number, includeTombstones?: boolean } = {}): AsyncIterable<VersionedRecord[]> {
+    const batch = Math.max(1, opts.batchRecords ?? 1000)
+    const all = [...this.records.values()].filter(r => opts.includeTombstones !== false || !r.deleted)
+    for (let i = 0; i < all.length; i += batch) {
+      await Promise.resolve()
+      yield all.slice(i, i + batch)
+    }
+  }
+
+  digest (buckets = 256): PartitionDigest {
+    if (!Number.isInteger(buckets) || buckets < 1) throw new RangeError('buckets must be a positive integer')
+    const hs = new Uint32Array(buckets * 2)
+    if (buckets <= LEAVES && (LEAVES % buckets) === 0) {
+      // idHash % buckets == (idHash % LEAVES) % buckets when buckets divides LEAVES: fold the leaves.
+      for (let l = 0; l < LEAVES; l++) {
+        const b = (l % buckets) * 2
+        hs[b] ^= this.leaves[l * 2]!
+        hs[b + 1] ^= this.leaves[l * 2 + 1]!
+      }
+    } else {
+      for (const r of this.records.values()) {
+        const b = (idHash(r.id) % buckets) * 2
+        const [x, y] = recHash(r)
+        hs[b] ^= x
+        hs[b + 1] ^= y
+      }
+    }
+    const hashes: string[] = []
+    for (let i = 0; i < buckets; i++) hashes.push(hex(hs[i * 2]!) + hex(hs[i * 2 + 1]!))
+    return { buckets, hashes, root: hex(fnv(hashes.join(''), 1)) + hex(fnv(hashes.join(''), 2)), records: this.records.size }
+  }
+
+  bucket (index: number, buckets: number): VersionedRecord[] {
+    const out: VersionedRecord[] = []
+    for (const r of this.records.values()) if (idHash(r.id) % buckets === index) out.push(r)
+    return out
+  }
+
+  stats (): PartitionStats {
+    let tombstones = 0
+    for (const r of this.records.values()) if (r.deleted) tombstones++
+    return { liveRows: this.records.size - tombstones, tombstones, memtableRows: this.records.size, segments: 0, walBytes: 0, diskBytes: 0 }
+  }
+
+  /** Every record held, for assertions. */
+  all (): VersionedRecord[] { return [...this.records.values()] }
+  size (): number { return this.records.size }
+}
+
+/** One peer's stores: the StoreProvider a Replicator gets; survives the peer's restarts. */
+export class MemoryStores {
+  readonly stores = new Map<string, MemoryPartitionStore>()
+  dropped = 0
+
+  static key (space: SpaceDef, partition: number): string { return `${space.uid}/${partition}` }
+
+  async open (space: SpaceDef, partition: number): Promise<MemoryPartitionStore> {
+    const key = MemoryStores.key(space, partition)
+    let s = this.stores.get(key)
+    if (s === undefined) {
+      s = new MemoryPartitionStore(space, partition)
+      this.stores.set(key, s)
+    }
+    await Promise.resolve()
+    return s
+  }
+
+  async drop (space: SpaceDef, partition: number): Promise<void> {
+    const key = MemoryStores.key(space, partition)
+    const s = this.stores.get(key)
+    if (s !== undefined) s.closed = true
+    this.stores.delete(key)
+    this.dropped++
+    await Promise.resolve()
+  }
+
+  get (space: SpaceDef, partition: number): MemoryPartitionStore | undefined { return this.stores.get(MemoryStores.key(space, partition)) }
+}

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest'
+import { SimWorld } from './index.js'
+import { ReplCluster, drive, makeSpace } from './replication-cluster.js'
+
+describe('replication: ownership moves', () => {
+  it('a 4th peer catches up the partitions it now owns; former owners release only after; nothing is lost', async () => {
+    const world = new SimWorld({ seed: 11 })
+    const space = makeSpace('moves', 8, 3)
+    const c = await ReplCluster.form(world, 3, space, { releaseGraceMs: 2000, antiEntropyIntervalMs: 0, scanBatchRecords: 7 })
+    const acked = new Map<string, number>()
+    const rows = [...Array(120).keys()].map(i => ({ id: `m${i}`, v: i, note: 'before' }))
+    await drive(world, c.get('p0').replicator.write(space, rows))
+    for (const r of rows) acked.set(r.id, r.v)
+
+    // Reads and writes keep going during the move.
+    let stop = false
+    let readsOk = 0
+    const readErrors: string[] = []
+    let next = 1000
+    const loop = async (): Promise<void> => {
+      while (!stop) {
+        // A peer that has not joined yet owns nothing and answers PartitionUnavailable: not a coordinator yet.
+        const coords = c.up().filter(n => n.placement.members().length > 1)
+        const coord = coords[world.random.int(coords.length)]!
+        const id = `m${world.random.int(120)}`
+        try {
+          const r = await coord.replicator.read(space, id, { consistency: 'quorum' })
+          if (r.record?.row?.v !== acked.get(id)) readErrors.push(`${id}: got ${String(r.record?.row?.v)} want ${acked.get(id)}`)
+          else readsOk++
+        } catch (err) {
+          readErrors.push(`${id}: ${(err as Error).message}`)
+        }
+        const wid = `w${next++}`
+        try {
+          await coord.replicator.write(space, [{ id: wid, v: next, note: 'during' }])
+          acked.set(wid, next)
+        } catch { /* not acknowledged: not checked */ }
+        await new Promise<void>(resolve => { world.schedule(20, resolve) })
+      }
+    }
+    const looping = loop()
+
+    c.add('p3', 'p0')
+    await c.settle(['p0', 'p1', 'p2', 'p3'])
+    const p3 = c.get('p3')
+    const owned = p3.placement.ownedPartitions()
+    expect(owned.length).toBeGreaterThan(0)
+    expect(p3.replicator.stats().catchUp.completed).toBeGreaterThanOrEqual(owned.length)
+    expect(p3.replicator.stats().catchUp.recordsStreamed).toBeGreaterThan(0)
+    // Releases come after the new owner's ready, and stores are dropped after the grace period.
+    await world.runUntil(() => [...c.storesById.values()].reduce((s, x) => s + x.dropped, 0) >= owned.length, { maxMs: 30_000, checkEveryMs: 100 })
+    stop = true
+    await drive(world, looping)
+    const hist = c.directory.history
+    const released = hist.filter(h => h.event === 'released')
+    expect(released.length).toBeGreaterThanOrEqual(owned.length)
+    for (const rel of released) {
+      const relAt = hist.indexOf(rel)
+      const p = Number(rel.key.split('/')[1])
+      const owners = p3.placement.locate(space, p).owners
+      for (const o of owners) {
+        const readyAt = hist.findIndex(h => h.peer === o && h.key === rel.key && h.event === 'ready')
+        expect(readyAt).toBeGreaterThanOrEqual(0)
+        expect(readyAt).toBeLessThan(relAt)
+      }
+    }
+    // Each partition is now held by exactly its owners.
+    for (let p = 0; p < space.partitions; p++) {
+      const owners = p3.placement.locate(space, p).owners
+      for (const id of ['p0', 'p1', 'p2', 'p3']) {
+        expect(c.store(id, space, p) !== undefined).toBe(owners.includes(id))
+      }
+    }
+    expect(readErrors).toEqual([])
+    expect(readsOk).toBeGreaterThan(10)
+    for (const [id, v] of acked) {
+      const r = await drive(world, c.get('p1').replicator.read(space, id, { consistency: 'all' }))
+      expect(r.record?.row?.v, id).toBe(v)
+    }
+  })
+})

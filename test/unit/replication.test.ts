@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest'
+import { HintStore, chunkRecords, parseRecord, parseSpace, parseWriteRequest } from '../../src/replication/index.js'
+import { checkSchema } from '../../src/schema/index.js'
+import type { SpaceDef } from '../../src/schema/index.js'
+import { compareVersions } from '../../src/storage/types.js'
+import type { VersionedRecord } from '../../src/storage/types.js'
+import { MemoryPartitionStore } from '../sim/memory-store.js'
+
+const space: SpaceDef = { name: 's', uid: 's@1', schema: checkSchema([{ name: 'id', type: 'utf8' }, { name: 'v', type: 'int32' }]), partitions: 4, replicas: 3 }
+const rec = (id: string, version: number, v: number | null = 1): VersionedRecord =>
+  v === null ? { id, version, deleted: true, row: null } : { id, version, deleted: false, row: { id, v } }
+
+describe('replication wire validation', () => {
+  it('accepts a well-formed write and normalizes rows', () => {
+    const req = parseWriteRequest({ space, partition: 1, records: [{ id: 'a', version: 5, deleted: false, row: { id: 'a' } }], hlc: 5 })
+    expect(req.records[0]!.row).toEqual({ id: 'a', v: null })
+  })
+
+  const bad: Array<[string, unknown]> = [
+    ['not an object', 42],
+    ['no space', { partition: 0, records: [], hlc: 1 }],
+    ['bad schema', { space: { ...space, schema: [{ name: '1x', type: 'utf8' }] }, partition: 0, records: [], hlc: 1 }],
+    ['partition out of range', { space, partition: 4, records: [], hlc: 1 }],
+    ['fractional partition', { space, partition: 0.5, records: [], hlc: 1 }],
+    ['records not an array', { space, partition: 0, records: {}, hlc: 1 }],
+    ['negative hlc', { space, partition: 0, records: [], hlc: -1 }],
+    ['unsafe version', { space, partition: 0, records: [{ id: 'a', version: 2 ** 60, deleted: false, row: { id: 'a' } }], hlc: 1 }],
+    ['id not a string', { space, partition: 0, records: [{ id: 1, version: 1, deleted: false, row: { id: 'a' } }], hlc: 1 }],
+    ['deleted not boolean', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: 0, row: { id: 'a' } }], hlc: 1 }],
+    ['tombstone with a row', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: true, row: { id: 'a' } }], hlc: 1 }],
+    ['live record without a row', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: false, row: null }], hlc: 1 }],
+    ['row failing the schema', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: false, row: { id: 'a', v: 'x' } }], hlc: 1 }],
+    ['unknown column', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: false, row: { id: 'a', zz: 1 } }], hlc: 1 }],
+    ['row id mismatch', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: false, row: { id: 'b' } }], hlc: 1 }],
+    ['too many records', { space, partition: 0, records: new Array(20_001).fill(null), hlc: 1 }]
+  ]
+  for (const [what, body] of bad) {
+    it(`refuses ${what} with BAD_REQUEST`, () => {
+      let err: unknown
+      try { parseWriteRequest(body) } catch (e) { err = e }
+      expect((err as { code?: string }).code).toBe('BAD_REQUEST')
+    })
+  }
+
+  it('validates spaces and records on their own', () => {
+    expect(parseSpace(space).schema[0]!.name).toBe('id')
+    expect(() => parseSpace({ ...space, uid: '' })).toThrow(/uid/)
+    expect(() => parseRecord({ id: 'a', version: 1, deleted: true, row: null, extra: 1 }, space, 'r')).not.toThrow()
+  })
+})
+
+describe('chunkRecords', () => {
+  it('bounds batches by count and bytes and keeps order', () => {
+    const recs = [...Array(25).keys()].map(i => rec(`id${i}`, i + 1))
+    const byCount = chunkRecords(recs, 10, 1 << 20)
+    expect(byCount.map(c => c.length)).toEqual([10, 10, 5])
+    const byBytes = chunkRecords(recs, 1000, 200)
+    expect(byBytes.length).toBeGreaterThan(3)
+    expect(byBytes.flat()).toEqual(recs)
+    expect(chunkRecords([], 10, 10)).toEqual([])
+  })
+})
+
+describe('HintStore', () => {
+  it('keeps hints per target in order and counts deliveries', () => {
+    const h = new HintStore(10_000, 1000)
+    h.add({ target: 'b', space, partition: 0, records: [rec('a', 1)], createdAt: 0, bytes: 100 })
+    h.add({ target: 'b', space, partition: 1, records: [rec('c', 2), rec('d', 3)], createdAt: 1, bytes: 100 })
+    const first = h.peek('b', 10)!
+    expect(first.partition).toBe(0)
+    h.delivered(first)
+    expect(h.peek('b', 10)!.partition).toBe(1)
+    expect(h.stats()).toMatchObject({ written: 2, delivered: 1, deliveredRecords: 1, pending: 1, pendingRecords: 2, pendingBytes: 100 })
+  })
+
+  it('drops hints past the byte bound and past the window, counting them', () => {
+    const h = new HintStore(150, 1000)
+    expect(h.add({ target: 'b', space, partition: 0, records: [rec('a', 1)], createdAt: 0, bytes: 100 })).toBe(true)
+    expect(h.add({ target: 'c', space, partition: 0, records: [rec('a', 1)], createdAt: 0, bytes: 100 })).toBe(false)
+    expect(h.stats()).toMatchObject({ dropped: 1, droppedFull: 1 })
+    expect(h.peek('b', 1001)).toBeUndefined()
+    expect(h.stats()).toMatchObject({ dropped: 2, droppedExpired: 1, pending: 0, pendingBytes: 0, targets: 0 })
+  })
+})
+
+describe('MemoryPartitionStore (the contract replication relies on)', () => {
+  it('applies last-writer-wins by compareVersions, tombstones included', async () => {
+    const s = new MemoryPartitionStore(space, 0)
+    expect(await s.apply([rec('a', 5, 1), rec('b', 1, 1)])).toEqual({ applied: 2, stale: 0 })
+    expect(await s.apply([rec('a', 4, 2), rec('a', 5, 1)])).toEqual({ applied: 0, stale: 2 })
+    expect(await s.apply([rec('a', 5, null)])).toEqual({ applied: 1, stale: 0 }) // same version: delete wins
+    expect(s.get('a')!.deleted).toBe(true)
+    expect(compareVersions(rec('x', 2, 1), rec('x', 2, 2))).toBeLessThan(0)
+    const t = new MemoryPartitionStore(space, 0)
+    await t.apply([rec('x', 2, 2)])
+    await t.apply([rec('x', 2, 1)])
+    expect(t.get('x')!.row!.v).toBe(2)
+  })
+
+  it('digests are equal for equal contents in any order, incremental and recomputed alike', async () => {
+    const a = new MemoryPartitionStore(space, 0)
+    const b = new MemoryPartitionStore(space, 0)
+    const recs = [...Array(300).keys()].map(i => rec(`k${i}`, 10 + i, i))
+    await a.apply(recs)
+    await b.apply([...recs].reverse().map(r => ({ ...r, version: r.version - 5 })))
+    expect(a.digest(64).root).not.toBe(b.digest(64).root)
+    await b.apply(recs)
+    for (const n of [1, 16, 64, 100, 4096, 5000]) {
+      expect(a.digest(n).root).toBe(b.digest(n).root)
+      expect(a.digest(n).hashes.length).toBe(n)
+    }
+    await b.apply([rec('k7', 1000, null)])
+    const da = a.digest(64)
+    const db = b.digest(64)
+    const diff = da.hashes.map((h, i) => h !== db.hashes[i] ? i : -1).filter(i => i >= 0)
+    expect(diff.length).toBe(1)
+    expect(b.bucket(diff[0]!, 64).map(r => r.id)).toContain('k7')
+    let n = 0
+    for await (const batch of a.scan({ batchRecords: 7 })) { expect(batch.length).toBeLessThanOrEqual(7); n += batch.length }
+    expect(n).toBe(300)
+  })
+})

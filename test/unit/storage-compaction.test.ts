@@ -1,0 +1,116 @@
+import { readdir } from 'node:fs/promises'
+import { afterEach, describe, expect, it } from 'vitest'
+import { SeededRandom } from '../../src/runtime/index.js'
+import { compareVersions, type VersionedRecord } from '../../src/storage/index.js'
+import { T0, TempDirs, del, makeSpace, manualClock, openStore, put, scanAll } from './storage-helpers.js'
+
+const dirs = new TempDirs()
+afterEach(async () => { await dirs.cleanup() })
+const space = makeSpace()
+const DAY = 86_400_000
+
+describe('storage compaction', () => {
+  it('drops dead rows and keeps the newest versions', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space, { compactionDeadRatio: 1, compactionMaxSegments: 100 })
+    for (let round = 0; round < 4; round++) {
+      await store.apply(Array.from({ length: 50 }, (_, i) => put(space, `k${i}`, T0 + round, { n: round })))
+      await store.flush()
+    }
+    expect(store.stats().segments).toBe(4)
+    expect(store.compactionDue()).toBe(false) // 75 % dead, but the policy is off here
+    const r = await store.compact()
+    expect(r).toMatchObject({ segmentsIn: 4, segmentsOut: 1, rowsKept: 50, deadDropped: 150, tombstonesPurged: 0 })
+    expect(store.stats().segments).toBe(1)
+    expect((await readdir(dir)).filter(f => f.endsWith('.arrow'))).toHaveLength(1)
+    for (let i = 0; i < 50; i++) expect(store.get(`k${i}`)?.row?.n).toBe(3)
+    await store.close()
+    const again = await openStore(dir, space)
+    for (let i = 0; i < 50; i++) expect(again.get(`k${i}`)?.row?.n).toBe(3)
+    await again.close()
+  })
+
+  it('drops tombstones past the grace period only, measured on the tombstone HLC against the wall clock', async () => {
+    const clock = manualClock()
+    const dir = await dirs.make()
+    const store = await openStore(dir, space, { tombstoneGraceMs: 10 * DAY }, { clock })
+    await store.apply([put(space, 'live', T0, { n: 1 }), del('old', T0 - 11 * DAY), del('young', T0 - 9 * DAY), del('edge', T0 - 10 * DAY)])
+    await store.flush()
+    const before = store.digest()
+    expect(store.compactionDue()).toBe(true)
+    const r = await store.compact()
+    expect(r.tombstonesPurged).toBe(1)
+    expect(store.get('old')).toBeUndefined()
+    expect(store.get('young')?.deleted).toBe(true)
+    expect(store.get('edge')?.deleted).toBe(true)
+    expect(store.get('live')?.row?.n).toBe(1)
+    expect(store.digest().records).toBe(before.records - 1)
+    expect(store.compactionDue()).toBe(false)
+    clock.t += 2 * DAY
+    expect(store.compactionDue()).toBe(true)
+    expect((await store.compact()).tombstonesPurged).toBe(2)
+    expect(store.stats()).toMatchObject({ liveRows: 1, tombstones: 0 })
+    // Tombstones still in the memtable are never purged.
+    await store.apply([del('fresh-in-mem', T0 - 30 * DAY)])
+    await store.compact()
+    expect(store.get('fresh-in-mem')?.deleted).toBe(true)
+    await store.close()
+  })
+
+  it('loses no write applied concurrently with compaction and flushes', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space, { memtableMaxRows: 40 })
+    const random = new SeededRandom(42)
+    const expected = new Map<string, VersionedRecord>()
+    let clockMs = T0
+    const write = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        const id = `k${random.int(150)}`
+        const r = random.next() < 0.15 ? del(id, clockMs++) : put(space, id, clockMs++, { n: i, s: `w${i}` })
+        const cur = expected.get(id)
+        if (cur === undefined || compareVersions(r, cur) > 0) expected.set(id, r)
+        await store.apply([r])
+      }
+    }
+    await write(300)
+    await store.flush()
+    for (let round = 0; round < 5; round++) {
+      const writers = Promise.all([write(120), write(120), write(60)])
+      const compactions = (async () => {
+        for (let c = 0; c < 3; c++) {
+          await store.compact()
+          await new Promise(resolve => setImmediate(resolve))
+        }
+      })()
+      await Promise.all([writers, compactions])
+    }
+    const check = async (s: typeof store): Promise<void> => {
+      const all = await scanAll(s)
+      expect(all.size).toBe(expected.size)
+      for (const [id, r] of expected) expect(s.get(id), id).toEqual(r)
+      for (const [id, r] of all) expect(r).toEqual(expected.get(id))
+    }
+    await check(store)
+    expect(store.counters.compactions).toBeGreaterThan(0)
+    await store.close()
+    const again = await openStore(dir, space)
+    await check(again)
+    await again.compact()
+    await check(again)
+    await again.close()
+  })
+
+  it('runs by policy after a flush when segments exceed the limit', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space, { compactionMaxSegments: 3, compactionDeadRatio: 1 })
+    for (let i = 0; i < 4; i++) {
+      await store.apply([put(space, `k${i}`, T0, { n: i })])
+      await store.flush()
+    }
+    await store.compact() // joins the policy's run if one is in flight
+    expect(store.counters.compactions).toBeGreaterThanOrEqual(1)
+    expect(store.stats().segments).toBeLessThanOrEqual(3)
+    for (let i = 0; i < 4; i++) expect(store.get(`k${i}`)?.row?.n).toBe(i)
+    await store.close()
+  })
+})

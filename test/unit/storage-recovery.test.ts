@@ -1,0 +1,258 @@
+import { cp, open, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { MANIFEST_FILE, SegmentCorruptError, walFileName, type LocalPartitionStore, type VersionedRecord } from '../../src/storage/index.js'
+import { SeededRandom } from '../../src/runtime/index.js'
+import { T0, TempDirs, del, makeSpace, openStore, put, recordingLogger, scanAll } from './storage-helpers.js'
+
+const dirs = new TempDirs()
+afterEach(async () => { await dirs.cleanup() })
+const space = makeSpace()
+
+async function walFiles (dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter(f => f.startsWith('wal-')).sort()
+}
+
+/** Applies each record as its own apply(), so each is its own frame. */
+async function applyOneByOne (store: LocalPartitionStore, records: VersionedRecord[]): Promise<void> {
+  for (const r of records) await store.apply([r])
+}
+
+function expectHolds (store: LocalPartitionStore, records: VersionedRecord[]): void {
+  for (const r of records) expect(store.get(r.id), r.id).toEqual(r)
+}
+
+describe('storage recovery', () => {
+  it('every acknowledged record is present after close and reopen', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space, { memtableMaxRows: 25 })
+    const records = Array.from({ length: 100 }, (_, i) => i % 10 === 3 ? del(`k${i}`, T0 + i) : put(space, `k${i}`, T0 + i, { n: i, s: `v${i}` }))
+    await applyOneByOne(store, records)
+    await store.close()
+    const again = await openStore(dir, space)
+    expectHolds(again, records)
+    expect(again.stats().liveRows + again.stats().tombstones).toBe(100)
+    await again.close()
+  })
+
+  it('after kill -9 (the directory copied while the store is open) every acknowledged record is present', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space, { memtableMaxRows: 30 })
+    const records = Array.from({ length: 95 }, (_, i) => put(space, `k${i}`, T0 + i, { n: i }))
+    await Promise.all(records.map(r => store.apply([r])))
+    await store.flush()
+    const extra = [put(space, 'late', T0, { n: 1 }), del('k0', T0 + 1000)]
+    await store.apply(extra)
+    const crashed = await dirs.make()
+    await cp(dir, crashed, { recursive: true })
+    const log = recordingLogger()
+    const again = await openStore(crashed, space, {}, { log })
+    expectHolds(again, [...records.slice(1), ...extra])
+    expect(again.recovery.walRecords).toBeGreaterThanOrEqual(2)
+    expect(again.recovery.segments).toBeGreaterThan(0)
+    expect(again.recovery.bytesTruncated).toBe(0)
+    await again.close()
+    await store.close()
+  })
+
+  it('a torn tail at every offset of the last frame is truncated and the rest recovered', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space)
+    const first = Array.from({ length: 5 }, (_, i) => put(space, `k${i}`, T0 + i, { n: i, s: 'x'.repeat(i) }))
+    await applyOneByOne(store, first)
+    const wal = join(dir, (await walFiles(dir))[0]!)
+    const goodEnd = (await stat(wal)).size
+    const last = put(space, 'last', T0, { n: 99, s: 'the last frame' })
+    await store.apply([last])
+    await store.close()
+    const full = await readFile(wal)
+    expect(full.length).toBeGreaterThan(goodEnd)
+    for (let cut = goodEnd + 1; cut < full.length; cut++) {
+      const d = await dirs.make()
+      await writeFile(join(d, walFileName(0)), full.subarray(0, cut))
+      const log = recordingLogger()
+      const s = await openStore(d, space, {}, { log })
+      expectHolds(s, first)
+      expect(s.get('last')).toBeUndefined()
+      expect(s.recovery.bytesTruncated).toBe(cut - goodEnd)
+      expect(s.recovery.corruptFrames).toBe(0)
+      expect((await stat(join(d, walFileName(0)))).size).toBe(goodEnd)
+      expect(log.entries.some(e => e.level === 'warn' && /torn tail/.test(e.msg ?? ''))).toBe(true)
+      await s.close()
+      // Writes after recovery land after the cut, and survive another reopen.
+      const s2 = await openStore(d, space)
+      await s2.apply([put(space, 'after', T0, { n: 1 })])
+      await s2.close()
+      const s3 = await openStore(d, space)
+      expectHolds(s3, first)
+      expect(s3.get('after')?.row?.n).toBe(1)
+      await s3.close()
+      await dirs.cleanup()
+    }
+  })
+
+  it('a WAL truncated at random offsets keeps exactly the records of the complete frames', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space)
+    const records = Array.from({ length: 40 }, (_, i) => put(space, `k${i}`, T0 + i, { n: i }))
+    const ends: number[] = []
+    const walName = (await walFiles(dir))[0]!
+    const wal = (): string => join(dir, walName)
+    for (const r of records) {
+      await store.apply([r])
+      ends.push((await stat(wal())).size)
+    }
+    await store.close()
+    const full = await readFile(wal())
+    const random = new SeededRandom(7)
+    for (let trial = 0; trial < 25; trial++) {
+      const cut = random.int(full.length + 1)
+      const d = await dirs.make()
+      await writeFile(join(d, walFileName(0)), full.subarray(0, cut))
+      const s = await openStore(d, space)
+      const complete = ends.filter(e => e <= cut).length
+      expectHolds(s, records.slice(0, complete))
+      for (const r of records.slice(complete)) expect(s.get(r.id)).toBeUndefined()
+      await s.close()
+    }
+  })
+
+  it('a corrupted CRC in the middle stops replay at that frame, logs an error and returns nothing after it', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space)
+    const records = Array.from({ length: 10 }, (_, i) => put(space, `k${i}`, T0 + i, { n: i }))
+    const ends: number[] = []
+    const walPath = join(dir, (await walFiles(dir))[0]!)
+    for (const r of records) {
+      await store.apply([r])
+      ends.push((await stat(walPath)).size)
+    }
+    await store.close()
+    // Flip one payload byte of frame 4 (bytes ends[3] .. ends[4]).
+    const fh = await open(walPath, 'r+')
+    const at = ends[3]! + 8 + 3
+    const b = Buffer.alloc(1)
+    await fh.read(b, 0, 1, at)
+    b[0] = b[0]! ^ 0xff
+    await fh.write(b, 0, 1, at)
+    await fh.close()
+    const log = recordingLogger()
+    const s = await openStore(dir, space, {}, { log })
+    expectHolds(s, records.slice(0, 4))
+    for (const r of records.slice(4)) expect(s.get(r.id)).toBeUndefined()
+    expect(s.recovery.corruptFrames).toBe(1)
+    expect(s.recovery.bytesTruncated).toBe(ends[9]! - ends[3]!)
+    const err = log.entries.find(e => e.level === 'error')
+    expect(err?.msg).toMatch(/CORRUPT/)
+    expect(err?.obj).toMatchObject({ at: ends[3], reason: expect.stringMatching(/CRC/) })
+    expect((await stat(walPath)).size).toBe(ends[3])
+    expect((await scanAll(s)).size).toBe(4)
+    await s.close()
+  })
+
+  it('a crash after the segment and manifest but before the old WAL was deleted recovers exactly', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space)
+    const records = Array.from({ length: 20 }, (_, i) => put(space, `k${i}`, T0 + i, { n: i }))
+    await store.apply(records)
+    const oldWal = (await walFiles(dir))[0]!
+    const walBytes = await readFile(join(dir, oldWal))
+    await store.flush()
+    const newer = put(space, 'k3', T0 + 500, { n: -3 })
+    await store.apply([newer, del('k4', T0 + 500)])
+    await store.close()
+    // Put the old WAL back as if the unlink never happened.
+    await writeFile(join(dir, oldWal), walBytes)
+    const s = await openStore(dir, space)
+    expect(s.get('k3')).toEqual(newer)
+    expect(s.get('k4')?.deleted).toBe(true)
+    expectHolds(s, records.filter(r => r.id !== 'k3' && r.id !== 'k4'))
+    expect(await walFiles(dir)).not.toContain(oldWal) // covered by the manifest: deleted, not replayed
+    await s.close()
+  })
+
+  it('replaying WAL records that are already in a segment is harmless', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space)
+    const records = Array.from({ length: 20 }, (_, i) => put(space, `k${i}`, T0 + i, { n: i }))
+    await store.apply(records)
+    const oldWal = (await walFiles(dir))[0]!
+    const walBytes = await readFile(join(dir, oldWal))
+    await store.flush()
+    const newer = put(space, 'k3', T0 + 500, { n: -3 })
+    await store.apply([newer])
+    await store.close()
+    // Manifest pointing back before the old WAL: both the segment and the WAL hold the records.
+    const manifest = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')) as { walFrom: number }
+    manifest.walFrom = 0
+    await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(manifest))
+    await writeFile(join(dir, oldWal), walBytes)
+    const s = await openStore(dir, space)
+    expect(s.recovery.walRecords).toBe(21)
+    expect(s.get('k3')).toEqual(newer)
+    expectHolds(s, records.filter(r => r.id !== 'k3'))
+    expect(s.stats().liveRows).toBe(20)
+    const d = s.digest()
+    await s.flush()
+    expect(s.digest()).toEqual(d)
+    await s.close()
+  })
+
+  it('a crash after the segment was written but before the manifest named it recovers from the WAL', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space)
+    const records = Array.from({ length: 20 }, (_, i) => put(space, `k${i}`, T0 + i, { n: i }))
+    await store.apply(records)
+    await store.flush() // first segment: seg-00000001
+    await store.apply([put(space, 'k1', T0 + 100, { n: 100 })])
+    const before = await dirs.make()
+    await cp(dir, before, { recursive: true }) // the state before the second flush
+    await store.flush()
+    const seg2 = (await readdir(dir)).filter(f => f.endsWith('.arrow')).sort().pop()!
+    await store.close()
+    // Crash image: the new segment file exists, the manifest and WAL are still the old ones.
+    await cp(join(dir, seg2), join(before, seg2))
+    const s = await openStore(before, space)
+    expect(s.recovery.orphanSegments).toBe(1)
+    expect(await readdir(before)).not.toContain(seg2)
+    expect(s.get('k1')?.row?.n).toBe(100)
+    expectHolds(s, records.filter(r => r.id !== 'k1'))
+    expect(s.stats()).toMatchObject({ segments: 1, liveRows: 20 })
+    await s.close()
+  })
+
+  it('a segment listed in the manifest but corrupt or missing is an error naming the file', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space)
+    await store.apply([put(space, 'a', T0, { n: 1 })])
+    await store.flush()
+    await store.close()
+    const seg = (await readdir(dir)).find(f => f.endsWith('.arrow'))!
+    const bytes = await readFile(join(dir, seg))
+    const flipped = Buffer.from(bytes)
+    flipped[Math.floor(bytes.length / 2)] ^= 0x01
+    await writeFile(join(dir, seg), flipped)
+    const err = await openStore(dir, space).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(SegmentCorruptError)
+    expect((err as Error).message).toContain(join(dir, seg))
+    await truncate(join(dir, seg), 100)
+    await expect(openStore(dir, space)).rejects.toThrow(seg)
+    // The file is still there: nothing was dropped.
+    expect(await readdir(dir)).toContain(seg)
+  })
+
+  it('a directory with segments but no manifest refuses to open rather than discard them', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space, { memtableMaxRows: 1 })
+    await store.apply([put(space, 'a', T0)])
+    await store.flush()
+    await store.apply([put(space, 'b', T0)])
+    await store.flush()
+    await store.close()
+    await writeFile(join(dir, MANIFEST_FILE), '') // not JSON
+    await expect(openStore(dir, space)).rejects.toThrow(/manifest .* not valid JSON/)
+    const { rm } = await import('node:fs/promises')
+    await rm(join(dir, MANIFEST_FILE))
+    await expect(openStore(dir, space)).rejects.toThrow(/no MANIFEST/)
+  })
+})
