@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs'
-import { readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { open, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { extname } from 'node:path'
 import { createInterface } from 'node:readline'
 import { performance } from 'node:perf_hooks'
@@ -45,8 +45,10 @@ export async function runImport (space: string, file: string, opts: ImportOption
   const checkpointFile = `${file}.shoal-import.json`
   const skip = opts.resume ? await readCheckpoint(checkpointFile, space) : 0
 
-  const progress = new Progress(size, skip)
-  const source = format === 'ndjson' ? ndjsonRows(file, progress) : format === 'csv' ? csvRows(file, def.schema, progress) : arrowRows(file, def.schema, progress)
+  // Arrow is read through a file handle (random access, for the file format), so bytes read are
+  // not seen: its progress shows rows only.
+  const progress = new Progress(format === 'arrow' ? 0 : size, skip)
+  const source = format === 'ndjson' ? ndjsonRows(file, progress) : format === 'csv' ? csvRows(file, def.schema, progress) : arrowRows(file, def.schema)
 
   // Batches complete out of order; the checkpoint only advances over a contiguous prefix.
   const inFlight = new Set<Promise<void>>()
@@ -176,21 +178,26 @@ function csvValue (text: string, type: string, file: string, line: number, colum
   return Number.isNaN(n) ? text : n
 }
 
-async function * arrowRows (file: string, schema: Column[], progress: Progress): AsyncGenerator<SourceRow> {
-  const stream = createReadStream(file)
-  stream.on('data', (chunk) => { progress.read(chunk.length) })
+async function * arrowRows (file: string, schema: Column[]): AsyncGenerator<SourceRow> {
   const types = new Map(schema.map(c => [c.name, c.type]))
   let record = 0
-  const reader = await RecordBatchReader.from(stream)
-  for await (const batch of reader) {
-    const names = batch.schema.fields.map(f => f.name)
-    const columns = names.map(n => batch.getChild(n)!)
-    for (let i = 0; i < batch.numRows; i++) {
-      record++
-      const out: Record<string, unknown> = {}
-      for (let c = 0; c < names.length; c++) out[names[c]!] = arrowValue(columns[c]!.get(i), types.get(names[c]!))
-      yield { value: out, position: `${record} (record ${record} of ${file})` }
+  const handle = await open(file)
+  try {
+    // A FileHandle gives Arrow random access, which the IPC file format needs (its footer is at
+    // the end); the stream format works the same way.
+    const reader = await RecordBatchReader.from(handle)
+    for await (const batch of reader) {
+      const names = batch.schema.fields.map(f => f.name)
+      const columns = names.map(n => batch.getChild(n)!)
+      for (let i = 0; i < batch.numRows; i++) {
+        record++
+        const out: Record<string, unknown> = {}
+        for (let c = 0; c < names.length; c++) out[names[c]!] = arrowValue(columns[c]!.get(i), types.get(names[c]!))
+        yield { value: out, position: `${record} (record ${record} of ${file})` }
+      }
     }
+  } finally {
+    await handle.close()
   }
 }
 
@@ -229,9 +236,9 @@ class Progress {
   finish (): void { if (this.tty && this.lastDraw > 0) process.stderr.write('\n') }
 
   private draw (): void {
-    const pct = this.totalBytes > 0 ? Math.min(100, (100 * this.bytes) / this.totalBytes) : 0
+    const pct = this.totalBytes > 0 ? `, ${Math.min(100, (100 * this.bytes) / this.totalBytes).toFixed(0)}% of the file read` : ''
     const rate = Math.round(this.rows / Math.max(this.elapsedS(), 1e-3))
-    const text = `imported ${(this.rows + this.skipped).toLocaleString('en-US')} rows, ${pct.toFixed(0)}% of the file read, ${rate.toLocaleString('en-US')} rows/s`
+    const text = `imported ${(this.rows + this.skipped).toLocaleString('en-US')} rows${pct}, ${rate.toLocaleString('en-US')} rows/s`
     process.stderr.write(this.tty ? `\r${text.padEnd(72)}` : `${text}\n`)
   }
 }

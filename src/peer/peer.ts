@@ -2,12 +2,18 @@ import { mkdir, readFile } from 'node:fs/promises'
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
-import { HttpServer, registerApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView } from '../http/index.js'
+import { FileHlcStore, HybridClock } from '../hlc/index.js'
+import { HttpServer, registerApi, registerDataApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView } from '../http/index.js'
 import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index.js'
 import { PeerMetrics, type Sample } from '../metrics/index.js'
-import { createHost, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
+import { createHost, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
 import { PartitionDetector } from '../partition/index.js'
+import { Catalog, PlacementService } from '../placement/index.js'
+import { Replicator } from '../replication/index.js'
 import { SystemClock, SystemRandom, type Logger, type PeerAddress } from '../runtime/index.js'
+import { StorageEngine } from '../storage/index.js'
+import { CatalogFile } from './catalog-file.js'
+import { DataService } from './data.js'
 
 /** Start-up failed for a reason the operator can fix (bad key, port in use, ...). */
 export class PeerStartError extends Error {
@@ -17,12 +23,30 @@ export class PeerStartError extends Error {
 /** How often the event-loop lag is sampled and fed to the Local Health Multiplier. */
 const LAG_SAMPLE_INTERVAL_MS = 1000
 
+/** The layers of one peer, built together by Peer.create. */
+interface Layers {
+  host: Host
+  transport: RpcTransport
+  hlc: HybridClock
+  engine: StorageEngine
+  broadcaster: GossipsubBroadcaster
+  catalog: Catalog
+  catalogFile: CatalogFile
+  swim: Swim
+  detector: PartitionDetector
+  placement: PlacementService
+  replicator: Replicator
+  http: HttpServer
+}
+
 /**
  * The composition root: builds every layer in one place, starts them in dependency order and
  * stops them in reverse. Nothing else constructs a layer, so tests and the CLI see one shape.
  *
- * Start: peer key → libp2p host → RPC transport → SWIM → partition detector → HTTP → join.
- * Stop:  leave (bounded by drainTimeoutMs) → HTTP → detector → SWIM → RPC → host.
+ * Start: peer key → libp2p host → RPC → saved catalog → SWIM → detector → placement →
+ *        replication → HTTP → join.
+ * Stop:  leave (bounded by drainTimeoutMs) → HTTP → replication → placement → detector → SWIM →
+ *        catalog → storage (flushes) → RPC → host.
  */
 export class Peer implements ApiPeer {
   readonly faults: FaultControl | undefined
@@ -32,16 +56,24 @@ export class Peer implements ApiPeer {
   private stopped = false
   httpUrl = ''
 
+  private readonly host: Host
+  private readonly transport: RpcTransport
+  private readonly swim: Swim
+  private readonly detector: PartitionDetector
+  private readonly http: HttpServer
+
   private constructor (
     readonly config: PeerConfig,
     private readonly log: Logger,
-    private readonly host: Host,
-    private readonly transport: RpcTransport,
-    private readonly swim: Swim,
-    private readonly detector: PartitionDetector,
-    private readonly http: HttpServer,
+    private readonly layers: Layers,
     private readonly metricsRegistry: PeerMetrics
   ) {
+    const host = layers.host
+    this.host = host
+    this.transport = layers.transport
+    this.swim = layers.swim
+    this.detector = layers.detector
+    this.http = layers.http
     this.faults = config.enableFaultInjection
       ? {
           setDenied: async (peerIds) => {
@@ -87,9 +119,20 @@ export class Peer implements ApiPeer {
     const transport = new RpcTransport({ libp2p: host.libp2p, clock, log: log.child({ component: 'rpc' }) })
     const http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ component: 'http' }))
     const httpAddress = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
+    let hlc: HybridClock
+    try {
+      hlc = new HybridClock({ clock }, { store: new FileHlcStore(config.dataDir) })
+    } catch (err) {
+      await host.stop().catch(() => {})
+      throw new PeerStartError(`cannot read the clock state in ${config.dataDir}: ${(err as Error).message}`)
+    }
+    const engine = new StorageEngine({ clock, log }, { dataDir: config.dataDir })
+    const broadcaster = new GossipsubBroadcaster({ libp2p: host.libp2p, log })
+    const catalog = new Catalog({ hlc, clock, log, broadcaster })
+    const catalogFile = new CatalogFile(config.dataDir, catalog, log)
     let swim: Swim
     try {
-      swim = new Swim({ transport, clock, random, log }, {
+      swim = new Swim({ transport, clock, random, log, delegate: catalog.swimDelegate() }, {
         ...checkMembershipOptions(config.membership),
         meta: { name: config.name, http: httpAddress }
       })
@@ -98,10 +141,27 @@ export class Peer implements ApiPeer {
       throw new PeerStartError(`membership settings: ${(err as Error).message}`)
     }
     const detector = new PartitionDetector({ membership: swim, clock, log: log.child({ component: 'partition' }) }, {})
+    const placement = new PlacementService({ membership: swim, catalog, clock, log, isMajority: () => detector.status().majority })
+    const replicator = new Replicator({
+      transport,
+      clock,
+      random,
+      hlc,
+      log,
+      placement,
+      stores: {
+        open: async (space, partition) => await engine.openPartition(space, partition),
+        drop: async (space, partition) => { await engine.dropPartition(space.uid, partition) }
+      },
+      detector,
+      membership: swim
+    })
     const metrics = new PeerMetrics()
-    const peer = new Peer(config, log, host, transport, swim, detector, http, metrics)
+    const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, swim, detector, placement, replicator, http }
+    const peer = new Peer(config, log, layers, metrics)
     peer.httpUrl = httpAddress
     registerApi(http, peer)
+    registerDataApi(http, new DataService(catalog, placement, replicator, () => placement.members().length))
     peer.registerMetrics()
     return peer
   }
@@ -111,10 +171,20 @@ export class Peer implements ApiPeer {
   addrs (): string[] { return this.transport.localAddrs() }
 
   async start (): Promise<void> {
+    const { catalog, catalogFile, placement, replicator, engine } = this.layers
     try {
       await this.transport.start()
+      await catalogFile.load()
+      catalog.onChange(ev => {
+        catalogFile.save()
+        // A dropped space's data goes with it, on every peer that held some.
+        if (ev.type === 'dropped') engine.dropSpace(ev.space.uid).catch((err: unknown) => { this.log.error({ err, space: ev.space.name }, 'could not delete a dropped space') })
+      })
+      catalog.start()
       await this.swim.start()
       this.detector.start()
+      placement.start()
+      replicator.start()
       await this.http.start()
     } catch (err) {
       await this.stop({ leave: false }).catch(() => {})
@@ -142,9 +212,16 @@ export class Peer implements ApiPeer {
     if (opts.leave) {
       await this.swim.leave(this.config.drainTimeoutMs).catch((err: unknown) => { this.log.warn({ err }, 'graceful leave failed') })
     }
+    const { catalog, catalogFile, placement, replicator, engine, broadcaster } = this.layers
     await this.http.stop().catch(() => {})
+    await Promise.resolve(replicator.stop()).catch(() => {})
+    placement.stop()
     this.detector.stop()
     await this.swim.stop().catch(() => {})
+    catalog.stop()
+    broadcaster.stop()
+    await catalogFile.flush()
+    await engine.close().catch((err: unknown) => { this.log.error({ err }, 'storage did not close cleanly') })
     await this.transport.stop().catch(() => {})
     await this.host.stop().catch(() => {})
   }
@@ -154,9 +231,14 @@ export class Peer implements ApiPeer {
     const members = this.swim.members()
     const counts = { alive: 0, suspect: 0, dead: 0, left: 0 }
     for (const m of members) counts[m.state]++
-    const degraded = status.unreachable.length > 0 || status.suspect.length > 0
+    // DESIGN.md section 3: green when every partition has all its replicas, yellow when every
+    // partition has a quorum, red when some partition has none (or this peer is in the minority).
+    const spaces = this.partitionAvailability()
+    const noQuorum = spaces.some(s => s.unavailable.length > 0)
+    const notAll = spaces.some(s => s.quorumOnly > 0)
+    const degraded = notAll || status.unreachable.length > 0 || status.suspect.length > 0
     return {
-      status: !status.majority ? 'red' : degraded ? 'yellow' : 'green',
+      status: !status.majority || noQuorum ? 'red' : degraded ? 'yellow' : 'green',
       peer: this.peerId,
       name: this.config.name,
       addrs: this.addrs(),
@@ -176,8 +258,27 @@ export class Peer implements ApiPeer {
     return {
       peer: this.peerId,
       partitionDetector: this.detector.status(),
-      spaces: []
+      spaces: this.partitionAvailability(),
+      replication: this.layers.replicator.stats()
     }
+  }
+
+  /** Per space: partitions with every replica reachable, with only a quorum, and with neither. */
+  private partitionAvailability (): Array<{ name: string, partitions: number, allReplicas: number, quorumOnly: number, unavailable: number[] }> {
+    const { catalog, placement } = this.layers
+    return catalog.list().map(space => {
+      let full = 0
+      let quorum = 0
+      const unavailable: number[] = []
+      for (let p = 0; p < space.partitions; p++) {
+        const loc = placement.locate(space, p)
+        const reachable = loc.readReplicas.filter(id => this.detector.isReachable(id)).length
+        if (reachable === loc.readReplicas.length && loc.readReplicas.length >= Math.min(space.replicas, loc.owners.length)) full++
+        else if (reachable >= loc.quorum && loc.quorum > 0) quorum++
+        else unavailable.push(p)
+      }
+      return { name: space.name, partitions: space.partitions, allReplicas: full, quorumOnly: quorum, unavailable }
+    })
   }
 
   async metrics (): Promise<{ contentType: string, text: string }> {
@@ -221,6 +322,23 @@ export class Peer implements ApiPeer {
     ])
     m.counterFrom('shoal_rpc_served_total', 'RPC calls served for other peers', [], () => [[{}, rpc.callsServed]])
     m.counterFrom('shoal_rpc_protocol_violations_total', 'Malformed or oversized frames received (the stream is closed)', [], () => [[{}, rpc.protocolViolations]])
+    const repl = (): ReturnType<Replicator['stats']> => this.layers.replicator.stats()
+    m.counterFrom('shoal_hints_total', 'Hinted handoff: hints written for unreachable replicas, delivered, dropped (expired or store full)', ['event'], () => {
+      const h = repl().hints
+      return [[{ event: 'written' }, h.written], [{ event: 'delivered' }, h.delivered], [{ event: 'dropped' }, h.dropped]]
+    })
+    m.gaugeFrom('shoal_hints_pending', 'Hints held for replicas that have not taken them yet', [], () => [[{}, repl().hints.pending]])
+    m.counterFrom('shoal_read_repair_records_total', 'Records repaired on stale replicas by QUORUM/ALL reads', [], () => [[{}, repl().readRepair.recordsRepaired]])
+    m.counterFrom('shoal_anti_entropy_total', 'Anti-entropy: rounds, buckets repaired, records pulled and pushed', ['event'], () => {
+      const a = repl().antiEntropy
+      return [[{ event: 'round' }, a.rounds], [{ event: 'bucket_repaired' }, a.bucketsRepaired], [{ event: 'record_pulled' }, a.recordsPulled], [{ event: 'record_pushed' }, a.recordsPushed]]
+    })
+    m.gaugeFrom('shoal_partitions', 'Partition replicas on this peer: ready (serving reads) and held', ['kind'], () => {
+      const r = repl()
+      return [[{ kind: 'ready' }, r.readyPartitions], [{ kind: 'held' }, r.heldPartitions]]
+    })
+    m.gaugeFrom('shoal_storage_memtable_bytes', 'Bytes in memtables not yet written to segments', [], () => [[{}, this.layers.engine.memtableBytes()]])
+    m.counterFrom('shoal_clock_skew_refusals_total', 'Remote HLC timestamps refused for being too far ahead of this clock', [], () => [[{}, this.layers.hlc.skew.count]])
     m.gaugeFrom('shoal_rpc_open_streams', 'Long-lived RPC streams open (about one per connected peer)', [], () => [[{}, this.transport.openStreams()]])
   }
 

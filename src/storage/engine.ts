@@ -103,6 +103,17 @@ export class StorageEngine {
     await removeDir(join(this.dataDir, 'spaces', spaceDirName(uid)))
   }
 
+  /** Closes one partition and deletes its directory (a replica handed off to its new owners). */
+  async dropPartition (uid: string, partition: number): Promise<void> {
+    const key = `${uid}\u0000${partition}`
+    const p = this.stores.get(key)
+    this.stores.delete(key)
+    this.open.delete(key)
+    const store = p === undefined ? undefined : await p.catch(() => undefined)
+    await store?.close()
+    await removeDir(this.partitionDir(uid, partition))
+  }
+
   /** Closes every partition: in-flight writes, flushes and compactions finish first. */
   async close (): Promise<void> {
     this.closed = true

@@ -1,0 +1,71 @@
+import { readFile, rename, writeFile, open } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Catalog } from '../placement/index.js'
+import type { Logger } from '../runtime/index.js'
+
+/**
+ * Keeps a copy of the space catalog in the data dir, so a peer that restarts alone (a one-peer
+ * cluster, or the first of a cluster to come back) still knows its spaces; push-pull with the
+ * others then merges whatever changed meanwhile. Writes are coalesced: at most one in flight,
+ * and one more if something changed during it.
+ */
+export class CatalogFile {
+  private readonly path: string
+  private writing: Promise<void> | undefined
+  private again = false
+
+  constructor (dataDir: string, private readonly catalog: Catalog, private readonly log: Logger) {
+    this.path = join(dataDir, 'catalog.json')
+  }
+
+  /** Merges the saved catalog, if any, into the live one. */
+  async load (): Promise<number> {
+    let text: string
+    try {
+      text = await readFile(this.path, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
+      throw err
+    }
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch (err) {
+      throw new Error(`${this.path} is not valid JSON (${(err as Error).message}); move it away to start with the catalog the cluster holds`)
+    }
+    const entries = (parsed as { e?: unknown }).e
+    if (!Array.isArray(entries)) throw new Error(`${this.path} does not hold a catalog`)
+    return this.catalog.mergeEntries(entries, 'catalog file')
+  }
+
+  /** Schedules a save of the current catalog. */
+  save (): void {
+    if (this.writing !== undefined) {
+      this.again = true
+      return
+    }
+    this.writing = this.write().catch((err: unknown) => {
+      this.log.error({ err, path: this.path }, 'could not save the space catalog')
+    }).finally(() => {
+      this.writing = undefined
+      if (this.again) {
+        this.again = false
+        this.save()
+      }
+    })
+  }
+
+  /** Waits for pending saves (on stop). */
+  async flush (): Promise<void> {
+    while (this.writing !== undefined) await this.writing
+  }
+
+  private async write (): Promise<void> {
+    const e = this.catalog.entries().map(({ def, version, dropped }) => ({ ...def, version, dropped }))
+    const tmp = this.path + '.tmp'
+    await writeFile(tmp, JSON.stringify({ v: 1, e }), { mode: 0o600 })
+    const fh = await open(tmp, 'r+')
+    try { await fh.sync() } finally { await fh.close() }
+    await rename(tmp, this.path)
+  }
+}

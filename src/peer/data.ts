@@ -1,0 +1,94 @@
+import type { Consistency, DataApi, RecordAnswer, SpaceView, WriteOutcome } from '../http/index.js'
+import { CatalogError, type PlacementService, type SpaceCatalog } from '../placement/index.js'
+import type { Replicator } from '../replication/index.js'
+import { rowToJson, validateRows, type SpaceDef } from '../schema/index.js'
+
+/**
+ * The data operations of the HTTP API and CLI, in one place above the layers: schema validation
+ * at the coordinator (a batch with a bad row writes nothing), then replication. HTTP knows
+ * nothing of the layers below; this class knows nothing of HTTP.
+ */
+export class DataService implements DataApi {
+  constructor (
+    private readonly catalog: SpaceCatalog,
+    private readonly placement: PlacementService,
+    private readonly replicator: Replicator,
+    private readonly clusterSize: () => number
+  ) {}
+
+  createSpace (input: unknown): SpaceView {
+    if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+      throw new CatalogError('BAD_INPUT', 'body', 'expected {name, schema: [{name, type, nullable}], partitions?, replicas?}')
+    }
+    const { name, schema, partitions, replicas, ...rest } = input as Record<string, unknown>
+    const unknown = Object.keys(rest)
+    if (unknown.length > 0) throw new CatalogError('BAD_INPUT', unknown[0]!, `unknown field '${unknown[0]!}'; expected name, schema, partitions, replicas`)
+    return this.view(this.catalog.create({
+      name: name as string,
+      schema: schema as never,
+      ...(partitions !== undefined ? { partitions: partitions as number } : {}),
+      ...(replicas !== undefined ? { replicas: replicas as number } : {})
+    }))
+  }
+
+  listSpaces (): SpaceView[] {
+    return this.catalog.list().map(s => this.view(s))
+  }
+
+  describeSpace (name: string): SpaceView {
+    const space = this.require(name)
+    const placement = []
+    for (let p = 0; p < space.partitions; p++) {
+      const loc = this.placement.locate(space, p)
+      placement.push({ partition: p, owners: [...loc.owners], readReplicas: [...loc.readReplicas], writeReplicas: [...loc.writeReplicas], quorum: loc.quorum })
+    }
+    return { ...this.view(space), placement }
+  }
+
+  dropSpace (name: string): void {
+    this.catalog.drop(name)
+  }
+
+  addColumn (name: string, column: unknown): SpaceView {
+    return this.view(this.catalog.addColumn(name, column))
+  }
+
+  async writeRecords (name: string, inputs: unknown[], opts: { consistency: Consistency, timeoutMs?: number }): Promise<WriteOutcome> {
+    const space = this.require(name)
+    const { rows, errors } = validateRows(space.schema, inputs)
+    if (errors.length > 0) return { written: 0, errors }
+    if (rows.length === 0) return { written: 0, errors: [] }
+    const result = await this.replicator.write(space, rows, opts)
+    return { written: result.written, errors: [], consistency: opts.consistency, partitions: result.partitions }
+  }
+
+  async getRecord (name: string, id: string, opts: { consistency: Consistency, timeoutMs?: number }): Promise<RecordAnswer | undefined> {
+    const space = this.require(name)
+    const result = await this.replicator.read(space, id, opts)
+    if (result.record === undefined || result.record.row === null) return undefined
+    return { record: rowToJson(result.record.row), version: result.record.version, ...(result.repaired > 0 ? { repaired: result.repaired } : {}) }
+  }
+
+  async deleteRecord (name: string, id: string, opts: { consistency: Consistency, timeoutMs?: number }): Promise<{ deleted: true, version: number }> {
+    const space = this.require(name)
+    const result = await this.replicator.remove(space, [id], opts)
+    return { deleted: true, version: result.version }
+  }
+
+  private require (name: string): SpaceDef {
+    const space = this.catalog.get(name)
+    if (space === undefined) throw new CatalogError('NO_SUCH_SPACE', 'name', `no space named '${name}'`)
+    return space
+  }
+
+  private view (space: SpaceDef): SpaceView {
+    return {
+      name: space.name,
+      uid: space.uid,
+      schema: space.schema.map(c => ({ name: c.name, type: c.type, nullable: c.nullable })),
+      partitions: space.partitions,
+      replicas: space.replicas,
+      effectiveReplicas: Math.min(space.replicas, this.clusterSize())
+    }
+  }
+}

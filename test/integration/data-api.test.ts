@@ -1,0 +1,124 @@
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { tableToIPC, tableFromArrays } from 'apache-arrow'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runCli, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
+
+/** The spaces and records endpoints and CLI commands, as a user drives them, on two real peers. */
+describe('spaces and records through HTTP and the CLI', () => {
+  let cluster: TestCluster
+  let a: PeerProcess
+  let b: PeerProcess
+
+  beforeAll(async () => {
+    cluster = await TestCluster.create()
+    a = await cluster.startPeer('a')
+    b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
+    await waitFor(async () => (await b.members()).filter(m => m.state === 'alive').length === 2, { timeoutMs: 15_000 })
+  })
+  afterAll(async () => { await cluster?.stopAll() })
+
+  const post = async (peer: PeerProcess, path: string, body: unknown): Promise<{ status: number, body: any }> => await peer.post(path, body)
+
+  it('creates a space on one peer and shows it on the other', async () => {
+    const res = await runCli(['space', 'create', 'people', '--schema', 'name:utf8!,age:int32,score:float64,tags:list<utf8>', '--partitions', '4', '--peer', a.url])
+    expect(res.stderr).toBe('')
+    expect(res.stdout).toContain('created space people: 4 partitions, 3 replicas')
+    await waitFor(async () => (await b.get('/spaces/people') as { name?: string }).name === 'people', { timeoutMs: 10_000 })
+    const list = await runCli(['space', 'list', '--peer', b.url])
+    expect(list.stdout).toMatch(/people\s+4\s+3\s+id:utf8,name:utf8,age:int32/)
+  })
+
+  it('refuses bad space definitions with 4xx errors naming the field', async () => {
+    expect((await post(a, '/spaces', { name: 'Bad Name', schema: [] })).status).toBe(400)
+    const badType = await post(a, '/spaces', { name: 'x', schema: [{ name: 'v', type: 'decimal' }] })
+    expect(badType.status).toBe(400)
+    expect(badType.body.error.message).toContain('schema[0].type')
+    const exists = await post(a, '/spaces', { name: 'people', schema: [{ name: 'v', type: 'utf8' }] })
+    expect(exists.status).toBe(409)
+    expect((await fetch(`${a.url}/spaces/nope`)).status).toBe(404)
+    const cli = await runCli(['space', 'create', 'y', '--schema', 'v:decimal', '--peer', a.url])
+    expect(cli.code).toBe(2)
+    expect(cli.stderr).toContain('unknown type')
+  })
+
+  it('writes nothing from a batch with one bad row, and names its row and field', async () => {
+    const res = await post(a, '/spaces/people/records', [{ id: 'p1', name: 'Ann', age: 30 }, { id: 'p2', name: 'Bob', age: 'old' }])
+    expect(res.status).toBe(400)
+    expect(res.body.written).toBe(0)
+    expect(res.body.errors).toEqual([{ row: 1, field: 'age', message: expect.stringContaining('int32') }])
+    expect((await fetch(`${a.url}/spaces/people/records/p1`)).status).toBe(404)
+    const unknown = await post(a, '/spaces/people/records', [{ id: 'p3', name: 'C', colour: 'red' }])
+    expect(unknown.body.errors[0]).toMatchObject({ row: 0, field: 'colour', message: 'unknown column' })
+    const level = await fetch(`${a.url}/spaces/people/records?consistency=most`, { method: 'POST', body: '[]' })
+    expect(level.status).toBe(400)
+    expect((await fetch(`${a.url}/spaces/nope/records`, { method: 'POST', body: '[{"id":"x"}]' })).status).toBe(404)
+  })
+
+  it('writes JSON arrays and NDJSON, reads by id on any peer, and deletes', async () => {
+    const res = await post(a, '/spaces/people/records?consistency=all', [{ id: 'p1', name: 'Ann', age: 30, tags: ['x'] }])
+    expect(res.status).toBe(200)
+    expect(res.body.written).toBe(1)
+    const ndjson = await fetch(`${b.url}/spaces/people/records`, { method: 'POST', body: '{"id":"p2","name":"Bob"}\n\n{"id":"p3","name":"Cy","score":1.5}\n', headers: { 'content-type': 'application/x-ndjson' } })
+    expect(((await ndjson.json()) as { written: number }).written).toBe(2)
+    const got = await b.get('/spaces/people/records/p1?consistency=quorum') as { record: Record<string, unknown>, version: number }
+    expect(got.record).toEqual({ id: 'p1', name: 'Ann', age: 30, score: null, tags: ['x'] })
+    expect(typeof got.version).toBe('number')
+    const cli = await runCli(['get', 'people', 'p3', '--peer', a.url])
+    expect(JSON.parse(cli.stdout).record.score).toBe(1.5)
+    const del = await fetch(`${a.url}/spaces/people/records/p3`, { method: 'DELETE' })
+    expect(del.status).toBe(200)
+    expect((await fetch(`${b.url}/spaces/people/records/p3?consistency=quorum`)).status).toBe(404)
+  })
+
+  it('imports NDJSON, CSV and Arrow files with a final rows/s figure, and a re-run is harmless', async () => {
+    const ndjson = join(cluster.dir, 'people.ndjson')
+    await writeFile(ndjson, Array.from({ length: 2500 }, (_, i) => JSON.stringify({ id: `n${i}`, name: `N${i}`, age: i % 90 })).join('\n') + '\n')
+    const first = await runCli(['import', 'people', ndjson, '--batch-rows', '1000', '--peer', a.url])
+    expect(first.code).toBe(0)
+    expect(first.stderr).toMatch(/imported 2,500 rows into people in [\d.]+ s: [\d,]+ rows\/s/)
+    const again = await runCli(['import', 'people', ndjson, '--batch-rows', '1000', '--peer', b.url])
+    expect(again.code).toBe(0)
+    const n2499 = await b.get('/spaces/people/records/n2499') as { record: { age: number } }
+    expect(n2499.record?.age, JSON.stringify(n2499)).toBe(2499 % 90)
+
+    const csv = join(cluster.dir, 'people.csv')
+    await writeFile(csv, 'id,name,age,score,tags\nc1,Cat,4,2.5,"[""a"",""b""]"\nc2,Dog,,,\n')
+    const csvRun = await runCli(['import', 'people', csv, '--peer', a.url])
+    expect(csvRun.code).toBe(0)
+    expect(((await a.get('/spaces/people/records/c1')) as { record: unknown }).record).toEqual({ id: 'c1', name: 'Cat', age: 4, score: 2.5, tags: ['a', 'b'] })
+    expect(((await a.get('/spaces/people/records/c2')) as { record: { age: unknown } }).record.age).toBeNull()
+
+    const arrow = join(cluster.dir, 'people.arrow')
+    await writeFile(arrow, tableToIPC(tableFromArrays({ id: ['r1', 'r2'], name: ['Rex', 'Rio'], age: Int32Array.from([7, 8]) }), 'file'))
+    const arrowRun = await runCli(['import', 'people', arrow, '--peer', a.url])
+    expect(arrowRun.code).toBe(0)
+    expect(arrowRun.stderr).toContain('imported 2 rows')
+    expect(((await b.get('/spaces/people/records/r2')) as { record: { age: number } }).record.age).toBe(8)
+  })
+
+  it('stops an import at a bad row, naming its line, and resumes after the fix', async () => {
+    const file = join(cluster.dir, 'bad.ndjson')
+    const lines = Array.from({ length: 30 }, (_, i) => JSON.stringify({ id: `b${i}`, name: `B${i}`, age: i === 25 ? 'x' : i }))
+    await writeFile(file, lines.join('\n'))
+    const run = await runCli(['import', 'people', file, '--batch-rows', '10', '--concurrency', '1', '--peer', a.url])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toContain('line 26 of')
+    expect(run.stderr).toContain('field age')
+    expect(run.stderr).toContain('20 rows before this batch are written')
+    lines[25] = JSON.stringify({ id: 'b25', name: 'B25', age: 25 })
+    await writeFile(file, lines.join('\n'))
+    const resumed = await runCli(['import', 'people', file, '--batch-rows', '10', '--resume', '--peer', a.url])
+    expect(resumed.code).toBe(0)
+    expect(resumed.stderr).toContain('(20 rows skipped by --resume)')
+    expect((await fetch(`${a.url}/spaces/people/records/b29`)).status).toBe(200)
+  })
+
+  it('drops a space everywhere', async () => {
+    await post(a, '/spaces', { name: 'gone', schema: [{ name: 'v', type: 'utf8' }] })
+    await waitFor(async () => (await fetch(`${b.url}/spaces/gone`)).status === 200, { timeoutMs: 10_000 })
+    const drop = await runCli(['space', 'drop', 'gone', '--peer', b.url])
+    expect(drop.code).toBe(0)
+    await waitFor(async () => (await fetch(`${a.url}/spaces/gone`)).status === 404, { timeoutMs: 10_000 })
+  })
+})
