@@ -12,6 +12,7 @@ import { Catalog, PlacementService } from '../placement/index.js'
 import { Replicator } from '../replication/index.js'
 import { SystemClock, SystemRandom, type Logger, type PeerAddress } from '../runtime/index.js'
 import { StorageEngine } from '../storage/index.js'
+import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { CatalogFile } from './catalog-file.js'
 import { DataService } from './data.js'
 
@@ -55,6 +56,8 @@ export class Peer implements ApiPeer {
   private lagTimer: NodeJS.Timeout | undefined
   private stopped = false
   httpUrl = ''
+  /** The data operations without HTTP in front (benchmarks of the internal path use it). */
+  data!: DataService
 
   private readonly host: Host
   private readonly transport: RpcTransport
@@ -128,7 +131,13 @@ export class Peer implements ApiPeer {
     }
     const engine = new StorageEngine({ clock, log }, { dataDir: config.dataDir })
     const broadcaster = new GossipsubBroadcaster({ libp2p: host.libp2p, log })
-    const catalog = new Catalog({ hlc, clock, log, broadcaster })
+    // Swim is built after the catalog (it carries the catalog in push-pull), so the direct
+    // broadcaster reads the member list through a late-bound reference.
+    let swimRef: Swim | undefined
+    const direct = new MemberBroadcaster(transport, () => (swimRef?.members() ?? [])
+      .filter(m => m.state === 'alive' && m.id !== transport.localPeerId)
+      .map(m => ({ id: m.id, addrs: m.addrs })), log)
+    const catalog = new Catalog({ hlc, clock, log, broadcaster: new FanoutBroadcaster([broadcaster, direct]) })
     const catalogFile = new CatalogFile(config.dataDir, catalog, log)
     let swim: Swim
     try {
@@ -140,6 +149,7 @@ export class Peer implements ApiPeer {
       await host.stop().catch(() => {})
       throw new PeerStartError(`membership settings: ${(err as Error).message}`)
     }
+    swimRef = swim
     const detector = new PartitionDetector({ membership: swim, clock, log: log.child({ component: 'partition' }) }, {})
     const placement = new PlacementService({ membership: swim, catalog, clock, log, isMajority: () => detector.status().majority })
     const replicator = new Replicator({
@@ -161,7 +171,9 @@ export class Peer implements ApiPeer {
     const peer = new Peer(config, log, layers, metrics)
     peer.httpUrl = httpAddress
     registerApi(http, peer)
-    registerDataApi(http, new DataService(catalog, placement, replicator, () => placement.members().length))
+    const data = new DataService(catalog, placement, replicator, () => placement.members().length)
+    peer.data = data
+    registerDataApi(http, data)
     peer.registerMetrics()
     return peer
   }

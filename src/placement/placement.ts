@@ -164,7 +164,8 @@ export class PlacementService implements Placement {
       owners: Object.freeze(owners) as PeerId[],
       writeReplicas: Object.freeze(writeReplicas) as PeerId[],
       readReplicas: Object.freeze(readReplicas) as PeerId[],
-      quorum: n === 0 ? 0 : Math.floor(n / 2) + 1
+      quorum: n === 0 ? 0 : Math.floor(n / 2) + 1,
+      fresh
     }
     if (this.placementCache.size >= this.maxCached) this.placementCache.clear()
     this.placementCache.set(key, placement)

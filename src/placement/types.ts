@@ -39,6 +39,11 @@ export interface PartitionPlacement {
   readReplicas: PeerId[]
   /** Acks needed for QUORUM among readReplicas (a majority of them). */
   quorum: number
+  /**
+   * No live peer has announced this partition ready (a space just created, or a whole cluster
+   * restarted): its owners count as ready and have nothing to catch up from.
+   */
+  fresh: boolean
 }
 
 export interface Placement {

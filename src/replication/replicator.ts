@@ -778,7 +778,9 @@ export class Replicator {
     this.counters.catchUp.started++
     const store = await this.store(space, partition)
     const pp = this.placement.locate(space, partition)
-    const sources = pp.readReplicas.filter(p => p !== this.self)
+    // A fresh partition has nothing to catch up from: streaming it between owners that are all
+    // starting from the same writes would only copy those writes back and forth.
+    const sources = pp.fresh ? [] : pp.readReplicas.filter(p => p !== this.self)
     let required = 0
     if (sources.length > 0) {
       const r = new Set(pp.readReplicas).size

@@ -19,8 +19,10 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
+/** The repository root, from test/cluster or from its compiled copy in dist/test/cluster. */
+const ROOT = resolve(here, here.split(/[\\/]/).includes('dist') ? '../../..' : '../..')
 /** The compiled CLI; `npm test` builds it first. */
-export const CLI = resolve(here, '../../dist/src/cli/main.js')
+export const CLI = resolve(ROOT, 'dist/src/cli/main.js')
 
 /**
  * Membership timings for tests: 5x faster than the defaults, so a death is declared in about a
@@ -85,7 +87,9 @@ export class PeerProcess {
 
   spawn (): void {
     this.log = createWriteStream(this.logFile, { flags: 'a' })
-    const proc = spawn(process.execPath, [CLI, 'start', ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // SHOAL_NODE_ARGS passes flags to the peers' node (e.g. --cpu-prof for profiling a benchmark).
+    const nodeArgs = (process.env.SHOAL_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
+    const proc = spawn(process.execPath, [...nodeArgs, CLI, 'start', ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] })
     proc.stdout!.pipe(this.log, { end: false })
     proc.stderr!.pipe(this.log, { end: false })
     this.exitCode = null
@@ -218,7 +222,9 @@ export class TestCluster {
 
   /** Kills every peer still running and removes the cluster's directory. */
   async stopAll (opts: { keepDir?: boolean } = {}): Promise<void> {
-    await Promise.all([...this.peers.values()].map(async p => { await p.kill('SIGKILL') }))
+    // With SHOAL_NODE_ARGS (profiling), stop gracefully so the peers can write their profiles.
+    const signal = process.env.SHOAL_NODE_ARGS !== undefined ? 'SIGTERM' : 'SIGKILL'
+    await Promise.all([...this.peers.values()].map(async p => { await p.kill(signal) }))
     if (opts.keepDir !== true) await rm(this.dir, { recursive: true, force: true })
   }
 }

@@ -1,0 +1,146 @@
+/**
+ * Cluster benchmark: batched ingest into a 3-peer cluster at ONE, QUORUM and ALL, over HTTP and
+ * over the internal path (the same coordinator's DataService, without HTTP and JSON), and
+ * point-read latency over HTTP at ONE and QUORUM.
+ *
+ *   node dist/scripts/bench/cluster.js [rows]
+ *
+ * The coordinator runs in this process (so the internal path can be called); the other two peers
+ * are real `shoal start` processes on 127.0.0.1. All three share the machine's 2 cores, so the
+ * figures are a floor for a real deployment, where each peer has its own machine.
+ */
+import '../../src/polyfill/index.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { pathToFileURL } from 'node:url'
+import { pino } from 'pino'
+import { resolveConfig } from '../../src/config/index.js'
+import { Peer } from '../../src/peer/index.js'
+import { freePort, TestCluster, waitFor } from '../../test/cluster/index.js'
+
+export interface ClusterBenchResult {
+  rows: number
+  batchRows: number
+  concurrency: number
+  ingest: Array<{ path: 'http' | 'internal', consistency: string, rowsPerS: number }>
+  reads: Array<{ consistency: string, count: number, p50Ms: number, p99Ms: number }>
+}
+
+const BATCH_ROWS = 5000
+const CONCURRENCY = 4
+const SCHEMA = [
+  { name: 'n', type: 'int64' }, { name: 'amount', type: 'float64' }, { name: 'name', type: 'utf8' },
+  { name: 'ts', type: 'timestamp' }, { name: 'flag', type: 'bool' }
+]
+
+function rowsOf (prefix: string, start: number, n: number): Array<Record<string, unknown>> {
+  const out = new Array(n)
+  for (let i = 0; i < n; i++) {
+    const k = start + i
+    out[i] = { id: `${prefix}${k}`, n: k, amount: k * 0.25, name: `name-${k % 1000}`, ts: 1_700_000_000_000 + k, flag: (k & 1) === 0 }
+  }
+  return out
+}
+
+async function timed (total: number, send: (start: number, n: number) => Promise<void>): Promise<number> {
+  let next = 0
+  const t0 = performance.now()
+  const worker = async (): Promise<void> => {
+    while (next < total) {
+      const start = next
+      next += BATCH_ROWS
+      await send(start, Math.min(BATCH_ROWS, total - start))
+    }
+  }
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker))
+  return Math.round(total / ((performance.now() - t0) / 1000))
+}
+
+function pct (sorted: number[], q: number): number { return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! }
+
+export async function benchCluster (opts: { rows: number }): Promise<ClusterBenchResult> {
+  const cluster = await TestCluster.create({ membership: {} })
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-bench-'))
+  let local: Peer | undefined
+  try {
+    const b = await cluster.startPeer('b')
+    const c = await cluster.startPeer('c', { bootstrap: [b.multiaddr()] })
+    const httpPort = await freePort()
+    const config = resolveConfig({
+      flags: { dataDir: join(dir, 'a'), listen: [`/ip4/127.0.0.1/tcp/${await freePort()}`], http: `127.0.0.1:${httpPort}`, bootstrap: [b.multiaddr()], name: 'a', swarmKey: cluster.swarmKeyFile },
+      env: {}
+    })
+    local = await Peer.create(config, pino({ level: 'warn' }))
+    await local.start()
+    const url = local.httpUrl
+    await waitFor(async () => {
+      const members = await (await fetch(`${url}/cluster/members`)).json() as Array<{ state: string }>
+      return members.filter(m => m.state === 'alive').length === 3
+    }, { timeoutMs: 20_000 })
+    const created = await fetch(`${url}/spaces`, { method: 'POST', body: JSON.stringify({ name: 'bench', schema: SCHEMA, partitions: 16, replicas: 3 }), headers: { 'content-type': 'application/json' } })
+    if (created.status !== 201) throw new Error(`create space: ${created.status} ${await created.text()}`)
+    await waitFor(async () => (await fetch(`${c.url}/spaces/bench`)).status === 200 && (await fetch(`${b.url}/spaces/bench`)).status === 200, { timeoutMs: 10_000 })
+
+    const result: ClusterBenchResult = { rows: opts.rows, batchRows: BATCH_ROWS, concurrency: CONCURRENCY, ingest: [], reads: [] }
+    for (const consistency of ['one', 'quorum', 'all'] as const) {
+      const http = await timed(opts.rows, async (start, n) => {
+        const res = await fetch(`${url}/spaces/bench/records?consistency=${consistency}`, { method: 'POST', body: JSON.stringify(rowsOf(`h${consistency}`, start, n)), headers: { 'content-type': 'application/json' } })
+        if (res.status !== 200) throw new Error(`ingest: ${res.status} ${(await res.text()).slice(0, 300)}`)
+      })
+      result.ingest.push({ path: 'http', consistency, rowsPerS: http })
+      const data = local.data
+      const internal = await timed(opts.rows, async (start, n) => {
+        await data.writeRecords('bench', rowsOf(`i${consistency}`, start, n), { consistency })
+      })
+      result.ingest.push({ path: 'internal', consistency, rowsPerS: internal })
+    }
+
+    for (const consistency of ['one', 'quorum'] as const) {
+      const samples: number[] = []
+      for (let i = 0; i < 2000; i++) {
+        const id = `hquorum${(i * 7919) % opts.rows}`
+        const t0 = performance.now()
+        const res = await fetch(`${url}/spaces/bench/records/${id}?consistency=${consistency}`)
+        await res.arrayBuffer()
+        if (i >= 200) samples.push(performance.now() - t0)
+        if (res.status !== 200) throw new Error(`read ${id}: ${res.status}`)
+      }
+      samples.sort((x, y) => x - y)
+      result.reads.push({ consistency, count: samples.length, p50Ms: pct(samples, 0.5), p99Ms: pct(samples, 0.99) })
+    }
+    return result
+  } finally {
+    await local?.stop({ leave: false })
+    await cluster.stopAll()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+export function formatClusterBench (r: ClusterBenchResult): string {
+  const lines = [
+    `Ingest of ${r.rows.toLocaleString('en-US')} rows per run (6 columns), batches of ${r.batchRows.toLocaleString('en-US')}, ${r.concurrency} in flight, 16 partitions, 3 replicas:`,
+    '',
+    '| consistency | over HTTP (rows/s) | internal path (rows/s) |',
+    '| --- | --- | --- |'
+  ]
+  for (const level of ['one', 'quorum', 'all']) {
+    const h = r.ingest.find(x => x.path === 'http' && x.consistency === level)!
+    const i = r.ingest.find(x => x.path === 'internal' && x.consistency === level)!
+    lines.push(`| ${level.toUpperCase()} | ${h.rowsPerS.toLocaleString('en-US')} | ${i.rowsPerS.toLocaleString('en-US')} |`)
+  }
+  lines.push('', 'Point reads over HTTP (GET /spaces/bench/records/:id, keep-alive, sequential):', '', '| consistency | p50 | p99 |', '| --- | --- | --- |')
+  for (const x of r.reads) lines.push(`| ${x.consistency.toUpperCase()} | ${x.p50Ms.toFixed(2)} ms | ${x.p99Ms.toFixed(2)} ms |`)
+  return lines.join('\n')
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  benchCluster({ rows: Number(process.argv[2] ?? 100_000) }).then(r => {
+    console.log(formatClusterBench(r))
+    process.exit(0)
+  }, (err: unknown) => {
+    console.error(err)
+    process.exit(1)
+  })
+}
