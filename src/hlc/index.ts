@@ -60,8 +60,10 @@ export class HybridClock {
   private readonly leaseMs: number
   private readonly store: HlcStore | undefined
   private readonly clock: Clock
-  /** Offset added to the wall clock: fault injection (clock skew nemesis) only. */
+  /** Offset and drift added to the wall clock: fault injection (clock skew nemesis) only. */
   private offsetMs = 0
+  private driftPpm = 0
+  private driftFromMs = 0
   readonly skew: SkewReport = { count: 0, maxSeenMs: 0, lastAt: 0 }
 
   constructor (deps: { clock: Clock }, opts: HybridClockOptions = {}) {
@@ -74,11 +76,25 @@ export class HybridClock {
     this.ceiling = persisted
   }
 
-  /** Sets an artificial wall-clock offset (the clock-skew fault). */
-  setOffsetMs (offsetMs: number): void { this.offsetMs = offsetMs }
-  offset (): number { return this.offsetMs }
+  /**
+   * Sets an artificial skew of the physical clock (the clock-skew fault): a fixed offset plus a
+   * drift in parts per million from now on. The HLC still never goes backwards.
+   */
+  setSkew (offsetMs: number, driftPpm = 0): void {
+    this.offsetMs = offsetMs
+    this.driftPpm = driftPpm
+    this.driftFromMs = this.clock.wallNow()
+  }
 
-  private wallMs (): number { return Math.floor(this.clock.wallNow() + this.offsetMs) }
+  skewSettings (): { clockOffsetMs: number, clockDriftPpm: number } {
+    return { clockOffsetMs: this.offsetMs, clockDriftPpm: this.driftPpm }
+  }
+
+  private wallMs (): number {
+    const wall = this.clock.wallNow()
+    const drift = this.driftPpm === 0 ? 0 : (wall - this.driftFromMs) * this.driftPpm / 1e6
+    return Math.floor(wall + this.offsetMs + drift)
+  }
 
   /** A timestamp greater than every one this clock has issued or observed. */
   now (): Hlc {

@@ -19,10 +19,18 @@ export interface HealthReport {
   [extra: string]: unknown
 }
 
+export interface FaultState {
+  deny: string[]
+  clockOffsetMs: number
+  clockDriftPpm: number
+}
+
 /** Fault injection hooks; present only when the peer runs with --enable-fault-injection. */
 export interface FaultControl {
   setDenied(peerIds: string[]): Promise<void>
-  state(): { deny: string[] }
+  /** Skews this peer's HLC physical clock: a fixed offset plus a drift in parts per million. */
+  setClockSkew(offsetMs: number, driftPpm: number): void
+  state(): FaultState
 }
 
 /** What the HTTP API needs from a peer (peer.ts implements it). */
@@ -30,6 +38,8 @@ export interface ApiPeer {
   health(): HealthReport
   members(): MemberView[]
   clusterHealth(): unknown
+  /** This peer's partition replicas with their digests (for convergence checks). */
+  localPartitions(): unknown
   metrics(): Promise<{ contentType: string, text: string }>
   readonly faults: FaultControl | undefined
 }
@@ -42,6 +52,7 @@ export function registerApi (server: HttpServer, peer: ApiPeer): void {
   server.route('GET', '/health', () => ({ body: peer.health() }))
   server.route('GET', '/cluster/members', () => ({ body: peer.members() }))
   server.route('GET', '/cluster/health', () => ({ body: peer.clusterHealth() }))
+  server.route('GET', '/cluster/partitions', () => ({ body: peer.localPartitions() }))
   server.route('GET', '/metrics', async () => {
     const { contentType, text } = await peer.metrics()
     return { text, contentType }
@@ -50,8 +61,12 @@ export function registerApi (server: HttpServer, peer: ApiPeer): void {
   server.route('POST', '/admin/faults', async (req) => {
     const faults = requireFaults(peer)
     const body = await req.json()
-    const deny = parseDeny(body)
-    await faults.setDenied(deny)
+    const change = parseFaults(body)
+    if (change.deny !== undefined) await faults.setDenied(change.deny)
+    if (change.clockOffsetMs !== undefined || change.clockDriftPpm !== undefined) {
+      const current = faults.state()
+      faults.setClockSkew(change.clockOffsetMs ?? current.clockOffsetMs, change.clockDriftPpm ?? current.clockDriftPpm)
+    }
     return { body: faults.state() }
   })
 }
@@ -63,12 +78,32 @@ function requireFaults (peer: ApiPeer): FaultControl {
   return peer.faults
 }
 
-function parseDeny (body: unknown): string[] {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'BAD_REQUEST', 'body must be a JSON object like {"deny": ["<peerId>", ...]}')
+/** Largest clock offset accepted: a day either way covers every skew test worth running. */
+const MAX_CLOCK_OFFSET_MS = 86_400_000
+/** Largest drift accepted: 10% (100,000 ppm); real quartz drifts by tens of ppm. */
+const MAX_CLOCK_DRIFT_PPM = 100_000
+const FAULT_FIELDS = ['deny', 'clockOffsetMs', 'clockDriftPpm']
+
+function parseFaults (body: unknown): { deny?: string[], clockOffsetMs?: number, clockDriftPpm?: number } {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'BAD_REQUEST', 'body must be a JSON object like {"deny": ["<peerId>", ...], "clockOffsetMs": 0, "clockDriftPpm": 0}')
   for (const key of Object.keys(body)) {
-    if (key !== 'deny') throw new HttpError(400, 'BAD_REQUEST', `unknown field '${key}'; expected 'deny'`)
+    if (!FAULT_FIELDS.includes(key)) throw new HttpError(400, 'BAD_REQUEST', `unknown field '${key}'; expected ${FAULT_FIELDS.join(', ')}`)
   }
-  const deny = (body as { deny?: unknown }).deny
+  const { deny, clockOffsetMs, clockDriftPpm } = body as Record<string, unknown>
+  const out: { deny?: string[], clockOffsetMs?: number, clockDriftPpm?: number } = {}
+  if (deny !== undefined) out.deny = parseDeny(deny)
+  if (clockOffsetMs !== undefined) {
+    if (typeof clockOffsetMs !== 'number' || !Number.isInteger(clockOffsetMs) || Math.abs(clockOffsetMs) > MAX_CLOCK_OFFSET_MS) throw new HttpError(400, 'BAD_REQUEST', `field 'clockOffsetMs' must be an integer within ±${MAX_CLOCK_OFFSET_MS}`)
+    out.clockOffsetMs = clockOffsetMs
+  }
+  if (clockDriftPpm !== undefined) {
+    if (typeof clockDriftPpm !== 'number' || !Number.isFinite(clockDriftPpm) || Math.abs(clockDriftPpm) > MAX_CLOCK_DRIFT_PPM) throw new HttpError(400, 'BAD_REQUEST', `field 'clockDriftPpm' must be a number within ±${MAX_CLOCK_DRIFT_PPM}`)
+    out.clockDriftPpm = clockDriftPpm
+  }
+  return out
+}
+
+function parseDeny (deny: unknown): string[] {
   if (!Array.isArray(deny)) throw new HttpError(400, 'BAD_REQUEST', "field 'deny' must be an array of peer ids")
   if (deny.length > MAX_DENY) throw new HttpError(400, 'BAD_REQUEST', `field 'deny' has ${deny.length} entries; at most ${MAX_DENY}`)
   deny.forEach((id, i) => {

@@ -83,7 +83,11 @@ export class Peer implements ApiPeer {
             this.log.warn({ deny: peerIds }, 'fault injection: deny list changed')
             await host.denyList.setDenied(peerIds)
           },
-          state: () => ({ deny: host.denyList.denied() })
+          setClockSkew: (offsetMs, driftPpm) => {
+            this.log.warn({ offsetMs, driftPpm }, 'fault injection: clock skew changed')
+            layers.hlc.setSkew(offsetMs, driftPpm)
+          },
+          state: () => ({ deny: host.denyList.denied(), ...layers.hlc.skewSettings() })
         }
       : undefined
   }
@@ -291,6 +295,24 @@ export class Peer implements ApiPeer {
       }
       return { name: space.name, partitions: space.partitions, allReplicas: full, quorumOnly: quorum, unavailable }
     })
+  }
+
+  localPartitions (): unknown {
+    const { engine, replicator } = this.layers
+    return engine.partitions().map(store => {
+      const digest = store.digest()
+      const stats = store.stats()
+      return {
+        space: store.space.name,
+        uid: store.space.uid,
+        partition: store.partition,
+        ready: replicator.isReady(store.space, store.partition),
+        digest: digest.root,
+        records: digest.records,
+        liveRows: stats.liveRows,
+        tombstones: stats.tombstones
+      }
+    }).sort((a, b) => a.space.localeCompare(b.space) || a.partition - b.partition)
   }
 
   async metrics (): Promise<{ contentType: string, text: string }> {

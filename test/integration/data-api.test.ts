@@ -114,11 +114,37 @@ describe('spaces and records through HTTP and the CLI', () => {
     expect((await fetch(`${a.url}/spaces/people/records/b29`)).status).toBe(200)
   })
 
+  it('shows the partition digests of each replica, equal on both peers once writes are done', async () => {
+    type Part = { space: string, partition: number, digest: string, ready: boolean }
+    await waitFor(async () => {
+      const [pa, pb] = await Promise.all([a.get('/cluster/partitions'), b.get('/cluster/partitions')]) as [Part[], Part[]]
+      const key = (p: Part): string => `${p.space}/${p.partition}=${p.digest}`
+      const people = (ps: Part[]): string[] => ps.filter(p => p.space === 'people').map(key)
+      return people(pa).length === 4 && people(pa).join() === people(pb).join()
+    }, { timeoutMs: 10_000 })
+  })
+
   it('drops a space everywhere', async () => {
     await post(a, '/spaces', { name: 'gone', schema: [{ name: 'v', type: 'utf8' }] })
     await waitFor(async () => (await fetch(`${b.url}/spaces/gone`)).status === 200, { timeoutMs: 10_000 })
     const drop = await runCli(['space', 'drop', 'gone', '--peer', b.url])
     expect(drop.code).toBe(0)
     await waitFor(async () => (await fetch(`${a.url}/spaces/gone`)).status === 404, { timeoutMs: 10_000 })
+  })
+
+  // Last: a skewed peer's HLC stays ahead after the skew is removed (it never goes backwards).
+  it('refuses writes stamped by a peer whose clock is skewed past the bound, and says so', async () => {
+    const skew = await post(b, '/admin/faults', { clockOffsetMs: 120_000 })
+    expect(skew.body).toMatchObject({ clockOffsetMs: 120_000, clockDriftPpm: 0 })
+    try {
+      const res = await post(b, '/spaces/people/records?consistency=all', [{ id: 'skewed', name: 'S' }])
+      expect(res.status).toBe(503)
+      expect(JSON.stringify(res.body)).toContain('CLOCK_SKEW')
+      const metrics = await fetch(`${a.url}/metrics`).then(async r => await r.text())
+      expect(metrics).toMatch(/shoal_clock_skew_refusals_total [1-9]/)
+    } finally {
+      await post(b, '/admin/faults', { clockOffsetMs: 0 })
+    }
+    expect((await post(b, '/admin/faults', { clockOffsetMs: 'soon' })).status).toBe(400)
   })
 })

@@ -18,7 +18,7 @@ function make (offsetMs = 0, opts = {}): { catalog: Catalog, clock: ManualClock,
   const clock = new ManualClock()
   clock.t = EPOCH
   const hlc = new HybridClock({ clock })
-  hlc.setOffsetMs(offsetMs)
+  hlc.setSkew(offsetMs)
   const bus = new Bus()
   const catalog = new Catalog({ hlc, clock, log: silentLogger, broadcaster: bus }, opts)
   const events: CatalogEvent[] = []
