@@ -1,14 +1,16 @@
 /**
  * All benchmarks in one run, printed as Markdown ready for docs/benchmarks.md:
  *
- *   npm run bench                 # RPC (5,000 round trips) and SWIM at 100, 1,000, 10,000 peers
+ *   npm run bench                 # RPC, SWIM at 100 to 10,000 peers, storage, 3-peer ingest and reads
  *   npm run bench -- --quick      # fewer iterations and sizes, for a smoke check
  *
  * Figures on shared machines are noisy: compare the ratios measured within one run.
  */
 import '../../src/polyfill/index.js'
 import { cpus, loadavg } from 'node:os'
+import { benchCluster, formatClusterBench } from './cluster.js'
 import { benchRpc, type LatencyStats } from './rpc.js'
+import { benchStorage, formatStorageBench } from './storage.js'
 import { benchSwim } from './swim.js'
 
 const quick = process.argv.includes('--quick')
@@ -42,6 +44,12 @@ async function main (): Promise<void> {
     const t = r.timeToDeadS!
     console.log(`| ${r.peers.toLocaleString('en-US')} | ${t.p50.toFixed(2)} / ${t.p99.toFixed(2)} / ${t.max.toFixed(2)} | ${r.disseminationPeriods!.toFixed(2)} | ${Math.ceil(Math.log2(r.peers)) + 2} | ${r.messagesPerPeerPerS!.toFixed(2)} | ${r.wallS!.toFixed(1)} |`)
   }
+
+  console.log('')
+  console.log(formatStorageBench(await benchStorage({ rows: quick ? 50_000 : 200_000, walMiB: quick ? 16 : 64 })))
+
+  console.log('\n## A 3-peer cluster on 127.0.0.1 (coordinator in-process, two peer processes, 2 cores shared)\n')
+  console.log(formatClusterBench(await benchCluster({ rows: quick ? 20_000 : 100_000 })))
 }
 
 main().then(() => process.exit(0), (err: unknown) => {
