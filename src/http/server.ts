@@ -84,13 +84,19 @@ export class HttpServer {
     return { host: this.options.host, port }
   }
 
-  async stop (): Promise<void> {
+  /**
+   * Stops accepting connections, lets requests in flight finish for up to `graceMs`, then closes
+   * whatever is left: a draining peer answers what it started instead of resetting clients.
+   */
+  async stop (graceMs = 5000): Promise<void> {
     const server = this.server
     if (server === undefined) return
     this.server = undefined
     await new Promise<void>(resolve => {
-      server.close(() => { resolve() })
-      server.closeAllConnections()
+      const timer = setTimeout(() => { server.closeAllConnections() }, graceMs)
+      timer.unref()
+      server.close(() => { clearTimeout(timer); resolve() })
+      server.closeIdleConnections()
     })
   }
 

@@ -169,4 +169,45 @@ describe('replicated writes and reads on a real 3-peer cluster', () => {
       expect(writer.check(id, got.n)).toBeUndefined()
     }
   })
+
+  it('fails a QUORUM write fast with 503 naming the partition when a peer is cut off from the others', async () => {
+    const [a, c, d] = ['a', 'c', 'd'].map(n => cluster.peers.get(n)!) as [PeerProcess, PeerProcess, PeerProcess]
+    await d.deny([a.peerId, c.peerId])
+    try {
+      await waitFor(async () => (await d.members()).filter(m => m.state === 'dead').length >= 2, { timeoutMs: 30_000 })
+      const started = Date.now()
+      const res = await d.post('/spaces/moving/records?consistency=quorum&timeoutMs=5000', [{ id: 'm0', n: -1, writer: 'cut-off' }])
+      const tookMs = Date.now() - started
+      expect(res.status).toBe(503)
+      const error = (res.body as { error: { code: string, message: string } }).error
+      expect(error.code).toBe('PARTITION_UNAVAILABLE')
+      expect(error.message).toMatch(/partition \d+/)
+      expect(tookMs).toBeLessThan(2000)
+      // Nothing was sent, so nothing changed on the majority side.
+      expect((await readRecord(a, 'moving', 'm0', 'quorum')).n).not.toBe(-1)
+    } finally {
+      await d.deny([])
+    }
+  })
+})
+
+describe('a one-peer cluster restarted after kill -9', () => {
+  let cluster: TestCluster
+  afterAll(async () => { await cluster?.stopAll() })
+
+  it('keeps its spaces and every acknowledged write', async () => {
+    cluster = await TestCluster.create()
+    const solo = await cluster.startPeer('solo')
+    await createSpace(solo, 'kept', 4)
+    const writer = new Writer('kept', () => [solo])
+    const ids = Array.from({ length: 300 }, (_, i) => `s${i}`)
+    for (let i = 0; i < ids.length; i += 50) await writer.writeBatch(ids.slice(i, i + 50))
+    expect(writer.failures).toBe(0)
+    await solo.kill('SIGKILL')
+    await cluster.restart('solo')
+    for (const id of ids) {
+      const got = await readRecord(solo, 'kept', id, 'quorum')
+      expect(writer.check(id, got.n), `${id}: status ${got.status}`).toBeUndefined()
+    }
+  })
 })
