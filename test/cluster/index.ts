@@ -95,6 +95,7 @@ export class PeerProcess {
     this.exitCode = null
     this.exited = new Promise(resolve => {
       proc.once('exit', (code, signal) => {
+        this.paused = false
         this.exitCode = code ?? (signal !== null ? 128 : -1)
         this.proc = undefined
         resolve()
@@ -143,10 +144,38 @@ export class PeerProcess {
     if (res.status !== 200) throw new Error(`faults on ${this.name}: ${res.status} ${JSON.stringify(res.body)}`)
   }
 
+  /** Sets this peer's clock skew (offset and drift of its HLC physical clock) through /admin/faults. */
+  async clockSkew (clockOffsetMs: number, clockDriftPpm: number): Promise<void> {
+    const res = await this.post('/admin/faults', { clockOffsetMs, clockDriftPpm })
+    if (res.status !== 200) throw new Error(`faults on ${this.name}: ${res.status} ${JSON.stringify(res.body)}`)
+  }
+
+  /** True between pause() and resume(): the process exists but is stopped (SIGSTOP). */
+  paused = false
+
+  /** SIGSTOP: the process keeps its sockets but answers nothing, like a long GC pause. */
+  pause (): void {
+    if (this.proc === undefined || this.paused) return
+    this.proc.kill('SIGSTOP')
+    this.paused = true
+  }
+
+  /** SIGCONT after pause(). */
+  resume (): void {
+    if (this.proc === undefined || !this.paused) return
+    this.proc.kill('SIGCONT')
+    this.paused = false
+  }
+
+  /** The OS process id while running. */
+  get pid (): number | undefined { return this.proc?.pid }
+
   /** kill -9: no drain, no leave; the data dir stays as the crash left it. */
   async kill (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     if (this.proc === undefined) return
     this.proc.kill(signal)
+    // A stopped process only acts on SIGKILL; anything else waits for SIGCONT.
+    if (this.paused) { this.proc.kill('SIGCONT'); this.paused = false }
     await this.exited
   }
 
@@ -165,6 +194,8 @@ export interface ClusterOptions {
   membership?: Record<string, number>
   /** Create a swarm key shared by all peers (default true). */
   swarmKey?: boolean
+  /** More keys for each peer's config file (merged over membership and drainTimeoutMs). */
+  config?: Record<string, unknown>
 }
 
 export class TestCluster {
@@ -175,7 +206,7 @@ export class TestCluster {
   static async create (options: ClusterOptions = {}): Promise<TestCluster> {
     const dir = await mkdtemp(join(tmpdir(), 'shoal-test-'))
     const configFile = join(dir, 'config.json')
-    await writeFile(configFile, JSON.stringify({ membership: options.membership ?? FAST_MEMBERSHIP, drainTimeoutMs: 2000 }))
+    await writeFile(configFile, JSON.stringify({ membership: options.membership ?? FAST_MEMBERSHIP, drainTimeoutMs: 2000, ...options.config }))
     let swarmKeyFile: string | undefined
     if (options.swarmKey !== false) {
       swarmKeyFile = join(dir, 'swarm.key')

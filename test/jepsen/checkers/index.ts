@@ -1,0 +1,71 @@
+/**
+ * The checkers: set, register (LWW oracle, linearizability, monotonic and stale reads) and
+ * convergence. `checkHistory` runs the history checkers on any history of the shape in
+ * ../history.ts, from a real run or from the simulator.
+ */
+import type { Op } from '../history.js'
+import { checkRegisterWorkload, type RegisterResult } from './register.js'
+import { checkSet, type SetResult } from './set.js'
+import type { LinearizabilityLimits } from './linearizable.js'
+
+export { checkSet, type SetResult } from './set.js'
+export { checkRegisterWorkload, type RegisterResult, type OracleMismatch } from './register.js'
+export { checkRegister, type RegOp, type KeyResult, type LinearizabilityLimits } from './linearizable.js'
+
+/** What the runner measured after the final heal (not derivable from the history). */
+export interface ConvergenceResult {
+  converged: boolean
+  /** ms from the final heal until every replica of every partition had the same digest. */
+  afterMs: number | null
+  /** ms from the final heal until the final reads (ALL, which repair) were done. */
+  finalReadsDoneMs: number | null
+  /** Partitions whose replicas still disagreed at the deadline. */
+  disagreeing: Array<{ space: string, partition: number, digests: Record<string, string> }>
+  hints: { written: number, delivered: number, dropped: number, note: string }
+  note: string
+}
+
+export interface Results {
+  valid: boolean | 'unknown'
+  set?: SetResult
+  register?: RegisterResult
+  convergence?: ConvergenceResult
+  queries: { skipped: true, reason: string }
+  /** Why valid is false, one line each. */
+  failures: string[]
+}
+
+export const QUERIES_SKIPPED = { skipped: true as const, reason: 'the query layer (POST /query) does not exist yet; the queries workload is not implemented' }
+
+export function checkHistory (ops: readonly Op[], opts: { convergence?: ConvergenceResult, limits?: LinearizabilityLimits } = {}): Results {
+  const hasSet = ops.some(o => o.workload === 'set')
+  const hasRegister = ops.some(o => o.workload === 'register')
+  const failures: string[] = []
+  const out: Results = { valid: true, queries: QUERIES_SKIPPED, failures }
+  const verdicts: Array<boolean | 'unknown'> = []
+  if (hasSet) {
+    const s = checkSet(ops)
+    out.set = s
+    verdicts.push(s.valid)
+    if (s.lost.length > 0) failures.push(`set: ${s.lost.length} acknowledged adds lost: ${s.lost.slice(0, 10).join(', ')}`)
+    if (s.unexpected.length > 0) failures.push(`set: ${s.unexpected.length} unexpected elements: ${s.unexpected.slice(0, 10).join(', ')}`)
+    if (s.failedPresent.length > 0) failures.push(`set: ${s.failedPresent.length} refused adds are present: ${s.failedPresent.slice(0, 10).join(', ')}`)
+    if (s.unreadable.length > 0) failures.push(`set: ${s.unreadable.length} ids could not be read at ALL (unknown)`)
+  }
+  if (hasRegister) {
+    const r = checkRegisterWorkload(ops, opts.limits)
+    out.register = r
+    verdicts.push(r.valid)
+    for (const m of r.oracle.mismatches.slice(0, 10)) failures.push(`register: LWW oracle mismatch on ${m.key}: final ${String(m.final)}@${String(m.finalVersion)}, expected ${String(m.expected)}@${String(m.expectedVersion)} (${m.reason})`)
+    for (const v of r.singleWriter.violations.slice(0, 10)) failures.push(`register: single-writer key ${v.key} is not linearizable (stuck after ${String(v.linearizedPrefix)} ops at value ${String(v.stuckAt?.value)}; blocking ops ${v.stuckAt?.blocking.map(b => b.index).join(',')})`)
+    if (r.oracle.unreadable.length > 0) failures.push(`register: ${r.oracle.unreadable.length} keys could not be read at ALL (unknown)`)
+    if (r.singleWriter.unknown.length > 0) failures.push(`register: linearizability unknown for ${r.singleWriter.unknown.length} keys (search bound)`)
+  }
+  if (opts.convergence !== undefined) {
+    out.convergence = opts.convergence
+    verdicts.push(opts.convergence.converged)
+    if (!opts.convergence.converged) failures.push(`convergence: ${opts.convergence.disagreeing.length} partitions' replicas never agreed`)
+  }
+  out.valid = verdicts.includes(false) ? false : verdicts.includes('unknown') ? 'unknown' : true
+  return out
+}

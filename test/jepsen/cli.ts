@@ -1,0 +1,75 @@
+/**
+ * npm run jepsen -- [flags]
+ *
+ *   --workload set|register|all     (default all)
+ *   --nemesis partition,kill,pause,clock   fault kinds, taken in turn (default partition)
+ *   --time-limit SECONDS            length of the fault/quiet schedule (default 60)
+ *   --fault SECONDS --quiet SECONDS length of each fault and quiet window (default 10, 10)
+ *   --seed N                        schedule and client randomness (default 1)
+ *   --nodes N --concurrency K       peers and client workers (default 5, 6)
+ *   --store DIR                     parent folder of the run's output (default store/jepsen)
+ *   --ci                            the three short CI schedules, one after the other
+ *   --check FILE                    only run the checkers on an existing history.jsonl (e.g. from the simulator)
+ *
+ * Exit code 0 when valid, 1 when not, 2 when unknown or on error.
+ */
+import '../../src/polyfill/index.js'
+import { parseArgs } from 'node:util'
+import { checkHistory } from './checkers/index.js'
+import { readHistory } from './history.js'
+import { NEMESES, type NemesisKind } from './nemesis.js'
+import { CI_SCHEDULES, run, type RunOptions } from './index.js'
+
+async function main (): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      workload: { type: 'string', default: 'all' },
+      nemesis: { type: 'string', default: 'partition' },
+      'time-limit': { type: 'string', default: '60' },
+      fault: { type: 'string', default: '10' },
+      quiet: { type: 'string', default: '10' },
+      seed: { type: 'string', default: '1' },
+      nodes: { type: 'string', default: '5' },
+      concurrency: { type: 'string', default: '6' },
+      store: { type: 'string', default: 'store/jepsen' },
+      ci: { type: 'boolean', default: false },
+      check: { type: 'string' }
+    }
+  })
+  if (values.check !== undefined) {
+    const results = checkHistory(await readHistory(values.check))
+    console.log(JSON.stringify(results, null, 2))
+    return results.valid === true ? 0 : results.valid === false ? 1 : 2
+  }
+  const log = (s: string): void => { console.error(`[${new Date().toISOString()}] ${s}`) }
+  const runs: Array<Partial<RunOptions>> = values.ci
+    ? CI_SCHEDULES.map(s => ({ ...s, store: values.store }))
+    : [(() => {
+        const nemeses = values.nemesis.split(',').filter(s => s !== '') as NemesisKind[]
+        for (const n of nemeses) if (!NEMESES.includes(n)) throw new Error(`unknown nemesis '${n}'; expected ${NEMESES.join(', ')}`)
+        const workload = values.workload as RunOptions['workload']
+        if (!['set', 'register', 'all'].includes(workload)) throw new Error(`unknown workload '${workload}'; expected set, register or all (queries: the query layer does not exist yet)`)
+        return {
+          name: `${workload}-${nemeses.join('+') || 'none'}`,
+          workload,
+          nemeses,
+          seed: Number(values.seed),
+          timeLimitMs: Number(values['time-limit']) * 1000,
+          faultMs: Number(values.fault) * 1000,
+          quietMs: Number(values.quiet) * 1000,
+          nodes: Number(values.nodes),
+          concurrency: Number(values.concurrency),
+          store: values.store
+        }
+      })()]
+  let worst = 0
+  for (const r of runs) {
+    const out = await run({ ...r, log })
+    const res = out.results
+    console.log(JSON.stringify({ run: r.name, valid: res.valid, dir: out.dir, failures: res.failures, set: res.set !== undefined ? { attempted: res.set.attempted, acknowledged: res.set.acknowledged, lost: res.set.lost.length, unexpected: res.set.unexpected.length, recovered: res.set.recovered, stale: res.set.stale.length } : undefined, register: res.register !== undefined ? { writes: res.register.writes, reads: res.register.reads, oracleMismatches: res.register.oracle.mismatches.length, swViolations: res.register.singleWriter.violations.length, mwNonLinearizable: res.register.multiWriter.nonLinearizable.length, monotonic: res.register.monotonic.violations.length, stale: res.register.staleReads.length } : undefined, convergence: res.convergence !== undefined ? { afterMs: res.convergence.afterMs, hints: res.convergence.hints } : undefined }, null, 2))
+    worst = Math.max(worst, res.valid === true ? 0 : res.valid === false ? 1 : 2)
+  }
+  return worst
+}
+
+main().then(code => { process.exit(code) }, err => { console.error(err); process.exit(2) })

@@ -1,0 +1,22 @@
+/**
+ * test/jepsen: Shoal's Jepsen-style partition test suite. Real `shoal start` processes (via
+ * test/cluster), a seeded nemesis schedule, concurrent clients writing a history of every
+ * operation, and checkers that judge the history. See docs/testing.md.
+ */
+import type { NemesisKind } from './nemesis.js'
+import type { RunOptions } from './runner.js'
+
+export { run, DEFAULTS, type RunOptions, type RunOutcome } from './runner.js'
+export { schedule, partitionGrudge, rng, Nemesis, NEMESES, type FaultPlan, type NemesisKind, type PartitionShape } from './nemesis.js'
+export { History, pairs, parseJsonl, readHistory, faultWindows, type Op, type OpType, type Pair, type FaultWindow } from './history.js'
+export { ShoalClient, request, type Outcome } from './client.js'
+export { checkHistory, checkSet, checkRegisterWorkload, checkRegister, QUERIES_SKIPPED, type Results, type ConvergenceResult } from './checkers/index.js'
+export { renderReport, latencySvg, throughputSvg, timelineHtml } from './report.js'
+export { simHistory, type SimOp } from './sim.js'
+
+/** The three short schedules CI runs: partitions; kills; pauses plus clock skew. 5 peers, 5 s fault / 5 s quiet. */
+export const CI_SCHEDULES: Array<Partial<RunOptions>> = ([
+  { name: 'ci-partitions', nemeses: ['partition'], seed: 11 },
+  { name: 'ci-kills', nemeses: ['kill'], seed: 12 },
+  { name: 'ci-pauses-clock', nemeses: ['pause', 'clock'], seed: 13 }
+] satisfies Array<{ name: string, nemeses: NemesisKind[], seed: number }>).map(s => ({ ...s, workload: 'all' as const, nodes: 5, concurrency: 6, timeLimitMs: 30_000, faultMs: 5000, quietMs: 5000, convergenceTimeoutMs: 60_000, maxClockOffsetMs: 1000, maxClockDriftPpm: 2000 }))

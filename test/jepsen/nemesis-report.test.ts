@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest'
+import type { Op } from './history.js'
+import { partitionGrudge, rng, schedule } from './nemesis.js'
+import { latencySvg, throughputSvg, timelineHtml } from './report.js'
+
+describe('nemesis schedule', () => {
+  const nodes = ['n1', 'n2', 'n3', 'n4', 'n5']
+
+  it('is deterministic for a seed and alternates quiet and fault windows', () => {
+    const o = { seed: 5, nemeses: ['partition', 'kill', 'pause', 'clock'] as const, nodes, timeLimitMs: 40_000, faultMs: 5000, quietMs: 5000 }
+    const a = schedule({ ...o, nemeses: [...o.nemeses] })
+    expect(schedule({ ...o, nemeses: [...o.nemeses] })).toEqual(a)
+    expect(a.map(p => [p.kind, p.start, p.end])).toEqual([['partition', 5000, 10000], ['kill', 15000, 20000], ['pause', 25000, 30000], ['clock', 35000, 40000]])
+    expect(a[1]!.nodes!.length).toBeLessThanOrEqual(2) // a minority
+    expect(schedule({ ...o, nemeses: [...o.nemeses], seed: 6 })).not.toEqual(a)
+  })
+
+  it('builds symmetric partitions of each shape', () => {
+    for (const shape of ['halves', 'isolate', 'ring', 'bridge'] as const) {
+      const g = partitionGrudge(shape, nodes, rng(1))
+      for (const [a, deny] of Object.entries(g)) for (const b of deny) expect(g[b]).toContain(a)
+      if (shape === 'ring') for (const deny of Object.values(g)) expect(deny).toHaveLength(2) // each sees a majority of 3
+      if (shape === 'bridge') expect(Object.values(g).filter(d => d.length === 0)).toHaveLength(1)
+    }
+  })
+})
+
+describe('report', () => {
+  it('renders plots and a self-contained timeline with the fault windows shaded', () => {
+    const ops: Op[] = [
+      { index: 0, process: 0, type: 'invoke', f: 'add', workload: 'set', key: 'a', value: 'a', time: 100 },
+      { index: 1, process: 'nemesis', type: 'info', f: 'start-partition', value: { shape: 'halves' }, time: 200 },
+      { index: 2, process: 0, type: 'ok', f: 'add', workload: 'set', key: 'a', value: 'a', time: 300 },
+      { index: 3, process: 1, type: 'invoke', f: 'add', workload: 'set', key: 'b', value: 'b', time: 400 },
+      { index: 4, process: 1, type: 'info', f: 'add', workload: 'set', key: 'b', value: 'b', time: 3400, error: 'TimeoutError' },
+      { index: 5, process: 'nemesis', type: 'info', f: 'stop-partition', value: null, time: 5000 }
+    ]
+    for (const svg of [latencySvg(ops), throughputSvg(ops)]) {
+      expect(svg.startsWith('<svg')).toBe(true)
+      expect(svg).toContain('#9ecae1') // the partition window
+    }
+    const html = timelineHtml(ops, { valid: true, failures: [] })
+    expect(html).toContain('<!doctype html>')
+    expect(html).not.toMatch(/<script src=|<link /)
+    expect(html).toContain('TimeoutError')
+  })
+})

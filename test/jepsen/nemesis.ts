@@ -1,0 +1,199 @@
+/**
+ * The nemesis: a seeded schedule of fault windows separated by quiet periods, and the code that
+ * applies and heals each fault on a TestCluster.
+ *
+ *   partition  random halves | isolate one | majorities ring | bridge, through /admin/faults deny
+ *   kill       kill -9 of a minority, restarted on the same data dir when the window ends
+ *   pause      SIGSTOP of a minority, SIGCONT when the window ends
+ *   clock      offset (ms) and drift (ppm) of some peers' HLC physical clock, reset at the end
+ *
+ * The schedule depends only on (seed, nemeses, node names, timings): the same flags give the same
+ * faults at the same offsets.
+ */
+import type { PeerProcess, TestCluster } from '../cluster/index.js'
+import type { History } from './history.js'
+
+export type NemesisKind = 'partition' | 'kill' | 'pause' | 'clock'
+export const NEMESES: NemesisKind[] = ['partition', 'kill', 'pause', 'clock']
+export type PartitionShape = 'halves' | 'isolate' | 'ring' | 'bridge'
+
+export interface FaultPlan {
+  kind: NemesisKind
+  /** ms after the start of the workload. */
+  start: number
+  end: number
+  shape?: PartitionShape
+  /** Partition: for each node, the nodes it cannot reach (symmetric). */
+  grudge?: Record<string, string[]>
+  /** Kill / pause: the nodes hit. */
+  nodes?: string[]
+  /** Clock: per node offset and drift. */
+  skew?: Record<string, { offsetMs: number, driftPpm: number }>
+}
+
+export interface ScheduleOptions {
+  seed: number
+  nemeses: NemesisKind[]
+  nodes: string[]
+  timeLimitMs: number
+  faultMs: number
+  quietMs: number
+  maxClockOffsetMs?: number
+  maxClockDriftPpm?: number
+}
+
+/** mulberry32: small, seeded, good enough for schedules. */
+export function rng (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+function shuffle<T> (xs: readonly T[], r: () => number): T[] {
+  const a = [...xs]
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1))
+    ;[a[i], a[j]] = [a[j]!, a[i]!]
+  }
+  return a
+}
+
+/** Symmetric grudge from components: nodes in different components cannot talk. */
+function fromComponents (nodes: string[], comps: string[][]): Record<string, string[]> {
+  const g: Record<string, string[]> = {}
+  for (const n of nodes) {
+    const mine = comps.filter(c => c.includes(n)).flat()
+    g[n] = nodes.filter(m => m !== n && !mine.includes(m))
+  }
+  return g
+}
+
+export function partitionGrudge (shape: PartitionShape, nodes: string[], r: () => number): Record<string, string[]> {
+  const s = shuffle(nodes, r)
+  const n = s.length
+  if (shape === 'halves') return fromComponents(s, [s.slice(0, Math.floor(n / 2)), s.slice(Math.floor(n / 2))])
+  if (shape === 'isolate' || n < 5) return fromComponents(s, [s.slice(0, 1), s.slice(1)])
+  if (shape === 'bridge') {
+    // Two halves that cannot see each other and one node in the middle that sees both.
+    const half = Math.floor((n - 1) / 2)
+    const left = s.slice(0, half)
+    const right = s.slice(half + 1)
+    const g: Record<string, string[]> = {}
+    for (const x of s) g[x] = left.includes(x) ? right : right.includes(x) ? left : []
+    return g
+  }
+  // Majorities ring: each node sees its neighbours on a ring, a majority that differs per node.
+  const see = Math.floor(n / 2) // neighbours seen, split over both sides
+  const g: Record<string, string[]> = {}
+  s.forEach((x, i) => {
+    g[x] = s.filter((_, j) => {
+      const d = Math.min((i - j + n) % n, (j - i + n) % n)
+      return d > Math.ceil(see / 2)
+    })
+  })
+  return g
+}
+
+export function schedule (o: ScheduleOptions): FaultPlan[] {
+  const r = rng(o.seed)
+  const plans: FaultPlan[] = []
+  const minority = Math.max(1, Math.floor((o.nodes.length - 1) / 2))
+  const maxOffset = o.maxClockOffsetMs ?? 2000
+  const maxDrift = o.maxClockDriftPpm ?? 2000
+  let t = o.quietMs
+  let k = 0
+  while (o.nemeses.length > 0 && t + o.faultMs <= o.timeLimitMs) {
+    const kind = o.nemeses[k++ % o.nemeses.length]!
+    const plan: FaultPlan = { kind, start: t, end: t + o.faultMs }
+    if (kind === 'partition') {
+      const shapes: PartitionShape[] = ['halves', 'isolate', 'ring', 'bridge']
+      plan.shape = shapes[Math.floor(r() * shapes.length)]!
+      plan.grudge = partitionGrudge(plan.shape, o.nodes, r)
+    } else if (kind === 'kill' || kind === 'pause') {
+      plan.nodes = shuffle(o.nodes, r).slice(0, 1 + Math.floor(r() * minority))
+    } else {
+      const hit = shuffle(o.nodes, r).slice(0, 1 + Math.floor(r() * o.nodes.length))
+      plan.skew = {}
+      for (const n of hit) plan.skew[n] = { offsetMs: Math.round((r() * 2 - 1) * maxOffset), driftPpm: Math.round((r() * 2 - 1) * maxDrift) }
+    }
+    plans.push(plan)
+    t += o.faultMs + o.quietMs
+  }
+  return plans
+}
+
+/** Applies and heals fault plans on a real cluster, writing nemesis ops into the history. */
+export class Nemesis {
+  constructor (private readonly cluster: TestCluster, private readonly history: History, private readonly log: (s: string) => void = () => {}) {}
+
+  private peer (name: string): PeerProcess {
+    const p = this.cluster.peers.get(name)
+    if (p === undefined) throw new Error(`no peer ${name}`)
+    return p
+  }
+
+  private record (f: string, value: unknown): void {
+    this.history.add({ process: 'nemesis', type: 'info', f, value })
+  }
+
+  async start (plan: FaultPlan): Promise<void> {
+    const detail = plan.kind === 'partition' ? { shape: plan.shape, grudge: plan.grudge } : plan.kind === 'clock' ? { skew: plan.skew } : { nodes: plan.nodes }
+    this.record(`start-${plan.kind}`, detail)
+    this.log(`nemesis: start ${plan.kind} ${JSON.stringify(detail)}`)
+    try {
+      if (plan.kind === 'partition') {
+        await Promise.all(Object.entries(plan.grudge!).map(async ([name, deny]) => {
+          const p = this.peer(name)
+          if (p.running && !p.paused) await p.deny(deny.map(d => this.peer(d).peerId))
+        }))
+      } else if (plan.kind === 'kill') {
+        await Promise.all(plan.nodes!.map(async n => { await this.peer(n).kill('SIGKILL') }))
+      } else if (plan.kind === 'pause') {
+        for (const n of plan.nodes!) this.peer(n).pause()
+      } else {
+        await Promise.all(Object.entries(plan.skew!).map(async ([n, s]) => {
+          const p = this.peer(n)
+          if (p.running && !p.paused) await p.clockSkew(s.offsetMs, s.driftPpm)
+        }))
+      }
+    } catch (err) {
+      this.record(`error-${plan.kind}`, (err as Error).message)
+    }
+  }
+
+  async stop (plan: FaultPlan): Promise<void> {
+    try {
+      if (plan.kind === 'partition') {
+        await Promise.all(Object.keys(plan.grudge!).map(async n => { const p = this.peer(n); if (p.running && !p.paused) await p.deny([]) }))
+      } else if (plan.kind === 'kill') {
+        for (const n of plan.nodes!) if (!this.peer(n).running) await this.cluster.restart(n)
+      } else if (plan.kind === 'pause') {
+        for (const n of plan.nodes!) this.peer(n).resume()
+      } else {
+        await Promise.all(Object.keys(plan.skew!).map(async n => { const p = this.peer(n); if (p.running && !p.paused) await p.clockSkew(0, 0) }))
+      }
+    } catch (err) {
+      this.record(`error-${plan.kind}`, (err as Error).message)
+    }
+    this.record(`stop-${plan.kind}`, null)
+    this.log(`nemesis: stop ${plan.kind}`)
+  }
+
+  /** The final heal: everything resumed, restarted, reconnected and unskewed. */
+  async healAll (): Promise<void> {
+    const peers = [...this.cluster.peers.values()]
+    for (const p of peers) p.resume()
+    for (const p of peers) if (!p.running) await this.cluster.restart(p.name)
+    await Promise.all(peers.map(async p => {
+      await p.deny([])
+      await p.clockSkew(0, 0)
+    }))
+    this.record('heal', null)
+    this.log('nemesis: final heal')
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * One Jepsen-style run: start the cluster, create the spaces, run the workers while the nemesis
+ * plays its schedule, heal, read everything at ALL, wait for convergence, check, and write the
+ * store folder (history.jsonl, results.json, schedule.json, logs/, timeline.html, latency.svg,
+ * throughput.svg).
+ */
+import { copyFile, mkdir, writeFile } from 'node:fs/promises'
+import { basename, join } from 'node:path'
+import { FAST_MEMBERSHIP, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
+import { checkHistory, type ConvergenceResult, type Results } from './checkers/index.js'
+import { ShoalClient } from './client.js'
+import { disagreements, hintCounters } from './convergence.js'
+import { History, type Workload } from './history.js'
+import { Nemesis, rng, schedule, type FaultPlan, type NemesisKind } from './nemesis.js'
+import { renderReport } from './report.js'
+import { finalReads, REGISTER_SPACE, registerKeys, registerWorker, SCHEMAS, SET_SPACE, setWorker, type WorkerContext } from './workloads.js'
+
+export interface RunOptions {
+  name: string
+  nodes: number
+  workload: 'set' | 'register' | 'all'
+  nemeses: NemesisKind[]
+  seed: number
+  /** Length of the workload (fault and quiet windows), ms. */
+  timeLimitMs: number
+  faultMs: number
+  quietMs: number
+  /** Client workers. */
+  concurrency: number
+  opTimeoutMs: number
+  serverTimeoutMs: number
+  thinkMs: number
+  /** How long to wait after the heal for the final reads and for convergence, ms. */
+  convergenceTimeoutMs: number
+  /** Parent folder; the run's folder is <store>/<name>-<seed>-<date>. */
+  store: string
+  maxClockOffsetMs: number
+  maxClockDriftPpm: number
+  log: (line: string) => void
+}
+
+export const DEFAULTS: RunOptions = {
+  name: 'run',
+  nodes: 5,
+  workload: 'all',
+  nemeses: ['partition'],
+  seed: 1,
+  timeLimitMs: 60_000,
+  faultMs: 10_000,
+  quietMs: 10_000,
+  concurrency: 6,
+  opTimeoutMs: 3000,
+  serverTimeoutMs: 2000,
+  thinkMs: 30,
+  convergenceTimeoutMs: 90_000,
+  store: 'store/jepsen',
+  maxClockOffsetMs: 2000,
+  maxClockDriftPpm: 2000,
+  log: () => {}
+}
+
+export interface RunOutcome { dir: string, results: Results & { run: Record<string, unknown> }, schedule: FaultPlan[] }
+
+const live = new Set<TestCluster>()
+let handlersInstalled = false
+/** Kill every peer of every run still going when this process is interrupted: no leftovers. */
+function installExitHandlers (): void {
+  if (handlersInstalled) return
+  handlersInstalled = true
+  const killAll = (): void => {
+    for (const c of live) for (const p of c.peers.values()) { try { p.proc?.kill('SIGKILL') } catch { /* gone */ } }
+  }
+  process.once('exit', killAll)
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { killAll(); process.exit(130) })
+}
+
+async function sleepUntil (t: number): Promise<void> {
+  const ms = t - performance.now()
+  if (ms > 0) await new Promise(resolve => setTimeout(resolve, ms))
+}
+
+export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
+  const o: RunOptions = { ...DEFAULTS, ...partial }
+  installExitHandlers()
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-')
+  const dir = join(o.store, `${o.name}-${o.seed}-${stamp}`)
+  await mkdir(join(dir, 'logs'), { recursive: true })
+  const names = Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`)
+  const plans = schedule({ seed: o.seed, nemeses: o.nemeses, nodes: names, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, maxClockOffsetMs: o.maxClockOffsetMs, maxClockDriftPpm: o.maxClockDriftPpm })
+  await writeFile(join(dir, 'schedule.json'), JSON.stringify(plans, null, 2))
+  const workloads: Workload[] = o.workload === 'all' ? ['set', 'register'] : [o.workload]
+
+  const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP })
+  live.add(cluster)
+  let history: History | undefined
+  try {
+    // Cluster.
+    const first = await cluster.startPeer(names[0]!)
+    for (const n of names.slice(1)) await cluster.startPeer(n, { bootstrap: [first.multiaddr()] })
+    const peers = [...cluster.peers.values()]
+    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(c => c === o.nodes), { timeoutMs: 30_000 })
+    for (const w of workloads) {
+      const space = w === 'set' ? SET_SPACE : REGISTER_SPACE
+      const res = await first.post('/spaces', { name: space, schema: SCHEMAS[w], partitions: 8, replicas: 3 })
+      if (res.status !== 201) throw new Error(`create space ${space}: ${res.status} ${JSON.stringify(res.body)}`)
+    }
+    await waitFor(async () => (await Promise.all(peers.map(async p => await p.get('/spaces') as Array<{ name: string }>)))
+      .every(list => workloads.every(w => list.some(s => s.name === (w === 'set' ? SET_SPACE : REGISTER_SPACE)))), { timeoutMs: 15_000 })
+    o.log(`cluster of ${o.nodes} up in ${cluster.dir}; schedule: ${plans.map(p => `${p.kind}@${p.start}`).join(' ')}`)
+
+    // Workload and nemesis.
+    const h = new History()
+    history = h
+    const random = rng(o.seed ^ 0x5eed)
+    let stop = false
+    const ctx: WorkerContext = {
+      history: h,
+      client: new ShoalClient({ timeoutMs: o.opTimeoutMs, serverTimeoutMs: o.serverTimeoutMs }),
+      coordinators: () => peers.filter(p => p.running),
+      random,
+      stopped: () => stop,
+      thinkMs: o.thinkMs
+    }
+    const regWorkers = workloads.includes('register') ? (workloads.length === 2 ? Math.floor(o.concurrency / 2) : o.concurrency) : 0
+    const setWorkers = workloads.includes('set') ? o.concurrency - regWorkers : 0
+    const keys = registerKeys(Math.max(1, regWorkers))
+    const workers: Array<Promise<void>> = []
+    for (let i = 0; i < setWorkers; i++) workers.push(setWorker(ctx, i))
+    for (let i = 0; i < regWorkers; i++) workers.push(registerWorker(ctx, setWorkers + i, i, regWorkers, keys))
+    const nemesis = new Nemesis(cluster, h, o.log)
+    const t0 = performance.now()
+    for (const plan of plans) {
+      await sleepUntil(t0 + plan.start)
+      await nemesis.start(plan)
+      await sleepUntil(t0 + plan.end)
+      await nemesis.stop(plan)
+    }
+    await sleepUntil(t0 + o.timeLimitMs)
+    stop = true
+    await Promise.all(workers)
+
+    // Heal, final reads, convergence.
+    const healStart = performance.now()
+    await nemesis.healAll()
+    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(c => c === o.nodes), { timeoutMs: 30_000 }).catch(() => {})
+    const deadline = healStart + o.convergenceTimeoutMs
+    const items: Array<{ workload: Workload, key: string }> = []
+    if (workloads.includes('set')) {
+      for (const id of new Set(h.ops.filter(x => x.workload === 'set' && x.f === 'add' && x.type === 'invoke').map(x => x.key!))) items.push({ workload: 'set', key: id })
+    }
+    if (workloads.includes('register')) for (const k of [...keys.single, ...keys.multi]) items.push({ workload: 'register', key: k })
+    await finalReads(ctx, items, 8, deadline)
+    const finalReadsDoneMs = Math.round(performance.now() - healStart)
+    o.log(`final reads of ${items.length} ids done ${finalReadsDoneMs} ms after the heal`)
+    const spaces = workloads.map(w => w === 'set' ? SET_SPACE : REGISTER_SPACE)
+    let last: Awaited<ReturnType<typeof disagreements>> = []
+    let afterMs: number | null = null
+    while (performance.now() < deadline) {
+      try {
+        last = await disagreements(peers, spaces)
+        if (last.length === 0) { afterMs = Math.round(performance.now() - healStart); break }
+      } catch (err) {
+        last = [{ space: '?', partition: -1, digests: { error: (err as Error).message } }]
+      }
+      await new Promise(resolve => setTimeout(resolve, 500))
+    }
+    const hints = await hintCounters(peers)
+    const convergence: ConvergenceResult = {
+      converged: afterMs !== null,
+      afterMs,
+      finalReadsDoneMs,
+      disagreeing: afterMs === null ? last : [],
+      hints: { ...hints, note: 'summed over the peers\' current processes: a killed peer\'s counters restart at 0' },
+      note: 'measured from the start of the final heal; the final ALL reads (which repair stale replicas) and hint replay ran in that time; anti-entropy runs every 60 s by default and has no config key yet'
+    }
+    h.add({ process: 'nemesis', type: 'info', f: 'converged', value: { afterMs } })
+    o.log(`convergence: ${afterMs === null ? 'never' : `${afterMs} ms`}; hints ${JSON.stringify(hints)}`)
+
+    // Check and store.
+    const checked = checkHistory(h.ops, { convergence })
+    const results = {
+      ...checked,
+      run: { name: o.name, seed: o.seed, nodes: o.nodes, workload: o.workload, nemeses: o.nemeses, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, concurrency: o.concurrency, ops: h.ops.length, dir }
+    }
+    await writeFile(join(dir, 'results.json'), JSON.stringify(results, null, 2))
+    await writeFile(join(dir, 'history.jsonl'), h.toJsonl())
+    await renderReport(dir, h.ops, results)
+    return { dir, results, schedule: plans }
+  } catch (err) {
+    if (history !== undefined) await writeFile(join(dir, 'history.jsonl'), history.toJsonl()).catch(() => {})
+    throw err
+  } finally {
+    await cluster.stopAll({ keepDir: true })
+    await copyLogs(cluster, join(dir, 'logs'))
+    await cluster.stopAll()
+    live.delete(cluster)
+  }
+}
+
+async function copyLogs (cluster: TestCluster, to: string): Promise<void> {
+  await Promise.all([...cluster.peers.values()].map(async (p: PeerProcess) => {
+    await copyFile(p.logFile, join(to, basename(p.logFile))).catch(() => {})
+  }))
+}
