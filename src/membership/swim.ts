@@ -112,6 +112,8 @@ export class Swim {
   private lastLagPenaltyAt = -Infinity
   private readonly timers = new Set<Timer>()
   private bootstrap: PeerAddress[]
+  /** A full-state exchange with another member succeeded since start (either direction). */
+  private synced = false
   private joinRetryScheduled = false
   /** Bumped on every change of the view; keys the cached push-pull state. */
   private viewVersion = 0
@@ -286,6 +288,16 @@ export class Swim {
     this.self.incarnation++
     this.broadcast(this.aliveUpdate(this.self), size)
     this.emit('update', this.self)
+  }
+
+  /**
+   * Whether this peer's view is worth acting on: it has exchanged full state with another member
+   * since it started, or it has nobody to join (no bootstrap address: the first peer of a
+   * cluster). A peer that restarts knows nothing of the others until then; layers that would
+   * otherwise take its lonely view for the cluster's (placement, replication) wait for this.
+   */
+  hasSynced (): boolean {
+    return this.synced || this.bootstrap.length === 0
   }
 
   /** Installs (or removes) the push-pull delegate after construction. */
@@ -571,6 +583,8 @@ export class Swim {
     if (msg === null) throw new Error('malformed push-pull response')
     this.count(this.counters.messagesReceived, METHOD_PUSH_PULL)
     if (this.running) {
+      // Before the merge, so listeners woken by the merge's events already see it.
+      this.synced = true
       this.mergeState(msg.members)
       this.mergeDelegateState(res, join, to.id ?? addrLabel(to))
     }
@@ -584,6 +598,7 @@ export class Swim {
     const msg = decodePushPull(body, this.limits)
     if (msg === null) { this.drop(METHOD_PUSH_PULL, from); return { members: [] } }
     let tombstoned: PeerId[] = []
+    this.synced = true
     try {
       // Merge first, so the answer already carries our refutation if the caller thought us dead:
       // that is what lets two halves of a healed split accept each other in one exchange.

@@ -29,7 +29,7 @@ import { FrameTooLargeError, PeerUnreachableError, RemoteError, RpcCancelledErro
 import type { Logger } from '../runtime/log.js'
 import { silentLogger } from '../runtime/log.js'
 import { SystemClock } from '../runtime/real.js'
-import type { Clock, MessageListener, PeerAddress, PeerId, RequestContext, RequestHandler, RequestOptions, StreamHandler, Timer, Transport } from '../runtime/types.js'
+import type { Clock, EncodedBody, MessageListener, PeerAddress, PeerId, RequestContext, RequestHandler, RequestOptions, StreamHandler, Timer, Transport } from '../runtime/types.js'
 
 export const RPC_PROTOCOL = '/shoal/rpc/1.0.0'
 
@@ -80,6 +80,15 @@ export interface RpcTransportOptions {
   streamWindow?: number
   /** RPC streams allowed per connection and direction (both sides may open one at once). Default 4. */
   maxStreamsPerConnection?: number
+}
+
+/**
+ * A request body msgpack-encoded once (RpcTransport.encodeBody) and spliced into the REQ frame of
+ * every call that sends it, so a body sent to several peers is encoded once, not once per peer.
+ */
+class PackedBody implements EncodedBody {
+  constructor (readonly bytes: Uint8Array) {}
+  get encodedBytes (): number { return this.bytes.length }
 }
 
 type Resolve = (value: unknown) => void
@@ -303,6 +312,27 @@ class Session {
     buf[2] = (len >>> 8) & 0xff
     buf[3] = len & 0xff
     return buf
+  }
+
+  /**
+   * A REQ frame around a pre-encoded body, as parts (length prefix and the fields before the
+   * body; the body itself, shared and uncopied; the field after it) queued back to back. A
+   * positional array is its elements' encodings one after another, so the result is the same
+   * bytes encode() would give.
+   */
+  encodePacked (id: number, method: string, body: PackedBody, remainingMs: number): Uint8Array[] {
+    const head = this.t.packr.pack([REQ, id, method], RESERVE_START_SPACE | 4)
+    const tail = this.t.packr.pack(remainingMs)
+    // head[4] is the fixarray marker of 3 elements (0x93); the frame has 5.
+    if (head[4] !== 0x93) throw new Error('unexpected msgpack array header')
+    head[4] = 0x95
+    const len = head.length - 4 + body.bytes.length + tail.length
+    if (len > this.t.maxFrameBytes) throw new FrameTooLargeError(len, this.t.maxFrameBytes, this.peer)
+    head[0] = len >>> 24
+    head[1] = (len >>> 16) & 0xff
+    head[2] = (len >>> 8) & 0xff
+    head[3] = len & 0xff
+    return [head, body.bytes, tail]
   }
 
   enqueue (buf: Uint8Array): void {
@@ -722,6 +752,13 @@ export class RpcTransport implements Transport {
     else this.session(to).then(write, (err: unknown) => { this.log.debug({ to, method, err: errorMessage(err) }, 'message dropped') })
   }
 
+  /** Encodes a request body once, to send it to several peers (see Transport.encodeBody). */
+  encodeBody (body: unknown): EncodedBody {
+    const bytes = this.packr.pack(body)
+    if (bytes.length > this.maxFrameBytes) throw new FrameTooLargeError(bytes.length, this.maxFrameBytes)
+    return new PackedBody(bytes)
+  }
+
   async request (to: PeerAddress, method: string, body: unknown, opts?: RequestOptions): Promise<unknown> {
     return await new Promise((resolve, reject) => {
       const call = new OutCall(this, to.id ?? to.addrs[0], method, opts?.timeoutMs ?? this.defaultTimeoutMs, opts?.signal, resolve, reject, undefined)
@@ -798,11 +835,16 @@ export class RpcTransport implements Transport {
     const id = s.allocId()
     // Send the time left, not the original timeout: dialling may have used some of it.
     const remainingMs = Math.max(1, Math.ceil(call.deadline - this.clock.now()))
-    let buf: Uint8Array
+    let bufs: Uint8Array | Uint8Array[]
     try {
-      buf = s.encode(call.stream === undefined
-        ? [REQ, id, call.method, body, remainingMs]
-        : [SREQ, id, call.method, body, remainingMs, call.stream.window])
+      if (body instanceof PackedBody) {
+        if (call.stream !== undefined) throw new Error('a pre-encoded body cannot start a streamed call')
+        bufs = s.encodePacked(id, call.method, body, remainingMs)
+      } else {
+        bufs = s.encode(call.stream === undefined
+          ? [REQ, id, call.method, body, remainingMs]
+          : [SREQ, id, call.method, body, remainingMs, call.stream.window])
+      }
     } catch (err) {
       call.fail(err instanceof RpcError ? err : new RpcError('ENCODE', `cannot encode request ${call.method}: ${errorMessage(err)}`, { peer: s.peer, cause: err }))
       return
@@ -810,7 +852,8 @@ export class RpcTransport implements Transport {
     call.id = id
     call.session = s
     s.out.set(id, call)
-    s.enqueue(buf)
+    if (bufs instanceof Uint8Array) s.enqueue(bufs)
+    else for (const b of bufs) s.enqueue(b)
   }
 
   /** Serves one inbound call (from Session.dispatch). */

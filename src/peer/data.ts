@@ -58,7 +58,7 @@ export class DataService implements DataApi {
     const { rows, errors } = validateRows(space.schema, inputs)
     if (errors.length > 0) return { written: 0, errors }
     if (rows.length === 0) return { written: 0, errors: [] }
-    const result = await this.replicator.write(space, rows, opts)
+    const result = await this.replicator.write(space, rows, { ...opts, prevalidated: true })
     return { written: result.written, errors: [], consistency: opts.consistency, partitions: result.partitions }
   }
 

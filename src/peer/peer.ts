@@ -14,6 +14,7 @@ import { SystemClock, SystemRandom, type Logger, type PeerAddress } from '../run
 import { StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { CatalogFile } from './catalog-file.js'
+import { KnownPeers } from './known-peers.js'
 import { DataService } from './data.js'
 
 /** Start-up failed for a reason the operator can fix (bad key, port in use, ...). */
@@ -33,6 +34,7 @@ interface Layers {
   broadcaster: GossipsubBroadcaster
   catalog: Catalog
   catalogFile: CatalogFile
+  knownPeers: KnownPeers
   swim: Swim
   detector: PartitionDetector
   placement: PlacementService
@@ -155,7 +157,7 @@ export class Peer implements ApiPeer {
     }
     swimRef = swim
     const detector = new PartitionDetector({ membership: swim, clock, log: log.child({ component: 'partition' }) }, {})
-    const placement = new PlacementService({ membership: swim, catalog, clock, log, isMajority: () => detector.status().majority })
+    const placement = new PlacementService({ membership: swim, catalog, clock, log, isMajority: () => detector.status().majority, isSynced: () => swim.hasSynced() })
     const replicator = new Replicator({
       transport,
       clock,
@@ -171,7 +173,8 @@ export class Peer implements ApiPeer {
       membership: swim
     })
     const metrics = new PeerMetrics()
-    const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, swim, detector, placement, replicator, http }
+    const knownPeers = new KnownPeers(config.dataDir, log)
+    const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, http }
     const peer = new Peer(config, log, layers, metrics)
     peer.httpUrl = httpAddress
     registerApi(http, peer)
@@ -207,7 +210,13 @@ export class Peer implements ApiPeer {
       throw new PeerStartError((err as Error).message, { cause: err })
     }
     this.startLagMonitor()
-    const bootstrap: PeerAddress[] = this.config.bootstrap.map(addr => ({ addrs: [addr], ...peerIdOf(addr) }))
+    const { knownPeers } = this.layers
+    this.swim.onChange(() => {
+      knownPeers.update(this.swim.members().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => ({ id: m.id, addrs: m.addrs })))
+    })
+    // Configured addresses first, then the peers this peer knew before it stopped.
+    const remembered = (await knownPeers.load()).filter(p => p.id !== this.peerId)
+    const bootstrap: PeerAddress[] = [...this.config.bootstrap.map(addr => ({ addrs: [addr], ...peerIdOf(addr) })), ...remembered]
     if (bootstrap.length > 0) {
       // join() never throws for unreachable addresses; Swim keeps retrying them in the background
       // until it knows another live member, so a peer started before its bootstrap still joins.
@@ -237,6 +246,7 @@ export class Peer implements ApiPeer {
     catalog.stop()
     broadcaster.stop()
     await catalogFile.flush()
+    await this.layers.knownPeers.flush()
     await engine.close().catch((err: unknown) => { this.log.error({ err }, 'storage did not close cleanly') })
     await this.transport.stop().catch(() => {})
     await this.host.stop().catch(() => {})

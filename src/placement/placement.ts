@@ -50,6 +50,12 @@ export interface PlacementDeps {
   log: Logger
   /** Whether this peer is on the majority side (PartitionDetector); default: never drop dead owners. */
   isMajority?: () => boolean
+  /**
+   * Whether membership has synced with the cluster (Swim.hasSynced); default: always. Until it
+   * has, no partition counts as fresh: a restarted peer that has not heard from the others must
+   * not take its own old data for the only copy.
+   */
+  isSynced?: () => boolean
 }
 
 interface PeerReadiness { meta: MemberMeta, ready: Map<string, Set<number>> }
@@ -67,6 +73,7 @@ export class PlacementService implements Placement {
   private readonly maxCached: number
   private readonly deadOwnerTimeoutMs: number
   private readonly isMajority: () => boolean
+  private readonly isSynced: () => boolean
   private expiryTimer: Timer | undefined
   readonly localPeerId: PeerId
 
@@ -98,6 +105,7 @@ export class PlacementService implements Placement {
     this.maxCached = opts.maxCachedPlacements ?? 200_000
     this.deadOwnerTimeoutMs = opts.deadOwnerTimeoutMs ?? 300_000
     this.isMajority = deps.isMajority ?? (() => false)
+    this.isSynced = deps.isSynced ?? (() => true)
     this.localPeerId = this.membership.localPeerId
   }
 
@@ -151,7 +159,7 @@ export class PlacementService implements Placement {
     const holders: PeerId[] = []
     for (const id of this.live) if (this.readySet(id, space.uid).has(partition)) holders.push(id)
     // Fresh: no live peer holds it ready (a new space, or every holder lost): the owners are it.
-    const fresh = holders.length === 0
+    const fresh = holders.length === 0 && this.isSynced()
     const readyOwners = fresh ? owners : owners.filter(o => holders.includes(o))
     const former = holders.filter(h => !ownerSet.has(h))
     const formerOrdered = former.length > 1 ? rendezvous(former, key, former.length) : former

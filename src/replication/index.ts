@@ -40,5 +40,5 @@ export { HintStore } from './hints.js'
 export type { Hint, HintStats } from './hints.js'
 export {
   METHOD_WRITE, METHOD_READ, METHOD_DIGEST, METHOD_BUCKET, METHOD_SCAN, MAX_RECORDS_PER_MESSAGE,
-  parseWriteRequest, parseRecord, parseSpace, chunkRecords
+  parseWriteRequest, parseRecord, parseSpace, chunkRecords, packRecords
 } from './wire.js'

@@ -6,7 +6,7 @@ import { ClockSkewError } from '../hlc/index.js'
 import type { HybridClock, Hlc } from '../hlc/index.js'
 import type { MemberEvent } from '../membership/index.js'
 import type { Placement, PartitionPlacement } from '../placement/index.js'
-import type { Clock, Logger, PeerAddress, PeerId, Random, RequestContext, Timer, Transport } from '../runtime/index.js'
+import type { Clock, EncodedBody, Logger, PeerAddress, PeerId, Random, RequestContext, Timer, Transport } from '../runtime/index.js'
 import { validateRows, MAX_ID_LENGTH } from '../schema/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
 import { compareVersions } from '../storage/index.js'
@@ -20,7 +20,7 @@ import type { Hint, HintStats } from './hints.js'
 import {
   chunkRecords, maxVersion, METHOD_BUCKET, METHOD_DIGEST, METHOD_READ, METHOD_SCAN, METHOD_WRITE, parseBucketRequest,
   parseDigestAnswer, parseDigestRequest, parseReadAnswer, parseReadRequest, parseRecordsAnswer, parseScanRequest,
-  parseWriteAnswer, parseWriteRequest, recordBytes
+  packRecords, parseWriteAnswer, parseWriteRequest, recordBytes
 } from './wire.js'
 
 /** Opens (creating if needed) this peer's replica of a partition; the real one wraps storage. */
@@ -86,6 +86,11 @@ export interface ReplicatorOptions {
   releaseGraceMs?: number
   /** Period of the ownership reconcile (also run on every placement change). ms, default 5000. */
   reconcileIntervalMs?: number
+  /**
+   * A QUORUM or ALL read asks only as many replicas as it needs; when they have not all answered
+   * after this long, it asks the remaining ones too. ms, default 20.
+   */
+  readSpeculativeMs?: number
 }
 
 const DEFAULTS: Required<ReplicatorOptions> = {
@@ -104,12 +109,18 @@ const DEFAULTS: Required<ReplicatorOptions> = {
   catchUpRetryMs: 5000,
   scanBatchRecords: 1000,
   releaseGraceMs: 60_000,
-  reconcileIntervalMs: 5000
+  reconcileIntervalMs: 5000,
+  readSpeculativeMs: 20
 }
 
 export interface WriteOptions {
   consistency?: Consistency
   timeoutMs?: number
+  /**
+   * The rows are already the output of validateRows against this space's schema (DataService
+   * validated them to report errors): skip validating them a second time.
+   */
+  prevalidated?: boolean
 }
 
 export interface WriteResult {
@@ -143,6 +154,9 @@ export interface ReplicationStats {
   readyPartitions: number
   heldPartitions: number
 }
+
+/** One repl.write request: its records and its body (plain, or encoded once by the transport). */
+interface WriteBatch { records: VersionedRecord[], body: unknown }
 
 interface DeliverResult { ok: boolean, failed: VersionedRecord[], error?: string, noHint?: boolean }
 
@@ -191,6 +205,8 @@ export class Replicator {
   private readonly catchUpRetryAt = new Map<string, number>()
   private readonly releasing = new Map<string, Timer | null>()
   private readonly replaying = new Set<PeerId>()
+  /** Recent read latency per remote peer (ms, EWMA), to ask the fastest replicas first. */
+  private readonly latency = new Map<PeerId, number>()
   private readonly replayWanted: PeerId[] = []
   private antiEntropyRunning = 0
   private antiEntropyCursor = 0
@@ -312,10 +328,18 @@ export class Replicator {
 
   /** Writes rows (validated against the space's schema, stamped with one HLC version each). */
   async write (space: SpaceDef, rows: readonly Row[], opts: WriteOptions = {}): Promise<WriteResult> {
-    const { rows: valid, errors } = validateRows(space.schema, rows)
-    if (errors.length > 0) throw new InvalidRowsError(space.name, errors)
-    const records: VersionedRecord[] = valid.map(row => ({ id: row.id as string, version: this.hlc.now(), deleted: false, row }))
-    return await this.writeRecords(space, records, opts)
+    let valid = rows
+    if (opts.prevalidated !== true) {
+      const v = validateRows(space.schema, rows)
+      if (v.errors.length > 0) throw new InvalidRowsError(space.name, v.errors)
+      valid = v.rows
+    }
+    const records = new Array<VersionedRecord>(valid.length)
+    for (let i = 0; i < valid.length; i++) {
+      const row = valid[i]!
+      records[i] = { id: row.id as string, version: this.hlc.now(), deleted: false, row }
+    }
+    return await this.writeRecords(space, records, opts, true)
   }
 
   /** Deletes records by id: tombstones, replicated like writes. */
@@ -326,11 +350,14 @@ export class Replicator {
     })
     if (errors.length > 0) throw new InvalidRowsError(space.name, errors)
     const records: VersionedRecord[] = ids.map(id => ({ id, version: this.hlc.now(), deleted: true, row: null }))
-    return await this.writeRecords(space, records, opts)
+    return await this.writeRecords(space, records, opts, true)
   }
 
-  /** Replicates already-versioned records (writes, deletes, imports) at a consistency level. */
-  async writeRecords (space: SpaceDef, records: readonly VersionedRecord[], opts: WriteOptions = {}): Promise<WriteResult> {
+  /**
+   * Replicates already-versioned records (writes, deletes, imports) at a consistency level.
+   * `normalized`: every row is validateRows output for this very space (sent packed, see wire.ts).
+   */
+  async writeRecords (space: SpaceDef, records: readonly VersionedRecord[], opts: WriteOptions = {}, normalized = false): Promise<WriteResult> {
     const consistency = opts.consistency ?? 'quorum'
     const timeoutMs = opts.timeoutMs ?? this.opts.requestTimeoutMs
     const deadline = this.clock.now() + timeoutMs
@@ -352,7 +379,7 @@ export class Replicator {
       return { partition, recs, pp, ...lvl }
     })
     const outcomes = await Promise.all(plans.map(async plan =>
-      await this.writePartition(space, plan.partition, plan.recs, plan.targets, new Set(plan.counted), plan.needed, deadline)))
+      await this.writePartition(space, plan.partition, plan.recs, plan.targets, new Set(plan.counted), plan.needed, deadline, normalized)))
     if (outcomes.some(o => !o.met)) throw new WriteIncompleteError(space.name, consistency, outcomes)
     return {
       written: records.length,
@@ -374,7 +401,7 @@ export class Replicator {
   }
 
   private async writePartition (space: SpaceDef, partition: number, records: VersionedRecord[], targets: PeerId[],
-    counted: Set<PeerId>, needed: number, deadline: number): Promise<PartitionWriteOutcome> {
+    counted: Set<PeerId>, needed: number, deadline: number, normalized: boolean): Promise<PartitionWriteOutcome> {
     return await new Promise(resolve => {
       const o: PartitionWriteOutcome = { partition, rows: records.length, acks: 0, needed, hinted: 0, met: false, errors: [] }
       let done = 0
@@ -387,8 +414,14 @@ export class Replicator {
           resolve({ ...o, errors: [...o.errors] })
         }
       }
+      // The batches (and their encoded bodies) are built once and sent to every remote target.
+      let batches: WriteBatch[] | undefined
       for (const target of targets) {
-        void this.deliver(target, space, partition, records, deadline).then(res => {
+        if (target !== this.self && batches === undefined) {
+          // On failure (a record too large to send) deliver() retries and reports it per target.
+          try { batches = this.writeBatches(space, partition, records, normalized) } catch { /* see above */ }
+        }
+        void this.deliver(target, space, partition, records, batches, deadline, normalized).then(res => {
           done++
           if (res.ok) {
             if (counted.has(target)) o.acks++
@@ -403,8 +436,44 @@ export class Replicator {
     })
   }
 
+  /**
+   * Splits a partition's records into repl.write requests. When the transport can encode a body
+   * once for every target, each batch is encoded here, and the encoded size decides the split
+   * (a batch over maxBatchBytes is halved): no per-row size estimate, no per-target encoding.
+   */
+  private writeBatches (space: SpaceDef, partition: number, records: VersionedRecord[], normalized: boolean): WriteBatch[] {
+    const out: WriteBatch[] = []
+    const body = (recs: VersionedRecord[]): unknown => normalized
+      ? { space, partition, packed: packRecords(space, recs), hlc: Math.max(maxVersion(recs), this.hlc.current()) }
+      : { space, partition, records: recs, hlc: Math.max(maxVersion(recs), this.hlc.current()) }
+    const encode = this.transport.encodeBody?.bind(this.transport)
+    if (encode === undefined) {
+      for (const recs of chunkRecords(records, this.opts.maxBatchRecords, this.opts.maxBatchBytes)) out.push({ records: recs, body: body(recs) })
+      return out
+    }
+    const add = (recs: VersionedRecord[]): void => {
+      let encoded: EncodedBody | undefined
+      try {
+        encoded = encode(body(recs))
+      } catch (err) {
+        if (recs.length === 1 || !isPermanent(err)) throw err
+      }
+      if (encoded !== undefined && (encoded.encodedBytes <= this.opts.maxBatchBytes || recs.length === 1)) {
+        out.push({ records: recs, body: encoded })
+        return
+      }
+      const half = recs.length >> 1
+      add(recs.slice(0, half))
+      add(recs.slice(half))
+    }
+    const max = this.opts.maxBatchRecords
+    for (let i = 0; i < records.length; i += max) add(records.length <= max ? records : records.slice(i, i + max))
+    return out
+  }
+
   /** Sends records to one replica, in bounded batches; never rejects. */
-  private async deliver (target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[], deadline: number): Promise<DeliverResult> {
+  private async deliver (target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[], batches: WriteBatch[] | undefined,
+    deadline: number, normalized: boolean): Promise<DeliverResult> {
     if (target === this.self) {
       try {
         await this.applyLocal(space, partition, records)
@@ -416,13 +485,19 @@ export class Replicator {
       }
     }
     if (!this.detector.isReachable(target)) return { ok: false, failed: records, error: 'UNREACHABLE (detector)' }
-    const chunks = chunkRecords(records, this.opts.maxBatchRecords, this.opts.maxBatchBytes)
-    for (let i = 0; i < chunks.length; i++) {
+    if (batches === undefined) {
+      try {
+        batches = this.writeBatches(space, partition, records, normalized)
+      } catch (err) {
+        return { ok: false, failed: records, error: errText(err), noHint: isPermanent(err) }
+      }
+    }
+    for (let i = 0; i < batches.length; i++) {
       const left = deadline - this.clock.now()
-      const rest = (): VersionedRecord[] => chunks.slice(i).flat()
+      const rest = (): VersionedRecord[] => batches.slice(i).flatMap(b => b.records)
       if (left <= 0) return { ok: false, failed: rest(), error: 'TIMEOUT' }
       try {
-        await this.sendWrite(target, space, partition, chunks[i]!, left)
+        parseWriteAnswer(await this.transport.request(this.addr(target), METHOD_WRITE, batches[i]!.body, { timeoutMs: left }))
       } catch (err) {
         return { ok: false, failed: rest(), error: errText(err), noHint: isPermanent(err) }
       }
@@ -518,6 +593,19 @@ export class Replicator {
     return parseReadAnswer(answer, space, [id])[0]
   }
 
+  /** Replicas in the order a read asks them: this peer, then remotes by recent latency. */
+  private readOrder (reachable: PeerId[]): PeerId[] {
+    const remotes = reachable.filter(p => p !== this.self)
+    remotes.sort((a, b) => (this.latency.get(a) ?? 0) - (this.latency.get(b) ?? 0))
+    return reachable.includes(this.self) ? [this.self, ...remotes] : remotes
+  }
+
+  /** Exponentially weighted read latency per peer (a failure counts as a full timeout). */
+  private observeLatency (peer: PeerId, ms: number): void {
+    const prev = this.latency.get(peer)
+    this.latency.set(peer, prev === undefined ? ms : prev * 0.8 + ms * 0.2)
+  }
+
   private async readOne (space: SpaceDef, partition: number, id: string, reachable: PeerId[], timeoutMs: number): Promise<ReadResult> {
     const deadline = this.clock.now() + timeoutMs
     const order = reachable.includes(this.self) ? [this.self, ...reachable.filter(p => p !== this.self)] : reachable
@@ -557,15 +645,28 @@ export class Replicator {
         return false
       }
     }
+    // Ask just `needed` replicas: this peer first (no network), then the remotes that answered
+    // fastest lately. Another one is asked when one fails, or all the rest when the answers are
+    // slow (readSpeculativeMs): a healthy read costs one remote request, not one per replica.
+    const order = this.readOrder(reachable)
     await new Promise<void>(resolve => {
       let done = 0
+      let launched = 0
+      let timer: Timer | undefined
       const check = (): void => {
         if (decided) return
-        if (answers.length >= needed || done === reachable.length) { decided = true; resolve() }
+        if (answers.length >= needed || done === order.length) {
+          decided = true
+          timer?.cancel()
+          resolve()
+        }
       }
-      for (const peer of reachable) {
+      const launch = (): void => {
+        const peer = order[launched++]!
+        const t0 = this.clock.now()
         void this.readFrom(peer, space, partition, id, Math.max(1, deadline - this.clock.now())).then(rec => {
           done++
+          if (peer !== this.self) this.observeLatency(peer, this.clock.now() - t0)
           const a = { peer, rec }
           if (decided) {
             // A late answer: repair it in the background if it is behind what we returned.
@@ -576,8 +677,17 @@ export class Replicator {
           check()
         }, err => {
           done++
+          if (peer !== this.self) this.observeLatency(peer, this.opts.requestTimeoutMs)
           errors.push(`${peer}: ${errText(err)}`)
+          if (!decided && launched < order.length) launch()
           check()
+        })
+      }
+      while (launched < Math.min(needed, order.length)) launch()
+      if (launched < order.length) {
+        timer = this.clock.setTimer(this.opts.readSpeculativeMs, () => {
+          timer = undefined
+          if (!decided) while (launched < order.length) launch()
         })
       }
     })

@@ -4,6 +4,8 @@
  *
  * ```
  * repl.write   { space: SpaceDef, partition, records: VersionedRecord[], hlc }  → { applied, stale }
+ *              or { space, partition, packed, hlc }: packed = [id, version, deleted, values | null, ...]
+ *              flat, 4 entries per record, values[i] the value of space.schema[i] (no column names)
  * repl.read    { space, partition, ids: string[] }                            → { records: (VersionedRecord | null)[] }
  * repl.digest  { space, partition, buckets }                                  → { digest: PartitionDigest }
  * repl.bucket  { space, partition, index, buckets }                           → { records: VersionedRecord[] }
@@ -12,7 +14,7 @@
  */
 import { isHlc } from '../hlc/index.js'
 import type { Hlc } from '../hlc/index.js'
-import { checkSchema, MAX_ID_LENGTH, validateRow } from '../schema/index.js'
+import { checkSchema, MAX_ID_LENGTH, validateRow, validateRowValues } from '../schema/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { PartitionDigest, VersionedRecord } from '../storage/index.js'
 import { ReplicaRequestError } from './errors.js'
@@ -49,7 +51,31 @@ function isInt (v: unknown, min: number, max: number): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max
 }
 
-/** Validates a SpaceDef sent by a coordinator (its schema through checkSchema). */
+/**
+ * Spaces parsed recently, by uid: every request carries its space, and running checkSchema on it
+ * each time is waste when it is the same definition as the last one. Bounded.
+ */
+const parsedSpaces = new Map<string, SpaceDef>()
+const MAX_PARSED_SPACES = 1024
+
+/** Whether a decoded schema is exactly `columns` (already normalized: what checkSchema returns for it). */
+function sameSchema (input: unknown, columns: SpaceDef['schema']): boolean {
+  if (!Array.isArray(input) || input.length !== columns.length) return false
+  for (let i = 0; i < columns.length; i++) {
+    const c = input[i] as Record<string, unknown> | null
+    const col = columns[i]!
+    if (!isObject(c) || c.name !== col.name || c.type !== col.type || c.nullable !== col.nullable) return false
+    let keys = 0
+    for (const k in c) if (Object.prototype.hasOwnProperty.call(c, k)) keys++
+    if (keys !== 3) return false
+  }
+  return true
+}
+
+/**
+ * Validates a SpaceDef sent by a coordinator (its schema through checkSchema, once per version of
+ * the space: an identical definition seen before answers the same parsed object).
+ */
 export function parseSpace (v: unknown): SpaceDef {
   if (!isObject(v)) throw bad('space must be an object')
   const { name, uid, schema, partitions, replicas } = v
@@ -57,13 +83,18 @@ export function parseSpace (v: unknown): SpaceDef {
   if (typeof uid !== 'string' || uid.length === 0 || uid.length > 512) throw bad('space.uid must be a string of 1 to 512 characters')
   if (!isInt(partitions, 1, MAX_PARTITIONS)) throw bad(`space.partitions must be an integer in 1..${MAX_PARTITIONS}`)
   if (!isInt(replicas, 1, 1024)) throw bad('space.replicas must be an integer in 1..1024')
+  const known = parsedSpaces.get(uid)
+  if (known !== undefined && known.name === name && known.partitions === partitions && known.replicas === replicas && sameSchema(schema, known.schema)) return known
   let columns
   try {
     columns = checkSchema(schema)
   } catch (err) {
     throw bad(`space.schema: ${(err as Error).message}`)
   }
-  return { name, uid, schema: columns, partitions, replicas }
+  const parsed = { name, uid, schema: columns, partitions, replicas }
+  if (parsedSpaces.size >= MAX_PARSED_SPACES && !parsedSpaces.has(uid)) parsedSpaces.clear()
+  parsedSpaces.set(uid, parsed)
+  return parsed
 }
 
 function parsePartition (v: unknown, space: SpaceDef): number {
@@ -98,11 +129,61 @@ export function parseRecords (v: unknown, space: SpaceDef, where: string, max = 
   return v.map((r, i) => parseRecord(r, space, `${where}[${i}]`))
 }
 
+/**
+ * The packed form of records whose rows are normalized against `space.schema` (every column
+ * present, no other key): what a coordinator sends in repl.write.
+ */
+export function packRecords (space: SpaceDef, records: readonly VersionedRecord[]): unknown[] {
+  const cols = space.schema
+  const n = cols.length
+  const out = new Array<unknown>(records.length * 4)
+  let k = 0
+  for (const r of records) {
+    out[k++] = r.id
+    out[k++] = r.version
+    out[k++] = r.deleted
+    const row = r.row
+    if (row === null) {
+      out[k++] = null
+    } else {
+      const values = new Array<unknown>(n)
+      for (let i = 0; i < n; i++) values[i] = row[cols[i]!.name] ?? null
+      out[k++] = values
+    }
+  }
+  return out
+}
+
+function parsePacked (v: unknown[], space: SpaceDef): VersionedRecord[] {
+  if (v.length % 4 !== 0) throw bad('packed must hold 4 entries per record')
+  if (v.length > MAX_RECORDS_PER_MESSAGE * 4) throw bad(`packed has ${v.length / 4} records; at most ${MAX_RECORDS_PER_MESSAGE}`)
+  const out = new Array<VersionedRecord>(v.length / 4)
+  for (let k = 0, i = 0; k < v.length; k += 4, i++) {
+    const id = v[k]
+    const version = v[k + 1]
+    const deleted = v[k + 2]
+    const values = v[k + 3]
+    if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) throw bad(`packed[${i}].id must be a string of 1 to ${MAX_ID_LENGTH} characters`)
+    if (!isHlc(version)) throw bad(`packed[${i}].version must be a non-negative safe integer (HLC)`)
+    if (typeof deleted !== 'boolean') throw bad(`packed[${i}].deleted must be a boolean`)
+    if (deleted) {
+      if (values !== null) throw bad(`packed[${i}].values must be null for a tombstone`)
+      out[i] = { id, version, deleted, row: null }
+      continue
+    }
+    const r = validateRowValues(space.schema, values, 0)
+    if ('error' in r) throw bad(`packed[${i}].row${r.error.field !== '' ? `.${r.error.field}` : ''}: ${r.error.message}`)
+    if (r.row.id !== id) throw bad(`packed[${i}].row.id does not match packed[${i}].id`)
+    out[i] = { id, version, deleted, row: r.row }
+  }
+  return out
+}
+
 export function parseWriteRequest (body: unknown): WriteRequest {
   if (!isObject(body)) throw bad('body must be an object')
   const space = parseSpace(body.space)
   const partition = parsePartition(body.partition, space)
-  const records = parseRecords(body.records, space, 'records')
+  const records = Array.isArray(body.packed) && body.records === undefined ? parsePacked(body.packed, space) : parseRecords(body.records, space, 'records')
   if (!isHlc(body.hlc)) throw bad('hlc must be a non-negative safe integer')
   return { space, partition, records, hlc: body.hlc }
 }

@@ -65,6 +65,11 @@ export type MessageListener = (body: unknown, from: PeerId) => void
  *
  * Failures are reported with the error classes of runtime/errors.ts, matched by `name`.
  */
+/** A request body encoded by Transport.encodeBody (opaque; `bytes` is its encoded size). */
+export interface EncodedBody {
+  readonly encodedBytes: number
+}
+
 export interface Transport {
   readonly localPeerId: PeerId
   /** Addresses other peers can use to reach this one. */
@@ -77,6 +82,12 @@ export interface Transport {
   send(to: PeerAddress, method: string, body: unknown): void
   /** Request/response. Resolves with the handler's answer; rejects with an RpcError subclass. */
   request(to: PeerAddress, method: string, body: unknown, opts?: RequestOptions): Promise<unknown>
+  /**
+   * Optional: encodes a request body once, for sending the same body to several peers through
+   * request() without encoding it again per peer. The result is opaque except for its size; only
+   * this transport's request() accepts it. Throws FrameTooLargeError when it cannot be sent.
+   */
+  encodeBody?(body: unknown): EncodedBody
   /** Streamed response: the handler's items, in order, with flow control. */
   stream(to: PeerAddress, method: string, body: unknown, opts?: RequestOptions): AsyncIterable<unknown>
   /** Registers the handler of request/response `method` (one per method). */

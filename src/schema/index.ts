@@ -218,6 +218,49 @@ function checkValue (type: ColumnType, v: unknown): { ok: unknown } | { bad: str
   return { bad: `unsupported type ${type}` }
 }
 
+type Check = (v: unknown) => { ok: unknown } | { bad: string }
+
+interface CompiledSchema {
+  names: string[]
+  nullable: boolean[]
+  types: ColumnType[]
+  checks: Check[]
+  /** Column names, for the unknown-column check (a Set: no prototype lookups). */
+  known: Set<string>
+}
+
+/** Compiled checks per schema array (schemas are immutable once built; addColumn makes a new one). */
+const compiled = new WeakMap<SpaceSchema, CompiledSchema>()
+
+function compile (schema: SpaceSchema): CompiledSchema {
+  let c = compiled.get(schema)
+  if (c === undefined) {
+    c = {
+      names: schema.map(col => col.name),
+      nullable: schema.map(col => col.nullable),
+      types: schema.map(col => col.type),
+      checks: schema.map(col => checkerOf(col.type)),
+      known: new Set(schema.map(col => col.name))
+    }
+    compiled.set(schema, c)
+  }
+  return c
+}
+
+/** checkValue specialised to one type: the type is parsed once, not per value. */
+function checkerOf (type: ColumnType): Check {
+  if (vectorDim(type) !== undefined || listElement(type) !== undefined) return v => checkValue(type, v)
+  switch (type as ScalarType) {
+    case 'float64': return v => typeof v === 'number' && Number.isFinite(v) ? { ok: v } : { bad: 'expected a finite number (float64)' }
+    case 'utf8': return v => typeof v !== 'string' ? { bad: 'expected a string (utf8)' } : v.length <= MAX_STRING_LENGTH ? { ok: v } : { bad: `string of ${v.length} characters; at most ${MAX_STRING_LENGTH}` }
+    case 'bool': return v => typeof v === 'boolean' ? { ok: v } : { bad: 'expected true or false' }
+    case 'int64': return v => typeof v === 'number' && Number.isSafeInteger(v) ? { ok: v } : checkValue(type, v)
+    case 'timestamp': return v => typeof v === 'number' && Number.isSafeInteger(v) ? { ok: v } : checkValue(type, v)
+    case 'date': return v => typeof v === 'number' && Number.isSafeInteger(v) ? { ok: v } : checkValue(type, v)
+    default: return v => checkValue(type, v)
+  }
+}
+
 /**
  * Checks one row against the schema and returns it normalized (every column present, absent ones
  * null), or the first error found in it.
@@ -226,22 +269,52 @@ export function validateRow (schema: SpaceSchema, input: unknown, rowNumber: num
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     return { error: { row: rowNumber, field: '', message: 'a record must be a JSON object' } }
   }
+  const cs = compile(schema)
   const src = input as Record<string, unknown>
-  for (const key of Object.keys(src)) {
-    if (!schema.some(c => c.name === key)) return { error: { row: rowNumber, field: key, message: 'unknown column' } }
+  for (const key in src) {
+    // for-in also walks inherited enumerable keys; only own ones are the row's (as Object.keys).
+    if (!cs.known.has(key) && Object.prototype.hasOwnProperty.call(src, key)) return { error: { row: rowNumber, field: key, message: 'unknown column' } }
   }
   // Null-prototype object: a column named like an Object.prototype member stays a plain key.
   const row: Row = Object.create(null)
-  for (const c of schema) {
-    const v = Object.prototype.hasOwnProperty.call(src, c.name) ? src[c.name] : undefined
+  const n = cs.names.length
+  for (let i = 0; i < n; i++) {
+    const name = cs.names[i]!
+    const v = Object.prototype.hasOwnProperty.call(src, name) ? src[name] : undefined
     if (v === undefined || v === null) {
-      if (!c.nullable) return { error: { row: rowNumber, field: c.name, message: `is required (${c.type}, not null)` } }
-      row[c.name] = null
+      if (!cs.nullable[i]) return { error: { row: rowNumber, field: name, message: `is required (${cs.types[i]!}, not null)` } }
+      row[name] = null
       continue
     }
-    const r = checkValue(c.type, v)
-    if ('bad' in r) return { error: { row: rowNumber, field: c.name, message: r.bad } }
-    row[c.name] = r.ok
+    const r = cs.checks[i]!(v)
+    if ('bad' in r) return { error: { row: rowNumber, field: name, message: r.bad } }
+    row[name] = r.ok
+  }
+  const id = row.id as string
+  if (id.length === 0 || id.length > MAX_ID_LENGTH) return { error: { row: rowNumber, field: 'id', message: `must be 1 to ${MAX_ID_LENGTH} characters` } }
+  return { row }
+}
+
+/**
+ * validateRow for a row sent positionally: `values[i]` is the value of `schema[i]` (a replica
+ * receives rows this way, without repeating the column names in every row).
+ */
+export function validateRowValues (schema: SpaceSchema, values: unknown, rowNumber: number): { row: Row } | { error: RowError } {
+  const cs = compile(schema)
+  const n = cs.names.length
+  if (!Array.isArray(values) || values.length !== n) return { error: { row: rowNumber, field: '', message: `a record must be an array of ${n} values` } }
+  const row: Row = Object.create(null)
+  for (let i = 0; i < n; i++) {
+    const name = cs.names[i]!
+    const v: unknown = values[i]
+    if (v === undefined || v === null) {
+      if (!cs.nullable[i]) return { error: { row: rowNumber, field: name, message: `is required (${cs.types[i]!}, not null)` } }
+      row[name] = null
+      continue
+    }
+    const r = cs.checks[i]!(v)
+    if ('bad' in r) return { error: { row: rowNumber, field: name, message: r.bad } }
+    row[name] = r.ok
   }
   const id = row.id as string
   if (id.length === 0 || id.length > MAX_ID_LENGTH) return { error: { row: rowNumber, field: 'id', message: `must be 1 to ${MAX_ID_LENGTH} characters` } }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { HintStore, chunkRecords, parseRecord, parseSpace, parseWriteRequest } from '../../src/replication/index.js'
+import { HintStore, chunkRecords, packRecords, parseRecord, parseSpace, parseWriteRequest } from '../../src/replication/index.js'
 import { checkSchema } from '../../src/schema/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
 import { compareVersions } from '../../src/storage/types.js'
@@ -32,7 +32,16 @@ describe('replication wire validation', () => {
     ['row failing the schema', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: false, row: { id: 'a', v: 'x' } }], hlc: 1 }],
     ['unknown column', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: false, row: { id: 'a', zz: 1 } }], hlc: 1 }],
     ['row id mismatch', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: false, row: { id: 'b' } }], hlc: 1 }],
-    ['too many records', { space, partition: 0, records: new Array(20_001).fill(null), hlc: 1 }]
+    ['too many records', { space, partition: 0, records: new Array(20_001).fill(null), hlc: 1 }],
+    ['packed: not 4 entries per record', { space, partition: 0, packed: ['a', 1, false], hlc: 1 }],
+    ['packed: too few values', { space, partition: 0, packed: ['a', 1, false, ['a']], hlc: 1 }],
+    ['packed: values not an array', { space, partition: 0, packed: ['a', 1, false, { id: 'a', v: 1 }], hlc: 1 }],
+    ['packed: value failing the schema', { space, partition: 0, packed: ['a', 1, false, ['a', 'x']], hlc: 1 }],
+    ['packed: null id value', { space, partition: 0, packed: ['a', 1, false, [null, 1]], hlc: 1 }],
+    ['packed: row id mismatch', { space, partition: 0, packed: ['a', 1, false, ['b', 1]], hlc: 1 }],
+    ['packed: tombstone with values', { space, partition: 0, packed: ['a', 1, true, ['a', 1]], hlc: 1 }],
+    ['packed: unsafe version', { space, partition: 0, packed: ['a', 2 ** 60, false, ['a', 1]], hlc: 1 }],
+    ['packed: too many records', { space, partition: 0, packed: new Array(80_004).fill(null), hlc: 1 }]
   ]
   for (const [what, body] of bad) {
     it(`refuses ${what} with BAD_REQUEST`, () => {
@@ -41,6 +50,22 @@ describe('replication wire validation', () => {
       expect((err as { code?: string }).code).toBe('BAD_REQUEST')
     })
   }
+
+  it('accepts records packed positionally (what coordinators send) and gives the same records', () => {
+    const recs = [rec('a', 5, 7), rec('b', 6, null), { id: 'c', version: 7, deleted: false, row: { id: 'c', v: null } }]
+    const req = parseWriteRequest({ space, partition: 1, packed: packRecords(space, recs), hlc: 7 })
+    expect(req.records).toEqual(recs)
+    expect(Object.getPrototypeOf(req.records[0]!.row)).toBe(null)
+  })
+
+  it('parses an identical space once, and a changed one again', () => {
+    const a = parseSpace(JSON.parse(JSON.stringify(space)))
+    expect(parseSpace(JSON.parse(JSON.stringify(space)))).toBe(a)
+    const wider = { ...space, schema: [...space.schema, { name: 'w', type: 'utf8', nullable: true }] }
+    expect(parseSpace(wider).schema.map(c => c.name)).toEqual(['id', 'v', 'w'])
+    // Same columns with an extra key is not the same definition: checkSchema refuses it.
+    expect(() => parseSpace({ ...wider, schema: [...wider.schema.slice(0, 2), { name: 'w', type: 'utf8', nullable: true, x: 1 }] })).toThrow(/unknown field/)
+  })
 
   it('validates spaces and records on their own', () => {
     expect(parseSpace(space).schema[0]!.name).toBe('id')
