@@ -31,9 +31,20 @@ export interface DataApi {
   describeSpace(name: string): SpaceView
   dropSpace(name: string): void
   addColumn(name: string, column: unknown): SpaceView
-  writeRecords(space: string, rows: unknown[], opts: { consistency: Consistency, timeoutMs?: number, firstRowNumber?: number }): Promise<WriteOutcome>
-  getRecord(space: string, id: string, opts: { consistency: Consistency, timeoutMs?: number }): Promise<RecordAnswer | undefined>
-  deleteRecord(space: string, id: string, opts: { consistency: Consistency, timeoutMs?: number }): Promise<{ deleted: true, version: number }>
+  writeRecords(space: string, rows: unknown[], opts: RequestOptions): Promise<WriteOutcome>
+  getRecord(space: string, id: string, opts: RequestOptions): Promise<RecordAnswer | undefined>
+  deleteRecord(space: string, id: string, opts: RequestOptions): Promise<{ deleted: true, version: number }>
+}
+
+export interface RequestOptions {
+  consistency: Consistency
+  timeoutMs?: number
+  /**
+   * A causality token: the `version` of an earlier answer this client has seen. The coordinator
+   * moves its clock past it first, so this client's next write is newer than its last one even
+   * when the two go through coordinators whose clocks disagree.
+   */
+  after?: number
 }
 
 /** Largest records body: 64 MiB, about 200,000 typical rows; importers send batches well below it. */
@@ -75,14 +86,23 @@ export function registerDataApi (server: HttpServer, data: DataApi): void {
   }))
 }
 
-function readOptions (req: RouteRequest): { consistency: Consistency, timeoutMs?: number } {
+function readOptions (req: RouteRequest): RequestOptions {
   const c = (req.query.get('consistency') ?? 'quorum').toLowerCase()
   if (c !== 'one' && c !== 'quorum' && c !== 'all') throw new HttpError(400, 'BAD_REQUEST', `query parameter 'consistency' must be one, quorum or all; got '${c}'`)
+  const out: RequestOptions = { consistency: c }
   const t = req.query.get('timeoutMs')
-  if (t === null) return { consistency: c }
-  const timeoutMs = Number(t)
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) throw new HttpError(400, 'BAD_REQUEST', "query parameter 'timeoutMs' must be an integer from 1 to 600000")
-  return { consistency: c, timeoutMs }
+  if (t !== null) {
+    const timeoutMs = Number(t)
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) throw new HttpError(400, 'BAD_REQUEST', "query parameter 'timeoutMs' must be an integer from 1 to 600000")
+    out.timeoutMs = timeoutMs
+  }
+  const a = req.query.get('after')
+  if (a !== null) {
+    const after = Number(a)
+    if (!/^\d{1,16}$/.test(a) || !Number.isSafeInteger(after)) throw new HttpError(400, 'BAD_REQUEST', "query parameter 'after' must be a version (a non-negative integer) from an earlier answer")
+    out.after = after
+  }
+  return out
 }
 
 /** A JSON array, or NDJSON (one object per line; blank lines skipped), chosen by content. */
@@ -133,6 +153,10 @@ export function toHttpError (err: unknown): unknown {
     }
     case 'PartitionUnavailableError':
       return new HttpError(503, 'PARTITION_UNAVAILABLE', e.message)
+    case 'ReadIncompleteError':
+      return new HttpError(503, 'READ_INCOMPLETE', e.message)
+    case 'NotSyncedError':
+      return new HttpError(503, 'NOT_SYNCED', e.message)
     case 'WriteIncompleteError':
       return new HttpError(503, 'WRITE_INCOMPLETE', e.message, e.details)
     case 'ClockSkewError':

@@ -13,4 +13,4 @@ export type { RouteHandler, RouteRequest, RouteResponse, RouteOptions, HttpServe
 export { registerApi } from './api.js'
 export type { ApiPeer, MemberView, HealthReport, FaultControl, FaultState } from './api.js'
 export { registerDataApi, parseRecordsBody, toHttpError } from './data.js'
-export type { DataApi, SpaceView, WriteOutcome, RecordAnswer, Consistency } from './data.js'
+export type { DataApi, SpaceView, WriteOutcome, RecordAnswer, Consistency, RequestOptions } from './data.js'

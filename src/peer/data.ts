@@ -1,4 +1,5 @@
-import type { Consistency, DataApi, RecordAnswer, SpaceView, WriteOutcome } from '../http/index.js'
+import type { DataApi, RecordAnswer, RequestOptions, SpaceView, WriteOutcome } from '../http/index.js'
+import type { HybridClock } from '../hlc/index.js'
 import { CatalogError, type PlacementService, type SpaceCatalog } from '../placement/index.js'
 import type { Replicator } from '../replication/index.js'
 import { rowToJson, validateRows, type SpaceDef } from '../schema/index.js'
@@ -13,6 +14,7 @@ export class DataService implements DataApi {
     private readonly catalog: SpaceCatalog,
     private readonly placement: PlacementService,
     private readonly replicator: Replicator,
+    private readonly hlc: HybridClock,
     private readonly clusterSize: () => number
   ) {}
 
@@ -53,26 +55,34 @@ export class DataService implements DataApi {
     return this.view(this.catalog.addColumn(name, column))
   }
 
-  async writeRecords (name: string, inputs: unknown[], opts: { consistency: Consistency, timeoutMs?: number }): Promise<WriteOutcome> {
+  async writeRecords (name: string, inputs: unknown[], opts: RequestOptions): Promise<WriteOutcome> {
     const space = this.require(name)
     const { rows, errors } = validateRows(space.schema, inputs)
     if (errors.length > 0) return { written: 0, errors }
     if (rows.length === 0) return { written: 0, errors: [] }
-    const result = await this.replicator.write(space, rows, { ...opts, prevalidated: true })
-    return { written: result.written, errors: [], consistency: opts.consistency, partitions: result.partitions }
+    this.observe(opts)
+    const result = await this.replicator.write(space, rows, { ...levelOf(opts), prevalidated: true })
+    return { written: result.written, version: result.version, errors: [], consistency: opts.consistency, partitions: result.partitions }
   }
 
-  async getRecord (name: string, id: string, opts: { consistency: Consistency, timeoutMs?: number }): Promise<RecordAnswer | undefined> {
+  async getRecord (name: string, id: string, opts: RequestOptions): Promise<RecordAnswer | undefined> {
     const space = this.require(name)
-    const result = await this.replicator.read(space, id, opts)
+    this.observe(opts)
+    const result = await this.replicator.read(space, id, levelOf(opts))
     if (result.record === undefined || result.record.row === null) return undefined
     return { record: rowToJson(result.record.row), version: result.record.version, ...(result.repaired > 0 ? { repaired: result.repaired } : {}) }
   }
 
-  async deleteRecord (name: string, id: string, opts: { consistency: Consistency, timeoutMs?: number }): Promise<{ deleted: true, version: number }> {
+  async deleteRecord (name: string, id: string, opts: RequestOptions): Promise<{ deleted: true, version: number }> {
     const space = this.require(name)
-    const result = await this.replicator.remove(space, [id], opts)
+    this.observe(opts)
+    const result = await this.replicator.remove(space, [id], levelOf(opts))
     return { deleted: true, version: result.version }
+  }
+
+  /** Moves the clock past the client's causality token (refusing one too far in the future). */
+  private observe (opts: RequestOptions): void {
+    if (opts.after !== undefined) this.hlc.observe(opts.after)
   }
 
   private require (name: string): SpaceDef {
@@ -91,4 +101,8 @@ export class DataService implements DataApi {
       effectiveReplicas: Math.min(space.replicas, this.clusterSize())
     }
   }
+}
+
+function levelOf (opts: RequestOptions): { consistency: RequestOptions['consistency'], timeoutMs?: number } {
+  return opts.timeoutMs === undefined ? { consistency: opts.consistency } : { consistency: opts.consistency, timeoutMs: opts.timeoutMs }
 }

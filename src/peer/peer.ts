@@ -178,7 +178,7 @@ export class Peer implements ApiPeer {
     const peer = new Peer(config, log, layers, metrics)
     peer.httpUrl = httpAddress
     registerApi(http, peer)
-    const data = new DataService(catalog, placement, replicator, () => placement.members().length)
+    const data = new DataService(catalog, placement, replicator, hlc, () => placement.members().length)
     peer.data = data
     registerDataApi(http, data)
     peer.registerMetrics()

@@ -66,6 +66,18 @@ export class ReadIncompleteError extends Error {
   }
 }
 
+/**
+ * This peer has not exchanged state with its cluster since it started (it is restarting and has
+ * not reached anyone yet): its view of owners and data may be stale, so it coordinates nothing.
+ */
+export class NotSyncedError extends Error {
+  override name = 'NotSyncedError'
+  readonly code = 'NOT_SYNCED'
+  constructor (readonly space: string, readonly operation: 'write' | 'read') {
+    super(`this peer has not reached its cluster since it started, so it does not coordinate a ${operation} of space '${space}' yet; nothing was ${operation === 'write' ? 'written' : 'read'}. Retry, or ask another peer`)
+  }
+}
+
 /** The rows given to write() do not fit the space's schema; nothing was written. */
 export class InvalidRowsError extends Error {
   override name = 'InvalidRowsError'

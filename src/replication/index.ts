@@ -34,7 +34,7 @@ export type {
   ReplicatorDeps, ReplicatorOptions, StoreProvider, ReachabilityView, MembershipEvents, WriteOptions, WriteResult,
   ReadOptions, ReadResult, ReplicationStats
 } from './replicator.js'
-export { PartitionUnavailableError, WriteIncompleteError, ReadIncompleteError, InvalidRowsError, ReplicaRequestError } from './errors.js'
+export { PartitionUnavailableError, WriteIncompleteError, ReadIncompleteError, InvalidRowsError, ReplicaRequestError, NotSyncedError } from './errors.js'
 export type { Consistency, PartitionWriteOutcome } from './errors.js'
 export { HintStore } from './hints.js'
 export type { Hint, HintStats } from './hints.js'

@@ -12,7 +12,7 @@ import type { Row, SpaceDef } from '../schema/index.js'
 import { compareVersions } from '../storage/index.js'
 import type { PartitionStore, VersionedRecord } from '../storage/index.js'
 import {
-  InvalidRowsError, PartitionUnavailableError, ReadIncompleteError, ReplicaRequestError, WriteIncompleteError
+  InvalidRowsError, NotSyncedError, PartitionUnavailableError, ReadIncompleteError, ReplicaRequestError, WriteIncompleteError
 } from './errors.js'
 import type { Consistency, PartitionWriteOutcome } from './errors.js'
 import { HintStore } from './hints.js'
@@ -39,6 +39,12 @@ export interface ReachabilityView {
 /** What replication needs of membership (Swim satisfies it): 'alive' / 'join' events replay hints. */
 export interface MembershipEvents {
   onChange(listener: (ev: MemberEvent) => void): () => void
+  /**
+   * Whether membership has exchanged state with the cluster since start (Swim.hasSynced). Until
+   * then this peer neither catches up nor marks partitions ready, and refuses to coordinate:
+   * its view is only itself. Default: always synced.
+   */
+  hasSynced?(): boolean
 }
 
 export interface ReplicatorDeps {
@@ -358,6 +364,7 @@ export class Replicator {
    * `normalized`: every row is validateRows output for this very space (sent packed, see wire.ts).
    */
   async writeRecords (space: SpaceDef, records: readonly VersionedRecord[], opts: WriteOptions = {}, normalized = false): Promise<WriteResult> {
+    this.requireSynced(space, 'write')
     const consistency = opts.consistency ?? 'quorum'
     const timeoutMs = opts.timeoutMs ?? this.opts.requestTimeoutMs
     const deadline = this.clock.now() + timeoutMs
@@ -573,6 +580,7 @@ export class Replicator {
   // ------------------------------------------------------------------------------ read
 
   async read (space: SpaceDef, id: string, opts: ReadOptions = {}): Promise<ReadResult> {
+    this.requireSynced(space, 'read')
     const consistency = opts.consistency ?? 'quorum'
     const timeoutMs = opts.timeoutMs ?? this.opts.requestTimeoutMs
     const partition = this.placement.partitionOf(space, id)
@@ -832,8 +840,13 @@ export class Replicator {
   }
 
   /** Catches up owned partitions that are not ready; releases held partitions no longer owned. */
+  /** A peer that has not heard from its cluster since it started does not coordinate. */
+  private requireSynced (space: SpaceDef, operation: 'write' | 'read'): void {
+    if (this.membership.hasSynced?.() === false) throw new NotSyncedError(space.name, operation)
+  }
+
   reconcile (): void {
-    if (this.stopped) return
+    if (this.stopped || this.membership.hasSynced?.() === false) return
     const owned = new Map<string, { space: SpaceDef, partition: number }>()
     for (const o of this.placement.ownedPartitions()) owned.set(keyOf(o.space, o.partition), o)
     const now = this.clock.now()

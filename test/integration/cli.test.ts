@@ -98,6 +98,11 @@ describe('a peer with an unreachable bootstrap address', () => {
     const b = await cluster.startPeer('b', { bootstrap: [`/ip4/127.0.0.1/tcp/${laterPort}`] })
     expect((await b.health()).peer).toBe(b.peerId)
     await waitFor(async () => (await b.logs()).includes('no bootstrap peer reachable yet'), { timeoutMs: 10_000 })
+    // Until it has reached its cluster, it coordinates no write: its view is only itself.
+    expect((await b.post('/spaces', { name: 'early', schema: [{ name: 'v', type: 'utf8' }] })).status).toBe(201)
+    const early = await b.post('/spaces/early/records', [{ id: 'x', v: 'y' }])
+    expect(early.status).toBe(503)
+    expect((early.body as { error: { code: string } }).error.code).toBe('NOT_SYNCED')
 
     // Bring up a peer on the address b was told about; b's background retries must find it.
     const a = await cluster.startPeer('a', { extraArgs: ['--listen', `/ip4/127.0.0.1/tcp/${laterPort}`] })

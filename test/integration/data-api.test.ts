@@ -132,6 +132,21 @@ describe('spaces and records through HTTP and the CLI', () => {
     await waitFor(async () => (await fetch(`${a.url}/spaces/gone`)).status === 404, { timeoutMs: 10_000 })
   })
 
+  it('answers writes with their version and moves its clock past a client\'s causality token', async () => {
+    const first = await post(a, '/spaces/people/records', [{ id: 'tok', name: 'first' }])
+    expect(typeof first.body.version).toBe('number')
+    // A token 10 s ahead (within the 60 s skew bound): the next write through b is newer still.
+    const ahead = first.body.version + 10_000 * 1024
+    const second = await post(b, `/spaces/people/records?after=${ahead}`, [{ id: 'tok', name: 'second' }])
+    expect(second.status).toBe(200)
+    expect(second.body.version).toBeGreaterThan(ahead)
+    expect(((await a.get('/spaces/people/records/tok')) as { record: { name: string } }).record.name).toBe('second')
+    expect((await post(b, '/spaces/people/records?after=soon', [{ id: 'tok', name: 'x' }])).status).toBe(400)
+    const tooFar = await post(b, `/spaces/people/records?after=${first.body.version + 3_600_000 * 1024}`, [{ id: 'tok', name: 'x' }])
+    expect(tooFar.status).toBe(503)
+    expect(tooFar.body.error.code).toBe('CLOCK_SKEW')
+  })
+
   // Last: a skewed peer's HLC stays ahead after the skew is removed (it never goes backwards).
   it('refuses writes stamped by a peer whose clock is skewed past the bound, and says so', async () => {
     const skew = await post(b, '/admin/faults', { clockOffsetMs: 120_000 })

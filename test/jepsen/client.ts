@@ -56,13 +56,30 @@ export async function request (url: string, init: { method: string, body?: strin
 export class ShoalClient {
   constructor (private readonly opts: ClientOptions) {}
 
-  async write (baseUrl: string, space: string, row: Record<string, unknown>, consistency: string): Promise<Outcome> {
-    return await request(`${baseUrl}/spaces/${space}/records?consistency=${consistency}&timeoutMs=${this.opts.serverTimeoutMs}`,
+  /** `after`: the newest version this client has seen (a causality token, see docs/consistency.md). */
+  async write (baseUrl: string, space: string, row: Record<string, unknown>, consistency: string, after?: number): Promise<Outcome> {
+    return await request(`${baseUrl}/spaces/${space}/records?consistency=${consistency}&timeoutMs=${this.opts.serverTimeoutMs}${afterParam(after)}`,
       { method: 'POST', body: JSON.stringify([row]) }, this.opts.timeoutMs, false)
   }
 
-  async read (baseUrl: string, space: string, id: string, consistency: string, timeoutMs = this.opts.timeoutMs): Promise<Outcome> {
-    return await request(`${baseUrl}/spaces/${space}/records/${encodeURIComponent(id)}?consistency=${consistency}&timeoutMs=${Math.min(this.opts.serverTimeoutMs, timeoutMs)}`,
+  async read (baseUrl: string, space: string, id: string, consistency: string, timeoutMs = this.opts.timeoutMs, after?: number): Promise<Outcome> {
+    return await request(`${baseUrl}/spaces/${space}/records/${encodeURIComponent(id)}?consistency=${consistency}&timeoutMs=${Math.min(this.opts.serverTimeoutMs, timeoutMs)}${afterParam(after)}`,
       { method: 'GET' }, timeoutMs, true)
+  }
+}
+
+function afterParam (after: number | undefined): string {
+  return after === undefined || after <= 0 ? '' : `&after=${after}`
+}
+
+/**
+ * A single-threaded client's session: the newest version it has seen, sent as `after` with every
+ * operation, so its writes are ordered by its own real-time order whatever the coordinators'
+ * clocks say (without it, LWW under clock skew can drop a client's later write).
+ */
+export class Session {
+  newest = 0
+  saw (o: Outcome): void {
+    if (o.type === 'ok' && typeof o.body.version === 'number' && o.body.version > this.newest) this.newest = o.body.version
   }
 }

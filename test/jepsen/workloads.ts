@@ -9,7 +9,7 @@
  *  queries   not implemented: the query layer does not exist yet.
  */
 import type { PeerProcess } from '../cluster/index.js'
-import type { ShoalClient, Outcome } from './client.js'
+import { Session, type ShoalClient, type Outcome } from './client.js'
 import type { History, Op, Workload } from './history.js'
 
 export const SET_SPACE = 'jepsen_set'
@@ -51,19 +51,21 @@ export async function perform (ctx: WorkerContext, process: number | string, inv
 export async function setWorker (ctx: WorkerContext, process: number): Promise<void> {
   let n = 0
   const acked: string[] = []
+  const session = new Session()
   while (!ctx.stopped()) {
     const coord = pick(ctx.coordinators(), ctx.random)
     if (coord === undefined) { await sleep(100); continue }
     if (acked.length > 0 && ctx.random() < 0.15) {
       const id = pick(acked, ctx.random)!
       await perform(ctx, process, { f: 'read', workload: 'set', key: id, value: null }, coord,
-        async () => await ctx.client.read(coord.url, SET_SPACE, id, 'quorum'),
-        o => ({ value: o.status === 200, ...(typeof o.body.version === 'number' ? { version: o.body.version } : {}) }))
+        async () => await ctx.client.read(coord.url, SET_SPACE, id, 'quorum', undefined, session.newest),
+        o => ({ value: o.status === 200, ...(typeof o.body.version === 'number' ? { version: o.body.version } : {}) })).then(o => { session.saw(o) })
     } else {
       const id = `s${process}-${n++}`
       const o = await perform(ctx, process, { f: 'add', workload: 'set', key: id, value: id }, coord,
-        async () => await ctx.client.write(coord.url, SET_SPACE, { id }, 'quorum'),
+        async () => await ctx.client.write(coord.url, SET_SPACE, { id }, 'quorum', session.newest),
         o => (typeof o.body.version === 'number' ? { version: o.body.version } : {}))
+      session.saw(o)
       if (o.type === 'ok') acked.push(id)
     }
     await sleep(ctx.random() * ctx.thinkMs)
@@ -84,20 +86,21 @@ export async function registerWorker (ctx: WorkerContext, process: number, index
   const own = keys.single.filter((_, i) => i % workers === index)
   const all = [...keys.single, ...keys.multi]
   let n = 0
+  const session = new Session()
   while (!ctx.stopped()) {
     const coord = pick(ctx.coordinators(), ctx.random)
     if (coord === undefined) { await sleep(100); continue }
     if (ctx.random() < 0.5) {
       const key = ctx.random() < 0.7 && own.length > 0 ? pick(own, ctx.random)! : pick(keys.multi, ctx.random)!
       const value = process * 1_000_000 + (++n)
-      await perform(ctx, process, { f: 'write', workload: 'register', key, value }, coord,
-        async () => await ctx.client.write(coord.url, REGISTER_SPACE, { id: key, v: value }, 'quorum'),
-        o => (typeof o.body.version === 'number' ? { version: o.body.version } : {}))
+      session.saw(await perform(ctx, process, { f: 'write', workload: 'register', key, value }, coord,
+        async () => await ctx.client.write(coord.url, REGISTER_SPACE, { id: key, v: value }, 'quorum', session.newest),
+        o => (typeof o.body.version === 'number' ? { version: o.body.version } : {})))
     } else {
       const key = pick(all, ctx.random)!
-      await perform(ctx, process, { f: 'read', workload: 'register', key, value: null }, coord,
-        async () => await ctx.client.read(coord.url, REGISTER_SPACE, key, 'quorum'),
-        o => readValue(o))
+      session.saw(await perform(ctx, process, { f: 'read', workload: 'register', key, value: null }, coord,
+        async () => await ctx.client.read(coord.url, REGISTER_SPACE, key, 'quorum', undefined, session.newest),
+        o => readValue(o)))
     }
     await sleep(ctx.random() * ctx.thinkMs)
   }
