@@ -31,6 +31,8 @@ export interface PeerConfig {
   logLevel: LogLevel
   /** Overrides of membership timing options (see docs/operations.md), e.g. `{ probeIntervalMs: 200 }`. */
   membership: Record<string, number>
+  /** Overrides of replication options (hints, anti-entropy, catch-up), e.g. `{ antiEntropyIntervalMs: 10000 }`. */
+  replication: Record<string, number>
   /** How long SIGTERM may take to leave gracefully before the peer stops anyway. Default 5000 ms. */
   drainTimeoutMs: number
 }
@@ -60,10 +62,11 @@ export interface RawSettings {
   enableFaultInjection?: unknown
   logLevel?: unknown
   membership?: unknown
+  replication?: unknown
   drainTimeoutMs?: unknown
 }
 
-const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'drainTimeoutMs'])
+const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'drainTimeoutMs'])
 
 /** Environment variable → setting. Lists are comma-separated. */
 const ENV_VARS: Record<string, keyof RawSettings> = {
@@ -116,6 +119,7 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
   const logLevel = (asString(logLevelSetting, 'logLevel') ?? 'info') as LogLevel
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('logLevel', logLevelSetting?.source ?? 'default', `must be one of ${LOG_LEVELS.join(', ')}`)
   const membership = asNumberMap(pick('membership'), 'membership') ?? {}
+  const replication = asNumberMap(pick('replication'), 'replication') ?? {}
   const drainTimeoutMs = asNumber(pick('drainTimeoutMs'), 'drainTimeoutMs') ?? 5000
 
   return {
@@ -128,6 +132,7 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
     enableFaultInjection,
     logLevel,
     membership,
+    replication,
     drainTimeoutMs
   }
 }

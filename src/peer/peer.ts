@@ -9,7 +9,7 @@ import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
 import { PartitionDetector } from '../partition/index.js'
 import { Catalog, PlacementService } from '../placement/index.js'
-import { Replicator } from '../replication/index.js'
+import { DEFAULT_REPLICATOR_OPTIONS, Replicator } from '../replication/index.js'
 import { SystemClock, SystemRandom, type Logger, type PeerAddress } from '../runtime/index.js'
 import { StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
@@ -148,7 +148,7 @@ export class Peer implements ApiPeer {
     let swim: Swim
     try {
       swim = new Swim({ transport, clock, random, log, delegate: catalog.swimDelegate() }, {
-        ...checkMembershipOptions(config.membership),
+        ...checkOptions('membership', config.membership, DEFAULT_SWIM_OPTIONS),
         meta: { name: config.name, http: httpAddress }
       })
     } catch (err) {
@@ -158,6 +158,13 @@ export class Peer implements ApiPeer {
     swimRef = swim
     const detector = new PartitionDetector({ membership: swim, clock, log: log.child({ component: 'partition' }) }, {})
     const placement = new PlacementService({ membership: swim, catalog, clock, log, isMajority: () => detector.status().majority, isSynced: () => swim.hasSynced() })
+    let replicationOptions: Record<string, number>
+    try {
+      replicationOptions = checkOptions('replication', config.replication, DEFAULT_REPLICATOR_OPTIONS)
+    } catch (err) {
+      await host.stop().catch(() => {})
+      throw new PeerStartError(`replication settings: ${(err as Error).message}`)
+    }
     const replicator = new Replicator({
       transport,
       clock,
@@ -171,7 +178,7 @@ export class Peer implements ApiPeer {
       },
       detector,
       membership: swim
-    })
+    }, replicationOptions)
     const metrics = new PeerMetrics()
     const knownPeers = new KnownPeers(config.dataDir, log)
     const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, http }
@@ -412,11 +419,11 @@ function toMemberView (m: MemberInfo): MemberView {
   }
 }
 
-/** The config file may tune any numeric SWIM option; a misspelt one must not pass silently. */
-function checkMembershipOptions (overrides: Record<string, number>): Record<string, number> {
-  const tunable = Object.keys(DEFAULT_SWIM_OPTIONS).filter(k => typeof (DEFAULT_SWIM_OPTIONS as unknown as Record<string, unknown>)[k] === 'number')
+/** The config file may tune any numeric option of a layer; a misspelt one must not pass silently. */
+function checkOptions (section: string, overrides: Record<string, number>, defaults: object): Record<string, number> {
+  const tunable = Object.keys(defaults).filter(k => typeof (defaults as Record<string, unknown>)[k] === 'number')
   for (const key of Object.keys(overrides)) {
-    if (!tunable.includes(key)) throw new Error(`unknown option membership.${key}; known: ${tunable.join(', ')}`)
+    if (!tunable.includes(key)) throw new Error(`unknown option ${section}.${key}; known: ${tunable.join(', ')}`)
   }
   return overrides
 }

@@ -29,7 +29,7 @@
  * RPC methods (bodies validated on receipt, refused with code BAD_REQUEST): repl.write,
  * repl.read, repl.digest, repl.bucket and the stream repl.scan; shapes in wire.ts.
  */
-export { Replicator } from './replicator.js'
+export { Replicator, DEFAULT_REPLICATOR_OPTIONS } from './replicator.js'
 export type {
   ReplicatorDeps, ReplicatorOptions, StoreProvider, ReachabilityView, MembershipEvents, WriteOptions, WriteResult,
   ReadOptions, ReadResult, ReplicationStats

@@ -99,7 +99,7 @@ export interface ReplicatorOptions {
   readSpeculativeMs?: number
 }
 
-const DEFAULTS: Required<ReplicatorOptions> = {
+export const DEFAULT_REPLICATOR_OPTIONS: Readonly<Required<ReplicatorOptions>> = {
   requestTimeoutMs: 5000,
   maxBatchRecords: 5000,
   maxBatchBytes: 2 * 1024 * 1024,
@@ -236,7 +236,7 @@ export class Replicator {
     this.stores = deps.stores
     this.detector = deps.detector
     this.membership = deps.membership
-    const opts = { ...DEFAULTS }
+    const opts = { ...DEFAULT_REPLICATOR_OPTIONS }
     for (const [k, v] of Object.entries(options)) if (v !== undefined) (opts as Record<string, unknown>)[k] = v
     for (const [k, v] of Object.entries(opts)) {
       if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v)) throw new RangeError(`replication option ${k} must be a finite number >= 0, got ${String(v)}`)

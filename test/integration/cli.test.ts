@@ -43,6 +43,10 @@ describe('the shoal CLI on bad input', () => {
     const res = await runCli(['start', '--data-dir', join(dir, 'd6'), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--http', `127.0.0.1:${await freePort()}`, '--config', configFile])
     expect(res.code).toBe(1)
     expect(res.stderr).toContain('unknown option membership.probeIntervalMz')
+    await writeFile(configFile, JSON.stringify({ replication: { antiEntropyEveryMs: 100 } }))
+    const repl = await runCli(['start', '--data-dir', join(dir, 'd7'), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--http', `127.0.0.1:${await freePort()}`, '--config', configFile])
+    expect(repl.code).toBe(1)
+    expect(repl.stderr).toContain('unknown option replication.antiEntropyEveryMs')
   })
 
   describe('with a port already taken', () => {
