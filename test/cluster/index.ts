@@ -37,7 +37,21 @@ export const FAST_MEMBERSHIP = {
   suspicionMult: 3
 }
 
+/** Ports handed out by this process, never handed out twice (the kernel may reuse a closed one). */
+const handedOut = new Set<number>()
+
 export async function freePort (): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await probePort()
+    if (!handedOut.has(port)) {
+      handedOut.add(port)
+      return port
+    }
+  }
+  throw new Error('no free port found')
+}
+
+async function probePort (): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)
@@ -215,7 +229,27 @@ export class TestCluster {
     return new TestCluster(dir, configFile, swarmKeyFile)
   }
 
+  /**
+   * Starts a peer on ports chosen free at run time. A port can still be taken between the check
+   * and the peer's bind (by another test's peer, or by an outgoing connection's ephemeral port):
+   * then the peer is started again on new ports, up to three times.
+   */
   async startPeer (name: string, options: StartOptions = {}): Promise<PeerProcess> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startPeerOnce(name, options)
+      } catch (err) {
+        const peer = this.peers.get(name)
+        const inUse = peer !== undefined && /already in use|address in use|EADDRINUSE/i.test(await peer.logs())
+        if (!inUse || attempt >= 3 || options.extraArgs?.includes('--listen') === true) throw err
+        this.peers.delete(name)
+        await rm(peer.dataDir, { recursive: true, force: true })
+        await rm(peer.logFile, { force: true })
+      }
+    }
+  }
+
+  private async startPeerOnce (name: string, options: StartOptions): Promise<PeerProcess> {
     const existing = this.peers.get(name)
     if (existing !== undefined) throw new Error(`peer ${name} exists; use restart()`)
     const p2pPort = await freePort()
@@ -246,9 +280,20 @@ export class TestCluster {
     const peer = this.peers.get(name)
     if (peer === undefined) throw new Error(`no peer ${name}`)
     if (peer.running) throw new Error(`peer ${name} is running`)
-    peer.spawn()
-    await peer.waitReady()
-    return peer
+    // Its ports may have gone to some connection's ephemeral port while it was down: wait for
+    // them rather than move the peer (others know it by its address).
+    for (let attempt = 1; ; attempt++) {
+      const before = (await peer.logs()).length
+      peer.spawn()
+      try {
+        await peer.waitReady()
+        return peer
+      } catch (err) {
+        const inUse = /already in use|address in use|EADDRINUSE/i.test((await peer.logs()).slice(before))
+        if (!inUse || attempt >= 10) throw err
+        await sleep(500)
+      }
+    }
   }
 
   /** Kills every peer still running and removes the cluster's directory. */
