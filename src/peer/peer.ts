@@ -197,7 +197,8 @@ export class Peer implements ApiPeer {
   addrs (): string[] { return this.transport.localAddrs() }
 
   async start (): Promise<void> {
-    const { catalog, catalogFile, placement, replicator, engine } = this.layers
+    const { catalog, catalogFile, placement, replicator, engine, knownPeers } = this.layers
+    let joining: ReturnType<Swim['join']> | undefined
     try {
       await this.transport.start()
       await catalogFile.load()
@@ -207,7 +208,15 @@ export class Peer implements ApiPeer {
         if (ev.type === 'dropped') engine.dropSpace(ev.space.uid).catch((err: unknown) => { this.log.error({ err, space: ev.space.name }, 'could not delete a dropped space') })
       })
       catalog.start()
+      // Configured addresses first, then the peers this peer knew before it stopped.
+      const remembered = (await knownPeers.load()).filter(p => p.id !== this.peerId)
+      const bootstrap: PeerAddress[] = [...this.config.bootstrap.map(addr => ({ addrs: [addr], ...peerIdOf(addr) })), ...remembered]
       await this.swim.start()
+      // join() registers the addresses at once, so Swim.hasSynced() is false from here on until
+      // an exchange succeeds: placement and replication, started next, must not see a peer with
+      // nobody to join for even a moment. It never throws for unreachable addresses and keeps
+      // retrying them in the background, so a peer started before its bootstrap still joins.
+      if (bootstrap.length > 0) joining = this.swim.join(bootstrap)
       this.detector.start()
       placement.start()
       replicator.start()
@@ -217,17 +226,11 @@ export class Peer implements ApiPeer {
       throw new PeerStartError((err as Error).message, { cause: err })
     }
     this.startLagMonitor()
-    const { knownPeers } = this.layers
     this.swim.onChange(() => {
       knownPeers.update(this.swim.members().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => ({ id: m.id, addrs: m.addrs })))
     })
-    // Configured addresses first, then the peers this peer knew before it stopped.
-    const remembered = (await knownPeers.load()).filter(p => p.id !== this.peerId)
-    const bootstrap: PeerAddress[] = [...this.config.bootstrap.map(addr => ({ addrs: [addr], ...peerIdOf(addr) })), ...remembered]
-    if (bootstrap.length > 0) {
-      // join() never throws for unreachable addresses; Swim keeps retrying them in the background
-      // until it knows another live member, so a peer started before its bootstrap still joins.
-      const result = await this.swim.join(bootstrap)
+    if (joining !== undefined) {
+      const result = await joining
       if (result.joined === 0) {
         this.log.warn({ bootstrap: this.config.bootstrap, errors: result.errors.map(e => String((e.error as Error)?.message ?? e.error)) }, 'no bootstrap peer reachable yet; retrying in the background')
       } else {
