@@ -275,24 +275,7 @@ export function validateRow (schema: SpaceSchema, input: unknown, rowNumber: num
     // for-in also walks inherited enumerable keys; only own ones are the row's (as Object.keys).
     if (!cs.known.has(key) && Object.prototype.hasOwnProperty.call(src, key)) return { error: { row: rowNumber, field: key, message: 'unknown column' } }
   }
-  // Null-prototype object: a column named like an Object.prototype member stays a plain key.
-  const row: Row = Object.create(null)
-  const n = cs.names.length
-  for (let i = 0; i < n; i++) {
-    const name = cs.names[i]!
-    const v = Object.prototype.hasOwnProperty.call(src, name) ? src[name] : undefined
-    if (v === undefined || v === null) {
-      if (!cs.nullable[i]) return { error: { row: rowNumber, field: name, message: `is required (${cs.types[i]!}, not null)` } }
-      row[name] = null
-      continue
-    }
-    const r = cs.checks[i]!(v)
-    if ('bad' in r) return { error: { row: rowNumber, field: name, message: r.bad } }
-    row[name] = r.ok
-  }
-  const id = row.id as string
-  if (id.length === 0 || id.length > MAX_ID_LENGTH) return { error: { row: rowNumber, field: 'id', message: `must be 1 to ${MAX_ID_LENGTH} characters` } }
-  return { row }
+  return buildRow(cs, (_i, name) => Object.prototype.hasOwnProperty.call(src, name) ? src[name] : undefined, rowNumber)
 }
 
 /**
@@ -303,10 +286,17 @@ export function validateRowValues (schema: SpaceSchema, values: unknown, rowNumb
   const cs = compile(schema)
   const n = cs.names.length
   if (!Array.isArray(values) || values.length !== n) return { error: { row: rowNumber, field: '', message: `a record must be an array of ${n} values` } }
+  return buildRow(cs, i => values[i], rowNumber)
+}
+
+/** Checks and normalizes each column's value (from `valueAt`) into a new row. */
+function buildRow (cs: CompiledSchema, valueAt: (i: number, name: string) => unknown, rowNumber: number): { row: Row } | { error: RowError } {
+  // Null-prototype object: a column named like an Object.prototype member stays a plain key.
   const row: Row = Object.create(null)
+  const n = cs.names.length
   for (let i = 0; i < n; i++) {
     const name = cs.names[i]!
-    const v: unknown = values[i]
+    const v = valueAt(i, name)
     if (v === undefined || v === null) {
       if (!cs.nullable[i]) return { error: { row: rowNumber, field: name, message: `is required (${cs.types[i]!}, not null)` } }
       row[name] = null
