@@ -83,28 +83,8 @@ function decodeAddrs (v: unknown): string[] | null {
  * UTF-8 size of `value` as msgpack/JSON would roughly encode it, or Infinity as soon as it passes
  * `limitBytes` or is not JSON-like (functions, cycles via depth, non-finite numbers).
  */
-export function metaSize (value: unknown, limitBytes: number, depth = 0): number {
-  if (depth > MAX_META_DEPTH) return Infinity
-  if (value === null || typeof value === 'boolean') return 1
-  if (typeof value === 'number') return Number.isFinite(value) ? 9 : Infinity
-  if (typeof value === 'string') return Buffer.byteLength(value) + 5
-  if (Array.isArray(value)) {
-    let n = 5
-    for (const x of value) {
-      n += metaSize(x, limitBytes - n, depth + 1)
-      if (n > limitBytes) return Infinity
-    }
-    return n
-  }
-  if (isRecord(value)) {
-    let n = 5
-    for (const k of Object.keys(value)) {
-      n += Buffer.byteLength(k) + 5 + metaSize(value[k], limitBytes - n, depth + 1)
-      if (n > limitBytes) return Infinity
-    }
-    return n
-  }
-  return Infinity
+export function metaSize (value: unknown, limitBytes: number): number {
+  return plainSize(value, limitBytes, MAX_META_DEPTH, false, 0)
 }
 
 const MAX_STATE_DEPTH = 32
@@ -114,16 +94,21 @@ const MAX_STATE_DEPTH = 32
  * Uint8Array counts its bytes and nesting may go deeper. Infinity past `limitBytes` or when the
  * value is not plain data.
  */
-export function stateSize (value: unknown, limitBytes: number, depth = 0): number {
-  if (value instanceof Uint8Array) return value.byteLength + 5
-  if (depth > MAX_STATE_DEPTH) return Infinity
+export function stateSize (value: unknown, limitBytes: number): number {
+  return plainSize(value, limitBytes, MAX_STATE_DEPTH, true, 0)
+}
+
+function plainSize (value: unknown, limitBytes: number, maxDepth: number, bytesAllowed: boolean, depth: number): number {
+  if (bytesAllowed && value instanceof Uint8Array) return value.byteLength + 5
+  if (depth > maxDepth) return Infinity
   if (value === null || typeof value === 'boolean') return 1
   if (typeof value === 'number') return Number.isFinite(value) ? 9 : Infinity
-  if (typeof value === 'string') return value.length * 3 > limitBytes ? Infinity : Buffer.byteLength(value) + 5
+  // UTF-8 takes at least one byte per UTF-16 unit: a string longer than the limit cannot fit.
+  if (typeof value === 'string') return value.length > limitBytes ? Infinity : Buffer.byteLength(value) + 5
   if (Array.isArray(value)) {
     let n = 5
     for (const x of value) {
-      n += stateSize(x, limitBytes - n, depth + 1)
+      n += plainSize(x, limitBytes - n, maxDepth, bytesAllowed, depth + 1)
       if (n > limitBytes) return Infinity
     }
     return n
@@ -131,7 +116,7 @@ export function stateSize (value: unknown, limitBytes: number, depth = 0): numbe
   if (isRecord(value)) {
     let n = 5
     for (const k of Object.keys(value)) {
-      n += Buffer.byteLength(k) + 5 + stateSize(value[k], limitBytes - n, depth + 1)
+      n += Buffer.byteLength(k) + 5 + plainSize(value[k], limitBytes - n, maxDepth, bytesAllowed, depth + 1)
       if (n > limitBytes) return Infinity
     }
     return n
