@@ -229,6 +229,7 @@ export class Peer implements ApiPeer {
     this.swim.onChange(() => {
       knownPeers.update(this.swim.members().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => ({ id: m.id, addrs: m.addrs })))
     })
+    void this.adoptReplicasOnDisk()
     if (joining !== undefined) {
       const result = await joining
       if (result.joined === 0) {
@@ -236,6 +237,36 @@ export class Peer implements ApiPeer {
       } else {
         this.log.info({ joined: result.joined }, 'joined the cluster')
       }
+    }
+  }
+
+  /**
+   * Once this peer has synced with its cluster (and so has its catalog), goes through the replicas
+   * left on disk by its previous run: those of live spaces are handed to replication (caught up if
+   * still owned, released if not); those of spaces dropped or re-created meanwhile are deleted.
+   * Replicas of spaces it has not heard of are left alone: the catalog may still be arriving.
+   */
+  private async adoptReplicasOnDisk (): Promise<void> {
+    const { engine, catalog, replicator } = this.layers
+    while (!this.stopped && !this.swim.hasSynced()) await new Promise(resolve => setTimeout(resolve, 500).unref())
+    if (this.stopped) return
+    try {
+      const onDisk = await engine.listOnDisk()
+      const byName = new Map(catalog.entries().map(e => [e.def.name, e]))
+      const byUid = new Map(catalog.entries().map(e => [e.def.uid, e]))
+      for (const { uid, partition } of onDisk) {
+        const entry = byUid.get(uid)
+        const name = uid.replace(/-\d+$/, '')
+        const current = byName.get(name)
+        if (entry !== undefined && !entry.dropped) {
+          await replicator.adopt(entry.def, partition)
+        } else if (entry?.dropped === true || (current !== undefined && current.def.uid !== uid)) {
+          this.log.info({ uid }, 'deleting the data of a space dropped while this peer was away')
+          await engine.dropSpace(uid)
+        }
+      }
+    } catch (err) {
+      this.log.error({ err }, 'could not go through the replicas on disk')
     }
   }
 

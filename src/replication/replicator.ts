@@ -317,6 +317,16 @@ export class Replicator {
     return this.placement.addressOf(peer) ?? { id: peer, addrs: [] }
   }
 
+  /**
+   * Takes charge of a replica found on disk (after a restart): it is opened and held, so the next
+   * reconcile catches it up if this peer owns it, or hands it to its owners and drops it if not.
+   */
+  async adopt (space: SpaceDef, partition: number): Promise<void> {
+    if (this.stopped || partition < 0 || partition >= space.partitions) return
+    await this.store(space, partition)
+    this.scheduleReconcile()
+  }
+
   private async store (space: SpaceDef, partition: number): Promise<PartitionStore> {
     const key = keyOf(space, partition)
     let p = this.openStores.get(key)

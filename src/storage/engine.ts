@@ -2,6 +2,7 @@
  * StorageEngine: the partitions of every space on this peer, under one data directory, with a
  * memtable budget shared between them.
  */
+import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SpaceDef } from '../schema/index.js'
 import { LocalPartitionStore, removeDir, type PartitionDeps } from './partition.js'
@@ -101,6 +102,28 @@ export class StorageEngine {
       await store?.close()
     }
     await removeDir(join(this.dataDir, 'spaces', spaceDirName(uid)))
+  }
+
+  /**
+   * The partition replicas present on disk, open or not: after a restart, the ones this peer no
+   * longer owns or whose space was dropped meanwhile must be found to be released.
+   */
+  async listOnDisk (): Promise<Array<{ uid: string, partition: number }>> {
+    const out: Array<{ uid: string, partition: number }> = []
+    let spaces: string[]
+    try {
+      spaces = await readdir(join(this.dataDir, 'spaces'))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out
+      throw err
+    }
+    for (const dir of spaces) {
+      let uid: string
+      try { uid = decodeURIComponent(dir) } catch { continue }
+      const parts = await readdir(join(this.dataDir, 'spaces', dir)).catch(() => [] as string[])
+      for (const p of parts) if (/^\d{1,5}$/.test(p)) out.push({ uid, partition: Number(p) })
+    }
+    return out
   }
 
   /** Closes one partition and deletes its directory (a replica handed off to its new owners). */

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { sleep, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
 
@@ -209,5 +211,31 @@ describe('a one-peer cluster restarted after kill -9', () => {
       const got = await readRecord(solo, 'kept', id, 'quorum')
       expect(writer.check(id, got.n), `${id}: status ${got.status}`).toBeUndefined()
     }
+  })
+})
+
+describe('a peer that was away while its space was dropped', () => {
+  let cluster: TestCluster
+  afterAll(async () => { await cluster?.stopAll() })
+
+  it('deletes that space\'s data when it comes back', async () => {
+    cluster = await TestCluster.create()
+    const a = await cluster.startPeer('a')
+    const b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
+    await waitFor(async () => (await b.members()).filter(m => m.state === 'alive').length === 2, { timeoutMs: 15_000 })
+    await createSpace(a, 'temp', 2)
+    await waitForSpace([a, b], 'temp')
+    const writer = new Writer('temp', () => [a])
+    await writer.writeBatch(['t1', 't2', 't3'])
+    expect(writer.failures).toBe(0)
+    const uid = ((await a.get('/spaces/temp')) as { uid: string }).uid
+    const bData = join(b.dataDir, 'spaces', uid)
+    expect(existsSync(bData)).toBe(true)
+
+    await b.kill('SIGKILL')
+    expect((await fetch(`${a.url}/spaces/temp`, { method: 'DELETE' })).status).toBe(200)
+    await cluster.restart('b')
+    await waitFor(async () => !existsSync(bData), { timeoutMs: 20_000 })
+    expect((await fetch(`${b.url}/spaces/temp`)).status).toBe(404)
   })
 })

@@ -7,6 +7,8 @@
  *   --fault SECONDS --quiet SECONDS length of each fault and quiet window (default 10, 10)
  *   --seed N                        schedule and client randomness (default 1)
  *   --nodes N --concurrency K       peers and client workers (default 5, 6)
+ *   --think MS --keys-per-writer N  client pause between operations (default 30) and single-writer
+ *                                   register keys per worker (default 2): long runs want more keys
  *   --store DIR                     parent folder of the run's output (default store/jepsen)
  *   --ci                            the three short CI schedules, one after the other
  *   --check FILE                    only run the checkers on an existing history.jsonl (e.g. from the simulator)
@@ -31,6 +33,8 @@ async function main (): Promise<number> {
       seed: { type: 'string', default: '1' },
       nodes: { type: 'string', default: '5' },
       concurrency: { type: 'string', default: '6' },
+      think: { type: 'string', default: '30' },
+      'keys-per-writer': { type: 'string', default: '2' },
       store: { type: 'string', default: 'store/jepsen' },
       ci: { type: 'boolean', default: false },
       check: { type: 'string' }
@@ -59,6 +63,8 @@ async function main (): Promise<number> {
           quietMs: Number(values.quiet) * 1000,
           nodes: Number(values.nodes),
           concurrency: Number(values.concurrency),
+          thinkMs: Number(values.think),
+          keysPerWriter: Number(values['keys-per-writer']),
           store: values.store
         }
       })()]

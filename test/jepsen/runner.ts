@@ -30,7 +30,15 @@ export interface RunOptions {
   opTimeoutMs: number
   serverTimeoutMs: number
   thinkMs: number
-  /** How long to wait after the heal for the final reads and for convergence, ms. */
+  /**
+   * Single-writer register keys per register worker. Long runs want more keys, so that no key
+   * collects more operations than the linearizability search takes (4,000).
+   */
+  keysPerWriter: number
+  /**
+   * How long replicas may take to agree after the final reads are done, ms. The final reads
+   * themselves (every attempted id at ALL) get their own, longer deadline.
+   */
   convergenceTimeoutMs: number
   /** Parent folder; the run's folder is <store>/<name>-<seed>-<date>. */
   store: string
@@ -52,6 +60,7 @@ export const DEFAULTS: RunOptions = {
   opTimeoutMs: 3000,
   serverTimeoutMs: 2000,
   thinkMs: 30,
+  keysPerWriter: 2,
   convergenceTimeoutMs: 90_000,
   store: 'store/jepsen',
   maxClockOffsetMs: 2000,
@@ -123,7 +132,7 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     }
     const regWorkers = workloads.includes('register') ? (workloads.length === 2 ? Math.floor(o.concurrency / 2) : o.concurrency) : 0
     const setWorkers = workloads.includes('set') ? o.concurrency - regWorkers : 0
-    const keys = registerKeys(Math.max(1, regWorkers))
+    const keys = registerKeys(Math.max(1, regWorkers), o.keysPerWriter)
     const workers: Array<Promise<void>> = []
     for (let i = 0; i < setWorkers; i++) workers.push(setWorker(ctx, i))
     for (let i = 0; i < regWorkers; i++) workers.push(registerWorker(ctx, setWorkers + i, i, regWorkers, keys))
@@ -143,14 +152,16 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     const healStart = performance.now()
     await nemesis.healAll()
     await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(c => c === o.nodes), { timeoutMs: 30_000 }).catch(() => {})
-    const deadline = healStart + o.convergenceTimeoutMs
+    // A long run has hundreds of thousands of ids to read back: give the reads room of their own.
+    const readDeadline = healStart + Math.max(o.convergenceTimeoutMs, 900_000)
     const items: Array<{ workload: Workload, key: string }> = []
     if (workloads.includes('set')) {
       for (const id of new Set(h.ops.filter(x => x.workload === 'set' && x.f === 'add' && x.type === 'invoke').map(x => x.key!))) items.push({ workload: 'set', key: id })
     }
     if (workloads.includes('register')) for (const k of [...keys.single, ...keys.multi]) items.push({ workload: 'register', key: k })
-    await finalReads(ctx, items, 8, deadline)
+    await finalReads(ctx, items, 8, readDeadline)
     const finalReadsDoneMs = Math.round(performance.now() - healStart)
+    const deadline = performance.now() + o.convergenceTimeoutMs
     o.log(`final reads of ${items.length} ids done ${finalReadsDoneMs} ms after the heal`)
     const spaces = workloads.map(w => w === 'set' ? SET_SPACE : REGISTER_SPACE)
     let last: Awaited<ReturnType<typeof disagreements>> = []
@@ -171,7 +182,7 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
       finalReadsDoneMs,
       disagreeing: afterMs === null ? last : [],
       hints: { ...hints, note: 'summed over the peers\' current processes: a killed peer\'s counters restart at 0' },
-      note: 'measured from the start of the final heal; the final ALL reads (which repair stale replicas) and hint replay ran in that time; anti-entropy runs every 60 s by default and has no config key yet'
+      note: 'measured from the start of the final heal; the final ALL reads (which repair stale replicas) and hint replay ran in that time; anti-entropy runs every 60 s by default (replication.antiEntropyIntervalMs)'
     }
     h.add({ process: 'nemesis', type: 'info', f: 'converged', value: { afterMs } })
     o.log(`convergence: ${afterMs === null ? 'never' : `${afterMs} ms`}; hints ${JSON.stringify(hints)}`)
