@@ -209,12 +209,10 @@ export function parseDigestRequest (body: unknown): DigestRequest {
 }
 
 export function parseBucketRequest (body: unknown): BucketRequest {
-  if (!isObject(body)) throw bad('body must be an object')
-  const space = parseSpace(body.space)
-  const partition = parsePartition(body.partition, space)
-  if (!isInt(body.buckets, 1, MAX_DIGEST_BUCKETS)) throw bad(`buckets must be an integer in 1..${MAX_DIGEST_BUCKETS}`)
-  if (!isInt(body.index, 0, body.buckets - 1)) throw bad(`index must be an integer in 0..${body.buckets - 1}`)
-  return { space, partition, index: body.index, buckets: body.buckets }
+  const { space, partition, buckets } = parseDigestRequest(body)
+  const index = (body as { index?: unknown }).index
+  if (!isInt(index, 0, buckets - 1)) throw bad(`index must be an integer in 0..${buckets - 1}`)
+  return { space, partition, index, buckets }
 }
 
 export function parseScanRequest (body: unknown): ScanRequest {
