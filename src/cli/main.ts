@@ -8,6 +8,7 @@ import { runMembers } from './members.js'
 import { runSpaceCreate, runSpaceDrop, runSpaceList, positiveInt } from './space.js'
 import { parseConsistency, runGet, runPut } from './records.js'
 import { runImport, type ImportFormat } from './import.js'
+import { registerQueryCommands } from './query.js'
 import { CliError } from './errors.js'
 
 const DEFAULT_PEER = 'http://127.0.0.1:7947'
@@ -101,6 +102,8 @@ function buildProgram (): Command {
         resume: opts.resume === true
       })
     })
+
+  registerQueryCommands(program, peerOption)
 
   return program
 }

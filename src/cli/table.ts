@@ -1,6 +1,15 @@
+export interface TableOptions {
+  /** Per column; 'right' pads on the left (numbers). Default 'left'. */
+  align?: Array<'left' | 'right'>
+  /** Underline the headers with dashes. */
+  rule?: boolean
+}
+
 /** Left-aligned text columns for humans; scripts use --json. */
-export function formatTable (headers: string[], rows: string[][]): string {
+export function formatTable (headers: string[], rows: string[][], opts: TableOptions = {}): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
-  const line = (cells: string[]): string => cells.map((c, i) => i === cells.length - 1 ? c : c.padEnd(widths[i]!)).join('  ').trimEnd()
-  return [line(headers), ...rows.map(line)].join('\n') + '\n'
+  const right = (i: number): boolean => opts.align?.[i] === 'right'
+  const line = (cells: string[]): string => cells.map((c, i) => right(i) ? c.padStart(widths[i]!) : i === cells.length - 1 ? c : c.padEnd(widths[i]!)).join('  ').trimEnd()
+  const rule = opts.rule === true ? [widths.map(w => '-'.repeat(w)).join('  ')] : []
+  return [line(headers), ...rule, ...rows.map(line)].join('\n') + '\n'
 }

@@ -33,6 +33,8 @@ export interface PeerConfig {
   membership: Record<string, number>
   /** Overrides of replication options (hints, anti-entropy, catch-up), e.g. `{ antiEntropyIntervalMs: 10000 }`. */
   replication: Record<string, number>
+  /** Overrides of query options (deadlines, memory budget, fan-out, hedging), e.g. `{ memoryBudgetMb: 1024 }`. */
+  query: Record<string, number>
   /** How long SIGTERM may take to leave gracefully before the peer stops anyway. Default 5000 ms. */
   drainTimeoutMs: number
 }
@@ -63,10 +65,11 @@ export interface RawSettings {
   logLevel?: unknown
   membership?: unknown
   replication?: unknown
+  query?: unknown
   drainTimeoutMs?: unknown
 }
 
-const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'drainTimeoutMs'])
+const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'drainTimeoutMs'])
 
 /** Environment variable → setting. Lists are comma-separated. */
 const ENV_VARS: Record<string, keyof RawSettings> = {
@@ -120,6 +123,7 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('logLevel', logLevelSetting?.source ?? 'default', `must be one of ${LOG_LEVELS.join(', ')}`)
   const membership = asNumberMap(pick('membership'), 'membership') ?? {}
   const replication = asNumberMap(pick('replication'), 'replication') ?? {}
+  const query = asNumberMap(pick('query'), 'query') ?? {}
   const drainTimeoutMs = asNumber(pick('drainTimeoutMs'), 'drainTimeoutMs') ?? 5000
 
   return {
@@ -133,6 +137,7 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
     logLevel,
     membership,
     replication,
+    query,
     drainTimeoutMs
   }
 }

@@ -23,6 +23,8 @@ export interface FaultState {
   deny: string[]
   clockOffsetMs: number
   clockDriftPpm: number
+  /** Every query fragment this peer serves waits this long first (a slow peer, for hedging and cancellation tests). */
+  queryDelayMs: number
 }
 
 /** Fault injection hooks; present only when the peer runs with --enable-fault-injection. */
@@ -30,6 +32,7 @@ export interface FaultControl {
   setDenied(peerIds: string[]): Promise<void>
   /** Skews this peer's HLC physical clock: a fixed offset plus a drift in parts per million. */
   setClockSkew(offsetMs: number, driftPpm: number): void
+  setQueryDelay(ms: number): void
   state(): FaultState
 }
 
@@ -67,6 +70,7 @@ export function registerApi (server: HttpServer, peer: ApiPeer): void {
       const current = faults.state()
       faults.setClockSkew(change.clockOffsetMs ?? current.clockOffsetMs, change.clockDriftPpm ?? current.clockDriftPpm)
     }
+    if (change.queryDelayMs !== undefined) faults.setQueryDelay(change.queryDelayMs)
     return { body: faults.state() }
   })
 }
@@ -82,15 +86,21 @@ function requireFaults (peer: ApiPeer): FaultControl {
 const MAX_CLOCK_OFFSET_MS = 86_400_000
 /** Largest drift accepted: 10% (100,000 ppm); real quartz drifts by tens of ppm. */
 const MAX_CLOCK_DRIFT_PPM = 100_000
-const FAULT_FIELDS = ['deny', 'clockOffsetMs', 'clockDriftPpm']
+const FAULT_FIELDS = ['deny', 'clockOffsetMs', 'clockDriftPpm', 'queryDelayMs']
+/** Longest injected query delay: ten minutes. */
+const MAX_QUERY_DELAY_MS = 600_000
 
-function parseFaults (body: unknown): { deny?: string[], clockOffsetMs?: number, clockDriftPpm?: number } {
+function parseFaults (body: unknown): { deny?: string[], clockOffsetMs?: number, clockDriftPpm?: number, queryDelayMs?: number } {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'BAD_REQUEST', 'body must be a JSON object like {"deny": ["<peerId>", ...], "clockOffsetMs": 0, "clockDriftPpm": 0}')
   for (const key of Object.keys(body)) {
     if (!FAULT_FIELDS.includes(key)) throw new HttpError(400, 'BAD_REQUEST', `unknown field '${key}'; expected ${FAULT_FIELDS.join(', ')}`)
   }
-  const { deny, clockOffsetMs, clockDriftPpm } = body as Record<string, unknown>
-  const out: { deny?: string[], clockOffsetMs?: number, clockDriftPpm?: number } = {}
+  const { deny, clockOffsetMs, clockDriftPpm, queryDelayMs } = body as Record<string, unknown>
+  const out: { deny?: string[], clockOffsetMs?: number, clockDriftPpm?: number, queryDelayMs?: number } = {}
+  if (queryDelayMs !== undefined) {
+    if (typeof queryDelayMs !== 'number' || !Number.isInteger(queryDelayMs) || queryDelayMs < 0 || queryDelayMs > MAX_QUERY_DELAY_MS) throw new HttpError(400, 'BAD_REQUEST', `field 'queryDelayMs' must be an integer from 0 to ${MAX_QUERY_DELAY_MS}`)
+    out.queryDelayMs = queryDelayMs
+  }
   if (deny !== undefined) out.deny = parseDeny(deny)
   if (clockOffsetMs !== undefined) {
     if (typeof clockOffsetMs !== 'number' || !Number.isInteger(clockOffsetMs) || Math.abs(clockOffsetMs) > MAX_CLOCK_OFFSET_MS) throw new HttpError(400, 'BAD_REQUEST', `field 'clockOffsetMs' must be an integer within ±${MAX_CLOCK_OFFSET_MS}`)

@@ -19,6 +19,8 @@ export interface RouteRequest {
   json(): Promise<unknown>
   /** Reads the body as UTF-8 text (bounded by the route's maxBodyBytes). */
   text(): Promise<string>
+  /** Aborted when the client goes away before the answer is sent (a cancelled query stops its work). */
+  signal: AbortSignal
 }
 
 export interface RouteResponse {
@@ -26,7 +28,10 @@ export interface RouteResponse {
   /** JSON-encoded unless `text` is given. */
   body?: unknown
   text?: string
+  /** Binary answer (Arrow IPC), sent as is, chunk by chunk. */
+  bytes?: Iterable<Uint8Array>
   contentType?: string
+  headers?: Record<string, string>
 }
 
 export type RouteHandler = (req: RouteRequest) => Promise<RouteResponse> | RouteResponse
@@ -113,7 +118,10 @@ export class HttpServer {
         const params: Record<string, string> = Object.create(null)
         route.keys.forEach((key, i) => { params[key] = decodeURIComponent(m[i + 1]!) })
         const limit = route.maxBodyBytes ?? this.maxBodyBytes
+        const gone = new AbortController()
+        res.once('close', () => { if (!res.writableFinished) gone.abort() })
         const result = await route.handler({
+          signal: gone.signal,
           method,
           path: url.pathname,
           params,
@@ -139,13 +147,19 @@ export class HttpServer {
 
   private send (res: ServerResponse, status: number, result: RouteResponse): void {
     if (res.headersSent) return
+    if (result.bytes !== undefined) {
+      res.writeHead(status, { ...result.headers, 'content-type': result.contentType ?? 'application/octet-stream' })
+      for (const chunk of result.bytes) res.write(chunk)
+      res.end()
+      return
+    }
     if (result.text !== undefined) {
-      res.writeHead(status, { 'content-type': result.contentType ?? 'text/plain; charset=utf-8' })
+      res.writeHead(status, { ...result.headers, 'content-type': result.contentType ?? 'text/plain; charset=utf-8' })
       res.end(result.text)
       return
     }
     const payload = JSON.stringify(result.body ?? null)
-    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload) })
+    res.writeHead(status, { ...result.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload) })
     res.end(payload)
   }
 

@@ -3,7 +3,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
 import { FileHlcStore, HybridClock } from '../hlc/index.js'
-import { HttpServer, registerApi, registerDataApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView } from '../http/index.js'
+import { HttpServer, registerApi, registerDataApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView } from '../http/index.js'
 import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index.js'
 import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
@@ -16,6 +16,10 @@ import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { CatalogFile } from './catalog-file.js'
 import { KnownPeers } from './known-peers.js'
 import { DataService } from './data.js'
+import { MemberDirectory } from './members.js'
+import { QueryService, DEFAULT_QUERY_OPTIONS } from '../query/service/index.js'
+
+const FANOUT_LABELS = ['1', '2', '4', '8', '16', '32', '64']
 
 /** Start-up failed for a reason the operator can fix (bad key, port in use, ...). */
 export class PeerStartError extends Error {
@@ -39,6 +43,7 @@ interface Layers {
   detector: PartitionDetector
   placement: PlacementService
   replicator: Replicator
+  queries: QueryService
   http: HttpServer
 }
 
@@ -89,7 +94,11 @@ export class Peer implements ApiPeer {
             this.log.warn({ offsetMs, driftPpm }, 'fault injection: clock skew changed')
             layers.hlc.setSkew(offsetMs, driftPpm)
           },
-          state: () => ({ deny: host.denyList.denied(), ...layers.hlc.skewSettings() })
+          setQueryDelay: (ms) => {
+            this.log.warn({ queryDelayMs: ms }, 'fault injection: query fragments delayed')
+            layers.queries.setFragmentDelay(ms)
+          },
+          state: () => ({ deny: host.denyList.denied(), ...layers.hlc.skewSettings(), queryDelayMs: layers.queries.fragmentDelay() })
         }
       : undefined
   }
@@ -179,15 +188,40 @@ export class Peer implements ApiPeer {
       detector,
       membership: swim
     }, replicationOptions)
+    let queryOptions: Record<string, number>
+    try {
+      queryOptions = checkOptions('query', config.query, DEFAULT_QUERY_OPTIONS)
+    } catch (err) {
+      await host.stop().catch(() => {})
+      throw new PeerStartError(`query settings: ${(err as Error).message}`)
+    }
+    const members = new MemberDirectory(swim)
+    const queries = new QueryService({
+      transport,
+      clock,
+      log: log.child({ component: 'query' }),
+      self: transport.localPeerId,
+      space: name => catalog.get(name),
+      partitionOf: (space, id) => placement.partitionOf(space, id),
+      readReplicas: (space, partition) => placement.locate(space, partition).readReplicas,
+      addressOf: peerId => placement.addressOf(peerId),
+      isReachable: peerId => detector.isReachable(peerId),
+      isSuspect: peerId => members.isSuspect(peerId),
+      isSynced: () => swim.hasSynced(),
+      openForQuery: async (space, partition) => await replicator.openForQuery(space, partition),
+      localRows: (space, partition) => replicator.localRows(space, partition),
+      peerName: peerId => members.nameOf(peerId)
+    }, queryOptions)
     const metrics = new PeerMetrics()
     const knownPeers = new KnownPeers(config.dataDir, log)
-    const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, http }
+    const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, queries, http }
     const peer = new Peer(config, log, layers, metrics)
     peer.httpUrl = httpAddress
     registerApi(http, peer)
     const data = new DataService(catalog, placement, replicator, hlc, () => placement.members().length)
     peer.data = data
     registerDataApi(http, data)
+    registerQueryApi(http, queries)
     peer.registerMetrics()
     return peer
   }
@@ -220,6 +254,7 @@ export class Peer implements ApiPeer {
       this.detector.start()
       placement.start()
       replicator.start()
+      this.layers.queries.start()
       await this.http.start()
     } catch (err) {
       await this.stop({ leave: false }).catch(() => {})
@@ -372,6 +407,24 @@ export class Peer implements ApiPeer {
 
   private registerMetrics (): void {
     const m = this.metricsRegistry
+    const queries = this.layers.queries
+    m.counterFrom('shoal_query_events_total', 'Queries coordinated by this peer and what happened to them: queries, failed, partial answers, missing partitions, hedges fired and won, partition retries, local-only queries', ['event'], () => {
+      const q = queries.stats()
+      return [
+        [{ event: 'query' }, q.queries], [{ event: 'failed' }, q.failed], [{ event: 'partial_answer' }, q.partialAnswers],
+        [{ event: 'missing_partition' }, q.missingPartitions], [{ event: 'hedge_fired' }, q.hedgesFired], [{ event: 'hedge_won' }, q.hedgesWon],
+        [{ event: 'retry' }, q.retries], [{ event: 'local_only' }, q.localOnly]
+      ]
+    })
+    m.counterFrom('shoal_query_fragments_total', 'Query fragments this peer ran for coordinators (served, and cancelled before they finished)', ['outcome'], () => {
+      const q = queries.stats()
+      return [[{ outcome: 'served' }, q.fragmentsServed], [{ outcome: 'cancelled' }, q.fragmentsCancelled]]
+    })
+    m.counterFrom('shoal_query_fanout_total', 'Queries by the number of peers they asked (upper bound of the bucket)', ['peers'], () => {
+      const f = queries.stats().fanout
+      return f.map((n, i) => [{ peers: i < FANOUT_LABELS.length ? FANOUT_LABELS[i]! : 'more' }, n])
+    })
+    m.gaugeFrom('shoal_query_peer_latency_ms', 'Fragment latency per peer as this coordinator measured it (EWMA)', ['peer'], () => queries.health.snapshot().map(h => [{ peer: h.peer }, h.ewmaMs]))
     m.gaugeFrom('shoal_members', 'Members of the cluster by SWIM state, as this peer sees them', ['state'], () => {
       const counts: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 }
       for (const member of this.swim.members()) counts[member.state] = (counts[member.state] ?? 0) + 1

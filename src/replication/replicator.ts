@@ -203,6 +203,8 @@ export class Replicator {
   private readonly openStores = new Map<string, Promise<PartitionStore>>()
   /** Partitions whose store this peer opened (it holds data, or may). */
   private readonly held = new Map<string, { space: SpaceDef, partition: number }>()
+  /** Stores opened, by key (a released one may linger here; only held keys are read). */
+  private readonly opened = new Map<string, PartitionStore>()
   /** Owned partitions this peer has caught up and marked ready. */
   private readonly ready = new Set<string>()
   private readonly catchUpQueue: Array<{ key: string, space: SpaceDef, partition: number }> = []
@@ -337,6 +339,7 @@ export class Replicator {
     }
     const s = await p
     if (!this.held.has(key)) this.held.set(key, { space: s.space, partition })
+    this.opened.set(key, s)
     return s
   }
 
@@ -786,6 +789,22 @@ export class Replicator {
     }
   }
 
+  /** The local replica of a partition for a query; refuses (NOT_HELD) one this peer neither holds nor owns. */
+  async openForQuery (space: SpaceDef, partition: number): Promise<PartitionStore> {
+    return await this.storeForRead(space, partition)
+  }
+
+  /** Live rows of the local replica, if this peer holds the partition open (for query cost estimates). */
+  localRows (space: SpaceDef, partition: number): number | undefined {
+    const key = keyOf(space, partition)
+    if (!this.held.has(key)) return undefined
+    try {
+      return this.opened.get(key)?.stats().liveRows
+    } catch {
+      return undefined
+    }
+  }
+
   /**
    * Read-only requests do not create replicas: a peer that neither holds nor owns the partition
    * (a coordinator's view is stale) refuses with NOT_HELD, and the coordinator asks another.
@@ -985,6 +1004,7 @@ export class Replicator {
     if (this.stopped || this.placement.ownedPartitions().some(o => keyOf(o.space, o.partition) === key)) { this.releasing.delete(key); return }
     this.held.delete(key)
     this.openStores.delete(key)
+    this.opened.delete(key)
     this.releasing.delete(key)
     if (this.stores.drop !== undefined) {
       try {

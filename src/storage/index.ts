@@ -5,7 +5,8 @@
  * memtables flush to segments by size (per partition and across the engine); compaction drops
  * superseded rows and tombstones past their grace period; recovery after kill -9 replays the WAL,
  * truncating a torn tail, and refuses to open over a corrupt segment rather than lose it. Each
- * partition keeps per-bucket digests up to date on every write, for anti-entropy.
+ * partition keeps per-bucket digests up to date on every write, for anti-entropy. Queries read the
+ * live rows as column batches (columnar/): segment columns are decoded from Arrow once and cached.
  *
  * ```ts
  * const engine = new StorageEngine({ clock: new SystemClock(), log }, { dataDir: '/var/lib/shoal' })
@@ -14,6 +15,7 @@
  * store.get('a')                  // newest version, tombstones included
  * store.digest(64).root           // compare with a replica's; then store.bucket(i, 64) to repair
  * for await (const batch of store.scan({ batchRecords: 1000 })) send(batch)
+ * for (const b of store.batches(['id', 'amount'])) sum(b.columns.get('amount')!) // synchronous snapshot
  * await engine.close()
  * ```
  *

@@ -15,6 +15,7 @@
  */
 import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { gather, vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../columnar/index.js'
 import { isHlc, makeHlc } from '../hlc/index.js'
 import type { Clock, Logger, Timer } from '../runtime/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
@@ -28,6 +29,8 @@ import { WalFile, encodeFrame, logWalStop, parseWalFileName, readWalFile, walFil
 
 export const MANIFEST_FILE = 'MANIFEST'
 const LOC = 4294967296
+/** Rows in one batch of memtable rows (batches()). */
+const MEM_BATCH_ROWS = 65_536
 
 /** The store was closed; nothing was written. */
 export class StoreClosedError extends Error {
@@ -639,6 +642,36 @@ export class LocalPartitionStore implements PartitionStore {
     if (batch.length > 0) yield batch
   }
 
+  /**
+   * The live rows as column batches (PartitionStore.batches): one batch per segment holding live
+   * rows (the segment's cached columns themselves when every row of it is live, else the live
+   * rows gathered from them), then the memtable's in batches of at most 64k rows.
+   *
+   * The snapshot is taken here, in one synchronous step: which rows of which segments are live
+   * (live bit set, not a tombstone; the bits follow `index`, so each id is live in exactly one
+   * place) and which memtable records (active or being flushed) are still the newest of their
+   * id. The vectors are built as the result is iterated; segments are immutable and memtable
+   * records never change, so even a caller that awaits between batches (a flush, a compaction or
+   * writes running meanwhile) gets the rows of the moment of the call, each id once.
+   */
+  batches (columns: readonly string[]): Iterable<ColumnBatch> {
+    const schema = this.spaceDef.schema
+    const cols: Array<{ name: string, type: ValueType }> = []
+    for (const name of new Set(columns)) cols.push({ name, type: schema.find(c => c.name === name)?.type ?? 'null' })
+    const parts: Array<{ seg: Segment, rows: Uint32Array | undefined }> = []
+    for (const s of this.segments.values()) {
+      const n = s.liveCount - s.liveTombstones
+      if (n === 0) continue
+      parts.push({ seg: s, rows: n === s.rows ? undefined : s.liveRowNumbers(n) })
+    }
+    const memRows: Row[] = []
+    for (const m of [this.frozen, this.mem]) {
+      if (m === undefined) continue
+      for (const r of m.values()) if (!r.deleted && this.index.get(r.id) === r) memRows.push(r.row!)
+    }
+    return columnBatches(parts, memRows, cols)
+  }
+
   private digestAccumulator (buckets: number): Uint32Array {
     let acc = this.digests.get(buckets)
     if (acc !== undefined) {
@@ -729,6 +762,37 @@ export class LocalPartitionStore implements PartitionStore {
   }
 
   isClosed (): boolean { return this.closed }
+}
+
+function * columnBatches (parts: ReadonlyArray<{ seg: Segment, rows: Uint32Array | undefined }>, memRows: readonly Row[], cols: ReadonlyArray<{ name: string, type: ValueType }>): Generator<ColumnBatch> {
+  for (const { seg, rows } of parts) {
+    const columns = new Map<string, ColumnVector>()
+    for (const c of cols) {
+      const v = seg.column(c.name, c.type)
+      columns.set(c.name, rows === undefined ? v : gather(v, rows))
+    }
+    yield { length: rows === undefined ? seg.rows : rows.length, columns }
+  }
+  for (let i = 0; i < memRows.length; i += MEM_BATCH_ROWS) yield rowsBatch(memRows.slice(i, i + MEM_BATCH_ROWS), cols)
+}
+
+/**
+ * batchFromRows (columnar) for memtable rows: a row written before a column was added lacks it
+ * (NULL), and a column named like an Object.prototype member is read as an own key only.
+ */
+function rowsBatch (rows: readonly Row[], cols: ReadonlyArray<{ name: string, type: ValueType }>): ColumnBatch {
+  const columns = new Map<string, ColumnVector>()
+  const vals = new Array<unknown>(rows.length)
+  for (const c of cols) {
+    const name = c.name
+    if (name in Object.prototype) {
+      for (let i = 0; i < rows.length; i++) vals[i] = Object.hasOwn(rows[i]!, name) ? rows[i]![name] : null
+    } else {
+      for (let i = 0; i < rows.length; i++) vals[i] = rows[i]![name]
+    }
+    columns.set(name, vectorFromValues(c.type, vals))
+  }
+  return { length: rows.length, columns }
 }
 
 async function readManifest (path: string): Promise<Manifest> {

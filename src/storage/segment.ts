@@ -6,11 +6,14 @@
  *
  * In memory a segment keeps the decoded Arrow table, its ids, versions and deleted flags as plain
  * arrays, and a live-row bitmap: bit i is set while row i holds the newest version of its id.
+ * Queries read it in the columnar form (columnar/vector.ts): each column is decoded from the Arrow
+ * buffers the first time a query asks for it and kept (see `column`).
  */
 import {
-  Bool, Data, Field, FixedSizeList, Float32, Float64, RecordBatch, Schema, Struct, Table, Utf8,
+  Bool, Data, DateUnit, Field, FixedSizeList, Float32, Float64, RecordBatch, Schema, Struct, Table, Utf8,
   makeData, tableFromIPC, tableToIPC, vectorFromArray, type Vector
 } from 'apache-arrow'
+import type { ColumnVector, ValueType } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
 import { arrowType, listElement, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
 import type { VersionedRecord } from './types.js'
@@ -202,6 +205,15 @@ export class Segment {
   /** Oldest tombstone version in the file (Infinity if none): tells when a purge is due. */
   readonly oldestTombstone: Hlc
   private readonly columns = new Map<string, Vector>()
+  /**
+   * Columns already decoded to the columnar form, by name (see `column`). Memory: on top of the
+   * Arrow table, which stays (record() reads it): 8 bytes a row for a numeric column, 4 a row
+   * plus one string per distinct value for utf8 and for the ids, nothing for vector<N> (a view of
+   * the Arrow buffer), one array per row for list<T>; and a Float64Array of NaN (8 bytes a row)
+   * for a column the file lacks. Freed with the segment (after a compaction, once no running
+   * query holds it).
+   */
+  private readonly decoded = new Map<string, ColumnVector>()
 
   constructor (readonly meta: SegmentMeta, readonly path: string, table: Table) {
     this.rows = table.numRows
@@ -264,6 +276,48 @@ export class Segment {
     if (this.deleted[row] === 1) this.liveTombstones--
   }
 
+  /**
+   * Column `name` over every row of the file (dead rows and tombstones included, NULL in the
+   * latter), in the columnar form, read as `type` (the schema's type for it; 'null' when the
+   * schema has no such column). Decoded from the Arrow buffers on the first call and cached: the
+   * file is immutable, so later calls return the same vector object. A column the file lacks (added
+   * to the schema after it was written) reads as all NULL. Callers must not write into it.
+   */
+  column (name: string, type: ValueType): ColumnVector {
+    const hit = this.decoded.get(name)
+    if (hit !== undefined && hit.type === type) return hit
+    const v = name === 'id' && type === 'utf8' ? this.idVector() : decodeColumn(type, this.columns.get(name), this.rows, this.path)
+    this.decoded.set(name, v)
+    return v
+  }
+
+  /** The rows whose live bit is set and that are not tombstones, ascending; `count` of them. */
+  liveRowNumbers (count: number): Uint32Array {
+    const out = new Uint32Array(count)
+    const live = this.live
+    const deleted = this.deleted
+    let k = 0
+    for (let b = 0; b < live.length && k < count; b++) {
+      const byte = live[b]!
+      if (byte === 0) continue
+      for (let bit = 0; bit < 8; bit++) {
+        const row = (b << 3) + bit
+        if ((byte & (1 << bit)) !== 0 && deleted[row] === 0) out[k++] = row
+      }
+    }
+    return k === count ? out : out.subarray(0, k)
+  }
+
+  /** Columns decoded so far (tests, stats). */
+  decodedColumns (): number { return this.decoded.size }
+
+  private idVector (): ColumnVector {
+    // Ids are unique within a segment: the dictionary is the id array itself, code i for row i.
+    const codes = new Int32Array(this.rows)
+    for (let i = 0; i < this.rows; i++) codes[i] = i
+    return { tag: 'str', type: 'utf8', codes, dict: this.ids }
+  }
+
   /** The record at `row`, its row shaped by `schema` (columns the file lacks read as null). */
   record (row: number, schema: SpaceSchema): VersionedRecord {
     const id = this.ids[row]!
@@ -277,4 +331,199 @@ export class Segment {
     }
     return { id, version, deleted: false, row: out }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Columnar decoding (straight from the Arrow buffers; Vector.get per row is far too slow)
+
+/** An all-NULL vector of `type`, `n` rows long. */
+export function nullVector (type: ValueType, n: number): ColumnVector {
+  if (type === 'utf8') return { tag: 'str', type, codes: new Int32Array(n).fill(-1), dict: [] }
+  if (type !== 'null') {
+    const dim = vectorDim(type)
+    if (dim !== undefined) return { tag: 'vec', type, dim, values: new Float32Array(n * dim), valid: new Uint8Array(n) }
+    if (listElement(type) !== undefined) return { tag: 'any', type, values: new Array<unknown>(n).fill(null) }
+  }
+  return { tag: 'num', type, values: new Float64Array(n).fill(NaN) }
+}
+
+/** Whether a chunk has NULLs to look at (its bitmap counts rows from `data.offset`). */
+function hasNulls (d: Data): boolean {
+  return d.nullCount > 0 && d.nullBitmap !== undefined && d.nullBitmap.length > 0
+}
+
+/** Sets out[base + i] = NaN for every NULL row i of chunk `d`. */
+function applyNulls (d: Data, out: Float64Array, base: number): void {
+  if (!hasNulls(d)) return
+  const bits = d.nullBitmap!
+  const off = d.offset
+  for (let i = 0; i < d.length; i++) {
+    const j = off + i
+    if ((bits[j >> 3]! & (1 << (j & 7))) === 0) out[base + i] = NaN
+  }
+}
+
+function decodeColumn (type: ValueType, vec: Vector | undefined, rows: number, path: string): ColumnVector {
+  if (vec === undefined || type === 'null') return nullVector(type, rows)
+  if (vec.length !== rows) throw new SegmentCorruptError(path, `a column holds ${vec.length} rows, the file ${rows}`)
+  const chunks = vec.data as Data[]
+  if (type === 'utf8') return decodeUtf8(chunks, rows)
+  const dim = vectorDim(type)
+  if (dim !== undefined) return decodeFloatList(type, dim, chunks, rows)
+  if (listElement(type) !== undefined) {
+    const out = new Array<unknown>(rows)
+    for (let i = 0; i < rows; i++) out[i] = fromArrow(type, vec.get(i))
+    return { tag: 'any', type, values: out }
+  }
+  const out = new Float64Array(rows)
+  let base = 0
+  for (const d of chunks) {
+    const n = d.length
+    const values = d.values as unknown
+    const unit = (d.type as { unit?: unknown }).unit
+    if (type === 'bool') {
+      const bits = values as Uint8Array
+      const off = d.offset
+      for (let i = 0; i < n; i++) { const j = off + i; out[base + i] = (bits[j >> 3]! >> (j & 7)) & 1 }
+    } else if (type === 'date' && unit !== DateUnit.DAY) {
+      // DateMillisecond (not what encodeSegment writes, but a valid Arrow date): ms → days.
+      readInt64(values, n, out, base)
+      for (let i = 0; i < n; i++) out[base + i] = Math.round(out[base + i]! / DAY_MS)
+    } else if (values instanceof BigInt64Array || ((type === 'int64' || type === 'timestamp') && values instanceof Int32Array && values.length === 2 * n)) {
+      readInt64(values, n, out, base)
+    } else if (values instanceof Float64Array && n === rows && !hasNulls(d)) {
+      // One chunk of float64 without NULLs: share the Arrow buffer itself, no copy.
+      return { tag: 'num', type, values: values.length === n ? values : values.subarray(0, n) }
+    } else if (values instanceof Int32Array || values instanceof Float32Array || values instanceof Float64Array) {
+      for (let i = 0; i < n; i++) out[base + i] = values[i]!
+    } else {
+      throw new Error(`no columnar decoding of a segment column of type ${type} (Arrow ${String(d.type)})`)
+    }
+    applyNulls(d, out, base)
+    base += n
+  }
+  return { tag: 'num', type, values: out }
+}
+
+/**
+ * int64 (BigInt64Array, or its little-endian 32-bit halves) to float64: hi·2^32 + lo is exact
+ * below 2^53 and, beyond, rounded once to nearest like Number(bigint), without a BigInt per row.
+ */
+function readInt64 (values: unknown, n: number, out: Float64Array, base: number): void {
+  const a = values as BigInt64Array | Int32Array
+  const words = new Int32Array(a.buffer, a.byteOffset, n * 2)
+  const lo = new Uint32Array(a.buffer, a.byteOffset, n * 2)
+  for (let i = 0; i < n; i++) out[base + i] = words[2 * i + 1]! * 4294967296 + lo[2 * i]!
+}
+
+function decodeFloatList (type: ValueType, dim: number, chunks: Data[], rows: number): ColumnVector {
+  const valid = new Uint8Array(rows)
+  const views: Float32Array[] = []
+  let base = 0
+  for (const d of chunks) {
+    const child = d.children[0]
+    const n = d.length
+    const f = child?.values as unknown
+    if (!(f instanceof Float32Array) || f.length < n * dim) throw new Error(`no columnar decoding of a segment column of type ${String(type)} (Arrow ${String(d.type)})`)
+    views.push(f.subarray(0, n * dim))
+    if (hasNulls(d)) {
+      const bits = d.nullBitmap!
+      const off = d.offset
+      for (let i = 0; i < n; i++) { const j = off + i; valid[base + i] = (bits[j >> 3]! >> (j & 7)) & 1 }
+    } else {
+      valid.fill(1, base, base + n)
+    }
+    base += n
+  }
+  // One chunk (every segment encodeSegment writes): a view of the Arrow buffer, no copy.
+  let values: Float32Array
+  if (views.length === 1) {
+    values = views[0]!
+  } else {
+    values = new Float32Array(rows * dim)
+    let o = 0
+    for (const v of views) { values.set(v, o); o += v.length }
+  }
+  return { tag: 'vec', type, dim, values, valid }
+}
+
+/**
+ * utf8 to a dictionary: the distinct byte strings are found by hashing the bytes in place (an
+ * open-addressing table over offsets), so each distinct value is decoded to a JS string once,
+ * not once per row.
+ */
+function decodeUtf8 (chunks: Data[], rows: number): ColumnVector {
+  const codes = new Int32Array(rows)
+  const dict: string[] = []
+  const byString = new Map<string, number>()
+  let base = 0
+  for (const d of chunks) {
+    const n = d.length
+    const offsets = d.valueOffsets as unknown
+    const bytes = d.values as unknown
+    if (!(offsets instanceof Int32Array) || !(bytes instanceof Uint8Array)) throw new Error(`no columnar decoding of a utf8 segment column stored as ${String(d.type)}`)
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    const nulls = hasNulls(d)
+    const bits = d.nullBitmap
+    const off = d.offset
+    // Table slots hold chunk-local entry numbers + 1 (0 = empty); entries record where their
+    // bytes are and their code in `dict` (distinct byte strings that decode alike share a code).
+    let cap = 1024
+    let mask = cap - 1
+    let slots = new Int32Array(cap)
+    let entStart: Int32Array = new Int32Array(256)
+    let entLen: Int32Array = new Int32Array(256)
+    let entHash: Int32Array = new Int32Array(256)
+    let entCode: Int32Array = new Int32Array(256)
+    let entries = 0
+    for (let i = 0; i < n; i++) {
+      if (nulls) { const j = off + i; if ((bits![j >> 3]! & (1 << (j & 7))) === 0) { codes[base + i] = -1; continue } }
+      const s = offsets[i]!
+      const e = offsets[i + 1]!
+      const len = e - s
+      let h = 0x811c9dc5 ^ len
+      for (let k = s; k < e; k++) h = Math.imul(h ^ bytes[k]!, 0x01000193)
+      h ^= h >>> 15
+      let slot = h & mask
+      let code = -1
+      for (;;) {
+        const ent = slots[slot]! - 1
+        if (ent < 0) break
+        if (entHash[ent] === h && entLen[ent] === len) {
+          const t = entStart[ent]!
+          let k = 0
+          while (k < len && bytes[s + k] === bytes[t + k]) k++
+          if (k === len) { code = entCode[ent]!; break }
+        }
+        slot = (slot + 1) & mask
+      }
+      if (code < 0) {
+        const str = buf.toString('utf8', s, e)
+        code = byString.get(str) ?? -1
+        if (code < 0) { code = dict.length; dict.push(str); byString.set(str, code) }
+        if (entries === entStart.length) {
+          const grow = (a: Int32Array): Int32Array => { const b = new Int32Array(a.length * 2); b.set(a); return b }
+          entStart = grow(entStart); entLen = grow(entLen); entHash = grow(entHash); entCode = grow(entCode)
+        }
+        entStart[entries] = s
+        entLen[entries] = len
+        entHash[entries] = h
+        entCode[entries] = code
+        slots[slot] = ++entries
+        if (entries * 2 > cap) {
+          cap *= 2
+          mask = cap - 1
+          slots = new Int32Array(cap)
+          for (let x = 0; x < entries; x++) {
+            let p = entHash[x]! & mask
+            while (slots[p] !== 0) p = (p + 1) & mask
+            slots[p] = x + 1
+          }
+        }
+      }
+      codes[base + i] = code
+    }
+    base += n
+  }
+  return { tag: 'str', type: 'utf8', codes, dict }
 }

@@ -2,6 +2,7 @@
  * The storage contract: what replication (and later query) expects of one partition's replica on
  * this peer. The engine behind it (WAL, memtable, Arrow segments, compaction) is storage's own.
  */
+import type { ColumnBatch } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
 
@@ -58,6 +59,14 @@ export interface PartitionStore {
   get(id: string): VersionedRecord | undefined
   /** Every record held (tombstones included), in batches; for streaming a partition to a new owner. */
   scan(opts?: { batchRecords?: number, includeTombstones?: boolean }): AsyncIterable<VersionedRecord[]>
+  /**
+   * The live rows (no tombstones, newest version of each id only) as column batches holding at
+   * least `columns` (a column the schema lacks, or that an older segment lacks, reads as all-NULL
+   * of the schema's type; 'null' when the schema has no such column). Synchronous: a snapshot of
+   * what is applied when called; iterate it without awaiting in between. The vectors may be
+   * shared with a cache: never write into them. Each id appears once, in no particular order.
+   */
+  batches(columns: readonly string[]): Iterable<ColumnBatch>
   digest(buckets?: number): PartitionDigest
   /** The records of one digest bucket (tombstones included), for anti-entropy repair. */
   bucket(index: number, buckets: number): VersionedRecord[]

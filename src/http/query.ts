@@ -1,0 +1,84 @@
+import type { QueryAnswer, QueryRequest, QueryService } from '../query/service/index.js'
+import { QueryError } from '../query/service/index.js'
+import { ARROW_STREAM_TYPE, arrowStream } from '../query/exec/index.js'
+import { HttpError, type HttpServer, type RouteRequest } from './server.js'
+
+/** Largest query body: SQL and JSON queries are small, but a knn vector or a long IN list is not. */
+const MAX_QUERY_BODY_BYTES = 4 * 1024 * 1024
+
+/**
+ * POST /query and POST /query/explain (DESIGN.md section 8). The body is `{sql, ...options}` or
+ * a JSON query with the options beside it: timeoutMs, allowPartial, consistency. Answers JSON
+ * `{columns, rows | aggregations, coverage, confidence, tookMs}`, or an Arrow IPC stream when the
+ * request accepts one (coverage, confidence and tookMs then travel in x-shoal-* headers).
+ */
+export function registerQueryApi (server: HttpServer, queries: Pick<QueryService, 'query' | 'explain'>): void {
+  server.route('POST', '/query', async (req) => {
+    const request = await queryRequest(req)
+    const answer = await run(async () => await queries.query(request))
+    if (acceptsArrow(req)) {
+      if (answer.aggregations !== undefined) throw new HttpError(406, 'NOT_ACCEPTABLE', 'aggregations of a JSON query answer JSON only; ask without Accept: ' + ARROW_STREAM_TYPE)
+      return {
+        bytes: [arrowStream(answer.batch, answer.columns)],
+        contentType: ARROW_STREAM_TYPE,
+        headers: {
+          'x-shoal-coverage': JSON.stringify(answer.coverage),
+          'x-shoal-confidence': String(answer.confidence),
+          'x-shoal-took-ms': answer.tookMs.toFixed(1)
+        }
+      }
+    }
+    return { body: render(answer) }
+  }, { maxBodyBytes: MAX_QUERY_BODY_BYTES })
+
+  server.route('POST', '/query/explain', async (req) => {
+    const request = await queryRequest(req)
+    return { body: await run(async () => await queries.explain(request)) }
+  }, { maxBodyBytes: MAX_QUERY_BODY_BYTES })
+}
+
+function acceptsArrow (req: RouteRequest): boolean {
+  return (req.headers.accept ?? '').split(',').some(a => a.trim().split(';')[0] === ARROW_STREAM_TYPE)
+}
+
+const OPTION_KEYS = ['timeoutMs', 'allowPartial', 'consistency', 'analyze']
+
+async function queryRequest (req: RouteRequest): Promise<QueryRequest> {
+  const body = await req.json()
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'BAD_REQUEST', 'the body must be a JSON object: {sql} or a JSON query')
+  const b = body as Record<string, unknown>
+  if (b.timeoutMs !== undefined && (typeof b.timeoutMs !== 'number' || !(b.timeoutMs > 0))) throw new HttpError(400, 'BAD_REQUEST', 'timeoutMs must be a positive number')
+  if (b.allowPartial !== undefined && typeof b.allowPartial !== 'boolean') throw new HttpError(400, 'BAD_REQUEST', 'allowPartial must be true or false')
+  if (b.analyze !== undefined && typeof b.analyze !== 'boolean') throw new HttpError(400, 'BAD_REQUEST', 'analyze must be true or false')
+  // Queries read one replica per partition (docs/consistency.md); quorum reads are for records.
+  if (b.consistency !== undefined && b.consistency !== 'one') throw new HttpError(400, 'BAD_REQUEST', "consistency: queries read one replica of each partition; only 'one' is accepted (read records by id for quorum or all)")
+  const common = {
+    ...(b.timeoutMs !== undefined ? { timeoutMs: b.timeoutMs as number } : {}),
+    ...(b.allowPartial !== undefined ? { allowPartial: b.allowPartial as boolean } : {}),
+    ...(b.analyze !== undefined ? { analyze: b.analyze as boolean } : {}),
+    signal: req.signal
+  }
+  if (b.sql !== undefined) {
+    if (typeof b.sql !== 'string' || b.sql.trim() === '') throw new HttpError(400, 'BAD_REQUEST', 'sql must be a non-empty string')
+    return { sql: b.sql, ...common }
+  }
+  const query: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(b)) if (!OPTION_KEYS.includes(k)) query[k] = v
+  return { query, ...common }
+}
+
+async function run<T> (fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    // Extras (validation details, coverage) go inside `error`, beside code and message.
+    if (err instanceof QueryError) throw new HttpError(err.status, err.code, err.message, { error: { code: err.code, message: err.message, ...err.details } })
+    throw err
+  }
+}
+
+function render (a: QueryAnswer): Record<string, unknown> {
+  const base = { coverage: a.coverage, confidence: a.confidence, tookMs: Math.round(a.tookMs * 100) / 100 }
+  if (a.aggregations !== undefined) return { aggregations: a.aggregations, ...base }
+  return { columns: a.columns, rows: a.rows, ...base, ...(a.analyze !== undefined ? { analyze: a.analyze } : {}) }
+}

@@ -1,0 +1,282 @@
+/**
+ * Per-group accumulators of the SQL aggregate functions. Each keeps the partial state of every
+ * group of one aggregate, indexed by group id, in typed arrays where the state is a few numbers
+ * (count, sum, avg, min, max: one loop over the batch, no call per row), and in the mergeable
+ * Aggregator states of src/query/aggregate where it is a sketch (approx_count_distinct: HyperLogLog;
+ * approx_quantile: DDSketch; var_pop, stddev_pop: (n, mean, M2) merged Chan's way).
+ *
+ * The same class serves both sides: a data peer accumulates rows and encodes each group's state;
+ * the coordinator merges encoded states from every partition and finalizes.
+ */
+import type { ColumnVector } from '../../columnar/index.js'
+import { createAggregator, type Aggregator } from '../aggregate/index.js'
+import type { AggregateItem } from '../model/index.js'
+import { QueryExecError } from './errors.js'
+
+export interface GroupAccumulator {
+  /** Makes room for groups 0..groups-1. */
+  grow (groups: number): void
+  /** Adds row i of `values` (null for count(*)) to group gids[i], for i < n. */
+  add (gids: Int32Array, values: ColumnVector | null, n: number): void
+  encode (g: number): unknown
+  /** Merges an encoded state (from encode, possibly on another peer) into group g. */
+  mergeEncoded (g: number, encoded: unknown): void
+  finalize (g: number): unknown
+  /** Approximate bytes held, for the query's memory budget. */
+  bytes (): number
+}
+
+function growF64 (a: Float64Array, n: number, fill: number): Float64Array {
+  if (a.length >= n) return a
+  const b = new Float64Array(Math.max(n, a.length * 2, 16))
+  b.set(a)
+  b.fill(fill, a.length)
+  return b
+}
+
+function num (v: unknown, what: string): number {
+  if (typeof v !== 'number') throw new QueryExecError('BAD_PARTIAL', `${what}: expected a number`)
+  return v
+}
+
+/** count(*) and count(x). */
+class CountAcc implements GroupAccumulator {
+  private n: Float64Array = new Float64Array(0)
+  constructor (private readonly star: boolean) {}
+  grow (groups: number): void { this.n = growF64(this.n, groups, 0) }
+  add (gids: Int32Array, values: ColumnVector | null, n: number): void {
+    const c = this.n
+    if (this.star || values === null) { for (let i = 0; i < n; i++) c[gids[i]!]!++; return }
+    switch (values.tag) {
+      case 'num': { const v = values.values; for (let i = 0; i < n; i++) if (v[i] === v[i]) c[gids[i]!]!++; break }
+      case 'str': { const v = values.codes; for (let i = 0; i < n; i++) if (v[i]! >= 0) c[gids[i]!]!++; break }
+      case 'vec': { const v = values.valid; for (let i = 0; i < n; i++) if (v[i] === 1) c[gids[i]!]!++; break }
+      case 'any': { const v = values.values; for (let i = 0; i < n; i++) if (v[i] !== null && v[i] !== undefined) c[gids[i]!]!++; break }
+    }
+  }
+
+  encode (g: number): unknown { return this.n[g] }
+  mergeEncoded (g: number, e: unknown): void { this.n[g]! += num(e, 'count') }
+  finalize (g: number): unknown { return this.n[g] }
+  bytes (): number { return this.n.length * 8 }
+}
+
+/**
+ * sum and avg: a Neumaier-compensated sum and a count per group (sum of no values is NULL,
+ * as in SQL). avg is sum / count at the end, never an average of averages.
+ */
+class SumAcc implements GroupAccumulator {
+  private s: Float64Array = new Float64Array(0)
+  private c: Float64Array = new Float64Array(0)
+  private n: Float64Array = new Float64Array(0)
+  constructor (private readonly avg: boolean) {}
+  grow (groups: number): void {
+    this.s = growF64(this.s, groups, 0)
+    this.c = growF64(this.c, groups, 0)
+    this.n = growF64(this.n, groups, 0)
+  }
+
+  private addOne (g: number, x: number): void {
+    const s = this.s[g]!
+    const t = s + x
+    if (Math.abs(s) >= Math.abs(x)) this.c[g]! += (s - t) + x
+    else this.c[g]! += (x - t) + s
+    this.s[g] = t
+    this.n[g]!++
+  }
+
+  add (gids: Int32Array, values: ColumnVector | null, n: number): void {
+    if (values === null || values.tag !== 'num') return
+    const v = values.values
+    const S = this.s; const C = this.c; const N = this.n
+    for (let i = 0; i < n; i++) {
+      const x = v[i]!
+      if (x !== x) continue
+      const g = gids[i]!
+      const s = S[g]!
+      const t = s + x
+      if (Math.abs(s) >= Math.abs(x)) C[g]! += (s - t) + x
+      else C[g]! += (x - t) + s
+      S[g] = t
+      N[g]!++
+    }
+  }
+
+  encode (g: number): unknown { return [this.s[g], this.c[g], this.n[g]] }
+  mergeEncoded (g: number, e: unknown): void {
+    if (!Array.isArray(e) || e.length !== 3) throw new QueryExecError('BAD_PARTIAL', 'sum: expected [sum, compensation, count]')
+    const n = num(e[2], 'sum count')
+    if (n === 0) return
+    this.addOne(g, num(e[0], 'sum'))
+    this.c[g]! += num(e[1], 'sum compensation')
+    this.n[g]! += n - 1
+  }
+
+  finalize (g: number): unknown {
+    const n = this.n[g]!
+    if (n === 0) return null
+    const sum = this.s[g]! + this.c[g]!
+    return this.avg ? sum / n : sum
+  }
+
+  bytes (): number { return this.s.length * 24 }
+}
+
+/** min and max over numbers (float64 arrays) or strings (per-group values). */
+class ExtremeAcc implements GroupAccumulator {
+  private v: Float64Array = new Float64Array(0)
+  private strs: Array<string | null> = []
+  constructor (private readonly isMax: boolean, private readonly strings: boolean) {}
+  grow (groups: number): void {
+    if (this.strings) { while (this.strs.length < groups) this.strs.push(null); return }
+    this.v = growF64(this.v, groups, NaN)
+  }
+
+  private better (a: string, b: string | null): boolean { return b === null || (this.isMax ? a > b : a < b) }
+
+  add (gids: Int32Array, values: ColumnVector | null, n: number): void {
+    if (values === null) return
+    if (values.tag === 'str') {
+      const codes = values.codes; const dict = values.dict
+      for (let i = 0; i < n; i++) {
+        const c = codes[i]!
+        if (c < 0) continue
+        const g = gids[i]!
+        if (this.better(dict[c]!, this.strs[g]!)) this.strs[g] = dict[c]!
+      }
+      return
+    }
+    if (values.tag !== 'num') return
+    const v = values.values; const out = this.v
+    if (this.isMax) {
+      for (let i = 0; i < n; i++) { const x = v[i]!; const g = gids[i]!; const cur = out[g]!; if (x > cur || (cur !== cur && x === x)) out[g] = x }
+    } else {
+      for (let i = 0; i < n; i++) { const x = v[i]!; const g = gids[i]!; const cur = out[g]!; if (x < cur || (cur !== cur && x === x)) out[g] = x }
+    }
+  }
+
+  encode (g: number): unknown {
+    if (this.strings) return this.strs[g]
+    const x = this.v[g]!
+    return x === x ? x : null
+  }
+
+  mergeEncoded (g: number, e: unknown): void {
+    if (e === null) return
+    if (this.strings) {
+      if (typeof e !== 'string') throw new QueryExecError('BAD_PARTIAL', 'min/max: expected a string')
+      if (this.better(e, this.strs[g]!)) this.strs[g] = e
+      return
+    }
+    const x = num(e, 'min/max')
+    const cur = this.v[g]!
+    if (cur !== cur || (this.isMax ? x > cur : x < cur)) this.v[g] = x
+  }
+
+  finalize (g: number): unknown { return this.encode(g) }
+  bytes (): number { return this.strings ? this.strs.length * 16 : this.v.length * 8 }
+}
+
+/** count(DISTINCT x): exact, a set of values per group (bounded by the memory budget). */
+class DistinctAcc implements GroupAccumulator {
+  private sets: Array<Set<number | string>> = []
+  private size = 0
+  grow (groups: number): void { while (this.sets.length < groups) this.sets.push(new Set()) }
+  private put (g: number, v: number | string): void {
+    const s = this.sets[g]!
+    const before = s.size
+    s.add(v)
+    if (s.size !== before) this.size++
+  }
+
+  add (gids: Int32Array, values: ColumnVector | null, n: number): void {
+    if (values === null) return
+    if (values.tag === 'num') {
+      const v = values.values
+      for (let i = 0; i < n; i++) { const x = v[i]!; if (x === x) this.put(gids[i]!, x + 0) }
+    } else if (values.tag === 'str') {
+      const codes = values.codes; const dict = values.dict
+      for (let i = 0; i < n; i++) { const c = codes[i]!; if (c >= 0) this.put(gids[i]!, dict[c]!) }
+    } else {
+      throw new QueryExecError('UNSUPPORTED', 'count(DISTINCT) of a list or vector column')
+    }
+  }
+
+  encode (g: number): unknown { return [...this.sets[g]!] }
+  mergeEncoded (g: number, e: unknown): void {
+    if (!Array.isArray(e)) throw new QueryExecError('BAD_PARTIAL', 'count(DISTINCT): expected an array')
+    for (const v of e) {
+      if (typeof v !== 'number' && typeof v !== 'string') throw new QueryExecError('BAD_PARTIAL', 'count(DISTINCT): expected numbers or strings')
+      this.put(g, v)
+    }
+  }
+
+  finalize (g: number): unknown { return this.sets[g]!.size }
+  bytes (): number { return this.size * 48 + this.sets.length * 64 }
+}
+
+/**
+ * Any aggregation of src/query/aggregate, one state per group: sketches and moments. Values reach
+ * the Aggregator one by one (its add), which is fine for these kinds: their per-value work (a hash,
+ * a log, a Welford step) dwarfs the call.
+ */
+class SketchAcc implements GroupAccumulator {
+  private states: unknown[] = []
+  private approxBytes: number
+  constructor (private readonly agg: Aggregator<unknown, unknown>, private readonly result: (r: unknown) => unknown, private readonly stateBytes: number) {
+    this.approxBytes = 0
+  }
+
+  grow (groups: number): void {
+    while (this.states.length < groups) { this.states.push(this.agg.init()); this.approxBytes += this.stateBytes }
+  }
+
+  add (gids: Int32Array, values: ColumnVector | null, n: number): void {
+    if (values === null) return
+    const agg = this.agg; const st = this.states
+    if (values.tag === 'num') {
+      const v = values.values
+      for (let i = 0; i < n; i++) { const x = v[i]!; if (x === x) agg.add(st[gids[i]!], x) }
+    } else if (values.tag === 'str') {
+      const codes = values.codes; const dict = values.dict
+      for (let i = 0; i < n; i++) { const c = codes[i]!; if (c >= 0) agg.add(st[gids[i]!], dict[c]) }
+    }
+  }
+
+  encode (g: number): unknown { return this.agg.encode(this.states[g]) }
+  mergeEncoded (g: number, e: unknown): void {
+    this.states[g] = this.agg.merge(this.states[g], this.agg.decode(e))
+  }
+
+  finalize (g: number): unknown { return this.result(this.agg.finalize(this.states[g])) }
+  bytes (): number { return this.approxBytes }
+}
+
+/** The accumulator of one SQL aggregate. `argIsString`: the argument is utf8 (min/max compare strings). */
+export function createAccumulator (item: AggregateItem, argIsString: boolean, argIsInteger: boolean): GroupAccumulator {
+  switch (item.fn) {
+    case 'count': return item.distinct ? new DistinctAcc() : new CountAcc(item.args.length === 0)
+    case 'sum': return new SumAcc(false)
+    case 'avg': return new SumAcc(true)
+    case 'min': return new ExtremeAcc(false, argIsString)
+    case 'max': return new ExtremeAcc(true, argIsString)
+    case 'var_pop':
+    case 'stddev_pop': {
+      const sqrt = item.fn === 'stddev_pop'
+      return new SketchAcc(createAggregator({ kind: 'extended_stats', field: '_' }), r => {
+        const v = (r as { variance: number | null }).variance
+        return v === null ? null : sqrt ? Math.sqrt(v) : v
+      }, 64)
+    }
+    case 'approx_count_distinct':
+      return new SketchAcc(createAggregator({ kind: 'cardinality', field: '_' }), r => (r as { value: number }).value, 256)
+    case 'approx_quantile': {
+      const q = item.params.quantile as number
+      return new SketchAcc(createAggregator({ kind: 'percentiles', field: '_', percents: [q * 100] }), r => {
+        const v = Object.values((r as { values: Record<string, number | null> }).values)[0] ?? null
+        // DuckDB answers an integer column's quantile as an integer.
+        return v === null ? null : argIsInteger ? Math.round(v) : v
+      }, 1024)
+    }
+  }
+}

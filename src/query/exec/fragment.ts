@@ -1,0 +1,173 @@
+/**
+ * The part of a query that runs where the data is: one partition replica's rows, filtered, then
+ * either grouped into partial aggregate states, aggregated by a JSON query's aggregations, cut to
+ * the top N under ORDER BY ... LIMIT, searched for the top K vectors, or shipped as they are.
+ *
+ * A fragment is a small plan (src/query/plan builds it): `Aggregate`, `TopK`, `Limit(Sort(...))`,
+ * `Limit(...)`, `Sort(...)` or nothing over `[Filter] Scan`. It arrives off the network and is
+ * checked for that shape before it runs.
+ */
+import { vectorFromValues, type BatchSource, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
+import type { AggregateNode, Expr, PlanNode, ScanNode, SortKey, TopKNode } from '../model/index.js'
+import { SCORE_COLUMN } from '../model/index.js'
+import { createAccumulator } from './accumulators.js'
+import { evalExpr, evalPredicate, exprType } from './eval.js'
+import { MemoryBudget, QueryExecError } from './errors.js'
+import { GroupTable, type EncodedGroups } from './group.js'
+import { AdaptedBatch, AggregationSet, toAggsSpec } from './json-aggs.js'
+import { TopNBuffer } from './rows.js'
+import { topKSearch } from './topk.js'
+import { encodeBatch, type WireBatch } from './wire.js'
+import { gatherBatch } from '../../columnar/index.js'
+
+/** What a fragment computed, ready to ship: partial states or rows. */
+export type FragmentOutput =
+  | { kind: 'groups', groups: EncodedGroups }
+  | { kind: 'aggs', states: unknown }
+  | { kind: 'rows', batch: WireBatch }
+
+export interface FragmentStats {
+  rowsScanned: number
+  rowsMatched: number
+  ms: number
+}
+
+export interface FragmentResult {
+  output: FragmentOutput
+  stats: FragmentStats
+}
+
+export interface FragmentContext {
+  source: BatchSource
+  columnType: (name: string) => ValueType | undefined
+  budget?: MemoryBudget
+  signal?: AbortSignal
+  now?: () => number
+}
+
+/** The shape of a fragment plan, taken apart. */
+export interface FragmentShape {
+  scan: ScanNode
+  filter: Expr | null
+  top: { kind: 'aggregate', node: AggregateNode } | { kind: 'topk', node: TopKNode } | { kind: 'rows', order: readonly SortKey[], limit: number | null }
+}
+
+/** Takes a fragment plan apart, or throws BAD_FRAGMENT when it is not one of the shapes above. */
+export function fragmentShape (plan: PlanNode): FragmentShape {
+  const bad = (): never => { throw new QueryExecError('BAD_FRAGMENT', `not a fragment plan: ${plan.kind}`) }
+  const base = (n: PlanNode): { scan: ScanNode, filter: Expr | null } => {
+    if (n.kind === 'Scan') return { scan: n, filter: null }
+    if (n.kind === 'Filter' && n.input.kind === 'Scan') return { scan: n.input, filter: n.predicate }
+    return bad()
+  }
+  switch (plan.kind) {
+    case 'Aggregate': return { ...base(plan.input), top: { kind: 'aggregate', node: plan } }
+    case 'TopK': return { ...base(plan.input), top: { kind: 'topk', node: plan } }
+    case 'Limit':
+      if (plan.offset !== 0) return bad()
+      if (plan.input.kind === 'Sort') return { ...base(plan.input.input), top: { kind: 'rows', order: plan.input.keys, limit: plan.limit } }
+      return { ...base(plan.input), top: { kind: 'rows', order: [], limit: plan.limit } }
+    case 'Sort': return { ...base(plan.input), top: { kind: 'rows', order: plan.keys, limit: null } }
+    default: return { ...base(plan), top: { kind: 'rows', order: [], limit: null } }
+  }
+}
+
+/** Yields to the event loop so that a long scan does not starve requests and can be cancelled. */
+const breathe = async (): Promise<void> => await new Promise(resolve => setImmediate(resolve))
+
+/** Runs a fragment over one source. */
+export async function runFragment (plan: PlanNode, ctx: FragmentContext): Promise<FragmentResult> {
+  const now = ctx.now ?? (() => performance.now())
+  const t0 = now()
+  const shape = fragmentShape(plan)
+  const budget = ctx.budget ?? new MemoryBudget(Infinity)
+  const columns = shape.scan.columns ?? []
+  const stats: FragmentStats = { rowsScanned: 0, rowsMatched: 0, ms: 0 }
+  const sink = makeSink(shape, ctx, budget)
+  let last = now()
+  for (const raw of ctx.source.batches(columns)) {
+    stats.rowsScanned += raw.length
+    const batch = shape.filter === null ? raw : gatherBatch(raw, evalPredicate(shape.filter, raw))
+    stats.rowsMatched += batch.length
+    if (batch.length > 0) sink.push(batch)
+    if (sink.done()) break
+    if (now() - last > 10) {
+      await breathe()
+      last = now()
+      if (ctx.signal?.aborted === true) throw new QueryExecError('LIMIT', 'cancelled')
+    }
+  }
+  const output = sink.finish()
+  stats.ms = now() - t0
+  return { output, stats }
+}
+
+interface Sink {
+  push (batch: ColumnBatch): void
+  done (): boolean
+  finish (): FragmentOutput
+}
+
+function makeSink (shape: FragmentShape, ctx: FragmentContext, budget: MemoryBudget): Sink {
+  const top = shape.top
+  const typeOf = (e: Expr): ValueType => exprType(e, ctx.columnType)
+  switch (top.kind) {
+    case 'aggregate': {
+      const node = top.node
+      if (node.aggs.length > 0) {
+        const set = new AggregationSet(toAggsSpec(node.aggs))
+        const states = set.init()
+        return {
+          push: b => { set.collect(states, new AdaptedBatch(b)) },
+          done: () => false,
+          finish: () => ({ kind: 'aggs', states: set.encode(states) })
+        }
+      }
+      const table = newGroupTable(node, typeOf, budget)
+      return {
+        push: b => {
+          const keys = node.groupBy.map(g => evalExpr(g.expr, b))
+          const args = node.aggregates.map(a => a.args.length === 0 ? null : evalExpr(a.args[0]!, b))
+          table.addRows(keys, args, b.length)
+        },
+        done: () => false,
+        finish: () => { const groups = table.encode(); table.release(); return { kind: 'groups', groups } }
+      }
+    }
+    case 'topk': {
+      const node = top.node
+      const search = topKSearch(node, budget)
+      return { push: b => { search.push(b) }, done: () => false, finish: () => ({ kind: 'rows', batch: encodeBatch(search.result()) }) }
+    }
+    case 'rows': {
+      const buffer = new TopNBuffer(top.order, top.limit, budget)
+      const names = shape.scan.columns ?? []
+      return {
+        push: b => { buffer.push(b) },
+        done: () => buffer.full,
+        finish: () => {
+          const out = buffer.result()
+          return { kind: 'rows', batch: encodeBatch(out.length === 0 && out.columns.size === 0 ? emptyBatch(names, ctx.columnType) : out, names) }
+        }
+      }
+    }
+  }
+}
+
+/** The group table of an Aggregate node (the same on a data peer and on the coordinator). */
+export function newGroupTable (node: AggregateNode, typeOf: (e: Expr) => ValueType, budget: MemoryBudget | undefined): GroupTable {
+  const accs = node.aggregates.map(a => {
+    const t = a.args.length === 0 ? 'null' : typeOf(a.args[0]!)
+    return createAccumulator(a, t === 'utf8', t === 'int32' || t === 'int64')
+  })
+  return new GroupTable(node.groupBy.map(g => typeOf(g.expr)), accs, budget)
+}
+
+/** A batch of no rows with the given columns. */
+export function emptyBatch (names: readonly string[], columnType: (name: string) => ValueType | undefined): ColumnBatch {
+  const columns = new Map<string, ColumnVector>()
+  for (const n of names) columns.set(n, vectorFromValues(columnType(n) ?? 'null', []))
+  return { length: 0, columns }
+}
+
+export { SCORE_COLUMN }

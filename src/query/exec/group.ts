@@ -1,0 +1,210 @@
+/**
+ * Hash grouping for GROUP BY (and SELECT DISTINCT): maps each row's key values to a dense group
+ * id, then feeds the per-group accumulators. Keys are grouped by dictionary: a string key is
+ * looked up once per distinct string of a batch (its dictionary), not once per row; a numeric key
+ * goes through one Map<number>. Several keys combine their per-key ids arithmetically into one
+ * number, so no per-row string or array is built.
+ */
+import { vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
+import type { MemoryBudget } from './errors.js'
+import { QueryExecError } from './errors.js'
+import type { GroupAccumulator } from './accumulators.js'
+
+/** Most groups one table may hold; the memory budget usually stops a query first. */
+export const MAX_GROUPS = 10_000_000
+
+/** The distinct values of one key column, each with a small dense id (NULL has one too). */
+class KeyDict {
+  readonly values: Array<number | string | null> = []
+  private readonly byNumber = new Map<number, number>()
+  private readonly byString = new Map<string, number>()
+  private nullId = -1
+  private scratch: Int32Array = new Int32Array(0)
+
+  private idOfNull (): number {
+    if (this.nullId < 0) { this.nullId = this.values.length; this.values.push(null) }
+    return this.nullId
+  }
+
+  private idOfString (s: string): number {
+    let id = this.byString.get(s)
+    if (id === undefined) { id = this.values.length; this.values.push(s); this.byString.set(s, id) }
+    return id
+  }
+
+  /** Writes the id of rows 0..n-1 of `v` into out. */
+  ids (v: ColumnVector, n: number, out: Int32Array): void {
+    if (v.tag === 'str') {
+      // One lookup per dictionary entry actually used, then an array index per row.
+      const dict = v.dict
+      if (this.scratch.length < dict.length) this.scratch = new Int32Array(Math.max(dict.length, this.scratch.length * 2))
+      const local = this.scratch
+      local.fill(-1, 0, dict.length)
+      const codes = v.codes
+      for (let i = 0; i < n; i++) {
+        const c = codes[i]!
+        if (c < 0) { out[i] = this.idOfNull(); continue }
+        let id = local[c]!
+        if (id < 0) { id = this.idOfString(dict[c]!); local[c] = id }
+        out[i] = id
+      }
+      return
+    }
+    if (v.tag === 'num') {
+      const vals = v.values
+      const map = this.byNumber
+      for (let i = 0; i < n; i++) {
+        const x = vals[i]!
+        if (x !== x) { out[i] = this.idOfNull(); continue }
+        const k = x + 0 // -0 and 0 are one group
+        let id = map.get(k)
+        if (id === undefined) { id = this.values.length; this.values.push(k); map.set(k, id) }
+        out[i] = id
+      }
+      return
+    }
+    throw new QueryExecError('UNSUPPORTED', 'GROUP BY a list or vector column')
+  }
+}
+
+/** Groups and their aggregate states. */
+export class GroupTable {
+  private readonly dicts: KeyDict[]
+  /** Per group, the id of its value in each key's dict. */
+  private readonly keyIds: number[][]
+  private readonly byComposite = new Map<number, number>()
+  private readonly radixBits: number
+  private groups = 0
+  private gidScratch: Int32Array = new Int32Array(0)
+  private idScratch: Int32Array[] = []
+
+  constructor (readonly keyTypes: readonly ValueType[], readonly accs: readonly GroupAccumulator[], private readonly budget: MemoryBudget | undefined, private readonly maxGroups = MAX_GROUPS) {
+    this.dicts = keyTypes.map(() => new KeyDict())
+    this.keyIds = keyTypes.map(() => [])
+    // Ids of k keys pack into one double: 52 bits shared between them.
+    this.radixBits = keyTypes.length <= 1 ? 52 : Math.floor(52 / keyTypes.length)
+    // With no keys there is exactly one group, and it exists even when no row arrives (SQL:
+    // SELECT count(*) FROM empty answers one row, 0).
+    if (keyTypes.length === 0) this.newGroup([])
+  }
+
+  get size (): number { return this.groups }
+
+  private newGroup (ids: readonly number[]): number {
+    const g = this.groups++
+    if (g >= this.maxGroups) throw new QueryExecError('LIMIT', `more than ${this.maxGroups} groups`)
+    for (let k = 0; k < ids.length; k++) this.keyIds[k]!.push(ids[k]!)
+    for (const a of this.accs) a.grow(this.groups)
+    return g
+  }
+
+  /** Group ids of rows 0..n-1 given the key vectors (one per key, in key order). */
+  assign (keys: readonly ColumnVector[], n: number): Int32Array {
+    if (this.gidScratch.length < n) this.gidScratch = new Int32Array(Math.max(n, 1024))
+    const gids = this.gidScratch
+    if (keys.length === 0) { gids.fill(0, 0, n); return gids }
+    for (let k = 0; k < keys.length; k++) {
+      if ((this.idScratch[k]?.length ?? 0) < n) this.idScratch[k] = new Int32Array(Math.max(n, 1024))
+      this.dicts[k]!.ids(keys[k]!, n, this.idScratch[k]!)
+    }
+    const limit = 2 ** this.radixBits
+    const ids = this.idScratch
+    const one = keys.length === 1
+    const tuple = new Array<number>(keys.length)
+    for (let i = 0; i < n; i++) {
+      let composite = 0
+      if (one) composite = ids[0]![i]!
+      else {
+        for (let k = keys.length - 1; k >= 0; k--) {
+          const id = ids[k]![i]!
+          if (id >= limit) throw new QueryExecError('LIMIT', `GROUP BY key ${k + 1} has more than ${limit} distinct values`)
+          composite = composite * limit + id
+        }
+      }
+      let g = this.byComposite.get(composite)
+      if (g === undefined) {
+        for (let k = 0; k < keys.length; k++) tuple[k] = ids[k]![i]!
+        g = this.newGroup(tuple)
+        this.byComposite.set(composite, g)
+      }
+      gids[i] = g
+    }
+    return gids
+  }
+
+  /** Adds n rows: their key vectors and, per accumulator, its argument vector (null for count(*)). */
+  addRows (keys: readonly ColumnVector[], args: ReadonlyArray<ColumnVector | null>, n: number): void {
+    if (n === 0) return
+    const gids = this.assign(keys, n)
+    for (let a = 0; a < this.accs.length; a++) this.accs[a]!.add(gids, args[a]!, n)
+    this.account()
+  }
+
+  private account (): void {
+    if (this.budget === undefined) return
+    let bytes = this.groups * (48 + 16 * this.keyTypes.length)
+    for (const a of this.accs) bytes += a.bytes()
+    this.budget.set(this, bytes)
+  }
+
+  /** Key values of group g, in key order. */
+  keyValues (g: number): unknown[] {
+    return this.dicts.map((d, k) => d.values[this.keyIds[k]![g]!])
+  }
+
+  /** The partial state of every group, for shipping: `keys[k][g]`, `states[a][g]`. */
+  encode (): EncodedGroups {
+    const keys = this.dicts.map((d, k) => this.keyIds[k]!.map(id => d.values[id]))
+    const states = this.accs.map(a => { const out = new Array<unknown>(this.groups); for (let g = 0; g < this.groups; g++) out[g] = a.encode(g); return out })
+    return { groups: this.groups, keys, states }
+  }
+
+  /** Merges partial states encoded by another table of the same shape (checked: it comes off the network). */
+  mergeEncoded (e: unknown): void {
+    const p = parseEncodedGroups(e, this.keyTypes.length, this.accs.length)
+    if (p.groups === 0) return
+    const keys = p.keys.map((vals, k) => vectorFromValues(this.keyTypes[k]!, vals))
+    const gids = this.assign(keys, p.groups).slice(0, p.groups)
+    for (let a = 0; a < this.accs.length; a++) {
+      const acc = this.accs[a]!
+      const st = p.states[a]!
+      for (let i = 0; i < p.groups; i++) acc.mergeEncoded(gids[i]!, st[i])
+    }
+    this.account()
+  }
+
+  /** Final values: key columns then one column per accumulator, as a batch. */
+  finalize (keyNames: readonly string[], accNames: readonly string[], accTypes: readonly ValueType[]): ColumnBatch {
+    const columns = new Map<string, ColumnVector>()
+    for (let k = 0; k < this.dicts.length; k++) {
+      const d = this.dicts[k]!
+      columns.set(keyNames[k]!, vectorFromValues(this.keyTypes[k]!, this.keyIds[k]!.map(id => d.values[id])))
+    }
+    for (let a = 0; a < this.accs.length; a++) {
+      const acc = this.accs[a]!
+      const vals = new Array<unknown>(this.groups)
+      for (let g = 0; g < this.groups; g++) vals[g] = acc.finalize(g)
+      columns.set(accNames[a]!, vectorFromValues(accTypes[a]!, vals))
+    }
+    return { length: this.groups, columns }
+  }
+
+  release (): void { this.budget?.release(this) }
+}
+
+export interface EncodedGroups {
+  groups: number
+  keys: unknown[][]
+  states: unknown[][]
+}
+
+function parseEncodedGroups (e: unknown, nKeys: number, nAccs: number): EncodedGroups {
+  const bad = (why: string): never => { throw new QueryExecError('BAD_PARTIAL', `partial groups: ${why}`) }
+  if (e === null || typeof e !== 'object') return bad('not an object')
+  const { groups, keys, states } = e as Record<string, unknown>
+  if (typeof groups !== 'number' || !Number.isSafeInteger(groups) || groups < 0 || groups > MAX_GROUPS) return bad('bad group count')
+  if (!Array.isArray(keys) || keys.length !== nKeys || keys.some(k => !Array.isArray(k) || k.length !== groups)) return bad(`expected ${nKeys} key columns of ${groups} values`)
+  if (!Array.isArray(states) || states.length !== nAccs || states.some(s => !Array.isArray(s) || s.length !== groups)) return bad(`expected ${nAccs} state columns of ${groups} values`)
+  for (const k of keys as unknown[][]) for (const v of k) if (v !== null && typeof v !== 'number' && typeof v !== 'string') return bad('a key value is neither null, a number nor a string')
+  return { groups, keys: keys as unknown[][], states: states as unknown[][] }
+}

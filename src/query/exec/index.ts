@@ -1,0 +1,18 @@
+/**
+ * query/exec: local execution over column batches (src/columnar). A plan is split (split.ts) into
+ * a fragment that runs on each partition replica (fragment.ts: filter, projection, partial
+ * aggregation, top-N, top-K) and the coordinator's merge and final steps (final.ts). Expressions
+ * evaluate vectorized (eval.ts); grouping is by dictionary codes (group.ts); aggregate states are
+ * mergeable (accumulators.ts, and src/query/aggregate for sketches and JSON aggregations); every
+ * operator that holds rows or groups reports to the query's memory budget (errors.ts).
+ */
+export { evalExpr, evalPredicate, exprType } from './eval.js'
+export { QueryExecError, MemoryBudget, type QueryExecErrorCode } from './errors.js'
+export { splitPlan, type SplitPlan, type PostStep, type MergeKind } from './split.js'
+export { runFragment, fragmentShape, type FragmentOutput, type FragmentResult, type FragmentStats, type FragmentContext } from './fragment.js'
+export { QueryMerger, renderRows, aggregateType, type FinalResult, type OutputColumn } from './final.js'
+export { encodeBatch, decodeBatch, type WireBatch } from './wire.js'
+export { concatBatches, sortAndSlice, batchBytes } from './rows.js'
+export { scoreVectors } from './topk.js'
+export { GroupTable, MAX_GROUPS } from './group.js'
+export { arrowStream, ARROW_STREAM_TYPE } from './arrow.js'

@@ -1,0 +1,100 @@
+/**
+ * Recall: the K rows whose vector column is most similar to a query vector. Scores are computed
+ * in one loop per batch over the flat float32 array; a binary min-heap of K (score, row) pairs
+ * keeps the best seen so far, so memory is O(K) whatever the number of rows. Cosine and dot:
+ * higher is closer; L2: the Euclidean distance, lower is closer.
+ */
+import { gatherBatch, type ColumnBatch, type ColumnVector } from '../../columnar/index.js'
+import type { TopKNode, VectorMetric } from '../model/index.js'
+import { SCORE_COLUMN, column } from '../model/index.js'
+import { QueryExecError, type MemoryBudget } from './errors.js'
+import { batchBytes, concatBatches, sortAndSlice } from './rows.js'
+
+/** Scores every row of a vector column against `q`; NaN for NULL vectors. */
+export function scoreVectors (v: ColumnVector, q: Float32Array | readonly number[], metric: VectorMetric): Float64Array {
+  if (v.tag !== 'vec') throw new QueryExecError('UNSUPPORTED', 'top-K needs a vector column')
+  const d = v.dim
+  if (q.length !== d) throw new QueryExecError('BAD_FRAGMENT', `query vector has ${q.length} dimensions, the column ${d}`)
+  const n = v.valid.length
+  const out = new Float64Array(n)
+  const x = v.values
+  let qn = 0
+  for (let j = 0; j < d; j++) qn += q[j]! * q[j]!
+  qn = Math.sqrt(qn)
+  for (let i = 0; i < n; i++) {
+    if (v.valid[i] !== 1) { out[i] = NaN; continue }
+    const o = i * d
+    if (metric === 'l2') {
+      let s = 0
+      for (let j = 0; j < d; j++) { const t = x[o + j]! - q[j]!; s += t * t }
+      out[i] = Math.sqrt(s)
+    } else {
+      let dot = 0; let xn = 0
+      for (let j = 0; j < d; j++) { const a = x[o + j]!; dot += a * q[j]!; xn += a * a }
+      out[i] = metric === 'dot' ? dot : (xn === 0 || qn === 0 ? NaN : dot / (Math.sqrt(xn) * qn))
+    }
+  }
+  return out
+}
+
+/** Collects batches and keeps the K best rows with their `_score`. */
+export function topKSearch (node: TopKNode, budget?: MemoryBudget): { push: (b: ColumnBatch) => void, result: () => ColumnBatch } {
+  const k = node.k
+  const better = node.metric === 'l2' ? (a: number, b: number) => a < b : (a: number, b: number) => a > b
+  // Min-heap by "goodness": the root is the worst of the kept rows.
+  const heapScore: number[] = []
+  const heapRef: Array<[number, number]> = []
+  const kept: ColumnBatch[] = []
+  const worse = (i: number, j: number): boolean => better(heapScore[j]!, heapScore[i]!)
+  const swap = (i: number, j: number): void => {
+    [heapScore[i], heapScore[j]] = [heapScore[j]!, heapScore[i]!];
+    [heapRef[i], heapRef[j]] = [heapRef[j]!, heapRef[i]!]
+  }
+  const up = (i: number): void => { while (i > 0) { const p = (i - 1) >> 1; if (!worse(i, p)) break; swap(i, p); i = p } }
+  const down = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1; const r = l + 1; let m = i
+      if (l < heapScore.length && worse(l, m)) m = l
+      if (r < heapScore.length && worse(r, m)) m = r
+      if (m === i) return
+      swap(i, m); i = m
+    }
+  }
+  const q = Float32Array.from(node.vector)
+  return {
+    push (b) {
+      const col = b.columns.get(node.column)
+      if (col === undefined) throw new QueryExecError('BAD_FRAGMENT', `no column ${node.column}`)
+      const scores = scoreVectors(col, q, node.metric)
+      let used = false
+      const bi = kept.length
+      for (let i = 0; i < scores.length; i++) {
+        const s = scores[i]!
+        if (s !== s) continue
+        if (heapScore.length < k) { heapScore.push(s); heapRef.push([bi, i]); up(heapScore.length - 1); used = true } else if (better(s, heapScore[0]!)) { heapScore[0] = s; heapRef[0] = [bi, i]; down(0); used = true }
+      }
+      // A batch is kept only while one of its rows is in the heap (checked at the end).
+      kept.push(used ? b : { length: 0, columns: new Map() })
+      budget?.set(heapRef, kept.reduce((n, x) => n + batchBytes(x), 0))
+    },
+    result () {
+      const byBatch = new Map<number, Array<[number, number]>>()
+      heapRef.forEach(([bi, row], h) => { let l = byBatch.get(bi); if (l === undefined) byBatch.set(bi, l = []); l.push([row, heapScore[h]!]) })
+      const parts: ColumnBatch[] = []
+      for (const [bi, rows] of byBatch) {
+        const g = gatherBatch(kept[bi]!, Uint32Array.from(rows.map(r => r[0])))
+        const columns = new Map(g.columns)
+        columns.set(SCORE_COLUMN, { tag: 'num', type: 'float64', values: Float64Array.from(rows.map(r => r[1])) })
+        parts.push({ length: g.length, columns })
+      }
+      budget?.release(heapRef)
+      if (parts.length === 0) return { length: 0, columns: new Map() }
+      return sortByScore(concatBatches(parts), node.metric, k)
+    }
+  }
+}
+
+/** Best first, at most k. */
+export function sortByScore (batch: ColumnBatch, metric: VectorMetric, k: number): ColumnBatch {
+  return sortAndSlice(batch, [{ expr: column(SCORE_COLUMN), direction: metric === 'l2' ? 'asc' : 'desc', nulls: 'last' }], k)
+}

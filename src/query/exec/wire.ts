@@ -1,0 +1,94 @@
+/**
+ * Column batches on the wire between peers: each column's typed array travels as its raw bytes
+ * (the same little-endian buffers Arrow IPC carries, without its framing), strings as codes plus
+ * the dictionary. Decoding checks every length and code, since the bytes come off the network.
+ */
+import type { ColumnBatch, ColumnVector, ValueType } from '../../columnar/index.js'
+import { QueryExecError } from './errors.js'
+
+export interface WireColumn {
+  name: string
+  tag: ColumnVector['tag']
+  type: string
+  /** num: float64 bytes; str: int32 codes bytes; vec: float32 bytes. */
+  data?: Uint8Array
+  dict?: string[]
+  dim?: number
+  valid?: Uint8Array
+  values?: unknown[]
+}
+
+export interface WireBatch {
+  length: number
+  columns: WireColumn[]
+}
+
+const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
+
+export function encodeBatch (batch: ColumnBatch, names?: readonly string[]): WireBatch {
+  const columns: WireColumn[] = []
+  for (const name of names ?? [...batch.columns.keys()]) {
+    const v = batch.columns.get(name)
+    if (v === undefined) throw new QueryExecError('BAD_FRAGMENT', `no column ${name} to encode`)
+    switch (v.tag) {
+      case 'num': columns.push({ name, tag: 'num', type: v.type, data: bytesOf(v.values) }); break
+      case 'str': columns.push({ name, tag: 'str', type: v.type, data: bytesOf(v.codes), dict: [...v.dict] }); break
+      case 'vec': columns.push({ name, tag: 'vec', type: v.type, data: bytesOf(v.values), dim: v.dim, valid: v.valid }); break
+      case 'any': columns.push({ name, tag: 'any', type: v.type, values: [...v.values] }); break
+    }
+  }
+  return { length: batch.length, columns }
+}
+
+/** A copy aligned for the typed array (msgpack hands out views at any offset). */
+function typed<T> (data: unknown, width: number, n: number, make: (buf: ArrayBuffer) => T, what: string): T {
+  if (!(data instanceof Uint8Array) || data.byteLength !== n * width) throw new QueryExecError('BAD_PARTIAL', `column ${what}: expected ${n * width} bytes`)
+  const copy = new Uint8Array(data.byteLength)
+  copy.set(data)
+  return make(copy.buffer)
+}
+
+const MAX_ROWS = 50_000_000
+
+export function decodeBatch (input: unknown): ColumnBatch {
+  const bad = (why: string): never => { throw new QueryExecError('BAD_PARTIAL', `batch: ${why}`) }
+  if (input === null || typeof input !== 'object') return bad('not an object')
+  const { length, columns } = input as Record<string, unknown>
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0 || length > MAX_ROWS) return bad('bad length')
+  if (!Array.isArray(columns) || columns.length > 2048) return bad('bad columns')
+  const out = new Map<string, ColumnVector>()
+  for (const c of columns as unknown[]) {
+    if (c === null || typeof c !== 'object') return bad('a column is not an object')
+    const col = c as Record<string, unknown>
+    const name = col.name
+    const type = col.type
+    if (typeof name !== 'string' || typeof type !== 'string' || out.has(name)) return bad('a column has a bad or repeated name or type')
+    switch (col.tag) {
+      case 'num':
+        out.set(name, { tag: 'num', type: type as ValueType, values: typed(col.data, 8, length, b => new Float64Array(b), name) })
+        break
+      case 'str': {
+        const codes = typed(col.data, 4, length, b => new Int32Array(b), name)
+        const dict = col.dict
+        if (!Array.isArray(dict) || dict.some(s => typeof s !== 'string')) return bad(`column ${name}: bad dictionary`)
+        for (let i = 0; i < codes.length; i++) if (codes[i]! >= dict.length || codes[i]! < -1) return bad(`column ${name}: code out of range`)
+        out.set(name, { tag: 'str', type: 'utf8', codes, dict: dict as string[] })
+        break
+      }
+      case 'vec': {
+        const dim = col.dim
+        if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 1 || dim > 65536) return bad(`column ${name}: bad dim`)
+        const values = typed(col.data, 4 * dim, length, b => new Float32Array(b), name)
+        const valid = typed(col.valid, 1, length, b => new Uint8Array(b), name)
+        out.set(name, { tag: 'vec', type: type as ValueType, dim, values, valid })
+        break
+      }
+      case 'any':
+        if (!Array.isArray(col.values) || col.values.length !== length) return bad(`column ${name}: bad values`)
+        out.set(name, { tag: 'any', type: type as ValueType, values: col.values })
+        break
+      default: return bad(`column ${name}: unknown tag`)
+    }
+  }
+  return { length, columns: out }
+}

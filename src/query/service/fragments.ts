@@ -1,0 +1,148 @@
+/**
+ * The data peer's side of a query: serves `query.fragment` streams. A request names a space (by
+ * name and uid, so a space dropped and re-created meanwhile is refused), the partitions to run on
+ * and the fragment plan; the answer streams one item per partition (rows in chunks), or an error
+ * item for a partition this peer cannot serve, so the coordinator can retry just that partition
+ * on another replica. Everything in the request is checked: it comes off the network.
+ */
+import { pack } from 'msgpackr'
+import { gather as gatherVector, type ColumnBatch, type ValueType } from '../../columnar/index.js'
+import type { SpaceDef } from '../../schema/index.js'
+import type { PartitionStore } from '../../storage/index.js'
+import { decodePlan, type PlanNode } from '../model/index.js'
+import { validatePlan } from '../validate/index.js'
+import { MemoryBudget, QueryExecError, decodeBatch, encodeBatch, fragmentShape, runFragment, type FragmentOutput, type FragmentStats } from '../exec/index.js'
+
+export const METHOD_FRAGMENT = 'query.fragment'
+
+/** Rows per streamed item: bounded frames, and the coordinator merges while the rest travels. */
+export const ROWS_PER_CHUNK = 32_768
+const MAX_PARTITIONS_PER_REQUEST = 65_536
+
+export interface FragmentRequest {
+  space: string
+  uid: string
+  partitions: number[]
+  plan: PlanNode
+  budgetBytes: number
+  analyze: boolean
+}
+
+export type FragmentItem =
+  | { p: number, out: FragmentOutput, last: boolean, stats?: FragmentStats & { bytes: number } }
+  | { p: number, error: { code: string, message: string } }
+
+export interface FragmentServerDeps {
+  space: (name: string) => SpaceDef | undefined
+  /** The local replica of a partition, refusing (NOT_HELD) one this peer neither holds nor owns. */
+  openForQuery: (space: SpaceDef, partition: number) => Promise<PartitionStore>
+  isSynced: () => boolean
+  /** Fault injection: wait this long before each partition (cancellable). */
+  delayMs?: () => number
+}
+
+export function parseFragmentRequest (body: unknown): FragmentRequest {
+  const bad = (why: string): never => { throw new QueryExecError('BAD_FRAGMENT', `bad fragment request: ${why}`) }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return bad('not an object')
+  const b = body as Record<string, unknown>
+  if (typeof b.space !== 'string' || typeof b.uid !== 'string') return bad('space and uid must be strings')
+  if (!Array.isArray(b.partitions) || b.partitions.length === 0 || b.partitions.length > MAX_PARTITIONS_PER_REQUEST || !b.partitions.every(p => Number.isSafeInteger(p) && (p as number) >= 0)) return bad('partitions must be a non-empty list of partition numbers')
+  if (typeof b.budgetBytes !== 'number' || !(b.budgetBytes > 0)) return bad('budgetBytes must be a positive number')
+  let plan: PlanNode
+  try {
+    plan = decodePlan(b.plan)
+  } catch (err) {
+    return bad(`plan: ${(err as Error).message}`)
+  }
+  return { space: b.space, uid: b.uid, partitions: b.partitions as number[], plan, budgetBytes: b.budgetBytes, analyze: b.analyze === true }
+}
+
+/**
+ * Runs a fragment request and yields its items. `trusted` skips the checks for a request built by
+ * this peer for itself (the local path, which never leaves the process).
+ */
+export async function * serveFragments (deps: FragmentServerDeps, req: FragmentRequest, signal: AbortSignal, trusted = false): AsyncGenerator<FragmentItem> {
+  const def = deps.space(req.space)
+  const refuse = (code: string, message: string): FragmentItem[] => req.partitions.map(p => ({ p, error: { code, message } }))
+  if (!deps.isSynced()) { yield * refuse('NOT_SYNCED', 'this peer has not synced with its cluster since it started'); return }
+  if (def === undefined || def.uid !== req.uid) { yield * refuse('UNKNOWN_SPACE', `this peer has no space ${req.space} (${req.uid})`); return }
+  const columnType = columnTypes(def)
+  if (!trusted) {
+    try {
+      fragmentShape(req.plan)
+    } catch (err) {
+      yield * refuse('BAD_FRAGMENT', (err as Error).message)
+      return
+    }
+    const v = validatePlan(req.plan, def)
+    if (!v.ok) { yield * refuse('BAD_FRAGMENT', `the fragment does not fit the space: ${v.errors.map(e => e.message).join('; ')}`); return }
+  }
+  for (const p of req.partitions) {
+    if (signal.aborted) return
+    if (p >= def.partitions) { yield { p, error: { code: 'BAD_FRAGMENT', message: `partition ${p} out of range` } }; continue }
+    let store: PartitionStore
+    try {
+      store = await deps.openForQuery(def, p)
+    } catch (err) {
+      yield { p, error: { code: (err as { code?: string }).code ?? 'STORE_FAILED', message: (err as Error).message } }
+      continue
+    }
+    let result
+    try {
+      const delay = deps.delayMs?.() ?? 0
+      if (delay > 0) await sleepUnlessAborted(delay, signal)
+      if (signal.aborted) return
+      result = await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal })
+    } catch (err) {
+      const code = err instanceof QueryExecError ? err.code : 'EXEC_FAILED'
+      yield { p, error: { code, message: (err as Error).message } }
+      continue
+    }
+    const bytes = req.analyze ? outputBytes(result.output) : 0
+    const stats = { ...result.stats, bytes }
+    const out = result.output
+    if (out.kind === 'rows' && out.batch.length > ROWS_PER_CHUNK) {
+      for (const [chunk, last] of chunks(decodeBatchLocal(out), ROWS_PER_CHUNK)) {
+        yield last ? { p, out: { kind: 'rows', batch: encodeBatch(chunk) }, last, stats } : { p, out: { kind: 'rows', batch: encodeBatch(chunk) }, last }
+      }
+    } else {
+      yield { p, out, last: true, stats }
+    }
+  }
+}
+
+async function sleepUnlessAborted (ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>(resolve => {
+    const timer = setTimeout(done, ms)
+    function done (): void { clearTimeout(timer); signal.removeEventListener('abort', done); resolve() }
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+function decodeBatchLocal (out: Extract<FragmentOutput, { kind: 'rows' }>): ColumnBatch {
+  return decodeBatch(out.batch)
+}
+
+function * chunks (batch: ColumnBatch, size: number): Generator<[ColumnBatch, boolean]> {
+  for (let start = 0; start < batch.length; start += size) {
+    const end = Math.min(batch.length, start + size)
+    const rows = new Uint32Array(end - start)
+    for (let i = 0; i < rows.length; i++) rows[i] = start + i
+    const columns = new Map([...batch.columns].map(([n, v]) => [n, gatherVector(v, rows)]))
+    yield [{ length: rows.length, columns }, end === batch.length]
+  }
+}
+
+function outputBytes (out: FragmentOutput): number {
+  try {
+    return pack(out).length
+  } catch {
+    return 0
+  }
+}
+
+/** Column name → type of a space, for typing expressions. */
+export function columnTypes (def: SpaceDef): (name: string) => ValueType | undefined {
+  const m = new Map<string, ValueType>(def.schema.map(c => [c.name, c.type]))
+  return name => m.get(name)
+}

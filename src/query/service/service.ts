@@ -1,0 +1,549 @@
+/**
+ * QueryService: any peer coordinates a query. parse → validate → split → plan → scatter →
+ * merge → finalize. The scatter asks one replica per partition (one request per peer, covering
+ * all the partitions that peer was chosen for), merges answers as they stream in, retries a
+ * partition on the next replica when a peer fails, refuses or runs past its per-target deadline,
+ * and hedges to a second replica once a peer has taken longer than its own p95 (hedges are capped
+ * by a token bucket). When every partition is answered, or the query's deadline passes, every
+ * request still running is cancelled (the peers stop their work). The answer says how complete it
+ * is: coverage {total, answered, missing with reasons} and confidence.
+ */
+import type { Clock, Logger, PeerAddress, PeerId, Timer, Transport } from '../../runtime/index.js'
+import type { SpaceDef } from '../../schema/index.js'
+import type { PartitionStore } from '../../storage/index.js'
+import { collect, type PlanNode, type ScanNode, type SpreadNode } from '../model/index.js'
+import { parseSql, SqlError } from '../sql/index.js'
+import { parseJsonQuery, JsonQueryError } from '../json/index.js'
+import { validatePlan, type OutputColumn } from '../validate/index.js'
+import { MemoryBudget, QueryExecError, QueryMerger, splitPlan, type FinalResult, type FragmentStats, type SplitPlan } from '../exec/index.js'
+import { QueryError } from './errors.js'
+import { PeerHealth, TokenBucket } from './health.js'
+import { explainText, planQuery, type QueryPlan } from './planner.js'
+import { METHOD_FRAGMENT, columnTypes, parseFragmentRequest, serveFragments, type FragmentItem, type FragmentRequest, type FragmentServerDeps } from './fragments.js'
+import { runSpread } from './spread.js'
+
+export interface QueryServiceOptions {
+  /** A query's deadline when the request names none. */
+  defaultTimeoutMs?: number
+  maxTimeoutMs?: number
+  /** One attempt at one peer gives up after this long (inside the query's deadline) and the partitions move to the next replica. */
+  perTargetTimeoutMs?: number
+  /** Memory a query may hold on the coordinator, and each fragment on a data peer. */
+  memoryBudgetMb?: number
+  /** Most peers asked at once by one query. */
+  maxFanout?: number
+  /** Hedged requests allowed per second (sustained) and in a burst, across all queries of this peer; 0 turns hedging off. */
+  hedgeRatePerSec?: number
+  hedgeBurst?: number
+  /** Hedging never fires before this many ms (sub-ms p95s would hedge on noise). */
+  minHedgeMs?: number
+  /** Subtracted from confidence per missing partition, as a share of the total, on top of its absence (0: confidence = answered / total). */
+  missingPenalty?: number
+}
+
+export const DEFAULT_QUERY_OPTIONS: Readonly<Required<QueryServiceOptions>> = {
+  defaultTimeoutMs: 30_000,
+  maxTimeoutMs: 300_000,
+  perTargetTimeoutMs: 10_000,
+  memoryBudgetMb: 512,
+  maxFanout: 64,
+  hedgeRatePerSec: 10,
+  hedgeBurst: 20,
+  minHedgeMs: 10,
+  missingPenalty: 0
+}
+
+export interface QueryServiceDeps {
+  transport: Transport
+  clock: Clock
+  log: Logger
+  self: PeerId
+  space: (name: string) => SpaceDef | undefined
+  partitionOf: (space: SpaceDef, id: string) => number
+  readReplicas: (space: SpaceDef, partition: number) => PeerId[]
+  addressOf: (peer: PeerId) => PeerAddress | undefined
+  isReachable: (peer: PeerId) => boolean
+  isSuspect: (peer: PeerId) => boolean
+  isSynced: () => boolean
+  openForQuery: (space: SpaceDef, partition: number) => Promise<PartitionStore>
+  /** Live rows of this peer's replica of a partition, if it holds one (for cost estimates). */
+  localRows?: (space: SpaceDef, partition: number) => number | undefined
+  peerName?: (peer: PeerId) => string
+}
+
+export interface QueryRequest {
+  sql?: string
+  /** A JSON query (search-engine style), when `sql` is absent. */
+  query?: unknown
+  timeoutMs?: number
+  allowPartial?: boolean
+  analyze?: boolean
+  signal?: AbortSignal
+}
+
+export interface Coverage {
+  total: number
+  answered: number
+  missing: Array<{ space: string, partition: number, reason: string }>
+}
+
+export interface PeerAnalysis { peer: PeerId, name: string, partitions: number, rows: number, rowsOut: number, bytes: number, ms: number }
+
+export interface QueryAnswer extends FinalResult {
+  coverage: Coverage
+  confidence: number
+  tookMs: number
+  strategy: string
+  analyze?: { peers: PeerAnalysis[], tookMs: number, hedges: number, retries: number }
+}
+
+export interface QueryStats {
+  queries: number
+  failed: number
+  partialAnswers: number
+  missingPartitions: number
+  hedgesFired: number
+  hedgesWon: number
+  retries: number
+  localOnly: number
+  fragmentsServed: number
+  /** Fragments this peer stopped because their coordinator cancelled (or timed out, or went away). */
+  fragmentsCancelled: number
+  /** Peers asked per query: counts by bucket (1, 2, 4, 8, 16, 32, 64, more). */
+  fanout: number[]
+}
+
+const FANOUT_BUCKETS = [1, 2, 4, 8, 16, 32, 64]
+
+interface PartState {
+  partition: number
+  replicas: PeerId[]
+  tried: Set<PeerId>
+  inflight: number
+  done: boolean
+  missing?: string
+  lastError?: string
+}
+
+export class QueryService {
+  private readonly opts: Required<QueryServiceOptions>
+  readonly health: PeerHealth
+  private readonly hedges: TokenBucket
+  private readonly counters: QueryStats = { queries: 0, failed: 0, partialAnswers: 0, missingPartitions: 0, hedgesFired: 0, hedgesWon: 0, retries: 0, localOnly: 0, fragmentsServed: 0, fragmentsCancelled: 0, fanout: FANOUT_BUCKETS.map(() => 0).concat(0) }
+  private readonly fragmentDeps: FragmentServerDeps
+
+  constructor (private readonly deps: QueryServiceDeps, options: QueryServiceOptions = {}) {
+    this.opts = { ...DEFAULT_QUERY_OPTIONS, ...options }
+    this.health = new PeerHealth(5, this.opts.minHedgeMs)
+    this.hedges = new TokenBucket(this.opts.hedgeRatePerSec, this.opts.hedgeBurst, () => deps.clock.now())
+    this.fragmentDeps = { space: deps.space, openForQuery: deps.openForQuery, isSynced: deps.isSynced, delayMs: () => this.delayMs }
+  }
+
+  private delayMs = 0
+  /** Fault injection only (the peer wires it behind --enable-fault-injection): every fragment served waits this long first. */
+  setFragmentDelay (ms: number): void { this.delayMs = ms }
+  fragmentDelay (): number { return this.delayMs }
+
+  /** Registers the data-peer side (`query.fragment`). */
+  start (): void {
+    this.deps.transport.handleStream(METHOD_FRAGMENT, (body, ctx) => {
+      const req = parseFragmentRequest(body)
+      this.counters.fragmentsServed++
+      return this.counted(serveFragments(this.fragmentDeps, req, ctx.signal), ctx.signal)
+    })
+  }
+
+  private async * counted (items: AsyncGenerator<FragmentItem>, signal: AbortSignal): AsyncGenerator<FragmentItem> {
+    try {
+      yield * items
+    } finally {
+      if (signal.aborted) this.counters.fragmentsCancelled++
+    }
+  }
+
+  stats (): QueryStats { return { ...this.counters, fanout: [...this.counters.fanout] } }
+
+  // ------------------------------------------------------------------ parse, validate, plan
+
+  private parse (req: QueryRequest): { plan: PlanNode, origins: Parameters<typeof validatePlan>[2] } {
+    try {
+      if (typeof req.sql === 'string') {
+        const r = parseSql(req.sql)
+        return { plan: r.plan, origins: { origins: r.origins } }
+      }
+      if (req.query !== undefined) {
+        const r = parseJsonQuery(req.query)
+        return { plan: r.plan, origins: { origins: r.origins } }
+      }
+    } catch (err) {
+      if (err instanceof SqlError || err instanceof JsonQueryError) {
+        const e = err as SqlError & JsonQueryError
+        throw new QueryError('INVALID_QUERY', 400, err.message, { details: [{ code: e.code, message: err.message, ...(e.path !== undefined ? { at: e.path } : {}), ...(e.line !== undefined ? { at: `line ${e.line}, column ${e.column ?? 0}` } : {}) }] })
+      }
+      throw err
+    }
+    throw new QueryError('INVALID_QUERY', 400, 'a query needs `sql` (a string) or a JSON query object')
+  }
+
+  private prepare (req: QueryRequest): { plan: PlanNode, columns: OutputColumn[], answers: 'rows' | 'aggregations', space: SpaceDef } {
+    const { plan, origins } = this.parse(req)
+    const spaceName = (collect(plan, (n): n is ScanNode | SpreadNode => n.kind === 'Scan' || n.kind === 'Spread')[0])?.space
+    const space = spaceName === undefined ? undefined : this.deps.space(spaceName)
+    if (space === undefined) throw new QueryError('UNKNOWN_SPACE', 404, `unknown space '${spaceName ?? ''}'`)
+    const v = validatePlan(plan, name => this.deps.space(name), origins)
+    if (!v.ok) {
+      throw new QueryError('INVALID_QUERY', 400, v.errors.map(e => e.message).join('; '), { details: v.errors.map(e => ({ code: e.code, message: e.message, ...(e.column !== undefined ? { column: e.column } : {}), ...(e.at !== undefined ? { at: e.at } : {}) })) })
+    }
+    return { plan: v.plan, columns: v.columns, answers: v.answers, space }
+  }
+
+  private planFor (space: SpaceDef, split: SplitPlan): QueryPlan {
+    return planQuery(space, split, {
+      self: this.deps.self,
+      partitionOf: this.deps.partitionOf,
+      readReplicas: this.deps.readReplicas,
+      isReachable: this.deps.isReachable,
+      isSuspect: this.deps.isSuspect,
+      health: this.health,
+      localRows: this.deps.localRows
+    })
+  }
+
+  private name (peer: PeerId): string {
+    const n = this.deps.peerName?.(peer) ?? peer
+    return peer === this.deps.self ? `${n} (this peer)` : n
+  }
+
+  /** EXPLAIN: the plan as text and as data; with analyze, runs it and adds per-peer figures. */
+  async explain (req: QueryRequest): Promise<{ text: string, plan: Record<string, unknown>, analyze?: QueryAnswer['analyze'] }> {
+    const prepared = this.prepare(req)
+    if (prepared.plan.kind === 'Spread') {
+      return { text: `Spread over space ${prepared.space.name}: hop by hop from the seeds, each hop a query of the partitions holding the frontier`, plan: { strategy: 'Spread' } }
+    }
+    const split = this.split(prepared.plan, prepared.space)
+    const qp = this.planFor(prepared.space, split)
+    let text = explainText(qp, p => this.name(p))
+    const plan = {
+      strategy: qp.strategy,
+      space: prepared.space.name,
+      local: qp.local,
+      estimatedRows: qp.estimatedRows,
+      targets: qp.targets.map(t => ({ partition: t.partition, replicas: t.replicas })),
+      fragment: split.fragment,
+      final: [split.merge, ...split.post.map(s => s.kind)]
+    }
+    if (req.analyze !== true) return { text, plan }
+    const answer = await this.query({ ...req, analyze: true })
+    const a = answer.analyze!
+    text += `\nAnalyze: ${answer.rows.length} rows in ${answer.tookMs.toFixed(1)} ms; coverage ${answer.coverage.answered}/${answer.coverage.total}; hedges ${a.hedges}, retries ${a.retries}`
+    for (const p of a.peers) text += `\n  ${p.name}: ${p.partitions} partitions, ${p.rows} rows scanned, ${p.rowsOut} matched, ${p.bytes} bytes, ${p.ms.toFixed(1)} ms`
+    return { text, plan, analyze: a }
+  }
+
+  private split (plan: PlanNode, space: SpaceDef): SplitPlan {
+    try {
+      return splitPlan(plan, space.schema.map(c => c.name))
+    } catch (err) {
+      if (err instanceof QueryExecError) throw new QueryError('UNSUPPORTED', 400, err.message)
+      throw err
+    }
+  }
+
+  // ------------------------------------------------------------------ query
+
+  async query (req: QueryRequest): Promise<QueryAnswer> {
+    const t0 = this.deps.clock.now()
+    this.counters.queries++
+    try {
+      if (!this.deps.isSynced()) throw new QueryError('NOT_SYNCED', 503, 'this peer has not synced with its cluster since it started; retry shortly or ask another peer')
+      const timeoutMs = this.timeoutOf(req.timeoutMs)
+      const prepared = this.prepare(req)
+      const budget = new MemoryBudget(this.opts.memoryBudgetMb * 1024 * 1024)
+      const allowPartial = req.allowPartial ?? true
+      if (prepared.plan.kind === 'Spread') {
+        const r = await runSpread(prepared.plan, prepared.space, {
+          run: async (plan) => await this.runSplit(prepared.space, this.split(plan, prepared.space), { deadline: t0 + timeoutMs, signal: req.signal, analyze: false, budget }),
+          partitionOf: id => this.deps.partitionOf(prepared.space, id),
+          budget
+        })
+        return this.answer(r.result, r.coverage, t0, allowPartial, 'Spread', undefined)
+      }
+      const split = this.split(prepared.plan, prepared.space)
+      const run = await this.runSplit(prepared.space, split, { deadline: t0 + timeoutMs, signal: req.signal, analyze: req.analyze === true, budget })
+      let result: FinalResult
+      try {
+        result = run.merger.finish(prepared.columns)
+      } catch (err) {
+        throw this.execError(err)
+      }
+      return this.answer(result, run.coverage, t0, allowPartial, run.strategy, run.analyze)
+    } catch (err) {
+      this.counters.failed++
+      throw err
+    }
+  }
+
+  private answer (result: FinalResult, coverage: Coverage, t0: number, allowPartial: boolean, strategy: string, analyze: QueryAnswer['analyze']): QueryAnswer {
+    const missing = coverage.missing.length
+    if (missing > 0) {
+      this.counters.partialAnswers++
+      this.counters.missingPartitions += missing
+      if (!allowPartial) {
+        throw new QueryError('PARTIAL_RESULT', 503, `${missing} of ${coverage.total} partitions could not be read (${coverage.missing.slice(0, 5).map(m => `${m.space}/${m.partition}: ${m.reason}`).join('; ')}${missing > 5 ? '; …' : ''}); allowPartial is false`, { coverage })
+      }
+    }
+    const confidence = coverage.total === 0 ? 1 : Math.max(0, (coverage.answered - this.opts.missingPenalty * missing) / coverage.total)
+    const tookMs = this.deps.clock.now() - t0
+    if (analyze !== undefined) analyze.tookMs = tookMs
+    return { ...result, coverage, confidence, tookMs, strategy, ...(analyze !== undefined ? { analyze } : {}) }
+  }
+
+  private timeoutOf (t: number | undefined): number {
+    if (t === undefined) return this.opts.defaultTimeoutMs
+    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) throw new QueryError('INVALID_QUERY', 400, 'timeoutMs must be a positive number of milliseconds')
+    return Math.min(t, this.opts.maxTimeoutMs)
+  }
+
+  private execError (err: unknown): unknown {
+    if (err instanceof QueryExecError) {
+      if (err.code === 'MEMORY_BUDGET' || err.code === 'LIMIT') return new QueryError(err.code, 422, err.message)
+      if (err.code === 'UNSUPPORTED') return new QueryError('UNSUPPORTED', 400, err.message)
+      return new QueryError('INTERNAL', 500, err.message)
+    }
+    if ((err as Error)?.name === 'AggregationLimitError') return new QueryError('LIMIT', 422, (err as Error).message)
+    return err
+  }
+
+  /** Plans and scatters one split plan, merging into a QueryMerger. */
+  async runSplit (space: SpaceDef, split: SplitPlan, o: { deadline: number, signal?: AbortSignal, analyze: boolean, budget: MemoryBudget }): Promise<{ merger: QueryMerger, coverage: Coverage, strategy: string, analyze?: QueryAnswer['analyze'] }> {
+    const qp = this.planFor(space, split)
+    const merger = new QueryMerger(split, columnTypes(space), o.budget)
+    const scatter = new Scatter(this, qp, merger, o)
+    await scatter.run()
+    return { merger, coverage: scatter.coverage(), strategy: qp.strategy, ...(o.analyze ? { analyze: scatter.analysis() } : {}) }
+  }
+
+  // ------------------------------------------------------------------ used by Scatter
+
+  /** @internal */ get options (): Required<QueryServiceOptions> { return this.opts }
+  /** @internal */ get d (): QueryServiceDeps { return this.deps }
+  /** @internal */ get stat (): QueryStats { return this.counters }
+  /** @internal */ tryHedge (): boolean { return this.hedges.take() }
+  /** @internal */ fragmentServer (): FragmentServerDeps { return this.fragmentDeps }
+  /** @internal */ peerLabel (peer: PeerId): string { return this.deps.peerName?.(peer) ?? peer }
+  /** @internal */ toQueryError (err: unknown): unknown { return this.execError(err) }
+}
+
+/** One query's scatter-gather. */
+class Scatter {
+  private readonly parts = new Map<number, PartState>()
+  private readonly inflight = new Set<AbortController>()
+  private readonly queue: Array<{ peer: PeerId, parts: PartState[], hedge: boolean }> = []
+  private running = 0
+  private peersAsked = new Set<PeerId>()
+  private readonly perPeer = new Map<PeerId, PeerAnalysis>()
+  private hedgesFired = 0
+  private retries = 0
+  private settle!: () => void
+  private fail!: (err: unknown) => void
+  private finished = false
+  private deadlineTimer: Timer | undefined
+
+  constructor (private readonly svc: QueryService, private readonly plan: QueryPlan, private readonly merger: QueryMerger, private readonly o: { deadline: number, signal?: AbortSignal, analyze: boolean, budget: MemoryBudget }) {
+    for (const t of plan.targets) this.parts.set(t.partition, { partition: t.partition, replicas: t.replicas, tried: new Set(), inflight: 0, done: false })
+  }
+
+  async run (): Promise<void> {
+    const d = this.svc.d
+    const done = new Promise<void>((resolve, reject) => { this.settle = resolve; this.fail = reject })
+    if (this.o.signal?.aborted === true) throw new QueryError('CANCELLED', 499, 'the query was cancelled')
+    const onAbort = (): void => { this.abortAll(); this.finish(new QueryError('CANCELLED', 499, 'the query was cancelled')) }
+    this.o.signal?.addEventListener('abort', onAbort, { once: true })
+    this.deadlineTimer = d.clock.setTimer(Math.max(0, this.o.deadline - d.clock.now()), () => {
+      for (const s of this.parts.values()) if (!s.done && s.missing === undefined) s.missing = 'timeout: no answer before the query deadline'
+      this.abortAll()
+      this.finish()
+    })
+    this.dispatch([...this.parts.values()], false)
+    this.checkDone()
+    try {
+      await done
+    } finally {
+      this.o.signal?.removeEventListener('abort', onAbort)
+      this.deadlineTimer?.cancel()
+      this.abortAll()
+      const n = this.peersAsked.size
+      const stat = this.svc.stat
+      if (n === 0 || (n === 1 && this.peersAsked.has(d.self))) stat.localOnly++
+      const bucket = FANOUT_BUCKETS.findIndex(b => n <= b)
+      stat.fanout[bucket < 0 ? FANOUT_BUCKETS.length : bucket]!++
+    }
+  }
+
+  private finish (err?: unknown): void {
+    if (this.finished) return
+    this.finished = true
+    if (err !== undefined) this.fail(err)
+    else this.settle()
+  }
+
+  private abortAll (): void {
+    for (const c of this.inflight) c.abort()
+    this.inflight.clear()
+  }
+
+  private checkDone (): void {
+    for (const s of this.parts.values()) if (!s.done && s.missing === undefined) return
+    this.finish()
+  }
+
+  /** Sends each partition to its next untried replica, one request per peer. */
+  private dispatch (parts: PartState[], hedge: boolean): void {
+    const byPeer = new Map<PeerId, PartState[]>()
+    for (const s of parts) {
+      if (s.done || s.missing !== undefined) continue
+      const next = s.replicas.find(p => !s.tried.has(p) && (p === this.svc.d.self || this.svc.d.isReachable(p)))
+      if (next === undefined) {
+        if (s.inflight === 0 && !hedge) s.missing = s.lastError ?? (s.replicas.length === 0 ? 'no reachable replica' : 'every replica failed')
+        continue
+      }
+      let l = byPeer.get(next)
+      if (l === undefined) byPeer.set(next, l = [])
+      l.push(s)
+    }
+    for (const [peer, ps] of byPeer) {
+      for (const s of ps) { s.tried.add(peer); s.inflight++ }
+      this.queue.push({ peer, parts: ps, hedge })
+    }
+    this.pump()
+  }
+
+  private pump (): void {
+    while (this.running < this.svc.options.maxFanout && this.queue.length > 0 && !this.finished) {
+      const job = this.queue.shift()!
+      this.running++
+      void this.ask(job.peer, job.parts, job.hedge).finally(() => {
+        this.running--
+        this.pump()
+        this.checkDone()
+      })
+    }
+  }
+
+  private async ask (peer: PeerId, parts: PartState[], hedge: boolean): Promise<void> {
+    const d = this.svc.d
+    const opts = this.svc.options
+    this.peersAsked.add(peer)
+    if (hedge) { this.hedgesFired++; this.svc.stat.hedgesFired++ }
+    const controller = new AbortController()
+    this.inflight.add(controller)
+    const t0 = d.clock.now()
+    const pending = new Set(parts.map(p => p.partition))
+    const byPartition = new Map(parts.map(p => [p.partition, p]))
+    /** Rows chunks of a partition, held until its last chunk: a partition commits whole or not at all. */
+    const held = new Map<number, FragmentItem[]>()
+    const spec = this.plan.split
+    const req: FragmentRequest = { space: this.plan.space.name, uid: this.plan.space.uid, partitions: parts.map(p => p.partition), plan: spec.fragment, budgetBytes: opts.memoryBudgetMb * 1024 * 1024, analyze: this.o.analyze }
+    // Hedge: if this peer is slower than its usual p95, ask the next replica for what is still pending.
+    let hedgeTimer: Timer | undefined
+    if (opts.hedgeRatePerSec > 0 && peer !== d.self && !hedge) {
+      hedgeTimer = d.clock.setTimer(this.svc.health.hedgeDelayMs(peer), () => {
+        const slow = [...pending].map(p => byPartition.get(p)!).filter(s => !s.done && s.inflight === 1 && s.replicas.some(r => !s.tried.has(r)))
+        if (slow.length > 0 && this.svc.tryHedge()) this.dispatch(slow, true)
+      })
+    }
+    const perTarget = Math.min(opts.perTargetTimeoutMs, Math.max(1, this.o.deadline - t0))
+    let failure: string | undefined
+    try {
+      const items = peer === d.self
+        ? serveFragments(this.svc.fragmentServer(), req, controller.signal, true)
+        : this.remote(peer, req, perTarget, controller.signal)
+      for await (const raw of items) {
+        const item = raw as FragmentItem
+        const s = byPartition.get(item?.p)
+        if (s === undefined || !pending.has(s.partition)) continue
+        if ('error' in item) {
+          pending.delete(s.partition)
+          s.inflight--
+          s.lastError = `${this.svc.peerLabel(peer)}: ${item.error.code}: ${item.error.message}`
+          if (!s.done) { this.retries++; this.svc.stat.retries++; this.dispatch([s], false) }
+          continue
+        }
+        let list = held.get(s.partition)
+        if (list === undefined) held.set(s.partition, list = [])
+        list.push(item)
+        if (!item.last) continue
+        pending.delete(s.partition)
+        held.delete(s.partition)
+        s.inflight--
+        if (s.done || s.missing !== undefined) continue
+        try {
+          for (const it of list) this.merger.add((it as Extract<FragmentItem, { out: unknown }>).out)
+        } catch (err) {
+          // A partial that cannot merge (a budget, a limit) fails the whole query.
+          this.finish(this.svc.toQueryError(err))
+          return
+        }
+        s.done = true
+        if (hedge) this.svc.stat.hedgesWon++
+        if (item.stats !== undefined) this.note(peer, item.stats)
+        if (pending.size === 0 || [...pending].every(p => byPartition.get(p)!.done)) break
+        this.checkDone()
+      }
+      if (pending.size > 0 && ![...pending].every(p => byPartition.get(p)!.done)) failure = 'the peer ended its answer early'
+      this.svc.health.observe(peer, d.clock.now() - t0)
+    } catch (err) {
+      if (this.finished) return
+      failure = (err as Error).message ?? String(err)
+      this.svc.health.observeFailure(peer, d.clock.now() - t0)
+    } finally {
+      hedgeTimer?.cancel()
+      this.inflight.delete(controller)
+      controller.abort()
+    }
+    if (this.finished) return
+    const retry: PartState[] = []
+    for (const p of pending) {
+      const s = byPartition.get(p)!
+      s.inflight--
+      if (s.done) continue
+      s.lastError = `${this.svc.peerLabel(peer)}: ${failure ?? 'no answer'}`
+      retry.push(s)
+    }
+    if (retry.length > 0) {
+      this.retries += retry.length
+      this.svc.stat.retries += retry.length
+      this.dispatch(retry, false)
+    }
+  }
+
+  private async * remote (peer: PeerId, req: FragmentRequest, timeoutMs: number, signal: AbortSignal): AsyncGenerator<unknown> {
+    const addr = this.svc.d.addressOf(peer)
+    if (addr === undefined) throw new Error('no address known for this peer')
+    yield * this.svc.d.transport.stream(addr, METHOD_FRAGMENT, req, { timeoutMs, signal })
+  }
+
+  private note (peer: PeerId, stats: FragmentStats & { bytes: number }): void {
+    let a = this.perPeer.get(peer)
+    if (a === undefined) this.perPeer.set(peer, a = { peer, name: this.svc.peerLabel(peer), partitions: 0, rows: 0, rowsOut: 0, bytes: 0, ms: 0 })
+    a.partitions++
+    a.rows += stats.rowsScanned
+    a.rowsOut += stats.rowsMatched
+    a.bytes += stats.bytes
+    a.ms += stats.ms
+  }
+
+  coverage (): Coverage {
+    const missing: Coverage['missing'] = []
+    let answered = 0
+    for (const s of this.parts.values()) {
+      if (s.done) answered++
+      else missing.push({ space: this.plan.space.name, partition: s.partition, reason: s.missing ?? s.lastError ?? 'no answer' })
+    }
+    return { total: this.parts.size, answered, missing }
+  }
+
+  analysis (): NonNullable<QueryAnswer['analyze']> {
+    return { peers: [...this.perPeer.values()], tookMs: 0, hedges: this.hedgesFired, retries: this.retries }
+  }
+}

@@ -1,0 +1,192 @@
+import { tableFromIPC } from 'apache-arrow'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FAST_MEMBERSHIP, TestCluster, sleep, waitFor, type PeerProcess } from '../cluster/index.js'
+
+/**
+ * Queries through POST /query on a real 4-peer cluster (8 partitions, 2 replicas each, so every
+ * query needs other peers), and what they do under faults: a slow replica (a hedge answers), a
+ * cancelled query (the peers stop), every replica of a partition cut off (a partial answer that
+ * says so, or an error), a replica killed mid-query (the answer is still complete).
+ */
+describe('distributed queries on real peers', () => {
+  let cluster: TestCluster
+  const peers: PeerProcess[] = []
+  const ROWS = 2000
+  const regions = ['eu', 'us', 'ap', 'af']
+  const rows = Array.from({ length: ROWS }, (_, i) => ({ id: `o${i}`, region: regions[i % 4], amount: (i % 100) * 1.25, qty: i % 7 }))
+
+  beforeAll(async () => {
+    cluster = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP, query: { perTargetTimeoutMs: 20_000, minHedgeMs: 50 } } })
+    peers.push(await cluster.startPeer('a'))
+    for (const name of ['b', 'c', 'd']) peers.push(await cluster.startPeer(name, { bootstrap: [peers[0]!.multiaddr()] }))
+    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 4), { timeoutMs: 20_000 })
+    const created = await peers[0]!.post('/spaces', { name: 'orders', schema: [{ name: 'region', type: 'utf8' }, { name: 'amount', type: 'float64' }, { name: 'qty', type: 'int32' }], partitions: 8, replicas: 2 })
+    expect(created.status).toBe(201)
+    await waitFor(async () => (await Promise.all(peers.map(async p => (await fetch(`${p.url}/spaces/orders`)).status))).every(s => s === 200), { timeoutMs: 10_000 })
+    const written = await peers[0]!.post('/spaces/orders/records?consistency=all', rows)
+    expect(written.status).toBe(200)
+  })
+  afterAll(async () => { await cluster?.stopAll() })
+
+  const query = async (peer: PeerProcess, body: Record<string, unknown>): Promise<{ status: number, body: any }> => await peer.post('/query', body)
+  const expected = regions.map(r => {
+    const mine = rows.filter(x => x.region === r)
+    return { region: r, n: mine.length, total: mine.reduce((s, x) => s + x.amount, 0) }
+  }).sort((x, y) => x.region < y.region ? -1 : 1)
+  const GROUPED = 'SELECT region, count(*) AS n, sum(amount) AS total FROM orders GROUP BY region ORDER BY region'
+
+  it('answers SQL and JSON queries on every peer, complete, with the same rows', async () => {
+    for (const p of peers) {
+      const r = await query(p, { sql: GROUPED })
+      expect(r.status).toBe(200)
+      expect(r.body.columns).toEqual([{ name: 'region', type: 'utf8' }, { name: 'n', type: 'int64' }, { name: 'total', type: 'float64' }])
+      expect(r.body.rows).toEqual(expected.map(e => ({ region: e.region, n: e.n, total: expect.closeTo(e.total, 6) })))
+      expect(r.body.coverage).toEqual({ total: 8, answered: 8, missing: [] })
+      expect(r.body.confidence).toBe(1)
+    }
+    const top = await query(peers[1]!, { sql: "SELECT id, amount FROM orders WHERE region = 'us' ORDER BY amount DESC, id LIMIT 3 OFFSET 2" })
+    const us = rows.filter(x => x.region === 'us').sort((x, y) => y.amount - x.amount || (x.id < y.id ? -1 : 1)).slice(2, 5)
+    expect(top.body.rows).toEqual(us.map(x => ({ id: x.id, amount: x.amount })))
+    const one = await query(peers[2]!, { sql: "SELECT id, qty FROM orders WHERE id = 'o42'" })
+    expect(one.body.rows).toEqual([{ id: 'o42', qty: 0 }])
+    expect(one.body.coverage.total).toBe(1)
+    const json = await query(peers[3]!, { space: 'orders', size: 0, aggs: { by: { terms: { field: 'region' }, aggs: { s: { sum: { field: 'amount' } } } } } })
+    expect(json.status).toBe(200)
+    const buckets = json.body.aggregations.by.buckets as Array<{ key: string, doc_count: number, s: { value: number } }>
+    expect(buckets.map(b => [b.key, b.doc_count, b.s.value]).sort()).toEqual(expected.map(e => [e.region, e.n, e.total]).sort())
+  })
+
+  it('refuses bad queries with 4xx errors naming the column and position', async () => {
+    const r = await query(peers[0]!, { sql: 'SELECT regoin FROM orders' })
+    expect(r.status).toBe(400)
+    expect(r.body.error.code).toBe('INVALID_QUERY')
+    expect(r.body.error.details[0]).toMatchObject({ code: 'unknown_column', column: 'regoin', at: 'line 1, column 8' })
+    expect((await query(peers[0]!, { sql: 'SELECT * FROM nope' })).status).toBe(404)
+    expect((await query(peers[0]!, { sql: 'SELEC 1' })).status).toBe(400)
+    expect((await query(peers[0]!, { sql: 'SELECT 1 FROM orders', timeoutMs: -1 })).status).toBe(400)
+    expect((await query(peers[0]!, { sql: 'SELECT id FROM orders', consistency: 'all' })).status).toBe(400)
+  })
+
+  it('answers an Arrow IPC stream when asked', async () => {
+    const res = await fetch(`${peers[0]!.url}/query`, { method: 'POST', headers: { accept: 'application/vnd.apache.arrow.stream', 'content-type': 'application/json' }, body: JSON.stringify({ sql: GROUPED }) })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toBe('application/vnd.apache.arrow.stream')
+    expect(JSON.parse(res.headers.get('x-shoal-coverage')!)).toMatchObject({ total: 8, answered: 8 })
+    const table = tableFromIPC(new Uint8Array(await res.arrayBuffer()))
+    expect(table.numRows).toBe(4)
+    const got = table.toArray().map(r => ({ region: r.region, n: Number(r.n), total: r.total }))
+    expect(got).toEqual(expected.map(e => ({ region: e.region, n: e.n, total: expect.closeTo(e.total, 6) })))
+  })
+
+  it('explains the plan, and with analyze the work of each peer', async () => {
+    const plain = await peers[0]!.post('/query/explain', { sql: GROUPED })
+    expect(plain.status).toBe(200)
+    const text = (plain.body as { text: string }).text
+    expect(text).toContain('Broadcast over space orders: 8 of 8 partitions')
+    expect(text).toContain('Aggregate by region')
+    expect(text).toMatch(/Final \(on the coordinator\): merge group states/)
+    const analyzed = await peers[0]!.post('/query/explain', { sql: GROUPED, analyze: true }) as { body: { analyze: { peers: Array<{ partitions: number, rows: number }> } } }
+    const perPeer = analyzed.body.analyze.peers
+    expect(perPeer.reduce((n, p) => n + p.partitions, 0)).toBe(8)
+    expect(perPeer.reduce((n, p) => n + p.rows, 0)).toBe(ROWS)
+  })
+
+  /** A partition whose replicas do not include `coordinator`, with its replicas as the coordinator orders them. */
+  async function remotePartition (coordinator: PeerProcess): Promise<{ id: string, replicas: string[] }> {
+    for (let i = 0; i < ROWS; i++) {
+      const e = await coordinator.post('/query/explain', { sql: `SELECT count(*) FROM orders WHERE id = 'o${i}'` }) as { body: { plan: { targets: Array<{ replicas: string[] }> } } }
+      const replicas = e.body.plan.targets[0]!.replicas
+      if (replicas.length === 2 && !replicas.includes(coordinator.peerId)) return { id: `o${i}`, replicas }
+    }
+    throw new Error('no partition without a replica on the coordinator')
+  }
+
+  const byId = (id: string): PeerProcess => peers.find(p => p.peerId === id)!
+  const faults = async (p: PeerProcess, body: Record<string, unknown>): Promise<void> => { expect((await p.post('/admin/faults', body)).status).toBe(200) }
+
+  it('hedges to a second replica when the first is slow, and the hedge answers', async () => {
+    const a = peers[0]!
+    const { id, replicas } = await remotePartition(a)
+    await faults(byId(replicas[0]!), { queryDelayMs: 8000 })
+    try {
+      const r = await query(a, { sql: `SELECT id, region FROM orders WHERE id = '${id}'`, analyze: true })
+      expect(r.status).toBe(200)
+      expect(r.body.rows).toEqual([{ id, region: rows[Number(id.slice(1))]!.region }])
+      expect(r.body.coverage).toEqual({ total: 1, answered: 1, missing: [] })
+      expect(r.body.analyze.hedges).toBeGreaterThanOrEqual(1)
+      // Answered by the hedge, not by waiting out the slow peer's 8 s.
+      expect(r.body.tookMs).toBeLessThan(8000)
+    } finally {
+      await faults(byId(replicas[0]!), { queryDelayMs: 0 })
+    }
+  })
+
+  it('stops the work on the peers when the client cancels the query', async () => {
+    const metric = async (p: PeerProcess): Promise<number> => {
+      const text = await (await fetch(`${p.url}/metrics`)).text()
+      const m = /shoal_query_fragments_total\{outcome="cancelled"\} (\d+)/.exec(text)
+      return m === null ? 0 : Number(m[1])
+    }
+    const others = peers.slice(1)
+    const before = await Promise.all(others.map(metric))
+    for (const p of others) await faults(p, { queryDelayMs: 30_000 })
+    try {
+      const controller = new AbortController()
+      const pending = fetch(`${peers[0]!.url}/query`, { method: 'POST', body: JSON.stringify({ sql: 'SELECT count(*) FROM orders' }), signal: controller.signal }).catch((err: Error) => err)
+      await sleep(500)
+      controller.abort()
+      expect(await pending).toBeInstanceOf(Error)
+      // Every peer that was asked sees the cancellation and stops (well before its 30 s delay).
+      await waitFor(async () => {
+        const after = await Promise.all(others.map(metric))
+        return after.reduce((s, n) => s + n, 0) - before.reduce((s, n) => s + n, 0) >= 1
+      }, { timeoutMs: 10_000 })
+    } finally {
+      for (const p of others) await faults(p, { queryDelayMs: 0 })
+    }
+  })
+
+  it('answers partially, with coverage and lowered confidence, when every replica of a partition is cut off; refuses with allowPartial false', async () => {
+    const a = peers[0]!
+    const { replicas } = await remotePartition(a)
+    await faults(a, { deny: replicas })
+    try {
+      const r = await query(a, { sql: 'SELECT count(*) AS n FROM orders' })
+      expect(r.status).toBe(200)
+      expect(r.body.coverage.answered).toBeLessThan(8)
+      expect(r.body.coverage.missing.length).toBe(8 - r.body.coverage.answered)
+      expect(r.body.coverage.missing[0]).toMatchObject({ space: 'orders', partition: expect.any(Number), reason: expect.any(String) })
+      expect(r.body.confidence).toBeCloseTo(r.body.coverage.answered / 8, 6)
+      expect(r.body.rows[0].n).toBeLessThan(ROWS)
+      const strict = await query(a, { sql: 'SELECT count(*) AS n FROM orders', allowPartial: false })
+      expect(strict.status).toBe(503)
+      expect(strict.body.error.code).toBe('PARTIAL_RESULT')
+      expect(strict.body.error.coverage.missing.length).toBeGreaterThan(0)
+    } finally {
+      await faults(a, { deny: [] })
+    }
+    await waitFor(async () => (await query(a, { sql: 'SELECT count(*) AS n FROM orders' })).body.coverage?.answered === 8, { timeoutMs: 20_000 })
+  })
+
+  it('still answers completely from other replicas when a replica is killed mid-query', async () => {
+    const a = peers[0]!
+    const victim = peers[3]!
+    let stop = false
+    const answers: Array<{ status: number, body: any }> = []
+    const load = (async () => {
+      while (!stop) answers.push(await query(a, { sql: 'SELECT count(*) AS n, sum(qty) AS q FROM orders' }))
+    })()
+    await sleep(300)
+    await victim.kill('SIGKILL')
+    await sleep(3000)
+    stop = true
+    await load
+    const qtySum = rows.reduce((s, x) => s + x.qty, 0)
+    expect(answers.length).toBeGreaterThan(3)
+    for (const r of answers) {
+      expect(r.status).toBe(200)
+      expect(r.body.coverage).toEqual({ total: 8, answered: 8, missing: [] })
+      expect(r.body.rows).toEqual([{ n: ROWS, q: qtySum }])
+    }
+  })
+})
