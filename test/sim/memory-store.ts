@@ -2,9 +2,11 @@
  * An in-memory PartitionStore for simulator tests, faithful to the storage contract: last writer
  * wins by compareVersions, tombstones kept, digests from incremental per-bucket hashes (XOR of a
  * 64-bit hash of each (id, version, deleted), kept per leaf bucket and folded for any power-of-two
- * bucket count up to LEAVES), bucket(), scan() in batches. The objects survive a simulated
- * restart: keep the MemoryStores of a peer and hand it to the restarted peer's Replicator.
+ * bucket count up to LEAVES), bucket(), scan() in batches, batches() in columnar form. The
+ * objects survive a simulated restart: keep the MemoryStores of a peer and hand it to the
+ * restarted peer's Replicator.
  */
+import { batchFromRows, type ColumnBatch, type ValueType } from '../../src/columnar/index.js'
 import { compareVersions } from '../../src/storage/types.js'
 import type { ApplyResult, PartitionDigest, PartitionStats, PartitionStore, VersionedRecord } from '../../src/storage/types.js'
 import type { SpaceDef } from '../../src/schema/index.js'
@@ -79,6 +81,15 @@ export class MemoryPartitionStore implements PartitionStore {
       await Promise.resolve()
       yield all.slice(i, i + batch)
     }
+  }
+
+  batches (columns: readonly string[]): Iterable<ColumnBatch> {
+    const cols: Array<{ name: string, type: ValueType }> = [...new Set(columns)].map(name => ({ name, type: this.space.schema.find(c => c.name === name)?.type ?? 'null' }))
+    // Snapshot now: the live rows (apply() replaces records, never mutates them), NULL for absent columns.
+    const rows = [...this.records.values()].filter(r => !r.deleted).map(r => r.row!)
+    const out: ColumnBatch[] = []
+    for (let i = 0; i < rows.length; i += 65_536) out.push(batchFromRows(rows.slice(i, i + 65_536), cols))
+    return out
   }
 
   digest (buckets = 256): PartitionDigest {
