@@ -91,6 +91,45 @@ describe('distributed queries on real peers', () => {
     expect(perPeer.reduce((n, p) => n + p.rows, 0)).toBe(ROWS)
   })
 
+  it('recalls the nearest vectors in one space and across several, and spreads activation along links', async () => {
+    const a = peers[0]!
+    const vecs = (n: number, seed: number): Array<{ id: string, v: number[], links: string[] }> =>
+      Array.from({ length: n }, (_, i) => ({ id: `${seed}-${i}`, v: [Math.cos(i * seed), Math.sin(i * seed + 1)], links: [`${seed}-${(i + 1) % n}`, `${seed}-${(i * 3) % n}`] }))
+    const spaces = { notes: vecs(60, 1), papers: vecs(40, 2) }
+    for (const [name, data] of Object.entries(spaces)) {
+      expect((await a.post('/spaces', { name, schema: [{ name: 'v', type: 'vector<2>' }, { name: 'links', type: 'list<utf8>' }], partitions: 4, replicas: 2 })).status).toBe(201)
+      await waitFor(async () => (await Promise.all(peers.map(async p => (await fetch(`${p.url}/spaces/${name}`)).status))).every(s => s === 200), { timeoutMs: 10_000 })
+      expect((await a.post(`/spaces/${name}/records?consistency=all`, data)).status).toBe(200)
+    }
+    const q = [0.6, 0.8]
+    const cosine = (v: number[]): number => (v[0]! * q[0]! + v[1]! * q[1]!) / Math.hypot(v[0]!, v[1]!)
+    const f32 = (v: number[]): number[] => v.map(x => Math.fround(x))
+    const ranked = Object.entries(spaces).flatMap(([space, data]) => data.map(d => ({ id: d.id, space, score: cosine(f32(d.v)) }))).sort((x, y) => y.score - x.score)
+    const one = await query(peers[1]!, { space: 'notes', knn: { field: 'v', vector: q, k: 5 }, fields: ['id', '_score'] })
+    expect(one.status).toBe(200)
+    expect(one.body.rows.map((r: { id: string }) => r.id)).toEqual(ranked.filter(r => r.space === 'notes').slice(0, 5).map(r => r.id))
+    const many = await query(peers[2]!, { spaces: ['notes', 'papers'], knn: { field: 'v', vector: q, k: 7 }, fields: ['id'] })
+    expect(many.status).toBe(200)
+    expect(many.body.rows.map((r: { id: string, _space: string }) => [r.id, r._space])).toEqual(ranked.slice(0, 7).map(r => [r.id, r.space]))
+    many.body.rows.forEach((r: { _score: number }, i: number) => { expect(r._score).toBeCloseTo(ranked[i]!.score, 5) })
+    expect(many.body.coverage).toEqual({ total: 8, answered: 8, missing: [] })
+    // Spread from notes 1-0, checked against a direct computation over the same links.
+    const spread = await query(peers[3]!, { space: 'notes', spread: { seeds: ['1-0'], links: 'links', decay: 0.5, maxHops: 2 } })
+    expect(spread.status).toBe(200)
+    const links = new Map(spaces.notes.map(d => [d.id, [...new Set(d.links)]]))
+    const want = new Map<string, [number, number]>([['1-0', [1, 0]]])
+    let frontier = new Map([['1-0', 1]])
+    for (let hop = 1; hop <= 2; hop++) {
+      const next = new Map<string, number>()
+      for (const [id, a] of frontier) for (const to of links.get(id)!) next.set(to, (next.get(to) ?? 0) + a * 0.5)
+      for (const [id, a] of next) { const w = want.get(id); want.set(id, [(w?.[0] ?? 0) + a, w?.[1] ?? hop]) }
+      frontier = next
+    }
+    const got = new Map(spread.body.rows.map((r: { id: string, activation: number, hops: number }) => [r.id, [r.activation, r.hops]]))
+    expect(got).toEqual(want)
+    expect(spread.body.rows[0].activation).toBe(Math.max(...[...want.values()].map(w => w[0])))
+  })
+
   /** A partition whose replicas do not include `coordinator`, with its replicas as the coordinator orders them. */
   async function remotePartition (coordinator: PeerProcess): Promise<{ id: string, replicas: string[] }> {
     for (let i = 0; i < ROWS; i++) {

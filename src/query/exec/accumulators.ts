@@ -9,9 +9,10 @@
  * the coordinator merges encoded states from every partition and finalizes.
  */
 import type { ColumnVector } from '../../columnar/index.js'
-import { createAggregator, type Aggregator } from '../aggregate/index.js'
+import { CardinalityAggregator, createAggregator, hash53, type Aggregator, type CardinalityState } from '../aggregate/index.js'
 import type { AggregateItem } from '../model/index.js'
 import { QueryExecError } from './errors.js'
+import { decodeState } from './json-aggs.js'
 
 export interface GroupAccumulator {
   /** Makes room for groups 0..groups-1. */
@@ -221,7 +222,7 @@ class DistinctAcc implements GroupAccumulator {
  * a log, a Welford step) dwarfs the call.
  */
 class SketchAcc implements GroupAccumulator {
-  private states: unknown[] = []
+  protected states: unknown[] = []
   private approxBytes: number
   constructor (private readonly agg: Aggregator<unknown, unknown>, private readonly result: (r: unknown) => unknown, private readonly stateBytes: number) {
     this.approxBytes = 0
@@ -245,11 +246,63 @@ class SketchAcc implements GroupAccumulator {
 
   encode (g: number): unknown { return this.agg.encode(this.states[g]) }
   mergeEncoded (g: number, e: unknown): void {
-    this.states[g] = this.agg.merge(this.states[g], this.agg.decode(e))
+    this.states[g] = this.agg.merge(this.states[g], decodeState(() => this.agg.decode(e)))
   }
 
   finalize (g: number): unknown { return this.result(this.agg.finalize(this.states[g])) }
   bytes (): number { return this.approxBytes }
+}
+
+/**
+ * approx_count_distinct: hashing is most of its cost, so a string is hashed once per dictionary
+ * entry of a batch, and a number once per distinct value of a batch while values repeat enough
+ * for the memo to pay (a column of unique values turns it off).
+ */
+class CardinalityAcc extends SketchAcc {
+  private readonly card: CardinalityAggregator
+  constructor (agg: CardinalityAggregator) {
+    super(agg, r => (r as { value: number }).value, 256)
+    this.card = agg
+  }
+
+  override add (gids: Int32Array, values: ColumnVector | null, n: number): void {
+    if (values === null) return
+    const st = this.states as CardinalityState[]
+    const card = this.card
+    if (values.tag === 'str') {
+      const dict = values.dict
+      const hashes = new Float64Array(dict.length).fill(-2)
+      const codes = values.codes
+      for (let i = 0; i < n; i++) {
+        const c = codes[i]!
+        if (c < 0) continue
+        let h = hashes[c]!
+        if (h === -2) h = hashes[c] = hash53(dict[c])
+        card.addHash(st[gids[i]!]!, h)
+      }
+      return
+    }
+    if (values.tag !== 'num') return
+    const v = values.values
+    let memo: Map<number, number> | null = new Map()
+    for (let i = 0; i < n; i++) {
+      const x = v[i]!
+      if (x !== x) continue
+      let h: number | undefined
+      if (memo !== null) {
+        h = memo.get(x)
+        if (h === undefined) {
+          h = hash53(x)
+          memo.set(x, h)
+          // Mostly distinct values: the memo only costs; drop it for the rest of the batch.
+          if (memo.size > 4096 && memo.size * 2 > i) memo = null
+        }
+      } else {
+        h = hash53(x)
+      }
+      card.addHash(st[gids[i]!]!, h)
+    }
+  }
 }
 
 /** The accumulator of one SQL aggregate. `argIsString`: the argument is utf8 (min/max compare strings). */
@@ -269,7 +322,7 @@ export function createAccumulator (item: AggregateItem, argIsString: boolean, ar
       }, 64)
     }
     case 'approx_count_distinct':
-      return new SketchAcc(createAggregator({ kind: 'cardinality', field: '_' }), r => (r as { value: number }).value, 256)
+      return new CardinalityAcc(new CardinalityAggregator('_'))
     case 'approx_quantile': {
       const q = item.params.quantile as number
       return new SketchAcc(createAggregator({ kind: 'percentiles', field: '_', percents: [q * 100] }), r => {

@@ -62,12 +62,11 @@ export function evalPredicate (expr: Expr, batch: ColumnBatch): Uint32Array {
   }
   if (v.tag !== 'num') throw new EvalError(`a condition must be boolean, not ${v.type}`)
   const x = v.values
+  // One pass into a full-size buffer, then a view of the part used: the buffer is short-lived.
+  const out = new Uint32Array(n)
   let k = 0
-  for (let i = 0; i < n; i++) if (x[i] === 1) k++
-  const out = new Uint32Array(k)
-  k = 0
   for (let i = 0; i < n; i++) if (x[i] === 1) out[k++] = i
-  return out
+  return out.subarray(0, k)
 }
 
 /** The static result type of an expression given column types (same rules as validate); an EvalError when it does not type. */

@@ -7,9 +7,9 @@ import { gatherBatch, valueAt, type ColumnBatch, type ColumnVector, type ValueTy
 import type { Expr } from '../model/index.js'
 import { evalExpr, evalPredicate, exprType } from './eval.js'
 import { MemoryBudget, QueryExecError } from './errors.js'
-import { newGroupTable, type FragmentOutput } from './fragment.js'
+import { SCORE_COLUMN, emptyBatch, fragmentShape, newGroupTable, type FragmentOutput } from './fragment.js'
 import type { GroupTable } from './group.js'
-import { AggregationSet, toAggsSpec } from './json-aggs.js'
+import { AggregationSet, decodeState, toAggsSpec } from './json-aggs.js'
 import { batchBytes, concatBatches, sortAndSlice } from './rows.js'
 import type { SplitPlan } from './split.js'
 import { sortByScore } from './topk.js'
@@ -53,7 +53,7 @@ export class QueryMerger {
         return
       case 'aggs':
         if (output.kind !== 'aggs') throw new QueryExecError('BAD_PARTIAL', `expected aggregation states, got ${output.kind}`)
-        this.aggStates = this.aggSet!.merge(this.aggStates!, this.aggSet!.decode(output.states))
+        this.aggStates = this.aggSet!.merge(this.aggStates!, decodeState(() => this.aggSet!.decode(output.states)))
         return
       case 'rows':
       case 'topk': {
@@ -85,6 +85,13 @@ export class QueryMerger {
     return sortAndSlice(all, firstSort?.kind === 'Sort' ? firstSort.keys : [], limit)
   }
 
+  /** An empty batch with the fragment's columns (and `_score` for top-K). */
+  private noRows (): ColumnBatch {
+    const names = [...(fragmentShape(this.split.fragment).scan.columns ?? [])]
+    if (this.split.merge === 'topk') names.push(SCORE_COLUMN)
+    return emptyBatch(names, n => n === SCORE_COLUMN ? 'float64' : this.columnType(n))
+  }
+
   /** Finalizes: `columns` are the query's output columns (from validation). */
   finish (columns: readonly OutputColumn[]): FinalResult {
     if (this.split.merge === 'aggs') {
@@ -98,7 +105,10 @@ export class QueryMerger {
       batch = this.table!.finalize(node.groupBy.map(g => g.alias), node.aggregates.map(a => a.alias), node.aggregates.map(a => aggregateType(a.fn, a.args.length === 0 ? 'null' : typeOf(a.args[0]!))))
       this.table!.release()
     } else {
-      batch = this.parts.length === 0 ? { length: 0, columns: new Map() } : this.mergedRows()
+      batch = this.parts.length === 0 ? this.noRows() : this.mergedRows()
+      // No partition had a row (or none answered): a fragment with nothing to send may ship a
+      // batch without columns, and the steps above still need the columns to exist.
+      if (batch.length === 0 && batch.columns.size === 0) batch = this.noRows()
     }
     for (const step of this.split.post) {
       switch (step.kind) {

@@ -5,7 +5,7 @@
  * to the aggregate module's Batch (columns as arrays it can index).
  */
 import type { ColumnBatch, ColumnVector } from '../../columnar/index.js'
-import { AggregationSet, type AggsSpec, type Batch, type Column, type RowPredicate } from '../aggregate/index.js'
+import { AggregationDecodeError, AggregationSet, type AggsSpec, type Batch, type Column, type RowPredicate } from '../aggregate/index.js'
 import type { AggParam, AggSpec } from '../model/index.js'
 import { evalPredicate } from './eval.js'
 import { QueryExecError } from './errors.js'
@@ -116,6 +116,19 @@ function columnOf (v: ColumnVector): Column {
     }
     case 'vec': return new Array(v.valid.length).fill(null)
     case 'any': return v.values
+  }
+}
+
+/**
+ * Runs the decode of a partial state that came off the network: a malformed one is the peer's
+ * fault, reported as BAD_PARTIAL like every other malformed partial (not an aggregation error).
+ */
+export function decodeState<T> (decode: () => T): T {
+  try {
+    return decode()
+  } catch (err) {
+    if (err instanceof AggregationDecodeError) throw new QueryExecError('BAD_PARTIAL', err.message)
+    throw err
   }
 }
 

@@ -94,6 +94,12 @@ export function splitPlan (plan: PlanNode, schemaColumns: readonly string[]): Sp
 
 /** The space columns a plan mentions, in schema order (always at least id, so a batch has rows). */
 function neededColumns (plan: PlanNode, schemaColumns: readonly string[]): string[] {
+  // With no Project or Aggregate above it (SELECT *, a JSON query without `fields`), the scan's
+  // rows are the answer: every column it yields is needed, not only those the query mentions.
+  let top = plan
+  while (top.kind === 'Limit' || top.kind === 'Sort' || top.kind === 'Filter' || top.kind === 'TopK') top = top.input
+  if (top.kind === 'Scan' && top.columns === null) return [...schemaColumns]
+
   const names = new Set<string>(['id'])
   for (const c of collect(plan, (x): x is Extract<Expr, { kind: 'Column' }> => x.kind === 'Column')) names.add(c.name)
   const walkAggs = (specs: AggregateNode['aggs']): void => {

@@ -60,6 +60,21 @@ export function topKSearch (node: TopKNode, budget?: MemoryBudget): { push: (b: 
       swap(i, m); i = m
     }
   }
+  let keptRows = 0
+  const compact = (): void => {
+    const byBatch = new Map<number, number[]>()
+    heapRef.forEach(([bi], h) => { let l = byBatch.get(bi); if (l === undefined) byBatch.set(bi, l = []); l.push(h) })
+    const parts: ColumnBatch[] = []
+    let at = 0
+    for (const [bi, hs] of byBatch) {
+      parts.push(gatherBatch(kept[bi]!, Uint32Array.from(hs, h => heapRef[h]![1])))
+      hs.forEach((h, j) => { heapRef[h] = [0, at + j] })
+      at += hs.length
+    }
+    kept.length = 0
+    kept.push(parts.length === 0 ? { length: 0, columns: new Map() } : concatBatches(parts))
+    keptRows = at
+  }
   const q = Float32Array.from(node.vector)
   return {
     push (b) {
@@ -73,8 +88,12 @@ export function topKSearch (node: TopKNode, budget?: MemoryBudget): { push: (b: 
         if (s !== s) continue
         if (heapScore.length < k) { heapScore.push(s); heapRef.push([bi, i]); up(heapScore.length - 1); used = true } else if (better(s, heapScore[0]!)) { heapScore[0] = s; heapRef[0] = [bi, i]; down(0); used = true }
       }
-      // A batch is kept only while one of its rows is in the heap (checked at the end).
+      // A batch is kept only if one of its rows entered the heap; once the kept rows pass a bound,
+      // the rows still in the heap are gathered into one batch and the rest let go, so memory
+      // stays O(K) even when every batch improves on the last.
       kept.push(used ? b : { length: 0, columns: new Map() })
+      if (used) keptRows += b.length
+      if (keptRows < 0) compact()
       budget?.set(heapRef, kept.reduce((n, x) => n + batchBytes(x), 0))
     },
     result () {

@@ -3,7 +3,7 @@
  * (the same little-endian buffers Arrow IPC carries, without its framing), strings as codes plus
  * the dictionary. Decoding checks every length and code, since the bytes come off the network.
  */
-import type { ColumnBatch, ColumnVector, ValueType } from '../../columnar/index.js'
+import type { ColumnBatch, ColumnVector, StrVector, ValueType } from '../../columnar/index.js'
 import { QueryExecError } from './errors.js'
 
 export interface WireColumn {
@@ -32,12 +32,27 @@ export function encodeBatch (batch: ColumnBatch, names?: readonly string[]): Wir
     if (v === undefined) throw new QueryExecError('BAD_FRAGMENT', `no column ${name} to encode`)
     switch (v.tag) {
       case 'num': columns.push({ name, tag: 'num', type: v.type, data: bytesOf(v.values) }); break
-      case 'str': columns.push({ name, tag: 'str', type: v.type, data: bytesOf(v.codes), dict: [...v.dict] }); break
+      case 'str': { const c = compactDict(v); columns.push({ name, tag: 'str', type: v.type, data: bytesOf(c.codes), dict: c.dict }); break }
       case 'vec': columns.push({ name, tag: 'vec', type: v.type, data: bytesOf(v.values), dim: v.dim, valid: v.valid }); break
       case 'any': columns.push({ name, tag: 'any', type: v.type, values: [...v.values] }); break
     }
   }
   return { length: batch.length, columns }
+}
+
+/**
+ * Codes and dictionary holding only the strings the rows use. A gathered vector keeps its source's
+ * whole dictionary (a top 10 of a 100k-row segment would otherwise ship 100k strings).
+ */
+function compactDict (v: StrVector): { codes: Int32Array, dict: string[] } {
+  const remap = new Int32Array(v.dict.length).fill(-1)
+  for (let i = 0; i < v.codes.length; i++) { const c = v.codes[i]!; if (c >= 0) remap[c] = 0 }
+  const dict: string[] = []
+  for (let c = 0; c < remap.length; c++) if (remap[c] === 0) { remap[c] = dict.length; dict.push(v.dict[c]!) }
+  if (dict.length === v.dict.length) return { codes: v.codes, dict }
+  const codes = new Int32Array(v.codes.length)
+  for (let i = 0; i < codes.length; i++) { const c = v.codes[i]!; codes[i] = c < 0 ? -1 : remap[c]! }
+  return { codes, dict }
 }
 
 /** A copy aligned for the typed array (msgpack hands out views at any offset). */

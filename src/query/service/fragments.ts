@@ -39,6 +39,8 @@ export interface FragmentServerDeps {
   isSynced: () => boolean
   /** Fault injection: wait this long before each partition (cancellable). */
   delayMs?: () => number
+  /** The peer's clock (Clock.now): fragment timings and when a long scan yields. Default performance.now. */
+  now?: () => number
 }
 
 export function parseFragmentRequest (body: unknown): FragmentRequest {
@@ -92,7 +94,7 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
       const delay = deps.delayMs?.() ?? 0
       if (delay > 0) await sleepUnlessAborted(delay, signal)
       if (signal.aborted) return
-      result = await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal })
+      result = await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal, ...(deps.now !== undefined ? { now: deps.now } : {}) })
     } catch (err) {
       const code = err instanceof QueryExecError ? err.code : 'EXEC_FAILED'
       yield { p, error: { code, message: (err as Error).message } }

@@ -55,7 +55,7 @@ export class PeerHealth {
   }
 }
 
-/** Refills `ratePerSec` tokens per second up to `burst`; a hedge takes one. */
+/** Refills `ratePerSec` tokens per second up to `burst`; a hedged request takes one. */
 export class TokenBucket {
   private tokens: number
   private last: number
@@ -64,12 +64,13 @@ export class TokenBucket {
     this.last = now()
   }
 
-  take (): boolean {
+  /** Takes n tokens if there are that many, else none. */
+  take (n = 1): boolean {
     const t = this.now()
     this.tokens = Math.min(this.burst, this.tokens + (t - this.last) / 1000 * this.ratePerSec)
     this.last = t
-    if (this.tokens < 1) return false
-    this.tokens -= 1
+    if (this.tokens < n) return false
+    this.tokens -= n
     return true
   }
 }

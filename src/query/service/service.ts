@@ -21,6 +21,7 @@ import { PeerHealth, TokenBucket } from './health.js'
 import { explainText, planQuery, type QueryPlan } from './planner.js'
 import { METHOD_FRAGMENT, columnTypes, parseFragmentRequest, serveFragments, type FragmentItem, type FragmentRequest, type FragmentServerDeps } from './fragments.js'
 import { runSpread } from './spread.js'
+import { isMultiSpace, recallMany } from './recall.js'
 
 export interface QueryServiceOptions {
   /** A query's deadline when the request names none. */
@@ -136,7 +137,7 @@ export class QueryService {
     this.opts = { ...DEFAULT_QUERY_OPTIONS, ...options }
     this.health = new PeerHealth(5, this.opts.minHedgeMs)
     this.hedges = new TokenBucket(this.opts.hedgeRatePerSec, this.opts.hedgeBurst, () => deps.clock.now())
-    this.fragmentDeps = { space: deps.space, openForQuery: deps.openForQuery, isSynced: deps.isSynced, delayMs: () => this.delayMs }
+    this.fragmentDeps = { space: deps.space, openForQuery: deps.openForQuery, isSynced: deps.isSynced, delayMs: () => this.delayMs, now: () => deps.clock.now() }
   }
 
   private delayMs = 0
@@ -148,6 +149,8 @@ export class QueryService {
   start (): void {
     this.deps.transport.handleStream(METHOD_FRAGMENT, (body, ctx) => {
       const req = parseFragmentRequest(body)
+      // The coordinator's budget comes off the network: never more than this peer allows a fragment.
+      req.budgetBytes = Math.min(req.budgetBytes, this.opts.memoryBudgetMb * 1024 * 1024)
       this.counters.fragmentsServed++
       return this.counted(serveFragments(this.fragmentDeps, req, ctx.signal), ctx.signal)
     })
@@ -168,7 +171,7 @@ export class QueryService {
   private parse (req: QueryRequest): { plan: PlanNode, origins: Parameters<typeof validatePlan>[2] } {
     try {
       if (typeof req.sql === 'string') {
-        const r = parseSql(req.sql)
+        const r = parseSql(req.sql, { space: name => this.deps.space(name) })
         return { plan: r.plan, origins: { origins: r.origins } }
       }
       if (req.query !== undefined) {
@@ -257,6 +260,11 @@ export class QueryService {
     try {
       if (!this.deps.isSynced()) throw new QueryError('NOT_SYNCED', 503, 'this peer has not synced with its cluster since it started; retry shortly or ask another peer')
       const timeoutMs = this.timeoutOf(req.timeoutMs)
+      if (isMultiSpace(req.query)) {
+        // Each space's part shares the one deadline.
+        const deadline = t0 + timeoutMs
+        return await recallMany(req, async (one) => await this.query({ ...one, timeoutMs: Math.max(1, deadline - this.deps.clock.now()) }), () => this.deps.clock.now())
+      }
       const prepared = this.prepare(req)
       const budget = new MemoryBudget(this.opts.memoryBudgetMb * 1024 * 1024)
       const allowPartial = req.allowPartial ?? true
@@ -328,7 +336,7 @@ export class QueryService {
   /** @internal */ get options (): Required<QueryServiceOptions> { return this.opts }
   /** @internal */ get d (): QueryServiceDeps { return this.deps }
   /** @internal */ get stat (): QueryStats { return this.counters }
-  /** @internal */ tryHedge (): boolean { return this.hedges.take() }
+  /** @internal */ tryHedge (requests: number): boolean { return this.hedges.take(requests) }
   /** @internal */ fragmentServer (): FragmentServerDeps { return this.fragmentDeps }
   /** @internal */ peerLabel (peer: PeerId): string { return this.deps.peerName?.(peer) ?? peer }
   /** @internal */ toQueryError (err: unknown): unknown { return this.execError(err) }
@@ -411,6 +419,9 @@ class Scatter {
       if (l === undefined) byPeer.set(next, l = [])
       l.push(s)
     }
+    // Every hedged request costs a token (one slow peer's partitions may hedge to several peers),
+    // and a hedge is all or nothing: the query waits for its slowest partition anyway.
+    if (hedge && byPeer.size > 0 && !this.svc.tryHedge(byPeer.size)) return
     for (const [peer, ps] of byPeer) {
       for (const s of ps) { s.tried.add(peer); s.inflight++ }
       this.queue.push({ peer, parts: ps, hedge })
@@ -442,6 +453,8 @@ class Scatter {
     const byPartition = new Map(parts.map(p => [p.partition, p]))
     /** Rows chunks of a partition, held until its last chunk: a partition commits whole or not at all. */
     const held = new Map<number, FragmentItem[]>()
+    /** A hedge counts as won once, when it is the first to answer one of its partitions. */
+    let won = false
     const spec = this.plan.split
     const req: FragmentRequest = { space: this.plan.space.name, uid: this.plan.space.uid, partitions: parts.map(p => p.partition), plan: spec.fragment, budgetBytes: opts.memoryBudgetMb * 1024 * 1024, analyze: this.o.analyze }
     // Hedge: if this peer is slower than its usual p95, ask the next replica for what is still pending.
@@ -449,7 +462,7 @@ class Scatter {
     if (opts.hedgeRatePerSec > 0 && peer !== d.self && !hedge) {
       hedgeTimer = d.clock.setTimer(this.svc.health.hedgeDelayMs(peer), () => {
         const slow = [...pending].map(p => byPartition.get(p)!).filter(s => !s.done && s.inflight === 1 && s.replicas.some(r => !s.tried.has(r)))
-        if (slow.length > 0 && this.svc.tryHedge()) this.dispatch(slow, true)
+        if (slow.length > 0) this.dispatch(slow, true)
       })
     }
     const perTarget = Math.min(opts.perTargetTimeoutMs, Math.max(1, this.o.deadline - t0))
@@ -463,6 +476,11 @@ class Scatter {
         const s = byPartition.get(item?.p)
         if (s === undefined || !pending.has(s.partition)) continue
         if ('error' in item) {
+          if (item.error.code === 'MEMORY_BUDGET' || item.error.code === 'LIMIT') {
+            // What was asked is too big for any replica: fail the query as the merge would (422), rather than retry it everywhere and answer nothing.
+            this.finish(this.svc.toQueryError(new QueryExecError(item.error.code, item.error.message)))
+            return
+          }
           pending.delete(s.partition)
           s.inflight--
           s.lastError = `${this.svc.peerLabel(peer)}: ${item.error.code}: ${item.error.message}`
@@ -485,7 +503,7 @@ class Scatter {
           return
         }
         s.done = true
-        if (hedge) this.svc.stat.hedgesWon++
+        if (hedge && !won) { won = true; this.svc.stat.hedgesWon++ }
         if (item.stats !== undefined) this.note(peer, item.stats)
         if (pending.size === 0 || [...pending].every(p => byPartition.get(p)!.done)) break
         this.checkDone()

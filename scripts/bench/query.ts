@@ -1,0 +1,267 @@
+/**
+ * Query benchmark: the same aggregation queries on the same data in Shoal and in DuckDB, side by
+ * side in one run, and the scatter overhead per partition.
+ *
+ *   node dist/scripts/bench/query.js [rows] [--cluster-rows N] [--no-cluster]
+ *
+ * 1. Local execution, one peer: N rows (default 10 million) as Shoal holds a warm replica
+ *    (column batches of 64k rows, 16 partitions), run through the executor exactly as a peer runs
+ *    a query whose partitions are all its own (fragment per partition, merge, finalize), against
+ *    DuckDB (in-process, its default threads) on a table of the same values. Medians of 5 runs
+ *    after a warm-up.
+ * 2. Real clusters over HTTP: one peer and three peers (processes on 127.0.0.1 sharing the
+ *    machine's 2 cores), the same queries on a smaller table.
+ * 3. Scatter overhead: count(*) over a space of 1 partition vs 64 partitions with a handful of
+ *    rows, on the 3-peer cluster: (t64 − t1) / 63 is the cost of one more partition.
+ */
+import '../../src/polyfill/index.js'
+import { DuckDBInstance } from '@duckdb/node-api'
+import { performance } from 'node:perf_hooks'
+import { pack, unpack } from 'msgpackr'
+import { type BatchSource, type ColumnBatch, type ColumnVector } from '../../src/columnar/index.js'
+import { QueryMerger, runFragment, splitPlan } from '../../src/query/exec/index.js'
+import { parseSql } from '../../src/query/sql/index.js'
+import { validatePlan } from '../../src/query/validate/index.js'
+import type { SpaceDef } from '../../src/schema/index.js'
+import { FAST_MEMBERSHIP, TestCluster, waitFor, type PeerProcess } from '../../test/cluster/index.js'
+
+/** `approx`: sketch columns, left out of the answer check (both engines approximate them, differently: DuckDB's approx_count_distinct answers 1,249 for 1,000 distinct values, Shoal's is exact below 3,000). */
+export const QUERIES: Array<{ name: string, sql: string, approx?: string[] }> = [
+  { name: 'group by 1 key, 3 aggregates', sql: 'SELECT region, count(*) AS n, sum(amount) AS s, avg(qty) AS q FROM t GROUP BY region' },
+  { name: 'filter + group by 1,000 keys', sql: 'SELECT cat, count(*) AS n, min(amount) AS lo, max(amount) AS hi FROM t WHERE qty > 3 GROUP BY cat' },
+  { name: 'group by 2 keys, top 10', sql: 'SELECT region, cat, sum(amount) AS s FROM t GROUP BY region, cat ORDER BY s DESC LIMIT 10' },
+  { name: 'sketches: distinct + median', sql: 'SELECT count(*) AS n, approx_count_distinct(cat) AS d, approx_quantile(amount, 0.5) AS med FROM t', approx: ['d', 'med'] }
+]
+
+const SPACE: SpaceDef = {
+  name: 't',
+  uid: 't-1',
+  partitions: 16,
+  replicas: 1,
+  schema: [
+    { name: 'id', type: 'utf8', nullable: false },
+    { name: 'region', type: 'utf8', nullable: true },
+    { name: 'cat', type: 'int32', nullable: true },
+    { name: 'qty', type: 'int32', nullable: true },
+    { name: 'amount', type: 'float64', nullable: true }
+  ]
+} as unknown as SpaceDef
+
+/** The generated values, the same formulas in JS and in DuckDB's SQL below. */
+const region = (i: number): string => `r${i % 50}`
+const cat = (i: number): number => (i * 7) % 1000
+const qty = (i: number): number => i % 13
+const amount = (i: number): number => ((i * 7919) % 100_000) / 100
+
+const DUCKDB_TABLE = (n: number): string => `CREATE TABLE t AS SELECT 'i' || i AS id, 'r' || (i % 50) AS region, CAST((i * 7) % 1000 AS INTEGER) AS cat,
+  CAST(i % 13 AS INTEGER) AS qty, ((i * 7919) % 100000) / 100.0 AS amount FROM range(${n}) r(i)`
+
+const BATCH = 65_536
+
+/** N rows as 16 partitions of column batches, as a warm replica holds them. */
+export function columnarDataForProfile (n: number): ColumnBatch[][] { return columnarData(n, 16) }
+
+function columnarData (n: number, partitions: number): ColumnBatch[][] {
+  const regions = Array.from({ length: 50 }, (_, k) => `r${k}`)
+  const out: ColumnBatch[][] = Array.from({ length: partitions }, () => [])
+  const per = Math.ceil(n / partitions)
+  for (let p = 0; p < partitions; p++) {
+    const lo = p * per
+    const hi = Math.min(n, lo + per)
+    for (let start = lo; start < hi; start += BATCH) {
+      const len = Math.min(BATCH, hi - start)
+      const regionCodes = new Int32Array(len)
+      const catV = new Float64Array(len); const qtyV = new Float64Array(len); const amountV = new Float64Array(len)
+      for (let j = 0; j < len; j++) {
+        const i = start + j
+        regionCodes[j] = i % 50
+        catV[j] = cat(i); qtyV[j] = qty(i); amountV[j] = amount(i)
+      }
+      const columns = new Map<string, ColumnVector>([
+        ['region', { tag: 'str', type: 'utf8', codes: regionCodes, dict: regions }],
+        ['cat', { tag: 'num', type: 'int32', values: catV }],
+        ['qty', { tag: 'num', type: 'int32', values: qtyV }],
+        ['amount', { tag: 'num', type: 'float64', values: amountV }]
+      ])
+      out[p]!.push({ length: len, columns })
+    }
+  }
+  return out
+}
+
+/** One query, the way a peer runs it when every partition is its own: fragment per partition, merge, finalize. */
+export async function runLocalQuery (sql: string, data: ColumnBatch[][], space: SpaceDef = SPACE): Promise<Array<Record<string, unknown>>> {
+  const { plan, origins } = parseSql(sql)
+  const v = validatePlan(plan, space, { origins })
+  if (!v.ok) throw new Error(v.errors.map(e => e.message).join('; '))
+  const split = splitPlan(v.plan, space.schema.map(c => c.name))
+  const types = new Map(space.schema.map(c => [c.name, c.type]))
+  const merger = new QueryMerger(split, n => types.get(n))
+  for (const batches of data) {
+    const source: BatchSource = { batches: () => batches }
+    const r = await runFragment(split.fragment, { source, columnType: n => types.get(n) })
+    // What crosses the wire between a data peer and its coordinator (the local path skips it).
+    merger.add(unpack(pack(r.output)))
+  }
+  return merger.finish(v.columns).rows
+}
+
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.floor(s.length / 2)]!
+}
+
+async function timeIt (runs: number, fn: () => Promise<unknown>): Promise<number> {
+  await fn()
+  const times: number[] = []
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now()
+    await fn()
+    times.push(performance.now() - t0)
+  }
+  return median(times)
+}
+
+export interface LocalQueryBench { rows: number, results: Array<{ name: string, shoalMs: number, duckdbMs: number, ratio: number, sameAnswer: boolean }> }
+
+export async function benchLocalQueries (rows: number, runs = 5): Promise<LocalQueryBench> {
+  const data = columnarData(rows, 16)
+  const db = await DuckDBInstance.create(':memory:')
+  const con = await db.connect()
+  await con.run(DUCKDB_TABLE(rows))
+  const results: LocalQueryBench['results'] = []
+  for (const q of QUERIES) {
+    const ours = await runLocalQuery(q.sql, data)
+    const theirs = (await con.runAndReadAll(q.sql)).getRowObjectsJson()
+    const shoalMs = await timeIt(runs, async () => await runLocalQuery(q.sql, data))
+    const duckdbMs = await timeIt(runs, async () => await con.runAndReadAll(q.sql))
+    results.push({ name: q.name, shoalMs, duckdbMs, ratio: shoalMs / duckdbMs, sameAnswer: sameRows(ours, theirs, q.approx ?? []) })
+  }
+  con.closeSync()
+  return { rows, results }
+}
+
+/** Same multiset of rows: strings equal, numbers within 1e-9 relative (sums in another order); sketch columns skipped. */
+function sameRows (a: Array<Record<string, unknown>>, b: Array<Record<string, unknown>>, approx: readonly string[]): boolean {
+  if (a.length !== b.length) return false
+  const key = (r: Record<string, unknown>): string => Object.values(r).filter(v => typeof v === 'string' && Number.isNaN(Number(v))).join('|')
+  const bs = new Map<string, Array<Record<string, unknown>>>()
+  for (const r of b) { const k = key(r); bs.set(k, [...(bs.get(k) ?? []), r]) }
+  for (const r of a) {
+    const cands = bs.get(key(r)) ?? []
+    const i = cands.findIndex(c => Object.keys(r).every(k => {
+      if (approx.includes(k)) return true
+      const x = Number(r[k]); const y = Number(c[k])
+      if (Number.isNaN(x) || Number.isNaN(y)) return String(r[k]) === String(c[k])
+      return Math.abs(x - y) <= 1e-9 * Math.max(1, Math.abs(y))
+    }))
+    if (i < 0) return false
+    cands.splice(i, 1)
+  }
+  return true
+}
+
+export interface ClusterQueryBench {
+  rows: number
+  onePeer: Array<{ name: string, ms: number }>
+  threePeers: Array<{ name: string, ms: number }>
+  duckdb: Array<{ name: string, ms: number }>
+  scatter: { oneMs: number, manyMs: number, partitions: number, perPartitionMs: number }
+}
+
+async function load (peer: PeerProcess, rows: number, partitions: number, replicas: number, name = 't'): Promise<void> {
+  const created = await peer.post('/spaces', { name, schema: SPACE.schema.filter(c => c.name !== 'id').map(c => ({ name: c.name, type: c.type })), partitions, replicas })
+  if (created.status !== 201) throw new Error(`create ${name}: ${JSON.stringify(created.body)}`)
+  for (let start = 0; start < rows; start += 5000) {
+    const batch = []
+    for (let i = start; i < Math.min(rows, start + 5000); i++) batch.push({ id: `i${i}`, region: region(i), cat: cat(i), qty: qty(i), amount: amount(i) })
+    const r = await peer.post(`/spaces/${name}/records?consistency=one`, batch)
+    if (r.status !== 200) throw new Error(`load: ${JSON.stringify(r.body).slice(0, 300)}`)
+  }
+}
+
+async function httpMedian (peer: PeerProcess, sql: string, runs: number): Promise<number> {
+  return await timeIt(runs, async () => {
+    const r = await peer.post('/query', { sql })
+    if (r.status !== 200) throw new Error(`${sql}: ${JSON.stringify(r.body).slice(0, 300)}`)
+    const cov = (r.body as { coverage: { answered: number, total: number } }).coverage
+    if (cov.answered !== cov.total) throw new Error(`incomplete answer: ${JSON.stringify(cov)}`)
+  })
+}
+
+export async function benchClusterQueries (rows: number, runs = 5): Promise<ClusterQueryBench> {
+  const out: ClusterQueryBench = { rows, onePeer: [], threePeers: [], duckdb: [], scatter: { oneMs: 0, manyMs: 0, partitions: 64, perPartitionMs: 0 } }
+  const db = await DuckDBInstance.create(':memory:')
+  const con = await db.connect()
+  await con.run(DUCKDB_TABLE(rows))
+  for (const q of QUERIES) out.duckdb.push({ name: q.name, ms: await timeIt(runs, async () => await con.runAndReadAll(q.sql)) })
+  con.closeSync()
+
+  const single = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
+  try {
+    const a = await single.startPeer('solo')
+    await load(a, rows, 16, 1)
+    for (const q of QUERIES) out.onePeer.push({ name: q.name, ms: await httpMedian(a, q.sql, runs) })
+  } finally {
+    await single.stopAll()
+  }
+
+  const three = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
+  try {
+    const a = await three.startPeer('a')
+    const b = await three.startPeer('b', { bootstrap: [a.multiaddr()] })
+    const c = await three.startPeer('c', { bootstrap: [a.multiaddr()] })
+    await waitFor(async () => (await Promise.all([a, b, c].map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    // One replica per partition: every query needs all three peers.
+    await load(a, rows, 16, 1)
+    for (const q of QUERIES) out.threePeers.push({ name: q.name, ms: await httpMedian(a, q.sql, runs) })
+    // Scatter overhead: a tiny space of 1 partition and one of 64, both one replica.
+    await load(a, 64, 1, 1, 'one')
+    await load(a, 64, 64, 1, 'many')
+    out.scatter.oneMs = await httpMedian(a, 'SELECT count(*) FROM one', 50)
+    out.scatter.manyMs = await httpMedian(a, 'SELECT count(*) FROM many', 50)
+    out.scatter.perPartitionMs = (out.scatter.manyMs - out.scatter.oneMs) / (out.scatter.partitions - 1)
+  } finally {
+    await three.stopAll()
+  }
+  return out
+}
+
+const f = (ms: number): string => ms >= 100 ? ms.toFixed(0) : ms.toFixed(1)
+
+export function formatLocalQueryBench (r: LocalQueryBench): string {
+  const lines = [
+    `| query (${r.rows.toLocaleString('en-US')} rows, warm) | Shoal, one peer (ms) | DuckDB (ms) | Shoal / DuckDB | same answer |`,
+    '| --- | --- | --- | --- | --- |'
+  ]
+  for (const x of r.results) lines.push(`| ${x.name} | ${f(x.shoalMs)} | ${f(x.duckdbMs)} | ${x.ratio.toFixed(1)}× | ${x.sameAnswer ? 'yes' : 'NO'} |`)
+  return lines.join('\n')
+}
+
+export function formatClusterQueryBench (r: ClusterQueryBench): string {
+  const lines = [
+    `| query (${r.rows.toLocaleString('en-US')} rows, over HTTP) | 1 peer (ms) | 3 peers (ms) | DuckDB in-process (ms) |`,
+    '| --- | --- | --- | --- |'
+  ]
+  r.onePeer.forEach((x, i) => lines.push(`| ${x.name} | ${f(x.ms)} | ${f(r.threePeers[i]!.ms)} | ${f(r.duckdb[i]!.ms)} |`))
+  lines.push('')
+  lines.push(`Scatter overhead on 3 peers: count(*) over 1 partition ${r.scatter.oneMs.toFixed(2)} ms, over ${r.scatter.partitions} partitions ${r.scatter.manyMs.toFixed(2)} ms: **${(r.scatter.perPartitionMs).toFixed(3)} ms per partition** (target < 0.5).`)
+  return lines.join('\n')
+}
+
+async function main (): Promise<void> {
+  const args = process.argv.slice(2)
+  const rows = Number(args.find(a => /^\d+$/.test(a)) ?? 10_000_000)
+  const ci = args.indexOf('--cluster-rows')
+  const clusterRows = ci >= 0 ? Number(args[ci + 1]) : 200_000
+  console.log(`## Queries: Shoal vs DuckDB\n\nLocal execution (one peer, every partition its own, no network):\n`)
+  console.log(formatLocalQueryBench(await benchLocalQueries(rows)))
+  if (!args.includes('--no-cluster')) {
+    console.log('\nReal peers over HTTP:\n')
+    console.log(formatClusterQueryBench(await benchClusterQueries(clusterRows)))
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().then(() => process.exit(0), (err: unknown) => { console.error(err); process.exit(1) })
+}
