@@ -1,5 +1,5 @@
 /** Errors of query execution. `code` is stable; HTTP maps them (BUDGET and LIMIT are the caller's 4xx-ish limits). */
-export type QueryExecErrorCode = 'BAD_PARTIAL' | 'BAD_FRAGMENT' | 'UNSUPPORTED' | 'MEMORY_BUDGET' | 'LIMIT'
+export type QueryExecErrorCode = 'BAD_PARTIAL' | 'BAD_FRAGMENT' | 'UNSUPPORTED' | 'MEMORY_BUDGET' | 'LIMIT' | 'CANCELLED'
 
 export class QueryExecError extends Error {
   constructor (readonly code: QueryExecErrorCode, message: string) {

@@ -94,7 +94,7 @@ export async function runFragment (plan: PlanNode, ctx: FragmentContext): Promis
     if (now() - last > 10) {
       await breathe()
       last = now()
-      if (ctx.signal?.aborted === true) throw new QueryExecError('LIMIT', 'cancelled')
+      if (ctx.signal?.aborted === true) throw new QueryExecError('CANCELLED', 'the query was cancelled')
     }
   }
   const output = sink.finish()

@@ -93,7 +93,7 @@ export function topKSearch (node: TopKNode, budget?: MemoryBudget): { push: (b: 
       // stays O(K) even when every batch improves on the last.
       kept.push(used ? b : { length: 0, columns: new Map() })
       if (used) keptRows += b.length
-      if (keptRows < 0) compact()
+      if (keptRows > 4 * k + 4096) compact()
       budget?.set(heapRef, kept.reduce((n, x) => n + batchBytes(x), 0))
     },
     result () {

@@ -56,7 +56,8 @@ export function parseFragmentRequest (body: unknown): FragmentRequest {
   } catch (err) {
     return bad(`plan: ${(err as Error).message}`)
   }
-  return { space: b.space, uid: b.uid, partitions: b.partitions as number[], plan, budgetBytes: b.budgetBytes, analyze: b.analyze === true }
+  // A partition listed twice would run twice: keep the first.
+  return { space: b.space, uid: b.uid, partitions: [...new Set(b.partitions as number[])], plan, budgetBytes: b.budgetBytes, analyze: b.analyze === true }
 }
 
 /**

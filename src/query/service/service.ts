@@ -511,7 +511,12 @@ class Scatter {
       if (pending.size > 0 && ![...pending].every(p => byPartition.get(p)!.done)) failure = 'the peer ended its answer early'
       this.svc.health.observe(peer, d.clock.now() - t0)
     } catch (err) {
-      if (this.finished) return
+      if (this.finished) {
+        // Cut short because the query finished without it (hedges or other replicas answered
+        // first): this peer is at least that slow, and the planner should learn it.
+        if ([...pending].some(p => byPartition.get(p)!.done)) this.svc.health.observeFailure(peer, d.clock.now() - t0)
+        return
+      }
       failure = (err as Error).message ?? String(err)
       this.svc.health.observeFailure(peer, d.clock.now() - t0)
     } finally {
