@@ -1,7 +1,7 @@
 /**
  * All benchmarks in one run, printed as Markdown ready for docs/benchmarks.md:
  *
- *   npm run bench                 # RPC, SWIM at 100 to 10,000 peers, storage, 3-peer ingest and reads
+ *   npm run bench                 # RPC, SWIM at 100 to 10,000 peers, storage, 3-peer ingest and reads, queries vs DuckDB
  *   npm run bench -- --quick      # fewer iterations and sizes, for a smoke check
  *
  * Figures on shared machines are noisy: compare the ratios measured within one run.
@@ -9,6 +9,7 @@
 import '../../src/polyfill/index.js'
 import { cpus, loadavg } from 'node:os'
 import { benchCluster, formatClusterBench } from './cluster.js'
+import { benchClusterQueries, benchLocalQueries, formatClusterQueryBench, formatLocalQueryBench } from './query.js'
 import { benchRpc, type LatencyStats } from './rpc.js'
 import { benchStorage, formatStorageBench } from './storage.js'
 import { benchSwim } from './swim.js'
@@ -50,6 +51,12 @@ async function main (): Promise<void> {
 
   console.log('\n## A 3-peer cluster on 127.0.0.1 (coordinator in-process, two peer processes, 2 cores shared)\n')
   console.log(formatClusterBench(await benchCluster({ rows: quick ? 20_000 : 100_000 })))
+
+  console.log('\n## Queries: Shoal and DuckDB on the same data\n')
+  console.log('Local execution, one peer (every partition its own: no network), against DuckDB in-process:\n')
+  console.log(formatLocalQueryBench(await benchLocalQueries(quick ? 1_000_000 : 10_000_000)))
+  console.log('\nReal peers over HTTP (16 partitions, one replica each: every query needs every peer):\n')
+  console.log(formatClusterQueryBench(await benchClusterQueries(quick ? 50_000 : 200_000)))
 }
 
 main().then(() => process.exit(0), (err: unknown) => {

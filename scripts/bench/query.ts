@@ -122,23 +122,30 @@ async function timeIt (runs: number, fn: () => Promise<unknown>): Promise<number
   return median(times)
 }
 
-export interface LocalQueryBench { rows: number, results: Array<{ name: string, shoalMs: number, duckdbMs: number, ratio: number, sameAnswer: boolean }> }
+export interface LocalQueryBench { rows: number, duckdbThreads: number, results: Array<{ name: string, shoalMs: number, duckdbMs: number, duckdb1Ms: number, ratio: number, ratio1: number, sameAnswer: boolean }> }
 
 export async function benchLocalQueries (rows: number, runs = 5): Promise<LocalQueryBench> {
   const data = columnarData(rows, 16)
+  // DuckDB as it comes (a thread per core) and held to one thread, as Shoal's executor runs.
   const db = await DuckDBInstance.create(':memory:')
   const con = await db.connect()
   await con.run(DUCKDB_TABLE(rows))
+  const threads = Number((await con.runAndReadAll("SELECT current_setting('threads') AS t")).getRowObjectsJson()[0]!.t)
+  const db1 = await DuckDBInstance.create(':memory:', { threads: '1' })
+  const con1 = await db1.connect()
+  await con1.run(DUCKDB_TABLE(rows))
   const results: LocalQueryBench['results'] = []
   for (const q of QUERIES) {
     const ours = await runLocalQuery(q.sql, data)
     const theirs = (await con.runAndReadAll(q.sql)).getRowObjectsJson()
     const shoalMs = await timeIt(runs, async () => await runLocalQuery(q.sql, data))
     const duckdbMs = await timeIt(runs, async () => await con.runAndReadAll(q.sql))
-    results.push({ name: q.name, shoalMs, duckdbMs, ratio: shoalMs / duckdbMs, sameAnswer: sameRows(ours, theirs, q.approx ?? []) })
+    const duckdb1Ms = await timeIt(runs, async () => await con1.runAndReadAll(q.sql))
+    results.push({ name: q.name, shoalMs, duckdbMs, duckdb1Ms, ratio: shoalMs / duckdbMs, ratio1: shoalMs / duckdb1Ms, sameAnswer: sameRows(ours, theirs, q.approx ?? []) })
   }
   con.closeSync()
-  return { rows, results }
+  con1.closeSync()
+  return { rows, duckdbThreads: threads, results }
 }
 
 /** Same multiset of rows: strings equal, numbers within 1e-9 relative (sums in another order); sketch columns skipped. */
@@ -231,10 +238,10 @@ const f = (ms: number): string => ms >= 100 ? ms.toFixed(0) : ms.toFixed(1)
 
 export function formatLocalQueryBench (r: LocalQueryBench): string {
   const lines = [
-    `| query (${r.rows.toLocaleString('en-US')} rows, warm) | Shoal, one peer (ms) | DuckDB (ms) | Shoal / DuckDB | same answer |`,
-    '| --- | --- | --- | --- | --- |'
+    `| query (${r.rows.toLocaleString('en-US')} rows, warm) | Shoal, one peer (ms) | DuckDB, ${r.duckdbThreads} threads (ms) | Shoal / DuckDB | DuckDB, 1 thread (ms) | Shoal / DuckDB 1 thread | same answer |`,
+    '| --- | --- | --- | --- | --- | --- | --- |'
   ]
-  for (const x of r.results) lines.push(`| ${x.name} | ${f(x.shoalMs)} | ${f(x.duckdbMs)} | ${x.ratio.toFixed(1)}× | ${x.sameAnswer ? 'yes' : 'NO'} |`)
+  for (const x of r.results) lines.push(`| ${x.name} | ${f(x.shoalMs)} | ${f(x.duckdbMs)} | ${x.ratio.toFixed(2)}× | ${f(x.duckdb1Ms)} | ${x.ratio1.toFixed(2)}× | ${x.sameAnswer ? 'yes' : 'NO'} |`)
   return lines.join('\n')
 }
 

@@ -13,6 +13,9 @@ import type { GroupAccumulator } from './accumulators.js'
 /** Most groups one table may hold; the memory budget usually stops a query first. */
 export const MAX_GROUPS = 10_000_000
 
+/** Largest dense table for two keys: 2^22 cells (16 MiB). */
+const DENSE_MAX_BITS = 22
+
 /** Integer keys below this are found by array index rather than hashing. */
 const SMALL_INT_KEYS = 1 << 20
 
@@ -71,7 +74,7 @@ class KeyDict {
         if (x >= 0 && x < SMALL_INT_KEYS && (x | 0) === x) {
           if (x >= this.small.length) this.growSmall(x)
           let id = this.small[x]!
-          if (id < 0) { id = this.values.length; this.values.push(x); this.small[x] = id }
+          if (id < 0) { id = this.values.length; this.values.push(x + 0); this.small[x] = id } // + 0: -0 is 0
           out[i] = id
           continue
         }
@@ -92,6 +95,10 @@ export class GroupTable {
   /** Per group, the id of its value in each key's dict. */
   private readonly keyIds: number[][]
   private readonly composites = new CompositeTable()
+  /** Two keys: the dense table (null once too big for one, then `composites` serves). */
+  private dense: Int32Array | null = new Int32Array(0)
+  private denseBitsA = 0
+  private denseBitsB = 0
   private readonly radixBits: number
   private groups = 0
   private gidScratch: Int32Array = new Int32Array(0)
@@ -134,6 +141,7 @@ export class GroupTable {
       if ((this.idScratch[k]?.length ?? 0) < n) this.idScratch[k] = new Int32Array(Math.max(n, 1024))
       this.dicts[k]!.ids(keys[k]!, n, this.idScratch[k]!)
     }
+    if (keys.length === 2 && this.dense !== null && this.assignDense(n, gids)) return gids
     const limit = 2 ** this.radixBits
     const ids = this.idScratch
     const nk = keys.length
@@ -155,6 +163,50 @@ export class GroupTable {
       gids[i] = g
     }
     return gids
+  }
+
+  /**
+   * Two keys whose distinct values fit a table of DENSE_MAX_CELLS: the group of (a, b) is
+   * `dense[a | b << bitsA]`, one array read per row. The table doubles a side when a key's ids
+   * outgrow it (re-placing the groups so far); past the size limit, grouping moves to the hash
+   * table for good. Returns false when it cannot serve this batch.
+   */
+  private assignDense (n: number, gids: Int32Array): boolean {
+    const needA = this.dicts[0]!.values.length
+    const needB = this.dicts[1]!.values.length
+    let bitsA = this.denseBitsA
+    let bitsB = this.denseBitsB
+    while ((1 << bitsA) < needA) bitsA++
+    while ((1 << bitsB) < needB) bitsB++
+    if (bitsA + bitsB > DENSE_MAX_BITS) {
+      // Too many combinations for a table: hand the groups so far to the hash table.
+      const limit = 2 ** this.radixBits
+      for (let g = 0; g < this.groups; g++) this.composites.set(this.keyIds[1]![g]! * limit + this.keyIds[0]![g]!, g)
+      this.dense = null
+      return false
+    }
+    if (bitsA !== this.denseBitsA || bitsB !== this.denseBitsB || this.dense!.length === 0) {
+      const table = new Int32Array(1 << (bitsA + bitsB)).fill(-1)
+      for (let g = 0; g < this.groups; g++) table[this.keyIds[0]![g]! | (this.keyIds[1]![g]! << bitsA)] = g
+      this.dense = table
+      this.denseBitsA = bitsA
+      this.denseBitsB = bitsB
+    }
+    const table = this.dense!
+    const a = this.idScratch[0]!
+    const b = this.idScratch[1]!
+    const pair = [0, 0]
+    for (let i = 0; i < n; i++) {
+      const cell = a[i]! | (b[i]! << bitsA)
+      let g = table[cell]!
+      if (g < 0) {
+        pair[0] = a[i]!
+        pair[1] = b[i]!
+        g = table[cell] = this.newGroup(pair)
+      }
+      gids[i] = g
+    }
+    return true
   }
 
   /** Adds n rows: their key vectors and, per accumulator, its argument vector (null for count(*)). */
