@@ -8,7 +8,7 @@
  * The same class serves both sides: a data peer accumulates rows and encodes each group's state;
  * the coordinator merges encoded states from every partition and finalizes.
  */
-import type { ColumnVector } from '../../columnar/index.js'
+import { gather, type ColumnVector } from '../../columnar/index.js'
 import { CardinalityAggregator, createAggregator, hash53, type Aggregator, type CardinalityState } from '../aggregate/index.js'
 import type { AggregateItem } from '../model/index.js'
 import { QueryExecError } from './errors.js'
@@ -17,8 +17,13 @@ import { decodeState } from './json-aggs.js'
 export interface GroupAccumulator {
   /** Makes room for groups 0..groups-1. */
   grow (groups: number): void
-  /** Adds row i of `values` (null for count(*)) to group gids[i], for i < n. */
-  add (gids: Int32Array, values: ColumnVector | null, n: number): void
+  /**
+   * Adds row i of `values` (null for count(*)) to group gids[i], for i < n; with `sel`, row
+   * sel[i] of `values` (the batch is filtered by a selection rather than copied). Only
+   * accumulators with `selects` take a selection; others get a gathered vector.
+   */
+  add (gids: Int32Array, values: ColumnVector | null, n: number, sel?: Uint32Array): void
+  readonly selects?: boolean
   encode (g: number): unknown
   /** Merges an encoded state (from encode, possibly on another peer) into group g. */
   mergeEncoded (g: number, encoded: unknown): void
@@ -45,9 +50,15 @@ class CountAcc implements GroupAccumulator {
   private n: Float64Array = new Float64Array(0)
   constructor (private readonly star: boolean) {}
   grow (groups: number): void { this.n = growF64(this.n, groups, 0) }
-  add (gids: Int32Array, values: ColumnVector | null, n: number): void {
+  readonly selects = true
+  add (gids: Int32Array, values: ColumnVector | null, n: number, sel?: Uint32Array): void {
     const c = this.n
     if (this.star || values === null) { for (let i = 0; i < n; i++) c[gids[i]!]!++; return }
+    if (sel !== undefined) {
+      if (values.tag === 'num') { const v = values.values; for (let i = 0; i < n; i++) { const x = v[sel[i]!]!; if (x === x) c[gids[i]!]!++ } return }
+      if (values.tag === 'str') { const v = values.codes; for (let i = 0; i < n; i++) if (v[sel[i]!]! >= 0) c[gids[i]!]!++; return }
+      values = gather(values, sel)
+    }
     switch (values.tag) {
       case 'num': { const v = values.values; for (let i = 0; i < n; i++) if (v[i] === v[i]) c[gids[i]!]!++; break }
       case 'str': { const v = values.codes; for (let i = 0; i < n; i++) if (v[i]! >= 0) c[gids[i]!]!++; break }
@@ -86,12 +97,13 @@ class SumAcc implements GroupAccumulator {
     this.n[g]!++
   }
 
-  add (gids: Int32Array, values: ColumnVector | null, n: number): void {
+  readonly selects = true
+  add (gids: Int32Array, values: ColumnVector | null, n: number, sel?: Uint32Array): void {
     if (values === null || values.tag !== 'num') return
     const v = values.values
     const S = this.s; const C = this.c; const N = this.n
     for (let i = 0; i < n; i++) {
-      const x = v[i]!
+      const x = v[sel === undefined ? i : sel[i]!]!
       if (x !== x) continue
       const g = gids[i]!
       const s = S[g]!
@@ -135,12 +147,13 @@ class ExtremeAcc implements GroupAccumulator {
 
   private better (a: string, b: string | null): boolean { return b === null || (this.isMax ? a > b : a < b) }
 
-  add (gids: Int32Array, values: ColumnVector | null, n: number): void {
+  readonly selects = true
+  add (gids: Int32Array, values: ColumnVector | null, n: number, sel?: Uint32Array): void {
     if (values === null) return
     if (values.tag === 'str') {
       const codes = values.codes; const dict = values.dict
       for (let i = 0; i < n; i++) {
-        const c = codes[i]!
+        const c = codes[sel === undefined ? i : sel[i]!]!
         if (c < 0) continue
         const g = gids[i]!
         if (this.better(dict[c]!, this.strs[g]!)) this.strs[g] = dict[c]!
@@ -150,9 +163,9 @@ class ExtremeAcc implements GroupAccumulator {
     if (values.tag !== 'num') return
     const v = values.values; const out = this.v
     if (this.isMax) {
-      for (let i = 0; i < n; i++) { const x = v[i]!; const g = gids[i]!; const cur = out[g]!; if (x > cur || (cur !== cur && x === x)) out[g] = x }
+      for (let i = 0; i < n; i++) { const x = v[sel === undefined ? i : sel[i]!]!; const g = gids[i]!; const cur = out[g]!; if (x > cur || (cur !== cur && x === x)) out[g] = x }
     } else {
-      for (let i = 0; i < n; i++) { const x = v[i]!; const g = gids[i]!; const cur = out[g]!; if (x < cur || (cur !== cur && x === x)) out[g] = x }
+      for (let i = 0; i < n; i++) { const x = v[sel === undefined ? i : sel[i]!]!; const g = gids[i]!; const cur = out[g]!; if (x < cur || (cur !== cur && x === x)) out[g] = x }
     }
   }
 

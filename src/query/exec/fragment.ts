@@ -87,9 +87,18 @@ export async function runFragment (plan: PlanNode, ctx: FragmentContext): Promis
   let last = now()
   for (const raw of ctx.source.batches(columns)) {
     stats.rowsScanned += raw.length
-    const batch = shape.filter === null ? raw : gatherBatch(raw, evalPredicate(shape.filter, raw))
-    stats.rowsMatched += batch.length
-    if (batch.length > 0) sink.push(batch)
+    if (shape.filter === null) {
+      stats.rowsMatched += raw.length
+      if (raw.length > 0) sink.push(raw)
+    } else {
+      const sel = evalPredicate(shape.filter, raw)
+      stats.rowsMatched += sel.length
+      // Aggregation reads the matching rows through the selection; the others get them copied.
+      if (sel.length > 0) {
+        if (sink.selects === true) sink.push(raw, sel)
+        else sink.push(gatherBatch(raw, sel))
+      }
+    }
     if (sink.done()) break
     if (now() - last > 10) {
       await breathe()
@@ -103,7 +112,9 @@ export async function runFragment (plan: PlanNode, ctx: FragmentContext): Promis
 }
 
 interface Sink {
-  push (batch: ColumnBatch): void
+  /** With `selects`, push may get a selection: only rows sel[...] of the batch are in. */
+  push (batch: ColumnBatch, sel?: Uint32Array): void
+  readonly selects?: boolean
   done (): boolean
   finish (): FragmentOutput
 }
@@ -118,17 +129,21 @@ function makeSink (shape: FragmentShape, ctx: FragmentContext, budget: MemoryBud
         const set = new AggregationSet(toAggsSpec(node.aggs))
         const states = set.init()
         return {
-          push: b => { set.collect(states, new AdaptedBatch(b)) },
+          selects: true,
+          push: (b, sel) => { set.collect(states, new AdaptedBatch(b), sel) },
           done: () => false,
           finish: () => ({ kind: 'aggs', states: set.encode(states) })
         }
       }
       const table = newGroupTable(node, typeOf, budget)
       return {
-        push: b => {
+        selects: true,
+        push: (b, sel) => {
+          // Keys and arguments are evaluated over the whole batch (a column is just its vector,
+          // no copy) and read through the selection.
           const keys = node.groupBy.map(g => evalExpr(g.expr, b))
           const args = node.aggregates.map(a => a.args.length === 0 ? null : evalExpr(a.args[0]!, b))
-          table.addRows(keys, args, b.length)
+          table.addRows(keys, args, b.length, sel)
         },
         done: () => false,
         finish: () => { const groups = table.encode(); table.release(); return { kind: 'groups', groups } }

@@ -5,7 +5,7 @@
  * goes through one Map<number>. Several keys combine their per-key ids arithmetically into one
  * number, so no per-row string or array is built.
  */
-import { vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
+import { gather, vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
 import type { MemoryBudget } from './errors.js'
 import { QueryExecError } from './errors.js'
 import type { GroupAccumulator } from './accumulators.js'
@@ -46,8 +46,8 @@ class KeyDict {
     return id
   }
 
-  /** Writes the id of rows 0..n-1 of `v` into out. */
-  ids (v: ColumnVector, n: number, out: Int32Array): void {
+  /** Writes the id of rows 0..n-1 of `v` (rows sel[0..n-1] with a selection) into out. */
+  ids (v: ColumnVector, n: number, out: Int32Array, sel?: Uint32Array): void {
     if (v.tag === 'str') {
       // One lookup per dictionary entry actually used, then an array index per row.
       const dict = v.dict
@@ -56,7 +56,7 @@ class KeyDict {
       local.fill(-1, 0, dict.length)
       const codes = v.codes
       for (let i = 0; i < n; i++) {
-        const c = codes[i]!
+        const c = codes[sel === undefined ? i : sel[i]!]!
         if (c < 0) { out[i] = this.idOfNull(); continue }
         let id = local[c]!
         if (id < 0) { id = this.idOfString(dict[c]!); local[c] = id }
@@ -68,7 +68,7 @@ class KeyDict {
       const vals = v.values
       const map = this.byNumber
       for (let i = 0; i < n; i++) {
-        const x = vals[i]!
+        const x = vals[sel === undefined ? i : sel[i]!]!
         if (x !== x) { out[i] = this.idOfNull(); continue }
         // Small non-negative integers (the usual codes, categories, years) index an array.
         if (x >= 0 && x < SMALL_INT_KEYS && (x | 0) === x) {
@@ -124,22 +124,22 @@ export class GroupTable {
     return g
   }
 
-  /** Group ids of rows 0..n-1 given the key vectors (one per key, in key order). */
-  assign (keys: readonly ColumnVector[], n: number): Int32Array {
+  /** Group ids of rows 0..n-1 (rows sel[0..n-1] with a selection) given the key vectors (one per key, in key order). */
+  assign (keys: readonly ColumnVector[], n: number, sel?: Uint32Array): Int32Array {
     if (this.gidScratch.length < n) this.gidScratch = new Int32Array(Math.max(n, 1024))
     const gids = this.gidScratch
     if (keys.length === 0) { gids.fill(0, 0, n); return gids }
     if (keys.length === 1) {
       // One key: its dictionary hands out ids 0, 1, 2, ... in order of first sight, which is the
       // order groups are created in, so the key's id is the group id; no lookup per row.
-      this.dicts[0]!.ids(keys[0]!, n, gids)
+      this.dicts[0]!.ids(keys[0]!, n, gids, sel)
       const distinct = this.dicts[0]!.values.length
       while (this.groups < distinct) this.newGroup([this.groups])
       return gids
     }
     for (let k = 0; k < keys.length; k++) {
       if ((this.idScratch[k]?.length ?? 0) < n) this.idScratch[k] = new Int32Array(Math.max(n, 1024))
-      this.dicts[k]!.ids(keys[k]!, n, this.idScratch[k]!)
+      this.dicts[k]!.ids(keys[k]!, n, this.idScratch[k]!, sel)
     }
     if (keys.length === 2 && this.dense !== null && this.assignDense(n, gids)) return gids
     const limit = 2 ** this.radixBits
@@ -210,10 +210,16 @@ export class GroupTable {
   }
 
   /** Adds n rows: their key vectors and, per accumulator, its argument vector (null for count(*)). */
-  addRows (keys: readonly ColumnVector[], args: ReadonlyArray<ColumnVector | null>, n: number): void {
+  addRows (keys: readonly ColumnVector[], args: ReadonlyArray<ColumnVector | null>, n: number, sel?: Uint32Array): void {
+    if (sel !== undefined) n = sel.length
     if (n === 0) return
-    const gids = this.assign(keys, n)
-    for (let a = 0; a < this.accs.length; a++) this.accs[a]!.add(gids, args[a]!, n)
+    const gids = this.assign(keys, n, sel)
+    for (let a = 0; a < this.accs.length; a++) {
+      const acc = this.accs[a]!
+      const arg = args[a]!
+      if (sel === undefined || acc.selects === true) acc.add(gids, arg, n, sel)
+      else acc.add(gids, arg === null ? null : gather(arg, sel), n)
+    }
     this.account()
   }
 
