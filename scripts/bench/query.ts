@@ -2,7 +2,7 @@
  * Query benchmark: the same aggregation queries on the same data in Shoal and in DuckDB, side by
  * side in one run, and the scatter overhead per partition.
  *
- *   node dist/scripts/bench/query.js [rows] [--cluster-rows N] [--no-cluster]
+ *   node dist/scripts/bench/query.js [rows] [--cluster-rows N] [--no-local] [--no-cluster]
  *
  * 1. Local execution, one peer: N rows (default 10 million) as Shoal holds a warm replica
  *    (column batches of 64k rows, 16 partitions), run through the executor exactly as a peer runs
@@ -262,7 +262,7 @@ async function main (): Promise<void> {
   const ci = args.indexOf('--cluster-rows')
   const clusterRows = ci >= 0 ? Number(args[ci + 1]) : 200_000
   console.log(`## Queries: Shoal vs DuckDB\n\nLocal execution (one peer, every partition its own, no network):\n`)
-  console.log(formatLocalQueryBench(await benchLocalQueries(rows)))
+  if (!args.includes('--no-local')) console.log(formatLocalQueryBench(await benchLocalQueries(rows)))
   if (!args.includes('--no-cluster')) {
     console.log('\nReal peers over HTTP:\n')
     console.log(formatClusterQueryBench(await benchClusterQueries(clusterRows)))

@@ -31,6 +31,8 @@ export const MANIFEST_FILE = 'MANIFEST'
 const LOC = 4294967296
 /** Rows in one batch of memtable rows (batches()). */
 const MEM_BATCH_ROWS = 65_536
+/** Column sets whose memtable batches are cached at once. */
+const MEM_CACHE_COLUMN_SETS = 4
 
 /** The store was closed; nothing was written. */
 export class StoreClosedError extends Error {
@@ -136,6 +138,10 @@ export class LocalPartitionStore implements PartitionStore {
   private liveRows = 0
   private tombstones = 0
   private readonly digests = new Map<number, Uint32Array>()
+  /** Bumped by every change of the index: the memtable batch cache is valid for one generation. */
+  private memGeneration = 0
+  private memCacheGeneration = -1
+  private readonly memCache = new Map<string, ColumnBatch[]>()
   private readonly scratch = new Uint32Array(2)
 
   private closed = false
@@ -305,6 +311,7 @@ export class LocalPartitionStore implements PartitionStore {
 
   /** Makes `e` the newest version of `id`. */
   private put (id: string, e: Entry, version: number, deleted: boolean): void {
+    this.memGeneration++
     const prev = this.index.get(id)
     if (prev !== undefined) this.detach(id, prev)
     this.index.set(id, e)
@@ -316,6 +323,7 @@ export class LocalPartitionStore implements PartitionStore {
 
   /** Moves `id`'s newest version to another place holding the same (version, deleted, row). */
   private relocate (id: string, to: number): void {
+    this.memGeneration++
     const prev = this.index.get(id)!
     if (typeof prev === 'number') this.seg(prev).clearLive(prev % LOC)
     this.index.set(id, to)
@@ -323,6 +331,7 @@ export class LocalPartitionStore implements PartitionStore {
   }
 
   private remove (id: string): void {
+    this.memGeneration++
     const prev = this.index.get(id)
     if (prev === undefined) return
     this.detach(id, prev)
@@ -664,12 +673,37 @@ export class LocalPartitionStore implements PartitionStore {
       if (n === 0) continue
       parts.push({ seg: s, rows: n === s.rows ? undefined : s.liveRowNumbers(n) })
     }
+    return columnBatches(parts, this.memtableBatches(cols), cols)
+  }
+
+  /**
+   * The memtable's live rows as column batches, cached until the index changes (a write, a
+   * flush, a purge): converting row objects to columns costs about a microsecond a row, and a
+   * query that runs again on an unchanged memtable should not pay it again. A few column sets are
+   * kept, most recently used last.
+   */
+  private memtableBatches (cols: ReadonlyArray<{ name: string, type: ValueType }>): ColumnBatch[] {
+    const key = cols.map(c => `${c.name}:${c.type}`).join(',')
+    if (this.memCacheGeneration !== this.memGeneration) {
+      this.memCache.clear()
+      this.memCacheGeneration = this.memGeneration
+    }
+    let cached = this.memCache.get(key)
+    if (cached !== undefined) {
+      this.memCache.delete(key)
+      this.memCache.set(key, cached)
+      return cached
+    }
     const memRows: Row[] = []
     for (const m of [this.frozen, this.mem]) {
       if (m === undefined) continue
       for (const r of m.values()) if (!r.deleted && this.index.get(r.id) === r) memRows.push(r.row!)
     }
-    return columnBatches(parts, memRows, cols)
+    cached = []
+    for (let i = 0; i < memRows.length; i += MEM_BATCH_ROWS) cached.push(rowsBatch(memRows.slice(i, i + MEM_BATCH_ROWS), cols))
+    this.memCache.set(key, cached)
+    while (this.memCache.size > MEM_CACHE_COLUMN_SETS) this.memCache.delete(this.memCache.keys().next().value!)
+    return cached
   }
 
   private digestAccumulator (buckets: number): Uint32Array {
@@ -764,7 +798,7 @@ export class LocalPartitionStore implements PartitionStore {
   isClosed (): boolean { return this.closed }
 }
 
-function * columnBatches (parts: ReadonlyArray<{ seg: Segment, rows: Uint32Array | undefined }>, memRows: readonly Row[], cols: ReadonlyArray<{ name: string, type: ValueType }>): Generator<ColumnBatch> {
+function * columnBatches (parts: ReadonlyArray<{ seg: Segment, rows: Uint32Array | undefined }>, memBatches: readonly ColumnBatch[], cols: ReadonlyArray<{ name: string, type: ValueType }>): Generator<ColumnBatch> {
   for (const { seg, rows } of parts) {
     const columns = new Map<string, ColumnVector>()
     for (const c of cols) {
@@ -773,7 +807,7 @@ function * columnBatches (parts: ReadonlyArray<{ seg: Segment, rows: Uint32Array
     }
     yield { length: rows === undefined ? seg.rows : rows.length, columns }
   }
-  for (let i = 0; i < memRows.length; i += MEM_BATCH_ROWS) yield rowsBatch(memRows.slice(i, i + MEM_BATCH_ROWS), cols)
+  yield * memBatches
 }
 
 /**
