@@ -11,11 +11,12 @@ import { vectorFromValues, type BatchSource, type ColumnBatch, type ColumnVector
 import type { AggregateNode, Expr, PlanNode, ScanNode, SortKey, TopKNode } from '../model/index.js'
 import { SCORE_COLUMN } from '../model/index.js'
 import { createAccumulator } from './accumulators.js'
-import { evalExpr, evalPredicate, exprType } from './eval.js'
+import { evalExpr, exprType } from './eval.js'
 import { MemoryBudget, QueryExecError } from './errors.js'
 import { GroupTable, type EncodedGroups } from './group.js'
 import { AdaptedBatch, AggregationSet, toAggsSpec } from './json-aggs.js'
 import { TopNBuffer } from './rows.js'
+import { selectRows } from './select.js'
 import { topKSearch } from './topk.js'
 import { encodeBatch, type WireBatch } from './wire.js'
 import { gatherBatch } from '../../columnar/index.js'
@@ -91,7 +92,7 @@ export async function runFragment (plan: PlanNode, ctx: FragmentContext): Promis
       stats.rowsMatched += raw.length
       if (raw.length > 0) sink.push(raw)
     } else {
-      const sel = evalPredicate(shape.filter, raw)
+      const sel = selectRows(shape.filter, raw)
       stats.rowsMatched += sel.length
       // Aggregation reads the matching rows through the selection; the others get them copied.
       if (sel.length > 0) {
