@@ -11,6 +11,7 @@ import { parseJsonQuery } from '../../src/query/json/index.js'
 import type { PlanNode } from '../../src/query/model/index.js'
 import { parseSql } from '../../src/query/sql/index.js'
 import { validatePlan, type OutputColumn } from '../../src/query/validate/index.js'
+import { SeededRandom } from '../../src/runtime/index.js'
 import { parseSchemaSpec, type SpaceDef } from '../../src/schema/index.js'
 
 export const SPEC = 's:utf8,s2:utf8,i:int32,x:float64,b:bool,big:int64,ts:timestamp,d:date,v:vector<4>'
@@ -20,16 +21,10 @@ export const columnType = (name: string): ValueType | undefined => COLUMNS.find(
 
 export type Row = Record<string, unknown>
 
-/** mulberry32: a small seeded PRNG, [0, 1). */
+/** A seeded PRNG in [0, 1): the project's SeededRandom as a function. */
 export function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const r = new SeededRandom(seed)
+  return () => r.next()
 }
 
 export const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!

@@ -3,6 +3,7 @@ import { batchFromRows } from '../../src/columnar/index.js'
 import { evalPredicate } from '../../src/query/exec/eval.js'
 import { selectRows } from '../../src/query/exec/select.js'
 import { parseSql } from '../../src/query/sql/index.js'
+import { SeededRandom } from '../../src/runtime/index.js'
 import type { Expr, PlanNode } from '../../src/query/model/index.js'
 
 /** The WHERE predicate of a SQL query, as the plan holds it. */
@@ -12,9 +13,10 @@ function where (sql: string): Expr {
   return n.predicate
 }
 
+/** A seeded PRNG in [0, 1): the project's SeededRandom as a function. */
 function rng (seed: number): () => number {
-  let s = seed >>> 0
-  return () => { s = (s + 0x6d2b79f5) >>> 0; let t = s; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296 }
+  const r = new SeededRandom(seed)
+  return () => r.next()
 }
 
 const COLUMNS = [

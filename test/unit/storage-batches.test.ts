@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { valueAt, vectorLength, type ColumnBatch } from '../../src/columnar/index.js'
 import { makeHlc } from '../../src/hlc/index.js'
+import { SeededRandom } from '../../src/runtime/index.js'
 import { addColumn, type ColumnType, type SpaceDef } from '../../src/schema/index.js'
 import type { LocalPartitionStore, VersionedRecord } from '../../src/storage/index.js'
 import { Segment, encodeSegment } from '../../src/storage/segment.js'
@@ -18,16 +19,10 @@ afterEach(async () => { await dirs.cleanup() })
 const ALL_TYPES = 'id:utf8,b:bool,i:int32,l:int64,f:float32,d:float64,s:utf8,t:timestamp,dt:date,v:vector<3>,li:list<int32>'
 const COLS = ['id', 'b', 'i', 'l', 'f', 'd', 's', 't', 'dt', 'v', 'li']
 
-/** A small deterministic PRNG (mulberry32). */
+/** A seeded PRNG in [0, 1): the project's SeededRandom as a function. */
 function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const r = new SeededRandom(seed)
+  return () => r.next()
 }
 
 const STRINGS = ['', 'a', 'héllo', 'naïve café', '日本語', '🙂 emoji', 'x'.repeat(40), 'b', 'a ']
