@@ -361,7 +361,8 @@ export class Peer implements ApiPeer {
       peer: this.peerId,
       partitionDetector: this.detector.status(),
       spaces: this.partitionAvailability(),
-      replication: this.layers.replicator.stats()
+      replication: this.layers.replicator.stats(),
+      queries: { ...this.layers.queries.stats(), peerLatency: this.layers.queries.health.snapshot() }
     }
   }
 
