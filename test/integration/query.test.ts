@@ -1,6 +1,6 @@
 import { tableFromIPC } from 'apache-arrow'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FAST_MEMBERSHIP, TestCluster, sleep, waitFor, type PeerProcess } from '../cluster/index.js'
+import { FAST_MEMBERSHIP, TestCluster, runCli, sleep, waitFor, type PeerProcess } from '../cluster/index.js'
 
 /**
  * Queries through POST /query on a real 4-peer cluster (8 partitions, 2 replicas each, so every
@@ -128,6 +128,24 @@ describe('distributed queries on real peers', () => {
     const got = new Map(spread.body.rows.map((r: { id: string, activation: number, hops: number }) => [r.id, [r.activation, r.hops]]))
     expect(got).toEqual(want)
     expect(spread.body.rows[0].activation).toBe(Math.max(...[...want.values()].map(w => w[0])))
+  })
+
+  it('answers through the CLI: shoal query as a table, JSON and Arrow, and shoal explain --analyze', async () => {
+    const a = peers[1]!
+    const table = await runCli(['query', GROUPED, '--peer', a.url])
+    expect(table.code).toBe(0)
+    expect(table.stdout).toMatch(/region\s+n\s+total/)
+    for (const e of expected) expect(table.stdout).toMatch(new RegExp(`${e.region}\\s+${e.n}\\s`))
+    expect(table.stdout).toContain('4 rows · 8/8 partitions · confidence 1.00')
+    const json = await runCli(['query', GROUPED, '--format', 'json', '--peer', a.url])
+    expect(JSON.parse(json.stdout).rows).toHaveLength(4)
+    const explain = await runCli(['explain', '--analyze', GROUPED, '--peer', a.url])
+    expect(explain.code).toBe(0)
+    expect(explain.stdout).toContain('Broadcast over space orders')
+    expect(explain.stdout).toMatch(/total: \d+ peers · 8 partitions · 2000 rows/)
+    const bad = await runCli(['query', 'SELECT nope FROM orders', '--peer', a.url])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toContain("unknown column 'nope'")
   })
 
   /** A partition whose replicas do not include `coordinator`, with its replicas as the coordinator orders them. */
