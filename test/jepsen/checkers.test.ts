@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { checkHistory, checkRegister, checkRegisterWorkload, checkSet, type RegOp } from './checkers/index.js'
-import { faultWindows, pairs, parseJsonl, type Op, type OpType } from './history.js'
+import { checkHistory, checkQueries, checkRegister, checkRegisterWorkload, checkSet, expectedAnswer, type QueriesDataset, type RegOp } from './checkers/index.js'
+import { faultWindows, pairs, parseJsonl, type Op, type OpType, type QueryCoverage } from './history.js'
+import { QUERIES_SPACE, queriesDataset } from './workloads.js'
 
 /** A tiny history builder: op(process, type, f, key, value, time, extra). */
 class H {
   readonly ops: Op[] = []
-  op (process: number | string, type: OpType, f: string, workload: 'set' | 'register' | undefined, key: string | undefined, value: unknown, time: number, extra: Partial<Op> = {}): this {
+  op (process: number | string, type: OpType, f: string, workload: 'set' | 'register' | 'queries' | undefined, key: string | undefined, value: unknown, time: number, extra: Partial<Op> = {}): this {
     this.ops.push({ index: this.ops.length, process, type, f, ...(workload !== undefined ? { workload } : {}), ...(key !== undefined ? { key } : {}), value, time, ...extra })
     return this
   }
@@ -185,5 +186,129 @@ describe('history', () => {
     const ps = pairs(ops)
     expect(ps.map(p => [p.invoke.key, p.type])).toEqual([['a', 'ok'], ['b', 'info']])
     expect(faultWindows(ops)).toEqual([{ kind: 'partition', start: 1, end: 9, detail: { grudge: {} } }])
+  })
+})
+
+describe('queries checker', () => {
+  // 4 partitions; the known answers: total n 10, s 100; group a n 6 s 60, b n 4 s 40.
+  const ds: QueriesDataset = {
+    space: QUERIES_SPACE,
+    rows: 10,
+    partitions: 4,
+    byPartition: [
+      { partition: 0, groups: { a: { n: 2, s: 20 }, b: { n: 1, s: 10 } } },
+      { partition: 1, groups: { a: { n: 1, s: 5 } } },
+      { partition: 2, groups: { a: { n: 3, s: 35 }, b: { n: 1, s: 12 } } },
+      { partition: 3, groups: { b: { n: 2, s: 18 } } }
+    ]
+  }
+  const full: QueryCoverage = { total: 4, answered: 4, missing: [] }
+  const without = (...ps: number[]): QueryCoverage => ({ total: 4, answered: 4 - ps.length, missing: ps.map(partition => ({ space: QUERIES_SPACE, partition, reason: 'n3: timeout' })) })
+
+  /** A history that loaded `ds`, plus the query pairs the test adds. */
+  class Q extends H {
+    private t = 10
+    constructor () {
+      super()
+      this.op('load', 'invoke', 'load', 'queries', QUERIES_SPACE, { rows: 10, partitions: 4 }, 0).op('load', 'ok', 'load', 'queries', QUERIES_SPACE, ds, 5)
+    }
+
+    ok (name: 'total' | 'groups', allowPartial: boolean, rows: unknown[], coverage: QueryCoverage, confidence: number, p = 0): this {
+      const t = this.t
+      this.t += 10
+      return this.op(p, 'invoke', 'query', 'queries', name, { allowPartial }, t, { coordinator: 'n1' }).op(p, 'ok', 'query', 'queries', name, rows, t + 1, { coordinator: 'n1', coverage, confidence })
+    }
+
+    err (name: 'total' | 'groups', allowPartial: boolean, type: 'fail' | 'info', error: string, coverage?: QueryCoverage, p = 0): this {
+      const t = this.t
+      this.t += 10
+      return this.op(p, 'invoke', 'query', 'queries', name, { allowPartial }, t, { coordinator: 'n2' }).op(p, type, 'query', 'queries', name, { allowPartial }, t + 1, { coordinator: 'n2', error, ...(coverage !== undefined ? { coverage } : {}) })
+    }
+  }
+  const TOTAL = [{ n: 10, s: 100 }]
+  const GROUPS = [{ g: 'a', n: 6, s: 60 }, { g: 'b', n: 4, s: 40 }]
+
+  it('computes the known answers over all partitions and over the answered ones', () => {
+    expect(expectedAnswer(ds, 'total')).toEqual(TOTAL)
+    expect(expectedAnswer(ds, 'groups')).toEqual(GROUPS)
+    expect(expectedAnswer(ds, 'total', new Set([1, 3]))).toEqual([{ n: 3, s: 23 }])
+    expect(expectedAnswer(ds, 'groups', new Set([1]))).toEqual([{ g: 'a', n: 1, s: 5 }])
+    expect(expectedAnswer(ds, 'total', new Set())).toEqual([{ n: 0, s: null }])
+    // The workload's dataset: per-partition answers add up to the whole.
+    const { records, dataset } = queriesDataset(1000, 8)
+    expect(expectedAnswer(dataset, 'total')).toEqual([{ n: 1000, s: records.reduce((a, r) => a + r.v, 0) }])
+    expect(expectedAnswer(dataset, 'groups').map(r => r.n)).toEqual([200, 200, 200, 200, 200])
+  })
+
+  it('passes correct complete and partial answers and errors, and counts them', () => {
+    const h = new Q()
+      .ok('total', false, TOTAL, full, 1)
+      .ok('groups', true, GROUPS, full, 1)
+      .ok('total', true, [{ n: 6, s: 53 }], without(2), 0.75) // partitions 0, 1, 3
+      .ok('groups', true, [{ g: 'a', n: 1, s: 5 }, { g: 'b', n: 2, s: 18 }], without(0, 2), 0.5)
+      .ok('total', true, [{ n: 0, s: null }], without(0, 1, 2, 3), 0)
+      .err('total', false, 'fail', 'PARTIAL_RESULT', without(1))
+      .err('groups', true, 'fail', 'NOT_SYNCED')
+      .err('groups', false, 'info', 'TimeoutError')
+    const r = checkQueries(h.ops)
+    expect(r.violations).toEqual([])
+    expect(r.valid).toBe(true)
+    expect(r).toMatchObject({ queries: 8, ok: 5, complete: 2, partial: 3, errors: { PARTIAL_RESULT: 1, NOT_SYNCED: 1 }, noAnswer: { TimeoutError: 1 } })
+    expect(r.byAllowPartial.false).toMatchObject({ ok: 1, complete: 1, partial: 0, fail: 1, info: 1 })
+    expect(r.partialAnswers).toEqual({ minAnswered: 0, minConfidence: 0, missingReasons: { timeout: 7 } })
+    expect(checkHistory(h.ops).valid).toBe(true)
+  })
+
+  it('flags a wrong complete count, and a complete answer with confidence below 1', () => {
+    const r = checkQueries(new Q().ok('total', true, [{ n: 9, s: 100 }], full, 1).ok('groups', false, GROUPS, full, 0.99).ops)
+    expect(r.valid).toBe(false)
+    expect(r.violations.map(v => v.kind)).toEqual(['complete-wrong', 'complete-confidence'])
+    expect(r.violations[0]).toMatchObject({ index: 3, query: 'total', allowPartial: true, coordinator: 'n1' })
+    const res = checkHistory(new Q().ok('groups', true, [{ g: 'a', n: 6, s: 60 }], full, 1).ops)
+    expect(res.valid).toBe(false)
+    expect(res.failures.join('\n')).toMatch(/complete-wrong at #3/)
+  })
+
+  it('flags a partial answer claiming confidence 1, or a confidence above answered / total', () => {
+    const r = checkQueries(new Q().ok('total', true, [{ n: 6, s: 53 }], without(2), 1).ok('total', true, [{ n: 6, s: 53 }], without(2), 0.9).ops)
+    expect(r.violations.map(v => v.kind)).toEqual(['partial-confidence', 'partial-confidence'])
+    expect(r.valid).toBe(false)
+  })
+
+  it('flags a partial answer to an allowPartial false query, and PARTIAL_RESULT to an allowPartial true one', () => {
+    const r = checkQueries(new Q().ok('total', false, [{ n: 6, s: 53 }], without(2), 0.75).err('total', true, 'fail', 'PARTIAL_RESULT', without(2)).ops)
+    expect(r.violations.map(v => v.kind)).toEqual(['partial-with-allowPartial-false', 'partial-error-with-allowPartial'])
+    expect(r.valid).toBe(false)
+  })
+
+  it('flags partial answers above the known counts, inexact over the answered partitions, or with inconsistent coverage', () => {
+    const above = checkQueries(new Q().ok('groups', true, [{ g: 'a', n: 7, s: 60 }, { g: 'b', n: 4, s: 40 }], without(3), 0.75).ops)
+    expect(above.violations.map(v => v.kind)).toEqual(['partial-above-known', 'partial-inexact'])
+    const unknownGroup = checkQueries(new Q().ok('groups', true, [{ g: 'z', n: 1, s: 1 }], without(3), 0.75).ops)
+    expect(unknownGroup.violations.map(v => v.kind)).toContain('partial-above-known')
+    // Plausible (below the known answer) but not what partitions 0, 1, 3 hold.
+    const inexact = checkQueries(new Q().ok('total', true, [{ n: 6, s: 52 }], without(2), 0.75).ops)
+    expect(inexact.violations.map(v => v.kind)).toEqual(['partial-inexact'])
+    const incoherent = checkQueries(new Q()
+      .ok('total', true, [{ n: 6, s: 53 }], { total: 4, answered: 3, missing: [] }, 0.75)
+      .ok('total', true, [{ n: 6, s: 53 }], { total: 4, answered: 4, missing: without(2).missing }, 0.75)
+      .ok('total', true, [{ n: 10, s: 100 }], { total: 3, answered: 3, missing: [] }, 1).ops)
+    expect(incoherent.violations.map(v => v.kind)).toEqual(['partial-coverage', 'partial-coverage', 'coverage-total'])
+  })
+
+  it('says unknown without a completed load, and judges the queries after the heal too', () => {
+    const noLoad = new H().op(0, 'invoke', 'query', 'queries', 'total', { allowPartial: true }, 1).op(0, 'ok', 'query', 'queries', 'total', TOTAL, 2, { coverage: full, confidence: 1 })
+    expect(checkQueries(noLoad.ops).valid).toBe('unknown')
+    const h = new Q()
+      .op('final-q0', 'invoke', 'final-query', 'queries', 'total', { allowPartial: false }, 100, { coordinator: 'n1' })
+      .op('final-q0', 'fail', 'final-query', 'queries', 'total', { allowPartial: false }, 101, { coordinator: 'n1', error: 'NOT_SYNCED' })
+      .op('final-q0', 'invoke', 'final-query', 'queries', 'total', { allowPartial: false }, 102, { coordinator: 'n1' })
+      .op('final-q0', 'ok', 'final-query', 'queries', 'total', [{ n: 10, s: 99 }], 103, { coordinator: 'n1', coverage: full, confidence: 1 })
+      .op('final-q1', 'invoke', 'final-query', 'queries', 'total', { allowPartial: false }, 100, { coordinator: 'n2' })
+      .op('final-q1', 'fail', 'final-query', 'queries', 'total', { allowPartial: false }, 101, { coordinator: 'n2', error: 'PARTIAL_RESULT', coverage: without(1) })
+    const r = checkQueries(h.ops)
+    expect(r.queries).toBe(0)
+    expect(r.afterHeal).toMatchObject({ queries: 3, complete: 1, errors: { NOT_SYNCED: 1, PARTIAL_RESULT: 1 }, peersWithoutCompleteAnswer: ['n2'] })
+    expect(r.violations.map(v => v.kind)).toEqual(['complete-wrong'])
   })
 })

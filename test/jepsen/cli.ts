@@ -1,7 +1,7 @@
 /**
  * npm run jepsen -- [flags]
  *
- *   --workload set|register|all     (default all)
+ *   --workload set|register|queries|all   (default all: set, register and queries)
  *   --nemesis partition,kill,pause,clock   fault kinds, taken in turn (default partition)
  *   --time-limit SECONDS            length of the fault/quiet schedule (default 60)
  *   --fault SECONDS --quiet SECONDS length of each fault and quiet window (default 10, 10)
@@ -9,6 +9,9 @@
  *   --nodes N --concurrency K       peers and client workers (default 5, 6)
  *   --think MS --keys-per-writer N  client pause between operations (default 30) and single-writer
  *                                   register keys per worker (default 2): long runs want more keys
+ *   --query-workers N --query-rows N   query workers beside the others in 'all' (default 2; a
+ *                                   queries-only run has --concurrency of them) and rows of the
+ *                                   queries dataset (default 4000)
  *   --store DIR                     parent folder of the run's output (default store/jepsen)
  *   --ci                            the three short CI schedules, one after the other
  *   --check FILE                    only run the checkers on an existing history.jsonl (e.g. from the simulator)
@@ -35,6 +38,8 @@ async function main (): Promise<number> {
       concurrency: { type: 'string', default: '6' },
       think: { type: 'string', default: '30' },
       'keys-per-writer': { type: 'string', default: '2' },
+      'query-workers': { type: 'string', default: '2' },
+      'query-rows': { type: 'string', default: '4000' },
       store: { type: 'string', default: 'store/jepsen' },
       ci: { type: 'boolean', default: false },
       check: { type: 'string' }
@@ -52,7 +57,7 @@ async function main (): Promise<number> {
         const nemeses = values.nemesis.split(',').filter(s => s !== '') as NemesisKind[]
         for (const n of nemeses) if (!NEMESES.includes(n)) throw new Error(`unknown nemesis '${n}'; expected ${NEMESES.join(', ')}`)
         const workload = values.workload as RunOptions['workload']
-        if (!['set', 'register', 'all'].includes(workload)) throw new Error(`unknown workload '${workload}'; expected set, register or all (queries: the query layer does not exist yet)`)
+        if (!['set', 'register', 'queries', 'all'].includes(workload)) throw new Error(`unknown workload '${workload}'; expected set, register, queries or all`)
         return {
           name: `${workload}-${nemeses.join('+') || 'none'}`,
           workload,
@@ -65,6 +70,8 @@ async function main (): Promise<number> {
           concurrency: Number(values.concurrency),
           thinkMs: Number(values.think),
           keysPerWriter: Number(values['keys-per-writer']),
+          queryWorkers: Number(values['query-workers']),
+          queryRows: Number(values['query-rows']),
           store: values.store
         }
       })()]
@@ -72,7 +79,7 @@ async function main (): Promise<number> {
   for (const r of runs) {
     const out = await run({ ...r, log })
     const res = out.results
-    console.log(JSON.stringify({ run: r.name, valid: res.valid, dir: out.dir, failures: res.failures, set: res.set !== undefined ? { attempted: res.set.attempted, acknowledged: res.set.acknowledged, lost: res.set.lost.length, unexpected: res.set.unexpected.length, recovered: res.set.recovered, stale: res.set.stale.length } : undefined, register: res.register !== undefined ? { writes: res.register.writes, reads: res.register.reads, oracleMismatches: res.register.oracle.mismatches.length, swViolations: res.register.singleWriter.violations.length, mwNonLinearizable: res.register.multiWriter.nonLinearizable.length, monotonic: res.register.monotonic.violations.length, stale: res.register.staleReads.length } : undefined, convergence: res.convergence !== undefined ? { afterMs: res.convergence.afterMs, hints: res.convergence.hints } : undefined }, null, 2))
+    console.log(JSON.stringify({ run: r.name, valid: res.valid, dir: out.dir, failures: res.failures, set: res.set !== undefined ? { attempted: res.set.attempted, acknowledged: res.set.acknowledged, lost: res.set.lost.length, unexpected: res.set.unexpected.length, recovered: res.set.recovered, stale: res.set.stale.length } : undefined, register: res.register !== undefined ? { writes: res.register.writes, reads: res.register.reads, oracleMismatches: res.register.oracle.mismatches.length, swViolations: res.register.singleWriter.violations.length, mwNonLinearizable: res.register.multiWriter.nonLinearizable.length, monotonic: res.register.monotonic.violations.length, stale: res.register.staleReads.length } : undefined, queries: res.queries !== undefined ? { queries: res.queries.queries, complete: res.queries.complete, partial: res.queries.partial, errors: res.queries.errors, noAnswer: res.queries.noAnswer, violations: res.queries.violationsByKind, afterHeal: { complete: res.queries.afterHeal.complete, peersWithoutCompleteAnswer: res.queries.afterHeal.peersWithoutCompleteAnswer } } : undefined, convergence: res.convergence !== undefined ? { afterMs: res.convergence.afterMs, hints: res.convergence.hints } : undefined }, null, 2))
     worst = Math.max(worst, res.valid === true ? 0 : res.valid === false ? 1 : 2)
   }
   return worst

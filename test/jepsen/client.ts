@@ -9,6 +9,8 @@
  *   timeout, reset, 503 WRITE_INCOMPLETE, 504, other 5xx   info: may or may not have happened
  */
 
+import type { QueryCoverage } from './history.js'
+
 export type Outcome =
   | { type: 'ok', status: number, body: Record<string, unknown> }
   | { type: 'fail' | 'info', status: number, error: string }
@@ -21,8 +23,10 @@ export interface ClientOptions {
 }
 
 function errorCode (err: unknown): string {
-  const e = err as { name?: string, code?: string, cause?: { code?: string, name?: string } }
-  return e.cause?.code ?? e.code ?? e.cause?.name ?? e.name ?? String(err)
+  const e = err as { name?: string, code?: unknown, cause?: { code?: unknown, name?: string } }
+  // A DOMException's code is a number (23 for TimeoutError): its name says more.
+  const str = (c: unknown): string | undefined => typeof c === 'string' ? c : undefined
+  return str(e.cause?.code) ?? str(e.code) ?? e.cause?.name ?? e.name ?? String(err)
 }
 
 export async function request (url: string, init: { method: string, body?: string }, timeoutMs: number, isRead: boolean): Promise<Outcome> {
@@ -62,10 +66,50 @@ export class ShoalClient {
       { method: 'POST', body: JSON.stringify([row]) }, this.opts.timeoutMs, false)
   }
 
+  /** POST /query with the server deadline (`timeoutMs`) below the client's. */
+  async query (baseUrl: string, sql: string, allowPartial: boolean): Promise<QueryOutcome> {
+    return await queryRequest(baseUrl, { sql, allowPartial, timeoutMs: this.opts.serverTimeoutMs }, this.opts.timeoutMs)
+  }
+
   async read (baseUrl: string, space: string, id: string, consistency: string, timeoutMs = this.opts.timeoutMs, after?: number): Promise<Outcome> {
     return await request(`${baseUrl}/spaces/${space}/records/${encodeURIComponent(id)}?consistency=${consistency}&timeoutMs=${Math.min(this.opts.serverTimeoutMs, timeoutMs)}${afterParam(after)}`,
       { method: 'GET' }, timeoutMs, true)
   }
+}
+
+/**
+ * The answer to POST /query. A query has no effect, so: ok = 200 with rows, coverage and
+ * confidence; fail = an error answer from the server (any status, with its code, and the coverage
+ * of a 503 PARTIAL_RESULT), or connection refused; info = no answer (timeout, reset, a body that
+ * did not arrive or parse).
+ */
+export type QueryOutcome =
+  | { type: 'ok', status: 200, rows: unknown[], coverage: QueryCoverage, confidence: number }
+  | { type: 'fail' | 'info', status: number, error: string, coverage?: QueryCoverage }
+
+export async function queryRequest (baseUrl: string, body: Record<string, unknown>, timeoutMs: number): Promise<QueryOutcome> {
+  let res: Response
+  try {
+    res = await fetch(`${baseUrl}/query`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', accept: 'application/json' }, signal: AbortSignal.timeout(timeoutMs) })
+  } catch (err) {
+    const code = errorCode(err)
+    return { type: code === 'ECONNREFUSED' ? 'fail' : 'info', status: 0, error: code }
+  }
+  let b: Record<string, unknown>
+  try {
+    b = await res.json() as Record<string, unknown>
+  } catch (err) {
+    return { type: 'info', status: res.status, error: `body: ${errorCode(err)}` }
+  }
+  if (res.status === 200) {
+    if (!Array.isArray(b.rows) || typeof b.coverage !== 'object' || b.coverage === null || typeof b.confidence !== 'number') {
+      // Kept as ok, so the checker sees (and flags) an answer without rows, coverage or confidence.
+      return { type: 'ok', status: 200, rows: Array.isArray(b.rows) ? b.rows : [], coverage: (b.coverage ?? { total: -1, answered: -1, missing: [] }) as QueryCoverage, confidence: typeof b.confidence === 'number' ? b.confidence : NaN }
+    }
+    return { type: 'ok', status: 200, rows: b.rows, coverage: b.coverage as QueryCoverage, confidence: b.confidence }
+  }
+  const e = b.error as { code?: string, coverage?: QueryCoverage } | undefined
+  return { type: 'fail', status: res.status, error: String(e?.code ?? res.status), ...(e?.coverage !== undefined ? { coverage: e.coverage } : {}) }
 }
 
 function afterParam (after: number | undefined): string {

@@ -7,25 +7,42 @@
  *         PARTITION_UNAVAILABLE, connection refused)
  *   info  it may or may not have happened (timeout, reset connection, 503 WRITE_INCOMPLETE, 504)
  *
+ * Queries have no effect, so for them: ok = an answer (with its coverage and confidence), fail =
+ * an error answer from the server (its code; PARTIAL_RESULT's coverage too), info = no answer.
+ *
  * The simulator's runs produce the same shape (see sim.ts), so the checkers take either.
  */
 import { readFile } from 'node:fs/promises'
 
 export type OpType = 'invoke' | 'ok' | 'fail' | 'info'
-export type Workload = 'set' | 'register'
+export type Workload = 'set' | 'register' | 'queries'
+
+/** A query answer's coverage (POST /query): partitions needed, answered, and the missing ones. */
+export interface QueryCoverage {
+  total: number
+  answered: number
+  missing: Array<{ space: string, partition: number, reason: string }>
+}
 
 export interface Op {
   /** Position in the history. */
   index: number
-  /** The client worker (a number), 'nemesis', or 'final' for the checker's reads after the heal. */
+  /**
+   * The client worker (a number), 'nemesis', 'final-<i>' for the reads after the heal, 'load' for
+   * the queries workload's load, 'final-q<i>' for its queries after the heal.
+   */
   process: number | string
   type: OpType
-  /** add | read | write | final-read (clients); start-<fault> | stop-<fault> | heal (nemesis). */
+  /** add | read | write | final-read | load | query | final-query (clients); start-<fault> | stop-<fault> | heal (nemesis). */
   f: string
   workload?: Workload
-  /** The register key, or the set element's id. */
+  /** The register key, the set element's id, or the query's name (total | groups). */
   key?: string
-  /** Written value / value read (null: absent); for the set's reads, true when present. */
+  /**
+   * Written value / value read (null: absent); for the set's reads, true when present; for a query,
+   * {allowPartial} on the invocation and the answer's rows on an ok completion; for the queries
+   * workload's load, the dataset and its known answers per partition.
+   */
   value: unknown
   /** ms since the start of the run. */
   time: number
@@ -37,6 +54,10 @@ export interface Op {
   error?: string
   /** Latency in ms of a completion. */
   latencyMs?: number
+  /** Queries: the answer's coverage (or the error's, for 503 PARTIAL_RESULT). */
+  coverage?: QueryCoverage
+  /** Queries: the answer's confidence. */
+  confidence?: number
 }
 
 /** An invocation paired with its completion (info when the history ended without one). */

@@ -10,7 +10,7 @@ export { run, DEFAULTS, type RunOptions, type RunOutcome } from './runner.js'
 export { schedule, partitionGrudge, rng, Nemesis, NEMESES, type FaultPlan, type NemesisKind, type PartitionShape } from './nemesis.js'
 export { History, pairs, parseJsonl, readHistory, faultWindows, type Op, type OpType, type Pair, type FaultWindow } from './history.js'
 export { ShoalClient, request, type Outcome } from './client.js'
-export { checkHistory, checkSet, checkRegisterWorkload, checkRegister, QUERIES_SKIPPED, type Results, type ConvergenceResult } from './checkers/index.js'
+export { checkHistory, checkSet, checkRegisterWorkload, checkRegister, checkQueries, expectedAnswer, type QueriesResult, type QueriesDataset, type Results, type ConvergenceResult } from './checkers/index.js'
 export { renderReport, latencySvg, throughputSvg, timelineHtml } from './report.js'
 export { simHistory, type SimOp } from './sim.js'
 

@@ -44,4 +44,22 @@ describe('report', () => {
     expect(html).not.toMatch(/<script src=|<link /)
     expect(html).toContain('TimeoutError')
   })
+
+  it('draws partial query answers in their own color, with coverage and confidence, and the load in its own lane', () => {
+    const cov = { total: 8, answered: 6, missing: [{ space: 'jepsen_queries', partition: 2, reason: 'n3: unreachable' }, { space: 'jepsen_queries', partition: 5, reason: 'n3: unreachable' }] }
+    const ops: Op[] = [
+      { index: 0, process: 'load', type: 'invoke', f: 'load', workload: 'queries', key: 'jepsen_queries', value: { rows: 10, partitions: 8 }, time: 0 },
+      { index: 1, process: 'load', type: 'ok', f: 'load', workload: 'queries', key: 'jepsen_queries', value: { rows: 10, partitions: 8, byPartition: [] }, time: 50 },
+      { index: 2, process: 0, type: 'invoke', f: 'query', workload: 'queries', key: 'total', value: { allowPartial: true }, time: 100, coordinator: 'n1' },
+      { index: 3, process: 0, type: 'ok', f: 'query', workload: 'queries', key: 'total', value: [{ n: 7, s: 70 }], time: 120, coordinator: 'n1', coverage: cov, confidence: 0.75 },
+      { index: 4, process: 0, type: 'invoke', f: 'query', workload: 'queries', key: 'total', value: { allowPartial: false }, time: 130, coordinator: 'n1' },
+      { index: 5, process: 0, type: 'fail', f: 'query', workload: 'queries', key: 'total', value: { allowPartial: false }, time: 140, coordinator: 'n1', error: 'PARTIAL_RESULT', coverage: cov }
+    ]
+    const html = timelineHtml(ops, { valid: true, failures: [] })
+    expect(html).toContain('ok partial')
+    expect(html).toContain('#3a86c8')
+    expect(html).toContain('coverage 6/8 missing 2 (n3: unreachable), 5 (n3: unreachable) confidence 0.75')
+    expect(html).toContain('>pload</text>')
+    expect(latencySvg(ops)).toContain('#3a86c8')
+  })
 })

@@ -2,13 +2,23 @@
  * Report rendering, no dependencies: latency.svg (every completed operation, latency over time,
  * colored by outcome), throughput.svg (completions per second by outcome) and a self-contained
  * timeline.html (per-process lanes of operations, the same plots inline, results), each with the
- * nemesis's fault windows shaded.
+ * nemesis's fault windows shaded. A query answered partially (coverage below total) is drawn in
+ * its own color ('partial'); its hover text shows coverage and confidence.
  */
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { faultWindows, pairs, type FaultWindow, type Op, type Pair } from './history.js'
 
 const COLORS: Record<string, string> = { ok: '#2a9d3a', fail: '#d62828', info: '#e6a700' }
+const PARTIAL_COLOR = '#3a86c8'
+
+/** An ok query answer whose coverage is incomplete. */
+function isPartial (p: Pair): boolean {
+  const c = p.complete.coverage
+  return p.type === 'ok' && c !== undefined && (c.answered !== c.total || c.missing.length > 0)
+}
+
+function color (p: Pair): string { return isPartial(p) ? PARTIAL_COLOR : COLORS[p.type]! }
 const FAULT_COLORS: Record<string, string> = { partition: '#9ecae1', kill: '#fcae91', pause: '#c7b9e0', clock: '#fdd49e' }
 
 function esc (s: string): string {
@@ -31,9 +41,11 @@ function axes (f: Frame, yLabel: string, yTicks: Array<{ v: number, y: number, l
   return `${ys.join('')}<line x1="${f.left}" x2="${f.w - f.right}" y1="${f.h - f.bottom}" y2="${f.h - f.bottom}" stroke="#333"/><line x1="${f.left}" x2="${f.left}" y1="${f.top}" y2="${f.h - f.bottom}" stroke="#333"/>${xs.join('')}<text x="12" y="${f.top + (f.h - f.top - f.bottom) / 2}" font-size="11" transform="rotate(-90 12 ${f.top + (f.h - f.top - f.bottom) / 2})" text-anchor="middle">${esc(yLabel)}</text>`
 }
 
-function legend (f: Frame, windows: FaultWindow[]): string {
+function legend (f: Frame, windows: FaultWindow[], partial = false): string {
   const kinds = [...new Set(windows.map(w => w.kind))]
-  const items = [...Object.entries(COLORS).map(([k, c]) => ({ k, c, op: 1 })), ...kinds.map(k => ({ k, c: FAULT_COLORS[k] ?? '#ddd', op: 0.45 }))]
+  const outcomes = Object.entries(COLORS).map(([k, c]) => ({ k, c, op: 1 }))
+  if (partial) outcomes.splice(1, 0, { k: 'ok partial', c: PARTIAL_COLOR, op: 1 })
+  const items = [...outcomes, ...kinds.map(k => ({ k, c: FAULT_COLORS[k] ?? '#ddd', op: 0.45 }))]
   return items.map((it, i) => `<rect x="${f.left + i * 90}" y="4" width="10" height="10" fill="${it.c}" opacity="${it.op}"/><text x="${f.left + i * 90 + 14}" y="13" font-size="11">${esc(it.k)}</text>`).join('')
 }
 
@@ -41,8 +53,9 @@ function endTime (ops: readonly Op[]): number {
   return ops.reduce((m, o) => Number.isFinite(o.time) ? Math.max(m, o.time) : m, 1000)
 }
 
+/** The workers' operations: not the final reads and queries, not the queries workload's load. */
 function clientPairs (ops: readonly Op[]): Pair[] {
-  return pairs(ops).filter(p => p.complete.time !== Infinity && !String(p.invoke.process).startsWith('final'))
+  return pairs(ops).filter(p => p.complete.time !== Infinity && !String(p.invoke.process).startsWith('final') && p.invoke.process !== 'load')
 }
 
 export function latencySvg (ops: readonly Op[], width = 900, height = 320): string {
@@ -56,8 +69,8 @@ export function latencySvg (ops: readonly Op[], width = 900, height = 320): stri
   const hi = Math.log10(maxLat * 1.2)
   const y = (ms: number): number => f.h - f.bottom - ((Math.log10(Math.max(0.1, ms)) - lo) / (hi - lo)) * (f.h - f.top - f.bottom)
   const ticks = [1, 10, 100, 1000, 10_000].filter(v => v <= maxLat * 1.2).map(v => ({ v, y: y(v), label: v >= 1000 ? `${v / 1000}s` : `${v}ms` }))
-  const dots = ps.map((p, i) => `<circle cx="${x(f, p.invoke.time).toFixed(1)}" cy="${y(lats[i]!).toFixed(1)}" r="1.6" fill="${COLORS[p.type]}" opacity="0.7"/>`).join('')
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>${faultRects(f, windows)}${axes(f, 'latency (log)', ticks)}${dots}${legend(f, windows)}</svg>`
+  const dots = ps.map((p, i) => `<circle cx="${x(f, p.invoke.time).toFixed(1)}" cy="${y(lats[i]!).toFixed(1)}" r="1.6" fill="${color(p)}" opacity="0.7"/>`).join('')
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>${faultRects(f, windows)}${axes(f, 'latency (log)', ticks)}${dots}${legend(f, windows, ps.some(isPartial))}</svg>`
 }
 
 export function throughputSvg (ops: readonly Op[], width = 900, height = 260, bucketMs = 1000): string {
@@ -79,7 +92,13 @@ export function throughputSvg (ops: readonly Op[], width = 900, height = 260, bu
 export function timelineHtml (ops: readonly Op[], results: unknown): string {
   const ps = pairs(ops).filter(p => !String(p.invoke.process).startsWith('final'))
   const windows = faultWindows(ops)
-  const procs = [...new Set(ps.map(p => String(p.invoke.process)))].sort((a, b) => Number(a) - Number(b))
+  // Workers by number, then named processes ('load').
+  const procs = [...new Set(ps.map(p => String(p.invoke.process)))].sort((a, b) => {
+    const na = Number(a)
+    const nb = Number(b)
+    if (Number.isNaN(na) || Number.isNaN(nb)) return Number.isNaN(na) === Number.isNaN(nb) ? (a < b ? -1 : a > b ? 1 : 0) : Number.isNaN(na) ? 1 : -1
+    return na - nb
+  })
   const tMax = endTime(ops)
   const laneH = 18
   const width = 1200
@@ -89,11 +108,14 @@ export function timelineHtml (ops: readonly Op[], results: unknown): string {
     const end = Number.isFinite(p.complete.time) ? p.complete.time : tMax
     const x0 = x(f, p.invoke.time)
     const w = Math.max(0.8, x(f, end) - x0)
-    const title = `#${p.invoke.index} p${String(p.invoke.process)} ${p.invoke.f} ${p.invoke.key ?? ''} ${JSON.stringify(p.invoke.value)} → ${p.type} ${JSON.stringify(p.complete.value)}${p.complete.error !== undefined ? ` ${p.complete.error}` : ''} via ${p.invoke.coordinator ?? '?'} ${(end - p.invoke.time).toFixed(1)} ms${p.complete.version !== undefined ? ` v=${p.complete.version}` : ''}`
-    return `<rect x="${x0.toFixed(1)}" y="${f.top + lane * laneH + 3}" width="${w.toFixed(1)}" height="${laneH - 6}" fill="${COLORS[p.type]}"><title>${esc(title)}</title></rect>`
+    const c = p.complete.coverage
+    const query = c !== undefined ? ` coverage ${c.answered}/${c.total}${c.missing.length > 0 ? ` missing ${c.missing.map(m => `${m.partition} (${m.reason})`).join(', ')}` : ''}${p.complete.confidence !== undefined ? ` confidence ${p.complete.confidence}` : ''}` : ''
+    const shown = p.invoke.f === 'load' && p.type === 'ok' ? p.invoke.value : p.complete.value
+    const title = `#${p.invoke.index} p${String(p.invoke.process)} ${p.invoke.f} ${p.invoke.key ?? ''} ${JSON.stringify(p.invoke.value)} → ${isPartial(p) ? 'ok (partial)' : p.type} ${JSON.stringify(shown)}${p.complete.error !== undefined ? ` ${p.complete.error}` : ''}${query} via ${p.invoke.coordinator ?? '?'} ${(end - p.invoke.time).toFixed(1)} ms${p.complete.version !== undefined ? ` v=${p.complete.version}` : ''}`
+    return `<rect x="${x0.toFixed(1)}" y="${f.top + lane * laneH + 3}" width="${w.toFixed(1)}" height="${laneH - 6}" fill="${color(p)}"><title>${esc(title)}</title></rect>`
   }).join('')
   const labels = procs.map((p, i) => `<text x="${f.left - 6}" y="${f.top + i * laneH + 13}" font-size="10" text-anchor="end">p${esc(p)}</text>`).join('')
-  const lanes = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${f.h}" font-family="sans-serif">${faultRects(f, windows)}${axes(f, '', [])}${labels}${bars}${legend(f, windows)}</svg>`
+  const lanes = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${f.h}" font-family="sans-serif">${faultRects(f, windows)}${axes(f, '', [])}${labels}${bars}${legend(f, windows, ps.some(isPartial))}</svg>`
   const r = results as { valid?: unknown, failures?: string[] }
   const faults = windows.map(w => `<tr><td>${esc(w.kind)}</td><td>${(w.start / 1000).toFixed(1)} s</td><td>${(w.end / 1000).toFixed(1)} s</td><td><code>${esc(JSON.stringify(w.detail))}</code></td></tr>`).join('')
   return `<!doctype html><html><head><meta charset="utf-8"><title>Shoal jepsen run</title><style>

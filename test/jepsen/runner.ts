@@ -1,6 +1,7 @@
 /**
- * One Jepsen-style run: start the cluster, create the spaces, run the workers while the nemesis
- * plays its schedule, heal, read everything at ALL, wait for convergence, check, and write the
+ * One Jepsen-style run: start the cluster, create the spaces, load the queries workload's dataset,
+ * run the workers while the nemesis plays its schedule, heal, read everything at ALL, ask every
+ * peer the queries again, wait for convergence, check, and write the
  * store folder (history.jsonl, results.json, schedule.json, logs/, timeline.html, latency.svg,
  * throughput.svg).
  */
@@ -13,20 +14,28 @@ import { disagreements, hintCounters } from './convergence.js'
 import { History, type Workload } from './history.js'
 import { Nemesis, rng, schedule, type FaultPlan, type NemesisKind } from './nemesis.js'
 import { renderReport } from './report.js'
-import { finalReads, REGISTER_SPACE, registerKeys, registerWorker, SCHEMAS, SET_SPACE, setWorker, type WorkerContext } from './workloads.js'
+import { finalQueries, finalReads, loadQueries, queryWorker, registerKeys, registerWorker, SCHEMAS, setWorker, SPACES, type WorkerContext } from './workloads.js'
 
 export interface RunOptions {
   name: string
   nodes: number
-  workload: 'set' | 'register' | 'all'
+  /** 'all': set, register and queries. */
+  workload: Workload | 'all'
   nemeses: NemesisKind[]
   seed: number
   /** Length of the workload (fault and quiet windows), ms. */
   timeLimitMs: number
   faultMs: number
   quietMs: number
-  /** Client workers. */
+  /**
+   * Client workers: of the set and register workloads (split in half when both run), or of the
+   * queries workload when it runs alone.
+   */
   concurrency: number
+  /** Query workers when the queries workload runs beside others ('all'), in addition to `concurrency`. */
+  queryWorkers: number
+  /** Records of the queries workload's dataset (8 partitions, 3 replicas). */
+  queryRows: number
   opTimeoutMs: number
   serverTimeoutMs: number
   thinkMs: number
@@ -57,6 +66,8 @@ export const DEFAULTS: RunOptions = {
   faultMs: 10_000,
   quietMs: 10_000,
   concurrency: 6,
+  queryWorkers: 2,
+  queryRows: 4000,
   opTimeoutMs: 3000,
   serverTimeoutMs: 2000,
   thinkMs: 30,
@@ -97,7 +108,7 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
   const names = Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`)
   const plans = schedule({ seed: o.seed, nemeses: o.nemeses, nodes: names, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, maxClockOffsetMs: o.maxClockOffsetMs, maxClockDriftPpm: o.maxClockDriftPpm })
   await writeFile(join(dir, 'schedule.json'), JSON.stringify(plans, null, 2))
-  const workloads: Workload[] = o.workload === 'all' ? ['set', 'register'] : [o.workload]
+  const workloads: Workload[] = o.workload === 'all' ? ['set', 'register', 'queries'] : [o.workload]
 
   const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP })
   live.add(cluster)
@@ -109,15 +120,15 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     const peers = [...cluster.peers.values()]
     await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(c => c === o.nodes), { timeoutMs: 30_000 })
     for (const w of workloads) {
-      const space = w === 'set' ? SET_SPACE : REGISTER_SPACE
+      const space = SPACES[w]
       const res = await first.post('/spaces', { name: space, schema: SCHEMAS[w], partitions: 8, replicas: 3 })
       if (res.status !== 201) throw new Error(`create space ${space}: ${res.status} ${JSON.stringify(res.body)}`)
     }
     await waitFor(async () => (await Promise.all(peers.map(async p => await p.get('/spaces') as Array<{ name: string }>)))
-      .every(list => workloads.every(w => list.some(s => s.name === (w === 'set' ? SET_SPACE : REGISTER_SPACE)))), { timeoutMs: 15_000 })
+      .every(list => workloads.every(w => list.some(s => s.name === SPACES[w]))), { timeoutMs: 15_000 })
     o.log(`cluster of ${o.nodes} up in ${cluster.dir}; schedule: ${plans.map(p => `${p.kind}@${p.start}`).join(' ')}`)
 
-    // Workload and nemesis.
+    // Workload and nemesis (the queries workload's load first: the history's clock starts before it).
     const h = new History()
     history = h
     const random = rng(o.seed ^ 0x5eed)
@@ -130,12 +141,19 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
       stopped: () => stop,
       thinkMs: o.thinkMs
     }
-    const regWorkers = workloads.includes('register') ? (workloads.length === 2 ? Math.floor(o.concurrency / 2) : o.concurrency) : 0
+    if (workloads.includes('queries')) {
+      const loadStart = performance.now()
+      const ds = await loadQueries(ctx, o.queryRows, 8, loadStart + 120_000)
+      o.log(`queries: ${ds.rows} rows loaded at ALL in ${Math.round(performance.now() - loadStart)} ms (${String(ds.attempts)} write requests)`)
+    }
+    const regWorkers = workloads.includes('register') ? (workloads.includes('set') ? Math.floor(o.concurrency / 2) : o.concurrency) : 0
     const setWorkers = workloads.includes('set') ? o.concurrency - regWorkers : 0
+    const qWorkers = workloads.includes('queries') ? (workloads.length === 1 ? o.concurrency : o.queryWorkers) : 0
     const keys = registerKeys(Math.max(1, regWorkers), o.keysPerWriter)
     const workers: Array<Promise<void>> = []
     for (let i = 0; i < setWorkers; i++) workers.push(setWorker(ctx, i))
     for (let i = 0; i < regWorkers; i++) workers.push(registerWorker(ctx, setWorkers + i, i, regWorkers, keys))
+    for (let i = 0; i < qWorkers; i++) workers.push(queryWorker(ctx, setWorkers + regWorkers + i))
     const nemesis = new Nemesis(cluster, h, o.log)
     const t0 = performance.now()
     for (const plan of plans) {
@@ -161,9 +179,13 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     if (workloads.includes('register')) for (const k of [...keys.single, ...keys.multi]) items.push({ workload: 'register', key: k })
     await finalReads(ctx, items, 8, readDeadline)
     const finalReadsDoneMs = Math.round(performance.now() - healStart)
-    const deadline = performance.now() + o.convergenceTimeoutMs
     o.log(`final reads of ${items.length} ids done ${finalReadsDoneMs} ms after the heal`)
-    const spaces = workloads.map(w => w === 'set' ? SET_SPACE : REGISTER_SPACE)
+    if (workloads.includes('queries')) {
+      await finalQueries(ctx, peers, performance.now() + 30_000)
+      o.log(`final queries done ${Math.round(performance.now() - healStart)} ms after the heal`)
+    }
+    const deadline = performance.now() + o.convergenceTimeoutMs
+    const spaces = workloads.map(w => SPACES[w])
     let last: Awaited<ReturnType<typeof disagreements>> = []
     let afterMs: number | null = null
     while (performance.now() < deadline) {
@@ -191,7 +213,7 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     const checked = checkHistory(h.ops, { convergence })
     const results = {
       ...checked,
-      run: { name: o.name, seed: o.seed, nodes: o.nodes, workload: o.workload, nemeses: o.nemeses, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, concurrency: o.concurrency, ops: h.ops.length, dir }
+      run: { name: o.name, seed: o.seed, nodes: o.nodes, workload: o.workload, nemeses: o.nemeses, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, concurrency: o.concurrency, ...(workloads.includes('queries') ? { queryWorkers: qWorkers, queryRows: o.queryRows } : {}), ops: h.ops.length, dir }
     }
     await writeFile(join(dir, 'results.json'), JSON.stringify(results, null, 2))
     await writeFile(join(dir, 'history.jsonl'), h.toJsonl())

@@ -1,15 +1,17 @@
 /**
- * The checkers: set, register (LWW oracle, linearizability, monotonic and stale reads) and
- * convergence. `checkHistory` runs the history checkers on any history of the shape in
+ * The checkers: set, register (LWW oracle, linearizability, monotonic and stale reads), queries
+ * (complete answers exact, partial answers honest) and convergence. `checkHistory` runs the history checkers on any history of the shape in
  * ../history.ts, from a real run or from the simulator.
  */
 import type { Op } from '../history.js'
 import { checkRegisterWorkload, type RegisterResult } from './register.js'
 import { checkSet, type SetResult } from './set.js'
+import { checkQueries, type QueriesResult } from './queries.js'
 import type { LinearizabilityLimits } from './linearizable.js'
 
 export { checkSet, type SetResult } from './set.js'
 export { checkRegisterWorkload, type RegisterResult, type OracleMismatch } from './register.js'
+export { checkQueries, expectedAnswer, type QueriesResult, type QueriesDataset, type QueriesPartition, type QueryName, type QueryViolation } from './queries.js'
 export { checkRegister, type RegOp, type KeyResult, type LinearizabilityLimits } from './linearizable.js'
 
 /** What the runner measured after the final heal (not derivable from the history). */
@@ -30,18 +32,17 @@ export interface Results {
   set?: SetResult
   register?: RegisterResult
   convergence?: ConvergenceResult
-  queries: { skipped: true, reason: string }
+  queries?: QueriesResult
   /** Why valid is false, one line each. */
   failures: string[]
 }
 
-export const QUERIES_SKIPPED = { skipped: true as const, reason: 'the query layer (POST /query) does not exist yet; the queries workload is not implemented' }
-
 export function checkHistory (ops: readonly Op[], opts: { convergence?: ConvergenceResult, limits?: LinearizabilityLimits } = {}): Results {
   const hasSet = ops.some(o => o.workload === 'set')
   const hasRegister = ops.some(o => o.workload === 'register')
+  const hasQueries = ops.some(o => o.workload === 'queries')
   const failures: string[] = []
-  const out: Results = { valid: true, queries: QUERIES_SKIPPED, failures }
+  const out: Results = { valid: true, failures }
   const verdicts: Array<boolean | 'unknown'> = []
   if (hasSet) {
     const s = checkSet(ops)
@@ -60,6 +61,14 @@ export function checkHistory (ops: readonly Op[], opts: { convergence?: Converge
     for (const v of r.singleWriter.violations.slice(0, 10)) failures.push(`register: single-writer key ${v.key} is not linearizable (stuck after ${String(v.linearizedPrefix)} ops at value ${String(v.stuckAt?.value)}; blocking ops ${v.stuckAt?.blocking.map(b => b.index).join(',')})`)
     if (r.oracle.unreadable.length > 0) failures.push(`register: ${r.oracle.unreadable.length} keys could not be read at ALL (unknown)`)
     if (r.singleWriter.unknown.length > 0) failures.push(`register: linearizability unknown for ${r.singleWriter.unknown.length} keys (search bound)`)
+  }
+  if (hasQueries) {
+    const q = checkQueries(ops)
+    out.queries = q
+    verdicts.push(q.valid)
+    if (q.violationCount > 0) failures.push(`queries: ${q.violationCount} violations (${Object.entries(q.violationsByKind).map(([k, n]) => `${k} ${n}`).join(', ')})`)
+    for (const v of q.violations.slice(0, 10)) failures.push(`queries: ${v.kind} at #${v.index} (p${String(v.process)} via ${v.coordinator ?? '?'}, ${v.query}, allowPartial ${String(v.allowPartial)}): ${v.detail}`)
+    if (q.dataset === null) failures.push('queries: the dataset was never loaded completely, nothing to check against (unknown)')
   }
   if (opts.convergence !== undefined) {
     out.convergence = opts.convergence
