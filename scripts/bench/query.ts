@@ -59,6 +59,7 @@ const DUCKDB_TABLE = (n: number): string => `CREATE TABLE t AS SELECT 'i' || i A
 const BATCH = 65_536
 
 /** N rows as 16 partitions of column batches, as a warm replica holds them. */
+/** The benchmark's data, for profiling a query outside the benchmark. */
 export function columnarDataForProfile (n: number): ColumnBatch[][] { return columnarData(n, 16) }
 
 function columnarData (n: number, partitions: number): ColumnBatch[][] {

@@ -5,7 +5,7 @@
  */
 export type QueryErrorCode =
   | 'INVALID_QUERY' | 'UNKNOWN_SPACE' | 'UNSUPPORTED' | 'MEMORY_BUDGET' | 'LIMIT'
-  | 'PARTIAL_RESULT' | 'QUERY_TIMEOUT' | 'NOT_SYNCED' | 'CANCELLED' | 'INTERNAL'
+  | 'PARTIAL_RESULT' | 'NOT_SYNCED' | 'CANCELLED' | 'INTERNAL'
 
 export class QueryError extends Error {
   override name = 'QueryError'
