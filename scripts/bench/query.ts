@@ -18,8 +18,8 @@ import '../../src/polyfill/index.js'
 import { DuckDBInstance } from '@duckdb/node-api'
 import { performance } from 'node:perf_hooks'
 import { pack, unpack } from 'msgpackr'
-import { type BatchSource, type ColumnBatch, type ColumnVector } from '../../src/columnar/index.js'
-import { QueryMerger, runFragment, splitPlan } from '../../src/query/exec/index.js'
+import { shareBatch, type BatchSource, type ColumnBatch, type ColumnVector, type ValueType } from '../../src/columnar/index.js'
+import { FragmentPool, QueryMerger, defaultPoolSize, runFragment, splitPlan, type FragmentResult } from '../../src/query/exec/index.js'
 import { parseSql } from '../../src/query/sql/index.js'
 import { validatePlan } from '../../src/query/validate/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
@@ -84,25 +84,37 @@ function columnarData (n: number, partitions: number): ColumnBatch[][] {
         ['qty', { tag: 'num', type: 'int32', values: qtyV }],
         ['amount', { tag: 'num', type: 'float64', values: amountV }]
       ])
-      out[p]!.push({ length: len, columns })
+      // In shared memory, as storage keeps its cached columns.
+      out[p]!.push(shareBatch({ length: len, columns }))
     }
   }
   return out
 }
 
-/** One query, the way a peer runs it when every partition is its own: fragment per partition, merge, finalize. */
-export async function runLocalQuery (sql: string, data: ColumnBatch[][], space: SpaceDef = SPACE): Promise<Array<Record<string, unknown>>> {
+/**
+ * One query, the way a peer runs it when every partition is its own: a fragment per partition
+ * (side by side on the pool's worker threads and this one, when a pool is given, as a peer does),
+ * merge, finalize.
+ */
+export async function runLocalQuery (sql: string, data: ColumnBatch[][], space: SpaceDef = SPACE, pool?: FragmentPool): Promise<Array<Record<string, unknown>>> {
   const { plan, origins } = parseSql(sql)
   const v = validatePlan(plan, space, { origins })
   if (!v.ok) throw new Error(v.errors.map(e => e.message).join('; '))
   const split = splitPlan(v.plan, space.schema.map(c => c.name))
   const types = new Map(space.schema.map(c => [c.name, c.type]))
   const merger = new QueryMerger(split, n => types.get(n))
-  for (const batches of data) {
+  const columnType = (n: string): ValueType | undefined => types.get(n)
+  const run = async (batches: ColumnBatch[]): Promise<FragmentResult> => {
+    if (pool !== undefined) return await pool.run({ plan: split.fragment, batches, columnType, types: [...types] as Array<[string, ValueType]>, budgetBytes: Infinity })
     const source: BatchSource = { batches: () => batches }
-    const r = await runFragment(split.fragment, { source, columnType: n => types.get(n) })
-    // What crosses the wire between a data peer and its coordinator (the local path skips it).
-    merger.add(unpack(pack(r.output)))
+    return await runFragment(split.fragment, { source, columnType })
+  }
+  const width = pool?.parallelism ?? 1
+  for (let i = 0; i < data.length; i += width) {
+    for (const r of await Promise.all(data.slice(i, i + width).map(run))) {
+      // What crosses the wire between a data peer and its coordinator (the local path skips it).
+      merger.add(unpack(pack(r.output)))
+    }
   }
   return merger.finish(v.columns).rows
 }
@@ -123,7 +135,7 @@ async function timeIt (runs: number, fn: () => Promise<unknown>): Promise<number
   return median(times)
 }
 
-export interface LocalQueryBench { rows: number, duckdbThreads: number, results: Array<{ name: string, shoalMs: number, duckdbMs: number, duckdb1Ms: number, ratio: number, ratio1: number, sameAnswer: boolean }> }
+export interface LocalQueryBench { rows: number, duckdbThreads: number, shoalThreads: number, results: Array<{ name: string, shoalMs: number, shoal1Ms: number, duckdbMs: number, duckdb1Ms: number, ratio: number, ratio1: number, sameAnswer: boolean }> }
 
 export async function benchLocalQueries (rows: number, runs = 5): Promise<LocalQueryBench> {
   const data = columnarData(rows, 16)
@@ -135,18 +147,23 @@ export async function benchLocalQueries (rows: number, runs = 5): Promise<LocalQ
   const db1 = await DuckDBInstance.create(':memory:', { threads: '1' })
   const con1 = await db1.connect()
   await con1.run(DUCKDB_TABLE(rows))
+  // Shoal as a peer runs it (worker threads plus the main thread), and on the main thread alone.
+  const pool = new FragmentPool(defaultPoolSize())
   const results: LocalQueryBench['results'] = []
   for (const q of QUERIES) {
-    const ours = await runLocalQuery(q.sql, data)
+    const ours = await runLocalQuery(q.sql, data, SPACE, pool)
     const theirs = (await con.runAndReadAll(q.sql)).getRowObjectsJson()
-    const shoalMs = await timeIt(runs, async () => await runLocalQuery(q.sql, data))
+    const shoalMs = await timeIt(runs, async () => await runLocalQuery(q.sql, data, SPACE, pool))
+    const shoal1Ms = await timeIt(runs, async () => await runLocalQuery(q.sql, data))
     const duckdbMs = await timeIt(runs, async () => await con.runAndReadAll(q.sql))
     const duckdb1Ms = await timeIt(runs, async () => await con1.runAndReadAll(q.sql))
-    results.push({ name: q.name, shoalMs, duckdbMs, duckdb1Ms, ratio: shoalMs / duckdbMs, ratio1: shoalMs / duckdb1Ms, sameAnswer: sameRows(ours, theirs, q.approx ?? []) })
+    results.push({ name: q.name, shoalMs, shoal1Ms, duckdbMs, duckdb1Ms, ratio: shoalMs / duckdbMs, ratio1: shoal1Ms / duckdb1Ms, sameAnswer: sameRows(ours, theirs, q.approx ?? []) })
   }
+  const shoalThreads = pool.parallelism
+  await pool.close()
   con.closeSync()
   con1.closeSync()
-  return { rows, duckdbThreads: threads, results }
+  return { rows, duckdbThreads: threads, shoalThreads, results }
 }
 
 /** Same multiset of rows: strings equal, numbers within 1e-9 relative (sums in another order); sketch columns skipped. */
@@ -239,10 +256,10 @@ const f = (ms: number): string => ms >= 100 ? ms.toFixed(0) : ms.toFixed(1)
 
 export function formatLocalQueryBench (r: LocalQueryBench): string {
   const lines = [
-    `| query (${r.rows.toLocaleString('en-US')} rows, warm) | Shoal, one peer (ms) | DuckDB, ${r.duckdbThreads} threads (ms) | Shoal / DuckDB | DuckDB, 1 thread (ms) | Shoal / DuckDB 1 thread | same answer |`,
-    '| --- | --- | --- | --- | --- | --- | --- |'
+    `| query (${r.rows.toLocaleString('en-US')} rows, warm) | Shoal, ${r.shoalThreads} threads (ms) | DuckDB, ${r.duckdbThreads} threads (ms) | Shoal / DuckDB | Shoal, 1 thread (ms) | DuckDB, 1 thread (ms) | Shoal / DuckDB, 1 thread each | same answer |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- |'
   ]
-  for (const x of r.results) lines.push(`| ${x.name} | ${f(x.shoalMs)} | ${f(x.duckdbMs)} | ${x.ratio.toFixed(2)}× | ${f(x.duckdb1Ms)} | ${x.ratio1.toFixed(2)}× | ${x.sameAnswer ? 'yes' : 'NO'} |`)
+  for (const x of r.results) lines.push(`| ${x.name} | ${f(x.shoalMs)} | ${f(x.duckdbMs)} | ${x.ratio.toFixed(2)}× | ${f(x.shoal1Ms)} | ${f(x.duckdb1Ms)} | ${x.ratio1.toFixed(2)}× | ${x.sameAnswer ? 'yes' : 'NO'} |`)
   return lines.join('\n')
 }
 

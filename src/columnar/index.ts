@@ -4,3 +4,4 @@
  * computes and groups over them). Typed arrays, NaN for numeric NULL, dictionary-encoded strings.
  */
 export * from './vector.js'
+export * from './shared.js'

@@ -18,6 +18,7 @@ import { KnownPeers } from './known-peers.js'
 import { DataService } from './data.js'
 import { MemberDirectory } from './members.js'
 import { QueryService, DEFAULT_QUERY_OPTIONS } from '../query/service/index.js'
+import { FragmentPool, defaultPoolSize } from '../query/exec/index.js'
 
 const FANOUT_LABELS = ['1', '2', '4', '8', '16', '32', '64']
 
@@ -44,6 +45,7 @@ interface Layers {
   placement: PlacementService
   replicator: Replicator
   queries: QueryService
+  pool: FragmentPool
   http: HttpServer
 }
 
@@ -196,7 +198,14 @@ export class Peer implements ApiPeer {
       throw new PeerStartError(`query settings: ${(err as Error).message}`)
     }
     const members = new MemberDirectory(swim)
+    const threads = queryOptions.workerThreads ?? DEFAULT_QUERY_OPTIONS.workerThreads
+    if (!Number.isInteger(threads) || threads < -1 || threads > 256) {
+      await host.stop().catch(() => {})
+      throw new PeerStartError('query settings: workerThreads must be an integer from -1 (one fewer than the cores) to 256 (0: no worker threads)')
+    }
+    const pool = new FragmentPool(threads < 0 ? defaultPoolSize() : threads)
     const queries = new QueryService({
+      pool,
       transport,
       clock,
       log: log.child({ component: 'query' }),
@@ -214,7 +223,7 @@ export class Peer implements ApiPeer {
     }, queryOptions)
     const metrics = new PeerMetrics()
     const knownPeers = new KnownPeers(config.dataDir, log)
-    const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, queries, http }
+    const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, queries, pool, http }
     const peer = new Peer(config, log, layers, metrics)
     peer.httpUrl = httpAddress
     registerApi(http, peer)
@@ -315,6 +324,7 @@ export class Peer implements ApiPeer {
     }
     const { catalog, catalogFile, placement, replicator, engine, broadcaster } = this.layers
     await this.http.stop().catch(() => {})
+    await this.layers.pool.close().catch(() => {})
     await Promise.resolve(replicator.stop()).catch(() => {})
     placement.stop()
     this.detector.stop()
@@ -362,7 +372,7 @@ export class Peer implements ApiPeer {
       partitionDetector: this.detector.status(),
       spaces: this.partitionAvailability(),
       replication: this.layers.replicator.stats(),
-      queries: { ...this.layers.queries.stats(), peerLatency: this.layers.queries.health.snapshot() }
+      queries: { ...this.layers.queries.stats(), peerLatency: this.layers.queries.health.snapshot(), workerThreads: this.layers.pool.workers, fragmentsRun: { ...this.layers.pool.counters } }
     }
   }
 

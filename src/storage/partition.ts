@@ -15,7 +15,7 @@
  */
 import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { gather, vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../columnar/index.js'
+import { gather, shareBatch, vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../columnar/index.js'
 import { isHlc, makeHlc } from '../hlc/index.js'
 import type { Clock, Logger, Timer } from '../runtime/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
@@ -700,7 +700,7 @@ export class LocalPartitionStore implements PartitionStore {
       for (const r of m.values()) if (!r.deleted && this.index.get(r.id) === r) memRows.push(r.row!)
     }
     cached = []
-    for (let i = 0; i < memRows.length; i += MEM_BATCH_ROWS) cached.push(rowsBatch(memRows.slice(i, i + MEM_BATCH_ROWS), cols))
+    for (let i = 0; i < memRows.length; i += MEM_BATCH_ROWS) cached.push(shareBatch(rowsBatch(memRows.slice(i, i + MEM_BATCH_ROWS), cols)))
     this.memCache.set(key, cached)
     while (this.memCache.size > MEM_CACHE_COLUMN_SETS) this.memCache.delete(this.memCache.keys().next().value!)
     return cached

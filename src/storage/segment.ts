@@ -13,7 +13,7 @@ import {
   Bool, Data, DateUnit, Field, FixedSizeList, Float32, Float64, RecordBatch, Schema, Struct, Table, Utf8,
   makeData, tableFromIPC, tableToIPC, vectorFromArray, type Vector
 } from 'apache-arrow'
-import type { ColumnVector, ValueType } from '../columnar/index.js'
+import { shareVector, type ColumnVector, type ValueType } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
 import { arrowType, listElement, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
 import type { VersionedRecord } from './types.js'
@@ -286,7 +286,8 @@ export class Segment {
   column (name: string, type: ValueType): ColumnVector {
     const hit = this.decoded.get(name)
     if (hit !== undefined && hit.type === type) return hit
-    const v = name === 'id' && type === 'utf8' ? this.idVector() : decodeColumn(type, this.columns.get(name), this.rows, this.path)
+    // Kept in shared memory: query fragments may run on worker threads over it without a copy.
+    const v = shareVector(name === 'id' && type === 'utf8' ? this.idVector() : decodeColumn(type, this.columns.get(name), this.rows, this.path))
     this.decoded.set(name, v)
     return v
   }

@@ -11,7 +11,7 @@ import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
 import { decodePlan, type PlanNode } from '../model/index.js'
 import { validatePlan } from '../validate/index.js'
-import { MemoryBudget, QueryExecError, decodeBatch, encodeBatch, fragmentShape, runFragment, type FragmentOutput, type FragmentStats } from '../exec/index.js'
+import { MemoryBudget, QueryExecError, decodeBatch, encodeBatch, fragmentShape, runFragment, type FragmentOutput, type FragmentPool, type FragmentStats } from '../exec/index.js'
 
 export const METHOD_FRAGMENT = 'query.fragment'
 
@@ -41,6 +41,8 @@ export interface FragmentServerDeps {
   delayMs?: () => number
   /** The peer's clock (Clock.now): fragment timings and when a long scan yields. Default performance.now. */
   now?: () => number
+  /** Worker threads to run partitions on side by side (a real peer has one; tests run inline). */
+  pool?: FragmentPool
 }
 
 export function parseFragmentRequest (body: unknown): FragmentRequest {
@@ -80,37 +82,55 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     const v = validatePlan(req.plan, def)
     if (!v.ok) { yield * refuse('BAD_FRAGMENT', `the fragment does not fit the space: ${v.errors.map(e => e.message).join('; ')}`); return }
   }
-  for (const p of req.partitions) {
-    if (signal.aborted) return
-    if (p >= def.partitions) { yield { p, error: { code: 'BAD_FRAGMENT', message: `partition ${p} out of range` } }; continue }
+  // Partitions run side by side when a pool of worker threads is there (one fragment per thread
+  // plus this one), one after another otherwise; items go out as each partition finishes.
+  const limit = deps.pool?.parallelism ?? 1
+  const columns = fragmentShape(req.plan).scan.columns ?? []
+  const types = columns.map(c => [c, columnType(c) ?? 'null'] as [string, ValueType])
+  const partition = async (p: number): Promise<FragmentItem[]> => {
+    if (signal.aborted) return []
+    if (p >= def.partitions) return [{ p, error: { code: 'BAD_FRAGMENT', message: `partition ${p} out of range` } }]
     let store: PartitionStore
     try {
       store = await deps.openForQuery(def, p)
     } catch (err) {
-      yield { p, error: { code: (err as { code?: string }).code ?? 'STORE_FAILED', message: (err as Error).message } }
-      continue
+      return [{ p, error: { code: (err as { code?: string }).code ?? 'STORE_FAILED', message: (err as Error).message } }]
     }
     let result
     try {
       const delay = deps.delayMs?.() ?? 0
       if (delay > 0) await sleepUnlessAborted(delay, signal)
-      if (signal.aborted) return
-      result = await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal, ...(deps.now !== undefined ? { now: deps.now } : {}) })
+      if (signal.aborted) return []
+      const now = deps.now !== undefined ? { now: deps.now } : {}
+      result = deps.pool !== undefined
+        ? await deps.pool.run({ plan: req.plan, batches: [...store.batches(columns)], columnType, types, budgetBytes: req.budgetBytes, signal, ...now })
+        : await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal, ...now })
     } catch (err) {
       const code = err instanceof QueryExecError ? err.code : 'EXEC_FAILED'
-      yield { p, error: { code, message: (err as Error).message } }
-      continue
+      return [{ p, error: { code, message: (err as Error).message } }]
     }
     const bytes = req.analyze ? outputBytes(result.output) : 0
     const stats = { ...result.stats, bytes }
     const out = result.output
-    if (out.kind === 'rows' && out.batch.length > ROWS_PER_CHUNK) {
-      for (const [chunk, last] of chunks(decodeBatchLocal(out), ROWS_PER_CHUNK)) {
-        yield last ? { p, out: { kind: 'rows', batch: encodeBatch(chunk) }, last, stats } : { p, out: { kind: 'rows', batch: encodeBatch(chunk) }, last }
-      }
-    } else {
-      yield { p, out, last: true, stats }
+    if (out.kind !== 'rows' || out.batch.length <= ROWS_PER_CHUNK) return [{ p, out, last: true, stats }]
+    const items: FragmentItem[] = []
+    for (const [chunk, last] of chunks(decodeBatchLocal(out), ROWS_PER_CHUNK)) {
+      items.push(last ? { p, out: { kind: 'rows', batch: encodeBatch(chunk) }, last, stats } : { p, out: { kind: 'rows', batch: encodeBatch(chunk) }, last })
     }
+    return items
+  }
+  const queue = [...req.partitions]
+  const running = new Map<number, Promise<{ key: number, items: FragmentItem[] }>>()
+  let nextKey = 0
+  while (queue.length > 0 || running.size > 0) {
+    while (running.size < limit && queue.length > 0 && !signal.aborted) {
+      const key = nextKey++
+      running.set(key, partition(queue.shift()!).then(items => ({ key, items })))
+    }
+    if (running.size === 0) return
+    const done = await Promise.race(running.values())
+    running.delete(done.key)
+    yield * done.items
   }
 }
 

@@ -15,7 +15,7 @@ import { collect, type PlanNode, type ScanNode, type SpreadNode } from '../model
 import { parseSql, SqlError } from '../sql/index.js'
 import { parseJsonQuery, JsonQueryError } from '../json/index.js'
 import { validatePlan, type OutputColumn } from '../validate/index.js'
-import { MemoryBudget, QueryExecError, QueryMerger, splitPlan, type FinalResult, type FragmentStats, type SplitPlan } from '../exec/index.js'
+import { MemoryBudget, QueryExecError, QueryMerger, splitPlan, type FragmentPool, type FinalResult, type FragmentStats, type SplitPlan } from '../exec/index.js'
 import { QueryError } from './errors.js'
 import { PeerHealth, TokenBucket } from './health.js'
 import { explainText, planQuery, type QueryPlan } from './planner.js'
@@ -38,6 +38,8 @@ export interface QueryServiceOptions {
   hedgeBurst?: number
   /** Hedging never fires before this many ms (sub-ms p95s would hedge on noise). */
   minHedgeMs?: number
+  /** Worker threads a peer runs its query fragments on besides the main thread; -1: one fewer than the cores. */
+  workerThreads?: number
   /** Subtracted from confidence per missing partition, as a share of the total, on top of its absence (0: confidence = answered / total). */
   missingPenalty?: number
 }
@@ -51,6 +53,7 @@ export const DEFAULT_QUERY_OPTIONS: Readonly<Required<QueryServiceOptions>> = {
   hedgeRatePerSec: 10,
   hedgeBurst: 20,
   minHedgeMs: 10,
+  workerThreads: -1,
   missingPenalty: 0
 }
 
@@ -70,6 +73,8 @@ export interface QueryServiceDeps {
   /** Live rows of this peer's replica of a partition, if it holds one (for cost estimates). */
   localRows?: (space: SpaceDef, partition: number) => number | undefined
   peerName?: (peer: PeerId) => string
+  /** Worker threads for this peer's fragments (the peer builds it; tests run fragments inline). */
+  pool?: FragmentPool
 }
 
 export interface QueryRequest {
@@ -137,7 +142,7 @@ export class QueryService {
     this.opts = { ...DEFAULT_QUERY_OPTIONS, ...options }
     this.health = new PeerHealth(5, this.opts.minHedgeMs)
     this.hedges = new TokenBucket(this.opts.hedgeRatePerSec, this.opts.hedgeBurst, () => deps.clock.now())
-    this.fragmentDeps = { space: deps.space, openForQuery: deps.openForQuery, isSynced: deps.isSynced, delayMs: () => this.delayMs, now: () => deps.clock.now() }
+    this.fragmentDeps = { space: deps.space, openForQuery: deps.openForQuery, isSynced: deps.isSynced, delayMs: () => this.delayMs, ...(deps.pool !== undefined ? { pool: deps.pool } : {}), now: () => deps.clock.now() }
   }
 
   private delayMs = 0

@@ -1,0 +1,112 @@
+/**
+ * Runs query fragments on worker threads as well as on the main thread, so that one peer's
+ * partitions of a query use every core. Column batches from storage live in shared memory
+ * (src/columnar/shared.ts): a fragment sent to a worker takes its data along without a copy
+ * (only string dictionaries are copied). A job goes to an idle worker, or runs on the calling
+ * thread when every worker is busy: with W workers, W + 1 fragments run at once.
+ */
+import { availableParallelism } from 'node:os'
+import { Worker } from 'node:worker_threads'
+import type { ColumnBatch, ValueType } from '../../columnar/index.js'
+import type { PlanNode } from '../model/index.js'
+import { MemoryBudget, QueryExecError, type QueryExecErrorCode } from './errors.js'
+import { runFragment, type FragmentResult } from './fragment.js'
+import type { WorkerJob } from './worker.js'
+
+export interface FragmentJob {
+  plan: PlanNode
+  batches: ColumnBatch[]
+  columnType: (name: string) => ValueType | undefined
+  /** Column name → type for the columns the batches hold (sent to the worker). */
+  types: Array<[string, ValueType]>
+  budgetBytes: number
+  signal?: AbortSignal
+  now?: () => number
+}
+
+interface Slot {
+  worker: Worker
+  busy: boolean
+  jobs: Map<number, { resolve: (r: FragmentResult) => void, reject: (e: Error) => void }>
+}
+
+/** Workers to start by default: one fewer than the cores (the main thread works too). */
+export function defaultPoolSize (): number { return Math.max(0, availableParallelism() - 1) }
+
+export class FragmentPool {
+  private readonly slots: Slot[] = []
+  private nextId = 1
+  private closed = false
+  /** Fragments run on a worker thread, and on the calling thread (every worker busy, or none). */
+  readonly counters = { onWorkers: 0, inline: 0 }
+
+  constructor (size = defaultPoolSize(), workerUrl: URL = new URL('./worker.js', import.meta.url)) {
+    for (let i = 0; i < size; i++) {
+      const slot: Slot = { worker: new Worker(workerUrl), busy: false, jobs: new Map() }
+      slot.worker.on('message', (msg: { id: number, result?: FragmentResult, error?: { name: string, code?: string, message: string } }) => {
+        const job = slot.jobs.get(msg.id)
+        if (job === undefined) return
+        slot.jobs.delete(msg.id)
+        slot.busy = false
+        if (msg.error !== undefined) {
+          job.reject(msg.error.code !== undefined ? new QueryExecError(msg.error.code as QueryExecErrorCode, msg.error.message) : Object.assign(new Error(msg.error.message), { name: msg.error.name }))
+        } else {
+          job.resolve(msg.result!)
+        }
+      })
+      slot.worker.on('error', (err) => { this.failSlot(slot, err) })
+      slot.worker.on('exit', () => { this.failSlot(slot, new Error('query worker exited')) })
+      // Idle workers must not keep a stopping peer alive.
+      slot.worker.unref()
+      this.slots.push(slot)
+    }
+  }
+
+  get workers (): number { return this.slots.length }
+
+  /** Fragments that can run at once: the workers plus the calling thread. */
+  get parallelism (): number { return this.slots.length + 1 }
+
+  private failSlot (slot: Slot, err: Error): void {
+    for (const job of slot.jobs.values()) job.reject(err)
+    slot.jobs.clear()
+    const i = this.slots.indexOf(slot)
+    if (i >= 0) this.slots.splice(i, 1)
+  }
+
+  async run (job: FragmentJob): Promise<FragmentResult> {
+    const slot = this.closed ? undefined : this.slots.find(s => !s.busy)
+    if (slot === undefined) {
+      this.counters.inline++
+      return await runFragment(job.plan, {
+        source: { batches: () => job.batches },
+        columnType: job.columnType,
+        budget: new MemoryBudget(job.budgetBytes),
+        ...(job.signal !== undefined ? { signal: job.signal } : {}),
+        ...(job.now !== undefined ? { now: job.now } : {})
+      })
+    }
+    const id = this.nextId++
+    this.counters.onWorkers++
+    slot.busy = true
+    const message: WorkerJob = { id, plan: job.plan, types: job.types, batches: job.batches, budgetBytes: job.budgetBytes }
+    const onAbort = (): void => { slot.worker.postMessage({ cancel: id }) }
+    job.signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      return await new Promise<FragmentResult>((resolve, reject) => {
+        slot.jobs.set(id, { resolve, reject })
+        slot.worker.ref()
+        slot.worker.postMessage(message)
+      })
+    } finally {
+      job.signal?.removeEventListener('abort', onAbort)
+      slot.worker.unref()
+    }
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    await Promise.all(this.slots.map(async s => await s.worker.terminate()))
+    this.slots.length = 0
+  }
+}

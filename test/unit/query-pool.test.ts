@@ -1,0 +1,56 @@
+import { afterAll, describe, expect, it } from 'vitest'
+import { batchFromRows, shareBatch, type ValueType } from '../../src/columnar/index.js'
+import { FragmentPool, QueryExecError, splitPlan } from '../../src/query/exec/index.js'
+import { parseSql } from '../../src/query/sql/index.js'
+import { validatePlan } from '../../src/query/validate/index.js'
+import { parseSchemaSpec, type SpaceDef } from '../../src/schema/index.js'
+
+// The worker runs compiled code: npm test compiles before it runs the tests.
+const WORKER = new URL('../../dist/src/query/exec/worker.js', import.meta.url)
+const space: SpaceDef = { name: 't', uid: 't-1', partitions: 1, replicas: 1, schema: parseSchemaSpec('g:utf8,x:float64') }
+const types: Array<[string, ValueType]> = space.schema.map(c => [c.name, c.type])
+const columnType = (n: string): ValueType | undefined => types.find(t => t[0] === n)?.[1]
+
+function fragmentOf (sql: string): ReturnType<typeof splitPlan>['fragment'] {
+  const { plan } = parseSql(sql)
+  const v = validatePlan(plan, space)
+  if (!v.ok) throw new Error(v.errors[0]!.message)
+  return splitPlan(v.plan, space.schema.map(c => c.name)).fragment
+}
+
+describe('FragmentPool: fragments on worker threads over shared column batches', () => {
+  const pool = new FragmentPool(1, WORKER)
+  afterAll(async () => { await pool.close() })
+  const rows = Array.from({ length: 50_000 }, (_, i) => ({ id: `r${i}`, g: `k${i % 7}`, x: i % 100 }))
+  const batches = [0, 1, 2, 3, 4].map(b => shareBatch(batchFromRows(rows.slice(b * 10_000, (b + 1) * 10_000), [{ name: 'id', type: 'utf8' }, ...types.map(([name, type]) => ({ name, type }))])))
+
+  it('gives the same output on a worker as on the calling thread, and runs two at once', async () => {
+    const plan = fragmentOf('SELECT g, count(*), sum(x) FROM t WHERE x > 10 GROUP BY g')
+    const job = { plan, batches, columnType, types, budgetBytes: 1 << 30 }
+    const [a, b] = await Promise.all([pool.run(job), pool.run(job)])
+    expect(pool.counters.onWorkers).toBe(1)
+    expect(pool.counters.inline).toBe(1)
+    expect(a!.output).toEqual(b!.output)
+    expect(a!.stats.rowsMatched).toBe(rows.filter(r => r.x > 10).length)
+  })
+
+  it('passes a fragment error back with its code', async () => {
+    const plan = fragmentOf('SELECT id, count(*) FROM t GROUP BY id')
+    const busy = pool.run({ plan: fragmentOf('SELECT count(*) FROM t'), batches, columnType, types, budgetBytes: 1 << 30 })
+    // The second job goes to the worker only if it is idle: wait for the first to finish.
+    await busy
+    const err = await pool.run({ plan, batches, columnType, types, budgetBytes: 1000 }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(QueryExecError)
+    expect((err as QueryExecError).code).toBe('MEMORY_BUDGET')
+  })
+
+  it('stops a fragment on a worker when its signal is aborted', async () => {
+    const controller = new AbortController()
+    const many = Array.from({ length: 40 }, () => batches).flat()
+    const running = pool.run({ plan: fragmentOf('SELECT g, approx_quantile(x, 0.5) FROM t GROUP BY g'), batches: many, columnType, types, budgetBytes: 1 << 30, signal: controller.signal })
+    setTimeout(() => { controller.abort() }, 20)
+    const err = await running.catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(QueryExecError)
+    expect((err as QueryExecError).code).toBe('CANCELLED')
+  })
+})
