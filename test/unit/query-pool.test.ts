@@ -19,7 +19,7 @@ function fragmentOf (sql: string): ReturnType<typeof splitPlan>['fragment'] {
 }
 
 describe('FragmentPool: fragments on worker threads over shared column batches', () => {
-  const pool = new FragmentPool(1, WORKER)
+  const pool = new FragmentPool(1, WORKER, 1000)
   afterAll(async () => { await pool.close() })
   const rows = Array.from({ length: 50_000 }, (_, i) => ({ id: `r${i}`, g: `k${i % 7}`, x: i % 100 }))
   const batches = [0, 1, 2, 3, 4].map(b => shareBatch(batchFromRows(rows.slice(b * 10_000, (b + 1) * 10_000), [{ name: 'id', type: 'utf8' }, ...types.map(([name, type]) => ({ name, type }))])))
@@ -52,5 +52,18 @@ describe('FragmentPool: fragments on worker threads over shared column batches',
     const err = await running.catch((e: unknown) => e)
     expect(err).toBeInstanceOf(QueryExecError)
     expect((err as QueryExecError).code).toBe('CANCELLED')
+  })
+})
+
+describe('FragmentPool: small fragments stay on the calling thread', () => {
+  it('runs a fragment below minWorkerRows inline even with an idle worker', async () => {
+    const pool = new FragmentPool(1, WORKER, 100_000)
+    try {
+      const batch = shareBatch(batchFromRows([{ g: 'a', x: 1 }], types.map(([name, type]) => ({ name, type }))))
+      await pool.run({ plan: fragmentOf('SELECT count(*) FROM t'), batches: [batch], columnType, types, budgetBytes: 1 << 20 })
+      expect(pool.counters).toEqual({ onWorkers: 0, inline: 1 })
+    } finally {
+      await pool.close()
+    }
   })
 })
