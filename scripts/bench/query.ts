@@ -109,13 +109,18 @@ export async function runLocalQuery (sql: string, data: ColumnBatch[][], space: 
     const source: BatchSource = { batches: () => batches }
     return await runFragment(split.fragment, { source, columnType })
   }
+  // As serveFragments does: as many fragments at once as the pool runs, the next one started as
+  // soon as one finishes.
   const width = pool?.parallelism ?? 1
-  for (let i = 0; i < data.length; i += width) {
-    for (const r of await Promise.all(data.slice(i, i + width).map(run))) {
+  let next = 0
+  const lane = async (): Promise<void> => {
+    while (next < data.length) {
+      const r = await run(data[next++]!)
       // What crosses the wire between a data peer and its coordinator (the local path skips it).
       merger.add(unpack(pack(r.output)))
     }
   }
+  await Promise.all(Array.from({ length: width }, lane))
   return merger.finish(v.columns).rows
 }
 
@@ -159,7 +164,7 @@ export async function benchLocalQueries (rows: number, runs = 5): Promise<LocalQ
     const duckdb1Ms = await timeIt(runs, async () => await con1.runAndReadAll(q.sql))
     results.push({ name: q.name, shoalMs, shoal1Ms, duckdbMs, duckdb1Ms, ratio: shoalMs / duckdbMs, ratio1: shoal1Ms / duckdb1Ms, sameAnswer: sameRows(ours, theirs, q.approx ?? []) })
   }
-  const shoalThreads = pool.parallelism
+  const shoalThreads = pool.workers + 1
   await pool.close()
   con.closeSync()
   con1.closeSync()

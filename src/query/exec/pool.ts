@@ -2,8 +2,8 @@
  * Runs query fragments on worker threads as well as on the main thread, so that one peer's
  * partitions of a query use every core. Column batches from storage live in shared memory
  * (src/columnar/shared.ts): a fragment sent to a worker takes its data along without a copy
- * (only string dictionaries are copied). A job goes to an idle worker, or runs on the calling
- * thread when every worker is busy or the job is small: with W workers, W + 1 fragments run at once.
+ * (only string dictionaries are copied). A job goes to a worker with room (each holds one running
+ * and one queued), or runs on the calling thread when every worker is full or the job is small.
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
@@ -26,9 +26,13 @@ export interface FragmentJob {
 
 interface Slot {
   worker: Worker
-  busy: boolean
+  /** Jobs sent and not yet answered (at most PER_WORKER). */
+  inflight: number
   jobs: Map<number, { resolve: (r: FragmentResult) => void, reject: (e: Error) => void }>
 }
+
+/** Jobs a worker holds at once: one running and one waiting in its message queue. */
+const PER_WORKER = 2
 
 /** Workers to start by default: one fewer than the cores (the main thread works too). */
 export function defaultPoolSize (): number { return Math.max(0, availableParallelism() - 1) }
@@ -46,12 +50,13 @@ export class FragmentPool {
    */
   constructor (size = defaultPoolSize(), workerUrl: URL = new URL('./worker.js', import.meta.url), readonly minWorkerRows = 50_000) {
     for (let i = 0; i < size; i++) {
-      const slot: Slot = { worker: new Worker(workerUrl), busy: false, jobs: new Map() }
+      const slot: Slot = { worker: new Worker(workerUrl), inflight: 0, jobs: new Map() }
       slot.worker.on('message', (msg: { id: number, result?: FragmentResult, error?: { name: string, code?: string, message: string } }) => {
         const job = slot.jobs.get(msg.id)
         if (job === undefined) return
         slot.jobs.delete(msg.id)
-        slot.busy = false
+        // A worker with work keeps the process alive; an idle one must not keep a stopping peer up.
+        if (--slot.inflight === 0) slot.worker.unref()
         if (msg.error !== undefined) {
           job.reject(msg.error.code !== undefined ? new QueryExecError(msg.error.code as QueryExecErrorCode, msg.error.message) : Object.assign(new Error(msg.error.message), { name: msg.error.name }))
         } else {
@@ -68,8 +73,11 @@ export class FragmentPool {
 
   get workers (): number { return this.slots.length }
 
-  /** Fragments that can run at once: the workers plus the calling thread. */
-  get parallelism (): number { return this.slots.length + 1 }
+  /**
+   * Fragments to have under way at once: PER_WORKER per worker (one running, one queued behind
+   * it, so a worker never waits for the calling thread to hand it the next) plus one here.
+   */
+  get parallelism (): number { return this.slots.length * PER_WORKER + 1 }
 
   private failSlot (slot: Slot, err: Error): void {
     for (const job of slot.jobs.values()) job.reject(err)
@@ -82,7 +90,7 @@ export class FragmentPool {
     // A small fragment costs less to run here than the round trip to a worker (~0.3-0.5 ms).
     let rows = 0
     for (const b of job.batches) rows += b.length
-    const slot = this.closed || rows < this.minWorkerRows ? undefined : this.slots.find(s => !s.busy)
+    const slot = this.closed || rows < this.minWorkerRows ? undefined : this.slots.find(s => s.inflight < PER_WORKER)
     if (slot === undefined) {
       this.counters.inline++
       return await runFragment(job.plan, {
@@ -95,19 +103,17 @@ export class FragmentPool {
     }
     const id = this.nextId++
     this.counters.onWorkers++
-    slot.busy = true
+    if (slot.inflight++ === 0) slot.worker.ref()
     const message: WorkerJob = { id, plan: job.plan, types: job.types, batches: job.batches, budgetBytes: job.budgetBytes }
     const onAbort = (): void => { slot.worker.postMessage({ cancel: id }) }
     job.signal?.addEventListener('abort', onAbort, { once: true })
     try {
       return await new Promise<FragmentResult>((resolve, reject) => {
         slot.jobs.set(id, { resolve, reject })
-        slot.worker.ref()
         slot.worker.postMessage(message)
       })
     } finally {
       job.signal?.removeEventListener('abort', onAbort)
-      slot.worker.unref()
     }
   }
 
