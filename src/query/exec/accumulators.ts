@@ -24,6 +24,11 @@ export interface GroupAccumulator {
    */
   add (gids: Int32Array, values: ColumnVector | null, n: number, sel?: Uint32Array): void
   readonly selects?: boolean
+  /**
+   * For accumulators whose state is typed arrays: what a fused loop (group.ts) must do for this
+   * accumulator over `values`, or undefined when it cannot be fused (then `add` runs).
+   */
+  fuse?(values: ColumnVector | null): FusedStep | undefined
   encode (g: number): unknown
   /** Merges an encoded state (from encode, possibly on another peer) into group g. */
   mergeEncoded (g: number, encoded: unknown): void
@@ -31,6 +36,18 @@ export interface GroupAccumulator {
   /** Approximate bytes held, for the query's memory budget. */
   bytes (): number
 }
+
+/**
+ * One accumulator's part of a fused aggregation loop: its kind, the column it reads (float64
+ * values, or string codes for count) and its state arrays, current as of the call (they are
+ * replaced when groups grow, so a step is built per batch).
+ */
+export type FusedStep =
+  | { kind: 'countAll', arrays: [Float64Array] }
+  | { kind: 'countNum', column: Float64Array, arrays: [Float64Array] }
+  | { kind: 'countStr', column: Int32Array, arrays: [Float64Array] }
+  | { kind: 'sum', column: Float64Array, arrays: [Float64Array, Float64Array, Float64Array] }
+  | { kind: 'min' | 'max', column: Float64Array, arrays: [Float64Array] }
 
 function growF64 (a: Float64Array, n: number, fill: number): Float64Array {
   if (a.length >= n) return a
@@ -65,6 +82,13 @@ class CountAcc implements GroupAccumulator {
       case 'vec': { const v = values.valid; for (let i = 0; i < n; i++) if (v[i] === 1) c[gids[i]!]!++; break }
       case 'any': { const v = values.values; for (let i = 0; i < n; i++) if (v[i] !== null && v[i] !== undefined) c[gids[i]!]!++; break }
     }
+  }
+
+  fuse (values: ColumnVector | null): FusedStep | undefined {
+    if (this.star || values === null) return { kind: 'countAll', arrays: [this.n] }
+    if (values.tag === 'num') return { kind: 'countNum', column: values.values, arrays: [this.n] }
+    if (values.tag === 'str') return { kind: 'countStr', column: values.codes, arrays: [this.n] }
+    return undefined
   }
 
   encode (g: number): unknown { return this.n[g] }
@@ -113,6 +137,10 @@ class SumAcc implements GroupAccumulator {
       S[g] = t
       N[g]!++
     }
+  }
+
+  fuse (values: ColumnVector | null): FusedStep | undefined {
+    return values !== null && values.tag === 'num' ? { kind: 'sum', column: values.values, arrays: [this.s, this.c, this.n] } : undefined
   }
 
   encode (g: number): unknown { return [this.s[g], this.c[g], this.n[g]] }
@@ -167,6 +195,10 @@ class ExtremeAcc implements GroupAccumulator {
     } else {
       for (let i = 0; i < n; i++) { const x = v[sel === undefined ? i : sel[i]!]!; const g = gids[i]!; const cur = out[g]!; if (x < cur || (cur !== cur && x === x)) out[g] = x }
     }
+  }
+
+  fuse (values: ColumnVector | null): FusedStep | undefined {
+    return !this.strings && values !== null && values.tag === 'num' ? { kind: this.isMax ? 'max' : 'min', column: values.values, arrays: [this.v] } : undefined
   }
 
   encode (g: number): unknown {

@@ -8,7 +8,7 @@
 import { gather, vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
 import type { MemoryBudget } from './errors.js'
 import { QueryExecError } from './errors.js'
-import type { GroupAccumulator } from './accumulators.js'
+import type { FusedStep, GroupAccumulator } from './accumulators.js'
 
 /** Most groups one table may hold; the memory budget usually stops a query first. */
 export const MAX_GROUPS = 10_000_000
@@ -214,12 +214,18 @@ export class GroupTable {
     if (sel !== undefined) n = sel.length
     if (n === 0) return
     const gids = this.assign(keys, n, sel)
+    // Accumulators over typed arrays (count, sum, avg, min, max) run in one fused loop; the
+    // others (sketches, DISTINCT, strings) each take their own pass.
+    let steps: FusedStep[] | undefined
     for (let a = 0; a < this.accs.length; a++) {
       const acc = this.accs[a]!
       const arg = args[a]!
-      if (sel === undefined || acc.selects === true) acc.add(gids, arg, n, sel)
+      const step = acc.fuse?.(arg)
+      if (step !== undefined) (steps ??= []).push(step)
+      else if (sel === undefined || acc.selects === true) acc.add(gids, arg, n, sel)
       else acc.add(gids, arg === null ? null : gather(arg, sel), n)
     }
+    if (steps !== undefined) runFused(steps, gids, n, sel)
     this.account()
   }
 
@@ -346,4 +352,55 @@ function parseEncodedGroups (e: unknown, keyTypes: readonly ValueType[], nAccs: 
     for (const v of (keys as unknown[][])[k]!) if (v !== null && typeof v !== want) return bad(`key ${k + 1} has a value that is neither null nor a ${want}`)
   }
   return { groups, keys: keys as unknown[][], states: states as unknown[][] }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused aggregation loops
+
+type FusedKernel = (gids: Int32Array, n: number, sel: Uint32Array | undefined, columns: ReadonlyArray<ArrayLike<number> | undefined>, arrays: ReadonlyArray<readonly Float64Array[]>) => void
+
+/** Kernels by the kinds of their steps ("countAll,sum,max"): a handful per workload. */
+const kernels = new Map<string, FusedKernel>()
+
+/** One step's work for row `r` of group `g`, as source text (from fixed templates only). */
+function stepSource (step: FusedStep, k: number): string {
+  const a = (j: number): string => `a${k}_${j}`
+  switch (step.kind) {
+    case 'countAll': return `${a(0)}[g]++`
+    case 'countNum': return `{ const x = c${k}[r]; if (x === x) ${a(0)}[g]++ }`
+    case 'countStr': return `if (c${k}[r] >= 0) ${a(0)}[g]++`
+    case 'sum': return `{ const x = c${k}[r]; if (x === x) { const s = ${a(0)}[g]; const t = s + x; if (Math.abs(s) >= Math.abs(x)) ${a(1)}[g] += (s - t) + x; else ${a(1)}[g] += (x - t) + s; ${a(0)}[g] = t; ${a(2)}[g]++ } }`
+    case 'min': return `{ const x = c${k}[r]; const cur = ${a(0)}[g]; if (x < cur || (cur !== cur && x === x)) ${a(0)}[g] = x }`
+    case 'max': return `{ const x = c${k}[r]; const cur = ${a(0)}[g]; if (x > cur || (cur !== cur && x === x)) ${a(0)}[g] = x }`
+  }
+}
+
+/**
+ * Runs every step over rows 0..n-1 (rows sel[i] with a selection) in one loop, so each row's
+ * group id and values are read once while several aggregates update: a pass per aggregate would
+ * read the group ids again each time. The loop is generated per combination of step kinds and
+ * kept; the source comes from the fixed templates above, never from a query's text.
+ */
+function runFused (steps: readonly FusedStep[], gids: Int32Array, n: number, sel: Uint32Array | undefined): void {
+  const key = steps.map(s => s.kind).join(',')
+  let kernel = kernels.get(key)
+  if (kernel === undefined) {
+    const locals = steps.map((s, k) => [`const c${k} = columns[${k}]`, ...s.arrays.map((_, j) => `const a${k}_${j} = arrays[${k}][${j}]`)].join('; ')).join('\n')
+    const body = steps.map((s, k) => stepSource(s, k)).join('\n      ')
+    kernel = new Function('gids', 'n', 'sel', 'columns', 'arrays', `'use strict'
+${locals}
+if (sel === undefined) {
+  for (let i = 0; i < n; i++) {
+    const g = gids[i]; const r = i
+      ${body}
+  }
+} else {
+  for (let i = 0; i < n; i++) {
+    const g = gids[i]; const r = sel[i]
+      ${body}
+  }
+}`) as FusedKernel
+    kernels.set(key, kernel)
+  }
+  kernel(gids, n, sel, steps.map(s => 'column' in s ? s.column : undefined), steps.map(s => s.arrays))
 }
