@@ -369,7 +369,9 @@ function stepSource (step: FusedStep, k: number): string {
     case 'countAll': return `${a(0)}[g]++`
     case 'countNum': return `{ const x = c${k}[r]; if (x === x) ${a(0)}[g]++ }`
     case 'countStr': return `if (c${k}[r] >= 0) ${a(0)}[g]++`
-    case 'sum': return `{ const x = c${k}[r]; if (x === x) { const s = ${a(0)}[g]; const t = s + x; if (Math.abs(s) >= Math.abs(x)) ${a(1)}[g] += (s - t) + x; else ${a(1)}[g] += (x - t) + s; ${a(0)}[g] = t; ${a(2)}[g]++ } }`
+    // Knuth's TwoSum: the exact rounding error of s + x without a branch (Neumaier's version
+    // branches on which operand is larger, and that branch mispredicts on real data).
+    case 'sum': return `{ const x = c${k}[r]; if (x === x) { const s = ${a(0)}[g]; const t = s + x; const bp = t - s; ${a(1)}[g] += (s - (t - bp)) + (x - bp); ${a(0)}[g] = t; ${a(2)}[g]++ } }`
     case 'min': return `{ const x = c${k}[r]; const cur = ${a(0)}[g]; if (x < cur || (cur !== cur && x === x)) ${a(0)}[g] = x }`
     case 'max': return `{ const x = c${k}[r]; const cur = ${a(0)}[g]; if (x > cur || (cur !== cur && x === x)) ${a(0)}[g] = x }`
   }
