@@ -783,3 +783,15 @@ describe('grouping by two keys: the dense table and its hand-over to the hash ta
     for (const r of got.rows) expect(r.n).toBe(want.get(`${r.s as string}|${r.i as number}`))
   })
 })
+
+describe('queries that name no column', () => {
+  it('count(*) and constant select lists read no column and still count every row', async () => {
+    const rows = Array.from({ length: 25 }, (_, i) => ({ id: `r${i}`, s: `k${i % 3}` }))
+    const parts = [rows.slice(0, 10), rows.slice(10)].map(p => [batchOf(p)])
+    const prepared = prepare('SELECT count(*) AS n FROM t')
+    const scan = JSON.stringify(prepared.split.fragment).match(/"columns":\[[^\]]*\]/)?.[0]
+    expect(scan).toBe('"columns":[]')
+    expect((await runLocal('SELECT count(*) AS n FROM t', parts)).rows).toEqual([{ n: 25 }])
+    expect((await runLocal('SELECT 1 AS one FROM t LIMIT 3', parts)).rows).toEqual([{ one: 1 }, { one: 1 }, { one: 1 }])
+  })
+})

@@ -92,7 +92,7 @@ export function splitPlan (plan: PlanNode, schemaColumns: readonly string[]): Sp
   }
 }
 
-/** The space columns a plan mentions, in schema order (always at least id, so a batch has rows). */
+/** The space columns a plan mentions, in schema order (none for count(*): batches carry their row count without columns). */
 function neededColumns (plan: PlanNode, schemaColumns: readonly string[]): string[] {
   // With no Project or Aggregate above it (SELECT *, a JSON query without `fields`), the scan's
   // rows are the answer: every column it yields is needed, not only those the query mentions.
@@ -100,7 +100,7 @@ function neededColumns (plan: PlanNode, schemaColumns: readonly string[]): strin
   while (top.kind === 'Limit' || top.kind === 'Sort' || top.kind === 'Filter' || top.kind === 'TopK') top = top.input
   if (top.kind === 'Scan' && top.columns === null) return [...schemaColumns]
 
-  const names = new Set<string>(['id'])
+  const names = new Set<string>()
   for (const c of collect(plan, (x): x is Extract<Expr, { kind: 'Column' }> => x.kind === 'Column')) names.add(c.name)
   const walkAggs = (specs: AggregateNode['aggs']): void => {
     for (const s of specs) {
