@@ -48,9 +48,17 @@ export class FragmentPool {
    * @param minWorkerRows fragments over fewer rows run on the calling thread: below about 50,000
    *   rows the message round trip to a worker costs more than the parallelism saves.
    */
-  constructor (size = defaultPoolSize(), workerUrl: URL = new URL('./worker.js', import.meta.url), readonly minWorkerRows = 50_000) {
-    for (let i = 0; i < size; i++) {
-      const slot: Slot = { worker: new Worker(workerUrl), inflight: 0, jobs: new Map() }
+  /** Workers not started yet: they start on the first fragment big enough for one. */
+  private pending: number
+
+  constructor (readonly size = defaultPoolSize(), private readonly workerUrl: URL = new URL('./worker.js', import.meta.url), readonly minWorkerRows = 50_000) {
+    // Started lazily: a peer that never runs a big query never pays for loading them.
+    this.pending = Math.max(0, size)
+  }
+
+  private startWorkers (): void {
+    for (; this.pending > 0; this.pending--) {
+      const slot: Slot = { worker: new Worker(this.workerUrl), inflight: 0, jobs: new Map() }
       slot.worker.on('message', (msg: { id: number, result?: FragmentResult, error?: { name: string, code?: string, message: string } }) => {
         const job = slot.jobs.get(msg.id)
         if (job === undefined) return
@@ -65,19 +73,19 @@ export class FragmentPool {
       })
       slot.worker.on('error', (err) => { this.failSlot(slot, err) })
       slot.worker.on('exit', () => { this.failSlot(slot, new Error('query worker exited')) })
-      // Idle workers must not keep a stopping peer alive.
       slot.worker.unref()
       this.slots.push(slot)
     }
   }
 
-  get workers (): number { return this.slots.length }
+  /** Worker threads this pool runs (or will, once a big fragment comes). */
+  get workers (): number { return this.slots.length + this.pending }
 
   /**
    * Fragments to have under way at once: PER_WORKER per worker (one running, one queued behind
    * it, so a worker never waits for the calling thread to hand it the next) plus one here.
    */
-  get parallelism (): number { return this.slots.length * PER_WORKER + 1 }
+  get parallelism (): number { return this.workers * PER_WORKER + 1 }
 
   private failSlot (slot: Slot, err: Error): void {
     for (const job of slot.jobs.values()) job.reject(err)
@@ -90,6 +98,7 @@ export class FragmentPool {
     // A small fragment costs less to run here than the round trip to a worker (~0.3-0.5 ms).
     let rows = 0
     for (const b of job.batches) rows += b.length
+    if (!this.closed && rows >= this.minWorkerRows && this.pending > 0) this.startWorkers()
     const slot = this.closed || rows < this.minWorkerRows ? undefined : this.slots.find(s => s.inflight < PER_WORKER)
     if (slot === undefined) {
       this.counters.inline++
@@ -119,6 +128,7 @@ export class FragmentPool {
 
   async close (): Promise<void> {
     this.closed = true
+    this.pending = 0
     await Promise.all(this.slots.map(async s => await s.worker.terminate()))
     this.slots.length = 0
   }
