@@ -268,13 +268,10 @@ class DistinctAcc implements GroupAccumulator {
  */
 class SketchAcc implements GroupAccumulator {
   protected states: unknown[] = []
-  private approxBytes: number
-  constructor (private readonly agg: Aggregator<unknown, unknown>, private readonly result: (r: unknown) => unknown, private readonly stateBytes: number) {
-    this.approxBytes = 0
-  }
+  constructor (private readonly agg: Aggregator<unknown, unknown>, private readonly result: (r: unknown) => unknown, private readonly stateBytes: number) {}
 
   grow (groups: number): void {
-    while (this.states.length < groups) { this.states.push(this.agg.init()); this.approxBytes += this.stateBytes }
+    while (this.states.length < groups) this.states.push(this.agg.init())
   }
 
   add (gids: Int32Array, values: ColumnVector | null, n: number): void {
@@ -295,7 +292,7 @@ class SketchAcc implements GroupAccumulator {
   }
 
   finalize (g: number): unknown { return this.result(this.agg.finalize(this.states[g])) }
-  bytes (): number { return this.approxBytes }
+  bytes (): number { return this.states.length * this.stateBytes }
 }
 
 /**

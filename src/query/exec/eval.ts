@@ -740,23 +740,18 @@ function singleCodePoint (s: string): boolean {
  * DuckDB's lower(): a simple one-to-one mapping per code point, with no context (a final Σ is σ)
  * and no expansion (JS lowers İ to i + U+0307; DuckDB to i).
  */
-function lowerChar (ch: string): string {
-  let m = lowerCache.get(ch)
-  if (m === undefined) {
-    const x = ch.toLowerCase()
-    m = singleCodePoint(x) ? x : ch === '\u0130' ? 'i' : ch
-    lowerCache.set(ch, m)
-  }
-  return m
-}
+function lowerChar (ch: string): string { return mapChar(ch, lowerCache, c => c.toLowerCase(), '\u0130', 'i') }
 
 /** DuckDB's upper(): per code point, no expansion (JS uppercases ß to SS; DuckDB to ẞ). */
-function upperChar (ch: string): string {
-  let m = upperCache.get(ch)
+function upperChar (ch: string): string { return mapChar(ch, upperCache, c => c.toUpperCase(), '\u00DF', '\u1E9E') }
+
+/** One code point mapped by `js`, kept one code point: an expansion is undone, except `special`'s. */
+function mapChar (ch: string, cache: Map<string, string>, js: (c: string) => string, special: string, specialTo: string): string {
+  let m = cache.get(ch)
   if (m === undefined) {
-    const x = ch.toUpperCase()
-    m = singleCodePoint(x) ? x : ch === '\u00DF' ? '\u1E9E' : ch
-    upperCache.set(ch, m)
+    const x = js(ch)
+    m = singleCodePoint(x) ? x : ch === special ? specialTo : ch
+    cache.set(ch, m)
   }
   return m
 }

@@ -7,9 +7,11 @@ import { gatherBatch, valueAt, type ColumnBatch, type ColumnVector, type ValueTy
 import type { Expr } from '../model/index.js'
 import { evalExpr, evalPredicate, exprType } from './eval.js'
 import { MemoryBudget, QueryExecError } from './errors.js'
-import { SCORE_COLUMN, emptyBatch, fragmentShape, newGroupTable, type FragmentOutput } from './fragment.js'
+import { SCORE_COLUMN } from '../model/index.js'
+import { emptyBatch, fragmentShape, newGroupTable, type FragmentOutput } from './fragment.js'
 import type { GroupTable } from './group.js'
-import { AggregationSet, decodeState, toAggsSpec } from './json-aggs.js'
+import { AggregationSet } from '../aggregate/index.js'
+import { decodeState, toAggsSpec } from './json-aggs.js'
 import { batchBytes, concatBatches, sortAndSlice } from './rows.js'
 import type { SplitPlan } from './split.js'
 import { sortByScore } from './topk.js'
@@ -81,8 +83,7 @@ export class QueryMerger {
     if (this.split.merge === 'topk') return sortByScore(all, this.split.topk!.metric, this.split.topk!.k)
     const limit = this.split.perPartitionLimit
     if (limit === null) return all
-    const firstSort = this.split.post.find(s => s.kind === 'Sort')
-    return sortAndSlice(all, firstSort?.kind === 'Sort' ? firstSort.keys : [], limit)
+    return sortAndSlice(all, this.split.perPartitionOrder, limit)
   }
 
   /** An empty batch with the fragment's columns (and `_score` for top-K). */

@@ -9,12 +9,12 @@
  */
 import { vectorFromValues, type BatchSource, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
 import type { AggregateNode, Expr, PlanNode, ScanNode, SortKey, TopKNode } from '../model/index.js'
-import { SCORE_COLUMN } from '../model/index.js'
 import { createAccumulator } from './accumulators.js'
 import { evalExpr, exprType } from './eval.js'
 import { MemoryBudget, QueryExecError } from './errors.js'
 import { GroupTable, type EncodedGroups } from './group.js'
-import { AdaptedBatch, AggregationSet, toAggsSpec } from './json-aggs.js'
+import { AggregationSet } from '../aggregate/index.js'
+import { AdaptedBatch, toAggsSpec } from './json-aggs.js'
 import { TopNBuffer } from './rows.js'
 import { selectRows } from './select.js'
 import { topKSearch } from './topk.js'
@@ -186,4 +186,3 @@ export function emptyBatch (names: readonly string[], columnType: (name: string)
   return { length: 0, columns }
 }
 
-export { SCORE_COLUMN }

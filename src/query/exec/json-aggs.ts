@@ -5,7 +5,7 @@
  * to the aggregate module's Batch (columns as arrays it can index).
  */
 import type { ColumnBatch, ColumnVector } from '../../columnar/index.js'
-import { AggregationDecodeError, AggregationSet, type AggsSpec, type Batch, type Column, type RowPredicate } from '../aggregate/index.js'
+import { AggregationDecodeError, type AggsSpec, type Batch, type Column, type RowPredicate } from '../aggregate/index.js'
 import type { AggParam, AggSpec } from '../model/index.js'
 import { evalPredicate } from './eval.js'
 import { QueryExecError } from './errors.js'
@@ -132,4 +132,3 @@ export function decodeState<T> (decode: () => T): T {
   }
 }
 
-export { AggregationSet }

@@ -4,7 +4,7 @@
  * coordinator runs after merging the partitions' answers (final aggregation, HAVING, ORDER BY,
  * LIMIT/OFFSET, the select list).
  */
-import type { AggregateNode, Expr, PlanNode, ScanNode, TopKNode } from '../model/index.js'
+import type { AggregateNode, Expr, PlanNode, ScanNode, SortKey, TopKNode } from '../model/index.js'
 import { collect, limit, scan, sort, filter as filterNode } from '../model/index.js'
 import { QueryExecError } from './errors.js'
 
@@ -27,6 +27,8 @@ export interface SplitPlan {
   post: PostStep[]
   /** Rows each partition may ship at most (a pushed-down LIMIT), null when unbounded. */
   perPartitionLimit: number | null
+  /** The order those rows are the first of (the pushed-down ORDER BY; none for a bare LIMIT). */
+  perPartitionOrder: SortKey[]
 }
 
 /**
@@ -63,11 +65,11 @@ export function splitPlan (plan: PlanNode, schemaColumns: readonly string[]): Sp
   switch (node.kind) {
     case 'Aggregate': {
       const agg: AggregateNode = { ...node, input: withColumns(node.input) }
-      return { space: spaceOf(node), fragment: agg, merge: node.aggs.length > 0 ? 'aggs' : 'groups', aggregate: agg, post, perPartitionLimit: null }
+      return { space: spaceOf(node), fragment: agg, merge: node.aggs.length > 0 ? 'aggs' : 'groups', aggregate: agg, post, perPartitionLimit: null, perPartitionOrder: [] }
     }
     case 'TopK': {
       const tk: TopKNode = { ...node, input: withColumns(node.input) }
-      return { space: spaceOf(node), fragment: tk, merge: 'topk', topk: tk, post, perPartitionLimit: node.k }
+      return { space: spaceOf(node), fragment: tk, merge: 'topk', topk: tk, post, perPartitionLimit: node.k, perPartitionOrder: [] }
     }
     case 'Scan':
     case 'Filter': {
@@ -76,16 +78,18 @@ export function splitPlan (plan: PlanNode, schemaColumns: readonly string[]): Sp
       // Pushed only when nothing but a sort stands between the limit and the scan.
       let fragment = base
       let perPartitionLimit: number | null = null
+      let perPartitionOrder: SortKey[] = []
       const firstLimit = post.findIndex(s => s.kind === 'Limit')
       if (firstLimit >= 0 && post.slice(0, firstLimit).every(s => s.kind === 'Sort')) {
         const l = post[firstLimit] as Extract<PostStep, { kind: 'Limit' }>
         if (l.limit !== null) {
           perPartitionLimit = l.limit + l.offset
           const s = post.slice(0, firstLimit).reverse().find(x => x.kind === 'Sort') as Extract<PostStep, { kind: 'Sort' }> | undefined
+          perPartitionOrder = s === undefined ? [] : [...s.keys]
           fragment = limit(s === undefined ? base : sort(base, s.keys), perPartitionLimit)
         }
       }
-      return { space: spaceOf(node), fragment, merge: 'rows', post, perPartitionLimit }
+      return { space: spaceOf(node), fragment, merge: 'rows', post, perPartitionLimit, perPartitionOrder }
     }
     default:
       throw new QueryExecError('UNSUPPORTED', `${node.kind} queries run through their own path`)

@@ -114,7 +114,7 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     const out = result.output
     if (out.kind !== 'rows' || out.batch.length <= ROWS_PER_CHUNK) return [{ p, out, last: true, stats }]
     const items: FragmentItem[] = []
-    for (const [chunk, last] of chunks(decodeBatchLocal(out), ROWS_PER_CHUNK)) {
+    for (const [chunk, last] of chunks(decodeBatch(out.batch), ROWS_PER_CHUNK)) {
       items.push(last ? { p, out: { kind: 'rows', batch: encodeBatch(chunk) }, last, stats } : { p, out: { kind: 'rows', batch: encodeBatch(chunk) }, last })
     }
     return items
@@ -140,10 +140,6 @@ async function sleepUnlessAborted (ms: number, signal: AbortSignal): Promise<voi
     function done (): void { clearTimeout(timer); signal.removeEventListener('abort', done); resolve() }
     signal.addEventListener('abort', done, { once: true })
   })
-}
-
-function decodeBatchLocal (out: Extract<FragmentOutput, { kind: 'rows' }>): ColumnBatch {
-  return decodeBatch(out.batch)
 }
 
 function * chunks (batch: ColumnBatch, size: number): Generator<[ColumnBatch, boolean]> {

@@ -28,8 +28,8 @@ export async function recallMany (req: QueryRequest, run: (req: QueryRequest) =>
   if (q.space !== undefined) throw new QueryError('INVALID_QUERY', 400, 'space: give either space or spaces')
   const knn = q.knn as { k?: unknown, metric?: unknown } | undefined
   if (knn === undefined || knn === null || typeof knn !== 'object') throw new QueryError('INVALID_QUERY', 400, 'spaces: a query over several spaces is a recall: it needs knn')
-  const { spaces: _ignored, ...rest } = q
-  void _ignored
+  const rest: Record<string, unknown> = { ...q }
+  delete rest.spaces
   // Rows of different spaces are ranked by score, so the score is always in the answer.
   if (Array.isArray(rest.fields) && !rest.fields.includes(SCORE_COLUMN)) rest.fields = [...rest.fields, SCORE_COLUMN]
   const answers: Array<{ space: string, answer: QueryAnswer }> = []
