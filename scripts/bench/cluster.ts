@@ -85,7 +85,7 @@ export async function benchCluster (opts: { rows: number }): Promise<ClusterBenc
       flags: { dataDir: join(dir, 'a'), listen: [`/ip4/127.0.0.1/tcp/${await freePort()}`], http: `127.0.0.1:${httpPort}`, bootstrap: [b.multiaddr()], name: 'a', swarmKey: cluster.swarmKeyFile },
       env: {}
     })
-    local = await Peer.create(config, pino({ level: 'warn' }))
+    local = await Peer.create(config, pino({ level: process.env.BENCH_LOG ?? 'warn' }))
     await local.start()
     const url = local.httpUrl
     await waitFor(async () => {

@@ -26,6 +26,19 @@ export interface ColumnDef {
 export type SpaceSchema = readonly ColumnDef[]
 export type Row = Record<string, unknown>
 
+/**
+ * Rows are instances of one constructor whose prototype has no prototype: like
+ * Object.create(null), a column named `__proto__` or `constructor` is a plain own key and nothing
+ * is inherited, but V8 keeps such objects in fast mode (shared hidden classes) where
+ * Object.create(null) makes a dictionary per row: about 4x less memory and 4x faster to build, and
+ * a memtable holds hundreds of thousands of them.
+ */
+const RowObject = function RowObject (this: Row) {} as unknown as new () => Row
+RowObject.prototype = Object.create(null) as Row
+
+/** A new, empty row (see RowObject). */
+export function newRow (): Row { return new RowObject() }
+
 const SCALARS = new Set<string>(['bool', 'int32', 'int64', 'float32', 'float64', 'utf8', 'timestamp', 'date'])
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
 export const MAX_COLUMNS = 1024
@@ -291,8 +304,7 @@ export function validateRowValues (schema: SpaceSchema, values: unknown, rowNumb
 
 /** Checks and normalizes each column's value (from `valueAt`) into a new row. */
 function buildRow (cs: CompiledSchema, valueAt: (i: number, name: string) => unknown, rowNumber: number): { row: Row } | { error: RowError } {
-  // Null-prototype object: a column named like an Object.prototype member stays a plain key.
-  const row: Row = Object.create(null)
+  const row = newRow()
   const n = cs.names.length
   for (let i = 0; i < n; i++) {
     const name = cs.names[i]!

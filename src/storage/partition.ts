@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import { gather, shareBatch, vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../columnar/index.js'
 import { isHlc, makeHlc } from '../hlc/index.js'
 import type { Clock, Logger, Timer } from '../runtime/index.js'
-import type { Row, SpaceDef } from '../schema/index.js'
+import { newRow, type Row, type SpaceDef } from '../schema/index.js'
 import { crc32 } from './crc32.js'
 import { fsyncDir, removeFiles, writeFileAtomic, writeFileDurable } from './fsutil.js'
 import { hashString32, hex32, recordHash, stableHash } from './hash.js'
@@ -359,7 +359,7 @@ export class LocalPartitionStore implements PartitionStore {
     // A row written before a column was added lacks it: answer it as null, like old segments.
     for (const c of this.spaceDef.schema) {
       if (row[c.name] === undefined) {
-        const filled: Row = Object.create(null)
+        const filled: Row = newRow()
         for (const c2 of this.spaceDef.schema) filled[c2.name] = row[c2.name] ?? null
         return { ...e, row: filled }
       }

@@ -15,7 +15,7 @@ import {
 } from 'apache-arrow'
 import { shareVector, type ColumnVector, type ValueType } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
-import { arrowType, listElement, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
+import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
 import type { VersionedRecord } from './types.js'
 
 export const VERSION_COLUMN = '$version'
@@ -324,7 +324,7 @@ export class Segment {
     const id = this.ids[row]!
     const version = this.versions[row]!
     if (this.deleted[row] === 1) return { id, version, deleted: true, row: null }
-    const out: Row = Object.create(null)
+    const out: Row = newRow()
     for (const c of schema) {
       if (c.name === 'id') { out.id = id; continue }
       const vec = this.columns.get(c.name)

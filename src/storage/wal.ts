@@ -12,7 +12,7 @@ import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Packr } from 'msgpackr'
 import type { Logger } from '../runtime/index.js'
-import type { Row } from '../schema/index.js'
+import { newRow, type Row } from '../schema/index.js'
 import { crc32 } from './crc32.js'
 import type { VersionedRecord } from './types.js'
 
@@ -45,7 +45,7 @@ function flatten (row: Row): unknown[] {
 
 function unflatten (flat: unknown): Row {
   if (!Array.isArray(flat) || flat.length % 2 !== 0) throw new Error('frame holds a malformed row')
-  const row: Row = Object.create(null)
+  const row: Row = newRow()
   for (let i = 0; i < flat.length; i += 2) {
     const k = flat[i]
     if (typeof k !== 'string') throw new Error('frame holds a malformed row')

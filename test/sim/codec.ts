@@ -26,7 +26,8 @@ function whyNotPlain (value: unknown, path: string, depth: number): string | nul
         return null
       }
       const proto = Object.getPrototypeOf(value)
-      if (proto !== Object.prototype && proto !== null) {
+      // Rows (schema's newRow) have a prototype that itself has none: plain too.
+      if (proto !== Object.prototype && proto !== null && Object.getPrototypeOf(proto) !== null) {
         const name = (value as { constructor?: { name?: string } }).constructor?.name ?? 'non-plain'
         return `${path} is a ${name}, not a plain object`
       }

@@ -55,7 +55,10 @@ describe('replication wire validation', () => {
     const recs = [rec('a', 5, 7), rec('b', 6, null), { id: 'c', version: 7, deleted: false, row: { id: 'c', v: null } }]
     const req = parseWriteRequest({ space, partition: 1, packed: packRecords(space, recs), hlc: 7 })
     expect(req.records).toEqual(recs)
-    expect(Object.getPrototypeOf(req.records[0]!.row)).toBe(null)
+    // Nothing inherited: a row's prototype chain ends at an empty object with no prototype.
+    const proto = Object.getPrototypeOf(req.records[0]!.row)
+    expect(Object.keys(proto)).toEqual([])
+    expect(Object.getPrototypeOf(proto)).toBe(null)
   })
 
   it('parses an identical space once, and a changed one again', () => {
