@@ -10,7 +10,7 @@ import type { Clock, EncodedBody, Logger, PeerAddress, PeerId, Random, RequestCo
 import { validateRows, MAX_ID_LENGTH } from '../schema/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
 import { compareVersions } from '../storage/index.js'
-import type { PartitionStore, VersionedRecord } from '../storage/index.js'
+import type { PackedRecords, PartitionStore, VersionedRecord } from '../storage/index.js'
 import {
   InvalidRowsError, NotSyncedError, PartitionUnavailableError, ReadIncompleteError, ReplicaRequestError, WriteIncompleteError
 } from './errors.js'
@@ -162,7 +162,8 @@ export interface ReplicationStats {
 }
 
 /** One repl.write request: its records and its body (plain, or encoded once by the transport). */
-interface WriteBatch { records: VersionedRecord[], body: unknown }
+/** One repl.write request: its records, its body (encoded once when the transport can), and the records packed when they were. */
+interface WriteBatch { records: VersionedRecord[], body: unknown, packed?: PackedRecords }
 
 interface DeliverResult { ok: boolean, failed: VersionedRecord[], error?: string, noHint?: boolean }
 
@@ -434,10 +435,11 @@ export class Replicator {
           resolve({ ...o, errors: [...o.errors] })
         }
       }
-      // The batches (and their encoded bodies) are built once and sent to every remote target.
+      // The batches (and their encoded bodies) are built once and sent to every remote target; a
+      // local replica logs their packed bytes.
       let batches: WriteBatch[] | undefined
       for (const target of targets) {
-        if (target !== this.self && batches === undefined) {
+        if ((target !== this.self || normalized) && batches === undefined) {
           // On failure (a record too large to send) deliver() retries and reports it per target.
           try { batches = this.writeBatches(space, partition, records, normalized) } catch { /* see above */ }
         }
@@ -463,23 +465,28 @@ export class Replicator {
    */
   private writeBatches (space: SpaceDef, partition: number, records: VersionedRecord[], normalized: boolean): WriteBatch[] {
     const out: WriteBatch[] = []
-    const body = (recs: VersionedRecord[]): unknown => normalized
-      ? { space, partition, packed: packRecords(space, recs), hlc: Math.max(maxVersion(recs), this.hlc.current()) }
-      : { space, partition, records: recs, hlc: Math.max(maxVersion(recs), this.hlc.current()) }
+    const batch = (recs: VersionedRecord[]): WriteBatch => {
+      const hlc = Math.max(maxVersion(recs), this.hlc.current())
+      if (!normalized) return { records: recs, body: { space, partition, records: recs, hlc } }
+      const packed = packRecords(space, recs)
+      return { records: recs, body: { space, partition, packed: packed.bytes, hlc }, packed }
+    }
     const encode = this.transport.encodeBody?.bind(this.transport)
     if (encode === undefined) {
-      for (const recs of chunkRecords(records, this.opts.maxBatchRecords, this.opts.maxBatchBytes)) out.push({ records: recs, body: body(recs) })
+      for (const recs of chunkRecords(records, this.opts.maxBatchRecords, this.opts.maxBatchBytes)) out.push(batch(recs))
       return out
     }
     const add = (recs: VersionedRecord[]): void => {
+      let b: WriteBatch | undefined
       let encoded: EncodedBody | undefined
       try {
-        encoded = encode(body(recs))
+        b = batch(recs)
+        encoded = encode(b.body)
       } catch (err) {
         if (recs.length === 1 || !isPermanent(err)) throw err
       }
-      if (encoded !== undefined && (encoded.encodedBytes <= this.opts.maxBatchBytes || recs.length === 1)) {
-        out.push({ records: recs, body: encoded })
+      if (b !== undefined && encoded !== undefined && (encoded.encodedBytes <= this.opts.maxBatchBytes || recs.length === 1)) {
+        out.push({ ...b, body: encoded })
         return
       }
       const half = recs.length >> 1
@@ -496,7 +503,7 @@ export class Replicator {
     deadline: number, normalized: boolean): Promise<DeliverResult> {
     if (target === this.self) {
       try {
-        await this.applyLocal(space, partition, records)
+        await this.applyLocal(space, partition, records, batches)
         return { ok: true, failed: [] }
       } catch (err) {
         this.log.error({ err, space: space.name, partition }, 'local replica failed to apply a write')
@@ -531,9 +538,15 @@ export class Replicator {
     return parseWriteAnswer(answer)
   }
 
-  private async applyLocal (space: SpaceDef, partition: number, records: VersionedRecord[]): Promise<{ applied: number, stale: number }> {
+  /** Applies records to this peer's replica: batch by batch when they were packed for sending (their bytes go to the log). */
+  private async applyLocal (space: SpaceDef, partition: number, records: VersionedRecord[], batches?: WriteBatch[]): Promise<void> {
     const store = await this.store(space, partition)
-    return await store.apply(records)
+    if (batches === undefined || batches.some(b => b.packed === undefined)) {
+      await store.apply(records)
+      return
+    }
+    // Last-writer-wins on versions: the order the batches land in does not matter.
+    await Promise.all(batches.map(async b => await store.apply(b.records, b.packed)))
   }
 
   private addHint (target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[]): boolean {
@@ -830,7 +843,7 @@ export class Replicator {
     const store = await this.storeOrFail(req.space, req.partition)
     let res
     try {
-      res = await store.apply(req.records)
+      res = await store.apply(req.records, req.packed)
     } catch (err) {
       throw new ReplicaRequestError('STORE_FAILED', `partition ${req.partition} of '${req.space.name}' did not apply the write: ${(err as Error).message}`)
     }

@@ -4,8 +4,9 @@
  *
  * ```
  * repl.write   { space: SpaceDef, partition, records: VersionedRecord[], hlc }  → { applied, stale }
- *              or { space, partition, packed, hlc }: packed = [id, version, deleted, values | null, ...]
- *              flat, 4 entries per record, values[i] the value of space.schema[i] (no column names)
+ *              or { space, partition, packed, hlc }: packed = msgpack bytes of [id, version, deleted,
+ *              values | null, ...] flat, 4 entries per record, values[i] the value of space.schema[i]
+ *              (no column names; storage's PackedRecords, which a replica logs as they came)
  * repl.read    { space, partition, ids: string[] }                            → { records: (VersionedRecord | null)[] }
  * repl.digest  { space, partition, buckets }                                  → { digest: PartitionDigest }
  * repl.bucket  { space, partition, index, buckets }                           → { records: VersionedRecord[] }
@@ -16,7 +17,8 @@ import { isHlc } from '../hlc/index.js'
 import type { Hlc } from '../hlc/index.js'
 import { checkSchema, MAX_ID_LENGTH, validateRow, validateRowValues } from '../schema/index.js'
 import type { SpaceDef } from '../schema/index.js'
-import type { PartitionDigest, VersionedRecord } from '../storage/index.js'
+import { packRecords as packStored, unpackFlat } from '../storage/index.js'
+import type { PackedRecords, PartitionDigest, VersionedRecord } from '../storage/index.js'
 import { ReplicaRequestError } from './errors.js'
 
 export const METHOD_WRITE = 'repl.write'
@@ -31,7 +33,7 @@ export const MAX_IDS_PER_READ = 10_000
 export const MAX_DIGEST_BUCKETS = 65_536
 export const MAX_PARTITIONS = 65_536
 
-export interface WriteRequest { space: SpaceDef, partition: number, records: VersionedRecord[], hlc: Hlc }
+export interface WriteRequest { space: SpaceDef, partition: number, records: VersionedRecord[], hlc: Hlc, packed?: PackedRecords }
 export interface WriteAnswer { applied: number, stale: number }
 export interface ReadRequest { space: SpaceDef, partition: number, ids: string[] }
 export interface ReadAnswer { records: Array<VersionedRecord | null> }
@@ -129,29 +131,23 @@ export function parseRecords (v: unknown, space: SpaceDef, where: string, max = 
   return v.map((r, i) => parseRecord(r, space, `${where}[${i}]`))
 }
 
+/** A space's column names, one array per schema (storage caches a frame header per array). */
+const columnNames = new WeakMap<SpaceDef['schema'], readonly string[]>()
+export function namesOf (space: SpaceDef): readonly string[] {
+  let names = columnNames.get(space.schema)
+  if (names === undefined) {
+    names = space.schema.map(c => c.name)
+    columnNames.set(space.schema, names)
+  }
+  return names
+}
+
 /**
  * The packed form of records whose rows are normalized against `space.schema` (every column
  * present, no other key): what a coordinator sends in repl.write.
  */
-export function packRecords (space: SpaceDef, records: readonly VersionedRecord[]): unknown[] {
-  const cols = space.schema
-  const n = cols.length
-  const out = new Array<unknown>(records.length * 4)
-  let k = 0
-  for (const r of records) {
-    out[k++] = r.id
-    out[k++] = r.version
-    out[k++] = r.deleted
-    const row = r.row
-    if (row === null) {
-      out[k++] = null
-    } else {
-      const values = new Array<unknown>(n)
-      for (let i = 0; i < n; i++) values[i] = row[cols[i]!.name] ?? null
-      out[k++] = values
-    }
-  }
-  return out
+export function packRecords (space: SpaceDef, records: readonly VersionedRecord[]): PackedRecords {
+  return packStored(namesOf(space), records)
 }
 
 function parsePacked (v: unknown[], space: SpaceDef): VersionedRecord[] {
@@ -183,9 +179,18 @@ export function parseWriteRequest (body: unknown): WriteRequest {
   if (!isObject(body)) throw bad('body must be an object')
   const space = parseSpace(body.space)
   const partition = parsePartition(body.partition, space)
-  const records = Array.isArray(body.packed) && body.records === undefined ? parsePacked(body.packed, space) : parseRecords(body.records, space, 'records')
   if (!isHlc(body.hlc)) throw bad('hlc must be a non-negative safe integer')
-  return { space, partition, records, hlc: body.hlc }
+  if (body.packed instanceof Uint8Array && body.records === undefined) {
+    let flat: unknown
+    try {
+      flat = unpackFlat(body.packed)
+    } catch (err) {
+      throw bad(`packed is not msgpack: ${(err as Error).message}`)
+    }
+    if (!Array.isArray(flat)) throw bad('packed must encode an array')
+    return { space, partition, records: parsePacked(flat, space), hlc: body.hlc, packed: { names: namesOf(space), bytes: body.packed } }
+  }
+  return { space, partition, records: parseRecords(body.records, space, 'records'), hlc: body.hlc }
 }
 
 export function parseReadRequest (body: unknown): ReadRequest {

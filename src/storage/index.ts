@@ -20,7 +20,8 @@
  * ```
  *
  * On disk, under `<dataDir>/spaces/<space uid>/<partition>/`:
- * - `wal-<seq>.log`: frames `[u32 LE length][u32 LE CRC-32][msgpackr [[id, version, deleted, row], ...]]`;
+ * - `wal-<seq>.log`: frames `[u32 LE length][u32 LE CRC-32][payload]`, the payload msgpackr
+ *   `[[id, version, deleted, row], ...]` or a coordinator's packed records as they came (wal.ts);
  * - `seg-<id>.arrow`: Arrow IPC file, the space's columns plus `$version` (float64) and `$deleted` (bool);
  * - `MANIFEST`: JSON `{ format, walFrom, nextSegment, segments: [{ id, file, rows, bytes, crc32 }] }`,
  *   replaced atomically (tmp, fsync, rename, fsync directory).
@@ -33,6 +34,7 @@ export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps } fr
 export type { PartitionStoreOptions, StorageEngineOptions } from './options.js'
 export { DEFAULT_PARTITION_OPTIONS } from './options.js'
 export { SegmentCorruptError, segmentFileName } from './segment.js'
-export { WalFailedError, walFileName } from './wal.js'
+export { WalFailedError, walFileName, packRecords, unpackFlat } from './wal.js'
+export type { PackedRecords } from './wal.js'
 export { stableHash } from './hash.js'
 export { crc32 } from './crc32.js'

@@ -25,7 +25,8 @@ import { hashString32, hex32, recordHash, stableHash } from './hash.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type ResolvedPartitionOptions } from './options.js'
 import { Segment, SegmentCorruptError, encodeSegment, segmentFileName, type SegmentMeta } from './segment.js'
 import { compareVersions, type ApplyResult, type PartitionDigest, type PartitionStats, type PartitionStore, type VersionedRecord } from './types.js'
-import { WalFile, encodeFrame, logWalStop, parseWalFileName, readWalFile, walFileName } from './wal.js'
+import { WalFile, encodeFrame, encodePackedFrame, logWalStop, parseWalFileName, readWalFile, walFileName } from './wal.js'
+import type { PackedRecords } from './wal.js'
 
 export const MANIFEST_FILE = 'MANIFEST'
 const LOC = 4294967296
@@ -370,7 +371,7 @@ export class LocalPartitionStore implements PartitionStore {
   // ---------------------------------------------------------------------------------------------
   // Writes
 
-  async apply (records: readonly VersionedRecord[]): Promise<ApplyResult> {
+  async apply (records: readonly VersionedRecord[], packed?: PackedRecords): Promise<ApplyResult> {
     if (this.closed) throw new StoreClosedError(`partition ${this.spaceDef.name}/${this.partition} is closed`)
     if (this.failed !== undefined) throw new StoreFailedError(`partition ${this.spaceDef.name}/${this.partition} refuses writes after a disk failure: ${this.failed.message}`, { cause: this.failed })
     for (let i = 0; i < records.length; i++) checkRecord(records[i]!, i)
@@ -395,7 +396,10 @@ export class LocalPartitionStore implements PartitionStore {
       return { applied, stale }
     }
     const winners = [...overlay.values()]
-    const frame = encodeFrame(winners) // throws before anything changed if a value is unencodable
+    // Every record new and distinct: the coordinator's bytes are the frame. Otherwise (some stale
+    // or repeated) only the winners are logged, encoded here; that throws before anything changed
+    // if a value is unencodable.
+    const frame = packed !== undefined && winners.length === records.length ? encodePackedFrame(packed) : encodeFrame(winners)
     if (frame.length - 8 > this.opts.maxFrameBytes) {
       throw new RangeError(`batch encodes to ${frame.length - 8} bytes, over maxFrameBytes (${this.opts.maxFrameBytes}); split it`)
     }

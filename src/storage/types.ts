@@ -2,6 +2,7 @@
  * The storage contract: what replication (and later query) expects of one partition's replica on
  * this peer. The engine behind it (WAL, memtable, Arrow segments, compaction) is storage's own.
  */
+import type { PackedRecords } from './wal.js'
 import type { ColumnBatch } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
@@ -52,9 +53,10 @@ export interface PartitionStore {
   /**
    * Applies records last-writer-wins and resolves once they are durable (their WAL entry is
    * fsynced). Concurrent calls are group-committed. Rejects (writes nothing) if the store is closed
-   * or the disk fails.
+   * or the disk fails. `packed`, when given, is exactly `records` already encoded (as the
+   * coordinator sent them): the store may write those bytes to its log instead of encoding again.
    */
-  apply(records: readonly VersionedRecord[]): Promise<ApplyResult>
+  apply(records: readonly VersionedRecord[], packed?: PackedRecords): Promise<ApplyResult>
   /** The newest version held for `id`, tombstones included (while within their grace period). */
   get(id: string): VersionedRecord | undefined
   /** Every record held (tombstones included), in batches; for streaming a partition to a new owner. */

@@ -1,9 +1,14 @@
 /**
  * The write-ahead log of one partition: a sequence of files `wal-<seq>.log`, each a sequence of
- * frames `[uint32 LE payload length][uint32 LE CRC-32 of payload][payload]`, the payload a
- * msgpackr array of records `[id, version, deleted (0|1), row | null]`, each row a flat array
- * `[name, value, name, value, ...]` (a map key `__proto__` would not survive msgpackr's decoder,
- * and a column may be named that).
+ * frames `[uint32 LE payload length][uint32 LE CRC-32 of payload][payload]`. A payload is one of:
+ *
+ * - a record frame: a msgpackr array of records `[id, version, deleted (0|1), row | null]`, each
+ *   row a flat array `[name, value, name, value, ...]` (a map key `__proto__` would not survive
+ *   msgpackr's decoder, and a column may be named that);
+ * - a packed frame: the msgpackr array `[2, names, bin]`, `bin` the PackedRecords bytes a
+ *   coordinator encoded once for every replica (see PackedRecords): a replica writes them as they
+ *   came instead of decoding and encoding every value again. The leading 2 tells them apart (a
+ *   record frame's first element is an array).
  *
  * Group commit: appends that arrive while a write + fdatasync is in flight queue up and go out
  * together, in one write and one fdatasync; each append resolves only once its bytes are synced.
@@ -31,11 +36,81 @@ export function parseWalFileName (name: string): number | undefined {
 export function encodeFrame (records: readonly VersionedRecord[]): Buffer {
   const payload = packr.pack(records.map(r => [r.id, r.version, r.deleted ? 1 : 0, r.row === null ? null : flatten(r.row)]))
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)
+  payload.copy(frame, FRAME_HEADER_BYTES)
+  return sealFrame(frame)
+}
+
+/** Writes the header (length, CRC) of a frame whose payload is already in place after it. */
+function sealFrame (frame: Buffer): Buffer {
+  const payload = frame.subarray(FRAME_HEADER_BYTES)
   frame.writeUInt32LE(payload.length, 0)
   frame.writeUInt32LE(crc32(payload), 4)
-  payload.copy(frame, FRAME_HEADER_BYTES)
   return frame
 }
+
+/**
+ * Records msgpack-encoded once: `bytes` is the flat array `[id, version, deleted, values | null,
+ * ...]` (4 entries per record, `deleted` a boolean), `values[i]` the value of column `names[i]`.
+ * A coordinator encodes a batch this way once and sends the same bytes to every replica, which
+ * decodes them to apply the records and writes the bytes to its WAL unchanged (a packed frame).
+ */
+export interface PackedRecords {
+  readonly names: readonly string[]
+  readonly bytes: Uint8Array
+}
+
+/** Packs records whose rows are keyed by `names` (a missing column packs as null). */
+export function packRecords (names: readonly string[], records: readonly VersionedRecord[]): PackedRecords {
+  const n = names.length
+  const flat = new Array<unknown>(records.length * 4)
+  let k = 0
+  for (const r of records) {
+    flat[k++] = r.id
+    flat[k++] = r.version
+    flat[k++] = r.deleted
+    const row = r.row
+    if (row === null) {
+      flat[k++] = null
+    } else {
+      const values = new Array<unknown>(n)
+      for (let i = 0; i < n; i++) values[i] = row[names[i]!] ?? null
+      flat[k++] = values
+    }
+  }
+  // pack() may answer a view of a buffer msgpackr goes on writing into: keep a copy of our own.
+  return { names, bytes: Uint8Array.prototype.slice.call(packr.pack(flat)) }
+}
+
+/** The flat array of a PackedRecords' bytes (unchecked: the caller validates its entries). */
+export function unpackFlat (bytes: Uint8Array): unknown {
+  return packr.unpack(bytes)
+}
+
+/** The encoded names of a column list, kept per list (a space's schema changes rarely). */
+const encodedNames = new WeakMap<readonly string[], Buffer>()
+
+/** Encodes packed records as one complete packed frame (header included): copies, no re-encoding. */
+export function encodePackedFrame (packed: PackedRecords): Buffer {
+  let names = encodedNames.get(packed.names)
+  if (names === undefined) {
+    names = Buffer.from(packr.pack(packed.names))
+    encodedNames.set(packed.names, names)
+  }
+  const n = packed.bytes.length
+  // [fixarray 3][positive fixint 2][names][bin 32: 0xc6, u32 BE length][bytes]
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 2 + names.length + 5 + n)
+  let at = FRAME_HEADER_BYTES
+  frame[at++] = 0x93
+  frame[at++] = PACKED_FRAME
+  at += names.copy(frame, at)
+  frame[at++] = 0xc6
+  frame.writeUInt32BE(n, at)
+  at += 4
+  frame.set(packed.bytes, at)
+  return sealFrame(frame)
+}
+
+const PACKED_FRAME = 2
 
 function flatten (row: Row): unknown[] {
   const out: unknown[] = []
@@ -57,11 +132,38 @@ function unflatten (flat: unknown): Row {
 function decodePayload (payload: Uint8Array): VersionedRecord[] {
   const raw = packr.unpack(payload) as unknown
   if (!Array.isArray(raw)) throw new Error('frame payload is not an array')
+  if (raw[0] === PACKED_FRAME) return decodePacked(raw)
   return raw.map((e: unknown) => {
     if (!Array.isArray(e) || e.length !== 4 || typeof e[0] !== 'string' || typeof e[1] !== 'number') throw new Error('frame holds a malformed record')
     const deleted = e[2] === 1
     return { id: e[0], version: e[1], deleted, row: deleted ? null : unflatten(e[3]) }
   })
+}
+
+function decodePacked (raw: unknown[]): VersionedRecord[] {
+  const [, names, bytes] = raw
+  if (raw.length !== 3 || !Array.isArray(names) || !names.every(n => typeof n === 'string') || !(bytes instanceof Uint8Array)) {
+    throw new Error('malformed packed frame')
+  }
+  const flat = unpackFlat(bytes)
+  if (!Array.isArray(flat) || flat.length % 4 !== 0) throw new Error('packed frame holds a malformed record list')
+  const out = new Array<VersionedRecord>(flat.length / 4)
+  for (let k = 0, i = 0; k < flat.length; k += 4, i++) {
+    const id = flat[k]
+    const version = flat[k + 1]
+    const deleted = flat[k + 2]
+    const values = flat[k + 3]
+    if (typeof id !== 'string' || typeof version !== 'number' || typeof deleted !== 'boolean') throw new Error('packed frame holds a malformed record')
+    if (deleted) {
+      out[i] = { id, version, deleted, row: null }
+      continue
+    }
+    if (!Array.isArray(values) || values.length !== names.length) throw new Error('packed frame holds a malformed row')
+    const row = newRow()
+    for (let c = 0; c < names.length; c++) row[names[c] as string] = values[c]
+    out[i] = { id, version, deleted, row }
+  }
+  return out
 }
 
 export class WalFailedError extends Error {

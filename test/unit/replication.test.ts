@@ -1,3 +1,4 @@
+import { pack } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
 import { HintStore, chunkRecords, packRecords, parseRecord, parseSpace, parseWriteRequest } from '../../src/replication/index.js'
 import { checkSchema } from '../../src/schema/index.js'
@@ -7,6 +8,7 @@ import type { VersionedRecord } from '../../src/storage/types.js'
 import { MemoryPartitionStore } from '../sim/memory-store.js'
 
 const space: SpaceDef = { name: 's', uid: 's@1', schema: checkSchema([{ name: 'id', type: 'utf8' }, { name: 'v', type: 'int32' }]), partitions: 4, replicas: 3 }
+const pk = (v: unknown): Uint8Array => pack(v)
 const rec = (id: string, version: number, v: number | null = 1): VersionedRecord =>
   v === null ? { id, version, deleted: true, row: null } : { id, version, deleted: false, row: { id, v } }
 
@@ -33,15 +35,18 @@ describe('replication wire validation', () => {
     ['unknown column', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: false, row: { id: 'a', zz: 1 } }], hlc: 1 }],
     ['row id mismatch', { space, partition: 0, records: [{ id: 'a', version: 1, deleted: false, row: { id: 'b' } }], hlc: 1 }],
     ['too many records', { space, partition: 0, records: new Array(20_001).fill(null), hlc: 1 }],
-    ['packed: not 4 entries per record', { space, partition: 0, packed: ['a', 1, false], hlc: 1 }],
-    ['packed: too few values', { space, partition: 0, packed: ['a', 1, false, ['a']], hlc: 1 }],
-    ['packed: values not an array', { space, partition: 0, packed: ['a', 1, false, { id: 'a', v: 1 }], hlc: 1 }],
-    ['packed: value failing the schema', { space, partition: 0, packed: ['a', 1, false, ['a', 'x']], hlc: 1 }],
-    ['packed: null id value', { space, partition: 0, packed: ['a', 1, false, [null, 1]], hlc: 1 }],
-    ['packed: row id mismatch', { space, partition: 0, packed: ['a', 1, false, ['b', 1]], hlc: 1 }],
-    ['packed: tombstone with values', { space, partition: 0, packed: ['a', 1, true, ['a', 1]], hlc: 1 }],
-    ['packed: unsafe version', { space, partition: 0, packed: ['a', 2 ** 60, false, ['a', 1]], hlc: 1 }],
-    ['packed: too many records', { space, partition: 0, packed: new Array(80_004).fill(null), hlc: 1 }]
+    ['packed: not 4 entries per record', { space, partition: 0, packed: pk(['a', 1, false]), hlc: 1 }],
+    ['packed: too few values', { space, partition: 0, packed: pk(['a', 1, false, ['a']]), hlc: 1 }],
+    ['packed: values not an array', { space, partition: 0, packed: pk(['a', 1, false, { id: 'a', v: 1 }]), hlc: 1 }],
+    ['packed: value failing the schema', { space, partition: 0, packed: pk(['a', 1, false, ['a', 'x']]), hlc: 1 }],
+    ['packed: null id value', { space, partition: 0, packed: pk(['a', 1, false, [null, 1]]), hlc: 1 }],
+    ['packed: row id mismatch', { space, partition: 0, packed: pk(['a', 1, false, ['b', 1]]), hlc: 1 }],
+    ['packed: tombstone with values', { space, partition: 0, packed: pk(['a', 1, true, ['a', 1]]), hlc: 1 }],
+    ['packed: unsafe version', { space, partition: 0, packed: pk(['a', 2 ** 60, false, ['a', 1]]), hlc: 1 }],
+    ['packed: not msgpack', { space, partition: 0, packed: Uint8Array.of(0xc1), hlc: 1 }],
+    ['packed: not an array', { space, partition: 0, packed: pk({ a: 1 }), hlc: 1 }],
+    ['packed: an array where bytes belong', { space, partition: 0, packed: ['a', 1, false, ['a', 1]], hlc: 1 }],
+    ['packed: too many records', { space, partition: 0, packed: pk(new Array(80_004).fill(null)), hlc: 1 }]
   ]
   for (const [what, body] of bad) {
     it(`refuses ${what} with BAD_REQUEST`, () => {
@@ -53,8 +58,11 @@ describe('replication wire validation', () => {
 
   it('accepts records packed positionally (what coordinators send) and gives the same records', () => {
     const recs = [rec('a', 5, 7), rec('b', 6, null), { id: 'c', version: 7, deleted: false, row: { id: 'c', v: null } }]
-    const req = parseWriteRequest({ space, partition: 1, packed: packRecords(space, recs), hlc: 7 })
+    const packed = packRecords(space, recs)
+    const req = parseWriteRequest({ space, partition: 1, packed: packed.bytes, hlc: 7 })
     expect(req.records).toEqual(recs)
+    expect(req.packed?.bytes).toBe(packed.bytes)
+    expect(req.packed?.names).toEqual(['id', 'v'])
     // Nothing inherited: a row's prototype chain ends at an empty object with no prototype.
     const proto = Object.getPrototypeOf(req.records[0]!.row)
     expect(Object.keys(proto)).toEqual([])
