@@ -231,7 +231,17 @@ function checkValue (type: ColumnType, v: unknown): { ok: unknown } | { bad: str
   return { bad: `unsupported type ${type}` }
 }
 
-type Check = (v: unknown) => { ok: unknown } | { bad: string }
+/** What a Check answers for a value it refuses (a class: no input value can be one). */
+class BadValue {
+  constructor (readonly message: string) {}
+}
+
+/** The normalized value, or a BadValue. Valid values cost no allocation: this runs per cell. */
+type Check = (v: unknown) => unknown
+
+function checked (r: { ok: unknown } | { bad: string }): unknown {
+  return 'bad' in r ? new BadValue(r.bad) : r.ok
+}
 
 interface CompiledSchema {
   names: string[]
@@ -262,15 +272,14 @@ function compile (schema: SpaceSchema): CompiledSchema {
 
 /** checkValue specialised to one type: the type is parsed once, not per value. */
 function checkerOf (type: ColumnType): Check {
-  if (vectorDim(type) !== undefined || listElement(type) !== undefined) return v => checkValue(type, v)
+  if (vectorDim(type) !== undefined || listElement(type) !== undefined) return v => checked(checkValue(type, v))
   switch (type as ScalarType) {
-    case 'float64': return v => typeof v === 'number' && Number.isFinite(v) ? { ok: v } : { bad: 'expected a finite number (float64)' }
-    case 'utf8': return v => typeof v !== 'string' ? { bad: 'expected a string (utf8)' } : v.length <= MAX_STRING_LENGTH ? { ok: v } : { bad: `string of ${v.length} characters; at most ${MAX_STRING_LENGTH}` }
-    case 'bool': return v => typeof v === 'boolean' ? { ok: v } : { bad: 'expected true or false' }
-    case 'int64': return v => typeof v === 'number' && Number.isSafeInteger(v) ? { ok: v } : checkValue(type, v)
-    case 'timestamp': return v => typeof v === 'number' && Number.isSafeInteger(v) ? { ok: v } : checkValue(type, v)
-    case 'date': return v => typeof v === 'number' && Number.isSafeInteger(v) ? { ok: v } : checkValue(type, v)
-    default: return v => checkValue(type, v)
+    case 'float64': return v => typeof v === 'number' && Number.isFinite(v) ? v : new BadValue('expected a finite number (float64)')
+    case 'utf8': return v => typeof v === 'string' && v.length <= MAX_STRING_LENGTH ? v : checked(checkValue(type, v))
+    case 'bool': return v => typeof v === 'boolean' ? v : new BadValue('expected true or false')
+    case 'int64': case 'timestamp': case 'date':
+      return v => typeof v === 'number' && Number.isSafeInteger(v) ? v : checked(checkValue(type, v))
+    default: return v => checked(checkValue(type, v))
   }
 }
 
@@ -315,8 +324,8 @@ function buildRow (cs: CompiledSchema, valueAt: (i: number, name: string) => unk
       continue
     }
     const r = cs.checks[i]!(v)
-    if ('bad' in r) return { error: { row: rowNumber, field: name, message: r.bad } }
-    row[name] = r.ok
+    if (r instanceof BadValue) return { error: { row: rowNumber, field: name, message: r.message } }
+    row[name] = r
   }
   const id = row.id as string
   if (id.length === 0 || id.length > MAX_ID_LENGTH) return { error: { row: rowNumber, field: 'id', message: `must be 1 to ${MAX_ID_LENGTH} characters` } }

@@ -93,11 +93,19 @@ function buildColumn (type: ColumnType, values: readonly unknown[]): Data {
     }
     case 'int64':
     case 'timestamp': {
+      // Safe integers go in as their two little-endian 32-bit halves: no BigInt per row.
       const a = new BigInt64Array(n)
+      const lo = new Uint32Array(a.buffer)
+      const hi = new Int32Array(a.buffer)
       for (let i = 0; i < n; i++) {
         const v = values[i]
-        if (typeof v === 'number') a[i] = BigInt(v)
-        else if (typeof v === 'bigint') a[i] = v
+        if (typeof v === 'number') {
+          const h = Math.floor(v / 4294967296)
+          lo[2 * i] = v - h * 4294967296
+          hi[2 * i + 1] = h
+        } else if (typeof v === 'bigint') {
+          a[i] = v
+        }
       }
       return makeData({ ...base, data: a } as never)
     }
@@ -222,24 +230,21 @@ export class Segment {
     const vCol = table.getChild(VERSION_COLUMN)
     const dCol = table.getChild(DELETED_COLUMN)
     if (idCol === null || vCol === null || dCol === null) throw new SegmentCorruptError(path, 'missing the id, $version or $deleted column')
-    this.ids = new Array<string>(this.rows)
-    this.versions = new Float64Array(this.rows)
+    // Straight from the Arrow buffers (the iterators' per-value visitor is several times slower,
+    // and a flush reads back every segment it writes).
+    this.ids = decodeIds(idCol.data as Data[], this.rows, path)
+    const versions = decodeColumn('float64', vCol as Vector, this.rows, path)
+    const deleted = decodeColumn('bool', dCol as Vector, this.rows, path)
+    if (versions.tag !== 'num' || deleted.tag !== 'num') throw new SegmentCorruptError(path, 'unreadable $version or $deleted column')
+    this.versions = versions.values
     this.deleted = new Uint8Array(this.rows)
-    let i = 0
-    for (const id of idCol as Vector<Utf8>) {
-      if (typeof id !== 'string') throw new SegmentCorruptError(path, `row ${i} has no id`)
-      this.ids[i++] = id
-    }
-    i = 0
-    for (const v of vCol as Vector<Float64>) this.versions[i++] = v as number
-    i = 0
     let oldest = Infinity
-    for (const d of dCol as Vector<Bool>) {
-      if (d === true) {
+    for (let i = 0; i < this.rows; i++) {
+      if (Number.isNaN(this.versions[i]!)) throw new SegmentCorruptError(path, `row ${i} has no version`)
+      if (deleted.values[i] === 1) {
         this.deleted[i] = 1
         if (this.versions[i]! < oldest) oldest = this.versions[i]!
       }
-      i++
     }
     this.oldestTombstone = oldest
     for (const f of table.schema.fields) {
@@ -336,6 +341,22 @@ export class Segment {
 
 // ---------------------------------------------------------------------------------------------
 // Columnar decoding (straight from the Arrow buffers; Vector.get per row is far too slow)
+
+/** The id column as strings, one per row; a NULL or non-utf8 id makes the file corrupt. */
+function decodeIds (chunks: Data[], rows: number, path: string): string[] {
+  const ids = new Array<string>(rows)
+  let i = 0
+  for (const d of chunks) {
+    const offsets = d.valueOffsets as unknown
+    const bytes = d.values as unknown
+    if (!(offsets instanceof Int32Array) || !(bytes instanceof Uint8Array)) throw new SegmentCorruptError(path, `the id column is stored as ${String(d.type)}, not utf8`)
+    if (hasNulls(d)) throw new SegmentCorruptError(path, 'a row has no id')
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    for (let k = 0; k < d.length; k++) ids[i++] = buf.toString('utf8', offsets[k]!, offsets[k + 1]!)
+  }
+  if (i !== rows) throw new SegmentCorruptError(path, `the id column holds ${i} rows, the file ${rows}`)
+  return ids
+}
 
 /** An all-NULL vector of `type`, `n` rows long. */
 export function nullVector (type: ValueType, n: number): ColumnVector {

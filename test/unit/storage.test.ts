@@ -136,7 +136,10 @@ describe('storage: segments', () => {
     expect(full.l).toBe(9007199254740993n)
     const small = row(space, { id: 'small', b: false, i: 7, l: -42, f: 0, d: -0.5, s: '', t: 0, dt: -1, tags: [], nums: [], days: [], v: [0, 0, 0, 0] })
     const empty = row(space, { id: 'empty' })
+    // int64 as numbers go to Arrow as 32-bit halves: the extremes of the safe range, both signs.
+    const edge = row(space, { id: 'edge', l: -(2 ** 53 - 1), t: 2 ** 53 - 1, nums: [-(2 ** 32), 2 ** 32 - 1] })
     await store.apply([
+      { id: 'edge', version: makeHlc(T0, 4), deleted: false, row: edge },
       { id: 'full', version: makeHlc(T0, 1), deleted: false, row: full },
       { id: 'small', version: makeHlc(T0, 2), deleted: false, row: small },
       { id: 'empty', version: makeHlc(T0, 3), deleted: false, row: empty },
@@ -149,6 +152,7 @@ describe('storage: segments', () => {
     expect(again.get('full')?.row).toEqual(full)
     expect(again.get('small')?.row).toEqual(small)
     expect(again.get('empty')?.row).toEqual(empty)
+    expect(again.get('edge')?.row).toEqual(edge)
     expect(again.get('gone')).toEqual(del('gone', T0))
     expect(typeof again.get('small')?.row?.l).toBe('number')
     expect(again.get('full')?.row?.nums).toEqual([1, -9223372036854775808n])
