@@ -140,7 +140,7 @@ export async function benchCluster (opts: { rows: number }): Promise<ClusterBenc
     return result
   } finally {
     await local?.stop({ leave: false })
-    await cluster.stopAll()
+    await cluster.stopAll({ keepDir: process.env.BENCH_KEEP === '1' })
     await rm(dir, { recursive: true, force: true })
   }
 }
