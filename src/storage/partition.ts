@@ -124,9 +124,14 @@ export class LocalPartitionStore implements PartitionStore {
   private readonly hooks: StoreHooks
 
   private readonly index = new Map<string, Entry>()
-  private mem = new Map<string, VersionedRecord>()
+  /**
+   * The memtable: records in the order they were applied, superseded ones included (the index
+   * says which is current: `index.get(r.id) === r`). An array, not a map by id: the index already
+   * finds a record by id, and a second hash map cost as much again per write.
+   */
+  private mem: VersionedRecord[] = []
   private memBytes = 0
-  private frozen: Map<string, VersionedRecord> | undefined
+  private frozen: VersionedRecord[] | undefined
   private frozenBytes = 0
   private readonly segments = new Map<number, Segment>()
   private manifest: Manifest
@@ -260,7 +265,7 @@ export class LocalPartitionStore implements PartitionStore {
       for (const rec of r.records) {
         const cur = this.index.get(rec.id)
         if (cur === undefined || this.wins(rec, cur)) {
-          this.mem.set(rec.id, rec)
+          this.mem.push(rec)
           this.put(rec.id, rec, rec.version, rec.deleted)
         }
       }
@@ -312,8 +317,12 @@ export class LocalPartitionStore implements PartitionStore {
 
   /** Makes `e` the newest version of `id`. */
   private put (id: string, e: Entry, version: number, deleted: boolean): void {
+    this.putOver(id, e, version, deleted, this.index.get(id))
+  }
+
+  /** put() when the caller has just looked up what the index holds for `id` (`prev`). */
+  private putOver (id: string, e: Entry, version: number, deleted: boolean, prev: Entry | undefined): void {
     this.memGeneration++
-    const prev = this.index.get(id)
     if (prev !== undefined) this.detach(id, prev)
     this.index.set(id, e)
     if (deleted) this.tombstones++
@@ -379,23 +388,34 @@ export class LocalPartitionStore implements PartitionStore {
     if (this.flushing !== undefined && this.overBound(2)) await this.flushing.catch(() => {})
     if (this.closed) throw new StoreClosedError(`partition ${this.spaceDef.name}/${this.partition} is closed`)
     this.counters.applyCalls++
-    const overlay = new Map<string, VersionedRecord>()
+    // The batch's winners, in first-seen order, with what the index held for each before it
+    // (looked up once here, reused by put): a record repeated in the batch replaces its earlier
+    // copy in place.
+    const slot = new Map<string, number>()
+    const winners: VersionedRecord[] = []
+    const held: Array<Entry | undefined> = []
     let applied = 0
     let stale = 0
     for (const r of records) {
-      const cur = overlay.get(r.id) ?? this.index.get(r.id)
+      const at = slot.get(r.id)
+      const cur = at !== undefined ? winners[at]! : this.index.get(r.id)
       if (cur !== undefined && !this.wins(r, cur)) { stale++; continue }
-      overlay.set(r.id, r)
+      if (at !== undefined) {
+        winners[at] = r
+      } else {
+        slot.set(r.id, winners.length)
+        winners.push(r)
+        held.push(cur)
+      }
       applied++
     }
     this.counters.applied += applied
     this.counters.stale += stale
-    if (overlay.size === 0) {
+    if (winners.length === 0) {
       // Nothing new, but "already held" must also mean "already durable".
       await this.barrier()
       return { applied, stale }
     }
-    const winners = [...overlay.values()]
     // Every record new and distinct: the coordinator's bytes are the frame. Otherwise (some stale
     // or repeated) only the winners are logged, encoded here; that throws before anything changed
     // if a value is unencodable.
@@ -405,9 +425,10 @@ export class LocalPartitionStore implements PartitionStore {
     }
     const done = this.wal.append(frame)
     this.counters.walFrames++
-    for (const w of winners) {
-      this.mem.set(w.id, w)
-      this.put(w.id, w, w.version, w.deleted)
+    for (let i = 0; i < winners.length; i++) {
+      const w = winners[i]!
+      this.mem.push(w)
+      this.putOver(w.id, w, w.version, w.deleted, held[i])
     }
     this.memBytes += frame.length
     this.maybeFlush()
@@ -428,12 +449,12 @@ export class LocalPartitionStore implements PartitionStore {
   }
 
   private overBound (factor: number): boolean {
-    return this.mem.size >= this.opts.memtableMaxRows * factor || this.memBytes >= this.opts.memtableMaxBytes * factor
+    return this.mem.length >= this.opts.memtableMaxRows * factor || this.memBytes >= this.opts.memtableMaxBytes * factor
   }
 
   private maybeFlush (): void {
     if (this.flushing !== undefined || this.closed || this.failed !== undefined) return
-    if (this.mem.size > 0 && this.overBound(1)) this.flush().catch(() => {})
+    if (this.mem.length > 0 && this.overBound(1)) this.flush().catch(() => {})
   }
 
   /** Bytes of WAL behind the memtable (active and being flushed). */
@@ -461,7 +482,7 @@ export class LocalPartitionStore implements PartitionStore {
   }
 
   private async doFlush (): Promise<void> {
-    if (this.mem.size === 0 || this.failed !== undefined) return
+    if (this.mem.length === 0 || this.failed !== undefined) return
     const seq = this.walSeqs[this.walSeqs.length - 1]! + 1
     const newWal = await this.openWal(seq)
     await fsyncDir(this.dir)
@@ -470,7 +491,7 @@ export class LocalPartitionStore implements PartitionStore {
     const oldWal = this.wal
     this.frozen = frozen
     this.frozenBytes = this.memBytes
-    this.mem = new Map()
+    this.mem = []
     this.memBytes = 0
     this.wal = newWal
     this.walSeqs.push(seq)
@@ -478,19 +499,20 @@ export class LocalPartitionStore implements PartitionStore {
     try {
       await oldWal.drain()
       const records: VersionedRecord[] = []
-      for (const r of frozen.values()) if (this.index.get(r.id) === r) records.push(r)
+      for (const r of frozen) if (this.index.get(r.id) === r) records.push(r)
       const seg = records.length > 0 ? await this.writeSegment(records) : undefined
       await this.updateManifest(m => ({ ...m, walFrom: seq, nextSegment: this.nextSegmentId, segments: seg === undefined ? m.segments : [...m.segments, seg.meta] }))
       if (seg !== undefined) {
         this.segments.set(seg.id, seg)
+        // Row i of the segment is records[i]; moved unless a newer write replaced it meanwhile.
         for (let row = 0; row < seg.rows; row++) {
-          const id = seg.ids[row]!
-          if (this.index.get(id) === frozen.get(id)) this.relocate(id, seg.id * LOC + row)
+          const r = records[row]!
+          if (this.index.get(r.id) === r) this.relocate(r.id, seg.id * LOC + row)
         }
       }
     } catch (err) {
       // Keep the frozen records in the memtable: their WAL (not yet deleted) still covers them.
-      for (const [id, r] of frozen) if (!this.mem.has(id) && this.index.get(id) === r) this.mem.set(id, r)
+      this.mem = [...frozen.filter(r => this.index.get(r.id) === r), ...this.mem]
       this.memBytes += this.frozenBytes
       this.frozen = undefined
       this.frozenBytes = 0
@@ -701,7 +723,7 @@ export class LocalPartitionStore implements PartitionStore {
     const memRows: Row[] = []
     for (const m of [this.frozen, this.mem]) {
       if (m === undefined) continue
-      for (const r of m.values()) if (!r.deleted && this.index.get(r.id) === r) memRows.push(r.row!)
+      for (const r of m) if (!r.deleted && this.index.get(r.id) === r) memRows.push(r.row!)
     }
     cached = []
     for (let i = 0; i < memRows.length; i += MEM_BATCH_ROWS) cached.push(shareBatch(rowsBatch(memRows.slice(i, i + MEM_BATCH_ROWS), cols)))
@@ -759,7 +781,7 @@ export class LocalPartitionStore implements PartitionStore {
     return {
       liveRows: this.liveRows,
       tombstones: this.tombstones,
-      memtableRows: this.mem.size + (this.frozen?.size ?? 0),
+      memtableRows: this.mem.length + (this.frozen?.length ?? 0),
       segments: this.segments.size,
       walBytes,
       diskBytes: diskBytes + walBytes

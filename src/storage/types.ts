@@ -40,6 +40,7 @@ export interface PartitionDigest {
 export interface PartitionStats {
   liveRows: number
   tombstones: number
+  /** Record versions in the memtables (a row rewritten before a flush counts once per version). */
   memtableRows: number
   segments: number
   walBytes: number
