@@ -3,7 +3,11 @@
  * over the internal path (the same coordinator's DataService, without HTTP and JSON), and
  * point-read latency over HTTP at ONE and QUORUM.
  *
- *   node dist/scripts/bench/cluster.js [rows]
+ *   node --max-semi-space-size=32 dist/scripts/bench/cluster.js [rows] [rounds]
+ *
+ * Each round runs every (consistency, path) pair once, `rows` rows each, in turn; the figures are
+ * the medians over the rounds. The cluster keeps every row written, so later rounds ingest into
+ * fuller partitions (memtable flushes to segments included), as a sustained load would.
  *
  * The coordinator runs in this process (so the internal path can be called); the other two peers
  * are real `shoal start` processes on 127.0.0.1. All three share the machine's 2 cores, so the
@@ -22,10 +26,14 @@ import { freePort, TestCluster, waitFor } from '../../test/cluster/index.js'
 
 export interface ClusterBenchResult {
   rows: number
+  rounds: number
   batchRows: number
   concurrency: number
-  /** cpuUsPerRow: CPU time of all three peer processes per row (this process includes the HTTP client). */
-  ingest: Array<{ path: 'http' | 'internal', consistency: string, rowsPerS: number, cpuUsPerRow: number }>
+  /**
+   * Medians over the rounds (min and max of rows/s beside them). cpuUsPerRow: CPU time of all
+   * three peer processes per row (this process includes the HTTP client).
+   */
+  ingest: Array<{ path: 'http' | 'internal', consistency: string, rowsPerS: number, minRowsPerS: number, maxRowsPerS: number, cpuUsPerRow: number }>
   reads: Array<{ consistency: string, count: number, p50Ms: number, p99Ms: number }>
 }
 
@@ -71,9 +79,12 @@ async function cpuUs (pid: number | undefined): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) * 10_000
 }
 
+function median (sorted: number[]): number { return sorted[(sorted.length - 1) >> 1]! }
+
 function pct (sorted: number[], q: number): number { return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! }
 
-export async function benchCluster (opts: { rows: number }): Promise<ClusterBenchResult> {
+export async function benchCluster (opts: { rows: number, rounds?: number }): Promise<ClusterBenchResult> {
+  const rounds = opts.rounds ?? 3
   const cluster = await TestCluster.create({ membership: {} })
   const dir = await mkdtemp(join(tmpdir(), 'shoal-bench-'))
   let local: Peer | undefined
@@ -94,7 +105,16 @@ export async function benchCluster (opts: { rows: number }): Promise<ClusterBenc
     }, { timeoutMs: 20_000 })
     const created = await fetch(`${url}/spaces`, { method: 'POST', body: JSON.stringify({ name: 'bench', schema: SCHEMA, partitions: 16, replicas: 3 }), headers: { 'content-type': 'application/json' } })
     if (created.status !== 201) throw new Error(`create space: ${created.status} ${await created.text()}`)
-    await waitFor(async () => (await fetch(`${c.url}/spaces/bench`)).status === 200 && (await fetch(`${b.url}/spaces/bench`)).status === 200, { timeoutMs: 10_000 })
+    // Every partition ready on all three peers before the clock starts: a new space's owners that
+    // learn of it after another owner announced a partition ready stream it from that owner first
+    // (catch-up), and a load started meanwhile would pay for that start-up work too.
+    const allReady = async (peerUrl: string): Promise<boolean> => {
+      const res = await fetch(`${peerUrl}/spaces/bench`)
+      if (res.status !== 200) return false
+      const view = await res.json() as { placement: Array<{ readReplicas: string[] }> }
+      return view.placement.every(p => p.readReplicas.length === 3)
+    }
+    await waitFor(async () => await allReady(url) && await allReady(b.url) && await allReady(c.url), { timeoutMs: 30_000 })
 
     // A ONE (or QUORUM) run is acknowledged before every replica has applied it: the rest is still
     // in flight when the timer stops. Drain it before the next run, or that run pays for it. A
@@ -103,31 +123,39 @@ export async function benchCluster (opts: { rows: number }): Promise<ClusterBenc
     const settle = async (): Promise<void> => {
       await local!.data.writeRecords('bench', rowsOf('settle', 0, 256), { consistency: 'all' })
     }
-    const result: ClusterBenchResult = { rows: opts.rows, batchRows: BATCH_ROWS, concurrency: CONCURRENCY, ingest: [], reads: [] }
+    const result: ClusterBenchResult = { rows: opts.rows, rounds, batchRows: BATCH_ROWS, concurrency: CONCURRENCY, ingest: [], reads: [] }
     const pids = [undefined, b.proc?.pid, c.proc?.pid]
     const cpuNow = async (): Promise<number> => (await Promise.all(pids.map(cpuUs))).reduce((x, y) => x + y, 0)
-    const perRow = async (cpu0: number): Promise<number> => Math.round(((await cpuNow()) - cpu0) / opts.rows)
-    for (const consistency of ['one', 'quorum', 'all'] as const) {
-      let cpu0 = await cpuNow()
-      const http = await timed(opts.rows, async (start, n) => {
-        const res = await fetch(`${url}/spaces/bench/records?consistency=${consistency}`, { method: 'POST', body: JSON.stringify(rowsOf(`h${consistency}`, start, n)), headers: { 'content-type': 'application/json' } })
-        if (res.status !== 200) throw new Error(`ingest: ${res.status} ${(await res.text()).slice(0, 300)}`)
-      })
-      await settle()
-      result.ingest.push({ path: 'http', consistency, rowsPerS: http, cpuUsPerRow: await perRow(cpu0) })
-      cpu0 = await cpuNow()
-      const data = local.data
-      const internal = await timed(opts.rows, async (start, n) => {
-        await data.writeRecords('bench', rowsOf(`i${consistency}`, start, n), { consistency })
-      })
-      await settle()
-      result.ingest.push({ path: 'internal', consistency, rowsPerS: internal, cpuUsPerRow: await perRow(cpu0) })
+    const samples = new Map<string, Array<{ rowsPerS: number, cpuUsPerRow: number }>>()
+    const data = local.data
+    for (let round = 0; round < rounds; round++) {
+      for (const consistency of ['one', 'quorum', 'all'] as const) {
+        for (const path of ['http', 'internal'] as const) {
+          const prefix = `${path[0]!}${consistency}${round}-`
+          const cpu0 = await cpuNow()
+          const rowsPerS = await timed(opts.rows, path === 'http'
+            ? async (start, n) => {
+              const res = await fetch(`${url}/spaces/bench/records?consistency=${consistency}`, { method: 'POST', body: JSON.stringify(rowsOf(prefix, start, n)), headers: { 'content-type': 'application/json' } })
+              if (res.status !== 200) throw new Error(`ingest: ${res.status} ${(await res.text()).slice(0, 300)}`)
+            }
+            : async (start, n) => { await data.writeRecords('bench', rowsOf(prefix, start, n), { consistency }) })
+          await settle()
+          const key = `${path} ${consistency}`
+          samples.set(key, [...(samples.get(key) ?? []), { rowsPerS, cpuUsPerRow: Math.round(((await cpuNow()) - cpu0) / opts.rows) }])
+        }
+      }
+    }
+    for (const [key, runs] of samples) {
+      const [path, consistency] = key.split(' ') as ['http' | 'internal', string]
+      const rates = runs.map(r => r.rowsPerS).sort((x, y) => x - y)
+      const cpus = runs.map(r => r.cpuUsPerRow).sort((x, y) => x - y)
+      result.ingest.push({ path, consistency, rowsPerS: median(rates), minRowsPerS: rates[0]!, maxRowsPerS: rates[rates.length - 1]!, cpuUsPerRow: median(cpus) })
     }
 
     for (const consistency of ['one', 'quorum'] as const) {
       const samples: number[] = []
       for (let i = 0; i < 2000; i++) {
-        const id = `hquorum${(i * 7919) % opts.rows}`
+        const id = `hquorum0-${(i * 7919) % opts.rows}`
         const t0 = performance.now()
         const res = await fetch(`${url}/spaces/bench/records/${id}?consistency=${consistency}`)
         await res.arrayBuffer()
@@ -147,15 +175,18 @@ export async function benchCluster (opts: { rows: number }): Promise<ClusterBenc
 
 export function formatClusterBench (r: ClusterBenchResult): string {
   const lines = [
-    `Ingest of ${r.rows.toLocaleString('en-US')} rows per run (6 columns), batches of ${r.batchRows.toLocaleString('en-US')}, ${r.concurrency} in flight, 16 partitions, 3 replicas:`,
+    `Ingest of ${r.rows.toLocaleString('en-US')} rows per run (6 columns), batches of ${r.batchRows.toLocaleString('en-US')}, ${r.concurrency} in flight, 16 partitions, 3 replicas; ` +
+      `${r.rounds} rounds of every run in turn, medians (min-max), the cluster growing to ${(r.rows * 6 * r.rounds).toLocaleString('en-US')} rows:`,
     '',
     '| consistency | over HTTP (rows/s) | internal path (rows/s) | CPU per row, 3 peers (HTTP / internal) |',
     '| --- | --- | --- | --- |'
   ]
+  const fmt = (x: ClusterBenchResult['ingest'][number]): string =>
+    `${x.rowsPerS.toLocaleString('en-US')} (${x.minRowsPerS.toLocaleString('en-US')}-${x.maxRowsPerS.toLocaleString('en-US')})`
   for (const level of ['one', 'quorum', 'all']) {
     const h = r.ingest.find(x => x.path === 'http' && x.consistency === level)!
     const i = r.ingest.find(x => x.path === 'internal' && x.consistency === level)!
-    lines.push(`| ${level.toUpperCase()} | ${h.rowsPerS.toLocaleString('en-US')} | ${i.rowsPerS.toLocaleString('en-US')} | ${h.cpuUsPerRow} µs / ${i.cpuUsPerRow} µs |`)
+    lines.push(`| ${level.toUpperCase()} | ${fmt(h)} | ${fmt(i)} | ${h.cpuUsPerRow} µs / ${i.cpuUsPerRow} µs |`)
   }
   lines.push('', 'Point reads over HTTP (GET /spaces/bench/records/:id, keep-alive, sequential):', '', '| consistency | p50 | p99 |', '| --- | --- | --- |')
   for (const x of r.reads) lines.push(`| ${x.consistency.toUpperCase()} | ${x.p50Ms.toFixed(2)} ms | ${x.p99Ms.toFixed(2)} ms |`)
@@ -163,7 +194,7 @@ export function formatClusterBench (r: ClusterBenchResult): string {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  benchCluster({ rows: Number(process.argv[2] ?? 100_000) }).then(r => {
+  benchCluster({ rows: Number(process.argv[2] ?? 100_000), rounds: Number(process.argv[3] ?? 3) }).then(r => {
     console.log(formatClusterBench(r))
     process.exit(0)
   }, (err: unknown) => {
