@@ -154,7 +154,12 @@ export interface ReplicationStats {
   hints: HintStats
   antiEntropy: { rounds: number, bucketsRepaired: number, recordsPulled: number, recordsPushed: number, failures: number }
   readRepair: { reads: number, replicasRepaired: number, recordsRepaired: number }
-  catchUp: { started: number, completed: number, failed: number, recordsStreamed: number, pending: number, running: number }
+  /**
+   * Catch-ups of partitions this peer owns but is not ready for: streamed whole (recordsStreamed)
+   * when it holds nothing of one, else by comparing digests with each source (digestSyncs) and
+   * pulling and pushing only the differing buckets' newer records.
+   */
+  catchUp: { started: number, completed: number, failed: number, recordsStreamed: number, digestSyncs: number, recordsPulled: number, recordsPushed: number, pending: number, running: number }
   release: { released: number, dropped: number }
   replica: { writes: number, recordsApplied: number, recordsStale: number, badRequests: number, clockSkewRefusals: number }
   readyPartitions: number
@@ -224,7 +229,7 @@ export class Replicator {
   private readonly counters = {
     antiEntropy: { rounds: 0, bucketsRepaired: 0, recordsPulled: 0, recordsPushed: 0, failures: 0 },
     readRepair: { reads: 0, replicasRepaired: 0, recordsRepaired: 0 },
-    catchUp: { started: 0, completed: 0, failed: 0, recordsStreamed: 0 },
+    catchUp: { started: 0, completed: 0, failed: 0, recordsStreamed: 0, digestSyncs: 0, recordsPulled: 0, recordsPushed: 0 },
     release: { released: 0, dropped: 0 },
     replica: { writes: 0, recordsApplied: 0, recordsStale: 0, badRequests: 0, clockSkewRefusals: 0 }
   }
@@ -951,10 +956,23 @@ export class Replicator {
       const r = new Set(pp.readReplicas).size
       required = Math.max(1, r - Math.max(1, Math.min(pp.quorum, r)) + 1) - (pp.readReplicas.includes(this.self) ? 1 : 0)
     }
+    // A replica that already holds data (a restarted peer, one that was away) compares digests
+    // with each source and repairs only the buckets that differ, instead of streaming the whole
+    // partition again; an empty one streams it.
+    const stats = store.stats()
+    const held = stats.liveRows + stats.tombstones > 0
     let ok = 0
     for (const source of sources) {
       if (this.stopped) return false
       if (!this.detector.isReachable(source)) continue
+      if (held) {
+        this.counters.catchUp.digestSyncs++
+        if (await this.syncWith(source, space, partition, { pull: true, maxBuckets: Number.MAX_SAFE_INTEGER, tally: this.counters.catchUp })) {
+          ok++
+          this.log.debug({ space: space.name, partition, source }, 'caught up from source by digest comparison')
+        }
+        continue
+      }
       try {
         let n = 0
         for await (const item of this.transport.stream(this.addr(source), METHOD_SCAN,
@@ -1064,8 +1082,10 @@ export class Replicator {
    * Compares digests with `peer` and, for each differing bucket, applies the newer records both
    * ways (or only pushes ours when pull is false). True when every differing bucket was handled.
    */
-  private async syncWith (peer: PeerId, space: SpaceDef, partition: number, opts: { pull: boolean, maxBuckets: number }): Promise<boolean> {
+  private async syncWith (peer: PeerId, space: SpaceDef, partition: number,
+    opts: { pull: boolean, maxBuckets: number, tally?: { recordsPulled: number, recordsPushed: number } }): Promise<boolean> {
     const timeoutMs = this.opts.requestTimeoutMs
+    const tally = opts.tally ?? this.counters.antiEntropy
     try {
       const store = await this.store(space, partition)
       let buckets = 64
@@ -1093,13 +1113,13 @@ export class Replicator {
         if (pull.length > 0) {
           this.observeQuietly(maxVersion(pull))
           await store.apply(pull)
-          this.counters.antiEntropy.recordsPulled += pull.length
+          tally.recordsPulled += pull.length
         }
         for (const chunk of chunkRecords(push, this.opts.maxBatchRecords, this.opts.maxBatchBytes)) {
           await this.sendWrite(peer, space, partition, chunk, timeoutMs)
-          this.counters.antiEntropy.recordsPushed += chunk.length
+          tally.recordsPushed += chunk.length
         }
-        if (pull.length > 0 || push.length > 0) this.counters.antiEntropy.bucketsRepaired++
+        if ((pull.length > 0 || push.length > 0) && opts.tally === undefined) this.counters.antiEntropy.bucketsRepaired++
       }
       return n === differing.length
     } catch (err) {
