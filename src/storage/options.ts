@@ -19,8 +19,10 @@ export interface PartitionStoreOptions {
    */
   tombstoneGraceMs?: number
   /**
-   * Segments in a partition above which compaction merges them. Count, default 8: each get()
-   * is one map lookup regardless, but scans and opens touch every file.
+   * Segments in a partition above which compaction merges one size tier of them (see
+   * LocalPartitionStore.compactionPlan). Count, default 12: each get() is one map lookup
+   * regardless, but scans and opens touch every file; with tiers four times apart, 12 leaves
+   * room for three segments in each of four tiers.
    */
   compactionMaxSegments?: number
   /**
@@ -54,7 +56,7 @@ export const DEFAULT_PARTITION_OPTIONS: ResolvedPartitionOptions = {
   memtableMaxRows: 50_000,
   memtableMaxBytes: 64 << 20,
   tombstoneGraceMs: 10 * 24 * 3600 * 1000,
-  compactionMaxSegments: 8,
+  compactionMaxSegments: 12,
   compactionDeadRatio: 0.5,
   compactionCheckIntervalMs: 10 * 60 * 1000,
   maxFrameBytes: 256 << 20,

@@ -79,6 +79,8 @@ export interface StoreCounters {
   walFsyncs: number
   flushes: number
   compactions: number
+  /** Rows written again by compactions (write amplification: compare with `applied`). */
+  rowsRewritten: number
   tombstonesPurged: number
 }
 
@@ -155,10 +157,12 @@ export class LocalPartitionStore implements PartitionStore {
   private failed: Error | undefined
   private flushing: Promise<void> | undefined
   private compacting: Promise<CompactionResult> | undefined
+  /** Whether the running compaction takes every segment (and so may drop tombstones). */
+  private compactingAll = false
   private manifestLock: Promise<void> = Promise.resolve()
   private timer: Timer | undefined
 
-  readonly counters: StoreCounters = { applyCalls: 0, applied: 0, stale: 0, walFrames: 0, walFsyncs: 0, flushes: 0, compactions: 0, tombstonesPurged: 0 }
+  readonly counters: StoreCounters = { applyCalls: 0, applied: 0, stale: 0, walFrames: 0, walFsyncs: 0, flushes: 0, compactions: 0, rowsRewritten: 0, tombstonesPurged: 0 }
   recovery!: RecoveryStats
 
   private constructor (deps: PartitionDeps, space: SpaceDef, partition: number, dir: string, opts: ResolvedPartitionOptions, hooks: StoreHooks, manifest: Manifest) {
@@ -554,10 +558,28 @@ export class LocalPartitionStore implements PartitionStore {
     return makeHlc(Math.max(0, this.clock.wallNow() - this.opts.tombstoneGraceMs), 0)
   }
 
-  /** Whether the compaction policy asks for a run now. */
+  /** Whether the compaction policy asks for a run now (of either kind, see compactionPlan). */
   compactionDue (): boolean {
-    if (this.segments.size === 0) return false
-    if (this.segments.size > this.opts.compactionMaxSegments) return true
+    return this.compactionPlan() !== undefined
+  }
+
+  /**
+   * What the policy asks for: a full compaction when tombstones have expired or too much of the
+   * segments is dead (only a run over every segment may drop a tombstone: an older version of its
+   * id in a segment left out would come back at the next recovery); else, past
+   * compactionMaxSegments, a merge of one size tier (size-tiered compaction, as Cassandra's
+   * default): segments of similar size merge into one about four times larger, so a row is
+   * rewritten about once per tier (log4 of the partition over the flush size) rather than at every
+   * merge, as it would be if each merge took every segment.
+   */
+  private compactionPlan (): Segment[] | undefined {
+    if (this.segments.size === 0) return undefined
+    if (this.fullCompactionDue()) return [...this.segments.values()]
+    if (this.segments.size <= this.opts.compactionMaxSegments) return undefined
+    return sizeTier([...this.segments.values()])
+  }
+
+  private fullCompactionDue (): boolean {
     let rows = 0
     let live = 0
     const horizon = this.tombstoneHorizon()
@@ -571,7 +593,8 @@ export class LocalPartitionStore implements PartitionStore {
 
   private maybeCompact (): void {
     if (this.compacting !== undefined || this.closed || this.failed !== undefined) return
-    if (this.compactionDue()) this.compact().catch(() => {})
+    const plan = this.compactionPlan()
+    if (plan !== undefined) this.runCompaction(plan).catch(() => {})
   }
 
   private scheduleCheck (): void {
@@ -587,8 +610,18 @@ export class LocalPartitionStore implements PartitionStore {
    * (by their HLC's physical time against clock.wallNow()). Safe under concurrent apply():
    * writes landing meanwhile win over the rows being copied, decided again at the swap.
    */
-  compact (): Promise<CompactionResult> {
-    this.compacting ??= this.doCompact().then(r => {
+  async compact (): Promise<CompactionResult> {
+    // A background merge of one tier may be running: this call asks for every segment.
+    while (this.compacting !== undefined && !this.compactingAll) await this.compacting.catch(() => {})
+    return await this.runCompaction(undefined)
+  }
+
+  /** Runs one compaction of `inputs` (every segment when undefined); a call while one runs shares it. */
+  private runCompaction (inputs: Segment[] | undefined): Promise<CompactionResult> {
+    if (this.compacting !== undefined) return this.compacting
+    const segments = inputs ?? [...this.segments.values()]
+    this.compactingAll = segments.length === this.segments.size
+    this.compacting = this.doCompact(segments).then(r => {
       this.compacting = undefined
       return r
     }, (err: unknown) => {
@@ -599,11 +632,11 @@ export class LocalPartitionStore implements PartitionStore {
     return this.compacting
   }
 
-  private async doCompact (): Promise<CompactionResult> {
-    const inputs = [...this.segments.values()]
+  private async doCompact (inputs: Segment[]): Promise<CompactionResult> {
     const result: CompactionResult = { segmentsIn: inputs.length, segmentsOut: 0, rowsKept: 0, deadDropped: 0, tombstonesPurged: 0 }
     if (inputs.length === 0) return result
-    const horizon = this.tombstoneHorizon()
+    // Tombstones may go only when every segment is merged (see compactionPlan).
+    const horizon = inputs.length === this.segments.size ? this.tombstoneHorizon() : -1
     const keep: number[] = []
     const purge: number[] = []
     for (const s of inputs) {
@@ -620,6 +653,7 @@ export class LocalPartitionStore implements PartitionStore {
     }
     const records = keep.map(loc => this.seg(loc).record(loc % LOC, this.spaceDef.schema))
     const merged = records.length > 0 ? await this.writeSegment(records) : undefined
+    this.counters.rowsRewritten += records.length
     const dropped = new Set(inputs.map(s => s.id))
     await this.updateManifest(m => ({
       ...m,
@@ -884,4 +918,26 @@ export async function dirBytes (dir: string): Promise<number> {
   let total = 0
   for (const name of await readdir(dir)) total += (await stat(join(dir, name))).size
   return total
+}
+
+/** Segments this many times larger than the smallest of a tier still belong to it. */
+const TIER_FACTOR = 4
+/** Segments a tier needs before it is merged. */
+const TIER_MIN_SEGMENTS = 4
+
+/**
+ * The segments to merge next: the smallest tier (a run of segments, by rows ascending, each at
+ * most TIER_FACTOR times the tier's smallest) with at least TIER_MIN_SEGMENTS members; failing
+ * that, the TIER_MIN_SEGMENTS smallest segments (a bounded amount of work that still lowers the
+ * count).
+ */
+export function sizeTier<T extends { rows: number }> (segments: readonly T[]): T[] {
+  const sorted = [...segments].sort((a, b) => a.rows - b.rows)
+  for (let i = 0; i < sorted.length; i++) {
+    const limit = Math.max(1, sorted[i]!.rows) * TIER_FACTOR
+    let j = i
+    while (j < sorted.length && sorted[j]!.rows <= limit) j++
+    if (j - i >= TIER_MIN_SEGMENTS) return sorted.slice(i, j)
+  }
+  return sorted.slice(0, Math.min(TIER_MIN_SEGMENTS, sorted.length))
 }

@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { SeededRandom } from '../../src/runtime/index.js'
 import { compareVersions, type VersionedRecord } from '../../src/storage/index.js'
+import { sizeTier } from '../../src/storage/partition.js'
 import { T0, TempDirs, del, makeSpace, manualClock, openStore, put, scanAll } from './storage-helpers.js'
 
 const dirs = new TempDirs()
@@ -112,5 +113,43 @@ describe('storage compaction', () => {
     expect(store.stats().segments).toBeLessThanOrEqual(3)
     for (let i = 0; i < 4; i++) expect(store.get(`k${i}`)?.row?.n).toBe(i)
     await store.close()
+  })
+})
+
+describe('storage: size-tiered background compaction', () => {
+  it('sizeTier picks the smallest run of similar sizes with at least 4 segments, else the 4 smallest', () => {
+    const seg = (rows: number): { rows: number } => ({ rows })
+    const rows = (xs: Array<{ rows: number }>): number[] => xs.map(x => x.rows)
+    expect(rows(sizeTier([seg(800), seg(10), seg(12), seg(11), seg(30), seg(9), seg(3000)]))).toEqual([9, 10, 11, 12, 30])
+    // The small ones are too few: the next tier up.
+    expect(rows(sizeTier([seg(10), seg(12), seg(200), seg(210), seg(220), seg(250)]))).toEqual([200, 210, 220, 250])
+    expect(rows(sizeTier([seg(1), seg(100), seg(10_000), seg(1_000_000), seg(100_000_000)]))).toEqual([1, 100, 10_000, 1_000_000])
+  })
+
+  it('bounds the segments while rewriting each row about once per tier, not at every merge; nothing lost across a reopen', async () => {
+    const dir = await dirs.make()
+    // Small flushes, a low segment limit: many background merges.
+    const store = await openStore(dir, space, { memtableMaxRows: 10, compactionMaxSegments: 6, compactionDeadRatio: 1 })
+    const rnd = new SeededRandom(3)
+    const want = new Map<string, VersionedRecord>()
+    let version = T0
+    for (let i = 0; i < 4000; i++) {
+      // Mostly new ids, some overwrites and deletes of earlier ones.
+      const id = rnd.next() < 0.8 || i < 10 ? `k${i}` : `k${rnd.int(i)}`
+      const r = rnd.next() < 0.05 ? del(id, version++) : put(space, id, version++, { n: i })
+      await store.apply([r])
+      want.set(id, r)
+      expect(store.stats().segments).toBeLessThanOrEqual(7 + 1) // the limit, a merge's output, one flush landing meanwhile
+    }
+    await store.flush()
+    for (const [id, r] of want) expect(store.get(id), id).toEqual(r)
+    // A full merge at every limit crossing would have rewritten ~4000 * 4000 / (10 * 6) / 2 rows.
+    expect(store.counters.rowsRewritten).toBeLessThan(40_000)
+    expect(store.counters.compactions).toBeGreaterThan(20)
+    await store.close()
+    const again = await openStore(dir, space)
+    for (const [id, r] of want) expect(again.get(id), id).toEqual(r)
+    expect((await scanAll(again)).size).toBe(want.size)
+    await again.close()
   })
 })
