@@ -36,6 +36,22 @@ describe('FragmentPool: fragments on worker threads over shared column batches',
     expect(a!.stats.rowsMatched).toBe(rows.filter(r => r.x > 10).length)
   })
 
+  it('hands the next job to a worker whose answers arrived while this thread was busy, instead of running it here', async () => {
+    const plan = fragmentOf('SELECT count(*) FROM t')
+    const job = { plan, batches, columnType, types, budgetBytes: 1 << 30 }
+    const before = { ...pool.counters }
+    const a = pool.run(job)
+    const b = pool.run(job)
+    // This thread busy (as with a fragment of its own) long after the worker answered both: the
+    // answers wait as events. A real block, not a sleep in virtual time: the worker is a real
+    // thread, and only the event loop sees its answers.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000)
+    const c = pool.run(job)
+    await Promise.all([a, b, c])
+    expect(pool.counters.onWorkers - before.onWorkers).toBe(3)
+    expect(pool.counters.inline - before.inline).toBe(0)
+  })
+
   it('passes a fragment error back with its code', async () => {
     const plan = fragmentOf('SELECT id, count(*) FROM t GROUP BY id')
     const busy = pool.run({ plan: fragmentOf('SELECT count(*) FROM t'), batches, columnType, types, budgetBytes: 1 << 30 })

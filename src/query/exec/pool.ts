@@ -99,7 +99,16 @@ export class FragmentPool {
     let rows = 0
     for (const b of job.batches) rows += b.length
     if (!this.closed && rows >= this.minWorkerRows && this.pending > 0) this.startWorkers()
-    const slot = this.closed || rows < this.minWorkerRows ? undefined : this.slots.find(s => s.inflight < PER_WORKER)
+    const eligible = !this.closed && rows >= this.minWorkerRows
+    let slot = eligible ? this.slots.find(s => s.inflight < PER_WORKER) : undefined
+    if (slot === undefined && eligible && this.slots.length > 0) {
+      // The workers' answers to earlier jobs arrive as events, and this thread may have been busy
+      // with a fragment of its own since (a chain of awaits never yields to the event loop): let
+      // them in before deciding every worker is full. Without this, the calling thread ran
+      // fragment after fragment while a worker that had finished sat idle (73 % of the time).
+      await new Promise<void>(resolve => { setImmediate(resolve) })
+      slot = this.slots.find(s => s.inflight < PER_WORKER)
+    }
     if (slot === undefined) {
       this.counters.inline++
       return await runFragment(job.plan, {
