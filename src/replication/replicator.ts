@@ -166,7 +166,6 @@ export interface ReplicationStats {
   heldPartitions: number
 }
 
-/** One repl.write request: its records and its body (plain, or encoded once by the transport). */
 /** One repl.write request: its records, its body (encoded once when the transport can), and the records packed when they were. */
 interface WriteBatch { records: VersionedRecord[], body: unknown, packed?: PackedRecords }
 
