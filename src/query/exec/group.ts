@@ -46,6 +46,21 @@ class KeyDict {
     return id
   }
 
+  private idOfNumber (x: number): number {
+    if (x !== x) return this.idOfNull()
+    // Small non-negative integers (the usual codes, categories, years) index an array.
+    if (x >= 0 && x < SMALL_INT_KEYS && (x | 0) === x) {
+      if (x >= this.small.length) this.growSmall(x)
+      let id = this.small[x]!
+      if (id < 0) { id = this.values.length; this.values.push(x + 0); this.small[x] = id } // + 0: -0 is 0
+      return id
+    }
+    const k = x + 0 // -0 and 0 are one group
+    let id = this.byNumber.get(k)
+    if (id === undefined) { id = this.values.length; this.values.push(k); this.byNumber.set(k, id) }
+    return id
+  }
+
   /** Writes the id of rows 0..n-1 of `v` (rows sel[0..n-1] with a selection) into out. */
   ids (v: ColumnVector, n: number, out: Int32Array, sel?: Uint32Array): void {
     if (v.tag === 'str') {
@@ -65,23 +80,30 @@ class KeyDict {
       return
     }
     if (v.tag === 'num') {
+      // Fast path: a small non-negative integer already seen is one array read; everything else
+      // (NULL, new values, large or fractional ones) goes through idOfNumber. Two loops, with and
+      // without a selection, so neither tests which it is per row.
       const vals = v.values
-      const map = this.byNumber
-      for (let i = 0; i < n; i++) {
-        const x = vals[sel === undefined ? i : sel[i]!]!
-        if (x !== x) { out[i] = this.idOfNull(); continue }
-        // Small non-negative integers (the usual codes, categories, years) index an array.
-        if (x >= 0 && x < SMALL_INT_KEYS && (x | 0) === x) {
-          if (x >= this.small.length) this.growSmall(x)
-          let id = this.small[x]!
-          if (id < 0) { id = this.values.length; this.values.push(x + 0); this.small[x] = id } // + 0: -0 is 0
-          out[i] = id
-          continue
+      if (sel === undefined) {
+        for (let i = 0; i < n; i++) {
+          const x = vals[i]!
+          const small = this.small
+          if (x >= 0 && x < small.length && (x | 0) === x) {
+            const id = small[x]!
+            if (id >= 0) { out[i] = id; continue }
+          }
+          out[i] = this.idOfNumber(x)
         }
-        const k = x + 0 // -0 and 0 are one group
-        let id = map.get(k)
-        if (id === undefined) { id = this.values.length; this.values.push(k); map.set(k, id) }
-        out[i] = id
+      } else {
+        for (let i = 0; i < n; i++) {
+          const x = vals[sel[i]!]!
+          const small = this.small
+          if (x >= 0 && x < small.length && (x | 0) === x) {
+            const id = small[x]!
+            if (id >= 0) { out[i] = id; continue }
+          }
+          out[i] = this.idOfNumber(x)
+        }
       }
       return
     }
