@@ -79,6 +79,18 @@ describe('query service in the simulator: answers', () => {
     expect(one.coverage.total).toBe(1)
   })
 
+  it('a partition answering more rows than one chunk streams them in chunks that join back exactly', async () => {
+    const c = new QueryCluster({ seed: 13 })
+    // One partition, held by q2 only: 40,000 rows, more than ROWS_PER_CHUNK (32,768).
+    const rows = makeRows(40_000, 'c')
+    await c.addSpace(makeSalesSpace('big', 1, 1), rows, holderPlacement('q2'))
+    const a = await c.run('q5', { sql: 'SELECT id, region, amount FROM big' })
+    expect(a.coverage).toEqual({ total: 1, answered: 1, missing: [] })
+    expect(a.rows.length).toBe(rows.length)
+    const got = new Map(a.rows.map(r => [r.id as string, r]))
+    for (const r of rows) expect(got.get(r.id)).toEqual({ id: r.id, region: r.region, amount: r.amount })
+  })
+
   it('a peer holding every partition answers with no message sent', async () => {
     const c = new QueryCluster({ seed: 12 })
     const rows = makeRows(ROWS, 'h')

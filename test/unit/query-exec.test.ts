@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { tableFromIPC } from 'apache-arrow'
-import { batchFromRows, type ColumnBatch, type ValueType } from '../../src/columnar/index.js'
+import { batchFromRows, gatherBatch, type ColumnBatch, type ValueType } from '../../src/columnar/index.js'
 import {
-  GroupTable, MemoryBudget, QueryExecError, QueryMerger, arrowStream, batchBytes, decodeBatch, encodeBatch, fragmentShape, runFragment,
+  GroupTable, MemoryBudget, QueryExecError, QueryMerger, arrowStream, batchBytes, decodeBatch, encodeBatch, fragmentShape, runFragment, sliceBatch,
   type FragmentOutput, type OutputColumn
 } from '../../src/query/exec/index.js'
 import { aggregate, column, filter, limit, literal, project, scan, sort, sortKey, spread, topK, binary, type PlanNode } from '../../src/query/model/index.js'
@@ -579,6 +579,18 @@ describe('decodeBatch rejects malformed input with BAD_PARTIAL', () => {
     const back = decodeBatch(wire.batch)
     expect(back.length).toBe(50)
     for (const [name, v] of batch.columns) expect(back.columns.get(name), name).toEqual(v)
+  })
+
+  it('slices an encoded batch into row ranges that decode as the rows gathered and encoded (dictionaries cut down)', () => {
+    const batch = batchOf(randomRows(rng(4), 100))
+    const whole = encodeBatch(batch)
+    for (const [start, end] of [[0, 37], [37, 100], [10, 11], [0, 100]] as const) {
+      const rows = Uint32Array.from({ length: end - start }, (_, i) => start + i)
+      const expected = decodeBatch((overWire({ kind: 'rows', batch: encodeBatch(gatherBatch(batch, rows)) }) as Extract<FragmentOutput, { kind: 'rows' }>).batch)
+      const got = decodeBatch((overWire({ kind: 'rows', batch: sliceBatch(whole, start, end) }) as Extract<FragmentOutput, { kind: 'rows' }>).batch)
+      expect(got.length).toBe(end - start)
+      for (const [name, v] of expected.columns) expect(got.columns.get(name), `${name} ${start}..${end}`).toEqual(v)
+    }
   })
 
   const cases: Array<[string, (b: any) => unknown]> = [

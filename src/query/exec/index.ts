@@ -11,7 +11,7 @@ export { QueryExecError, MemoryBudget, type QueryExecErrorCode } from './errors.
 export { splitPlan, type SplitPlan, type PostStep, type MergeKind } from './split.js'
 export { runFragment, fragmentShape, type FragmentOutput, type FragmentResult, type FragmentStats, type FragmentContext } from './fragment.js'
 export { QueryMerger, renderRows, aggregateType, type FinalResult, type OutputColumn } from './final.js'
-export { encodeBatch, decodeBatch, type WireBatch } from './wire.js'
+export { encodeBatch, decodeBatch, sliceBatch, type WireBatch } from './wire.js'
 export { concatBatches, sortAndSlice, batchBytes } from './rows.js'
 export { scoreVectors } from './topk.js'
 export { GroupTable, MAX_GROUPS } from './group.js'

@@ -41,6 +41,29 @@ export function encodeBatch (batch: ColumnBatch, names?: readonly string[]): Wir
 }
 
 /**
+ * Rows start..end-1 of an encoded batch, still encoded: views of the column bytes (a string
+ * column's dictionary cut down to the strings those rows use). For sending a large answer in
+ * chunks without decoding and encoding it again. `batch` must be this process's own encodeBatch
+ * output (its byte views are aligned for their element type).
+ */
+export function sliceBatch (batch: WireBatch, start: number, end: number): WireBatch {
+  const n = end - start
+  const columns = batch.columns.map((c): WireColumn => {
+    switch (c.tag) {
+      case 'num': return { ...c, data: c.data!.subarray(start * 8, end * 8) }
+      case 'str': {
+        const all = new Int32Array(c.data!.buffer, c.data!.byteOffset, batch.length)
+        const part = compactDict({ tag: 'str', type: 'utf8', codes: all.subarray(start, end), dict: c.dict! })
+        return { ...c, data: bytesOf(part.codes), dict: part.dict }
+      }
+      case 'vec': return { ...c, data: c.data!.subarray(start * c.dim! * 4, end * c.dim! * 4), valid: c.valid!.subarray(start, end) }
+      case 'any': return { ...c, values: c.values!.slice(start, end) }
+    }
+  })
+  return { length: n, columns }
+}
+
+/**
  * Codes and dictionary holding only the strings the rows use. A gathered vector keeps its source's
  * whole dictionary (a top 10 of a 100k-row segment would otherwise ship 100k strings).
  */

@@ -6,12 +6,12 @@
  * on another replica. Everything in the request is checked: it comes off the network.
  */
 import { pack } from 'msgpackr'
-import { gather as gatherVector, type ColumnBatch, type ValueType } from '../../columnar/index.js'
+import type { ValueType } from '../../columnar/index.js'
 import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
 import { decodePlan, type PlanNode } from '../model/index.js'
 import { validatePlan } from '../validate/index.js'
-import { MemoryBudget, QueryExecError, decodeBatch, encodeBatch, fragmentShape, runFragment, type FragmentOutput, type FragmentPool, type FragmentStats } from '../exec/index.js'
+import { MemoryBudget, QueryExecError, fragmentShape, runFragment, sliceBatch, type FragmentOutput, type FragmentPool, type FragmentStats } from '../exec/index.js'
 
 export const METHOD_FRAGMENT = 'query.fragment'
 
@@ -113,9 +113,12 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     const stats = { ...result.stats, bytes }
     const out = result.output
     if (out.kind !== 'rows' || out.batch.length <= ROWS_PER_CHUNK) return [{ p, out, last: true, stats }]
+    // Chunked as encoded: views of the answer's bytes, not decoded and encoded again.
     const items: FragmentItem[] = []
-    for (const [chunk, last] of chunks(decodeBatch(out.batch), ROWS_PER_CHUNK)) {
-      items.push(last ? { p, out: { kind: 'rows', batch: encodeBatch(chunk) }, last, stats } : { p, out: { kind: 'rows', batch: encodeBatch(chunk) }, last })
+    for (let start = 0; start < out.batch.length; start += ROWS_PER_CHUNK) {
+      const end = Math.min(out.batch.length, start + ROWS_PER_CHUNK)
+      const chunk = { kind: 'rows' as const, batch: sliceBatch(out.batch, start, end) }
+      items.push(end === out.batch.length ? { p, out: chunk, last: true, stats } : { p, out: chunk, last: false })
     }
     return items
   }
@@ -140,16 +143,6 @@ async function sleepUnlessAborted (ms: number, signal: AbortSignal): Promise<voi
     function done (): void { clearTimeout(timer); signal.removeEventListener('abort', done); resolve() }
     signal.addEventListener('abort', done, { once: true })
   })
-}
-
-function * chunks (batch: ColumnBatch, size: number): Generator<[ColumnBatch, boolean]> {
-  for (let start = 0; start < batch.length; start += size) {
-    const end = Math.min(batch.length, start + size)
-    const rows = new Uint32Array(end - start)
-    for (let i = 0; i < rows.length; i++) rows[i] = start + i
-    const columns = new Map([...batch.columns].map(([n, v]) => [n, gatherVector(v, rows)]))
-    yield [{ length: rows.length, columns }, end === batch.length]
-  }
 }
 
 function outputBytes (out: FragmentOutput): number {
