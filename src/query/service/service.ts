@@ -456,6 +456,15 @@ class Scatter {
     const t0 = d.clock.now()
     const pending = new Set(parts.map(p => p.partition))
     const byPartition = new Map(parts.map(p => [p.partition, p]))
+    /**
+     * Whether every partition still pending here was answered (here or by another replica). No
+     * copy of the set, and it stops at the first open one (usually the first: partitions answer
+     * in order), so checking after each partition does not cost O(n) each.
+     */
+    const allDone = (ps: Set<number>): boolean => {
+      for (const p of ps) if (!byPartition.get(p)!.done) return false
+      return true
+    }
     /** Rows chunks of a partition, held until its last chunk: a partition commits whole or not at all. */
     const held = new Map<number, FragmentItem[]>()
     /** A hedge counts as won once, when it is the first to answer one of its partitions. */
@@ -510,10 +519,10 @@ class Scatter {
         s.done = true
         if (hedge && !won) { won = true; this.svc.stat.hedgesWon++ }
         if (item.stats !== undefined) this.note(peer, item.stats)
-        if (pending.size === 0 || [...pending].every(p => byPartition.get(p)!.done)) break
+        if (allDone(pending)) break
         this.checkDone()
       }
-      if (pending.size > 0 && ![...pending].every(p => byPartition.get(p)!.done)) failure = 'the peer ended its answer early'
+      if (!allDone(pending)) failure = 'the peer ended its answer early'
       this.svc.health.observe(peer, d.clock.now() - t0)
     } catch (err) {
       if (this.finished) {
