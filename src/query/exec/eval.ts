@@ -15,6 +15,7 @@
  */
 import type { ColumnBatch, ColumnVector, FloatListVector, NumVector, StrVector, ValueType } from '../../columnar/index.js'
 import type { BetweenNode, BinaryNode, CallNode, CaseNode, ComparisonOp, Expr, InListNode, LikeNode } from '../model/index.js'
+import { arithmeticType, comparable, isIntegerType, isNumericType, isTemporalType, scalarFunctionType, unify } from '../validate/index.js'
 
 /** An expression that cannot be evaluated over a batch: a missing column, a string that is not a timestamp, a bad LIKE pattern. */
 export class EvalError extends Error {
@@ -31,11 +32,6 @@ interface Const {
 type Val = ColumnVector | Const
 
 const MS_PER_DAY = 86_400_000
-const NUMERIC = new Set<string>(['int32', 'int64', 'float32', 'float64'])
-const TEMPORAL = new Set<string>(['timestamp', 'date'])
-const isNumericType = (t: ValueType): boolean => NUMERIC.has(t)
-const isIntegerType = (t: ValueType): boolean => t === 'int32' || t === 'int64'
-const isScalarType = (t: ValueType): boolean => !t.startsWith('list<') && !t.startsWith('vector<')
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -96,7 +92,7 @@ export function exprType (expr: Expr, columnType: (name: string) => ValueType | 
         return 'bool'
       }
       if ((!isNumericType(l) && l !== 'null') || (!isNumericType(r) && r !== 'null')) throw new EvalError(`${op} needs numbers, got ${l} and ${r}`)
-      return arithType(op, l, r)
+      return arithmeticType(op, l, r)
     }
     case 'Unary': {
       const t = ty(expr.operand)
@@ -147,7 +143,7 @@ export function exprType (expr: Expr, columnType: (name: string) => ValueType | 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Typing rules (mirroring src/query/validate)
+// Typing (the rules themselves are src/query/validate/typing.ts)
 
 function isBoolish (t: ValueType): boolean {
   return t === 'bool' || t === 'null'
@@ -157,55 +153,11 @@ function isComparison (op: string): op is ComparisonOp {
   return op === '=' || op === '<>' || op === '<' || op === '<=' || op === '>' || op === '>='
 }
 
-function unify (a: ValueType, b: ValueType): ValueType | undefined {
-  if (a === b) return a
-  if (a === 'null') return b
-  if (b === 'null') return a
-  if (isNumericType(a) && isNumericType(b)) return a.startsWith('float') || b.startsWith('float') ? 'float64' : 'int64'
-  return undefined
-}
-
-function comparable (a: ValueType, b: ValueType): boolean {
-  if (a === 'null' || b === 'null') return isScalarType(a) && isScalarType(b)
-  if (isNumericType(a) && isNumericType(b)) return true
-  if (a === b) return isScalarType(a)
-  if (TEMPORAL.has(a) && (TEMPORAL.has(b) || b === 'utf8' || isNumericType(b))) return true
-  if (TEMPORAL.has(b) && (a === 'utf8' || isNumericType(a))) return true
-  return false
-}
-
-function arithType (op: string, l: ValueType, r: ValueType): ValueType {
-  if (op === '/') return 'float64'
-  return unify(l, r) === 'float64' || l.startsWith('float') || r.startsWith('float') ? 'float64' : (l === 'int32' && r === 'int32' ? 'int32' : 'int64')
-}
-
 function callType (name: string, a: ValueType[]): ValueType {
-  const utf8Arg = a.length === 1 && (a[0] === 'utf8' || a[0] === 'null')
-  switch (name) {
-    case 'lower': case 'upper':
-      if (!utf8Arg) throw new EvalError(`${name}() takes one utf8 argument`)
-      return 'utf8'
-    case 'length':
-      if (!utf8Arg) throw new EvalError('length() takes one utf8 argument')
-      return 'int64'
-    case 'abs':
-      if (a.length !== 1 || !isNumericType(a[0]!)) throw new EvalError('abs() takes one number')
-      return a[0]!
-    case 'round':
-      if (!((a.length === 1 || (a.length === 2 && isIntegerType(a[1]!))) && isNumericType(a[0]!))) throw new EvalError('round() takes a number and optional integer digits')
-      return a[0]!
-    case 'coalesce': {
-      if (a.length === 0) throw new EvalError('coalesce() takes at least one argument')
-      let t: ValueType = 'null'
-      for (const x of a) {
-        const u = unify(t, x)
-        if (u === undefined) throw new EvalError(`coalesce() arguments ${t} and ${x} do not mix`)
-        t = u
-      }
-      return t
-    }
-  }
-  throw new EvalError(`unknown function ${name}()`)
+  const r = scalarFunctionType(name, a)
+  if (r === undefined) throw new EvalError(`unknown function ${name}()`)
+  if ('error' in r) throw new EvalError(r.error)
+  return r.type
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -383,8 +335,8 @@ export function compareStrings (a: string, b: string): number {
  */
 function coercePair (l: Val, r: Val): [Val, Val] | null {
   if (isNullVal(l) || isNullVal(r)) return null
-  if (TEMPORAL.has(l.type) && r.type === 'utf8') r = toTemporal(r, l.type)
-  else if (TEMPORAL.has(r.type) && l.type === 'utf8') l = toTemporal(l, r.type)
+  if (isTemporalType(l.type) && r.type === 'utf8') r = toTemporal(r, l.type)
+  else if (isTemporalType(r.type) && l.type === 'utf8') l = toTemporal(l, r.type)
   if (l.type === 'date' && r.type === 'timestamp') l = daysToMs(l)
   else if (l.type === 'timestamp' && r.type === 'date') r = daysToMs(r)
   return [l, r]
@@ -631,7 +583,7 @@ function arithScalar (op: string, x: number, y: number): number {
 }
 
 function arith (op: BinaryNode['op'], l: Val, r: Val): Val {
-  const type = arithType(op, l.type, r.type)
+  const type = arithmeticType(op, l.type, r.type)
   if (isNullVal(l) || isNullVal(r)) return constOf(type, null)
   // Integer results never carry -0 (0 * -1, -6 % 3); doubles keep it as DuckDB does.
   const int = isIntegerType(type)

@@ -1,10 +1,13 @@
-import { listElement, vectorDim } from '../../schema/index.js'
+import { vectorDim } from '../../schema/index.js'
 import type { ColumnType, SpaceDef } from '../../schema/index.js'
 import { ARITHMETIC_OPS, COMPARISON_OPS, SCORE_COLUMN, collect, describeOrigin, isAggregateFn, printExpr } from '../model/index.js'
 import type { AggSpec, AggregateItem, Expr, Origin, Origins, PlanNode, QueryNode } from '../model/index.js'
+import { SCALAR_FUNCTION_NAMES, arithmeticType, comparable, isIntegerType, isNumericType, isScalarType, isTemporalType, scalarFunctionType, unify } from './typing.js'
+import type { ValueType } from './typing.js'
+
+export type { ValueType } from './typing.js'
 
 /** A type in a typed plan: a column type by its Arrow name, or `null` for an untyped NULL. */
-export type ValueType = ColumnType | 'null'
 
 /** Most rows a LIMIT may ask for, and the furthest OFFSET: bounds on coordinator memory. */
 export const MAX_LIMIT = 1_000_000
@@ -44,12 +47,7 @@ export interface ValidateOptions {
   origins?: Origins
 }
 
-const NUMERIC = new Set(['int32', 'int64', 'float32', 'float64'])
-const TEMPORAL = new Set(['timestamp', 'date'])
-const isNumeric = (t: ValueType): boolean => NUMERIC.has(t)
-const isInteger = (t: ValueType): boolean => t === 'int32' || t === 'int64'
-const isScalar = (t: ValueType): boolean => listElement(t as ColumnType) === undefined && vectorDim(t as ColumnType) === undefined
-const isOrderable = (t: ValueType): boolean => isScalar(t)
+const isOrderable = (t: ValueType): boolean => isScalarType(t)
 
 type Scope = Map<string, ValueType>
 
@@ -58,40 +56,6 @@ interface Frame {
   /** Space columns hidden by an Aggregate below: naming one is a GROUP BY mistake. */
   hidden: Scope | null
   answers: 'rows' | 'aggregations'
-}
-
-/** Scalar functions the executor runs, by DuckDB name: argument check and result type. */
-const SCALAR_FUNCTIONS: Record<string, (args: ValueType[]) => ValueType | string> = {
-  lower: a => a.length === 1 && (a[0] === 'utf8' || a[0] === 'null') ? 'utf8' : 'lower() takes one utf8 argument',
-  upper: a => a.length === 1 && (a[0] === 'utf8' || a[0] === 'null') ? 'utf8' : 'upper() takes one utf8 argument',
-  length: a => a.length === 1 && (a[0] === 'utf8' || a[0] === 'null') ? 'int64' : 'length() takes one utf8 argument',
-  abs: a => a.length === 1 && isNumeric(a[0]!) ? a[0]! : 'abs() takes one number',
-  round: a => (a.length === 1 || (a.length === 2 && isInteger(a[1]!))) && isNumeric(a[0]!) ? a[0]! : 'round() takes a number and optional integer digits',
-  coalesce: a => a.length === 0 ? 'coalesce() takes at least one argument' : a.reduce<ValueType | string>((acc, t) => typeof acc === 'string' && !isTypeName(acc) ? acc : unify(acc as ValueType, t) ?? `coalesce() arguments ${acc} and ${t} do not mix`, 'null')
-}
-
-function isTypeName (s: string): boolean {
-  return s === 'null' || NUMERIC.has(s) || TEMPORAL.has(s) || s === 'utf8' || s === 'bool' || s.startsWith('list<') || s.startsWith('vector<')
-}
-
-/** The common type of two values (CASE branches, coalesce), or undefined when they do not mix. */
-function unify (a: ValueType, b: ValueType): ValueType | undefined {
-  if (a === b) return a
-  if (a === 'null') return b
-  if (b === 'null') return a
-  if (isNumeric(a) && isNumeric(b)) return a.startsWith('float') || b.startsWith('float') ? 'float64' : 'int64'
-  return undefined
-}
-
-function comparable (a: ValueType, b: ValueType): boolean {
-  if (a === 'null' || b === 'null') return isScalar(a) && isScalar(b)
-  if (isNumeric(a) && isNumeric(b)) return true
-  if (a === b) return isScalar(a)
-  // Timestamps and dates compare with each other, with ISO strings (DuckDB casts them) and
-  // with numbers (ms or days since the epoch, how Shoal stores them).
-  if (TEMPORAL.has(a) && (TEMPORAL.has(b) || b === 'utf8' || isNumeric(b))) return true
-  if (TEMPORAL.has(b) && (a === 'utf8' || isNumeric(a))) return true
-  return false
 }
 
 /**
@@ -225,14 +189,14 @@ class Validator {
     const bad = (want: string): undefined => { this.error('type_mismatch', `${a.fn}() needs ${want}; ${printExpr(a.args[0]!)} is ${t}`, a.args[0]!, colName(a.args[0]!)); return undefined }
     switch (a.fn) {
       case 'count': return 'int64'
-      case 'sum': return isNumeric(t) ? (isInteger(t) ? 'int64' : 'float64') : bad('a number')
-      case 'avg': case 'stddev_pop': case 'var_pop': return isNumeric(t) ? 'float64' : bad('a number')
+      case 'sum': return isNumericType(t) ? (isIntegerType(t) ? 'int64' : 'float64') : bad('a number')
+      case 'avg': case 'stddev_pop': case 'var_pop': return isNumericType(t) ? 'float64' : bad('a number')
       case 'min': case 'max': return isOrderable(t) ? t : bad('a value that can be ordered')
-      case 'approx_count_distinct': return isScalar(t) ? 'int64' : bad('a scalar value')
+      case 'approx_count_distinct': return isScalarType(t) ? 'int64' : bad('a scalar value')
       case 'approx_quantile': {
         const q = a.params.quantile
         if (typeof q !== 'number' || !(q >= 0 && q <= 1)) this.error('invalid', `approx_quantile() quantile must be between 0 and 1, got ${String(q)}`, a.args[0]!)
-        return isNumeric(t) || TEMPORAL.has(t) ? t : bad('a number, timestamp or date')
+        return isNumericType(t) || isTemporalType(t) ? t : bad('a number, timestamp or date')
       }
     }
   }
@@ -252,19 +216,19 @@ class Validator {
     const paramAt = (k: string): Origin | undefined => at !== undefined && 'path' in at ? { path: `${at.path}.${k}` } : at
     switch (s.type) {
       case 'terms':
-        need(isScalar, 'a scalar column')
+        need(isScalarType, 'a scalar column')
         if (p.size !== undefined && !(Number.isInteger(p.size) && (p.size as number) >= 1 && (p.size as number) <= MAX_TERMS_SIZE)) this.errorAt('invalid', `size must be an integer from 1 to ${MAX_TERMS_SIZE}`, paramAt('size'))
         break
       case 'histogram':
-        need(isNumeric, 'a numeric column')
+        need(isNumericType, 'a numeric column')
         if (!(typeof p.interval === 'number' && p.interval > 0)) this.errorAt('invalid', 'interval must be a number above 0', paramAt('interval'))
         break
       case 'date_histogram':
-        need(t => TEMPORAL.has(t), 'a timestamp or date column')
+        need(t => isTemporalType(t), 'a timestamp or date column')
         if (p.calendar_interval === undefined && p.fixed_interval === undefined && p.interval === undefined) this.errorAt('invalid', 'needs calendar_interval or fixed_interval', paramAt('calendar_interval'))
         break
       case 'range':
-        need(t => isNumeric(t) || TEMPORAL.has(t), 'a numeric, timestamp or date column')
+        need(t => isNumericType(t) || isTemporalType(t), 'a numeric, timestamp or date column')
         if (!Array.isArray(p.ranges) || p.ranges.length === 0) this.errorAt('invalid', 'ranges must be a non-empty array of {from?, to?, key?}', paramAt('ranges'))
         break
       case 'filters':
@@ -274,16 +238,16 @@ class Validator {
         }
         break
       case 'stats': case 'extended_stats': case 'avg': case 'sum': case 'percentiles':
-        need(isNumeric, 'a numeric column')
+        need(isNumericType, 'a numeric column')
         if (s.type === 'percentiles' && p.percents !== undefined && !(Array.isArray(p.percents) && p.percents.every(x => typeof x === 'number' && x >= 0 && x <= 100))) {
           this.errorAt('invalid', 'percents must be an array of numbers from 0 to 100', paramAt('percents'))
         }
         break
       case 'min': case 'max':
-        need(t => isNumeric(t) || TEMPORAL.has(t), 'a numeric, timestamp or date column')
+        need(t => isNumericType(t) || isTemporalType(t), 'a numeric, timestamp or date column')
         break
       case 'cardinality':
-        need(isScalar, 'a scalar column')
+        need(isScalarType, 'a scalar column')
         break
       case 'value_count':
         break
@@ -321,11 +285,10 @@ class Validator {
           return 'utf8'
         }
         if (ARITHMETIC_OPS.has(e.op)) {
-          const ln = isNumeric(l) || l === 'null'
-          const rn = isNumeric(r) || r === 'null'
+          const ln = isNumericType(l) || l === 'null'
+          const rn = isNumericType(r) || r === 'null'
           if (!ln || !rn) { this.mismatch(`${e.op} needs numbers; got ${describe(e.left, l)} and ${describe(e.right, r)}`, e); return undefined }
-          if (e.op === '/') return 'float64'
-          return unify(l, r) === 'float64' || l.startsWith('float') || r.startsWith('float') ? 'float64' : (l === 'int32' && r === 'int32' ? 'int32' : 'int64')
+          return arithmeticType(e.op, l, r)
         }
         return undefined
       }
@@ -336,7 +299,7 @@ class Validator {
           if (t !== 'bool' && t !== 'null') this.mismatch(`NOT needs a boolean; ${describe(e.operand, t)}`, e)
           return 'bool'
         }
-        if (!isNumeric(t) && t !== 'null') this.mismatch(`cannot negate ${describe(e.operand, t)}`, e)
+        if (!isNumericType(t) && t !== 'null') this.mismatch(`cannot negate ${describe(e.operand, t)}`, e)
         return t
       }
       case 'InList': {
@@ -372,15 +335,14 @@ class Validator {
         }
         const types = e.args.map(a => this.expr(a, f, clause))
         if (types.some(t => t === undefined)) return undefined
-        const rule = SCALAR_FUNCTIONS[e.name]
-        if (rule === undefined) {
-          this.error('unknown_function', `unknown function ${e.name}() (scalar functions: ${Object.keys(SCALAR_FUNCTIONS).join(', ')})`, e)
+        const r = scalarFunctionType(e.name, types as ValueType[])
+        if (r === undefined) {
+          this.error('unknown_function', `unknown function ${e.name}() (scalar functions: ${SCALAR_FUNCTION_NAMES.join(', ')})`, e)
           return undefined
         }
         if (e.distinct) this.error('invalid', `DISTINCT is only for aggregates, not ${e.name}()`, e)
-        const r = rule(types as ValueType[])
-        if (!isTypeName(r)) { this.mismatch(r, e); return undefined }
-        return r as ValueType
+        if ('error' in r) { this.mismatch(r.error, e); return undefined }
+        return r.type
       }
       case 'Case': {
         const op = e.operand === null ? undefined : this.expr(e.operand, f, clause)
