@@ -1,8 +1,7 @@
-#!/usr/bin/env -S node --max-semi-space-size=32
-// The flag: a peer keeps every ingested row alive in its memtable until a flush, so each young-
-// generation collection copies them; a 32 MiB semi-space (Node's default is 16) makes those
-// collections rarer and measurably raised ingest throughput (docs/operations.md). Node reads it
-// only at start-up, hence here, in package.json's start script and where the tests spawn peers.
+#!/usr/bin/env node
+// Peers should run with --max-semi-space-size=32 (see docs/operations.md): `npm start` and the
+// test clusters pass it; a shebang cannot portably (BusyBox's env has no -S), and Node reads the
+// flag only at start-up, so `shoal start` run directly needs NODE_OPTIONS for it.
 // Must stay the first import: libp2p's dependencies need Promise.withResolvers on Node 20.
 import '../polyfill/index.js'
 import { Command, CommanderError, Option } from 'commander'

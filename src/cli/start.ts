@@ -33,6 +33,9 @@ export async function runStart (opts: Record<string, unknown>): Promise<void> {
     throw err
   }
   log.info({ peer: peer.peerId, addrs: peer.addrs(), http: peer.httpUrl, dataDir: config.dataDir }, 'peer started')
+  if (![...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some(a => a.startsWith('--max-semi-space-size'))) {
+    log.info({}, 'node runs without --max-semi-space-size: set NODE_OPTIONS=--max-semi-space-size=32 for faster ingest (docs/operations.md)')
+  }
 
   let stopping = false
   const shutdown = (signal: string): void => {

@@ -101,8 +101,8 @@ export class PeerProcess {
 
   spawn (): void {
     this.log = createWriteStream(this.logFile, { flags: 'a' })
-    // SHOAL_NODE_ARGS passes flags to the peers' node (e.g. --cpu-prof for profiling a benchmark).
-    // The young-generation size `shoal start` runs with (see the shebang of src/cli/main.ts).
+    // The young-generation size peers should run with (docs/operations.md; `npm start` passes it
+    // too); SHOAL_NODE_ARGS adds flags (e.g. --cpu-prof for profiling a benchmark).
     const nodeArgs = ['--max-semi-space-size=32', ...(process.env.SHOAL_NODE_ARGS ?? '').split(' ').filter(a => a !== '')]
     const proc = spawn(process.execPath, [...nodeArgs, CLI, 'start', ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] })
     proc.stdout!.pipe(this.log, { end: false })
