@@ -22,6 +22,8 @@ import { crc32 } from './crc32.js'
 import type { VersionedRecord } from './types.js'
 
 export const FRAME_HEADER_BYTES = 8
+/** The first element of a packed frame's payload (a record frame's is an array). */
+const PACKED_FRAME = 2
 
 // Plain maps, no shared record structures: every frame decodes on its own, in any process.
 const packr = new Packr({ useRecords: false, moreTypes: false })
@@ -110,7 +112,6 @@ export function encodePackedFrame (packed: PackedRecords): Buffer {
   return sealFrame(frame)
 }
 
-const PACKED_FRAME = 2
 
 function flatten (row: Row): unknown[] {
   const out: unknown[] = []
