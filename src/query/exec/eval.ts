@@ -296,10 +296,11 @@ function binaryExpr (e: BinaryNode, batch: ColumnBatch): Val {
 
 // --- Comparison ------------------------------------------------------------------------------
 
-const FLIP: Record<ComparisonOp, ComparisonOp> = { '=': '=', '<>': '<>', '<': '>', '<=': '>=', '>': '<', '>=': '<=' }
+/** The operator that holds with the operands swapped (`5 < x` is `x > 5`). */
+export const FLIP: Record<ComparisonOp, ComparisonOp> = { '=': '=', '<>': '<>', '<': '>', '<=': '>=', '>': '<', '>=': '<=' }
 
 /** 1 or 0 from a three-way comparison result. */
-function cmpHolds (op: ComparisonOp, c: number): number {
+export function cmpHolds (op: ComparisonOp, c: number): number {
   switch (op) {
     case '=': return c === 0 ? 1 : 0
     case '<>': return c !== 0 ? 1 : 0

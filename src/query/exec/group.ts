@@ -188,7 +188,7 @@ export class GroupTable {
   }
 
   /**
-   * Two keys whose distinct values fit a table of DENSE_MAX_CELLS: the group of (a, b) is
+   * Two keys whose distinct values fit a table of 2^DENSE_MAX_BITS cells: the group of (a, b) is
    * `dense[a | b << bitsA]`, one array read per row. The table doubles a side when a key's ids
    * outgrow it (re-placing the groups so far); past the size limit, grouping moves to the hash
    * table for good. Returns false when it cannot serve this batch.

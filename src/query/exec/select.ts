@@ -6,12 +6,10 @@
  * the boolean vector in between. Anything else goes through the general evaluator (eval.ts).
  */
 import type { ColumnBatch, ColumnVector } from '../../columnar/index.js'
-import type { Expr, LiteralNode } from '../model/index.js'
-import { evalPredicate, parseDate, parseTimestamp } from './eval.js'
+import type { ComparisonOp, Expr, LiteralNode } from '../model/index.js'
+import { FLIP, cmpHolds, compareStrings, evalPredicate, parseDate, parseTimestamp } from './eval.js'
 
-type Cmp = '=' | '<>' | '<' | '<=' | '>' | '>='
-const FLIP: Record<Cmp, Cmp> = { '=': '=', '<>': '<>', '<': '>', '<=': '>=', '>': '<', '>=': '<=' }
-const CMPS: ReadonlySet<string> = new Set(['=', '<>', '<', '<=', '>', '>='])
+const CMPS: ReadonlySet<string> = new Set(Object.keys(FLIP))
 
 /** Rows of `batch` where `expr` is TRUE, ascending. */
 export function selectRows (expr: Expr, batch: ColumnBatch): Uint32Array {
@@ -35,7 +33,7 @@ function refine (expr: Expr, batch: ColumnBatch, sel: Uint32Array | null): Uint3
  * per row), a range, a set of numbers, or a pass/fail per dictionary code.
  */
 type Test =
-  | { kind: 'cmp', col: Float64Array, op: Cmp, c: number }
+  | { kind: 'cmp', col: Float64Array, op: ComparisonOp, c: number }
   | { kind: 'range', col: Float64Array, lo: number, hi: number }
   | { kind: 'set', col: Float64Array, set: Set<number> }
   | { kind: 'codes', codes: Int32Array, pass: Uint8Array }
@@ -44,7 +42,7 @@ function simple (expr: Expr, batch: ColumnBatch): Test | undefined {
   if (expr.kind === 'Binary' && CMPS.has(expr.op)) {
     let col = expr.left
     let lit = expr.right
-    let op = expr.op as Cmp
+    let op = expr.op as ComparisonOp
     if (col.kind !== 'Column') { col = expr.right; lit = expr.left; op = FLIP[op] }
     if (col.kind !== 'Column' || lit.kind !== 'Literal') return undefined
     const v = batch.columns.get(col.name)
@@ -93,42 +91,16 @@ function constant (v: ColumnVector, lit: LiteralNode | Expr): number | string | 
   }
 }
 
-function compare (v: ColumnVector, op: Cmp, c: number | string): Test | undefined {
+function compare (v: ColumnVector, op: ComparisonOp, c: number | string): Test | undefined {
   if (v.tag === 'str' && typeof c === 'string') {
     // Once per dictionary entry; NULL codes (-1) never pass.
     const pass = new Uint8Array(v.dict.length)
-    for (let i = 0; i < v.dict.length; i++) {
-      const s = v.dict[i]!
-      // Code point order, as eval.ts compares strings.
-      const r = s === c ? 0 : codePointLess(s, c) ? -1 : 1
-      pass[i] = test(op, r) ? 1 : 0
-    }
+    // Code point order, as the evaluator compares strings.
+    for (let i = 0; i < v.dict.length; i++) pass[i] = cmpHolds(op, compareStrings(v.dict[i]!, c))
     return { kind: 'codes', codes: v.codes, pass }
   }
   if (v.tag !== 'num' || typeof c !== 'number') return undefined
   return { kind: 'cmp', col: v.values, op, c }
-}
-
-function test (op: Cmp, r: number): boolean {
-  switch (op) {
-    case '=': return r === 0
-    case '<>': return r !== 0
-    case '<': return r < 0
-    case '<=': return r <= 0
-    case '>': return r > 0
-    case '>=': return r >= 0
-  }
-}
-
-function codePointLess (a: string, b: string): boolean {
-  const n = Math.min(a.length, b.length)
-  for (let i = 0; i < n; i++) {
-    const x = a.codePointAt(i)!
-    const y = b.codePointAt(i)!
-    if (x !== y) return x < y
-    if (x > 0xffff) i++
-  }
-  return a.length < b.length
 }
 
 /** The rows among `sel` (all n when null) that pass; NaN (NULL) fails every test, as NULL does in WHERE. */
