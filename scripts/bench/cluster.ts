@@ -12,6 +12,10 @@
  * The coordinator runs in this process (so the internal path can be called); the other two peers
  * are real `shoal start` processes on 127.0.0.1. All three share the machine's 2 cores, so the
  * figures are a floor for a real deployment, where each peer has its own machine.
+ *
+ * For investigating a run: BENCH_LOG=info (or debug) logs the in-process peer at that level;
+ * BENCH_KEEP=1 keeps the other peers' directories and logs; SHOAL_NODE_ARGS passes node flags
+ * (e.g. --cpu-prof) to them.
  */
 import '../../src/polyfill/index.js'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'

@@ -1,10 +1,12 @@
 import { cp, open, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Float64, Utf8, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow'
 import { pack } from 'msgpackr'
 import { afterEach, describe, expect, it } from 'vitest'
 import { addColumn } from '../../src/schema/index.js'
 import { MANIFEST_FILE, SegmentCorruptError, packRecords, walFileName, type LocalPartitionStore, type VersionedRecord } from '../../src/storage/index.js'
 import { SeededRandom } from '../../src/runtime/index.js'
+import { Segment, VERSION_COLUMN, encodeSegment } from '../../src/storage/segment.js'
 import { T0, TempDirs, del, makeSpace, openStore, put, recordingLogger, scanAll } from './storage-helpers.js'
 
 const dirs = new TempDirs()
@@ -241,6 +243,15 @@ describe('storage recovery', () => {
     await expect(openStore(dir, space)).rejects.toThrow(seg)
     // The file is still there: nothing was dropped.
     expect(await readdir(dir)).toContain(seg)
+  })
+
+  it('a segment whose id or $version column holds a NULL is corrupt, not read with a hole', () => {
+    const t = tableFromIPC(encodeSegment(space.schema, [put(space, 'a', T0, { n: 1 }), put(space, 'b', T0 + 1, { n: 2 })]))
+    const meta = { id: 1, file: 'seg-x.arrow', rows: 2, bytes: 0, crc32: 0 }
+    const nullId = tableToIPC(t.setChild('id', vectorFromArray(['a', null], new Utf8())), 'file')
+    expect(() => Segment.decode(meta, 'seg-x.arrow', nullId)).toThrow(/a row has no id/)
+    const nullVersion = tableToIPC(t.setChild(VERSION_COLUMN, vectorFromArray([T0, null], new Float64())), 'file')
+    expect(() => Segment.decode(meta, 'seg-x.arrow', nullVersion)).toThrow(/row 1 has no version/)
   })
 
   it('a directory with segments but no manifest refuses to open rather than discard them', async () => {

@@ -44,13 +44,13 @@ export class FragmentPool {
   /** Fragments run on a worker thread, and on the calling thread (every worker busy, or none). */
   readonly counters = { onWorkers: 0, inline: 0 }
 
+  /** Workers not started yet: they start on the first fragment big enough for one. */
+  private pending: number
+
   /**
    * @param minWorkerRows fragments over fewer rows run on the calling thread: below about 50,000
    *   rows the message round trip to a worker costs more than the parallelism saves.
    */
-  /** Workers not started yet: they start on the first fragment big enough for one. */
-  private pending: number
-
   constructor (readonly size = defaultPoolSize(), private readonly workerUrl: URL = new URL('./worker.js', import.meta.url), readonly minWorkerRows = 50_000) {
     // Started lazily: a peer that never runs a big query never pays for loading them.
     this.pending = Math.max(0, size)
@@ -98,8 +98,8 @@ export class FragmentPool {
     // A small fragment costs less to run here than the round trip to a worker (~0.3-0.5 ms).
     let rows = 0
     for (const b of job.batches) rows += b.length
-    if (!this.closed && rows >= this.minWorkerRows && this.pending > 0) this.startWorkers()
     const eligible = !this.closed && rows >= this.minWorkerRows
+    if (eligible && this.pending > 0) this.startWorkers()
     let slot = eligible ? this.slots.find(s => s.inflight < PER_WORKER) : undefined
     if (slot === undefined && eligible && this.slots.length > 0) {
       // The workers' answers to earlier jobs arrive as events, and this thread may have been busy
