@@ -16,7 +16,7 @@ import { GroupTable, type EncodedGroups } from './group.js'
 import { AggregationSet } from '../aggregate/index.js'
 import { AdaptedBatch, toAggsSpec } from './json-aggs.js'
 import { TopNBuffer } from './rows.js'
-import { selectRows } from './select.js'
+import { rowTests, selectRows } from './select.js'
 import { topKSearch } from './topk.js'
 import { encodeBatch, type WireBatch } from './wire.js'
 import { gatherBatch } from '../../columnar/index.js'
@@ -91,6 +91,8 @@ export async function runFragment (plan: PlanNode, ctx: FragmentContext): Promis
     if (shape.filter === null) {
       stats.rowsMatched += raw.length
       if (raw.length > 0) sink.push(raw)
+    } else if (sink.pushWhere !== undefined) {
+      stats.rowsMatched += sink.pushWhere(raw, shape.filter)
     } else {
       const sel = selectRows(shape.filter, raw)
       stats.rowsMatched += sel.length
@@ -116,6 +118,8 @@ interface Sink {
   /** With `selects`, push may get a selection: only rows sel[...] of the batch are in. */
   push (batch: ColumnBatch, sel?: Uint32Array): void
   readonly selects?: boolean
+  /** Pushes the rows of the batch where `filter` holds, selecting them itself; returns how many. */
+  pushWhere?: (batch: ColumnBatch, filter: Expr) => number
   done (): boolean
   finish (): FragmentOutput
 }
@@ -137,14 +141,26 @@ function makeSink (shape: FragmentShape, ctx: FragmentContext, budget: MemoryBud
         }
       }
       const table = newGroupTable(node, typeOf, budget)
+      // Keys and arguments are evaluated over the whole batch (a column is just its vector, no
+      // copy) and read through the selection.
+      const keysOf = (b: ColumnBatch): ColumnVector[] => node.groupBy.map(g => evalExpr(g.expr, b))
+      const argsOf = (b: ColumnBatch): Array<ColumnVector | null> => node.aggregates.map(a => a.args.length === 0 ? null : evalExpr(a.args[0]!, b))
       return {
         selects: true,
-        push: (b, sel) => {
-          // Keys and arguments are evaluated over the whole batch (a column is just its vector,
-          // no copy) and read through the selection.
-          const keys = node.groupBy.map(g => evalExpr(g.expr, b))
-          const args = node.aggregates.map(a => a.args.length === 0 ? null : evalExpr(a.args[0]!, b))
-          table.addRows(keys, args, b.length, sel)
+        push: (b, sel) => { table.addRows(keysOf(b), argsOf(b), b.length, sel) },
+        pushWhere: (b, filter) => {
+          // A WHERE of simple terms is tested in the grouping loop itself, row by row; any
+          // other goes through a selection vector first.
+          const tests = rowTests(filter, b)
+          const keys = keysOf(b)
+          const args = argsOf(b)
+          if (tests !== undefined) {
+            const matched = table.addRowsWhere(keys, args, b.length, tests)
+            if (matched >= 0) return matched
+          }
+          const sel = selectRows(filter, b)
+          if (sel.length > 0) table.addRows(keys, args, b.length, sel)
+          return sel.length
         },
         done: () => false,
         finish: () => { const groups = table.encode(); table.release(); return { kind: 'groups', groups } }

@@ -5,16 +5,21 @@
  * goes through one Map<number>. Several keys combine their per-key ids arithmetically into one
  * number, so no per-row string or array is built.
  */
-import { gather, vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
+import { gather, vectorFromValues, type ColumnBatch, type ColumnVector, type NumVector, type ValueType } from '../../columnar/index.js'
 import type { MemoryBudget } from './errors.js'
 import { QueryExecError } from './errors.js'
 import type { FusedStep, GroupAccumulator } from './accumulators.js'
+import { runKernel, type GroupProbe, type KeyProbe } from './kernel.js'
+import { selectByTests, type RowTest } from './select.js'
 
 /** Most groups one table may hold; the memory budget usually stops a query first. */
 export const MAX_GROUPS = 10_000_000
 
 /** Largest dense table for two keys: 2^22 cells (16 MiB). */
 const DENSE_MAX_BITS = 22
+
+/** The dense table of a probe that has none (one key). */
+const NO_TABLE = new Int32Array(0)
 
 /** Integer keys below this are found by array index rather than hashing. */
 const SMALL_INT_KEYS = 1 << 20
@@ -24,10 +29,12 @@ class KeyDict {
   readonly values: Array<number | string | null> = []
   private readonly byNumber = new Map<number, number>()
   private readonly byString = new Map<string, number>()
-  private nullId = -1
-  private scratch: Int32Array = new Int32Array(0)
+  /** The id of NULL, -1 until one is seen. */
+  nullId = -1
+  /** Ids by dictionary code of the string batch at hand (-1: not looked up yet); see `prepare`. */
+  codes: Int32Array = new Int32Array(0)
   /** Ids of small non-negative integer keys, by value (-1: not seen); grows as larger ones appear. */
-  private small: Int32Array = new Int32Array(0)
+  small: Int32Array = new Int32Array(0)
 
   private growSmall (x: number): void {
     const next = new Int32Array(Math.min(SMALL_INT_KEYS, Math.max(x + 1, this.small.length * 2, 1024))).fill(-1)
@@ -61,14 +68,32 @@ class KeyDict {
     return id
   }
 
+  /** Readies `codes` for a new batch of `v` (a string column's codes index a dictionary of its own). */
+  prepare (v: ColumnVector): void {
+    if (v.tag !== 'str') return
+    const size = v.dict.length
+    if (this.codes.length < size) this.codes = new Int32Array(Math.max(size, this.codes.length * 2))
+    this.codes.fill(-1, 0, size)
+  }
+
+  /** The id of row r of `v` (a prepared batch), given one if new; remembered for the rows after it. */
+  idAt (v: ColumnVector, r: number): number {
+    if (v.tag === 'num') return this.idOfNumber(v.values[r]!)
+    if (v.tag !== 'str') throw new QueryExecError('UNSUPPORTED', 'GROUP BY a list or vector column')
+    const c = v.codes[r]!
+    if (c < 0) return this.idOfNull()
+    const id = this.idOfString(v.dict[c]!)
+    this.codes[c] = id
+    return id
+  }
+
   /** Writes the id of rows 0..n-1 of `v` (rows sel[0..n-1] with a selection) into out. */
   ids (v: ColumnVector, n: number, out: Int32Array, sel?: Uint32Array): void {
     if (v.tag === 'str') {
       // One lookup per dictionary entry actually used, then an array index per row.
       const dict = v.dict
-      if (this.scratch.length < dict.length) this.scratch = new Int32Array(Math.max(dict.length, this.scratch.length * 2))
-      const local = this.scratch
-      local.fill(-1, 0, dict.length)
+      this.prepare(v)
+      const local = this.codes
       const codes = v.codes
       for (let i = 0; i < n; i++) {
         const c = codes[sel === undefined ? i : sel[i]!]!
@@ -194,27 +219,9 @@ export class GroupTable {
    * table for good. Returns false when it cannot serve this batch.
    */
   private assignDense (n: number, gids: Int32Array): boolean {
-    const needA = this.dicts[0]!.values.length
-    const needB = this.dicts[1]!.values.length
-    let bitsA = this.denseBitsA
-    let bitsB = this.denseBitsB
-    while ((1 << bitsA) < needA) bitsA++
-    while ((1 << bitsB) < needB) bitsB++
-    if (bitsA + bitsB > DENSE_MAX_BITS) {
-      // Too many combinations for a table: hand the groups so far to the hash table.
-      const limit = 2 ** this.radixBits
-      for (let g = 0; g < this.groups; g++) this.composites.set(this.keyIds[1]![g]! * limit + this.keyIds[0]![g]!, g)
-      this.dense = null
-      return false
-    }
-    if (bitsA !== this.denseBitsA || bitsB !== this.denseBitsB || this.dense!.length === 0) {
-      const table = new Int32Array(1 << (bitsA + bitsB)).fill(-1)
-      for (let g = 0; g < this.groups; g++) table[this.keyIds[0]![g]! | (this.keyIds[1]![g]! << bitsA)] = g
-      this.dense = table
-      this.denseBitsA = bitsA
-      this.denseBitsB = bitsB
-    }
+    if (!this.fitDense()) return false
     const table = this.dense!
+    const bitsA = this.denseBitsA
     const a = this.idScratch[0]!
     const b = this.idScratch[1]!
     const pair = [0, 0]
@@ -231,10 +238,121 @@ export class GroupTable {
     return true
   }
 
+  /**
+   * Sizes the two-key dense table for every key id handed out so far. False when that many
+   * combinations are too many for a table: the groups so far move to the hash table, for good.
+   */
+  private fitDense (): boolean {
+    if (this.dense === null) return false
+    const needA = this.dicts[0]!.values.length
+    const needB = this.dicts[1]!.values.length
+    let bitsA = this.denseBitsA
+    let bitsB = this.denseBitsB
+    while ((1 << bitsA) < needA) bitsA++
+    while ((1 << bitsB) < needB) bitsB++
+    if (bitsA + bitsB > DENSE_MAX_BITS) {
+      const limit = 2 ** this.radixBits
+      for (let g = 0; g < this.groups; g++) this.composites.set(this.keyIds[1]![g]! * limit + this.keyIds[0]![g]!, g)
+      this.dense = null
+      return false
+    }
+    if (bitsA !== this.denseBitsA || bitsB !== this.denseBitsB || this.dense.length === 0) {
+      const table = new Int32Array(1 << (bitsA + bitsB)).fill(-1)
+      for (let g = 0; g < this.groups; g++) table[this.keyIds[0]![g]! | (this.keyIds[1]![g]! << bitsA)] = g
+      this.dense = table
+      this.denseBitsA = bitsA
+      this.denseBitsB = bitsB
+    }
+    return true
+  }
+
+  /** The fused step of every accumulator, or undefined when one of them cannot fuse over its argument. */
+  private fusedSteps (args: ReadonlyArray<ColumnVector | null>): FusedStep[] | undefined {
+    const steps: FusedStep[] = []
+    for (let a = 0; a < this.accs.length; a++) {
+      const step = this.accs[a]!.fuse?.(args[a]!)
+      if (step === undefined) return undefined
+      steps.push(step)
+    }
+    return steps
+  }
+
+  /**
+   * Adds the rows of a batch of n rows that pass every test (the WHERE clause as row tests), in
+   * one generated loop with the grouping and the aggregates. Returns how many rows passed, or -1
+   * when this table cannot run that loop (an aggregate that does not fuse, keys of another kind
+   * or more than two): then the caller selects the rows first and calls addRows.
+   */
+  addRowsWhere (keys: readonly ColumnVector[], args: ReadonlyArray<ColumnVector | null>, n: number, tests: readonly RowTest[]): number {
+    return n === 0 ? 0 : this.addInline(keys, args, n, undefined, tests)
+  }
+
   /** Adds n rows: their key vectors and, per accumulator, its argument vector (null for count(*)). */
   addRows (keys: readonly ColumnVector[], args: ReadonlyArray<ColumnVector | null>, n: number, sel?: Uint32Array): void {
     if (sel !== undefined) n = sel.length
     if (n === 0) return
+    if (this.addInline(keys, args, n, sel, []) < 0) this.addAssigned(keys, args, n, sel)
+  }
+
+  /** The generated loop (kernel.ts) for one batch: group lookup inline. -1 when it cannot serve. */
+  private addInline (keys: readonly ColumnVector[], args: ReadonlyArray<ColumnVector | null>, n: number, sel: Uint32Array | undefined, tests: readonly RowTest[]): number {
+    if (keys.length > 2) return -1
+    for (const k of keys) if (k.tag !== 'num' && k.tag !== 'str') return -1
+    if (keys.length === 2 && !this.fitDense()) return -1
+    const steps = this.fusedSteps(args)
+    if (steps === undefined) return -1
+    if (keys.length === 0) {
+      const res = runKernel(tests, { kind: 'none' }, steps, n, sel)
+      return res.matched
+    }
+    const probes: KeyProbe[] = keys.map((v, k) => {
+      const dict = this.dicts[k]!
+      dict.prepare(v)
+      return v.tag === 'str' ? { kind: 'str', col: v.codes, dict } : { kind: 'num', col: (v as NumVector).values, dict }
+    })
+    const probe: GroupProbe = { miss: r => this.placeRow(keys, args, probe, r), dense: this.dense ?? NO_TABLE, bitsA: this.denseBitsA, steps }
+    const res = runKernel(tests, { kind: 'keys', keys: probes, probe }, steps, n, sel)
+    let matched = res.matched
+    if (res.stop < n) {
+      // The dense table outgrew its limit in this batch: the rest of it goes the general way.
+      const rest = sel !== undefined ? sel.subarray(res.stop) : Uint32Array.from({ length: n - res.stop }, (_, i) => res.stop + i)
+      const rows = tests.length > 0 ? selectByTests(tests, n, rest) : rest
+      if (rows.length > 0) this.addAssigned(keys, args, rows.length, rows)
+      matched += rows.length
+    }
+    this.account()
+    return matched
+  }
+
+  /**
+   * A row the generated loop could not place from its arrays: gives its keys ids and the pair a
+   * group (created if new), and rebuilds the probe's steps when groups grew. -1: the dense table
+   * would grow past its limit (the loop stops; the table has moved to hashing).
+   */
+  private placeRow (keys: readonly ColumnVector[], args: ReadonlyArray<ColumnVector | null>, probe: GroupProbe, r: number): number {
+    const before = this.groups
+    const a = this.dicts[0]!.idAt(keys[0]!, r)
+    let g: number
+    if (keys.length === 1) {
+      // One key: its ids are its group ids (see assign).
+      while (this.groups <= a) this.newGroup([this.groups])
+      g = a
+    } else {
+      const b = this.dicts[1]!.idAt(keys[1]!, r)
+      if (!this.fitDense()) return -1
+      const table = this.dense!
+      const cell = a | (b << this.denseBitsA)
+      g = table[cell]!
+      if (g < 0) g = table[cell] = this.newGroup([a, b])
+      probe.dense = table
+      probe.bitsA = this.denseBitsA
+    }
+    if (this.groups !== before) probe.steps = this.fusedSteps(args)!
+    return g
+  }
+
+  /** Adds rows by group ids assigned beforehand: any keys, any accumulators. */
+  private addAssigned (keys: readonly ColumnVector[], args: ReadonlyArray<ColumnVector | null>, n: number, sel: Uint32Array | undefined): void {
     const gids = this.assign(keys, n, sel)
     // Accumulators over typed arrays (count, sum, avg, min, max) run in one fused loop; the
     // others (sketches, DISTINCT, strings) each take their own pass.
@@ -247,7 +365,7 @@ export class GroupTable {
       else if (sel === undefined || acc.selects === true) acc.add(gids, arg, n, sel)
       else acc.add(gids, arg === null ? null : gather(arg, sel), n)
     }
-    if (steps !== undefined) runFused(steps, gids, n, sel)
+    if (steps !== undefined) runKernel([], { kind: 'gids', gids }, steps, n, sel)
     this.account()
   }
 
@@ -374,57 +492,4 @@ function parseEncodedGroups (e: unknown, keyTypes: readonly ValueType[], nAccs: 
     for (const v of (keys as unknown[][])[k]!) if (v !== null && typeof v !== want) return bad(`key ${k + 1} has a value that is neither null nor a ${want}`)
   }
   return { groups, keys: keys as unknown[][], states: states as unknown[][] }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fused aggregation loops
-
-type FusedKernel = (gids: Int32Array, n: number, sel: Uint32Array | undefined, columns: ReadonlyArray<ArrayLike<number> | undefined>, arrays: ReadonlyArray<readonly Float64Array[]>) => void
-
-/** Kernels by the kinds of their steps ("countAll,sum,max"): a handful per workload. */
-const kernels = new Map<string, FusedKernel>()
-
-/** One step's work for row `r` of group `g`, as source text (from fixed templates only). */
-function stepSource (step: FusedStep, k: number): string {
-  const a = (j: number): string => `a${k}_${j}`
-  switch (step.kind) {
-    case 'countAll': return `${a(0)}[g]++`
-    case 'countNum': return `{ const x = c${k}[r]; if (x === x) ${a(0)}[g]++ }`
-    case 'countStr': return `if (c${k}[r] >= 0) ${a(0)}[g]++`
-    // Knuth's TwoSum: the exact rounding error of s + x without a branch (Neumaier's version
-    // branches on which operand is larger, and that branch mispredicts on real data).
-    case 'sum': return `{ const x = c${k}[r]; if (x === x) { const s = ${a(0)}[g]; const t = s + x; const bp = t - s; ${a(1)}[g] += (s - (t - bp)) + (x - bp); ${a(0)}[g] = t; ${a(2)}[g]++ } }`
-    case 'min': return `{ const x = c${k}[r]; const cur = ${a(0)}[g]; if (x < cur || (cur !== cur && x === x)) ${a(0)}[g] = x }`
-    case 'max': return `{ const x = c${k}[r]; const cur = ${a(0)}[g]; if (x > cur || (cur !== cur && x === x)) ${a(0)}[g] = x }`
-  }
-}
-
-/**
- * Runs every step over rows 0..n-1 (rows sel[i] with a selection) in one loop, so each row's
- * group id and values are read once while several aggregates update: a pass per aggregate would
- * read the group ids again each time. The loop is generated per combination of step kinds and
- * kept; the source comes from the fixed templates above, never from a query's text.
- */
-function runFused (steps: readonly FusedStep[], gids: Int32Array, n: number, sel: Uint32Array | undefined): void {
-  const key = steps.map(s => s.kind).join(',')
-  let kernel = kernels.get(key)
-  if (kernel === undefined) {
-    const locals = steps.map((s, k) => [`const c${k} = columns[${k}]`, ...s.arrays.map((_, j) => `const a${k}_${j} = arrays[${k}][${j}]`)].join('; ')).join('\n')
-    const body = steps.map((s, k) => stepSource(s, k)).join('\n      ')
-    kernel = new Function('gids', 'n', 'sel', 'columns', 'arrays', `'use strict'
-${locals}
-if (sel === undefined) {
-  for (let i = 0; i < n; i++) {
-    const g = gids[i]; const r = i
-      ${body}
-  }
-} else {
-  for (let i = 0; i < n; i++) {
-    const g = gids[i]; const r = sel[i]
-      ${body}
-  }
-}`) as FusedKernel
-    kernels.set(key, kernel)
-  }
-  kernel(gids, n, sel, steps.map(s => 'column' in s ? s.column : undefined), steps.map(s => s.arrays))
 }

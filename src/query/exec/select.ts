@@ -29,16 +29,40 @@ function refine (expr: Expr, batch: ColumnBatch, sel: Uint32Array | null): Uint3
 }
 
 /**
+ * The terms of `expr` as per-row tests when it is an AND chain of simple ones (a row is selected
+ * when it passes them all), for loops that test rows themselves (kernel.ts); undefined otherwise.
+ */
+export function rowTests (expr: Expr, batch: ColumnBatch): RowTest[] | undefined {
+  if (expr.kind === 'Binary' && expr.op === 'AND') {
+    const left = rowTests(expr.left, batch)
+    const right = left === undefined ? undefined : rowTests(expr.right, batch)
+    return right === undefined ? undefined : [...left!, ...right]
+  }
+  const t = simple(expr, batch)
+  return t === undefined ? undefined : [t]
+}
+
+/** Rows among `sel` (all n when null) that pass every test. */
+export function selectByTests (tests: readonly RowTest[], n: number, sel: Uint32Array | null): Uint32Array {
+  let rows = sel
+  for (const t of tests) {
+    rows = scan(t, n, rows)
+    if (rows.length === 0) break
+  }
+  return rows ?? Uint32Array.from({ length: n }, (_, i) => i)
+}
+
+/**
  * A per-row test over one column: a comparison with a number (each op its own loop, so no call
  * per row), a range, a set of numbers, or a pass/fail per dictionary code.
  */
-type Test =
+export type RowTest =
   | { kind: 'cmp', col: Float64Array, op: ComparisonOp, c: number }
   | { kind: 'range', col: Float64Array, lo: number, hi: number }
   | { kind: 'set', col: Float64Array, set: Set<number> }
   | { kind: 'codes', codes: Int32Array, pass: Uint8Array }
 
-function simple (expr: Expr, batch: ColumnBatch): Test | undefined {
+function simple (expr: Expr, batch: ColumnBatch): RowTest | undefined {
   if (expr.kind === 'Binary' && CMPS.has(expr.op)) {
     let col = expr.left
     let lit = expr.right
@@ -91,7 +115,7 @@ function constant (v: ColumnVector, lit: LiteralNode | Expr): number | string | 
   }
 }
 
-function compare (v: ColumnVector, op: ComparisonOp, c: number | string): Test | undefined {
+function compare (v: ColumnVector, op: ComparisonOp, c: number | string): RowTest | undefined {
   if (v.tag === 'str' && typeof c === 'string') {
     // Once per dictionary entry; NULL codes (-1) never pass.
     const pass = new Uint8Array(v.dict.length)
@@ -104,7 +128,7 @@ function compare (v: ColumnVector, op: ComparisonOp, c: number | string): Test |
 }
 
 /** The rows among `sel` (all n when null) that pass; NaN (NULL) fails every test, as NULL does in WHERE. */
-function scan (t: Test, n: number, sel: Uint32Array | null): Uint32Array {
+function scan (t: RowTest, n: number, sel: Uint32Array | null): Uint32Array {
   const m = sel === null ? n : sel.length
   const out = new Uint32Array(m)
   let k = 0
