@@ -7,8 +7,9 @@
  * 1. Local execution, one peer: N rows (default 10 million) as Shoal holds a warm replica
  *    (column batches of 64k rows, 16 partitions), run through the executor exactly as a peer runs
  *    a query whose partitions are all its own (fragment per partition, merge, finalize), against
- *    DuckDB (in-process, its default threads) on a table of the same values. Medians of 5 runs
- *    after a warm-up.
+ *    DuckDB (in-process, its default threads) on a table of the same values; then both on one
+ *    thread. The four run in 7 interleaved rounds after a warm-up (a burst of noise on a shared
+ *    machine hits them alike): medians, and ratios as the median of each round's own ratio.
  * 2. Real clusters over HTTP: one peer and three peers (processes on 127.0.0.1 sharing the
  *    machine's 2 cores), the same queries on a smaller table.
  * 3. Scatter overhead: count(*) over a space of 1 partition vs 64 partitions with a handful of
@@ -132,17 +133,39 @@ function median (xs: number[]): number {
 async function timeIt (runs: number, fn: () => Promise<unknown>): Promise<number> {
   await fn()
   const times: number[] = []
-  for (let r = 0; r < runs; r++) {
-    const t0 = performance.now()
-    await fn()
-    times.push(performance.now() - t0)
-  }
+  for (let r = 0; r < runs; r++) times.push(await timeOnce(fn))
   return median(times)
 }
 
+async function timeOnce (fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now()
+  await fn()
+  return performance.now() - t0
+}
+
+/**
+ * Times several contenders in interleaved rounds (each warmed once; every round runs each once,
+ * starting from a different one), so that a burst of noise on this shared machine hits them
+ * alike. Per contender: its median and its time in every round (for paired ratios).
+ */
+async function timeInterleaved (runs: number, fns: ReadonlyArray<() => Promise<unknown>>): Promise<Array<{ median: number, times: number[] }>> {
+  for (const fn of fns) await fn()
+  const times = fns.map(() => [] as number[])
+  for (let r = 0; r < runs; r++) {
+    for (let k = 0; k < fns.length; k++) {
+      const i = (r + k) % fns.length
+      times[i]!.push(await timeOnce(fns[i]!))
+    }
+  }
+  return times.map(t => ({ median: median(t), times: t }))
+}
+
+/** The median over rounds of a's time over b's in the same round. */
+const pairedRatio = (a: number[], b: number[]): number => median(a.map((x, i) => x / b[i]!))
+
 export interface LocalQueryBench { rows: number, duckdbThreads: number, shoalThreads: number, results: Array<{ name: string, shoalMs: number, shoal1Ms: number, duckdbMs: number, duckdb1Ms: number, ratio: number, ratio1: number, sameAnswer: boolean }> }
 
-export async function benchLocalQueries (rows: number, runs = 5): Promise<LocalQueryBench> {
+export async function benchLocalQueries (rows: number, runs = 7): Promise<LocalQueryBench> {
   const data = columnarData(rows, 16)
   // DuckDB as it comes (a thread per core) and held to one thread, as Shoal's executor runs.
   const db = await DuckDBInstance.create(':memory:')
@@ -158,11 +181,22 @@ export async function benchLocalQueries (rows: number, runs = 5): Promise<LocalQ
   for (const q of QUERIES) {
     const ours = await runLocalQuery(q.sql, data, SPACE, pool)
     const theirs = (await con.runAndReadAll(q.sql)).getRowObjectsJson()
-    const shoalMs = await timeIt(runs, async () => await runLocalQuery(q.sql, data, SPACE, pool))
-    const shoal1Ms = await timeIt(runs, async () => await runLocalQuery(q.sql, data))
-    const duckdbMs = await timeIt(runs, async () => await con.runAndReadAll(q.sql))
-    const duckdb1Ms = await timeIt(runs, async () => await con1.runAndReadAll(q.sql))
-    results.push({ name: q.name, shoalMs, shoal1Ms, duckdbMs, duckdb1Ms, ratio: shoalMs / duckdbMs, ratio1: shoal1Ms / duckdb1Ms, sameAnswer: sameRows(ours, theirs, q.approx ?? []) })
+    const [shoal, shoal1, duckdb, duckdb1] = await timeInterleaved(runs, [
+      async () => await runLocalQuery(q.sql, data, SPACE, pool),
+      async () => await runLocalQuery(q.sql, data),
+      async () => await con.runAndReadAll(q.sql),
+      async () => await con1.runAndReadAll(q.sql)
+    ])
+    results.push({
+      name: q.name,
+      shoalMs: shoal!.median,
+      shoal1Ms: shoal1!.median,
+      duckdbMs: duckdb!.median,
+      duckdb1Ms: duckdb1!.median,
+      ratio: pairedRatio(shoal!.times, duckdb!.times),
+      ratio1: pairedRatio(shoal1!.times, duckdb1!.times),
+      sameAnswer: sameRows(ours, theirs, q.approx ?? [])
+    })
   }
   const shoalThreads = pool.workers + 1
   await pool.close()
@@ -261,7 +295,7 @@ const f = (ms: number): string => ms >= 100 ? ms.toFixed(0) : ms.toFixed(1)
 
 export function formatLocalQueryBench (r: LocalQueryBench): string {
   const lines = [
-    `| query (${r.rows.toLocaleString('en-US')} rows, warm) | Shoal, ${r.shoalThreads} threads (ms) | DuckDB, ${r.duckdbThreads} threads (ms) | Shoal / DuckDB | Shoal, 1 thread (ms) | DuckDB, 1 thread (ms) | Shoal / DuckDB, 1 thread each | same answer |`,
+    `| query (${r.rows.toLocaleString('en-US')} rows, warm) | Shoal, ${r.shoalThreads} threads (ms) | DuckDB, ${r.duckdbThreads} threads (ms) | Shoal / DuckDB (paired) | Shoal, 1 thread (ms) | DuckDB, 1 thread (ms) | Shoal / DuckDB, 1 thread each (paired) | same answer |`,
     '| --- | --- | --- | --- | --- | --- | --- | --- |'
   ]
   for (const x of r.results) lines.push(`| ${x.name} | ${f(x.shoalMs)} | ${f(x.duckdbMs)} | ${x.ratio.toFixed(2)}× | ${f(x.shoal1Ms)} | ${f(x.duckdb1Ms)} | ${x.ratio1.toFixed(2)}× | ${x.sameAnswer ? 'yes' : 'NO'} |`)

@@ -57,7 +57,9 @@ export interface KernelResult {
 
 type Kernel = (tests: readonly RowTest[], lookup: GroupLookup, probe: GroupProbe | undefined, steps: readonly FusedStep[], n: number, sel: Uint32Array | undefined) => KernelResult
 
+/** Loops by shape. Bounded: a peer serving many different queries drops its oldest loops. */
 const kernels = new Map<string, Kernel>()
+const MAX_KERNELS = 256
 
 /**
  * Runs the loop over rows 0..n-1 (rows sel[0..n-1] with a selection): rows failing a test are
@@ -74,6 +76,7 @@ export function runKernel (tests: readonly RowTest[], lookup: GroupLookup, steps
   let kernel = kernels.get(shape)
   if (kernel === undefined) {
     kernel = compile(tests, lookup, steps, sel !== undefined)
+    if (kernels.size >= MAX_KERNELS) kernels.delete(kernels.keys().next().value!)
     kernels.set(shape, kernel)
   }
   return kernel(tests, lookup, lookup.kind === 'keys' ? lookup.probe : undefined, steps, n, sel)
