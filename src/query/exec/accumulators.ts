@@ -296,12 +296,16 @@ class SketchAcc implements GroupAccumulator {
 }
 
 /**
- * approx_count_distinct: hashing is most of its cost, so a string is hashed once per dictionary
- * entry of a batch, and a number once per distinct value of a batch while values repeat enough
- * for the memo to pay (a column of unique values turns it off).
+ * approx_count_distinct: hashing and the sketch's own set or registers are most of its cost, so a
+ * value is hashed once per batch (a string once per dictionary entry, a number once per distinct
+ * value while values repeat enough for the memo to pay; a column of unique values turns it off)
+ * and reaches a group's sketch once per batch: adding a hash again changes nothing, so a value
+ * already added to the same group since is skipped.
  */
 class CardinalityAcc extends SketchAcc {
   private readonly card: CardinalityAggregator
+  /** Memo slots of small non-negative integers, by value (-1: none this batch). */
+  private small: Int32Array = new Int32Array(0)
   constructor (agg: CardinalityAggregator) {
     super(agg, r => (r as { value: number }).value, 256)
     this.card = agg
@@ -314,38 +318,61 @@ class CardinalityAcc extends SketchAcc {
     if (values.tag === 'str') {
       const dict = values.dict
       const hashes = new Float64Array(dict.length).fill(-2)
+      const lastGroup = new Int32Array(dict.length).fill(-1)
       const codes = values.codes
       for (let i = 0; i < n; i++) {
         const c = codes[i]!
         if (c < 0) continue
+        const g = gids[i]!
+        if (lastGroup[c] === g) continue
+        lastGroup[c] = g
         let h = hashes[c]!
         if (h === -2) h = hashes[c] = hash53(dict[c])
-        card.addHash(st[gids[i]!]!, h)
+        card.addHash(st[g]!, h)
       }
       return
     }
     if (values.tag !== 'num') return
     const v = values.values
+    // Per memo slot: the value's hash, and the last group it was added to.
+    const hashes: number[] = []
+    const lastGroup: number[] = []
+    const usedSmall: number[] = []
+    if (this.small.length === 0) this.small = new Int32Array(SMALL_MEMO).fill(-1)
+    const small = this.small
     let memo: Map<number, number> | null = new Map()
     for (let i = 0; i < n; i++) {
       const x = v[i]!
       if (x !== x) continue
-      let h: number | undefined
-      if (memo !== null) {
-        h = memo.get(x)
-        if (h === undefined) {
-          h = hash53(x)
-          memo.set(x, h)
+      const g = gids[i]!
+      let slot: number | undefined
+      if (x >= 0 && x < SMALL_MEMO && (x | 0) === x) {
+        slot = small[x]!
+        if (slot < 0) { slot = small[x] = hashes.length; hashes.push(hash53(x)); lastGroup.push(-1); usedSmall.push(x) }
+      } else if (memo !== null) {
+        slot = memo.get(x)
+        if (slot === undefined) {
+          slot = hashes.length
+          hashes.push(hash53(x))
+          lastGroup.push(-1)
+          memo.set(x, slot)
           // Mostly distinct values: the memo only costs; drop it for the rest of the batch.
           if (memo.size > 4096 && memo.size * 2 > i) memo = null
         }
       } else {
-        h = hash53(x)
+        card.addHash(st[g]!, hash53(x))
+        continue
       }
-      card.addHash(st[gids[i]!]!, h)
+      if (lastGroup[slot] === g) continue
+      lastGroup[slot] = g
+      card.addHash(st[g]!, hashes[slot]!)
     }
+    for (const x of usedSmall) small[x] = -1
   }
 }
+
+/** Small integers whose memo slot is found by index rather than in a Map (codes, categories, years). */
+const SMALL_MEMO = 65_536
 
 /** The accumulator of one SQL aggregate. `argIsString`: the argument is utf8 (min/max compare strings). */
 export function createAccumulator (item: AggregateItem, argIsString: boolean, argIsInteger: boolean): GroupAccumulator {
