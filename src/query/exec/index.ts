@@ -2,8 +2,9 @@
  * query/exec: local execution over column batches (src/columnar). A plan is split (split.ts) into
  * a fragment that runs on each partition replica (fragment.ts: filter, projection, partial
  * aggregation, top-N, top-K) and the coordinator's merge and final steps (final.ts). Expressions
- * evaluate vectorized (eval.ts); grouping is by dictionary codes (group.ts); aggregate states are
- * mergeable (accumulators.ts, and src/query/aggregate for sketches and JSON aggregations); every
+ * evaluate vectorized (eval.ts); grouping is by dictionary codes (group.ts), with WHERE terms,
+ * group lookup and the typed-array aggregates in one generated loop where it can (kernel.ts,
+ * select.ts's row tests); aggregate states are mergeable (accumulators.ts, and src/query/aggregate for sketches and JSON aggregations); every
  * operator that holds rows or groups reports to the query's memory budget (errors.ts).
  */
 export { evalExpr, evalPredicate, exprType } from './eval.js'
