@@ -52,6 +52,30 @@ describe('FragmentPool: fragments on worker threads over shared column batches',
     expect(pool.counters.inline - before.inline).toBe(0)
   })
 
+  it('takes a job back from a worker that has not started it when this thread has nothing to run', async () => {
+    const before = { ...pool.counters }
+    const long = { plan: fragmentOf('SELECT g, sum(x) FROM t GROUP BY g'), batches: Array.from({ length: 40 }, () => batches).flat(), columnType, types, budgetBytes: 1 << 30 }
+    const short = { plan: fragmentOf('SELECT g, count(*) FROM t WHERE x < 50 GROUP BY g'), batches, columnType, types, budgetBytes: 1 << 30 }
+    // Both fit the worker (one running, one waiting), so both go there; this thread is idle.
+    const [a, b] = await Promise.all([pool.run(long), pool.run(short)])
+    expect(pool.counters.onWorkers - before.onWorkers).toBe(2)
+    expect(pool.counters.stolen - before.stolen).toBe(1)
+    expect(pool.counters.inline - before.inline).toBe(0)
+    expect(a!.stats.rowsScanned).toBe(40 * rows.length)
+    expect(b!.stats.rowsMatched).toBe(rows.filter(r => r.x < 50).length)
+  })
+
+  it('drops a job still waiting on a worker when its query is cancelled', async () => {
+    const controller = new AbortController()
+    const long = pool.run({ plan: fragmentOf('SELECT g, sum(x) FROM t GROUP BY g'), batches: Array.from({ length: 40 }, () => batches).flat(), columnType, types, budgetBytes: 1 << 30 })
+    const waiting = pool.run({ plan: fragmentOf('SELECT count(*) FROM t'), batches, columnType, types, budgetBytes: 1 << 30, signal: controller.signal })
+    controller.abort()
+    const err = await waiting.catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(QueryExecError)
+    expect((err as QueryExecError).code).toBe('CANCELLED')
+    expect((await long).stats.rowsScanned).toBe(40 * rows.length)
+  })
+
   it('passes a fragment error back with its code', async () => {
     const plan = fragmentOf('SELECT id, count(*) FROM t GROUP BY id')
     const busy = pool.run({ plan: fragmentOf('SELECT count(*) FROM t'), batches, columnType, types, budgetBytes: 1 << 30 })
@@ -79,7 +103,7 @@ describe('FragmentPool: small fragments stay on the calling thread', () => {
     try {
       const batch = shareBatch(batchFromRows([{ g: 'a', x: 1 }], types.map(([name, type]) => ({ name, type }))))
       await pool.run({ plan: fragmentOf('SELECT count(*) FROM t'), batches: [batch], columnType, types, budgetBytes: 1 << 20 })
-      expect(pool.counters).toEqual({ onWorkers: 0, inline: 1 })
+      expect(pool.counters).toEqual({ onWorkers: 0, inline: 1, stolen: 0 })
     } finally {
       await pool.close()
     }

@@ -3,7 +3,8 @@
  * partitions of a query use every core. Column batches from storage live in shared memory
  * (src/columnar/shared.ts): a fragment sent to a worker takes its data along without a copy
  * (only string dictionaries are copied). A job goes to a worker with room (each holds one running
- * and one queued), or runs on the calling thread when every worker is full or the job is small.
+ * and one queued), or runs on the calling thread when every worker is full or the job is small;
+ * a calling thread with nothing left to run takes a queued job back from a worker.
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
@@ -28,7 +29,16 @@ interface Slot {
   worker: Worker
   /** Jobs sent and not yet answered (at most PER_WORKER). */
   inflight: number
-  jobs: Map<number, { resolve: (r: FragmentResult) => void, reject: (e: Error) => void }>
+  /** By id, in the order sent (the worker runs them in that order). */
+  jobs: Map<number, SentJob>
+  /** The job asked back, until the worker hands it back or answers it. */
+  stealing: number | null
+}
+
+interface SentJob {
+  job: FragmentJob
+  resolve: (r: FragmentResult) => void
+  reject: (e: Error) => void
 }
 
 /** Jobs a worker holds at once: one running and one waiting in its message queue. */
@@ -41,8 +51,16 @@ export class FragmentPool {
   private readonly slots: Slot[] = []
   private nextId = 1
   private closed = false
-  /** Fragments run on a worker thread, and on the calling thread (every worker busy, or none). */
-  readonly counters = { onWorkers: 0, inline: 0 }
+  /**
+   * Fragments sent to a worker thread; run on the calling thread (every worker busy, or none);
+   * and sent to a worker but taken back before it started them, because this thread had nothing
+   * left to do (without that, the last fragments of a query queue on a worker while this thread
+   * waits: a fragment's time lost at the end of every query).
+   */
+  readonly counters = { onWorkers: 0, inline: 0, stolen: 0 }
+  /** Fragments running on this thread, and run() calls still deciding where theirs goes. */
+  private runningHere = 0
+  private deciding = 0
 
   /** Workers not started yet: they start on the first fragment big enough for one. */
   private pending: number
@@ -58,13 +76,19 @@ export class FragmentPool {
 
   private startWorkers (): void {
     for (; this.pending > 0; this.pending--) {
-      const slot: Slot = { worker: new Worker(this.workerUrl), inflight: 0, jobs: new Map() }
-      slot.worker.on('message', (msg: { id: number, result?: FragmentResult, error?: { name: string, code?: string, message: string } }) => {
+      const slot: Slot = { worker: new Worker(this.workerUrl), inflight: 0, jobs: new Map(), stealing: null }
+      slot.worker.on('message', (msg: { id: number, result?: FragmentResult, stolen?: true, error?: { name: string, code?: string, message: string } }) => {
         const job = slot.jobs.get(msg.id)
         if (job === undefined) return
         slot.jobs.delete(msg.id)
+        if (slot.stealing === msg.id) slot.stealing = null
         // A worker with work keeps the process alive; an idle one must not keep a stopping peer up.
         if (--slot.inflight === 0) slot.worker.unref()
+        if (msg.stolen === true) {
+          this.counters.stolen++
+          this.runHere(job.job).then(job.resolve, job.reject)
+          return
+        }
         if (msg.error !== undefined) {
           job.reject(msg.error.code !== undefined ? new QueryExecError(msg.error.code as QueryExecErrorCode, msg.error.message) : Object.assign(new Error(msg.error.message), { name: msg.error.name }))
         } else {
@@ -106,18 +130,14 @@ export class FragmentPool {
       // with a fragment of its own since (a chain of awaits never yields to the event loop): let
       // them in before deciding every worker is full. Without this, the calling thread ran
       // fragment after fragment while a worker that had finished sat idle (73 % of the time).
+      this.deciding++
       await new Promise<void>(resolve => { setImmediate(resolve) })
+      this.deciding--
       slot = this.slots.find(s => s.inflight < PER_WORKER)
     }
     if (slot === undefined) {
       this.counters.inline++
-      return await runFragment(job.plan, {
-        source: { batches: () => job.batches },
-        columnType: job.columnType,
-        budget: new MemoryBudget(job.budgetBytes),
-        ...(job.signal !== undefined ? { signal: job.signal } : {}),
-        ...(job.now !== undefined ? { now: job.now } : {})
-      })
+      return await this.runHere(job)
     }
     const id = this.nextId++
     this.counters.onWorkers++
@@ -127,12 +147,53 @@ export class FragmentPool {
     job.signal?.addEventListener('abort', onAbort, { once: true })
     try {
       return await new Promise<FragmentResult>((resolve, reject) => {
-        slot.jobs.set(id, { resolve, reject })
+        slot.jobs.set(id, { job, resolve, reject })
         slot.worker.postMessage(message)
+        this.stealSoon()
       })
     } finally {
       job.signal?.removeEventListener('abort', onAbort)
     }
+  }
+
+  /** Runs a fragment on this thread; when it ends, this thread may be idle: see stealSoon. */
+  private async runHere (job: FragmentJob): Promise<FragmentResult> {
+    this.runningHere++
+    try {
+      // A job taken back from a worker may belong to a query cancelled meanwhile.
+      if (job.signal?.aborted === true) throw new QueryExecError('CANCELLED', 'the query was cancelled')
+      return await runFragment(job.plan, {
+        source: { batches: () => job.batches },
+        columnType: job.columnType,
+        budget: new MemoryBudget(job.budgetBytes),
+        ...(job.signal !== undefined ? { signal: job.signal } : {}),
+        ...(job.now !== undefined ? { now: job.now } : {})
+      })
+    } finally {
+      this.runningHere--
+      this.stealSoon()
+    }
+  }
+
+  /**
+   * On a later turn of the event loop (when callers have handed in whatever they had next): if
+   * this thread has no fragment of its own and a worker holds one it has not started, asks for
+   * that one back. One at a time: this thread runs one fragment.
+   */
+  private stealSoon (): void {
+    setImmediate(() => {
+      if (this.closed || this.runningHere > 0 || this.deciding > 0) return
+      if (this.slots.some(s => s.stealing !== null)) return
+      for (const slot of this.slots) {
+        // The worker runs its jobs in the order sent: with two, the later one is waiting.
+        if (slot.inflight < 2) continue
+        let last: number | undefined
+        for (const id of slot.jobs.keys()) last = id
+        slot.stealing = last!
+        slot.worker.postMessage({ steal: last })
+        return
+      }
+    })
   }
 
   async close (): Promise<void> {
