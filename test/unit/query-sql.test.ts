@@ -70,6 +70,17 @@ describe('SQL front end', () => {
     expect(printPlan(parseSql('SELECT * FROM sales LIMIT 3').plan)).toBe('Limit 3\n  Scan sales')
   })
 
+  it('parses a repeated SQL text against the schema of the moment (the syntax tree is cached, the plan is not)', () => {
+    const sql = 'SELECT * FROM sales WHERE amount > 1'
+    const narrow = (): ReturnType<typeof spaces> => { const s = spaces('sales')!; return { ...s, schema: s.schema.filter(c => c.name === 'id' || c.name === 'amount') } }
+    expect(plan(sql).split('\n')[0]).toBe('Project id, region, country, amount, qty, big, ts, day, tags, embedding, links, active')
+    expect(printPlan(parseSql(sql, { space: narrow }).plan).split('\n')[0]).toBe('Project id, amount')
+    expect(plan(sql).split('\n')[0]).toBe('Project id, region, country, amount, qty, big, ts, day, tags, embedding, links, active')
+    // A text that does not parse is refused every time, with its position.
+    expect(refused('SELECT FROM WHERE').code).toBe('syntax')
+    expect(refused('SELECT FROM WHERE').code).toBe('syntax')
+  })
+
   it('groups by several columns and lifts aggregates into the Aggregate node', () => {
     expect(plan('SELECT region, country, count(*) AS n, sum(amount) FROM sales WHERE amount > 0 GROUP BY region, country')).toBe([
       'Project region, country, n, "sum(amount)"',
