@@ -141,7 +141,9 @@ export class GroupTable {
   private readonly dicts: KeyDict[]
   /** Per group, the id of its value in each key's dict. */
   private readonly keyIds: number[][]
-  private readonly composites = new CompositeTable()
+  /** Several keys past the dense table: made on first use (most tables never need one). */
+  private compositeTable: CompositeTable | undefined
+  private get composites (): CompositeTable { return (this.compositeTable ??= new CompositeTable()) }
   /** Two keys: the dense table (null once too big for one, then `composites` serves). */
   private dense: Int32Array | null = new Int32Array(0)
   private denseBitsA = 0
