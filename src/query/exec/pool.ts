@@ -185,7 +185,8 @@ export class FragmentPool {
       if (this.closed || this.runningHere > 0 || this.deciding > 0) return
       if (this.slots.some(s => s.stealing !== null)) return
       for (const slot of this.slots) {
-        // The worker runs its jobs in the order sent: with two, the later one is waiting.
+        // The worker runs its jobs in the order sent: when it holds more than one, the last sent
+        // is waiting.
         if (slot.inflight < 2) continue
         let last: number | undefined
         for (const id of slot.jobs.keys()) last = id
