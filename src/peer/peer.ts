@@ -431,6 +431,10 @@ export class Peer implements ApiPeer {
       const q = queries.stats()
       return [[{ outcome: 'served' }, q.fragmentsServed], [{ outcome: 'cancelled' }, q.fragmentsCancelled]]
     })
+    m.counterFrom('shoal_query_fragment_threads_total', 'Query fragments by the thread that ran them: a worker thread, this peer\'s main thread, or taken back from a worker\'s queue by an idle main thread', ['thread'], () => {
+      const c = this.layers.pool.counters
+      return [[{ thread: 'worker' }, c.onWorkers - c.stolen], [{ thread: 'main' }, c.inline], [{ thread: 'taken_back' }, c.stolen]]
+    })
     m.counterFrom('shoal_query_fanout_total', 'Queries by the number of peers they asked (upper bound of the bucket)', ['peers'], () => {
       const f = queries.stats().fanout
       return f.map((n, i) => [{ peers: i < FANOUT_LABELS.length ? FANOUT_LABELS[i]! : 'more' }, n])

@@ -178,6 +178,20 @@ describe('distributed queries on real peers', () => {
     }
   })
 
+  it('counts fragments by the thread that ran them on /metrics', async () => {
+    const a = peers[0]!
+    expect((await query(a, { sql: 'SELECT region, count(*) FROM orders GROUP BY region' })).status).toBe(200)
+    const text = await (await fetch(`${a.url}/metrics`)).text()
+    const count = (thread: string): number | undefined => {
+      const m = new RegExp(`shoal_query_fragment_threads_total\\{thread="${thread}"\\} (\\d+)`).exec(text)
+      return m === null ? undefined : Number(m[1])
+    }
+    // This suite's partitions are small: their fragments run on the main thread.
+    expect(count('main')).toBeGreaterThan(0)
+    expect(count('worker')).toBeGreaterThanOrEqual(0)
+    expect(count('taken_back')).toBeGreaterThanOrEqual(0)
+  })
+
   it('stops the work on the peers when the client cancels the query', async () => {
     const metric = async (p: PeerProcess): Promise<number> => {
       const text = await (await fetch(`${p.url}/metrics`)).text()
