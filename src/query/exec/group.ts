@@ -1,9 +1,12 @@
 /**
  * Hash grouping for GROUP BY (and SELECT DISTINCT): maps each row's key values to a dense group
  * id, then feeds the per-group accumulators. Keys are grouped by dictionary: a string key is
- * looked up once per distinct string of a batch (its dictionary), not once per row; a numeric key
- * goes through one Map<number>. Several keys combine their per-key ids arithmetically into one
- * number, so no per-row string or array is built.
+ * looked up once per distinct string of a batch (its dictionary), not once per row; a small
+ * non-negative integer key by array index, any other number through one Map<number>. Two keys
+ * find their group in a dense table of id pairs, more (or too many pairs) in a hash table of
+ * ids combined arithmetically into one number: no per-row string or array is built. With at most
+ * two keys and aggregates that fuse, the lookup runs inside the generated loop (kernel.ts),
+ * together with the WHERE tests and the aggregates; otherwise group ids are assigned first.
  */
 import { gather, vectorFromValues, type ColumnBatch, type ColumnVector, type NumVector, type ValueType } from '../../columnar/index.js'
 import type { MemoryBudget } from './errors.js'
