@@ -299,9 +299,8 @@ class SketchAcc implements GroupAccumulator {
  * approx_count_distinct: hashing and the sketch's own set or registers are most of its cost, so a
  * value is hashed once per batch (a string once per dictionary entry, a number once per distinct
  * value while values repeat enough for the memo to pay; a column of unique values turns it off)
- * and reaches a group's sketch once per batch while its rows come in runs of one group: adding a
- * hash again changes nothing, so a value whose last addition in this batch went to the same group
- * is skipped (with a single group, every repeat is).
+ * and is not added again to the group it was last added to in this batch (adding a hash the
+ * sketch holds changes nothing): without GROUP BY, a value reaches the sketch once per batch.
  */
 class CardinalityAcc extends SketchAcc {
   private readonly card: CardinalityAggregator
