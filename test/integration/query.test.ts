@@ -142,7 +142,8 @@ describe('distributed queries on real peers', () => {
     const explain = await runCli(['explain', '--analyze', GROUPED, '--peer', a.url])
     expect(explain.code).toBe(0)
     expect(explain.stdout).toContain('Broadcast over space orders')
-    expect(explain.stdout).toMatch(/total: \d+ peers · 8 partitions · 2000 rows/)
+    // "1 peer" when placement happened to give the asked peer a replica of every partition.
+    expect(explain.stdout).toMatch(/total: (1 peer|\d+ peers) · 8 partitions · 2000 rows/)
     const bad = await runCli(['query', 'SELECT nope FROM orders', '--peer', a.url])
     expect(bad.code).toBe(1)
     expect(bad.stderr).toContain("unknown column 'nope'")
