@@ -112,7 +112,6 @@ export function encodePackedFrame (packed: PackedRecords): Buffer {
   return sealFrame(frame)
 }
 
-
 function flatten (row: Row): unknown[] {
   const out: unknown[] = []
   for (const k of Object.keys(row)) out.push(k, row[k])

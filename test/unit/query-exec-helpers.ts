@@ -200,3 +200,24 @@ export function jsSort (rows: readonly Row[], keys: ReadonlyArray<readonly [stri
 
 /** Values of a JS column without NULLs. */
 export const nonNull = (rows: readonly Row[], c: string): unknown[] => rows.map(r => r[c] ?? null).filter(v => v !== null)
+
+/**
+ * GROUP BY `keys` in JS: per group, its key values (-0 as 0, absent as null) and what `compute`
+ * makes of the group's rows. Without keys there is one group even over no rows, as in SQL.
+ */
+export function jsGroups (rows: readonly Row[], keys: readonly string[], compute: (group: readonly Row[]) => Row): Row[] {
+  const groups = new Map<string, Row[]>()
+  for (const row of rows) {
+    // JSON writes -0 as 0: one group, as SQL has it.
+    const k = JSON.stringify(keys.map(c => row[c] ?? null))
+    let g = groups.get(k)
+    if (g === undefined) groups.set(k, g = [])
+    g.push(row)
+  }
+  if (keys.length === 0 && groups.size === 0) groups.set('[]', [])
+  return [...groups.values()].map(g => {
+    const out: Row = {}
+    for (const c of keys) out[c] = g[0]![c] === -0 ? 0 : g[0]![c] ?? null
+    return { ...out, ...compute(g) }
+  })
+}

@@ -7,7 +7,7 @@ import {
 } from '../../src/query/exec/index.js'
 import { aggregate, column, filter, limit, literal, project, scan, sort, sortKey, spread, topK, binary, type PlanNode } from '../../src/query/model/index.js'
 import {
-  batchOf, canonical, close, columnType, diffValue, intIn, jsSort, nonNull, overWire, pick, prepare, randomBatches, randomPartitions, randomRows, rng,
+  batchOf, canonical, close, columnType, diffValue, intIn, jsGroups, jsSort, nonNull, overWire, pick, prepare, randomBatches, randomPartitions, randomRows, rng,
   runLocal, runSingle, sourceOf, type Row
 } from './query-exec-helpers.js'
 
@@ -95,21 +95,7 @@ function jsAgg (a: AggDef, rows: readonly Row[]): unknown {
 
 /** GROUP BY `keys` in JS: one row per group, keys then aggregates. */
 function jsGroupBy (rows: readonly Row[], keys: readonly string[], aggs: readonly AggDef[]): Row[] {
-  const groups = new Map<string, Row[]>()
-  for (const row of rows) {
-    const k = JSON.stringify(keys.map(c => row[c] ?? null))
-    let g = groups.get(k)
-    if (g === undefined) groups.set(k, g = [])
-    g.push(row)
-  }
-  if (keys.length === 0 && groups.size === 0) groups.set('[]', [])
-  return [...groups.values()].map(g => {
-    const out: Row = {}
-    // -0 and 0 are one group, keyed 0.
-    for (const c of keys) out[c] = g[0]![c] === -0 ? 0 : g[0]![c] ?? null
-    for (const a of aggs) out[a.alias] = jsAgg(a, g)
-    return out
-  })
+  return jsGroups(rows, keys, g => Object.fromEntries(aggs.map(a => [a.alias, jsAgg(a, g)])))
 }
 
 /** Compares an engine answer with the JS reference: sketches within their guarantees, the rest to rounding. */

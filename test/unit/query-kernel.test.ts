@@ -9,7 +9,7 @@ import { GroupTable, runFragment } from '../../src/query/exec/index.js'
 import { rowTests } from '../../src/query/exec/select.js'
 import { binary, column, literal } from '../../src/query/model/index.js'
 import {
-  batchOf, canonical, columnType, diffValue, intIn, pick, prepare, randomPartitions, randomRows, rng, runLocal, sourceOf, T0, type Row
+  batchOf, canonical, columnType, diffValue, intIn, jsGroups, pick, prepare, randomPartitions, randomRows, rng, runLocal, sourceOf, T0, type Row
 } from './query-exec-helpers.js'
 
 const DAY = 86_400_000
@@ -57,20 +57,7 @@ const FUSED: Array<{ sql: string, alias: string, js: (rows: readonly Row[]) => u
 const KEY_SETS: string[][] = [[], ['s'], ['i'], ['x'], ['d'], ['s', 'i'], ['i', 's2'], ['x', 's'], ['b', 'd']]
 
 function reference (rows: readonly Row[], keys: readonly string[], aggs: typeof FUSED): Row[] {
-  const groups = new Map<string, Row[]>()
-  for (const row of rows) {
-    const k = JSON.stringify(keys.map(c => { const v = val(row, c); return v === -0 ? 0 : v }))
-    let g = groups.get(k)
-    if (g === undefined) groups.set(k, g = [])
-    g.push(row)
-  }
-  if (keys.length === 0 && groups.size === 0) groups.set('[]', [])
-  return [...groups.values()].map(g => {
-    const out: Row = {}
-    for (const c of keys) out[c] = g[0]![c] === -0 ? 0 : g[0]![c] ?? null
-    for (const a of aggs) out[a.alias] = a.js(g)
-    return out
-  })
+  return jsGroups(rows, keys, g => Object.fromEntries(aggs.map(a => [a.alias, a.js(g)])))
 }
 
 function expectRows (actual: readonly Row[], expected: readonly Row[], keys: readonly string[], what: string): void {
