@@ -23,7 +23,8 @@ export async function runPut (space: string, file: string, opts: { peer: string,
 
 /** `shoal get SPACE ID`: the record as JSON, with its version. */
 export async function runGet (space: string, id: string, opts: { peer: string, consistency: ConsistencyFlag }): Promise<void> {
-  const answer = await fetchJson(opts.peer, `/spaces/${encodeURIComponent(space)}/records/${encodeURIComponent(id)}?consistency=${opts.consistency}`)
+  // By `?id=`: fetch folds a path segment `.` or `..` (even percent-encoded), so such ids could not be read by path.
+  const answer = await fetchJson(opts.peer, `/spaces/${encodeURIComponent(space)}/records?id=${encodeURIComponent(id)}&consistency=${opts.consistency}`)
   process.stdout.write(JSON.stringify(answer, null, 2) + '\n')
 }
 

@@ -75,15 +75,26 @@ export function registerDataApi (server: HttpServer, data: DataApi): void {
     return { status: outcome.errors.length > 0 ? 400 : 200, body: outcome }
   }, { maxBodyBytes: MAX_RECORDS_BODY_BYTES })
 
-  server.route('GET', '/spaces/:name/records/:id', async (req) => {
-    const answer = await guardAsync(async () => await data.getRecord(req.params.name!, req.params.id!, readOptions(req)))
-    if (answer === undefined) throw new HttpError(404, 'NOT_FOUND', `no record '${req.params.id!}' in space '${req.params.name!}'`)
+  const getRecord = async (req: RouteRequest, id: string): Promise<{ body: RecordAnswer }> => {
+    const answer = await guardAsync(async () => await data.getRecord(req.params.name!, id, readOptions(req)))
+    if (answer === undefined) throw new HttpError(404, 'NOT_FOUND', `no record '${id}' in space '${req.params.name!}'`)
     return { body: answer }
+  }
+  const deleteRecord = async (req: RouteRequest, id: string): Promise<{ body: unknown }> => ({
+    body: await guardAsync(async () => await data.deleteRecord(req.params.name!, id, readOptions(req)))
   })
+  server.route('GET', '/spaces/:name/records/:id', async (req) => await getRecord(req, req.params.id!))
+  server.route('DELETE', '/spaces/:name/records/:id', async (req) => await deleteRecord(req, req.params.id!))
+  // The same by `?id=`: clients that parse URLs the WHATWG way (fetch, browsers) fold a path
+  // segment `.`, `..`, `%2E` or `%2E%2E` before sending it, so such ids are unreachable by path.
+  server.route('GET', '/spaces/:name/records', async (req) => await getRecord(req, idParam(req)))
+  server.route('DELETE', '/spaces/:name/records', async (req) => await deleteRecord(req, idParam(req)))
+}
 
-  server.route('DELETE', '/spaces/:name/records/:id', async (req) => ({
-    body: await guardAsync(async () => await data.deleteRecord(req.params.name!, req.params.id!, readOptions(req)))
-  }))
+function idParam (req: RouteRequest): string {
+  const id = req.query.get('id')
+  if (id === null || id === '') throw new HttpError(400, 'BAD_REQUEST', "query parameter 'id' is required: GET or DELETE /spaces/:name/records?id=ID (or /spaces/:name/records/ID)")
+  return id
 }
 
 function readOptions (req: RouteRequest): RequestOptions {

@@ -36,7 +36,8 @@ export interface RouteResponse {
 
 export type RouteHandler = (req: RouteRequest) => Promise<RouteResponse> | RouteResponse
 
-interface Route { method: string, pattern: RegExp, keys: string[], handler: RouteHandler, maxBodyBytes: number | undefined }
+/** A route's path split into segments; `:key` segments capture one percent-decoded segment each. */
+interface Route { method: string, segments: Array<{ literal: string } | { key: string }>, handler: RouteHandler, maxBodyBytes: number | undefined }
 
 export interface RouteOptions {
   /** Largest body this route accepts; default the server's maxBodyBytes. */
@@ -64,9 +65,8 @@ export class HttpServer {
   }
 
   route (method: string, path: string, handler: RouteHandler, options: RouteOptions = {}): void {
-    const keys: string[] = []
-    const pattern = new RegExp('^' + path.replace(/:([a-zA-Z]+)/g, (_m, key: string) => { keys.push(key); return '([^/]+)' }) + '/?$')
-    this.routes.push({ method, pattern, keys, handler, maxBodyBytes: options.maxBodyBytes })
+    const segments = splitPath(path).map(seg => seg.startsWith(':') ? { key: seg.slice(1) } : { literal: seg })
+    this.routes.push({ method, segments, handler, maxBodyBytes: options.maxBodyBytes })
   }
 
   async start (): Promise<{ host: string, port: number }> {
@@ -106,26 +106,29 @@ export class HttpServer {
   }
 
   private async dispatch (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost')
+    // The path is matched as sent: no URL parser, which would fold `.` and `..` segments
+    // (`/spaces/t/records/%2E%2E` must stay a record id, never become `/spaces/t/`).
+    const target = req.url ?? '/'
+    const q = target.indexOf('?')
+    const pathname = q < 0 ? target : target.slice(0, q)
     const method = req.method ?? 'GET'
     try {
+      const segments = splitPath(pathname)
       let pathMatched = false
       for (const route of this.routes) {
-        const m = route.pattern.exec(url.pathname)
-        if (m === null) continue
+        const params = matchRoute(route, segments)
+        if (params === undefined) continue
         pathMatched = true
         if (route.method !== method) continue
-        const params: Record<string, string> = Object.create(null)
-        route.keys.forEach((key, i) => { params[key] = decodeURIComponent(m[i + 1]!) })
         const limit = route.maxBodyBytes ?? this.maxBodyBytes
         const gone = new AbortController()
         res.once('close', () => { if (!res.writableFinished) gone.abort() })
         const result = await route.handler({
           signal: gone.signal,
           method,
-          path: url.pathname,
+          path: pathname,
           params,
-          query: url.searchParams,
+          query: new URLSearchParams(q < 0 ? '' : target.slice(q + 1)),
           headers: req.headers,
           json: async () => await this.readJson(req, limit),
           text: async () => await this.readText(req, limit)
@@ -133,13 +136,13 @@ export class HttpServer {
         this.send(res, result.status ?? 200, result)
         return
       }
-      if (pathMatched) throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${method} is not allowed on ${url.pathname}`)
-      throw new HttpError(404, 'NOT_FOUND', `no endpoint ${method} ${url.pathname}`)
+      if (pathMatched) throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${method} is not allowed on ${pathname}`)
+      throw new HttpError(404, 'NOT_FOUND', `no endpoint ${method} ${pathname}`)
     } catch (err) {
       if (err instanceof HttpError) {
         this.send(res, err.status, { body: { error: { code: err.code, message: err.message }, ...err.details } })
       } else {
-        this.log.error({ err, method, path: url.pathname }, 'http handler failed')
+        this.log.error({ err, method, path: pathname }, 'http handler failed')
         this.send(res, 500, { body: { error: { code: 'INTERNAL', message: (err as Error).message } } })
       }
     }
@@ -187,6 +190,38 @@ export class HttpServer {
       throw new HttpError(400, 'BAD_JSON', `request body is not valid JSON: ${(err as Error).message}`)
     }
   }
+}
+
+/**
+ * The segments of a request path, still percent-encoded: `/a/b` → ['a', 'b'], `/` → []. A
+ * trailing slash or an empty segment (`//`) is kept as an empty segment, so it matches no route:
+ * `/spaces/t/` is not `/spaces/t`, and no destructive route is reached by a path folded for us.
+ */
+function splitPath (path: string): string[] {
+  if (path === '/' || path === '') return []
+  return (path.startsWith('/') ? path.slice(1) : path).split('/')
+}
+
+/** The route's params if `segments` match it, each decoded exactly once; undefined if not. */
+function matchRoute (route: Route, segments: readonly string[]): Record<string, string> | undefined {
+  if (segments.length !== route.segments.length) return undefined
+  for (let i = 0; i < segments.length; i++) {
+    const want = route.segments[i]!
+    if ('literal' in want && want.literal !== segments[i]) return undefined
+    if ('key' in want && segments[i] === '') return undefined
+  }
+  const params: Record<string, string> = Object.create(null)
+  for (let i = 0; i < segments.length; i++) {
+    const want = route.segments[i]!
+    if (!('key' in want)) continue
+    try {
+      params[want.key] = decodeURIComponent(segments[i]!)
+    } catch {
+      // A malformed escape (`%zz`, `%E0%A4`) or bytes that are not UTF-8: the caller's mistake.
+      throw new HttpError(400, 'BAD_PATH', `path segment ${i + 1} ('${segments[i]!.slice(0, 100)}') has a malformed percent-escape or is not UTF-8; parameter '${want.key}'`)
+    }
+  }
+  return params
 }
 
 export class HttpListenError extends Error {

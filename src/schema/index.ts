@@ -50,6 +50,23 @@ export const MAX_LIST_LENGTH = 100_000
 /** Record ids are keys: short, non-empty. */
 export const MAX_ID_LENGTH = 512
 
+/**
+ * Whether a string is well-formed UTF-16 (no lone surrogate). A lone surrogate has no UTF-8
+ * encoding: Arrow segments, the WAL and logs would each rewrite it to U+FFFD, so two distinct ids
+ * `"\ud800"` and `"\udc00"` would become one record after a flush. Such text is refused at the
+ * door instead of being changed silently.
+ */
+export function isWellFormedText (s: string): boolean {
+  return (s as unknown as { isWellFormed: () => boolean }).isWellFormed()
+}
+const LONE_SURROGATE = 'contains a lone UTF-16 surrogate (not valid Unicode text; it has no UTF-8 encoding)'
+
+/**
+ * Column names that cannot be a key of a plain JavaScript object: `row.__proto__ = v` sets the
+ * prototype instead of a property, so the column's values would vanish from every answer.
+ */
+const RESERVED_COLUMN_NAMES = new Set(['__proto__'])
+
 /** The schema itself is unusable; `field` names the offending part (e.g. `schema[2].type`). */
 export class SchemaError extends Error {
   override name = 'SchemaError'
@@ -109,6 +126,7 @@ export function checkSchema (input: unknown): ColumnDef[] {
       if (key !== 'name' && key !== 'type' && key !== 'nullable') throw new SchemaError(`${at}.${key}`, 'unknown field; expected name, type, nullable')
     }
     if (typeof name !== 'string' || !NAME_RE.test(name)) throw new SchemaError(`${at}.name`, `'${String(name)}' is not a column name (letters, digits, _; at most 64; not starting with a digit)`)
+    if (RESERVED_COLUMN_NAMES.has(name)) throw new SchemaError(`${at}.name`, `'${name}' is reserved (it names the prototype of a JavaScript object, so its values could not be returned)`)
     if (seen.has(name)) throw new SchemaError(`${at}.name`, `duplicate column '${name}'`)
     seen.add(name)
     if (typeof type !== 'string' || !isColumnType(type)) {
@@ -210,7 +228,8 @@ function checkValue (type: ColumnType, v: unknown): { ok: unknown } | { bad: str
       return typeof v === 'number' && Number.isFinite(v) ? { ok: v } : { bad: 'expected a finite number (float64)' }
     case 'utf8':
       if (typeof v !== 'string') return { bad: 'expected a string (utf8)' }
-      return v.length <= MAX_STRING_LENGTH ? { ok: v } : { bad: `string of ${v.length} characters; at most ${MAX_STRING_LENGTH}` }
+      if (v.length > MAX_STRING_LENGTH) return { bad: `string of ${v.length} characters; at most ${MAX_STRING_LENGTH}` }
+      return isWellFormedText(v) ? { ok: v } : { bad: LONE_SURROGATE }
     case 'timestamp': {
       if (typeof v === 'number' && Number.isSafeInteger(v)) return { ok: v }
       if (typeof v === 'string') {
@@ -275,7 +294,7 @@ function checkerOf (type: ColumnType): Check {
   if (vectorDim(type) !== undefined || listElement(type) !== undefined) return v => checked(checkValue(type, v))
   switch (type as ScalarType) {
     case 'float64': return v => typeof v === 'number' && Number.isFinite(v) ? v : new BadValue('expected a finite number (float64)')
-    case 'utf8': return v => typeof v === 'string' && v.length <= MAX_STRING_LENGTH ? v : checked(checkValue(type, v))
+    case 'utf8': return v => typeof v === 'string' && v.length <= MAX_STRING_LENGTH && isWellFormedText(v) ? v : checked(checkValue(type, v))
     case 'bool': return v => typeof v === 'boolean' ? v : new BadValue('expected true or false')
     case 'int64': case 'timestamp': case 'date':
       return v => typeof v === 'number' && Number.isSafeInteger(v) ? v : checked(checkValue(type, v))
@@ -358,7 +377,10 @@ export function rowToJson (row: Row): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const key of Object.keys(row)) {
     const v = row[key]
-    out[key] = typeof v === 'bigint' ? v.toString() : v
+    const value = typeof v === 'bigint' ? v.toString() : v
+    // A space created before `__proto__` was refused may still hold such a column: an own property, not the prototype.
+    if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
+    else out[key] = value
   }
   return out
 }
