@@ -106,8 +106,7 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
         ? await deps.pool.run({ plan: req.plan, batches: [...store.batches(columns)], columnType, types, budgetBytes: req.budgetBytes, signal, ...now })
         : await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal, ...now })
     } catch (err) {
-      const code = err instanceof QueryExecError ? err.code : 'EXEC_FAILED'
-      return [{ p, error: { code, message: (err as Error).message } }]
+      return [{ p, error: { code: fragmentErrorCode(err), message: (err as Error).message } }]
     }
     const bytes = req.analyze ? outputBytes(result.output) : 0
     const stats = { ...result.stats, bytes }
@@ -135,6 +134,17 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     running.delete(done.key)
     yield * done.items
   }
+}
+
+/**
+ * The code a failed partition answers with. An aggregation past one of its limits is LIMIT, as a
+ * budget is MEMORY_BUDGET: the coordinator fails the query with them (422) instead of trying the
+ * next replica, which would meet the same limit. Anything else may be this replica's trouble.
+ */
+function fragmentErrorCode (err: unknown): string {
+  if (err instanceof QueryExecError) return err.code
+  if ((err as Error | undefined)?.name === 'AggregationLimitError') return 'LIMIT'
+  return 'EXEC_FAILED'
 }
 
 async function sleepUnlessAborted (ms: number, signal: AbortSignal): Promise<void> {

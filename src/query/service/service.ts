@@ -11,7 +11,7 @@
 import type { Clock, Logger, PeerAddress, PeerId, Timer, Transport } from '../../runtime/index.js'
 import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
-import { collect, type PlanNode, type ScanNode, type SpreadNode } from '../model/index.js'
+import { checkPlanLimits, collect, PlanDecodeError, PlanLimitError, type PlanNode, type ScanNode, type SpreadNode } from '../model/index.js'
 import { parseSql, SqlError } from '../sql/index.js'
 import { parseJsonQuery, JsonQueryError } from '../json/index.js'
 import { validatePlan, type OutputColumn } from '../validate/index.js'
@@ -175,15 +175,18 @@ export class QueryService {
 
   private parse (req: QueryRequest): { plan: PlanNode, origins: Parameters<typeof validatePlan>[2] } {
     try {
-      if (typeof req.sql === 'string') {
-        const r = parseSql(req.sql, { space: name => this.deps.space(name) })
-        return { plan: r.plan, origins: { origins: r.origins } }
-      }
-      if (req.query !== undefined) {
-        const r = parseJsonQuery(req.query)
+      const r = typeof req.sql === 'string'
+        ? parseSql(req.sql, { space: name => this.deps.space(name) })
+        : req.query !== undefined ? parseJsonQuery(req.query) : undefined
+      if (r !== undefined) {
+        // The limits every data peer holds a plan to, checked here once, before anything recurses
+        // over the plan: a query they would refuse is the caller's 400, never a partial answer.
+        checkPlanLimits(r.plan)
         return { plan: r.plan, origins: { origins: r.origins } }
       }
     } catch (err) {
+      if (err instanceof PlanLimitError) throw new QueryError('INVALID_QUERY', 400, err.reason, { details: [{ code: 'too_large', message: err.reason, limit: err.limit }] })
+      if (err instanceof PlanDecodeError) throw new QueryError('INVALID_QUERY', 400, err.message, { details: [{ code: 'invalid', message: err.message }] })
       if (err instanceof SqlError || err instanceof JsonQueryError) {
         const e = err as SqlError & JsonQueryError
         throw new QueryError('INVALID_QUERY', 400, err.message, { details: [{ code: e.code, message: err.message, ...(e.path !== undefined ? { at: e.path } : {}), ...(e.line !== undefined ? { at: `line ${e.line}, column ${e.column ?? 0}` } : {}) }] })
@@ -495,6 +498,7 @@ class Scatter {
             this.finish(this.svc.toQueryError(new QueryExecError(item.error.code, item.error.message)))
             return
           }
+          if (item.error.code === 'BAD_FRAGMENT') { this.finish(this.refused(peer, item.error.message)); return }
           pending.delete(s.partition)
           s.inflight--
           s.lastError = `${this.svc.peerLabel(peer)}: ${item.error.code}: ${item.error.message}`
@@ -525,6 +529,7 @@ class Scatter {
       if (!allDone(pending)) failure = 'the peer ended its answer early'
       this.svc.health.observe(peer, d.clock.now() - t0)
     } catch (err) {
+      if (!this.finished && (err as { code?: unknown }).code === 'BAD_FRAGMENT') { this.finish(this.refused(peer, (err as Error).message)); return }
       if (this.finished) {
         // Cut short because the query finished without it (hedges or other replicas answered
         // first): this peer is at least that slow, and the planner should learn it.
@@ -552,6 +557,15 @@ class Scatter {
       this.svc.stat.retries += retry.length
       this.dispatch(retry, false)
     }
+  }
+
+  /**
+   * A peer found the fragment malformed: every replica would, and answering without those
+   * partitions would hide it. The coordinator checked the query against the same limits, so this
+   * is a bug (or peers of different versions), said as one.
+   */
+  private refused (peer: PeerId, message: string): QueryError {
+    return new QueryError('INTERNAL', 500, `peer ${this.svc.peerLabel(peer)} refused this query's fragment as malformed: ${message}`)
   }
 
   private async * remote (peer: PeerId, req: FragmentRequest, timeoutMs: number, signal: AbortSignal): AsyncGenerator<unknown> {

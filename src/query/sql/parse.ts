@@ -2,7 +2,7 @@ import pg from 'node-sql-parser/build/postgresql.js'
 import type { SpaceDef } from '../../schema/index.js'
 import {
   aggregate, and, between, binary, call, caseWhen, collect, column, filter, float64Literal, inList, int64Literal, isAggregateFn, isNull, like,
-  limit, literal, negate, not, or, planEquals, printExpr, project, replaceExprs, scan, sort, sortKey
+  limit, literal, negate, not, or, planEquals, printExpr, project, replaceExprs, scan, sort, sortKey, MAX_PLAN_DEPTH
 } from '../model/index.js'
 import type { AggregateFn, AggParam, BinaryOp, CallNode, Expr, Origin, Origins, PlanNode, SortKey } from '../model/index.js'
 import { SqlError } from './errors.js'
@@ -12,6 +12,16 @@ type Ast = any // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** Longest SQL text accepted: 1 MiB keeps parser time and memory bounded. */
 export const MAX_SQL_LENGTH = 1 << 20
+
+/**
+ * Deepest syntax tree converted: the converter recurses a few frames per level of the grammar's
+ * tree, and this keeps it well clear of a stack overflow. A tree this deep makes a plan far over
+ * MAX_PLAN_DEPTH, the limit every peer applies, which the coordinator checks on the plan itself
+ * as the query enters (QueryService); this only refuses, with the same message, what could not
+ * be converted to be checked.
+ */
+const MAX_AST_DEPTH = 4 * MAX_PLAN_DEPTH
+const TOO_DEEP = `the query nests deeper than ${MAX_PLAN_DEPTH} levels (MAX_PLAN_DEPTH; each term of a chain of AND, OR or arithmetic is a level)`
 
 export interface ParseSqlOptions {
   /** Looks up a space, for `SELECT *`; without it, `SELECT *` alone reads every column. */
@@ -76,16 +86,32 @@ function astOf (sql: string): Ast {
   try {
     ast = parser.astify(sql.replace(/\\/g, BACKSLASH_STAND_IN), PARSE_OPTIONS)
   } catch (err) {
+    // The grammar recurses per nesting level (parentheses, operators): a deep enough text
+    // overflows it. That is the text's size, not a fault of ours.
+    if (err instanceof RangeError) throw new SqlError('invalid', TOO_DEEP, { cause: err })
     const loc = (err as { location?: { start?: { offset: number, line: number, column: number } } }).location?.start
     const found = (err as { found?: string | null }).found
     const what = found === undefined ? 'syntax error' : found === null ? 'unexpected end of the query' : `unexpected '${found}'`
     throw new SqlError('syntax', what, { offset: loc?.offset, line: loc?.line, column: loc?.column, cause: err })
   }
+  if (nestsDeeper(ast, MAX_AST_DEPTH)) throw new SqlError('invalid', TOO_DEEP)
   if (sql.length <= AST_CACHE_MAX_SQL) {
     if (astCache.size >= AST_CACHE_ENTRIES) astCache.delete(astCache.keys().next().value!)
     astCache.set(sql, deepFreeze(ast))
   }
   return ast
+}
+
+/** Whether a tree of plain data nests deeper than `limit` (iterative: the tree may be too deep to recurse over). */
+function nestsDeeper (root: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[root, 0]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!
+    if (v === null || typeof v !== 'object') continue
+    if (depth > limit) return true
+    for (const k of Object.keys(v)) stack.push([(v as Record<string, unknown>)[k], depth + 1])
+  }
+  return false
 }
 
 function deepFreeze<T> (v: T): T {
