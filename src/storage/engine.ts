@@ -5,7 +5,8 @@
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SpaceDef } from '../schema/index.js'
-import { LocalPartitionStore, removeDir, type PartitionDeps } from './partition.js'
+import { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
+import { LocalPartitionStore, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type StorageEngineOptions } from './options.js'
 
 const DEFAULT_MEMTABLE_BUDGET_BYTES = 512 << 20
@@ -24,10 +25,13 @@ export class StorageEngine {
   private readonly stores = new Map<string, Promise<LocalPartitionStore>>()
   private readonly open = new Map<string, LocalPartitionStore>()
   private closed = false
+  /** The bound on open files shared by every partition. */
+  readonly files: FilePool
 
   constructor (deps: PartitionDeps, opts: StorageEngineOptions) {
-    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }) }
-    const { dataDir, memtableBudgetBytes, ...partitionOpts } = opts
+    const { dataDir, memtableBudgetBytes, maxOpenFiles, ...partitionOpts } = opts
+    this.files = new FilePool(maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES)
+    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), files: this.files }
     resolvePartitionOptions(partitionOpts) // fail fast on a bad option
     this.dataDir = dataDir
     this.partitionOpts = partitionOpts
@@ -66,6 +70,18 @@ export class StorageEngine {
   /** An open partition, if it is open. */
   getPartition (uid: string, partition: number): LocalPartitionStore | undefined {
     return this.open.get(`${uid}\u0000${partition}`)
+  }
+
+  /** Files storage holds open now (never more than `files.maxOpen`). */
+  openFiles (): number { return this.files.open }
+
+  /** WAL damage of the open partitions (see LocalPartitionStore.damage), with where it is. */
+  damage (): Array<DamageReport & { space: string, uid: string, partition: number, replicas: number }> {
+    const out: Array<DamageReport & { space: string, uid: string, partition: number, replicas: number }> = []
+    for (const s of this.open.values()) {
+      for (const d of s.damage()) out.push({ space: s.space.name, uid: s.space.uid, partition: s.partition, replicas: s.space.replicas, ...d })
+    }
+    return out
   }
 
   /** Memtable bytes across all open partitions. */

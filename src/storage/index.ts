@@ -4,7 +4,8 @@
  * on HLC versions and resolves once the batch is fsynced (concurrent calls share one fsync);
  * memtables flush to segments by size (per partition and across the engine); compaction drops
  * superseded rows and tombstones past their grace period; recovery after kill -9 replays the WAL,
- * truncating a torn tail, and refuses to open over a corrupt segment rather than lose it. Each
+ * truncating a torn tail, recovering every good frame after a bad one (and reporting the damage),
+ * and refuses to open over a corrupt segment rather than lose it. Each
  * partition keeps per-bucket digests up to date on every write, for anti-entropy. Queries read the
  * live rows as column batches (columnar/): segment columns are decoded from Arrow once and cached.
  *
@@ -20,8 +21,12 @@
  * ```
  *
  * On disk, under `<dataDir>/spaces/<space uid>/<partition>/`:
- * - `wal-<seq>.log`: frames `[u32 LE length][u32 LE CRC-32][payload]`, the payload msgpackr
- *   `[[id, version, deleted, row], ...]` or a coordinator's packed records as they came (wal.ts);
+ * - `wal-<seq>.log`: a 32-byte header (magic, version, salt, twice), then frames `[u32 LE magic]
+ *   [u32 LE CRC-32 of length + payload, salted][u32 LE length][payload]`, the payload msgpackr
+ *   `[[id, version, deleted, row], ...]` or a coordinator's packed records as they came (wal.ts;
+ *   files of the old format, without header and markers, are still read);
+ * - `wal-<seq>.log.corrupt` and `.corrupt.json`: a damaged WAL file's original bytes and what
+ *   was found in it (kept until an operator deletes them);
  * - `seg-<id>.arrow`: Arrow IPC file, the space's columns plus `$version` (float64) and `$deleted` (bool);
  * - `MANIFEST`: JSON `{ format, walFrom, nextSegment, segments: [{ id, file, rows, bytes, crc32 }] }`,
  *   replaced atomically (tmp, fsync, rename, fsync directory).
@@ -29,12 +34,13 @@
 export type { VersionedRecord, ApplyResult, PartitionDigest, PartitionStats, PartitionStore } from './types.js'
 export { compareVersions } from './types.js'
 export { StorageEngine, spaceDirName } from './engine.js'
-export { LocalPartitionStore, StoreClosedError, StoreFailedError, MANIFEST_FILE } from './partition.js'
-export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps } from './partition.js'
+export { LocalPartitionStore, StoreClosedError, StoreFailedError, MANIFEST_FILE, CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX } from './partition.js'
+export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps, DamageReport } from './partition.js'
+export { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 export type { PartitionStoreOptions, StorageEngineOptions } from './options.js'
 export { DEFAULT_PARTITION_OPTIONS } from './options.js'
 export { SegmentCorruptError, segmentFileName } from './segment.js'
 export { WalFailedError, walFileName, packRecords, unpackFlat } from './wal.js'
-export type { PackedRecords } from './wal.js'
+export type { PackedRecords, WalBadRegion } from './wal.js'
 export { stableHash } from './hash.js'
 export { crc32 } from './crc32.js'

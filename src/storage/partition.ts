@@ -12,21 +12,30 @@
  * and a new memtable in one tick, writes the frozen records as a segment (fsynced, directory
  * fsynced), swaps the manifest atomically (its `walFrom` moves past the old WAL), and only then
  * deletes the old WAL. Recovery replays the WAL files at or after `walFrom`.
+ *
+ * Damage: a WAL file with a bad frame that is not a torn tail (good frames after it) is copied
+ * to `<file>.corrupt` first, every good frame is replayed, the records are flushed to a segment at
+ * once (the damaged file then goes), and the damage is kept in `<file>.corrupt.json` and answered
+ * by damage(): replication keeps the partition out of service until the other replicas have
+ * repaired it (markRepaired), and health reports it. Files opened here take slots of the peer's
+ * FilePool (files.ts), so thousands of partitions do not mean thousands of descriptors.
  */
-import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { copyFile, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gather, shareBatch, vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../columnar/index.js'
 import { isHlc, makeHlc } from '../hlc/index.js'
 import type { Clock, Logger, Timer } from '../runtime/index.js'
 import { newRow, type Row, type SpaceDef } from '../schema/index.js'
 import { crc32 } from './crc32.js'
+import { FilePool } from './files.js'
 import { fsyncDir, removeFiles, writeFileAtomic, writeFileDurable } from './fsutil.js'
 import { hashString32, hex32, recordHash, stableHash } from './hash.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type ResolvedPartitionOptions } from './options.js'
 import { Segment, SegmentCorruptError, encodeSegment, segmentFileName, type SegmentMeta } from './segment.js'
 import { compareVersions, type ApplyResult, type PartitionDigest, type PartitionStats, type PartitionStore, type VersionedRecord } from './types.js'
-import { WalFile, encodeFrame, encodePackedFrame, logWalStop, parseWalFileName, readWalFile, walFileName } from './wal.js'
-import type { PackedRecords } from './wal.js'
+import { FRAME_HEADER_BYTES, WalFile, encodeFrame, encodePackedFrame, logWalTorn, parseWalFileName, readWalFile, walFileName } from './wal.js'
+import type { PackedRecords, WalBadRegion } from './wal.js'
 
 export const MANIFEST_FILE = 'MANIFEST'
 const LOC = 4294967296
@@ -62,10 +71,12 @@ export interface RecoveryStats {
   /** Records read back from the WAL (applied or found stale). */
   walRecords: number
   walBytes: number
-  /** Bytes cut off WAL files: torn tails, or everything after a corrupt frame. */
+  /** Bytes cut off WAL files as torn tails. */
   bytesTruncated: number
-  /** WAL files whose replay stopped at a bad frame (CRC or payload), not a torn tail. */
+  /** Bad regions (one or more bad frames each) found in WAL files, not torn tails: damage. */
   corruptFrames: number
+  /** Bytes of those bad regions (their records are lost on this replica). */
+  corruptBytes: number
   /** Segment files found on disk but not in the manifest (a flush cut short), deleted. */
   orphanSegments: number
   ms: number
@@ -99,6 +110,37 @@ type Entry = VersionedRecord | number
 export interface PartitionDeps {
   clock: Clock
   log: Logger
+  /** The peer's bound on open files; a store opened without one gets a pool of its own. */
+  files?: FilePool
+}
+
+/** Suffix of the copy of a damaged WAL file, kept next to it (never deleted automatically). */
+export const CORRUPT_COPY_SUFFIX = '.corrupt'
+/** Suffix of the damage report kept beside that copy; deleting it clears the report. */
+export const DAMAGE_REPORT_SUFFIX = '.corrupt.json'
+
+/**
+ * A WAL file of this partition found damaged at recovery: bad regions with good frames after them.
+ * What the regions held is lost on this replica unless other replicas repair it.
+ */
+export interface DamageReport {
+  /** The WAL file as it was (it is gone once its good records are in a segment). */
+  file: string
+  /** The original bytes of that file, kept for inspection. */
+  copy: string
+  /** This report on disk; delete it to clear the report. */
+  report: string
+  /** Wall-clock ms when recovery found it. */
+  detectedAt: number
+  format: 1 | 2
+  fileBytes: number
+  regions: WalBadRegion[]
+  /** Good frames and their records read from the file, before and after the bad regions. */
+  framesRecovered: number
+  recordsRecovered: number
+  /** Whether the partition has since synced with every other replica (see markRepaired). */
+  repaired: boolean
+  repairedAt?: number
 }
 
 /** The engine's hooks into a store (memtable budget). */
@@ -161,6 +203,8 @@ export class LocalPartitionStore implements PartitionStore {
   private compactingAll = false
   private manifestLock: Promise<void> = Promise.resolve()
   private timer: Timer | undefined
+  private readonly files: FilePool
+  private damaged: DamageReport[] = []
 
   readonly counters: StoreCounters = { applyCalls: 0, applied: 0, stale: 0, walFrames: 0, walFsyncs: 0, flushes: 0, compactions: 0, rowsRewritten: 0, tombstonesPurged: 0 }
   recovery!: RecoveryStats
@@ -175,6 +219,7 @@ export class LocalPartitionStore implements PartitionStore {
     this.hooks = hooks
     this.manifest = manifest
     this.nextSegmentId = manifest.nextSegment
+    this.files = deps.files ?? new FilePool()
   }
 
   get space (): SpaceDef { return this.spaceDef }
@@ -184,7 +229,9 @@ export class LocalPartitionStore implements PartitionStore {
     const opts = resolvePartitionOptions(options)
     const t0 = deps.clock.now()
     await mkdir(dir, { recursive: true })
-    const manifest = await readManifest(join(dir, MANIFEST_FILE))
+    const files = deps.files ?? new FilePool()
+    deps = { ...deps, files }
+    const manifest = await files.run(async () => await readManifest(join(dir, MANIFEST_FILE)))
     const store = new LocalPartitionStore(deps, space, partition, dir, opts, hooks, manifest)
     await store.recover(t0)
     if (opts.compactionCheckIntervalMs > 0) store.scheduleCheck()
@@ -195,7 +242,7 @@ export class LocalPartitionStore implements PartitionStore {
   // Recovery
 
   private async recover (t0: number): Promise<void> {
-    const stats: RecoveryStats = { segments: 0, segmentRows: 0, walFiles: 0, walRecords: 0, walBytes: 0, bytesTruncated: 0, corruptFrames: 0, orphanSegments: 0, ms: 0 }
+    const stats: RecoveryStats = { segments: 0, segmentRows: 0, walFiles: 0, walRecords: 0, walBytes: 0, bytesTruncated: 0, corruptFrames: 0, corruptBytes: 0, orphanSegments: 0, ms: 0 }
     const names = await readdir(this.dir)
     const listed = new Set(this.manifest.segments.map(s => s.file))
     const stray: string[] = []
@@ -209,6 +256,7 @@ export class LocalPartitionStore implements PartitionStore {
         continue
       }
       if (name === MANIFEST_FILE + '.tmp') { stray.push(join(this.dir, name)); continue }
+      if (name.endsWith(DAMAGE_REPORT_SUFFIX)) { await this.loadDamageReport(join(this.dir, name)); continue }
       const seq = parseWalFileName(name)
       if (seq === undefined) continue
       if (seq < this.manifest.walFrom) stray.push(join(this.dir, name))
@@ -220,14 +268,14 @@ export class LocalPartitionStore implements PartitionStore {
     }
     delete this.manifest.missing
     if (stats.orphanSegments > 0) this.log.info({ files: stray.filter(p => p.endsWith('.arrow')) }, 'deleting segment files not in the manifest (a flush or compaction cut short)')
-    await removeFiles(this.dir, stray)
+    await this.files.run(async () => { await removeFiles(this.dir, stray) })
     this.nextSegmentId = Math.max(this.nextSegmentId, maxSegmentOnDisk + 1)
 
     for (const meta of this.manifest.segments) {
       const path = join(this.dir, meta.file)
       let bytes: Buffer
       try {
-        bytes = await readFile(path)
+        bytes = await this.files.run(async () => await readFile(path))
       } catch (err) {
         throw new SegmentCorruptError(path, `listed in the manifest but unreadable: ${(err as Error).message}`, { cause: err })
       }
@@ -248,23 +296,55 @@ export class LocalPartitionStore implements PartitionStore {
     }
 
     walSeqs.sort((a, b) => a - b)
+    let newDamage = false
     for (const seq of walSeqs) {
       const path = join(this.dir, walFileName(seq))
-      const r = await readWalFile(path, { chunkBytes: this.opts.walReadChunkBytes, maxFrameBytes: this.opts.maxFrameBytes })
+      const r = await this.files.run(async () => await readWalFile(path, { chunkBytes: this.opts.walReadChunkBytes, maxFrameBytes: this.opts.maxFrameBytes }))
       stats.walFiles++
       stats.walRecords += r.records.length
       stats.walBytes += r.goodBytes
-      if (r.stop !== undefined) {
-        logWalStop(this.log, path, r)
-        if (r.stop.kind === 'corrupt') stats.corruptFrames++
-        stats.bytesTruncated += r.fileBytes - r.goodBytes
-        const fh = await open(path, 'r+')
-        try {
-          await fh.truncate(r.goodBytes)
-          await fh.sync()
-        } finally {
-          await fh.close()
+      if (r.corrupt.length > 0) {
+        // Before anything changes the file: its original bytes, for whoever investigates.
+        const copy = path + CORRUPT_COPY_SUFFIX
+        await this.files.run(async () => {
+          await copyFile(path, copy)
+          const fh = await open(copy, 'r+')
+          try { await fh.sync() } finally { await fh.close() }
+        })
+        const corruptBytes = r.corrupt.reduce((n, c) => n + c.bytes, 0)
+        stats.corruptFrames += r.corrupt.length
+        stats.corruptBytes += corruptBytes
+        const report: DamageReport = {
+          file: path,
+          copy,
+          report: path + DAMAGE_REPORT_SUFFIX,
+          detectedAt: this.clock.wallNow(),
+          format: r.format,
+          fileBytes: r.fileBytes,
+          regions: r.corrupt,
+          framesRecovered: r.frames,
+          recordsRecovered: r.records.length,
+          repaired: false
         }
+        this.damaged = [...this.damaged.filter(d => d.file !== path), report]
+        newDamage = true
+        this.log.error({ path, copy, regions: r.corrupt, corruptBytes, framesRecovered: r.frames, recordsRecovered: r.records.length, format: r.format },
+          r.format === 1
+            ? 'WRITE-AHEAD LOG CORRUPT: a bad frame in an old-format file; the frames before it are recovered, what it and the rest of the file held is lost on this replica (a copy of the file is kept)'
+            : 'WRITE-AHEAD LOG CORRUPT: bad frames in the middle of the file; every good frame after them is recovered, what the bad bytes held is lost on this replica (a copy of the file is kept)')
+      }
+      if (r.torn !== undefined) {
+        logWalTorn(this.log, path, r)
+        stats.bytesTruncated += r.fileBytes - r.goodBytes
+        await this.files.run(async () => {
+          const fh = await open(path, 'r+')
+          try {
+            await fh.truncate(r.goodBytes)
+            await fh.sync()
+          } finally {
+            await fh.close()
+          }
+        })
       }
       for (const rec of r.records) {
         const cur = this.index.get(rec.id)
@@ -278,14 +358,65 @@ export class LocalPartitionStore implements PartitionStore {
     const seq = Math.max(this.manifest.walFrom, (walSeqs[walSeqs.length - 1] ?? 0) + 1)
     this.wal = await this.openWal(seq)
     this.walSeqs = [...walSeqs, seq]
-    await fsyncDir(this.dir)
+    await this.files.run(async () => { await fsyncDir(this.dir) })
+    if (newDamage) {
+      // The recovered records go to a segment now, and the damaged files away: read again, they
+      // would be reported again (and a later write must not land behind a bad frame).
+      for (const d of this.damaged) await this.saveDamageReport(d)
+      await this.rotate()
+    }
     stats.ms = this.clock.now() - t0
     this.recovery = stats
     if (stats.walRecords > 0 || stats.segments > 0) this.log.info({ ...stats }, 'partition recovered')
   }
 
   private async openWal (seq: number): Promise<WalFile> {
-    return await WalFile.open(this.dir, seq, 0, () => { this.counters.walFsyncs++ })
+    return await WalFile.create(this.dir, seq, this.files, () => { this.counters.walFsyncs++ })
+  }
+
+  private async loadDamageReport (path: string): Promise<void> {
+    try {
+      const d = JSON.parse(await this.files.run(async () => await readFile(path, 'utf8'))) as DamageReport
+      if (typeof d?.file !== 'string' || !Array.isArray(d.regions) || typeof d.repaired !== 'boolean') throw new Error('not a damage report')
+      this.damaged.push({ ...d, report: path })
+    } catch (err) {
+      // Unreadable, it still says this partition was damaged once: keep saying so.
+      this.log.error({ path, err }, 'damage report unreadable; reporting the partition damaged and unrepaired')
+      const file = path.slice(0, -DAMAGE_REPORT_SUFFIX.length)
+      this.damaged.push({ file, copy: file + CORRUPT_COPY_SUFFIX, report: path, detectedAt: 0, format: 2, fileBytes: 0, regions: [], framesRecovered: 0, recordsRecovered: 0, repaired: false })
+    }
+  }
+
+  private async saveDamageReport (d: DamageReport): Promise<void> {
+    await this.files.run(async () => { await writeFileAtomic(d.report, Buffer.from(JSON.stringify(d, null, 2) + '\n')) })
+  }
+
+  /**
+   * The WAL damage this replica has had, while its report file is there (an operator clears one by
+   * deleting it); each says whether other replicas have repaired it since.
+   */
+  damage (): DamageReport[] {
+    this.damaged = this.damaged.filter(d => existsSync(d.report))
+    return this.damaged.map(d => ({ ...d, regions: d.regions.map(r => ({ ...r })) }))
+  }
+
+  /** Whether this replica holds damage that no sync with the other replicas has repaired yet. */
+  needsRepair (): boolean {
+    return this.damage().some(d => !d.repaired)
+  }
+
+  /**
+   * Records that this replica has synced with every other replica since its damage was found (so
+   * it holds again whatever they held); the reports stay, marked repaired.
+   */
+  async markRepaired (): Promise<void> {
+    const now = this.clock.wallNow()
+    for (const d of this.damaged) {
+      if (d.repaired) continue
+      d.repaired = true
+      d.repairedAt = now
+      await this.saveDamageReport(d)
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -424,8 +555,8 @@ export class LocalPartitionStore implements PartitionStore {
     // or repeated) only the winners are logged, encoded here; that throws before anything changed
     // if a value is unencodable.
     const frame = packed !== undefined && winners.length === records.length ? encodePackedFrame(packed) : encodeFrame(winners)
-    if (frame.length - 8 > this.opts.maxFrameBytes) {
-      throw new RangeError(`batch encodes to ${frame.length - 8} bytes, over maxFrameBytes (${this.opts.maxFrameBytes}); split it`)
+    if (frame.length - FRAME_HEADER_BYTES > this.opts.maxFrameBytes) {
+      throw new RangeError(`batch encodes to ${frame.length - FRAME_HEADER_BYTES} bytes, over maxFrameBytes (${this.opts.maxFrameBytes}); split it`)
     }
     const done = this.wal.append(frame)
     this.counters.walFrames++
@@ -485,11 +616,18 @@ export class LocalPartitionStore implements PartitionStore {
     return this.flushing
   }
 
-  private async doFlush (): Promise<void> {
-    if (this.mem.length === 0 || this.failed !== undefined) return
+  /** Flushes, and retires every WAL file before the new one even when the memtable is empty. */
+  private async rotate (): Promise<void> {
+    while (this.flushing !== undefined) await this.flushing.catch(() => {})
+    this.flushing = this.doFlush(true).finally(() => { this.flushing = undefined })
+    await this.flushing
+  }
+
+  private async doFlush (always = false): Promise<void> {
+    if ((this.mem.length === 0 && !always) || this.failed !== undefined) return
     const seq = this.walSeqs[this.walSeqs.length - 1]! + 1
     const newWal = await this.openWal(seq)
-    await fsyncDir(this.dir)
+    await this.files.run(async () => { await fsyncDir(this.dir) })
     // One tick: from here on, writes go to the new WAL and the new memtable together.
     const frozen = this.mem
     const oldWal = this.wal
@@ -529,7 +667,7 @@ export class LocalPartitionStore implements PartitionStore {
     await oldWal.close()
     const old = this.walSeqs.filter(s => s < seq)
     this.walSeqs = this.walSeqs.filter(s => s >= seq)
-    await removeFiles(this.dir, old.map(s => join(this.dir, walFileName(s))))
+    await this.files.run(async () => { await removeFiles(this.dir, old.map(s => join(this.dir, walFileName(s)))) })
   }
 
   private async writeSegment (records: readonly VersionedRecord[]): Promise<Segment> {
@@ -537,14 +675,14 @@ export class LocalPartitionStore implements PartitionStore {
     const bytes = encodeSegment(this.spaceDef.schema, records)
     const file = segmentFileName(id)
     const path = join(this.dir, file)
-    await writeFileDurable(path, bytes)
+    await this.files.run(async () => { await writeFileDurable(path, bytes) })
     return Segment.decode({ id, file, rows: records.length, bytes: bytes.length, crc32: crc32(bytes) }, path, bytes)
   }
 
   private updateManifest (change: (m: Manifest) => Manifest): Promise<void> {
     const run = this.manifestLock.then(async () => {
       const next = change(this.manifest)
-      await writeFileAtomic(join(this.dir, MANIFEST_FILE), Buffer.from(JSON.stringify(next)))
+      await this.files.run(async () => { await writeFileAtomic(join(this.dir, MANIFEST_FILE), Buffer.from(JSON.stringify(next))) })
       this.manifest = next
     })
     this.manifestLock = run.catch(() => {})
@@ -679,7 +817,7 @@ export class LocalPartitionStore implements PartitionStore {
     result.rowsKept = merged === undefined ? 0 : merged.liveCount
     this.counters.compactions++
     this.counters.tombstonesPurged += result.tombstonesPurged
-    await removeFiles(this.dir, inputs.map(s => s.path))
+    await this.files.run(async () => { await removeFiles(this.dir, inputs.map(s => s.path)) })
     this.log.debug({ ...result }, 'compacted')
     return result
   }

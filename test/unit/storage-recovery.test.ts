@@ -121,7 +121,7 @@ describe('storage recovery', () => {
     }
   })
 
-  it('a corrupted CRC in the middle stops replay at that frame, logs an error and returns nothing after it', async () => {
+  it('a corrupted CRC in the middle skips that frame only, logs an error and recovers every frame after it', async () => {
     const dir = await dirs.make()
     const store = await openStore(dir, space)
     const records = Array.from({ length: 10 }, (_, i) => put(space, `k${i}`, T0 + i, { n: i }))
@@ -132,9 +132,9 @@ describe('storage recovery', () => {
       ends.push((await stat(walPath)).size)
     }
     await store.close()
-    // Flip one payload byte of frame 4 (bytes ends[3] .. ends[4]).
+    // Flip one payload byte of frame 4 (bytes ends[3] .. ends[4]; its header is 12 bytes).
     const fh = await open(walPath, 'r+')
-    const at = ends[3]! + 8 + 3
+    const at = ends[3]! + 12 + 3
     const b = Buffer.alloc(1)
     await fh.read(b, 0, 1, at)
     b[0] = b[0]! ^ 0xff
@@ -142,15 +142,15 @@ describe('storage recovery', () => {
     await fh.close()
     const log = recordingLogger()
     const s = await openStore(dir, space, {}, { log })
-    expectHolds(s, records.slice(0, 4))
-    for (const r of records.slice(4)) expect(s.get(r.id)).toBeUndefined()
+    expectHolds(s, [...records.slice(0, 4), ...records.slice(5)])
+    expect(s.get('k4')).toBeUndefined()
     expect(s.recovery.corruptFrames).toBe(1)
-    expect(s.recovery.bytesTruncated).toBe(ends[9]! - ends[3]!)
+    expect(s.recovery.corruptBytes).toBe(ends[4]! - ends[3]!)
+    expect(s.recovery.bytesTruncated).toBe(0)
     const err = log.entries.find(e => e.level === 'error')
     expect(err?.msg).toMatch(/CORRUPT/)
-    expect(err?.obj).toMatchObject({ at: ends[3], reason: expect.stringMatching(/CRC/) })
-    expect((await stat(walPath)).size).toBe(ends[3])
-    expect((await scanAll(s)).size).toBe(4)
+    expect(err?.obj).toMatchObject({ path: walPath, regions: [{ offset: ends[3], reason: expect.stringMatching(/CRC/) }] })
+    expect((await scanAll(s)).size).toBe(9)
     await s.close()
   })
 
@@ -337,7 +337,7 @@ describe('storage: packed frames (a coordinator\'s bytes logged as they came)', 
     }
   })
 
-  it('a packed frame whose inner bytes are not records is corrupt: replay stops there', async () => {
+  it('a packed frame whose inner bytes are not records is corrupt (not a torn tail, its CRC is good): reported as damage', async () => {
     const dir = await dirs.make()
     const store = await openStore(dir, space)
     const first = put(space, 'first', T0, { n: 0 })
@@ -349,6 +349,7 @@ describe('storage: packed frames (a coordinator\'s bytes logged as they came)', 
     expectHolds(again, [first])
     expect(again.get('a')).toBeUndefined()
     expect(again.recovery.corruptFrames).toBe(1)
+    expect(again.damage()).toMatchObject([{ repaired: false, regions: [{ reason: expect.stringMatching(/undecodable/) }] }])
     await again.close()
   })
 })
