@@ -37,6 +37,13 @@ export interface PeerConfig {
   query: Record<string, number>
   /** How long SIGTERM may take to leave gracefully before the peer stops anyway. Default 5000 ms. */
   drainTimeoutMs: number
+  /**
+   * Most HTTP connections open at once. Default: a share of the open-file limit (see
+   * src/peer/file-budget.ts), at most 1,024.
+   */
+  maxHttpConnections?: number
+  /** Overrides of storage options, e.g. `{ maxOpenWalFiles: 128 }`. */
+  storage: Record<string, number>
 }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
@@ -67,9 +74,11 @@ export interface RawSettings {
   replication?: unknown
   query?: unknown
   drainTimeoutMs?: unknown
+  maxHttpConnections?: unknown
+  storage?: unknown
 }
 
-const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'drainTimeoutMs'])
+const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'drainTimeoutMs', 'maxHttpConnections'])
 
 /** Environment variable → setting. Lists are comma-separated. */
 const ENV_VARS: Record<string, keyof RawSettings> = {
@@ -81,7 +90,8 @@ const ENV_VARS: Record<string, keyof RawSettings> = {
   SHOAL_NAME: 'name',
   SHOAL_ENABLE_FAULT_INJECTION: 'enableFaultInjection',
   SHOAL_LOG_LEVEL: 'logLevel',
-  SHOAL_DRAIN_TIMEOUT_MS: 'drainTimeoutMs'
+  SHOAL_DRAIN_TIMEOUT_MS: 'drainTimeoutMs',
+  SHOAL_MAX_HTTP_CONNECTIONS: 'maxHttpConnections'
 }
 
 export interface ResolveInput {
@@ -125,6 +135,12 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
   const replication = asNumberMap(pick('replication'), 'replication') ?? {}
   const query = asNumberMap(pick('query'), 'query') ?? {}
   const drainTimeoutMs = asNumber(pick('drainTimeoutMs'), 'drainTimeoutMs') ?? 5000
+  const storage = asNumberMap(pick('storage'), 'storage') ?? {}
+  const httpCapSetting = pick('maxHttpConnections')
+  const maxHttpConnections = asNumber(httpCapSetting, 'maxHttpConnections')
+  if (maxHttpConnections !== undefined && (!Number.isInteger(maxHttpConnections) || maxHttpConnections < 1)) {
+    throw new ConfigError('maxHttpConnections', httpCapSetting!.source, 'must be a positive integer')
+  }
 
   return {
     dataDir,
@@ -138,7 +154,9 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
     membership,
     replication,
     query,
-    drainTimeoutMs
+    storage,
+    drainTimeoutMs,
+    ...(maxHttpConnections !== undefined ? { maxHttpConnections } : {})
   }
 }
 

@@ -42,7 +42,12 @@ export interface HostOptions {
    * clusters and tests, where every peer dials from 127.0.0.1. Default 100.
    */
   inboundConnectionsPerHostPerSecond?: number
+  /** Most libp2p connections open at once (each holds a file descriptor). Default 300, libp2p's MAX_CONNECTIONS. */
+  maxConnections?: number
 }
+
+/** Default of HostOptions.maxConnections: libp2p's own (connection-manager/constants.js). */
+export const DEFAULT_MAX_LIBP2P_CONNECTIONS = 300
 
 export interface Host {
   readonly libp2p: ShoalLibp2p
@@ -95,7 +100,8 @@ export async function createHost (opts: HostOptions): Promise<Host> {
     connectionManager: {
       dialTimeout: opts.dialTimeoutMs ?? 5000,
       inboundConnectionThreshold: opts.inboundConnectionsPerHostPerSecond ?? 100,
-      maxIncomingPendingConnections: 64
+      maxIncomingPendingConnections: 64,
+      maxConnections: opts.maxConnections ?? DEFAULT_MAX_LIBP2P_CONNECTIONS
     },
     services,
     start: false

@@ -74,6 +74,8 @@ export interface StartOptions {
   waitReady?: boolean
   /** Pass --enable-fault-injection (default true). */
   faultInjection?: boolean
+  /** Run the peer under this open-file limit (`ulimit -n`, set by a shell that then execs node). */
+  openFileLimit?: number
 }
 
 export class PeerProcess {
@@ -89,7 +91,8 @@ export class PeerProcess {
     readonly p2pPort: number,
     readonly httpPort: number,
     readonly logFile: string,
-    private readonly args: string[]
+    private readonly args: string[],
+    private readonly openFileLimit?: number
   ) {}
 
   get url (): string { return `http://127.0.0.1:${this.httpPort}` }
@@ -104,7 +107,11 @@ export class PeerProcess {
     // The young-generation size peers should run with (docs/operations.md; `npm start` passes it
     // too); SHOAL_NODE_ARGS adds flags (e.g. --cpu-prof for profiling a benchmark).
     const nodeArgs = ['--max-semi-space-size=32', ...(process.env.SHOAL_NODE_ARGS ?? '').split(' ').filter(a => a !== '')]
-    const proc = spawn(process.execPath, [...nodeArgs, CLI, 'start', ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const argv = [...nodeArgs, CLI, 'start', ...this.args]
+    const proc = this.openFileLimit === undefined
+      ? spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+      // exec: the shell becomes node, so pid, signals and exit codes are the peer's own.
+      : spawn('/bin/sh', ['-c', `ulimit -n ${this.openFileLimit} && exec "$0" "$@"`, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
     proc.stdout!.pipe(this.log, { end: false })
     proc.stderr!.pipe(this.log, { end: false })
     this.exitCode = null
@@ -269,7 +276,7 @@ export class TestCluster {
       ...(options.bootstrap ?? []).flatMap(addr => ['--bootstrap', addr]),
       ...(options.extraArgs ?? [])
     ]
-    const peer = new PeerProcess(name, dataDir, p2pPort, httpPort, join(this.dir, `${name}.log`), args)
+    const peer = new PeerProcess(name, dataDir, p2pPort, httpPort, join(this.dir, `${name}.log`), args, options.openFileLimit)
     this.peers.set(name, peer)
     peer.spawn()
     if (options.waitReady !== false) await peer.waitReady()

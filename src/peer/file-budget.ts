@@ -1,0 +1,88 @@
+/**
+ * How a peer shares its open-file limit (`ulimit -n`, RLIMIT_NOFILE) between the things that hold
+ * file descriptors, decided once at start. Every socket and open file is a descriptor; a peer that
+ * runs out answers EMFILE everywhere at once (accepting HTTP, dialing peers, opening a WAL, saving
+ * its clock), so each consumer gets a fixed share and is capped at it:
+ *
+ * - fixed: listening sockets, stdio, the log, the data dir's small files (peer key, clock, catalog,
+ *   manifests, written one at a time), the segment a flush or a compaction is writing, worker
+ *   threads' pipes and Node's own (epoll, eventfd): FIXED_FILES;
+ * - libp2p connections to other peers: the host's connection cap;
+ * - HTTP connections: HttpServer's cap (idle ones are closed first when it is reached);
+ * - storage files: the pool of open write-ahead logs (src/storage), reopened on demand.
+ *
+ * The limit is read from /proc/self/limits (Linux); where it cannot be read the defaults apply.
+ */
+import { readFile } from 'node:fs/promises'
+
+/** Descriptors a peer holds whatever its load (see above), with room to spare. */
+export const FIXED_FILES = 64
+/** Fewest HTTP connections and open storage files a peer runs with. */
+export const MIN_HTTP_CONNECTIONS = 32
+export const MIN_STORAGE_FILES = 32
+/** Largest default HTTP connection cap, when the limit leaves room for more. */
+export const DEFAULT_HTTP_CONNECTIONS = 1024
+/** Largest default pool of open storage files. */
+export const DEFAULT_STORAGE_FILES = 256
+
+export interface FileBudget {
+  /** The soft open-file limit, or undefined where it could not be read. */
+  limit: number | undefined
+  fixed: number
+  libp2pConnections: number
+  httpConnections: number
+  storageFiles: number
+}
+
+/** The limit cannot serve even the smallest budget: the peer refuses to start, saying what to raise. */
+export class FileLimitError extends Error {
+  override name = 'FileLimitError'
+}
+
+/** The soft RLIMIT_NOFILE of this process; undefined if unknown (not Linux) or unlimited. */
+export async function openFileLimit (limitsFile = '/proc/self/limits'): Promise<number | undefined> {
+  let text: string
+  try {
+    text = await readFile(limitsFile, 'utf8')
+  } catch {
+    return undefined
+  }
+  const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(text)
+  if (m === null || m[1] === 'unlimited') return undefined
+  return Number(m[1])
+}
+
+/**
+ * Splits `limit` between the consumers. `httpConnections` is the operator's setting, if any: it
+ * must fit, or start-up fails naming it. Without a setting, HTTP and storage share what is left
+ * after the fixed part and libp2p, each up to its default.
+ */
+export function planFileBudget (limit: number | undefined, want: { libp2pConnections: number, httpConnections?: number }): FileBudget {
+  const libp2pConnections = want.libp2pConnections
+  if (limit === undefined) {
+    return { limit, fixed: FIXED_FILES, libp2pConnections, httpConnections: want.httpConnections ?? DEFAULT_HTTP_CONNECTIONS, storageFiles: DEFAULT_STORAGE_FILES }
+  }
+  const spare = limit - FIXED_FILES - libp2pConnections
+  const least = MIN_HTTP_CONNECTIONS + MIN_STORAGE_FILES
+  if (spare < least) {
+    throw new FileLimitError(`the open-file limit (ulimit -n) is ${limit}; a peer needs at least ${FIXED_FILES + libp2pConnections + least} ` +
+      `(${FIXED_FILES} fixed, ${libp2pConnections} libp2p connections, ${MIN_HTTP_CONNECTIONS} HTTP connections, ${MIN_STORAGE_FILES} storage files): ` +
+      'raise it, e.g. `ulimit -n 4096` in the shell that starts the peer or LimitNOFILE=4096 in its systemd unit')
+  }
+  if (want.httpConnections !== undefined && want.httpConnections > spare - MIN_STORAGE_FILES) {
+    throw new FileLimitError(`maxHttpConnections ${want.httpConnections} does not fit the open-file limit (ulimit -n) of ${limit}: ` +
+      `at most ${spare - MIN_STORAGE_FILES} after ${FIXED_FILES} fixed, ${libp2pConnections} libp2p connections and ${MIN_STORAGE_FILES} storage files; ` +
+      'lower maxHttpConnections or raise the limit')
+  }
+  const httpConnections = want.httpConnections ?? Math.min(DEFAULT_HTTP_CONNECTIONS, Math.floor(spare / 2))
+  const storageFiles = Math.min(DEFAULT_STORAGE_FILES, spare - httpConnections)
+  const budget = { limit, fixed: FIXED_FILES, libp2pConnections, httpConnections, storageFiles }
+  assertFits(budget)
+  return budget
+}
+
+function assertFits (b: FileBudget): void {
+  const total = b.fixed + b.libp2pConnections + b.httpConnections + b.storageFiles
+  if (b.limit !== undefined && total > b.limit) throw new Error(`file budget ${total} exceeds the limit ${b.limit}`)
+  if (b.httpConnections < 1 || b.storageFiles < MIN_STORAGE_FILES) throw new Error(`file budget too small: ${JSON.stringify(b)}`)
+}
