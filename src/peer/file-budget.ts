@@ -53,14 +53,15 @@ export async function openFileLimit (limitsFile = '/proc/self/limits'): Promise<
 }
 
 /**
- * Splits `limit` between the consumers. `httpConnections` is the operator's setting, if any: it
- * must fit, or start-up fails naming it. Without a setting, HTTP and storage share what is left
- * after the fixed part and libp2p, each up to its default.
+ * Splits `limit` between the consumers. `httpConnections` and `storageFiles` are the operator's
+ * settings (maxHttpConnections, storage.maxOpenFiles), if any: they must fit, or start-up fails
+ * naming them. What is not set shares what is left after the fixed part and libp2p, each up to
+ * its default.
  */
-export function planFileBudget (limit: number | undefined, want: { libp2pConnections: number, httpConnections?: number }): FileBudget {
+export function planFileBudget (limit: number | undefined, want: { libp2pConnections: number, httpConnections?: number, storageFiles?: number }): FileBudget {
   const libp2pConnections = want.libp2pConnections
   if (limit === undefined) {
-    return { limit, fixed: FIXED_FILES, libp2pConnections, httpConnections: want.httpConnections ?? DEFAULT_HTTP_CONNECTIONS, storageFiles: DEFAULT_STORAGE_FILES }
+    return { limit, fixed: FIXED_FILES, libp2pConnections, httpConnections: want.httpConnections ?? DEFAULT_HTTP_CONNECTIONS, storageFiles: want.storageFiles ?? DEFAULT_STORAGE_FILES }
   }
   const spare = limit - FIXED_FILES - libp2pConnections
   const least = MIN_HTTP_CONNECTIONS + MIN_STORAGE_FILES
@@ -69,13 +70,20 @@ export function planFileBudget (limit: number | undefined, want: { libp2pConnect
       `(${FIXED_FILES} fixed, ${libp2pConnections} libp2p connections, ${MIN_HTTP_CONNECTIONS} HTTP connections, ${MIN_STORAGE_FILES} storage files): ` +
       'raise it, e.g. `ulimit -n 4096` in the shell that starts the peer or LimitNOFILE=4096 in its systemd unit')
   }
-  if (want.httpConnections !== undefined && want.httpConnections > spare - MIN_STORAGE_FILES) {
+  const setStorage = want.storageFiles ?? MIN_STORAGE_FILES
+  if (want.httpConnections !== undefined && want.httpConnections > spare - setStorage) {
     throw new FileLimitError(`maxHttpConnections ${want.httpConnections} does not fit the open-file limit (ulimit -n) of ${limit}: ` +
-      `at most ${spare - MIN_STORAGE_FILES} after ${FIXED_FILES} fixed, ${libp2pConnections} libp2p connections and ${MIN_STORAGE_FILES} storage files; ` +
+      `at most ${spare - setStorage} after ${FIXED_FILES} fixed, ${libp2pConnections} libp2p connections and ${setStorage} storage files; ` +
       'lower maxHttpConnections or raise the limit')
   }
-  const httpConnections = want.httpConnections ?? Math.min(DEFAULT_HTTP_CONNECTIONS, Math.floor(spare / 2))
-  const storageFiles = Math.min(DEFAULT_STORAGE_FILES, spare - httpConnections)
+  const setHttp = want.httpConnections ?? MIN_HTTP_CONNECTIONS
+  if (want.storageFiles !== undefined && want.storageFiles > spare - setHttp) {
+    throw new FileLimitError(`storage.maxOpenFiles ${want.storageFiles} does not fit the open-file limit (ulimit -n) of ${limit}: ` +
+      `at most ${spare - setHttp} after ${FIXED_FILES} fixed, ${libp2pConnections} libp2p connections and ${setHttp} HTTP connections; ` +
+      'lower storage.maxOpenFiles or raise the limit')
+  }
+  const httpConnections = want.httpConnections ?? Math.min(DEFAULT_HTTP_CONNECTIONS, want.storageFiles !== undefined ? spare - want.storageFiles : Math.floor(spare / 2))
+  const storageFiles = want.storageFiles ?? Math.min(DEFAULT_STORAGE_FILES, spare - httpConnections)
   const budget = { limit, fixed: FIXED_FILES, libp2pConnections, httpConnections, storageFiles }
   assertFits(budget)
   return budget
@@ -84,5 +92,5 @@ export function planFileBudget (limit: number | undefined, want: { libp2pConnect
 function assertFits (b: FileBudget): void {
   const total = b.fixed + b.libp2pConnections + b.httpConnections + b.storageFiles
   if (b.limit !== undefined && total > b.limit) throw new Error(`file budget ${total} exceeds the limit ${b.limit}`)
-  if (b.httpConnections < 1 || b.storageFiles < MIN_STORAGE_FILES) throw new Error(`file budget too small: ${JSON.stringify(b)}`)
+  if (b.httpConnections < 1 || b.storageFiles < 1) throw new Error(`file budget too small: ${JSON.stringify(b)}`)
 }

@@ -1,0 +1,44 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { FileLimitError, FIXED_FILES, openFileLimit, planFileBudget } from '../../src/peer/file-budget.js'
+
+describe('the open-file budget', () => {
+  it('splits ulimit -n 1024 so that every holder fits under it', () => {
+    const b = planFileBudget(1024, { libp2pConnections: 300 })
+    expect(b).toEqual({ limit: 1024, fixed: FIXED_FILES, libp2pConnections: 300, httpConnections: 330, storageFiles: 256 })
+    expect(b.fixed + b.libp2pConnections + b.httpConnections + b.storageFiles).toBeLessThanOrEqual(1024)
+  })
+
+  it('caps each share at its default when the limit is large, and uses the defaults when it is unknown', () => {
+    expect(planFileBudget(1 << 20, { libp2pConnections: 300 })).toMatchObject({ httpConnections: 1024, storageFiles: 256 })
+    expect(planFileBudget(undefined, { libp2pConnections: 300, httpConnections: 10 })).toMatchObject({ httpConnections: 10, storageFiles: 256 })
+  })
+
+  it('gives what the operator set, and the rest to the other share', () => {
+    expect(planFileBudget(1024, { libp2pConnections: 300, storageFiles: 600 })).toMatchObject({ httpConnections: 60, storageFiles: 600 })
+    expect(planFileBudget(1024, { libp2pConnections: 300, httpConnections: 100 })).toMatchObject({ httpConnections: 100, storageFiles: 256 })
+  })
+
+  it('refuses a limit too small to run, and settings that do not fit, naming what to change', () => {
+    expect(() => planFileBudget(400, { libp2pConnections: 300 })).toThrow(FileLimitError)
+    expect(() => planFileBudget(400, { libp2pConnections: 300 })).toThrow(/ulimit -n\) is 400; a peer needs at least 428/)
+    expect(() => planFileBudget(1024, { libp2pConnections: 300, httpConnections: 700 })).toThrow(/maxHttpConnections 700 does not fit/)
+    expect(() => planFileBudget(1024, { libp2pConnections: 300, storageFiles: 700 })).toThrow(/storage.maxOpenFiles 700 does not fit/)
+  })
+
+  it('reads the soft limit from a limits file, and knows nothing from an unlimited or missing one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-limits-'))
+    try {
+      const file = join(dir, 'limits')
+      await writeFile(file, 'Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n')
+      expect(await openFileLimit(file)).toBe(1024)
+      await writeFile(file, 'Max open files            unlimited            unlimited            files\n')
+      expect(await openFileLimit(file)).toBeUndefined()
+      expect(await openFileLimit(join(dir, 'none'))).toBeUndefined()
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
