@@ -947,11 +947,17 @@ export class Replicator {
     this.counters.catchUp.started++
     const store = await this.store(space, partition)
     const pp = this.placement.locate(space, partition)
+    // A replica whose WAL was damaged lacks what the bad frames held, and any other replica may
+    // hold it (a write's quorum is not known afterwards): it syncs with every other replica,
+    // even of a fresh partition (a whole cluster restarted), before it serves again.
+    const damaged = store.needsRepair?.() === true
     // A fresh partition has nothing to catch up from: streaming it between owners that are all
     // starting from the same writes would only copy those writes back and forth.
-    const sources = pp.fresh ? [] : pp.readReplicas.filter(p => p !== this.self)
+    const sources = pp.fresh && !damaged ? [] : pp.readReplicas.filter(p => p !== this.self)
     let required = 0
-    if (sources.length > 0) {
+    if (damaged) {
+      required = sources.length
+    } else if (sources.length > 0) {
       const r = new Set(pp.readReplicas).size
       required = Math.max(1, r - Math.max(1, Math.min(pp.quorum, r)) + 1) - (pp.readReplicas.includes(this.self) ? 1 : 0)
     }
@@ -991,6 +997,15 @@ export class Replicator {
     }
     if (this.stopped || ok < required) return false
     if (!this.placement.ownedPartitions().some(o => keyOf(o.space, o.partition) === key)) return true
+    if (damaged) {
+      if (sources.length > 0) {
+        await store.markRepaired?.()
+        this.log.warn({ space: space.name, partition, sources: ok }, 'damaged partition repaired from every other replica')
+      } else {
+        // Nobody else holds it: serving what is left beats serving nothing; the loss stays reported.
+        this.log.error({ space: space.name, partition }, 'damaged partition has no other replica to repair it from: what the bad WAL frames held is lost; serving the rest')
+      }
+    }
     this.ready.add(key)
     this.catchUpRetryAt.delete(key)
     this.counters.catchUp.completed++

@@ -74,6 +74,13 @@ export interface PartitionStore {
   /** The records of one digest bucket (tombstones included), for anti-entropy repair. */
   bucket(index: number, buckets: number): VersionedRecord[]
   stats(): PartitionStats
+  /**
+   * Whether this replica recovered from a damaged WAL and has not yet synced with every other
+   * replica since: until it has, it must not serve reads (what the damage held is missing here).
+   */
+  needsRepair?(): boolean
+  /** Called once this replica has synced with every other replica after its damage. */
+  markRepaired?(): Promise<void>
 }
 
 /** Orders two versions of the same id: > 0 when `a` wins. */
