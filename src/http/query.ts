@@ -1,5 +1,5 @@
-import type { QueryAnswer, QueryRequest, QueryService } from '../query/service/index.js'
-import { QueryError } from '../query/service/index.js'
+import type { QueryRequest, QueryService } from '../query/service/index.js'
+import { QueryError, answerJson } from '../query/service/index.js'
 import { ARROW_STREAM_TYPE, arrowStream } from '../query/exec/index.js'
 import { HttpError, type HttpServer, type RouteRequest } from './server.js'
 
@@ -28,7 +28,8 @@ export function registerQueryApi (server: HttpServer, queries: Pick<QueryService
         }
       }
     }
-    return { body: render(answer) }
+    // Streamed: the rows are rendered and written a chunk at a time as the client reads them.
+    return { stream: answerJson(answer) }
   }, { maxBodyBytes: MAX_QUERY_BODY_BYTES })
 
   server.route('POST', '/query/explain', async (req) => {
@@ -75,10 +76,4 @@ async function run<T> (fn: () => Promise<T>): Promise<T> {
     if (err instanceof QueryError) throw new HttpError(err.status, err.code, err.message, { error: { code: err.code, message: err.message, ...err.details } })
     throw err
   }
-}
-
-function render (a: QueryAnswer): Record<string, unknown> {
-  const base = { coverage: a.coverage, confidence: a.confidence, tookMs: Math.round(a.tookMs * 100) / 100 }
-  if (a.aggregations !== undefined) return { aggregations: a.aggregations, ...base }
-  return { columns: a.columns, rows: a.rows, ...base, ...(a.analyze !== undefined ? { analyze: a.analyze } : {}) }
 }

@@ -30,6 +30,13 @@ export interface RouteResponse {
   text?: string
   /** Binary answer (Arrow IPC), sent as is, chunk by chunk. */
   bytes?: Iterable<Uint8Array>
+  /**
+   * An answer written as it is produced (a large query answer), chunk by chunk, waiting for the
+   * client to take each one before producing the next; content type JSON unless `contentType`
+   * says otherwise. A failure once it has started cuts the connection: the client sees an
+   * incomplete answer, never a complete-looking wrong one.
+   */
+  stream?: Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>
   contentType?: string
   headers?: Record<string, string>
 }
@@ -150,6 +157,11 @@ export class HttpServer {
 
   private send (res: ServerResponse, status: number, result: RouteResponse): void {
     if (res.headersSent) return
+    if (result.stream !== undefined) {
+      res.writeHead(status, { ...result.headers, 'content-type': result.contentType ?? 'application/json; charset=utf-8' })
+      void this.pump(res, result.stream)
+      return
+    }
     if (result.bytes !== undefined) {
       res.writeHead(status, { ...result.headers, 'content-type': result.contentType ?? 'application/octet-stream' })
       for (const chunk of result.bytes) res.write(chunk)
@@ -164,6 +176,26 @@ export class HttpServer {
     const payload = JSON.stringify(result.body ?? null)
     res.writeHead(status, { ...result.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload) })
     res.end(payload)
+  }
+
+  /** Writes a streamed answer with back-pressure: the next chunk is made once the socket took the last. */
+  private async pump (res: ServerResponse, chunks: Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>): Promise<void> {
+    try {
+      for await (const chunk of chunks) {
+        if (res.destroyed) return
+        if (!res.write(chunk)) {
+          await new Promise<void>(resolve => {
+            const done = (): void => { res.off('drain', done); res.off('close', done); resolve() }
+            res.on('drain', done)
+            res.on('close', done)
+          })
+        }
+      }
+      res.end()
+    } catch (err) {
+      this.log.error({ err }, 'http answer failed while streaming')
+      res.destroy(err as Error)
+    }
   }
 
   private async readText (req: IncomingMessage, limit: number): Promise<string> {

@@ -3,7 +3,7 @@
  * aggregation states, rows or top-K rows) as they arrive, then finalizes and runs the steps above
  * the merge (HAVING, ORDER BY, LIMIT/OFFSET, the select list) and renders the rows.
  */
-import { gatherBatch, valueAt, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
+import { gatherBatch, valueAt, type ColumnBatch, type ColumnVector, type StrVector, type ValueType } from '../../columnar/index.js'
 import type { Expr } from '../model/index.js'
 import { evalExpr, evalPredicate, exprType } from './eval.js'
 import { MemoryBudget, QueryExecError } from './errors.js'
@@ -12,7 +12,7 @@ import { emptyBatch, fragmentShape, newGroupTable, type FragmentOutput } from '.
 import type { GroupTable } from './group.js'
 import { AggregationSet } from '../aggregate/index.js'
 import { decodeState, toAggsSpec } from './json-aggs.js'
-import { batchBytes, concatBatches, sortAndSlice } from './rows.js'
+import { batchBytes, concatBatches, sortAndSlice, vectorBytes } from './rows.js'
 import type { SplitPlan } from './split.js'
 import { sortByScore } from './topk.js'
 import { decodeBatch } from './wire.js'
@@ -26,6 +26,8 @@ export interface FinalResult {
   aggregations?: Record<string, unknown>
   /** The final batch, for Arrow output. */
   batch: ColumnBatch
+  /** The rows a chunk at a time (to stream an answer without rendering every row at once); default: `rows` in slices. */
+  rowChunks?: (chunkRows: number) => Iterable<Array<Record<string, unknown>>>
 }
 
 /** Merges partition answers for one query. */
@@ -35,6 +37,8 @@ export class QueryMerger {
   private aggStates: unknown[] | undefined
   private readonly parts: ColumnBatch[] = []
   private partRows = 0
+  /** batchBytes of `parts`, kept as they come. */
+  private partBytes = 0
   private readonly budget: MemoryBudget
 
   constructor (readonly split: SplitPlan, private readonly columnType: (name: string) => ValueType | undefined, budget?: MemoryBudget) {
@@ -63,7 +67,8 @@ export class QueryMerger {
         const batch = decodeBatch(output.batch)
         this.parts.push(batch)
         this.partRows += batch.length
-        this.budget.set(this.parts, this.parts.reduce((n, b) => n + batchBytes(b), 0))
+        this.partBytes += batchBytes(batch)
+        this.budget.set(this.parts, this.partBytes)
         // Bound what a pushed-down LIMIT needs: keep the best n + m rows so far.
         if (this.split.perPartitionLimit !== null && this.partRows > 4 * this.split.perPartitionLimit + 4096) this.compact()
       }
@@ -75,6 +80,8 @@ export class QueryMerger {
     this.parts.length = 0
     this.parts.push(all)
     this.partRows = all.length
+    this.partBytes = batchBytes(all)
+    this.budget.set(this.parts, this.partBytes)
   }
 
   private mergedRows (): ColumnBatch {
@@ -111,21 +118,100 @@ export class QueryMerger {
       // batch without columns, and the steps above still need the columns to exist.
       if (batch.length === 0 && batch.columns.size === 0) batch = this.noRows()
     }
+    // The answer as it is built counts too, beside the gathered rows it comes from.
+    const answer = {}
     for (const step of this.split.post) {
       switch (step.kind) {
         case 'Filter': batch = gatherBatch(batch, evalPredicate(step.predicate, batch)); break
         case 'Sort': batch = sortAndSlice(batch, step.keys, null); break
         case 'Limit': batch = sortAndSlice(batch, [], step.limit, step.offset); break
-        case 'Project': {
-          const out = new Map<string, ColumnVector>()
-          for (const item of step.items) out.set(item.alias, evalExpr(item.expr, batch))
-          batch = { length: batch.length, columns: out }
-        }
+        case 'Project': batch = projectWithin(step.items, batch, this.budget, answer); break
       }
+      this.budget.set(answer, batchBytes(batch))
     }
     this.budget.release(this.parts)
-    return { columns: [...columns], rows: renderRows(batch, columns), batch }
+    return finalResult(columns, batch)
   }
+}
+
+/** Rows a computed select list is evaluated over at a time, its size counted after each. */
+const PROJECT_CHUNK_ROWS = 16_384
+
+/**
+ * The select list over a batch. Columns are taken as they are; computed items are evaluated
+ * PROJECT_CHUNK_ROWS rows at a time, and what they built so far is set against the budget after
+ * each chunk, so that strings growing past the budget (`v || v || ...`) stop the query while they
+ * are still a chunk over it, not once all of them exist.
+ */
+function projectWithin (items: ReadonlyArray<{ expr: Expr, alias: string }>, batch: ColumnBatch, budget: MemoryBudget, owner: object): ColumnBatch {
+  const out = new Map<string, ColumnVector>()
+  const computed = items.filter(i => i.expr.kind !== 'Column')
+  if (computed.length === 0 || batch.length <= PROJECT_CHUNK_ROWS) {
+    for (const item of items) out.set(item.alias, evalExpr(item.expr, batch))
+    return { length: batch.length, columns: out }
+  }
+  const base = batchBytes(batch)
+  const parts = computed.map(() => [] as ColumnBatch[])
+  let bytes = 0
+  for (let start = 0; start < batch.length; start += PROJECT_CHUNK_ROWS) {
+    const chunk = sliceRows(batch, start, Math.min(batch.length, start + PROJECT_CHUNK_ROWS))
+    computed.forEach((item, i) => {
+      const v = evalExpr(item.expr, chunk)
+      bytes += vectorBytes(v)
+      parts[i]!.push({ length: chunk.length, columns: new Map([['v', v]]) })
+    })
+    budget.set(owner, base + bytes)
+  }
+  const whole = new Map(computed.map((item, i) => [item, concatBatches(parts[i]!).columns.get('v')!]))
+  for (const item of items) out.set(item.alias, whole.get(item) ?? evalExpr(item.expr, batch))
+  return { length: batch.length, columns: out }
+}
+
+/**
+ * Rows [start, end) of a batch, each string column with only the strings those rows use (a
+ * gathered column keeps its source's whole dictionary, and string functions run over the
+ * dictionary: a chunk must not compute every row's strings again).
+ */
+function sliceRows (batch: ColumnBatch, start: number, end: number): ColumnBatch {
+  const rows = new Uint32Array(end - start)
+  for (let i = 0; i < rows.length; i++) rows[i] = start + i
+  const columns = new Map<string, ColumnVector>()
+  for (const [name, v] of gatherBatch(batch, rows).columns) columns.set(name, v.tag === 'str' && v.dict.length > v.codes.length ? compactStrings(v) : v)
+  return { length: rows.length, columns }
+}
+
+function compactStrings (v: StrVector): StrVector {
+  const remap = new Map<number, number>()
+  const dict: string[] = []
+  const codes = new Int32Array(v.codes.length)
+  for (let i = 0; i < codes.length; i++) {
+    const c = v.codes[i]!
+    if (c < 0) { codes[i] = -1; continue }
+    let r = remap.get(c)
+    if (r === undefined) { r = dict.length; dict.push(v.dict[c]!); remap.set(c, r) }
+    codes[i] = r
+  }
+  return { tag: 'str', type: 'utf8', codes, dict }
+}
+
+/**
+ * The result of a query over `batch`: its JSON rows are rendered when first read (once), and
+ * `rowChunks` renders them a chunk at a time for an answer streamed to its client, which then
+ * never holds them all.
+ */
+export function finalResult (columns: readonly OutputColumn[], batch: ColumnBatch): FinalResult {
+  const cols = [...columns]
+  let rows: Array<Record<string, unknown>> | undefined
+  const result = {
+    columns: cols,
+    batch,
+    rowChunks: function * (chunkRows: number): Generator<Array<Record<string, unknown>>> {
+      if (rows !== undefined) { for (let s = 0; s < rows.length; s += chunkRows) yield rows.slice(s, s + chunkRows); return }
+      for (let s = 0; s < batch.length; s += chunkRows) yield renderRows(batch, cols, s, Math.min(batch.length, s + chunkRows))
+    }
+  } as unknown as FinalResult
+  Object.defineProperty(result, 'rows', { enumerable: true, get: () => (rows ??= renderRows(batch, cols)) })
+  return result
 }
 
 /** The result type of an SQL aggregate (as validation types it). */
@@ -141,10 +227,10 @@ export function aggregateType (fn: string, arg: ValueType): ValueType {
 const INT_TYPES = new Set(['int32', 'int64'])
 
 /** JSON rows, keys in select order. int64 beyond ±2^53 cannot occur (computed as float64) but is sent as a string if it does. */
-export function renderRows (batch: ColumnBatch, columns: readonly OutputColumn[]): Array<Record<string, unknown>> {
-  const rows = new Array<Record<string, unknown>>(batch.length)
+export function renderRows (batch: ColumnBatch, columns: readonly OutputColumn[], start = 0, end = batch.length): Array<Record<string, unknown>> {
+  const rows = new Array<Record<string, unknown>>(end - start)
   const vecs = columns.map(c => batch.columns.get(c.name))
-  for (let i = 0; i < batch.length; i++) {
+  for (let i = start; i < end; i++) {
     const row: Record<string, unknown> = {}
     for (let c = 0; c < columns.length; c++) {
       const v = vecs[c]
@@ -153,7 +239,7 @@ export function renderRows (batch: ColumnBatch, columns: readonly OutputColumn[]
       if (typeof x === 'number' && columns[c]!.type === 'bool') x = x !== 0
       row[columns[c]!.name] = x
     }
-    rows[i] = row
+    rows[i - start] = row
   }
   return rows
 }

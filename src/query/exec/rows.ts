@@ -131,17 +131,44 @@ export function sortAndSlice (batch: ColumnBatch, keys: readonly SortKey[], limi
   return gatherBatch(batch, order.subarray(start, end))
 }
 
+/**
+ * Bytes a string is counted for: two per UTF-16 unit (V8 keeps Latin-1 strings in one, but the
+ * JSON answer and concatenations need them too) and its header.
+ */
+const STRING_HEADER_BYTES = 16
+const dictBytesOf = new WeakMap<readonly string[], number>()
+
+/** Bytes of a dictionary's strings; computed once per dictionary (they are not changed once built). */
+export function dictBytes (dict: readonly string[]): number {
+  let bytes = dictBytesOf.get(dict)
+  if (bytes === undefined) {
+    bytes = 0
+    for (let i = 0; i < dict.length; i++) bytes += 2 * dict[i]!.length + STRING_HEADER_BYTES
+    dictBytesOf.set(dict, bytes)
+  }
+  return bytes
+}
+
+/** Approximate bytes of a vector, for memory budgets (strings by their length). */
+export function vectorBytes (v: ColumnVector): number {
+  switch (v.tag) {
+    case 'num': return v.values.byteLength
+    case 'str': {
+      // A gathered vector keeps its source's whole dictionary: count the strings its rows can
+      // reach, at the dictionary's mean size, when they are fewer than the dictionary.
+      const all = dictBytes(v.dict)
+      const reached = v.dict.length === 0 ? 0 : Math.min(all, v.codes.length * (all / v.dict.length))
+      return v.codes.byteLength + reached
+    }
+    case 'vec': return v.values.byteLength + v.valid.byteLength
+    case 'any': return v.values.length * 64
+  }
+}
+
 /** Approximate bytes of a batch, for memory budgets. */
 export function batchBytes (batch: ColumnBatch): number {
   let bytes = 0
-  for (const v of batch.columns.values()) {
-    switch (v.tag) {
-      case 'num': bytes += v.values.byteLength; break
-      case 'str': bytes += v.codes.byteLength + v.dict.length * 40; break
-      case 'vec': bytes += v.values.byteLength + v.valid.byteLength; break
-      case 'any': bytes += v.values.length * 64; break
-    }
-  }
+  for (const v of batch.columns.values()) bytes += vectorBytes(v)
   return bytes
 }
 
@@ -153,6 +180,8 @@ export function batchBytes (batch: ColumnBatch): number {
 export class TopNBuffer {
   private batches: ColumnBatch[] = []
   private rows = 0
+  /** batchBytes of what `batches` holds, kept as they come (not summed again on every push). */
+  private bytes = 0
   constructor (private readonly keys: readonly SortKey[], private readonly n: number | null, private readonly budget?: MemoryBudget) {}
 
   /** True when no more input can change the result (a LIMIT without ORDER BY is full). */
@@ -162,14 +191,16 @@ export class TopNBuffer {
     if (batch.length === 0 || this.full) return
     this.batches.push(batch)
     this.rows += batch.length
+    this.bytes += batchBytes(batch)
     if (this.n !== null && this.rows >= Math.max(2 * this.n, 4096)) this.compact()
-    this.budget?.set(this, this.batches.reduce((s, b) => s + batchBytes(b), 0))
+    this.budget?.set(this, this.bytes)
   }
 
   private compact (): void {
     const all = sortAndSlice(concatBatches(this.batches), this.keys, this.n)
     this.batches = [all]
     this.rows = all.length
+    this.bytes = batchBytes(all)
   }
 
   /** The rows kept, sorted. */

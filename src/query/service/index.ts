@@ -13,3 +13,4 @@ export { planQuery, pinnedIds, orderReplicas, explainText, type QueryPlan, type 
 export { METHOD_FRAGMENT, serveFragments, parseFragmentRequest, ROWS_PER_CHUNK } from './fragments.js'
 export { runSpread, MAX_FRONTIER } from './spread.js'
 export { recallMany, SPACE_COLUMN, MAX_RECALL_SPACES } from './recall.js'
+export { answerJson, answerBody, ANSWER_CHUNK_ROWS } from './answer-json.js'

@@ -311,7 +311,8 @@ export class QueryService {
     const confidence = coverage.total === 0 ? 1 : Math.max(0, (coverage.answered - this.opts.missingPenalty * missing) / coverage.total)
     const tookMs = this.deps.clock.now() - t0
     if (analyze !== undefined) analyze.tookMs = tookMs
-    return { ...result, coverage, confidence, tookMs, strategy, ...(analyze !== undefined ? { analyze } : {}) }
+    // Onto the result itself, not a copy: a spread would render every row (`rows` renders on first read).
+    return Object.assign(result, { coverage, confidence, tookMs, strategy }, analyze !== undefined ? { analyze } : {})
   }
 
   private timeoutOf (t: number | undefined): number {

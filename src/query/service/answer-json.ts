@@ -1,0 +1,42 @@
+/**
+ * A query's answer as JSON text, written a piece at a time: `{"columns":...,"rows":[` first, then
+ * the rows in chunks, then `],"coverage":...}`. The text is the same, byte for byte, as
+ * JSON.stringify of the whole answer (the contract's shape and key order: DESIGN.md section 8),
+ * but neither every row object nor the whole text exists at once, so an answer of any size costs
+ * about one chunk of memory on its way to the client.
+ */
+import type { QueryAnswer } from './service.js'
+
+/** Rows rendered at a time (row objects are made per chunk and dropped once written). */
+export const ANSWER_CHUNK_ROWS = 1024
+/** Text gathered before it is handed on: fewer, larger writes to the socket. */
+const PIECE_CHARS = 64 * 1024
+
+/** The JSON body of POST /query as it is streamed: the same object JSON.stringify would write. */
+export function answerBody (a: QueryAnswer): Record<string, unknown> {
+  const base = { coverage: a.coverage, confidence: a.confidence, tookMs: Math.round(a.tookMs * 100) / 100 }
+  if (a.aggregations !== undefined) return { aggregations: a.aggregations, ...base }
+  return { columns: a.columns, rows: a.rows, ...base, ...(a.analyze !== undefined ? { analyze: a.analyze } : {}) }
+}
+
+/** The answer's JSON text in pieces; joined, it equals JSON.stringify(answerBody(a)). */
+export function * answerJson (a: QueryAnswer, chunkRows = ANSWER_CHUNK_ROWS): Generator<string> {
+  if (a.aggregations !== undefined) { yield JSON.stringify(answerBody(a)); return }
+  // The tail is the object without columns and rows; its opening brace is dropped.
+  const tail = JSON.stringify({ coverage: a.coverage, confidence: a.confidence, tookMs: Math.round(a.tookMs * 100) / 100, ...(a.analyze !== undefined ? { analyze: a.analyze } : {}) })
+  let piece = `{"columns":${JSON.stringify(a.columns)},"rows":[`
+  let first = true
+  for (const chunk of a.rowChunks?.(chunkRows) ?? slices(a.rows, chunkRows)) {
+    if (chunk.length === 0) continue
+    // An array's text without its brackets: rows separated by commas, as in the whole array.
+    const text = JSON.stringify(chunk)
+    piece += (first ? '' : ',') + text.slice(1, -1)
+    first = false
+    if (piece.length >= PIECE_CHARS) { yield piece; piece = '' }
+  }
+  yield piece + '],' + tail.slice(1)
+}
+
+function * slices<T> (all: readonly T[], n: number): Generator<T[]> {
+  for (let s = 0; s < all.length; s += n) yield all.slice(s, s + n)
+}
