@@ -348,7 +348,9 @@ export class Peer implements ApiPeer {
     const spaces = this.partitionAvailability()
     const noQuorum = spaces.some(s => s.unavailable.length > 0)
     const notAll = spaces.some(s => s.quorumOnly > 0)
-    const degraded = notAll || status.unreachable.length > 0 || status.suspect.length > 0
+    // A replica recovered from a damaged WAL is missing data until repaired (or for good, R = 1).
+    const damaged = this.storageDamage()
+    const degraded = notAll || status.unreachable.length > 0 || status.suspect.length > 0 || damaged.some(d => !d.repaired)
     return {
       status: !status.majority || noQuorum ? 'red' : degraded ? 'yellow' : 'green',
       peer: this.peerId,
@@ -358,8 +360,48 @@ export class Peer implements ApiPeer {
       majority: status.majority,
       members: counts,
       localHealthScore: this.swim.localHealthScore(),
-      uptimeMs: Date.now() - this.startedAt
+      uptimeMs: Date.now() - this.startedAt,
+      damaged
     }
+  }
+
+  /**
+   * The damaged WAL files of this peer's replicas (storage keeps each report until an operator
+   * deletes it): where, how many bytes, whether repaired, and in plain words what it means.
+   */
+  private storageDamage (): Array<Record<string, unknown> & { repaired: boolean }> {
+    const { engine, replicator } = this.layers
+    const out: Array<Record<string, unknown> & { repaired: boolean }> = []
+    for (const store of engine.partitions()) {
+      for (const d of store.damage()) {
+        const bytes = d.regions.reduce((n, r) => n + r.bytes, 0)
+        const where = `${bytes} bytes at offset${d.regions.length === 1 ? '' : 's'} ${d.regions.map(r => r.offset).join(', ')} of ${d.file}`
+        const inService = replicator.isReady(store.space, store.partition)
+        const message = d.repaired
+          ? `repaired: ${where} were damaged; this replica has since synced with every other replica`
+          : inService
+            ? `LOST on this peer: ${where} were unreadable and no other replica could repair them; the original file is kept at ${d.copy}; delete ${d.report} to clear this report`
+            : `out of service until repaired: ${where} are unreadable; this replica serves no reads until it has synced with every other replica`
+        out.push({
+          space: store.space.name,
+          partition: store.partition,
+          file: d.file,
+          copy: d.copy,
+          report: d.report,
+          regions: d.regions,
+          bytes,
+          framesRecovered: d.framesRecovered,
+          recordsRecovered: d.recordsRecovered,
+          detectedAt: new Date(d.detectedAt).toISOString(),
+          repaired: d.repaired,
+          ...(d.repairedAt !== undefined ? { repairedAt: new Date(d.repairedAt).toISOString() } : {}),
+          inService,
+          lost: !d.repaired && inService,
+          message
+        })
+      }
+    }
+    return out
   }
 
   members (): MemberView[] {
@@ -372,6 +414,7 @@ export class Peer implements ApiPeer {
       partitionDetector: this.detector.status(),
       spaces: this.partitionAvailability(),
       replication: this.layers.replicator.stats(),
+      storage: { openFiles: this.layers.engine.openFiles(), maxOpenFiles: this.layers.engine.files.maxOpen, damaged: this.storageDamage() },
       queries: { ...this.layers.queries.stats(), peerLatency: this.layers.queries.health.snapshot(), workerThreads: this.layers.pool.workers, fragmentsRun: { ...this.layers.pool.counters } }
     }
   }
@@ -491,6 +534,11 @@ export class Peer implements ApiPeer {
       return [[{ kind: 'ready' }, r.readyPartitions], [{ kind: 'held' }, r.heldPartitions]]
     })
     m.gaugeFrom('shoal_storage_memtable_bytes', 'Bytes in memtables not yet written to segments', [], () => [[{}, this.layers.engine.memtableBytes()]])
+    m.gaugeFrom('shoal_storage_open_files', 'Files storage holds open now (WAL handles and files open for a moment), at most storage maxOpenFiles', [], () => [[{}, this.layers.engine.openFiles()]])
+    m.gaugeFrom('shoal_storage_damaged_wal_files', 'Damaged WAL files of this peer\'s replicas still reported, repaired from other replicas or not', ['state'], () => {
+      const d = this.storageDamage()
+      return [[{ state: 'unrepaired' }, d.filter(x => !x.repaired).length], [{ state: 'repaired' }, d.filter(x => x.repaired).length]]
+    })
     m.counterFrom('shoal_clock_skew_refusals_total', 'Remote HLC timestamps refused for being too far ahead of this clock', [], () => [[{}, this.layers.hlc.skew.count]])
     m.gaugeFrom('shoal_rpc_open_streams', 'Long-lived RPC streams open (about one per connected peer)', [], () => [[{}, this.transport.openStreams()]])
   }
