@@ -15,6 +15,7 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import type { Logger } from '../runtime/log.js'
 import { silentLogger } from '../runtime/log.js'
 import { DenyListGater, type DenyList } from './gater.js'
+import { handshakeGuard, SWARM_KEY_MISMATCH } from './handshake-guard.js'
 
 export interface ShoalServices extends Record<string, unknown> {
   identify: Identify
@@ -71,6 +72,8 @@ export class HostListenError extends Error {
 /** Creates and starts the node. Throws HostListenError if an address cannot be bound. */
 export async function createHost (opts: HostOptions): Promise<Host> {
   const log = (opts.log ?? silentLogger).child({ component: 'net.host' })
+  const swarmKey = opts.swarmKey
+  let mismatches = 0
   for (const addr of opts.listen) {
     try {
       multiaddr(addr)
@@ -95,7 +98,14 @@ export async function createHost (opts: HostOptions): Promise<Host> {
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionProtector: opts.swarmKey !== undefined ? preSharedKey({ psk: opts.swarmKey }) : undefined,
+    connectionProtector: (components: Parameters<ReturnType<typeof preSharedKey>>[0]) => handshakeGuard({
+      ...(swarmKey !== undefined ? { inner: preSharedKey({ psk: swarmKey })(components) } : {}),
+      onMismatch: (remote, keyed) => {
+        // A scanner can knock many times: the first few, then one in a thousand.
+        if (++mismatches > 10 && mismatches % 1000 !== 0) return
+        log.warn({ remote, keyed, refused: mismatches }, `connection with ${remote} failed: ${SWARM_KEY_MISMATCH} (${keyed ? 'its bytes do not decrypt under this cluster\'s swarm key' : 'this peer has no swarm key; the other side may have one'})`)
+      }
+    }),
     connectionGater: gater,
     connectionManager: {
       dialTimeout: opts.dialTimeoutMs ?? 5000,

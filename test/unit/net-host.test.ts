@@ -3,8 +3,10 @@ import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createHost, generateSwarmKey, HostListenError, parseSwarmKey, RpcTransport, type Host } from '../../src/net/index.js'
+import { createHost, generateSwarmKey, HostListenError, parseSwarmKey, RpcTransport, SWARM_KEY_MISMATCH, type Host } from '../../src/net/index.js'
+import type { Logger } from '../../src/runtime/index.js'
 import type { PeerAddress } from '../../src/runtime/types.js'
+import { recordingLogger } from './storage-helpers.js'
 
 interface Node { host: Host, rpc: RpcTransport, addr: PeerAddress }
 
@@ -13,9 +15,9 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => {})
 })
 
-async function node (opts: { swarmKey?: Uint8Array, listen?: string[] } = {}): Promise<Node> {
+async function node (opts: { swarmKey?: Uint8Array, listen?: string[], log?: Logger } = {}): Promise<Node> {
   const privateKey = await generateKeyPair('Ed25519') as unknown as PrivateKey
-  const host = await createHost({ privateKey, listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'], ...(opts.swarmKey !== undefined ? { swarmKey: opts.swarmKey } : {}) })
+  const host = await createHost({ privateKey, listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'], ...(opts.swarmKey !== undefined ? { swarmKey: opts.swarmKey } : {}), ...(opts.log !== undefined ? { log: opts.log } : {}) })
   const rpc = new RpcTransport({ libp2p: host.libp2p, defaultTimeoutMs: 3000 })
   await rpc.start()
   rpc.handle('ping', () => 'pong')
@@ -98,6 +100,34 @@ describe('host', () => {
     expect(connected(open, a)).toBe(false)
     // Same-key contact still works after the failed attempts.
     expect(await b.rpc.request(a.addr, 'ping', null)).toBe('pong')
+  })
+
+  it('says "swarm key mismatch or not a Shoal peer" on both sides of a refused connection', async () => {
+    const k1 = parseSwarmKey(generateSwarmKey())
+    const k2 = parseSwarmKey(generateSwarmKey())
+    const keyedLog = recordingLogger()
+    const keyed = await node({ swarmKey: k1, log: keyedLog })
+    const strangerLog = recordingLogger()
+    const stranger = await node({ log: strangerLog })
+    const other = await node({ swarmKey: k2 })
+    const refusals = (log: ReturnType<typeof recordingLogger>): string[] =>
+      log.entries.filter(e => e.level === 'warn' && (e.msg ?? '').includes(SWARM_KEY_MISMATCH)).map(e => e.msg!)
+
+    // A peer without the key is told plainly why, and the keyed peer logs the refusal.
+    const fromStranger = await stranger.rpc.request(keyed.addr, 'ping', null, { timeoutMs: 3000 }).catch((e: Error) => e)
+    expect((fromStranger as Error).message).toContain(SWARM_KEY_MISMATCH)
+    await until(() => refusals(keyedLog).length > 0)
+    expect(refusals(strangerLog).length).toBeGreaterThan(0)
+    // So is a peer of another cluster, dialling or dialled.
+    const fromOther = await other.rpc.request(keyed.addr, 'ping', null, { timeoutMs: 3000 }).catch((e: Error) => e)
+    expect((fromOther as Error).message).toContain(SWARM_KEY_MISMATCH)
+    const toOther = await keyed.rpc.request(other.addr, 'ping', null, { timeoutMs: 3000 }).catch((e: Error) => e)
+    expect((toOther as Error).message).toContain(SWARM_KEY_MISMATCH)
+    // The guard costs nothing to a good connection: keyed and keyless pairs still talk.
+    const friend = await node({ swarmKey: k1 })
+    expect(await friend.rpc.request(keyed.addr, 'ping', null)).toBe('pong')
+    const open = await node()
+    expect(await open.rpc.request(stranger.addr, 'ping', null)).toBe('pong')
   })
 
   it('keeps its PeerId across restarts with the same key', async () => {
