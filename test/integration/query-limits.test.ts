@@ -59,6 +59,10 @@ describe('query limits on real peers', () => {
     const j = await query(peers[1]!, { space: 't', filter: { bool: { must } }, size: 1 })
     expect(j.status, j.text.slice(0, 300)).toBe(400)
     expect(j.body.error.details[0]).toMatchObject({ code: 'too_large', limit: 'MAX_PLAN_DEPTH' })
+    // Too many terms (an IN list past MAX_PLAN_NODES) is refused the same way.
+    const wide = await query(peers[2]!, { sql: `SELECT id FROM t WHERE x IN (${Array.from({ length: 100_001 }, (_, i) => i).join(',')})` })
+    expect(wide.status, wide.text.slice(0, 300)).toBe(400)
+    expect(wide.body.error.details[0]).toMatchObject({ code: 'too_large', limit: 'MAX_PLAN_NODES' })
     // Under the limit, the same kind of query answers in full.
     const ok = await query(peers[2]!, { sql: `SELECT count(*) AS c FROM t WHERE ${terms(200, i => `x > ${-1 - i}`, 'AND')}` })
     expect(ok.status).toBe(200)
