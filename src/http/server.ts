@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Logger } from '../runtime/index.js'
 
 /** An error meant for the HTTP caller: status, stable code, and a message naming the field. */
@@ -56,7 +57,19 @@ export interface HttpServerOptions {
   port: number
   /** Largest request body accepted. Default 1 MiB (admin and control bodies are small). */
   maxBodyBytes?: number
+  /**
+   * Most connections open at once. At the cap a new connection closes the oldest one that has no
+   * request in flight (an idle keep-alive, or one that never sent a request); when every one is
+   * busy, the new one is refused. Each connection holds a file descriptor, so without a cap a
+   * thousand idle sockets exhaust `ulimit -n` and lock the API out. Default 1024.
+   */
+  maxConnections?: number
+  /** A connection must send its request headers within this. ms, default 20,000 (Node's is 60 s). */
+  headersTimeoutMs?: number
 }
+
+/** Default of HttpServerOptions.maxConnections. */
+export const DEFAULT_MAX_HTTP_CONNECTIONS = 1024
 
 /**
  * A tiny router over node:http. Only JSON in and out, every failure as `{error: {code, message}}`,
@@ -66,6 +79,10 @@ export class HttpServer {
   private readonly routes: Route[] = []
   private server: Server | undefined
   private readonly maxBodyBytes: number
+  /** Open connections, oldest first, with how many requests each has in flight. */
+  private readonly connections = new Map<Socket, { busy: number }>()
+  /** Connections closed at the cap: idle ones shed to make room, and new ones refused while all were busy. */
+  readonly connectionCounters = { shed: 0, refused: 0 }
 
   constructor (private readonly options: HttpServerOptions, private readonly log: Logger) {
     this.maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024
@@ -77,9 +94,17 @@ export class HttpServer {
   }
 
   async start (): Promise<{ host: string, port: number }> {
-    const server = createServer((req, res) => { void this.dispatch(req, res) })
+    const headersTimeout = this.options.headersTimeoutMs ?? 20_000
+    const server = createServer({ headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(5000, headersTimeout) }, (req, res) => { void this.dispatch(req, res) })
     // Keep-alive sockets would hold a draining peer open; close idle ones quickly.
     server.keepAliveTimeout = 5000
+    server.on('connection', (socket: Socket) => { this.admit(socket) })
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const c = this.connections.get(req.socket)
+      if (c === undefined) return
+      c.busy++
+      res.once('close', () => { c.busy-- })
+    })
     this.server = server
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -111,6 +136,36 @@ export class HttpServer {
       server.closeIdleConnections()
     })
   }
+
+  /** Tracks a new connection; at the cap, makes room by closing the oldest idle one, or refuses it. */
+  private admit (socket: Socket): void {
+    const cap = this.options.maxConnections ?? DEFAULT_MAX_HTTP_CONNECTIONS
+    if (this.connections.size >= cap) {
+      let idle: Socket | undefined
+      for (const [s, c] of this.connections) if (c.busy === 0) { idle = s; break }
+      if (idle === undefined) {
+        this.connectionCounters.refused++
+        this.warnAtCap(cap)
+        socket.destroy()
+        return
+      }
+      this.connectionCounters.shed++
+      this.warnAtCap(cap)
+      this.connections.delete(idle)
+      idle.destroy()
+    }
+    this.connections.set(socket, { busy: 0 })
+    socket.once('close', () => { this.connections.delete(socket) })
+  }
+
+  /** Warns on the first connection closed at the cap and every 1,000th after (a flood must not flood the log). */
+  private warnAtCap (cap: number): void {
+    if ((this.connectionCounters.shed + this.connectionCounters.refused) % 1000 !== 1) return
+    this.log.warn({ maxConnections: cap, ...this.connectionCounters }, 'HTTP connection cap reached: closing idle connections, refusing new ones while all are busy')
+  }
+
+  /** Open HTTP connections. */
+  get openConnections (): number { return this.connections.size }
 
   private async dispatch (req: IncomingMessage, res: ServerResponse): Promise<void> {
     // The path is matched as sent: no URL parser, which would fold `.` and `..` segments

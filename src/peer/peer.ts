@@ -6,14 +6,15 @@ import { FileHlcStore, HybridClock } from '../hlc/index.js'
 import { HttpServer, registerApi, registerDataApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView } from '../http/index.js'
 import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index.js'
 import { PeerMetrics, type Sample } from '../metrics/index.js'
-import { createHost, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
+import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
 import { PartitionDetector } from '../partition/index.js'
 import { Catalog, PlacementService } from '../placement/index.js'
 import { DEFAULT_REPLICATOR_OPTIONS, Replicator } from '../replication/index.js'
 import { SystemClock, SystemRandom, type Logger, type PeerAddress } from '../runtime/index.js'
-import { StorageEngine } from '../storage/index.js'
+import { DEFAULT_PARTITION_OPTIONS, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { CatalogFile } from './catalog-file.js'
+import { openFileLimit, planFileBudget, type FileBudget } from './file-budget.js'
 import { KnownPeers } from './known-peers.js'
 import { DataService } from './data.js'
 import { MemberDirectory } from './members.js'
@@ -128,16 +129,30 @@ export class Peer implements ApiPeer {
       throw new PeerStartError(`cannot load the peer key in ${config.dataDir}: ${err.message}`)
     })
 
+    let files: FileBudget
+    let storageOptions: Record<string, number>
+    try {
+      storageOptions = checkOptions('storage', config.storage, { ...DEFAULT_PARTITION_OPTIONS, memtableBudgetBytes: 0, maxOpenFiles: 0 })
+      files = planFileBudget(await openFileLimit(), {
+        libp2pConnections: DEFAULT_MAX_LIBP2P_CONNECTIONS,
+        ...(config.maxHttpConnections !== undefined ? { httpConnections: config.maxHttpConnections } : {}),
+        ...(storageOptions.maxOpenFiles !== undefined ? { storageFiles: storageOptions.maxOpenFiles } : {})
+      })
+    } catch (err) {
+      throw new PeerStartError((err as Error).message)
+    }
+    log.info({ component: 'peer', ...files }, 'open-file budget')
+
     const clock = new SystemClock()
     const random = new SystemRandom()
     let host: Host
     try {
-      host = await createHost({ privateKey, listen: config.listen, ...(swarmKey !== undefined ? { swarmKey } : {}), gossipsub: true, log })
+      host = await createHost({ privateKey, listen: config.listen, ...(swarmKey !== undefined ? { swarmKey } : {}), gossipsub: true, log, maxConnections: files.libp2pConnections })
     } catch (err) {
       throw new PeerStartError((err as Error).message)
     }
     const transport = new RpcTransport({ libp2p: host.libp2p, clock, log: log.child({ component: 'rpc' }) })
-    const http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ component: 'http' }))
+    const http = new HttpServer({ host: config.http.host, port: config.http.port, maxConnections: files.httpConnections }, log.child({ component: 'http' }))
     const httpAddress = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
     let hlc: HybridClock
     try {
@@ -146,7 +161,13 @@ export class Peer implements ApiPeer {
       await host.stop().catch(() => {})
       throw new PeerStartError(`cannot read the clock state in ${config.dataDir}: ${(err as Error).message}`)
     }
-    const engine = new StorageEngine({ clock, log }, { dataDir: config.dataDir })
+    let engine: StorageEngine
+    try {
+      engine = new StorageEngine({ clock, log }, { ...storageOptions, dataDir: config.dataDir, maxOpenFiles: files.storageFiles })
+    } catch (err) {
+      await host.stop().catch(() => {})
+      throw new PeerStartError(`storage settings: ${(err as Error).message}`)
+    }
     const broadcaster = new GossipsubBroadcaster({ libp2p: host.libp2p, log })
     // Swim is built after the catalog (it carries the catalog in push-pull), so the direct
     // broadcaster reads the member list through a late-bound reference.
@@ -541,6 +562,10 @@ export class Peer implements ApiPeer {
     })
     m.counterFrom('shoal_clock_skew_refusals_total', 'Remote HLC timestamps refused for being too far ahead of this clock', [], () => [[{}, this.layers.hlc.skew.count]])
     m.gaugeFrom('shoal_rpc_open_streams', 'Long-lived RPC streams open (about one per connected peer)', [], () => [[{}, this.transport.openStreams()]])
+    m.gaugeFrom('shoal_http_connections', 'HTTP connections open (capped by maxHttpConnections)', [], () => [[{}, this.http.openConnections]])
+    m.counterFrom('shoal_http_connections_closed_at_cap_total', 'HTTP connections closed at the cap: idle ones shed to make room, new ones refused while every open one was busy', ['reason'], () => [
+      [{ reason: 'shed' }, this.http.connectionCounters.shed], [{ reason: 'refused' }, this.http.connectionCounters.refused]
+    ])
   }
 
   private startLagMonitor (): void {

@@ -194,7 +194,7 @@ export class Catalog implements SpaceCatalog {
     }
     let columns
     try {
-      columns = checkSchema(schema)
+      columns = checkSchema(schema, { new: true })
     } catch (err) {
       if (err instanceof SchemaError) throw new CatalogError('BAD_SCHEMA', err.field, err.message.slice(err.field.length + 2))
       throw err

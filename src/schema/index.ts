@@ -66,6 +66,9 @@ const LONE_SURROGATE = 'contains a lone UTF-16 surrogate (not valid Unicode text
  * prototype instead of a property, so the column's values would vanish from every answer.
  */
 const RESERVED_COLUMN_NAMES = new Set(['__proto__'])
+function reservedName (field: string, name: string): SchemaError {
+  return new SchemaError(field, `'${name}' is reserved (it names the prototype of a JavaScript object, so its values could not be returned)`)
+}
 
 /** The schema itself is unusable; `field` names the offending part (e.g. `schema[2].type`). */
 export class SchemaError extends Error {
@@ -112,8 +115,12 @@ export function parseSchemaSpec (spec: string): ColumnDef[] {
   return checkSchema(columns)
 }
 
-/** Validates a schema given as JSON (`[{name, type, nullable}]`), naming the bad field. */
-export function checkSchema (input: unknown): ColumnDef[] {
+/**
+ * Validates a schema given as JSON (`[{name, type, nullable}]`), naming the bad field. A schema
+ * for a new space or column (`opts.new`) must also avoid reserved names; one decoded from the
+ * catalog or the wire need not, so a space created before a name was reserved stays readable.
+ */
+export function checkSchema (input: unknown, opts: { new?: boolean } = {}): ColumnDef[] {
   if (!Array.isArray(input)) throw new SchemaError('schema', 'must be an array of {name, type, nullable}')
   if (input.length === 0) throw new SchemaError('schema', 'must have at least one column')
   if (input.length > MAX_COLUMNS) throw new SchemaError('schema', `has ${input.length} columns; at most ${MAX_COLUMNS}`)
@@ -126,7 +133,7 @@ export function checkSchema (input: unknown): ColumnDef[] {
       if (key !== 'name' && key !== 'type' && key !== 'nullable') throw new SchemaError(`${at}.${key}`, 'unknown field; expected name, type, nullable')
     }
     if (typeof name !== 'string' || !NAME_RE.test(name)) throw new SchemaError(`${at}.name`, `'${String(name)}' is not a column name (letters, digits, _; at most 64; not starting with a digit)`)
-    if (RESERVED_COLUMN_NAMES.has(name)) throw new SchemaError(`${at}.name`, `'${name}' is reserved (it names the prototype of a JavaScript object, so its values could not be returned)`)
+    if (opts.new === true && RESERVED_COLUMN_NAMES.has(name)) throw reservedName(`${at}.name`, name)
     if (seen.has(name)) throw new SchemaError(`${at}.name`, `duplicate column '${name}'`)
     seen.add(name)
     if (typeof type !== 'string' || !isColumnType(type)) {
@@ -388,6 +395,7 @@ export function rowToJson (row: Row): Record<string, unknown> {
 /** Adds a nullable column (the only schema change allowed on a live space). */
 export function addColumn (schema: SpaceSchema, column: unknown): ColumnDef[] {
   const next = checkSchema([...schema, column])
+  if (RESERVED_COLUMN_NAMES.has(next[next.length - 1]!.name)) throw reservedName(`schema[${next.length - 1}].name`, next[next.length - 1]!.name)
   const added = next[next.length - 1]!
   if (!added.nullable) throw new SchemaError('column.nullable', 'a column added to an existing space must be nullable (old rows have no value)')
   return next
