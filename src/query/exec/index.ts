@@ -13,6 +13,7 @@ export { splitPlan, type SplitPlan, type PostStep, type MergeKind } from './spli
 export { runFragment, fragmentShape, type FragmentOutput, type FragmentResult, type FragmentStats, type FragmentContext } from './fragment.js'
 export { QueryMerger, renderRows, finalResult, aggregateType, type FinalResult, type OutputColumn } from './final.js'
 export { encodeBatch, decodeBatch, sliceBatch, type WireBatch } from './wire.js'
+export { chunkOutput, wireBytes, type ChunkLimits } from './chunks.js'
 export { concatBatches, sortAndSlice, batchBytes } from './rows.js'
 export { scoreVectors } from './topk.js'
 export { GroupTable, MAX_GROUPS } from './group.js'

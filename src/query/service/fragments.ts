@@ -11,12 +11,18 @@ import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
 import { decodePlan, type PlanNode } from '../model/index.js'
 import { validatePlan } from '../validate/index.js'
-import { MemoryBudget, QueryExecError, fragmentShape, runFragment, sliceBatch, type FragmentOutput, type FragmentPool, type FragmentStats } from '../exec/index.js'
+import { MemoryBudget, QueryExecError, chunkOutput, fragmentShape, runFragment, type FragmentOutput, type FragmentPool, type FragmentStats } from '../exec/index.js'
 
 export const METHOD_FRAGMENT = 'query.fragment'
 
 /** Rows per streamed item: bounded frames, and the coordinator merges while the rest travels. */
 export const ROWS_PER_CHUNK = 32_768
+/**
+ * Bytes per streamed item, measured as encoded: half the RPC's 8 MiB frame limit, so wide rows
+ * (long strings, lists, big sketch states) travel in more, smaller items instead of one frame the
+ * RPC refuses.
+ */
+export const BYTES_PER_CHUNK = 4 * 1024 * 1024
 const MAX_PARTITIONS_PER_REQUEST = 65_536
 
 export interface FragmentRequest {
@@ -96,30 +102,31 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     } catch (err) {
       return [{ p, error: { code: (err as { code?: string }).code ?? 'STORE_FAILED', message: (err as Error).message } }]
     }
+    const delay = deps.delayMs?.() ?? 0
+    if (delay > 0) await sleepUnlessAborted(delay, signal)
+    if (signal.aborted) return []
+    // Reading the replica apart from running on it: a read that fails is this replica's trouble
+    // (the next one is asked), an execution that fails is the query's (see fragmentErrorCode).
+    let batches
+    try {
+      batches = deps.pool !== undefined ? [...store.batches(columns)] : undefined
+    } catch (err) {
+      return [{ p, error: { code: 'STORE_FAILED', message: (err as Error).message } }]
+    }
     let result
     try {
-      const delay = deps.delayMs?.() ?? 0
-      if (delay > 0) await sleepUnlessAborted(delay, signal)
-      if (signal.aborted) return []
       const now = deps.now !== undefined ? { now: deps.now } : {}
       result = deps.pool !== undefined
-        ? await deps.pool.run({ plan: req.plan, batches: [...store.batches(columns)], columnType, types, budgetBytes: req.budgetBytes, signal, ...now })
+        ? await deps.pool.run({ plan: req.plan, batches: batches!, columnType, types, budgetBytes: req.budgetBytes, signal, ...now })
         : await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal, ...now })
     } catch (err) {
       return [{ p, error: { code: fragmentErrorCode(err), message: (err as Error).message } }]
     }
     const bytes = req.analyze ? outputBytes(result.output) : 0
     const stats = { ...result.stats, bytes }
-    const out = result.output
-    if (out.kind !== 'rows' || out.batch.length <= ROWS_PER_CHUNK) return [{ p, out, last: true, stats }]
-    // Chunked as encoded: views of the answer's bytes, not decoded and encoded again.
-    const items: FragmentItem[] = []
-    for (let start = 0; start < out.batch.length; start += ROWS_PER_CHUNK) {
-      const end = Math.min(out.batch.length, start + ROWS_PER_CHUNK)
-      const chunk = { kind: 'rows' as const, batch: sliceBatch(out.batch, start, end) }
-      items.push(end === out.batch.length ? { p, out: chunk, last: true, stats } : { p, out: chunk, last: false })
-    }
-    return items
+    // Cut by rows and by bytes; rows as encoded: views of the answer's bytes, not decoded and encoded again.
+    const pieces = [...chunkOutput(result.output, { maxRows: ROWS_PER_CHUNK, maxBytes: BYTES_PER_CHUNK })]
+    return pieces.map((out, i) => i === pieces.length - 1 ? { p, out, last: true, stats } : { p, out, last: false })
   }
   const queue = [...req.partitions]
   const running = new Map<number, Promise<{ key: number, items: FragmentItem[] }>>()
@@ -139,12 +146,23 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
 /**
  * The code a failed partition answers with. An aggregation past one of its limits is LIMIT, as a
  * budget is MEMORY_BUDGET: the coordinator fails the query with them (422) instead of trying the
- * next replica, which would meet the same limit. Anything else may be this replica's trouble.
+ * next replica, which would meet the same limit. The executor's own errors (QueryExecError, and
+ * the TypeError or RangeError of a bug in it) are EXEC_ERROR: every replica would meet them too, so
+ * the coordinator fails the query with them rather than answer without the partition. Anything
+ * else (a worker thread that died, storage that could not be read, memory this peer could not
+ * allocate) may be this replica's trouble: EXEC_FAILED, and the next replica is asked.
  */
-function fragmentErrorCode (err: unknown): string {
-  if (err instanceof QueryExecError) return err.code
-  if ((err as Error | undefined)?.name === 'AggregationLimitError') return 'LIMIT'
-  return 'EXEC_FAILED'
+export function fragmentErrorCode (err: unknown): string {
+  if (err instanceof QueryExecError) return err.code === 'MEMORY_BUDGET' || err.code === 'LIMIT' || err.code === 'BAD_FRAGMENT' || err.code === 'CANCELLED' ? err.code : 'EXEC_ERROR'
+  const e = err as Error | undefined
+  switch (e?.name) {
+    case 'AggregationLimitError': return 'LIMIT'
+    // A worker thread's error arrives as a plain Error with the original name.
+    case 'QueryExecError': return 'EXEC_ERROR'
+    case 'TypeError': case 'ReferenceError': return 'EXEC_ERROR'
+    case 'RangeError': return /allocation failed|out of memory/i.test(e.message) ? 'EXEC_FAILED' : 'EXEC_ERROR'
+    default: return 'EXEC_FAILED'
+  }
 }
 
 async function sleepUnlessAborted (ms: number, signal: AbortSignal): Promise<void> {

@@ -500,6 +500,7 @@ class Scatter {
             return
           }
           if (item.error.code === 'BAD_FRAGMENT') { this.finish(this.refused(peer, item.error.message)); return }
+          if (item.error.code === 'EXEC_ERROR' && !s.done) { this.finish(this.execFailed(peer, s.partition, item.error.message)); return }
           pending.delete(s.partition)
           s.inflight--
           s.lastError = `${this.svc.peerLabel(peer)}: ${item.error.code}: ${item.error.message}`
@@ -531,6 +532,7 @@ class Scatter {
       this.svc.health.observe(peer, d.clock.now() - t0)
     } catch (err) {
       if (!this.finished && (err as { code?: unknown }).code === 'BAD_FRAGMENT') { this.finish(this.refused(peer, (err as Error).message)); return }
+      if (!this.finished && (err as { code?: unknown }).code === 'FRAME_TOO_LARGE' && !allDone(pending)) { this.finish(this.tooLarge(peer, pending, (err as Error).message)); return }
       if (this.finished) {
         // Cut short because the query finished without it (hedges or other replicas answered
         // first): this peer is at least that slow, and the planner should learn it.
@@ -567,6 +569,26 @@ class Scatter {
    */
   private refused (peer: PeerId, message: string): QueryError {
     return new QueryError('INTERNAL', 500, `peer ${this.svc.peerLabel(peer)} refused this query's fragment as malformed: ${message}`)
+  }
+
+  /**
+   * A peer's executor failed on a partition with an error of the query itself (a bug the same
+   * plan over the same rows meets on every replica): retried, it would end as a partition
+   * "missing" from a 200 for no real unavailability, so the query fails, naming where.
+   */
+  private execFailed (peer: PeerId, partition: number, message: string): QueryError {
+    return new QueryError('INTERNAL', 500, `peer ${this.svc.peerLabel(peer)} failed running this query on ${this.plan.space.name}/${partition}: ${message}`)
+  }
+
+  /**
+   * A piece of a peer's answer did not fit one RPC frame. Rows and groups are cut to a quarter of
+   * a frame or less, so this is one row, one group's state (count(DISTINCT) of a huge set) or a
+   * JSON aggregation's states past the limit: the same on every replica, and the query's size, so
+   * a 422 that says what to narrow rather than a partition missing.
+   */
+  private tooLarge (peer: PeerId, pending: ReadonlySet<number>, message: string): QueryError {
+    const parts = [...pending].slice(0, 5).map(p => `${this.plan.space.name}/${p}`).join(', ')
+    return new QueryError('LIMIT', 422, `peer ${this.svc.peerLabel(peer)} could not send its answer for ${parts}${pending.size > 5 ? ', …' : ''}: ${message}; a single row, group or aggregation state must fit one frame: narrow the query (fewer distinct values per group, smaller aggregations)`)
   }
 
   private async * remote (peer: PeerId, req: FragmentRequest, timeoutMs: number, signal: AbortSignal): AsyncGenerator<unknown> {

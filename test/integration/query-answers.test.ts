@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FAST_MEMBERSHIP, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
+
+/**
+ * How POST /query's answers travel, on a real 3-peer cluster (one replica per partition, so most
+ * partitions are another peer's and cross the RPC): rows far larger than one RPC frame come back
+ * whole; and the same rows answer as JSON, as a streamed Arrow IPC stream of several record
+ * batches, and as NDJSON, value for value.
+ */
+describe('query answers on real peers', () => {
+  let cluster: TestCluster
+  const peers: PeerProcess[] = []
+  /** ~100 KB strings: 84 of them fill an 8 MiB RPC frame; a partition here holds ~160. */
+  const BIG_CHARS = 100_000
+  const BIG_ROWS = 480
+  const bigValue = (i: number): string => `${i}:`.padEnd(BIG_CHARS, 'abcdefghij')
+  /** Past one Arrow record batch (65,536 rows). */
+  const N_ROWS = 70_000
+
+  beforeAll(async () => {
+    cluster = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
+    peers.push(await cluster.startPeer('a'))
+    for (const name of ['b', 'c']) peers.push(await cluster.startPeer(name, { bootstrap: [peers[0]!.multiaddr()] }))
+    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    const spaces = [
+      { name: 'big', schema: [{ name: 's', type: 'utf8' }, { name: 'x', type: 'int32' }], partitions: 3, replicas: 1 },
+      {
+        name: 'n',
+        schema: [{ name: 'x', type: 'int64' }, { name: 'f', type: 'float64', nullable: true }, { name: 's', type: 'utf8', nullable: true }, { name: 'b', type: 'bool' }],
+        partitions: 6,
+        replicas: 1
+      }
+    ]
+    for (const s of spaces) expect((await peers[0]!.post('/spaces', s)).status).toBe(201)
+    await waitFor(async () => (await Promise.all(peers.flatMap(p => spaces.map(async s => (await fetch(`${p.url}/spaces/${s.name}`)).status)))).every(s => s === 200), { timeoutMs: 10_000 })
+    // Written 40 rows (4 MB) at a time: each write fits its own frames.
+    for (let start = 0; start < BIG_ROWS; start += 40) {
+      const rows = Array.from({ length: Math.min(40, BIG_ROWS - start) }, (_, k) => ({ id: `b${start + k}`, s: bigValue(start + k), x: start + k }))
+      const r = await post(peers[0]!, '/spaces/big/records?consistency=all', rows)
+      expect(r.status, r.text.slice(0, 300)).toBe(200)
+    }
+    const n = Array.from({ length: N_ROWS }, (_, i) => ({
+      id: `n${i}`,
+      // Beyond ±2^53 for some rows: JSON and NDJSON send them as strings, Arrow as Int64.
+      x: i % 1000 === 0 ? (2n ** 60n + BigInt(i) * 4096n).toString() : i,
+      f: i % 7 === 0 ? null : i / 8,
+      s: i % 11 === 0 ? null : `s${i % 97} é`,
+      b: i % 2 === 0
+    }))
+    for (let start = 0; start < N_ROWS; start += 10_000) {
+      const r = await post(peers[0]!, '/spaces/n/records?consistency=all', n.slice(start, start + 10_000))
+      expect(r.status, r.text.slice(0, 300)).toBe(200)
+    }
+  }, 180_000)
+  afterAll(async () => { await cluster?.stopAll() })
+
+  async function post (peer: PeerProcess, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any, text: string, headers: Headers }> {
+    const res = await fetch(peer.url + path, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers }, signal: AbortSignal.timeout(60_000) })
+    const text = await res.text()
+    let parsed: unknown
+    try { parsed = JSON.parse(text) } catch { parsed = undefined }
+    return { status: res.status, body: parsed, text, headers: res.headers }
+  }
+
+  it('answers every row when a partition\'s rows are far larger than one RPC frame', async () => {
+    for (const p of peers) {
+      const r = await post(p, '/query', { sql: 'SELECT * FROM big' })
+      expect(r.status, r.text.slice(0, 300)).toBe(200)
+      expect(r.body.coverage, JSON.stringify(r.body.coverage).slice(0, 500)).toEqual({ total: 3, answered: 3, missing: [] })
+      expect(r.body.confidence).toBe(1)
+      expect(r.body.rows).toHaveLength(BIG_ROWS)
+      const byX = new Map<number, { id: string, s: string }>(r.body.rows.map((row: { x: number, id: string, s: string }) => [row.x, row]))
+      expect(byX.size).toBe(BIG_ROWS)
+      for (let i = 0; i < BIG_ROWS; i++) {
+        const row = byX.get(i)!
+        expect(row.id).toBe(`b${i}`)
+        expect(row.s === bigValue(i), `row ${i}`).toBe(true)
+      }
+    }
+  }, 120_000)
+
+  it('fails with a 422 naming the frame limit, not a 200 missing partitions, when one group\'s state cannot travel', async () => {
+    // count(DISTINCT s) ships each partition's set of ~160 strings of 100 KB as one state: 16 MB.
+    const r = await post(peers[0]!, '/query', { sql: 'SELECT count(DISTINCT s) AS n FROM big' })
+    expect(r.status, r.text.slice(0, 500)).toBe(422)
+    expect(r.body.error.code).toBe('LIMIT')
+    expect(r.body.error.message).toContain('8388608 bytes')
+    // Many groups of small states are cut into pieces and all arrive.
+    const g = await post(peers[0]!, '/query', { sql: 'SELECT x, count(DISTINCT s) AS n FROM big GROUP BY x ORDER BY x' })
+    expect(g.status, g.text.slice(0, 300)).toBe(200)
+    expect(g.body.coverage.missing).toEqual([])
+    expect(g.body.rows).toEqual(Array.from({ length: BIG_ROWS }, (_, i) => ({ x: i, n: 1 })))
+  }, 60_000)
+})
