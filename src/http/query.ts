@@ -1,6 +1,6 @@
 import type { QueryRequest, QueryService } from '../query/service/index.js'
-import { QueryError, answerJson } from '../query/service/index.js'
-import { ARROW_STREAM_TYPE, arrowStream } from '../query/exec/index.js'
+import { QueryError, answerJson, answerNdjson, NDJSON_TYPE } from '../query/service/index.js'
+import { ARROW_STREAM_TYPE, arrowChunks } from '../query/exec/index.js'
 import { HttpError, type HttpServer, type RouteRequest } from './server.js'
 
 /** Largest query body: SQL and JSON queries are small, but a knn vector or a long IN list is not. */
@@ -9,27 +9,32 @@ const MAX_QUERY_BODY_BYTES = 4 * 1024 * 1024
 /**
  * POST /query and POST /query/explain (DESIGN.md section 8). The body is `{sql, ...options}` or
  * a JSON query with the options beside it: timeoutMs, allowPartial, consistency. Answers JSON
- * `{columns, rows | aggregations, coverage, confidence, tookMs}`, or an Arrow IPC stream when the
- * request accepts one (coverage, confidence and tookMs then travel in x-shoal-* headers).
+ * `{columns, rows | aggregations, coverage, confidence, tookMs}`, or an Arrow IPC stream or NDJSON
+ * (one row object a line) when the request accepts one (coverage, confidence and tookMs then travel
+ * in x-shoal-* headers). Every answer is streamed.
  */
 export function registerQueryApi (server: HttpServer, queries: Pick<QueryService, 'query' | 'explain'>): void {
   server.route('POST', '/query', async (req) => {
     const request = await queryRequest(req)
     const answer = await run(async () => await queries.query(request))
-    if (acceptsArrow(req)) {
-      if (answer.aggregations !== undefined) throw new HttpError(406, 'NOT_ACCEPTABLE', 'aggregations of a JSON query answer JSON only; ask without Accept: ' + ARROW_STREAM_TYPE)
-      return {
-        bytes: [arrowStream(answer.batch, answer.columns)],
-        contentType: ARROW_STREAM_TYPE,
-        headers: {
-          'x-shoal-coverage': JSON.stringify(answer.coverage),
-          'x-shoal-confidence': String(answer.confidence),
-          'x-shoal-took-ms': answer.tookMs.toFixed(1)
-        }
+    const format = answerFormat(req)
+    if (format === 'json') {
+      // Streamed: the rows are rendered and written a chunk at a time as the client reads them.
+      return { stream: answerJson(answer) }
+    }
+    const type = format === 'arrow' ? ARROW_STREAM_TYPE : NDJSON_TYPE
+    if (answer.aggregations !== undefined) throw new HttpError(406, 'NOT_ACCEPTABLE', `aggregations of a JSON query answer JSON only; ask without Accept: ${type}`)
+    // Rows only in the body; how complete they are travels beside them. Streamed a record batch
+    // (Arrow) or a chunk of rows (NDJSON) at a time, as the JSON answer is.
+    return {
+      stream: format === 'arrow' ? arrowChunks(answer.batch, answer.columns) : answerNdjson(answer),
+      contentType: type,
+      headers: {
+        'x-shoal-coverage': JSON.stringify(answer.coverage),
+        'x-shoal-confidence': String(answer.confidence),
+        'x-shoal-took-ms': answer.tookMs.toFixed(1)
       }
     }
-    // Streamed: the rows are rendered and written a chunk at a time as the client reads them.
-    return { stream: answerJson(answer) }
   }, { maxBodyBytes: MAX_QUERY_BODY_BYTES })
 
   server.route('POST', '/query/explain', async (req) => {
@@ -38,8 +43,15 @@ export function registerQueryApi (server: HttpServer, queries: Pick<QueryService
   }, { maxBodyBytes: MAX_QUERY_BODY_BYTES })
 }
 
-function acceptsArrow (req: RouteRequest): boolean {
-  return (req.headers.accept ?? '').split(',').some(a => a.trim().split(';')[0] === ARROW_STREAM_TYPE)
+/**
+ * The answer's format from the Accept header: Arrow IPC or NDJSON when the client lists one
+ * (Arrow first when it lists both), JSON otherwise (any type, application/json, no header).
+ */
+function answerFormat (req: RouteRequest): 'arrow' | 'ndjson' | 'json' {
+  const types = (req.headers.accept ?? '').split(',').map(a => a.trim().split(';')[0]!.trim().toLowerCase())
+  if (types.includes(ARROW_STREAM_TYPE)) return 'arrow'
+  if (types.includes(NDJSON_TYPE)) return 'ndjson'
+  return 'json'
 }
 
 const OPTION_KEYS = ['timeoutMs', 'allowPartial', 'consistency', 'analyze']

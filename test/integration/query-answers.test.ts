@@ -1,3 +1,4 @@
+import { tableFromIPC } from 'apache-arrow'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FAST_MEMBERSHIP, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
 
@@ -78,6 +79,69 @@ describe('query answers on real peers', () => {
       }
     }
   }, 120_000)
+
+  /** The JSON answer's rows of the same query, what the other formats must match. */
+  const SQL = 'SELECT id, x, f, s, b FROM n ORDER BY id'
+  let jsonRows: Array<Record<string, unknown>> | undefined
+  async function expected (): Promise<Array<Record<string, unknown>>> {
+    if (jsonRows !== undefined) return jsonRows
+    const r = await post(peers[0]!, '/query', { sql: SQL })
+    expect(r.status, r.text.slice(0, 300)).toBe(200)
+    expect(r.body.coverage.missing).toEqual([])
+    expect(r.body.rows).toHaveLength(N_ROWS)
+    return (jsonRows = r.body.rows)
+  }
+
+  it('streams an Arrow answer of several record batches that decodes to the JSON answer\'s rows', async () => {
+    const want = await expected()
+    for (const p of [peers[1]!, peers[2]!]) {
+      const res = await fetch(p.url + '/query', { method: 'POST', body: JSON.stringify({ sql: SQL }), headers: { 'content-type': 'application/json', accept: 'application/vnd.apache.arrow.stream' }, signal: AbortSignal.timeout(60_000) })
+      expect(res.status).toBe(200)
+      expect(res.headers.get('content-type')).toBe('application/vnd.apache.arrow.stream')
+      expect(JSON.parse(res.headers.get('x-shoal-coverage')!)).toEqual({ total: 6, answered: 6, missing: [] })
+      expect(res.headers.get('x-shoal-confidence')).toBe('1')
+      expect(Number(res.headers.get('x-shoal-took-ms'))).toBeGreaterThan(0)
+      const table = tableFromIPC(new Uint8Array(await res.arrayBuffer()))
+      expect(table.batches.length).toBeGreaterThanOrEqual(2)
+      expect(table.numRows).toBe(N_ROWS)
+      expect(table.schema.fields.map(f => f.name)).toEqual(['id', 'x', 'f', 's', 'b'])
+      const cols = ['id', 'x', 'f', 's', 'b'].map(n => table.getChild(n)!)
+      let bigs = 0
+      for (let i = 0; i < N_ROWS; i++) {
+        const row = want[i]!
+        const [id, x, f, s, b] = cols.map(c => c.get(i))
+        // int64 is a bigint in Arrow; in JSON a number, or a string beyond ±2^53.
+        if (typeof row.x === 'string') bigs++
+        const same = id === row.id && String(x) === String(row.x) && f === row.f && s === row.s && b === row.b
+        if (!same) expect({ id, x: String(x), f, s, b }, `row ${i}`).toEqual({ ...row, x: String(row.x) })
+      }
+      expect(bigs).toBe(N_ROWS / 1000)
+    }
+  }, 60_000)
+
+  it('answers NDJSON, one row object a line, the JSON answer\'s rows, with coverage in headers', async () => {
+    const want = await expected()
+    const res = await fetch(peers[2]!.url + '/query', { method: 'POST', body: JSON.stringify({ sql: SQL }), headers: { 'content-type': 'application/json', accept: 'application/x-ndjson' }, signal: AbortSignal.timeout(60_000) })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toBe('application/x-ndjson')
+    expect(JSON.parse(res.headers.get('x-shoal-coverage')!)).toEqual({ total: 6, answered: 6, missing: [] })
+    expect(res.headers.get('x-shoal-confidence')).toBe('1')
+    const text = await res.text()
+    expect(text.endsWith('\n')).toBe(true)
+    const lines = text.slice(0, -1).split('\n')
+    expect(lines).toHaveLength(N_ROWS)
+    expect(lines.map(l => JSON.parse(l))).toEqual(want)
+    // Keys in select order, int64 beyond ±2^53 as a string, exactly as in the JSON answer.
+    expect(Object.keys(JSON.parse(lines[0]!))).toEqual(['id', 'x', 'f', 's', 'b'])
+    expect(lines[0]).toBe(JSON.stringify(want[0]))
+    // An empty answer is an empty body; aggregations of a JSON query have no rows to send: 406.
+    const none = await fetch(peers[0]!.url + '/query', { method: 'POST', body: JSON.stringify({ sql: 'SELECT id FROM n WHERE x < 0' }), headers: { accept: 'application/x-ndjson' } })
+    expect(none.status).toBe(200)
+    expect(await none.text()).toBe('')
+    const aggs = await post(peers[0]!, '/query', { space: 'n', size: 0, aggs: { m: { max: { field: 'f' } } } }, { accept: 'application/x-ndjson' })
+    expect(aggs.status, aggs.text.slice(0, 300)).toBe(406)
+    expect(aggs.body.error.code).toBe('NOT_ACCEPTABLE')
+  }, 60_000)
 
   it('fails with a 422 naming the frame limit, not a 200 missing partitions, when one group\'s state cannot travel', async () => {
     // count(DISTINCT s) ships each partition's set of ~160 strings of 100 KB as one state: 16 MB.

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { batchFromRows, type ValueType } from '../../src/columnar/index.js'
-import { finalResult, renderRows, type OutputColumn } from '../../src/query/exec/index.js'
-import { answerJson, type QueryAnswer } from '../../src/query/service/index.js'
+import { tableFromIPC } from 'apache-arrow'
+import { ROWS_PER_RECORD_BATCH, arrowChunks, arrowStream, finalResult, renderRows, type OutputColumn } from '../../src/query/exec/index.js'
+import { answerJson, answerNdjson, type QueryAnswer } from '../../src/query/service/index.js'
 
 /**
  * The streamed JSON answer of POST /query is, byte for byte, the JSON.stringify of the whole
@@ -72,5 +73,58 @@ describe('the streamed JSON answer', () => {
     const chunks = a.rowChunks!(5)
     for (const c of chunks) longest = Math.max(longest, c.length)
     expect(longest).toBe(5)
+  })
+
+  it('as NDJSON is one line per row, each the JSON answer\'s row object, for every chunk size', () => {
+    for (const chunkRows of [1, 4, 23, 1024]) {
+      const text = [...answerNdjson(answer(), chunkRows)].join('')
+      expect(text).toBe(renderRows(batch, columns).map(r => JSON.stringify(r) + '\n').join(''))
+    }
+    const none = Object.assign(finalResult(columns, batchFromRows([], columns)), { coverage: { total: 1, answered: 1, missing: [] }, confidence: 1, tookMs: 0.5, strategy: 'Local' }) as QueryAnswer
+    expect([...answerNdjson(none)].join('')).toBe('')
+  })
+})
+
+/**
+ * The Arrow answer is made and handed on a record batch at a time: each chunk is ready before the
+ * next batch is built, and the chunks together are one IPC stream of every row.
+ */
+describe('the streamed Arrow answer', () => {
+  const columns: OutputColumn[] = [{ name: 'id', type: 'utf8' }, { name: 'n', type: 'int64' }, { name: 'x', type: 'float64' }]
+  const n = 2 * ROWS_PER_RECORD_BATCH + 10
+  const batch = batchFromRows(Array.from({ length: n }, (_, i) => ({ id: `r${i}`, n: i % 5 === 0 ? 2 ** 60 + i * 4096 : i, x: i % 3 === 0 ? null : i / 2 })), columns)
+
+  it('yields the schema with the first batch, one chunk per record batch, then the end marker', () => {
+    const chunks = [...arrowChunks(batch, columns)]
+    // Three record batches, then end-of-stream (8 bytes: continuation marker and a zero length).
+    expect(chunks).toHaveLength(4)
+    expect(chunks[3]!.byteLength).toBe(8)
+    // Every prefix of whole chunks is a readable stream of the batches so far.
+    expect(tableFromIPC(Buffer.concat(chunks.slice(0, 1))).numRows).toBe(ROWS_PER_RECORD_BATCH)
+    const table = tableFromIPC(Buffer.concat(chunks))
+    expect(table.batches).toHaveLength(3)
+    expect(table.numRows).toBe(n)
+    const want = renderRows(batch, columns)
+    for (const i of [0, 1, 3, 5, ROWS_PER_RECORD_BATCH, n - 1]) {
+      expect(table.get(i)!.id).toBe(want[i]!.id)
+      expect(String(table.get(i)!.n)).toBe(String(want[i]!.n))
+      expect(table.get(i)!.x).toBe(want[i]!.x)
+    }
+    expect(Buffer.from(arrowStream(batch, columns)).equals(Buffer.concat(chunks))).toBe(true)
+  })
+
+  it('builds a record batch only when the previous chunk was taken', () => {
+    const it = arrowChunks(batch, columns)
+    const first = it.next()
+    expect(first.done).toBe(false)
+    // Nothing past the first batch has been written yet: it decodes to exactly one batch.
+    expect(tableFromIPC(first.value as Uint8Array).batches).toHaveLength(1)
+    it.return(undefined)
+  })
+
+  it('is one empty record batch for no rows', () => {
+    const table = tableFromIPC(Buffer.concat([...arrowChunks(batchFromRows([], columns), columns)]))
+    expect(table.numRows).toBe(0)
+    expect(table.schema.fields.map(f => f.name)).toEqual(['id', 'n', 'x'])
   })
 })

@@ -37,6 +37,23 @@ export function * answerJson (a: QueryAnswer, chunkRows = ANSWER_CHUNK_ROWS): Ge
   yield piece + '],' + tail.slice(1)
 }
 
+/** Media type of the NDJSON answer. */
+export const NDJSON_TYPE = 'application/x-ndjson'
+
+/**
+ * The answer's rows as NDJSON: one JSON object per row and line, the same objects as the JSON
+ * answer's `rows` (keys in select order, int64 beyond ±2^53 as strings), rendered a chunk at a time
+ * and gathered into pieces of about 64k characters. Coverage and the rest travel in headers.
+ */
+export function * answerNdjson (a: QueryAnswer, chunkRows = ANSWER_CHUNK_ROWS): Generator<string> {
+  let piece = ''
+  for (const chunk of a.rowChunks?.(chunkRows) ?? slices(a.rows, chunkRows)) {
+    for (const row of chunk) piece += JSON.stringify(row) + '\n'
+    if (piece.length >= PIECE_CHARS) { yield piece; piece = '' }
+  }
+  if (piece.length > 0) yield piece
+}
+
 function * slices<T> (all: readonly T[], n: number): Generator<T[]> {
   for (let s = 0; s < all.length; s += n) yield all.slice(s, s + n)
 }
