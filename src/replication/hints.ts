@@ -3,11 +3,19 @@
  * and replayed in order when the target is back. Bounded by total bytes and by age (the hint
  * window, as Cassandra's max_hint_window): older hints are dropped and counted, and anti-entropy
  * repairs what they carried. Hints live in memory: a coordinator that restarts loses them, and
- * anti-entropy covers that too.
+ * anti-entropy covers that too. HintStore is the bounded store; HintedHandoff records into it for
+ * the write coordinator and replays it (on a target's 'alive' or 'join', and periodically to every
+ * reachable target), a bounded number of targets at once.
  */
+import type { MemberEvent } from '../membership/index.js'
 import type { PeerId } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { VersionedRecord } from '../storage/index.js'
+import { errText, isPermanent } from './context.js'
+import type { ReplicationContext } from './context.js'
+import type { ResolvedReplicatorOptions } from './options.js'
+import { chunkRecords, recordBytes } from './wire.js'
+import { pushRecords } from './write.js'
 
 export interface Hint {
   target: PeerId
@@ -112,5 +120,83 @@ export class HintStore {
     this.counters.droppedRecords += h.records.length
     if (expired) this.counters.droppedExpired++
     else this.counters.droppedFull++
+  }
+}
+
+/** What the write coordinator needs of hinted handoff. */
+export interface HintRecorder {
+  /** Keeps records `target` missed; false when the store is full (the hint is dropped, counted, and logged). */
+  record(target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[]): boolean
+}
+
+export type HintedHandoffContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'detector' | 'life' | 'addr'> & {
+  opts: Pick<ResolvedReplicatorOptions, 'requestTimeoutMs' | 'maxBatchRecords' | 'maxBatchBytes' | 'hintReplayConcurrency'>
+}
+
+export class HintedHandoff implements HintRecorder {
+  private readonly replaying = new Set<PeerId>()
+  private readonly replayWanted: PeerId[] = []
+
+  constructor (private readonly ctx: HintedHandoffContext, readonly store: HintStore) {}
+
+  record (target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[]): boolean {
+    let bytes = 64
+    for (const r of records) bytes += recordBytes(r)
+    const ok = this.store.add({ target, space, partition, records, createdAt: this.ctx.clock.now(), bytes })
+    if (!ok) this.ctx.log.warn({ target, space: space.name, partition, records: records.length }, 'hint store full: hint dropped (anti-entropy will repair)')
+    return ok
+  }
+
+  /** A peer that is back ('alive', 'join') gets its hints now rather than at the next periodic replay. */
+  memberChanged (ev: MemberEvent): void {
+    if ((ev.type === 'alive' || ev.type === 'join') && ev.member.id !== this.ctx.self && this.store.has(ev.member.id)) {
+      this.requestReplay(ev.member.id)
+    }
+  }
+
+  /** Drops expired hints and replays the rest to every target the detector says is reachable. */
+  replayAll (): void {
+    this.store.expire(this.ctx.clock.now())
+    for (const t of this.store.targets()) if (this.ctx.detector.isReachable(t)) this.requestReplay(t)
+  }
+
+  private requestReplay (target: PeerId): void {
+    if (this.ctx.life.stopped || this.replaying.has(target) || this.replayWanted.includes(target)) return
+    this.replayWanted.push(target)
+    this.pumpReplay()
+  }
+
+  private pumpReplay (): void {
+    while (!this.ctx.life.stopped && this.replaying.size < this.ctx.opts.hintReplayConcurrency && this.replayWanted.length > 0) {
+      const target = this.replayWanted.shift()!
+      this.replaying.add(target)
+      void this.replay(target).finally(() => {
+        this.replaying.delete(target)
+        this.pumpReplay()
+      })
+    }
+  }
+
+  /** Replays the hints of one target in order; stops at the first failure (they stay). */
+  private async replay (target: PeerId): Promise<void> {
+    const { clock, detector, log, life, opts } = this.ctx
+    let hint: Hint | undefined
+    while (!life.stopped && (hint = this.store.peek(target, clock.now())) !== undefined) {
+      if (!detector.isReachable(target)) return
+      try {
+        for (const chunk of chunkRecords(hint.records, opts.maxBatchRecords, opts.maxBatchBytes)) {
+          await pushRecords(this.ctx, target, hint.space, hint.partition, chunk, opts.requestTimeoutMs)
+        }
+        this.store.delivered(hint)
+      } catch (err) {
+        if (isPermanent(err)) {
+          log.warn({ target, err: errText(err) }, 'hint refused by its target; dropped')
+          this.store.delivered(hint)
+          continue
+        }
+        log.debug({ target, err: errText(err) }, 'hint replay failed; will retry')
+        return
+      }
+    }
   }
 }

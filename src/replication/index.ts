@@ -28,12 +28,19 @@
  *
  * RPC methods (bodies validated on receipt, refused with code BAD_REQUEST): repl.write,
  * repl.read, repl.digest, repl.bucket and the stream repl.scan; shapes in wire.ts.
+ *
+ * Files: replicator.ts composes the parts and is the API; write.ts, read.ts, hints.ts,
+ * replica.ts, ownership.ts and anti-entropy.ts are one job each; context.ts is what they share
+ * (views of other layers, lifecycle, counters), local-replicas.ts this peer's replicas and which
+ * are ready, options.ts the options, wire.ts the messages, errors.ts the errors.
  */
-export { Replicator, DEFAULT_REPLICATOR_OPTIONS } from './replicator.js'
-export type {
-  ReplicatorDeps, ReplicatorOptions, StoreProvider, ReachabilityView, MembershipEvents, WriteOptions, WriteResult,
-  ReadOptions, ReadResult, ReplicationStats
-} from './replicator.js'
+export { Replicator } from './replicator.js'
+export type { ReplicatorDeps, ReplicationStats } from './replicator.js'
+export { DEFAULT_REPLICATOR_OPTIONS } from './options.js'
+export type { ReplicatorOptions } from './options.js'
+export type { StoreProvider, ReachabilityView, MembershipEvents } from './context.js'
+export type { WriteOptions, WriteResult } from './write.js'
+export type { ReadOptions, ReadResult } from './read.js'
 export { PartitionUnavailableError, WriteIncompleteError, ReadIncompleteError, InvalidRowsError, ReplicaRequestError, NotSyncedError } from './errors.js'
 export type { Consistency, PartitionWriteOutcome } from './errors.js'
 export { HintStore } from './hints.js'

@@ -1,0 +1,120 @@
+/**
+ * Anti-entropy: the background repair of what writes, hints and read repair missed (a hint that
+ * expired, a coordinator that restarted). Every round (jittered around antiEntropyIntervalMs)
+ * takes the next ready owned partitions in turn and compares its digest with one random other
+ * ready replica; for each differing bucket (at most antiEntropyMaxBuckets a round) the newer
+ * records go both ways. syncWith, the comparison itself, also serves catch-up (pull and push,
+ * every bucket) and release (push only).
+ */
+import type { PeerId } from '../runtime/index.js'
+import type { SpaceDef } from '../schema/index.js'
+import { compareVersions } from '../storage/index.js'
+import type { VersionedRecord } from '../storage/index.js'
+import { errText, keyOf, observeQuietly } from './context.js'
+import type { ReplicationContext, ReplicationCounters } from './context.js'
+import type { ResolvedReplicatorOptions } from './options.js'
+import { chunkRecords, maxVersion, METHOD_BUCKET, METHOD_DIGEST, parseDigestAnswer, parseRecordsAnswer } from './wire.js'
+import { pushRecords } from './write.js'
+
+export interface SyncOptions {
+  /** Apply the peer's newer records here too; false only pushes ours (a release). */
+  pull: boolean
+  /** Differing buckets handled in this sync; the rest wait for a later one. */
+  maxBuckets: number
+  /** Where pulled and pushed records are counted; default the anti-entropy counters (which then count repaired buckets too). */
+  tally?: { recordsPulled: number, recordsPushed: number }
+}
+
+export type AntiEntropyContext = Pick<ReplicationContext, 'self' | 'transport' | 'random' | 'hlc' | 'log' | 'placement' | 'detector' | 'replicas' | 'life' | 'addr'> & {
+  opts: Pick<ResolvedReplicatorOptions, 'antiEntropyIntervalMs' | 'antiEntropyConcurrency' | 'antiEntropyMaxBuckets' | 'requestTimeoutMs' | 'maxBatchRecords' | 'maxBatchBytes'>
+  counters: Pick<ReplicationCounters, 'antiEntropy'>
+}
+
+export class AntiEntropy {
+  private running = 0
+  private cursor = 0
+
+  constructor (private readonly ctx: AntiEntropyContext) {}
+
+  /** Schedules the next round (and, from it, the one after). */
+  schedule (): void {
+    const mean = this.ctx.opts.antiEntropyIntervalMs
+    this.ctx.life.timer(mean * (0.5 + this.ctx.random.next()), () => {
+      this.tick()
+      this.schedule()
+    })
+  }
+
+  private tick (): void {
+    const owned = this.ctx.placement.ownedPartitions().filter(o => this.ctx.replicas.isReady(keyOf(o.space, o.partition)))
+    if (owned.length === 0) return
+    while (this.running < this.ctx.opts.antiEntropyConcurrency) {
+      const o = owned[this.cursor++ % owned.length]!
+      this.running++
+      void this.round(o.space, o.partition).finally(() => { this.running-- })
+      if (this.running >= owned.length) break
+    }
+  }
+
+  /** One anti-entropy round for one partition with one random other ready replica. */
+  async round (space: SpaceDef, partition: number): Promise<boolean> {
+    const pp = this.ctx.placement.locate(space, partition)
+    const peers = pp.readReplicas.filter(p => p !== this.ctx.self && this.ctx.detector.isReachable(p))
+    if (peers.length === 0) return false
+    const peer = peers[this.ctx.random.int(peers.length)]!
+    this.ctx.counters.antiEntropy.rounds++
+    return await this.syncWith(peer, space, partition, { pull: true, maxBuckets: this.ctx.opts.antiEntropyMaxBuckets })
+  }
+
+  /**
+   * Compares digests with `peer` and, for each differing bucket, applies the newer records both
+   * ways (or only pushes ours when pull is false). True when every differing bucket was handled.
+   * A failure counts in the anti-entropy counters whoever asked.
+   */
+  async syncWith (peer: PeerId, space: SpaceDef, partition: number, opts: SyncOptions): Promise<boolean> {
+    const { transport, random, opts: { requestTimeoutMs: timeoutMs, maxBatchRecords, maxBatchBytes } } = this.ctx
+    const counters = this.ctx.counters.antiEntropy
+    const tally = opts.tally ?? counters
+    try {
+      const store = await this.ctx.replicas.open(space, partition)
+      let buckets = 64
+      const records = store.digest(1).records
+      while (buckets < 16_384 && records / buckets > 256) buckets *= 2
+      const local = store.digest(buckets)
+      const remote = parseDigestAnswer(await transport.request(this.ctx.addr(peer), METHOD_DIGEST, { space, partition, buckets }, { timeoutMs }), buckets)
+      if (remote.root === local.root) return true
+      const differing: number[] = []
+      for (let i = 0; i < buckets; i++) if (local.hashes[i] !== remote.hashes[i]) differing.push(i)
+      const start = differing.length > opts.maxBuckets ? random.int(differing.length) : 0
+      const n = Math.min(differing.length, opts.maxBuckets)
+      for (let k = 0; k < n; k++) {
+        if (this.ctx.life.stopped) return false
+        const index = differing[(start + k) % differing.length]!
+        const theirs = parseRecordsAnswer(await transport.request(this.ctx.addr(peer), METHOD_BUCKET,
+          { space, partition, index, buckets }, { timeoutMs }), space, 'repl.bucket answer')
+        const ours = store.bucket(index, buckets)
+        const theirById = new Map<string, VersionedRecord>()
+        for (const r of theirs) theirById.set(r.id, r)
+        const ourById = new Map<string, VersionedRecord>()
+        for (const r of ours) ourById.set(r.id, r)
+        const pull = opts.pull ? theirs.filter(r => { const o = ourById.get(r.id); return o === undefined || compareVersions(r, o) > 0 }) : []
+        const push = ours.filter(r => { const t = theirById.get(r.id); return t === undefined || compareVersions(r, t) > 0 })
+        if (pull.length > 0) {
+          observeQuietly(this.ctx.hlc, maxVersion(pull))
+          await store.apply(pull)
+          tally.recordsPulled += pull.length
+        }
+        for (const chunk of chunkRecords(push, maxBatchRecords, maxBatchBytes)) {
+          await pushRecords(this.ctx, peer, space, partition, chunk, timeoutMs)
+          tally.recordsPushed += chunk.length
+        }
+        if ((pull.length > 0 || push.length > 0) && opts.tally === undefined) counters.bucketsRepaired++
+      }
+      return n === differing.length
+    } catch (err) {
+      counters.failures++
+      this.ctx.log.debug({ peer, space: space.name, partition, err: errText(err) }, 'anti-entropy sync failed')
+      return false
+    }
+  }
+}

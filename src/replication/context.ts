@@ -1,0 +1,139 @@
+/**
+ * What the parts of the replicator share. replicator.ts builds one ReplicationContext: the other
+ * layers replication reads (through the narrow views below), the resolved options, one lifecycle
+ * whose timers all die with stop(), the counters stats() reports and this peer's local replicas.
+ * Each part declares, by Pick, the slice of it that it uses, so a part's dependencies show in its
+ * type and a test can hand it just those. Also the few helpers several parts need.
+ */
+import type { HybridClock, Hlc } from '../hlc/index.js'
+import type { MemberEvent } from '../membership/index.js'
+import type { Placement } from '../placement/index.js'
+import type { Clock, Logger, PeerAddress, PeerId, Random, Timer, Transport } from '../runtime/index.js'
+import type { SpaceDef } from '../schema/index.js'
+import type { PartitionStore } from '../storage/index.js'
+import { NotSyncedError } from './errors.js'
+import type { LocalReplicas } from './local-replicas.js'
+import type { ResolvedReplicatorOptions } from './options.js'
+import type { ReplicationStats } from './replicator.js'
+
+/** Opens (creating if needed) this peer's replica of a partition; the real one wraps storage. */
+export interface StoreProvider {
+  open(space: SpaceDef, partition: number): Promise<PartitionStore>
+  /** Deletes this peer's replica once it was handed off. Optional: without it data is kept. */
+  drop?(space: SpaceDef, partition: number): Promise<void>
+}
+
+/** What replication needs of the partition detector (PartitionDetector satisfies it). */
+export interface ReachabilityView {
+  isReachable(peerId: PeerId): boolean
+  quorumReachable(replicas: readonly PeerId[], needed: number): boolean
+}
+
+/** What replication needs of membership (Swim satisfies it): 'alive' / 'join' events replay hints. */
+export interface MembershipEvents {
+  onChange(listener: (ev: MemberEvent) => void): () => void
+  /**
+   * Whether membership has exchanged state with the cluster since start (Swim.hasSynced). Until
+   * then this peer neither catches up nor marks partitions ready, and refuses to coordinate:
+   * its view is only itself. Default: always synced.
+   */
+  hasSynced?(): boolean
+}
+
+/** The counters behind stats(); each part is handed only its own group. */
+export type ReplicationCounters = Pick<ReplicationStats, 'antiEntropy' | 'readRepair' | 'release' | 'replica'> & {
+  catchUp: Omit<ReplicationStats['catchUp'], 'pending' | 'running'>
+}
+
+export function newCounters (): ReplicationCounters {
+  return {
+    antiEntropy: { rounds: 0, bucketsRepaired: 0, recordsPulled: 0, recordsPushed: 0, failures: 0 },
+    readRepair: { reads: 0, replicasRepaired: 0, recordsRepaired: 0 },
+    catchUp: { started: 0, completed: 0, failed: 0, recordsStreamed: 0, digestSyncs: 0, recordsPulled: 0, recordsPushed: 0 },
+    release: { released: 0, dropped: 0 },
+    replica: { writes: 0, recordsApplied: 0, recordsStale: 0, badRequests: 0, clockSkewRefusals: 0 }
+  }
+}
+
+/**
+ * Whether replication is stopped, and every timer its parts set: one place to cancel them all, so
+ * a stopped replicator fires nothing (a timer that was already due checks `stopped` first).
+ */
+export class Lifecycle {
+  private halted = false
+  private readonly timers = new Set<Timer>()
+
+  constructor (private readonly clock: Clock) {}
+
+  get stopped (): boolean { return this.halted }
+
+  resume (): void { this.halted = false }
+
+  /** Marks replication stopped and cancels every pending timer. */
+  halt (): void {
+    this.halted = true
+    for (const t of this.timers) t.cancel()
+    this.timers.clear()
+  }
+
+  timer (delayMs: number, fn: () => void): Timer {
+    const t = this.clock.setTimer(delayMs, () => {
+      this.timers.delete(t)
+      if (!this.halted) fn()
+    })
+    this.timers.add(t)
+    return t
+  }
+
+  every (periodMs: number, fn: () => void): void {
+    if (periodMs <= 0) return
+    const tick = (): void => {
+      fn()
+      this.timer(periodMs, tick)
+    }
+    this.timer(periodMs, tick)
+  }
+}
+
+export interface ReplicationContext {
+  readonly self: PeerId
+  readonly transport: Transport
+  readonly clock: Clock
+  readonly random: Random
+  readonly hlc: HybridClock
+  readonly log: Logger
+  readonly placement: Placement
+  readonly stores: StoreProvider
+  readonly detector: ReachabilityView
+  readonly membership: MembershipEvents
+  readonly opts: ResolvedReplicatorOptions
+  readonly life: Lifecycle
+  readonly replicas: LocalReplicas
+  readonly counters: ReplicationCounters
+  /** How to reach a peer: placement's addresses, or its bare id when placement has none. */
+  readonly addr: (peer: PeerId) => PeerAddress
+}
+
+export function keyOf (space: SpaceDef, partition: number): string { return `${space.uid}\u0000${partition}` }
+
+export function errText (err: unknown): string {
+  const e = err as { code?: unknown, message?: unknown } | null
+  if (typeof e?.code === 'string') return e.code
+  return typeof e?.message === 'string' ? e.message : String(err)
+}
+
+/** Replica errors not worth hinting: the same request would be refused again. */
+export function isPermanent (err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return code === 'BAD_REQUEST' || code === 'FRAME_TOO_LARGE' || code === 'NO_HANDLER'
+}
+
+/** Observes the versions of records copied between replicas; skewed data is still data (the write path refuses new skew). */
+export function observeQuietly (hlc: HybridClock, v: Hlc): void {
+  try { hlc.observe(v) } catch { /* see above */ }
+}
+
+/** A peer that has not heard from its cluster since it started does not coordinate. */
+export function requireSynced (membership: MembershipEvents, space: SpaceDef, operation: 'write' | 'read'): void {
+  if (membership.hasSynced?.() === false) throw new NotSyncedError(space.name, operation)
+}

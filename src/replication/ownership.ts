@@ -1,0 +1,233 @@
+/**
+ * Ownership moves, as this peer sees them: the reconcile that compares what placement says this
+ * peer owns with what it holds and has ready. An owned partition that is not ready is caught up
+ * (streamed whole from the ready replicas when this peer holds none of it, else synced bucket by
+ * bucket) and only then marked ready, so a new owner never answers reads with half a partition.
+ * A held partition no longer owned is pushed to its owners, marked released, and dropped after a
+ * grace period (reads routed by an older view still find it meanwhile). Runs on every placement
+ * change and every reconcileIntervalMs, catch-ups bounded by catchUpConcurrency.
+ */
+import type { SpaceDef } from '../schema/index.js'
+import type { Timer } from '../runtime/index.js'
+import type { AntiEntropy } from './anti-entropy.js'
+import { errText, keyOf, observeQuietly } from './context.js'
+import type { ReplicationContext, ReplicationCounters } from './context.js'
+import type { ResolvedReplicatorOptions } from './options.js'
+import { maxVersion, METHOD_SCAN, parseRecordsAnswer } from './wire.js'
+
+export type OwnershipContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'placement' | 'stores' | 'detector' | 'membership' | 'replicas' | 'life' | 'addr'> & {
+  opts: Pick<ResolvedReplicatorOptions, 'catchUpConcurrency' | 'catchUpTimeoutMs' | 'catchUpRetryMs' | 'scanBatchRecords' | 'releaseGraceMs'>
+  counters: Pick<ReplicationCounters, 'catchUp' | 'release'>
+  antiEntropy: Pick<AntiEntropy, 'syncWith'>
+}
+
+/** Compare-and-repair with every bucket: catch-up and release must finish, not sample. */
+const ALL_BUCKETS = Number.MAX_SAFE_INTEGER
+
+export class Ownership {
+  private readonly catchUpQueue: Array<{ key: string, space: SpaceDef, partition: number }> = []
+  private readonly catchUpQueued = new Set<string>()
+  private readonly catchUpRunning = new Set<string>()
+  private readonly catchUpRetryAt = new Map<string, number>()
+  /** Partitions being released: null while pushing to the owners, then the timer of the drop. */
+  private readonly releasing = new Map<string, Timer | null>()
+  private reconcileScheduled = false
+
+  constructor (private readonly ctx: OwnershipContext) {}
+
+  /** Catch-ups waiting and running, for stats(). */
+  get pending (): number { return this.catchUpQueue.length }
+  get running (): number { return this.catchUpRunning.size }
+
+  /** Cancels the drops waiting for their grace period (the data stays on disk). */
+  stop (): void {
+    for (const t of this.releasing.values()) t?.cancel()
+    this.releasing.clear()
+  }
+
+  /** Reconciles soon, once however many changes asked for it in the meantime. */
+  scheduleReconcile (): void {
+    if (this.reconcileScheduled || this.ctx.life.stopped) return
+    this.reconcileScheduled = true
+    this.ctx.life.timer(0, () => {
+      this.reconcileScheduled = false
+      this.reconcile()
+    })
+  }
+
+  /** Catches up owned partitions that are not ready; releases held partitions no longer owned. */
+  reconcile (): void {
+    const { placement, replicas } = this.ctx
+    if (this.ctx.life.stopped || this.ctx.membership.hasSynced?.() === false) return
+    const owned = new Map<string, { space: SpaceDef, partition: number }>()
+    for (const o of placement.ownedPartitions()) owned.set(keyOf(o.space, o.partition), o)
+    const now = this.ctx.clock.now()
+    for (const [key, o] of owned) {
+      const t = this.releasing.get(key)
+      if (t !== undefined) { t?.cancel(); this.releasing.delete(key) }
+      if (replicas.isReady(key) || this.catchUpQueued.has(key) || this.catchUpRunning.has(key)) continue
+      if ((this.catchUpRetryAt.get(key) ?? 0) > now) continue
+      this.catchUpQueued.add(key)
+      this.catchUpQueue.push({ key, ...o })
+    }
+    for (const key of replicas.readyKeys()) if (!owned.has(key)) replicas.unmarkReady(key)
+    for (const [key, h] of replicas.heldPartitions()) {
+      if (owned.has(key) || this.releasing.has(key) || this.catchUpRunning.has(key)) continue
+      const pp = placement.locate(h.space, h.partition)
+      if (pp.owners.length === 0 || !pp.owners.every(o => pp.readReplicas.includes(o))) continue
+      this.releasing.set(key, null)
+      void this.release(key, h.space, h.partition)
+    }
+    this.pumpCatchUp()
+  }
+
+  private owns (key: string): boolean {
+    return this.ctx.placement.ownedPartitions().some(o => keyOf(o.space, o.partition) === key)
+  }
+
+  private pumpCatchUp (): void {
+    const { clock, life, log, opts, counters } = this.ctx
+    const retryLater = (key: string): void => {
+      this.catchUpRetryAt.set(key, clock.now() + opts.catchUpRetryMs)
+      life.timer(opts.catchUpRetryMs, () => { this.scheduleReconcile() })
+    }
+    while (!life.stopped && this.catchUpRunning.size < opts.catchUpConcurrency && this.catchUpQueue.length > 0) {
+      const job = this.catchUpQueue.shift()!
+      this.catchUpQueued.delete(job.key)
+      this.catchUpRunning.add(job.key)
+      void this.catchUp(job.key, job.space, job.partition).then(ok => {
+        if (!ok) {
+          counters.catchUp.failed++
+          retryLater(job.key)
+        }
+      }, err => {
+        counters.catchUp.failed++
+        log.error({ err, space: job.space.name, partition: job.partition }, 'catch-up failed')
+        retryLater(job.key)
+      }).finally(() => {
+        this.catchUpRunning.delete(job.key)
+        this.pumpCatchUp()
+      })
+    }
+  }
+
+  /**
+   * Streams the partition from every reachable ready replica and marks it ready once enough of
+   * them (every quorum of readReplicas intersects them) were streamed completely.
+   */
+  private async catchUp (key: string, space: SpaceDef, partition: number): Promise<boolean> {
+    const { self, transport, placement, detector, life, log, opts, replicas } = this.ctx
+    const tally = this.ctx.counters.catchUp
+    if (!this.owns(key)) return true
+    tally.started++
+    const store = await replicas.open(space, partition)
+    const pp = placement.locate(space, partition)
+    // A replica whose WAL was damaged lacks what the bad frames held, and any other replica may
+    // hold it (a write's quorum is not known afterwards): it syncs with every other replica,
+    // even of a fresh partition (a whole cluster restarted), before it serves again.
+    const damaged = store.needsRepair?.() === true
+    // A fresh partition has nothing to catch up from: streaming it between owners that are all
+    // starting from the same writes would only copy those writes back and forth.
+    const sources = pp.fresh && !damaged ? [] : pp.readReplicas.filter(p => p !== self)
+    let required = 0
+    if (damaged) {
+      required = sources.length
+    } else if (sources.length > 0) {
+      const r = new Set(pp.readReplicas).size
+      required = Math.max(1, r - Math.max(1, Math.min(pp.quorum, r)) + 1) - (pp.readReplicas.includes(self) ? 1 : 0)
+    }
+    // A replica that already holds data (a restarted peer, one that was away) compares digests
+    // with each source and repairs only the buckets that differ, instead of streaming the whole
+    // partition again; an empty one streams it.
+    const stats = store.stats()
+    const held = stats.liveRows + stats.tombstones > 0
+    let ok = 0
+    for (const source of sources) {
+      if (life.stopped) return false
+      if (!detector.isReachable(source)) continue
+      if (held) {
+        tally.digestSyncs++
+        if (await this.ctx.antiEntropy.syncWith(source, space, partition, { pull: true, maxBuckets: ALL_BUCKETS, tally })) {
+          ok++
+          log.debug({ space: space.name, partition, source }, 'caught up from source by digest comparison')
+        }
+        continue
+      }
+      try {
+        let n = 0
+        for await (const item of transport.stream(this.ctx.addr(source), METHOD_SCAN,
+          { space, partition, batchRecords: opts.scanBatchRecords }, { timeoutMs: opts.catchUpTimeoutMs })) {
+          const records = parseRecordsAnswer(item, space, 'repl.scan item')
+          if (records.length === 0) continue
+          observeQuietly(this.ctx.hlc, maxVersion(records))
+          await store.apply(records)
+          n += records.length
+        }
+        tally.recordsStreamed += n
+        ok++
+        log.debug({ space: space.name, partition, source, records: n }, 'caught up from source')
+      } catch (err) {
+        log.warn({ space: space.name, partition, source, err: errText(err) }, 'catch-up stream failed')
+      }
+    }
+    if (life.stopped || ok < required) return false
+    if (!this.owns(key)) return true
+    if (damaged) {
+      if (sources.length > 0) {
+        await store.markRepaired?.()
+        log.warn({ space: space.name, partition, sources: ok }, 'damaged partition repaired from every other replica')
+      } else {
+        // Nobody else holds it: serving what is left beats serving nothing; the loss stays reported.
+        log.error({ space: space.name, partition }, 'damaged partition has no other replica to repair it from: what the bad WAL frames held is lost; serving the rest')
+      }
+    }
+    replicas.markReady(key)
+    this.catchUpRetryAt.delete(key)
+    tally.completed++
+    placement.markReady(space, partition)
+    log.info({ space: space.name, partition, sources: ok }, 'partition ready')
+    return true
+  }
+
+  /**
+   * Hands a partition this peer no longer owns to its (ready) owners: pushes what they lack,
+   * marks it released, and drops the store after the grace period (pushing once more first).
+   */
+  private async release (key: string, space: SpaceDef, partition: number): Promise<void> {
+    const owners = this.ctx.placement.locate(space, partition).owners.filter(o => o !== this.ctx.self)
+    let pushed = true
+    for (const owner of owners) {
+      if (!await this.ctx.antiEntropy.syncWith(owner, space, partition, { pull: false, maxBuckets: ALL_BUCKETS })) pushed = false
+    }
+    if (this.ctx.life.stopped || this.releasing.get(key) !== null) return
+    if (!pushed) {
+      // Some owner did not take our data yet: try again on a later reconcile.
+      this.releasing.delete(key)
+      return
+    }
+    this.ctx.placement.markReleased(space, partition)
+    this.ctx.counters.release.released++
+    this.ctx.log.info({ space: space.name, partition }, 'partition released; dropping after grace period')
+    const t = this.ctx.life.timer(this.ctx.opts.releaseGraceMs, () => { void this.dropReleased(key, space, partition) })
+    this.releasing.set(key, t)
+  }
+
+  private async dropReleased (key: string, space: SpaceDef, partition: number): Promise<void> {
+    if (this.owns(key)) { this.releasing.delete(key); return }
+    const pp = this.ctx.placement.locate(space, partition)
+    if (!pp.owners.every(o => pp.readReplicas.includes(o))) { this.releasing.delete(key); return }
+    for (const owner of pp.owners) if (owner !== this.ctx.self) await this.ctx.antiEntropy.syncWith(owner, space, partition, { pull: false, maxBuckets: ALL_BUCKETS })
+    if (this.ctx.life.stopped || this.owns(key)) { this.releasing.delete(key); return }
+    this.ctx.replicas.forget(key)
+    this.releasing.delete(key)
+    const { stores } = this.ctx
+    if (stores.drop !== undefined) {
+      try {
+        await stores.drop(space, partition)
+        this.ctx.counters.release.dropped++
+      } catch (err) {
+        this.ctx.log.error({ err, space: space.name, partition }, 'dropping a released partition failed')
+      }
+    }
+  }
+}

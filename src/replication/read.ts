@@ -1,0 +1,201 @@
+/**
+ * The read coordinator and read repair. A read at ONE asks one replica (this peer's first); at
+ * QUORUM or ALL it asks just as many replicas as the level needs, fastest first (recent latency
+ * per peer), more only when one fails or they are slow, takes the newest version (last writer
+ * wins) and brings stale replicas up to date before it answers, so a second read at the same
+ * level cannot see an older value.
+ */
+import type { Hlc } from '../hlc/index.js'
+import type { PeerId, Timer } from '../runtime/index.js'
+import type { SpaceDef } from '../schema/index.js'
+import { compareVersions } from '../storage/index.js'
+import type { VersionedRecord } from '../storage/index.js'
+import { errText, requireSynced } from './context.js'
+import type { ReplicationContext, ReplicationCounters } from './context.js'
+import { PartitionUnavailableError, ReadIncompleteError } from './errors.js'
+import type { Consistency } from './errors.js'
+import type { ResolvedReplicatorOptions } from './options.js'
+import { METHOD_READ, parseReadAnswer } from './wire.js'
+import { pushRecords } from './write.js'
+
+export interface ReadOptions {
+  consistency?: Consistency
+  timeoutMs?: number
+}
+
+export interface ReadResult {
+  /** The newest live version; undefined when the newest is a tombstone or nothing is held. */
+  record: VersionedRecord | undefined
+  /** Version of the newest record seen (tombstone included). */
+  version: Hlc | undefined
+  /** Replicas brought up to date by read repair before answering. */
+  repaired: number
+}
+
+export type ReadContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'placement' | 'detector' | 'membership' | 'replicas' | 'addr'> & {
+  opts: Pick<ResolvedReplicatorOptions, 'requestTimeoutMs' | 'readSpeculativeMs'>
+  counters: Pick<ReplicationCounters, 'readRepair'>
+}
+
+export class ReadCoordinator {
+  /** Recent read latency per remote peer (ms, EWMA), to ask the fastest replicas first. */
+  private readonly latency = new Map<PeerId, number>()
+
+  constructor (private readonly ctx: ReadContext) {}
+
+  async read (space: SpaceDef, id: string, opts: ReadOptions = {}): Promise<ReadResult> {
+    requireSynced(this.ctx.membership, space, 'read')
+    const consistency = opts.consistency ?? 'quorum'
+    const timeoutMs = opts.timeoutMs ?? this.ctx.opts.requestTimeoutMs
+    const partition = this.ctx.placement.partitionOf(space, id)
+    const pp = this.ctx.placement.locate(space, partition)
+    const replicas = [...new Set(pp.readReplicas)]
+    const needed = consistency === 'one' ? 1 : consistency === 'all' ? Math.max(1, replicas.length) : Math.max(1, Math.min(pp.quorum, replicas.length))
+    const reachable = replicas.filter(p => this.ctx.detector.isReachable(p))
+    if (reachable.length < needed || replicas.length === 0) {
+      throw new PartitionUnavailableError(space.name, partition, needed, reachable.length, consistency, 'read')
+    }
+    if (consistency === 'one') return await this.readOne(space, partition, id, reachable, timeoutMs)
+    return await this.readQuorum(space, partition, id, reachable, needed, consistency, timeoutMs)
+  }
+
+  private async readFrom (peer: PeerId, space: SpaceDef, partition: number, id: string, timeoutMs: number): Promise<VersionedRecord | undefined> {
+    if (peer === this.ctx.self) return (await this.ctx.replicas.open(space, partition)).get(id)
+    const answer = await this.ctx.transport.request(this.ctx.addr(peer), METHOD_READ, { space, partition, ids: [id] }, { timeoutMs })
+    return parseReadAnswer(answer, space, [id])[0]
+  }
+
+  /** Replicas in the order a read asks them: this peer, then remotes by recent latency. */
+  private readOrder (reachable: PeerId[]): PeerId[] {
+    const self = this.ctx.self
+    const remotes = reachable.filter(p => p !== self)
+    remotes.sort((a, b) => (this.latency.get(a) ?? 0) - (this.latency.get(b) ?? 0))
+    return reachable.includes(self) ? [self, ...remotes] : remotes
+  }
+
+  /** Exponentially weighted read latency per peer (a failure counts as a full timeout). */
+  private observeLatency (peer: PeerId, ms: number): void {
+    const prev = this.latency.get(peer)
+    this.latency.set(peer, prev === undefined ? ms : prev * 0.8 + ms * 0.2)
+  }
+
+  private async readOne (space: SpaceDef, partition: number, id: string, reachable: PeerId[], timeoutMs: number): Promise<ReadResult> {
+    const { clock, self } = this.ctx
+    const deadline = clock.now() + timeoutMs
+    const order = reachable.includes(self) ? [self, ...reachable.filter(p => p !== self)] : reachable
+    const errors: string[] = []
+    for (const peer of order) {
+      const left = deadline - clock.now()
+      if (left <= 0) break
+      try {
+        const rec = await this.readFrom(peer, space, partition, id, left)
+        return { record: rec === undefined || rec.deleted ? undefined : rec, version: rec?.version, repaired: 0 }
+      } catch (err) {
+        errors.push(`${peer}: ${errText(err)}`)
+      }
+    }
+    throw new ReadIncompleteError(space.name, partition, 'one', 1, 0, errors.join('; ') || 'deadline passed')
+  }
+
+  private async readQuorum (space: SpaceDef, partition: number, id: string, reachable: PeerId[], needed: number,
+    consistency: Consistency, timeoutMs: number): Promise<ReadResult> {
+    const { clock, self, opts } = this.ctx
+    const tally = this.ctx.counters.readRepair
+    const deadline = clock.now() + timeoutMs
+    tally.reads++
+    type Answer = { peer: PeerId, rec: VersionedRecord | undefined }
+    const answers: Answer[] = []
+    const errors: string[] = []
+    let newest: VersionedRecord | undefined
+    let decided = false
+    const repairIfStale = async (a: Answer, target: VersionedRecord, left: number): Promise<boolean> => {
+      if (a.rec !== undefined && compareVersions(target, a.rec) <= 0) return true
+      try {
+        if (a.peer === self) await (await this.ctx.replicas.open(space, partition)).apply([target])
+        else await pushRecords(this.ctx, a.peer, space, partition, [target], Math.max(1, left))
+        tally.replicasRepaired++
+        tally.recordsRepaired++
+        return true
+      } catch (err) {
+        this.ctx.log.debug({ peer: a.peer, err: errText(err) }, 'read repair failed')
+        return false
+      }
+    }
+    // Ask just `needed` replicas: this peer first (no network), then the remotes that answered
+    // fastest lately. Another one is asked when one fails, or all the rest when the answers are
+    // slow (readSpeculativeMs): a healthy read costs one remote request, not one per replica.
+    const order = this.readOrder(reachable)
+    await new Promise<void>(resolve => {
+      let done = 0
+      let launched = 0
+      let timer: Timer | undefined
+      const check = (): void => {
+        if (decided) return
+        if (answers.length >= needed || done === order.length) {
+          decided = true
+          timer?.cancel()
+          resolve()
+        }
+      }
+      const launch = (): void => {
+        const peer = order[launched++]!
+        const t0 = clock.now()
+        void this.readFrom(peer, space, partition, id, Math.max(1, deadline - clock.now())).then(rec => {
+          done++
+          if (peer !== self) this.observeLatency(peer, clock.now() - t0)
+          const a = { peer, rec }
+          if (decided) {
+            // A late answer: repair it in the background if it is behind what we returned.
+            if (newest !== undefined) void repairIfStale(a, newest, opts.requestTimeoutMs)
+            return
+          }
+          answers.push(a)
+          check()
+        }, err => {
+          done++
+          if (peer !== self) this.observeLatency(peer, opts.requestTimeoutMs)
+          errors.push(`${peer}: ${errText(err)}`)
+          if (!decided && launched < order.length) launch()
+          check()
+        })
+      }
+      while (launched < Math.min(needed, order.length)) launch()
+      if (launched < order.length) {
+        timer = clock.setTimer(opts.readSpeculativeMs, () => {
+          timer = undefined
+          if (!decided) while (launched < order.length) launch()
+        })
+      }
+    })
+    if (answers.length < needed) {
+      throw new ReadIncompleteError(space.name, partition, consistency, needed, answers.length, errors.join('; ') || 'too few replicas answered')
+    }
+    for (const a of answers) if (a.rec !== undefined && (newest === undefined || compareVersions(a.rec, newest) > 0)) newest = a.rec
+    let repaired = 0
+    if (newest !== undefined) {
+      const target = newest
+      const stale = answers.filter(a => a.rec === undefined || compareVersions(target, a.rec) > 0)
+      let upToDate = answers.length - stale.length
+      if (stale.length > 0) {
+        // Blocking read repair: answer once `needed` replicas hold the newest version.
+        await new Promise<void>(resolve => {
+          let left = stale.length
+          let resolved = false
+          const finish = (): void => { if (!resolved && (upToDate >= needed || left === 0)) { resolved = true; resolve() } }
+          for (const a of stale) {
+            void repairIfStale(a, target, deadline - clock.now()).then(ok => {
+              left--
+              if (ok) { upToDate++; repaired++ }
+              finish()
+            })
+          }
+          finish()
+        })
+      }
+      if (upToDate < needed) {
+        throw new ReadIncompleteError(space.name, partition, consistency, needed, upToDate, 'read repair did not reach enough replicas')
+      }
+    }
+    return { record: newest === undefined || newest.deleted ? undefined : newest, version: newest?.version, repaired }
+  }
+}

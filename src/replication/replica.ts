@@ -1,0 +1,131 @@
+/**
+ * The replica side: the RPC handlers a peer serves for its replicas (repl.write, repl.read,
+ * repl.digest, repl.bucket and the stream repl.scan; shapes in wire.ts). Every body is untrusted:
+ * it is validated first and refused with BAD_REQUEST (counted). A write observes the sender's
+ * clock before applying (refusing skew, so one bad clock cannot stamp the future on every
+ * replica); a read-only request never creates a replica (NOT_HELD), so a coordinator with a
+ * stale view asks another instead of getting an empty answer.
+ */
+import { ClockSkewError } from '../hlc/index.js'
+import type { RequestContext } from '../runtime/index.js'
+import type { SpaceDef } from '../schema/index.js'
+import type { PartitionStore } from '../storage/index.js'
+import { keyOf } from './context.js'
+import type { ReplicationContext, ReplicationCounters } from './context.js'
+import { ReplicaRequestError } from './errors.js'
+import type { ResolvedReplicatorOptions } from './options.js'
+import {
+  chunkRecords, maxVersion, METHOD_BUCKET, METHOD_DIGEST, METHOD_READ, METHOD_SCAN, METHOD_WRITE, parseBucketRequest,
+  parseDigestRequest, parseReadRequest, parseScanRequest, parseWriteRequest
+} from './wire.js'
+
+export type ReplicaContext = Pick<ReplicationContext, 'self' | 'transport' | 'hlc' | 'log' | 'placement' | 'replicas' | 'life'> & {
+  opts: Pick<ResolvedReplicatorOptions, 'maxBatchRecords' | 'maxBatchBytes'>
+  counters: Pick<ReplicationCounters, 'replica'>
+}
+
+export class ReplicaHandlers {
+  private registered = false
+
+  constructor (private readonly ctx: ReplicaContext) {}
+
+  /** Registers the handlers with the transport, once (they refuse with STOPPED while replication is stopped). */
+  register (): void {
+    if (this.registered) return
+    this.registered = true
+    const { transport } = this.ctx
+    transport.handle(METHOD_WRITE, async (body, ctx) => await this.guard(ctx, async () => await this.onWrite(body)))
+    transport.handle(METHOD_READ, async (body, ctx) => await this.guard(ctx, async () => {
+      const req = parseReadRequest(body)
+      const store = await this.storeForRead(req.space, req.partition)
+      return { records: req.ids.map(id => store.get(id) ?? null) }
+    }))
+    transport.handle(METHOD_DIGEST, async (body, ctx) => await this.guard(ctx, async () => {
+      const req = parseDigestRequest(body)
+      const store = await this.storeForRead(req.space, req.partition)
+      return { digest: store.digest(req.buckets) }
+    }))
+    transport.handle(METHOD_BUCKET, async (body, ctx) => await this.guard(ctx, async () => {
+      const req = parseBucketRequest(body)
+      const store = await this.storeForRead(req.space, req.partition)
+      return { records: store.bucket(req.index, req.buckets) }
+    }))
+    transport.handleStream(METHOD_SCAN, (body, ctx) => this.onScan(body, ctx))
+  }
+
+  /**
+   * Read-only requests do not create replicas: a peer that neither holds nor owns the partition
+   * (a coordinator's view is stale) refuses with NOT_HELD, and the coordinator asks another.
+   * Queries open their local replicas through this too.
+   */
+  async storeForRead (space: SpaceDef, partition: number): Promise<PartitionStore> {
+    if (!this.ctx.replicas.holds(keyOf(space, partition)) && !this.ctx.placement.locate(space, partition).owners.includes(this.ctx.self)) {
+      throw new ReplicaRequestError('NOT_HELD', `this peer holds no replica of partition ${partition} of '${space.name}'`)
+    }
+    return await this.storeOrFail(space, partition)
+  }
+
+  private async guard<T> (ctx: RequestContext, fn: () => Promise<T>): Promise<T> {
+    if (this.ctx.life.stopped) throw new ReplicaRequestError('STOPPED', 'replication is stopped on this peer')
+    try {
+      return await fn()
+    } catch (err) {
+      if (err instanceof ReplicaRequestError && err.code === 'BAD_REQUEST') {
+        this.ctx.counters.replica.badRequests++
+        this.ctx.log.debug({ from: ctx.from, err: err.message }, 'bad replication request')
+      }
+      throw err
+    }
+  }
+
+  private async storeOrFail (space: SpaceDef, partition: number): Promise<PartitionStore> {
+    try {
+      return await this.ctx.replicas.open(space, partition)
+    } catch (err) {
+      throw new ReplicaRequestError('STORE_FAILED', `cannot open partition ${partition} of '${space.name}': ${(err as Error).message}`)
+    }
+  }
+
+  private async onWrite (body: unknown): Promise<{ applied: number, stale: number }> {
+    const tally = this.ctx.counters.replica
+    const req = parseWriteRequest(body)
+    try {
+      this.ctx.hlc.observe(Math.max(req.hlc, maxVersion(req.records)))
+    } catch (err) {
+      if (err instanceof ClockSkewError) {
+        tally.clockSkewRefusals++
+        throw new ReplicaRequestError('CLOCK_SKEW', err.message, err.remote)
+      }
+      throw err
+    }
+    const store = await this.storeOrFail(req.space, req.partition)
+    let res
+    try {
+      res = await store.apply(req.records, req.packed)
+    } catch (err) {
+      throw new ReplicaRequestError('STORE_FAILED', `partition ${req.partition} of '${req.space.name}' did not apply the write: ${(err as Error).message}`)
+    }
+    tally.writes++
+    tally.recordsApplied += res.applied
+    tally.recordsStale += res.stale
+    return { applied: res.applied, stale: res.stale }
+  }
+
+  private async * onScan (body: unknown, ctx: RequestContext): AsyncIterable<unknown> {
+    const { life, opts } = this.ctx
+    if (life.stopped) throw new ReplicaRequestError('STOPPED', 'replication is stopped on this peer')
+    let req
+    try {
+      req = parseScanRequest(body)
+    } catch (err) {
+      this.ctx.counters.replica.badRequests++
+      throw err
+    }
+    const store = await this.storeForRead(req.space, req.partition)
+    const batch = Math.min(req.batchRecords, opts.maxBatchRecords)
+    for await (const records of store.scan({ batchRecords: batch, includeTombstones: true })) {
+      if (ctx.signal.aborted || life.stopped) return
+      for (const chunk of chunkRecords(records, batch, opts.maxBatchBytes)) yield { records: chunk }
+    }
+  }
+}

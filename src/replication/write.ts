@@ -1,0 +1,259 @@
+/**
+ * The write coordinator: stamps rows with HLC versions, groups them by partition, checks with the
+ * partition detector that every partition's consistency level can be met (failing fast, before
+ * anything is sent, so nothing is half-written), sends each partition's records to its replicas
+ * in bounded repl.write batches (the local replica directly), and answers once every partition met
+ * its level. Replicas that failed get a hint. Also pushRecords, the plain repl.write that read
+ * repair, hint replay and anti-entropy use to bring one replica up to date.
+ */
+import type { Hlc } from '../hlc/index.js'
+import type { PartitionPlacement } from '../placement/index.js'
+import type { EncodedBody, PeerId } from '../runtime/index.js'
+import { validateRows, MAX_ID_LENGTH } from '../schema/index.js'
+import type { Row, SpaceDef } from '../schema/index.js'
+import type { PackedRecords, VersionedRecord } from '../storage/index.js'
+import { errText, isPermanent, requireSynced } from './context.js'
+import type { ReplicationContext } from './context.js'
+import { InvalidRowsError, PartitionUnavailableError, WriteIncompleteError } from './errors.js'
+import type { Consistency, PartitionWriteOutcome } from './errors.js'
+import type { HintRecorder } from './hints.js'
+import type { ResolvedReplicatorOptions } from './options.js'
+import { chunkRecords, maxVersion, METHOD_WRITE, packRecords, parseWriteAnswer } from './wire.js'
+
+export interface WriteOptions {
+  consistency?: Consistency
+  timeoutMs?: number
+  /**
+   * The rows are already the output of validateRows against this space's schema (DataService
+   * validated them to report errors): skip validating them a second time.
+   */
+  prevalidated?: boolean
+}
+
+export interface WriteResult {
+  written: number
+  /** The newest version stamped in this write (the version of a single-row write or delete). */
+  version: Hlc
+  partitions: Array<{ partition: number, rows: number, acks: number, needed: number, hinted: number }>
+}
+
+export type WriteContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'placement' | 'detector' | 'membership' | 'replicas' | 'addr'> & {
+  opts: Pick<ResolvedReplicatorOptions, 'requestTimeoutMs' | 'maxBatchRecords' | 'maxBatchBytes'>
+  hints: HintRecorder
+}
+
+/** One repl.write request: its records, its body (encoded once when the transport can), and the records packed when they were. */
+interface WriteBatch { records: VersionedRecord[], body: unknown, packed?: PackedRecords }
+
+interface DeliverResult { ok: boolean, failed: VersionedRecord[], error?: string, noHint?: boolean }
+
+/** Sends records to one replica in a single plain repl.write (the caller keeps it within the batch bounds). */
+export async function pushRecords (ctx: Pick<ReplicationContext, 'transport' | 'hlc' | 'addr'>, target: PeerId, space: SpaceDef, partition: number,
+  records: VersionedRecord[], timeoutMs: number): Promise<{ applied: number, stale: number }> {
+  const answer = await ctx.transport.request(ctx.addr(target), METHOD_WRITE,
+    { space, partition, records, hlc: Math.max(maxVersion(records), ctx.hlc.current()) }, { timeoutMs })
+  return parseWriteAnswer(answer)
+}
+
+export class WriteCoordinator {
+  constructor (private readonly ctx: WriteContext) {}
+
+  /** Writes rows (validated against the space's schema, stamped with one HLC version each). */
+  async write (space: SpaceDef, rows: readonly Row[], opts: WriteOptions = {}): Promise<WriteResult> {
+    let valid = rows
+    if (opts.prevalidated !== true) {
+      const v = validateRows(space.schema, rows)
+      if (v.errors.length > 0) throw new InvalidRowsError(space.name, v.errors)
+      valid = v.rows
+    }
+    const records = new Array<VersionedRecord>(valid.length)
+    for (let i = 0; i < valid.length; i++) {
+      const row = valid[i]!
+      records[i] = { id: row.id as string, version: this.ctx.hlc.now(), deleted: false, row }
+    }
+    return await this.writeRecords(space, records, opts, true)
+  }
+
+  /** Deletes records by id: tombstones, replicated like writes. */
+  async remove (space: SpaceDef, ids: readonly string[], opts: WriteOptions = {}): Promise<WriteResult> {
+    const errors: Array<{ row: number, field: string, message: string }> = []
+    ids.forEach((id, i) => {
+      if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) errors.push({ row: i, field: 'id', message: `must be a string of 1 to ${MAX_ID_LENGTH} characters` })
+    })
+    if (errors.length > 0) throw new InvalidRowsError(space.name, errors)
+    const records: VersionedRecord[] = ids.map(id => ({ id, version: this.ctx.hlc.now(), deleted: true, row: null }))
+    return await this.writeRecords(space, records, opts, true)
+  }
+
+  /**
+   * Replicates already-versioned records (writes, deletes, imports) at a consistency level.
+   * `normalized`: every row is validateRows output for this very space (sent packed, see wire.ts).
+   */
+  async writeRecords (space: SpaceDef, records: readonly VersionedRecord[], opts: WriteOptions = {}, normalized = false): Promise<WriteResult> {
+    const { placement, detector } = this.ctx
+    requireSynced(this.ctx.membership, space, 'write')
+    const consistency = opts.consistency ?? 'quorum'
+    const timeoutMs = opts.timeoutMs ?? this.ctx.opts.requestTimeoutMs
+    const deadline = this.ctx.clock.now() + timeoutMs
+    const byPartition = new Map<number, VersionedRecord[]>()
+    for (const r of records) {
+      const p = placement.partitionOf(space, r.id)
+      let list = byPartition.get(p)
+      if (list === undefined) { list = []; byPartition.set(p, list) }
+      list.push(r)
+    }
+    // Plan every partition first: fail fast before anything is sent, so nothing is half-written.
+    const plans = [...byPartition].sort((a, b) => a[0] - b[0]).map(([partition, recs]) => {
+      const pp = placement.locate(space, partition)
+      const lvl = writeLevel(pp, consistency)
+      if (!detector.quorumReachable(lvl.counted, lvl.needed)) {
+        const reachable = lvl.counted.filter(p => detector.isReachable(p)).length
+        throw new PartitionUnavailableError(space.name, partition, lvl.needed, reachable, consistency, 'write')
+      }
+      return { partition, recs, pp, ...lvl }
+    })
+    const outcomes = await Promise.all(plans.map(async plan =>
+      await this.writePartition(space, plan.partition, plan.recs, plan.targets, new Set(plan.counted), plan.needed, deadline, normalized)))
+    if (outcomes.some(o => !o.met)) throw new WriteIncompleteError(space.name, consistency, outcomes)
+    return {
+      written: records.length,
+      version: maxVersion(records),
+      partitions: outcomes.map(o => ({ partition: o.partition, rows: o.rows, acks: o.acks, needed: o.needed, hinted: o.hinted }))
+    }
+  }
+
+  private async writePartition (space: SpaceDef, partition: number, records: VersionedRecord[], targets: PeerId[],
+    counted: Set<PeerId>, needed: number, deadline: number, normalized: boolean): Promise<PartitionWriteOutcome> {
+    return await new Promise(resolve => {
+      const o: PartitionWriteOutcome = { partition, rows: records.length, acks: 0, needed, hinted: 0, met: false, errors: [] }
+      let done = 0
+      let settled = false
+      const check = (): void => {
+        if (settled) return
+        if (o.acks >= needed) o.met = true
+        if (o.met || done === targets.length) {
+          settled = true
+          resolve({ ...o, errors: [...o.errors] })
+        }
+      }
+      // The batches (and their encoded bodies) are built once and sent to every remote target; a
+      // local replica logs their packed bytes.
+      let batches: WriteBatch[] | undefined
+      for (const target of targets) {
+        if ((target !== this.ctx.self || normalized) && batches === undefined) {
+          // On failure (a record too large to send) deliver() retries and reports it per target.
+          try { batches = this.writeBatches(space, partition, records, normalized) } catch { /* see above */ }
+        }
+        void this.deliver(target, space, partition, records, batches, deadline, normalized).then(res => {
+          done++
+          if (res.ok) {
+            if (counted.has(target)) o.acks++
+          } else {
+            o.errors.push(`${target}: ${res.error ?? 'failed'}`)
+            if (res.failed.length > 0 && res.noHint !== true && this.ctx.hints.record(target, space, partition, res.failed)) o.hinted++
+          }
+          check()
+        })
+      }
+      check()
+    })
+  }
+
+  /**
+   * Splits a partition's records into repl.write requests. When the transport can encode a body
+   * once for every target, each batch is encoded here, and the encoded size decides the split
+   * (a batch over maxBatchBytes is halved): no per-row size estimate, no per-target encoding.
+   */
+  private writeBatches (space: SpaceDef, partition: number, records: VersionedRecord[], normalized: boolean): WriteBatch[] {
+    const { maxBatchRecords, maxBatchBytes } = this.ctx.opts
+    const out: WriteBatch[] = []
+    const batch = (recs: VersionedRecord[]): WriteBatch => {
+      const hlc = Math.max(maxVersion(recs), this.ctx.hlc.current())
+      if (!normalized) return { records: recs, body: { space, partition, records: recs, hlc } }
+      const packed = packRecords(space, recs)
+      return { records: recs, body: { space, partition, packed: packed.bytes, hlc }, packed }
+    }
+    const encode = this.ctx.transport.encodeBody?.bind(this.ctx.transport)
+    if (encode === undefined) {
+      for (const recs of chunkRecords(records, maxBatchRecords, maxBatchBytes)) out.push(batch(recs))
+      return out
+    }
+    const add = (recs: VersionedRecord[]): void => {
+      let b: WriteBatch | undefined
+      let encoded: EncodedBody | undefined
+      try {
+        b = batch(recs)
+        encoded = encode(b.body)
+      } catch (err) {
+        if (recs.length === 1 || !isPermanent(err)) throw err
+      }
+      if (b !== undefined && encoded !== undefined && (encoded.encodedBytes <= maxBatchBytes || recs.length === 1)) {
+        out.push({ ...b, body: encoded })
+        return
+      }
+      const half = recs.length >> 1
+      add(recs.slice(0, half))
+      add(recs.slice(half))
+    }
+    const max = maxBatchRecords
+    for (let i = 0; i < records.length; i += max) add(records.length <= max ? records : records.slice(i, i + max))
+    return out
+  }
+
+  /** Sends records to one replica, in bounded batches; never rejects. */
+  private async deliver (target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[], batches: WriteBatch[] | undefined,
+    deadline: number, normalized: boolean): Promise<DeliverResult> {
+    if (target === this.ctx.self) {
+      try {
+        await this.applyLocal(space, partition, records, batches)
+        return { ok: true, failed: [] }
+      } catch (err) {
+        this.ctx.log.error({ err, space: space.name, partition }, 'local replica failed to apply a write')
+        // A hint to ourselves would not help; anti-entropy repairs the local replica.
+        return { ok: false, failed: records, error: errText(err), noHint: true }
+      }
+    }
+    if (!this.ctx.detector.isReachable(target)) return { ok: false, failed: records, error: 'UNREACHABLE (detector)' }
+    if (batches === undefined) {
+      try {
+        batches = this.writeBatches(space, partition, records, normalized)
+      } catch (err) {
+        return { ok: false, failed: records, error: errText(err), noHint: isPermanent(err) }
+      }
+    }
+    for (let i = 0; i < batches.length; i++) {
+      const left = deadline - this.ctx.clock.now()
+      const rest = (): VersionedRecord[] => batches.slice(i).flatMap(b => b.records)
+      if (left <= 0) return { ok: false, failed: rest(), error: 'TIMEOUT' }
+      try {
+        parseWriteAnswer(await this.ctx.transport.request(this.ctx.addr(target), METHOD_WRITE, batches[i]!.body, { timeoutMs: left }))
+      } catch (err) {
+        return { ok: false, failed: rest(), error: errText(err), noHint: isPermanent(err) }
+      }
+    }
+    return { ok: true, failed: [] }
+  }
+
+  /** Applies records to this peer's replica: batch by batch when they were packed for sending (their bytes go to the log). */
+  private async applyLocal (space: SpaceDef, partition: number, records: VersionedRecord[], batches?: WriteBatch[]): Promise<void> {
+    const store = await this.ctx.replicas.open(space, partition)
+    if (batches === undefined || batches.some(b => b.packed === undefined)) {
+      await store.apply(records)
+      return
+    }
+    // Last-writer-wins on versions: the order the batches land in does not matter.
+    await Promise.all(batches.map(async b => await store.apply(b.records, b.packed)))
+  }
+}
+
+/** Who to send to, whose acks count, and how many are needed. */
+function writeLevel (pp: PartitionPlacement, consistency: Consistency): { targets: PeerId[], counted: PeerId[], needed: number } {
+  const targets = [...new Set([...pp.writeReplicas, ...pp.readReplicas])]
+  if (consistency === 'one') return { targets, counted: targets, needed: 1 }
+  if (consistency === 'all') return { targets, counted: targets, needed: Math.max(1, targets.length) }
+  if (pp.readReplicas.length > 0) {
+    return { targets, counted: [...new Set(pp.readReplicas)], needed: Math.max(1, Math.min(pp.quorum, pp.readReplicas.length)) }
+  }
+  // Nobody ready yet (every owner is catching up): a majority of the write replicas.
+  return { targets, counted: targets, needed: Math.floor(targets.length / 2) + 1 }
+}
