@@ -1,6 +1,4 @@
-import type { QueryRequest, QueryService } from '../query/service/index.js'
-import { QueryError, answerJson, answerNdjson, NDJSON_TYPE } from '../query/service/index.js'
-import { ARROW_STREAM_TYPE, arrowChunks } from '../query/exec/index.js'
+import { ARROW_STREAM_TYPE, NDJSON_TYPE, QueryError, answerJson, answerNdjson, arrowChunks, type QueryRequest, type QueryService } from '../query/index.js'
 import { HttpError, type HttpServer, type RouteRequest } from './server.js'
 
 /** Largest query body: SQL and JSON queries are small, but a knn vector or a long IN list is not. */

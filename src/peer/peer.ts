@@ -18,8 +18,7 @@ import { openFileLimit, planFileBudget, type FileBudget } from './file-budget.js
 import { KnownPeers } from './known-peers.js'
 import { DataService } from './data.js'
 import { MemberDirectory } from './members.js'
-import { QueryService, DEFAULT_QUERY_OPTIONS } from '../query/service/index.js'
-import { FragmentPool, defaultPoolSize } from '../query/exec/index.js'
+import { QueryService, DEFAULT_QUERY_OPTIONS, FragmentPool, defaultPoolSize } from '../query/index.js'
 
 const FANOUT_LABELS = ['1', '2', '4', '8', '16', '32', '64']
 
