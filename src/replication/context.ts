@@ -95,6 +95,10 @@ export class Lifecycle {
   }
 }
 
+/**
+ * Everything the parts of the replicator may ask for, built once by the Replicator. A part takes
+ * a Pick of it (its own options and counters narrowed further), never the Replicator itself.
+ */
 export interface ReplicationContext {
   readonly self: PeerId
   readonly transport: Transport

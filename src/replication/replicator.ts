@@ -13,7 +13,7 @@ import type { Row, SpaceDef } from '../schema/index.js'
 import type { PartitionStore, VersionedRecord } from '../storage/index.js'
 import { AntiEntropy } from './anti-entropy.js'
 import { keyOf, Lifecycle, newCounters } from './context.js'
-import type { MembershipEvents, ReachabilityView, ReplicationContext, ReplicationCounters, StoreProvider } from './context.js'
+import type { MembershipEvents, ReachabilityView, ReplicationContext, StoreProvider } from './context.js'
 import { HintedHandoff, HintStore } from './hints.js'
 import type { HintStats } from './hints.js'
 import { LocalReplicas } from './local-replicas.js'
@@ -57,14 +57,8 @@ export interface ReplicationStats {
 export class Replicator {
   readonly hints: HintStore
 
-  private readonly placement: Placement
-  private readonly membership: MembershipEvents
-  private readonly life: Lifecycle
-  private readonly replicas: LocalReplicas
-  private readonly counters: ReplicationCounters
-  private readonly reconcileIntervalMs: number
-  private readonly hintReplayIntervalMs: number
-  private readonly antiEntropyIntervalMs: number
+  /** What the parts share; the replicator reads its lifecycle, replicas, counters and options. */
+  private readonly ctx: ReplicationContext
 
   private readonly writer: WriteCoordinator
   private readonly reader: ReadCoordinator
@@ -96,14 +90,7 @@ export class Replicator {
       counters: newCounters(),
       addr: peer => placement.addressOf(peer) ?? { id: peer, addrs: [] }
     }
-    this.placement = placement
-    this.membership = deps.membership
-    this.life = ctx.life
-    this.replicas = ctx.replicas
-    this.counters = ctx.counters
-    this.reconcileIntervalMs = opts.reconcileIntervalMs
-    this.hintReplayIntervalMs = opts.hintReplayIntervalMs
-    this.antiEntropyIntervalMs = opts.antiEntropyIntervalMs
+    this.ctx = ctx
     this.hints = new HintStore(opts.hintMaxBytes, opts.hintWindowMs)
     this.handoff = new HintedHandoff(ctx, this.hints)
     this.writer = new WriteCoordinator({ ...ctx, hints: this.handoff })
@@ -115,29 +102,38 @@ export class Replicator {
 
   // ------------------------------------------------------------------------------ lifecycle
 
+  /**
+   * Serves the replica handlers first (peers may already route requests here), then listens to
+   * placement and membership, then sets the periodic work; the first reconcile runs at once.
+   */
   start (): void {
     if (this.started) return
     this.started = true
-    this.life.resume()
+    const { life, opts } = this.ctx
+    life.resume()
     this.replica.register()
-    this.unsubscribers.push(this.placement.onChange(() => { this.ownership.scheduleReconcile() }))
-    this.unsubscribers.push(this.membership.onChange(ev => { this.handoff.memberChanged(ev) }))
-    this.life.every(this.reconcileIntervalMs, () => { this.ownership.reconcile() })
-    this.life.every(this.hintReplayIntervalMs, () => { this.handoff.replayAll() })
-    if (this.antiEntropyIntervalMs > 0) this.antiEntropy.schedule()
+    this.unsubscribers.push(this.ctx.placement.onChange(() => { this.ownership.scheduleReconcile() }))
+    this.unsubscribers.push(this.ctx.membership.onChange(ev => { this.handoff.memberChanged(ev) }))
+    life.every(opts.reconcileIntervalMs, () => { this.ownership.reconcile() })
+    life.every(opts.hintReplayIntervalMs, () => { this.handoff.replayAll() })
+    if (opts.antiEntropyIntervalMs > 0) this.antiEntropy.schedule()
     this.ownership.scheduleReconcile()
   }
 
+  /**
+   * Stops listening, cancels every timer (one already due no longer fires) and the drops waiting
+   * for their grace period; work in flight sees `stopped` and ends early, handlers refuse STOPPED.
+   */
   stop (): void {
     if (!this.started) return
     this.started = false
     for (const u of this.unsubscribers.splice(0)) u()
-    this.life.halt()
+    this.ctx.life.halt()
     this.ownership.stop()
   }
 
   stats (): ReplicationStats {
-    const c = this.counters
+    const { counters: c, replicas } = this.ctx
     return {
       hints: this.hints.stats(),
       antiEntropy: { ...c.antiEntropy },
@@ -145,21 +141,21 @@ export class Replicator {
       catchUp: { ...c.catchUp, pending: this.ownership.pending, running: this.ownership.running },
       release: { ...c.release },
       replica: { ...c.replica },
-      readyPartitions: this.replicas.readyCount,
-      heldPartitions: this.replicas.heldCount
+      readyPartitions: replicas.readyCount,
+      heldPartitions: replicas.heldCount
     }
   }
 
   /** Whether this peer has caught up (and marked ready) its replica of the partition. */
-  isReady (space: SpaceDef, partition: number): boolean { return this.replicas.isReady(keyOf(space, partition)) }
+  isReady (space: SpaceDef, partition: number): boolean { return this.ctx.replicas.isReady(keyOf(space, partition)) }
 
   /**
    * Takes charge of a replica found on disk (after a restart): it is opened and held, so the next
    * reconcile catches it up if this peer owns it, or hands it to its owners and drops it if not.
    */
   async adopt (space: SpaceDef, partition: number): Promise<void> {
-    if (this.life.stopped || partition < 0 || partition >= space.partitions) return
-    await this.replicas.open(space, partition)
+    if (this.ctx.life.stopped || partition < 0 || partition >= space.partitions) return
+    await this.ctx.replicas.open(space, partition)
     this.ownership.scheduleReconcile()
   }
 
@@ -196,7 +192,7 @@ export class Replicator {
 
   /** Live rows of the local replica, if this peer holds the partition open (for query cost estimates). */
   localRows (space: SpaceDef, partition: number): number | undefined {
-    return this.replicas.localRows(space, partition)
+    return this.ctx.replicas.localRows(space, partition)
   }
 
   // ------------------------------------------------------------------------------ background
