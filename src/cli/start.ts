@@ -13,7 +13,8 @@ export async function runStart (opts: Record<string, unknown>): Promise<void> {
     swarmKey: opts.swarmKey,
     name: opts.name,
     enableFaultInjection: opts.enableFaultInjection,
-    logLevel: opts.logLevel
+    logLevel: opts.logLevel,
+    cacheMiB: opts.cacheMib
   }
   let config
   try {

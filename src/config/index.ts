@@ -42,7 +42,10 @@ export interface PeerConfig {
    * src/peer/file-budget.ts), at most 1,024.
    */
   maxHttpConnections?: number
-  /** Overrides of storage options, e.g. `{ maxOpenWalFiles: 128 }`. */
+  /**
+   * Overrides of storage options, e.g. `{ maxOpenFiles: 128, cacheMiB: 512 }`. `cacheMiB` also
+   * comes from `--cache-mib` and SHOAL_STORAGE_CACHE_MIB, which win over the file.
+   */
   storage: Record<string, number>
 }
 
@@ -76,6 +79,8 @@ export interface RawSettings {
   drainTimeoutMs?: unknown
   maxHttpConnections?: unknown
   storage?: unknown
+  /** Flag and environment only; in a config file it is `storage.cacheMiB`. */
+  cacheMiB?: unknown
 }
 
 const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'drainTimeoutMs', 'maxHttpConnections'])
@@ -91,7 +96,8 @@ const ENV_VARS: Record<string, keyof RawSettings> = {
   SHOAL_ENABLE_FAULT_INJECTION: 'enableFaultInjection',
   SHOAL_LOG_LEVEL: 'logLevel',
   SHOAL_DRAIN_TIMEOUT_MS: 'drainTimeoutMs',
-  SHOAL_MAX_HTTP_CONNECTIONS: 'maxHttpConnections'
+  SHOAL_MAX_HTTP_CONNECTIONS: 'maxHttpConnections',
+  SHOAL_STORAGE_CACHE_MIB: 'cacheMiB'
 }
 
 export interface ResolveInput {
@@ -136,6 +142,12 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
   const query = asNumberMap(pick('query'), 'query') ?? {}
   const drainTimeoutMs = asNumber(pick('drainTimeoutMs'), 'drainTimeoutMs') ?? 5000
   const storage = asNumberMap(pick('storage'), 'storage') ?? {}
+  const cacheSetting = pick('cacheMiB')
+  const cacheMiB = asNumber(cacheSetting, 'cacheMiB')
+  if (cacheMiB !== undefined) {
+    if (!Number.isInteger(cacheMiB) || cacheMiB < 1) throw new ConfigError('cacheMiB', cacheSetting!.source, 'must be a positive integer (MiB)')
+    storage.cacheMiB = cacheMiB
+  }
   const httpCapSetting = pick('maxHttpConnections')
   const maxHttpConnections = asNumber(httpCapSetting, 'maxHttpConnections')
   if (maxHttpConnections !== undefined && (!Number.isInteger(maxHttpConnections) || maxHttpConnections < 1)) {

@@ -1,4 +1,5 @@
 import { mkdir, readFile } from 'node:fs/promises'
+import { totalmem } from 'node:os'
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
@@ -11,7 +12,7 @@ import { PartitionDetector } from '../partition/index.js'
 import { Catalog, PlacementService } from '../placement/index.js'
 import { DEFAULT_REPLICATOR_OPTIONS, Replicator } from '../replication/index.js'
 import { SystemClock, SystemRandom, type Logger, type PeerAddress } from '../runtime/index.js'
-import { DEFAULT_PARTITION_OPTIONS, StorageEngine } from '../storage/index.js'
+import { DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { CatalogFile } from './catalog-file.js'
 import { openFileLimit, planFileBudget, type FileBudget } from './file-budget.js'
@@ -131,7 +132,7 @@ export class Peer implements ApiPeer {
     let files: FileBudget
     let storageOptions: Record<string, number>
     try {
-      storageOptions = checkOptions('storage', config.storage, { ...DEFAULT_PARTITION_OPTIONS, memtableBudgetBytes: 0, maxOpenFiles: 0 })
+      storageOptions = checkOptions('storage', config.storage, { ...DEFAULT_PARTITION_OPTIONS, memtableBudgetBytes: 0, maxOpenFiles: 0, cacheMiB: 0 })
       files = planFileBudget(await openFileLimit(), {
         libp2pConnections: DEFAULT_MAX_LIBP2P_CONNECTIONS,
         ...(config.maxHttpConnections !== undefined ? { httpConnections: config.maxHttpConnections } : {}),
@@ -162,7 +163,7 @@ export class Peer implements ApiPeer {
     }
     let engine: StorageEngine
     try {
-      engine = new StorageEngine({ clock, log }, { ...storageOptions, dataDir: config.dataDir, maxOpenFiles: files.storageFiles })
+      engine = new StorageEngine({ clock, log }, { ...storageOptions, dataDir: config.dataDir, maxOpenFiles: files.storageFiles, cacheMiB: storageOptions.cacheMiB ?? defaultCacheMiB(totalmem()) })
     } catch (err) {
       await host.stop().catch(() => {})
       throw new PeerStartError(`storage settings: ${(err as Error).message}`)
@@ -561,6 +562,14 @@ export class Peer implements ApiPeer {
     })
     m.counterFrom('shoal_clock_skew_refusals_total', 'Remote HLC timestamps refused for being too far ahead of this clock', [], () => [[{}, this.layers.hlc.skew.count]])
     m.gaugeFrom('shoal_rpc_open_streams', 'Long-lived RPC streams open (about one per connected peer)', [], () => [[{}, this.transport.openStreams()]])
+    m.counterFrom('shoal_storage_cache_events_total', 'Block cache lookups that hit and missed, and blocks evicted to stay within storage.cacheMiB', ['event'], () => {
+      const c = this.layers.engine.cache.stats()
+      return [[{ event: 'hit' }, c.hits], [{ event: 'miss' }, c.misses], [{ event: 'eviction' }, c.evictions]]
+    })
+    m.gaugeFrom('shoal_storage_cache_bytes', 'Bytes the block cache holds, and its limit (storage.cacheMiB)', ['kind'], () => {
+      const c = this.layers.engine.cache.stats()
+      return [[{ kind: 'held' }, c.bytes], [{ kind: 'limit' }, c.maxBytes]]
+    })
     m.gaugeFrom('shoal_http_connections', 'HTTP connections open (capped by maxHttpConnections)', [], () => [[{}, this.http.openConnections]])
     m.counterFrom('shoal_http_connections_closed_at_cap_total', 'HTTP connections closed at the cap: idle ones shed to make room, new ones refused while every open one was busy', ['reason'], () => [
       [{ reason: 'shed' }, this.http.connectionCounters.shed], [{ reason: 'refused' }, this.http.connectionCounters.refused]

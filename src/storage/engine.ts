@@ -5,6 +5,7 @@
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SpaceDef } from '../schema/index.js'
+import { BlockCache } from './block-cache.js'
 import { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 import { LocalPartitionStore, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type StorageEngineOptions } from './options.js'
@@ -27,10 +28,14 @@ export class StorageEngine {
   private closed = false
   /** The bound on open files shared by every partition. */
   readonly files: FilePool
+  /** The peer's one cache of blocks read from segment files. */
+  readonly cache: BlockCache
 
   constructor (deps: PartitionDeps, opts: StorageEngineOptions) {
-    const { dataDir, memtableBudgetBytes, maxOpenFiles, ...partitionOpts } = opts
+    const { dataDir, memtableBudgetBytes, maxOpenFiles, cacheMiB, ...partitionOpts } = opts
     this.files = new FilePool(maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES)
+    if (cacheMiB !== undefined && (!Number.isInteger(cacheMiB) || cacheMiB < 1)) throw new RangeError(`storage option cacheMiB must be a positive integer, got ${String(cacheMiB)}`)
+    this.cache = new BlockCache((cacheMiB ?? 64) * 1048576)
     this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), files: this.files }
     resolvePartitionOptions(partitionOpts) // fail fast on a bad option
     this.dataDir = dataDir

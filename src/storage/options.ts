@@ -81,6 +81,12 @@ export interface StorageEngineOptions extends PartitionStoreOptions {
    * sockets; a peer needs this many descriptors for storage whatever its partition count.
    */
   maxOpenFiles?: number
+  /**
+   * Size of the peer's block cache (BlockCache): decoded column chunks and index blocks of
+   * segments. MiB, default a quarter of the machine's memory, at most 4 GiB (the peer sets it;
+   * a bare engine defaults to 64).
+   */
+  cacheMiB?: number
 }
 
 export function resolvePartitionOptions (opts: PartitionStoreOptions): ResolvedPartitionOptions {

@@ -36,6 +36,20 @@ describe('resolveConfig()', () => {
     expect(withFlags.bootstrap).toEqual(['/ip4/127.0.0.1/tcp/1'])
   })
 
+  it('takes the storage cache size from storage.cacheMiB, SHOAL_STORAGE_CACHE_MIB or --cache-mib, in that order of precedence', async () => {
+    const cfg = join(dir, 'cache.json')
+    await writeFile(cfg, JSON.stringify({ storage: { cacheMiB: 128, maxOpenFiles: 64 }, maxHttpConnections: 100 }))
+    const fromFile = resolveConfig({ flags: {}, env: {}, configFile: cfg })
+    expect(fromFile.storage).toEqual({ cacheMiB: 128, maxOpenFiles: 64 })
+    expect(fromFile.maxHttpConnections).toBe(100)
+    expect(resolveConfig({ flags: {}, env: { SHOAL_STORAGE_CACHE_MIB: '256' }, configFile: cfg }).storage.cacheMiB).toBe(256)
+    expect(resolveConfig({ flags: { cacheMiB: '512' }, env: { SHOAL_STORAGE_CACHE_MIB: '256' }, configFile: cfg }).storage.cacheMiB).toBe(512)
+    expect(() => resolveConfig({ flags: { cacheMiB: '0.5' }, env: {} })).toThrow('cacheMiB (from flags): must be a positive integer (MiB)')
+    const topLevel = join(dir, 'top.json')
+    await writeFile(topLevel, JSON.stringify({ cacheMiB: 64 }))
+    expect(() => resolveConfig({ flags: {}, env: {}, configFile: topLevel })).toThrow(/cacheMiB \(from config file .*\): unknown setting/)
+  })
+
   it('names the setting and its source in errors', async () => {
     expect(() => resolveConfig({ flags: { http: 'nope' }, env: {} })).toThrow("http (from flags): expected HOST:PORT, got 'nope'")
     expect(() => resolveConfig({ flags: {}, env: { SHOAL_ENABLE_FAULT_INJECTION: 'maybe' } })).toThrow('enableFaultInjection (from environment): must be true or false')
