@@ -59,10 +59,11 @@ export interface ColumnBatch {
 /**
  * Where a fragment reads its rows: the live (not deleted) rows of one partition replica, as
  * batches holding at least the named columns. Batches may be shared with a cache (segments are
- * immutable): operators never write into a vector they did not create.
+ * immutable): operators never write into a vector they did not create. Asynchronous where the
+ * batches come from disk (a partition store); a plain array or generator serves in tests.
  */
 export interface BatchSource {
-  batches(columns: readonly string[]): Iterable<ColumnBatch>
+  batches(columns: readonly string[]): Iterable<ColumnBatch> | AsyncIterable<ColumnBatch>
 }
 
 /** A vector's length in rows. */

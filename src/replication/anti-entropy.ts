@@ -92,7 +92,7 @@ export class AntiEntropy {
         const index = differing[(start + k) % differing.length]!
         const theirs = parseRecordsAnswer(await transport.request(this.ctx.addr(peer), METHOD_BUCKET,
           { space, partition, index, buckets }, { timeoutMs }), space, 'repl.bucket answer')
-        const ours = store.bucket(index, buckets)
+        const ours = await store.bucket(index, buckets)
         const theirById = new Map<string, VersionedRecord>()
         for (const r of theirs) theirById.set(r.id, r)
         const ourById = new Map<string, VersionedRecord>()

@@ -60,7 +60,7 @@ export class ReadCoordinator {
   }
 
   private async readFrom (peer: PeerId, space: SpaceDef, partition: number, id: string, timeoutMs: number): Promise<VersionedRecord | undefined> {
-    if (peer === this.ctx.self) return (await this.ctx.replicas.open(space, partition)).get(id)
+    if (peer === this.ctx.self) return await (await this.ctx.replicas.open(space, partition)).get(id)
     const answer = await this.ctx.transport.request(this.ctx.addr(peer), METHOD_READ, { space, partition, ids: [id] }, { timeoutMs })
     return parseReadAnswer(answer, space, [id])[0]
   }

@@ -38,7 +38,7 @@ export class ReplicaHandlers {
     transport.handle(METHOD_READ, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseReadRequest(body)
       const store = await this.storeForRead(req.space, req.partition)
-      return { records: req.ids.map(id => store.get(id) ?? null) }
+      return { records: await Promise.all(req.ids.map(async id => (await store.get(id)) ?? null)) }
     }))
     transport.handle(METHOD_DIGEST, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseDigestRequest(body)
@@ -48,7 +48,7 @@ export class ReplicaHandlers {
     transport.handle(METHOD_BUCKET, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseBucketRequest(body)
       const store = await this.storeForRead(req.space, req.partition)
-      return { records: store.bucket(req.index, req.buckets) }
+      return { records: await store.bucket(req.index, req.buckets) }
     }))
     transport.handleStream(METHOD_SCAN, (body, ctx) => this.onScan(body, ctx))
   }

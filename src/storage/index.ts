@@ -13,10 +13,10 @@
  * const engine = new StorageEngine({ clock: new SystemClock(), log }, { dataDir: '/var/lib/shoal' })
  * const store = await engine.openPartition(space, 3)
  * await store.apply([{ id: 'a', version: hlc.now(), deleted: false, row: { id: 'a', amount: 1.5 } }])
- * store.get('a')                  // newest version, tombstones included
- * store.digest(64).root           // compare with a replica's; then store.bucket(i, 64) to repair
+ * await store.get('a')            // newest version, tombstones included
+ * store.digest(64).root           // compare with a replica's; then await store.bucket(i, 64) to repair
  * for await (const batch of store.scan({ batchRecords: 1000 })) send(batch)
- * for (const b of store.batches(['id', 'amount'])) sum(b.columns.get('amount')!) // synchronous snapshot
+ * for await (const b of store.batches(['id', 'amount'])) sum(b.columns.get('amount')!) // a snapshot taken by the call
  * await engine.close()
  * ```
  *

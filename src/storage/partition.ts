@@ -825,7 +825,7 @@ export class LocalPartitionStore implements PartitionStore {
   // ---------------------------------------------------------------------------------------------
   // Reads
 
-  get (id: string): VersionedRecord | undefined {
+  async get (id: string): Promise<VersionedRecord | undefined> {
     const e = this.index.get(id)
     return e === undefined ? undefined : this.materialize(e)
   }
@@ -861,7 +861,13 @@ export class LocalPartitionStore implements PartitionStore {
    * records never change, so even a caller that awaits between batches (a flush, a compaction or
    * writes running meanwhile) gets the rows of the moment of the call, each id once.
    */
-  batches (columns: readonly string[]): Iterable<ColumnBatch> {
+  batches (columns: readonly string[]): AsyncIterable<ColumnBatch> {
+    const snapshot = this.batchesNow(columns)
+    return (async function * () { yield * snapshot })()
+  }
+
+  /** The snapshot of batches(), taken synchronously (see there). */
+  private batchesNow (columns: readonly string[]): Iterable<ColumnBatch> {
     const schema = this.spaceDef.schema
     const cols: Array<{ name: string, type: ValueType }> = []
     for (const name of new Set(columns)) cols.push({ name, type: schema.find(c => c.name === name)?.type ?? 'null' })
@@ -935,7 +941,7 @@ export class LocalPartitionStore implements PartitionStore {
     return { buckets, hashes, root, records: this.index.size }
   }
 
-  bucket (index: number, buckets: number): VersionedRecord[] {
+  async bucket (index: number, buckets: number): Promise<VersionedRecord[]> {
     if (!Number.isInteger(buckets) || buckets < 1) throw new RangeError(`buckets must be a positive integer, got ${buckets}`)
     if (!Number.isInteger(index) || index < 0 || index >= buckets) throw new RangeError(`bucket ${index} is not in 0..${buckets - 1}`)
     const out: VersionedRecord[] = []

@@ -58,21 +58,25 @@ export interface PartitionStore {
    * coordinator sent them): the store may write those bytes to its log instead of encoding again.
    */
   apply(records: readonly VersionedRecord[], packed?: PackedRecords): Promise<ApplyResult>
-  /** The newest version held for `id`, tombstones included (while within their grace period). */
-  get(id: string): VersionedRecord | undefined
+  /**
+   * The newest version held for `id`, tombstones included (while within their grace period).
+   * A promise: with disk-resident segments a get may read an index block.
+   */
+  get(id: string): Promise<VersionedRecord | undefined>
   /** Every record held (tombstones included), in batches; for streaming a partition to a new owner. */
   scan(opts?: { batchRecords?: number, includeTombstones?: boolean }): AsyncIterable<VersionedRecord[]>
   /**
    * The live rows (no tombstones, newest version of each id only) as column batches holding at
    * least `columns` (a column the schema lacks, or that an older segment lacks, reads as all-NULL
-   * of the schema's type; 'null' when the schema has no such column). Synchronous: a snapshot of
-   * what is applied when called; iterate it without awaiting in between. The vectors may be
-   * shared with a cache: never write into them. Each id appears once, in no particular order.
+   * of the schema's type; 'null' when the schema has no such column). A snapshot of what is
+   * applied when called (the call itself, not the first iteration, takes it); the batches may be
+   * read from disk as they are iterated. The vectors may be shared with a cache: never write into
+   * them. Each id appears once, in no particular order.
    */
-  batches(columns: readonly string[]): Iterable<ColumnBatch>
+  batches(columns: readonly string[]): AsyncIterable<ColumnBatch>
   digest(buckets?: number): PartitionDigest
   /** The records of one digest bucket (tombstones included), for anti-entropy repair. */
-  bucket(index: number, buckets: number): VersionedRecord[]
+  bucket(index: number, buckets: number): Promise<VersionedRecord[]>
   stats(): PartitionStats
   /**
    * Whether this replica recovered from a damaged WAL and has not yet synced with every other

@@ -72,7 +72,9 @@ export class MemoryPartitionStore implements PartitionStore {
     return { applied, stale }
   }
 
-  get (id: string): VersionedRecord | undefined { return this.records.get(id) }
+  async get (id: string): Promise<VersionedRecord | undefined> { return this.records.get(id) }
+  /** get() without the promise, for a test's synchronous checks (a simulator condition, an expect). */
+  peek (id: string): VersionedRecord | undefined { return this.records.get(id) }
 
   async * scan (opts: { batchRecords?: number, includeTombstones?: boolean } = {}): AsyncIterable<VersionedRecord[]> {
     const batch = Math.max(1, opts.batchRecords ?? 1000)
@@ -83,13 +85,13 @@ export class MemoryPartitionStore implements PartitionStore {
     }
   }
 
-  batches (columns: readonly string[]): Iterable<ColumnBatch> {
+  batches (columns: readonly string[]): AsyncIterable<ColumnBatch> {
     const cols: Array<{ name: string, type: ValueType }> = [...new Set(columns)].map(name => ({ name, type: this.space.schema.find(c => c.name === name)?.type ?? 'null' }))
     // Snapshot now: the live rows (apply() replaces records, never mutates them), NULL for absent columns.
     const rows = [...this.records.values()].filter(r => !r.deleted).map(r => r.row!)
     const out: ColumnBatch[] = []
     for (let i = 0; i < rows.length; i += 65_536) out.push(batchFromRows(rows.slice(i, i + 65_536), cols))
-    return out
+    return (async function * () { yield * out })()
   }
 
   digest (buckets = 256): PartitionDigest {
@@ -115,7 +117,7 @@ export class MemoryPartitionStore implements PartitionStore {
     return { buckets, hashes, root: hex(fnv(hashes.join(''), 1)) + hex(fnv(hashes.join(''), 2)), records: this.records.size }
   }
 
-  bucket (index: number, buckets: number): VersionedRecord[] {
+  async bucket (index: number, buckets: number): Promise<VersionedRecord[]> {
     const out: VersionedRecord[] = []
     for (const r of this.records.values()) if (idHash(r.id) % buckets === index) out.push(r)
     return out

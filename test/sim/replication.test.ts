@@ -52,7 +52,7 @@ describe('replication in the simulator', () => {
     expect(c.get('p0').replicator.stats().hints.deliveredRecords).toBe(30)
     for (const row of rowsOf(30)) {
       const p = c.get('p0').placement.partitionOf(space, row.id)
-      expect(c.store('p2', space, p)?.get(row.id)?.row).toMatchObject(row)
+      expect(c.store('p2', space, p)?.peek(row.id)?.row).toMatchObject(row)
     }
   })
 
@@ -68,16 +68,16 @@ describe('replication in the simulator', () => {
     const r = await drive(world, c.get('p0').replicator.read(space, 'k', { consistency: 'all' }))
     expect(r.record?.row).toMatchObject({ v: 2, note: 'new' })
     expect(r.repaired).toBe(2)
-    expect(c.store('p1', space, p)!.get('k')?.row).toMatchObject({ v: 2 })
-    expect(c.store('p2', space, p)!.get('k')?.row).toMatchObject({ v: 2 })
+    expect(c.store('p1', space, p)!.peek('k')?.row).toMatchObject({ v: 2 })
+    expect(c.store('p2', space, p)!.peek('k')?.row).toMatchObject({ v: 2 })
     // A missing record is repaired too.
     const only = { id: 'm', version: c.get('p1').hlc.now(), deleted: false, row: { id: 'm', v: 9, note: null } }
     const pm = c.get('p0').placement.partitionOf(space, 'm')
     await c.store('p1', space, pm)!.apply([only])
     const r2 = await drive(world, c.get('p2').replicator.read(space, 'm', { consistency: 'all' }))
     expect(r2.record?.row).toMatchObject({ v: 9 })
-    expect(c.store('p2', space, pm)!.get('m')?.version).toBe(only.version)
-    expect(c.store('p0', space, pm)!.get('m')?.version).toBe(only.version)
+    expect(c.store('p2', space, pm)!.peek('m')?.version).toBe(only.version)
+    expect(c.store('p0', space, pm)!.peek('m')?.version).toBe(only.version)
   })
 
   it('fails fast with PartitionUnavailableError when 2 of 3 replicas are partitioned away', async () => {
@@ -150,9 +150,9 @@ describe('replication in the simulator', () => {
     expect(stats.recordsPulled).toBe(21)
     for (const row of missed) {
       const p = c.get('p0').placement.partitionOf(space, row.id)
-      expect(c.store('p2', space, p)?.get(row.id)?.row).toMatchObject(row)
+      expect(c.store('p2', space, p)?.peek(row.id)?.row).toMatchObject(row)
     }
-    expect(c.store('p2', space, c.get('p0').placement.partitionOf(space, 'a7'))?.get('a7')?.deleted).toBe(true)
+    expect(c.store('p2', space, c.get('p0').placement.partitionOf(space, 'a7'))?.peek('a7')?.deleted).toBe(true)
   })
 
   it('answers bad or skewed replica requests with a clear code and keeps serving', async () => {
@@ -174,7 +174,7 @@ describe('replication in the simulator', () => {
     const future = c.get('p1').hlc.now() + 2 * 3600 * 1000 * 1024
     const skewErr = await drive(world, t.request(to, 'repl.write', { space, partition: 0, records: [{ id: 'zz', version: future, deleted: false, row: { id: 'zz' } }], hlc: future })).catch(e => e)
     expect((skewErr as RemoteError).code).toBe('CLOCK_SKEW')
-    expect(c.store('p0', space, 0)?.get('zz')).toBeUndefined()
+    expect(c.store('p0', space, 0)?.peek('zz')).toBeUndefined()
     expect(c.get('p0').replicator.stats().replica.badRequests).toBe(6)
     // Still serving.
     await drive(world, c.get('p1').replicator.write(space, rowsOf(3), { consistency: 'all' }))

@@ -125,12 +125,12 @@ describe('MemoryPartitionStore (the contract replication relies on)', () => {
     expect(await s.apply([rec('a', 5, 1), rec('b', 1, 1)])).toEqual({ applied: 2, stale: 0 })
     expect(await s.apply([rec('a', 4, 2), rec('a', 5, 1)])).toEqual({ applied: 0, stale: 2 })
     expect(await s.apply([rec('a', 5, null)])).toEqual({ applied: 1, stale: 0 }) // same version: delete wins
-    expect(s.get('a')!.deleted).toBe(true)
+    expect((await s.get('a'))!.deleted).toBe(true)
     expect(compareVersions(rec('x', 2, 1), rec('x', 2, 2))).toBeLessThan(0)
     const t = new MemoryPartitionStore(space, 0)
     await t.apply([rec('x', 2, 2)])
     await t.apply([rec('x', 2, 1)])
-    expect(t.get('x')!.row!.v).toBe(2)
+    expect((await t.get('x'))!.row!.v).toBe(2)
   })
 
   it('digests are equal for equal contents in any order, incremental and recomputed alike', async () => {
@@ -150,7 +150,7 @@ describe('MemoryPartitionStore (the contract replication relies on)', () => {
     const db = b.digest(64)
     const diff = da.hashes.map((h, i) => h !== db.hashes[i] ? i : -1).filter(i => i >= 0)
     expect(diff.length).toBe(1)
-    expect(b.bucket(diff[0]!, 64).map(r => r.id)).toContain('k7')
+    expect((await b.bucket(diff[0]!, 64)).map(r => r.id)).toContain('k7')
     let n = 0
     for await (const batch of a.scan({ batchRecords: 7 })) { expect(batch.length).toBeLessThanOrEqual(7); n += batch.length }
     expect(n).toBe(300)

@@ -51,10 +51,17 @@ function normalize (v: unknown): unknown {
   return v ?? null
 }
 
+/** Every batch of an async iterable, in order. */
+async function collect (batches: AsyncIterable<ColumnBatch>): Promise<ColumnBatch[]> {
+  const out: ColumnBatch[] = []
+  for await (const b of batches) out.push(b)
+  return out
+}
+
 /** The batches as rows id → {column: value}, checking shapes and that each id comes once. */
-function fromBatches (batches: Iterable<ColumnBatch>, cols: readonly string[]): Map<string, Record<string, unknown>> {
+async function fromBatches (batches: AsyncIterable<ColumnBatch>, cols: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
   const out = new Map<string, Record<string, unknown>>()
-  for (const batch of batches) {
+  for await (const batch of batches) {
     for (const c of cols) {
       const v = batch.columns.get(c)
       expect(v, `column ${c}`).toBeDefined()
@@ -103,7 +110,7 @@ function sorted (m: Map<string, Record<string, unknown>>): Array<[string, Record
 
 /** batches() equals scan()'s live rows and the model. */
 async function check (store: LocalPartitionStore, model: Map<string, VersionedRecord>, cols = COLS): Promise<void> {
-  const got = sorted(fromBatches(store.batches(cols), cols))
+  const got = sorted(await fromBatches(store.batches(cols), cols))
   expect(got).toEqual(sorted(await fromScan(store, cols)))
   expect(got).toEqual(sorted(fromModel(model, cols)))
 }
@@ -144,7 +151,7 @@ describe('storage: batches() against scan()', () => {
     let store = await openStore(dir, space, MANUAL)
     const w = new Workload(space, 400, 1)
     await check(store, w.model)
-    expect([...store.batches(COLS)]).toEqual([])
+    expect((await collect(store.batches(COLS)))).toEqual([])
 
     // Memtable only.
     await w.write(store, 200)
@@ -158,7 +165,7 @@ describe('storage: batches() against scan()', () => {
     }
     expect(store.stats().segments).toBe(4)
     // A segment whose rows are all superseded or deleted yields no batch.
-    const counts = [...store.batches([])].map(b => b.length)
+    const counts = (await collect(store.batches([]))).map(b => b.length)
     expect(counts.reduce((a, b) => a + b, 0)).toBe(store.stats().liveRows)
     expect(counts.every(n => n > 0)).toBe(true)
 
@@ -202,7 +209,7 @@ describe('storage: batches() against scan()', () => {
     await w.write(store, 60, 0.2, extra)
     await check(store, w.model, cols)
     // The old segment has no `note`: an all-NULL vector of the schema's type.
-    const old = [...store.batches(['id', 'note'])][0]!
+    const old = (await collect(store.batches(['id', 'note'])))[0]!
     expect(old.columns.get('note')?.tag).toBe('str')
 
     await store.compact()
@@ -219,7 +226,7 @@ describe('storage: batches() against scan()', () => {
     await store.apply([put(space, 'a', T0, { n: 1 }), put(space, 'b', T0, { n: 2 })])
     await store.flush()
     await store.apply([put(space, 'c', T0, { n: 3 }), del('a', T0 + 1)])
-    const batches = [...store.batches(['nope', 'n', 'n'])]
+    const batches = (await collect(store.batches(['nope', 'n', 'n'])))
     expect(batches.map(b => b.length).reduce((a, b) => a + b, 0)).toBe(2)
     for (const b of batches) {
       expect([...b.columns.keys()]).toEqual(['nope', 'n'])
@@ -227,7 +234,7 @@ describe('storage: batches() against scan()', () => {
       expect(v.tag === 'num' && v.type === 'null').toBe(true)
       for (let i = 0; i < b.length; i++) expect(valueAt(v, i)).toBeNull()
     }
-    expect([...store.batches([])].map(b => b.length).reduce((a, b) => a + b, 0)).toBe(2)
+    expect((await collect(store.batches([]))).map(b => b.length).reduce((a, b) => a + b, 0)).toBe(2)
     await store.close()
   })
 
@@ -276,7 +283,7 @@ describe('storage: batches() against scan()', () => {
     await w.write(store, 100, 0.5)
     await store.flush()
     await store.compact()
-    expect(sorted(fromBatches(snap, COLS))).toEqual(sorted(before))
+    expect(sorted(await fromBatches(snap, COLS))).toEqual(sorted(before))
     await check(store, w.model)
     await store.close()
   })
@@ -289,15 +296,15 @@ describe('storage: the segment column cache', () => {
     const w = new Workload(space, 1000, 4)
     await w.write(store, 200, 0)
     await store.flush()
-    const [a] = [...store.batches(COLS)]
-    const [b] = [...store.batches(COLS)]
+    const [a] = (await collect(store.batches(COLS)))
+    const [b] = (await collect(store.batches(COLS)))
     expect(a!.length).toBe(w.model.size)
     for (const c of COLS) expect(b!.columns.get(c)).toBe(a!.columns.get(c))
     // Some rows superseded: a gathered copy now, from the same cached vectors.
     const [first] = w.model.keys()
     await store.apply([del(first!, T0 + 1e6)])
     w.model.set(first!, del(first!, T0 + 1e6))
-    const [c1] = [...store.batches(['d'])]
+    const [c1] = (await collect(store.batches(['d'])))
     expect(c1!.length).toBe(w.model.size - 1)
     expect(c1!.columns.get('d')).not.toBe(a!.columns.get('d'))
     await check(store, w.model)
@@ -346,7 +353,7 @@ describe('MemoryPartitionStore.batches (the simulator)', () => {
     const s = new MemoryPartitionStore(space, 0)
     await s.apply([put(space, 'a', T0, { n: 1, s: 'x' }), put(space, 'b', T0, { n: 2 }), put(space, 'c', T0, { n: 3 })])
     await s.apply([del('b', T0 + 1), put(space, 'a', T0 + 1, { n: 5 })])
-    const got = fromBatches(s.batches(['id', 'n', 's']), ['id', 'n', 's'])
+    const got = await fromBatches(s.batches(['id', 'n', 's']), ['id', 'n', 's'])
     expect(sorted(got)).toEqual([['a', { id: 'a', n: 5, s: null }], ['c', { id: 'c', n: 3, s: null }]])
   })
 })
@@ -370,20 +377,20 @@ describe('storage: batches() timing (printed, not asserted)', () => {
     while (store.stats().memtableRows > 0) await store.flush()
     const load = performance.now() - t0
     const cols = ['s', 'f', 'n']
-    const time = (fn: () => number): { ms: number, n: number } => { const a = performance.now(); const n = fn(); return { ms: performance.now() - a, n } }
-    const consume = (): number => {
+    const time = async (fn: () => Promise<number>): Promise<{ ms: number, n: number }> => { const a = performance.now(); const n = await fn(); return { ms: performance.now() - a, n } }
+    const consume = async (): Promise<number> => {
       let rows = 0
       let sum = 0
-      for (const b of store.batches(cols)) {
+      for await (const b of store.batches(cols)) {
         rows += b.length
         const f = b.columns.get('f')!
         if (f.tag === 'num') sum += f.values[0]!
       }
       return rows + (sum > Infinity ? 1 : 0)
     }
-    const cold = time(consume)
-    const warm = time(consume)
-    const warm2 = time(consume)
+    const cold = await time(consume)
+    const warm = await time(consume)
+    const warm2 = await time(consume)
     const a = performance.now()
     let scanned = 0
     for await (const batch of store.scan({ batchRecords: 10_000, includeTombstones: false })) scanned += batch.length
@@ -397,13 +404,13 @@ describe('storage: batches() timing (printed, not asserted)', () => {
     const recs: VersionedRecord[] = []
     for (let j = 0; j < N; j += 10) recs.push(del(`k${j}`, T0 + 1))
     await store.apply(recs)
-    const gathered = time(consume)
+    const gathered = await time(consume)
     console.log(`batches() with 10% deleted (gather): ${gathered.ms.toFixed(1)} ms for ${gathered.n} rows`)
     // The memtable path: rows as objects through vectorFromValues on every call.
     const mem: VersionedRecord[] = []
     for (let j = 0; j < Math.min(N, 200_000); j++) mem.push({ id: `k${j}`, version: makeHlc(T0 + 2, 0), deleted: false, row: row(space, { id: `k${j}`, s: `w${j % 100}`, f: j, n: j }) })
     for (let j = 0; j < mem.length; j += STEP) await store.apply(mem.slice(j, j + STEP))
-    const withMem = time(consume)
+    const withMem = await time(consume)
     console.log(`batches() with ${store.stats().memtableRows} rows in the memtable: ${withMem.ms.toFixed(1)} ms for ${withMem.n} rows`)
     await store.close()
   }, 300_000)

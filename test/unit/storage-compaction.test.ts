@@ -24,10 +24,10 @@ describe('storage compaction', () => {
     expect(r).toMatchObject({ segmentsIn: 4, segmentsOut: 1, rowsKept: 50, deadDropped: 150, tombstonesPurged: 0 })
     expect(store.stats().segments).toBe(1)
     expect((await readdir(dir)).filter(f => f.endsWith('.arrow'))).toHaveLength(1)
-    for (let i = 0; i < 50; i++) expect(store.get(`k${i}`)?.row?.n).toBe(3)
+    for (let i = 0; i < 50; i++) expect((await store.get(`k${i}`))?.row?.n).toBe(3)
     await store.close()
     const again = await openStore(dir, space)
-    for (let i = 0; i < 50; i++) expect(again.get(`k${i}`)?.row?.n).toBe(3)
+    for (let i = 0; i < 50; i++) expect((await again.get(`k${i}`))?.row?.n).toBe(3)
     await again.close()
   })
 
@@ -41,10 +41,10 @@ describe('storage compaction', () => {
     expect(store.compactionDue()).toBe(true)
     const r = await store.compact()
     expect(r.tombstonesPurged).toBe(1)
-    expect(store.get('old')).toBeUndefined()
-    expect(store.get('young')?.deleted).toBe(true)
-    expect(store.get('edge')?.deleted).toBe(true)
-    expect(store.get('live')?.row?.n).toBe(1)
+    expect((await store.get('old'))).toBeUndefined()
+    expect((await store.get('young'))?.deleted).toBe(true)
+    expect((await store.get('edge'))?.deleted).toBe(true)
+    expect((await store.get('live'))?.row?.n).toBe(1)
     expect(store.digest().records).toBe(before.records - 1)
     expect(store.compactionDue()).toBe(false)
     clock.t += 2 * DAY
@@ -54,7 +54,7 @@ describe('storage compaction', () => {
     // Tombstones still in the memtable are never purged.
     await store.apply([del('fresh-in-mem', T0 - 30 * DAY)])
     await store.compact()
-    expect(store.get('fresh-in-mem')?.deleted).toBe(true)
+    expect((await store.get('fresh-in-mem'))?.deleted).toBe(true)
     await store.close()
   })
 
@@ -88,7 +88,7 @@ describe('storage compaction', () => {
     const check = async (s: typeof store): Promise<void> => {
       const all = await scanAll(s)
       expect(all.size).toBe(expected.size)
-      for (const [id, r] of expected) expect(s.get(id), id).toEqual(r)
+      for (const [id, r] of expected) expect((await s.get(id)), id).toEqual(r)
       for (const [id, r] of all) expect(r).toEqual(expected.get(id))
     }
     await check(store)
@@ -111,7 +111,7 @@ describe('storage compaction', () => {
     await store.compact() // joins the policy's run if one is in flight
     expect(store.counters.compactions).toBeGreaterThanOrEqual(1)
     expect(store.stats().segments).toBeLessThanOrEqual(3)
-    for (let i = 0; i < 4; i++) expect(store.get(`k${i}`)?.row?.n).toBe(i)
+    for (let i = 0; i < 4; i++) expect((await store.get(`k${i}`))?.row?.n).toBe(i)
     await store.close()
   })
 })
@@ -142,13 +142,13 @@ describe('storage: size-tiered background compaction', () => {
       expect(store.stats().segments).toBeLessThanOrEqual(7 + 1) // the limit, a merge's output, one flush landing meanwhile
     }
     await store.flush()
-    for (const [id, r] of want) expect(store.get(id), id).toEqual(r)
+    for (const [id, r] of want) expect((await store.get(id)), id).toEqual(r)
     // A full merge at every limit crossing would have rewritten ~4000 * 4000 / (10 * 6) / 2 rows.
     expect(store.counters.rowsRewritten).toBeLessThan(40_000)
     expect(store.counters.compactions).toBeGreaterThan(20)
     await store.close()
     const again = await openStore(dir, space)
-    for (const [id, r] of want) expect(again.get(id), id).toEqual(r)
+    for (const [id, r] of want) expect((await again.get(id)), id).toEqual(r)
     expect((await scanAll(again)).size).toBe(want.size)
     await again.close()
   })

@@ -43,7 +43,7 @@ describe('storage: a bound on open files', () => {
     const again = new StorageEngine({ clock: manualClock(), log: recordingLogger() }, { dataDir, maxOpenFiles: 2, compactionCheckIntervalMs: 0 })
     const reopened = await Promise.all(Array.from({ length: space.partitions }, async (_, p) => await again.openPartition(space, p)))
     for (const [p, s] of reopened.entries()) {
-      for (let round = 0; round < 3; round++) expect(s.get(`p${p}-r${round}`)?.row?.n, `p${p}-r${round}`).toBe(p)
+      for (let round = 0; round < 3; round++) expect((await s.get(`p${p}-r${round}`))?.row?.n, `p${p}-r${round}`).toBe(p)
     }
     expect(again.files.peak).toBeLessThanOrEqual(2)
     await again.close()

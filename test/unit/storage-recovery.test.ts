@@ -22,8 +22,8 @@ async function applyOneByOne (store: LocalPartitionStore, records: VersionedReco
   for (const r of records) await store.apply([r])
 }
 
-function expectHolds (store: LocalPartitionStore, records: VersionedRecord[]): void {
-  for (const r of records) expect(store.get(r.id), r.id).toEqual(r)
+async function expectHolds (store: LocalPartitionStore, records: VersionedRecord[]): Promise<void> {
+  for (const r of records) expect((await store.get(r.id)), r.id).toEqual(r)
 }
 
 describe('storage recovery', () => {
@@ -34,7 +34,7 @@ describe('storage recovery', () => {
     await applyOneByOne(store, records)
     await store.close()
     const again = await openStore(dir, space)
-    expectHolds(again, records)
+    await expectHolds(again, records)
     expect(again.stats().liveRows + again.stats().tombstones).toBe(100)
     await again.close()
   })
@@ -51,7 +51,7 @@ describe('storage recovery', () => {
     await cp(dir, crashed, { recursive: true })
     const log = recordingLogger()
     const again = await openStore(crashed, space, {}, { log })
-    expectHolds(again, [...records.slice(1), ...extra])
+    await expectHolds(again, [...records.slice(1), ...extra])
     expect(again.recovery.walRecords).toBeGreaterThanOrEqual(2)
     expect(again.recovery.segments).toBeGreaterThan(0)
     expect(again.recovery.bytesTruncated).toBe(0)
@@ -76,8 +76,8 @@ describe('storage recovery', () => {
       await writeFile(join(d, walFileName(0)), full.subarray(0, cut))
       const log = recordingLogger()
       const s = await openStore(d, space, {}, { log })
-      expectHolds(s, first)
-      expect(s.get('last')).toBeUndefined()
+      await expectHolds(s, first)
+      expect((await s.get('last'))).toBeUndefined()
       expect(s.recovery.bytesTruncated).toBe(cut - goodEnd)
       expect(s.recovery.corruptFrames).toBe(0)
       expect((await stat(join(d, walFileName(0)))).size).toBe(goodEnd)
@@ -88,8 +88,8 @@ describe('storage recovery', () => {
       await s2.apply([put(space, 'after', T0, { n: 1 })])
       await s2.close()
       const s3 = await openStore(d, space)
-      expectHolds(s3, first)
-      expect(s3.get('after')?.row?.n).toBe(1)
+      await expectHolds(s3, first)
+      expect((await s3.get('after'))?.row?.n).toBe(1)
       await s3.close()
       await dirs.cleanup()
     }
@@ -115,8 +115,8 @@ describe('storage recovery', () => {
       await writeFile(join(d, walFileName(0)), full.subarray(0, cut))
       const s = await openStore(d, space)
       const complete = ends.filter(e => e <= cut).length
-      expectHolds(s, records.slice(0, complete))
-      for (const r of records.slice(complete)) expect(s.get(r.id)).toBeUndefined()
+      await expectHolds(s, records.slice(0, complete))
+      for (const r of records.slice(complete)) expect((await s.get(r.id))).toBeUndefined()
       await s.close()
     }
   })
@@ -142,8 +142,8 @@ describe('storage recovery', () => {
     await fh.close()
     const log = recordingLogger()
     const s = await openStore(dir, space, {}, { log })
-    expectHolds(s, [...records.slice(0, 4), ...records.slice(5)])
-    expect(s.get('k4')).toBeUndefined()
+    await expectHolds(s, [...records.slice(0, 4), ...records.slice(5)])
+    expect((await s.get('k4'))).toBeUndefined()
     expect(s.recovery.corruptFrames).toBe(1)
     expect(s.recovery.corruptBytes).toBe(ends[4]! - ends[3]!)
     expect(s.recovery.bytesTruncated).toBe(0)
@@ -168,9 +168,9 @@ describe('storage recovery', () => {
     // Put the old WAL back as if the unlink never happened.
     await writeFile(join(dir, oldWal), walBytes)
     const s = await openStore(dir, space)
-    expect(s.get('k3')).toEqual(newer)
-    expect(s.get('k4')?.deleted).toBe(true)
-    expectHolds(s, records.filter(r => r.id !== 'k3' && r.id !== 'k4'))
+    expect((await s.get('k3'))).toEqual(newer)
+    expect((await s.get('k4'))?.deleted).toBe(true)
+    await expectHolds(s, records.filter(r => r.id !== 'k3' && r.id !== 'k4'))
     expect(await walFiles(dir)).not.toContain(oldWal) // covered by the manifest: deleted, not replayed
     await s.close()
   })
@@ -193,8 +193,8 @@ describe('storage recovery', () => {
     await writeFile(join(dir, oldWal), walBytes)
     const s = await openStore(dir, space)
     expect(s.recovery.walRecords).toBe(21)
-    expect(s.get('k3')).toEqual(newer)
-    expectHolds(s, records.filter(r => r.id !== 'k3'))
+    expect((await s.get('k3'))).toEqual(newer)
+    await expectHolds(s, records.filter(r => r.id !== 'k3'))
     expect(s.stats().liveRows).toBe(20)
     const d = s.digest()
     await s.flush()
@@ -219,8 +219,8 @@ describe('storage recovery', () => {
     const s = await openStore(before, space)
     expect(s.recovery.orphanSegments).toBe(1)
     expect(await readdir(before)).not.toContain(seg2)
-    expect(s.get('k1')?.row?.n).toBe(100)
-    expectHolds(s, records.filter(r => r.id !== 'k1'))
+    expect((await s.get('k1'))?.row?.n).toBe(100)
+    await expectHolds(s, records.filter(r => r.id !== 'k1'))
     expect(s.stats()).toMatchObject({ segments: 1, liveRows: 20 })
     await s.close()
   })
@@ -284,7 +284,7 @@ describe('storage: packed frames (a coordinator\'s bytes logged as they came)', 
     const wal = await readFile(join(dir, (await walFiles(dir))[0]!))
     expect(wal.indexOf(Buffer.from(packed.bytes))).toBeGreaterThan(0)
     const again = await openStore(dir, space)
-    expectHolds(again, records)
+    await expectHolds(again, records)
     expect(again.recovery.walRecords).toBe(3)
     await again.close()
   })
@@ -301,7 +301,7 @@ describe('storage: packed frames (a coordinator\'s bytes logged as they came)', 
     const wal = await readFile(join(dir, (await walFiles(dir))[0]!))
     expect(wal.indexOf(Buffer.from(packed.bytes))).toBe(-1)
     const again = await openStore(dir, space)
-    expectHolds(again, [newer, records[1]!, records[2]!])
+    await expectHolds(again, [newer, records[1]!, records[2]!])
     await again.close()
   })
 
@@ -312,7 +312,7 @@ describe('storage: packed frames (a coordinator\'s bytes logged as they came)', 
     await store.close()
     const wider = { ...space, schema: addColumn(space.schema, { name: 'note', type: 'utf8', nullable: true }) }
     const again = await openStore(dir, wider)
-    expect(again.get('a')?.row).toEqual({ id: 'a', n: 1, s: 'x', note: null })
+    expect((await again.get('a'))?.row).toEqual({ id: 'a', n: 1, s: 'x', note: null })
     await again.close()
   })
 
@@ -330,8 +330,8 @@ describe('storage: packed frames (a coordinator\'s bytes logged as they came)', 
       const d = await dirs.make()
       await writeFile(join(d, walFileName(0)), full.subarray(0, cut))
       const s = await openStore(d, space)
-      expectHolds(s, [first])
-      expect(s.get('a')).toBeUndefined()
+      await expectHolds(s, [first])
+      expect((await s.get('a'))).toBeUndefined()
       expect(s.recovery.bytesTruncated).toBe(cut - goodEnd)
       await s.close()
     }
@@ -346,8 +346,8 @@ describe('storage: packed frames (a coordinator\'s bytes logged as they came)', 
     await store.close()
     const log = recordingLogger()
     const again = await openStore(dir, space, {}, { log })
-    expectHolds(again, [first])
-    expect(again.get('a')).toBeUndefined()
+    await expectHolds(again, [first])
+    expect((await again.get('a'))).toBeUndefined()
     expect(again.recovery.corruptFrames).toBe(1)
     expect(again.damage()).toMatchObject([{ repaired: false, regions: [{ reason: expect.stringMatching(/undecodable/) }] }])
     await again.close()

@@ -86,7 +86,7 @@ export async function runFragment (plan: PlanNode, ctx: FragmentContext): Promis
   const stats: FragmentStats = { rowsScanned: 0, rowsMatched: 0, ms: 0 }
   const sink = makeSink(shape, ctx, budget)
   let last = now()
-  for (const raw of ctx.source.batches(columns)) {
+  for await (const raw of ctx.source.batches(columns)) {
     stats.rowsScanned += raw.length
     if (shape.filter === null) {
       stats.rowsMatched += raw.length

@@ -6,7 +6,7 @@
  * on another replica. Everything in the request is checked: it comes off the network.
  */
 import { pack } from 'msgpackr'
-import type { ValueType } from '../../columnar/index.js'
+import type { ColumnBatch, ValueType } from '../../columnar/index.js'
 import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
 import { decodePlan, type PlanNode } from '../model/index.js'
@@ -107,9 +107,12 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     if (signal.aborted) return []
     // Reading the replica apart from running on it: a read that fails is this replica's trouble
     // (the next one is asked), an execution that fails is the query's (see fragmentErrorCode).
-    let batches
+    let batches: ColumnBatch[] | undefined
     try {
-      batches = deps.pool !== undefined ? [...store.batches(columns)] : undefined
+      if (deps.pool !== undefined) {
+        batches = []
+        for await (const b of store.batches(columns)) batches.push(b)
+      }
     } catch (err) {
       return [{ p, error: { code: 'STORE_FAILED', message: (err as Error).message } }]
     }
