@@ -20,7 +20,7 @@ import type { VersionedRecord } from './types.js'
 
 export const VERSION_COLUMN = '$version'
 export const DELETED_COLUMN = '$deleted'
-const FORMAT_KEY = 'shoal.segment'
+export const FORMAT_KEY = 'shoal.segment'
 const FORMAT = '1'
 const DAY_MS = 86_400_000
 const SAFE_MIN = BigInt(Number.MIN_SAFE_INTEGER)
@@ -57,7 +57,8 @@ function listValueToArrow (elem: ScalarType, v: unknown): unknown {
   }
 }
 
-function buildColumn (type: ColumnType, values: readonly unknown[]): Data {
+/** One column of Arrow data from in-memory values (schema/index.ts form); NULL for null/undefined. */
+export function buildColumn (type: ColumnType, values: readonly unknown[]): Data {
   const n = values.length
   const t = arrowType(type)
   const dim = vectorDim(type)
@@ -343,7 +344,7 @@ export class Segment {
 // Columnar decoding (straight from the Arrow buffers; Vector.get per row is far too slow)
 
 /** The id column as strings, one per row; a NULL or non-utf8 id makes the file corrupt. */
-function decodeIds (chunks: Data[], rows: number, path: string): string[] {
+export function decodeIds (chunks: Data[], rows: number, path: string): string[] {
   const ids = new Array<string>(rows)
   let i = 0
   for (const d of chunks) {
@@ -385,7 +386,8 @@ function applyNulls (d: Data, out: Float64Array, base: number): void {
   }
 }
 
-function decodeColumn (type: ValueType, vec: Vector | undefined, rows: number, path: string): ColumnVector {
+/** A column's Arrow data (`vec`, `rows` long; undefined: the file lacks it) in the columnar form, as `type`. */
+export function decodeColumn (type: ValueType, vec: Vector | undefined, rows: number, path: string): ColumnVector {
   if (vec === undefined || type === 'null') return nullVector(type, rows)
   if (vec.length !== rows) throw new SegmentCorruptError(path, `a column holds ${vec.length} rows, the file ${rows}`)
   const chunks = vec.data as Data[]

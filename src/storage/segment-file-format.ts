@@ -1,0 +1,429 @@
+/**
+ * The `.idx` sidecar of a disk-resident segment (segment-file.ts): its header and its batch
+ * directory, encoded and decoded here. The directory says, per record batch of the `.arrow` file
+ * and per column, where that column's Arrow buffers are in the file, their CRC-32 and a zone map,
+ * so a reader rebuilds one column of one batch from one positional read without parsing any Arrow
+ * metadata.
+ *
+ * Layout (little endian; offsets and lengths that may pass 4 GiB are float64, exact below 2^53):
+ *
+ *   header, HEADER_BYTES:
+ *     0  magic "SHOALIDX"        8  u32 format version     12 u32 header bytes
+ *     16 u32 batches             20 u32 columns            24 f64 rows
+ *     32 f64 .arrow file bytes   40 u32 directory bytes    44 u32 directory CRC-32
+ *     48 f64 key-index offset    56 f64 key-index bytes (0, 0: none)
+ *     64 u32 batch rows (the writer's maximum)   68, 72 reserved (0)   76 u32 CRC-32 of bytes 0..76
+ *   directory, right after the header:
+ *     per column: u16 name length, name (utf8), u16 type length, type (a ColumnType), u8 nodes, u8 buffers
+ *     per batch: f64 first row, u32 rows, f64 offset of its body in the .arrow file, then per column:
+ *       nodes × (f64 length, f64 null count)        Arrow field nodes, depth first
+ *       buffers × (f64 offset in the body, f64 length)   validity, offsets, data; then the child's
+ *       u32 CRC-32 of the column's span (first buffer's start to last buffer's end, padding included)
+ *       zone: u8 kind; 1: f64 min, f64 max (numbers); 2: u8 has-max, u32 n, n UTF-16 code units of
+ *       the min, [u32 n, code units of the max] (utf8); 0: none (every row NULL, lists, vectors)
+ *   the key-index section (key-index.ts), last.
+ *
+ * Everything decoded is validated: a wrong magic, version, CRC, a count or range out of bounds, a
+ * buffer too short for its field's length, is a SegmentCorruptError naming the file (and the batch
+ * and column when the fault is theirs).
+ */
+import { crc32 } from './crc32.js'
+import { SegmentCorruptError } from './segment.js'
+import { isColumnType, listElement, vectorDim, type ColumnType } from '../schema/index.js'
+
+export const INDEX_MAGIC = 'SHOALIDX'
+export const INDEX_FORMAT = 1
+export const HEADER_BYTES = 80
+/** Most field nodes and buffers one column has (list<utf8>: 2 nodes, 5 buffers). */
+export const MAX_NODES = 2
+export const MAX_BUFFERS = 5
+
+/** A column of the file does not decode: names the file, the batch and the column. */
+export class SegmentBlockCorruptError extends SegmentCorruptError {
+  override name = 'SegmentCorruptError'
+  constructor (path: string, readonly batch: number, readonly column: string, reason: string, options?: { cause?: unknown }) {
+    super(path, `batch ${batch}, column "${column}": ${reason}`, options)
+  }
+}
+
+/** Zone map of one column of one batch. min/max absent: unknown (every row NULL, or not kept for the type). */
+export interface Zone {
+  nulls: number
+  min?: number | string
+  max?: number | string
+}
+
+export interface IndexHeader {
+  batches: number
+  columns: number
+  rows: number
+  arrowBytes: number
+  dirBytes: number
+  dirCrc: number
+  keyIndexOffset: number
+  keyIndexBytes: number
+  batchRows: number
+}
+
+/** One column as the file stores it. */
+export interface FileColumn {
+  name: string
+  type: ColumnType
+}
+
+/** How many Arrow field nodes and buffers a column of `type` has, depth first. */
+export function layoutOf (type: ColumnType): { nodes: number, buffers: number } {
+  const elem = listElement(type)
+  if (elem !== undefined) { const c = layoutOf(elem); return { nodes: 1 + c.nodes, buffers: 2 + c.buffers } }
+  if (vectorDim(type) !== undefined) return { nodes: 2, buffers: 3 }
+  return { nodes: 1, buffers: type === 'utf8' ? 3 : 2 }
+}
+
+/** utf8 zone bounds longer than this (UTF-16 code units) keep a prefix as min and no max. */
+export const ZONE_STRING_MAX = 64
+
+// ---------------------------------------------------------------------------------------------
+// Byte writing and reading
+
+export class ByteWriter {
+  private buf = Buffer.alloc(4096)
+  length = 0
+  private room (n: number): void {
+    if (this.length + n <= this.buf.length) return
+    const b = Buffer.alloc(Math.max(this.buf.length * 2, this.length + n))
+    this.buf.copy(b, 0, 0, this.length)
+    this.buf = b
+  }
+
+  u8 (v: number): void { this.room(1); this.buf.writeUInt8(v, this.length); this.length += 1 }
+  u16 (v: number): void { this.room(2); this.buf.writeUInt16LE(v, this.length); this.length += 2 }
+  u32 (v: number): void { this.room(4); this.buf.writeUInt32LE(v >>> 0, this.length); this.length += 4 }
+  f64 (v: number): void { this.room(8); this.buf.writeDoubleLE(v, this.length); this.length += 8 }
+  bytes (b: Uint8Array): void { this.room(b.length); this.buf.set(b, this.length); this.length += b.length }
+  /** A short string as u16 byte length + utf8. */
+  str16 (s: string): void { const b = Buffer.from(s, 'utf8'); this.u16(b.length); this.bytes(b) }
+  /** A string as u32 code-unit count + UTF-16LE code units (lossless even for lone surrogates). */
+  utf16 (s: string): void { this.u32(s.length); this.bytes(Buffer.from(s, 'utf16le')) }
+  result (): Buffer { return this.buf.subarray(0, this.length) }
+}
+
+/** Bounds-checked reads; running past the end is corruption, reported by `fail`. */
+export class ByteReader {
+  pos = 0
+  private readonly view: Buffer
+  constructor (bytes: Uint8Array, private readonly fail: (reason: string) => Error) {
+    this.view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  }
+
+  private need (n: number): void { if (this.pos + n > this.view.length) throw this.fail(`directory ends early (at byte ${this.pos}, ${n} more needed, ${this.view.length} in all)`) }
+  get remaining (): number { return this.view.length - this.pos }
+  u8 (): number { this.need(1); return this.view.readUInt8(this.pos++) }
+  u16 (): number { this.need(2); const v = this.view.readUInt16LE(this.pos); this.pos += 2; return v }
+  u32 (): number { this.need(4); const v = this.view.readUInt32LE(this.pos); this.pos += 4; return v }
+  f64 (): number { this.need(8); const v = this.view.readDoubleLE(this.pos); this.pos += 8; return v }
+  /** A float64 that must be an integer in [0, 2^53): a count, offset or length. */
+  count (what: string): number {
+    const v = this.f64()
+    if (!Number.isSafeInteger(v) || v < 0) throw this.fail(`${what} is ${v}, not a count`)
+    return v
+  }
+
+  str16 (): string { const n = this.u16(); this.need(n); const s = this.view.toString('utf8', this.pos, this.pos + n); this.pos += n; return s }
+  utf16 (): string {
+    const n = this.u32()
+    this.need(2 * n)
+    const s = this.view.toString('utf16le', this.pos, this.pos + 2 * n)
+    this.pos += 2 * n
+    return s
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header
+
+export function encodeHeader (h: IndexHeader): Buffer {
+  const b = Buffer.alloc(HEADER_BYTES)
+  b.write(INDEX_MAGIC, 0, 'latin1')
+  b.writeUInt32LE(INDEX_FORMAT, 8)
+  b.writeUInt32LE(HEADER_BYTES, 12)
+  b.writeUInt32LE(h.batches, 16)
+  b.writeUInt32LE(h.columns, 20)
+  b.writeDoubleLE(h.rows, 24)
+  b.writeDoubleLE(h.arrowBytes, 32)
+  b.writeUInt32LE(h.dirBytes, 40)
+  b.writeUInt32LE(h.dirCrc, 44)
+  b.writeDoubleLE(h.keyIndexOffset, 48)
+  b.writeDoubleLE(h.keyIndexBytes, 56)
+  b.writeUInt32LE(h.batchRows, 64)
+  b.writeUInt32LE(crc32(b.subarray(0, HEADER_BYTES - 4)), HEADER_BYTES - 4)
+  return b
+}
+
+/** Decodes and checks the header; `fileBytes` is the .idx file's size. */
+export function decodeHeader (bytes: Uint8Array, path: string, fileBytes: number): IndexHeader {
+  const bad = (reason: string): SegmentCorruptError => new SegmentCorruptError(path, `bad index header: ${reason}`)
+  if (bytes.length < HEADER_BYTES) throw bad(`${bytes.length} bytes, a header is ${HEADER_BYTES}`)
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, HEADER_BYTES)
+  if (b.toString('latin1', 0, 8) !== INDEX_MAGIC) throw bad('wrong magic')
+  if (b.readUInt32LE(HEADER_BYTES - 4) !== crc32(b.subarray(0, HEADER_BYTES - 4))) throw bad('CRC mismatch')
+  const version = b.readUInt32LE(8)
+  if (version !== INDEX_FORMAT) throw bad(`format version ${version}, this build reads ${INDEX_FORMAT}`)
+  if (b.readUInt32LE(12) !== HEADER_BYTES) throw bad(`header length ${b.readUInt32LE(12)}`)
+  const h: IndexHeader = {
+    batches: b.readUInt32LE(16),
+    columns: b.readUInt32LE(20),
+    rows: b.readDoubleLE(24),
+    arrowBytes: b.readDoubleLE(32),
+    dirBytes: b.readUInt32LE(40),
+    dirCrc: b.readUInt32LE(44),
+    keyIndexOffset: b.readDoubleLE(48),
+    keyIndexBytes: b.readDoubleLE(56),
+    batchRows: b.readUInt32LE(64)
+  }
+  for (const k of ['rows', 'arrowBytes', 'keyIndexOffset', 'keyIndexBytes'] as const) {
+    if (!Number.isSafeInteger(h[k]) || h[k] < 0) throw bad(`${k} is ${h[k]}`)
+  }
+  if (HEADER_BYTES + h.dirBytes > fileBytes) throw bad(`directory of ${h.dirBytes} bytes passes the end of the ${fileBytes}-byte file`)
+  if (h.keyIndexBytes > 0 && (h.keyIndexOffset < HEADER_BYTES + h.dirBytes || h.keyIndexOffset + h.keyIndexBytes > fileBytes)) throw bad(`key index at ${h.keyIndexOffset}+${h.keyIndexBytes} outside the file`)
+  if (h.batches > 0 && h.batchRows === 0) throw bad('batch rows is 0')
+  if (h.rows > h.batches * h.batchRows) throw bad(`${h.rows} rows in ${h.batches} batches of at most ${h.batchRows}`)
+  return h
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directory (decoded form, resident while the segment is open)
+
+/**
+ * The batch directory in flat typed arrays (a few hundred bytes a batch, no object per column):
+ * entry k = batch * columns + column.
+ */
+export interface Directory {
+  columns: FileColumn[]
+  columnIndex: Map<string, number>
+  firstRow: Float64Array
+  batchRows: Uint32Array
+  bodyOffset: Float64Array
+  /** MAX_NODES × (length, null count) per entry. */
+  nodes: Float64Array
+  /** MAX_BUFFERS × (offset in body, length) per entry. */
+  buffers: Float64Array
+  crc: Uint32Array
+  zoneKind: Uint8Array
+  zoneMin: Float64Array
+  zoneMax: Float64Array
+  /** utf8 zone bounds by entry; absent when unknown. */
+  strMin: Map<number, string>
+  strMax: Map<number, string>
+}
+
+/** Per batch and column, as the writer found them in the written .arrow file. */
+export interface WrittenColumn {
+  nodes: Array<{ length: number, nullCount: number }>
+  buffers: Array<{ offset: number, length: number }>
+  crc: number
+  zone: Zone
+}
+
+export interface WrittenBatch {
+  firstRow: number
+  rows: number
+  bodyOffset: number
+  columns: WrittenColumn[]
+}
+
+export function encodeDirectory (columns: readonly FileColumn[], batches: readonly WrittenBatch[]): Buffer {
+  const w = new ByteWriter()
+  for (const c of columns) {
+    const l = layoutOf(c.type)
+    w.str16(c.name); w.str16(c.type); w.u8(l.nodes); w.u8(l.buffers)
+  }
+  for (const b of batches) {
+    w.f64(b.firstRow); w.u32(b.rows); w.f64(b.bodyOffset)
+    for (const c of b.columns) {
+      for (const n of c.nodes) { w.f64(n.length); w.f64(n.nullCount) }
+      for (const x of c.buffers) { w.f64(x.offset); w.f64(x.length) }
+      w.u32(c.crc)
+      const z = c.zone
+      if (typeof z.min === 'number' && typeof z.max === 'number') {
+        w.u8(1); w.f64(z.min); w.f64(z.max)
+      } else if (typeof z.min === 'string') {
+        w.u8(2); w.u8(typeof z.max === 'string' ? 1 : 0); w.utf16(z.min)
+        if (typeof z.max === 'string') w.utf16(z.max)
+      } else {
+        w.u8(0)
+      }
+    }
+  }
+  return w.result()
+}
+
+/** The smallest byte length a buffer must have; its element width (for alignment). */
+function fixedWidth (type: ColumnType): number {
+  switch (type) {
+    case 'int32': case 'date': case 'float32': return 4
+    case 'int64': case 'timestamp': case 'float64': return 8
+    default: return 0
+  }
+}
+
+/**
+ * Checks that the buffers of one field (and its child) are long enough for its node lengths, so
+ * the Arrow Data rebuilt from them cannot read past them. Offsets are checked when read (they are
+ * data). Returns the reason, or undefined when sound.
+ */
+function checkField (type: ColumnType, rows: number, nodes: Float64Array, nb: number, bufs: Float64Array, bb: number): string | undefined {
+  const len = nodes[nb]!
+  const nulls = nodes[nb + 1]!
+  if (len !== rows) return `field node of ${len} rows, expected ${rows}`
+  if (nulls > len) return `${nulls} NULLs in ${len} rows`
+  const blen = (i: number): number => bufs[bb + 2 * i + 1]!
+  if (nulls > 0 && blen(0) < Math.ceil(len / 8)) return `validity buffer of ${blen(0)} bytes for ${len} rows`
+  const elem = listElement(type)
+  const dim = vectorDim(type)
+  if (elem !== undefined) {
+    if (blen(1) < 4 * (len + 1)) return `offsets buffer of ${blen(1)} bytes for ${len} rows`
+    return checkField(elem, nodes[nb + 2]!, nodes, nb + 2, bufs, bb + 4)
+  }
+  if (dim !== undefined) {
+    if (nodes[nb + 2] !== len * dim) return `vector child of ${nodes[nb + 2]} floats for ${len} rows of ${dim}`
+    if (nodes[nb + 3] !== 0) return 'NULLs inside a vector'
+    if (blen(2) < 4 * len * dim) return `vector data of ${blen(2)} bytes for ${len * dim} floats`
+    return undefined
+  }
+  if (type === 'utf8') return blen(1) < 4 * (len + 1) ? `offsets buffer of ${blen(1)} bytes for ${len} rows` : undefined
+  if (type === 'bool') return blen(1) < Math.ceil(len / 8) ? `data buffer of ${blen(1)} bytes for ${len} booleans` : undefined
+  const w = fixedWidth(type)
+  return blen(1) < w * len ? `data buffer of ${blen(1)} bytes for ${len} values of ${w}` : undefined
+}
+
+export function decodeDirectory (bytes: Uint8Array, h: IndexHeader, path: string): Directory {
+  const r = new ByteReader(bytes, reason => new SegmentCorruptError(path, `bad batch directory: ${reason}`))
+  const columns: FileColumn[] = []
+  const columnIndex = new Map<string, number>()
+  const layouts: Array<{ nodes: number, buffers: number }> = []
+  for (let c = 0; c < h.columns; c++) {
+    const name = r.str16()
+    const type = r.str16()
+    if (!isColumnType(type)) throw new SegmentCorruptError(path, `bad batch directory: column "${name}" has type "${type}"`)
+    if (columnIndex.has(name)) throw new SegmentCorruptError(path, `bad batch directory: column "${name}" twice`)
+    const l = layoutOf(type)
+    const nodes = r.u8()
+    const buffers = r.u8()
+    if (nodes !== l.nodes || buffers !== l.buffers) throw new SegmentCorruptError(path, `bad batch directory: column "${name}" (${type}) with ${nodes} nodes and ${buffers} buffers`)
+    columns.push({ name, type })
+    columnIndex.set(name, c)
+    layouts.push(l)
+  }
+  const B = h.batches
+  const C = h.columns
+  const d: Directory = {
+    columns,
+    columnIndex,
+    firstRow: new Float64Array(B),
+    batchRows: new Uint32Array(B),
+    bodyOffset: new Float64Array(B),
+    nodes: new Float64Array(B * C * MAX_NODES * 2),
+    buffers: new Float64Array(B * C * MAX_BUFFERS * 2),
+    crc: new Uint32Array(B * C),
+    zoneKind: new Uint8Array(B * C),
+    zoneMin: new Float64Array(B * C),
+    zoneMax: new Float64Array(B * C),
+    strMin: new Map(),
+    strMax: new Map()
+  }
+  let next = 0
+  for (let b = 0; b < B; b++) {
+    const first = r.count('first row')
+    const rows = r.u32()
+    const body = r.count('body offset')
+    const at = (col: number): SegmentBlockCorruptError => new SegmentBlockCorruptError(path, b, columns[col]?.name ?? '?', 'bad directory entry')
+    if (first !== next || rows === 0 || rows > h.batchRows) throw new SegmentCorruptError(path, `bad batch directory: batch ${b} holds rows ${first}..+${rows}, expected to start at ${next} with 1..${h.batchRows}`)
+    next += rows
+    d.firstRow[b] = first
+    d.batchRows[b] = rows
+    d.bodyOffset[b] = body
+    for (let c = 0; c < C; c++) {
+      const k = b * C + c
+      const l = layouts[c]!
+      const nb = k * MAX_NODES * 2
+      const bb = k * MAX_BUFFERS * 2
+      for (let i = 0; i < l.nodes; i++) { d.nodes[nb + 2 * i] = r.count('node length'); d.nodes[nb + 2 * i + 1] = r.count('null count') }
+      for (let i = 0; i < l.buffers; i++) {
+        const off = r.count('buffer offset')
+        const len = r.count('buffer length')
+        if (body + off + len > h.arrowBytes) {
+          const e = at(c)
+          throw new SegmentBlockCorruptError(path, b, e.column, `buffer ${i} at ${body + off}+${len} passes the end of the ${h.arrowBytes}-byte .arrow file`)
+        }
+        d.buffers[bb + 2 * i] = off
+        d.buffers[bb + 2 * i + 1] = len
+      }
+      const why = checkField(columns[c]!.type, rows, d.nodes, nb, d.buffers, bb)
+      if (why !== undefined) throw new SegmentBlockCorruptError(path, b, columns[c]!.name, `bad directory entry: ${why}`)
+      d.crc[k] = r.u32()
+      const kind = r.u8()
+      d.zoneKind[k] = kind
+      if (kind === 1) {
+        d.zoneMin[k] = r.f64(); d.zoneMax[k] = r.f64()
+      } else if (kind === 2) {
+        const hasMax = r.u8()
+        d.strMin.set(k, r.utf16())
+        if (hasMax === 1) d.strMax.set(k, r.utf16())
+      } else if (kind !== 0) {
+        throw new SegmentBlockCorruptError(path, b, columns[c]!.name, `bad directory entry: zone kind ${kind}`)
+      }
+    }
+  }
+  if (next !== h.rows) throw new SegmentCorruptError(path, `bad batch directory: batches hold ${next} rows, the header says ${h.rows}`)
+  if (r.remaining !== 0) throw new SegmentCorruptError(path, `bad batch directory: ${r.remaining} bytes left over`)
+  return d
+}
+
+/** Bytes the decoded directory holds in memory (typed arrays, plus strings at two bytes a code unit). */
+export function directoryBytes (d: Directory): number {
+  let n = d.firstRow.byteLength + d.batchRows.byteLength + d.bodyOffset.byteLength + d.nodes.byteLength + d.buffers.byteLength +
+    d.crc.byteLength + d.zoneKind.byteLength + d.zoneMin.byteLength + d.zoneMax.byteLength
+  for (const s of d.strMin.values()) n += 32 + 2 * s.length
+  for (const s of d.strMax.values()) n += 32 + 2 * s.length
+  for (const c of d.columns) n += 64 + 2 * (c.name.length + c.type.length)
+  return n
+}
+
+// ---------------------------------------------------------------------------------------------
+// Zone maps (writer side)
+
+/**
+ * The zone map of one column's values (the in-memory form of schema/index.ts) as the executor
+ * will see them: numbers as float64 (an int64 beyond 2^53 rounded to nearest, as readInt64 does),
+ * dates in days, booleans 0/1; strings by JS comparison (UTF-16 code units). Lists and vectors
+ * keep only their NULL count.
+ */
+export function zoneOf (type: ColumnType, values: readonly unknown[], nulls: number): Zone {
+  if (listElement(type) !== undefined || vectorDim(type) !== undefined) return { nulls }
+  if (type === 'utf8') {
+    let min: string | undefined
+    let max: string | undefined
+    for (const v of values) {
+      if (typeof v !== 'string') continue
+      if (min === undefined || v < min) min = v
+      if (max === undefined || v > max) max = v
+    }
+    if (min === undefined || max === undefined) return { nulls }
+    // A prefix of the min is still a lower bound; a prefix of the max is not an upper bound.
+    return { nulls, min: min.length > ZONE_STRING_MAX ? min.slice(0, ZONE_STRING_MAX) : min, ...(max.length > ZONE_STRING_MAX ? {} : { max }) }
+  }
+  let min = Infinity
+  let max = -Infinity
+  for (const v of values) {
+    let x: number
+    if (typeof v === 'number') x = v
+    else if (typeof v === 'bigint') x = Number(v)
+    else if (typeof v === 'boolean') x = v ? 1 : 0
+    else continue
+    if (x !== x) continue
+    if (x < min) min = x
+    if (x > max) max = x
+  }
+  if (min > max) return { nulls }
+  return { nulls, min, max }
+}

@@ -1,0 +1,345 @@
+/**
+ * Disk-resident segment files (src/storage/segment-file.ts): written and read back on real files,
+ * compared with today's in-heap Segment on the same records, checked as standard Arrow, and
+ * corrupted byte by byte.
+ */
+import { open, readFile, truncate, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { tableFromIPC } from 'apache-arrow'
+import { afterEach, describe, expect, it } from 'vitest'
+import { valueAt, vectorLength, type ColumnVector } from '../../src/columnar/index.js'
+import { makeHlc } from '../../src/hlc/index.js'
+import { newRow, parseSchemaSpec, type ColumnType, type SpaceSchema } from '../../src/schema/index.js'
+import { BlockCache } from '../../src/storage/block-cache.js'
+import { FilePool } from '../../src/storage/files.js'
+import { compareKeys } from '../../src/storage/key-index.js'
+import { DELETED_COLUMN, Segment, SegmentCorruptError, VERSION_COLUMN, encodeSegment } from '../../src/storage/segment.js'
+import { SegmentFile, writeSegmentFiles, type SegmentFileMeta } from '../../src/storage/segment-file.js'
+import { HEADER_BYTES } from '../../src/storage/segment-file-format.js'
+import type { VersionedRecord } from '../../src/storage/types.js'
+import { T0, TempDirs } from './storage-helpers.js'
+
+const dirs = new TempDirs()
+afterEach(async () => { await dirs.cleanup() })
+
+const SPEC = 'id:utf8,b:bool,i:int32,n:int64,f:float32,x:float64,s:utf8,t:timestamp,d:date,li:list<int64>,ls:list<utf8>,v:vector<3>'
+const SCHEMA = parseSchemaSpec(SPEC)
+
+/** Deterministic PRNG (mulberry32): the same records every run. */
+function rng (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const STRINGS = ['', 'a', 'b', 'zebra', 'héllo', '日本語', '🐟 shoal', 'x'.repeat(100), 'A', 'émoji 🎉']
+
+/** Random records over every type: NULLs, empty strings, unicode, int64 beyond 2^53, tombstones. */
+function randomRecords (n: number, seed = 1, schema: SpaceSchema = SCHEMA): VersionedRecord[] {
+  const r = rng(seed)
+  const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!
+  const value = (type: ColumnType): unknown => {
+    if (r() < 0.15) return null
+    switch (type) {
+      case 'bool': return r() < 0.5
+      case 'int32': return Math.floor(r() * 2 ** 32) - 2 ** 31
+      case 'int64': return r() < 0.2 ? (r() < 0.5 ? 2n ** 60n + BigInt(Math.floor(r() * 1000)) : -(2n ** 62n)) : Math.floor((r() - 0.5) * 2 ** 40)
+      case 'float32': return Math.fround((r() - 0.5) * 1000)
+      case 'float64': return (r() - 0.5) * 1e6
+      case 'utf8': return pick(STRINGS)
+      case 'timestamp': return T0 + Math.floor(r() * 1e9)
+      case 'date': return 19000 + Math.floor(r() * 1000)
+      case 'list<int64>': return Array.from({ length: Math.floor(r() * 4) }, () => r() < 0.2 ? 2n ** 55n + 3n : Math.floor(r() * 100))
+      case 'list<utf8>': return Array.from({ length: Math.floor(r() * 3) }, () => pick(STRINGS))
+      case 'vector<3>': return [Math.fround(r()), Math.fround(-r()), 0]
+    }
+    throw new Error(`no generator for ${type}`)
+  }
+  const out: VersionedRecord[] = []
+  for (let i = 0; i < n; i++) {
+    const id = `id-${i}-${pick(['', 'é', '🐟'])}`
+    const version = makeHlc(T0 + i, i % 3)
+    if (r() < 0.1) { out.push({ id, version, deleted: true, row: null }); continue }
+    const row = newRow()
+    for (const c of schema) row[c.name] = c.name === 'id' ? id : value(c.type)
+    out.push({ id, version, deleted: false, row })
+  }
+  return out
+}
+
+function deps (cacheBytes = 64 << 20, maxOpen = 16): { files: FilePool, cache: BlockCache } {
+  return { files: new FilePool(maxOpen), cache: new BlockCache(cacheBytes) }
+}
+
+/** Values of a vector as plain JS (valueAt), for comparison. */
+function values (v: ColumnVector): unknown[] {
+  const out: unknown[] = []
+  for (let i = 0; i < vectorLength(v); i++) out.push(valueAt(v, i))
+  return out
+}
+
+async function whole (seg: SegmentFile, name: string, type: ColumnType): Promise<unknown[]> {
+  const out: unknown[] = []
+  for (let b = 0; b < seg.batches; b++) {
+    const v = await seg.column(b, name, type)
+    expect(vectorLength(v)).toBe(seg.batchRows(b))
+    out.push(...values(v))
+  }
+  return out
+}
+
+async function written (records: VersionedRecord[], batchRows?: number, schema: SpaceSchema = SCHEMA): Promise<{ dir: string, meta: SegmentFileMeta }> {
+  const dir = await dirs.make()
+  const meta = await writeSegmentFiles(dir, 7, schema, records, { batchRows })
+  return { dir, meta }
+}
+
+async function expectCorrupt (p: Promise<unknown>, ...parts: string[]): Promise<SegmentCorruptError> {
+  const err = await p.then(() => undefined, (e: unknown) => e)
+  expect(err).toBeInstanceOf(SegmentCorruptError)
+  for (const s of parts) expect((err as Error).message).toContain(s)
+  return err as SegmentCorruptError
+}
+
+describe('segment files', () => {
+  it('round-trips every type exactly as today\'s Segment does, over several batches', async () => {
+    const records = randomRecords(300)
+    const { dir, meta } = await written(records, 64)
+    expect(meta).toMatchObject({ id: 7, file: 'seg-00000007.arrow', index: 'seg-00000007.idx', rows: 300, batches: 5 })
+    const seg = await SegmentFile.open(dir, meta, deps())
+    expect(seg.batches).toBe(5)
+    expect([0, 1, 2, 3, 4].map(b => seg.batchRows(b))).toEqual([64, 64, 64, 64, 44])
+
+    const sorted = [...records].sort((a, b) => compareKeys(a.id, b.id))
+    const bytes = encodeSegment(SCHEMA, sorted)
+    const old = Segment.decode({ id: 1, file: 'x', rows: sorted.length, bytes: bytes.length, crc32: 0 }, 'x', bytes)
+    for (const c of SCHEMA) {
+      expect(await whole(seg, c.name, c.type), c.name).toEqual(values(old.column(c.name, c.type)))
+    }
+    const ids: string[] = []
+    const versions: number[] = []
+    const deleted: number[] = []
+    for (let b = 0; b < seg.batches; b++) {
+      ids.push(...await seg.ids(b))
+      versions.push(...await seg.versions(b))
+      deleted.push(...await seg.deleted(b))
+    }
+    expect(ids).toEqual(sorted.map(r => r.id))
+    expect(ids).toEqual(old.ids)
+    expect(versions).toEqual(Array.from(old.versions))
+    expect(deleted).toEqual(Array.from(old.deleted))
+    // Spot checks the comparison above relies on: int64 beyond 2^53 as float64, unicode, empty strings.
+    const n = await whole(seg, 'n', 'int64')
+    expect(n.some(x => typeof x === 'number' && Math.abs(x) > 2 ** 53)).toBe(true)
+    const s = await whole(seg, 's', 'utf8')
+    expect(s).toContain('')
+    expect(s).toContain('🐟 shoal')
+    expect(s).toContain(null)
+    await seg.close()
+  })
+
+  it('decodes columns into shared memory and caches them: a second read does not touch the file', async () => {
+    const { dir, meta } = await written(randomRecords(100), 32)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    const a = await seg.column(1, 'x', 'float64')
+    expect(a.tag === 'num' && a.values.buffer instanceof SharedArrayBuffer).toBe(true)
+    const reads = seg.arrowReads.reads
+    expect(await seg.column(1, 'x', 'float64')).toBe(a)
+    expect(seg.arrowReads.reads).toBe(reads)
+    await seg.close()
+  })
+
+  it('reads exactly the asked column\'s bytes of the asked batch, in one read', async () => {
+    const { dir, meta } = await written(randomRecords(400), 100)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    expect(seg.arrowReads.reads).toBe(0) // open reads the .idx only
+    for (const name of ['x', 's', 'ls', 'v']) {
+      const before = seg.arrowReads
+      await seg.column(2, name, SCHEMA.find(c => c.name === name)!.type)
+      const after = seg.arrowReads
+      expect(after.reads - before.reads).toBe(1)
+      expect(after.bytes - before.bytes).toBe(seg.columnRange(2, name)!.length)
+    }
+    // A float64 column of 100 rows: its 800 bytes of data and a validity bitmap (padded to 8).
+    expect(seg.columnRange(2, 'x')!.length).toBeLessThanOrEqual(100 * 8 + 16 + 8)
+    expect(seg.arrowReads.bytes).toBeLessThan(meta.bytes / 4)
+    await seg.close()
+  })
+
+  it('writes a standard Arrow IPC file: apache-arrow reads the same rows, in key order', async () => {
+    const records = randomRecords(150)
+    const { dir, meta } = await written(records, 40)
+    const table = tableFromIPC(await readFile(join(dir, meta.file)))
+    expect(table.numRows).toBe(150)
+    expect(table.batches.length).toBe(4)
+    const sorted = [...records].sort((a, b) => compareKeys(a.id, b.id))
+    expect(table.getChild('id')!.toArray()).toEqual(sorted.map(r => r.id))
+    expect(Array.from(table.getChild(VERSION_COLUMN)!.toArray() as Float64Array)).toEqual(sorted.map(r => r.version))
+    expect(Array.from(table.getChild(DELETED_COLUMN)!, x => x as boolean)).toEqual(sorted.map(r => r.deleted))
+    expect(Array.from(table.getChild('s')!, x => x ?? null)).toEqual(sorted.map(r => r.row?.s ?? null))
+    expect(Array.from(table.getChild('x')!, x => x ?? null)).toEqual(sorted.map(r => r.row?.x ?? null))
+  })
+
+  it('keeps zone maps: min and max of numbers, dates, timestamps and strings, NULL counts', async () => {
+    const records = randomRecords(200, 5)
+    const { dir, meta } = await written(records, 50)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    const sorted = [...records].sort((a, b) => compareKeys(a.id, b.id))
+    for (let b = 0; b < seg.batches; b++) {
+      const rows = sorted.slice(b * 50, (b + 1) * 50)
+      for (const name of ['i', 'n', 'x', 't', 'd', 's', 'ls']) {
+        const vals = rows.map(r => r.row?.[name] ?? null)
+        const present = vals.filter(v => v !== null)
+        const z = seg.zone(b, name)!
+        expect(z.nulls, `${b}/${name}`).toBe(vals.length - present.length)
+        if (name === 'ls') { expect(z.min).toBeUndefined(); continue }
+        if (name === 's') {
+          const strs = present as string[]
+          expect(z.min).toBe(strs.reduce((m, s) => s < m ? s : m))
+          const max = strs.reduce((m, s) => s > m ? s : m)
+          // A max longer than the kept bound (64 code units) is not kept: a prefix is no upper bound.
+          expect(z.max).toBe(max.length > 64 ? undefined : max)
+          continue
+        }
+        const nums = present.map(v => Number(v as number | bigint))
+        expect(z.min, `${b}/${name}`).toBe(Math.min(...nums))
+        expect(z.max, `${b}/${name}`).toBe(Math.max(...nums))
+      }
+      const v = seg.zone(b, VERSION_COLUMN)!
+      expect(v.min).toBe(Math.min(...rows.map(r => r.version)))
+    }
+    expect(seg.zone(0, 'nope')).toBeUndefined()
+    await seg.close()
+  })
+
+  it('keeps a prefix of a long utf8 min and no max', async () => {
+    const long = 'm'.repeat(70)
+    const schema = parseSchemaSpec('id:utf8,s:utf8')
+    const mk = (id: string, s: string): VersionedRecord => { const row = newRow(); row.id = id; row.s = s; return { id, version: makeHlc(T0, 0), deleted: false, row } }
+    const { dir, meta } = await written([mk('a', long), mk('b', long + 'z')], undefined, schema)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    expect(seg.zone(0, 's')).toEqual({ nulls: 0, min: 'm'.repeat(64) })
+    await seg.close()
+  })
+
+  it('reads a column the file lacks as all NULL, and an empty segment has no batches', async () => {
+    const { dir, meta } = await written(randomRecords(20), 8)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    expect(values(await seg.column(2, 'added', 'utf8'))).toEqual([null, null, null, null])
+    expect(values(await seg.column(0, 'added', 'int64'))).toEqual(new Array(8).fill(null))
+    await seg.close()
+    const empty = await written([])
+    const e = await SegmentFile.open(empty.dir, empty.meta, deps())
+    expect(e.batches).toBe(0)
+    expect(e.rows).toBe(0)
+    expect(tableFromIPC(await readFile(join(empty.dir, empty.meta.file))).numRows).toBe(0)
+    await e.close()
+  })
+
+  it('rejects duplicate ids', async () => {
+    const recs = randomRecords(5)
+    recs.push({ ...recs[2]!, version: recs[2]!.version + 1 })
+    await expect(written(recs)).rejects.toThrow(/appears twice/)
+  })
+
+  it('gives right answers through a cache of a few KiB and a pool of one descriptor', async () => {
+    const records = randomRecords(300, 9)
+    const a = await written(records, 50)
+    const b = await written(randomRecords(300, 10), 50)
+    const small = deps(4096, 1)
+    const big = deps()
+    const s1 = await SegmentFile.open(a.dir, a.meta, small)
+    const s2 = await SegmentFile.open(b.dir, b.meta, small)
+    const r1 = await SegmentFile.open(a.dir, a.meta, big)
+    const r2 = await SegmentFile.open(b.dir, b.meta, big)
+    for (let round = 0; round < 2; round++) {
+      for (const c of SCHEMA) {
+        expect(await whole(s1, c.name, c.type)).toEqual(await whole(r1, c.name, c.type))
+        expect(await whole(s2, c.name, c.type)).toEqual(await whole(r2, c.name, c.type))
+      }
+    }
+    expect(small.cache.stats().bytes).toBeLessThanOrEqual(4096)
+    expect(small.cache.stats().evictions).toBeGreaterThan(0)
+    expect(small.files.peak).toBe(1)
+    expect(s1.arrowReads.opens).toBeGreaterThan(1) // the pool closed it for the other segment and it reopened
+    for (const s of [s1, s2, r1, r2]) await s.close()
+    expect(small.files.open).toBe(0)
+  })
+
+  it('serves point lookups through the embedded key index', async () => {
+    const records = randomRecords(200)
+    const { dir, meta } = await written(records, 64)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    const sorted = [...records].sort((a, b) => compareKeys(a.id, b.id))
+    const hit = await seg.keys.lookup(sorted[77]!.id)
+    expect(hit).toMatchObject({ row: 77, version: sorted[77]!.version, deleted: sorted[77]!.deleted })
+    expect(seg.residentBytes).toBeGreaterThan(0)
+    await seg.close()
+  })
+})
+
+describe('segment file corruption', () => {
+  async function flip (path: string, at: number): Promise<void> {
+    const fh = await open(path, 'r+')
+    try {
+      const b = Buffer.alloc(1)
+      await fh.read(b, 0, 1, at)
+      b[0] = b[0]! ^ 0x40
+      await fh.write(b, 0, 1, at)
+    } finally {
+      await fh.close()
+    }
+  }
+
+  it('a flipped byte in a column\'s bytes is an error naming the file, batch and column; other columns still read', async () => {
+    const { dir, meta } = await written(randomRecords(200), 50)
+    const probe = await SegmentFile.open(dir, meta, deps())
+    const targets = ['x', 's', 'ls', 'v', 'id', DELETED_COLUMN].map(name => ({ name, range: probe.columnRange(2, name)! }))
+    await probe.close()
+    for (const { name, range } of targets) {
+      const at = range.offset + Math.floor(range.length / 2)
+      await flip(join(dir, meta.file), at)
+      const seg = await SegmentFile.open(dir, meta, deps())
+      const type = SCHEMA.find(c => c.name === name)?.type ?? 'bool'
+      const read = name === 'id' ? seg.ids(2) : seg.column(2, name, type)
+      const err = await expectCorrupt(read, meta.file, 'batch 2', `column "${name}"`, 'CRC')
+      expect(err).toMatchObject({ batch: 2, column: name })
+      expect(values(await seg.column(1, name === 'id' ? 'x' : name, name === 'id' ? 'float64' : type)).length).toBe(50)
+      await seg.close()
+      await flip(join(dir, meta.file), at) // restore
+    }
+  })
+
+  it('a truncated .arrow file fails at open, or at the read of a batch past the end', async () => {
+    const { dir, meta } = await written(randomRecords(200), 50)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    const range = seg.columnRange(3, 'x')!
+    await truncate(join(dir, meta.file), range.offset + 3)
+    await expectCorrupt(seg.column(3, 'x', 'float64'), meta.file, 'batch 3', 'column "x"', 'truncated')
+    await seg.close()
+    await expectCorrupt(SegmentFile.open(dir, meta, deps()), meta.file, 'bytes')
+  })
+
+  it('a bad .idx header or directory fails the open', async () => {
+    const { dir, meta } = await written(randomRecords(100), 30)
+    const idx = join(dir, meta.index)
+    const good = await readFile(idx)
+    const cases: Array<[number, string]> = [[0, 'magic'], [9, 'header'], [20, 'header'], [HEADER_BYTES + 5, 'directory'], [HEADER_BYTES + 200, 'directory']]
+    for (const [at, what] of cases) {
+      const bad = Buffer.from(good)
+      bad[at]! ^= 0x10
+      await writeFile(idx, bad)
+      await expectCorrupt(SegmentFile.open(dir, meta, deps()), meta.index, what)
+    }
+    await writeFile(idx, good.subarray(0, HEADER_BYTES + 10))
+    await expectCorrupt(SegmentFile.open(dir, { ...meta, indexBytes: HEADER_BYTES + 10 }, deps()), meta.index)
+    await writeFile(idx, good)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    await seg.close()
+  })
+})
