@@ -3,57 +3,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SeededRandom } from '../../src/runtime/index.js'
+import { BlockCache } from '../../src/storage/block-cache.js'
 import { BloomFilter } from '../../src/storage/bloom.js'
 import { crc32 } from '../../src/storage/crc32.js'
 import { stableHash } from '../../src/storage/hash.js'
 import {
-  bucketRange, compareKeys, encodeKeyIndex, KeyIndex, KeyIndexCorruptError, keyHash, keyOrder, openFileSource, reverseBits32,
+  bucketRange, compareKeys, encodeKeyIndex, KeyIndex, KeyIndexCorruptError, keyHash, keyOrder, openFileSource, reverseBits32, searchUint32,
   type KeyIndexCache, type KeyIndexEntry, type KeyIndexSource
 } from '../../src/storage/key-index.js'
-
-/**
- * A stand-in for the peer's BlockCache (src/storage/block-cache.ts): least recently used out by
- * bytes, one load for simultaneous misses. Counts loads so tests can see what was read.
- */
-class MapCache implements KeyIndexCache {
-  private readonly map = new Map<string, { value: unknown, bytes: number }>()
-  private readonly loading = new Map<string, Promise<unknown>>()
-  bytes = 0
-  loads = 0
-  constructor (readonly maxBytes: number) {}
-  get<T> (key: string): T | undefined {
-    const e = this.map.get(key)
-    if (e === undefined) return undefined
-    this.map.delete(key)
-    this.map.set(key, e)
-    return e.value as T
-  }
-
-  set (key: string, value: unknown, bytes: number): void {
-    const old = this.map.get(key)
-    if (old !== undefined) { this.bytes -= old.bytes; this.map.delete(key) }
-    this.map.set(key, { value, bytes })
-    this.bytes += bytes
-    for (const [k, e] of this.map) {
-      if (this.bytes <= this.maxBytes) break
-      this.map.delete(k)
-      this.bytes -= e.bytes
-    }
-  }
-
-  async getOrLoad<T> (key: string, load: () => Promise<{ value: T, bytes: number }>): Promise<T> {
-    const hit = this.get<T>(key)
-    if (hit !== undefined) return hit
-    let p = this.loading.get(key) as Promise<T> | undefined
-    if (p === undefined) {
-      this.loads++
-      p = load().then(({ value, bytes }) => { this.set(key, value, bytes); return value })
-        .finally(() => this.loading.delete(key))
-      this.loading.set(key, p)
-    }
-    return await p
-  }
-}
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_'
 function randomId (rng: SeededRandom, min = 10, max = 30): string {
@@ -94,7 +51,7 @@ async function writeSection (section: Uint8Array, before = 1237, after = 311): P
   return { path, at: before, length: section.length, file }
 }
 
-async function openWritten (w: Written, cache: KeyIndexCache = new MapCache(64 << 20)): Promise<{ index: KeyIndex, close: () => Promise<void>, source: KeyIndexSource }> {
+async function openWritten (w: Written, cache: KeyIndexCache = new BlockCache(64 << 20)): Promise<{ index: KeyIndex, close: () => Promise<void>, source: KeyIndexSource }> {
   const source = await openFileSource(w.path)
   const index = await KeyIndex.open(source, w.at, w.length, cache, w.path)
   return { index, close: source.close, source }
@@ -163,6 +120,24 @@ describe('key order', () => {
     expect(() => bucketRange(0, 3)).toThrow(RangeError)
     expect(() => bucketRange(4, 4)).toThrow(RangeError)
     expect(() => bucketRange(0, 2 ** 33)).toThrow(RangeError)
+  })
+
+  it('searchUint32 finds the first element >= x, on uniform and skewed arrays', () => {
+    const rng = new SeededRandom(16)
+    for (let t = 0; t < 3000; t++) {
+      const n = rng.int(300)
+      const shape = t % 3
+      const a = new Uint32Array(n)
+      for (let i = 0; i < n; i++) a[i] = shape === 0 ? rng.nextUint32() : shape === 1 ? rng.int(4) * 1e9 : (rng.int(8) === 0 ? rng.nextUint32() : 5)
+      a.sort()
+      const probes = [0, 0xffffffff, rng.nextUint32(), ...(n > 0 ? [a[rng.int(n)]!, a[rng.int(n)]! + 1, a[rng.int(n)]! - 1] : [])]
+      for (const x of probes) {
+        if (x < 0 || x > 0xffffffff) continue
+        let want = 0
+        while (want < n && a[want]! < x) want++
+        expect(searchUint32(a, x)).toBe(want)
+      }
+    }
   })
 
   it('the bucket ranges of 2^k buckets tile the key space in order of reversed index', () => {
@@ -313,7 +288,7 @@ describe('KeyIndex on a file', () => {
   })
 
   it('answers right through a cache of a few KiB', async () => {
-    const tiny = new MapCache(6 * 1024)
+    const tiny = new BlockCache(6 * 1024)
     const { index: small, close: closeSmall } = await openWritten(w, tiny)
     try {
       const rng = new SeededRandom(10)
@@ -321,7 +296,8 @@ describe('KeyIndex on a file', () => {
         const i = rng.int(N)
         expect(await small.lookup(entries[i]!.id)).toEqual({ row: i, version: entries[i]!.version, deleted: entries[i]!.deleted })
       }
-      expect(tiny.bytes).toBeLessThanOrEqual(6 * 1024)
+      expect(tiny.stats().bytes).toBeLessThanOrEqual(6 * 1024)
+      expect(tiny.stats().evictions).toBeGreaterThan(1000)
       expect((await collect(small.entries(N - 3000))).map(r => r.id)).toEqual(entries.slice(N - 3000).map(e => e.id))
       expect(await small.bucketRows(3, 4)).toEqual(await index.bucketRows(3, 4))
     } finally {
@@ -406,13 +382,13 @@ describe('KeyIndex edge cases', () => {
     const entries = makeEntries(1000, 13)
     const section = encodeKeyIndex(entries)
     const counter = { reads: 0 }
-    const cache = new MapCache(1 << 20)
+    const cache = new BlockCache(1 << 20)
     const index = await KeyIndex.open(memorySource('mem', section, counter), 0, section.length, cache, 'mem')
     const before = counter.reads
     const hits = await Promise.all(entries.slice(0, 20).map(async e => await index.lookup(e.id)))
     expect(hits.map(h => h?.row)).toEqual(Array.from({ length: 20 }, (_, i) => i))
     expect(counter.reads - before).toBe(1)
-    expect(cache.loads).toBe(1)
+    expect(cache.stats().entries).toBe(1)
   })
 })
 
@@ -433,7 +409,7 @@ describe('KeyIndex corruption', () => {
     mutate(f)
     let index: KeyIndex
     try {
-      index = await KeyIndex.open(memorySource('/data/seg-1.idx', f), at, length, new MapCache(1 << 20), 'k')
+      index = await KeyIndex.open(memorySource('/data/seg-1.idx', f), at, length, new BlockCache(1 << 20), 'k')
     } catch (err) {
       expect(err).toBeInstanceOf(KeyIndexCorruptError)
       return { openError: err as KeyIndexCorruptError, errors: [] }
@@ -492,19 +468,19 @@ describe('KeyIndex corruption', () => {
     const short = await probe(() => {}, section.length - 4)
     expect(short.openError?.message).toMatch(/do not tile/)
     const cut = file.subarray(0, at + section.length - 10)
-    const index = await KeyIndex.open(memorySource('cut', cut), at, section.length, new MapCache(1 << 20), 'cut').catch(e => e)
+    const index = await KeyIndex.open(memorySource('cut', cut), at, section.length, new BlockCache(1 << 20), 'cut').catch(e => e)
     if (index instanceof KeyIndex) {
       await expect(collect(index.entries())).rejects.toThrow(/file ends inside/)
     } else {
       expect(index).toBeInstanceOf(KeyIndexCorruptError)
     }
-    await expect(KeyIndex.open(memorySource('tiny', file), at, 40, new MapCache(1024), 't')).rejects.toThrow(KeyIndexCorruptError)
+    await expect(KeyIndex.open(memorySource('tiny', file), at, 40, new BlockCache(1024), 't')).rejects.toThrow(KeyIndexCorruptError)
   })
 
   it('a valid-CRC file with a wrong magic or version is refused', async () => {
     const f = section.slice()
     new DataView(f.buffer).setUint16(4, 2, true)
     new DataView(f.buffer).setUint32(76, crc32(f.subarray(0, 76)), true)
-    await expect(KeyIndex.open(memorySource('v2', f), 0, f.length, new MapCache(1024), 'v')).rejects.toThrow(/format version 2/)
+    await expect(KeyIndex.open(memorySource('v2', f), 0, f.length, new BlockCache(1024), 'v')).rejects.toThrow(/format version 2/)
   })
 })
