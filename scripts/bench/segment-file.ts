@@ -1,0 +1,135 @@
+/**
+ * Disk-resident segment files (src/storage/segment-file.ts) against today's in-heap Segment, on
+ * one segment of `rows` rows of (id utf8, n int64, amount float64, name utf8):
+ *
+ * - write: writeSegmentFiles (key sort, Arrow batches, directory, key index, two fsyncs) against
+ *   encodeSegment plus one durable write;
+ * - open: SegmentFile.open (the .idx header, directory, Bloom filter and sparse index) at 1/10 and
+ *   all of the rows, against reading the file and Segment.decode;
+ * - one numeric column of every batch: cold (empty block cache, page cache warm: the file was just
+ *   written) and warm (the cache holds it), against Segment.column on a decoded segment;
+ * - what one positional read costs with the descriptor kept open against open + read + close.
+ *
+ *   npx tsc -p tsconfig.json && node dist/scripts/bench/segment-file.js [rows]
+ *
+ * Not part of `npm run bench`. Figures are medians of a few runs on this machine.
+ */
+import '../../src/polyfill/index.js'
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { makeHlc } from '../../src/hlc/index.js'
+import { newRow, parseSchemaSpec } from '../../src/schema/index.js'
+import { BlockCache } from '../../src/storage/block-cache.js'
+import { FilePool } from '../../src/storage/files.js'
+import { writeFileDurable } from '../../src/storage/fsutil.js'
+import { Segment, encodeSegment } from '../../src/storage/segment.js'
+import { SegmentFile, writeSegmentFiles, type SegmentFileMeta } from '../../src/storage/segment-file.js'
+import type { VersionedRecord } from '../../src/storage/types.js'
+
+const schema = parseSchemaSpec('id:utf8,n:int64,amount:float64,name:utf8')
+const NAMES = Array.from({ length: 1000 }, (_, i) => `customer-${i}`)
+
+function records (n: number): VersionedRecord[] {
+  const out = new Array<VersionedRecord>(n)
+  for (let i = 0; i < n; i++) {
+    const id = `user-${i.toString(36).padStart(8, '0')}`
+    const row = newRow()
+    row.id = id
+    row.n = i * 7
+    row.amount = (i % 10_000) / 100
+    row.name = NAMES[i % NAMES.length]!
+    out[i] = { id, version: makeHlc(1_700_000_000_000 + i, 0), deleted: false, row }
+  }
+  return out
+}
+
+function median (xs: number[]): number { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]! }
+
+async function timeIt<T> (runs: number, fn: () => Promise<T>): Promise<{ ms: number, last: T }> {
+  const times: number[] = []
+  let last: T | undefined
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now()
+    last = await fn()
+    times.push(performance.now() - t)
+  }
+  return { ms: median(times), last: last! }
+}
+
+async function main (): Promise<void> {
+  const rows = Number(process.argv[2] ?? 1_000_000)
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-segbench-'))
+  const files = new FilePool(64)
+  try {
+    const recs = records(rows)
+    const fmt = (x: number): string => x.toFixed(1)
+
+    // Write
+    let id = 0
+    const write = await timeIt(3, async () => await writeSegmentFiles(dir, ++id, schema, recs))
+    const meta: SegmentFileMeta = write.last
+    const oldPath = join(dir, 'old.arrow')
+    const oldWrite = await timeIt(3, async () => { const b = encodeSegment(schema, recs); await writeFileDurable(oldPath, b); return b.length })
+    console.log(`rows ${rows}: .arrow ${(meta.bytes / 2 ** 20).toFixed(1)} MiB in ${meta.batches} batches, .idx ${(meta.indexBytes / 2 ** 10).toFixed(1)} KiB; old file ${(oldWrite.last / 2 ** 20).toFixed(1)} MiB`)
+    console.log(`write: segment files ${fmt(write.ms)} ms; old encodeSegment + durable write ${fmt(oldWrite.ms)} ms`)
+
+    // Open
+    const small = await writeSegmentFiles(dir, 1000, schema, recs.slice(0, Math.max(1, Math.floor(rows / 10))))
+    const openOf = async (m: SegmentFileMeta): Promise<{ ms: number, resident: number }> => {
+      let resident = 0
+      const r = await timeIt(7, async () => { const s = await SegmentFile.open(dir, m, { files, cache: new BlockCache(1 << 30) }); resident = s.residentBytes; await s.close() })
+      return { ms: r.ms, resident }
+    }
+    const o1 = await openOf(small)
+    const o2 = await openOf(meta)
+    const oldOpen = await timeIt(3, async () => { const b = await readFile(oldPath); return Segment.decode({ id: 0, file: 'old.arrow', rows, bytes: b.length, crc32: 0 }, oldPath, b) })
+    console.log(`open: ${small.rows} rows ${fmt(o1.ms)} ms (resident ${(o1.resident / 1024).toFixed(0)} KiB); ${rows} rows ${fmt(o2.ms)} ms (resident ${(o2.resident / 1024).toFixed(0)} KiB, ${(o2.resident / rows).toFixed(2)} B/row); old read + Segment.decode ${fmt(oldOpen.ms)} ms`)
+
+    // One numeric column of every batch
+    for (const [col, type] of [['amount', 'float64'], ['n', 'int64']] as const) {
+      const coldRuns: number[] = []
+      for (let run = 0; run < 5; run++) {
+        const seg = await SegmentFile.open(dir, meta, { files, cache: new BlockCache(1 << 30) })
+        const t = performance.now()
+        for (let b = 0; b < seg.batches; b++) await seg.column(b, col, type)
+        coldRuns.push(performance.now() - t)
+        await seg.close()
+      }
+      const cache = new BlockCache(1 << 30)
+      const seg = await SegmentFile.open(dir, meta, { files, cache })
+      for (let b = 0; b < seg.batches; b++) await seg.column(b, col, type)
+      const warm = await timeIt(9, async () => { for (let b = 0; b < seg.batches; b++) await seg.column(b, col, type) })
+      await seg.close()
+      const oldCol = await timeIt(3, async () => {
+        const s = oldOpen.last
+        const fresh = Segment.decode(s.meta, oldPath, await readFile(oldPath))
+        const t = performance.now()
+        fresh.column(col, type)
+        return performance.now() - t
+      })
+      console.log(`${col} (${type}) of every batch: cold ${fmt(median(coldRuns))} ms, warm ${fmt(warm.ms)} ms; old Segment.column (already decoded table) ${fmt(oldCol.last)} ms`)
+    }
+
+    // Descriptor kept open against open per read (one 512 KiB column chunk, page cache warm)
+    const seg = await SegmentFile.open(dir, meta, { files, cache: new BlockCache(1 << 30) })
+    const r = seg.columnRange(0, 'amount')!
+    await seg.close()
+    const fh = await open(join(dir, meta.file), 'r')
+    const buf = new Uint8Array(r.length)
+    const N = 200
+    let t = performance.now()
+    for (let i = 0; i < N; i++) await fh.read(buf, 0, r.length, r.offset)
+    const kept = (performance.now() - t) / N
+    await fh.close()
+    t = performance.now()
+    for (let i = 0; i < N; i++) { const f = await open(join(dir, meta.file), 'r'); await f.read(buf, 0, r.length, r.offset); await f.close() }
+    const perRead = (performance.now() - t) / N
+    console.log(`one ${(r.length / 1024).toFixed(0)} KiB column read: descriptor kept ${(kept * 1000).toFixed(0)} µs, open + read + close ${(perRead * 1000).toFixed(0)} µs`)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+await main()
