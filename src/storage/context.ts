@@ -1,0 +1,73 @@
+/**
+ * What the parts of a partition store share. partition.ts builds one PartitionContext per store:
+ * where it lives, the environment (clock, log, file pool), the resolved options, the counters
+ * stats report, and the owners of its state (the live index, the memtable, the WAL files, the
+ * manifest). Each part declares, by Pick, the slice it uses, so its dependencies show in its type
+ * and a test could hand it just those (as src/replication/context.ts does for the replicator).
+ */
+import type { Clock, Logger } from '../runtime/index.js'
+import type { SpaceDef } from '../schema/index.js'
+import type { FilePool } from './files.js'
+import type { LiveIndex } from './live-index.js'
+import type { SegmentManifest } from './manifest.js'
+import type { Memtable } from './memtable.js'
+import type { ResolvedPartitionOptions } from './options.js'
+import type { WalFiles } from './wal-files.js'
+
+export interface StoreCounters {
+  applyCalls: number
+  applied: number
+  stale: number
+  walFrames: number
+  walFsyncs: number
+  flushes: number
+  compactions: number
+  /** Rows written again by compactions (write amplification: compare with `applied`). */
+  rowsRewritten: number
+  tombstonesPurged: number
+}
+
+export function newStoreCounters (): StoreCounters {
+  return { applyCalls: 0, applied: 0, stale: 0, walFrames: 0, walFsyncs: 0, flushes: 0, compactions: 0, rowsRewritten: 0, tombstonesPurged: 0 }
+}
+
+export interface PartitionDeps {
+  clock: Clock
+  log: Logger
+  /** The peer's bound on open files; a store opened without one gets a pool of its own. */
+  files?: FilePool
+}
+
+/** The engine's hooks into a store (memtable budget). */
+export interface StoreHooks {
+  onMemtableGrowth?: () => void
+}
+
+/**
+ * Whether the store still takes work: closed by close(), failed by a WAL write that did not
+ * complete (then writes are refused until a reopen lets recovery decide what is durable).
+ * Background work (flush, compaction) checks it before starting.
+ */
+export interface StoreStatus {
+  closed: boolean
+  failed: Error | undefined
+}
+
+/** Everything the parts of a store may ask for; a part takes a Pick of it, never the store. */
+export interface PartitionContext {
+  readonly dir: string
+  readonly partition: number
+  /** The space's current definition (updateSchema may append nullable columns). */
+  readonly space: () => SpaceDef
+  readonly clock: Clock
+  readonly log: Logger
+  readonly files: FilePool
+  readonly opts: ResolvedPartitionOptions
+  readonly hooks: StoreHooks
+  readonly counters: StoreCounters
+  readonly status: StoreStatus
+  readonly index: LiveIndex
+  readonly memtable: Memtable
+  readonly wal: WalFiles
+  readonly manifest: SegmentManifest
+}

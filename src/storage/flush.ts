@@ -1,0 +1,91 @@
+/**
+ * Flushing a partition's memtable to a segment. The order makes a crash at any point
+ * recoverable: a new WAL file (durable in the directory), then, in one tick, writes switch to it
+ * and to a new memtable; the frozen records still current are written as a segment (fsynced), the
+ * manifest is swapped (its `walFrom` moves past the old WAL), and only then is the old WAL
+ * deleted. Replaying WAL records already in a segment is harmless under last-writer-wins.
+ * One flush runs at a time; concurrent calls share it.
+ */
+import type { PartitionContext } from './context.js'
+import { locate } from './live-index.js'
+import type { VersionedRecord } from './types.js'
+
+export type FlushContext = Pick<PartitionContext, 'space' | 'log' | 'hooks' | 'counters' | 'status' | 'index' | 'memtable' | 'wal' | 'manifest'> & {
+  /** Starts a compaction if the policy asks for one (after each flush: it adds a segment). */
+  maybeCompact: () => void
+}
+
+export class Flusher {
+  private flushing: Promise<void> | undefined
+
+  constructor (private readonly ctx: FlushContext) {}
+
+  /** The running flush, if any. */
+  get inFlight (): Promise<void> | undefined { return this.flushing }
+
+  /** Starts a flush when the memtable is past its bounds and nothing stops one. */
+  maybeFlush (): void {
+    const { status, memtable } = this.ctx
+    if (this.flushing !== undefined || status.closed || status.failed !== undefined) return
+    if (memtable.records.length > 0 && memtable.overBound(1)) this.flush().catch(() => {})
+  }
+
+  /**
+   * Writes the memtable to a segment now (if not empty). Resolves when the segment is durable,
+   * in the manifest, and the old WAL deleted. Concurrent calls share one flush.
+   */
+  flush (): Promise<void> {
+    this.flushing ??= this.run().then(() => {
+      this.flushing = undefined
+      this.maybeFlush()
+      this.ctx.maybeCompact()
+      if (!this.ctx.status.closed) this.ctx.hooks.onMemtableGrowth?.()
+    }, (err: unknown) => {
+      this.flushing = undefined
+      this.ctx.log.error({ err }, 'flush failed; the memtable and its WAL are kept')
+      throw err
+    })
+    return this.flushing
+  }
+
+  /** Flushes, and retires every WAL file before the new one even when the memtable is empty. */
+  async rotate (): Promise<void> {
+    while (this.flushing !== undefined) await this.flushing.catch(() => {})
+    this.flushing = this.run(true).finally(() => { this.flushing = undefined })
+    await this.flushing
+  }
+
+  /** Resolves when no flush runs (whether it succeeded or not). */
+  async settled (): Promise<void> { await this.flushing?.catch(() => {}) }
+
+  private async run (always = false): Promise<void> {
+    const { index, memtable, wal, manifest } = this.ctx
+    if ((memtable.records.length === 0 && !always) || this.ctx.status.failed !== undefined) return
+    const next = await wal.openNext()
+    // One tick: from here on, writes go to the new WAL and the new memtable together.
+    const frozen = memtable.freeze()
+    const oldWal = wal.switchTo(next)
+    try {
+      await oldWal.drain()
+      const records: VersionedRecord[] = []
+      for (const r of frozen) if (index.holds(r)) records.push(r)
+      const seg = records.length > 0 ? await manifest.writeSegment(this.ctx.space().schema, records) : undefined
+      await manifest.update(m => ({ ...m, walFrom: next.seq, nextSegment: manifest.nextSegmentId, segments: seg === undefined ? m.segments : [...m.segments, seg.meta] }))
+      if (seg !== undefined) {
+        index.segments.set(seg.id, seg)
+        // Row i of the segment is records[i]; moved unless a newer write replaced it meanwhile.
+        for (let row = 0; row < seg.rows; row++) {
+          const r = records[row]!
+          if (index.holds(r)) index.relocate(r.id, locate(seg.id, row))
+        }
+      }
+    } catch (err) {
+      // Keep the frozen records in the memtable: their WAL (not yet deleted) still covers them.
+      memtable.thaw(r => index.holds(r))
+      throw err
+    }
+    memtable.release()
+    this.ctx.counters.flushes++
+    await wal.retire(oldWal, next.seq)
+  }
+}

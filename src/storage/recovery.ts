@@ -1,0 +1,166 @@
+/**
+ * Opening a partition from what is on disk: the segments the manifest lists (each checked
+ * against its size and CRC: a mismatch is an error naming the file, never a silent drop), then
+ * the WAL files at or after the manifest's `walFrom`, replayed on top (last writer wins, so a
+ * record already in a segment is harmless). Files a crash left behind (segments not in the
+ * manifest, a manifest's tmp, WAL files before `walFrom`) are deleted; a torn WAL tail is cut;
+ * a damaged WAL file is reported (damage.ts) and its good records flushed to a segment at once.
+ */
+import { open, readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { crc32 } from './crc32.js'
+import type { PartitionContext } from './context.js'
+import { DAMAGE_REPORT_SUFFIX, type DamageLog } from './damage.js'
+import { fsyncDir, removeFiles } from './fsutil.js'
+import { locate } from './live-index.js'
+import { MANIFEST_FILE } from './manifest.js'
+import { Segment, SegmentCorruptError, segmentFileName } from './segment.js'
+import { logWalTorn, parseWalFileName, readWalFile, walFileName } from './wal.js'
+
+export interface RecoveryStats {
+  segments: number
+  segmentRows: number
+  walFiles: number
+  /** Records read back from the WAL (applied or found stale). */
+  walRecords: number
+  walBytes: number
+  /** Bytes cut off WAL files as torn tails. */
+  bytesTruncated: number
+  /** Bad regions (one or more bad frames each) found in WAL files, not torn tails: damage. */
+  corruptFrames: number
+  /** Bytes of those bad regions (their records are lost on this replica). */
+  corruptBytes: number
+  /** Segment files found on disk but not in the manifest (a flush cut short), deleted. */
+  orphanSegments: number
+  ms: number
+}
+
+export type RecoveryContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'opts' | 'index' | 'memtable' | 'wal' | 'manifest'> & {
+  damage: DamageLog
+  /** Flushes and retires every WAL file before a new one (the flusher's rotate). */
+  rotate: () => Promise<void>
+}
+
+/** Recovers the partition into the context's (empty) index, memtable and WAL files; `t0` is when opening began. */
+export async function recover (ctx: RecoveryContext, t0: number): Promise<RecoveryStats> {
+  const stats: RecoveryStats = { segments: 0, segmentRows: 0, walFiles: 0, walRecords: 0, walBytes: 0, bytesTruncated: 0, corruptFrames: 0, corruptBytes: 0, orphanSegments: 0, ms: 0 }
+  const walSeqs = await sweepDirectory(ctx, stats)
+  await loadSegments(ctx, stats)
+  walSeqs.sort((a, b) => a - b)
+  const newDamage = await replayWal(ctx, walSeqs, stats)
+  const seq = Math.max(ctx.manifest.walFrom, (walSeqs[walSeqs.length - 1] ?? 0) + 1)
+  await ctx.wal.start(seq, walSeqs)
+  await ctx.files.run(async () => { await fsyncDir(ctx.dir) })
+  if (newDamage) {
+    // The recovered records go to a segment now, and the damaged files away: read again, they
+    // would be reported again (and a later write must not land behind a bad frame).
+    await ctx.damage.saveAll()
+    await ctx.rotate()
+  }
+  stats.ms = ctx.clock.now() - t0
+  if (stats.walRecords > 0 || stats.segments > 0) ctx.log.info({ ...stats }, 'partition recovered')
+  return stats
+}
+
+/**
+ * Reads the directory: takes up damage reports, deletes what a crash left behind, moves the
+ * segment counter past every segment file found; returns the WAL files to replay.
+ */
+async function sweepDirectory (ctx: RecoveryContext, stats: RecoveryStats): Promise<number[]> {
+  const { dir, manifest } = ctx
+  const names = await readdir(dir)
+  const listed = new Set(manifest.segments.map(s => s.file))
+  const stray: string[] = []
+  let maxSegmentOnDisk = 0
+  const walSeqs: number[] = []
+  for (const name of names) {
+    const seg = /^seg-(\d+)\.arrow$/.exec(name)
+    if (seg !== null) {
+      maxSegmentOnDisk = Math.max(maxSegmentOnDisk, Number(seg[1]))
+      if (!listed.has(name)) { stray.push(join(dir, name)); stats.orphanSegments++ }
+      continue
+    }
+    if (name === MANIFEST_FILE + '.tmp') { stray.push(join(dir, name)); continue }
+    if (name.endsWith(DAMAGE_REPORT_SUFFIX)) { await ctx.damage.load(join(dir, name)); continue }
+    const seq = parseWalFileName(name)
+    if (seq === undefined) continue
+    if (seq < manifest.walFrom) stray.push(join(dir, name))
+    else walSeqs.push(seq)
+  }
+  if (manifest.missing && stray.some(p => p.endsWith('.arrow') && !p.endsWith(segmentFileName(1)))) {
+    // Only the very first flush can leave a segment without a manifest; more means a lost manifest.
+    throw new Error(`partition directory ${dir} holds segment files but no ${MANIFEST_FILE}; refusing to open (it would discard them)`)
+  }
+  if (stats.orphanSegments > 0) ctx.log.info({ files: stray.filter(p => p.endsWith('.arrow')) }, 'deleting segment files not in the manifest (a flush or compaction cut short)')
+  await ctx.files.run(async () => { await removeFiles(dir, stray) })
+  manifest.nextSegmentId = Math.max(manifest.nextSegmentId, maxSegmentOnDisk + 1)
+  return walSeqs
+}
+
+/** Reads every listed segment, checked against the manifest, into the index (newest version wins). */
+async function loadSegments (ctx: RecoveryContext, stats: RecoveryStats): Promise<void> {
+  const { index } = ctx
+  for (const meta of ctx.manifest.segments) {
+    const path = join(ctx.dir, meta.file)
+    let bytes: Buffer
+    try {
+      bytes = await ctx.files.run(async () => await readFile(path))
+    } catch (err) {
+      throw new SegmentCorruptError(path, `listed in the manifest but unreadable: ${(err as Error).message}`, { cause: err })
+    }
+    if (bytes.length !== meta.bytes) throw new SegmentCorruptError(path, `is ${bytes.length} bytes, the manifest says ${meta.bytes}`)
+    const crc = crc32(bytes)
+    if (crc !== meta.crc32) throw new SegmentCorruptError(path, `CRC-32 ${crc.toString(16)} differs from the manifest's ${meta.crc32.toString(16)}`)
+    const seg = Segment.decode(meta, path, bytes)
+    index.segments.set(seg.id, seg)
+    for (let row = 0; row < seg.rows; row++) {
+      const id = seg.ids[row]!
+      const cur = index.get(id)
+      if (cur === undefined || index.winsRaw(seg.versions[row]!, seg.deleted[row] === 1, () => seg.record(row, ctx.space().schema), cur)) {
+        index.put(id, locate(seg.id, row), seg.versions[row]!, seg.deleted[row] === 1)
+      }
+    }
+    stats.segments++
+    stats.segmentRows += seg.rows
+  }
+}
+
+/** Replays the WAL files `walSeqs` (sorted) into the memtable; returns whether any was damaged. */
+async function replayWal (ctx: RecoveryContext, walSeqs: readonly number[], stats: RecoveryStats): Promise<boolean> {
+  const { index, memtable } = ctx
+  let newDamage = false
+  for (const seq of walSeqs) {
+    const path = join(ctx.dir, walFileName(seq))
+    const r = await ctx.files.run(async () => await readWalFile(path, { chunkBytes: ctx.opts.walReadChunkBytes, maxFrameBytes: ctx.opts.maxFrameBytes }))
+    stats.walFiles++
+    stats.walRecords += r.records.length
+    stats.walBytes += r.goodBytes
+    if (r.corrupt.length > 0) {
+      stats.corruptBytes += await ctx.damage.found(path, r)
+      stats.corruptFrames += r.corrupt.length
+      newDamage = true
+    }
+    if (r.torn !== undefined) {
+      logWalTorn(ctx.log, path, r)
+      stats.bytesTruncated += r.fileBytes - r.goodBytes
+      await ctx.files.run(async () => {
+        const fh = await open(path, 'r+')
+        try {
+          await fh.truncate(r.goodBytes)
+          await fh.sync()
+        } finally {
+          await fh.close()
+        }
+      })
+    }
+    for (const rec of r.records) {
+      const cur = index.get(rec.id)
+      if (cur === undefined || index.wins(rec, cur)) {
+        memtable.records.push(rec)
+        index.put(rec.id, rec, rec.version, rec.deleted)
+      }
+    }
+    memtable.bytes += r.goodBytes
+  }
+  return newDamage
+}

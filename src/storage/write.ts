@@ -1,0 +1,110 @@
+/**
+ * The write path of a partition: apply() checks the records, keeps the winners under
+ * last-writer-wins, queues one WAL frame and updates the memtable and the index in the same tick,
+ * then resolves when that frame is fsynced (group commit: concurrent calls share one write and
+ * one fsync, wal.ts). A writer outrunning the flusher waits for it rather than growing memory;
+ * a WAL write that fails leaves the store refusing writes until it is reopened.
+ */
+import { isHlc } from '../hlc/index.js'
+import type { PartitionContext } from './context.js'
+import type { Entry } from './live-index.js'
+import type { ApplyResult, VersionedRecord } from './types.js'
+import { FRAME_HEADER_BYTES, encodeFrame, encodePackedFrame, type PackedRecords } from './wal.js'
+
+/** The store was closed; nothing was written. */
+export class StoreClosedError extends Error {
+  override name = 'StoreClosedError'
+}
+
+/** The store's disk failed earlier; it refuses writes until reopened (recovery decides what is durable). */
+export class StoreFailedError extends Error {
+  override name = 'StoreFailedError'
+}
+
+export type WriteContext = Pick<PartitionContext, 'space' | 'partition' | 'log' | 'opts' | 'hooks' | 'counters' | 'status' | 'index' | 'memtable' | 'wal'> & {
+  flusher: { readonly inFlight: Promise<void> | undefined, maybeFlush: () => void }
+}
+
+export class PartitionWriter {
+  constructor (private readonly ctx: WriteContext) {}
+
+  async apply (records: readonly VersionedRecord[], packed?: PackedRecords): Promise<ApplyResult> {
+    const { status, index, memtable, counters, flusher } = this.ctx
+    this.refuseIfClosed()
+    if (status.failed !== undefined) throw new StoreFailedError(`partition ${this.name()} refuses writes after a disk failure: ${status.failed.message}`, { cause: status.failed })
+    for (let i = 0; i < records.length; i++) checkRecord(records[i]!, i)
+    // Back-pressure: a writer outrunning the flusher waits for it rather than growing memory.
+    if (flusher.inFlight !== undefined && memtable.overBound(2)) await flusher.inFlight.catch(() => {})
+    this.refuseIfClosed()
+    counters.applyCalls++
+    // The batch's winners, in first-seen order, with what the index held for each before it
+    // (looked up once here, reused by putOver): a record repeated in the batch replaces its
+    // earlier copy in place.
+    const slot = new Map<string, number>()
+    const winners: VersionedRecord[] = []
+    const held: Array<Entry | undefined> = []
+    let applied = 0
+    let stale = 0
+    for (const r of records) {
+      const at = slot.get(r.id)
+      const cur = at !== undefined ? winners[at]! : index.get(r.id)
+      if (cur !== undefined && !index.wins(r, cur)) { stale++; continue }
+      if (at !== undefined) {
+        winners[at] = r
+      } else {
+        slot.set(r.id, winners.length)
+        winners.push(r)
+        held.push(cur)
+      }
+      applied++
+    }
+    counters.applied += applied
+    counters.stale += stale
+    if (winners.length === 0) {
+      // Nothing new, but "already held" must also mean "already durable".
+      await this.ctx.wal.barrier()
+      return { applied, stale }
+    }
+    // Every record new and distinct: the coordinator's bytes are the frame. Otherwise (some stale
+    // or repeated) only the winners are logged, encoded here; that throws before anything changed
+    // if a value is unencodable.
+    const frame = packed !== undefined && winners.length === records.length ? encodePackedFrame(packed) : encodeFrame(winners)
+    if (frame.length - FRAME_HEADER_BYTES > this.ctx.opts.maxFrameBytes) {
+      throw new RangeError(`batch encodes to ${frame.length - FRAME_HEADER_BYTES} bytes, over maxFrameBytes (${this.ctx.opts.maxFrameBytes}); split it`)
+    }
+    const done = this.ctx.wal.active.append(frame)
+    counters.walFrames++
+    for (let i = 0; i < winners.length; i++) {
+      const w = winners[i]!
+      memtable.records.push(w)
+      index.putOver(w.id, w, w.version, w.deleted, held[i])
+    }
+    memtable.bytes += frame.length
+    flusher.maybeFlush()
+    this.ctx.hooks.onMemtableGrowth?.()
+    try {
+      await done
+    } catch (err) {
+      status.failed ??= err as Error
+      this.ctx.log.error({ err }, 'write-ahead log write failed; the partition refuses writes until reopened')
+      throw err
+    }
+    return { applied, stale }
+  }
+
+  private name (): string { return `${this.ctx.space().name}/${this.ctx.partition}` }
+
+  private refuseIfClosed (): void {
+    if (this.ctx.status.closed) throw new StoreClosedError(`partition ${this.name()} is closed`)
+  }
+}
+
+function checkRecord (r: VersionedRecord, i: number): void {
+  if (r === null || typeof r !== 'object') throw new TypeError(`records[${i}] is not a record`)
+  if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError(`records[${i}].id must be a non-empty string`)
+  if (!isHlc(r.version)) throw new TypeError(`records[${i}].version must be an HLC timestamp`)
+  if (typeof r.deleted !== 'boolean') throw new TypeError(`records[${i}].deleted must be a boolean`)
+  if (r.deleted ? r.row !== null : (r.row === null || typeof r.row !== 'object')) {
+    throw new TypeError(`records[${i}].row must be ${r.deleted ? 'null for a tombstone' : 'an object'}`)
+  }
+}
