@@ -20,7 +20,7 @@ export interface PartitionStoreOptions {
   tombstoneGraceMs?: number
   /**
    * Segments in a partition above which compaction merges one size tier of them (see
-   * LocalPartitionStore.compactionPlan). Count, default 12: each get() is one map lookup
+   * Compactor.plan (compaction.ts)). Count, default 12: each get() is one map lookup
    * regardless, but scans and opens touch every file; with tiers four times apart, 12 leaves
    * room for three segments in each of four tiers.
    */
