@@ -49,6 +49,8 @@ interface Member {
   incarnation: number
   stateChangedAt: number
   suspicion: Suspicion | undefined
+  /** Left by an operator's forceRemove, not by itself (see MemberInfo.removed). */
+  removed: boolean
 }
 
 interface PendingAck {
@@ -151,7 +153,8 @@ export class Swim {
       state: 'alive',
       incarnation: 0,
       stateChangedAt: this.clock.now(),
-      suspicion: undefined
+      suspicion: undefined,
+      removed: false
     }
     this.membersById.set(this.self.id, this.self)
     this.queue = new BroadcastQueue(this.opts.maxBroadcastQueue)
@@ -560,7 +563,9 @@ export class Swim {
       const members: WireMember[] = []
       for (const m of this.membersById.values()) {
         if (members.length >= max) break
-        members.push({ id: m.id, i: m.incarnation, s: m.state, a: m.addrs, m: m.meta })
+        const w: WireMember = { id: m.id, i: m.incarnation, s: m.state, a: m.addrs, m: m.meta }
+        if (m.removed && m.state === 'left') w.r = true
+        members.push(w)
       }
       this.stateCache = { version: this.viewVersion, members }
     }
@@ -661,7 +666,7 @@ export class Swim {
     for (const r of remote) {
       switch (r.s) {
         case 'alive': if (!this.onAlive({ k: 'alive', id: r.id, i: r.i, a: r.a, m: r.m }, true)) tombstoned.push(r.id); break
-        case 'left': this.onDead({ k: 'left', id: r.id, i: r.i, f: r.id }); break
+        case 'left': this.onDead(r.r === true ? { k: 'left', id: r.id, i: r.i, f: r.id, r: true } : { k: 'left', id: r.id, i: r.i, f: r.id }); break
         case 'dead':
         case 'suspect': this.onSuspect({ k: 'suspect', id: r.id, i: r.i, f: this.self.id }); break
       }
@@ -736,7 +741,7 @@ export class Swim {
       const metaBytes = checkAliveDetail(addrs, meta, this.opts.metaMaxBytes)
       if (metaBytes < 0) { this.drop('alive', u.id, 'invalid addrs or oversize meta'); return true }
       this.tombstones.delete(u.id)
-      const nm: Member = { id: u.id, addrs, meta, metaBytes, state: 'alive', incarnation: u.i, stateChangedAt: this.clock.now(), suspicion: undefined }
+      const nm: Member = { id: u.id, addrs, meta, metaBytes, state: 'alive', incarnation: u.i, stateChangedAt: this.clock.now(), suspicion: undefined, removed: false }
       this.addMember(nm)
       this.emit('join', nm)
       if (!viaPushPull) this.broadcast(u, metaBytes)
@@ -753,6 +758,8 @@ export class Swim {
     m.addrs = addrs
     m.meta = meta
     m.metaBytes = metaBytes
+    // Back with an incarnation of its own after being removed: a member like any other again.
+    m.removed = false
     m.suspicion?.cancel()
     m.suspicion = undefined
     if (prev !== 'alive') {
@@ -814,13 +821,32 @@ export class Swim {
       return
     }
     const next: MemberState = u.k === 'left' ? 'left' : 'dead'
-    if (m.state === 'left' || (m.state === 'dead' && next === 'dead')) return
+    const removing = next === 'left' && u.r === true && !m.removed
+    if ((m.state === 'left' && !removing) || (m.state === 'dead' && next === 'dead')) return
     m.incarnation = u.i
     m.suspicion?.cancel()
     m.suspicion = undefined
+    if (removing) m.removed = true
     this.setState(m, next)
     this.emit(next, m)
     this.broadcast(u, 0)
+  }
+
+  /**
+   * An operator removes a member that is gone (dead, or left) on its behalf, as Consul's
+   * force-leave does: it becomes 'left' with `removed` at its current incarnation, and that
+   * spreads like any leave (gossip, then push-pull). Layers above read `removed` as "forget what
+   * it held" (placement stops waiting for its data). Only the member can raise its incarnation,
+   * so if it is in fact alive, or comes back later, it refutes with a higher one and rejoins.
+   * Throws for an unknown member, this peer, or one not dead or left here.
+   */
+  forceRemove (id: PeerId): MemberInfo {
+    const m = this.membersById.get(id)
+    if (m === undefined) throw new RangeError(`unknown member ${id}`)
+    if (m === this.self) throw new RangeError('a peer cannot remove itself')
+    if (m.state !== 'dead' && m.state !== 'left') throw new RangeError(`member ${id} is ${m.state}, not dead`)
+    if (!m.removed) this.onDead({ k: 'left', id, i: m.incarnation, f: this.self.id, r: true })
+    return snapshot(m)
   }
 
   private refute (incarnation: number): void {
@@ -966,5 +992,7 @@ export class Swim {
 }
 
 function snapshot (m: Member): MemberInfo {
-  return { id: m.id, addrs: m.addrs.slice(), meta: m.meta, state: m.state, incarnation: m.incarnation, stateChangedAt: m.stateChangedAt }
+  const out: MemberInfo = { id: m.id, addrs: m.addrs.slice(), meta: m.meta, state: m.state, incarnation: m.incarnation, stateChangedAt: m.stateChangedAt }
+  if (m.removed && m.state === 'left') out.removed = true
+  return out
 }

@@ -23,6 +23,12 @@ export interface MemberInfo {
   incarnation: number
   /** clock.now() when `state` last changed here. */
   stateChangedAt: number
+  /**
+   * Set (with state 'left') when an operator removed this member on its behalf (Swim.forceRemove,
+   * Consul's force-leave): unlike a graceful leave, the cluster is to forget what it held. Cleared
+   * when the member comes back with a higher incarnation.
+   */
+  removed?: true
 }
 
 export type MemberEventType = 'join' | 'alive' | 'suspect' | 'dead' | 'left' | 'update' | 'reaped'

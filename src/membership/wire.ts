@@ -36,6 +36,8 @@ export interface WireUpdate {
   m?: MemberMeta
   /** Who raised it (suspect, dead). */
   f?: string
+  /** 'left' only: removed by an operator on the member's behalf (Swim.forceRemove), not a graceful leave. */
+  r?: true
 }
 
 /** One member in a push-pull state exchange. */
@@ -45,6 +47,8 @@ export interface WireMember {
   s: MemberState
   a: string[]
   m: MemberMeta
+  /** 'left' only: removed on its behalf (see WireUpdate.r). */
+  r?: true
 }
 
 export interface PingMsg { seq: number, target: string, src?: string[], pb?: WireUpdate[] }
@@ -148,7 +152,10 @@ export function decodeUpdate (v: unknown, limits: DecodeLimits): WireUpdate | nu
     return { k, id, i, a: v.a as string[], m: v.m as MemberMeta }
   }
   if (v.f !== undefined && !isId(v.f)) return null
-  return v.f === undefined ? { k: k as UpdateKind, id, i } : { k: k as UpdateKind, id, i, f: v.f as string }
+  if (v.r !== undefined && (v.r !== true || k !== 'left')) return null
+  const u: WireUpdate = v.f === undefined ? { k: k as UpdateKind, id, i } : { k: k as UpdateKind, id, i, f: v.f as string }
+  if (v.r === true) u.r = true
+  return u
 }
 
 function decodePiggyback (v: unknown, limits: DecodeLimits): WireUpdate[] | null {
@@ -209,7 +216,10 @@ export function decodeMember (v: unknown, limits: DecodeLimits): WireMember | nu
   if (!isId(id) || !isCount(i) || typeof s !== 'string' || !STATES.has(s)) return null
   // Shape only, as in decodeUpdate: checkAliveDetail runs before anything is applied.
   if (!Array.isArray(v.a) || v.a.length > MAX_ADDRS || !isRecord(v.m)) return null
-  return { id, i, s: s as MemberState, a: v.a as string[], m: v.m as MemberMeta }
+  if (v.r !== undefined && (v.r !== true || s !== 'left')) return null
+  const out: WireMember = { id, i, s: s as MemberState, a: v.a as string[], m: v.m as MemberMeta }
+  if (v.r === true) out.r = true
+  return out
 }
 
 export function decodePushPull (v: unknown, limits: DecodeLimits): PushPullMsg | null {
@@ -236,7 +246,7 @@ export function checkAliveDetail (addrs: unknown, meta: unknown, metaMaxBytes: n
 
 /** Estimated encoded size of an update, used to fill messages up to maxPacketBytes. */
 export function updateSize (u: WireUpdate, metaBytes: number): number {
-  let n = 24 + u.id.length + (u.f?.length ?? 0)
+  let n = 24 + u.id.length + (u.f?.length ?? 0) + (u.r === true ? 4 : 0)
   if (u.a !== undefined) for (const a of u.a) n += a.length + 2
   if (u.m !== undefined) n += metaBytes
   return n

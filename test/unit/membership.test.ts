@@ -330,6 +330,46 @@ describe('state machine', () => {
     expect(fresh.liveMembers()).toBe(5)
   })
 
+  it('forceRemove: only a dead or left member; it becomes left+removed everywhere (gossip and push-pull); back, it rejoins with a higher incarnation', async () => {
+    const { world, swims } = await smallCluster(5, { pushPullIntervalMs: 5_000 })
+    const p0 = swims.get('p0')!
+    // Refused for a member that is not gone, for itself, and for a stranger.
+    expect(() => p0.forceRemove('p1')).toThrow(/alive, not dead/)
+    expect(() => p0.forceRemove('p0')).toThrow(/itself/)
+    expect(() => p0.forceRemove('nobody')).toThrow(/unknown member/)
+    world.crash('p3')
+    await swims.get('p3')!.stop()
+    await world.runUntil(() => ['p0', 'p1', 'p2', 'p4'].every(id => swims.get(id)!.member('p3')?.state === 'dead'), { maxMs: 60_000 })
+    const deadInc = p0.member('p3')!.incarnation
+    expect(p0.member('p3')!.removed).toBeUndefined()
+    // p4 is cut off while p0 removes p3: gossip cannot reach it, the next push-pull must.
+    world.partition(['p4'], ['p0', 'p1', 'p2'])
+    expect(p0.forceRemove('p3')).toMatchObject({ state: 'left', removed: true, incarnation: deadInc })
+    await world.run(2_000)
+    for (const id of ['p1', 'p2']) expect(swims.get(id)!.member('p3')).toMatchObject({ state: 'left', removed: true })
+    expect(swims.get('p4')!.member('p3')).toMatchObject({ state: 'dead' })
+    world.heal()
+    expect(await world.runUntil(() => swims.get('p4')!.member('p3')?.removed === true, { maxMs: 30_000 })).toBe(true)
+    // Removing again changes nothing.
+    expect(p0.forceRemove('p3')).toMatchObject({ state: 'left', removed: true, incarnation: deadInc })
+    // The removed peer restarts: it hears it left, refutes, and is an ordinary member again.
+    const p = world.restart('p3')
+    const back = new Swim({ transport: p.transport, clock: p.clock, random: p.random, log: silentLogger }, { bootstrap: [simAddress('p0')] })
+    await back.start()
+    const ok = await world.runUntil(() => ['p0', 'p1', 'p2', 'p4'].every(id => swims.get(id)!.member('p3')?.state === 'alive'), { maxMs: 30_000 })
+    expect(ok).toBe(true)
+    expect(back.localMember().incarnation).toBeGreaterThan(deadInc)
+    for (const id of ['p0', 'p1', 'p2', 'p4']) expect(swims.get(id)!.member('p3')!.removed).toBeUndefined()
+  })
+
+  it('decoders accept the removed flag only on left', () => {
+    expect(decodeUpdate({ k: 'left', id: 'a', i: 1, f: 'b', r: true }, limits)).toEqual({ k: 'left', id: 'a', i: 1, f: 'b', r: true })
+    expect(decodeUpdate({ k: 'dead', id: 'a', i: 1, r: true }, limits)).toBeNull()
+    expect(decodeUpdate({ k: 'left', id: 'a', i: 1, r: 1 }, limits)).toBeNull()
+    expect(decodePushPull({ members: [{ id: 'a', i: 1, s: 'left', a: [], m: {}, r: true }] }, limits)?.members[0]).toMatchObject({ r: true })
+    expect(decodePushPull({ members: [{ id: 'a', i: 1, s: 'dead', a: [], m: {}, r: true }] }, limits)).toBeNull()
+  })
+
   it('graceful leave: others record left (never dead), leave() resolves, left members are reaped', async () => {
     const { world, swims } = await smallCluster(5, { leftReapMs: 20_000, reapIntervalMs: 1000 })
     const events: string[] = []
