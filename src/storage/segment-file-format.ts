@@ -393,37 +393,50 @@ export function directoryBytes (d: Directory): number {
 // Zone maps (writer side)
 
 /**
- * The zone map of one column's values (the in-memory form of schema/index.ts) as the executor
- * will see them: numbers as float64 (an int64 beyond 2^53 rounded to nearest, as readInt64 does),
- * dates in days, booleans 0/1; strings by JS comparison (UTF-16 code units). Lists and vectors
- * keep only their NULL count.
+ * The zone maps of one column, per batch, in one pass over its values in input order (a value's
+ * batch is its rank in key order / batchRows): no scattered reads of values in key order. Values
+ * are taken as the executor will see them: numbers as float64 (an int64 beyond 2^53 rounded to
+ * nearest, as readInt64 does), dates in days, booleans 0/1, NaN as NULL; strings by JS comparison
+ * (UTF-16 code units). Lists and vectors keep only their NULL count.
  */
-export function zoneOf (type: ColumnType, values: readonly unknown[], nulls: number): Zone {
-  if (listElement(type) !== undefined || vectorDim(type) !== undefined) return { nulls }
-  if (type === 'utf8') {
-    let min: string | undefined
-    let max: string | undefined
-    for (const v of values) {
-      if (typeof v !== 'string') continue
-      if (min === undefined || v < min) min = v
-      if (max === undefined || v > max) max = v
+export function zonesByBatch (type: ColumnType, values: readonly unknown[], rank: Uint32Array, batchRows: number, batchCount: number): Zone[] {
+  const n = values.length
+  const nulls = new Float64Array(batchCount)
+  const kind = listElement(type) !== undefined || vectorDim(type) !== undefined ? 0 : type === 'utf8' ? 2 : 1
+  const nmin = new Float64Array(batchCount).fill(Infinity)
+  const nmax = new Float64Array(batchCount).fill(-Infinity)
+  const smin = new Array<string | undefined>(batchCount)
+  const smax = new Array<string | undefined>(batchCount)
+  for (let i = 0; i < n; i++) {
+    const b = Math.floor(rank[i]! / batchRows)
+    const v = values[i]
+    if (v === null || v === undefined) { nulls[b]!++; continue }
+    if (kind === 1) {
+      const x = typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? (v ? 1 : 0) : NaN
+      if (x !== x) continue
+      if (x < nmin[b]!) nmin[b] = x
+      if (x > nmax[b]!) nmax[b] = x
+    } else if (kind === 2 && typeof v === 'string') {
+      const lo = smin[b]
+      if (lo === undefined || v < lo) smin[b] = v
+      const hi = smax[b]
+      if (hi === undefined || v > hi) smax[b] = v
     }
-    if (min === undefined || max === undefined) return { nulls }
-    // A prefix of the min is still a lower bound; a prefix of the max is not an upper bound.
-    return { nulls, min: min.length > ZONE_STRING_MAX ? min.slice(0, ZONE_STRING_MAX) : min, ...(max.length > ZONE_STRING_MAX ? {} : { max }) }
   }
-  let min = Infinity
-  let max = -Infinity
-  for (const v of values) {
-    let x: number
-    if (typeof v === 'number') x = v
-    else if (typeof v === 'bigint') x = Number(v)
-    else if (typeof v === 'boolean') x = v ? 1 : 0
-    else continue
-    if (x !== x) continue
-    if (x < min) min = x
-    if (x > max) max = x
+  const out = new Array<Zone>(batchCount)
+  for (let b = 0; b < batchCount; b++) {
+    const z: Zone = { nulls: nulls[b]! }
+    if (kind === 1 && nmin[b]! <= nmax[b]!) {
+      z.min = nmin[b]!
+      z.max = nmax[b]!
+    } else if (kind === 2 && smin[b] !== undefined) {
+      const lo = smin[b]!
+      const hi = smax[b]!
+      // A prefix of the min is still a lower bound; a prefix of the max is not an upper bound.
+      z.min = lo.length > ZONE_STRING_MAX ? lo.slice(0, ZONE_STRING_MAX) : lo
+      if (hi.length <= ZONE_STRING_MAX) z.max = hi
+    }
+    out[b] = z
   }
-  if (min > max) return { nulls }
-  return { nulls, min, max }
+  return out
 }

@@ -16,7 +16,7 @@
  */
 import { open, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Bool, Field, Float32, Message, RecordBatch, Schema, Struct, Table, Utf8, makeData, makeVector, tableToIPC, type Data } from 'apache-arrow'
+import { Bool, Field, Float32, Float64, Message, RecordBatch, Schema, Struct, Table, Utf8, makeData, makeVector, tableToIPC, type Data } from 'apache-arrow'
 import { Footer } from 'apache-arrow/ipc/metadata/file'
 import { shareVector, type ColumnVector, type ValueType } from '../columnar/index.js'
 import { arrowType, listElement, vectorDim, type ColumnType, type SpaceSchema } from '../schema/index.js'
@@ -31,7 +31,7 @@ import {
 } from './segment.js'
 import {
   HEADER_BYTES, MAX_BUFFERS, MAX_NODES, SegmentBlockCorruptError, decodeDirectory, decodeHeader, directoryBytes, encodeDirectory, encodeHeader,
-  layoutOf, zoneOf, type Directory, type FileColumn, type IndexHeader, type WrittenBatch, type WrittenColumn, type Zone
+  layoutOf, zonesByBatch, type Directory, type FileColumn, type IndexHeader, type WrittenBatch, type WrittenColumn, type Zone
 } from './segment-file-format.js'
 import type { VersionedRecord } from './types.js'
 
@@ -85,9 +85,6 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
     deleted[i] = r.deleted ? 1 : 0
   }
   const order = keyOrder(ids)
-  for (let i = 1; i < n; i++) {
-    if (ids[order[i]!] === ids[order[i - 1]!]) throw new Error(`segment ${arrowName}: id ${JSON.stringify(ids[order[i]!])} appears twice`)
-  }
 
   const columns: FileColumn[] = [...schema.map(c => ({ name: c.name, type: c.type })), { name: VERSION_COLUMN, type: 'float64' }, { name: DELETED_COLUMN, type: 'bool' }]
   const fields = columns.map(c => new Field(c.name, arrowType(c.type), c.name !== 'id' && !c.name.startsWith('$')))
@@ -99,23 +96,54 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
   // memory), then a permutation of that flat array into key order. Reading each record's row in
   // key order instead chases scattered objects once per column and was about twice as slow.
   const inOrder = new Array<unknown>(n)
+  const rank = new Uint32Array(n)
+  for (let i = 0; i < n; i++) rank[order[i]!] = i
   for (const c of columns) {
     if (c.name === VERSION_COLUMN) for (let i = 0; i < n; i++) inOrder[i] = versions[i]
     else if (c.name === DELETED_COLUMN) for (let i = 0; i < n; i++) inOrder[i] = deleted[i] === 1
     else if (c.name === 'id') for (let i = 0; i < n; i++) inOrder[i] = ids[i]
     else for (let i = 0; i < n; i++) { const row = records[i]!.row; inOrder[i] = row === null ? null : row[c.name] }
+    const columnZones = zonesByBatch(c.type, inOrder, rank, batchRows, batchCount)
     // Strings are encoded to UTF-8 in input order, then their bytes gathered into key order: a
     // string's characters are scattered in memory, and encoding them in key order cost 5 times more.
-    const utf8 = c.type === 'utf8' ? encodeUtf8(inOrder, n) : undefined
+    const utf8 = c.type === 'utf8' ? encodeUtf8(inOrder, n, rank, batchRows, batchCount) : undefined
+    let lastId: Uint8Array | undefined
+    // Fixed-width columns are built whole in input order (reading values where they lie), then
+    // each batch gathers its rows' bytes: reading the boxed values in key order cost 3 times more.
+    const whole = FIXED_WIDTH.has(c.type) && c.name !== VERSION_COLUMN && c.name !== DELETED_COLUMN ? buildColumn(c.type, inOrder) : undefined
     for (let b = 0; b < batchCount; b++) {
       const first = b * batchRows
       const m = Math.min(batchRows, n - first)
-      // A fresh array per column keeps its elements of one kind (buildColumn stays monomorphic).
-      const values = new Array<unknown>(m)
-      for (let i = 0; i < m; i++) values[i] = inOrder[order[first + i]!]
-      const data = utf8 !== undefined ? gatherUtf8(utf8, order, first, m) : buildColumn(c.type, values)
+      let data: Data
+      if (utf8 !== undefined) {
+        data = gatherUtf8(utf8, order, b, first, m)
+        if (c.name === 'id') {
+          // Equal ids are adjacent in key order: compared here as bytes laid out in that order
+          // (comparing the strings in key order would read scattered memory again).
+          const dup = adjacentEqual(data as Data<Utf8>, lastId)
+          if (dup !== undefined) throw new Error(`segment ${arrowName}: id ${JSON.stringify(ids[order[first + dup]!])} appears twice`)
+          const o = data.valueOffsets
+          lastId = (data.values as Uint8Array).subarray(o[m - 1]!, o[m]!)
+        }
+      } else if (c.name === VERSION_COLUMN) {
+        const v = new Float64Array(m)
+        for (let i = 0; i < m; i++) v[i] = versions[order[first + i]!]!
+        data = makeData({ type: new Float64(), length: m, nullCount: 0, data: v })
+      } else if (c.name === DELETED_COLUMN) {
+        const bits = new Uint8Array((m + 7) >> 3)
+        for (let i = 0; i < m; i++) if (deleted[order[first + i]!] === 1) bits[i >> 3]! |= 1 << (i & 7)
+        data = makeData({ type: new Bool(), length: m, nullCount: 0, data: bits })
+      } else if (whole !== undefined) {
+        data = gatherFixed(whole, FIXED_WIDTH.get(c.type)!, order, first, m)
+      } else {
+        // A fresh array per column keeps its elements of one kind (buildColumn stays monomorphic).
+        const values = new Array<unknown>(m)
+        for (let i = 0; i < m; i++) values[i] = inOrder[order[first + i]!]
+        data = buildColumn(c.type, values)
+      }
+      if (data.nullCount !== columnZones[b]!.nulls) throw new Error(`segment ${arrowName}: column ${c.name} batch ${b}: ${data.nullCount} NULLs built, ${columnZones[b]!.nulls} counted`)
       children[b]!.push(data)
-      zones[b]!.push(zoneOf(c.type, values, data.nullCount))
+      zones[b]!.push(columnZones[b]!)
     }
   }
   inOrder.length = 0
@@ -124,8 +152,11 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
   const written = locateBuffers(arrowBytes, columns, batches.map(b => b.numRows), zones, arrowPath)
 
   const dirBytes = encodeDirectory(columns, written)
+  // Made in input order, then put in key order (a permutation of pointers).
+  const made = new Array<{ id: string, version: number, deleted: boolean }>(n)
+  for (let i = 0; i < n; i++) made[i] = { id: ids[i]!, version: versions[i]!, deleted: deleted[i] === 1 }
   const entries = new Array<{ id: string, version: number, deleted: boolean }>(n)
-  for (let i = 0; i < n; i++) { const o = order[i]!; entries[i] = { id: ids[o]!, version: versions[o]!, deleted: deleted[o] === 1 } }
+  for (let i = 0; i < n; i++) entries[i] = made[order[i]!]!
   const keyIndex = encodeKeyIndex(entries)
   const header: IndexHeader = {
     batches: written.length,
@@ -160,29 +191,64 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
   }
 }
 
-/** A utf8 column's values (input order) as UTF-8: row i is bytes[offsets[i], offsets[i + 1]), NULL when valid[i] is 0. */
-interface Utf8Values { bytes: Buffer, offsets: Float64Array, valid: Uint8Array }
+/**
+ * A utf8 column's values (input order) as UTF-8: row i is bytes[offsets[i], offsets[i + 1]),
+ * NULL when valid[i] is 0; with each batch's byte and NULL totals (counted in the same pass).
+ */
+interface Utf8Values { bytes: Buffer, offsets: Int32Array | Float64Array, valid: Uint8Array, batchBytes: Float64Array, batchNulls: Float64Array }
 
-function encodeUtf8 (values: readonly unknown[], n: number): Utf8Values {
+function encodeUtf8 (values: readonly unknown[], n: number, rank: Uint32Array, batchRows: number, batchCount: number): Utf8Values {
+  const valid = new Uint8Array(n)
+  const batchBytes = new Float64Array(batchCount)
+  const batchNulls = new Float64Array(batchCount)
+  // Mostly ASCII (ids, names): one native join and encode instead of two calls a string; when the
+  // UTF-8 is as long as the text every string is ASCII and its length is its byte length.
+  const strings: string[] = []
+  let chars = 0
+  for (let i = 0; i < n; i++) { const v = values[i]; if (typeof v === 'string') { strings.push(v); chars += v.length } }
+  if (chars < 1 << 28) {
+    const joined = strings.join('')
+    strings.length = 0
+    const bytes = Buffer.from(joined, 'utf8')
+    if (bytes.length === joined.length) {
+      // Integer offsets while they fit: the gather loop indexes bytes with them.
+      const offsets = bytes.length <= 0x7fffffff ? new Int32Array(n + 1) : new Float64Array(n + 1)
+      let o = 0
+      for (let i = 0; i < n; i++) {
+        const v = values[i]
+        const b = Math.floor(rank[i]! / batchRows)
+        if (typeof v === 'string') { o += v.length; batchBytes[b]! += v.length; valid[i] = 1 } else batchNulls[b]!++
+        offsets[i + 1] = o
+      }
+      return { bytes, offsets, valid, batchBytes, batchNulls }
+    }
+  }
+  strings.length = 0
   let total = 0
   for (let i = 0; i < n; i++) { const v = values[i]; if (typeof v === 'string') total += Buffer.byteLength(v) }
   const bytes = Buffer.allocUnsafe(total)
-  const offsets = new Float64Array(n + 1)
-  const valid = new Uint8Array(n)
+  const offsets = total <= 0x7fffffff ? new Int32Array(n + 1) : new Float64Array(n + 1)
   let o = 0
   for (let i = 0; i < n; i++) {
     const v = values[i]
-    if (typeof v === 'string') { o += bytes.write(v, o); valid[i] = 1 }
+    const b = Math.floor(rank[i]! / batchRows)
+    if (typeof v === 'string') {
+      const len = bytes.write(v, o)
+      o += len
+      batchBytes[b]! += len
+      valid[i] = 1
+    } else {
+      batchNulls[b]!++
+    }
     offsets[i + 1] = o
   }
-  return { bytes, offsets, valid }
+  return { bytes, offsets, valid, batchBytes, batchNulls }
 }
 
-/** Rows order[first .. first + m) of a utf8 column as Arrow Data (what buildColumn makes of them). */
-function gatherUtf8 (src: Utf8Values, order: Uint32Array, first: number, m: number): Data {
-  let total = 0
-  let nulls = 0
-  for (let i = 0; i < m; i++) { const o = order[first + i]!; total += src.offsets[o + 1]! - src.offsets[o]!; nulls += 1 - src.valid[o]! }
+/** Rows order[first .. first + m) (batch b) of a utf8 column as Arrow Data (what buildColumn makes of them). */
+function gatherUtf8 (src: Utf8Values, order: Uint32Array, b: number, first: number, m: number): Data {
+  const total = src.batchBytes[b]!
+  const nulls = src.batchNulls[b]!
   if (total > 0x7fffffff) throw new RangeError(`a utf8 column of one batch holds ${total} bytes; Arrow's utf8 holds at most 2^31 - 1 (use fewer batchRows)`)
   const data = Buffer.allocUnsafe(total)
   const offsets = new Int32Array(m + 1)
@@ -199,7 +265,62 @@ function gatherUtf8 (src: Utf8Values, order: Uint32Array, first: number, m: numb
     offsets[i + 1] = p
     if (bitmap !== undefined && src.valid[o] === 1) bitmap[i >> 3]! |= 1 << (i & 7)
   }
+  if (p !== total) throw new Error(`utf8 batch gathered ${p} bytes, counted ${total}`)
   return makeData({ type: new Utf8(), length: m, nullCount: nulls, nullBitmap: bitmap, valueOffsets: offsets, data })
+}
+
+/** Bytes a value of the fixed-width types (0: bits). */
+const FIXED_WIDTH = new Map<string, number>([['bool', 0], ['int32', 4], ['date', 4], ['float32', 4], ['float64', 8], ['int64', 8], ['timestamp', 8]])
+
+/** Rows order[first .. first + m) of a fixed-width column built whole (`src`, offset 0), as Arrow Data. */
+function gatherFixed (src: Data, width: number, order: Uint32Array, first: number, m: number): Data {
+  let nullBitmap: Uint8Array | undefined
+  let nullCount = 0
+  if (src.nullCount > 0) {
+    const from = src.nullBitmap!
+    nullBitmap = new Uint8Array((m + 7) >> 3)
+    for (let i = 0; i < m; i++) {
+      const o = order[first + i]!
+      if ((from[o >> 3]! & (1 << (o & 7))) !== 0) nullBitmap[i >> 3]! |= 1 << (i & 7)
+      else nullCount++
+    }
+    if (nullCount === 0) nullBitmap = undefined
+  }
+  const values = src.values as Uint8Array | Int32Array | Float32Array | Float64Array | BigInt64Array
+  let data: Uint8Array | Int32Array | Float32Array | BigInt64Array
+  if (width === 0) {
+    const bits = new Uint8Array((m + 7) >> 3)
+    const from = values as Uint8Array
+    for (let i = 0; i < m; i++) { const o = order[first + i]!; if ((from[o >> 3]! & (1 << (o & 7))) !== 0) bits[i >> 3]! |= 1 << (i & 7) }
+    data = bits
+  } else if (width === 4) {
+    // As 32-bit integers: the bits move unchanged (a float copy could rewrite a NaN's payload).
+    const from = new Int32Array(values.buffer, values.byteOffset, src.length)
+    const out = new Int32Array(m)
+    for (let i = 0; i < m; i++) out[i] = from[order[first + i]!]!
+    data = values instanceof Float32Array ? new Float32Array(out.buffer) : out
+  } else {
+    const from = new Int32Array(values.buffer, values.byteOffset, 2 * src.length)
+    const out = new Int32Array(2 * m)
+    for (let i = 0; i < m; i++) { const o = 2 * order[first + i]!; out[2 * i] = from[o]!; out[2 * i + 1] = from[o + 1]! }
+    // int64 and timestamp may be held as BigInt64Array or as Int32Array pairs: hand back the same kind.
+    data = values instanceof Float64Array ? new Float64Array(out.buffer) as never : values instanceof BigInt64Array ? new BigInt64Array(out.buffer) : out
+  }
+  return makeData({ type: src.type, length: m, nullCount, nullBitmap, data } as never)
+}
+
+/** The first row of a utf8 batch equal to the row before it (`prev`: the previous batch's last), if any. */
+function adjacentEqual (d: Data<Utf8>, prev: Uint8Array | undefined): number | undefined {
+  const o = d.valueOffsets
+  const v = d.values
+  const same = (a: number, alen: number, bytes: Uint8Array, b: number, blen: number): boolean => {
+    if (alen !== blen) return false
+    for (let k = 0; k < alen; k++) if (v[a + k] !== bytes[b + k]) return false
+    return true
+  }
+  if (prev !== undefined && d.length > 0 && same(o[0]!, o[1]! - o[0]!, prev, 0, prev.length)) return 0
+  for (let i = 1; i < d.length; i++) if (same(o[i]!, o[i + 1]! - o[i]!, v, o[i - 1]!, o[i]! - o[i - 1]!)) return i
+  return undefined
 }
 
 /**
