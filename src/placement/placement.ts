@@ -10,6 +10,15 @@
  * unreachable owner and the partition detector makes quorums fail fast. Only a peer on the
  * majority side drops a member that has been dead for deadOwnerTimeoutMs; its partitions then
  * move to live peers, which catch up from the remaining replicas.
+ *
+ * Ownership and data are apart, though (issue 13): a member that stops owning still holds what it
+ * held. "Fresh" (nothing to catch up from, the owners are ready at once) means that no member in
+ * the list, alive, suspect, dead (expired or not) or left, has announced the partition ready.
+ * When every member that did is gone (expired dead, or left), the partition is unavailable, not
+ * fresh: those members stay its read replicas, unreachable, so reads answer 503 naming it,
+ * queries list it missing, and the new owners, whose catch-up cannot reach them, stay not ready.
+ * It comes back when a holder does, or becomes fresh when an operator removes the holders on
+ * purpose (Swim.forceRemove: state 'left' with `removed`), which gives up their data.
  */
 import type { MemberEvent, MemberInfo, MemberMeta } from '../membership/index.js'
 import type { Clock, Logger, PeerAddress, PeerId, Timer } from '../runtime/index.js'
@@ -79,6 +88,11 @@ export class PlacementService implements Placement {
 
   /** Placement members, sorted; recomputed lazily after a membership event. */
   private live: PeerId[] = []
+  /**
+   * Members that own nothing but whose last announcement still counts (dead past the timeout, or
+   * left without being removed), sorted: where a partition's data is when no live member holds it.
+   */
+  private gone: PeerId[] = []
   private liveKey = ''
   private viewDirty = true
   private readonly readiness = new Map<PeerId, PeerReadiness>()
@@ -158,10 +172,17 @@ export class PlacementService implements Placement {
     const ownerSet = new Set(owners)
     const holders: PeerId[] = []
     for (const id of this.live) if (this.readySet(id, space.uid).has(partition)) holders.push(id)
-    // Fresh: no live peer holds it ready (a new space, or every holder lost): the owners are it.
-    const fresh = holders.length === 0 && this.isSynced()
+    // No live holder: the data is on members that own nothing any more (or nowhere).
+    const goneHolders: PeerId[] = []
+    if (holders.length === 0) for (const id of this.gone) if (this.readySet(id, space.uid).has(partition)) goneHolders.push(id)
+    // Fresh: no member at all has it ready (a new space, a whole cluster restarted, or its holders
+    // removed by an operator): the owners are it. Holders that are merely gone do not make it
+    // fresh: their owners would answer "not found" for every row they hold.
+    const fresh = holders.length === 0 && goneHolders.length === 0 && this.isSynced()
     const readyOwners = fresh ? owners : owners.filter(o => holders.includes(o))
-    const former = holders.filter(h => !ownerSet.has(h))
+    // The gone holders are read replicas nobody can reach: reads and QUORUM writes fail fast
+    // naming the partition, and a new owner's catch-up, finding no reachable source, waits.
+    const former = holders.length > 0 ? holders.filter(h => !ownerSet.has(h)) : goneHolders
     const formerOrdered = former.length > 1 ? rendezvous(former, key, former.length) : former
     const readReplicas = readyOwners.concat(formerOrdered).slice(0, owners.length + 2)
     const writeReplicas = owners.concat(readReplicas.filter(r => !ownerSet.has(r)))
@@ -231,6 +252,25 @@ export class PlacementService implements Placement {
     return this.live.slice()
   }
 
+  /**
+   * The partitions (of every space) that `peerId` has announced ready and no other member has:
+   * what the cluster gives up when that member is removed (forceRemove) while it is gone.
+   */
+  partitionsOnlyOn (peerId: PeerId): Array<{ space: SpaceDef, partition: number }> {
+    this.refresh()
+    const out: Array<{ space: SpaceDef, partition: number }> = []
+    const others = [...this.live, ...this.gone].filter(id => id !== peerId)
+    for (const space of this.catalog.list()) {
+      const mine = this.readySet(peerId, space.uid)
+      if (mine.size === 0) continue
+      for (const p of [...mine].sort((a, b) => a - b)) {
+        if (p >= space.partitions) continue
+        if (!others.some(id => this.readySet(id, space.uid).has(p))) out.push({ space, partition: p })
+      }
+    }
+    return out
+  }
+
   /** The partitions of `space` that `peerId` has announced ready (this peer: marked ready). */
   readyPartitions (peerId: PeerId, space: SpaceDef): number[] {
     this.refresh()
@@ -268,25 +308,34 @@ export class PlacementService implements Placement {
     if (!this.viewDirty) return
     this.viewDirty = false
     const live: PeerId[] = []
+    const gone: PeerId[] = []
     const seen = new Set<PeerId>()
     const now = this.clock.now()
     const majority = this.isMajority()
     let nextExpiry = Infinity
     for (const m of this.membership.members()) {
-      if (m.state === 'left') continue
+      // Removed by an operator: its readiness is given up (what remove-peer confirmed).
+      if (m.state === 'left' && m.removed === true) continue
+      seen.add(m.id)
+      if (m.id !== this.localPeerId) {
+        const prev = this.readiness.get(m.id)
+        // Meta objects are replaced, never mutated, by membership: identity says "unchanged".
+        if (prev === undefined || prev.meta !== m.meta) this.readiness.set(m.id, { meta: m.meta, ready: decodeReady(m.meta[READY_META_KEY]) })
+      }
+      // A member that left gracefully handed nothing off (decommission is not built yet): it owns
+      // nothing, but what it announced still counts, as for a long-dead member.
+      let owns = m.state !== 'left'
       if (m.state === 'dead') {
         const expiresAt = m.stateChangedAt + this.deadOwnerTimeoutMs
-        if (majority && now >= expiresAt) continue
-        nextExpiry = Math.min(nextExpiry, expiresAt)
+        if (majority && now >= expiresAt) owns = false
+        else nextExpiry = Math.min(nextExpiry, expiresAt)
       }
-      live.push(m.id)
-      seen.add(m.id)
-      if (m.id === this.localPeerId) continue
-      const prev = this.readiness.get(m.id)
-      // Meta objects are replaced, never mutated, by membership: identity says "unchanged".
-      if (prev === undefined || prev.meta !== m.meta) this.readiness.set(m.id, { meta: m.meta, ready: decodeReady(m.meta[READY_META_KEY]) })
+      if (owns) live.push(m.id)
+      else if (m.id !== this.localPeerId) gone.push(m.id)
     }
     for (const id of this.readiness.keys()) if (!seen.has(id)) this.readiness.delete(id)
+    gone.sort()
+    this.gone = gone
     live.sort()
     const liveKey = live.join('\n')
     if (liveKey !== this.liveKey) {

@@ -19,7 +19,7 @@ class FakeMembership implements PlacementMembership {
   localMember (): MemberInfo { return this.view.get(this.localPeerId)! }
   onChange (l: (ev: MemberEvent) => void): () => void { this.listeners.add(l); return () => { this.listeners.delete(l) } }
   updateMeta (meta: MemberMeta): void { this.metaUpdates++; this.set(this.localPeerId, { meta }) }
-  set (id: string, patch: { state?: MemberState, meta?: MemberMeta }): void {
+  set (id: string, patch: { state?: MemberState, meta?: MemberMeta, removed?: true }): void {
     const m = this.view.get(id) ?? { id, addrs: [`/sim/${id}`], meta: {}, state: 'alive' as MemberState, incarnation: 0, stateChangedAt: 0 }
     const next = { ...m, ...patch }
     this.view.set(id, next)
@@ -147,6 +147,32 @@ describe('PlacementService', () => {
     catalog.drop('s')
     clock.advance(500)
     expect(m.localMember().meta).toEqual({ name: 'peer-a', http: '127.0.0.1:1' })
+  })
+
+  it('a member that left gracefully owns nothing but its data still counts: its sole partitions are unavailable, not fresh, until it is removed', () => {
+    const { m, catalog, pl } = setup('a', ['b', 'c'])
+    const s = catalog.create({ name: 's', schema, partitions: 32, replicas: 1 })
+    const onB = [...Array(32).keys()].filter(p => pl.locate(s, p).owners[0] === 'b')
+    expect(onB.length).toBeGreaterThan(0)
+    m.set('b', { meta: { ready: { [s.uid]: encodeBitmap(onB) } } })
+    m.set('b', { state: 'left' })
+    for (const p of onB) {
+      const loc = pl.locate(s, p)
+      expect(loc.owners).not.toContain('b')
+      // Before issue 13 a leaver's readiness was forgotten at once: fresh, and its new owner answered 404.
+      expect(loc.fresh).toBe(false)
+      expect(loc.readReplicas).toEqual(['b'])
+      expect(loc.writeReplicas).toEqual([...loc.owners, 'b'])
+    }
+    expect(pl.partitionsOnlyOn('b').map(x => x.partition)).toEqual(onB)
+    expect(pl.partitionsOnlyOn('c')).toEqual([])
+    // Removed on purpose (remove-peer): its data is given up, and the partitions start over empty.
+    m.set('b', { state: 'left', removed: true })
+    for (const p of onB) {
+      const loc = pl.locate(s, p)
+      expect(loc.fresh).toBe(true)
+      expect(loc.readReplicas).toEqual(loc.owners)
+    }
   })
 
   it('caches placements and invalidates them on membership and catalog changes', () => {

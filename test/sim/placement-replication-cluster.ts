@@ -1,0 +1,138 @@
+/**
+ * Whole peers in the simulator, as src/peer/peer.ts wires them minus storage, RPC and HTTP: real
+ * Swim (carrying the catalog in push-pull), Catalog, PartitionDetector, PlacementService and
+ * Replicator, with MemoryStores that survive a restart. The replication harness
+ * (replication-cluster.ts) fakes placement and the placement harness runs no replication; the
+ * defects of their seam (who counts as a holder, when a partition is fresh) need both real.
+ * Peers are named p0..; everyone joins p0 (or the first up peer).
+ */
+import { HybridClock } from '../../src/hlc/index.js'
+import { Swim } from '../../src/membership/index.js'
+import type { SwimOptions } from '../../src/membership/index.js'
+import { PartitionDetector } from '../../src/partition/index.js'
+import { Catalog, PlacementService } from '../../src/placement/index.js'
+import type { PlacementOptions } from '../../src/placement/index.js'
+import { Replicator } from '../../src/replication/index.js'
+import type { ReplicatorOptions } from '../../src/replication/index.js'
+import { silentLogger } from '../../src/runtime/index.js'
+import type { SpaceDef } from '../../src/schema/index.js'
+import { SimBroadcaster } from './broadcast.js'
+import { simAddress } from './index.js'
+import type { SimPeer, SimWorld } from './index.js'
+import { MemoryStores } from './memory-store.js'
+
+export interface WholeNode {
+  id: string
+  peer: SimPeer
+  swim: Swim
+  catalog: Catalog
+  detector: PartitionDetector
+  placement: PlacementService
+  replicator: Replicator
+  stores: MemoryStores
+}
+
+export interface WholeClusterOptions {
+  swim?: SwimOptions
+  placement?: PlacementOptions
+  replication?: ReplicatorOptions
+  stableWindowMs?: number
+}
+
+export class WholeCluster {
+  readonly nodes = new Map<string, WholeNode>()
+  readonly storesById = new Map<string, MemoryStores>()
+
+  constructor (readonly world: SimWorld, readonly opts: WholeClusterOptions = {}) {}
+
+  /** Starts `id` (again, with its stores, after a crash), joining `bootstrap` or the first up peer. */
+  add (id: string, bootstrap?: string): WholeNode {
+    const exists = this.world.peers().some(p => p.id === id)
+    const peer = exists ? this.world.restart(id) : this.world.addPeer(id)
+    const boot = bootstrap ?? [...this.nodes.values()].find(n => n.peer.up && n.id !== id)?.id
+    const log = silentLogger
+    const hlc = new HybridClock({ clock: peer.clock })
+    const catalog = new Catalog({ hlc, clock: peer.clock, log, broadcaster: new SimBroadcaster(this.world, peer) })
+    const swim = new Swim({ transport: peer.transport, clock: peer.clock, random: peer.random, log, delegate: catalog.swimDelegate() },
+      { ...this.opts.swim, meta: { name: id }, bootstrap: boot === undefined ? [] : [simAddress(boot)] })
+    const detector = new PartitionDetector({ membership: swim, clock: peer.clock, log }, { stableWindowMs: this.opts.stableWindowMs ?? 2000 })
+    const placement = new PlacementService({
+      membership: swim, catalog, clock: peer.clock, log, isMajority: () => detector.status().majority, isSynced: () => swim.hasSynced()
+    }, this.opts.placement)
+    let stores = this.storesById.get(id)
+    if (stores === undefined) { stores = new MemoryStores(); this.storesById.set(id, stores) }
+    const replicator = new Replicator({
+      transport: peer.transport, clock: peer.clock, random: peer.random, hlc, log, placement, stores, detector, membership: swim
+    }, this.opts.replication)
+    catalog.start()
+    void swim.start()
+    detector.start()
+    placement.start()
+    replicator.start()
+    // What peer.ts does once synced (adoptReplicasOnDisk): hand the replicas kept from before the
+    // restart to replication, which catches them up if owned and releases them if not.
+    if (exists) {
+      const adopt = (): void => {
+        if (!peer.up) return
+        if (!swim.hasSynced()) { peer.clock.setTimer(100, adopt); return }
+        for (const s of stores.stores.values()) {
+          const def = catalog.get(s.space.name)
+          if (def?.uid === s.space.uid) void replicator.adopt(def, s.partition)
+        }
+      }
+      peer.clock.setTimer(100, adopt)
+    }
+    const node = { id, peer, swim, catalog, detector, placement, replicator, stores }
+    this.nodes.set(id, node)
+    return node
+  }
+
+  get (id: string): WholeNode {
+    const n = this.nodes.get(id)
+    if (n === undefined) throw new Error(`no node ${id}`)
+    return n
+  }
+
+  crash (id: string): void {
+    const n = this.get(id)
+    this.world.crash(id)
+    n.replicator.stop()
+    n.placement.stop()
+    n.detector.stop()
+    n.catalog.stop()
+    void n.swim.stop()
+  }
+
+  up (): WholeNode[] { return [...this.nodes.values()].filter(n => n.peer.up) }
+
+  /** Every up peer knows `space`, sees every up peer alive, and has every partition it owns ready. */
+  settled (space: string): boolean {
+    const ids = this.up().map(n => n.id).sort().join(',')
+    for (const n of this.up()) {
+      const def = n.catalog.get(space)
+      if (def === undefined) return false
+      if (n.swim.members().filter(m => m.state === 'alive').map(m => m.id).sort().join(',') !== ids) return false
+      for (const o of n.placement.ownedPartitions()) if (!n.replicator.isReady(o.space, o.partition)) return false
+    }
+    return true
+  }
+
+  /** n peers p0..p<n-1>, all joined and alive everywhere. */
+  static async form (world: SimWorld, n: number, opts: WholeClusterOptions = {}): Promise<WholeCluster> {
+    const c = new WholeCluster(world, opts)
+    c.add('p0')
+    for (let i = 1; i < n; i++) c.add(`p${i}`, 'p0')
+    const ids = [...Array(n).keys()].map(i => `p${i}`).join(',')
+    const ok = await world.runUntil(() => c.up().every(x => x.swim.members().filter(m => m.state === 'alive').map(m => m.id).sort().join(',') === ids),
+      { maxMs: 60_000, checkEveryMs: 100 })
+    if (!ok) throw new Error(`cluster of ${n} did not form`)
+    return c
+  }
+}
+
+/** The definition of `name` as `node` knows it. */
+export function spaceOn (node: WholeNode, name: string): SpaceDef {
+  const def = node.catalog.get(name)
+  if (def === undefined) throw new Error(`${node.id} does not know space ${name}`)
+  return def
+}
