@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from 'commander'
 import { runStart } from './start.js'
 import { runKeygen } from './keygen.js'
 import { runMembers } from './members.js'
+import { runRemovePeer } from './remove-peer.js'
 import { runSpaceCreate, runSpaceDrop, runSpaceList, positiveInt } from './space.js'
 import { parseConsistency, runGet, runPut } from './records.js'
 import { runImport, type ImportFormat } from './import.js'
@@ -53,6 +54,13 @@ function buildProgram (): Command {
     .addOption(peerOption())
     .option('--json', 'print JSON for scripts instead of a table')
     .action(async (opts: { peer: string, json?: boolean }) => { await runMembers(opts) })
+
+  program.command('remove-peer <peerId>')
+    .description('remove a dead peer on purpose: shows the partitions whose only copies are on it (given up), removes it with --yes')
+    .option('--yes', 'remove without asking')
+    .option('--json', 'print the answer as JSON')
+    .addOption(peerOption())
+    .action(async (peerId: string, opts: { peer: string, yes?: boolean, json?: boolean }) => { await runRemovePeer(peerId, opts) })
 
   const space = program.command('space').description('create, list and drop spaces')
   space.command('create <name>')

@@ -47,6 +47,11 @@ export interface PeerConfig {
    * comes from `--cache-mib` and SHOAL_STORAGE_CACHE_MIB, which win over the file.
    */
   storage: Record<string, number>
+  /**
+   * Overrides of placement options, e.g. `{ deadOwnerTimeoutMs: 600000 }` (how long a dead member
+   * keeps owning its partitions before they move to live peers).
+   */
+  placement: Record<string, number>
 }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
@@ -79,11 +84,12 @@ export interface RawSettings {
   drainTimeoutMs?: unknown
   maxHttpConnections?: unknown
   storage?: unknown
+  placement?: unknown
   /** Flag and environment only; in a config file it is `storage.cacheMiB`. */
   cacheMiB?: unknown
 }
 
-const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'drainTimeoutMs', 'maxHttpConnections'])
+const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'placement', 'drainTimeoutMs', 'maxHttpConnections'])
 
 /** Environment variable → setting. Lists are comma-separated. */
 const ENV_VARS: Record<string, keyof RawSettings> = {
@@ -142,6 +148,7 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
   const query = asNumberMap(pick('query'), 'query') ?? {}
   const drainTimeoutMs = asNumber(pick('drainTimeoutMs'), 'drainTimeoutMs') ?? 5000
   const storage = asNumberMap(pick('storage'), 'storage') ?? {}
+  const placement = asNumberMap(pick('placement'), 'placement') ?? {}
   const cacheSetting = pick('cacheMiB')
   const cacheMiB = asNumber(cacheSetting, 'cacheMiB')
   if (cacheMiB !== undefined) {
@@ -167,6 +174,7 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
     replication,
     query,
     storage,
+    placement,
     drainTimeoutMs,
     ...(maxHttpConnections !== undefined ? { maxHttpConnections } : {})
   }

@@ -8,6 +8,8 @@ export interface MemberView {
   http: string | null
   state: 'alive' | 'suspect' | 'dead' | 'left'
   incarnation: number
+  /** Present (true) when the member left because an operator removed it (POST /cluster/remove). */
+  removed?: true
 }
 
 export interface HealthReport {
@@ -36,6 +38,22 @@ export interface FaultControl {
   state(): FaultState
 }
 
+/** One partition whose only ready copies were on a removed peer. */
+export interface GivenUpPartition { space: string, partition: number }
+
+/** The answer of POST /cluster/remove. */
+export interface RemovePeerAnswer {
+  peerId: string
+  name: string | null
+  /** The member's state as this peer sees it after the request (left once removed). */
+  state: 'alive' | 'suspect' | 'dead' | 'left'
+  /** True once the cluster has been told to forget the peer (now, or by an earlier request). */
+  removed: boolean
+  /** Partitions whose only ready copies were on the peer: their data is given up by the removal. */
+  givesUp: GivenUpPartition[]
+  message: string
+}
+
 /** What the HTTP API needs from a peer (peer.ts implements it). */
 export interface ApiPeer {
   health(): HealthReport
@@ -44,6 +62,12 @@ export interface ApiPeer {
   /** This peer's partition replicas with their digests (for convergence checks). */
   localPartitions(): unknown
   metrics(): Promise<{ contentType: string, text: string }>
+  /**
+   * Removes a dead (or left) member on purpose: without `confirm`, only says what that gives up;
+   * with it, the cluster forgets the member's data. Throws HttpError (404 unknown, 409 not dead,
+   * 503 not on the majority side).
+   */
+  removePeer(peerId: string, confirm: boolean): RemovePeerAnswer
   readonly faults: FaultControl | undefined
 }
 
@@ -60,6 +84,10 @@ export function registerApi (server: HttpServer, peer: ApiPeer): void {
     const { contentType, text } = await peer.metrics()
     return { text, contentType }
   })
+  server.route('POST', '/cluster/remove', async (req) => {
+    const { peerId, confirm } = parseRemove(await req.json())
+    return { body: peer.removePeer(peerId, confirm) }
+  })
   server.route('GET', '/admin/faults', () => ({ body: requireFaults(peer).state() }))
   server.route('POST', '/admin/faults', async (req) => {
     const faults = requireFaults(peer)
@@ -73,6 +101,19 @@ export function registerApi (server: HttpServer, peer: ApiPeer): void {
     if (change.queryDelayMs !== undefined) faults.setQueryDelay(change.queryDelayMs)
     return { body: faults.state() }
   })
+}
+
+const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{20,128}$/
+
+function parseRemove (body: unknown): { peerId: string, confirm: boolean } {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'BAD_REQUEST', 'body must be a JSON object like {"peerId": "<peerId>", "confirm": true}')
+  for (const key of Object.keys(body)) {
+    if (key !== 'peerId' && key !== 'confirm') throw new HttpError(400, 'BAD_REQUEST', `unknown field '${key}'; expected peerId, confirm`)
+  }
+  const { peerId, confirm } = body as Record<string, unknown>
+  if (typeof peerId !== 'string' || !PEER_ID.test(peerId)) throw new HttpError(400, 'BAD_REQUEST', "field 'peerId' must be the peer id of a member (see GET /cluster/members)")
+  if (confirm !== undefined && typeof confirm !== 'boolean') throw new HttpError(400, 'BAD_REQUEST', "field 'confirm' must be true or false")
+  return { peerId, confirm: confirm === true }
 }
 
 function requireFaults (peer: ApiPeer): FaultControl {
@@ -117,7 +158,7 @@ function parseDeny (deny: unknown): string[] {
   if (!Array.isArray(deny)) throw new HttpError(400, 'BAD_REQUEST', "field 'deny' must be an array of peer ids")
   if (deny.length > MAX_DENY) throw new HttpError(400, 'BAD_REQUEST', `field 'deny' has ${deny.length} entries; at most ${MAX_DENY}`)
   deny.forEach((id, i) => {
-    if (typeof id !== 'string' || !/^[1-9A-HJ-NP-Za-km-z]{20,128}$/.test(id)) throw new HttpError(400, 'BAD_REQUEST', `field 'deny[${i}]' is not a peer id`)
+    if (typeof id !== 'string' || !PEER_ID.test(id)) throw new HttpError(400, 'BAD_REQUEST', `field 'deny[${i}]' is not a peer id`)
   })
   return [...new Set(deny as string[])]
 }

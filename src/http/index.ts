@@ -11,7 +11,7 @@
 export { HttpServer, HttpError, HttpListenError } from './server.js'
 export type { RouteHandler, RouteRequest, RouteResponse, RouteOptions, HttpServerOptions } from './server.js'
 export { registerApi } from './api.js'
-export type { ApiPeer, MemberView, HealthReport, FaultControl, FaultState } from './api.js'
+export type { ApiPeer, MemberView, HealthReport, FaultControl, FaultState, RemovePeerAnswer, GivenUpPartition } from './api.js'
 export { registerDataApi, parseRecordsBody, toHttpError } from './data.js'
 export type { DataApi, SpaceView, WriteOutcome, RecordAnswer, Consistency, RequestOptions } from './data.js'
 export { registerQueryApi } from './query.js'

@@ -4,12 +4,12 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
 import { FileHlcStore, HybridClock } from '../hlc/index.js'
-import { HttpServer, registerApi, registerDataApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView } from '../http/index.js'
+import { HttpError, HttpServer, registerApi, registerDataApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView, type RemovePeerAnswer } from '../http/index.js'
 import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index.js'
 import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
 import { PartitionDetector } from '../partition/index.js'
-import { Catalog, PlacementService } from '../placement/index.js'
+import { Catalog, DEFAULT_PLACEMENT_OPTIONS, PlacementService } from '../placement/index.js'
 import { DEFAULT_REPLICATOR_OPTIONS, Replicator } from '../replication/index.js'
 import { SystemClock, SystemRandom, type Logger, type PeerAddress } from '../runtime/index.js'
 import { DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
@@ -189,7 +189,14 @@ export class Peer implements ApiPeer {
     }
     swimRef = swim
     const detector = new PartitionDetector({ membership: swim, clock, log: log.child({ component: 'partition' }) }, {})
-    const placement = new PlacementService({ membership: swim, catalog, clock, log, isMajority: () => detector.status().majority, isSynced: () => swim.hasSynced() })
+    let placement: PlacementService
+    try {
+      placement = new PlacementService({ membership: swim, catalog, clock, log, isMajority: () => detector.status().majority, isSynced: () => swim.hasSynced() },
+        checkOptions('placement', config.placement, DEFAULT_PLACEMENT_OPTIONS))
+    } catch (err) {
+      await host.stop().catch(() => {})
+      throw new PeerStartError(`placement settings: ${(err as Error).message}`)
+    }
     let replicationOptions: Record<string, number>
     try {
       replicationOptions = checkOptions('replication', config.replication, DEFAULT_REPLICATOR_OPTIONS)
@@ -429,6 +436,37 @@ export class Peer implements ApiPeer {
     return this.swim.members().map(toMemberView)
   }
 
+  /**
+   * POST /cluster/remove (shoal remove-peer): the operator's way out for partitions whose data is
+   * only on a peer that is gone for good (issue 13). Without confirm it changes nothing and lists
+   * what would be given up; with it, membership marks the peer left+removed on its behalf, and
+   * placement then takes those partitions as fresh (empty) on their new owners.
+   */
+  removePeer (peerId: string, confirm: boolean): RemovePeerAnswer {
+    const m = this.swim.member(peerId)
+    if (m === undefined) throw new HttpError(404, 'UNKNOWN_PEER', `peer ${peerId} is not a member this peer knows (see GET /cluster/members); ask a peer that has seen it`)
+    const name = typeof m.meta.name === 'string' ? m.meta.name : null
+    if (peerId === this.peerId) throw new HttpError(409, 'PEER_NOT_DEAD', 'a peer cannot remove itself; ask another peer to remove this one once it is stopped')
+    if (m.state === 'alive' || m.state === 'suspect') {
+      throw new HttpError(409, 'PEER_NOT_DEAD', `peer ${name ?? peerId} is ${m.state}: only a dead (or left) peer can be removed; stop it first and wait until the cluster marks it dead`)
+    }
+    if (m.removed === true) {
+      return { peerId, name, state: m.state, removed: true, givesUp: [], message: `peer ${name ?? peerId} was already removed; nothing more is given up` }
+    }
+    // The minority side of a split may be the one that cannot see a live peer.
+    if (!this.detector.status().majority) throw new HttpError(503, 'NOT_MAJORITY', 'this peer is not on the majority side of the cluster; ask a peer that is')
+    const givesUp = this.layers.placement.partitionsOnlyOn(peerId).map(x => ({ space: x.space.name, partition: x.partition }))
+    const what = givesUp.length === 0
+      ? 'no partition has its only ready copy on it'
+      : `${givesUp.length} partition(s) have their only ready copies on it; their data is given up and they start over empty`
+    if (!confirm) {
+      return { peerId, name, state: m.state, removed: false, givesUp, message: `not removed: ${what}; send confirm: true to remove it` }
+    }
+    const after = this.swim.forceRemove(peerId)
+    this.log.warn({ component: 'peer', removed: peerId, name, givesUp }, 'peer removed by an operator')
+    return { peerId, name, state: after.state, removed: true, givesUp, message: `removed: ${what}` }
+  }
+
   clusterHealth (): unknown {
     return {
       peer: this.peerId,
@@ -598,7 +636,8 @@ function toMemberView (m: MemberInfo): MemberView {
     addrs: [...m.addrs],
     http: typeof m.meta.http === 'string' ? m.meta.http : null,
     state: m.state,
-    incarnation: m.incarnation
+    incarnation: m.incarnation,
+    ...(m.removed === true ? { removed: true as const } : {})
   }
 }
 

@@ -33,7 +33,7 @@ export {
   compareEntries, decodeEntry
 } from './catalog.js'
 export type { CatalogEntry, CatalogErrorCode, CatalogEvent, CatalogOptions, CatalogDeps } from './catalog.js'
-export { PlacementService } from './placement.js'
+export { PlacementService, DEFAULT_PLACEMENT_OPTIONS } from './placement.js'
 export type { PlacementMembership, PlacementOptions, PlacementDeps } from './placement.js'
 export { murmur3, murmur3String, partitionOfId, hrwScore, rendezvous, partitionKey } from './hash.js'
 export { READY_META_KEY, encodeBitmap, decodeBitmap, encodeReady, decodeReady } from './ready.js'

@@ -52,6 +52,14 @@ export interface PlacementOptions {
   deadOwnerTimeoutMs?: number
 }
 
+/** The defaults, and the options a config file's `placement` section may set (numbers all). */
+export const DEFAULT_PLACEMENT_OPTIONS: Required<PlacementOptions> = Object.freeze({
+  readyDebounceMs: 200,
+  metaWarnBytes: 3072,
+  maxCachedPlacements: 200_000,
+  deadOwnerTimeoutMs: 300_000
+})
+
 export interface PlacementDeps {
   membership: PlacementMembership
   catalog: SpaceCatalog
@@ -114,10 +122,14 @@ export class PlacementService implements Placement {
     this.catalog = deps.catalog
     this.clock = deps.clock
     this.log = deps.log.child({ component: 'placement' })
-    this.debounceMs = opts.readyDebounceMs ?? 200
-    this.metaWarnBytes = opts.metaWarnBytes ?? 3072
-    this.maxCached = opts.maxCachedPlacements ?? 200_000
-    this.deadOwnerTimeoutMs = opts.deadOwnerTimeoutMs ?? 300_000
+    const o = { ...DEFAULT_PLACEMENT_OPTIONS, ...opts }
+    for (const [k, v] of Object.entries(o)) {
+      if (!Number.isInteger(v) || v < (k === 'readyDebounceMs' ? 0 : 1)) throw new RangeError(`placement option ${k} must be ${k === 'readyDebounceMs' ? 'a non-negative' : 'a positive'} integer, got ${String(v)}`)
+    }
+    this.debounceMs = o.readyDebounceMs
+    this.metaWarnBytes = o.metaWarnBytes
+    this.maxCached = o.maxCachedPlacements
+    this.deadOwnerTimeoutMs = o.deadOwnerTimeoutMs
     this.isMajority = deps.isMajority ?? (() => false)
     this.isSynced = deps.isSynced ?? (() => true)
     this.localPeerId = this.membership.localPeerId

@@ -10,7 +10,7 @@ describe('resolveConfig()', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
     file = join(dir, 'shoal.json')
-    await writeFile(file, JSON.stringify({ http: '127.0.0.1:9000', name: 'from-file', membership: { probeIntervalMs: 500 }, replication: { antiEntropyIntervalMs: 5000 }, bootstrap: ['/ip4/127.0.0.1/tcp/1'] }))
+    await writeFile(file, JSON.stringify({ http: '127.0.0.1:9000', name: 'from-file', membership: { probeIntervalMs: 500 }, replication: { antiEntropyIntervalMs: 5000 }, placement: { deadOwnerTimeoutMs: 3000 }, bootstrap: ['/ip4/127.0.0.1/tcp/1'] }))
   })
   afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
 
@@ -27,6 +27,7 @@ describe('resolveConfig()', () => {
     expect(fileOnly.name).toBe('from-file')
     expect(fileOnly.membership).toEqual({ probeIntervalMs: 500 })
     expect(fileOnly.replication).toEqual({ antiEntropyIntervalMs: 5000 })
+    expect(fileOnly.placement).toEqual({ deadOwnerTimeoutMs: 3000 })
     const withEnv = resolveConfig({ flags: {}, env: { SHOAL_NAME: 'from-env', SHOAL_BOOTSTRAP: '/ip4/127.0.0.1/tcp/2,/ip4/127.0.0.1/tcp/3' }, configFile: file })
     expect(withEnv.name).toBe('from-env')
     expect(withEnv.bootstrap).toEqual(['/ip4/127.0.0.1/tcp/2', '/ip4/127.0.0.1/tcp/3'])
