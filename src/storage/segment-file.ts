@@ -24,7 +24,7 @@ import { columnVectorBytes, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
 import { fsyncDir, writeFileDurable } from './fsutil.js'
-import { encodeKeyIndex, KeyIndex, keyOrder, type KeyIndexSource } from './key-index.js'
+import { encodeKeyIndex, KeyIndex, KeyIndexCorruptError, keyOrder, type KeyIndexSource } from './key-index.js'
 import {
   DELETED_COLUMN, FORMAT_KEY, SegmentCorruptError, VERSION_COLUMN, buildColumn, decodeColumn, decodeIds, nullVector, segmentFileName,
   type SegmentMeta
@@ -201,29 +201,6 @@ function encodeUtf8 (values: readonly unknown[], n: number, rank: Uint32Array, b
   const valid = new Uint8Array(n)
   const batchBytes = new Float64Array(batchCount)
   const batchNulls = new Float64Array(batchCount)
-  // Mostly ASCII (ids, names): one native join and encode instead of two calls a string; when the
-  // UTF-8 is as long as the text every string is ASCII and its length is its byte length.
-  const strings: string[] = []
-  let chars = 0
-  for (let i = 0; i < n; i++) { const v = values[i]; if (typeof v === 'string') { strings.push(v); chars += v.length } }
-  if (chars < 1 << 28) {
-    const joined = strings.join('')
-    strings.length = 0
-    const bytes = Buffer.from(joined, 'utf8')
-    if (bytes.length === joined.length) {
-      // Integer offsets while they fit: the gather loop indexes bytes with them.
-      const offsets = bytes.length <= 0x7fffffff ? new Int32Array(n + 1) : new Float64Array(n + 1)
-      let o = 0
-      for (let i = 0; i < n; i++) {
-        const v = values[i]
-        const b = Math.floor(rank[i]! / batchRows)
-        if (typeof v === 'string') { o += v.length; batchBytes[b]! += v.length; valid[i] = 1 } else batchNulls[b]!++
-        offsets[i + 1] = o
-      }
-      return { bytes, offsets, valid, batchBytes, batchNulls }
-    }
-  }
-  strings.length = 0
   let total = 0
   for (let i = 0; i < n; i++) { const v = values[i]; if (typeof v === 'string') total += Buffer.byteLength(v) }
   const bytes = Buffer.allocUnsafe(total)
@@ -513,6 +490,7 @@ export class SegmentFile {
         keys = await KeyIndex.open(idx, header.keyIndexOffset, header.keyIndexBytes, deps.cache, `${idxPath}#keys`)
       } catch (err) {
         if (err instanceof RangeError) throw new SegmentCorruptError(idxPath, `bad key index range: ${err.message}`, { cause: err })
+        if (err instanceof KeyIndexCorruptError) throw new SegmentCorruptError(idxPath, `bad key index: ${err.reason} (at byte ${err.offset})`, { cause: err })
         throw err
       }
       if (keys.count !== header.rows) throw new SegmentCorruptError(idxPath, `key index holds ${keys.count} rows, the segment ${header.rows}`)
@@ -571,8 +549,9 @@ export class SegmentFile {
         const codes = new Int32Array(new SharedArrayBuffer(4 * ids.length))
         for (let i = 0; i < ids.length; i++) codes[i] = i
         const v: ColumnVector = { tag: 'str', type: 'utf8', codes, dict: ids }
-        // The dictionary is the ids(b) entry's array: count only the codes here.
-        return { value: v, bytes: codes.byteLength }
+        // The dictionary is the ids(b) entry's array, counted here too: either entry may outlive
+        // the other in the cache, so each counts what it holds (an over-count while both are in).
+        return { value: v, bytes: columnVectorBytes(v) }
       })
     }
     return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => {
@@ -603,11 +582,14 @@ export class SegmentFile {
 
   /** The versions (HLCs) of batch `b`'s rows. */
   async versions (b: number): Promise<Float64Array> {
-    const v = await this.column(b, VERSION_COLUMN, 'float64')
-    if (v.tag !== 'num') throw new SegmentBlockCorruptError(this.path, b, VERSION_COLUMN, 'not float64')
-    // Checked once per load (a cache hit returns the same, already checked, array).
-    for (let i = 0; i < v.values.length; i++) if (v.values[i] !== v.values[i]) throw new SegmentBlockCorruptError(this.path, b, VERSION_COLUMN, `row ${i} has no version`)
-    return v.values
+    this.checkBatch(b)
+    // Checked once per load: a cache hit returns the same, already checked, array.
+    return await this.cache.getOrLoad(this.key(b, '$versions'), async () => {
+      const v = await this.column(b, VERSION_COLUMN, 'float64')
+      if (v.tag !== 'num') throw new SegmentBlockCorruptError(this.path, b, VERSION_COLUMN, 'not float64')
+      for (let i = 0; i < v.values.length; i++) if (v.values[i] !== v.values[i]) throw new SegmentBlockCorruptError(this.path, b, VERSION_COLUMN, `row ${i} has no version`)
+      return { value: v.values, bytes: v.values.byteLength }
+    })
   }
 
   /** Whether each row of batch `b` is a tombstone (1) or not (0). */

@@ -356,6 +356,14 @@ describe('segment file corruption', () => {
       await writeFile(idx, bad)
       await expectCorrupt(SegmentFile.open(dir, meta, deps()), meta.index, what)
     }
+    // The key-index section (last in the file): its header's magic, then a byte of its Bloom filter.
+    const keyIndexAt = good.readDoubleLE(48)
+    for (const at of [keyIndexAt + 1, keyIndexAt + 90]) {
+      const bad = Buffer.from(good)
+      bad[at]! ^= 0x10
+      await writeFile(idx, bad)
+      await expectCorrupt(SegmentFile.open(dir, meta, deps()), meta.index, 'key index')
+    }
     await writeFile(idx, good.subarray(0, HEADER_BYTES + 10))
     await expectCorrupt(SegmentFile.open(dir, { ...meta, indexBytes: HEADER_BYTES + 10 }, deps()), meta.index)
     await writeFile(idx, good)
