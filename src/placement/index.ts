@@ -11,7 +11,9 @@
  * loses. While ownership moves, each peer announces the partitions it holds ready in its
  * membership meta (`meta.ready = { [uid]: hex bitmap }`); reads go to ready holders, owners
  * first, and writes to the owners plus those holders. A partition nobody has announced ready is
- * fresh, and its owners count as ready.
+ * fresh, and its owners count as ready; one whose holders are all gone (dead past
+ * deadOwnerTimeoutMs, or left) is not: it is unavailable until a holder returns or an operator
+ * removes the holders (Swim.forceRemove; `partitionsOnlyOn` says what that gives up).
  *
  * ```ts
  * import { Catalog, PlacementService, CATALOG_TOPIC } from '../placement/index.js'

@@ -40,8 +40,10 @@ export interface PartitionPlacement {
   /** Acks needed for QUORUM among readReplicas (a majority of them). */
   quorum: number
   /**
-   * No live peer has announced this partition ready (a space just created, or a whole cluster
-   * restarted): its owners count as ready and have nothing to catch up from.
+   * No member (alive, suspect, dead or left, unless removed by an operator) has announced this
+   * partition ready (a space just created, or a whole cluster restarted): its owners count as
+   * ready and have nothing to catch up from. A partition whose holders are all gone is not fresh:
+   * its readReplicas are those unreachable holders, so it is unavailable until one returns.
    */
   fresh: boolean
 }
