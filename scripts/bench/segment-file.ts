@@ -12,7 +12,7 @@
  *
  *   npx tsc -p tsconfig.json && node dist/scripts/bench/segment-file.js [rows]
  *
- * Not part of `npm run bench`. Figures are medians of a few runs on this machine.
+ * Not part of `npm run bench`. Each figure is the best of a few runs (see timeIt).
  */
 import '../../src/polyfill/index.js'
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises'
@@ -46,8 +46,11 @@ function records (n: number): VersionedRecord[] {
   return out
 }
 
-function median (xs: number[]): number { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]! }
 
+/**
+ * Best of `runs` (wall ms): on a shared machine the other processes only ever add time, so the
+ * minimum is the figure least disturbed by them.
+ */
 async function timeIt<T> (runs: number, fn: () => Promise<T>): Promise<{ ms: number, last: T }> {
   const times: number[] = []
   let last: T | undefined
@@ -56,7 +59,7 @@ async function timeIt<T> (runs: number, fn: () => Promise<T>): Promise<{ ms: num
     last = await fn()
     times.push(performance.now() - t)
   }
-  return { ms: median(times), last: last! }
+  return { ms: Math.min(...times), last: last! }
 }
 
 async function main (): Promise<void> {
@@ -69,10 +72,10 @@ async function main (): Promise<void> {
 
     // Write
     let id = 0
-    const write = await timeIt(3, async () => await writeSegmentFiles(dir, ++id, schema, recs))
+    const write = await timeIt(4, async () => await writeSegmentFiles(dir, ++id, schema, recs))
     const meta: SegmentFileMeta = write.last
     const oldPath = join(dir, 'old.arrow')
-    const oldWrite = await timeIt(3, async () => { const b = encodeSegment(schema, recs); await writeFileDurable(oldPath, b); return b.length })
+    const oldWrite = await timeIt(4, async () => { const b = encodeSegment(schema, recs); await writeFileDurable(oldPath, b); return b.length })
     console.log(`rows ${rows}: .arrow ${(meta.bytes / 2 ** 20).toFixed(1)} MiB in ${meta.batches} batches, .idx ${(meta.indexBytes / 2 ** 10).toFixed(1)} KiB; old file ${(oldWrite.last / 2 ** 20).toFixed(1)} MiB`)
     // The parts of the write that are the key index's (key-index.ts), timed alone on the same ids.
     const ids = recs.map(r => r.id)
@@ -83,15 +86,18 @@ async function main (): Promise<void> {
 
     // Open
     const small = await writeSegmentFiles(dir, 1000, schema, recs.slice(0, Math.max(1, Math.floor(rows / 10))))
-    const openOf = async (m: SegmentFileMeta): Promise<{ ms: number, resident: number }> => {
+    const openOf = async (m: SegmentFileMeta): Promise<{ ms: number, resident: number, keys: number }> => {
       let resident = 0
-      const r = await timeIt(7, async () => { const s = await SegmentFile.open(dir, m, { files, cache: new BlockCache(1 << 30) }); resident = s.residentBytes; await s.close() })
-      return { ms: r.ms, resident }
+      let keys = 0
+      const r = await timeIt(7, async () => { const s = await SegmentFile.open(dir, m, { files, cache: new BlockCache(1 << 30) }); resident = s.residentBytes; keys = s.keys.residentBytes; await s.close() })
+      return { ms: r.ms, resident, keys }
     }
     const o1 = await openOf(small)
     const o2 = await openOf(meta)
     const oldOpen = await timeIt(3, async () => { const b = await readFile(oldPath); return Segment.decode({ id: 0, file: 'old.arrow', rows, bytes: b.length, crc32: 0 }, oldPath, b) })
-    console.log(`open: ${small.rows} rows ${fmt(o1.ms)} ms (resident ${(o1.resident / 1024).toFixed(0)} KiB); ${rows} rows ${fmt(o2.ms)} ms (resident ${(o2.resident / 1024).toFixed(0)} KiB, ${(o2.resident / rows).toFixed(2)} B/row); old read + Segment.decode ${fmt(oldOpen.ms)} ms`)
+    const kib = (x: number): string => (x / 1024).toFixed(1)
+    console.log(`open: ${small.rows} rows ${fmt(o1.ms)} ms (resident ${kib(o1.resident)} KiB: directory ${kib(o1.resident - o1.keys)}, key index ${kib(o1.keys)}); ` +
+      `${rows} rows ${fmt(o2.ms)} ms (resident ${kib(o2.resident)} KiB, ${(o2.resident / rows).toFixed(2)} B/row: directory ${kib(o2.resident - o2.keys)}, key index ${kib(o2.keys)}); old read + Segment.decode ${fmt(oldOpen.ms)} ms`)
 
     // One numeric column of every batch
     for (const [col, type] of [['amount', 'float64'], ['n', 'int64'], ['name', 'utf8']] as const) {
@@ -115,7 +121,7 @@ async function main (): Promise<void> {
         fresh.column(col, type)
         oldRuns.push(performance.now() - t)
       }
-      console.log(`${col} (${type}) of every batch: cold ${fmt(median(coldRuns))} ms, warm ${(warm.ms * 1000).toFixed(0)} µs; old Segment.column (already decoded table) ${fmt(median(oldRuns))} ms`)
+      console.log(`${col} (${type}) of every batch: cold ${fmt(Math.min(...coldRuns))} ms, warm ${(warm.ms * 1000).toFixed(0)} µs; old Segment.column (already decoded table) ${fmt(Math.min(...oldRuns))} ms`)
     }
 
     // Descriptor kept open against open per read (one 512 KiB column chunk, page cache warm)
@@ -124,14 +130,23 @@ async function main (): Promise<void> {
     await seg.close()
     const fh = await open(join(dir, meta.file), 'r')
     const buf = new Uint8Array(r.length)
-    const N = 200
-    let t = performance.now()
-    for (let i = 0; i < N; i++) await fh.read(buf, 0, r.length, r.offset)
-    const kept = (performance.now() - t) / N
+    // Interleaved, so both see the same machine; the median of each.
+    const keptT: number[] = []
+    const perReadT: number[] = []
+    for (let i = 0; i < 300; i++) {
+      let t = performance.now()
+      await fh.read(buf, 0, r.length, r.offset)
+      keptT.push(performance.now() - t)
+      t = performance.now()
+      const f = await open(join(dir, meta.file), 'r')
+      await f.read(buf, 0, r.length, r.offset)
+      await f.close()
+      perReadT.push(performance.now() - t)
+    }
     await fh.close()
-    t = performance.now()
-    for (let i = 0; i < N; i++) { const f = await open(join(dir, meta.file), 'r'); await f.read(buf, 0, r.length, r.offset); await f.close() }
-    const perRead = (performance.now() - t) / N
+    const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
+    const kept = med(keptT)
+    const perRead = med(perReadT)
     console.log(`one ${(r.length / 1024).toFixed(0)} KiB column read: descriptor kept ${(kept * 1000).toFixed(0)} µs, open + read + close ${(perRead * 1000).toFixed(0)} µs`)
   } finally {
     await rm(dir, { recursive: true, force: true })
