@@ -27,7 +27,7 @@ export class Flusher {
   maybeFlush (): void {
     const { status, memtable } = this.ctx
     if (this.flushing !== undefined || status.closed || status.failed !== undefined) return
-    if (memtable.records.length > 0 && memtable.overBound(1)) this.flush().catch(() => {})
+    if ((memtable.records.length > 0 || memtable.bytes > 0) && memtable.overBound(1)) this.flush().catch(() => {})
   }
 
   /**
@@ -60,13 +60,16 @@ export class Flusher {
 
   private async run (always = false): Promise<void> {
     const { index, memtable, wal, manifest } = this.ctx
-    if ((memtable.records.length === 0 && !always) || this.ctx.status.failed !== undefined) return
+    if ((memtable.records.length === 0 && memtable.bytes === 0 && !always) || this.ctx.status.failed !== undefined) return
     const next = await wal.openNext()
     // One tick: from here on, writes go to the new WAL and the new memtable together.
     const frozen = memtable.freeze()
+    const frozenGeneration = memtable.generation - 1
     const oldWal = wal.switchTo(next)
     try {
       await oldWal.drain()
+      // Every frame of the old WAL is durable; its applies put their records in `frozen` now.
+      await memtable.settled(frozenGeneration)
       const records: VersionedRecord[] = []
       for (const r of frozen) if (index.holds(r)) records.push(r)
       const seg = records.length > 0 ? await manifest.writeSegment(this.ctx.space().schema, records) : undefined
@@ -81,6 +84,8 @@ export class Flusher {
       }
     } catch (err) {
       // Keep the frozen records in the memtable: their WAL (not yet deleted) still covers them.
+      // Applies still pending on it settle first (their frames are durable or failed by now).
+      await memtable.settled(frozenGeneration)
       memtable.thaw(r => index.holds(r))
       throw err
     }

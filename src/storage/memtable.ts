@@ -3,6 +3,12 @@
  * applied, superseded ones included (the live index says which is current), with the WAL bytes
  * behind them; and, while a flush runs, the frozen memtable it is writing. Its bounds
  * (memtableMaxRows, memtableMaxBytes) decide when a flush is due and when a writer must wait.
+ *
+ * A record enters the memtable only once its WAL frame is durable (nothing is visible, served or
+ * pushed before it is), so between the append and the insert an apply is *pending* on the
+ * memtable generation its frame's WAL file belongs to. A flush freezes generation g with its WAL
+ * file; once that file is drained it waits for g's pending applies to insert (into the frozen
+ * records) before writing them: a record must never outlive its WAL file only in memory.
  */
 import type { ResolvedPartitionOptions } from './options.js'
 import type { VersionedRecord } from './types.js'
@@ -19,6 +25,11 @@ export class Memtable {
   frozen: VersionedRecord[] | undefined
   /** Bytes of WAL behind the frozen records. */
   frozenBytes = 0
+  /** The active memtable's generation (the frozen one, while a flush runs, is the one before). */
+  generation = 0
+  /** Applies between their WAL append and their insert, by generation. */
+  private readonly pending = new Map<number, number>()
+  private readonly settledWaiters = new Map<number, Array<() => void>>()
 
   constructor (private readonly opts: Pick<ResolvedPartitionOptions, 'memtableMaxRows' | 'memtableMaxBytes'>) {}
 
@@ -27,8 +38,44 @@ export class Memtable {
     return this.records.length >= this.opts.memtableMaxRows * factor || this.bytes >= this.opts.memtableMaxBytes * factor
   }
 
+  /** An apply appended its frame to the active WAL: it will insert into this generation. */
+  beginPending (): number {
+    const g = this.generation
+    this.pending.set(g, (this.pending.get(g) ?? 0) + 1)
+    return g
+  }
+
+  /** The apply of `beginPending` has inserted its records, or given up (its frame failed). */
+  endPending (g: number): void {
+    const n = this.pending.get(g)
+    if (n === undefined || n < 1) throw new Error(`memtable: no apply pending on generation ${g}`)
+    if (n > 1) { this.pending.set(g, n - 1); return }
+    this.pending.delete(g)
+    const waiters = this.settledWaiters.get(g)
+    this.settledWaiters.delete(g)
+    for (const w of waiters ?? []) w()
+  }
+
+  /** Resolves once no apply is pending on generation `g`. */
+  async settled (g: number): Promise<void> {
+    if (!this.pending.has(g)) return
+    await new Promise<void>(resolve => {
+      const list = this.settledWaiters.get(g)
+      if (list === undefined) this.settledWaiters.set(g, [resolve])
+      else list.push(resolve)
+    })
+  }
+
+  /** The records of generation `g`: the active ones, or the frozen ones a flush is writing. */
+  recordsOf (g: number): VersionedRecord[] {
+    if (g === this.generation) return this.records
+    if (g === this.generation - 1 && this.frozen !== undefined) return this.frozen
+    throw new Error(`memtable: generation ${g} is gone (active ${this.generation}, ${this.frozen === undefined ? 'none' : 'one'} frozen)`)
+  }
+
   /** Starts a flush: the active records become the frozen ones and a new memtable starts empty. */
   freeze (): VersionedRecord[] {
+    this.generation++
     const frozen = this.records
     this.frozen = frozen
     this.frozenBytes = this.bytes

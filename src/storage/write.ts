@@ -1,9 +1,12 @@
 /**
  * The write path of a partition: apply() checks the records, keeps the winners under
- * last-writer-wins, queues one WAL frame and updates the memtable and the index in the same tick,
- * then resolves when that frame is fsynced (group commit: concurrent calls share one write and
- * one fsync, wal.ts). A writer outrunning the flusher waits for it rather than growing memory;
- * a WAL write that fails leaves the store refusing writes until it is reopened.
+ * last-writer-wins, queues one WAL frame, and once that frame is fsynced (group commit:
+ * concurrent calls share one write and one fsync, wal.ts) puts the winners in the memtable and
+ * the index, checking last-writer-wins again against what concurrent applies put there meanwhile,
+ * and resolves. Nothing is visible to reads, digests or anti-entropy before it is durable: a
+ * write whose frame fails leaves no trace but the error (DESIGN.md section 5). A writer
+ * outrunning the flusher waits for it rather than growing memory; a WAL write that fails leaves
+ * the store refusing writes until it is reopened.
  */
 import { isHlc } from '../hlc/index.js'
 import type { PartitionContext } from './context.js'
@@ -37,30 +40,26 @@ export class PartitionWriter {
     if (flusher.inFlight !== undefined && memtable.overBound(2)) await flusher.inFlight.catch(() => {})
     this.refuseIfClosed()
     counters.applyCalls++
-    // The batch's winners, in first-seen order, with what the index held for each before it
-    // (looked up once here, reused by putOver): a record repeated in the batch replaces its
-    // earlier copy in place.
+    // The batch's winners, in first-seen order: a record repeated in the batch replaces its
+    // earlier copy in place. Checked against what is durable now; checked again at the insert.
     const slot = new Map<string, number>()
     const winners: VersionedRecord[] = []
-    const held: Array<Entry | undefined> = []
     let applied = 0
     let stale = 0
     for (const r of records) {
       const at = slot.get(r.id)
-      const cur = at !== undefined ? winners[at]! : index.get(r.id)
+      const cur: Entry | undefined = at !== undefined ? winners[at]! : index.get(r.id)
       if (cur !== undefined && !index.wins(r, cur)) { stale++; continue }
       if (at !== undefined) {
         winners[at] = r
       } else {
         slot.set(r.id, winners.length)
         winners.push(r)
-        held.push(cur)
       }
       applied++
     }
-    counters.applied += applied
-    counters.stale += stale
     if (winners.length === 0) {
+      counters.stale += stale
       // Nothing new, but "already held" must also mean "already durable".
       await this.ctx.wal.barrier()
       return { applied, stale }
@@ -73,22 +72,31 @@ export class PartitionWriter {
       throw new RangeError(`batch encodes to ${frame.length - FRAME_HEADER_BYTES} bytes, over maxFrameBytes (${this.ctx.opts.maxFrameBytes}); split it`)
     }
     const done = this.ctx.wal.active.append(frame)
+    const generation = memtable.beginPending()
     counters.walFrames++
-    for (let i = 0; i < winners.length; i++) {
-      const w = winners[i]!
-      memtable.records.push(w)
-      index.putOver(w.id, w, w.version, w.deleted, held[i])
-    }
     memtable.bytes += frame.length
     flusher.maybeFlush()
     this.ctx.hooks.onMemtableGrowth?.()
     try {
       await done
     } catch (err) {
+      memtable.endPending(generation)
       status.failed ??= err as Error
       this.ctx.log.error({ err }, 'write-ahead log write failed; the partition refuses writes until reopened')
       throw err
     }
+    // Durable: visible now, in the memtable of the WAL file that holds the frame. A concurrent
+    // apply may have put a newer version of an id in meanwhile; then this one lost after all.
+    const into = memtable.recordsOf(generation)
+    for (const w of winners) {
+      const cur = index.get(w.id)
+      if (cur !== undefined && !index.wins(w, cur)) { applied--; stale++; continue }
+      into.push(w)
+      index.putOver(w.id, w, w.version, w.deleted, cur)
+    }
+    memtable.endPending(generation)
+    counters.applied += applied
+    counters.stale += stale
     return { applied, stale }
   }
 

@@ -254,10 +254,10 @@ describe('storage: batches() against scan()', () => {
       if ((store as unknown as { frozen?: Map<string, unknown> }).frozen !== undefined) sawFrozen = true
       await check(store, w.model)
       const recs = w.batch(5, 0.3)
-      const applied = store.apply(recs)
+      // Visible once durable, when apply resolves (not before: DESIGN.md section 5).
+      await store.apply(recs)
       for (const rec of recs) w.model.set(rec.id, rec)
       await check(store, w.model)
-      await applied
       await new Promise(resolve => setImmediate(resolve))
     }
     await flushing
