@@ -73,6 +73,8 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
   const arrowName = segmentFileName(id)
   const idxName = segmentIndexFileName(id)
   const arrowPath = join(dir, arrowName)
+  if (schema.find(c => c.name === 'id')?.type !== 'utf8') throw new Error(`segment ${arrowName}: the schema has no utf8 id column`)
+  for (const c of schema) if (c.name.startsWith('$')) throw new Error(`segment ${arrowName}: column ${c.name} collides with the hidden columns`)
 
   const n = records.length
   const ids = new Array<string>(n)
