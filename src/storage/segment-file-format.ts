@@ -169,6 +169,7 @@ export function decodeHeader (bytes: Uint8Array, path: string, fileBytes: number
   const version = b.readUInt32LE(8)
   if (version !== INDEX_FORMAT) throw bad(`format version ${version}, this build reads ${INDEX_FORMAT}`)
   if (b.readUInt32LE(12) !== HEADER_BYTES) throw bad(`header length ${b.readUInt32LE(12)}`)
+  if (b.readUInt32LE(68) !== 0 || b.readUInt32LE(72) !== 0) throw bad('reserved fields are not zero')
   const h: IndexHeader = {
     batches: b.readUInt32LE(16),
     columns: b.readUInt32LE(20),
