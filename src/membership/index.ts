@@ -24,8 +24,8 @@
  * await swim.leave(2000); swim.stop()
  * ```
  */
-export { Swim, pushPullScaleMs, retransmitLimit } from './swim.js'
-export type { SwimDeps, SwimDelegate } from './swim.js'
+export { Swim, pushPullScaleMs, retransmitLimit, INCARNATION_LEASE } from './swim.js'
+export type { SwimDeps, SwimDelegate, IncarnationStore } from './swim.js'
 export { DEFAULT_SWIM_OPTIONS, resolveSwimOptions } from './options.js'
 export type { SwimOptions, ResolvedSwimOptions } from './options.js'
 export { suspicionTimeoutMs, suspicionMinMs } from './suspicion.js'

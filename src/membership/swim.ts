@@ -23,7 +23,44 @@ export interface SwimDeps {
   log: Logger
   /** State of a higher layer carried on every push-pull exchange (memberlist's Delegate). */
   delegate?: SwimDelegate
+  /**
+   * Where this peer's incarnation ceiling survives restarts (a file in the data dir). Without
+   * one, a restart starts again at `startIncarnation` and depends on hearing its old self to
+   * outbid it (see IncarnationStore).
+   */
+  incarnations?: IncarnationStore
+  /**
+   * The least incarnation to start at (default 0). A real peer passes its HLC's milliseconds, so
+   * that a peer whose store is lost still starts above its previous life (see IncarnationStore).
+   */
+  startIncarnation?: number
 }
+
+/**
+ * Issue 13. SWIM orders a member's announcements by incarnation, and only the member issues its
+ * incarnations, so a peer that restarts must start above every incarnation it used before: one
+ * that started again at 0 with a new HTTP port was ignored by everyone who knew it at 0 or more,
+ * for good at an equal incarnation (nothing made it refute) and until its next push-pull above.
+ *
+ * The store keeps a ceiling: no incarnation above it was ever used. Swim starts at ceiling + 1
+ * and saves a new ceiling (INCARNATION_LEASE ahead, so refutation storms cost one write per
+ * lease) before it uses an incarnation above the saved one, exactly as the HLC persists its
+ * ceiling. That is independent of the clocks, unlike memberlist and Serf, which persist nothing
+ * and start from 0, and unlike starting from the wall clock alone, which a clock set back defeats
+ * silently. A lost or restored-from-backup file is covered twice: the peer starts at least at
+ * `startIncarnation` (the HLC's milliseconds: its own persisted ceiling, else the wall clock), and
+ * if that fails too, hearing its old self at an equal incarnation with other meta or addresses
+ * makes it refute, as memberlist does.
+ */
+export interface IncarnationStore {
+  /** The saved ceiling, or undefined when none was ever saved. */
+  load(): number | undefined
+  /** Records a new ceiling durably (fsync, atomic replace) before it returns; throws on failure. */
+  save(ceiling: number): void
+}
+
+/** How far ahead of the incarnation in use the persisted ceiling is set: one write per this many bumps. */
+export const INCARNATION_LEASE = 1000
 
 /**
  * memberlist's Delegate.LocalState / MergeRemoteState: a higher layer (the space catalog) rides
@@ -93,6 +130,9 @@ export class Swim {
   private delegate: SwimDelegate | undefined
 
   private readonly self: Member
+  private readonly incarnations: IncarnationStore | undefined
+  /** The highest incarnation the store vouches for (Infinity without a store: nothing to save). */
+  private incarnationCeiling = Infinity
   private readonly membersById = new Map<PeerId, Member>()
   /** Every member but self, for O(1) random picks (index kept in memberIndex). */
   private readonly memberIds: PeerId[] = []
@@ -145,17 +185,32 @@ export class Swim {
     this.limits = { metaMaxBytes: this.opts.metaMaxBytes, maxUpdatesPerMessage: this.opts.maxUpdatesPerMessage, maxPushPullMembers: this.opts.maxPushPullMembers }
     const metaBytes = checkMeta(this.opts.meta, this.opts.metaMaxBytes)
     if (metaBytes < 0) throw new RangeError(`invalid or oversize meta (limit ${this.opts.metaMaxBytes} bytes)`)
+    this.incarnations = deps.incarnations
+    const floor = deps.startIncarnation ?? 0
+    if (!Number.isSafeInteger(floor) || floor < 0) throw new RangeError(`startIncarnation must be a non-negative safe integer, got ${String(floor)}`)
+    let start = floor
+    if (this.incarnations !== undefined) {
+      const saved = this.incarnations.load()
+      if (saved !== undefined) {
+        if (!Number.isSafeInteger(saved) || saved < 0) throw new RangeError(`saved incarnation ceiling ${String(saved)} is not a non-negative safe integer`)
+        start = Math.max(start, saved + 1)
+      }
+      this.incarnationCeiling = saved ?? -1
+    }
     this.self = {
       id: this.transport.localPeerId,
       addrs: this.transport.localAddrs(),
       meta: this.opts.meta,
       metaBytes,
       state: 'alive',
-      incarnation: 0,
+      incarnation: -1,
       stateChangedAt: this.clock.now(),
       suspicion: undefined,
       removed: false
     }
+    // Saved before anyone hears of it; a store that cannot be written fails construction here,
+    // where the caller can still refuse to start.
+    this.useIncarnation(start, true)
     this.membersById.set(this.self.id, this.self)
     this.queue = new BroadcastQueue(this.opts.maxBroadcastQueue)
     this.awareness = new Awareness(this.opts.awarenessMaxMultiplier)
@@ -174,7 +229,7 @@ export class Swim {
     this.leaving = false
     if (this.self.state !== 'alive') {
       // Started again after leave(): come back with an incarnation that outbids our 'left'.
-      this.self.incarnation++
+      this.useIncarnation(this.self.incarnation + 1)
       this.setState(this.self, 'alive')
     }
     this.self.addrs = this.transport.localAddrs()
@@ -216,7 +271,7 @@ export class Swim {
   leave (timeoutMs: number): Promise<void> {
     if (this.leaving) return Promise.resolve()
     this.leaving = true
-    this.self.incarnation++
+    this.useIncarnation(this.self.incarnation + 1)
     this.setState(this.self, 'left')
     this.emit('left', this.self)
     const others = this.liveCount
@@ -288,7 +343,7 @@ export class Swim {
     if (size < 0) throw new RangeError(`invalid or oversize meta (limit ${this.opts.metaMaxBytes} bytes)`)
     this.self.meta = meta
     this.self.metaBytes = size
-    this.self.incarnation++
+    this.useIncarnation(this.self.incarnation + 1)
     this.broadcast(this.aliveUpdate(this.self), size)
     this.emit('update', this.self)
   }
@@ -729,8 +784,12 @@ export class Swim {
     const addrs = u.a ?? []
     const meta = u.m ?? {}
     if (u.id === this.self.id) {
-      // Only we issue our incarnations; a higher one is an echo of a previous life: outbid it.
-      if (!this.leaving && u.i > this.self.incarnation) this.refute(u.i)
+      // Only we issue our incarnations; a higher one is an echo of a previous life: outbid it. So
+      // is an equal one that says something else (memberlist does the same): a previous life
+      // that used this number with other meta or addresses, if our incarnation was lost.
+      if (this.leaving) return true
+      if (u.i > this.self.incarnation ||
+          (u.i === this.self.incarnation && (!sameStrings(addrs, this.self.addrs) || JSON.stringify(meta) !== JSON.stringify(this.self.meta)))) this.refute(u.i)
       return true
     }
     const m = this.membersById.get(u.id)
@@ -850,10 +909,30 @@ export class Swim {
   }
 
   private refute (incarnation: number): void {
-    this.self.incarnation = Math.max(this.self.incarnation, incarnation) + 1
+    this.useIncarnation(Math.max(this.self.incarnation, incarnation) + 1)
     // Lifeguard: having to refute is a sign that we are the slow one.
     this.awareness.apply(1)
     this.broadcast(this.aliveUpdate(this.self), this.self.metaBytes)
+  }
+
+  /**
+   * Every change of our own incarnation goes through here: above the saved ceiling, a new one is
+   * saved first (see IncarnationStore). A failed save after start is logged and the incarnation
+   * used anyway: refusing to refute would get this peer declared dead, which is worse than the
+   * restart case the store protects (and that refutation still heals at the next push-pull).
+   */
+  private useIncarnation (next: number, starting = false): void {
+    if (next > this.incarnationCeiling && this.incarnations !== undefined) {
+      const ceiling = next + INCARNATION_LEASE
+      try {
+        this.incarnations.save(ceiling)
+        this.incarnationCeiling = ceiling
+      } catch (err) {
+        if (starting) throw err
+        this.log.error({ err, incarnation: next }, 'could not save the incarnation ceiling; a restart may start below this incarnation')
+      }
+    }
+    this.self.incarnation = next
   }
 
   private setState (m: Member, state: MemberState): void {

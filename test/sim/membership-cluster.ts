@@ -4,7 +4,7 @@
  */
 import { silentLogger } from '../../src/runtime/index.js'
 import { Swim } from '../../src/membership/index.js'
-import type { MemberEvent, SwimOptions } from '../../src/membership/index.js'
+import type { IncarnationStore, MemberEvent, MemberMeta, SwimOptions } from '../../src/membership/index.js'
 import { SimWorld, simAddress } from './index.js'
 import type { SimPeer } from './index.js'
 
@@ -14,20 +14,44 @@ export interface SimMember {
   swim: Swim
 }
 
+/**
+ * A peer's incarnation ceiling kept in memory across its simulated restarts: what
+ * src/peer/incarnation-file.ts keeps in the data dir of a real peer. `lost()` forgets it, as a
+ * deleted (or restored-from-backup) file would.
+ */
+export class MemoryIncarnationStore implements IncarnationStore {
+  ceiling: number | undefined
+  saves = 0
+  load (): number | undefined { return this.ceiling }
+  save (ceiling: number): void { this.ceiling = ceiling; this.saves++ }
+  lost (): void { this.ceiling = undefined }
+}
+
 export interface RecordedEvent { atMs: number, observer: string, type: MemberEvent['type'], member: string, incarnation: number }
 
 export class SwimCluster {
   readonly members = new Map<string, SimMember>()
   readonly events: RecordedEvent[] = []
   recordEvents = false
+  /** When set, each peer gets an incarnation store that outlives its restarts (its data dir). */
+  persistIncarnations = false
+  readonly incarnationStores = new Map<string, MemoryIncarnationStore>()
 
   constructor (readonly world: SimWorld, readonly options: SwimOptions = {}) {}
 
-  /** Adds and starts a peer; `bootstrap` ids are joined in the background by start(). */
-  add (id: string, bootstrap: string[] = []): SimMember {
+  /**
+   * Adds and starts a peer (or restarts it, when it existed); `bootstrap` ids are joined in the
+   * background by start().
+   */
+  add (id: string, bootstrap: string[] = [], meta: MemberMeta = { name: id }): SimMember {
     const peer = this.world.peers().some(p => p.id === id) ? this.world.restart(id) : this.world.addPeer(id)
-    const swim = new Swim({ transport: peer.transport, clock: peer.clock, random: peer.random, log: silentLogger },
-      { ...this.options, meta: { name: id }, bootstrap: bootstrap.map(simAddress) })
+    let incarnations: MemoryIncarnationStore | undefined
+    if (this.persistIncarnations) {
+      incarnations = this.incarnationStores.get(id) ?? new MemoryIncarnationStore()
+      this.incarnationStores.set(id, incarnations)
+    }
+    const swim = new Swim({ transport: peer.transport, clock: peer.clock, random: peer.random, log: silentLogger, ...(incarnations !== undefined ? { incarnations } : {}) },
+      { ...this.options, meta, bootstrap: bootstrap.map(simAddress) })
     swim.onChange(ev => {
       if (this.recordEvents) this.events.push({ atMs: this.world.now(), observer: id, type: ev.type, member: ev.member.id, incarnation: ev.member.incarnation })
     })

@@ -5,13 +5,14 @@
  */
 import { describe, expect, it } from 'vitest'
 import { silentLogger } from '../../src/runtime/index.js'
-import { Swim, retransmitLimit, pushPullScaleMs, suspicionMinMs, suspicionTimeoutMs } from '../../src/membership/index.js'
+import { INCARNATION_LEASE, Swim, retransmitLimit, pushPullScaleMs, suspicionMinMs, suspicionTimeoutMs } from '../../src/membership/index.js'
 import type { MemberEvent, SwimOptions } from '../../src/membership/index.js'
 import { Awareness, Suspicion } from '../../src/membership/suspicion.js'
 import { BroadcastQueue } from '../../src/membership/broadcast.js'
 import { decodeAck, decodeGossip, decodeNack, decodePing, decodePingReq, decodePushPull, decodeUpdate, checkAliveDetail, checkMeta } from '../../src/membership/wire.js'
 import type { WireUpdate } from '../../src/membership/wire.js'
 import { ManualClock, SimWorld, simAddress } from '../sim/index.js'
+import { MemoryIncarnationStore } from '../sim/membership-cluster.js'
 
 const limits = { metaMaxBytes: 4096, maxUpdatesPerMessage: 256, maxPushPullMembers: 1000 }
 
@@ -447,5 +448,85 @@ describe('state machine', () => {
     expect(s.messagesReceived['swim.ack']).toBeGreaterThan(0)
     expect(p0.members().map(m => m.id).sort()).toEqual(['p0', 'p1', 'p2', 'p3', 'p4', 'p5'])
     expect(p0.localMember().id).toBe('p0')
+  })
+})
+
+describe('incarnation across restarts (issue 13)', () => {
+  function solo (deps: { incarnations?: MemoryIncarnationStore, startIncarnation?: number, log?: typeof silentLogger } = {}): { swim: Swim, world: SimWorld } {
+    const world = new SimWorld({ seed: 13 })
+    const p = world.addPeer('solo')
+    const swim = new Swim({ transport: p.transport, clock: p.clock, random: p.random, log: deps.log ?? silentLogger, ...deps }, { meta: { name: 'solo' } })
+    return { swim, world }
+  }
+
+  it('starts above the saved ceiling, or at startIncarnation when that is higher; 0 with neither', () => {
+    expect(solo().swim.localMember().incarnation).toBe(0)
+    expect(solo({ startIncarnation: 500 }).swim.localMember().incarnation).toBe(500)
+    const store = new MemoryIncarnationStore()
+    store.ceiling = 41
+    expect(solo({ incarnations: store }).swim.localMember().incarnation).toBe(42)
+    store.ceiling = 41
+    expect(solo({ incarnations: store, startIncarnation: 500 }).swim.localMember().incarnation).toBe(500)
+    store.ceiling = 9000
+    expect(solo({ incarnations: store, startIncarnation: 500 }).swim.localMember().incarnation).toBe(9001)
+    expect(() => solo({ startIncarnation: -1 })).toThrow(RangeError)
+    store.ceiling = 1.5
+    expect(() => solo({ incarnations: store })).toThrow(/ceiling/)
+  })
+
+  it('saves a ceiling before it uses an incarnation above the saved one, and only then', () => {
+    const store = new MemoryIncarnationStore()
+    let swim: Swim | undefined
+    // Records the incarnation in use at each save: a save must come before the bump it covers.
+    const saves: Array<{ ceiling: number, inUse: number | undefined }> = []
+    const save = store.save.bind(store)
+    store.save = (ceiling: number) => { saves.push({ ceiling, inUse: swim?.localMember().incarnation }); save(ceiling) }
+    swim = solo({ incarnations: store }).swim
+    // The start itself is covered before anyone hears of it.
+    expect(swim.localMember().incarnation).toBe(0)
+    expect(saves).toEqual([{ ceiling: INCARNATION_LEASE, inUse: undefined }])
+    // Within the lease: no writes.
+    for (let i = 1; i <= INCARNATION_LEASE; i++) swim.updateMeta({ name: 'solo', v: i })
+    expect(swim.localMember().incarnation).toBe(INCARNATION_LEASE)
+    expect(saves.length).toBe(1)
+    // Past it: one write, made while the previous incarnation was still the one in use.
+    swim.updateMeta({ name: 'solo', v: -1 })
+    expect(saves.length).toBe(2)
+    expect(saves[1]).toEqual({ ceiling: 2 * INCARNATION_LEASE + 1, inUse: INCARNATION_LEASE })
+    expect(swim.localMember().incarnation).toBe(INCARNATION_LEASE + 1)
+  })
+
+  it('a store that cannot be written fails the start; after it, the failure is logged and the incarnation used anyway', () => {
+    const broken = new MemoryIncarnationStore()
+    broken.save = () => { throw new Error('disk full') }
+    expect(() => solo({ incarnations: broken })).toThrow(/disk full/)
+    const store = new MemoryIncarnationStore()
+    const errors: string[] = []
+    const log = { ...silentLogger, error: (_: object, msg?: string) => { errors.push(msg ?? '') }, child: () => log }
+    const { swim } = solo({ incarnations: store, log })
+    store.save = () => { throw new Error('disk full') }
+    for (let i = 0; i <= INCARNATION_LEASE; i++) swim.updateMeta({ name: 'solo', v: i })
+    expect(swim.localMember().incarnation).toBe(INCARNATION_LEASE + 1)
+    expect(errors.length).toBe(1)
+    expect(errors[0]).toMatch(/incarnation ceiling/)
+  })
+
+  it('hearing itself alive at its own incarnation with other meta or addresses (a previous life) makes a peer refute; the same announcement does not', async () => {
+    const { world, swims, raw } = await smallCluster(3)
+    const p1 = swims.get('p1')!
+    const me = p1.localMember()
+    expect(me.incarnation).toBe(0)
+    gossip(raw, 'p1', [{ k: 'alive', id: 'p1', i: 0, a: me.addrs, m: me.meta }])
+    await world.run(20)
+    expect(p1.localMember().incarnation).toBe(0)
+    gossip(raw, 'p1', [{ k: 'alive', id: 'p1', i: 0, a: me.addrs, m: { name: 'p1', http: '127.0.0.1:1' } }])
+    await world.run(20)
+    expect(p1.localMember().incarnation).toBe(1)
+    gossip(raw, 'p1', [{ k: 'alive', id: 'p1', i: 1, a: ['/sim/elsewhere'], m: me.meta }])
+    await world.run(20)
+    expect(p1.localMember().incarnation).toBe(2)
+    // What it announces is its own meta, and the others take it.
+    await world.run(5_000)
+    for (const id of ['p0', 'p2']) expect(swims.get(id)!.member('p1')).toMatchObject({ incarnation: 2, meta: me.meta, addrs: me.addrs })
   })
 })
