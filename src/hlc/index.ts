@@ -111,17 +111,32 @@ export class HybridClock {
   observe (remote: Hlc): Hlc {
     const wallMs = this.wallMs()
     const aheadMs = hlcPhysicalMs(remote) - wallMs
-    if (aheadMs > this.maxSkewMs) {
-      this.skew.count++
-      this.skew.maxSeenMs = Math.max(this.skew.maxSeenMs, aheadMs)
-      this.skew.lastAt = wallMs
-      throw new ClockSkewError(remote, aheadMs, this.maxSkewMs)
-    }
+    if (aheadMs > this.maxSkewMs) throw this.countRefusal(remote, wallMs)
     // Packed timestamps make the HLC receive rule one line: a logical overflow carries into the
     // physical part, which only moves the clock 1 ms ahead.
     this.last = Math.max(makeHlc(wallMs, 0), this.last + 1, remote + 1)
     this.extendLease()
     return this.last
+  }
+
+  /**
+   * The newest remote timestamp observe() accepts right now (maxSkewMs ahead of the wall clock).
+   * Records copied between replicas are checked against it one by one, so one record from the
+   * future is refused without refusing the records that came with it.
+   */
+  skewLimit (): Hlc { return makeHlc(this.wallMs() + this.maxSkewMs + 1, 0) - 1 }
+
+  /**
+   * Counts a remote timestamp refused for skew without observing anything (a record over
+   * skewLimit()), exactly as observe() counts the ones it refuses, and returns the error that
+   * says by how much.
+   */
+  countRefusal (remote: Hlc, wallMs = this.wallMs()): ClockSkewError {
+    const aheadMs = hlcPhysicalMs(remote) - wallMs
+    this.skew.count++
+    this.skew.maxSeenMs = Math.max(this.skew.maxSeenMs, aheadMs)
+    this.skew.lastAt = wallMs
+    return new ClockSkewError(remote, aheadMs, this.maxSkewMs)
   }
 
   /** The latest timestamp issued or observed. */

@@ -14,6 +14,12 @@ export interface SpaceView {
 
 export interface WriteOutcome {
   written: number
+  /**
+   * Written records that lost on every replica that acknowledged them (each already held a newer
+   * version: last writer wins), and their ids (at most 1000). Absent when nothing was sent.
+   */
+  stale?: number
+  staleIds?: string[]
   errors: Array<{ row: number, field: string, message: string }>
   [extra: string]: unknown
 }

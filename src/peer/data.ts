@@ -62,7 +62,15 @@ export class DataService implements DataApi {
     if (rows.length === 0) return { written: 0, errors: [] }
     this.observe(opts)
     const result = await this.replicator.write(space, rows, { ...levelOf(opts), prevalidated: true })
-    return { written: result.written, version: result.version, errors: [], consistency: opts.consistency, partitions: result.partitions }
+    return {
+      written: result.written,
+      stale: result.stale,
+      staleIds: result.staleIds,
+      version: result.version,
+      errors: [],
+      consistency: opts.consistency,
+      partitions: result.partitions
+    }
   }
 
   async getRecord (name: string, id: string, opts: RequestOptions): Promise<RecordAnswer | undefined> {

@@ -3,17 +3,17 @@
  * expired, a coordinator that restarted). Every round (jittered around antiEntropyIntervalMs)
  * takes the next ready owned partitions in turn and compares its digest with one random other
  * ready replica; for each differing bucket (at most antiEntropyMaxBuckets a round) the newer
- * records go both ways. syncWith, the comparison itself, also serves catch-up (pull and push,
- * every bucket) and release (push only).
+ * records go both ways, each through the skew bound (admitCopied). syncWith, the comparison
+ * itself, also serves catch-up (pull and push, every bucket) and release (push only).
  */
 import type { PeerId } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import { compareVersions } from '../storage/index.js'
 import type { VersionedRecord } from '../storage/index.js'
-import { errText, keyOf, observeQuietly } from './context.js'
+import { admitCopied, errText, keyOf } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
 import type { ResolvedReplicatorOptions } from './options.js'
-import { chunkRecords, maxVersion, METHOD_BUCKET, METHOD_DIGEST, parseDigestAnswer, parseRecordsAnswer } from './wire.js'
+import { chunkRecords, METHOD_BUCKET, METHOD_DIGEST, parseDigestAnswer, parseRecordsAnswer } from './wire.js'
 import { pushRecords } from './write.js'
 
 export interface SyncOptions {
@@ -97,10 +97,14 @@ export class AntiEntropy {
         for (const r of theirs) theirById.set(r.id, r)
         const ourById = new Map<string, VersionedRecord>()
         for (const r of ours) ourById.set(r.id, r)
-        const pull = opts.pull ? theirs.filter(r => { const o = ourById.get(r.id); return o === undefined || compareVersions(r, o) > 0 }) : []
-        const push = ours.filter(r => { const t = theirById.get(r.id); return t === undefined || compareVersions(r, t) > 0 })
+        const newer = opts.pull ? theirs.filter(r => { const o = ourById.get(r.id); return o === undefined || compareVersions(r, o) > 0 }) : []
+        // Both ways through the skew bound: a record from the future is neither taken in nor
+        // handed on (one held here from before the bound was checked, or stamped while this
+        // peer's own clock ran ahead, would also make the peer refuse the whole batch).
+        const pull = newer.length > 0 ? admitCopied(this.ctx, newer, { peer, path: 'anti-entropy pull', space, partition }) : newer
+        const pushable = ours.filter(r => { const t = theirById.get(r.id); return t === undefined || compareVersions(r, t) > 0 })
+        const push = pushable.length > 0 ? admitCopied(this.ctx, pushable, { peer, path: 'anti-entropy push', space, partition }) : pushable
         if (pull.length > 0) {
-          observeQuietly(this.ctx.hlc, maxVersion(pull))
           await store.apply(pull)
           tally.recordsPulled += pull.length
         }

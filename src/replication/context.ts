@@ -5,12 +5,13 @@
  * Each part declares, by Pick, the slice of it that it uses, so a part's dependencies show in its
  * type and a test can hand it just those. Also the few helpers several parts need.
  */
-import type { HybridClock, Hlc } from '../hlc/index.js'
+import type { ClockSkewError, HybridClock } from '../hlc/index.js'
 import type { MemberEvent } from '../membership/index.js'
 import type { Placement } from '../placement/index.js'
 import type { Clock, Logger, PeerAddress, PeerId, Random, Timer, Transport } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
-import type { PartitionStore } from '../storage/index.js'
+import { compareVersions } from '../storage/index.js'
+import type { PartitionStore, VersionedRecord } from '../storage/index.js'
 import { NotSyncedError } from './errors.js'
 import type { LocalReplicas } from './local-replicas.js'
 import type { ResolvedReplicatorOptions } from './options.js'
@@ -132,9 +133,64 @@ export function isPermanent (err: unknown): boolean {
   return code === 'BAD_REQUEST' || code === 'FRAME_TOO_LARGE' || code === 'NO_HANDLER'
 }
 
-/** Observes the versions of records copied between replicas; skewed data is still data (the write path refuses new skew). */
-export function observeQuietly (hlc: HybridClock, v: Hlc): void {
-  try { hlc.observe(v) } catch { /* see above */ }
+/**
+ * The ids among records just applied that lost to a newer version the replica already held
+ * (the write path's `stale`): one lookup per record, only when apply reported stale ones. An
+ * equal version (the same write seen twice) did not lose; of one id written twice in a batch,
+ * the newer counts.
+ */
+export async function lostIds (store: PartitionStore, records: readonly VersionedRecord[], stale: number): Promise<string[]> {
+  if (stale === 0) return []
+  const newest = new Map<string, VersionedRecord>()
+  for (const r of records) {
+    const n = newest.get(r.id)
+    if (n === undefined || compareVersions(r, n) > 0) newest.set(r.id, r)
+  }
+  const out: string[] = []
+  for (const r of newest.values()) {
+    const held = await store.get(r.id)
+    if (held !== undefined && compareVersions(held, r) > 0) out.push(r.id)
+  }
+  return out
+}
+
+/** Where copied records came from, for the skew warning. */
+export interface CopySource { peer: PeerId, path: 'anti-entropy pull' | 'anti-entropy push' | 'catch-up' | 'read repair' | 'hint replay', space: SpaceDef, partition: number }
+
+/**
+ * The skew check of every path that copies records between replicas (anti-entropy, catch-up,
+ * read repair, hint replay), the same bound a replica applies to a write: a record versioned
+ * more than maxSkewMs ahead of this peer's clock is left out (not applied, not pushed onward),
+ * counted in the skew refusals and logged at warn with the peer and how far ahead. Applied, it
+ * would win every later write to its id by last-writer-wins until real time caught up. Nothing
+ * keeps the refused records here: the peer that holds them offers them again on every
+ * anti-entropy round, and once real time is within the bound they are accepted like any other.
+ * The accepted ones are observed (causality, as a write does). Returns the accepted records.
+ */
+export function admitCopied (ctx: { hlc: HybridClock, log: Logger }, records: readonly VersionedRecord[], from: CopySource): VersionedRecord[] {
+  const limit = ctx.hlc.skewLimit()
+  let max = 0
+  let over = false
+  for (const r of records) {
+    if (r.version > limit) over = true
+    else if (r.version > max) max = r.version
+  }
+  const accepted = over ? records.filter(r => r.version <= limit) : records as VersionedRecord[]
+  if (over) {
+    let worst: VersionedRecord | undefined
+    for (const r of records) if (r.version > limit && (worst === undefined || r.version > worst.version)) worst = r
+    let err: ClockSkewError | undefined
+    for (const r of records) if (r.version > limit) { const e = ctx.hlc.countRefusal(r.version); if (r === worst) err = e }
+    ctx.log.warn({
+      peer: from.peer, path: from.path, space: from.space.name, partition: from.partition,
+      refused: records.length - accepted.length, aheadMs: err?.skewMs, maxSkewMs: err?.maxSkewMs,
+      ids: records.filter(r => r.version > limit).slice(0, 5).map(r => r.id)
+    }, 'records versioned too far ahead of this clock refused (not applied, not passed on); anti-entropy offers them again')
+  }
+  // Within the bound, so observe does not refuse it unless the wall clock stepped back just now:
+  // then the records are still within the bound they were checked against.
+  if (max > 0) { try { ctx.hlc.observe(max) } catch { /* see above */ } }
+  return accepted
 }
 
 /** A peer that has not heard from its cluster since it started does not coordinate. */

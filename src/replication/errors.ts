@@ -37,6 +37,11 @@ export interface PartitionWriteOutcome {
   met: boolean
   /** Why replicas failed, e.g. 'p2: TIMEOUT'. */
   errors: string[]
+  /**
+   * Ids of this partition's records that every replica which acknowledged the write by the time
+   * it answered already held in a newer version: the write lost to them (see WriteResult.stale).
+   */
+  staleIds?: string[]
 }
 
 /**

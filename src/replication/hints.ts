@@ -11,7 +11,7 @@ import type { MemberEvent } from '../membership/index.js'
 import type { PeerId } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { VersionedRecord } from '../storage/index.js'
-import { errText, isPermanent } from './context.js'
+import { admitCopied, errText, isPermanent } from './context.js'
 import type { ReplicationContext } from './context.js'
 import type { ResolvedReplicatorOptions } from './options.js'
 import { chunkRecords, recordBytes } from './wire.js'
@@ -38,6 +38,8 @@ export interface HintStats {
   droppedRecords: number
   droppedExpired: number
   droppedFull: number
+  /** Records left out of a replay for being versioned past the skew bound (see admitCopied), or a hint its target refused as CLOCK_SKEW. */
+  droppedSkewRecords: number
   /** Held right now. */
   pending: number
   pendingRecords: number
@@ -50,7 +52,7 @@ export class HintStore {
   private bytes = 0
   private readonly counters = {
     written: 0, writtenRecords: 0, delivered: 0, deliveredRecords: 0,
-    dropped: 0, droppedRecords: 0, droppedExpired: 0, droppedFull: 0
+    dropped: 0, droppedRecords: 0, droppedExpired: 0, droppedFull: 0, droppedSkewRecords: 0
   }
 
   constructor (private readonly maxBytes: number, private readonly windowMs: number) {}
@@ -81,16 +83,25 @@ export class HintStore {
     return list[0]
   }
 
-  /** Removes `hint` once its target acknowledged it. */
-  delivered (hint: Hint): void {
+  /**
+   * Removes `hint` once its target acknowledged it; `skewRefused` of its records were not sent
+   * (versioned past the skew bound) and count as dropped, the whole hint when none was sent.
+   */
+  delivered (hint: Hint, skewRefused = 0): void {
     const list = this.byTarget.get(hint.target)
     if (list === undefined) return
     const i = list.indexOf(hint)
     if (i < 0) return
     list.splice(i, 1)
     this.bytes -= hint.bytes
-    this.counters.delivered++
-    this.counters.deliveredRecords += hint.records.length
+    if (skewRefused < hint.records.length) {
+      this.counters.delivered++
+      this.counters.deliveredRecords += hint.records.length - skewRefused
+    } else {
+      this.counters.dropped++
+    }
+    this.counters.droppedRecords += skewRefused
+    this.counters.droppedSkewRecords += skewRefused
     if (list.length === 0) this.byTarget.delete(hint.target)
   }
 
@@ -183,12 +194,25 @@ export class HintedHandoff implements HintRecorder {
     let hint: Hint | undefined
     while (!life.stopped && (hint = this.store.peek(target, clock.now())) !== undefined) {
       if (!detector.isReachable(target)) return
+      // The hint's records pass the same skew bound as every copy between replicas: one from
+      // the future is not handed on (the target would refuse the whole batch for it anyway, and
+      // the hints behind it would wait for as long as the skew lasts).
+      const records = admitCopied(this.ctx, hint.records, { peer: target, path: 'hint replay', space: hint.space, partition: hint.partition })
       try {
-        for (const chunk of chunkRecords(hint.records, opts.maxBatchRecords, opts.maxBatchBytes)) {
+        for (const chunk of chunkRecords(records, opts.maxBatchRecords, opts.maxBatchBytes)) {
           await pushRecords(this.ctx, target, hint.space, hint.partition, chunk, opts.requestTimeoutMs)
         }
-        this.store.delivered(hint)
+        this.store.delivered(hint, hint.records.length - records.length)
       } catch (err) {
+        if ((err as { code?: unknown } | null)?.code === 'CLOCK_SKEW') {
+          // The target's bound is stricter than ours (its clock is behind, or ours ran ahead):
+          // retrying would hold back every later hint for as long as the skew lasts. Dropped,
+          // like a refused copy: anti-entropy offers the records again once they are in bound.
+          log.warn({ target, space: hint.space.name, partition: hint.partition, records: hint.records.length, err: (err as Error).message },
+            'hint refused by its target for clock skew; dropped (anti-entropy offers the records again)')
+          this.store.delivered(hint, hint.records.length)
+          continue
+        }
         if (isPermanent(err)) {
           log.warn({ target, err: errText(err) }, 'hint refused by its target; dropped')
           this.store.delivered(hint)

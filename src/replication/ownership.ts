@@ -10,10 +10,10 @@
 import type { SpaceDef } from '../schema/index.js'
 import type { Timer } from '../runtime/index.js'
 import type { AntiEntropy } from './anti-entropy.js'
-import { errText, keyOf, observeQuietly } from './context.js'
+import { admitCopied, errText, keyOf } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
 import type { ResolvedReplicatorOptions } from './options.js'
-import { maxVersion, METHOD_SCAN, parseRecordsAnswer } from './wire.js'
+import { METHOD_SCAN, parseRecordsAnswer } from './wire.js'
 
 export type OwnershipContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'placement' | 'stores' | 'detector' | 'membership' | 'replicas' | 'life' | 'addr'> & {
   opts: Pick<ResolvedReplicatorOptions, 'catchUpConcurrency' | 'catchUpTimeoutMs' | 'catchUpRetryMs' | 'scanBatchRecords' | 'releaseGraceMs'>
@@ -157,10 +157,11 @@ export class Ownership {
         let n = 0
         for await (const item of transport.stream(this.ctx.addr(source), METHOD_SCAN,
           { space, partition, batchRecords: opts.scanBatchRecords }, { timeoutMs: opts.catchUpTimeoutMs })) {
-          const records = parseRecordsAnswer(item, space, 'repl.scan item')
-          if (records.length === 0) continue
-          observeQuietly(this.ctx.hlc, maxVersion(records))
-          await store.apply(records)
+          const streamed = parseRecordsAnswer(item, space, 'repl.scan item')
+          if (streamed.length === 0) continue
+          // Records from the future stay out; the source offers them again by anti-entropy.
+          const records = admitCopied(this.ctx, streamed, { peer: source, path: 'catch-up', space, partition })
+          if (records.length > 0) await store.apply(records)
           n += records.length
         }
         tally.recordsStreamed += n

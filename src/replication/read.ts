@@ -3,14 +3,15 @@
  * QUORUM or ALL it asks just as many replicas as the level needs, fastest first (recent latency
  * per peer), more only when one fails or they are slow, takes the newest version (last writer
  * wins) and brings stale replicas up to date before it answers, so a second read at the same
- * level cannot see an older value.
+ * level cannot see an older value. An answer versioned past the skew bound is refused like a
+ * failed one: it is neither returned nor repaired onto the others.
  */
 import type { Hlc } from '../hlc/index.js'
 import type { PeerId, Timer } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import { compareVersions } from '../storage/index.js'
 import type { VersionedRecord } from '../storage/index.js'
-import { errText, requireSynced } from './context.js'
+import { admitCopied, errText, requireSynced } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
 import { PartitionUnavailableError, ReadIncompleteError } from './errors.js'
 import type { Consistency } from './errors.js'
@@ -140,9 +141,21 @@ export class ReadCoordinator {
       const launch = (): void => {
         const peer = order[launched++]!
         const t0 = clock.now()
+        const failed = (error: string): void => {
+          errors.push(`${peer}: ${error}`)
+          if (!decided && launched < order.length) launch()
+          check()
+        }
         void this.readFrom(peer, space, partition, id, Math.max(1, deadline - clock.now())).then(rec => {
           done++
           if (peer !== self) this.observeLatency(peer, clock.now() - t0)
+          // A version from too far in the future would be repaired onto every replica asked
+          // and then win every later write: such an answer counts as a failed one (another
+          // replica is asked), as a replica refuses such a write.
+          if (rec !== undefined && peer !== self && admitCopied(this.ctx, [rec], { peer, path: 'read repair', space, partition }).length === 0) {
+            if (!decided) failed('CLOCK_SKEW (its version is too far ahead of this clock)')
+            return
+          }
           const a = { peer, rec }
           if (decided) {
             // A late answer: repair it in the background if it is behind what we returned.
@@ -154,9 +167,7 @@ export class ReadCoordinator {
         }, err => {
           done++
           if (peer !== self) this.observeLatency(peer, opts.requestTimeoutMs)
-          errors.push(`${peer}: ${errText(err)}`)
-          if (!decided && launched < order.length) launch()
-          check()
+          failed(errText(err))
         })
       }
       while (launched < Math.min(needed, order.length)) launch()

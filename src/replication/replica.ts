@@ -10,7 +10,7 @@ import { ClockSkewError } from '../hlc/index.js'
 import type { RequestContext } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { PartitionStore } from '../storage/index.js'
-import { keyOf } from './context.js'
+import { keyOf, lostIds } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
 import { ReplicaRequestError } from './errors.js'
 import type { ResolvedReplicatorOptions } from './options.js'
@@ -86,7 +86,7 @@ export class ReplicaHandlers {
     }
   }
 
-  private async onWrite (body: unknown): Promise<{ applied: number, stale: number }> {
+  private async onWrite (body: unknown): Promise<{ applied: number, stale: number, staleIds: string[] }> {
     const tally = this.ctx.counters.replica
     const req = parseWriteRequest(body)
     try {
@@ -108,7 +108,7 @@ export class ReplicaHandlers {
     tally.writes++
     tally.recordsApplied += res.applied
     tally.recordsStale += res.stale
-    return { applied: res.applied, stale: res.stale }
+    return { applied: res.applied, stale: res.stale, staleIds: await lostIds(store, req.records, res.stale) }
   }
 
   private async * onScan (body: unknown, ctx: RequestContext): AsyncIterable<unknown> {

@@ -34,7 +34,8 @@ export const MAX_DIGEST_BUCKETS = 65_536
 export const MAX_PARTITIONS = 65_536
 
 export interface WriteRequest { space: SpaceDef, partition: number, records: VersionedRecord[], hlc: Hlc, packed?: PackedRecords }
-export interface WriteAnswer { applied: number, stale: number }
+/** staleIds: the ids of the stale records that lost to a newer version (absent from peers that predate it). */
+export interface WriteAnswer { applied: number, stale: number, staleIds?: string[] }
 export interface ReadRequest { space: SpaceDef, partition: number, ids: string[] }
 export interface ReadAnswer { records: Array<VersionedRecord | null> }
 export interface DigestRequest { space: SpaceDef, partition: number, buckets: number }
@@ -232,7 +233,9 @@ export function parseScanRequest (body: unknown): ScanRequest {
 
 export function parseWriteAnswer (v: unknown): WriteAnswer {
   if (!isObject(v) || !isInt(v.applied, 0, Number.MAX_SAFE_INTEGER) || !isInt(v.stale, 0, Number.MAX_SAFE_INTEGER)) throw new Error('malformed repl.write answer')
-  return { applied: v.applied, stale: v.stale }
+  if (v.staleIds === undefined) return { applied: v.applied, stale: v.stale }
+  if (!Array.isArray(v.staleIds) || v.staleIds.length > v.stale || !v.staleIds.every(id => typeof id === 'string')) throw new Error('malformed repl.write answer')
+  return { applied: v.applied, stale: v.stale, staleIds: v.staleIds as string[] }
 }
 
 export function parseReadAnswer (v: unknown, space: SpaceDef, ids: readonly string[]): Array<VersionedRecord | undefined> {

@@ -12,7 +12,7 @@ import type { EncodedBody, PeerId } from '../runtime/index.js'
 import { validateRows, MAX_ID_LENGTH } from '../schema/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
 import type { PackedRecords, VersionedRecord } from '../storage/index.js'
-import { errText, isPermanent, requireSynced } from './context.js'
+import { errText, isPermanent, lostIds, requireSynced } from './context.js'
 import type { ReplicationContext } from './context.js'
 import { InvalidRowsError, PartitionUnavailableError, WriteIncompleteError } from './errors.js'
 import type { Consistency, PartitionWriteOutcome } from './errors.js'
@@ -30,8 +30,20 @@ export interface WriteOptions {
   prevalidated?: boolean
 }
 
+/** At most this many ids in WriteResult.staleIds (the count is always whole). */
+export const MAX_STALE_IDS = 1000
+
 export interface WriteResult {
   written: number
+  /**
+   * Records of this write that lost on every replica that acknowledged it: each already held a
+   * newer version of the id (last writer wins, e.g. a version stamped by a clock that ran ahead),
+   * so the write changed nothing for them. Counted in `written`, which counts what was sent and
+   * acknowledged.
+   */
+  stale: number
+  /** The ids of the stale records, the first MAX_STALE_IDS of them. */
+  staleIds: string[]
   /** The newest version stamped in this write (the version of a single-row write or delete). */
   version: Hlc
   partitions: Array<{ partition: number, rows: number, acks: number, needed: number, hinted: number }>
@@ -45,7 +57,8 @@ export type WriteContext = Pick<ReplicationContext, 'self' | 'transport' | 'cloc
 /** One repl.write request: its records, its body (encoded once when the transport can), and the records packed when they were. */
 interface WriteBatch { records: VersionedRecord[], body: unknown, packed?: PackedRecords }
 
-interface DeliverResult { ok: boolean, failed: VersionedRecord[], error?: string, noHint?: boolean }
+/** lost: ids the target already held newer (known only when ok). */
+interface DeliverResult { ok: boolean, failed: VersionedRecord[], error?: string, noHint?: boolean, lost?: string[] }
 
 /** Sends records to one replica in a single plain repl.write (the caller keeps it within the batch bounds). */
 export async function pushRecords (ctx: Pick<ReplicationContext, 'transport' | 'hlc' | 'addr'>, target: PeerId, space: SpaceDef, partition: number,
@@ -71,7 +84,7 @@ export class WriteCoordinator {
       const row = valid[i]!
       records[i] = { id: row.id as string, version: this.ctx.hlc.now(), deleted: false, row }
     }
-    return await this.writeRecords(space, records, opts, true)
+    return await this.replicate(space, records, opts, true)
   }
 
   /** Deletes records by id: tombstones, replicated like writes. */
@@ -82,7 +95,7 @@ export class WriteCoordinator {
     })
     if (errors.length > 0) throw new InvalidRowsError(space.name, errors)
     const records: VersionedRecord[] = ids.map(id => ({ id, version: this.ctx.hlc.now(), deleted: true, row: null }))
-    return await this.writeRecords(space, records, opts, true)
+    return await this.replicate(space, records, opts, true)
   }
 
   /**
@@ -90,6 +103,14 @@ export class WriteCoordinator {
    * `normalized`: every row is validateRows output for this very space (sent packed, see wire.ts).
    */
   async writeRecords (space: SpaceDef, records: readonly VersionedRecord[], opts: WriteOptions = {}, normalized = false): Promise<WriteResult> {
+    // Versions stamped elsewhere meet the bound every replica applies; the local replica would
+    // otherwise take them unchecked (the remote ones refuse the whole batch).
+    const limit = this.ctx.hlc.skewLimit()
+    for (const r of records) if (r.version > limit) throw this.ctx.hlc.countRefusal(r.version)
+    return await this.replicate(space, records, opts, normalized)
+  }
+
+  private async replicate (space: SpaceDef, records: readonly VersionedRecord[], opts: WriteOptions, normalized: boolean): Promise<WriteResult> {
     const { placement, detector } = this.ctx
     requireSynced(this.ctx.membership, space, 'write')
     const consistency = opts.consistency ?? 'quorum'
@@ -115,8 +136,16 @@ export class WriteCoordinator {
     const outcomes = await Promise.all(plans.map(async plan =>
       await this.writePartition(space, plan.partition, plan.recs, plan.targets, new Set(plan.counted), plan.needed, deadline, normalized)))
     if (outcomes.some(o => !o.met)) throw new WriteIncompleteError(space.name, consistency, outcomes)
+    let stale = 0
+    const staleIds: string[] = []
+    for (const o of outcomes) {
+      stale += o.staleIds?.length ?? 0
+      for (const id of o.staleIds ?? []) if (staleIds.length < MAX_STALE_IDS) staleIds.push(id)
+    }
     return {
       written: records.length,
+      stale,
+      staleIds,
       version: maxVersion(records),
       partitions: outcomes.map(o => ({ partition: o.partition, rows: o.rows, acks: o.acks, needed: o.needed, hinted: o.hinted }))
     }
@@ -128,12 +157,14 @@ export class WriteCoordinator {
       const o: PartitionWriteOutcome = { partition, rows: records.length, acks: 0, needed, hinted: 0, met: false, errors: [] }
       let done = 0
       let settled = false
+      // Ids that lost on every replica that acknowledged so far (undefined: none acknowledged yet).
+      let lostEverywhere: Set<string> | undefined
       const check = (): void => {
         if (settled) return
         if (o.acks >= needed) o.met = true
         if (o.met || done === targets.length) {
           settled = true
-          resolve({ ...o, errors: [...o.errors] })
+          resolve({ ...o, errors: [...o.errors], staleIds: lostEverywhere === undefined ? [] : [...lostEverywhere] })
         }
       }
       // The batches (and their encoded bodies) are built once and sent to every remote target; a
@@ -148,6 +179,12 @@ export class WriteCoordinator {
           done++
           if (res.ok) {
             if (counted.has(target)) o.acks++
+            const lost = res.lost ?? []
+            if (lostEverywhere === undefined) lostEverywhere = new Set(lost)
+            else if (lostEverywhere.size > 0) {
+              const here = new Set(lost)
+              for (const id of lostEverywhere) if (!here.has(id)) lostEverywhere.delete(id)
+            }
           } else {
             o.errors.push(`${target}: ${res.error ?? 'failed'}`)
             if (res.failed.length > 0 && res.noHint !== true && this.ctx.hints.record(target, space, partition, res.failed)) o.hinted++
@@ -205,8 +242,7 @@ export class WriteCoordinator {
     deadline: number, normalized: boolean): Promise<DeliverResult> {
     if (target === this.ctx.self) {
       try {
-        await this.applyLocal(space, partition, records, batches)
-        return { ok: true, failed: [] }
+        return { ok: true, failed: [], lost: await this.applyLocal(space, partition, records, batches) }
       } catch (err) {
         this.ctx.log.error({ err, space: space.name, partition }, 'local replica failed to apply a write')
         // A hint to ourselves would not help; anti-entropy repairs the local replica.
@@ -221,28 +257,34 @@ export class WriteCoordinator {
         return { ok: false, failed: records, error: errText(err), noHint: isPermanent(err) }
       }
     }
+    const lost: string[] = []
     for (let i = 0; i < batches.length; i++) {
       const left = deadline - this.ctx.clock.now()
       const rest = (): VersionedRecord[] => batches.slice(i).flatMap(b => b.records)
       if (left <= 0) return { ok: false, failed: rest(), error: 'TIMEOUT' }
       try {
-        parseWriteAnswer(await this.ctx.transport.request(this.ctx.addr(target), METHOD_WRITE, batches[i]!.body, { timeoutMs: left }))
+        const answer = parseWriteAnswer(await this.ctx.transport.request(this.ctx.addr(target), METHOD_WRITE, batches[i]!.body, { timeoutMs: left }))
+        // A peer that predates staleIds reports none: the write then claims nothing stale.
+        if (answer.staleIds !== undefined) lost.push(...answer.staleIds)
       } catch (err) {
         return { ok: false, failed: rest(), error: errText(err), noHint: isPermanent(err) }
       }
     }
-    return { ok: true, failed: [] }
+    return { ok: true, failed: [], lost }
   }
 
-  /** Applies records to this peer's replica: batch by batch when they were packed for sending (their bytes go to the log). */
-  private async applyLocal (space: SpaceDef, partition: number, records: VersionedRecord[], batches?: WriteBatch[]): Promise<void> {
+  /**
+   * Applies records to this peer's replica: batch by batch when they were packed for sending
+   * (their bytes go to the log). Answers the ids that lost to a newer version held here.
+   */
+  private async applyLocal (space: SpaceDef, partition: number, records: VersionedRecord[], batches?: WriteBatch[]): Promise<string[]> {
     const store = await this.ctx.replicas.open(space, partition)
     if (batches === undefined || batches.some(b => b.packed === undefined)) {
-      await store.apply(records)
-      return
+      return await lostIds(store, records, (await store.apply(records)).stale)
     }
     // Last-writer-wins on versions: the order the batches land in does not matter.
-    await Promise.all(batches.map(async b => await store.apply(b.records, b.packed)))
+    const lost = await Promise.all(batches.map(async b => await lostIds(store, b.records, (await store.apply(b.records, b.packed)).stale)))
+    return lost.flat()
   }
 }
 

@@ -55,6 +55,20 @@ describe('HybridClock', () => {
     expect(hlc.skew.maxSeenMs).toBe(2000)
   })
 
+  it('skewLimit is the newest timestamp observe accepts; countRefusal counts without observing', () => {
+    const hlc = new HybridClock({ clock: wallAt(1_000_000) }, { maxSkewMs: 1000 })
+    const limit = hlc.skewLimit()
+    expect(hlcPhysicalMs(limit)).toBe(1_001_000)
+    expect(() => hlc.observe(limit + 1)).toThrow(ClockSkewError)
+    expect(hlc.observe(limit)).toBeGreaterThan(limit)
+    const before = hlc.current()
+    const err = hlc.countRefusal(makeHlc(1_005_000, 0))
+    expect(err.skewMs).toBe(5000)
+    expect(hlc.current()).toBe(before)
+    expect(hlc.skew.count).toBe(2)
+    expect(hlc.skew.maxSeenMs).toBe(5000)
+  })
+
   it('persists a ceiling ahead of what it issues and never goes backwards after a restart', () => {
     const store = new MemoryStore()
     const clock = wallAt(5_000_000)
