@@ -3,7 +3,7 @@ import { totalmem } from 'node:os'
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
-import { FileHlcStore, HybridClock } from '../hlc/index.js'
+import { FileHlcStore, HybridClock, hlcPhysicalMs } from '../hlc/index.js'
 import { HttpError, HttpServer, registerApi, registerDataApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView, type RemovePeerAnswer } from '../http/index.js'
 import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index.js'
 import { PeerMetrics, type Sample } from '../metrics/index.js'
@@ -17,6 +17,7 @@ import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { CatalogFile } from './catalog-file.js'
 import { openFileLimit, planFileBudget, type FileBudget } from './file-budget.js'
 import { KnownPeers } from './known-peers.js'
+import { FileIncarnationStore, IncarnationFileError } from './incarnation-file.js'
 import { DataService } from './data.js'
 import { MemberDirectory } from './members.js'
 import { QueryService, DEFAULT_QUERY_OPTIONS, FragmentPool, defaultPoolSize } from '../query/index.js'
@@ -179,13 +180,25 @@ export class Peer implements ApiPeer {
     const catalogFile = new CatalogFile(config.dataDir, catalog, log)
     let swim: Swim
     try {
-      swim = new Swim({ transport, clock, random, log, delegate: catalog.swimDelegate() }, {
+      // A restart must start above every incarnation used before, or its new meta (this HTTP
+      // address) is ignored (issue 13): the saved ceiling guarantees it, and the HLC's
+      // milliseconds (never backwards while its own file lives, else the wall clock) cover a
+      // lost incarnation file. See IncarnationStore in src/membership/swim.ts.
+      swim = new Swim({
+        transport,
+        clock,
+        random,
+        log,
+        delegate: catalog.swimDelegate(),
+        incarnations: new FileIncarnationStore(config.dataDir, log),
+        startIncarnation: hlcPhysicalMs(hlc.now())
+      }, {
         ...checkOptions('membership', config.membership, DEFAULT_SWIM_OPTIONS),
         meta: { name: config.name, http: httpAddress }
       })
     } catch (err) {
       await host.stop().catch(() => {})
-      throw new PeerStartError(`membership settings: ${(err as Error).message}`)
+      throw new PeerStartError(err instanceof IncarnationFileError ? `membership state in ${config.dataDir}: ${err.message}` : `membership settings: ${(err as Error).message}`)
     }
     swimRef = swim
     const detector = new PartitionDetector({ membership: swim, clock, log: log.child({ component: 'partition' }) }, {})
