@@ -147,6 +147,28 @@ describe('spaces and records through HTTP and the CLI', () => {
     expect(tooFar.body.error.code).toBe('CLOCK_SKEW')
   })
 
+  it('answers a write that lost to a newer version on every replica as stale, with its ids', async () => {
+    // One replica per record, on one peer: the other coordinates without ever having seen the
+    // owner's clock, as a coordinator that is not a replica would in a larger cluster.
+    expect((await post(a, '/spaces', { name: 'lww', schema: [{ name: 'v', type: 'utf8' }], partitions: 1, replicas: 1 })).status).toBe(201)
+    await waitFor(async () => (await fetch(`${b.url}/spaces/lww`)).status === 200, { timeoutMs: 10_000 })
+    const owner = ((await a.get('/spaces/lww')) as { placement: Array<{ owners: string[] }> }).placement[0]!.owners[0]
+    const [skewed, other] = owner === a.peerId ? [a, b] : [b, a]
+    // The owner's clock runs 50 s ahead (within the 60 s bound) while it writes.
+    await post(skewed, '/admin/faults', { clockOffsetMs: 50_000 })
+    try {
+      expect((await post(skewed, '/spaces/lww/records', [{ id: 'k', v: 'ahead' }])).status).toBe(200)
+    } finally {
+      await post(skewed, '/admin/faults', { clockOffsetMs: 0 })
+    }
+    const res = await post(other, '/spaces/lww/records?consistency=all', [{ id: 'k', v: 'lost' }, { id: 'n', v: 'new' }])
+    expect(res.status).toBe(200)
+    expect(res.body).toMatchObject({ written: 2, stale: 1, staleIds: ['k'] })
+    expect(((await other.get('/spaces/lww/records/k')) as { record: { v: string } }).record.v).toBe('ahead')
+    const fresh = await post(other, '/spaces/lww/records', [{ id: 'n2', v: 'x' }])
+    expect(fresh.body).toMatchObject({ written: 1, stale: 0, staleIds: [] })
+  })
+
   // Last: a skewed peer's HLC stays ahead after the skew is removed (it never goes backwards).
   it('refuses writes stamped by a peer whose clock is skewed past the bound, and says so', async () => {
     const skew = await post(b, '/admin/faults', { clockOffsetMs: 120_000 })
