@@ -23,6 +23,12 @@ describe('distributed queries on real peers', () => {
     const created = await peers[0]!.post('/spaces', { name: 'orders', schema: [{ name: 'region', type: 'utf8' }, { name: 'amount', type: 'float64' }, { name: 'qty', type: 'int32' }], partitions: 8, replicas: 2 })
     expect(created.status).toBe(201)
     await waitFor(async () => (await Promise.all(peers.map(async p => (await fetch(`${p.url}/spaces/orders`)).status))).every(s => s === 200), { timeoutMs: 10_000 })
+    // Both owners of every partition ready in every peer's view: the tests below pick partitions
+    // by their replicas, which a busy machine may not have announced yet.
+    await waitFor(async () => (await Promise.all(peers.map(async p => {
+      const view = await (await fetch(`${p.url}/spaces/orders`)).json() as { placement?: Array<{ readReplicas: string[] }> }
+      return (view.placement ?? []).length === 8 && view.placement!.every(pl => pl.readReplicas.length === 2)
+    }))).every(ok => ok), { timeoutMs: 20_000 })
     const written = await peers[0]!.post('/spaces/orders/records?consistency=all', rows)
     expect(written.status).toBe(200)
   })
