@@ -81,6 +81,10 @@ describe('replication: versions past the skew bound stay where they are', () => 
     expect(c.store('p0', space, 0)!.peek('k')).toEqual(real)
     expect(c.store('p2', space, 0)!.peek('k')).toEqual(real)
     expect(p0.hlc.skew.count).toBeGreaterThan(0)
+    // Coordinated by the peer that holds it, a QUORUM read cannot repair the others with it.
+    const there = await drive(world, c.get('p1').replicator.read(space, 'k', { consistency: 'quorum' })).catch(e => e as Error)
+    expect((there as Error).name).toBe('ReadIncompleteError')
+    expect(c.store('p2', space, 0)!.peek('k')).toEqual(real)
   })
 
   it('hint replay leaves them out and delivers the hints behind them', async () => {
