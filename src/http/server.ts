@@ -95,7 +95,9 @@ export class HttpServer {
 
   async start (): Promise<{ host: string, port: number }> {
     const headersTimeout = this.options.headersTimeoutMs ?? 20_000
-    const server = createServer({ headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(5000, headersTimeout) }, (req, res) => { void this.dispatch(req, res) })
+    // A request (headers and body) must arrive within Node's 5 min: a client trickling a body would
+    // otherwise hold a busy connection, which the cap cannot shed, for ever.
+    const server = createServer({ headersTimeout, requestTimeout: 300_000, connectionsCheckingInterval: Math.min(5000, headersTimeout) }, (req, res) => { void this.dispatch(req, res) })
     // Keep-alive sockets would hold a draining peer open; close idle ones quickly.
     server.keepAliveTimeout = 5000
     server.on('connection', (socket: Socket) => { this.admit(socket) })
