@@ -14,9 +14,9 @@
  * has handed out and, after a restart, starts above the persisted ceiling, so a peer whose wall
  * clock was set back still issues versions newer than everything it issued before.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Clock } from '../runtime/index.js'
+import { writeFileDurablySync, type Clock } from '../runtime/index.js'
 
 export type Hlc = number
 
@@ -149,7 +149,7 @@ export class HybridClock {
   }
 }
 
-/** Persists the ceiling as a small file in the data dir, atomically (write, fsync, rename). */
+/** Persists the ceiling as a small file in the data dir, atomically and durably (runtime/durable-file.ts). */
 export class FileHlcStore implements HlcStore {
   private readonly path: string
   constructor (dir: string) { this.path = join(dir, 'hlc') }
@@ -168,14 +168,6 @@ export class FileHlcStore implements HlcStore {
   }
 
   save (ceiling: Hlc): void {
-    const tmp = this.path + '.tmp'
-    const fd = openSync(tmp, 'w', 0o600)
-    try {
-      writeSync(fd, String(ceiling))
-      fsyncSync(fd)
-    } finally {
-      closeSync(fd)
-    }
-    renameSync(tmp, this.path)
+    writeFileDurablySync(this.path, String(ceiling))
   }
 }

@@ -1,7 +1,7 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { IncarnationStore } from '../membership/index.js'
-import type { Logger } from '../runtime/index.js'
+import { writeFileDurablySync, type Logger } from '../runtime/index.js'
 
 /** The incarnation file could not be read or written (not: it held garbage, which is ignored). */
 export class IncarnationFileError extends Error {
@@ -12,8 +12,8 @@ export class IncarnationFileError extends Error {
  * The membership incarnation ceiling of this peer, kept in `<data-dir>/incarnation` (issue 13):
  * Swim saves it before it uses an incarnation above it, so a restarted peer starts above every
  * incarnation it announced before and its new meta (HTTP port, readiness) wins at once. Written
- * like the HLC's ceiling: a temporary file, fsync, rename over the old one, then fsync of the
- * directory, so a crash leaves either the old ceiling or the new one, never a torn file.
+ * like the HLC's ceiling (runtime/durable-file.ts), so a crash leaves either the old ceiling or
+ * the new one, never a torn file.
  *
  * Unreadable content is ignored with a warning rather than refusing to start (the HLC refuses):
  * losing the ceiling costs little, since Swim also starts at least at the HLC's milliseconds and
@@ -22,7 +22,7 @@ export class IncarnationFileError extends Error {
 export class FileIncarnationStore implements IncarnationStore {
   readonly path: string
 
-  constructor (private readonly dir: string, private readonly log: Logger) {
+  constructor (dir: string, private readonly log: Logger) {
     this.path = join(dir, 'incarnation')
   }
 
@@ -43,24 +43,10 @@ export class FileIncarnationStore implements IncarnationStore {
   }
 
   save (ceiling: number): void {
-    const tmp = this.path + '.tmp'
     try {
-      const fd = openSync(tmp, 'w', 0o600)
-      try {
-        writeSync(fd, String(ceiling))
-        fsyncSync(fd)
-      } finally {
-        closeSync(fd)
-      }
-      renameSync(tmp, this.path)
+      writeFileDurablySync(this.path, String(ceiling))
     } catch (err) {
       throw new IncarnationFileError(`cannot write ${this.path}: ${(err as Error).message}`)
     }
-    // The rename is durable only once the directory is: without this a power cut could bring
-    // back the old, lower ceiling. Some platforms cannot fsync a directory; there it is skipped.
-    try {
-      const dfd = openSync(this.dir, 'r')
-      try { fsyncSync(dfd) } finally { closeSync(dfd) }
-    } catch {}
   }
 }
