@@ -42,7 +42,8 @@ export class DataService implements DataApi {
     const placement = []
     for (let p = 0; p < space.partitions; p++) {
       const loc = this.placement.locate(space, p)
-      placement.push({ partition: p, owners: [...loc.owners], readReplicas: [...loc.readReplicas], writeReplicas: [...loc.writeReplicas], quorum: loc.quorum })
+      // fresh: no member has announced this partition ready yet (its owners count as ready).
+      placement.push({ partition: p, owners: [...loc.owners], readReplicas: [...loc.readReplicas], writeReplicas: [...loc.writeReplicas], quorum: loc.quorum, fresh: loc.fresh })
     }
     return { ...this.view(space), placement }
   }

@@ -12,7 +12,7 @@ const SPACE = 'dead'
 const PARTITIONS = 16
 const ROWS = 300
 
-interface Placement { partition: number, owners: string[], readReplicas: string[] }
+interface Placement { partition: number, owners: string[], readReplicas: string[], fresh: boolean }
 interface Coverage { total: number, answered: number, missing: Array<{ partition: number }> }
 
 async function placementOf (peer: PeerProcess): Promise<Placement[]> {
@@ -47,7 +47,9 @@ describe('partitions whose holders are all dead past deadOwnerTimeoutMs (real pe
     const created = await a.post('/spaces', { name: SPACE, schema: [{ name: 'id', type: 'utf8' }, { name: 'v', type: 'int32' }], partitions: PARTITIONS, replicas: 2 })
     expect(created.status).toBe(201)
     // Every peer knows every owner has its partitions ready (readiness travels in membership meta).
-    await waitFor(async () => (await Promise.all(peers.map(placementOf))).every(pl => pl.length === PARTITIONS && pl.every(x => same(x.readReplicas, x.owners))), { timeoutMs: 20_000 })
+    // Not fresh: a fresh partition's owners count as ready before they have announced anything,
+    // and holders killed before their announcement spread would leave it looking never held.
+    await waitFor(async () => (await Promise.all(peers.map(placementOf))).every(pl => pl.length === PARTITIONS && pl.every(x => !x.fresh && same(x.readReplicas, x.owners))), { timeoutMs: 20_000 })
     const rows = Array.from({ length: ROWS }, (_, i) => ({ id: `r${i}`, v: i }))
     const wrote = await a.post(`/spaces/${SPACE}/records?consistency=quorum`, rows)
     expect(wrote.status).toBe(200)
