@@ -8,7 +8,7 @@
  * await server.start()
  * ```
  */
-export { HttpServer, HttpError, HttpListenError } from './server.js'
+export { HttpServer, HttpError, HttpListenError, DEFAULT_MAX_HTTP_CONNECTIONS } from './server.js'
 export type { RouteHandler, RouteRequest, RouteResponse, RouteOptions, HttpServerOptions } from './server.js'
 export { registerApi } from './api.js'
 export type { ApiPeer, MemberView, HealthReport, FaultControl, FaultState, RemovePeerAnswer, GivenUpPartition } from './api.js'

@@ -29,8 +29,6 @@ export interface RouteResponse {
   /** JSON-encoded unless `text` is given. */
   body?: unknown
   text?: string
-  /** Binary answer (Arrow IPC), sent as is, chunk by chunk. */
-  bytes?: Iterable<Uint8Array>
   /**
    * An answer written as it is produced (a large query answer), chunk by chunk, waiting for the
    * client to take each one before producing the next; content type JSON unless `contentType`
@@ -217,12 +215,6 @@ export class HttpServer {
     if (result.stream !== undefined) {
       res.writeHead(status, { ...result.headers, 'content-type': result.contentType ?? 'application/json; charset=utf-8' })
       void this.pump(res, result.stream)
-      return
-    }
-    if (result.bytes !== undefined) {
-      res.writeHead(status, { ...result.headers, 'content-type': result.contentType ?? 'application/octet-stream' })
-      for (const chunk of result.bytes) res.write(chunk)
-      res.end()
       return
     }
     if (result.text !== undefined) {

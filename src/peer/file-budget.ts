@@ -14,16 +14,18 @@
  * The limit is read from /proc/self/limits (Linux); where it cannot be read the defaults apply.
  */
 import { readFile } from 'node:fs/promises'
+import { DEFAULT_MAX_HTTP_CONNECTIONS } from '../http/index.js'
+import { DEFAULT_MAX_OPEN_FILES } from '../storage/index.js'
 
 /** Descriptors a peer holds whatever its load (see above), with room to spare. */
 export const FIXED_FILES = 64
 /** Fewest HTTP connections and open storage files a peer runs with. */
 export const MIN_HTTP_CONNECTIONS = 32
 export const MIN_STORAGE_FILES = 32
-/** Largest default HTTP connection cap, when the limit leaves room for more. */
-export const DEFAULT_HTTP_CONNECTIONS = 1024
-/** Largest default pool of open storage files. */
-export const DEFAULT_STORAGE_FILES = 256
+/** Largest default HTTP connection cap (the server's own default), when the limit leaves room for more. */
+const DEFAULT_HTTP_CONNECTIONS = DEFAULT_MAX_HTTP_CONNECTIONS
+/** Largest default pool of open storage files (storage's own default). */
+const DEFAULT_STORAGE_FILES = DEFAULT_MAX_OPEN_FILES
 
 export interface FileBudget {
   /** The soft open-file limit, or undefined where it could not be read. */
