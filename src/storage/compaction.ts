@@ -8,9 +8,9 @@
 import { makeHlc } from '../hlc/index.js'
 import type { Timer } from '../runtime/index.js'
 import type { PartitionContext } from './context.js'
-import { locate, rowOf } from './live-index.js'
-import { removeFiles } from './fsutil.js'
-import type { Segment } from './segment.js'
+import type { DiskSegment } from './disk-segment.js'
+import { locate } from './live-index.js'
+import type { VersionedRecord } from './types.js'
 
 export interface CompactionResult {
   segmentsIn: number
@@ -31,6 +31,9 @@ export class Compactor {
   private timer: Timer | undefined
 
   constructor (private readonly ctx: CompactionContext) {}
+
+  /** The running compaction, if any. */
+  get inFlight (): Promise<CompactionResult> | undefined { return this.compacting }
 
   /** Whether the compaction policy asks for a run now (of either kind, see plan). */
   due (): boolean {
@@ -84,7 +87,7 @@ export class Compactor {
    * rewritten about once per tier (log4 of the partition over the flush size) rather than at every
    * merge, as it would be if each merge took every segment.
    */
-  private plan (): Segment[] | undefined {
+  private plan (): DiskSegment[] | undefined {
     const segments = this.ctx.index.segments
     if (segments.size === 0) return undefined
     if (this.fullCompactionDue()) return [...segments.values()]
@@ -105,7 +108,7 @@ export class Compactor {
   }
 
   /** Runs one compaction of `inputs` (every segment when undefined); a call while one runs shares it. */
-  private run (inputs: Segment[] | undefined): Promise<CompactionResult> {
+  private run (inputs: DiskSegment[] | undefined): Promise<CompactionResult> {
     if (this.compacting !== undefined) return this.compacting
     const all = this.ctx.index.segments
     const segments = inputs ?? [...all.values()]
@@ -121,56 +124,81 @@ export class Compactor {
     return this.compacting
   }
 
-  private async merge (inputs: Segment[]): Promise<CompactionResult> {
+  private async merge (inputs: DiskSegment[]): Promise<CompactionResult> {
     const { index, manifest, counters } = this.ctx
     const result: CompactionResult = { segmentsIn: inputs.length, segmentsOut: 0, rowsKept: 0, deadDropped: 0, tombstonesPurged: 0 }
     if (inputs.length === 0) return result
     // Tombstones may go only when every segment is merged (see plan).
     const horizon = inputs.length === index.segments.size ? this.tombstoneHorizon() : -1
-    const keep: number[] = []
-    const purge: number[] = []
+    let liveRows = 0
     for (const s of inputs) {
       result.deadDropped += s.rows - s.liveCount
-      for (let row = 0; row < s.rows; row++) {
-        if (!s.isLive(row)) continue
-        const loc = locate(s.id, row)
-        if (s.deleted[row] === 1 && s.versions[row]! < horizon) purge.push(loc)
-        else keep.push(loc)
+      liveRows += s.liveCount
+    }
+    if (inputs.length === 1 && inputs[0]!.liveCount === inputs[0]!.rows && !(inputs[0]!.liveTombstones > 0 && inputs[0]!.oldestTombstone < horizon)) {
+      return { ...result, segmentsOut: 1, rowsKept: liveRows }
+    }
+    // The rows live now, read a batch at a time (the reads yield to the event loop between
+    // batches), with where each came from: at the swap, a row still live there moves.
+    const schema = this.ctx.space().schema
+    const records: VersionedRecord[] = []
+    const from: number[] = []
+    const purge: Array<{ id: string, loc: number }> = []
+    for (const s of inputs) {
+      for (const lb of s.liveBatches(true)) {
+        const first = s.file.firstRow(lb.batch)
+        const rs = await s.records(lb.batch, lb.rows, schema)
+        for (let k = 0; k < rs.length; k++) {
+          const r = rs[k]!
+          const loc = locate(s.id, first + (lb.rows === undefined ? k : lb.rows[k]!))
+          if (r.deleted && r.version < horizon) purge.push({ id: r.id, loc })
+          else { records.push(r); from.push(loc) }
+        }
       }
     }
-    if (inputs.length === 1 && purge.length === 0 && keep.length === inputs[0]!.rows) {
-      return { ...result, segmentsOut: 1, rowsKept: keep.length }
-    }
-    const schema = this.ctx.space().schema
-    const records = keep.map(loc => index.seg(loc).record(rowOf(loc), schema))
-    const merged = records.length > 0 ? await manifest.writeSegment(schema, records) : undefined
+    const written = records.length > 0 ? await manifest.writeSegment(schema, records) : undefined
     counters.rowsRewritten += records.length
     const dropped = new Set(inputs.map(s => s.id))
-    await manifest.update(m => ({
-      ...m,
-      nextSegment: manifest.nextSegmentId,
-      segments: [...m.segments.filter(x => !dropped.has(x.id)), ...(merged === undefined ? [] : [merged.meta])]
-    }))
+    try {
+      await manifest.update(m => ({
+        ...m,
+        nextSegment: manifest.nextSegmentId,
+        segments: [...m.segments.filter(x => !dropped.has(x.id)), ...(written === undefined ? [] : [written.segment.meta])]
+      }))
+    } catch (err) {
+      await written?.segment.close()
+      throw err
+    }
     // The swap, in one tick: rows still newest move to the merged segment; the rest stay dropped.
-    if (merged !== undefined) {
-      index.segments.set(merged.id, merged)
-      for (let j = 0; j < keep.length; j++) {
-        if (index.get(merged.ids[j]!) === keep[j]) index.relocate(merged.ids[j]!, locate(merged.id, j))
+    if (written !== undefined) {
+      const { segment, order } = written
+      index.segments.set(segment.id, segment)
+      for (let j = 0; j < segment.rows; j++) {
+        const k = order[j]!
+        const id = records[k]!.id
+        if (index.get(id) === from[k]) index.relocate(id, locate(segment.id, j))
       }
     }
-    for (const loc of purge) {
-      const id = index.seg(loc).ids[rowOf(loc)]!
+    for (const { id, loc } of purge) {
       if (index.get(id) === loc) {
         index.remove(id)
         result.tombstonesPurged++
       }
     }
     for (const s of inputs) index.segments.delete(s.id)
-    result.segmentsOut = merged === undefined ? 0 : 1
-    result.rowsKept = merged === undefined ? 0 : merged.liveCount
+    result.segmentsOut = written === undefined ? 0 : 1
+    result.rowsKept = written === undefined ? 0 : written.segment.liveCount
     counters.compactions++
     counters.tombstonesPurged += result.tombstonesPurged
-    await this.ctx.files.run(async () => { await removeFiles(this.ctx.dir, inputs.map(s => s.path)) })
+    // Queries that took their snapshot before the swap may still read the old segments: each is
+    // deleted when the last of them is done (a crash before that leaves files recovery deletes).
+    // Those no query reads go now, before the compaction answers.
+    const retiring = inputs.map(s => {
+      const pinned = s.pinned
+      const done = s.retire().catch((err: unknown) => { this.ctx.log.warn({ err, file: s.path }, 'deleting a compacted segment failed; recovery deletes it at the next open') })
+      return pinned ? undefined : done
+    })
+    await Promise.all(retiring)
     this.ctx.log.debug({ ...result }, 'compacted')
     return result
   }

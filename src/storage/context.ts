@@ -7,6 +7,7 @@
  */
 import type { Clock, Logger } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
+import type { BlockCache } from './block-cache.js'
 import type { FilePool } from './files.js'
 import type { LiveIndex } from './live-index.js'
 import type { SegmentManifest } from './manifest.js'
@@ -36,6 +37,8 @@ export interface PartitionDeps {
   log: Logger
   /** The peer's bound on open files; a store opened without one gets a pool of its own. */
   files?: FilePool
+  /** The peer's cache of segment blocks; a store opened without one gets a small one of its own. */
+  cache?: BlockCache
 }
 
 /** The engine's hooks into a store (memtable budget). */

@@ -36,7 +36,7 @@ export class StorageEngine {
     this.files = new FilePool(maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES)
     if (cacheMiB !== undefined && (!Number.isInteger(cacheMiB) || cacheMiB < 1)) throw new RangeError(`storage option cacheMiB must be a positive integer, got ${String(cacheMiB)}`)
     this.cache = new BlockCache((cacheMiB ?? 64) * 1048576)
-    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), files: this.files }
+    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), files: this.files, cache: this.cache }
     resolvePartitionOptions(partitionOpts) // fail fast on a bad option
     this.dataDir = dataDir
     this.partitionOpts = partitionOpts

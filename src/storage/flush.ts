@@ -72,14 +72,20 @@ export class Flusher {
       await memtable.settled(frozenGeneration)
       const records: VersionedRecord[] = []
       for (const r of frozen) if (index.holds(r)) records.push(r)
-      const seg = records.length > 0 ? await manifest.writeSegment(this.ctx.space().schema, records) : undefined
-      await manifest.update(m => ({ ...m, walFrom: next.seq, nextSegment: manifest.nextSegmentId, segments: seg === undefined ? m.segments : [...m.segments, seg.meta] }))
-      if (seg !== undefined) {
-        index.segments.set(seg.id, seg)
-        // Row i of the segment is records[i]; moved unless a newer write replaced it meanwhile.
-        for (let row = 0; row < seg.rows; row++) {
-          const r = records[row]!
-          if (index.holds(r)) index.relocate(r.id, locate(seg.id, row))
+      const written = records.length > 0 ? await manifest.writeSegment(this.ctx.space().schema, records) : undefined
+      try {
+        await manifest.update(m => ({ ...m, walFrom: next.seq, nextSegment: manifest.nextSegmentId, segments: written === undefined ? m.segments : [...m.segments, written.segment.meta] }))
+      } catch (err) {
+        await written?.segment.close()
+        throw err
+      }
+      if (written !== undefined) {
+        const { segment, order } = written
+        index.segments.set(segment.id, segment)
+        // Row j of the segment is records[order[j]]; moved unless a newer write replaced it meanwhile.
+        for (let row = 0; row < segment.rows; row++) {
+          const r = records[order[row]!]!
+          if (index.holds(r)) index.relocate(r.id, locate(segment.id, row))
         }
       }
     } catch (err) {

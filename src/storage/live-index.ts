@@ -8,7 +8,7 @@
  */
 import { newRow, type Row, type SpaceSchema } from '../schema/index.js'
 import { BucketDigests } from './digest.js'
-import type { Segment } from './segment.js'
+import type { DiskSegment } from './disk-segment.js'
 import { compareVersions, type PartitionDigest, type VersionedRecord } from './types.js'
 
 /** Where an id's newest version is: the record itself (memtable) or a segment locator. */
@@ -25,7 +25,7 @@ export function rowOf (loc: number): number { return loc % LOC }
 export class LiveIndex {
   readonly entries = new Map<string, Entry>()
   /** The segments in the manifest, by id. */
-  readonly segments = new Map<number, Segment>()
+  readonly segments = new Map<number, DiskSegment>()
   liveRows = 0
   tombstones = 0
   /** Bumped by every change of the index: what is cached from the memtable is valid for one generation. */
@@ -45,7 +45,7 @@ export class LiveIndex {
   holds (r: VersionedRecord): boolean { return this.entries.get(r.id) === r }
 
   /** The segment a locator points into. */
-  seg (loc: number): Segment { return this.segments.get(Math.floor(loc / LOC))! }
+  seg (loc: number): DiskSegment { return this.segments.get(Math.floor(loc / LOC))! }
 
   entryMeta (e: Entry): { version: number, deleted: boolean } {
     if (typeof e !== 'number') return e
@@ -95,26 +95,41 @@ export class LiveIndex {
     this.entries.delete(id)
   }
 
-  /** Does a candidate (version, deleted, lazily its record) beat the held entry `cur`? */
-  winsRaw (version: number, deleted: boolean, candidate: () => VersionedRecord, cur: Entry): boolean {
+  /**
+   * Does a candidate (version, deleted) beat the held entry `cur`, as far as the versions tell:
+   * undefined when both are live rows of the same version, and only their contents decide
+   * (compareVersions), one of them on disk.
+   */
+  winsByVersion (version: number, deleted: boolean, cur: Entry): boolean | undefined {
     const m = this.entryMeta(cur)
     if (version !== m.version) return version > m.version
     if (deleted !== m.deleted) return deleted
     if (deleted) return false
-    return compareVersions(candidate(), this.materialize(cur)) > 0
+    return undefined
   }
 
-  wins (r: VersionedRecord, cur: Entry): boolean {
+  /** Whether `r` beats `cur` when that is known without reading a row from disk (else undefined). */
+  winsKnown (r: VersionedRecord, cur: Entry): boolean | undefined {
     if (typeof cur !== 'number') return compareVersions(r, cur) > 0
-    return this.winsRaw(r.version, r.deleted, () => r, cur)
+    return this.winsByVersion(r.version, r.deleted, cur)
   }
 
-  materialize (e: Entry): VersionedRecord {
+  /** Whether `r` beats `cur` (last writer wins), reading `cur`'s row from disk if the contents decide. */
+  async wins (r: VersionedRecord, cur: Entry): Promise<boolean> {
+    return this.winsKnown(r, cur) ?? compareVersions(r, await this.materialize(cur)) > 0
+  }
+
+  /** The record an entry stands for: a memtable record as is (columns added since read as null), a locator read from disk. */
+  async materialize (e: Entry): Promise<VersionedRecord> {
+    if (typeof e === 'number') return await this.seg(e).record(e % LOC, this.schema())
+    return this.shaped(e)
+  }
+
+  /** A memtable record with its row shaped by the current schema (a column added since reads as null). */
+  shaped (e: VersionedRecord): VersionedRecord {
     const schema = this.schema()
-    if (typeof e === 'number') return this.seg(e).record(e % LOC, schema)
     const row = e.row
     if (row === null) return e
-    // A row written before a column was added lacks it: answer it as null, like old segments.
     for (const c of schema) {
       if (row[c.name] === undefined) {
         const filled: Row = newRow()

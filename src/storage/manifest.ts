@@ -8,10 +8,12 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SpaceSchema } from '../schema/index.js'
-import { crc32 } from './crc32.js'
+import type { BlockCache } from './block-cache.js'
+import { DiskSegment } from './disk-segment.js'
 import type { FilePool } from './files.js'
-import { writeFileAtomic, writeFileDurable } from './fsutil.js'
-import { Segment, encodeSegment, segmentFileName, type SegmentMeta } from './segment.js'
+import { writeFileAtomic } from './fsutil.js'
+import type { SegmentMeta } from './segment.js'
+import { writeSegmentFiles, type SegmentFileMeta } from './segment-file.js'
 import type { VersionedRecord } from './types.js'
 
 export const MANIFEST_FILE = 'MANIFEST'
@@ -21,7 +23,17 @@ export interface Manifest {
   /** WAL files with a lower sequence number are fully contained in the segments. */
   walFrom: number
   nextSegment: number
-  segments: SegmentMeta[]
+  /**
+   * Disk-resident segments (segment-file.ts: an .arrow and an .idx file each); a `SegmentMeta`
+   * without `index` is a segment of the first format (one batch, no index file), which recovery
+   * rewrites in the current one.
+   */
+  segments: Array<SegmentFileMeta | SegmentMeta>
+}
+
+/** Whether a manifest entry is a segment of the current, disk-resident format. */
+export function isSegmentFile (m: SegmentFileMeta | SegmentMeta): m is SegmentFileMeta {
+  return typeof (m as Partial<SegmentFileMeta>).index === 'string'
 }
 
 export class SegmentManifest {
@@ -32,22 +44,22 @@ export class SegmentManifest {
   nextSegmentId: number
 
   /** `missing`: no manifest file was found (a new partition, or a lost manifest: recovery tells which). */
-  private constructor (private readonly dir: string, private readonly files: FilePool, manifest: Manifest, readonly missing: boolean) {
+  private constructor (private readonly dir: string, private readonly files: FilePool, private readonly cache: BlockCache, manifest: Manifest, readonly missing: boolean) {
     this.current = manifest
     this.nextSegmentId = manifest.nextSegment
   }
 
   /** Reads the manifest in `dir`, or starts an empty one when there is none. */
-  static async read (dir: string, files: FilePool): Promise<SegmentManifest> {
+  static async read (dir: string, files: FilePool, cache: BlockCache): Promise<SegmentManifest> {
     const path = join(dir, MANIFEST_FILE)
     const m = await files.run(async () => await readManifest(path))
     return m === undefined
-      ? new SegmentManifest(dir, files, { format: 1, walFrom: 0, nextSegment: 1, segments: [] }, true)
-      : new SegmentManifest(dir, files, m, false)
+      ? new SegmentManifest(dir, files, cache, { format: 1, walFrom: 0, nextSegment: 1, segments: [] }, true)
+      : new SegmentManifest(dir, files, cache, m, false)
   }
 
   get walFrom (): number { return this.current.walFrom }
-  get segments (): readonly SegmentMeta[] { return this.current.segments }
+  get segments (): ReadonlyArray<SegmentFileMeta | SegmentMeta> { return this.current.segments }
 
   /** Replaces the manifest by `change` of the latest one, after any change already queued. */
   update (change: (m: Manifest) => Manifest): Promise<void> {
@@ -63,14 +75,22 @@ export class SegmentManifest {
   /** Resolves when no manifest write is queued or running. */
   async settled (): Promise<void> { await this.lock }
 
-  /** Writes `records` as the next segment file, durably; the caller lists it with update(). */
-  async writeSegment (schema: SpaceSchema, records: readonly VersionedRecord[]): Promise<Segment> {
+  /**
+   * Writes `records` (one per id) as the next segment's files, durably, and opens it; the caller
+   * lists it with update(). `order`: row j of the segment is records[order[j]] (key order).
+   */
+  async writeSegment (schema: SpaceSchema, records: readonly VersionedRecord[]): Promise<{ segment: DiskSegment, order: Uint32Array }> {
     const id = this.nextSegmentId++
-    const bytes = encodeSegment(schema, records)
-    const file = segmentFileName(id)
-    const path = join(this.dir, file)
-    await this.files.run(async () => { await writeFileDurable(path, bytes) })
-    return Segment.decode({ id, file, rows: records.length, bytes: bytes.length, crc32: crc32(bytes) }, path, bytes)
+    let order: Uint32Array | undefined
+    const meta = await writeSegmentFiles(this.dir, id, schema, records, { files: this.files, onOrder: o => { order = o } })
+    if (order === undefined) throw new Error('writeSegmentFiles gave no key order')
+    const segment = await DiskSegment.written(this.dir, meta, { files: this.files, cache: this.cache }, records, order)
+    return { segment, order }
+  }
+
+  /** Opens a listed segment of the current format (its index file only; see DiskSegment). */
+  async openSegment (meta: SegmentFileMeta): Promise<DiskSegment> {
+    return await DiskSegment.open(this.dir, meta, { files: this.files, cache: this.cache })
   }
 }
 

@@ -22,6 +22,7 @@ import { mkdir, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ColumnBatch } from '../columnar/index.js'
 import type { SpaceDef } from '../schema/index.js'
+import { BlockCache } from './block-cache.js'
 import { Compactor, type CompactionResult } from './compaction.js'
 import { newStoreCounters, type PartitionContext, type PartitionDeps, type StoreCounters, type StoreHooks, type StoreStatus } from './context.js'
 import { DamageLog, type DamageReport } from './damage.js'
@@ -45,6 +46,9 @@ export { CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX, type DamageReport } from './
 export { MANIFEST_FILE } from './manifest.js'
 export type { RecoveryStats } from './recovery.js'
 export { StoreClosedError, StoreFailedError } from './write.js'
+
+/** The cache of a store opened without the peer's (tests, tools): 16 MiB. */
+const OWN_CACHE_BYTES = 16 << 20
 
 export class LocalPartitionStore implements PartitionStore {
   private spaceDef: SpaceDef
@@ -88,7 +92,7 @@ export class LocalPartitionStore implements PartitionStore {
     this.damaged = new DamageLog(ctx.files, ctx.clock, ctx.log)
     this.compactor = new Compactor(ctx)
     this.flusher = new Flusher({ ...ctx, maybeCompact: () => { this.compactor.maybeCompact() } })
-    this.writer = new PartitionWriter({ ...ctx, flusher: this.flusher })
+    this.writer = new PartitionWriter({ ...ctx, flusher: this.flusher, compactor: this.compactor })
     this.reader = new PartitionReader(ctx)
   }
 
@@ -100,9 +104,15 @@ export class LocalPartitionStore implements PartitionStore {
     const t0 = deps.clock.now()
     await mkdir(dir, { recursive: true })
     const files = deps.files ?? new FilePool()
-    const manifest = await SegmentManifest.read(dir, files)
-    const store = new LocalPartitionStore({ ...deps, files }, space, partition, dir, opts, hooks, manifest)
-    store.recovery = await recover({ ...store.ctx, damage: store.damaged, rotate: async () => { await store.flusher.rotate() } }, t0)
+    const cache = deps.cache ?? new BlockCache(OWN_CACHE_BYTES)
+    const manifest = await SegmentManifest.read(dir, files, cache)
+    const store = new LocalPartitionStore({ ...deps, files, cache }, space, partition, dir, opts, hooks, manifest)
+    try {
+      store.recovery = await recover({ ...store.ctx, damage: store.damaged, rotate: async () => { await store.flusher.rotate() } }, t0)
+    } catch (err) {
+      await store.closeSegments()
+      throw err
+    }
     if (opts.compactionCheckIntervalMs > 0) store.compactor.scheduleChecks()
     return store
   }
@@ -175,7 +185,7 @@ export class LocalPartitionStore implements PartitionStore {
   stats (): PartitionStats {
     const { index, memtable } = this.ctx
     let diskBytes = 0
-    for (const s of index.segments.values()) diskBytes += s.meta.bytes
+    for (const s of index.segments.values()) diskBytes += s.diskBytes
     // Replayed WAL files not yet rotated away are counted in memBytes' share.
     const walBytes = Math.max(this.ctx.wal.bytes(), memtable.bytes + memtable.frozenBytes)
     return {
@@ -219,8 +229,14 @@ export class LocalPartitionStore implements PartitionStore {
       await this.compactor.settled()
       await this.ctx.manifest.settled()
       await this.ctx.wal.close()
+      await this.closeSegments()
     })()
     return this.closing
+  }
+
+  /** Closes the segments' descriptors and drops their blocks from the cache. */
+  private async closeSegments (): Promise<void> {
+    for (const s of this.ctx.index.segments.values()) await s.close()
   }
 
   isClosed (): boolean { return this.ctx.status.closed }

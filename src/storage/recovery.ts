@@ -13,8 +13,10 @@ import type { PartitionContext } from './context.js'
 import { DAMAGE_REPORT_SUFFIX, type DamageLog } from './damage.js'
 import { fsyncDir, removeFiles } from './fsutil.js'
 import { locate } from './live-index.js'
-import { MANIFEST_FILE } from './manifest.js'
-import { Segment, SegmentCorruptError, segmentFileName } from './segment.js'
+import { MANIFEST_FILE, isSegmentFile } from './manifest.js'
+import { Segment, SegmentCorruptError, segmentFileName, type SegmentMeta } from './segment.js'
+import { writeSegmentFiles, type SegmentFileMeta } from './segment-file.js'
+import type { VersionedRecord } from './types.js'
 import { logWalTorn, parseWalFileName, readWalFile, walFileName } from './wal.js'
 
 export interface RecoveryStats {
@@ -32,6 +34,8 @@ export interface RecoveryStats {
   corruptBytes: number
   /** Segment files found on disk but not in the manifest (a flush cut short), deleted. */
   orphanSegments: number
+  /** Segments of the first format (decoded whole at open) rewritten in the disk-resident one. */
+  segmentsMigrated: number
   ms: number
 }
 
@@ -43,8 +47,9 @@ export type RecoveryContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' |
 
 /** Recovers the partition into the context's (empty) index, memtable and WAL files; `t0` is when opening began. */
 export async function recover (ctx: RecoveryContext, t0: number): Promise<RecoveryStats> {
-  const stats: RecoveryStats = { segments: 0, segmentRows: 0, walFiles: 0, walRecords: 0, walBytes: 0, bytesTruncated: 0, corruptFrames: 0, corruptBytes: 0, orphanSegments: 0, ms: 0 }
+  const stats: RecoveryStats = { segments: 0, segmentRows: 0, walFiles: 0, walRecords: 0, walBytes: 0, bytesTruncated: 0, corruptFrames: 0, corruptBytes: 0, orphanSegments: 0, segmentsMigrated: 0, ms: 0 }
   const walSeqs = await sweepDirectory(ctx, stats)
+  await migrateSegments(ctx, stats)
   await loadSegments(ctx, stats)
   walSeqs.sort((a, b) => a - b)
   const newDamage = await replayWal(ctx, walSeqs, stats)
@@ -69,15 +74,15 @@ export async function recover (ctx: RecoveryContext, t0: number): Promise<Recove
 async function sweepDirectory (ctx: RecoveryContext, stats: RecoveryStats): Promise<number[]> {
   const { dir, manifest } = ctx
   const names = await readdir(dir)
-  const listed = new Set(manifest.segments.map(s => s.file))
+  const listed = new Set(manifest.segments.flatMap(s => isSegmentFile(s) ? [s.file, s.index] : [s.file]))
   const stray: string[] = []
   let maxSegmentOnDisk = 0
   const walSeqs: number[] = []
   for (const name of names) {
-    const seg = /^seg-(\d+)\.arrow$/.exec(name)
+    const seg = /^seg-(\d+)\.(arrow|idx)$/.exec(name)
     if (seg !== null) {
       maxSegmentOnDisk = Math.max(maxSegmentOnDisk, Number(seg[1]))
-      if (!listed.has(name)) { stray.push(join(dir, name)); stats.orphanSegments++ }
+      if (!listed.has(name)) { stray.push(join(dir, name)); if (seg[2] === 'arrow') stats.orphanSegments++ }
       continue
     }
     if (name === MANIFEST_FILE + '.tmp') { stray.push(join(dir, name)); continue }
@@ -97,29 +102,70 @@ async function sweepDirectory (ctx: RecoveryContext, stats: RecoveryStats): Prom
   return walSeqs
 }
 
-/** Reads every listed segment, checked against the manifest, into the index (newest version wins). */
+/**
+ * Rewrites each segment of the first format (one Arrow batch, decoded whole into memory; written
+ * before issue 12) as a disk-resident one, one at a time, and lists the new ones in the manifest
+ * in a single swap; the old files go after it. A crash midway leaves new files the manifest does
+ * not list, deleted at the next open, which starts over.
+ */
+async function migrateSegments (ctx: RecoveryContext, stats: RecoveryStats): Promise<void> {
+  const { manifest } = ctx
+  const old = manifest.segments.filter(m => !isSegmentFile(m))
+  if (old.length === 0) return
+  const replaced = new Map<number, SegmentFileMeta>()
+  for (const meta of old) {
+    const seg = await readFirstFormat(ctx, meta)
+    const schema = ctx.space().schema
+    const records: VersionedRecord[] = []
+    for (let row = 0; row < seg.rows; row++) records.push(seg.record(row, schema))
+    replaced.set(meta.id, await writeSegmentFiles(ctx.dir, manifest.nextSegmentId++, schema, records, { files: ctx.files }))
+    stats.segmentsMigrated++
+  }
+  await manifest.update(m => ({ ...m, nextSegment: manifest.nextSegmentId, segments: m.segments.map(x => replaced.get(x.id) ?? x) }))
+  await ctx.files.run(async () => { await removeFiles(ctx.dir, old.map(m => join(ctx.dir, m.file))) })
+  ctx.log.info({ segments: old.length }, 'segments of the first format rewritten in the disk-resident format')
+}
+
+/** A first-format segment, read whole and checked against the manifest's size and CRC. */
+async function readFirstFormat (ctx: RecoveryContext, meta: SegmentMeta): Promise<Segment> {
+  const path = join(ctx.dir, meta.file)
+  let bytes: Buffer
+  try {
+    bytes = await ctx.files.run(async () => await readFile(path))
+  } catch (err) {
+    throw new SegmentCorruptError(path, `listed in the manifest but unreadable: ${(err as Error).message}`, { cause: err })
+  }
+  if (bytes.length !== meta.bytes) throw new SegmentCorruptError(path, `is ${bytes.length} bytes, the manifest says ${meta.bytes}`)
+  const crc = crc32(bytes)
+  if (crc !== meta.crc32) throw new SegmentCorruptError(path, `CRC-32 ${crc.toString(16)} differs from the manifest's ${meta.crc32.toString(16)}`)
+  return Segment.decode(meta, path, bytes)
+}
+
+/**
+ * Opens every listed segment (its index file, checked against the manifest and block by block by
+ * CRC; the rows stay on disk) and reads its keys into the index (newest version wins).
+ */
 async function loadSegments (ctx: RecoveryContext, stats: RecoveryStats): Promise<void> {
   const { index } = ctx
   for (const meta of ctx.manifest.segments) {
-    const path = join(ctx.dir, meta.file)
-    let bytes: Buffer
+    if (!isSegmentFile(meta)) throw new Error(`segment ${meta.file} of the first format is still listed after migration`)
+    let seg
     try {
-      bytes = await ctx.files.run(async () => await readFile(path))
+      seg = await ctx.manifest.openSegment(meta)
     } catch (err) {
-      throw new SegmentCorruptError(path, `listed in the manifest but unreadable: ${(err as Error).message}`, { cause: err })
+      if (err instanceof SegmentCorruptError) throw err
+      throw new SegmentCorruptError(join(ctx.dir, meta.file), `listed in the manifest but unreadable: ${(err as Error).message}`, { cause: err })
     }
-    if (bytes.length !== meta.bytes) throw new SegmentCorruptError(path, `is ${bytes.length} bytes, the manifest says ${meta.bytes}`)
-    const crc = crc32(bytes)
-    if (crc !== meta.crc32) throw new SegmentCorruptError(path, `CRC-32 ${crc.toString(16)} differs from the manifest's ${meta.crc32.toString(16)}`)
-    const seg = Segment.decode(meta, path, bytes)
     index.segments.set(seg.id, seg)
-    for (let row = 0; row < seg.rows; row++) {
-      const id = seg.ids[row]!
+    await seg.readKeys((id, row, version, deleted) => {
+      const loc = locate(seg.id, row)
       const cur = index.get(id)
-      if (cur === undefined || index.winsRaw(seg.versions[row]!, seg.deleted[row] === 1, () => seg.record(row, ctx.space().schema), cur)) {
-        index.put(id, locate(seg.id, row), seg.versions[row]!, seg.deleted[row] === 1)
-      }
-    }
+      if (cur === undefined) { index.put(id, loc, version, deleted); return }
+      const wins = index.winsByVersion(version, deleted, cur)
+      if (wins !== undefined) { if (wins) index.put(id, loc, version, deleted); return }
+      // Same version, both live: the contents decide (rare: two writes given one HLC).
+      return (async () => { if (await index.wins(await seg.record(row, ctx.space().schema), cur)) index.put(id, loc, version, deleted) })()
+    })
     stats.segments++
     stats.segmentRows += seg.rows
   }
@@ -155,7 +201,7 @@ async function replayWal (ctx: RecoveryContext, walSeqs: readonly number[], stat
     }
     for (const rec of r.records) {
       const cur = index.get(rec.id)
-      if (cur === undefined || index.wins(rec, cur)) {
+      if (cur === undefined || (index.winsKnown(rec, cur) ?? await index.wins(rec, cur))) {
         memtable.records.push(rec)
         index.put(rec.id, rec, rec.version, rec.deleted)
       }

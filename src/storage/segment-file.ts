@@ -16,17 +16,17 @@
  */
 import { open, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Bool, Field, Float32, Float64, Message, RecordBatch, Schema, Struct, Table, Utf8, makeData, makeVector, tableToIPC, type Data } from 'apache-arrow'
+import { Bool, Field, Float32, Float64, Message, RecordBatch, Schema, Struct, Table, Utf8, makeData, makeVector, tableToIPC, type Data, type Vector } from 'apache-arrow'
 import { Footer } from 'apache-arrow/ipc/metadata/file'
 import { shareVector, type ColumnVector, type ValueType } from '../columnar/index.js'
-import { arrowType, listElement, vectorDim, type ColumnType, type SpaceSchema } from '../schema/index.js'
+import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, type SpaceSchema } from '../schema/index.js'
 import { columnVectorBytes, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
 import { fsyncDir, writeFileDurable } from './fsutil.js'
 import { encodeKeyIndex, KeyIndex, KeyIndexCorruptError, keyOrder, type KeyIndexSource } from './key-index.js'
 import {
-  DELETED_COLUMN, FORMAT_KEY, SegmentCorruptError, VERSION_COLUMN, buildColumn, decodeColumn, decodeIds, nullVector, segmentFileName,
+  DELETED_COLUMN, FORMAT_KEY, SegmentCorruptError, VERSION_COLUMN, buildColumn, decodeColumn, decodeIds, fromArrow, nullVector, segmentFileName,
   type SegmentMeta
 } from './segment.js'
 import {
@@ -58,6 +58,11 @@ export interface WriteSegmentOptions {
   batchRows?: number
   /** When given, each file open for the write takes a slot of it. */
   files?: FilePool
+  /**
+   * Called with the key order before anything is written: row j of the segment is
+   * records[order[j]] (the caller maps its rows to the segment's without sorting again).
+   */
+  onOrder?: (order: Uint32Array) => void
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -87,6 +92,7 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
     deleted[i] = r.deleted ? 1 : 0
   }
   const order = keyOrder(ids)
+  opts.onOrder?.(order)
 
   const columns: FileColumn[] = [...schema.map(c => ({ name: c.name, type: c.type })), { name: VERSION_COLUMN, type: 'float64' }, { name: DELETED_COLUMN, type: 'bool' }]
   const fields = columns.map(c => new Field(c.name, arrowType(c.type), c.name !== 'id' && !c.name.startsWith('$')))
@@ -607,6 +613,60 @@ export class SegmentFile {
       }
       return { value: out, bytes: out.byteLength }
     })
+  }
+
+  /** The batch holding segment row `row`. */
+  batchOf (row: number): number {
+    if (!Number.isInteger(row) || row < 0 || row >= this.header.rows) throw new RangeError(`row ${row} of a segment of ${this.header.rows}`)
+    const first = this.dir.firstRow
+    let lo = 0
+    let hi = this.header.batches - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1
+      if (first[mid]! <= row) lo = mid
+      else hi = mid - 1
+    }
+    return lo
+  }
+
+  /**
+   * Column `name` of batch `b` as Arrow (undefined when the file lacks it), through the cache:
+   * what records() reads values from exactly (an int64 beyond 2^53 stays a bigint, which the
+   * columnar form would round).
+   */
+  async arrowColumn (b: number, name: string): Promise<Vector | undefined> {
+    this.checkBatch(b)
+    const c = this.dir.columnIndex.get(name)
+    if (c === undefined) return undefined
+    return await this.cache.getOrLoad(this.key(b, `${name}:arrow`), async () => {
+      const data = await this.readData(b, c)
+      const { start, end } = this.span(b, c)
+      return { value: makeVector(data), bytes: end - start + 256 }
+    })
+  }
+
+  /**
+   * The records at batch-local rows `rows` of batch `b` (every row when undefined), their rows
+   * shaped by `schema` (columns the file lacks read as null, tombstones have none): what a get, a
+   * scan, anti-entropy and compaction read, value for value as they were written.
+   */
+  async records (b: number, rows: ArrayLike<number> | undefined, schema: SpaceSchema): Promise<VersionedRecord[]> {
+    const [ids, versions, deleted] = await Promise.all([this.ids(b), this.versions(b), this.deleted(b)])
+    const cols: Array<{ name: string, type: ColumnType, vec: Vector | undefined }> = []
+    for (const c of schema) if (c.name !== 'id') cols.push({ name: c.name, type: c.type, vec: await this.arrowColumn(b, c.name) })
+    const n = rows === undefined ? ids.length : rows.length
+    const out = new Array<VersionedRecord>(n)
+    for (let k = 0; k < n; k++) {
+      const i = rows === undefined ? k : rows[k]!
+      const id = ids[i]
+      if (id === undefined) throw new RangeError(`row ${i} of batch ${b} (${ids.length} rows)`)
+      if (deleted[i] === 1) { out[k] = { id, version: versions[i]!, deleted: true, row: null }; continue }
+      const row: Row = newRow()
+      row.id = id
+      for (const c of cols) row[c.name] = c.vec === undefined ? null : fromArrow(c.type, c.vec.get(i))
+      out[k] = { id, version: versions[i]!, deleted: false, row }
+    }
+    return out
   }
 
   /** Cache keys start with the .arrow path: unique per segment file among the peer's segments. */

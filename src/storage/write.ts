@@ -26,6 +26,7 @@ export class StoreFailedError extends Error {
 
 export type WriteContext = Pick<PartitionContext, 'space' | 'partition' | 'log' | 'opts' | 'hooks' | 'counters' | 'status' | 'index' | 'memtable' | 'wal'> & {
   flusher: { readonly inFlight: Promise<void> | undefined, maybeFlush: () => void }
+  compactor: { readonly inFlight: Promise<unknown> | undefined }
 }
 
 export class PartitionWriter {
@@ -38,6 +39,10 @@ export class PartitionWriter {
     for (let i = 0; i < records.length; i++) checkRecord(records[i]!, i)
     // Back-pressure: a writer outrunning the flusher waits for it rather than growing memory.
     if (flusher.inFlight !== undefined && memtable.overBound(2)) await flusher.inFlight.catch(() => {})
+    // And one outrunning compaction waits for it rather than piling up segments (each one more
+    // place a read may have to look).
+    const merging = this.ctx.compactor.inFlight
+    if (merging !== undefined && index.segments.size > this.ctx.opts.compactionMaxSegments + 1) await merging.catch(() => {})
     this.refuseIfClosed()
     counters.applyCalls++
     // The batch's winners, in first-seen order: a record repeated in the batch replaces its
@@ -49,7 +54,7 @@ export class PartitionWriter {
     for (const r of records) {
       const at = slot.get(r.id)
       const cur: Entry | undefined = at !== undefined ? winners[at]! : index.get(r.id)
-      if (cur !== undefined && !index.wins(r, cur)) { stale++; continue }
+      if (cur !== undefined && !(index.winsKnown(r, cur) ?? await index.wins(r, cur))) { stale++; continue }
       if (at !== undefined) {
         winners[at] = r
       } else {
@@ -87,14 +92,43 @@ export class PartitionWriter {
     }
     // Durable: visible now, in the memtable of the WAL file that holds the frame. A concurrent
     // apply may have put a newer version of an id in meanwhile; then this one lost after all.
-    const into = memtable.recordsOf(generation)
-    for (const w of winners) {
-      const cur = index.get(w.id)
-      if (cur !== undefined && !index.wins(w, cur)) { applied--; stale++; continue }
-      into.push(w)
-      index.putOver(w.id, w, w.version, w.deleted, cur)
+    // Decided in one synchronous pass; a winner whose held version ties with it on disk (only the
+    // contents decide) waits for that row to be read and is decided in a later pass, against
+    // whatever is held then.
+    let todo: readonly VersionedRecord[] = winners
+    const readBack = new Map<VersionedRecord, { cur: Entry, wins: boolean }>()
+    try {
+      for (;;) {
+        const into = memtable.recordsOf(generation)
+        const undecided: VersionedRecord[] = []
+        for (const w of todo) {
+          const cur = index.get(w.id)
+          let wins = cur === undefined ? true : index.winsKnown(w, cur)
+          if (wins === undefined) {
+            const known = readBack.get(w)
+            if (known !== undefined && known.cur === cur) wins = known.wins
+          }
+          if (wins === undefined) { undecided.push(w); continue }
+          if (!wins) { applied--; stale++; continue }
+          into.push(w)
+          index.putOver(w.id, w, w.version, w.deleted, cur)
+        }
+        if (undecided.length === 0) break
+        for (const w of undecided) {
+          const cur = index.get(w.id)!
+          readBack.set(w, { cur, wins: await index.wins(w, cur) })
+        }
+        todo = undecided
+      }
+    } catch (err) {
+      // A row read back from disk failed: some winners are in, the rest only in the WAL. Recovery
+      // at the next open decides them all from the WAL; until then the store refuses writes.
+      status.failed ??= err as Error
+      this.ctx.log.error({ err }, 'reading a stored row to decide a write failed; the partition refuses writes until reopened')
+      throw err
+    } finally {
+      memtable.endPending(generation)
     }
-    memtable.endPending(generation)
     counters.applied += applied
     counters.stale += stale
     return { applied, stale }

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { makeHlc } from '../../src/hlc/index.js'
 import type { Logger } from '../../src/runtime/index.js'
 import { parseSchemaSpec, validateRow, type Row, type SpaceDef } from '../../src/schema/index.js'
-import { LocalPartitionStore, type PartitionStoreOptions, type VersionedRecord } from '../../src/storage/index.js'
+import { BlockCache, FilePool, LocalPartitionStore, type PartitionStoreOptions, type VersionedRecord } from '../../src/storage/index.js'
 import { ManualClock } from '../sim/manual-clock.js'
 
 export const T0 = 1_700_000_000_000
@@ -61,8 +61,8 @@ export function manualClock (): ManualClock {
   return c
 }
 
-export async function openStore (dir: string, space: SpaceDef, opts: PartitionStoreOptions = {}, deps: { clock?: ManualClock, log?: Logger } = {}): Promise<LocalPartitionStore> {
-  return await LocalPartitionStore.open({ clock: deps.clock ?? manualClock(), log: deps.log ?? recordingLogger() }, space, 0, dir, { compactionCheckIntervalMs: 0, ...opts })
+export async function openStore (dir: string, space: SpaceDef, opts: PartitionStoreOptions = {}, deps: { clock?: ManualClock, log?: Logger, cache?: BlockCache, files?: FilePool } = {}): Promise<LocalPartitionStore> {
+  return await LocalPartitionStore.open({ clock: deps.clock ?? manualClock(), log: deps.log ?? recordingLogger(), cache: deps.cache, files: deps.files }, space, 0, dir, { compactionCheckIntervalMs: 0, ...opts })
 }
 
 /** Collects a scan into a map id → record. */

@@ -4,8 +4,9 @@ import { Float64, Utf8, tableFromIPC, tableToIPC, vectorFromArray } from 'apache
 import { pack } from 'msgpackr'
 import { afterEach, describe, expect, it } from 'vitest'
 import { addColumn } from '../../src/schema/index.js'
-import { MANIFEST_FILE, SegmentCorruptError, packRecords, walFileName, type LocalPartitionStore, type VersionedRecord } from '../../src/storage/index.js'
+import { BlockCache, FilePool, MANIFEST_FILE, SegmentCorruptError, packRecords, walFileName, type LocalPartitionStore, type VersionedRecord } from '../../src/storage/index.js'
 import { SeededRandom } from '../../src/runtime/index.js'
+import { SegmentFile, type SegmentFileMeta } from '../../src/storage/segment-file.js'
 import { Segment, VERSION_COLUMN, encodeSegment } from '../../src/storage/segment.js'
 import { T0, TempDirs, del, makeSpace, openStore, put, recordingLogger, scanAll } from './storage-helpers.js'
 
@@ -232,17 +233,34 @@ describe('storage recovery', () => {
     await store.flush()
     await store.close()
     const seg = (await readdir(dir)).find(f => f.endsWith('.arrow'))!
+    const idx = seg.replace(/\.arrow$/, '.idx')
     const bytes = await readFile(join(dir, seg))
+    // The rows stay on disk at open: a flipped byte in them is found (CRC per column block) by
+    // the read that meets it, which fails naming the file, the batch and the column.
+    const meta = (JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')) as { segments: SegmentFileMeta[] }).segments[0]!
+    const file = await SegmentFile.open(dir, meta, { files: new FilePool(), cache: new BlockCache(1 << 20) })
+    const idRange = file.columnRange(0, 'id')!
+    await file.close()
     const flipped = Buffer.from(bytes)
-    flipped[Math.floor(bytes.length / 2)] ^= 0x01
+    flipped[idRange.offset + idRange.length - 1] ^= 0x01
     await writeFile(join(dir, seg), flipped)
-    const err = await openStore(dir, space).catch((e: unknown) => e)
+    const opened = await openStore(dir, space)
+    const err = await opened.get('a').catch((e: unknown) => e)
     expect(err).toBeInstanceOf(SegmentCorruptError)
     expect((err as Error).message).toContain(join(dir, seg))
+    await opened.close()
+    // The index file is read at open: a flipped byte there fails the open.
+    const idxBytes = await readFile(join(dir, idx))
+    const idxFlipped = Buffer.from(idxBytes)
+    idxFlipped[Math.floor(idxBytes.length / 2)] ^= 0x01
+    await writeFile(join(dir, idx), idxFlipped)
+    await writeFile(join(dir, seg), bytes)
+    await expect(openStore(dir, space)).rejects.toThrow(SegmentCorruptError)
+    await writeFile(join(dir, idx), idxBytes)
     await truncate(join(dir, seg), 100)
     await expect(openStore(dir, space)).rejects.toThrow(seg)
-    // The file is still there: nothing was dropped.
-    expect(await readdir(dir)).toContain(seg)
+    // The files are still there: nothing was dropped.
+    expect(await readdir(dir)).toEqual(expect.arrayContaining([seg, idx]))
   })
 
   it('a segment whose id or $version column holds a NULL is corrupt, not read with a hole', () => {
