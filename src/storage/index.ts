@@ -7,7 +7,8 @@
  * truncating a torn tail, recovering every good frame after a bad one (and reporting the damage),
  * and refuses to open over a corrupt segment rather than lose it. Each
  * partition keeps per-bucket digests up to date on every write, for anti-entropy. Queries read the
- * live rows as column batches (columnar/): segment columns are decoded from Arrow once and cached.
+ * live rows as column batches (columnar/): segment columns are read and decoded per record batch
+ * on demand and kept in the peer's block cache (block-cache.ts).
  *
  * ```ts
  * const engine = new StorageEngine({ clock: new SystemClock(), log }, { dataDir: '/var/lib/shoal' })
@@ -27,8 +28,14 @@
  *   files of the old format, without header and markers, are still read);
  * - `wal-<seq>.log.corrupt` and `.corrupt.json`: a damaged WAL file's original bytes and what
  *   was found in it (kept until an operator deletes them);
- * - `seg-<id>.arrow`: Arrow IPC file, the space's columns plus `$version` (float64) and `$deleted` (bool);
- * - `MANIFEST`: JSON `{ format, walFrom, nextSegment, segments: [{ id, file, rows, bytes, crc32 }] }`,
+ * - `seg-<id>.arrow`: Arrow IPC file of record batches (at most 65,536 rows each, rows in key
+ *   order), the space's columns plus `$version` (float64) and `$deleted` (bool);
+ * - `seg-<id>.idx`: the segment's batch directory (byte ranges, CRCs, zone maps of each column of
+ *   each batch) and key index (Bloom filter, sparse index, blocks of keys): segment-file.ts. Rows
+ *   are read from the `.arrow` file on demand through the peer's block cache (disk-segment.ts);
+ * - `MANIFEST`: JSON `{ format, walFrom, nextSegment, segments: [{ id, file, rows, bytes, crc32,
+ *   index, indexBytes, indexCrc32, batches }] }` (an entry without `index` is a segment of the
+ *   first format, one batch and no `.idx`, rewritten at open),
  *   replaced atomically (tmp, fsync, rename, fsync directory).
  */
 export type { VersionedRecord, ApplyResult, PartitionDigest, PartitionStats, PartitionStore } from './types.js'

@@ -1,13 +1,12 @@
 /**
- * Immutable segment files: one Arrow IPC file (file format, one record batch) per flush or
- * compaction output, holding the space's columns (all nullable here: tombstones have only an id)
- * plus two hidden columns, `$version` (float64: the HLC, exact below 2^53) and `$deleted` (bool).
- * `$` cannot start a column name, so the hidden columns never collide with a space's own.
- *
- * In memory a segment keeps the decoded Arrow table, its ids, versions and deleted flags as plain
- * arrays, and a live-row bitmap: bit i is set while row i holds the newest version of its id.
- * Queries read it in the columnar form (columnar/vector.ts): each column is decoded from the Arrow
- * buffers the first time a query asks for it and kept (see `column`).
+ * The first segment format and the Arrow encoding both formats share. A first-format segment is
+ * one Arrow IPC file (file format, one record batch) holding the space's columns (all nullable
+ * here: tombstones have only an id) plus two hidden columns, `$version` (float64: the HLC, exact
+ * below 2^53) and `$deleted` (bool); `$` cannot start a column name, so the hidden columns never
+ * collide with a space's own. Stores no longer write it (segment-file.ts writes the disk-resident
+ * format); `Segment` decodes one whole, for recovery to rewrite it (recovery.ts migrateSegments)
+ * and for tests comparing the formats. The column builders (buildColumn) and decoders
+ * (decodeColumn, decodeIds, fromArrow) here serve both.
  */
 import {
   Bool, Data, DateUnit, Field, FixedSizeList, Float32, Float64, RecordBatch, Schema, Struct, Table, Utf8,
