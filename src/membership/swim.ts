@@ -8,7 +8,7 @@ import { BroadcastQueue } from './broadcast.js'
 import { resolveSwimOptions } from './options.js'
 import type { ResolvedSwimOptions, SwimOptions } from './options.js'
 import { Awareness, Suspicion, suspicionMinMs } from './suspicion.js'
-import type { JoinResult, MemberEvent, MemberEventType, MemberInfo, MemberMeta, MemberState, SwimStats } from './types.js'
+import type { JoinResult, MemberEvent, MemberEventType, MemberInfo, MemberMeta, MemberState, PreviousLife, SwimStats } from './types.js'
 import {
   METHOD_ACK, METHOD_GOSSIP, METHOD_NACK, METHOD_PING, METHOD_PING_REQ, METHOD_PUSH_PULL,
   checkAliveDetail, checkMeta, decodeAck, decodeGossip, decodeNack, decodePing, decodePingReq, decodePushPull, updateSize
@@ -159,9 +159,13 @@ export class Swim {
   private joinRetryScheduled = false
   /** Bumped on every change of the view; keys the cached push-pull state. */
   private viewVersion = 0
-  private stateCache: { version: number, members: WireMember[] } | undefined
+  private stateCache: { version: number, members: WireMember[], goneAt: Array<number | undefined> } | undefined
   /** Resolves a pending leave() when stop() comes first. */
   private finishLeave: (() => void) | undefined
+  /** The incarnation this life started at: anything about us below it is a previous life. */
+  private readonly lifeStartIncarnation: number
+  private readonly restartedAt: number
+  private previous: PreviousLife | undefined
 
   private readonly counters = {
     probes: 0,
@@ -211,6 +215,8 @@ export class Swim {
     // Saved before anyone hears of it; a store that cannot be written fails construction here,
     // where the caller can still refuse to start.
     this.useIncarnation(start, true)
+    this.lifeStartIncarnation = this.self.incarnation
+    this.restartedAt = this.clock.now()
     this.membersById.set(this.self.id, this.self)
     this.queue = new BroadcastQueue(this.opts.maxBroadcastQueue)
     this.awareness = new Awareness(this.opts.awarenessMaxMultiplier)
@@ -356,6 +362,14 @@ export class Swim {
    */
   hasSynced (): boolean {
     return this.synced || this.bootstrap.length === 0
+  }
+
+  /**
+   * What a push-pull answer said of this peer's previous life (see PreviousLife), the newest
+   * incarnation heard; undefined when nobody told of one (a first start, or a reaped member).
+   */
+  previousLife (): PreviousLife | undefined {
+    return this.previous === undefined ? undefined : { ...this.previous }
   }
 
   /** Installs (or removes) the push-pull delegate after construction. */
@@ -616,21 +630,35 @@ export class Swim {
     // Rebuilt only when the view changed: a bootstrap peer answers many joins with the same view.
     if (this.stateCache === undefined || this.stateCache.version !== this.viewVersion) {
       const members: WireMember[] = []
+      const goneAt: Array<number | undefined> = []
       for (const m of this.membersById.values()) {
         if (members.length >= max) break
         const w: WireMember = { id: m.id, i: m.incarnation, s: m.state, a: m.addrs, m: m.meta }
         if (m.removed && m.state === 'left') w.r = true
         members.push(w)
+        goneAt.push(isLive(m.state) ? undefined : m.stateChangedAt)
       }
-      this.stateCache = { version: this.viewVersion, members }
+      this.stateCache = { version: this.viewVersion, members, goneAt }
     }
-    const out = this.stateCache.members.slice()
+    const { members, goneAt } = this.stateCache
+    const now = this.clock.now()
+    // Ages change with time, not with the view: stamped on every answer (whole ms: the wire takes
+    // counts, and a virtual or monotonic clock need not give them).
+    const out = members.map((w, i) => goneAt[i] === undefined ? w : { ...w, t: Math.max(0, Math.floor(now - goneAt[i]!)) })
     // A reaped peer that comes back learns from its tombstone that it must refute.
     if (forPeer !== undefined && !this.membersById.has(forPeer)) {
       const t = this.tombstones.get(forPeer)
       if (t !== undefined && out.length < max) out.push({ id: forPeer, i: t.incarnation, s: 'dead', a: [], m: {} })
     }
     return out
+  }
+
+  /** One member as push-pull carries it, with its age if gone. */
+  private wireMember (m: Member, now: number): WireMember {
+    const w: WireMember = { id: m.id, i: m.incarnation, s: m.state, a: m.addrs, m: m.meta }
+    if (m.removed && m.state === 'left') w.r = true
+    if (!isLive(m.state)) w.t = Math.max(0, Math.floor(now - m.stateChangedAt))
+    return w
   }
 
   private async pushPull (to: PeerAddress, join: boolean): Promise<number> {
@@ -645,6 +673,7 @@ export class Swim {
     if (this.running) {
       // Before the merge, so listeners woken by the merge's events already see it.
       this.synced = true
+      if (msg.p !== undefined && msg.p.id === this.self.id) this.notePreviousLife(msg.p)
       this.mergeState(msg.members)
       this.mergeDelegateState(res, join, to.id ?? addrLabel(to))
     }
@@ -659,6 +688,13 @@ export class Swim {
     if (msg === null) { this.drop(METHOD_PUSH_PULL, from); return { members: [] } }
     let tombstoned: PeerId[] = []
     this.synced = true
+    // What we knew of the caller before its state replaces it: if the caller is a new life of a
+    // member we knew, that was its previous life, which only we can tell it now (see PreviousLife).
+    const known = this.membersById.get(from)
+    const callerNow = msg.members.find(m => m.id === from)
+    const before = known !== undefined && known !== this.self && callerNow !== undefined && callerNow.i > known.incarnation
+      ? this.wireMember(known, this.clock.now())
+      : undefined
     try {
       // Merge first, so the answer already carries our refutation if the caller thought us dead:
       // that is what lets two halves of a healed split accept each other in one exchange.
@@ -677,7 +713,10 @@ export class Swim {
       if (t !== undefined) members.push({ id, i: t.incarnation, s: 'dead', a: [], m: {} })
     }
     const d = this.delegateState(msg.join)
-    return d === undefined ? { members } : { members, d }
+    const out: { members: WireMember[], d?: unknown, p?: WireMember } = { members }
+    if (d !== undefined) out.d = d
+    if (before !== undefined) out.p = before
+    return out
   }
 
   /** The delegate's state for a push-pull message, or undefined (no delegate, failure, too big). */
@@ -715,10 +754,26 @@ export class Swim {
     }
   }
 
-  /** memberlist mergeState: a remote 'dead' only makes us suspect, so anti-entropy cannot kill. */
+  /**
+   * memberlist mergeState: a remote 'dead' only makes us suspect, so anti-entropy cannot kill.
+   * Unlike memberlist, members we never heard of are learned whatever their state: a peer that
+   * restarts or joins while a member is dead must still know it and what it announced (placement
+   * counts a dead member's partitions as held: without it, a restarted peer took its own stale
+   * copy for the only one, and lost an acknowledged write in a Jepsen run).
+   */
   private mergeState (remote: WireMember[]): PeerId[] {
     const tombstoned: PeerId[] = []
     for (const r of remote) {
+      if (r.id === this.self.id) this.notePreviousLife(r)
+      else if (r.s !== 'alive' && !this.membersById.has(r.id)) {
+        if (r.s === 'suspect') {
+          // Alive as far as we know: our own probes decide, as for any member.
+          if (!this.onAlive({ k: 'alive', id: r.id, i: r.i, a: r.a, m: r.m }, true)) tombstoned.push(r.id)
+        } else {
+          this.learnGone(r)
+        }
+        continue
+      }
       switch (r.s) {
         case 'alive': if (!this.onAlive({ k: 'alive', id: r.id, i: r.i, a: r.a, m: r.m }, true)) tombstoned.push(r.id); break
         case 'left': this.onDead(r.r === true ? { k: 'left', id: r.id, i: r.i, f: r.id, r: true } : { k: 'left', id: r.id, i: r.i, f: r.id }); break
@@ -727,6 +782,42 @@ export class Swim {
       }
     }
     return tombstoned
+  }
+
+  /**
+   * A dead or left member heard of first in a push-pull state: added as the sender holds it, dated
+   * as the sender saw it go (`t`), never gossiped (it is news to nobody but us). A reaped one stays
+   * forgotten unless this incarnation is newer than its tombstone, as for an alive update.
+   */
+  private learnGone (r: WireMember): void {
+    const tomb = this.tombstones.get(r.id)
+    if (tomb !== undefined && r.i <= tomb.incarnation) return
+    const metaBytes = checkAliveDetail(r.a, r.m, this.opts.metaMaxBytes)
+    if (metaBytes < 0) { this.drop(METHOD_PUSH_PULL, r.id, 'invalid addrs or oversize meta of a gone member'); return }
+    const state: MemberState = r.s === 'left' ? 'left' : 'dead'
+    // No older than the reap horizon: an older one is reaped at the next tick, as the sender will.
+    const ageMs = Math.min(r.t ?? 0, state === 'left' ? this.opts.leftReapMs : this.opts.deadReapMs)
+    this.tombstones.delete(r.id)
+    const m: Member = {
+      id: r.id, addrs: r.a, meta: r.m, metaBytes, state, incarnation: r.i,
+      stateChangedAt: this.clock.now() - ageMs, suspicion: undefined, removed: state === 'left' && r.r === true
+    }
+    this.addMember(m)
+    this.emit(state, m)
+  }
+
+  /**
+   * Keeps the newest announcement of an earlier life of ours that a push-pull answer carried.
+   * Incarnations below the one this life started at are earlier lives (see IncarnationStore);
+   * at an equal incarnation, the earliest death heard is kept (the most cautious date).
+   */
+  private notePreviousLife (r: WireMember): void {
+    if (r.i >= this.lifeStartIncarnation) return
+    const goneAt = r.s === 'dead' || r.s === 'left' ? this.clock.now() - (r.t ?? 0) : undefined
+    const p = this.previous
+    if (p !== undefined && (r.i < p.incarnation || (r.i === p.incarnation && (goneAt === undefined || (p.goneAt !== undefined && p.goneAt <= goneAt))))) return
+    this.previous = { incarnation: r.i, meta: r.m, state: r.s, restartedAt: this.restartedAt }
+    if (goneAt !== undefined) this.previous.goneAt = goneAt
   }
 
   private pushPullTick (): void {

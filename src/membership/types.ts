@@ -31,6 +31,23 @@ export interface MemberInfo {
   removed?: true
 }
 
+/**
+ * What the cluster still knew of this peer's previous life (before this process started) when it
+ * joined: the newest announcement of an earlier incarnation that a push-pull answer carried.
+ * Layers above read from it what this peer had announced (placement: which partitions it held
+ * ready) and how long it had been gone.
+ */
+export interface PreviousLife {
+  incarnation: number
+  meta: MemberMeta
+  /** As the peer that told us saw it. */
+  state: MemberState
+  /** clock.now() (here) when it died or left, dated as the peer that told us saw it; absent when that peer still held it alive or suspect. */
+  goneAt?: number
+  /** clock.now() when this life began (membership was built). */
+  restartedAt: number
+}
+
 export type MemberEventType = 'join' | 'alive' | 'suspect' | 'dead' | 'left' | 'update' | 'reaped'
 
 /**

@@ -49,6 +49,12 @@ export interface WireMember {
   m: MemberMeta
   /** 'left' only: removed on its behalf (see WireUpdate.r). */
   r?: true
+  /**
+   * 'dead' and 'left' only: ms since the sender saw the member die or leave. A peer that learns of
+   * a gone member from push-pull (it restarted or joined meanwhile) dates the death as the sender
+   * does, so that its view of when the member stops owning matches the cluster's.
+   */
+  t?: number
 }
 
 export interface PingMsg { seq: number, target: string, src?: string[], pb?: WireUpdate[] }
@@ -56,7 +62,12 @@ export interface PingReqMsg { seq: number, target: string, ta: string[], nack: b
 export interface AckMsg { seq: number, pb?: WireUpdate[] }
 export interface NackMsg { seq: number }
 export interface GossipMsg { pb: WireUpdate[] }
-export interface PushPullMsg { join: boolean, members: WireMember[] }
+export interface PushPullMsg {
+  join: boolean
+  members: WireMember[]
+  /** In an answer only: the caller as the answering peer knew it before this exchange, when the caller's state showed a newer life. */
+  p?: WireMember
+}
 
 export interface DecodeLimits {
   /** Used by checkAliveDetail, not by the shape decoders. */
@@ -217,8 +228,10 @@ export function decodeMember (v: unknown, limits: DecodeLimits): WireMember | nu
   // Shape only, as in decodeUpdate: checkAliveDetail runs before anything is applied.
   if (!Array.isArray(v.a) || v.a.length > MAX_ADDRS || !isRecord(v.m)) return null
   if (v.r !== undefined && (v.r !== true || s !== 'left')) return null
+  if (v.t !== undefined && (!isCount(v.t) || (s !== 'dead' && s !== 'left'))) return null
   const out: WireMember = { id, i, s: s as MemberState, a: v.a as string[], m: v.m as MemberMeta }
   if (v.r === true) out.r = true
+  if (v.t !== undefined) out.t = v.t as number
   return out
 }
 
@@ -232,7 +245,10 @@ export function decodePushPull (v: unknown, limits: DecodeLimits): PushPullMsg |
     if (m === null) return null
     members.push(m)
   }
-  return { join, members }
+  if (v.p === undefined) return { join, members }
+  const p = decodeMember(v.p, limits)
+  if (p === null) return null
+  return { join, members, p }
 }
 
 /**

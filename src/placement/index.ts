@@ -29,7 +29,7 @@
  * placement.markReady(space, p)
  * ```
  */
-export type { CreateSpaceInput, SpaceCatalog, PartitionPlacement, Placement } from './types.js'
+export type { CreateSpaceInput, SpaceCatalog, PartitionPlacement, Placement, SelfSource } from './types.js'
 export {
   Catalog, CatalogError, CATALOG_TOPIC, DEFAULT_PARTITIONS, DEFAULT_REPLICAS, MAX_PARTITIONS, MAX_REPLICAS,
   compareEntries, decodeEntry
@@ -38,5 +38,5 @@ export type { CatalogEntry, CatalogErrorCode, CatalogEvent, CatalogOptions, Cata
 export { PlacementService, DEFAULT_PLACEMENT_OPTIONS } from './placement.js'
 export type { PlacementMembership, PlacementOptions, PlacementDeps } from './placement.js'
 export { murmur3, murmur3String, partitionOfId, hrwScore, rendezvous, partitionKey } from './hash.js'
-export { READY_META_KEY, encodeBitmap, decodeBitmap, encodeReady, decodeReady } from './ready.js'
+export { READY_META_KEY, RETURNING_META_KEY, encodeBitmap, decodeBitmap, encodeReady, decodeReady } from './ready.js'
 export type { Broadcaster, BroadcastHandler } from '../net/broadcast.js'

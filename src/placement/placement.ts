@@ -20,12 +20,12 @@
  * It comes back when a holder does, or becomes fresh when an operator removes the holders on
  * purpose (Swim.forceRemove: state 'left' with `removed`), which gives up their data.
  */
-import type { MemberEvent, MemberInfo, MemberMeta } from '../membership/index.js'
+import type { MemberEvent, MemberInfo, MemberMeta, PreviousLife } from '../membership/index.js'
 import type { Clock, Logger, PeerAddress, PeerId, Timer } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import { partitionKey, partitionOfId, rendezvous } from './hash.js'
-import { READY_META_KEY, decodeReady, encodeReady } from './ready.js'
-import type { PartitionPlacement, Placement, SpaceCatalog } from './types.js'
+import { READY_META_KEY, RETURNING_META_KEY, decodeReady, encodeReady } from './ready.js'
+import type { PartitionPlacement, Placement, SelfSource, SpaceCatalog } from './types.js'
 
 /** What placement reads from membership (Swim implements it). */
 export interface PlacementMembership {
@@ -35,6 +35,8 @@ export interface PlacementMembership {
   localMember(): MemberInfo
   onChange(listener: (ev: MemberEvent) => void): () => void
   updateMeta(meta: MemberMeta): void
+  /** What the cluster knew of this peer before it restarted (Swim.previousLife); none: never a returning holder. */
+  previousLife?(): PreviousLife | undefined
 }
 
 export interface PlacementOptions {
@@ -75,7 +77,7 @@ export interface PlacementDeps {
   isSynced?: () => boolean
 }
 
-interface PeerReadiness { meta: MemberMeta, ready: Map<string, Set<number>> }
+interface PeerReadiness { meta: MemberMeta, ready: Map<string, Set<number>>, back: Map<string, Set<number>> }
 
 const EMPTY: ReadonlySet<number> = new Set()
 
@@ -106,6 +108,14 @@ export class PlacementService implements Placement {
   private readonly readiness = new Map<PeerId, PeerReadiness>()
   /** This peer's ready partitions (authoritative here; meta follows after the debounce). */
   private readonly localReady = new Map<string, Set<number>>()
+  /** Partitions this peer held ready before it restarted and holds again, not ready yet (meta `back`). */
+  private readonly localReturning = new Map<string, Set<number>>()
+  /**
+   * Every partition each member has announced ready since this service started, kept when the
+   * announcement is withdrawn (a restart replaces a member's meta): a member that was a holder
+   * while this peer was back may hold writes this peer's copy lacks.
+   */
+  private readonly everReady = new Map<PeerId, Map<string, Set<number>>>()
 
   private readonly ownersCache = new Map<string, PeerId[]>()
   private readonly placementCache = new Map<string, PartitionPlacement>()
@@ -145,7 +155,10 @@ export class PlacementService implements Placement {
       this.changed(true)
     }))
     this.unsubscribe.push(this.catalog.onChange(ev => {
-      if (ev.type === 'dropped' && this.localReady.delete(ev.space.uid)) this.scheduleMeta()
+      if (ev.type === 'dropped') {
+        const ready = this.localReady.delete(ev.space.uid)
+        if (this.localReturning.delete(ev.space.uid) || ready) this.scheduleMeta()
+      }
       this.ownersCache.clear()
       this.changed(false)
     }))
@@ -236,6 +249,7 @@ export class PlacementService implements Placement {
     if (set === undefined) { set = new Set(); this.localReady.set(space.uid, set) }
     if (set.has(partition)) return
     set.add(partition)
+    removeFrom(this.localReturning, space.uid, partition)
     this.placementCache.clear()
     this.scheduleMeta()
     this.notify()
@@ -243,9 +257,8 @@ export class PlacementService implements Placement {
 
   markReleased (space: SpaceDef, partition: number): void {
     this.checkPartition(space, partition)
-    const set = this.localReady.get(space.uid)
-    if (set === undefined || !set.delete(partition)) return
-    if (set.size === 0) this.localReady.delete(space.uid)
+    const returning = removeFrom(this.localReturning, space.uid, partition)
+    if (!removeFrom(this.localReady, space.uid, partition) && !returning) return
     this.placementCache.clear()
     this.scheduleMeta()
     this.notify()
@@ -254,6 +267,67 @@ export class PlacementService implements Placement {
   onChange (listener: () => void): () => void {
     this.listeners.add(listener)
     return () => { this.listeners.delete(listener) }
+  }
+
+  /**
+   * Replication holds undamaged data of this partition from before this process started. If this
+   * peer's previous life had announced it ready (as the cluster remembered it when we joined), it
+   * is announced as returning (meta `back`) until it is ready again or released: its copy holds
+   * every write acknowledged by a quorum it was part of, which the others' catch-ups may need.
+   */
+  markReturning (space: SpaceDef, partition: number): void {
+    this.checkPartition(space, partition)
+    if (this.localReady.get(space.uid)?.has(partition) === true) return
+    const prev = this.membership.previousLife?.()
+    if (prev === undefined || decodeReady(prev.meta[READY_META_KEY]).get(space.uid)?.has(partition) !== true) return
+    let set = this.localReturning.get(space.uid)
+    if (set === undefined) { set = new Set(); this.localReturning.set(space.uid, set) }
+    if (set.has(partition)) return
+    set.add(partition)
+    this.scheduleMeta()
+  }
+
+  /**
+   * Whether this returning peer may count its own copy as one of the sources of its catch-up, the
+   * copies that together must meet every quorum of the ready holders (this peer counted among
+   * them). A copy holds every write acknowledged by a quorum it was in, so that is safe exactly
+   * when every write acknowledged since this peer stopped counting as a holder (QUORUM writes are
+   * acknowledged by a majority of the ready holders) was acknowledged by a quorum it was in, which
+   * holds when no other holder could acknowledge anything since:
+   *
+   * - this peer stopped counting when its restart replaced its announcement, or earlier when its
+   *   death outlasted deadOwnerTimeoutMs (from then on only live holders count), or at once when it
+   *   left;
+   * - every other member that announced the partition ready (now, or at any point since this
+   *   service started) must be dead or left, and have gone no later than that. One still alive, or
+   *   gone later, may have acknowledged writes without us: then we catch up from the holders as
+   *   any owner does (undefined);
+   * - other returning holders may hold writes acknowledged without us before they restarted: the
+   *   catch-up must take in each of them too (`alsoFrom`).
+   *
+   * The dates of deaths that happened before this peer joined are the cluster's (membership passes
+   * on how long ago a gone member went). Not covered: a holder that restarted and never learned
+   * of its previous life (reaped meanwhile, or its incarnation lost), or one that restarted at the
+   * same moment and has not announced itself returning yet.
+   */
+  selfAsSource (space: SpaceDef, partition: number): SelfSource | undefined {
+    this.refresh()
+    if (this.localReturning.get(space.uid)?.has(partition) !== true) return undefined
+    const prev = this.membership.previousLife?.()
+    if (prev === undefined) return undefined
+    const excludedAt = prev.state === 'left'
+      ? (prev.goneAt ?? prev.restartedAt)
+      : Math.min(prev.restartedAt, prev.goneAt === undefined ? Infinity : prev.goneAt + this.deadOwnerTimeoutMs)
+    const alsoFrom: PeerId[] = []
+    for (const m of this.membership.members()) {
+      if (m.id === this.localPeerId || (m.state === 'left' && m.removed === true)) continue
+      const r = this.readiness.get(m.id)
+      if (r?.back.get(space.uid)?.has(partition) === true) { alsoFrom.push(m.id); continue }
+      const held = r?.ready.get(space.uid)?.has(partition) === true || this.everReady.get(m.id)?.get(space.uid)?.has(partition) === true
+      if (!held) continue
+      if ((m.state !== 'dead' && m.state !== 'left') || m.stateChangedAt > excludedAt) return undefined
+    }
+    return { alsoFrom: alsoFrom.sort() }
   }
 
   // ---------------------------------------------------------------- more views
@@ -332,7 +406,17 @@ export class PlacementService implements Placement {
       if (m.id !== this.localPeerId) {
         const prev = this.readiness.get(m.id)
         // Meta objects are replaced, never mutated, by membership: identity says "unchanged".
-        if (prev === undefined || prev.meta !== m.meta) this.readiness.set(m.id, { meta: m.meta, ready: decodeReady(m.meta[READY_META_KEY]) })
+        if (prev === undefined || prev.meta !== m.meta) {
+          const ready = decodeReady(m.meta[READY_META_KEY])
+          this.readiness.set(m.id, { meta: m.meta, ready, back: decodeReady(m.meta[RETURNING_META_KEY]) })
+          let ever = this.everReady.get(m.id)
+          if (ever === undefined) { ever = new Map(); this.everReady.set(m.id, ever) }
+          for (const [uid, parts] of ready) {
+            const set = ever.get(uid)
+            if (set === undefined) ever.set(uid, new Set(parts))
+            else for (const p of parts) set.add(p)
+          }
+        }
       }
       // A member that left gracefully handed nothing off (decommission is not built yet): it owns
       // nothing, but what it announced still counts, as for a long-dead member.
@@ -345,7 +429,7 @@ export class PlacementService implements Placement {
       if (owns) live.push(m.id)
       else if (m.id !== this.localPeerId) gone.push(m.id)
     }
-    for (const id of this.readiness.keys()) if (!seen.has(id)) this.readiness.delete(id)
+    for (const id of this.readiness.keys()) if (!seen.has(id)) { this.readiness.delete(id); this.everReady.delete(id) }
     gone.sort()
     this.gone = gone
     live.sort()
@@ -397,10 +481,13 @@ export class PlacementService implements Placement {
   private publishMeta (): void {
     const current = this.membership.localMember().meta
     const ready = encodeReady(this.localReady)
-    if (JSON.stringify(current[READY_META_KEY] ?? {}) === JSON.stringify(ready)) return
+    const back = encodeReady(this.localReturning)
+    if (JSON.stringify(current[READY_META_KEY] ?? {}) === JSON.stringify(ready) &&
+        JSON.stringify(current[RETURNING_META_KEY] ?? {}) === JSON.stringify(back)) return
     const meta: MemberMeta = {}
-    for (const k of Object.keys(current)) if (k !== READY_META_KEY) meta[k] = current[k]
+    for (const k of Object.keys(current)) if (k !== READY_META_KEY && k !== RETURNING_META_KEY) meta[k] = current[k]
     if (Object.keys(ready).length > 0) meta[READY_META_KEY] = ready
+    if (Object.keys(back).length > 0) meta[RETURNING_META_KEY] = back
     const size = Buffer.byteLength(JSON.stringify(meta))
     if (size > this.metaWarnBytes) this.log.warn({ bytes: size, limit: this.metaWarnBytes }, 'membership meta is large (readiness of many spaces); it may soon exceed the membership limit')
     this.lastMetaAt = this.clock.now()
@@ -410,4 +497,12 @@ export class PlacementService implements Placement {
       this.log.error({ err, bytes: size }, 'readiness announcement refused by membership (meta too large?)')
     }
   }
+}
+
+/** Removes `partition` from the set of `uid` (and the set when it empties); whether it was there. */
+function removeFrom (sets: Map<string, Set<number>>, uid: string, partition: number): boolean {
+  const set = sets.get(uid)
+  if (set === undefined || !set.delete(partition)) return false
+  if (set.size === 0) sets.delete(uid)
+  return true
 }

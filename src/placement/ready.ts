@@ -6,6 +6,13 @@
  */
 
 export const READY_META_KEY = 'ready'
+/**
+ * Same format: the partitions a restarted peer had announced ready in its previous life and still
+ * holds on disk, while it catches them up again (its readiness went with its previous life's
+ * meta). Not read replicas: what a returning holder's catch-up must also take in (see
+ * PlacementService.selfAsSource).
+ */
+export const RETURNING_META_KEY = 'back'
 const MAX_HEX_CHARS = 256 // 1,024 partitions
 const MAX_UID_CHARS = 128
 const MAX_SPACES_PER_PEER = 4096

@@ -48,6 +48,15 @@ export interface PartitionPlacement {
   fresh: boolean
 }
 
+/**
+ * A returning holder may count its own copy as one of the catch-up sources (see
+ * PlacementService.selfAsSource) provided it also takes in, completely, what each of `alsoFrom`
+ * holds: other returning holders, whose copies may carry writes this one missed.
+ */
+export interface SelfSource {
+  alsoFrom: PeerId[]
+}
+
 export interface Placement {
   partitionOf(space: SpaceDef, id: string): number
   locate(space: SpaceDef, partition: number): PartitionPlacement
@@ -60,4 +69,11 @@ export interface Placement {
   markReleased(space: SpaceDef, partition: number): void
   /** Fires when owners or readiness change. */
   onChange(listener: () => void): () => void
+  /**
+   * Called by replication for a partition it holds data of from before this process started
+   * (undamaged): announced as returning if this peer's previous life had announced it ready.
+   */
+  markReturning?(space: SpaceDef, partition: number): void
+  /** Whether this peer's own (returning) copy may count as a catch-up source, and on what terms. */
+  selfAsSource?(space: SpaceDef, partition: number): SelfSource | undefined
 }

@@ -126,29 +126,41 @@ export class Ownership {
     // hold it (a write's quorum is not known afterwards): it syncs with every other replica,
     // even of a fresh partition (a whole cluster restarted), before it serves again.
     const damaged = store.needsRepair?.() === true
-    // A fresh partition has nothing to catch up from: streaming it between owners that are all
-    // starting from the same writes would only copy those writes back and forth.
-    const sources = pp.fresh && !damaged ? [] : pp.readReplicas.filter(p => p !== self)
-    let required = 0
-    if (damaged) {
-      required = sources.length
-    } else if (sources.length > 0) {
-      const r = new Set(pp.readReplicas).size
-      required = Math.max(1, r - Math.max(1, Math.min(pp.quorum, r)) + 1) - (pp.readReplicas.includes(self) ? 1 : 0)
-    }
     // A replica that already holds data (a restarted peer, one that was away) compares digests
     // with each source and repairs only the buckets that differ, instead of streaming the whole
     // partition again; an empty one streams it.
     const stats = store.stats()
     const held = stats.liveRows + stats.tombstones > 0
+    if (held && !damaged) placement.markReturning?.(space, partition)
+    // A returning holder whose copy placement vouches for counts it as one of the sources, with
+    // itself among the ready holders whose every quorum the sources must meet, and must take in
+    // every other returning holder's copy as well (see PlacementService.selfAsSource). Without
+    // it, a partition whose other holders are all dead could never be served again.
+    const selfSource = !pp.fresh && !damaged && held ? placement.selfAsSource?.(space, partition) : undefined
+    const holders = [...new Set(selfSource !== undefined ? [...pp.readReplicas, self] : pp.readReplicas)]
+    // A fresh partition has nothing to catch up from: streaming it between owners that are all
+    // starting from the same writes would only copy those writes back and forth.
+    const sources = pp.fresh && !damaged ? [] : holders.filter(p => p !== self)
+    const alsoFrom = (selfSource?.alsoFrom ?? []).filter(p => p !== self && !sources.includes(p))
+    let required = 0
+    if (damaged) {
+      required = sources.length
+    } else if (sources.length > 0 || selfSource !== undefined) {
+      const r = holders.length
+      const quorum = selfSource !== undefined ? Math.floor(r / 2) + 1 : pp.quorum
+      required = Math.max(1, r - Math.max(1, Math.min(quorum, r)) + 1) - (holders.includes(self) ? 1 : 0)
+    }
     let ok = 0
-    for (const source of sources) {
+    let alsoOk = 0
+    for (const source of [...sources, ...alsoFrom]) {
+      const counted = !alsoFrom.includes(source)
       if (life.stopped) return false
       if (!detector.isReachable(source)) continue
       if (held) {
         tally.digestSyncs++
         if (await this.ctx.antiEntropy.syncWith(source, space, partition, { pull: true, maxBuckets: ALL_BUCKETS, tally })) {
-          ok++
+          if (counted) ok++
+          else alsoOk++
           log.debug({ space: space.name, partition, source }, 'caught up from source by digest comparison')
         }
         continue
@@ -165,13 +177,14 @@ export class Ownership {
           n += records.length
         }
         tally.recordsStreamed += n
-        ok++
+        if (counted) ok++
+        else alsoOk++
         log.debug({ space: space.name, partition, source, records: n }, 'caught up from source')
       } catch (err) {
         log.warn({ space: space.name, partition, source, err: errText(err) }, 'catch-up stream failed')
       }
     }
-    if (life.stopped || ok < required) return false
+    if (life.stopped || ok < required || alsoOk < alsoFrom.length) return false
     if (!this.owns(key)) return true
     if (damaged) {
       if (sources.length > 0) {

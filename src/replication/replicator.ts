@@ -155,7 +155,11 @@ export class Replicator {
    */
   async adopt (space: SpaceDef, partition: number): Promise<void> {
     if (this.ctx.life.stopped || partition < 0 || partition >= space.partitions) return
-    await this.ctx.replicas.open(space, partition)
+    const store = await this.ctx.replicas.open(space, partition)
+    // Held from before the restart, intact: placement announces it returning if this peer's
+    // previous life held it ready, so that other holders' catch-ups take it in.
+    const stats = store.stats()
+    if (stats.liveRows + stats.tombstones > 0 && store.needsRepair?.() !== true) this.ctx.placement.markReturning?.(space, partition)
     this.ownership.scheduleReconcile()
   }
 

@@ -79,3 +79,33 @@ describe('a restarted peer with new metadata (issue 13)', () => {
     expect(back.swim.localMember().incarnation).toBeGreaterThan(0)
   })
 })
+
+describe('a peer restarted while another member is dead', () => {
+  it('learns the dead member from its join, with its meta and dated as the cluster dates its death, and hears of its own previous life', async () => {
+    const { world, cluster } = await fiveAlive(1304, {}, true)
+    const p0 = cluster.get('p0').swim
+    p0.updateMeta({ name: 'p0', ready: { s: '01' } })
+    expect(await world.runUntil(() => cluster.get('p3').swim.member('p0')?.meta.ready !== undefined, { maxMs: 30_000, checkEveryMs: 100 })).toBe(true)
+    cluster.crash('p1')
+    expect(await world.runUntil(() => ['p0', 'p2', 'p4'].every(id => cluster.get(id).swim.member('p1')?.state === 'dead'), { maxMs: 60_000, checkEveryMs: 100 })).toBe(true)
+    const diedAt = cluster.get('p0').swim.member('p1')!.stateChangedAt
+    cluster.crash('p3')
+    await world.run(20_000)
+    const back = cluster.add('p3', ['p0'], NEW_META)
+    expect(await world.runUntil(() => back.swim.hasSynced(), { maxMs: 30_000, checkEveryMs: 100 })).toBe(true)
+    // Before the fix it never heard of p1 (SWIM passes dead members on only to peers that know them).
+    const p1 = back.swim.member('p1')
+    expect(p1?.state).toBe('dead')
+    expect(p1?.meta).toEqual({ name: 'p1' })
+    // Dated as p0 dates it (give or take the answer's flight), not at the restart 20 s later.
+    expect(Math.abs(p1!.stateChangedAt - diedAt)).toBeLessThan(100)
+    // Its own previous life, as p0 knew it before the join replaced it: dead, with its old meta.
+    const prev = back.swim.previousLife()
+    expect(prev).toMatchObject({ state: 'dead', meta: { name: 'p3' } })
+    expect(prev!.incarnation).toBeLessThan(back.swim.localMember().incarnation)
+    expect(prev!.goneAt).toBeLessThan(prev!.restartedAt)
+    // It passes the dead member on, and nobody revives it.
+    await world.run(10_000)
+    for (const id of ['p0', 'p2', 'p3', 'p4']) expect(cluster.get(id).swim.member('p1')?.state).toBe('dead')
+  })
+})

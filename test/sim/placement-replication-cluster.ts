@@ -1,7 +1,8 @@
 /**
  * Whole peers in the simulator, as src/peer/peer.ts wires them minus storage, RPC and HTTP: real
  * Swim (carrying the catalog in push-pull), Catalog, PartitionDetector, PlacementService and
- * Replicator, with MemoryStores that survive a restart. The replication harness
+ * Replicator, with MemoryStores and an incarnation store (a real peer's data dir) that survive a
+ * restart. The replication harness
  * (replication-cluster.ts) fakes placement and the placement harness runs no replication; the
  * defects of their seam (who counts as a holder, when a partition is fresh) need both real.
  * Peers are named p0..; everyone joins p0 (or the first up peer).
@@ -19,6 +20,7 @@ import type { SpaceDef } from '../../src/schema/index.js'
 import { SimBroadcaster } from './broadcast.js'
 import { simAddress } from './index.js'
 import type { SimPeer, SimWorld } from './index.js'
+import { MemoryIncarnationStore } from './membership-cluster.js'
 import { MemoryStores } from './memory-store.js'
 
 export interface WholeNode {
@@ -42,6 +44,7 @@ export interface WholeClusterOptions {
 export class WholeCluster {
   readonly nodes = new Map<string, WholeNode>()
   readonly storesById = new Map<string, MemoryStores>()
+  readonly incarnationsById = new Map<string, MemoryIncarnationStore>()
 
   constructor (readonly world: SimWorld, readonly opts: WholeClusterOptions = {}) {}
 
@@ -53,7 +56,9 @@ export class WholeCluster {
     const log = silentLogger
     const hlc = new HybridClock({ clock: peer.clock })
     const catalog = new Catalog({ hlc, clock: peer.clock, log, broadcaster: new SimBroadcaster(this.world, peer) })
-    const swim = new Swim({ transport: peer.transport, clock: peer.clock, random: peer.random, log, delegate: catalog.swimDelegate() },
+    let incarnations = this.incarnationsById.get(id)
+    if (incarnations === undefined) { incarnations = new MemoryIncarnationStore(); this.incarnationsById.set(id, incarnations) }
+    const swim = new Swim({ transport: peer.transport, clock: peer.clock, random: peer.random, log, delegate: catalog.swimDelegate(), incarnations },
       { ...this.opts.swim, meta: { name: id }, bootstrap: boot === undefined ? [] : [simAddress(boot)] })
     const detector = new PartitionDetector({ membership: swim, clock: peer.clock, log }, { stableWindowMs: this.opts.stableWindowMs ?? 2000 })
     const placement = new PlacementService({
