@@ -60,7 +60,7 @@ export interface ApiPeer {
   members(): MemberView[]
   clusterHealth(): unknown
   /** This peer's partition replicas with their digests (for convergence checks). */
-  localPartitions(): unknown
+  localPartitions(): Promise<unknown>
   metrics(): Promise<{ contentType: string, text: string }>
   /**
    * Removes a dead (or left) member on purpose: without `confirm`, only says what that gives up;
@@ -79,7 +79,7 @@ export function registerApi (server: HttpServer, peer: ApiPeer): void {
   server.route('GET', '/health', () => ({ body: peer.health() }))
   server.route('GET', '/cluster/members', () => ({ body: peer.members() }))
   server.route('GET', '/cluster/health', () => ({ body: peer.clusterHealth() }))
-  server.route('GET', '/cluster/partitions', () => ({ body: peer.localPartitions() }))
+  server.route('GET', '/cluster/partitions', async () => ({ body: await peer.localPartitions() }))
   server.route('GET', '/metrics', async () => {
     const { contentType, text } = await peer.metrics()
     return { text, contentType }

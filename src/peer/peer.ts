@@ -509,10 +509,10 @@ export class Peer implements ApiPeer {
     })
   }
 
-  localPartitions (): unknown {
+  async localPartitions (): Promise<unknown> {
     const { engine, replicator } = this.layers
-    return engine.partitions().map(store => {
-      const digest = store.digest()
+    const rows = await Promise.all(engine.partitions().map(async store => {
+      const digest = await store.digest()
       const stats = store.stats()
       return {
         space: store.space.name,
@@ -524,7 +524,8 @@ export class Peer implements ApiPeer {
         liveRows: stats.liveRows,
         tombstones: stats.tombstones
       }
-    }).sort((a, b) => a.space.localeCompare(b.space) || a.partition - b.partition)
+    }))
+    return rows.sort((a, b) => a.space.localeCompare(b.space) || a.partition - b.partition)
   }
 
   async metrics (): Promise<{ contentType: string, text: string }> {

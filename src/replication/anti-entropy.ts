@@ -78,9 +78,9 @@ export class AntiEntropy {
     try {
       const store = await this.ctx.replicas.open(space, partition)
       let buckets = 64
-      const records = store.digest(1).records
+      const records = (await store.digest(1)).records
       while (buckets < 16_384 && records / buckets > 256) buckets *= 2
-      const local = store.digest(buckets)
+      const local = await store.digest(buckets)
       const remote = parseDigestAnswer(await transport.request(this.ctx.addr(peer), METHOD_DIGEST, { space, partition, buckets }, { timeoutMs }), buckets)
       if (remote.root === local.root) return true
       const differing: number[] = []

@@ -43,7 +43,7 @@ export class ReplicaHandlers {
     transport.handle(METHOD_DIGEST, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseDigestRequest(body)
       const store = await this.storeForRead(req.space, req.partition)
-      return { digest: store.digest(req.buckets) }
+      return { digest: await store.digest(req.buckets) }
     }))
     transport.handle(METHOD_BUCKET, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseBucketRequest(body)

@@ -9,7 +9,6 @@ import { makeHlc } from '../hlc/index.js'
 import type { Timer } from '../runtime/index.js'
 import type { PartitionContext } from './context.js'
 import type { DiskSegment } from './disk-segment.js'
-import { locate } from './live-index.js'
 import type { VersionedRecord } from './types.js'
 
 export interface CompactionResult {
@@ -142,50 +141,50 @@ export class Compactor {
     // batches), with where each came from: at the swap, a row still live there moves.
     const schema = this.ctx.space().schema
     const records: VersionedRecord[] = []
-    const from: number[] = []
-    const purge: Array<{ id: string, loc: number }> = []
+    const from: Array<{ seg: DiskSegment, row: number }> = []
+    const purge: Array<{ r: VersionedRecord, seg: DiskSegment, row: number }> = []
     for (const s of inputs) {
-      for (const lb of s.liveBatches(true)) {
+      for await (const lb of s.liveBatches(s.liveSnapshot(), true)) {
         const first = s.file.firstRow(lb.batch)
         const rs = await s.records(lb.batch, lb.rows, schema)
         for (let k = 0; k < rs.length; k++) {
           const r = rs[k]!
-          const loc = locate(s.id, first + (lb.rows === undefined ? k : lb.rows[k]!))
-          if (r.deleted && r.version < horizon) purge.push({ id: r.id, loc })
-          else { records.push(r); from.push(loc) }
+          const row = first + (lb.rows === undefined ? k : lb.rows[k]!)
+          if (r.deleted && r.version < horizon) purge.push({ r, seg: s, row })
+          else { records.push(r); from.push({ seg: s, row }) }
         }
       }
     }
     const written = records.length > 0 ? await manifest.writeSegment(schema, records) : undefined
     counters.rowsRewritten += records.length
     const dropped = new Set(inputs.map(s => s.id))
+    let swapped = false
     try {
-      await manifest.update(m => ({
-        ...m,
-        nextSegment: manifest.nextSegmentId,
-        segments: [...m.segments.filter(x => !dropped.has(x.id)), ...(written === undefined ? [] : [written.segment.meta])]
-      }))
+      await manifest.update(m => {
+        // The swap, in the manifest's turn and one tick: rows still newest move to the merged
+        // segment; the rest stay dropped; expired tombstones still newest go.
+        if (written !== undefined) {
+          const { segment, order } = written
+          index.addSegment(segment)
+          for (let j = 0; j < segment.rows; j++) {
+            const k = order[j]!
+            index.moveRow(from[k]!.seg, from[k]!.row, segment, j, records[k]!.deleted)
+          }
+        }
+        for (const { r, seg, row } of purge) if (index.purge(r.id, seg, row, r.version)) result.tombstonesPurged++
+        for (const s of inputs) index.removeSegment(s)
+        index.moved()
+        swapped = true
+        return { ...m, nextSegment: manifest.nextSegmentId, segments: [...m.segments.filter(x => !dropped.has(x.id)), ...(written === undefined ? [] : [written.segment.meta])] }
+      })
     } catch (err) {
+      if (swapped) {
+        this.ctx.status.failed ??= err as Error
+        throw err
+      }
       await written?.segment.close()
       throw err
     }
-    // The swap, in one tick: rows still newest move to the merged segment; the rest stay dropped.
-    if (written !== undefined) {
-      const { segment, order } = written
-      index.segments.set(segment.id, segment)
-      for (let j = 0; j < segment.rows; j++) {
-        const k = order[j]!
-        const id = records[k]!.id
-        if (index.get(id) === from[k]) index.relocate(id, locate(segment.id, j))
-      }
-    }
-    for (const { id, loc } of purge) {
-      if (index.get(id) === loc) {
-        index.remove(id)
-        result.tombstonesPurged++
-      }
-    }
-    for (const s of inputs) index.segments.delete(s.id)
     result.segmentsOut = written === undefined ? 0 : 1
     result.rowsKept = written === undefined ? 0 : written.segment.liveCount
     counters.compactions++

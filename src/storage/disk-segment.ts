@@ -1,9 +1,9 @@
 /**
- * A segment of a partition as the store holds it (issue 12, first step): the rows stay on disk
- * in the segment's files (segment-file.ts) and are read through the peer's block cache; what
- * stays in memory is what the id index needs synchronously for each row: its version (8 bytes), its
- * tombstone flag (1 byte) and its live bit. Bit i of `live` is set while row i holds the newest
- * version of its id (live-index.ts keeps the bits in step with the index).
+ * A segment of a partition as the store holds it (issue 12): the rows stay on disk in the
+ * segment's files (segment-file.ts) and are read through the peer's block cache; what stays in
+ * memory is the open index file's resident part (directory, Bloom filter, sparse key index) and
+ * one live bit a row: bit i is set while row i holds the newest version of its id (live-index.ts
+ * keeps the bits in step with the memtable's index; live-state.ts saves them with the manifest).
  *
  * A segment replaced by a compaction is retired, not closed at once: queries that took a
  * snapshot before the swap still read it (pin/unpin); its files are deleted, its descriptors
@@ -33,45 +33,40 @@ export interface LiveBatch {
 
 export class DiskSegment {
   readonly rows: number
-  readonly live: Uint8Array
+  live: Uint8Array
   liveCount = 0
   /** Deleted rows (tombstones) whose live bit is set. */
   liveTombstones = 0
   /** Oldest tombstone version in the file (Infinity if none): tells when a purge is due. */
-  oldestTombstone: Hlc
+  oldestTombstone: Hlc = Infinity
   private pins = 0
   private retired: (() => Promise<void>) | undefined
   private closing: Promise<void> | undefined
 
-  private constructor (
-    readonly file: SegmentFile,
-    /** Each row's version (HLC) and tombstone flag (1), by segment row. */
-    readonly versions: Float64Array,
-    readonly deleted: Uint8Array,
-    private readonly deps: DiskSegmentDeps,
-    private readonly dir: string
-  ) {
+  private constructor (readonly file: SegmentFile, private readonly deps: DiskSegmentDeps, private readonly dir: string) {
     this.rows = file.rows
-    if (versions.length !== this.rows || deleted.length !== this.rows) throw new Error(`segment ${file.path}: ${versions.length} versions and ${deleted.length} flags for ${this.rows} rows`)
-    let oldest = Infinity
-    for (let i = 0; i < this.rows; i++) if (deleted[i] === 1 && versions[i]! < oldest) oldest = versions[i]!
-    this.oldestTombstone = oldest
     this.live = new Uint8Array((this.rows + 7) >> 3)
   }
 
   /**
-   * Opens a segment listed in the manifest: its index file, not its rows. Its versions and flags
-   * are unknown until readKeys() (recovery registers the segment first, then reads its keys into
-   * the id index).
+   * Opens a segment listed in the manifest: its index file, not its rows. Its live bits are all
+   * clear until the partition's saved state (or a pass over its keys, readKeys) sets them.
    */
   static async open (dir: string, meta: SegmentFileMeta, deps: DiskSegmentDeps): Promise<DiskSegment> {
-    const file = await SegmentFile.open(dir, meta, deps)
-    return new DiskSegment(file, new Float64Array(file.rows), new Uint8Array(file.rows), deps, dir)
+    return new DiskSegment(await SegmentFile.open(dir, meta, deps), deps, dir)
+  }
+
+  /** A segment just written from `records`: its oldest tombstone known without a read. */
+  static async written (dir: string, meta: SegmentFileMeta, deps: DiskSegmentDeps, records: readonly VersionedRecord[]): Promise<DiskSegment> {
+    const seg = new DiskSegment(await SegmentFile.open(dir, meta, deps), deps, dir)
+    for (const r of records) if (r.deleted && r.version < seg.oldestTombstone) seg.oldestTombstone = r.version
+    return seg
   }
 
   /**
    * Reads the key index block by block (each CRC-checked) for every row's id, version and flag,
-   * in row order, and hands each to `onRow` (awaited when it returns a promise).
+   * in row order, and hands each to `onRow` (awaited when it returns a promise): rebuilding the
+   * live bits when no saved state has them (a partition written before they were saved).
    */
   async readKeys (onRow: (id: string, row: number, version: Hlc, deleted: boolean) => void | Promise<void>): Promise<void> {
     let expect = 0
@@ -79,8 +74,6 @@ export class DiskSegment {
     for await (const e of this.file.keys.entries()) {
       if (e.row !== expect) throw new Error(`segment ${this.path}: key index yields row ${e.row} after ${expect - 1}`)
       expect++
-      this.versions[e.row] = e.version
-      this.deleted[e.row] = e.deleted ? 1 : 0
       if (e.deleted && e.version < oldest) oldest = e.version
       const p = onRow(e.id, e.row, e.version, e.deleted)
       if (p !== undefined) await p
@@ -89,17 +82,13 @@ export class DiskSegment {
     this.oldestTombstone = oldest
   }
 
-  /** A segment just written from `records` (row j is records[order[j]]): nothing to read back. */
-  static async written (dir: string, meta: SegmentFileMeta, deps: DiskSegmentDeps, records: readonly VersionedRecord[], order: Uint32Array): Promise<DiskSegment> {
-    const file = await SegmentFile.open(dir, meta, deps)
-    const versions = new Float64Array(records.length)
-    const deleted = new Uint8Array(records.length)
-    for (let j = 0; j < records.length; j++) {
-      const r = records[order[j]!]!
-      versions[j] = r.version
-      deleted[j] = r.deleted ? 1 : 0
-    }
-    return new DiskSegment(file, versions, deleted, deps, dir)
+  /** Takes saved live bits and counts (live-state.ts). */
+  restoreLive (live: Uint8Array, liveCount: number, liveTombstones: number, oldestTombstone: Hlc): void {
+    if (live.length !== this.live.length) throw new Error(`segment ${this.path}: saved live bits for ${live.length * 8} rows, it holds ${this.rows}`)
+    this.live = live
+    this.liveCount = liveCount
+    this.liveTombstones = liveTombstones
+    this.oldestTombstone = oldestTombstone
   }
 
   get id (): number { return this.file.meta.id }
@@ -109,40 +98,48 @@ export class DiskSegment {
   get diskBytes (): number { return this.meta.bytes + this.meta.indexBytes }
 
   isLive (row: number): boolean { return (this.live[row >> 3]! & (1 << (row & 7))) !== 0 }
-  setLive (row: number): void {
+
+  /** Sets row `row`'s live bit; `deleted`: whether the row is a tombstone (the caller knows it). */
+  setLive (row: number, deleted: boolean): void {
     if (this.isLive(row)) return
     this.live[row >> 3]! |= 1 << (row & 7)
     this.liveCount++
-    if (this.deleted[row] === 1) this.liveTombstones++
+    if (deleted) this.liveTombstones++
   }
 
-  clearLive (row: number): void {
+  clearLive (row: number, deleted: boolean): void {
     if (!this.isLive(row)) return
     this.live[row >> 3]! &= ~(1 << (row & 7))
     this.liveCount--
-    if (this.deleted[row] === 1) this.liveTombstones--
+    if (deleted) this.liveTombstones--
   }
 
+  /** A copy of the live bits: what a snapshot reads later, whatever changes meanwhile. */
+  liveSnapshot (): Uint8Array { return this.live.slice() }
+
   /**
-   * The batches holding live rows that are not tombstones (`withTombstones`: live tombstones too),
-   * each with its live rows, as of now (a snapshot: later changes of the bits do not show).
+   * The live rows of each batch under the bits `live` (a liveSnapshot), batch-local and
+   * ascending, without tombstones unless `withTombstones` (their flags are read per batch, through
+   * the cache). Batches without a live row are skipped without a read.
    */
-  liveBatches (withTombstones = false): LiveBatch[] {
-    const out: LiveBatch[] = []
+  async * liveBatches (live: Uint8Array, withTombstones = false): AsyncGenerator<LiveBatch> {
     const f = this.file
     for (let b = 0; b < f.batches; b++) {
       const first = f.firstRow(b)
       const n = f.batchRows(b)
+      let any = false
+      for (let i = first >> 3; i <= (first + n - 1) >> 3 && !any; i++) if (live[i] !== 0) any = true
+      if (!any) continue
+      const deleted = withTombstones ? undefined : await f.deleted(b)
       const rows = new Uint32Array(n)
       let k = 0
       for (let i = 0; i < n; i++) {
         const row = first + i
-        if ((this.live[row >> 3]! & (1 << (row & 7))) !== 0 && (withTombstones || this.deleted[row] === 0)) rows[k++] = i
+        if ((live[row >> 3]! & (1 << (row & 7))) !== 0 && (deleted === undefined || deleted[i] === 0)) rows[k++] = i
       }
       if (k === 0) continue
-      out.push({ batch: b, length: k, rows: k === n ? undefined : rows.slice(0, k) })
+      yield { batch: b, length: k, rows: k === n ? undefined : rows.slice(0, k) }
     }
-    return out
   }
 
   /** Column `name` of batch `b` in the columnar form (see SegmentFile.column). */

@@ -7,7 +7,6 @@
  * One flush runs at a time; concurrent calls share it.
  */
 import type { PartitionContext } from './context.js'
-import { locate } from './live-index.js'
 import type { VersionedRecord } from './types.js'
 
 export type FlushContext = Pick<PartitionContext, 'space' | 'log' | 'hooks' | 'counters' | 'status' | 'index' | 'memtable' | 'wal' | 'manifest'> & {
@@ -59,13 +58,14 @@ export class Flusher {
   async settled (): Promise<void> { await this.flushing?.catch(() => {}) }
 
   private async run (always = false): Promise<void> {
-    const { index, memtable, wal, manifest } = this.ctx
-    if ((memtable.records.length === 0 && memtable.bytes === 0 && !always) || this.ctx.status.failed !== undefined) return
+    const { index, memtable, wal, manifest, status } = this.ctx
+    if ((memtable.records.length === 0 && memtable.bytes === 0 && !always) || status.failed !== undefined) return
     const next = await wal.openNext()
     // One tick: from here on, writes go to the new WAL and the new memtable together.
     const frozen = memtable.freeze()
     const frozenGeneration = memtable.generation - 1
     const oldWal = wal.switchTo(next)
+    let swapped = false
     try {
       await oldWal.drain()
       // Every frame of the old WAL is durable; its applies put their records in `frozen` now.
@@ -74,21 +74,31 @@ export class Flusher {
       for (const r of frozen) if (index.holds(r)) records.push(r)
       const written = records.length > 0 ? await manifest.writeSegment(this.ctx.space().schema, records) : undefined
       try {
-        await manifest.update(m => ({ ...m, walFrom: next.seq, nextSegment: manifest.nextSegmentId, segments: written === undefined ? m.segments : [...m.segments, written.segment.meta] }))
+        await manifest.update(m => {
+          // The swap, in the manifest's turn and one tick: row j of the segment is
+          // records[order[j]], which lives there now unless a newer write replaced it meanwhile.
+          if (written !== undefined) {
+            const { segment, order } = written
+            index.addSegment(segment)
+            for (let row = 0; row < segment.rows; row++) index.moveToSegment(records[order[row]!]!, segment, row)
+            index.moved()
+            swapped = true
+          }
+          return { ...m, walFrom: next.seq, nextSegment: manifest.nextSegmentId, segments: written === undefined ? m.segments : [...m.segments, written.segment.meta] }
+        })
       } catch (err) {
-        await written?.segment.close()
+        if (!swapped) await written?.segment.close()
         throw err
       }
-      if (written !== undefined) {
-        const { segment, order } = written
-        index.segments.set(segment.id, segment)
-        // Row j of the segment is records[order[j]]; moved unless a newer write replaced it meanwhile.
-        for (let row = 0; row < segment.rows; row++) {
-          const r = records[order[row]!]!
-          if (index.holds(r)) index.relocate(r.id, locate(segment.id, row))
-        }
-      }
     } catch (err) {
+      if (swapped) {
+        // The records live in the new segment in memory, which no manifest lists: serving them is
+        // right (their old WAL still holds them), but nothing more may be written until a reopen
+        // decides from what is on disk.
+        status.failed ??= err as Error
+        memtable.release()
+        throw err
+      }
       // Keep the frozen records in the memtable: their WAL (not yet deleted) still covers them.
       // Applies still pending on it settle first (their frames are durable or failed by now).
       await memtable.settled(frozenGeneration)

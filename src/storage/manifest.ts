@@ -5,13 +5,14 @@
  * apply their changes in turn and neither loses the other's. New segment files are written here
  * too, numbered from the manifest's counter.
  */
-import { readFile } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SpaceSchema } from '../schema/index.js'
 import type { BlockCache } from './block-cache.js'
 import { DiskSegment } from './disk-segment.js'
 import type { FilePool } from './files.js'
-import { writeFileAtomic } from './fsutil.js'
+import { writeFileAtomic, writeFileDurable } from './fsutil.js'
+import { encodeLiveState, liveStateFileName, parseLiveStateFileName, type LiveState } from './live-state.js'
 import type { SegmentMeta } from './segment.js'
 import { writeSegmentFiles, type SegmentFileMeta } from './segment-file.js'
 import type { VersionedRecord } from './types.js'
@@ -29,6 +30,8 @@ export interface Manifest {
    * rewrites in the current one.
    */
   segments: Array<SegmentFileMeta | SegmentMeta>
+  /** The saved state of the id index as of this manifest (live-state.ts); absent: rebuild it from the keys. */
+  live?: string
 }
 
 /** Whether a manifest entry is a segment of the current, disk-resident format. */
@@ -42,6 +45,10 @@ export class SegmentManifest {
   private lock: Promise<void> = Promise.resolve()
   /** The number of the next segment file; recovery moves it past any file found on disk. */
   nextSegmentId: number
+  /** The number of the next saved-state file; recovery moves it past any file found on disk. */
+  nextLiveId = 1
+  /** The id index's state to save with each manifest (the store sets it). */
+  stateSource: (() => LiveState) | undefined
 
   /** `missing`: no manifest file was found (a new partition, or a lost manifest: recovery tells which). */
   private constructor (private readonly dir: string, private readonly files: FilePool, private readonly cache: BlockCache, manifest: Manifest, readonly missing: boolean) {
@@ -61,12 +68,30 @@ export class SegmentManifest {
   get walFrom (): number { return this.current.walFrom }
   get segments (): ReadonlyArray<SegmentFileMeta | SegmentMeta> { return this.current.segments }
 
-  /** Replaces the manifest by `change` of the latest one, after any change already queued. */
-  update (change: (m: Manifest) => Manifest): Promise<void> {
+  get live (): string | undefined { return this.current.live }
+
+  /**
+   * Replaces the manifest by `change` of the latest one, after any change already queued. `change`
+   * runs when this update's turn comes and may change the store in memory (a swap); in the same
+   * tick the id index's state is taken (stateSource) and saved first, in a file the new manifest
+   * names (`saveState` false: none, recovery will rebuild it from the keys). The previous state
+   * file goes once the new manifest is durable.
+   */
+  update (change: (m: Manifest) => Manifest, saveState = true): Promise<void> {
     const run = this.lock.then(async () => {
-      const next = change(this.current)
+      const next = { ...change(this.current) }
+      delete next.live
+      const state = saveState ? this.stateSource?.() : undefined
+      if (state !== undefined) {
+        const bytes = encodeLiveState(state)
+        const name = liveStateFileName(this.nextLiveId++)
+        await this.files.run(async () => { await writeFileDurable(join(this.dir, name), bytes, false) })
+        next.live = name
+      }
       await this.files.run(async () => { await writeFileAtomic(join(this.dir, MANIFEST_FILE), Buffer.from(JSON.stringify(next))) })
+      const old = this.current.live
       this.current = next
+      if (old !== undefined && old !== next.live) await this.files.run(async () => { await rm(join(this.dir, old), { force: true }) })
     })
     this.lock = run.catch(() => {})
     return run
@@ -84,7 +109,7 @@ export class SegmentManifest {
     let order: Uint32Array | undefined
     const meta = await writeSegmentFiles(this.dir, id, schema, records, { files: this.files, onOrder: o => { order = o } })
     if (order === undefined) throw new Error('writeSegmentFiles gave no key order')
-    const segment = await DiskSegment.written(this.dir, meta, { files: this.files, cache: this.cache }, records, order)
+    const segment = await DiskSegment.written(this.dir, meta, { files: this.files, cache: this.cache }, records)
     return { segment, order }
   }
 
@@ -112,5 +137,6 @@ async function readManifest (path: string): Promise<Manifest | undefined> {
   if (m === null || typeof m !== 'object' || m.format !== 1 || !Array.isArray(m.segments) || typeof m.walFrom !== 'number') {
     throw new Error(`manifest ${path} is not a shoal manifest (format 1)`)
   }
+  if (m.live !== undefined && (typeof m.live !== 'string' || parseLiveStateFileName(m.live) === undefined)) throw new Error(`manifest ${path} names a bad live-state file: ${JSON.stringify(m.live)}`)
   return m
 }

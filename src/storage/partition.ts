@@ -107,6 +107,7 @@ export class LocalPartitionStore implements PartitionStore {
     const cache = deps.cache ?? new BlockCache(OWN_CACHE_BYTES)
     const manifest = await SegmentManifest.read(dir, files, cache)
     const store = new LocalPartitionStore({ ...deps, files, cache }, space, partition, dir, opts, hooks, manifest)
+    manifest.stateSource = () => store.ctx.index.savedState()
     try {
       store.recovery = await recover({ ...store.ctx, damage: store.damaged, rotate: async () => { await store.flusher.rotate() } }, t0)
     } catch (err) {
@@ -175,7 +176,7 @@ export class LocalPartitionStore implements PartitionStore {
   /** The live rows as column batches, a snapshot taken by the call itself (see reads.ts). */
   batches (columns: readonly string[]): AsyncIterable<ColumnBatch> { return this.reader.batches(columns) }
 
-  digest (buckets = 64): PartitionDigest { return this.ctx.index.digest(buckets) }
+  async digest (buckets = 64): Promise<PartitionDigest> { return await this.ctx.index.digest(buckets) }
 
   async bucket (index: number, buckets: number): Promise<VersionedRecord[]> { return await this.reader.bucket(index, buckets) }
 

@@ -8,8 +8,8 @@ import { gather, shareBatch, vectorFromValues, type ColumnBatch, type ColumnVect
 import type { Row } from '../schema/index.js'
 import type { PartitionContext } from './context.js'
 import { stableHash } from './hash.js'
-import type { DiskSegment, LiveBatch } from './disk-segment.js'
-import { rowOf, type Entry } from './live-index.js'
+import type { DiskSegment } from './disk-segment.js'
+import { STALE, isSegmentEntry } from './live-index.js'
 import type { VersionedRecord } from './types.js'
 
 /** Rows in one batch of memtable rows (batches()). */
@@ -29,26 +29,32 @@ export class PartitionReader {
   constructor (private readonly ctx: ReadContext) {}
 
   async get (id: string): Promise<VersionedRecord | undefined> {
-    const e = this.ctx.index.get(id)
-    if (e === undefined) return undefined
-    return (await this.materializeMany([e]))[0]
+    const { index } = this.ctx
+    for (;;) {
+      const cur = index.current(id, await index.lookup(id))
+      if (cur === STALE) continue
+      if (cur === undefined) return undefined
+      if (!isSegmentEntry(cur)) return index.shaped(cur)
+      // Pinned in the tick that found it live: a compaction meanwhile deletes it only after.
+      cur.seg.pin()
+      try {
+        return await index.materialize(cur)
+      } finally {
+        cur.seg.unpin()
+      }
+    }
   }
 
   /**
    * Every record held (tombstones too unless `includeTombstones` is false), newest version of each
-   * id, as of the call: the memtable's current records and each segment's live rows are taken in
+   * id, as of the call: the memtable's current records and each segment's live bits are taken in
    * one synchronous step; the segments' rows are then read a batch at a time (pinned: a compaction
    * meanwhile does not delete them under the scan).
    */
   async * scan (opts: { batchRecords?: number, includeTombstones?: boolean } = {}): AsyncIterable<VersionedRecord[]> {
-    const { index, memtable } = this.ctx
     const size = Math.max(1, opts.batchRecords ?? 1000)
     const tombstones = opts.includeTombstones ?? true
-    const mem: VersionedRecord[] = []
-    for (const m of [memtable.frozen, memtable.records]) {
-      if (m === undefined) continue
-      for (const r of m) if ((tombstones || !r.deleted) && index.holds(r)) mem.push(index.shaped(r))
-    }
+    const mem = this.memRecords(r => tombstones || !r.deleted)
     const parts = this.pinLive(tombstones)
     try {
       let batch: VersionedRecord[] = []
@@ -58,7 +64,7 @@ export class PartitionReader {
       }
       const schema = this.ctx.space().schema
       for (const { seg, live } of parts) {
-        for (const lb of live) {
+        for await (const lb of seg.liveBatches(live, tombstones)) {
           for (const r of await seg.records(lb.batch, lb.rows, schema)) {
             batch.push(r)
             if (batch.length >= size) { yield batch; batch = [] }
@@ -71,55 +77,59 @@ export class PartitionReader {
     }
   }
 
+  /**
+   * The records of anti-entropy bucket `index` of `buckets` (`stableHash(id) % buckets`),
+   * tombstones included, as of the call. For a power of two a bucket is one run of each
+   * segment's key order (key-index.ts bucketRows); otherwise every key is read.
+   */
   async bucket (index: number, buckets: number): Promise<VersionedRecord[]> {
     if (!Number.isInteger(buckets) || buckets < 1) throw new RangeError(`buckets must be a positive integer, got ${buckets}`)
     if (!Number.isInteger(index) || index < 0 || index >= buckets) throw new RangeError(`bucket ${index} is not in 0..${buckets - 1}`)
-    const entries: Entry[] = []
-    for (const [id, e] of this.ctx.index.entries) if (stableHash(id) % buckets === index) entries.push(e)
-    return await this.materializeMany(entries)
-  }
-
-  /**
-   * The records entries stand for, in their order, as of the call: locators are grouped by segment
-   * and batch so that each batch is read once, the segments pinned while they are read.
-   */
-  private async materializeMany (entries: readonly Entry[]): Promise<VersionedRecord[]> {
-    const { index } = this.ctx
-    const out = new Array<VersionedRecord>(entries.length)
-    const bySegment = new Map<DiskSegment, Map<number, Array<{ at: number, row: number }>>>()
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!
-      if (typeof e !== 'number') { out[i] = index.shaped(e); continue }
-      const seg = index.seg(e)
-      let batches = bySegment.get(seg)
-      if (batches === undefined) { batches = new Map(); bySegment.set(seg, batches); seg.pin() }
-      const row = rowOf(e)
-      const b = seg.file.batchOf(row)
-      let list = batches.get(b)
-      if (list === undefined) { list = []; batches.set(b, list) }
-      list.push({ at: i, row: row - seg.file.firstRow(b) })
-    }
+    const out = this.memRecords(r => stableHash(r.id) % buckets === index)
+    const parts = this.pinLive(true)
     try {
       const schema = this.ctx.space().schema
-      for (const [seg, batches] of bySegment) {
-        for (const [b, list] of batches) {
-          const rs = await seg.records(b, list.map(x => x.row), schema)
-          for (let k = 0; k < list.length; k++) out[list[k]!.at] = rs[k]!
+      const pow2 = (buckets & (buckets - 1)) === 0
+      for (const { seg, live } of parts) {
+        const isLive = (row: number): boolean => (live[row >> 3]! & (1 << (row & 7))) !== 0
+        const rows: number[] = []
+        if (pow2) {
+          const { from, to } = await seg.file.keys.bucketRows(index, buckets)
+          for (let row = from; row < to; row++) if (isLive(row)) rows.push(row)
+        } else {
+          for await (const e of seg.file.keys.entries()) if (isLive(e.row) && stableHash(e.id) % buckets === index) rows.push(e.row)
+        }
+        // Rows ascending: grouped by batch, each batch read once.
+        for (let i = 0; i < rows.length;) {
+          const b = seg.file.batchOf(rows[i]!)
+          const first = seg.file.firstRow(b)
+          const end = first + seg.file.batchRows(b)
+          const local: number[] = []
+          for (; i < rows.length && rows[i]! < end; i++) local.push(rows[i]! - first)
+          out.push(...await seg.records(b, local, schema))
         }
       }
     } finally {
-      for (const seg of bySegment.keys()) seg.unpin()
+      for (const { seg } of parts) seg.unpin()
     }
     return out
   }
 
-  /** Every segment's live batches as of now, each segment pinned (the caller unpins). */
-  private pinLive (withTombstones: boolean): Array<{ seg: DiskSegment, live: LiveBatch[] }> {
-    const parts: Array<{ seg: DiskSegment, live: LiveBatch[] }> = []
+  /** The memtable's records still newest of their id (active and being flushed) that `keep` keeps, shaped by the schema. */
+  private memRecords (keep: (r: VersionedRecord) => boolean): VersionedRecord[] {
+    const { index } = this.ctx
+    const out: VersionedRecord[] = []
+    for (const r of index.mem.values()) if (keep(r)) out.push(index.shaped(r))
+    return out
+  }
+
+  /** Every segment holding live rows (live tombstones too when `withTombstones`), its bits copied now and itself pinned (the caller unpins). */
+  private pinLive (withTombstones: boolean): Array<{ seg: DiskSegment, live: Uint8Array }> {
+    const parts: Array<{ seg: DiskSegment, live: Uint8Array }> = []
     for (const seg of this.ctx.index.segments.values()) {
       if (seg.liveCount - (withTombstones ? 0 : seg.liveTombstones) === 0) continue
       seg.pin()
-      parts.push({ seg, live: seg.liveBatches(withTombstones) })
+      parts.push({ seg, live: seg.liveSnapshot() })
     }
     return parts
   }
@@ -153,7 +163,7 @@ export class PartitionReader {
     const generator = (async function * () {
       try {
         for (const { seg, live } of parts) {
-          for (const lb of live) {
+          for await (const lb of seg.liveBatches(live)) {
             const columns = new Map<string, ColumnVector>()
             for (const c of cols) {
               const v = await seg.column(lb.batch, c.name, c.type)

@@ -12,11 +12,11 @@ import { crc32 } from './crc32.js'
 import type { PartitionContext } from './context.js'
 import { DAMAGE_REPORT_SUFFIX, type DamageLog } from './damage.js'
 import { fsyncDir, removeFiles } from './fsutil.js'
-import { locate } from './live-index.js'
+import { decodeLiveState, parseLiveStateFileName } from './live-state.js'
 import { MANIFEST_FILE, isSegmentFile } from './manifest.js'
 import { Segment, SegmentCorruptError, segmentFileName, type SegmentMeta } from './segment.js'
 import { writeSegmentFiles, type SegmentFileMeta } from './segment-file.js'
-import type { VersionedRecord } from './types.js'
+import { compareVersions, type VersionedRecord } from './types.js'
 import { logWalTorn, parseWalFileName, readWalFile, walFileName } from './wal.js'
 
 export interface RecoveryStats {
@@ -36,6 +36,8 @@ export interface RecoveryStats {
   orphanSegments: number
   /** Segments of the first format (decoded whole at open) rewritten in the disk-resident one. */
   segmentsMigrated: number
+  /** Whether the live bits were rebuilt from the segments' keys (no usable saved state). */
+  liveRebuilt: boolean
   ms: number
 }
 
@@ -47,7 +49,7 @@ export type RecoveryContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' |
 
 /** Recovers the partition into the context's (empty) index, memtable and WAL files; `t0` is when opening began. */
 export async function recover (ctx: RecoveryContext, t0: number): Promise<RecoveryStats> {
-  const stats: RecoveryStats = { segments: 0, segmentRows: 0, walFiles: 0, walRecords: 0, walBytes: 0, bytesTruncated: 0, corruptFrames: 0, corruptBytes: 0, orphanSegments: 0, segmentsMigrated: 0, ms: 0 }
+  const stats: RecoveryStats = { segments: 0, segmentRows: 0, walFiles: 0, walRecords: 0, walBytes: 0, bytesTruncated: 0, corruptFrames: 0, corruptBytes: 0, orphanSegments: 0, segmentsMigrated: 0, liveRebuilt: false, ms: 0 }
   const walSeqs = await sweepDirectory(ctx, stats)
   await migrateSegments(ctx, stats)
   await loadSegments(ctx, stats)
@@ -86,6 +88,12 @@ async function sweepDirectory (ctx: RecoveryContext, stats: RecoveryStats): Prom
       continue
     }
     if (name === MANIFEST_FILE + '.tmp') { stray.push(join(dir, name)); continue }
+    const live = parseLiveStateFileName(name)
+    if (live !== undefined) {
+      manifest.nextLiveId = Math.max(manifest.nextLiveId, live + 1)
+      if (name !== manifest.live) stray.push(join(dir, name))
+      continue
+    }
     if (name.endsWith(DAMAGE_REPORT_SUFFIX)) { await ctx.damage.load(join(dir, name)); continue }
     const seq = parseWalFileName(name)
     if (seq === undefined) continue
@@ -121,7 +129,8 @@ async function migrateSegments (ctx: RecoveryContext, stats: RecoveryStats): Pro
     replaced.set(meta.id, await writeSegmentFiles(ctx.dir, manifest.nextSegmentId++, schema, records, { files: ctx.files }))
     stats.segmentsMigrated++
   }
-  await manifest.update(m => ({ ...m, nextSegment: manifest.nextSegmentId, segments: m.segments.map(x => replaced.get(x.id) ?? x) }))
+  // No saved state with it: the segments are not loaded yet (loadSegments rebuilds and saves it).
+  await manifest.update(m => ({ ...m, nextSegment: manifest.nextSegmentId, segments: m.segments.map(x => replaced.get(x.id) ?? x) }), false)
   await ctx.files.run(async () => { await removeFiles(ctx.dir, old.map(m => join(ctx.dir, m.file))) })
   ctx.log.info({ segments: old.length }, 'segments of the first format rewritten in the disk-resident format')
 }
@@ -142,32 +151,59 @@ async function readFirstFormat (ctx: RecoveryContext, meta: SegmentMeta): Promis
 }
 
 /**
- * Opens every listed segment (its index file, checked against the manifest and block by block by
- * CRC; the rows stay on disk) and reads its keys into the index (newest version wins).
+ * Opens every listed segment (its index file, checked against the manifest; the rows stay on
+ * disk), then takes the id index's saved state: each segment's live bits, the counts and the
+ * digest (live-state.ts). Without a usable one (a partition from before it was saved, or a bad
+ * file) the state is rebuilt from every segment's keys, once, and saved.
  */
 async function loadSegments (ctx: RecoveryContext, stats: RecoveryStats): Promise<void> {
-  const { index } = ctx
-  for (const meta of ctx.manifest.segments) {
+  const { index, manifest } = ctx
+  for (const meta of manifest.segments) {
     if (!isSegmentFile(meta)) throw new Error(`segment ${meta.file} of the first format is still listed after migration`)
     let seg
     try {
-      seg = await ctx.manifest.openSegment(meta)
+      seg = await manifest.openSegment(meta)
     } catch (err) {
       if (err instanceof SegmentCorruptError) throw err
       throw new SegmentCorruptError(join(ctx.dir, meta.file), `listed in the manifest but unreadable: ${(err as Error).message}`, { cause: err })
     }
-    index.segments.set(seg.id, seg)
-    await seg.readKeys((id, row, version, deleted) => {
-      const loc = locate(seg.id, row)
-      const cur = index.get(id)
-      if (cur === undefined) { index.put(id, loc, version, deleted); return }
-      const wins = index.winsByVersion(version, deleted, cur)
-      if (wins !== undefined) { if (wins) index.put(id, loc, version, deleted); return }
-      // Same version, both live: the contents decide (rare: two writes given one HLC).
-      return (async () => { if (await index.wins(await seg.record(row, ctx.space().schema), cur)) index.put(id, loc, version, deleted) })()
-    })
+    index.addSegment(seg)
     stats.segments++
     stats.segmentRows += seg.rows
+  }
+  if (index.segments.size === 0) return
+  const saved = manifest.live
+  if (saved !== undefined) {
+    const path = join(ctx.dir, saved)
+    try {
+      const state = decodeLiveState(await ctx.files.run(async () => await readFile(path)), path)
+      if (index.restore(state)) return
+      ctx.log.warn({ file: path }, 'the saved live state does not describe the manifest\'s segments; rebuilding it from their keys')
+    } catch (err) {
+      ctx.log.warn({ err, file: path }, 'the saved live state is unreadable; rebuilding it from the segments\' keys')
+    }
+  }
+  await rebuildLive(ctx)
+  stats.liveRebuilt = true
+  await manifest.update(m => m)
+}
+
+/**
+ * The live bits, counts and digest from the segments' keys (newest version wins; each segment's
+ * rows checked against those of the segments before it): what a partition without a saved state
+ * needs once. Reads every key; ids are not kept.
+ */
+async function rebuildLive (ctx: RecoveryContext): Promise<void> {
+  const { index } = ctx
+  for (const seg of index.segments.values()) {
+    // Nothing else runs during recovery: what a lookup answers holds until the put.
+    await seg.readKeys(async (id, row, version, deleted) => {
+      const cur = await index.currentEntry(id)
+      let wins = cur === undefined ? true : index.winsByVersion(version, deleted, cur)
+      // Same version, both live: the contents decide (rare: two writes given one HLC).
+      if (wins === undefined) wins = compareVersions(await seg.record(row, ctx.space().schema), await index.materialize(cur!)) > 0
+      if (wins) index.putRow(id, seg, row, version, deleted, cur)
+    })
   }
 }
 
@@ -199,13 +235,7 @@ async function replayWal (ctx: RecoveryContext, walSeqs: readonly number[], stat
         }
       })
     }
-    for (const rec of r.records) {
-      const cur = index.get(rec.id)
-      if (cur === undefined || (index.winsKnown(rec, cur) ?? await index.wins(rec, cur))) {
-        memtable.records.push(rec)
-        index.put(rec.id, rec, rec.version, rec.deleted)
-      }
-    }
+    for (const rec of r.records) await index.putIfNewer(rec, () => { memtable.records.push(rec) })
     memtable.bytes += r.goodBytes
   }
   return newDamage

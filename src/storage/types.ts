@@ -74,7 +74,8 @@ export interface PartitionStore {
    * them. Each id appears once, in no particular order.
    */
   batches(columns: readonly string[]): AsyncIterable<ColumnBatch>
-  digest(buckets?: number): PartitionDigest
+  /** The anti-entropy digest; a promise: a bucket count not kept is built by reading every key. */
+  digest(buckets?: number): Promise<PartitionDigest>
   /** The records of one digest bucket (tombstones included), for anti-entropy repair. */
   bucket(index: number, buckets: number): Promise<VersionedRecord[]>
   stats(): PartitionStats

@@ -53,7 +53,7 @@ export class PartitionWriter {
     let stale = 0
     for (const r of records) {
       const at = slot.get(r.id)
-      const cur: Entry | undefined = at !== undefined ? winners[at]! : index.get(r.id)
+      const cur: Entry | undefined = at !== undefined ? winners[at]! : await index.currentEntry(r.id)
       if (cur !== undefined && !(index.winsKnown(r, cur) ?? await index.wins(r, cur))) { stale++; continue }
       if (at !== undefined) {
         winners[at] = r
@@ -92,39 +92,17 @@ export class PartitionWriter {
     }
     // Durable: visible now, in the memtable of the WAL file that holds the frame. A concurrent
     // apply may have put a newer version of an id in meanwhile; then this one lost after all.
-    // Decided in one synchronous pass; a winner whose held version ties with it on disk (only the
-    // contents decide) waits for that row to be read and is decided in a later pass, against
-    // whatever is held then.
-    let todo: readonly VersionedRecord[] = winners
-    const readBack = new Map<VersionedRecord, { cur: Entry, wins: boolean }>()
     try {
-      for (;;) {
-        const into = memtable.recordsOf(generation)
-        const undecided: VersionedRecord[] = []
-        for (const w of todo) {
-          const cur = index.get(w.id)
-          let wins = cur === undefined ? true : index.winsKnown(w, cur)
-          if (wins === undefined) {
-            const known = readBack.get(w)
-            if (known !== undefined && known.cur === cur) wins = known.wins
-          }
-          if (wins === undefined) { undecided.push(w); continue }
-          if (!wins) { applied--; stale++; continue }
-          into.push(w)
-          index.putOver(w.id, w, w.version, w.deleted, cur)
-        }
-        if (undecided.length === 0) break
-        for (const w of undecided) {
-          const cur = index.get(w.id)!
-          readBack.set(w, { cur, wins: await index.wins(w, cur) })
-        }
-        todo = undecided
+      for (const w of winners) {
+        const put = await index.putIfNewer(w, () => { memtable.recordsOf(generation).push(w) })
+        if (!put) { applied--; stale++ }
       }
     } catch (err) {
-      // A row read back from disk failed: some winners are in, the rest only in the WAL. Recovery
-      // at the next open decides them all from the WAL; until then the store refuses writes.
+      // A key-index block or a row read back from disk failed: some winners are in, the rest only
+      // in the WAL. Recovery at the next open decides them all from the WAL; until then the store
+      // refuses writes.
       status.failed ??= err as Error
-      this.ctx.log.error({ err }, 'reading a stored row to decide a write failed; the partition refuses writes until reopened')
+      this.ctx.log.error({ err }, 'reading the index to decide a write failed; the partition refuses writes until reopened')
       throw err
     } finally {
       memtable.endPending(generation)

@@ -94,7 +94,10 @@ export class MemoryPartitionStore implements PartitionStore {
     return (async function * () { yield * out })()
   }
 
-  digest (buckets = 256): PartitionDigest {
+  async digest (buckets = 256): Promise<PartitionDigest> { return this.digestNow(buckets) }
+
+  /** digest() at once: the simulator's convergence checks poll it synchronously. */
+  digestNow (buckets = 256): PartitionDigest {
     if (!Number.isInteger(buckets) || buckets < 1) throw new RangeError('buckets must be a positive integer')
     const hs = new Uint32Array(buckets * 2)
     if (buckets <= LEAVES && (LEAVES % buckets) === 0) {

@@ -74,7 +74,7 @@ async function randomRun (seed: number): Promise<{ acked: number, failed: number
   const converged = (): boolean => {
     const n = c.get('p0')
     for (let p = 0; p < space.partitions; p++) {
-      const roots = n.placement.locate(space, p).owners.map(id => c.store(id, space, p)?.digest(64).root ?? 'none')
+      const roots = n.placement.locate(space, p).owners.map(id => c.store(id, space, p)?.digestNow(64).root ?? 'none')
       if (new Set(roots).size !== 1) return false
     }
     return true

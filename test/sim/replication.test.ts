@@ -115,7 +115,7 @@ describe('replication in the simulator', () => {
     world.heal()
     const digestsEqual = (): boolean => {
       for (let p = 0; p < space.partitions; p++) {
-        const roots = ['p0', 'p1', 'p2'].map(id => c.store(id, space, p)?.digest(64).root)
+        const roots = ['p0', 'p1', 'p2'].map(id => c.store(id, space, p)?.digestNow(64).root)
         if (new Set(roots).size !== 1) return false
       }
       return true

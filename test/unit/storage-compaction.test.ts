@@ -37,7 +37,7 @@ describe('storage compaction', () => {
     const store = await openStore(dir, space, { tombstoneGraceMs: 10 * DAY }, { clock })
     await store.apply([put(space, 'live', T0, { n: 1 }), del('old', T0 - 11 * DAY), del('young', T0 - 9 * DAY), del('edge', T0 - 10 * DAY)])
     await store.flush()
-    const before = store.digest()
+    const before = (await store.digest())
     expect(store.compactionDue()).toBe(true)
     const r = await store.compact()
     expect(r.tombstonesPurged).toBe(1)
@@ -45,7 +45,7 @@ describe('storage compaction', () => {
     expect((await store.get('young'))?.deleted).toBe(true)
     expect((await store.get('edge'))?.deleted).toBe(true)
     expect((await store.get('live'))?.row?.n).toBe(1)
-    expect(store.digest().records).toBe(before.records - 1)
+    expect((await store.digest()).records).toBe(before.records - 1)
     expect(store.compactionDue()).toBe(false)
     clock.t += 2 * DAY
     expect(store.compactionDue()).toBe(true)
