@@ -12,10 +12,10 @@
  *
  * ```ts
  * const engine = new StorageEngine({ clock: new SystemClock(), log }, { dataDir: '/var/lib/shoal' })
- * const store = await engine.openPartition(space, 3)
+ * const store = await engine.openPartition(space, 3)   // reads index headers and saved live bits, not rows
  * await store.apply([{ id: 'a', version: hlc.now(), deleted: false, row: { id: 'a', amount: 1.5 } }])
  * await store.get('a')            // newest version, tombstones included
- * store.digest(64).root           // compare with a replica's; then await store.bucket(i, 64) to repair
+ * (await store.digest(64)).root   // compare with a replica's; then await store.bucket(i, 64) to repair
  * for await (const batch of store.scan({ batchRecords: 1000 })) send(batch)
  * for await (const b of store.batches(['id', 'amount'])) sum(b.columns.get('amount')!) // a snapshot taken by the call
  * await engine.close()
@@ -33,9 +33,11 @@
  * - `seg-<id>.idx`: the segment's batch directory (byte ranges, CRCs, zone maps of each column of
  *   each batch) and key index (Bloom filter, sparse index, blocks of keys): segment-file.ts. Rows
  *   are read from the `.arrow` file on demand through the peer's block cache (disk-segment.ts);
+ * - `live-<n>.bin`: the id index's saved state as of the manifest that names it: each segment's
+ *   live bits and counts, the digest accumulator (live-state.ts);
  * - `MANIFEST`: JSON `{ format, walFrom, nextSegment, segments: [{ id, file, rows, bytes, crc32,
- *   index, indexBytes, indexCrc32, batches }] }` (an entry without `index` is a segment of the
- *   first format, one batch and no `.idx`, rewritten at open),
+ *   index, indexBytes, indexCrc32, batches }], live }` (an entry without `index` is a segment of
+ *   the first format, one batch and no `.idx`, rewritten at open),
  *   replaced atomically (tmp, fsync, rename, fsync directory).
  */
 export type { VersionedRecord, ApplyResult, PartitionDigest, PartitionStats, PartitionStore } from './types.js'
