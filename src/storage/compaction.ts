@@ -8,7 +8,9 @@
 import { makeHlc } from '../hlc/index.js'
 import type { Timer } from '../runtime/index.js'
 import type { PartitionContext } from './context.js'
-import type { DiskSegment } from './disk-segment.js'
+import type { DiskSegment, LiveBatch } from './disk-segment.js'
+import { keyHash } from './key-index.js'
+import type { SpaceSchema } from '../schema/index.js'
 import type { VersionedRecord } from './types.js'
 
 export interface CompactionResult {
@@ -137,56 +139,70 @@ export class Compactor {
     if (inputs.length === 1 && inputs[0]!.liveCount === inputs[0]!.rows && !(inputs[0]!.liveTombstones > 0 && inputs[0]!.oldestTombstone < horizon)) {
       return { ...result, segmentsOut: 1, rowsKept: liveRows }
     }
-    // The rows live now, read a batch at a time (the reads yield to the event loop between
-    // batches), with where each came from: at the swap, a row still live there moves.
+    // A k-way merge of the inputs' live rows in key order (each input is in key order), written as
+    // it goes, a record batch at a time: memory holds a chunk of records per input, one batch being
+    // written, and per output row where it came from (7 bytes: at the swap, a row still live there
+    // moves). The live bits of every input are taken in this tick, with liveRows: each id is live
+    // in at most one of them.
     const schema = this.ctx.space().schema
-    const records: VersionedRecord[] = []
-    const from: Array<{ seg: DiskSegment, row: number }> = []
-    const purge: Array<{ r: VersionedRecord, seg: DiskSegment, row: number }> = []
-    for (const s of inputs) {
-      for await (const lb of s.liveBatches(s.liveSnapshot(), true)) {
-        const first = s.file.firstRow(lb.batch)
-        const rs = await s.records(lb.batch, lb.rows, schema)
-        for (let k = 0; k < rs.length; k++) {
-          const r = rs[k]!
-          const row = first + (lb.rows === undefined ? k : lb.rows[k]!)
-          if (r.deleted && r.version < horizon) purge.push({ r, seg: s, row })
-          else { records.push(r); from.push({ seg: s, row }) }
+    if (inputs.length > 0xffff) throw new RangeError(`a compaction of ${inputs.length} segments (at most 65,535)`)
+    const heads = inputs.map((s, k) => new MergeInput(s, k, s.liveSnapshot(), schema))
+    const fromSeg = new Uint16Array(liveRows)
+    const fromRow = new Uint32Array(liveRows)
+    const fromDeleted = new Uint8Array(liveRows)
+    const purge: Array<{ id: string, version: number, seg: DiskSegment, row: number }> = []
+    let kept = 0
+    const segment = await manifest.writeSegmentStream(schema, async w => {
+      for (const h of heads) await h.load()
+      let sinceYield = 0
+      for (;;) {
+        let min: MergeInput | undefined
+        for (const h of heads) if (h.record !== undefined && (min === undefined || h.before(min))) min = h
+        if (min === undefined) break
+        const r = min.record!
+        if (r.deleted && r.version < horizon) {
+          purge.push({ id: r.id, version: r.version, seg: min.seg, row: min.row })
+        } else {
+          if (kept === liveRows) throw new Error(`compaction: more than the ${liveRows} live rows counted`)
+          fromSeg[kept] = min.input
+          fromRow[kept] = min.row
+          fromDeleted[kept] = r.deleted ? 1 : 0
+          kept++
+          if (w.add(r)) await w.writeBatch()
         }
+        if (!min.step()) await min.load()
+        // Reads through the cache may answer without leaving the microtask queue: let timers and I/O in.
+        if (++sinceYield === w.batchRows) { sinceYield = 0; await new Promise(resolve => setImmediate(resolve)) }
       }
-    }
-    const written = records.length > 0 ? await manifest.writeSegment(schema, records) : undefined
-    counters.rowsRewritten += records.length
+    })
+    counters.rowsRewritten += kept
     const dropped = new Set(inputs.map(s => s.id))
     let swapped = false
     try {
       await manifest.update(m => {
         // The swap, in the manifest's turn and one tick: rows still newest move to the merged
         // segment; the rest stay dropped; expired tombstones still newest go.
-        if (written !== undefined) {
-          const { segment, order } = written
+        if (segment !== undefined) {
+          if (segment.rows !== kept) throw new Error(`compaction wrote ${segment.rows} rows of ${kept}`)
           index.addSegment(segment)
-          for (let j = 0; j < segment.rows; j++) {
-            const k = order[j]!
-            index.moveRow(from[k]!.seg, from[k]!.row, segment, j, records[k]!.deleted)
-          }
+          for (let j = 0; j < kept; j++) index.moveRow(inputs[fromSeg[j]!]!, fromRow[j]!, segment, j, fromDeleted[j] === 1)
         }
-        for (const { r, seg, row } of purge) if (index.purge(r.id, seg, row, r.version)) result.tombstonesPurged++
+        for (const { id, version, seg, row } of purge) if (index.purge(id, seg, row, version)) result.tombstonesPurged++
         for (const s of inputs) index.removeSegment(s)
         index.moved()
         swapped = true
-        return { ...m, nextSegment: manifest.nextSegmentId, segments: [...m.segments.filter(x => !dropped.has(x.id)), ...(written === undefined ? [] : [written.segment.meta])] }
+        return { ...m, nextSegment: manifest.nextSegmentId, segments: [...m.segments.filter(x => !dropped.has(x.id)), ...(segment === undefined ? [] : [segment.meta])] }
       })
     } catch (err) {
       if (swapped) {
         this.ctx.status.failed ??= err as Error
         throw err
       }
-      await written?.segment.close()
+      await segment?.close()
       throw err
     }
-    result.segmentsOut = written === undefined ? 0 : 1
-    result.rowsKept = written === undefined ? 0 : written.segment.liveCount
+    result.segmentsOut = segment === undefined ? 0 : 1
+    result.rowsKept = segment === undefined ? 0 : segment.liveCount
     counters.compactions++
     counters.tombstonesPurged += result.tombstonesPurged
     // Queries that took their snapshot before the swap may still read the old segments: each is
@@ -200,6 +216,80 @@ export class Compactor {
     await Promise.all(retiring)
     this.ctx.log.debug({ ...result }, 'compacted')
     return result
+  }
+}
+
+/**
+ * Records read from an input at a time (of one of its batches): 8,192 rows of a few columns are a
+ * few MB of objects; each read takes the batch's columns from the block cache.
+ */
+const MERGE_CHUNK_ROWS = 8192
+
+/** One input of a merge: its live rows under a snapshot of its bits, in key order, a chunk at a time. */
+class MergeInput {
+  /** The current row; undefined once every live row was taken. */
+  record: VersionedRecord | undefined
+  /** Its key hash (compared first) and its row in the segment. */
+  hash = 0
+  row = 0
+  private readonly batches: AsyncGenerator<LiveBatch>
+  private batch: LiveBatch | undefined
+  private batchAt = 0
+  private chunk: VersionedRecord[] = []
+  private chunkRows = new Uint32Array(0)
+  private at = 0
+
+  constructor (readonly seg: DiskSegment, readonly input: number, live: Uint8Array, private readonly schema: SpaceSchema) {
+    this.batches = seg.liveBatches(live, true)
+  }
+
+  /** Whether the current row comes before `o`'s in key order (compareKeys, the hash computed once a row). */
+  before (o: MergeInput): boolean {
+    return this.hash !== o.hash ? this.hash < o.hash : this.record!.id < o.record!.id
+  }
+
+  /** Moves to the next row of the chunk; false at its end (then load()). */
+  step (): boolean {
+    if (++this.at >= this.chunk.length) return false
+    this.head()
+    return true
+  }
+
+  /** Reads the next chunk and moves to its first row (record undefined at the end). */
+  async load (): Promise<void> {
+    if (this.batch === undefined || this.batchAt >= this.batch.length) {
+      const next = await this.batches.next()
+      if (next.done === true) {
+        this.record = undefined
+        this.chunk = []
+        return
+      }
+      this.batch = next.value
+      this.batchAt = 0
+    }
+    const b = this.batch
+    const k = Math.min(MERGE_CHUNK_ROWS, b.length - this.batchAt)
+    let local: Uint32Array
+    if (b.rows !== undefined) {
+      local = b.rows.subarray(this.batchAt, this.batchAt + k)
+    } else {
+      local = new Uint32Array(k)
+      for (let i = 0; i < k; i++) local[i] = this.batchAt + i
+    }
+    this.batchAt += k
+    this.chunk = await this.seg.records(b.batch, local, this.schema)
+    const first = this.seg.file.firstRow(b.batch)
+    this.chunkRows = new Uint32Array(k)
+    for (let i = 0; i < k; i++) this.chunkRows[i] = first + local[i]!
+    this.at = 0
+    this.head()
+  }
+
+  private head (): void {
+    const r = this.chunk[this.at]!
+    this.record = r
+    this.hash = keyHash(r.id)
+    this.row = this.chunkRows[this.at]!
   }
 }
 

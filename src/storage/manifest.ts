@@ -14,7 +14,7 @@ import type { FilePool } from './files.js'
 import { writeFileAtomic, writeFileDurable } from './fsutil.js'
 import { encodeLiveState, liveStateFileName, parseLiveStateFileName, type LiveState } from './live-state.js'
 import type { SegmentMeta } from './segment.js'
-import { writeSegmentFiles, type SegmentFileMeta } from './segment-file.js'
+import { SegmentFileWriter, writeSegmentFiles, type SegmentFileMeta } from './segment-file.js'
 import type { VersionedRecord } from './types.js'
 
 export const MANIFEST_FILE = 'MANIFEST'
@@ -111,6 +111,31 @@ export class SegmentManifest {
     if (order === undefined) throw new Error('writeSegmentFiles gave no key order')
     const segment = await DiskSegment.written(this.dir, meta, { files: this.files, cache: this.cache }, records)
     return { segment, order }
+  }
+
+  /**
+   * Writes the next segment from the rows `fill` adds to a SegmentFileWriter, in key order, a
+   * record batch at a time (compaction), durably, and opens it: row j of the segment is the j-th
+   * row added. Undefined when `fill` added none; on any failure nothing is left on disk. The
+   * caller lists the segment with update().
+   */
+  async writeSegmentStream (schema: SpaceSchema, fill: (w: SegmentFileWriter) => Promise<void>): Promise<DiskSegment | undefined> {
+    const w = await SegmentFileWriter.create(this.dir, this.nextSegmentId++, schema, { files: this.files })
+    let meta: SegmentFileMeta
+    try {
+      await fill(w)
+      if (w.rows === 0) {
+        await w.abort()
+        return undefined
+      }
+      meta = await w.finish()
+    } catch (err) {
+      await w.abort()
+      throw err
+    }
+    const segment = await DiskSegment.open(this.dir, meta, { files: this.files, cache: this.cache })
+    segment.oldestTombstone = w.oldestTombstone
+    return segment
   }
 
   /** Opens a listed segment of the current format (its index file only; see DiskSegment). */

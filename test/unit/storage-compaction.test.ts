@@ -101,6 +101,53 @@ describe('storage compaction', () => {
     await again.close()
   })
 
+  it('merges inputs of several batches into a segment of several batches, in key order, losing no write made meanwhile', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space, { compactionDeadRatio: 1, compactionMaxSegments: 100, memtableMaxRows: 1_000_000 })
+    const want = new Map<string, VersionedRecord>()
+    let version = T0
+    const apply = async (rs: VersionedRecord[]): Promise<void> => {
+      for (const r of rs) want.set(r.id, r)
+      await store.apply(rs)
+    }
+    // Three segments of 30,000 rows (more than a 65,536-row batch in all, and many 8,192-row
+    // chunks an input), overlapping: later rounds overwrite and delete ids of earlier ones.
+    for (let round = 0; round < 3; round++) {
+      const rs: VersionedRecord[] = []
+      for (let i = 0; i < 30_000; i++) {
+        const k = round * 25_000 + i
+        rs.push(i % 97 === 0 ? del(`k${k}`, version++) : put(space, `k${k}`, version++, { n: k, s: `r${round}` }))
+      }
+      await apply(rs)
+      await store.flush()
+    }
+    expect(store.stats().segments).toBe(3)
+    let merged = false
+    const compaction = store.compact().finally(() => { merged = true })
+    // Writes while the merge runs (it yields between batches): they win over the rows being copied.
+    let during = 0
+    for (let i = 0; i < 20; i++) {
+      if (!merged) during++
+      await apply([put(space, `k${i * 3001}`, version++, { n: -1 - i }), del(`k${i * 3001 + 1}`, version++), put(space, `new${i}`, version++, { n: i })])
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    const r = await compaction
+    expect(during).toBeGreaterThan(0)
+    expect(r).toMatchObject({ segmentsIn: 3, segmentsOut: 1, deadDropped: 10_000 })
+    const all = await scanAll(store)
+    expect(all.size).toBe(want.size)
+    for (const [id, rec] of all) expect(rec, id).toEqual(want.get(id))
+    await store.close()
+    const again = await openStore(dir, space)
+    for (const id of ['k0', 'k1', 'k3001', 'k3002', 'k54999', 'k79999', 'new19']) expect(await again.get(id), id).toEqual(want.get(id))
+    expect((await scanAll(again)).size).toBe(want.size)
+    await again.compact()
+    const after = await scanAll(again)
+    expect(after.size).toBe(want.size)
+    for (const [id, rec] of after) expect(rec, id).toEqual(want.get(id))
+    await again.close()
+  })
+
   it('runs by policy after a flush when segments exceed the limit', async () => {
     const dir = await dirs.make()
     const store = await openStore(dir, space, { compactionMaxSegments: 3, compactionDeadRatio: 1 })
