@@ -63,7 +63,26 @@ export interface ColumnBatch {
  * batches come from disk (a partition store); a plain array or generator serves in tests.
  */
 export interface BatchSource {
-  batches(columns: readonly string[]): Iterable<ColumnBatch> | AsyncIterable<ColumnBatch>
+  batches(columns: readonly string[], opts?: BatchOptions): Iterable<ColumnBatch> | AsyncIterable<ColumnBatch>
+}
+
+/** What a stored batch's zone map says of one column: its NULLs, and bounds of the rest when known. */
+export interface ColumnZone {
+  readonly nulls: number
+  readonly min?: number | string
+  readonly max?: number | string
+}
+
+/**
+ * A test of a stored batch by its zone maps, before its columns are read: false when no row of it
+ * can match (the batch is skipped), true when some may. `zone` answers undefined for a column
+ * without a map; `rows` is the batch's row count (dead rows included).
+ */
+export type ZoneTest = (zone: (column: string) => ColumnZone | undefined, rows: number) => boolean
+
+export interface BatchOptions {
+  /** Stored batches this rules out are skipped (a source without zone maps ignores it). */
+  zones?: ZoneTest
 }
 
 /** A vector's length in rows. */

@@ -26,10 +26,13 @@ export interface StoreCounters {
   /** Rows written again by compactions (write amplification: compare with `applied`). */
   rowsRewritten: number
   tombstonesPurged: number
+  /** Stored batches that query snapshots read, and those their zone maps let them skip. */
+  batchesRead: number
+  batchesSkipped: number
 }
 
 export function newStoreCounters (): StoreCounters {
-  return { applyCalls: 0, applied: 0, stale: 0, walFrames: 0, walFsyncs: 0, flushes: 0, compactions: 0, rowsRewritten: 0, tombstonesPurged: 0 }
+  return { applyCalls: 0, applied: 0, stale: 0, walFrames: 0, walFsyncs: 0, flushes: 0, compactions: 0, rowsRewritten: 0, tombstonesPurged: 0, batchesRead: 0, batchesSkipped: 0 }
 }
 
 export interface PartitionDeps {

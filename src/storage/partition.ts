@@ -20,7 +20,7 @@
  */
 import { mkdir, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { ColumnBatch } from '../columnar/index.js'
+import type { BatchOptions, ColumnBatch } from '../columnar/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import { BlockCache } from './block-cache.js'
 import { Compactor, type CompactionResult } from './compaction.js'
@@ -174,7 +174,7 @@ export class LocalPartitionStore implements PartitionStore {
   }
 
   /** The live rows as column batches, a snapshot taken by the call itself (see reads.ts). */
-  batches (columns: readonly string[]): AsyncIterable<ColumnBatch> { return this.reader.batches(columns) }
+  batches (columns: readonly string[], opts?: BatchOptions): AsyncIterable<ColumnBatch> { return this.reader.batches(columns, opts) }
 
   async digest (buckets = 64): Promise<PartitionDigest> { return await this.ctx.index.digest(buckets) }
 

@@ -4,7 +4,7 @@
  * decoded, the memtable's rows converted to columns and cached while the index is unchanged).
  * Every answer is read from the index of the moment; nothing here changes the partition.
  */
-import { gather, shareBatch, vectorFromValues, type ColumnBatch, type ColumnVector, type ValueType } from '../columnar/index.js'
+import { gather, shareBatch, vectorFromValues, type BatchOptions, type ColumnBatch, type ColumnVector, type ValueType } from '../columnar/index.js'
 import type { Row } from '../schema/index.js'
 import type { PartitionContext } from './context.js'
 import { stableHash } from './hash.js'
@@ -19,7 +19,7 @@ const MEM_CACHE_COLUMN_SETS = 4
 
 type ColumnSpec = ReadonlyArray<{ name: string, type: ValueType }>
 
-export type ReadContext = Pick<PartitionContext, 'space' | 'index' | 'memtable'>
+export type ReadContext = Pick<PartitionContext, 'space' | 'index' | 'memtable' | 'counters'>
 
 export class PartitionReader {
   /** The index generation the memtable batch cache was built at. */
@@ -148,12 +148,14 @@ export class PartitionReader {
    * the call, each id once. A caller must iterate to the end or stop with return() (for await
    * does): the pins are released then.
    */
-  batches (columns: readonly string[]): AsyncIterable<ColumnBatch> {
+  batches (columns: readonly string[], opts: BatchOptions = {}): AsyncIterable<ColumnBatch> {
+    const zones = opts.zones
     const schema = this.ctx.space().schema
     const cols: Array<{ name: string, type: ValueType }> = []
     for (const name of new Set(columns)) cols.push({ name, type: schema.find(c => c.name === name)?.type ?? 'null' })
     const parts = this.pinLive(false)
     const mem = this.memtableBatches(cols)
+    const counters = this.ctx.counters
     let released = false
     const release = (): void => {
       if (released) return
@@ -164,6 +166,11 @@ export class PartitionReader {
       try {
         for (const { seg, live } of parts) {
           for await (const lb of seg.liveBatches(live)) {
+            if (zones !== undefined && !zones(name => seg.file.zone(lb.batch, name), seg.file.batchRows(lb.batch))) {
+              counters.batchesSkipped++
+              continue
+            }
+            counters.batchesRead++
             const columns = new Map<string, ColumnVector>()
             for (const c of cols) {
               const v = await seg.column(lb.batch, c.name, c.type)

@@ -3,7 +3,7 @@
  * this peer. The engine behind it (WAL, memtable, Arrow segments, compaction) is storage's own.
  */
 import type { PackedRecords } from './wal.js'
-import type { ColumnBatch } from '../columnar/index.js'
+import type { BatchOptions, ColumnBatch } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
 
@@ -71,9 +71,10 @@ export interface PartitionStore {
    * of the schema's type; 'null' when the schema has no such column). A snapshot of what is
    * applied when called (the call itself, not the first iteration, takes it); the batches may be
    * read from disk as they are iterated. The vectors may be shared with a cache: never write into
-   * them. Each id appears once, in no particular order.
+   * them. Each id appears once, in no particular order. `opts.zones` skips stored batches whose
+   * zone maps rule every row out (the memtable's rows are never skipped: the caller still filters).
    */
-  batches(columns: readonly string[]): AsyncIterable<ColumnBatch>
+  batches(columns: readonly string[], opts?: BatchOptions): AsyncIterable<ColumnBatch>
   /** The anti-entropy digest; a promise: a bucket count not kept is built by reading every key. */
   digest(buckets?: number): Promise<PartitionDigest>
   /** The records of one digest bucket (tombstones included), for anti-entropy repair. */

@@ -7,7 +7,8 @@
  * `Limit(...)`, `Sort(...)` or nothing over `[Filter] Scan`. It arrives off the network and is
  * checked for that shape before it runs.
  */
-import { vectorFromValues, type BatchSource, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
+import { vectorFromValues, type BatchOptions, type BatchSource, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
+import { zoneTest } from './zones.js'
 import type { AggregateNode, Expr, PlanNode, ScanNode, SortKey, TopKNode } from '../model/index.js'
 import { createAccumulator } from './accumulators.js'
 import { evalExpr, exprType } from './eval.js'
@@ -73,6 +74,12 @@ export function fragmentShape (plan: PlanNode): FragmentShape {
   }
 }
 
+/** What a source is asked with the fragment's columns: the zone test of its WHERE, when it has one. */
+export function batchOptions (shape: FragmentShape, columnType: (name: string) => ValueType | undefined): BatchOptions | undefined {
+  const zones = shape.filter === null ? undefined : zoneTest(shape.filter, columnType)
+  return zones === undefined ? undefined : { zones }
+}
+
 /** Yields to the event loop so that a long scan does not starve requests and can be cancelled. */
 const breathe = async (): Promise<void> => await new Promise(resolve => setImmediate(resolve))
 
@@ -86,7 +93,7 @@ export async function runFragment (plan: PlanNode, ctx: FragmentContext): Promis
   const stats: FragmentStats = { rowsScanned: 0, rowsMatched: 0, ms: 0 }
   const sink = makeSink(shape, ctx, budget)
   let last = now()
-  for await (const raw of ctx.source.batches(columns)) {
+  for await (const raw of ctx.source.batches(columns, batchOptions(shape, ctx.columnType))) {
     stats.rowsScanned += raw.length
     if (shape.filter === null) {
       stats.rowsMatched += raw.length

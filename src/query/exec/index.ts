@@ -8,9 +8,10 @@
  * operator that holds rows or groups reports to the query's memory budget (errors.ts).
  */
 export { evalExpr, evalPredicate, exprType } from './eval.js'
+export { zoneTest } from './zones.js'
 export { QueryExecError, MemoryBudget, type QueryExecErrorCode } from './errors.js'
 export { splitPlan, type SplitPlan, type PostStep, type MergeKind } from './split.js'
-export { runFragment, fragmentShape, type FragmentOutput, type FragmentResult, type FragmentStats, type FragmentContext } from './fragment.js'
+export { runFragment, fragmentShape, batchOptions, type FragmentOutput, type FragmentResult, type FragmentStats, type FragmentContext } from './fragment.js'
 export { QueryMerger, renderRows, finalResult, aggregateType, type FinalResult, type OutputColumn } from './final.js'
 export { encodeBatch, decodeBatch, sliceBatch, type WireBatch } from './wire.js'
 export { chunkOutput, wireBytes, type ChunkLimits } from './chunks.js'

@@ -11,7 +11,7 @@ import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
 import { decodePlan, type PlanNode } from '../model/index.js'
 import { validatePlan } from '../validate/index.js'
-import { MemoryBudget, QueryExecError, chunkOutput, fragmentShape, runFragment, type FragmentOutput, type FragmentPool, type FragmentStats } from '../exec/index.js'
+import { MemoryBudget, QueryExecError, batchOptions, chunkOutput, fragmentShape, runFragment, type FragmentOutput, type FragmentPool, type FragmentStats } from '../exec/index.js'
 
 export const METHOD_FRAGMENT = 'query.fragment'
 
@@ -91,7 +91,9 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
   // Partitions run side by side when a pool of worker threads is there (one fragment per thread
   // plus this one), one after another otherwise; items go out as each partition finishes.
   const limit = deps.pool?.parallelism ?? 1
-  const columns = fragmentShape(req.plan).scan.columns ?? []
+  const shape = fragmentShape(req.plan)
+  const columns = shape.scan.columns ?? []
+  const options = batchOptions(shape, columnType)
   const types = columns.map(c => [c, columnType(c) ?? 'null'] as [string, ValueType])
   const partition = async (p: number): Promise<FragmentItem[]> => {
     if (signal.aborted) return []
@@ -111,7 +113,7 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     try {
       if (deps.pool !== undefined) {
         batches = []
-        for await (const b of store.batches(columns)) batches.push(b)
+        for await (const b of store.batches(columns, options)) batches.push(b)
       }
     } catch (err) {
       return [{ p, error: { code: 'STORE_FAILED', message: (err as Error).message } }]
