@@ -53,6 +53,12 @@ export function reverseBits32 (x: number): number {
 }
 
 /** The first component of an id's key: its bucket hash, bit-reversed (a uint32). */
+/** The two hashes a Bloom filter of a key index tests for `id` (see mayContainHashes). */
+export function bloomHashes (id: string, out: Uint32Array): void {
+  out[0] = stableHash(id)
+  out[1] = hashString32(id, BLOOM_SEED)
+}
+
 export function keyHash (id: string): number { return reverseBits32(stableHash(id)) }
 
 /** Key order: by `keyHash`, then by the id (JS string order). Negative, zero or positive. */
@@ -485,6 +491,11 @@ export class KeyIndex {
   /** False when the segment certainly does not hold `id`; true when it may (1 % false positives by default). */
   mayContain (id: string): boolean {
     return this.count > 0 && this.bloom.has(stableHash(id), hashString32(id, BLOOM_SEED))
+  }
+
+  /** mayContain() with the id's two Bloom hashes computed once (bloomHashes) for several segments. */
+  mayContainHashes (h1: number, h2: number): boolean {
+    return this.count > 0 && this.bloom.has(h1, h2)
   }
 
   /** The row, version and tombstone flag of `id`, or undefined: at most one block read. */

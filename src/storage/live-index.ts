@@ -16,6 +16,7 @@
 import { newRow, type Row, type SpaceSchema } from '../schema/index.js'
 import { BucketDigests, type RecordVisitor } from './digest.js'
 import type { DiskSegment } from './disk-segment.js'
+import { bloomHashes } from './key-index.js'
 import { recordHash, stableHash } from './hash.js'
 import type { LiveState } from './live-state.js'
 import { compareVersions, type PartitionDigest, type VersionedRecord } from './types.js'
@@ -41,6 +42,8 @@ export interface Lookup {
 
 /** current(): the answer is stale, look again. */
 export const STALE = Symbol('stale')
+/** lookupNow(): a segment's Bloom filter may hold the id; only a read of its key index tells. */
+export const NEEDS_READ = Symbol('needs read')
 
 export class LiveIndex {
   /** The memtable's ids, each with its newest record (active or frozen memtable). */
@@ -55,6 +58,7 @@ export class LiveIndex {
   /** Bumped by every move of a version between places outside the memtable (see the file comment). */
   epoch = 0
   readonly digests: BucketDigests
+  private readonly bloomScratch = new Uint32Array(2)
 
   /** `schema`: the space's current columns; `digestCacheSize`: bucket counts whose digests are kept. */
   constructor (private readonly schema: () => SpaceSchema, digestCacheSize: number) {
@@ -78,6 +82,21 @@ export class LiveIndex {
 
   /** Whether `r` (a memtable record) is still the newest version of its id. */
   holds (r: VersionedRecord): boolean { return this.mem.get(r.id) === r }
+
+  /**
+   * Where `id`'s newest version is, when that is known without a read: its memtable record, or
+   * undefined when no segment's Bloom filter holds it (a new id: the common case of a write);
+   * NEEDS_READ otherwise. Synchronous: valid in the caller's tick.
+   */
+  lookupNow (id: string): Entry | undefined | typeof NEEDS_READ {
+    const m = this.mem.get(id)
+    if (m !== undefined) return m
+    if (this.newestFirst.length === 0) return undefined
+    const h = this.bloomScratch
+    bloomHashes(id, h)
+    for (const seg of this.newestFirst) if (seg.file.keys.mayContainHashes(h[0]!, h[1]!)) return NEEDS_READ
+    return undefined
+  }
 
   /** Where `id`'s newest version is, as of the returned epoch. */
   async lookup (id: string): Promise<Lookup> {
@@ -127,7 +146,17 @@ export class LiveIndex {
    * wins), looking the id up and, when only the contents decide, reading the held row; `onPut`
    * runs in the same tick as the put (the caller adds `r` to its memtable there). False: `r` lost.
    */
-  async putIfNewer (r: VersionedRecord, onPut: () => void): Promise<boolean> {
+  putIfNewer (r: VersionedRecord, onPut: () => void): boolean | Promise<boolean> {
+    // Without a read when the memtable or the Bloom filters answer: no promise, no tick lost.
+    const now = this.lookupNow(r.id)
+    if (now === NEEDS_READ) return this.putIfNewerRead(r, onPut)
+    if (now !== undefined && this.winsKnown(r, now) !== true) return false
+    this.putOver(r, now)
+    onPut()
+    return true
+  }
+
+  private async putIfNewerRead (r: VersionedRecord, onPut: () => void): Promise<boolean> {
     let decided: { seg: DiskSegment, row: number, wins: boolean } | undefined
     for (;;) {
       const cur = this.current(r.id, await this.lookup(r.id))

@@ -235,7 +235,10 @@ async function replayWal (ctx: RecoveryContext, walSeqs: readonly number[], stat
         }
       })
     }
-    for (const rec of r.records) await index.putIfNewer(rec, () => { memtable.records.push(rec) })
+    for (const rec of r.records) {
+      const p = index.putIfNewer(rec, () => { memtable.records.push(rec) })
+      if (typeof p !== 'boolean') await p
+    }
     memtable.bytes += r.goodBytes
   }
   return newDamage

@@ -10,7 +10,7 @@
  */
 import { isHlc } from '../hlc/index.js'
 import type { PartitionContext } from './context.js'
-import type { Entry } from './live-index.js'
+import { NEEDS_READ, type Entry } from './live-index.js'
 import type { ApplyResult, VersionedRecord } from './types.js'
 import { FRAME_HEADER_BYTES, encodeFrame, encodePackedFrame, type PackedRecords } from './wal.js'
 
@@ -53,7 +53,8 @@ export class PartitionWriter {
     let stale = 0
     for (const r of records) {
       const at = slot.get(r.id)
-      const cur: Entry | undefined = at !== undefined ? winners[at]! : await index.currentEntry(r.id)
+      let cur: Entry | undefined | typeof NEEDS_READ = at !== undefined ? winners[at]! : index.lookupNow(r.id)
+      if (cur === NEEDS_READ) cur = await index.currentEntry(r.id)
       if (cur !== undefined && !(index.winsKnown(r, cur) ?? await index.wins(r, cur))) { stale++; continue }
       if (at !== undefined) {
         winners[at] = r
@@ -94,7 +95,8 @@ export class PartitionWriter {
     // apply may have put a newer version of an id in meanwhile; then this one lost after all.
     try {
       for (const w of winners) {
-        const put = await index.putIfNewer(w, () => { memtable.recordsOf(generation).push(w) })
+        const p = index.putIfNewer(w, () => { memtable.recordsOf(generation).push(w) })
+        const put = typeof p === 'boolean' ? p : await p
         if (!put) { applied--; stale++ }
       }
     } catch (err) {
