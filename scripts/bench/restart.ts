@@ -3,7 +3,7 @@
  * (utf8 id, int64, float64, utf8), its resident memory sampled through the load and a GROUP BY,
  * then kill -9 and a restart timed from spawn to the first complete answer of a count(*).
  *
- *   npx tsc -p tsconfig.json && node dist/scripts/bench/restart.js [rows] [cacheMiB]
+ *   npx tsc -p tsconfig.json && node dist/scripts/bench/restart.js [rows] [cacheMiB] [memtableBudgetMiB]
  *
  * Defaults: 3,000,000 rows, the peer's default cache. The peer runs with `storage.cacheMiB` when
  * given. Resident memory is the peer process's VmRSS (from /proc), its peak over the phase.
@@ -99,8 +99,12 @@ async function dirMiB (dir: string): Promise<number> {
   return total / 1048576
 }
 
-export async function benchRestart (opts: { rows: number, cacheMiB?: number }): Promise<RestartBenchResult> {
-  const cluster = await TestCluster.create({ config: opts.cacheMiB !== undefined ? { storage: { cacheMiB: opts.cacheMiB } } : {} })
+export async function benchRestart (opts: { rows: number, cacheMiB?: number, memtableBudgetMiB?: number }): Promise<RestartBenchResult> {
+  const storage: Record<string, number> = {}
+  if (opts.cacheMiB !== undefined) storage.cacheMiB = opts.cacheMiB
+  if (opts.memtableBudgetMiB !== undefined) storage.memtableBudgetBytes = opts.memtableBudgetMiB * 1048576
+  if (process.env.SHOAL_BENCH_MEMTABLE_ROWS !== undefined) storage.memtableMaxRows = Number(process.env.SHOAL_BENCH_MEMTABLE_ROWS)
+  const cluster = await TestCluster.create({ config: { storage } })
   try {
     const peer = await cluster.startPeer('a', { faultInjection: false })
     const created = await post(peer, '/spaces', JSON.stringify({ name: 'bench', schema: [{ name: 'n', type: 'int64' }, { name: 'x', type: 'float64' }, { name: 's', type: 'utf8' }], replicas: 1 }))
@@ -145,6 +149,10 @@ export async function benchRestart (opts: { rows: number, cacheMiB?: number }): 
     lines.forEach((l, i) => { if (l.includes('open-file budget')) from = i })
     let recoveryMs = 0
     let walRecordsReplayed = 0
+    if (process.env.SHOAL_BENCH_LOG !== undefined) {
+      const { writeFile } = await import('node:fs/promises')
+      await writeFile(process.env.SHOAL_BENCH_LOG, lines.slice(from).join('\n'))
+    }
     for (const l of lines.slice(from)) {
       if (!l.includes('partition recovered')) continue
       const o = JSON.parse(l) as { ms?: number, walRecords?: number }
@@ -169,7 +177,8 @@ export function formatRestartBench (r: RestartBenchResult): string {
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const rows = Number(process.argv[2] ?? 3_000_000)
   const cacheMiB = process.argv[3] !== undefined ? Number(process.argv[3]) : undefined
-  const r = await benchRestart({ rows, ...(cacheMiB !== undefined ? { cacheMiB } : {}) })
+  const memtableBudgetMiB = process.argv[4] !== undefined ? Number(process.argv[4]) : undefined
+  const r = await benchRestart({ rows, ...(cacheMiB !== undefined ? { cacheMiB } : {}), ...(memtableBudgetMiB !== undefined ? { memtableBudgetMiB } : {}) })
   console.log(formatRestartBench(r))
   process.exit(0)
 }

@@ -10,7 +10,7 @@ import { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 import { LocalPartitionStore, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type StorageEngineOptions } from './options.js'
 
-const DEFAULT_MEMTABLE_BUDGET_BYTES = 512 << 20
+const DEFAULT_MEMTABLE_BUDGET_BYTES = 64 << 20
 
 /** A space uid as a directory name: as is when harmless, else percent-encoded. */
 export function spaceDirName (uid: string): string {
