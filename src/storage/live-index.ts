@@ -145,10 +145,13 @@ export class LiveIndex {
    * Makes memtable record `r` the newest version of its id if it beats what is held (last writer
    * wins), looking the id up and, when only the contents decide, reading the held row; `onPut`
    * runs in the same tick as the put (the caller adds `r` to its memtable there). False: `r` lost.
+   * Synchronous (no promise) when no key index needs a read.
    */
-  putIfNewer (r: VersionedRecord, onPut: () => void): boolean | Promise<boolean> {
+  putIfNewer (r: VersionedRecord, onPut: () => void, absentAt = -1): boolean | Promise<boolean> {
     // Without a read when the memtable or the Bloom filters answer: no promise, no tick lost.
-    const now = this.lookupNow(r.id)
+    // `absentAt`: the epoch at which the caller found the id in no segment; no swap since, and
+    // only the memtable can hold it now.
+    const now = absentAt === this.epoch ? this.mem.get(r.id) : this.lookupNow(r.id)
     if (now === NEEDS_READ) return this.putIfNewerRead(r, onPut)
     if (now !== undefined && this.winsKnown(r, now) !== true) return false
     this.putOver(r, now)

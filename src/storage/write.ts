@@ -49,11 +49,15 @@ export class PartitionWriter {
     // earlier copy in place. Checked against what is durable now; checked again at the insert.
     const slot = new Map<string, number>()
     const winners: VersionedRecord[] = []
+    // The index epoch at which each winner's id was in no segment (-1: it may be): until a swap,
+    // the insert need not ask the segments' Bloom filters again.
+    const absentAt: number[] = []
     let applied = 0
     let stale = 0
     for (const r of records) {
       const at = slot.get(r.id)
       let cur: Entry | undefined | typeof NEEDS_READ = at !== undefined ? winners[at]! : index.lookupNow(r.id)
+      const absent = at === undefined && cur === undefined ? index.epoch : -1
       if (cur === NEEDS_READ) cur = await index.currentEntry(r.id)
       if (cur !== undefined && !(index.winsKnown(r, cur) ?? await index.wins(r, cur))) { stale++; continue }
       if (at !== undefined) {
@@ -61,6 +65,7 @@ export class PartitionWriter {
       } else {
         slot.set(r.id, winners.length)
         winners.push(r)
+        absentAt.push(absent)
       }
       applied++
     }
@@ -94,8 +99,9 @@ export class PartitionWriter {
     // Durable: visible now, in the memtable of the WAL file that holds the frame. A concurrent
     // apply may have put a newer version of an id in meanwhile; then this one lost after all.
     try {
-      for (const w of winners) {
-        const p = index.putIfNewer(w, () => { memtable.recordsOf(generation).push(w) })
+      for (let i = 0; i < winners.length; i++) {
+        const w = winners[i]!
+        const p = index.putIfNewer(w, () => { memtable.recordsOf(generation).push(w) }, absentAt[i])
         const put = typeof p === 'boolean' ? p : await p
         if (!put) { applied--; stale++ }
       }
