@@ -172,7 +172,7 @@ export class Compactor {
         }
         if (!min.step()) await min.load()
         // Reads through the cache may answer without leaving the microtask queue: let timers and I/O in.
-        if (++sinceYield === w.batchRows) { sinceYield = 0; await new Promise(resolve => setImmediate(resolve)) }
+        if (++sinceYield === MERGE_STEP) { sinceYield = 0; await new Promise(resolve => setImmediate(resolve)) }
       }
     })
     counters.rowsRewritten += kept
@@ -292,6 +292,9 @@ class MergeInput {
     this.row = this.chunkRows[this.at]!
   }
 }
+
+/** Records merged between two yields to the event loop (a few ms of work). */
+const MERGE_STEP = 8192
 
 /** Segments this many times larger than the smallest of a tier still belong to it. */
 const TIER_FACTOR = 4

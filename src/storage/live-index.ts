@@ -248,10 +248,13 @@ export class LiveIndex {
     seg.setLive(row, r.deleted)
   }
 
-  /** A compaction copied row `row` of `from` to row `to` of `into`: it lives there now, if it still lived. */
+  /**
+   * A compaction copied row `row` of `from` to row `to` of `into`: it lives there now, if it still
+   * lived. `from`'s bit stays: the segment leaves the index in the same swap (removeSegment), and
+   * snapshots that still read it took copies of its bits.
+   */
   moveRow (from: DiskSegment, row: number, into: DiskSegment, to: number, deleted: boolean): boolean {
     if (!from.isLive(row)) return false
-    from.clearLive(row, deleted)
     into.setLive(to, deleted)
     return true
   }

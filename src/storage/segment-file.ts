@@ -27,7 +27,7 @@ import { columnVectorBytes, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
 import { fsyncDir } from './fsutil.js'
-import { encodeKeyIndex, KeyIndex, KeyIndexCorruptError, keyHash, keyOrder, type KeyIndexEntry, type KeyIndexSource } from './key-index.js'
+import { encodeKeyIndex, encodeKeyIndexYielding, KeyIndex, KeyIndexCorruptError, keyHash, keyOrder, type KeyIndexSource } from './key-index.js'
 import {
   DELETED_COLUMN, FORMAT_KEY, SegmentCorruptError, VERSION_COLUMN, buildColumn, decodeColumn, decodeIds, fromArrow, nullVector, segmentFileName,
   type SegmentMeta
@@ -151,11 +151,12 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
     }
   }
   inOrder.length = 0
-  // Allocated in key order, the order encodeKeyIndex reads them in (allocated in input order and
-  // permuted, they lay scattered and the encoding ran about twice as long).
-  const entries = new Array<KeyIndexEntry>(n)
-  for (let i = 0; i < n; i++) { const o = order[i]!; entries[i] = { id: ids[o]!, version: versions[o]!, deleted: deleted[o] === 1 } }
-  const keyIndex = encodeKeyIndex(entries)
+  // In key order, the order encodeKeyIndex reads them in.
+  const keyIds = new Array<string>(n)
+  const keyVersions = new Float64Array(n)
+  const keyDeleted = new Uint8Array(n)
+  for (let i = 0; i < n; i++) { const o = order[i]!; keyIds[i] = ids[o]!; keyVersions[i] = versions[o]!; keyDeleted[i] = deleted[o]! }
+  const keyIndex = encodeKeyIndex({ ids: keyIds, versions: keyVersions, deleted: keyDeleted })
   const out = await SegmentOutput.create(dir, id, layout, batchRows, opts.files)
   try {
     for (let b = 0; b < batchCount; b++) {
@@ -447,10 +448,9 @@ export class SegmentFileWriter {
     await this.writeBatch()
     this.done = true
     const n = this.ids.length
-    const entries = new Array<KeyIndexEntry>(n)
-    for (let i = 0; i < n; i++) entries[i] = { id: this.ids[i]!, version: this.versions[i]!, deleted: this.deleted[i] === 1 }
+    const keyIndex = await encodeKeyIndexYielding({ ids: this.ids, versions: this.versions.subarray(0, n), deleted: this.deleted.subarray(0, n) })
     this.ids.length = 0
-    return await this.out.finish(encodeKeyIndex(entries))
+    return await this.out.finish(keyIndex)
   }
 
   /** Gives the write up and deletes its files. */
