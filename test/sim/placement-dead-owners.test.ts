@@ -52,13 +52,7 @@ async function setUp (seed: number): Promise<{ world: SimWorld, c: WholeCluster,
   c.get('p0').catalog.create({ name: 'keep', schema, partitions: 16, replicas: 2 })
   expect(await world.runUntil(() => c.settled('keep'), { maxMs: 30_000, checkEveryMs: 100 })).toBe(true)
   const space = spaceOn(c.get('p0'), 'keep')
-  // Every peer has heard every owner announce its partitions ready (readiness travels in
-  // membership meta, a little after the owner marks it).
-  const announced = (): boolean => c.up().every(n => [...Array(16).keys()].every(p => {
-    const pp = n.placement.locate(space, p)
-    return !pp.fresh && [...pp.readReplicas].sort().join() === [...pp.owners].sort().join()
-  }))
-  expect(await world.runUntil(announced, { maxMs: 30_000, checkEveryMs: 100 })).toBe(true)
+  expect(await world.runUntil(() => c.announced(space), { maxMs: 30_000, checkEveryMs: 100 })).toBe(true)
   const victims = c.get('p0').placement.ownersOf(space, 0)
   const survivors = ['p0', 'p1', 'p2', 'p3', 'p4'].filter(id => !victims.includes(id))
   const coord = c.get(survivors[0]!)

@@ -122,6 +122,18 @@ export class WholeCluster {
     return true
   }
 
+  /**
+   * Every up peer has heard every owner of each of the space's partitions announce it ready
+   * (readiness travels in membership meta, a little after the owner marks it): none is fresh, and
+   * the read replicas are the owners.
+   */
+  announced (space: SpaceDef): boolean {
+    return this.up().every(n => [...Array(space.partitions).keys()].every(p => {
+      const pp = n.placement.locate(space, p)
+      return !pp.fresh && [...pp.readReplicas].sort().join() === [...pp.owners].sort().join()
+    }))
+  }
+
   /** n peers p0..p<n-1>, all joined and alive everywhere. */
   static async form (world: SimWorld, n: number, opts: WholeClusterOptions = {}): Promise<WholeCluster> {
     const c = new WholeCluster(world, opts)

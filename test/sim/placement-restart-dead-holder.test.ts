@@ -41,11 +41,7 @@ describe('a peer restarted while holders of a partition are dead', () => {
     c.get('p0').catalog.create({ name: 'keep', schema, partitions: 16, replicas: 3 })
     expect(await world.runUntil(() => c.settled('keep'), { maxMs: 30_000, checkEveryMs: 100 })).toBe(true)
     const space = spaceOn(c.get('p0'), 'keep')
-    const announced = (): boolean => c.up().every(n => [...Array(16).keys()].every(p => {
-      const pp = n.placement.locate(space, p)
-      return !pp.fresh && [...pp.readReplicas].sort().join() === [...pp.owners].sort().join()
-    }))
-    expect(await world.runUntil(announced, { maxMs: 30_000, checkEveryMs: 100 })).toBe(true)
+    expect(await world.runUntil(() => c.announced(space), { maxMs: 30_000, checkEveryMs: 100 })).toBe(true)
 
     const P = 0
     const [stale, a, b] = c.get('p0').placement.ownersOf(space, P) as [string, string, string]
