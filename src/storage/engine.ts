@@ -12,6 +12,11 @@ import { resolvePartitionOptions, type PartitionStoreOptions, type StorageEngine
 
 const DEFAULT_MEMTABLE_BUDGET_BYTES = 64 << 20
 
+/** A partition of a space this peer dropped was asked for. */
+export class SpaceDroppedError extends Error {
+  override name = 'SpaceDroppedError'
+}
+
 /** A space uid as a directory name: as is when harmless, else percent-encoded. */
 export function spaceDirName (uid: string): string {
   if (uid.length === 0) throw new Error('space uid is empty')
@@ -26,6 +31,8 @@ export class StorageEngine {
   private readonly stores = new Map<string, Promise<LocalPartitionStore>>()
   private readonly open = new Map<string, LocalPartitionStore>()
   private closed = false
+  /** Space uids dropped while this engine runs: their partitions are not opened again. */
+  private readonly dropped = new Set<string>()
   /** The bound on open files shared by every partition. */
   readonly files: FilePool
   /** The peer's one cache of blocks read from segment files. */
@@ -58,6 +65,8 @@ export class StorageEngine {
     const key = `${space.uid}\u0000${partition}`
     let p = this.stores.get(key)
     if (p === undefined) {
+      // Opening would create files in a directory being deleted (or bring it back after).
+      if (this.dropped.has(space.uid)) throw new SpaceDroppedError(`space ${space.name} (${space.uid}) was dropped; its partition ${partition} is not opened`)
       p = LocalPartitionStore.open(this.deps, space, partition, this.partitionDir(space.uid, partition), this.partitionOpts, {
         onMemtableGrowth: () => { this.enforceBudget() }
       })
@@ -114,6 +123,9 @@ export class StorageEngine {
 
   /** Closes every partition of a space and deletes its directory. */
   async dropSpace (uid: string): Promise<void> {
+    // First, so that no open of one of its partitions starts while the directory goes (it created
+    // files under the delete and left the directory behind: ENOTEMPTY). A uid is never reused.
+    this.dropped.add(uid)
     const prefix = `${uid}\u0000`
     for (const [key, p] of [...this.stores]) {
       if (!key.startsWith(prefix)) continue

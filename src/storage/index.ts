@@ -42,7 +42,7 @@
  */
 export type { VersionedRecord, ApplyResult, PartitionDigest, PartitionStats, PartitionStore } from './types.js'
 export { compareVersions } from './types.js'
-export { StorageEngine, spaceDirName } from './engine.js'
+export { SpaceDroppedError, StorageEngine, spaceDirName } from './engine.js'
 export { LocalPartitionStore, StoreClosedError, StoreFailedError, MANIFEST_FILE, CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX } from './partition.js'
 export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps, DamageReport } from './partition.js'
 export { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
