@@ -110,7 +110,9 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
   await writeFile(join(dir, 'schedule.json'), JSON.stringify(plans, null, 2))
   const workloads: Workload[] = o.workload === 'all' ? ['set', 'register', 'queries'] : [o.workload]
 
-  const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP })
+  // A 1 MiB block cache and small memtables: what the schedules write is flushed to segments and
+  // compacted while the nemeses run, and read back from disk through constant eviction.
+  const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP, config: { storage: { cacheMiB: 1, memtableMaxRows: 200 } } })
   live.add(cluster)
   let history: History | undefined
   try {
