@@ -99,7 +99,7 @@ export async function benchStorage (opts: { rows: number, walMiB?: number }): Pr
       x = (Math.imul(x, 1103515245) + 12345) >>> 0
       const id = `row-${(x % written).toString(36).padStart(8, '0')}`
       const t0 = performance.now()
-      const r = store.get(id)
+      const r = await store.get(id)
       lat[i] = performance.now() - t0
       if (r === undefined) throw new Error(`get(${id}) found nothing`)
     }
