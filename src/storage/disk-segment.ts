@@ -12,9 +12,10 @@
 import { join } from 'node:path'
 import type { ColumnVector, ValueType } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
-import type { SpaceSchema } from '../schema/index.js'
+import { newRow, type Row, type SpaceSchema } from '../schema/index.js'
 import type { BlockCache } from './block-cache.js'
 import type { FilePool } from './files.js'
+import { fromArrow } from './segment.js'
 import { removeFiles } from './fsutil.js'
 import { SegmentFile, type SegmentFileMeta } from './segment-file.js'
 import type { VersionedRecord } from './types.js'
@@ -150,6 +151,25 @@ export class DiskSegment {
     const b = this.file.batchOf(row)
     const [r] = await this.file.records(b, [row - this.file.firstRow(b)], schema)
     return r!
+  }
+
+  /**
+   * The record of `e` (a row of this segment found by its key index, which gave its id, version
+   * and flag): a tombstone without a read; else its values, from the raw Arrow columns of its
+   * batch (no id, version or flag column read or decoded: a point get reads only what it returns).
+   */
+  async recordOf (e: { id: string, row: number, version: number, deleted: boolean }, schema: SpaceSchema): Promise<VersionedRecord> {
+    if (e.deleted) return { id: e.id, version: e.version, deleted: true, row: null }
+    const b = this.file.batchOf(e.row)
+    const i = e.row - this.file.firstRow(b)
+    const row: Row = newRow()
+    row.id = e.id
+    for (const c of schema) {
+      if (c.name === 'id') continue
+      const vec = await this.file.arrowColumn(b, c.name)
+      row[c.name] = vec === undefined ? null : fromArrow(c.type, vec.get(i))
+    }
+    return { id: e.id, version: e.version, deleted: false, row }
   }
 
   /** The records at batch-local `rows` of batch `b` (all when undefined). */

@@ -23,6 +23,7 @@ import { compareVersions, type PartitionDigest, type VersionedRecord } from './t
 
 /** A live segment row holding an id's newest version. */
 export interface SegmentEntry {
+  readonly id: string
   readonly seg: DiskSegment
   readonly row: number
   readonly version: number
@@ -108,7 +109,7 @@ export class LiveIndex {
       for (const seg of this.newestFirst) {
         if (!seg.file.keys.mayContain(id)) continue
         const hit = await seg.file.keys.lookup(id)
-        if (hit !== undefined && seg.isLive(hit.row)) { found = { seg, row: hit.row, version: hit.version, deleted: hit.deleted }; break }
+        if (hit !== undefined && seg.isLive(hit.row)) { found = { id, seg, row: hit.row, version: hit.version, deleted: hit.deleted }; break }
         if (this.epoch !== epoch) break
       }
       if (this.epoch !== epoch) continue
@@ -262,7 +263,7 @@ export class LiveIndex {
   /** Drops a live tombstone row (compaction past the grace period); false if it no longer lived. */
   purge (id: string, seg: DiskSegment, row: number, version: number): boolean {
     if (!seg.isLive(row)) return false
-    this.detach(id, { seg, row, version, deleted: true })
+    this.detach(id, { id, seg, row, version, deleted: true })
     return true
   }
 
@@ -294,7 +295,7 @@ export class LiveIndex {
 
   /** The record an entry stands for: a memtable record as is (columns added since read as null), a segment row read from disk. */
   async materialize (e: Entry): Promise<VersionedRecord> {
-    if (isSegmentEntry(e)) return await e.seg.record(e.row, this.schema())
+    if (isSegmentEntry(e)) return await e.seg.recordOf(e, this.schema())
     return this.shaped(e)
   }
 
