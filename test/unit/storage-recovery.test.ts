@@ -239,10 +239,10 @@ describe('storage recovery', () => {
     // the read that meets it, which fails naming the file, the batch and the column.
     const meta = (JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')) as { segments: SegmentFileMeta[] }).segments[0]!
     const file = await SegmentFile.open(dir, meta, { files: new FilePool(), cache: new BlockCache(1 << 20) })
-    const idRange = file.columnRange(0, 'id')!
+    const nRange = file.columnRange(0, 'n')!
     await file.close()
     const flipped = Buffer.from(bytes)
-    flipped[idRange.offset + idRange.length - 1] ^= 0x01
+    flipped[nRange.offset + nRange.length - 1] ^= 0x01
     await writeFile(join(dir, seg), flipped)
     const opened = await openStore(dir, space)
     const err = await opened.get('a').catch((e: unknown) => e)
