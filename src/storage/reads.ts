@@ -106,7 +106,7 @@ export class PartitionReader {
           const end = first + seg.file.batchRows(b)
           const local: number[] = []
           for (; i < rows.length && rows[i]! < end; i++) local.push(rows[i]! - first)
-          out.push(...await seg.records(b, local, schema))
+          for (const r of await seg.records(b, local, schema)) out.push(r)
         }
       }
     } finally {
