@@ -14,6 +14,7 @@ import { parseConsistency, runGet, runPut } from './records.js'
 import { runImport, type ImportFormat } from './import.js'
 import { registerQueryCommands } from './query.js'
 import { CliError } from './errors.js'
+import { VERSION } from '../runtime/index.js'
 
 const DEFAULT_PEER = 'http://127.0.0.1:7947'
 const peerOption = (): Option => new Option('--peer <url>', "URL of any peer's HTTP API").default(DEFAULT_PEER)
@@ -26,6 +27,7 @@ function buildProgram (): Command {
   program
     .name('shoal')
     .description('Shoal: a peer-to-peer database node')
+    .version(VERSION, '--version', 'print the version and exit')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
 

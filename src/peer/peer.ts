@@ -11,7 +11,7 @@ import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadO
 import { PartitionDetector } from '../partition/index.js'
 import { Catalog, DEFAULT_PLACEMENT_OPTIONS, PlacementService } from '../placement/index.js'
 import { DEFAULT_REPLICATOR_OPTIONS, Replicator } from '../replication/index.js'
-import { SystemClock, SystemRandom, type Logger, type PeerAddress } from '../runtime/index.js'
+import { SystemClock, SystemRandom, VERSION, type Logger, type PeerAddress } from '../runtime/index.js'
 import { DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { CatalogFile } from './catalog-file.js'
@@ -396,6 +396,7 @@ export class Peer implements ApiPeer {
       status: !status.majority || noQuorum ? 'red' : degraded ? 'yellow' : 'green',
       peer: this.peerId,
       name: this.config.name,
+      version: VERSION,
       addrs: this.addrs(),
       http: this.httpUrl,
       majority: status.majority,
@@ -618,6 +619,7 @@ export class Peer implements ApiPeer {
       const c = this.layers.engine.cache.stats()
       return [[{ event: 'hit' }, c.hits], [{ event: 'miss' }, c.misses], [{ event: 'eviction' }, c.evictions]]
     })
+    m.gaugeFrom('shoal_build_info', 'This peer\'s build: always 1, with its version and Node.js version as labels', ['version', 'node'], () => [[{ version: VERSION, node: process.version }, 1]])
     m.gaugeFrom('shoal_storage_cache_bytes', 'Bytes the block cache holds, and its limit (storage.cacheMiB)', ['kind'], () => {
       const c = this.layers.engine.cache.stats()
       return [[{ kind: 'held' }, c.bytes], [{ kind: 'limit' }, c.maxBytes]]

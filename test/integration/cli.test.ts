@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -5,10 +6,19 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freePort, runCli, TestCluster, waitFor } from '../cluster/index.js'
 
+/** The version every build reports: package.json's. */
+const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
 describe('the shoal CLI on bad input', () => {
   let dir: string
   beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'shoal-cli-')) })
   afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
+
+  it('prints its version (package.json\'s) with --version', async () => {
+    const res = await runCli(['--version'])
+    expect(res.code).toBe(0)
+    expect(res.stdout.trim()).toBe(PACKAGE_VERSION)
+  })
 
   it('rejects an unknown flag with a usage error naming it', async () => {
     const res = await runCli(['start', '--no-such-flag'])
@@ -125,6 +135,8 @@ describe('a peer with an unreachable bootstrap address', () => {
     expect(metrics).toMatch(/shoal_members\{state="alive"\} 2/)
     expect(metrics).toContain('shoal_swim_events_total{event="probe"}')
     expect(metrics).toMatch(/shoal_rpc_calls_total\{outcome="ok"\} [1-9]/)
+    expect(metrics).toContain(`shoal_build_info{version="${PACKAGE_VERSION}",node="${process.version}"} 1`)
+    expect(((await b.get('/health')) as { version: string }).version).toBe(PACKAGE_VERSION)
   })
 
   it('refuses /admin/faults bodies that are not a deny list, naming the field', async () => {
