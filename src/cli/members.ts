@@ -2,7 +2,7 @@ import { CliError } from './errors.js'
 import { fetchJson } from './http-client.js'
 import { formatTable } from './table.js'
 
-interface Member { peerId: string, name: string | null, addrs: string[], http: string | null, state: string, incarnation: number }
+interface Member { peerId: string, name: string | null, addrs: string[], http: string | null, version?: string | null, state: string, incarnation: number }
 
 export async function runMembers (opts: { peer: string, json?: boolean }): Promise<void> {
   const members = await fetchJson(opts.peer, '/cluster/members') as Member[]
@@ -14,8 +14,8 @@ export async function runMembers (opts: { peer: string, json?: boolean }): Promi
   const order = { alive: 0, suspect: 1, dead: 2, left: 3 } as Record<string, number>
   const sorted = [...members].sort((a, b) => (order[a.state] ?? 9) - (order[b.state] ?? 9) || String(a.name).localeCompare(String(b.name)))
   process.stdout.write(formatTable(
-    ['NAME', 'STATE', 'INC', 'HTTP', 'PEER ID', 'ADDRESS'],
-    sorted.map(m => [m.name ?? '-', m.state, String(m.incarnation), m.http ?? '-', m.peerId, m.addrs[0] ?? '-'])
+    ['NAME', 'STATE', 'INC', 'VERSION', 'HTTP', 'PEER ID', 'ADDRESS'],
+    sorted.map(m => [m.name ?? '-', m.state, String(m.incarnation), m.version ?? '-', m.http ?? '-', m.peerId, m.addrs[0] ?? '-'])
   ))
   const counts = new Map<string, number>()
   for (const m of members) counts.set(m.state, (counts.get(m.state) ?? 0) + 1)

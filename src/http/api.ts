@@ -6,6 +6,8 @@ export interface MemberView {
   name: string | null
   addrs: string[]
   http: string | null
+  /** The member's build (its membership meta); null for a peer older than versions in meta. */
+  version: string | null
   state: 'alive' | 'suspect' | 'dead' | 'left'
   incarnation: number
   /** Present (true) when the member left because an operator removed it (POST /cluster/remove). */

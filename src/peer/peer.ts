@@ -194,7 +194,7 @@ export class Peer implements ApiPeer {
         startIncarnation: hlcPhysicalMs(hlc.now())
       }, {
         ...checkOptions('membership', config.membership, DEFAULT_SWIM_OPTIONS),
-        meta: { name: config.name, http: httpAddress }
+        meta: { name: config.name, http: httpAddress, version: VERSION }
       })
     } catch (err) {
       await host.stop().catch(() => {})
@@ -651,6 +651,7 @@ function toMemberView (m: MemberInfo): MemberView {
     name: typeof m.meta.name === 'string' ? m.meta.name : null,
     addrs: [...m.addrs],
     http: typeof m.meta.http === 'string' ? m.meta.http : null,
+    version: typeof m.meta.version === 'string' ? m.meta.version : null,
     state: m.state,
     incarnation: m.incarnation,
     ...(m.removed === true ? { removed: true as const } : {})
