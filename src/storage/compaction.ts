@@ -189,7 +189,6 @@ export class Compactor {
         }
         for (const { id, version, seg, row } of purge) if (index.purge(id, seg, row, version)) result.tombstonesPurged++
         for (const s of inputs) index.removeSegment(s)
-        index.moved()
         swapped = true
         return { ...m, nextSegment: manifest.nextSegmentId, segments: [...m.segments.filter(x => !dropped.has(x.id)), ...(segment === undefined ? [] : [segment.meta])] }
       })

@@ -81,7 +81,6 @@ export class Flusher {
             const { segment, order } = written
             index.addSegment(segment)
             for (let row = 0; row < segment.rows; row++) index.moveToSegment(records[order[row]!]!, segment, row)
-            index.moved()
             swapped = true
           }
           return { ...m, walFrom: next.seq, nextSegment: manifest.nextSegmentId, segments: written === undefined ? m.segments : [...m.segments, written.segment.meta] }

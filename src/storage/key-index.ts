@@ -192,7 +192,7 @@ function utf8Length (s: string): number {
  * else throws, since a reader's binary search would silently give wrong answers.
  */
 export function encodeKeyIndex (entries: readonly KeyIndexEntry[] | KeyIndexColumns, opts: KeyIndexOptions = {}): Uint8Array {
-  const steps = encodeSteps(Array.isArray(entries) ? columnsOf(entries as readonly KeyIndexEntry[]) : entries as KeyIndexColumns, opts)
+  const steps = encodeSteps(Array.isArray(entries) ? keyIndexColumns(entries as readonly KeyIndexEntry[]) : entries as KeyIndexColumns, opts)
   for (;;) {
     const r = steps.next()
     if (r.done === true) return r.value
@@ -222,7 +222,8 @@ export interface KeyIndexColumns {
   readonly deleted: ArrayLike<number>
 }
 
-function columnsOf (entries: readonly KeyIndexEntry[]): KeyIndexColumns {
+/** Entries (records too) as key-index columns, in their order. */
+export function keyIndexColumns (entries: readonly KeyIndexEntry[]): KeyIndexColumns {
   const n = entries.length
   const ids = new Array<string>(n)
   const versions = new Float64Array(n)

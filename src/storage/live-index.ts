@@ -56,7 +56,7 @@ export class LiveIndex {
   tombstones = 0
   /** Bumped by every change of the memtable's index: what is cached from the memtable is valid for one generation. */
   generation = 0
-  /** Bumped by every move of a version between places outside the memtable (see the file comment). */
+  /** Bumped by every move of a version between places outside the memtable (see the file comment): a segment added or removed, which every flush and compaction swap does. */
   epoch = 0
   readonly digests: BucketDigests
   private readonly bloomScratch = new Uint32Array(2)
@@ -266,9 +266,6 @@ export class LiveIndex {
     this.detach(id, { id, seg, row, version, deleted: true })
     return true
   }
-
-  /** Marks a move of versions between places (after a flush's or compaction's swap). */
-  moved (): void { this.epoch++ }
 
   /**
    * Does a candidate (version, deleted) beat the held entry `cur`, as far as the versions tell:

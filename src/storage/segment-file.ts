@@ -27,7 +27,7 @@ import { columnVectorBytes, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
 import { fsyncDir } from './fsutil.js'
-import { encodeKeyIndex, encodeKeyIndexYielding, KeyIndex, KeyIndexCorruptError, keyHash, keyOrder, type KeyIndexSource } from './key-index.js'
+import { encodeKeyIndex, encodeKeyIndexYielding, KeyIndex, KeyIndexCorruptError, keyHash, keyIndexColumns, keyOrder, type KeyIndexSource } from './key-index.js'
 import {
   DELETED_COLUMN, FORMAT_KEY, SegmentCorruptError, VERSION_COLUMN, buildColumn, decodeColumn, decodeIds, fromArrow, nullVector, segmentFileName,
   type SegmentMeta
@@ -81,15 +81,7 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
   const { columns, arrowName } = layout
 
   const n = records.length
-  const ids = new Array<string>(n)
-  const versions = new Float64Array(n)
-  const deleted = new Uint8Array(n)
-  for (let i = 0; i < n; i++) {
-    const r = records[i]!
-    ids[i] = r.id
-    versions[i] = r.version
-    deleted[i] = r.deleted ? 1 : 0
-  }
+  const { ids, versions, deleted } = keyIndexColumns(records)
   const order = keyOrder(ids)
   opts.onOrder?.(order)
 

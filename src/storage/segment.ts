@@ -13,7 +13,6 @@ import {
   makeData, tableFromIPC, tableToIPC, vectorFromArray, type Vector
 } from 'apache-arrow'
 import { shareVector, type ColumnVector, type ValueType } from '../columnar/index.js'
-import type { Hlc } from '../hlc/index.js'
 import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
 import type { VersionedRecord } from './types.js'
 
@@ -200,26 +199,23 @@ export interface SegmentMeta {
   crc32: number
 }
 
-/** One loaded segment: its table, its per-row ids/versions/deleted flags and its live bitmap. */
+/**
+ * A first-format segment decoded whole: its table and its per-row ids, versions and deleted
+ * flags. What recovery reads to rewrite it in the disk-resident format (record), and what tests
+ * compare that format's reader with (column).
+ */
 export class Segment {
   readonly rows: number
   readonly ids: string[]
   readonly versions: Float64Array
   readonly deleted: Uint8Array
-  readonly live: Uint8Array
-  liveCount = 0
-  /** Deleted rows (tombstones) whose live bit is set. */
-  liveTombstones = 0
-  /** Oldest tombstone version in the file (Infinity if none): tells when a purge is due. */
-  readonly oldestTombstone: Hlc
   private readonly columns = new Map<string, Vector>()
   /**
    * Columns already decoded to the columnar form, by name (see `column`). Memory: on top of the
    * Arrow table, which stays (record() reads it): 8 bytes a row for a numeric column, 4 a row
    * plus one string per distinct value for utf8 and for the ids, nothing for vector<N> (a view of
    * the Arrow buffer), one array per row for list<T>; and a Float64Array of NaN (8 bytes a row)
-   * for a column the file lacks. Freed with the segment (after a compaction, once no running
-   * query holds it).
+   * for a column the file lacks.
    */
   private readonly decoded = new Map<string, ColumnVector>()
 
@@ -238,20 +234,14 @@ export class Segment {
     if (versions.tag !== 'num' || deleted.tag !== 'num') throw new SegmentCorruptError(path, 'unreadable $version or $deleted column')
     this.versions = versions.values
     this.deleted = new Uint8Array(this.rows)
-    let oldest = Infinity
     for (let i = 0; i < this.rows; i++) {
       if (Number.isNaN(this.versions[i]!)) throw new SegmentCorruptError(path, `row ${i} has no version`)
-      if (deleted.values[i] === 1) {
-        this.deleted[i] = 1
-        if (this.versions[i]! < oldest) oldest = this.versions[i]!
-      }
+      if (deleted.values[i] === 1) this.deleted[i] = 1
     }
-    this.oldestTombstone = oldest
     for (const f of table.schema.fields) {
       if (f.name === VERSION_COLUMN || f.name === DELETED_COLUMN) continue
       this.columns.set(f.name, table.getChild(f.name)!)
     }
-    this.live = new Uint8Array((this.rows + 7) >> 3)
   }
 
   static decode (meta: SegmentMeta, path: string, bytes: Uint8Array): Segment {
@@ -266,20 +256,6 @@ export class Segment {
   }
 
   get id (): number { return this.meta.id }
-  isLive (row: number): boolean { return (this.live[row >> 3]! & (1 << (row & 7))) !== 0 }
-  setLive (row: number): void {
-    if (this.isLive(row)) return
-    this.live[row >> 3]! |= 1 << (row & 7)
-    this.liveCount++
-    if (this.deleted[row] === 1) this.liveTombstones++
-  }
-
-  clearLive (row: number): void {
-    if (!this.isLive(row)) return
-    this.live[row >> 3]! &= ~(1 << (row & 7))
-    this.liveCount--
-    if (this.deleted[row] === 1) this.liveTombstones--
-  }
 
   /**
    * Column `name` over every row of the file (dead rows and tombstones included, NULL in the
@@ -296,26 +272,6 @@ export class Segment {
     this.decoded.set(name, v)
     return v
   }
-
-  /** The rows whose live bit is set and that are not tombstones, ascending; `count` of them. */
-  liveRowNumbers (count: number): Uint32Array {
-    const out = new Uint32Array(count)
-    const live = this.live
-    const deleted = this.deleted
-    let k = 0
-    for (let b = 0; b < live.length && k < count; b++) {
-      const byte = live[b]!
-      if (byte === 0) continue
-      for (let bit = 0; bit < 8; bit++) {
-        const row = (b << 3) + bit
-        if ((byte & (1 << bit)) !== 0 && deleted[row] === 0) out[k++] = row
-      }
-    }
-    return k === count ? out : out.subarray(0, k)
-  }
-
-  /** Columns decoded so far (tests, stats). */
-  decodedColumns (): number { return this.decoded.size }
 
   private idVector (): ColumnVector {
     // Ids are unique within a segment: the dictionary is the id array itself, code i for row i.
