@@ -14,9 +14,8 @@
  * has handed out and, after a restart, starts above the persisted ceiling, so a peer whose wall
  * clock was set back still issues versions newer than everything it issued before.
  */
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { writeFileDurablySync, type Clock } from '../runtime/index.js'
+import { readFileIfThereSync, writeFileDurablySync, type Clock } from '../runtime/index.js'
 
 export type Hlc = number
 
@@ -155,13 +154,8 @@ export class FileHlcStore implements HlcStore {
   constructor (dir: string) { this.path = join(dir, 'hlc') }
 
   load (): Hlc | undefined {
-    let text: string
-    try {
-      text = readFileSync(this.path, 'utf8')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw err
-    }
+    const text = readFileIfThereSync(this.path)
+    if (text === undefined) return undefined
     const v = Number(text.trim())
     if (!isHlc(v)) throw new Error(`${this.path} does not hold an HLC timestamp: '${text.slice(0, 40)}'`)
     return v

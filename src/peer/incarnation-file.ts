@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { IncarnationStore } from '../membership/index.js'
-import { writeFileDurablySync, type Logger } from '../runtime/index.js'
+import { readFileIfThereSync, writeFileDurablySync, type Logger } from '../runtime/index.js'
 
 /** The incarnation file could not be read or written (not: it held garbage, which is ignored). */
 export class IncarnationFileError extends Error {
@@ -27,13 +26,13 @@ export class FileIncarnationStore implements IncarnationStore {
   }
 
   load (): number | undefined {
-    let text: string
+    let text: string | undefined
     try {
-      text = readFileSync(this.path, 'utf8')
+      text = readFileIfThereSync(this.path)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw new IncarnationFileError(`cannot read ${this.path}: ${(err as Error).message}`)
     }
+    if (text === undefined) return undefined
     const v = Number(text.trim())
     if (text.trim() === '' || !Number.isSafeInteger(v) || v < 0) {
       this.log.warn({ path: this.path, content: text.slice(0, 40) }, 'ignoring an unreadable incarnation file; starting from the clock')

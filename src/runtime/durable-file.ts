@@ -6,7 +6,7 @@
  * Synchronous: these files are written rarely (a lease extended every few seconds at most) and the
  * value must be durable before the caller uses what it covers.
  */
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 
 export function writeFileDurablySync (path: string, text: string): void {
@@ -24,4 +24,14 @@ export function writeFileDurablySync (path: string, text: string): void {
     const dfd = openSync(dirname(path), 'r')
     try { fsyncSync(dfd) } finally { closeSync(dfd) }
   } catch {}
+}
+
+/** Such a file's text, or undefined when there is none (any other read error is thrown). */
+export function readFileIfThereSync (path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
 }
