@@ -7,6 +7,8 @@
  *
  * Defaults: 3,000,000 rows, the peer's default cache. The peer runs with `storage.cacheMiB` when
  * given. Resident memory is the peer process's VmRSS (from /proc), its peak over the phase.
+ * Environment: SHOAL_BENCH_MEMTABLE_ROWS sets the peer's `storage.memtableMaxRows`;
+ * SHOAL_BENCH_LOG=<file> saves the restarted peer's log lines there (where the time went).
  */
 import '../../src/polyfill/index.js'
 import { readFile } from 'node:fs/promises'

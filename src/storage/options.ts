@@ -78,9 +78,9 @@ export interface StorageEngineOptions extends PartitionStoreOptions {
   memtableBudgetBytes?: number
   /**
    * Files storage holds open at once, across every partition: WAL handles kept open between
-   * writes (an idle one is closed, least recently used first, when the slot is needed, and
-   * reopened by its next write) plus files open for a moment during recovery, flushes and
-   * compaction. Count, default 256: well under the usual `ulimit -n` of 1024, leaving the rest to
+   * writes and segment files kept open between reads (an idle one is closed, least recently used
+   * first, when the slot is needed, and reopened by its next write or read) plus files open for a
+   * moment during recovery, flushes and compaction. Count, default 256: well under the usual `ulimit -n` of 1024, leaving the rest to
    * sockets; a peer needs this many descriptors for storage whatever its partition count.
    */
   maxOpenFiles?: number
