@@ -226,7 +226,8 @@ export class Peer implements ApiPeer {
       placement,
       stores: {
         open: async (space, partition) => await engine.openPartition(space, partition),
-        drop: async (space, partition) => { await engine.dropPartition(space.uid, partition) }
+        drop: async (space, partition) => { await engine.dropPartition(space.uid, partition) },
+        rebuild: async (space, partition) => await engine.rebuildPartition(space, partition)
       },
       detector,
       membership: swim
@@ -389,7 +390,7 @@ export class Peer implements ApiPeer {
     const spaces = this.partitionAvailability()
     const noQuorum = spaces.some(s => s.unavailable.length > 0)
     const notAll = spaces.some(s => s.quorumOnly > 0)
-    // A replica recovered from a damaged WAL is missing data until repaired (or for good, R = 1).
+    // A damaged replica (a WAL file, a segment file) is missing data until repaired (or for good, R = 1).
     const damaged = this.storageDamage()
     const degraded = notAll || status.unreachable.length > 0 || status.suspect.length > 0 || damaged.some(d => !d.repaired)
     return {
@@ -408,40 +409,59 @@ export class Peer implements ApiPeer {
   }
 
   /**
-   * The damaged WAL files of this peer's replicas (storage keeps each report until an operator
-   * deletes it): where, how many bytes, whether repaired, and in plain words what it means.
+   * The damage of this peer's replicas (storage keeps each report until an operator deletes it):
+   * damaged WAL files (where, how many bytes) and damaged segment files (which file, batch and
+   * column, why; where the replica's files went if it was rebuilt), whether repaired, whether the
+   * replica serves, and in plain words what it means.
    */
-  private storageDamage (): Array<Record<string, unknown> & { repaired: boolean }> {
+  private storageDamage (): Array<Record<string, unknown> & { repaired: boolean, kind: 'wal' | 'segment' }> {
     const { engine, replicator } = this.layers
-    const out: Array<Record<string, unknown> & { repaired: boolean }> = []
-    for (const store of engine.partitions()) {
-      for (const d of store.damage()) {
+    const out: Array<Record<string, unknown> & { repaired: boolean, kind: 'wal' | 'segment' }> = []
+    for (const d of engine.damage()) {
+      const inService = d.open && replicator.isReady(d.space, d.partition)
+      const common = {
+        space: d.space.name,
+        partition: d.partition,
+        kind: d.kind,
+        file: d.file,
+        report: d.report,
+        ...(d.movedTo !== undefined ? { movedTo: d.movedTo } : {}),
+        detectedAt: new Date(d.detectedAt).toISOString(),
+        repaired: d.repaired,
+        ...(d.repairedAt !== undefined ? { repairedAt: new Date(d.repairedAt).toISOString() } : {}),
+        inService,
+        lost: !d.repaired && inService
+      }
+      if (d.kind === 'wal') {
         const bytes = d.regions.reduce((n, r) => n + r.bytes, 0)
         const where = `${bytes} bytes at offset${d.regions.length === 1 ? '' : 's'} ${d.regions.map(r => r.offset).join(', ')} of ${d.file}`
-        const inService = replicator.isReady(store.space, store.partition)
         const message = d.repaired
           ? `repaired: ${where} were damaged; this replica has since synced with every other replica`
           : inService
             ? `LOST on this peer: ${where} were unreadable and no other replica could repair them; the original file is kept at ${d.copy}; delete ${d.report} to clear this report`
             : `out of service until repaired: ${where} are unreadable; this replica serves no reads until it has synced with every other replica`
-        out.push({
-          space: store.space.name,
-          partition: store.partition,
-          file: d.file,
-          copy: d.copy,
-          report: d.report,
-          regions: d.regions,
-          bytes,
-          framesRecovered: d.framesRecovered,
-          recordsRecovered: d.recordsRecovered,
-          detectedAt: new Date(d.detectedAt).toISOString(),
-          repaired: d.repaired,
-          ...(d.repairedAt !== undefined ? { repairedAt: new Date(d.repairedAt).toISOString() } : {}),
-          inService,
-          lost: !d.repaired && inService,
-          message
-        })
+        out.push({ ...common, copy: d.copy, regions: d.regions, bytes, framesRecovered: d.framesRecovered, recordsRecovered: d.recordsRecovered, message })
+        continue
       }
+      const block = d.batch !== undefined ? ` (batch ${d.batch}${d.column !== undefined ? `, column "${d.column}"` : ''})` : d.offset !== undefined ? ` (at byte ${d.offset})` : ''
+      const where = `segment file ${d.file}${block}`
+      const aside = d.movedTo !== undefined ? `; the damaged replica's files are kept in ${d.movedTo}` : ''
+      const message = d.repaired
+        ? `repaired: ${where} was damaged; this replica was rebuilt from the other replicas${aside}`
+        : !d.open
+          ? `out of service: ${where} is damaged and the partition cannot be opened (${d.error ?? 'see the log'}); it is rebuilt from the other replicas once they are reachable, and with none its files are left as they are`
+          : inService
+            ? `LOST on this peer: ${where} is unreadable and no other replica can repair it; the rows it can still read are served, reads that meet the damaged block fail; delete ${d.report} to clear this report`
+            : `out of service until repaired: ${where} is unreadable; this replica serves no reads until it has been rebuilt from the other replicas${aside}`
+      out.push({
+        ...common,
+        ...(d.batch !== undefined ? { batch: d.batch } : {}),
+        ...(d.column !== undefined ? { column: d.column } : {}),
+        ...(d.offset !== undefined ? { offset: d.offset } : {}),
+        reason: d.reason,
+        open: d.open,
+        message
+      })
     }
     return out
   }
@@ -610,7 +630,11 @@ export class Peer implements ApiPeer {
     m.gaugeFrom('shoal_storage_memtable_bytes', 'Bytes in memtables not yet written to segments', [], () => [[{}, this.layers.engine.memtableBytes()]])
     m.gaugeFrom('shoal_storage_open_files', 'Files storage holds open now (WAL handles and files open for a moment), at most storage maxOpenFiles', [], () => [[{}, this.layers.engine.openFiles()]])
     m.gaugeFrom('shoal_storage_damaged_wal_files', 'Damaged WAL files of this peer\'s replicas still reported, repaired from other replicas or not', ['state'], () => {
-      const d = this.storageDamage()
+      const d = this.storageDamage().filter(x => x.kind === 'wal')
+      return [[{ state: 'unrepaired' }, d.filter(x => !x.repaired).length], [{ state: 'repaired' }, d.filter(x => x.repaired).length]]
+    })
+    m.gaugeFrom('shoal_storage_damaged_segment_files', 'Damaged segment files of this peer\'s replicas still reported, repaired (the replica rebuilt from other replicas) or not', ['state'], () => {
+      const d = this.storageDamage().filter(x => x.kind === 'segment')
       return [[{ state: 'unrepaired' }, d.filter(x => !x.repaired).length], [{ state: 'repaired' }, d.filter(x => x.repaired).length]]
     })
     m.counterFrom('shoal_clock_skew_refusals_total', 'Remote HLC timestamps refused for being too far ahead of this clock', [], () => [[{}, this.layers.hlc.skew.count]])

@@ -8,7 +8,7 @@
  */
 import type { PeerId } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
-import { compareVersions } from '../storage/index.js'
+import { compareVersions, isSegmentCorruption } from '../storage/index.js'
 import type { VersionedRecord } from '../storage/index.js'
 import { admitCopied, errText, keyOf } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
@@ -23,6 +23,12 @@ export interface SyncOptions {
   maxBuckets: number
   /** Where pulled and pushed records are counted; default the anti-entropy counters (which then count repaired buckets too). */
   tally?: { recordsPulled: number, recordsPushed: number }
+  /**
+   * A bucket this replica cannot read (a damaged segment block) is left out and the others go on,
+   * instead of failing the sync: salvaging what a damaged replica can still read before it is
+   * rebuilt. The sync then answers false (not every differing bucket was handled).
+   */
+  skipUnreadable?: boolean
 }
 
 export type AntiEntropyContext = Pick<ReplicationContext, 'self' | 'transport' | 'random' | 'hlc' | 'log' | 'placement' | 'detector' | 'replicas' | 'life' | 'addr'> & {
@@ -87,12 +93,20 @@ export class AntiEntropy {
       for (let i = 0; i < buckets; i++) if (local.hashes[i] !== remote.hashes[i]) differing.push(i)
       const start = differing.length > opts.maxBuckets ? random.int(differing.length) : 0
       const n = Math.min(differing.length, opts.maxBuckets)
+      let skipped = 0
       for (let k = 0; k < n; k++) {
         if (this.ctx.life.stopped) return false
         const index = differing[(start + k) % differing.length]!
         const theirs = parseRecordsAnswer(await transport.request(this.ctx.addr(peer), METHOD_BUCKET,
           { space, partition, index, buckets }, { timeoutMs }), space, 'repl.bucket answer')
-        const ours = await store.bucket(index, buckets)
+        let ours: VersionedRecord[]
+        try {
+          ours = await store.bucket(index, buckets)
+        } catch (err) {
+          if (opts.skipUnreadable !== true || !isSegmentCorruption(err)) throw err
+          skipped++
+          continue
+        }
         const theirById = new Map<string, VersionedRecord>()
         for (const r of theirs) theirById.set(r.id, r)
         const ourById = new Map<string, VersionedRecord>()
@@ -114,7 +128,7 @@ export class AntiEntropy {
         }
         if ((pull.length > 0 || push.length > 0) && opts.tally === undefined) counters.bucketsRepaired++
       }
-      return n === differing.length
+      return n === differing.length && skipped === 0
     } catch (err) {
       counters.failures++
       this.ctx.log.debug({ peer, space: space.name, partition, err: errText(err) }, 'anti-entropy sync failed')

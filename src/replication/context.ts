@@ -22,6 +22,13 @@ export interface StoreProvider {
   open(space: SpaceDef, partition: number): Promise<PartitionStore>
   /** Deletes this peer's replica once it was handed off. Optional: without it data is kept. */
   drop?(space: SpaceDef, partition: number): Promise<void>
+  /**
+   * Replaces this peer's damaged replica (PartitionStore.needsRebuild, or one a damaged segment
+   * keeps from opening) by a fresh, empty one that still needs repair; the damaged files are kept
+   * aside. Optional: without it a damaged replica is never rebuilt (it serves what it can read
+   * if it is the only one, else stays out of service).
+   */
+  rebuild?(space: SpaceDef, partition: number): Promise<PartitionStore>
 }
 
 /** What replication needs of the partition detector (PartitionDetector satisfies it). */
@@ -123,6 +130,8 @@ export function keyOf (space: SpaceDef, partition: number): string { return `${s
 
 export function errText (err: unknown): string {
   const e = err as { code?: unknown, message?: unknown } | null
+  // A replica whose storage failed says where (a damaged segment names its file): keep the words.
+  if (e?.code === 'STORE_FAILED' && typeof e.message === 'string') return e.message
   if (typeof e?.code === 'string') return e.code
   return typeof e?.message === 'string' ? e.message : String(err)
 }

@@ -3,7 +3,8 @@
  * it has data, or may) and the owned ones it has caught up and marked ready. The one owner of
  * that state, so no part keeps a copy that could drift: the write path, the replica handlers,
  * catch-up and anti-entropy open stores here; only ownership marks partitions ready or forgets
- * them. Partitions are keyed by keyOf(space, partition).
+ * them. Partitions are keyed by keyOf(space, partition). Each store opened here is watched for
+ * damage found while it serves (PartitionStore.onDamage), which goes to the `damaged` callback.
  */
 import type { SpaceDef } from '../schema/index.js'
 import type { PartitionStore } from '../storage/index.js'
@@ -20,25 +21,67 @@ export class LocalReplicas {
   private readonly opened = new Map<string, PartitionStore>()
   /** Owned partitions this peer has caught up and marked ready. */
   private readonly ready = new Set<string>()
+  /** The damage subscription of each store opened, by key (one store per key at a time). */
+  private readonly watching = new Map<string, () => void>()
 
-  constructor (private readonly stores: StoreProvider) {}
+  /** `damaged(key)`: a store opened here found damage while serving (see Ownership.replicaDamaged). */
+  constructor (private readonly stores: StoreProvider, private readonly damaged: (key: string) => void = () => {}) {}
 
   /** This peer's replica of a partition, opened once (concurrent callers share the opening) and held from then on. */
   async open (space: SpaceDef, partition: number): Promise<PartitionStore> {
     const key = keyOf(space, partition)
     let p = this.openStores.get(key)
-    if (p === undefined) {
-      p = this.stores.open(space, partition)
-      this.openStores.set(key, p)
-      p.catch(() => { if (this.openStores.get(key) === p) this.openStores.delete(key) })
-    }
+    if (p === undefined) p = this.opening(key, this.stores.open(space, partition))
     const s = await p
     if (!this.held.has(key)) this.held.set(key, { space: s.space, partition })
     this.opened.set(key, s)
     return s
   }
 
+  /**
+   * Replaces the damaged replica of a partition by a fresh one (StoreProvider.rebuild): from this
+   * tick every open() gets the new store (waiting for it), and the old one is no longer watched.
+   */
+  async rebuild (space: SpaceDef, partition: number): Promise<PartitionStore> {
+    const rebuild = this.stores.rebuild
+    if (rebuild === undefined) throw new Error('this peer\'s storage cannot rebuild a replica')
+    const key = keyOf(space, partition)
+    this.unwatch(key)
+    const s = await this.opening(key, rebuild.call(this.stores, space, partition))
+    if (!this.held.has(key)) this.held.set(key, { space: s.space, partition })
+    this.opened.set(key, s)
+    return s
+  }
+
+  /** Whether this peer's storage can rebuild a damaged replica. */
+  get canRebuild (): boolean { return this.stores.rebuild !== undefined }
+
+  /** Caches an opening under `key` (a failed one is forgotten) and watches the store it gives. */
+  private opening (key: string, opened: Promise<PartitionStore>): Promise<PartitionStore> {
+    const p = opened.then(s => {
+      if (this.openStores.get(key) === p) this.watch(key, s)
+      return s
+    })
+    this.openStores.set(key, p)
+    p.catch(() => { if (this.openStores.get(key) === p) this.openStores.delete(key) })
+    return p
+  }
+
+  private watch (key: string, s: PartitionStore): void {
+    this.unwatch(key)
+    const off = s.onDamage?.(() => { this.damaged(key) })
+    if (off !== undefined) this.watching.set(key, off)
+  }
+
+  private unwatch (key: string): void {
+    this.watching.get(key)?.()
+    this.watching.delete(key)
+  }
+
   holds (key: string): boolean { return this.held.has(key) }
+
+  /** The space and partition of a held key. */
+  heldPartition (key: string): HeldPartition | undefined { return this.held.get(key) }
 
   /** The held partitions, live (a partition forgotten meanwhile is skipped by the iteration). */
   heldPartitions (): IterableIterator<[string, HeldPartition]> { return this.held.entries() }
@@ -47,6 +90,7 @@ export class LocalReplicas {
 
   /** Lets go of a released partition: no longer held, its store no longer kept open here. */
   forget (key: string): void {
+    this.unwatch(key)
     this.held.delete(key)
     this.openStores.delete(key)
     this.opened.delete(key)

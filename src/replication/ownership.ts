@@ -6,9 +6,16 @@
  * A held partition no longer owned is pushed to its owners, marked released, and dropped after a
  * grace period (reads routed by an older view still find it meanwhile). Runs on every placement
  * change and every reconcileIntervalMs, catch-ups bounded by catchUpConcurrency.
+ *
+ * Damage: a replica whose WAL was damaged syncs with every other replica before it serves again.
+ * One holding a damaged segment file (found at open, or by a read while it serves: then it leaves
+ * service at once, replicaDamaged) is rebuilt: storage moves its files aside and opens a fresh
+ * replica, which is copied from every other replica before it serves. With no other replica it
+ * serves what it can read, and health reports the loss.
  */
+import type { PeerId, Timer } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
-import type { Timer } from '../runtime/index.js'
+import { isSegmentCorruption, type PartitionStore } from '../storage/index.js'
 import type { AntiEntropy } from './anti-entropy.js'
 import { admitCopied, errText, keyOf } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
@@ -32,8 +39,39 @@ export class Ownership {
   /** Partitions being released: null while pushing to the owners, then the timer of the drop. */
   private readonly releasing = new Map<string, Timer | null>()
   private reconcileScheduled = false
+  /** Partitions a damaged segment keeps from opening with nobody to rebuild them from, once logged. */
+  private readonly unopenableLogged = new Set<string>()
 
   constructor (private readonly ctx: OwnershipContext) {}
+
+  /**
+   * A held replica found damaged while it serves (a read or a compaction met a segment block that
+   * fails its check; storage reported it once). If another replica is ready to serve the partition
+   * (and to repair this one), this one leaves service at once: unmarked ready here and its
+   * announcement withdrawn (placement's markReleased: owned and held still, writes still land
+   * here), so reads and queries go to the others; catch-up then rebuilds it. If none is, it stays:
+   * withdrawn, the partition would have no ready holder left, which placement takes for a fresh
+   * one (its owners would start serving it empty); it serves what it can read, reads that meet
+   * the damaged block fail naming the file, and health reports the loss.
+   */
+  replicaDamaged (key: string): void {
+    const { replicas, placement, log, self, life } = this.ctx
+    const h = replicas.heldPartition(key)
+    if (h === undefined || life.stopped) return
+    const { space, partition } = h
+    // Not serving: a catch-up (queued, running, or the next) rebuilds it.
+    if (!replicas.isReady(key)) { this.scheduleReconcile(); return }
+    const others = placement.locate(space, partition).readReplicas.filter(p => p !== self)
+    if (others.length === 0 || !replicas.canRebuild) {
+      log.error({ space: space.name, partition },
+        'damaged partition has no other ready replica to repair it from: it keeps serving the rows it can read; reads that meet the damaged block fail naming the file; health reports the loss')
+      return
+    }
+    replicas.unmarkReady(key)
+    placement.markReleased(space, partition)
+    log.error({ space: space.name, partition, replicas: others }, 'damaged partition taken out of service: reads go to the other replicas until it is rebuilt from them')
+    this.scheduleReconcile()
+  }
 
   /** Catch-ups waiting and running, for stats(). */
   get pending (): number { return this.catchUpQueue.length }
@@ -120,11 +158,14 @@ export class Ownership {
     const tally = this.ctx.counters.catchUp
     if (!this.owns(key)) return true
     tally.started++
-    const store = await replicas.open(space, partition)
+    const opened = await this.openOrRebuild(key, space, partition)
+    if (opened === undefined) return false
+    const store = opened
     const pp = placement.locate(space, partition)
-    // A replica whose WAL was damaged lacks what the bad frames held, and any other replica may
-    // hold it (a write's quorum is not known afterwards): it syncs with every other replica,
-    // even of a fresh partition (a whole cluster restarted), before it serves again.
+    // A damaged replica lacks what the bad WAL frames held, or was rebuilt empty after a damaged
+    // segment, and any other replica may hold what it lacks (a write's quorum is not known
+    // afterwards): it syncs with every other replica, even of a fresh partition (a whole cluster
+    // restarted), before it serves again.
     const damaged = store.needsRepair?.() === true
     // A replica that already holds data (a restarted peer, one that was away) compares digests
     // with each source and repairs only the buckets that differ, instead of streaming the whole
@@ -186,13 +227,15 @@ export class Ownership {
     }
     if (life.stopped || ok < required || alsoOk < alsoFrom.length) return false
     if (!this.owns(key)) return true
+    // A read met a damaged segment during the sync: that is repaired by a rebuild (next attempt).
+    if (sources.length > 0 && store.needsRebuild?.() === true) return false
     if (damaged) {
       if (sources.length > 0) {
         await store.markRepaired?.()
         log.warn({ space: space.name, partition, sources: ok }, 'damaged partition repaired from every other replica')
       } else {
         // Nobody else holds it: serving what is left beats serving nothing; the loss stays reported.
-        log.error({ space: space.name, partition }, 'damaged partition has no other replica to repair it from: what the bad WAL frames held is lost; serving the rest')
+        log.error({ space: space.name, partition }, 'damaged partition has no other replica to repair it from: what the damaged WAL frames or segment blocks held is lost here; serving the rest')
       }
     }
     replicas.markReady(key)
@@ -201,6 +244,57 @@ export class Ownership {
     placement.markReady(space, partition)
     log.info({ space: space.name, partition, sources: ok }, 'partition ready')
     return true
+  }
+
+  /**
+   * This peer's replica of a partition for its catch-up. One holding a damaged segment file (or
+   * that a damaged segment keeps from opening) is rebuilt first when other ready replicas can
+   * repair it and every one of them is reachable now (until then its files stay as they are):
+   * what it can still read and they lack is pushed to them (salvage), then storage moves its
+   * files aside and opens a fresh, empty replica that still needs repair. With no other replica,
+   * an open one is kept (it serves what it can read); one that cannot open stays out of service,
+   * tried again after catchUpRetryMs (undefined).
+   */
+  private async openOrRebuild (key: string, space: SpaceDef, partition: number): Promise<PartitionStore | undefined> {
+    const { replicas, placement, detector, log, self } = this.ctx
+    let store: PartitionStore | undefined
+    let openError: unknown
+    try {
+      store = await replicas.open(space, partition)
+    } catch (err) {
+      if (!isSegmentCorruption(err)) throw err
+      openError = err
+    }
+    if (store !== undefined && store.needsRebuild?.() !== true) return store
+    const others = placement.locate(space, partition).readReplicas.filter(p => p !== self)
+    if (others.length === 0 || !replicas.canRebuild) {
+      if (store !== undefined) return store
+      if (!this.unopenableLogged.has(key)) {
+        this.unopenableLogged.add(key)
+        log.error({ space: space.name, partition, err: errText(openError) },
+          'partition cannot be opened: a segment file is damaged and no other ready replica can rebuild it; it stays out of service and its files are left as they are')
+      }
+      return undefined
+    }
+    if (!others.every(p => detector.isReachable(p))) return undefined
+    if (store !== undefined) await this.salvage(space, partition, others)
+    this.unopenableLogged.delete(key)
+    const rebuilt = await replicas.rebuild(space, partition)
+    log.warn({ space: space.name, partition, from: others }, 'damaged partition replaced by a fresh replica; copying it from every other replica')
+    return rebuilt
+  }
+
+  /**
+   * Before a damaged replica is rebuilt: pushes to each other replica the records it can still
+   * read that are newer than theirs (writes it alone may hold: acknowledged at ONE, hints not yet
+   * delivered). Best effort: buckets whose reads meet the damage are skipped; nothing read is
+   * trusted blindly (a record goes only where it is newer, last writer wins).
+   */
+  private async salvage (space: SpaceDef, partition: number, others: readonly PeerId[]): Promise<void> {
+    for (const peer of others) {
+      if (this.ctx.life.stopped) return
+      await this.ctx.antiEntropy.syncWith(peer, space, partition, { pull: false, maxBuckets: ALL_BUCKETS, skipUnreadable: true })
+    }
   }
 
   /**

@@ -9,7 +9,7 @@
 import { ClockSkewError } from '../hlc/index.js'
 import type { RequestContext } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
-import type { PartitionStore } from '../storage/index.js'
+import { isSegmentCorruption, type PartitionStore } from '../storage/index.js'
 import { keyOf, lostIds } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
 import { ReplicaRequestError } from './errors.js'
@@ -38,17 +38,17 @@ export class ReplicaHandlers {
     transport.handle(METHOD_READ, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseReadRequest(body)
       const store = await this.storeForRead(req.space, req.partition)
-      return { records: await Promise.all(req.ids.map(async id => (await store.get(id)) ?? null)) }
+      return { records: await readOrFail(req.space, req.partition, async () => await Promise.all(req.ids.map(async id => (await store.get(id)) ?? null))) }
     }))
     transport.handle(METHOD_DIGEST, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseDigestRequest(body)
       const store = await this.storeForRead(req.space, req.partition)
-      return { digest: await store.digest(req.buckets) }
+      return { digest: await readOrFail(req.space, req.partition, async () => await store.digest(req.buckets)) }
     }))
     transport.handle(METHOD_BUCKET, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseBucketRequest(body)
       const store = await this.storeForRead(req.space, req.partition)
-      return { records: await store.bucket(req.index, req.buckets) }
+      return { records: await readOrFail(req.space, req.partition, async () => await store.bucket(req.index, req.buckets)) }
     }))
     transport.handleStream(METHOD_SCAN, (body, ctx) => this.onScan(body, ctx))
   }
@@ -59,10 +59,18 @@ export class ReplicaHandlers {
    * Queries open their local replicas through this too.
    */
   async storeForRead (space: SpaceDef, partition: number): Promise<PartitionStore> {
-    if (!this.ctx.replicas.holds(keyOf(space, partition)) && !this.ctx.placement.locate(space, partition).owners.includes(this.ctx.self)) {
+    const key = keyOf(space, partition)
+    if (!this.ctx.replicas.holds(key) && !this.ctx.placement.locate(space, partition).owners.includes(this.ctx.self)) {
       throw new ReplicaRequestError('NOT_HELD', `this peer holds no replica of partition ${partition} of '${space.name}'`)
     }
-    return await this.storeOrFail(space, partition)
+    const store = await this.storeOrFail(space, partition)
+    // A damaged replica out of service (being rebuilt, or syncing after WAL damage) may lack rows
+    // or fail on them: a coordinator whose view still lists it (the withdrawal travels by gossip)
+    // asks the next replica instead of taking an answer with holes.
+    if (store.needsRepair?.() === true && !this.ctx.replicas.isReady(key)) {
+      throw new ReplicaRequestError('STORE_FAILED', `this peer's replica of partition ${partition} of '${space.name}' is damaged and out of service until it is repaired from the other replicas`)
+    }
+    return store
   }
 
   private async guard<T> (ctx: RequestContext, fn: () => Promise<T>): Promise<T> {
@@ -123,9 +131,31 @@ export class ReplicaHandlers {
     }
     const store = await this.storeForRead(req.space, req.partition)
     const batch = Math.min(req.batchRecords, opts.maxBatchRecords)
-    for await (const records of store.scan({ batchRecords: batch, includeTombstones: true })) {
-      if (ctx.signal.aborted || life.stopped) return
-      for (const chunk of chunkRecords(records, batch, opts.maxBatchBytes)) yield { records: chunk }
+    try {
+      for await (const records of store.scan({ batchRecords: batch, includeTombstones: true })) {
+        if (ctx.signal.aborted || life.stopped) return
+        for (const chunk of chunkRecords(records, batch, opts.maxBatchBytes)) yield { records: chunk }
+      }
+    } catch (err) {
+      throw damageError(req.space, req.partition, err)
     }
   }
+}
+
+/**
+ * A read of this replica that met a damaged segment block answers STORE_FAILED with the storage
+ * error's words (they name the file, batch and column), so the coordinator, which asks another
+ * replica, can say why; other failures pass unchanged.
+ */
+async function readOrFail<T> (space: SpaceDef, partition: number, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read()
+  } catch (err) {
+    throw damageError(space, partition, err)
+  }
+}
+
+function damageError (space: SpaceDef, partition: number, err: unknown): unknown {
+  if (!isSegmentCorruption(err)) return err
+  return new ReplicaRequestError('STORE_FAILED', `partition ${partition} of '${space.name}' cannot be read on this replica: ${(err as Error).message}`)
 }

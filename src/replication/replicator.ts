@@ -10,7 +10,7 @@ import type { HybridClock } from '../hlc/index.js'
 import type { Placement } from '../placement/index.js'
 import type { Clock, Logger, Random, Transport } from '../runtime/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
-import type { PartitionStore, VersionedRecord } from '../storage/index.js'
+import { isSegmentCorruption, type PartitionStore, type VersionedRecord } from '../storage/index.js'
 import { AntiEntropy } from './anti-entropy.js'
 import { keyOf, Lifecycle, newCounters } from './context.js'
 import type { MembershipEvents, ReachabilityView, ReplicationContext, StoreProvider } from './context.js'
@@ -86,7 +86,8 @@ export class Replicator {
       membership: deps.membership,
       opts,
       life: new Lifecycle(deps.clock),
-      replicas: new LocalReplicas(deps.stores),
+      // Damage a store finds while it serves takes it out of service (ownership decides how).
+      replicas: new LocalReplicas(deps.stores, key => { this.ownership.replicaDamaged(key) }),
       counters: newCounters(),
       addr: peer => placement.addressOf(peer) ?? { id: peer, addrs: [] }
     }
@@ -155,7 +156,17 @@ export class Replicator {
    */
   async adopt (space: SpaceDef, partition: number): Promise<void> {
     if (this.ctx.life.stopped || partition < 0 || partition >= space.partitions) return
-    const store = await this.ctx.replicas.open(space, partition)
+    let store: PartitionStore
+    try {
+      store = await this.ctx.replicas.open(space, partition)
+    } catch (err) {
+      if (!isSegmentCorruption(err)) throw err
+      // A damaged segment keeps it from opening (storage reports it in health): catch-up rebuilds
+      // it from the other replicas if this peer owns it; the other replicas on disk go on.
+      this.ctx.log.error({ space: space.name, partition, err: (err as Error).message }, 'a replica on disk cannot be opened: a segment file is damaged')
+      this.ownership.scheduleReconcile()
+      return
+    }
     // Held from before the restart, intact: placement announces it returning if this peer's
     // previous life held it ready, so that other holders' catch-ups take it in.
     const stats = store.stats()

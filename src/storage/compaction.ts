@@ -23,7 +23,7 @@ export interface CompactionResult {
   tombstonesPurged: number
 }
 
-export type CompactionContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'opts' | 'counters' | 'status' | 'index' | 'manifest'>
+export type CompactionContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'opts' | 'counters' | 'status' | 'index' | 'manifest' | 'corruption'>
 
 export class Compactor {
   private compacting: Promise<CompactionResult> | undefined
@@ -89,11 +89,16 @@ export class Compactor {
    * merge, as it would be if each merge took every segment.
    */
   private plan (): DiskSegment[] | undefined {
-    const segments = this.ctx.index.segments
-    if (segments.size === 0) return undefined
-    if (this.fullCompactionDue()) return [...segments.values()]
-    if (segments.size <= this.ctx.opts.compactionMaxSegments) return undefined
-    return sizeTier([...segments.values()])
+    const all = this.ctx.index.segments
+    if (all.size === 0) return undefined
+    // A segment known damaged would fail the merge at the same block every time: the others merge
+    // without it (a merge that leaves one out keeps tombstones, as a size tier does), until the
+    // replica is rebuilt from the other replicas or, with none, for good.
+    const segments = [...all.values()].filter(s => !this.ctx.corruption.unreadable(s))
+    if (segments.length === 0) return undefined
+    if (this.fullCompactionDue()) return segments
+    if (segments.length <= this.ctx.opts.compactionMaxSegments) return undefined
+    return sizeTier(segments)
   }
 
   private fullCompactionDue (): boolean {
@@ -119,6 +124,10 @@ export class Compactor {
       return r
     }, (err: unknown) => {
       this.compacting = undefined
+      // A block of an input that fails its check is damage, not a disk failure: the partition keeps
+      // taking writes (status.failed stays unset), the damage is reported (the replica leaves
+      // service and is repaired from the other replicas) and later plans leave that segment out.
+      this.ctx.corruption.report(err)
       this.ctx.log.error({ err }, 'compaction failed; the old segments are kept')
       throw err
     })

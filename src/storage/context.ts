@@ -8,6 +8,7 @@
 import type { Clock, Logger } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { BlockCache } from './block-cache.js'
+import type { DiskSegment } from './disk-segment.js'
 import type { FilePool } from './files.js'
 import type { LiveIndex } from './live-index.js'
 import type { SegmentManifest } from './manifest.js'
@@ -59,6 +60,17 @@ export interface StoreStatus {
   failed: Error | undefined
 }
 
+/**
+ * Where a part reports a read that failed on a damaged segment (damage.ts): `report` takes any
+ * error and records it when it is segment corruption (once per file; the store then leaves
+ * service, see LocalPartitionStore.onDamage); `unreadable` says whether a segment's files are
+ * known damaged (compaction leaves those out: merging them would fail at the same block).
+ */
+export interface CorruptionSink {
+  report(err: unknown): void
+  unreadable(segment: DiskSegment): boolean
+}
+
 /** Everything the parts of a store may ask for; a part takes a Pick of it, never the store. */
 export interface PartitionContext {
   readonly dir: string
@@ -76,4 +88,5 @@ export interface PartitionContext {
   readonly memtable: Memtable
   readonly wal: WalFiles
   readonly manifest: SegmentManifest
+  readonly corruption: CorruptionSink
 }

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import type { SpaceDef } from '../schema/index.js'
 import { BlockCache } from './block-cache.js'
 import { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
+import { moveAside, readDamageReports, segmentCorruption } from './damage.js'
 import { LocalPartitionStore, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type StorageEngineOptions } from './options.js'
 
@@ -23,6 +24,15 @@ export function spaceDirName (uid: string): string {
   return /^[A-Za-z0-9@._:+-]+$/.test(uid) && uid !== '.' && uid !== '..' ? uid : encodeURIComponent(uid).replace(/\./g, '%2E')
 }
 
+/** A damage report of one of this peer's partitions (StorageEngine.damage). */
+export type StoredDamage = DamageReport & {
+  space: SpaceDef
+  partition: number
+  /** Whether the partition is open (false: the damage keeps it from opening, `error` says how). */
+  open: boolean
+  error?: string
+}
+
 export class StorageEngine {
   readonly dataDir: string
   private readonly deps: PartitionDeps
@@ -31,6 +41,8 @@ export class StorageEngine {
   private readonly stores = new Map<string, Promise<LocalPartitionStore>>()
   private readonly open = new Map<string, LocalPartitionStore>()
   private closed = false
+  /** Partitions a damaged segment kept from opening, with their damage reports (damage()). */
+  private readonly openFailures = new Map<string, { space: SpaceDef, partition: number, error: Error, reports: DamageReport[] }>()
   /** Space uids dropped while this engine runs: their partitions are not opened again. */
   private readonly dropped = new Set<string>()
   /** The bound on open files shared by every partition. */
@@ -67,12 +79,75 @@ export class StorageEngine {
     if (p === undefined) {
       // Opening would create files in a directory being deleted (or bring it back after).
       if (this.dropped.has(space.uid)) throw new SpaceDroppedError(`space ${space.name} (${space.uid}) was dropped; its partition ${partition} is not opened`)
-      p = LocalPartitionStore.open(this.deps, space, partition, this.partitionDir(space.uid, partition), this.partitionOpts, {
+      p = this.openStore(space, partition)
+      this.stores.set(key, p)
+      this.track(key, p)
+    }
+    const store = await p
+    if (space.schema.length > store.space.schema.length) store.updateSchema(space)
+    return store
+  }
+
+  /**
+   * Opens a partition's store. One that a damaged segment keeps from opening stays known with its
+   * reports (damage()) before the failure reaches the caller, until an opening or a rebuild succeeds.
+   */
+  private async openStore (space: SpaceDef, partition: number): Promise<LocalPartitionStore> {
+    const dir = this.partitionDir(space.uid, partition)
+    try {
+      return await LocalPartitionStore.open(this.deps, space, partition, dir, this.partitionOpts, {
         onMemtableGrowth: () => { this.enforceBudget() }
       })
-      this.stores.set(key, p)
-      p.then(s => { this.open.set(key, s) }, () => { this.stores.delete(key) })
+    } catch (err) {
+      const c = segmentCorruption(err)
+      if (c !== undefined) {
+        const reports = await readDamageReports(dir, this.deps.log).catch(() => [])
+        this.openFailures.set(`${space.uid}\u0000${partition}`, { space, partition, error: c.error, reports })
+      }
+      throw err
     }
+  }
+
+  /** Follows an opening: the store goes in `open` once it is there; a failed one leaves the cache (the next call tries again). */
+  private track (key: string, p: Promise<LocalPartitionStore>): void {
+    p.then(s => {
+      if (this.stores.get(key) !== p) return
+      this.open.set(key, s)
+      this.openFailures.delete(key)
+    }, () => {
+      if (this.stores.get(key) === p) this.stores.delete(key)
+    })
+  }
+
+  /**
+   * Rebuilds a damaged replica (a segment file that fails its checks: its rows cannot be read, and
+   * a digest sync, which compares ids and versions, would not see what is missing): the store is
+   * closed, the partition's directory is moved aside whole to `<dir>.corrupt-<ms>` (kept for
+   * inspection, never deleted automatically) and a fresh, empty one is opened in its place
+   * carrying the unrepaired damage reports, so it still needs repair: replication then copies the
+   * partition from every other replica before it serves (and marks it repaired). Dropping only
+   * the bad segment instead would bring back older versions and deleted rows from older segments.
+   * Concurrent and later openPartition calls get the new store; writes arriving meanwhile land
+   * there. Replication calls this only when other replicas can repair the partition.
+   */
+  async rebuildPartition (space: SpaceDef, partition: number): Promise<LocalPartitionStore> {
+    if (this.closed) throw new Error('storage engine is closed')
+    const key = `${space.uid}\u0000${partition}`
+    if (this.dropped.has(space.uid)) throw new SpaceDroppedError(`space ${space.name} (${space.uid}) was dropped; its partition ${partition} is not rebuilt`)
+    const old = this.stores.get(key)
+    this.open.delete(key)
+    const p = (async () => {
+      const store = old === undefined ? undefined : await old.catch(() => undefined)
+      await store?.close()
+      const dir = this.partitionDir(space.uid, partition)
+      const aside = `${dir}.corrupt-${this.deps.clock.wallNow()}`
+      const carried = await this.files.run(async () => await moveAside(dir, aside, this.deps.log))
+      this.deps.log.error({ space: space.name, uid: space.uid, partition, movedTo: aside, reports: carried.map(d => d.file) },
+        'damaged partition replica moved aside (kept there for inspection; nothing is deleted); a fresh replica is rebuilt from the other replicas')
+      return await this.openStore(space, partition)
+    })()
+    this.stores.set(key, p)
+    this.track(key, p)
     const store = await p
     if (space.schema.length > store.space.schema.length) store.updateSchema(space)
     return store
@@ -89,11 +164,18 @@ export class StorageEngine {
   /** Files storage holds open now (never more than `files.maxOpen`). */
   openFiles (): number { return this.files.open }
 
-  /** WAL damage of the open partitions (see LocalPartitionStore.damage), with where it is. */
-  damage (): Array<DamageReport & { space: string, uid: string, partition: number, replicas: number }> {
-    const out: Array<DamageReport & { space: string, uid: string, partition: number, replicas: number }> = []
+  /**
+   * Damage of this peer's partitions (see LocalPartitionStore.damage), with where it is: that of
+   * the open ones, and that of partitions a damaged segment keeps from opening (`open: false`,
+   * the error saying why).
+   */
+  damage (): StoredDamage[] {
+    const out: StoredDamage[] = []
     for (const s of this.open.values()) {
-      for (const d of s.damage()) out.push({ space: s.space.name, uid: s.space.uid, partition: s.partition, replicas: s.space.replicas, ...d })
+      for (const d of s.damage()) out.push({ space: s.space, partition: s.partition, open: true, ...d })
+    }
+    for (const f of this.openFailures.values()) {
+      for (const d of f.reports) out.push({ space: f.space, partition: f.partition, open: false, error: f.error.message, ...d })
     }
     return out
   }
@@ -134,6 +216,7 @@ export class StorageEngine {
       const store = await p.catch(() => undefined)
       await store?.close()
     }
+    for (const key of [...this.openFailures.keys()]) if (key.startsWith(prefix)) this.openFailures.delete(key)
     await removeDir(join(this.dataDir, 'spaces', spaceDirName(uid)))
   }
 
@@ -165,6 +248,7 @@ export class StorageEngine {
     const p = this.stores.get(key)
     this.stores.delete(key)
     this.open.delete(key)
+    this.openFailures.delete(key)
     const store = p === undefined ? undefined : await p.catch(() => undefined)
     await store?.close()
     await removeDir(this.partitionDir(uid, partition))

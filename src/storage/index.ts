@@ -5,7 +5,8 @@
  * memtables flush to segments by size (per partition and across the engine); compaction drops
  * superseded rows and tombstones past their grace period; recovery after kill -9 replays the WAL,
  * truncating a torn tail, recovering every good frame after a bad one (and reporting the damage),
- * and refuses to open over a corrupt segment rather than lose it. Each
+ * and refuses to open over a corrupt segment rather than lose it (a damaged segment, found at open
+ * or by a read, is reported; replication rebuilds such a replica from the others). Each
  * partition keeps per-bucket digests up to date on every write, for anti-entropy. Queries read the
  * live rows as column batches (columnar/): segment columns are read and decoded per record batch
  * on demand and kept in the peer's block cache (block-cache.ts).
@@ -27,7 +28,10 @@
  *   `[[id, version, deleted, row], ...]` or a coordinator's packed records as they came (wal.ts;
  *   files of the old format, without header and markers, are still read);
  * - `wal-<seq>.log.corrupt` and `.corrupt.json`: a damaged WAL file's original bytes and what
- *   was found in it (kept until an operator deletes them);
+ *   was found in it (kept until an operator deletes them); `seg-<id>.arrow.corrupt.json` (or
+ *   `.idx`): a segment file found damaged, and, in a replica rebuilt from the other replicas,
+ *   `<n>.corrupt-<ms>-<report>` carrying the report of what was moved aside to
+ *   `<partition dir>.corrupt-<ms>` (damage.ts);
  * - `seg-<id>.arrow`: Arrow IPC file of record batches (at most 65,536 rows each, rows in key
  *   order), the space's columns plus `$version` (float64) and `$deleted` (bool);
  * - `seg-<id>.idx`: the segment's batch directory (byte ranges, CRCs, zone maps of each column of
@@ -42,9 +46,9 @@
  */
 export type { VersionedRecord, ApplyResult, PartitionDigest, PartitionStats, PartitionStore } from './types.js'
 export { compareVersions } from './types.js'
-export { SpaceDroppedError, StorageEngine, spaceDirName } from './engine.js'
-export { LocalPartitionStore, StoreClosedError, StoreFailedError, MANIFEST_FILE, CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX } from './partition.js'
-export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps, DamageReport } from './partition.js'
+export { SpaceDroppedError, StorageEngine, spaceDirName, type StoredDamage } from './engine.js'
+export { LocalPartitionStore, StoreClosedError, StoreFailedError, MANIFEST_FILE, CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX, isSegmentCorruption } from './partition.js'
+export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps, DamageReport, SegmentDamageReport, WalDamageReport } from './partition.js'
 export { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 export { BlockCache, columnVectorBytes, defaultCacheMiB, type BlockCacheStats } from './block-cache.js'
 export type { PartitionStoreOptions, StorageEngineOptions } from './options.js'

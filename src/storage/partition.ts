@@ -6,8 +6,8 @@
  *
  * State, each with one owner: the id index and the segments it points into (live-index.ts, which
  * keeps live bitmaps, counts and digests in step), the memtable (memtable.ts), the WAL files
- * (wal-files.ts), the manifest and segment numbering (manifest.ts), WAL damage reports
- * (damage.ts). Work: recovery.ts (open from disk), write.ts (apply and group commit), flush.ts
+ * (wal-files.ts), the manifest and segment numbering (manifest.ts), damage reports of the WAL
+ * and of segments (damage.ts). Work: recovery.ts (open from disk), write.ts (apply and group commit), flush.ts
  * (memtable to segment), compaction.ts (size-tiered merges, tombstone purge), reads.ts (get,
  * scan, bucket, column batches), digest.ts (anti-entropy digests).
  *
@@ -25,7 +25,8 @@ import type { SpaceDef } from '../schema/index.js'
 import { BlockCache } from './block-cache.js'
 import { Compactor, type CompactionResult } from './compaction.js'
 import { newStoreCounters, type PartitionContext, type PartitionDeps, type StoreCounters, type StoreHooks, type StoreStatus } from './context.js'
-import { DamageLog, type DamageReport } from './damage.js'
+import { DamageLog, segmentCorruption, type DamageReport } from './damage.js'
+import type { DiskSegment } from './disk-segment.js'
 import { FilePool } from './files.js'
 import { Flusher } from './flush.js'
 import { LiveIndex } from './live-index.js'
@@ -42,7 +43,7 @@ import { PartitionWriter } from './write.js'
 // The store's public names, wherever they are defined: importers keep importing them from here.
 export { sizeTier, type CompactionResult } from './compaction.js'
 export type { PartitionDeps, StoreCounters, StoreHooks } from './context.js'
-export { CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX, type DamageReport } from './damage.js'
+export { CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX, isSegmentCorruption, type DamageReport, type SegmentDamageReport, type WalDamageReport } from './damage.js'
 export { MANIFEST_FILE } from './manifest.js'
 export type { RecoveryStats } from './recovery.js'
 export { StoreClosedError, StoreFailedError } from './write.js'
@@ -63,6 +64,8 @@ export class LocalPartitionStore implements PartitionStore {
   private readonly compactor: Compactor
   private readonly reader: PartitionReader
   private closing: Promise<void> | undefined
+  /** Called when a read or a compaction finds a segment file damaged (the first time per file). */
+  private readonly damageListeners = new Set<() => void>()
 
   readonly counters: StoreCounters = newStoreCounters()
   recovery!: RecoveryStats
@@ -72,12 +75,14 @@ export class LocalPartitionStore implements PartitionStore {
     this.partition = partition
     this.dir = dir
     const status: StoreStatus = { closed: false, failed: undefined }
+    const log = deps.log.child({ space: space.name, uid: space.uid, partition })
+    this.damaged = new DamageLog(deps.files, deps.clock, log)
     const ctx: PartitionContext = {
       dir,
       partition,
       space: () => this.spaceDef,
       clock: deps.clock,
-      log: deps.log.child({ space: space.name, uid: space.uid, partition }),
+      log,
       files: deps.files,
       opts,
       hooks,
@@ -86,10 +91,13 @@ export class LocalPartitionStore implements PartitionStore {
       index: new LiveIndex(() => this.spaceDef.schema, opts.digestCacheSize),
       memtable: new Memtable(opts),
       wal: new WalFiles(dir, deps.files, () => { this.counters.walFsyncs++ }),
-      manifest
+      manifest,
+      corruption: {
+        report: err => { this.noteCorruption(err) },
+        unreadable: seg => this.isUnreadable(seg)
+      }
     }
     this.ctx = ctx
-    this.damaged = new DamageLog(ctx.files, ctx.clock, ctx.log)
     this.compactor = new Compactor(ctx)
     this.flusher = new Flusher({ ...ctx, maybeCompact: () => { this.compactor.maybeCompact() } })
     this.writer = new PartitionWriter({ ...ctx, flusher: this.flusher, compactor: this.compactor })
@@ -112,6 +120,15 @@ export class LocalPartitionStore implements PartitionStore {
       store.recovery = await recover({ ...store.ctx, damage: store.damaged, rotate: async () => { await store.flusher.rotate() } }, t0)
     } catch (err) {
       await store.closeSegments()
+      // A segment listed in the manifest that fails its checks: the partition does not open (its
+      // rows are not known, so nothing it would answer could be trusted), and the damage is
+      // reported beside the file, for health and for the rebuild from the other replicas
+      // (StorageEngine.rebuildPartition). The error, naming the file, goes to the caller.
+      const c = segmentCorruption(err)
+      if (c !== undefined) {
+        store.damaged.segmentFound(c)
+        await store.damaged.settled()
+      }
       throw err
     }
     if (opts.compactionCheckIntervalMs > 0) store.compactor.scheduleChecks()
@@ -121,14 +138,62 @@ export class LocalPartitionStore implements PartitionStore {
   // ------------------------------------------------------------------------------ damage
 
   /**
-   * The WAL damage this replica has had, while its report file is there (an operator clears one by
-   * deleting it); each says whether other replicas have repaired it since.
+   * The damage this replica has had (WAL files, segment files), while its report file is there (an
+   * operator clears one by deleting it); each says whether other replicas have repaired it since.
    */
   damage (): DamageReport[] { return this.damaged.list() }
 
   /** Whether this replica holds damage that no sync with the other replicas has repaired yet. */
   needsRepair (): boolean {
     return this.damage().some(d => !d.repaired)
+  }
+
+  /**
+   * Whether this replica still holds a damaged segment file: rows there cannot be read, and a
+   * digest sync (ids and versions) would not see it, so repairing it means rebuilding the
+   * replica from the other replicas (StorageEngine.rebuildPartition), not syncing it.
+   */
+  needsRebuild (): boolean {
+    return this.damage().some(d => d.kind === 'segment' && !d.repaired && d.movedTo === undefined)
+  }
+
+  /**
+   * Calls `listener` when a read or a compaction finds a segment file damaged, the first time for
+   * each file (a damaged file met again by later reads is the same damage). Returns the
+   * unsubscribe. Replication takes the replica out of service then.
+   */
+  onDamage (listener: () => void): () => void {
+    this.damageListeners.add(listener)
+    return () => { this.damageListeners.delete(listener) }
+  }
+
+  /**
+   * Records `err` if it is segment corruption (damage.ts): the report is held at once and written
+   * beside the file, and the listeners hear of it. A closed store's reads (one rebuilt meanwhile,
+   * whose directory is elsewhere now) report nothing: its files are no longer this replica's.
+   */
+  private noteCorruption (err: unknown): void {
+    if (this.ctx.status.closed) return
+    const c = segmentCorruption(err)
+    if (c === undefined || !this.damaged.segmentFound(c)) return
+    for (const l of [...this.damageListeners]) {
+      try { l() } catch (e) { this.ctx.log.error({ err: e }, 'a damage listener failed') }
+    }
+  }
+
+  private isUnreadable (seg: DiskSegment): boolean {
+    const files = this.damaged.unreadableFiles()
+    return files.size > 0 && (files.has(seg.path) || files.has(join(this.dir, seg.meta.index)))
+  }
+
+  /** Runs a read, recording the segment damage it meets (the error still goes to the caller). */
+  private async guarded<T> (read: () => Promise<T>): Promise<T> {
+    try {
+      return await read()
+    } catch (err) {
+      this.noteCorruption(err)
+      throw err
+    }
   }
 
   /**
@@ -140,7 +205,8 @@ export class LocalPartitionStore implements PartitionStore {
   // ------------------------------------------------------------------------------ writes
 
   async apply (records: readonly VersionedRecord[], packed?: PackedRecords): Promise<ApplyResult> {
-    return await this.writer.apply(records, packed)
+    // A write looks its ids up in the segments' key indexes: a damaged block fails it too.
+    return await this.guarded(async () => await this.writer.apply(records, packed))
   }
 
   /** Bytes of WAL behind the memtable (active and being flushed). */
@@ -163,22 +229,47 @@ export class LocalPartitionStore implements PartitionStore {
    * (by their HLC's physical time against clock.wallNow()). Safe under concurrent apply():
    * writes landing meanwhile win over the rows being copied, decided again at the swap.
    */
-  async compact (): Promise<CompactionResult> { return await this.compactor.compact() }
+  async compact (): Promise<CompactionResult> { return await this.guarded(async () => await this.compactor.compact()) }
 
   // ------------------------------------------------------------------------------ reads
 
-  async get (id: string): Promise<VersionedRecord | undefined> { return await this.reader.get(id) }
+  // Every read goes through guarded (or guardedIterable): one that meets a damaged segment block
+  // fails naming the file, and the damage is recorded.
+
+  async get (id: string): Promise<VersionedRecord | undefined> { return await this.guarded(async () => await this.reader.get(id)) }
 
   scan (opts: { batchRecords?: number, includeTombstones?: boolean } = {}): AsyncIterable<VersionedRecord[]> {
-    return this.reader.scan(opts)
+    return this.guardedIterable(this.reader.scan(opts))
   }
 
   /** The live rows as column batches, a snapshot taken by the call itself (see reads.ts). */
-  batches (columns: readonly string[], opts?: BatchOptions): AsyncIterable<ColumnBatch> { return this.reader.batches(columns, opts) }
+  batches (columns: readonly string[], opts?: BatchOptions): AsyncIterable<ColumnBatch> { return this.guardedIterable(this.reader.batches(columns, opts)) }
 
-  async digest (buckets = 64): Promise<PartitionDigest> { return await this.ctx.index.digest(buckets) }
+  async digest (buckets = 64): Promise<PartitionDigest> { return await this.guarded(async () => await this.ctx.index.digest(buckets)) }
 
-  async bucket (index: number, buckets: number): Promise<VersionedRecord[]> { return await this.reader.bucket(index, buckets) }
+  async bucket (index: number, buckets: number): Promise<VersionedRecord[]> { return await this.guarded(async () => await this.reader.bucket(index, buckets)) }
+
+  /**
+   * `source` with every step guarded. Its iterator is taken now, so a snapshot its call took
+   * (batches) stays the call's; return() passes through (releasing the source's pins).
+   */
+  private guardedIterable<T> (source: AsyncIterable<T>): AsyncIterable<T> {
+    const it = source[Symbol.asyncIterator]()
+    const step = async (next: () => Promise<IteratorResult<T>>): Promise<IteratorResult<T>> => {
+      try {
+        return await next()
+      } catch (err) {
+        this.noteCorruption(err)
+        throw err
+      }
+    }
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => await step(async () => await it.next()),
+        return: async (value?: unknown) => await (it.return?.(value) ?? Promise.resolve({ done: true as const, value: undefined as T }))
+      })
+    }
+  }
 
   /** The records a running flush is writing, if one runs (a test watches it to catch a flush in flight). */
   private get frozen (): VersionedRecord[] | undefined { return this.ctx.memtable.frozen }
@@ -231,6 +322,7 @@ export class LocalPartitionStore implements PartitionStore {
       await this.ctx.manifest.settled()
       await this.ctx.wal.close()
       await this.closeSegments()
+      await this.damaged.settled()
     })()
     return this.closing
   }

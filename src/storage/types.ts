@@ -81,12 +81,24 @@ export interface PartitionStore {
   bucket(index: number, buckets: number): Promise<VersionedRecord[]>
   stats(): PartitionStats
   /**
-   * Whether this replica recovered from a damaged WAL and has not yet synced with every other
-   * replica since: until it has, it must not serve reads (what the damage held is missing here).
+   * Whether this replica was found damaged (a WAL file at recovery, a segment file at open or by
+   * a read) and has not yet synced with every other replica since: until it has, it must not
+   * serve reads (what the damage held is missing or unreadable here).
    */
   needsRepair?(): boolean
   /** Called once this replica has synced with every other replica after its damage. */
   markRepaired?(): Promise<void>
+  /**
+   * Whether this replica still holds a damaged segment file: its rows there cannot be read, and a
+   * digest sync would not notice (digests carry ids and versions, not values), so repairing it
+   * means rebuilding it from the other replicas (StoreProvider.rebuild), not syncing it.
+   */
+  needsRebuild?(): boolean
+  /**
+   * Calls `listener` when a read or a compaction finds damage (a segment file, the first time for
+   * each file) while the replica serves; returns the unsubscribe.
+   */
+  onDamage?(listener: () => void): () => void
 }
 
 /** Orders two versions of the same id: > 0 when `a` wins. */

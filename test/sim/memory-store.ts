@@ -4,9 +4,12 @@
  * 64-bit hash of each (id, version, deleted), kept per leaf bucket and folded for any power-of-two
  * bucket count up to LEAVES), bucket(), scan() in batches, batches() in columnar form. The
  * objects survive a simulated restart: keep the MemoryStores of a peer and hand it to the
- * restarted peer's Replicator.
+ * restarted peer's Replicator. Damage can be injected (corrupt()): reads that meet the chosen ids
+ * fail as a damaged segment block does, and the store reports it as LocalPartitionStore does
+ * (needsRepair, needsRebuild, onDamage); MemoryStores.rebuild replaces it by an empty one.
  */
 import { batchFromRows, type ColumnBatch, type ValueType } from '../../src/columnar/index.js'
+import { SegmentCorruptError } from '../../src/storage/index.js'
 import { compareVersions } from '../../src/storage/types.js'
 import type { ApplyResult, PartitionDigest, PartitionStats, PartitionStore, VersionedRecord } from '../../src/storage/types.js'
 import type { SpaceDef } from '../../src/schema/index.js'
@@ -42,8 +45,43 @@ export class MemoryPartitionStore implements PartitionStore {
   /** Fault injection: when set, apply() rejects with it. */
   failWith: Error | undefined
   applyCalls = 0
+  /** Fault injection (corrupt()): ids whose stored values cannot be read, and the file said to hold them. */
+  private unreadable = new Set<string>()
+  private unreadableFile = ''
+  /** The damage reported, as a LocalPartitionStore's segment damage report says it. */
+  damaged: { file: string, repaired: boolean, movedTo?: string } | undefined
+  private readonly damageListeners = new Set<() => void>()
 
   constructor (readonly space: SpaceDef, readonly partition: number) {}
+
+  /** Makes the stored values of `ids` unreadable, as a damaged block of `file` would: found by the first read that meets one. */
+  corrupt (ids: Iterable<string>, file = `${this.space.uid}/${this.partition}/seg-00000001.arrow`): void {
+    for (const id of ids) this.unreadable.add(id)
+    this.unreadableFile = file
+  }
+
+  /** A read met an unreadable id: reported once (listeners told), then the read fails naming the file. */
+  private failRead (): never {
+    const err = new SegmentCorruptError(this.unreadableFile, 'batch 0, column "v": CRC-32 mismatch')
+    if (this.damaged === undefined) {
+      this.damaged = { file: this.unreadableFile, repaired: false }
+      for (const l of [...this.damageListeners]) l()
+    }
+    throw err
+  }
+
+  private checkReadable (ids: Iterable<string>): void {
+    if (this.unreadable.size === 0) return
+    for (const id of ids) if (this.unreadable.has(id) && this.records.get(id)?.deleted === false) this.failRead()
+  }
+
+  needsRepair (): boolean { return this.damaged !== undefined && !this.damaged.repaired }
+  needsRebuild (): boolean { return this.needsRepair() && this.damaged?.movedTo === undefined }
+  async markRepaired (): Promise<void> { if (this.damaged !== undefined) this.damaged.repaired = true }
+  onDamage (listener: () => void): () => void {
+    this.damageListeners.add(listener)
+    return () => { this.damageListeners.delete(listener) }
+  }
 
   async apply (records: readonly VersionedRecord[]): Promise<ApplyResult> {
     if (this.closed) throw new Error('store closed')
@@ -72,13 +110,17 @@ export class MemoryPartitionStore implements PartitionStore {
     return { applied, stale }
   }
 
-  async get (id: string): Promise<VersionedRecord | undefined> { return this.records.get(id) }
+  async get (id: string): Promise<VersionedRecord | undefined> {
+    this.checkReadable([id])
+    return this.records.get(id)
+  }
   /** get() without the promise, for a test's synchronous checks (a simulator condition, an expect). */
   peek (id: string): VersionedRecord | undefined { return this.records.get(id) }
 
   async * scan (opts: { batchRecords?: number, includeTombstones?: boolean } = {}): AsyncIterable<VersionedRecord[]> {
     const batch = Math.max(1, opts.batchRecords ?? 1000)
     const all = [...this.records.values()].filter(r => opts.includeTombstones !== false || !r.deleted)
+    this.checkReadable(all.map(r => r.id))
     for (let i = 0; i < all.length; i += batch) {
       await Promise.resolve()
       yield all.slice(i, i + batch)
@@ -88,10 +130,15 @@ export class MemoryPartitionStore implements PartitionStore {
   batches (columns: readonly string[]): AsyncIterable<ColumnBatch> {
     const cols: Array<{ name: string, type: ValueType }> = [...new Set(columns)].map(name => ({ name, type: this.space.schema.find(c => c.name === name)?.type ?? 'null' }))
     // Snapshot now: the live rows (apply() replaces records, never mutates them), NULL for absent columns.
-    const rows = [...this.records.values()].filter(r => !r.deleted).map(r => r.row!)
+    const live = [...this.records.values()].filter(r => !r.deleted)
+    const rows = live.map(r => r.row!)
     const out: ColumnBatch[] = []
     for (let i = 0; i < rows.length; i += 65_536) out.push(batchFromRows(rows.slice(i, i + 65_536), cols))
-    return (async function * () { yield * out })()
+    const check = (): void => { this.checkReadable(live.map(r => r.id)) }
+    return (async function * () {
+      check()
+      yield * out
+    })()
   }
 
   async digest (buckets = 256): Promise<PartitionDigest> { return this.digestNow(buckets) }
@@ -123,6 +170,7 @@ export class MemoryPartitionStore implements PartitionStore {
   async bucket (index: number, buckets: number): Promise<VersionedRecord[]> {
     const out: VersionedRecord[] = []
     for (const r of this.records.values()) if (idHash(r.id) % buckets === index) out.push(r)
+    this.checkReadable(out.map(r => r.id))
     return out
   }
 
@@ -141,11 +189,37 @@ export class MemoryPartitionStore implements PartitionStore {
 export class MemoryStores {
   readonly stores = new Map<string, MemoryPartitionStore>()
   dropped = 0
+  /** Damaged stores replaced by rebuild(), the old ones kept here (as storage keeps their files aside). */
+  readonly rebuilt: MemoryPartitionStore[] = []
+  /** Fault injection: partitions (by key()) whose opening fails with this error, as a damaged segment file makes it fail, until rebuilt. */
+  readonly openFails = new Map<string, Error>()
+
+  /** As StorageEngine.rebuildPartition: the damaged store closed and kept aside, an empty one carrying its damage in its place. */
+  async rebuild (space: SpaceDef, partition: number): Promise<MemoryPartitionStore> {
+    const key = MemoryStores.key(space, partition)
+    const old = this.stores.get(key)
+    if (old !== undefined) {
+      old.closed = true
+      this.rebuilt.push(old)
+    }
+    const fresh = new MemoryPartitionStore(space, partition)
+    const failed = this.openFails.get(key) as { path?: string } | undefined
+    this.openFails.delete(key)
+    fresh.damaged = { file: old?.damaged?.file ?? failed?.path ?? 'unknown', repaired: false, movedTo: `${key}.corrupt` }
+    this.stores.set(key, fresh)
+    await Promise.resolve()
+    return fresh
+  }
 
   static key (space: SpaceDef, partition: number): string { return `${space.uid}/${partition}` }
 
   async open (space: SpaceDef, partition: number): Promise<MemoryPartitionStore> {
     const key = MemoryStores.key(space, partition)
+    const fails = this.openFails.get(key)
+    if (fails !== undefined) {
+      await Promise.resolve()
+      throw fails
+    }
     let s = this.stores.get(key)
     if (s === undefined) {
       s = new MemoryPartitionStore(space, partition)
