@@ -8,7 +8,9 @@
  * Defaults: 3,000,000 rows, the peer's default cache. The peer runs with `storage.cacheMiB` when
  * given. Resident memory is the peer process's VmRSS (from /proc), its peak over the phase.
  * Environment: SHOAL_BENCH_MEMTABLE_ROWS sets the peer's `storage.memtableMaxRows`;
- * SHOAL_BENCH_LOG=<file> saves the restarted peer's log lines there (where the time went).
+ * SHOAL_BENCH_LOG=<file> saves the restarted peer's log lines there (where the time went);
+ * SHOAL_BENCH_MEM=1 prints, every 2 s, where the peer's memory is (heap used and total, external,
+ * block cache, memtables) from its /metrics.
  */
 import '../../src/polyfill/index.js'
 import { readFile } from 'node:fs/promises'
@@ -49,13 +51,47 @@ async function rssMiB (pid: number | undefined): Promise<number> {
 function sampler (peer: PeerProcess): { stop: () => Promise<number> } {
   let peak = 0
   let running = true
+  let n = 0
   const loop = (async () => {
     while (running) {
-      peak = Math.max(peak, await rssMiB(peer.pid))
+      const rss = await rssMiB(peer.pid)
+      peak = Math.max(peak, rss)
+      if (process.env.SHOAL_BENCH_MEM === '1' && n++ % 10 === 0) await printMemory(peer, rss)
       await new Promise(resolve => setTimeout(resolve, 200))
     }
   })()
   return { stop: async () => { running = false; await loop; return Math.max(peak, await rssMiB(peer.pid)) } }
+}
+
+/** The memory metrics the peer exports, in MiB, on one line (SHOAL_BENCH_MEM). */
+async function printMemory (peer: PeerProcess, rss: number): Promise<void> {
+  const text = await new Promise<string>(resolve => {
+    request({ host: '127.0.0.1', port: peer.httpPort, path: '/metrics', agent }, res => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => { resolve(Buffer.concat(chunks).toString('utf8')) })
+      res.on('error', () => { resolve('') })
+    }).on('error', () => { resolve('') }).end()
+  })
+  const sum = (re: RegExp): number => {
+    let t = 0
+    for (const m of text.matchAll(re)) t += Number(m[1])
+    return t / 1048576
+  }
+  const status = await readFile(`/proc/${peer.pid ?? 0}/status`, 'utf8').catch(() => '')
+  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) / 1024
+  const fields = {
+    rss,
+    anon: kb('RssAnon'),
+    file: kb('RssFile'),
+    shmem: kb('RssShmem'),
+    heapUsed: sum(/^shoal_nodejs_heap_size_used_bytes (\S+)$/gm),
+    heapTotal: sum(/^shoal_nodejs_heap_size_total_bytes (\S+)$/gm),
+    external: sum(/^shoal_nodejs_external_memory_bytes (\S+)$/gm),
+    cache: sum(/^shoal_storage_cache_bytes\{[^}]*\} (\S+)$/gm),
+    memtables: sum(/^shoal_storage_memtable_bytes(?:\{[^}]*\})? (\S+)$/gm)
+  }
+  console.log(Object.entries(fields).map(([k, v]) => `${k} ${v.toFixed(0)}`).join('  '))
 }
 
 async function post (peer: PeerProcess, path: string, body: string): Promise<{ status: number, text: string }> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Peers should run with --max-semi-space-size=32 (see docs/operations.md): `npm start` and the
-// test clusters pass it; a shebang cannot portably (BusyBox's env has no -S), and Node reads the
-// flag only at start-up, so `shoal start` run directly needs NODE_OPTIONS for it.
+// The `shoal` command is bin/shoal, a launcher that runs this file with the settings a peer needs
+// from the start of the process (Node's young generation, glibc's mmap threshold): a shebang
+// cannot portably pass them (BusyBox's env has no -S). Run directly, `shoal start` logs so.
 // Must stay the first import: libp2p's dependencies need Promise.withResolvers on Node 20.
 import '../polyfill/index.js'
 import { Command, CommanderError, Option } from 'commander'

@@ -34,8 +34,9 @@ export async function runStart (opts: Record<string, unknown>): Promise<void> {
     throw err
   }
   log.info({ peer: peer.peerId, addrs: peer.addrs(), http: peer.httpUrl, dataDir: config.dataDir }, 'peer started')
-  if (![...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some(a => a.startsWith('--max-semi-space-size'))) {
-    log.info({}, 'node runs without --max-semi-space-size: set NODE_OPTIONS=--max-semi-space-size=32 for faster ingest (docs/operations.md)')
+  const semiSpace = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some(a => a.startsWith('--max-semi-space-size'))
+  if (!semiSpace || (process.platform === 'linux' && process.env.MALLOC_MMAP_THRESHOLD_ === undefined)) {
+    log.info({ semiSpace, mallocMmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_ ?? null }, 'peer started without the launcher\'s settings (slower ingest, more resident memory): run it as bin/shoal start (npm start, npx shoal start); docs/operations.md')
   }
 
   let stopping = false

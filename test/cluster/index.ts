@@ -23,6 +23,16 @@ const here = dirname(fileURLToPath(import.meta.url))
 const ROOT = resolve(here, here.split(/[\\/]/).includes('dist') ? '../../..' : '../..')
 /** The compiled CLI; `npm test` builds it first. */
 export const CLI = resolve(ROOT, 'dist/src/cli/main.js')
+/** The `shoal` command users run (package.json's bin): a launcher that execs node on CLI. */
+export const LAUNCHER = resolve(ROOT, 'bin/shoal')
+
+/**
+ * The launcher's environment: this node binary, and SHOAL_NODE_ARGS (flags for the peers, e.g.
+ * --cpu-prof when profiling a benchmark) as its SHOAL_NODE_OPTIONS.
+ */
+function launcherEnv (base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...base, SHOAL_NODE: process.execPath, SHOAL_NODE_OPTIONS: process.env.SHOAL_NODE_ARGS ?? '' }
+}
 
 /**
  * Membership timings for tests: 5x faster than the defaults, so a death is declared in about a
@@ -104,14 +114,13 @@ export class PeerProcess {
 
   spawn (): void {
     this.log = createWriteStream(this.logFile, { flags: 'a' })
-    // The young-generation size peers should run with (docs/operations.md; `npm start` passes it
-    // too); SHOAL_NODE_ARGS adds flags (e.g. --cpu-prof for profiling a benchmark).
-    const nodeArgs = ['--max-semi-space-size=32', ...(process.env.SHOAL_NODE_ARGS ?? '').split(' ').filter(a => a !== '')]
-    const argv = [...nodeArgs, CLI, 'start', ...this.args]
+    // Through the launcher, as a user runs it (its settings: docs/operations.md); it execs node,
+    // so pid, signals and exit codes are the peer's own.
+    const argv = ['start', ...this.args]
+    const env = launcherEnv()
     const proc = this.openFileLimit === undefined
-      ? spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
-      // exec: the shell becomes node, so pid, signals and exit codes are the peer's own.
-      : spawn('/bin/sh', ['-c', `ulimit -n ${this.openFileLimit} && exec "$0" "$@"`, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+      ? spawn(LAUNCHER, argv, { stdio: ['ignore', 'pipe', 'pipe'], env })
+      : spawn('/bin/sh', ['-c', `ulimit -n ${this.openFileLimit} && exec "$0" "$@"`, LAUNCHER, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env })
     proc.stdout!.pipe(this.log, { end: false })
     proc.stderr!.pipe(this.log, { end: false })
     this.exitCode = null
@@ -316,7 +325,7 @@ export class TestCluster {
 /** Runs the compiled CLI to completion and returns its exit code and output. */
 export async function runCli (args: string[], opts: { timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
   return await new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env })
+    const proc = spawn(LAUNCHER, args, { stdio: ['ignore', 'pipe', 'pipe'], env: launcherEnv(opts.env) })
     let stdout = ''
     let stderr = ''
     proc.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
