@@ -133,7 +133,7 @@ export class Peer implements ApiPeer {
     let files: FileBudget
     let storageOptions: Record<string, number>
     try {
-      storageOptions = checkOptions('storage', config.storage, { ...DEFAULT_PARTITION_OPTIONS, memtableBudgetBytes: 0, maxOpenFiles: 0, cacheMiB: 0 })
+      storageOptions = checkOptions('storage', config.storage, { ...DEFAULT_PARTITION_OPTIONS, memtableBudgetBytes: 0, maxOpenFiles: 0, cacheMiB: 0, maxConcurrentCompactions: 0 })
       files = planFileBudget(await openFileLimit(), {
         libp2pConnections: DEFAULT_MAX_LIBP2P_CONNECTIONS,
         ...(config.maxHttpConnections !== undefined ? { httpConnections: config.maxHttpConnections } : {}),
@@ -644,6 +644,10 @@ export class Peer implements ApiPeer {
       return [[{ event: 'hit' }, c.hits], [{ event: 'miss' }, c.misses], [{ event: 'eviction' }, c.evictions]]
     })
     m.gaugeFrom('shoal_build_info', 'This peer\'s build: always 1, with its version and Node.js version as labels', ['version', 'node'], () => [[{ version: VERSION, node: process.version }, 1]])
+    m.gaugeFrom('shoal_storage_compactions', 'Compactions running and waiting for a slot (at most storage.maxConcurrentCompactions run at once)', ['state'], () => {
+      const c = this.layers.engine.compactions
+      return [[{ state: 'running' }, c.active], [{ state: 'waiting' }, c.waiting]]
+    })
     m.gaugeFrom('shoal_storage_cache_bytes', 'Bytes the block cache holds, and its limit (storage.cacheMiB)', ['kind'], () => {
       const c = this.layers.engine.cache.stats()
       return [[{ kind: 'held' }, c.bytes], [{ kind: 'limit' }, c.maxBytes]]

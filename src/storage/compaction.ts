@@ -23,7 +23,12 @@ export interface CompactionResult {
   tombstonesPurged: number
 }
 
-export type CompactionContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'opts' | 'counters' | 'status' | 'index' | 'manifest' | 'corruption'>
+export type CompactionContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'compactions' | 'opts' | 'counters' | 'status' | 'index' | 'manifest' | 'corruption'>
+
+/** The result of a compaction that did not run (its store closed while it waited for a slot). */
+function noCompaction (segmentsIn: number): CompactionResult {
+  return { segmentsIn, segmentsOut: segmentsIn, rowsKept: 0, deadDropped: 0, tombstonesPurged: 0 }
+}
 
 export class Compactor {
   private compacting: Promise<CompactionResult> | undefined
@@ -119,7 +124,11 @@ export class Compactor {
     const all = this.ctx.index.segments
     const segments = inputs ?? [...all.values()]
     this.compactingAll = segments.length === all.size
-    this.compacting = this.merge(segments).then(r => {
+    // It waits for one of the peer's compaction slots (compaction-slots.ts) before reading
+    // anything; the store may close meanwhile, and then there is nothing to merge.
+    const { compactions, status } = this.ctx
+    const merged = compactions.run(async () => status.closed ? noCompaction(segments.length) : await this.merge(segments))
+    this.compacting = merged.then(r => {
       this.compacting = undefined
       return r
     }, (err: unknown) => {

@@ -8,6 +8,7 @@
 import type { Clock, Logger } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { BlockCache } from './block-cache.js'
+import type { CompactionSlots } from './compaction-slots.js'
 import type { DiskSegment } from './disk-segment.js'
 import type { FilePool } from './files.js'
 import type { LiveIndex } from './live-index.js'
@@ -43,6 +44,8 @@ export interface PartitionDeps {
   files?: FilePool
   /** The peer's cache of segment blocks; a store opened without one gets a small one of its own. */
   cache?: BlockCache
+  /** The peer's bound on compactions at once; a store opened without one runs one at a time. */
+  compactions?: CompactionSlots
 }
 
 /** The engine's hooks into a store (memtable budget). */
@@ -80,6 +83,7 @@ export interface PartitionContext {
   readonly clock: Clock
   readonly log: Logger
   readonly files: FilePool
+  readonly compactions: CompactionSlots
   readonly opts: ResolvedPartitionOptions
   readonly hooks: StoreHooks
   readonly counters: StoreCounters

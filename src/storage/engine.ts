@@ -6,6 +6,7 @@ import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SpaceDef } from '../schema/index.js'
 import { BlockCache } from './block-cache.js'
+import { CompactionSlots, defaultMaxConcurrentCompactions } from './compaction-slots.js'
 import { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 import { moveAside, readDamageReports, segmentCorruption } from './damage.js'
 import { LocalPartitionStore, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
@@ -49,13 +50,16 @@ export class StorageEngine {
   readonly files: FilePool
   /** The peer's one cache of blocks read from segment files. */
   readonly cache: BlockCache
+  /** The peer's bound on compactions running at once (compaction-slots.ts). */
+  readonly compactions: CompactionSlots
 
   constructor (deps: PartitionDeps, opts: StorageEngineOptions) {
-    const { dataDir, memtableBudgetBytes, maxOpenFiles, cacheMiB, ...partitionOpts } = opts
+    const { dataDir, memtableBudgetBytes, maxOpenFiles, cacheMiB, maxConcurrentCompactions, ...partitionOpts } = opts
     this.files = new FilePool(maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES)
     if (cacheMiB !== undefined && (!Number.isInteger(cacheMiB) || cacheMiB < 1)) throw new RangeError(`storage option cacheMiB must be a positive integer, got ${String(cacheMiB)}`)
     this.cache = new BlockCache((cacheMiB ?? 64) * 1048576)
-    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), files: this.files, cache: this.cache }
+    this.compactions = new CompactionSlots(maxConcurrentCompactions ?? defaultMaxConcurrentCompactions())
+    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), files: this.files, cache: this.cache, compactions: this.compactions }
     resolvePartitionOptions(partitionOpts) // fail fast on a bad option
     this.dataDir = dataDir
     this.partitionOpts = partitionOpts

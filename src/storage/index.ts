@@ -50,6 +50,7 @@ export { SpaceDroppedError, StorageEngine, spaceDirName, type StoredDamage } fro
 export { LocalPartitionStore, StoreClosedError, StoreFailedError, MANIFEST_FILE, CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX, isSegmentCorruption } from './partition.js'
 export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps, DamageReport, SegmentDamageReport, WalDamageReport } from './partition.js'
 export { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
+export { CompactionSlots, defaultMaxConcurrentCompactions } from './compaction-slots.js'
 export { BlockCache, columnVectorBytes, defaultCacheMiB, type BlockCacheStats } from './block-cache.js'
 export type { PartitionStoreOptions, StorageEngineOptions } from './options.js'
 export { DEFAULT_PARTITION_OPTIONS } from './options.js'

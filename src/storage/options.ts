@@ -90,6 +90,11 @@ export interface StorageEngineOptions extends PartitionStoreOptions {
    * a bare engine defaults to 64).
    */
   cacheMiB?: number
+  /**
+   * Compactions running at once across every partition (compaction-slots.ts: each holds rows of
+   * its inputs in memory). Count, default half the cores, at least 1, at most 4.
+   */
+  maxConcurrentCompactions?: number
 }
 
 export function resolvePartitionOptions (opts: PartitionStoreOptions): ResolvedPartitionOptions {

@@ -24,6 +24,7 @@ import type { BatchOptions, ColumnBatch } from '../columnar/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import { BlockCache } from './block-cache.js'
 import { Compactor, type CompactionResult } from './compaction.js'
+import { CompactionSlots } from './compaction-slots.js'
 import { newStoreCounters, type PartitionContext, type PartitionDeps, type StoreCounters, type StoreHooks, type StoreStatus } from './context.js'
 import { DamageLog, segmentCorruption, type DamageReport } from './damage.js'
 import type { DiskSegment } from './disk-segment.js'
@@ -84,6 +85,7 @@ export class LocalPartitionStore implements PartitionStore {
       clock: deps.clock,
       log,
       files: deps.files,
+      compactions: deps.compactions,
       opts,
       hooks,
       counters: this.counters,
@@ -114,7 +116,8 @@ export class LocalPartitionStore implements PartitionStore {
     const files = deps.files ?? new FilePool()
     const cache = deps.cache ?? new BlockCache(OWN_CACHE_BYTES)
     const manifest = await SegmentManifest.read(dir, files, cache)
-    const store = new LocalPartitionStore({ ...deps, files, cache }, space, partition, dir, opts, hooks, manifest)
+    const compactions = deps.compactions ?? new CompactionSlots(1)
+    const store = new LocalPartitionStore({ ...deps, files, cache, compactions }, space, partition, dir, opts, hooks, manifest)
     manifest.stateSource = () => store.ctx.index.savedState()
     try {
       store.recovery = await recover({ ...store.ctx, damage: store.damaged, rotate: async () => { await store.flusher.rotate() } }, t0)
