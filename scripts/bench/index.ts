@@ -1,7 +1,7 @@
 /**
  * All benchmarks in one run, printed as Markdown ready for docs/benchmarks.md:
  *
- *   npm run bench                 # RPC, SWIM at 100 to 10,000 peers, storage, 3-peer ingest and reads, queries vs DuckDB
+ *   npm run bench                 # RPC, SWIM at 100 to 10,000 peers, storage, 3-peer ingest and reads, queries vs DuckDB, scans past the cache
  *   npm run bench -- --quick      # fewer iterations and sizes, for a smoke check
  *
  * Figures on shared machines are noisy: compare the ratios measured within one run.
@@ -11,6 +11,7 @@ import { cpus, loadavg } from 'node:os'
 import { benchCluster, formatClusterBench } from './cluster.js'
 import { benchClusterQueries, benchLocalQueries, formatClusterQueryBench, formatLocalQueryBench } from './query.js'
 import { benchRpc, type LatencyStats } from './rpc.js'
+import { benchScan, formatScanBench } from './scan.js'
 import { benchStorage, formatStorageBench } from './storage.js'
 import { benchSwim } from './swim.js'
 
@@ -57,6 +58,8 @@ async function main (): Promise<void> {
   console.log(formatLocalQueryBench(await benchLocalQueries(quick ? 1_000_000 : 10_000_000)))
   console.log('\nReal peers over HTTP (16 partitions, one replica each: every query needs every peer):\n')
   console.log(formatClusterQueryBench(await benchClusterQueries(quick ? 50_000 : 200_000)))
+  console.log('\n## Scans of data four times the block cache, against a warm cache and DuckDB\'s own file\n')
+  console.log(formatScanBench(await benchScan(quick ? 1_000_000 : 4_000_000, quick ? 3 : 5)))
 }
 
 main().then(() => process.exit(0), (err: unknown) => {

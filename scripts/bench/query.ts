@@ -34,7 +34,7 @@ export const QUERIES: Array<{ name: string, sql: string, approx?: string[] }> = 
   { name: 'sketches: distinct + median', sql: 'SELECT count(*) AS n, approx_count_distinct(cat) AS d, approx_quantile(amount, 0.5) AS med FROM t', approx: ['d', 'med'] }
 ]
 
-const SPACE: SpaceDef = {
+export const SPACE: SpaceDef = {
   name: 't',
   uid: 't-1',
   partitions: 16,
@@ -49,12 +49,12 @@ const SPACE: SpaceDef = {
 } as unknown as SpaceDef
 
 /** The generated values, the same formulas in JS and in DuckDB's SQL below. */
-const region = (i: number): string => `r${i % 50}`
-const cat = (i: number): number => (i * 7) % 1000
-const qty = (i: number): number => i % 13
-const amount = (i: number): number => ((i * 7919) % 100_000) / 100
+export const region = (i: number): string => `r${i % 50}`
+export const cat = (i: number): number => (i * 7) % 1000
+export const qty = (i: number): number => i % 13
+export const amount = (i: number): number => ((i * 7919) % 100_000) / 100
 
-const DUCKDB_TABLE = (n: number): string => `CREATE TABLE t AS SELECT 'i' || i AS id, 'r' || (i % 50) AS region, CAST((i * 7) % 1000 AS INTEGER) AS cat,
+export const DUCKDB_TABLE = (n: number): string => `CREATE TABLE t AS SELECT 'i' || i AS id, 'r' || (i % 50) AS region, CAST((i * 7) % 1000 AS INTEGER) AS cat,
   CAST(i % 13 AS INTEGER) AS qty, ((i * 7919) % 100000) / 100.0 AS amount FROM range(${n}) r(i)`
 
 const BATCH = 65_536
@@ -148,7 +148,7 @@ async function timeOnce (fn: () => Promise<unknown>): Promise<number> {
  * starting from a different one), so that a burst of noise on this shared machine hits them
  * alike. Per contender: its median and its time in every round (for paired ratios).
  */
-async function timeInterleaved (runs: number, fns: ReadonlyArray<() => Promise<unknown>>): Promise<Array<{ median: number, times: number[] }>> {
+export async function timeInterleaved (runs: number, fns: ReadonlyArray<() => Promise<unknown>>): Promise<Array<{ median: number, times: number[] }>> {
   for (const fn of fns) await fn()
   const times = fns.map(() => [] as number[])
   for (let r = 0; r < runs; r++) {
@@ -161,7 +161,7 @@ async function timeInterleaved (runs: number, fns: ReadonlyArray<() => Promise<u
 }
 
 /** The median over rounds of a's time over b's in the same round. */
-const pairedRatio = (a: number[], b: number[]): number => median(a.map((x, i) => x / b[i]!))
+export const pairedRatio = (a: number[], b: number[]): number => median(a.map((x, i) => x / b[i]!))
 
 export interface LocalQueryBench { rows: number, duckdbThreads: number, shoalThreads: number, results: Array<{ name: string, shoalMs: number, shoal1Ms: number, duckdbMs: number, duckdb1Ms: number, ratio: number, ratio1: number, sameAnswer: boolean }> }
 
@@ -206,7 +206,7 @@ export async function benchLocalQueries (rows: number, runs = 7): Promise<LocalQ
 }
 
 /** Same multiset of rows: strings equal, numbers within 1e-9 relative (sums in another order); sketch columns skipped. */
-function sameRows (a: Array<Record<string, unknown>>, b: Array<Record<string, unknown>>, approx: readonly string[]): boolean {
+export function sameRows (a: Array<Record<string, unknown>>, b: Array<Record<string, unknown>>, approx: readonly string[]): boolean {
   if (a.length !== b.length) return false
   const key = (r: Record<string, unknown>): string => Object.values(r).filter(v => typeof v === 'string' && Number.isNaN(Number(v))).join('|')
   const bs = new Map<string, Array<Record<string, unknown>>>()

@@ -16,6 +16,8 @@ export interface BlockCacheStats {
   hits: number
   misses: number
   evictions: number
+  /** Bytes of the values loaded on misses (getOrLoad), since the cache was made: what reads cost. */
+  loadedBytes: number
   /** Bytes of the values held now. */
   bytes: number
   entries: number
@@ -32,6 +34,7 @@ export class BlockCache {
   private hits = 0
   private misses = 0
   private evictions = 0
+  private loadedBytes = 0
 
   constructor (readonly maxBytes: number) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new RangeError(`cache size must be a non-negative integer of bytes, got ${String(maxBytes)}`)
@@ -72,6 +75,7 @@ export class BlockCache {
     const p = (async () => {
       try {
         const { value, bytes } = await load()
+        this.loadedBytes += bytes
         this.set(key, value, bytes)
         return value
       } finally {
@@ -96,7 +100,7 @@ export class BlockCache {
   }
 
   stats (): BlockCacheStats {
-    return { hits: this.hits, misses: this.misses, evictions: this.evictions, bytes: this.held, entries: this.entries.size, maxBytes: this.maxBytes }
+    return { hits: this.hits, misses: this.misses, evictions: this.evictions, loadedBytes: this.loadedBytes, bytes: this.held, entries: this.entries.size, maxBytes: this.maxBytes }
   }
 
   private evictTo (limit: number): void {

@@ -354,7 +354,9 @@ export function decodeColumn (type: ValueType, vec: Vector | undefined, rows: nu
     for (let i = 0; i < rows; i++) out[i] = fromArrow(type, vec.get(i))
     return { tag: 'any', type, values: out }
   }
-  const out = new Float64Array(rows)
+  // In shared memory from the start: query workers read the cached column as it is (shareVector
+  // then has nothing to copy).
+  const out = new Float64Array(new SharedArrayBuffer(rows * 8))
   let base = 0
   for (const d of chunks) {
     const n = d.length
@@ -373,8 +375,12 @@ export function decodeColumn (type: ValueType, vec: Vector | undefined, rows: nu
     } else if (values instanceof Float64Array && n === rows && !hasNulls(d)) {
       // One chunk of float64 without NULLs: share the Arrow buffer itself, no copy.
       return { tag: 'num', type, values: values.length === n ? values : values.subarray(0, n) }
-    } else if (values instanceof Int32Array || values instanceof Float32Array || values instanceof Float64Array) {
-      for (let i = 0; i < n; i++) out[base + i] = values[i]!
+    } else if (values instanceof Int32Array) {
+      copyInt32(values, n, out, base)
+    } else if (values instanceof Float32Array) {
+      copyFloat32(values, n, out, base)
+    } else if (values instanceof Float64Array) {
+      out.set(values.subarray(0, n), base)
     } else {
       throw new Error(`no columnar decoding of a segment column of type ${type} (Arrow ${String(d.type)})`)
     }
@@ -382,6 +388,17 @@ export function decodeColumn (type: ValueType, vec: Vector | undefined, rows: nu
     base += n
   }
   return { tag: 'num', type, values: out }
+}
+
+// One loop per source type: a loop whose source may be any of several typed arrays reads it
+// through a megamorphic access, several times slower per element (a cold scan decodes every
+// column of every batch it reads).
+function copyInt32 (src: Int32Array, n: number, out: Float64Array, base: number): void {
+  for (let i = 0; i < n; i++) out[base + i] = src[i]!
+}
+
+function copyFloat32 (src: Float32Array, n: number, out: Float64Array, base: number): void {
+  for (let i = 0; i < n; i++) out[base + i] = src[i]!
 }
 
 /**
@@ -432,7 +449,7 @@ function decodeFloatList (type: ValueType, dim: number, chunks: Data[], rows: nu
  * not once per row.
  */
 function decodeUtf8 (chunks: Data[], rows: number): ColumnVector {
-  const codes = new Int32Array(rows)
+  const codes = new Int32Array(new SharedArrayBuffer(rows * 4))
   const dict: string[] = []
   const byString = new Map<string, number>()
   let base = 0
