@@ -15,7 +15,7 @@ import type { Hlc } from '../hlc/index.js'
 import { newRow, type Row, type SpaceSchema } from '../schema/index.js'
 import type { BlockCache } from './block-cache.js'
 import type { FilePool } from './files.js'
-import { fromArrow } from './segment.js'
+import { DELETED_COLUMN, fromArrow } from './segment.js'
 import { removeFiles } from './fsutil.js'
 import { SegmentFile, type SegmentFileMeta } from './segment-file.js'
 import type { VersionedRecord } from './types.js'
@@ -131,7 +131,13 @@ export class DiskSegment {
       let any = false
       for (let i = first >> 3; i <= (first + n - 1) >> 3 && !any; i++) if (live[i] !== 0) any = true
       if (!any) continue
-      const deleted = withTombstones ? undefined : await f.deleted(b)
+      // A batch whose zone map says it holds no tombstone needs its flags not read; one whose
+      // rows are all live then needs no row list (a scan reads it whole: the common case).
+      const deleted = withTombstones || f.zone(b, DELETED_COLUMN)?.max === 0 ? undefined : await f.deleted(b)
+      if (deleted === undefined && allBitsSet(live, first, n)) {
+        yield { batch: b, length: n, rows: undefined }
+        continue
+      }
       const rows = new Uint32Array(n)
       let k = 0
       for (let i = 0; i < n; i++) {
@@ -214,4 +220,14 @@ export class DiskSegment {
     this.deps.cache.removePrefix(this.file.keys.path + '#')
     await this.file.close()
   }
+}
+
+/** Whether bits [from, from + n) of `bits` (LSB first) are all set. */
+export function allBitsSet (bits: Uint8Array, from: number, n: number): boolean {
+  let i = from
+  const end = from + n
+  for (; i < end && (i & 7) !== 0; i++) if ((bits[i >> 3]! & (1 << (i & 7))) === 0) return false
+  for (; i + 8 <= end; i += 8) if (bits[i >> 3] !== 0xff) return false
+  for (; i < end; i++) if ((bits[i >> 3]! & (1 << (i & 7))) === 0) return false
+  return true
 }
