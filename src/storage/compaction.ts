@@ -9,9 +9,9 @@ import { makeHlc } from '../hlc/index.js'
 import type { Timer } from '../runtime/index.js'
 import type { PartitionContext } from './context.js'
 import type { DiskSegment, LiveBatch } from './disk-segment.js'
-import { keyHash } from './key-index.js'
+import { compareUtf16Order, keyHashesUtf8 } from './key-index.js'
 import type { SpaceSchema } from '../schema/index.js'
-import type { VersionedRecord } from './types.js'
+import type { SegmentFileWriter, SourceColumn } from './segment-file.js'
 
 export interface CompactionResult {
   segmentsIn: number
@@ -157,9 +157,12 @@ export class Compactor {
     if (inputs.length === 1 && inputs[0]!.liveCount === inputs[0]!.rows && !(inputs[0]!.liveTombstones > 0 && inputs[0]!.oldestTombstone < horizon)) {
       return { ...result, segmentsOut: 1, rowsKept: liveRows }
     }
-    // A k-way merge of the inputs' live rows in key order (each input is in key order), written as
-    // it goes, a record batch at a time: memory holds a chunk of records per input, one batch being
-    // written, and per output row where it came from (7 bytes: at the swap, a row still live there
+    // A k-way merge of the inputs' live rows in key order (each input is in key order), on their
+    // key columns (ids as UTF-8, versions, flags of a batch at a time), written as it goes: each
+    // merged row is copied from its input's batch by the writer (segment-gather.ts), a record batch
+    // at a time; no row becomes an object, no id a string.
+    // Memory holds the current batch of each input, the batches the pending output batch copies
+    // from, and per output row where it came from (7 bytes: at the swap, a row still live there
     // moves). The live bits of every input are taken in this tick, with liveRows: each id is live
     // in at most one of them.
     const schema = this.ctx.space().schema
@@ -175,18 +178,17 @@ export class Compactor {
       let sinceYield = 0
       for (;;) {
         let min: MergeInput | undefined
-        for (const h of heads) if (h.record !== undefined && (min === undefined || h.before(min))) min = h
+        for (const h of heads) if (!h.done && (min === undefined || h.before(min))) min = h
         if (min === undefined) break
-        const r = min.record!
-        if (r.deleted && r.version < horizon) {
-          purge.push({ id: r.id, version: r.version, seg: min.seg, row: min.row })
+        if (min.deleted && min.version < horizon) {
+          purge.push({ id: min.idString(), version: min.version, seg: min.seg, row: min.row })
         } else {
           if (kept === liveRows) throw new Error(`compaction: more than the ${liveRows} live rows counted`)
           fromSeg[kept] = min.input
           fromRow[kept] = min.row
-          fromDeleted[kept] = r.deleted ? 1 : 0
+          fromDeleted[kept] = min.deleted ? 1 : 0
           kept++
-          if (w.add(r)) await w.writeBatch()
+          if (w.addFrom(min.sourceIn(w), min.local, min.version, min.deleted)) await w.writeBatch()
         }
         if (!min.step()) await min.load()
         // Reads through the cache may answer without leaving the microtask queue: let timers and I/O in.
@@ -237,81 +239,120 @@ export class Compactor {
 }
 
 /**
- * Records read from an input at a time (of one of its batches): 8,192 rows of a few columns are a
- * few MB of objects; each read takes the batch's columns from the block cache.
+ * One input of a merge: its live rows under a snapshot of its bits, in key order, a batch at a
+ * time: the batch's ids (the id column as UTF-8), versions and flags, and its other columns as
+ * Arrow data, which the writer copies the rows' values from (all through the block cache).
  */
-const MERGE_CHUNK_ROWS = 8192
-
-/** One input of a merge: its live rows under a snapshot of its bits, in key order, a chunk at a time. */
 class MergeInput {
-  /** The current row; undefined once every live row was taken. */
-  record: VersionedRecord | undefined
-  /** Its key hash (compared first) and its row in the segment. */
+  /** Every live row was taken. */
+  done = false
+  /** The current row: its key hash (compared first), version and flag; its row in the segment and in its batch. */
   hash = 0
+  version = 0
+  deleted = false
   row = 0
+  local = 0
+  /** Its id: idBytes[idStart, idEnd). */
+  private idStart = 0
+  private idEnd = 0
+  private idBytes: Uint8Array<ArrayBufferLike> = new Uint8Array(0)
+  private idOffsets: Int32Array<ArrayBufferLike> = new Int32Array(1)
   private readonly batches: AsyncGenerator<LiveBatch>
-  private batch: LiveBatch | undefined
-  private batchAt = 0
-  private chunk: VersionedRecord[] = []
-  private chunkRows = new Uint32Array(0)
+  private versions: Float64Array<ArrayBufferLike> = new Float64Array(0)
+  private flags: Uint8Array<ArrayBufferLike> = new Uint8Array(0)
+  /** The live batch-local rows of the batch (undefined: every row), and the position in them. */
+  private live: Uint32Array | undefined
+  private length = 0
   private at = 0
+  private first = 0
+  private batchRows = 0
+  private columns: ReadonlyMap<string, SourceColumn> = new Map()
+  /** The batch's number as a source of the writer, and the writer's batch it was registered for. */
+  private source = -1
+  private sourceFor = -1
+  private readonly hashes = new Uint32Array(2)
 
   constructor (readonly seg: DiskSegment, readonly input: number, live: Uint8Array, private readonly schema: SpaceSchema) {
     this.batches = seg.liveBatches(live, true)
   }
 
-  /** Whether the current row comes before `o`'s in key order (compareKeys, the hash computed once a row). */
+  /** Whether the current row comes before `o`'s in key order (compareKeys on the ids' bytes, the hash computed once a row). */
   before (o: MergeInput): boolean {
-    return this.hash !== o.hash ? this.hash < o.hash : this.record!.id < o.record!.id
+    return this.hash !== o.hash ? this.hash < o.hash : compareUtf16Order(this.idBytes, this.idStart, this.idEnd, o.idBytes, o.idStart, o.idEnd) < 0
   }
 
-  /** Moves to the next row of the chunk; false at its end (then load()). */
+  /** The current row's id as a string (a purge names it). */
+  idString (): string {
+    return Buffer.from(this.idBytes.buffer, this.idBytes.byteOffset, this.idBytes.byteLength).toString('utf8', this.idStart, this.idEnd)
+  }
+
+  /** The current batch's number as a source of `w` (registered once per batch of w's). */
+  sourceIn (w: SegmentFileWriter): number {
+    if (this.sourceFor !== w.batchesWritten) {
+      this.source = w.source(this.batchRows, this.columns)
+      this.sourceFor = w.batchesWritten
+    }
+    return this.source
+  }
+
+  /** Moves to the next live row of the batch; false at its end (then load()). */
   step (): boolean {
-    if (++this.at >= this.chunk.length) return false
+    if (++this.at >= this.length) return false
     this.head()
     return true
   }
 
-  /** Reads the next chunk and moves to its first row (record undefined at the end). */
+  /** Reads the next batch with a live row and moves to its first one (done at the end). */
   async load (): Promise<void> {
-    if (this.batch === undefined || this.batchAt >= this.batch.length) {
-      const next = await this.batches.next()
-      if (next.done === true) {
-        this.record = undefined
-        this.chunk = []
-        return
-      }
-      this.batch = next.value
-      this.batchAt = 0
+    const next = await this.batches.next()
+    if (next.done === true) {
+      this.done = true
+      this.columns = new Map()
+      return
     }
-    const b = this.batch
-    const k = Math.min(MERGE_CHUNK_ROWS, b.length - this.batchAt)
-    let local: Uint32Array
-    if (b.rows !== undefined) {
-      local = b.rows.subarray(this.batchAt, this.batchAt + k)
-    } else {
-      local = new Uint32Array(k)
-      for (let i = 0; i < k; i++) local[i] = this.batchAt + i
+    const { batch: b, rows, length } = next.value
+    const f = this.seg.file
+    // One at a time: reads completing together would decode in one stretch of the event loop.
+    const versions = await f.versions(b)
+    const flags = await f.deleted(b)
+    const columns = new Map<string, SourceColumn>()
+    for (const c of this.schema) {
+      const vec = await f.arrowColumn(b, c.name)
+      if (vec === undefined) continue
+      if (vec.data.length !== 1) throw new Error(`segment ${f.path}: batch ${b}, column ${c.name} in ${vec.data.length} chunks`)
+      columns.set(c.name, { type: f.columnType(c.name)!, data: vec.data[0]! })
     }
-    this.batchAt += k
-    this.chunk = await this.seg.records(b.batch, local, this.schema)
-    const first = this.seg.file.firstRow(b.batch)
-    this.chunkRows = new Uint32Array(k)
-    for (let i = 0; i < k; i++) this.chunkRows[i] = first + local[i]!
+    const ids = columns.get('id')?.data
+    if (ids === undefined || !(ids.valueOffsets instanceof Int32Array) || !(ids.values instanceof Uint8Array)) throw new Error(`segment ${f.path}: batch ${b} has no utf8 id column`)
+    this.idOffsets = ids.valueOffsets
+    this.idBytes = ids.values
+    this.versions = versions
+    this.flags = flags
+    this.live = rows
+    this.length = length
+    this.first = f.firstRow(b)
+    this.batchRows = f.batchRows(b)
+    this.columns = columns
+    this.sourceFor = -1
     this.at = 0
     this.head()
   }
 
   private head (): void {
-    const r = this.chunk[this.at]!
-    this.record = r
-    this.hash = keyHash(r.id)
-    this.row = this.chunkRows[this.at]!
+    const i = this.live === undefined ? this.at : this.live[this.at]!
+    this.local = i
+    this.row = this.first + i
+    this.idStart = this.idOffsets[i]!
+    this.idEnd = this.idOffsets[i + 1]!
+    keyHashesUtf8(this.idBytes, this.idStart, this.idEnd, this.hashes)
+    this.hash = this.hashes[0]!
+    this.version = this.versions[i]!
+    this.deleted = this.flags[i] === 1
   }
 }
 
-/** Records merged between two yields to the event loop (a few ms of work). */
-const MERGE_STEP = 8192
+/** Rows merged between two yields to the event loop (a few ms of work). */
+const MERGE_STEP = 4096
 
 /** Segments this many times larger than the smallest of a tier still belong to it. */
 const TIER_FACTOR = 4

@@ -71,6 +71,26 @@ export function compareKeys (a: string, b: string): number {
 }
 
 /**
+ * Compares two ids in UTF-8 (a[aS, aE) and b[bS, bE)) in JS string order (UTF-16 code units), the
+ * second component of key order. Byte order is code-point order; the two differ only between a
+ * character of U+E000..U+FFFF (lead byte 0xEE or 0xEF) and one beyond U+FFFF (lead 0xF0..0xF4, a
+ * surrogate pair in UTF-16, which sorts first). Equal prefixes put both at the same character
+ * boundary, so the first differing byte tells. Negative, zero or positive.
+ */
+export function compareUtf16Order (a: Uint8Array, aS: number, aE: number, b: Uint8Array, bS: number, bE: number): number {
+  const n = Math.min(aE - aS, bE - bS)
+  for (let k = 0; k < n; k++) {
+    const x = a[aS + k]!
+    const y = b[bS + k]!
+    if (x === y) continue
+    if (x >= 0xf0 && (y === 0xee || y === 0xef)) return -1
+    if (y >= 0xf0 && (x === 0xee || x === 0xef)) return 1
+    return x < y ? -1 : 1
+  }
+  return (aE - aS) - (bE - bS)
+}
+
+/**
  * The permutation that puts `ids` in key order (hashes computed once, not per comparison):
  * `ids[order[0]]` is the first key. Ties (equal ids) keep their input order.
  */
@@ -191,8 +211,8 @@ function utf8Length (s: string): number {
  * order with unique ids (`keyOrder` sorts them), versions HLCs, ids well-formed UTF-16; anything
  * else throws, since a reader's binary search would silently give wrong answers.
  */
-export function encodeKeyIndex (entries: readonly KeyIndexEntry[] | KeyIndexColumns, opts: KeyIndexOptions = {}): Uint8Array {
-  const steps = encodeSteps(Array.isArray(entries) ? keyIndexColumns(entries as readonly KeyIndexEntry[]) : entries as KeyIndexColumns, opts)
+export function encodeKeyIndex (entries: readonly KeyIndexEntry[] | KeyIndexColumns | KeyIndexRows, opts: KeyIndexOptions = {}): Uint8Array {
+  const steps = encodeSteps(Array.isArray(entries) ? keyIndexColumns(entries as readonly KeyIndexEntry[]) : entries as KeyIndexColumns | KeyIndexRows, opts)
   for (;;) {
     const r = steps.next()
     if (r.done === true) return r.value
@@ -203,7 +223,7 @@ export function encodeKeyIndex (entries: readonly KeyIndexEntry[] | KeyIndexColu
  * encodeKeyIndex, yielding to the event loop after every ENCODE_STEP entries of each pass: a
  * compaction's index of millions of keys would otherwise hold the loop for hundreds of ms.
  */
-export async function encodeKeyIndexYielding (entries: KeyIndexColumns, opts: KeyIndexOptions = {}): Promise<Uint8Array> {
+export async function encodeKeyIndexYielding (entries: KeyIndexColumns | KeyIndexRows, opts: KeyIndexOptions = {}): Promise<Uint8Array> {
   const steps = encodeSteps(entries, opts)
   for (;;) {
     const r = steps.next()
@@ -220,6 +240,116 @@ export interface KeyIndexColumns {
   readonly ids: readonly string[]
   readonly versions: ArrayLike<number>
   readonly deleted: ArrayLike<number>
+}
+
+/**
+ * Entries with their ids in UTF-8 and their hashes already computed, in chunks (rows in order,
+ * chunk after chunk). What a streaming writer keeps instead of a string per row: each batch's id
+ * column as written, and the hashes it took of the ids to check their order. The encoder copies
+ * ids, hashes, versions and flags into the blocks as bytes.
+ */
+export interface KeyIndexRows {
+  readonly chunks: readonly KeyIndexChunk[]
+}
+
+/**
+ * Rows of a KeyIndexRows: row i's id is idBytes[idOffsets[i], idOffsets[i + 1]), its keyHash
+ * hashes[i], its second Bloom hash bloomHashes[i] (keyBloomHash), its version and flag.
+ */
+export interface KeyIndexChunk {
+  readonly idBytes: Uint8Array
+  readonly idOffsets: Int32Array | Float64Array
+  readonly hashes: Uint32Array
+  readonly bloomHashes: Uint32Array
+  readonly versions: Float64Array
+  readonly deleted: Uint8Array
+}
+
+/** The second hash a key index's Bloom filter takes of `id` (the first is stableHash(id): keyHash's bits reversed). */
+export function keyBloomHash (id: string): number { return hashString32(id, BLOOM_SEED) }
+
+/** hash.ts's seed of stableHash (SEED_BUCKET): keyHashesUtf8 takes the same hash of the same code units. */
+const STABLE_SEED = 0x9747b28c
+
+/**
+ * keyHash and keyBloomHash (into out[0] and out[1]) of the id whose UTF-8 is bytes[s, e), without
+ * making the string: hashString32's murmur3 rounds over its UTF-16 code units, decoded on the fly
+ * (a compaction hashes a million ids it never needs as strings). A copy of hash.ts's rounds: the
+ * tests check both give the same hashes for ids of every UTF-8 length. Throws on a sequence
+ * running past `e` (ids come CRC-checked from files this code wrote).
+ */
+export function keyHashesUtf8 (bytes: Uint8Array, s: number, e: number, out: Uint32Array): void {
+  let h1 = STABLE_SEED | 0
+  let h2 = BLOOM_SEED | 0
+  let units = 0
+  let pending = -1
+  for (let p = s; p < e;) {
+    const x = bytes[p]!
+    let cp: number
+    if (x < 0x80) {
+      cp = x
+      p += 1
+    } else {
+      const len = x < 0xe0 ? 2 : x < 0xf0 ? 3 : 4
+      if (p + len > e) throw new RangeError(`a UTF-8 id ends inside a character (byte ${p - s} of ${e - s})`)
+      cp = len === 2
+        ? ((x & 0x1f) << 6) | (bytes[p + 1]! & 0x3f)
+        : len === 3
+          ? ((x & 0x0f) << 12) | ((bytes[p + 1]! & 0x3f) << 6) | (bytes[p + 2]! & 0x3f)
+          : ((x & 0x07) << 18) | ((bytes[p + 1]! & 0x3f) << 12) | ((bytes[p + 2]! & 0x3f) << 6) | (bytes[p + 3]! & 0x3f)
+      p += len
+    }
+    // One code unit, or a surrogate pair; units go to the rounds two at a time, as hashString32 takes them.
+    let u = cp
+    if (cp >= 0x10000) {
+      const c = cp - 0x10000
+      u = 0xd800 + (c >> 10)
+      if (pending < 0) {
+        pending = u
+      } else {
+        const k = pending | (u << 16)
+        h1 = murmurRound(h1, k)
+        h2 = murmurRound(h2, k)
+        pending = -1
+      }
+      units++
+      u = 0xdc00 + (c & 0x3ff)
+    }
+    if (pending < 0) {
+      pending = u
+    } else {
+      const k = pending | (u << 16)
+      h1 = murmurRound(h1, k)
+      h2 = murmurRound(h2, k)
+      pending = -1
+    }
+    units++
+  }
+  if (pending >= 0) {
+    h1 = murmurRound(h1, pending)
+    h2 = murmurRound(h2, pending)
+  }
+  out[0] = reverseBits32(murmurFmix32(h1 ^ units))
+  out[1] = murmurFmix32(h2 ^ units)
+}
+
+/** hash.ts's fmix32 and round (see keyHashesUtf8). */
+function murmurFmix32 (h: number): number {
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+function murmurRound (h: number, k: number): number {
+  k = Math.imul(k, 0xcc9e2d51)
+  k = (k << 15) | (k >>> 17)
+  k = Math.imul(k, 0x1b873593)
+  h ^= k
+  h = (h << 13) | (h >>> 19)
+  return (Math.imul(h, 5) + 0xe6546b64) | 0
 }
 
 /** Entries (records too) as key-index columns, in their order. */
@@ -240,60 +370,117 @@ export function keyIndexColumns (entries: readonly KeyIndexEntry[]): KeyIndexCol
 }
 
 /** Entries encoded between two yields of encodeSteps. */
-const ENCODE_STEP = 65_536
+const ENCODE_STEP = 16_384
 
-/** encodeKeyIndex as steps: yields (nothing) every ENCODE_STEP entries of each pass, returns the section. */
-function * encodeSteps (entries: KeyIndexColumns, opts: KeyIndexOptions): Generator<undefined, Uint8Array> {
+/** Columns as one chunk of rows: each id's UTF-8 (refusing lone surrogates, which UTF-8 cannot carry back) and hashes. */
+function * chunkOf (entries: KeyIndexColumns): Generator<undefined, KeyIndexChunk> {
   const { ids, versions, deleted } = entries
-  const blockBytes = opts.blockBytes ?? KEY_INDEX_DEFAULT_BLOCK_BYTES
-  if (!Number.isInteger(blockBytes) || blockBytes < 256 || blockBytes > 1 << 20) throw new RangeError(`blockBytes must be an integer from 256 to 1 MiB, got ${blockBytes}`)
   const n = ids.length
   if (versions.length !== n || deleted.length !== n) throw new RangeError(`key index columns of ${n} ids, ${versions.length} versions and ${deleted.length} flags`)
-  if (n > 0xffffffff) throw new RangeError(`a key index holds at most 2^32 - 1 entries, got ${n}`)
-  const bloom = BloomFilter.forKeys(n, { falsePositiveRate: opts.falsePositiveRate })
-
-  // Pass 1: hashes, UTF-8 lengths, checks, block boundaries.
+  const idOffsets = new Float64Array(n + 1)
   const hashes = new Uint32Array(n)
-  const lens = new Uint32Array(n)
-  const blockStarts: number[] = []
-  let blocksLength = 0
-  let inBlock = 0
-  let blockIdBytes = 0
+  const bloomHashes = new Uint32Array(n)
+  let total = 0
   for (let i = 0; i < n; i++) {
     if (i % ENCODE_STEP === ENCODE_STEP - 1) yield
     const id = ids[i]!
     if (typeof id !== 'string') throw new TypeError(`entry ${i}: id is not a string`)
-    if (!isHlc(versions[i])) throw new TypeError(`entry ${i} (${JSON.stringify(id)}): version ${String(versions[i])} is not an HLC`)
-    if (deleted[i] !== 0 && deleted[i] !== 1) throw new TypeError(`entry ${i} (${JSON.stringify(id)}): deleted is not a boolean`)
     const len = utf8Length(id)
     if (len < 0) throw new TypeError(`entry ${i}: id ${JSON.stringify(id)} holds a lone surrogate`)
-    const h1 = stableHash(id)
-    const h = reverseBits32(h1)
-    if (i > 0) {
-      const ph = hashes[i - 1]!
-      const prev = ids[i - 1]!
-      if (h < ph || (h === ph && !(prev < id))) {
-        throw new RangeError(`entries are not in key order with unique ids: entry ${i} ${JSON.stringify(id)} does not follow ${JSON.stringify(prev)}`)
-      }
-    }
-    hashes[i] = h
-    lens[i] = len
-    bloom.add(h1, hashString32(id, BLOOM_SEED))
-    if (inBlock > 0 && blockSize(inBlock + 1, blockIdBytes + len) > blockBytes) {
-      blocksLength += blockSize(inBlock, blockIdBytes)
-      inBlock = 0
-      blockIdBytes = 0
-    }
-    if (inBlock === 0) blockStarts.push(i)
-    inBlock++
-    blockIdBytes += len
+    total += len
+    idOffsets[i + 1] = total
+    hashes[i] = keyHash(id)
+    bloomHashes[i] = keyBloomHash(id)
   }
-  if (inBlock > 0) blocksLength += blockSize(inBlock, blockIdBytes)
+  const idBytes = Buffer.allocUnsafe(total)
+  for (let i = 0; i < n; i++) {
+    if (i % ENCODE_STEP === ENCODE_STEP - 1) yield
+    const id = ids[i]!
+    const at = idOffsets[i]!
+    const len = idOffsets[i + 1]! - at
+    // Equal lengths mean every character is ASCII: copied by hand, as Buffer.write's call
+    // overhead was a fifth of the encode.
+    if (len === id.length) for (let c = 0; c < len; c++) idBytes[at + c] = id.charCodeAt(c)
+    else idBytes.write(id, at, len, 'utf8')
+  }
+  return { idBytes, idOffsets, hashes, bloomHashes, versions: Float64Array.from(versions), deleted: Uint8Array.from(deleted) }
+}
+
+/** encodeKeyIndex as steps: yields (nothing) every ENCODE_STEP entries of each pass, returns the section. */
+function * encodeSteps (entries: KeyIndexColumns | KeyIndexRows, opts: KeyIndexOptions): Generator<undefined, Uint8Array> {
+  const blockBytes = opts.blockBytes ?? KEY_INDEX_DEFAULT_BLOCK_BYTES
+  if (!Number.isInteger(blockBytes) || blockBytes < 256 || blockBytes > 1 << 20) throw new RangeError(`blockBytes must be an integer from 256 to 1 MiB, got ${blockBytes}`)
+  const chunks = 'ids' in entries ? [yield * chunkOf(entries)] : entries.chunks
+  let n = 0
+  for (const c of chunks) {
+    const m = c.hashes.length
+    if (c.idOffsets.length !== m + 1 || c.bloomHashes.length !== m || c.versions.length !== m || c.deleted.length !== m || !(c.idOffsets[m]! <= c.idBytes.length)) {
+      throw new RangeError(`a key index chunk of ${m} hashes, ${c.idOffsets.length} id offsets, ${c.bloomHashes.length} Bloom hashes, ${c.versions.length} versions and ${c.deleted.length} flags`)
+    }
+    n += m
+  }
+  if (n > 0xffffffff) throw new RangeError(`a key index holds at most 2^32 - 1 entries, got ${n}`)
+  const bloom = BloomFilter.forKeys(n, { falsePositiveRate: opts.falsePositiveRate })
+  const idText = (c: KeyIndexChunk, i: number): string => JSON.stringify(Buffer.from(c.idBytes.buffer, c.idBytes.byteOffset, c.idBytes.length).toString('utf8', c.idOffsets[i], c.idOffsets[i + 1]))
+
+  // Pass 1: checks, the Bloom filter, block boundaries (entry numbers across the chunks).
+  const blockStarts: number[] = []
+  const blockIdBytes: number[] = []
+  let blocksLength = 0
+  let inBlock = 0
+  let idBytesIn = 0
+  let g = 0
+  let prev: KeyIndexChunk | undefined
+  let prevAt = 0
+  for (const c of chunks) {
+    const { idOffsets, hashes, versions, deleted } = c
+    for (let i = 0; i < hashes.length; i++, g++) {
+      if (g % ENCODE_STEP === ENCODE_STEP - 1) yield
+      if (!isHlc(versions[i])) throw new TypeError(`entry ${g} (${idText(c, i)}): version ${String(versions[i])} is not an HLC`)
+      if (deleted[i] !== 0 && deleted[i] !== 1) throw new TypeError(`entry ${g} (${idText(c, i)}): deleted is not a boolean`)
+      const s = idOffsets[i]!
+      const len = idOffsets[i + 1]! - s
+      if (!(len >= 0)) throw new RangeError(`entry ${g}: id offsets ${s} to ${idOffsets[i + 1]!}`)
+      const h = hashes[i]!
+      if (prev !== undefined) {
+        const ph = prev.hashes[prevAt]!
+        if (h < ph || (h === ph && compareUtf16Order(prev.idBytes, prev.idOffsets[prevAt]!, prev.idOffsets[prevAt + 1]!, c.idBytes, s, s + len) >= 0)) {
+          throw new RangeError(`entries are not in key order with unique ids: entry ${g} ${idText(c, i)} does not follow ${idText(prev, prevAt)}`)
+        }
+      }
+      prev = c
+      prevAt = i
+      bloom.add(reverseBits32(h), c.bloomHashes[i]!)
+      if (inBlock > 0 && blockSize(inBlock + 1, idBytesIn + len) > blockBytes) {
+        blocksLength += blockSize(inBlock, idBytesIn)
+        blockIdBytes.push(idBytesIn)
+        inBlock = 0
+        idBytesIn = 0
+      }
+      if (inBlock === 0) blockStarts.push(g)
+      inBlock++
+      idBytesIn += len
+    }
+  }
+  if (inBlock > 0) {
+    blocksLength += blockSize(inBlock, idBytesIn)
+    blockIdBytes.push(idBytesIn)
+  }
   const blockCount = blockStarts.length
   blockStarts.push(n)
+  yield
 
+  // Where each block starts: its chunk and row there (blocks and chunks both in entry order).
+  const firstChunk = new Uint32Array(blockCount)
+  const firstRow = new Float64Array(blockCount)
   let sparseIdBytes = 0
-  for (let b = 0; b < blockCount; b++) sparseIdBytes += lens[blockStarts[b]!]!
+  for (let b = 0, k = 0, base = 0; b < blockCount; b++) {
+    while (blockStarts[b]! >= base + chunks[k]!.hashes.length) base += chunks[k++]!.hashes.length
+    firstChunk[b] = k
+    firstRow[b] = blockStarts[b]! - base
+    const c = chunks[k]!
+    sparseIdBytes += c.idOffsets[firstRow[b]! + 1]! - c.idOffsets[firstRow[b]!]!
+  }
   const bloomBytes = bloom.serialize()
   const bloomOffset = HEADER_BYTES
   const sparseOffset = bloomOffset + bloomBytes.length
@@ -303,54 +490,66 @@ function * encodeSteps (entries: KeyIndexColumns, opts: KeyIndexOptions): Genera
   const out = Buffer.alloc(total)
   const dv = new DataView(out.buffer, out.byteOffset, out.byteLength)
   out.set(bloomBytes, bloomOffset)
+  // The filter's copies (about 1.2 bytes a key, twice) and the fresh pages they touch took a step's time.
+  yield
 
-  // Blocks, and the sparse index entry of each.
+  // Blocks, and the sparse index entry of each. Hashes, versions, flags and ids lie in the chunks
+  // as in a block (little-endian words, ids back to back): copied as bytes, a chunk's run at a time.
   let at = blocksOffset
   let sparseIdAt = sparseOffset + 16 * blockCount
   let sinceYield = 0
   for (let b = 0; b < blockCount; b++) {
-    const from = blockStarts[b]!
-    const to = blockStarts[b + 1]!
-    sinceYield += to - from
+    const cnt = blockStarts[b + 1]! - blockStarts[b]!
+    sinceYield += cnt
     if (sinceYield >= ENCODE_STEP) { sinceYield = 0; yield }
-    const cnt = to - from
-    let idBytes = 0
-    for (let i = from; i < to; i++) idBytes += lens[i]!
-    const size = blockSize(cnt, idBytes)
-    let ascii = true
+    const idLength = blockIdBytes[b]!
+    const size = blockSize(cnt, idLength)
     const hAt = at + BLOCK_HEADER_BYTES
     const endAt = hAt + 4 * cnt
     const vAt = hAt + 8 * cnt
     const dAt = hAt + 16 * cnt
-    let idAt = hAt + 17 * cnt
-    const idStart = idAt
-    for (let i = from; i < to; i++) {
-      const j = i - from
-      dv.setUint32(hAt + 4 * j, hashes[i]!, true)
-      dv.setFloat64(vAt + 8 * j, versions[i]!, true)
-      out[dAt + j] = deleted[i]!
-      const len = lens[i]!
-      const id = ids[i]!
-      if (len !== id.length) ascii = false
-      // Equal lengths mean every character is ASCII: copied by hand, as Buffer.write's call
-      // overhead was a fifth of the encode.
-      if (len === id.length) for (let c = 0; c < len; c++) out[idAt + c] = id.charCodeAt(c)
-      else out.write(id, idAt, len, 'utf8')
-      idAt += len
-      dv.setUint32(endAt + 4 * j, idAt - idStart, true)
+    const idStart = hAt + 17 * cnt
+    let idAt = idStart
+    let ascii = true
+    // The block's rows: from row firstRow[b] of chunk firstChunk[b], on into the next chunks.
+    for (let j = 0, k = firstChunk[b]!, from = firstRow[b]!; j < cnt; k++, from = 0) {
+      const c = chunks[k]!
+      const to = Math.min(c.hashes.length, from + cnt - j)
+      const run = to - from
+      if (LITTLE_ENDIAN) {
+        out.set(new Uint8Array(c.hashes.buffer, c.hashes.byteOffset + 4 * from, 4 * run), hAt + 4 * j)
+        out.set(new Uint8Array(c.versions.buffer, c.versions.byteOffset + 8 * from, 8 * run), vAt + 8 * j)
+      } else {
+        for (let r = 0; r < run; r++) {
+          dv.setUint32(hAt + 4 * (j + r), c.hashes[from + r]!, true)
+          dv.setFloat64(vAt + 8 * (j + r), c.versions[from + r]!, true)
+        }
+      }
+      out.set(c.deleted.subarray(from, to), dAt + j)
+      const idFrom = c.idOffsets[from]!
+      const idTo = c.idOffsets[to]!
+      out.set(c.idBytes.subarray(idFrom, idTo), idAt)
+      for (let k2 = idFrom; k2 < idTo && ascii; k2++) if (c.idBytes[k2]! >= 0x80) ascii = false
+      for (let r = 0; r < run; r++) dv.setUint32(endAt + 4 * (j + r), idAt - idStart + c.idOffsets[from + r + 1]! - idFrom, true)
+      idAt += idTo - idFrom
+      j += run
     }
+    if (idAt - idStart !== idLength) throw new Error(`key index layout: block ${b} holds ${idAt - idStart} id bytes, planned ${idLength}`)
     dv.setUint32(at, cnt, true)
-    dv.setUint32(at + 4, idBytes, true)
+    dv.setUint32(at + 4, idLength, true)
     dv.setUint32(at + 8, ascii ? FLAG_ASCII : 0, true)
-    dv.setUint32(at + 12, from, true)
+    dv.setUint32(at + 12, blockStarts[b]!, true)
     dv.setUint32(at + size - 4, crc32(out.subarray(at, at + size - 4)), true)
 
-    const first = ids[from]!
-    dv.setUint32(sparseOffset + 4 * b, hashes[from]!, true)
-    dv.setUint32(sparseOffset + 4 * (blockCount + b), from, true)
+    const c = chunks[firstChunk[b]!]!
+    const r = firstRow[b]!
+    const firstFrom = c.idOffsets[r]!
+    const firstTo = c.idOffsets[r + 1]!
+    dv.setUint32(sparseOffset + 4 * b, c.hashes[r]!, true)
+    dv.setUint32(sparseOffset + 4 * (blockCount + b), blockStarts[b]!, true)
     dv.setUint32(sparseOffset + 4 * (2 * blockCount + b), size, true)
-    out.write(first, sparseIdAt, lens[from]!, 'utf8')
-    sparseIdAt += lens[from]!
+    out.set(c.idBytes.subarray(firstFrom, firstTo), sparseIdAt)
+    sparseIdAt += firstTo - firstFrom
     dv.setUint32(sparseOffset + 4 * (3 * blockCount + b), sparseIdAt - (sparseOffset + 16 * blockCount), true)
     at += size
   }

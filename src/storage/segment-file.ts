@@ -27,7 +27,9 @@ import { columnVectorBytes, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
 import { fsyncDir } from './fsutil.js'
-import { encodeKeyIndex, encodeKeyIndexYielding, KeyIndex, KeyIndexCorruptError, keyHash, keyIndexColumns, keyOrder, type KeyIndexSource } from './key-index.js'
+import {
+  compareUtf16Order, encodeKeyIndex, encodeKeyIndexYielding, KeyIndex, KeyIndexCorruptError, keyHashesUtf8, keyIndexColumns, keyOrder, type KeyIndexChunk, type KeyIndexSource
+} from './key-index.js'
 import {
   DELETED_COLUMN, FORMAT_KEY, SegmentCorruptError, VERSION_COLUMN, buildColumn, decodeColumn, decodeIds, fromArrow, nullVector, segmentFileName,
   type SegmentMeta
@@ -36,9 +38,11 @@ import {
   HEADER_BYTES, MAX_BUFFERS, MAX_NODES, SegmentBlockCorruptError, decodeDirectory, decodeHeader, directoryBytes, encodeDirectory, encodeHeader,
   layoutOf, zonesByBatch, type Directory, type FileColumn, type IndexHeader, type WrittenBatch, type WrittenColumn, type Zone
 } from './segment-file-format.js'
+import { deletedColumn, gatherColumn, versionColumn, type GatherRows, type GatheredColumn, type SourceColumn } from './segment-gather.js'
 import type { VersionedRecord } from './types.js'
 
 export { SegmentBlockCorruptError, type Zone } from './segment-file-format.js'
+export type { SourceColumn } from './segment-gather.js'
 
 /** The schema metadata `shoal.segment` of a key-ordered, many-batch segment with an .idx sidecar. */
 export const SEGMENT_FILE_FORMAT = '2'
@@ -199,6 +203,39 @@ async function withFile<T> (files: FilePool | undefined, path: string, flags: st
   return files !== undefined ? await files.run(run) : await run()
 }
 
+/** Bytes CRC-checked between two yields of crc32Yielding (about a millisecond). */
+const CRC_STEP = 1 << 20
+
+/** crc32(bytes, value), a CRC_STEP at a time with the event loop let in between. */
+async function crc32Yielding (bytes: Uint8Array, value: number): Promise<number> {
+  let crc = value
+  for (let at = 0; at < bytes.length; at += CRC_STEP) {
+    if (at > 0) await new Promise(resolve => setImmediate(resolve))
+    crc = crc32(bytes.subarray(at, at + CRC_STEP), crc)
+  }
+  return crc
+}
+
+/** Zeros, padding a buffer to its 8-byte region. */
+const ZEROS = new Uint8Array(8)
+
+/** Writes `pieces` back to back from `position`: one writev, then piece by piece past a short write. */
+async function writeAllAt (fh: FileHandle, pieces: readonly Uint8Array[], position: number): Promise<void> {
+  let total = 0
+  for (const p of pieces) total += p.length
+  let done = (await fh.writev(pieces as Uint8Array[], position)).bytesWritten
+  if (done === total) return
+  let at = 0
+  for (const p of pieces) {
+    if (done < at + p.length) {
+      const from = Math.max(0, done - at)
+      await writeAt(fh, p.subarray(from), position + at + from)
+      done = at + p.length
+    }
+    at += p.length
+  }
+}
+
 async function writeAt (fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
   let off = 0
   while (off < data.length) off += (await fh.write(data, off, data.length - off, position + off)).bytesWritten
@@ -228,7 +265,7 @@ class SegmentOutput {
     const out = new SegmentOutput(dir, id, layout, batchRows, files)
     const start = new Uint8Array(8)
     start.set(MAGIC)
-    await withFile(files, out.arrowPath, 'w', async fh => { await out.put(fh, start) })
+    await withFile(files, out.arrowPath, 'w', async fh => { await out.put(fh, [start]) })
     return out
   }
 
@@ -243,31 +280,56 @@ class SegmentOutput {
     const message = Message.encode(Message.from(new RecordBatchHeader(rows, asm.nodes, asm.bufferRegions, null, asm.variadicBufferCounts), asm.byteLength))
     // Encapsulated message: 0xFFFFFFFF, int32 metadata length, metadata padded to 8 bytes; then the body.
     const metaLength = (message.length + 8 + 7) & ~7
-    const bytes = new Uint8Array(metaLength + asm.byteLength)
-    const dv = new DataView(bytes.buffer)
+    const head = new Uint8Array(metaLength)
+    const dv = new DataView(head.buffer)
     dv.setInt32(0, -1, true)
     dv.setInt32(4, metaLength - 8, true)
-    bytes.set(message, 8)
+    head.set(message, 8)
+    // The body as the buffers themselves, each followed by the zeros padding it to its region: written
+    // with one writev, not copied into one buffer first (a few MB a batch, ~10 ms in one stretch).
     const regions = asm.bufferRegions
-    asm.buffers.forEach((b, i) => { bytes.set(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), metaLength + regions[i]!.offset) })
+    const buffers = asm.buffers.map((b, i) => {
+      const bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+      const pad = Number(regions[i]!.length) - bytes.length
+      if (pad < 0 || pad > 7) throw new Error(`segment ${arrowName}: a buffer of ${bytes.length} bytes in a region of ${Number(regions[i]!.length)}`)
+      return { bytes, pad: ZEROS.subarray(0, pad) }
+    })
+    let body = 0
+    for (let i = 0; i < regions.length; i++) {
+      if (Number(regions[i]!.offset) !== body) throw new Error(`segment ${arrowName}: buffer ${i} at ${Number(regions[i]!.offset)} of the body, expected at ${body}`)
+      body += Number(regions[i]!.length)
+    }
+    if (body !== asm.byteLength) throw new Error(`segment ${arrowName}: buffers of ${body} bytes in a body of ${asm.byteLength}`)
     let ni = 0
     let bi = 0
     const cols: WrittenColumn[] = []
     for (let c = 0; c < columns.length; c++) {
       const l = layoutOf(columns[c]!.type)
       const nodes = asm.nodes.slice(ni, ni + l.nodes).map(x => ({ length: Number(x.length), nullCount: Number(x.nullCount) }))
-      const buffers = regions.slice(bi, bi + l.buffers).map(x => ({ offset: Number(x.offset), length: Number(x.length) }))
-      if (nodes.length !== l.nodes || buffers.length !== l.buffers || nodes[0]!.length !== rows) throw new Error(`segment ${arrowName}: column ${columns[c]!.name} assembled as ${nodes.length} nodes and ${buffers.length} buffers`)
+      const bufs = regions.slice(bi, bi + l.buffers).map(x => ({ offset: Number(x.offset), length: Number(x.length) }))
+      if (nodes.length !== l.nodes || bufs.length !== l.buffers || nodes[0]!.length !== rows) throw new Error(`segment ${arrowName}: column ${columns[c]!.name} assembled as ${nodes.length} nodes and ${bufs.length} buffers`)
+      // The CRC of the column's span: its buffers and their padding, back to back in the body. Empty
+      // pieces are skipped: zlib's crc32 of an empty array without memory answers 0, not the CRC so far.
+      let crc = 0
+      for (let i = bi; i < bi + l.buffers; i++) {
+        const { bytes, pad } = buffers[i]!
+        if (bytes.length > 0) crc = crc32(bytes, crc)
+        if (pad.length > 0) crc = crc32(pad, crc)
+      }
       ni += l.nodes
       bi += l.buffers
-      const span = spanOf(buffers)
-      cols.push({ nodes, buffers, crc: crc32(bytes.subarray(metaLength + span.start, metaLength + span.end)), zone: zones[c]! })
+      cols.push({ nodes, buffers: bufs, crc, zone: zones[c]! })
     }
     if (ni !== asm.nodes.length || bi !== regions.length) throw new Error(`segment ${arrowName}: ${asm.nodes.length - ni} nodes and ${regions.length - bi} buffers left over`)
     this.blocks.push(new FileBlock(metaLength, asm.byteLength, this.position))
     this.written.push({ firstRow: this.rows, rows, bodyOffset: this.position + metaLength, columns: cols })
     this.rows += rows
-    await withFile(this.files, this.arrowPath, 'r+', async fh => { await this.put(fh, bytes) })
+    const pieces: Uint8Array[] = [head]
+    for (const b of buffers) {
+      if (b.bytes.length > 0) pieces.push(b.bytes)
+      if (b.pad.length > 0) pieces.push(b.pad)
+    }
+    await withFile(this.files, this.arrowPath, 'r+', async fh => { await this.put(fh, pieces) })
   }
 
   /**
@@ -284,7 +346,7 @@ class SegmentOutput {
     dv.setInt32(8 + footer.length, footer.length, true)
     tail.set(MAGIC, 12 + footer.length)
     await withFile(this.files, this.arrowPath, 'r+', async fh => {
-      await this.put(fh, tail)
+      await this.put(fh, [tail])
       await fh.sync()
     })
     const dirBytes = encodeDirectory(columns, this.written)
@@ -299,9 +361,11 @@ class SegmentOutput {
       keyIndexBytes: keyIndex.length,
       batchRows: this.batchRows
     }
-    const idx = Buffer.concat([encodeHeader(header), dirBytes, keyIndex])
+    // Written in two parts: a copy of a million rows' key index into one buffer took ~60 ms in one stretch.
+    const head = Buffer.concat([encodeHeader(header), dirBytes])
     await withFile(this.files, join(this.dir, idxName), 'w', async fh => {
-      await writeAt(fh, idx, 0)
+      await writeAt(fh, head, 0)
+      await writeAt(fh, keyIndex, head.length)
       await fh.sync()
     })
     await (this.files !== undefined ? this.files.run(async () => { await fsyncDir(this.dir) }) : fsyncDir(this.dir))
@@ -312,8 +376,8 @@ class SegmentOutput {
       bytes: this.position,
       crc32: this.crc,
       index: idxName,
-      indexBytes: idx.length,
-      indexCrc32: crc32(idx),
+      indexBytes: head.length + keyIndex.length,
+      indexCrc32: await crc32Yielding(keyIndex, crc32(head)),
       batches: this.written.length
     }
   }
@@ -327,10 +391,14 @@ class SegmentOutput {
     await (this.files !== undefined ? this.files.run(rmBoth) : rmBoth()).catch(() => {})
   }
 
-  private async put (fh: FileHandle, bytes: Uint8Array): Promise<void> {
-    await writeAt(fh, bytes, this.position)
-    this.position += bytes.length
-    this.crc = crc32(bytes, this.crc)
+  /** Writes `pieces` back to back at the end of what was written. */
+  private async put (fh: FileHandle, pieces: readonly Uint8Array[]): Promise<void> {
+    await writeAllAt(fh, pieces, this.position)
+    for (const p of pieces) {
+      if (p.length === 0) continue
+      this.position += p.length
+      this.crc = crc32(p, this.crc)
+    }
   }
 }
 
@@ -343,30 +411,54 @@ export interface SegmentFileWriterOptions {
 }
 
 /**
- * Writes a segment's files from records added in key order (a compaction's merge), a record batch
- * at a time: `add` buffers a record; when it answers true a batch is full and `writeBatch` encodes
- * and appends it before more are added. Files read by SegmentFile.open exactly as
- * writeSegmentFiles' (same Arrow file, directory, key index and meta).
+ * Writes a segment's files from rows of other segments added in key order (a compaction's
+ * merge), a record batch at a time. A batch of another segment that rows come from is registered
+ * with `source` (its columns as Arrow data, the id's included); `addFrom` adds one of its rows;
+ * when it answers true a batch is full, and `writeBatch` gathers the batch's columns from the
+ * sources' bytes (segment-gather.ts: no value decoded, no string made, no object per row) and
+ * appends it before more are added. Files read by SegmentFile.open exactly as writeSegmentFiles'
+ * (same Arrow file, directory, key index and meta, byte for byte, for the same records).
  *
- * Memory: the pending batch of records (at most batchRows), plus, for the key index, each row's id
- * (the string), version and tombstone flag (9 bytes in typed arrays) until finish(): the key-index
- * section is encoded whole there (encodeKeyIndex needs every entry: its Bloom filter is sized by
- * the row count and its sparse index precedes the blocks), one synchronous stretch of about a
- * second per million rows. A streaming key-index encoder would remove both.
+ * Memory: the sources of the pending batch (each a batch of another segment, which that segment's
+ * reader holds in the block cache anyway) and 25 bytes a pending row; then, for the key index, per
+ * row written its id as written in the batch (UTF-8 and an offset) and 17 bytes (hashes, version,
+ * flag), until finish(): the key-index section is encoded whole there (encodeKeyIndex needs every
+ * entry: its Bloom filter is sized by the row count and its sparse index precedes the blocks), in
+ * steps.
  */
 export class SegmentFileWriter {
-  private pending: VersionedRecord[] = []
-  private readonly ids: string[] = []
+  /** The key-index rows of the batches written: a chunk a batch, its ids the id column as written. */
+  private readonly written: KeyIndexChunk[] = []
+  private writtenRows = 0
+  /** The pending batch: per row its source and row there, its key hashes, version and flag. */
+  private pending = 0
+  private slot = new Uint32Array(1024)
+  private from = new Uint32Array(1024)
+  private hashes = new Uint32Array(1024)
+  private bloomHashes = new Uint32Array(1024)
   private versions = new Float64Array(1024)
   private deleted = new Uint8Array(1024)
+  private sources: Array<ReadonlyMap<string, SourceColumn>> = []
+  /** The sources' id columns: offsets and UTF-8. */
+  private idOffsets: Int32Array[] = []
+  private idBytes: Uint8Array[] = []
+  /** The last row added (its id, lastBytes[lastStart, lastEnd), and key hash): the next must follow it in key order. */
+  private lastBytes: Uint8Array | undefined
+  private lastStart = 0
+  private lastEnd = 0
   private lastHash = 0
+  private readonly keyHashes = new Uint32Array(2)
   private done = false
+  /** A batch is being gathered from the pending rows' buffers: no row may be added meanwhile. */
+  private writing = false
+  /** Batches written so far: a source registered before the last writeBatch() must be registered again. */
+  batchesWritten = 0
   /** Oldest tombstone version among the rows added (Infinity if none). */
   oldestTombstone = Infinity
 
   private constructor (private readonly out: SegmentOutput, private readonly layout: SegmentLayout, readonly batchRows: number) {}
 
-  /** Creates `seg-<id>.arrow` in `dir` (its first bytes); rows follow with add(). */
+  /** Creates `seg-<id>.arrow` in `dir` (its first bytes); rows follow with addFrom(). */
   static async create (dir: string, id: number, schema: SpaceSchema, opts: SegmentFileWriterOptions = {}): Promise<SegmentFileWriter> {
     const batchRows = checkBatchRows(opts.batchRows ?? DEFAULT_BATCH_ROWS)
     const layout = segmentLayout(schema, id)
@@ -374,63 +466,129 @@ export class SegmentFileWriter {
   }
 
   /** Rows added so far. */
-  get rows (): number { return this.ids.length }
+  get rows (): number { return this.writtenRows + this.pending }
 
   /**
-   * Adds the next row. Throws unless `r.id` follows the previous row's in key order (compareKeys),
-   * or when a full batch waits for writeBatch(). True: the batch is full, call writeBatch().
+   * Registers a batch of `rows` rows of another segment that rows will come from, until the next
+   * writeBatch(): `columns` by name, each with its type in that segment's file: the id (utf8, no
+   * NULL) and the schema's other columns (one missing reads as NULL). Returns its number for
+   * addFrom().
    */
-  add (r: VersionedRecord): boolean {
-    if (this.done) throw new Error(`segment ${this.layout.arrowName}: add() after finish()`)
-    if (this.pending.length >= this.batchRows) throw new Error(`segment ${this.layout.arrowName}: a full batch of ${this.batchRows} rows waits for writeBatch()`)
-    const n = this.ids.length
-    const h = keyHash(r.id)
-    if (n > 0) {
-      const prev = this.ids[n - 1]!
-      if (h < this.lastHash || (h === this.lastHash && !(prev < r.id))) {
-        throw new RangeError(`segment ${this.layout.arrowName}: row ${n}, id ${JSON.stringify(r.id)}, does not follow ${JSON.stringify(prev)} in key order${prev === r.id ? ' (a duplicate id)' : ''}`)
-      }
+  source (rows: number, columns: ReadonlyMap<string, SourceColumn>): number {
+    const name = this.layout.arrowName
+    if (!Number.isInteger(rows) || rows < 1) throw new RangeError(`segment ${name}: a source of ${rows} rows`)
+    for (const [column, c] of columns) {
+      // SegmentFile.arrowColumn's data: one chunk from row 0 (the gathers index it directly).
+      if (c.data.length !== rows || c.data.offset !== 0) throw new Error(`segment ${name}: source column ${column} of ${c.data.length} rows at offset ${c.data.offset}, the source has ${rows}`)
+      if (c.data.nullCount > 0 && c.data.nullBitmap === undefined) throw new Error(`segment ${name}: source column ${column} has ${c.data.nullCount} NULLs and no validity bits`)
     }
-    if (n === this.versions.length) {
-      const v = new Float64Array(2 * n); v.set(this.versions); this.versions = v
-      const d = new Uint8Array(2 * n); d.set(this.deleted); this.deleted = d
-    }
-    this.ids.push(r.id)
-    this.versions[n] = r.version
-    this.deleted[n] = r.deleted ? 1 : 0
-    if (r.deleted && r.version < this.oldestTombstone) this.oldestTombstone = r.version
-    this.lastHash = h
-    this.pending.push(r)
-    return this.pending.length === this.batchRows
+    const id = columns.get('id')
+    if (id?.type !== 'utf8' || id.data.nullCount !== 0 || !(id.data.valueOffsets instanceof Int32Array) || !(id.data.values instanceof Uint8Array)) throw new Error(`segment ${name}: a source without a utf8 id column free of NULLs`)
+    this.sources.push(columns)
+    this.idOffsets.push(id.data.valueOffsets)
+    this.idBytes.push(id.data.values)
+    return this.sources.length - 1
   }
 
   /**
-   * Encodes the pending rows as one record batch and appends it (nothing when none are pending),
-   * yielding to the event loop between columns.
+   * Adds row `row` of source `source` as the next row, with its `version` and `deleted` flag (the
+   * caller's key for it; a tombstone takes no values). Throws unless its id follows the previous
+   * row's in key order (compareKeys), or when a full batch waits for writeBatch(). True: the batch
+   * is full, call writeBatch().
+   */
+  addFrom (source: number, row: number, version: number, deleted: boolean): boolean {
+    const name = this.layout.arrowName
+    if (this.done) throw new Error(`segment ${name}: addFrom() after finish()`)
+    if (this.writing) throw new Error(`segment ${name}: addFrom() while writeBatch() runs`)
+    const k = this.pending
+    if (k >= this.batchRows) throw new Error(`segment ${name}: a full batch of ${this.batchRows} rows waits for writeBatch()`)
+    if (!(source >= 0 && source < this.sources.length)) throw new RangeError(`segment ${name}: source ${source} of the ${this.sources.length} registered since the last batch`)
+    const offsets = this.idOffsets[source]!
+    if (!(row >= 0 && row < offsets.length - 1)) throw new RangeError(`segment ${name}: row ${row} of a source of ${offsets.length - 1}`)
+    const bytes = this.idBytes[source]!
+    const start = offsets[row]!
+    const end = offsets[row + 1]!
+    keyHashesUtf8(bytes, start, end, this.keyHashes)
+    const h = this.keyHashes[0]!
+    const last = this.lastBytes
+    if (last !== undefined && (h < this.lastHash || (h === this.lastHash && compareUtf16Order(last, this.lastStart, this.lastEnd, bytes, start, end) >= 0))) {
+      const text = (b: Uint8Array, s: number, e: number): string => JSON.stringify(Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8', s, e))
+      const same = h === this.lastHash && compareUtf16Order(last, this.lastStart, this.lastEnd, bytes, start, end) === 0
+      throw new RangeError(`segment ${name}: row ${this.rows}, id ${text(bytes, start, end)}, does not follow ${text(last, this.lastStart, this.lastEnd)} in key order${same ? ' (a duplicate id)' : ''}`)
+    }
+    if (k === this.slot.length) this.grow(Math.min(2 * k, this.batchRows))
+    this.slot[k] = source
+    this.from[k] = row
+    this.hashes[k] = h
+    this.bloomHashes[k] = this.keyHashes[1]!
+    this.versions[k] = version
+    this.deleted[k] = deleted ? 1 : 0
+    this.pending++
+    if (deleted && version < this.oldestTombstone) this.oldestTombstone = version
+    this.lastBytes = bytes
+    this.lastStart = start
+    this.lastEnd = end
+    this.lastHash = h
+    return k + 1 === this.batchRows
+  }
+
+  private grow (size: number): void {
+    const slot = new Uint32Array(size); slot.set(this.slot); this.slot = slot
+    const from = new Uint32Array(size); from.set(this.from); this.from = from
+    const h = new Uint32Array(size); h.set(this.hashes); this.hashes = h
+    const bh = new Uint32Array(size); bh.set(this.bloomHashes); this.bloomHashes = bh
+    const v = new Float64Array(size); v.set(this.versions); this.versions = v
+    const d = new Uint8Array(size); d.set(this.deleted); this.deleted = d
+  }
+
+  /**
+   * Gathers the pending rows' columns from their sources and appends them as one record batch
+   * (nothing when none are pending), yielding to the event loop every GATHER_STEP rows of a column.
+   * The sources are forgotten: rows added next need sources registered again.
    */
   async writeBatch (): Promise<void> {
-    const rs = this.pending
-    const m = rs.length
+    const m = this.pending
     if (m === 0) return
-    this.pending = []
+    if (this.writing) throw new Error(`segment ${this.layout.arrowName}: writeBatch() while one runs`)
+    this.writing = true
+    const versions = this.versions.slice(0, m)
+    const deleted = this.deleted.slice(0, m)
+    const rows: GatherRows = { length: m, slot: this.slot.subarray(0, m), row: this.from.subarray(0, m), deleted }
+    const sources = this.sources
     const children: Data[] = []
     const zones: Zone[] = []
-    const rank = new Uint32Array(m) // every row in batch 0 of this one-batch zone pass
+    let ids: Data | undefined
     for (const c of this.layout.columns) {
-      // A fresh array per column keeps its elements of one kind (buildColumn stays monomorphic).
-      const values = new Array<unknown>(m)
-      if (c.name === VERSION_COLUMN) for (let i = 0; i < m; i++) values[i] = rs[i]!.version
-      else if (c.name === DELETED_COLUMN) for (let i = 0; i < m; i++) values[i] = rs[i]!.deleted
-      else if (c.name === 'id') for (let i = 0; i < m; i++) values[i] = rs[i]!.id
-      else for (let i = 0; i < m; i++) { const row = rs[i]!.row; values[i] = row === null ? null : row[c.name] }
-      const zone = zonesByBatch(c.type, values, rank, m, 1)[0]!
-      const data = buildColumn(c.type, values)
-      if (data.nullCount !== zone.nulls) throw new Error(`segment ${this.layout.arrowName}: column ${c.name}: ${data.nullCount} NULLs built, ${zone.nulls} counted`)
-      children.push(data)
-      zones.push(zone)
-      // A column at a time: a batch of 65,536 rows took about 55 ms to build in one stretch.
-      await new Promise(resolve => setImmediate(resolve))
+      let col: GatheredColumn
+      if (c.name === VERSION_COLUMN) col = versionColumn(versions)
+      else if (c.name === DELETED_COLUMN) col = deletedColumn(deleted)
+      // A tombstone has an id: the id column takes every row.
+      else if (c.name === 'id') col = await stepped(gatherColumn('utf8', sources.map(s => s.get('id')), { ...rows, deleted: new Uint8Array(m) }))
+      else col = await stepped(gatherColumn(c.type, sources.map(s => s.get(c.name)), rows))
+      if (col.data.length !== m || col.data.nullCount !== col.zone.nulls) throw new Error(`segment ${this.layout.arrowName}: column ${c.name}: ${col.data.length} rows with ${col.data.nullCount} NULLs built, ${m} with ${col.zone.nulls} counted`)
+      if (c.name === 'id') ids = col.data
+      children.push(col.data)
+      zones.push(col.zone)
+      await yieldToLoop()
     }
+    if (ids === undefined || ids.nullCount !== 0) throw new Error(`segment ${this.layout.arrowName}: a batch without its ids`)
+    // The batch is built: its rows' sources may go (the last row's id stays until the next is
+    // added, to check their order), and the next batch starts empty.
+    this.written.push({
+      idOffsets: ids.valueOffsets as Int32Array,
+      idBytes: ids.values as Uint8Array,
+      hashes: this.hashes.slice(0, m),
+      bloomHashes: this.bloomHashes.slice(0, m),
+      versions,
+      deleted
+    })
+    this.writtenRows += m
+    this.pending = 0
+    this.sources = []
+    this.idOffsets = []
+    this.idBytes = []
+    this.batchesWritten++
+    this.writing = false
     await this.out.append(children, zones)
   }
 
@@ -439,17 +597,30 @@ export class SegmentFileWriter {
     if (this.done) throw new Error(`segment ${this.layout.arrowName}: finish() twice`)
     await this.writeBatch()
     this.done = true
-    const n = this.ids.length
-    const keyIndex = await encodeKeyIndexYielding({ ids: this.ids, versions: this.versions.subarray(0, n), deleted: this.deleted.subarray(0, n) })
-    this.ids.length = 0
+    const keyIndex = await encodeKeyIndexYielding({ chunks: this.written })
+    this.written.length = 0
     return await this.out.finish(keyIndex)
   }
 
   /** Gives the write up and deletes its files. */
   async abort (): Promise<void> {
     this.done = true
-    this.pending = []
+    this.sources = []
+    this.idOffsets = []
+    this.idBytes = []
+    this.written.length = 0
     await this.out.abort()
+  }
+}
+
+function yieldToLoop (): Promise<void> { return new Promise(resolve => setImmediate(resolve)) }
+
+/** Runs a gather's steps, letting the event loop in between. */
+async function stepped<T> (steps: Generator<undefined, T>): Promise<T> {
+  for (;;) {
+    const r = steps.next()
+    if (r.done === true) return r.value
+    await yieldToLoop()
   }
 }
 
@@ -721,6 +892,11 @@ export class SegmentFile {
   /** The column names the file holds (schema columns and the hidden ones), in file order. */
   get columnNames (): string[] { return this.dir.columns.map(c => c.name) }
   hasColumn (name: string): boolean { return this.dir.columnIndex.has(name) }
+  /** The type column `name` has in this file (the schema's when it was written); undefined when the file lacks it. */
+  columnType (name: string): ColumnType | undefined {
+    const c = this.dir.columnIndex.get(name)
+    return c === undefined ? undefined : this.dir.columns[c]!.type
+  }
 
   /** Bytes held in memory while open: the directory and the key index's resident part. */
   get residentBytes (): number { return directoryBytes(this.dir) + this.keys.residentBytes }

@@ -12,9 +12,9 @@ import { makeHlc } from '../../src/hlc/index.js'
 import { newRow, parseSchemaSpec, type ColumnType, type SpaceSchema } from '../../src/schema/index.js'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import { FilePool } from '../../src/storage/files.js'
-import { compareKeys } from '../../src/storage/key-index.js'
+import { compareKeys, compareUtf16Order, keyBloomHash, keyHash, keyHashesUtf8 } from '../../src/storage/key-index.js'
 import { DELETED_COLUMN, Segment, SegmentCorruptError, VERSION_COLUMN, encodeSegment } from '../../src/storage/segment.js'
-import { SegmentFile, SegmentFileWriter, writeSegmentFiles, type SegmentFileMeta } from '../../src/storage/segment-file.js'
+import { SegmentFile, SegmentFileWriter, writeSegmentFiles, type SegmentFileMeta, type SourceColumn } from '../../src/storage/segment-file.js'
 import { HEADER_BYTES } from '../../src/storage/segment-file-format.js'
 import type { VersionedRecord } from '../../src/storage/types.js'
 import { T0, TempDirs } from './storage-helpers.js'
@@ -37,7 +37,7 @@ function rng (seed: number): () => number {
   }
 }
 
-const STRINGS = ['', 'a', 'b', 'zebra', 'héllo', '日本語', '🐟 shoal', 'x'.repeat(100), 'A', 'émoji 🎉']
+const STRINGS = ['', 'a', 'b', 'zebra', 'héllo', '日本語', '🐟 shoal', 'x'.repeat(100), 'A', 'émoji 🎉', '\uffff', '\ue000 private']
 
 /** Random records over every type: NULLs, empty strings, unicode, int64 beyond 2^53, tombstones. */
 function randomRecords (n: number, seed = 1, schema: SpaceSchema = SCHEMA): VersionedRecord[] {
@@ -303,13 +303,70 @@ describe('segment files', () => {
   })
 })
 
-/** Writes `records` (sorted here into key order) through a SegmentFileWriter, a batch whenever one fills. */
-async function streamed (records: readonly VersionedRecord[], batchRows: number, schema: SpaceSchema = SCHEMA): Promise<{ dir: string, meta: SegmentFileMeta, oldestTombstone: number }> {
+/** A segment file open as a writer's sources: each batch's columns as Arrow data, its versions and flags. */
+interface SourceSegment {
+  seg: SegmentFile
+  batches: Array<{ rows: number, columns: Map<string, SourceColumn>, ids: string[], versions: Float64Array, deleted: Uint8Array }>
+}
+
+/** Opens `meta` and reads every batch's columns for `schema` (those the file has), as compaction's merge does. */
+async function sourceOf (dir: string, meta: SegmentFileMeta, schema: SpaceSchema): Promise<SourceSegment> {
+  const seg = await SegmentFile.open(dir, meta, deps())
+  const batches: SourceSegment['batches'] = []
+  for (let b = 0; b < seg.batches; b++) {
+    const columns = new Map<string, SourceColumn>()
+    for (const c of schema) {
+      const vec = await seg.arrowColumn(b, c.name)
+      if (vec !== undefined) columns.set(c.name, { type: seg.columnType(c.name)!, data: vec.data[0]! })
+    }
+    batches.push({ rows: seg.batchRows(b), columns, ids: await seg.ids(b), versions: await seg.versions(b), deleted: await seg.deleted(b) })
+  }
+  return { seg, batches }
+}
+
+/**
+ * Writes the rows of `sources` (segment files) through a SegmentFileWriter merged into key order
+ * (as compaction's merge does: the next row is the least key among the sources' heads), a batch
+ * whenever one fills.
+ */
+async function streamedFrom (sources: SourceSegment[], batchRows: number, schema: SpaceSchema = SCHEMA): Promise<{ dir: string, meta: SegmentFileMeta, oldestTombstone: number }> {
   const dir = await dirs.make()
   const w = await SegmentFileWriter.create(dir, 7, schema, { batchRows })
-  for (const r of [...records].sort((a, b) => compareKeys(a.id, b.id))) if (w.add(r)) await w.writeBatch()
+  const heads = sources.map(() => ({ b: 0, i: 0, slot: -1, epoch: -1 }))
+  for (;;) {
+    let k = -1
+    for (let s = 0; s < sources.length; s++) {
+      const h = heads[s]!
+      const id = sources[s]!.batches[h.b]?.ids[h.i]
+      if (id === undefined) continue
+      if (k < 0 || compareKeys(id, sources[k]!.batches[heads[k]!.b]!.ids[heads[k]!.i]!) < 0) k = s
+    }
+    if (k < 0) break
+    const h = heads[k]!
+    const batch = sources[k]!.batches[h.b]!
+    if (h.epoch !== w.batchesWritten) { h.slot = w.source(batch.rows, batch.columns); h.epoch = w.batchesWritten }
+    if (w.addFrom(h.slot, h.i, batch.versions[h.i]!, batch.deleted[h.i] === 1)) await w.writeBatch()
+    if (++h.i === batch.rows) { h.b++; h.i = 0; h.epoch = -1 }
+  }
   const meta = await w.finish()
   return { dir, meta, oldestTombstone: w.oldestTombstone }
+}
+
+/** Writes `records` through a SegmentFileWriter: from segment files of them in `parts` random parts (source batches of `sourceRows`). */
+async function streamed (records: readonly VersionedRecord[], batchRows: number, schema: SpaceSchema = SCHEMA, parts = 3, sourceRows = 37): Promise<{ dir: string, meta: SegmentFileMeta, oldestTombstone: number }> {
+  const r = rng(records.length + parts)
+  const groups: VersionedRecord[][] = Array.from({ length: parts }, () => [])
+  for (const rec of records) groups[Math.floor(r() * parts)]!.push(rec)
+  const sources: SourceSegment[] = []
+  for (const g of groups.filter(x => x.length > 0)) {
+    const { dir, meta } = await written(g, sourceRows, schema)
+    sources.push(await sourceOf(dir, meta, schema))
+  }
+  try {
+    return await streamedFrom(sources, batchRows, schema)
+  } finally {
+    for (const s of sources) await s.seg.close()
+  }
 }
 
 describe('streaming segment writer', () => {
@@ -334,6 +391,51 @@ describe('streaming segment writer', () => {
     for (const s of [sa, sb]) await s.close()
   })
 
+  it('copies rows from many sources of every type byte for byte as the record path writes them, for random inputs, batch sizes and splits', async () => {
+    for (let seed = 1; seed <= 12; seed++) {
+      const r = rng(seed * 7919)
+      const records = randomRecords(1 + Math.floor(r() * 400), 100 + seed)
+      const batchRows = 1 + Math.floor(r() * 90)
+      const a = await written(records, batchRows)
+      const b = await streamed(records, batchRows, SCHEMA, 1 + Math.floor(r() * 6), 1 + Math.floor(r() * 70))
+      expect(b.meta, `seed ${seed}`).toEqual(a.meta)
+      for (const f of [a.meta.file, a.meta.index]) expect(Buffer.compare(await readFile(join(b.dir, f)), await readFile(join(a.dir, f))), `seed ${seed}: ${f}`).toBe(0)
+    }
+  })
+
+  it('reads a column a source file lacks (written before the column was added) as NULL, as the record path does', async () => {
+    const older = parseSchemaSpec(SPEC.replace(',s:utf8', '').replace(',v:vector<3>', ''))
+    const before = randomRecords(120, 21, older)
+    const after = randomRecords(150, 22).map(rec => ({ ...rec, id: `new-${rec.id}`, row: rec.row === null ? null : { ...rec.row, id: `new-${rec.id}` } }))
+    const src1 = await written(before, 32, older)
+    const src2 = await written(after, 45)
+    const sources = [await sourceOf(src1.dir, src1.meta, SCHEMA), await sourceOf(src2.dir, src2.meta, SCHEMA)]
+    const b = await streamedFrom(sources, 50)
+    for (const s of sources) await s.seg.close()
+    // The record path: the old rows read with the new schema (NULL in the columns they lack).
+    const widened = before.map(rec => rec.row === null ? rec : { ...rec, row: { ...rec.row, s: null, v: null } })
+    const a = await written([...widened, ...after], 50)
+    expect(b.meta).toEqual(a.meta)
+    for (const f of [a.meta.file, a.meta.index]) expect(Buffer.compare(await readFile(join(b.dir, f)), await readFile(join(a.dir, f))), f).toBe(0)
+  })
+
+  it('hashes and orders ids from their UTF-8 as keyHash, the Bloom hash and JS string order do from the strings', () => {
+    const r = rng(5)
+    const chars = ['a', 'Z', '0', 'é', 'ß', '日', '\ue000', '\uffff', '🐟', '𝄞', '\u{10ffff}']
+    const ids = [''].concat(Array.from({ length: 2000 }, () => Array.from({ length: Math.floor(r() * 9) }, () => chars[Math.floor(r() * chars.length)]).join('')))
+    const out = new Uint32Array(2)
+    for (const id of ids) {
+      const b = Buffer.from(id)
+      keyHashesUtf8(b, 0, b.length, out)
+      expect([out[0], out[1]], JSON.stringify(id)).toEqual([keyHash(id), keyBloomHash(id)])
+    }
+    for (let i = 1; i < ids.length; i++) {
+      const a = Buffer.from(ids[i - 1]!)
+      const b = Buffer.from(ids[i]!)
+      expect(Math.sign(compareUtf16Order(a, 0, a.length, b, 0, b.length)), `${JSON.stringify(ids[i - 1])} vs ${JSON.stringify(ids[i])}`).toBe(ids[i - 1]! < ids[i]! ? -1 : ids[i - 1]! > ids[i]! ? 1 : 0)
+    }
+  })
+
   it('writes a standard Arrow IPC file: what apache-arrow writes for the same batches, byte for byte', async () => {
     const { dir, meta } = await streamed(randomRecords(150, 12), 40)
     const bytes = await readFile(join(dir, meta.file))
@@ -355,23 +457,34 @@ describe('streaming segment writer', () => {
     }
   })
 
-  it('throws on a row out of key order, a duplicate id, and a row added to a full batch; abort() leaves no file', async () => {
+  it('throws on a row out of key order, a duplicate id, a row added to a full batch and a source row out of range; abort() leaves no file', async () => {
+    const src = await written(randomRecords(10, 14), 100)
+    const source = await sourceOf(src.dir, src.meta, SCHEMA)
+    const batch = source.batches[0]!
     const dir = await dirs.make()
-    const sorted = randomRecords(10, 14).sort((a, b) => compareKeys(a.id, b.id))
     const w = await SegmentFileWriter.create(dir, 3, SCHEMA, { batchRows: 4 })
-    expect(w.add(sorted[1]!)).toBe(false)
-    expect(() => w.add(sorted[0]!)).toThrow(/does not follow/)
-    expect(() => w.add(sorted[1]!)).toThrow(/duplicate id/)
-    w.add(sorted[2]!)
-    w.add(sorted[3]!)
-    expect(w.add(sorted[4]!)).toBe(true)
-    expect(() => w.add(sorted[5]!)).toThrow(/waits for writeBatch/)
+    const slot = w.source(batch.rows, batch.columns)
+    const add = (i: number): boolean => w.addFrom(slot, i, batch.versions[i]!, batch.deleted[i] === 1)
+    expect(add(1)).toBe(false)
+    expect(() => add(0)).toThrow(/does not follow/)
+    expect(() => add(1)).toThrow(/duplicate id/)
+    expect(() => w.addFrom(slot, 10, 1, false)).toThrow(/row 10 of a source of 10/)
+    expect(() => w.addFrom(slot + 1, 2, 1, false)).toThrow(/source 1 of the 1/)
+    add(2)
+    add(3)
+    expect(add(4)).toBe(true)
+    expect(() => add(5)).toThrow(/waits for writeBatch/)
     await w.writeBatch()
-    expect(w.add(sorted[5]!)).toBe(false)
+    // The batch written, its sources are forgotten.
+    expect(() => add(5)).toThrow(/source 0 of the 0/)
+    const again = w.source(batch.rows, batch.columns)
+    expect(w.addFrom(again, 5, batch.versions[5]!, false)).toBe(false)
     expect(w.rows).toBe(5)
+    expect(() => w.source(batch.rows, new Map([...batch.columns].filter(([name]) => name !== 'id')))).toThrow(/utf8 id column/)
     expect(await readdir(dir)).toEqual(['seg-00000003.arrow'])
     await w.abort()
     expect(await readdir(dir)).toEqual([])
+    await source.seg.close()
   })
 })
 
