@@ -5,7 +5,8 @@
  */
 import type { Hlc } from '../hlc/index.js'
 
-function fmix32 (h: number): number {
+/** murmur3's finalizer (exported for key-index.ts's hashing of ids from their UTF-8 bytes). */
+export function fmix32 (h: number): number {
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13
@@ -14,7 +15,8 @@ function fmix32 (h: number): number {
   return h >>> 0
 }
 
-function round (h: number, k: number): number {
+/** One murmur3 round over a 32-bit block (exported with fmix32). */
+export function round (h: number, k: number): number {
   k = Math.imul(k, 0xcc9e2d51)
   k = (k << 15) | (k >>> 17)
   k = Math.imul(k, 0x1b873593)
@@ -33,7 +35,7 @@ export function hashString32 (s: string, seed: number): number {
   return fmix32(h ^ n)
 }
 
-const SEED_BUCKET = 0x9747b28c
+export const SEED_BUCKET = 0x9747b28c
 const SEED_LO = 0x2545f491
 const SEED_HI = 0x6c8e9cf5
 

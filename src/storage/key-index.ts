@@ -38,7 +38,7 @@ import { open as openFile, type FileHandle } from 'node:fs/promises'
 import { isHlc, type Hlc } from '../hlc/index.js'
 import { BloomFilter } from './bloom.js'
 import { crc32 } from './crc32.js'
-import { hashString32, stableHash } from './hash.js'
+import { SEED_BUCKET, fmix32, hashString32, round, stableHash } from './hash.js'
 
 // ---------------------------------------------------------------------------------------------
 // Key order
@@ -268,18 +268,15 @@ export interface KeyIndexChunk {
 /** The second hash a key index's Bloom filter takes of `id` (the first is stableHash(id): keyHash's bits reversed). */
 export function keyBloomHash (id: string): number { return hashString32(id, BLOOM_SEED) }
 
-/** hash.ts's seed of stableHash (SEED_BUCKET): keyHashesUtf8 takes the same hash of the same code units. */
-const STABLE_SEED = 0x9747b28c
-
 /**
  * keyHash and keyBloomHash (into out[0] and out[1]) of the id whose UTF-8 is bytes[s, e), without
  * making the string: hashString32's murmur3 rounds over its UTF-16 code units, decoded on the fly
- * (a compaction hashes a million ids it never needs as strings). A copy of hash.ts's rounds: the
+ * (a compaction hashes a million ids it never needs as strings), with hash.ts's rounds: the
  * tests check both give the same hashes for ids of every UTF-8 length. Throws on a sequence
  * running past `e` (ids come CRC-checked from files this code wrote).
  */
 export function keyHashesUtf8 (bytes: Uint8Array, s: number, e: number, out: Uint32Array): void {
-  let h1 = STABLE_SEED | 0
+  let h1 = SEED_BUCKET | 0
   let h2 = BLOOM_SEED | 0
   let units = 0
   let pending = -1
@@ -308,8 +305,8 @@ export function keyHashesUtf8 (bytes: Uint8Array, s: number, e: number, out: Uin
         pending = u
       } else {
         const k = pending | (u << 16)
-        h1 = murmurRound(h1, k)
-        h2 = murmurRound(h2, k)
+        h1 = round(h1, k)
+        h2 = round(h2, k)
         pending = -1
       }
       units++
@@ -319,38 +316,20 @@ export function keyHashesUtf8 (bytes: Uint8Array, s: number, e: number, out: Uin
       pending = u
     } else {
       const k = pending | (u << 16)
-      h1 = murmurRound(h1, k)
-      h2 = murmurRound(h2, k)
+      h1 = round(h1, k)
+      h2 = round(h2, k)
       pending = -1
     }
     units++
   }
   if (pending >= 0) {
-    h1 = murmurRound(h1, pending)
-    h2 = murmurRound(h2, pending)
+    h1 = round(h1, pending)
+    h2 = round(h2, pending)
   }
-  out[0] = reverseBits32(murmurFmix32(h1 ^ units))
-  out[1] = murmurFmix32(h2 ^ units)
+  out[0] = reverseBits32(fmix32(h1 ^ units))
+  out[1] = fmix32(h2 ^ units)
 }
 
-/** hash.ts's fmix32 and round (see keyHashesUtf8). */
-function murmurFmix32 (h: number): number {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
-
-function murmurRound (h: number, k: number): number {
-  k = Math.imul(k, 0xcc9e2d51)
-  k = (k << 15) | (k >>> 17)
-  k = Math.imul(k, 0x1b873593)
-  h ^= k
-  h = (h << 13) | (h >>> 19)
-  return (Math.imul(h, 5) + 0xe6546b64) | 0
-}
 
 /** Entries (records too) as key-index columns, in their order. */
 export function keyIndexColumns (entries: readonly KeyIndexEntry[]): KeyIndexColumns {
