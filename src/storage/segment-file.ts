@@ -765,14 +765,18 @@ class PooledFile implements Evictable, KeyIndexSource {
 
   constructor (readonly path: string, private readonly files: FilePool) {}
 
-  /** `length` bytes at `offset`, fewer at the end of the file; in shared memory (decoded views may keep it). */
-  async read (offset: number, length: number): Promise<Uint8Array> {
+  /**
+   * `length` bytes at `offset`, fewer at the end of the file: into `into` (at least `length`
+   * long) when given, else into new shared memory (decoded views may keep it).
+   */
+  async read (offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     if (this.closed) throw new Error(`segment file ${this.path} is closed`)
+    if (into !== undefined && into.length < length) throw new RangeError(`a read of ${length} bytes into a buffer of ${into.length}`)
     this.inflight++
     this.files.markBusy(this)
     try {
       const fh = await this.handle()
-      const out = new Uint8Array(new SharedArrayBuffer(length))
+      const out = into !== undefined ? into.subarray(0, length) : new Uint8Array(new SharedArrayBuffer(length))
       let got = 0
       while (got < length) {
         const { bytesRead } = await fh.read(out, got, length - got, offset + got)
@@ -943,16 +947,24 @@ export class SegmentFile {
       })
     }
     return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => {
-      const data = await this.readData(b, c)
-      const rows = this.dir.batchRows[b]!
-      let v: ColumnVector
+      // Decoding copies every type but float64 without NULLs and float vectors (views of the
+      // bytes read): the others are read into a borrowed buffer (see scratch).
+      const copies = !(type === 'float64' && this.zone(b, name)?.nulls === 0) && vectorDim(type) === undefined && listElement(type) === undefined
+      const borrowed = copies ? scratch.take(this.span(b, c).end - this.span(b, c).start) : undefined
       try {
-        v = decodeColumn(type, makeVector(data), rows, this.path)
-      } catch (err) {
-        throw new SegmentBlockCorruptError(this.path, b, name, `does not decode as ${type}: ${(err as Error).message}`, { cause: err })
+        const data = await this.readData(b, c, borrowed)
+        const rows = this.dir.batchRows[b]!
+        let v: ColumnVector
+        try {
+          v = decodeColumn(type, makeVector(data), rows, this.path)
+        } catch (err) {
+          throw new SegmentBlockCorruptError(this.path, b, name, `does not decode as ${type}: ${(err as Error).message}`, { cause: err })
+        }
+        v = shareVector(v)
+        return { value: v, bytes: columnVectorBytes(v) }
+      } finally {
+        if (borrowed !== undefined) scratch.give(borrowed)
       }
-      v = shareVector(v)
-      return { value: v, bytes: columnVectorBytes(v) }
     })
   }
 
@@ -1077,7 +1089,8 @@ export class SegmentFile {
   }
 
   /** Reads column `c` of batch `b`: exactly its bytes, CRC-checked, rebuilt as Arrow Data. */
-  private async readData (b: number, c: number): Promise<Data> {
+  /** Column `c` of batch `b` as Arrow Data over the bytes read (into `into` when given), CRC-checked. */
+  private async readData (b: number, c: number, into?: Uint8Array): Promise<Data> {
     const d = this.dir
     const k = b * d.columns.length + c
     const col = d.columns[c]!
@@ -1085,7 +1098,7 @@ export class SegmentFile {
     const bb = k * MAX_BUFFERS * 2
     const { start, end } = this.span(b, c)
     const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.path, b, col.name, reason)
-    const bytes = end > start ? await this.arrow.read(d.bodyOffset[b]! + start, end - start) : new Uint8Array(0)
+    const bytes = end > start ? await this.arrow.read(d.bodyOffset[b]! + start, end - start, into) : new Uint8Array(0)
     if (bytes.length !== end - start) throw fail(`the file ends ${end - start - bytes.length} bytes early (truncated)`)
     if (crc32(bytes) !== d.crc[k]) throw fail('CRC mismatch')
     return rebuild(col.type, d.nodes, nb, d.buffers, bb, bytes, start, fail)
@@ -1096,6 +1109,32 @@ export class SegmentFile {
     await this.idx.close()
   }
 }
+
+/**
+ * Buffers a column read borrows while its bytes are checked and decoded into a new vector. A new
+ * buffer a read is memory the kernel must hand over a zeroed page at a time on first touch, and a
+ * cold scan (one whose columns the cache lost) paid that for the bytes it read on top of the
+ * vectors it decoded (bench/scan.ts). A few are kept, of at most SCRATCH_KEEP_BYTES each.
+ */
+class ScratchBuffers {
+  private readonly free: Uint8Array[] = []
+
+  take (bytes: number): Uint8Array {
+    for (let i = 0; i < this.free.length; i++) {
+      if (this.free[i]!.length >= bytes) return this.free.splice(i, 1)[0]!
+    }
+    // Rounded up so that a buffer serves the next, slightly larger, column too.
+    return new Uint8Array(Math.ceil(Math.max(bytes, 1) / 65536) * 65536)
+  }
+
+  give (buf: Uint8Array): void {
+    if (buf.length <= SCRATCH_KEEP_BYTES && this.free.length < SCRATCH_KEEP) this.free.push(buf)
+  }
+}
+
+const SCRATCH_KEEP = 4
+const SCRATCH_KEEP_BYTES = 4 << 20
+const scratch = new ScratchBuffers()
 
 /**
  * Arrow Data of one field from its buffers (directory offsets relative to the body; `bytes` holds
