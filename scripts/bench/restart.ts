@@ -3,10 +3,12 @@
  * (utf8 id, int64, float64, utf8), its resident memory sampled through the load and a GROUP BY,
  * then kill -9 and a restart timed from spawn to the first complete answer of a count(*).
  *
- *   npx tsc -p tsconfig.json && node dist/scripts/bench/restart.js [rows] [cacheMiB] [memtableBudgetMiB]
+ *   npx tsc -p tsconfig.json && node dist/scripts/bench/restart.js [rows] [cacheMiB] [memtableBudgetMiB] [heapMiB]
  *
- * Defaults: 3,000,000 rows, the peer's default cache. The peer runs with `storage.cacheMiB` when
- * given. Resident memory is the peer process's VmRSS (from /proc), its peak over the phase.
+ * Defaults: 3,000,000 rows, the peer's default cache (a memtableBudgetMiB of `-` keeps its default). The peer runs with `storage.cacheMiB` when
+ * given, with `--heap-mib` when heapMiB is (and query.memoryBudgetMb lowered to what that heap
+ * holds beside the memtables: heapMiB - 128 - 4 x the memtable budget, at least 64). Resident
+ * memory is the peer process's VmRSS (from /proc), its peak over the phase.
  * Environment: SHOAL_BENCH_MEMTABLE_ROWS sets the peer's `storage.memtableMaxRows`;
  * SHOAL_BENCH_LOG=<file> saves the restarted peer's log lines there (where the time went);
  * SHOAL_BENCH_MEM=1 prints, every 2 s, where the peer's memory is (heap used and total, external,
@@ -22,6 +24,7 @@ import { TestCluster, waitFor, type PeerProcess } from '../../test/cluster/index
 export interface RestartBenchResult {
   rows: number
   cacheMiB: number | undefined
+  heapMiB: number | undefined
   loadRowsPerS: number
   /** Peak resident MiB of the peer during the load, after a GROUP BY, and after the restart's first answer. */
   rssLoadMiB: number
@@ -137,14 +140,16 @@ async function dirMiB (dir: string): Promise<number> {
   return total / 1048576
 }
 
-export async function benchRestart (opts: { rows: number, cacheMiB?: number, memtableBudgetMiB?: number }): Promise<RestartBenchResult> {
+export async function benchRestart (opts: { rows: number, cacheMiB?: number, memtableBudgetMiB?: number, heapMiB?: number }): Promise<RestartBenchResult> {
   const storage: Record<string, number> = {}
   if (opts.cacheMiB !== undefined) storage.cacheMiB = opts.cacheMiB
   if (opts.memtableBudgetMiB !== undefined) storage.memtableBudgetBytes = opts.memtableBudgetMiB * 1048576
   if (process.env.SHOAL_BENCH_MEMTABLE_ROWS !== undefined) storage.memtableMaxRows = Number(process.env.SHOAL_BENCH_MEMTABLE_ROWS)
-  const cluster = await TestCluster.create({ config: { storage } })
+  const query: Record<string, number> = {}
+  if (opts.heapMiB !== undefined) query.memoryBudgetMb = Math.max(64, opts.heapMiB - 128 - 4 * (opts.memtableBudgetMiB ?? 64))
+  const cluster = await TestCluster.create({ config: { storage, query } })
   try {
-    const peer = await cluster.startPeer('a', { faultInjection: false })
+    const peer = await cluster.startPeer('a', { faultInjection: false, ...(opts.heapMiB !== undefined ? { extraArgs: ['--heap-mib', String(opts.heapMiB)] } : {}) })
     const created = await post(peer, '/spaces', JSON.stringify({ name: 'bench', schema: [{ name: 'n', type: 'int64' }, { name: 'x', type: 'float64' }, { name: 's', type: 'utf8' }], replicas: 1 }))
     if (created.status !== 201) throw new Error(`create: ${created.status} ${created.text}`)
 
@@ -197,7 +202,7 @@ export async function benchRestart (opts: { rows: number, cacheMiB?: number, mem
       recoveryMs += o.ms ?? 0
       walRecordsReplayed += o.walRecords ?? 0
     }
-    return { rows: opts.rows, cacheMiB: opts.cacheMiB, loadRowsPerS: opts.rows / (loadMs / 1000), rssLoadMiB, rssQueryMiB, rssRestartMiB, groupByMs, restartToAnswerMs, recoveryMs, walRecordsReplayed, diskMiB }
+    return { rows: opts.rows, cacheMiB: opts.cacheMiB, heapMiB: opts.heapMiB, loadRowsPerS: opts.rows / (loadMs / 1000), rssLoadMiB, rssQueryMiB, rssRestartMiB, groupByMs, restartToAnswerMs, recoveryMs, walRecordsReplayed, diskMiB }
   } finally {
     await cluster.stopAll()
     agent.destroy()
@@ -206,17 +211,18 @@ export async function benchRestart (opts: { rows: number, cacheMiB?: number, mem
 
 export function formatRestartBench (r: RestartBenchResult): string {
   return [
-    `| rows | cacheMiB | load rows/s | peak RSS load (MiB) | RSS after GROUP BY (MiB) | GROUP BY (ms) | on disk (MiB) | restart → complete answer (s) | of which partition opens (s, WAL records replayed) | RSS after restart (MiB) |`,
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    `| ${r.rows.toLocaleString('en-US')} | ${r.cacheMiB ?? 'default'} | ${Math.round(r.loadRowsPerS).toLocaleString('en-US')} | ${r.rssLoadMiB.toFixed(0)} | ${r.rssQueryMiB.toFixed(0)} | ${r.groupByMs.toFixed(0)} | ${r.diskMiB.toFixed(0)} | ${(r.restartToAnswerMs / 1000).toFixed(1)} | ${(r.recoveryMs / 1000).toFixed(1)} (${r.walRecordsReplayed.toLocaleString('en-US')}) | ${r.rssRestartMiB.toFixed(0)} |`
+    `| rows | cacheMiB | heapMiB | load rows/s | peak RSS load (MiB) | RSS after GROUP BY (MiB) | GROUP BY (ms) | on disk (MiB) | restart → complete answer (s) | of which partition opens (s, WAL records replayed) | RSS after restart (MiB) |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    `| ${r.rows.toLocaleString('en-US')} | ${r.cacheMiB ?? 'default'} | ${r.heapMiB ?? 'default'} | ${Math.round(r.loadRowsPerS).toLocaleString('en-US')} | ${r.rssLoadMiB.toFixed(0)} | ${r.rssQueryMiB.toFixed(0)} | ${r.groupByMs.toFixed(0)} | ${r.diskMiB.toFixed(0)} | ${(r.restartToAnswerMs / 1000).toFixed(1)} | ${(r.recoveryMs / 1000).toFixed(1)} (${r.walRecordsReplayed.toLocaleString('en-US')}) | ${r.rssRestartMiB.toFixed(0)} |`
   ].join('\n')
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const rows = Number(process.argv[2] ?? 3_000_000)
   const cacheMiB = process.argv[3] !== undefined ? Number(process.argv[3]) : undefined
-  const memtableBudgetMiB = process.argv[4] !== undefined ? Number(process.argv[4]) : undefined
-  const r = await benchRestart({ rows, ...(cacheMiB !== undefined ? { cacheMiB } : {}), ...(memtableBudgetMiB !== undefined ? { memtableBudgetMiB } : {}) })
+  const memtableBudgetMiB = process.argv[4] !== undefined && process.argv[4] !== '-' ? Number(process.argv[4]) : undefined
+  const heapMiB = process.argv[5] !== undefined ? Number(process.argv[5]) : undefined
+  const r = await benchRestart({ rows, ...(cacheMiB !== undefined ? { cacheMiB } : {}), ...(memtableBudgetMiB !== undefined ? { memtableBudgetMiB } : {}), ...(heapMiB !== undefined ? { heapMiB } : {}) })
   console.log(formatRestartBench(r))
   process.exit(0)
 }

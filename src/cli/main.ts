@@ -42,6 +42,7 @@ function buildProgram (): Command {
     .option('--config <file>', 'JSON config file; flags and SHOAL_* environment variables override it')
     .option('--enable-fault-injection', 'enable POST /admin/faults (for partition tests only)')
     .option('--cache-mib <MiB>', 'storage block cache size (default a quarter of the memory, at most 4096)')
+    .option('--heap-mib <MiB>', "V8 heap limit; bin/shoal passes it to node (default Node's own, about a quarter of the memory)")
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
     .action(async (opts: Record<string, unknown>) => { await runStart(opts) })
 

@@ -14,7 +14,8 @@ export async function runStart (opts: Record<string, unknown>): Promise<void> {
     name: opts.name,
     enableFaultInjection: opts.enableFaultInjection,
     logLevel: opts.logLevel,
-    cacheMiB: opts.cacheMib
+    cacheMiB: opts.cacheMib,
+    heapMiB: opts.heapMib
   }
   let config
   try {

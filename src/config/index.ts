@@ -43,6 +43,12 @@ export interface PeerConfig {
    */
   maxHttpConnections?: number
   /**
+   * The V8 heap limit asked for (`--heap-mib`, SHOAL_HEAP_MIB; flag and environment only: node
+   * takes it at start-up from bin/shoal, before any file is read). The peer checks it is in force
+   * and enough for its settings (src/peer/heap.ts).
+   */
+  heapMiB?: number
+  /**
    * Overrides of storage options, e.g. `{ maxOpenFiles: 128, cacheMiB: 512 }`. `cacheMiB` also
    * comes from `--cache-mib` and SHOAL_STORAGE_CACHE_MIB, which win over the file.
    */
@@ -87,6 +93,8 @@ export interface RawSettings {
   placement?: unknown
   /** Flag and environment only; in a config file it is `storage.cacheMiB`. */
   cacheMiB?: unknown
+  /** Flag and environment only (see PeerConfig.heapMiB). */
+  heapMiB?: unknown
 }
 
 const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'placement', 'drainTimeoutMs', 'maxHttpConnections'])
@@ -103,7 +111,8 @@ const ENV_VARS: Record<string, keyof RawSettings> = {
   SHOAL_LOG_LEVEL: 'logLevel',
   SHOAL_DRAIN_TIMEOUT_MS: 'drainTimeoutMs',
   SHOAL_MAX_HTTP_CONNECTIONS: 'maxHttpConnections',
-  SHOAL_STORAGE_CACHE_MIB: 'cacheMiB'
+  SHOAL_STORAGE_CACHE_MIB: 'cacheMiB',
+  SHOAL_HEAP_MIB: 'heapMiB'
 }
 
 export interface ResolveInput {
@@ -155,6 +164,13 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
     if (!Number.isInteger(cacheMiB) || cacheMiB < 1) throw new ConfigError('cacheMiB', cacheSetting!.source, 'must be a positive integer (MiB)')
     storage.cacheMiB = cacheMiB
   }
+  const heapSetting = pick('heapMiB')
+  let heapMiB: number | undefined
+  try {
+    heapMiB = parseHeapMiB(heapSetting?.value)
+  } catch (err) {
+    throw new ConfigError('heapMiB', heapSetting!.source, (err as Error).message)
+  }
   const httpCapSetting = pick('maxHttpConnections')
   const maxHttpConnections = asNumber(httpCapSetting, 'maxHttpConnections')
   if (maxHttpConnections !== undefined && (!Number.isInteger(maxHttpConnections) || maxHttpConnections < 1)) {
@@ -176,8 +192,17 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
     storage,
     placement,
     drainTimeoutMs,
-    ...(maxHttpConnections !== undefined ? { maxHttpConnections } : {})
+    ...(maxHttpConnections !== undefined ? { maxHttpConnections } : {}),
+    ...(heapMiB !== undefined ? { heapMiB } : {})
   }
+}
+
+/** --heap-mib / SHOAL_HEAP_MIB: an integer of MiB from 64, or undefined when not given. */
+function parseHeapMiB (value: unknown): number | undefined {
+  if (value === undefined || value === '') return undefined
+  const n = typeof value === 'number' ? value : Number(String(value))
+  if (!Number.isInteger(n) || n < 64 || n > 1_048_576) throw new RangeError(`must be an integer of MiB from 64 to 1048576, got ${JSON.stringify(value)}`)
+  return n
 }
 
 function readConfigFile (path: string): RawSettings {

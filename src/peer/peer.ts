@@ -1,5 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { totalmem } from 'node:os'
+import { getHeapStatistics } from 'node:v8'
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
@@ -12,8 +13,9 @@ import { PartitionDetector } from '../partition/index.js'
 import { Catalog, DEFAULT_PLACEMENT_OPTIONS, PlacementService } from '../placement/index.js'
 import { DEFAULT_REPLICATOR_OPTIONS, Replicator } from '../replication/index.js'
 import { SystemClock, SystemRandom, VERSION, type Logger, type PeerAddress } from '../runtime/index.js'
-import { DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
+import { DEFAULT_MEMTABLE_BUDGET_BYTES, DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
+import { planHeap } from './heap.js'
 import { CatalogFile } from './catalog-file.js'
 import { openFileLimit, planFileBudget, type FileBudget } from './file-budget.js'
 import { KnownPeers } from './known-peers.js'
@@ -239,6 +241,14 @@ export class Peer implements ApiPeer {
       await host.stop().catch(() => {})
       throw new PeerStartError(`query settings: ${(err as Error).message}`)
     }
+    const heap = planHeap({
+      limitBytes: getHeapStatistics().heap_size_limit,
+      ...(config.heapMiB !== undefined ? { askedMiB: config.heapMiB } : {}),
+      memtableBudgetBytes: storageOptions.memtableBudgetBytes ?? DEFAULT_MEMTABLE_BUDGET_BYTES,
+      queryBudgetMiB: queryOptions.memoryBudgetMb ?? DEFAULT_QUERY_OPTIONS.memoryBudgetMb
+    })
+    log.info({ component: 'peer', heapLimitMiB: heap.limitMiB, heapNeededMiB: heap.neededMiB }, 'heap')
+    for (const w of heap.warnings) log.warn({ component: 'peer', heapLimitMiB: heap.limitMiB, heapNeededMiB: heap.neededMiB }, w)
     const members = new MemberDirectory(swim)
     const threads = queryOptions.workerThreads ?? DEFAULT_QUERY_OPTIONS.workerThreads
     if (!Number.isInteger(threads) || threads < -1 || threads > 256) {

@@ -12,7 +12,8 @@ import { moveAside, readDamageReports, segmentCorruption } from './damage.js'
 import { LocalPartitionStore, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type StorageEngineOptions } from './options.js'
 
-const DEFAULT_MEMTABLE_BUDGET_BYTES = 64 << 20
+/** Default of memtableBudgetBytes (StorageEngineOptions). */
+export const DEFAULT_MEMTABLE_BUDGET_BYTES = 64 << 20
 
 /** A partition of a space this peer dropped was asked for. */
 export class SpaceDroppedError extends Error {

@@ -46,7 +46,7 @@
  */
 export type { VersionedRecord, ApplyResult, PartitionDigest, PartitionStats, PartitionStore } from './types.js'
 export { compareVersions } from './types.js'
-export { SpaceDroppedError, StorageEngine, spaceDirName, type StoredDamage } from './engine.js'
+export { DEFAULT_MEMTABLE_BUDGET_BYTES, SpaceDroppedError, StorageEngine, spaceDirName, type StoredDamage } from './engine.js'
 export { LocalPartitionStore, StoreClosedError, StoreFailedError, MANIFEST_FILE, CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX, isSegmentCorruption } from './partition.js'
 export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps, DamageReport, SegmentDamageReport, WalDamageReport } from './partition.js'
 export { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, resolveConfig } from '../../src/config/index.js'
+import { planHeap } from '../../src/peer/heap.js'
 
 describe('resolveConfig()', () => {
   let dir: string
@@ -62,5 +63,29 @@ describe('resolveConfig()', () => {
     const negative = join(dir, 'neg.json')
     await writeFile(negative, JSON.stringify({ membership: { probeIntervalMs: -1 } }))
     expect(() => resolveConfig({ flags: {}, env: {}, configFile: negative })).toThrow('membership.probeIntervalMs')
+  })
+
+  it('takes the heap size from SHOAL_HEAP_MIB or --heap-mib (the flag wins), never from a file, and refuses one out of range naming it', () => {
+    expect(resolveConfig({ flags: {}, env: {} }).heapMiB).toBeUndefined()
+    expect(resolveConfig({ flags: {}, env: { SHOAL_HEAP_MIB: '768' } }).heapMiB).toBe(768)
+    expect(resolveConfig({ flags: { heapMiB: '1024' }, env: { SHOAL_HEAP_MIB: '768' } }).heapMiB).toBe(1024)
+    expect(() => resolveConfig({ flags: { heapMiB: '32' }, env: {} })).toThrow('heapMiB (from flags): must be an integer of MiB from 64')
+    expect(() => resolveConfig({ flags: {}, env: { SHOAL_HEAP_MIB: '1.5' } })).toThrow('heapMiB (from environment)')
+  })
+})
+
+describe('planHeap()', () => {
+  const MiB = 1048576
+  it('needs base + memtables as objects + one query, and says when the limit in force is not what was asked', () => {
+    const ok = planHeap({ limitBytes: 1200 * MiB, askedMiB: 1100, memtableBudgetBytes: 64 * MiB, queryBudgetMiB: 512 })
+    expect(ok.neededMiB).toBe(128 + 256 + 512)
+    expect(ok.warnings).toEqual([])
+    const small = planHeap({ limitBytes: 600 * MiB, askedMiB: 504, memtableBudgetBytes: 64 * MiB, queryBudgetMiB: 512 })
+    expect(small.warnings).toHaveLength(1)
+    expect(small.warnings[0]).toContain('below the 896 MiB')
+    expect(planHeap({ limitBytes: 600 * MiB, memtableBudgetBytes: 16 * MiB, queryBudgetMiB: 256 }).warnings).toEqual([])
+    const ignored = planHeap({ limitBytes: 4144 * MiB, askedMiB: 768, memtableBudgetBytes: 64 * MiB, queryBudgetMiB: 512 })
+    expect(ignored.warnings).toHaveLength(1)
+    expect(ignored.warnings[0]).toContain('a heap of 768 MiB was asked for')
   })
 })
