@@ -17,6 +17,17 @@ async function walFiles (dir: string): Promise<string[]> {
 }
 
 /** Writes `batches` POSTs of `size` rows each (each POST one WAL frame on each replica); answers the ids per batch. */
+/** Peers a and b of `cluster`, joined, with space `events` (1 partition, 2 replicas) known to both. */
+async function twoPeersWithEvents (cluster: TestCluster): Promise<{ a: PeerProcess, b: PeerProcess }> {
+  const a = await cluster.startPeer('a')
+  const b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
+  await waitFor(async () => (await a.members()).filter(m => m.state === 'alive').length === 2, { timeoutMs: 20_000 })
+  const create = await a.post('/spaces', { name: 'events', schema: [{ name: 'id', type: 'utf8' }, { name: 'n', type: 'int64' }, { name: 'note', type: 'utf8' }], partitions: 1, replicas: 2 })
+  expect(create.status).toBe(201)
+  await waitFor(async () => (await b.get('/spaces/events') as { name?: string }).name === 'events', { timeoutMs: 15_000 })
+  return { a, b }
+}
+
 async function writeBatches (peer: PeerProcess, space: string, batches: number, size: number): Promise<string[][]> {
   const ids: string[][] = []
   for (let b = 0; b < batches; b++) {
@@ -79,12 +90,7 @@ describe('a damaged write-ahead log, through a real peer', () => {
   it('R = 2: the damaged replica serves no reads until it has synced with the other, then holds every row again', async () => {
     const cluster = await TestCluster.create()
     clusters.push(cluster)
-    const a = await cluster.startPeer('a')
-    const b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
-    await waitFor(async () => (await a.members()).filter(m => m.state === 'alive').length === 2, { timeoutMs: 20_000 })
-    const create = await a.post('/spaces', { name: 'events', schema: [{ name: 'id', type: 'utf8' }, { name: 'n', type: 'int64' }, { name: 'note', type: 'utf8' }], partitions: 1, replicas: 2 })
-    expect(create.status).toBe(201)
-    await waitFor(async () => (await b.get('/spaces/events') as { name?: string }).name === 'events', { timeoutMs: 15_000 })
+    const { a, b } = await twoPeersWithEvents(cluster)
     await writeBatches(a, 'events', 60, 10)
     await b.kill()
     const [wal] = await walFiles(b.dataDir)
@@ -164,12 +170,7 @@ describe('a damaged segment block, through real peers', () => {
   it('R = 2: reads stay right while the damaged replica is out of service; it is rebuilt from the other and holds every row again', async () => {
     const cluster = await TestCluster.create({ config: { storage } })
     clusters.push(cluster)
-    const a = await cluster.startPeer('a')
-    const b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
-    await waitFor(async () => (await a.members()).filter(m => m.state === 'alive').length === 2, { timeoutMs: 20_000 })
-    const create = await a.post('/spaces', { name: 'events', schema: [{ name: 'id', type: 'utf8' }, { name: 'n', type: 'int64' }, { name: 'note', type: 'utf8' }], partitions: 1, replicas: 2 })
-    expect(create.status).toBe(201)
-    await waitFor(async () => (await b.get('/spaces/events') as { name?: string }).name === 'events', { timeoutMs: 15_000 })
+    const { a, b } = await twoPeersWithEvents(cluster)
     await writeBatches(a, 'events', 10, 100)
     const dir = await partitionDir(b.dataDir)
     await waitFor(async () => (JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')) as { segments: unknown[] }).segments.length >= 2, { timeoutMs: 15_000, describe: async () => `${await readFile(join(dir, MANIFEST_FILE), 'utf8')} ${(await readdir(dir)).join(',')}` })
