@@ -7,7 +7,7 @@
  *
  * Defaults: 3,000,000 rows, the peer's default cache (a memtableBudgetMiB of `-` keeps its default). The peer runs with `storage.cacheMiB` when
  * given, with `--heap-mib` when heapMiB is (and query.memoryBudgetMb lowered to what that heap
- * holds beside the memtables: heapMiB - 128 - 4 x the memtable budget, at least 64). Resident
+ * holds beside the memtables: heapMiB - 128 - 2 x the memtable budget, at least 64). Resident
  * memory is the peer process's VmRSS (from /proc), its peak over the phase.
  * Environment: SHOAL_BENCH_MEMTABLE_ROWS sets the peer's `storage.memtableMaxRows`;
  * SHOAL_BENCH_LOG=<file> saves the restarted peer's log lines there (where the time went);
@@ -146,7 +146,7 @@ export async function benchRestart (opts: { rows: number, cacheMiB?: number, mem
   if (opts.memtableBudgetMiB !== undefined) storage.memtableBudgetBytes = opts.memtableBudgetMiB * 1048576
   if (process.env.SHOAL_BENCH_MEMTABLE_ROWS !== undefined) storage.memtableMaxRows = Number(process.env.SHOAL_BENCH_MEMTABLE_ROWS)
   const query: Record<string, number> = {}
-  if (opts.heapMiB !== undefined) query.memoryBudgetMb = Math.max(64, opts.heapMiB - 128 - 4 * (opts.memtableBudgetMiB ?? 64))
+  if (opts.heapMiB !== undefined) query.memoryBudgetMb = Math.max(64, opts.heapMiB - 128 - 2 * (opts.memtableBudgetMiB ?? 64))
   const cluster = await TestCluster.create({ config: { storage, query } })
   try {
     const peer = await cluster.startPeer('a', { faultInjection: false, ...(opts.heapMiB !== undefined ? { extraArgs: ['--heap-mib', String(opts.heapMiB)] } : {}) })

@@ -17,13 +17,16 @@ const YOUNG_GENERATION_SLACK_MIB = 160
 
 /** What a peer's heap must hold beyond its data in flight: code, sockets, catalogs, buffers. */
 export const HEAP_BASE_MIB = 128
-/** Memtable records as objects take about this many times their WAL bytes (docs/operations.md). */
-export const MEMTABLE_HEAP_FACTOR = 4
+/**
+ * The memtable budget counts the active memtables' estimated heap; those being flushed may hold
+ * as much again.
+ */
+export const MEMTABLE_HEAP_FACTOR = 2
 
 export interface HeapPlan {
   /** The heap limit in force (v8.getHeapStatistics().heap_size_limit), MiB. */
   limitMiB: number
-  /** What the settings let the heap hold at once: base + memtables as objects + one query's budget. */
+  /** What the settings let the heap hold at once: base + memtables (active and being flushed) + one query's budget. */
   neededMiB: number
   /** --heap-mib or SHOAL_HEAP_MIB, when given. */
   askedMiB?: number
@@ -41,7 +44,7 @@ export function planHeap (opts: { limitBytes: number, askedMiB?: number, memtabl
     warnings.push(`a heap of ${opts.askedMiB} MiB was asked for (--heap-mib or SHOAL_HEAP_MIB) but ${limitMiB} MiB is in force: start the peer with bin/shoal (npm start, npx shoal), which passes it to node`)
   }
   if (limitMiB < neededMiB) {
-    warnings.push(`the heap limit of ${limitMiB} MiB is below the ${neededMiB} MiB the settings may need at once (${HEAP_BASE_MIB} base + memtables ${Math.round(opts.memtableBudgetBytes / MiB)} MiB of WAL as objects x${MEMTABLE_HEAP_FACTOR} + one query's query.memoryBudgetMb ${opts.queryBudgetMiB}): ` +
+    warnings.push(`the heap limit of ${limitMiB} MiB is below the ${neededMiB} MiB the settings may need at once (${HEAP_BASE_MIB} base + memtables active and being flushed, ${MEMTABLE_HEAP_FACTOR} x storage.memtableBudgetBytes ${Math.round(opts.memtableBudgetBytes / MiB)} MiB + one query's query.memoryBudgetMb ${opts.queryBudgetMiB}): ` +
       'raise --heap-mib, or lower query.memoryBudgetMb or storage.memtableBudgetBytes')
   }
   return { limitMiB, neededMiB, ...(opts.askedMiB !== undefined ? { askedMiB: opts.askedMiB } : {}), warnings }

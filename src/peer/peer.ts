@@ -638,6 +638,7 @@ export class Peer implements ApiPeer {
       return [[{ kind: 'ready' }, r.readyPartitions], [{ kind: 'held' }, r.heldPartitions]]
     })
     m.gaugeFrom('shoal_storage_memtable_bytes', 'Bytes in memtables not yet written to segments', [], () => [[{}, this.layers.engine.memtableBytes()]])
+    m.gaugeFrom('shoal_storage_memtable_heap_bytes', 'Estimated heap of the active memtables (WAL bytes + 170 a record): what storage.memtableBudgetBytes bounds', [], () => [[{}, this.layers.engine.memtableHeapBytes()]])
     m.gaugeFrom('shoal_storage_open_files', 'Files storage holds open now (WAL handles and files open for a moment), at most storage maxOpenFiles', [], () => [[{}, this.layers.engine.openFiles()]])
     m.gaugeFrom('shoal_storage_damaged_wal_files', 'Damaged WAL files of this peer\'s replicas still reported, repaired from other replicas or not', ['state'], () => {
       const d = this.storageDamage().filter(x => x.kind === 'wal')

@@ -185,6 +185,13 @@ export class StorageEngine {
     return out
   }
 
+  /** The active memtables' estimated heap across all open partitions (what the budget bounds). */
+  memtableHeapBytes (): number {
+    let total = 0
+    for (const s of this.open.values()) total += s.activeMemtableHeapBytes()
+    return total
+  }
+
   /** Memtable bytes across all open partitions. */
   memtableBytes (): number {
     let total = 0
@@ -201,8 +208,8 @@ export class StorageEngine {
     let largest: LocalPartitionStore | undefined
     for (const s of this.open.values()) {
       if (s.isClosed()) continue
-      total += s.activeMemtableBytes()
-      if (largest === undefined || s.activeMemtableBytes() > largest.activeMemtableBytes()) largest = s
+      total += s.activeMemtableHeapBytes()
+      if (largest === undefined || s.activeMemtableHeapBytes() > largest.activeMemtableHeapBytes()) largest = s
     }
     if (total <= this.budgetBytes || largest === undefined || largest.isFlushing()) return
     largest.flush().catch(() => {})

@@ -70,10 +70,11 @@ export interface StorageEngineOptions extends PartitionStoreOptions {
   /** The peer's data directory; partitions live under `<dataDir>/spaces/<space uid>/<partition>/`. */
   dataDir: string
   /**
-   * Memtable bytes (WAL bytes not yet in segments) across all open partitions above which the
-   * largest memtable is flushed. Bytes, default 64 MiB: with many partitions per peer the
-   * per-partition bound alone would bound neither the process (a memtable holds its records as
-   * objects, several times their WAL bytes) nor the WAL a restart replays.
+   * The active memtables' estimated heap across all open partitions (their WAL bytes + 170 bytes a
+   * record: Memtable.heapBytes) above which the largest memtable is flushed. Bytes, default
+   * 64 MiB: with many partitions per peer the per-partition bounds alone would bound neither the
+   * process nor the WAL a restart replays. Counted in heap, not WAL bytes: narrow records take
+   * about five times their WAL bytes as objects.
    */
   memtableBudgetBytes?: number
   /**

@@ -216,6 +216,8 @@ export class LocalPartitionStore implements PartitionStore {
   memtableBytes (): number { return this.ctx.memtable.bytes + this.ctx.memtable.frozenBytes }
   /** Bytes of WAL behind the active memtable only (not the one being flushed). */
   activeMemtableBytes (): number { return this.ctx.memtable.bytes }
+  /** The active memtable's estimated heap (Memtable.heapBytes): what the engine's budget counts. */
+  activeMemtableHeapBytes (): number { return this.ctx.memtable.heapBytes() }
   isFlushing (): boolean { return this.flusher.inFlight !== undefined }
 
   /**

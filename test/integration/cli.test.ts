@@ -187,7 +187,7 @@ describe('the launcher (bin/shoal) and the heap', () => {
     expect(limit).toBeGreaterThanOrEqual(256)
     expect(limit).toBeLessThanOrEqual(256 + 160)
     const logs = await peer.logs()
-    expect(logs).toContain('is below the 896 MiB the settings may need at once')
+    expect(logs).toContain('is below the 768 MiB the settings may need at once')
     expect(logs).not.toContain('was asked for (--heap-mib or SHOAL_HEAP_MIB) but')
     const bad = await runCli(['start', '--data-dir', join(cluster.dir, 'bad'), '--heap-mib', '12'])
     expect(bad.code).toBe(2)

@@ -78,11 +78,11 @@ describe('planHeap()', () => {
   const MiB = 1048576
   it('needs base + memtables as objects + one query, and says when the limit in force is not what was asked', () => {
     const ok = planHeap({ limitBytes: 1200 * MiB, askedMiB: 1100, memtableBudgetBytes: 64 * MiB, queryBudgetMiB: 512 })
-    expect(ok.neededMiB).toBe(128 + 256 + 512)
+    expect(ok.neededMiB).toBe(128 + 128 + 512)
     expect(ok.warnings).toEqual([])
     const small = planHeap({ limitBytes: 600 * MiB, askedMiB: 504, memtableBudgetBytes: 64 * MiB, queryBudgetMiB: 512 })
     expect(small.warnings).toHaveLength(1)
-    expect(small.warnings[0]).toContain('below the 896 MiB')
+    expect(small.warnings[0]).toContain('below the 768 MiB')
     expect(planHeap({ limitBytes: 600 * MiB, memtableBudgetBytes: 16 * MiB, queryBudgetMiB: 256 }).warnings).toEqual([])
     const ignored = planHeap({ limitBytes: 4144 * MiB, askedMiB: 768, memtableBudgetBytes: 64 * MiB, queryBudgetMiB: 512 })
     expect(ignored.warnings).toHaveLength(1)

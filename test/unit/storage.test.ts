@@ -320,6 +320,19 @@ describe('StorageEngine', () => {
     expect(engine.memtableBytes()).toBeLessThanOrEqual(20_000 + 1100)
     await engine.close()
   })
+
+  it('counts the budget in estimated heap, not WAL bytes: many narrow records are flushed though their WAL is small', async () => {
+    const engine = new StorageEngine({ clock: manualClock(), log: recordingLogger() }, { dataDir: await dirs.make(), memtableBudgetBytes: 20_000, compactionCheckIntervalMs: 0 })
+    const space = makeSpace()
+    const store = await engine.openPartition(space, 0)
+    // 150 records of about 30 WAL bytes each: 4.5 KB of WAL, over 25 KB as objects.
+    for (let i = 0; i < 150; i += 10) await store.apply(Array.from({ length: 10 }, (_, k) => put(space, `n${i + k}`, T0, { n: i + k })))
+    // The budget's flush runs on its own; let its file writes finish (event-loop turns, no timer).
+    for (let turn = 0; turn < 100_000 && (store.isFlushing() || store.stats().segments === 0); turn++) await new Promise(resolve => setImmediate(resolve))
+    expect(store.stats().segments).toBeGreaterThan(0)
+    expect(engine.memtableBytes()).toBeLessThan(5_000)
+    await engine.close()
+  })
 })
 
 describe('storage: a failed flush', () => {
