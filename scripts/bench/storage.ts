@@ -16,7 +16,7 @@ import { pathToFileURL } from 'node:url'
 import { makeHlc } from '../../src/hlc/index.js'
 import { SystemClock, silentLogger } from '../../src/runtime/index.js'
 import { parseSchemaSpec, type SpaceDef } from '../../src/schema/index.js'
-import { LocalPartitionStore, type PartitionStoreOptions, type VersionedRecord } from '../../src/storage/index.js'
+import { BlockCache, LocalPartitionStore, type PartitionStoreOptions, type VersionedRecord } from '../../src/storage/index.js'
 
 export interface StorageBenchResult {
   rows: number
@@ -24,6 +24,8 @@ export interface StorageBenchResult {
   oneWriter: { rowsPerS: number, fsyncs: number, applies: number }
   eightWriters: { rowsPerS: number, fsyncs: number, applies: number }
   get: { count: number, medianUs: number, p99Us: number }
+  /** The same gets with the rows in segments only and a block cache of COLD_CACHE_BYTES: from the files, through the OS page cache. */
+  coldGet: { count: number, medianUs: number, p99Us: number, loadedPerGetBytes: number }
   recovery: { walBytes: number, records: number, ms: number, msPerGiB: number }
 }
 
@@ -65,6 +67,25 @@ async function withStore<T> (opts: PartitionStoreOptions, fn: (s: LocalPartition
   }
 }
 
+/** A block cache smaller than one key-index block and one batch's columns. */
+const COLD_CACHE_BYTES = 256 << 10
+
+/** `count` gets of random ids among the first `written` rows: median and p99 in µs. */
+async function timeGets (store: LocalPartitionStore, count: number, written: number): Promise<{ count: number, medianUs: number, p99Us: number }> {
+  const lat = new Float64Array(count)
+  let x = 12345
+  for (let i = 0; i < count; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0
+    const id = `row-${(x % written).toString(36).padStart(8, '0')}`
+    const t0 = performance.now()
+    const r = await store.get(id)
+    lat[i] = performance.now() - t0
+    if (r === undefined) throw new Error(`get(${id}) found nothing`)
+  }
+  lat.sort()
+  return { count, medianUs: percentile(lat, 0.5) * 1000, p99Us: percentile(lat, 0.99) * 1000 }
+}
+
 function percentile (sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
 }
@@ -82,7 +103,8 @@ export async function benchStorage (opts: { rows: number, walMiB?: number }): Pr
   })
 
   let get = { count: 0, medianUs: 0, p99Us: 0 }
-  const eightWriters = await withStore({}, async store => {
+  let coldGet = { count: 0, medianUs: 0, p99Us: 0, loadedPerGetBytes: 0 }
+  const eightWriters = await withStore({}, async (store, dir) => {
     const t = performance.now()
     const per = rows / BATCH / 8
     await Promise.all(Array.from({ length: 8 }, async (_, w) => {
@@ -93,18 +115,21 @@ export async function benchStorage (opts: { rows: number, walMiB?: number }): Pr
     const result = { rowsPerS: Math.round(written / s), fsyncs: store.counters.walFsyncs, applies: store.counters.applyCalls }
     // Point gets on this store: most rows in segments, the tail in the memtable.
     const count = Math.min(100_000, written)
-    const lat = new Float64Array(count)
-    let x = 12345
-    for (let i = 0; i < count; i++) {
-      x = (Math.imul(x, 1103515245) + 12345) >>> 0
-      const id = `row-${(x % written).toString(36).padStart(8, '0')}`
-      const t0 = performance.now()
-      const r = await store.get(id)
-      lat[i] = performance.now() - t0
-      if (r === undefined) throw new Error(`get(${id}) found nothing`)
+    get = await timeGets(store, count, written)
+    // Then from the files: every row in segments, reopened with a cache too small to keep the
+    // blocks a get reads (its key-index block and its row's columns), so each get reads them
+    // again through the OS page cache, checks their CRCs and decodes them.
+    await store.flush()
+    await store.close()
+    const cache = new BlockCache(COLD_CACHE_BYTES)
+    const cold = await LocalPartitionStore.open({ clock: new SystemClock(), log: silentLogger, cache }, space, 0, dir, { compactionCheckIntervalMs: 0 })
+    try {
+      const before = cache.stats().loadedBytes
+      const t = await timeGets(cold, Math.min(20_000, written), written)
+      coldGet = { ...t, loadedPerGetBytes: (cache.stats().loadedBytes - before) / t.count }
+    } finally {
+      await cold.close()
     }
-    lat.sort()
-    get = { count, medianUs: percentile(lat, 0.5) * 1000, p99Us: percentile(lat, 0.99) * 1000 }
     return result
   })
 
@@ -123,7 +148,7 @@ export async function benchStorage (opts: { rows: number, walMiB?: number }): Pr
     return { walBytes: r.walBytes, records: r.walRecords, ms: r.ms, msPerGiB: r.ms * (1 << 30) / r.walBytes }
   })
 
-  return { rows, batchRows: BATCH, oneWriter, eightWriters, get, recovery }
+  return { rows, batchRows: BATCH, oneWriter, eightWriters, get, coldGet, recovery }
 }
 
 export function formatStorageBench (r: StorageBenchResult): string {
@@ -135,6 +160,7 @@ export function formatStorageBench (r: StorageBenchResult): string {
     `| apply, 1 writer | ${n(r.oneWriter.rowsPerS)} rows/s (${r.oneWriter.applies} applies, ${r.oneWriter.fsyncs} fsyncs) |`,
     `| apply, 8 concurrent writers | ${n(r.eightWriters.rowsPerS)} rows/s (${r.eightWriters.applies} applies, ${r.eightWriters.fsyncs} fsyncs) |`,
     `| point get (${n(r.get.count)} random ids), median / p99 | ${r.get.medianUs.toFixed(2)} µs / ${r.get.p99Us.toFixed(2)} µs |`,
+    `| point get from the files through the page cache (${n(r.coldGet.count)} random ids, ${COLD_CACHE_BYTES >> 10} KiB block cache, ${n(r.coldGet.loadedPerGetBytes / 1024)} KiB loaded a get), median / p99 | ${r.coldGet.medianUs.toFixed(2)} µs / ${r.coldGet.p99Us.toFixed(2)} µs |`,
     `| WAL recovery: ${(r.recovery.walBytes / (1 << 20)).toFixed(1)} MiB, ${n(r.recovery.records)} records | ${n(r.recovery.ms)} ms → ${(r.recovery.msPerGiB / 1000).toFixed(1)} s per GiB |`
   ].join('\n')
 }
