@@ -11,7 +11,7 @@ import { Awareness, Suspicion, suspicionMinMs } from './suspicion.js'
 import type { JoinResult, MemberEvent, MemberEventType, MemberInfo, MemberMeta, MemberState, PreviousLife, SwimStats } from './types.js'
 import {
   METHOD_ACK, METHOD_GOSSIP, METHOD_NACK, METHOD_PING, METHOD_PING_REQ, METHOD_PUSH_PULL,
-  checkAliveDetail, checkMeta, decodeAck, decodeGossip, decodeNack, decodePing, decodePingReq, decodePushPull, updateSize
+  checkAliveDetail, checkMeta, decodeAck, decodeGossip, decodeNack, decodePing, decodePingReq, decodePushPull, updateSize, MEMBERSHIP_PROTOCOL_VERSION
 } from './wire.js'
 import type { DecodeLimits, WireMember, WireUpdate } from './wire.js'
 import { stateSize } from './wire.js'
@@ -663,7 +663,7 @@ export class Swim {
 
   private async pushPull (to: PeerAddress, join: boolean): Promise<number> {
     this.count(this.counters.messagesSent, METHOD_PUSH_PULL)
-    const body: { join: boolean, members: WireMember[], d?: unknown } = { join, members: this.localState(to.id) }
+    const body: { v: number, join: boolean, members: WireMember[], d?: unknown } = { v: MEMBERSHIP_PROTOCOL_VERSION, join, members: this.localState(to.id) }
     const d = this.delegateState(join)
     if (d !== undefined) body.d = d
     const res = await this.transport.request(to, METHOD_PUSH_PULL, body, { timeoutMs: this.opts.pushPullTimeoutMs })
@@ -713,7 +713,7 @@ export class Swim {
       if (t !== undefined) members.push({ id, i: t.incarnation, s: 'dead', a: [], m: {} })
     }
     const d = this.delegateState(msg.join)
-    const out: { members: WireMember[], d?: unknown, p?: WireMember } = { members }
+    const out: { v: number, members: WireMember[], d?: unknown, p?: WireMember } = { v: MEMBERSHIP_PROTOCOL_VERSION, members }
     if (d !== undefined) out.d = d
     if (before !== undefined) out.p = before
     return out
@@ -1124,10 +1124,11 @@ export class Swim {
     return { id: from, addrs: src !== undefined && src.length > 0 ? src : known?.addrs ?? [] }
   }
 
-  private sendTo (to: PeerAddress, method: string, body: unknown): void {
+  private sendTo (to: PeerAddress, method: string, body: object): void {
     this.count(this.counters.messagesSent, method)
     try {
-      this.transport.send(to.addrs === undefined ? { id: to.id, addrs: [] } : { id: to.id, addrs: to.addrs }, method, body)
+      // Every message says which version of the wire format it is in (wire.ts, compatibility).
+      this.transport.send(to.addrs === undefined ? { id: to.id, addrs: [] } : { id: to.id, addrs: to.addrs }, method, { v: MEMBERSHIP_PROTOCOL_VERSION, ...body })
     } catch (err) {
       this.log.debug({ err, to: to.id, method }, 'send failed')
     }

@@ -4,6 +4,14 @@
  * malformed, so handlers drop it with a debug log instead of throwing.
  *
  * Keys are short because every probe and gossip message carries a batch of updates.
+ *
+ * Compatibility (docs/operations.md, "Upgrades"): every message carries `v`, the sender's
+ * MEMBERSHIP_PROTOCOL_VERSION. A decoder takes what it knows and leaves the rest: fields it does
+ * not know are ignored, an update of a kind it does not know and a push-pull member in a state it
+ * does not know are skipped (well-formed: a short string kind, a valid id and incarnation), and a
+ * newer `v` is accepted. Only a malformed message is dropped whole. So a newer peer may add update
+ * kinds, states and fields, and the peers one version behind keep probing, acking and merging it
+ * (where dropping a whole ping over one unknown update would make them suspect it).
  */
 import type { MemberMeta, MemberState } from './types.js'
 
@@ -13,6 +21,14 @@ export const METHOD_ACK = 'swim.ack'
 export const METHOD_NACK = 'swim.nack'
 export const METHOD_GOSSIP = 'swim.gossip'
 export const METHOD_PUSH_PULL = 'swim.push-pull'
+
+/** The membership wire format's version, sent as `v` in every message (see above). */
+export const MEMBERSHIP_PROTOCOL_VERSION = 1
+/** Longest update kind or member state a decoder skips as unknown rather than refuses. */
+const MAX_KIND_CHARS = 32
+
+/** What decodeUpdate and decodeMember answer for a well-formed entry of a kind or state they do not know. */
+export const UNKNOWN = Symbol('unknown kind')
 
 /** Bounds on identifiers and addresses (not options: they protect the decoder itself). */
 export const MAX_ID_CHARS = 128
@@ -151,10 +167,16 @@ export function checkMeta (v: unknown, metaMaxBytes: number): number {
 const UPDATE_KINDS = new Set<string>(['alive', 'suspect', 'dead', 'left'])
 const STATES = new Set<string>(['alive', 'suspect', 'dead', 'left'])
 
-export function decodeUpdate (v: unknown, limits: DecodeLimits): WireUpdate | null {
+/** Whether `k` may be a kind (or state) of a newer version: a short string. */
+function isFutureKind (k: unknown): boolean {
+  return typeof k === 'string' && k.length > 0 && k.length <= MAX_KIND_CHARS
+}
+
+export function decodeUpdate (v: unknown, limits: DecodeLimits): WireUpdate | typeof UNKNOWN | null {
   if (!isRecord(v)) return null
   const { k, id, i } = v
-  if (typeof k !== 'string' || !UPDATE_KINDS.has(k) || !isId(id) || !isCount(i)) return null
+  if (!isId(id) || !isCount(i)) return null
+  if (typeof k !== 'string' || !UPDATE_KINDS.has(k)) return isFutureKind(k) ? UNKNOWN : null
   if (k === 'alive') {
     // Shape only: the addresses and meta are checked in full (checkAliveDetail) when the update is
     // news. Most received updates are duplicates, and a full meta walk for each was the
@@ -176,8 +198,9 @@ function decodePiggyback (v: unknown, limits: DecodeLimits): WireUpdate[] | null
   for (const x of v) {
     const u = decodeUpdate(x, limits)
     // One bad update spoils the message: a peer that sends garbage is not trusted for the rest.
+    // One of a kind from a newer version is skipped (see the compatibility note above).
     if (u === null) return null
-    out.push(u)
+    if (u !== UNKNOWN) out.push(u)
   }
   return out
 }
@@ -217,14 +240,16 @@ export function decodeNack (v: unknown): NackMsg | null {
 export function decodeGossip (v: unknown, limits: DecodeLimits): GossipMsg | null {
   if (!isRecord(v)) return null
   const pb = decodePiggyback(v.pb, limits)
-  if (pb === null || pb.length === 0) return null
+  // An empty gossip is malformed; one whose updates were all of unknown kinds is not.
+  if (pb === null || (pb.length === 0 && !(Array.isArray(v.pb) && v.pb.length > 0))) return null
   return { pb }
 }
 
-export function decodeMember (v: unknown, limits: DecodeLimits): WireMember | null {
+export function decodeMember (v: unknown, limits: DecodeLimits): WireMember | typeof UNKNOWN | null {
   if (!isRecord(v)) return null
   const { id, i, s } = v
-  if (!isId(id) || !isCount(i) || typeof s !== 'string' || !STATES.has(s)) return null
+  if (!isId(id) || !isCount(i)) return null
+  if (typeof s !== 'string' || !STATES.has(s)) return isFutureKind(s) ? UNKNOWN : null
   // Shape only, as in decodeUpdate: checkAliveDetail runs before anything is applied.
   if (!Array.isArray(v.a) || v.a.length > MAX_ADDRS || !isRecord(v.m)) return null
   if (v.r !== undefined && (v.r !== true || s !== 'left')) return null
@@ -243,12 +268,12 @@ export function decodePushPull (v: unknown, limits: DecodeLimits): PushPullMsg |
   for (const x of v.members) {
     const m = decodeMember(x, limits)
     if (m === null) return null
-    members.push(m)
+    if (m !== UNKNOWN) members.push(m)
   }
   if (v.p === undefined) return { join, members }
   const p = decodeMember(v.p, limits)
   if (p === null) return null
-  return { join, members, p }
+  return p === UNKNOWN ? { join, members } : { join, members, p }
 }
 
 /**
