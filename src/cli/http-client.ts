@@ -30,20 +30,26 @@ export async function fetchJson (base: string, path: string, init: { method?: st
   if (!res.ok) {
     const b = body as { error?: { code?: string, message?: string, details?: unknown }, errors?: Array<{ row: number, field: string, message: string }> }
     const rowErrors = (b.errors ?? []).slice(0, 10).map(e => `\n  row ${e.row}${e.field !== '' ? `, field ${e.field}` : ''}: ${e.message}`).join('')
-    throw new CliError(`peer answered ${res.status} ${b.error?.code ?? ''}: ${b.error?.message ?? (rowErrors !== '' ? 'invalid records, nothing written' : text.slice(0, 200))}${rowErrors}${detailLines(b.error?.details)}`)
+    throw new CliError(`peer answered ${res.status} ${b.error?.code ?? ''}: ${b.error?.message ?? (rowErrors !== '' ? 'invalid records, nothing written' : text.slice(0, 200))}${rowErrors}${detailLines(b.error?.details, b.error?.message)}`)
   }
   return body
 }
 
-/** `error.details` of a query's validation errors, `[{code, message, column?, at?}]`: one indented line each. */
-function detailLines (details: unknown): string {
+/**
+ * `error.details` of a query's validation errors, `[{code, message, column?, at?}]`: one indented
+ * line each, said once: a detail that repeats the error's own message adds nothing (a single SQL
+ * error is both), and a code the message already starts with is not printed twice.
+ */
+function detailLines (details: unknown, topMessage: string | undefined): string {
   if (!Array.isArray(details)) return ''
   return details.map(d => {
     if (typeof d !== 'object' || d === null) return `\n  ${String(d)}`
     const e = d as { code?: unknown, message?: unknown, column?: unknown, at?: unknown }
     const message = typeof e.message === 'string' ? e.message : JSON.stringify(d)
+    if (message === topMessage) return ''
     const at = typeof e.at === 'string' && e.at !== '' && !message.includes(e.at) ? ` (at ${e.at})` : ''
-    return `\n  ${typeof e.code === 'string' ? `${e.code}: ` : ''}${message}${at}`
+    const code = typeof e.code === 'string' && !message.startsWith(`${e.code}:`) ? `${e.code}: ` : ''
+    return `\n  ${code}${message}${at}`
   }).join('')
 }
 
@@ -81,5 +87,5 @@ export async function fetchResponse (base: string, path: string, init: { method?
   } catch {
     throw new CliError(`peer at ${url.origin} answered ${res.status} with non-JSON: ${text.slice(0, 200)}`)
   }
-  throw new CliError(`peer answered ${res.status} ${body.error?.code ?? ''}: ${body.error?.message ?? text.slice(0, 200)}${detailLines(body.error?.details)}`)
+  throw new CliError(`peer answered ${res.status} ${body.error?.code ?? ''}: ${body.error?.message ?? text.slice(0, 200)}${detailLines(body.error?.details, body.error?.message)}`)
 }

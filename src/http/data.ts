@@ -165,7 +165,7 @@ export function toHttpError (err: unknown): unknown {
       return new HttpError(400, 'BAD_SCHEMA', e.message)
     case 'CatalogError': {
       const code = e.code ?? 'BAD_REQUEST'
-      const status = code === 'NO_SUCH_SPACE' ? 404 : code === 'SPACE_EXISTS' ? 409 : 400
+      const status = code === 'UNKNOWN_SPACE' ? 404 : code === 'SPACE_EXISTS' ? 409 : 400
       return new HttpError(status, code, e.message)
     }
     case 'PartitionUnavailableError':

@@ -96,7 +96,7 @@ export class DataService implements DataApi {
 
   private require (name: string): SpaceDef {
     const space = this.catalog.get(name)
-    if (space === undefined) throw new CatalogError('NO_SUCH_SPACE', 'name', `no space named '${name}'`)
+    if (space === undefined) throw new CatalogError('UNKNOWN_SPACE', 'name', `no space named '${name}'`)
     return space
   }
 

@@ -34,7 +34,7 @@ export interface CatalogEntry {
   dropped: boolean
 }
 
-export type CatalogErrorCode = 'SPACE_EXISTS' | 'NO_SUCH_SPACE' | 'BAD_NAME' | 'BAD_SCHEMA' | 'BAD_PARTITIONS' | 'BAD_REPLICAS' | 'BAD_INPUT' | 'CATALOG_FULL'
+export type CatalogErrorCode = 'SPACE_EXISTS' | 'UNKNOWN_SPACE' | 'BAD_NAME' | 'BAD_SCHEMA' | 'BAD_PARTITIONS' | 'BAD_REPLICAS' | 'BAD_INPUT' | 'CATALOG_FULL'
 
 /** A catalog operation refused; `field` names the offending input (e.g. `partitions`, `schema[2].type`). */
 export class CatalogError extends Error {
@@ -214,13 +214,13 @@ export class Catalog implements SpaceCatalog {
 
   drop (name: string): void {
     const prev = this.entriesByName.get(name)
-    if (prev === undefined || prev.dropped) throw new CatalogError('NO_SUCH_SPACE', 'name', `no space '${String(name).slice(0, 80)}'`)
+    if (prev === undefined || prev.dropped) throw new CatalogError('UNKNOWN_SPACE', 'name', `no space '${String(name).slice(0, 80)}'`)
     this.applyLocal({ def: prev.def, version: this.hlc.now(), dropped: true }, prev)
   }
 
   addColumn (name: string, column: unknown): SpaceDef {
     const prev = this.entriesByName.get(name)
-    if (prev === undefined || prev.dropped) throw new CatalogError('NO_SUCH_SPACE', 'name', `no space '${String(name).slice(0, 80)}'`)
+    if (prev === undefined || prev.dropped) throw new CatalogError('UNKNOWN_SPACE', 'name', `no space '${String(name).slice(0, 80)}'`)
     let columns
     try {
       columns = addSchemaColumn(prev.def.schema, column)

@@ -36,7 +36,15 @@ describe('spaces and records through HTTP and the CLI', () => {
     expect(badType.body.error.message).toContain('schema[0].type')
     const exists = await post(a, '/spaces', { name: 'people', schema: [{ name: 'v', type: 'utf8' }] })
     expect(exists.status).toBe(409)
-    expect((await fetch(`${a.url}/spaces/nope`)).status).toBe(404)
+    // One code for an unknown space everywhere: the spaces API, the records API and queries.
+    for (const res of [
+      await fetch(`${a.url}/spaces/nope`),
+      await fetch(`${a.url}/spaces/nope/records`, { method: 'POST', body: '[{"id":"x"}]' }),
+      await fetch(`${a.url}/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT count(*) FROM nope' }) })
+    ]) {
+      expect(res.status).toBe(404)
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('UNKNOWN_SPACE')
+    }
     const cli = await runCli(['space', 'create', 'y', '--schema', 'v:decimal', '--peer', a.url])
     expect(cli.code).toBe(2)
     expect(cli.stderr).toContain('unknown type')

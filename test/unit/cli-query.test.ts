@@ -279,6 +279,16 @@ describe('shoal query and explain against a fake peer', () => {
     ])
   })
 
+  it('says a single SQL error once: no detail line repeating it, no code printed twice', async () => {
+    const message = 'unsupported: JOIN (line 1, column 20)'
+    peer.reply = (_req, res) => json(res, 400, { error: { code: 'INVALID_QUERY', message, details: [{ code: 'unsupported', message, at: 'line 1, column 20' }] } })
+    const err = await cli(['query', 'SELECT id FROM a JOIN b ON a.id = b.id', '--peer', peer.url], captureIo()).catch((e: unknown) => e)
+    expect((err as CliError).message).toBe(`peer answered 400 INVALID_QUERY: ${message}`)
+    peer.reply = (_req, res) => json(res, 400, { error: { code: 'INVALID_QUERY', message: '2 problems', details: [{ code: 'unsupported', message: 'unsupported: WITH' }, { code: 'unsupported', message: 'unsupported: WINDOW' }] } })
+    const two = await cli(['query', 'WITH x AS (SELECT 1) SELECT 1', '--peer', peer.url], captureIo()).catch((e: unknown) => e)
+    expect((two as CliError).message.split('\n')).toEqual(['peer answered 400 INVALID_QUERY: 2 problems', '  unsupported: WITH', '  unsupported: WINDOW'])
+  })
+
   it('reports a refusal of a partial answer (503) and an unreachable peer as failures', async () => {
     peer.reply = (_req, res) => json(res, 503, { error: { code: 'PARTIAL', message: '2 of 16 partitions unavailable' } })
     const err = await runQuery('SELECT 1', { peer: peer.url, format: 'table', allowPartial: false }, captureIo()).catch((e: unknown) => e)

@@ -70,8 +70,8 @@ describe('catalog: local changes', () => {
     }
     catalog.create({ name: 's', schema: [...schema], partitions: 1024, replicas: 16 })
     expect(errorOf(() => catalog.create({ name: 's', schema: [...schema] }))).toMatchObject({ code: 'SPACE_EXISTS', field: 'name' })
-    expect(errorOf(() => catalog.drop('nope'))).toMatchObject({ code: 'NO_SUCH_SPACE', field: 'name' })
-    expect(errorOf(() => catalog.addColumn('nope', { name: 'x', type: 'utf8' }))).toMatchObject({ code: 'NO_SUCH_SPACE', field: 'name' })
+    expect(errorOf(() => catalog.drop('nope'))).toMatchObject({ code: 'UNKNOWN_SPACE', field: 'name' })
+    expect(errorOf(() => catalog.addColumn('nope', { name: 'x', type: 'utf8' }))).toMatchObject({ code: 'UNKNOWN_SPACE', field: 'name' })
     expect(errorOf(() => catalog.addColumn('s', { name: 'x', type: 'utf8', nullable: false }))).toMatchObject({ code: 'BAD_SCHEMA', field: 'column.nullable' })
     expect(errorOf(() => catalog.addColumn('s', { name: 'amount', type: 'utf8' }))).toMatchObject({ code: 'BAD_SCHEMA', field: 'column.name' })
   })
