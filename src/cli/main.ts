@@ -5,6 +5,7 @@
 // Must stay the first import: libp2p's dependencies need Promise.withResolvers on Node 20.
 import '../polyfill/index.js'
 import { Command, CommanderError, Option } from 'commander'
+import { peerOption } from './peer-option.js'
 import { runStart } from './start.js'
 import { runKeygen } from './keygen.js'
 import { runMembers } from './members.js'
@@ -16,8 +17,6 @@ import { registerQueryCommands } from './query.js'
 import { CliError } from './errors.js'
 import { VERSION } from '../runtime/index.js'
 
-const DEFAULT_PEER = 'http://127.0.0.1:7947'
-const peerOption = (): Option => new Option('--peer <url>', "URL of any peer's HTTP API").default(DEFAULT_PEER)
 const consistencyOption = (): Option => new Option('--consistency <level>', 'one, quorum or all').default('quorum')
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]

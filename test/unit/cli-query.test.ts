@@ -1,8 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { Readable, Writable } from 'node:stream'
-import { Command, Option } from 'commander'
+import { Command } from 'commander'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { CliError } from '../../src/cli/errors.js'
+import { peerOption, peerUrl } from '../../src/cli/peer-option.js'
 import { coverageWarning, formatFloat, formatResultTable, formatValue, registerQueryCommands, runExplain, runQuery, type CliIo } from '../../src/cli/query.js'
 
 /** One request as the fake peer saw it. */
@@ -66,7 +67,7 @@ function captureIo (opts: { stdin?: string, tty?: boolean } = {}): CliIo & { out
 /** Runs `shoal ARGS` through the same commander registration main.ts uses, in-process. */
 async function cli (args: string[], io: CliIo): Promise<void> {
   const program = new Command().exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} })
-  registerQueryCommands(program, () => new Option('--peer <url>', 'peer').default('http://127.0.0.1:7947'), () => io)
+  registerQueryCommands(program, peerOption, () => io)
   await program.parseAsync(args, { from: 'user' })
 }
 
@@ -277,6 +278,24 @@ describe('shoal query and explain against a fake peer', () => {
       "  unknown_column: unknown column 'amout' at line 1, column 8",
       '  type_mismatch: cannot compare utf8 with int64 (at line 1, column 30)'
     ])
+  })
+
+  it('takes --peer as a URL or host:port, and from SHOAL_PEER when the flag is absent', async () => {
+    expect(peerUrl('127.0.0.1:7947')).toBe('http://127.0.0.1:7947')
+    expect(peerUrl('[::1]:7947')).toBe('http://[::1]:7947')
+    expect(peerUrl(' https://db.example:443 ')).toBe('https://db.example:443')
+    peer.reply = (_req, res) => json(res, 200, ANSWER)
+    const hostPort = peer.url.replace(/^http:\/\//, '')
+    await cli(['query', 'SELECT 1', '--peer', hostPort], captureIo())
+    expect(peer.last.body).toEqual({ sql: 'SELECT 1' })
+    peer.seen = []
+    process.env.SHOAL_PEER = hostPort
+    try {
+      await cli(['query', 'SELECT 2'], captureIo())
+    } finally {
+      delete process.env.SHOAL_PEER
+    }
+    expect(peer.last.body).toEqual({ sql: 'SELECT 2' })
   })
 
   it('says a single SQL error once: no detail line repeating it, no code printed twice', async () => {
