@@ -7,7 +7,9 @@ import { formatTable } from './table.js'
 /** `shoal query` and `shoal explain`: SQL against any peer's `POST /query` and `POST /query/explain`. */
 
 export const ARROW_STREAM = 'application/vnd.apache.arrow.stream'
-export type QueryFormat = 'table' | 'json' | 'arrow'
+/** The media type of an NDJSON answer: one JSON object a row. */
+export const NDJSON = 'application/x-ndjson'
+export type QueryFormat = 'table' | 'json' | 'arrow' | 'ndjson' | 'csv'
 
 /** Where a command reads and writes; the process's streams unless a test passes its own. */
 export interface CliIo {
@@ -69,12 +71,14 @@ export async function runQuery (sqlArg: string, opts: QueryOptions, io: CliIo = 
   if (opts.allowPartial !== undefined) body.allowPartial = opts.allowPartial
   const timeoutMs = opts.timeoutMs !== undefined ? opts.timeoutMs + HTTP_SLACK_MS : DEFAULT_HTTP_TIMEOUT_MS
 
-  if (opts.format === 'arrow') {
-    const res = await fetchResponse(opts.peer, '/query', { method: 'POST', body, accept: ARROW_STREAM, timeoutMs })
+  if (opts.format === 'arrow' || opts.format === 'ndjson') {
+    // Streamed through as the peer writes it: rows in the body, how complete they are in headers.
+    const want = opts.format === 'arrow' ? ARROW_STREAM : NDJSON
+    const res = await fetchResponse(opts.peer, '/query', { method: 'POST', body, accept: want, timeoutMs })
     const type = res.headers.get('content-type') ?? ''
-    if (!type.startsWith(ARROW_STREAM)) {
+    if (!type.startsWith(want)) {
       await res.body?.cancel()
-      throw new CliError(`peer answered ${type === '' ? 'without a content-type' : type} instead of ${ARROW_STREAM}: does it support Arrow answers?`)
+      throw new CliError(`peer answered ${type === '' ? 'without a content-type' : type} instead of ${want}: does it support ${opts.format === 'arrow' ? 'Arrow' : 'NDJSON'} answers?`)
     }
     await pipeBody(res, io.stdout)
     const coverage = parseCoverageHeader(res.headers.get('x-shoal-coverage'))
@@ -95,6 +99,10 @@ export async function runQuery (sqlArg: string, opts: QueryOptions, io: CliIo = 
 
   if (opts.format === 'json') {
     await write(io.stdout, JSON.stringify(answer, null, 2) + '\n')
+  } else if (opts.format === 'csv') {
+    if (!Array.isArray(answer.rows)) throw new CliError('a JSON query\'s aggregations have no CSV form: use --format json')
+    const columns = Array.isArray(answer.columns) ? answer.columns.map(c => c.name) : Object.keys(answer.rows[0] ?? {})
+    await write(io.stdout, formatCsv(columns, answer.rows))
   } else if (!Array.isArray(answer.rows) && answer.aggregations !== undefined) {
     // Only JSON queries answer aggregations; print them as they came.
     await write(io.stdout, JSON.stringify(answer.aggregations, null, 2) + '\n' + formatFooter(answer) + '\n')
@@ -105,6 +113,21 @@ export async function runQuery (sqlArg: string, opts: QueryOptions, io: CliIo = 
     await write(io.stdout, table + formatFooter(answer) + '\n')
   }
   warnIfPartial(answer.coverage, answer.confidence, io)
+}
+
+/**
+ * Rows as CSV (RFC 4180): a header of column names, a line a row, CRLF line ends; a field with a
+ * comma, a quote or a line break is quoted, quotes doubled; NULL is empty; lists and other
+ * structured values are their JSON text.
+ */
+export function formatCsv (columns: readonly string[], rows: ReadonlyArray<Record<string, unknown>>): string {
+  const field = (v: unknown): string => {
+    const s = v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v)
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+  }
+  let out = columns.map(field).join(',') + '\r\n'
+  for (const r of rows) out += columns.map(c => field(r[c])).join(',') + '\r\n'
+  return out
 }
 
 /** `shoal explain [--analyze] 'SQL'`: the peer's explanation; with --analyze, who did what. */
@@ -304,7 +327,7 @@ async function write (out: NodeJS.WritableStream, chunk: string | Uint8Array): P
 export function registerQueryCommands (program: Command, peerOption: () => Option, io: () => CliIo = processIo): void {
   program.command('query <sql>')
     .description("run a SQL query on the cluster through any peer ('-' reads the SQL from stdin)")
-    .addOption(new Option('--format <format>', 'output: an aligned table, the JSON answer, or an Arrow IPC stream').choices(['table', 'json', 'arrow']).default('table'))
+    .addOption(new Option('--format <format>', 'output: an aligned table, the JSON answer, an Arrow IPC stream, NDJSON rows or CSV').choices(['table', 'json', 'arrow', 'ndjson', 'csv']).default('table'))
     .option('--timeout <ms>', 'give up on the query after this many milliseconds (default: the peer\'s)')
     .option('--allow-partial', 'answer from the partitions that can be reached (see the coverage warning)')
     .option('--no-allow-partial', 'fail rather than answer without some partitions')

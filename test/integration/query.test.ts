@@ -136,7 +136,7 @@ describe('distributed queries on real peers', () => {
     expect(spread.body.rows[0].activation).toBe(Math.max(...[...want.values()].map(w => w[0])))
   })
 
-  it('answers through the CLI: shoal query as a table, JSON and Arrow, and shoal explain --analyze', async () => {
+  it('answers through the CLI: shoal query as a table, JSON, NDJSON and CSV, and shoal explain --analyze', async () => {
     const a = peers[1]!
     const table = await runCli(['query', GROUPED, '--peer', a.url])
     expect(table.code).toBe(0)
@@ -145,6 +145,16 @@ describe('distributed queries on real peers', () => {
     expect(table.stdout).toContain('4 rows · 8/8 partitions · confidence 1.00')
     const json = await runCli(['query', GROUPED, '--format', 'json', '--peer', a.url])
     expect(JSON.parse(json.stdout).rows).toHaveLength(4)
+    const ndjson = await runCli(['query', GROUPED, '--format', 'ndjson', '--peer', a.url])
+    expect(ndjson.code).toBe(0)
+    const lines = ndjson.stdout.trim().split('\n').map(l => JSON.parse(l) as { region: string, n: number })
+    expect(lines.map(l => [l.region, l.n]).sort()).toEqual(expected.map(e => [e.region, e.n]).sort())
+    const csv = await runCli(['query', GROUPED, '--format', 'csv', '--peer', a.url])
+    expect(csv.code).toBe(0)
+    const csvLines = csv.stdout.split('\r\n')
+    expect(csvLines[0]).toBe(Object.keys(JSON.parse(json.stdout).rows[0] as object).join(','))
+    expect(csvLines.filter(l => l !== '')).toHaveLength(5)
+    for (const e of expected) expect(csvLines.some(l => l.startsWith(`${e.region},${e.n},`))).toBe(true)
     const explain = await runCli(['explain', '--analyze', GROUPED, '--peer', a.url])
     expect(explain.code).toBe(0)
     expect(explain.stdout).toContain('Broadcast over space orders')

@@ -4,7 +4,7 @@ import { Command } from 'commander'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { CliError } from '../../src/cli/errors.js'
 import { peerOption, peerUrl } from '../../src/cli/peer-option.js'
-import { coverageWarning, formatFloat, formatResultTable, formatValue, registerQueryCommands, runExplain, runQuery, type CliIo } from '../../src/cli/query.js'
+import { coverageWarning, formatCsv, formatFloat, formatResultTable, formatValue, registerQueryCommands, runExplain, runQuery, type CliIo } from '../../src/cli/query.js'
 
 /** One request as the fake peer saw it. */
 interface Seen { method: string, url: string, headers: IncomingMessage['headers'], body: unknown }
@@ -149,7 +149,7 @@ describe('shoal query and explain against a fake peer', () => {
     const bad = await cli(['query', 'SELECT 1', '--peer', peer.url, '--timeout', 'soon'], captureIo()).catch((e: unknown) => e)
     expect(bad).toBeInstanceOf(CliError)
     expect((bad as CliError).exitCode).toBe(2)
-    const fmt = await cli(['query', 'SELECT 1', '--peer', peer.url, '--format', 'csv'], captureIo()).catch((e: unknown) => e)
+    const fmt = await cli(['query', 'SELECT 1', '--peer', peer.url, '--format', 'xml'], captureIo()).catch((e: unknown) => e)
     expect((fmt as { code?: string }).code).toBe('commander.invalidArgument')
     expect(peer.seen).toHaveLength(0)
   })
@@ -278,6 +278,13 @@ describe('shoal query and explain against a fake peer', () => {
       "  unknown_column: unknown column 'amout' at line 1, column 8",
       '  type_mismatch: cannot compare utf8 with int64 (at line 1, column 30)'
     ])
+  })
+
+  it('formats CSV as RFC 4180: quoted where needed, quotes doubled, NULL empty, lists as JSON', () => {
+    expect(formatCsv(['id', 'note', 'n', 'tags'], [
+      { id: 'a', note: 'plain', n: 1, tags: ['x', 'y'] },
+      { id: 'b', note: 'with, comma and "quotes"\nand a line', n: null, tags: null }
+    ])).toBe('id,note,n,tags\r\na,plain,1,"[""x"",""y""]"\r\nb,"with, comma and ""quotes""\nand a line",,\r\n')
   })
 
   it('takes --peer as a URL or host:port, and from SHOAL_PEER when the flag is absent', async () => {
