@@ -3,7 +3,7 @@ import { CliError } from './errors.js'
 import { fetchJson } from './http-client.js'
 import { formatTable } from './table.js'
 
-interface SpaceJson { name: string, uid: string, schema: Array<{ name: string, type: string, nullable: boolean }>, partitions: number, replicas: number }
+interface SpaceJson { name: string, uid: string, schema: Array<{ name: string, type: string, nullable: boolean }>, partitions: number, replicas: number, effectiveReplicas?: number }
 
 export async function runSpaceCreate (name: string, opts: { schema: string, partitions?: string, replicas?: string, peer: string }): Promise<void> {
   let schema
@@ -18,6 +18,10 @@ export async function runSpaceCreate (name: string, opts: { schema: string, part
   if (opts.replicas !== undefined) body.replicas = positiveInt(opts.replicas, '--replicas')
   const space = await fetchJson(opts.peer, '/spaces', { method: 'POST', body }) as SpaceJson
   process.stdout.write(`created space ${space.name}: ${space.partitions} partitions, ${space.replicas} replicas, columns ${space.schema.map(c => `${c.name}:${c.type}${c.nullable ? '' : '!'}`).join(',')}\n`)
+  // Placement gives a partition at most one replica a peer: say so when the cluster is smaller.
+  if (typeof space.effectiveReplicas === 'number' && space.effectiveReplicas < space.replicas) {
+    process.stderr.write(`note: the cluster has ${space.effectiveReplicas} peer${space.effectiveReplicas === 1 ? '' : 's'}, fewer than the ${space.replicas} replicas asked for: each partition holds ${space.effectiveReplicas} cop${space.effectiveReplicas === 1 ? 'y' : 'ies'} until more peers join\n`)
+  }
 }
 
 export async function runSpaceList (opts: { peer: string, json?: boolean }): Promise<void> {
