@@ -414,6 +414,14 @@ export class Peer implements ApiPeer {
       members: counts,
       localHealthScore: this.swim.localHealthScore(),
       uptimeMs: Date.now() - this.startedAt,
+      // The spaces short of what they asked for, and by how much: what makes health yellow or red.
+      spaces: spaces.filter(s => s.allReplicas < s.partitions).map(s => ({
+        name: s.name,
+        replicas: s.replicas,
+        fewestLiveReplicas: s.fewestLive,
+        partitionsShort: s.quorumOnly,
+        unavailable: s.unavailable
+      })),
       damaged
     }
   }
@@ -523,20 +531,27 @@ export class Peer implements ApiPeer {
   }
 
   /** Per space: partitions with every replica reachable, with only a quorum, and with neither. */
-  private partitionAvailability (): Array<{ name: string, partitions: number, allReplicas: number, quorumOnly: number, unavailable: number[] }> {
+  /**
+   * Per space, its partitions by how many of the replicas it asked for are live: all of them
+   * (ready and reachable), a quorum but fewer than asked (too few peers, one away, one catching
+   * up), or fewer than a quorum. A space on fewer peers than its replicas is never "all".
+   */
+  private partitionAvailability (): Array<{ name: string, replicas: number, partitions: number, allReplicas: number, quorumOnly: number, fewestLive: number, unavailable: number[] }> {
     const { catalog, placement } = this.layers
     return catalog.list().map(space => {
       let full = 0
       let quorum = 0
+      let fewestLive = space.replicas
       const unavailable: number[] = []
       for (let p = 0; p < space.partitions; p++) {
         const loc = placement.locate(space, p)
         const reachable = loc.readReplicas.filter(id => this.detector.isReachable(id)).length
-        if (reachable === loc.readReplicas.length && loc.readReplicas.length >= Math.min(space.replicas, loc.owners.length)) full++
-        else if (reachable >= loc.quorum && loc.quorum > 0) quorum++
-        else unavailable.push(p)
+        fewestLive = Math.min(fewestLive, reachable)
+        if (loc.quorum === 0 || reachable < loc.quorum) unavailable.push(p)
+        else if (reachable === loc.readReplicas.length && reachable >= space.replicas) full++
+        else quorum++
       }
-      return { name: space.name, partitions: space.partitions, allReplicas: full, quorumOnly: quorum, unavailable }
+      return { name: space.name, replicas: space.replicas, partitions: space.partitions, allReplicas: full, quorumOnly: quorum, fewestLive, unavailable }
     })
   }
 

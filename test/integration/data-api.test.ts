@@ -28,6 +28,13 @@ describe('spaces and records through HTTP and the CLI', () => {
     await waitFor(async () => (await b.get('/spaces/people') as { name?: string }).name === 'people', { timeoutMs: 10_000 })
     const list = await runCli(['space', 'list', '--peer', b.url])
     expect(list.stdout).toMatch(/people\s+4\s+3\s+id:utf8,name:utf8,age:int32/)
+    // Three replicas asked for, two peers: every partition is short of one, and health says which.
+    await waitFor(async () => {
+      const h = await a.health() as { status: string, spaces?: Array<{ name: string }> }
+      return h.status === 'yellow' && h.spaces?.some(s => s.name === 'people') === true
+    }, { timeoutMs: 10_000, describe: async () => JSON.stringify(await a.health()) })
+    const health = await a.health() as { spaces: Array<Record<string, unknown>> }
+    expect(health.spaces.find(s => s.name === 'people')).toEqual({ name: 'people', replicas: 3, fewestLiveReplicas: 2, partitionsShort: 4, unavailable: [] })
   })
 
   it('refuses bad space definitions with 4xx errors naming the field', async () => {
