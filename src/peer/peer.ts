@@ -520,9 +520,14 @@ export class Peer implements ApiPeer {
   }
 
   clusterHealth (): unknown {
+    const detector = this.detector.status()
+    // Peers by name as well as id: an operator knows them by the names they were started with.
+    const named = (ids: readonly string[]): Array<{ peerId: string, name: string | null }> =>
+      ids.map(peerId => ({ peerId, name: typeof this.swim.member(peerId)?.meta.name === 'string' ? this.swim.member(peerId)!.meta.name as string : null }))
     return {
       peer: this.peerId,
-      partitionDetector: this.detector.status(),
+      name: this.config.name,
+      partitionDetector: { ...detector, unreachablePeers: named(detector.unreachable), suspectPeers: named(detector.suspect) },
       spaces: this.partitionAvailability(),
       replication: this.layers.replicator.stats(),
       storage: { openFiles: this.layers.engine.openFiles(), maxOpenFiles: this.layers.engine.files.maxOpen, damaged: this.storageDamage() },

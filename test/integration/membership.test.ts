@@ -52,6 +52,9 @@ describe('a five-peer cluster of real processes', () => {
     const health = await peers[0]!.health()
     expect(health.majority).toBe(true)
     expect(health.status).toBe('yellow')
+    // GET /cluster/health names it as its operator started it, beside its id.
+    const clusterHealth = await peers[0]!.get('/cluster/health') as { partitionDetector: { unreachablePeers: Array<{ peerId: string, name: string | null }> } }
+    expect(clusterHealth.partitionDetector.unreachablePeers).toContainEqual({ peerId: victim.peerId, name: victim.name })
   })
 
   it('welcomes a killed peer back when it restarts on its data dir, with a higher incarnation', async () => {
