@@ -195,7 +195,8 @@ export class PartitionDetector {
     const status = this.compute(members)
     if (status.majority !== this.lastMajority) {
       this.lastMajority = status.majority
-      this.log.info({ ...status }, status.majority ? 'majority regained' : 'majority lost')
+      // At warn either way: an operator watching for the loss needs to see the recovery too.
+      this.log.warn({ ...status }, status.majority ? 'majority regained' : 'majority lost: this peer is on the minority side and refuses what needs a majority')
       this.emit({ type: status.majority ? 'majority-regained' : 'majority-lost', status })
     }
   }

@@ -16,6 +16,7 @@ import { SystemClock, SystemRandom, VERSION, type Logger, type PeerAddress } fro
 import { DEFAULT_MEMTABLE_BUDGET_BYTES, DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { planHeap } from './heap.js'
+import { MembershipLog } from './membership-log.js'
 import { CatalogFile } from './catalog-file.js'
 import { openFileLimit, planFileBudget, type FileBudget } from './file-budget.js'
 import { KnownPeers } from './known-peers.js'
@@ -322,6 +323,8 @@ export class Peer implements ApiPeer {
       throw new PeerStartError((err as Error).message, { cause: err })
     }
     this.startLagMonitor()
+    const membershipLog = new MembershipLog(this.log.child({ component: 'membership' }), this.peerId)
+    this.swim.onChange(ev => { membershipLog.member(ev) })
     this.swim.onChange(() => {
       knownPeers.update(this.swim.members().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => ({ id: m.id, addrs: m.addrs })))
     })

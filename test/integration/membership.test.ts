@@ -5,6 +5,11 @@ import { TestCluster, waitFor, type MemberJson, type PeerProcess } from '../clus
  * Real `shoal start` processes on 127.0.0.1: five peers join through one bootstrap address, then
  * a crash, a cut-off and heal, and a stranger with another swarm key, as DESIGN.md promises.
  */
+/** A peer's log as JSON lines (pino: level 30 info, 40 warn). */
+async function logLines (p: PeerProcess): Promise<Array<Record<string, unknown>>> {
+  return (await p.logs()).split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+}
+
 describe('a five-peer cluster of real processes', () => {
   let cluster: TestCluster
   const peers: PeerProcess[] = []
@@ -55,6 +60,10 @@ describe('a five-peer cluster of real processes', () => {
     // GET /cluster/health names it as its operator started it, beside its id.
     const clusterHealth = await peers[0]!.get('/cluster/health') as { partitionDetector: { unreachablePeers: Array<{ peerId: string, name: string | null }> } }
     expect(clusterHealth.partitionDetector.unreachablePeers).toContainEqual({ peerId: victim.peerId, name: victim.name })
+    // Every survivor says so in its log, at warn, by name and id.
+    for (const p of peers.slice(0, 4)) {
+      expect(await logLines(p)).toContainEqual(expect.objectContaining({ level: 40, component: 'membership', msg: 'member dead', member: victim.name, peerId: victim.peerId }))
+    }
   })
 
   it('welcomes a killed peer back when it restarts on its data dir, with a higher incarnation', async () => {
@@ -69,6 +78,10 @@ describe('a five-peer cluster of real processes', () => {
     }, { timeoutMs: 20_000, describe: describeViews })
     const after = (await peers[0]!.members()).find(m => m.peerId === victim.peerId)!
     expect(after.incarnation).toBeGreaterThan(before.incarnation)
+    // And every survivor logs its return, at info, with its new incarnation.
+    for (const p of peers.slice(0, 4)) {
+      await waitFor(async () => (await logLines(p)).some(l => l.msg === 'member rejoined' && l.member === victim.name && (l.incarnation as number) > before.incarnation), { timeoutMs: 10_000 })
+    }
   })
 
   it('reports majority: false on a peer cut off with /admin/faults, and rejoins after the heal', async () => {
