@@ -172,25 +172,3 @@ describe('a peer started without --enable-fault-injection', () => {
     expect((res.body as { error: { code: string } }).error.code).toBe('FAULT_INJECTION_DISABLED')
   })
 })
-
-describe('the launcher (bin/shoal) and the heap', () => {
-  let cluster: TestCluster
-  afterAll(async () => { await cluster?.stopAll() })
-
-  it('passes --heap-mib to node as its heap limit, and the peer says when its settings may need more; a bad value is refused naming it', async () => {
-    cluster = await TestCluster.create()
-    const peer = await cluster.startPeer('small', { extraArgs: ['--heap-mib', '256'] })
-    const heapLine = (await peer.logs()).split('\n').find(l => l.includes('"msg":"heap"'))
-    expect(heapLine).toBeDefined()
-    const limit = (JSON.parse(heapLine!) as { heapLimitMiB: number }).heapLimitMiB
-    // The old generation asked for, plus the young generation's three 32 MiB semi-spaces.
-    expect(limit).toBeGreaterThanOrEqual(256)
-    expect(limit).toBeLessThanOrEqual(256 + 160)
-    const logs = await peer.logs()
-    expect(logs).toContain('is below the 768 MiB the settings may need at once')
-    expect(logs).not.toContain('was asked for (--heap-mib or SHOAL_HEAP_MIB) but')
-    const bad = await runCli(['start', '--data-dir', join(cluster.dir, 'bad'), '--heap-mib', '12'])
-    expect(bad.code).toBe(2)
-    expect(bad.stderr).toContain('heapMiB (from flags): must be an integer of MiB from 64')
-  })
-})

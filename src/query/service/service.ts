@@ -42,7 +42,12 @@ export interface QueryServiceOptions {
   workerThreads?: number
   /** Subtracted from confidence per missing partition, as a share of the total, on top of its absence (0: confidence = answered / total). */
   missingPenalty?: number
+  /** A query taking at least this long is logged at warn with its text and per-peer timings (ms; 0: never). */
+  slowQueryMs?: number
 }
+
+/** The slow-query log keeps this much of a query's text. */
+const MAX_LOGGED_QUERY_CHARS = 2000
 
 export const DEFAULT_QUERY_OPTIONS: Readonly<Required<QueryServiceOptions>> = {
   defaultTimeoutMs: 30_000,
@@ -54,7 +59,8 @@ export const DEFAULT_QUERY_OPTIONS: Readonly<Required<QueryServiceOptions>> = {
   hedgeBurst: 20,
   minHedgeMs: 10,
   workerThreads: -1,
-  missingPenalty: 0
+  missingPenalty: 0,
+  slowQueryMs: 1000
 }
 
 export interface QueryServiceDeps {
@@ -292,11 +298,30 @@ export class QueryService {
       } catch (err) {
         throw this.execError(err)
       }
-      return this.answer(result, run.coverage, t0, allowPartial, run.strategy, run.analyze)
+      const answer = this.answer(result, run.coverage, t0, allowPartial, run.strategy, req.analyze === true ? run.analyze : undefined)
+      this.logIfSlow(req, answer, run.analyze)
+      return answer
     } catch (err) {
       this.counters.failed++
       throw err
     }
+  }
+
+  /** The slow-query log: a query at or over slowQueryMs, with its text, coverage and each peer's share. */
+  private logIfSlow (req: QueryRequest, answer: QueryAnswer, analysis: QueryAnswer['analyze']): void {
+    const limit = this.opts.slowQueryMs
+    if (limit <= 0 || answer.tookMs < limit) return
+    const text = req.sql ?? JSON.stringify(req.query) ?? ''
+    this.deps.log.warn({
+      query: text.length > MAX_LOGGED_QUERY_CHARS ? `${text.slice(0, MAX_LOGGED_QUERY_CHARS)}…` : text,
+      tookMs: Math.round(answer.tookMs),
+      strategy: answer.strategy,
+      coverage: { total: answer.coverage.total, answered: answer.coverage.answered },
+      rows: answer.rows.length,
+      peers: (analysis?.peers ?? []).map(p => ({ peer: p.name, partitions: p.partitions, rowsScanned: p.rows, ms: Math.round(p.ms) })),
+      hedges: analysis?.hedges ?? 0,
+      retries: analysis?.retries ?? 0
+    }, `slow query: ${Math.round(answer.tookMs)} ms (query.slowQueryMs ${limit})`)
   }
 
   private answer (result: FinalResult, coverage: Coverage, t0: number, allowPartial: boolean, strategy: string, analyze: QueryAnswer['analyze']): QueryAnswer {
@@ -337,7 +362,8 @@ export class QueryService {
     const merger = new QueryMerger(split, columnTypes(space), o.budget)
     const scatter = new Scatter(this, qp, merger, o)
     await scatter.run()
-    return { merger, coverage: scatter.coverage(), strategy: qp.strategy, ...(o.analyze ? { analyze: scatter.analysis() } : {}) }
+    // The per-peer figures are kept whether or not asked for: a slow query is logged with them.
+    return { merger, coverage: scatter.coverage(), strategy: qp.strategy, analyze: scatter.analysis() }
   }
 
   // ------------------------------------------------------------------ used by Scatter

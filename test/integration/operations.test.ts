@@ -1,0 +1,51 @@
+/**
+ * What an operator runs and reads, through real peers: the launcher's settings (the heap limit)
+ * and the slow-query log.
+ */
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { runCli, TestCluster } from '../cluster/index.js'
+
+describe('the launcher (bin/shoal) and the heap', () => {
+  let cluster: TestCluster
+  afterAll(async () => { await cluster?.stopAll() })
+
+  it('passes --heap-mib to node as its heap limit, and the peer says when its settings may need more; a bad value is refused naming it', async () => {
+    cluster = await TestCluster.create()
+    const peer = await cluster.startPeer('small', { extraArgs: ['--heap-mib', '256'] })
+    const heapLine = (await peer.logs()).split('\n').find(l => l.includes('"msg":"heap"'))
+    expect(heapLine).toBeDefined()
+    const limit = (JSON.parse(heapLine!) as { heapLimitMiB: number }).heapLimitMiB
+    // The old generation asked for, plus the young generation's three 32 MiB semi-spaces.
+    expect(limit).toBeGreaterThanOrEqual(256)
+    expect(limit).toBeLessThanOrEqual(256 + 160)
+    const logs = await peer.logs()
+    expect(logs).toContain('is below the 768 MiB the settings may need at once')
+    expect(logs).not.toContain('was asked for (--heap-mib or SHOAL_HEAP_MIB) but')
+    const bad = await runCli(['start', '--data-dir', join(cluster.dir, 'bad'), '--heap-mib', '12'])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('heapMiB (from flags): must be an integer of MiB from 64')
+  })
+})
+
+describe('the slow-query log', () => {
+  let cluster: TestCluster
+  afterAll(async () => { await cluster?.stopAll() })
+
+  it('logs a query over query.slowQueryMs at warn with its SQL, coverage and each peer\'s share; a fast one not', async () => {
+    cluster = await TestCluster.create({ config: { query: { slowQueryMs: 200 } } })
+    const peer = await cluster.startPeer('q')
+    expect((await peer.post('/spaces', { name: 't', schema: [{ name: 'n', type: 'int64' }], partitions: 2, replicas: 1 })).status).toBe(201)
+    expect((await peer.post('/spaces/t/records', [{ id: 'a', n: 1 }, { id: 'b', n: 2 }])).status).toBe(200)
+    const fast = await peer.post('/query', { sql: 'SELECT count(*) AS fast FROM t' })
+    expect(fast.status).toBe(200)
+    expect((await peer.post('/admin/faults', { queryDelayMs: 300 })).status).toBe(200)
+    const slow = await peer.post('/query', { sql: 'SELECT sum(n) AS slow FROM t' })
+    expect(slow.status).toBe(200)
+    const lines = (await peer.logs()).split('\n').filter(l => l.includes('slow query')).map(l => JSON.parse(l) as Record<string, unknown>)
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatchObject({ level: 40, query: 'SELECT sum(n) AS slow FROM t', coverage: { total: 2, answered: 2 } })
+    expect(lines[0]!.tookMs as number).toBeGreaterThanOrEqual(300)
+    expect(lines[0]!.peers).toEqual([expect.objectContaining({ peer: 'q', partitions: 2 })])
+  })
+})
