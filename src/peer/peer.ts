@@ -63,9 +63,14 @@ interface Layers {
  * Stop:  leave (bounded by drainTimeoutMs) → HTTP → replication → placement → detector → SWIM →
  *        catalog → storage (flushes) → RPC → host.
  */
+/** How often a starting peer checks whether every partition it owns is ready (announceReady). */
+const READY_CHECK_MS = 250
+
 export class Peer implements ApiPeer {
   readonly faults: FaultControl | undefined
   private readonly startedAt = Date.now()
+  /** Whether announceReady has seen every partition this peer owns ready (see it). */
+  private ready = false
   private lagMonitor: IntervalHistogram | undefined
   private lagTimer: NodeJS.Timeout | undefined
   private stopped = false
@@ -328,7 +333,7 @@ export class Peer implements ApiPeer {
     this.swim.onChange(() => {
       knownPeers.update(this.swim.members().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => ({ id: m.id, addrs: m.addrs })))
     })
-    void this.adoptReplicasOnDisk()
+    void this.adoptReplicasOnDisk().then(async () => { await this.announceReady() })
     if (joining !== undefined) {
       const result = await joining
       if (result.joined === 0) {
@@ -366,6 +371,24 @@ export class Peer implements ApiPeer {
       }
     } catch (err) {
       this.log.error({ err }, 'could not go through the replicas on disk')
+    }
+  }
+
+  /**
+   * Logs "ready" once this peer has synced with its cluster, gone through the replicas on its disk
+   * and caught every partition it owns up (recovery done): until then a restarted peer answers
+   * health checks but not yet for all it holds. /health says the same in `ready`.
+   */
+  private async announceReady (): Promise<void> {
+    const { placement, replicator } = this.layers
+    while (!this.stopped) {
+      const owned = placement.ownedPartitions()
+      if (owned.every(o => replicator.isReady(o.space, o.partition))) {
+        this.ready = true
+        this.log.info({ component: 'peer', partitions: owned.length, sinceStartMs: Date.now() - this.startedAt }, 'ready: every partition this peer owns is recovered and caught up')
+        return
+      }
+      await new Promise(resolve => setTimeout(resolve, READY_CHECK_MS).unref())
     }
   }
 
@@ -417,6 +440,7 @@ export class Peer implements ApiPeer {
       members: counts,
       localHealthScore: this.swim.localHealthScore(),
       uptimeMs: Date.now() - this.startedAt,
+      ready: this.ready,
       // The spaces short of what they asked for, and by how much: what makes health yellow or red.
       spaces: spaces.filter(s => s.allReplicas < s.partitions).map(s => ({
         name: s.name,

@@ -72,6 +72,12 @@ describe('a five-peer cluster of real processes', () => {
     await cluster.restart(victim.name)
     // Same data dir, same key: the same member, not a stranger with a new id.
     expect((await victim.health()).peer).toBe(before.peerId)
+    // It says "ready" once its partitions are recovered and caught up, in its log and its health.
+    await waitFor(async () => (await victim.health() as { ready?: boolean }).ready === true, { timeoutMs: 20_000 })
+    const lines = await logLines(victim)
+    const started = lines.map(l => l.msg).lastIndexOf('peer started')
+    const ready = lines.map(l => l.msg).lastIndexOf('ready: every partition this peer owns is recovered and caught up')
+    expect(ready).toBeGreaterThan(started)
     await waitFor(async () => {
       const views = await Promise.all(peers.map(async p => await p.members()))
       return views.every(v => v.length === 5 && v.every(m => m.state === 'alive'))
