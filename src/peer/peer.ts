@@ -333,7 +333,7 @@ export class Peer implements ApiPeer {
     this.swim.onChange(() => {
       knownPeers.update(this.swim.members().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => ({ id: m.id, addrs: m.addrs })))
     })
-    void this.adoptReplicasOnDisk().then(async () => { await this.announceReady() })
+    void this.adoptReplicasOnDisk().then(async () => { await this.announceReady() }).catch((err: unknown) => { this.log.error({ err }, 'checking start-up readiness failed') })
     if (joining !== undefined) {
       const result = await joining
       if (result.joined === 0) {
