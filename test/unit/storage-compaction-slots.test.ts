@@ -1,6 +1,6 @@
 /** The peer's bound on compactions at once (compaction-slots.ts), alone and through an engine. */
 import { afterEach, describe, expect, it } from 'vitest'
-import { CompactionSlots, StorageEngine } from '../../src/storage/index.js'
+import { CompactionSlots, LocalPartitionStore, StorageEngine } from '../../src/storage/index.js'
 import { TempDirs, makeSpace, manualClock, put, recordingLogger } from './storage-helpers.js'
 
 const dirs = new TempDirs()
@@ -60,6 +60,38 @@ describe('compaction slots', () => {
       }
     } finally {
       await engine.close()
+    }
+  })
+
+  it('a writer past compactionMaxSegments + 1 segments waits for the running compaction, and goes on when it is done', async () => {
+    const space = makeSpace()
+    const slots = new CompactionSlots(1)
+    // Hold the only slot: the store's compaction starts (in flight) but cannot merge yet.
+    let free!: () => void
+    const held = slots.run(async () => { await new Promise<void>(resolve => { free = resolve }) })
+    const store = await LocalPartitionStore.open({ clock: manualClock(), log: recordingLogger(), compactions: slots }, space, 0, await dirs.make(), {
+      compactionCheckIntervalMs: 0, memtableMaxRows: 1000, compactionMaxSegments: 2
+    })
+    try {
+      let ms = 1
+      // Each flush adds a segment; past 2 the compaction is due and waits for the slot.
+      for (let s = 0; s < 4; s++) {
+        await store.apply([put(space, `k${s}`, ms++, { n: s })])
+        await store.flush()
+      }
+      expect(store.stats().segments).toBe(4)
+      expect(slots.waiting).toBe(1)
+      let applied = false
+      const write = store.apply([put(space, 'late', ms++, { n: 9 })]).then(r => { applied = true; return r })
+      for (let turn = 0; turn < 50; turn++) await new Promise(resolve => setImmediate(resolve))
+      expect(applied).toBe(false)
+      free()
+      await held
+      expect((await write).applied).toBe(1)
+      expect(store.stats().segments).toBeLessThanOrEqual(2)
+      expect((await store.get('late'))?.row?.n).toBe(9)
+    } finally {
+      await store.close()
     }
   })
 })
