@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { runCli, TestCluster } from '../cluster/index.js'
+import { runCli, TestCluster, waitFor } from '../cluster/index.js'
 
 describe('the launcher (bin/shoal) and the heap', () => {
   let cluster: TestCluster
@@ -42,7 +42,10 @@ describe('the slow-query log', () => {
     expect((await peer.post('/admin/faults', { queryDelayMs: 300 })).status).toBe(200)
     const slow = await peer.post('/query', { sql: 'SELECT sum(n) AS slow FROM t' })
     expect(slow.status).toBe(200)
-    const lines = (await peer.logs()).split('\n').filter(l => l.includes('slow query')).map(l => JSON.parse(l) as Record<string, unknown>)
+    const slowLines = async (): Promise<Array<Record<string, unknown>>> => (await peer.logs()).split('\n').filter(l => l.includes('slow query')).map(l => JSON.parse(l) as Record<string, unknown>)
+    // Log lines reach the file a moment after they are written.
+    await waitFor(async () => (await slowLines()).length > 0, { timeoutMs: 5_000 })
+    const lines = await slowLines()
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatchObject({ level: 40, query: 'SELECT sum(n) AS slow FROM t', coverage: { total: 2, answered: 2 } })
     expect(lines[0]!.tookMs as number).toBeGreaterThanOrEqual(300)
