@@ -126,7 +126,8 @@ async function count (peer: PeerProcess): Promise<{ n: number, complete: boolean
   return { n: body.rows[0]?.n ?? 0, complete: body.confidence === 1 }
 }
 
-async function dirMiB (dir: string): Promise<number> {
+/** MiB of the files under `dir` (what a store's data takes on disk). */
+export async function dirMiB (dir: string): Promise<number> {
   const { readdir, stat } = await import('node:fs/promises')
   let total = 0
   const walk = async (d: string): Promise<void> => {

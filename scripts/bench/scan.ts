@@ -31,6 +31,7 @@ import { validatePlan } from '../../src/query/validate/index.js'
 import { SystemClock, silentLogger } from '../../src/runtime/index.js'
 import { validateRow } from '../../src/schema/index.js'
 import { StorageEngine, type LocalPartitionStore, type VersionedRecord } from '../../src/storage/index.js'
+import { dirMiB } from './restart.js'
 import { DUCKDB_TABLE, QUERIES, SPACE, amount, cat, pairedRatio, qty, region, sameRows, timeInterleaved } from './query.js'
 
 export interface ScanBench {
@@ -183,7 +184,7 @@ export async function benchScan (rows = 4_000_000, rounds = 5): Promise<ScanBenc
         sameAnswer: sameRows(ours, theirs, q.approx ?? [])
       })
     }
-    const diskMiB = (await dirBytes(coldDir)) / MiB
+    const diskMiB = await dirMiB(coldDir)
     return { rows, columnBytes, coldCacheMiB, diskMiB, shoalThreads: pool.workers + 1, duckdbThreads, results }
   } finally {
     for (const c of cons) c.closeSync()
@@ -191,15 +192,6 @@ export async function benchScan (rows = 4_000_000, rounds = 5): Promise<ScanBenc
     for (const e of engines) await e.close()
     await rm(root, { recursive: true, force: true })
   }
-}
-
-async function dirBytes (dir: string): Promise<number> {
-  const { readdir, stat } = await import('node:fs/promises')
-  let total = 0
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) total += (await stat(join(e.parentPath, e.name))).size
-  }
-  return total
 }
 
 export function formatScanBench (r: ScanBench): string {

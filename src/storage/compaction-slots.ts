@@ -18,7 +18,7 @@ export function defaultMaxConcurrentCompactions (): number {
 export class CompactionSlots {
   private running = 0
   private readonly waiters: Array<() => void> = []
-  /** Most running at once since the slots were made (tests and metrics). */
+  /** Most running at once since the slots were made (what a test checks the bound by). */
   peak = 0
 
   constructor (readonly max: number = defaultMaxConcurrentCompactions()) {

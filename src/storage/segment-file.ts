@@ -950,7 +950,8 @@ export class SegmentFile {
       // Decoding copies every type but float64 without NULLs and float vectors (views of the
       // bytes read): the others are read into a borrowed buffer (see scratch).
       const copies = !(type === 'float64' && this.zone(b, name)?.nulls === 0) && vectorDim(type) === undefined && listElement(type) === undefined
-      const borrowed = copies ? scratch.take(this.span(b, c).end - this.span(b, c).start) : undefined
+      const { start, end } = this.span(b, c)
+      const borrowed = copies ? scratch.take(end - start) : undefined
       try {
         const data = await this.readData(b, c, borrowed)
         const rows = this.dir.batchRows[b]!

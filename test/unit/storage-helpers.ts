@@ -1,5 +1,5 @@
 /** Shared fixtures of the storage tests: temp dirs, a space, records, a recording logger. */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, open, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { makeHlc } from '../../src/hlc/index.js'
@@ -75,4 +75,17 @@ export async function scanAll (store: LocalPartitionStore, includeTombstones = t
     }
   }
   return out
+}
+
+/** Flips bits of the byte at `at` of `path` in place: the damage a corruption test plants. */
+export async function flipByte (path: string, at: number): Promise<void> {
+  const fh = await open(path, 'r+')
+  try {
+    const b = Buffer.alloc(1)
+    await fh.read(b, 0, 1, at)
+    b[0] = b[0]! ^ 0x40
+    await fh.write(b, 0, 1, at)
+  } finally {
+    await fh.close()
+  }
 }

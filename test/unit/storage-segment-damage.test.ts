@@ -4,28 +4,17 @@
  * next open, the store says it needs a rebuild, compaction reports it instead of failing the
  * partition, and the engine rebuilds such a replica with its files moved aside.
  */
-import { open, readdir, readFile, stat, truncate } from 'node:fs/promises'
+import { readdir, readFile, stat, truncate } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { BlockCache, FilePool, MANIFEST_FILE, SegmentCorruptError, StorageEngine, type LocalPartitionStore, type SegmentDamageReport, type VersionedRecord } from '../../src/storage/index.js'
 import { SegmentFile, type SegmentFileMeta } from '../../src/storage/segment-file.js'
-import { T0, TempDirs, makeSpace, manualClock, openStore, put, recordingLogger } from './storage-helpers.js'
+import { T0, TempDirs, flipByte, makeSpace, manualClock, openStore, put, recordingLogger } from './storage-helpers.js'
 
 const dirs = new TempDirs()
 afterEach(async () => { await dirs.cleanup() })
 const space = makeSpace()
 
-async function flipByte (path: string, at: number): Promise<void> {
-  const fh = await open(path, 'r+')
-  try {
-    const b = Buffer.alloc(1)
-    await fh.read(b, 0, 1, at)
-    b[0] = b[0]! ^ 0x40
-    await fh.write(b, 0, 1, at)
-  } finally {
-    await fh.close()
-  }
-}
 
 async function segmentsOf (dir: string): Promise<SegmentFileMeta[]> {
   return (JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')) as { segments: SegmentFileMeta[] }).segments

@@ -3,7 +3,7 @@
  * compared with today's in-heap Segment on the same records, checked as standard Arrow, and
  * corrupted byte by byte.
  */
-import { open, readFile, readdir, truncate, writeFile } from 'node:fs/promises'
+import { readFile, readdir, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { tableFromIPC, tableToIPC } from 'apache-arrow'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -17,7 +17,7 @@ import { DELETED_COLUMN, Segment, SegmentCorruptError, VERSION_COLUMN, encodeSeg
 import { SegmentFile, SegmentFileWriter, writeSegmentFiles, type SegmentFileMeta, type SourceColumn } from '../../src/storage/segment-file.js'
 import { HEADER_BYTES } from '../../src/storage/segment-file-format.js'
 import type { VersionedRecord } from '../../src/storage/types.js'
-import { T0, TempDirs } from './storage-helpers.js'
+import { T0, TempDirs, flipByte } from './storage-helpers.js'
 
 const dirs = new TempDirs()
 afterEach(async () => { await dirs.cleanup() })
@@ -489,17 +489,6 @@ describe('streaming segment writer', () => {
 })
 
 describe('segment file corruption', () => {
-  async function flip (path: string, at: number): Promise<void> {
-    const fh = await open(path, 'r+')
-    try {
-      const b = Buffer.alloc(1)
-      await fh.read(b, 0, 1, at)
-      b[0] = b[0]! ^ 0x40
-      await fh.write(b, 0, 1, at)
-    } finally {
-      await fh.close()
-    }
-  }
 
   it('a flipped byte in a column\'s bytes is an error naming the file, batch and column; other columns still read', async () => {
     const { dir, meta } = await written(randomRecords(200), 50)
@@ -508,7 +497,7 @@ describe('segment file corruption', () => {
     await probe.close()
     for (const { name, range } of targets) {
       const at = range.offset + Math.floor(range.length / 2)
-      await flip(join(dir, meta.file), at)
+      await flipByte(join(dir, meta.file), at)
       const seg = await SegmentFile.open(dir, meta, deps())
       const type = SCHEMA.find(c => c.name === name)?.type ?? 'bool'
       const read = name === 'id' ? seg.ids(2) : seg.column(2, name, type)
@@ -516,7 +505,7 @@ describe('segment file corruption', () => {
       expect(err).toMatchObject({ batch: 2, column: name })
       expect(values(await seg.column(1, name === 'id' ? 'x' : name, name === 'id' ? 'float64' : type)).length).toBe(50)
       await seg.close()
-      await flip(join(dir, meta.file), at) // restore
+      await flipByte(join(dir, meta.file), at) // restore
     }
   })
 
