@@ -2,8 +2,9 @@
  * replication: any peer coordinates writes and reads of any partition. A write stamps every
  * record with an HLC version, groups the records by partition and sends each group to the
  * partition's write replicas in parallel (the local replica directly), answering once every
- * partition met the consistency level: ONE (any write replica), QUORUM (default: placement's
- * quorum of the ready read replicas) or ALL (every write replica). When the partition detector
+ * partition met the consistency level: ONE (any write replica), QUORUM (default: a majority of
+ * the owners, pending ones counting, and a majority of the ready replicas; see writeLevel in
+ * write.ts) or ALL (every write replica). When the partition detector
  * says a level cannot be met it fails fast with PartitionUnavailableError, before anything is
  * sent; when replicas fail it throws WriteIncompleteError naming the partitions that fell short
  * (their rows may be on some replicas). Replicas that failed get a hint, kept by the coordinator

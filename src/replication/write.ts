@@ -127,14 +127,15 @@ export class WriteCoordinator {
     const plans = [...byPartition].sort((a, b) => a[0] - b[0]).map(([partition, recs]) => {
       const pp = placement.locate(space, partition)
       const lvl = writeLevel(pp, consistency)
-      if (!detector.quorumReachable(lvl.counted, lvl.needed)) {
-        const reachable = lvl.counted.filter(p => detector.isReachable(p)).length
+      // Each group reachable on its own is enough: the reachable members of all groups together meet every group.
+      if (!lvl.groups.every(g => detector.quorumReachable(g.members, g.needed))) {
+        const reachable = countedOf(lvl).filter(p => detector.isReachable(p)).length
         throw new PartitionUnavailableError(space.name, partition, lvl.needed, reachable, consistency, 'write')
       }
-      return { partition, recs, pp, ...lvl }
+      return { partition, recs, lvl }
     })
     const outcomes = await Promise.all(plans.map(async plan =>
-      await this.writePartition(space, plan.partition, plan.recs, plan.targets, new Set(plan.counted), plan.needed, deadline, normalized)))
+      await this.writePartition(space, plan.partition, plan.recs, plan.lvl, deadline, normalized)))
     if (outcomes.some(o => !o.met)) throw new WriteIncompleteError(space.name, consistency, outcomes)
     let stale = 0
     const staleIds: string[] = []
@@ -151,17 +152,20 @@ export class WriteCoordinator {
     }
   }
 
-  private async writePartition (space: SpaceDef, partition: number, records: VersionedRecord[], targets: PeerId[],
-    counted: Set<PeerId>, needed: number, deadline: number, normalized: boolean): Promise<PartitionWriteOutcome> {
+  private async writePartition (space: SpaceDef, partition: number, records: VersionedRecord[], lvl: WriteLevel,
+    deadline: number, normalized: boolean): Promise<PartitionWriteOutcome> {
+    const { targets, groups } = lvl
+    const counted = new Set(countedOf(lvl))
     return await new Promise(resolve => {
-      const o: PartitionWriteOutcome = { partition, rows: records.length, acks: 0, needed, hinted: 0, met: false, errors: [] }
+      const o: PartitionWriteOutcome = { partition, rows: records.length, acks: 0, needed: lvl.needed, hinted: 0, met: false, errors: [] }
+      const acked = new Set<PeerId>()
       let done = 0
       let settled = false
       // Ids that lost on every replica that acknowledged so far (undefined: none acknowledged yet).
       let lostEverywhere: Set<string> | undefined
       const check = (): void => {
         if (settled) return
-        if (o.acks >= needed) o.met = true
+        if (groups.every(g => g.members.filter(p => acked.has(p)).length >= g.needed)) o.met = true
         if (o.met || done === targets.length) {
           settled = true
           resolve({ ...o, errors: [...o.errors], staleIds: lostEverywhere === undefined ? [] : [...lostEverywhere] })
@@ -178,6 +182,7 @@ export class WriteCoordinator {
         void this.deliver(target, space, partition, records, batches, deadline, normalized).then(res => {
           done++
           if (res.ok) {
+            acked.add(target)
             if (counted.has(target)) o.acks++
             const lost = res.lost ?? []
             if (lostEverywhere === undefined) lostEverywhere = new Set(lost)
@@ -288,14 +293,57 @@ export class WriteCoordinator {
   }
 }
 
-/** Who to send to, whose acks count, and how many are needed. */
-function writeLevel (pp: PartitionPlacement, consistency: Consistency): { targets: PeerId[], counted: PeerId[], needed: number } {
-  const targets = [...new Set([...pp.writeReplicas, ...pp.readReplicas])]
-  if (consistency === 'one') return { targets, counted: targets, needed: 1 }
-  if (consistency === 'all') return { targets, counted: targets, needed: Math.max(1, targets.length) }
-  if (pp.readReplicas.length > 0) {
-    return { targets, counted: [...new Set(pp.readReplicas)], needed: Math.max(1, Math.min(pp.quorum, pp.readReplicas.length)) }
+/** Of `members`, at least `needed` must acknowledge. */
+export interface AckGroup { members: readonly PeerId[], needed: number }
+
+/**
+ * Who a partition's write goes to (`targets`), and the groups that must each acknowledge it;
+ * `needed` is the fewest acknowledgements that can meet every group (what the answer reports).
+ */
+export interface WriteLevel { targets: PeerId[], groups: AckGroup[], needed: number }
+
+const majority = (n: number): number => Math.floor(n / 2) + 1
+
+/**
+ * The acknowledgements a write of one partition needs at a consistency level. Every write goes to
+ * the owners (ready or still catching up) and to the other ready holders.
+ *
+ * QUORUM needs two majorities at once: of the owners, the min(R, peers) replicas placement picks,
+ * ready or pending (an owner still catching up applies the write durably like any replica), and of
+ * the replicas ready now, which QUORUM reads ask. The first keeps a move from shrinking durability:
+ * counted over the ready replicas alone, a partition whose other owners were all catching up took
+ * one copy for a quorum. The second keeps QUORUM reads during the move seeing the write. Cassandra
+ * gets both by counting (blockFor = quorum + pending owners, any replica's ack counting); counting
+ * who acknowledged gets them with no more acknowledgements than needed, and stays possible when
+ * the pending owners outnumber the leaving holders (replicas 3 on one peer that two peers join).
+ */
+export function writeLevel (pp: PartitionPlacement, consistency: Consistency): WriteLevel {
+  const targets = [...new Set([...pp.owners, ...pp.writeReplicas, ...pp.readReplicas])]
+  if (consistency === 'one') return { targets, groups: [{ members: targets, needed: 1 }], needed: 1 }
+  if (consistency === 'all') {
+    const needed = Math.max(1, targets.length)
+    return { targets, groups: [{ members: targets, needed }], needed }
   }
-  // Nobody ready yet (every owner is catching up): a majority of the write replicas.
-  return { targets, counted: targets, needed: Math.floor(targets.length / 2) + 1 }
+  const groups: AckGroup[] = []
+  if (pp.owners.length > 0) groups.push({ members: pp.owners, needed: majority(pp.owners.length) })
+  const ready = [...new Set(pp.readReplicas)]
+  if (ready.length > 0) groups.push({ members: ready, needed: Math.max(1, Math.min(pp.quorum, ready.length)) })
+  // No owners, nobody ready (a placement with no view yet): a majority of whoever gets the write.
+  if (groups.length === 0) groups.push({ members: targets, needed: majority(targets.length) })
+  return { targets, groups, needed: fewestAcks(groups) }
+}
+
+/** Every peer whose acknowledgement counts towards some group. */
+function countedOf (lvl: WriteLevel): PeerId[] {
+  return [...new Set(lvl.groups.flatMap(g => g.members))]
+}
+
+/** The fewest acknowledgements meeting one group or two (those in both count twice: taken first). */
+function fewestAcks (groups: readonly AckGroup[]): number {
+  if (groups.length === 1) return groups[0]!.needed
+  const [a, b] = groups as [AckGroup, AckGroup]
+  const inB = new Set(b.members)
+  const shared = a.members.filter(p => inB.has(p)).length
+  const both = Math.min(shared, Math.max(a.needed, b.needed))
+  return both + Math.max(0, a.needed - both) + Math.max(0, b.needed - both)
 }

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest'
+import { METHOD_SCAN, ReplicaRequestError } from '../../src/replication/index.js'
 import { SimWorld } from './index.js'
+import type { SimTransport } from './index.js'
+import { MemoryPartitionStore, MemoryStores } from './memory-store.js'
 import { ReplCluster, drive, makeSpace } from './replication-cluster.js'
 
 describe('replication: ownership moves', () => {
@@ -77,5 +80,57 @@ describe('replication: ownership moves', () => {
       const r = await drive(world, c.get('p1').replicator.read(space, id, { consistency: 'all' }))
       expect(r.record?.row?.v, id).toBe(v)
     }
+  })
+})
+
+describe('replication: QUORUM during an ownership move', () => {
+  /**
+   * A space of replicas 3 on one peer, then two peers join: they own every partition but stay
+   * pending (p0 refuses their catch-up streams), so p0 is the only ready replica. A QUORUM write
+   * must still end up on a majority of min(R, peers) = 3 owners, the pending ones counting.
+   */
+  it('a QUORUM write is acknowledged only once a majority of min(R, peers) owners hold it, pending owners counting', async () => {
+    const world = new SimWorld({ seed: 23 })
+    const space = makeSpace('grow', 1, 3)
+    const c = await ReplCluster.form(world, 1, space, { antiEntropyIntervalMs: 0, catchUpRetryMs: 1000, hintReplayIntervalMs: 600_000 })
+    await drive(world, c.get('p0').replicator.write(space, [{ id: 'before', v: 0, note: 'alone' }]))
+    // p0 refuses every catch-up stream: the new owners stay pending for the whole test.
+    const p0transport = c.get('p0').peer.transport as SimTransport
+    p0transport.streamHandlers.set(METHOD_SCAN, async function * () { throw new ReplicaRequestError('STORE_FAILED', 'scan refused by the test') })
+    // The new owners' replicas refuse writes until the test lets them (as a failing disk would).
+    const failing = new Map<string, MemoryPartitionStore>()
+    for (const id of ['p1', 'p2']) {
+      const stores = new MemoryStores()
+      const s = new MemoryPartitionStore(space, 0)
+      s.failWith = new Error('disk failed (test)')
+      stores.stores.set(MemoryStores.key(space, 0), s)
+      c.storesById.set(id, stores)
+      failing.set(id, s)
+    }
+    c.add('p1', 'p0')
+    c.add('p2', 'p0')
+    const moving = await world.runUntil(() => {
+      const pp = c.get('p0').placement.locate(space, 0)
+      return pp.owners.length === 3 && pp.readReplicas.join() === 'p0'
+    }, { maxMs: 30_000, checkEveryMs: 100 })
+    expect(moving).toBe(true)
+
+    const copies = (id: string): number => ['p0', 'p1', 'p2'].filter(p => c.store(p, space, 0)?.peek(id) !== undefined).length
+    const attempt = async (id: string): Promise<{ acked: boolean, copiesAtAck: number, needed?: number }> => {
+      const write = c.get('p0').replicator.write(space, [{ id, v: 1, note: 'during the move' }], { consistency: 'quorum' })
+      // Copies are counted the moment the coordinator answers, before anything else runs.
+      const answered = write.then(res => ({ acked: true, copiesAtAck: copies(id), needed: res.partitions[0]?.needed }),
+        () => ({ acked: false, copiesAtAck: copies(id) }))
+      return await drive(world, answered)
+    }
+
+    // Both pending owners refuse: a majority of 3 cannot hold the write, so it is not acknowledged.
+    const refused = await attempt('both-refuse')
+    expect(refused.acked ? `acknowledged with ${refused.copiesAtAck} of 3 copies` : 'not acknowledged').toBe('not acknowledged')
+
+    // One pending owner takes writes: p0 and p1 make the majority.
+    failing.get('p1')!.failWith = undefined
+    const one = await attempt('one-refuses')
+    expect(one).toEqual({ acked: true, copiesAtAck: 2, needed: 2 })
   })
 })

@@ -1,6 +1,8 @@
 import { pack } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
 import { HintStore, chunkRecords, packRecords, parseRecord, parseSpace, parseWriteRequest } from '../../src/replication/index.js'
+import type { PartitionPlacement } from '../../src/placement/index.js'
+import { writeLevel } from '../../src/replication/write.js'
 import { checkSchema } from '../../src/schema/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
 import { compareVersions } from '../../src/storage/types.js'
@@ -94,6 +96,39 @@ describe('chunkRecords', () => {
     expect(byBytes.length).toBeGreaterThan(3)
     expect(byBytes.flat()).toEqual(recs)
     expect(chunkRecords([], 10, 10)).toEqual([])
+  })
+})
+
+describe('writeLevel: who must acknowledge a write of one partition', () => {
+  const pp = (owners: string[], ready: string[], former: string[] = []): PartitionPlacement => {
+    const readReplicas = [...owners.filter(o => ready.includes(o)), ...former]
+    return { space, partition: 0, owners, writeReplicas: [...owners, ...former], readReplicas, quorum: Math.floor(readReplicas.length / 2) + 1, fresh: false }
+  }
+  const plan = (p: PartitionPlacement, c: 'one' | 'quorum' | 'all'): unknown => {
+    const l = writeLevel(p, c)
+    return { targets: l.targets.join(), groups: l.groups.map(g => `${g.needed} of ${g.members.join()}`), needed: l.needed }
+  }
+
+  it('QUORUM with every owner ready is a majority of the owners', () => {
+    expect(plan(pp(['a', 'b', 'c'], ['a', 'b', 'c']), 'quorum')).toEqual({ targets: 'a,b,c', groups: ['2 of a,b,c', '2 of a,b,c'], needed: 2 })
+  })
+
+  it('QUORUM while one owner replaces a holder needs a majority of the owners and of the ready replicas', () => {
+    // a, b in both: two acks can meet both, as long as they are a and b.
+    expect(plan(pp(['a', 'b', 'd'], ['a', 'b'], ['c']), 'quorum')).toEqual({ targets: 'a,b,d,c', groups: ['2 of a,b,d', '2 of a,b,c'], needed: 2 })
+  })
+
+  it('QUORUM while two owners catch up counts them: one ready copy is not a quorum of 3', () => {
+    expect(plan(pp(['a', 'd', 'e'], ['a']), 'quorum')).toEqual({ targets: 'a,d,e', groups: ['2 of a,d,e', '1 of a'], needed: 2 })
+  })
+
+  it('QUORUM while every owner is new and the holders leave needs a majority of each', () => {
+    expect(plan(pp(['d', 'e', 'f'], [], ['a', 'b', 'c']), 'quorum')).toEqual({ targets: 'd,e,f,a,b,c', groups: ['2 of d,e,f', '2 of a,b,c'], needed: 4 })
+  })
+
+  it('ONE and ALL count every target', () => {
+    expect(plan(pp(['a', 'd', 'e'], ['a']), 'one')).toEqual({ targets: 'a,d,e', groups: ['1 of a,d,e'], needed: 1 })
+    expect(plan(pp(['a', 'b', 'd'], ['a', 'b'], ['c']), 'all')).toEqual({ targets: 'a,b,d,c', groups: ['4 of a,b,d,c'], needed: 4 })
   })
 })
 
