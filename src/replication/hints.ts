@@ -1,6 +1,7 @@
 /**
  * Hinted handoff: records a replica did not acknowledge, kept by the coordinator per target peer
- * and replayed in order when the target is back. Bounded by total bytes and by age (the hint
+ * and partition, and replayed when the target is back, each partition's hints in order (a target
+ * whose replica of one partition fails still gets its other partitions' hints). Bounded by total bytes and by age (the hint
  * window, as Cassandra's max_hint_window): older hints are dropped and counted, and anti-entropy
  * repairs what they carried. Hints live in memory: a coordinator that restarts loses them, and
  * anti-entropy covers that too. HintStore is the bounded store; HintedHandoff records into it for
@@ -11,7 +12,7 @@ import type { MemberEvent } from '../membership/index.js'
 import type { PeerId } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { VersionedRecord } from '../storage/index.js'
-import { admitCopied, errText, isPermanent } from './context.js'
+import { admitCopied, errText, isPermanent, keyOf } from './context.js'
 import type { ReplicationContext } from './context.js'
 import type { ResolvedReplicatorOptions } from './options.js'
 import { chunkRecords, recordBytes } from './wire.js'
@@ -48,7 +49,11 @@ export interface HintStats {
 }
 
 export class HintStore {
-  private readonly byTarget = new Map<PeerId, Hint[]>()
+  /**
+   * Per target, one queue per partition (keyOf(space, partition)), each oldest first: a target's
+   * replica of one partition that refuses its hints holds back only that queue.
+   */
+  private readonly byTarget = new Map<PeerId, Map<string, Hint[]>>()
   private bytes = 0
   private readonly counters = {
     written: 0, writtenRecords: 0, delivered: 0, deliveredRecords: 0,
@@ -65,8 +70,11 @@ export class HintStore {
       this.counters.droppedRecords += hint.records.length
       return false
     }
-    let list = this.byTarget.get(hint.target)
-    if (list === undefined) { list = []; this.byTarget.set(hint.target, list) }
+    let queues = this.byTarget.get(hint.target)
+    if (queues === undefined) { queues = new Map(); this.byTarget.set(hint.target, queues) }
+    const key = keyOf(hint.space, hint.partition)
+    let list = queues.get(key)
+    if (list === undefined) { list = []; queues.set(key, list) }
     list.push(hint)
     this.bytes += hint.bytes
     this.counters.written++
@@ -74,13 +82,26 @@ export class HintStore {
     return true
   }
 
-  /** The oldest hint for `target` still within the window (expired ones are dropped on the way). */
-  peek (target: PeerId, nowMs: number): Hint | undefined {
-    const list = this.byTarget.get(target)
-    if (list === undefined) return undefined
-    while (list.length > 0 && nowMs - list[0]!.createdAt > this.windowMs) this.dropFirst(list, true)
-    if (list.length === 0) { this.byTarget.delete(target); return undefined }
-    return list[0]
+  /** The partitions (queue keys) `target` has hints for. */
+  queues (target: PeerId): string[] { return [...(this.byTarget.get(target)?.keys() ?? [])] }
+
+  /**
+   * The oldest hint for `target` still within the window (expired ones are dropped on the way):
+   * of the queue `queue` when given, else of all the target's queues.
+   */
+  peek (target: PeerId, nowMs: number, queue?: string): Hint | undefined {
+    const queues = this.byTarget.get(target)
+    if (queues === undefined) return undefined
+    let oldest: Hint | undefined
+    for (const key of queue === undefined ? [...queues.keys()] : [queue]) {
+      const list = queues.get(key)
+      if (list === undefined) continue
+      while (list.length > 0 && nowMs - list[0]!.createdAt > this.windowMs) this.dropFirst(list, true)
+      if (list.length === 0) { queues.delete(key); continue }
+      if (oldest === undefined || list[0]!.createdAt < oldest.createdAt) oldest = list[0]
+    }
+    if (queues.size === 0) this.byTarget.delete(target)
+    return oldest
   }
 
   /**
@@ -88,12 +109,7 @@ export class HintStore {
    * (versioned past the skew bound) and count as dropped, the whole hint when none was sent.
    */
   delivered (hint: Hint, skewRefused = 0): void {
-    const list = this.byTarget.get(hint.target)
-    if (list === undefined) return
-    const i = list.indexOf(hint)
-    if (i < 0) return
-    list.splice(i, 1)
-    this.bytes -= hint.bytes
+    if (!this.remove(hint)) return
     if (skewRefused < hint.records.length) {
       this.counters.delivered++
       this.counters.deliveredRecords += hint.records.length - skewRefused
@@ -102,7 +118,6 @@ export class HintStore {
     }
     this.counters.droppedRecords += skewRefused
     this.counters.droppedSkewRecords += skewRefused
-    if (list.length === 0) this.byTarget.delete(hint.target)
   }
 
   /** Drops every hint older than the window. */
@@ -112,16 +127,33 @@ export class HintStore {
 
   targets (): PeerId[] { return [...this.byTarget.keys()] }
 
-  has (target: PeerId): boolean { return (this.byTarget.get(target)?.length ?? 0) > 0 }
+  has (target: PeerId): boolean { return (this.byTarget.get(target)?.size ?? 0) > 0 }
 
   stats (): HintStats {
     let pending = 0
     let pendingRecords = 0
-    for (const list of this.byTarget.values()) {
-      pending += list.length
-      for (const h of list) pendingRecords += h.records.length
+    for (const queues of this.byTarget.values()) {
+      for (const list of queues.values()) {
+        pending += list.length
+        for (const h of list) pendingRecords += h.records.length
+      }
     }
     return { ...this.counters, pending, pendingRecords, pendingBytes: this.bytes, targets: this.byTarget.size }
+  }
+
+  /** Takes `hint` out of its queue; false when it is not there (already delivered or dropped). */
+  private remove (hint: Hint): boolean {
+    const queues = this.byTarget.get(hint.target)
+    const key = keyOf(hint.space, hint.partition)
+    const list = queues?.get(key)
+    if (queues === undefined || list === undefined) return false
+    const i = list.indexOf(hint)
+    if (i < 0) return false
+    list.splice(i, 1)
+    this.bytes -= hint.bytes
+    if (list.length === 0) queues.delete(key)
+    if (queues.size === 0) this.byTarget.delete(hint.target)
+    return true
   }
 
   private dropFirst (list: Hint[], expired: boolean): void {
@@ -188,39 +220,56 @@ export class HintedHandoff implements HintRecorder {
     }
   }
 
-  /** Replays the hints of one target in order; stops at the first failure (they stay). */
+  /**
+   * Replays the hints of one target, partition by partition, each partition's in order. A failure
+   * of the target's replica of one partition (STORE_FAILED: its disk failed, it is out of service)
+   * leaves that partition's hints for a later replay and goes on with the next partition; any
+   * other failure (unreachable, timeout, stopped) ends the replay, the hints stay.
+   */
   private async replay (target: PeerId): Promise<void> {
     const { clock, detector, log, life, opts } = this.ctx
-    let hint: Hint | undefined
-    while (!life.stopped && (hint = this.store.peek(target, clock.now())) !== undefined) {
-      if (!detector.isReachable(target)) return
-      // The hint's records pass the same skew bound as every copy between replicas: one from
-      // the future is not handed on (the target would refuse the whole batch for it anyway, and
-      // the hints behind it would wait for as long as the skew lasts).
-      const records = admitCopied(this.ctx, hint.records, { peer: target, path: 'hint replay', space: hint.space, partition: hint.partition })
-      try {
-        for (const chunk of chunkRecords(records, opts.maxBatchRecords, opts.maxBatchBytes)) {
-          await pushRecords(this.ctx, target, hint.space, hint.partition, chunk, opts.requestTimeoutMs)
+    for (const queue of this.store.queues(target)) {
+      let hint: Hint | undefined
+      while (!life.stopped && (hint = this.store.peek(target, clock.now(), queue)) !== undefined) {
+        if (!detector.isReachable(target)) return
+        // The hint's records pass the same skew bound as every copy between replicas: one from
+        // the future is not handed on (the target would refuse the whole batch for it anyway, and
+        // the hints behind it would wait for as long as the skew lasts).
+        const records = admitCopied(this.ctx, hint.records, { peer: target, path: 'hint replay', space: hint.space, partition: hint.partition })
+        try {
+          for (const chunk of chunkRecords(records, opts.maxBatchRecords, opts.maxBatchBytes)) {
+            await pushRecords(this.ctx, target, hint.space, hint.partition, chunk, opts.requestTimeoutMs)
+          }
+          this.store.delivered(hint, hint.records.length - records.length)
+        } catch (err) {
+          if ((err as { code?: unknown } | null)?.code === 'CLOCK_SKEW') {
+            // The target's bound is stricter than ours (its clock is behind, or ours ran ahead):
+            // retrying would hold back every later hint for as long as the skew lasts. Dropped,
+            // like a refused copy: anti-entropy offers the records again once they are in bound.
+            log.warn({ target, space: hint.space.name, partition: hint.partition, records: hint.records.length, err: (err as Error).message },
+              'hint refused by its target for clock skew; dropped (anti-entropy offers the records again)')
+            this.store.delivered(hint, hint.records.length)
+            continue
+          }
+          if (isPermanent(err)) {
+            log.warn({ target, err: errText(err) }, 'hint refused by its target; dropped')
+            this.store.delivered(hint)
+            continue
+          }
+          if (isPartitionFailure(err)) {
+            log.debug({ target, space: hint.space.name, partition: hint.partition, err: errText(err) }, "hint replay failed on the target's replica of this partition; its other partitions go on, this one is retried later")
+            break
+          }
+          log.debug({ target, err: errText(err) }, 'hint replay failed; will retry')
+          return
         }
-        this.store.delivered(hint, hint.records.length - records.length)
-      } catch (err) {
-        if ((err as { code?: unknown } | null)?.code === 'CLOCK_SKEW') {
-          // The target's bound is stricter than ours (its clock is behind, or ours ran ahead):
-          // retrying would hold back every later hint for as long as the skew lasts. Dropped,
-          // like a refused copy: anti-entropy offers the records again once they are in bound.
-          log.warn({ target, space: hint.space.name, partition: hint.partition, records: hint.records.length, err: (err as Error).message },
-            'hint refused by its target for clock skew; dropped (anti-entropy offers the records again)')
-          this.store.delivered(hint, hint.records.length)
-          continue
-        }
-        if (isPermanent(err)) {
-          log.warn({ target, err: errText(err) }, 'hint refused by its target; dropped')
-          this.store.delivered(hint)
-          continue
-        }
-        log.debug({ target, err: errText(err) }, 'hint replay failed; will retry')
-        return
       }
     }
   }
+}
+
+/** A target's answer that concerns its replica of one partition only, not the target as a whole. */
+function isPartitionFailure (err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return code === 'STORE_FAILED' || code === 'NOT_HELD'
 }

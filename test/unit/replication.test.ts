@@ -144,6 +144,20 @@ describe('HintStore', () => {
     expect(h.stats()).toMatchObject({ written: 2, delivered: 1, deliveredRecords: 1, pending: 1, pendingRecords: 2, pendingBytes: 100 })
   })
 
+  it('keeps one queue per target and partition, each in order', () => {
+    const h = new HintStore(10_000, 1000)
+    h.add({ target: 'b', space, partition: 1, records: [rec('a', 1)], createdAt: 0, bytes: 100 })
+    h.add({ target: 'b', space, partition: 0, records: [rec('c', 2)], createdAt: 1, bytes: 100 })
+    h.add({ target: 'b', space, partition: 1, records: [rec('d', 3)], createdAt: 2, bytes: 100 })
+    expect(h.queues('b')).toEqual(['s@1\u00001', 's@1\u00000'])
+    expect(h.peek('b', 10, 's@1\u00000')!.records[0]!.id).toBe('c')
+    const first = h.peek('b', 10, 's@1\u00001')!
+    expect(first.records[0]!.id).toBe('a')
+    h.delivered(first)
+    expect(h.peek('b', 10, 's@1\u00001')!.records[0]!.id).toBe('d')
+    expect(h.stats()).toMatchObject({ pending: 2, pendingBytes: 200, targets: 1 })
+  })
+
   it('drops hints past the byte bound and past the window, counting them', () => {
     const h = new HintStore(150, 1000)
     expect(h.add({ target: 'b', space, partition: 0, records: [rec('a', 1)], createdAt: 0, bytes: 100 })).toBe(true)
