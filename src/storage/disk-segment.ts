@@ -15,7 +15,7 @@ import type { Hlc } from '../hlc/index.js'
 import { newRow, type Row, type SpaceSchema } from '../schema/index.js'
 import type { BlockCache } from './block-cache.js'
 import type { FilePool } from './files.js'
-import { DELETED_COLUMN, fromArrow } from './segment.js'
+import { DELETED_COLUMN } from './segment.js'
 import { removeFiles } from './fsutil.js'
 import { SegmentFile, type SegmentFileMeta } from './segment-file.js'
 import type { VersionedRecord } from './types.js'
@@ -161,20 +161,17 @@ export class DiskSegment {
 
   /**
    * The record of `e` (a row of this segment found by its key index, which gave its id, version
-   * and flag): a tombstone without a read; else its values, from the raw Arrow columns of its
-   * batch (no id, version or flag column read or decoded: a point get reads only what it returns).
+   * and flag): a tombstone without a read; else its values, from the pages of its batch that hold
+   * them (no id, version or flag column read: a point get reads only what it returns).
    */
   async recordOf (e: { id: string, row: number, version: number, deleted: boolean }, schema: SpaceSchema): Promise<VersionedRecord> {
     if (e.deleted) return { id: e.id, version: e.version, deleted: true, row: null }
     const b = this.file.batchOf(e.row)
-    const i = e.row - this.file.firstRow(b)
+    const columns = schema.filter(c => c.name !== 'id')
+    const values = await this.file.rowValues(b, e.row - this.file.firstRow(b), columns)
     const row: Row = newRow()
     row.id = e.id
-    for (const c of schema) {
-      if (c.name === 'id') continue
-      const vec = await this.file.arrowColumn(b, c.name)
-      row[c.name] = vec === undefined ? null : fromArrow(c.type, vec.get(i))
-    }
+    for (let k = 0; k < columns.length; k++) row[columns[k]!.name] = values[k]
     return { id: e.id, version: e.version, deleted: false, row }
   }
 

@@ -12,7 +12,8 @@
  *     16 u32 batches             20 u32 columns            24 f64 rows
  *     32 f64 .arrow file bytes   40 u32 directory bytes    44 u32 directory CRC-32
  *     48 f64 key-index offset    56 f64 key-index bytes (0, 0: none)
- *     64 u32 batch rows (the writer's maximum)   68, 72 reserved (0)   76 u32 CRC-32 of bytes 0..76
+ *     64 u32 batch rows (the writer's maximum)   68 u32 page bytes (format 2; 0: no page table)
+ *     72 u32 CRC-32 of the page table (format 2; else 0)   76 u32 CRC-32 of bytes 0..76
  *   directory, right after the header:
  *     per column: u16 name length, name (utf8), u16 type length, type (a ColumnType), u8 nodes, u8 buffers
  *     per batch: f64 first row, u32 rows, f64 offset of its body in the .arrow file, then per column:
@@ -21,7 +22,10 @@
  *       u32 CRC-32 of the column's span (first buffer's start to last buffer's end, padding included)
  *       zone: u8 kind; 1: f64 min, f64 max (numbers); 2: u8 has-max, u32 n, n UTF-16 code units of
  *       the min, [u32 n, code units of the max] (utf8); 0: none (every row NULL, lists, vectors)
- *   the key-index section (key-index.ts), last.
+ *   the key-index section (key-index.ts).
+ *   format 2: the page table, last: u32 CRC-32 of each `page bytes` page of the .arrow file (the
+ *     last page as long as what is left), so a point get reads and checks only the pages holding
+ *     its row's values instead of its batch's whole column blocks (one CRC each).
  *
  * Everything decoded is validated: a wrong magic, version, CRC, a count or range out of bounds, a
  * buffer too short for its field's length, is a SegmentCorruptError naming the file (and the batch
@@ -32,7 +36,10 @@ import { SegmentCorruptError } from './segment.js'
 import { isColumnType, listElement, vectorDim, type ColumnType } from '../schema/index.js'
 
 export const INDEX_MAGIC = 'SHOALIDX'
-export const INDEX_FORMAT = 1
+/** The format this build writes; it reads format 1 (no page table) too. */
+export const INDEX_FORMAT = 2
+/** Page size of the page table (format 2): small enough that a point get reads little, large enough that the table is 0.1 % of the file. */
+export const PAGE_BYTES = 4096
 export const HEADER_BYTES = 80
 /** Most field nodes and buffers one column has (list<utf8>: 2 nodes, 5 buffers). */
 export const MAX_NODES = 2
@@ -63,6 +70,15 @@ export interface IndexHeader {
   keyIndexOffset: number
   keyIndexBytes: number
   batchRows: number
+  /** Format 2: bytes a page of the page table covers; 0 when the file has no page table (format 1). */
+  pageBytes: number
+  /** CRC-32 of the page table (0 without one). */
+  pageTableCrc: number
+}
+
+/** Pages of `pageBytes` covering an .arrow file of `arrowBytes` (0 without a page table). */
+export function pageCount (h: Pick<IndexHeader, 'arrowBytes' | 'pageBytes'>): number {
+  return h.pageBytes === 0 ? 0 : Math.ceil(h.arrowBytes / h.pageBytes)
 }
 
 /** One column as the file stores it. */
@@ -155,6 +171,8 @@ export function encodeHeader (h: IndexHeader): Buffer {
   b.writeDoubleLE(h.keyIndexOffset, 48)
   b.writeDoubleLE(h.keyIndexBytes, 56)
   b.writeUInt32LE(h.batchRows, 64)
+  b.writeUInt32LE(h.pageBytes, 68)
+  b.writeUInt32LE(h.pageTableCrc, 72)
   b.writeUInt32LE(crc32(b.subarray(0, HEADER_BYTES - 4)), HEADER_BYTES - 4)
   return b
 }
@@ -167,9 +185,9 @@ export function decodeHeader (bytes: Uint8Array, path: string, fileBytes: number
   if (b.toString('latin1', 0, 8) !== INDEX_MAGIC) throw bad('wrong magic')
   if (b.readUInt32LE(HEADER_BYTES - 4) !== crc32(b.subarray(0, HEADER_BYTES - 4))) throw bad('CRC mismatch')
   const version = b.readUInt32LE(8)
-  if (version !== INDEX_FORMAT) throw bad(`format version ${version}, this build reads ${INDEX_FORMAT}`)
+  if (version !== 1 && version !== 2) throw bad(`format version ${version}, this build reads 1 and 2`)
   if (b.readUInt32LE(12) !== HEADER_BYTES) throw bad(`header length ${b.readUInt32LE(12)}`)
-  if (b.readUInt32LE(68) !== 0 || b.readUInt32LE(72) !== 0) throw bad('reserved fields are not zero')
+  if (version === 1 && (b.readUInt32LE(68) !== 0 || b.readUInt32LE(72) !== 0)) throw bad('reserved fields are not zero')
   const h: IndexHeader = {
     batches: b.readUInt32LE(16),
     columns: b.readUInt32LE(20),
@@ -179,7 +197,9 @@ export function decodeHeader (bytes: Uint8Array, path: string, fileBytes: number
     dirCrc: b.readUInt32LE(44),
     keyIndexOffset: b.readDoubleLE(48),
     keyIndexBytes: b.readDoubleLE(56),
-    batchRows: b.readUInt32LE(64)
+    batchRows: b.readUInt32LE(64),
+    pageBytes: b.readUInt32LE(68),
+    pageTableCrc: b.readUInt32LE(72)
   }
   for (const k of ['rows', 'arrowBytes', 'keyIndexOffset', 'keyIndexBytes'] as const) {
     if (!Number.isSafeInteger(h[k]) || h[k] < 0) throw bad(`${k} is ${h[k]}`)
@@ -187,6 +207,9 @@ export function decodeHeader (bytes: Uint8Array, path: string, fileBytes: number
   if (HEADER_BYTES + h.dirBytes > fileBytes) throw bad(`directory of ${h.dirBytes} bytes passes the end of the ${fileBytes}-byte file`)
   if (h.keyIndexBytes > 0 && (h.keyIndexOffset < HEADER_BYTES + h.dirBytes || h.keyIndexOffset + h.keyIndexBytes > fileBytes)) throw bad(`key index at ${h.keyIndexOffset}+${h.keyIndexBytes} outside the file`)
   if (h.batches > 0 && h.batchRows === 0) throw bad('batch rows is 0')
+  if (version === 2 && (h.pageBytes < 64 || h.pageBytes > 1 << 20 || (h.pageBytes & (h.pageBytes - 1)) !== 0)) throw bad(`page bytes is ${h.pageBytes}, not a power of two from 64 to 1 MiB`)
+  const tableAt = fileBytes - 4 * pageCount(h)
+  if (tableAt < HEADER_BYTES + h.dirBytes || (h.keyIndexBytes > 0 && tableAt < h.keyIndexOffset + h.keyIndexBytes)) throw bad(`a page table of ${pageCount(h)} pages does not fit after the key index`)
   if (h.rows > h.batches * h.batchRows) throw bad(`${h.rows} rows in ${h.batches} batches of at most ${h.batchRows}`)
   return h
 }

@@ -14,6 +14,7 @@
  * decodes it with segment.ts's decoders into the columnar form in shared memory and keeps it in
  * the peer's block cache.
  */
+import { readSync } from 'node:fs'
 import { open, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Bool, Field, Float32, Float64, Message, MetadataVersion, RecordBatch, Schema, Struct, Utf8, makeData, makeVector, type Data, type Vector } from 'apache-arrow'
@@ -22,7 +23,7 @@ import { FileBlock, Footer } from 'apache-arrow/ipc/metadata/file'
 import { RecordBatch as RecordBatchHeader } from 'apache-arrow/ipc/metadata/message'
 import { VectorAssembler } from 'apache-arrow/visitor/vectorassembler'
 import { shareVector, type ColumnVector, type ValueType } from '../columnar/index.js'
-import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, type SpaceSchema } from '../schema/index.js'
+import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
 import { columnVectorBytes, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
@@ -35,7 +36,7 @@ import {
   type SegmentMeta
 } from './segment.js'
 import {
-  HEADER_BYTES, MAX_BUFFERS, MAX_NODES, SegmentBlockCorruptError, decodeDirectory, decodeHeader, directoryBytes, encodeDirectory, encodeHeader,
+  HEADER_BYTES, MAX_BUFFERS, MAX_NODES, PAGE_BYTES, SegmentBlockCorruptError, pageCount, decodeDirectory, decodeHeader, directoryBytes, encodeDirectory, encodeHeader,
   layoutOf, zonesByBatch, type Directory, type FileColumn, type IndexHeader, type WrittenBatch, type WrittenColumn, type Zone
 } from './segment-file-format.js'
 import { deletedColumn, gatherColumn, versionColumn, type GatherRows, type GatheredColumn, type SourceColumn } from './segment-gather.js'
@@ -253,6 +254,7 @@ async function writeAt (fh: FileHandle, data: Uint8Array, position: number): Pro
 class SegmentOutput {
   private position = 0
   private crc = 0
+  private readonly pages = new PageCrcs(PAGE_BYTES)
   private rows = 0
   private readonly blocks: FileBlock[] = []
   private readonly written: WrittenBatch[] = []
@@ -350,6 +352,8 @@ class SegmentOutput {
       await fh.sync()
     })
     const dirBytes = encodeDirectory(columns, this.written)
+    const pageTable = this.pages.finish()
+    if (pageTable.length !== 4 * pageCount({ arrowBytes: this.position, pageBytes: PAGE_BYTES })) throw new Error(`segment ${arrowName}: ${pageTable.length / 4} page CRCs for ${this.position} bytes`)
     const header: IndexHeader = {
       batches: this.written.length,
       columns: columns.length,
@@ -359,13 +363,16 @@ class SegmentOutput {
       dirCrc: crc32(dirBytes),
       keyIndexOffset: HEADER_BYTES + dirBytes.length,
       keyIndexBytes: keyIndex.length,
-      batchRows: this.batchRows
+      batchRows: this.batchRows,
+      pageBytes: PAGE_BYTES,
+      pageTableCrc: crc32(pageTable)
     }
     // Written in two parts: a copy of a million rows' key index into one buffer took ~60 ms in one stretch.
     const head = Buffer.concat([encodeHeader(header), dirBytes])
     await withFile(this.files, join(this.dir, idxName), 'w', async fh => {
       await writeAt(fh, head, 0)
       await writeAt(fh, keyIndex, head.length)
+      await writeAt(fh, pageTable, head.length + keyIndex.length)
       await fh.sync()
     })
     await (this.files !== undefined ? this.files.run(async () => { await fsyncDir(this.dir) }) : fsyncDir(this.dir))
@@ -376,8 +383,8 @@ class SegmentOutput {
       bytes: this.position,
       crc32: this.crc,
       index: idxName,
-      indexBytes: head.length + keyIndex.length,
-      indexCrc32: await crc32Yielding(keyIndex, crc32(head)),
+      indexBytes: head.length + keyIndex.length + pageTable.length,
+      indexCrc32: crc32(pageTable, await crc32Yielding(keyIndex, crc32(head))),
       batches: this.written.length
     }
   }
@@ -398,7 +405,48 @@ class SegmentOutput {
       if (p.length === 0) continue
       this.position += p.length
       this.crc = crc32(p, this.crc)
+      this.pages.add(p)
     }
+  }
+}
+
+/** The CRC-32 of each `pageBytes` page of a file written front to back (the page table of format 2). */
+class PageCrcs {
+  private table = new Uint8Array(1024)
+  private pages = 0
+  private crc = 0
+  /** Bytes of the current page seen so far. */
+  private fill = 0
+
+  constructor (private readonly pageBytes: number) {}
+
+  add (bytes: Uint8Array): void {
+    let at = 0
+    while (at < bytes.length) {
+      const n = Math.min(bytes.length - at, this.pageBytes - this.fill)
+      this.crc = crc32(bytes.subarray(at, at + n), this.crc)
+      this.fill += n
+      at += n
+      if (this.fill === this.pageBytes) this.push()
+    }
+  }
+
+  /** The table, little-endian u32 per page, the last (partial) page included. */
+  finish (): Uint8Array {
+    if (this.fill > 0) this.push()
+    return this.table.subarray(0, 4 * this.pages)
+  }
+
+  private push (): void {
+    if (4 * (this.pages + 1) > this.table.length) {
+      const grown = new Uint8Array(this.table.length * 2)
+      grown.set(this.table)
+      this.table = grown
+    }
+    new DataView(this.table.buffer).setUint32(4 * this.pages, this.crc, true)
+    this.pages++
+    this.crc = 0
+    this.fill = 0
   }
 }
 
@@ -753,6 +801,9 @@ function spanOf (buffers: ReadonlyArray<{ offset: number, length: number }>): { 
  * while no read is in flight the pool may close it for someone else (as wal.ts does), and the
  * next read opens it again.
  */
+/** Reads up to this size are made synchronously (see PooledFile.read). */
+const SYNC_READ_MAX_BYTES = 16 << 10
+
 class PooledFile implements Evictable, KeyIndexSource {
   private fh: FileHandle | undefined
   private opening: Promise<FileHandle> | undefined
@@ -775,13 +826,25 @@ class PooledFile implements Evictable, KeyIndexSource {
     this.inflight++
     this.files.markBusy(this)
     try {
-      const fh = await this.handle()
+      const fh = this.fh ?? await this.handle()
       const out = into !== undefined ? into.subarray(0, length) : new Uint8Array(new SharedArrayBuffer(length))
       let got = 0
-      while (got < length) {
-        const { bytesRead } = await fh.read(out, got, length - got, offset + got)
-        if (bytesRead === 0) break
-        got += bytesRead
+      if (length <= SYNC_READ_MAX_BYTES) {
+        // A small read is served in place, as a memory-mapped store serves a page fault: through
+        // the thread pool it cost ~35 µs here against ~3.5 µs for the read itself (page cache),
+        // which is most of a point get. A page not in the OS cache blocks the loop for one disk
+        // read of at most SYNC_READ_MAX_BYTES (docs/architecture.md, "Disk-resident segments").
+        while (got < length) {
+          const n = readSync(fh.fd, out, got, length - got, offset + got)
+          if (n === 0) break
+          got += n
+        }
+      } else {
+        while (got < length) {
+          const { bytesRead } = await fh.read(out, got, length - got, offset + got)
+          if (bytesRead === 0) break
+          got += bytesRead
+        }
       }
       this.reads++
       this.bytesRead += got
@@ -849,7 +912,9 @@ export class SegmentFile {
     private readonly idx: PooledFile,
     /** Rows by id, tombstones and versions, in key order (key-index.ts). */
     readonly keys: KeyIndex,
-    private readonly cache: BlockCache
+    private readonly cache: BlockCache,
+    /** CRC-32 of each page of the .arrow file (header.pageBytes each); empty for a format-1 file. */
+    private readonly pageCrcs: Uint32Array
   ) {}
 
   /** Reads and checks the .idx header, directory and key index (not the rows). */
@@ -881,8 +946,15 @@ export class SegmentFile {
         throw err
       }
       if (keys.count !== header.rows) throw new SegmentCorruptError(idxPath, `key index holds ${keys.count} rows, the segment ${header.rows}`)
+      const pages = pageCount(header)
+      const table = pages === 0 ? new Uint8Array(0) : await idx.read(idxSize - 4 * pages, 4 * pages)
+      if (table.length !== 4 * pages) throw new SegmentCorruptError(idxPath, 'the file ends inside the page table')
+      if (pages > 0 && crc32(table) !== header.pageTableCrc) throw new SegmentCorruptError(idxPath, 'bad page table: CRC mismatch')
+      const pageCrcs = new Uint32Array(pages)
+      const tdv = new DataView(table.buffer, table.byteOffset, table.byteLength)
+      for (let p = 0; p < pages; p++) pageCrcs[p] = tdv.getUint32(4 * p, true)
       // The key index reads its blocks through `idx` later: it stays (its descriptor idle in the pool).
-      return new SegmentFile(meta, path, header, directory, arrow, idx, keys, deps.cache)
+      return new SegmentFile(meta, path, header, directory, arrow, idx, keys, deps.cache, pageCrcs)
     } catch (err) {
       await idx.close()
       throw err
@@ -903,7 +975,7 @@ export class SegmentFile {
   }
 
   /** Bytes held in memory while open: the directory and the key index's resident part. */
-  get residentBytes (): number { return directoryBytes(this.dir) + this.keys.residentBytes }
+  get residentBytes (): number { return directoryBytes(this.dir) + this.keys.residentBytes + this.pageCrcs.byteLength }
 
   /** Reads of the .arrow file so far and their bytes (tests, stats). */
   get arrowReads (): { reads: number, bytes: number, opens: number } { return { reads: this.arrow.reads, bytes: this.arrow.bytesRead, opens: this.arrow.opens } }
@@ -1063,6 +1135,110 @@ export class SegmentFile {
     return out
   }
 
+  /**
+   * The values of row `i` of batch `b` for `columns` (null where the file lacks a column), as
+   * records() gives them, reading only the pages that hold them: the validity bit, the value (a
+   * utf8's two offsets, then its bytes), each page checked against the page table and cached.
+   * A point get's read: a few pages, where records() reads the batch's whole column blocks.
+   * Lists and vectors, and files without a page table (format 1), read their column block.
+   */
+  async rowValues (b: number, i: number, columns: ReadonlyArray<{ name: string, type: ColumnType }>): Promise<unknown[]> {
+    this.checkBatch(b)
+    if (!Number.isInteger(i) || i < 0 || i >= this.dir.batchRows[b]!) throw new RangeError(`row ${i} of batch ${b} (${this.dir.batchRows[b]!} rows)`)
+    const out = new Array<unknown>(columns.length)
+    for (let k = 0; k < columns.length; k++) {
+      const { name, type } = columns[k]!
+      const c = this.dir.columnIndex.get(name)
+      if (c === undefined) { out[k] = null; continue }
+      if (this.pageCrcs.length === 0 || listElement(type) !== undefined || vectorDim(type) !== undefined) {
+        const vec = await this.arrowColumn(b, name)
+        out[k] = vec === undefined ? null : fromArrow(type, vec.get(i))
+        continue
+      }
+      out[k] = await this.valueAt(b, c, i, type as ScalarType)
+    }
+    return out
+  }
+
+  /** Row `i` of scalar column `c` in batch `b`, from its pages (see rowValues). */
+  private async valueAt (b: number, c: number, i: number, type: ScalarType): Promise<unknown> {
+    const d = this.dir
+    const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.path, b, d.columns[c]!.name, reason)
+    try {
+      return await this.valueFromPages(b, c, i, type, fail)
+    } catch (err) {
+      // A bad page is reported as the block the read was for, as a column read reports it.
+      if (err instanceof PageCorruptError) throw fail(err.reason)
+      throw err
+    }
+  }
+
+  private async valueFromPages (b: number, c: number, i: number, type: ScalarType, fail: (reason: string) => SegmentBlockCorruptError): Promise<unknown> {
+    const d = this.dir
+    const k = b * d.columns.length + c
+    const bb = k * MAX_BUFFERS * 2
+    const body = d.bodyOffset[b]!
+    const at = (buffer: number): number => body + d.buffers[bb + 2 * buffer]!
+    if (d.nodes[k * MAX_NODES * 2 + 1]! > 0) {
+      const byte = (await this.fileBytes(at(0) + (i >> 3), 1))[0]!
+      if ((byte & (1 << (i & 7))) === 0) return null
+    }
+    switch (type) {
+      case 'bool': return ((await this.fileBytes(at(1) + (i >> 3), 1))[0]! & (1 << (i & 7))) !== 0
+      case 'int32': return readValue(await this.fileBytes(at(1) + 4 * i, 4)).getInt32(0, true)
+      case 'date': return readValue(await this.fileBytes(at(1) + 4 * i, 4)).getInt32(0, true)
+      case 'float32': return readValue(await this.fileBytes(at(1) + 4 * i, 4)).getFloat32(0, true)
+      case 'float64': return readValue(await this.fileBytes(at(1) + 8 * i, 8)).getFloat64(0, true)
+      case 'timestamp': return Number(readValue(await this.fileBytes(at(1) + 8 * i, 8)).getBigInt64(0, true))
+      case 'int64': {
+        const v = readValue(await this.fileBytes(at(1) + 8 * i, 8)).getBigInt64(0, true)
+        return v >= SAFE_MIN_BIG && v <= SAFE_MAX_BIG ? Number(v) : v
+      }
+      case 'utf8': {
+        const o = readValue(await this.fileBytes(at(1) + 4 * i, 8))
+        const from = o.getInt32(0, true)
+        const to = o.getInt32(4, true)
+        const dataBytes = d.buffers[bb + 2 * 2 + 1]!
+        if (from < 0 || to < from || to > dataBytes) throw fail(`row ${i}: offsets ${from}..${to} outside the ${dataBytes} bytes of values`)
+        return from === to ? '' : utf8.decode(await this.fileBytes(at(2) + from, to - from))
+      }
+    }
+    throw fail(`no reader for type ${String(type)}`)
+  }
+
+  /** Bytes `[offset, offset + length)` of the .arrow file, from its pages (checked, cached). */
+  private async fileBytes (offset: number, length: number): Promise<Uint8Array> {
+    const size = this.header.pageBytes
+    const first = Math.floor(offset / size)
+    const last = Math.floor((offset + length - 1) / size)
+    if (offset < 0 || last >= this.pageCrcs.length) throw new PageCorruptError(this.path, `bytes ${offset}..${offset + length} lie outside the file's ${this.header.arrowBytes}`)
+    if (first === last) {
+      const from = offset - first * size
+      return (await this.page(first)).subarray(from, from + length)
+    }
+    const out = new Uint8Array(length)
+    for (let p = first; p <= last; p++) {
+      const page = await this.page(p)
+      const start = p * size
+      const from = Math.max(offset, start)
+      const to = Math.min(offset + length, start + page.length)
+      out.set(page.subarray(from - start, to - start), from - offset)
+    }
+    return out
+  }
+
+  /** Page `p` of the .arrow file, checked against the page table, through the cache. */
+  private async page (p: number): Promise<Uint8Array> {
+    return await this.cache.getOrLoad(`${this.path}#page${p}`, async () => {
+      const size = this.header.pageBytes
+      const length = Math.min(size, this.header.arrowBytes - p * size)
+      const bytes = await this.arrow.read(p * size, length)
+      if (bytes.length !== length) throw new PageCorruptError(this.path, `the file ends ${length - bytes.length} bytes early, in page ${p} (truncated)`)
+      if (crc32(bytes) !== this.pageCrcs[p]) throw new PageCorruptError(this.path, `page ${p} (bytes ${p * size}..${p * size + length}): CRC mismatch`)
+      return { value: bytes, bytes: length + PAGE_ENTRY_OVERHEAD_BYTES }
+    })
+  }
+
   /** Cache keys start with the .arrow path: unique per segment file among the peer's segments. */
   private key (b: number, what: string): string { return `${this.path}#${b}/${what}` }
 
@@ -1110,6 +1286,18 @@ export class SegmentFile {
     await this.idx.close()
   }
 }
+
+/** A page of a segment's .arrow file does not match its page table (rethrown naming the batch and column read). */
+class PageCorruptError extends SegmentCorruptError {
+  constructor (path: string, readonly reason: string) { super(path, reason) }
+}
+
+/** What a cached page costs beyond its bytes (its entry, key and view), as the cache counts it. */
+const PAGE_ENTRY_OVERHEAD_BYTES = 160
+const SAFE_MIN_BIG = BigInt(Number.MIN_SAFE_INTEGER)
+const SAFE_MAX_BIG = BigInt(Number.MAX_SAFE_INTEGER)
+const utf8 = new TextDecoder()
+const readValue = (u8: Uint8Array): DataView => new DataView(u8.buffer, u8.byteOffset, u8.byteLength)
 
 /**
  * Buffers a column read borrows while its bytes are checked and decoded into a new vector. A new

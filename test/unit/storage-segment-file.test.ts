@@ -15,6 +15,7 @@ import { FilePool } from '../../src/storage/files.js'
 import { compareKeys, compareUtf16Order, keyBloomHash, keyHash, keyHashesUtf8 } from '../../src/storage/key-index.js'
 import { DELETED_COLUMN, Segment, SegmentCorruptError, VERSION_COLUMN, encodeSegment } from '../../src/storage/segment.js'
 import { SegmentFile, SegmentFileWriter, writeSegmentFiles, type SegmentFileMeta, type SourceColumn } from '../../src/storage/segment-file.js'
+import { crc32 } from '../../src/storage/crc32.js'
 import { HEADER_BYTES } from '../../src/storage/segment-file-format.js'
 import type { VersionedRecord } from '../../src/storage/types.js'
 import { T0, TempDirs, flipByte } from './storage-helpers.js'
@@ -171,6 +172,61 @@ describe('segment files', () => {
     const reads = seg.arrowReads.reads
     expect(await seg.column(1, 'x', 'float64')).toBe(a)
     expect(seg.arrowReads.reads).toBe(reads)
+    await seg.close()
+  })
+
+  it('reads one row\'s values from the pages holding them, as records() gives them, for every type', async () => {
+    const records = randomRecords(300, 4)
+    const { dir, meta } = await written(records, 64)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    const columns = SCHEMA.filter(c => c.name !== 'id')
+    let checked = 0
+    for (let b = 0; b < seg.batches; b++) {
+      const whole = await seg.records(b, undefined, SCHEMA)
+      for (let i = 0; i < whole.length; i++) {
+        if (whole[i]!.deleted) continue
+        const got = await seg.rowValues(b, i, columns)
+        expect(got, `batch ${b} row ${i}`).toEqual(columns.map(c => whole[i]!.row![c.name]))
+        checked++
+      }
+    }
+    expect(checked).toBeGreaterThan(200)
+    // Big int64s stay bigints, as records() keeps them; a column the file lacks reads as NULL.
+    expect(records.some(r => typeof r.row?.n === 'bigint')).toBe(true)
+    expect(await seg.rowValues(0, 0, [{ name: 'later', type: 'int32' }])).toEqual([null])
+    await seg.close()
+
+    // Scalars only, from a cold cache: a few pages, not the batch's column blocks.
+    const cold = await SegmentFile.open(dir, meta, deps())
+    const scalars = columns.filter(c => !c.type.startsWith('list') && !c.type.startsWith('vector'))
+    const before = cold.arrowReads.bytes
+    await cold.rowValues(2, 17, scalars)
+    const read = cold.arrowReads.bytes - before
+    expect(read).toBeGreaterThan(0)
+    expect(read).toBeLessThanOrEqual(3 * 4096)
+    // Again: from the cached pages, no read.
+    await cold.rowValues(2, 17, scalars)
+    expect(cold.arrowReads.bytes - before).toBe(read)
+    await cold.close()
+  })
+
+  it('reads a format-1 .idx (no page table) as before: rows from whole column blocks', async () => {
+    const records = randomRecords(200, 5)
+    const { dir, meta } = await written(records, 50)
+    const idx = join(dir, meta.index)
+    const v2 = await readFile(idx)
+    const pages = Math.ceil(meta.bytes / 4096)
+    const v1 = Buffer.from(v2.subarray(0, v2.length - 4 * pages))
+    v1.writeUInt32LE(1, 8)
+    v1.writeUInt32LE(0, 68)
+    v1.writeUInt32LE(0, 72)
+    v1.writeUInt32LE(crc32(v1.subarray(0, HEADER_BYTES - 4)), HEADER_BYTES - 4)
+    await writeFile(idx, v1)
+    const seg = await SegmentFile.open(dir, { ...meta, indexBytes: v1.length }, deps())
+    const columns = SCHEMA.filter(c => c.name !== 'id')
+    const whole = await seg.records(1, undefined, SCHEMA)
+    const i = whole.findIndex(r => !r.deleted)
+    expect(await seg.rowValues(1, i, columns)).toEqual(columns.map(c => whole[i]!.row![c.name]))
     await seg.close()
   })
 
@@ -509,6 +565,33 @@ describe('segment file corruption', () => {
     }
   })
 
+  it('a flipped byte under a row\'s value fails that row\'s read naming the file, batch and column; rows on other pages still read', async () => {
+    const { dir, meta } = await written(randomRecords(2000, 6), 1000)
+    const probe = await SegmentFile.open(dir, meta, deps())
+    const range = probe.columnRange(1, 'x')!
+    await probe.close()
+    // Row 10 of batch 1's float64 column 'x': 8 bytes a row after the validity bitmap (if any).
+    const at = range.offset + range.length - 8 * (1000 - 10)
+    await flipByte(join(dir, meta.file), at)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    const err = await expectCorrupt(seg.rowValues(1, 10, [{ name: 'x', type: 'float64' }]), meta.file, 'batch 1', 'column "x"', 'CRC')
+    expect(err).toMatchObject({ batch: 1, column: 'x' })
+    // Other pages are read and checked on their own: the same column in another batch, another column.
+    expect(await seg.rowValues(0, 10, [{ name: 'x', type: 'float64' }])).toHaveLength(1)
+    expect(await seg.rowValues(1, 10, [{ name: 'i', type: 'int32' }])).toHaveLength(1)
+    await seg.close()
+  })
+
+  it('a flipped byte in the page table fails the open naming the .idx', async () => {
+    const { dir, meta } = await written(randomRecords(200, 7), 50)
+    const idx = join(dir, meta.index)
+    const good = await readFile(idx)
+    const bad = Buffer.from(good)
+    bad[bad.length - 2]! ^= 0x10
+    await writeFile(idx, bad)
+    await expectCorrupt(SegmentFile.open(dir, meta, deps()), meta.index, 'page table')
+  })
+
   it('a truncated .arrow file fails at open, or at the read of a batch past the end', async () => {
     const { dir, meta } = await written(randomRecords(200), 50)
     const seg = await SegmentFile.open(dir, meta, deps())
@@ -530,7 +613,7 @@ describe('segment file corruption', () => {
       await writeFile(idx, bad)
       await expectCorrupt(SegmentFile.open(dir, meta, deps()), meta.index, what)
     }
-    // The key-index section (last in the file): its header's magic, then a byte of its Bloom filter.
+    // The key-index section: its header's magic, then a byte of its Bloom filter.
     const keyIndexAt = good.readDoubleLE(48)
     for (const at of [keyIndexAt + 1, keyIndexAt + 90]) {
       const bad = Buffer.from(good)
