@@ -10,6 +10,7 @@ import type { SpaceDef } from '../schema/index.js'
 import type { BlockCache } from './block-cache.js'
 import type { CompactionSlots } from './compaction-slots.js'
 import type { DiskSegment } from './disk-segment.js'
+import type { FailedOperation, StoreFailure } from './failure.js'
 import type { FilePool } from './files.js'
 import type { LiveIndex } from './live-index.js'
 import type { SegmentManifest } from './manifest.js'
@@ -54,13 +55,19 @@ export interface StoreHooks {
 }
 
 /**
- * Whether the store still takes work: closed by close(), failed by a WAL write that did not
- * complete (then writes are refused until a reopen lets recovery decide what is durable).
- * Background work (flush, compaction) checks it before starting.
+ * Whether the store still takes work: closed by close(), failed by a disk write, fsync, flush or
+ * manifest swap that did not complete (then writes are refused until a reopen lets recovery decide
+ * what is durable, or a rebuild replaces the replica). Background work (flush, compaction) checks
+ * it before starting. failure.ts's FailureStatus is the one implementation: the first failure is
+ * recorded, classified, logged once and heard by the store's listeners (assigning `failed` too).
  */
 export interface StoreStatus {
   closed: boolean
   failed: Error | undefined
+  /** The first failure, classified (failure.ts). */
+  readonly failure: StoreFailure | undefined
+  /** Records a failure of `operation` on `path` (the first one only). */
+  fail(err: unknown, operation: FailedOperation, path?: string): void
 }
 
 /**

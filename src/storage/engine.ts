@@ -2,13 +2,14 @@
  * StorageEngine: the partitions of every space on this peer, under one data directory, with a
  * memtable budget shared between them.
  */
-import { readdir } from 'node:fs/promises'
+import { mkdir, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SpaceDef } from '../schema/index.js'
 import { BlockCache } from './block-cache.js'
 import { CompactionSlots, defaultMaxConcurrentCompactions } from './compaction-slots.js'
 import { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 import { moveAside, readDamageReports, segmentCorruption } from './damage.js'
+import { describeFailure, isDiskFault, probeDisk, type StoreFailure } from './failure.js'
 import { LocalPartitionStore, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type StorageEngineOptions } from './options.js'
 
@@ -35,6 +36,14 @@ export type StoredDamage = DamageReport & {
   error?: string
 }
 
+/** A disk failure of one of this peer's partitions (StorageEngine.failures). */
+export type StoredFailure = StoreFailure & {
+  space: SpaceDef
+  partition: number
+  /** Whether the partition is open (its store failed while it served) or could not open at all. */
+  open: boolean
+}
+
 export class StorageEngine {
   readonly dataDir: string
   private readonly deps: PartitionDeps
@@ -45,6 +54,8 @@ export class StorageEngine {
   private closed = false
   /** Partitions a damaged segment kept from opening, with their damage reports (damage()). */
   private readonly openFailures = new Map<string, { space: SpaceDef, partition: number, error: Error, reports: DamageReport[] }>()
+  /** Partitions a disk fault (a full disk, an I/O error) kept from opening, until an opening succeeds. */
+  private readonly openFaults = new Map<string, { space: SpaceDef, partition: number, failure: StoreFailure }>()
   /** Space uids dropped while this engine runs: their partitions are not opened again. */
   private readonly dropped = new Set<string>()
   /** The bound on open files shared by every partition. */
@@ -104,10 +115,13 @@ export class StorageEngine {
         onMemtableGrowth: () => { this.enforceBudget() }
       })
     } catch (err) {
+      const key = `${space.uid}\u0000${partition}`
       const c = segmentCorruption(err)
       if (c !== undefined) {
         const reports = await readDamageReports(dir, this.deps.log).catch(() => [])
-        this.openFailures.set(`${space.uid}\u0000${partition}`, { space, partition, error: c.error, reports })
+        this.openFailures.set(key, { space, partition, error: c.error, reports })
+      } else if (isDiskFault(err)) {
+        this.openFaults.set(key, { space, partition, failure: describeFailure(err, 'open', this.deps.clock.wallNow(), dir) })
       }
       throw err
     }
@@ -119,6 +133,7 @@ export class StorageEngine {
       if (this.stores.get(key) !== p) return
       this.open.set(key, s)
       this.openFailures.delete(key)
+      this.openFaults.delete(key)
     }, () => {
       if (this.stores.get(key) === p) this.stores.delete(key)
     })
@@ -146,15 +161,53 @@ export class StorageEngine {
       await store?.close()
       const dir = this.partitionDir(space.uid, partition)
       const aside = `${dir}.corrupt-${this.deps.clock.wallNow()}`
+      const failure = store?.failure()
       const carried = await this.files.run(async () => await moveAside(dir, aside, this.deps.log))
-      this.deps.log.error({ space: space.name, uid: space.uid, partition, movedTo: aside, reports: carried.map(d => d.file) },
-        'damaged partition replica moved aside (kept there for inspection; nothing is deleted); a fresh replica is rebuilt from the other replicas')
+      this.deps.log.error({ space: space.name, uid: space.uid, partition, movedTo: aside, reports: carried.map(d => d.file), ...(failure !== undefined ? { code: failure.code, failedAt: failure.path } : {}) },
+        `${failure !== undefined ? `partition replica that failed on a disk error (${failure.code})` : 'damaged partition replica'} moved aside (kept there for inspection; nothing is deleted); a fresh replica is rebuilt from the other replicas`)
       return await this.openStore(space, partition)
     })()
     this.stores.set(key, p)
     this.track(key, p)
     const store = await p
     if (space.schema.length > store.space.schema.length) store.updateSchema(space)
+    return store
+  }
+
+  /**
+   * Reopens a partition whose store failed for want of space (StoreFailure kind `no-space`) once
+   * its disk takes writes again. First a probe: a write and an fsync in the partition's directory
+   * (failure.ts probeDisk); while that fails, its error is thrown and the failed store stays as it
+   * is. Then the failed store is closed and the partition opened again from what is durable
+   * (recovery replays the WAL, cutting a tail a failed write left torn; nothing that failed was
+   * acknowledged). A store that has not failed is returned as it is. Concurrent and later
+   * openPartition calls get the new store. Replication calls this with backoff (Ownership), then
+   * catches the partition up from the other replicas before it serves again.
+   */
+  async reopenPartition (space: SpaceDef, partition: number): Promise<LocalPartitionStore> {
+    if (this.closed) throw new Error('storage engine is closed')
+    const key = `${space.uid}\u0000${partition}`
+    if (this.dropped.has(space.uid)) throw new SpaceDroppedError(`space ${space.name} (${space.uid}) was dropped; its partition ${partition} is not reopened`)
+    const old = this.stores.get(key)
+    const current = old === undefined ? undefined : await old.catch(() => undefined)
+    if (current !== undefined && current.failure() === undefined && !current.isClosed()) return await this.openPartition(space, partition)
+    const dir = this.partitionDir(space.uid, partition)
+    await this.files.run(async () => {
+      await mkdir(dir, { recursive: true })
+      await probeDisk(dir)
+    })
+    // Replaced meanwhile (a rebuild, another reopen): that one stands.
+    if (this.stores.get(key) !== old) return await this.openPartition(space, partition)
+    this.open.delete(key)
+    const p = (async () => {
+      await current?.close()
+      return await this.openStore(space, partition)
+    })()
+    this.stores.set(key, p)
+    this.track(key, p)
+    const store = await p
+    if (space.schema.length > store.space.schema.length) store.updateSchema(space)
+    this.deps.log.info({ space: space.name, uid: space.uid, partition, after: current?.failure()?.code }, 'partition reopened from its durable state: its disk takes writes again')
     return store
   }
 
@@ -182,6 +235,21 @@ export class StorageEngine {
     for (const f of this.openFailures.values()) {
       for (const d of f.reports) out.push({ space: f.space, partition: f.partition, open: false, error: f.error.message, ...d })
     }
+    return out
+  }
+
+  /**
+   * Disk failures of this peer's partitions: open stores that failed while they served (a WAL
+   * write or fsync, a flush, a manifest swap, a device error) and partitions a disk fault kept
+   * from opening (`open: false`), until a reopen, a rebuild or an opening succeeds.
+   */
+  failures (): StoredFailure[] {
+    const out: StoredFailure[] = []
+    for (const s of this.open.values()) {
+      const f = s.failure()
+      if (f !== undefined && !s.isClosed()) out.push({ ...f, space: s.space, partition: s.partition, open: true })
+    }
+    for (const f of this.openFaults.values()) out.push({ ...f.failure, space: f.space, partition: f.partition, open: false })
     return out
   }
 
@@ -229,6 +297,7 @@ export class StorageEngine {
       await store?.close()
     }
     for (const key of [...this.openFailures.keys()]) if (key.startsWith(prefix)) this.openFailures.delete(key)
+    for (const key of [...this.openFaults.keys()]) if (key.startsWith(prefix)) this.openFaults.delete(key)
     await removeDir(join(this.dataDir, 'spaces', spaceDirName(uid)))
   }
 
@@ -261,6 +330,7 @@ export class StorageEngine {
     this.stores.delete(key)
     this.open.delete(key)
     this.openFailures.delete(key)
+    this.openFaults.delete(key)
     const store = p === undefined ? undefined : await p.catch(() => undefined)
     await store?.close()
     await removeDir(this.partitionDir(uid, partition))

@@ -6,10 +6,15 @@
  * deleted. Replaying WAL records already in a segment is harmless under last-writer-wins.
  * One flush runs at a time; concurrent calls share it.
  */
+import { join } from 'node:path'
 import type { PartitionContext } from './context.js'
+import { isDiskFault } from './failure.js'
+import { MANIFEST_FILE } from './manifest.js'
+import { segmentFileName } from './segment.js'
 import type { VersionedRecord } from './types.js'
+import type { WalFile } from './wal.js'
 
-export type FlushContext = Pick<PartitionContext, 'space' | 'log' | 'hooks' | 'counters' | 'status' | 'index' | 'memtable' | 'wal' | 'manifest'> & {
+export type FlushContext = Pick<PartitionContext, 'dir' | 'space' | 'log' | 'hooks' | 'counters' | 'status' | 'index' | 'memtable' | 'wal' | 'manifest'> & {
   /** Starts a compaction if the policy asks for one (after each flush: it adds a segment). */
   maybeCompact: () => void
 }
@@ -41,7 +46,8 @@ export class Flusher {
       if (!this.ctx.status.closed) this.ctx.hooks.onMemtableGrowth?.()
     }, (err: unknown) => {
       this.flushing = undefined
-      this.ctx.log.error({ err }, 'flush failed; the memtable and its WAL are kept')
+      // One that met a disk fault failed the store, which logged it once (see run).
+      if (this.ctx.status.failed === undefined && !this.ctx.status.closed) this.ctx.log.error({ err }, 'flush failed; the memtable and its WAL are kept')
       throw err
     })
     return this.flushing
@@ -58,9 +64,17 @@ export class Flusher {
   async settled (): Promise<void> { await this.flushing?.catch(() => {}) }
 
   private async run (always = false): Promise<void> {
-    const { index, memtable, wal, manifest, status } = this.ctx
+    const { index, memtable, wal, manifest, status, dir } = this.ctx
     if ((memtable.records.length === 0 && memtable.bytes === 0 && !always) || status.failed !== undefined) return
-    const next = await wal.openNext()
+    // The file each step writes, for the failure's report.
+    let writing = dir
+    let next: { seq: number, file: WalFile }
+    try {
+      next = await wal.openNext()
+    } catch (err) {
+      if (isDiskFault(err)) status.fail(err, 'flush', dir)
+      throw err
+    }
     // One tick: from here on, writes go to the new WAL and the new memtable together.
     const frozen = memtable.freeze()
     const frozenGeneration = memtable.generation - 1
@@ -72,7 +86,9 @@ export class Flusher {
       await memtable.settled(frozenGeneration)
       const records: VersionedRecord[] = []
       for (const r of frozen) if (index.holds(r)) records.push(r)
+      writing = join(dir, segmentFileName(manifest.nextSegmentId))
       const written = records.length > 0 ? await manifest.writeSegment(this.ctx.space().schema, records) : undefined
+      writing = join(dir, MANIFEST_FILE)
       try {
         await manifest.update(m => {
           // The swap, in the manifest's turn and one tick: row j of the segment is
@@ -94,10 +110,14 @@ export class Flusher {
         // The records live in the new segment in memory, which no manifest lists: serving them is
         // right (their old WAL still holds them), but nothing more may be written until a reopen
         // decides from what is on disk.
-        status.failed ??= err as Error
+        status.fail(err, 'flush', writing)
         memtable.release()
         throw err
       }
+      // A full disk or an I/O error fails the store (retried at every write, a flush would only
+      // fail again, and the disk is the WAL's too); anything else (a file in the way, no
+      // descriptor free) leaves the memtable to a later flush.
+      if (isDiskFault(err)) status.fail(err, 'flush', writing)
       // Keep the frozen records in the memtable: their WAL (not yet deleted) still covers them.
       // Applies still pending on it settle first (their frames are durable or failed by now).
       await memtable.settled(frozenGeneration)

@@ -46,9 +46,10 @@
  */
 export type { VersionedRecord, ApplyResult, PartitionDigest, PartitionStats, PartitionStore } from './types.js'
 export { compareVersions } from './types.js'
-export { DEFAULT_MEMTABLE_BUDGET_BYTES, SpaceDroppedError, StorageEngine, spaceDirName, type StoredDamage } from './engine.js'
+export { DEFAULT_MEMTABLE_BUDGET_BYTES, SpaceDroppedError, StorageEngine, spaceDirName, type StoredDamage, type StoredFailure } from './engine.js'
 export { LocalPartitionStore, StoreClosedError, StoreFailedError, MANIFEST_FILE, CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX, isSegmentCorruption } from './partition.js'
-export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps, DamageReport, SegmentDamageReport, WalDamageReport } from './partition.js'
+export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps, DamageReport, SegmentDamageReport, WalDamageReport, FailedOperation, StoreFailure } from './partition.js'
+export { isDiskFault, isNoSpace, errnoCode } from './failure.js'
 export { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 export { CompactionSlots, defaultMaxConcurrentCompactions } from './compaction-slots.js'
 export { BlockCache, columnVectorBytes, defaultCacheMiB, type BlockCacheStats } from './block-cache.js'

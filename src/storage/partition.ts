@@ -25,9 +25,10 @@ import type { SpaceDef } from '../schema/index.js'
 import { BlockCache } from './block-cache.js'
 import { Compactor, type CompactionResult } from './compaction.js'
 import { CompactionSlots } from './compaction-slots.js'
-import { newStoreCounters, type PartitionContext, type PartitionDeps, type StoreCounters, type StoreHooks, type StoreStatus } from './context.js'
+import { newStoreCounters, type PartitionContext, type PartitionDeps, type StoreCounters, type StoreHooks } from './context.js'
 import { DamageLog, segmentCorruption, type DamageReport } from './damage.js'
 import type { DiskSegment } from './disk-segment.js'
+import { FailureStatus, isDiskFault, isNoSpace, type StoreFailure } from './failure.js'
 import { FilePool } from './files.js'
 import { Flusher } from './flush.js'
 import { LiveIndex } from './live-index.js'
@@ -43,6 +44,7 @@ import { PartitionWriter } from './write.js'
 
 // The store's public names, wherever they are defined: importers keep importing them from here.
 export { sizeTier, type CompactionResult } from './compaction.js'
+export type { FailedOperation, StoreFailure } from './failure.js'
 export type { PartitionDeps, StoreCounters, StoreHooks } from './context.js'
 export { CORRUPT_COPY_SUFFIX, DAMAGE_REPORT_SUFFIX, isSegmentCorruption, type DamageReport, type SegmentDamageReport, type WalDamageReport } from './damage.js'
 export { MANIFEST_FILE } from './manifest.js'
@@ -67,6 +69,8 @@ export class LocalPartitionStore implements PartitionStore {
   private closing: Promise<void> | undefined
   /** Called when a read or a compaction finds a segment file damaged (the first time per file). */
   private readonly damageListeners = new Set<() => void>()
+  /** Called once, when the store fails on a disk error (failure.ts). */
+  private readonly failureListeners = new Set<(f: StoreFailure) => void>()
 
   readonly counters: StoreCounters = newStoreCounters()
   recovery!: RecoveryStats
@@ -75,8 +79,8 @@ export class LocalPartitionStore implements PartitionStore {
     this.spaceDef = space
     this.partition = partition
     this.dir = dir
-    const status: StoreStatus = { closed: false, failed: undefined }
     const log = deps.log.child({ space: space.name, uid: space.uid, partition })
+    const status = new FailureStatus(log, () => deps.clock.wallNow(), f => { this.failed(f) })
     this.damaged = new DamageLog(deps.files, deps.clock, log)
     const ctx: PartitionContext = {
       dir,
@@ -100,7 +104,8 @@ export class LocalPartitionStore implements PartitionStore {
       }
     }
     this.ctx = ctx
-    this.compactor = new Compactor(ctx)
+    // The compactor's failures are told apart from reads' (a disk fault fails the store as one of a compaction).
+    this.compactor = new Compactor({ ...ctx, corruption: { ...ctx.corruption, report: err => { this.noteCorruption(err, 'compaction') } } })
     this.flusher = new Flusher({ ...ctx, maybeCompact: () => { this.compactor.maybeCompact() } })
     this.writer = new PartitionWriter({ ...ctx, flusher: this.flusher, compactor: this.compactor })
     this.reader = new PartitionReader(ctx)
@@ -157,7 +162,30 @@ export class LocalPartitionStore implements PartitionStore {
    * replica from the other replicas (StorageEngine.rebuildPartition), not syncing it.
    */
   needsRebuild (): boolean {
-    return this.damage().some(d => d.kind === 'segment' && !d.repaired && d.movedTo === undefined)
+    const f = this.ctx.status.failure
+    return (f !== undefined && f.kind === 'io') || this.damage().some(d => d.kind === 'segment' && !d.repaired && d.movedTo === undefined)
+  }
+
+  // ------------------------------------------------------------------------------ disk failure
+
+  /**
+   * The disk failure that stopped this store, if one did (failure.ts): a WAL write or fsync, a
+   * flush, a manifest swap, a compaction that met an I/O error. It then refuses writes and serves
+   * what it holds; `no-space` heals by reopening the partition once the disk has room
+   * (StorageEngine.reopenPartition), `io` by rebuilding it from the other replicas (needsRebuild).
+   */
+  failure (): StoreFailure | undefined { return this.ctx.status.failure }
+
+  /** Calls `listener` once, when the store fails on a disk error; returns the unsubscribe. */
+  onFailure (listener: (f: StoreFailure) => void): () => void {
+    this.failureListeners.add(listener)
+    return () => { this.failureListeners.delete(listener) }
+  }
+
+  private failed (f: StoreFailure): void {
+    for (const l of [...this.failureListeners]) {
+      try { l(f) } catch (e) { this.ctx.log.error({ err: e }, 'a failure listener failed') }
+    }
   }
 
   /**
@@ -172,11 +200,16 @@ export class LocalPartitionStore implements PartitionStore {
 
   /**
    * Records `err` if it is segment corruption (damage.ts): the report is held at once and written
-   * beside the file, and the listeners hear of it. A closed store's reads (one rebuilt meanwhile,
-   * whose directory is elsewhere now) report nothing: its files are no longer this replica's.
+   * beside the file, and the listeners hear of it; or fails the store if it is a device error
+   * (failure.ts). A closed store's reads (one rebuilt meanwhile, whose directory is elsewhere now)
+   * report nothing: its files are no longer this replica's.
    */
-  private noteCorruption (err: unknown): void {
+  private noteCorruption (err: unknown, operation: 'read' | 'compaction' = 'read'): void {
     if (this.ctx.status.closed) return
+    // A device error met by a read or a compaction fails the store (it is rebuilt from the other
+    // replicas). A compaction that runs out of space does not: its output is abandoned, the old
+    // segments stay and nothing it promised is lost; the WAL meets a disk still full soon enough.
+    if (isDiskFault(err) && !isNoSpace(err)) this.ctx.status.fail(err, operation)
     const c = segmentCorruption(err)
     if (c === undefined || !this.damaged.segmentFound(c)) return
     for (const l of [...this.damageListeners]) {

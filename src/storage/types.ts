@@ -3,6 +3,7 @@
  * this peer. The engine behind it (WAL, memtable, Arrow segments, compaction) is storage's own.
  */
 import type { PackedRecords } from './wal.js'
+import type { StoreFailure } from './failure.js'
 import type { BatchOptions, ColumnBatch } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
@@ -99,6 +100,15 @@ export interface PartitionStore {
    * each file) while the replica serves; returns the unsubscribe.
    */
   onDamage?(listener: () => void): () => void
+  /**
+   * The disk failure that stopped this replica, if one did (a WAL write or fsync, a flush, a
+   * manifest swap, a device error): it refuses writes from then on and must not serve as if
+   * whole. `no-space` heals once the disk has room (StoreProvider.reopen); `io` needs a rebuild
+   * from the other replicas (needsRebuild says so).
+   */
+  failure?(): StoreFailure | undefined
+  /** Calls `listener` once, when the replica fails on a disk error; returns the unsubscribe. */
+  onFailure?(listener: (f: StoreFailure) => void): () => void
 }
 
 /** Orders two versions of the same id: > 0 when `a` wins. */

@@ -256,6 +256,9 @@ export class WalFile implements Evictable {
   /** Bytes queued but not yet synced. */
   get pendingBytes (): number { return this.queue.reduce((n, b) => n + b.length, 0) }
 
+  /** The error that broke this file (a write or sync failed: its state on disk is unknown), if one did. */
+  get broken (): Error | undefined { return this.failed }
+
   /** Whether the file handle is open now (the pool may have closed it while idle). */
   get isOpen (): boolean { return this.fh !== undefined }
 

@@ -5,8 +5,9 @@
  * the index, checking last-writer-wins again against what concurrent applies put there meanwhile,
  * and resolves. Nothing is visible to reads, digests or anti-entropy before it is durable: a
  * write whose frame fails leaves no trace but the error (DESIGN.md section 5). A writer
- * outrunning the flusher waits for it rather than growing memory; a WAL write that fails leaves
- * the store refusing writes until it is reopened.
+ * outrunning the flusher waits for it rather than growing memory; a WAL write or fsync that fails
+ * fails the store (failure.ts: logged once, replication takes the replica out of service), which
+ * refuses writes until it is reopened.
  */
 import { isHlc } from '../hlc/index.js'
 import type { PartitionContext } from './context.js'
@@ -35,7 +36,7 @@ export class PartitionWriter {
   async apply (records: readonly VersionedRecord[], packed?: PackedRecords): Promise<ApplyResult> {
     const { status, index, memtable, counters, flusher } = this.ctx
     this.refuseIfClosed()
-    if (status.failed !== undefined) throw new StoreFailedError(`partition ${this.name()} refuses writes after a disk failure: ${status.failed.message}`, { cause: status.failed })
+    if (status.failed !== undefined) throw new StoreFailedError(`partition ${this.name()} refuses writes after a disk failure (${status.failure?.code ?? 'unknown'}): ${status.failed.message}`, { cause: status.failed })
     for (let i = 0; i < records.length; i++) checkRecord(records[i]!, i)
     // Back-pressure: a writer outrunning the flusher waits for it rather than growing memory.
     if (flusher.inFlight !== undefined && memtable.overBound(2)) await flusher.inFlight.catch(() => {})
@@ -82,7 +83,8 @@ export class PartitionWriter {
     if (frame.length - FRAME_HEADER_BYTES > this.ctx.opts.maxFrameBytes) {
       throw new RangeError(`batch encodes to ${frame.length - FRAME_HEADER_BYTES} bytes, over maxFrameBytes (${this.ctx.opts.maxFrameBytes}); split it`)
     }
-    const done = this.ctx.wal.active.append(frame)
+    const walFile = this.ctx.wal.active
+    const done = walFile.append(frame)
     const generation = memtable.beginPending()
     counters.walFrames++
     memtable.bytes += frame.length
@@ -92,8 +94,10 @@ export class PartitionWriter {
       await done
     } catch (err) {
       memtable.endPending(generation)
-      status.failed ??= err as Error
-      this.ctx.log.error({ err }, 'write-ahead log write failed; the partition refuses writes until reopened')
+      // A write or sync that failed leaves the file's state unknown: the store fails (logged once,
+      // by the status, however many applies shared the group commit). One whose handle could not
+      // be reopened wrote nothing: only these writes fail.
+      if (walFile.broken !== undefined) status.fail(err, 'write-ahead log', walFile.path)
       throw err
     }
     // Durable: visible now, in the memtable of the WAL file that holds the frame. A concurrent
@@ -109,8 +113,8 @@ export class PartitionWriter {
       // A key-index block or a row read back from disk failed: some winners are in, the rest only
       // in the WAL. Recovery at the next open decides them all from the WAL; until then the store
       // refuses writes.
-      status.failed ??= err as Error
-      this.ctx.log.error({ err }, 'reading the index to decide a write failed; the partition refuses writes until reopened')
+      if (status.failed === undefined) this.ctx.log.error({ err }, 'reading the index to decide a write failed; the partition refuses writes until reopened')
+      status.fail(err, 'read')
       throw err
     } finally {
       memtable.endPending(generation)
