@@ -18,6 +18,8 @@ export interface BlockCacheStats {
   evictions: number
   /** Bytes of the values loaded on misses (getOrLoad), since the cache was made: what reads cost. */
   loadedBytes: number
+  /** Bytes of segment pages read past the cache (a point get's values: the OS page cache keeps those). */
+  pageBytes: number
   /** Bytes of the values held now. */
   bytes: number
   entries: number
@@ -35,6 +37,7 @@ export class BlockCache {
   private misses = 0
   private evictions = 0
   private loadedBytes = 0
+  private pageBytes = 0
 
   constructor (readonly maxBytes: number) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new RangeError(`cache size must be a non-negative integer of bytes, got ${String(maxBytes)}`)
@@ -99,8 +102,11 @@ export class BlockCache {
     for (const key of [...this.entries.keys()]) if (key.startsWith(prefix)) this.remove(key)
   }
 
+  /** Counts `bytes` read from a segment file without going through the cache (BlockCacheStats.pageBytes). */
+  countPageRead (bytes: number): void { this.pageBytes += bytes }
+
   stats (): BlockCacheStats {
-    return { hits: this.hits, misses: this.misses, evictions: this.evictions, loadedBytes: this.loadedBytes, bytes: this.held, entries: this.entries.size, maxBytes: this.maxBytes }
+    return { hits: this.hits, misses: this.misses, evictions: this.evictions, loadedBytes: this.loadedBytes, pageBytes: this.pageBytes, bytes: this.held, entries: this.entries.size, maxBytes: this.maxBytes }
   }
 
   private evictTo (limit: number): void {

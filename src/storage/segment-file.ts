@@ -804,6 +804,27 @@ function spanOf (buffers: ReadonlyArray<{ offset: number, length: number }>): { 
 /** Reads up to this size are made synchronously (see PooledFile.read). */
 const SYNC_READ_MAX_BYTES = 16 << 10
 
+/** Reads in place of a PooledFile (syncReader): `(offset, length)` → a view valid until the next read. */
+export interface SyncReader {
+  (offset: number, length: number): Uint8Array
+  done: () => void
+}
+
+/**
+ * The buffer sync readers read into, reused: a fresh 4 KiB buffer a read cost ~2.5 µs here, as
+ * much as the read. Grows to at most SYNC_SCRATCH_KEEP_BYTES; a longer read gets its own buffer.
+ */
+const syncScratch = {
+  buf: new Uint8Array(64 << 10),
+  take (length: number): Uint8Array {
+    if (length <= this.buf.length) return this.buf
+    if (length > SYNC_SCRATCH_KEEP_BYTES) return new Uint8Array(length)
+    this.buf = new Uint8Array(Math.min(SYNC_SCRATCH_KEEP_BYTES, 2 ** Math.ceil(Math.log2(length))))
+    return this.buf
+  }
+}
+const SYNC_SCRATCH_KEEP_BYTES = 1 << 20
+
 class PooledFile implements Evictable, KeyIndexSource {
   private fh: FileHandle | undefined
   private opening: Promise<FileHandle> | undefined
@@ -818,7 +839,7 @@ class PooledFile implements Evictable, KeyIndexSource {
 
   /**
    * `length` bytes at `offset`, fewer at the end of the file: into `into` (at least `length`
-   * long) when given, else into new shared memory (decoded views may keep it).
+   * long) when given, else into new memory (shared above SYNC_READ_MAX_BYTES).
    */
   async read (offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     if (this.closed) throw new Error(`segment file ${this.path} is closed`)
@@ -827,9 +848,13 @@ class PooledFile implements Evictable, KeyIndexSource {
     this.files.markBusy(this)
     try {
       const fh = this.fh ?? await this.handle()
-      const out = into !== undefined ? into.subarray(0, length) : new Uint8Array(new SharedArrayBuffer(length))
+      const small = length <= SYNC_READ_MAX_BYTES
+      // Shared memory costs ~2 µs more to make than a plain buffer: only large reads (column
+      // blocks whose decoded views go to the query workers as they are) get it; shareVector
+      // copies a small block's views into shared memory when they are handed on.
+      const out = into !== undefined ? into.subarray(0, length) : small ? new Uint8Array(length) : new Uint8Array(new SharedArrayBuffer(length))
       let got = 0
-      if (length <= SYNC_READ_MAX_BYTES) {
+      if (small) {
         // A small read is served in place, as a memory-mapped store serves a page fault: through
         // the thread pool it cost ~35 µs here against ~3.5 µs for the read itself (page cache),
         // which is most of a point get. A page not in the OS cache blocks the loop for one disk
@@ -850,8 +875,45 @@ class PooledFile implements Evictable, KeyIndexSource {
       this.bytesRead += got
       return got === length ? out : out.subarray(0, got)
     } finally {
-      if (--this.inflight === 0 && this.fh !== undefined && !this.closed) this.files.markIdle(this)
+      this.idle()
     }
+  }
+
+  /**
+   * A reader of this file in place (readSync) for a run of small synchronous reads, the file
+   * open and kept from the pool until done(). Each read returns a view of a scratch buffer shared
+   * by all files, valid until the next read: callers use it before they yield.
+   */
+  async syncReader (): Promise<SyncReader> {
+    if (this.closed) throw new Error(`segment file ${this.path} is closed`)
+    this.inflight++
+    this.files.markBusy(this)
+    let fh: FileHandle
+    try {
+      fh = this.fh ?? await this.handle()
+    } catch (err) {
+      this.idle()
+      throw err
+    }
+    let open = true
+    const read = (offset: number, length: number): Uint8Array => {
+      if (!open) throw new Error(`a sync reader of ${this.path} used after done()`)
+      const buf = syncScratch.take(length)
+      let got = 0
+      while (got < length) {
+        const n = readSync(fh.fd, buf, got, length - got, offset + got)
+        if (n === 0) break
+        got += n
+      }
+      this.reads++
+      this.bytesRead += got
+      return buf.subarray(0, got)
+    }
+    return Object.assign(read, { done: () => { if (open) { open = false; this.idle() } } })
+  }
+
+  private idle (): void {
+    if (--this.inflight === 0 && this.fh !== undefined && !this.closed) this.files.markIdle(this)
   }
 
   private async handle (): Promise<FileHandle> {
@@ -1138,105 +1200,99 @@ export class SegmentFile {
   /**
    * The values of row `i` of batch `b` for `columns` (null where the file lacks a column), as
    * records() gives them, reading only the pages that hold them: the validity bit, the value (a
-   * utf8's two offsets, then its bytes), each page checked against the page table and cached.
-   * A point get's read: a few pages, where records() reads the batch's whole column blocks.
+   * utf8's two offsets, then its bytes), each page checked against the page table. A point get's
+   * read: a few 4 KiB pages where records() reads the batch's whole column blocks. The pages are
+   * not kept: the OS page cache keeps them, and a fresh buffer per page cost more than its read.
    * Lists and vectors, and files without a page table (format 1), read their column block.
    */
   async rowValues (b: number, i: number, columns: ReadonlyArray<{ name: string, type: ColumnType }>): Promise<unknown[]> {
     this.checkBatch(b)
     if (!Number.isInteger(i) || i < 0 || i >= this.dir.batchRows[b]!) throw new RangeError(`row ${i} of batch ${b} (${this.dir.batchRows[b]!} rows)`)
     const out = new Array<unknown>(columns.length)
+    const fromPages: number[] = []
     for (let k = 0; k < columns.length; k++) {
       const { name, type } = columns[k]!
       const c = this.dir.columnIndex.get(name)
-      if (c === undefined) { out[k] = null; continue }
-      if (this.pageCrcs.length === 0 || listElement(type) !== undefined || vectorDim(type) !== undefined) {
+      if (c === undefined) {
+        out[k] = null
+      } else if (this.pageCrcs.length === 0 || listElement(type) !== undefined || vectorDim(type) !== undefined) {
         const vec = await this.arrowColumn(b, name)
         out[k] = vec === undefined ? null : fromArrow(type, vec.get(i))
-        continue
+      } else {
+        fromPages.push(k)
       }
-      out[k] = await this.valueAt(b, c, i, type as ScalarType)
+    }
+    if (fromPages.length === 0) return out
+    // From here on synchronous: the scratch buffer the pages are read into is shared.
+    const read = await this.arrow.syncReader()
+    try {
+      for (const k of fromPages) {
+        const { name, type } = columns[k]!
+        out[k] = this.valueAt(read, b, this.dir.columnIndex.get(name)!, i, type as ScalarType)
+      }
+    } finally {
+      read.done()
     }
     return out
   }
 
   /** Row `i` of scalar column `c` in batch `b`, from its pages (see rowValues). */
-  private async valueAt (b: number, c: number, i: number, type: ScalarType): Promise<unknown> {
-    const d = this.dir
-    const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.path, b, d.columns[c]!.name, reason)
-    try {
-      return await this.valueFromPages(b, c, i, type, fail)
-    } catch (err) {
-      // A bad page is reported as the block the read was for, as a column read reports it.
-      if (err instanceof PageCorruptError) throw fail(err.reason)
-      throw err
-    }
-  }
-
-  private async valueFromPages (b: number, c: number, i: number, type: ScalarType, fail: (reason: string) => SegmentBlockCorruptError): Promise<unknown> {
+  private valueAt (read: SyncReader, b: number, c: number, i: number, type: ScalarType): unknown {
     const d = this.dir
     const k = b * d.columns.length + c
     const bb = k * MAX_BUFFERS * 2
     const body = d.bodyOffset[b]!
     const at = (buffer: number): number => body + d.buffers[bb + 2 * buffer]!
-    if (d.nodes[k * MAX_NODES * 2 + 1]! > 0) {
-      const byte = (await this.fileBytes(at(0) + (i >> 3), 1))[0]!
-      if ((byte & (1 << (i & 7))) === 0) return null
-    }
+    // A bad page is reported as the block the read was for, as a column read reports it.
+    const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.path, b, d.columns[c]!.name, reason)
+    const bytes = (offset: number, length: number): DataView => this.fileBytes(read, offset, length, fail)
+    if (d.nodes[k * MAX_NODES * 2 + 1]! > 0 && (bytes(at(0) + (i >> 3), 1).getUint8(0) & (1 << (i & 7))) === 0) return null
     switch (type) {
-      case 'bool': return ((await this.fileBytes(at(1) + (i >> 3), 1))[0]! & (1 << (i & 7))) !== 0
-      case 'int32': return readValue(await this.fileBytes(at(1) + 4 * i, 4)).getInt32(0, true)
-      case 'date': return readValue(await this.fileBytes(at(1) + 4 * i, 4)).getInt32(0, true)
-      case 'float32': return readValue(await this.fileBytes(at(1) + 4 * i, 4)).getFloat32(0, true)
-      case 'float64': return readValue(await this.fileBytes(at(1) + 8 * i, 8)).getFloat64(0, true)
-      case 'timestamp': return Number(readValue(await this.fileBytes(at(1) + 8 * i, 8)).getBigInt64(0, true))
+      case 'bool': return (bytes(at(1) + (i >> 3), 1).getUint8(0) & (1 << (i & 7))) !== 0
+      case 'int32': case 'date': return bytes(at(1) + 4 * i, 4).getInt32(0, true)
+      case 'float32': return bytes(at(1) + 4 * i, 4).getFloat32(0, true)
+      case 'float64': return bytes(at(1) + 8 * i, 8).getFloat64(0, true)
+      case 'timestamp': return Number(bytes(at(1) + 8 * i, 8).getBigInt64(0, true))
       case 'int64': {
-        const v = readValue(await this.fileBytes(at(1) + 8 * i, 8)).getBigInt64(0, true)
+        const v = bytes(at(1) + 8 * i, 8).getBigInt64(0, true)
         return v >= SAFE_MIN_BIG && v <= SAFE_MAX_BIG ? Number(v) : v
       }
       case 'utf8': {
-        const o = readValue(await this.fileBytes(at(1) + 4 * i, 8))
+        const o = bytes(at(1) + 4 * i, 8)
         const from = o.getInt32(0, true)
         const to = o.getInt32(4, true)
         const dataBytes = d.buffers[bb + 2 * 2 + 1]!
         if (from < 0 || to < from || to > dataBytes) throw fail(`row ${i}: offsets ${from}..${to} outside the ${dataBytes} bytes of values`)
-        return from === to ? '' : utf8.decode(await this.fileBytes(at(2) + from, to - from))
+        if (from === to) return ''
+        const v = bytes(at(2) + from, to - from)
+        return utf8.decode(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
       }
     }
     throw fail(`no reader for type ${String(type)}`)
   }
 
-  /** Bytes `[offset, offset + length)` of the .arrow file, from its pages (checked, cached). */
-  private async fileBytes (offset: number, length: number): Promise<Uint8Array> {
+  /**
+   * Bytes `[offset, offset + length)` of the .arrow file: the pages holding them read in one go
+   * and each checked against the page table. A view of the reader's scratch buffer, valid until
+   * its next read.
+   */
+  private fileBytes (read: SyncReader, offset: number, length: number, fail: (reason: string) => Error): DataView {
     const size = this.header.pageBytes
     const first = Math.floor(offset / size)
     const last = Math.floor((offset + length - 1) / size)
-    if (offset < 0 || last >= this.pageCrcs.length) throw new PageCorruptError(this.path, `bytes ${offset}..${offset + length} lie outside the file's ${this.header.arrowBytes}`)
-    if (first === last) {
-      const from = offset - first * size
-      return (await this.page(first)).subarray(from, from + length)
-    }
-    const out = new Uint8Array(length)
+    if (offset < 0 || length < 1 || last >= this.pageCrcs.length) throw fail(`bytes ${offset}..${offset + length} lie outside the file's ${this.header.arrowBytes}`)
+    const start = first * size
+    const want = Math.min((last + 1) * size, this.header.arrowBytes) - start
+    const pages = read(start, want)
+    if (pages.length !== want) throw fail(`the file ends ${want - pages.length} bytes early, in page ${first + Math.floor(pages.length / size)} (truncated)`)
     for (let p = first; p <= last; p++) {
-      const page = await this.page(p)
-      const start = p * size
-      const from = Math.max(offset, start)
-      const to = Math.min(offset + length, start + page.length)
-      out.set(page.subarray(from - start, to - start), from - offset)
+      const from = (p - first) * size
+      if (crc32(pages.subarray(from, Math.min(from + size, want))) !== this.pageCrcs[p]) {
+        throw fail(`page ${p} (bytes ${p * size}..${Math.min((p + 1) * size, this.header.arrowBytes)}): CRC mismatch`)
+      }
     }
-    return out
-  }
-
-  /** Page `p` of the .arrow file, checked against the page table, through the cache. */
-  private async page (p: number): Promise<Uint8Array> {
-    return await this.cache.getOrLoad(`${this.path}#page${p}`, async () => {
-      const size = this.header.pageBytes
-      const length = Math.min(size, this.header.arrowBytes - p * size)
-      const bytes = await this.arrow.read(p * size, length)
-      if (bytes.length !== length) throw new PageCorruptError(this.path, `the file ends ${length - bytes.length} bytes early, in page ${p} (truncated)`)
-      if (crc32(bytes) !== this.pageCrcs[p]) throw new PageCorruptError(this.path, `page ${p} (bytes ${p * size}..${p * size + length}): CRC mismatch`)
-      return { value: bytes, bytes: length + PAGE_ENTRY_OVERHEAD_BYTES }
-    })
+    this.cache.countPageRead(want)
+    return new DataView(pages.buffer, pages.byteOffset + offset - start, length)
   }
 
   /** Cache keys start with the .arrow path: unique per segment file among the peer's segments. */
@@ -1287,17 +1343,9 @@ export class SegmentFile {
   }
 }
 
-/** A page of a segment's .arrow file does not match its page table (rethrown naming the batch and column read). */
-class PageCorruptError extends SegmentCorruptError {
-  constructor (path: string, readonly reason: string) { super(path, reason) }
-}
-
-/** What a cached page costs beyond its bytes (its entry, key and view), as the cache counts it. */
-const PAGE_ENTRY_OVERHEAD_BYTES = 160
 const SAFE_MIN_BIG = BigInt(Number.MIN_SAFE_INTEGER)
 const SAFE_MAX_BIG = BigInt(Number.MAX_SAFE_INTEGER)
 const utf8 = new TextDecoder()
-const readValue = (u8: Uint8Array): DataView => new DataView(u8.buffer, u8.byteOffset, u8.byteLength)
 
 /**
  * Buffers a column read borrows while its bytes are checked and decoded into a new vector. A new
