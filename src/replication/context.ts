@@ -29,6 +29,13 @@ export interface StoreProvider {
    * if it is the only one, else stays out of service).
    */
   rebuild?(space: SpaceDef, partition: number): Promise<PartitionStore>
+  /**
+   * Reopens this peer's replica that failed for want of space (PartitionStore.failure kind
+   * `no-space`) from its durable state, once a probe write and fsync of its disk succeed; throws
+   * the probe's error while the disk is still full. Optional: without it such a replica stays
+   * failed until the peer restarts.
+   */
+  reopen?(space: SpaceDef, partition: number): Promise<PartitionStore>
 }
 
 /** What replication needs of the partition detector (PartitionDetector satisfies it). */

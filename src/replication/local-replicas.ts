@@ -4,10 +4,11 @@
  * that state, so no part keeps a copy that could drift: the write path, the replica handlers,
  * catch-up and anti-entropy open stores here; only ownership marks partitions ready or forgets
  * them. Partitions are keyed by keyOf(space, partition). Each store opened here is watched for
- * damage found while it serves (PartitionStore.onDamage), which goes to the `damaged` callback.
+ * damage found while it serves (PartitionStore.onDamage), which goes to the `damaged` callback,
+ * and for a disk failure (PartitionStore.onFailure), which goes to the `failed` callback.
  */
 import type { SpaceDef } from '../schema/index.js'
-import type { PartitionStore } from '../storage/index.js'
+import type { PartitionStore, StoreFailure } from '../storage/index.js'
 import { keyOf } from './context.js'
 import type { StoreProvider } from './context.js'
 
@@ -21,11 +22,20 @@ export class LocalReplicas {
   private readonly opened = new Map<string, PartitionStore>()
   /** Owned partitions this peer has caught up and marked ready. */
   private readonly ready = new Set<string>()
-  /** The damage subscription of each store opened, by key (one store per key at a time). */
+  /** The damage and failure subscriptions of each store opened, by key (one store per key at a time). */
   private readonly watching = new Map<string, () => void>()
+  /** The store each subscription is on. */
+  private readonly watched = new Map<string, PartitionStore>()
 
-  /** `damaged(key)`: a store opened here found damage while serving (see Ownership.replicaDamaged). */
-  constructor (private readonly stores: StoreProvider, private readonly damaged: (key: string) => void = () => {}) {}
+  /**
+   * `damaged(key)`: a store opened here found damage while serving (see Ownership.replicaDamaged);
+   * `failed(key, failure)`: one failed on a disk error (see Ownership.replicaFailed).
+   */
+  constructor (
+    private readonly stores: StoreProvider,
+    private readonly damaged: (key: string) => void = () => {},
+    private readonly failed: (key: string, failure: StoreFailure) => void = () => {}
+  ) {}
 
   /** This peer's replica of a partition, opened once (concurrent callers share the opening) and held from then on. */
   async open (space: SpaceDef, partition: number): Promise<PartitionStore> {
@@ -56,6 +66,24 @@ export class LocalReplicas {
   /** Whether this peer's storage can rebuild a damaged replica. */
   get canRebuild (): boolean { return this.stores.rebuild !== undefined }
 
+  /**
+   * Reopens the replica of a partition that failed for want of space (StoreProvider.reopen: a
+   * probe of its disk first, which throws while the disk is still full): from this tick every
+   * open() gets the reopened store (waiting for it). Throws what the probe or the opening met.
+   */
+  async reopen (space: SpaceDef, partition: number): Promise<PartitionStore> {
+    const reopen = this.stores.reopen
+    if (reopen === undefined) throw new Error('this peer\'s storage cannot reopen a replica')
+    const key = keyOf(space, partition)
+    const s = await this.opening(key, reopen.call(this.stores, space, partition))
+    if (!this.held.has(key)) this.held.set(key, { space: s.space, partition })
+    this.opened.set(key, s)
+    return s
+  }
+
+  /** Whether this peer's storage can reopen a replica that failed for want of space. */
+  get canReopen (): boolean { return this.stores.reopen !== undefined }
+
   /** Caches an opening under `key` (a failed one is forgotten) and watches the store it gives. */
   private opening (key: string, opened: Promise<PartitionStore>): Promise<PartitionStore> {
     const p = opened.then(s => {
@@ -68,14 +96,21 @@ export class LocalReplicas {
   }
 
   private watch (key: string, s: PartitionStore): void {
+    if (this.watched.get(key) === s) return
     this.unwatch(key)
-    const off = s.onDamage?.(() => { this.damaged(key) })
-    if (off !== undefined) this.watching.set(key, off)
+    const offDamage = s.onDamage?.(() => { this.damaged(key) })
+    const offFailure = s.onFailure?.(f => { this.failed(key, f) })
+    this.watching.set(key, () => { offDamage?.(); offFailure?.() })
+    this.watched.set(key, s)
+    // Failed before anyone listened (while opening, or a store handed back as it was).
+    const f = s.failure?.()
+    if (f !== undefined) this.failed(key, f)
   }
 
   private unwatch (key: string): void {
     this.watching.get(key)?.()
     this.watching.delete(key)
+    this.watched.delete(key)
   }
 
   holds (key: string): boolean { return this.held.has(key) }

@@ -42,6 +42,14 @@ export interface ReplicatorOptions {
    * after this long, it asks the remaining ones too. ms, default 20.
    */
   readSpeculativeMs?: number
+  /**
+   * A replica that failed for want of space (a full disk) probes its disk (a write and an fsync)
+   * this long after it failed, and is reopened once one succeeds; each failed probe doubles the
+   * wait, up to diskProbeMaxMs. ms, default 1000.
+   */
+  diskProbeMinMs?: number
+  /** The longest wait between two probes of a full disk (see diskProbeMinMs). ms, default 30000. */
+  diskProbeMaxMs?: number
 }
 
 /** Options with every default filled in: what the parts of the replicator read. */
@@ -64,7 +72,9 @@ export const DEFAULT_REPLICATOR_OPTIONS: ResolvedReplicatorOptions = {
   scanBatchRecords: 1000,
   releaseGraceMs: 60_000,
   reconcileIntervalMs: 5000,
-  readSpeculativeMs: 20
+  readSpeculativeMs: 20,
+  diskProbeMinMs: 1000,
+  diskProbeMaxMs: 30_000
 }
 
 /** Fills in the defaults (an undefined option is absent) and refuses a negative, non-finite or zero-where-it-stalls value. */
@@ -74,8 +84,9 @@ export function resolveReplicatorOptions (options: ReplicatorOptions): ResolvedR
   for (const [k, v] of Object.entries(opts)) {
     if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v)) throw new RangeError(`replication option ${k} must be a finite number >= 0, got ${String(v)}`)
   }
-  for (const k of ['maxBatchRecords', 'maxBatchBytes', 'hintReplayConcurrency', 'antiEntropyConcurrency', 'antiEntropyMaxBuckets', 'catchUpConcurrency', 'scanBatchRecords'] as const) {
+  for (const k of ['maxBatchRecords', 'maxBatchBytes', 'hintReplayConcurrency', 'antiEntropyConcurrency', 'antiEntropyMaxBuckets', 'catchUpConcurrency', 'scanBatchRecords', 'diskProbeMinMs'] as const) {
     if (opts[k] < 1) throw new RangeError(`replication option ${k} must be >= 1`)
   }
+  if (opts.diskProbeMaxMs < opts.diskProbeMinMs) throw new RangeError('replication option diskProbeMaxMs must be >= diskProbeMinMs')
   return opts
 }

@@ -12,10 +12,16 @@
  * service at once, replicaDamaged) is rebuilt: storage moves its files aside and opens a fresh
  * replica, which is copied from every other replica before it serves. With no other replica it
  * serves what it can read, and health reports the loss.
+ *
+ * Disk failures (issue 13): a replica whose disk failed under a write, an fsync or a flush leaves
+ * service the same way (replicaFailed). A full disk heals by itself: its disk is probed with
+ * backoff (diskProbeMinMs doubling to diskProbeMaxMs), the replica reopened from its durable
+ * state once a probe succeeds, then caught up like any replica that was away. An I/O error is
+ * rebuilt from the other replicas, like a damaged segment.
  */
 import type { PeerId, Timer } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
-import { isSegmentCorruption, type PartitionStore } from '../storage/index.js'
+import { isDiskFault, isNoSpace, isSegmentCorruption, type PartitionStore, type StoreFailure } from '../storage/index.js'
 import type { AntiEntropy } from './anti-entropy.js'
 import { admitCopied, errText, keyOf } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
@@ -23,13 +29,27 @@ import type { ResolvedReplicatorOptions } from './options.js'
 import { METHOD_SCAN, parseRecordsAnswer } from './wire.js'
 
 export type OwnershipContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'placement' | 'stores' | 'detector' | 'membership' | 'replicas' | 'life' | 'addr'> & {
-  opts: Pick<ResolvedReplicatorOptions, 'catchUpConcurrency' | 'catchUpTimeoutMs' | 'catchUpRetryMs' | 'scanBatchRecords' | 'releaseGraceMs'>
+  opts: Pick<ResolvedReplicatorOptions, 'catchUpConcurrency' | 'catchUpTimeoutMs' | 'catchUpRetryMs' | 'scanBatchRecords' | 'releaseGraceMs' | 'diskProbeMinMs' | 'diskProbeMaxMs'>
   counters: Pick<ReplicationCounters, 'catchUp' | 'release'>
   antiEntropy: Pick<AntiEntropy, 'syncWith'>
 }
 
 /** Compare-and-repair with every bucket: catch-up and release must finish, not sample. */
 const ALL_BUCKETS = Number.MAX_SAFE_INTEGER
+
+/** A replica waiting for its full disk: when to probe next, and since when it waits. */
+interface DiskWait {
+  space: SpaceDef
+  partition: number
+  /** The wait before the next probe (doubles after each failed one, up to diskProbeMaxMs). */
+  delayMs: number
+  timer: Timer | undefined
+  probes: number
+  /** clock.now() when the disk failed. */
+  since: number
+  /** clock.now() when a probe last reopened it (a failure soon after keeps the backoff). */
+  healedAt: number | undefined
+}
 
 export class Ownership {
   private readonly catchUpQueue: Array<{ key: string, space: SpaceDef, partition: number }> = []
@@ -41,6 +61,8 @@ export class Ownership {
   private reconcileScheduled = false
   /** Partitions a damaged segment keeps from opening with nobody to rebuild them from, once logged. */
   private readonly unopenableLogged = new Set<string>()
+  /** Replicas that failed for want of space, probing their disk (at most one entry per partition). */
+  private readonly diskWaits = new Map<string, DiskWait>()
 
   constructor (private readonly ctx: OwnershipContext) {}
 
@@ -73,14 +95,113 @@ export class Ownership {
     this.scheduleReconcile()
   }
 
+  /**
+   * A held replica failed on a disk error (storage logged it once: a WAL write or fsync, a flush,
+   * a manifest swap, a device error; it refuses writes from then on and holds only what was
+   * durable). As for damage: if another replica is ready to serve the partition, this one leaves
+   * service at once (unmarked ready, its announcement withdrawn), so reads, queries and
+   * anti-entropy go to the others and writes to it fail (their coordinators hint them); with none
+   * it keeps serving what it holds, and health reports it. Then it heals: a full disk is probed
+   * with backoff and the replica reopened once the disk takes writes (probeDisk); after any other
+   * error it is rebuilt from the other replicas by the catch-up (PartitionStore.needsRebuild).
+   */
+  replicaFailed (key: string, failure: StoreFailure): void {
+    const { replicas, placement, log, self, life } = this.ctx
+    const h = replicas.heldPartition(key)
+    if (h === undefined || life.stopped) return
+    const { space, partition } = h
+    const why = { space: space.name, partition, code: failure.code, path: failure.path }
+    if (replicas.isReady(key)) {
+      const others = placement.locate(space, partition).readReplicas.filter(p => p !== self)
+      if (others.length === 0) {
+        log.error(why, 'partition failed on a disk error and has no other ready replica: it keeps serving the rows it holds (all durable); writes to it fail until it heals')
+      } else {
+        replicas.unmarkReady(key)
+        placement.markReleased(space, partition)
+        log.error({ ...why, replicas: others }, 'partition failed on a disk error, taken out of service: reads, queries and anti-entropy go to the other replicas until it heals')
+      }
+    }
+    if (failure.kind === 'no-space') this.waitForDisk(key, space, partition)
+    else this.scheduleReconcile()
+  }
+
+  /** The replicas waiting for their full disk, for health: since when (clock ms) and the probes so far. */
+  diskWaiting (): Array<{ space: SpaceDef, partition: number, since: number, probes: number, nextProbeInMs: number }> {
+    const out: Array<{ space: SpaceDef, partition: number, since: number, probes: number, nextProbeInMs: number }> = []
+    for (const w of this.diskWaits.values()) if (w.healedAt === undefined) out.push({ space: w.space, partition: w.partition, since: w.since, probes: w.probes, nextProbeInMs: w.delayMs })
+    return out
+  }
+
+  /**
+   * Probes the disk of a replica that failed for want of space after the current backoff, once
+   * (a call while a probe is due changes nothing). A failure soon after the last reopen (within
+   * diskProbeMaxMs: the disk filled again at once) goes on from the backoff reached, so a disk
+   * that keeps filling is probed at most every diskProbeMaxMs, not every second.
+   */
+  private waitForDisk (key: string, space: SpaceDef, partition: number): void {
+    const { life, clock, opts, replicas } = this.ctx
+    if (life.stopped || !replicas.canReopen) return
+    const now = clock.now()
+    let w = this.diskWaits.get(key)
+    if (w === undefined) {
+      w = { space, partition, delayMs: opts.diskProbeMinMs, timer: undefined, probes: 0, since: now, healedAt: undefined }
+      this.diskWaits.set(key, w)
+    } else if (w.timer !== undefined) {
+      return
+    } else if (w.healedAt !== undefined) {
+      w.delayMs = now - w.healedAt > opts.diskProbeMaxMs ? opts.diskProbeMinMs : Math.min(w.delayMs * 2, opts.diskProbeMaxMs)
+      w.healedAt = undefined
+      w.since = now
+      w.probes = 0
+    }
+    const wait = w
+    wait.timer = life.timer(wait.delayMs, () => {
+      wait.timer = undefined
+      void this.probeDisk(key, wait)
+    })
+  }
+
+  /**
+   * One probe: storage writes and fsyncs a probe file in the partition's directory and, if that
+   * succeeds, reopens the replica from its durable state (StoreProvider.reopen). Still full: the
+   * wait doubles (up to diskProbeMaxMs) and the next probe is set. Reopened: it catches up from
+   * the other replicas (the reconcile), and is ready once it has.
+   */
+  private async probeDisk (key: string, w: DiskWait): Promise<void> {
+    const { replicas, life, log, clock, opts } = this.ctx
+    if (life.stopped || this.diskWaits.get(key) !== w || w.healedAt !== undefined) return
+    // Released and dropped meanwhile: nothing left to heal.
+    if (!replicas.holds(key) && !this.owns(key)) { this.diskWaits.delete(key); return }
+    w.probes++
+    let store: PartitionStore
+    try {
+      store = await replicas.reopen(w.space, w.partition)
+      const still = store.failure?.()
+      if (still !== undefined) throw new Error(`the reopened replica failed again: ${still.message}`)
+    } catch (err) {
+      if (life.stopped || this.diskWaits.get(key) !== w) return
+      w.delayMs = Math.min(w.delayMs * 2, opts.diskProbeMaxMs)
+      log.debug({ space: w.space.name, partition: w.partition, probes: w.probes, err: errText(err), nextProbeInMs: w.delayMs }, 'disk of a failed partition still takes no writes')
+      this.waitForDisk(key, w.space, w.partition)
+      return
+    }
+    w.healedAt = clock.now()
+    log.info({ space: w.space.name, partition: w.partition, probes: w.probes, failedForMs: w.healedAt - w.since },
+      'partition healed: its disk takes writes again and it was reopened from its durable state; it catches up from the other replicas before it serves')
+    this.catchUpRetryAt.delete(key)
+    this.scheduleReconcile()
+  }
+
   /** Catch-ups waiting and running, for stats(). */
   get pending (): number { return this.catchUpQueue.length }
   get running (): number { return this.catchUpRunning.size }
 
-  /** Cancels the drops waiting for their grace period (the data stays on disk). */
+  /** Cancels the drops waiting for their grace period (the data stays on disk) and the disk probes. */
   stop (): void {
     for (const t of this.releasing.values()) t?.cancel()
     this.releasing.clear()
+    for (const w of this.diskWaits.values()) w.timer?.cancel()
+    this.diskWaits.clear()
   }
 
   /** Reconciles soon, once however many changes asked for it in the meantime. */
@@ -227,6 +348,10 @@ export class Ownership {
     }
     if (life.stopped || ok < required || alsoOk < alsoFrom.length) return false
     if (!this.owns(key)) return true
+    // Its disk failed during the catch-up: it heals first (replicaFailed), then catches up again;
+    // after an I/O error with no other replica to rebuild it from, it serves what it holds.
+    const failed = store.failure?.()
+    if (failed !== undefined && (failed.kind === 'no-space' || placement.locate(space, partition).readReplicas.some(p => p !== self))) return false
     // A read met a damaged segment during the sync: that is repaired by a rebuild (next attempt).
     if (sources.length > 0 && store.needsRebuild?.() === true) return false
     if (damaged) {
@@ -262,9 +387,14 @@ export class Ownership {
     try {
       store = await replicas.open(space, partition)
     } catch (err) {
-      if (!isSegmentCorruption(err)) throw err
+      // A full disk keeps it from opening: its disk is probed until it takes writes (waitForDisk).
+      if (isNoSpace(err)) { this.waitForDisk(key, space, partition); return undefined }
+      // A damaged segment or an I/O error keeps it from opening: rebuilt below if it can be.
+      if (!isSegmentCorruption(err) && !isDiskFault(err)) throw err
       openError = err
     }
+    // Failed for want of space: it heals by reopening (waitForDisk), not by a catch-up.
+    if (store?.failure?.()?.kind === 'no-space') { this.waitForDisk(key, space, partition); return undefined }
     if (store !== undefined && store.needsRebuild?.() !== true) return store
     const others = placement.locate(space, partition).readReplicas.filter(p => p !== self)
     if (others.length === 0 || !replicas.canRebuild) {
@@ -272,15 +402,17 @@ export class Ownership {
       if (!this.unopenableLogged.has(key)) {
         this.unopenableLogged.add(key)
         log.error({ space: space.name, partition, err: errText(openError) },
-          'partition cannot be opened: a segment file is damaged and no other ready replica can rebuild it; it stays out of service and its files are left as they are')
+          'partition cannot be opened (a damaged segment file or a disk error) and no other ready replica can rebuild it; it stays out of service and its files are left as they are')
       }
       return undefined
     }
     if (!others.every(p => detector.isReachable(p))) return undefined
     if (store !== undefined) await this.salvage(space, partition, others)
     this.unopenableLogged.delete(key)
+    const failed = store?.failure?.()
     const rebuilt = await replicas.rebuild(space, partition)
-    log.warn({ space: space.name, partition, from: others }, 'damaged partition replaced by a fresh replica; copying it from every other replica')
+    log.warn({ space: space.name, partition, from: others, ...(failed !== undefined ? { code: failed.code } : {}) },
+      `${failed !== undefined ? 'partition that failed on a disk error' : 'damaged partition'} replaced by a fresh replica; copying it from every other replica`)
     return rebuilt
   }
 

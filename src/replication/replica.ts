@@ -70,6 +70,11 @@ export class ReplicaHandlers {
     if (store.needsRepair?.() === true && !this.ctx.replicas.isReady(key)) {
       throw new ReplicaRequestError('STORE_FAILED', `this peer's replica of partition ${partition} of '${space.name}' is damaged and out of service until it is repaired from the other replicas`)
     }
+    // Failed on a disk error and out of service: it may lack writes the others took meanwhile.
+    const failed = store.failure?.()
+    if (failed !== undefined && !this.ctx.replicas.isReady(key)) {
+      throw new ReplicaRequestError('STORE_FAILED', `this peer's replica of partition ${partition} of '${space.name}' failed on a disk error (${failed.code}${failed.path !== undefined ? ` at ${failed.path}` : ''}) and is out of service until it heals`)
+    }
     return store
   }
 

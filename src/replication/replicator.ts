@@ -86,8 +86,8 @@ export class Replicator {
       membership: deps.membership,
       opts,
       life: new Lifecycle(deps.clock),
-      // Damage a store finds while it serves takes it out of service (ownership decides how).
-      replicas: new LocalReplicas(deps.stores, key => { this.ownership.replicaDamaged(key) }),
+      // Damage a store finds while it serves, or a disk failure, takes it out of service (ownership decides how).
+      replicas: new LocalReplicas(deps.stores, key => { this.ownership.replicaDamaged(key) }, (key, failure) => { this.ownership.replicaFailed(key, failure) }),
       counters: newCounters(),
       addr: peer => placement.addressOf(peer) ?? { id: peer, addrs: [] }
     }
@@ -149,6 +149,14 @@ export class Replicator {
 
   /** Whether this peer has caught up (and marked ready) its replica of the partition. */
   isReady (space: SpaceDef, partition: number): boolean { return this.ctx.replicas.isReady(keyOf(space, partition)) }
+
+  /**
+   * This peer's replicas that failed for want of space and wait for their disk: since when
+   * (clock ms), the probes so far, and the wait before the next one (Ownership.replicaFailed).
+   */
+  diskWaiting (): Array<{ space: SpaceDef, partition: number, since: number, probes: number, nextProbeInMs: number }> {
+    return this.ownership.diskWaiting()
+  }
 
   /**
    * Takes charge of a replica found on disk (after a restart): it is opened and held, so the next

@@ -249,7 +249,10 @@ export class WriteCoordinator {
       try {
         return { ok: true, failed: [], lost: await this.applyLocal(space, partition, records, batches) }
       } catch (err) {
-        this.ctx.log.error({ err, space: space.name, partition }, 'local replica failed to apply a write')
+        // A replica whose disk failed said so once (storage logs the failure); every write to it
+        // until it heals would repeat it.
+        if ((err as Error | null)?.name === 'StoreFailedError') this.ctx.log.debug({ space: space.name, partition, err: errText(err) }, 'local replica refused a write: its disk failed')
+        else this.ctx.log.error({ err, space: space.name, partition }, 'local replica failed to apply a write')
         // A hint to ourselves would not help; anti-entropy repairs the local replica.
         return { ok: false, failed: records, error: errText(err), noHint: true }
       }
