@@ -11,8 +11,8 @@ import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
 import { PartitionDetector } from '../partition/index.js'
 import { Catalog, DEFAULT_PLACEMENT_OPTIONS, PlacementService } from '../placement/index.js'
-import { DEFAULT_REPLICATOR_OPTIONS, Replicator } from '../replication/index.js'
-import { SystemClock, SystemRandom, VERSION, type Logger, type PeerAddress } from '../runtime/index.js'
+import { DEFAULT_REPLICATOR_OPTIONS, HintLog, hintFileBytesFor, Replicator } from '../replication/index.js'
+import { nodeFileSystem, SystemClock, SystemRandom, VERSION, type Logger, type PeerAddress } from '../runtime/index.js'
 import { DEFAULT_MEMTABLE_BUDGET_BYTES, DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { planHeap } from './heap.js'
@@ -49,6 +49,7 @@ interface Layers {
   detector: PartitionDetector
   placement: PlacementService
   replicator: Replicator
+  hintLog: HintLog
   queries: QueryService
   pool: FragmentPool
   http: HttpServer
@@ -225,6 +226,15 @@ export class Peer implements ApiPeer {
       await host.stop().catch(() => {})
       throw new PeerStartError(`replication settings: ${(err as Error).message}`)
     }
+    // Hints survive a restart: read back before replication starts, replayed as the targets return.
+    let hintFiles: Awaited<ReturnType<typeof HintLog.open>>
+    try {
+      hintFiles = await HintLog.open({ fs: nodeFileSystem, log: log.child({ component: 'hints' }) },
+        { dir: `${config.dataDir}/hints`, fileBytes: hintFileBytesFor(replicationOptions.hintMaxBytes ?? DEFAULT_REPLICATOR_OPTIONS.hintMaxBytes) })
+    } catch (err) {
+      await host.stop().catch(() => {})
+      throw new PeerStartError(`cannot read the hint files in ${config.dataDir}/hints: ${(err as Error).message}`)
+    }
     const replicator = new Replicator({
       transport,
       clock,
@@ -238,7 +248,8 @@ export class Peer implements ApiPeer {
         rebuild: async (space, partition) => await engine.rebuildPartition(space, partition)
       },
       detector,
-      membership: swim
+      membership: swim,
+      hintFiles
     }, replicationOptions)
     let queryOptions: Record<string, number>
     try {
@@ -281,7 +292,7 @@ export class Peer implements ApiPeer {
     }, queryOptions)
     const metrics = new PeerMetrics()
     const knownPeers = new KnownPeers(config.dataDir, log)
-    const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, queries, pool, http }
+    const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, hintLog: hintFiles.log, queries, pool, http }
     const peer = new Peer(config, log, layers, metrics)
     peer.httpUrl = httpAddress
     registerApi(http, peer)
@@ -404,6 +415,7 @@ export class Peer implements ApiPeer {
     await this.http.stop().catch(() => {})
     await this.layers.pool.close().catch(() => {})
     await Promise.resolve(replicator.stop()).catch(() => {})
+    await this.layers.hintLog.close().catch(() => {})
     placement.stop()
     this.detector.stop()
     await this.swim.stop().catch(() => {})
@@ -670,11 +682,12 @@ export class Peer implements ApiPeer {
     m.counterFrom('shoal_rpc_served_total', 'RPC calls served for other peers', [], () => [[{}, rpc.callsServed]])
     m.counterFrom('shoal_rpc_protocol_violations_total', 'Malformed or oversized frames received (the stream is closed)', [], () => [[{}, rpc.protocolViolations]])
     const repl = (): ReturnType<Replicator['stats']> => this.layers.replicator.stats()
-    m.counterFrom('shoal_hints_total', 'Hinted handoff: hints written for unreachable replicas, delivered, dropped (expired or store full)', ['event'], () => {
+    m.counterFrom('shoal_hints_total', 'Hinted handoff: hints written for unreachable replicas, delivered, dropped (expired, store full, or hint file not written)', ['event'], () => {
       const h = repl().hints
       return [[{ event: 'written' }, h.written], [{ event: 'delivered' }, h.delivered], [{ event: 'dropped' }, h.dropped]]
     })
     m.gaugeFrom('shoal_hints_pending', 'Hints held for replicas that have not taken them yet', [], () => [[{}, repl().hints.pending]])
+    m.gaugeFrom('shoal_hints_disk_bytes', 'Bytes of the hint files (bounded by replication.hintMaxBytes)', [], () => [[{}, repl().hints.diskBytes]])
     m.counterFrom('shoal_read_repair_records_total', 'Records repaired on stale replicas by QUORUM/ALL reads', [], () => [[{}, repl().readRepair.recordsRepaired]])
     m.counterFrom('shoal_anti_entropy_total', 'Anti-entropy: rounds, buckets repaired, records pulled and pushed', ['event'], () => {
       const a = repl().antiEntropy

@@ -1,19 +1,23 @@
 /**
  * Hinted handoff: records a replica did not acknowledge, kept by the coordinator per target peer
  * and partition, and replayed when the target is back, each partition's hints in order (a target
- * whose replica of one partition fails still gets its other partitions' hints). Bounded by total bytes and by age (the hint
- * window, as Cassandra's max_hint_window): older hints are dropped and counted, and anti-entropy
- * repairs what they carried. Hints live in memory: a coordinator that restarts loses them, and
- * anti-entropy covers that too. HintStore is the bounded store; HintedHandoff records into it for
- * the write coordinator and replays it (on a target's 'alive' or 'join', and periodically to every
- * reachable target), a bounded number of targets at once.
+ * whose replica of one partition fails still gets its other partitions' hints). Bounded by total
+ * bytes and by age (the hint window, as Cassandra's max_hint_window): older hints are dropped and
+ * counted, and anti-entropy repairs what they carried. With hint files (hint-log.ts, a real peer's
+ * `<data-dir>/hints`) every hint is also appended to its target's file, fsynced before the write
+ * that made it is answered, and read back after a restart; without them (tests) hints live in
+ * memory. HintStore is the bounded store; HintedHandoff records into it for the write coordinator
+ * and replays it (on a target's 'alive' or 'join', and periodically to every reachable target), a
+ * bounded number of targets at once.
  */
 import type { MemberEvent } from '../membership/index.js'
-import type { PeerId } from '../runtime/index.js'
+import type { Clock, Logger, PeerId } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { VersionedRecord } from '../storage/index.js'
 import { admitCopied, errText, isPermanent, keyOf } from './context.js'
 import type { ReplicationContext } from './context.js'
+import { encodeHintFrame } from './hint-log.js'
+import type { HintFile, HintLog, LoadedHint } from './hint-log.js'
 import type { ResolvedReplicatorOptions } from './options.js'
 import { chunkRecords, recordBytes } from './wire.js'
 import { pushRecords } from './write.js'
@@ -25,7 +29,10 @@ export interface Hint {
   records: VersionedRecord[]
   /** clock.now() when written. */
   createdAt: number
+  /** Its size: the frame in its hint file, or an estimate when hints live in memory only. */
   bytes: number
+  /** The hint file holding it (hint files only). */
+  file?: HintFile
 }
 
 export interface HintStats {
@@ -34,19 +41,31 @@ export interface HintStats {
   writtenRecords: number
   delivered: number
   deliveredRecords: number
-  /** Dropped because older than the hint window, or because the store was full. */
+  /** Dropped because older than the hint window, because the store was full, or because its hint file could not be written. */
   dropped: number
   droppedRecords: number
   droppedExpired: number
   droppedFull: number
+  droppedDisk: number
   /** Records left out of a replay for being versioned past the skew bound (see admitCopied), or a hint its target refused as CLOCK_SKEW. */
   droppedSkewRecords: number
+  /** Read back from the hint files at start-up. */
+  loaded: number
+  loadedRecords: number
   /** Held right now. */
   pending: number
   pendingRecords: number
   pendingBytes: number
   targets: number
+  /** Bytes of the hint files (0 without them): what hintMaxBytes bounds when they are on. */
+  diskBytes: number
 }
+
+/** The hint files a HintStore writes through, and what it needs to stamp and report them. */
+export interface HintFiles { log: HintLog, clock: Clock, logger: Logger }
+
+/** What became of a hint recorded: kept (durable, with hint files), or dropped for want of room or for a failed disk. */
+export type HintOutcome = 'kept' | 'full' | 'failed'
 
 export class HintStore {
   /**
@@ -56,30 +75,57 @@ export class HintStore {
   private readonly byTarget = new Map<PeerId, Map<string, Hint[]>>()
   private bytes = 0
   private readonly counters = {
-    written: 0, writtenRecords: 0, delivered: 0, deliveredRecords: 0,
-    dropped: 0, droppedRecords: 0, droppedExpired: 0, droppedFull: 0, droppedSkewRecords: 0
+    written: 0, writtenRecords: 0, delivered: 0, deliveredRecords: 0, dropped: 0, droppedRecords: 0,
+    droppedExpired: 0, droppedFull: 0, droppedDisk: 0, droppedSkewRecords: 0, loaded: 0, loadedRecords: 0
   }
 
-  constructor (private readonly maxBytes: number, private readonly windowMs: number) {}
+  /** Whether the last hint file write failed (logged once until one succeeds again). */
+  private diskFailing = false
 
-  /** Adds a hint; false (and counted as dropped) when it does not fit the byte bound. */
+  constructor (private readonly maxBytes: number, private readonly windowMs: number, private readonly files?: HintFiles) {}
+
+  /**
+   * Adds a hint (appending it to its file, with hint files, without waiting for it); false, and
+   * counted as dropped, when it does not fit the byte bound or cannot be encoded.
+   */
   add (hint: Hint): boolean {
-    if (this.bytes + hint.bytes > this.maxBytes) {
-      this.counters.dropped++
-      this.counters.droppedFull++
-      this.counters.droppedRecords += hint.records.length
-      return false
+    return this.admit(hint) !== undefined
+  }
+
+  /**
+   * Adds a hint and, with hint files, appends it to its target's file: 'kept' once it is durable
+   * (synced), 'full' when it did not fit the byte bound, 'failed' when its file could not be
+   * written (the hint is dropped then, unless it was delivered meanwhile). Never rejects.
+   */
+  async addDurably (hint: Hint): Promise<HintOutcome> {
+    const durable = this.admit(hint)
+    return durable === undefined ? 'full' : await durable
+  }
+
+  /**
+   * Takes the hints read back from the hint files at start-up, oldest first per target: their
+   * age is their wall-clock age (the monotonic clock restarted with the process). Those past the
+   * byte bound (hintMaxBytes lowered since) are dropped.
+   */
+  load (hints: readonly LoadedHint[]): void {
+    if (this.files === undefined) throw new Error('HintStore.load needs hint files')
+    const { clock, log } = this.files
+    const now = clock.now()
+    const wallNow = clock.wallNow()
+    for (const h of hints) {
+      const hint: Hint = {
+        target: h.target, space: h.space, partition: h.partition, records: h.records,
+        createdAt: now - Math.max(0, wallNow - h.createdAtWallMs), bytes: h.bytes, file: h.file
+      }
+      if (this.bytes + hint.bytes > this.maxBytes) {
+        this.countDropped(hint, 'full')
+        log.done(h.file)
+        continue
+      }
+      this.enqueue(hint)
+      this.counters.loaded++
+      this.counters.loadedRecords += hint.records.length
     }
-    let queues = this.byTarget.get(hint.target)
-    if (queues === undefined) { queues = new Map(); this.byTarget.set(hint.target, queues) }
-    const key = keyOf(hint.space, hint.partition)
-    let list = queues.get(key)
-    if (list === undefined) { list = []; queues.set(key, list) }
-    list.push(hint)
-    this.bytes += hint.bytes
-    this.counters.written++
-    this.counters.writtenRecords += hint.records.length
-    return true
   }
 
   /** The partitions (queue keys) `target` has hints for. */
@@ -96,7 +142,7 @@ export class HintStore {
     for (const key of queue === undefined ? [...queues.keys()] : [queue]) {
       const list = queues.get(key)
       if (list === undefined) continue
-      while (list.length > 0 && nowMs - list[0]!.createdAt > this.windowMs) this.dropFirst(list, true)
+      while (list.length > 0 && nowMs - list[0]!.createdAt > this.windowMs) this.dropExpired(list)
       if (list.length === 0) { queues.delete(key); continue }
       if (oldest === undefined || list[0]!.createdAt < oldest.createdAt) oldest = list[0]
     }
@@ -138,7 +184,74 @@ export class HintStore {
         for (const h of list) pendingRecords += h.records.length
       }
     }
-    return { ...this.counters, pending, pendingRecords, pendingBytes: this.bytes, targets: this.byTarget.size }
+    return { ...this.counters, pending, pendingRecords, pendingBytes: this.bytes, targets: this.byTarget.size, diskBytes: this.files?.log.diskBytes ?? 0 }
+  }
+
+  /**
+   * Encodes (with hint files), bounds and queues a hint; with hint files also appends it. Answers
+   * the promise of its outcome, or undefined when it was dropped at once.
+   */
+  private admit (hint: Hint): Promise<HintOutcome> | undefined {
+    let frame: Uint8Array | undefined
+    if (this.files !== undefined) {
+      const { clock } = this.files
+      try {
+        frame = encodeHintFrame({ ...hint, createdAtWallMs: clock.wallNow() - (clock.now() - hint.createdAt) })
+      } catch (err) {
+        this.files.logger.warn({ target: hint.target, space: hint.space.name, partition: hint.partition, err: (err as Error).message }, 'hint cannot be encoded: dropped (anti-entropy will repair)')
+        this.countDropped(hint, 'failed')
+        return undefined
+      }
+      hint.bytes = frame.length
+    }
+    const used = this.files?.log.diskBytes ?? this.bytes
+    if (used + hint.bytes > this.maxBytes) {
+      this.countDropped(hint, 'full')
+      return undefined
+    }
+    this.enqueue(hint)
+    this.counters.written++
+    this.counters.writtenRecords += hint.records.length
+    if (this.files === undefined || frame === undefined) return Promise.resolve('kept')
+    const { file, durable } = this.files.log.append(hint.target, frame)
+    hint.file = file
+    return durable.then(() => {
+      if (this.diskFailing) {
+        this.diskFailing = false
+        this.files?.logger.info({}, 'hint files are written again')
+      }
+      return 'kept'
+    }, err => this.diskFailed(hint, err))
+  }
+
+  /** A hint whose file write failed: dropped (counted, logged once a failing spell), unless already delivered. */
+  private diskFailed (hint: Hint, err: unknown): HintOutcome {
+    if (!this.remove(hint)) return 'kept'
+    this.countDropped(hint, 'failed')
+    if (!this.diskFailing) {
+      this.diskFailing = true
+      this.files?.logger.error({ target: hint.target, err: (err as Error).message },
+        'a hint file could not be written: hints are dropped until the disk takes them again (anti-entropy repairs what they carried)')
+    }
+    return 'failed'
+  }
+
+  private enqueue (hint: Hint): void {
+    let queues = this.byTarget.get(hint.target)
+    if (queues === undefined) { queues = new Map(); this.byTarget.set(hint.target, queues) }
+    const key = keyOf(hint.space, hint.partition)
+    let list = queues.get(key)
+    if (list === undefined) { list = []; queues.set(key, list) }
+    list.push(hint)
+    this.bytes += hint.bytes
+  }
+
+  private countDropped (hint: Hint, why: 'full' | 'failed' | 'expired'): void {
+    this.counters.dropped++
+    this.counters.droppedRecords += hint.records.length
+    if (why === 'full') this.counters.droppedFull++
+    else if (why === 'failed') this.counters.droppedDisk++
+    else this.counters.droppedExpired++
   }
 
   /** Takes `hint` out of its queue; false when it is not there (already delivered or dropped). */
@@ -151,25 +264,27 @@ export class HintStore {
     if (i < 0) return false
     list.splice(i, 1)
     this.bytes -= hint.bytes
+    if (hint.file !== undefined) this.files?.log.done(hint.file)
     if (list.length === 0) queues.delete(key)
     if (queues.size === 0) this.byTarget.delete(hint.target)
     return true
   }
 
-  private dropFirst (list: Hint[], expired: boolean): void {
+  private dropExpired (list: Hint[]): void {
     const h = list.shift()!
     this.bytes -= h.bytes
-    this.counters.dropped++
-    this.counters.droppedRecords += h.records.length
-    if (expired) this.counters.droppedExpired++
-    else this.counters.droppedFull++
+    if (h.file !== undefined) this.files?.log.done(h.file)
+    this.countDropped(h, 'expired')
   }
 }
 
 /** What the write coordinator needs of hinted handoff. */
 export interface HintRecorder {
-  /** Keeps records `target` missed; false when the store is full (the hint is dropped, counted, and logged). */
-  record(target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[]): boolean
+  /**
+   * Keeps records `target` missed: true once they are held (durable, with hint files); false when
+   * some were dropped (the store full, or its files failing: counted and logged). Never rejects.
+   */
+  record(target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[]): Promise<boolean>
 }
 
 export type HintedHandoffContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'detector' | 'life' | 'addr'> & {
@@ -182,12 +297,16 @@ export class HintedHandoff implements HintRecorder {
 
   constructor (private readonly ctx: HintedHandoffContext, readonly store: HintStore) {}
 
-  record (target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[]): boolean {
-    let bytes = 64
-    for (const r of records) bytes += recordBytes(r)
-    const ok = this.store.add({ target, space, partition, records, createdAt: this.ctx.clock.now(), bytes })
-    if (!ok) this.ctx.log.warn({ target, space: space.name, partition, records: records.length }, 'hint store full: hint dropped (anti-entropy will repair)')
-    return ok
+  async record (target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[]): Promise<boolean> {
+    const { clock, log, opts } = this.ctx
+    // One hint per repl.write batch: a hint file's frames stay within the bounds a replica takes.
+    const outcomes = await Promise.all(chunkRecords(records, opts.maxBatchRecords, opts.maxBatchBytes).map(async chunk => {
+      let bytes = 64
+      for (const r of chunk) bytes += recordBytes(r)
+      return await this.store.addDurably({ target, space, partition, records: chunk, createdAt: clock.now(), bytes })
+    }))
+    if (outcomes.includes('full')) log.warn({ target, space: space.name, partition, records: records.length }, 'hint store full: hint dropped (anti-entropy will repair)')
+    return outcomes.every(o => o === 'kept')
   }
 
   /** A peer that is back ('alive', 'join') gets its hints now rather than at the next periodic replay. */

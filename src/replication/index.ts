@@ -8,7 +8,9 @@
  * says a level cannot be met it fails fast with PartitionUnavailableError, before anything is
  * sent; when replicas fail it throws WriteIncompleteError naming the partitions that fell short
  * (their rows may be on some replicas). Replicas that failed get a hint, kept by the coordinator
- * (bounded by bytes and by a 3 h window) and replayed in order when the replica is alive again.
+ * (bounded by bytes and by a 3 h window; in hint files under the data directory when the peer
+ * passes them, see hint-log.ts) and replayed, per partition in order, when the replica is alive
+ * again.
  * Reads at QUORUM/ALL compare versions (last writer wins, compareVersions) and repair stale
  * replicas before answering; background anti-entropy compares partition digests with another
  * replica and exchanges the differing buckets; when placement moves a partition to this peer it
@@ -46,6 +48,8 @@ export { PartitionUnavailableError, WriteIncompleteError, ReadIncompleteError, I
 export type { Consistency, PartitionWriteOutcome } from './errors.js'
 export { HintStore } from './hints.js'
 export type { Hint, HintStats } from './hints.js'
+export { HintLog, DEFAULT_HINT_FILE_BYTES, hintFileBytesFor } from './hint-log.js'
+export type { HintLogLoad, HintLogOptions } from './hint-log.js'
 export {
   METHOD_WRITE, METHOD_READ, METHOD_DIGEST, METHOD_BUCKET, METHOD_SCAN, MAX_RECORDS_PER_MESSAGE,
   parseWriteRequest, parseRecord, parseSpace, chunkRecords, packRecords

@@ -14,6 +14,7 @@ import { isSegmentCorruption, type PartitionStore, type VersionedRecord } from '
 import { AntiEntropy } from './anti-entropy.js'
 import { keyOf, Lifecycle, newCounters } from './context.js'
 import type { MembershipEvents, ReachabilityView, ReplicationContext, StoreProvider } from './context.js'
+import type { HintLog, HintLogLoad } from './hint-log.js'
 import { HintedHandoff, HintStore } from './hints.js'
 import type { HintStats } from './hints.js'
 import { LocalReplicas } from './local-replicas.js'
@@ -36,6 +37,11 @@ export interface ReplicatorDeps {
   stores: StoreProvider
   detector: ReachabilityView
   membership: MembershipEvents
+  /**
+   * The hint files, opened (and read back) by HintLog.open before the replicator is built: hints
+   * are then durable and survive a restart. Without them hints live in memory.
+   */
+  hintFiles?: { log: HintLog, load: HintLogLoad }
 }
 
 export interface ReplicationStats {
@@ -92,7 +98,9 @@ export class Replicator {
       addr: peer => placement.addressOf(peer) ?? { id: peer, addrs: [] }
     }
     this.ctx = ctx
-    this.hints = new HintStore(opts.hintMaxBytes, opts.hintWindowMs)
+    const files = deps.hintFiles
+    this.hints = new HintStore(opts.hintMaxBytes, opts.hintWindowMs, files === undefined ? undefined : { log: files.log, clock: deps.clock, logger: deps.log })
+    if (files !== undefined) this.hints.load(files.load.hints)
     this.handoff = new HintedHandoff(ctx, this.hints)
     this.writer = new WriteCoordinator({ ...ctx, hints: this.handoff })
     this.reader = new ReadCoordinator(ctx)

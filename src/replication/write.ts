@@ -3,7 +3,8 @@
  * partition detector that every partition's consistency level can be met (failing fast, before
  * anything is sent, so nothing is half-written), sends each partition's records to its replicas
  * in bounded repl.write batches (the local replica directly), and answers once every partition met
- * its level. Replicas that failed get a hint. Also pushRecords, the plain repl.write that read
+ * its level. Replicas that failed get a hint, durable before the answer when the failure came
+ * before it (hints.ts). Also pushRecords, the plain repl.write that read
  * repair, hint replay and anti-entropy use to bring one replica up to date.
  */
 import type { Hlc } from '../hlc/index.js'
@@ -163,12 +164,16 @@ export class WriteCoordinator {
       let settled = false
       // Ids that lost on every replica that acknowledged so far (undefined: none acknowledged yet).
       let lostEverywhere: Set<string> | undefined
+      // Hints recorded before the answer: it waits until they are durable (see HintRecorder).
+      const hinting: Array<Promise<void>> = []
       const check = (): void => {
         if (settled) return
         if (groups.every(g => g.members.filter(p => acked.has(p)).length >= g.needed)) o.met = true
         if (o.met || done === targets.length) {
           settled = true
-          resolve({ ...o, errors: [...o.errors], staleIds: lostEverywhere === undefined ? [] : [...lostEverywhere] })
+          void Promise.all(hinting).then(() => {
+            resolve({ ...o, errors: [...o.errors], staleIds: lostEverywhere === undefined ? [] : [...lostEverywhere] })
+          })
         }
       }
       // The batches (and their encoded bodies) are built once and sent to every remote target; a
@@ -192,7 +197,9 @@ export class WriteCoordinator {
             }
           } else {
             o.errors.push(`${target}: ${res.error ?? 'failed'}`)
-            if (res.failed.length > 0 && res.noHint !== true && this.ctx.hints.record(target, space, partition, res.failed)) o.hinted++
+            if (res.failed.length > 0 && res.noHint !== true) {
+              hinting.push(this.ctx.hints.record(target, space, partition, res.failed).then(kept => { if (kept) o.hinted++ }))
+            }
           }
           check()
         })

@@ -1,5 +1,6 @@
 /**
- * runtime: the Clock, Timer, Random and Transport that protocol code receives from outside.
+ * runtime: the Clock, Timer, Random, Transport and FileSystem that protocol code receives from
+ * outside.
  *
  * ```ts
  * import { SystemClock, SystemRandom } from '../runtime/index.js'
@@ -14,4 +15,6 @@ export { SeededRandom, shuffle } from './seeded.js'
 export type { Logger } from './log.js'
 export { silentLogger } from './log.js'
 export { readFileIfThereSync, writeFileDurablySync } from './durable-file.js'
+export { nodeFileSystem } from './filesystem.js'
+export type { FileSystem, AppendFile } from './filesystem.js'
 export { VERSION } from './version.js'

@@ -7,13 +7,14 @@ import { HybridClock } from '../../src/hlc/index.js'
 import { Swim } from '../../src/membership/index.js'
 import type { SwimOptions } from '../../src/membership/index.js'
 import { PartitionDetector } from '../../src/partition/index.js'
-import { Replicator } from '../../src/replication/index.js'
-import type { ReplicatorOptions } from '../../src/replication/index.js'
+import { HintLog, Replicator } from '../../src/replication/index.js'
+import type { HintLogLoad, ReplicatorOptions } from '../../src/replication/index.js'
 import { silentLogger } from '../../src/runtime/index.js'
 import { checkSchema } from '../../src/schema/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
 import { SimWorld, simAddress } from './index.js'
 import type { SimPeer } from './index.js'
+import { MemoryFileSystem } from './memory-fs.js'
 import { MemoryStores } from './memory-store.js'
 import type { MemoryPartitionStore } from './memory-store.js'
 import { FakePlacement, ReadyDirectory } from './replication-placement.js'
@@ -36,6 +37,8 @@ export function makeSpace (name = 'things', partitions = 4, replicas = 3): Space
 export class ReplCluster {
   readonly nodes = new Map<string, ReplNode>()
   readonly storesById = new Map<string, MemoryStores>()
+  /** The disks of peers started with hint files (addWithHintFiles), kept across restarts. */
+  readonly disks = new Map<string, MemoryFileSystem>()
   readonly directory = new ReadyDirectory()
   readonly spaces: SpaceDef[] = []
 
@@ -46,7 +49,18 @@ export class ReplCluster {
     readonly stableWindowMs = 1000
   ) {}
 
-  add (id: string, bootstrap?: string): ReplNode {
+  /**
+   * Starts `id` as add() does, with hint files on its own simulated disk (`/data/hints`), read
+   * back first as a real peer reads them at start-up. crash() then power-cut the disk if asked.
+   */
+  async addWithHintFiles (id: string, bootstrap?: string, fileBytes?: number): Promise<ReplNode> {
+    let disk = this.disks.get(id)
+    if (disk === undefined) { disk = new MemoryFileSystem(); this.disks.set(id, disk) }
+    const hintFiles = await HintLog.open({ fs: disk, log: silentLogger }, { dir: '/data/hints', ...(fileBytes !== undefined ? { fileBytes } : {}) })
+    return this.add(id, bootstrap, hintFiles)
+  }
+
+  add (id: string, bootstrap?: string, hintFiles?: { log: HintLog, load: HintLogLoad }): ReplNode {
     const exists = this.world.peers().some(p => p.id === id)
     if (exists) this.directory.clear(id)
     const peer = exists ? this.world.restart(id) : this.world.addPeer(id)
@@ -62,7 +76,7 @@ export class ReplCluster {
     if (stores === undefined) { stores = new MemoryStores(); this.storesById.set(id, stores) }
     const replicator = new Replicator({
       transport: peer.transport, clock: peer.clock, random: peer.random, hlc, log: silentLogger,
-      placement, stores, detector, membership: swim
+      placement, stores, detector, membership: swim, ...(hintFiles !== undefined ? { hintFiles } : {})
     }, this.replOptions)
     void swim.start()
     detector.start()
@@ -79,9 +93,11 @@ export class ReplCluster {
     return n
   }
 
-  crash (id: string): void {
+  /** Crashes `id`; with `powerLoss`, its disk keeps only what was synced (hint files). */
+  crash (id: string, opts: { powerLoss?: boolean } = {}): void {
     const n = this.get(id)
     this.world.crash(id)
+    if (opts.powerLoss === true) this.disks.get(id)?.crash()
     n.replicator.stop()
     n.placement.stop()
     n.detector.stop()
