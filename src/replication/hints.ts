@@ -89,7 +89,7 @@ export class HintStore {
    * counted as dropped, when it does not fit the byte bound or cannot be encoded.
    */
   add (hint: Hint): boolean {
-    return this.admit(hint) !== undefined
+    return typeof this.admit(hint) !== 'string'
   }
 
   /**
@@ -98,8 +98,7 @@ export class HintStore {
    * written (the hint is dropped then, unless it was delivered meanwhile). Never rejects.
    */
   async addDurably (hint: Hint): Promise<HintOutcome> {
-    const durable = this.admit(hint)
-    return durable === undefined ? 'full' : await durable
+    return await this.admit(hint)
   }
 
   /**
@@ -189,9 +188,9 @@ export class HintStore {
 
   /**
    * Encodes (with hint files), bounds and queues a hint; with hint files also appends it. Answers
-   * the promise of its outcome, or undefined when it was dropped at once.
+   * the promise of its outcome, or the outcome itself when it was dropped at once.
    */
-  private admit (hint: Hint): Promise<HintOutcome> | undefined {
+  private admit (hint: Hint): Promise<HintOutcome> | 'full' | 'failed' {
     let frame: Uint8Array | undefined
     if (this.files !== undefined) {
       const { clock } = this.files
@@ -200,14 +199,14 @@ export class HintStore {
       } catch (err) {
         this.files.logger.warn({ target: hint.target, space: hint.space.name, partition: hint.partition, err: (err as Error).message }, 'hint cannot be encoded: dropped (anti-entropy will repair)')
         this.countDropped(hint, 'failed')
-        return undefined
+        return 'failed'
       }
       hint.bytes = frame.length
     }
     const used = this.files?.log.diskBytes ?? this.bytes
     if (used + hint.bytes > this.maxBytes) {
       this.countDropped(hint, 'full')
-      return undefined
+      return 'full'
     }
     this.enqueue(hint)
     this.counters.written++
