@@ -245,7 +245,7 @@ export class Peer implements ApiPeer {
       stores: {
         open: async (space, partition) => await engine.openPartition(space, partition),
         drop: async (space, partition) => { await engine.dropPartition(space.uid, partition) },
-        rebuild: async (space, partition) => await engine.rebuildPartition(space, partition)
+        rebuild: async (space, partition, reason) => await engine.rebuildPartition(space, partition, reason)
       },
       detector,
       membership: swim,

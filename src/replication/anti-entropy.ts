@@ -5,7 +5,15 @@
  * ready replica; for each differing bucket (at most antiEntropyMaxBuckets a round) the newer
  * records go both ways, each through the skew bound (admitCopied). syncWith, the comparison
  * itself, also serves catch-up (pull and push, every bucket) and release (push only).
+ *
+ * Tombstone safety (repair.ts): each side of a digest exchange sends its purge horizon, and a
+ * replica stale against the other's stops there (it would push rows whose deletes the other
+ * has purged; it is rebuilt instead). A complete two-way sync is recorded in the replica's repair
+ * record, and completes a repair with every replica once each other replica has one: storage
+ * purges tombstones only below that. A round picks the replica synced longest ago, so a repair
+ * with every replica completes in R - 1 rounds of a partition.
  */
+import type { Hlc } from '../hlc/index.js'
 import type { PeerId } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import { compareVersions, isSegmentCorruption } from '../storage/index.js'
@@ -13,7 +21,8 @@ import type { VersionedRecord } from '../storage/index.js'
 import { admitCopied, errText, keyOf } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
 import type { ResolvedReplicatorOptions } from './options.js'
-import { chunkRecords, METHOD_BUCKET, METHOD_DIGEST, parseDigestAnswer, parseRecordsAnswer } from './wire.js'
+import { isStaleAgainst, RepairTracker, repairInfo } from './repair.js'
+import { chunkRecords, METHOD_BUCKET, METHOD_DIGEST, parseDigestAnswer, parseDigestAnswerRepair, parseRecordsAnswer } from './wire.js'
 import { pushRecords } from './write.js'
 
 export interface SyncOptions {
@@ -29,18 +38,27 @@ export interface SyncOptions {
    * rebuilt. The sync then answers false (not every differing bucket was handled).
    */
   skipUnreadable?: boolean
+  /**
+   * A stale replica's last pushes before its rebuild (Ownership, repair.ts): only records at or
+   * above this version go (nothing is pulled; `pull` must be false), those below are withheld and
+   * counted, and the staleness check is skipped (the caller knows).
+   */
+  pushFrom?: Hlc
 }
 
-export type AntiEntropyContext = Pick<ReplicationContext, 'self' | 'transport' | 'random' | 'hlc' | 'log' | 'placement' | 'detector' | 'replicas' | 'life' | 'addr'> & {
+export type AntiEntropyContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'random' | 'hlc' | 'log' | 'placement' | 'detector' | 'replicas' | 'life' | 'addr'> & {
   opts: Pick<ResolvedReplicatorOptions, 'antiEntropyIntervalMs' | 'antiEntropyConcurrency' | 'antiEntropyMaxBuckets' | 'requestTimeoutMs' | 'maxBatchRecords' | 'maxBatchBytes'>
-  counters: Pick<ReplicationCounters, 'antiEntropy'>
+  counters: Pick<ReplicationCounters, 'antiEntropy' | 'repair'>
 }
 
 export class AntiEntropy {
   private running = 0
   private cursor = 0
+  private readonly repair: RepairTracker
 
-  constructor (private readonly ctx: AntiEntropyContext) {}
+  constructor (private readonly ctx: AntiEntropyContext) {
+    this.repair = new RepairTracker(ctx)
+  }
 
   /** Schedules the next round (and, from it, the one after). */
   schedule (): void {
@@ -62,12 +80,30 @@ export class AntiEntropy {
     }
   }
 
-  /** One anti-entropy round for one partition with one random other ready replica. */
+  /**
+   * One anti-entropy round for one partition with the reachable ready replica synced longest ago
+   * (of those never synced, a random one). A partition with no other replica is recorded repaired.
+   */
   async round (space: SpaceDef, partition: number): Promise<boolean> {
+    let store
+    try {
+      store = await this.ctx.replicas.open(space, partition)
+    } catch (err) {
+      this.ctx.counters.antiEntropy.failures++
+      this.ctx.log.debug({ space: space.name, partition, err: errText(err) }, 'anti-entropy round: the local replica did not open')
+      return false
+    }
+    if (this.repair.others(space, partition).length === 0) {
+      await this.repair.alone(store, space, partition).catch((err: unknown) => { this.ctx.log.warn({ space: space.name, partition, err: errText(err) }, 'recording a repair failed') })
+      return true
+    }
     const pp = this.ctx.placement.locate(space, partition)
     const peers = pp.readReplicas.filter(p => p !== this.ctx.self && this.ctx.detector.isReachable(p))
     if (peers.length === 0) return false
-    const peer = peers[this.ctx.random.int(peers.length)]!
+    const oldest = this.repair.leastRecentlySynced(store, peers)!
+    const synced = store.repairRecord?.().synced ?? {}
+    const tied = peers.filter(p => synced[p] === synced[oldest])
+    const peer = tied[this.ctx.random.int(tied.length)]!
     this.ctx.counters.antiEntropy.rounds++
     return await this.syncWith(peer, space, partition, { pull: true, maxBuckets: this.ctx.opts.antiEntropyMaxBuckets })
   }
@@ -81,14 +117,28 @@ export class AntiEntropy {
     const { transport, random, opts: { requestTimeoutMs: timeoutMs, maxBatchRecords, maxBatchBytes } } = this.ctx
     const counters = this.ctx.counters.antiEntropy
     const tally = opts.tally ?? counters
+    const pushFrom = opts.pushFrom
+    if (pushFrom !== undefined && opts.pull) throw new Error('syncWith: pushFrom only pushes (pull must be false)')
     try {
+      const startedAt = this.repair.now()
       const store = await this.ctx.replicas.open(space, partition)
       let buckets = 64
       const records = (await store.digest(1)).records
       while (buckets < 16_384 && records / buckets > 256) buckets *= 2
       const local = await store.digest(buckets)
-      const remote = parseDigestAnswer(await transport.request(this.ctx.addr(peer), METHOD_DIGEST, { space, partition, buckets }, { timeoutMs }), buckets)
-      if (remote.root === local.root) return true
+      const mine = pushFrom === undefined ? repairInfo(store, peer) : undefined
+      const answer = await transport.request(this.ctx.addr(peer), METHOD_DIGEST, mine === undefined ? { space, partition, buckets } : { space, partition, buckets, repair: mine }, { timeoutMs })
+      const remote = parseDigestAnswer(answer, buckets)
+      // The peer may have purged tombstones of rows this copy still holds: it pushes (and takes) nothing more.
+      const theirs = parseDigestAnswerRepair(answer)
+      if (pushFrom === undefined && theirs !== undefined && isStaleAgainst(store, peer, theirs)) {
+        this.ctx.replicas.markStale(keyOf(space, partition), theirs.purgeHorizon)
+        return false
+      }
+      if (remote.root === local.root) {
+        if (opts.pull) await this.repair.synced(store, space, partition, peer, startedAt)
+        return true
+      }
       const differing: number[] = []
       for (let i = 0; i < buckets; i++) if (local.hashes[i] !== remote.hashes[i]) differing.push(i)
       const start = differing.length > opts.maxBuckets ? random.int(differing.length) : 0
@@ -116,7 +166,12 @@ export class AntiEntropy {
         // handed on (one held here from before the bound was checked, or stamped while this
         // peer's own clock ran ahead, would also make the peer refuse the whole batch).
         const pull = newer.length > 0 ? admitCopied(this.ctx, newer, { peer, path: 'anti-entropy pull', space, partition }) : newer
-        const pushable = ours.filter(r => { const t = theirById.get(r.id); return t === undefined || compareVersions(r, t) > 0 })
+        let pushable = ours.filter(r => { const t = theirById.get(r.id); return t === undefined || compareVersions(r, t) > 0 })
+        if (pushFrom !== undefined) {
+          const newer = pushable.filter(r => r.version >= pushFrom)
+          this.ctx.counters.repair.recordsWithheld += pushable.length - newer.length
+          pushable = newer
+        }
         const push = pushable.length > 0 ? admitCopied(this.ctx, pushable, { peer, path: 'anti-entropy push', space, partition }) : pushable
         if (pull.length > 0) {
           await store.apply(pull)
@@ -128,7 +183,9 @@ export class AntiEntropy {
         }
         if ((pull.length > 0 || push.length > 0) && opts.tally === undefined) counters.bucketsRepaired++
       }
-      return n === differing.length && skipped === 0
+      const complete = n === differing.length && skipped === 0
+      if (complete && opts.pull) await this.repair.synced(store, space, partition, peer, startedAt)
+      return complete
     } catch (err) {
       counters.failures++
       this.ctx.log.debug({ peer, space: space.name, partition, err: errText(err) }, 'anti-entropy sync failed')

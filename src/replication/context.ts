@@ -17,6 +17,13 @@ import type { LocalReplicas } from './local-replicas.js'
 import type { ResolvedReplicatorOptions } from './options.js'
 import type { ReplicationStats } from './replicator.js'
 
+/**
+ * Why a replica is rebuilt: 'damaged' (a damaged segment file, a disk error) or 'stale' (away
+ * longer than the tombstone grace while the others purged, repair.ts); storage names the moved-aside
+ * directory and its log line after it.
+ */
+export type RebuildReason = 'damaged' | 'stale'
+
 /** Opens (creating if needed) this peer's replica of a partition; the real one wraps storage. */
 export interface StoreProvider {
   open(space: SpaceDef, partition: number): Promise<PartitionStore>
@@ -28,7 +35,7 @@ export interface StoreProvider {
    * aside. Optional: without it a damaged replica is never rebuilt (it serves what it can read
    * if it is the only one, else stays out of service).
    */
-  rebuild?(space: SpaceDef, partition: number): Promise<PartitionStore>
+  rebuild?(space: SpaceDef, partition: number, reason?: RebuildReason): Promise<PartitionStore>
   /**
    * Reopens this peer's replica that failed for want of space (PartitionStore.failure kind
    * `no-space`) from its durable state, once a probe write and fsync of its disk succeed; throws
@@ -56,7 +63,7 @@ export interface MembershipEvents {
 }
 
 /** The counters behind stats(); each part is handed only its own group. */
-export type ReplicationCounters = Pick<ReplicationStats, 'antiEntropy' | 'readRepair' | 'release' | 'replica'> & {
+export type ReplicationCounters = Pick<ReplicationStats, 'antiEntropy' | 'readRepair' | 'release' | 'replica' | 'repair'> & {
   catchUp: Omit<ReplicationStats['catchUp'], 'pending' | 'running'>
 }
 
@@ -66,7 +73,8 @@ export function newCounters (): ReplicationCounters {
     readRepair: { reads: 0, replicasRepaired: 0, recordsRepaired: 0 },
     catchUp: { started: 0, completed: 0, failed: 0, recordsStreamed: 0, digestSyncs: 0, recordsPulled: 0, recordsPushed: 0 },
     release: { released: 0, dropped: 0 },
-    replica: { writes: 0, recordsApplied: 0, recordsStale: 0, badRequests: 0, clockSkewRefusals: 0 }
+    replica: { writes: 0, recordsApplied: 0, recordsStale: 0, badRequests: 0, clockSkewRefusals: 0 },
+    repair: { repairs: 0, staleReplicas: 0, staleRebuilt: 0, recordsWithheld: 0 }
   }
 }
 

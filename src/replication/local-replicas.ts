@@ -7,10 +7,11 @@
  * damage found while it serves (PartitionStore.onDamage), which goes to the `damaged` callback,
  * and for a disk failure (PartitionStore.onFailure), which goes to the `failed` callback.
  */
+import type { Hlc } from '../hlc/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { PartitionStore, StoreFailure } from '../storage/index.js'
 import { keyOf } from './context.js'
-import type { StoreProvider } from './context.js'
+import type { RebuildReason, StoreProvider } from './context.js'
 
 export interface HeldPartition { space: SpaceDef, partition: number }
 
@@ -22,6 +23,9 @@ export class LocalReplicas {
   private readonly opened = new Map<string, PartitionStore>()
   /** Owned partitions this peer has caught up and marked ready. */
   private readonly ready = new Set<string>()
+  /** Replicas found stale against another (repair.ts), each with the highest purge horizon met. */
+  private readonly stale = new Map<string, Hlc>()
+  private readonly staleListeners = new Set<(key: string) => void>()
   /** The damage and failure subscriptions of each store opened, by key (one store per key at a time). */
   private readonly watching = new Map<string, () => void>()
   /** The store each subscription is on. */
@@ -52,12 +56,13 @@ export class LocalReplicas {
    * Replaces the damaged replica of a partition by a fresh one (StoreProvider.rebuild): from this
    * tick every open() gets the new store (waiting for it), and the old one is no longer watched.
    */
-  async rebuild (space: SpaceDef, partition: number): Promise<PartitionStore> {
+  async rebuild (space: SpaceDef, partition: number, reason: RebuildReason = 'damaged'): Promise<PartitionStore> {
     const rebuild = this.stores.rebuild
     if (rebuild === undefined) throw new Error('this peer\'s storage cannot rebuild a replica')
     const key = keyOf(space, partition)
     this.unwatch(key)
-    const s = await this.opening(key, rebuild.call(this.stores, space, partition))
+    const s = await this.opening(key, rebuild.call(this.stores, space, partition, reason))
+    if (reason === 'stale') this.stale.delete(key)
     if (!this.held.has(key)) this.held.set(key, { space: s.space, partition })
     this.opened.set(key, s)
     return s
@@ -129,6 +134,29 @@ export class LocalReplicas {
     this.held.delete(key)
     this.openStores.delete(key)
     this.opened.delete(key)
+    this.stale.delete(key)
+  }
+
+  /**
+   * Marks this peer's replica of `key` stale: another replica, whose purge horizon is
+   * `purgeHorizon`, may have dropped tombstones of rows it holds (repair.ts). It serves nothing
+   * and pushes nothing older than that until rebuilt. The listeners hear of it the first time.
+   */
+  markStale (key: string, purgeHorizon: Hlc): void {
+    const first = !this.stale.has(key)
+    this.stale.set(key, Math.max(purgeHorizon, this.stale.get(key) ?? 0))
+    if (first) for (const l of [...this.staleListeners]) l(key)
+  }
+
+  isStale (key: string): boolean { return this.stale.has(key) }
+
+  /** The highest purge horizon of another replica this stale one met (undefined: not stale). */
+  staleHorizon (key: string): Hlc | undefined { return this.stale.get(key) }
+
+  /** Calls `listener` when a replica is found stale (the first time until it is rebuilt); returns the unsubscribe. */
+  onStale (listener: (key: string) => void): () => void {
+    this.staleListeners.add(listener)
+    return () => { this.staleListeners.delete(listener) }
   }
 
   isReady (key: string): boolean { return this.ready.has(key) }

@@ -19,6 +19,7 @@
  * state once a probe succeeds, then caught up like any replica that was away. An I/O error is
  * rebuilt from the other replicas, like a damaged segment.
  */
+import { formatHlc } from '../hlc/index.js'
 import type { PeerId, Timer } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import { isDiskFault, isNoSpace, isSegmentCorruption, type PartitionStore, type StoreFailure } from '../storage/index.js'
@@ -30,7 +31,7 @@ import { METHOD_SCAN, parseRecordsAnswer } from './wire.js'
 
 export type OwnershipContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'placement' | 'stores' | 'detector' | 'membership' | 'replicas' | 'life' | 'addr'> & {
   opts: Pick<ResolvedReplicatorOptions, 'catchUpConcurrency' | 'catchUpTimeoutMs' | 'catchUpRetryMs' | 'scanBatchRecords' | 'releaseGraceMs' | 'diskProbeMinMs' | 'diskProbeMaxMs'>
-  counters: Pick<ReplicationCounters, 'catchUp' | 'release'>
+  counters: Pick<ReplicationCounters, 'catchUp' | 'release' | 'repair'>
   antiEntropy: Pick<AntiEntropy, 'syncWith'>
 }
 
@@ -254,8 +255,12 @@ export class Ownership {
       const job = this.catchUpQueue.shift()!
       this.catchUpQueued.delete(job.key)
       this.catchUpRunning.add(job.key)
+      const staleBefore = this.ctx.replicas.isStale(job.key)
       void this.catchUp(job.key, job.space, job.partition).then(ok => {
-        if (!ok) {
+        // Found stale during the catch-up (repair.ts): rebuilt at once, not after a retry delay.
+        if (!ok && !staleBefore && this.ctx.replicas.isStale(job.key)) {
+          this.scheduleReconcile()
+        } else if (!ok) {
           counters.catchUp.failed++
           retryLater(job.key)
         }
@@ -279,7 +284,7 @@ export class Ownership {
     const tally = this.ctx.counters.catchUp
     if (!this.owns(key)) return true
     tally.started++
-    const opened = await this.openOrRebuild(key, space, partition)
+    const opened = this.ctx.replicas.isStale(key) ? await this.rebuildStale(space, partition) : await this.openOrRebuild(key, space, partition)
     if (opened === undefined) return false
     const store = opened
     const pp = placement.locate(space, partition)
@@ -430,14 +435,85 @@ export class Ownership {
   }
 
   /**
+   * A held replica found stale against another (repair.ts: away longer than the tombstone grace
+   * while the others purged tombstones it may lack; LocalReplicas.markStale). Its old rows must
+   * not come back: it leaves service at once (unmarked ready, its readiness or return withdrawn),
+   * refuses reads and digests (STALE_REPLICA), and the catch-up rebuilds it from the others
+   * (rebuildStale); one no longer owned is released pushing only what is newer than their purge
+   * horizon.
+   */
+  replicaStale (key: string): void {
+    const { replicas, placement, log, life, counters } = this.ctx
+    const h = replicas.heldPartition(key)
+    if (h === undefined || life.stopped) return
+    const { space, partition } = h
+    counters.repair.staleReplicas++
+    const wasReady = replicas.isReady(key)
+    replicas.unmarkReady(key)
+    placement.markReleased(space, partition)
+    log.warn({ space: space.name, partition, wasReady, othersPurgedTo: formatHlc(replicas.staleHorizon(key) ?? 0) },
+      'replica away longer than the tombstone grace: another replica has purged tombstones this one may lack, so its rows older than that could undo deletes; it stops serving, pushes only newer rows, and is rebuilt from the other replicas')
+    this.scheduleReconcile()
+  }
+
+  /**
+   * Replaces a stale replica by a fresh one (StorageEngine.rebuildPartition, reason 'stale': its
+   * directory is moved aside, not deleted) once another ready replica is reachable, after pushing
+   * them what it holds newer than the purge horizons (writes it alone may have taken, at ONE,
+   * while cut off): no row older than that leaves it. The catch-up then copies the partition
+   * from the others. Undefined: not now (nobody to rebuild from, a push that did not complete, or
+   * no way to rebuild).
+   */
+  private async rebuildStale (space: SpaceDef, partition: number): Promise<PartitionStore | undefined> {
+    const { replicas, placement, detector, log, self, counters } = this.ctx
+    const others = placement.locate(space, partition).readReplicas.filter(p => p !== self && detector.isReachable(p))
+    if (others.length === 0) return undefined
+    if (!replicas.canRebuild) {
+      log.error({ space: space.name, partition }, 'stale partition cannot be rebuilt by this peer\'s storage: it stays out of service')
+      return undefined
+    }
+    // What it alone may hold goes first; a push that did not complete is tried again at the next
+    // catch-up (the others serve meanwhile), unless damage keeps part of it unreadable for good.
+    const pushed = await this.pushNewerOnly(keyOf(space, partition), space, partition, others)
+    if (this.ctx.life.stopped) return undefined
+    if (!pushed && (await replicas.open(space, partition)).needsRebuild?.() !== true) return undefined
+    const rebuilt = await replicas.rebuild(space, partition, 'stale')
+    counters.repair.staleRebuilt++
+    log.warn({ space: space.name, partition, from: others }, 'stale partition replaced by a fresh replica; copying it from the other replicas')
+    return rebuilt
+  }
+
+  /**
+   * Pushes to each of `peers` what this stale replica holds that they lack and that is at or
+   * above both its own grace horizon and the highest purge horizon it met (no tombstone there can
+   * have been purged anywhere, so no such row is a deleted one coming back). True when every
+   * push completed.
+   */
+  private async pushNewerOnly (key: string, space: SpaceDef, partition: number, peers: readonly PeerId[]): Promise<boolean> {
+    const store = await this.ctx.replicas.open(space, partition)
+    const pushFrom = Math.max(store.graceHorizon?.() ?? 0, this.ctx.replicas.staleHorizon(key) ?? 0)
+    let all = true
+    for (const peer of peers) {
+      if (this.ctx.life.stopped) return false
+      if (!await this.ctx.antiEntropy.syncWith(peer, space, partition, { pull: false, maxBuckets: ALL_BUCKETS, pushFrom, skipUnreadable: true })) all = false
+    }
+    return all
+  }
+
+  /**
    * Hands a partition this peer no longer owns to its (ready) owners: pushes what they lack,
    * marks it released, and drops the store after the grace period (pushing once more first).
+   * A stale replica (repair.ts) pushes only what is newer than the others' purge horizon.
    */
   private async release (key: string, space: SpaceDef, partition: number): Promise<void> {
     const owners = this.ctx.placement.locate(space, partition).owners.filter(o => o !== this.ctx.self)
     let pushed = true
-    for (const owner of owners) {
-      if (!await this.ctx.antiEntropy.syncWith(owner, space, partition, { pull: false, maxBuckets: ALL_BUCKETS })) pushed = false
+    if (this.ctx.replicas.isStale(key)) {
+      pushed = await this.pushNewerOnly(key, space, partition, owners)
+    } else {
+      for (const owner of owners) {
+        if (!await this.ctx.antiEntropy.syncWith(owner, space, partition, { pull: false, maxBuckets: ALL_BUCKETS })) pushed = false
+      }
     }
     if (this.ctx.life.stopped || this.releasing.get(key) !== null) return
     if (!pushed) {
@@ -456,7 +532,9 @@ export class Ownership {
     if (this.owns(key)) { this.releasing.delete(key); return }
     const pp = this.ctx.placement.locate(space, partition)
     if (!pp.owners.every(o => pp.readReplicas.includes(o))) { this.releasing.delete(key); return }
-    for (const owner of pp.owners) if (owner !== this.ctx.self) await this.ctx.antiEntropy.syncWith(owner, space, partition, { pull: false, maxBuckets: ALL_BUCKETS })
+    const others = pp.owners.filter(o => o !== this.ctx.self)
+    if (this.ctx.replicas.isStale(key)) await this.pushNewerOnly(key, space, partition, others)
+    else for (const owner of others) await this.ctx.antiEntropy.syncWith(owner, space, partition, { pull: false, maxBuckets: ALL_BUCKETS })
     if (this.ctx.life.stopped || this.owns(key)) { this.releasing.delete(key); return }
     this.ctx.replicas.forget(key)
     this.releasing.delete(key)

@@ -11,11 +11,12 @@ import type { PeerId, Timer } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import { compareVersions } from '../storage/index.js'
 import type { VersionedRecord } from '../storage/index.js'
-import { admitCopied, errText, requireSynced } from './context.js'
+import { admitCopied, errText, keyOf, requireSynced } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
 import { PartitionUnavailableError, ReadIncompleteError } from './errors.js'
 import type { Consistency } from './errors.js'
 import type { ResolvedReplicatorOptions } from './options.js'
+import { staleError } from './repair.js'
 import { METHOD_READ, parseReadAnswer } from './wire.js'
 import { pushRecords } from './write.js'
 
@@ -61,7 +62,10 @@ export class ReadCoordinator {
   }
 
   private async readFrom (peer: PeerId, space: SpaceDef, partition: number, id: string, timeoutMs: number): Promise<VersionedRecord | undefined> {
-    if (peer === this.ctx.self) return await (await this.ctx.replicas.open(space, partition)).get(id)
+    if (peer === this.ctx.self) {
+      if (this.ctx.replicas.isStale(keyOf(space, partition))) throw staleError(space, partition)
+      return await (await this.ctx.replicas.open(space, partition)).get(id)
+    }
     const answer = await this.ctx.transport.request(this.ctx.addr(peer), METHOD_READ, { space, partition, ids: [id] }, { timeoutMs })
     return parseReadAnswer(answer, space, [id])[0]
   }

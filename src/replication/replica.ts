@@ -14,6 +14,7 @@ import { keyOf, lostIds } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
 import { ReplicaRequestError } from './errors.js'
 import type { ResolvedReplicatorOptions } from './options.js'
+import { isStaleAgainst, repairInfo, staleError } from './repair.js'
 import {
   chunkRecords, maxVersion, METHOD_BUCKET, METHOD_DIGEST, METHOD_READ, METHOD_SCAN, METHOD_WRITE, parseBucketRequest,
   parseDigestRequest, parseReadRequest, parseScanRequest, parseWriteRequest
@@ -43,7 +44,14 @@ export class ReplicaHandlers {
     transport.handle(METHOD_DIGEST, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseDigestRequest(body)
       const store = await this.storeForRead(req.space, req.partition)
-      return { digest: await readOrFail(req.space, req.partition, async () => await store.digest(req.buckets)) }
+      // The requester's purge horizon against this copy: stale, it answers nothing (repair.ts).
+      if (req.repair !== undefined && isStaleAgainst(store, ctx.from, req.repair)) {
+        this.ctx.replicas.markStale(keyOf(req.space, req.partition), req.repair.purgeHorizon)
+        throw staleError(req.space, req.partition)
+      }
+      const digest = await readOrFail(req.space, req.partition, async () => await store.digest(req.buckets))
+      const repair = repairInfo(store, ctx.from)
+      return repair === undefined ? { digest } : { digest, repair }
     }))
     transport.handle(METHOD_BUCKET, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseBucketRequest(body)
@@ -63,6 +71,9 @@ export class ReplicaHandlers {
     if (!this.ctx.replicas.holds(key) && !this.ctx.placement.locate(space, partition).owners.includes(this.ctx.self)) {
       throw new ReplicaRequestError('NOT_HELD', `this peer holds no replica of partition ${partition} of '${space.name}'`)
     }
+    // Stale (away longer than the tombstone grace while another replica purged, repair.ts): it
+    // may hold rows whose deletes are gone elsewhere, and is being rebuilt.
+    if (this.ctx.replicas.isStale(key)) throw staleError(space, partition)
     const store = await this.storeOrFail(space, partition)
     // A damaged replica out of service (being rebuilt, or syncing after WAL damage) may lack rows
     // or fail on them: a coordinator whose view still lists it (the withdrawal travels by gossip)

@@ -56,6 +56,13 @@ export interface ReplicationStats {
   catchUp: { started: number, completed: number, failed: number, recordsStreamed: number, digestSyncs: number, recordsPulled: number, recordsPushed: number, pending: number, running: number }
   release: { released: number, dropped: number }
   replica: { writes: number, recordsApplied: number, recordsStale: number, badRequests: number, clockSkewRefusals: number }
+  /**
+   * Tombstone safety (repair.ts): repairs completed with every other replica (each lets storage
+   * purge older tombstones); this peer's replicas found stale (away longer than the grace while
+   * another replica purged), and those rebuilt from the others; rows older than the others'
+   * purge horizon a stale replica did not push.
+   */
+  repair: { repairs: number, staleReplicas: number, staleRebuilt: number, recordsWithheld: number }
   readyPartitions: number
   heldPartitions: number
 }
@@ -107,6 +114,8 @@ export class Replicator {
     this.replica = new ReplicaHandlers(ctx)
     this.antiEntropy = new AntiEntropy(ctx)
     this.ownership = new Ownership({ ...ctx, antiEntropy: this.antiEntropy })
+    // A replica found stale (repair.ts) leaves service and is rebuilt (ownership decides how).
+    ctx.replicas.onStale(key => { this.ownership.replicaStale(key) })
   }
 
   // ------------------------------------------------------------------------------ lifecycle
@@ -150,6 +159,7 @@ export class Replicator {
       catchUp: { ...c.catchUp, pending: this.ownership.pending, running: this.ownership.running },
       release: { ...c.release },
       replica: { ...c.replica },
+      repair: { ...c.repair },
       readyPartitions: replicas.readyCount,
       heldPartitions: replicas.heldCount
     }

@@ -8,7 +8,9 @@
  *              values | null, ...] flat, 4 entries per record, values[i] the value of space.schema[i]
  *              (no column names; storage's PackedRecords, which a replica logs as they came)
  * repl.read    { space, partition, ids: string[] }                            → { records: (VersionedRecord | null)[] }
- * repl.digest  { space, partition, buckets }                                  → { digest: PartitionDigest }
+ * repl.digest  { space, partition, buckets, repair? }                         → { digest: PartitionDigest, repair? }
+ *              repair: { purgeHorizon, syncedWithYou }, each side's RepairInfo (repair.ts); a
+ *              replica stale against the other's refuses (STALE_REPLICA) or stops its sync
  * repl.bucket  { space, partition, index, buckets }                           → { records: VersionedRecord[] }
  * repl.scan    (stream) { space, partition, batchRecords }                    → items { records: VersionedRecord[] }
  * ```
@@ -20,6 +22,7 @@ import type { SpaceDef } from '../schema/index.js'
 import { packRecords as packStored, unpackFlat } from '../storage/index.js'
 import type { PackedRecords, PartitionDigest, VersionedRecord } from '../storage/index.js'
 import { ReplicaRequestError } from './errors.js'
+import type { RepairInfo } from './repair.js'
 
 export const METHOD_WRITE = 'repl.write'
 export const METHOD_READ = 'repl.read'
@@ -38,8 +41,8 @@ export interface WriteRequest { space: SpaceDef, partition: number, records: Ver
 export interface WriteAnswer { applied: number, stale: number, staleIds?: string[] }
 export interface ReadRequest { space: SpaceDef, partition: number, ids: string[] }
 export interface ReadAnswer { records: Array<VersionedRecord | null> }
-export interface DigestRequest { space: SpaceDef, partition: number, buckets: number }
-export interface DigestAnswer { digest: PartitionDigest }
+export interface DigestRequest { space: SpaceDef, partition: number, buckets: number, repair?: RepairInfo }
+export interface DigestAnswer { digest: PartitionDigest, repair?: RepairInfo }
 export interface BucketRequest { space: SpaceDef, partition: number, index: number, buckets: number }
 export interface RecordsAnswer { records: VersionedRecord[] }
 export interface ScanRequest { space: SpaceDef, partition: number, batchRecords: number }
@@ -211,7 +214,21 @@ export function parseDigestRequest (body: unknown): DigestRequest {
   const space = parseSpace(body.space)
   const partition = parsePartition(body.partition, space)
   if (!isInt(body.buckets, 1, MAX_DIGEST_BUCKETS)) throw bad(`buckets must be an integer in 1..${MAX_DIGEST_BUCKETS}`)
-  return { space, partition, buckets: body.buckets }
+  if (body.repair === undefined) return { space, partition, buckets: body.buckets }
+  const repair = parseRepairInfo(body.repair)
+  if (repair === undefined) throw bad('repair must be { purgeHorizon, syncedWithYou }, HLC timestamps')
+  return { space, partition, buckets: body.buckets, repair }
+}
+
+/** A RepairInfo as sent (either way of repl.digest), or undefined when `v` is not one. */
+export function parseRepairInfo (v: unknown): RepairInfo | undefined {
+  if (!isObject(v) || !isHlc(v.purgeHorizon) || !isHlc(v.syncedWithYou)) return undefined
+  return { purgeHorizon: v.purgeHorizon, syncedWithYou: v.syncedWithYou }
+}
+
+/** The repair info of a repl.digest answer; undefined from a peer that sends none (or a malformed one). */
+export function parseDigestAnswerRepair (v: unknown): RepairInfo | undefined {
+  return isObject(v) ? parseRepairInfo(v.repair) : undefined
 }
 
 export function parseBucketRequest (body: unknown): BucketRequest {

@@ -1,14 +1,15 @@
 /**
  * Compaction of a partition's segments: which to merge (size-tiered, or every segment when
  * tombstones have expired or too much is dead), the merge itself (live rows only, into one new
- * segment, tombstones past their grace dropped by a full run only), and the periodic check.
+ * segment, tombstones below the purge horizon dropped by a full run only: older than the grace
+ * period and than the last repair with every replica, repair.ts), and the periodic check.
  * A merge runs beside writes and flushes: rows that a write superseded meanwhile are decided
  * again at the swap, which happens in one tick after the manifest lists the merged segment.
  */
-import { makeHlc } from '../hlc/index.js'
 import type { Timer } from '../runtime/index.js'
 import type { PartitionContext } from './context.js'
 import type { DiskSegment, LiveBatch } from './disk-segment.js'
+import { purgeHorizon } from './repair.js'
 import { compareUtf16Order, keyHashesUtf8 } from './key-index.js'
 import type { SpaceSchema } from '../schema/index.js'
 import type { SegmentFileWriter, SourceColumn } from './segment-file.js'
@@ -19,11 +20,11 @@ export interface CompactionResult {
   rowsKept: number
   /** Dead rows (superseded versions) dropped. */
   deadDropped: number
-  /** Live tombstones past the grace period dropped. */
+  /** Live tombstones below the purge horizon (past the grace period and repaired everywhere) dropped. */
   tombstonesPurged: number
 }
 
-export type CompactionContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'compactions' | 'opts' | 'counters' | 'status' | 'index' | 'manifest' | 'corruption'>
+export type CompactionContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'compactions' | 'opts' | 'counters' | 'status' | 'index' | 'manifest' | 'corruption' | 'repair'>
 
 /** The result of a compaction that did not run (its store closed while it waited for a slot). */
 function noCompaction (segmentsIn: number): CompactionResult {
@@ -70,8 +71,8 @@ export class Compactor {
   async settled (): Promise<void> { await this.compacting?.catch(() => {}) }
 
   /**
-   * Merges every segment into one, dropping dead rows and tombstones older than the grace period
-   * (by their HLC's physical time against clock.wallNow()). Safe under concurrent apply():
+   * Merges every segment into one, dropping dead rows and tombstones below the purge horizon
+   * (tombstoneHorizon). Safe under concurrent apply():
    * writes landing meanwhile win over the rows being copied, decided again at the swap.
    */
   async compact (): Promise<CompactionResult> {
@@ -80,8 +81,14 @@ export class Compactor {
     return await this.run(undefined)
   }
 
+  /**
+   * Tombstones below this may go: older than the grace period and than the last repair completed
+   * with every other replica (repair.ts). Dropped any earlier, a tombstone a replica that was away
+   * never received could not win against that replica's older row, which anti-entropy would then
+   * copy back everywhere.
+   */
   private tombstoneHorizon (): number {
-    return makeHlc(Math.max(0, this.ctx.clock.wallNow() - this.ctx.opts.tombstoneGraceMs), 0)
+    return purgeHorizon(this.ctx.clock.wallNow(), this.ctx.opts.tombstoneGraceMs, this.ctx.repair.record.repairedTo)
   }
 
   /**

@@ -15,6 +15,7 @@ import type { FilePool } from './files.js'
 import type { LiveIndex } from './live-index.js'
 import type { SegmentManifest } from './manifest.js'
 import type { Memtable } from './memtable.js'
+import type { RepairLog } from './repair.js'
 import type { ResolvedPartitionOptions } from './options.js'
 import type { WalFiles } from './wal-files.js'
 
@@ -100,4 +101,6 @@ export interface PartitionContext {
   readonly wal: WalFiles
   readonly manifest: SegmentManifest
   readonly corruption: CorruptionSink
+  /** The replica's repair record (repair.ts): compaction purges tombstones by it. */
+  readonly repair: RepairLog
 }

@@ -27,6 +27,9 @@ export function spaceDirName (uid: string): string {
   return /^[A-Za-z0-9@._:+-]+$/.test(uid) && uid !== '.' && uid !== '..' ? uid : encodeURIComponent(uid).replace(/\./g, '%2E')
 }
 
+/** Why a replica is rebuilt from the others (StorageEngine.rebuildPartition). */
+export type RebuildReason = 'damaged' | 'stale'
+
 /** A damage report of one of this peer's partitions (StorageEngine.damage). */
 export type StoredDamage = DamageReport & {
   space: SpaceDef
@@ -149,8 +152,13 @@ export class StorageEngine {
    * the bad segment instead would bring back older versions and deleted rows from older segments.
    * Concurrent and later openPartition calls get the new store; writes arriving meanwhile land
    * there. Replication calls this only when other replicas can repair the partition.
+   *
+   * `reason` 'stale': the replica is intact but was away longer than the tombstone grace, and
+   * another replica may have purged tombstones of rows it still holds (repair.ts); pushing those
+   * rows would undo the deletes, so it is rebuilt the same way (Cassandra's rule for a node down
+   * past gc_grace), its directory moved aside to `<dir>.stale-<ms>`.
    */
-  async rebuildPartition (space: SpaceDef, partition: number): Promise<LocalPartitionStore> {
+  async rebuildPartition (space: SpaceDef, partition: number, reason: RebuildReason = 'damaged'): Promise<LocalPartitionStore> {
     if (this.closed) throw new Error('storage engine is closed')
     const key = `${space.uid}\u0000${partition}`
     if (this.dropped.has(space.uid)) throw new SpaceDroppedError(`space ${space.name} (${space.uid}) was dropped; its partition ${partition} is not rebuilt`)
@@ -160,9 +168,14 @@ export class StorageEngine {
       const store = old === undefined ? undefined : await old.catch(() => undefined)
       await store?.close()
       const dir = this.partitionDir(space.uid, partition)
-      const aside = `${dir}.corrupt-${this.deps.clock.wallNow()}`
+      const aside = `${dir}.${reason === 'stale' ? 'stale' : 'corrupt'}-${this.deps.clock.wallNow()}`
       const failure = store?.failure()
       const carried = await this.files.run(async () => await moveAside(dir, aside, this.deps.log))
+      if (reason === 'stale') {
+        this.deps.log.warn({ space: space.name, uid: space.uid, partition, movedTo: aside },
+          'partition replica away longer than the tombstone grace moved aside (kept there; nothing is deleted): it may hold rows whose deletes the other replicas have purged; a fresh replica is rebuilt from them')
+        return await this.openStore(space, partition)
+      }
       this.deps.log.error({ space: space.name, uid: space.uid, partition, movedTo: aside, reports: carried.map(d => d.file), ...(failure !== undefined ? { code: failure.code, failedAt: failure.path } : {}) },
         `${failure !== undefined ? `partition replica that failed on a disk error (${failure.code})` : 'damaged partition replica'} moved aside (kept there for inspection; nothing is deleted); a fresh replica is rebuilt from the other replicas`)
       return await this.openStore(space, partition)

@@ -3,10 +3,11 @@
  * Arrow IPC segments, behind the PartitionStore contract (types.ts). apply() is last-writer-wins
  * on HLC versions and resolves once the batch is fsynced (concurrent calls share one fsync);
  * memtables flush to segments by size (per partition and across the engine); compaction drops
- * superseded rows and tombstones past their grace period; recovery after kill -9 replays the WAL,
- * truncating a torn tail, recovering every good frame after a bad one (and reporting the damage),
- * and refuses to open over a corrupt segment rather than lose it (a damaged segment, found at open
- * or by a read, is reported; replication rebuilds such a replica from the others). Each
+ * superseded rows and tombstones past their grace period and repaired on every replica (repair.ts);
+ * recovery after kill -9 replays the WAL, truncating a torn tail, recovering every good frame
+ * after a bad one (and reporting the damage), and refuses to open over a corrupt segment rather
+ * than lose it (a damaged segment, found at open or by a read, is reported; replication rebuilds
+ * such a replica from the others). Each
  * partition keeps per-bucket digests up to date on every write, for anti-entropy. Queries read the
  * live rows as column batches (columnar/): segment columns are read and decoded per record batch
  * on demand and kept in the peer's block cache (block-cache.ts).
@@ -39,6 +40,9 @@
  *   are read from the `.arrow` file on demand through the peer's block cache (disk-segment.ts);
  * - `live-<n>.bin`: the id index's saved state as of the manifest that names it: each segment's
  *   live bits and counts, the digest accumulator (live-state.ts);
+ * - `REPAIR`: JSON `{ format, since, repairedTo, synced: { <peer>: hlc } }`, what anti-entropy
+ *   established about this copy (repair.ts): tombstones are purged only below both the grace
+ *   period and `repairedTo`, the start of the last repair completed with every replica;
  * - `MANIFEST`: JSON `{ format, walFrom, nextSegment, segments: [{ id, file, rows, bytes, crc32,
  *   index, indexBytes, indexCrc32, batches }], live }` (an entry without `index` is a segment of
  *   the first format, one batch and no `.idx`, rewritten at open),
@@ -54,6 +58,8 @@ export { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 export { CompactionSlots, defaultMaxConcurrentCompactions } from './compaction-slots.js'
 export { BlockCache, columnVectorBytes, defaultCacheMiB, type BlockCacheStats } from './block-cache.js'
 export type { PartitionStoreOptions, StorageEngineOptions } from './options.js'
+export { REPAIR_FILE, purgeHorizon, graceHorizon, wallHlc, parseRepairFile, type RepairRecord, type RepairUpdate } from './repair.js'
+export type { RebuildReason } from './engine.js'
 export { DEFAULT_PARTITION_OPTIONS } from './options.js'
 export { SegmentCorruptError, segmentFileName } from './segment.js'
 export { WalFailedError, walFileName, packRecords, unpackFlat } from './wal.js'

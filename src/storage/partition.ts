@@ -37,6 +37,7 @@ import { Memtable } from './memtable.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type ResolvedPartitionOptions } from './options.js'
 import { PartitionReader } from './reads.js'
 import { recover, type RecoveryStats } from './recovery.js'
+import { graceHorizon, purgeHorizon, RepairLog, type RepairRecord, type RepairUpdate } from './repair.js'
 import type { ApplyResult, PartitionDigest, PartitionStats, PartitionStore, VersionedRecord } from './types.js'
 import type { PackedRecords } from './wal.js'
 import { WalFiles } from './wal-files.js'
@@ -101,7 +102,8 @@ export class LocalPartitionStore implements PartitionStore {
       corruption: {
         report: err => { this.noteCorruption(err) },
         unreadable: seg => this.isUnreadable(seg)
-      }
+      },
+      repair: new RepairLog(dir, deps.files, deps.clock, log)
     }
     this.ctx = ctx
     // The compactor's failures are told apart from reads' (a disk fault fails the store as one of a compaction).
@@ -126,6 +128,7 @@ export class LocalPartitionStore implements PartitionStore {
     manifest.stateSource = () => store.ctx.index.savedState()
     try {
       store.recovery = await recover({ ...store.ctx, damage: store.damaged, rotate: async () => { await store.flusher.rotate() } }, t0)
+      await store.ctx.repair.load(store.ctx.index.liveRows + store.ctx.index.tombstones > 0)
     } catch (err) {
       await store.closeSegments()
       // A segment listed in the manifest that fails its checks: the partition does not open (its
@@ -237,6 +240,26 @@ export class LocalPartitionStore implements PartitionStore {
    * it holds again whatever they held); the reports stay, marked repaired.
    */
   async markRepaired (): Promise<void> { await this.damaged.markRepaired() }
+
+  // ------------------------------------------------------------------------------ repair record
+
+  /** What anti-entropy has established about this replica against the others (repair.ts). */
+  repairRecord (): RepairRecord { return this.ctx.repair.record }
+
+  /**
+   * Records a completed sync or repair (horizons only move forward); resolves once durable. A
+   * closed store records nothing: after a rebuild its directory holds another replica's record.
+   */
+  async recordRepair (update: RepairUpdate): Promise<void> {
+    if (this.ctx.status.closed) return
+    await this.ctx.repair.update(update)
+  }
+
+  /** Tombstones below this version may be dropped now (compaction's horizon). */
+  purgeHorizon (): number { return purgeHorizon(this.ctx.clock.wallNow(), this.ctx.opts.tombstoneGraceMs, this.ctx.repair.record.repairedTo) }
+
+  /** hlc(now - tombstoneGraceMs): no tombstone at or above it is purged. */
+  graceHorizon (): number { return graceHorizon(this.ctx.clock.wallNow(), this.ctx.opts.tombstoneGraceMs) }
 
   // ------------------------------------------------------------------------------ writes
 
@@ -361,6 +384,7 @@ export class LocalPartitionStore implements PartitionStore {
       await this.ctx.wal.close()
       await this.closeSegments()
       await this.damaged.settled()
+      await this.ctx.repair.settled()
     })()
     return this.closing
   }

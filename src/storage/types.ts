@@ -7,6 +7,7 @@ import type { StoreFailure } from './failure.js'
 import type { BatchOptions, ColumnBatch } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
+import type { RepairRecord, RepairUpdate } from './repair.js'
 
 /**
  * One version of one record. A tombstone (`deleted: true`) has no row. Versions are HLC
@@ -81,6 +82,18 @@ export interface PartitionStore {
   /** The records of one digest bucket (tombstones included), for anti-entropy repair. */
   bucket(index: number, buckets: number): Promise<VersionedRecord[]>
   stats(): PartitionStats
+  /**
+   * What anti-entropy has established about this replica against the others (repair.ts), kept
+   * durable. Optional, as the four below: a store without it never purges by repair and never
+   * counts as stale.
+   */
+  repairRecord?(): RepairRecord
+  /** Records a completed sync with one peer, or a repair with every replica; durable when it resolves. */
+  recordRepair?(update: RepairUpdate): Promise<void>
+  /** Tombstones below this version may be dropped now: min(now - tombstoneGraceMs, repairedTo). */
+  purgeHorizon?(): Hlc
+  /** hlc(now - tombstoneGraceMs): no tombstone at or above it is purged, so no row there can be one whose delete went. */
+  graceHorizon?(): Hlc
   /**
    * Whether this replica was found damaged (a WAL file at recovery, a segment file at open or by
    * a read) and has not yet synced with every other replica since: until it has, it must not

@@ -7,9 +7,13 @@
  * restarted peer's Replicator. Damage can be injected (corrupt()): reads that meet the chosen ids
  * fail as a damaged segment block does, and the store reports it as LocalPartitionStore does
  * (needsRepair, needsRebuild, onDamage); MemoryStores.rebuild replaces it by an empty one.
+ * With `wallNow` in its options it keeps a repair record as storage does (src/storage/repair.ts:
+ * repairRecord, recordRepair, purgeHorizon, graceHorizon), and compact() drops tombstones as a
+ * full compaction does: below both the grace period and the last repair with every replica.
  */
 import { batchFromRows, type ColumnBatch, type ValueType } from '../../src/columnar/index.js'
-import { SegmentCorruptError } from '../../src/storage/index.js'
+import type { Hlc } from '../../src/hlc/index.js'
+import { SegmentCorruptError, graceHorizon, purgeHorizon, wallHlc, type RepairRecord, type RepairUpdate } from '../../src/storage/index.js'
 import { compareVersions } from '../../src/storage/types.js'
 import type { ApplyResult, PartitionDigest, PartitionStats, PartitionStore, VersionedRecord } from '../../src/storage/types.js'
 import type { SpaceDef } from '../../src/schema/index.js'
@@ -52,7 +56,52 @@ export class MemoryPartitionStore implements PartitionStore {
   damaged: { file: string, repaired: boolean, movedTo?: string } | undefined
   private readonly damageListeners = new Set<() => void>()
 
-  constructor (readonly space: SpaceDef, readonly partition: number) {}
+  /** Tombstones dropped by compact(). */
+  tombstonesPurged = 0
+  /** The repair record (kept only with opts.wallNow), as storage keeps it in the partition's REPAIR file. */
+  private repair: { since: Hlc, repairedTo: Hlc, synced: Record<string, Hlc> } | undefined
+  repairRecord?: () => RepairRecord
+  recordRepair?: (update: RepairUpdate) => Promise<void>
+  purgeHorizon?: () => Hlc
+  graceHorizon?: () => Hlc
+
+  constructor (readonly space: SpaceDef, readonly partition: number, readonly opts: MemoryStoreOptions = {}) {
+    const wallNow = opts.wallNow
+    if (wallNow === undefined) return
+    const grace = opts.tombstoneGraceMs ?? DEFAULT_GRACE_MS
+    const rec: { since: Hlc, repairedTo: Hlc, synced: Record<string, Hlc> } = { since: wallHlc(wallNow()), repairedTo: 0, synced: {} }
+    this.repair = rec
+    this.repairRecord = () => ({ since: rec.since, repairedTo: rec.repairedTo, synced: { ...rec.synced } })
+    this.recordRepair = async u => {
+      if (u.peer !== undefined && u.syncedAt !== undefined) rec.synced[u.peer] = Math.max(rec.synced[u.peer] ?? 0, u.syncedAt)
+      if (u.repairedTo !== undefined) rec.repairedTo = Math.max(rec.repairedTo, u.repairedTo)
+      await Promise.resolve()
+    }
+    this.purgeHorizon = () => purgeHorizon(wallNow(), grace, rec.repairedTo)
+    this.graceHorizon = () => graceHorizon(wallNow(), grace)
+  }
+
+  /**
+   * What a full compaction of a LocalPartitionStore does to tombstones: drops those below the
+   * purge horizon (older than the grace period, their version against the wall clock
+   * `wallNowMs`, and than the last repair with every replica; none without a repair record).
+   * Returns how many went.
+   */
+  compact (wallNowMs: number): number {
+    const horizon = purgeHorizon(wallNowMs, this.opts.tombstoneGraceMs ?? DEFAULT_GRACE_MS, this.repair?.repairedTo ?? 0)
+    let purged = 0
+    for (const r of [...this.records.values()]) {
+      if (!r.deleted || r.version >= horizon) continue
+      const leaf = (idHash(r.id) % LEAVES) * 2
+      const [a, b] = recHash(r)
+      this.leaves[leaf] ^= a
+      this.leaves[leaf + 1] ^= b
+      this.records.delete(r.id)
+      purged++
+    }
+    this.tombstonesPurged += purged
+    return purged
+  }
 
   /** Makes the stored values of `ids` unreadable, as a damaged block of `file` would: found by the first read that meets one. */
   corrupt (ids: Iterable<string>, file = `${this.space.uid}/${this.partition}/seg-00000001.arrow`): void {
@@ -185,6 +234,15 @@ export class MemoryPartitionStore implements PartitionStore {
   size (): number { return this.records.size }
 }
 
+export interface MemoryStoreOptions {
+  /** As storage's tombstoneGraceMs: ms, default 10 days. */
+  tombstoneGraceMs?: number
+  /** The peer's wall clock (ms): given, each store keeps a repair record (see MemoryPartitionStore). */
+  wallNow?: () => number
+}
+
+const DEFAULT_GRACE_MS = 10 * 86_400_000
+
 /** One peer's stores: the StoreProvider a Replicator gets; survives the peer's restarts. */
 export class MemoryStores {
   readonly stores = new Map<string, MemoryPartitionStore>()
@@ -194,18 +252,23 @@ export class MemoryStores {
   /** Fault injection: partitions (by key()) whose opening fails with this error, as a damaged segment file makes it fail, until rebuilt. */
   readonly openFails = new Map<string, Error>()
 
-  /** As StorageEngine.rebuildPartition: the damaged store closed and kept aside, an empty one carrying its damage in its place. */
-  async rebuild (space: SpaceDef, partition: number): Promise<MemoryPartitionStore> {
+  constructor (readonly opts: MemoryStoreOptions = {}) {}
+
+  /**
+   * As StorageEngine.rebuildPartition: the damaged store closed and kept aside, an empty one
+   * carrying its damage in its place; for a stale one (reason 'stale'), an empty one with no damage.
+   */
+  async rebuild (space: SpaceDef, partition: number, reason: 'damaged' | 'stale' = 'damaged'): Promise<MemoryPartitionStore> {
     const key = MemoryStores.key(space, partition)
     const old = this.stores.get(key)
     if (old !== undefined) {
       old.closed = true
       this.rebuilt.push(old)
     }
-    const fresh = new MemoryPartitionStore(space, partition)
+    const fresh = new MemoryPartitionStore(space, partition, this.opts)
     const failed = this.openFails.get(key) as { path?: string } | undefined
     this.openFails.delete(key)
-    fresh.damaged = { file: old?.damaged?.file ?? failed?.path ?? 'unknown', repaired: false, movedTo: `${key}.corrupt` }
+    if (reason === 'damaged') fresh.damaged = { file: old?.damaged?.file ?? failed?.path ?? 'unknown', repaired: false, movedTo: `${key}.corrupt` }
     this.stores.set(key, fresh)
     await Promise.resolve()
     return fresh
@@ -222,7 +285,7 @@ export class MemoryStores {
     }
     let s = this.stores.get(key)
     if (s === undefined) {
-      s = new MemoryPartitionStore(space, partition)
+      s = new MemoryPartitionStore(space, partition, this.opts)
       this.stores.set(key, s)
     }
     await Promise.resolve()

@@ -61,12 +61,14 @@ describe('storage compaction', () => {
     await again.close()
   })
 
-  it('drops tombstones past the grace period only, measured on the tombstone HLC against the wall clock', async () => {
+  it('drops tombstones past the grace period only, measured on the tombstone HLC against the wall clock (every tombstone covered by a repair)', async () => {
     const clock = manualClock()
     const dir = await dirs.make()
     const store = await openStore(dir, space, { tombstoneGraceMs: 10 * DAY }, { clock })
     await store.apply([put(space, 'live', T0, { n: 1 }), del('old', T0 - 11 * DAY), del('young', T0 - 9 * DAY), del('edge', T0 - 10 * DAY)])
     await store.flush()
+    // A repair with every replica that started after all of them: the grace alone decides here.
+    await store.recordRepair({ repairedTo: makeHlc(T0 + 3 * DAY, 0) })
     const before = (await store.digest())
     expect(store.compactionDue()).toBe(true)
     const r = await store.compact()
@@ -206,8 +208,9 @@ describe('storage compaction', () => {
         await store.flush()
       }
       expect(store.stats().segments).toBe(5)
-      // Tombstones of the first half day expire.
+      // Tombstones of the first half day expire (and a repair with every replica covers them all).
       clock.t += 10 * DAY + DAY / 2
+      await store.recordRepair({ repairedTo: makeHlc(clock.wallNow(), 0) })
       const result = await store.compact()
       const horizon = makeHlc(clock.wallNow() - 10 * DAY, 0)
       const kept = [...model.values()].filter(r => !(r.deleted && r.version < horizon))
