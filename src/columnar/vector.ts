@@ -83,6 +83,35 @@ export type ZoneTest = (zone: (column: string) => ColumnZone | undefined, rows: 
 export interface BatchOptions {
   /** Stored batches this rules out are skipped (a source without zone maps ignores it). */
   zones?: ZoneTest
+  /**
+   * Held by the reader until it is done with every batch (and nothing it made still views their
+   * memory): the source may then reuse the memory of the columns it handed out. Without one, the
+   * columns' memory is never reused.
+   */
+  lease?: BatchLease
+}
+
+/**
+ * What a reader of batches holds until it is done with them (BatchOptions.lease): a source adds
+ * a release for each thing it must not reuse before then (storage: each cached column handed
+ * out). release() runs them once; a lease released, held again, runs the new one at once.
+ */
+export class BatchLease {
+  private releases: Array<() => void> = []
+  private released = false
+
+  hold (release: () => void): void {
+    if (this.released) { release(); return }
+    this.releases.push(release)
+  }
+
+  release (): void {
+    if (this.released) return
+    this.released = true
+    const all = this.releases
+    this.releases = []
+    for (const r of all) r()
+  }
 }
 
 /** A vector's length in rows. */

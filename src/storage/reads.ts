@@ -173,7 +173,7 @@ export class PartitionReader {
             counters.batchesRead++
             const columns = new Map<string, ColumnVector>()
             for (const c of cols) {
-              const v = await seg.column(lb.batch, c.name, c.type)
+              const v = await seg.column(lb.batch, c.name, c.type, opts.lease)
               columns.set(c.name, lb.rows === undefined ? v : gather(v, lb.rows))
             }
             yield { length: lb.length, columns }

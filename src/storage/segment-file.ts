@@ -22,7 +22,7 @@ import { MAGIC } from 'apache-arrow/ipc/message'
 import { FileBlock, Footer } from 'apache-arrow/ipc/metadata/file'
 import { RecordBatch as RecordBatchHeader } from 'apache-arrow/ipc/metadata/message'
 import { VectorAssembler } from 'apache-arrow/visitor/vectorassembler'
-import { shareVector, type ColumnVector, type ValueType } from '../columnar/index.js'
+import { shareVector, type BatchLease, type ColumnVector, type ValueType } from '../columnar/index.js'
 import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
 import { columnVectorBytes, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
@@ -1064,7 +1064,7 @@ export class SegmentFile {
    * (the schema's type; 'null' when the schema has none). A column the file lacks reads as all
    * NULL. Through the block cache; callers must not write into it.
    */
-  async column (b: number, name: string, type: ValueType): Promise<ColumnVector> {
+  async column (b: number, name: string, type: ValueType, lease?: BatchLease): Promise<ColumnVector> {
     this.checkBatch(b)
     const c = this.dir.columnIndex.get(name)
     if (c === undefined || type === 'null') return shareVector(nullVector(type, this.dir.batchRows[b]!))
@@ -1082,25 +1082,35 @@ export class SegmentFile {
     }
     return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => {
       // Decoding copies every type but float64 without NULLs and float vectors (views of the
-      // bytes read): the others are read into a borrowed buffer (see scratch).
-      const copies = !(type === 'float64' && this.zone(b, name)?.nulls === 0) && vectorDim(type) === undefined && listElement(type) === undefined
+      // bytes read): the others are read into a borrowed buffer (see scratch). The shared memory
+      // decoded into (or, for a view, read into) comes from the cache, which recycles it once
+      // the vector is out of the cache and no lease holds it (BlockCache.allocShared).
+      const views = type === 'float64' && this.zone(b, name)?.nulls === 0
+      const copies = !views && vectorDim(type) === undefined && listElement(type) === undefined
       const { start, end } = this.span(b, c)
       const borrowed = copies ? scratch.take(end - start) : undefined
+      const reusable: SharedArrayBuffer[] = []
+      const alloc = (bytes: number): SharedArrayBuffer => {
+        const buf = this.cache.allocShared(bytes)
+        reusable.push(buf)
+        return buf
+      }
       try {
-        const data = await this.readData(b, c, borrowed)
+        const into = views && end > start ? new Uint8Array(alloc(end - start)) : borrowed
+        const data = await this.readData(b, c, into)
         const rows = this.dir.batchRows[b]!
         let v: ColumnVector
         try {
-          v = decodeColumn(type, makeVector(data), rows, this.path)
+          v = decodeColumn(type, makeVector(data), rows, this.path, alloc)
         } catch (err) {
           throw new SegmentBlockCorruptError(this.path, b, name, `does not decode as ${type}: ${(err as Error).message}`, { cause: err })
         }
         v = shareVector(v)
-        return { value: v, bytes: columnVectorBytes(v) }
+        return { value: v, bytes: columnVectorBytes(v), reusable }
       } finally {
         if (borrowed !== undefined) scratch.give(borrowed)
       }
-    })
+    }, lease)
   }
 
   /** The ids of batch `b`, one per row, in key order. */

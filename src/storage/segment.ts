@@ -342,11 +342,15 @@ function applyNulls (d: Data, out: Float64Array, base: number): void {
 }
 
 /** A column's Arrow data (`vec`, `rows` long; undefined: the file lacks it) in the columnar form, as `type`. */
-export function decodeColumn (type: ValueType, vec: Vector | undefined, rows: number, path: string): ColumnVector {
+/**
+ * `alloc` gives the shared memory the numbers or codes are decoded into (default: new memory); it
+ * may be recycled, with old contents: every element is written.
+ */
+export function decodeColumn (type: ValueType, vec: Vector | undefined, rows: number, path: string, alloc: (bytes: number) => SharedArrayBuffer = newShared): ColumnVector {
   if (vec === undefined || type === 'null') return nullVector(type, rows)
   if (vec.length !== rows) throw new SegmentCorruptError(path, `a column holds ${vec.length} rows, the file ${rows}`)
   const chunks = vec.data as Data[]
-  if (type === 'utf8') return decodeUtf8(chunks, rows)
+  if (type === 'utf8') return decodeUtf8(chunks, rows, alloc)
   const dim = vectorDim(type)
   if (dim !== undefined) return decodeFloatList(type, dim, chunks, rows)
   if (listElement(type) !== undefined) {
@@ -356,7 +360,13 @@ export function decodeColumn (type: ValueType, vec: Vector | undefined, rows: nu
   }
   // In shared memory from the start: query workers read the cached column as it is (shareVector
   // then has nothing to copy).
-  const out = new Float64Array(new SharedArrayBuffer(rows * 8))
+  const only = chunks.length === 1 ? chunks[0]! : undefined
+  if (only !== undefined && only.values instanceof Float64Array && only.length === rows && !hasNulls(only)) {
+    // One chunk of float64 without NULLs: share the Arrow buffer itself, no copy.
+    const values = only.values
+    return { tag: 'num', type, values: values.length === rows ? values : values.subarray(0, rows) }
+  }
+  const out = new Float64Array(alloc(rows * 8))
   let base = 0
   for (const d of chunks) {
     const n = d.length
@@ -372,9 +382,6 @@ export function decodeColumn (type: ValueType, vec: Vector | undefined, rows: nu
       for (let i = 0; i < n; i++) out[base + i] = Math.round(out[base + i]! / DAY_MS)
     } else if (values instanceof BigInt64Array || ((type === 'int64' || type === 'timestamp') && values instanceof Int32Array && values.length === 2 * n)) {
       readInt64(values, n, out, base)
-    } else if (values instanceof Float64Array && n === rows && !hasNulls(d)) {
-      // One chunk of float64 without NULLs: share the Arrow buffer itself, no copy.
-      return { tag: 'num', type, values: values.length === n ? values : values.subarray(0, n) }
     } else if (values instanceof Int32Array) {
       copyInt32(values, n, out, base)
     } else if (values instanceof Float32Array) {
@@ -448,8 +455,10 @@ function decodeFloatList (type: ValueType, dim: number, chunks: Data[], rows: nu
  * open-addressing table over offsets), so each distinct value is decoded to a JS string once,
  * not once per row.
  */
-function decodeUtf8 (chunks: Data[], rows: number): ColumnVector {
-  const codes = new Int32Array(new SharedArrayBuffer(rows * 4))
+const newShared = (bytes: number): SharedArrayBuffer => new SharedArrayBuffer(bytes)
+
+function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => SharedArrayBuffer): ColumnVector {
+  const codes = new Int32Array(alloc(rows * 4))
   const dict: string[] = []
   const byString = new Map<string, number>()
   let base = 0

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { BatchLease } from '../../src/columnar/index.js'
 import { BlockCache, columnVectorBytes, defaultCacheMiB } from '../../src/storage/block-cache.js'
 
 describe('BlockCache', () => {
@@ -50,5 +51,99 @@ describe('BlockCache', () => {
   it('defaults to a quarter of the memory, at most 4 GiB', () => {
     expect(defaultCacheMiB(24 * 1024 ** 3)).toBe(4096)
     expect(defaultCacheMiB(8 * 1024 ** 3)).toBe(2048)
+  })
+})
+
+describe('BlockCache: recycling the shared memory of values nobody holds', () => {
+  const load = (bytes: number, buf = new SharedArrayBuffer(bytes)) => async () => ({ value: new Float64Array(buf), bytes, reusable: [buf] })
+
+  // A cache of 8 KiB: values of 1 KiB (free buffers: at most a quarter of it, two values).
+  const fill = async (c: BlockCache, keys: string[], lease?: BatchLease): Promise<void> => {
+    for (const k of keys) await c.getOrLoad(k, load(1024), lease)
+  }
+  const others = (n: number, prefix = 'o'): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`)
+
+  it('hands an evicted value\'s buffer to the next load of that size, once its lease is released', async () => {
+    const c = new BlockCache(8192)
+    const lease = new BatchLease()
+    const a = await c.getOrLoad('a', load(1024), lease)
+    await fill(c, others(8), lease) // evicts a, which the lease still holds
+    expect(c.stats()).toMatchObject({ evictions: 1, freeBytes: 0 })
+    expect(c.allocShared(1024)).not.toBe(a.buffer) // not while held
+    lease.release()
+    expect(c.stats().freeBytes).toBe(1024)
+    expect(c.allocShared(512)).not.toBe(a.buffer) // another size: new memory
+    expect(c.allocShared(1024)).toBe(a.buffer)
+    expect(c.stats()).toMatchObject({ freeBytes: 0, reused: 1 })
+  })
+
+  it('recycles a value evicted after its lease was released, at once', async () => {
+    const c = new BlockCache(8192)
+    const lease = new BatchLease()
+    const a = await c.getOrLoad('a', load(1024), lease)
+    lease.release()
+    await fill(c, others(8))
+    expect(c.allocShared(1024)).toBe(a.buffer)
+  })
+
+  it('never recycles a value handed out without a lease or by get; a caller that waited on another\'s load holds it by its lease', async () => {
+    const c = new BlockCache(8192)
+    const leased = new BatchLease()
+    const a = await c.getOrLoad('a', load(1024), leased)
+    expect(c.get('a')).toBe(a) // a reader without a lease: it may keep the value as long as it likes
+    leased.release()
+    await fill(c, others(8)) // evicts a
+    expect(c.stats().freeBytes).toBe(0)
+
+    let finish!: () => void
+    const gate = new Promise<void>(resolve => { finish = resolve })
+    const buf = new SharedArrayBuffer(1024)
+    const l1 = new BatchLease()
+    const first = c.getOrLoad('x', async () => { await gate; return { value: new Float64Array(buf), bytes: 1024, reusable: [buf] } }, l1)
+    const l2 = new BatchLease()
+    const second = c.getOrLoad('x', load(1024), l2)
+    finish()
+    expect(await second).toBe(await first)
+    l1.release()
+    await fill(c, others(8, 'p')) // evicts x, which l2 still holds
+    expect(c.stats().freeBytes).toBe(0)
+    l2.release()
+    expect(c.allocShared(1024)).toBe(buf)
+
+    // A waiter without a lease: never recycled.
+    let open!: () => void
+    const gate2 = new Promise<void>(resolve => { open = resolve })
+    const buf2 = new SharedArrayBuffer(1024)
+    const l3 = new BatchLease()
+    const owner = c.getOrLoad('y', async () => { await gate2; return { value: new Float64Array(buf2), bytes: 1024, reusable: [buf2] } }, l3)
+    const bare = c.getOrLoad('y', load(1024))
+    open()
+    expect(await bare).toBe(await owner)
+    l3.release()
+    await fill(c, others(8, 'q'))
+    expect(c.stats().freeBytes).toBe(0)
+  })
+
+  it('keeps at most a quarter of the cache in free buffers, dropping the oldest', async () => {
+    const c = new BlockCache(8192) // free buffers: at most 2048 bytes
+    const lease = new BatchLease()
+    const values = []
+    for (const k of others(8)) values.push(await c.getOrLoad(k, load(512), lease))
+    c.removePrefix('')
+    lease.release()
+    expect(c.stats().freeBytes).toBe(2048)
+    const kept = [0, 1, 2, 3].map(() => c.allocShared(512))
+    expect(kept).toEqual(expect.arrayContaining(values.slice(4).map(v => v.buffer)))
+  })
+
+  it('a value larger than the cache is handed back, and its buffer recycled once released', async () => {
+    const c = new BlockCache(16384)
+    const lease = new BatchLease()
+    const big = await c.getOrLoad('big', load(1024 * 1024), lease)
+    expect(c.stats().entries).toBe(0)
+    lease.release()
+    // Larger than the free bound: not kept.
+    expect(c.stats().freeBytes).toBe(0)
+    expect(big.length).toBe(131072)
   })
 })

@@ -25,15 +25,24 @@ export interface WireBatch {
 
 const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
 
+/**
+ * `a`'s bytes, copied out of shared memory: an answer never views a batch's shared memory, which
+ * storage may reuse for other columns once the fragment is done (BatchLease).
+ */
+function ownBytes (a: ArrayBufferView): Uint8Array {
+  const bytes = bytesOf(a)
+  return a.buffer instanceof SharedArrayBuffer ? bytes.slice() : bytes
+}
+
 export function encodeBatch (batch: ColumnBatch, names?: readonly string[]): WireBatch {
   const columns: WireColumn[] = []
   for (const name of names ?? [...batch.columns.keys()]) {
     const v = batch.columns.get(name)
     if (v === undefined) throw new QueryExecError('BAD_FRAGMENT', `no column ${name} to encode`)
     switch (v.tag) {
-      case 'num': columns.push({ name, tag: 'num', type: v.type, data: bytesOf(v.values) }); break
-      case 'str': { const c = compactDict(v); columns.push({ name, tag: 'str', type: v.type, data: bytesOf(c.codes), dict: c.dict }); break }
-      case 'vec': columns.push({ name, tag: 'vec', type: v.type, data: bytesOf(v.values), dim: v.dim, valid: v.valid }); break
+      case 'num': columns.push({ name, tag: 'num', type: v.type, data: ownBytes(v.values) }); break
+      case 'str': { const c = compactDict(v); columns.push({ name, tag: 'str', type: v.type, data: ownBytes(c.codes), dict: c.dict }); break }
+      case 'vec': columns.push({ name, tag: 'vec', type: v.type, data: ownBytes(v.values), dim: v.dim, valid: v.valid.buffer instanceof SharedArrayBuffer ? v.valid.slice() : v.valid }); break
       case 'any': columns.push({ name, tag: 'any', type: v.type, values: [...v.values] }); break
     }
   }

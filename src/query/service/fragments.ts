@@ -6,7 +6,7 @@
  * on another replica. Everything in the request is checked: it comes off the network.
  */
 import { pack } from 'msgpackr'
-import type { ColumnBatch, ValueType } from '../../columnar/index.js'
+import { BatchLease, type ColumnBatch, type ValueType } from '../../columnar/index.js'
 import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
 import { decodePlan, type PlanNode } from '../model/index.js'
@@ -110,22 +110,31 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     // Reading the replica apart from running on it: a read that fails is this replica's trouble
     // (the next one is asked), an execution that fails is the query's (see fragmentErrorCode).
     let batches: ColumnBatch[] | undefined
-    try {
-      if (deps.pool !== undefined) {
-        batches = []
-        for await (const b of store.batches(columns, options)) batches.push(b)
-      }
-    } catch (err) {
-      return [{ p, error: { code: 'STORE_FAILED', message: (err as Error).message } }]
-    }
+    // The batches' cached columns are held until the fragment is done with them: the pool's run
+    // settles only once no thread reads them, and its output never views them (encodeBatch
+    // copies shared memory). Storage then may reuse their memory for other columns.
+    const lease = new BatchLease()
     let result
     try {
-      const now = deps.now !== undefined ? { now: deps.now } : {}
-      result = deps.pool !== undefined
-        ? await deps.pool.run({ plan: req.plan, batches: batches!, columnType, types, budgetBytes: req.budgetBytes, signal, ...now })
-        : await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal, ...now })
-    } catch (err) {
-      return [{ p, error: { code: fragmentErrorCode(err), message: (err as Error).message } }]
+      try {
+        if (deps.pool !== undefined) {
+          batches = []
+          for await (const b of store.batches(columns, { ...options, lease })) batches.push(b)
+        }
+      } catch (err) {
+        return [{ p, error: { code: 'STORE_FAILED', message: (err as Error).message } }]
+      }
+      try {
+        const now = deps.now !== undefined ? { now: deps.now } : {}
+        result = deps.pool !== undefined
+          ? await deps.pool.run({ plan: req.plan, batches: batches!, columnType, types, budgetBytes: req.budgetBytes, signal, ...now })
+          : await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal, ...now })
+      } catch (err) {
+        return [{ p, error: { code: fragmentErrorCode(err), message: (err as Error).message } }]
+      }
+    } finally {
+      batches = undefined
+      lease.release()
     }
     const bytes = req.analyze ? outputBytes(result.output) : 0
     const stats = { ...result.stats, bytes }
