@@ -52,5 +52,5 @@ export { HintLog, DEFAULT_HINT_FILE_BYTES, hintFileBytesFor } from './hint-log.j
 export type { HintLogLoad, HintLogOptions } from './hint-log.js'
 export {
   METHOD_WRITE, METHOD_READ, METHOD_DIGEST, METHOD_BUCKET, METHOD_SCAN, MAX_RECORDS_PER_MESSAGE,
-  parseWriteRequest, parseRecord, parseSpace, chunkRecords, packRecords
+  parseWriteRequest, parseRecord, parseSpace, chunkRecords, packRecords, parseDigestAnswer, parseRecordsAnswer
 } from './wire.js'
