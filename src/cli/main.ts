@@ -14,6 +14,8 @@ import { runSpaceCreate, runSpaceDrop, runSpaceList, positiveInt } from './space
 import { parseConsistency, runGet, runPut } from './records.js'
 import { runImport, type ImportFormat } from './import.js'
 import { registerQueryCommands } from './query.js'
+import { runBackup } from './backup.js'
+import { runRestore } from './restore.js'
 import { CliError } from './errors.js'
 import { VERSION } from '../runtime/index.js'
 
@@ -118,6 +120,44 @@ function buildProgram (): Command {
     })
 
   registerQueryCommands(program, peerOption)
+
+  program.command('backup')
+    .description('take an online, consistent backup of the whole cluster into a new directory, with progress')
+    .requiredOption('--out <dir>', 'directory to write the backup into (created; must be empty)')
+    .option('--space <name>', 'back up only this space, repeatable (default every space)', collect)
+    .option('--concurrency <n>', 'partitions streamed at once', '2')
+    .option('--allow-partial', 'record partitions a majority of replicas cannot serve as missing instead of failing (exits 1)')
+    .addOption(peerOption())
+    .action(async (opts: { out: string, space?: string[], concurrency: string, allowPartial?: boolean, peer: string }) => {
+      await runBackup({
+        peer: opts.peer,
+        out: opts.out,
+        concurrency: positiveInt(opts.concurrency, '--concurrency'),
+        allowPartial: opts.allowPartial === true,
+        ...(opts.space !== undefined ? { spaces: opts.space } : {})
+      })
+    })
+
+  program.command('restore')
+    .description('load a backup into a cluster: checks every file first, creates missing spaces, keeps record versions; safe to re-run')
+    .requiredOption('--from <dir>', 'directory of a backup taken by shoal backup')
+    .option('--batch-rows <n>', 'records per request (at most 20000)', '5000')
+    .option('--concurrency <n>', 'requests in flight', '4')
+    .option('--allow-partial', 'restore a backup that lists missing partitions')
+    .addOption(consistencyOption())
+    .addOption(peerOption())
+    .action(async (opts: { from: string, batchRows: string, concurrency: string, allowPartial?: boolean, consistency: string, peer: string }) => {
+      const batchRecords = positiveInt(opts.batchRows, '--batch-rows')
+      if (batchRecords > 20_000) throw new CliError('--batch-rows must be at most 20000 (a restore request carries at most 20,000 records)', 2)
+      await runRestore({
+        peer: opts.peer,
+        from: opts.from,
+        consistency: parseConsistency(opts.consistency),
+        batchRecords,
+        concurrency: positiveInt(opts.concurrency, '--concurrency'),
+        allowPartial: opts.allowPartial === true
+      })
+    })
 
   return program
 }

@@ -15,3 +15,5 @@ export type { ApiPeer, MemberView, HealthReport, FaultControl, FaultState, Remov
 export { registerDataApi, parseRecordsBody, toHttpError } from './data.js'
 export type { DataApi, SpaceView, WriteOutcome, RecordAnswer, Consistency, RequestOptions } from './data.js'
 export { registerQueryApi } from './query.js'
+export { registerBackupApi } from './backup.js'
+export type { BackupApi, BackupPartitionStream } from './backup.js'

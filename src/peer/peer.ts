@@ -5,7 +5,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
 import { FileHlcStore, HybridClock, hlcPhysicalMs } from '../hlc/index.js'
-import { HttpError, HttpServer, registerApi, registerDataApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView, type RemovePeerAnswer } from '../http/index.js'
+import { HttpError, HttpServer, registerApi, registerBackupApi, registerDataApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView, type RemovePeerAnswer } from '../http/index.js'
 import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index.js'
 import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
@@ -22,6 +22,7 @@ import { openFileLimit, planFileBudget, type FileBudget } from './file-budget.js
 import { KnownPeers } from './known-peers.js'
 import { FileIncarnationStore, IncarnationFileError } from './incarnation-file.js'
 import { DataService } from './data.js'
+import { createBackupService } from '../backup/index.js'
 import { MemberDirectory } from './members.js'
 import { QueryService, DEFAULT_QUERY_OPTIONS, FragmentPool, defaultPoolSize } from '../query/index.js'
 
@@ -300,6 +301,12 @@ export class Peer implements ApiPeer {
     peer.data = data
     registerDataApi(http, data)
     registerQueryApi(http, queries)
+    // Backup and restore (src/backup): partitions read from a majority of their replicas; restores written with their versions.
+    registerBackupApi(http, createBackupService({
+      transport, placement, detector, catalog, hlc, isSynced: () => swim.hasSynced(), nameOf: id => members.nameOf(id), log: log.child({ component: 'backup' }),
+      openLocal: async (space, partition) => await replicator.openForQuery(space, partition),
+      write: async (space, records, opts) => await replicator.writeRecords(space, records, opts, true)
+    }))
     peer.registerMetrics()
     return peer
   }
