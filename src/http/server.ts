@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import type { Logger } from '../runtime/index.js'
+import { CounterFamily, HistogramFamily, type Logger } from '../runtime/index.js'
 
 /** An error meant for the HTTP caller: status, stable code, and a message naming the field. */
 export class HttpError extends Error {
@@ -43,7 +43,7 @@ export interface RouteResponse {
 export type RouteHandler = (req: RouteRequest) => Promise<RouteResponse> | RouteResponse
 
 /** A route's path split into segments; `:key` segments capture one percent-decoded segment each. */
-interface Route { method: string, segments: Array<{ literal: string } | { key: string }>, handler: RouteHandler, maxBodyBytes: number | undefined }
+interface Route { method: string, path: string, segments: Array<{ literal: string } | { key: string }>, handler: RouteHandler, maxBodyBytes: number | undefined }
 
 export interface RouteOptions {
   /** Largest body this route accepts; default the server's maxBodyBytes. */
@@ -64,6 +64,20 @@ export interface HttpServerOptions {
   maxConnections?: number
   /** A connection must send its request headers within this. ms, default 20,000 (Node's is 60 s). */
   headersTimeoutMs?: number
+  /** Monotonic milliseconds, for the request durations (the peer's Clock.now). Default performance.now. */
+  now?: () => number
+}
+
+/**
+ * Requests served, for /metrics: durations by method and route (the route's pattern, e.g.
+ * `/spaces/:name/records`, never the path asked for, so a caller cannot grow the label set;
+ * `unmatched` for a path no route has), and counts by method, route and status (`none` when the
+ * connection closed before an answer was sent). A request ends when its answer's last byte is
+ * written, or the connection closed: a streamed query answer counts its streaming.
+ */
+export interface HttpRequestStats {
+  readonly durations: HistogramFamily
+  readonly requests: CounterFamily
 }
 
 /** Default of HttpServerOptions.maxConnections. */
@@ -81,14 +95,17 @@ export class HttpServer {
   private readonly connections = new Map<Socket, { busy: number }>()
   /** Connections closed at the cap: idle ones shed to make room, and new ones refused while all were busy. */
   readonly connectionCounters = { shed: 0, refused: 0 }
+  readonly requestStats: HttpRequestStats = { durations: new HistogramFamily(['method', 'route']), requests: new CounterFamily(['method', 'route', 'status']) }
+  private readonly now: () => number
 
   constructor (private readonly options: HttpServerOptions, private readonly log: Logger) {
     this.maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024
+    this.now = options.now ?? (() => performance.now())
   }
 
   route (method: string, path: string, handler: RouteHandler, options: RouteOptions = {}): void {
     const segments = splitPath(path).map(seg => seg.startsWith(':') ? { key: seg.slice(1) } : { literal: seg })
-    this.routes.push({ method, segments, handler, maxBodyBytes: options.maxBodyBytes })
+    this.routes.push({ method, path, segments, handler, maxBodyBytes: options.maxBodyBytes })
   }
 
   async start (): Promise<{ host: string, port: number }> {
@@ -174,6 +191,13 @@ export class HttpServer {
     const q = target.indexOf('?')
     const pathname = q < 0 ? target : target.slice(0, q)
     const method = req.method ?? 'GET'
+    const t0 = this.now()
+    let routeLabel = 'unmatched'
+    res.once('close', () => {
+      // Node's parser admits only the methods it knows, so `method` is a bounded label too.
+      this.requestStats.durations.observe([method, routeLabel], (this.now() - t0) / 1000)
+      this.requestStats.requests.inc([method, routeLabel, res.headersSent ? String(res.statusCode) : 'none'])
+    })
     try {
       const segments = splitPath(pathname)
       let pathMatched = false
@@ -182,6 +206,7 @@ export class HttpServer {
         if (params === undefined) continue
         pathMatched = true
         if (route.method !== method) continue
+        routeLabel = route.path
         const limit = route.maxBodyBytes ?? this.maxBodyBytes
         const gone = new AbortController()
         res.once('close', () => { if (!res.writableFinished) gone.abort() })

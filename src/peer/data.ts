@@ -2,6 +2,7 @@ import type { DataApi, RecordAnswer, RequestOptions, SpaceView, WriteOutcome } f
 import type { HybridClock } from '../hlc/index.js'
 import { CatalogError, type PlacementService, type SpaceCatalog } from '../placement/index.js'
 import type { Replicator } from '../replication/index.js'
+import { HistogramFamily, type Clock } from '../runtime/index.js'
 import { rowToJson, validateRows, type SpaceDef } from '../schema/index.js'
 
 /**
@@ -10,12 +11,23 @@ import { rowToJson, validateRows, type SpaceDef } from '../schema/index.js'
  * nothing of the layers below; this class knows nothing of HTTP.
  */
 export class DataService implements DataApi {
+  /**
+   * For /metrics: how long this peer took to coordinate writes (`op` put or delete) and reads of
+   * records, in seconds, by consistency level and outcome (`ok`, or `error`: the level was not met
+   * or the request failed), from validation done to the replicator's answer.
+   */
+  readonly timings = {
+    writes: new HistogramFamily(['op', 'consistency', 'outcome']),
+    reads: new HistogramFamily(['consistency', 'outcome'])
+  }
+
   constructor (
     private readonly catalog: SpaceCatalog,
     private readonly placement: PlacementService,
     private readonly replicator: Replicator,
     private readonly hlc: HybridClock,
-    private readonly clusterSize: () => number
+    private readonly clusterSize: () => number,
+    private readonly clock: Pick<Clock, 'now'>
   ) {}
 
   createSpace (input: unknown): SpaceView {
@@ -62,7 +74,7 @@ export class DataService implements DataApi {
     if (errors.length > 0) return { written: 0, errors }
     if (rows.length === 0) return { written: 0, errors: [] }
     this.observe(opts)
-    const result = await this.replicator.write(space, rows, { ...levelOf(opts), prevalidated: true })
+    const result = await this.timed(this.timings.writes, ['put', opts.consistency], async () => await this.replicator.write(space, rows, { ...levelOf(opts), prevalidated: true }))
     return {
       written: result.written,
       stale: result.stale,
@@ -77,7 +89,7 @@ export class DataService implements DataApi {
   async getRecord (name: string, id: string, opts: RequestOptions): Promise<RecordAnswer | undefined> {
     const space = this.require(name)
     this.observe(opts)
-    const result = await this.replicator.read(space, id, levelOf(opts))
+    const result = await this.timed(this.timings.reads, [opts.consistency], async () => await this.replicator.read(space, id, levelOf(opts)))
     if (result.record === undefined || result.record.row === null) return undefined
     return { record: rowToJson(result.record.row), version: result.record.version, ...(result.repaired > 0 ? { repaired: result.repaired } : {}) }
   }
@@ -85,8 +97,21 @@ export class DataService implements DataApi {
   async deleteRecord (name: string, id: string, opts: RequestOptions): Promise<{ deleted: true, version: number }> {
     const space = this.require(name)
     this.observe(opts)
-    const result = await this.replicator.remove(space, [id], levelOf(opts))
+    const result = await this.timed(this.timings.writes, ['delete', opts.consistency], async () => await this.replicator.remove(space, [id], levelOf(opts)))
     return { deleted: true, version: result.version }
+  }
+
+  /** Runs `fn`, recording its duration in `family` under `labels` and its outcome. */
+  private async timed<T> (family: HistogramFamily, labels: string[], fn: () => Promise<T>): Promise<T> {
+    const t0 = this.clock.now()
+    let outcome = 'error'
+    try {
+      const result = await fn()
+      outcome = 'ok'
+      return result
+    } finally {
+      family.observe([...labels, outcome], (this.clock.now() - t0) / 1000)
+    }
   }
 
   /** Moves the clock past the client's causality token (refusing one too far in the future). */

@@ -22,6 +22,7 @@ import { openFileLimit, planFileBudget, type FileBudget } from './file-budget.js
 import { KnownPeers } from './known-peers.js'
 import { FileIncarnationStore, IncarnationFileError } from './incarnation-file.js'
 import { DataService } from './data.js'
+import { registerOperationalMetrics } from './metrics.js'
 import { createBackupService } from '../backup/index.js'
 import { MemberDirectory } from './members.js'
 import { QueryService, DEFAULT_QUERY_OPTIONS, FragmentPool, defaultPoolSize } from '../query/index.js'
@@ -297,7 +298,7 @@ export class Peer implements ApiPeer {
     const peer = new Peer(config, log, layers, metrics)
     peer.httpUrl = httpAddress
     registerApi(http, peer)
-    const data = new DataService(catalog, placement, replicator, hlc, () => placement.members().length)
+    const data = new DataService(catalog, placement, replicator, hlc, () => placement.members().length, clock)
     peer.data = data
     registerDataApi(http, data)
     registerQueryApi(http, queries)
@@ -652,7 +653,7 @@ export class Peer implements ApiPeer {
       const f = queries.stats().fanout
       return f.map((n, i) => [{ peers: i < FANOUT_LABELS.length ? FANOUT_LABELS[i]! : 'more' }, n])
     })
-    m.gaugeFrom('shoal_query_peer_latency_ms', 'Fragment latency per peer as this coordinator measured it (EWMA)', ['peer'], () => queries.health.snapshot().map(h => [{ peer: h.peer }, h.ewmaMs]))
+    m.gaugeFrom('shoal_query_peer_latency_seconds', 'Fragment latency per peer as this coordinator measured it (EWMA)', ['peer', 'peer_id'], () => queries.health.snapshot().map(h => [this.peerLabels(h.peer), h.ewmaMs / 1000]))
     m.gaugeFrom('shoal_members', 'Members of the cluster by SWIM state, as this peer sees them', ['state'], () => {
       const counts: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 }
       for (const member of this.swim.members()) counts[member.state] = (counts[member.state] ?? 0) + 1
@@ -696,9 +697,9 @@ export class Peer implements ApiPeer {
     m.gaugeFrom('shoal_hints_pending', 'Hints held for replicas that have not taken them yet', [], () => [[{}, repl().hints.pending]])
     m.gaugeFrom('shoal_hints_disk_bytes', 'Bytes of the hint files (bounded by replication.hintMaxBytes)', [], () => [[{}, repl().hints.diskBytes]])
     m.counterFrom('shoal_read_repair_records_total', 'Records repaired on stale replicas by QUORUM/ALL reads', [], () => [[{}, repl().readRepair.recordsRepaired]])
-    m.counterFrom('shoal_anti_entropy_total', 'Anti-entropy: rounds, buckets repaired, records pulled and pushed', ['event'], () => {
+    m.counterFrom('shoal_anti_entropy_total', 'Anti-entropy: rounds, digest buckets found differing (the differences found) and repaired, records pulled and pushed, syncs failed', ['event'], () => {
       const a = repl().antiEntropy
-      return [[{ event: 'round' }, a.rounds], [{ event: 'bucket_repaired' }, a.bucketsRepaired], [{ event: 'record_pulled' }, a.recordsPulled], [{ event: 'record_pushed' }, a.recordsPushed]]
+      return [[{ event: 'round' }, a.rounds], [{ event: 'bucket_differing' }, a.bucketsDiffering], [{ event: 'bucket_repaired' }, a.bucketsRepaired], [{ event: 'record_pulled' }, a.recordsPulled], [{ event: 'record_pushed' }, a.recordsPushed], [{ event: 'failure' }, a.failures]]
     })
     m.gaugeFrom('shoal_partitions', 'Partition replicas on this peer: ready (serving reads) and held', ['kind'], () => {
       const r = repl()
@@ -735,6 +736,21 @@ export class Peer implements ApiPeer {
     m.counterFrom('shoal_http_connections_closed_at_cap_total', 'HTTP connections closed at the cap: idle ones shed to make room, new ones refused while every open one was busy', ['reason'], () => [
       [{ reason: 'shed' }, this.http.connectionCounters.shed], [{ reason: 'refused' }, this.http.connectionCounters.refused]
     ])
+    // Latency histograms, per-space storage, hints per target (src/peer/metrics.ts).
+    registerOperationalMetrics(m, {
+      http: this.http,
+      data: this.data,
+      queries,
+      storage: this.layers.engine,
+      hints: this.layers.replicator.hints,
+      peerLabels: id => this.peerLabels(id)
+    })
+  }
+
+  /** A peer as metric labels: its name (its id while none is known) and its id. */
+  private peerLabels (peerId: string): { peer: string, peer_id: string } {
+    const name = peerId === this.peerId ? this.config.name : this.swim.member(peerId)?.meta.name
+    return { peer: typeof name === 'string' ? name : peerId, peer_id: peerId }
   }
 
   private startLagMonitor (): void {

@@ -141,6 +141,7 @@ export class AntiEntropy {
       }
       const differing: number[] = []
       for (let i = 0; i < buckets; i++) if (local.hashes[i] !== remote.hashes[i]) differing.push(i)
+      if (opts.tally === undefined) counters.bucketsDiffering += differing.length
       const start = differing.length > opts.maxBuckets ? random.int(differing.length) : 0
       const n = Math.min(differing.length, opts.maxBuckets)
       let skipped = 0

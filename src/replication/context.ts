@@ -69,7 +69,7 @@ export type ReplicationCounters = Pick<ReplicationStats, 'antiEntropy' | 'readRe
 
 export function newCounters (): ReplicationCounters {
   return {
-    antiEntropy: { rounds: 0, bucketsRepaired: 0, recordsPulled: 0, recordsPushed: 0, failures: 0 },
+    antiEntropy: { rounds: 0, bucketsDiffering: 0, bucketsRepaired: 0, recordsPulled: 0, recordsPushed: 0, failures: 0 },
     readRepair: { reads: 0, replicasRepaired: 0, recordsRepaired: 0 },
     catchUp: { started: 0, completed: 0, failed: 0, recordsStreamed: 0, digestSyncs: 0, recordsPulled: 0, recordsPushed: 0 },
     release: { released: 0, dropped: 0 },

@@ -174,6 +174,15 @@ export class HintStore {
 
   has (target: PeerId): boolean { return (this.byTarget.get(target)?.size ?? 0) > 0 }
 
+  /** Hints held per target (for /metrics: which replica is away, and how far behind). */
+  pendingByTarget (): Array<{ target: PeerId, hints: number }> {
+    return [...this.byTarget].map(([target, queues]) => {
+      let hints = 0
+      for (const list of queues.values()) hints += list.length
+      return { target, hints }
+    })
+  }
+
   stats (): HintStats {
     let pending = 0
     let pendingRecords = 0

@@ -46,7 +46,8 @@ export interface ReplicatorDeps {
 
 export interface ReplicationStats {
   hints: HintStats
-  antiEntropy: { rounds: number, bucketsRepaired: number, recordsPulled: number, recordsPushed: number, failures: number }
+  /** bucketsDiffering: digest buckets found to differ from the other replica's (the differences found; at most antiEntropyMaxBuckets a round are then repaired). */
+  antiEntropy: { rounds: number, bucketsDiffering: number, bucketsRepaired: number, recordsPulled: number, recordsPushed: number, failures: number }
   readRepair: { reads: number, replicasRepaired: number, recordsRepaired: number }
   /**
    * Catch-ups of partitions this peer owns but is not ready for: streamed whole (recordsStreamed)

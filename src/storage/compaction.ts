@@ -24,7 +24,7 @@ export interface CompactionResult {
   tombstonesPurged: number
 }
 
-export type CompactionContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'compactions' | 'opts' | 'counters' | 'status' | 'index' | 'manifest' | 'corruption' | 'repair'>
+export type CompactionContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'compactions' | 'io' | 'opts' | 'counters' | 'status' | 'index' | 'manifest' | 'corruption' | 'repair'>
 
 /** The result of a compaction that did not run (its store closed while it waited for a slot). */
 function noCompaction (segmentsIn: number): CompactionResult {
@@ -231,6 +231,10 @@ export class Compactor {
     result.rowsKept = segment === undefined ? 0 : segment.liveCount
     counters.compactions++
     counters.tombstonesPurged += result.tombstonesPurged
+    const io = this.ctx.io
+    io.compactions++
+    for (const s of inputs) io.compactionBytesRead += s.diskBytes
+    io.compactionBytesWritten += segment?.diskBytes ?? 0
     // Queries that took their snapshot before the swap may still read the old segments: each is
     // deleted when the last of them is done (a crash before that leaves files recovery deletes).
     // Those no query reads go now, before the compaction answers.

@@ -5,7 +5,7 @@
  * manifest). Each part declares, by Pick, the slice it uses, so its dependencies show in its type
  * and a test could hand it just those (as src/replication/context.ts does for the replicator).
  */
-import type { Clock, Logger } from '../runtime/index.js'
+import { Histogram, type Clock, type Logger } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { BlockCache } from './block-cache.js'
 import type { CompactionSlots } from './compaction-slots.js'
@@ -39,6 +39,22 @@ export function newStoreCounters (): StoreCounters {
   return { applyCalls: 0, applied: 0, stale: 0, walFrames: 0, walFsyncs: 0, flushes: 0, compactions: 0, rowsRewritten: 0, tombstonesPurged: 0, batchesRead: 0, batchesSkipped: 0 }
 }
 
+/**
+ * Peer-wide storage figures for /metrics, shared by every store the engine opens: a store's own
+ * counters go when it closes or is dropped, these only grow. WAL fsync durations (seconds, each
+ * group commit's fdatasync), and compactions with the segment bytes they read and wrote.
+ */
+export interface StorageIoStats {
+  readonly walFsyncSeconds: Histogram
+  compactions: number
+  compactionBytesRead: number
+  compactionBytesWritten: number
+}
+
+export function newStorageIoStats (): StorageIoStats {
+  return { walFsyncSeconds: new Histogram(), compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0 }
+}
+
 export interface PartitionDeps {
   clock: Clock
   log: Logger
@@ -48,6 +64,8 @@ export interface PartitionDeps {
   cache?: BlockCache
   /** The peer's bound on compactions at once; a store opened without one runs one at a time. */
   compactions?: CompactionSlots
+  /** The peer's storage figures; a store opened without them keeps its own. */
+  io?: StorageIoStats
 }
 
 /** The engine's hooks into a store (memtable budget). */
@@ -92,6 +110,7 @@ export interface PartitionContext {
   readonly log: Logger
   readonly files: FilePool
   readonly compactions: CompactionSlots
+  readonly io: StorageIoStats
   readonly opts: ResolvedPartitionOptions
   readonly hooks: StoreHooks
   readonly counters: StoreCounters

@@ -11,6 +11,7 @@ import { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 import { moveAside, readDamageReports, segmentCorruption } from './damage.js'
 import { describeFailure, isDiskFault, probeDisk, type StoreFailure } from './failure.js'
 import { LocalPartitionStore, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
+import { newStorageIoStats } from './context.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type StorageEngineOptions } from './options.js'
 
 /** Default of memtableBudgetBytes (StorageEngineOptions). */
@@ -67,6 +68,8 @@ export class StorageEngine {
   readonly cache: BlockCache
   /** The peer's bound on compactions running at once (compaction-slots.ts). */
   readonly compactions: CompactionSlots
+  /** WAL fsync durations and compaction totals of every store, for /metrics (context.ts). */
+  readonly io = newStorageIoStats()
 
   constructor (deps: PartitionDeps, opts: StorageEngineOptions) {
     const { dataDir, memtableBudgetBytes, maxOpenFiles, cacheMiB, maxConcurrentCompactions, ...partitionOpts } = opts
@@ -74,7 +77,7 @@ export class StorageEngine {
     if (cacheMiB !== undefined && (!Number.isInteger(cacheMiB) || cacheMiB < 1)) throw new RangeError(`storage option cacheMiB must be a positive integer, got ${String(cacheMiB)}`)
     this.cache = new BlockCache((cacheMiB ?? 64) * 1048576)
     this.compactions = new CompactionSlots(maxConcurrentCompactions ?? defaultMaxConcurrentCompactions())
-    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), files: this.files, cache: this.cache, compactions: this.compactions }
+    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), files: this.files, cache: this.cache, compactions: this.compactions, io: this.io }
     resolvePartitionOptions(partitionOpts) // fail fast on a bad option
     this.dataDir = dataDir
     this.partitionOpts = partitionOpts

@@ -25,7 +25,7 @@ import type { SpaceDef } from '../schema/index.js'
 import { BlockCache } from './block-cache.js'
 import { Compactor, type CompactionResult } from './compaction.js'
 import { CompactionSlots } from './compaction-slots.js'
-import { newStoreCounters, type PartitionContext, type PartitionDeps, type StoreCounters, type StoreHooks } from './context.js'
+import { newStorageIoStats, newStoreCounters, type PartitionContext, type PartitionDeps, type StoreCounters, type StoreHooks } from './context.js'
 import { DamageLog, segmentCorruption, type DamageReport } from './damage.js'
 import type { DiskSegment } from './disk-segment.js'
 import { FailureStatus, isDiskFault, isNoSpace, type StoreFailure } from './failure.js'
@@ -91,13 +91,14 @@ export class LocalPartitionStore implements PartitionStore {
       log,
       files: deps.files,
       compactions: deps.compactions,
+      io: deps.io,
       opts,
       hooks,
       counters: this.counters,
       status,
       index: new LiveIndex(() => this.spaceDef.schema, opts.digestCacheSize),
       memtable: new Memtable(opts),
-      wal: new WalFiles(dir, deps.files, () => { this.counters.walFsyncs++ }),
+      wal: new WalFiles(dir, deps.files, { now: () => deps.clock.now(), synced: ms => { this.counters.walFsyncs++; deps.io.walFsyncSeconds.observe(ms / 1000) } }),
       manifest,
       corruption: {
         report: err => { this.noteCorruption(err) },
@@ -124,7 +125,8 @@ export class LocalPartitionStore implements PartitionStore {
     const cache = deps.cache ?? new BlockCache(OWN_CACHE_BYTES)
     const manifest = await SegmentManifest.read(dir, files, cache)
     const compactions = deps.compactions ?? new CompactionSlots(1)
-    const store = new LocalPartitionStore({ ...deps, files, cache, compactions }, space, partition, dir, opts, hooks, manifest)
+    const io = deps.io ?? newStorageIoStats()
+    const store = new LocalPartitionStore({ ...deps, files, cache, compactions, io }, space, partition, dir, opts, hooks, manifest)
     manifest.stateSource = () => store.ctx.index.savedState()
     try {
       store.recovery = await recover({ ...store.ctx, damage: store.damaged, rotate: async () => { await store.flusher.rotate() } }, t0)

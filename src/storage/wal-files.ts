@@ -7,7 +7,7 @@
 import { join } from 'node:path'
 import type { FilePool } from './files.js'
 import { fsyncDir, removeFiles } from './fsutil.js'
-import { WalFile, walFileName } from './wal.js'
+import { WalFile, walFileName, type WalSyncHook } from './wal.js'
 
 export class WalFiles {
   private current: WalFile | undefined
@@ -16,8 +16,8 @@ export class WalFiles {
   /** Sequence numbers of WAL files on disk (replayed, draining, active). */
   private seqs: number[] = []
 
-  /** `onFsync`: called for every fsync of any of them (the walFsyncs counter). */
-  constructor (private readonly dir: string, private readonly files: FilePool, private readonly onFsync: () => void) {}
+  /** `sync`: told of every fsync of any of them (the walFsyncs counter, the fsync durations). */
+  constructor (private readonly dir: string, private readonly files: FilePool, private readonly sync: WalSyncHook) {}
 
   /** The file new frames are appended to (set by start()). */
   get active (): WalFile { return this.current! }
@@ -29,7 +29,7 @@ export class WalFiles {
   }
 
   private async open (seq: number): Promise<WalFile> {
-    return await WalFile.create(this.dir, seq, this.files, this.onFsync)
+    return await WalFile.create(this.dir, seq, this.files, this.sync)
   }
 
   /** Opens the file after the active one (durably in the directory); switchTo() then makes it active. */

@@ -212,6 +212,14 @@ export class WalFailedError extends Error {
 
 interface Waiter { resolve: () => void, reject: (err: Error) => void }
 
+/** Told of every group commit's fdatasync and how long it took (ms, by `now`, the peer's clock). */
+export interface WalSyncHook {
+  now: () => number
+  synced: (ms: number) => void
+}
+
+const NO_SYNC_HOOK: WalSyncHook = { now: () => 0, synced: () => {} }
+
 /** One WAL file being appended to, with group commit; its handle comes from a FilePool. */
 export class WalFile implements Evictable {
   private queue: Buffer[] = []
@@ -227,13 +235,13 @@ export class WalFile implements Evictable {
   /** Times the handle was opened again after the pool closed it. */
   reopens = 0
 
-  private constructor (readonly seq: number, readonly path: string, private readonly salt: number, private readonly files: FilePool, fh: FileHandle, size: number, private readonly onFsync: () => void) {
+  private constructor (readonly seq: number, readonly path: string, private readonly salt: number, private readonly files: FilePool, fh: FileHandle, size: number, private readonly sync: WalSyncHook) {
     this.fh = fh
     this.size = size
   }
 
   /** Creates `wal-<seq>.log` in `dir` (replacing any file of that name) with a durable header. */
-  static async create (dir: string, seq: number, files: FilePool, onFsync: () => void = () => {}): Promise<WalFile> {
+  static async create (dir: string, seq: number, files: FilePool, sync: WalSyncHook = NO_SYNC_HOOK): Promise<WalFile> {
     const path = join(dir, walFileName(seq))
     const salt = randomBytes(4).readUInt32LE(0)
     await files.acquire()
@@ -248,7 +256,7 @@ export class WalFile implements Evictable {
       files.release()
       throw err
     }
-    const wal = new WalFile(seq, path, salt, files, fh, WAL_HEADER_BYTES, onFsync)
+    const wal = new WalFile(seq, path, salt, files, fh, WAL_HEADER_BYTES, sync)
     files.markIdle(wal)
     return wal
   }
@@ -323,10 +331,11 @@ export class WalFile implements Evictable {
       try {
         const data = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs)
         await writeAll(fh, data, this.size)
+        const t0 = this.sync.now()
         await fh.datasync()
         this.size += data.length
         this.fsyncs++
-        this.onFsync()
+        this.sync.synced(this.sync.now() - t0)
         for (const w of waiters) w.resolve()
       } catch (err) {
         // After a failed write or sync the file's state is unknown: refuse everything from now on.

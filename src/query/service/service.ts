@@ -8,7 +8,7 @@
  * request still running is cancelled (the peers stop their work). The answer says how complete it
  * is: coverage {total, answered, missing with reasons} and confidence.
  */
-import type { Clock, Logger, PeerAddress, PeerId, Timer, Transport } from '../../runtime/index.js'
+import { HistogramFamily, type Clock, type Logger, type PeerAddress, type PeerId, type Timer, type Transport } from '../../runtime/index.js'
 import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
 import { checkPlanLimits, collect, PlanDecodeError, PlanLimitError, type PlanNode, type ScanNode, type SpreadNode } from '../model/index.js'
@@ -143,6 +143,13 @@ export class QueryService {
   private readonly hedges: TokenBucket
   private readonly counters: QueryStats = { queries: 0, failed: 0, partialAnswers: 0, missingPartitions: 0, hedgesFired: 0, hedgesWon: 0, retries: 0, localOnly: 0, fragmentsServed: 0, fragmentsCancelled: 0, fanout: FANOUT_BUCKETS.map(() => 0).concat(0) }
   private readonly fragmentDeps: FragmentServerDeps
+  /**
+   * For /metrics: seconds each query coordinated here took until its answer was ready (before it
+   * is streamed to the client), by strategy (SinglePartition, MultiPartition, Broadcast, Spread,
+   * MultiSpace; `none` when it failed before it was planned) and outcome (`ok`, `partial`: some
+   * partitions missing, `error`). A multi-space query counts once.
+   */
+  readonly durations = new HistogramFamily(['strategy', 'outcome'])
 
   constructor (private readonly deps: QueryServiceDeps, options: QueryServiceOptions = {}) {
     this.opts = { ...DEFAULT_QUERY_OPTIONS, ...options }
@@ -270,6 +277,20 @@ export class QueryService {
 
   async query (req: QueryRequest): Promise<QueryAnswer> {
     const t0 = this.deps.clock.now()
+    let strategy = 'none'
+    let outcome = 'error'
+    try {
+      const answer = await this.run(req)
+      strategy = answer.strategy
+      outcome = answer.coverage.missing.length > 0 ? 'partial' : 'ok'
+      return answer
+    } finally {
+      this.durations.observe([strategy, outcome], (this.deps.clock.now() - t0) / 1000)
+    }
+  }
+
+  private async run (req: QueryRequest): Promise<QueryAnswer> {
+    const t0 = this.deps.clock.now()
     this.counters.queries++
     try {
       if (!this.deps.isSynced()) throw new QueryError('NOT_SYNCED', 503, 'this peer has not synced with its cluster since it started; retry shortly or ask another peer')
@@ -277,7 +298,7 @@ export class QueryService {
       if (isMultiSpace(req.query)) {
         // Each space's part shares the one deadline.
         const deadline = t0 + timeoutMs
-        return await recallMany(req, async (one) => await this.query({ ...one, timeoutMs: Math.max(1, deadline - this.deps.clock.now()) }), () => this.deps.clock.now())
+        return await recallMany(req, async (one) => await this.run({ ...one, timeoutMs: Math.max(1, deadline - this.deps.clock.now()) }), () => this.deps.clock.now())
       }
       const prepared = this.prepare(req)
       const budget = new MemoryBudget(this.opts.memoryBudgetMb * 1024 * 1024)
