@@ -12,7 +12,8 @@
  *
  * Never backwards, even across restarts: the clock persists a ceiling `leaseMs` ahead of what it
  * has handed out and, after a restart, starts above the persisted ceiling, so a peer whose wall
- * clock was set back still issues versions newer than everything it issued before.
+ * clock was set back still issues versions newer than everything it issued before. While the
+ * ceiling cannot be saved (a full disk) the clock goes on issuing and says so (onPersistError).
  */
 import { join } from 'node:path'
 import { readFileIfThereSync, writeFileDurablySync, type Clock } from '../runtime/index.js'
@@ -48,7 +49,15 @@ export interface HybridClockOptions {
   /** How far ahead of the handed-out timestamps the persisted ceiling runs. ms, default 10000: one fsync per 10 s at most. */
   leaseMs?: number
   store?: HlcStore
+  /**
+   * Told when saving the ceiling fails (the error) and when it succeeds again (undefined), once
+   * per change. The clock goes on issuing meanwhile (see extendLease).
+   */
+  onPersistError?: (err: Error | undefined) => void
 }
+
+/** While the ceiling cannot be saved, how often saving it is tried again. ms, 1 s. */
+const PERSIST_RETRY_MS = 1000
 
 export interface SkewReport { count: number, maxSeenMs: number, lastAt: number }
 
@@ -59,6 +68,10 @@ export class HybridClock {
   private readonly leaseMs: number
   private readonly store: HlcStore | undefined
   private readonly clock: Clock
+  private readonly onPersistError: ((err: Error | undefined) => void) | undefined
+  /** The error the last save met, while saving fails; and when (clock.now()) to try again. */
+  private persistError: Error | undefined
+  private retryAt = 0
   /** Offset and drift added to the wall clock: fault injection (clock skew nemesis) only. */
   private offsetMs = 0
   private driftPpm = 0
@@ -70,6 +83,7 @@ export class HybridClock {
     this.maxSkewMs = opts.maxSkewMs ?? 60_000
     this.leaseMs = opts.leaseMs ?? 10_000
     this.store = opts.store
+    this.onPersistError = opts.onPersistError
     const persisted = this.store?.load() ?? 0
     this.last = persisted
     this.ceiling = persisted
@@ -141,10 +155,36 @@ export class HybridClock {
   /** The latest timestamp issued or observed. */
   current (): Hlc { return this.last }
 
+  /** The error saving the ceiling met, while it fails (a full disk); undefined when it is saved. */
+  get persistFailure (): Error | undefined { return this.persistError }
+
+  /**
+   * Saves a new ceiling once the timestamps reach the saved one. If that fails (a full disk,
+   * issue 13) the clock still issues: stopping it would stop every write this peer coordinates
+   * and every replica write it takes, on a peer whose partitions may be fine. What it gives up
+   * meanwhile is only the guard against a wall clock set back across a restart (timestamps
+   * issued beyond the saved ceiling could be issued again by a peer that crashes now and
+   * restarts with its clock behind); the failure is told once, and saving is tried again every
+   * PERSIST_RETRY_MS until it succeeds.
+   */
   private extendLease (): void {
     if (this.store === undefined || this.last < this.ceiling) return
-    this.ceiling = makeHlc(hlcPhysicalMs(this.last) + this.leaseMs, 0)
-    this.store.save(this.ceiling)
+    if (this.persistError !== undefined && this.clock.now() < this.retryAt) return
+    const next = makeHlc(hlcPhysicalMs(this.last) + this.leaseMs, 0)
+    try {
+      this.store.save(next)
+    } catch (err) {
+      const first = this.persistError === undefined
+      this.persistError = err instanceof Error ? err : new Error(String(err))
+      this.retryAt = this.clock.now() + PERSIST_RETRY_MS
+      if (first) this.onPersistError?.(this.persistError)
+      return
+    }
+    this.ceiling = next
+    if (this.persistError !== undefined) {
+      this.persistError = undefined
+      this.onPersistError?.(undefined)
+    }
   }
 }
 

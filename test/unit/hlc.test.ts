@@ -83,6 +83,42 @@ describe('HybridClock', () => {
     expect(second.now()).toBeGreaterThan(issued)
   })
 
+  it('a ceiling that cannot be saved (a full disk) does not stop the clock: it keeps issuing, says so once, retries at most once a second, and says when it is saved again', () => {
+    const store = new MemoryStore()
+    let full = true
+    const attempts: number[] = []
+    const failing: HlcStore = {
+      load: () => store.load(),
+      save: (ceiling) => {
+        attempts.push(ceiling)
+        if (full) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
+        store.save(ceiling)
+      }
+    }
+    const heard: Array<string | undefined> = []
+    const clock = wallAt(5_000_000)
+    const hlc = new HybridClock({ clock }, { store: failing, leaseMs: 10_000, onPersistError: err => { heard.push(err?.message) } })
+    let prev = 0
+    for (let i = 0; i < 50; i++) {
+      const t = hlc.now()
+      expect(t).toBeGreaterThan(prev)
+      prev = t
+      hlc.observe(t - 5)
+      clock.t += 100
+    }
+    // 5 s of issuing: a try at the start and one a second after, not one a call.
+    expect(attempts.length).toBeGreaterThanOrEqual(5)
+    expect(attempts.length).toBeLessThanOrEqual(6)
+    expect(heard).toEqual(['ENOSPC: no space left on device, write'])
+    expect(store.value).toBeUndefined()
+    full = false
+    clock.t += 1000
+    const after = hlc.now()
+    expect(after).toBeGreaterThan(prev)
+    expect(store.value).toBe(makeHlc(hlcPhysicalMs(after) + 10_000, 0))
+    expect(heard).toEqual(['ENOSPC: no space left on device, write', undefined])
+  })
+
   describe('FileHlcStore', () => {
     let dir: string
     beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'shoal-hlc-')) })
