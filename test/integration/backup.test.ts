@@ -89,8 +89,12 @@ describe('backup and restore with real peers', () => {
   afterAll(async () => { await Promise.all(clusters.map(async c => { await c.stopAll() })) })
 
   it('a backup taken during a QUORUM write load, restored into a fresh 3-peer cluster, holds every row acknowledged before it began; a corrupted file is refused; a re-run changes nothing', async () => {
+    const t0 = Date.now()
+    const phases: string[] = []
+    const phase = (name: string): void => { phases.push(`${name} ${Date.now() - t0} ms`) }
     const source = await startCluster()
     clusters.push(source.cluster)
+    phase('source up')
     const [a] = source.peers as [PeerProcess]
     const created = await a.post('/spaces', { name: SPACE, schema: [{ name: 'id', type: 'utf8' }, { name: 'n', type: 'int64' }, { name: 'label', type: 'utf8' }], partitions: 8, replicas: 3 })
     expect(created.status).toBe(201)
@@ -98,6 +102,7 @@ describe('backup and restore with real peers', () => {
 
     const load = new Load(source.peers)
     await waitFor(async () => load.acked.size >= 2000, { timeoutMs: 30_000, describe: () => `${load.acked.size} rows acknowledged, ${load.failures} failed writes` })
+    phase('load acknowledged 2000')
     const backupStart = Date.now()
     const dir = join(source.cluster.dir, 'backup')
     const backup = await runCli(['backup', '--peer', a.url, '--out', dir], { timeoutMs: 60_000 })
@@ -121,8 +126,10 @@ describe('backup and restore with real peers', () => {
 
     // A fresh cluster; the source is gone.
     await source.cluster.stopAll({ keepDir: true })
+    phase('backup done')
     const target = await startCluster()
     clusters.push(target.cluster)
+    phase('target up')
     const [x] = target.peers as [PeerProcess]
     const restoreStart = Date.now()
     const restored = await runCli(['restore', '--peer', x.url, '--from', dir], { timeoutMs: 60_000 })
@@ -131,10 +138,11 @@ describe('backup and restore with real peers', () => {
     expect(restored.stderr).toContain(`created space '${SPACE}'`)
     expect(restored.stderr).toMatch(/restore: 8\/8 files/)
 
+    phase('restored')
     // Every row acknowledged before the backup began, read at QUORUM, with its value.
     expect(await missingOrWrong(target.peers, before)).toEqual([])
+    phase('read back')
     await waitFor(async () => await count(x) === inBackup, { timeoutMs: 15_000, describe: async () => `count ${await count(x)}, backup ${inBackup}` })
-    console.log(backup.stderr, restored.stderr)
     console.log(`backup: ${before.size} rows acknowledged before it began, ${ackedDuring} during it, ${inBackup} in it; backup ${backupMs} ms, restore ${restoreMs} ms (CLI start to exit)`)
 
     // A row written in the target since the backup is newer: a restore must not put the old value back.
@@ -148,10 +156,12 @@ describe('backup and restore with real peers', () => {
     const damaged = Buffer.from(original)
     damaged[Math.floor(damaged.length / 2)] = damaged[Math.floor(damaged.length / 2)]! ^ 0x20
     await writeFile(victim, damaged)
+    phase('updated')
     const refused = await runCli(['restore', '--peer', x.url, '--from', dir], { timeoutMs: 60_000 })
     expect(refused.code).not.toBe(0)
     expect(refused.stderr).toContain(`restore refused, nothing was written: backup file ${files[3]!.file} has SHA-256`)
 
+    phase('refused')
     // The good backup again: idempotent (same rows), and the newer row is kept.
     await writeFile(victim, original)
     const again = await runCli(['restore', '--peer', x.url, '--from', dir], { timeoutMs: 60_000 })
@@ -161,5 +171,7 @@ describe('backup and restore with real peers', () => {
     const kept = await x.get(`/spaces/${SPACE}/records/${oneId}?consistency=quorum`) as { record: { n: number, label: string } }
     expect(kept.record).toEqual({ id: oneId, n: -1, label: 'newer than the backup' })
     expect(one.n).not.toBe(-1)
+    phase('re-run')
+    console.log(`backup and restore: ${phases.join(', ')}`)
   }, 120_000)
 })
