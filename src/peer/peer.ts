@@ -168,7 +168,20 @@ export class Peer implements ApiPeer {
     const httpAddress = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
     let hlc: HybridClock
     try {
-      hlc = new HybridClock({ clock }, { store: new FileHlcStore(config.dataDir) })
+      // A full disk must not stop the clock (every write this peer coordinates needs it): it goes
+      // on issuing and says so, once each way.
+      const hlcLog = log.child({ component: 'clock' })
+      hlc = new HybridClock({ clock }, {
+        store: new FileHlcStore(config.dataDir),
+        onPersistError: err => {
+          if (err !== undefined) {
+            hlcLog.error({ path: `${config.dataDir}/hlc`, code: (err as NodeJS.ErrnoException).code, err: err.message },
+              'the clock\'s ceiling cannot be saved (is the disk full?): versions are still issued, but a crash now followed by a restart with the wall clock set back could issue some again; retried every second')
+          } else {
+            hlcLog.info({ path: `${config.dataDir}/hlc` }, 'the clock\'s ceiling is saved again')
+          }
+        }
+      })
     } catch (err) {
       await host.stop().catch(() => {})
       throw new PeerStartError(`cannot read the clock state in ${config.dataDir}: ${(err as Error).message}`)
@@ -247,7 +260,8 @@ export class Peer implements ApiPeer {
       stores: {
         open: async (space, partition) => await engine.openPartition(space, partition),
         drop: async (space, partition) => { await engine.dropPartition(space.uid, partition) },
-        rebuild: async (space, partition, reason) => await engine.rebuildPartition(space, partition, reason)
+        rebuild: async (space, partition, reason) => await engine.rebuildPartition(space, partition, reason),
+        reopen: async (space, partition) => await engine.reopenPartition(space, partition)
       },
       detector,
       membership: swim,
@@ -448,7 +462,9 @@ export class Peer implements ApiPeer {
     const notAll = spaces.some(s => s.quorumOnly > 0)
     // A damaged replica (a WAL file, a segment file) is missing data until repaired (or for good, R = 1).
     const damaged = this.storageDamage()
-    const degraded = notAll || status.unreachable.length > 0 || status.suspect.length > 0 || damaged.some(d => !d.repaired)
+    // A replica whose disk failed (full, or an I/O error) takes no writes until it heals.
+    const failed = this.storageFailures()
+    const degraded = notAll || status.unreachable.length > 0 || status.suspect.length > 0 || damaged.some(d => !d.repaired) || failed.length > 0
     return {
       status: !status.majority || noQuorum ? 'red' : degraded ? 'yellow' : 'green',
       peer: this.peerId,
@@ -469,8 +485,44 @@ export class Peer implements ApiPeer {
         partitionsShort: s.quorumOnly,
         unavailable: s.unavailable
       })),
-      damaged
+      damaged,
+      failed
     }
+  }
+
+  /**
+   * This peer's replicas whose disk failed (issue 13): which partition, which error on which file
+   * since when, whether it still serves (only with no other replica), how it heals, in plain
+   * words. A full disk heals by itself once space is freed (its disk is probed with backoff); an
+   * I/O error is rebuilt from the other replicas.
+   */
+  private storageFailures (): Array<Record<string, unknown> & { kind: 'no-space' | 'io' }> {
+    const { engine, replicator } = this.layers
+    const waiting = new Map(replicator.diskWaiting().map(w => [`${w.space.uid}\u0000${w.partition}`, w]))
+    return engine.failures().map(f => {
+      const inService = f.open && replicator.isReady(f.space, f.partition)
+      const wait = waiting.get(`${f.space.uid}\u0000${f.partition}`)
+      const what = `${f.kind === 'no-space' ? 'the disk is full' : 'disk I/O error'} (${f.code}${f.open ? ` in its ${f.operation}` : ' while opening'}${f.path !== undefined ? ` at ${f.path}` : ''})`
+      const message = f.kind === 'no-space'
+        ? `${inService ? 'serving the rows it holds (no other replica) but taking no writes' : 'out of service (reads go to the other replicas; writes to it fail)'}: ${what}; it heals by itself once space is freed on that disk: a write is tried there with backoff${wait !== undefined ? ` (next in ${Math.round(wait.nextProbeInMs / 1000)} s)` : ''}, then it is reopened and caught up from the other replicas`
+        : inService
+          ? `serving the rows it holds but taking no writes: ${what}, and no other replica to rebuild it from; check the disk, then restart the peer`
+          : `out of service (reads go to the other replicas; writes to it fail): ${what}; it is rebuilt from the other replicas (its directory moved aside) once they are reachable`
+      return {
+        space: f.space.name,
+        partition: f.partition,
+        kind: f.kind,
+        code: f.code,
+        operation: f.operation,
+        ...(f.path !== undefined ? { path: f.path } : {}),
+        since: new Date(f.at).toISOString(),
+        open: f.open,
+        inService,
+        ...(wait !== undefined ? { probes: wait.probes, nextProbeInMs: wait.nextProbeInMs } : {}),
+        error: f.message,
+        message
+      }
+    })
   }
 
   /**
@@ -577,7 +629,7 @@ export class Peer implements ApiPeer {
       partitionDetector: { ...detector, unreachablePeers: named(detector.unreachable), suspectPeers: named(detector.suspect) },
       spaces: this.partitionAvailability(),
       replication: this.layers.replicator.stats(),
-      storage: { openFiles: this.layers.engine.openFiles(), maxOpenFiles: this.layers.engine.files.maxOpen, damaged: this.storageDamage() },
+      storage: { openFiles: this.layers.engine.openFiles(), maxOpenFiles: this.layers.engine.files.maxOpen, damaged: this.storageDamage(), failed: this.storageFailures() },
       queries: { ...this.layers.queries.stats(), peerLatency: this.layers.queries.health.snapshot(), workerThreads: this.layers.pool.workers, fragmentsRun: { ...this.layers.pool.counters } }
     }
   }
@@ -715,6 +767,10 @@ export class Peer implements ApiPeer {
     m.gaugeFrom('shoal_storage_damaged_segment_files', 'Damaged segment files of this peer\'s replicas still reported, repaired (the replica rebuilt from other replicas) or not', ['state'], () => {
       const d = this.storageDamage().filter(x => x.kind === 'segment')
       return [[{ state: 'unrepaired' }, d.filter(x => !x.repaired).length], [{ state: 'repaired' }, d.filter(x => x.repaired).length]]
+    })
+    m.gaugeFrom('shoal_storage_failed_partitions', 'This peer\'s partition replicas stopped by a disk failure: no_space (a full disk; heals by itself once space is freed) or io_error (rebuilt from the other replicas)', ['reason'], () => {
+      const f = this.layers.engine.failures()
+      return [[{ reason: 'no_space' }, f.filter(x => x.kind === 'no-space').length], [{ reason: 'io_error' }, f.filter(x => x.kind === 'io').length]]
     })
     m.counterFrom('shoal_clock_skew_refusals_total', 'Remote HLC timestamps refused for being too far ahead of this clock', [], () => [[{}, this.layers.hlc.skew.count]])
     m.gaugeFrom('shoal_rpc_open_streams', 'Long-lived RPC streams open (about one per connected peer)', [], () => [[{}, this.transport.openStreams()]])
