@@ -25,10 +25,12 @@ export async function runStart (opts: Record<string, unknown>): Promise<void> {
     throw err
   }
 
-  const log = pino({ level: config.logLevel, base: { name: config.name } })
+  const root = pino({ level: config.logLevel, base: { name: config.name } })
+  // Every line names the layer it comes from (docs/operations.md): these are the peer's own.
+  const log = root.child({ component: 'peer' })
   let peer: Peer
   try {
-    peer = await Peer.create(config, log)
+    peer = await Peer.create(config, root)
     await peer.start()
   } catch (err) {
     if (err instanceof PeerStartError) throw new CliError(err.message, 1, { cause: err })

@@ -16,6 +16,7 @@ import { nodeFileSystem, SystemClock, SystemRandom, VERSION, type Logger, type P
 import { DEFAULT_MEMTABLE_BUDGET_BYTES, DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { planHeap } from './heap.js'
+import { AvailabilityLog } from './availability-log.js'
 import { MembershipLog } from './membership-log.js'
 import { CatalogFile } from './catalog-file.js'
 import { openFileLimit, planFileBudget, type FileBudget } from './file-budget.js'
@@ -28,6 +29,8 @@ import { MemberDirectory } from './members.js'
 import { QueryService, DEFAULT_QUERY_OPTIONS, FragmentPool, defaultPoolSize } from '../query/index.js'
 
 const FANOUT_LABELS = ['1', '2', '4', '8', '16', '32', '64']
+/** How often the peer looks for partitions losing or regaining replicas (AvailabilityLog). */
+const AVAILABILITY_CHECK_MS = 1000
 
 /** Start-up failed for a reason the operator can fix (bad key, port in use, ...). */
 export class PeerStartError extends Error {
@@ -87,12 +90,17 @@ export class Peer implements ApiPeer {
   private readonly detector: PartitionDetector
   private readonly http: HttpServer
 
+  /** This peer's own lines (component 'peer'); `root` makes the other components' loggers. */
+  private readonly log: Logger
+  private availabilityTimer: ReturnType<typeof setInterval> | undefined
+
   private constructor (
     readonly config: PeerConfig,
-    private readonly log: Logger,
+    private readonly root: Logger,
     private readonly layers: Layers,
     private readonly metricsRegistry: PeerMetrics
   ) {
+    this.log = root.child({ component: 'peer' })
     const host = layers.host
     this.host = host
     this.transport = layers.transport
@@ -199,9 +207,9 @@ export class Peer implements ApiPeer {
     let swimRef: Swim | undefined
     const direct = new MemberBroadcaster(transport, () => (swimRef?.members() ?? [])
       .filter(m => m.state === 'alive' && m.id !== transport.localPeerId)
-      .map(m => ({ id: m.id, addrs: m.addrs })), log)
+      .map(m => ({ id: m.id, addrs: m.addrs })), log.child({ component: 'net.broadcast' }))
     const catalog = new Catalog({ hlc, clock, log, broadcaster: new FanoutBroadcaster([broadcaster, direct]) })
-    const catalogFile = new CatalogFile(config.dataDir, catalog, log)
+    const catalogFile = new CatalogFile(config.dataDir, catalog, log.child({ component: 'catalog' }))
     let swim: Swim
     try {
       // A restart must start above every incarnation used before, or its new meta (this HTTP
@@ -214,7 +222,7 @@ export class Peer implements ApiPeer {
         random,
         log,
         delegate: catalog.swimDelegate(),
-        incarnations: new FileIncarnationStore(config.dataDir, log),
+        incarnations: new FileIncarnationStore(config.dataDir, log.child({ component: 'swim' })),
         startIncarnation: hlcPhysicalMs(hlc.now())
       }, {
         ...checkOptions('membership', config.membership, DEFAULT_SWIM_OPTIONS),
@@ -255,7 +263,7 @@ export class Peer implements ApiPeer {
       clock,
       random,
       hlc,
-      log,
+      log: log.child({ component: 'replication' }),
       placement,
       stores: {
         open: async (space, partition) => await engine.openPartition(space, partition),
@@ -307,7 +315,7 @@ export class Peer implements ApiPeer {
       peerName: peerId => members.nameOf(peerId)
     }, queryOptions)
     const metrics = new PeerMetrics()
-    const knownPeers = new KnownPeers(config.dataDir, log)
+    const knownPeers = new KnownPeers(config.dataDir, log.child({ component: 'swim' }))
     const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, hintLog: hintFiles.log, queries, pool, http }
     const peer = new Peer(config, log, layers, metrics)
     peer.httpUrl = httpAddress
@@ -361,8 +369,19 @@ export class Peer implements ApiPeer {
       throw new PeerStartError((err as Error).message, { cause: err })
     }
     this.startLagMonitor()
-    const membershipLog = new MembershipLog(this.log.child({ component: 'membership' }), this.peerId)
+    const membershipLog = new MembershipLog(this.root.child({ component: 'membership' }), this.peerId)
     this.swim.onChange(ev => { membershipLog.member(ev) })
+    // Partitions losing and regaining replicas (warn / info), looked at as health does.
+    const availabilityLog = new AvailabilityLog(this.root.child({ component: 'placement' }))
+    const lookAtAvailability = (): void => {
+      try {
+        availabilityLog.observe(this.partitionAvailability())
+      } catch (err) {
+        this.log.error({ err }, 'could not check partition availability')
+      }
+    }
+    this.availabilityTimer = setInterval(lookAtAvailability, AVAILABILITY_CHECK_MS)
+    this.availabilityTimer.unref()
     this.swim.onChange(() => {
       knownPeers.update(this.swim.members().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => ({ id: m.id, addrs: m.addrs })))
     })
@@ -418,7 +437,7 @@ export class Peer implements ApiPeer {
       const owned = placement.ownedPartitions()
       if (owned.every(o => replicator.isReady(o.space, o.partition))) {
         this.ready = true
-        this.log.info({ component: 'peer', partitions: owned.length, sinceStartMs: Date.now() - this.startedAt }, 'ready: every partition this peer owns is recovered and caught up')
+        this.log.info({ partitions: owned.length, sinceStartMs: Date.now() - this.startedAt }, 'ready: every partition this peer owns is recovered and caught up')
         return
       }
       await new Promise(resolve => setTimeout(resolve, READY_CHECK_MS).unref())
@@ -429,6 +448,7 @@ export class Peer implements ApiPeer {
     if (this.stopped) return
     this.stopped = true
     if (this.lagTimer !== undefined) clearInterval(this.lagTimer)
+    if (this.availabilityTimer !== undefined) clearInterval(this.availabilityTimer)
     this.lagMonitor?.disable()
     if (opts.leave) {
       await this.swim.leave(this.config.drainTimeoutMs).catch((err: unknown) => { this.log.warn({ err }, 'graceful leave failed') })
@@ -614,7 +634,7 @@ export class Peer implements ApiPeer {
       return { peerId, name, state: m.state, removed: false, givesUp, message: `not removed: ${what}; send confirm: true to remove it` }
     }
     const after = this.swim.forceRemove(peerId)
-    this.log.warn({ component: 'peer', removed: peerId, name, givesUp }, 'peer removed by an operator')
+    this.log.warn({ removed: peerId, name, givesUp }, 'peer removed by an operator')
     return { peerId, name, state: after.state, removed: true, givesUp, message: `removed: ${what}` }
   }
 

@@ -52,3 +52,37 @@ describe('the slow-query log', () => {
     expect(lines[0]!.peers).toEqual([expect.objectContaining({ peer: 'q', partitions: 2 })])
   })
 })
+
+describe('the log says which layer, and when a space loses and regains replicas', () => {
+  let cluster: TestCluster
+  afterAll(async () => { await cluster?.stopAll() })
+  const lines = async (p: { logs: () => Promise<string> }): Promise<Array<Record<string, unknown>>> =>
+    (await p.logs()).split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+
+  it('every line has a component; a peer killed leaves a replicas-3 space under-replicated (warn, placement) until it is back (info)', async () => {
+    cluster = await TestCluster.create()
+    const a = await cluster.startPeer('a')
+    const b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
+    const c = await cluster.startPeer('c', { bootstrap: [a.multiaddr()] })
+    await waitFor(async () => (await a.members()).filter(m => m.state === 'alive').length === 3, { timeoutMs: 20_000 })
+    expect((await a.post('/spaces', { name: 'kept', schema: [{ name: 'n', type: 'int64' }], partitions: 4, replicas: 3 })).status).toBe(201)
+    await waitFor(async () => (await a.health() as { status: string }).status === 'green', { timeoutMs: 20_000 })
+    await c.kill('SIGKILL')
+    const shortLine = (l: Record<string, unknown>): boolean => l.component === 'placement' && l.level === 40 && l.space === 'kept' && String(l.msg).startsWith('space under-replicated')
+    for (const p of [a, b]) await waitFor(async () => (await lines(p)).some(shortLine), { timeoutMs: 20_000 })
+    await cluster.restart('c')
+    const backLine = (l: Record<string, unknown>): boolean => l.component === 'placement' && l.level === 30 && l.space === 'kept' && l.msg === 'space no longer under-replicated'
+    for (const p of [a, b]) await waitFor(async () => (await lines(p)).some(backLine), { timeoutMs: 30_000 })
+    // Said once each, not every second it lasted.
+    expect((await lines(a)).filter(shortLine)).toHaveLength(1)
+    for (const p of [a, b, c]) {
+      const all = await lines(p)
+      expect(all.length).toBeGreaterThan(5)
+      const without = all.filter(l => typeof l.component !== 'string')
+      expect(without, `${p.name}: lines without a component`).toEqual([])
+      // One each: a child logger of a child must not say it twice.
+      const twice = (await p.logs()).split('\n').filter(l => (l.match(/"component":/g) ?? []).length > 1)
+      expect(twice, `${p.name}: lines with two components`).toEqual([])
+    }
+  })
+})
