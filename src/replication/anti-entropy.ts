@@ -44,6 +44,16 @@ export interface SyncOptions {
    * counted, and the staleness check is skipped (the caller knows).
    */
   pushFrom?: Hlc
+  /** What this sync found, for a caller that reports it (an on-demand repair, on-demand.ts). */
+  report?: SyncReport
+}
+
+/** What one sync found (SyncOptions.report): the digest buckets compared and differing, and why it failed. */
+export interface SyncReport {
+  bucketsCompared: number
+  bucketsDiffering: number
+  /** Why the sync failed, when it did. */
+  error?: string
 }
 
 export type AntiEntropyContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'random' | 'hlc' | 'log' | 'placement' | 'detector' | 'replicas' | 'life' | 'addr'> & {
@@ -133,8 +143,10 @@ export class AntiEntropy {
       const theirs = parseDigestAnswerRepair(answer)
       if (pushFrom === undefined && theirs !== undefined && isStaleAgainst(store, peer, theirs)) {
         this.ctx.replicas.markStale(keyOf(space, partition), theirs.purgeHorizon)
+        if (opts.report !== undefined) opts.report.error = 'this replica is stale against the other (away longer than the tombstone grace while it purged): it is rebuilt instead'
         return false
       }
+      if (opts.report !== undefined) opts.report.bucketsCompared += buckets
       if (remote.root === local.root) {
         if (opts.pull) await this.repair.synced(store, space, partition, peer, startedAt)
         return true
@@ -142,6 +154,7 @@ export class AntiEntropy {
       const differing: number[] = []
       for (let i = 0; i < buckets; i++) if (local.hashes[i] !== remote.hashes[i]) differing.push(i)
       if (opts.tally === undefined) counters.bucketsDiffering += differing.length
+      if (opts.report !== undefined) opts.report.bucketsDiffering += differing.length
       const start = differing.length > opts.maxBuckets ? random.int(differing.length) : 0
       const n = Math.min(differing.length, opts.maxBuckets)
       let skipped = 0
@@ -189,6 +202,7 @@ export class AntiEntropy {
       return complete
     } catch (err) {
       counters.failures++
+      if (opts.report !== undefined) opts.report.error = errText(err)
       this.ctx.log.debug({ peer, space: space.name, partition, err: errText(err) }, 'anti-entropy sync failed')
       return false
     }

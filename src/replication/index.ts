@@ -35,7 +35,8 @@
  * Files: replicator.ts composes the parts and is the API; write.ts, read.ts, hints.ts,
  * replica.ts, ownership.ts and anti-entropy.ts are one job each; context.ts is what they share
  * (views of other layers, lifecycle, counters), local-replicas.ts this peer's replicas and which
- * are ready, options.ts the options, wire.ts the messages, errors.ts the errors.
+ * are ready, options.ts the options, wire.ts the messages, errors.ts the errors; on-demand.ts is
+ * anti-entropy run now for `shoal repair` (Replicator.repairNow).
  */
 export { Replicator } from './replicator.js'
 export type { ReplicatorDeps, ReplicationStats } from './replicator.js'
@@ -43,6 +44,8 @@ export { DEFAULT_REPLICATOR_OPTIONS } from './options.js'
 export type { ReplicatorOptions } from './options.js'
 export type { StoreProvider, ReachabilityView, MembershipEvents } from './context.js'
 export type { WriteOptions, WriteResult } from './write.js'
+export type { RepairReport, RepairRequest, RepairFailure } from './on-demand.js'
+export { MAX_REPORTED_FAILURES } from './on-demand.js'
 export type { ReadOptions, ReadResult } from './read.js'
 export { PartitionUnavailableError, WriteIncompleteError, ReadIncompleteError, InvalidRowsError, ReplicaRequestError, NotSyncedError } from './errors.js'
 export type { Consistency, PartitionWriteOutcome } from './errors.js'

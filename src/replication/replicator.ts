@@ -18,6 +18,8 @@ import type { HintLog, HintLogLoad } from './hint-log.js'
 import { HintedHandoff, HintStore } from './hints.js'
 import type { HintStats } from './hints.js'
 import { LocalReplicas } from './local-replicas.js'
+import { repairNow } from './on-demand.js'
+import type { RepairReport, RepairRequest } from './on-demand.js'
 import { resolveReplicatorOptions } from './options.js'
 import type { ReplicatorOptions } from './options.js'
 import { Ownership } from './ownership.js'
@@ -245,5 +247,13 @@ export class Replicator {
   /** One anti-entropy round for one partition with one random other ready replica. */
   async antiEntropyRound (space: SpaceDef, partition: number): Promise<boolean> {
     return await this.antiEntropy.round(space, partition)
+  }
+
+  /**
+   * Anti-entropy now (`shoal repair`): this peer's ready replicas of the spaces asked for synced
+   * with every other reachable ready replica, every differing bucket (on-demand.ts).
+   */
+  async repairNow (req: RepairRequest): Promise<RepairReport> {
+    return await repairNow({ ...this.ctx, antiEntropy: this.antiEntropy }, req)
   }
 }
