@@ -17,3 +17,5 @@ export type { DataApi, SpaceView, WriteOutcome, RecordAnswer, Consistency, Reque
 export { registerQueryApi } from './query.js'
 export { registerBackupApi } from './backup.js'
 export type { BackupApi, BackupPartitionStream } from './backup.js'
+export { registerOpsApi, parseStatusQuery, parseRepairBody, STATUS_TIMEOUT_MS, REPAIR_TIMEOUT_MS } from './ops.js'
+export type { OpsApi } from './ops.js'

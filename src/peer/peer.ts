@@ -5,7 +5,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
 import { FileHlcStore, HybridClock, hlcPhysicalMs } from '../hlc/index.js'
-import { HttpError, HttpServer, registerApi, registerBackupApi, registerDataApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView, type RemovePeerAnswer } from '../http/index.js'
+import { HttpError, HttpServer, registerApi, registerBackupApi, registerDataApi, registerOpsApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView, type RemovePeerAnswer } from '../http/index.js'
 import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index.js'
 import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
@@ -26,6 +26,7 @@ import { DataService } from './data.js'
 import { registerOperationalMetrics } from './metrics.js'
 import { createBackupService } from '../backup/index.js'
 import { MemberDirectory } from './members.js'
+import { ClusterStatusService, collectLocalStatus } from './cluster-status.js'
 import { QueryService, DEFAULT_QUERY_OPTIONS, FragmentPool, defaultPoolSize } from '../query/index.js'
 
 const FANOUT_LABELS = ['1', '2', '4', '8', '16', '32', '64']
@@ -330,6 +331,32 @@ export class Peer implements ApiPeer {
       openLocal: async (space, partition) => await replicator.openForQuery(space, partition),
       write: async (space, records, opts) => await replicator.writeRecords(space, records, opts, true)
     }))
+    // shoal status and shoal repair (cluster-status.ts): every live peer's figures and repairs over RPC.
+    const ops = new ClusterStatusService({
+      transport,
+      clock,
+      log: log.child({ component: 'ops' }),
+      local: async () => await collectLocalStatus({
+        peerId: transport.localPeerId,
+        name: config.name,
+        version: VERSION,
+        uptimeMs: () => Date.now() - peer.startedAt,
+        ready: () => peer.ready,
+        stores: () => engine.partitions(),
+        isReady: (space, partition) => replicator.isReady(space, partition),
+        replication: () => replicator.stats()
+      }),
+      members: () => peer.members(),
+      health: () => peer.health(),
+      spaces: () => catalog.list(),
+      space: name => catalog.get(name),
+      locate: (space, partition) => placement.locate(space, partition),
+      isReachable: id => detector.isReachable(id),
+      addressOf: id => placement.addressOf(id),
+      repair: async req => await replicator.repairNow(req)
+    })
+    ops.register()
+    registerOpsApi(http, ops)
     peer.registerMetrics()
     return peer
   }
