@@ -16,6 +16,8 @@ import { runImport, type ImportFormat } from './import.js'
 import { registerQueryCommands } from './query.js'
 import { runBackup } from './backup.js'
 import { runRestore } from './restore.js'
+import { runStatus } from './status.js'
+import { runRepair } from './repair.js'
 import { CliError } from './errors.js'
 import { VERSION } from '../runtime/index.js'
 
@@ -58,6 +60,24 @@ function buildProgram (): Command {
     .addOption(peerOption())
     .option('--json', 'print JSON for scripts instead of a table')
     .action(async (opts: { peer: string, json?: boolean }) => { await runMembers(opts) })
+
+  program.command('status')
+    .description('the whole cluster in one table: every peer (state, version, uptime, partitions, rows, disk, hints) and every space (replicas live, unavailable partitions, whether replicas agree)')
+    .option('--json', 'print JSON for scripts instead of tables')
+    .option('--timeout <ms>', 'how long the peer waits for each other peer before listing it unreachable (default 3000)')
+    .addOption(peerOption())
+    .action(async (opts: { peer: string, json?: boolean, timeout?: string }) => {
+      await runStatus({ peer: opts.peer, json: opts.json === true, ...(opts.timeout !== undefined ? { timeoutMs: positiveInt(opts.timeout, '--timeout') } : {}) })
+    })
+
+  program.command('repair [space]')
+    .description('run anti-entropy now on every live peer, for one space or all, and report what it repaired (exits 1 if a peer failed)')
+    .option('--json', 'print the answer as JSON')
+    .option('--timeout <ms>', "how long to wait for each peer's part (default 600000)")
+    .addOption(peerOption())
+    .action(async (spaceName: string | undefined, opts: { peer: string, json?: boolean, timeout?: string }) => {
+      await runRepair(spaceName, { peer: opts.peer, json: opts.json === true, ...(opts.timeout !== undefined ? { timeoutMs: positiveInt(opts.timeout, '--timeout') } : {}) })
+    })
 
   program.command('remove-peer <peerId>')
     .description('remove a dead peer on purpose: shows the partitions whose only copies are on it (given up), removes it with --yes')

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander'
 import { CliError } from './errors.js'
 import { fetchResponse } from './http-client.js'
 import { positiveInt } from './space.js'
-import { formatTable } from './table.js'
+import { formatBytes, formatTable } from './table.js'
 
 /** `shoal query` and `shoal explain`: SQL against any peer's `POST /query` and `POST /query/explain`. */
 
@@ -251,15 +251,6 @@ function truncate (s: string, max: number): string {
 
 function formatMs (ms: number): string {
   return ms < 10 && !Number.isInteger(ms) ? ms.toFixed(1) : String(Math.round(ms))
-}
-
-function formatBytes (n: number): string {
-  if (n < 1024) return `${n} B`
-  const units = ['KiB', 'MiB', 'GiB', 'TiB']
-  let v = n / 1024
-  let i = 0
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`
 }
 
 function warnIfPartial (coverage: Coverage | undefined, confidence: number | undefined, io: CliIo): void {

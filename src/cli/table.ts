@@ -13,3 +13,13 @@ export function formatTable (headers: string[], rows: string[][], opts: TableOpt
   const rule = opts.rule === true ? [widths.map(w => '-'.repeat(w)).join('  ')] : []
   return [line(headers), ...rule, ...rows.map(line)].join('\n') + '\n'
 }
+
+/** Bytes for humans, in binary units: `512 B`, `1.5 KiB`, `340 MiB`. */
+export function formatBytes (n: number): string {
+  if (n < 1024) return `${n} B`
+  const units = ['KiB', 'MiB', 'GiB', 'TiB']
+  let v = n / 1024
+  let i = 0
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`
+}
