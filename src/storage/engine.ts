@@ -291,7 +291,9 @@ export class StorageEngine {
     let total = 0
     let largest: LocalPartitionStore | undefined
     for (const s of this.open.values()) {
-      if (s.isClosed()) continue
+      // A failed store cannot flush (its flush resolves at once and would ask again: a loop that
+      // starves the event loop); its memtable waits for the reopen, within its own bounds.
+      if (s.isClosed() || s.failure() !== undefined) continue
       total += s.activeMemtableHeapBytes()
       if (largest === undefined || s.activeMemtableHeapBytes() > largest.activeMemtableHeapBytes()) largest = s
     }

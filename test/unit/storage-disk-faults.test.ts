@@ -167,6 +167,23 @@ describe('storage engine: failed partitions, their reopening and their listing',
     await engine.close()
   })
 
+  it('the memtable budget leaves a failed partition out: it cannot flush, so the healthy ones are flushed instead', async () => {
+    const dataDir = await dirs.make()
+    const engine = new StorageEngine({ clock: manualClock(), log: recordingLogger() }, { dataDir, compactionCheckIntervalMs: 0, memtableBudgetBytes: 100 << 10 })
+    const [a, b] = await Promise.all([engine.openPartition(space, 0), engine.openPartition(space, 1)])
+    await a.apply(Array.from({ length: 1000 }, (_, i) => put(space, `a${i}`, T0, { n: i, s: 'v'.repeat(40) })))
+    expect(a.stats().segments).toBe(0)
+    diskFaults.fail({ op: 'write', code: 'ENOSPC', under: a.dir })
+    await expect(a.apply([put(space, 'late', T0 + 1)])).rejects.toThrow(/ENOSPC/)
+    // Before, the budget kept picking the failed partition (the largest) and its flush, resolving
+    // at once, asked again: a microtask loop that never let this test go on.
+    for (let k = 0; k < 20; k++) await b.apply(Array.from({ length: 50 }, (_, i) => put(space, `b${k}-${i}`, T0, { n: i, s: 'v'.repeat(40) })))
+    while (b.isFlushing()) await new Promise(resolve => setImmediate(resolve))
+    expect(b.stats().segments).toBeGreaterThan(0)
+    expect(a.stats().segments).toBe(0)
+    await engine.close()
+  })
+
   it('a partition that cannot open on a disk error is listed as failed (open: false) until an opening succeeds', async () => {
     const dataDir = await dirs.make()
     const engine = new StorageEngine({ clock: manualClock(), log: recordingLogger() }, { dataDir, compactionCheckIntervalMs: 0 })
