@@ -10,7 +10,7 @@ import { CompactionSlots, defaultMaxConcurrentCompactions } from './compaction-s
 import { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 import { moveAside, readDamageReports, segmentCorruption } from './damage.js'
 import { describeFailure, isDiskFault, probeDisk, type StoreFailure } from './failure.js'
-import { LocalPartitionStore, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
+import { LocalPartitionStore, StoreFailedError, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
 import { newStorageIoStats } from './context.js'
 import { resolvePartitionOptions, type PartitionStoreOptions, type StorageEngineOptions } from './options.js'
 
@@ -59,7 +59,7 @@ export class StorageEngine {
   /** Partitions a damaged segment kept from opening, with their damage reports (damage()). */
   private readonly openFailures = new Map<string, { space: SpaceDef, partition: number, error: Error, reports: DamageReport[] }>()
   /** Partitions a disk fault (a full disk, an I/O error) kept from opening, until an opening succeeds. */
-  private readonly openFaults = new Map<string, { space: SpaceDef, partition: number, failure: StoreFailure }>()
+  private readonly openFaults = new Map<string, { space: SpaceDef, partition: number, failure: StoreFailure, error: unknown }>()
   /** Space uids dropped while this engine runs: their partitions are not opened again. */
   private readonly dropped = new Set<string>()
   /** The bound on open files shared by every partition. */
@@ -101,6 +101,12 @@ export class StorageEngine {
     if (p === undefined) {
       // Opening would create files in a directory being deleted (or bring it back after).
       if (this.dropped.has(space.uid)) throw new SpaceDroppedError(`space ${space.name} (${space.uid}) was dropped; its partition ${partition} is not opened`)
+      // A full disk kept it from opening: tried again by reopenPartition (which probes the disk
+      // first), not by every write that arrives meanwhile (each would leave a new empty WAL file).
+      const fault = this.openFaults.get(key)
+      if (fault?.failure.kind === 'no-space') {
+        throw new StoreFailedError(`partition ${partition} of '${space.name}' cannot open: its disk is full (${fault.failure.code} at ${fault.failure.path ?? 'its directory'}); it is reopened once a write there succeeds`, { cause: fault.error })
+      }
       p = this.openStore(space, partition)
       this.stores.set(key, p)
       this.track(key, p)
@@ -127,7 +133,7 @@ export class StorageEngine {
         const reports = await readDamageReports(dir, this.deps.log).catch(() => [])
         this.openFailures.set(key, { space, partition, error: c.error, reports })
       } else if (isDiskFault(err)) {
-        this.openFaults.set(key, { space, partition, failure: describeFailure(err, 'open', this.deps.clock.wallNow(), dir) })
+        this.openFaults.set(key, { space, partition, failure: describeFailure(err, 'open', this.deps.clock.wallNow(), dir), error: err })
       }
       throw err
     }

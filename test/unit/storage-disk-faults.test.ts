@@ -6,7 +6,7 @@
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { StorageEngine, StoreFailedError, type LocalPartitionStore, type StoreFailure } from '../../src/storage/index.js'
+import { isNoSpace, StorageEngine, StoreFailedError, type LocalPartitionStore, type StoreFailure } from '../../src/storage/index.js'
 import { diskFaults } from './disk-faults.js'
 import { T0, TempDirs, makeSpace, manualClock, openStore, put, recordingLogger, scanAll } from './storage-helpers.js'
 
@@ -184,14 +184,22 @@ describe('storage engine: failed partitions, their reopening and their listing',
     await engine.close()
   })
 
-  it('a partition that cannot open on a disk error is listed as failed (open: false) until an opening succeeds', async () => {
+  it('a partition a full disk keeps from opening is listed as failed (open: false), and only a reopen, which probes first, tries it again', async () => {
     const dataDir = await dirs.make()
     const engine = new StorageEngine({ clock: manualClock(), log: recordingLogger() }, { dataDir, compactionCheckIntervalMs: 0 })
     diskFaults.fail({ op: 'write', code: 'ENOSPC', under: dataDir })
     await expect(engine.openPartition(space, 1)).rejects.toThrow(/ENOSPC/)
     expect(engine.failures()).toEqual([expect.objectContaining({ space, partition: 1, open: false, kind: 'no-space', code: 'ENOSPC' })])
+    // Writes arriving meanwhile do not try it again (each would leave an empty WAL file behind).
+    const dir = engine.partitionDir(space.uid, 1)
+    const files = await readdir(dir)
+    const again = await engine.openPartition(space, 1).catch((e: unknown) => e)
+    expect(again).toBeInstanceOf(StoreFailedError)
+    expect(isNoSpace(again)).toBe(true)
+    expect(await readdir(dir)).toEqual(files)
+    await expect(engine.reopenPartition(space, 1)).rejects.toThrow(/ENOSPC/)
     diskFaults.clear()
-    const s = await engine.openPartition(space, 1)
+    const s = await engine.reopenPartition(space, 1)
     await s.apply([put(space, 'x', T0)])
     expect(engine.failures()).toEqual([])
     await engine.close()
