@@ -546,15 +546,19 @@ export class Peer implements ApiPeer {
   private storageFailures (): Array<Record<string, unknown> & { kind: 'no-space' | 'io' }> {
     const { engine, replicator } = this.layers
     const waiting = new Map(replicator.diskWaiting().map(w => [`${w.space.uid}\u0000${w.partition}`, w]))
+    const givenUp = new Map(replicator.ioRebuildsGivenUp().map(g => [`${g.space.uid}\u0000${g.partition}`, g.rebuilds]))
     return engine.failures().map(f => {
       const inService = f.open && replicator.isReady(f.space, f.partition)
       const wait = waiting.get(`${f.space.uid}\u0000${f.partition}`)
+      const rebuilds = givenUp.get(`${f.space.uid}\u0000${f.partition}`)
       const what = `${f.kind === 'no-space' ? 'the disk is full' : 'disk I/O error'} (${f.code}${f.open ? ` in its ${f.operation}` : ' while opening'}${f.path !== undefined ? ` at ${f.path}` : ''})`
       const message = f.kind === 'no-space'
         ? `${inService ? 'serving the rows it holds (no other replica) but taking no writes' : 'out of service (reads go to the other replicas; writes to it fail)'}: ${what}; it heals by itself once space is freed on that disk: a write is tried there with backoff${wait !== undefined ? ` (next in ${Math.round(wait.nextProbeInMs / 1000)} s)` : ''}, then it is reopened and caught up from the other replicas`
         : inService
           ? `serving the rows it holds but taking no writes: ${what}, and no other replica to rebuild it from; check the disk, then restart the peer`
-          : `out of service (reads go to the other replicas; writes to it fail): ${what}; it is rebuilt from the other replicas (its directory moved aside) once they are reachable`
+          : rebuilds !== undefined
+            ? `out of service (reads go to the other replicas; writes to it fail): ${what}; rebuilt ${rebuilds} times from the other replicas, failing again each time: left out of service; check the device, then restart the peer`
+            : `out of service (reads go to the other replicas; writes to it fail): ${what}; it is rebuilt from the other replicas (its directory moved aside) once they are reachable`
       return {
         space: f.space.name,
         partition: f.partition,
@@ -566,6 +570,7 @@ export class Peer implements ApiPeer {
         open: f.open,
         inService,
         ...(wait !== undefined ? { probes: wait.probes, nextProbeInMs: wait.nextProbeInMs } : {}),
+        ...(rebuilds !== undefined ? { rebuildsGivenUpAfter: rebuilds } : {}),
         error: f.message,
         message
       }

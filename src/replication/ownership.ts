@@ -22,7 +22,7 @@
 import { formatHlc } from '../hlc/index.js'
 import type { PeerId, Timer } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
-import { isDiskFault, isNoSpace, isSegmentCorruption, type PartitionStore, type StoreFailure } from '../storage/index.js'
+import { errnoCode, isDiskFault, isNoSpace, isSegmentCorruption, type PartitionStore, type StoreFailure } from '../storage/index.js'
 import type { AntiEntropy } from './anti-entropy.js'
 import { admitCopied, errText, keyOf } from './context.js'
 import type { ReplicationContext, ReplicationCounters } from './context.js'
@@ -37,6 +37,15 @@ export type OwnershipContext = Pick<ReplicationContext, 'self' | 'transport' | '
 
 /** Compare-and-repair with every bucket: catch-up and release must finish, not sample. */
 const ALL_BUCKETS = Number.MAX_SAFE_INTEGER
+
+/**
+ * Rebuilds after an I/O error in a row (each within IO_REBUILD_WINDOW_MS of the one before)
+ * before a partition is left out of service: a disk that keeps failing fails each fresh replica
+ * too, and every rebuild moves a directory aside. 3: one failure can be a bad sector the rebuild
+ * leaves behind; three in ten minutes is the device.
+ */
+const MAX_IO_REBUILDS = 3
+const IO_REBUILD_WINDOW_MS = 10 * 60_000
 
 /** A replica waiting for its full disk: when to probe next, and since when it waits. */
 interface DiskWait {
@@ -64,6 +73,8 @@ export class Ownership {
   private readonly unopenableLogged = new Set<string>()
   /** Replicas that failed for want of space, probing their disk (at most one entry per partition). */
   private readonly diskWaits = new Map<string, DiskWait>()
+  /** Rebuilds after I/O errors, per partition: the last one (clock ms) and how many in a row; given up past MAX_IO_REBUILDS. */
+  private readonly ioRebuilds = new Map<string, { at: number, count: number, givenUp: boolean }>()
 
   constructor (private readonly ctx: OwnershipContext) {}
 
@@ -191,6 +202,39 @@ export class Ownership {
       'partition healed: its disk takes writes again and it was reopened from its durable state; it catches up from the other replicas before it serves')
     this.catchUpRetryAt.delete(key)
     this.scheduleReconcile()
+  }
+
+  /**
+   * The partitions left out of service after MAX_IO_REBUILDS rebuilds in a row that failed again
+   * on I/O errors (the device keeps failing; a restart tries again), for health.
+   */
+  ioRebuildsGivenUp (): Array<{ space: SpaceDef, partition: number, rebuilds: number }> {
+    const out: Array<{ space: SpaceDef, partition: number, rebuilds: number }> = []
+    for (const [key, r] of this.ioRebuilds) {
+      const h = this.ctx.replicas.heldPartition(key)
+      if (r.givenUp && h !== undefined) out.push({ space: h.space, partition: h.partition, rebuilds: r.count })
+    }
+    return out
+  }
+
+  /**
+   * Whether a replica whose disk failed with an I/O error may be rebuilt now: not after
+   * MAX_IO_REBUILDS in a row (then it stays out of service, logged once, until a restart). A
+   * rebuilt replica that held for IO_REBUILD_WINDOW_MS starts the count again.
+   */
+  private mayRebuildAfterIoError (key: string, space: SpaceDef, partition: number, code: string): boolean {
+    const now = this.ctx.clock.now()
+    const r = this.ioRebuilds.get(key)
+    if (r?.givenUp === true) return false
+    const count = r !== undefined && now - r.at < IO_REBUILD_WINDOW_MS ? r.count + 1 : 1
+    if (count > MAX_IO_REBUILDS) {
+      this.ioRebuilds.set(key, { at: r!.at, count: r!.count, givenUp: true })
+      this.ctx.log.error({ space: space.name, partition, code, rebuilds: r!.count },
+        'partition\'s disk keeps failing: every replica rebuilt on it failed again; it is left out of service (the other replicas serve it): check the device, then restart the peer')
+      return false
+    }
+    this.ioRebuilds.set(key, { at: now, count, givenUp: false })
+    return true
   }
 
   /** Catch-ups waiting and running, for stats(). */
@@ -412,9 +456,11 @@ export class Ownership {
       return undefined
     }
     if (!others.every(p => detector.isReachable(p))) return undefined
+    const failed = store?.failure?.()
+    const ioCode = failed?.kind === 'io' ? failed.code : openError !== undefined && isDiskFault(openError) ? errnoCode(openError) ?? 'UNKNOWN' : undefined
+    if (ioCode !== undefined && !this.mayRebuildAfterIoError(key, space, partition, ioCode)) return undefined
     if (store !== undefined) await this.salvage(space, partition, others)
     this.unopenableLogged.delete(key)
-    const failed = store?.failure?.()
     const rebuilt = await replicas.rebuild(space, partition)
     log.warn({ space: space.name, partition, from: others, ...(failed !== undefined ? { code: failed.code } : {}) },
       `${failed !== undefined ? 'partition that failed on a disk error' : 'damaged partition'} replaced by a fresh replica; copying it from every other replica`)

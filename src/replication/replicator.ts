@@ -179,6 +179,11 @@ export class Replicator {
     return this.ownership.diskWaiting()
   }
 
+  /** This peer's partitions left out of service because every replica rebuilt on their disk failed again (Ownership). */
+  ioRebuildsGivenUp (): Array<{ space: SpaceDef, partition: number, rebuilds: number }> {
+    return this.ownership.ioRebuildsGivenUp()
+  }
+
   /**
    * Takes charge of a replica found on disk (after a restart): it is opened and held, so the next
    * reconcile catches it up if this peer owns it, or hands it to its owners and drops it if not.

@@ -128,6 +128,26 @@ describe('a replica whose disk fails under writes', () => {
     expect(fresh.digestNow(64).root).toBe(storeOf(c, 'p0', space).digestNow(64).root)
   })
 
+  it('a disk that keeps failing with I/O errors is rebuilt a bounded number of times, then left out of service', async () => {
+    const world = new SimWorld({ seed: 35 })
+    const space = makeSpace('things', 1, 3)
+    const c = await formOnDisks(world, 3, space, { antiEntropyIntervalMs: 0, catchUpRetryMs: 1000 })
+    await drive(world, c.get('p0').replicator.write(space, rowsOf(30), { consistency: 'all' }))
+    disk(c, 'p1').disk.fault = 'eio'
+    // Writes go on for ten minutes; every fresh replica on the failing disk fails again.
+    for (let m = 0; m < 600; m += 5) {
+      await drive(world, c.get('p0').replicator.write(space, rowsOf(2, `w${m}-`), { consistency: 'quorum' }))
+      await world.run(5000)
+    }
+    // Before the bound: 361 rebuilds (each a directory moved aside on a real peer).
+    expect(disk(c, 'p1').rebuilt.length).toBe(3)
+    expect(c.get('p1').replicator.isReady(space, 0)).toBe(false)
+    expect(c.get('p1').replicator.ioRebuildsGivenUp()).toEqual([{ space, partition: 0, rebuilds: 3 }])
+    // The others serve everything meanwhile.
+    const r = await drive(world, c.get('p1').replicator.read(space, 'w595-1', { consistency: 'all' }))
+    expect(r.record?.row).toEqual({ id: 'w595-1', v: 1, note: 'n1' })
+  })
+
   it('R = 1: the only replica keeps serving what it holds while its disk is full; writes fail; once space is freed it takes writes again', async () => {
     const world = new SimWorld({ seed: 34 })
     const space = makeSpace('solo', 1, 1)
