@@ -1220,42 +1220,61 @@ export class SegmentFile {
     if (!Number.isInteger(i) || i < 0 || i >= this.dir.batchRows[b]!) throw new RangeError(`row ${i} of batch ${b} (${this.dir.batchRows[b]!} rows)`)
     const out = new Array<unknown>(columns.length)
     const fromPages: number[] = []
+    const fromBlocks: number[] = []
     for (let k = 0; k < columns.length; k++) {
       const { name, type } = columns[k]!
       const c = this.dir.columnIndex.get(name)
-      if (c === undefined) {
-        out[k] = null
-      } else if (this.pageCrcs.length === 0 || listElement(type) !== undefined || vectorDim(type) !== undefined) {
-        const vec = await this.arrowColumn(b, name)
-        out[k] = vec === undefined ? null : fromArrow(type, vec.get(i))
-      } else {
-        fromPages.push(k)
+      if (c === undefined) out[k] = null
+      else if (this.pageCrcs.length === 0 || listElement(type) !== undefined || vectorDim(type) !== undefined) fromBlocks.push(k)
+      else fromPages.push(k)
+    }
+    if (fromPages.length > 0) {
+      // From here on synchronous: the scratch buffer the pages are read into is shared.
+      const read = await this.arrow.syncReader()
+      try {
+        for (const k of fromPages) {
+          const { name, type } = columns[k]!
+          const v = this.valueAt(read, b, this.dir.columnIndex.get(name)!, i, type as ScalarType)
+          // A page failing its check may hold another column's damaged bytes, not this one's:
+          // its block's own CRC tells (and names the column that is damaged).
+          if (v === PAGE_MISMATCH) fromBlocks.push(k)
+          else out[k] = v
+        }
+      } finally {
+        read.done()
       }
     }
-    if (fromPages.length === 0) return out
-    // From here on synchronous: the scratch buffer the pages are read into is shared.
-    const read = await this.arrow.syncReader()
-    try {
-      for (const k of fromPages) {
-        const { name, type } = columns[k]!
-        out[k] = this.valueAt(read, b, this.dir.columnIndex.get(name)!, i, type as ScalarType)
-      }
-    } finally {
-      read.done()
+    for (const k of fromBlocks) {
+      const { name, type } = columns[k]!
+      const vec = await this.arrowColumn(b, name)
+      out[k] = vec === undefined ? null : fromArrow(type, vec.get(i))
     }
     return out
   }
 
-  /** Row `i` of scalar column `c` in batch `b`, from its pages (see rowValues). */
+  /** Row `i` of scalar column `c` in batch `b`, from its pages (see rowValues); PAGE_MISMATCH when a page fails its check. */
   private valueAt (read: SyncReader, b: number, c: number, i: number, type: ScalarType): unknown {
+    // Offsets out of their bounds are reported as the block's, as a column read reports them.
+    const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.path, b, this.dir.columns[c]!.name, reason)
+    const bytes = (offset: number, length: number): DataView => {
+      const view = this.fileBytes(read, offset, length, fail)
+      if (view === undefined) throw PAGE_MISMATCH
+      return view
+    }
+    try {
+      return this.valueFromPages(bytes, b, c, i, type, fail)
+    } catch (err) {
+      if (err === PAGE_MISMATCH) return PAGE_MISMATCH
+      throw err
+    }
+  }
+
+  private valueFromPages (bytes: (offset: number, length: number) => DataView, b: number, c: number, i: number, type: ScalarType, fail: (reason: string) => SegmentBlockCorruptError): unknown {
     const d = this.dir
     const k = b * d.columns.length + c
     const bb = k * MAX_BUFFERS * 2
     const body = d.bodyOffset[b]!
     const at = (buffer: number): number => body + d.buffers[bb + 2 * buffer]!
-    // A bad page is reported as the block the read was for, as a column read reports it.
-    const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.path, b, d.columns[c]!.name, reason)
-    const bytes = (offset: number, length: number): DataView => this.fileBytes(read, offset, length, fail)
     if (d.nodes[k * MAX_NODES * 2 + 1]! > 0 && (bytes(at(0) + (i >> 3), 1).getUint8(0) & (1 << (i & 7))) === 0) return null
     switch (type) {
       case 'bool': return (bytes(at(1) + (i >> 3), 1).getUint8(0) & (1 << (i & 7))) !== 0
@@ -1284,9 +1303,9 @@ export class SegmentFile {
   /**
    * Bytes `[offset, offset + length)` of the .arrow file: the pages holding them read in one go
    * and each checked against the page table. A view of the reader's scratch buffer, valid until
-   * its next read.
+   * its next read; undefined when a page fails its check.
    */
-  private fileBytes (read: SyncReader, offset: number, length: number, fail: (reason: string) => Error): DataView {
+  private fileBytes (read: SyncReader, offset: number, length: number, fail: (reason: string) => Error): DataView | undefined {
     const size = this.header.pageBytes
     const first = Math.floor(offset / size)
     const last = Math.floor((offset + length - 1) / size)
@@ -1297,9 +1316,7 @@ export class SegmentFile {
     if (pages.length !== want) throw fail(`the file ends ${want - pages.length} bytes early, in page ${first + Math.floor(pages.length / size)} (truncated)`)
     for (let p = first; p <= last; p++) {
       const from = (p - first) * size
-      if (crc32(pages.subarray(from, Math.min(from + size, want))) !== this.pageCrcs[p]) {
-        throw fail(`page ${p} (bytes ${p * size}..${Math.min((p + 1) * size, this.header.arrowBytes)}): CRC mismatch`)
-      }
+      if (crc32(pages.subarray(from, Math.min(from + size, want))) !== this.pageCrcs[p]) return undefined
     }
     this.cache.countPageRead(want)
     return new DataView(pages.buffer, pages.byteOffset + offset - start, length)
@@ -1353,6 +1370,8 @@ export class SegmentFile {
   }
 }
 
+/** A page a value lies on failed its check (SegmentFile.valueAt): the value is read from its block instead. */
+const PAGE_MISMATCH = Symbol('page mismatch')
 const SAFE_MIN_BIG = BigInt(Number.MIN_SAFE_INTEGER)
 const SAFE_MAX_BIG = BigInt(Number.MAX_SAFE_INTEGER)
 const utf8 = new TextDecoder()

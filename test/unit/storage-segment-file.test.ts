@@ -589,6 +589,39 @@ describe('segment file corruption', () => {
     await seg.close()
   })
 
+  it('a damaged page shared with another column fails only the damaged column\'s reads: the others are right (their blocks check out)', async () => {
+    const { dir, meta } = await written(randomRecords(2000, 9), 1000)
+    const probe = await SegmentFile.open(dir, meta, deps())
+    const scalars = SCHEMA.filter(c => c.name !== 'id' && !c.type.startsWith('list') && !c.type.startsWith('vector'))
+    const whole = await probe.records(1, undefined, SCHEMA)
+    // The last byte of x's block in batch 1: its page holds the start of the next column too.
+    const range = probe.columnRange(1, 'x')!
+    await probe.close()
+    await flipByte(join(dir, meta.file), range.offset + range.length - 1)
+    const seg = await SegmentFile.open(dir, meta, deps())
+    const others = scalars.filter(c => c.name !== 'x')
+    for (let i = 0; i < 1000; i += 37) {
+      if (whole[i]!.deleted) continue
+      expect(await seg.rowValues(1, i, others), `row ${i}`).toEqual(others.map(c => whole[i]!.row![c.name]))
+    }
+    // x's rows on that page: a NULL reads as NULL (its validity bit is on another, sound page),
+    // a value fails naming x; nothing wrong is returned.
+    let failed = 0
+    for (let i = 990; i < 1000; i++) {
+      if (whole[i]!.deleted) continue
+      const got = await seg.rowValues(1, i, [{ name: 'x', type: 'float64' }]).catch((e: unknown) => e)
+      if (got instanceof SegmentCorruptError) {
+        expect(got.message).toContain('column "x"')
+        failed++
+      } else {
+        expect(got).toEqual([null])
+        expect(whole[i]!.row!.x).toBeNull()
+      }
+    }
+    expect(failed).toBeGreaterThan(0)
+    await seg.close()
+  })
+
   it('a flipped byte in the page table fails the open naming the .idx', async () => {
     const { dir, meta } = await written(randomRecords(200, 7), 50)
     const idx = join(dir, meta.index)
