@@ -151,6 +151,8 @@ export class AntiEntropy {
         if (opts.pull) await this.repair.synced(store, space, partition, peer, startedAt)
         return true
       }
+      const ourPurge = store.purgeHorizon?.() ?? 0
+      const theirPurge = theirs?.purgeHorizon ?? 0
       const differing: number[] = []
       for (let i = 0; i < buckets; i++) if (local.hashes[i] !== remote.hashes[i]) differing.push(i)
       if (opts.tally === undefined) counters.bucketsDiffering += differing.length
@@ -175,12 +177,16 @@ export class AntiEntropy {
         for (const r of theirs) theirById.set(r.id, r)
         const ourById = new Map<string, VersionedRecord>()
         for (const r of ours) ourById.set(r.id, r)
-        const newer = opts.pull ? theirs.filter(r => { const o = ourById.get(r.id); return o === undefined || compareVersions(r, o) > 0 }) : []
+        // A tombstone below the receiving side's purge horizon, of an id it holds nothing of, is not
+        // copied: that side had it when it last repaired with every replica, and purged it; copied
+        // back, it would be purged again and again while replicas purge at different times, and
+        // their digests would keep differing.
+        const newer = opts.pull ? theirs.filter(r => { const o = ourById.get(r.id); return o === undefined ? !(r.deleted && r.version < ourPurge) : compareVersions(r, o) > 0 }) : []
         // Both ways through the skew bound: a record from the future is neither taken in nor
         // handed on (one held here from before the bound was checked, or stamped while this
         // peer's own clock ran ahead, would also make the peer refuse the whole batch).
         const pull = newer.length > 0 ? admitCopied(this.ctx, newer, { peer, path: 'anti-entropy pull', space, partition }) : newer
-        let pushable = ours.filter(r => { const t = theirById.get(r.id); return t === undefined || compareVersions(r, t) > 0 })
+        let pushable = ours.filter(r => { const t = theirById.get(r.id); return t === undefined ? !(r.deleted && r.version < theirPurge) : compareVersions(r, t) > 0 })
         if (pushFrom !== undefined) {
           const newer = pushable.filter(r => r.version >= pushFrom)
           this.ctx.counters.repair.recordsWithheld += pushable.length - newer.length

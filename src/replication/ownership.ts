@@ -396,6 +396,8 @@ export class Ownership {
       }
     }
     if (life.stopped || ok < required || alsoOk < alsoFrom.length) return false
+    // One of the syncs found this copy stale (repair.ts): it is rebuilt first, never marked ready as it is.
+    if (this.ctx.replicas.isStale(key)) return false
     if (!this.owns(key)) return true
     // Its disk failed during the catch-up: it heals first (replicaFailed), then catches up again;
     // after an I/O error with no other replica to rebuild it from, it serves what it holds.

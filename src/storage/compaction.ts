@@ -24,7 +24,7 @@ export interface CompactionResult {
   tombstonesPurged: number
 }
 
-export type CompactionContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'compactions' | 'io' | 'opts' | 'counters' | 'status' | 'index' | 'manifest' | 'corruption' | 'repair'>
+export type CompactionContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'compactions' | 'io' | 'opts' | 'counters' | 'status' | 'index' | 'manifest' | 'corruption' | 'repair' | 'memtable'>
 
 /** The result of a compaction that did not run (its store closed while it waited for a slot). */
 function noCompaction (segmentsIn: number): CompactionResult {
@@ -37,7 +37,13 @@ export class Compactor {
   private compactingAll = false
   private timer: Timer | undefined
 
-  constructor (private readonly ctx: CompactionContext) {}
+  /**
+   * `flush`: writes the memtable to a segment (the store's Flusher). The periodic check uses it
+   * when the memtable holds a tombstone below the purge horizon: a tombstone is purged only from
+   * segments, and a partition that takes no more writes would keep it in memory for good, while
+   * the other replicas purge theirs (their digests would never agree again).
+   */
+  constructor (private readonly ctx: CompactionContext, private readonly flush: () => Promise<void> = async () => {}) {}
 
   /** The running compaction, if any. */
   get inFlight (): Promise<CompactionResult> | undefined { return this.compacting }
@@ -59,9 +65,19 @@ export class Compactor {
   scheduleChecks (): void {
     this.timer = this.ctx.clock.setTimer(this.ctx.opts.compactionCheckIntervalMs, () => {
       if (this.ctx.status.closed) return
-      this.maybeCompact()
+      // The flush's end asks for a compaction itself (Flusher's maybeCompact).
+      if (this.memtablePurgeable()) this.flush().catch(() => {})
+      else this.maybeCompact()
       this.scheduleChecks()
     })
+  }
+
+  /** Whether the active memtable holds a tombstone below the purge horizon (one pass over its records). */
+  private memtablePurgeable (): boolean {
+    const horizon = this.tombstoneHorizon()
+    if (horizon <= 0 || this.ctx.status.failed !== undefined) return false
+    for (const r of this.ctx.memtable.records) if (r.deleted && r.version < horizon) return true
+    return false
   }
 
   /** Cancels the periodic check (a running compaction goes on: see settled). */

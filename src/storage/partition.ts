@@ -108,7 +108,7 @@ export class LocalPartitionStore implements PartitionStore {
     }
     this.ctx = ctx
     // The compactor's failures are told apart from reads' (a disk fault fails the store as one of a compaction).
-    this.compactor = new Compactor({ ...ctx, corruption: { ...ctx.corruption, report: err => { this.noteCorruption(err, 'compaction') } } })
+    this.compactor = new Compactor({ ...ctx, corruption: { ...ctx.corruption, report: err => { this.noteCorruption(err, 'compaction') } } }, async () => { await this.flusher.flush() })
     this.flusher = new Flusher({ ...ctx, maybeCompact: () => { this.compactor.maybeCompact() } })
     this.writer = new PartitionWriter({ ...ctx, flusher: this.flusher, compactor: this.compactor })
     this.reader = new PartitionReader(ctx)

@@ -52,6 +52,24 @@ describe('set checker', () => {
     expect(checkHistory(h.ops).failures.join('\n')).toMatch(/1 acknowledged adds lost: b/)
   })
 
+  it('flags an acknowledged remove that is undone (the id present again at the end), and does not count removed ids as lost', () => {
+    const rm = (h: H, p: number, id: string, t0: number, t1: number, outcome: 'ok' | 'fail' | 'info'): H =>
+      h.op(p, 'invoke', 'remove', 'set', id, id, t0).op(p, outcome, 'remove', 'set', id, id, t1)
+    const h = new H().add(0, 'a', 0, 1, 'ok').add(0, 'b', 1, 2, 'ok').add(0, 'c', 2, 3, 'ok').add(0, 'd', 3, 4, 'ok').add(1, 'e', 3, 4, 'ok')
+    rm(h, 0, 'a', 5, 6, 'ok')
+    rm(h, 0, 'b', 6, 7, 'ok')
+    rm(h, 0, 'c', 7, 8, 'info')
+    rm(h, 0, 'd', 8, 9, 'fail')
+    h.final('a', false, 20).final('b', true, 20).final('c', false, 20).final('d', false, 20).final('e', true, 20)
+    const r = checkSet(h.ops)
+    expect(r.valid).toBe(false)
+    expect(r.resurrected).toEqual(['b'])
+    // Removed ids are absent as they should be; a refused remove left its add, which must be there.
+    expect(r.lost).toEqual(['d'])
+    expect(r.removes).toEqual({ ok: 2, fail: 1, info: 1 })
+    expect(checkHistory(h.ops).failures.join('\n')).toMatch(/1 acknowledged removes undone \(present again\): b/)
+  })
+
   it('reports a stale read (a QUORUM read after the ack that did not see it) without failing', () => {
     const h = new H().add(0, 'a', 0, 1, 'ok')
       .op(1, 'invoke', 'read', 'set', 'a', null, 2).op(1, 'ok', 'read', 'set', 'a', false, 3)

@@ -66,6 +66,12 @@ export class ShoalClient {
       { method: 'POST', body: JSON.stringify([row]) }, this.opts.timeoutMs, false)
   }
 
+  /** DELETE of one record (a tombstone), `after` as for write. */
+  async remove (baseUrl: string, space: string, id: string, consistency: string, after?: number): Promise<Outcome> {
+    return await request(`${baseUrl}/spaces/${space}/records/${encodeURIComponent(id)}?consistency=${consistency}&timeoutMs=${this.opts.serverTimeoutMs}${afterParam(after)}`,
+      { method: 'DELETE' }, this.opts.timeoutMs, false)
+  }
+
   /** POST /query with the server deadline (`timeoutMs`) below the client's. */
   async query (baseUrl: string, sql: string, allowPartial: boolean): Promise<QueryOutcome> {
     return await queryRequest(baseUrl, { sql, allowPartial, timeoutMs: this.opts.serverTimeoutMs }, this.opts.timeoutMs)

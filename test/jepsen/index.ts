@@ -14,9 +14,15 @@ export { checkHistory, checkSet, checkRegisterWorkload, checkRegister, checkQuer
 export { renderReport, latencySvg, throughputSvg, timelineHtml } from './report.js'
 export { simHistory, type SimOp } from './sim.js'
 
-/** The three short schedules CI runs: partitions; kills; pauses plus clock skew. 5 peers, 5 s fault / 5 s quiet. */
+/**
+ * The short schedules CI runs: partitions; kills; pauses plus clock skew (5 peers, 5 s fault / 5 s
+ * quiet); and one long outage (10 s of load, then one peer killed for 20 s while the tombstone
+ * grace is 3 s and the set workload removes ids, a smaller queries dataset: no acknowledged
+ * remove may come back).
+ */
 export const CI_SCHEDULES: Array<Partial<RunOptions>> = ([
   { name: 'ci-partitions', nemeses: ['partition'], seed: 11 },
   { name: 'ci-kills', nemeses: ['kill'], seed: 12 },
-  { name: 'ci-pauses-clock', nemeses: ['pause', 'clock'], seed: 13 }
-] satisfies Array<{ name: string, nemeses: NemesisKind[], seed: number }>).map(s => ({ ...s, workload: 'all' as const, nodes: 5, concurrency: 6, timeLimitMs: 30_000, faultMs: 5000, quietMs: 5000, convergenceTimeoutMs: 60_000, maxClockOffsetMs: 1000, maxClockDriftPpm: 2000 }))
+  { name: 'ci-pauses-clock', nemeses: ['pause', 'clock'], seed: 13 },
+  { name: 'ci-outage', nemeses: ['outage'], seed: 14, timeLimitMs: 40_000, quietMs: 10_000, faultMs: 20_000, queryRows: 400 }
+] satisfies Array<{ name: string, nemeses: NemesisKind[], seed: number, timeLimitMs?: number, quietMs?: number, faultMs?: number, queryRows?: number }>).map(s => ({ workload: 'all' as const, nodes: 5, concurrency: 6, timeLimitMs: 30_000, faultMs: 5000, quietMs: 5000, convergenceTimeoutMs: 60_000, maxClockOffsetMs: 1000, maxClockDriftPpm: 2000, ...s }))

@@ -6,6 +6,9 @@
  *   kill       kill -9 of a minority, restarted on the same data dir when the window ends
  *   pause      SIGSTOP of a minority, SIGCONT when the window ends
  *   clock      offset (ms) and drift (ppm) of some peers' HLC physical clock, reset at the end
+ *   outage     kill -9 of one peer for a window longer than the shortened tombstone grace the
+ *              runner then gives the cluster (RunOptions.outageGraceMs), restarted on the same
+ *              data dir at the end: the others delete and purge meanwhile (issue 13)
  *
  * The schedule depends only on (seed, nemeses, node names, timings): the same flags give the same
  * faults at the same offsets.
@@ -13,8 +16,8 @@
 import type { PeerProcess, TestCluster } from '../cluster/index.js'
 import type { History } from './history.js'
 
-export type NemesisKind = 'partition' | 'kill' | 'pause' | 'clock'
-export const NEMESES: NemesisKind[] = ['partition', 'kill', 'pause', 'clock']
+export type NemesisKind = 'partition' | 'kill' | 'pause' | 'clock' | 'outage'
+export const NEMESES: NemesisKind[] = ['partition', 'kill', 'pause', 'clock', 'outage']
 export type PartitionShape = 'halves' | 'isolate' | 'ring' | 'bridge'
 
 export interface FaultPlan {
@@ -25,7 +28,7 @@ export interface FaultPlan {
   shape?: PartitionShape
   /** Partition: for each node, the nodes it cannot reach (symmetric). */
   grudge?: Record<string, string[]>
-  /** Kill / pause: the nodes hit. */
+  /** Kill / pause / outage: the nodes hit. */
   nodes?: string[]
   /** Clock: per node offset and drift. */
   skew?: Record<string, { offsetMs: number, driftPpm: number }>
@@ -116,6 +119,9 @@ export function schedule (o: ScheduleOptions): FaultPlan[] {
       plan.grudge = partitionGrudge(plan.shape, o.nodes, r)
     } else if (kind === 'kill' || kind === 'pause') {
       plan.nodes = shuffle(o.nodes, r).slice(0, 1 + Math.floor(r() * minority))
+    } else if (kind === 'outage') {
+      // One replica away: the other two of each of its partitions go on deleting and purging.
+      plan.nodes = shuffle(o.nodes, r).slice(0, 1)
     } else {
       const hit = shuffle(o.nodes, r).slice(0, 1 + Math.floor(r() * o.nodes.length))
       plan.skew = {}
@@ -151,7 +157,7 @@ export class Nemesis {
           const p = this.peer(name)
           if (p.running && !p.paused) await p.deny(deny.map(d => this.peer(d).peerId))
         }))
-      } else if (plan.kind === 'kill') {
+      } else if (plan.kind === 'kill' || plan.kind === 'outage') {
         await Promise.all(plan.nodes!.map(async n => { await this.peer(n).kill('SIGKILL') }))
       } else if (plan.kind === 'pause') {
         for (const n of plan.nodes!) this.peer(n).pause()
@@ -170,7 +176,7 @@ export class Nemesis {
     try {
       if (plan.kind === 'partition') {
         await Promise.all(Object.keys(plan.grudge!).map(async n => { const p = this.peer(n); if (p.running && !p.paused) await p.deny([]) }))
-      } else if (plan.kind === 'kill') {
+      } else if (plan.kind === 'kill' || plan.kind === 'outage') {
         for (const n of plan.nodes!) if (!this.peer(n).running) await this.cluster.restart(n)
       } else if (plan.kind === 'pause') {
         for (const n of plan.nodes!) this.peer(n).resume()

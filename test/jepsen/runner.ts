@@ -53,6 +53,18 @@ export interface RunOptions {
   store: string
   maxClockOffsetMs: number
   maxClockDriftPpm: number
+  /**
+   * The tombstone grace the peers get when the schedule has an outage window (storage
+   * tombstoneGraceMs, ms; default 3000), with anti-entropy every second, a hint window of two
+   * thirds of it and a dead-owner timeout of 4 s, so that within a window of a few times that the
+   * others stop counting the peer away, repair without it and purge its deletes (issue 13).
+   */
+  outageGraceMs: number
+  /**
+   * Fraction of set operations that remove an id the worker added (acknowledged); default: 0.3
+   * when the schedule has an outage window, else 0.
+   */
+  setRemoveRate: number | undefined
   log: (line: string) => void
 }
 
@@ -76,6 +88,8 @@ export const DEFAULTS: RunOptions = {
   store: 'store/jepsen',
   maxClockOffsetMs: 2000,
   maxClockDriftPpm: 2000,
+  outageGraceMs: 3000,
+  setRemoveRate: undefined,
   log: () => {}
 }
 
@@ -112,7 +126,8 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
 
   // A 1 MiB block cache and small memtables: what the schedules write is flushed to segments and
   // compacted while the nemeses run, and read back from disk through constant eviction.
-  const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP, config: { storage: { cacheMiB: 1, memtableMaxRows: 200 } } })
+  const outage = o.nemeses.includes('outage')
+  const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP, config: outage ? outageConfig(o.outageGraceMs) : { storage: { cacheMiB: 1, memtableMaxRows: 200 } } })
   live.add(cluster)
   let history: History | undefined
   try {
@@ -141,7 +156,8 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
       coordinators: () => peers.filter(p => p.running),
       random,
       stopped: () => stop,
-      thinkMs: o.thinkMs
+      thinkMs: o.thinkMs,
+      setRemoveRate: o.setRemoveRate ?? (outage ? 0.3 : 0)
     }
     if (workloads.includes('queries')) {
       const loadStart = performance.now()
@@ -229,6 +245,23 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     await copyLogs(cluster, join(dir, 'logs'))
     await cluster.stopAll()
     live.delete(cluster)
+  }
+}
+
+/**
+ * The peers' settings for a schedule with an outage window: the usual small cache, memtables of
+ * 5 records (the set workload's tombstones reach segments, where compaction purges them, within
+ * seconds), a tombstone grace of `graceMs`
+ * checked every second, anti-entropy every second (repairs complete well within the grace), a
+ * hint window shorter than the grace (a hint would otherwise bring the deletes to the returning
+ * peer, as the grace must outlast the hint window), and a 4 s dead-owner timeout (the peer away
+ * stops owning, so the others repair without it and purge).
+ */
+function outageConfig (graceMs: number): Record<string, unknown> {
+  return {
+    storage: { cacheMiB: 1, memtableMaxRows: 5, tombstoneGraceMs: graceMs, compactionCheckIntervalMs: 1000 },
+    replication: { antiEntropyIntervalMs: 1000, hintWindowMs: Math.round(graceMs * 2 / 3) },
+    placement: { deadOwnerTimeoutMs: 4000 }
   }
 }
 

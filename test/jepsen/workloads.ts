@@ -2,7 +2,9 @@
  * The workloads: what each client worker does, and the final reads after the heal.
  *
  *  set       unique ids `s<process>-<n>` added at QUORUM; now and then a QUORUM read of an id the
- *            worker added (value: present or not); finally every attempted id read at ALL.
+ *            worker added (value: present or not), and, with setRemoveRate > 0, a remove at
+ *            QUORUM of an id whose add was acknowledged (each id removed once); finally every
+ *            attempted id read at ALL.
  *  register  keys sw<i> (written only by register worker i % workers, read by everyone) and mw<i>
  *            (written by everyone); unique integer values; writes and reads at QUORUM; finally
  *            every key read at ALL.
@@ -38,6 +40,8 @@ export interface WorkerContext {
   stopped: () => boolean
   /** Pause between a worker's operations, ms. */
   thinkMs: number
+  /** Fraction of set operations that remove an id the worker added (and saw acknowledged); default 0. */
+  setRemoveRate?: number
 }
 
 function pick<T> (xs: readonly T[], r: () => number): T | undefined {
@@ -61,11 +65,22 @@ export async function perform (ctx: WorkerContext, process: number | string, inv
 export async function setWorker (ctx: WorkerContext, process: number): Promise<void> {
   let n = 0
   const acked: string[] = []
+  const removable: string[] = []
   const session = new Session()
   while (!ctx.stopped()) {
     const coord = pick(ctx.coordinators(), ctx.random)
     if (coord === undefined) { await sleep(100); continue }
-    if (acked.length > 0 && ctx.random() < 0.15) {
+    const removeRate = ctx.setRemoveRate ?? 0
+    if (removeRate > 0 && removable.length > 0 && ctx.random() < removeRate) {
+      // Each acknowledged id is removed at most once (a swap-remove from those not yet removed).
+      const k = Math.floor(ctx.random() * removable.length)
+      const id = removable[k]!
+      removable[k] = removable[removable.length - 1]!
+      removable.pop()
+      session.saw(await perform(ctx, process, { f: 'remove', workload: 'set', key: id, value: id }, coord,
+        async () => await ctx.client.remove(coord.url, SET_SPACE, id, 'quorum', session.newest),
+        o => (typeof o.body.version === 'number' ? { version: o.body.version } : {})))
+    } else if (acked.length > 0 && ctx.random() < 0.15) {
       const id = pick(acked, ctx.random)!
       await perform(ctx, process, { f: 'read', workload: 'set', key: id, value: null }, coord,
         async () => await ctx.client.read(coord.url, SET_SPACE, id, 'quorum', undefined, session.newest),
@@ -76,7 +91,7 @@ export async function setWorker (ctx: WorkerContext, process: number): Promise<v
         async () => await ctx.client.write(coord.url, SET_SPACE, { id }, 'quorum', session.newest),
         o => (typeof o.body.version === 'number' ? { version: o.body.version } : {}))
       session.saw(o)
-      if (o.type === 'ok') acked.push(id)
+      if (o.type === 'ok') { acked.push(id); removable.push(id) }
     }
     await sleep(ctx.random() * ctx.thinkMs)
   }

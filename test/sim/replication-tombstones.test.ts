@@ -29,10 +29,17 @@ function options (deadOwnerTimeoutMs: number): WholeClusterOptions {
   }
 }
 
-/** n whole peers whose stores keep tombstones GRACE_MS, with one space of one partition, R = 3, settled. */
-async function cluster (world: SimWorld, n: number, opts: WholeClusterOptions): Promise<{ c: WholeCluster, space: SpaceDef }> {
+/**
+ * n whole peers whose stores keep tombstones GRACE_MS, with one space of one partition, R = 3,
+ * settled. Peers in `noRecord` keep no repair record (as a store without one: it never purges,
+ * never tells its purge horizon).
+ */
+async function cluster (world: SimWorld, n: number, opts: WholeClusterOptions, noRecord: string[] = []): Promise<{ c: WholeCluster, space: SpaceDef }> {
   const c = new WholeCluster(world, opts)
-  for (let i = 0; i < n; i++) c.storesById.set(`p${i}`, new MemoryStores({ tombstoneGraceMs: GRACE_MS, wallNow: () => world.wallNowOf(`p${i}`) }))
+  for (let i = 0; i < n; i++) {
+    const id = `p${i}`
+    c.storesById.set(id, new MemoryStores(noRecord.includes(id) ? { tombstoneGraceMs: GRACE_MS } : { tombstoneGraceMs: GRACE_MS, wallNow: () => world.wallNowOf(id) }))
+  }
   c.add('p0')
   for (let i = 1; i < n; i++) c.add(`p${i}`, 'p0')
   c.get('p0').catalog.create({ name: 'things', schema, partitions: 1, replicas: 3 })
@@ -128,7 +135,8 @@ describe('tombstone resurrection: a replica away longer than the tombstone grace
     // It found itself stale against a replica that had purged, and was rebuilt (its old copy kept aside).
     const stats = c.get(away).replicator.stats().repair
     expect(stats.staleReplicas).toBeGreaterThanOrEqual(1)
-    expect(stats.staleRebuilt).toBeGreaterThanOrEqual(1)
+    // Every replica found stale was rebuilt (none was marked ready as it was).
+    expect(stats.staleRebuilt).toBe(stats.staleReplicas)
     expect(c.storesById.get(away)!.rebuilt[0]?.peek('doomed')?.deleted).toBe(false)
     for (const n of c.up()) {
       expect(await readAll(world, n, space, 'keeper')).toEqual({ id: 'keeper', v: 2 })
@@ -167,10 +175,38 @@ describe('tombstone resurrection: a replica away longer than the tombstone grace
     expect(Object.values(held).filter(h => h === 'live')).toEqual([])
     const stats = c.get(away).replicator.stats().repair
     expect(stats.staleRebuilt).toBeGreaterThanOrEqual(1)
+    expect(stats.staleRebuilt).toBe(stats.staleReplicas)
     expect(stats.recordsWithheld).toBeGreaterThanOrEqual(1)
     for (const n of c.up()) {
       expect(await readAll(world, n, space, 'keeper')).toEqual({ id: 'keeper', v: 2 })
       expect(await readAll(world, n, space, 'lonely')).toEqual({ id: 'lonely', v: 4 })
     }
+  }, 60_000)
+
+  it('a returning replica that one source finds stale while another source\'s sync completes is rebuilt, never marked ready as it is', async () => {
+    const world = new SimWorld({ seed: 34 })
+    // Three peers: when the away one stops owning, the other two are the whole repair set. One of
+    // them keeps no repair record (it never purges and tells no purge horizon), so the returning
+    // replica's sync with it completes, while the other has purged past what it knows.
+    const { c, space } = await cluster(world, 3, options(10_000), ['p1'])
+    await drive(world, c.get('p0').replicator.write(space, [{ id: 'doomed', v: 1 }, { id: 'keeper', v: 2 }], { consistency: 'all' }))
+    await world.run(5_000)
+    c.crash('p2')
+    await world.run(3_000)
+    await drive(world, c.get('p0').replicator.remove(space, ['doomed'], { consistency: 'quorum' }))
+    expect(await world.runUntil(() => c.get('p0').stores.get(space, 0)?.peek('doomed') === undefined, { maxMs: 3 * GRACE_MS, checkEveryMs: 500 })).toBe(true)
+    await world.run(GRACE_MS)
+
+    c.add('p2', 'p0')
+    expect(await world.runUntil(() => c.settled('things') && c.announced(space), { maxMs: 60_000, checkEveryMs: 100 })).toBe(true)
+    await world.run(3 * GRACE_MS)
+    const stats = c.get('p2').replicator.stats().repair
+    expect(stats.staleReplicas).toBeGreaterThanOrEqual(1)
+    expect(stats.staleRebuilt).toBe(stats.staleReplicas)
+    // Ready, and serving: a read at ONE through it answers from its own copy.
+    expect(c.get('p2').replicator.isReady(space, 0)).toBe(true)
+    const r = await drive(world, c.get('p2').replicator.read(space, 'keeper', { consistency: 'one' }))
+    expect(r.record?.row).toEqual({ id: 'keeper', v: 2 })
+    for (const n of c.up()) expect(await readAll(world, n, space, 'doomed'), `read of doomed through ${n.id}`).toBeNull()
   }, 60_000)
 })

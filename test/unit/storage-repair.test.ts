@@ -51,6 +51,27 @@ describe('storage repair record and tombstone purge', () => {
     await store.close()
   })
 
+  it('the periodic check flushes a memtable holding a tombstone below the purge horizon, so an idle partition purges it too', async () => {
+    const clock = manualClock()
+    const dir = await dirs.make()
+    const store = await openStore(dir, space, { tombstoneGraceMs: 10 * DAY, compactionCheckIntervalMs: 60_000 }, { clock })
+    await store.apply([put(space, 'live', T0, { n: 1 }), del('gone', T0 - 20 * DAY), del('young', T0 - DAY)])
+    expect(store.stats()).toMatchObject({ segments: 0, memtableRows: 3 })
+    // No repair yet: the check leaves the memtable alone.
+    clock.advance(60_000)
+    expect(store.isFlushing()).toBe(false)
+    await store.recordRepair({ repairedTo: makeHlc(clock.wallNow(), 0) })
+    clock.advance(60_000)
+    // The check started a flush (a flush call shares it); its end asks for the compaction.
+    expect(store.isFlushing()).toBe(true)
+    await store.flush()
+    await store.compact()
+    expect(await store.get('gone')).toBeUndefined()
+    expect((await store.get('young'))?.deleted).toBe(true)
+    expect((await store.get('live'))?.row?.n).toBe(1)
+    await store.close()
+  })
+
   it('the record is durable: syncs and repairs survive a restart; a new partition starts at its creation, one with rows and no record at 0', async () => {
     const clock = manualClock()
     const dir = await dirs.make()

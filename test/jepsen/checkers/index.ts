@@ -49,6 +49,7 @@ export function checkHistory (ops: readonly Op[], opts: { convergence?: Converge
     out.set = s
     verdicts.push(s.valid)
     if (s.lost.length > 0) failures.push(`set: ${s.lost.length} acknowledged adds lost: ${s.lost.slice(0, 10).join(', ')}`)
+    if (s.resurrected.length > 0) failures.push(`set: ${s.resurrected.length} acknowledged removes undone (present again): ${s.resurrected.slice(0, 10).join(', ')}`)
     if (s.unexpected.length > 0) failures.push(`set: ${s.unexpected.length} unexpected elements: ${s.unexpected.slice(0, 10).join(', ')}`)
     if (s.failedPresent.length > 0) failures.push(`set: ${s.failedPresent.length} refused adds are present: ${s.failedPresent.slice(0, 10).join(', ')}`)
     if (s.unreadable.length > 0) failures.push(`set: ${s.unreadable.length} ids could not be read at ALL (unknown)`)
