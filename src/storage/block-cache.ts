@@ -22,7 +22,7 @@ export interface BlockCacheStats {
   pageBytes: number
   /** Bytes of the values held now. */
   bytes: number
-  /** Shared buffers of evicted values kept for the next loads to decode into (at most maxBytes / 8, on top of `bytes`). */
+  /** Shared buffers of evicted values kept for the next loads to decode into (at most maxFreeBytes, on top of `bytes`). */
   freeBytes: number
   /** Loads that decoded into a recycled buffer instead of new memory. */
   reused: number
