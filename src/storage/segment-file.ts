@@ -267,7 +267,13 @@ class SegmentOutput {
     const out = new SegmentOutput(dir, id, layout, batchRows, files)
     const start = new Uint8Array(8)
     start.set(MAGIC)
-    await withFile(files, out.arrowPath, 'w', async fh => { await out.put(fh, [start]) })
+    try {
+      await withFile(files, out.arrowPath, 'w', async fh => { await out.put(fh, [start]) })
+    } catch (err) {
+      // A full disk fails the first write after the open made the file: leave nothing behind.
+      await out.abort()
+      throw err
+    }
     return out
   }
 
