@@ -805,6 +805,10 @@ export class Peer implements ApiPeer {
       const a = repl().antiEntropy
       return [[{ event: 'round' }, a.rounds], [{ event: 'bucket_differing' }, a.bucketsDiffering], [{ event: 'bucket_repaired' }, a.bucketsRepaired], [{ event: 'record_pulled' }, a.recordsPulled], [{ event: 'record_pushed' }, a.recordsPushed], [{ event: 'failure' }, a.failures]]
     })
+    m.counterFrom('shoal_tombstone_repair_total', 'Tombstone safety: repairs completed with every other replica (each lets older tombstones be purged), replicas found stale (away past the tombstone grace) and rebuilt, old rows a stale replica held back', ['event'], () => {
+      const r = repl().repair
+      return [[{ event: 'full_repair' }, r.repairs], [{ event: 'stale_replica' }, r.staleReplicas], [{ event: 'stale_rebuilt' }, r.staleRebuilt], [{ event: 'record_withheld' }, r.recordsWithheld]]
+    })
     m.gaugeFrom('shoal_partitions', 'Partition replicas on this peer: ready (serving reads) and held', ['kind'], () => {
       const r = repl()
       return [[{ kind: 'ready' }, r.readyPartitions], [{ kind: 'held' }, r.heldPartitions]]
