@@ -133,15 +133,8 @@ export interface PeerRepair {
   report?: RepairReport
 }
 
-export interface RepairTotals {
-  partitions: number
-  syncs: number
-  syncsFailed: number
-  bucketsCompared: number
-  bucketsDiffering: number
-  recordsPulled: number
-  recordsPushed: number
-}
+/** Every peer's repair counts added up (their failures are in each peer's report). */
+export type RepairTotals = Omit<RepairReport, 'failures' | 'cancelled'>
 
 export interface ClusterRepair {
   peer: PeerId
