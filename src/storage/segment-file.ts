@@ -810,6 +810,17 @@ function spanOf (buffers: ReadonlyArray<{ offset: number, length: number }>): { 
 /** Reads up to this size are made synchronously (see PooledFile.read). */
 const SYNC_READ_MAX_BYTES = 16 << 10
 
+/** Reads `length` bytes at `offset` into `buf` in place; fewer at the end of the file. Answers how many. */
+function readFullySync (fh: FileHandle, buf: Uint8Array, length: number, offset: number): number {
+  let got = 0
+  while (got < length) {
+    const n = readSync(fh.fd, buf, got, length - got, offset + got)
+    if (n === 0) break
+    got += n
+  }
+  return got
+}
+
 /** Reads in place of a PooledFile (syncReader): `(offset, length)` → a view valid until the next read. */
 export interface SyncReader {
   (offset: number, length: number): Uint8Array
@@ -865,11 +876,7 @@ class PooledFile implements Evictable, KeyIndexSource {
         // the thread pool it cost ~35 µs here against ~3.5 µs for the read itself (page cache),
         // which is most of a point get. A page not in the OS cache blocks the loop for one disk
         // read of at most SYNC_READ_MAX_BYTES (docs/architecture.md, "Disk-resident segments").
-        while (got < length) {
-          const n = readSync(fh.fd, out, got, length - got, offset + got)
-          if (n === 0) break
-          got += n
-        }
+        got = readFullySync(fh, out, length, offset)
       } else {
         while (got < length) {
           const { bytesRead } = await fh.read(out, got, length - got, offset + got)
@@ -905,12 +912,7 @@ class PooledFile implements Evictable, KeyIndexSource {
     const read = (offset: number, length: number): Uint8Array => {
       if (!open) throw new Error(`a sync reader of ${this.path} used after done()`)
       const buf = syncScratch.take(length)
-      let got = 0
-      while (got < length) {
-        const n = readSync(fh.fd, buf, got, length - got, offset + got)
-        if (n === 0) break
-        got += n
-      }
+      const got = readFullySync(fh, buf, length, offset)
       this.reads++
       this.bytesRead += got
       return buf.subarray(0, got)

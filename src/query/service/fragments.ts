@@ -133,7 +133,6 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
         return [{ p, error: { code: fragmentErrorCode(err), message: (err as Error).message } }]
       }
     } finally {
-      batches = undefined
       lease.release()
     }
     const bytes = req.analyze ? outputBytes(result.output) : 0
