@@ -29,6 +29,11 @@ export class PartitionUnavailableError extends Error {
 export interface PartitionWriteOutcome {
   partition: number
   rows: number
+  /**
+   * Acknowledgements counted and the fewest that meet the level. When the partition fell short
+   * (met false): those of the first group of replicas that must acknowledge (owners, ready
+   * replicas) and was not met.
+   */
   acks: number
   needed: number
   /** Replicas that got a hint (failed, timed out or unreachable) by the time the write answered. */

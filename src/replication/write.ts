@@ -129,9 +129,11 @@ export class WriteCoordinator {
       const pp = placement.locate(space, partition)
       const lvl = writeLevel(pp, consistency)
       // Each group reachable on its own is enough: the reachable members of all groups together meet every group.
-      if (!lvl.groups.every(g => detector.quorumReachable(g.members, g.needed))) {
-        const reachable = countedOf(lvl).filter(p => detector.isReachable(p)).length
-        throw new PartitionUnavailableError(space.name, partition, lvl.needed, reachable, consistency, 'write')
+      // Reported: the first group that cannot be met, with its own needed and reachable counts.
+      const short = lvl.groups.find(g => !detector.quorumReachable(g.members, g.needed))
+      if (short !== undefined) {
+        const reachable = new Set(short.members.filter(p => detector.isReachable(p))).size
+        throw new PartitionUnavailableError(space.name, partition, short.needed, reachable, consistency, 'write')
       }
       return { partition, recs, lvl }
     })
@@ -168,9 +170,13 @@ export class WriteCoordinator {
       const hinting: Array<Promise<void>> = []
       const check = (): void => {
         if (settled) return
-        if (groups.every(g => g.members.filter(p => acked.has(p)).length >= g.needed)) o.met = true
+        const ackedIn = (g: AckGroup): number => g.members.filter(p => acked.has(p)).length
+        if (groups.every(g => ackedIn(g) >= g.needed)) o.met = true
         if (o.met || done === targets.length) {
           settled = true
+          // Fell short: report the first group not met, its needed and acknowledged counts.
+          const short = o.met ? undefined : groups.find(g => ackedIn(g) < g.needed)
+          if (short !== undefined) { o.needed = short.needed; o.acks = ackedIn(short) }
           void Promise.all(hinting).then(() => {
             resolve({ ...o, errors: [...o.errors], staleIds: lostEverywhere === undefined ? [] : [...lostEverywhere] })
           })

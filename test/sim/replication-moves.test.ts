@@ -116,17 +116,19 @@ describe('replication: QUORUM during an ownership move', () => {
     expect(moving).toBe(true)
 
     const copies = (id: string): number => ['p0', 'p1', 'p2'].filter(p => c.store(p, space, 0)?.peek(id) !== undefined).length
-    const attempt = async (id: string): Promise<{ acked: boolean, copiesAtAck: number, needed?: number }> => {
+    const attempt = async (id: string): Promise<{ acked: boolean, copiesAtAck: number, needed?: number, message?: string }> => {
       const write = c.get('p0').replicator.write(space, [{ id, v: 1, note: 'during the move' }], { consistency: 'quorum' })
       // Copies are counted the moment the coordinator answers, before anything else runs.
       const answered = write.then(res => ({ acked: true, copiesAtAck: copies(id), needed: res.partitions[0]?.needed }),
-        () => ({ acked: false, copiesAtAck: copies(id) }))
+        (err: Error) => ({ acked: false, copiesAtAck: copies(id), message: err.message }))
       return await drive(world, answered)
     }
 
     // Both pending owners refuse: a majority of 3 cannot hold the write, so it is not acknowledged.
     const refused = await attempt('both-refuse')
     expect(refused.acked ? `acknowledged with ${refused.copiesAtAck} of 3 copies` : 'not acknowledged').toBe('not acknowledged')
+    // The group that fell short is named by its own counts: the owners, 1 of the 2 needed.
+    expect(refused.message).toMatch(/got 1\/2 acks/)
 
     // One pending owner takes writes: p0 and p1 make the majority.
     failing.get('p1')!.failWith = undefined
