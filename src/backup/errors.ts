@@ -7,6 +7,9 @@
 /** One replica asked for a partition's records, and why it did not answer. */
 export interface ReplicaFailure { peer: string, error: string }
 
+/** The code of BackupPartitionUnavailableError (HTTP 503, or a stream's error trailer). */
+export const PARTITION_UNAVAILABLE = 'PARTITION_UNAVAILABLE'
+
 /**
  * Fewer than a majority of a partition's replicas answered, so a snapshot of it could miss a
  * write acknowledged at QUORUM (it may sit on the other majority): the partition is not backed
@@ -14,7 +17,7 @@ export interface ReplicaFailure { peer: string, error: string }
  */
 export class BackupPartitionUnavailableError extends Error {
   override name = 'BackupPartitionUnavailableError'
-  readonly code = 'PARTITION_UNAVAILABLE'
+  readonly code = PARTITION_UNAVAILABLE
   constructor (
     readonly space: string,
     readonly partition: number,

@@ -8,21 +8,12 @@ import { createHash, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { fsyncDir } from '../storage/fsutil.js'
 import { BackupCorruptError } from './errors.js'
 import { MANIFEST_FILE, parseManifest, type BackupManifest, type ManifestFile } from './format.js'
 
 /** Suffix of a file being written; a directory holding one is a backup that did not finish. */
 export const TEMP_SUFFIX = '.partial'
-
-/** fsyncs a directory, so a rename in it survives a power cut. */
-export async function fsyncDir (dir: string): Promise<void> {
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
 
 /**
  * A file written under a temporary name and renamed into place once synced: a crash or an
@@ -82,9 +73,12 @@ export class AtomicFile {
 
 /** Writes manifest.json atomically: the last file of a backup, so its presence means "finished". */
 export async function writeManifest (dir: string, manifest: BackupManifest): Promise<void> {
+  const text = JSON.stringify(manifest, null, 2) + '\n'
+  // The check a restore runs: a backup never writes a manifest its restore would refuse.
+  parseManifest(text)
   const file = await AtomicFile.create(join(dir, MANIFEST_FILE))
   try {
-    await file.write(JSON.stringify(manifest, null, 2) + '\n')
+    await file.write(text)
     await file.commit()
   } catch (err) {
     await file.abort()
@@ -136,11 +130,12 @@ export async function verifyFile (dir: string, entry: ManifestFile, onBytes?: (n
 }
 
 /**
- * Reads the manifest and checks every file it lists (see verifyFile), before a restore writes
- * anything. `onFile` is told of each file checked (for progress). Returns the manifest.
+ * Reads the manifest (unless `opts.manifest`, already read from `dir`, is given) and checks every
+ * file it lists (see verifyFile), before a restore writes anything. `onFile` is told of each file
+ * checked (for progress). Returns the manifest.
  */
-export async function verifyBackup (dir: string, opts: { onBytes?: (n: number) => void, onFile?: (entry: ManifestFile) => void } = {}): Promise<BackupManifest> {
-  const manifest = await readManifest(dir)
+export async function verifyBackup (dir: string, opts: { manifest?: BackupManifest, onBytes?: (n: number) => void, onFile?: (entry: ManifestFile) => void } = {}): Promise<BackupManifest> {
+  const manifest = opts.manifest ?? await readManifest(dir)
   for (const space of manifest.spaces) {
     for (const entry of space.files) {
       await verifyFile(dir, entry, opts.onBytes)

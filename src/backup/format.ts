@@ -17,6 +17,7 @@
  */
 import { isHlc } from '../hlc/index.js'
 import type { Hlc } from '../hlc/index.js'
+import { MAX_PARTITIONS, MAX_REPLICAS } from '../placement/index.js'
 import { checkSchema, rowToJson, SPACE_NAME_RE } from '../schema/index.js'
 import type { ColumnDef, Row } from '../schema/index.js'
 import { BackupCorruptError } from './errors.js'
@@ -25,8 +26,6 @@ export const BACKUP_FORMAT = 'shoal-backup'
 /** Bumped when a reader of the previous version could misread a backup. */
 export const BACKUP_FORMAT_VERSION = 1
 export const MANIFEST_FILE = 'manifest.json'
-/** Most partitions a space may have (the catalog's limit). */
-const MAX_PARTITIONS = 65_536
 
 /** One partition's file in a backup. */
 export interface ManifestFile {
@@ -231,7 +230,7 @@ function parseSpace (s: unknown, at: string, fail: (reason: string) => never, se
     return fail(`${at}.schema: ${(err as Error).message}`)
   }
   if (!isCount(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) fail(`${at}.partitions must be an integer in 1..${MAX_PARTITIONS}`)
-  if (!isCount(replicas) || replicas < 1) fail(`${at}.replicas must be a positive integer`)
+  if (!isCount(replicas) || replicas < 1 || replicas > MAX_REPLICAS) fail(`${at}.replicas must be an integer in 1..${MAX_REPLICAS}`)
   if (!Array.isArray(files)) return fail(`${at}.files must be an array`)
   const partitionsSeen = new Set<number>()
   const parsed = files.map((f: unknown, j: number): ManifestFile => {

@@ -28,7 +28,7 @@ export {
   BACKUP_FORMAT, BACKUP_FORMAT_VERSION, MANIFEST_FILE, partitionFile, encodeRecordLine, checkRecordLine, parseManifest, schemaDifference
 } from './format.js'
 export type { BackupManifest, ManifestSpace, ManifestFile, MissingPartition, BackupBegin, StreamEnd, RecordLine } from './format.js'
-export { AtomicFile, TEMP_SUFFIX, fsyncDir, readManifest, sha256File, verifyBackup, verifyFile, writeManifest } from './files.js'
+export { AtomicFile, TEMP_SUFFIX, readManifest, sha256File, verifyBackup, verifyFile, writeManifest } from './files.js'
 export { PartitionSnapshot, BucketTooLargeError, bucketCount, mergeNewest, MAX_BUCKETS } from './snapshot.js'
 export type { ReplicaReader, SnapshotDeps, SnapshotOptions } from './snapshot.js'
 export { planRestore } from './plan.js'
@@ -36,6 +36,6 @@ export type { ClusterSpace, RestorePlan } from './plan.js'
 export { BackupService, BackupNotSyncedError, createBackupService, MAX_RESTORE_RECORDS } from './service.js'
 export type { BackupServiceDeps, BackupServiceOptions, PeerBackupDeps, PartitionStream, RestoreOutcome } from './service.js'
 export {
-  BackupPartitionUnavailableError, BackupBusyError, BackupRequestError, BackupCorruptError, BackupSchemaConflictError
+  PARTITION_UNAVAILABLE, BackupPartitionUnavailableError, BackupBusyError, BackupRequestError, BackupCorruptError, BackupSchemaConflictError
 } from './errors.js'
 export type { ReplicaFailure } from './errors.js'

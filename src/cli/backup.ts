@@ -10,7 +10,7 @@ import { mkdir, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import {
-  AtomicFile, BACKUP_FORMAT, BACKUP_FORMAT_VERSION, checkRecordLine, partitionFile, writeManifest,
+  AtomicFile, BACKUP_FORMAT, BACKUP_FORMAT_VERSION, checkRecordLine, PARTITION_UNAVAILABLE, partitionFile, writeManifest,
   type BackupBegin, type BackupManifest, type ManifestFile, type ManifestSpace, type MissingPartition, type StreamEnd
 } from '../backup/index.js'
 import { VERSION } from '../runtime/index.js'
@@ -57,7 +57,9 @@ export async function runBackup (opts: BackupOptions): Promise<void> {
         progress.partitionDone()
       } catch (err) {
         const reason = (err as Error).message
-        if (opts.allowPartial && !stop.signal.aborted) {
+        // Only "fewer than a majority answered" makes a partition missing; any other failure
+        // (a busy or unreachable peer, a full disk, a bad stream) fails the backup as without the flag.
+        if (opts.allowPartial && !stop.signal.aborted && err instanceof PeerError && err.code === PARTITION_UNAVAILABLE) {
           missing.push({ space: task.space, partition: task.partition, reason })
           progress.note(`partition ${task.partition} of '${task.space}' is missing from the backup: ${reason}`)
           progress.partitionDone()
@@ -135,7 +137,9 @@ async function backupPartition (opts: BackupOptions, space: string, partition: n
       }
       const o = v as { end?: unknown, error?: { code?: unknown, message?: unknown } }
       if (o !== null && typeof o === 'object' && o.end === true) { end = v as StreamEnd; return '' }
-      if (o !== null && typeof o === 'object' && o.error !== undefined) throw new Error(`the peer failed part way: ${String(o.error.code)}: ${String(o.error.message)}`)
+      if (o !== null && typeof o === 'object' && o.error !== undefined) {
+        throw new PeerError(`the peer failed part way: ${String(o.error?.code)}: ${String(o.error?.message)}`, typeof o.error?.code === 'string' ? o.error.code : undefined)
+      }
       const r = checkRecordLine(v)
       if ('message' in r) throw new Error(`the peer sent a malformed record (${r.field}: ${r.message})`)
       records++
@@ -168,7 +172,12 @@ async function backupPartition (opts: BackupOptions, space: string, partition: n
   }
 }
 
-/** GETs a streamed answer; a non-2xx answer becomes an Error with the peer's code and message. */
+/** A failure the peer reported, with its error code (the HTTP answer's or the stream trailer's `error.code`). */
+class PeerError extends Error {
+  constructor (message: string, readonly code: string | undefined) { super(message) }
+}
+
+/** GETs a streamed answer; a non-2xx answer becomes a PeerError with the peer's code and message. */
 async function openStream (base: string, path: string, signal: AbortSignal): Promise<Response> {
   let res: Response
   try {
@@ -180,11 +189,15 @@ async function openStream (base: string, path: string, signal: AbortSignal): Pro
   if (res.ok && res.body !== null) return res
   const text = await res.text()
   let msg = text.slice(0, 300)
+  let code: string | undefined
   try {
-    const body = JSON.parse(text) as { error?: { code?: string, message?: string } }
-    if (body.error !== undefined) msg = `${body.error.code ?? ''}: ${body.error.message ?? ''}`
+    const body = JSON.parse(text) as { error?: { code?: unknown, message?: string } }
+    if (body.error !== undefined) {
+      if (typeof body.error.code === 'string') code = body.error.code
+      msg = `${code ?? ''}: ${body.error.message ?? ''}`
+    }
   } catch { /* not JSON: the text itself */ }
-  throw new Error(`peer answered ${res.status} ${msg}`)
+  throw new PeerError(`peer answered ${res.status} ${msg}`, code)
 }
 
 export function mib (bytes: number): string { return `${(bytes / 1048576).toFixed(1)} MiB` }

@@ -45,7 +45,7 @@ export async function runRestore (opts: RestoreOptions): Promise<void> {
   }
   const fileCount = manifest.spaces.reduce((n, s) => n + s.files.length, 0)
   const verify = new Progress('verifying', fileCount, 'files')
-  await refuseCorrupt(async () => await verifyBackup(opts.from, { onBytes: n => { verify.add(0, 0, n) }, onFile: f => { verify.add(f.records, f.tombstones, 0); verify.partitionDone() } }))
+  await refuseCorrupt(async () => await verifyBackup(opts.from, { manifest, onBytes: n => { verify.add(0, 0, n) }, onFile: f => { verify.add(f.records, f.tombstones, 0); verify.partitionDone() } }))
   verify.finish()
 
   const cluster = await fetchJson(opts.peer, '/spaces') as ClusterSpace[]

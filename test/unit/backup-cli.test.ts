@@ -1,4 +1,5 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -154,5 +155,72 @@ describe('shoal backup and shoal restore (the CLI over the peer routes)', () => 
 
   it('refuses to write into a directory that is not empty', async () => {
     await expect(runBackup({ peer: url, out: tmpdir(), concurrency: 2, allowPartial: false })).rejects.toThrow(/is not empty/)
+  })
+})
+
+/**
+ * A scripted peer (plain node:http): GET /backup names one space of 2 partitions; each partition
+ * answers as `script` says, to give the CLI failures the real service does not make on demand.
+ */
+describe('shoal backup against a peer that fails', () => {
+  const line = (id: string): string => `${JSON.stringify({ id, v: 100, row: { id, amount: 1.5, big: '1' } })}\n`
+  const end = (records: number): string => `${JSON.stringify({ end: true, records, tombstones: 0, replicas: ['a', 'b'], buckets: 1 })}\n`
+  type Answer = { status: number, body: string } | { chunks: string[] }
+  let script: Record<number, Answer> = {}
+  let stub: Server
+  let stubUrl: string
+  beforeAll(async () => {
+    stub = createServer((req, res) => {
+      if (req.url === '/backup') {
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ startHlc: 1024, startTime: new Date(1).toISOString(), version: 'test', spaces: [{ name: 'orders', uid: 'orders-1', schema: space.schema, partitions: 2, replicas: 3 }] }))
+        return
+      }
+      const m = /^\/backup\/spaces\/orders\/partitions\/(\d+)$/.exec(req.url ?? '')
+      const answer = m === null ? undefined : script[Number(m[1])]
+      if (answer === undefined) { res.writeHead(404).end(); return }
+      if ('status' in answer) { res.writeHead(answer.status, { 'content-type': 'application/json' }).end(answer.body); return }
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+      void (async () => {
+        for (const c of answer.chunks) { res.write(c); await new Promise(resolve => setTimeout(resolve, 5)) }
+        res.end()
+      })()
+    })
+    await new Promise<void>(resolve => stub.listen(0, '127.0.0.1', resolve))
+    stubUrl = `http://127.0.0.1:${(stub.address() as { port: number }).port}`
+  })
+  afterAll(async () => { await new Promise(resolve => stub.close(resolve)) })
+
+  const whole: Answer = { chunks: [line('a') + line('b'), end(2)] }
+  const leftover = async (out: string): Promise<string[]> => [...await readdir(out), ...(await readdir(join(out, 'orders'))).map(f => `orders/${f}`)].sort()
+
+  it('with --allow-partial, a busy peer fails the backup instead of listing the partition missing', async () => {
+    script = { 0: whole, 1: { status: 503, body: JSON.stringify({ error: { code: 'BUSY', message: 'this peer already serves 8 backup streams, its limit' } }) } }
+    const out = join(dir, 'busy')
+    await expect(runBackup({ peer: stubUrl, out, concurrency: 1, allowPartial: true }))
+      .rejects.toThrow(/backup failed: partition 1 of 'orders': peer answered 503 BUSY: this peer already serves[^]*no manifest was written/)
+    expect(await leftover(out)).toEqual(['orders', 'orders/0.ndjson'])
+
+    // A partition without a majority is still the one failure --allow-partial lists as missing.
+    script[1] = { status: 503, body: JSON.stringify({ error: { code: 'PARTITION_UNAVAILABLE', message: 'partition 1 of space \'orders\' cannot be backed up consistently' } }) }
+    const partial = join(dir, 'partial')
+    await expect(runBackup({ peer: stubUrl, out: partial, concurrency: 1, allowPartial: true })).rejects.toThrow(/the backup is partial: 1 partition\(s\) .* orders\/1/)
+    const manifest = JSON.parse(await readFile(join(partial, 'manifest.json'), 'utf8')) as { missing: Array<{ space: string, partition: number }> }
+    expect(manifest.missing).toMatchObject([{ space: 'orders', partition: 1 }])
+  })
+
+  it('refuses a partition stream cut short: an error trailer after some records, or no end line', async () => {
+    for (const [name, cut, message] of [
+      ['trailer', [line('c'), line('d'), `${JSON.stringify({ error: { code: 'INTERNAL', message: 'replica b went away' } })}\n`], /the peer failed part way: INTERNAL: replica b went away/],
+      ['no-end', [line('c'), line('d')], /the stream ended before its end line/]
+    ] as const) {
+      for (const allowPartial of [false, true]) {
+        script = { 0: whole, 1: { chunks: [...cut] } }
+        const out = join(dir, `${name}-${String(allowPartial)}`)
+        await expect(runBackup({ peer: stubUrl, out, concurrency: 1, allowPartial })).rejects.toThrow(message)
+        // Partition 0 was whole and stays; nothing of partition 1 (no .partial), and no manifest.
+        expect(await leftover(out)).toEqual(['orders', 'orders/0.ndjson'])
+      }
+    }
   })
 })

@@ -62,6 +62,18 @@ describe('backup files and manifest', () => {
     expect(await readFile(join(dir, 'orders/0.ndjson'), 'utf8')).toContain('{"id":"b","v":2048,"deleted":true}\n')
   })
 
+  it('writeManifest() refuses a manifest restore would refuse (the catalog\'s limits), writing nothing', async () => {
+    const manifest = await writeBackup()
+    const again = join(dir, 'again')
+    await mkdir(again)
+    const space = manifest.spaces[0]!
+    for (const bad of [{ ...space, replicas: 17 }, { ...space, partitions: 1025 }]) {
+      const err = await refusal(writeManifest(again, { ...manifest, spaces: [bad] }))
+      expect(err.message).toMatch(/spaces\[0\]\.(replicas|partitions) must be an integer in 1\.\.(16|1024)/)
+    }
+    expect(await readdir(again)).toEqual([])
+  })
+
   it('verifyBackup() refuses a file with one byte changed, naming the file', async () => {
     await writeBackup()
     const path = join(dir, 'orders/1.ndjson')
