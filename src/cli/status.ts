@@ -4,6 +4,7 @@
  * cluster's state (scripts read --json); 1 when the peer cannot be asked; 2 on a usage error.
  */
 import type { ClusterStatus, PeerRow, SpaceRow } from '../peer/cluster-status.js'
+import { STATUS_TIMEOUT_MS } from '../http/ops.js'
 import { CliError } from './errors.js'
 import { fetchJson } from './http-client.js'
 import { formatBytes, formatTable } from './table.js'
@@ -13,7 +14,7 @@ const SLACK_MS = 10_000
 
 export async function runStatus (opts: { peer: string, json?: boolean, timeoutMs?: number }): Promise<void> {
   const path = opts.timeoutMs !== undefined ? `/cluster/status?timeoutMs=${opts.timeoutMs}` : '/cluster/status'
-  const status = await fetchJson(opts.peer, path, { timeoutMs: (opts.timeoutMs ?? 3000) + SLACK_MS }) as ClusterStatus
+  const status = await fetchJson(opts.peer, path, { timeoutMs: (opts.timeoutMs ?? STATUS_TIMEOUT_MS.default) + SLACK_MS }) as ClusterStatus
   if (status === null || typeof status !== 'object' || !Array.isArray(status.peers) || !Array.isArray(status.spaces)) {
     throw new CliError(`unexpected answer from ${opts.peer}/cluster/status`)
   }

@@ -155,9 +155,6 @@ export class HybridClock {
   /** The latest timestamp issued or observed. */
   current (): Hlc { return this.last }
 
-  /** The error saving the ceiling met, while it fails (a full disk); undefined when it is saved. */
-  get persistFailure (): Error | undefined { return this.persistError }
-
   /**
    * Saves a new ceiling once the timestamps reach the saved one. If that fails (a full disk,
    * issue 13) the clock still issues: stopping it would stop every write this peer coordinates

@@ -170,6 +170,9 @@ export function toHttpError (err: unknown): unknown {
     }
     case 'PartitionUnavailableError':
       return new HttpError(503, 'PARTITION_UNAVAILABLE', e.message)
+    // src/peer/cluster-status.ts: one repair at a time per peer.
+    case 'RepairBusyError':
+      return new HttpError(409, 'REPAIR_RUNNING', e.message)
     case 'ReadIncompleteError':
       return new HttpError(503, 'READ_INCOMPLETE', e.message)
     case 'NotSyncedError':
@@ -195,7 +198,7 @@ function guard<T> (fn: () => T): T {
   }
 }
 
-async function guardAsync<T> (fn: () => Promise<T>): Promise<T> {
+export async function guardAsync<T> (fn: () => Promise<T>): Promise<T> {
   try {
     return await fn()
   } catch (err) {

@@ -1,5 +1,5 @@
 import { HttpError, type HttpServer } from './server.js'
-import { toHttpError } from './data.js'
+import { guardAsync } from './data.js'
 
 /** What the status and repair endpoints need (src/peer/cluster-status.ts implements it). */
 export interface OpsApi {
@@ -77,12 +77,3 @@ function timeout (value: unknown, where: string, bounds: { min: number, max: num
   return value
 }
 
-async function guardAsync<T> (fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn()
-  } catch (err) {
-    // Matched by name (src/peer/cluster-status.ts RepairBusyError), never by message.
-    if (err instanceof Error && err.name === 'RepairBusyError') throw new HttpError(409, 'REPAIR_RUNNING', err.message)
-    throw toHttpError(err)
-  }
-}

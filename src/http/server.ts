@@ -205,8 +205,9 @@ export class HttpServer {
         const params = matchRoute(route, segments)
         if (params === undefined) continue
         pathMatched = true
-        if (route.method !== method) continue
+        // A known path asked with another method (405) is counted under its route, not 'unmatched'.
         routeLabel = route.path
+        if (route.method !== method) continue
         const limit = route.maxBodyBytes ?? this.maxBodyBytes
         const gone = new AbortController()
         res.once('close', () => { if (!res.writableFinished) gone.abort() })

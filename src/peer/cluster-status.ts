@@ -150,11 +150,6 @@ export interface ClusterRepair {
   totals: RepairTotals
 }
 
-/** Default and bounds of a status request's wait for each peer. ms. */
-export const DEFAULT_STATUS_TIMEOUT_MS = 3000
-/** Default wait for each peer's part of a repair: 10 min. ms. */
-export const DEFAULT_REPAIR_TIMEOUT_MS = 600_000
-
 /** A repair is already running here: one at a time per peer, whoever asked (409 REPAIR_RUNNING). */
 export class RepairBusyError extends Error {
   override name = 'RepairBusyError'
@@ -405,8 +400,9 @@ export function summarizeSpace (
     const live = loc.readReplicas.filter(isReachable)
     fewestLive = Math.min(fewestLive, live.length)
     mostLive = Math.max(mostLive, live.length)
-    // As GET /health counts them: short of the replicas asked for, or of a ready holder (a space
-    // on fewer peers than its replicas is always short).
+    // Short of the replicas asked for, or of a ready holder (a space on fewer peers than its
+    // replicas is always short). Unlike GET /health's partitionsShort, partitions below a quorum
+    // count too, and `unavailable` here is no live replica at all (/health's is below a quorum).
     if (live.length < space.replicas || live.length < loc.readReplicas.length) partitionsShort++
     if (live.length === 0) unavailable.push(p)
     else if (loc.quorum === 0 || live.length < loc.quorum) belowQuorum.push(p)

@@ -237,7 +237,7 @@ export class Compactor {
       })
     } catch (err) {
       if (swapped) {
-        this.ctx.status.failed ??= err as Error
+        this.ctx.status.fail(err, 'compaction')
         throw err
       }
       await segment?.close()

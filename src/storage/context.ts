@@ -78,11 +78,11 @@ export interface StoreHooks {
  * manifest swap that did not complete (then writes are refused until a reopen lets recovery decide
  * what is durable, or a rebuild replaces the replica). Background work (flush, compaction) checks
  * it before starting. failure.ts's FailureStatus is the one implementation: the first failure is
- * recorded, classified, logged once and heard by the store's listeners (assigning `failed` too).
+ * recorded, classified, logged once and heard by the store's listeners.
  */
 export interface StoreStatus {
   closed: boolean
-  failed: Error | undefined
+  readonly failed: Error | undefined
   /** The first failure, classified (failure.ts). */
   readonly failure: StoreFailure | undefined
   /** Records a failure of `operation` on `path` (the first one only). */

@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import type { Logger } from '../runtime/index.js'
 
 /** What was being done when the disk failed. */
-export type FailedOperation = 'write-ahead log' | 'flush' | 'compaction' | 'read' | 'write' | 'open'
+export type FailedOperation = 'write-ahead log' | 'flush' | 'compaction' | 'read' | 'open'
 
 /** A disk failure that stopped a partition store. */
 export interface StoreFailure {
@@ -80,8 +80,7 @@ export function describeFailure (err: unknown, operation: FailedOperation, at: n
  * The status every part of a store reads (context.ts StoreStatus): closed, and failed. A failure
  * is recorded once (the first one is the cause; what fails after it follows from it): logged at
  * error with the partition (the logger's bindings), the code and the file, then the listener is
- * called. Assigning `failed` (`status.failed ??= err`) records it too, as a failure of a `write`
- * of unknown kind, so no part can fail the store without it being seen.
+ * called; `fail` is the one way to set it, so no part can fail the store without it being seen.
  */
 export class FailureStatus {
   closed = false
@@ -91,9 +90,6 @@ export class FailureStatus {
   constructor (private readonly log: Logger, private readonly wallNow: () => number, private readonly listener: (f: StoreFailure) => void) {}
 
   get failed (): Error | undefined { return this.error }
-  set failed (err: Error | undefined) {
-    if (err !== undefined) this.fail(err, 'write')
-  }
 
   get failure (): StoreFailure | undefined { return this.recorded }
 
@@ -105,7 +101,7 @@ export class FailureStatus {
     this.recorded = f
     const what = f.kind === 'no-space'
       ? 'the disk is full (no space left)'
-      : `disk I/O error (${f.code})`
+      : f.code === 'UNKNOWN' ? `failed (${f.message})` : `disk I/O error (${f.code})`
     this.log.error({ code: f.code, kind: f.kind, operation: f.operation, path: f.path, err: f.message },
       `partition failed: ${what} in its ${operation}; it takes no writes until ${f.kind === 'no-space' ? 'reopened once space is free' : 'rebuilt from the other replicas'}`)
     try {

@@ -113,7 +113,6 @@ export class PartitionWriter {
       // A key-index block or a row read back from disk failed: some winners are in, the rest only
       // in the WAL. Recovery at the next open decides them all from the WAL; until then the store
       // refuses writes.
-      if (status.failed === undefined) this.ctx.log.error({ err }, 'reading the index to decide a write failed; the partition refuses writes until reopened')
       status.fail(err, 'read')
       throw err
     } finally {
