@@ -28,13 +28,14 @@ import type { AppendFile, FileSystem, Logger, PeerId } from '../runtime/index.js
 import type { SpaceDef } from '../schema/index.js'
 import { crc32 } from '../storage/index.js'
 import type { VersionedRecord } from '../storage/index.js'
+// The frame header is the WAL's: the same three u32 fields (magic, CRC, length).
+import { FRAME_HEADER_BYTES } from '../storage/wal.js'
 import { packRecords, parseWriteRequest } from './wire.js'
 
 const FILE_MAGIC = 0x544e4853 // 'SHNT' little-endian
 const FILE_VERSION = 1
 const FILE_HEADER_BYTES = 16
 const FRAME_MAGIC = 0x68a1f00d
-const FRAME_HEADER_BYTES = 12
 const PAYLOAD_VERSION = 1
 /**
  * The largest frame payload read back. A hint holds at most one repl.write batch (maxBatchBytes,
