@@ -72,12 +72,15 @@ export const nodeFileSystem: FileSystem = {
   },
   async openAppend (path) { return new NodeAppendFile(await open(path, 'a', 0o600)) },
   async unlink (path) { await rm(path, { force: true }) },
-  async syncDir (path) {
-    const fh = await open(path, 'r')
-    try {
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
+  async syncDir (path) { await fsyncDir(path) }
+}
+
+/** Makes a directory's entries (creates, renames, unlinks) durable: fsync of the directory. */
+export async function fsyncDir (dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
   }
 }

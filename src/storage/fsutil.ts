@@ -1,16 +1,10 @@
 /** Durable file operations: every rename and create is followed by an fsync of its directory. */
 import { open, rename, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { fsyncDir } from '../runtime/index.js'
 
-/** Makes a directory's entries (creates, renames, unlinks) durable. */
-export async function fsyncDir (dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
+/** Makes a directory's entries (creates, renames, unlinks) durable (one implementation, in runtime). */
+export { fsyncDir }
 
 /** Writes a new file and fsyncs it and its directory. */
 export async function writeFileDurable (path: string, data: Uint8Array, syncDir = true): Promise<void> {
