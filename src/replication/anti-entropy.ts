@@ -1,8 +1,8 @@
 /**
  * Anti-entropy: the background repair of what writes, hints and read repair missed (a hint that
  * expired, a coordinator that restarted). Every round (jittered around antiEntropyIntervalMs)
- * takes the next ready owned partitions in turn and compares its digest with one random other
- * ready replica; for each differing bucket (at most antiEntropyMaxBuckets a round) the newer
+ * takes the next ready owned partitions in turn and compares its digest with the other ready
+ * replica synced with longest ago (ties at random); for each differing bucket (at most antiEntropyMaxBuckets a round) the newer
  * records go both ways, each through the skew bound (admitCopied). syncWith, the comparison
  * itself, also serves catch-up (pull and push, every bucket) and release (push only).
  *

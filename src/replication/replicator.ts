@@ -249,7 +249,7 @@ export class Replicator {
   /** Catches up owned partitions that are not ready; releases held partitions no longer owned. */
   reconcile (): void { this.ownership.reconcile() }
 
-  /** One anti-entropy round for one partition with one random other ready replica. */
+  /** One anti-entropy round for one partition with the other ready replica synced with longest ago (ties at random). */
   async antiEntropyRound (space: SpaceDef, partition: number): Promise<boolean> {
     return await this.antiEntropy.round(space, partition)
   }
