@@ -26,10 +26,8 @@ export class LocalReplicas {
   /** Replicas found stale against another (repair.ts), each with the highest purge horizon met. */
   private readonly stale = new Map<string, Hlc>()
   private readonly staleListeners = new Set<(key: string) => void>()
-  /** The damage and failure subscriptions of each store opened, by key (one store per key at a time). */
-  private readonly watching = new Map<string, () => void>()
-  /** The store each subscription is on. */
-  private readonly watched = new Map<string, PartitionStore>()
+  /** Each store opened, by key (one store per key at a time), and how to end its damage and failure subscriptions. */
+  private readonly watched = new Map<string, { store: PartitionStore, off: () => void }>()
 
   /**
    * `damaged(key)`: a store opened here found damage while serving (see Ownership.replicaDamaged);
@@ -101,20 +99,18 @@ export class LocalReplicas {
   }
 
   private watch (key: string, s: PartitionStore): void {
-    if (this.watched.get(key) === s) return
+    if (this.watched.get(key)?.store === s) return
     this.unwatch(key)
     const offDamage = s.onDamage?.(() => { this.damaged(key) })
     const offFailure = s.onFailure?.(f => { this.failed(key, f) })
-    this.watching.set(key, () => { offDamage?.(); offFailure?.() })
-    this.watched.set(key, s)
+    this.watched.set(key, { store: s, off: () => { offDamage?.(); offFailure?.() } })
     // Failed before anyone listened (while opening, or a store handed back as it was).
     const f = s.failure?.()
     if (f !== undefined) this.failed(key, f)
   }
 
   private unwatch (key: string): void {
-    this.watching.get(key)?.()
-    this.watching.delete(key)
+    this.watched.get(key)?.off()
     this.watched.delete(key)
   }
 
