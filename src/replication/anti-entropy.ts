@@ -48,10 +48,12 @@ export interface SyncOptions {
   report?: SyncReport
 }
 
-/** What one sync found (SyncOptions.report): the digest buckets compared and differing, and why it failed. */
+/** What one sync found and moved (SyncOptions.report): the digest buckets compared and differing, the records pulled and pushed, and why it failed. */
 export interface SyncReport {
   bucketsCompared: number
   bucketsDiffering: number
+  recordsPulled: number
+  recordsPushed: number
   /** Why the sync failed, when it did. */
   error?: string
 }
@@ -196,10 +198,12 @@ export class AntiEntropy {
         if (pull.length > 0) {
           await store.apply(pull)
           tally.recordsPulled += pull.length
+          if (opts.report !== undefined) opts.report.recordsPulled += pull.length
         }
         for (const chunk of chunkRecords(push, maxBatchRecords, maxBatchBytes)) {
           await pushRecords(this.ctx, peer, space, partition, chunk, timeoutMs)
           tally.recordsPushed += chunk.length
+          if (opts.report !== undefined) opts.report.recordsPushed += chunk.length
         }
         if ((pull.length > 0 || push.length > 0) && opts.tally === undefined) counters.bucketsRepaired++
       }

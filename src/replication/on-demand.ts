@@ -108,25 +108,21 @@ export async function repairNow (ctx: OnDemandContext, req: RepairRequest): Prom
 
 /** One sync, counted in the report and the anti-entropy counters; answers the records it pulled. */
 async function syncOne (ctx: OnDemandContext, report: RepairReport, space: SpaceDef, partition: number, peer: PeerId): Promise<number> {
-  const tally = { recordsPulled: 0, recordsPushed: 0 }
-  const found: SyncReport = { bucketsCompared: 0, bucketsDiffering: 0 }
+  const found: SyncReport = { bucketsCompared: 0, bucketsDiffering: 0, recordsPulled: 0, recordsPushed: 0 }
   report.syncs++
-  const complete = await ctx.antiEntropy.syncWith(peer, space, partition, { pull: true, maxBuckets: ALL_BUCKETS, tally, report: found })
+  // No tally: syncWith counts what it found and moved in the background counters
+  // (shoal_anti_entropy_total) as for any round; the round itself is counted here.
+  ctx.counters.antiEntropy.rounds++
+  const complete = await ctx.antiEntropy.syncWith(peer, space, partition, { pull: true, maxBuckets: ALL_BUCKETS, report: found })
   report.bucketsCompared += found.bucketsCompared
   report.bucketsDiffering += found.bucketsDiffering
-  report.recordsPulled += tally.recordsPulled
-  report.recordsPushed += tally.recordsPushed
-  // The background counters (shoal_anti_entropy_total) count what a repair found and moved too.
-  const c = ctx.counters.antiEntropy
-  c.rounds++
-  c.bucketsDiffering += found.bucketsDiffering
-  c.recordsPulled += tally.recordsPulled
-  c.recordsPushed += tally.recordsPushed
+  report.recordsPulled += found.recordsPulled
+  report.recordsPushed += found.recordsPushed
   if (!complete) {
     report.syncsFailed++
     if (report.failures.length < MAX_REPORTED_FAILURES) {
       report.failures.push({ space: space.name, partition, peer, error: found.error ?? (ctx.life.stopped ? 'replication stopped' : 'not every differing bucket was repaired') })
     }
   }
-  return tally.recordsPulled
+  return found.recordsPulled
 }

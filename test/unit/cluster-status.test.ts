@@ -337,7 +337,7 @@ describe('repairNow(): this peer\'s part of a repair', () => {
   })
 
   it('syncs again with the replicas before the last one it pulled records from, which lack them', async () => {
-    const { c, calls } = ctx({ replicas: [['B', 'C', 'D', 'E']], sync: (peer, _p, opts) => { if (peer === 'D') opts.tally!.recordsPulled += 3; return true } })
+    const { c, calls } = ctx({ replicas: [['B', 'C', 'D', 'E']], sync: (peer, _p, opts) => { if (peer === 'D') opts.report!.recordsPulled += 3; return true } })
     const report = await repairNow(c, { spaces: [space('people', 1, 3)], covered: [] })
     expect(calls).toEqual([['C', 0], ['D', 0], ['E', 0], ['C', 0]])
     expect(report).toMatchObject({ partitions: 1, syncs: 4, recordsPulled: 3 })
@@ -348,7 +348,7 @@ describe('repairNow(): this peer\'s part of a repair', () => {
       replicas: [['B', 'C', 'D']],
       sync: (peer, _p, opts) => {
         opts.report!.bucketsDiffering += 2
-        opts.tally!.recordsPushed += 1
+        opts.report!.recordsPushed += 1
         if (peer === 'D') { opts.report!.error = 'TIMEOUT'; return false }
         return true
       }
@@ -356,7 +356,8 @@ describe('repairNow(): this peer\'s part of a repair', () => {
     const report = await repairNow(c, { spaces: [space('people', 1, 3)], covered: ['B', 'C', 'D'] })
     expect(report).toMatchObject({ partitions: 1, syncs: 2, syncsFailed: 1, bucketsCompared: 128, bucketsDiffering: 4, recordsPulled: 0, recordsPushed: 2 })
     expect(report.failures).toEqual([{ space: 'people', partition: 0, peer: 'D', error: 'TIMEOUT' }])
-    expect(c.counters.antiEntropy).toMatchObject({ rounds: 2, bucketsDiffering: 4, recordsPushed: 2 })
+    // What the syncs found and moved goes into the background counters in syncWith itself (this fake does not): a repair adds its rounds.
+    expect(c.counters.antiEntropy).toMatchObject({ rounds: 2 })
   })
 
   it('starts no sync once the caller gave up, and says it was cancelled', async () => {
