@@ -145,7 +145,16 @@ describe('query answers on real peers', () => {
 
   it('fails with a 422 naming the frame limit, not a 200 missing partitions, when one group\'s state cannot travel', async () => {
     // count(DISTINCT s) ships each partition's set of ~160 strings of 100 KB as one state: 16 MB.
-    const r = await post(peers[0]!, '/query', { sql: 'SELECT count(DISTINCT s) AS n FROM big' })
+    // Placement follows the peers' random ids: the coordinator is the peer holding fewest of big's
+    // rows, so that at least one partition's state must cross the RPC (a peer holding all three
+    // partitions answers from its own disk, and rightly so).
+    const held = await Promise.all(peers.map(async p => {
+      const parts = await (await fetch(`${p.url}/cluster/partitions`)).json() as Array<{ space: string, liveRows: number }>
+      return parts.filter(x => x.space === 'big').reduce((n, x) => n + x.liveRows, 0)
+    }))
+    const coordinator = peers[held.indexOf(Math.min(...held))]!
+    expect(BIG_ROWS - Math.min(...held)).toBeGreaterThan(84 * 2)
+    const r = await post(coordinator, '/query', { sql: 'SELECT count(DISTINCT s) AS n FROM big' })
     expect(r.status, r.text.slice(0, 500)).toBe(422)
     expect(r.body.error.code).toBe('LIMIT')
     expect(r.body.error.message).toContain('8388608 bytes')
