@@ -38,6 +38,13 @@ export interface PeerConfig {
   /** How long SIGTERM may take to leave gracefully before the peer stops anyway. Default 5000 ms. */
   drainTimeoutMs: number
   /**
+   * How long a leaving peer (SIGTERM, or `shoal decommission` without --timeout-ms) waits for the
+   * next owners of its partitions to catch up before it leaves anyway (SIGTERM) or gives up the
+   * decommission (the command). ms, default 60000: a partition of a few GiB streams in that time
+   * on a LAN; 0 hands nothing off (the leave of earlier versions).
+   */
+  decommissionTimeoutMs: number
+  /**
    * Most HTTP connections open at once. Default: a share of the open-file limit (see
    * src/peer/file-budget.ts), at most 1,024.
    */
@@ -64,6 +71,10 @@ export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' |
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 
 export const DEFAULT_LISTEN = '/ip4/127.0.0.1/tcp/7946'
+/** Default of PeerConfig.decommissionTimeoutMs: 60 s. */
+export const DEFAULT_DECOMMISSION_TIMEOUT_MS = 60_000
+/** Longest decommission wait a setting or a request may ask for: a day. */
+export const MAX_DECOMMISSION_TIMEOUT_MS = 86_400_000
 export const DEFAULT_HTTP = '127.0.0.1:7947'
 
 /** A setting that cannot be used, with where it came from. */
@@ -88,6 +99,7 @@ export interface RawSettings {
   replication?: unknown
   query?: unknown
   drainTimeoutMs?: unknown
+  decommissionTimeoutMs?: unknown
   maxHttpConnections?: unknown
   storage?: unknown
   placement?: unknown
@@ -97,7 +109,7 @@ export interface RawSettings {
   heapMiB?: unknown
 }
 
-const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'placement', 'drainTimeoutMs', 'maxHttpConnections'])
+const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'placement', 'drainTimeoutMs', 'decommissionTimeoutMs', 'maxHttpConnections'])
 
 /** Environment variable → setting. Lists are comma-separated. */
 const ENV_VARS: Record<string, keyof RawSettings> = {
@@ -110,6 +122,7 @@ const ENV_VARS: Record<string, keyof RawSettings> = {
   SHOAL_ENABLE_FAULT_INJECTION: 'enableFaultInjection',
   SHOAL_LOG_LEVEL: 'logLevel',
   SHOAL_DRAIN_TIMEOUT_MS: 'drainTimeoutMs',
+  SHOAL_DECOMMISSION_TIMEOUT_MS: 'decommissionTimeoutMs',
   SHOAL_MAX_HTTP_CONNECTIONS: 'maxHttpConnections',
   SHOAL_STORAGE_CACHE_MIB: 'cacheMiB',
   SHOAL_HEAP_MIB: 'heapMiB'
@@ -156,6 +169,11 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
   const replication = asNumberMap(pick('replication'), 'replication') ?? {}
   const query = asNumberMap(pick('query'), 'query') ?? {}
   const drainTimeoutMs = asNumber(pick('drainTimeoutMs'), 'drainTimeoutMs') ?? 5000
+  const decommissionSetting = pick('decommissionTimeoutMs')
+  const decommissionTimeoutMs = asNumber(decommissionSetting, 'decommissionTimeoutMs') ?? DEFAULT_DECOMMISSION_TIMEOUT_MS
+  if (!Number.isInteger(decommissionTimeoutMs) || decommissionTimeoutMs > MAX_DECOMMISSION_TIMEOUT_MS) {
+    throw new ConfigError('decommissionTimeoutMs', decommissionSetting!.source, `must be an integer from 0 to ${MAX_DECOMMISSION_TIMEOUT_MS} (ms)`)
+  }
   const storage = asNumberMap(pick('storage'), 'storage') ?? {}
   const placement = asNumberMap(pick('placement'), 'placement') ?? {}
   const cacheSetting = pick('cacheMiB')
@@ -192,6 +210,7 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
     storage,
     placement,
     drainTimeoutMs,
+    decommissionTimeoutMs,
     ...(maxHttpConnections !== undefined ? { maxHttpConnections } : {}),
     ...(heapMiB !== undefined ? { heapMiB } : {})
   }

@@ -38,5 +38,5 @@ export type { CatalogEntry, CatalogErrorCode, CatalogEvent, CatalogOptions, Cata
 export { PlacementService, DEFAULT_PLACEMENT_OPTIONS } from './placement.js'
 export type { PlacementMembership, PlacementOptions, PlacementDeps } from './placement.js'
 export { murmur3, murmur3String, partitionOfId, hrwScore, rendezvous, partitionKey } from './hash.js'
-export { READY_META_KEY, RETURNING_META_KEY, encodeBitmap, decodeBitmap, encodeReady, decodeReady } from './ready.js'
+export { READY_META_KEY, RETURNING_META_KEY, LEAVING_META_KEY, encodeBitmap, decodeBitmap, encodeReady, decodeReady } from './ready.js'
 export type { Broadcaster, BroadcastHandler } from '../net/broadcast.js'

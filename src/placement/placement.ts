@@ -19,12 +19,18 @@
  * queries list it missing, and the new owners, whose catch-up cannot reach them, stay not ready.
  * It comes back when a holder does, or becomes fresh when an operator removes the holders on
  * purpose (Swim.forceRemove: state 'left' with `removed`), which gives up their data.
+ *
+ * Decommission (issue 13): a member whose meta says `leaving` owns nothing, as a left one, but while
+ * it is alive or suspect it still counts as a live holder of what it announced ready: its
+ * partitions' new owners catch up from it (it is their read replica until they are ready, and a
+ * write replica beside them), exactly as when a join moves ownership, and it releases each
+ * partition once its owners are ready. Then it leaves membership having handed everything off.
  */
 import type { MemberEvent, MemberInfo, MemberMeta, PreviousLife } from '../membership/index.js'
 import type { Clock, Logger, PeerAddress, PeerId, Timer } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import { partitionKey, partitionOfId, rendezvous } from './hash.js'
-import { READY_META_KEY, RETURNING_META_KEY, decodeReady, encodeReady } from './ready.js'
+import { LEAVING_META_KEY, READY_META_KEY, RETURNING_META_KEY, decodeReady, encodeReady } from './ready.js'
 import type { PartitionPlacement, Placement, SelfSource, SpaceCatalog } from './types.js'
 
 /** What placement reads from membership (Swim implements it). */
@@ -103,6 +109,15 @@ export class PlacementService implements Placement {
    * left without being removed), sorted: where a partition's data is when no live member holds it.
    */
   private gone: PeerId[] = []
+  /**
+   * Members that own nothing because they are decommissioning (meta `leaving`), alive or suspect,
+   * this peer too when it is: their readiness counts like a live member's. Sorted.
+   */
+  private leaving: PeerId[] = []
+  /** live and leaving together, sorted: the members whose ready partitions are live holders. */
+  private holderCandidates: PeerId[] = []
+  /** Whether this peer is decommissioning (setLeaving); announced in its meta as `leaving`. */
+  private localLeaving = false
   private liveKey = ''
   private viewDirty = true
   private readonly readiness = new Map<PeerId, PeerReadiness>()
@@ -196,7 +211,7 @@ export class PlacementService implements Placement {
     const owners = this.ownersOf(space, partition)
     const ownerSet = new Set(owners)
     const holders: PeerId[] = []
-    for (const id of this.live) if (this.readySet(id, space.uid).has(partition)) holders.push(id)
+    for (const id of this.holderCandidates) if (this.readySet(id, space.uid).has(partition)) holders.push(id)
     // No live holder: the data is on members that own nothing any more (or nowhere).
     const goneHolders: PeerId[] = []
     if (holders.length === 0) for (const id of this.gone) if (this.readySet(id, space.uid).has(partition)) goneHolders.push(id)
@@ -268,6 +283,25 @@ export class PlacementService implements Placement {
     this.listeners.add(listener)
     return () => { this.listeners.delete(listener) }
   }
+
+  /**
+   * Starts (or, with false, cancels) this peer's decommission: from now on it owns nothing, so
+   * placement without it decides each partition's owners, here at once and on every other peer
+   * once its meta (`leaving`) arrives; what it holds ready still counts, so the new owners catch
+   * up from it. Replication hands each partition off (Replicator.handOff) before the peer leaves.
+   */
+  setLeaving (leaving: boolean): void {
+    if (this.localLeaving === leaving) return
+    this.localLeaving = leaving
+    this.viewDirty = true
+    this.ownersCache.clear()
+    this.placementCache.clear()
+    this.scheduleMeta()
+    this.notify()
+  }
+
+  /** Whether this peer is decommissioning (setLeaving). */
+  isLeaving (): boolean { return this.localLeaving }
 
   /**
    * Replication holds undamaged data of this partition from before this process started. If this
@@ -345,7 +379,7 @@ export class PlacementService implements Placement {
   partitionsOnlyOn (peerId: PeerId): Array<{ space: SpaceDef, partition: number }> {
     this.refresh()
     const out: Array<{ space: SpaceDef, partition: number }> = []
-    const others = [...this.live, ...this.gone].filter(id => id !== peerId)
+    const others = [...this.holderCandidates, ...this.gone].filter(id => id !== peerId)
     for (const space of this.catalog.list()) {
       const mine = this.readySet(peerId, space.uid)
       if (mine.size === 0) continue
@@ -355,6 +389,12 @@ export class PlacementService implements Placement {
       }
     }
     return out
+  }
+
+  /** The members decommissioning (meta `leaving`) and still up, this peer too when it is: they own nothing, their ready partitions still count. Sorted. */
+  leavingMembers (): PeerId[] {
+    this.refresh()
+    return this.leaving.slice()
   }
 
   /** The partitions of `space` that `peerId` has announced ready (this peer: marked ready). */
@@ -395,6 +435,7 @@ export class PlacementService implements Placement {
     this.viewDirty = false
     const live: PeerId[] = []
     const gone: PeerId[] = []
+    const leaving: PeerId[] = []
     const seen = new Set<PeerId>()
     const now = this.clock.now()
     const majority = this.isMajority()
@@ -418,21 +459,34 @@ export class PlacementService implements Placement {
           }
         }
       }
-      // A member that left gracefully handed nothing off (decommission is not built yet): it owns
-      // nothing, but what it announced still counts, as for a long-dead member.
-      let owns = m.state !== 'left'
-      if (m.state === 'dead') {
+      // A decommissioning member owns nothing; while it is up its ready partitions still count as
+      // live copies (its new owners catch up from it). This peer counts itself as one until it
+      // stops, even once it has broadcast its leave: it must never take what it holds for fresh.
+      const isSelf = m.id === this.localPeerId
+      const decommissioning = isSelf ? this.localLeaving : m.meta[LEAVING_META_KEY] === true
+      if (decommissioning && (isSelf || m.state === 'alive' || m.state === 'suspect')) {
+        leaving.push(m.id)
+        continue
+      }
+      // A member that left gracefully handed off what it held (decommission) or did not (a leave
+      // cut short, an older peer): it owns nothing, but what it still announced counts, as for a
+      // long-dead member, when no live member holds the partition.
+      let owns = m.state !== 'left' && !decommissioning
+      if (m.state === 'dead' && owns) {
         const expiresAt = m.stateChangedAt + this.deadOwnerTimeoutMs
         if (majority && now >= expiresAt) owns = false
         else nextExpiry = Math.min(nextExpiry, expiresAt)
       }
       if (owns) live.push(m.id)
-      else if (m.id !== this.localPeerId) gone.push(m.id)
+      else if (!isSelf) gone.push(m.id)
     }
     for (const id of this.readiness.keys()) if (!seen.has(id)) { this.readiness.delete(id); this.everReady.delete(id) }
     gone.sort()
     this.gone = gone
     live.sort()
+    leaving.sort()
+    this.leaving = leaving
+    this.holderCandidates = leaving.length === 0 ? live : [...live, ...leaving].sort()
     const liveKey = live.join('\n')
     if (liveKey !== this.liveKey) {
       this.liveKey = liveKey
@@ -479,15 +533,20 @@ export class PlacementService implements Placement {
 
   /** Writes this peer's readiness into its membership meta (keeping the other keys). */
   private publishMeta (): void {
-    const current = this.membership.localMember().meta
+    const self = this.membership.localMember()
+    // After its leave, a new meta would go out as `alive` with a higher incarnation and undo it.
+    if (self.state === 'left') return
+    const current = self.meta
     const ready = encodeReady(this.localReady)
     const back = encodeReady(this.localReturning)
     if (JSON.stringify(current[READY_META_KEY] ?? {}) === JSON.stringify(ready) &&
-        JSON.stringify(current[RETURNING_META_KEY] ?? {}) === JSON.stringify(back)) return
+        JSON.stringify(current[RETURNING_META_KEY] ?? {}) === JSON.stringify(back) &&
+        (current[LEAVING_META_KEY] === true) === this.localLeaving) return
     const meta: MemberMeta = {}
-    for (const k of Object.keys(current)) if (k !== READY_META_KEY && k !== RETURNING_META_KEY) meta[k] = current[k]
+    for (const k of Object.keys(current)) if (k !== READY_META_KEY && k !== RETURNING_META_KEY && k !== LEAVING_META_KEY) meta[k] = current[k]
     if (Object.keys(ready).length > 0) meta[READY_META_KEY] = ready
     if (Object.keys(back).length > 0) meta[RETURNING_META_KEY] = back
+    if (this.localLeaving) meta[LEAVING_META_KEY] = true
     const size = Buffer.byteLength(JSON.stringify(meta))
     if (size > this.metaWarnBytes) this.log.warn({ bytes: size, limit: this.metaWarnBytes }, 'membership meta is large (readiness of many spaces); it may soon exceed the membership limit')
     this.lastMetaAt = this.clock.now()

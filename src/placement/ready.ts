@@ -13,6 +13,13 @@ export const READY_META_KEY = 'ready'
  * PlacementService.selfAsSource).
  */
 export const RETURNING_META_KEY = 'back'
+/**
+ * `meta.leaving = true`: the peer is decommissioning (issue 13). It owns nothing from then on, so
+ * its partitions' next owners catch up from it, but it still holds what it announced ready and
+ * serves it (a read replica, and a write replica while the new owners are not ready) until it
+ * leaves membership.
+ */
+export const LEAVING_META_KEY = 'leaving'
 const MAX_HEX_CHARS = 256 // 1,024 partitions
 const MAX_UID_CHARS = 128
 const MAX_SPACES_PER_PEER = 4096

@@ -76,4 +76,9 @@ export interface Placement {
   markReturning?(space: SpaceDef, partition: number): void
   /** Whether this peer's own (returning) copy may count as a catch-up source, and on what terms. */
   selfAsSource?(space: SpaceDef, partition: number): SelfSource | undefined
+  /**
+   * Starts (true) or cancels (false) this peer's decommission: it owns nothing from then on, while
+   * what it holds ready still counts, so its partitions' next owners catch up from it.
+   */
+  setLeaving?(leaving: boolean): void
 }

@@ -36,7 +36,8 @@
  * replica.ts, ownership.ts and anti-entropy.ts are one job each; context.ts is what they share
  * (views of other layers, lifecycle, counters), local-replicas.ts this peer's replicas and which
  * are ready, options.ts the options, wire.ts the messages, errors.ts the errors; on-demand.ts is
- * anti-entropy run now for `shoal repair` (Replicator.repairNow).
+ * anti-entropy run now for `shoal repair` (Replicator.repairNow); decommission.ts hands this peer's
+ * partitions to their next owners before it leaves (Replicator.handOff, finishHandOff).
  */
 export { Replicator } from './replicator.js'
 export type { ReplicatorDeps, ReplicationStats } from './replicator.js'
@@ -45,6 +46,7 @@ export type { ReplicatorOptions } from './options.js'
 export type { StoreProvider, ReachabilityView, MembershipEvents } from './context.js'
 export type { WriteOptions, WriteResult } from './write.js'
 export type { RepairReport, RepairRequest, RepairFailure } from './on-demand.js'
+export type { HandOffEvent, HandOffOptions, HandOffReport, FinalSyncReport, NotHandedOff, PendingPartition } from './decommission.js'
 export { MAX_REPORTED_FAILURES } from './on-demand.js'
 export type { ReadOptions, ReadResult } from './read.js'
 export { PartitionUnavailableError, WriteIncompleteError, ReadIncompleteError, InvalidRowsError, ReplicaRequestError, NotSyncedError } from './errors.js'

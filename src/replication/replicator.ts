@@ -12,6 +12,8 @@ import type { Clock, Logger, Random, Transport } from '../runtime/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
 import { isSegmentCorruption, type PartitionStore, type VersionedRecord } from '../storage/index.js'
 import { AntiEntropy } from './anti-entropy.js'
+import { Decommission } from './decommission.js'
+import type { FinalSyncReport, HandOffOptions, HandOffReport } from './decommission.js'
 import { keyOf, Lifecycle, newCounters } from './context.js'
 import type { MembershipEvents, ReachabilityView, ReplicationContext, StoreProvider } from './context.js'
 import type { HintLog, HintLogLoad } from './hint-log.js'
@@ -82,6 +84,7 @@ export class Replicator {
   private readonly replica: ReplicaHandlers
   private readonly ownership: Ownership
   private readonly antiEntropy: AntiEntropy
+  private readonly decommission: Decommission
 
   private started = false
   private readonly unsubscribers: Array<() => void> = []
@@ -119,6 +122,7 @@ export class Replicator {
     this.ownership = new Ownership({ ...ctx, antiEntropy: this.antiEntropy })
     // A replica found stale (repair.ts) leaves service and is rebuilt (ownership decides how).
     ctx.replicas.onStale(key => { this.ownership.replicaStale(key) })
+    this.decommission = new Decommission({ ...ctx, antiEntropy: this.antiEntropy, replica: this.replica, reconcile: () => { this.ownership.scheduleReconcile() } })
   }
 
   // ------------------------------------------------------------------------------ lifecycle
@@ -253,6 +257,27 @@ export class Replicator {
   async antiEntropyRound (space: SpaceDef, partition: number): Promise<boolean> {
     return await this.antiEntropy.round(space, partition)
   }
+
+  // ------------------------------------------------------------------------------ decommission
+
+  /**
+   * The first half of a decommission (decommission.ts): this peer stops owning, its partitions'
+   * next owners catch up from it, and it waits (at most opts.timeoutMs) until each is ready on
+   * them and pushed to them. The peer then leaves membership and calls finishHandOff, or gives
+   * up with cancelHandOff.
+   */
+  async handOff (opts: HandOffOptions): Promise<HandOffReport> {
+    if (!this.started) throw new Error('replication is not running')
+    return await this.decommission.handOff(opts)
+  }
+
+  /** The second half, once the leave is broadcast: no more writes here, and a last push to the owners. */
+  async finishHandOff (opts: { timeoutMs: number }): Promise<FinalSyncReport> {
+    return await this.decommission.finish(opts)
+  }
+
+  /** Gives a decommission up before the leave: this peer owns partitions again. */
+  cancelHandOff (): void { this.decommission.cancel() }
 
   /**
    * Anti-entropy now (`shoal repair`): this peer's ready replicas of the spaces asked for synced
