@@ -15,6 +15,7 @@
  * Not part of `npm run bench`. Each figure is the best of a few runs (see timeIt).
  */
 import '../../src/polyfill/index.js'
+import { nodeFileSystem } from '../../src/runtime/index.js'
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -82,7 +83,7 @@ async function main (): Promise<void> {
     const write = await cpuOf(4, async () => await writeSegmentFiles(dir, ++id, schema, recs))
     const meta: SegmentFileMeta = write.last
     const oldPath = join(dir, 'old.arrow')
-    const oldWrite = await cpuOf(4, async () => { const b = encodeSegment(schema, recs); await writeFileDurable(oldPath, b); return b.length })
+    const oldWrite = await cpuOf(4, async () => { const b = encodeSegment(schema, recs); await writeFileDurable(nodeFileSystem, oldPath, b); return b.length })
     console.log(`rows ${rows}: .arrow ${(meta.bytes / 2 ** 20).toFixed(1)} MiB in ${meta.batches} batches, .idx ${(meta.indexBytes / 2 ** 10).toFixed(1)} KiB; old file ${(oldWrite.last / 2 ** 20).toFixed(1)} MiB`)
     // The parts of the write that are the key index's (key-index.ts), timed alone on the same ids.
     const ids = recs.map(r => r.id)

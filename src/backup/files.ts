@@ -8,7 +8,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { fsyncDir } from '../storage/fsutil.js'
+import { fsyncDir } from '../runtime/index.js'
 import { BackupCorruptError } from './errors.js'
 import { MANIFEST_FILE, parseManifest, type BackupManifest, type ManifestFile } from './format.js'
 

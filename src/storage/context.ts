@@ -5,7 +5,7 @@
  * manifest). Each part declares, by Pick, the slice it uses, so its dependencies show in its type
  * and a test could hand it just those (as src/replication/context.ts does for the replicator).
  */
-import { Histogram, type Clock, type Logger } from '../runtime/index.js'
+import { Histogram, type Clock, type FileSystem, type Logger } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { BlockCache } from './block-cache.js'
 import type { CompactionSlots } from './compaction-slots.js'
@@ -58,6 +58,8 @@ export function newStorageIoStats (): StorageIoStats {
 export interface PartitionDeps {
   clock: Clock
   log: Logger
+  /** Where the files live: node:fs for a real peer (the default), a simulated disk in tests. */
+  fs?: FileSystem
   /** The peer's bound on open files; a store opened without one gets a pool of its own. */
   files?: FilePool
   /** The peer's cache of segment blocks; a store opened without one gets a small one of its own. */
@@ -108,6 +110,7 @@ export interface PartitionContext {
   readonly space: () => SpaceDef
   readonly clock: Clock
   readonly log: Logger
+  readonly fs: FileSystem
   readonly files: FilePool
   readonly compactions: CompactionSlots
   readonly io: StorageIoStats

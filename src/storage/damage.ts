@@ -17,12 +17,10 @@
  * loss. Reports outlive restarts (the damaged WAL file itself is gone once its good records are
  * in a segment; a rebuilt replica's files are elsewhere).
  */
-import { existsSync } from 'node:fs'
-import { copyFile, mkdir, open, readdir, readFile, rename } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import type { Clock, Logger } from '../runtime/index.js'
+import type { Clock, FileSystem, Logger } from '../runtime/index.js'
 import type { FilePool } from './files.js'
-import { fsyncDir, writeFileAtomic } from './fsutil.js'
+import { readTextFile, writeFileAtomic } from './fsutil.js'
 import { KeyIndexCorruptError } from './key-index.js'
 import { SegmentCorruptError } from './segment.js'
 import type { WalBadRegion, WalReadResult } from './wal.js'
@@ -154,13 +152,13 @@ export class DamageLog {
   /** The writes of new segment reports, one after another. */
   private saving: Promise<void> = Promise.resolve()
 
-  constructor (private readonly files: FilePool, private readonly clock: Clock, private readonly log: Logger) {}
+  constructor (private readonly fs: FileSystem, private readonly files: FilePool, private readonly clock: Clock, private readonly log: Logger) {}
 
   /** Takes up a report found on disk at recovery (an unreadable one still says "damaged"). */
   async load (path: string): Promise<void> {
     let d: DamageReport | undefined
     try {
-      d = parseReport(await this.files.run(async () => await readFile(path, 'utf8')), path)
+      d = parseReport(await this.files.run(async () => await readTextFile(this.fs, path)), path)
       if (d === undefined) throw new Error('not a damage report')
     } catch (err) {
       // Unreadable, it still says this partition was damaged once: keep saying so.
@@ -182,8 +180,8 @@ export class DamageLog {
   async found (path: string, r: WalReadResult): Promise<number> {
     const copy = path + CORRUPT_COPY_SUFFIX
     await this.files.run(async () => {
-      await copyFile(path, copy)
-      const fh = await open(copy, 'r+')
+      await this.fs.copyFile(path, copy)
+      const fh = await this.fs.open(copy, 'r+')
       try { await fh.sync() } finally { await fh.close() }
     })
     const corruptBytes = r.corrupt.reduce((n, c) => n + c.bytes, 0)
@@ -246,12 +244,12 @@ export class DamageLog {
   }
 
   private async save (d: DamageReport): Promise<void> {
-    await this.files.run(async () => { await writeFileAtomic(d.report, Buffer.from(JSON.stringify(d, null, 2) + '\n')) })
+    await this.files.run(async () => { await writeFileAtomic(this.fs, d.report, Buffer.from(JSON.stringify(d, null, 2) + '\n')) })
   }
 
   /** The reports whose file is still there (an operator clears one by deleting it), as copies. */
   list (): DamageReport[] {
-    this.damaged = this.damaged.filter(d => this.unsaved.has(d) || existsSync(d.report))
+    this.damaged = this.damaged.filter(d => this.unsaved.has(d) || this.fs.existsSync(d.report))
     return this.damaged.map(d => d.kind === 'wal' ? { ...d, regions: d.regions.map(r => ({ ...r })) } : { ...d })
   }
 
@@ -279,20 +277,13 @@ export class DamageLog {
 }
 
 /** The damage reports in a partition directory (those unreadable as reports are left out, logged). */
-export async function readDamageReports (dir: string, log: Logger): Promise<DamageReport[]> {
+export async function readDamageReports (fs: FileSystem, dir: string, log: Logger): Promise<DamageReport[]> {
   const out: DamageReport[] = []
-  let names: string[]
-  try {
-    names = await readdir(dir)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out
-    throw err
-  }
-  for (const name of names.sort()) {
+  for (const name of (await fs.readdir(dir)).sort()) {
     if (!name.endsWith(DAMAGE_REPORT_SUFFIX)) continue
     const path = join(dir, name)
     try {
-      const d = parseReport(await readFile(path, 'utf8'), path)
+      const d = parseReport(await readTextFile(fs, path), path)
       if (d !== undefined) out.push(d)
     } catch (err) {
       log.warn({ path, err }, 'damage report unreadable')
@@ -309,11 +300,11 @@ export async function readDamageReports (dir: string, log: Logger): Promise<Dama
  * (`movedTo`), and is named after it in the fresh directory (`<aside name>-<report name>`, which
  * no segment or WAL file of the fresh replica can be named). Returns the reports carried.
  */
-export async function moveAside (dir: string, aside: string, log: Logger): Promise<DamageReport[]> {
-  const reports = (await readDamageReports(dir, log)).filter(d => !d.repaired)
-  await rename(dir, aside)
-  await fsyncDir(dirname(dir))
-  await mkdir(dir, { recursive: true })
+export async function moveAside (fs: FileSystem, dir: string, aside: string, log: Logger): Promise<DamageReport[]> {
+  const reports = (await readDamageReports(fs, dir, log)).filter(d => !d.repaired)
+  await fs.rename(dir, aside)
+  await fs.syncDir(dirname(dir))
+  await fs.mkdir(dir)
   const here = (p: string): string => dirname(p) === dir ? join(aside, basename(p)) : p
   const carried: DamageReport[] = []
   for (const d of reports) {
@@ -324,9 +315,11 @@ export async function moveAside (dir: string, aside: string, log: Logger): Promi
       : d.kind === 'wal'
         ? { ...d, file: here(d.file), copy: here(d.copy), movedTo: aside, report: join(dir, name) }
         : { ...d, file: here(d.file), movedTo: aside, report: join(dir, name) }
-    await writeFileAtomic(moved.report, Buffer.from(JSON.stringify(moved, null, 2) + '\n'))
+    await writeFileAtomic(fs, moved.report, Buffer.from(JSON.stringify(moved, null, 2) + '\n'))
     carried.push(moved)
   }
-  await fsyncDir(dir)
+  await fs.syncDir(dir)
+  // The fresh directory's own entry in its parent (a power cut must not lose it with what it carries).
+  await fs.syncDir(dirname(dir))
   return carried
 }

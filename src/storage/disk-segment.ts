@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import type { BatchLease, ColumnVector, ValueType } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
 import { newRow, type Row, type SpaceSchema } from '../schema/index.js'
+import type { FileSystem } from '../runtime/index.js'
 import type { BlockCache } from './block-cache.js'
 import type { FilePool } from './files.js'
 import { DELETED_COLUMN } from './segment.js'
@@ -21,6 +22,7 @@ import { SegmentFile, type SegmentFileMeta } from './segment-file.js'
 import type { VersionedRecord } from './types.js'
 
 export interface DiskSegmentDeps {
+  fs: FileSystem
   files: FilePool
   cache: BlockCache
 }
@@ -200,7 +202,7 @@ export class DiskSegment {
       this.retired = async () => {
         try {
           await this.close()
-          await this.deps.files.run(async () => { await removeFiles(this.dir, [join(this.dir, this.meta.file), join(this.dir, this.meta.index)]) })
+          await this.deps.files.run(async () => { await removeFiles(this.deps.fs, this.dir, [join(this.dir, this.meta.file), join(this.dir, this.meta.index)]) })
           resolve()
         } catch (err) {
           reject(err)

@@ -2,9 +2,9 @@
  * StorageEngine: the partitions of every space on this peer, under one data directory, with a
  * memtable budget shared between them.
  */
-import { mkdir, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SpaceDef } from '../schema/index.js'
+import { nodeFileSystem, type FileSystem } from '../runtime/index.js'
 import { BlockCache } from './block-cache.js'
 import { CompactionSlots, defaultMaxConcurrentCompactions } from './compaction-slots.js'
 import { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
@@ -50,6 +50,8 @@ export type StoredFailure = StoreFailure & {
 
 export class StorageEngine {
   readonly dataDir: string
+  /** Where the files live (node:fs unless the deps say otherwise: a simulated disk). */
+  readonly fs: FileSystem
   private readonly deps: PartitionDeps
   private readonly partitionOpts: PartitionStoreOptions
   private readonly budgetBytes: number
@@ -77,7 +79,8 @@ export class StorageEngine {
     if (cacheMiB !== undefined && (!Number.isInteger(cacheMiB) || cacheMiB < 1)) throw new RangeError(`storage option cacheMiB must be a positive integer, got ${String(cacheMiB)}`)
     this.cache = new BlockCache((cacheMiB ?? 64) * 1048576)
     this.compactions = new CompactionSlots(maxConcurrentCompactions ?? defaultMaxConcurrentCompactions())
-    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), files: this.files, cache: this.cache, compactions: this.compactions, io: this.io }
+    this.fs = deps.fs ?? nodeFileSystem
+    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), fs: this.fs, files: this.files, cache: this.cache, compactions: this.compactions, io: this.io }
     resolvePartitionOptions(partitionOpts) // fail fast on a bad option
     this.dataDir = dataDir
     this.partitionOpts = partitionOpts
@@ -130,7 +133,7 @@ export class StorageEngine {
       const key = `${space.uid}\u0000${partition}`
       const c = segmentCorruption(err)
       if (c !== undefined) {
-        const reports = await readDamageReports(dir, this.deps.log).catch(() => [])
+        const reports = await readDamageReports(this.fs, dir, this.deps.log).catch(() => [])
         this.openFailures.set(key, { space, partition, error: c.error, reports })
       } else if (isDiskFault(err)) {
         this.openFaults.set(key, { space, partition, failure: describeFailure(err, 'open', this.deps.clock.wallNow(), dir), error: err })
@@ -179,7 +182,7 @@ export class StorageEngine {
       const dir = this.partitionDir(space.uid, partition)
       const aside = `${dir}.${reason === 'stale' ? 'stale' : 'corrupt'}-${this.deps.clock.wallNow()}`
       const failure = store?.failure()
-      const carried = await this.files.run(async () => await moveAside(dir, aside, this.deps.log))
+      const carried = await this.files.run(async () => await moveAside(this.fs, dir, aside, this.deps.log))
       if (reason === 'stale') {
         this.deps.log.warn({ space: space.name, uid: space.uid, partition, movedTo: aside },
           'partition replica away longer than the tombstone grace moved aside (kept there; nothing is deleted): it may hold rows whose deletes the other replicas have purged; a fresh replica is rebuilt from them')
@@ -215,8 +218,8 @@ export class StorageEngine {
     if (current !== undefined && current.failure() === undefined && !current.isClosed()) return await this.openPartition(space, partition)
     const dir = this.partitionDir(space.uid, partition)
     await this.files.run(async () => {
-      await mkdir(dir, { recursive: true })
-      await probeDisk(dir)
+      await this.fs.mkdir(dir)
+      await probeDisk(this.fs, dir)
     })
     // Replaced meanwhile (a rebuild, another reopen): that one stands.
     if (this.stores.get(key) !== old) return await this.openPartition(space, partition)
@@ -322,7 +325,7 @@ export class StorageEngine {
     }
     for (const key of [...this.openFailures.keys()]) if (key.startsWith(prefix)) this.openFailures.delete(key)
     for (const key of [...this.openFaults.keys()]) if (key.startsWith(prefix)) this.openFaults.delete(key)
-    await removeDir(join(this.dataDir, 'spaces', spaceDirName(uid)))
+    await removeDir(this.fs, join(this.dataDir, 'spaces', spaceDirName(uid)))
   }
 
   /**
@@ -331,17 +334,11 @@ export class StorageEngine {
    */
   async listOnDisk (): Promise<Array<{ uid: string, partition: number }>> {
     const out: Array<{ uid: string, partition: number }> = []
-    let spaces: string[]
-    try {
-      spaces = await readdir(join(this.dataDir, 'spaces'))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out
-      throw err
-    }
+    const spaces = await this.fs.readdir(join(this.dataDir, 'spaces'))
     for (const dir of spaces) {
       let uid: string
       try { uid = decodeURIComponent(dir) } catch { continue }
-      const parts = await readdir(join(this.dataDir, 'spaces', dir)).catch(() => [] as string[])
+      const parts = await this.fs.readdir(join(this.dataDir, 'spaces', dir)).catch(() => [] as string[])
       for (const p of parts) if (/^\d{1,5}$/.test(p)) out.push({ uid, partition: Number(p) })
     }
     return out
@@ -357,7 +354,7 @@ export class StorageEngine {
     this.openFaults.delete(key)
     const store = p === undefined ? undefined : await p.catch(() => undefined)
     await store?.close()
-    await removeDir(this.partitionDir(uid, partition))
+    await removeDir(this.fs, this.partitionDir(uid, partition))
   }
 
   /** Closes every partition: in-flight writes, flushes and compactions finish first. */

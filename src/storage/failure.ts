@@ -11,9 +11,9 @@
  * - `io` (EIO and every other error): the disk may have lost or garbled what it acknowledged, so
  *   the replica is rebuilt from the other replicas, like one holding a damaged segment.
  */
-import { open, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Logger } from '../runtime/index.js'
+import type { FileSystem, Logger } from '../runtime/index.js'
+import { writeAllAt } from './fsutil.js'
 
 /** What was being done when the disk failed. */
 export type FailedOperation = 'write-ahead log' | 'flush' | 'compaction' | 'read' | 'open'
@@ -121,16 +121,14 @@ const PROBE_FILE = 'disk-probe.tmp'
  * and removes it; throws the error it met (ENOSPC while the disk is still full). A removed probe
  * file is left to nobody: the next probe replaces it.
  */
-export async function probeDisk (dir: string): Promise<void> {
+export async function probeDisk (fs: FileSystem, dir: string): Promise<void> {
   const path = join(dir, PROBE_FILE)
-  const fh = await open(path, 'w', 0o600)
+  const fh = await fs.open(path, 'w')
   try {
-    const data = Buffer.alloc(PROBE_BYTES, 0x5a)
-    let off = 0
-    while (off < data.length) off += (await fh.write(data, off, data.length - off, off)).bytesWritten
+    await writeAllAt(fh, Buffer.alloc(PROBE_BYTES, 0x5a), 0)
     await fh.datasync()
   } finally {
     await fh.close().catch(() => {})
-    await rm(path, { force: true }).catch(() => {})
+    await fs.unlink(path).catch(() => {})
   }
 }

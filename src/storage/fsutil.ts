@@ -1,34 +1,55 @@
-/** Durable file operations: every rename and create is followed by an fsync of its directory. */
-import { open, rename, rm } from 'node:fs/promises'
+/**
+ * Durable file operations over the peer's FileSystem (src/runtime/filesystem.ts): every rename and
+ * create is followed by an fsync of its directory.
+ */
 import { dirname } from 'node:path'
-import { fsyncDir } from '../runtime/index.js'
-
-/** Makes a directory's entries (creates, renames, unlinks) durable (one implementation, in runtime). */
-export { fsyncDir }
+import type { FileSystem, OpenFlags, RandomAccessFile } from '../runtime/index.js'
 
 /** Writes a new file and fsyncs it and its directory. */
-export async function writeFileDurable (path: string, data: Uint8Array, syncDir = true): Promise<void> {
-  const fh = await open(path, 'w', 0o600)
+export async function writeFileDurable (fs: FileSystem, path: string, data: Uint8Array, syncDir = true): Promise<void> {
+  const fh = await fs.open(path, 'w')
   try {
-    let off = 0
-    while (off < data.length) off += (await fh.write(data, off, data.length - off, off)).bytesWritten
+    await writeAllAt(fh, data, 0)
     await fh.sync()
   } finally {
     await fh.close()
   }
-  if (syncDir) await fsyncDir(dirname(path))
+  if (syncDir) await fs.syncDir(dirname(path))
 }
 
 /** Replaces `path` atomically: readers see the old or the new content, never a mix. */
-export async function writeFileAtomic (path: string, data: Uint8Array): Promise<void> {
+export async function writeFileAtomic (fs: FileSystem, path: string, data: Uint8Array): Promise<void> {
   const tmp = path + '.tmp'
-  await writeFileDurable(tmp, data, false)
-  await rename(tmp, path)
-  await fsyncDir(dirname(path))
+  await writeFileDurable(fs, tmp, data, false)
+  await fs.rename(tmp, path)
+  await fs.syncDir(dirname(path))
 }
 
-export async function removeFiles (dir: string, paths: readonly string[]): Promise<void> {
+export async function removeFiles (fs: FileSystem, dir: string, paths: readonly string[]): Promise<void> {
   if (paths.length === 0) return
-  for (const p of paths) await rm(p, { force: true })
-  await fsyncDir(dir)
+  for (const p of paths) await fs.unlink(p)
+  await fs.syncDir(dir)
+}
+
+/** Writes all of `data` at `position` (a write may be short: continue where it stopped). */
+export async function writeAllAt (fh: RandomAccessFile, data: Uint8Array, position: number): Promise<void> {
+  let off = 0
+  while (off < data.length) off += (await fh.write(data, off, data.length - off, position + off)).bytesWritten
+}
+
+/** A whole file as text; throws ENOENT (as node's readFile does) when it does not exist. */
+export async function readTextFile (fs: FileSystem, path: string): Promise<string> {
+  const bytes = await fs.readFile(path)
+  if (bytes === undefined) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT', path })
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
+}
+
+/** Runs `fn` on `path` opened with `flags`, closing it after. */
+export async function withOpenFile<T> (fs: FileSystem, path: string, flags: OpenFlags, fn: (fh: RandomAccessFile) => Promise<T>): Promise<T> {
+  const fh = await fs.open(path, flags)
+  try {
+    return await fn(fh)
+  } finally {
+    await fh.close()
+  }
 }

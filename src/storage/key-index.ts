@@ -34,7 +34,7 @@
  *   string decoding): a lookup binary-searches the hashes and compares the one or two candidate
  *   ids' bytes in place.
  */
-import { open as openFile, type FileHandle } from 'node:fs/promises'
+import { nodeFileSystem, type FileSystem } from '../runtime/index.js'
 import { isHlc, type Hlc } from '../hlc/index.js'
 import { BloomFilter } from './bloom.js'
 import { crc32 } from './crc32.js'
@@ -984,8 +984,8 @@ async function readExactly (source: KeyIndexSource, offset: number, length: numb
 const hex = (x: number): string => `0x${(x >>> 0).toString(16).padStart(8, '0')}`
 
 /** A `KeyIndexSource` over a file opened read-only; `close` it when done. */
-export async function openFileSource (path: string): Promise<KeyIndexSource & { close (): Promise<void> }> {
-  const fh: FileHandle = await openFile(path, 'r')
+export async function openFileSource (path: string, fs: FileSystem = nodeFileSystem): Promise<KeyIndexSource & { close (): Promise<void> }> {
+  const fh = await fs.open(path, 'r')
   return {
     path,
     async read (offset: number, length: number): Promise<Uint8Array> {

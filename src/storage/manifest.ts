@@ -5,12 +5,12 @@
  * apply their changes in turn and neither loses the other's. New segment files are written here
  * too, numbered from the manifest's counter.
  */
-import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SpaceSchema } from '../schema/index.js'
 import type { BlockCache } from './block-cache.js'
 import { DiskSegment } from './disk-segment.js'
 import type { FilePool } from './files.js'
+import type { FileSystem } from '../runtime/index.js'
 import { writeFileAtomic, writeFileDurable } from './fsutil.js'
 import { encodeLiveState, liveStateFileName, parseLiveStateFileName, type LiveState } from './live-state.js'
 import type { SegmentMeta } from './segment.js'
@@ -51,18 +51,18 @@ export class SegmentManifest {
   stateSource: (() => LiveState) | undefined
 
   /** `missing`: no manifest file was found (a new partition, or a lost manifest: recovery tells which). */
-  private constructor (private readonly dir: string, private readonly files: FilePool, private readonly cache: BlockCache, manifest: Manifest, readonly missing: boolean) {
+  private constructor (private readonly fs: FileSystem, private readonly dir: string, private readonly files: FilePool, private readonly cache: BlockCache, manifest: Manifest, readonly missing: boolean) {
     this.current = manifest
     this.nextSegmentId = manifest.nextSegment
   }
 
   /** Reads the manifest in `dir`, or starts an empty one when there is none. */
-  static async read (dir: string, files: FilePool, cache: BlockCache): Promise<SegmentManifest> {
+  static async read (fs: FileSystem, dir: string, files: FilePool, cache: BlockCache): Promise<SegmentManifest> {
     const path = join(dir, MANIFEST_FILE)
-    const m = await files.run(async () => await readManifest(path))
+    const m = await files.run(async () => await readManifest(fs, path))
     return m === undefined
-      ? new SegmentManifest(dir, files, cache, { format: 1, walFrom: 0, nextSegment: 1, segments: [] }, true)
-      : new SegmentManifest(dir, files, cache, m, false)
+      ? new SegmentManifest(fs, dir, files, cache, { format: 1, walFrom: 0, nextSegment: 1, segments: [] }, true)
+      : new SegmentManifest(fs, dir, files, cache, m, false)
   }
 
   get walFrom (): number { return this.current.walFrom }
@@ -85,13 +85,13 @@ export class SegmentManifest {
       if (state !== undefined) {
         const bytes = encodeLiveState(state)
         const name = liveStateFileName(this.nextLiveId++)
-        await this.files.run(async () => { await writeFileDurable(join(this.dir, name), bytes, false) })
+        await this.files.run(async () => { await writeFileDurable(this.fs, join(this.dir, name), bytes, false) })
         next.live = name
       }
-      await this.files.run(async () => { await writeFileAtomic(join(this.dir, MANIFEST_FILE), Buffer.from(JSON.stringify(next))) })
+      await this.files.run(async () => { await writeFileAtomic(this.fs, join(this.dir, MANIFEST_FILE), Buffer.from(JSON.stringify(next))) })
       const old = this.current.live
       this.current = next
-      if (old !== undefined && old !== next.live) await this.files.run(async () => { await rm(join(this.dir, old), { force: true }) })
+      if (old !== undefined && old !== next.live) await this.files.run(async () => { await this.fs.unlink(join(this.dir, old)) })
     })
     this.lock = run.catch(() => {})
     return run
@@ -107,9 +107,9 @@ export class SegmentManifest {
   async writeSegment (schema: SpaceSchema, records: readonly VersionedRecord[]): Promise<{ segment: DiskSegment, order: Uint32Array }> {
     const id = this.nextSegmentId++
     let order: Uint32Array | undefined
-    const meta = await writeSegmentFiles(this.dir, id, schema, records, { files: this.files, onOrder: o => { order = o } })
+    const meta = await writeSegmentFiles(this.dir, id, schema, records, { fs: this.fs, files: this.files, onOrder: o => { order = o } })
     if (order === undefined) throw new Error('writeSegmentFiles gave no key order')
-    const segment = await DiskSegment.written(this.dir, meta, { files: this.files, cache: this.cache }, records)
+    const segment = await DiskSegment.written(this.dir, meta, { fs: this.fs, files: this.files, cache: this.cache }, records)
     return { segment, order }
   }
 
@@ -120,7 +120,7 @@ export class SegmentManifest {
    * caller lists the segment with update().
    */
   async writeSegmentStream (schema: SpaceSchema, fill: (w: SegmentFileWriter) => Promise<void>): Promise<DiskSegment | undefined> {
-    const w = await SegmentFileWriter.create(this.dir, this.nextSegmentId++, schema, { files: this.files })
+    const w = await SegmentFileWriter.create(this.dir, this.nextSegmentId++, schema, { fs: this.fs, files: this.files })
     let meta: SegmentFileMeta
     try {
       await fill(w)
@@ -133,26 +133,22 @@ export class SegmentManifest {
       await w.abort()
       throw err
     }
-    const segment = await DiskSegment.open(this.dir, meta, { files: this.files, cache: this.cache })
+    const segment = await DiskSegment.open(this.dir, meta, { fs: this.fs, files: this.files, cache: this.cache })
     segment.oldestTombstone = w.oldestTombstone
     return segment
   }
 
   /** Opens a listed segment of the current format (its index file only; see DiskSegment). */
   async openSegment (meta: SegmentFileMeta): Promise<DiskSegment> {
-    return await DiskSegment.open(this.dir, meta, { files: this.files, cache: this.cache })
+    return await DiskSegment.open(this.dir, meta, { fs: this.fs, files: this.files, cache: this.cache })
   }
 }
 
 /** The manifest at `path`, undefined when there is no such file. */
-async function readManifest (path: string): Promise<Manifest | undefined> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw err
-  }
+async function readManifest (fs: FileSystem, path: string): Promise<Manifest | undefined> {
+  const bytes = await fs.readFile(path)
+  if (bytes === undefined) return undefined
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
   let m: Manifest
   try {
     m = JSON.parse(text) as Manifest

@@ -18,10 +18,10 @@
  * or after `walFrom`. Files opened here take slots of the peer's FilePool (files.ts), so
  * thousands of partitions do not mean thousands of descriptors.
  */
-import { mkdir, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { BatchOptions, ColumnBatch } from '../columnar/index.js'
 import type { SpaceDef } from '../schema/index.js'
+import { nodeFileSystem, type FileSystem } from '../runtime/index.js'
 import { BlockCache } from './block-cache.js'
 import { Compactor, type CompactionResult } from './compaction.js'
 import { CompactionSlots } from './compaction-slots.js'
@@ -82,13 +82,14 @@ export class LocalPartitionStore implements PartitionStore {
     this.dir = dir
     const log = deps.log.child({ space: space.name, uid: space.uid, partition })
     const status = new FailureStatus(log, () => deps.clock.wallNow(), f => { this.failed(f) })
-    this.damaged = new DamageLog(deps.files, deps.clock, log)
+    this.damaged = new DamageLog(deps.fs, deps.files, deps.clock, log)
     const ctx: PartitionContext = {
       dir,
       partition,
       space: () => this.spaceDef,
       clock: deps.clock,
       log,
+      fs: deps.fs,
       files: deps.files,
       compactions: deps.compactions,
       io: deps.io,
@@ -98,13 +99,13 @@ export class LocalPartitionStore implements PartitionStore {
       status,
       index: new LiveIndex(() => this.spaceDef.schema, opts.digestCacheSize),
       memtable: new Memtable(opts),
-      wal: new WalFiles(dir, deps.files, { now: () => deps.clock.now(), synced: ms => { this.counters.walFsyncs++; deps.io.walFsyncSeconds.observe(ms / 1000) } }),
+      wal: new WalFiles(deps.fs, dir, deps.files, { now: () => deps.clock.now(), synced: ms => { this.counters.walFsyncs++; deps.io.walFsyncSeconds.observe(ms / 1000) } }),
       manifest,
       corruption: {
         report: err => { this.noteCorruption(err) },
         unreadable: seg => this.isUnreadable(seg)
       },
-      repair: new RepairLog(dir, deps.files, deps.clock, log)
+      repair: new RepairLog(deps.fs, dir, deps.files, deps.clock, log)
     }
     this.ctx = ctx
     // The compactor's failures are told apart from reads' (a disk fault fails the store as one of a compaction).
@@ -120,13 +121,14 @@ export class LocalPartitionStore implements PartitionStore {
   static async open (deps: PartitionDeps, space: SpaceDef, partition: number, dir: string, options: PartitionStoreOptions = {}, hooks: StoreHooks = {}): Promise<LocalPartitionStore> {
     const opts = resolvePartitionOptions(options)
     const t0 = deps.clock.now()
-    await mkdir(dir, { recursive: true })
+    const fs = deps.fs ?? nodeFileSystem
+    await fs.mkdir(dir)
     const files = deps.files ?? new FilePool()
     const cache = deps.cache ?? new BlockCache(OWN_CACHE_BYTES)
-    const manifest = await SegmentManifest.read(dir, files, cache)
+    const manifest = await SegmentManifest.read(fs, dir, files, cache)
     const compactions = deps.compactions ?? new CompactionSlots(1)
     const io = deps.io ?? newStorageIoStats()
-    const store = new LocalPartitionStore({ ...deps, files, cache, compactions, io }, space, partition, dir, opts, hooks, manifest)
+    const store = new LocalPartitionStore({ ...deps, fs, files, cache, compactions, io }, space, partition, dir, opts, hooks, manifest)
     manifest.stateSource = () => store.ctx.index.savedState()
     try {
       store.recovery = await recover({ ...store.ctx, damage: store.damaged, rotate: async () => { await store.flusher.rotate() } }, t0)
@@ -400,12 +402,6 @@ export class LocalPartitionStore implements PartitionStore {
 }
 
 /** Removes a partition directory entirely (dropSpace). */
-export async function removeDir (dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true })
-}
-
-export async function dirBytes (dir: string): Promise<number> {
-  let total = 0
-  for (const name of await readdir(dir)) total += (await stat(join(dir, name))).size
-  return total
+export async function removeDir (fs: FileSystem, dir: string): Promise<void> {
+  await fs.removeTree(dir)
 }

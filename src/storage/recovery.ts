@@ -6,12 +6,11 @@
  * manifest, a manifest's tmp, WAL files before `walFrom`) are deleted; a torn WAL tail is cut;
  * a damaged WAL file is reported (damage.ts) and its good records flushed to a segment at once.
  */
-import { open, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32 } from './crc32.js'
 import type { PartitionContext } from './context.js'
 import { DAMAGE_REPORT_SUFFIX, type DamageLog } from './damage.js'
-import { fsyncDir, removeFiles } from './fsutil.js'
+import { removeFiles } from './fsutil.js'
 import { decodeLiveState, parseLiveStateFileName } from './live-state.js'
 import { MANIFEST_FILE, isSegmentFile } from './manifest.js'
 import { Segment, SegmentCorruptError, segmentFileName, type SegmentMeta } from './segment.js'
@@ -41,7 +40,7 @@ export interface RecoveryStats {
   ms: number
 }
 
-export type RecoveryContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'files' | 'opts' | 'index' | 'memtable' | 'wal' | 'manifest'> & {
+export type RecoveryContext = Pick<PartitionContext, 'dir' | 'space' | 'clock' | 'log' | 'fs' | 'files' | 'opts' | 'index' | 'memtable' | 'wal' | 'manifest'> & {
   damage: DamageLog
   /** Flushes and retires every WAL file before a new one (the flusher's rotate). */
   rotate: () => Promise<void>
@@ -57,7 +56,7 @@ export async function recover (ctx: RecoveryContext, t0: number): Promise<Recove
   const newDamage = await replayWal(ctx, walSeqs, stats)
   const seq = Math.max(ctx.manifest.walFrom, (walSeqs[walSeqs.length - 1] ?? 0) + 1)
   await ctx.wal.start(seq, walSeqs)
-  await ctx.files.run(async () => { await fsyncDir(ctx.dir) })
+  await ctx.files.run(async () => { await ctx.fs.syncDir(ctx.dir) })
   if (newDamage) {
     // The recovered records go to a segment now, and the damaged files away: read again, they
     // would be reported again (and a later write must not land behind a bad frame).
@@ -75,7 +74,7 @@ export async function recover (ctx: RecoveryContext, t0: number): Promise<Recove
  */
 async function sweepDirectory (ctx: RecoveryContext, stats: RecoveryStats): Promise<number[]> {
   const { dir, manifest } = ctx
-  const names = await readdir(dir)
+  const names = await ctx.fs.readdir(dir)
   const listed = new Set(manifest.segments.flatMap(s => isSegmentFile(s) ? [s.file, s.index] : [s.file]))
   const stray: string[] = []
   let maxSegmentOnDisk = 0
@@ -105,7 +104,7 @@ async function sweepDirectory (ctx: RecoveryContext, stats: RecoveryStats): Prom
     throw new Error(`partition directory ${dir} holds segment files but no ${MANIFEST_FILE}; refusing to open (it would discard them)`)
   }
   if (stats.orphanSegments > 0) ctx.log.info({ files: stray.filter(p => p.endsWith('.arrow')) }, 'deleting segment files not in the manifest (a flush or compaction cut short)')
-  await ctx.files.run(async () => { await removeFiles(dir, stray) })
+  await ctx.files.run(async () => { await removeFiles(ctx.fs, dir, stray) })
   manifest.nextSegmentId = Math.max(manifest.nextSegmentId, maxSegmentOnDisk + 1)
   return walSeqs
 }
@@ -126,12 +125,12 @@ async function migrateSegments (ctx: RecoveryContext, stats: RecoveryStats): Pro
     const schema = ctx.space().schema
     const records: VersionedRecord[] = []
     for (let row = 0; row < seg.rows; row++) records.push(seg.record(row, schema))
-    replaced.set(meta.id, await writeSegmentFiles(ctx.dir, manifest.nextSegmentId++, schema, records, { files: ctx.files }))
+    replaced.set(meta.id, await writeSegmentFiles(ctx.dir, manifest.nextSegmentId++, schema, records, { fs: ctx.fs, files: ctx.files }))
     stats.segmentsMigrated++
   }
   // No saved state with it: the segments are not loaded yet (loadSegments rebuilds and saves it).
   await manifest.update(m => ({ ...m, nextSegment: manifest.nextSegmentId, segments: m.segments.map(x => replaced.get(x.id) ?? x) }), false)
-  await ctx.files.run(async () => { await removeFiles(ctx.dir, old.map(m => join(ctx.dir, m.file))) })
+  await ctx.files.run(async () => { await removeFiles(ctx.fs, ctx.dir, old.map(m => join(ctx.dir, m.file))) })
   ctx.log.info({ segments: old.length }, 'segments of the first format rewritten in the disk-resident format')
 }
 
@@ -140,7 +139,9 @@ async function readFirstFormat (ctx: RecoveryContext, meta: SegmentMeta): Promis
   const path = join(ctx.dir, meta.file)
   let bytes: Buffer
   try {
-    bytes = await ctx.files.run(async () => await readFile(path))
+    const read = await ctx.files.run(async () => await ctx.fs.readFile(path))
+    if (read === undefined) throw new Error('the file is missing')
+    bytes = Buffer.from(read.buffer, read.byteOffset, read.byteLength)
   } catch (err) {
     throw new SegmentCorruptError(path, `listed in the manifest but unreadable: ${(err as Error).message}`, { cause: err })
   }
@@ -176,7 +177,9 @@ async function loadSegments (ctx: RecoveryContext, stats: RecoveryStats): Promis
   if (saved !== undefined) {
     const path = join(ctx.dir, saved)
     try {
-      const state = decodeLiveState(await ctx.files.run(async () => await readFile(path)), path)
+      const bytes = await ctx.files.run(async () => await ctx.fs.readFile(path))
+      if (bytes === undefined) throw new Error('the file is missing')
+      const state = decodeLiveState(bytes, path)
       if (index.restore(state)) return
       ctx.log.warn({ file: path }, 'the saved live state does not describe the manifest\'s segments; rebuilding it from their keys')
     } catch (err) {
@@ -213,7 +216,7 @@ async function replayWal (ctx: RecoveryContext, walSeqs: readonly number[], stat
   let newDamage = false
   for (const seq of walSeqs) {
     const path = join(ctx.dir, walFileName(seq))
-    const r = await ctx.files.run(async () => await readWalFile(path, { chunkBytes: ctx.opts.walReadChunkBytes, maxFrameBytes: ctx.opts.maxFrameBytes }))
+    const r = await ctx.files.run(async () => await readWalFile(ctx.fs, path, { chunkBytes: ctx.opts.walReadChunkBytes, maxFrameBytes: ctx.opts.maxFrameBytes }))
     stats.walFiles++
     stats.walRecords += r.records.length
     stats.walBytes += r.goodBytes
@@ -226,7 +229,7 @@ async function replayWal (ctx: RecoveryContext, walSeqs: readonly number[], stat
       logWalTorn(ctx.log, path, r)
       stats.bytesTruncated += r.fileBytes - r.goodBytes
       await ctx.files.run(async () => {
-        const fh = await open(path, 'r+')
+        const fh = await ctx.fs.open(path, 'r+')
         try {
           await fh.truncate(r.goodBytes)
           await fh.sync()

@@ -17,12 +17,11 @@
  *
  * Storage keeps the record and purges by it; replication decides what goes in it.
  */
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { makeHlc, type Hlc } from '../hlc/index.js'
-import type { Clock, Logger } from '../runtime/index.js'
+import type { Clock, FileSystem, Logger } from '../runtime/index.js'
 import type { FilePool } from './files.js'
-import { writeFileAtomic } from './fsutil.js'
+import { readTextFile, writeFileAtomic } from './fsutil.js'
 
 export const REPAIR_FILE = 'REPAIR'
 
@@ -77,7 +76,7 @@ export class RepairLog {
   private current: RepairRecord = { since: 0, repairedTo: 0, synced: {} }
   private writing: Promise<void> = Promise.resolve()
 
-  constructor (private readonly dir: string, private readonly files: FilePool, private readonly clock: Clock, private readonly log: Logger) {}
+  constructor (private readonly fs: FileSystem, private readonly dir: string, private readonly files: FilePool, private readonly clock: Clock, private readonly log: Logger) {}
 
   get record (): RepairRecord { return this.current }
 
@@ -91,7 +90,7 @@ export class RepairLog {
     const path = join(this.dir, REPAIR_FILE)
     let text: string | undefined
     try {
-      text = await this.files.run(async () => await readFile(path, 'utf8'))
+      text = await this.files.run(async () => await readTextFile(this.fs, path))
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     }
@@ -135,7 +134,7 @@ export class RepairLog {
   private async save (): Promise<void> {
     const run = this.writing.then(async () => {
       const file: RepairFile = { format: 1, ...this.current }
-      await this.files.run(async () => { await writeFileAtomic(join(this.dir, REPAIR_FILE), Buffer.from(JSON.stringify(file))) })
+      await this.files.run(async () => { await writeFileAtomic(this.fs, join(this.dir, REPAIR_FILE), Buffer.from(JSON.stringify(file))) })
     })
     this.writing = run.catch(() => {})
     await run

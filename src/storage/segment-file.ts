@@ -14,8 +14,6 @@
  * decodes it with segment.ts's decoders into the columnar form in shared memory and keeps it in
  * the peer's block cache.
  */
-import { readSync } from 'node:fs'
-import { open, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Bool, Field, Float32, Float64, Message, MetadataVersion, RecordBatch, Schema, Struct, Utf8, makeData, makeVector, type Data, type Vector } from 'apache-arrow'
 import { MAGIC } from 'apache-arrow/ipc/message'
@@ -27,7 +25,8 @@ import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, t
 import { columnVectorBytes, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
-import { fsyncDir } from './fsutil.js'
+import { nodeFileSystem, type FileSystem, type OpenFlags, type RandomAccessFile } from '../runtime/index.js'
+import { writeAllAt as writeAt } from './fsutil.js'
 import {
   compareUtf16Order, encodeKeyIndex, encodeKeyIndexYielding, KeyIndex, KeyIndexCorruptError, keyHashesUtf8, keyIndexColumns, keyOrder, type KeyIndexChunk, type KeyIndexSource
 } from './key-index.js'
@@ -64,6 +63,8 @@ export interface SegmentFileMeta extends SegmentMeta {
 export interface WriteSegmentOptions {
   /** Most rows in one record batch, 1 to 2^31 - 1. Default 65,536. */
   batchRows?: number
+  /** Where the files go (node:fs by default). */
+  fs?: FileSystem
   /** When given, each file open for the write takes a slot of it. */
   files?: FilePool
   /**
@@ -154,7 +155,7 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
   const keyDeleted = new Uint8Array(n)
   for (let i = 0; i < n; i++) { const o = order[i]!; keyIds[i] = ids[o]!; keyVersions[i] = versions[o]!; keyDeleted[i] = deleted[o]! }
   const keyIndex = encodeKeyIndex({ ids: keyIds, versions: keyVersions, deleted: keyDeleted })
-  const out = await SegmentOutput.create(dir, id, layout, batchRows, opts.files)
+  const out = await SegmentOutput.create(opts.fs ?? nodeFileSystem, dir, id, layout, batchRows, opts.files)
   try {
     for (let b = 0; b < batchCount; b++) {
       await out.append(children[b]!, zones[b]!)
@@ -192,9 +193,9 @@ function segmentLayout (schema: SpaceSchema, id: number): SegmentLayout {
 }
 
 /** Runs `fn` on `path` opened with `flags`, holding a slot of `files` (when given) while it is open. */
-async function withFile<T> (files: FilePool | undefined, path: string, flags: string, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+async function withFile<T> (fs: FileSystem, files: FilePool | undefined, path: string, flags: OpenFlags, fn: (fh: RandomAccessFile) => Promise<T>): Promise<T> {
   const run = async (): Promise<T> => {
-    const fh = await open(path, flags, 0o600)
+    const fh = await fs.open(path, flags)
     try {
       return await fn(fh)
     } finally {
@@ -221,7 +222,7 @@ async function crc32Yielding (bytes: Uint8Array, value: number): Promise<number>
 const ZEROS = new Uint8Array(8)
 
 /** Writes `pieces` back to back from `position`: one writev, then piece by piece past a short write. */
-async function writeAllAt (fh: FileHandle, pieces: readonly Uint8Array[], position: number): Promise<void> {
+async function writePiecesAt (fh: RandomAccessFile, pieces: readonly Uint8Array[], position: number): Promise<void> {
   let total = 0
   for (const p of pieces) total += p.length
   let done = (await fh.writev(pieces as Uint8Array[], position)).bytesWritten
@@ -237,10 +238,6 @@ async function writeAllAt (fh: FileHandle, pieces: readonly Uint8Array[], positi
   }
 }
 
-async function writeAt (fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
-  let off = 0
-  while (off < data.length) off += (await fh.write(data, off, data.length - off, position + off)).bytesWritten
-}
 
 /**
  * The two files of a segment being written, a record batch at a time: the .arrow file is the Arrow
@@ -259,16 +256,16 @@ class SegmentOutput {
   private readonly blocks: FileBlock[] = []
   private readonly written: WrittenBatch[] = []
 
-  private constructor (private readonly dir: string, private readonly id: number, private readonly layout: SegmentLayout, private readonly batchRows: number, private readonly files: FilePool | undefined) {}
+  private constructor (private readonly fs: FileSystem, private readonly dir: string, private readonly id: number, private readonly layout: SegmentLayout, private readonly batchRows: number, private readonly files: FilePool | undefined) {}
 
   private get arrowPath (): string { return join(this.dir, this.layout.arrowName) }
 
-  static async create (dir: string, id: number, layout: SegmentLayout, batchRows: number, files: FilePool | undefined): Promise<SegmentOutput> {
-    const out = new SegmentOutput(dir, id, layout, batchRows, files)
+  static async create (fs: FileSystem, dir: string, id: number, layout: SegmentLayout, batchRows: number, files: FilePool | undefined): Promise<SegmentOutput> {
+    const out = new SegmentOutput(fs, dir, id, layout, batchRows, files)
     const start = new Uint8Array(8)
     start.set(MAGIC)
     try {
-      await withFile(files, out.arrowPath, 'w', async fh => { await out.put(fh, [start]) })
+      await withFile(fs, files, out.arrowPath, 'w', async fh => { await out.put(fh, [start]) })
     } catch (err) {
       // A full disk fails the first write after the open made the file: leave nothing behind.
       await out.abort()
@@ -337,7 +334,7 @@ class SegmentOutput {
       if (b.bytes.length > 0) pieces.push(b.bytes)
       if (b.pad.length > 0) pieces.push(b.pad)
     }
-    await withFile(this.files, this.arrowPath, 'r+', async fh => { await this.put(fh, pieces) })
+    await withFile(this.fs, this.files, this.arrowPath, 'r+', async fh => { await this.put(fh, pieces) })
   }
 
   /**
@@ -353,7 +350,7 @@ class SegmentOutput {
     tail.set(footer, 8)
     dv.setInt32(8 + footer.length, footer.length, true)
     tail.set(MAGIC, 12 + footer.length)
-    await withFile(this.files, this.arrowPath, 'r+', async fh => {
+    await withFile(this.fs, this.files, this.arrowPath, 'r+', async fh => {
       await this.put(fh, [tail])
       await fh.sync()
     })
@@ -375,13 +372,13 @@ class SegmentOutput {
     }
     // Written in two parts: a copy of a million rows' key index into one buffer took ~60 ms in one stretch.
     const head = Buffer.concat([encodeHeader(header), dirBytes])
-    await withFile(this.files, join(this.dir, idxName), 'w', async fh => {
+    await withFile(this.fs, this.files, join(this.dir, idxName), 'w', async fh => {
       await writeAt(fh, head, 0)
       await writeAt(fh, keyIndex, head.length)
       await writeAt(fh, pageTable, head.length + keyIndex.length)
       await fh.sync()
     })
-    await (this.files !== undefined ? this.files.run(async () => { await fsyncDir(this.dir) }) : fsyncDir(this.dir))
+    await (this.files !== undefined ? this.files.run(async () => { await this.fs.syncDir(this.dir) }) : this.fs.syncDir(this.dir))
     return {
       id: this.id,
       file: arrowName,
@@ -398,15 +395,15 @@ class SegmentOutput {
   /** Deletes what was written (a failed write; the manifest never listed it). */
   async abort (): Promise<void> {
     const rmBoth = async (): Promise<void> => {
-      await rm(this.arrowPath, { force: true })
-      await rm(join(this.dir, this.layout.idxName), { force: true })
+      await this.fs.unlink(this.arrowPath)
+      await this.fs.unlink(join(this.dir, this.layout.idxName))
     }
     await (this.files !== undefined ? this.files.run(rmBoth) : rmBoth()).catch(() => {})
   }
 
   /** Writes `pieces` back to back at the end of what was written. */
-  private async put (fh: FileHandle, pieces: readonly Uint8Array[]): Promise<void> {
-    await writeAllAt(fh, pieces, this.position)
+  private async put (fh: RandomAccessFile, pieces: readonly Uint8Array[]): Promise<void> {
+    await writePiecesAt(fh, pieces, this.position)
     for (const p of pieces) {
       if (p.length === 0) continue
       this.position += p.length
@@ -460,6 +457,8 @@ class PageCrcs {
 export interface SegmentFileWriterOptions {
   /** Most rows in one record batch, 1 to 2^31 - 1. Default 65,536. */
   batchRows?: number
+  /** Where the files go (node:fs by default). */
+  fs?: FileSystem
   /** When given, each file open for the write takes a slot of it (one at a time, never held between calls). */
   files?: FilePool
 }
@@ -516,7 +515,7 @@ export class SegmentFileWriter {
   static async create (dir: string, id: number, schema: SpaceSchema, opts: SegmentFileWriterOptions = {}): Promise<SegmentFileWriter> {
     const batchRows = checkBatchRows(opts.batchRows ?? DEFAULT_BATCH_ROWS)
     const layout = segmentLayout(schema, id)
-    return new SegmentFileWriter(await SegmentOutput.create(dir, id, layout, batchRows, opts.files), layout, batchRows)
+    return new SegmentFileWriter(await SegmentOutput.create(opts.fs ?? nodeFileSystem, dir, id, layout, batchRows, opts.files), layout, batchRows)
   }
 
   /** Rows added so far. */
@@ -807,14 +806,21 @@ function spanOf (buffers: ReadonlyArray<{ offset: number, length: number }>): { 
  * while no read is in flight the pool may close it for someone else (as wal.ts does), and the
  * next read opens it again.
  */
+/** A file's size; ENOENT (as node's stat) when it is missing. */
+async function sizeOf (fs: FileSystem, path: string): Promise<number> {
+  const st = await fs.stat(path)
+  if (st === undefined) throw Object.assign(new Error(`ENOENT: no such file or directory, stat '${path}'`), { code: 'ENOENT', path })
+  return st.size
+}
+
 /** Reads up to this size are made synchronously (see PooledFile.read). */
 const SYNC_READ_MAX_BYTES = 16 << 10
 
 /** Reads `length` bytes at `offset` into `buf` in place; fewer at the end of the file. Answers how many. */
-function readFullySync (fh: FileHandle, buf: Uint8Array, length: number, offset: number): number {
+function readFullySync (fs: FileSystem, fh: RandomAccessFile, buf: Uint8Array, length: number, offset: number): number {
   let got = 0
   while (got < length) {
-    const n = readSync(fh.fd, buf, got, length - got, offset + got)
+    const n = fs.readSync(fh, buf, got, length - got, offset + got)
     if (n === 0) break
     got += n
   }
@@ -843,8 +849,8 @@ const syncScratch = {
 const SYNC_SCRATCH_KEEP_BYTES = 1 << 20
 
 class PooledFile implements Evictable, KeyIndexSource {
-  private fh: FileHandle | undefined
-  private opening: Promise<FileHandle> | undefined
+  private fh: RandomAccessFile | undefined
+  private opening: Promise<RandomAccessFile> | undefined
   private inflight = 0
   private closed = false
   /** Times the file was opened (the first open, and again after the pool closed it). */
@@ -852,7 +858,7 @@ class PooledFile implements Evictable, KeyIndexSource {
   reads = 0
   bytesRead = 0
 
-  constructor (readonly path: string, private readonly files: FilePool) {}
+  constructor (private readonly fs: FileSystem, readonly path: string, private readonly files: FilePool) {}
 
   /**
    * `length` bytes at `offset`, fewer at the end of the file: into `into` (at least `length`
@@ -876,7 +882,7 @@ class PooledFile implements Evictable, KeyIndexSource {
         // the thread pool it cost ~35 µs here against ~3.5 µs for the read itself (page cache),
         // which is most of a point get. A page not in the OS cache blocks the loop for one disk
         // read of at most SYNC_READ_MAX_BYTES (docs/architecture.md, "Disk-resident segments").
-        got = readFullySync(fh, out, length, offset)
+        got = readFullySync(this.fs, fh, out, length, offset)
       } else {
         while (got < length) {
           const { bytesRead } = await fh.read(out, got, length - got, offset + got)
@@ -901,7 +907,7 @@ class PooledFile implements Evictable, KeyIndexSource {
     if (this.closed) throw new Error(`segment file ${this.path} is closed`)
     this.inflight++
     this.files.markBusy(this)
-    let fh: FileHandle
+    let fh: RandomAccessFile
     try {
       fh = this.fh ?? await this.handle()
     } catch (err) {
@@ -912,7 +918,7 @@ class PooledFile implements Evictable, KeyIndexSource {
     const read = (offset: number, length: number): Uint8Array => {
       if (!open) throw new Error(`a sync reader of ${this.path} used after done()`)
       const buf = syncScratch.take(length)
-      const got = readFullySync(fh, buf, length, offset)
+      const got = readFullySync(this.fs, fh, buf, length, offset)
       this.reads++
       this.bytesRead += got
       return buf.subarray(0, got)
@@ -924,12 +930,12 @@ class PooledFile implements Evictable, KeyIndexSource {
     if (--this.inflight === 0 && this.fh !== undefined && !this.closed) this.files.markIdle(this)
   }
 
-  private async handle (): Promise<FileHandle> {
+  private async handle (): Promise<RandomAccessFile> {
     if (this.fh !== undefined) return this.fh
     this.opening ??= (async () => {
       await this.files.acquire()
       try {
-        this.fh = await open(this.path, 'r')
+        this.fh = await this.fs.open(this.path, 'r')
         this.opens++
         return this.fh
       } catch (err) {
@@ -963,6 +969,8 @@ class PooledFile implements Evictable, KeyIndexSource {
 }
 
 export interface SegmentFileDeps {
+  /** Where the files are (node:fs by default). */
+  fs?: FileSystem
   files: FilePool
   cache: BlockCache
 }
@@ -991,12 +999,13 @@ export class SegmentFile {
   static async open (dir: string, meta: SegmentFileMeta, deps: SegmentFileDeps): Promise<SegmentFile> {
     const path = join(dir, meta.file)
     const idxPath = join(dir, meta.index)
-    const arrowSize = (await stat(path)).size
+    const fs = deps.fs ?? nodeFileSystem
+    const arrowSize = await sizeOf(fs, path)
     if (arrowSize !== meta.bytes) throw new SegmentCorruptError(path, `holds ${arrowSize} bytes, the manifest says ${meta.bytes}`)
-    const idx = new PooledFile(idxPath, deps.files)
-    const arrow = new PooledFile(path, deps.files)
+    const idx = new PooledFile(fs, idxPath, deps.files)
+    const arrow = new PooledFile(fs, path, deps.files)
     try {
-      const idxSize = (await stat(idxPath)).size
+      const idxSize = await sizeOf(fs, idxPath)
       if (idxSize !== meta.indexBytes) throw new SegmentCorruptError(idxPath, `holds ${idxSize} bytes, the manifest says ${meta.indexBytes}`)
       const header = decodeHeader(await idx.read(0, HEADER_BYTES), idxPath, idxSize)
       if (header.rows !== meta.rows) throw new SegmentCorruptError(idxPath, `holds ${header.rows} rows, the manifest says ${meta.rows}`)

@@ -6,7 +6,8 @@
  */
 import { join } from 'node:path'
 import type { FilePool } from './files.js'
-import { fsyncDir, removeFiles } from './fsutil.js'
+import type { FileSystem } from '../runtime/index.js'
+import { removeFiles } from './fsutil.js'
 import { WalFile, walFileName, type WalSyncHook } from './wal.js'
 
 export class WalFiles {
@@ -17,7 +18,7 @@ export class WalFiles {
   private seqs: number[] = []
 
   /** `sync`: told of every fsync of any of them (the walFsyncs counter, the fsync durations). */
-  constructor (private readonly dir: string, private readonly files: FilePool, private readonly sync: WalSyncHook) {}
+  constructor (private readonly fs: FileSystem, private readonly dir: string, private readonly files: FilePool, private readonly sync: WalSyncHook) {}
 
   /** The file new frames are appended to (set by start()). */
   get active (): WalFile { return this.current! }
@@ -29,14 +30,14 @@ export class WalFiles {
   }
 
   private async open (seq: number): Promise<WalFile> {
-    return await WalFile.create(this.dir, seq, this.files, this.sync)
+    return await WalFile.create(this.fs, this.dir, seq, this.files, this.sync)
   }
 
   /** Opens the file after the active one (durably in the directory); switchTo() then makes it active. */
   async openNext (): Promise<{ seq: number, file: WalFile }> {
     const seq = this.seqs[this.seqs.length - 1]! + 1
     const file = await this.open(seq)
-    await this.files.run(async () => { await fsyncDir(this.dir) })
+    await this.files.run(async () => { await this.fs.syncDir(this.dir) })
     return { seq, file }
   }
 
@@ -55,7 +56,7 @@ export class WalFiles {
     await old.close()
     const gone = this.seqs.filter(s => s < from)
     this.seqs = this.seqs.filter(s => s >= from)
-    await this.files.run(async () => { await removeFiles(this.dir, gone.map(s => join(this.dir, walFileName(s)))) })
+    await this.files.run(async () => { await removeFiles(this.fs, this.dir, gone.map(s => join(this.dir, walFileName(s)))) })
   }
 
   /** Resolves when everything appended so far is durable. */

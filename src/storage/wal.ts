@@ -29,13 +29,13 @@
  * reopened by the next write.
  */
 import { randomBytes } from 'node:crypto'
-import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Packr } from 'msgpackr'
-import type { Logger } from '../runtime/index.js'
+import type { FileSystem, Logger, RandomAccessFile } from '../runtime/index.js'
 import { newRow, type Row } from '../schema/index.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
+import { writeAllAt } from './fsutil.js'
 import type { VersionedRecord } from './types.js'
 
 /** Bytes before a frame's payload (format 2). */
@@ -226,7 +226,7 @@ export class WalFile implements Evictable {
   private waiters: Waiter[] = []
   private running: Promise<void> | undefined
   private failed: Error | undefined
-  private fh: FileHandle | undefined
+  private fh: RandomAccessFile | undefined
   private closed = false
   /** Bytes durably written so far (the file's logical end). */
   size: number
@@ -235,28 +235,28 @@ export class WalFile implements Evictable {
   /** Times the handle was opened again after the pool closed it. */
   reopens = 0
 
-  private constructor (readonly seq: number, readonly path: string, private readonly salt: number, private readonly files: FilePool, fh: FileHandle, size: number, private readonly sync: WalSyncHook) {
+  private constructor (private readonly fs: FileSystem, readonly seq: number, readonly path: string, private readonly salt: number, private readonly files: FilePool, fh: RandomAccessFile, size: number, private readonly sync: WalSyncHook) {
     this.fh = fh
     this.size = size
   }
 
   /** Creates `wal-<seq>.log` in `dir` (replacing any file of that name) with a durable header. */
-  static async create (dir: string, seq: number, files: FilePool, sync: WalSyncHook = NO_SYNC_HOOK): Promise<WalFile> {
+  static async create (fs: FileSystem, dir: string, seq: number, files: FilePool, sync: WalSyncHook = NO_SYNC_HOOK): Promise<WalFile> {
     const path = join(dir, walFileName(seq))
     const salt = randomBytes(4).readUInt32LE(0)
     await files.acquire()
-    let fh: FileHandle | undefined
+    let fh: RandomAccessFile | undefined
     try {
-      fh = await open(path, 'w', 0o600)
+      fh = await fs.open(path, 'w')
       const header = fileHeader(salt)
-      await writeAll(fh, header, 0)
+      await writeAllAt(fh, header, 0)
       await fh.datasync()
     } catch (err) {
       await fh?.close().catch(() => {})
       files.release()
       throw err
     }
-    const wal = new WalFile(seq, path, salt, files, fh, WAL_HEADER_BYTES, sync)
+    const wal = new WalFile(fs, seq, path, salt, files, fh, WAL_HEADER_BYTES, sync)
     files.markIdle(wal)
     return wal
   }
@@ -299,12 +299,12 @@ export class WalFile implements Evictable {
   }
 
   /** The open handle, reopening the file (taking a pool slot) if the pool closed it. */
-  private async handle (): Promise<FileHandle> {
+  private async handle (): Promise<RandomAccessFile> {
     this.files.markBusy(this)
     if (this.fh !== undefined) return this.fh
     await this.files.acquire()
     try {
-      this.fh = await open(this.path, 'r+')
+      this.fh = await this.fs.open(this.path, 'r+')
     } catch (err) {
       this.files.release()
       throw err
@@ -319,7 +319,7 @@ export class WalFile implements Evictable {
       const waiters = this.waiters
       this.queue = []
       this.waiters = []
-      let fh: FileHandle
+      let fh: RandomAccessFile
       try {
         fh = await this.handle()
       } catch (err) {
@@ -330,7 +330,7 @@ export class WalFile implements Evictable {
       }
       try {
         const data = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs)
-        await writeAll(fh, data, this.size)
+        await writeAllAt(fh, data, this.size)
         const t0 = this.sync.now()
         await fh.datasync()
         this.size += data.length
@@ -362,14 +362,6 @@ export class WalFile implements Evictable {
         this.files.release()
       }
     }
-  }
-}
-
-async function writeAll (fh: FileHandle, data: Buffer, position: number): Promise<void> {
-  let off = 0
-  while (off < data.length) {
-    const { bytesWritten } = await fh.write(data, off, data.length - off, position + off)
-    off += bytesWritten
   }
 }
 
@@ -408,7 +400,7 @@ class ForwardReader {
   private buf: Buffer = Buffer.alloc(0)
   private base = 0
 
-  constructor (private readonly fh: FileHandle, readonly fileBytes: number, private readonly chunkBytes: number) {}
+  constructor (private readonly fh: RandomAccessFile, readonly fileBytes: number, private readonly chunkBytes: number) {}
 
   /** The bytes [at, at + n), or undefined past the end of the file; `at` never goes back. */
   async bytes (at: number, n: number): Promise<Buffer | undefined> {
@@ -452,8 +444,8 @@ type FrameRead = { ok: true, bytes: number, records: VersionedRecord[] } | { ok:
  * it is skipped and reported (format 2), or ends the read and is reported (format 1). Never returns
  * a record from a bad frame.
  */
-export async function readWalFile (path: string, opts: { chunkBytes?: number, maxFrameBytes: number }): Promise<WalReadResult> {
-  const fh = await open(path, 'r')
+export async function readWalFile (fs: FileSystem, path: string, opts: { chunkBytes?: number, maxFrameBytes: number }): Promise<WalReadResult> {
+  const fh = await fs.open(path, 'r')
   try {
     const fileBytes = (await fh.stat()).size
     const reader = new ForwardReader(fh, fileBytes, Math.max(64, opts.chunkBytes ?? 8 << 20))
