@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, type WriteStream } from 'node:fs'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -227,6 +227,8 @@ export interface ClusterOptions {
   swarmKey?: boolean
   /** More keys for each peer's config file (merged over membership and drainTimeoutMs). */
   config?: Record<string, unknown>
+  /** Name prefix of the cluster's folder under the OS tmp dir (default 'shoal-test-'). */
+  dirPrefix?: string
 }
 
 export class TestCluster {
@@ -235,7 +237,7 @@ export class TestCluster {
   private constructor (readonly dir: string, readonly configFile: string, readonly swarmKeyFile: string | undefined) {}
 
   static async create (options: ClusterOptions = {}): Promise<TestCluster> {
-    const dir = await mkdtemp(join(tmpdir(), 'shoal-test-'))
+    const dir = await mkdtemp(join(tmpdir(), options.dirPrefix ?? 'shoal-test-'))
     const configFile = join(dir, 'config.json')
     await writeFile(configFile, JSON.stringify({ membership: options.membership ?? FAST_MEMBERSHIP, drainTimeoutMs: 2000, ...options.config }))
     let swarmKeyFile: string | undefined
@@ -260,7 +262,7 @@ export class TestCluster {
         const inUse = peer !== undefined && /already in use|address in use|EADDRINUSE/i.test(await peer.logs())
         if (!inUse || attempt >= 3 || options.extraArgs?.includes('--listen') === true) throw err
         this.peers.delete(name)
-        await rm(peer.dataDir, { recursive: true, force: true })
+        await clearDir(peer.dataDir)
         await rm(peer.logFile, { force: true })
       }
     }
@@ -319,6 +321,19 @@ export class TestCluster {
     const signal = process.env.SHOAL_NODE_ARGS !== undefined ? 'SIGTERM' : 'SIGKILL'
     await Promise.all([...this.peers.values()].map(async p => { await p.kill(signal) }))
     if (opts.keepDir !== true) await rm(this.dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * Removes `dir`; when it is a mount point (a test put the peer's data dir on a tmpfs) it cannot
+ * be removed (EBUSY), so only what it holds is.
+ */
+async function clearDir (dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EBUSY') throw err
+    for (const e of await readdir(dir)) await rm(join(dir, e), { recursive: true, force: true })
   }
 }
 

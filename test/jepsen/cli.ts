@@ -2,7 +2,11 @@
  * npm run jepsen -- [flags]
  *
  *   --workload set|register|queries|all   (default all: set, register and queries)
- *   --nemesis partition,kill,pause,clock   fault kinds, taken in turn (default partition)
+ *   --nemesis partition,kill,pause,clock,outage,disk   fault kinds, taken in turn (default
+ *                                   partition); disk needs root (tmpfs data directories), else
+ *                                   its windows are skipped with a warning
+ *   --disk-mib N --disk-heal-bound SECONDS   disk runs: each peer's tmpfs size (default 128) and
+ *                                   how long a full peer may take to be green again (default 30)
  *   --time-limit SECONDS            length of the fault/quiet schedule (default 60)
  *   --fault SECONDS --quiet SECONDS length of each fault and quiet window (default 10, 10)
  *   --seed N                        schedule and client randomness (default 1)
@@ -13,7 +17,7 @@
  *                                   queries-only run has --concurrency of them) and rows of the
  *                                   queries dataset (default 4000)
  *   --store DIR                     parent folder of the run's output (default store/jepsen)
- *   --ci                            the three short CI schedules, one after the other
+ *   --ci                            the short CI schedules, one after the other
  *   --check FILE                    only run the checkers on an existing history.jsonl (e.g. from the simulator)
  *
  * Exit code 0 when valid, 1 when not, 2 when unknown or on error.
@@ -41,6 +45,8 @@ async function main (): Promise<number> {
       'query-workers': { type: 'string', default: '2' },
       'query-rows': { type: 'string', default: '4000' },
       store: { type: 'string', default: 'store/jepsen' },
+      'disk-mib': { type: 'string', default: '128' },
+      'disk-heal-bound': { type: 'string', default: '30' },
       ci: { type: 'boolean', default: false },
       check: { type: 'string' }
     }
@@ -72,6 +78,8 @@ async function main (): Promise<number> {
           keysPerWriter: Number(values['keys-per-writer']),
           queryWorkers: Number(values['query-workers']),
           queryRows: Number(values['query-rows']),
+          diskMiB: Number(values['disk-mib']),
+          diskHealBoundMs: Number(values['disk-heal-bound']) * 1000,
           store: values.store
         }
       })()]
@@ -79,7 +87,7 @@ async function main (): Promise<number> {
   for (const r of runs) {
     const out = await run({ ...r, log })
     const res = out.results
-    console.log(JSON.stringify({ run: r.name, valid: res.valid, dir: out.dir, failures: res.failures, set: res.set !== undefined ? { attempted: res.set.attempted, acknowledged: res.set.acknowledged, lost: res.set.lost.length, removes: res.set.removes, resurrected: res.set.resurrected.length, unexpected: res.set.unexpected.length, recovered: res.set.recovered, stale: res.set.stale.length } : undefined, register: res.register !== undefined ? { writes: res.register.writes, reads: res.register.reads, oracleMismatches: res.register.oracle.mismatches.length, swViolations: res.register.singleWriter.violations.length, mwNonLinearizable: res.register.multiWriter.nonLinearizable.length, monotonic: res.register.monotonic.violations.length, stale: res.register.staleReads.length } : undefined, queries: res.queries !== undefined ? { queries: res.queries.queries, complete: res.queries.complete, partial: res.queries.partial, errors: res.queries.errors, noAnswer: res.queries.noAnswer, violations: res.queries.violationsByKind, afterHeal: { complete: res.queries.afterHeal.complete, peersWithoutCompleteAnswer: res.queries.afterHeal.peersWithoutCompleteAnswer } } : undefined, convergence: res.convergence !== undefined ? { afterMs: res.convergence.afterMs, hints: res.convergence.hints } : undefined }, null, 2))
+    console.log(JSON.stringify({ run: r.name, valid: res.valid, dir: out.dir, failures: res.failures, set: res.set !== undefined ? { attempted: res.set.attempted, acknowledged: res.set.acknowledged, lost: res.set.lost.length, removes: res.set.removes, resurrected: res.set.resurrected.length, unexpected: res.set.unexpected.length, recovered: res.set.recovered, stale: res.set.stale.length } : undefined, register: res.register !== undefined ? { writes: res.register.writes, reads: res.register.reads, oracleMismatches: res.register.oracle.mismatches.length, swViolations: res.register.singleWriter.violations.length, mwNonLinearizable: res.register.multiWriter.nonLinearizable.length, monotonic: res.register.monotonic.violations.length, stale: res.register.staleReads.length } : undefined, queries: res.queries !== undefined ? { queries: res.queries.queries, complete: res.queries.complete, partial: res.queries.partial, errors: res.queries.errors, noAnswer: res.queries.noAnswer, violations: res.queries.violationsByKind, afterHeal: { complete: res.queries.afterHeal.complete, peersWithoutCompleteAnswer: res.queries.afterHeal.peersWithoutCompleteAnswer } } : undefined, convergence: res.convergence !== undefined ? { afterMs: res.convergence.afterMs, hints: res.convergence.hints } : undefined, disk: res.disk !== undefined ? { skipped: res.disk.skipped, windows: res.disk.windows.map(w => ({ start: Math.round(w.start), end: Math.round(w.end), verdict: w.verdict, acknowledged: w.acknowledged, readAtAll: { acknowledged: w.readAtAll.acknowledged, present: w.readAtAll.present, removed: w.readAtAll.removed, absent: w.readAtAll.absent.length, unread: w.readAtAll.unread.length }, nodes: w.nodes.map(n => ({ node: n.node, ballastBytes: n.fill?.ballastBytes, freeBytes: n.fill?.freeBytes, noticedAfterMs: n.noticedAfterMs, failedPartitions: n.failedPartitions.length, failuresGoneAfterMs: n.failuresGoneAfterMs, greenAfterMs: n.greenAfterMs, masked: n.masked, pids: n.pids })) })), violations: res.disk.violations, unknown: res.disk.unknown } : undefined }, null, 2))
     worst = Math.max(worst, res.valid === true ? 0 : res.valid === false ? 1 : 2)
   }
   return worst

@@ -10,19 +10,23 @@ export { run, DEFAULTS, type RunOptions, type RunOutcome } from './runner.js'
 export { schedule, partitionGrudge, rng, Nemesis, NEMESES, type FaultPlan, type NemesisKind, type PartitionShape } from './nemesis.js'
 export { History, pairs, parseJsonl, readHistory, faultWindows, type Op, type OpType, type Pair, type FaultWindow } from './history.js'
 export { ShoalClient, request, type Outcome } from './client.js'
-export { checkHistory, checkSet, checkRegisterWorkload, checkRegister, checkQueries, expectedAnswer, type QueriesResult, type QueriesDataset, type Results, type ConvergenceResult } from './checkers/index.js'
+export { checkHistory, checkSet, checkRegisterWorkload, checkRegister, checkQueries, checkDisk, expectedAnswer, type QueriesResult, type QueriesDataset, type Results, type ConvergenceResult, type DiskResult } from './checkers/index.js'
 export { renderReport, latencySvg, throughputSvg, timelineHtml } from './report.js'
 export { simHistory, type SimOp } from './sim.js'
+export { DiskNemesis, fillDisk, mountDataDirs, tmpfsRefused, DISK_MODES, type DiskMode, type DiskFault, type DiskHealthSample } from './disk.js'
 
 /**
  * The short schedules CI runs: partitions; kills; pauses plus clock skew (5 peers, 5 s fault / 5 s
  * quiet); and one long outage (10 s of load, then one peer killed for 20 s while the tombstone
  * grace is 3 s and the set workload removes ids, a smaller queries dataset: no acknowledged
- * remove may come back).
+ * remove may come back); and one disk window (8 s of load, then a minority's tmpfs data
+ * directories full for 12 s, 10 s to heal: the full peers say so and heal without a restart,
+ * nothing acknowledged is lost; needs root, skipped otherwise).
  */
 export const CI_SCHEDULES: Array<Partial<RunOptions>> = ([
   { name: 'ci-partitions', nemeses: ['partition'], seed: 11 },
   { name: 'ci-kills', nemeses: ['kill'], seed: 12 },
   { name: 'ci-pauses-clock', nemeses: ['pause', 'clock'], seed: 13 },
-  { name: 'ci-outage', nemeses: ['outage'], seed: 14, timeLimitMs: 40_000, quietMs: 10_000, faultMs: 20_000, queryRows: 400 }
-] satisfies Array<{ name: string, nemeses: NemesisKind[], seed: number, timeLimitMs?: number, quietMs?: number, faultMs?: number, queryRows?: number }>).map(s => ({ workload: 'all' as const, nodes: 5, concurrency: 6, timeLimitMs: 30_000, faultMs: 5000, quietMs: 5000, convergenceTimeoutMs: 60_000, maxClockOffsetMs: 1000, maxClockDriftPpm: 2000, ...s }))
+  { name: 'ci-outage', nemeses: ['outage'], seed: 14, timeLimitMs: 40_000, quietMs: 10_000, faultMs: 20_000, queryRows: 400 },
+  { name: 'ci-disk', nemeses: ['disk'], seed: 15, quietMs: 8000, faultMs: 12_000, diskMiB: 32 }
+] satisfies Array<{ name: string, nemeses: NemesisKind[], seed: number, timeLimitMs?: number, quietMs?: number, faultMs?: number, queryRows?: number, diskMiB?: number }>).map(s => ({ workload: 'all' as const, nodes: 5, concurrency: 6, timeLimitMs: 30_000, faultMs: 5000, quietMs: 5000, convergenceTimeoutMs: 60_000, maxClockOffsetMs: 1000, maxClockDriftPpm: 2000, ...s }))

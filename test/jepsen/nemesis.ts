@@ -9,15 +9,20 @@
  *   outage     kill -9 of one peer for a window longer than the shortened tombstone grace the
  *              runner then gives the cluster (RunOptions.outageGraceMs), restarted on the same
  *              data dir at the end: the others delete and purge meanwhile (issue 13)
+ *   disk       mode fill: a minority's data directories (each peer's a small tmpfs in such a run)
+ *              filled by a ballast file until ENOSPC, kept full, the ballast deleted at the end;
+ *              their /health sampled meanwhile and until green again (disk.ts; issue 13). Mode
+ *              fsync is to come (a hook in the peer's storage)
  *
  * The schedule depends only on (seed, nemeses, node names, timings): the same flags give the same
  * faults at the same offsets.
  */
 import type { PeerProcess, TestCluster } from '../cluster/index.js'
+import type { DiskFault, DiskMode, DiskNemesis } from './disk.js'
 import type { History } from './history.js'
 
-export type NemesisKind = 'partition' | 'kill' | 'pause' | 'clock' | 'outage'
-export const NEMESES: NemesisKind[] = ['partition', 'kill', 'pause', 'clock', 'outage']
+export type NemesisKind = 'partition' | 'kill' | 'pause' | 'clock' | 'outage' | 'disk'
+export const NEMESES: NemesisKind[] = ['partition', 'kill', 'pause', 'clock', 'outage', 'disk']
 export type PartitionShape = 'halves' | 'isolate' | 'ring' | 'bridge'
 
 export interface FaultPlan {
@@ -28,8 +33,10 @@ export interface FaultPlan {
   shape?: PartitionShape
   /** Partition: for each node, the nodes it cannot reach (symmetric). */
   grudge?: Record<string, string[]>
-  /** Kill / pause / outage: the nodes hit. */
+  /** Kill / pause / outage / disk: the nodes hit. */
   nodes?: string[]
+  /** Disk: how the disk fails (`fill`; `fsync` to come). */
+  disk?: DiskFault
   /** Clock: per node offset and drift. */
   skew?: Record<string, { offsetMs: number, driftPpm: number }>
 }
@@ -43,6 +50,8 @@ export interface ScheduleOptions {
   quietMs: number
   maxClockOffsetMs?: number
   maxClockDriftPpm?: number
+  /** Modes of the disk windows, taken in turn (default ['fill']). */
+  diskModes?: DiskMode[]
 }
 
 /** mulberry32: small, seeded, good enough for schedules. */
@@ -110,6 +119,8 @@ export function schedule (o: ScheduleOptions): FaultPlan[] {
   const maxDrift = o.maxClockDriftPpm ?? 2000
   let t = o.quietMs
   let k = 0
+  let disks = 0
+  const diskModes = o.diskModes ?? ['fill']
   while (o.nemeses.length > 0 && t + o.faultMs <= o.timeLimitMs) {
     const kind = o.nemeses[k++ % o.nemeses.length]!
     const plan: FaultPlan = { kind, start: t, end: t + o.faultMs }
@@ -122,6 +133,10 @@ export function schedule (o: ScheduleOptions): FaultPlan[] {
     } else if (kind === 'outage') {
       // One replica away: the other two of each of its partitions go on deleting and purging.
       plan.nodes = shuffle(o.nodes, r).slice(0, 1)
+    } else if (kind === 'disk') {
+      // A minority's disks: every partition keeps a majority of its replicas on disks with room.
+      plan.nodes = shuffle(o.nodes, r).slice(0, 1 + Math.floor(r() * minority))
+      plan.disk = { mode: diskModes[disks++ % diskModes.length]! }
     } else {
       const hit = shuffle(o.nodes, r).slice(0, 1 + Math.floor(r() * o.nodes.length))
       plan.skew = {}
@@ -135,7 +150,11 @@ export function schedule (o: ScheduleOptions): FaultPlan[] {
 
 /** Applies and heals fault plans on a real cluster, writing nemesis ops into the history. */
 export class Nemesis {
-  constructor (private readonly cluster: TestCluster, private readonly history: History, private readonly log: (s: string) => void = () => {}) {}
+  /**
+   * `disk`: the disk nemesis of a run whose data directories are tmpfs mounts, or why there is
+   * none (a string: then disk windows are recorded as skip-disk and do nothing).
+   */
+  constructor (private readonly cluster: TestCluster, private readonly history: History, private readonly log: (s: string) => void = () => {}, private readonly disk: DiskNemesis | string = 'no disk nemesis in this run') {}
 
   private peer (name: string): PeerProcess {
     const p = this.cluster.peers.get(name)
@@ -148,7 +167,16 @@ export class Nemesis {
   }
 
   async start (plan: FaultPlan): Promise<void> {
-    const detail = plan.kind === 'partition' ? { shape: plan.shape, grudge: plan.grudge } : plan.kind === 'clock' ? { skew: plan.skew } : { nodes: plan.nodes }
+    if (plan.kind === 'disk' && typeof this.disk === 'string') {
+      this.record('skip-disk', { ...plan.disk, nodes: plan.nodes, reason: this.disk })
+      this.log(`nemesis: disk window skipped (${this.disk})`)
+      return
+    }
+    const detail = plan.kind === 'partition'
+      ? { shape: plan.shape, grudge: plan.grudge }
+      : plan.kind === 'clock'
+        ? { skew: plan.skew }
+        : plan.kind === 'disk' ? { ...plan.disk, nodes: plan.nodes, healBoundMs: (this.disk as DiskNemesis).healBoundMs } : { nodes: plan.nodes }
     this.record(`start-${plan.kind}`, detail)
     this.log(`nemesis: start ${plan.kind} ${JSON.stringify(detail)}`)
     try {
@@ -161,6 +189,8 @@ export class Nemesis {
         await Promise.all(plan.nodes!.map(async n => { await this.peer(n).kill('SIGKILL') }))
       } else if (plan.kind === 'pause') {
         for (const n of plan.nodes!) this.peer(n).pause()
+      } else if (plan.kind === 'disk') {
+        await (this.disk as DiskNemesis).start(plan.nodes!)
       } else {
         await Promise.all(Object.entries(plan.skew!).map(async ([n, s]) => {
           const p = this.peer(n)
@@ -173,6 +203,19 @@ export class Nemesis {
   }
 
   async stop (plan: FaultPlan): Promise<void> {
+    if (plan.kind === 'disk') {
+      if (typeof this.disk === 'string') return
+      let detail: unknown = { nodes: plan.nodes }
+      try {
+        detail = await this.disk.stop(plan.nodes!)
+      } catch (err) {
+        this.record('error-disk', (err as Error).message)
+      }
+      this.record('stop-disk', detail)
+      this.log(`nemesis: stop disk (ballast deleted on ${plan.nodes!.join(', ')})`)
+      this.disk.watchHeal(plan.nodes!)
+      return
+    }
     try {
       if (plan.kind === 'partition') {
         await Promise.all(Object.keys(plan.grudge!).map(async n => { const p = this.peer(n); if (p.running && !p.paused) await p.deny([]) }))

@@ -19,7 +19,7 @@ function isPartial (p: Pair): boolean {
 }
 
 function color (p: Pair): string { return isPartial(p) ? PARTIAL_COLOR : COLORS[p.type]! }
-const FAULT_COLORS: Record<string, string> = { partition: '#9ecae1', kill: '#fcae91', pause: '#c7b9e0', clock: '#fdd49e' }
+const FAULT_COLORS: Record<string, string> = { partition: '#9ecae1', kill: '#fcae91', pause: '#c7b9e0', clock: '#fdd49e', outage: '#f4a3a8', disk: '#b8d8a8' }
 
 function esc (s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')

@@ -6,11 +6,14 @@
  * throughput.svg).
  */
 import { copyFile, mkdir, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { FAST_MEMBERSHIP, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
+import { sweepStaleMounts, writeOwner } from '../cluster/tmpfs.js'
 import { checkHistory, type ConvergenceResult, type Results } from './checkers/index.js'
 import { ShoalClient } from './client.js'
 import { disagreements, hintCounters } from './convergence.js'
+import { DISK_DIR_PREFIX, DISK_REPLICATION_CONFIG, DiskNemesis, mountDataDirs, tmpfsRefused, unmountAll } from './disk.js'
 import { History, type Workload } from './history.js'
 import { Nemesis, rng, schedule, type FaultPlan, type NemesisKind } from './nemesis.js'
 import { renderReport } from './report.js'
@@ -65,6 +68,16 @@ export interface RunOptions {
    * when the schedule has an outage window, else 0.
    */
   setRemoveRate: number | undefined
+  /**
+   * A run with disk windows: each peer's data directory is a tmpfs of this many MiB (default
+   * 128: room for what a long run writes, a peer's data is a few MiB in CI; a window's ballast
+   * fills what is left, and takes that much memory while it is there).
+   */
+  diskMiB: number
+  /** How long a full peer may take to be green again after its ballast is deleted, ms (default 30 s). */
+  diskHealBoundMs: number
+  /** ms between /health samples of a full peer (default 500). */
+  diskSampleMs: number
   log: (line: string) => void
 }
 
@@ -90,12 +103,17 @@ export const DEFAULTS: RunOptions = {
   maxClockDriftPpm: 2000,
   outageGraceMs: 3000,
   setRemoveRate: undefined,
+  diskMiB: 128,
+  diskHealBoundMs: 30_000,
+  diskSampleMs: 500,
   log: () => {}
 }
 
 export interface RunOutcome { dir: string, results: Results & { run: Record<string, unknown> }, schedule: FaultPlan[] }
 
 const live = new Set<TestCluster>()
+/** Clusters whose data directories are tmpfs mounts: unmounted on exit too. */
+const mounted = new Set<string>()
 let handlersInstalled = false
 /** Kill every peer of every run still going when this process is interrupted: no leftovers. */
 function installExitHandlers (): void {
@@ -103,6 +121,8 @@ function installExitHandlers (): void {
   handlersInstalled = true
   const killAll = (): void => {
     for (const c of live) for (const p of c.peers.values()) { try { p.proc?.kill('SIGKILL') } catch { /* gone */ } }
+    // Killed peers' files may keep a mount busy for a moment: unmount detaches it then.
+    for (const dir of mounted) unmountAll(dir)
   }
   process.once('exit', killAll)
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { killAll(); process.exit(130) })
@@ -127,10 +147,27 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
   // A 1 MiB block cache and small memtables: what the schedules write is flushed to segments and
   // compacted while the nemeses run, and read back from disk through constant eviction.
   const outage = o.nemeses.includes('outage')
-  const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP, config: outage ? outageConfig(o.outageGraceMs) : { storage: { cacheMiB: 1, memtableMaxRows: 200 } } })
+  const disk = o.nemeses.includes('disk')
+  const config: Record<string, Record<string, unknown>> = outage ? outageConfig(o.outageGraceMs) : { storage: { cacheMiB: 1, memtableMaxRows: 200 } }
+  if (disk) config.replication = { ...config.replication, ...DISK_REPLICATION_CONFIG }
+  // Disk runs: mounts a crashed run left behind go first; this run's folder is marked as ours.
+  if (disk) {
+    const swept = await sweepStaleMounts(tmpdir(), DISK_DIR_PREFIX)
+    if (swept.length > 0) o.log(`swept ${swept.length} stale disk-run folders: ${swept.join(', ')}`)
+  }
+  const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP, config, ...(disk ? { dirPrefix: DISK_DIR_PREFIX } : {}) })
   live.add(cluster)
   let history: History | undefined
+  let diskNemesis: DiskNemesis | undefined
+  /** Why the disk windows are skipped (a run with disk windows where tmpfs cannot be mounted). */
+  let diskSkipped: string | undefined
   try {
+    if (disk) {
+      await writeOwner(cluster.dir)
+      mounted.add(cluster.dir)
+      diskSkipped = await tmpfsRefused() ?? await mountDataDirs(cluster.dir, names, o.diskMiB)
+      if (diskSkipped !== undefined) console.warn(`jepsen: the disk nemesis is skipped: cannot mount a tmpfs for the peers' data directories (${diskSkipped}); it needs root`)
+    }
     // Cluster.
     const first = await cluster.startPeer(names[0]!)
     for (const n of names.slice(1)) await cluster.startPeer(n, { bootstrap: [first.multiaddr()] })
@@ -172,7 +209,8 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     for (let i = 0; i < setWorkers; i++) workers.push(setWorker(ctx, i))
     for (let i = 0; i < regWorkers; i++) workers.push(registerWorker(ctx, setWorkers + i, i, regWorkers, keys))
     for (let i = 0; i < qWorkers; i++) workers.push(queryWorker(ctx, setWorkers + regWorkers + i))
-    const nemesis = new Nemesis(cluster, h, o.log)
+    if (disk && diskSkipped === undefined) diskNemesis = new DiskNemesis(cluster, h, { healBoundMs: o.diskHealBoundMs, sampleMs: o.diskSampleMs }, o.log)
+    const nemesis = new Nemesis(cluster, h, o.log, diskNemesis ?? diskSkipped)
     const t0 = performance.now()
     for (const plan of plans) {
       await sleepUntil(t0 + plan.start)
@@ -183,6 +221,8 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     await sleepUntil(t0 + o.timeLimitMs)
     stop = true
     await Promise.all(workers)
+    // Full peers are watched until green (or the heal bound) after their window.
+    await diskNemesis?.settle()
 
     // Heal, final reads, convergence.
     const healStart = performance.now()
@@ -229,9 +269,10 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
 
     // Check and store.
     const checked = checkHistory(h.ops, { convergence })
+    if (disk && diskSkipped !== undefined) checked.disk = { valid: true, windows: [], violations: [], unknown: [], skipped: diskSkipped }
     const results = {
       ...checked,
-      run: { name: o.name, seed: o.seed, nodes: o.nodes, workload: o.workload, nemeses: o.nemeses, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, concurrency: o.concurrency, ...(workloads.includes('queries') ? { queryWorkers: qWorkers, queryRows: o.queryRows } : {}), ops: h.ops.length, dir }
+      run: { name: o.name, seed: o.seed, nodes: o.nodes, workload: o.workload, nemeses: o.nemeses, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, concurrency: o.concurrency, ...(workloads.includes('queries') ? { queryWorkers: qWorkers, queryRows: o.queryRows } : {}), ...(disk ? { disk: diskSkipped === undefined ? { tmpfsMiB: o.diskMiB, healBoundMs: o.diskHealBoundMs, sampleMs: o.diskSampleMs } : { skipped: diskSkipped } } : {}), ops: h.ops.length, dir }
     }
     await writeFile(join(dir, 'results.json'), JSON.stringify(results, null, 2))
     await writeFile(join(dir, 'history.jsonl'), h.toJsonl())
@@ -241,9 +282,13 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     if (history !== undefined) await writeFile(join(dir, 'history.jsonl'), history.toJsonl()).catch(() => {})
     throw err
   } finally {
+    await diskNemesis?.close()
     await cluster.stopAll({ keepDir: true })
     await copyLogs(cluster, join(dir, 'logs'))
+    // The peers are gone: their tmpfs mounts can go (stopAll cannot remove a mount point).
+    if (disk) unmountAll(cluster.dir)
     await cluster.stopAll()
+    mounted.delete(cluster.dir)
     live.delete(cluster)
   }
 }
@@ -257,7 +302,7 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
  * peer, as the grace must outlast the hint window), and a 4 s dead-owner timeout (the peer away
  * stops owning, so the others repair without it and purge).
  */
-function outageConfig (graceMs: number): Record<string, unknown> {
+function outageConfig (graceMs: number): Record<string, Record<string, unknown>> {
   return {
     storage: { cacheMiB: 1, memtableMaxRows: 5, tombstoneGraceMs: graceMs, compactionCheckIntervalMs: 1000 },
     replication: { antiEntropyIntervalMs: 1000, hintWindowMs: Math.round(graceMs * 2 / 3) },

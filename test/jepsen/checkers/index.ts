@@ -1,17 +1,19 @@
 /**
  * The checkers: set, register (LWW oracle, linearizability, monotonic and stale reads), queries
- * (complete answers exact, partial answers honest) and convergence. `checkHistory` runs the history checkers on any history of the shape in
+ * (complete answers exact, partial answers honest), the disk nemesis's windows and convergence. `checkHistory` runs the history checkers on any history of the shape in
  * ../history.ts, from a real run or from the simulator.
  */
 import type { Op } from '../history.js'
 import { checkRegisterWorkload, type RegisterResult } from './register.js'
 import { checkSet, type SetResult } from './set.js'
 import { checkQueries, type QueriesResult } from './queries.js'
+import { checkDisk, type DiskResult } from './disk.js'
 import type { LinearizabilityLimits } from './linearizable.js'
 
 export { checkSet, type SetResult } from './set.js'
 export { checkRegisterWorkload, type RegisterResult, type OracleMismatch } from './register.js'
 export { checkQueries, expectedAnswer, type QueriesResult, type QueriesDataset, type QueriesPartition, type QueryName, type QueryViolation } from './queries.js'
+export { checkDisk, FULL_SLACK_BYTES, type DiskResult, type DiskWindowResult, type DiskNodeResult } from './disk.js'
 export { checkRegister, type RegOp, type KeyResult, type LinearizabilityLimits } from './linearizable.js'
 
 /** What the runner measured after the final heal (not derivable from the history). */
@@ -33,6 +35,8 @@ export interface Results {
   register?: RegisterResult
   convergence?: ConvergenceResult
   queries?: QueriesResult
+  /** The disk nemesis's checks (windows filled, health not green, healed, acknowledged rows read at ALL). */
+  disk?: DiskResult
   /** Why valid is false, one line each. */
   failures: string[]
 }
@@ -70,6 +74,13 @@ export function checkHistory (ops: readonly Op[], opts: { convergence?: Converge
     if (q.violationCount > 0) failures.push(`queries: ${q.violationCount} violations (${Object.entries(q.violationsByKind).map(([k, n]) => `${k} ${n}`).join(', ')})`)
     for (const v of q.violations.slice(0, 10)) failures.push(`queries: ${v.kind} at #${v.index} (p${String(v.process)} via ${v.coordinator ?? '?'}, ${v.query}, allowPartial ${String(v.allowPartial)}): ${v.detail}`)
     if (q.dataset === null) failures.push('queries: the dataset was never loaded completely, nothing to check against (unknown)')
+  }
+  if (ops.some(o => o.process === 'nemesis' && o.f === 'start-disk')) {
+    const d = checkDisk(ops)
+    out.disk = d
+    verdicts.push(d.valid)
+    for (const v of d.violations.slice(0, 20)) failures.push(`disk: ${v}`)
+    for (const u of d.unknown.slice(0, 10)) failures.push(`disk: ${u} (unknown)`)
   }
   if (opts.convergence !== undefined) {
     out.convergence = opts.convergence

@@ -1,0 +1,193 @@
+/**
+ * The disk nemesis's checker (issue 13): from the history's start-disk / disk-fill / disk-health /
+ * stop-disk operations (../disk.ts) and the workloads' operations, per full peer of every disk
+ * window:
+ *
+ * - filled: the ballast left (almost) no room (at most FULL_SLACK_BYTES free); a fill that failed
+ *   makes the window unknown (nothing was tested);
+ * - noticed (gated): some /health sample during the window is not green and names a failed
+ *   partition with ENOSPC: the full peer knows and says so (not a zombie replica);
+ * - stayed up (gated): every sample from the window's start to the end of the heal has the same
+ *   pid and a running process (the peer neither crashed nor was restarted);
+ * - healed (gated): after the ballast is deleted, a sample is green with no failed partition
+ *   within the window's heal bound (`healBoundMs` of start-disk), without a restart. When another
+ *   fault window starts before the peer is green, green is not judged (`masked`), but its own
+ *   failed partitions must still be gone within the bound;
+ * - kept acknowledging (gated): set adds (and register writes, reported) acknowledged during the
+ *   window: some when the set workload ran;
+ * - readable at ALL (gated through the set checker too): every set add acknowledged during the
+ *   window and not removed is present in the final read at ALL; one not read makes it unknown.
+ */
+import type { Op } from '../history.js'
+
+/** Free bytes a filled disk may still report (tmpfs rounds to pages; a last partial write). */
+export const FULL_SLACK_BYTES = 64 << 10
+
+export interface DiskNodeResult {
+  node: string
+  /** Ballast bytes written, and free bytes left; null when no fill was recorded. */
+  fill: { ballastBytes: number, freeBytes: number, usedBytes: number, sizeBytes: number, error?: string } | null
+  topUps: { count: number, bytes: number } | null
+  /** /health before the fill. */
+  before: string | null
+  /** Samples during the window; not green; naming a partition failed with ENOSPC. */
+  windowSamples: number
+  notGreen: number
+  namingEnospc: number
+  /** ms from the window's start to the first not-green sample naming ENOSPC; null: never. */
+  noticedAfterMs: number | null
+  /** The failed partitions it named (`<space>/<partition> <code>`), over the window. */
+  failedPartitions: string[]
+  /** ms from stop-disk until no failed partition was named / until green; null: not within the bound. */
+  failuresGoneAfterMs: number | null
+  greenAfterMs: number | null
+  /** Another fault window started before the peer was green: green not judged. */
+  masked: boolean
+  /** The process ids seen (one unless it was restarted), and samples without a running process. */
+  pids: number[]
+  down: number
+  problems: string[]
+}
+
+export interface DiskWindowResult {
+  mode: string
+  start: number
+  end: number
+  nodes: DiskNodeResult[]
+  healBoundMs: number
+  /** Acknowledged during the window: set adds, register writes. */
+  acknowledged: { set: number, register: number }
+  /** The set adds acknowledged in the window, in the final reads at ALL. */
+  readAtAll: { acknowledged: number, present: number, removed: number, absent: string[], unread: string[] }
+  verdict: boolean | 'unknown'
+}
+
+export interface DiskResult {
+  valid: boolean | 'unknown'
+  windows: DiskWindowResult[]
+  /** One line per violated check. */
+  violations: string[]
+  /** Why a window is unknown. */
+  unknown: string[]
+  /** Set by the runner when the run had disk windows but could not mount a tmpfs: why they were skipped. */
+  skipped?: string
+}
+
+interface Sample { node: string, phase: string, status: string, failed: string[], pid: number | null, running: boolean, error?: string }
+
+export function checkDisk (ops: readonly Op[]): DiskResult {
+  const violations: string[] = []
+  const unknown: string[] = []
+  const windows: DiskWindowResult[] = []
+  const nemesis = ops.filter(o => o.process === 'nemesis')
+  // The final reads at ALL: the last answer per set id.
+  const finalSet = new Map<string, boolean>()
+  for (const o of ops) if (o.workload === 'set' && o.f === 'final-read' && o.type === 'ok' && o.key !== undefined) finalSet.set(o.key, o.value === true)
+  const removedSet = new Set(ops.filter(o => o.workload === 'set' && o.f === 'remove' && (o.type === 'ok' || o.type === 'info')).map(o => o.key!))
+  const setRan = ops.some(o => o.workload === 'set' && o.f === 'add')
+
+  for (let i = 0; i < nemesis.length; i++) {
+    const s = nemesis[i]!
+    if (s.f !== 'start-disk') continue
+    const sv = s.value as { mode?: string, nodes?: string[], healBoundMs?: number }
+    const stopIdx = nemesis.findIndex((o, j) => j > i && o.f === 'stop-disk')
+    const stop = stopIdx >= 0 ? nemesis[stopIdx]! : undefined
+    const end = stop?.time ?? Infinity
+    const bound = sv.healBoundMs ?? 30_000
+    // The next fault window after this one (any kind): it may mask the return to green.
+    const nextFault = nemesis.find((o, j) => j > (stopIdx >= 0 ? stopIdx : i) && o.f.startsWith('start-'))
+    const nextStart = nextFault?.time ?? Infinity
+    const nextIsDisk = nemesis.findIndex((o, j) => j > i && o.f === 'start-disk')
+    const laterLimit = nextIsDisk >= 0 ? nemesis[nextIsDisk]!.time : Infinity
+    const label = `disk window ${(s.time / 1000).toFixed(1)}-${(end / 1000).toFixed(1)} s`
+    const w: DiskWindowResult = {
+      mode: sv.mode ?? 'fill',
+      start: s.time,
+      end,
+      nodes: [],
+      healBoundMs: bound,
+      acknowledged: { set: 0, register: 0 },
+      readAtAll: { acknowledged: 0, present: 0, removed: 0, absent: [], unread: [] },
+      verdict: true
+    }
+    let unknownHere = false
+    const fail = (line: string): void => { violations.push(`${label}: ${line}`); w.verdict = false }
+    if (stop === undefined) { unknown.push(`${label}: never stopped`); unknownHere = true }
+
+    for (const node of sv.nodes ?? []) {
+      const mine = nemesis.filter((o, j) => j > i && o.time < laterLimit && (o.value as { node?: string } | null)?.node === node)
+      const fillOp = mine.find(o => o.f === 'disk-fill')
+      const samples = mine.filter(o => o.f === 'disk-health').map(o => ({ ...(o.value as Sample), time: o.time }))
+      const before = samples.find(x => x.phase === 'before')
+      const during = samples.filter(x => x.phase === 'window')
+      const heal = samples.filter(x => x.phase === 'heal')
+      const enospc = (x: Sample): boolean => x.failed.some(f => / (ENOSPC|EDQUOT)$/.test(f))
+      const noticed = during.find(x => x.status !== 'green' && enospc(x))
+      const gone = heal.find(x => x.failed.length === 0 && x.status !== 'no-answer')
+      const green = heal.find(x => x.status === 'green' && x.failed.length === 0)
+      const topUps = (stop?.value as { topUps?: Record<string, { count: number, bytes: number }> } | null)?.topUps?.[node] ?? null
+      const judged = [...during, ...heal]
+      const pids = [...new Set([before, ...judged].flatMap(x => (x?.pid ?? null) === null ? [] : [x!.pid!]))]
+      const r: DiskNodeResult = {
+        node,
+        fill: fillOp === undefined ? null : (() => { const { node: _n, ...f } = fillOp.value as DiskNodeResult['fill'] & { node: string }; return f })(),
+        topUps,
+        before: before?.status ?? null,
+        windowSamples: during.length,
+        notGreen: during.filter(x => x.status !== 'green').length,
+        namingEnospc: during.filter(enospc).length,
+        noticedAfterMs: noticed === undefined ? null : Math.round(noticed.time - s.time),
+        failedPartitions: [...new Set(during.flatMap(x => x.failed))].sort(),
+        failuresGoneAfterMs: gone === undefined || stop === undefined ? null : Math.round(gone.time - stop.time),
+        greenAfterMs: green === undefined || stop === undefined ? null : Math.round(green.time - stop.time),
+        masked: false,
+        pids,
+        down: judged.filter(x => !x.running).length,
+        problems: []
+      }
+      const problem = (line: string): void => { r.problems.push(line); fail(`${node} ${line}`) }
+      if (r.fill === null || r.fill.error !== undefined) {
+        unknown.push(`${label}: ${node}'s disk was not filled (${r.fill?.error ?? 'no fill recorded'})`)
+        unknownHere = true
+      } else if (r.fill.freeBytes > FULL_SLACK_BYTES) {
+        unknown.push(`${label}: ${node}'s disk kept ${r.fill.freeBytes} B free after the fill`)
+        unknownHere = true
+      } else {
+        if (noticed === undefined) problem(`never said its disk was full: no /health sample during the window was not green naming an ENOSPC partition (${during.length} samples: ${[...new Set(during.map(x => x.status))].join(', ') || 'none'})`)
+        if (r.pids.length > 1) problem(`was restarted or replaced: pids ${r.pids.join(', ')}`)
+        if (r.down > 0) problem(`was down in ${r.down} samples`)
+        if (stop !== undefined) {
+          if (r.failuresGoneAfterMs === null || r.failuresGoneAfterMs > bound) problem(`still named failed partitions ${bound} ms after the ballast was deleted (${heal.at(-1)?.failed.join(', ') ?? 'no sample'})`)
+          else if (r.greenAfterMs === null || r.greenAfterMs > bound) {
+            // Another fault (even another peer's disk) keeps everyone from green: not this peer's to answer for.
+            if (nextStart < stop.time + bound) r.masked = true
+            else problem(`not green within ${bound} ms of the ballast's deletion (last: ${heal.at(-1)?.status ?? 'no sample'})`)
+          }
+        }
+      }
+      w.nodes.push(r)
+    }
+
+    // What the cluster acknowledged meanwhile, and whether the final reads at ALL see it.
+    const acked = ops.filter(o => o.type === 'ok' && o.time >= s.time && o.time <= end && typeof o.process === 'number')
+    w.acknowledged.set = acked.filter(o => o.workload === 'set' && o.f === 'add').length
+    w.acknowledged.register = acked.filter(o => o.workload === 'register' && o.f === 'write').length
+    if (setRan && stop !== undefined && w.acknowledged.set === 0 && w.nodes.some(n => n.fill !== null && n.fill.error === undefined)) fail('no set add was acknowledged while the disk was full (a minority\'s disk: a majority of every partition\'s replicas had room)')
+    for (const o of acked) {
+      if (o.workload !== 'set' || o.f !== 'add') continue
+      const id = o.key!
+      w.readAtAll.acknowledged++
+      if (removedSet.has(id)) { w.readAtAll.removed++; continue }
+      const present = finalSet.get(id)
+      if (present === true) w.readAtAll.present++
+      else if (present === false) w.readAtAll.absent.push(id)
+      else w.readAtAll.unread.push(id)
+    }
+    if (w.readAtAll.absent.length > 0) fail(`${w.readAtAll.absent.length} set adds acknowledged during the window are absent at ALL: ${w.readAtAll.absent.slice(0, 10).join(', ')}`)
+    if (w.readAtAll.unread.length > 0) { unknown.push(`${label}: ${w.readAtAll.unread.length} set adds acknowledged during the window were never read at ALL`); unknownHere = true }
+    if (w.verdict === true && unknownHere) w.verdict = 'unknown'
+    windows.push(w)
+  }
+  const valid = windows.some(w => w.verdict === false) ? false : windows.some(w => w.verdict === 'unknown') ? 'unknown' : true
+  return { valid, windows, violations, unknown }
+}
