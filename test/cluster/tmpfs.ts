@@ -22,7 +22,7 @@ export function mountTmpfs (dir: string, sizeMiB: number): string | undefined {
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m,mode=0755`, 'tmpfs', dir], { stdio: 'pipe' })
     return undefined
   } catch (err) {
-    return (err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message
+    return ((err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message).replace(/\s+/g, ' ')
   }
 }
 

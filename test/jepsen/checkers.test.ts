@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { checkHistory, checkQueries, checkRegister, checkRegisterWorkload, checkSet, expectedAnswer, type QueriesDataset, type RegOp } from './checkers/index.js'
+import { checkDisk, checkHistory, checkQueries, checkRegister, checkRegisterWorkload, checkSet, expectedAnswer, type QueriesDataset, type RegOp } from './checkers/index.js'
 import { faultWindows, pairs, parseJsonl, type Op, type OpType, type QueryCoverage } from './history.js'
 import { QUERIES_SPACE, queriesDataset } from './workloads.js'
 
@@ -328,5 +328,83 @@ describe('queries checker', () => {
     expect(r.queries).toBe(0)
     expect(r.afterHeal).toMatchObject({ queries: 3, complete: 1, errors: { NOT_SYNCED: 1, PARTIAL_RESULT: 1 }, peersWithoutCompleteAnswer: ['n2'] })
     expect(r.violations.map(v => v.kind)).toEqual(['complete-wrong'])
+  })
+})
+
+describe('disk checker', () => {
+  /** A disk window on n3 from 1000 to 5000 ms: fill, samples, stop, heal samples; `opts` breaks parts of it. */
+  const diskRun = (opts: { noticed?: boolean, pidAfter?: number, healedAt?: number | null, greenAt?: number | null, free?: number, fillError?: string, nextFaultAt?: number, lose?: boolean, unread?: boolean, noAcks?: boolean } = {}): H => {
+    const n = (f: string, value: unknown, t: number): void => { h.op('nemesis', 'info', f, undefined, undefined, value, t) }
+    const sample = (phase: string, status: string, failed: string[], t: number, pid = 100): void => { n('disk-health', { node: 'n3', phase, status, failed, pid, running: true }, t) }
+    const h = new H()
+    h.add(0, 'a', 100, 200, 'ok')
+    n('start-disk', { mode: 'fill', nodes: ['n3'], healBoundMs: 10_000 }, 1000)
+    sample('before', 'green', [], 1010)
+    n('disk-fill', opts.fillError !== undefined ? { node: 'n3', ballastBytes: 0, freeBytes: 1 << 20, usedBytes: 1 << 19, sizeBytes: 32 << 20, error: opts.fillError } : { node: 'n3', ballastBytes: 31 << 20, freeBytes: opts.free ?? 0, usedBytes: 1 << 19, sizeBytes: 32 << 20 }, 1100)
+    sample('window', 'green', [], 1500)
+    sample('window', opts.noticed === false ? 'green' : 'yellow', opts.noticed === false ? [] : ['jepsen_set/2 ENOSPC'], 2000)
+    if (opts.noAcks !== true) h.add(0, 'b', 2100, 2200, 'ok').add(1, 'c', 2300, 2400, 'ok')
+    h.w(2, 'sw0', 7, 2500, 2600, 'ok', 77)
+    n('stop-disk', { nodes: ['n3'], topUps: { n3: { count: 1, bytes: 4096 } } }, 5000)
+    if (opts.nextFaultAt !== undefined) n('start-partition', { shape: 'isolate' }, opts.nextFaultAt)
+    const healedAt = opts.healedAt === undefined ? 6000 : opts.healedAt
+    const greenAt = opts.greenAt === undefined ? 8000 : opts.greenAt
+    sample('heal', 'yellow', ['jepsen_set/2 ENOSPC'], 5500, opts.pidAfter)
+    if (healedAt !== null) sample('heal', 'yellow', [], healedAt, opts.pidAfter)
+    if (greenAt !== null) sample('heal', 'green', [], greenAt, opts.pidAfter)
+    n('heal', null, 16_000)
+    h.final('a', true, 17_000)
+    if (opts.unread !== true) h.final('b', opts.lose !== true, 17_000)
+    h.final('c', true, 17_000)
+    return h
+  }
+
+  it('passes a window where the full peer says so, stays up, heals and turns green within the bound, with everything acknowledged meanwhile read at ALL', () => {
+    const r = checkDisk(diskRun().ops)
+    expect(r.valid).toBe(true)
+    expect(r.violations).toEqual([])
+    const w = r.windows[0]!
+    expect(w).toMatchObject({ mode: 'fill', start: 1000, end: 5000, healBoundMs: 10_000, acknowledged: { set: 2, register: 1 }, readAtAll: { acknowledged: 2, present: 2, removed: 0, absent: [], unread: [] }, verdict: true })
+    expect(w.nodes[0]).toMatchObject({ node: 'n3', before: 'green', windowSamples: 2, notGreen: 1, namingEnospc: 1, noticedAfterMs: 1000, failedPartitions: ['jepsen_set/2 ENOSPC'], failuresGoneAfterMs: 1000, greenAfterMs: 3000, masked: false, pids: [100], down: 0, topUps: { count: 1, bytes: 4096 } })
+    expect(w.nodes[0]!.fill).toMatchObject({ ballastBytes: 31 << 20, freeBytes: 0 })
+    // checkHistory runs it on any history with a disk window, and only then.
+    expect(checkHistory(diskRun().ops).disk?.valid).toBe(true)
+    expect(checkHistory(new H().add(0, 'a', 0, 1, 'ok').final('a', true, 2).ops).disk).toBeUndefined()
+  })
+
+  it('fails a full peer that stays green, one restarted, one still failed or not green after the bound, and a window without acknowledged writes', () => {
+    const quiet = checkDisk(diskRun({ noticed: false }).ops)
+    expect(quiet.valid).toBe(false)
+    expect(quiet.violations.join('\n')).toMatch(/n3 never said its disk was full/)
+    const restarted = checkDisk(diskRun({ pidAfter: 200 }).ops)
+    expect(restarted.violations.join('\n')).toMatch(/n3 was restarted or replaced: pids 100, 200/)
+    const stuck = checkDisk(diskRun({ healedAt: null, greenAt: null }).ops)
+    expect(stuck.violations.join('\n')).toMatch(/n3 still named failed partitions 10000 ms after the ballast was deleted \(jepsen_set\/2 ENOSPC\)/)
+    const late = checkDisk(diskRun({ greenAt: 15_500 }).ops)
+    expect(late.violations.join('\n')).toMatch(/n3 not green within 10000 ms/)
+    expect(late.windows[0]!.nodes[0]!.greenAfterMs).toBe(10_500)
+    const noAcks = checkDisk(diskRun({ noAcks: true }).ops)
+    expect(noAcks.violations.join('\n')).toMatch(/no set add was acknowledged while the disk was full/)
+    expect(checkHistory(diskRun({ noticed: false }).ops).failures.join('\n')).toMatch(/^disk: disk window 1\.0-5\.0 s: n3 never said/m)
+  })
+
+  it('does not hold a peer to green when another fault starts before it could be, but still to its failures being gone', () => {
+    const masked = checkDisk(diskRun({ greenAt: null, nextFaultAt: 7000 }).ops)
+    expect(masked.valid).toBe(true)
+    expect(masked.windows[0]!.nodes[0]!.masked).toBe(true)
+    expect(checkDisk(diskRun({ greenAt: null, healedAt: null, nextFaultAt: 7000 }).ops).valid).toBe(false)
+  })
+
+  it('flags an acknowledged write of the window absent at ALL, and says unknown when one was not read or the disk was not filled', () => {
+    const lost = checkDisk(diskRun({ lose: true }).ops)
+    expect(lost.valid).toBe(false)
+    expect(lost.windows[0]!.readAtAll.absent).toEqual(['b'])
+    const unread = checkDisk(diskRun({ unread: true }).ops)
+    expect(unread.valid).toBe('unknown')
+    expect(unread.unknown.join('\n')).toMatch(/1 set adds acknowledged during the window were never read at ALL/)
+    const unfilled = checkDisk(diskRun({ fillError: 'not a tmpfs' }).ops)
+    expect(unfilled.valid).toBe('unknown')
+    expect(unfilled.unknown.join('\n')).toMatch(/n3's disk was not filled \(not a tmpfs\)/)
+    expect(checkDisk(diskRun({ free: 1 << 20 }).ops).unknown.join('\n')).toMatch(/kept 1048576 B free/)
   })
 })

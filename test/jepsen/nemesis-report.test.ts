@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import type { Op } from './history.js'
-import { partitionGrudge, rng, schedule } from './nemesis.js'
+import type { TestCluster } from '../cluster/index.js'
+import { faultWindows, History, type Op } from './history.js'
+import { Nemesis, partitionGrudge, rng, schedule } from './nemesis.js'
 import { latencySvg, throughputSvg, timelineHtml } from './report.js'
 
 describe('nemesis schedule', () => {
@@ -13,6 +14,37 @@ describe('nemesis schedule', () => {
     expect(a.map(p => [p.kind, p.start, p.end])).toEqual([['partition', 5000, 10000], ['kill', 15000, 20000], ['pause', 25000, 30000], ['clock', 35000, 40000]])
     expect(a[1]!.nodes!.length).toBeLessThanOrEqual(2) // a minority
     expect(schedule({ ...o, nemeses: [...o.nemeses], seed: 6 })).not.toEqual(a)
+  })
+
+  it('plans disk windows on a minority, mode fill, without changing the other kinds\' schedules', () => {
+    const o = { seed: 15, nodes, timeLimitMs: 60_000, faultMs: 5000, quietMs: 5000 }
+    const disk = schedule({ ...o, nemeses: ['disk'] })
+    expect(disk).toHaveLength(6)
+    for (const p of disk) {
+      expect(p.kind).toBe('disk')
+      expect(p.disk).toEqual({ mode: 'fill' })
+      expect(p.nodes!.length).toBeGreaterThanOrEqual(1)
+      expect(p.nodes!.length).toBeLessThanOrEqual(2)
+      expect(new Set(p.nodes).size).toBe(p.nodes!.length)
+    }
+    expect(new Set(disk.map(p => p.nodes!.join())).size).toBeGreaterThan(1)
+    expect(schedule({ ...o, nemeses: ['disk'] })).toEqual(disk)
+    // The kinds before it draw the same randomness as before the disk kind existed.
+    const kinds = schedule({ ...o, nemeses: ['partition', 'kill', 'disk'] })
+    expect(kinds.map(p => p.kind)).toEqual(['partition', 'kill', 'disk', 'partition', 'kill', 'disk'])
+    expect(kinds[0]!.grudge).toEqual(schedule({ ...o, nemeses: ['partition', 'kill'] })[0]!.grudge)
+    // The CI disk schedule: one window of 12 s after 8 s of load.
+    expect(schedule({ ...o, nemeses: ['disk'], timeLimitMs: 30_000, quietMs: 8000, faultMs: 12_000 }).map(p => [p.start, p.end])).toEqual([[8000, 20_000]])
+  })
+
+  it('records a disk window it cannot apply (no tmpfs) as skipped, not as a fault window', async () => {
+    const h = new History()
+    const nemesis = new Nemesis({ peers: new Map() } as unknown as TestCluster, h, () => {}, 'not root (uid 1000); mounting a tmpfs needs root')
+    const plan = schedule({ seed: 1, nemeses: ['disk'], nodes, timeLimitMs: 10_000, faultMs: 5000, quietMs: 5000 })[0]!
+    await nemesis.start(plan)
+    await nemesis.stop(plan)
+    expect(h.ops.map(o => [o.f, o.value])).toEqual([['skip-disk', { mode: 'fill', nodes: plan.nodes, reason: 'not root (uid 1000); mounting a tmpfs needs root' }]])
+    expect(faultWindows(h.ops)).toEqual([])
   })
 
   it('builds symmetric partitions of each shape', () => {
@@ -43,6 +75,14 @@ describe('report', () => {
     expect(html).toContain('<!doctype html>')
     expect(html).not.toMatch(/<script src=|<link /)
     expect(html).toContain('TimeoutError')
+    // Disk windows shaded in their own color.
+    const disk: Op[] = [
+      { index: 0, process: 'nemesis', type: 'info', f: 'start-disk', value: { mode: 'fill', nodes: ['n3'] }, time: 100 },
+      { index: 1, process: 'nemesis', type: 'info', f: 'disk-health', value: { node: 'n3', phase: 'window', status: 'yellow', failed: ['jepsen_set/1 ENOSPC'] }, time: 200 },
+      { index: 2, process: 'nemesis', type: 'info', f: 'stop-disk', value: { nodes: ['n3'] }, time: 900 }
+    ]
+    expect(faultWindows(disk)).toEqual([{ kind: 'disk', start: 100, end: 900, detail: { mode: 'fill', nodes: ['n3'] } }])
+    expect(latencySvg(disk)).toContain('#b8d8a8')
   })
 
   it('draws partial query answers in their own color, with coverage and confidence, and the load in its own lane', () => {
