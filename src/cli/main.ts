@@ -5,7 +5,7 @@
 // Must stay the first import: libp2p's dependencies need Promise.withResolvers on Node 20.
 import '../polyfill/index.js'
 import { Command, CommanderError, Option } from 'commander'
-import { peerOption } from './peer-option.js'
+import { DEFAULT_PEER, peerOption, peerUrl } from './peer-option.js'
 import { runStart } from './start.js'
 import { runKeygen } from './keygen.js'
 import { runMembers } from './members.js'
@@ -18,6 +18,7 @@ import { runBackup } from './backup.js'
 import { runRestore } from './restore.js'
 import { runStatus } from './status.js'
 import { runRepair } from './repair.js'
+import { runDecommission } from './decommission.js'
 import { CliError } from './errors.js'
 import { VERSION } from '../runtime/index.js'
 
@@ -85,6 +86,15 @@ function buildProgram (): Command {
     .option('--json', 'print the answer as JSON')
     .addOption(peerOption())
     .action(async (peerId: string, opts: { peer: string, yes?: boolean, json?: boolean }) => { await runRemovePeer(peerId, opts) })
+
+  program.command('decommission')
+    .description('the peer hands every partition it holds to its next owners, waits until they are ready, then leaves the cluster and stops (exits 1, the peer staying a member, if the hand-off times out)')
+    .addOption(new Option('--peer <url>', 'the HTTP API of the peer to decommission: a URL or host:port').env('SHOAL_PEER').argParser(peerUrl).default(DEFAULT_PEER))
+    .option('--timeout-ms <ms>', "how long to wait for the next owners to be ready (default the peer's decommissionTimeoutMs, 60000)")
+    .option('--json', 'print the progress and summary as NDJSON')
+    .action(async (opts: { peer: string, timeoutMs?: string, json?: boolean }) => {
+      await runDecommission({ peer: opts.peer, json: opts.json === true, ...(opts.timeoutMs !== undefined ? { timeoutMs: positiveInt(opts.timeoutMs, '--timeout-ms') } : {}) })
+    })
 
   const space = program.command('space').description('create, list and drop spaces')
   space.command('create <name>')

@@ -3,7 +3,11 @@ import { ConfigError, resolveConfig, type RawSettings } from '../config/index.js
 import { Peer, PeerStartError } from '../peer/index.js'
 import { CliError } from './errors.js'
 
-/** `shoal start`: resolve settings, start the peer, drain and leave on SIGTERM/SIGINT. */
+/**
+ * `shoal start`: resolve settings, start the peer; on SIGTERM/SIGINT decommission (hand the
+ * partitions off, bounded by decommissionTimeoutMs), leave and exit 0; exit 0 as well once a
+ * `shoal decommission` of this peer has left and stopped it.
+ */
 export async function runStart (opts: Record<string, unknown>): Promise<void> {
   const flags: RawSettings = {
     dataDir: opts.dataDir,
@@ -43,6 +47,11 @@ export async function runStart (opts: Record<string, unknown>): Promise<void> {
   }
 
   let stopping = false
+  peer.onStop(why => {
+    if (why !== 'decommissioned' || stopping) return
+    log.info({}, 'peer stopped: decommissioned')
+    process.exit(0)
+  })
   const shutdown = (signal: string): void => {
     if (stopping) {
       // A second signal means "now": the operator does not want to wait for the drain.
@@ -50,7 +59,7 @@ export async function runStart (opts: Record<string, unknown>): Promise<void> {
       process.exit(1)
     }
     stopping = true
-    log.info({ signal }, 'draining: leaving the cluster gracefully')
+    log.info({ signal, decommissionTimeoutMs: config.decommissionTimeoutMs }, 'draining: handing partitions off to their next owners, then leaving the cluster')
     peer.stop({ leave: true }).then(() => {
       log.info({}, 'peer stopped')
       process.exit(0)

@@ -12,6 +12,8 @@ export interface MemberView {
   incarnation: number
   /** Present (true) when the member left because an operator removed it (POST /cluster/remove). */
   removed?: true
+  /** Present (true) while the member decommissions: it owns nothing and hands its partitions off before it leaves. */
+  leaving?: true
 }
 
 export interface HealthReport {
@@ -70,8 +72,16 @@ export interface ApiPeer {
    * 503 not on the majority side).
    */
   removePeer(peerId: string, confirm: boolean): RemovePeerAnswer
+  /**
+   * Starts this peer's decommission (POST /admin/decommission): its progress as NDJSON lines, the
+   * last one the summary (`{"event": "done", ...}`). Throws HttpError when it cannot start.
+   */
+  decommission(opts: { timeoutMs?: number }): AsyncIterable<string>
   readonly faults: FaultControl | undefined
 }
+
+/** timeoutMs of POST /admin/decommission: from 0 (hand nothing off: fails unless there is nothing to hand) to a day. */
+export const DECOMMISSION_TIMEOUT_MS = { min: 0, max: 86_400_000 }
 
 /** Largest deny list accepted: more peers than any cluster we run, small enough to bound work. */
 const MAX_DENY = 1024
@@ -89,6 +99,12 @@ export function registerApi (server: HttpServer, peer: ApiPeer): void {
   server.route('POST', '/cluster/remove', async (req) => {
     const { peerId, confirm } = parseRemove(await req.json())
     return { body: peer.removePeer(peerId, confirm) }
+  })
+  // The answer streams the progress; `connection: close` so the peer's HTTP server, stopping
+  // right after a complete decommission, need not wait for this keep-alive socket.
+  server.route('POST', '/admin/decommission', async (req) => {
+    const opts = parseDecommissionBody(await req.text())
+    return { stream: peer.decommission(opts), contentType: 'application/x-ndjson', headers: { connection: 'close' } }
   })
   server.route('GET', '/admin/faults', () => ({ body: requireFaults(peer).state() }))
   server.route('POST', '/admin/faults', async (req) => {
@@ -116,6 +132,27 @@ function parseRemove (body: unknown): { peerId: string, confirm: boolean } {
   if (typeof peerId !== 'string' || !PEER_ID.test(peerId)) throw new HttpError(400, 'BAD_REQUEST', "field 'peerId' must be the peer id of a member (see GET /cluster/members)")
   if (confirm !== undefined && typeof confirm !== 'boolean') throw new HttpError(400, 'BAD_REQUEST', "field 'confirm' must be true or false")
   return { peerId, confirm: confirm === true }
+}
+
+/** The body of POST /admin/decommission: empty, or `{timeoutMs?}`. */
+export function parseDecommissionBody (text: string): { timeoutMs?: number } {
+  if (text.trim() === '') return {}
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch (err) {
+    throw new HttpError(400, 'BAD_JSON', `request body is not valid JSON: ${(err as Error).message}`)
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'BAD_REQUEST', 'body must be a JSON object like {"timeoutMs": 120000}, or empty')
+  for (const key of Object.keys(body)) {
+    if (key !== 'timeoutMs') throw new HttpError(400, 'BAD_REQUEST', `unknown field '${key.slice(0, 40)}'; expected timeoutMs`)
+  }
+  const { timeoutMs } = body as { timeoutMs?: unknown }
+  if (timeoutMs === undefined || timeoutMs === null) return {}
+  if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < DECOMMISSION_TIMEOUT_MS.min || timeoutMs > DECOMMISSION_TIMEOUT_MS.max) {
+    throw new HttpError(400, 'BAD_REQUEST', `field 'timeoutMs' must be an integer from ${DECOMMISSION_TIMEOUT_MS.min} to ${DECOMMISSION_TIMEOUT_MS.max} (milliseconds)`)
+  }
+  return { timeoutMs }
 }
 
 function requireFaults (peer: ApiPeer): FaultControl {

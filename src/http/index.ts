@@ -10,7 +10,7 @@
  */
 export { HttpServer, HttpError, HttpListenError, DEFAULT_MAX_HTTP_CONNECTIONS } from './server.js'
 export type { RouteHandler, RouteRequest, RouteResponse, RouteOptions, HttpServerOptions } from './server.js'
-export { registerApi } from './api.js'
+export { registerApi, parseDecommissionBody, DECOMMISSION_TIMEOUT_MS } from './api.js'
 export type { ApiPeer, MemberView, HealthReport, FaultControl, FaultState, RemovePeerAnswer, GivenUpPartition } from './api.js'
 export { registerDataApi, parseRecordsBody, toHttpError } from './data.js'
 export type { DataApi, SpaceView, WriteOutcome, RecordAnswer, Consistency, RequestOptions } from './data.js'

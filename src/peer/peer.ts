@@ -10,7 +10,7 @@ import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index
 import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
 import { PartitionDetector } from '../partition/index.js'
-import { Catalog, DEFAULT_PLACEMENT_OPTIONS, PlacementService } from '../placement/index.js'
+import { Catalog, DEFAULT_PLACEMENT_OPTIONS, LEAVING_META_KEY, PlacementService } from '../placement/index.js'
 import { DEFAULT_REPLICATOR_OPTIONS, HintLog, hintFileBytesFor, Replicator } from '../replication/index.js'
 import { nodeFileSystem, SystemClock, SystemRandom, VERSION, type Logger, type PeerAddress } from '../runtime/index.js'
 import { DEFAULT_MEMTABLE_BUDGET_BYTES, DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
@@ -27,6 +27,7 @@ import { registerOperationalMetrics } from './metrics.js'
 import { createBackupService } from '../backup/index.js'
 import { MemberDirectory } from './members.js'
 import { ClusterStatusService, collectLocalStatus } from './cluster-status.js'
+import { DecommissionRunner, EventLines } from './decommission.js'
 import { QueryService, DEFAULT_QUERY_OPTIONS, FragmentPool, defaultPoolSize } from '../query/index.js'
 
 const FANOUT_LABELS = ['1', '2', '4', '8', '16', '32', '64']
@@ -67,8 +68,9 @@ interface Layers {
  *
  * Start: peer key → libp2p host → RPC → saved catalog → SWIM → detector → placement →
  *        replication → HTTP → join.
- * Stop:  leave (bounded by drainTimeoutMs) → HTTP → replication → placement → detector → SWIM →
- *        catalog → storage (flushes) → RPC → host.
+ * Stop:  decommission (hand-off bounded by decommissionTimeoutMs, leave and last push bounded by
+ *        drainTimeoutMs) → HTTP → replication → placement → detector → SWIM → catalog → storage
+ *        (flushes) → RPC → host.
  */
 /** How often a starting peer checks whether every partition it owns is ready (announceReady). */
 const READY_CHECK_MS = 250
@@ -94,6 +96,8 @@ export class Peer implements ApiPeer {
   /** This peer's own lines (component 'peer'); `root` makes the other components' loggers. */
   private readonly log: Logger
   private availabilityTimer: ReturnType<typeof setInterval> | undefined
+  private readonly decommissioner: DecommissionRunner
+  private readonly stopListeners: Array<(why: 'decommissioned' | 'stopped') => void> = []
 
   private constructor (
     readonly config: PeerConfig,
@@ -108,6 +112,15 @@ export class Peer implements ApiPeer {
     this.swim = layers.swim
     this.detector = layers.detector
     this.http = layers.http
+    this.decommissioner = new DecommissionRunner({
+      replicator: layers.replicator,
+      leave: async timeoutMs => { await layers.swim.leave(timeoutMs) },
+      log: root.child({ component: 'peer' }),
+      nameOf: id => this.nameOf(id),
+      self: { peerId: layers.transport.localPeerId, name: config.name },
+      drainTimeoutMs: config.drainTimeoutMs,
+      now: () => Date.now()
+    })
     this.faults = config.enableFaultInjection
       ? {
           setDenied: async (peerIds) => {
@@ -471,15 +484,18 @@ export class Peer implements ApiPeer {
     }
   }
 
+  /**
+   * Stops the peer. With `leave` (SIGTERM) it decommissions first: hands every partition it holds
+   * to its next owners (at most decommissionTimeoutMs; 0 skips it), then leaves, whatever was
+   * handed off, and stops. A decommission already under way (POST /admin/decommission) is waited for.
+   */
   async stop (opts: { leave: boolean }): Promise<void> {
     if (this.stopped) return
     this.stopped = true
     if (this.lagTimer !== undefined) clearInterval(this.lagTimer)
     if (this.availabilityTimer !== undefined) clearInterval(this.availabilityTimer)
     this.lagMonitor?.disable()
-    if (opts.leave) {
-      await this.swim.leave(this.config.drainTimeoutMs).catch((err: unknown) => { this.log.warn({ err }, 'graceful leave failed') })
-    }
+    if (opts.leave) await this.leaveGracefully()
     const { catalog, catalogFile, placement, replicator, engine, broadcaster } = this.layers
     await this.http.stop().catch(() => {})
     await this.layers.pool.close().catch(() => {})
@@ -495,6 +511,71 @@ export class Peer implements ApiPeer {
     await engine.close().catch((err: unknown) => { this.log.error({ err }, 'storage did not close cleanly') })
     await this.transport.stop().catch(() => {})
     await this.host.stop().catch(() => {})
+  }
+
+  /** The leave of stop(): a decommission (SIGTERM's), or the one under way, or a bare leave. */
+  private async leaveGracefully (): Promise<void> {
+    const running = this.decommissioner.current
+    if (running !== undefined) {
+      this.log.info({}, 'stopping: waiting for the decommission under way')
+      const outcome = await running.catch(() => undefined)
+      if (outcome?.left === true) return
+    } else if (this.config.decommissionTimeoutMs > 0 && this.swim.hasSynced()) {
+      try {
+        const outcome = await this.decommissioner.run({ timeoutMs: this.config.decommissionTimeoutMs, leaveOnTimeout: true })
+        this.log.info({ handedOff: outcome.handedOff, total: outcome.total, tookMs: outcome.tookMs }, outcome.message)
+        if (outcome.left) return
+      } catch (err) {
+        this.log.error({ err }, 'decommission failed; leaving without handing off')
+      }
+    }
+    await this.swim.leave(this.config.drainTimeoutMs).catch((err: unknown) => { this.log.warn({ err }, 'graceful leave failed') })
+  }
+
+  /**
+   * POST /admin/decommission: starts this peer's decommission and answers its progress as NDJSON
+   * lines (DecommissionEvent), the last one the summary. Complete, the peer has left and stops
+   * (the listeners of onStop hear 'decommissioned'); timed out, it stays a member. Throws
+   * HttpError when it cannot start (already under way or stopping: 409; not synced: 503).
+   */
+  decommission (opts: { timeoutMs?: number }): AsyncIterable<string> {
+    if (this.stopped) throw new HttpError(409, 'STOPPING', 'this peer is stopping already')
+    if (this.decommissioner.current !== undefined) throw new HttpError(409, 'DECOMMISSIONING', 'a decommission of this peer is already under way')
+    if (!this.swim.hasSynced()) throw new HttpError(503, 'NOT_SYNCED', 'this peer has not synced with its cluster yet: it cannot tell who takes its partitions; try again in a moment')
+    const lines = new EventLines()
+    const run = this.decommissioner.run({ timeoutMs: opts.timeoutMs ?? this.config.decommissionTimeoutMs, leaveOnTimeout: false, onEvent: ev => { lines.push(ev) } })
+    run.then(summary => {
+      lines.push(summary)
+      lines.end()
+      this.log.info({ handedOff: summary.handedOff, total: summary.total, tookMs: summary.tookMs }, summary.message)
+      if (summary.left) {
+        // HTTP stops last among the steps that wait: it lets this answer finish first.
+        void this.stop({ leave: false }).then(() => { this.notifyStopped('decommissioned') }, (err: unknown) => { this.log.error({ err }, 'error while stopping after the decommission') })
+      }
+    }, (err: unknown) => {
+      this.log.error({ err }, 'decommission failed')
+      lines.push({ event: 'error', message: (err as Error).message })
+      lines.end()
+    })
+    return lines
+  }
+
+  /** Calls `listener` once the peer has stopped by itself (after a decommission). */
+  onStop (listener: (why: 'decommissioned' | 'stopped') => void): void {
+    this.stopListeners.push(listener)
+  }
+
+  private notifyStopped (why: 'decommissioned' | 'stopped'): void {
+    for (const l of this.stopListeners) {
+      try { l(why) } catch (err) { this.log.error({ err }, 'stop listener failed') }
+    }
+  }
+
+  /** A member's name, its id while none is known. */
+  private nameOf (peerId: string): string {
+    if (peerId === this.peerId) return this.config.name
+    const name = this.swim.member(peerId)?.meta.name
+    return typeof name === 'string' ? name : peerId
   }
 
   health (): HealthReport {
@@ -890,7 +971,8 @@ function toMemberView (m: MemberInfo): MemberView {
     version: typeof m.meta.version === 'string' ? m.meta.version : null,
     state: m.state,
     incarnation: m.incarnation,
-    ...(m.removed === true ? { removed: true as const } : {})
+    ...(m.removed === true ? { removed: true as const } : {}),
+    ...(m.meta[LEAVING_META_KEY] === true && m.state !== 'left' && m.state !== 'dead' ? { leaving: true as const } : {})
   }
 }
 

@@ -41,6 +41,8 @@ export interface HandOffOptions {
   timeoutMs: number
   /** Progress, in order: `started`, then `handed-off` per partition and `waiting` every 5 s. */
   onProgress?: (event: HandOffEvent) => void
+  /** How the reasons name a peer (the peer passes member names); default its id. */
+  nameOf?: (peer: PeerId) => string
 }
 
 /** A partition and why it is not handed off (yet). */
@@ -86,6 +88,7 @@ interface Pending { key: string, space: SpaceDef, partition: number, reason: str
 
 export class Decommission {
   private running = false
+  private nameOf: (peer: PeerId) => string = peer => peer
 
   constructor (private readonly ctx: DecommissionContext) {}
 
@@ -103,6 +106,7 @@ export class Decommission {
     if (this.running) throw new Error('a decommission is already under way')
     if (!Number.isInteger(opts.timeoutMs) || opts.timeoutMs < 0) throw new RangeError(`decommission timeoutMs must be a non-negative integer, got ${opts.timeoutMs}`)
     this.running = true
+    this.nameOf = opts.nameOf ?? (peer => peer)
     try {
       const startedAt = clock.now()
       const deadline = startedAt + opts.timeoutMs
@@ -208,8 +212,8 @@ export class Decommission {
     if (notReady.length > 0) {
       const unreachable = notReady.filter(o => !detector.isReachable(o))
       p.reason = unreachable.length > 0
-        ? `its next owner${unreachable.length > 1 ? 's' : ''} ${unreachable.join(', ')} cannot be reached`
-        : `waiting for ${notReady.join(', ')} to catch up`
+        ? `its next owner${unreachable.length > 1 ? 's' : ''} ${this.names(unreachable)} cannot be reached`
+        : `waiting for ${this.names(notReady)} to catch up`
       return undefined
     }
     const report: SyncReport = { bucketsCompared: 0, bucketsDiffering: 0, recordsPulled: 0, recordsPushed: 0 }
@@ -226,10 +230,12 @@ export class Decommission {
     for (const owner of owners) {
       const r: SyncReport = report ?? { bucketsCompared: 0, bucketsDiffering: 0, recordsPulled: 0, recordsPushed: 0 }
       const ok = await this.ctx.antiEntropy.syncWith(owner, space, partition, { pull: false, maxBuckets: ALL_BUCKETS, report: r })
-      if (!ok) return `pushing to ${owner} failed: ${r.error ?? 'not every differing bucket was pushed'}`
+      if (!ok) return `pushing to ${this.nameOf(owner)} failed: ${r.error ?? 'not every differing bucket was pushed'}`
     }
     return undefined
   }
+
+  private names (peers: readonly PeerId[]): string { return peers.map(p => this.nameOf(p)).join(', ') }
 
   private notHandedOff (p: Pending): NotHandedOff {
     const pp = this.ctx.placement.locate(p.space, p.partition)

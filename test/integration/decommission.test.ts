@@ -1,0 +1,135 @@
+/**
+ * Issue 13, "a graceful leave hands nothing off", on real processes: 3 peers, a space with
+ * replicas 1 (each partition's only copy on one peer). `shoal decommission` of one peer hands its
+ * partitions to the other two before it leaves, while writes go on; then every row, those written
+ * during the hand-off included, is readable at ALL and a query over the remaining peers answers
+ * complete with every row. SIGTERM does the same hand-off. Without it, the partitions whose only
+ * copy was on the leaving peer would answer 503 and queries would be partial.
+ */
+import { afterAll, describe, expect, it } from 'vitest'
+import { FAST_MEMBERSHIP, runCli, sleep, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
+
+const SPACE = 'handoff'
+const PARTITIONS = 16
+const ROWS = 400
+
+interface Placement { partition: number, owners: string[], readReplicas: string[], fresh: boolean }
+interface Coverage { total: number, answered: number, missing: Array<{ partition: number }> }
+
+async function placementOf (peer: PeerProcess): Promise<Placement[]> {
+  return (await peer.get(`/spaces/${SPACE}`) as { placement: Placement[] }).placement
+}
+
+const same = (a: string[], b: string[]): boolean => [...a].sort().join() === [...b].sort().join()
+
+/** Every peer sees every partition held ready by exactly its owners (none fresh). */
+async function settled (peers: PeerProcess[]): Promise<void> {
+  await waitFor(async () => (await Promise.all(peers.map(placementOf))).every(pl => pl.length === PARTITIONS && pl.every(x => !x.fresh && same(x.readReplicas, x.owners))),
+    { timeoutMs: 30_000, describe: async () => JSON.stringify(await placementOf(peers[0]!)) })
+}
+
+async function readAll (peer: PeerProcess, expected: Map<string, number>): Promise<string[]> {
+  const wrong: string[] = []
+  for (const [id, v] of expected) {
+    const res = await fetch(`${peer.url}/spaces/${SPACE}/records/${id}?consistency=all`, { signal: AbortSignal.timeout(10_000) })
+    const body = await res.json() as { record?: { v: number }, error?: { message: string } }
+    if (res.status !== 200 || body.record?.v !== v) wrong.push(`${id} via ${peer.name}: ${res.status} ${body.record?.v ?? ''} ${body.error?.message ?? ''}`)
+  }
+  return wrong
+}
+
+async function count (peer: PeerProcess): Promise<{ n: number, coverage: Coverage }> {
+  const res = await peer.post('/query', { sql: `SELECT count(*) AS n FROM ${SPACE}`, allowPartial: false })
+  if (res.status !== 200) throw new Error(`query via ${peer.name}: ${res.status} ${JSON.stringify(res.body)}`)
+  const body = res.body as { rows: Array<{ n: number }>, coverage: Coverage }
+  return { n: Number(body.rows[0]!.n), coverage: body.coverage }
+}
+
+/** Writes one row at a time through `via()` until stopped; what was acknowledged goes in `acked`. */
+function writeDuring (via: () => PeerProcess[], acked: Map<string, number>, prefix: string): { stop: () => Promise<number> } {
+  let going = true
+  let n = 0
+  const done = (async () => {
+    while (going) {
+      const peers = via()
+      const peer = peers[n % peers.length]!
+      const id = `${prefix}${n}`
+      const v = 100_000 + n++
+      const res = await fetch(`${peer.url}/spaces/${SPACE}/records?consistency=quorum`, {
+        method: 'POST', body: JSON.stringify([{ id, v }]), headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000)
+      }).catch(() => undefined)
+      if (res?.status === 200) acked.set(id, v)
+      await sleep(20)
+    }
+  })()
+  return { stop: async () => { going = false; await done; return n } }
+}
+
+describe('decommission (real peers, replicas 1)', () => {
+  let cluster: TestCluster
+  afterAll(async () => { await cluster?.stopAll() })
+
+  it('shoal decommission hands every partition off before the peer leaves; SIGTERM does the same', async () => {
+    cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP, config: { decommissionTimeoutMs: 60_000 } })
+    const a = await cluster.startPeer('a')
+    const b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
+    const c = await cluster.startPeer('c', { bootstrap: [a.multiaddr()] })
+    await waitFor(async () => (await Promise.all([a, b, c].map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    const created = await a.post('/spaces', { name: SPACE, schema: [{ name: 'id', type: 'utf8' }, { name: 'v', type: 'int32' }], partitions: PARTITIONS, replicas: 1 })
+    expect(created.status).toBe(201)
+    await settled([a, b, c])
+    const acked = new Map<string, number>()
+    const rows = Array.from({ length: ROWS }, (_, i) => ({ id: `r${i}`, v: i }))
+    expect((await a.post(`/spaces/${SPACE}/records?consistency=quorum`, rows)).status).toBe(200)
+    for (const r of rows) acked.set(r.id, r.v)
+    const bHeld = (await placementOf(a)).filter(x => x.owners.includes(b.peerId)).length
+    expect(bHeld).toBeGreaterThan(0)
+
+    // 1. shoal decommission of b, with writes through a and c all along.
+    const writer = writeDuring(() => [a, c], acked, 'w')
+    const out = await runCli(['decommission', '--peer', b.url, '--timeout-ms', '60000'], { timeoutMs: 120_000 })
+    const written = await writer.stop()
+    expect(out.code, out.stderr + out.stdout).toBe(0)
+    expect(out.stdout).toMatch(new RegExp(`decommissioned: ${bHeld} of ${bHeld} partitions handed off`))
+    expect(out.stderr).toMatch(new RegExp(`hands off ${bHeld} partitions`))
+    expect(out.stderr.split('\n').filter(l => /^ {2}handoff\/\d+ → [ac]/.test(l))).toHaveLength(bHeld)
+    expect(await b.waitExit(20_000)).toBe(0)
+    expect(written).toBeGreaterThan(5)
+    await waitFor(async () => (await a.members()).find(m => m.peerId === b.peerId)?.state === 'left', { timeoutMs: 10_000 })
+    await settled([a, c])
+    for (const x of await placementOf(a)) expect(x.owners).not.toContain(b.peerId)
+    expect(await readAll(a, acked)).toEqual([])
+    for (const p of [a, c]) {
+      const q = await count(p)
+      expect(q.coverage.missing).toEqual([])
+      expect(q.n).toBe(acked.size)
+    }
+    const bLog = await b.logs()
+    expect(bLog.match(/decommission: partition handed off/g)?.length).toBe(bHeld)
+
+    // 2. SIGTERM: a third peer joins again, then c is stopped; it hands its partitions off first.
+    const d = await cluster.startPeer('d', { bootstrap: [a.multiaddr()] })
+    await settled([a, c, d])
+    const cHeld = (await placementOf(a)).filter(x => x.owners.includes(c.peerId)).length
+    expect(cHeld).toBeGreaterThan(0)
+    const writer2 = writeDuring(() => [a, d], acked, 'x')
+    await c.kill('SIGTERM')
+    expect(await c.waitExit(90_000)).toBe(0)
+    await writer2.stop()
+    const cLog = await c.logs()
+    // What c holds: the partitions it owns, and those d took from it, released but kept until their grace period ends.
+    const started = /"partitions":(\d+),[^\n]*decommission: handing off every partition/.exec(cLog)
+    expect(started, cLog.slice(-3000)).not.toBeNull()
+    expect(Number(started![1])).toBeGreaterThanOrEqual(cHeld)
+    expect(cLog.match(/decommission: partition handed off/g)?.length).toBe(Number(started![1]))
+    expect(cLog).toContain('decommission: every partition handed off; leaving the cluster')
+    await waitFor(async () => (await a.members()).find(m => m.peerId === c.peerId)?.state === 'left', { timeoutMs: 10_000 })
+    await settled([a, d])
+    expect(await readAll(d, acked)).toEqual([])
+    for (const p of [a, d]) {
+      const q = await count(p)
+      expect(q.coverage.missing).toEqual([])
+      expect(q.n).toBe(acked.size)
+    }
+  })
+})
