@@ -40,6 +40,14 @@ export const BALLAST = 'jepsen-ballast.bin'
 
 /** The peers' settings for a run with disk windows: a full disk probed at most every 2 s, so it heals within a quiet window. */
 export const DISK_REPLICATION_CONFIG = { diskProbeMinMs: 500, diskProbeMaxMs: 2000, reconcileIntervalMs: 1000, catchUpRetryMs: 1000 }
+/**
+ * And memtables of 5 records: a full disk is met within a second or two by a flush (a new segment
+ * file needs a new page), whatever the write rate. Appends to a WAL find room in its last,
+ * partly written page for a while (tmpfs allocates 4 KiB pages, a disk its blocks): at CI's write
+ * rate a full disk can go unnoticed for a whole 12 s window with the suite's usual memtables of
+ * 200 records (seen in a run of ci-disk on a loaded machine).
+ */
+export const DISK_STORAGE_CONFIG = { memtableMaxRows: 5 }
 
 /** One /health sample of a full peer, as the history records it. */
 export interface DiskHealthSample {

@@ -13,7 +13,7 @@ import { sweepStaleMounts, writeOwner } from '../cluster/tmpfs.js'
 import { checkHistory, type ConvergenceResult, type Results } from './checkers/index.js'
 import { ShoalClient } from './client.js'
 import { disagreements, hintCounters } from './convergence.js'
-import { DISK_DIR_PREFIX, DISK_REPLICATION_CONFIG, DiskNemesis, mountDataDirs, tmpfsRefused, unmountAll } from './disk.js'
+import { DISK_DIR_PREFIX, DISK_REPLICATION_CONFIG, DISK_STORAGE_CONFIG, DiskNemesis, mountDataDirs, tmpfsRefused, unmountAll } from './disk.js'
 import { History, type Workload } from './history.js'
 import { Nemesis, rng, schedule, type FaultPlan, type NemesisKind } from './nemesis.js'
 import { renderReport } from './report.js'
@@ -149,7 +149,10 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
   const outage = o.nemeses.includes('outage')
   const disk = o.nemeses.includes('disk')
   const config: Record<string, Record<string, unknown>> = outage ? outageConfig(o.outageGraceMs) : { storage: { cacheMiB: 1, memtableMaxRows: 200 } }
-  if (disk) config.replication = { ...config.replication, ...DISK_REPLICATION_CONFIG }
+  if (disk) {
+    config.replication = { ...config.replication, ...DISK_REPLICATION_CONFIG }
+    config.storage = { ...config.storage, memtableMaxRows: Math.min(Number(config.storage?.memtableMaxRows ?? Infinity), DISK_STORAGE_CONFIG.memtableMaxRows) }
+  }
   // Disk runs: mounts a crashed run left behind go first; this run's folder is marked as ours.
   if (disk) {
     const swept = await sweepStaleMounts(tmpdir(), DISK_DIR_PREFIX)
