@@ -60,6 +60,12 @@ export interface PartitionDeps {
   log: Logger
   /** Where the files live: node:fs for a real peer (the default), a simulated disk in tests. */
   fs?: FileSystem
+  /**
+   * The data directory a store's directory lies under (the engine's): opening a store syncs every
+   * directory between them, so a power cut cannot lose the store's directory. Without it, only
+   * the directories the open creates are synced.
+   */
+  rootDir?: string
   /** The peer's bound on open files; a store opened without one gets a pool of its own. */
   files?: FilePool
   /** The peer's cache of segment blocks; a store opened without one gets a small one of its own. */

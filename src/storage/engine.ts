@@ -80,7 +80,7 @@ export class StorageEngine {
     this.cache = new BlockCache((cacheMiB ?? 64) * 1048576)
     this.compactions = new CompactionSlots(maxConcurrentCompactions ?? defaultMaxConcurrentCompactions())
     this.fs = deps.fs ?? nodeFileSystem
-    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), fs: this.fs, files: this.files, cache: this.cache, compactions: this.compactions, io: this.io }
+    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), fs: this.fs, rootDir: dataDir, files: this.files, cache: this.cache, compactions: this.compactions, io: this.io }
     resolvePartitionOptions(partitionOpts) // fail fast on a bad option
     this.dataDir = dataDir
     this.partitionOpts = partitionOpts
@@ -203,9 +203,10 @@ export class StorageEngine {
    * Reopens a partition whose store failed for want of space (StoreFailure kind `no-space`) once
    * its disk takes writes again. First a probe: a write and an fsync in the partition's directory
    * (failure.ts probeDisk); while that fails, its error is thrown and the failed store stays as it
-   * is. Then the failed store is closed and the partition opened again from what is durable
-   * (recovery replays the WAL, cutting a tail a failed write left torn; nothing that failed was
-   * acknowledged). A store that has not failed is returned as it is. Concurrent and later
+   * is. Then the frames failed writes left in its WAL files are cut (written, maybe readable from
+   * the page cache, but never durable: replayed, a power cut could still take them and the older,
+   * acknowledged versions a compaction dropped for them), the failed store is closed and the
+   * partition opened again from what is durable (nothing that failed was acknowledged). A store that has not failed is returned as it is. Concurrent and later
    * openPartition calls get the new store. Replication calls this with backoff (Ownership), then
    * catches the partition up from the other replicas before it serves again.
    */
@@ -221,6 +222,8 @@ export class StorageEngine {
       await this.fs.mkdir(dir)
       await probeDisk(this.fs, dir)
     })
+    // Frames a failed write left in the WAL were never durable: recovery must not replay them.
+    await current?.cutUndurableWal()
     // Replaced meanwhile (a rebuild, another reopen): that one stands.
     if (this.stores.get(key) !== old) return await this.openPartition(space, partition)
     this.open.delete(key)

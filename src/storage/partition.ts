@@ -30,6 +30,7 @@ import { DamageLog, segmentCorruption, type DamageReport } from './damage.js'
 import type { DiskSegment } from './disk-segment.js'
 import { FailureStatus, isDiskFault, isNoSpace, type StoreFailure } from './failure.js'
 import { FilePool } from './files.js'
+import { mkdirDurable } from './fsutil.js'
 import { Flusher } from './flush.js'
 import { LiveIndex } from './live-index.js'
 import { SegmentManifest } from './manifest.js'
@@ -76,7 +77,7 @@ export class LocalPartitionStore implements PartitionStore {
   readonly counters: StoreCounters = newStoreCounters()
   recovery!: RecoveryStats
 
-  private constructor (deps: Required<PartitionDeps>, space: SpaceDef, partition: number, dir: string, opts: ResolvedPartitionOptions, hooks: StoreHooks, manifest: SegmentManifest) {
+  private constructor (deps: Required<Omit<PartitionDeps, 'rootDir'>>, space: SpaceDef, partition: number, dir: string, opts: ResolvedPartitionOptions, hooks: StoreHooks, manifest: SegmentManifest) {
     this.spaceDef = space
     this.partition = partition
     this.dir = dir
@@ -122,7 +123,7 @@ export class LocalPartitionStore implements PartitionStore {
     const opts = resolvePartitionOptions(options)
     const t0 = deps.clock.now()
     const fs = deps.fs ?? nodeFileSystem
-    await fs.mkdir(dir)
+    await mkdirDurable(fs, dir, deps.rootDir)
     const files = deps.files ?? new FilePool()
     const cache = deps.cache ?? new BlockCache(OWN_CACHE_BYTES)
     const manifest = await SegmentManifest.read(fs, dir, files, cache)
@@ -243,6 +244,13 @@ export class LocalPartitionStore implements PartitionStore {
    * Records that this replica has synced with every other replica since its damage was found (so
    * it holds again whatever they held); the reports stay, marked repaired.
    */
+  /**
+   * Before a failed store is reopened (StorageEngine.reopenPartition): cuts the frames its WAL
+   * files hold past what was durably written, so that recovery replays only durable records.
+   * Throws while the disk refuses.
+   */
+  async cutUndurableWal (): Promise<void> { await this.ctx.wal.cutBrokenTails() }
+
   async markRepaired (): Promise<void> { await this.damaged.markRepaired() }
 
   // ------------------------------------------------------------------------------ repair record

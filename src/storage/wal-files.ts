@@ -71,6 +71,11 @@ export class WalFiles {
     return n
   }
 
+  /** Cuts what failed writes left past the durable end of each file (WalFile.cutBrokenTail); throws if the disk refuses. */
+  async cutBrokenTails (): Promise<void> {
+    for (const w of [...this.draining, ...(this.current !== undefined ? [this.current] : [])]) await w.cutBrokenTail()
+  }
+
   async close (): Promise<void> {
     for (const w of [...this.draining, this.active]) await w.close()
   }

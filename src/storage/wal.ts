@@ -228,6 +228,8 @@ export class WalFile implements Evictable {
   private failed: Error | undefined
   private fh: RandomAccessFile | undefined
   private closed = false
+  /** After a failure: whether the bytes past `size` were cut (cutBrokenTail). */
+  private tailCut = false
   /** Bytes durably written so far (the file's logical end). */
   size: number
   fsyncs = 0
@@ -266,6 +268,25 @@ export class WalFile implements Evictable {
 
   /** The error that broke this file (a write or sync failed: its state on disk is unknown), if one did. */
   get broken (): Error | undefined { return this.failed }
+
+  /**
+   * After a failed write or sync: truncates the file to what was durably written (`size`) and
+   * syncs that, once; throws when the disk refuses (StorageEngine.reopenPartition then does not
+   * reopen: recovery must not replay frames that were never durable). Nothing to do otherwise.
+   */
+  async cutBrokenTail (): Promise<void> {
+    if (this.failed === undefined || this.tailCut) return
+    if (this.closed) throw new WalFailedError(`write-ahead log ${this.path} is closed with frames past its durable ${this.size} bytes not cut`)
+    // Through the file's own handle (and its pool slot): the loop calls this holding it.
+    const fh = await this.handle()
+    try {
+      if ((await fh.stat()).size > this.size) await fh.truncate(this.size)
+      await fh.sync()
+      this.tailCut = true
+    } finally {
+      if (this.running === undefined && this.fh !== undefined && !this.closed) this.files.markIdle(this)
+    }
+  }
 
   /** Whether the file handle is open now (the pool may have closed it while idle). */
   get isOpen (): boolean { return this.fh !== undefined }
@@ -343,6 +364,11 @@ export class WalFile implements Evictable {
         for (const w of [...waiters, ...this.waiters]) w.reject(this.failed)
         this.queue = []
         this.waiters = []
+        // The frames written but not synced are in the page cache, readable, yet not durable: a
+        // reopen that replayed them would take records a power cut can still take away, and a
+        // compaction would drop the older, acknowledged versions they seem to replace (found by
+        // the simulator's storage schedules). Cut them now if the disk lets us; else the reopen does.
+        await this.cutBrokenTail().catch(() => {})
       }
     }
     this.running = undefined
@@ -351,6 +377,7 @@ export class WalFile implements Evictable {
 
   async close (): Promise<void> {
     await this.drain().catch(() => {})
+    await this.cutBrokenTail().catch(() => {})
     this.closed = true
     this.files.markBusy(this)
     const fh = this.fh
