@@ -83,6 +83,10 @@ describe('report', () => {
     ]
     expect(faultWindows(disk)).toEqual([{ kind: 'disk', start: 100, end: 900, detail: { mode: 'fill', nodes: ['n3'] } }])
     expect(latencySvg(disk)).toContain('#b8d8a8')
+    // The full peer's /health samples get a lane of their own.
+    const timeline = timelineHtml(disk, { valid: true, failures: [] })
+    expect(timeline).toContain('>n3 health</text>')
+    expect(timeline).toContain('n3 /health yellow (window) at 0.20 s failed: jepsen_set/1 ENOSPC')
   })
 
   it('draws partial query answers in their own color, with coverage and confidence, and the load in its own lane', () => {

@@ -102,7 +102,10 @@ export function timelineHtml (ops: readonly Op[], results: unknown): string {
   const tMax = endTime(ops)
   const laneH = 18
   const width = 1200
-  const f: Frame = { w: width, h: 30 + procs.length * laneH + 26, left: 56, right: 10, top: 22, bottom: 26, tMax }
+  // The disk nemesis's /health samples of full peers: one lane per peer below the clients'.
+  const health = ops.filter(o => o.process === 'nemesis' && o.f === 'disk-health').map(o => ({ time: o.time, ...(o.value as { node: string, phase: string, status: string, failed: string[], pid: number | null }) }))
+  const healthNodes = [...new Set(health.map(x => x.node))].sort()
+  const f: Frame = { w: width, h: 30 + (procs.length + healthNodes.length) * laneH + 26, left: 56, right: 10, top: 22, bottom: 26, tMax }
   const bars = ps.map(p => {
     const lane = procs.indexOf(String(p.invoke.process))
     const end = Number.isFinite(p.complete.time) ? p.complete.time : tMax
@@ -114,8 +117,17 @@ export function timelineHtml (ops: readonly Op[], results: unknown): string {
     const title = `#${p.invoke.index} p${String(p.invoke.process)} ${p.invoke.f} ${p.invoke.key ?? ''} ${JSON.stringify(p.invoke.value)} → ${isPartial(p) ? 'ok (partial)' : p.type} ${JSON.stringify(shown)}${p.complete.error !== undefined ? ` ${p.complete.error}` : ''}${query} via ${p.invoke.coordinator ?? '?'} ${(end - p.invoke.time).toFixed(1)} ms${p.complete.version !== undefined ? ` v=${p.complete.version}` : ''}`
     return `<rect x="${x0.toFixed(1)}" y="${f.top + lane * laneH + 3}" width="${w.toFixed(1)}" height="${laneH - 6}" fill="${color(p)}"><title>${esc(title)}</title></rect>`
   }).join('')
-  const labels = procs.map((p, i) => `<text x="${f.left - 6}" y="${f.top + i * laneH + 13}" font-size="10" text-anchor="end">p${esc(p)}</text>`).join('')
-  const lanes = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${f.h}" font-family="sans-serif">${faultRects(f, windows)}${axes(f, '', [])}${labels}${bars}${legend(f, windows, ps.some(isPartial))}</svg>`
+  const healthColor: Record<string, string> = { green: COLORS.ok!, yellow: COLORS.info!, red: COLORS.fail! }
+  const healthBars = health.map((h, i) => {
+    const lane = procs.length + healthNodes.indexOf(h.node)
+    const next = health.slice(i + 1).find(y => y.node === h.node)
+    const x0 = x(f, h.time)
+    const w = Math.max(1.5, Math.min(x(f, next !== undefined && next.time - h.time < 2000 ? next.time : h.time + 500), f.w - f.right) - x0)
+    const title = `${h.node} /health ${h.status} (${h.phase}) at ${(h.time / 1000).toFixed(2)} s${h.failed.length > 0 ? ` failed: ${h.failed.join(', ')}` : ''} pid ${String(h.pid)}`
+    return `<rect x="${x0.toFixed(1)}" y="${f.top + lane * laneH + 3}" width="${w.toFixed(1)}" height="${laneH - 6}" fill="${healthColor[h.status] ?? '#777'}" opacity="0.6"><title>${esc(title)}</title></rect>`
+  }).join('')
+  const labels = [...procs.map(p => `p${p}`), ...healthNodes.map(n => `${n} health`)].map((p, i) => `<text x="${f.left - 6}" y="${f.top + i * laneH + 13}" font-size="10" text-anchor="end">${esc(p)}</text>`).join('')
+  const lanes = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${f.h}" font-family="sans-serif">${faultRects(f, windows)}${axes(f, '', [])}${labels}${bars}${healthBars}${legend(f, windows, ps.some(isPartial))}</svg>`
   const r = results as { valid?: unknown, failures?: string[] }
   const faults = windows.map(w => `<tr><td>${esc(w.kind)}</td><td>${(w.start / 1000).toFixed(1)} s</td><td>${(w.end / 1000).toFixed(1)} s</td><td><code>${esc(JSON.stringify(w.detail))}</code></td></tr>`).join('')
   return `<!doctype html><html><head><meta charset="utf-8"><title>Shoal jepsen run</title><style>
