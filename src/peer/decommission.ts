@@ -8,6 +8,7 @@
  * events, peers named by their member names.
  */
 import type { Logger, PeerId } from '../runtime/index.js'
+import type { SpaceDef } from '../schema/index.js'
 import type { FinalSyncReport, HandOffEvent, HandOffReport, Replicator } from '../replication/index.js'
 
 /** One step of a decommission as POST /admin/decommission streams it (one NDJSON line each). */
@@ -41,6 +42,8 @@ export interface DecommissionDeps {
   leave: (timeoutMs: number) => Promise<void>
   log: Logger
   nameOf: (peer: PeerId) => string
+  /** Whether a space is still in the catalog as this uid (replicas of dropped spaces are not handed off). */
+  isCurrent: (space: SpaceDef) => boolean
   self: { peerId: string, name: string }
   /** Bound of the leave's broadcast and of the push after it (drainTimeoutMs). ms. */
   drainTimeoutMs: number
@@ -69,12 +72,13 @@ export class DecommissionRunner {
   }
 
   private async runOnce (opts: { timeoutMs: number, leaveOnTimeout: boolean, onEvent?: (ev: DecommissionEvent) => void }): Promise<DecommissionSummary> {
-    const { replicator, log, nameOf, self, drainTimeoutMs, now } = this.deps
+    const { replicator, log, nameOf, isCurrent, self, drainTimeoutMs, now } = this.deps
     const emit = opts.onEvent ?? (() => {})
     const startedAt = now()
     const report = await replicator.handOff({
       timeoutMs: opts.timeoutMs,
       nameOf,
+      isCurrent,
       onProgress: ev => { emit(this.named(ev)) }
     })
     const notHandedOff = report.notHandedOff.map(n => ({ space: n.space, partition: n.partition, reason: n.reason, otherReplicas: n.otherReplicas.map(nameOf) }))
@@ -96,7 +100,7 @@ export class DecommissionRunner {
     }
     emit({ event: 'leaving', complete: report.complete })
     await this.deps.leave(drainTimeoutMs).catch((err: unknown) => { log.warn({ err }, 'graceful leave failed') })
-    const finalSync = await replicator.finishHandOff({ timeoutMs: drainTimeoutMs })
+    const finalSync = await replicator.finishHandOff({ timeoutMs: drainTimeoutMs, isCurrent })
     const message = report.complete
       ? `decommissioned: ${report.total} partition(s) handed off; ${self.name} left the cluster and stops`
       : `left without handing everything off: ${describeCount(report)}; ${self.name} left the cluster and stops`

@@ -83,6 +83,7 @@ export class Peer implements ApiPeer {
   private lagMonitor: IntervalHistogram | undefined
   private lagTimer: NodeJS.Timeout | undefined
   private stopped = false
+  private stopping: Promise<void> | undefined
   httpUrl = ''
   /** The data operations without HTTP in front (benchmarks of the internal path use it). */
   data!: DataService
@@ -117,6 +118,7 @@ export class Peer implements ApiPeer {
       leave: async timeoutMs => { await layers.swim.leave(timeoutMs) },
       log: root.child({ component: 'peer' }),
       nameOf: id => this.nameOf(id),
+      isCurrent: space => layers.catalog.get(space.name)?.uid === space.uid,
       self: { peerId: layers.transport.localPeerId, name: config.name },
       drainTimeoutMs: config.drainTimeoutMs,
       now: () => Date.now()
@@ -490,7 +492,12 @@ export class Peer implements ApiPeer {
    * handed off, and stops. A decommission already under way (POST /admin/decommission) is waited for.
    */
   async stop (opts: { leave: boolean }): Promise<void> {
-    if (this.stopped) return
+    // A second caller (SIGTERM while a decommission stops the peer) waits for the same stop.
+    this.stopping ??= this.stopOnce(opts)
+    await this.stopping
+  }
+
+  private async stopOnce (opts: { leave: boolean }): Promise<void> {
     this.stopped = true
     if (this.lagTimer !== undefined) clearInterval(this.lagTimer)
     if (this.availabilityTimer !== undefined) clearInterval(this.availabilityTimer)

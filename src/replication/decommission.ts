@@ -43,6 +43,12 @@ export interface HandOffOptions {
   onProgress?: (event: HandOffEvent) => void
   /** How the reasons name a peer (the peer passes member names); default its id. */
   nameOf?: (peer: PeerId) => string
+  /**
+   * Whether a space is still in the catalog (not dropped, not re-created under a new uid); default
+   * always. The replicas of one that is not are left out: pushing them would create them again on
+   * the next owners.
+   */
+  isCurrent?: (space: SpaceDef) => boolean
 }
 
 /** A partition and why it is not handed off (yet). */
@@ -112,8 +118,11 @@ export class Decommission {
       const deadline = startedAt + opts.timeoutMs
       placement.setLeaving(true)
       this.ctx.reconcile()
+      const isCurrent = opts.isCurrent ?? (() => true)
       const pending = new Map<string, Pending>()
-      for (const [key, h] of replicas.heldPartitions()) pending.set(key, { key, space: h.space, partition: h.partition, reason: 'waiting for its next owners' })
+      for (const [key, h] of replicas.heldPartitions()) {
+        if (isCurrent(h.space)) pending.set(key, { key, space: h.space, partition: h.partition, reason: 'waiting for its next owners' })
+      }
       const total = pending.size
       const handedOff: HandOffReport['handedOff'] = []
       log.info({ partitions: total, timeoutMs: opts.timeoutMs }, 'decommission: handing off every partition this peer holds to its next owners')
@@ -122,6 +131,8 @@ export class Decommission {
       for (;;) {
         for (const p of [...pending.values()]) {
           if (life.stopped) break
+          // Dropped meanwhile: nothing to hand off (its data goes with the space everywhere).
+          if (!isCurrent(p.space)) { pending.delete(p.key); handedOff.push({ space: p.space.name, partition: p.partition, to: [] }); continue }
           const done = await this.tryHandOff(p)
           if (done === undefined) continue
           pending.delete(p.key)
@@ -136,7 +147,9 @@ export class Decommission {
         if (pending.size === 0 || hopeless || now >= deadline || life.stopped) break
         if (now - lastWaiting >= WAITING_EVERY_MS) {
           lastWaiting = now
-          opts.onProgress?.({ event: 'waiting', done: handedOff.length, total, elapsedMs: now - startedAt, pending: [...pending.values()].slice(0, WAITING_LISTED).map(describe) })
+          const waiting = [...pending.values()].slice(0, WAITING_LISTED).map(describe)
+          log.info({ done: handedOff.length, total, elapsedMs: now - startedAt, pending: waiting }, 'decommission: waiting for the next owners of the partitions not handed off yet')
+          opts.onProgress?.({ event: 'waiting', done: handedOff.length, total, elapsedMs: now - startedAt, pending: waiting })
         }
         await this.sleep(Math.min(CHECK_EVERY_MS, deadline - now))
       }
@@ -166,12 +179,13 @@ export class Decommission {
    * After the leave: refuses writes here, waits for those in flight, then pushes every partition
    * still held to its owners once more if they are all ready (at most until timeoutMs).
    */
-  async finish (opts: { timeoutMs: number }): Promise<FinalSyncReport> {
+  async finish (opts: { timeoutMs: number, isCurrent?: (space: SpaceDef) => boolean }): Promise<FinalSyncReport> {
     const { clock, replicas, placement, log, life } = this.ctx
     const deadline = clock.now() + opts.timeoutMs
     await this.ctx.replica.closeWrites()
     const report: FinalSyncReport = { partitions: 0, failed: [] }
     for (const [, h] of [...replicas.heldPartitions()]) {
+      if (opts.isCurrent?.(h.space) === false) continue
       const pp = placement.locate(h.space, h.partition)
       // Not handed off (no owner ready to take it): nothing to push to.
       if (pp.owners.length === 0 || !pp.owners.every(o => pp.readReplicas.includes(o))) continue

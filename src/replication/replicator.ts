@@ -272,7 +272,7 @@ export class Replicator {
   }
 
   /** The second half, once the leave is broadcast: no more writes here, and a last push to the owners. */
-  async finishHandOff (opts: { timeoutMs: number }): Promise<FinalSyncReport> {
+  async finishHandOff (opts: { timeoutMs: number, isCurrent?: (space: SpaceDef) => boolean }): Promise<FinalSyncReport> {
     return await this.decommission.finish(opts)
   }
 

@@ -22,6 +22,7 @@ function runner (report: HandOffReport): { r: DecommissionRunner, calls: string[
     leave: async () => { calls.push('leave') },
     log: silentLogger,
     nameOf: id => `name-of-${id}`,
+    isCurrent: () => true,
     self: { peerId: 'self-id', name: 'self' },
     drainTimeoutMs: 1000,
     now: () => 0
