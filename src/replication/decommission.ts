@@ -13,8 +13,9 @@
  * they lack: writes it took after their catch-up read past them. The wait is bounded
  * (`timeoutMs`); what is left then is reported with why, and whether other ready replicas hold it.
  *
- * After the caller has broadcast its leave, `finish` closes this replica to writes (repl.write
- * answers STOPPED; those in flight end first) and pushes each partition to its owners once more:
+ * After the caller has broadcast its leave, `finish` closes this peer's replicas to writes
+ * (LocalReplicas.closeWrites: repl.write answers STOPPED, and the writes this peer coordinates no
+ * longer land here; those in flight end first) and pushes each partition to its owners once more:
  * a coordinator whose view had not yet heard of the decommission may have written to this peer
  * alone (replicas 1) until then. After that no write is acknowledged here, so none is lost.
  *
@@ -25,7 +26,6 @@ import type { PeerId } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { AntiEntropy, SyncReport } from './anti-entropy.js'
 import type { ReplicationContext } from './context.js'
-import type { ReplicaHandlers } from './replica.js'
 
 /** Compare-and-push every differing bucket: a hand-off must finish, not sample. */
 const ALL_BUCKETS = Number.MAX_SAFE_INTEGER
@@ -85,7 +85,6 @@ export interface FinalSyncReport {
 
 export type DecommissionContext = Pick<ReplicationContext, 'self' | 'clock' | 'log' | 'placement' | 'replicas' | 'life' | 'detector'> & {
   antiEntropy: Pick<AntiEntropy, 'syncWith'>
-  replica: Pick<ReplicaHandlers, 'closeWrites' | 'openWrites'>
   /** Runs the ownership reconcile soon (the release of what this peer no longer owns). */
   reconcile: () => void
 }
@@ -170,7 +169,7 @@ export class Decommission {
   /** Gives a decommission up before the leave: this peer owns its partitions again (they come back to it by the usual catch-up). */
   cancel (): void {
     this.ctx.placement.setLeaving?.(false)
-    this.ctx.replica.openWrites()
+    this.ctx.replicas.openWrites()
     this.ctx.reconcile()
     this.ctx.log.info({}, 'decommission given up: this peer stays a member and owns partitions again')
   }
@@ -182,7 +181,7 @@ export class Decommission {
   async finish (opts: { timeoutMs: number, isCurrent?: (space: SpaceDef) => boolean }): Promise<FinalSyncReport> {
     const { clock, replicas, placement, log, life } = this.ctx
     const deadline = clock.now() + opts.timeoutMs
-    await this.ctx.replica.closeWrites()
+    await this.ctx.replicas.closeWrites()
     const report: FinalSyncReport = { partitions: 0, failed: [] }
     for (const [, h] of [...replicas.heldPartitions()]) {
       if (opts.isCurrent?.(h.space) === false) continue

@@ -28,6 +28,11 @@ export class LocalReplicas {
   private readonly staleListeners = new Set<(key: string) => void>()
   /** Each store opened, by key (one store per key at a time), and how to end its damage and failure subscriptions. */
   private readonly watched = new Map<string, { store: PartitionStore, off: () => void }>()
+  /** Set once this peer has left after a decommission: no write is applied here any more (closeWrites). */
+  private writesClosed = false
+  /** Writes being applied to this peer's replicas now (a replica's repl.write, or a local one), and who waits for them to end. */
+  private writesInFlight = 0
+  private writesDrained: Array<() => void> = []
 
   /**
    * `damaged(key)`: a store opened here found damage while serving (see Ownership.replicaDamaged);
@@ -154,6 +159,35 @@ export class LocalReplicas {
     this.staleListeners.add(listener)
     return () => { this.staleListeners.delete(listener) }
   }
+
+  /**
+   * Runs one write to this peer's replicas (a replica's repl.write, or the coordinator's local
+   * delivery), unless writes are closed: then it throws `closed()` and nothing is applied.
+   */
+  async applyWrite<T> (apply: () => Promise<T>, closed: () => Error): Promise<T> {
+    if (this.writesClosed) throw closed()
+    this.writesInFlight++
+    try {
+      return await apply()
+    } finally {
+      this.writesInFlight--
+      if (this.writesInFlight === 0) for (const done of this.writesDrained.splice(0)) done()
+    }
+  }
+
+  /**
+   * After a decommissioned peer has left: no write is applied here from now on, and this resolves
+   * once those being applied have ended, so that the last push to the new owners
+   * (Decommission.finish) sees every write this peer acknowledged.
+   */
+  async closeWrites (): Promise<void> {
+    this.writesClosed = true
+    if (this.writesInFlight === 0) return
+    await new Promise<void>(resolve => { this.writesDrained.push(resolve) })
+  }
+
+  /** Takes writes again (a decommission given up before the peer left). */
+  openWrites (): void { this.writesClosed = false }
 
   isReady (key: string): boolean { return this.ready.has(key) }
 

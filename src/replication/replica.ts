@@ -27,11 +27,6 @@ export type ReplicaContext = Pick<ReplicationContext, 'self' | 'transport' | 'hl
 
 export class ReplicaHandlers {
   private registered = false
-  /** Set once this peer has left after a decommission: repl.write is refused (closeWrites). */
-  private writesClosed = false
-  /** repl.write requests being applied now, and who waits for them to end (closeWrites). */
-  private writesInFlight = 0
-  private writesDrained: Array<() => void> = []
 
   constructor (private readonly ctx: ReplicaContext) {}
 
@@ -40,16 +35,9 @@ export class ReplicaHandlers {
     if (this.registered) return
     this.registered = true
     const { transport } = this.ctx
-    transport.handle(METHOD_WRITE, async (body, ctx) => await this.guard(ctx, async () => {
-      if (this.writesClosed) throw new ReplicaRequestError('STOPPED', 'this peer has left the cluster (decommissioned): it takes no more writes')
-      this.writesInFlight++
-      try {
-        return await this.onWrite(body)
-      } finally {
-        this.writesInFlight--
-        if (this.writesInFlight === 0) for (const done of this.writesDrained.splice(0)) done()
-      }
-    }))
+    // After a decommission's leave, refused (LocalReplicas.closeWrites): the coordinator does not count this peer.
+    transport.handle(METHOD_WRITE, async (body, ctx) => await this.guard(ctx, async () => await this.ctx.replicas.applyWrite(async () => await this.onWrite(body),
+      () => new ReplicaRequestError('STOPPED', 'this peer has left the cluster (decommissioned): it takes no more writes'))))
     transport.handle(METHOD_READ, async (body, ctx) => await this.guard(ctx, async () => {
       const req = parseReadRequest(body)
       const store = await this.storeForRead(req.space, req.partition)
@@ -74,20 +62,6 @@ export class ReplicaHandlers {
     }))
     transport.handleStream(METHOD_SCAN, (body, ctx) => this.onScan(body, ctx))
   }
-
-  /**
-   * After a decommissioned peer has left: refuses every repl.write from now on (STOPPED; their
-   * coordinators count them failed) and resolves once those being applied have ended, so that the
-   * last push to the new owners (Decommission.finish) sees every write this replica acknowledged.
-   */
-  async closeWrites (): Promise<void> {
-    this.writesClosed = true
-    if (this.writesInFlight === 0) return
-    await new Promise<void>(resolve => { this.writesDrained.push(resolve) })
-  }
-
-  /** Takes writes again (a decommission given up before the peer left). */
-  openWrites (): void { this.writesClosed = false }
 
   /**
    * Read-only requests do not create replicas: a peer that neither holds nor owns the partition

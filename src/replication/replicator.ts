@@ -122,7 +122,7 @@ export class Replicator {
     this.ownership = new Ownership({ ...ctx, antiEntropy: this.antiEntropy })
     // A replica found stale (repair.ts) leaves service and is rebuilt (ownership decides how).
     ctx.replicas.onStale(key => { this.ownership.replicaStale(key) })
-    this.decommission = new Decommission({ ...ctx, antiEntropy: this.antiEntropy, replica: this.replica, reconcile: () => { this.ownership.scheduleReconcile() } })
+    this.decommission = new Decommission({ ...ctx, antiEntropy: this.antiEntropy, reconcile: () => { this.ownership.scheduleReconcile() } })
   }
 
   // ------------------------------------------------------------------------------ lifecycle

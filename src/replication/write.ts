@@ -299,6 +299,13 @@ export class WriteCoordinator {
    * (their bytes go to the log). Answers the ids that lost to a newer version held here.
    */
   private async applyLocal (space: SpaceDef, partition: number, records: VersionedRecord[], batches?: WriteBatch[]): Promise<string[]> {
+    // After a decommission's leave this peer's replicas take nothing more, its own writes included
+    // (their last push to the owners is done or under way): the owners' acknowledgements must count.
+    return await this.ctx.replicas.applyWrite(async () => await this.applyLocalNow(space, partition, records, batches),
+      () => new Error('this peer has left the cluster (decommissioned): its replicas take no more writes'))
+  }
+
+  private async applyLocalNow (space: SpaceDef, partition: number, records: VersionedRecord[], batches?: WriteBatch[]): Promise<string[]> {
     const store = await this.ctx.replicas.open(space, partition)
     if (batches === undefined || batches.some(b => b.packed === undefined)) {
       return await lostIds(store, records, (await store.apply(records)).stale)
