@@ -283,6 +283,16 @@ export class MemoryFileSystem implements FileSystem {
     for (const size of this.files().values()) this.usedBytes += size
   }
 
+  /**
+   * The process using this disk dies (kill -9), the machine does not: everything written stays,
+   * synced or not (the OS page cache writes it back), but handles and process() views opened
+   * before fail from now on.
+   */
+  kill (): void {
+    this.epoch++
+    this.syncGate = undefined
+  }
+
   /** Every file under `path` (recursively), with its size: for assertions. */
   files (path = ''): Map<string, number> {
     const out = new Map<string, number>()

@@ -8,8 +8,9 @@ import { Swim } from '../../src/membership/index.js'
 import type { SwimOptions } from '../../src/membership/index.js'
 import { PartitionDetector } from '../../src/partition/index.js'
 import { HintLog, Replicator } from '../../src/replication/index.js'
-import type { HintLogLoad, ReplicatorOptions } from '../../src/replication/index.js'
-import { silentLogger } from '../../src/runtime/index.js'
+import type { HintLogLoad, ReplicatorOptions, StoreProvider } from '../../src/replication/index.js'
+import { StorageEngine, type PartitionStoreOptions } from '../../src/storage/index.js'
+import { silentLogger, type Clock } from '../../src/runtime/index.js'
 import { checkSchema } from '../../src/schema/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
 import { SimWorld, simAddress } from './index.js'
@@ -27,7 +28,10 @@ export interface ReplNode {
   hlc: HybridClock
   placement: FakePlacement
   replicator: Replicator
-  stores: MemoryStores
+  /** The peer's replicas: MemoryStores, or a StoreProvider over `engine` (addOnDisk). */
+  stores: MemoryStores | StoreProvider
+  /** The real storage engine on the peer's simulated disk (addOnDisk), if it runs one. */
+  engine?: StorageEngine
 }
 
 export function makeSpace (name = 'things', partitions = 4, replicas = 3): SpaceDef {
@@ -60,7 +64,33 @@ export class ReplCluster {
     return this.add(id, bootstrap, hintFiles)
   }
 
-  add (id: string, bootstrap?: string, hintFiles?: { log: HintLog, load: HintLogLoad }): ReplNode {
+  /**
+   * Starts `id` as a peer does on its own simulated disk (kept across restarts in `disks`): the
+   * real StorageEngine under `/data` (small memtables, so that rows reach segments) and hint
+   * files under `/data/hints`, both read back first as a real peer reads them at start-up.
+   * crash(id, { powerLoss: true }) then cuts the power of that disk.
+   */
+  async addOnDisk (id: string, bootstrap?: string, storage: PartitionStoreOptions = {}): Promise<ReplNode> {
+    let disk = this.disks.get(id)
+    if (disk === undefined) { disk = new MemoryFileSystem(); this.disks.set(id, disk) }
+    const fs = disk.process()
+    const hintFiles = await HintLog.open({ fs, log: silentLogger }, { dir: '/data/hints' })
+    const node = this.add(id, bootstrap, hintFiles, (peerClock) => {
+      const engine = new StorageEngine({ clock: peerClock, log: silentLogger, fs }, {
+        dataDir: '/data', cacheMiB: 1, maxOpenFiles: 32, memtableMaxRows: 64, compactionMaxSegments: 3, ...storage
+      })
+      const stores: StoreProvider = {
+        open: async (space, partition) => await engine.openPartition(space, partition),
+        drop: async (space, partition) => { await engine.dropPartition(space.uid, partition) },
+        rebuild: async (space, partition, reason) => await engine.rebuildPartition(space, partition, reason),
+        reopen: async (space, partition) => await engine.reopenPartition(space, partition)
+      }
+      return { stores, engine }
+    })
+    return node
+  }
+
+  add (id: string, bootstrap?: string, hintFiles?: { log: HintLog, load: HintLogLoad }, storage?: (clock: Clock) => { stores: StoreProvider, engine: StorageEngine }): ReplNode {
     const exists = this.world.peers().some(p => p.id === id)
     if (exists) this.directory.clear(id)
     const peer = exists ? this.world.restart(id) : this.world.addPeer(id)
@@ -72,8 +102,9 @@ export class ReplCluster {
     const solo = boot === undefined
     const placement = new FakePlacement(id, detector, this.directory, () => this.spaces, peer.clock,
       () => solo || detector.stableCluster().some(m => m !== id))
-    let stores = this.storesById.get(id)
-    if (stores === undefined) { stores = new MemoryStores(); this.storesById.set(id, stores) }
+    const onDisk = storage?.(peer.clock)
+    let stores: MemoryStores | StoreProvider | undefined = onDisk?.stores ?? this.storesById.get(id)
+    if (stores === undefined) { const memory = new MemoryStores(); this.storesById.set(id, memory); stores = memory }
     const replicator = new Replicator({
       transport: peer.transport, clock: peer.clock, random: peer.random, hlc, log: silentLogger,
       placement, stores, detector, membership: swim, ...(hintFiles !== undefined ? { hintFiles } : {})
@@ -82,7 +113,7 @@ export class ReplCluster {
     detector.start()
     placement.start()
     replicator.start()
-    const node = { id, peer, swim, detector, hlc, placement, replicator, stores }
+    const node: ReplNode = { id, peer, swim, detector, hlc, placement, replicator, stores, ...(onDisk !== undefined ? { engine: onDisk.engine } : {}) }
     this.nodes.set(id, node)
     return node
   }
@@ -97,11 +128,16 @@ export class ReplCluster {
   crash (id: string, opts: { powerLoss?: boolean } = {}): void {
     const n = this.get(id)
     this.world.crash(id)
+    // Power loss: the disk keeps what was synced. A crash of the process alone (kill -9) keeps
+    // everything written, as the OS page cache does; either way the dead process's files refuse it.
     if (opts.powerLoss === true) this.disks.get(id)?.crash()
+    else this.disks.get(id)?.kill()
     n.replicator.stop()
     n.placement.stop()
     n.detector.stop()
     void n.swim.stop()
+    // The dead process's storage: what it had not written is gone (its disk refuses it from now on).
+    if (n.engine !== undefined) void n.engine.close().catch(() => {})
   }
 
   up (): ReplNode[] { return [...this.nodes.values()].filter(n => n.peer.up) }

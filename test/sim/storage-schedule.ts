@@ -76,6 +76,12 @@ export async function runStorageSchedule (opts: StorageScheduleOptions): Promise
   const trace: string[] = []
   const stats = { acked: 0, attempted: 0, failedWrites: 0, crashes: 0, restarts: 0, faultsInjected: 0, flushes: 0, compactions: 0 }
   let hlc = 0
+  /**
+   * Writes that failed (apply rejected) since the partitions were last opened: until a restart or
+   * a reopen (recovery decides then what was durable), no read may answer one (a zombie replica
+   * serving what it never made durable).
+   */
+  const failedSinceOpen = new Set<string>()
   /** SHOAL_SIM_WATCH=<id>: the trace follows every write of that id. */
   const watch = process.env.SHOAL_SIM_WATCH
 
@@ -131,6 +137,7 @@ export async function runStorageSchedule (opts: StorageScheduleOptions): Promise
     } catch (err) {
       stats.failedWrites++
       note(`failed: ${(err as Error).message}`)
+      for (const r of batch) failedSinceOpen.add(`${r.id}@${r.version}`)
       return
     }
     note('acknowledged')
@@ -186,6 +193,7 @@ export async function runStorageSchedule (opts: StorageScheduleOptions): Promise
     if (got !== undefined) {
       const w = written.get(`${got.id}@${got.version}`)
       if (w === undefined || !sameRecord(w, got)) return `answers ${describe(got)}, never written`
+      if (failedSinceOpen.has(`${got.id}@${got.version}`)) return `answers ${describe(got)}, a write that failed (never made durable)`
     }
     if (m.acked === undefined) return got === undefined || m.maybe.has(got.version) ? undefined : `answers ${describe(got)}, not a write of this id`
     if (got === undefined) return `acknowledged ${describe(m.acked)} is lost`
@@ -209,6 +217,7 @@ export async function runStorageSchedule (opts: StorageScheduleOptions): Promise
     disk.clearFaults()
     disk.capacityBytes = Number.POSITIVE_INFINITY
     engine = openEngine()
+    failedSinceOpen.clear()
     stats.restarts++
     trace.push(`  after: ${[...disk.files(DATA_DIR)].map(([f, n]) => `${f.slice(DATA_DIR.length + 1)}:${n}`).join(' ')}`)
     await check(`after ${kind} restart`, true)
@@ -289,6 +298,8 @@ export async function runStorageSchedule (opts: StorageScheduleOptions): Promise
       const s = engine.getPartition(SPACE.uid, p)
       if (s?.failure() !== undefined || s === undefined) await engine.reopenPartition(SPACE, p).catch(() => {})
     }
+    // Reopened from what is durable: a failed write whose frames did reach the disk may be there.
+    failedSinceOpen.clear()
   }
 }
 
