@@ -131,5 +131,19 @@ describe('decommission (real peers, replicas 1)', () => {
       expect(q.coverage.missing).toEqual([])
       expect(q.n).toBe(acked.size)
     }
+
+    // 3. A hand-off that cannot finish: d's only possible next owner, a, is cut off. The command
+    // gives up after its timeout, says which partitions and why, and d stays a member that serves.
+    await a.deny([d.peerId])
+    try {
+      const failed = await runCli(['decommission', '--peer', d.url, '--timeout-ms', '3000'], { timeoutMs: 60_000 })
+      expect(failed.code, failed.stderr + failed.stdout).toBe(1)
+      expect(failed.stdout).toMatch(/NOT decommissioned: 0 of \d+ partitions handed off/)
+      expect(failed.stdout).toMatch(/handoff\/\d+: (its next owner a cannot be reached|waiting for a to catch up|pushing to a failed)/)
+      expect(d.running).toBe(true)
+      expect((await d.members()).find(m => m.peerId === d.peerId)).not.toHaveProperty('leaving')
+    } finally {
+      await a.deny([])
+    }
   })
 })
