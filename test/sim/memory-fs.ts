@@ -15,7 +15,7 @@
  * Paths are '/'-separated; the object survives a simulated restart (hand its process() to the
  * restarted peer).
  */
-import type { AppendFile, FileSystem, OpenFlags, RandomAccessFile } from '../../src/runtime/index.js'
+import { DiskFaultRules, diskFaultError, type AppendFile, type DiskFaultRule, type DiskOp, type FileSystem, type OpenFlags, type RandomAccessFile } from '../../src/runtime/index.js'
 
 /** A write not yet synced, or a truncation: replayed in order, in part, by a crash. */
 type PendingOp = { kind: 'write', at: number, bytes: Uint8Array } | { kind: 'truncate', length: number }
@@ -23,26 +23,16 @@ interface MemFile { kind: 'file', data: Uint8Array, length: number, durable: Uin
 interface MemDir { kind: 'dir', entries: Map<string, MemNode>, durable: Map<string, MemNode> }
 type MemNode = MemFile | MemDir
 
-/** What fail() can make fail. `write` covers append; `sync` covers sync and datasync of files. */
-export type DiskOp = 'write' | 'sync' | 'syncDir' | 'open' | 'read' | 'rename' | 'unlink' | 'mkdir'
+/** What fail() takes: the runtime's disk fault rules (src/runtime/disk-faults.ts). */
+export type { DiskFaultRule as FaultRule, DiskOp } from '../../src/runtime/index.js'
 
-export interface FaultRule {
-  op: DiskOp
-  /** node's error code: EIO, ENOSPC, ... */
-  code: string
-  /** Only paths matching this (a RegExp, or a substring); every path when absent. */
-  path?: RegExp | string
-  /** How many matching operations fail; until clearFaults() when absent. */
-  times?: number
-}
-
-const errno = (code: string, op: string, path: string): Error => Object.assign(new Error(`${code}: simulated ${op} failure, '${path}'`), { code, syscall: op, path })
+const errno = diskFaultError
 
 export class MemoryFileSystem implements FileSystem {
   private root: MemDir = { kind: 'dir', entries: new Map(), durable: new Map() }
   /** Legacy fault injection: while set, append()/write() or sync() fails with it. */
   readonly faults: { append?: Error, sync?: Error } = {}
-  private rules: FaultRule[] = []
+  private readonly rules = new DiskFaultRules()
   /** While set, every sync() waits for it (a slow disk); see holdSyncs(). */
   private syncGate: Promise<void> | undefined
   /** Counters, for assertions. */
@@ -57,13 +47,12 @@ export class MemoryFileSystem implements FileSystem {
   get used (): number { return this.usedBytes }
 
   /** Makes matching operations fail (see FaultRule). */
-  fail (rule: FaultRule): void {
-    if (rule.times !== undefined && (!Number.isInteger(rule.times) || rule.times < 1)) throw new RangeError(`fault rule times must be a positive integer, got ${rule.times}`)
-    this.rules.push({ ...rule })
+  fail (rule: DiskFaultRule): void {
+    this.rules.add(rule)
   }
 
   clearFaults (): void {
-    this.rules = []
+    this.rules.clear()
     this.faults.append = undefined
     this.faults.sync = undefined
   }
@@ -317,12 +306,11 @@ export class MemoryFileSystem implements FileSystem {
   /** Throws the injected error for `op` on `path`, if a rule (or a legacy fault) says so. */
   inject (op: DiskOp, path: string, legacy?: Error): void {
     if (legacy !== undefined) { this.ops.faults++; throw legacy }
-    for (const rule of this.rules) {
-      if (rule.op !== op) continue
-      if (rule.path !== undefined && !(typeof rule.path === 'string' ? path.includes(rule.path) : rule.path.test(path))) continue
-      if (rule.times !== undefined && --rule.times === 0) this.rules.splice(this.rules.indexOf(rule), 1)
-      this.ops.faults++
-      throw errno(rule.code, op, path)
+    const before = this.rules.injected
+    try {
+      this.rules.check(op, path)
+    } finally {
+      this.ops.faults += this.rules.injected - before
     }
   }
 
