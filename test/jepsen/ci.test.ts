@@ -45,7 +45,7 @@ describe('jepsen CI schedules on a real 5-peer cluster', () => {
                   at: [w.start, w.end].map(t => Math.round(t)),
                   acknowledged: w.acknowledged,
                   readAtAll: { acknowledged: w.readAtAll.acknowledged, present: w.readAtAll.present, removed: w.readAtAll.removed, absent: w.readAtAll.absent.length, unread: w.readAtAll.unread.length },
-                  nodes: w.nodes.map(n => ({ node: n.node, ballastMiB: n.fill !== null ? Math.round(n.fill.ballastBytes / 2 ** 20 * 10) / 10 : null, freeBytes: n.fill?.freeBytes, usedMiB: n.fill !== null ? Math.round(n.fill.usedBytes / 2 ** 20 * 10) / 10 : null, topUps: n.topUps?.count, samples: n.windowSamples, notGreen: n.notGreen, namingEnospc: n.namingEnospc, noticedAfterMs: n.noticedAfterMs, failedPartitions: n.failedPartitions.length, failuresGoneAfterMs: n.failuresGoneAfterMs, greenAfterMs: n.greenAfterMs, masked: n.masked, pids: n.pids.length }))
+                  nodes: w.nodes.map(n => ({ node: n.node, ballastMiB: n.fill !== null ? Math.round(n.fill.ballastBytes / 2 ** 20 * 10) / 10 : null, freeBytes: n.fill?.freeBytes, usedMiB: n.fill !== null ? Math.round(n.fill.usedBytes / 2 ** 20 * 10) / 10 : null, topUps: n.topUps?.count, samples: n.windowSamples, notGreen: n.notGreen, namingEnospc: n.namingEnospc, noticedAfterMs: n.noticedAfterMs, failedPartitions: n.failedPartitions.length, fullForMs: n.fullForMs, tooShort: n.tooShort, failuresGoneAfterMs: n.failuresGoneAfterMs, greenAfterMs: n.greenAfterMs, masked: n.masked, pids: n.pids.length }))
                 })),
                 violations: r.disk.violations,
                 unknown: r.disk.unknown
@@ -70,6 +70,8 @@ describe('jepsen CI schedules on a real 5-peer cluster', () => {
         expect(r.disk?.windows.length ?? 0, summary.dir).toBeGreaterThan(0)
         expect(r.disk?.violations, summary.dir).toEqual([])
         expect(r.disk?.unknown, summary.dir).toEqual([])
+        // Not vacuous: some full peer was judged on every count (not cut short, not masked).
+        expect(r.disk?.windows.some(w => w.nodes.some(n => n.noticedAfterMs !== null && n.greenAfterMs !== null && !n.tooShort && !n.masked)), summary.dir).toBe(true)
       }
       expect(r.valid, JSON.stringify(r.failures)).toBe(true)
       if (process.env.SHOAL_JEPSEN_STORE === undefined) await rm(out.dir, { recursive: true, force: true })

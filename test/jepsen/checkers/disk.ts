@@ -6,13 +6,17 @@
  * - filled: the ballast left (almost) no room (at most FULL_SLACK_BYTES free); a fill that failed
  *   makes the window unknown (nothing was tested);
  * - noticed (gated): some /health sample during the window is not green and names a failed
- *   partition with ENOSPC: the full peer knows and says so (not a zombie replica);
+ *   partition with ENOSPC: the full peer knows and says so (not a zombie replica). Not judged
+ *   when the disk was full for less than MIN_FULL_MS (a window the runner started late, behind a
+ *   slow restart, can be that short): `tooShort`;
  * - stayed up (gated): every sample from the window's start to the end of the heal has the same
  *   pid and a running process (the peer neither crashed nor was restarted);
- * - healed (gated): after the ballast is deleted, a sample is green with no failed partition
- *   within the window's heal bound (`healBoundMs` of start-disk), without a restart. When another
- *   fault window starts before the peer is green, green is not judged (`masked`), but its own
- *   failed partitions must still be gone within the bound;
+ * - healed (gated): after the ballast is deleted, a sample with no failed partition, and one
+ *   green, within the window's heal bound (`healBoundMs` of start-disk), without a restart.
+ *
+ * Samples taken after the next fault window has started (any kind: it may kill this peer, or keep
+ * every peer from green) are not judged; a peer not yet healed or green by then is `masked`,
+ * reported and not gated.
  * - kept acknowledging (gated): set adds (and register writes, reported) acknowledged during the
  *   window: some when the set workload ran;
  * - readable at ALL (gated through the set checker too): every set add acknowledged during the
@@ -22,6 +26,8 @@ import type { Op } from '../history.js'
 
 /** Free bytes a filled disk may still report (tmpfs rounds to pages; a last partial write). */
 export const FULL_SLACK_BYTES = 64 << 10
+/** A disk full for less than this is not held to saying so (a flush meets it within a second or two). */
+export const MIN_FULL_MS = 4000
 
 export interface DiskNodeResult {
   node: string
@@ -38,10 +44,13 @@ export interface DiskNodeResult {
   noticedAfterMs: number | null
   /** The failed partitions it named (`<space>/<partition> <code>`), over the window. */
   failedPartitions: string[]
+  /** ms from the fill to the ballast's deletion; below MIN_FULL_MS `noticed` is not judged (tooShort). */
+  fullForMs: number | null
+  tooShort: boolean
   /** ms from stop-disk until no failed partition was named / until green; null: not within the bound. */
   failuresGoneAfterMs: number | null
   greenAfterMs: number | null
-  /** Another fault window started before the peer was green: green not judged. */
+  /** Another fault window started before the peer had healed or was green: not judged. */
   masked: boolean
   /** The process ids seen (one unless it was restarted), and samples without a running process. */
   pids: number[]
@@ -94,9 +103,9 @@ export function checkDisk (ops: readonly Op[]): DiskResult {
     const stop = stopIdx >= 0 ? nemesis[stopIdx]! : undefined
     const end = stop?.time ?? Infinity
     const bound = sv.healBoundMs ?? 30_000
-    // The next fault window after this one (any kind): it may mask the return to green.
+    // The next fault window after this one (any kind): samples from then on are not judged.
     const nextFault = nemesis.find((o, j) => j > (stopIdx >= 0 ? stopIdx : i) && o.f.startsWith('start-'))
-    const nextStart = nextFault?.time ?? Infinity
+    const horizon = nextFault?.time ?? Infinity
     const nextIsDisk = nemesis.findIndex((o, j) => j > i && o.f === 'start-disk')
     const laterLimit = nextIsDisk >= 0 ? nemesis[nextIsDisk]!.time : Infinity
     const label = `disk window ${(s.time / 1000).toFixed(1)}-${(end / 1000).toFixed(1)} s`
@@ -117,7 +126,7 @@ export function checkDisk (ops: readonly Op[]): DiskResult {
     for (const node of sv.nodes ?? []) {
       const mine = nemesis.filter((o, j) => j > i && o.time < laterLimit && (o.value as { node?: string } | null)?.node === node)
       const fillOp = mine.find(o => o.f === 'disk-fill')
-      const samples = mine.filter(o => o.f === 'disk-health').map(o => ({ ...(o.value as Sample), time: o.time }))
+      const samples = mine.filter(o => o.f === 'disk-health' && o.time < horizon).map(o => ({ ...(o.value as Sample), time: o.time }))
       const before = samples.find(x => x.phase === 'before')
       const during = samples.filter(x => x.phase === 'window')
       const heal = samples.filter(x => x.phase === 'heal')
@@ -138,6 +147,8 @@ export function checkDisk (ops: readonly Op[]): DiskResult {
         namingEnospc: during.filter(enospc).length,
         noticedAfterMs: noticed === undefined ? null : Math.round(noticed.time - s.time),
         failedPartitions: [...new Set(during.flatMap(x => x.failed))].sort(),
+        fullForMs: fillOp === undefined || stop === undefined ? null : Math.round(stop.time - fillOp.time),
+        tooShort: false,
         failuresGoneAfterMs: gone === undefined || stop === undefined ? null : Math.round(gone.time - stop.time),
         greenAfterMs: green === undefined || stop === undefined ? null : Math.round(green.time - stop.time),
         masked: false,
@@ -153,14 +164,17 @@ export function checkDisk (ops: readonly Op[]): DiskResult {
         unknown.push(`${label}: ${node}'s disk kept ${r.fill.freeBytes} B free after the fill`)
         unknownHere = true
       } else {
-        if (noticed === undefined) problem(`never said its disk was full: no /health sample during the window was not green naming an ENOSPC partition (${during.length} samples: ${[...new Set(during.map(x => x.status))].join(', ') || 'none'})`)
+        r.tooShort = r.fullForMs !== null && r.fullForMs < MIN_FULL_MS
+        if (noticed === undefined && !r.tooShort) problem(`never said its disk was full: no /health sample during the window was not green naming an ENOSPC partition (${during.length} samples: ${[...new Set(during.map(x => x.status))].join(', ') || 'none'})`)
         if (r.pids.length > 1) problem(`was restarted or replaced: pids ${r.pids.join(', ')}`)
         if (r.down > 0) problem(`was down in ${r.down} samples`)
         if (stop !== undefined) {
-          if (r.failuresGoneAfterMs === null || r.failuresGoneAfterMs > bound) problem(`still named failed partitions ${bound} ms after the ballast was deleted (${heal.at(-1)?.failed.join(', ') ?? 'no sample'})`)
-          else if (r.greenAfterMs === null || r.greenAfterMs > bound) {
-            // Another fault (even another peer's disk) keeps everyone from green: not this peer's to answer for.
-            if (nextStart < stop.time + bound) r.masked = true
+          const gone = r.failuresGoneAfterMs !== null && r.failuresGoneAfterMs <= bound
+          const greenInTime = r.greenAfterMs !== null && r.greenAfterMs <= bound
+          if (!gone || !greenInTime) {
+            // Another fault (even another peer's disk) may kill it or keep everyone from green.
+            if (horizon < stop.time + bound) r.masked = true
+            else if (!gone) problem(`still named failed partitions ${bound} ms after the ballast was deleted (${heal.at(-1)?.failed.join(', ') ?? 'no sample'})`)
             else problem(`not green within ${bound} ms of the ballast's deletion (last: ${heal.at(-1)?.status ?? 'no sample'})`)
           }
         }
