@@ -22,7 +22,7 @@
  * Events and log lines (component `replication`, `decommission: ...`) say what happens per
  * partition; the peer turns the events into the progress of `shoal decommission`.
  */
-import type { PeerId } from '../runtime/index.js'
+import type { PeerId, Timer } from '../runtime/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import type { AntiEntropy, SyncReport } from './anti-entropy.js'
 import type { ReplicationContext } from './context.js'
@@ -97,9 +97,6 @@ export class Decommission {
 
   constructor (private readonly ctx: DecommissionContext) {}
 
-  /** Whether a hand-off is under way. */
-  get active (): boolean { return this.running }
-
   /**
    * Stops owning, and waits (at most timeoutMs) until every partition this peer holds is ready on
    * its next owners and pushed to them. Leaves the peer decommissioning either way: the caller
@@ -129,7 +126,8 @@ export class Decommission {
       let lastWaiting = startedAt
       for (;;) {
         for (const p of [...pending.values()]) {
-          if (life.stopped) break
+          // Each attempt can take a few round trips per owner: the deadline is checked before each.
+          if (life.stopped || clock.now() >= deadline) break
           // Dropped meanwhile: nothing to hand off (its data goes with the space everywhere).
           if (!isCurrent(p.space)) { pending.delete(p.key); handedOff.push({ space: p.space.name, partition: p.partition, to: [] }); continue }
           const done = await this.tryHandOff(p)
@@ -181,7 +179,14 @@ export class Decommission {
   async finish (opts: { timeoutMs: number, isCurrent?: (space: SpaceDef) => boolean }): Promise<FinalSyncReport> {
     const { clock, replicas, placement, log, life } = this.ctx
     const deadline = clock.now() + opts.timeoutMs
-    await this.ctx.replicas.closeWrites()
+    // Writes in flight end within their fsync; a disk that hangs must not hold the stop for ever.
+    let timer: Timer | undefined
+    const drained = await Promise.race([
+      this.ctx.replicas.closeWrites().then(() => true),
+      new Promise<boolean>(resolve => { timer = clock.setTimer(opts.timeoutMs, () => { resolve(false) }) })
+    ])
+    timer?.cancel()
+    if (!drained) log.warn({ timeoutMs: opts.timeoutMs }, 'decommission: writes still being applied here after the leave; pushing without waiting for them')
     const report: FinalSyncReport = { partitions: 0, failed: [] }
     for (const [, h] of [...replicas.heldPartitions()]) {
       if (opts.isCurrent?.(h.space) === false) continue
