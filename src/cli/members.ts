@@ -2,7 +2,7 @@ import { CliError } from './errors.js'
 import { fetchJson } from './http-client.js'
 import { formatTable } from './table.js'
 
-interface Member { peerId: string, name: string | null, addrs: string[], http: string | null, version?: string | null, state: string, incarnation: number }
+interface Member { peerId: string, name: string | null, addrs: string[], http: string | null, version?: string | null, state: string, incarnation: number, leaving?: boolean }
 
 export async function runMembers (opts: { peer: string, json?: boolean }): Promise<void> {
   const members = await fetchJson(opts.peer, '/cluster/members') as Member[]
@@ -15,7 +15,8 @@ export async function runMembers (opts: { peer: string, json?: boolean }): Promi
   const sorted = [...members].sort((a, b) => (order[a.state] ?? 9) - (order[b.state] ?? 9) || String(a.name).localeCompare(String(b.name)))
   process.stdout.write(formatTable(
     ['NAME', 'STATE', 'INC', 'VERSION', 'HTTP', 'PEER ID', 'ADDRESS'],
-    sorted.map(m => [m.name ?? '-', m.state, String(m.incarnation), m.version ?? '-', m.http ?? '-', m.peerId, m.addrs[0] ?? '-'])
+    // A decommissioning member is alive but hands its partitions off: say so beside its state.
+    sorted.map(m => [m.name ?? '-', m.leaving === true ? `${m.state} (leaving)` : m.state, String(m.incarnation), m.version ?? '-', m.http ?? '-', m.peerId, m.addrs[0] ?? '-'])
   ))
   const counts = new Map<string, number>()
   for (const m of members) counts.set(m.state, (counts.get(m.state) ?? 0) + 1)
