@@ -33,6 +33,8 @@ const ALL_BUCKETS = Number.MAX_SAFE_INTEGER
 const CHECK_EVERY_MS = 250
 /** How often a `waiting` event says what is still pending. ms. */
 const WAITING_EVERY_MS = 5000
+/** The reason of a partition not tried yet (the attempts at others took the time). */
+const NOT_TRIED = 'not tried yet: the attempts at other partitions took the time'
 /** Pending partitions named in a `waiting` event (the rest are counted). */
 const WAITING_LISTED = 10
 
@@ -117,7 +119,7 @@ export class Decommission {
       const isCurrent = opts.isCurrent ?? (() => true)
       const pending = new Map<string, Pending>()
       for (const [key, h] of replicas.heldPartitions()) {
-        if (isCurrent(h.space)) pending.set(key, { key, space: h.space, partition: h.partition, reason: 'waiting for its next owners' })
+        if (isCurrent(h.space)) pending.set(key, { key, space: h.space, partition: h.partition, reason: NOT_TRIED })
       }
       const total = pending.size
       const handedOff: HandOffReport['handedOff'] = []
@@ -226,12 +228,15 @@ export class Decommission {
       p.reason = 'no other peer to hand it to (every other member is leaving or gone)'
       return undefined
     }
+    // Pushing to an owner the detector already gives up on would only wait out a request timeout.
+    const unreachable = owners.filter(o => !detector.isReachable(o))
+    if (unreachable.length > 0) {
+      p.reason = `its next owner${unreachable.length > 1 ? 's' : ''} ${this.names(unreachable)} cannot be reached`
+      return undefined
+    }
     const notReady = owners.filter(o => !pp.readReplicas.includes(o))
     if (notReady.length > 0) {
-      const unreachable = notReady.filter(o => !detector.isReachable(o))
-      p.reason = unreachable.length > 0
-        ? `its next owner${unreachable.length > 1 ? 's' : ''} ${this.names(unreachable)} cannot be reached`
-        : `waiting for ${this.names(notReady)} to catch up`
+      p.reason = `waiting for ${this.names(notReady)} to catch up`
       return undefined
     }
     const report: SyncReport = { bucketsCompared: 0, bucketsDiffering: 0, recordsPulled: 0, recordsPushed: 0 }

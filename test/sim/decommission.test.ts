@@ -164,6 +164,23 @@ describe('decommission (issue 13)', () => {
     expect(await readAll(world, c.get('p0'), space, new Map([...Array(ROWS).keys()].map(i => [`r${i}`, i])))).toEqual([])
   })
 
+  it('replicas 3, cut off from the others: not handed off, and the report says the other replicas hold the data', async () => {
+    const { world, c, space } = await setUp(12, 3)
+    const leaver = c.get('p2')
+    world.partition(['p2'], ['p0', 'p1'])
+    const report = await drive(world, leaver.replicator.handOff({ timeoutMs: 20_000 }), 60_000)
+    expect(report.complete).toBe(false)
+    expect(report.notHandedOff).toHaveLength(space.partitions)
+    for (const n of report.notHandedOff) {
+      expect([...n.otherReplicas].sort()).toEqual(['p0', 'p1'])
+      expect(n.reason).toMatch(/pushing to p[01] failed|cannot be reached|not tried yet/)
+    }
+    // Once the detector gives up on them, the rest are not even tried: it names them unreachable.
+    expect(report.notHandedOff.some(n => /p[01](, p[01])? cannot be reached/.test(n.reason))).toBe(true)
+    leaver.replicator.cancelHandOff()
+    world.heal()
+  })
+
   it('replicas 3 on 3 peers: the other two already hold everything, so the hand-off is a push and takes no catch-up', async () => {
     const { world, c, space } = await setUp(7, 3)
     const leaver = c.get('p2')
