@@ -1,20 +1,21 @@
-import { readFile, rename, writeFile, open } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Catalog } from '../placement/index.js'
-import type { Logger } from '../runtime/index.js'
+import { nodeFileSystem, type FileSystem, type Logger } from '../runtime/index.js'
+import { readTextFile, writeFileAtomic } from '../storage/fsutil.js'
 
 /**
  * Keeps a copy of the space catalog in the data dir, so a peer that restarts alone (a one-peer
  * cluster, or the first of a cluster to come back) still knows its spaces; push-pull with the
  * others then merges whatever changed meanwhile. Writes are coalesced: at most one in flight,
- * and one more if something changed during it.
+ * and one more if something changed during it. Each replaces the file atomically and durably
+ * (temporary file, fsync, rename, directory fsync: a power cut leaves the old catalog or the new).
  */
 export class CatalogFile {
   private readonly path: string
   private writing: Promise<void> | undefined
   private again = false
 
-  constructor (dataDir: string, private readonly catalog: Catalog, private readonly log: Logger) {
+  constructor (dataDir: string, private readonly catalog: Catalog, private readonly log: Logger, private readonly fs: FileSystem = nodeFileSystem) {
     this.path = join(dataDir, 'catalog.json')
   }
 
@@ -22,7 +23,7 @@ export class CatalogFile {
   async load (): Promise<number> {
     let text: string
     try {
-      text = await readFile(this.path, 'utf8')
+      text = await readTextFile(this.fs, this.path)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
       throw err
@@ -62,10 +63,6 @@ export class CatalogFile {
 
   private async write (): Promise<void> {
     const e = this.catalog.entries().map(({ def, version, dropped }) => ({ ...def, version, dropped }))
-    const tmp = this.path + '.tmp'
-    await writeFile(tmp, JSON.stringify({ v: 1, e }), { mode: 0o600 })
-    const fh = await open(tmp, 'r+')
-    try { await fh.sync() } finally { await fh.close() }
-    await rename(tmp, this.path)
+    await writeFileAtomic(this.fs, this.path, Buffer.from(JSON.stringify({ v: 1, e })))
   }
 }

@@ -11,16 +11,19 @@ import { HybridClock } from '../../src/hlc/index.js'
 import { Swim } from '../../src/membership/index.js'
 import type { SwimOptions } from '../../src/membership/index.js'
 import { PartitionDetector } from '../../src/partition/index.js'
+import { CatalogFile } from '../../src/peer/catalog-file.js'
 import { Catalog, PlacementService } from '../../src/placement/index.js'
 import type { PlacementOptions } from '../../src/placement/index.js'
 import { Replicator } from '../../src/replication/index.js'
-import type { ReplicatorOptions } from '../../src/replication/index.js'
+import type { ReplicatorOptions, StoreProvider } from '../../src/replication/index.js'
 import { silentLogger } from '../../src/runtime/index.js'
+import { StorageEngine, type PartitionStoreOptions } from '../../src/storage/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
 import { SimBroadcaster } from './broadcast.js'
 import { simAddress } from './index.js'
 import type { SimPeer, SimWorld } from './index.js'
 import { MemoryIncarnationStore } from './membership-cluster.js'
+import { MemoryFileSystem } from './memory-fs.js'
 import { MemoryStores } from './memory-store.js'
 
 export interface WholeNode {
@@ -31,7 +34,11 @@ export interface WholeNode {
   detector: PartitionDetector
   placement: PlacementService
   replicator: Replicator
+  /** The peer's hybrid clock: a client's session (the newest version it saw) is observed here before a write, as DataService does with `after`. */
+  hlc: HybridClock
   stores: MemoryStores
+  /** The real storage engine on the peer's simulated disk (peers started with `disks`), instead of `stores`. */
+  engine?: StorageEngine
 }
 
 export interface WholeClusterOptions {
@@ -39,12 +46,20 @@ export interface WholeClusterOptions {
   placement?: PlacementOptions
   replication?: ReplicatorOptions
   stableWindowMs?: number
+  /**
+   * Each peer runs the real StorageEngine on its own simulated disk (`WholeCluster.disks`, kept
+   * across restarts) with these partition options, as a peer does on its data directory; crash()
+   * can then cut the power. Without it, MemoryStores.
+   */
+  disks?: PartitionStoreOptions
 }
 
 export class WholeCluster {
   readonly nodes = new Map<string, WholeNode>()
   readonly storesById = new Map<string, MemoryStores>()
   readonly incarnationsById = new Map<string, MemoryIncarnationStore>()
+  /** Each peer's disk (with `opts.disks`), kept across its restarts. */
+  readonly disks = new Map<string, MemoryFileSystem>()
 
   constructor (readonly world: SimWorld, readonly opts: WholeClusterOptions = {}) {}
 
@@ -66,9 +81,19 @@ export class WholeCluster {
     }, this.opts.placement)
     let stores = this.storesById.get(id)
     if (stores === undefined) { stores = new MemoryStores(); this.storesById.set(id, stores) }
+    const engine = this.opts.disks === undefined ? undefined : this.engineOn(id, peer)
     const replicator = new Replicator({
-      transport: peer.transport, clock: peer.clock, random: peer.random, hlc, log, placement, stores, detector, membership: swim
+      transport: peer.transport, clock: peer.clock, random: peer.random, hlc, log, placement, stores: engine !== undefined ? storesOf(engine) : stores, detector, membership: swim
     }, this.opts.replication)
+    if (this.opts.disks !== undefined) {
+      // As peer.ts does: the catalog kept in the data directory, read back at start (a cluster
+      // whose every peer lost power still knows its spaces), saved on every change.
+      const fs = this.disks.get(id)!.process()
+      const file = new CatalogFile('/data', catalog, log, fs)
+      catalog.onChange(() => { file.save() })
+      // Peer.create makes the data directory before anything else.
+      void fs.mkdir('/data').then(async () => await file.load()).catch(() => {})
+    }
     catalog.start()
     void swim.start()
     detector.start()
@@ -80,6 +105,16 @@ export class WholeCluster {
       const adopt = (): void => {
         if (!peer.up) return
         if (!swim.hasSynced()) { peer.clock.setTimer(100, adopt); return }
+        if (engine !== undefined) {
+          void engine.listOnDisk().then(onDisk => {
+            const byUid = new Map(catalog.entries().map(e => [e.def.uid, e]))
+            for (const { uid, partition } of onDisk) {
+              const entry = byUid.get(uid)
+              if (entry !== undefined && !entry.dropped) void replicator.adopt(entry.def, partition)
+            }
+          }).catch(() => {})
+          return
+        }
         for (const s of stores.stores.values()) {
           const def = catalog.get(s.space.name)
           if (def?.uid === s.space.uid) void replicator.adopt(def, s.partition)
@@ -87,9 +122,18 @@ export class WholeCluster {
       }
       peer.clock.setTimer(100, adopt)
     }
-    const node = { id, peer, swim, catalog, detector, placement, replicator, stores }
+    const node: WholeNode = { id, peer, swim, catalog, detector, placement, replicator, hlc, stores, ...(engine !== undefined ? { engine } : {}) }
     this.nodes.set(id, node)
     return node
+  }
+
+  /** A StorageEngine on `id`'s disk, for one run of its process. */
+  private engineOn (id: string, peer: SimPeer): StorageEngine {
+    let disk = this.disks.get(id)
+    if (disk === undefined) { disk = new MemoryFileSystem(); this.disks.set(id, disk) }
+    return new StorageEngine({ clock: peer.clock, log: silentLogger, fs: disk.process() }, {
+      dataDir: '/data', cacheMiB: 1, maxOpenFiles: 64, memtableMaxRows: 64, compactionMaxSegments: 3, ...this.opts.disks
+    })
   }
 
   get (id: string): WholeNode {
@@ -98,14 +142,22 @@ export class WholeCluster {
     return n
   }
 
-  crash (id: string): void {
+  /**
+   * Crashes `id` (kill -9). With `powerLoss` (peers on disks), its disk keeps only what was
+   * synced; without, everything written stays (the OS page cache). Either way the dead process's
+   * files refuse it from then on.
+   */
+  crash (id: string, opts: { powerLoss?: boolean } = {}): void {
     const n = this.get(id)
     this.world.crash(id)
+    if (opts.powerLoss === true) this.disks.get(id)?.crash()
+    else this.disks.get(id)?.kill()
     n.replicator.stop()
     n.placement.stop()
     n.detector.stop()
     n.catalog.stop()
     void n.swim.stop()
+    if (n.engine !== undefined) void n.engine.close().catch(() => {})
   }
 
   up (): WholeNode[] { return [...this.nodes.values()].filter(n => n.peer.up) }
@@ -152,4 +204,14 @@ export function spaceOn (node: WholeNode, name: string): SpaceDef {
   const def = node.catalog.get(name)
   if (def === undefined) throw new Error(`${node.id} does not know space ${name}`)
   return def
+}
+
+/** The StoreProvider a peer gives replication over its engine (as src/peer/peer.ts does). */
+export function storesOf (engine: StorageEngine): StoreProvider {
+  return {
+    open: async (space, partition) => await engine.openPartition(space, partition),
+    drop: async (space, partition) => { await engine.dropPartition(space.uid, partition) },
+    rebuild: async (space, partition, reason) => await engine.rebuildPartition(space, partition, reason),
+    reopen: async (space, partition) => await engine.reopenPartition(space, partition)
+  }
 }

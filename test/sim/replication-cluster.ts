@@ -19,6 +19,7 @@ import { MemoryFileSystem } from './memory-fs.js'
 import { MemoryStores } from './memory-store.js'
 import type { MemoryPartitionStore } from './memory-store.js'
 import { FakePlacement, ReadyDirectory } from './replication-placement.js'
+import { storesOf } from './placement-replication-cluster.js'
 
 export interface ReplNode {
   id: string
@@ -79,13 +80,7 @@ export class ReplCluster {
       const engine = new StorageEngine({ clock: peerClock, log: silentLogger, fs }, {
         dataDir: '/data', cacheMiB: 1, maxOpenFiles: 32, memtableMaxRows: 64, compactionMaxSegments: 3, ...storage
       })
-      const stores: StoreProvider = {
-        open: async (space, partition) => await engine.openPartition(space, partition),
-        drop: async (space, partition) => { await engine.dropPartition(space.uid, partition) },
-        rebuild: async (space, partition, reason) => await engine.rebuildPartition(space, partition, reason),
-        reopen: async (space, partition) => await engine.reopenPartition(space, partition)
-      }
-      return { stores, engine }
+      return { stores: storesOf(engine), engine }
     })
     return node
   }
