@@ -1,4 +1,5 @@
 import { HttpError, type HttpServer } from './server.js'
+import { DISK_FAULT_CODES, DISK_OPS, type DiskFaultCode, type DiskOp } from '../runtime/index.js'
 
 /** One member as the HTTP contract shows it (DESIGN.md section 8). */
 export interface MemberView {
@@ -31,7 +32,13 @@ export interface FaultState {
   clockDriftPpm: number
   /** Every query fragment this peer serves waits this long first (a slow peer, for hedging and cancellation tests). */
   queryDelayMs: number
+  /** Disk fault rules in force (paths as substrings), and the file operations they failed so far. */
+  disk: DiskFaultView[]
+  diskFaultsInjected: number
 }
+
+/** One disk fault rule as the API takes and shows it (src/runtime/disk-faults.ts). */
+export interface DiskFaultView { op: DiskOp, code: DiskFaultCode | string, path?: string, times?: number }
 
 /** Fault injection hooks; present only when the peer runs with --enable-fault-injection. */
 export interface FaultControl {
@@ -39,6 +46,8 @@ export interface FaultControl {
   /** Skews this peer's HLC physical clock: a fixed offset plus a drift in parts per million. */
   setClockSkew(offsetMs: number, driftPpm: number): void
   setQueryDelay(ms: number): void
+  /** Replaces the disk fault rules ([] clears them): this peer's file operations that match fail with the rule's errno. */
+  setDiskFaults(rules: DiskFaultView[]): void
   state(): FaultState
 }
 
@@ -117,6 +126,7 @@ export function registerApi (server: HttpServer, peer: ApiPeer): void {
       faults.setClockSkew(change.clockOffsetMs ?? current.clockOffsetMs, change.clockDriftPpm ?? current.clockDriftPpm)
     }
     if (change.queryDelayMs !== undefined) faults.setQueryDelay(change.queryDelayMs)
+    if (change.disk !== undefined) faults.setDiskFaults(change.disk)
     return { body: faults.state() }
   })
 }
@@ -166,17 +176,23 @@ function requireFaults (peer: ApiPeer): FaultControl {
 const MAX_CLOCK_OFFSET_MS = 86_400_000
 /** Largest drift accepted: 10% (100,000 ppm); real quartz drifts by tens of ppm. */
 const MAX_CLOCK_DRIFT_PPM = 100_000
-const FAULT_FIELDS = ['deny', 'clockOffsetMs', 'clockDriftPpm', 'queryDelayMs']
+const FAULT_FIELDS = ['deny', 'clockOffsetMs', 'clockDriftPpm', 'queryDelayMs', 'disk']
+/** Most disk fault rules at once. */
+const MAX_DISK_RULES = 32
+const DISK_RULE_FIELDS = ['op', 'code', 'path', 'times']
 /** Longest injected query delay: ten minutes. */
 const MAX_QUERY_DELAY_MS = 600_000
 
-function parseFaults (body: unknown): { deny?: string[], clockOffsetMs?: number, clockDriftPpm?: number, queryDelayMs?: number } {
+interface FaultChange { deny?: string[], clockOffsetMs?: number, clockDriftPpm?: number, queryDelayMs?: number, disk?: DiskFaultView[] }
+
+function parseFaults (body: unknown): FaultChange {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'BAD_REQUEST', 'body must be a JSON object like {"deny": ["<peerId>", ...], "clockOffsetMs": 0, "clockDriftPpm": 0}')
   for (const key of Object.keys(body)) {
     if (!FAULT_FIELDS.includes(key)) throw new HttpError(400, 'BAD_REQUEST', `unknown field '${key}'; expected ${FAULT_FIELDS.join(', ')}`)
   }
-  const { deny, clockOffsetMs, clockDriftPpm, queryDelayMs } = body as Record<string, unknown>
-  const out: { deny?: string[], clockOffsetMs?: number, clockDriftPpm?: number, queryDelayMs?: number } = {}
+  const { deny, clockOffsetMs, clockDriftPpm, queryDelayMs, disk } = body as Record<string, unknown>
+  const out: FaultChange = {}
+  if (disk !== undefined) out.disk = parseDiskFaults(disk)
   if (queryDelayMs !== undefined) {
     if (typeof queryDelayMs !== 'number' || !Number.isInteger(queryDelayMs) || queryDelayMs < 0 || queryDelayMs > MAX_QUERY_DELAY_MS) throw new HttpError(400, 'BAD_REQUEST', `field 'queryDelayMs' must be an integer from 0 to ${MAX_QUERY_DELAY_MS}`)
     out.queryDelayMs = queryDelayMs
@@ -191,6 +207,23 @@ function parseFaults (body: unknown): { deny?: string[], clockOffsetMs?: number,
     out.clockDriftPpm = clockDriftPpm
   }
   return out
+}
+
+/** `disk`: an array of {op, code, path?, times?}; [] clears the rules. */
+function parseDiskFaults (disk: unknown): DiskFaultView[] {
+  if (!Array.isArray(disk)) throw new HttpError(400, 'BAD_REQUEST', "field 'disk' must be an array of rules like {\"op\": \"sync\", \"code\": \"EIO\", \"path\": \"wal-\"} ([] clears them)")
+  if (disk.length > MAX_DISK_RULES) throw new HttpError(400, 'BAD_REQUEST', `field 'disk' has ${disk.length} rules; at most ${MAX_DISK_RULES}`)
+  return disk.map((rule: unknown, i) => {
+    const at = `disk[${i}]`
+    if (rule === null || typeof rule !== 'object' || Array.isArray(rule)) throw new HttpError(400, 'BAD_REQUEST', `field '${at}' must be an object {op, code, path?, times?}`)
+    for (const key of Object.keys(rule)) if (!DISK_RULE_FIELDS.includes(key)) throw new HttpError(400, 'BAD_REQUEST', `unknown field '${at}.${key.slice(0, 40)}'; expected ${DISK_RULE_FIELDS.join(', ')}`)
+    const { op, code, path, times } = rule as Record<string, unknown>
+    if (typeof op !== 'string' || !(DISK_OPS as readonly string[]).includes(op)) throw new HttpError(400, 'BAD_REQUEST', `field '${at}.op' must be one of ${DISK_OPS.join(', ')}`)
+    if (typeof code !== 'string' || !(DISK_FAULT_CODES as readonly string[]).includes(code)) throw new HttpError(400, 'BAD_REQUEST', `field '${at}.code' must be one of ${DISK_FAULT_CODES.join(', ')}`)
+    if (path !== undefined && (typeof path !== 'string' || path.length === 0 || path.length > 256)) throw new HttpError(400, 'BAD_REQUEST', `field '${at}.path' must be a non-empty string of at most 256 characters (a substring of the paths to fail)`)
+    if (times !== undefined && (typeof times !== 'number' || !Number.isInteger(times) || times < 1 || times > 1_000_000)) throw new HttpError(400, 'BAD_REQUEST', `field '${at}.times' must be an integer from 1 to 1000000`)
+    return { op: op as DiskOp, code, ...(path !== undefined ? { path: path as string } : {}), ...(times !== undefined ? { times: times as number } : {}) }
+  })
 }
 
 function parseDeny (deny: unknown): string[] {

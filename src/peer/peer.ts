@@ -12,7 +12,7 @@ import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadO
 import { PartitionDetector } from '../partition/index.js'
 import { Catalog, DEFAULT_PLACEMENT_OPTIONS, LEAVING_META_KEY, PlacementService } from '../placement/index.js'
 import { DEFAULT_REPLICATOR_OPTIONS, HintLog, hintFileBytesFor, Replicator } from '../replication/index.js'
-import { nodeFileSystem, SystemClock, SystemRandom, VERSION, type Logger, type PeerAddress } from '../runtime/index.js'
+import { DiskFaultRules, FaultInjectingFileSystem, nodeFileSystem, SystemClock, SystemRandom, VERSION, type FileSystem, type Logger, type PeerAddress } from '../runtime/index.js'
 import { DEFAULT_MEMTABLE_BUDGET_BYTES, DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { planHeap } from './heap.js'
@@ -44,6 +44,8 @@ const LAG_SAMPLE_INTERVAL_MS = 1000
 
 /** The layers of one peer, built together by Peer.create. */
 interface Layers {
+  /** The filesystem storage, hints and the catalog file use: node:fs, behind disk fault rules with --enable-fault-injection. */
+  disk: { fs: FileSystem, faults: DiskFaultRules | undefined }
   host: Host
   transport: RpcTransport
   hlc: HybridClock
@@ -137,7 +139,19 @@ export class Peer implements ApiPeer {
             this.log.warn({ queryDelayMs: ms }, 'fault injection: query fragments delayed')
             layers.queries.setFragmentDelay(ms)
           },
-          state: () => ({ deny: host.denyList.denied(), ...layers.hlc.skewSettings(), queryDelayMs: layers.queries.fragmentDelay() })
+          setDiskFaults: (rules) => {
+            const faults = layers.disk.faults!
+            this.log.warn({ disk: rules }, 'fault injection: disk fault rules changed')
+            faults.clear()
+            for (const r of rules) faults.add(r)
+          },
+          state: () => ({
+            deny: host.denyList.denied(),
+            ...layers.hlc.skewSettings(),
+            queryDelayMs: layers.queries.fragmentDelay(),
+            disk: layers.disk.faults!.list(),
+            diskFaultsInjected: layers.disk.faults!.injected
+          })
         }
       : undefined
   }
@@ -210,9 +224,12 @@ export class Peer implements ApiPeer {
       await host.stop().catch(() => {})
       throw new PeerStartError(`cannot read the clock state in ${config.dataDir}: ${(err as Error).message}`)
     }
+    // Disk fault rules exist only behind the flag: without it the peer's files are node:fs as is.
+    const diskFaults = config.enableFaultInjection ? new DiskFaultRules() : undefined
+    const fs: FileSystem = diskFaults !== undefined ? new FaultInjectingFileSystem(nodeFileSystem, diskFaults) : nodeFileSystem
     let engine: StorageEngine
     try {
-      engine = new StorageEngine({ clock, log }, { ...storageOptions, dataDir: config.dataDir, maxOpenFiles: files.storageFiles, cacheMiB: storageOptions.cacheMiB ?? defaultCacheMiB(totalmem()) })
+      engine = new StorageEngine({ clock, log, fs }, { ...storageOptions, dataDir: config.dataDir, maxOpenFiles: files.storageFiles, cacheMiB: storageOptions.cacheMiB ?? defaultCacheMiB(totalmem()) })
     } catch (err) {
       await host.stop().catch(() => {})
       throw new PeerStartError(`storage settings: ${(err as Error).message}`)
@@ -225,7 +242,7 @@ export class Peer implements ApiPeer {
       .filter(m => m.state === 'alive' && m.id !== transport.localPeerId)
       .map(m => ({ id: m.id, addrs: m.addrs })), log.child({ component: 'net.broadcast' }))
     const catalog = new Catalog({ hlc, clock, log, broadcaster: new FanoutBroadcaster([broadcaster, direct]) })
-    const catalogFile = new CatalogFile(config.dataDir, catalog, log.child({ component: 'catalog' }))
+    const catalogFile = new CatalogFile(config.dataDir, catalog, log.child({ component: 'catalog' }), fs)
     let swim: Swim
     try {
       // A restart must start above every incarnation used before, or its new meta (this HTTP
@@ -268,7 +285,7 @@ export class Peer implements ApiPeer {
     // Hints survive a restart: read back before replication starts, replayed as the targets return.
     let hintFiles: Awaited<ReturnType<typeof HintLog.open>>
     try {
-      hintFiles = await HintLog.open({ fs: nodeFileSystem, log: log.child({ component: 'hints' }) },
+      hintFiles = await HintLog.open({ fs, log: log.child({ component: 'hints' }) },
         { dir: `${config.dataDir}/hints`, fileBytes: hintFileBytesFor(replicationOptions.hintMaxBytes ?? DEFAULT_REPLICATOR_OPTIONS.hintMaxBytes) })
     } catch (err) {
       await host.stop().catch(() => {})
@@ -332,7 +349,7 @@ export class Peer implements ApiPeer {
     }, queryOptions)
     const metrics = new PeerMetrics()
     const knownPeers = new KnownPeers(config.dataDir, log.child({ component: 'swim' }))
-    const layers: Layers = { host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, hintLog: hintFiles.log, queries, pool, http }
+    const layers: Layers = { disk: { fs, faults: diskFaults }, host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, hintLog: hintFiles.log, queries, pool, http }
     const peer = new Peer(config, log, layers, metrics)
     peer.httpUrl = httpAddress
     registerApi(http, peer)
