@@ -306,7 +306,8 @@ export class Peer implements ApiPeer {
       },
       detector,
       membership: swim,
-      hintFiles
+      hintFiles,
+      spaceGone: space => catalog.isGone(space)
     }, replicationOptions)
     let queryOptions: Record<string, number>
     try {

@@ -254,6 +254,20 @@ export class Catalog implements SpaceCatalog {
   /** The entry of `name`, tombstone included. */
   entry (name: string): CatalogEntry | undefined { return this.entriesByName.get(name) }
 
+  /**
+   * Whether `space` (a definition carried by a write, a hint or a copy) is known here to be gone:
+   * dropped, or replaced by a space of the same name created after it (its uid's creation version
+   * is older). A space this catalog has not heard of, or older news of the same name, is not gone:
+   * the catalog may be behind (a space just created elsewhere).
+   */
+  isGone (space: SpaceDef): boolean {
+    const e = this.entriesByName.get(space.name)
+    if (e === undefined) return false
+    if (e.def.uid === space.uid) return e.dropped
+    const created = (uid: string): number => Number(uid.slice(space.name.length + 1))
+    return created(e.def.uid) > created(space.uid)
+  }
+
   /** Every entry, tombstones included (for tests and diagnostics). */
   entries (): CatalogEntry[] { return [...this.entriesByName.values()] }
 

@@ -139,6 +139,11 @@ export interface ReplicationContext {
   readonly counters: ReplicationCounters
   /** How to reach a peer: placement's addresses, or its bare id when placement has none. */
   readonly addr: (peer: PeerId) => PeerAddress
+  /**
+   * Whether this peer's catalog knows `space` to be gone (dropped, or replaced by a newer space of
+   * the same name): writes for it are refused (SPACE_GONE), hints for it dropped.
+   */
+  readonly spaceGone: (space: SpaceDef) => boolean
 }
 
 export function keyOf (space: SpaceDef, partition: number): string { return `${space.uid}\u0000${partition}` }
@@ -154,7 +159,7 @@ export function errText (err: unknown): string {
 /** Replica errors not worth hinting: the same request would be refused again. */
 export function isPermanent (err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code
-  return code === 'BAD_REQUEST' || code === 'FRAME_TOO_LARGE' || code === 'NO_HANDLER'
+  return code === 'BAD_REQUEST' || code === 'FRAME_TOO_LARGE' || code === 'NO_HANDLER' || code === 'SPACE_GONE'
 }
 
 /**

@@ -100,7 +100,7 @@ export class InvalidRowsError extends Error {
 /** Thrown by replica handlers; the transport carries `code` to the caller as a RemoteError. */
 export class ReplicaRequestError extends Error {
   override name = 'ReplicaRequestError'
-  constructor (readonly code: 'BAD_REQUEST' | 'CLOCK_SKEW' | 'STOPPED' | 'STORE_FAILED' | 'NOT_HELD' | 'STALE_REPLICA', message: string, readonly remote?: Hlc) {
+  constructor (readonly code: 'BAD_REQUEST' | 'CLOCK_SKEW' | 'STOPPED' | 'STORE_FAILED' | 'NOT_HELD' | 'STALE_REPLICA' | 'SPACE_GONE', message: string, readonly remote?: Hlc) {
     super(message)
   }
 }

@@ -49,6 +49,8 @@ export interface HintStats {
   droppedDisk: number
   /** Records left out of a replay for being versioned past the skew bound (see admitCopied), or a hint its target refused as CLOCK_SKEW. */
   droppedSkewRecords: number
+  /** Records of hints whose space was dropped or re-created before they could be delivered. */
+  droppedGone: number
   /** Read back from the hint files at start-up. */
   loaded: number
   loadedRecords: number
@@ -76,7 +78,7 @@ export class HintStore {
   private bytes = 0
   private readonly counters = {
     written: 0, writtenRecords: 0, delivered: 0, deliveredRecords: 0, dropped: 0, droppedRecords: 0,
-    droppedExpired: 0, droppedFull: 0, droppedDisk: 0, droppedSkewRecords: 0, loaded: 0, loadedRecords: 0
+    droppedExpired: 0, droppedFull: 0, droppedDisk: 0, droppedSkewRecords: 0, droppedGone: 0, loaded: 0, loadedRecords: 0
   }
 
   /** Whether the last hint file write failed (logged once until one succeeds again). */
@@ -163,6 +165,14 @@ export class HintStore {
     }
     this.counters.droppedRecords += skewRefused
     this.counters.droppedSkewRecords += skewRefused
+  }
+
+  /** Drops a hint whose space is gone (dropped or re-created since it was kept): nothing is sent. */
+  droppedGone (hint: Hint): void {
+    if (!this.remove(hint)) return
+    this.counters.dropped++
+    this.counters.droppedRecords += hint.records.length
+    this.counters.droppedGone += hint.records.length
   }
 
   /** Drops every hint older than the window. */
@@ -295,7 +305,7 @@ export interface HintRecorder {
   record(target: PeerId, space: SpaceDef, partition: number, records: VersionedRecord[]): Promise<boolean>
 }
 
-export type HintedHandoffContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'detector' | 'life' | 'addr'> & {
+export type HintedHandoffContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'detector' | 'life' | 'addr' | 'spaceGone'> & {
   opts: Pick<ResolvedReplicatorOptions, 'requestTimeoutMs' | 'maxBatchRecords' | 'maxBatchBytes' | 'hintReplayConcurrency'>
 }
 
@@ -359,6 +369,12 @@ export class HintedHandoff implements HintRecorder {
       let hint: Hint | undefined
       while (!life.stopped && (hint = this.store.peek(target, clock.now(), queue)) !== undefined) {
         if (!detector.isReachable(target)) return
+        if (this.ctx.spaceGone(hint.space)) {
+          // Dropped (or re-created) since: delivered, the hint would re-create its data there.
+          log.info({ target, space: hint.space.name, uid: hint.space.uid, partition: hint.partition, records: hint.records.length }, 'hint for a space since dropped: dropped')
+          this.store.droppedGone(hint)
+          continue
+        }
         // The hint's records pass the same skew bound as every copy between replicas: one from
         // the future is not handed on (the target would refuse the whole batch for it anyway, and
         // the hints behind it would wait for as long as the skew lasts).

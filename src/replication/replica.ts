@@ -20,7 +20,7 @@ import {
   parseDigestRequest, parseReadRequest, parseScanRequest, parseWriteRequest
 } from './wire.js'
 
-export type ReplicaContext = Pick<ReplicationContext, 'self' | 'transport' | 'hlc' | 'log' | 'placement' | 'replicas' | 'life'> & {
+export type ReplicaContext = Pick<ReplicationContext, 'self' | 'transport' | 'hlc' | 'log' | 'placement' | 'replicas' | 'life' | 'spaceGone'> & {
   opts: Pick<ResolvedReplicatorOptions, 'maxBatchRecords' | 'maxBatchBytes'>
   counters: Pick<ReplicationCounters, 'replica'>
 }
@@ -115,6 +115,9 @@ export class ReplicaHandlers {
   private async onWrite (body: unknown): Promise<{ applied: number, stale: number, staleIds: string[] }> {
     const tally = this.ctx.counters.replica
     const req = parseWriteRequest(body)
+    // A write (a hint kept while the space was dropped, a copy from a peer whose catalog is
+    // behind) for a space this peer knows is gone would re-create its data here: refused for good.
+    if (this.ctx.spaceGone(req.space)) throw new ReplicaRequestError('SPACE_GONE', `space '${req.space.name}' (${req.space.uid}) was dropped or re-created; this peer takes no writes for it`)
     try {
       this.ctx.hlc.observe(Math.max(req.hlc, maxVersion(req.records)))
     } catch (err) {

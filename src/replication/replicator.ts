@@ -46,6 +46,12 @@ export interface ReplicatorDeps {
    * are then durable and survive a restart. Without them hints live in memory.
    */
   hintFiles?: { log: HintLog, load: HintLogLoad }
+  /**
+   * Whether the catalog knows a space to be gone (Catalog.isGone): its writes are refused and its
+   * hints dropped, so a hint kept while its space was dropped does not re-create the space's data
+   * on its target. Without it, no space is.
+   */
+  spaceGone?: (space: SpaceDef) => boolean
 }
 
 export interface ReplicationStats {
@@ -108,7 +114,8 @@ export class Replicator {
       // Damage a store finds while it serves, or a disk failure, takes it out of service (ownership decides how).
       replicas: new LocalReplicas(deps.stores, key => { this.ownership.replicaDamaged(key) }, (key, failure) => { this.ownership.replicaFailed(key, failure) }),
       counters: newCounters(),
-      addr: peer => placement.addressOf(peer) ?? { id: peer, addrs: [] }
+      addr: peer => placement.addressOf(peer) ?? { id: peer, addrs: [] },
+      spaceGone: deps.spaceGone ?? (() => false)
     }
     this.ctx = ctx
     const files = deps.hintFiles

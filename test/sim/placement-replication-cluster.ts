@@ -83,7 +83,8 @@ export class WholeCluster {
     if (stores === undefined) { stores = new MemoryStores(); this.storesById.set(id, stores) }
     const engine = this.opts.disks === undefined ? undefined : this.engineOn(id, peer)
     const replicator = new Replicator({
-      transport: peer.transport, clock: peer.clock, random: peer.random, hlc, log, placement, stores: engine !== undefined ? storesOf(engine) : stores, detector, membership: swim
+      transport: peer.transport, clock: peer.clock, random: peer.random, hlc, log, placement, stores: engine !== undefined ? storesOf(engine) : stores, detector, membership: swim,
+      spaceGone: space => catalog.isGone(space)
     }, this.opts.replication)
     if (this.opts.disks !== undefined) {
       // As peer.ts does: the catalog kept in the data directory, read back at start (a cluster
