@@ -75,6 +75,16 @@ async function probePort (): Promise<number> {
 
 export interface MemberJson { peerId: string, name: string | null, addrs: string[], http: string | null, state: string, incarnation: number }
 
+/** A disk fault rule as POST /admin/faults {disk: [...]} takes it (src/runtime/disk-faults.ts). */
+export interface DiskFaultRuleJson {
+  op: 'write' | 'sync' | 'syncDir' | 'open' | 'read' | 'rename' | 'unlink' | 'mkdir'
+  code: 'EIO' | 'ENOSPC' | 'EDQUOT' | 'EROFS'
+  /** A substring of the path (every path when absent). */
+  path?: string
+  /** How many matching operations fail (until cleared when absent). */
+  times?: number
+}
+
 export interface StartOptions {
   bootstrap?: string[]
   /** Path of the swarm key file; defaults to the cluster's. `null` starts without one. */
@@ -179,6 +189,20 @@ export class PeerProcess {
   async clockSkew (clockOffsetMs: number, clockDriftPpm: number): Promise<void> {
     const res = await this.post('/admin/faults', { clockOffsetMs, clockDriftPpm })
     if (res.status !== 200) throw new Error(`faults on ${this.name}: ${res.status} ${JSON.stringify(res.body)}`)
+  }
+
+  /**
+   * Replaces this peer's disk fault rules through /admin/faults (`[]` clears them): its file
+   * operations matching a rule fail with the rule's errno, e.g. `[{op: 'sync', code: 'EIO', path:
+   * 'wal-'}]` fails every WAL fsync (ops: write, sync, syncDir, open, read, rename, unlink, mkdir;
+   * codes: EIO, ENOSPC, EDQUOT, EROFS; `path` a substring; `times` how many, else until cleared).
+   * Answers the peer's disk fault state: the rules in force and the operations failed so far.
+   */
+  async diskFaults (rules: DiskFaultRuleJson[]): Promise<{ disk: DiskFaultRuleJson[], diskFaultsInjected: number }> {
+    const res = await this.post('/admin/faults', { disk: rules })
+    if (res.status !== 200) throw new Error(`disk faults on ${this.name}: ${res.status} ${JSON.stringify(res.body)}`)
+    const body = res.body as { disk?: DiskFaultRuleJson[], diskFaultsInjected?: number }
+    return { disk: body.disk ?? [], diskFaultsInjected: body.diskFaultsInjected ?? 0 }
   }
 
   /** True between pause() and resume(): the process exists but is stopped (SIGSTOP). */

@@ -3,12 +3,18 @@
  *
  *   --workload set|register|queries|all   (default all: set, register and queries)
  *   --nemesis partition,kill,pause,clock,outage,disk   fault kinds, taken in turn (default
- *                                   partition); disk needs root (tmpfs data directories), else
- *                                   its windows are skipped with a warning
+ *                                   partition)
+ *   --disk-mode fill|fsync|both     how disk windows fail the disk (default both: taken in turn,
+ *                                   fill first): fill needs root (tmpfs data directories), else
+ *                                   its windows are skipped with a warning; fsync (WAL fsyncs
+ *                                   fail with EIO, a fault rule in the peer) does not
+ *   --disk-wait-heal                the window after a disk window waits until its peers are green
+ *                                   again (or the heal bound passed); later windows shift by the wait
  *   --disk-mib N --disk-heal-bound SECONDS   disk runs: each peer's tmpfs size (default 128) and
- *                                   how long a full peer may take to be green again (default 30)
+ *                                   how long a faulty peer may take to be green again (default 30)
  *   --time-limit SECONDS            length of the fault/quiet schedule (default 60)
  *   --fault SECONDS --quiet SECONDS length of each fault and quiet window (default 10, 10)
+ *   --lead SECONDS                  the quiet period before the first fault window (default --quiet)
  *   --seed N                        schedule and client randomness (default 1)
  *   --nodes N --concurrency K       peers and client workers (default 5, 6)
  *   --think MS --keys-per-writer N  client pause between operations (default 30) and single-writer
@@ -24,8 +30,9 @@
  */
 import '../../src/polyfill/index.js'
 import { parseArgs } from 'node:util'
-import { checkHistory } from './checkers/index.js'
+import { checkHistory, diskSummary } from './checkers/index.js'
 import { readHistory } from './history.js'
+import { DISK_MODE_CHOICES, type DiskModeChoice } from './disk.js'
 import { NEMESES, type NemesisKind } from './nemesis.js'
 import { CI_SCHEDULES, run, type RunOptions } from './index.js'
 
@@ -47,6 +54,9 @@ async function main (): Promise<number> {
       store: { type: 'string', default: 'store/jepsen' },
       'disk-mib': { type: 'string', default: '128' },
       'disk-heal-bound': { type: 'string', default: '30' },
+      'disk-mode': { type: 'string', default: 'both' },
+      'disk-wait-heal': { type: 'boolean', default: false },
+      lead: { type: 'string' },
       ci: { type: 'boolean', default: false },
       check: { type: 'string' }
     }
@@ -64,6 +74,8 @@ async function main (): Promise<number> {
         for (const n of nemeses) if (!NEMESES.includes(n)) throw new Error(`unknown nemesis '${n}'; expected ${NEMESES.join(', ')}`)
         const workload = values.workload as RunOptions['workload']
         if (!['set', 'register', 'queries', 'all'].includes(workload)) throw new Error(`unknown workload '${workload}'; expected set, register, queries or all`)
+        const diskMode = values['disk-mode'] as DiskModeChoice
+        if (!DISK_MODE_CHOICES.includes(diskMode)) throw new Error(`unknown disk mode '${diskMode}'; expected ${DISK_MODE_CHOICES.join(', ')}`)
         return {
           name: `${workload}-${nemeses.join('+') || 'none'}`,
           workload,
@@ -72,6 +84,7 @@ async function main (): Promise<number> {
           timeLimitMs: Number(values['time-limit']) * 1000,
           faultMs: Number(values.fault) * 1000,
           quietMs: Number(values.quiet) * 1000,
+          ...(values.lead !== undefined ? { leadMs: Number(values.lead) * 1000 } : {}),
           nodes: Number(values.nodes),
           concurrency: Number(values.concurrency),
           thinkMs: Number(values.think),
@@ -79,6 +92,8 @@ async function main (): Promise<number> {
           queryWorkers: Number(values['query-workers']),
           queryRows: Number(values['query-rows']),
           diskMiB: Number(values['disk-mib']),
+          diskMode,
+          diskWaitHeal: values['disk-wait-heal'],
           diskHealBoundMs: Number(values['disk-heal-bound']) * 1000,
           store: values.store
         }
@@ -87,7 +102,7 @@ async function main (): Promise<number> {
   for (const r of runs) {
     const out = await run({ ...r, log })
     const res = out.results
-    console.log(JSON.stringify({ run: r.name, valid: res.valid, dir: out.dir, failures: res.failures, set: res.set !== undefined ? { attempted: res.set.attempted, acknowledged: res.set.acknowledged, lost: res.set.lost.length, removes: res.set.removes, resurrected: res.set.resurrected.length, unexpected: res.set.unexpected.length, recovered: res.set.recovered, stale: res.set.stale.length } : undefined, register: res.register !== undefined ? { writes: res.register.writes, reads: res.register.reads, oracleMismatches: res.register.oracle.mismatches.length, swViolations: res.register.singleWriter.violations.length, mwNonLinearizable: res.register.multiWriter.nonLinearizable.length, monotonic: res.register.monotonic.violations.length, stale: res.register.staleReads.length } : undefined, queries: res.queries !== undefined ? { queries: res.queries.queries, complete: res.queries.complete, partial: res.queries.partial, errors: res.queries.errors, noAnswer: res.queries.noAnswer, violations: res.queries.violationsByKind, afterHeal: { complete: res.queries.afterHeal.complete, peersWithoutCompleteAnswer: res.queries.afterHeal.peersWithoutCompleteAnswer } } : undefined, convergence: res.convergence !== undefined ? { afterMs: res.convergence.afterMs, hints: res.convergence.hints } : undefined, disk: res.disk !== undefined ? { skipped: res.disk.skipped, windows: res.disk.windows.map(w => ({ start: Math.round(w.start), end: Math.round(w.end), verdict: w.verdict, acknowledged: w.acknowledged, readAtAll: { acknowledged: w.readAtAll.acknowledged, present: w.readAtAll.present, removed: w.readAtAll.removed, absent: w.readAtAll.absent.length, unread: w.readAtAll.unread.length }, nodes: w.nodes.map(n => ({ node: n.node, ballastBytes: n.fill?.ballastBytes, freeBytes: n.fill?.freeBytes, noticedAfterMs: n.noticedAfterMs, failedPartitions: n.failedPartitions.length, fullForMs: n.fullForMs, tooShort: n.tooShort, failuresGoneAfterMs: n.failuresGoneAfterMs, greenAfterMs: n.greenAfterMs, masked: n.masked, pids: n.pids })) })), violations: res.disk.violations, unknown: res.disk.unknown } : undefined }, null, 2))
+    console.log(JSON.stringify({ run: r.name, valid: res.valid, dir: out.dir, failures: res.failures, set: res.set !== undefined ? { attempted: res.set.attempted, acknowledged: res.set.acknowledged, lost: res.set.lost.length, removes: res.set.removes, resurrected: res.set.resurrected.length, unexpected: res.set.unexpected.length, recovered: res.set.recovered, stale: res.set.stale.length } : undefined, register: res.register !== undefined ? { writes: res.register.writes, reads: res.register.reads, oracleMismatches: res.register.oracle.mismatches.length, swViolations: res.register.singleWriter.violations.length, mwNonLinearizable: res.register.multiWriter.nonLinearizable.length, monotonic: res.register.monotonic.violations.length, stale: res.register.staleReads.length } : undefined, queries: res.queries !== undefined ? { queries: res.queries.queries, complete: res.queries.complete, partial: res.queries.partial, errors: res.queries.errors, noAnswer: res.queries.noAnswer, violations: res.queries.violationsByKind, afterHeal: { complete: res.queries.afterHeal.complete, peersWithoutCompleteAnswer: res.queries.afterHeal.peersWithoutCompleteAnswer } } : undefined, convergence: res.convergence !== undefined ? { afterMs: res.convergence.afterMs, hints: res.convergence.hints } : undefined, disk: res.disk !== undefined ? diskSummary(res.disk) : undefined }, null, 2))
     worst = Math.max(worst, res.valid === true ? 0 : res.valid === false ? 1 : 2)
   }
   return worst

@@ -13,22 +13,40 @@
  *   stop-disk    {nodes, topUps: {node: {count, bytes}}, error?}             ballast deleted
  *   disk-health  ... phase heal, until green                                  after the window
  *
- * and checkers/disk.ts judges them. Mode `fsync` (fsync fails with EIO, the data directory
- * otherwise fine) is still to come: it needs a fault hook inside the peer's storage (its
- * filesystem abstraction), driven through /admin/faults; see docs/testing.md.
+ * and checkers/disk.ts judges them.
  *
- * Mounting needs root: where it is refused the disk windows are skipped, and the run says so.
+ * Mode `fsync`: the disk has room but every WAL fsync of the chosen peers fails with EIO: the
+ * window sets the fault rules FSYNC_FAULT_RULES on them through POST /admin/faults {disk}
+ * (the peers run with --enable-fault-injection) and clears them at its end; each failed WAL
+ * fsync fails its partition (kind 'io'), which the peer rebuilds from the other replicas once its
+ * disk works. Its records: `disk-fault {node, rules, injectedBefore, error?}` in place of
+ * disk-fill, and `stop-disk {mode, nodes, injected: {node: fsyncs failed in the window}}`; the
+ * same /health sampling. It needs neither tmpfs nor root.
+ *
+ * Mounting needs root: where it is refused the fill windows are skipped (`skip-disk`), and the
+ * run says so; fsync windows run anyway.
  */
 import { mkdir, mkdtemp, open, rm, rmdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { PeerProcess, TestCluster } from '../cluster/index.js'
+import type { DiskFaultRuleJson, PeerProcess, TestCluster } from '../cluster/index.js'
 import { diskSpace, isTmpfsMount, mountsUnder, mountTmpfs, unmount } from '../cluster/tmpfs.js'
 import type { History } from './history.js'
 
-/** How a disk window fails the disk. Only `fill` for now; `fsync` needs a hook in the peer (see the file's comment). */
-export type DiskMode = 'fill'
-export const DISK_MODES: DiskMode[] = ['fill']
+/** How a disk window fails the disk: filled to ENOSPC (tmpfs, root), or fsync failing with EIO (a fault rule in the peer). */
+export type DiskMode = 'fill' | 'fsync'
+export const DISK_MODES: DiskMode[] = ['fill', 'fsync']
+/** --disk-mode: one mode, or both taken in turn per window (fill first). */
+export type DiskModeChoice = DiskMode | 'both'
+export const DISK_MODE_CHOICES: DiskModeChoice[] = ['fill', 'fsync', 'both']
+
+/** What an fsync window sets on its peers: every fsync of a WAL file (`wal-<n>.log`) fails with EIO. */
+export const FSYNC_FAULT_RULES: DiskFaultRuleJson[] = [{ op: 'sync', code: 'EIO', path: 'wal-' }]
+
+/** The modes of a run's disk windows, taken in turn (ScheduleOptions.diskModes). */
+export function diskModes (choice: DiskModeChoice): DiskMode[] {
+  return choice === 'both' ? ['fill', 'fsync'] : [choice]
+}
 
 /** A disk window's fault (FaultPlan.disk). */
 export interface DiskFault { mode: DiskMode }
@@ -57,6 +75,8 @@ export interface DiskHealthSample {
   status: string
   /** The failed partitions it names: `<space>/<partition> <code>`. */
   failed: string[]
+  /** Of those, the ones it gave up rebuilding (`rebuildsGivenUpAfter`: an I/O error after 3 rebuilds in a row; until a restart). */
+  givenUp?: string[]
   ready?: boolean
   pid: number | null
   running: boolean
@@ -131,34 +151,63 @@ export async function fillDisk (dir: string): Promise<{ bytes: number, free: num
   return { bytes, free: (await diskSpace(dir)).free }
 }
 
-interface FullPeer {
+interface FaultyPeer {
   node: string
+  mode: DiskMode
   dir: string
   topUps: { count: number, bytes: number }
   topUpTimer: NodeJS.Timeout | undefined
   topUpRunning: Promise<void> | undefined
   sampler: NodeJS.Timeout | undefined
   sampling: Promise<void> | undefined
+  /** fsync: the peer's count of injected failures when the rules were set (undefined: not set). */
+  injectedBefore: number | undefined
 }
 
 export interface DiskNemesisOptions {
-  /** ms between two /health samples of a full peer (default 500). */
+  /** ms between two /health samples of a faulty peer (default 500). */
   sampleMs?: number
-  /** How long a peer may take, after the ballast is deleted, to be green again (default 30 s). */
+  /** How long a peer may take, after the fault ends, to be green again (default 30 s). */
   healBoundMs?: number
+  /**
+   * Why fill windows cannot run in this run (no tmpfs data directories: not root, or the mount
+   * refused): they are recorded as skip-disk. Fsync windows need no tmpfs.
+   */
+  fillRefused?: string
 }
 
-/** Fills and frees disks of a cluster whose data directories are tmpfs mounts (mountDataDirs). */
+/** What stop() answers, recorded as stop-disk's value. */
+export interface DiskStopDetail {
+  mode: DiskMode
+  nodes: string[]
+  /** fill: the top-ups of each full peer's ballast. */
+  topUps?: Record<string, { count: number, bytes: number }>
+  /** fsync: the file operations each peer's fault rules failed during the window (null: unknown). */
+  injected?: Record<string, number | null>
+  error?: string
+}
+
+/**
+ * Fails and heals disks of a cluster: fill windows on data directories that are tmpfs mounts
+ * (mountDataDirs), fsync windows through the peers' fault rules.
+ */
 export class DiskNemesis {
-  private readonly full = new Map<string, FullPeer>()
+  private readonly faulty = new Map<string, FaultyPeer>()
   private readonly watchers = new Set<Promise<void>>()
   private closed = false
   readonly sampleMs: number
   readonly healBoundMs: number
+  readonly fillRefused: string | undefined
 
   constructor (private readonly cluster: TestCluster, private readonly history: History, opts: DiskNemesisOptions = {}, private readonly log: (s: string) => void = () => {}) {
     this.sampleMs = opts.sampleMs ?? 500
     this.healBoundMs = opts.healBoundMs ?? 30_000
+    this.fillRefused = opts.fillRefused
+  }
+
+  /** Why a window of this mode cannot run here (then the caller records skip-disk), or undefined. */
+  refused (mode: DiskMode): string | undefined {
+    return mode === 'fill' ? this.fillRefused : undefined
   }
 
   private record (f: string, value: unknown): void {
@@ -178,9 +227,11 @@ export class DiskNemesis {
     if (p.running && !p.paused) {
       try {
         const res = await fetch(`${p.url}/health`, { signal: AbortSignal.timeout(2000) })
-        const h = await res.json() as { status?: string, ready?: boolean, failed?: Array<{ space: string, partition: number, code: string }> }
+        const h = await res.json() as { status?: string, ready?: boolean, failed?: Array<{ space: string, partition: number, code: string, rebuildsGivenUpAfter?: number }> }
         s.status = h.status ?? 'no-answer'
         s.failed = (h.failed ?? []).map(f => `${f.space}/${f.partition} ${f.code}`)
+        const givenUp = (h.failed ?? []).filter(f => f.rebuildsGivenUpAfter !== undefined).map(f => `${f.space}/${f.partition}`)
+        if (givenUp.length > 0) s.givenUp = givenUp
         if (typeof h.ready === 'boolean') s.ready = h.ready
       } catch (err) {
         s.error = (err as Error).message
@@ -192,32 +243,49 @@ export class DiskNemesis {
     return s
   }
 
-  /** Opens a window (start-disk is recorded by the caller): fills each node's disk, keeps it full, samples it. */
-  async start (nodes: string[]): Promise<void> {
+  /**
+   * Opens a window (start-disk is recorded by the caller): fill fills each node's disk and keeps
+   * it full; fsync sets FSYNC_FAULT_RULES on each node; both sample the nodes' /health.
+   */
+  async start (nodes: string[], mode: DiskMode = 'fill'): Promise<void> {
+    const refused = this.refused(mode)
+    if (refused !== undefined) throw new Error(`${mode} windows cannot run: ${refused}`)
     await Promise.all(nodes.map(async node => {
       const p = this.peer(node)
       await this.sample(node, 'before')
-      const fp: FullPeer = { node, dir: p.dataDir, topUps: { count: 0, bytes: 0 }, topUpTimer: undefined, topUpRunning: undefined, sampler: undefined, sampling: undefined }
-      this.full.set(node, fp)
-      const { size, free: before } = await diskSpace(p.dataDir).catch(() => ({ size: 0, free: 0 }))
-      try {
-        const { bytes, free } = await fillDisk(p.dataDir)
-        this.record('disk-fill', { node, ballastBytes: bytes, freeBytes: free, usedBytes: size - before, sizeBytes: size })
-        this.log(`nemesis: ${node}'s disk full (ballast ${bytes} B, ${free} B free, the peer's data ${size - before} B of ${size})`)
-      } catch (err) {
-        this.record('disk-fill', { node, ballastBytes: 0, freeBytes: before, usedBytes: size - before, sizeBytes: size, error: (err as Error).message })
-        return
+      const fp: FaultyPeer = { node, mode, dir: p.dataDir, topUps: { count: 0, bytes: 0 }, topUpTimer: undefined, topUpRunning: undefined, sampler: undefined, sampling: undefined, injectedBefore: undefined }
+      this.faulty.set(node, fp)
+      if (mode === 'fsync') {
+        try {
+          const st = await p.diskFaults(FSYNC_FAULT_RULES)
+          fp.injectedBefore = st.diskFaultsInjected
+          this.record('disk-fault', { node, rules: st.disk, injectedBefore: st.diskFaultsInjected })
+          this.log(`nemesis: ${node}'s WAL fsyncs fail with EIO (${JSON.stringify(st.disk)})`)
+        } catch (err) {
+          this.record('disk-fault', { node, rules: [], error: (err as Error).message })
+          return
+        }
+      } else {
+        const { size, free: before } = await diskSpace(p.dataDir).catch(() => ({ size: 0, free: 0 }))
+        try {
+          const { bytes, free } = await fillDisk(p.dataDir)
+          this.record('disk-fill', { node, ballastBytes: bytes, freeBytes: free, usedBytes: size - before, sizeBytes: size })
+          this.log(`nemesis: ${node}'s disk full (ballast ${bytes} B, ${free} B free, the peer's data ${size - before} B of ${size})`)
+        } catch (err) {
+          this.record('disk-fill', { node, ballastBytes: 0, freeBytes: before, usedBytes: size - before, sizeBytes: size, error: (err as Error).message })
+          return
+        }
+        fp.topUpTimer = setInterval(() => {
+          if (fp.topUpRunning !== undefined) return
+          fp.topUpRunning = (async () => {
+            const { free } = await diskSpace(fp.dir)
+            if (free <= 0) return
+            const { bytes } = await fillDisk(fp.dir)
+            fp.topUps.count++
+            fp.topUps.bytes += bytes
+          })().catch(() => {}).finally(() => { fp.topUpRunning = undefined })
+        }, 250)
       }
-      fp.topUpTimer = setInterval(() => {
-        if (fp.topUpRunning !== undefined) return
-        fp.topUpRunning = (async () => {
-          const { free } = await diskSpace(fp.dir)
-          if (free <= 0) return
-          const { bytes } = await fillDisk(fp.dir)
-          fp.topUps.count++
-          fp.topUps.bytes += bytes
-        })().catch(() => {}).finally(() => { fp.topUpRunning = undefined })
-      }, 250)
       fp.sampler = setInterval(() => {
         if (fp.sampling !== undefined) return
         fp.sampling = this.sample(node, 'window').then(() => {}, () => {}).finally(() => { fp.sampling = undefined })
@@ -225,25 +293,42 @@ export class DiskNemesis {
     }))
   }
 
+  /** Ends one node's fault: the ballast deleted, or the fault rules cleared (answering the failures they injected). */
+  private async heal (fp: FaultyPeer): Promise<number | null> {
+    if (fp.mode === 'fill') {
+      await rm(join(fp.dir, BALLAST), { force: true })
+      return null
+    }
+    const st = await this.peer(fp.node).diskFaults([])
+    return fp.injectedBefore === undefined ? null : st.diskFaultsInjected - fp.injectedBefore
+  }
+
   /**
-   * Closes a window: stops topping up and sampling, deletes the ballasts. Answers stop-disk's
-   * detail (the caller records it, then calls watchHeal).
+   * Closes a window: stops topping up and sampling, deletes the ballasts or clears the fault
+   * rules. Answers stop-disk's detail (the caller records it, then calls watchHeal).
    */
-  async stop (nodes: string[]): Promise<{ nodes: string[], topUps: Record<string, { count: number, bytes: number }>, error?: string }> {
+  async stop (nodes: string[], mode: DiskMode = 'fill'): Promise<DiskStopDetail> {
     const topUps: Record<string, { count: number, bytes: number }> = {}
+    const injected: Record<string, number | null> = {}
     const errors: string[] = []
     for (const node of nodes) {
-      const fp = this.full.get(node)
+      const fp = this.faulty.get(node)
       if (fp === undefined) continue
-      this.full.delete(node)
+      this.faulty.delete(node)
       clearInterval(fp.topUpTimer)
       clearInterval(fp.sampler)
       await fp.topUpRunning
       await fp.sampling
-      topUps[node] = fp.topUps
-      await rm(join(fp.dir, BALLAST), { force: true }).catch((err: Error) => { errors.push(`${node}: ${err.message}`) })
+      if (fp.mode === 'fill') topUps[node] = fp.topUps
+      try {
+        const n = await this.heal(fp)
+        if (fp.mode === 'fsync') injected[node] = n
+      } catch (err) {
+        if (fp.mode === 'fsync') injected[node] = null
+        errors.push(`${node}: ${(err as Error).message}`)
+      }
     }
-    return { nodes, topUps, ...(errors.length > 0 ? { error: errors.join('; ') } : {}) }
+    return { mode, nodes, ...(mode === 'fill' ? { topUps } : { injected }), ...(errors.length > 0 ? { error: errors.join('; ') } : {}) }
   }
 
   /** Watches each node, in the background (settle() waits), until it is green or healBoundMs has passed. */
@@ -269,17 +354,22 @@ export class DiskNemesis {
     await Promise.all([...this.watchers])
   }
 
+  /** Clears every peer's disk fault rules (the final heal; a peer not running has none). */
+  async clearAll (): Promise<void> {
+    await Promise.all([...this.cluster.peers.values()].map(async p => { if (p.running && !p.paused) await p.diskFaults([]) }))
+  }
+
   /** Stops everything, recording nothing more (the run is over or failed). */
   async close (): Promise<void> {
     this.closed = true
-    for (const fp of this.full.values()) {
+    for (const fp of this.faulty.values()) {
       clearInterval(fp.topUpTimer)
       clearInterval(fp.sampler)
       await fp.topUpRunning
       await fp.sampling
-      await rm(join(fp.dir, BALLAST), { force: true }).catch(() => {})
+      await this.heal(fp).catch(() => {})
     }
-    this.full.clear()
+    this.faulty.clear()
     await this.settle()
   }
 }

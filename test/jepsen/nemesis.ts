@@ -11,8 +11,9 @@
  *              data dir at the end: the others delete and purge meanwhile (issue 13)
  *   disk       mode fill: a minority's data directories (each peer's a small tmpfs in such a run)
  *              filled by a ballast file until ENOSPC, kept full, the ballast deleted at the end;
- *              their /health sampled meanwhile and until green again (disk.ts; issue 13). Mode
- *              fsync is to come (a hook in the peer's storage)
+ *              mode fsync: a minority's WAL fsyncs fail with EIO (fault rules in the peers,
+ *              /admin/faults {disk}), cleared at the end; their /health sampled meanwhile and
+ *              until green again (disk.ts; issue 13). Modes taken in turn (ScheduleOptions.diskModes)
  *
  * The schedule depends only on (seed, nemeses, node names, timings): the same flags give the same
  * faults at the same offsets.
@@ -35,7 +36,7 @@ export interface FaultPlan {
   grudge?: Record<string, string[]>
   /** Kill / pause / outage / disk: the nodes hit. */
   nodes?: string[]
-  /** Disk: how the disk fails (`fill`; `fsync` to come). */
+  /** Disk: how the disk fails (`fill` or `fsync`). */
   disk?: DiskFault
   /** Clock: per node offset and drift. */
   skew?: Record<string, { offsetMs: number, driftPpm: number }>
@@ -52,6 +53,8 @@ export interface ScheduleOptions {
   maxClockDriftPpm?: number
   /** Modes of the disk windows, taken in turn (default ['fill']). */
   diskModes?: DiskMode[]
+  /** The quiet period before the first fault window (default quietMs): load before any fault. */
+  leadMs?: number
 }
 
 /** mulberry32: small, seeded, good enough for schedules. */
@@ -117,7 +120,7 @@ export function schedule (o: ScheduleOptions): FaultPlan[] {
   const minority = Math.max(1, Math.floor((o.nodes.length - 1) / 2))
   const maxOffset = o.maxClockOffsetMs ?? 2000
   const maxDrift = o.maxClockDriftPpm ?? 2000
-  let t = o.quietMs
+  let t = o.leadMs ?? o.quietMs
   let k = 0
   let disks = 0
   const diskModes = o.diskModes ?? ['fill']
@@ -166,17 +169,24 @@ export class Nemesis {
     this.history.add({ process: 'nemesis', type: 'info', f, value })
   }
 
+  /** Why this disk window cannot run here (recorded as skip-disk), or undefined. */
+  private diskRefused (plan: FaultPlan): string | undefined {
+    if (plan.kind !== 'disk') return undefined
+    return typeof this.disk === 'string' ? this.disk : this.disk.refused(plan.disk?.mode ?? 'fill')
+  }
+
   async start (plan: FaultPlan): Promise<void> {
-    if (plan.kind === 'disk' && typeof this.disk === 'string') {
-      this.record('skip-disk', { ...plan.disk, nodes: plan.nodes, reason: this.disk })
-      this.log(`nemesis: disk window skipped (${this.disk})`)
+    const refused = this.diskRefused(plan)
+    if (refused !== undefined) {
+      this.record('skip-disk', { mode: 'fill', ...plan.disk, nodes: plan.nodes, reason: refused })
+      this.log(`nemesis: ${plan.disk?.mode ?? 'fill'} disk window skipped (${refused})`)
       return
     }
     const detail = plan.kind === 'partition'
       ? { shape: plan.shape, grudge: plan.grudge }
       : plan.kind === 'clock'
         ? { skew: plan.skew }
-        : plan.kind === 'disk' ? { ...plan.disk, nodes: plan.nodes, healBoundMs: (this.disk as DiskNemesis).healBoundMs } : { nodes: plan.nodes }
+        : plan.kind === 'disk' ? { mode: 'fill', ...plan.disk, nodes: plan.nodes, healBoundMs: (this.disk as DiskNemesis).healBoundMs } : { nodes: plan.nodes }
     this.record(`start-${plan.kind}`, detail)
     this.log(`nemesis: start ${plan.kind} ${JSON.stringify(detail)}`)
     try {
@@ -190,7 +200,7 @@ export class Nemesis {
       } else if (plan.kind === 'pause') {
         for (const n of plan.nodes!) this.peer(n).pause()
       } else if (plan.kind === 'disk') {
-        await (this.disk as DiskNemesis).start(plan.nodes!)
+        await (this.disk as DiskNemesis).start(plan.nodes!, plan.disk?.mode ?? 'fill')
       } else {
         await Promise.all(Object.entries(plan.skew!).map(async ([n, s]) => {
           const p = this.peer(n)
@@ -204,15 +214,16 @@ export class Nemesis {
 
   async stop (plan: FaultPlan): Promise<void> {
     if (plan.kind === 'disk') {
-      if (typeof this.disk === 'string') return
-      let detail: unknown = { nodes: plan.nodes }
+      if (typeof this.disk === 'string' || this.diskRefused(plan) !== undefined) return
+      const mode = plan.disk?.mode ?? 'fill'
+      let detail: unknown = { mode, nodes: plan.nodes }
       try {
-        detail = await this.disk.stop(plan.nodes!)
+        detail = await this.disk.stop(plan.nodes!, mode)
       } catch (err) {
         this.record('error-disk', (err as Error).message)
       }
       this.record('stop-disk', detail)
-      this.log(`nemesis: stop disk (ballast deleted on ${plan.nodes!.join(', ')})`)
+      this.log(`nemesis: stop disk (${mode === 'fill' ? 'ballast deleted' : 'fsync faults cleared'} on ${plan.nodes!.join(', ')}): ${JSON.stringify(detail)}`)
       this.disk.watchHeal(plan.nodes!)
       return
     }
@@ -233,7 +244,7 @@ export class Nemesis {
     this.log(`nemesis: stop ${plan.kind}`)
   }
 
-  /** The final heal: everything resumed, restarted, reconnected and unskewed. */
+  /** The final heal: everything resumed, restarted, reconnected and unskewed (and no disk fault rule left). */
   async healAll (): Promise<void> {
     const peers = [...this.cluster.peers.values()]
     for (const p of peers) p.resume()
@@ -242,6 +253,7 @@ export class Nemesis {
       await p.deny([])
       await p.clockSkew(0, 0)
     }))
+    if (typeof this.disk !== 'string') await this.disk.clearAll()
     this.record('heal', null)
     this.log('nemesis: final heal')
   }

@@ -13,7 +13,7 @@ import { sweepStaleMounts, writeOwner } from '../cluster/tmpfs.js'
 import { checkHistory, type ConvergenceResult, type Results } from './checkers/index.js'
 import { ShoalClient } from './client.js'
 import { disagreements, hintCounters } from './convergence.js'
-import { DISK_DIR_PREFIX, DISK_REPLICATION_CONFIG, DISK_STORAGE_CONFIG, DiskNemesis, mountDataDirs, tmpfsRefused, unmountAll } from './disk.js'
+import { DISK_DIR_PREFIX, DISK_REPLICATION_CONFIG, DISK_STORAGE_CONFIG, DiskNemesis, diskModes, mountDataDirs, tmpfsRefused, unmountAll, type DiskModeChoice } from './disk.js'
 import { History, type Workload } from './history.js'
 import { Nemesis, rng, schedule, type FaultPlan, type NemesisKind } from './nemesis.js'
 import { renderReport } from './report.js'
@@ -30,6 +30,8 @@ export interface RunOptions {
   timeLimitMs: number
   faultMs: number
   quietMs: number
+  /** The quiet period before the first fault window, ms (default: quietMs). */
+  leadMs: number | undefined
   /**
    * Client workers: of the set and register workloads (split in half when both run), or of the
    * queries workload when it runs alone.
@@ -74,8 +76,21 @@ export interface RunOptions {
    * fills what is left, and takes that much memory while it is there).
    */
   diskMiB: number
-  /** How long a full peer may take to be green again after its ballast is deleted, ms (default 30 s). */
+  /**
+   * How the disk windows fail the disk: 'fill' (tmpfs filled to ENOSPC; needs root), 'fsync' (WAL
+   * fsyncs fail with EIO, through the peers' fault rules) or 'both' (taken in turn, fill first;
+   * default). Where no tmpfs can be mounted the fill windows are skipped, saying why.
+   */
+  diskMode: DiskModeChoice
+  /** How long a faulty peer may take to be green again after its disk works again, ms (default 30 s). */
   diskHealBoundMs: number
+  /**
+   * The fault window after a disk window waits until that window's peers are green again (or
+   * the heal bound has passed), so that their heal is judged rather than masked by the next
+   * fault; the rest of the schedule (and the time limit) shifts by the wait, recorded as
+   * `disk-wait` {waitedMs, shiftMs, totalShiftMs}. Default false: windows start at their planned time.
+   */
+  diskWaitHeal: boolean
   /** ms between /health samples of a full peer (default 500). */
   diskSampleMs: number
   log: (line: string) => void
@@ -90,6 +105,7 @@ export const DEFAULTS: RunOptions = {
   timeLimitMs: 60_000,
   faultMs: 10_000,
   quietMs: 10_000,
+  leadMs: undefined,
   concurrency: 6,
   queryWorkers: 2,
   queryRows: 4000,
@@ -104,7 +120,9 @@ export const DEFAULTS: RunOptions = {
   outageGraceMs: 3000,
   setRemoveRate: undefined,
   diskMiB: 128,
+  diskMode: 'both',
   diskHealBoundMs: 30_000,
+  diskWaitHeal: false,
   diskSampleMs: 500,
   log: () => {}
 }
@@ -140,14 +158,23 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
   const dir = join(o.store, `${o.name}-${o.seed}-${stamp}`)
   await mkdir(join(dir, 'logs'), { recursive: true })
   const names = Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`)
-  const plans = schedule({ seed: o.seed, nemeses: o.nemeses, nodes: names, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, maxClockOffsetMs: o.maxClockOffsetMs, maxClockDriftPpm: o.maxClockDriftPpm })
+  const disk = o.nemeses.includes('disk')
+  const modes = diskModes(o.diskMode)
+  // Fill windows need tmpfs data directories (root); fsync windows need nothing but the peers' fault injection.
+  let fillRefused = disk && modes.includes('fill') ? await tmpfsRefused() : undefined
+  const warnFill = (why: string): void => {
+    console.warn(modes.includes('fsync')
+      ? `jepsen: the disk nemesis's fill windows are skipped: cannot mount a tmpfs for the peers' data directories (${why}); fill needs root. Only its fsync windows run (--disk-mode fsync makes every disk window one)`
+      : `jepsen: the disk nemesis is skipped: cannot mount a tmpfs for the peers' data directories (${why}); it needs root (--disk-mode fsync does not)`)
+  }
+  if (fillRefused !== undefined) warnFill(fillRefused)
+  const plans = schedule({ seed: o.seed, nemeses: o.nemeses, nodes: names, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, maxClockOffsetMs: o.maxClockOffsetMs, maxClockDriftPpm: o.maxClockDriftPpm, diskModes: modes, ...(o.leadMs !== undefined ? { leadMs: o.leadMs } : {}) })
   await writeFile(join(dir, 'schedule.json'), JSON.stringify(plans, null, 2))
   const workloads: Workload[] = o.workload === 'all' ? ['set', 'register', 'queries'] : [o.workload]
 
   // A 1 MiB block cache and small memtables: what the schedules write is flushed to segments and
   // compacted while the nemeses run, and read back from disk through constant eviction.
   const outage = o.nemeses.includes('outage')
-  const disk = o.nemeses.includes('disk')
   const config: Record<string, Record<string, unknown>> = outage ? outageConfig(o.outageGraceMs) : { storage: { cacheMiB: 1, memtableMaxRows: 200 } }
   if (disk) {
     config.replication = { ...config.replication, ...DISK_REPLICATION_CONFIG }
@@ -162,14 +189,14 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
   live.add(cluster)
   let history: History | undefined
   let diskNemesis: DiskNemesis | undefined
-  /** Why the disk windows are skipped (a run with disk windows where tmpfs cannot be mounted). */
-  let diskSkipped: string | undefined
   try {
     if (disk) {
       await writeOwner(cluster.dir)
       mounted.add(cluster.dir)
-      diskSkipped = await tmpfsRefused() ?? await mountDataDirs(cluster.dir, names, o.diskMiB)
-      if (diskSkipped !== undefined) console.warn(`jepsen: the disk nemesis is skipped: cannot mount a tmpfs for the peers' data directories (${diskSkipped}); it needs root`)
+      if (modes.includes('fill') && fillRefused === undefined) {
+        fillRefused = await mountDataDirs(cluster.dir, names, o.diskMiB)
+        if (fillRefused !== undefined) warnFill(fillRefused)
+      }
     }
     // Cluster.
     const first = await cluster.startPeer(names[0]!)
@@ -212,19 +239,31 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     for (let i = 0; i < setWorkers; i++) workers.push(setWorker(ctx, i))
     for (let i = 0; i < regWorkers; i++) workers.push(registerWorker(ctx, setWorkers + i, i, regWorkers, keys))
     for (let i = 0; i < qWorkers; i++) workers.push(queryWorker(ctx, setWorkers + regWorkers + i))
-    if (disk && diskSkipped === undefined) diskNemesis = new DiskNemesis(cluster, h, { healBoundMs: o.diskHealBoundMs, sampleMs: o.diskSampleMs }, o.log)
-    const nemesis = new Nemesis(cluster, h, o.log, diskNemesis ?? diskSkipped)
+    if (disk) diskNemesis = new DiskNemesis(cluster, h, { healBoundMs: o.diskHealBoundMs, sampleMs: o.diskSampleMs, ...(fillRefused !== undefined ? { fillRefused } : {}) }, o.log)
+    const nemesis = new Nemesis(cluster, h, o.log, diskNemesis)
     const t0 = performance.now()
-    for (const plan of plans) {
-      await sleepUntil(t0 + plan.start)
+    // With diskWaitHeal the windows after a disk window shift by the time its peers took to heal.
+    let shift = 0
+    for (const [i, plan] of plans.entries()) {
+      await sleepUntil(t0 + shift + plan.start)
       await nemesis.start(plan)
-      await sleepUntil(t0 + plan.end)
+      await sleepUntil(t0 + shift + plan.end)
       await nemesis.stop(plan)
+      const next = plans[i + 1]
+      if (o.diskWaitHeal && plan.kind === 'disk' && next !== undefined && diskNemesis !== undefined) {
+        const from = performance.now()
+        await diskNemesis.settle()
+        const healed = performance.now()
+        const shiftBy = Math.max(0, healed - (t0 + shift + next.start))
+        shift += shiftBy
+        h.add({ process: 'nemesis', type: 'info', f: 'disk-wait', value: { waitedMs: Math.round(healed - from), shiftMs: Math.round(shiftBy), totalShiftMs: Math.round(shift) } })
+        if (shiftBy > 0) o.log(`nemesis: the next window waits ${Math.round(shiftBy)} ms for the disk window's peers to heal`)
+      }
     }
-    await sleepUntil(t0 + o.timeLimitMs)
+    await sleepUntil(t0 + shift + o.timeLimitMs)
     stop = true
     await Promise.all(workers)
-    // Full peers are watched until green (or the heal bound) after their window.
+    // Faulty peers are watched until green (or the heal bound) after their window.
     await diskNemesis?.settle()
 
     // Heal, final reads, convergence.
@@ -272,10 +311,13 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
 
     // Check and store.
     const checked = checkHistory(h.ops, { convergence })
-    if (disk && diskSkipped !== undefined) checked.disk = { valid: true, windows: [], violations: [], unknown: [], skipped: diskSkipped }
+    if (disk && fillRefused !== undefined) {
+      const skippedWindows = h.ops.filter(x => x.process === 'nemesis' && x.f === 'skip-disk').length
+      checked.disk = { ...(checked.disk ?? { valid: true, windows: [], violations: [], unknown: [] }), skipped: fillRefused, skippedWindows }
+    }
     const results = {
       ...checked,
-      run: { name: o.name, seed: o.seed, nodes: o.nodes, workload: o.workload, nemeses: o.nemeses, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, concurrency: o.concurrency, ...(workloads.includes('queries') ? { queryWorkers: qWorkers, queryRows: o.queryRows } : {}), ...(disk ? { disk: diskSkipped === undefined ? { tmpfsMiB: o.diskMiB, healBoundMs: o.diskHealBoundMs, sampleMs: o.diskSampleMs } : { skipped: diskSkipped } } : {}), ops: h.ops.length, dir }
+      run: { name: o.name, seed: o.seed, nodes: o.nodes, workload: o.workload, nemeses: o.nemeses, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, concurrency: o.concurrency, ...(workloads.includes('queries') ? { queryWorkers: qWorkers, queryRows: o.queryRows } : {}), ...(disk ? { disk: { modes, ...(modes.includes('fill') ? (fillRefused === undefined ? { tmpfsMiB: o.diskMiB } : { fillSkipped: fillRefused }) : {}), healBoundMs: o.diskHealBoundMs, sampleMs: o.diskSampleMs, waitHeal: o.diskWaitHeal } } : {}), ops: h.ops.length, dir }
     }
     await writeFile(join(dir, 'results.json'), JSON.stringify(results, null, 2))
     await writeFile(join(dir, 'history.jsonl'), h.toJsonl())

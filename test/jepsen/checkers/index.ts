@@ -13,7 +13,7 @@ import type { LinearizabilityLimits } from './linearizable.js'
 export { checkSet, type SetResult } from './set.js'
 export { checkRegisterWorkload, type RegisterResult, type OracleMismatch } from './register.js'
 export { checkQueries, expectedAnswer, type QueriesResult, type QueriesDataset, type QueriesPartition, type QueryName, type QueryViolation } from './queries.js'
-export { checkDisk, FULL_SLACK_BYTES, type DiskResult, type DiskWindowResult, type DiskNodeResult } from './disk.js'
+export { checkDisk, diskSummary, judgedOnEveryCount, FULL_SLACK_BYTES, MIN_FULL_MS, type DiskResult, type DiskWindowResult, type DiskNodeResult } from './disk.js'
 export { checkRegister, type RegOp, type KeyResult, type LinearizabilityLimits } from './linearizable.js'
 
 /** What the runner measured after the final heal (not derivable from the history). */
