@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { checkDisk, checkHistory, checkQueries, checkRegister, checkRegisterWorkload, checkSet, expectedAnswer, type QueriesDataset, type RegOp } from './checkers/index.js'
+import { checkDisk, checkHistory, judgedOnEveryCount, checkQueries, checkRegister, checkRegisterWorkload, checkSet, expectedAnswer, type QueriesDataset, type RegOp } from './checkers/index.js'
 import { faultWindows, pairs, parseJsonl, type Op, type OpType, type QueryCoverage } from './history.js'
 import { QUERIES_SPACE, queriesDataset } from './workloads.js'
 
@@ -333,23 +333,27 @@ describe('queries checker', () => {
 
 describe('disk checker', () => {
   /** A disk window on n3 from 1000 to 5200 ms (full from 1100): fill, samples, stop, heal samples; `opts` breaks parts of it. */
-  const diskRun = (opts: { noticed?: boolean, pidAfter?: number, healedAt?: number | null, greenAt?: number | null, free?: number, fillError?: string, nextFaultAt?: number, lose?: boolean, unread?: boolean, noAcks?: boolean, stopAt?: number } = {}): H => {
+  const diskRun = (opts: { mode?: 'fill' | 'fsync', noticed?: boolean, code?: string, pidAfter?: number, healedAt?: number | null, greenAt?: number | null, free?: number, fillError?: string, faultError?: string, injected?: number | null, givenUp?: boolean, nextFaultAt?: number, lose?: boolean, unread?: boolean, noAcks?: boolean, stopAt?: number } = {}): H => {
+    const mode = opts.mode ?? 'fill'
+    const code = opts.code ?? (mode === 'fill' ? 'ENOSPC' : 'EIO')
     const n = (f: string, value: unknown, t: number): void => { h.op('nemesis', 'info', f, undefined, undefined, value, t) }
-    const sample = (phase: string, status: string, failed: string[], t: number, pid = 100): void => { n('disk-health', { node: 'n3', phase, status, failed, pid, running: true }, t) }
+    const sample = (phase: string, status: string, failed: string[], t: number, pid = 100, givenUp?: string[]): void => { n('disk-health', { node: 'n3', phase, status, failed, ...(givenUp !== undefined ? { givenUp } : {}), pid, running: true }, t) }
     const h = new H()
     h.add(0, 'a', 100, 200, 'ok')
-    n('start-disk', { mode: 'fill', nodes: ['n3'], healBoundMs: 10_000 }, 1000)
+    n('start-disk', { mode, nodes: ['n3'], healBoundMs: 10_000 }, 1000)
     sample('before', 'green', [], 1010)
-    n('disk-fill', opts.fillError !== undefined ? { node: 'n3', ballastBytes: 0, freeBytes: 1 << 20, usedBytes: 1 << 19, sizeBytes: 32 << 20, error: opts.fillError } : { node: 'n3', ballastBytes: 31 << 20, freeBytes: opts.free ?? 0, usedBytes: 1 << 19, sizeBytes: 32 << 20 }, 1100)
+    if (mode === 'fill') n('disk-fill', opts.fillError !== undefined ? { node: 'n3', ballastBytes: 0, freeBytes: 1 << 20, usedBytes: 1 << 19, sizeBytes: 32 << 20, error: opts.fillError } : { node: 'n3', ballastBytes: 31 << 20, freeBytes: opts.free ?? 0, usedBytes: 1 << 19, sizeBytes: 32 << 20 }, 1100)
+    else n('disk-fault', opts.faultError !== undefined ? { node: 'n3', rules: [], error: opts.faultError } : { node: 'n3', rules: [{ op: 'sync', code: 'EIO', path: 'wal-' }], injectedBefore: 0 }, 1100)
     sample('window', 'green', [], 1500)
-    sample('window', opts.noticed === false ? 'green' : 'yellow', opts.noticed === false ? [] : ['jepsen_set/2 ENOSPC'], 2000)
+    const givenUp = opts.givenUp === true ? ['jepsen_set/2'] : undefined
+    sample('window', opts.noticed === false ? 'green' : 'yellow', opts.noticed === false ? [] : [`jepsen_set/2 ${code}`], 2000, 100, givenUp)
     if (opts.noAcks !== true) h.add(0, 'b', 2100, 2200, 'ok').add(1, 'c', 2300, 2400, 'ok')
     h.w(2, 'sw0', 7, 2500, 2600, 'ok', 77)
-    n('stop-disk', { nodes: ['n3'], topUps: { n3: { count: 1, bytes: 4096 } } }, opts.stopAt ?? 5200)
+    n('stop-disk', mode === 'fill' ? { mode, nodes: ['n3'], topUps: { n3: { count: 1, bytes: 4096 } } } : { mode, nodes: ['n3'], injected: { n3: opts.injected === undefined ? 12 : opts.injected } }, opts.stopAt ?? 5200)
     if (opts.nextFaultAt !== undefined) n('start-partition', { shape: 'isolate' }, opts.nextFaultAt)
     const healedAt = opts.healedAt === undefined ? 6000 : opts.healedAt
     const greenAt = opts.greenAt === undefined ? 8000 : opts.greenAt
-    sample('heal', 'yellow', ['jepsen_set/2 ENOSPC'], 5500, opts.pidAfter)
+    sample('heal', 'yellow', [`jepsen_set/2 ${code}`], 5500, opts.pidAfter, givenUp)
     if (healedAt !== null) sample('heal', 'yellow', [], healedAt, opts.pidAfter)
     if (greenAt !== null) sample('heal', 'green', [], greenAt, opts.pidAfter)
     n('heal', null, 16_000)
@@ -365,7 +369,7 @@ describe('disk checker', () => {
     expect(r.violations).toEqual([])
     const w = r.windows[0]!
     expect(w).toMatchObject({ mode: 'fill', start: 1000, end: 5200, healBoundMs: 10_000, acknowledged: { set: 2, register: 1 }, readAtAll: { acknowledged: 2, present: 2, removed: 0, absent: [], unread: [] }, verdict: true })
-    expect(w.nodes[0]).toMatchObject({ node: 'n3', before: 'green', windowSamples: 2, notGreen: 1, namingEnospc: 1, noticedAfterMs: 1000, failedPartitions: ['jepsen_set/2 ENOSPC'], fullForMs: 4100, tooShort: false, failuresGoneAfterMs: 800, greenAfterMs: 2800, masked: false, pids: [100], down: 0, topUps: { count: 1, bytes: 4096 } })
+    expect(w.nodes[0]).toMatchObject({ node: 'n3', mode: 'fill', before: 'green', windowSamples: 2, notGreen: 1, namingEnospc: 1, namingEio: 0, noticedAfterMs: 1000, failedPartitions: ['jepsen_set/2 ENOSPC'], faultForMs: 4100, tooShort: false, fault: null, injected: null, givenUp: [], failuresGoneAfterMs: 800, greenAfterMs: 2800, masked: false, pids: [100], down: 0, topUps: { count: 1, bytes: 4096 } })
     expect(w.nodes[0]!.fill).toMatchObject({ ballastBytes: 31 << 20, freeBytes: 0 })
     // checkHistory runs it on any history with a disk window, and only then.
     expect(checkHistory(diskRun().ops).disk?.valid).toBe(true)
@@ -379,7 +383,7 @@ describe('disk checker', () => {
     const restarted = checkDisk(diskRun({ pidAfter: 200 }).ops)
     expect(restarted.violations.join('\n')).toMatch(/n3 was restarted or replaced: pids 100, 200/)
     const stuck = checkDisk(diskRun({ healedAt: null, greenAt: null }).ops)
-    expect(stuck.violations.join('\n')).toMatch(/n3 still named failed partitions 10000 ms after the ballast was deleted \(jepsen_set\/2 ENOSPC\)/)
+    expect(stuck.violations.join('\n')).toMatch(/n3 still named failed partitions 10000 ms after the ballast was deleted \(jepsen_set\/2 ENOSPC\)$/m)
     const late = checkDisk(diskRun({ greenAt: 15_500 }).ops)
     expect(late.violations.join('\n')).toMatch(/n3 not green within 10000 ms/)
     expect(late.windows[0]!.nodes[0]!.greenAfterMs).toBe(10_300)
@@ -402,7 +406,7 @@ describe('disk checker', () => {
     // Full for 2.9 s (a window started late): not held to saying so; still to the rest.
     const brief = checkDisk(diskRun({ noticed: false, stopAt: 4000 }).ops)
     expect(brief.valid).toBe(true)
-    expect(brief.windows[0]!.nodes[0]).toMatchObject({ fullForMs: 2900, tooShort: true, noticedAfterMs: null })
+    expect(brief.windows[0]!.nodes[0]).toMatchObject({ faultForMs: 2900, tooShort: true, noticedAfterMs: null })
     expect(checkDisk(diskRun({ noticed: false, stopAt: 4000, pidAfter: 300 }).ops).valid).toBe(false)
   })
 
@@ -417,5 +421,47 @@ describe('disk checker', () => {
     expect(unfilled.valid).toBe('unknown')
     expect(unfilled.unknown.join('\n')).toMatch(/n3's disk was not filled \(not a tmpfs\)/)
     expect(checkDisk(diskRun({ free: 1 << 20 }).ops).unknown.join('\n')).toMatch(/kept 1048576 B free/)
+  })
+  it('fsync: passes a window where the peer names EIO partitions, stays up, is rebuilt and green within the bound, with everything acknowledged meanwhile read at ALL', () => {
+    const r = checkDisk(diskRun({ mode: 'fsync' }).ops)
+    expect(r.violations).toEqual([])
+    expect(r.valid).toBe(true)
+    const w = r.windows[0]!
+    expect(w).toMatchObject({ mode: 'fsync', acknowledged: { set: 2, register: 1 }, readAtAll: { acknowledged: 2, present: 2, absent: [], unread: [] }, verdict: true })
+    expect(w.nodes[0]).toMatchObject({ node: 'n3', mode: 'fsync', fill: null, topUps: null, fault: { rules: [{ op: 'sync', code: 'EIO', path: 'wal-' }], injectedBefore: 0 }, injected: 12, namingEio: 1, namingEnospc: 0, noticedAfterMs: 1000, failedPartitions: ['jepsen_set/2 EIO'], faultForMs: 4100, failuresGoneAfterMs: 800, greenAfterMs: 2800, masked: false, pids: [100] })
+    expect(judgedOnEveryCount(w.nodes[0]!)).toBe(true)
+    expect(checkHistory(diskRun({ mode: 'fsync' }).ops).disk?.valid).toBe(true)
+  })
+
+  it('fsync: fails a peer that never names an EIO partition (an ENOSPC one does not count), one restarted, one still failed or not green after the bound (naming partitions it gave up rebuilding), and a window without acknowledged writes', () => {
+    const quiet = checkDisk(diskRun({ mode: 'fsync', noticed: false }).ops)
+    expect(quiet.valid).toBe(false)
+    expect(quiet.violations.join('\n')).toMatch(/n3 never said its disk failed: no \/health sample during the window was not green naming an EIO partition, 12 fsyncs failed/)
+    expect(judgedOnEveryCount(quiet.windows[0]!.nodes[0]!)).toBe(false)
+    expect(checkDisk(diskRun({ mode: 'fsync', code: 'ENOSPC' }).ops).violations.join('\n')).toMatch(/never said its disk failed/)
+    // An EIO partition in a fill window does not say the disk is full either.
+    expect(checkDisk(diskRun({ code: 'EIO' }).ops).violations.join('\n')).toMatch(/never said its disk was full/)
+    expect(checkDisk(diskRun({ mode: 'fsync', pidAfter: 200 }).ops).violations.join('\n')).toMatch(/n3 was restarted or replaced: pids 100, 200/)
+    const stuck = checkDisk(diskRun({ mode: 'fsync', healedAt: null, greenAt: null, givenUp: true }).ops)
+    expect(stuck.valid).toBe(false)
+    expect(stuck.windows[0]!.nodes[0]!.givenUp).toEqual(['jepsen_set/2'])
+    expect(stuck.violations.join('\n')).toMatch(/n3 still named failed partitions 10000 ms after the fault rules were cleared \(jepsen_set\/2 EIO\); it gave up rebuilding jepsen_set\/2 \(3 rebuilds in a row failed again: out of service until a restart\)/)
+    expect(checkDisk(diskRun({ mode: 'fsync', greenAt: 15_500 }).ops).violations.join('\n')).toMatch(/n3 not green within 10000 ms of the end of its fault \(the fault rules were cleared; last: green\)/)
+    expect(checkDisk(diskRun({ mode: 'fsync', noAcks: true }).ops).violations.join('\n')).toMatch(/no set add was acknowledged while fsync failed/)
+    expect(checkDisk(diskRun({ mode: 'fsync', lose: true }).ops).windows[0]!.readAtAll.absent).toEqual(['b'])
+    // Masked and too short as for fill.
+    expect(checkDisk(diskRun({ mode: 'fsync', greenAt: null, nextFaultAt: 7000 }).ops)).toMatchObject({ valid: true, windows: [{ nodes: [{ masked: true }] }] })
+    expect(checkDisk(diskRun({ mode: 'fsync', noticed: false, stopAt: 4000 }).ops)).toMatchObject({ valid: true, windows: [{ nodes: [{ tooShort: true }] }] })
+  })
+
+  it('fsync: unknown when the fault rules were not set, or failed no fsync and nothing was noticed', () => {
+    const unset = checkDisk(diskRun({ mode: 'fsync', faultError: 'faults on n3: 404' }).ops)
+    expect(unset.valid).toBe('unknown')
+    expect(unset.unknown.join('\n')).toMatch(/n3's fault rules were not set \(faults on n3: 404\)/)
+    const idle = checkDisk(diskRun({ mode: 'fsync', noticed: false, injected: 0 }).ops)
+    expect(idle.valid).toBe('unknown')
+    expect(idle.unknown.join('\n')).toMatch(/n3's fault rules failed no fsync during the window/)
+    // Failures counted but not known (the clearing answer lost): held to noticing.
+    expect(checkDisk(diskRun({ mode: 'fsync', noticed: false, injected: null }).ops).valid).toBe(false)
   })
 })

@@ -33,8 +33,8 @@ describe('nemesis schedule', () => {
     const kinds = schedule({ ...o, nemeses: ['partition', 'kill', 'disk'] })
     expect(kinds.map(p => p.kind)).toEqual(['partition', 'kill', 'disk', 'partition', 'kill', 'disk'])
     expect(kinds[0]!.grudge).toEqual(schedule({ ...o, nemeses: ['partition', 'kill'] })[0]!.grudge)
-    // The CI disk schedule: one window of 12 s after 8 s of load.
-    expect(schedule({ ...o, nemeses: ['disk'], timeLimitMs: 30_000, quietMs: 8000, faultMs: 12_000 }).map(p => [p.start, p.end])).toEqual([[8000, 20_000]])
+    // A lead of its own before the first window.
+    expect(schedule({ ...o, nemeses: ['disk'], timeLimitMs: 24_000, leadMs: 3000, quietMs: 4000, faultMs: 7000 }).map(p => [p.start, p.end])).toEqual([[3000, 10_000], [14_000, 21_000]])
   })
 
   it('records a disk window it cannot apply (no tmpfs) as skipped, not as a fault window', async () => {
