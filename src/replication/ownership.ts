@@ -219,8 +219,9 @@ export class Ownership {
 
   /**
    * Whether a replica whose disk failed with an I/O error may be rebuilt now: not after
-   * MAX_IO_REBUILDS in a row (then it stays out of service, logged once, until a restart). A
-   * rebuilt replica that held for IO_REBUILD_WINDOW_MS starts the count again.
+   * MAX_IO_REBUILDS in a row (then it stays out of service, logged once, until its replica opens
+   * and catches up again on a disk that works, or a restart). A rebuilt replica that held for
+   * IO_REBUILD_WINDOW_MS starts the count again.
    */
   private mayRebuildAfterIoError (key: string, space: SpaceDef, partition: number, code: string): boolean {
     const now = this.ctx.clock.now()
@@ -419,6 +420,13 @@ export class Ownership {
     tally.completed++
     placement.markReady(space, partition)
     log.info({ space: space.name, partition, sources: ok }, 'partition ready')
+    // Given up after repeated I/O errors, yet open and caught up now: the device works again (a
+    // transient fault, or fixed). The count starts over, so its next I/O error is rebuilt again
+    // and health stops naming it.
+    if (this.ioRebuilds.get(key)?.givenUp === true) {
+      this.ioRebuilds.delete(key)
+      log.warn({ space: space.name, partition }, 'partition given up after repeated I/O errors opened and caught up again: its disk works again; rebuilds after I/O errors allowed again')
+    }
     return true
   }
 
