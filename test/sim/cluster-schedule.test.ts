@@ -13,18 +13,18 @@ import { describe, expect, it } from 'vitest'
 import { runClusterSchedule } from './cluster-schedule.js'
 
 describe('whole clusters on simulated disks: the seed sweep', () => {
-  it('keeps every acknowledged add and remove through 12 seeded schedules of every fault kind', async () => {
+  it('keeps every acknowledged add and remove through 8 seeded schedules of every fault kind', async () => {
     const failed: string[] = []
     let acknowledged = 0
     const kinds = new Set<string>()
-    for (let seed = 1; seed <= 12; seed++) {
+    for (let seed = 1; seed <= 8; seed++) {
       const r = await runClusterSchedule({ seed })
       acknowledged += r.stats.acknowledged
       for (const w of r.stats.windows) kinds.add(w.split(' ')[0]!)
       if (!r.ok) failed.push(`seed ${seed}: ${r.violations.join('; ')} (windows: ${r.stats.windows.join(' / ')})`)
     }
     expect(failed).toEqual([])
-    expect(acknowledged).toBeGreaterThan(5000)
+    expect(acknowledged).toBeGreaterThan(3000)
     expect([...kinds].sort()).toEqual(['clock', 'disk', 'kill', 'partition', 'power'])
   }, 180_000)
 })
