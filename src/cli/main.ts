@@ -10,7 +10,7 @@ import { runStart } from './start.js'
 import { runKeygen } from './keygen.js'
 import { runMembers } from './members.js'
 import { runRemovePeer } from './remove-peer.js'
-import { runSpaceCreate, runSpaceDrop, runSpaceList, positiveInt } from './space.js'
+import { runSpaceCreate, runSpaceDrop, runSpaceList, nonNegativeInt, positiveInt } from './space.js'
 import { parseConsistency, runGet, runPut } from './records.js'
 import { runImport, type ImportFormat } from './import.js'
 import { registerQueryCommands } from './query.js'
@@ -93,7 +93,7 @@ function buildProgram (): Command {
     .option('--timeout-ms <ms>', "how long to wait for the next owners to be ready (default the peer's decommissionTimeoutMs, 60000)")
     .option('--json', 'print the progress and summary as NDJSON')
     .action(async (opts: { peer: string, timeoutMs?: string, json?: boolean }) => {
-      await runDecommission({ peer: opts.peer, json: opts.json === true, ...(opts.timeoutMs !== undefined ? { timeoutMs: positiveInt(opts.timeoutMs, '--timeout-ms') } : {}) })
+      await runDecommission({ peer: opts.peer, json: opts.json === true, ...(opts.timeoutMs !== undefined ? { timeoutMs: nonNegativeInt(opts.timeoutMs, '--timeout-ms') } : {}) })
     })
 
   const space = program.command('space').description('create, list and drop spaces')

@@ -48,3 +48,10 @@ export function positiveInt (text: string, flag: string): number {
   if (!Number.isInteger(n) || n < 1) throw new CliError(`${flag} must be a positive integer, got '${text}'`, 2)
   return n
 }
+
+/** A flag's integer value, 0 allowed (a timeout of 0: do not wait). */
+export function nonNegativeInt (text: string, flag: string): number {
+  const n = Number(text)
+  if (text.trim() === '' || !Number.isInteger(n) || n < 0) throw new CliError(`${flag} must be an integer of 0 or more, got '${text}'`, 2)
+  return n
+}

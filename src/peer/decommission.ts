@@ -75,12 +75,20 @@ export class DecommissionRunner {
     const { replicator, log, nameOf, isCurrent, self, drainTimeoutMs, now } = this.deps
     const emit = opts.onEvent ?? (() => {})
     const startedAt = now()
-    const report = await replicator.handOff({
-      timeoutMs: opts.timeoutMs,
-      nameOf,
-      isCurrent,
-      onProgress: ev => { emit(this.named(ev)) }
-    })
+    let report
+    try {
+      report = await replicator.handOff({
+        timeoutMs: opts.timeoutMs,
+        nameOf,
+        isCurrent,
+        onProgress: ev => { emit(this.named(ev)) }
+      })
+    } catch (err) {
+      // A hand-off that failed outright must not leave the peer 'leaving' (owning nothing) for
+      // good: it owns its partitions again, unless it is leaving anyway (SIGTERM).
+      if (!opts.leaveOnTimeout) replicator.cancelHandOff()
+      throw err
+    }
     const notHandedOff = report.notHandedOff.map(n => ({ space: n.space, partition: n.partition, reason: n.reason, otherReplicas: n.otherReplicas.map(nameOf) }))
     const base = { event: 'done' as const, complete: report.complete, total: report.total, handedOff: report.handedOff.length, notHandedOff }
     if (!report.complete && !opts.leaveOnTimeout) {
@@ -141,6 +149,16 @@ export class EventLines implements AsyncIterable<string> {
       else if (ev.event === 'waiting') return
     }
     this.lines.push(JSON.stringify(ev) + '\n')
+    this.wake?.()
+  }
+
+  /**
+   * An empty line (NDJSON readers skip it): keeps a long silence from looking like a dead answer
+   * to the client (fetch gives up on a body silent for 300 s; one pass over slow pushes can be).
+   */
+  keepAlive (): void {
+    if (this.ended || this.lines.length > 0) return
+    this.lines.push('\n')
     this.wake?.()
   }
 

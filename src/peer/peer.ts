@@ -1,5 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { totalmem } from 'node:os'
+import { dirname, resolve } from 'node:path'
 import { getHeapStatistics } from 'node:v8'
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
@@ -12,7 +13,7 @@ import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadO
 import { PartitionDetector } from '../partition/index.js'
 import { Catalog, DEFAULT_PLACEMENT_OPTIONS, LEAVING_META_KEY, PlacementService } from '../placement/index.js'
 import { DEFAULT_REPLICATOR_OPTIONS, HintLog, hintFileBytesFor, Replicator } from '../replication/index.js'
-import { DiskFaultRules, FaultInjectingFileSystem, nodeFileSystem, SystemClock, SystemRandom, VERSION, type FileSystem, type Logger, type PeerAddress } from '../runtime/index.js'
+import { DiskFaultRules, FaultInjectingFileSystem, fsyncDir, nodeFileSystem, SystemClock, SystemRandom, VERSION, type FileSystem, type Logger, type PeerAddress } from '../runtime/index.js'
 import { DEFAULT_MEMTABLE_BUDGET_BYTES, DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { planHeap } from './heap.js'
@@ -38,6 +39,9 @@ const AVAILABILITY_CHECK_MS = 1000
 export class PeerStartError extends Error {
   override name = 'PeerStartError'
 }
+
+/** How often a decommission's NDJSON answer gets an empty line while nothing else was sent (EventLines.keepAlive). */
+const DECOMMISSION_KEEPALIVE_MS = 30_000
 
 /** How often the event-loop lag is sampled and fed to the Local Health Multiplier. */
 const LAG_SAMPLE_INTERVAL_MS = 1000
@@ -161,6 +165,9 @@ export class Peer implements ApiPeer {
     await mkdir(config.dataDir, { recursive: true }).catch((err: Error) => {
       throw new PeerStartError(`cannot create data dir ${config.dataDir}: ${err.message}`)
     })
+    // The data directory's own entry, durable before anything is written in it (storage syncs
+    // the directories below it: src/storage/fsutil.ts mkdirDurable).
+    await fsyncDir(dirname(resolve(config.dataDir))).catch(() => {})
     let swarmKey: Uint8Array | undefined
     if (config.swarmKeyFile !== undefined) {
       let text: string
@@ -542,9 +549,16 @@ export class Peer implements ApiPeer {
   private async leaveGracefully (): Promise<void> {
     const running = this.decommissioner.current
     if (running !== undefined) {
-      this.log.info({}, 'stopping: waiting for the decommission under way')
-      const outcome = await running.catch(() => undefined)
+      // Bounded as SIGTERM's own would be: an operator's decommission may have asked for hours.
+      const capMs = this.config.decommissionTimeoutMs + this.config.drainTimeoutMs
+      this.log.info({ waitAtMostMs: capMs }, 'stopping: waiting for the decommission under way')
+      let timer: NodeJS.Timeout | undefined
+      const outcome = await Promise.race([
+        running.catch(() => undefined),
+        new Promise<undefined>(resolve => { timer = setTimeout(() => { resolve(undefined) }, capMs) })
+      ]).finally(() => { clearTimeout(timer) })
       if (outcome?.left === true) return
+      if (outcome === undefined) this.log.warn({ waitedMs: capMs }, 'stopping: the decommission under way did not finish in time; leaving without it (what it did not hand off is still on its other replicas, or on this disk)')
     } else if (this.config.decommissionTimeoutMs > 0 && this.swim.hasSynced()) {
       try {
         const outcome = await this.decommissioner.run({ timeoutMs: this.config.decommissionTimeoutMs, leaveOnTimeout: true })
@@ -569,12 +583,15 @@ export class Peer implements ApiPeer {
     if (!this.swim.hasSynced()) throw new HttpError(503, 'NOT_SYNCED', 'this peer has not synced with its cluster yet: it cannot tell who takes its partitions; try again in a moment')
     const lines = new EventLines()
     const run = this.decommissioner.run({ timeoutMs: opts.timeoutMs ?? this.config.decommissionTimeoutMs, leaveOnTimeout: false, onEvent: ev => { lines.push(ev) } })
+    const keepAlive = setInterval(() => { lines.keepAlive() }, DECOMMISSION_KEEPALIVE_MS)
+    void run.finally(() => { clearInterval(keepAlive) }).catch(() => {})
     run.then(summary => {
       lines.push(summary)
       lines.end()
       this.log.info({ handedOff: summary.handedOff, total: summary.total, tookMs: summary.tookMs }, summary.message)
       if (summary.left) {
-        // HTTP stops last among the steps that wait: it lets this answer finish first.
+        // The stop closes the HTTP server, which waits for this answer (its summary is out,
+        // its connection set to close) before the rest of the stop goes on.
         void this.stop({ leave: false }).then(() => { this.notifyStopped('decommissioned') }, (err: unknown) => { this.log.error({ err }, 'error while stopping after the decommission') })
       }
     }, (err: unknown) => {

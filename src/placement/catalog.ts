@@ -258,7 +258,10 @@ export class Catalog implements SpaceCatalog {
    * Whether `space` (a definition carried by a write, a hint or a copy) is known here to be gone:
    * dropped, or replaced by a space of the same name created after it (its uid's creation version
    * is older). A space this catalog has not heard of, or older news of the same name, is not gone:
-   * the catalog may be behind (a space just created elsewhere).
+   * the catalog may be behind (a space just created elsewhere). Two spaces of one name created
+   * concurrently on the two sides of a network partition are ordered here by creation, in the
+   * catalog by entry version (an alter raises it): until the catalogs converge a peer may call the
+   * eventual winner gone and refuse its writes (SPACE_GONE, not hinted).
    */
   isGone (space: SpaceDef): boolean {
     const e = this.entriesByName.get(space.name)

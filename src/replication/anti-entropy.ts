@@ -46,6 +46,11 @@ export interface SyncOptions {
   pushFrom?: Hlc
   /** What this sync found, for a caller that reports it (an on-demand repair, on-demand.ts). */
   report?: SyncReport
+  /**
+   * Stop before the next bucket once the clock (ctx.clock.now()) passes this: the sync answers
+   * false, its report's error says so (a decommission bounded by its timeout).
+   */
+  deadline?: number
 }
 
 /** What one sync found and moved (SyncOptions.report): the digest buckets compared and differing, the records pulled and pushed, and why it failed. */
@@ -164,6 +169,10 @@ export class AntiEntropy {
       let skipped = 0
       for (let k = 0; k < n; k++) {
         if (this.ctx.life.stopped) return false
+        if (opts.deadline !== undefined && this.ctx.clock.now() >= opts.deadline) {
+          if (opts.report !== undefined) opts.report.error = `out of time with ${n - k} of ${n} differing buckets left`
+          return false
+        }
         const index = differing[(start + k) % differing.length]!
         const theirs = parseRecordsAnswer(await transport.request(this.ctx.addr(peer), METHOD_BUCKET,
           { space, partition, index, buckets }, { timeoutMs }), space, 'repl.bucket answer')

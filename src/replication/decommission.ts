@@ -132,7 +132,7 @@ export class Decommission {
           if (life.stopped || clock.now() >= deadline) break
           // Dropped meanwhile: nothing to hand off (its data goes with the space everywhere).
           if (!isCurrent(p.space)) { pending.delete(p.key); handedOff.push({ space: p.space.name, partition: p.partition, to: [] }); continue }
-          const done = await this.tryHandOff(p)
+          const done = await this.tryHandOff(p, deadline)
           if (done === undefined) continue
           pending.delete(p.key)
           handedOff.push({ space: p.space.name, partition: p.partition, to: done.to })
@@ -200,7 +200,7 @@ export class Decommission {
         continue
       }
       report.partitions++
-      const failed = await this.pushToOwners(h.space, h.partition, pp.owners)
+      const failed = await this.pushToOwners(h.space, h.partition, pp.owners, deadline)
       if (failed !== undefined) report.failed.push({ space: h.space.name, partition: h.partition, reason: failed })
     }
     if (report.failed.length > 0) {
@@ -216,7 +216,7 @@ export class Decommission {
    * One attempt at one partition: handed off (its owners, every one ready, took a complete push)
    * or undefined with the reason recorded in `p`.
    */
-  private async tryHandOff (p: Pending): Promise<{ to: PeerId[], recordsPushed: number } | undefined> {
+  private async tryHandOff (p: Pending, deadline: number): Promise<{ to: PeerId[], recordsPushed: number } | undefined> {
     const { placement, replicas, self, detector } = this.ctx
     const pp = placement.locate(p.space, p.partition)
     const owners = pp.owners
@@ -240,7 +240,7 @@ export class Decommission {
       return undefined
     }
     const report: SyncReport = { bucketsCompared: 0, bucketsDiffering: 0, recordsPulled: 0, recordsPushed: 0 }
-    const failed = await this.pushToOwners(p.space, p.partition, owners, report)
+    const failed = await this.pushToOwners(p.space, p.partition, owners, deadline, report)
     if (failed !== undefined) {
       p.reason = failed
       return undefined
@@ -249,10 +249,11 @@ export class Decommission {
   }
 
   /** Pushes what each owner lacks; undefined when every push completed, else why not. */
-  private async pushToOwners (space: SpaceDef, partition: number, owners: readonly PeerId[], report?: SyncReport): Promise<string | undefined> {
+  private async pushToOwners (space: SpaceDef, partition: number, owners: readonly PeerId[], deadline: number, report?: SyncReport): Promise<string | undefined> {
     for (const owner of owners) {
       const r: SyncReport = report ?? { bucketsCompared: 0, bucketsDiffering: 0, recordsPulled: 0, recordsPushed: 0 }
-      const ok = await this.ctx.antiEntropy.syncWith(owner, space, partition, { pull: false, maxBuckets: ALL_BUCKETS, report: r })
+      // The deadline inside the push too: one large partition must not hold a SIGTERM past its bound.
+      const ok = await this.ctx.antiEntropy.syncWith(owner, space, partition, { pull: false, maxBuckets: ALL_BUCKETS, report: r, deadline })
       if (!ok) return `pushing to ${this.nameOf(owner)} failed: ${r.error ?? 'not every differing bucket was pushed'}`
     }
     return undefined

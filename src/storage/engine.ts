@@ -200,8 +200,8 @@ export class StorageEngine {
   }
 
   /**
-   * Reopens a partition whose store failed for want of space (StoreFailure kind `no-space`) once
-   * its disk takes writes again. First a probe: a write and an fsync in the partition's directory
+   * Reopens a partition whose store failed on its disk (a full disk, StoreFailure kind
+   * `no-space`; replication rebuilds `io` failures instead) once its disk takes writes again. First a probe: a write and an fsync in the partition's directory
    * (failure.ts probeDisk); while that fails, its error is thrown and the failed store stays as it
    * is. Then the frames failed writes left in its WAL files are cut (written, maybe readable from
    * the page cache, but never durable: replayed, a power cut could still take them and the older,

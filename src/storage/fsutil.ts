@@ -3,7 +3,7 @@
  * create is followed by an fsync of its directory.
  */
 import { dirname, isAbsolute, relative, resolve } from 'node:path'
-import type { FileSystem, OpenFlags, RandomAccessFile } from '../runtime/index.js'
+import type { FileSystem, RandomAccessFile } from '../runtime/index.js'
 
 /** Writes a new file and fsyncs it and its directory. */
 export async function writeFileDurable (fs: FileSystem, path: string, data: Uint8Array, syncDir = true): Promise<void> {
@@ -68,19 +68,14 @@ export async function writeAllAt (fh: RandomAccessFile, data: Uint8Array, positi
   while (off < data.length) off += (await fh.write(data, off, data.length - off, position + off)).bytesWritten
 }
 
+/** node's ENOENT for `path`: where the FileSystem answers "none" and a caller expects node's error. */
+export function missingFile (path: string, syscall: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`ENOENT: no such file or directory, ${syscall} '${path}'`), { code: 'ENOENT', syscall, path })
+}
+
 /** A whole file as text; throws ENOENT (as node's readFile does) when it does not exist. */
 export async function readTextFile (fs: FileSystem, path: string): Promise<string> {
   const bytes = await fs.readFile(path)
-  if (bytes === undefined) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT', path })
+  if (bytes === undefined) throw missingFile(path, 'open')
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
-}
-
-/** Runs `fn` on `path` opened with `flags`, closing it after. */
-export async function withOpenFile<T> (fs: FileSystem, path: string, flags: OpenFlags, fn: (fh: RandomAccessFile) => Promise<T>): Promise<T> {
-  const fh = await fs.open(path, flags)
-  try {
-    return await fn(fh)
-  } finally {
-    await fh.close()
-  }
 }

@@ -123,8 +123,9 @@ export class LocalPartitionStore implements PartitionStore {
     const opts = resolvePartitionOptions(options)
     const t0 = deps.clock.now()
     const fs = deps.fs ?? nodeFileSystem
-    await mkdirDurable(fs, dir, deps.rootDir)
     const files = deps.files ?? new FilePool()
+    // Directory fsyncs open descriptors: they hold a slot of the pool like every other open.
+    await files.run(async () => { await mkdirDurable(fs, dir, deps.rootDir) })
     const cache = deps.cache ?? new BlockCache(OWN_CACHE_BYTES)
     const manifest = await SegmentManifest.read(fs, dir, files, cache)
     const compactions = deps.compactions ?? new CompactionSlots(1)
@@ -241,16 +242,16 @@ export class LocalPartitionStore implements PartitionStore {
   }
 
   /**
-   * Records that this replica has synced with every other replica since its damage was found (so
-   * it holds again whatever they held); the reports stay, marked repaired.
-   */
-  /**
    * Before a failed store is reopened (StorageEngine.reopenPartition): cuts the frames its WAL
    * files hold past what was durably written, so that recovery replays only durable records.
    * Throws while the disk refuses.
    */
   async cutUndurableWal (): Promise<void> { await this.ctx.wal.cutBrokenTails() }
 
+  /**
+   * Records that this replica has synced with every other replica since its damage was found (so
+   * it holds again whatever they held); the reports stay, marked repaired.
+   */
   async markRepaired (): Promise<void> { await this.damaged.markRepaired() }
 
   // ------------------------------------------------------------------------------ repair record

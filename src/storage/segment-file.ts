@@ -26,7 +26,7 @@ import { columnVectorBytes, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
 import { nodeFileSystem, type FileSystem, type OpenFlags, type RandomAccessFile } from '../runtime/index.js'
-import { writeAllAt as writeAt } from './fsutil.js'
+import { missingFile, writeAllAt as writeAt } from './fsutil.js'
 import {
   compareUtf16Order, encodeKeyIndex, encodeKeyIndexYielding, KeyIndex, KeyIndexCorruptError, keyHashesUtf8, keyIndexColumns, keyOrder, type KeyIndexChunk, type KeyIndexSource
 } from './key-index.js'
@@ -801,15 +801,10 @@ function spanOf (buffers: ReadonlyArray<{ offset: number, length: number }>): { 
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/**
- * One file read at positions, its descriptor kept open between reads but through the FilePool:
- * while no read is in flight the pool may close it for someone else (as wal.ts does), and the
- * next read opens it again.
- */
 /** A file's size; ENOENT (as node's stat) when it is missing. */
 async function sizeOf (fs: FileSystem, path: string): Promise<number> {
   const st = await fs.stat(path)
-  if (st === undefined) throw Object.assign(new Error(`ENOENT: no such file or directory, stat '${path}'`), { code: 'ENOENT', path })
+  if (st === undefined) throw missingFile(path, 'stat')
   return st.size
 }
 
@@ -848,6 +843,11 @@ const syncScratch = {
 }
 const SYNC_SCRATCH_KEEP_BYTES = 1 << 20
 
+/**
+ * One file read at positions, its descriptor kept open between reads but through the FilePool:
+ * while no read is in flight the pool may close it for someone else (as wal.ts does), and the
+ * next read opens it again.
+ */
 class PooledFile implements Evictable, KeyIndexSource {
   private fh: RandomAccessFile | undefined
   private opening: Promise<RandomAccessFile> | undefined

@@ -228,8 +228,9 @@ export class WalFile implements Evictable {
   private failed: Error | undefined
   private fh: RandomAccessFile | undefined
   private closed = false
-  /** After a failure: whether the bytes past `size` were cut (cutBrokenTail). */
+  /** After a failure: whether the bytes past `size` were cut (cutBrokenTail), and the cut under way. */
   private tailCut = false
+  private cutting: Promise<void> | undefined
   /** Bytes durably written so far (the file's logical end). */
   size: number
   fsyncs = 0
@@ -275,6 +276,13 @@ export class WalFile implements Evictable {
    * reopen: recovery must not replay frames that were never durable). Nothing to do otherwise.
    */
   async cutBrokenTail (): Promise<void> {
+    // One cut at a time (the loop, a reopen and close() may each ask): a second would open the
+    // file again past the pool's accounting. A failed cut may be tried again.
+    this.cutting ??= this.cut().finally(() => { this.cutting = undefined })
+    await this.cutting
+  }
+
+  private async cut (): Promise<void> {
     if (this.failed === undefined || this.tailCut) return
     if (this.closed) throw new WalFailedError(`write-ahead log ${this.path} is closed with frames past its durable ${this.size} bytes not cut`)
     // Through the file's own handle (and its pool slot): the loop calls this holding it.

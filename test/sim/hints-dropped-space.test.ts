@@ -42,10 +42,11 @@ describe('hints of a dropped space', () => {
     expect(await world.runUntil(() => c.get('p0').replicator.stats().hints.pending === 0, { maxMs: 60_000, checkEveryMs: 100 })).toBe(true)
     const hints = c.get('p0').replicator.stats().hints
     expect(hints).toMatchObject({ droppedGone: 20, deliveredRecords: 0 })
-    // p2 holds none of the hinted rows under the old uid.
+    // p2 holds none of the hinted rows under the old uid (its replicas of it, from before its
+    // crash, are still on its disk: opened here, they must not have taken the hints).
     for (let p = 0; p < old.partitions; p++) {
-      const store = c.get('p2').engine!.getPartition(old.uid, p)
-      for (const r of rows) expect(await store?.get(r.id)).toBeUndefined()
+      const store = await drive(world, c.get('p2').engine!.openPartition(old, p))
+      for (const r of rows) expect(await store.get(r.id)).toBeUndefined()
     }
 
     // A replica refuses a write for a space it knows is gone, for good (SPACE_GONE).

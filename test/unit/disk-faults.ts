@@ -1,6 +1,7 @@
 /**
  * A disk that fails on demand, for storage tests (issue 13, "disk faults leave zombie replicas").
- * Storage takes node:fs/promises directly, so a test file swaps that module for `faultyFs(real)`:
+ * A real peer's storage reaches node:fs/promises through nodeFileSystem (src/runtime), so a test
+ * file can swap that module for `faultyFs(real)`:
  *
  * ```ts
  * vi.mock('node:fs/promises', async (importOriginal) => (await import('./disk-faults.js')).faultyFs(await importOriginal()))
@@ -11,8 +12,9 @@
  *
  * Every file handle opened through it checks the rules on each write (write, writev) and each
  * sync (sync, datasync); a matching rule makes the call fail as the kernel would, with an errno
- * error (`code`, `errno`, `syscall`), before anything is written. Until a fuller simulated
- * filesystem exists (issue 13, item 1), this is the seam: no storage code knows of it.
+ * error (`code`, `errno`, `syscall`), before anything is written. Newer tests pass the engine a
+ * FileSystem instead (`fs`): FaultInjectingFileSystem (src/runtime/disk-faults.ts) over node:fs,
+ * or the simulator's MemoryFileSystem (test/sim/memory-fs.ts), which also models power cuts.
  */
 
 export type FaultOp = 'write' | 'sync'
