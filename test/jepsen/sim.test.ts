@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { PartitionUnavailableError } from '../../src/replication/index.js'
 import { SimWorld } from '../sim/index.js'
 import { MemoryStores } from '../sim/memory-store.js'
 import { WholeCluster, spaceOn } from '../sim/placement-replication-cluster.js'
 import { ReplCluster, drive, makeSpace } from '../sim/replication-cluster.js'
 import { checkHistory, checkSet } from './checkers/index.js'
-import { simHistory, type SimOp } from './sim.js'
+import { simHistory, simSetClient, type SimOp } from './sim.js'
 
 /**
  * The set workload in the simulator: two single-threaded clients add unique ids at QUORUM through
@@ -102,33 +101,10 @@ describe('checkers on simulator histories', () => {
     }
     world.schedule(1_000, compact)
 
-    const rnd = world.random
     const ops: SimOp[] = []
     let stop = false
-    const outcomeOf = async (p: Promise<unknown>): Promise<'ok' | 'fail' | 'info'> => await Promise.race([
-      p.then(() => 'ok' as const, (err: Error) => err instanceof PartitionUnavailableError ? 'fail' as const : 'info' as const),
-      new Promise<'info'>(resolve => { world.schedule(3000, () => { resolve('info') }) })
-    ])
     const client = async (process: number): Promise<void> => {
-      let n = 0
-      const removable: string[] = []
-      while (!stop) {
-        const up = c.up()
-        const coord = up[rnd.int(up.length)]!
-        if (removable.length > 0 && rnd.next() < 0.4) {
-          const id = removable.splice(rnd.int(removable.length), 1)[0]!
-          ops.push({ process, type: 'invoke', f: 'remove', workload: 'set', key: id, value: id, time: world.now(), coordinator: coord.id })
-          const outcome = await outcomeOf(coord.replicator.remove(space, [id], { consistency: 'quorum', timeoutMs: 1000 }))
-          ops.push({ process, type: outcome, f: 'remove', workload: 'set', key: id, value: id, time: world.now(), coordinator: coord.id })
-        } else {
-          const id = `s${process}-${n++}`
-          ops.push({ process, type: 'invoke', f: 'add', workload: 'set', key: id, value: id, time: world.now(), coordinator: coord.id })
-          const outcome = await outcomeOf(coord.replicator.write(space, [{ id, v: 1 }], { consistency: 'quorum', timeoutMs: 1000 }))
-          ops.push({ process, type: outcome, f: 'add', workload: 'set', key: id, value: id, time: world.now(), coordinator: coord.id })
-          if (outcome === 'ok') removable.push(id)
-        }
-        await new Promise<void>(resolve => { world.schedule(20 + rnd.int(40), resolve) })
-      }
+      await simSetClient(process, { world, coordinators: () => c.up(), space, ops, stopped: () => stop, removeRate: 0.4, thinkMs: 20, thinkSpreadMs: 40, session: false })
     }
     const running = [client(0), client(1)]
     await world.run(3_000)

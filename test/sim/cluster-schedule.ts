@@ -15,10 +15,9 @@
  * ever attempted is read at ALL; the history goes through the Jepsen set checker (no lost
  * acknowledged add, no undone acknowledged remove, nothing unexpected). Same seed, same run.
  */
-import { PartitionUnavailableError } from '../../src/replication/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
 import { checkSet } from '../jepsen/checkers/index.js'
-import { simHistory, type SimOp } from '../jepsen/sim.js'
+import { simHistory, simSetClient, type SimOp } from '../jepsen/sim.js'
 import { SimWorld } from './index.js'
 import { WholeCluster, spaceOn } from './placement-replication-cluster.js'
 import { drive } from './replication-cluster.js'
@@ -65,44 +64,8 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
 
   const ops: SimOp[] = []
   let stop = false
-  const outcomeOf = async (p: Promise<unknown>): Promise<'ok' | 'fail' | 'info'> => await Promise.race([
-    p.then(() => 'ok' as const, (err: Error) => err instanceof PartitionUnavailableError ? 'fail' as const : 'info' as const),
-    new Promise<'info'>(resolve => { world.schedule(3000, () => { resolve('info') }) })
-  ])
   const client = async (process: number): Promise<void> => {
-    let n = 0
-    const removable: string[] = []
-    // The client's session: the newest version it saw, observed by each coordinator before its
-    // write (the HTTP API's `after`), so a remove is stamped after the add it removes even when
-    // the add's coordinator had a clock running ahead.
-    let newest = 0
-    const seen = (p: Promise<{ version: number }>): Promise<{ version: number }> => p.then(r => { newest = Math.max(newest, r.version); return r })
-    while (!stop) {
-      const up = c.up()
-      if (up.length === 0) {
-        await new Promise<void>(resolve => { world.schedule(100, resolve) })
-        continue
-      }
-      const coord = up[rnd.int(up.length)]!
-      try {
-        if (newest > 0) coord.hlc.observe(newest)
-      } catch {
-        // The coordinator's clock is too far behind the session: the operation would be refused.
-      }
-      if (removable.length > 0 && rnd.next() < 0.3) {
-        const id = removable.splice(rnd.int(removable.length), 1)[0]!
-        ops.push({ process, type: 'invoke', f: 'remove', workload: 'set', key: id, value: id, time: world.now(), coordinator: coord.id })
-        const outcome = await outcomeOf(seen(coord.replicator.remove(space, [id], { consistency: 'quorum', timeoutMs: 1000 })))
-        ops.push({ process, type: outcome, f: 'remove', workload: 'set', key: id, value: id, time: world.now(), coordinator: coord.id })
-      } else {
-        const id = `s${process}-${n++}`
-        ops.push({ process, type: 'invoke', f: 'add', workload: 'set', key: id, value: id, time: world.now(), coordinator: coord.id })
-        const outcome = await outcomeOf(seen(coord.replicator.write(space, [{ id, v: 1 }], { consistency: 'quorum', timeoutMs: 1000 })))
-        ops.push({ process, type: outcome, f: 'add', workload: 'set', key: id, value: id, time: world.now(), coordinator: coord.id })
-        if (outcome === 'ok') removable.push(id)
-      }
-      await new Promise<void>(resolve => { world.schedule(20 + rnd.int(60), resolve) })
-    }
+    await simSetClient(process, { world, coordinators: () => c.up(), space, ops, stopped: () => stop, removeRate: 0.3, thinkMs: 20, thinkSpreadMs: 60, session: true })
   }
   const running = [client(0), client(1)]
   const nemesis = (f: string, value: unknown): void => { ops.push({ process: 'nemesis', type: 'info', f, workload: 'set', key: '', value, time: world.now() }) }

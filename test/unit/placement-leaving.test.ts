@@ -5,30 +5,10 @@
  */
 import { describe, expect, it } from 'vitest'
 import { HybridClock } from '../../src/hlc/index.js'
-import type { MemberEvent, MemberInfo, MemberMeta, MemberState } from '../../src/membership/index.js'
 import { silentLogger } from '../../src/runtime/index.js'
 import { Catalog, LEAVING_META_KEY, PlacementService, READY_META_KEY, encodeReady, partitionKey, rendezvous } from '../../src/placement/index.js'
-import type { PlacementMembership } from '../../src/placement/index.js'
 import { ManualClock } from '../sim/manual-clock.js'
-
-class FakeMembership implements PlacementMembership {
-  readonly view = new Map<string, MemberInfo>()
-  private readonly listeners = new Set<(ev: MemberEvent) => void>()
-  constructor (readonly localPeerId: string, ids: string[]) {
-    for (const id of [localPeerId, ...ids]) this.view.set(id, { id, addrs: [`/sim/${id}`], meta: {}, state: 'alive', incarnation: 0, stateChangedAt: 0 })
-  }
-
-  members (): MemberInfo[] { return [...this.view.values()] }
-  member (id: string): MemberInfo | undefined { return this.view.get(id) }
-  localMember (): MemberInfo { return this.view.get(this.localPeerId)! }
-  onChange (l: (ev: MemberEvent) => void): () => void { this.listeners.add(l); return () => { this.listeners.delete(l) } }
-  updateMeta (meta: MemberMeta): void { this.set(this.localPeerId, { meta }) }
-  set (id: string, patch: { state?: MemberState, meta?: MemberMeta }): void {
-    const next = { ...this.view.get(id)!, ...patch }
-    this.view.set(id, next)
-    for (const l of this.listeners) l({ type: 'update', member: next })
-  }
-}
+import { FakeMembership } from './placement-helpers.js'
 
 const schema = [{ name: 'v', type: 'utf8' as const, nullable: true }]
 
