@@ -4,12 +4,14 @@
  * simulated disk), two set clients adding ids and removing acknowledged ones at QUORUM through
  * random coordinators, and a nemesis taking fault windows in turn from the kinds asked:
  *
- *   partition  random halves, or one peer isolated (world.partition)
+ *   partition  random halves, or one peer isolated (world.partition); a third of them one-way
  *   kill       kill -9 of one or two peers (the page cache survives), restarted at the window's end
  *   power      a power cut of one or two peers, or now and then of all five (unsynced writes
  *              lost), restarted at the window's end
  *   disk       one peer's disk fails: fsync of its WAL files EIO, or full (ENOSPC); healed at the end
  *   clock      one peer's wall clock skewed by up to ±2 s (HLC timestamps), reset at the end
+ *   membership a new peer joins (and stays), or one decommissions (hands its partitions off,
+ *              leaves, stops) and rejoins on its disk at the window's end
  *
  * After the last window everything heals, every peer runs, the cluster settles, and every id
  * ever attempted is read at ALL; the history goes through the Jepsen set checker (no lost
@@ -22,7 +24,7 @@ import { SimWorld } from './index.js'
 import { WholeCluster, spaceOn } from './placement-replication-cluster.js'
 import { drive } from './replication-cluster.js'
 
-export const CLUSTER_FAULTS = ['partition', 'kill', 'power', 'disk', 'clock'] as const
+export const CLUSTER_FAULTS = ['partition', 'kill', 'power', 'disk', 'clock', 'membership'] as const
 export type ClusterFault = typeof CLUSTER_FAULTS[number]
 
 export interface ClusterScheduleOptions {
@@ -69,7 +71,9 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
   }
   const running = [client(0), client(1)]
   const nemesis = (f: string, value: unknown): void => { ops.push({ process: 'nemesis', type: 'info', f, workload: 'set', key: '', value, time: world.now() }) }
-  const minority = (): string[] => [...NAMES].sort(() => rnd.next() - 0.5).slice(0, 1 + rnd.int(2))
+  /** The peers of the cluster now (joins add to it). */
+  const members = [...NAMES]
+  const minority = (): string[] => [...members].sort(() => rnd.next() - 0.5).slice(0, 1 + rnd.int(2))
   const windows: string[] = []
 
   await world.run(2_000)
@@ -77,23 +81,24 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
     const kind = kinds[rnd.int(kinds.length)]!
     let heal: () => Promise<void>
     if (kind === 'partition') {
-      const shuffled = [...NAMES].sort(() => rnd.next() - 0.5)
+      const shuffled = [...members].sort(() => rnd.next() - 0.5)
       const cut = rnd.next() < 0.5 ? 1 : 2
-      world.partition(shuffled.slice(0, cut), shuffled.slice(cut))
-      windows.push(`partition ${shuffled.slice(0, cut).join(',')} | ${shuffled.slice(cut).join(',')}`)
+      const oneWay = rnd.next() < 0.3
+      world.partition(shuffled.slice(0, cut), shuffled.slice(cut), { oneWay })
+      windows.push(`partition ${shuffled.slice(0, cut).join(',')} ${oneWay ? '->' : '|'} ${shuffled.slice(cut).join(',')}`)
       heal = async () => { world.heal() }
     } else if (kind === 'kill' || kind === 'power') {
       // A power cut now and then takes the whole cluster (one feed): what was acknowledged must
       // come back from the disks alone.
-      const hit = kind === 'power' && rnd.next() < 0.3 ? [...NAMES] : minority()
+      const hit = kind === 'power' && rnd.next() < 0.3 ? [...members] : minority()
       for (const id of hit) c.crash(id, { powerLoss: kind === 'power' })
       windows.push(`${kind} ${hit.join(',')}`)
       heal = async () => {
-        const first = NAMES.find(n => !hit.includes(n))
+        const first = members.find(n => !hit.includes(n))
         for (const id of hit) c.add(id, first ?? (id === hit[0] ? undefined : hit[0]))
       }
     } else if (kind === 'disk') {
-      const id = NAMES[rnd.int(NAMES.length)]!
+      const id = members[rnd.int(members.length)]!
       const disk = c.disks.get(id)!
       const full = rnd.next() < 0.5
       if (full) disk.capacityBytes = disk.used + rnd.int(16_384)
@@ -107,11 +112,34 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
         const n = c.get(id)
         if (n.peer.up && n.replicator.ioRebuildsGivenUp().length > 0) {
           c.crash(id)
-          c.add(id, NAMES.find(x => x !== id))
+          c.add(id, members.find(x => x !== id))
         }
       }
+    } else if (kind === 'membership') {
+      if (rnd.next() < 0.5) {
+        // A new peer joins and stays: partitions move to it while the clients write.
+        const id = `p${members.length}`
+        c.add(id, members[rnd.int(members.length)])
+        members.push(id)
+        windows.push(`join ${id}`)
+        heal = async () => {}
+      } else {
+        // A peer decommissions as SIGTERM does (hand off, leave, last push, stop), and comes back.
+        const id = members[rnd.int(members.length)]!
+        const node = c.get(id)
+        windows.push(`decommission ${id}`)
+        try {
+          await drive(world, node.replicator.handOff({ timeoutMs: 5_000 }), 20_000)
+          await drive(world, node.swim.leave(2_000), 10_000)
+          await drive(world, node.replicator.finishHandOff({ timeoutMs: 2_000 }), 10_000)
+        } catch (err) {
+          return failed(opts.seed, `the decommission of ${id} did not settle: ${(err as Error).message}`, windows)
+        }
+        c.crash(id)
+        heal = async () => { c.add(id, members.find(x => x !== id)) }
+      }
     } else {
-      const id = NAMES[rnd.int(NAMES.length)]!
+      const id = members[rnd.int(members.length)]!
       const offsetMs = (rnd.next() < 0.5 ? -1 : 1) * (200 + rnd.int(1800))
       world.setClockSkew(id, offsetMs)
       windows.push(`clock ${id} ${offsetMs} ms`)
@@ -129,14 +157,14 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
   } catch (err) {
     return failed(opts.seed, `the clients did not stop: ${(err as Error).message}`, windows)
   }
-  if (!await world.runUntil(() => c.up().length === NAMES.length && c.settled('jset') && c.announced(space), { maxMs: 120_000, checkEveryMs: 200 })) {
+  if (!await world.runUntil(() => c.up().length === members.length && c.settled('jset') && c.announced(space), { maxMs: 120_000, checkEveryMs: 200 })) {
     return failed(opts.seed, `the cluster did not settle after the heal: ${unsettled(c, space).join('; ')}`, windows)
   }
   const attempted = [...new Set(ops.filter(o => o.f === 'add').map(o => o.key))]
   for (const id of attempted) {
     ops.push({ process: 'final', type: 'invoke', f: 'final-read', workload: 'set', key: id, value: null, time: world.now() })
     try {
-      const r = await drive(world, c.get(NAMES[rnd.int(NAMES.length)]!).replicator.read(space, id, { consistency: 'all' }), 30_000)
+      const r = await drive(world, c.get(members[rnd.int(members.length)]!).replicator.read(space, id, { consistency: 'all' }), 30_000)
       ops.push({ process: 'final', type: 'ok', f: 'final-read', workload: 'set', key: id, value: r.record !== undefined, time: world.now() })
     } catch (err) {
       return failed(opts.seed, `final read of ${id} at ALL failed: ${(err as Error).message}`, windows)
