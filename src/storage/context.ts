@@ -12,6 +12,7 @@ import type { CompactionSlots } from './compaction-slots.js'
 import type { DiskSegment } from './disk-segment.js'
 import type { FailedOperation, StoreFailure } from './failure.js'
 import type { FilePool } from './files.js'
+import type { DurableDirs } from './fsutil.js'
 import type { LiveIndex } from './live-index.js'
 import type { SegmentManifest } from './manifest.js'
 import type { Memtable } from './memtable.js'
@@ -61,11 +62,11 @@ export interface PartitionDeps {
   /** Where the files live: node:fs for a real peer (the default), a simulated disk in tests. */
   fs?: FileSystem
   /**
-   * The data directory a store's directory lies under (the engine's): opening a store syncs every
-   * directory between them, so a power cut cannot lose the store's directory. Without it, only
-   * the directories the open creates are synced.
+   * The engine's record of durable directories under its data directory (fsutil.ts DurableDirs):
+   * opening a store makes its directory durable through it. Without it, only the directories the
+   * open creates are synced.
    */
-  rootDir?: string
+  dirs?: DurableDirs
   /** The peer's bound on open files; a store opened without one gets a pool of its own. */
   files?: FilePool
   /** The peer's cache of segment blocks; a store opened without one gets a small one of its own. */

@@ -8,6 +8,7 @@ import { nodeFileSystem, type FileSystem } from '../runtime/index.js'
 import { BlockCache } from './block-cache.js'
 import { CompactionSlots, defaultMaxConcurrentCompactions } from './compaction-slots.js'
 import { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
+import { DurableDirs } from './fsutil.js'
 import { moveAside, readDamageReports, segmentCorruption } from './damage.js'
 import { describeFailure, isDiskFault, probeDisk, type StoreFailure } from './failure.js'
 import { LocalPartitionStore, StoreFailedError, removeDir, type DamageReport, type PartitionDeps } from './partition.js'
@@ -52,6 +53,8 @@ export class StorageEngine {
   readonly dataDir: string
   /** Where the files live (node:fs unless the deps say otherwise: a simulated disk). */
   readonly fs: FileSystem
+  /** Directories made durable under dataDir in this process (partition directories). */
+  private readonly dirs: DurableDirs
   private readonly deps: PartitionDeps
   private readonly partitionOpts: PartitionStoreOptions
   private readonly budgetBytes: number
@@ -80,7 +83,8 @@ export class StorageEngine {
     this.cache = new BlockCache((cacheMiB ?? 64) * 1048576)
     this.compactions = new CompactionSlots(maxConcurrentCompactions ?? defaultMaxConcurrentCompactions())
     this.fs = deps.fs ?? nodeFileSystem
-    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), fs: this.fs, rootDir: dataDir, files: this.files, cache: this.cache, compactions: this.compactions, io: this.io }
+    this.dirs = new DurableDirs(this.fs, dataDir)
+    this.deps = { clock: deps.clock, log: deps.log.child({ component: 'storage' }), fs: this.fs, dirs: this.dirs, files: this.files, cache: this.cache, compactions: this.compactions, io: this.io }
     resolvePartitionOptions(partitionOpts) // fail fast on a bad option
     this.dataDir = dataDir
     this.partitionOpts = partitionOpts
@@ -329,6 +333,7 @@ export class StorageEngine {
     for (const key of [...this.openFailures.keys()]) if (key.startsWith(prefix)) this.openFailures.delete(key)
     for (const key of [...this.openFaults.keys()]) if (key.startsWith(prefix)) this.openFaults.delete(key)
     await removeDir(this.fs, join(this.dataDir, 'spaces', spaceDirName(uid)))
+    this.dirs.forget(join(this.dataDir, 'spaces', spaceDirName(uid)))
   }
 
   /**
@@ -358,6 +363,7 @@ export class StorageEngine {
     const store = p === undefined ? undefined : await p.catch(() => undefined)
     await store?.close()
     await removeDir(this.fs, this.partitionDir(uid, partition))
+    this.dirs.forget(this.partitionDir(uid, partition))
   }
 
   /** Closes every partition: in-flight writes, flushes and compactions finish first. */

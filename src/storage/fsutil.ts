@@ -2,7 +2,7 @@
  * Durable file operations over the peer's FileSystem (src/runtime/filesystem.ts): every rename and
  * create is followed by an fsync of its directory.
  */
-import { dirname, isAbsolute, relative, resolve } from 'node:path'
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path'
 import type { FileSystem, RandomAccessFile } from '../runtime/index.js'
 
 /** Writes a new file and fsyncs it and its directory. */
@@ -28,23 +28,9 @@ export async function writeFileAtomic (fs: FileSystem, path: string, data: Uint8
 /**
  * Creates `dir` and any missing parents, each made durable in its parent (the parent's directory
  * fsynced): without it a power cut can take a new partition's directory away with the WAL files
- * already synced inside it (found by the storage schedules of the simulator, issue 13). With
- * `root`, every directory from `dir`'s parent up to `root` is synced, created now or not: an
- * earlier open may have created them and failed before its sync (a directory fsync that has
- * nothing to write costs next to nothing).
+ * already synced inside it (found by the storage schedules of the simulator, issue 13).
  */
-export async function mkdirDurable (fs: FileSystem, dir: string, root?: string): Promise<void> {
-  if (root !== undefined) {
-    const rel = relative(root, dir)
-    if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw new Error(`mkdirDurable: ${dir} is not under ${root}`)
-    await fs.mkdir(dir)
-    const top = resolve(root)
-    for (let d = dirname(dir); ; d = dirname(d)) {
-      await fs.syncDir(d)
-      if (resolve(d) === top || dirname(d) === d) break
-    }
-    return
-  }
+export async function mkdirDurable (fs: FileSystem, dir: string): Promise<void> {
   const missing: string[] = []
   for (let d = dir; (await fs.stat(d)) === undefined; d = dirname(d)) {
     missing.push(d)
@@ -54,6 +40,71 @@ export async function mkdirDurable (fs: FileSystem, dir: string, root?: string):
   await fs.mkdir(dir)
   // Deepest first: a directory's own entries are synced before its entry in its parent.
   for (const d of missing) await fs.syncDir(dirname(d))
+}
+
+/**
+ * The directories under a data directory whose entries are durable, for one process: `ensure(dir)`
+ * creates a partition's directory and fsyncs each parent up to the data directory, once per
+ * directory per process (whether the directory was there or not: an earlier open may have made it
+ * and failed before its sync, seed 13 of the storage schedule). A directory's fsyncs are group
+ * committed: a thousand partitions opened at once cost a few fsyncs of their space's directory,
+ * not a thousand (a 1,024-partition space's first write timed out without).
+ */
+export class DurableDirs {
+  /** Directories whose entry in their parent is durable. */
+  private readonly durable = new Set<string>()
+  private readonly syncs = new Map<string, { running: Promise<void> | undefined, queued: Promise<void> | undefined }>()
+  private readonly root: string
+
+  constructor (private readonly fs: FileSystem, root: string) {
+    this.root = resolve(root)
+  }
+
+  async ensure (dir: string): Promise<void> {
+    const target = resolve(dir)
+    const rel = relative(this.root, target)
+    if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw new Error(`DurableDirs: ${dir} is not under ${this.root}`)
+    if (this.durable.has(target)) return
+    await this.fs.mkdir(dir)
+    for (let d = target; d !== this.root && !this.durable.has(d); d = dirname(d)) {
+      await this.syncDir(dirname(d))
+      this.durable.add(d)
+    }
+  }
+
+  /** `dir` and what was under it are gone (a dropped space or partition): made again, they are synced again. */
+  forget (dir: string): void {
+    const gone = resolve(dir)
+    for (const d of [...this.durable]) if (d === gone || d.startsWith(gone + sep)) this.durable.delete(d)
+  }
+
+  /**
+   * fsync of `dir`, group committed: with none in flight one starts; with one in flight (it may
+   * have begun before the caller's entry was made) the caller waits for the next, shared by all
+   * who arrive meanwhile.
+   */
+  private async syncDir (dir: string): Promise<void> {
+    let st = this.syncs.get(dir)
+    if (st === undefined) {
+      st = { running: undefined, queued: undefined }
+      this.syncs.set(dir, st)
+    }
+    const state = st
+    const start = (): Promise<void> => {
+      const running: Promise<void> = this.fs.syncDir(dir).finally(() => {
+        state.running = undefined
+        if (state.queued === undefined && this.syncs.get(dir) === state) this.syncs.delete(dir)
+      })
+      state.running = running
+      return running
+    }
+    if (state.running === undefined) return await start()
+    state.queued ??= state.running.catch(() => {}).then(async () => {
+      state.queued = undefined
+      return await start()
+    })
+    return await state.queued
+  }
 }
 
 export async function removeFiles (fs: FileSystem, dir: string, paths: readonly string[]): Promise<void> {

@@ -77,7 +77,7 @@ export class LocalPartitionStore implements PartitionStore {
   readonly counters: StoreCounters = newStoreCounters()
   recovery!: RecoveryStats
 
-  private constructor (deps: Required<Omit<PartitionDeps, 'rootDir'>>, space: SpaceDef, partition: number, dir: string, opts: ResolvedPartitionOptions, hooks: StoreHooks, manifest: SegmentManifest) {
+  private constructor (deps: Required<Omit<PartitionDeps, 'dirs'>>, space: SpaceDef, partition: number, dir: string, opts: ResolvedPartitionOptions, hooks: StoreHooks, manifest: SegmentManifest) {
     this.spaceDef = space
     this.partition = partition
     this.dir = dir
@@ -125,7 +125,7 @@ export class LocalPartitionStore implements PartitionStore {
     const fs = deps.fs ?? nodeFileSystem
     const files = deps.files ?? new FilePool()
     // Directory fsyncs open descriptors: they hold a slot of the pool like every other open.
-    await files.run(async () => { await mkdirDurable(fs, dir, deps.rootDir) })
+    await files.run(async () => { await (deps.dirs !== undefined ? deps.dirs.ensure(dir) : mkdirDurable(fs, dir)) })
     const cache = deps.cache ?? new BlockCache(OWN_CACHE_BYTES)
     const manifest = await SegmentManifest.read(fs, dir, files, cache)
     const compactions = deps.compactions ?? new CompactionSlots(1)
