@@ -166,7 +166,7 @@ export class Peer implements ApiPeer {
       throw new PeerStartError(`cannot create data dir ${config.dataDir}: ${err.message}`)
     })
     // The data directory's own entry, durable before anything is written in it (storage syncs
-    // the directories below it: src/storage/fsutil.ts mkdirDurable).
+    // the directories below it: src/storage/fsutil.ts DurableDirs).
     await fsyncDir(dirname(resolve(config.dataDir))).catch(() => {})
     let swarmKey: Uint8Array | undefined
     if (config.swarmKeyFile !== undefined) {
