@@ -10,10 +10,12 @@
  * the same answer on every peer, and a join or departure moves only the partitions it gains or
  * loses. While ownership moves, each peer announces the partitions it holds ready in its
  * membership meta (`meta.ready = { [uid]: hex bitmap }`); reads go to ready holders, owners
- * first, and writes to the owners plus those holders. A partition nobody has announced ready is
- * fresh, and its owners count as ready; one whose holders are all gone (dead past
- * deadOwnerTimeoutMs, or left) is not: it is unavailable until a holder returns or an operator
- * removes the holders (Swim.forceRemove; `partitionsOnlyOn` says what that gives up).
+ * first, and writes to the owners plus those holders. A partition nobody has announced ready or
+ * returning (restarted holding data of it, meta `back`) is fresh, and its owners count as ready;
+ * one whose holders are all gone (dead past deadOwnerTimeoutMs, or left) is not: it is
+ * unavailable until a holder returns or an operator removes the holders (Swim.forceRemove;
+ * `partitionsOnlyOn` says what that gives up). Nor is one whose holders all restarted: it is
+ * unavailable until an owner has taken in every returning copy (`locate(...).returning`).
  *
  * ```ts
  * import { Catalog, PlacementService, CATALOG_TOPIC } from '../placement/index.js'

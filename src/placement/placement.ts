@@ -13,7 +13,10 @@
  *
  * Ownership and data are apart, though (issue 13): a member that stops owning still holds what it
  * held. "Fresh" (nothing to catch up from, the owners are ready at once) means that no member in
- * the list, alive, suspect, dead (expired or not) or left, has announced the partition ready.
+ * the list, alive, suspect, dead (expired or not) or left, has announced the partition ready or
+ * returning (restarted holding data of it: meta `back`). When the only announcements are
+ * returning ones (every holder restarted), it has no read replicas and an owner becomes ready
+ * only once it has taken in every returning copy and every other owner's (`returning`).
  * When every member that did is gone (expired dead, or left), the partition is unavailable, not
  * fresh: those members stay its read replicas, unreachable, so reads answer 503 naming it,
  * queries list it missing, and the new owners, whose catch-up cannot reach them, stay not ready.
@@ -215,10 +218,17 @@ export class PlacementService implements Placement {
     // No live holder: the data is on members that own nothing any more (or nowhere).
     const goneHolders: PeerId[] = []
     if (holders.length === 0) for (const id of this.gone) if (this.readySet(id, space.uid).has(partition)) goneHolders.push(id)
-    // Fresh: no member at all has it ready (a new space, a whole cluster restarted, or its holders
-    // removed by an operator): the owners are it. Holders that are merely gone do not make it
-    // fresh: their owners would answer "not found" for every row they hold.
-    const fresh = holders.length === 0 && goneHolders.length === 0 && this.isSynced()
+    // Nobody has it ready, but members that restarted hold data of it (meta `back`): every holder's
+    // announcement was replaced by a restart (a whole cluster restarted, or its holders one after
+    // another). Their copies together are the partition; none of them alone is.
+    const returning: PeerId[] = []
+    if (holders.length === 0 && goneHolders.length === 0) {
+      for (const id of [...this.holderCandidates, ...this.gone]) if (this.backSet(id, space.uid).has(partition)) returning.push(id)
+    }
+    // Fresh: no member at all has it ready or holds data of it (a new space, or its holders removed
+    // by an operator): the owners are it. Holders that are merely gone, or restarted and not ready
+    // yet, do not make it fresh: its owners would answer "not found" for every row they hold.
+    const fresh = holders.length === 0 && goneHolders.length === 0 && returning.length === 0 && this.isSynced()
     const readyOwners = fresh ? owners : owners.filter(o => holders.includes(o))
     // The gone holders are read replicas nobody can reach: reads and QUORUM writes fail fast
     // naming the partition, and a new owner's catch-up, finding no reachable source, waits.
@@ -234,7 +244,8 @@ export class PlacementService implements Placement {
       writeReplicas: Object.freeze(writeReplicas) as PeerId[],
       readReplicas: Object.freeze(readReplicas) as PeerId[],
       quorum: n === 0 ? 0 : Math.floor(n / 2) + 1,
-      fresh
+      fresh,
+      returning: Object.freeze(returning.sort()) as PeerId[]
     }
     if (this.placementCache.size >= this.maxCached) this.placementCache.clear()
     this.placementCache.set(key, placement)
@@ -304,21 +315,23 @@ export class PlacementService implements Placement {
   isLeaving (): boolean { return this.localLeaving }
 
   /**
-   * Replication holds undamaged data of this partition from before this process started. If this
-   * peer's previous life had announced it ready (as the cluster remembered it when we joined), it
-   * is announced as returning (meta `back`) until it is ready again or released: its copy holds
-   * every write acknowledged by a quorum it was part of, which the others' catch-ups may need.
+   * Replication holds undamaged data of this partition from before this process started: it is
+   * announced as returning (meta `back`) until it is ready again or released. Its copy holds every
+   * write acknowledged by a quorum it was part of, which the others' catch-ups may need, and while
+   * nobody has the partition ready it keeps the partition from passing for fresh (a restart
+   * replaced every holder's announcement: a whole cluster restarted, or its holders one after
+   * another). Whether its previous life had it ready matters only to selfAsSource.
    */
   markReturning (space: SpaceDef, partition: number): void {
     this.checkPartition(space, partition)
     if (this.localReady.get(space.uid)?.has(partition) === true) return
-    const prev = this.membership.previousLife?.()
-    if (prev === undefined || decodeReady(prev.meta[READY_META_KEY]).get(space.uid)?.has(partition) !== true) return
     let set = this.localReturning.get(space.uid)
     if (set === undefined) { set = new Set(); this.localReturning.set(space.uid, set) }
     if (set.has(partition)) return
     set.add(partition)
+    this.placementCache.clear()
     this.scheduleMeta()
+    this.notify()
   }
 
   /**
@@ -347,8 +360,10 @@ export class PlacementService implements Placement {
   selfAsSource (space: SpaceDef, partition: number): SelfSource | undefined {
     this.refresh()
     if (this.localReturning.get(space.uid)?.has(partition) !== true) return undefined
+    // Only a copy its previous life had announced ready (as the cluster remembered it when we
+    // joined) is known to hold every write acknowledged by a quorum it was in.
     const prev = this.membership.previousLife?.()
-    if (prev === undefined) return undefined
+    if (prev === undefined || decodeReady(prev.meta[READY_META_KEY]).get(space.uid)?.has(partition) !== true) return undefined
     const excludedAt = prev.state === 'left'
       ? (prev.goneAt ?? prev.restartedAt)
       : Math.min(prev.restartedAt, prev.goneAt === undefined ? Infinity : prev.goneAt + this.deadOwnerTimeoutMs)
@@ -427,6 +442,12 @@ export class PlacementService implements Placement {
   private readySet (peerId: PeerId, uid: string): ReadonlySet<number> {
     if (peerId === this.localPeerId) return this.localReady.get(uid) ?? EMPTY
     return this.readiness.get(peerId)?.ready.get(uid) ?? EMPTY
+  }
+
+  /** The partitions of a space that `peerId` announces returning (meta `back`; this peer: markReturning). */
+  private backSet (peerId: PeerId, uid: string): ReadonlySet<number> {
+    if (peerId === this.localPeerId) return this.localReturning.get(uid) ?? EMPTY
+    return this.readiness.get(peerId)?.back.get(uid) ?? EMPTY
   }
 
   /** Rebuilds the member list and the remote readiness after a membership event. */

@@ -41,11 +41,19 @@ export interface PartitionPlacement {
   quorum: number
   /**
    * No member (alive, suspect, dead or left, unless removed by an operator) has announced this
-   * partition ready (a space just created, or a whole cluster restarted): its owners count as
-   * ready and have nothing to catch up from. A partition whose holders are all gone is not fresh:
-   * its readReplicas are those unreachable holders, so it is unavailable until one returns.
+   * partition ready or returning (a space just created): its owners count as ready and have
+   * nothing to catch up from. A partition whose holders are all gone is not fresh: its
+   * readReplicas are those unreachable holders, so it is unavailable until one returns. Nor is
+   * one whose holders all restarted (see `returning`).
    */
   fresh: boolean
+  /**
+   * Filled only when no member has the partition ready (readReplicas is empty and it is not
+   * fresh): the members, this peer included, that restarted holding data of it (meta `back`).
+   * Their copies together are the partition, none alone is: an owner becomes its first ready
+   * holder only after taking in every one of them and every other owner (see Ownership.catchUp).
+   */
+  returning: PeerId[]
 }
 
 /**
@@ -71,7 +79,7 @@ export interface Placement {
   onChange(listener: () => void): () => void
   /**
    * Called by replication for a partition it holds data of from before this process started
-   * (undamaged): announced as returning if this peer's previous life had announced it ready.
+   * (undamaged): announced as returning (meta `back`) until it is ready or released.
    */
   markReturning?(space: SpaceDef, partition: number): void
   /** Whether this peer's own (returning) copy may count as a catch-up source, and on what terms. */

@@ -332,7 +332,6 @@ export class Ownership {
     const opened = this.ctx.replicas.isStale(key) ? await this.rebuildStale(space, partition) : await this.openOrRebuild(key, space, partition)
     if (opened === undefined) return false
     const store = opened
-    const pp = placement.locate(space, partition)
     // A damaged replica lacks what the bad WAL frames held, or was rebuilt empty after a damaged
     // segment, and any other replica may hold what it lacks (a write's quorum is not known
     // afterwards): it syncs with every other replica, even of a fresh partition (a whole cluster
@@ -344,18 +343,30 @@ export class Ownership {
     const stats = store.stats()
     const held = stats.liveRows + stats.tombstones > 0
     if (held && !damaged) placement.markReturning?.(space, partition)
+    // Located after markReturning: this peer's own announcement counts in `returning`.
+    const pp = placement.locate(space, partition)
+    // Nobody has it ready, yet members restarted holding data of it: every holder's announcement
+    // was replaced by a restart (a whole cluster restarted, or its holders one after another,
+    // never caught up in between). No copy alone is the partition: taking its own for it (as
+    // when it passed for fresh) answered reads without writes the others held (a Jepsen ci-kills
+    // run lost 7 acknowledged adds so). This owner becomes its first ready holder only once it
+    // has taken in, completely, every returning copy and every other owner's (an owner that does
+    // not say it returns may hold writes taken while the others were away).
+    const unclaimed = !pp.fresh && pp.readReplicas.length === 0 && pp.returning.length > 0
     // A returning holder whose copy placement vouches for counts it as one of the sources, with
     // itself among the ready holders whose every quorum the sources must meet, and must take in
     // every other returning holder's copy as well (see PlacementService.selfAsSource). Without
     // it, a partition whose other holders are all dead could never be served again.
-    const selfSource = !pp.fresh && !damaged && held ? placement.selfAsSource?.(space, partition) : undefined
-    const holders = [...new Set(selfSource !== undefined ? [...pp.readReplicas, self] : pp.readReplicas)]
+    const selfSource = !pp.fresh && !unclaimed && !damaged && held ? placement.selfAsSource?.(space, partition) : undefined
+    const holders = unclaimed
+      ? [...new Set([...pp.owners, ...pp.returning])]
+      : [...new Set(selfSource !== undefined ? [...pp.readReplicas, self] : pp.readReplicas)]
     // A fresh partition has nothing to catch up from: streaming it between owners that are all
     // starting from the same writes would only copy those writes back and forth.
     const sources = pp.fresh && !damaged ? [] : holders.filter(p => p !== self)
     const alsoFrom = (selfSource?.alsoFrom ?? []).filter(p => p !== self && !sources.includes(p))
     let required = 0
-    if (damaged) {
+    if (damaged || unclaimed) {
       required = sources.length
     } else if (sources.length > 0 || selfSource !== undefined) {
       const r = holders.length

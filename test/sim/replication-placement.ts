@@ -112,7 +112,7 @@ export class FakePlacement implements Placement {
     const formerHolders = allReady ? [] : members.filter(m => !owners.includes(m) && ready(m))
     const writeReplicas = [...owners, ...formerHolders]
     const readReplicas = [...owners.filter(ready), ...formerHolders]
-    return { space, partition, owners, writeReplicas, readReplicas, quorum: Math.floor(readReplicas.length / 2) + 1, fresh: false }
+    return { space, partition, owners, writeReplicas, readReplicas, quorum: Math.floor(readReplicas.length / 2) + 1, fresh: false, returning: [] }
   }
 
   addressOf (peerId: PeerId): PeerAddress | undefined { return simAddress(peerId) }

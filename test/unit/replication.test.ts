@@ -102,7 +102,7 @@ describe('chunkRecords', () => {
 describe('writeLevel: who must acknowledge a write of one partition', () => {
   const pp = (owners: string[], ready: string[], former: string[] = []): PartitionPlacement => {
     const readReplicas = [...owners.filter(o => ready.includes(o)), ...former]
-    return { space, partition: 0, owners, writeReplicas: [...owners, ...former], readReplicas, quorum: Math.floor(readReplicas.length / 2) + 1, fresh: false }
+    return { space, partition: 0, owners, writeReplicas: [...owners, ...former], readReplicas, quorum: Math.floor(readReplicas.length / 2) + 1, fresh: false, returning: [] }
   }
   const plan = (p: PartitionPlacement, c: 'one' | 'quorum' | 'all'): unknown => {
     const l = writeLevel(p, c)
