@@ -11,7 +11,7 @@ import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index
 import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
 import { PartitionDetector } from '../partition/index.js'
-import { Catalog, DEFAULT_PLACEMENT_OPTIONS, LEAVING_META_KEY, PlacementService } from '../placement/index.js'
+import { DEFAULT_PLACEMENT_OPTIONS, LEAVING_META_KEY } from '../placement/index.js'
 import { DEFAULT_REPLICATOR_OPTIONS, HintLog, hintFileBytesFor, Replicator } from '../replication/index.js'
 import { DiskFaultRules, FaultInjectingFileSystem, fsyncDir, nodeFileSystem, SystemClock, SystemRandom, VERSION, type FileSystem, type Logger, type PeerAddress } from '../runtime/index.js'
 import { DEFAULT_MEMTABLE_BUDGET_BYTES, DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
@@ -19,7 +19,7 @@ import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
 import { planHeap } from './heap.js'
 import { AvailabilityLog } from './availability-log.js'
 import { MembershipLog } from './membership-log.js'
-import { CatalogFile } from './catalog-file.js'
+import { adoptReplicasOnDisk, assembleStack, StackSettingsError, startStack, storeProviderOf, type ProtocolStack } from './stack.js'
 import { openFileLimit, planFileBudget, type FileBudget } from './file-budget.js'
 import { KnownPeers } from './known-peers.js'
 import { FileIncarnationStore, IncarnationFileError } from './incarnation-file.js'
@@ -46,8 +46,8 @@ const DECOMMISSION_KEEPALIVE_MS = 30_000
 /** How often the event-loop lag is sampled and fed to the Local Health Multiplier. */
 const LAG_SAMPLE_INTERVAL_MS = 1000
 
-/** The layers of one peer, built together by Peer.create. */
-interface Layers {
+/** The layers of one peer, built together by Peer.create: the protocol stack (stack.ts) and what the real peer adds around it. */
+interface Layers extends ProtocolStack {
   /** The filesystem storage, hints and the catalog file use: node:fs, behind disk fault rules with --enable-fault-injection. */
   disk: { fs: FileSystem, faults: DiskFaultRules | undefined }
   host: Host
@@ -55,13 +55,7 @@ interface Layers {
   hlc: HybridClock
   engine: StorageEngine
   broadcaster: GossipsubBroadcaster
-  catalog: Catalog
-  catalogFile: CatalogFile
   knownPeers: KnownPeers
-  swim: Swim
-  detector: PartitionDetector
-  placement: PlacementService
-  replicator: Replicator
   hintLog: HintLog
   queries: QueryService
   pool: FragmentPool
@@ -72,8 +66,9 @@ interface Layers {
  * The composition root: builds every layer in one place, starts them in dependency order and
  * stops them in reverse. Nothing else constructs a layer, so tests and the CLI see one shape.
  *
- * Start: peer key → libp2p host → RPC → saved catalog → SWIM → detector → placement →
- *        replication → HTTP → join.
+ * Start: peer key → libp2p host → RPC → the protocol stack (stack.ts, as the simulator runs it:
+ *        saved catalog → SWIM → join, in the background → detector → placement → replication)
+ *        → queries → HTTP.
  * Stop:  decommission (hand-off bounded by decommissionTimeoutMs, leave and last push bounded by
  *        drainTimeoutMs) → HTTP → replication → placement → detector → SWIM → catalog → storage
  *        (flushes) → RPC → host.
@@ -248,74 +243,53 @@ export class Peer implements ApiPeer {
     const direct = new MemberBroadcaster(transport, () => (swimRef?.members() ?? [])
       .filter(m => m.state === 'alive' && m.id !== transport.localPeerId)
       .map(m => ({ id: m.id, addrs: m.addrs })), log.child({ component: 'net.broadcast' }))
-    const catalog = new Catalog({ hlc, clock, log, broadcaster: new FanoutBroadcaster([broadcaster, direct]) })
-    const catalogFile = new CatalogFile(config.dataDir, catalog, log.child({ component: 'catalog' }), fs)
-    let swim: Swim
+    let settings: { membership: Record<string, number>, placement: Record<string, number>, replication: Record<string, number> }
     try {
-      // A restart must start above every incarnation used before, or its new meta (this HTTP
-      // address) is ignored (issue 13): the saved ceiling guarantees it, and the HLC's
-      // milliseconds (never backwards while its own file lives, else the wall clock) cover a
-      // lost incarnation file. See IncarnationStore in src/membership/swim.ts.
-      swim = new Swim({
-        transport,
-        clock,
-        random,
-        log,
-        delegate: catalog.swimDelegate(),
-        incarnations: new FileIncarnationStore(config.dataDir, log.child({ component: 'swim' })),
-        startIncarnation: hlcPhysicalMs(hlc.now())
-      }, {
-        ...checkOptions('membership', config.membership, DEFAULT_SWIM_OPTIONS),
-        meta: { name: config.name, http: httpAddress, version: VERSION }
-      })
+      settings = {
+        membership: checkOptions('membership', config.membership, DEFAULT_SWIM_OPTIONS),
+        placement: checkOptions('placement', config.placement, DEFAULT_PLACEMENT_OPTIONS),
+        replication: checkOptions('replication', config.replication, DEFAULT_REPLICATOR_OPTIONS)
+      }
     } catch (err) {
       await host.stop().catch(() => {})
-      throw new PeerStartError(err instanceof IncarnationFileError ? `membership state in ${config.dataDir}: ${err.message}` : `membership settings: ${(err as Error).message}`)
-    }
-    swimRef = swim
-    const detector = new PartitionDetector({ membership: swim, clock, log: log.child({ component: 'partition' }) }, {})
-    let placement: PlacementService
-    try {
-      placement = new PlacementService({ membership: swim, catalog, clock, log, isMajority: () => detector.status().majority, isSynced: () => swim.hasSynced() },
-        checkOptions('placement', config.placement, DEFAULT_PLACEMENT_OPTIONS))
-    } catch (err) {
-      await host.stop().catch(() => {})
-      throw new PeerStartError(`placement settings: ${(err as Error).message}`)
-    }
-    let replicationOptions: Record<string, number>
-    try {
-      replicationOptions = checkOptions('replication', config.replication, DEFAULT_REPLICATOR_OPTIONS)
-    } catch (err) {
-      await host.stop().catch(() => {})
-      throw new PeerStartError(`replication settings: ${(err as Error).message}`)
+      throw new PeerStartError((err as Error).message)
     }
     // Hints survive a restart: read back before replication starts, replayed as the targets return.
     let hintFiles: Awaited<ReturnType<typeof HintLog.open>>
     try {
       hintFiles = await HintLog.open({ fs, log: log.child({ component: 'hints' }) },
-        { dir: `${config.dataDir}/hints`, fileBytes: hintFileBytesFor(replicationOptions.hintMaxBytes ?? DEFAULT_REPLICATOR_OPTIONS.hintMaxBytes) })
+        { dir: `${config.dataDir}/hints`, fileBytes: hintFileBytesFor(settings.replication.hintMaxBytes ?? DEFAULT_REPLICATOR_OPTIONS.hintMaxBytes) })
     } catch (err) {
       await host.stop().catch(() => {})
       throw new PeerStartError(`cannot read the hint files in ${config.dataDir}/hints: ${(err as Error).message}`)
     }
-    const replicator = new Replicator({
-      transport,
-      clock,
-      random,
-      hlc,
-      log: log.child({ component: 'replication' }),
-      placement,
-      stores: {
-        open: async (space, partition) => await engine.openPartition(space, partition),
-        drop: async (space, partition) => { await engine.dropPartition(space.uid, partition) },
-        rebuild: async (space, partition, reason) => await engine.rebuildPartition(space, partition, reason),
-        reopen: async (space, partition) => await engine.reopenPartition(space, partition)
-      },
-      detector,
-      membership: swim,
-      hintFiles,
-      spaceGone: space => catalog.isGone(space)
-    }, replicationOptions)
+    let stack: ProtocolStack
+    try {
+      // A restart must start above every incarnation used before, or its new meta (this HTTP
+      // address) is ignored (issue 13): the saved ceiling guarantees it, and the HLC's
+      // milliseconds (never backwards while its own file lives, else the wall clock) cover a
+      // lost incarnation file. See IncarnationStore in src/membership/swim.ts.
+      stack = assembleStack({
+        transport,
+        clock,
+        random,
+        log,
+        hlc,
+        broadcaster: new FanoutBroadcaster([broadcaster, direct]),
+        fs,
+        dataDir: config.dataDir,
+        incarnations: new FileIncarnationStore(config.dataDir, log.child({ component: 'swim' })),
+        startIncarnation: hlcPhysicalMs(hlc.now()),
+        stores: storeProviderOf(engine),
+        hintFiles
+      }, { meta: { name: config.name, http: httpAddress, version: VERSION }, ...settings })
+    } catch (err) {
+      await host.stop().catch(() => {})
+      const cause = err instanceof StackSettingsError ? err.cause : err
+      throw new PeerStartError(cause instanceof IncarnationFileError ? `membership state in ${config.dataDir}: ${cause.message}` : (err as Error).message)
+    }
+    const { catalog, catalogFile, swim, detector, placement, replicator } = stack
+    swimRef = swim
     let queryOptions: Record<string, number>
     try {
       queryOptions = checkOptions('query', config.query, DEFAULT_QUERY_OPTIONS)
@@ -406,29 +380,16 @@ export class Peer implements ApiPeer {
   addrs (): string[] { return this.transport.localAddrs() }
 
   async start (): Promise<void> {
-    const { catalog, catalogFile, placement, replicator, engine, knownPeers } = this.layers
+    const { engine, knownPeers } = this.layers
     let joining: ReturnType<Swim['join']> | undefined
     try {
       await this.transport.start()
-      await catalogFile.load()
-      catalog.onChange(ev => {
-        catalogFile.save()
-        // A dropped space's data goes with it, on every peer that held some.
-        if (ev.type === 'dropped') engine.dropSpace(ev.space.uid).catch((err: unknown) => { this.log.error({ err, space: ev.space.name }, 'could not delete a dropped space') })
-      })
-      catalog.start()
       // Configured addresses first, then the peers this peer knew before it stopped.
       const remembered = (await knownPeers.load()).filter(p => p.id !== this.peerId)
       const bootstrap: PeerAddress[] = [...this.config.bootstrap.map(addr => ({ addrs: [addr], ...peerIdOf(addr) })), ...remembered]
-      await this.swim.start()
-      // join() registers the addresses at once, so Swim.hasSynced() is false from here on until
-      // an exchange succeeds: placement and replication, started next, must not see a peer with
-      // nobody to join for even a moment. It never throws for unreachable addresses and keeps
-      // retrying them in the background, so a peer started before its bootstrap still joins.
-      if (bootstrap.length > 0) joining = this.swim.join(bootstrap)
-      this.detector.start()
-      placement.start()
-      replicator.start()
+      // The join never throws for unreachable addresses and keeps retrying them in the
+      // background, so a peer started before its bootstrap still joins.
+      joining = (await startStack(this.layers, { bootstrap, dropSpaceData: async uid => { await engine.dropSpace(uid) }, log: this.log })).joining
       this.layers.queries.start()
       await this.http.start()
     } catch (err) {
@@ -470,24 +431,10 @@ export class Peer implements ApiPeer {
    * Replicas of spaces it has not heard of are left alone: the catalog may still be arriving.
    */
   private async adoptReplicasOnDisk (): Promise<void> {
-    const { engine, catalog, replicator } = this.layers
     while (!this.stopped && !this.swim.hasSynced()) await new Promise(resolve => setTimeout(resolve, 500).unref())
     if (this.stopped) return
     try {
-      const onDisk = await engine.listOnDisk()
-      const byName = new Map(catalog.entries().map(e => [e.def.name, e]))
-      const byUid = new Map(catalog.entries().map(e => [e.def.uid, e]))
-      for (const { uid, partition } of onDisk) {
-        const entry = byUid.get(uid)
-        const name = uid.replace(/-\d+$/, '')
-        const current = byName.get(name)
-        if (entry !== undefined && !entry.dropped) {
-          await replicator.adopt(entry.def, partition)
-        } else if (entry?.dropped === true || (current !== undefined && current.def.uid !== uid)) {
-          this.log.info({ uid }, 'deleting the data of a space dropped while this peer was away')
-          await engine.dropSpace(uid)
-        }
-      }
+      await adoptReplicasOnDisk(this.layers, this.layers.engine, this.log)
     } catch (err) {
       this.log.error({ err }, 'could not go through the replicas on disk')
     }

@@ -1,22 +1,21 @@
 /**
- * Whole peers in the simulator, as src/peer/peer.ts wires them minus storage, RPC and HTTP: real
- * Swim (carrying the catalog in push-pull), Catalog, PartitionDetector, PlacementService and
- * Replicator, with MemoryStores and an incarnation store (a real peer's data dir) that survive a
- * restart. The replication harness
+ * Whole peers in the simulator: the protocol stack of src/peer/peer.ts, assembled and started by
+ * the same code (src/peer/stack.ts: Catalog and its file, Swim carrying the catalog in push-pull,
+ * PartitionDetector, PlacementService, Replicator), on the simulator's network, virtual time and
+ * a simulated disk per peer (MemoryFileSystem, kept across restarts). Replicas live in the real
+ * StorageEngine on that disk with `disks`, else in MemoryStores. Not simulated: libp2p, HTTP,
+ * queries, and hint files (hints stay in memory here). The replication harness
  * (replication-cluster.ts) fakes placement and the placement harness runs no replication; the
  * defects of their seam (who counts as a holder, when a partition is fresh) need both real.
  * Peers are named p0..; everyone joins p0 (or the first up peer).
  */
 import { HybridClock } from '../../src/hlc/index.js'
-import { Swim } from '../../src/membership/index.js'
-import type { SwimOptions } from '../../src/membership/index.js'
-import { PartitionDetector } from '../../src/partition/index.js'
-import { CatalogFile } from '../../src/peer/catalog-file.js'
-import { Catalog, PlacementService } from '../../src/placement/index.js'
-import type { PlacementOptions } from '../../src/placement/index.js'
-import { Replicator } from '../../src/replication/index.js'
-import type { ReplicatorOptions, StoreProvider } from '../../src/replication/index.js'
-import { silentLogger } from '../../src/runtime/index.js'
+import type { Swim, SwimOptions } from '../../src/membership/index.js'
+import type { PartitionDetector } from '../../src/partition/index.js'
+import { adoptReplicasOnDisk, assembleStack, startStack, storeProviderOf } from '../../src/peer/stack.js'
+import type { Catalog, PlacementOptions, PlacementService } from '../../src/placement/index.js'
+import type { Replicator, ReplicatorOptions } from '../../src/replication/index.js'
+import { silentLogger, type FileSystem } from '../../src/runtime/index.js'
 import { StorageEngine, type PartitionStoreOptions } from '../../src/storage/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
 import { SimBroadcaster } from './broadcast.js'
@@ -70,36 +69,40 @@ export class WholeCluster {
     const boot = bootstrap ?? [...this.nodes.values()].find(n => n.peer.up && n.id !== id)?.id
     const log = silentLogger
     const hlc = new HybridClock({ clock: peer.clock })
-    const catalog = new Catalog({ hlc, clock: peer.clock, log, broadcaster: new SimBroadcaster(this.world, peer) })
     let incarnations = this.incarnationsById.get(id)
     if (incarnations === undefined) { incarnations = new MemoryIncarnationStore(); this.incarnationsById.set(id, incarnations) }
-    const swim = new Swim({ transport: peer.transport, clock: peer.clock, random: peer.random, log, delegate: catalog.swimDelegate(), incarnations },
-      { ...this.opts.swim, meta: { name: id }, bootstrap: boot === undefined ? [] : [simAddress(boot)] })
-    const detector = new PartitionDetector({ membership: swim, clock: peer.clock, log }, { stableWindowMs: this.opts.stableWindowMs ?? 2000 })
-    const placement = new PlacementService({
-      membership: swim, catalog, clock: peer.clock, log, isMajority: () => detector.status().majority, isSynced: () => swim.hasSynced()
-    }, this.opts.placement)
     let stores = this.storesById.get(id)
     if (stores === undefined) { stores = new MemoryStores(); this.storesById.set(id, stores) }
-    const engine = this.opts.disks === undefined ? undefined : this.engineOn(id, peer)
-    const replicator = new Replicator({
-      transport: peer.transport, clock: peer.clock, random: peer.random, hlc, log, placement, stores: engine !== undefined ? storesOf(engine) : stores, detector, membership: swim,
-      spaceGone: space => catalog.isGone(space)
-    }, this.opts.replication)
-    if (this.opts.disks !== undefined) {
-      // As peer.ts does: the catalog kept in the data directory, read back at start (a cluster
-      // whose every peer lost power still knows its spaces), saved on every change.
-      const fs = this.disks.get(id)!.process()
-      const file = new CatalogFile('/data', catalog, log, fs)
-      catalog.onChange(() => { file.save() })
-      // Peer.create makes the data directory before anything else.
-      void fs.mkdir('/data').then(async () => await file.load()).catch(() => {})
-    }
-    catalog.start()
-    void swim.start()
-    detector.start()
-    placement.start()
-    replicator.start()
+    // Every peer has a disk for its data directory (the catalog file); its replicas live there
+    // too, in the real storage engine, with opts.disks, else in MemoryStores.
+    const fs = this.diskOf(id).process()
+    const engine = this.opts.disks === undefined ? undefined : this.engineOn(peer, fs)
+    // Assembled and started as src/peer/peer.ts does (src/peer/stack.ts).
+    const stack = assembleStack({
+      transport: peer.transport,
+      clock: peer.clock,
+      random: peer.random,
+      log,
+      hlc,
+      broadcaster: new SimBroadcaster(this.world, peer),
+      fs,
+      dataDir: '/data',
+      incarnations,
+      stores: engine !== undefined ? storeProviderOf(engine) : stores
+    }, {
+      meta: { name: id },
+      ...(this.opts.swim !== undefined ? { membership: this.opts.swim } : {}),
+      detector: { stableWindowMs: this.opts.stableWindowMs ?? 2000 },
+      ...(this.opts.placement !== undefined ? { placement: this.opts.placement } : {}),
+      ...(this.opts.replication !== undefined ? { replication: this.opts.replication } : {})
+    })
+    const { swim, catalog, replicator } = stack
+    // Peer.create makes the data directory before anything else.
+    void fs.mkdir('/data').then(async () => await startStack(stack, {
+      bootstrap: boot === undefined ? [] : [simAddress(boot)],
+      ...(engine !== undefined ? { dropSpaceData: async (uid: string) => { await engine.dropSpace(uid) } } : {}),
+      log
+    })).catch(() => {})
     // What peer.ts does once synced (adoptReplicasOnDisk): hand the replicas kept from before the
     // restart to replication, which catches them up if owned and releases them if not.
     if (exists) {
@@ -107,13 +110,7 @@ export class WholeCluster {
         if (!peer.up) return
         if (!swim.hasSynced()) { peer.clock.setTimer(100, adopt); return }
         if (engine !== undefined) {
-          void engine.listOnDisk().then(onDisk => {
-            const byUid = new Map(catalog.entries().map(e => [e.def.uid, e]))
-            for (const { uid, partition } of onDisk) {
-              const entry = byUid.get(uid)
-              if (entry !== undefined && !entry.dropped) void replicator.adopt(entry.def, partition)
-            }
-          }).catch(() => {})
+          adoptReplicasOnDisk(stack, engine, log).catch(() => {})
           return
         }
         for (const s of stores.stores.values()) {
@@ -123,16 +120,21 @@ export class WholeCluster {
       }
       peer.clock.setTimer(100, adopt)
     }
-    const node: WholeNode = { id, peer, swim, catalog, detector, placement, replicator, hlc, stores, ...(engine !== undefined ? { engine } : {}) }
+    const node: WholeNode = { id, peer, ...stack, hlc, stores, ...(engine !== undefined ? { engine } : {}) }
     this.nodes.set(id, node)
     return node
   }
 
-  /** A StorageEngine on `id`'s disk, for one run of its process. */
-  private engineOn (id: string, peer: SimPeer): StorageEngine {
+  /** `id`'s disk, kept across its restarts. */
+  private diskOf (id: string): MemoryFileSystem {
     let disk = this.disks.get(id)
     if (disk === undefined) { disk = new MemoryFileSystem(); this.disks.set(id, disk) }
-    return new StorageEngine({ clock: peer.clock, log: silentLogger, fs: disk.process() }, {
+    return disk
+  }
+
+  /** A StorageEngine on a peer's disk, for one run of its process. */
+  private engineOn (peer: SimPeer, fs: FileSystem): StorageEngine {
+    return new StorageEngine({ clock: peer.clock, log: silentLogger, fs }, {
       dataDir: '/data', cacheMiB: 1, maxOpenFiles: 64, memtableMaxRows: 64, compactionMaxSegments: 3, ...this.opts.disks
     })
   }
@@ -205,14 +207,4 @@ export function spaceOn (node: WholeNode, name: string): SpaceDef {
   const def = node.catalog.get(name)
   if (def === undefined) throw new Error(`${node.id} does not know space ${name}`)
   return def
-}
-
-/** The StoreProvider a peer gives replication over its engine (as src/peer/peer.ts does). */
-export function storesOf (engine: StorageEngine): StoreProvider {
-  return {
-    open: async (space, partition) => await engine.openPartition(space, partition),
-    drop: async (space, partition) => { await engine.dropPartition(space.uid, partition) },
-    rebuild: async (space, partition, reason) => await engine.rebuildPartition(space, partition, reason),
-    reopen: async (space, partition) => await engine.reopenPartition(space, partition)
-  }
 }

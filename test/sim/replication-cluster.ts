@@ -19,7 +19,7 @@ import { MemoryFileSystem } from './memory-fs.js'
 import { MemoryStores } from './memory-store.js'
 import type { MemoryPartitionStore } from './memory-store.js'
 import { FakePlacement, ReadyDirectory } from './replication-placement.js'
-import { storesOf } from './placement-replication-cluster.js'
+import { storeProviderOf } from '../../src/peer/stack.js'
 
 export interface ReplNode {
   id: string
@@ -80,7 +80,7 @@ export class ReplCluster {
       const engine = new StorageEngine({ clock: peerClock, log: silentLogger, fs }, {
         dataDir: '/data', cacheMiB: 1, maxOpenFiles: 32, memtableMaxRows: 64, compactionMaxSegments: 3, ...storage
       })
-      return { stores: storesOf(engine), engine }
+      return { stores: storeProviderOf(engine), engine }
     })
     return node
   }
