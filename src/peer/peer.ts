@@ -389,7 +389,12 @@ export class Peer implements ApiPeer {
       const bootstrap: PeerAddress[] = [...this.config.bootstrap.map(addr => ({ addrs: [addr], ...peerIdOf(addr) })), ...remembered]
       // The join never throws for unreachable addresses and keeps retrying them in the
       // background, so a peer started before its bootstrap still joins.
-      joining = (await startStack(this.layers, { bootstrap, dropSpaceData: async uid => { await engine.dropSpace(uid) }, log: this.log })).joining
+      joining = (await startStack(this.layers, {
+        bootstrap,
+        onDisk: async () => await engine.listOnDisk(),
+        dropSpaceData: async uid => { await engine.dropSpace(uid) },
+        log: this.log
+      })).joining
       this.layers.queries.start()
       await this.http.start()
     } catch (err) {

@@ -14,7 +14,7 @@ import { Swim } from '../membership/index.js'
 import type { IncarnationStore, JoinResult, MemberMeta, SwimOptions } from '../membership/index.js'
 import { PartitionDetector } from '../partition/index.js'
 import type { PartitionDetectorOptions } from '../partition/index.js'
-import { Catalog, PlacementService } from '../placement/index.js'
+import { Catalog, PlacementService, RETURNING_META_KEY } from '../placement/index.js'
 import type { PlacementOptions } from '../placement/index.js'
 import { Replicator } from '../replication/index.js'
 import type { ReplicatorDeps, ReplicatorOptions, StoreProvider } from '../replication/index.js'
@@ -115,6 +115,13 @@ export function assembleStack (env: PeerEnvironment, settings: StackSettings): P
 
 export interface StackStartOptions {
   bootstrap: PeerAddress[]
+  /**
+   * The replicas on this peer's disk from before it started (StorageEngine.listOnDisk): claimed
+   * as returning in its first meta (PlacementService.claimReturning), so that the peers of a
+   * cluster that restarted together never take one another's partitions for fresh while their
+   * stores are still opening. Each claim is confirmed or withdrawn once its store has opened.
+   */
+  onDisk?: () => Promise<Array<{ uid: string, partition: number }>>
   /** Deletes a dropped space's data from this peer (the storage engine's dropSpace). */
   dropSpaceData?: (uid: string) => Promise<void>
   log: Logger
@@ -122,7 +129,8 @@ export interface StackStartOptions {
 
 /**
  * Starts the stack in the order a peer needs: the catalog read back from its file (a cluster whose
- * every peer restarted still knows its spaces), membership, then the join (in the background:
+ * every peer restarted still knows its spaces), the replicas on disk claimed as returning,
+ * membership, then the join (in the background:
  * `joining` settles when the first exchange does or every address failed), then detector,
  * placement and replication. join() registers the addresses at once, so Swim.hasSynced() is false
  * from then on until an exchange succeeds: placement and replication, started after it, never
@@ -139,6 +147,11 @@ export async function startStack (stack: ProtocolStack, opts: StackStartOptions)
     }
   })
   catalog.start()
+  const claims = opts.onDisk !== undefined ? await opts.onDisk() : []
+  if (claims.length > 0) {
+    placement.claimReturning(claims)
+    swim.updateMeta({ ...swim.localMember().meta, [RETURNING_META_KEY]: placement.returningMeta() })
+  }
   await swim.start()
   const joining = opts.bootstrap.length > 0 ? swim.join(opts.bootstrap) : undefined
   detector.start()
@@ -163,7 +176,7 @@ export function storeProviderOf (engine: StorageEngine): StoreProvider {
  * owned, released if not); those of spaces dropped or re-created meanwhile are deleted. Replicas of
  * spaces it has not heard of are left alone: the catalog may still be arriving.
  */
-export async function adoptReplicasOnDisk (stack: Pick<ProtocolStack, 'catalog' | 'replicator'>, engine: StorageEngine, log: Logger): Promise<void> {
+export async function adoptReplicasOnDisk (stack: Pick<ProtocolStack, 'catalog' | 'replicator' | 'placement'>, engine: StorageEngine, log: Logger): Promise<void> {
   const { catalog, replicator } = stack
   const onDisk = await engine.listOnDisk()
   const byName = new Map(catalog.entries().map(e => [e.def.name, e]))
@@ -176,6 +189,8 @@ export async function adoptReplicasOnDisk (stack: Pick<ProtocolStack, 'catalog' 
       await replicator.adopt(entry.def, partition)
     } else if (entry?.dropped === true || (current !== undefined && current.def.uid !== uid)) {
       log.info({ uid }, 'deleting the data of a space dropped while this peer was away')
+      // Its start-up claim goes with it.
+      stack.placement.withdrawReturning({ ...(entry?.def ?? current!.def), uid }, partition)
       await engine.dropSpace(uid)
     }
   }

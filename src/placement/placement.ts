@@ -128,6 +128,8 @@ export class PlacementService implements Placement {
   private readonly localReady = new Map<string, Set<number>>()
   /** Partitions this peer held ready before it restarted and holds again, not ready yet (meta `back`). */
   private readonly localReturning = new Map<string, Set<number>>()
+  /** The replicas found on disk at start-up (claimReturning), until found empty or damaged. */
+  private readonly startupClaims = new Map<string, Set<number>>()
   /**
    * Every partition each member has announced ready since this service started, kept when the
    * announcement is withdrawn (a restart replaces a member's meta): a member that was a holder
@@ -175,6 +177,7 @@ export class PlacementService implements Placement {
     this.unsubscribe.push(this.catalog.onChange(ev => {
       if (ev.type === 'dropped') {
         const ready = this.localReady.delete(ev.space.uid)
+        this.startupClaims.delete(ev.space.uid)
         if (this.localReturning.delete(ev.space.uid) || ready) this.scheduleMeta()
       }
       this.ownersCache.clear()
@@ -315,8 +318,9 @@ export class PlacementService implements Placement {
   isLeaving (): boolean { return this.localLeaving }
 
   /**
-   * Replication holds undamaged data of this partition from before this process started: it is
-   * announced as returning (meta `back`) until it is ready again or released. Its copy holds every
+   * Replication holds undamaged data of this partition from before this process started (found
+   * on disk at start-up, or its previous life had it ready): it is announced as returning (meta
+   * `back`) until it is ready again or released. Its copy holds every
    * write acknowledged by a quorum it was part of, which the others' catch-ups may need, and while
    * nobody has the partition ready it keeps the partition from passing for fresh (a restart
    * replaced every holder's announcement: a whole cluster restarted, or its holders one after
@@ -325,10 +329,52 @@ export class PlacementService implements Placement {
   markReturning (space: SpaceDef, partition: number): void {
     this.checkPartition(space, partition)
     if (this.localReady.get(space.uid)?.has(partition) === true) return
+    // Only data from before this process started: writes taken in this life (an owner of a new
+    // partition written to before its catch-up) are not a returning copy. Such data is what the
+    // start-up claims found on disk, or what the previous life had ready.
+    const prev = this.membership.previousLife?.()
+    const prevReady = prev !== undefined && decodeReady(prev.meta[READY_META_KEY]).get(space.uid)?.has(partition) === true
+    if (!prevReady && this.startupClaims.get(space.uid)?.has(partition) !== true) return
     let set = this.localReturning.get(space.uid)
     if (set === undefined) { set = new Set(); this.localReturning.set(space.uid, set) }
     if (set.has(partition)) return
     set.add(partition)
+    this.placementCache.clear()
+    this.scheduleMeta()
+    this.notify()
+  }
+
+  /**
+   * The replicas this peer found on its disk at start-up, before membership started, claimed as
+   * returning at once: a peer that restarted says what it holds in its very first meta (the stack
+   * puts returningMeta() there), so that while the peers of a cluster that restarted together are
+   * still opening their stores none of them takes a partition for fresh. Each claim is confirmed
+   * by markReturning once its store has opened intact, or withdrawn (withdrawReturning).
+   */
+  claimReturning (claims: Iterable<{ uid: string, partition: number }>): void {
+    for (const { uid, partition } of claims) {
+      if (!Number.isInteger(partition) || partition < 0) continue
+      if (this.localReady.get(uid)?.has(partition) === true) continue
+      for (const sets of [this.localReturning, this.startupClaims]) {
+        let set = sets.get(uid)
+        if (set === undefined) { set = new Set(); sets.set(uid, set) }
+        set.add(partition)
+      }
+    }
+    this.placementCache.clear()
+    if (this.running) { this.scheduleMeta(); this.notify() }
+  }
+
+  /** The `back` meta value of what this peer claims as returning (for the first meta: claimReturning). */
+  returningMeta (): Record<string, string> {
+    return encodeReady(this.localReturning)
+  }
+
+  /** A replica claimed as returning turned out empty, damaged or gone: no longer announced. */
+  withdrawReturning (space: SpaceDef, partition: number): void {
+    // Found empty or damaged: what it takes from now on is not a returning copy either.
+    removeFrom(this.startupClaims, space.uid, partition)
+    if (!removeFrom(this.localReturning, space.uid, partition)) return
     this.placementCache.clear()
     this.scheduleMeta()
     this.notify()

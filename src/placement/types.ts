@@ -82,6 +82,8 @@ export interface Placement {
    * (undamaged): announced as returning (meta `back`) until it is ready or released.
    */
   markReturning?(space: SpaceDef, partition: number): void
+  /** A replica claimed as returning at start-up turned out empty or damaged: no longer announced. */
+  withdrawReturning?(space: SpaceDef, partition: number): void
   /** Whether this peer's own (returning) copy may count as a catch-up source, and on what terms. */
   selfAsSource?(space: SpaceDef, partition: number): SelfSource | undefined
   /**

@@ -343,6 +343,7 @@ export class Ownership {
     const stats = store.stats()
     const held = stats.liveRows + stats.tombstones > 0
     if (held && !damaged) placement.markReturning?.(space, partition)
+    else placement.withdrawReturning?.(space, partition)
     // Located after markReturning: this peer's own announcement counts in `returning`.
     const pp = placement.locate(space, partition)
     // Nobody has it ready, yet members restarted holding data of it: every holder's announcement

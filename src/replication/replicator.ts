@@ -209,13 +209,15 @@ export class Replicator {
       // A damaged segment keeps it from opening (storage reports it in health): catch-up rebuilds
       // it from the other replicas if this peer owns it; the other replicas on disk go on.
       this.ctx.log.error({ space: space.name, partition, err: (err as Error).message }, 'a replica on disk cannot be opened: a segment file is damaged')
+      this.ctx.placement.withdrawReturning?.(space, partition)
       this.ownership.scheduleReconcile()
       return
     }
-    // Held from before the restart, intact: placement announces it returning if this peer's
-    // previous life held it ready, so that other holders' catch-ups take it in.
+    // Held from before the restart, intact: placement announces it returning, so that other
+    // holders' catch-ups take it in; empty or damaged, the start-up claim is withdrawn.
     const stats = store.stats()
     if (stats.liveRows + stats.tombstones > 0 && store.needsRepair?.() !== true) this.ctx.placement.markReturning?.(space, partition)
+    else this.ctx.placement.withdrawReturning?.(space, partition)
     this.ownership.scheduleReconcile()
   }
 

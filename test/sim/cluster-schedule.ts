@@ -12,10 +12,16 @@
  *   clock      one peer's wall clock skewed by up to ±2 s (HLC timestamps), reset at the end
  *   membership a new peer joins (and stays), or one decommissions (hands its partitions off,
  *              leaves, stops) and rejoins on its disk at the window's end
+ *   pause      one or two peers run nothing for 1-5 s (a GC pause, a loaded machine): their
+ *              timers and deliveries wait, then run in order
  *
- * After the last window everything heals, every peer runs, the cluster settles, and every id
- * ever attempted is read at ALL; the history goes through the Jepsen set checker (no lost
- * acknowledged add, no undone acknowledged remove, nothing unexpected). Same seed, same run.
+ * At the end of every window, right after its heal and before anything has converged, a sample
+ * of the acknowledged ids is read at ALL through random peers: a read that answers must see every
+ * add acknowledged before it (a partition whose holders had all restarted once answered from the
+ * owner holding least, a Jepsen ci-kills run). After the last window everything heals, every peer
+ * runs, the cluster settles, and every id ever attempted is read at ALL; the history goes through
+ * the Jepsen set checker (no lost acknowledged add, no undone acknowledged remove, nothing
+ * unexpected, no read missing an acknowledged add). Same seed, same run.
  */
 import type { SpaceDef } from '../../src/schema/index.js'
 import { checkSet } from '../jepsen/checkers/index.js'
@@ -24,7 +30,7 @@ import { SimWorld } from './index.js'
 import { WholeCluster, spaceOn } from './placement-replication-cluster.js'
 import { drive } from './replication-cluster.js'
 
-export const CLUSTER_FAULTS = ['partition', 'kill', 'power', 'disk', 'clock', 'membership'] as const
+export const CLUSTER_FAULTS = ['partition', 'kill', 'power', 'disk', 'clock', 'membership', 'pause'] as const
 export type ClusterFault = typeof CLUSTER_FAULTS[number]
 
 export interface ClusterScheduleOptions {
@@ -38,12 +44,14 @@ export interface ClusterScheduleResult {
   seed: number
   ok: boolean
   violations: string[]
-  stats: { acknowledged: number, removes: number, lost: number, resurrected: number, unexpected: number, windows: string[], virtualMs: number }
+  stats: { acknowledged: number, removes: number, lost: number, resurrected: number, unexpected: number, staleReads: number, reads: number, windows: string[], virtualMs: number }
 }
 
 const NAMES = ['p0', 'p1', 'p2', 'p3', 'p4']
 const WINDOW_MS = 6_000
 const QUIET_MS = 4_000
+/** Acknowledged ids read back at ALL right after each window's heal. */
+const READ_BACK = 30
 
 export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise<ClusterScheduleResult> {
   // Storage yields with setImmediate: the world waits for real macrotasks between events.
@@ -75,6 +83,29 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
   const members = [...NAMES]
   const minority = (): string[] => [...members].sort(() => rnd.next() - 0.5).slice(0, 1 + rnd.int(2))
   const windows: string[] = []
+  /**
+   * Reads up to READ_BACK acknowledged, never-removed ids at ALL, each through a random up peer,
+   * as 'read' ops: the set checker counts a read invoked after its add was acknowledged that did
+   * not see it (stale). Reads that fail (a partition unavailable, a replica unreachable) say
+   * nothing and are not counted.
+   */
+  const readBack = async (): Promise<void> => {
+    const removed = new Set(ops.filter(o => o.f === 'remove').map(o => o.key))
+    const acked = [...new Set(ops.filter(o => o.f === 'add' && o.type === 'ok' && !removed.has(o.key)).map(o => o.key))]
+    for (let i = 0; i < READ_BACK && acked.length > 0; i++) {
+      const id = acked[rnd.int(acked.length)]!
+      const up = c.up()
+      const coord = up[rnd.int(up.length)]
+      if (coord === undefined) return
+      ops.push({ process: 'reader', type: 'invoke', f: 'read', workload: 'set', key: id, value: null, time: world.now(), coordinator: coord.id })
+      try {
+        const r = await drive(world, coord.replicator.read(space, id, { consistency: 'all' }), 10_000)
+        ops.push({ process: 'reader', type: 'ok', f: 'read', workload: 'set', key: id, value: r.record !== undefined, time: world.now(), coordinator: coord.id })
+      } catch (err) {
+        ops.push({ process: 'reader', type: 'fail', f: 'read', workload: 'set', key: id, value: null, time: world.now(), coordinator: coord.id, error: (err as Error).message })
+      }
+    }
+  }
 
   await world.run(2_000)
   for (let w = 0; w < (opts.windows ?? 4) && kinds.length > 0; w++) {
@@ -138,6 +169,11 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
         c.crash(id)
         heal = async () => { c.add(id, members.find(x => x !== id)) }
       }
+    } else if (kind === 'pause') {
+      const hit = minority()
+      for (const id of hit) world.stall(id, 1_000 + rnd.int(4_000))
+      windows.push(`pause ${hit.join(',')}`)
+      heal = async () => {}
     } else {
       const id = members[rnd.int(members.length)]!
       const offsetMs = (rnd.next() < 0.5 ? -1 : 1) * (200 + rnd.int(1800))
@@ -149,6 +185,7 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
     await world.run(WINDOW_MS)
     await heal()
     nemesis(`stop-${kind}`, null)
+    await readBack()
     await world.run(QUIET_MS)
   }
   stop = true
@@ -176,17 +213,18 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
   if (result.lost.length > 0) violations.push(`lost acknowledged adds: ${result.lost.slice(0, 10).join(', ')}`)
   if (result.resurrected.length > 0) violations.push(`undone acknowledged removes: ${result.resurrected.slice(0, 10).join(', ')}`)
   if (result.unexpected.length > 0) violations.push(`unexpected ids: ${result.unexpected.slice(0, 10).join(', ')}`)
+  if (result.stale.length > 0) violations.push(`reads at ALL missed acknowledged adds: ${result.stale.slice(0, 10).map(r => `${r.id} (acked ${r.ackedAt} ms, read ${r.readAt} ms)`).join(', ')}`)
   if (!result.valid && violations.length === 0) violations.push('the set checker found the history invalid')
   return {
     seed: opts.seed,
     ok: violations.length === 0,
     violations,
-    stats: { acknowledged: result.acknowledged, removes: result.removes.ok, lost: result.lost.length, resurrected: result.resurrected.length, unexpected: result.unexpected.length, windows, virtualMs: world.now() }
+    stats: { acknowledged: result.acknowledged, removes: result.removes.ok, lost: result.lost.length, resurrected: result.resurrected.length, unexpected: result.unexpected.length, staleReads: result.stale.length, reads: result.reads, windows, virtualMs: world.now() }
   }
 }
 
 function failed (seed: number, why: string, windows: string[] = []): ClusterScheduleResult {
-  return { seed, ok: false, violations: [why], stats: { acknowledged: 0, removes: 0, lost: 0, resurrected: 0, unexpected: 0, windows, virtualMs: 0 } }
+  return { seed, ok: false, violations: [why], stats: { acknowledged: 0, removes: 0, lost: 0, resurrected: 0, unexpected: 0, staleReads: 0, reads: 0, windows, virtualMs: 0 } }
 }
 
 /** Why `c` is not settled, peer by peer: for a failing seed's report. */

@@ -67,6 +67,9 @@ export class WholeCluster {
     const exists = this.world.peers().some(p => p.id === id)
     const peer = exists ? this.world.restart(id) : this.world.addPeer(id)
     const boot = bootstrap ?? [...this.nodes.values()].find(n => n.peer.up && n.id !== id)?.id
+    // A restarted peer also joins the peers it knew (as a real one does from its known-peers
+    // file): one whose cluster restarted together is not alone and synced at once.
+    const joins = [...new Set([...(boot !== undefined ? [boot] : []), ...(exists ? [...this.nodes.keys()].filter(n => n !== id) : [])])]
     const log = silentLogger
     const hlc = new HybridClock({ clock: peer.clock })
     let incarnations = this.incarnationsById.get(id)
@@ -91,7 +94,10 @@ export class WholeCluster {
       stores: engine !== undefined ? storeProviderOf(engine) : stores
     }, {
       meta: { name: id },
-      ...(this.opts.swim !== undefined ? { membership: this.opts.swim } : {}),
+      // The join address goes in the options (Swim.start joins it): the peer is not synced from
+      // its first moment, though its stack starts a few steps later (a real peer's HTTP, and so
+      // the simulated clients here, reach it only once it has started).
+      membership: { ...this.opts.swim, bootstrap: joins.map(simAddress) },
       detector: { stableWindowMs: this.opts.stableWindowMs ?? 2000 },
       ...(this.opts.placement !== undefined ? { placement: this.opts.placement } : {}),
       ...(this.opts.replication !== undefined ? { replication: this.opts.replication } : {})
@@ -99,7 +105,8 @@ export class WholeCluster {
     const { swim, catalog, replicator } = stack
     // Peer.create makes the data directory before anything else.
     void fs.mkdir('/data').then(async () => await startStack(stack, {
-      bootstrap: boot === undefined ? [] : [simAddress(boot)],
+      bootstrap: [],
+      onDisk: async () => engine !== undefined ? await engine.listOnDisk() : [...stores.stores.values()].map(s => ({ uid: s.space.uid, partition: s.partition })),
       ...(engine !== undefined ? { dropSpaceData: async (uid: string) => { await engine.dropSpace(uid) } } : {}),
       log
     })).catch(() => {})

@@ -153,6 +153,38 @@ describe('PlacementService', () => {
     }
   })
 
+  it('a partition only returning holders announce is not fresh and has no read replicas; only data from before the start is returning', () => {
+    const { m, catalog, pl } = setup('a', ['b', 'c'])
+    const s = catalog.create({ name: 's', schema, partitions: 4, replicas: 3 })
+    expect(pl.locate(s, 0).fresh).toBe(true)
+    // Another member restarted holding data of partition 0 (meta `back`), nobody has it ready.
+    m.set('b', { meta: { back: { [s.uid]: encodeBitmap([0]) } } })
+    const loc = pl.locate(s, 0)
+    expect(loc.fresh).toBe(false)
+    expect(loc.readReplicas).toEqual([])
+    expect(loc.returning).toEqual(['b'])
+    expect(pl.locate(s, 1).fresh).toBe(true)
+    // Once a member has it ready, it is read from there, and `returning` is empty.
+    m.set('c', { meta: { ready: { [s.uid]: encodeBitmap([0]) } } })
+    expect(pl.locate(s, 0).readReplicas).toEqual(['c'])
+    expect(pl.locate(s, 0).returning).toEqual([])
+
+    // This peer: writes taken in this life do not make a returning copy (a new partition written to
+    // before its catch-up would otherwise wait for every owner); what was on its disk at start does.
+    pl.markReturning(s, 1)
+    expect(pl.locate(s, 1).fresh).toBe(true)
+    pl.claimReturning([{ uid: s.uid, partition: 2 }, { uid: s.uid, partition: 3 }])
+    expect(pl.returningMeta()).toEqual({ [s.uid]: encodeBitmap([2, 3]) })
+    expect(pl.locate(s, 2)).toMatchObject({ fresh: false, readReplicas: [], returning: ['a'] })
+    pl.markReturning(s, 2)
+    // Found empty: withdrawn, fresh again, and its later writes are not returning either.
+    pl.withdrawReturning(s, 3)
+    expect(pl.locate(s, 3).fresh).toBe(true)
+    pl.markReturning(s, 3)
+    expect(pl.locate(s, 3).fresh).toBe(true)
+    expect(pl.returningMeta()).toEqual({ [s.uid]: encodeBitmap([2]) })
+  })
+
   it('caches placements and invalidates them on membership and catalog changes', () => {
     const { m, catalog, pl } = setup()
     const s = catalog.create({ name: 's', schema, partitions: 4, replicas: 3 })
