@@ -207,6 +207,9 @@ describe('a one-peer cluster restarted after kill -9', () => {
     expect(writer.failures).toBe(0)
     await solo.kill('SIGKILL')
     await cluster.restart('solo')
+    // Its partitions are served once it has opened them and caught them up (/health `ready`):
+    // what is on its disk is returning data, not a fresh partition (a few hundred ms here).
+    await waitFor(async () => (await solo.health() as { ready?: boolean }).ready === true, { timeoutMs: 20_000 })
     for (const id of ids) {
       const got = await readRecord(solo, 'kept', id, 'quorum')
       expect(writer.check(id, got.n), `${id}: status ${got.status}`).toBeUndefined()
