@@ -29,7 +29,7 @@ import type { ReplicationContext, ReplicationCounters } from './context.js'
 import type { ResolvedReplicatorOptions } from './options.js'
 import { METHOD_SCAN, parseRecordsAnswer } from './wire.js'
 
-export type OwnershipContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'placement' | 'stores' | 'detector' | 'membership' | 'replicas' | 'life' | 'addr'> & {
+export type OwnershipContext = Pick<ReplicationContext, 'self' | 'transport' | 'clock' | 'hlc' | 'log' | 'placement' | 'stores' | 'detector' | 'membership' | 'replicas' | 'life' | 'addr' | 'spaceGone'> & {
   opts: Pick<ResolvedReplicatorOptions, 'catchUpConcurrency' | 'catchUpTimeoutMs' | 'catchUpRetryMs' | 'scanBatchRecords' | 'releaseGraceMs' | 'diskProbeMinMs' | 'diskProbeMaxMs'>
   counters: Pick<ReplicationCounters, 'catchUp' | 'release' | 'repair'>
   antiEntropy: Pick<AntiEntropy, 'syncWith'>
@@ -278,6 +278,14 @@ export class Ownership {
     for (const key of replicas.readyKeys()) if (!owned.has(key)) replicas.unmarkReady(key)
     for (const [key, h] of replicas.heldPartitions()) {
       if (owned.has(key) || this.releasing.has(key) || this.catchUpRunning.has(key)) continue
+      // Its space was dropped (or re-created): nothing to hand anyone, and a sync would make
+      // owners that restarted since open (create) a replica of it. Its data went with the drop.
+      if (this.ctx.spaceGone(h.space)) {
+        replicas.unmarkReady(key)
+        replicas.forget(key)
+        placement.markReleased(h.space, h.partition)
+        continue
+      }
       const pp = placement.locate(h.space, h.partition)
       if (pp.owners.length === 0 || !pp.owners.every(o => pp.readReplicas.includes(o))) continue
       this.releasing.set(key, null)

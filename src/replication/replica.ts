@@ -70,6 +70,9 @@ export class ReplicaHandlers {
    */
   async storeForRead (space: SpaceDef, partition: number): Promise<PartitionStore> {
     const key = keyOf(space, partition)
+    // A peer whose catalog is behind (or that held the partition before the drop) asks for a
+    // space this peer knows is gone: opening it would create a replica of a dropped space.
+    if (this.ctx.spaceGone(space)) throw new ReplicaRequestError('SPACE_GONE', `space '${space.name}' (${space.uid}) was dropped or re-created; this peer serves nothing of it`)
     if (!this.ctx.replicas.holds(key) && !this.ctx.placement.locate(space, partition).owners.includes(this.ctx.self)) {
       throw new ReplicaRequestError('NOT_HELD', `this peer holds no replica of partition ${partition} of '${space.name}'`)
     }

@@ -1,7 +1,7 @@
 /**
  * Issue 13: the seed sweep's cluster schedule (cluster-schedule.ts) in CI: five whole peers on
  * simulated disks, set clients at QUORUM, partitions (one-way too), kills, power cuts, failing and
- * full disks, clock skew, joins and decommissions, pauses, reads at ALL right after each heal,
+ * full disks, clock skew, joins and decommissions, pauses, space drops, reads at ALL right after each heal,
  * judged by the Jepsen set checker. Seeds 4, 5 and 6 fail if a partition's directory is not
  * synced in its parent; seeds 4 and 5 if a partition whose holders all restarted passes for fresh
  * (reads right after the heal then miss acknowledged adds). `npm run sim -- cluster --seeds
@@ -28,6 +28,16 @@ describe('whole clusters on simulated disks: the seed sweep', () => {
     }
     expect(failed).toEqual([])
     expect(acknowledged).toBeGreaterThan(3000)
-    expect([...kinds].sort()).toEqual(['clock', 'disk', 'kill', 'membership', 'partition', 'pause', 'power'])
+    expect([...kinds].sort()).toEqual(['clock', 'disk', 'drop', 'kill', 'membership', 'partition', 'pause', 'power'])
   }, 180_000)
+
+  it('a space dropped and created again while a peer is away: no disk keeps the dropped uid, nothing written into it comes back into the new one', async () => {
+    // Seeds 1 and 7 failed before the fix: a peer that had held the dropped uid kept handing it
+    // off (a digest sync with its owners), and an owner restarted since created its replica again.
+    for (const seed of [1, 7]) {
+      const r = await runClusterSchedule({ seed, faults: ['drop'] })
+      expect(r.stats.windows.filter(w => w.startsWith('drop')).length, `seed ${seed}`).toBe(4)
+      expect(r.violations, `seed ${seed}`).toEqual([])
+    }
+  }, 60_000)
 })

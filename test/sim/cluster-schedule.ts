@@ -14,6 +14,8 @@
  *              leaves, stops) and rejoins on its disk at the window's end
  *   pause      one or two peers run nothing for 1-5 s (a GC pause, a loaded machine): their
  *              timers and deliveries wait, then run in order
+ *   drop       a second space, written by its own client, is dropped and created again (same
+ *              name, new uid) while one peer is down; the peer comes back at the window's end
  *
  * At the end of every window, right after its heal and before anything has converged, a sample
  * of the acknowledged ids is read at ALL through random peers: a read that answers must see every
@@ -21,7 +23,9 @@
  * owner holding least, a Jepsen ci-kills run). After the last window everything heals, every peer
  * runs, the cluster settles, and every id ever attempted is read at ALL; the history goes through
  * the Jepsen set checker (no lost acknowledged add, no undone acknowledged remove, nothing
- * unexpected, no read missing an acknowledged add). Same seed, same run.
+ * unexpected, no read missing an acknowledged add). The dropped space: no disk keeps data of a
+ * dropped uid, every write acknowledged into the space as it is now is there, and none written
+ * into an earlier one came back into it. Same seed, same run.
  */
 import type { SpaceDef } from '../../src/schema/index.js'
 import { checkSet } from '../jepsen/checkers/index.js'
@@ -30,7 +34,7 @@ import { SimWorld } from './index.js'
 import { WholeCluster, spaceOn } from './placement-replication-cluster.js'
 import { drive } from './replication-cluster.js'
 
-export const CLUSTER_FAULTS = ['partition', 'kill', 'power', 'disk', 'clock', 'membership', 'pause'] as const
+export const CLUSTER_FAULTS = ['partition', 'kill', 'power', 'disk', 'clock', 'membership', 'pause', 'drop'] as const
 export type ClusterFault = typeof CLUSTER_FAULTS[number]
 
 export interface ClusterScheduleOptions {
@@ -50,6 +54,8 @@ export interface ClusterScheduleResult {
 const NAMES = ['p0', 'p1', 'p2', 'p3', 'p4']
 const WINDOW_MS = 6_000
 const QUIET_MS = 4_000
+/** The space the drop windows drop and create again. */
+const SCRATCH = { name: 'scratch', schema: [{ name: 'v', type: 'int32' as const, nullable: true }], partitions: 4, replicas: 3 }
 /** Acknowledged ids read back at ALL right after each window's heal. */
 const READ_BACK = 30
 
@@ -71,13 +77,39 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
     return failed(opts.seed, 'the cluster did not form')
   }
   const space: SpaceDef = spaceOn(c.get('p0'), 'jset')
+  // The space the drop windows drop and create again, and the writes acknowledged into each of its uids.
+  c.get('p0').catalog.create(SCRATCH)
+  const scratchAcked = new Map<string, Set<string>>()
+  const droppedUids = new Set<string>()
 
   const ops: SimOp[] = []
   let stop = false
   const client = async (process: number): Promise<void> => {
     await simSetClient(process, { world, coordinators: () => c.up(), space, ops, stopped: () => stop, removeRate: 0.3, thinkMs: 20, thinkSpreadMs: 60, session: true })
   }
-  const running = [client(0), client(1)]
+  /** Writes unique ids into the scratch space as each coordinator knows it now (its uid recorded with the ack). */
+  const scratchClient = async (): Promise<void> => {
+    let n = 0
+    while (!stop) {
+      const up = c.up()
+      const coord = up[rnd.int(up.length)]
+      const def = coord?.catalog.get(SCRATCH.name)
+      if (coord !== undefined && def !== undefined) {
+        const id = `x${n++}`
+        const ok = await Promise.race([
+          coord.replicator.write(def, [{ id, v: 1 }], { consistency: 'quorum', timeoutMs: 1000 }).then(() => true, () => false),
+          new Promise<false>(resolve => { world.schedule(3000, () => { resolve(false) }) })
+        ])
+        if (ok) {
+          let set = scratchAcked.get(def.uid)
+          if (set === undefined) { set = new Set(); scratchAcked.set(def.uid, set) }
+          set.add(id)
+        }
+      }
+      await new Promise<void>(resolve => { world.schedule(40 + rnd.int(80), resolve) })
+    }
+  }
+  const running = [client(0), client(1), scratchClient()]
   const nemesis = (f: string, value: unknown): void => { ops.push({ process: 'nemesis', type: 'info', f, workload: 'set', key: '', value, time: world.now() }) }
   /** The peers of the cluster now (joins add to it). */
   const members = [...NAMES]
@@ -169,6 +201,22 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
         c.crash(id)
         heal = async () => { c.add(id, members.find(x => x !== id)) }
       }
+    } else if (kind === 'drop') {
+      // One peer is away while the space is dropped and created again: it comes back holding
+      // the old uid's data (and maybe hints for it), which must not return.
+      const away = members[rnd.int(members.length)]!
+      c.crash(away)
+      const by = members.filter(x => x !== away)[rnd.int(members.length - 1)]!
+      const old = c.get(by).catalog.get(SCRATCH.name)
+      await world.run(500 + rnd.int(1500))
+      if (old !== undefined && c.get(by).peer.up) {
+        c.get(by).catalog.drop(SCRATCH.name)
+        droppedUids.add(old.uid)
+        await world.run(rnd.int(2000))
+        c.get(by).catalog.create(SCRATCH)
+      }
+      windows.push(`drop ${SCRATCH.name} by ${by}, ${away} away`)
+      heal = async () => { c.add(away, members.find(x => x !== away)) }
     } else if (kind === 'pause') {
       const hit = minority()
       for (const id of hit) world.stall(id, 1_000 + rnd.int(4_000))
@@ -194,7 +242,7 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
   } catch (err) {
     return failed(opts.seed, `the clients did not stop: ${(err as Error).message}`, windows)
   }
-  if (!await world.runUntil(() => c.up().length === members.length && c.settled('jset') && c.announced(space), { maxMs: 120_000, checkEveryMs: 200 })) {
+  if (!await world.runUntil(() => c.up().length === members.length && c.settled('jset') && c.settled(SCRATCH.name) && c.announced(space), { maxMs: 120_000, checkEveryMs: 200 })) {
     return failed(opts.seed, `the cluster did not settle after the heal: ${unsettled(c, space).join('; ')}`, windows)
   }
   const attempted = [...new Set(ops.filter(o => o.f === 'add').map(o => o.key))]
@@ -207,9 +255,32 @@ export async function runClusterSchedule (opts: ClusterScheduleOptions): Promise
       return failed(opts.seed, `final read of ${id} at ALL failed: ${(err as Error).message}`, windows)
     }
   }
+  const violations: string[] = []
+  // The scratch space: its current uid holds what was acknowledged into it and nothing written
+  // into an earlier one; no disk keeps a dropped uid's data once its peer has gone through it.
+  const scratch = c.get(members[0]!).catalog.get(SCRATCH.name)
+  if (scratch !== undefined && c.settled(SCRATCH.name)) {
+    const current = scratchAcked.get(scratch.uid) ?? new Set<string>()
+    const earlier = new Set([...scratchAcked].filter(([uid]) => uid !== scratch.uid).flatMap(([, ids]) => [...ids]).filter(id => !current.has(id)))
+    for (const [id, want] of [...[...current].map(id => [id, true] as const), ...[...earlier].slice(0, 200).map(id => [id, false] as const)]) {
+      try {
+        const r = await drive(world, c.get(members[rnd.int(members.length)]!).replicator.read(scratch, id, { consistency: 'all' }), 30_000)
+        if ((r.record !== undefined) !== want) violations.push(want ? `scratch: acknowledged write ${id} missing` : `scratch: ${id}, written into a dropped uid, is back in the new one`)
+      } catch (err) {
+        violations.push(`scratch: the final read of ${id} at ALL failed: ${(err as Error).message}`)
+      }
+      if (violations.length > 10) break
+    }
+  } else {
+    violations.push('scratch: the space did not settle after the heal')
+  }
+  for (const n of c.up()) {
+    const onDisk = await drive(world, n.engine!.listOnDisk())
+    const kept = [...new Set(onDisk.filter(r => droppedUids.has(r.uid)).map(r => r.uid))]
+    if (kept.length > 0) violations.push(`${n.id} keeps data of dropped space uid ${kept.join(', ')}`)
+  }
   for (const n of c.up()) await n.engine?.close().catch(() => {})
   const result = checkSet(simHistory(ops))
-  const violations: string[] = []
   if (result.lost.length > 0) violations.push(`lost acknowledged adds: ${result.lost.slice(0, 10).join(', ')}`)
   if (result.resurrected.length > 0) violations.push(`undone acknowledged removes: ${result.resurrected.slice(0, 10).join(', ')}`)
   if (result.unexpected.length > 0) violations.push(`unexpected ids: ${result.unexpected.slice(0, 10).join(', ')}`)
