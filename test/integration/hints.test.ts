@@ -26,6 +26,12 @@ describe('hint files on a real cluster', () => {
     const res = await a.post('/spaces', { name: 'hinted', schema: [{ name: 'id', type: 'utf8' }, { name: 'n', type: 'int64' }], partitions: 4, replicas: 3 })
     expect(res.status).toBe(201)
     await waitFor(async () => (await Promise.all([b, c].map(async p => await p.get('/spaces/hinted') as { name?: string }))).every(v => v.name === 'hinted'), { timeoutMs: 15_000 })
+    // Every owner has announced every partition ready, as the coordinator sees it: a partition
+    // only c had announced yet would refuse the QUORUM write below once c is gone (503).
+    await waitFor(async () => {
+      const view = await a.get('/spaces/hinted') as { placement: Array<{ readReplicas: string[], fresh: boolean }> }
+      return view.placement.every(x => !x.fresh && x.readReplicas.length === 3)
+    }, { timeoutMs: 15_000 })
 
     await c.kill('SIGKILL')
     const rows = Array.from({ length: 40 }, (_, i) => ({ id: `h${i}`, n: i }))
