@@ -99,6 +99,8 @@ interface Tombstone { incarnation: number, at: number }
 
 /** memberlist pushPullScale: above 32 members the anti-entropy period grows with log2(n). */
 const PUSH_PULL_SCALE_THRESHOLD = 32
+/** A bootstrap address failing push-pulls for this many reconnect intervals no longer keeps joinSettled() false. */
+const JOIN_GIVE_UP_INTERVALS = 3
 export function pushPullScaleMs (intervalMs: number, n: number): number {
   if (n <= PUSH_PULL_SCALE_THRESHOLD) return intervalMs
   const mult = Math.ceil(Math.log2(n) - Math.log2(PUSH_PULL_SCALE_THRESHOLD)) + 1
@@ -157,6 +159,14 @@ export class Swim {
   /** A full-state exchange with another member succeeded since start (either direction). */
   private synced = false
   private joinRetryScheduled = false
+  /**
+   * Bootstrap addresses that have not answered a push-pull since start, with their failures: a
+   * peer that restarted with its whole cluster reaches only the peers already up at first, and
+   * keeps knocking on the others (reconnectTick) until they answer or have failed for
+   * JOIN_GIVE_UP_INTERVALS reconnect intervals. Until then its view may be an island (joinSettled).
+   */
+  private readonly unanswered = new Map<string, { addr: PeerAddress, since: number }>()
+  private readonly joinAnswered = new Set<string>()
   /** Bumped on every change of the view; keys the cached push-pull state. */
   private viewVersion = 0
   private stateCache: { version: number, members: WireMember[], goneAt: Array<number | undefined> } | undefined
@@ -313,6 +323,8 @@ export class Swim {
     for (const a of targets) {
       const key = JSON.stringify([a.id ?? null, a.addrs])
       if (!this.bootstrap.some(b => JSON.stringify([b.id ?? null, b.addrs]) === key)) this.bootstrap.push({ id: a.id, addrs: [...a.addrs] })
+      // Pending until it answers: an exchange another peer starts with us may sync us first.
+      if (!this.joinAnswered.has(key) && !this.unanswered.has(key)) this.unanswered.set(key, { addr: { id: a.id, addrs: [...a.addrs] }, since: this.clock.now() })
     }
     const out = await this.joinOnce(targets)
     this.ensureJoinRetry()
@@ -323,10 +335,36 @@ export class Swim {
     const results = await Promise.allSettled(targets.map(async a => { await this.pushPull(a, true) }))
     const out: JoinResult = { joined: 0, errors: [] }
     results.forEach((r, i) => {
+      this.noteJoinAnswer(targets[i]!, r.status === 'fulfilled')
       if (r.status === 'fulfilled') out.joined++
       else out.errors.push({ addr: addrLabel(targets[i]!), error: r.reason instanceof Error ? r.reason : new Error(String(r.reason)) })
     })
     return out
+  }
+
+  private noteJoinAnswer (addr: PeerAddress, answered: boolean): void {
+    const key = JSON.stringify([addr.id ?? null, addr.addrs])
+    const entry = this.unanswered.get(key)
+    if (answered) { this.unanswered.delete(key); this.joinAnswered.add(key); return }
+    // Given up once it has failed for JOIN_GIVE_UP_INTERVALS reconnect intervals: a peer still
+    // starting answers by then, one that is gone never will.
+    const now = this.clock.now()
+    const since = entry?.since ?? now
+    if (now - since >= JOIN_GIVE_UP_INTERVALS * this.opts.reconnectIntervalMs) this.unanswered.delete(key)
+    else this.unanswered.set(key, { addr, since })
+  }
+
+  /**
+   * Whether every bootstrap address has answered a push-pull since start, is known alive through
+   * others, or has failed for JOIN_GIVE_UP_INTERVALS reconnect intervals: until then this peer's view may be an
+   * island of the peers that happened to be up first (a whole cluster restarting at once), and
+   * what it would decide alone (that a partition is fresh, who its first ready holder is) waits.
+   */
+  joinSettled (): boolean {
+    for (const [key, { addr }] of this.unanswered) {
+      if (addr.id !== undefined && this.membersById.get(addr.id)?.state === 'alive') this.unanswered.delete(key)
+    }
+    return this.unanswered.size === 0
   }
 
   /** Keeps joining the bootstrap addresses while we know no other live member. */
@@ -830,6 +868,16 @@ export class Swim {
   /** Serf's reconnect: keep knocking on a dead member (and the bootstrap) so full splits heal. */
   private reconnectTick (): void {
     if (this.leaving) return
+    // A bootstrap address not yet answered (its peer was still starting when we joined): its
+    // side of the cluster may know members ours does not.
+    if (!this.joinSettled()) {
+      const pending = [...this.unanswered.values()]
+      const { addr } = pending[this.random.int(pending.length)]!
+      this.pushPull(addr, false).then(() => { this.noteJoinAnswer(addr, true) }, err => {
+        this.noteJoinAnswer(addr, false)
+        this.log.debug({ err, addr: addrLabel(addr) }, 'bootstrap reconnect failed')
+      })
+    }
     if (this.deadOrLeftCount > 0) {
       const [peer] = this.randomMembers(1, m => m.state === 'dead')
       if (peer !== undefined) {

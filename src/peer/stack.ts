@@ -95,7 +95,9 @@ export function assembleStack (env: PeerEnvironment, settings: StackSettings): P
   }, { ...settings.membership, meta: settings.meta }))
   const detector = built('detector', () => new PartitionDetector({ membership: swim, clock, log: log.child({ component: 'partition' }) }, settings.detector))
   const placement = built('placement', () => new PlacementService({
-    membership: swim, catalog, clock, log, isMajority: () => detector.status().majority, isSynced: () => swim.hasSynced()
+    // Nothing counts as fresh until the join has reached every known peer (or given up on it):
+    // a peer of a cluster restarting at once may otherwise take an island for the cluster.
+    membership: swim, catalog, clock, log, isMajority: () => detector.status().majority, isSynced: () => swim.hasSynced() && swim.joinSettled()
   }, settings.placement))
   const replicator = built('replication', () => new Replicator({
     transport,

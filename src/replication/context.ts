@@ -60,6 +60,8 @@ export interface MembershipEvents {
    * its view is only itself. Default: always synced.
    */
   hasSynced?(): boolean
+  /** Whether the join has reached every bootstrap address or given up on it (Swim.joinSettled); without it, always. */
+  joinSettled?(): boolean
 }
 
 /** The counters behind stats(); each part is handed only its own group. */

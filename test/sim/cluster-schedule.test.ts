@@ -4,7 +4,8 @@
  * full disks, clock skew, joins and decommissions, pauses, space drops, reads at ALL right after each heal,
  * judged by the Jepsen set checker. Seeds 4, 5 and 6 fail if a partition's directory is not
  * synced in its parent; seeds 4 and 5 if a partition whose holders all restarted passes for fresh
- * (reads right after the heal then miss acknowledged adds). `npm run sim -- cluster --seeds
+ * (reads right after the heal then miss acknowledged adds); seed 24 if a restarted peer decides
+ * before its join has reached every peer it knew. `npm run sim -- cluster --seeds
  * 1-1000` runs more; docs/testing.md says how many a release should pass.
  *
  * Seeds 9 and 35 found the sim's own client unsound, not the database: a remove stamped by a
@@ -16,11 +17,13 @@ import { describe, expect, it } from 'vitest'
 import { runClusterSchedule } from './cluster-schedule.js'
 
 describe('whole clusters on simulated disks: the seed sweep', () => {
-  it('keeps every acknowledged add and remove, and every read sees what was acknowledged, through 8 seeded schedules of every fault kind', async () => {
+  it('keeps every acknowledged add and remove, and every read sees what was acknowledged, through 9 seeded schedules of every fault kind', async () => {
     const failed: string[] = []
     let acknowledged = 0
     const kinds = new Set<string>()
-    for (let seed = 1; seed <= 8; seed++) {
+    // Seed 24: after a power cut of the whole cluster, an island of the peers up first took itself
+    // for the cluster (see Swim.joinSettled).
+    for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 24]) {
       const r = await runClusterSchedule({ seed })
       acknowledged += r.stats.acknowledged
       for (const w of r.stats.windows) { const k = w.split(' ')[0]!; kinds.add(k === 'join' || k === 'decommission' ? 'membership' : k) }
