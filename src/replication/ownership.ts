@@ -65,6 +65,8 @@ export class Ownership {
   private readonly catchUpQueue: Array<{ key: string, space: SpaceDef, partition: number }> = []
   private readonly catchUpQueued = new Set<string>()
   private readonly catchUpRunning = new Set<string>()
+  /** The running catch-ups with no other peer to talk to (needsNoPeer): not counted against catchUpConcurrency. */
+  private readonly catchUpAlone = new Set<string>()
   private readonly catchUpRetryAt = new Map<string, number>()
   /** Partitions being released: null while pushing to the owners, then the timer of the drop. */
   private readonly releasing = new Map<string, Timer | null>()
@@ -294,6 +296,13 @@ export class Ownership {
     this.pumpCatchUp()
   }
 
+  /** Whether no other peer owns, holds or returns with the partition: its catch-up opens the store and talks to nobody. */
+  private needsNoPeer (job: { space: SpaceDef, partition: number }): boolean {
+    const pp = this.ctx.placement.locate(job.space, job.partition)
+    const self = this.ctx.self
+    return [...pp.owners, ...pp.writeReplicas, ...pp.readReplicas, ...pp.returning].every(p => p === self)
+  }
+
   private owns (key: string): boolean {
     return this.ctx.placement.ownedPartitions().some(o => keyOf(o.space, o.partition) === key)
   }
@@ -304,10 +313,16 @@ export class Ownership {
       this.catchUpRetryAt.set(key, clock.now() + opts.catchUpRetryMs)
       life.timer(opts.catchUpRetryMs, () => { this.scheduleReconcile() })
     }
-    while (!life.stopped && this.catchUpRunning.size < opts.catchUpConcurrency && this.catchUpQueue.length > 0) {
-      const job = this.catchUpQueue.shift()!
+    // catchUpConcurrency bounds the catch-ups that talk to other peers; one with nobody else to
+    // talk to (this peer its only owner and holder: a one-peer cluster, replicas 1) only opens its
+    // store, and a restart of a peer holding a thousand of them must not queue them one by one.
+    for (let i = 0; !life.stopped && i < this.catchUpQueue.length;) {
+      const alone = this.needsNoPeer(this.catchUpQueue[i]!)
+      if (!alone && this.catchUpRunning.size - this.catchUpAlone.size >= opts.catchUpConcurrency) { i++; continue }
+      const job = this.catchUpQueue.splice(i, 1)[0]!
       this.catchUpQueued.delete(job.key)
       this.catchUpRunning.add(job.key)
+      if (alone) this.catchUpAlone.add(job.key)
       const staleBefore = this.ctx.replicas.isStale(job.key)
       void this.catchUp(job.key, job.space, job.partition).then(ok => {
         // Found stale during the catch-up (repair.ts): rebuilt at once, not after a retry delay.
@@ -323,6 +338,7 @@ export class Ownership {
         retryLater(job.key)
       }).finally(() => {
         this.catchUpRunning.delete(job.key)
+        this.catchUpAlone.delete(job.key)
         this.pumpCatchUp()
       })
     }
