@@ -101,6 +101,11 @@ interface Tombstone { incarnation: number, at: number }
 const PUSH_PULL_SCALE_THRESHOLD = 32
 /** A bootstrap address failing push-pulls for this many reconnect intervals no longer keeps joinSettled() false. */
 const JOIN_GIVE_UP_INTERVALS = 3
+/** One bootstrap address as a map key (its id, if known, and its multiaddrs). */
+function addrKey (a: PeerAddress): string {
+  return JSON.stringify([a.id ?? null, a.addrs])
+}
+
 export function pushPullScaleMs (intervalMs: number, n: number): number {
   if (n <= PUSH_PULL_SCALE_THRESHOLD) return intervalMs
   const mult = Math.ceil(Math.log2(n) - Math.log2(PUSH_PULL_SCALE_THRESHOLD)) + 1
@@ -321,8 +326,8 @@ export class Swim {
   async join (bootstrap: PeerAddress[]): Promise<JoinResult> {
     const targets = bootstrap.filter(a => a.id !== this.self.id && !(a.id === undefined && a.addrs.length > 0 && a.addrs.every(x => this.self.addrs.includes(x))))
     for (const a of targets) {
-      const key = JSON.stringify([a.id ?? null, a.addrs])
-      if (!this.bootstrap.some(b => JSON.stringify([b.id ?? null, b.addrs]) === key)) this.bootstrap.push({ id: a.id, addrs: [...a.addrs] })
+      const key = addrKey(a)
+      if (!this.bootstrap.some(b => addrKey(b) === key)) this.bootstrap.push({ id: a.id, addrs: [...a.addrs] })
       // Pending until it answers: an exchange another peer starts with us may sync us first.
       if (!this.joinAnswered.has(key) && !this.unanswered.has(key)) this.unanswered.set(key, { addr: { id: a.id, addrs: [...a.addrs] }, since: this.clock.now() })
     }
@@ -343,7 +348,7 @@ export class Swim {
   }
 
   private noteJoinAnswer (addr: PeerAddress, answered: boolean): void {
-    const key = JSON.stringify([addr.id ?? null, addr.addrs])
+    const key = addrKey(addr)
     const entry = this.unanswered.get(key)
     if (answered) { this.unanswered.delete(key); this.joinAnswered.add(key); return }
     // Given up once it has failed for JOIN_GIVE_UP_INTERVALS reconnect intervals: a peer still

@@ -126,7 +126,7 @@ export class PlacementService implements Placement {
   private readonly readiness = new Map<PeerId, PeerReadiness>()
   /** This peer's ready partitions (authoritative here; meta follows after the debounce). */
   private readonly localReady = new Map<string, Set<number>>()
-  /** Partitions this peer held ready before it restarted and holds again, not ready yet (meta `back`). */
+  /** Partitions this peer holds data of from before it started (claimed from its disk, or its previous life had them ready), not ready yet (meta `back`). */
   private readonly localReturning = new Map<string, Set<number>>()
   /** The replicas found on disk at start-up (claimReturning), until found empty or damaged. */
   private readonly startupClaims = new Map<string, Set<number>>()
