@@ -2,6 +2,7 @@ import { pino } from 'pino'
 import { ConfigError, resolveConfig, type RawSettings } from '../config/index.js'
 import { Peer, PeerStartError } from '../peer/index.js'
 import { CliError } from './errors.js'
+import { PROGRAM, VERSION } from '../runtime/index.js'
 
 /**
  * `shoal start`: resolve settings, start the peer; on SIGTERM/SIGINT decommission (hand the
@@ -40,7 +41,7 @@ export async function runStart (opts: Record<string, unknown>): Promise<void> {
     if (err instanceof PeerStartError) throw new CliError(err.message, 1, { cause: err })
     throw err
   }
-  log.info({ peer: peer.peerId, addrs: peer.addrs(), http: peer.httpUrl, dataDir: config.dataDir }, 'peer started')
+  log.info({ peer: peer.peerId, version: VERSION, program: PROGRAM, addrs: peer.addrs(), http: peer.httpUrl, dataDir: config.dataDir }, 'peer started')
   const semiSpace = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some(a => a.startsWith('--max-semi-space-size'))
   if (!semiSpace || (process.platform === 'linux' && process.env.MALLOC_MMAP_THRESHOLD_ === undefined)) {
     log.info({ semiSpace, mallocMmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_ ?? null }, 'peer started without the launcher\'s settings (slower ingest, more resident memory): run it as bin/shoal start (npm start, npx shoal start); docs/operations.md')

@@ -3,7 +3,7 @@
  * same file serves `src/` under tsx and vitest and `dist/src/` when compiled). Read once, at load.
  */
 import { readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 function findVersion (): string {
@@ -22,3 +22,9 @@ function findVersion (): string {
 
 /** This build's version (package.json), or 'unknown' if it cannot be found. */
 export const VERSION: string = findVersion()
+
+/**
+ * What runs: the one-file bundle bin/shoal prefers (dist/bundle/, scripts/bundle.ts), where every
+ * module's import.meta.url is the bundle's, or the modules one by one (dist/src/, or src/ under vitest).
+ */
+export const PROGRAM: 'bundle' | 'modules' = basename(dirname(fileURLToPath(import.meta.url))) === 'bundle' ? 'bundle' : 'modules'

@@ -2,9 +2,13 @@
  * What an operator runs and reads, through real peers: the launcher's settings (the heap limit)
  * and the slow-query log.
  */
-import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { runCli, TestCluster, waitFor } from '../cluster/index.js'
+import { VERSION } from '../../src/runtime/index.js'
+import { LAUNCHER, runCli, TestCluster, waitFor } from '../cluster/index.js'
 
 describe('the launcher (bin/shoal) and the heap', () => {
   let cluster: TestCluster
@@ -25,6 +29,37 @@ describe('the launcher (bin/shoal) and the heap', () => {
     const bad = await runCli(['start', '--data-dir', join(cluster.dir, 'bad'), '--heap-mib', '12'])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain('heapMiB (from flags): must be an integer of MiB from 64')
+    // The test clusters run what `npm test` built, as users run it: the bundle.
+    const started = JSON.parse((await peer.logs()).split('\n').find(l => l.includes('"msg":"peer started"'))!) as { program: string, version: string }
+    expect(started).toMatchObject({ program: 'bundle', version: VERSION })
+  })
+
+  it('runs the bundle only while it is newer than the compiled modules, and the modules with SHOAL_BUNDLE=0', () => {
+    // The launcher in a tree of its own, with two programs that say which they are.
+    const root = mkdtempSync(join(tmpdir(), 'shoal-launcher-'))
+    try {
+      const modules = join(root, 'dist', 'src', 'cli', 'main.js')
+      const bundle = join(root, 'dist', 'bundle', 'main.js')
+      mkdirSync(join(root, 'bin'))
+      copyFileSync(LAUNCHER, join(root, 'bin', 'shoal'))
+      for (const [file, name] of [[modules, 'modules'], [bundle, 'bundle']] as const) {
+        mkdirSync(dirname(file), { recursive: true })
+        writeFileSync(file, `console.log('${name}')`)
+      }
+      const run = (env: Record<string, string> = {}): string => spawnSync('/bin/sh', [join(root, 'bin', 'shoal'), '--version'], { env: { ...process.env, ...env }, encoding: 'utf8' }).stdout.trim()
+      const age = (file: string, s: number): void => { const t = new Date(Date.now() - s * 1000); utimesSync(file, t, t) }
+      age(modules, 60)
+      age(bundle, 30)
+      expect(run()).toBe('bundle')
+      expect(run({ SHOAL_BUNDLE: '0' })).toBe('modules')
+      // A `tsc` after the bundle: its modules are newer, and they run, not the stale bundle.
+      age(modules, 10)
+      expect(run()).toBe('modules')
+      rmSync(bundle)
+      expect(run()).toBe('modules')
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
   })
 })
 
