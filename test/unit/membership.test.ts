@@ -549,3 +549,64 @@ describe('incarnation across restarts (issue 13)', () => {
     for (const id of ['p0', 'p2']) expect(swims.get(id)!.member('p1')).toMatchObject({ incarnation: 2, meta: me.meta, addrs: me.addrs })
   })
 })
+
+describe('join settling: a restarted peer knocks on every bootstrap address until it answers (issue 13)', () => {
+  const RECONNECT_MS = 1_000
+  /** p0 running; p1 joining [p0, p2] with p2 not started yet (its transport answers nothing). */
+  async function joinWithOneMissing (): Promise<{ world: SimWorld, swims: Map<string, Swim>, startP2: () => Promise<Swim> }> {
+    const world = new SimWorld({ seed: 11 })
+    const swims = new Map<string, Swim>()
+    const start = async (id: string): Promise<Swim> => {
+      const p = world.peers().find(x => x.id === id) ?? world.addPeer(id)
+      const s = new Swim({ transport: p.transport, clock: p.clock, random: p.random, log: silentLogger }, { reconnectIntervalMs: RECONNECT_MS, meta: { name: id } })
+      await s.start()
+      swims.set(id, s)
+      return s
+    }
+    await start('p0')
+    world.addPeer('p2')
+    const p1 = await start('p1')
+    const joined = p1.join([simAddress('p0'), simAddress('p2')])
+    await world.run(500)
+    expect((await joined).joined).toBe(1)
+    return { world, swims, startP2: async () => await start('p2') }
+  }
+
+  it('stays unsettled while a bootstrap peer is still starting, then merges with it once it answers', async () => {
+    const { world, swims, startP2 } = await joinWithOneMissing()
+    const p1 = swims.get('p1')!
+    // Joined p0, yet p2 may know members p1 does not: an island until p2 answers.
+    expect(p1.liveMembers()).toBe(2)
+    expect(p1.joinSettled()).toBe(false)
+    await world.run(RECONNECT_MS)
+    expect(p1.joinSettled()).toBe(false)
+    // p2 comes up joining nobody: only p1's knocking (reconnectTick) can bring them together.
+    const p2 = await startP2()
+    expect(await world.runUntil(() => p1.joinSettled(), { maxMs: 3 * RECONNECT_MS })).toBe(true)
+    expect(p1.member('p2')?.state).toBe('alive')
+    expect(await world.runUntil(() => p2.liveMembers() === 3, { maxMs: 5_000 })).toBe(true)
+  })
+
+  it('gives an address up after it has failed for three reconnect intervals, not before', async () => {
+    const { world, swims } = await joinWithOneMissing()
+    const p1 = swims.get('p1')!
+    await world.run(2 * RECONNECT_MS)
+    expect(p1.joinSettled()).toBe(false)
+    // Knocks come every reconnect interval (jittered): the one after three intervals gives up.
+    expect(await world.runUntil(() => p1.joinSettled(), { maxMs: 3 * RECONNECT_MS })).toBe(true)
+    expect(world.now()).toBeGreaterThanOrEqual(3 * RECONNECT_MS)
+    expect(p1.member('p2')).toBeUndefined()
+  })
+
+  it('settles as soon as the missing address is known alive through another peer', async () => {
+    const { world, swims, startP2 } = await joinWithOneMissing()
+    const p1 = swims.get('p1')!
+    // p1 cannot reach p2 at all, but p2 joins p0, and p0's gossip tells p1 that p2 is alive.
+    world.block('p1', 'p2')
+    const p2 = await startP2()
+    void p2.join([simAddress('p0')])
+    expect(await world.runUntil(() => p1.member('p2')?.state === 'alive', { maxMs: 5_000 })).toBe(true)
+    expect(p1.joinSettled()).toBe(true)
+    expect(world.now()).toBeLessThan(3 * RECONNECT_MS)
+  })
+})
