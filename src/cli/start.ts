@@ -20,7 +20,8 @@ export async function runStart (opts: Record<string, unknown>): Promise<void> {
     enableFaultInjection: opts.enableFaultInjection,
     logLevel: opts.logLevel,
     cacheMiB: opts.cacheMib,
-    heapMiB: opts.heapMib
+    heapMiB: opts.heapMib,
+    heapGrowthPercent: opts.heapGrowthPercent
   }
   let config
   try {

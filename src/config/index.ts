@@ -56,6 +56,12 @@ export interface PeerConfig {
    */
   heapMiB?: number
   /**
+   * How much V8 may grow its heap between collections once the peer is ready: percent of what is
+   * live (`--heap-growth-percent`, SHOAL_HEAP_GROWTH_PERCENT, `heapGrowthPercent` in a file;
+   * default 50; 0 leaves V8 its own, up to 4x with a large limit). See src/peer/heap.ts.
+   */
+  heapGrowthPercent: number
+  /**
    * Overrides of storage options, e.g. `{ maxOpenFiles: 128, cacheMiB: 512 }`. `cacheMiB` also
    * comes from `--cache-mib` and SHOAL_STORAGE_CACHE_MIB, which win over the file.
    */
@@ -76,6 +82,8 @@ export const DEFAULT_DECOMMISSION_TIMEOUT_MS = 60_000
 /** Longest decommission wait a setting or a request may ask for: a day. */
 export const MAX_DECOMMISSION_TIMEOUT_MS = 86_400_000
 export const DEFAULT_HTTP = '127.0.0.1:7947'
+/** Default of PeerConfig.heapGrowthPercent. */
+export const DEFAULT_HEAP_GROWTH_PERCENT = 50
 
 /** A setting that cannot be used, with where it came from. */
 export class ConfigError extends Error {
@@ -107,9 +115,10 @@ export interface RawSettings {
   cacheMiB?: unknown
   /** Flag and environment only (see PeerConfig.heapMiB). */
   heapMiB?: unknown
+  heapGrowthPercent?: unknown
 }
 
-const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'placement', 'drainTimeoutMs', 'decommissionTimeoutMs', 'maxHttpConnections'])
+const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'placement', 'drainTimeoutMs', 'decommissionTimeoutMs', 'maxHttpConnections', 'heapGrowthPercent'])
 
 /** Environment variable → setting. Lists are comma-separated. */
 const ENV_VARS: Record<string, keyof RawSettings> = {
@@ -125,7 +134,8 @@ const ENV_VARS: Record<string, keyof RawSettings> = {
   SHOAL_DECOMMISSION_TIMEOUT_MS: 'decommissionTimeoutMs',
   SHOAL_MAX_HTTP_CONNECTIONS: 'maxHttpConnections',
   SHOAL_STORAGE_CACHE_MIB: 'cacheMiB',
-  SHOAL_HEAP_MIB: 'heapMiB'
+  SHOAL_HEAP_MIB: 'heapMiB',
+  SHOAL_HEAP_GROWTH_PERCENT: 'heapGrowthPercent'
 }
 
 export interface ResolveInput {
@@ -189,6 +199,11 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
   } catch (err) {
     throw new ConfigError('heapMiB', heapSetting!.source, (err as Error).message)
   }
+  const growthSetting = pick('heapGrowthPercent')
+  const heapGrowthPercent = asNumber(growthSetting, 'heapGrowthPercent') ?? DEFAULT_HEAP_GROWTH_PERCENT
+  if (!Number.isInteger(heapGrowthPercent) || heapGrowthPercent < 0 || heapGrowthPercent > 1000) {
+    throw new ConfigError('heapGrowthPercent', growthSetting!.source, 'must be an integer from 0 to 1000 (percent of the live heap; 0: V8\'s own growth)')
+  }
   const httpCapSetting = pick('maxHttpConnections')
   const maxHttpConnections = asNumber(httpCapSetting, 'maxHttpConnections')
   if (maxHttpConnections !== undefined && (!Number.isInteger(maxHttpConnections) || maxHttpConnections < 1)) {
@@ -211,6 +226,7 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
     placement,
     drainTimeoutMs,
     decommissionTimeoutMs,
+    heapGrowthPercent,
     ...(maxHttpConnections !== undefined ? { maxHttpConnections } : {}),
     ...(heapMiB !== undefined ? { heapMiB } : {})
   }

@@ -9,7 +9,14 @@
  * Why a limit at all: V8 lets the heap grow between collections in proportion to its limit. One
  * peer loading 10 M rows with Node's default limit peaked at 795-896 MiB resident; with
  * --max-old-space-size=768, at 524 (docs/benchmarks.md, "Memory and restart").
+ *
+ * Without a limit, the growth itself is bounded (boundHeapGrowth): once the peer is ready, V8
+ * may grow the heap by `heapGrowthPercent` of what is live between collections (default 50),
+ * where with a large limit it lets it grow up to 4x. Not from the start: a restart replaying its
+ * memtables, with the heap still small, collected so often under the bound that it took 0.2-0.6 s
+ * longer.
  */
+import { setFlagsFromString } from 'node:v8'
 
 const MiB = 1048576
 /** The most a heap limit may exceed the old generation asked for: the young generation's share. */
@@ -48,4 +55,14 @@ export function planHeap (opts: { limitBytes: number, askedMiB?: number, memtabl
       'raise --heap-mib, or lower query.memoryBudgetMb or storage.memtableBudgetBytes')
   }
   return { limitMiB, neededMiB, ...(opts.askedMiB !== undefined ? { askedMiB: opts.askedMiB } : {}), warnings }
+}
+
+/**
+ * Sets V8's heap growing factor to 1 + percent / 100 for every collection from now on (V8 reads
+ * the flag each time it sets the next limit; worker threads share it). 0 leaves V8's own.
+ */
+export function boundHeapGrowth (percent: number): void {
+  if (!Number.isInteger(percent) || percent < 0 || percent > 1000) throw new RangeError(`heap growth must be an integer percent from 0 to 1000, got ${String(percent)}`)
+  if (percent === 0) return
+  setFlagsFromString(`--heap-growing-percent=${percent}`)
 }

@@ -16,7 +16,7 @@ import { DEFAULT_REPLICATOR_OPTIONS, HintLog, hintFileBytesFor, Replicator } fro
 import { DiskFaultRules, FaultInjectingFileSystem, fsyncDir, nodeFileSystem, SystemClock, SystemRandom, VERSION, type FileSystem, type Logger, type PeerAddress } from '../runtime/index.js'
 import { DEFAULT_MEMTABLE_BUDGET_BYTES, DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
-import { planHeap } from './heap.js'
+import { boundHeapGrowth, planHeap } from './heap.js'
 import { AvailabilityLog } from './availability-log.js'
 import { MembershipLog } from './membership-log.js'
 import { adoptReplicasOnDisk, assembleStack, StackSettingsError, startStack, storeProviderOf, type ProtocolStack } from './stack.js'
@@ -73,6 +73,8 @@ interface Layers extends ProtocolStack {
  *        drainTimeoutMs) → HTTP → replication → placement → detector → SWIM → catalog → storage
  *        (flushes) → RPC → host.
  */
+/** A peer not ready by then bounds its heap's growth anyway (boundHeapGrowth). */
+const HEAP_GROWTH_AFTER_MS = 30_000
 /** How often a starting peer checks whether every partition it owns is ready (announceReady). */
 const READY_CHECK_MS = 250
 
@@ -81,6 +83,7 @@ export class Peer implements ApiPeer {
   private readonly startedAt = Date.now()
   /** Whether announceReady has seen every partition this peer owns ready (see it). */
   private ready = false
+  private heapGrowthBounded = false
   private lagMonitor: IntervalHistogram | undefined
   private lagTimer: NodeJS.Timeout | undefined
   private stopped = false
@@ -303,7 +306,7 @@ export class Peer implements ApiPeer {
       memtableBudgetBytes: storageOptions.memtableBudgetBytes ?? DEFAULT_MEMTABLE_BUDGET_BYTES,
       queryBudgetMiB: queryOptions.memoryBudgetMb ?? DEFAULT_QUERY_OPTIONS.memoryBudgetMb
     })
-    log.info({ component: 'peer', heapLimitMiB: heap.limitMiB, heapNeededMiB: heap.neededMiB }, 'heap')
+    log.info({ component: 'peer', heapLimitMiB: heap.limitMiB, heapNeededMiB: heap.neededMiB, heapGrowthPercent: config.heapGrowthPercent }, 'heap')
     for (const w of heap.warnings) log.warn({ component: 'peer', heapLimitMiB: heap.limitMiB, heapNeededMiB: heap.neededMiB }, w)
     const members = new MemberDirectory(swim)
     const threads = queryOptions.workerThreads ?? DEFAULT_QUERY_OPTIONS.workerThreads
@@ -418,6 +421,7 @@ export class Peer implements ApiPeer {
     this.swim.onChange(() => {
       knownPeers.update(this.swim.members().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => ({ id: m.id, addrs: m.addrs })))
     })
+    setTimeout(() => { if (!this.stopped) this.boundHeapGrowth() }, HEAP_GROWTH_AFTER_MS).unref()
     void this.adoptReplicasOnDisk().then(async () => { await this.announceReady() }).catch((err: unknown) => { this.log.error({ err }, 'checking start-up readiness failed') })
     if (joining !== undefined) {
       const result = await joining
@@ -457,10 +461,23 @@ export class Peer implements ApiPeer {
       if (owned.every(o => replicator.isReady(o.space, o.partition))) {
         this.ready = true
         this.log.info({ partitions: owned.length, sinceStartMs: Date.now() - this.startedAt }, 'ready: every partition this peer owns is recovered and caught up')
+        this.boundHeapGrowth()
         return
       }
       await new Promise(resolve => setTimeout(resolve, READY_CHECK_MS).unref())
     }
+  }
+
+  /**
+   * From now on V8 grows the heap by at most heapGrowthPercent of what is live (src/peer/heap.ts):
+   * once the peer is ready, or HEAP_GROWTH_AFTER_MS after its start if it is not by then (a peer
+   * waiting for others to catch up from must not grow unbounded meanwhile).
+   */
+  private boundHeapGrowth (): void {
+    if (this.heapGrowthBounded || this.config.heapGrowthPercent === 0) return
+    this.heapGrowthBounded = true
+    boundHeapGrowth(this.config.heapGrowthPercent)
+    this.log.info({ heapGrowthPercent: this.config.heapGrowthPercent, sinceStartMs: Date.now() - this.startedAt }, 'heap growth bounded')
   }
 
   /**

@@ -19,7 +19,10 @@ describe('the launcher (bin/shoal) and the heap', () => {
     const peer = await cluster.startPeer('small', { extraArgs: ['--heap-mib', '256'] })
     const heapLine = (await peer.logs()).split('\n').find(l => l.includes('"msg":"heap"'))
     expect(heapLine).toBeDefined()
-    const limit = (JSON.parse(heapLine!) as { heapLimitMiB: number }).heapLimitMiB
+    const { heapLimitMiB: limit, heapGrowthPercent } = JSON.parse(heapLine!) as { heapLimitMiB: number, heapGrowthPercent: number | null }
+    // V8's heap growth bounded, by default at 50 %, once the peer is ready (it has no data: at once).
+    expect(heapGrowthPercent).toBe(50)
+    await waitFor(async () => (await peer.logs()).includes('"msg":"heap growth bounded"'), { timeoutMs: 10_000 })
     // The old generation asked for, plus the young generation's three 32 MiB semi-spaces.
     expect(limit).toBeGreaterThanOrEqual(256)
     expect(limit).toBeLessThanOrEqual(256 + 160)
@@ -29,6 +32,9 @@ describe('the launcher (bin/shoal) and the heap', () => {
     const bad = await runCli(['start', '--data-dir', join(cluster.dir, 'bad'), '--heap-mib', '12'])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain('heapMiB (from flags): must be an integer of MiB from 64')
+    const badGrowth = await runCli(['start', '--data-dir', join(cluster.dir, 'bad'), '--heap-growth-percent', '1.5'], { env: { ...process.env, SHOAL_HEAP_GROWTH_PERCENT: '20' } })
+    expect(badGrowth.code).toBe(2)
+    expect(badGrowth.stderr).toContain('heapGrowthPercent (from flags): must be an integer from 0 to 1000')
     // The test clusters run what `npm test` built, as users run it: the bundle.
     const started = JSON.parse((await peer.logs()).split('\n').find(l => l.includes('"msg":"peer started"'))!) as { program: string, version: string }
     expect(started).toMatchObject({ program: 'bundle', version: VERSION })
@@ -57,6 +63,7 @@ describe('the launcher (bin/shoal) and the heap', () => {
       expect(run()).toBe('modules')
       rmSync(bundle)
       expect(run()).toBe('modules')
+
     } finally {
       rmSync(root, { recursive: true, force: true })
     }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, resolveConfig } from '../../src/config/index.js'
-import { planHeap } from '../../src/peer/heap.js'
+import { boundHeapGrowth, planHeap } from '../../src/peer/heap.js'
 
 describe('resolveConfig()', () => {
   let dir: string
@@ -71,6 +71,20 @@ describe('resolveConfig()', () => {
     expect(resolveConfig({ flags: { heapMiB: '1024' }, env: { SHOAL_HEAP_MIB: '768' } }).heapMiB).toBe(1024)
     expect(() => resolveConfig({ flags: { heapMiB: '32' }, env: {} })).toThrow('heapMiB (from flags): must be an integer of MiB from 64')
     expect(() => resolveConfig({ flags: {}, env: { SHOAL_HEAP_MIB: '1.5' } })).toThrow('heapMiB (from environment)')
+  })
+
+  it('bounds the heap growth at 50 % unless a file, SHOAL_HEAP_GROWTH_PERCENT or --heap-growth-percent says otherwise (0: V8\'s own)', async () => {
+    expect(resolveConfig({ flags: {}, env: {} }).heapGrowthPercent).toBe(50)
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-config-'))
+    const file = join(dir, 'growth.json')
+    await writeFile(file, JSON.stringify({ heapGrowthPercent: 100 }))
+    expect(resolveConfig({ flags: {}, env: {}, configFile: file }).heapGrowthPercent).toBe(100)
+    expect(resolveConfig({ flags: {}, env: { SHOAL_HEAP_GROWTH_PERCENT: '0' }, configFile: file }).heapGrowthPercent).toBe(0)
+    expect(resolveConfig({ flags: { heapGrowthPercent: '25' }, env: { SHOAL_HEAP_GROWTH_PERCENT: '0' } }).heapGrowthPercent).toBe(25)
+    expect(() => resolveConfig({ flags: {}, env: { SHOAL_HEAP_GROWTH_PERCENT: '1.5' } })).toThrow('heapGrowthPercent (from environment): must be an integer from 0 to 1000')
+    expect(() => resolveConfig({ flags: { heapGrowthPercent: '5000' }, env: {} })).toThrow('heapGrowthPercent (from flags)')
+    expect(() => boundHeapGrowth(-1)).toThrow(RangeError)
+    await rm(dir, { recursive: true, force: true })
   })
 })
 
