@@ -4,9 +4,9 @@
  *
  * Why: Node 20 loads ES modules one file at a time (resolve, stat, read, compile, link), and the
  * peer and its dependencies are about 1,080 files: `shoal --version` took 1.2-1.5 s before it
- * printed anything, every peer start and restart paid that, and so did every query worker. Bundled, the
- * same program prints it in 0.42-0.47 s (docs/benchmarks.md, "Memory and restart"). Nothing else
- * changes: the same compiled code, the same dependencies, linked once at build time.
+ * printed anything, every peer start and restart paid that, and so did every query worker.
+ * Bundled, the same program prints it in 0.42-0.47 s (docs/benchmarks.md, "Memory and restart").
+ * Nothing else changes: the same compiled code, the same dependencies, linked once at build time.
  *
  * Run by `npm run build` and `npm test` after tsc. bin/shoal runs the bundle only while it is
  * newer than tsc's output, so a `tsc` alone never leaves a stale bundle running.

@@ -62,6 +62,11 @@ interface Layers extends ProtocolStack {
   http: HttpServer
 }
 
+/** A peer not ready by then bounds its heap's growth anyway (boundHeapGrowth). */
+const HEAP_GROWTH_AFTER_MS = 30_000
+/** How often a starting peer checks whether every partition it owns is ready (announceReady). */
+const READY_CHECK_MS = 250
+
 /**
  * The composition root: builds every layer in one place, starts them in dependency order and
  * stops them in reverse. Nothing else constructs a layer, so tests and the CLI see one shape.
@@ -73,11 +78,6 @@ interface Layers extends ProtocolStack {
  *        drainTimeoutMs) → HTTP → replication → placement → detector → SWIM → catalog → storage
  *        (flushes) → RPC → host.
  */
-/** A peer not ready by then bounds its heap's growth anyway (boundHeapGrowth). */
-const HEAP_GROWTH_AFTER_MS = 30_000
-/** How often a starting peer checks whether every partition it owns is ready (announceReady). */
-const READY_CHECK_MS = 250
-
 export class Peer implements ApiPeer {
   readonly faults: FaultControl | undefined
   private readonly startedAt = Date.now()
