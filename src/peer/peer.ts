@@ -649,7 +649,7 @@ export class Peer implements ApiPeer {
         : inService
           ? `serving the rows it holds but taking no writes: ${what}, and no other replica to rebuild it from; check the disk, then restart the peer`
           : rebuilds !== undefined
-            ? `out of service (reads go to the other replicas; writes to it fail): ${what}; rebuilt ${rebuilds} times from the other replicas, failing again each time: left out of service; check the device, then restart the peer`
+            ? `out of service (reads go to the other replicas; writes to it fail): ${what}; rebuilt ${rebuilds} times from the other replicas, failing again each time: left out of service, its disk probed with backoff (it comes back by itself once the device takes writes); check the device`
             : `out of service (reads go to the other replicas; writes to it fail): ${what}; it is rebuilt from the other replicas (its directory moved aside) once they are reachable`
       return {
         space: f.space.name,

@@ -221,9 +221,9 @@ export class Ownership {
 
   /**
    * Whether a replica whose disk failed with an I/O error may be rebuilt now: not after
-   * MAX_IO_REBUILDS in a row (then it stays out of service, logged once, until its replica opens
-   * and catches up again on a disk that works, or a restart). A rebuilt replica that held for
-   * IO_REBUILD_WINDOW_MS starts the count again.
+   * MAX_IO_REBUILDS in a row (then it stays out of service, logged once, its disk probed with
+   * backoff until its replica reopens and catches up again on a disk that works). A rebuilt
+   * replica that held for IO_REBUILD_WINDOW_MS starts the count again.
    */
   private mayRebuildAfterIoError (key: string, space: SpaceDef, partition: number, code: string): boolean {
     const now = this.ctx.clock.now()
@@ -233,7 +233,12 @@ export class Ownership {
     if (count > MAX_IO_REBUILDS) {
       this.ioRebuilds.set(key, { at: r!.at, count: r!.count, givenUp: true })
       this.ctx.log.error({ space: space.name, partition, code, rebuilds: r!.count },
-        'partition\'s disk keeps failing: every replica rebuilt on it failed again; it is left out of service (the other replicas serve it): check the device, then restart the peer')
+        'partition\'s disk keeps failing: every replica rebuilt on it failed again; it is left out of service (the other replicas serve it) and its disk is probed with backoff: check the device')
+      // Probed as a full disk is: once a write and an fsync pass, the replica is reopened from its
+      // durable state and caught up from the others, and rebuilds are allowed again (catchUp).
+      // Without it, a replica whose store had failed after it opened stayed out of service until
+      // a restart, however long the device had worked again.
+      this.waitForDisk(key, space, partition)
       return false
     }
     this.ioRebuilds.set(key, { at: now, count, givenUp: false })

@@ -75,7 +75,7 @@ export interface DiskHealthSample {
   status: string
   /** The failed partitions it names: `<space>/<partition> <code>`. */
   failed: string[]
-  /** Of those, the ones it gave up rebuilding (`rebuildsGivenUpAfter`: an I/O error after 3 rebuilds in a row; until a restart). */
+  /** Of those, the ones it gave up rebuilding (`rebuildsGivenUpAfter`: an I/O error after 3 rebuilds in a row; its disk then probed until it works). */
   givenUp?: string[]
   ready?: boolean
   pid: number | null

@@ -128,7 +128,7 @@ describe('a replica whose disk fails under writes', () => {
     expect(fresh.digestNow(64).root).toBe(storeOf(c, 'p0', space).digestNow(64).root)
   })
 
-  it('a disk that keeps failing with I/O errors is rebuilt a bounded number of times, then left out of service', async () => {
+  it('a disk that keeps failing with I/O errors is rebuilt a bounded number of times, then left out of service until its disk works again', async () => {
     const world = new SimWorld({ seed: 35 })
     const space = makeSpace('things', 1, 3)
     const c = await formOnDisks(world, 3, space, { antiEntropyIntervalMs: 0, catchUpRetryMs: 1000 })
@@ -146,6 +146,15 @@ describe('a replica whose disk fails under writes', () => {
     // The others serve everything meanwhile.
     const r = await drive(world, c.get('p1').replicator.read(space, 'w595-1', { consistency: 'all' }))
     expect(r.record?.row).toEqual({ id: 'w595-1', v: 1, note: 'n1' })
+    // Its disk is probed meanwhile (as a full one is), never successfully while it fails.
+    expect(disk(c, 'p1').reopens.length).toBeGreaterThan(0)
+    expect(disk(c, 'p1').reopens.every(x => !x.ok)).toBe(true)
+
+    // The device works again: without a restart, the replica is back, caught up, and rebuilds are allowed again.
+    disk(c, 'p1').disk.fault = undefined
+    expect(await world.runUntil(() => c.get('p1').replicator.isReady(space, 0), { maxMs: 600_000, checkEveryMs: 1000 })).toBe(true)
+    expect(c.get('p1').replicator.ioRebuildsGivenUp()).toEqual([])
+    expect(storeOf(c, 'p1', space).digestNow(64).root).toBe(storeOf(c, 'p0', space).digestNow(64).root)
   })
 
   it('R = 1: the only replica keeps serving what it holds while its disk is full; writes fail; once space is freed it takes writes again', async () => {

@@ -16,8 +16,8 @@
  * - healed (gated): after the ballast is deleted or the fault rules cleared, a sample with no
  *   failed partition, and one green, within the window's heal bound (`healBoundMs` of
  *   start-disk), without a restart (fsync: its failed replicas rebuilt from the others). A
- *   partition the peer gave up rebuilding (`givenUp`: 3 rebuilds in a row failed again, until a
- *   restart; docs/operations.md) is named in the violation.
+ *   partition the peer gave up rebuilding (`givenUp`: 3 rebuilds in a row failed again; then
+ *   back once its disk passes a probe; docs/operations.md) is named in the violation.
  *
  * Samples taken after the next fault window has started (any kind: it may kill this peer, or keep
  * every peer from green) are not judged; a peer not yet healed or green by then is `masked`,
