@@ -3,7 +3,7 @@
  * (utf8 id, int64, float64, utf8), its resident memory sampled through the load and a GROUP BY,
  * then kill -9 and a restart timed from spawn to the first complete answer of a count(*).
  *
- *   npx tsc -p tsconfig.json && node dist/scripts/bench/restart.js [rows] [cacheMiB] [memtableBudgetMiB] [heapMiB]
+ *   npm run build && node dist/scripts/bench/restart.js [rows] [cacheMiB] [memtableBudgetMiB] [heapMiB]
  *
  * Defaults: 3,000,000 rows, the peer's default cache (a memtableBudgetMiB of `-` keeps its default). The peer runs with `storage.cacheMiB` when
  * given, with `--heap-mib` when heapMiB is (and query.memoryBudgetMb lowered to what that heap
@@ -197,6 +197,9 @@ export async function benchRestart (opts: { rows: number, cacheMiB?: number, mem
       const { writeFile } = await import('node:fs/promises')
       await writeFile(process.env.SHOAL_BENCH_LOG, lines.slice(from).join('\n'))
     }
+    // What ran: the bundle (npm run build) or the modules one by one (a tsc alone), a second apart at every start.
+    const started = lines.slice(from).find(l => l.includes('"msg":"peer started"'))
+    if (started !== undefined) console.log(`peer program: ${(JSON.parse(started) as { program?: string }).program ?? 'unknown'}`)
     for (const l of lines.slice(from)) {
       if (!l.includes('partition recovered')) continue
       const o = JSON.parse(l) as { ms?: number, walRecords?: number }
