@@ -1,6 +1,6 @@
 /**
- * What an operator runs and reads, through real peers: the launcher's settings (the heap limit)
- * and the slow-query log.
+ * What an operator runs and reads, through real peers: the launcher's settings (the heap limit,
+ * the bundle), the heap's growth bound, and the slow-query log.
  */
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
@@ -63,7 +63,6 @@ describe('the launcher (bin/shoal) and the heap', () => {
       expect(run()).toBe('modules')
       rmSync(bundle)
       expect(run()).toBe('modules')
-
     } finally {
       rmSync(root, { recursive: true, force: true })
     }
