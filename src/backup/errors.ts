@@ -11,9 +11,9 @@ export interface ReplicaFailure { peer: string, error: string }
 export const PARTITION_UNAVAILABLE = 'PARTITION_UNAVAILABLE'
 
 /**
- * Fewer than a majority of a partition's replicas answered, so a snapshot of it could miss a
- * write acknowledged at QUORUM (it may sit on the other majority): the partition is not backed
- * up. HTTP answers 503 PARTITION_UNAVAILABLE naming it.
+ * Fewer than a majority of a partition's ready replicas, or of its owners, answered, so a
+ * snapshot of it could miss a write acknowledged at QUORUM (it may sit on the other majority):
+ * the partition is not backed up. HTTP answers 503 PARTITION_UNAVAILABLE naming it.
  */
 export class BackupPartitionUnavailableError extends Error {
   override name = 'BackupPartitionUnavailableError'
@@ -23,9 +23,11 @@ export class BackupPartitionUnavailableError extends Error {
     readonly partition: number,
     readonly needed: number,
     readonly answered: number,
-    readonly tried: ReplicaFailure[]
+    readonly tried: ReplicaFailure[],
+    /** The group that fell short: the partition's ready replicas, or its owners (ready or catching up). */
+    readonly among: 'replicas' | 'owners' = 'replicas'
   ) {
-    super(`partition ${partition} of space '${space}' cannot be backed up consistently: ${answered} of the ${needed} replicas needed (a majority) answered` +
+    super(`partition ${partition} of space '${space}' cannot be backed up consistently: ${answered} of the ${needed} ${among} needed (a majority) answered` +
       (tried.length > 0 ? ` (${tried.slice(0, 5).map(t => `${t.peer}: ${t.error}`).join('; ')})` : ''))
   }
 }

@@ -175,7 +175,7 @@ export class BackupService {
 export interface PeerBackupDeps {
   transport: Pick<Transport, 'localPeerId' | 'request'>
   placement: {
-    locate(space: SpaceDef, partition: number): { readReplicas: readonly PeerId[], quorum: number }
+    locate(space: SpaceDef, partition: number): { owners: readonly PeerId[], readReplicas: readonly PeerId[], quorum: number }
     addressOf(peer: PeerId): PeerAddress | undefined
   }
   detector: { isReachable(peer: PeerId): boolean }

@@ -1,14 +1,26 @@
 /**
- * A consistent snapshot of one partition for a backup: its records as a majority of its
- * replicas hold them, merged newest version first, read bucket by bucket.
+ * A consistent snapshot of one partition for a backup: its records as a majority of its ready
+ * replicas and a majority of its owners hold them, merged newest version first, read bucket by
+ * bucket.
  *
- * Why a majority and not one replica: a write acknowledged at QUORUM is durable on a majority of
- * the ready replicas, not on all of them (the third may still be waiting for its hint), so one
+ * Why majorities and not one replica: a write acknowledged at QUORUM is durable on a majority of
+ * the ready replicas and a majority of the owners as its coordinator saw them (replication's
+ * quorum.ts, writeLevel), not on all of them (the third may still be waiting for its hint), so one
  * replica's copy can miss it. Every majority meets every other, so the merge of a majority's
  * copies holds every write acknowledged at QUORUM before the read: the guarantee a QUORUM read
- * gives one row, for the whole partition. Every reachable ready replica is asked (a write
- * acknowledged at ONE on one of them is then kept too); a bucket answered by fewer than a
- * majority fails the snapshot (BackupPartitionUnavailableError naming the partition).
+ * gives one row, for the whole partition.
+ *
+ * Why both groups: which replicas are ready travels by gossip, so this peer's view can lag the
+ * writer's. Just after a space is created each owner announces its own copy ready at once; a peer
+ * that has heard only its own announcement takes the other owners for catching up, and a majority
+ * of its ready list is its own copy alone, which misses a write the other two acknowledged. The
+ * owners (from membership, the same at every peer once views agree) close that gap; the ready
+ * replicas close the one of an ownership move (a new owner catching up, the former one still
+ * serving). An owner still catching up is read like the others: what it lacks, the ready copies
+ * hold, and the merge keeps the newest version of each record. These are a QUORUM read's groups
+ * (replication's readLevel). Every reachable replica of either group is asked (a write acknowledged at ONE on one of them is then kept too); a bucket whose
+ * answers fall short of either majority fails the snapshot (BackupPartitionUnavailableError
+ * naming the partition and the group).
  *
  * Reads reuse anti-entropy's request, repl.bucket: the records (tombstones included) of bucket
  * `i` of `n` (`stableHash(id) % n`; for a power of two one run of each segment). Buckets are
@@ -18,6 +30,7 @@
  */
 import type { SpaceDef } from '../schema/index.js'
 import type { PeerId } from '../runtime/index.js'
+import { readLevel, shortGroup, type AckGroup } from '../replication/index.js'
 import { compareVersions } from '../storage/index.js'
 import type { VersionedRecord } from '../storage/index.js'
 import { BackupPartitionUnavailableError, type ReplicaFailure } from './errors.js'
@@ -32,7 +45,7 @@ export interface ReplicaReader {
 
 /** What a snapshot needs from the cluster: where the partition lives, who is reachable, and how to read a replica. */
 export interface SnapshotDeps {
-  locate(space: SpaceDef, partition: number): { readReplicas: readonly PeerId[], quorum: number }
+  locate(space: SpaceDef, partition: number): { owners: readonly PeerId[], readReplicas: readonly PeerId[], quorum: number }
   isReachable(peer: PeerId): boolean
   reader: ReplicaReader
   /** A peer's name for messages; default its id. */
@@ -97,7 +110,14 @@ export class BucketTooLargeError extends Error {
   }
 }
 
-/** One partition being read; `open` has checked that a majority answers. */
+/** Which group fell short, for the error: readLevel's QUORUM groups are the ready replicas, then the owners. */
+const AMONG = ['replicas', 'owners'] as const
+
+function unavailable (space: SpaceDef, partition: number, short: { index: number, group: AckGroup, answered: number }, tried: ReplicaFailure[]): BackupPartitionUnavailableError {
+  return new BackupPartitionUnavailableError(space.name, partition, short.group.needed, short.answered, tried, AMONG[short.index] ?? 'replicas')
+}
+
+/** One partition being read; `open` has checked that majorities answer. */
 export class PartitionSnapshot {
   /** Records (and tombstones among them) yielded so far. */
   records = 0
@@ -107,14 +127,17 @@ export class PartitionSnapshot {
   /** The replicas merged into every bucket so far: those that answered and never failed. */
   get merged (): PeerId[] { return this.replicas.filter(p => !this.failed.has(p)) }
 
+  /** Answers a bucket needs from the ready replicas (a majority of them). */
+  get needed (): number { return this.groups[0]!.needed }
+
   private constructor (
     private readonly deps: SnapshotDeps,
     readonly space: SpaceDef,
     readonly partition: number,
-    /** The replicas being merged: every reachable one that answered its count. */
+    /** The replicas being merged: every reachable ready replica or owner that answered its count. */
     readonly replicas: readonly PeerId[],
-    /** A majority of the partition's ready replicas: fewer answers fail a bucket. */
-    readonly needed: number,
+    /** Each group's majority must be among a bucket's answers: the ready replicas', then the owners' (readLevel, QUORUM). */
+    private readonly groups: readonly AckGroup[],
     readonly buckets: number,
     /** The most records one replica said it held when the snapshot opened. */
     readonly estimate: number,
@@ -122,18 +145,20 @@ export class PartitionSnapshot {
   ) {}
 
   /**
-   * Checks that a majority of the partition's ready replicas are reachable and answer, and sizes
-   * the buckets from their record counts. Throws BackupPartitionUnavailableError otherwise.
+   * Checks that a majority of the partition's ready replicas and a majority of its owners are
+   * reachable and answer, and sizes the buckets from their record counts. Throws
+   * BackupPartitionUnavailableError otherwise.
    */
   static async open (deps: SnapshotDeps, space: SpaceDef, partition: number, options: SnapshotOptions = {}): Promise<PartitionSnapshot> {
     const opts = { ...DEFAULTS, ...options }
     const name = deps.nameOf ?? ((p: PeerId) => p)
     const loc = deps.locate(space, partition)
-    const replicas = [...new Set(loc.readReplicas)]
-    const needed = Math.max(1, Math.min(loc.quorum, replicas.length))
-    const tried: ReplicaFailure[] = replicas.filter(p => !deps.isReachable(p)).map(p => ({ peer: name(p), error: 'unreachable' }))
-    const reachable = replicas.filter(p => deps.isReachable(p))
-    if (replicas.length === 0 || reachable.length < needed) throw new BackupPartitionUnavailableError(space.name, partition, needed, reachable.length, tried)
+    const lvl = readLevel(loc, 'quorum')
+    if (lvl === undefined) throw new BackupPartitionUnavailableError(space.name, partition, 1, 0, loc.owners.map(p => ({ peer: name(p), error: 'not ready (catching up or returning)' })))
+    const tried: ReplicaFailure[] = lvl.targets.filter(p => !deps.isReachable(p)).map(p => ({ peer: name(p), error: 'unreachable' }))
+    const reachable = lvl.targets.filter(p => deps.isReachable(p))
+    const unreachable = shortGroup(lvl.groups, reachable)
+    if (unreachable !== undefined) throw unavailable(space, partition, unreachable, tried)
     const counts = await Promise.allSettled(reachable.map(async p => await deps.reader.count(p, space, partition, opts.requestTimeoutMs)))
     const answered: PeerId[] = []
     let estimate = 0
@@ -145,8 +170,9 @@ export class PartitionSnapshot {
         tried.push({ peer: name(reachable[i]!), error: errorText(c.reason) })
       }
     })
-    if (answered.length < needed) throw new BackupPartitionUnavailableError(space.name, partition, needed, answered.length, tried)
-    return new PartitionSnapshot(deps, space, partition, answered, needed, bucketCount(estimate, opts.recordsPerBucket), estimate, opts)
+    const silent = shortGroup(lvl.groups, answered)
+    if (silent !== undefined) throw unavailable(space, partition, silent, tried)
+    return new PartitionSnapshot(deps, space, partition, answered, lvl.groups, bucketCount(estimate, opts.recordsPerBucket), estimate, opts)
   }
 
   /**
@@ -187,16 +213,21 @@ export class PartitionSnapshot {
       return low.concat(high)
     }
     const answers: VersionedRecord[][] = []
+    const answered: PeerId[] = []
     results.forEach((r, i) => {
       // A replica that failed once is not asked again in this snapshot: a dead one would cost a
-      // timeout per bucket. The others still have to make a majority.
-      if (r.status === 'fulfilled') answers.push(r.value)
-      else this.failed.set(askable[i]!, errorText(r.reason))
+      // timeout per bucket. The others still have to make both majorities.
+      if (r.status === 'fulfilled') {
+        answers.push(r.value)
+        answered.push(askable[i]!)
+      } else {
+        this.failed.set(askable[i]!, errorText(r.reason))
+      }
     })
-    if (answers.length < this.needed) {
+    const short = shortGroup(this.groups, answered)
+    if (short !== undefined) {
       const name = this.deps.nameOf ?? ((p: PeerId) => p)
-      throw new BackupPartitionUnavailableError(this.space.name, this.partition, this.needed, answers.length,
-        [...this.failed].map(([peer, error]) => ({ peer: name(peer), error })))
+      throw unavailable(this.space, this.partition, short, [...this.failed].map(([peer, error]) => ({ peer: name(peer), error })))
     }
     return mergeNewest(answers)
   }

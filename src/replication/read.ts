@@ -1,7 +1,8 @@
 /**
  * The read coordinator and read repair. A read at ONE asks one replica (this peer's first); at
- * QUORUM or ALL it asks just as many replicas as the level needs, fastest first (recent latency
- * per peer), more only when one fails or they are slow, takes the newest version (last writer
+ * QUORUM or ALL it asks just the replicas the level's groups need (quorum.ts, readLevel: at
+ * QUORUM a majority of the ready replicas and a majority of the owners, usually the same two
+ * peers), fastest first (recent latency per peer), more only when one fails or they are slow, takes the newest version (last writer
  * wins) and brings stale replicas up to date before it answers, so a second read at the same
  * level cannot see an older value. An answer versioned past the skew bound is refused like a
  * failed one: it is neither returned nor repaired onto the others.
@@ -18,6 +19,7 @@ import type { Consistency } from './errors.js'
 import type { ResolvedReplicatorOptions } from './options.js'
 import { staleError } from './repair.js'
 import { METHOD_READ, parseReadAnswer } from './wire.js'
+import { readLevel, shortGroup, type AckGroup, type ReadLevel } from './quorum.js'
 import { pushRecords } from './write.js'
 
 export interface ReadOptions {
@@ -50,15 +52,13 @@ export class ReadCoordinator {
     const consistency = opts.consistency ?? 'quorum'
     const timeoutMs = opts.timeoutMs ?? this.ctx.opts.requestTimeoutMs
     const partition = this.ctx.placement.partitionOf(space, id)
-    const pp = this.ctx.placement.locate(space, partition)
-    const replicas = [...new Set(pp.readReplicas)]
-    const needed = consistency === 'one' ? 1 : consistency === 'all' ? Math.max(1, replicas.length) : Math.max(1, Math.min(pp.quorum, replicas.length))
-    const reachable = replicas.filter(p => this.ctx.detector.isReachable(p))
-    if (reachable.length < needed || replicas.length === 0) {
-      throw new PartitionUnavailableError(space.name, partition, needed, reachable.length, consistency, 'read')
-    }
+    const lvl = readLevel(this.ctx.placement.locate(space, partition), consistency)
+    if (lvl === undefined) throw new PartitionUnavailableError(space.name, partition, 1, 0, consistency, 'read')
+    const reachable = lvl.targets.filter(p => this.ctx.detector.isReachable(p))
+    const short = shortGroup(lvl.groups, reachable)
+    if (short !== undefined) throw new PartitionUnavailableError(space.name, partition, short.group.needed, short.answered, consistency, 'read')
     if (consistency === 'one') return await this.readOne(space, partition, id, reachable, timeoutMs)
-    return await this.readQuorum(space, partition, id, reachable, needed, consistency, timeoutMs)
+    return await this.readQuorum(space, partition, id, reachable, lvl, consistency, timeoutMs)
   }
 
   private async readFrom (peer: PeerId, space: SpaceDef, partition: number, id: string, timeoutMs: number): Promise<VersionedRecord | undefined> {
@@ -70,12 +70,16 @@ export class ReadCoordinator {
     return parseReadAnswer(answer, space, [id])[0]
   }
 
-  /** Replicas in the order a read asks them: this peer, then remotes by recent latency. */
-  private readOrder (reachable: PeerId[]): PeerId[] {
+  /**
+   * Replicas in the order a read asks them: those that count towards more of the level's groups
+   * first (a ready owner meets both majorities of QUORUM at once), then this peer, then remotes
+   * by recent latency.
+   */
+  private readOrder (reachable: PeerId[], groups: readonly AckGroup[]): PeerId[] {
     const self = this.ctx.self
-    const remotes = reachable.filter(p => p !== self)
-    remotes.sort((a, b) => (this.latency.get(a) ?? 0) - (this.latency.get(b) ?? 0))
-    return reachable.includes(self) ? [self, ...remotes] : remotes
+    const weight = (p: PeerId): number => groups.filter(g => g.members.includes(p)).length
+    const rank = (p: PeerId): number => p === self ? -1 : (this.latency.get(p) ?? 0)
+    return [...reachable].sort((a, b) => weight(b) - weight(a) || rank(a) - rank(b))
   }
 
   /** Exponentially weighted read latency per peer (a failure counts as a full timeout). */
@@ -102,7 +106,7 @@ export class ReadCoordinator {
     throw new ReadIncompleteError(space.name, partition, 'one', 1, 0, errors.join('; ') || 'deadline passed')
   }
 
-  private async readQuorum (space: SpaceDef, partition: number, id: string, reachable: PeerId[], needed: number,
+  private async readQuorum (space: SpaceDef, partition: number, id: string, reachable: PeerId[], lvl: ReadLevel,
     consistency: Consistency, timeoutMs: number): Promise<ReadResult> {
     const { clock, self, opts } = this.ctx
     const tally = this.ctx.counters.readRepair
@@ -126,17 +130,20 @@ export class ReadCoordinator {
         return false
       }
     }
-    // Ask just `needed` replicas: this peer first (no network), then the remotes that answered
-    // fastest lately. Another one is asked when one fails, or all the rest when the answers are
-    // slow (readSpeculativeMs): a healthy read costs one remote request, not one per replica.
-    const order = this.readOrder(reachable)
+    // Ask just the replicas that can meet the level's groups: this peer first (no network), then
+    // the remotes that answered fastest lately. Another one is asked when one fails, or all the
+    // rest when the answers are slow (readSpeculativeMs): a healthy read costs one remote request,
+    // not one per replica.
+    const { groups } = lvl
+    const order = this.readOrder(reachable, groups)
+    const met = (peers: readonly PeerId[]): boolean => shortGroup(groups, peers) === undefined
     await new Promise<void>(resolve => {
       let done = 0
       let launched = 0
       let timer: Timer | undefined
       const check = (): void => {
         if (decided) return
-        if (answers.length >= needed || done === order.length) {
+        if (met(answers.map(a => a.peer)) || done === order.length) {
           decided = true
           timer?.cancel()
           resolve()
@@ -174,7 +181,7 @@ export class ReadCoordinator {
           failed(errText(err))
         })
       }
-      while (launched < Math.min(needed, order.length)) launch()
+      while (launched < order.length && !met(order.slice(0, launched))) launch()
       if (launched < order.length) {
         timer = clock.setTimer(opts.readSpeculativeMs, () => {
           timer = undefined
@@ -182,33 +189,36 @@ export class ReadCoordinator {
         })
       }
     })
-    if (answers.length < needed) {
-      throw new ReadIncompleteError(space.name, partition, consistency, needed, answers.length, errors.join('; ') || 'too few replicas answered')
+    const unmet = shortGroup(groups, answers.map(a => a.peer))
+    if (unmet !== undefined) {
+      throw new ReadIncompleteError(space.name, partition, consistency, unmet.group.needed, unmet.answered, errors.join('; ') || 'too few replicas answered')
     }
     for (const a of answers) if (a.rec !== undefined && (newest === undefined || compareVersions(a.rec, newest) > 0)) newest = a.rec
     let repaired = 0
     if (newest !== undefined) {
       const target = newest
       const stale = answers.filter(a => a.rec === undefined || compareVersions(target, a.rec) > 0)
-      let upToDate = answers.length - stale.length
+      const upToDate = answers.filter(a => !stale.includes(a)).map(a => a.peer)
       if (stale.length > 0) {
-        // Blocking read repair: answer once `needed` replicas hold the newest version.
+        // Blocking read repair: answer once the replicas holding the newest version meet the
+        // level's groups again, so a second read at the level cannot see an older value.
         await new Promise<void>(resolve => {
           let left = stale.length
           let resolved = false
-          const finish = (): void => { if (!resolved && (upToDate >= needed || left === 0)) { resolved = true; resolve() } }
+          const finish = (): void => { if (!resolved && (met(upToDate) || left === 0)) { resolved = true; resolve() } }
           for (const a of stale) {
             void repairIfStale(a, target, deadline - clock.now()).then(ok => {
               left--
-              if (ok) { upToDate++; repaired++ }
+              if (ok) { upToDate.push(a.peer); repaired++ }
               finish()
             })
           }
           finish()
         })
       }
-      if (upToDate < needed) {
-        throw new ReadIncompleteError(space.name, partition, consistency, needed, upToDate, 'read repair did not reach enough replicas')
+      const unrepaired = shortGroup(groups, upToDate)
+      if (unrepaired !== undefined) {
+        throw new ReadIncompleteError(space.name, partition, consistency, unrepaired.group.needed, unrepaired.answered, 'read repair did not reach enough replicas')
       }
     }
     return { record: newest === undefined || newest.deleted ? undefined : newest, version: newest?.version, repaired }

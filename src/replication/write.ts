@@ -8,7 +8,6 @@
  * repair, hint replay and anti-entropy use to bring one replica up to date.
  */
 import type { Hlc } from '../hlc/index.js'
-import type { PartitionPlacement } from '../placement/index.js'
 import type { EncodedBody, PeerId } from '../runtime/index.js'
 import { validateRows, MAX_ID_LENGTH } from '../schema/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
@@ -18,6 +17,7 @@ import type { ReplicationContext } from './context.js'
 import { InvalidRowsError, PartitionUnavailableError, WriteIncompleteError } from './errors.js'
 import type { Consistency, PartitionWriteOutcome } from './errors.js'
 import type { HintRecorder } from './hints.js'
+import { countedOf, writeLevel, type AckGroup, type WriteLevel } from './quorum.js'
 import type { ResolvedReplicatorOptions } from './options.js'
 import { chunkRecords, maxVersion, METHOD_WRITE, packRecords, parseWriteAnswer } from './wire.js'
 
@@ -314,59 +314,4 @@ export class WriteCoordinator {
     const lost = await Promise.all(batches.map(async b => await lostIds(store, b.records, (await store.apply(b.records, b.packed)).stale)))
     return lost.flat()
   }
-}
-
-/** Of `members`, at least `needed` must acknowledge. */
-export interface AckGroup { members: readonly PeerId[], needed: number }
-
-/**
- * Who a partition's write goes to (`targets`), and the groups that must each acknowledge it;
- * `needed` is the fewest acknowledgements that can meet every group (what the answer reports).
- */
-export interface WriteLevel { targets: PeerId[], groups: AckGroup[], needed: number }
-
-const majority = (n: number): number => Math.floor(n / 2) + 1
-
-/**
- * The acknowledgements a write of one partition needs at a consistency level. Every write goes to
- * the owners (ready or still catching up) and to the other ready holders.
- *
- * QUORUM needs two majorities at once: of the owners, the min(R, peers) replicas placement picks,
- * ready or pending (an owner still catching up applies the write durably like any replica), and of
- * the replicas ready now, which QUORUM reads ask. The first keeps a move from shrinking durability:
- * counted over the ready replicas alone, a partition whose other owners were all catching up took
- * one copy for a quorum. The second keeps QUORUM reads during the move seeing the write. Cassandra
- * gets both by counting (blockFor = quorum + pending owners, any replica's ack counting); counting
- * who acknowledged gets them with no more acknowledgements than needed, and stays possible when
- * the pending owners outnumber the leaving holders (replicas 3 on one peer that two peers join).
- */
-export function writeLevel (pp: PartitionPlacement, consistency: Consistency): WriteLevel {
-  const targets = [...new Set([...pp.owners, ...pp.writeReplicas, ...pp.readReplicas])]
-  if (consistency === 'one') return { targets, groups: [{ members: targets, needed: 1 }], needed: 1 }
-  if (consistency === 'all') {
-    const needed = Math.max(1, targets.length)
-    return { targets, groups: [{ members: targets, needed }], needed }
-  }
-  const groups: AckGroup[] = []
-  if (pp.owners.length > 0) groups.push({ members: pp.owners, needed: majority(pp.owners.length) })
-  const ready = [...new Set(pp.readReplicas)]
-  if (ready.length > 0) groups.push({ members: ready, needed: Math.max(1, Math.min(pp.quorum, ready.length)) })
-  // No owners, nobody ready (a placement with no view yet): a majority of whoever gets the write.
-  if (groups.length === 0) groups.push({ members: targets, needed: majority(targets.length) })
-  return { targets, groups, needed: fewestAcks(groups) }
-}
-
-/** Every peer whose acknowledgement counts towards some group. */
-function countedOf (lvl: WriteLevel): PeerId[] {
-  return [...new Set(lvl.groups.flatMap(g => g.members))]
-}
-
-/** The fewest acknowledgements meeting one group or two (those in both count twice: taken first). */
-function fewestAcks (groups: readonly AckGroup[]): number {
-  if (groups.length === 1) return groups[0]!.needed
-  const [a, b] = groups as [AckGroup, AckGroup]
-  const inB = new Set(b.members)
-  const shared = a.members.filter(p => inB.has(p)).length
-  const both = Math.min(shared, Math.max(a.needed, b.needed))
-  return both + Math.max(0, a.needed - both) + Math.max(0, b.needed - both)
 }

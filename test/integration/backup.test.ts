@@ -99,11 +99,9 @@ describe('backup and restore with real peers', () => {
     const created = await a.post('/spaces', { name: SPACE, schema: [{ name: 'id', type: 'utf8' }, { name: 'n', type: 'int64' }, { name: 'label', type: 'utf8' }], partitions: 8, replicas: 3 })
     expect(created.status).toBe(201)
     await waitFor(async () => (await Promise.all(source.peers.map(async p => (await p.get(`/spaces/${SPACE}`) as { name?: string }).name))).every(n => n === SPACE), { timeoutMs: 15_000 })
-    // Every partition ready on all three owners, as the backup's peer sees it: a backup begun
-    // while a new space's co-owners were still catching up read a partition from the one ready
-    // copy (needed = min(quorum, ready replicas)), which this test's check of two replicas a file
-    // caught in one CI run. That case is a known gap (docs/operations.md, "Backup and restore").
-    await waitFor(async () => (await a.health()).status === 'green', { timeoutMs: 30_000, describe: async () => JSON.stringify(await a.health()) })
+    // No wait for every owner to be ready: a backup's peer that has not yet heard its co-owners'
+    // copies announced ready still reads a majority of the owners (the two replicas a file checked
+    // below; session 11 met one CI run where it read one copy alone).
 
     const load = new Load(source.peers)
     await waitFor(async () => load.acked.size >= 2000, { timeoutMs: 30_000, describe: () => `${load.acked.size} rows acknowledged, ${load.failures} failed writes` })

@@ -80,6 +80,34 @@ describe('replication in the simulator', () => {
     expect(c.store('p0', space, pm)!.peek('m')?.version).toBe(only.version)
   })
 
+  it('QUORUM read from a peer that has heard only its own copy ready asks a majority of the owners too', async () => {
+    // Just after a space is created each owner announces its own copy ready, and gossip carries
+    // the others' announcements a moment later: a peer whose view lists only itself ready took one
+    // copy for a quorum, and missed a write the other two owners acknowledged (one in its view).
+    const world = new SimWorld({ seed: 31 })
+    const space = makeSpace()
+    const c = await ReplCluster.form(world, 3, space, { antiEntropyIntervalMs: 0 })
+    const p0 = c.get('p0')
+    const p = p0.placement.partitionOf(space, 'k')
+    const owners = p0.placement.locate(space, p).owners
+    expect([...owners].sort()).toEqual(['p0', 'p1', 'p2'])
+    const w = { id: 'k', version: c.get('p1').hlc.now(), deleted: false, row: { id: 'k', v: 7, note: 'on two' } }
+    await c.store('p1', space, p)!.apply([w])
+    await c.store('p2', space, p)!.apply([w])
+    const real = p0.placement.locate.bind(p0.placement)
+    p0.placement.locate = (s, q) => ({ ...real(s, q), readReplicas: ['p0'], quorum: 1 })
+    const r = await drive(world, p0.replicator.read(space, 'k', { consistency: 'quorum' }))
+    expect(r.record?.row).toMatchObject({ v: 7, note: 'on two' })
+    // And read repair brought p0's own copy up to date before the answer.
+    expect(c.store('p0', space, p)!.peek('k')?.version).toBe(w.version)
+    // With two of the three owners cut off, the read is refused up front rather than answered from one copy.
+    world.partition(['p0'], ['p1', 'p2'])
+    await world.runUntil(() => !p0.detector.isReachable('p1') && !p0.detector.isReachable('p2'), { maxMs: 60_000, checkEveryMs: 100 })
+    const err = await drive(world, p0.replicator.read(space, 'k', { consistency: 'quorum' })).catch(e => e)
+    expect(err).toBeInstanceOf(PartitionUnavailableError)
+    expect([(err as PartitionUnavailableError).needed, (err as PartitionUnavailableError).reachable]).toEqual([2, 1])
+  })
+
   it('fails fast with PartitionUnavailableError when 2 of 3 replicas are partitioned away', async () => {
     const world = new SimWorld({ seed: 4 })
     const space = makeSpace()

@@ -45,7 +45,7 @@ beforeAll(async () => {
     catalog,
     hlc: { now: () => 1_000_000 * 1024 },
     isSynced: () => true,
-    snapshot: { locate: () => ({ readReplicas: ['a', 'b', 'c'], quorum: 2 }), isReachable: () => true, reader },
+    snapshot: { locate: () => ({ owners: ['a', 'b', 'c'], readReplicas: ['a', 'b', 'c'], quorum: 2 }), isReachable: () => true, reader },
     write: async (_s, records) => {
       target.writes++
       let stale = 0

@@ -45,8 +45,9 @@ class FakeReplicas implements ReplicaReader {
   }
 }
 
-function deps (replicas: FakeReplicas, peers = ['a', 'b', 'c'], reachable = (_p: string) => true): SnapshotDeps {
-  return { locate: () => ({ readReplicas: peers, quorum: Math.floor(peers.length / 2) + 1 }), isReachable: reachable, reader: replicas, nameOf: p => `peer-${p}` }
+/** `peers` ready (and the owners, unless `owners` says otherwise). */
+function deps (replicas: FakeReplicas, peers = ['a', 'b', 'c'], reachable = (_p: string) => true, owners = peers): SnapshotDeps {
+  return { locate: () => ({ owners, readReplicas: peers, quorum: Math.floor(peers.length / 2) + 1 }), isReachable: reachable, reader: replicas, nameOf: p => `peer-${p}` }
 }
 
 async function readAll (snap: PartitionSnapshot): Promise<Map<string, VersionedRecord>> {
@@ -104,6 +105,35 @@ describe('PartitionSnapshot', () => {
     r.failAfter.set('c', 2)
     const snap = await PartitionSnapshot.open(deps(r), space, 1, { recordsPerBucket: 10, bucketsInFlight: 1 })
     await expect(readAll(snap)).rejects.toThrow(/partition 1 of space 's' cannot be backed up consistently: 1 of the 2 replicas needed/)
+  })
+
+  it('reads a majority of the owners too: a view that has heard only its own copy ready still finds a QUORUM write on the other two', async () => {
+    // Just after a space is created: this peer (a) has announced its copy ready and not yet heard
+    // b's and c's announcements, so its ready list is [a]; the writer saw all three ready and its
+    // write was acknowledged by b and c (a's copy is waiting for a hint).
+    const r = new FakeReplicas()
+    r.put('a', rec('old', 1))
+    r.put('b', rec('old', 1), rec('w', 5))
+    r.put('c', rec('old', 1), rec('w', 5))
+    const snap = await PartitionSnapshot.open(deps(r, ['a'], () => true, ['a', 'b', 'c']), space, 0)
+    expect(snap.replicas).toEqual(['a', 'b', 'c'])
+    expect([...(await readAll(snap)).keys()].sort()).toEqual(['old', 'w'])
+  })
+
+  it('fails naming the owners when a majority of them does not answer, though every ready replica does', async () => {
+    const r = new FakeReplicas()
+    r.put('a', rec('x', 1))
+    r.down.add('c')
+    const err = await PartitionSnapshot.open(deps(r, ['a'], p => p !== 'b', ['a', 'b', 'c']), space, 3).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(BackupPartitionUnavailableError)
+    expect((err as Error).message).toBe("partition 3 of space 's' cannot be backed up consistently: 1 of the 2 owners needed (a majority) answered (peer-b: unreachable; peer-c: TIMEOUT: timed out)")
+    // One owner failing part way leaves a majority of them; a second does not.
+    const r2 = new FakeReplicas()
+    for (let i = 0; i < 100; i++) for (const p of ['a', 'b', 'c']) r2.put(p, rec(`k${i}`, i + 1))
+    r2.failAfter.set('b', 2)
+    const snap = await PartitionSnapshot.open(deps(r2, ['a'], () => true, ['a', 'b', 'c']), space, 1, { recordsPerBucket: 10, bucketsInFlight: 1 })
+    r2.failAfter.set('c', 3)
+    await expect(readAll(snap)).rejects.toThrow(/1 of the 2 owners needed \(a majority\) answered \(peer-b: UNREACHABLE: peer went away; peer-c: UNREACHABLE: peer went away\)/)
   })
 
   it('asks a bucket again as its two halves when an answer is over the frame limit', async () => {
