@@ -101,6 +101,8 @@ export class Peer implements ApiPeer {
   /** This peer's own lines (component 'peer'); `root` makes the other components' loggers. */
   private readonly log: Logger
   private availabilityTimer: ReturnType<typeof setInterval> | undefined
+  /** Bounds the heap's growth HEAP_GROWTH_AFTER_MS after the start if the peer is not ready by then. */
+  private heapGrowthTimer: ReturnType<typeof setTimeout> | undefined
   private readonly decommissioner: DecommissionRunner
   private readonly stopListeners: Array<(why: 'decommissioned' | 'stopped') => void> = []
 
@@ -421,7 +423,7 @@ export class Peer implements ApiPeer {
     this.swim.onChange(() => {
       knownPeers.update(this.swim.members().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => ({ id: m.id, addrs: m.addrs })))
     })
-    setTimeout(() => { if (!this.stopped) this.boundHeapGrowth() }, HEAP_GROWTH_AFTER_MS).unref()
+    this.heapGrowthTimer = setTimeout(() => { if (!this.stopped) this.boundHeapGrowth() }, HEAP_GROWTH_AFTER_MS).unref()
     void this.adoptReplicasOnDisk().then(async () => { await this.announceReady() }).catch((err: unknown) => { this.log.error({ err }, 'checking start-up readiness failed') })
     if (joining !== undefined) {
       const result = await joining
@@ -495,6 +497,7 @@ export class Peer implements ApiPeer {
     this.stopped = true
     if (this.lagTimer !== undefined) clearInterval(this.lagTimer)
     if (this.availabilityTimer !== undefined) clearInterval(this.availabilityTimer)
+    if (this.heapGrowthTimer !== undefined) clearTimeout(this.heapGrowthTimer)
     this.lagMonitor?.disable()
     if (opts.leave) await this.leaveGracefully()
     const { catalog, catalogFile, placement, replicator, engine, broadcaster } = this.layers

@@ -272,6 +272,13 @@ export class PlacementService implements Placement {
     return out
   }
 
+  /** ownedPartitions() has it: its space is the catalog's current one of that name, and this peer is among its owners. */
+  owns (space: SpaceDef, partition: number): boolean {
+    const current = this.catalog.get(space.name)
+    if (current === undefined || current.uid !== space.uid || partition < 0 || partition >= current.partitions) return false
+    return this.ownersOf(current, partition).includes(this.localPeerId)
+  }
+
   markReady (space: SpaceDef, partition: number): void {
     this.checkPartition(space, partition)
     let set = this.localReady.get(space.uid)

@@ -71,6 +71,8 @@ export interface Placement {
   addressOf(peerId: PeerId): PeerAddress | undefined
   /** Partitions this peer owns (should hold) now, for every space. */
   ownedPartitions(): Array<{ space: SpaceDef, partition: number }>
+  /** Whether ownedPartitions() holds this one, without listing them all (a placement may leave it out: callers then scan). */
+  owns?(space: SpaceDef, partition: number): boolean
   /** Called by replication once this peer has caught up an owned partition. */
   markReady(space: SpaceDef, partition: number): void
   /** Called by replication when this peer no longer holds a partition (dropped after handoff). */

@@ -61,8 +61,17 @@ interface DiskWait {
   healedAt: number | undefined
 }
 
+interface CatchUpJob { key: string, space: SpaceDef, partition: number }
+
 export class Ownership {
-  private readonly catchUpQueue: Array<{ key: string, space: SpaceDef, partition: number }> = []
+  /**
+   * Catch-ups waiting, in order: those with no other peer to talk to when queued (needsNoPeer,
+   * started at once) and the others (catchUpConcurrency at a time). Two queues, so that a pump,
+   * run at every catch-up's end, starts what it can without scanning every waiting job: with a
+   * thousand partitions queued one scan each was a thousand placement lookups a completion.
+   */
+  private readonly waitingAlone: CatchUpJob[] = []
+  private readonly waitingPeers: CatchUpJob[] = []
   private readonly catchUpQueued = new Set<string>()
   private readonly catchUpRunning = new Set<string>()
   /** The running catch-ups with no other peer to talk to (needsNoPeer): not counted against catchUpConcurrency. */
@@ -185,7 +194,7 @@ export class Ownership {
     const { replicas, life, log, clock, opts } = this.ctx
     if (life.stopped || this.diskWaits.get(key) !== w || w.healedAt !== undefined) return
     // Released and dropped meanwhile: nothing left to heal.
-    if (!replicas.holds(key) && !this.owns(key)) { this.diskWaits.delete(key); return }
+    if (!replicas.holds(key) && !this.owns(w.space, w.partition)) { this.diskWaits.delete(key); return }
     w.probes++
     let store: PartitionStore
     try {
@@ -246,7 +255,7 @@ export class Ownership {
   }
 
   /** Catch-ups waiting and running, for stats(). */
-  get pending (): number { return this.catchUpQueue.length }
+  get pending (): number { return this.waitingAlone.length + this.waitingPeers.length }
   get running (): number { return this.catchUpRunning.size }
 
   /** Cancels the drops waiting for their grace period (the data stays on disk) and the disk probes. */
@@ -280,8 +289,10 @@ export class Ownership {
       if (replicas.isReady(key) || this.catchUpQueued.has(key) || this.catchUpRunning.has(key)) continue
       if ((this.catchUpRetryAt.get(key) ?? 0) > now) continue
       this.catchUpQueued.add(key)
-      this.catchUpQueue.push({ key, ...o })
+      const job = { key, ...o }
+      ;(this.needsNoPeer(job) ? this.waitingAlone : this.waitingPeers).push(job)
     }
+
     for (const key of replicas.readyKeys()) if (!owned.has(key)) replicas.unmarkReady(key)
     for (const [key, h] of replicas.heldPartitions()) {
       if (owned.has(key) || this.releasing.has(key) || this.catchUpRunning.has(key)) continue
@@ -308,9 +319,14 @@ export class Ownership {
     return [...pp.owners, ...pp.writeReplicas, ...pp.readReplicas, ...pp.returning].every(p => p === self)
   }
 
-  private owns (key: string): boolean {
-    return this.ctx.placement.ownedPartitions().some(o => keyOf(o.space, o.partition) === key)
+  /** Whether this peer owns the partition now (placement.owns when it has one, else a scan of every owned partition). */
+  private owns (space: SpaceDef, partition: number): boolean {
+    const { placement } = this.ctx
+    if (placement.owns !== undefined) return placement.owns(space, partition)
+    const key = keyOf(space, partition)
+    return placement.ownedPartitions().some(o => keyOf(o.space, o.partition) === key)
   }
+
 
   private pumpCatchUp (): void {
     const { clock, life, log, opts, counters } = this.ctx
@@ -318,13 +334,7 @@ export class Ownership {
       this.catchUpRetryAt.set(key, clock.now() + opts.catchUpRetryMs)
       life.timer(opts.catchUpRetryMs, () => { this.scheduleReconcile() })
     }
-    // catchUpConcurrency bounds the catch-ups that talk to other peers; one with nobody else to
-    // talk to (this peer its only owner and holder: a one-peer cluster, replicas 1) only opens its
-    // store, and a restart of a peer holding a thousand of them must not queue them one by one.
-    for (let i = 0; !life.stopped && i < this.catchUpQueue.length;) {
-      const alone = this.needsNoPeer(this.catchUpQueue[i]!)
-      if (!alone && this.catchUpRunning.size - this.catchUpAlone.size >= opts.catchUpConcurrency) { i++; continue }
-      const job = this.catchUpQueue.splice(i, 1)[0]!
+    const start = (job: CatchUpJob, alone: boolean): void => {
       this.catchUpQueued.delete(job.key)
       this.catchUpRunning.add(job.key)
       if (alone) this.catchUpAlone.add(job.key)
@@ -347,6 +357,19 @@ export class Ownership {
         this.pumpCatchUp()
       })
     }
+    // catchUpConcurrency bounds the catch-ups that talk to other peers; one with nobody else to
+    // talk to (this peer its only owner and holder: a one-peer cluster, replicas 1) only opens its
+    // store, and a restart of a peer holding a thousand of them must not queue them one by one.
+    // Each is checked again as it starts: a peer may have joined or returned since it was queued.
+    while (!life.stopped && this.waitingAlone.length > 0) {
+      const job = this.waitingAlone.shift()!
+      if (this.needsNoPeer(job)) start(job, true)
+      else this.waitingPeers.push(job)
+    }
+    while (!life.stopped && this.waitingPeers.length > 0 && this.catchUpRunning.size - this.catchUpAlone.size < opts.catchUpConcurrency) {
+      const job = this.waitingPeers.shift()!
+      start(job, this.needsNoPeer(job))
+    }
   }
 
   /**
@@ -356,7 +379,7 @@ export class Ownership {
   private async catchUp (key: string, space: SpaceDef, partition: number): Promise<boolean> {
     const { self, transport, placement, detector, life, log, opts, replicas } = this.ctx
     const tally = this.ctx.counters.catchUp
-    if (!this.owns(key)) return true
+    if (!this.owns(space, partition)) return true
     tally.started++
     const opened = this.ctx.replicas.isStale(key) ? await this.rebuildStale(space, partition) : await this.openOrRebuild(key, space, partition)
     if (opened === undefined) return false
@@ -445,7 +468,7 @@ export class Ownership {
     if (life.stopped || ok < required || alsoOk < alsoFrom.length) return false
     // One of the syncs found this copy stale (repair.ts): it is rebuilt first, never marked ready as it is.
     if (this.ctx.replicas.isStale(key)) return false
-    if (!this.owns(key)) return true
+    if (!this.owns(space, partition)) return true
     // Its disk failed during the catch-up: it heals first (replicaFailed), then catches up again;
     // after an I/O error with no other replica to rebuild it from, it serves what it holds.
     const failed = store.failure?.()
@@ -631,13 +654,13 @@ export class Ownership {
   }
 
   private async dropReleased (key: string, space: SpaceDef, partition: number): Promise<void> {
-    if (this.owns(key)) { this.releasing.delete(key); return }
+    if (this.owns(space, partition)) { this.releasing.delete(key); return }
     const pp = this.ctx.placement.locate(space, partition)
     if (!pp.owners.every(o => pp.readReplicas.includes(o))) { this.releasing.delete(key); return }
     const others = pp.owners.filter(o => o !== this.ctx.self)
     if (this.ctx.replicas.isStale(key)) await this.pushNewerOnly(key, space, partition, others)
     else for (const owner of others) await this.ctx.antiEntropy.syncWith(owner, space, partition, { pull: false, maxBuckets: ALL_BUCKETS })
-    if (this.ctx.life.stopped || this.owns(key)) { this.releasing.delete(key); return }
+    if (this.ctx.life.stopped || this.owns(space, partition)) { this.releasing.delete(key); return }
     this.ctx.replicas.forget(key)
     this.releasing.delete(key)
     const { stores } = this.ctx

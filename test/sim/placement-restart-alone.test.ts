@@ -47,3 +47,29 @@ describe('a restarted peer alone with its partitions', () => {
     }
   })
 })
+
+describe('a restarted peer with many partitions to catch up from others', () => {
+  // Every catch-up's end pumps the queue. It used to scan every waiting job, asking placement
+  // whether each needed another peer: O(N) lookups a completion, O(N²) for a restart with N
+  // partitions queued. Counted here as lookups (placement.locate) per partition caught up.
+  it('starts each queued catch-up without scanning the whole queue at every completion', async () => {
+    const partitions = 256
+    const world = new SimWorld({ seed: 7 })
+    const c = await WholeCluster.form(world, 3, { replication: { antiEntropyIntervalMs: 0, catchUpConcurrency: 1 } })
+    c.get('p0').catalog.create({ name: 'many', schema: [{ name: 'v', type: 'int32', nullable: true }], partitions, replicas: 3 })
+    expect(await world.runUntil(() => c.settled('many'), { maxMs: 60_000, checkEveryMs: 100 })).toBe(true)
+    const space = spaceOn(c.get('p0'), 'many')
+    expect(await world.runUntil(() => c.announced(space), { maxMs: 60_000, checkEveryMs: 100 })).toBe(true)
+    c.crash('p2')
+    await world.run(2_000)
+    const p2 = c.add('p2')
+    let lookups = 0
+    const locate = p2.placement.locate.bind(p2.placement)
+    p2.placement.locate = (s, p) => { lookups++; return locate(s, p) }
+    expect(await world.runUntil(() => [...Array(partitions).keys()].every(p => p2.replicator.isReady(space, p)), { maxMs: 120_000, checkEveryMs: 50 })).toBe(true)
+    const perPartition = lookups / partitions
+    console.log(`catch-up of ${partitions} partitions, catchUpConcurrency 1: ${lookups} placement lookups (${perPartition.toFixed(1)} a partition)`)
+    // A scan of the waiting jobs at every completion would be ~partitions / 2 a partition (128 here).
+    expect(perPartition).toBeLessThan(32)
+  })
+})
