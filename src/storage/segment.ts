@@ -450,13 +450,16 @@ function decodeFloatList (type: ValueType, dim: number, chunks: Data[], rows: nu
   return { tag: 'vec', type, dim, values, valid }
 }
 
-/**
- * utf8 to a dictionary: the distinct byte strings are found by hashing the bytes in place (an
- * open-addressing table over offsets), so each distinct value is decoded to a JS string once,
- * not once per row.
- */
 const newShared = (bytes: number): SharedArrayBuffer => new SharedArrayBuffer(bytes)
 
+/**
+ * utf8 to a dictionary: the distinct byte strings are found by hashing the bytes in place (an
+ * open-addressing table over offsets, one per chunk), so each distinct value is decoded to a JS
+ * string once, not once per row. The table's hot loop (scanUtf8) is a small function of its own
+ * and leaves the table only for a value it has not seen: as one large function with the inserts
+ * inline, V8 ran it about 3x slower (20 ns a row of a short value against 7.5, measured on 262,144
+ * rows of 50 distinct values; a cold GROUP BY over 4 M rows spent most of its main thread here).
+ */
 function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => SharedArrayBuffer): ColumnVector {
   const codes = new Int32Array(alloc(rows * 4))
   const dict: string[] = []
@@ -468,67 +471,122 @@ function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => Sha
     const bytes = d.values as unknown
     if (!(offsets instanceof Int32Array) || !(bytes instanceof Uint8Array)) throw new Error(`no columnar decoding of a utf8 segment column stored as ${String(d.type)}`)
     const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    const nulls = hasNulls(d)
-    const bits = d.nullBitmap
-    const off = d.offset
-    // Table slots hold chunk-local entry numbers + 1 (0 = empty); entries record where their
-    // bytes are and their code in `dict` (distinct byte strings that decode alike share a code).
-    let cap = 1024
-    let mask = cap - 1
-    let slots = new Int32Array(cap)
-    let entStart: Int32Array = new Int32Array(256)
-    let entLen: Int32Array = new Int32Array(256)
-    let entHash: Int32Array = new Int32Array(256)
-    let entCode: Int32Array = new Int32Array(256)
-    let entries = 0
-    for (let i = 0; i < n; i++) {
-      if (nulls) { const j = off + i; if ((bits![j >> 3]! & (1 << (j & 7))) === 0) { codes[base + i] = -1; continue } }
+    const nulls = hasNulls(d) ? d.nullBitmap! : undefined
+    const table = newUtf8Table()
+    for (let i = scanUtf8(offsets, bytes, nulls, d.offset, codes, base, 0, n, table); i < n; i = scanUtf8(offsets, bytes, nulls, d.offset, codes, base, i + 1, n, table)) {
+      // Row i holds a value this chunk's table has not seen (distinct byte strings that decode
+      // alike share a code).
       const s = offsets[i]!
       const e = offsets[i + 1]!
-      const len = e - s
-      let h = 0x811c9dc5 ^ len
-      for (let k = s; k < e; k++) h = Math.imul(h ^ bytes[k]!, 0x01000193)
-      h ^= h >>> 15
-      let slot = h & mask
-      let code = -1
-      for (;;) {
-        const ent = slots[slot]! - 1
-        if (ent < 0) break
-        if (entHash[ent] === h && entLen[ent] === len) {
-          const t = entStart[ent]!
-          let k = 0
-          while (k < len && bytes[s + k] === bytes[t + k]) k++
-          if (k === len) { code = entCode[ent]!; break }
-        }
-        slot = (slot + 1) & mask
-      }
-      if (code < 0) {
-        const str = buf.toString('utf8', s, e)
-        code = byString.get(str) ?? -1
-        if (code < 0) { code = dict.length; dict.push(str); byString.set(str, code) }
-        if (entries === entStart.length) {
-          const grow = (a: Int32Array): Int32Array => { const b = new Int32Array(a.length * 2); b.set(a); return b }
-          entStart = grow(entStart); entLen = grow(entLen); entHash = grow(entHash); entCode = grow(entCode)
-        }
-        entStart[entries] = s
-        entLen[entries] = len
-        entHash[entries] = h
-        entCode[entries] = code
-        slots[slot] = ++entries
-        if (entries * 2 > cap) {
-          cap *= 2
-          mask = cap - 1
-          slots = new Int32Array(cap)
-          for (let x = 0; x < entries; x++) {
-            let p = entHash[x]! & mask
-            while (slots[p] !== 0) p = (p + 1) & mask
-            slots[p] = x + 1
-          }
-        }
-      }
+      const str = buf.toString('utf8', s, e)
+      let code = byString.get(str) ?? -1
+      if (code < 0) { code = dict.length; dict.push(str); byString.set(str, code) }
+      insertUtf8(table, s, e - s, code)
       codes[base + i] = code
     }
     base += n
   }
   return { tag: 'str', type: 'utf8', codes, dict }
+}
+
+/** A chunk's distinct byte strings: slots hold entry numbers + 1 (0 = empty); entries say where their bytes are, their hash and code. */
+interface Utf8Table {
+  mask: number
+  slots: Int32Array
+  start: Int32Array
+  len: Int32Array
+  hash: Int32Array
+  code: Int32Array
+  entries: number
+  /** Set by scanUtf8 when it stops at an unseen value: its hash and the free slot it goes in. */
+  missHash: number
+  missSlot: number
+}
+
+function newUtf8Table (): Utf8Table {
+  return { mask: 1023, slots: new Int32Array(1024), start: new Int32Array(256), len: new Int32Array(256), hash: new Int32Array(256), code: new Int32Array(256), entries: 0, missHash: 0, missSlot: 0 }
+}
+
+/** The hash of bytes [s, e), over 4 bytes long (scanUtf8 hashes shorter ones itself), 4 bytes a step. */
+function hashLongUtf8 (bytes: Uint8Array, s: number, e: number): number {
+  let h = 0x811c9dc5 ^ (e - s)
+  let p = s
+  for (; p + 4 <= e; p += 4) {
+    h = Math.imul(h ^ (bytes[p]! | (bytes[p + 1]! << 8) | (bytes[p + 2]! << 16) | (bytes[p + 3]! << 24)), 0x9e3779b1)
+    h = (h << 13) | (h >>> 19)
+  }
+  for (; p < e; p++) h = Math.imul(h ^ bytes[p]!, 0x01000193)
+  h ^= h >>> 15
+  h = Math.imul(h, 0x85ebca6b)
+  return h ^ (h >>> 13)
+}
+
+/**
+ * Codes rows [i, n) from the table until one holds a value it has not seen: returns that row
+ * (its hash and free slot in table.missHash / missSlot), or n. NULL rows get -1.
+ */
+function scanUtf8 (offsets: Int32Array, bytes: Uint8Array, nulls: Uint8Array | undefined, off: number, codes: Int32Array, base: number, i: number, n: number, t: Utf8Table): number {
+  const { slots, mask, start, len: lens, hash, code: entCode } = t
+  for (; i < n; i++) {
+    if (nulls !== undefined) { const j = off + i; if ((nulls[j >> 3]! & (1 << (j & 7))) === 0) { codes[base + i] = -1; continue } }
+    const s = offsets[i]!
+    const e = offsets[i + 1]!
+    const len = e - s
+    let h: number
+    if (len <= 4) {
+      // A bijection of the bytes packed into one int: with the length, equal hashes mean equal
+      // bytes, so a match needs no comparison.
+      let k = 0
+      for (let p = s; p < e; p++) k = (k << 8) | bytes[p]!
+      h = Math.imul(k ^ len, 0x9e3779b1)
+      h ^= h >>> 16
+    } else {
+      h = hashLongUtf8(bytes, s, e)
+    }
+    let slot = h & mask
+    let code = -1
+    for (;;) {
+      const ent = slots[slot]! - 1
+      if (ent < 0) break
+      if (hash[ent] === h && lens[ent] === len) {
+        if (len <= 4) { code = entCode[ent]!; break }
+        const t0 = start[ent]!
+        let k = 0
+        while (k < len && bytes[s + k] === bytes[t0 + k]) k++
+        if (k === len) { code = entCode[ent]!; break }
+      }
+      slot = (slot + 1) & mask
+    }
+    if (code < 0) {
+      t.missHash = h
+      t.missSlot = slot
+      return i
+    }
+    codes[base + i] = code
+  }
+  return n
+}
+
+/** Adds the value scanUtf8 stopped at (bytes at `s`, `len` long) with its code; doubles the table past half full. */
+function insertUtf8 (t: Utf8Table, s: number, len: number, code: number): void {
+  if (t.entries === t.start.length) {
+    const grow = (a: Int32Array): Int32Array => { const b = new Int32Array(a.length * 2); b.set(a); return b }
+    t.start = grow(t.start); t.len = grow(t.len); t.hash = grow(t.hash); t.code = grow(t.code)
+  }
+  const ent = t.entries++
+  t.start[ent] = s
+  t.len[ent] = len
+  t.hash[ent] = t.missHash
+  t.code[ent] = code
+  t.slots[t.missSlot] = ent + 1
+  if (t.entries * 2 > t.slots.length) {
+    const cap = t.slots.length * 2
+    t.mask = cap - 1
+    t.slots = new Int32Array(cap)
+    for (let x = 0; x < t.entries; x++) {
+      let p = t.hash[x]! & t.mask
+      while (t.slots[p] !== 0) p = (p + 1) & t.mask
+      t.slots[p] = x + 1
+    }
+  }
 }
