@@ -22,6 +22,13 @@ export const METHOD_NACK = 'swim.nack'
 export const METHOD_GOSSIP = 'swim.gossip'
 export const METHOD_PUSH_PULL = 'swim.push-pull'
 
+/**
+ * The messages that must never wait behind bulk traffic to the same peer (probes, their answers,
+ * gossip: small, and late means a false suspicion): the peer sends them on the transport's control
+ * lane (net/rpc.ts, Lane). A push-pull, a whole member table, goes with the data.
+ */
+export const URGENT_METHODS: readonly string[] = [METHOD_PING, METHOD_PING_REQ, METHOD_ACK, METHOD_NACK, METHOD_GOSSIP]
+
 /** The membership wire format's version, sent as `v` in every message (see above). */
 export const MEMBERSHIP_PROTOCOL_VERSION = 1
 /** Longest update kind or member state a decoder skips as unknown rather than refuses. */

@@ -45,7 +45,21 @@ export interface HostOptions {
   inboundConnectionsPerHostPerSecond?: number
   /** Most libp2p connections open at once (each holds a file descriptor). Default 300, libp2p's MAX_CONNECTIONS. */
   maxConnections?: number
+  /**
+   * Most bytes one stream may have in flight (yamux's stream window; yamux's own default is 16
+   * MiB). A connection's streams share one queue to the socket, so a frame of another stream (a
+   * membership probe on its control stream) waits behind up to this much of a bulk stream's data.
+   * Default DEFAULT_STREAM_WINDOW_BYTES.
+   */
+  streamWindowBytes?: number
 }
+
+/**
+ * Default of HostOptions.streamWindowBytes: 1 MiB, a probe's wait behind bulk data 80 ms at 100
+ * Mbit/s (16 MiB was over a second, past the probe's timeout), and a stream's throughput capped
+ * at 1 MiB per round trip (more than 100 MB/s under 10 ms).
+ */
+export const DEFAULT_STREAM_WINDOW_BYTES = 1024 * 1024
 
 /** Default of HostOptions.maxConnections: libp2p's own (connection-manager/constants.js). */
 export const DEFAULT_MAX_LIBP2P_CONNECTIONS = 300
@@ -97,7 +111,7 @@ export async function createHost (opts: HostOptions): Promise<Host> {
     addresses: { listen: opts.listen, announce: opts.announce ?? [] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [yamux({ maxStreamWindowSize: Math.max(256 * 1024, opts.streamWindowBytes ?? DEFAULT_STREAM_WINDOW_BYTES) })],
     connectionProtector: (components: Parameters<ReturnType<typeof preSharedKey>>[0]) => handshakeGuard({
       ...(swarmKey !== undefined ? { inner: preSharedKey({ psk: swarmKey })(components) } : {}),
       onMismatch: (remote, keyed) => {

@@ -23,6 +23,6 @@
 export { generateSwarmKey, parseSwarmKey, loadOrCreatePeerKey, SwarmKeyError, PeerKeyError, PEER_KEY_FILE } from './keys.js'
 export { handshakeGuard, SwarmKeyMismatchError, SWARM_KEY_MISMATCH } from './handshake-guard.js'
 export { DenyListGater, type DenyList, type HangUpTarget } from './gater.js'
-export { createHost, HostListenError, DEFAULT_MAX_LIBP2P_CONNECTIONS, type Host, type HostOptions, type ShoalLibp2p, type ShoalServices } from './host.js'
+export { createHost, HostListenError, DEFAULT_MAX_LIBP2P_CONNECTIONS, DEFAULT_STREAM_WINDOW_BYTES, type Host, type HostOptions, type ShoalLibp2p, type ShoalServices } from './host.js'
 export { RpcTransport, RpcBackpressureError, RPC_PROTOCOL, type RpcTransportOptions, type RpcStats } from './rpc.js'
 export { GossipsubBroadcaster, type Broadcaster, type BroadcastHandler, type GossipsubBroadcasterOptions, type PubSubHost } from './broadcast.js'

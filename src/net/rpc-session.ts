@@ -259,7 +259,13 @@ export class Session {
   private rbufs: Uint8Array[] = []
   private rTotal = 0
 
-  constructor (readonly t: SessionHost, readonly stream: Stream, readonly connection: Connection) {
+  constructor (
+    readonly t: SessionHost,
+    readonly stream: Stream,
+    readonly connection: Connection,
+    /** The lane it carries (rpc.ts, Lane): told by its protocol, the same on both sides. */
+    readonly lane: 'control' | 'data' = 'data'
+  ) {
     this.peer = connection.remotePeer.toString()
   }
 

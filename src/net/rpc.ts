@@ -23,6 +23,18 @@ import {
 export type { RpcStats } from './rpc-session.js'
 
 export const RPC_PROTOCOL = '/shoal/rpc/1.0.0'
+/** The protocol of the control streams (see Lane). */
+export const RPC_CONTROL_PROTOCOL = '/shoal/rpc-control/1.0.0'
+
+/**
+ * Which streams a call goes on. A stream is FIFO: a membership ping queued behind a catch-up's
+ * megabytes waits for all of them, and on a slow link that is longer than the ping's timeout, so
+ * a healthy peer gets suspected. Methods named in `controlMethods` (membership's probes and
+ * gossip: small frames that must not wait) travel on streams of their own protocol that carry
+ * nothing else; everything else on the data streams. Both sides tell a stream's lane by its
+ * protocol, so answers go back on the lane the call came on.
+ */
+export type Lane = 'control' | 'data'
 
 /** The local write queue to a peer is over maxPendingWriteBytes: the peer is not reading. */
 export class RpcBackpressureError extends RpcError {
@@ -50,8 +62,12 @@ export interface RpcTransportOptions {
   maxPendingWriteBytes?: number
   /** Items a streamed call may have in flight before the sender waits for credit. Default 32. */
   streamWindow?: number
-  /** RPC streams allowed per connection and direction (both sides may open one at once). Default 4. */
+  /** RPC streams allowed per connection, direction and lane (both sides may open one at once). Default 4. */
   maxStreamsPerConnection?: number
+  /** Methods (requests and one-way messages) sent on the control lane (see Lane). Default none. */
+  controlMethods?: Iterable<string>
+  /** Default RPC_CONTROL_PROTOCOL. */
+  controlProtocol?: string
 }
 
 export class RpcTransport implements Transport, SessionHost {
@@ -63,6 +79,10 @@ export class RpcTransport implements Transport, SessionHost {
   readonly maxFrameBytes: number
   private readonly libp2p: Libp2p<any>
   private readonly protocol: string
+  private readonly controlProtocol: string
+  private readonly controlMethods: ReadonlySet<string>
+  /** Peers that do not speak the control protocol (an older version): their control calls go on the data lane. */
+  private readonly noControlLane = new Set<string>()
   private readonly defaultTimeoutMs: number
   private readonly maxInbound: number
   private readonly maxPendingWriteBytes: number
@@ -71,7 +91,7 @@ export class RpcTransport implements Transport, SessionHost {
   private readonly handlers = new Map<string, RequestHandler>()
   private readonly streamHandlers = new Map<string, StreamHandler>()
   private readonly listeners = new Map<string, MessageListener>()
-  /** Live sessions per peer; the first is used for our calls, all of them serve the peer's. */
+  /** Live sessions per peer, of both lanes; the first of a lane is used for our calls on it, all of them serve the peer's. */
   private readonly sessions = new Map<string, Session[]>()
   /** Dials in progress, keyed by peer id or by bootstrap address, shared by concurrent callers. */
   private readonly opening = new Map<string, Promise<Session>>()
@@ -86,6 +106,9 @@ export class RpcTransport implements Transport, SessionHost {
     this.clock = opts.clock ?? new SystemClock()
     this.log = opts.log ?? silentLogger
     this.protocol = opts.protocol ?? RPC_PROTOCOL
+    this.controlProtocol = opts.controlProtocol ?? RPC_CONTROL_PROTOCOL
+    if (this.controlProtocol === this.protocol) throw new Error('the control and data lanes need different protocols')
+    this.controlMethods = new Set(opts.controlMethods ?? [])
     this.defaultTimeoutMs = opts.defaultTimeoutMs ?? 10_000
     this.maxFrameBytes = opts.maxFrameBytes ?? 8 * 1024 * 1024
     this.maxInbound = opts.maxInboundRequestsPerPeer ?? 1024
@@ -101,13 +124,15 @@ export class RpcTransport implements Transport, SessionHost {
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
-    await this.libp2p.handle(this.protocol, ({ stream, connection }) => {
-      if (this.stopped) {
-        stream.abort(new Error('rpc transport stopped'))
-        return
-      }
-      this.addSession(connection, stream)
-    }, { maxInboundStreams: this.maxStreams, maxOutboundStreams: this.maxStreams })
+    for (const lane of ['data', 'control'] as const) {
+      await this.libp2p.handle(this.protocolOf(lane), ({ stream, connection }) => {
+        if (this.stopped) {
+          stream.abort(new Error('rpc transport stopped'))
+          return
+        }
+        this.addSession(connection, stream, lane)
+      }, { maxInboundStreams: this.maxStreams, maxOutboundStreams: this.maxStreams })
+    }
     this.libp2p.addEventListener('connection:close', this.onConnectionClose)
   }
 
@@ -119,7 +144,10 @@ export class RpcTransport implements Transport, SessionHost {
     for (const list of [...this.sessions.values()]) {
       for (const s of [...list]) s.close('transport stopped')
     }
-    if (this.started) await this.libp2p.unhandle(this.protocol).catch(() => {})
+    if (this.started) {
+      await this.libp2p.unhandle(this.protocol).catch(() => {})
+      await this.libp2p.unhandle(this.controlProtocol).catch(() => {})
+    }
   }
 
   localAddrs (): string[] {
@@ -150,9 +178,10 @@ export class RpcTransport implements Transport, SessionHost {
         this.log.debug({ peer: s.peer, method, err: errorMessage(err) }, 'message dropped')
       }
     }
-    const s = to.id !== undefined ? this.pick(to.id) : undefined
+    const lane = this.laneOf(method, to.id)
+    const s = to.id !== undefined ? this.pick(to.id, lane) : undefined
     if (s !== undefined) write(s)
-    else this.session(to).then(write, (err: unknown) => { this.log.debug({ to, method, err: errorMessage(err) }, 'message dropped') })
+    else this.session(to, lane).then(write, (err: unknown) => { this.log.debug({ to, method, err: errorMessage(err) }, 'message dropped') })
   }
 
   /** Encodes a request body once, to send it to several peers (see Transport.encodeBody). */
@@ -213,12 +242,13 @@ export class RpcTransport implements Transport, SessionHost {
 
   /** Attaches a new call to a session, dialling first if there is none yet. */
   private begin (to: PeerAddress, call: OutCall, body: unknown): void {
-    const s = to.id !== undefined ? this.pick(to.id) : undefined
+    const lane = this.laneOf(call.method, to.id)
+    const s = to.id !== undefined ? this.pick(to.id, lane) : undefined
     if (s !== undefined) {
       this.dispatchCall(s, call, body)
       return
     }
-    this.session(to).then(
+    this.session(to, lane).then(
       s => { this.dispatchCall(s, call, body) },
       (err: unknown) => { call.fail(err instanceof Error ? err : new PeerUnreachableError(call.peer, String(err))) }
     )
@@ -395,40 +425,58 @@ export class RpcTransport implements Transport, SessionHost {
     }
   }
 
-  private pick (peer: string): Session | undefined {
+  /** The lane `method` goes on to `peer` (the data lane for a peer without the control protocol). */
+  private laneOf (method: string, peer: string | undefined): Lane {
+    if (!this.controlMethods.has(method)) return 'data'
+    return peer !== undefined && this.noControlLane.has(peer) ? 'data' : 'control'
+  }
+
+  private protocolOf (lane: Lane): string {
+    return lane === 'control' ? this.controlProtocol : this.protocol
+  }
+
+  private pick (peer: string, lane: Lane): Session | undefined {
     const list = this.sessions.get(peer)
     if (list === undefined) return undefined
-    for (const s of list) if (!s.closed) return s
+    for (const s of list) if (!s.closed && s.lane === lane) return s
     return undefined
   }
 
-  /** The session to `to`, opening one (shared with concurrent callers) when there is none. */
-  private async session (to: PeerAddress): Promise<Session> {
+  /** The session of `lane` to `to`, opening one (shared with concurrent callers) when there is none. */
+  private async session (to: PeerAddress, lane: Lane): Promise<Session> {
     if (to.id !== undefined) {
-      const s = this.pick(to.id)
+      const s = this.pick(to.id, lane)
       if (s !== undefined) return s
     }
-    const key = to.id ?? `addr:${to.addrs.join(',')}`
+    const key = `${lane}|${to.id ?? `addr:${to.addrs.join(',')}`}`
     let p = this.opening.get(key)
     if (p === undefined) {
-      p = this.open(to).finally(() => { this.opening.delete(key) })
+      p = this.open(to, lane).finally(() => { this.opening.delete(key) })
       this.opening.set(key, p)
     }
     return await p
   }
 
-  private async open (to: PeerAddress): Promise<Session> {
+  private async open (to: PeerAddress, lane: Lane): Promise<Session> {
     const label = to.id ?? to.addrs[0]
     if (this.stopped) throw new PeerUnreachableError(label, 'transport stopped')
     let conn = this.existingConnection(to)
     const reused = conn !== undefined
     conn ??= await this.dial(to, false)
-    const existing = this.pick(conn.remotePeer.toString())
+    const peer = conn.remotePeer.toString()
+    const existing = this.pick(peer, lane)
     if (existing !== undefined) return existing
+    const protocol = this.protocolOf(lane)
     let stream: Stream
     try {
-      stream = await conn.newStream(this.protocol, { maxOutboundStreams: this.maxStreams })
+      stream = await conn.newStream(protocol, { maxOutboundStreams: this.maxStreams })
     } catch (err) {
+      if (lane === 'control' && (err as { name?: unknown } | null)?.name === 'UnsupportedProtocolError') {
+        // A peer of an older version, without control streams: its control calls share the data lane.
+        this.noControlLane.add(peer)
+        this.log.debug({ peer }, 'peer has no rpc control streams; using the data streams')
+        return await this.session({ id: peer, addrs: to.addrs }, 'data')
+      }
       if (!reused) throw new PeerUnreachableError(conn.remotePeer.toString(), `cannot open rpc stream: ${errorMessage(err)}`, err)
       // A connection libp2p still lists as open can be half torn down (e.g. just refused by
       // the remote's gater); drop it and try once more on a fresh one.
@@ -436,7 +484,7 @@ export class RpcTransport implements Transport, SessionHost {
       conn.abort(err instanceof Error ? err : new Error(String(err)))
       conn = await this.dial(to, true)
       try {
-        stream = await conn.newStream(this.protocol, { maxOutboundStreams: this.maxStreams })
+        stream = await conn.newStream(protocol, { maxOutboundStreams: this.maxStreams })
       } catch (err2) {
         throw new PeerUnreachableError(conn.remotePeer.toString(), `cannot open rpc stream: ${errorMessage(err2)}`, err2)
       }
@@ -445,7 +493,7 @@ export class RpcTransport implements Transport, SessionHost {
       stream.abort(new Error('rpc transport stopped'))
       throw new PeerUnreachableError(conn.remotePeer.toString(), 'transport stopped')
     }
-    return this.addSession(conn, stream)
+    return this.addSession(conn, stream, lane)
   }
 
   private existingConnection (to: PeerAddress): Connection | undefined {
@@ -475,13 +523,13 @@ export class RpcTransport implements Transport, SessionHost {
     }
   }
 
-  private addSession (conn: Connection, stream: Stream): Session {
-    const s = new Session(this, stream, conn)
+  private addSession (conn: Connection, stream: Stream, lane: Lane): Session {
+    const s = new Session(this, stream, conn, lane)
     this.counters.streamsOpened++
     const list = this.sessions.get(s.peer)
     if (list === undefined) this.sessions.set(s.peer, [s])
     else list.push(s)
-    this.log.debug({ peer: s.peer, direction: stream.direction }, 'rpc stream open')
+    this.log.debug({ peer: s.peer, direction: stream.direction, lane }, 'rpc stream open')
     s.start()
     return s
   }

@@ -7,7 +7,7 @@ import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
 import { FileHlcStore, HybridClock, hlcPhysicalMs } from '../hlc/index.js'
 import { HttpError, HttpServer, registerApi, registerBackupApi, registerDataApi, registerOpsApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView, type RemovePeerAnswer } from '../http/index.js'
-import { DEFAULT_SWIM_OPTIONS, Swim, type MemberInfo } from '../membership/index.js'
+import { DEFAULT_SWIM_OPTIONS, Swim, URGENT_METHODS, type MemberInfo } from '../membership/index.js'
 import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
 import { PartitionDetector } from '../partition/index.js'
@@ -208,7 +208,8 @@ export class Peer implements ApiPeer {
     } catch (err) {
       throw new PeerStartError((err as Error).message)
     }
-    const transport = new RpcTransport({ libp2p: host.libp2p, clock, log: log.child({ component: 'rpc' }) })
+    // Membership's probes and gossip on streams of their own: never behind a catch-up's megabytes.
+    const transport = new RpcTransport({ libp2p: host.libp2p, clock, log: log.child({ component: 'rpc' }), controlMethods: URGENT_METHODS })
     const http = new HttpServer({ host: config.http.host, port: config.http.port, maxConnections: files.httpConnections }, log.child({ component: 'http' }))
     const httpAddress = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
     let hlc: HybridClock

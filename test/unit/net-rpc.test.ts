@@ -303,4 +303,70 @@ describe('RpcTransport', () => {
     const err = await a.rpc.request({ addrs: ['/ip4/127.0.0.1/tcp/1'] }, 'x', null, { timeoutMs: 5000 }).catch((e: Error) => e)
     expect((err as Error).name).toBe('PeerUnreachableError')
   })
+
+  describe('lanes', () => {
+    const ITEM_BYTES = 2 << 20
+    const ITEMS = 32 // 64 MiB, as a catch-up streams a partition
+
+    /**
+     * Streams ITEMS items of ITEM_BYTES from b to a and, once the first has arrived, calls `ping`
+     * on b: how many items a received while the ping was in flight, and whether it was answered
+     * before the stream ended.
+     */
+    async function pingDuringBulk (a: Node, b: Node, ping: string): Promise<{ itemsWhilePinging: number, answeredBeforeEnd: boolean, items: number }> {
+      const chunk = new Uint8Array(ITEM_BYTES).fill(7)
+      b.rpc.handleStream('bulk', async function * () { for (let i = 0; i < ITEMS; i++) yield chunk })
+      b.rpc.handle(ping, () => 'pong')
+      // The ping's stream is open before the bulk starts (as a peer's probes open it long before
+      // any catch-up): what is measured is the wait behind the data, not a stream's opening.
+      expect(await a.rpc.request(b.addr, ping, {}, { timeoutMs: 60_000 })).toBe('pong')
+      let items = 0
+      let ended = false
+      let first!: () => void
+      const firstArrived = new Promise<void>(resolve => { first = resolve })
+      const bulk = (async () => {
+        for await (const item of a.rpc.stream(b.addr, 'bulk', {}, { timeoutMs: 120_000 })) {
+          expect((item as Uint8Array).length).toBe(ITEM_BYTES)
+          if (++items === 1) first()
+        }
+        ended = true
+      })()
+      await firstArrived
+      const before = items
+      expect(await a.rpc.request(b.addr, ping, {}, { timeoutMs: 60_000 })).toBe('pong')
+      const result = { itemsWhilePinging: items - before, answeredBeforeEnd: !ended, items: 0 }
+      console.log(`${ping}: ${result.itemsWhilePinging} items of 2 MiB arrived while it was in flight`)
+      await bulk
+      result.items = items
+      return result
+    }
+
+    it('a control-lane call is answered while 64 MiB stream between the same two peers, not after what was queued', async () => {
+      // The stream's window lets b queue 8 items (16 MiB) ahead of anything else it sends on it.
+      const [a, b] = await pair({ controlMethods: ['ping'], streamWindow: 8 }, { controlMethods: ['ping'] })
+      const r = await pingDuringBulk(a, b, 'ping')
+      expect(r.items).toBe(ITEMS)
+      expect(r.answeredBeforeEnd).toBe(true)
+      // Answered on its own stream: at most the item being written when it came went first.
+      expect(r.itemsWhilePinging).toBeLessThanOrEqual(2)
+      expect(a.rpc.streamCount(b.host.peerId)).toBe(2)
+    })
+
+    it('a data-lane call waits behind what is queued on the stream (why the control lane exists)', async () => {
+      const [a, b] = await pair({ streamWindow: 8 })
+      const r = await pingDuringBulk(a, b, 'ping')
+      expect(r.items).toBe(ITEMS)
+      expect(r.itemsWhilePinging).toBeGreaterThan(2)
+      expect(a.rpc.streamCount(b.host.peerId)).toBe(1)
+    })
+
+    it('falls back to the data lane for a peer without control streams (an older version)', async () => {
+      const [a, b] = await pair({ controlMethods: ['ping'] }, { controlProtocol: '/shoal/rpc-control-other/1.0.0' })
+      b.rpc.handle('ping', () => 'pong')
+      b.rpc.onMessage('note', () => {})
+      expect(await a.rpc.request(b.addr, 'ping', {}, { timeoutMs: 5000 })).toBe('pong')
+      expect(await a.rpc.request(b.addr, 'ping', {}, { timeoutMs: 5000 })).toBe('pong')
+      expect(a.rpc.streamCount(b.host.peerId)).toBe(1)
+    })
+  })
 })
