@@ -26,8 +26,28 @@ export interface SwimOptions {
    */
   nackFraction?: number
 
-  /** Suspicion timeout multiplier: min timeout = suspicionMult * max(1, log10(n)) * probeIntervalMs. Default 4 (memberlist SuspicionMult). */
+  /**
+   * Suspicion timeout multiplier: min timeout = suspicionMult * max(suspicionMinScale, log10(n))
+   * * probeIntervalMs. Default 1.25 (memberlist's SuspicionMult is 4, with its own random probe
+   * order: a crash took 11 s at p50 and 13 s at p99 to be declared dead at N=100 in the
+   * simulator. With the shared probe ring (swim.ts, nextProbeTarget) and 1.25, 4.1 / 5.0 s, and no
+   * healthy peer declared dead in the stall-and-loss scenario: docs/benchmarks.md, "SWIM in the
+   * simulator").
+   */
   suspicionMult?: number
+  /**
+   * The least log10(n) factor of the minimum suspicion timeout. Default 2 (memberlist floors it
+   * at 1; with the smaller multiplier that left a cluster under 100 peers 1.5 probe intervals
+   * before declaring a paused peer dead, shorter than a long garbage-collector pause).
+   */
+  suspicionMinScale?: number
+  /**
+   * Independent confirmations (other members suspecting the same member) after which the
+   * suspicion timeout has shrunk from its maximum to its minimum (Lifeguard's K). Default 2
+   * (memberlist derives it as SuspicionMult - 2, which is 2 with its default of 4; kept, with the
+   * multiplier now separate).
+   */
+  suspicionConfirmations?: number
   /** Max suspicion timeout = suspicionMaxTimeoutMult * min timeout (Lifeguard). Default 6 (memberlist SuspicionMaxTimeoutMult). */
   suspicionMaxTimeoutMult?: number
   /** Local Health Multiplier ceiling: awareness runs 0..awarenessMaxMultiplier-1 and timeouts scale by (awareness+1). Default 8 (memberlist AwarenessMaxMultiplier). */
@@ -103,7 +123,9 @@ export const DEFAULT_SWIM_OPTIONS: Readonly<ResolvedSwimOptions> = Object.freeze
   probeTimeoutMs: 500,
   indirectChecks: 3,
   nackFraction: 0.8,
-  suspicionMult: 4,
+  suspicionMult: 1.25,
+  suspicionMinScale: 2,
+  suspicionConfirmations: 2,
   suspicionMaxTimeoutMult: 6,
   awarenessMaxMultiplier: 8,
   lagThresholdMs: 200,
@@ -138,12 +160,13 @@ export function resolveSwimOptions (opts: SwimOptions = {}): ResolvedSwimOptions
   const positive: Array<keyof ResolvedSwimOptions> = ['probeIntervalMs', 'probeTimeoutMs', 'gossipIntervalMs', 'pushPullIntervalMs',
     'pushPullTimeoutMs', 'reconnectIntervalMs', 'joinRetryIntervalMs', 'reapIntervalMs', 'maxPacketBytes', 'maxUpdatesPerMessage',
     'maxBroadcastQueue', 'maxPushPullMembers', 'metaMaxBytes', 'awarenessMaxMultiplier', 'retransmitMult', 'suspicionMult',
-    'suspicionMaxTimeoutMult', 'maxPendingAcks', 'delegateStateMaxBytes']
+    'suspicionMaxTimeoutMult', 'maxPendingAcks', 'delegateStateMaxBytes', 'suspicionMinScale']
   for (const k of positive) {
     const v = out[k]
     if (typeof v !== 'number' || !(v > 0)) throw new RangeError(`swim option ${k} must be a positive number, got ${String(v)}`)
   }
   if (out.probeTimeoutMs >= out.probeIntervalMs) throw new RangeError('swim option probeTimeoutMs must be below probeIntervalMs')
   if (!(out.nackFraction > 0 && out.nackFraction < 1)) throw new RangeError('swim option nackFraction must be in (0, 1)')
+  if (!(Number.isSafeInteger(out.suspicionConfirmations) && out.suspicionConfirmations >= 0)) throw new RangeError(`swim option suspicionConfirmations must be a whole number >= 0, got ${String(out.suspicionConfirmations)}`)
   return out
 }

@@ -18,11 +18,12 @@ export function suspicionTimeoutMs (confirmations: number, expected: number, min
 }
 
 /**
- * The minimum suspicion timeout: suspicionMult * max(1, log10(max(1, n))) * probeIntervalMs (ms).
- * memberlist floors the log factor at 1 so a small cluster does not get a near-zero timeout.
+ * The minimum suspicion timeout: suspicionMult * max(minScale, log10(max(1, n))) *
+ * probeIntervalMs (ms). memberlist floors the log factor at 1 so a small cluster does not get a
+ * near-zero timeout; Shoal at 2 (SwimOptions.suspicionMinScale).
  */
-export function suspicionMinMs (suspicionMult: number, clusterSize: number, probeIntervalMs: number): number {
-  const scale = Math.max(1, Math.log10(Math.max(1, clusterSize)))
+export function suspicionMinMs (suspicionMult: number, clusterSize: number, probeIntervalMs: number, minScale = 1): number {
+  const scale = Math.max(minScale, Math.log10(Math.max(1, clusterSize)))
   return Math.floor(suspicionMult * scale * probeIntervalMs)
 }
 

@@ -44,6 +44,10 @@ describe('suspicion timeout (Lifeguard)', () => {
     // memberlist floors the log factor at 1: small clusters do not get a near-zero timeout.
     expect(suspicionMinMs(4, 1, 1000)).toBe(4000)
     expect(suspicionMinMs(4, 5, 1000)).toBe(4000)
+    // Shoal's defaults floor it at 2 (suspicionMinScale): 1.25 * 2 * 1 s under 100 peers.
+    expect(suspicionMinMs(1.25, 3, 1000, 2)).toBe(2500)
+    expect(suspicionMinMs(1.25, 100, 1000, 2)).toBe(2500)
+    expect(suspicionMinMs(1.25, 10_000, 1000, 2)).toBe(5000)
   })
 
   it('shrinks from max to min as confirmations arrive: max(min, max - (max-min) log(C+1)/log(K+1))', () => {
