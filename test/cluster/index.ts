@@ -1,7 +1,12 @@
 /**
- * test/cluster: real `shoal start` processes on 127.0.0.1 for integration and partition tests.
- * Ports are chosen free at run time, every peer has its own data dir and log file, and
- * `stopAll()` kills whatever is left, so a failed test does not leak processes.
+ * test/cluster: real `shoal start` processes for integration and partition tests. By default
+ * (`net: 'loopback'`) every peer runs on 127.0.0.1 on ports chosen free at run time. With
+ * `net: 'netns'` (root; test/net) every peer runs in a network namespace of its own, on its own
+ * address (10.x.y.n, ports 7946 and 7947: each namespace has its own ports), behind a bridge the
+ * test process reaches them through, so that `cluster.network` can cut and degrade links with
+ * the kernel's packet filter, outside the peers. Every peer has its own data dir and log file,
+ * and `stopAll()` kills whatever is left (and tears the namespaces down), so a failed test does
+ * not leak processes.
  *
  * ```ts
  * const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP })
@@ -17,6 +22,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { NetnsNetwork } from '../net/index.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 /** The repository root, from test/cluster or from its compiled copy in dist/test/cluster. */
@@ -44,7 +50,9 @@ export const FAST_MEMBERSHIP = {
   gossipIntervalMs: 50,
   pushPullIntervalMs: 2000,
   reconnectIntervalMs: 500,
-  suspicionMult: 3
+  // 1.5 x max(2, log10 n) x 200 ms: the 600 ms minimum suspicion these tests always had (it was
+  // 3 x max(1, log10 n) before suspicionMinScale).
+  suspicionMult: 1.5
 }
 
 /** Ports handed out by this process, never handed out twice (the kernel may reuse a closed one). */
@@ -98,6 +106,21 @@ export interface StartOptions {
   openFileLimit?: number
 }
 
+/** Where a peer runs: on loopback, or in a network namespace (test/net). */
+export type ClusterNet = 'loopback' | 'netns'
+
+/** A peer's ports in its own network namespace: shoal's defaults (docs/operations.md). */
+export const NETNS_P2P_PORT = 7946
+export const NETNS_HTTP_PORT = 7947
+
+/** Where a peer process runs, when not on loopback. */
+export interface PeerPlace {
+  /** The address it listens on (libp2p and HTTP). */
+  address: string
+  /** The argv prefix that runs its launcher inside its namespace and execs it (test/net nsPrefix). */
+  launchPrefix: string[]
+}
+
 export class PeerProcess {
   proc: ChildProcess | undefined
   peerId = ''
@@ -112,25 +135,32 @@ export class PeerProcess {
     readonly httpPort: number,
     readonly logFile: string,
     private readonly args: string[],
-    private readonly openFileLimit?: number
+    private readonly openFileLimit?: number,
+    private readonly place?: PeerPlace
   ) {}
 
-  get url (): string { return `http://127.0.0.1:${this.httpPort}` }
+  /** The address the peer listens on: 127.0.0.1, or its namespace's. */
+  get address (): string { return this.place?.address ?? '127.0.0.1' }
+
+  get url (): string { return `http://${this.address}:${this.httpPort}` }
 
   multiaddr (withId = true): string {
-    const base = `/ip4/127.0.0.1/tcp/${this.p2pPort}`
+    const base = `/ip4/${this.address}/tcp/${this.p2pPort}`
     return withId && this.peerId !== '' ? `${base}/p2p/${this.peerId}` : base
   }
 
   spawn (): void {
     this.log = createWriteStream(this.logFile, { flags: 'a' })
     // Through the launcher, as a user runs it (its settings: docs/operations.md); it execs node,
-    // so pid, signals and exit codes are the peer's own.
+    // so pid, signals and exit codes are the peer's own. In a namespace, nsenter execs the launcher
+    // in turn: still one process.
     const argv = ['start', ...this.args]
     const env = launcherEnv()
-    const proc = this.openFileLimit === undefined
-      ? spawn(LAUNCHER, argv, { stdio: ['ignore', 'pipe', 'pipe'], env })
-      : spawn('/bin/sh', ['-c', `ulimit -n ${this.openFileLimit} && exec "$0" "$@"`, LAUNCHER, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env })
+    const command = this.openFileLimit === undefined
+      ? [LAUNCHER, ...argv]
+      : ['/bin/sh', '-c', `ulimit -n ${this.openFileLimit} && exec "$0" "$@"`, LAUNCHER, ...argv]
+    const [file, ...args] = [...(this.place?.launchPrefix ?? []), ...command]
+    const proc = spawn(file!, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
     proc.stdout!.pipe(this.log, { end: false })
     proc.stderr!.pipe(this.log, { end: false })
     this.exitCode = null
@@ -253,23 +283,46 @@ export interface ClusterOptions {
   config?: Record<string, unknown>
   /** Name prefix of the cluster's folder under the OS tmp dir (default 'shoal-test-'). */
   dirPrefix?: string
+  /**
+   * 'loopback' (default): every peer on 127.0.0.1. 'netns': every peer in a network namespace of
+   * its own (needs root, `ip`, `nsenter` and `nft`: test/net netnsSupport says why not; create
+   * throws then), its links faulted through `cluster.network`.
+   */
+  net?: ClusterNet
+  /** Progress lines of the namespace network (netns only). */
+  log?: (line: string) => void
 }
 
 export class TestCluster {
   readonly peers = new Map<string, PeerProcess>()
 
-  private constructor (readonly dir: string, readonly configFile: string, readonly swarmKeyFile: string | undefined) {}
+  private constructor (
+    readonly dir: string,
+    readonly configFile: string,
+    readonly swarmKeyFile: string | undefined,
+    /** The namespace network of a 'netns' cluster (undefined on loopback): its link faults. */
+    readonly network: NetnsNetwork | undefined
+  ) {}
+
+  get net (): ClusterNet { return this.network === undefined ? 'loopback' : 'netns' }
 
   static async create (options: ClusterOptions = {}): Promise<TestCluster> {
-    const dir = await mkdtemp(join(tmpdir(), options.dirPrefix ?? 'shoal-test-'))
-    const configFile = join(dir, 'config.json')
-    await writeFile(configFile, JSON.stringify({ membership: options.membership ?? FAST_MEMBERSHIP, drainTimeoutMs: 2000, ...options.config }))
-    let swarmKeyFile: string | undefined
-    if (options.swarmKey !== false) {
-      swarmKeyFile = join(dir, 'swarm.key')
-      await runCli(['keygen', '--out', swarmKeyFile])
+    if (options.net !== undefined && options.net !== 'loopback' && options.net !== 'netns') throw new Error(`unknown net '${String(options.net)}'; expected loopback or netns`)
+    const network = options.net === 'netns' ? await NetnsNetwork.create(options.log !== undefined ? { log: options.log } : {}) : undefined
+    try {
+      const dir = await mkdtemp(join(tmpdir(), options.dirPrefix ?? 'shoal-test-'))
+      const configFile = join(dir, 'config.json')
+      await writeFile(configFile, JSON.stringify({ membership: options.membership ?? FAST_MEMBERSHIP, drainTimeoutMs: 2000, ...options.config }))
+      let swarmKeyFile: string | undefined
+      if (options.swarmKey !== false) {
+        swarmKeyFile = join(dir, 'swarm.key')
+        await runCli(['keygen', '--out', swarmKeyFile])
+      }
+      return new TestCluster(dir, configFile, swarmKeyFile, network)
+    } catch (err) {
+      await network?.destroy()
+      throw err
     }
-    return new TestCluster(dir, configFile, swarmKeyFile)
   }
 
   /**
@@ -295,14 +348,22 @@ export class TestCluster {
   private async startPeerOnce (name: string, options: StartOptions): Promise<PeerProcess> {
     const existing = this.peers.get(name)
     if (existing !== undefined) throw new Error(`peer ${name} exists; use restart()`)
-    const p2pPort = await freePort()
-    const httpPort = await freePort()
+    // In a namespace the peer has the ports to itself; on loopback they are shared with everything.
+    let place: PeerPlace | undefined
+    if (this.network !== undefined) {
+      // A peer started again after a failed start keeps its namespace.
+      const host = this.network.has(name) ? this.network.host(name) : await this.network.addHost(name)
+      place = { address: host.address, launchPrefix: this.network.launchPrefix(name) }
+    }
+    const p2pPort = place !== undefined ? NETNS_P2P_PORT : await freePort()
+    const httpPort = place !== undefined ? NETNS_HTTP_PORT : await freePort()
+    const address = place?.address ?? '127.0.0.1'
     const dataDir = join(this.dir, name)
     const swarmKeyFile = options.swarmKeyFile === undefined ? this.swarmKeyFile : options.swarmKeyFile
     const args = [
       '--data-dir', dataDir,
-      '--listen', `/ip4/127.0.0.1/tcp/${p2pPort}`,
-      '--http', `127.0.0.1:${httpPort}`,
+      '--listen', `/ip4/${address}/tcp/${p2pPort}`,
+      '--http', `${address}:${httpPort}`,
       '--name', name,
       '--config', this.configFile,
       ...(options.faultInjection === false ? [] : ['--enable-fault-injection']),
@@ -311,7 +372,7 @@ export class TestCluster {
       ...(options.bootstrap ?? []).flatMap(addr => ['--bootstrap', addr]),
       ...(options.extraArgs ?? [])
     ]
-    const peer = new PeerProcess(name, dataDir, p2pPort, httpPort, join(this.dir, `${name}.log`), args, options.openFileLimit)
+    const peer = new PeerProcess(name, dataDir, p2pPort, httpPort, join(this.dir, `${name}.log`), args, options.openFileLimit, place)
     this.peers.set(name, peer)
     peer.spawn()
     if (options.waitReady !== false) await peer.waitReady()
@@ -339,11 +400,15 @@ export class TestCluster {
     }
   }
 
-  /** Kills every peer still running and removes the cluster's directory. */
+  /**
+   * Kills every peer still running, tears the namespace network down (netns) and removes the
+   * cluster's directory (unless keepDir).
+   */
   async stopAll (opts: { keepDir?: boolean } = {}): Promise<void> {
     // With SHOAL_NODE_ARGS (profiling), stop gracefully so the peers can write their profiles.
     const signal = process.env.SHOAL_NODE_ARGS !== undefined ? 'SIGTERM' : 'SIGKILL'
     await Promise.all([...this.peers.values()].map(async p => { await p.kill(signal) }))
+    await this.network?.destroy()
     if (opts.keepDir !== true) await rm(this.dir, { recursive: true, force: true })
   }
 }

@@ -2,8 +2,13 @@
  * npm run jepsen -- [flags]
  *
  *   --workload set|register|queries|all   (default all: set, register and queries)
- *   --nemesis partition,kill,pause,clock,outage,disk   fault kinds, taken in turn (default
- *                                   partition)
+ *   --nemesis partition,kill,pause,clock,outage,disk,loss   fault kinds, taken in turn (default
+ *                                   partition); loss needs --net netns
+ *   --net loopback|netns            where the peers run (default loopback: 127.0.0.1, partitions
+ *                                   through the peers' deny lists); netns (root, ip, nsenter, nft):
+ *                                   a network namespace each, partitions (one-way too) and loss by
+ *                                   nftables rules in the namespaces, outside the peers
+ *   --loss PERCENT                  share of packets a loss window drops on its links (default 25)
  *   --disk-mode fill|fsync|both     how disk windows fail the disk (default both: taken in turn,
  *                                   fill first): fill needs root (tmpfs data directories), else
  *                                   its windows are skipped with a warning; fsync (WAL fsyncs
@@ -23,7 +28,8 @@
  *                                   queries-only run has --concurrency of them) and rows of the
  *                                   queries dataset (default 4000)
  *   --store DIR                     parent folder of the run's output (default store/jepsen)
- *   --ci                            the short CI schedules, one after the other
+ *   --ci                            the short CI schedules, one after the other (ci-netns is
+ *                                   skipped, saying why, where namespaces cannot be made)
  *   --check FILE                    only run the checkers on an existing history.jsonl (e.g. from the simulator)
  *
  * Exit code 0 when valid, 1 when not, 2 when unknown or on error.
@@ -33,7 +39,8 @@ import { parseArgs } from 'node:util'
 import { checkHistory, diskSummary } from './checkers/index.js'
 import { readHistory } from './history.js'
 import { DISK_MODE_CHOICES, type DiskModeChoice } from './disk.js'
-import { NEMESES, type NemesisKind } from './nemesis.js'
+import { DEFAULT_LOSS_PERCENT, NEMESES, type NemesisKind } from './nemesis.js'
+import { netRefused } from './runner.js'
 import { CI_SCHEDULES, run, type RunOptions } from './index.js'
 
 async function main (): Promise<number> {
@@ -56,6 +63,8 @@ async function main (): Promise<number> {
       'disk-heal-bound': { type: 'string', default: '30' },
       'disk-mode': { type: 'string', default: 'both' },
       'disk-wait-heal': { type: 'boolean', default: false },
+      net: { type: 'string', default: 'loopback' },
+      loss: { type: 'string', default: String(DEFAULT_LOSS_PERCENT) },
       lead: { type: 'string' },
       ci: { type: 'boolean', default: false },
       check: { type: 'string' }
@@ -76,6 +85,10 @@ async function main (): Promise<number> {
         if (!['set', 'register', 'queries', 'all'].includes(workload)) throw new Error(`unknown workload '${workload}'; expected set, register, queries or all`)
         const diskMode = values['disk-mode'] as DiskModeChoice
         if (!DISK_MODE_CHOICES.includes(diskMode)) throw new Error(`unknown disk mode '${diskMode}'; expected ${DISK_MODE_CHOICES.join(', ')}`)
+        const net = values.net as RunOptions['net']
+        if (net !== 'loopback' && net !== 'netns') throw new Error(`unknown --net '${values.net}'; expected loopback or netns`)
+        const lossPercent = Number(values.loss)
+        if (!Number.isInteger(lossPercent) || lossPercent < 1 || lossPercent > 100) throw new Error(`--loss ${values.loss}: expected an integer percentage from 1 to 100`)
         return {
           name: `${workload}-${nemeses.join('+') || 'none'}`,
           workload,
@@ -95,14 +108,23 @@ async function main (): Promise<number> {
           diskMode,
           diskWaitHeal: values['disk-wait-heal'],
           diskHealBoundMs: Number(values['disk-heal-bound']) * 1000,
+          net,
+          lossPercent,
           store: values.store
         }
       })()]
   let worst = 0
   for (const r of runs) {
+    // Refused before anything starts: a netns-only nemesis on loopback, or no namespaces here.
+    const refused = await netRefused({ net: r.net ?? 'loopback', nemeses: r.nemeses ?? ['partition'] })
+    if (refused !== undefined) {
+      if (!values.ci) throw new Error(refused)
+      console.error(`jepsen: ${r.name ?? '?'} skipped: ${refused}`)
+      continue
+    }
     const out = await run({ ...r, log })
     const res = out.results
-    console.log(JSON.stringify({ run: r.name, valid: res.valid, dir: out.dir, failures: res.failures, set: res.set !== undefined ? { attempted: res.set.attempted, acknowledged: res.set.acknowledged, lost: res.set.lost.length, removes: res.set.removes, resurrected: res.set.resurrected.length, unexpected: res.set.unexpected.length, recovered: res.set.recovered, stale: res.set.stale.length } : undefined, register: res.register !== undefined ? { writes: res.register.writes, reads: res.register.reads, oracleMismatches: res.register.oracle.mismatches.length, swViolations: res.register.singleWriter.violations.length, mwNonLinearizable: res.register.multiWriter.nonLinearizable.length, monotonic: res.register.monotonic.violations.length, stale: res.register.staleReads.length } : undefined, queries: res.queries !== undefined ? { queries: res.queries.queries, complete: res.queries.complete, partial: res.queries.partial, errors: res.queries.errors, noAnswer: res.queries.noAnswer, violations: res.queries.violationsByKind, afterHeal: { complete: res.queries.afterHeal.complete, peersWithoutCompleteAnswer: res.queries.afterHeal.peersWithoutCompleteAnswer } } : undefined, convergence: res.convergence !== undefined ? { afterMs: res.convergence.afterMs, hints: res.convergence.hints } : undefined, disk: res.disk !== undefined ? diskSummary(res.disk) : undefined }, null, 2))
+    console.log(JSON.stringify({ run: r.name, valid: res.valid, dir: out.dir, failures: res.failures, set: res.set !== undefined ? { attempted: res.set.attempted, acknowledged: res.set.acknowledged, lost: res.set.lost.length, removes: res.set.removes, resurrected: res.set.resurrected.length, unexpected: res.set.unexpected.length, recovered: res.set.recovered, stale: res.set.stale.length } : undefined, register: res.register !== undefined ? { writes: res.register.writes, reads: res.register.reads, oracleMismatches: res.register.oracle.mismatches.length, swViolations: res.register.singleWriter.violations.length, mwNonLinearizable: res.register.multiWriter.nonLinearizable.length, monotonic: res.register.monotonic.violations.length, stale: res.register.staleReads.length } : undefined, queries: res.queries !== undefined ? { queries: res.queries.queries, complete: res.queries.complete, partial: res.queries.partial, errors: res.queries.errors, noAnswer: res.queries.noAnswer, violations: res.queries.violationsByKind, afterHeal: { complete: res.queries.afterHeal.complete, peersWithoutCompleteAnswer: res.queries.afterHeal.peersWithoutCompleteAnswer } } : undefined, convergence: res.convergence !== undefined ? { afterMs: res.convergence.afterMs, hints: res.convergence.hints } : undefined, disk: res.disk !== undefined ? diskSummary(res.disk) : undefined, net: res.net !== undefined ? res.net.windows.map(w => ({ kind: w.kind, shape: w.shape, links: w.links?.length, percent: w.percent, totalDropped: w.totalDropped })) : undefined }, null, 2))
     worst = Math.max(worst, res.valid === true ? 0 : res.valid === false ? 1 : 2)
   }
   return worst

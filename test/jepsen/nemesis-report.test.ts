@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { TestCluster } from '../cluster/index.js'
 import { faultWindows, History, type Op } from './history.js'
-import { Nemesis, partitionGrudge, rng, schedule } from './nemesis.js'
+import { LOSS_NEEDS_NETNS, Nemesis, partitionGrudge, rng, schedule } from './nemesis.js'
 import { latencySvg, throughputSvg, timelineHtml } from './report.js'
 
 describe('nemesis schedule', () => {
@@ -47,6 +47,50 @@ describe('nemesis schedule', () => {
     expect(faultWindows(h.ops)).toEqual([])
   })
 
+  it('in a namespace cluster: some partitions one-way, loss windows; the rest of the seed\'s schedule as on loopback', () => {
+    const o = { seed: 20, nodes, timeLimitMs: 200_000, faultMs: 5000, quietMs: 5000 }
+    const loopback = schedule({ ...o, nemeses: ['partition', 'kill'] })
+    const netns = schedule({ ...o, nemeses: ['partition', 'kill'], net: 'netns' })
+    expect(netns.map(p => [p.kind, p.start, p.end])).toEqual(loopback.map(p => [p.kind, p.start, p.end]))
+    const oneWay = netns.filter(p => p.shape === 'one-way')
+    expect(oneWay.length).toBeGreaterThan(0)
+    expect(oneWay.length).toBeLessThan(netns.filter(p => p.kind === 'partition').length)
+    netns.forEach((p, i) => { if (p.shape !== 'one-way') expect(p).toEqual(loopback[i]) })
+    expect(loopback.some(p => p.shape === 'one-way')).toBe(false)
+    for (const p of oneWay) {
+      // One half's packets do not reach the other half; the other half's reach it.
+      const senders = Object.entries(p.grudge!).filter(([, to]) => to.length > 0)
+      expect(senders).toHaveLength(2)
+      for (const [from, to] of senders) {
+        expect(to).toHaveLength(3)
+        for (const t of to) expect(p.grudge![t]).toEqual([])
+        expect(to).not.toContain(from)
+      }
+    }
+    // Loss: a non-empty set of distinct links at the given share, in its turn.
+    const loss = schedule({ ...o, nemeses: ['partition', 'loss'], net: 'netns', lossPercent: 30 })
+    expect(loss.map(p => p.kind).slice(0, 4)).toEqual(['partition', 'loss', 'partition', 'loss'])
+    for (const p of loss.filter(x => x.kind === 'loss')) {
+      expect(p.loss!.percent).toBe(30)
+      expect(p.loss!.links.length).toBeGreaterThan(0)
+      expect(new Set(p.loss!.links.map(l => l.join())).size).toBe(p.loss!.links.length)
+      for (const [x, y] of p.loss!.links) { expect(nodes).toContain(x); expect(nodes).toContain(y); expect(x).not.toBe(y) }
+    }
+    expect(schedule({ ...o, nemeses: ['loss'], net: 'netns' })[0]!.loss!.percent).toBe(25)
+    // Loss needs the packet filter: refused on loopback.
+    expect(() => schedule({ ...o, nemeses: ['partition', 'loss'] })).toThrow(LOSS_NEEDS_NETNS)
+  })
+
+  it('refuses a loss window on a loopback cluster, recording why, and opens no window', async () => {
+    const h = new History()
+    const nemesis = new Nemesis({ peers: new Map(), network: undefined } as unknown as TestCluster, h)
+    const plan = { kind: 'loss' as const, start: 0, end: 10, loss: { links: [['n1', 'n2']] as Array<[string, string]>, percent: 25 } }
+    await nemesis.start(plan)
+    await nemesis.stop(plan)
+    expect(h.ops.map(o => [o.f, o.value])).toEqual([['error-loss', LOSS_NEEDS_NETNS]])
+    expect(faultWindows(h.ops)).toEqual([])
+  })
+
   it('builds symmetric partitions of each shape', () => {
     for (const shape of ['halves', 'isolate', 'ring', 'bridge'] as const) {
       const g = partitionGrudge(shape, nodes, rng(1))
@@ -87,6 +131,13 @@ describe('report', () => {
     const timeline = timelineHtml(disk, { valid: true, failures: [] })
     expect(timeline).toContain('>n3 health</text>')
     expect(timeline).toContain('n3 /health yellow (window) at 0.20 s failed: jepsen_set/1 ENOSPC')
+    // A namespace run's loss window: its own color, and the packets it dropped in the faults table.
+    const loss: Op[] = [
+      { index: 0, process: 'nemesis', type: 'info', f: 'start-loss', value: { links: [['n1', 'n2']], percent: 25, via: 'nftables' }, time: 100 },
+      { index: 1, process: 'nemesis', type: 'info', f: 'stop-loss', value: { droppedPackets: { n1: 7, n2: 5 } }, time: 900 }
+    ]
+    expect(latencySvg(loss)).toContain('#f2b5d4')
+    expect(timelineHtml(loss, { valid: true, failures: [] })).toContain(`<td><code>${'{&quot;droppedPackets&quot;:{&quot;n1&quot;:7,&quot;n2&quot;:5}}'}</code></td>`)
   })
 
   it('draws partial query answers in their own color, with coverage and confidence, and the load in its own lane', () => {

@@ -3,6 +3,11 @@
  * applies and heals each fault on a TestCluster.
  *
  *   partition  random halves | isolate one | majorities ring | bridge, through /admin/faults deny
+ *              (loopback: the peers cut the links themselves); in a namespace cluster (--net netns)
+ *              nftables drop rules in the peers' namespaces instead, and a fifth shape, one-way
+ *              (one half's packets to the other dropped, the other way through)
+ *   loss       netns only: X % of the packets dropped at random (nftables numgen) both ways on a
+ *              random set of links, removed when the window ends
  *   kill       kill -9 of a minority, restarted on the same data dir when the window ends
  *   pause      SIGSTOP of a minority, SIGCONT when the window ends
  *   clock      offset (ms) and drift (ppm) of some peers' HLC physical clock, reset at the end
@@ -18,13 +23,21 @@
  * The schedule depends only on (seed, nemeses, node names, timings): the same flags give the same
  * faults at the same offsets.
  */
-import type { PeerProcess, TestCluster } from '../cluster/index.js'
+import type { ClusterNet, PeerProcess, TestCluster } from '../cluster/index.js'
+import { grudgeLinks, lossBothWays, type NetnsNetwork } from '../net/index.js'
 import type { DiskFault, DiskMode, DiskNemesis } from './disk.js'
 import type { History } from './history.js'
 
-export type NemesisKind = 'partition' | 'kill' | 'pause' | 'clock' | 'outage' | 'disk'
-export const NEMESES: NemesisKind[] = ['partition', 'kill', 'pause', 'clock', 'outage', 'disk']
-export type PartitionShape = 'halves' | 'isolate' | 'ring' | 'bridge'
+export type NemesisKind = 'partition' | 'kill' | 'pause' | 'clock' | 'outage' | 'disk' | 'loss'
+export const NEMESES: NemesisKind[] = ['partition', 'kill', 'pause', 'clock', 'outage', 'disk', 'loss']
+/** Kinds that need the kernel's packet filter between the peers: a namespace cluster (--net netns). */
+export const NETNS_ONLY_NEMESES: NemesisKind[] = ['loss']
+/** Why a loss window cannot run on loopback, as the CLI and the runner refuse it. */
+export const LOSS_NEEDS_NETNS = 'the loss nemesis needs --net netns: packet loss is made by nftables rules in each peer\'s network namespace, and on loopback there is no packet filter between the peers (root, `ip`, `nsenter` and `nft` needed)'
+/** 'one-way' only in a namespace cluster: a peer's deny list cuts whole connections, both ways. */
+export type PartitionShape = 'halves' | 'isolate' | 'ring' | 'bridge' | 'one-way'
+/** Default share of packets a loss window drops on its links, %. */
+export const DEFAULT_LOSS_PERCENT = 25
 
 export interface FaultPlan {
   kind: NemesisKind
@@ -32,8 +45,13 @@ export interface FaultPlan {
   start: number
   end: number
   shape?: PartitionShape
-  /** Partition: for each node, the nodes it cannot reach (symmetric). */
+  /**
+   * Partition: for each node, the nodes its packets do not reach; symmetric (so no traffic either
+   * way) for every shape but one-way.
+   */
   grudge?: Record<string, string[]>
+  /** Loss: the links (both directions of each pair) and the share of packets dropped on them. */
+  loss?: { links: Array<[string, string]>, percent: number }
   /** Kill / pause / outage / disk: the nodes hit. */
   nodes?: string[]
   /** Disk: how the disk fails (`fill` or `fsync`). */
@@ -55,6 +73,14 @@ export interface ScheduleOptions {
   diskModes?: DiskMode[]
   /** The quiet period before the first fault window (default quietMs): load before any fault. */
   leadMs?: number
+  /**
+   * Where the peers run (default loopback). A namespace cluster adds the one-way partition shape
+   * and allows loss windows; the loopback schedule of a seed is the netns schedule of that seed
+   * with no partition turned one-way (see schedule()).
+   */
+  net?: ClusterNet
+  /** Loss windows: the share of packets dropped on their links, % (default DEFAULT_LOSS_PERCENT). */
+  lossPercent?: number
 }
 
 /** mulberry32: small, seeded, good enough for schedules. */
@@ -91,6 +117,7 @@ function fromComponents (nodes: string[], comps: string[][]): Record<string, str
 export function partitionGrudge (shape: PartitionShape, nodes: string[], r: () => number): Record<string, string[]> {
   const s = shuffle(nodes, r)
   const n = s.length
+  if (shape === 'one-way') return oneWayGrudge(nodes, r)
   if (shape === 'halves') return fromComponents(s, [s.slice(0, Math.floor(n / 2)), s.slice(Math.floor(n / 2))])
   if (shape === 'isolate' || n < 5) return fromComponents(s, [s.slice(0, 1), s.slice(1)])
   if (shape === 'bridge') {
@@ -114,8 +141,37 @@ export function partitionGrudge (shape: PartitionShape, nodes: string[], r: () =
   return g
 }
 
+/**
+ * One-way: the packets of a random half (the smaller) to the other half are dropped; the other
+ * half's packets reach it. A TCP connection across it stalls (its acknowledgements are lost), but
+ * differently from a cut both ways: one side keeps hearing the other.
+ */
+export function oneWayGrudge (nodes: string[], r: () => number): Record<string, string[]> {
+  const s = shuffle(nodes, r)
+  const from = s.slice(0, Math.floor(s.length / 2))
+  const to = s.slice(Math.floor(s.length / 2))
+  const g: Record<string, string[]> = {}
+  for (const n of s) g[n] = from.includes(n) ? to : []
+  return g
+}
+
+/** A random non-empty set of the node pairs (each in with even odds). */
+function randomLinks (nodes: string[], r: () => number): Array<[string, string]> {
+  const all: Array<[string, string]> = []
+  for (let i = 0; i < nodes.length; i++) for (let j = i + 1; j < nodes.length; j++) all.push([nodes[i]!, nodes[j]!])
+  const picked = all.filter(() => r() < 0.5)
+  return picked.length > 0 ? picked : [all[Math.floor(r() * all.length)]!]
+}
+
 export function schedule (o: ScheduleOptions): FaultPlan[] {
   const r = rng(o.seed)
+  // Choices only a namespace cluster makes (one-way partitions) draw from a stream of their own,
+  // so that they leave every other choice of the seed as on loopback.
+  const rNetns = rng(o.seed ^ 0x0e7e75)
+  const netns = o.net === 'netns'
+  const lossPercent = o.lossPercent ?? DEFAULT_LOSS_PERCENT
+  if (!netns && o.nemeses.some(k => NETNS_ONLY_NEMESES.includes(k))) throw new Error(LOSS_NEEDS_NETNS)
+  if (!Number.isInteger(lossPercent) || lossPercent < 1 || lossPercent > 100) throw new Error(`loss percent ${lossPercent}: expected an integer from 1 to 100`)
   const plans: FaultPlan[] = []
   const minority = Math.max(1, Math.floor((o.nodes.length - 1) / 2))
   const maxOffset = o.maxClockOffsetMs ?? 2000
@@ -131,6 +187,13 @@ export function schedule (o: ScheduleOptions): FaultPlan[] {
       const shapes: PartitionShape[] = ['halves', 'isolate', 'ring', 'bridge']
       plan.shape = shapes[Math.floor(r() * shapes.length)]!
       plan.grudge = partitionGrudge(plan.shape, o.nodes, r)
+      // One shape in five one-way, where the packet filter can drop a single direction.
+      if (netns && rNetns() < 0.2) {
+        plan.shape = 'one-way'
+        plan.grudge = oneWayGrudge(o.nodes, rNetns)
+      }
+    } else if (kind === 'loss') {
+      plan.loss = { links: randomLinks(o.nodes, r), percent: lossPercent }
     } else if (kind === 'kill' || kind === 'pause') {
       plan.nodes = shuffle(o.nodes, r).slice(0, 1 + Math.floor(r() * minority))
     } else if (kind === 'outage') {
@@ -165,6 +228,9 @@ export class Nemesis {
     return p
   }
 
+  /** The namespace network whose packet filter cuts the links, or undefined on loopback. */
+  private get network (): NetnsNetwork | undefined { return this.cluster.network }
+
   private record (f: string, value: unknown): void {
     this.history.add({ process: 'nemesis', type: 'info', f, value })
   }
@@ -182,19 +248,35 @@ export class Nemesis {
       this.log(`nemesis: ${plan.disk?.mode ?? 'fill'} disk window skipped (${refused})`)
       return
     }
+    // run() refuses a loss window on loopback before anything starts; a caller that did not ask it gets no window.
+    if (plan.kind === 'loss' && this.network === undefined) {
+      this.record('error-loss', LOSS_NEEDS_NETNS)
+      this.log(`nemesis: loss window refused: ${LOSS_NEEDS_NETNS}`)
+      return
+    }
+    // How a link fault is made: by the peers themselves (deny lists) or by the kernel (nftables).
+    const via = this.network !== undefined ? { via: 'nftables' } : { via: 'deny' }
     const detail = plan.kind === 'partition'
-      ? { shape: plan.shape, grudge: plan.grudge }
-      : plan.kind === 'clock'
-        ? { skew: plan.skew }
-        : plan.kind === 'disk' ? { mode: 'fill', ...plan.disk, nodes: plan.nodes, healBoundMs: (this.disk as DiskNemesis).healBoundMs } : { nodes: plan.nodes }
+      ? { shape: plan.shape, grudge: plan.grudge, ...via }
+      : plan.kind === 'loss'
+        ? { ...plan.loss, ...via }
+        : plan.kind === 'clock'
+          ? { skew: plan.skew }
+          : plan.kind === 'disk' ? { mode: 'fill', ...plan.disk, nodes: plan.nodes, healBoundMs: (this.disk as DiskNemesis).healBoundMs } : { nodes: plan.nodes }
     this.record(`start-${plan.kind}`, detail)
     this.log(`nemesis: start ${plan.kind} ${JSON.stringify(detail)}`)
     try {
-      if (plan.kind === 'partition') {
+      if (plan.kind === 'partition' && this.network !== undefined) {
+        // In the namespaces, whether or not the peers run: a peer restarted meanwhile is cut too.
+        await this.network.setFaults({ drop: grudgeLinks(plan.grudge!), loss: [] })
+      } else if (plan.kind === 'partition') {
+        if (plan.shape === 'one-way') throw new Error('a one-way partition needs --net netns: a peer\'s deny list cuts whole connections')
         await Promise.all(Object.entries(plan.grudge!).map(async ([name, deny]) => {
           const p = this.peer(name)
           if (p.running && !p.paused) await p.deny(deny.map(d => this.peer(d).peerId))
         }))
+      } else if (plan.kind === 'loss') {
+        await this.network!.setFaults({ drop: [], loss: lossBothWays(plan.loss!.links, plan.loss!.percent) })
       } else if (plan.kind === 'kill' || plan.kind === 'outage') {
         await Promise.all(plan.nodes!.map(async n => { await this.peer(n).kill('SIGKILL') }))
       } else if (plan.kind === 'pause') {
@@ -227,8 +309,13 @@ export class Nemesis {
       this.disk.watchHeal(plan.nodes!)
       return
     }
+    if (plan.kind === 'loss' && this.network === undefined) return // refused at its start
+    // A link fault in the namespaces ends with what it cost: packets dropped per peer's namespace.
+    let outcome: unknown = null
     try {
-      if (plan.kind === 'partition') {
+      if ((plan.kind === 'partition' || plan.kind === 'loss') && this.network !== undefined) {
+        outcome = { droppedPackets: await this.network.clearFaults() }
+      } else if (plan.kind === 'partition') {
         await Promise.all(Object.keys(plan.grudge!).map(async n => { const p = this.peer(n); if (p.running && !p.paused) await p.deny([]) }))
       } else if (plan.kind === 'kill' || plan.kind === 'outage') {
         for (const n of plan.nodes!) if (!this.peer(n).running) await this.cluster.restart(n)
@@ -240,14 +327,18 @@ export class Nemesis {
     } catch (err) {
       this.record(`error-${plan.kind}`, (err as Error).message)
     }
-    this.record(`stop-${plan.kind}`, null)
-    this.log(`nemesis: stop ${plan.kind}`)
+    this.record(`stop-${plan.kind}`, outcome)
+    this.log(`nemesis: stop ${plan.kind}${outcome !== null ? ` ${JSON.stringify(outcome)}` : ''}`)
   }
 
-  /** The final heal: everything resumed, restarted, reconnected and unskewed (and no disk fault rule left). */
+  /**
+   * The final heal: everything resumed, restarted, reconnected (no deny list, no nftables rule)
+   * and unskewed (and no disk fault rule left).
+   */
   async healAll (): Promise<void> {
     const peers = [...this.cluster.peers.values()]
     for (const p of peers) p.resume()
+    await this.network?.clearFaults()
     for (const p of peers) if (!p.running) await this.cluster.restart(p.name)
     await Promise.all(peers.map(async p => {
       await p.deny([])

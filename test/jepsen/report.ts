@@ -3,7 +3,9 @@
  * colored by outcome), throughput.svg (completions per second by outcome) and a self-contained
  * timeline.html (per-process lanes of operations, the same plots inline, results), each with the
  * nemesis's fault windows shaded. A query answered partially (coverage below total) is drawn in
- * its own color ('partial'); its hover text shows coverage and confidence.
+ * its own color ('partial'); its hover text shows coverage and confidence. The timeline's table of
+ * faults shows each window's detail and what its stop recorded (a namespace run's partitions and
+ * loss: the packets their nftables rules dropped, per peer).
  */
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -19,7 +21,7 @@ function isPartial (p: Pair): boolean {
 }
 
 function color (p: Pair): string { return isPartial(p) ? PARTIAL_COLOR : COLORS[p.type]! }
-const FAULT_COLORS: Record<string, string> = { partition: '#9ecae1', kill: '#fcae91', pause: '#c7b9e0', clock: '#fdd49e', outage: '#f4a3a8', disk: '#b8d8a8' }
+const FAULT_COLORS: Record<string, string> = { partition: '#9ecae1', kill: '#fcae91', pause: '#c7b9e0', clock: '#fdd49e', outage: '#f4a3a8', disk: '#b8d8a8', loss: '#f2b5d4' }
 
 function esc (s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
@@ -129,7 +131,12 @@ export function timelineHtml (ops: readonly Op[], results: unknown): string {
   const labels = [...procs.map(p => `p${p}`), ...healthNodes.map(n => `${n} health`)].map((p, i) => `<text x="${f.left - 6}" y="${f.top + i * laneH + 13}" font-size="10" text-anchor="end">${esc(p)}</text>`).join('')
   const lanes = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${f.h}" font-family="sans-serif">${faultRects(f, windows)}${axes(f, '', [])}${labels}${bars}${healthBars}${legend(f, windows, ps.some(isPartial))}</svg>`
   const r = results as { valid?: unknown, failures?: string[] }
-  const faults = windows.map(w => `<tr><td>${esc(w.kind)}</td><td>${(w.start / 1000).toFixed(1)} s</td><td>${(w.end / 1000).toFixed(1)} s</td><td><code>${esc(JSON.stringify(w.detail))}</code></td></tr>`).join('')
+  // What each window's stop recorded (a namespace run's link faults: the packets they dropped).
+  const outcome = (w: FaultWindow): string => {
+    const stop = ops.find(o => o.process === 'nemesis' && o.f === `stop-${w.kind}` && o.time === w.end)
+    return stop?.value === null || stop?.value === undefined ? '' : `<code>${esc(JSON.stringify(stop.value))}</code>`
+  }
+  const faults = windows.map(w => `<tr><td>${esc(w.kind)}</td><td>${(w.start / 1000).toFixed(1)} s</td><td>${(w.end / 1000).toFixed(1)} s</td><td><code>${esc(JSON.stringify(w.detail))}</code></td><td>${outcome(w)}</td></tr>`).join('')
   return `<!doctype html><html><head><meta charset="utf-8"><title>Shoal jepsen run</title><style>
 body{font-family:sans-serif;margin:20px;color:#222} h1{font-size:20px} .valid{font-weight:bold;color:${r.valid === true ? '#2a9d3a' : r.valid === false ? '#d62828' : '#e6a700'}}
 .lanes{overflow-x:auto;border:1px solid #ddd} table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
@@ -139,7 +146,7 @@ pre{background:#f6f6f6;padding:8px;max-height:400px;overflow:auto;font-size:11px
 ${(r.failures ?? []).length > 0 ? `<ul>${r.failures!.map(x => `<li>${esc(x)}</li>`).join('')}</ul>` : ''}
 <h2>Operations by process</h2><div id="hover">hover an operation</div><div class="lanes">${lanes}</div>
 <h2>Latency</h2>${latencySvg(ops)}<h2>Throughput</h2>${throughputSvg(ops)}
-<h2>Faults</h2><table><tr><th>kind</th><th>start</th><th>end</th><th>detail</th></tr>${faults}</table>
+<h2>Faults</h2><table><tr><th>kind</th><th>start</th><th>end</th><th>detail</th><th>outcome</th></tr>${faults}</table>
 <h2>Results</h2><pre>${esc(JSON.stringify(results, null, 2))}</pre>
 <script>document.querySelectorAll('.lanes rect').forEach(function(r){r.addEventListener('mouseenter',function(){var t=r.querySelector('title');document.getElementById('hover').textContent=t?t.textContent:''})})</script>
 </body></html>`

@@ -8,14 +8,15 @@
 import { copyFile, mkdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
-import { FAST_MEMBERSHIP, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
+import { FAST_MEMBERSHIP, TestCluster, waitFor, type ClusterNet, type PeerProcess } from '../cluster/index.js'
 import { sweepStaleMounts, writeOwner } from '../cluster/tmpfs.js'
+import { netnsSupport } from '../net/index.js'
 import { checkHistory, type ConvergenceResult, type Results } from './checkers/index.js'
 import { ShoalClient } from './client.js'
 import { disagreements, hintCounters } from './convergence.js'
 import { DISK_DIR_PREFIX, DISK_REPLICATION_CONFIG, DISK_STORAGE_CONFIG, DiskNemesis, diskModes, mountDataDirs, tmpfsRefused, unmountAll, type DiskModeChoice } from './disk.js'
-import { History, type Workload } from './history.js'
-import { Nemesis, rng, schedule, type FaultPlan, type NemesisKind } from './nemesis.js'
+import { History, type Op, type Workload } from './history.js'
+import { DEFAULT_LOSS_PERCENT, LOSS_NEEDS_NETNS, Nemesis, NETNS_ONLY_NEMESES, rng, schedule, type FaultPlan, type NemesisKind } from './nemesis.js'
 import { renderReport } from './report.js'
 import { finalQueries, finalReads, loadQueries, queryWorker, registerKeys, registerWorker, SCHEMAS, setWorker, SPACES, type WorkerContext } from './workloads.js'
 
@@ -93,6 +94,14 @@ export interface RunOptions {
   diskWaitHeal: boolean
   /** ms between /health samples of a full peer (default 500). */
   diskSampleMs: number
+  /**
+   * Where the peers run: 'loopback' (default; partitions through the peers' deny lists) or
+   * 'netns' (a network namespace each, root only; partitions and loss by nftables rules in the
+   * namespaces, outside the peers: test/net).
+   */
+  net: ClusterNet
+  /** Loss windows (netns only): the share of packets dropped on their links, % (default 25). */
+  lossPercent: number
   log: (line: string) => void
 }
 
@@ -124,10 +133,17 @@ export const DEFAULTS: RunOptions = {
   diskHealBoundMs: 30_000,
   diskWaitHeal: false,
   diskSampleMs: 500,
+  net: 'loopback',
+  lossPercent: DEFAULT_LOSS_PERCENT,
   log: () => {}
 }
 
-export interface RunOutcome { dir: string, results: Results & { run: Record<string, unknown> }, schedule: FaultPlan[] }
+export interface RunOutcome {
+  dir: string
+  /** `net`: a namespace run's link fault windows, with the packets each dropped. */
+  results: Results & { run: Record<string, unknown>, net?: NetSummary }
+  schedule: FaultPlan[]
+}
 
 const live = new Set<TestCluster>()
 /** Clusters whose data directories are tmpfs mounts: unmounted on exit too. */
@@ -151,8 +167,24 @@ async function sleepUntil (t: number): Promise<void> {
   if (ms > 0) await new Promise(resolve => setTimeout(resolve, ms))
 }
 
+/**
+ * Why this run cannot start as asked (undefined: it can): a netns-only nemesis on loopback, or a
+ * namespace cluster where namespaces cannot be made (root, `ip`, `nsenter`, `nft`).
+ */
+export async function netRefused (o: Pick<RunOptions, 'net' | 'nemeses'>): Promise<string | undefined> {
+  if (o.net !== 'netns' && o.net !== 'loopback') return `unknown --net '${String(o.net)}'; expected loopback or netns`
+  if (o.net === 'loopback' && o.nemeses.some(k => NETNS_ONLY_NEMESES.includes(k))) return LOSS_NEEDS_NETNS
+  if (o.net === 'netns') {
+    const support = await netnsSupport()
+    if (!support.ok) return `--net netns cannot run here: ${support.why}`
+  }
+  return undefined
+}
+
 export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
   const o: RunOptions = { ...DEFAULTS, ...partial }
+  const refused = await netRefused(o)
+  if (refused !== undefined) throw new Error(refused)
   installExitHandlers()
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
   const dir = join(o.store, `${o.name}-${o.seed}-${stamp}`)
@@ -168,7 +200,7 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
       : `jepsen: the disk nemesis is skipped: cannot mount a tmpfs for the peers' data directories (${why}); it needs root (--disk-mode fsync does not)`)
   }
   if (fillRefused !== undefined) warnFill(fillRefused)
-  const plans = schedule({ seed: o.seed, nemeses: o.nemeses, nodes: names, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, maxClockOffsetMs: o.maxClockOffsetMs, maxClockDriftPpm: o.maxClockDriftPpm, diskModes: modes, ...(o.leadMs !== undefined ? { leadMs: o.leadMs } : {}) })
+  const plans = schedule({ seed: o.seed, nemeses: o.nemeses, nodes: names, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, maxClockOffsetMs: o.maxClockOffsetMs, maxClockDriftPpm: o.maxClockDriftPpm, diskModes: modes, net: o.net, lossPercent: o.lossPercent, ...(o.leadMs !== undefined ? { leadMs: o.leadMs } : {}) })
   await writeFile(join(dir, 'schedule.json'), JSON.stringify(plans, null, 2))
   const workloads: Workload[] = o.workload === 'all' ? ['set', 'register', 'queries'] : [o.workload]
 
@@ -185,7 +217,7 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     const swept = await sweepStaleMounts(tmpdir(), DISK_DIR_PREFIX)
     if (swept.length > 0) o.log(`swept ${swept.length} stale disk-run folders: ${swept.join(', ')}`)
   }
-  const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP, config, ...(disk ? { dirPrefix: DISK_DIR_PREFIX } : {}) })
+  const cluster = await TestCluster.create({ membership: FAST_MEMBERSHIP, config, net: o.net, log: o.log, ...(disk ? { dirPrefix: DISK_DIR_PREFIX } : {}) })
   live.add(cluster)
   let history: History | undefined
   let diskNemesis: DiskNemesis | undefined
@@ -210,7 +242,7 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     }
     await waitFor(async () => (await Promise.all(peers.map(async p => await p.get('/spaces') as Array<{ name: string }>)))
       .every(list => workloads.every(w => list.some(s => s.name === SPACES[w]))), { timeoutMs: 15_000 })
-    o.log(`cluster of ${o.nodes} up in ${cluster.dir}; schedule: ${plans.map(p => `${p.kind}@${p.start}`).join(' ')}`)
+    o.log(`cluster of ${o.nodes} up in ${cluster.dir}${cluster.network !== undefined ? ` (network namespaces, ${peers.map(p => `${p.name} ${p.address}`).join(', ')})` : ''}; schedule: ${plans.map(p => `${p.kind}@${p.start}`).join(' ')}`)
 
     // Workload and nemesis (the queries workload's load first: the history's clock starts before it).
     const h = new History()
@@ -317,7 +349,8 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
     }
     const results = {
       ...checked,
-      run: { name: o.name, seed: o.seed, nodes: o.nodes, workload: o.workload, nemeses: o.nemeses, timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, concurrency: o.concurrency, ...(workloads.includes('queries') ? { queryWorkers: qWorkers, queryRows: o.queryRows } : {}), ...(disk ? { disk: { modes, ...(modes.includes('fill') ? (fillRefused === undefined ? { tmpfsMiB: o.diskMiB } : { fillSkipped: fillRefused }) : {}), healBoundMs: o.diskHealBoundMs, sampleMs: o.diskSampleMs, waitHeal: o.diskWaitHeal } } : {}), ops: h.ops.length, dir }
+      ...(cluster.network !== undefined ? { net: netSummary(h.ops, cluster.network.subnet) } : {}),
+      run: { name: o.name, seed: o.seed, nodes: o.nodes, workload: o.workload, nemeses: o.nemeses, net: o.net, ...(o.nemeses.includes('loss') ? { lossPercent: o.lossPercent } : {}), timeLimitMs: o.timeLimitMs, faultMs: o.faultMs, quietMs: o.quietMs, concurrency: o.concurrency, ...(workloads.includes('queries') ? { queryWorkers: qWorkers, queryRows: o.queryRows } : {}), ...(disk ? { disk: { modes, ...(modes.includes('fill') ? (fillRefused === undefined ? { tmpfsMiB: o.diskMiB } : { fillSkipped: fillRefused }) : {}), healBoundMs: o.diskHealBoundMs, sampleMs: o.diskSampleMs, waitHeal: o.diskWaitHeal } } : {}), ops: h.ops.length, dir }
     }
     await writeFile(join(dir, 'results.json'), JSON.stringify(results, null, 2))
     await writeFile(join(dir, 'history.jsonl'), h.toJsonl())
@@ -347,6 +380,49 @@ export async function run (partial: Partial<RunOptions>): Promise<RunOutcome> {
  * peer, as the grace must outlast the hint window), and a 4 s dead-owner timeout (the peer away
  * stops owning, so the others repair without it and purge).
  */
+/** One link fault window of a namespace run, as results.json → `net.windows` shows it. */
+export interface NetFaultWindow {
+  kind: 'partition' | 'loss'
+  start: number
+  end: number | null
+  shape?: string
+  grudge?: Record<string, string[]>
+  links?: Array<[string, string]>
+  percent?: number
+  /** Packets the window's nftables rules dropped, per peer's namespace (null: not counted). */
+  droppedPackets: Record<string, number> | null
+  /** Their sum: 0 would mean the window cut nothing. */
+  totalDropped: number | null
+}
+
+export interface NetSummary { mode: 'netns', subnet: string, windows: NetFaultWindow[] }
+
+/** The link fault windows of a namespace run, with the packets each dropped (from the nemesis's start/stop records). */
+export function netSummary (ops: readonly Op[], subnet: string): NetSummary {
+  const windows: NetFaultWindow[] = []
+  const open = new Map<string, NetFaultWindow>()
+  for (const op of ops) {
+    if (op.process !== 'nemesis') continue
+    const m = /^(start|stop)-(partition|loss)$/.exec(op.f)
+    if (m === null) continue
+    const kind = m[2] as 'partition' | 'loss'
+    if (m[1] === 'start') {
+      const v = op.value as { shape?: string, grudge?: Record<string, string[]>, links?: Array<[string, string]>, percent?: number }
+      const w: NetFaultWindow = { kind, start: op.time, end: null, ...(kind === 'partition' ? { shape: v.shape, grudge: v.grudge } : { links: v.links, percent: v.percent }), droppedPackets: null, totalDropped: null }
+      windows.push(w)
+      open.set(kind, w)
+    } else {
+      const w = open.get(kind)
+      if (w === undefined) continue
+      open.delete(kind)
+      w.end = op.time
+      const dropped = (op.value as { droppedPackets?: Record<string, number> } | null)?.droppedPackets
+      if (dropped !== undefined) { w.droppedPackets = dropped; w.totalDropped = Object.values(dropped).reduce((a, b) => a + b, 0) }
+    }
+  }
+  return { mode: 'netns', subnet: `${subnet}.0/24`, windows }
+}
+
 function outageConfig (graceMs: number): Record<string, Record<string, unknown>> {
   return {
     storage: { cacheMiB: 1, memtableMaxRows: 5, tombstoneGraceMs: graceMs, compactionCheckIntervalMs: 1000 },
