@@ -47,6 +47,7 @@ function buildProgram (): Command {
     .option('--enable-fault-injection', 'enable POST /admin/faults (for partition tests only)')
     .option('--cache-mib <MiB>', 'storage block cache size (default a quarter of the memory, at most 4096)')
     .option('--heap-mib <MiB>', "V8 heap limit; bin/shoal passes it to node (default Node's own, about a quarter of the memory)")
+    .option('--max-peer-connections <n>', 'most libp2p connections to other peers (default: half of what the open-file limit leaves, 64 to 16,384; must exceed the member count)')
     .option('--heap-growth-percent <n>', "how far V8 may grow the heap past what is live between collections, once the peer is ready (default 50; 0: V8's own)")
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
     .action(async (opts: Record<string, unknown>) => { await runStart(opts) })

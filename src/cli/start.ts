@@ -21,7 +21,8 @@ export async function runStart (opts: Record<string, unknown>): Promise<void> {
     logLevel: opts.logLevel,
     cacheMiB: opts.cacheMib,
     heapMiB: opts.heapMib,
-    heapGrowthPercent: opts.heapGrowthPercent
+    heapGrowthPercent: opts.heapGrowthPercent,
+    maxPeerConnections: opts.maxPeerConnections
   }
   let config
   try {

@@ -50,6 +50,13 @@ export interface PeerConfig {
    */
   maxHttpConnections?: number
   /**
+   * Most libp2p connections to other peers at once (`--max-peer-connections`,
+   * SHOAL_MAX_PEER_CONNECTIONS, `maxPeerConnections`). Default: half of what the open-file limit
+   * leaves (src/peer/file-budget.ts), from 64 to 16,384. Membership probes every member, so it
+   * must exceed the member count: the peer warns when the cluster outgrows it.
+   */
+  maxPeerConnections?: number
+  /**
    * The V8 heap limit asked for (`--heap-mib`, SHOAL_HEAP_MIB; flag and environment only: node
    * takes it at start-up from bin/shoal, before any file is read). The peer checks it is in force
    * and enough for its settings (src/peer/heap.ts).
@@ -109,6 +116,7 @@ export interface RawSettings {
   drainTimeoutMs?: unknown
   decommissionTimeoutMs?: unknown
   maxHttpConnections?: unknown
+  maxPeerConnections?: unknown
   storage?: unknown
   placement?: unknown
   /** Flag and environment only; in a config file it is `storage.cacheMiB`. */
@@ -118,7 +126,7 @@ export interface RawSettings {
   heapGrowthPercent?: unknown
 }
 
-const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'placement', 'drainTimeoutMs', 'decommissionTimeoutMs', 'maxHttpConnections', 'heapGrowthPercent'])
+const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'placement', 'drainTimeoutMs', 'decommissionTimeoutMs', 'maxHttpConnections', 'maxPeerConnections', 'heapGrowthPercent'])
 
 /** Environment variable → setting. Lists are comma-separated. */
 const ENV_VARS: Record<string, keyof RawSettings> = {
@@ -133,6 +141,7 @@ const ENV_VARS: Record<string, keyof RawSettings> = {
   SHOAL_DRAIN_TIMEOUT_MS: 'drainTimeoutMs',
   SHOAL_DECOMMISSION_TIMEOUT_MS: 'decommissionTimeoutMs',
   SHOAL_MAX_HTTP_CONNECTIONS: 'maxHttpConnections',
+  SHOAL_MAX_PEER_CONNECTIONS: 'maxPeerConnections',
   SHOAL_STORAGE_CACHE_MIB: 'cacheMiB',
   SHOAL_HEAP_MIB: 'heapMiB',
   SHOAL_HEAP_GROWTH_PERCENT: 'heapGrowthPercent'
@@ -209,6 +218,11 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
   if (maxHttpConnections !== undefined && (!Number.isInteger(maxHttpConnections) || maxHttpConnections < 1)) {
     throw new ConfigError('maxHttpConnections', httpCapSetting!.source, 'must be a positive integer')
   }
+  const peerCapSetting = pick('maxPeerConnections')
+  const maxPeerConnections = asNumber(peerCapSetting, 'maxPeerConnections')
+  if (maxPeerConnections !== undefined && (!Number.isInteger(maxPeerConnections) || maxPeerConnections < 1)) {
+    throw new ConfigError('maxPeerConnections', peerCapSetting!.source, 'must be a positive integer (libp2p connections to other peers)')
+  }
 
   return {
     dataDir,
@@ -228,6 +242,7 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
     decommissionTimeoutMs,
     heapGrowthPercent,
     ...(maxHttpConnections !== undefined ? { maxHttpConnections } : {}),
+    ...(maxPeerConnections !== undefined ? { maxPeerConnections } : {}),
     ...(heapMiB !== undefined ? { heapMiB } : {})
   }
 }

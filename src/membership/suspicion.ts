@@ -35,7 +35,7 @@ export class Suspicion {
 
   /**
    * `from` is the member who raised the suspicion: it does not count as a confirmation.
-   * `onTimeout` gets the number of confirmations seen.
+   * `onTimeout` gets the number of confirmations seen and how late (ms) its timer fired.
    */
   constructor (
     private readonly clock: Clock,
@@ -43,7 +43,7 @@ export class Suspicion {
     private readonly expected: number,
     private readonly minMs: number,
     private readonly maxMs: number,
-    private readonly onTimeout: (confirmations: number) => void
+    private readonly onTimeout: (confirmations: number, lateMs: number) => void
   ) {
     this.startedAt = clock.now()
     this.confirmers.add(from)
@@ -70,10 +70,11 @@ export class Suspicion {
   }
 
   private schedule (delayMs: number): void {
+    const dueAt = this.clock.now() + delayMs
     this.timer = this.clock.setTimer(delayMs, () => {
       if (this.fired) return
       this.fired = true
-      this.onTimeout(this.confirmations)
+      this.onTimeout(this.confirmations, Math.max(0, this.clock.now() - dueAt))
     })
   }
 }

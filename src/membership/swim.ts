@@ -199,6 +199,8 @@ export class Swim {
     suspicionsRefuted: 0,
     deathsDeclared: 0,
     messagesDropped: 0,
+    updatesTooLarge: 0,
+    lateSuspicionsRechecked: 0,
     messagesSent: {} as Record<string, number>,
     messagesReceived: {} as Record<string, number>
   }
@@ -481,6 +483,8 @@ export class Swim {
       messagesSent: { ...c.messagesSent },
       messagesReceived: { ...c.messagesReceived },
       messagesDropped: c.messagesDropped,
+      updatesTooLarge: c.updatesTooLarge,
+      lateSuspicionsRechecked: c.lateSuspicionsRechecked,
       gossipQueueLength: this.queue.length,
       awareness: this.awareness.value
     }
@@ -709,7 +713,17 @@ export class Swim {
 
   private broadcast (u: WireUpdate, metaBytes: number): void {
     this.viewVersion++
-    this.queue.push(u, updateSize(u, metaBytes))
+    const size = updateSize(u, metaBytes)
+    if (size > this.opts.maxPacketBytes) {
+      // It would never fit a message (piggyback skips what does not fit), so it would sit in the
+      // queue unsent and never dropped. Push-pull still carries the member's state.
+      this.counters.updatesTooLarge++
+      if (this.counters.updatesTooLarge <= 10 || this.counters.updatesTooLarge % 1000 === 0) {
+        this.log.warn({ member: u.id, kind: u.k, bytes: size, maxPacketBytes: this.opts.maxPacketBytes, dropped: this.counters.updatesTooLarge }, 'membership update larger than a message: not gossiped (push-pull carries it)')
+      }
+      return
+    }
+    this.queue.push(u, size)
   }
 
   private aliveUpdate (m: Member): WireUpdate {
@@ -1048,11 +1062,25 @@ export class Swim {
     const minMs = suspicionMinMs(this.opts.suspicionMult, n, this.opts.probeIntervalMs, this.opts.suspicionMinScale)
     const maxMs = this.opts.suspicionMaxTimeoutMult * minMs
     const inc = u.i
-    m.suspicion = new Suspicion(this.clock, u.f ?? this.self.id, expected, minMs, maxMs, confirmations => {
-      if (!this.running || m.state !== 'suspect' || m.incarnation !== inc) return
+    const stillSuspect = (): boolean => this.running && m.state === 'suspect' && m.incarnation === inc && this.membersById.get(m.id) === m
+    const declare = (confirmations: number): void => {
       this.log.debug({ member: m.id, confirmations }, 'suspicion timed out: marking dead')
       this.counters.deathsDeclared++
       this.onDead({ k: 'dead', id: m.id, i: inc, f: this.self.id })
+    }
+    m.suspicion = new Suspicion(this.clock, u.f ?? this.self.id, expected, minMs, maxMs, (confirmations, lateMs) => {
+      if (!stillSuspect()) return
+      if (lateMs >= this.opts.lagThresholdMs) {
+        // Our timer fired late: this peer was stalled (a GC pause, a blocked loop), and whatever
+        // reached it meanwhile, a refutation among it, is not read yet: after a stall Node runs
+        // due timers before it reads sockets. Read first, and ask the member ourselves (the
+        // buddy system makes a live one refute); decide one probe interval later.
+        this.counters.lateSuspicionsRechecked++
+        this.probe(m)
+        this.after(this.opts.probeIntervalMs, () => { if (stillSuspect()) declare(confirmations) })
+        return
+      }
+      declare(confirmations)
     })
     this.emit('suspect', m)
     this.broadcast(u, 0)

@@ -69,6 +69,10 @@ export interface SwimStats {
   messagesSent: Record<string, number>
   messagesReceived: Record<string, number>
   messagesDropped: number
+  /** Updates larger than maxPacketBytes, not gossiped (push-pull carries them). */
+  updatesTooLarge: number
+  /** Suspicions whose timer fired late (this peer was stalled), checked again before a death was declared. */
+  lateSuspicionsRechecked: number
   gossipQueueLength: number
   awareness: number
 }

@@ -22,6 +22,16 @@ export const FIXED_FILES = 64
 /** Fewest HTTP connections and open storage files a peer runs with. */
 export const MIN_HTTP_CONNECTIONS = 32
 export const MIN_STORAGE_FILES = 32
+/**
+ * libp2p connections when nothing sets them and the limit is unknown: libp2p's own default.
+ * Otherwise half of what the limit leaves beside the fixed part and the least HTTP and storage
+ * shares, from MIN_ to MAX_AUTO_LIBP2P_CONNECTIONS: membership probes every member, and a
+ * connection pruned for being over the cap is dialled again at the next probe, which can make
+ * it late (libp2p's 300 pruned a cluster of 300 peers' probes).
+ */
+export const DEFAULT_LIBP2P_CONNECTIONS = 300
+export const MIN_AUTO_LIBP2P_CONNECTIONS = 64
+export const MAX_AUTO_LIBP2P_CONNECTIONS = 16_384
 /** Largest default HTTP connection cap (the server's own default), when the limit leaves room for more. */
 const DEFAULT_HTTP_CONNECTIONS = DEFAULT_MAX_HTTP_CONNECTIONS
 /** Largest default pool of open storage files (storage's own default). */
@@ -60,8 +70,8 @@ export async function openFileLimit (limitsFile = '/proc/self/limits'): Promise<
  * naming them. What is not set shares what is left after the fixed part and libp2p, each up to
  * its default.
  */
-export function planFileBudget (limit: number | undefined, want: { libp2pConnections: number, httpConnections?: number, storageFiles?: number }): FileBudget {
-  const libp2pConnections = want.libp2pConnections
+export function planFileBudget (limit: number | undefined, want: { libp2pConnections?: number, httpConnections?: number, storageFiles?: number }): FileBudget {
+  const libp2pConnections = want.libp2pConnections ?? autoLibp2pConnections(limit)
   if (limit === undefined) {
     return { limit, fixed: FIXED_FILES, libp2pConnections, httpConnections: want.httpConnections ?? DEFAULT_HTTP_CONNECTIONS, storageFiles: want.storageFiles ?? DEFAULT_STORAGE_FILES }
   }
@@ -89,6 +99,13 @@ export function planFileBudget (limit: number | undefined, want: { libp2pConnect
   const budget = { limit, fixed: FIXED_FILES, libp2pConnections, httpConnections, storageFiles }
   assertFits(budget)
   return budget
+}
+
+/** libp2p connections when nothing sets them: see DEFAULT_LIBP2P_CONNECTIONS. */
+export function autoLibp2pConnections (limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_LIBP2P_CONNECTIONS
+  const half = Math.floor((limit - FIXED_FILES - MIN_HTTP_CONNECTIONS - MIN_STORAGE_FILES) / 2)
+  return Math.max(MIN_AUTO_LIBP2P_CONNECTIONS, Math.min(MAX_AUTO_LIBP2P_CONNECTIONS, half))
 }
 
 function assertFits (b: FileBudget): void {

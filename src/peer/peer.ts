@@ -9,13 +9,14 @@ import { FileHlcStore, HybridClock, hlcPhysicalMs } from '../hlc/index.js'
 import { HttpError, HttpServer, registerApi, registerBackupApi, registerDataApi, registerOpsApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView, type RemovePeerAnswer } from '../http/index.js'
 import { DEFAULT_SWIM_OPTIONS, Swim, URGENT_METHODS, type MemberInfo } from '../membership/index.js'
 import { PeerMetrics, type Sample } from '../metrics/index.js'
-import { createHost, DEFAULT_MAX_LIBP2P_CONNECTIONS, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
+import { createHost, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
 import { PartitionDetector } from '../partition/index.js'
 import { DEFAULT_PLACEMENT_OPTIONS, LEAVING_META_KEY } from '../placement/index.js'
 import { DEFAULT_REPLICATOR_OPTIONS, HintLog, hintFileBytesFor, Replicator } from '../replication/index.js'
 import { DiskFaultRules, FaultInjectingFileSystem, fsyncDir, nodeFileSystem, SystemClock, SystemRandom, VERSION, type FileSystem, type Logger, type PeerAddress } from '../runtime/index.js'
 import { DEFAULT_MEMTABLE_BUDGET_BYTES, DEFAULT_PARTITION_OPTIONS, defaultCacheMiB, StorageEngine } from '../storage/index.js'
 import { FanoutBroadcaster, MemberBroadcaster } from './broadcast.js'
+import { ConnectionCapWatch } from './connection-cap.js'
 import { boundHeapGrowth, planHeap } from './heap.js'
 import { AvailabilityLog } from './availability-log.js'
 import { MembershipLog } from './membership-log.js'
@@ -191,7 +192,7 @@ export class Peer implements ApiPeer {
     try {
       storageOptions = checkOptions('storage', config.storage, { ...DEFAULT_PARTITION_OPTIONS, memtableBudgetBytes: 0, maxOpenFiles: 0, cacheMiB: 0, maxConcurrentCompactions: 0 })
       files = planFileBudget(await openFileLimit(), {
-        libp2pConnections: DEFAULT_MAX_LIBP2P_CONNECTIONS,
+        ...(config.maxPeerConnections !== undefined ? { libp2pConnections: config.maxPeerConnections } : {}),
         ...(config.maxHttpConnections !== undefined ? { httpConnections: config.maxHttpConnections } : {}),
         ...(storageOptions.maxOpenFiles !== undefined ? { storageFiles: storageOptions.maxOpenFiles } : {})
       })
@@ -339,6 +340,8 @@ export class Peer implements ApiPeer {
     const knownPeers = new KnownPeers(config.dataDir, log.child({ component: 'swim' }))
     const layers: Layers = { disk: { fs, faults: diskFaults }, host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, hintLog: hintFiles.log, queries, pool, http }
     const peer = new Peer(config, log, layers, metrics)
+    const capWatch = new ConnectionCapWatch(files.libp2pConnections, log.child({ component: 'net.host' }))
+    swim.onChange(() => { capWatch.observe(swim.members().filter(m => (m.state === 'alive' || m.state === 'suspect') && m.id !== transport.localPeerId).length) })
     peer.httpUrl = httpAddress
     registerApi(http, peer)
     const data = new DataService(catalog, placement, replicator, hlc, () => placement.members().length, clock)
@@ -870,7 +873,8 @@ export class Peer implements ApiPeer {
         [{ event: 'suspicion_raised' }, s.suspicionsRaised],
         [{ event: 'suspicion_refuted' }, s.suspicionsRefuted],
         [{ event: 'death_declared' }, s.deathsDeclared],
-        [{ event: 'message_dropped' }, s.messagesDropped]
+        [{ event: 'message_dropped' }, s.messagesDropped],
+        [{ event: 'update_too_large' }, s.updatesTooLarge]
       ]
     })
     m.counterFrom('shoal_swim_messages_total', 'SWIM messages by kind and direction', ['kind', 'direction'], () => {

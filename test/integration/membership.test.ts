@@ -25,7 +25,9 @@ describe('a five-peer cluster of real processes', () => {
     const first = await cluster.startPeer('p0')
     peers.push(first)
     // Half join with the peer id in the address, half without: both must work.
-    const started = await Promise.all([1, 2, 3, 4].map(async i => await cluster.startPeer(`p${i}`, { bootstrap: [first.multiaddr(i % 2 === 0)] })))
+    // p4's libp2p connection cap (18: 2 other members with the 16 spare) is under the cluster's 4:
+    // it says so once the others are in (its 4 connections stay well within the cap itself).
+    const started = await Promise.all([1, 2, 3, 4].map(async i => await cluster.startPeer(`p${i}`, { bootstrap: [first.multiaddr(i % 2 === 0)], ...(i === 4 ? { extraArgs: ['--max-peer-connections', '18'] } : {}) })))
     peers.push(...started)
   })
 
@@ -38,6 +40,14 @@ describe('a five-peer cluster of real processes', () => {
       const views = await Promise.all(peers.map(async p => await p.members()))
       return views.every(v => v.length === 5 && v.every(m => m.state === 'alive'))
     }, { timeoutMs: 15_000, describe: describeViews })
+    // A cap the cluster has outgrown is named, once, with what to raise; a default cap is not.
+    const capWarnings = async (p: PeerProcess): Promise<Array<Record<string, unknown>>> => (await logLines(p)).filter(l => typeof l.msg === 'string' && l.msg.includes('libp2p connection cap of'))
+    await waitFor(async () => (await capWarnings(peers[4]!)).length > 0, { timeoutMs: 10_000, describe: async () => (await peers[4]!.logs()).slice(-2000) })
+    const [warning] = await capWarnings(peers[4]!)
+    expect(warning).toMatchObject({ level: 40, maxPeerConnections: 18 })
+    expect(String(warning!.msg)).toMatch(/Raise maxPeerConnections \(--max-peer-connections, SHOAL_MAX_PEER_CONNECTIONS\)/)
+    expect(await capWarnings(peers[4]!)).toHaveLength(1)
+    expect(await capWarnings(peers[0]!)).toEqual([])
     // Green once every member is alive and nobody suspects anyone. On a loaded 2-core CI machine a
     // probe can time out just after the join and make one peer suspect for a moment (a CI run saw
     // yellow here), so wait for green rather than read it once.

@@ -38,6 +38,12 @@ export interface SimOptions {
   flush?: 'auto' | 'always'
   /** Deliveries queued for one stalled peer beyond this are dropped (its socket buffers overflow); default 100_000. */
   maxDeferredPerPeer?: number
+  /**
+   * At the end of a stall, run the peer's timers that fell due during it before the messages that
+   * reached it meanwhile, as Node does after a long synchronous stretch (its timers phase comes
+   * before the poll phase that reads sockets). Default false: everything in its original order.
+   */
+  stallTimersFirst?: boolean
 }
 
 export interface SimStats {
@@ -154,6 +160,7 @@ export class SimWorld {
   private readonly epochMs: number
   private readonly flushAlways: boolean
   private readonly maxDeferred: number
+  private readonly stallTimersFirst: boolean
   private readonly skewMs = new Map<string, number>()
   private partitions: Partition[] = []
   private readonly blocks = new Set<string>()
@@ -178,6 +185,7 @@ export class SimWorld {
     this.epochMs = opts.epochMs ?? DEFAULT_EPOCH_MS
     this.flushAlways = opts.flush === 'always'
     this.maxDeferred = opts.maxDeferredPerPeer ?? 100_000
+    this.stallTimersFirst = opts.stallTimersFirst ?? false
   }
 
   /** Virtual milliseconds since the world started. */
@@ -471,7 +479,12 @@ export class SimWorld {
         peer.stalledUntilMs = -Infinity
         const deferred = peer.deferred
         peer.deferred = []
-        for (const d of deferred) this.ready.push(d)
+        if (this.stallTimersFirst) {
+          for (const d of deferred) if (d.kind === K_TIMER) this.ready.push(d)
+          for (const d of deferred) if (d.kind !== K_TIMER) this.ready.push(d)
+        } else {
+          for (const d of deferred) this.ready.push(d)
+        }
         return
       }
       case K_STREAM_OPEN:

@@ -52,6 +52,17 @@ describe('resolveConfig()', () => {
     expect(() => resolveConfig({ flags: {}, env: {}, configFile: topLevel })).toThrow(/cacheMiB \(from config file .*\): unknown setting/)
   })
 
+  it('takes maxPeerConnections from the file, SHOAL_MAX_PEER_CONNECTIONS or --max-peer-connections, a positive integer', async () => {
+    const cfg = join(dir, 'peers.json')
+    await writeFile(cfg, JSON.stringify({ maxPeerConnections: 2000 }))
+    expect(resolveConfig({ flags: {}, env: {}, configFile: cfg }).maxPeerConnections).toBe(2000)
+    expect(resolveConfig({ flags: {}, env: { SHOAL_MAX_PEER_CONNECTIONS: '3000' }, configFile: cfg }).maxPeerConnections).toBe(3000)
+    expect(resolveConfig({ flags: { maxPeerConnections: '4000' }, env: { SHOAL_MAX_PEER_CONNECTIONS: '3000' }, configFile: cfg }).maxPeerConnections).toBe(4000)
+    expect(resolveConfig({ flags: {}, env: {} }).maxPeerConnections).toBeUndefined()
+    expect(() => resolveConfig({ flags: { maxPeerConnections: '0' }, env: {} })).toThrow('maxPeerConnections (from flags): must be a positive integer (libp2p connections to other peers)')
+    expect(() => resolveConfig({ flags: {}, env: { SHOAL_MAX_PEER_CONNECTIONS: '1.5' } })).toThrow('maxPeerConnections (from environment): must be a positive integer')
+  })
+
   it('names the setting and its source in errors', async () => {
     expect(() => resolveConfig({ flags: { http: 'nope' }, env: {} })).toThrow("http (from flags): expected HOST:PORT, got 'nope'")
     expect(() => resolveConfig({ flags: {}, env: { SHOAL_ENABLE_FAULT_INJECTION: 'maybe' } })).toThrow('enableFaultInjection (from environment): must be true or false')

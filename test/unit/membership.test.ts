@@ -18,8 +18,8 @@ const limits = { metaMaxBytes: 4096, maxUpdatesPerMessage: 256, maxPushPullMembe
 
 
 /** A few Swim peers p0..p<n-1> in the simulator, formed by joining p0, plus a raw peer 'raw'. */
-async function smallCluster (n: number, options: SwimOptions = {}, seed = 7): Promise<{ world: SimWorld, swims: Map<string, Swim>, raw: ReturnType<SimWorld['addPeer']> }> {
-  const world = new SimWorld({ seed })
+async function smallCluster (n: number, options: SwimOptions = {}, seed = 7, worldOptions: { stallTimersFirst?: boolean } = {}): Promise<{ world: SimWorld, swims: Map<string, Swim>, raw: ReturnType<SimWorld['addPeer']> }> {
+  const world = new SimWorld({ seed, ...worldOptions })
   const swims = new Map<string, Swim>()
   for (let i = 0; i < n; i++) {
     const p = world.addPeer(`p${i}`)
@@ -272,6 +272,25 @@ describe('state machine', () => {
     expect(swims.get('p1')!.stats().suspicionsRefuted + swims.get('p2')!.stats().suspicionsRefuted).toBeGreaterThan(0)
   })
 
+  it('a suspicion whose timer fires late (this peer was stalled) reads what reached it meanwhile first: no death for a member that refuted (issue 15)', async () => {
+    // Node runs the timers due during a stall before it reads the sockets; the world does too here.
+    const { world, swims, raw } = await smallCluster(4, { suspicionMaxTimeoutMult: 1 }, 7, { stallTimersFirst: true })
+    const p1 = swims.get('p1')!
+    const events: string[] = []
+    p1.onChange(ev => { if (ev.member.id === 'p2') events.push(`${ev.type}@${ev.member.incarnation}`) })
+    gossip(raw, 'p1', [{ k: 'suspect', id: 'p2', i: 0, f: 'raw' }])
+    await world.run(5)
+    expect(p1.member('p2')?.state).toBe('suspect')
+    // p1 stalls past the suspicion's deadline (2.5 s); meanwhile p2 hears of it and refutes, and its
+    // refutation reaches p1 before the deadline but waits, unread, until the stall ends.
+    world.stall('p1', 10_000)
+    gossip(raw, 'p2', [{ k: 'suspect', id: 'p2', i: 0, f: 'raw' }])
+    await world.run(12_000)
+    expect(events.filter(e => e.startsWith('dead'))).toEqual([])
+    expect(p1.member('p2')).toMatchObject({ state: 'alive', incarnation: 1 })
+    expect(p1.stats().lateSuspicionsRechecked).toBe(1)
+  })
+
   it('a stale suspicion (older incarnation) is ignored; a dead claim about oneself is refuted', async () => {
     const { world, swims, raw } = await smallCluster(3)
     const p1 = swims.get('p1')!
@@ -412,6 +431,22 @@ describe('state machine', () => {
     await world.run(15_000)
     for (const id of ['p0', 'p1', 'p2', 'p3']) expect(swims.get(id)!.member('p4')).toBeUndefined()
     expect(events.filter(e => e.endsWith(':reaped')).length).toBe(4)
+  })
+
+  it('an update larger than a message is dropped and counted, not left in the queue forever; push-pull still carries it (issue 15)', async () => {
+    // maxPacketBytes under the meta a member may announce: its alive update never fits a message.
+    const { world, swims } = await smallCluster(3, { maxPacketBytes: 1024, pushPullIntervalMs: 2000 })
+    const p3 = world.addPeer('p3')
+    const big = new Swim({ transport: p3.transport, clock: p3.clock, random: p3.random, log: silentLogger }, { maxPacketBytes: 1024, pushPullIntervalMs: 2000, meta: { name: 'p3', note: 'x'.repeat(2000) } })
+    await big.start()
+    swims.set('p3', big)
+    void big.join([simAddress('p0')])
+    await world.run(20_000)
+    // Everyone learnt p3 (join and push-pull carry whole states), and nobody's queue holds an update it cannot send.
+    for (const [id, s] of swims) expect(s.member('p3')?.state, id).toBe('alive')
+    const tooLarge = [...swims.values()].reduce((n, s) => n + s.stats().updatesTooLarge, 0)
+    expect(tooLarge).toBeGreaterThan(0)
+    for (const s of swims.values()) expect(s.stats().gossipQueueLength).toBe(0)
   })
 
   it('leave() with nobody to tell resolves at once; a stopped peer resolves a pending leave', async () => {
