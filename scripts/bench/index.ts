@@ -35,7 +35,7 @@ async function main (): Promise<void> {
 
   const sizes = quick ? [100, 1000] : [100, 1000, 3000, 10_000]
   const swim = await benchSwim({ sizes })
-  console.log('## SWIM in the simulator (probe interval 1 s, memberlist LAN defaults, latency 1-5 ms)\n')
+  console.log('## SWIM in the simulator (probe interval 1 s, the shared probe ring, latency 1-5 ms)\n')
   console.log('| peers | crash → dead at every peer, p50 / p99 / max (s) | change reaches 99.9 % (periods) | limit ceil(log2 N)+2 | messages / peer / s | wall (s) |')
   console.log('| --- | --- | --- | --- | --- | --- |')
   for (const r of swim) {
