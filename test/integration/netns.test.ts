@@ -69,6 +69,10 @@ describe.skipIf(!support.ok)('a 3-peer cluster in network namespaces', () => {
     const res = await a.post('/spaces', { name: 'cut', schema: [{ name: 'id', type: 'utf8' }, { name: 'n', type: 'int64' }], partitions: 4, replicas: 3 })
     expect(res.status).toBe(201)
     await waitFor(async () => (await Promise.all(peers().map(async p => await p.get('/spaces') as Array<{ name: string }>))).every(l => l.some(s => s.name === 'cut')), { timeoutMs: 15_000 })
+    // Every partition ready on all three owners before the next test cuts one off: a CI run cut c
+    // while b was still catching up a partition of the new space, so a's QUORUM write found only
+    // itself of that partition's ready replicas (a and c) reachable: 503, rightly.
+    await waitFor(allAliveAndGreen, { timeoutMs: 30_000, describe: async () => JSON.stringify(await Promise.all(peers().map(async p => await p.health()))) })
   })
 
   it('a partition by nftables isolates a peer: the others see it dead, the majority writes at QUORUM, the isolated peer knows it has no majority; healed, green again', async () => {
