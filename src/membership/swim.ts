@@ -201,6 +201,7 @@ export class Swim {
     messagesDropped: 0,
     updatesTooLarge: 0,
     lateSuspicionsRechecked: 0,
+    reconnects: 0,
     messagesSent: {} as Record<string, number>,
     messagesReceived: {} as Record<string, number>
   }
@@ -485,6 +486,7 @@ export class Swim {
       messagesDropped: c.messagesDropped,
       updatesTooLarge: c.updatesTooLarge,
       lateSuspicionsRechecked: c.lateSuspicionsRechecked,
+      reconnects: c.reconnects,
       gossipQueueLength: this.queue.length,
       awareness: this.awareness.value
     }
@@ -934,6 +936,14 @@ export class Swim {
     this.pushPull(peer, false).catch(err => { this.log.debug({ err, peer: peer.id }, 'anti-entropy push-pull failed') })
   }
 
+  /** Members declared dead (not left): what a reconnect tick may knock on. O(members), once a period. */
+  private deadCount (): number {
+    if (this.deadOrLeftCount === 0) return 0
+    let n = 0
+    for (const id of this.memberIds) if (this.membersById.get(id)!.state === 'dead') n++
+    return n
+  }
+
   /** Serf's reconnect: keep knocking on a dead member (and the bootstrap) so full splits heal. */
   private reconnectTick (): void {
     if (this.leaving) return
@@ -947,13 +957,20 @@ export class Swim {
         this.log.debug({ err, addr: addrLabel(addr) }, 'bootstrap reconnect failed')
       })
     }
-    if (this.deadOrLeftCount > 0) {
+    // Serf's throttle: knock with probability dead / alive, so the cluster as a whole tries about
+    // one dead member a period, not one per peer (10,000 peers with one dead member sent it, and
+    // the bootstrap addresses, 10,000 push-pulls of the whole member table every period). A full
+    // split (half dead on each side) still knocks from every peer.
+    const dead = this.deadCount()
+    const knock = dead > 0 && this.random.next() < Math.min(1, dead / Math.max(1, this.liveCount - 1))
+    if (knock) {
+      this.counters.reconnects++
       const [peer] = this.randomMembers(1, m => m.state === 'dead')
       if (peer !== undefined) {
         this.pushPull(peer, false).catch(err => { this.log.debug({ err, peer: peer.id }, 'reconnect push-pull failed') })
       }
     }
-    if (this.bootstrap.length > 0 && (this.deadOrLeftCount > 0 || this.liveCount <= 1)) {
+    if (this.bootstrap.length > 0 && (knock || this.liveCount <= 1)) {
       const b = this.bootstrap[this.random.int(this.bootstrap.length)]!
       if (b.id === undefined || this.membersById.get(b.id)?.state !== 'alive') {
         this.pushPull(b, false).catch(err => { this.log.debug({ err, addr: addrLabel(b) }, 'bootstrap reconnect failed') })

@@ -73,6 +73,8 @@ export interface SwimStats {
   updatesTooLarge: number
   /** Suspicions whose timer fired late (this peer was stalled), checked again before a death was declared. */
   lateSuspicionsRechecked: number
+  /** Reconnect ticks that knocked on a dead member (and a bootstrap address): Serf's dead/alive throttle. */
+  reconnects: number
   gossipQueueLength: number
   awareness: number
 }

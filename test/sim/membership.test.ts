@@ -176,6 +176,29 @@ describe('membership in the simulator', () => {
     expect(joinPeriods).toBeLessThanOrEqual(bound)
   })
 
+  it('reconnects are throttled by dead / alive (Serf): one dead member among 50 gets about one knock a period from the whole cluster, not one per peer (issue 15)', async () => {
+    const world = new SimWorld({ seed: 131 })
+    const { cluster } = await formCluster(world, 50, { probeIntervalMs: 1000, reconnectIntervalMs: 30_000 })
+    await world.run(10_000)
+    cluster.crash('p25')
+    const dead = watch(cluster, 'p25', ['dead'])
+    expect(await world.runUntil(() => dead.size === 49, { maxMs: 60_000, checkEveryMs: 100 })).toBe(true)
+    const knocks = new Map<string, number>()
+    const request = world.netRequest.bind(world)
+    world.netRequest = (client, to, method, body, opts) => {
+      if (method === 'swim.push-pull' && to.id === 'p25') knocks.set(client.id, (knocks.get(client.id) ?? 0) + 1)
+      return request(client, to, method, body, opts)
+    }
+    const periods = 20
+    await world.run(periods * 30_000)
+    const total = [...knocks.values()].reduce((a, b) => a + b, 0)
+    const ticks = cluster.up().reduce((n, m) => n + m.swim.stats().reconnects, 0)
+    console.log(`[reconnect] one dead member among 50, ${periods} reconnect periods: ${total} push-pulls to it from ${knocks.size} peers (unthrottled: one per peer a period, ${49 * periods}); ${ticks} knocking ticks`)
+    // Expected about one a period (49 peers x 1/48 each); unthrottled it was 49 a period.
+    expect(total).toBeGreaterThan(0)
+    expect(total).toBeLessThan(periods * 4)
+  })
+
   it('scenario 4: a 50/50 split of 20 peers held 120 s heals into one alive view without restarts', async () => {
     const world = new SimWorld({ seed: 404 })
     const { cluster } = await formCluster(world, 20)
