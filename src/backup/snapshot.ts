@@ -18,9 +18,10 @@
  * replicas close the one of an ownership move (a new owner catching up, the former one still
  * serving). An owner still catching up is read like the others: what it lacks, the ready copies
  * hold, and the merge keeps the newest version of each record. These are a QUORUM read's groups
- * (replication's readLevel). Every reachable replica of either group is asked (a write acknowledged at ONE on one of them is then kept too); a bucket whose
- * answers fall short of either majority fails the snapshot (BackupPartitionUnavailableError
- * naming the partition and the group).
+ * (replication's readLevel). Every reachable replica of either group is asked (a write
+ * acknowledged at ONE on one of them is then kept too); a bucket whose answers fall short of
+ * either majority fails the snapshot (BackupPartitionUnavailableError naming the partition and
+ * the group).
  *
  * Reads reuse anti-entropy's request, repl.bucket: the records (tombstones included) of bucket
  * `i` of `n` (`stableHash(id) % n`; for a power of two one run of each segment). Buckets are

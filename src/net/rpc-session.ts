@@ -44,6 +44,16 @@ const MAX_BATCH_BYTES = 256 * 1024
 /** How long a stream closed for a protocol violation may take to flush its last ERR frame. */
 const FATAL_FLUSH_MS = 1000
 
+/**
+ * Which streams a call goes on (RpcTransportOptions.controlMethods). A stream is FIFO: a
+ * membership ping queued behind a catch-up's megabytes waits for all of them, and on a slow link
+ * that is longer than the ping's timeout, so a healthy peer gets suspected. Control methods
+ * (membership's probes and gossip: small frames that must not wait) travel on streams of their
+ * own protocol that carry nothing else; everything else on the data streams. Both sides tell a
+ * stream's lane by its protocol, so answers go back on the lane the call came on.
+ */
+export type Lane = 'control' | 'data'
+
 /** Running totals for metrics; read by the peer at scrape time. */
 export interface RpcStats {
   callsStarted: number
@@ -264,7 +274,7 @@ export class Session {
     readonly stream: Stream,
     readonly connection: Connection,
     /** The lane it carries (rpc.ts, Lane): told by its protocol, the same on both sides. */
-    readonly lane: 'control' | 'data' = 'data'
+    readonly lane: Lane = 'data'
   ) {
     this.peer = connection.remotePeer.toString()
   }

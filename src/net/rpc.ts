@@ -17,7 +17,7 @@ import { SystemClock } from '../runtime/real.js'
 import type { Clock, EncodedBody, MessageListener, PeerAddress, PeerId, RequestHandler, RequestOptions, StreamHandler, Transport } from '../runtime/types.js'
 import {
   CREDIT, InCall, MAX_WINDOW, MSG, OutCall, PackedBody, REQ, RES, SREQ, Session, StreamState, END, ITEM,
-  errorCode, errorMessage, isThenable, type RpcStats, type SessionHost
+  errorCode, errorMessage, isThenable, type Lane, type RpcStats, type SessionHost
 } from './rpc-session.js'
 
 export type { RpcStats } from './rpc-session.js'
@@ -26,15 +26,7 @@ export const RPC_PROTOCOL = '/shoal/rpc/1.0.0'
 /** The protocol of the control streams (see Lane). */
 export const RPC_CONTROL_PROTOCOL = '/shoal/rpc-control/1.0.0'
 
-/**
- * Which streams a call goes on. A stream is FIFO: a membership ping queued behind a catch-up's
- * megabytes waits for all of them, and on a slow link that is longer than the ping's timeout, so
- * a healthy peer gets suspected. Methods named in `controlMethods` (membership's probes and
- * gossip: small frames that must not wait) travel on streams of their own protocol that carry
- * nothing else; everything else on the data streams. Both sides tell a stream's lane by its
- * protocol, so answers go back on the lane the call came on.
- */
-export type Lane = 'control' | 'data'
+export type { Lane } from './rpc-session.js'
 
 /** The local write queue to a peer is over maxPendingWriteBytes: the peer is not reading. */
 export class RpcBackpressureError extends RpcError {
@@ -547,6 +539,8 @@ export class RpcTransport implements Transport, SessionHost {
   /** Belt and braces: the muxer aborts the streams of a closed connection, but fail fast anyway. */
   private readonly onConnectionClose = (evt: CustomEvent<Connection>): void => {
     const conn = evt.detail
+    // The peer may come back upgraded, with control streams: ask again on the next connection.
+    this.noControlLane.delete(conn.remotePeer.toString())
     const list = this.sessions.get(conn.remotePeer.toString())
     if (list === undefined) return
     for (const s of [...list]) if (s.connection.id === conn.id) s.close('connection closed')

@@ -15,6 +15,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { DEFAULT_MAX_HTTP_CONNECTIONS } from '../http/index.js'
+import { DEFAULT_MAX_LIBP2P_CONNECTIONS } from '../net/index.js'
 import { DEFAULT_MAX_OPEN_FILES } from '../storage/index.js'
 
 /** Descriptors a peer holds whatever its load (see above), with room to spare. */
@@ -29,7 +30,7 @@ export const MIN_STORAGE_FILES = 32
  * connection pruned for being over the cap is dialled again at the next probe, which can make
  * it late (libp2p's 300 pruned a cluster of 300 peers' probes).
  */
-export const DEFAULT_LIBP2P_CONNECTIONS = 300
+export const DEFAULT_LIBP2P_CONNECTIONS = DEFAULT_MAX_LIBP2P_CONNECTIONS
 export const MIN_AUTO_LIBP2P_CONNECTIONS = 64
 export const MAX_AUTO_LIBP2P_CONNECTIONS = 16_384
 /** Largest default HTTP connection cap (the server's own default), when the limit leaves room for more. */

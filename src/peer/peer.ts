@@ -341,7 +341,7 @@ export class Peer implements ApiPeer {
     const layers: Layers = { disk: { fs, faults: diskFaults }, host, transport, hlc, engine, broadcaster, catalog, catalogFile, knownPeers, swim, detector, placement, replicator, hintLog: hintFiles.log, queries, pool, http }
     const peer = new Peer(config, log, layers, metrics)
     const capWatch = new ConnectionCapWatch(files.libp2pConnections, log.child({ component: 'net.host' }))
-    swim.onChange(() => { capWatch.observe(swim.members().filter(m => (m.state === 'alive' || m.state === 'suspect') && m.id !== transport.localPeerId).length) })
+    swim.onChange(() => { capWatch.observe(swim.liveMembers() - 1) })
     peer.httpUrl = httpAddress
     registerApi(http, peer)
     const data = new DataService(catalog, placement, replicator, hlc, () => placement.members().length, clock)

@@ -292,7 +292,6 @@ export class Ownership {
       const job = { key, ...o }
       ;(this.needsNoPeer(job) ? this.waitingAlone : this.waitingPeers).push(job)
     }
-
     for (const key of replicas.readyKeys()) if (!owned.has(key)) replicas.unmarkReady(key)
     for (const [key, h] of replicas.heldPartitions()) {
       if (owned.has(key) || this.releasing.has(key) || this.catchUpRunning.has(key)) continue
@@ -326,7 +325,6 @@ export class Ownership {
     const key = keyOf(space, partition)
     return placement.ownedPartitions().some(o => keyOf(o.space, o.partition) === key)
   }
-
 
   private pumpCatchUp (): void {
     const { clock, life, log, opts, counters } = this.ctx

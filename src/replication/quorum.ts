@@ -70,9 +70,8 @@ export function fewestAcks (groups: readonly AckGroup[]): number {
   return both + Math.max(0, a.needed - both) + Math.max(0, b.needed - both)
 }
 
-
 /** Who a read of one partition asks (`targets`), and the groups that must answer it. */
-export interface ReadLevel { targets: PeerId[], groups: AckGroup[], needed: number }
+export interface ReadLevel { targets: PeerId[], groups: AckGroup[] }
 
 /**
  * The answers a read of one partition needs at a consistency level; undefined when no replica is
@@ -84,15 +83,18 @@ export interface ReadLevel { targets: PeerId[], groups: AckGroup[], needed: numb
 export function readLevel (pp: { owners: readonly PeerId[], readReplicas: readonly PeerId[], quorum: number }, consistency: Consistency): ReadLevel | undefined {
   const ready = [...new Set(pp.readReplicas)]
   if (ready.length === 0) return undefined
-  if (consistency === 'one') return { targets: ready, groups: [{ members: ready, needed: 1 }], needed: 1 }
-  if (consistency === 'all') return { targets: ready, groups: [{ members: ready, needed: ready.length }], needed: ready.length }
+  if (consistency === 'one') return { targets: ready, groups: [{ members: ready, needed: 1 }] }
+  if (consistency === 'all') return { targets: ready, groups: [{ members: ready, needed: ready.length }] }
   const groups: AckGroup[] = [{ members: ready, needed: Math.max(1, Math.min(pp.quorum, ready.length)) }]
   const owners = [...new Set(pp.owners)]
   if (owners.length > 0) groups.push({ members: owners, needed: majority(owners.length) })
-  return { targets: [...new Set([...ready, ...owners])], groups, needed: fewestAcks(groups) }
+  return { targets: [...new Set([...ready, ...owners])], groups }
 }
 
-/** The first group that `answered` does not meet, with how many of its members are among them; undefined when every group is met. */
+/**
+ * The first group that `answered` (acknowledged, for a write) does not meet, with its index and
+ * how many of its members are among them; undefined when every group is met.
+ */
 export function shortGroup (groups: readonly AckGroup[], answered: ReadonlySet<PeerId> | readonly PeerId[]): { group: AckGroup, index: number, answered: number } | undefined {
   const has = (p: PeerId): boolean => Array.isArray(answered) ? answered.includes(p) : (answered as ReadonlySet<PeerId>).has(p)
   for (let index = 0; index < groups.length; index++) {

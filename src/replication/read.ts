@@ -2,8 +2,9 @@
  * The read coordinator and read repair. A read at ONE asks one replica (this peer's first); at
  * QUORUM or ALL it asks just the replicas the level's groups need (quorum.ts, readLevel: at
  * QUORUM a majority of the ready replicas and a majority of the owners, usually the same two
- * peers), fastest first (recent latency per peer), more only when one fails or they are slow, takes the newest version (last writer
- * wins) and brings stale replicas up to date before it answers, so a second read at the same
+ * peers), fastest first (recent latency per peer), more only when one fails or they are slow,
+ * takes the newest version (last writer wins) and brings stale replicas up to date before it
+ * answers, so a second read at the same
  * level cannot see an older value. An answer versioned past the skew bound is refused like a
  * failed one: it is neither returned nor repaired onto the others.
  */
@@ -130,8 +131,8 @@ export class ReadCoordinator {
         return false
       }
     }
-    // Ask just the replicas that can meet the level's groups: this peer first (no network), then
-    // the remotes that answered fastest lately. Another one is asked when one fails, or all the
+    // Ask just the replicas that can meet the level's groups, in readOrder: those in both groups,
+    // this peer among them first (no network), then the remotes that answered fastest lately. Another one is asked when one fails, or all the
     // rest when the answers are slow (readSpeculativeMs): a healthy read costs one remote request,
     // not one per replica.
     const { groups } = lvl

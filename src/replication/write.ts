@@ -17,7 +17,7 @@ import type { ReplicationContext } from './context.js'
 import { InvalidRowsError, PartitionUnavailableError, WriteIncompleteError } from './errors.js'
 import type { Consistency, PartitionWriteOutcome } from './errors.js'
 import type { HintRecorder } from './hints.js'
-import { countedOf, writeLevel, type AckGroup, type WriteLevel } from './quorum.js'
+import { countedOf, shortGroup, writeLevel, type WriteLevel } from './quorum.js'
 import type { ResolvedReplicatorOptions } from './options.js'
 import { chunkRecords, maxVersion, METHOD_WRITE, packRecords, parseWriteAnswer } from './wire.js'
 
@@ -170,13 +170,12 @@ export class WriteCoordinator {
       const hinting: Array<Promise<void>> = []
       const check = (): void => {
         if (settled) return
-        const ackedIn = (g: AckGroup): number => g.members.filter(p => acked.has(p)).length
-        if (groups.every(g => ackedIn(g) >= g.needed)) o.met = true
+        const short = shortGroup(groups, acked)
+        if (short === undefined) o.met = true
         if (o.met || done === targets.length) {
           settled = true
           // Fell short: report the first group not met, its needed and acknowledged counts.
-          const short = o.met ? undefined : groups.find(g => ackedIn(g) < g.needed)
-          if (short !== undefined) { o.needed = short.needed; o.acks = ackedIn(short) }
+          if (short !== undefined) { o.needed = short.group.needed; o.acks = short.answered }
           void Promise.all(hinting).then(() => {
             resolve({ ...o, errors: [...o.errors], staleIds: lostEverywhere === undefined ? [] : [...lostEverywhere] })
           })

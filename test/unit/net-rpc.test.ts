@@ -4,6 +4,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createHost, RPC_PROTOCOL, RpcTransport, type Host, type RpcTransportOptions } from '../../src/net/index.js'
+import { RPC_CONTROL_PROTOCOL } from '../../src/net/rpc.js'
 import type { Logger } from '../../src/runtime/log.js'
 import type { PeerAddress } from '../../src/runtime/types.js'
 
@@ -367,6 +368,18 @@ describe('RpcTransport', () => {
       expect(await a.rpc.request(b.addr, 'ping', {}, { timeoutMs: 5000 })).toBe('pong')
       expect(await a.rpc.request(b.addr, 'ping', {}, { timeoutMs: 5000 })).toBe('pong')
       expect(a.rpc.streamCount(b.host.peerId)).toBe(1)
+      // b comes back upgraded (control streams now): once the old connection is gone, a asks again.
+      await a.host.libp2p.hangUp(peerIdFromString(b.host.peerId))
+      await b.rpc.stop()
+      const upgraded = new RpcTransport({ libp2p: b.host.libp2p, controlMethods: ['ping'] })
+      upgraded.handle('ping', () => 'pong')
+      await upgraded.start()
+      cleanup.push(async () => { await upgraded.stop() })
+      await until(() => a.rpc.streamCount(b.host.peerId) === 0)
+      expect(await a.rpc.request(b.addr, 'ping', {}, { timeoutMs: 5000 })).toBe('pong')
+      expect(rpcStreams(a, b.host.peerId)).toBe(0)
+      expect(a.rpc.streamCount(b.host.peerId)).toBe(1)
+      expect(a.host.libp2p.getConnections(peerIdFromString(b.host.peerId)).flatMap(c => c.streams).filter(st => st.protocol === RPC_CONTROL_PROTOCOL && st.status === 'open')).toHaveLength(1)
     })
   })
 })
