@@ -102,6 +102,12 @@ export interface SwimOptions {
   maxBroadcastQueue?: number
   /** At most this many members in a push-pull state, sent or accepted. Default 65536 (Shoal). */
   maxPushPullMembers?: number
+  /**
+   * A push-pull state goes in pages of about this many bytes (estimated), so a member table
+   * larger than one frame (8 MiB) still crosses; the delegate state rides the first page beside
+   * it. bytes, default 2097152 = 2 MiB (Shoal).
+   */
+  pushPullPageBytes?: number
   /** Encoded size limit of one member's metadata; larger remote meta is rejected. bytes, default 4096 (Shoal). */
   metaMaxBytes?: number
   /** At most this many probes/ping-reqs in flight (acks awaited). Default 1024 (Shoal). */
@@ -147,6 +153,7 @@ export const DEFAULT_SWIM_OPTIONS: Readonly<ResolvedSwimOptions> = Object.freeze
   maxUpdatesPerMessage: 256,
   maxBroadcastQueue: 4096,
   maxPushPullMembers: 65_536,
+  pushPullPageBytes: 2_097_152,
   metaMaxBytes: 4096,
   maxPendingAcks: 1024,
   delegateStateMaxBytes: 1_048_576
@@ -160,7 +167,7 @@ export function resolveSwimOptions (opts: SwimOptions = {}): ResolvedSwimOptions
   const positive: Array<keyof ResolvedSwimOptions> = ['probeIntervalMs', 'probeTimeoutMs', 'gossipIntervalMs', 'pushPullIntervalMs',
     'pushPullTimeoutMs', 'reconnectIntervalMs', 'joinRetryIntervalMs', 'reapIntervalMs', 'maxPacketBytes', 'maxUpdatesPerMessage',
     'maxBroadcastQueue', 'maxPushPullMembers', 'metaMaxBytes', 'awarenessMaxMultiplier', 'retransmitMult', 'suspicionMult',
-    'suspicionMaxTimeoutMult', 'maxPendingAcks', 'delegateStateMaxBytes', 'suspicionMinScale']
+    'suspicionMaxTimeoutMult', 'maxPendingAcks', 'delegateStateMaxBytes', 'suspicionMinScale', 'pushPullPageBytes']
   for (const k of positive) {
     const v = out[k]
     if (typeof v !== 'number' || !(v > 0)) throw new RangeError(`swim option ${k} must be a positive number, got ${String(v)}`)

@@ -14,8 +14,8 @@ import {
   METHOD_ACK, METHOD_GOSSIP, METHOD_NACK, METHOD_PING, METHOD_PING_REQ, METHOD_PUSH_PULL,
   checkAliveDetail, checkMeta, decodeAck, decodeGossip, decodeNack, decodePing, decodePingReq, decodePushPull, updateSize, MEMBERSHIP_PROTOCOL_VERSION
 } from './wire.js'
-import type { DecodeLimits, WireMember, WireUpdate } from './wire.js'
-import { stateSize } from './wire.js'
+import type { DecodeLimits, PushPullMsg, WireMember, WireUpdate } from './wire.js'
+import { stateSize, wireMemberSize } from './wire.js'
 
 export interface SwimDeps {
   transport: Transport
@@ -64,6 +64,17 @@ export interface IncarnationStore {
 export const INCARNATION_LEASE = 1000
 
 /**
+ * The largest step by which an update may raise an incarnation this peer knows (a member's, a
+ * tombstone's, its own). Incarnations are safe integers: one update at 2^53 - 1 about a member
+ * left it no incarnation to refute with, dead for good, and one about this peer made it jump
+ * there. Honest steps are far smaller: a new life starts at the HLC's milliseconds (about 2^40.7
+ * in 2026, so even a peer that ran from 0 without a store jumps less than 2^41), and refutations
+ * and announcements add one each. At 2^42 (139 years of milliseconds) it takes over 2,000 refused-
+ * size steps, each an update the member itself refutes, to exhaust the range.
+ */
+export const MAX_INCARNATION_JUMP = 2 ** 42
+
+/**
  * memberlist's Delegate.LocalState / MergeRemoteState: a higher layer (the space catalog) rides
  * its full state on each push-pull exchange, join and periodic anti-entropy alike, as field `d` of
  * the request and of the answer. The state must be plain data (a Uint8Array is best) of at most
@@ -97,6 +108,15 @@ interface PendingAck {
 }
 
 interface Tombstone { incarnation: number, at: number }
+
+/** The push-pull state, cached per view version: self, then the other members by id (see statePage). */
+interface StateCache { version: number, members: WireMember[], goneAt: Array<number | undefined>, sizes: number[] }
+
+/** A push-pull request or answer as sent (PushPullMsg, plus the version and delegate state). */
+type PushPullBody = Omit<PushPullMsg, 'join'> & { v: number, join?: boolean, d?: unknown }
+
+/** One exchange stops after this many pages (65,536 members of full-size meta take about 160). */
+const MAX_PUSH_PULL_PAGES = 1024
 
 /** memberlist pushPullScale: above 32 members the anti-entropy period grows with log2(n). */
 const PUSH_PULL_SCALE_THRESHOLD = 32
@@ -159,6 +179,8 @@ export class Swim {
   private ringSelf = 0
   /** The probe slot (probe intervals since the epoch) of this peer's last probe. */
   private lastProbeSlot = -Infinity
+  /** A probe of ours waits for its ack (until its awareness-scaled interval ends): the ticker skips. */
+  private probeInFlight = false
   private seq = 0
   private readonly pendingAcks = new Map<number, PendingAck>()
   private readonly queue: BroadcastQueue
@@ -183,7 +205,7 @@ export class Swim {
   private readonly joinAnswered = new Set<string>()
   /** Bumped on every change of the view; keys the cached push-pull state. */
   private viewVersion = 0
-  private stateCache: { version: number, members: WireMember[], goneAt: Array<number | undefined> } | undefined
+  private stateCache: StateCache | undefined
   /** Resolves a pending leave() when stop() comes first. */
   private finishLeave: (() => void) | undefined
   /** The incarnation this life started at: anything about us below it is a previous life. */
@@ -200,6 +222,7 @@ export class Swim {
     deathsDeclared: 0,
     messagesDropped: 0,
     updatesTooLarge: 0,
+    incarnationJumpsRefused: 0,
     lateSuspicionsRechecked: 0,
     reconnects: 0,
     messagesSent: {} as Record<string, number>,
@@ -277,7 +300,12 @@ export class Swim {
 
     // Random first offsets, so peers started together do not tick in lockstep.
     const o = this.opts
-    this.every(() => o.probeIntervalMs * this.random.next(), () => this.awareness.scale(o.probeIntervalMs), () => { this.probeTick() })
+    // The probe ticker runs at the plain interval, as memberlist's does: a slow peer (awareness)
+    // waits longer for a failed probe (probeInFlight), but an answered one lets the next go at the
+    // next tick. Ticking at the scaled interval made recovery one answered probe per scaled
+    // interval: from the maximum, 36 s of health to get back to 0, and repeated stalls kept
+    // awareness pinned there.
+    this.every(() => o.probeIntervalMs * this.random.next(), () => o.probeIntervalMs, () => { this.probeTick() })
     this.every(() => o.gossipIntervalMs * this.random.next(), () => o.gossipIntervalMs, () => { this.gossipTick() })
     this.every(() => o.pushPullIntervalMs * this.random.next(), () => pushPullScaleMs(o.pushPullIntervalMs, this.liveCount), () => { this.pushPullTick() })
     this.every(() => o.reconnectIntervalMs * this.random.next(), () => o.reconnectIntervalMs, () => { this.reconnectTick() })
@@ -293,6 +321,7 @@ export class Swim {
     for (const t of this.timers) t.cancel()
     this.timers.clear()
     this.pendingAcks.clear()
+    this.probeInFlight = false
     for (const m of this.membersById.values()) { m.suspicion?.cancel(); m.suspicion = undefined }
     this.finishLeave?.()
   }
@@ -485,6 +514,7 @@ export class Swim {
       messagesReceived: { ...c.messagesReceived },
       messagesDropped: c.messagesDropped,
       updatesTooLarge: c.updatesTooLarge,
+      incarnationJumpsRefused: c.incarnationJumpsRefused,
       lateSuspicionsRechecked: c.lateSuspicionsRechecked,
       reconnects: c.reconnects,
       gossipQueueLength: this.queue.length,
@@ -519,9 +549,9 @@ export class Swim {
   // ---------------------------------------------------------------- failure detector
 
   private probeTick (): void {
-    if (this.leaving) return
+    if (this.leaving || this.probeInFlight) return
     const target = this.nextProbeTarget()
-    if (target !== undefined) this.probe(target)
+    if (target !== undefined) this.probe(target, true)
   }
 
   /**
@@ -577,7 +607,8 @@ export class Swim {
     if (at < this.ringSelf) this.ringSelf--
   }
 
-  private probe (target: Member): void {
+  /** Probes `target`; `ticked` for the ticker's own probe, which the next ticks wait for (probeInFlight). */
+  private probe (target: Member, ticked = false): void {
     if (this.pendingAcks.size >= this.opts.maxPendingAcks) return
     this.counters.probes++
     const seq = this.nextSeq()
@@ -589,10 +620,12 @@ export class Swim {
     let expectedNacks = 0
     let stalled = false
     const timers: Timer[] = []
+    if (ticked) this.probeInFlight = true
     this.pendingAcks.set(seq, {
       onAck: () => {
         if (acked) return
         acked = true
+        if (ticked) this.probeInFlight = false
         this.pendingAcks.delete(seq)
         for (const t of timers) { t.cancel(); this.timers.delete(t) }
         this.awareness.apply(-1)
@@ -615,6 +648,7 @@ export class Swim {
     }))
     timers.push(this.after(intervalMs, late => {
       if (acked) return
+      if (ticked) this.probeInFlight = false
       this.pendingAcks.delete(seq)
       if (stalled || late >= this.opts.lagThresholdMs) {
         // We were the slow one (our own timers fired late): the missing ack says nothing about
@@ -734,32 +768,69 @@ export class Swim {
 
   // ---------------------------------------------------------------- anti-entropy and joins
 
-  private localState (forPeer?: PeerId): WireMember[] {
+  /**
+   * This peer's state as push-pull sends it: this peer first, then every other member in id order
+   * (see PushPullMsg for the paging), cached until the view changes: a bootstrap peer answers many
+   * joins with the same view.
+   */
+  private stateSnapshot (): StateCache {
+    if (this.stateCache !== undefined && this.stateCache.version === this.viewVersion) return this.stateCache
     const max = this.opts.maxPushPullMembers
-    // Rebuilt only when the view changed: a bootstrap peer answers many joins with the same view.
-    if (this.stateCache === undefined || this.stateCache.version !== this.viewVersion) {
-      const members: WireMember[] = []
-      const goneAt: Array<number | undefined> = []
-      for (const m of this.membersById.values()) {
-        if (members.length >= max) break
-        const w: WireMember = { id: m.id, i: m.incarnation, s: m.state, a: m.addrs, m: m.meta }
-        if (m.removed && m.state === 'left') w.r = true
-        members.push(w)
-        goneAt.push(isLive(m.state) ? undefined : m.stateChangedAt)
-      }
-      this.stateCache = { version: this.viewVersion, members, goneAt }
+    const others = [...this.membersById.values()].filter(m => m !== this.self).sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+    const members: WireMember[] = []
+    const goneAt: Array<number | undefined> = []
+    const sizes: number[] = []
+    for (const m of [this.self, ...others]) {
+      if (members.length >= max) break
+      const w: WireMember = { id: m.id, i: m.incarnation, s: m.state, a: m.addrs, m: m.meta }
+      if (m.removed && m.state === 'left') w.r = true
+      members.push(w)
+      goneAt.push(isLive(m.state) ? undefined : m.stateChangedAt)
+      sizes.push(wireMemberSize(w, m.metaBytes))
     }
-    const { members, goneAt } = this.stateCache
+    this.stateCache = { version: this.viewVersion, members, goneAt, sizes }
+    return this.stateCache
+  }
+
+  /**
+   * One page of this peer's state for `forPeer`: from the start, or after the member id `after`;
+   * `paged` false gives all of it in one (a caller that cannot page). `next` is the id to go on
+   * after, absent on the last page.
+   */
+  private statePage (forPeer: PeerId | undefined, after: PeerId | undefined, paged: boolean): { members: WireMember[], next?: PeerId } {
+    const { members, goneAt, sizes } = this.stateSnapshot()
+    // The first member after `after`, by binary search over the id-ordered rest (index 0 is self).
+    let from = 0
+    if (after !== undefined) {
+      let lo = 1
+      let hi = members.length
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1
+        if (members[mid]!.id <= after) lo = mid + 1
+        else hi = mid
+      }
+      from = lo
+    }
+    let to = from
+    if (!paged) to = members.length
+    else {
+      // At least one member a page, however large (its meta is bounded by metaMaxBytes).
+      for (let budget = this.opts.pushPullPageBytes; to < members.length && (to === from || budget >= sizes[to]!); to++) budget -= sizes[to]!
+    }
     const now = this.clock.now()
     // Ages change with time, not with the view: stamped on every answer (whole ms: the wire takes
     // counts, and a virtual or monotonic clock need not give them).
-    const out = members.map((w, i) => goneAt[i] === undefined ? w : { ...w, t: Math.max(0, Math.floor(now - goneAt[i]!)) })
-    // A reaped peer that comes back learns from its tombstone that it must refute.
-    if (forPeer !== undefined && !this.membersById.has(forPeer)) {
-      const t = this.tombstones.get(forPeer)
-      if (t !== undefined && out.length < max) out.push({ id: forPeer, i: t.incarnation, s: 'dead', a: [], m: {} })
+    const out: WireMember[] = []
+    for (let i = from; i < to; i++) {
+      const w = members[i]!
+      out.push(goneAt[i] === undefined ? w : { ...w, t: Math.max(0, Math.floor(now - goneAt[i]!)) })
     }
-    return out
+    // A reaped peer that comes back learns from its tombstone that it must refute.
+    if (after === undefined && forPeer !== undefined && !this.membersById.has(forPeer)) {
+      const t = this.tombstones.get(forPeer)
+      if (t !== undefined && out.length < this.opts.maxPushPullMembers) out.push({ id: forPeer, i: t.incarnation, s: 'dead', a: [], m: {} })
+    }
+    return to < members.length && to > 0 ? { members: out, next: members[to - 1]!.id } : { members: out }
   }
 
   /** One member as push-pull carries it, with its age if gone. */
@@ -770,23 +841,43 @@ export class Swim {
     return w
   }
 
+  /** One exchange of member tables with `to`, in as many pages as either needs; the members received. */
   private async pushPull (to: PeerAddress, join: boolean): Promise<number> {
     this.count(this.counters.messagesSent, METHOD_PUSH_PULL)
-    const body: { v: number, join: boolean, members: WireMember[], d?: unknown } = { v: MEMBERSHIP_PROTOCOL_VERSION, join, members: this.localState(to.id) }
+    let mine = this.statePage(to.id, undefined, true)
+    const body: PushPullBody = { v: MEMBERSHIP_PROTOCOL_VERSION, join, members: mine.members, pg: true }
     const d = this.delegateState(join)
     if (d !== undefined) body.d = d
     const res = await this.transport.request(to, METHOD_PUSH_PULL, body, { timeoutMs: this.opts.pushPullTimeoutMs })
-    const msg = decodePushPull(res, this.limits)
+    let msg = decodePushPull(res, this.limits)
     if (msg === null) throw new Error('malformed push-pull response')
     this.count(this.counters.messagesReceived, METHOD_PUSH_PULL)
-    if (this.running) {
-      // Before the merge, so listeners woken by the merge's events already see it.
-      this.synced = true
-      if (msg.p !== undefined && msg.p.id === this.self.id) this.notePreviousLife(msg.p)
+    if (!this.running) return msg.members.length
+    // Before the merge, so listeners woken by the merge's events already see it.
+    this.synced = true
+    if (msg.p !== undefined && msg.p.id === this.self.id) this.notePreviousLife(msg.p)
+    this.mergeState(msg.members)
+    this.mergeDelegateState(res, join, to.id ?? addrLabel(to))
+    let received = msg.members.length
+    // The rest of both states, a page of each per request (an older callee, without `pg`, took
+    // the first page only: its own push-pulls bring it the rest).
+    let theirs = msg.next
+    for (let pages = 1; msg.pg === true && (mine.next !== undefined || theirs !== undefined); pages++) {
+      if (pages >= MAX_PUSH_PULL_PAGES) throw new Error(`push-pull over ${MAX_PUSH_PULL_PAGES} pages; the rest is left to the next exchange`)
+      mine = mine.next !== undefined ? this.statePage(to.id, mine.next, true) : { members: [] }
+      const more: PushPullBody = { v: MEMBERSHIP_PROTOCOL_VERSION, join, members: mine.members, cont: true }
+      if (theirs !== undefined) more.after = theirs
+      const page = await this.transport.request(to, METHOD_PUSH_PULL, more, { timeoutMs: this.opts.pushPullTimeoutMs })
+      msg = decodePushPull(page, this.limits)
+      if (msg === null) throw new Error('malformed push-pull response')
+      if (!this.running) break
       this.mergeState(msg.members)
-      this.mergeDelegateState(res, join, to.id ?? addrLabel(to))
+      received += msg.members.length
+      // A callee that had nothing more to send answers with none and no `next`.
+      if (theirs !== undefined && msg.next !== undefined && msg.next <= theirs) throw new Error('push-pull page does not move forward')
+      theirs = theirs === undefined ? undefined : msg.next
     }
-    return msg.members.length
+    return received
   }
 
   private onPushPull (body: unknown, from: PeerId): unknown {
@@ -795,6 +886,7 @@ export class Swim {
     this.count(this.counters.messagesReceived, METHOD_PUSH_PULL)
     const msg = decodePushPull(body, this.limits)
     if (msg === null) { this.drop(METHOD_PUSH_PULL, from); return { members: [] } }
+    if (msg.cont === true) return this.onPushPullPage(msg, from)
     let tombstoned: PeerId[] = []
     this.synced = true
     // What we knew of the caller before its state replaces it: if the caller is a new life of a
@@ -813,19 +905,43 @@ export class Swim {
     }
     this.mergeDelegateState(body, msg.join, from)
     this.count(this.counters.messagesSent, METHOD_PUSH_PULL)
-    const members = this.localState(from)
-    // Members the caller holds alive but we reaped as dead: tell it, so it suspects them and they
-    // refute with an incarnation we accept (healing after a split longer than deadReapMs).
+    const page = this.statePage(from, undefined, msg.pg === true)
+    this.tellTombstoned(page.members, tombstoned)
+    const out: PushPullBody = { v: MEMBERSHIP_PROTOCOL_VERSION, members: page.members }
+    if (msg.pg === true) out.pg = true
+    if (page.next !== undefined) out.next = page.next
+    const d = this.delegateState(msg.join)
+    if (d !== undefined) out.d = d
+    if (before !== undefined) out.p = before
+    return out
+  }
+
+  /** A continuation of a paged exchange: merge the caller's page, answer with our next (PushPullMsg). */
+  private onPushPullPage (msg: PushPullMsg, from: PeerId): PushPullBody {
+    let tombstoned: PeerId[] = []
+    try {
+      tombstoned = this.mergeState(msg.members)
+    } catch (err) {
+      this.log.debug({ err, from }, 'push-pull merge failed')
+    }
+    this.count(this.counters.messagesSent, METHOD_PUSH_PULL)
+    const page = msg.after !== undefined ? this.statePage(from, msg.after, true) : { members: [] as WireMember[] }
+    this.tellTombstoned(page.members, tombstoned)
+    const out: PushPullBody = { v: MEMBERSHIP_PROTOCOL_VERSION, members: page.members, pg: true }
+    if (page.next !== undefined) out.next = page.next
+    return out
+  }
+
+  /**
+   * Members the caller holds alive but we reaped as dead: tell it, so it suspects them and they
+   * refute with an incarnation we accept (healing after a split longer than deadReapMs).
+   */
+  private tellTombstoned (members: WireMember[], tombstoned: PeerId[]): void {
     for (const id of tombstoned) {
       if (members.length >= this.opts.maxPushPullMembers) break
       const t = this.tombstones.get(id)
       if (t !== undefined) members.push({ id, i: t.incarnation, s: 'dead', a: [], m: {} })
     }
-    const d = this.delegateState(msg.join)
-    const out: { v: number, members: WireMember[], d?: unknown, p?: WireMember } = { v: MEMBERSHIP_PROTOCOL_VERSION, members }
-    if (d !== undefined) out.d = d
-    if (before !== undefined) out.p = before
-    return out
   }
 
   /** The delegate's state for a push-pull message, or undefined (no delegate, failure, too big). */
@@ -900,7 +1016,7 @@ export class Swim {
    */
   private learnGone (r: WireMember): void {
     const tomb = this.tombstones.get(r.id)
-    if (tomb !== undefined && r.i <= tomb.incarnation) return
+    if (tomb !== undefined && (r.i <= tomb.incarnation || this.jumpTooFar({ k: r.s, id: r.id, i: r.i }, tomb.incarnation))) return
     const metaBytes = checkAliveDetail(r.a, r.m, this.opts.metaMaxBytes)
     if (metaBytes < 0) { this.drop(METHOD_PUSH_PULL, r.id, 'invalid addrs or oversize meta of a gone member'); return }
     const state: MemberState = r.s === 'left' ? 'left' : 'dead'
@@ -1012,7 +1128,7 @@ export class Swim {
       // Only we issue our incarnations; a higher one is an echo of a previous life: outbid it. So
       // is an equal one that says something else (memberlist does the same): a previous life
       // that used this number with other meta or addresses, if our incarnation was lost.
-      if (this.leaving) return true
+      if (this.leaving || this.jumpTooFar(u, this.self.incarnation)) return true
       if (u.i > this.self.incarnation ||
           (u.i === this.self.incarnation && (!sameStrings(addrs, this.self.addrs) || JSON.stringify(meta) !== JSON.stringify(this.self.meta)))) this.refute(u.i)
       return true
@@ -1022,6 +1138,7 @@ export class Swim {
       const tomb = this.tombstones.get(u.id)
       // A reaped member comes back only with an incarnation it issued after its death.
       if (tomb !== undefined && u.i <= tomb.incarnation) return false
+      if (tomb !== undefined && this.jumpTooFar(u, tomb.incarnation)) return true
       const metaBytes = checkAliveDetail(addrs, meta, this.opts.metaMaxBytes)
       if (metaBytes < 0) { this.drop('alive', u.id, 'invalid addrs or oversize meta'); return true }
       this.tombstones.delete(u.id)
@@ -1033,7 +1150,7 @@ export class Swim {
     }
     // Equal incarnation carries nothing new; for a dead or left member it is a stale echo from a
     // third party and must not revive it.
-    if (u.i <= m.incarnation) return true
+    if (u.i <= m.incarnation || this.jumpTooFar(u, m.incarnation)) return true
     const metaBytes = checkAliveDetail(addrs, meta, this.opts.metaMaxBytes)
     if (metaBytes < 0) { this.drop('alive', u.id, 'invalid addrs or oversize meta'); return true }
     const prev = m.state
@@ -1059,7 +1176,7 @@ export class Swim {
 
   private onSuspect (u: WireUpdate): void {
     const m = this.membersById.get(u.id)
-    if (m === undefined || u.i < m.incarnation) return
+    if (m === undefined || u.i < m.incarnation || this.jumpTooFar(u, m.incarnation)) return
     if (m === this.self) {
       if (!this.leaving) this.refute(u.i)
       return
@@ -1115,7 +1232,7 @@ export class Swim {
 
   private onDead (u: WireUpdate): void {
     const m = this.membersById.get(u.id)
-    if (m === undefined || u.i < m.incarnation) return
+    if (m === undefined || u.i < m.incarnation || this.jumpTooFar(u, m.incarnation)) return
     if (m === this.self) {
       if (!this.leaving) this.refute(u.i)
       return
@@ -1290,6 +1407,16 @@ export class Swim {
       this.counters.messagesDropped++
       this.log.debug({ err, from, method }, 'swim handler failed; message dropped')
     }
+  }
+
+  /** True (refused, counted, logged) when `u` would raise the incarnation `known` by more than MAX_INCARNATION_JUMP. */
+  private jumpTooFar (u: WireUpdate, known: number): boolean {
+    if (u.i - known <= MAX_INCARNATION_JUMP) return false
+    const n = ++this.counters.incarnationJumpsRefused
+    if (n <= 10 || n % 1000 === 0) {
+      this.log.warn({ member: u.id, kind: u.k, incarnation: u.i, known, refused: n }, 'membership update refused: it raises an incarnation by more than 2^42')
+    }
+    return true
   }
 
   private drop (method: string, from: PeerId, reason = 'malformed message'): void {

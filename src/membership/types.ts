@@ -71,6 +71,8 @@ export interface SwimStats {
   messagesDropped: number
   /** Updates larger than maxPacketBytes, not gossiped (push-pull carries them). */
   updatesTooLarge: number
+  /** Updates refused because they raised a known incarnation by more than MAX_INCARNATION_JUMP. */
+  incarnationJumpsRefused: number
   /** Suspicions whose timer fired late (this peer was stalled), checked again before a death was declared. */
   lateSuspicionsRechecked: number
   /** Reconnect ticks that knocked on a dead member (and a bootstrap address): Serf's dead/alive throttle. */

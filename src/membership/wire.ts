@@ -85,11 +85,30 @@ export interface PingReqMsg { seq: number, target: string, ta: string[], nack: b
 export interface AckMsg { seq: number, pb?: WireUpdate[] }
 export interface NackMsg { seq: number }
 export interface GossipMsg { pb: WireUpdate[] }
+/**
+ * One push-pull message. A member table larger than one frame (8 MiB: about 15,000 members with
+ * small meta, 2,000 with full-size meta) goes in pages: a caller that can page says so (`pg`) in
+ * its first request; the answer then holds the first page of the callee's state and, when more
+ * follows, `next`, the id of its last member. The caller goes on with continuation requests
+ * (`cont`), each carrying its own next page and `after` (the callee's `next`, absent once the
+ * callee's state is all sent), until both states are sent. Pages run in member-id order (the
+ * sender first), so a page needs no state kept between requests: members that join meanwhile may
+ * be missed by this exchange, as by any, and the next one carries them. A peer that does not know
+ * paging ignores `pg` and answers in one frame.
+ */
 export interface PushPullMsg {
   join: boolean
   members: WireMember[]
   /** In an answer only: the caller as the answering peer knew it before this exchange, when the caller's state showed a newer life. */
   p?: WireMember
+  /** The sender pages: in a first request, it takes an answer with `next`; in an answer, it takes continuations. */
+  pg?: boolean
+  /** A continuation request of an exchange already started (no delegate state, no join). */
+  cont?: boolean
+  /** In a continuation request: send the members after this id (the callee's last `next`). */
+  after?: string
+  /** In an answer: more of the sender's state follows this member id. */
+  next?: string
 }
 
 export interface DecodeLimits {
@@ -277,10 +296,29 @@ export function decodePushPull (v: unknown, limits: DecodeLimits): PushPullMsg |
     if (m === null) return null
     if (m !== UNKNOWN) members.push(m)
   }
-  if (v.p === undefined) return { join, members }
+  const out: PushPullMsg = { join, members }
+  for (const k of ['pg', 'cont'] as const) {
+    if (v[k] === undefined) continue
+    if (typeof v[k] !== 'boolean') return null
+    if (v[k] === true) out[k] = true
+  }
+  for (const k of ['after', 'next'] as const) {
+    if (v[k] === undefined) continue
+    if (!isId(v[k])) return null
+    out[k] = v[k] as string
+  }
+  if (v.p === undefined) return out
   const p = decodeMember(v.p, limits)
   if (p === null) return null
-  return p === UNKNOWN ? { join, members } : { join, members, p }
+  if (p !== UNKNOWN) out.p = p
+  return out
+}
+
+/** Estimated encoded size of one member in a push-pull state, used to cut pages. */
+export function wireMemberSize (w: WireMember, metaBytes: number): number {
+  let n = 40 + w.id.length
+  for (const a of w.a) n += a.length + 2
+  return n + metaBytes
 }
 
 /**

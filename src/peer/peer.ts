@@ -874,7 +874,8 @@ export class Peer implements ApiPeer {
         [{ event: 'suspicion_refuted' }, s.suspicionsRefuted],
         [{ event: 'death_declared' }, s.deathsDeclared],
         [{ event: 'message_dropped' }, s.messagesDropped],
-        [{ event: 'update_too_large' }, s.updatesTooLarge]
+        [{ event: 'update_too_large' }, s.updatesTooLarge],
+        [{ event: 'incarnation_jump_refused' }, s.incarnationJumpsRefused]
       ]
     })
     m.counterFrom('shoal_swim_messages_total', 'SWIM messages by kind and direction', ['kind', 'direction'], () => {

@@ -134,6 +134,32 @@ describe('membership in the simulator', () => {
     for (const m of cluster.up()) expect(m.swim.members().every(x => x.state === 'alive' || x.state === 'suspect')).toBe(true)
   })
 
+  it('awareness under repeated stalls is not pinned at its maximum, and drops back within seconds of the last stall (issue 15)', async () => {
+    const world = new SimWorld({ seed: 215, stallTimersFirst: true })
+    const { cluster } = await formCluster(world, 10)
+    await world.run(10_000)
+    const slow = cluster.get('p3').swim
+    // One peer pauses 1.5 s every 2.5 s for a minute: each pause raises its awareness (its timers
+    // fire late, its probes go unanswered, it has to refute). Before the ticker ran at the plain
+    // interval: at its maximum in 52 % of the samples, back to 0 35.6 s after the last pause.
+    const samples: number[] = []
+    for (let t = 0; t < 60_000; t += 2_500) world.schedule(t, () => { world.stall('p3', 1_500) })
+    for (let t = 250; t < 60_000; t += 500) world.schedule(t, () => { samples.push(slow.localHealthScore()) })
+    await world.run(60_000)
+    const max = 8 - 1
+    const pinned = samples.filter(s => s === max).length / samples.length
+    const atEnd = slow.localHealthScore()
+    const lastStallEnd = world.now() - 2_500 + 1_500
+    const backToZero = await world.runUntil(() => slow.localHealthScore() === 0, { maxMs: 60_000, checkEveryMs: 100 })
+    const recoveredS = (world.now() - lastStallEnd) / 1000
+    console.log(`[awareness] one peer pausing 1.5 s every 2.5 s for 60 s: awareness at its maximum in ${(pinned * 100).toFixed(0)} % of samples, ` +
+      `mean ${(samples.reduce((a, b) => a + b, 0) / samples.length).toFixed(2)}, ${atEnd} after the last pause, back to 0 ${recoveredS.toFixed(1)} s after it`)
+    expect(backToZero).toBe(true)
+    // Recovery is one successful probe a probe interval (memberlist's ticker), not one per scaled interval.
+    expect(recoveredS).toBeLessThanOrEqual(12)
+    expect(pinned).toBeLessThan(0.5)
+  })
+
   it('scenario 3: 1,000 peers, a change reaches 99.9% of peers within ceil(log2 N)+2 protocol periods', async () => {
     const world = new SimWorld({ seed: 303, serialize: false })
     const n = 1000

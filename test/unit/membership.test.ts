@@ -18,7 +18,7 @@ const limits = { metaMaxBytes: 4096, maxUpdatesPerMessage: 256, maxPushPullMembe
 
 
 /** A few Swim peers p0..p<n-1> in the simulator, formed by joining p0, plus a raw peer 'raw'. */
-async function smallCluster (n: number, options: SwimOptions = {}, seed = 7, worldOptions: { stallTimersFirst?: boolean } = {}): Promise<{ world: SimWorld, swims: Map<string, Swim>, raw: ReturnType<SimWorld['addPeer']> }> {
+async function smallCluster (n: number, options: SwimOptions = {}, seed = 7, worldOptions: { stallTimersFirst?: boolean, maxMessageBytes?: number } = {}): Promise<{ world: SimWorld, swims: Map<string, Swim>, raw: ReturnType<SimWorld['addPeer']> }> {
   const world = new SimWorld({ seed, ...worldOptions })
   const swims = new Map<string, Swim>()
   for (let i = 0; i < n; i++) {
@@ -302,6 +302,78 @@ describe('state machine', () => {
     gossip(raw, 'p1', [{ k: 'dead', id: 'p1', i: 1, f: 'raw' }])
     await world.run(50)
     expect(p1.localMember()).toMatchObject({ state: 'alive', incarnation: 2 })
+  })
+
+  it('an update that raises a known incarnation by more than 2^42 is refused and counted: a member cannot be pushed to the end of the safe integers (issue 15)', async () => {
+    const { world, swims, raw } = await smallCluster(3)
+    const p1 = swims.get('p1')!
+    const p2 = swims.get('p2')!
+    const top = Number.MAX_SAFE_INTEGER
+    // About another member: a suspicion at 2^53 - 1 would leave p1 no incarnation to refute with.
+    gossip(raw, 'p2', [{ k: 'suspect', id: 'p1', i: top, f: 'raw' }, { k: 'dead', id: 'p1', i: top, f: 'raw' }, { k: 'alive', id: 'p1', i: top, a: ['/sim/p1'], m: {} }])
+    await world.run(50)
+    expect(p2.member('p1')).toMatchObject({ state: 'alive', incarnation: 0 })
+    expect(p2.stats().incarnationJumpsRefused).toBe(3)
+    // About itself: no jump to it (it would refute at 2^53 and be unable to again).
+    gossip(raw, 'p1', [{ k: 'suspect', id: 'p1', i: top, f: 'raw' }])
+    await world.run(50)
+    expect(p1.localMember().incarnation).toBe(0)
+    expect(p1.stats().incarnationJumpsRefused).toBe(1)
+    // A step within the bound (a new life started at the HLC's milliseconds) is taken as before.
+    const step = 1_800_000_000_000
+    gossip(raw, 'p2', [{ k: 'alive', id: 'p1', i: step, a: ['/sim/p1'], m: { name: 'p1' } }])
+    await world.run(50)
+    expect(p2.member('p1')?.incarnation).toBe(step)
+    gossip(raw, 'p1', [{ k: 'suspect', id: 'p1', i: step, f: 'raw' }])
+    await world.run(50)
+    expect(p1.localMember().incarnation).toBe(step + 1)
+    // A dead member's return is bounded the same way (push-pull too).
+    gossip(raw, 'p2', [{ k: 'alive', id: 'p9', i: 3, a: ['/sim/p9'], m: {} }, { k: 'dead', id: 'p9', i: 3, f: 'raw' }])
+    await world.run(50)
+    void raw.transport.request(simAddress('p2'), 'swim.push-pull', { members: [{ id: 'p9', i: top, s: 'alive', a: ['/sim/p9'], m: {} }] })
+    await world.run(50)
+    expect(p2.member('p9')).toMatchObject({ state: 'dead', incarnation: 3 })
+  })
+
+  it('a member table larger than one message crosses a push-pull in pages, both ways; a caller that cannot page gets it in one (issue 15)', async () => {
+    // Messages of at most 256 KiB, pages of 48 KiB: 1,500 members of ~600 bytes are ~900 KiB.
+    const opts: SwimOptions = { pushPullPageBytes: 48 * 1024 }
+    const { world, swims, raw } = await smallCluster(3, opts, 9, { maxMessageBytes: 256 * 1024 })
+    const p0 = swims.get('p0')!
+    const filler = 'x'.repeat(500)
+    const fill = async (from: number, to: number): Promise<void> => {
+      for (let b = from; b < to; b++) {
+        gossip(raw, 'p0', Array.from({ length: 100 }, (_, j) => ({ k: 'alive', id: `f${String(b * 100 + j).padStart(4, '0')}`, i: 1, a: [`/sim/f${b * 100 + j}`], m: { name: filler } })))
+      }
+      await world.run(50)
+    }
+    // An older caller (no `pg`) is answered in one message, as before paging: 303 members, ~180
+    // KiB, four pages' worth.
+    await fill(0, 3)
+    const old = raw.transport.request(simAddress('p0'), 'swim.push-pull', { members: [] })
+    await world.run(50)
+    const answer = await old as { members: unknown[], next?: string, pg?: boolean }
+    expect(answer.members).toHaveLength(303)
+    expect(answer.next).toBeUndefined()
+    expect(answer.pg).toBeUndefined()
+    await fill(3, 15)
+    expect(p0.members()).toHaveLength(1503)
+    // A new peer pulls the whole table from p0 in pages...
+    const p3peer = world.addPeer('p3')
+    const p3 = new Swim({ transport: p3peer.transport, clock: p3peer.clock, random: p3peer.random, log: silentLogger }, { ...opts, meta: { name: 'p3' } })
+    await p3.start()
+    const joined = p3.join([simAddress('p0')])
+    await world.run(200)
+    expect((await joined).errors).toEqual([])
+    expect(p3.members().length).toBeGreaterThanOrEqual(1504)
+    // ...and p0 pushes its own to a peer that knows nothing (join from the big side).
+    const p4peer = world.addPeer('p4')
+    const p4 = new Swim({ transport: p4peer.transport, clock: p4peer.clock, random: p4peer.random, log: silentLogger }, { ...opts, meta: { name: 'p4' } })
+    await p4.start()
+    const pushed = p0.join([simAddress('p4')])
+    await world.run(200)
+    expect((await pushed).errors).toEqual([])
+    expect(p4.members().length).toBeGreaterThanOrEqual(1504)
   })
 
   it('a ping carrying a suspicion we already refuted is answered with our current incarnation', async () => {
