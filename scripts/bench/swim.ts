@@ -1,19 +1,24 @@
 /**
  * SWIM benchmark in the simulator: per cluster size, how long until every live peer declares a
  * crashed peer dead, how many protocol periods a change takes to reach 99.9 % of the peers, the
- * steady-state message rate per peer, and the wall time of the simulation.
+ * steady-state message and byte rates per peer, and the wall time of the simulation. Bytes are the
+ * msgpack-encoded message bodies as the real transport encodes them (SimWorld's countBytes), not
+ * the frames, Noise and Yamux around them. Peers are shaped as real ones (REAL_SHAPE: libp2p-long
+ * ids, a peer's meta); the simulator's addresses are a little shorter than real multiaddrs.
  *
  *   node dist/scripts/bench/swim.js [size ...]        default sizes: 100 1000 10000
  *
- * Memory, not time, bounds the size: a full-mesh view is N member records per peer, N² in one
- * process (10,000 peers = 10^8 records, ~10 GB). Sizes above maxFeasiblePeers are reported as
- * skipped with that reason instead of exhausting the heap.
+ * Memory bounds the size: a full-mesh view is N members per peer, N² in one process (10,000 peers
+ * = 10^8, about 11 GB with the records shared between views: run it with
+ * --max-old-space-size=16384, as `npm run bench` does). Sizes above maxFeasiblePeers are reported
+ * as skipped with that reason instead of exhausting the heap.
  */
 import '../../src/polyfill/index.js'
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
+import { pushPullScaleMs } from '../../src/membership/index.js'
 import { SimWorld } from '../../test/sim/index.js'
-import { formCluster } from '../../test/sim/membership-cluster.js'
+import { REAL_SHAPE, formCluster } from '../../test/sim/membership-cluster.js'
 
 export interface SwimBenchSize {
   peers: number
@@ -26,6 +31,10 @@ export interface SwimBenchSize {
   disseminationPeriods?: number
   /** Messages sent per peer per simulated second, with no change under way. */
   messagesPerPeerPerS?: number
+  /** Encoded body bytes sent per peer per simulated second, over the same quiet period. */
+  bytesPerPeerPerS?: number
+  /** Simulated seconds of that quiet period. */
+  steadyS?: number
   /** Wall time of the whole simulation of this size. */
   wallS?: number
   simEvents?: number
@@ -34,9 +43,20 @@ export interface SwimBenchSize {
 export interface SwimBenchOptions {
   sizes: number[]
   seed?: number
-  /** Above this many peers the run is skipped (memory: N² member records). Default 3000. */
+  /**
+   * Above this many peers the run is skipped (memory: N² member records, about 110 bytes each
+   * with the shared records of membership/member.ts: 10,000 peers take about 11 GB of heap).
+   * Default 10,000.
+   */
   maxFeasiblePeers?: number
-  /** Simulated seconds of quiet traffic measured for messages per peer per second. Default 30. */
+  /**
+   * Simulated seconds of quiet traffic measured for messages and bytes per peer per second.
+   * Default: one anti-entropy (push-pull) period at that size, at least 30 s. The cluster forms at
+   * once, so every peer's push-pulls fall in the same stretch of each period (the first ones within
+   * the first 30 s): a shorter window catches all of them, some or none depending on where it
+   * falls (30 s right after the drain caught none), and they are most of the bytes. A whole period
+   * holds exactly one push-pull started by each peer.
+   */
   steadyS?: number
 }
 
@@ -46,25 +66,28 @@ function pct (sorted: number[], p: number): number {
 
 export async function benchSwim (opts: SwimBenchOptions): Promise<SwimBenchSize[]> {
   const out: SwimBenchSize[] = []
-  const maxFeasible = opts.maxFeasiblePeers ?? 3000
+  const maxFeasible = opts.maxFeasiblePeers ?? 10_000
   for (const n of opts.sizes) {
     if (n > maxFeasible) {
       out.push({ peers: n, skipped: `over maxFeasiblePeers=${maxFeasible}: ${n} full views are ${(n * n / 1e6).toFixed(0)}M member records in one process` })
       continue
     }
     const wall0 = performance.now()
-    const world = new SimWorld({ seed: opts.seed ?? 1, serialize: n <= 100 })
-    const { cluster, formedInMs } = await formCluster(world, n)
+    const world = new SimWorld({ seed: opts.seed ?? 1, serialize: n <= 100, countBytes: true })
+    const { cluster, formedInMs, ids } = await formCluster(world, n, {}, undefined, undefined, REAL_SHAPE)
     const formation = { simMs: formedInMs, wallMs: Math.round(performance.now() - wall0) }
-    const periodMs = cluster.get('p0').swim.opts.probeIntervalMs
+    const swimOpts = cluster.get(ids[0]!).swim.opts
+    const periodMs = swimOpts.probeIntervalMs
     // Let the formation's gossip drain, then measure quiet traffic.
     await world.run(30_000)
-    const steadyMs = (opts.steadyS ?? 30) * 1000
+    const steadyMs = opts.steadyS !== undefined ? opts.steadyS * 1000 : Math.max(30_000, pushPullScaleMs(swimOpts.pushPullIntervalMs, n))
     const sent0 = world.stats.sent
+    const bytes0 = world.stats.bytesSent
     await world.run(steadyMs)
     const messagesPerPeerPerS = (world.stats.sent - sent0) / n / (steadyMs / 1000)
+    const bytesPerPeerPerS = (world.stats.bytesSent - bytes0) / n / (steadyMs / 1000)
 
-    const victim = `p${Math.floor(n / 2)}`
+    const victim = ids[Math.floor(n / 2)]!
     const deadAt = new Map<string, number>()
     for (const m of cluster.up()) {
       if (m.id === victim) continue
@@ -83,6 +106,8 @@ export async function benchSwim (opts: SwimBenchOptions): Promise<SwimBenchSize[
       timeToDeadS: { p50: pct(rel, 50), p99: pct(rel, 99), max: rel.at(-1)! },
       disseminationPeriods: reach === undefined ? NaN : (reach - times[0]!) / periodMs,
       messagesPerPeerPerS,
+      bytesPerPeerPerS,
+      steadyS: steadyMs / 1000,
       wallS: (performance.now() - wall0) / 1000,
       simEvents: world.stats.events
     })
@@ -91,11 +116,11 @@ export async function benchSwim (opts: SwimBenchOptions): Promise<SwimBenchSize[
 }
 
 export function formatSwimBench (rows: SwimBenchSize[]): string {
-  const lines = ['peers  time-to-dead p50/p99/max (s)  dissemination (periods)  msgs/peer/s  wall (s)']
+  const lines = ['peers  time-to-dead p50/p99/max (s)  dissemination (periods)  msgs/peer/s  bytes/peer/s  wall (s)']
   for (const r of rows) {
     if (r.skipped !== undefined) { lines.push(`${String(r.peers).padEnd(6)} skipped: ${r.skipped}`); continue }
     const t = r.timeToDeadS!
-    lines.push(`${String(r.peers).padEnd(6)} ${`${t.p50.toFixed(2)} / ${t.p99.toFixed(2)} / ${t.max.toFixed(2)}`.padEnd(30)} ${r.disseminationPeriods!.toFixed(2).padEnd(24)} ${r.messagesPerPeerPerS!.toFixed(2).padEnd(12)} ${r.wallS!.toFixed(1)}`)
+    lines.push(`${String(r.peers).padEnd(6)} ${`${t.p50.toFixed(2)} / ${t.p99.toFixed(2)} / ${t.max.toFixed(2)}`.padEnd(30)} ${r.disseminationPeriods!.toFixed(2).padEnd(24)} ${r.messagesPerPeerPerS!.toFixed(2).padEnd(12)} ${Math.round(r.bytesPerPeerPerS!).toString().padEnd(13)} ${r.wallS!.toFixed(1)}`)
   }
   return lines.join('\n')
 }

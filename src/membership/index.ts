@@ -24,7 +24,9 @@
  * await swim.leave(2000); swim.stop()
  * ```
  */
-export { Swim, pushPullScaleMs, retransmitLimit, INCARNATION_LEASE } from './swim.js'
+export { Swim, pushPullScaleMs, retransmitLimit, INCARNATION_LEASE, MAX_INCARNATION_JUMP } from './swim.js'
+export { MemberRecords } from './member.js'
+export type { MemberRecord } from './member.js'
 export type { SwimDeps, SwimDelegate, IncarnationStore } from './swim.js'
 export { DEFAULT_SWIM_OPTIONS, resolveSwimOptions } from './options.js'
 export type { SwimOptions, ResolvedSwimOptions } from './options.js'

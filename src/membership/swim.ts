@@ -8,6 +8,8 @@ import type { Clock, Logger, PeerAddress, PeerId, Random, Timer, Transport } fro
 import { BroadcastQueue } from './broadcast.js'
 import { resolveSwimOptions } from './options.js'
 import type { ResolvedSwimOptions, SwimOptions } from './options.js'
+import { KeyedMemberTable, MapMemberTable, Member } from './member.js'
+import type { MemberRecord, MemberRecords, MemberTable } from './member.js'
 import { Awareness, Suspicion, suspicionMinMs } from './suspicion.js'
 import type { JoinResult, MemberEvent, MemberEventType, MemberInfo, MemberMeta, MemberState, PreviousLife, SwimStats } from './types.js'
 import {
@@ -30,6 +32,11 @@ export interface SwimDeps {
    * outbid it (see IncarnationStore).
    */
   incarnations?: IncarnationStore
+  /**
+   * Shares members' records with other views in this process (the simulator's peers); without
+   * one each view keeps its own (see member.ts).
+   */
+  records?: MemberRecords
   /**
    * The least incarnation to start at (default 0). A real peer passes its HLC's milliseconds, so
    * that a peer whose store is lost still starts above its previous life (see IncarnationStore).
@@ -88,20 +95,6 @@ export interface SwimDelegate {
   mergeRemoteState(state: unknown, join: boolean): void
 }
 
-interface Member {
-  id: PeerId
-  addrs: string[]
-  meta: MemberMeta
-  /** Estimated encoded size of `meta`, cached for sizing updates. */
-  metaBytes: number
-  state: MemberState
-  incarnation: number
-  stateChangedAt: number
-  suspicion: Suspicion | undefined
-  /** Left by an operator's forceRemove, not by itself (see MemberInfo.removed). */
-  removed: boolean
-}
-
 interface PendingAck {
   onAck: () => void
   onNack?: () => void
@@ -109,8 +102,8 @@ interface PendingAck {
 
 interface Tombstone { incarnation: number, at: number }
 
-/** The push-pull state, cached per view version: self, then the other members by id (see statePage). */
-interface StateCache { version: number, members: WireMember[], goneAt: Array<number | undefined>, sizes: number[] }
+/** The push-pull order: self, then the other members by id, and the members added since (see stateOrder). */
+interface StateCache { members: Member[], added: Member[] }
 
 /** A push-pull request or answer as sent (PushPullMsg, plus the version and delegate state). */
 type PushPullBody = Omit<PushPullMsg, 'join'> & { v: number, join?: boolean, d?: unknown }
@@ -159,12 +152,12 @@ export class Swim {
 
   private readonly self: Member
   private readonly incarnations: IncarnationStore | undefined
+  private readonly records: MemberRecords | undefined
   /** The highest incarnation the store vouches for (Infinity without a store: nothing to save). */
   private incarnationCeiling = Infinity
-  private readonly membersById = new Map<PeerId, Member>()
-  /** Every member but self, for O(1) random picks (index kept in memberIndex). */
-  private readonly memberIds: PeerId[] = []
-  private readonly memberIndex = new Map<PeerId, number>()
+  private readonly membersById: MemberTable
+  /** Every member but self, for O(1) random picks (each member's position in its `slot`). */
+  private readonly memberList: Member[] = []
   private readonly tombstones = new Map<PeerId, Tombstone>()
   private liveCount = 1
   private deadOrLeftCount = 0
@@ -177,6 +170,8 @@ export class Swim {
   private ring: PeerId[] = []
   /** Self's index in `ring`. */
   private ringSelf = 0
+  /** Ids becoming live during a ringBatch, merged into the ring at its end. */
+  private ringPending: PeerId[] | undefined
   /** The probe slot (probe intervals since the epoch) of this peer's last probe. */
   private lastProbeSlot = -Infinity
   /** A probe of ours waits for its ack (until its awareness-scaled interval ends): the ticker skips. */
@@ -203,8 +198,6 @@ export class Swim {
    */
   private readonly unanswered = new Map<string, { addr: PeerAddress, since: number }>()
   private readonly joinAnswered = new Set<string>()
-  /** Bumped on every change of the view; keys the cached push-pull state. */
-  private viewVersion = 0
   private stateCache: StateCache | undefined
   /** Resolves a pending leave() when stop() comes first. */
   private finishLeave: (() => void) | undefined
@@ -240,6 +233,8 @@ export class Swim {
     const metaBytes = checkMeta(this.opts.meta, this.opts.metaMaxBytes)
     if (metaBytes < 0) throw new RangeError(`invalid or oversize meta (limit ${this.opts.metaMaxBytes} bytes)`)
     this.incarnations = deps.incarnations
+    this.records = deps.records
+    this.membersById = this.records !== undefined ? new KeyedMemberTable(this.records) : new MapMemberTable()
     const floor = deps.startIncarnation ?? 0
     if (!Number.isSafeInteger(floor) || floor < 0) throw new RangeError(`startIncarnation must be a non-negative safe integer, got ${String(floor)}`)
     let start = floor
@@ -251,24 +246,14 @@ export class Swim {
       }
       this.incarnationCeiling = saved ?? -1
     }
-    this.self = {
-      id: this.transport.localPeerId,
-      addrs: this.transport.localAddrs(),
-      meta: this.opts.meta,
-      metaBytes,
-      state: 'alive',
-      incarnation: -1,
-      stateChangedAt: this.clock.now(),
-      suspicion: undefined,
-      removed: false
-    }
+    this.self = new Member(this.record(this.transport.localPeerId, -1, this.transport.localAddrs(), this.opts.meta, metaBytes), 'alive', this.now())
     this.ring = [this.self.id]
     // Saved before anyone hears of it; a store that cannot be written fails construction here,
     // where the caller can still refuse to start.
     this.useIncarnation(start, true)
     this.lifeStartIncarnation = this.self.incarnation
     this.restartedAt = this.clock.now()
-    this.membersById.set(this.self.id, this.self)
+    this.membersById.set(this.self)
     this.queue = new BroadcastQueue(this.opts.maxBroadcastQueue)
     this.awareness = new Awareness(this.opts.awarenessMaxMultiplier)
     this.bootstrap = this.opts.bootstrap.filter(a => a.id !== this.self.id)
@@ -289,7 +274,8 @@ export class Swim {
       this.useIncarnation(this.self.incarnation + 1)
       this.setState(this.self, 'alive')
     }
-    this.self.addrs = this.transport.localAddrs()
+    const self = this.self
+    self.rec = this.record(self.id, self.incarnation, this.transport.localAddrs(), self.meta, self.metaBytes)
     const t = this.transport
     t.onMessage(METHOD_PING, (b, from) => { this.guard(METHOD_PING, from, () => { this.onPing(b, from) }) })
     t.onMessage(METHOD_PING_REQ, (b, from) => { this.guard(METHOD_PING_REQ, from, () => { this.onPingReq(b, from) }) })
@@ -432,8 +418,7 @@ export class Swim {
   updateMeta (meta: MemberMeta): void {
     const size = checkMeta(meta, this.opts.metaMaxBytes)
     if (size < 0) throw new RangeError(`invalid or oversize meta (limit ${this.opts.metaMaxBytes} bytes)`)
-    this.self.meta = meta
-    this.self.metaBytes = size
+    this.self.rec = this.record(this.self.id, this.self.incarnation, this.self.addrs, meta, size)
     this.useIncarnation(this.self.incarnation + 1)
     this.broadcast(this.aliveUpdate(this.self), size)
     this.emit('update', this.self)
@@ -592,14 +577,45 @@ export class Swim {
 
   /** A member became live (joined, or came back): into the probe ring. */
   private ringAdd (id: PeerId): void {
+    if (this.ringPending !== undefined) { this.ringPending.push(id); return }
     const { at, found } = this.ringSearch(id)
     if (found) return
     this.ring.splice(at, 0, id)
     if (at <= this.ringSelf) this.ringSelf++
   }
 
+  /**
+   * Runs `fn` with additions to the ring batched: one sort at the end instead of a splice per
+   * member (a join's push-pull of 10,000 members moved 5 * 10^7 ids, and every peer joins).
+   */
+  private ringBatch<T> (fn: () => T): T {
+    if (this.ringPending !== undefined) return fn()
+    this.ringPending = []
+    try {
+      return fn()
+    } finally {
+      const pending = this.ringPending
+      this.ringPending = undefined
+      if (pending.length > 0) this.ringMerge(pending)
+    }
+  }
+
+  private ringMerge (ids: PeerId[]): void {
+    const all = this.ring.concat(ids).sort()
+    let w = 0
+    for (let r = 0; r < all.length; r++) if (r === 0 || all[r] !== all[r - 1]) all[w++] = all[r]!
+    all.length = w
+    this.ring = all
+    this.ringSelf = this.ringSearch(this.self.id).at
+  }
+
   /** A member stopped being live (dead, left, removed): out of the probe ring. */
   private ringRemove (id: PeerId): void {
+    if (this.ringPending !== undefined && this.ringPending.length > 0) {
+      const pending = this.ringPending
+      this.ringPending = []
+      this.ringMerge(pending)
+    }
     const { at, found } = this.ringSearch(id)
     if (!found) return
     assert(id !== this.self.id, 'self never leaves its own probe ring')
@@ -748,7 +764,6 @@ export class Swim {
   }
 
   private broadcast (u: WireUpdate, metaBytes: number): void {
-    this.viewVersion++
     const size = updateSize(u, metaBytes)
     if (size > this.opts.maxPacketBytes) {
       // It would never fit a message (piggyback skips what does not fit), so it would sit in the
@@ -769,27 +784,34 @@ export class Swim {
   // ---------------------------------------------------------------- anti-entropy and joins
 
   /**
-   * This peer's state as push-pull sends it: this peer first, then every other member in id order
-   * (see PushPullMsg for the paging), cached until the view changes: a bootstrap peer answers many
-   * joins with the same view.
+   * The members in the order push-pull sends them: this peer first, then every other member by id
+   * (see PushPullMsg for the paging). Members, not their wire form, and rebuilt only when the set
+   * of members changed: a bootstrap peer answers many joins from it, and at 10,000 members a
+   * second copy of the table in wire form cost as much as the table itself.
    */
-  private stateSnapshot (): StateCache {
-    if (this.stateCache !== undefined && this.stateCache.version === this.viewVersion) return this.stateCache
-    const max = this.opts.maxPushPullMembers
-    const others = [...this.membersById.values()].filter(m => m !== this.self).sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
-    const members: WireMember[] = []
-    const goneAt: Array<number | undefined> = []
-    const sizes: number[] = []
-    for (const m of [this.self, ...others]) {
-      if (members.length >= max) break
-      const w: WireMember = { id: m.id, i: m.incarnation, s: m.state, a: m.addrs, m: m.meta }
-      if (m.removed && m.state === 'left') w.r = true
-      members.push(w)
-      goneAt.push(isLive(m.state) ? undefined : m.stateChangedAt)
-      sizes.push(wireMemberSize(w, m.metaBytes))
+  private stateOrder (): Member[] {
+    const byId = (a: Member, b: Member): number => a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+    const cache = this.stateCache
+    if (cache !== undefined && cache.added.length === 0) return cache.members
+    let order: Member[]
+    if (cache !== undefined) {
+      // Only additions since (a removal drops the cache): merge them in, O(n) rather than a sort
+      // of everything: a bootstrap peer of 10,000 answers 10,000 joins, each after a change.
+      const added = cache.added.sort(byId)
+      const old = cache.members
+      order = [this.self]
+      let i = 1
+      for (const m of added) {
+        while (i < old.length && old[i]!.id < m.id) order.push(old[i++]!)
+        order.push(m)
+      }
+      while (i < old.length) order.push(old[i++]!)
+    } else {
+      order = this.memberList.slice().sort(byId)
+      order.unshift(this.self)
     }
-    this.stateCache = { version: this.viewVersion, members, goneAt, sizes }
-    return this.stateCache
+    this.stateCache = { members: order, added: [] }
+    return order
   }
 
   /**
@@ -798,9 +820,9 @@ export class Swim {
    * after, absent on the last page.
    */
   private statePage (forPeer: PeerId | undefined, after: PeerId | undefined, paged: boolean): { members: WireMember[], next?: PeerId } {
-    const { members, goneAt, sizes } = this.stateSnapshot()
+    const members = this.stateOrder()
     // The first member after `after`, by binary search over the id-ordered rest (index 0 is self).
-    let from = 0
+    let i = 0
     if (after !== undefined) {
       let lo = 1
       let hi = members.length
@@ -809,28 +831,27 @@ export class Swim {
         if (members[mid]!.id <= after) lo = mid + 1
         else hi = mid
       }
-      from = lo
-    }
-    let to = from
-    if (!paged) to = members.length
-    else {
-      // At least one member a page, however large (its meta is bounded by metaMaxBytes).
-      for (let budget = this.opts.pushPullPageBytes; to < members.length && (to === from || budget >= sizes[to]!); to++) budget -= sizes[to]!
+      i = lo
     }
     const now = this.clock.now()
-    // Ages change with time, not with the view: stamped on every answer (whole ms: the wire takes
-    // counts, and a virtual or monotonic clock need not give them).
     const out: WireMember[] = []
-    for (let i = from; i < to; i++) {
-      const w = members[i]!
-      out.push(goneAt[i] === undefined ? w : { ...w, t: Math.max(0, Math.floor(now - goneAt[i]!)) })
+    // At least one member besides self a page, however large (meta is bounded by metaMaxBytes),
+    // so that `next` is always one of the id-ordered rest. A message holds at most
+    // maxPushPullMembers (the receiver's decode limit), paged or not.
+    const least = after === undefined ? 2 : 1
+    for (let budget = this.opts.pushPullPageBytes; i < members.length && out.length < this.opts.maxPushPullMembers; i++) {
+      const w = this.wireMember(members[i]!, now)
+      const size = wireMemberSize(w, members[i]!.metaBytes)
+      if (paged && out.length >= least && size > budget) break
+      budget -= size
+      out.push(w)
     }
     // A reaped peer that comes back learns from its tombstone that it must refute.
     if (after === undefined && forPeer !== undefined && !this.membersById.has(forPeer)) {
       const t = this.tombstones.get(forPeer)
       if (t !== undefined && out.length < this.opts.maxPushPullMembers) out.push({ id: forPeer, i: t.incarnation, s: 'dead', a: [], m: {} })
     }
-    return to < members.length && to > 0 ? { members: out, next: members[to - 1]!.id } : { members: out }
+    return i < members.length && i > 0 ? { members: out, next: members[i - 1]!.id } : { members: out }
   }
 
   /** One member as push-pull carries it, with its age if gone. */
@@ -987,6 +1008,10 @@ export class Swim {
    * copy for the only one, and lost an acknowledged write in a Jepsen run).
    */
   private mergeState (remote: WireMember[]): PeerId[] {
+    return this.ringBatch(() => this.mergeMembers(remote))
+  }
+
+  private mergeMembers (remote: WireMember[]): PeerId[] {
     const tombstoned: PeerId[] = []
     for (const r of remote) {
       if (r.id === this.self.id) this.notePreviousLife(r)
@@ -1023,10 +1048,8 @@ export class Swim {
     // No older than the reap horizon: an older one is reaped at the next tick, as the sender will.
     const ageMs = Math.min(r.t ?? 0, state === 'left' ? this.opts.leftReapMs : this.opts.deadReapMs)
     this.tombstones.delete(r.id)
-    const m: Member = {
-      id: r.id, addrs: r.a, meta: r.m, metaBytes, state, incarnation: r.i,
-      stateChangedAt: this.clock.now() - ageMs, suspicion: undefined, removed: state === 'left' && r.r === true
-    }
+    const m = new Member(this.record(r.id, r.i, r.a, r.m, metaBytes), state, this.now() - ageMs)
+    if (state === 'left' && r.r === true) m.removed = true
     this.addMember(m)
     this.emit(state, m)
   }
@@ -1056,7 +1079,7 @@ export class Swim {
   private deadCount (): number {
     if (this.deadOrLeftCount === 0) return 0
     let n = 0
-    for (const id of this.memberIds) if (this.membersById.get(id)!.state === 'dead') n++
+    for (const m of this.memberList) if (m.state === 'dead') n++
     return n
   }
 
@@ -1142,7 +1165,7 @@ export class Swim {
       const metaBytes = checkAliveDetail(addrs, meta, this.opts.metaMaxBytes)
       if (metaBytes < 0) { this.drop('alive', u.id, 'invalid addrs or oversize meta'); return true }
       this.tombstones.delete(u.id)
-      const nm: Member = { id: u.id, addrs, meta, metaBytes, state: 'alive', incarnation: u.i, stateChangedAt: this.clock.now(), suspicion: undefined, removed: false }
+      const nm = new Member(this.record(u.id, u.i, addrs, meta, metaBytes), 'alive', this.now())
       this.addMember(nm)
       this.emit('join', nm)
       if (!viaPushPull) this.broadcast(u, metaBytes)
@@ -1155,10 +1178,7 @@ export class Swim {
     if (metaBytes < 0) { this.drop('alive', u.id, 'invalid addrs or oversize meta'); return true }
     const prev = m.state
     const changed = !sameStrings(m.addrs, addrs) || JSON.stringify(m.meta) !== JSON.stringify(meta)
-    m.incarnation = u.i
-    m.addrs = addrs
-    m.meta = meta
-    m.metaBytes = metaBytes
+    m.rec = this.record(m.id, u.i, addrs, meta, metaBytes)
     // Back with an incarnation of its own after being removed: a member like any other again.
     m.removed = false
     m.suspicion?.cancel()
@@ -1187,7 +1207,7 @@ export class Swim {
       if (u.f !== undefined && m.suspicion?.confirm(u.f) === true) this.broadcast(u, 0)
       return
     }
-    m.incarnation = u.i
+    m.rec = this.record(m.id, u.i, m.addrs, m.meta, m.metaBytes)
     this.setState(m, 'suspect')
     const n = this.liveCount
     // Lifeguard's K, bounded by who else could confirm (neither the suspect nor the accuser).
@@ -1240,7 +1260,7 @@ export class Swim {
     const next: MemberState = u.k === 'left' ? 'left' : 'dead'
     const removing = next === 'left' && u.r === true && !m.removed
     if ((m.state === 'left' && !removing) || (m.state === 'dead' && next === 'dead')) return
-    m.incarnation = u.i
+    m.rec = this.record(m.id, u.i, m.addrs, m.meta, m.metaBytes)
     m.suspicion?.cancel()
     m.suspicion = undefined
     if (removing) m.removed = true
@@ -1290,8 +1310,17 @@ export class Swim {
         this.log.error({ err, incarnation: next }, 'could not save the incarnation ceiling; a restart may start below this incarnation')
       }
     }
-    this.self.incarnation = next
+    const s = this.self
+    s.rec = this.record(s.id, next, s.addrs, s.meta, s.metaBytes)
   }
+
+  /** A member's record: shared with the other views of this process when there is a pool (member.ts). */
+  private record (id: PeerId, incarnation: number, addrs: string[], meta: MemberMeta, metaBytes: number): MemberRecord {
+    return this.records !== undefined ? this.records.intern(id, incarnation, addrs, meta, metaBytes) : { id, incarnation, addrs, meta, metaBytes }
+  }
+
+  /** clock.now() in whole ms, as members' stateChangedAt keeps it (an integer is stored inline; a fraction costs a heap number per member). */
+  private now (): number { return Math.floor(this.clock.now()) }
 
   private setState (m: Member, state: MemberState): void {
     if (m.state === state) return
@@ -1304,31 +1333,31 @@ export class Swim {
       else this.ringRemove(m.id)
     }
     m.state = state
-    m.stateChangedAt = this.clock.now()
+    m.stateChangedAt = this.now()
   }
 
   private addMember (m: Member): void {
-    this.membersById.set(m.id, m)
-    this.memberIndex.set(m.id, this.memberIds.length)
-    this.memberIds.push(m.id)
+    this.stateCache?.added.push(m)
+    this.membersById.set(m)
+    m.slot = this.memberList.length
+    this.memberList.push(m)
     if (isLive(m.state)) this.liveCount++
     else this.deadOrLeftCount++
     if (isLive(m.state)) this.ringAdd(m.id)
   }
 
   private removeMember (m: Member): void {
-    this.viewVersion++
+    this.stateCache = undefined
     this.membersById.delete(m.id)
-    const idx = this.memberIndex.get(m.id)
-    if (idx !== undefined) {
-      const last = this.memberIds.pop()!
-      if (idx < this.memberIds.length) { this.memberIds[idx] = last; this.memberIndex.set(last, idx) }
-      this.memberIndex.delete(m.id)
-    }
+    assert(this.memberList[m.slot] === m, 'a member is at its slot in memberList')
+    const last = this.memberList.pop()!
+    if (last !== m) { this.memberList[m.slot] = last; last.slot = m.slot }
+    m.slot = -1
     if (isLive(m.state)) this.liveCount--
     else this.deadOrLeftCount--
     if (isLive(m.state)) this.ringRemove(m.id)
     m.suspicion?.cancel()
+    this.records?.forget(m.id)
   }
 
   private reapTick (): void {
@@ -1363,18 +1392,17 @@ export class Swim {
   /** Up to k distinct random members (not self) passing `filter`, memberlist kRandomNodes style. */
   private randomMembers (k: number, filter: (m: Member) => boolean): Member[] {
     const out: Member[] = []
-    const n = this.memberIds.length
+    const n = this.memberList.length
     if (n === 0 || k <= 0) return out
     if (n <= 3 * k + 8) {
       // Small cluster: an exact pick from a shuffled copy.
-      for (const id of shuffle(this.memberIds.slice(), this.random)) {
-        const m = this.membersById.get(id)!
+      for (const m of shuffle(this.memberList.slice(), this.random)) {
         if (filter(m)) { out.push(m); if (out.length >= k) break }
       }
       return out
     }
     for (let tries = 0; tries < 3 * n && out.length < k && tries < 64 * k; tries++) {
-      const m = this.membersById.get(this.memberIds[this.random.int(n)]!)!
+      const m = this.memberList[this.random.int(n)]!
       if (!out.includes(m) && filter(m)) out.push(m)
     }
     return out
@@ -1429,7 +1457,6 @@ export class Swim {
   }
 
   private emit (type: MemberEventType, m: Member): void {
-    this.viewVersion++
     if (this.listeners.size === 0) return
     const ev: MemberEvent = { type, member: snapshot(m) }
     for (const l of this.listeners) {

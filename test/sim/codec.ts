@@ -48,10 +48,12 @@ export class UnserializableBodyError extends TypeError {
 }
 
 /**
- * Encodes and decodes `value` as the real transport would, so the receiver gets a copy it cannot
- * share with the sender, and oversized frames fail here as they would on the wire.
+ * Encodes `value` as the real transport encodes a body (net/rpc.ts's Packr makes the same bytes:
+ * its other options only change decoding), after checking that it is plain data. Oversized
+ * frames fail here as they would on the wire. The result is msgpackr's reusable buffer: decode it
+ * (wireDecode) before encoding anything else.
  */
-export function wireCopy (value: unknown, maxBytes: number, peer: string | undefined): unknown {
+export function wireEncode (value: unknown, maxBytes: number, peer: string | undefined): Uint8Array {
   const why = whyNotPlain(value, 'body', 0)
   if (why !== null) throw new UnserializableBodyError(`cannot send: ${why}; only plain objects, arrays, strings, numbers, booleans, null and Uint8Array cross the wire`)
   let bytes: Uint8Array
@@ -61,5 +63,22 @@ export function wireCopy (value: unknown, maxBytes: number, peer: string | undef
     throw new UnserializableBodyError(`cannot send: msgpackr failed: ${(err as Error).message}`)
   }
   if (bytes.length > maxBytes) throw new FrameTooLargeError(bytes.length, maxBytes, peer)
+  return bytes
+}
+
+/** What the receiver gets of wireEncode's bytes: a copy it cannot share with the sender. */
+export function wireDecode (bytes: Uint8Array): unknown {
   return packr.unpack(bytes)
+}
+
+/**
+ * The encoded size of `value` on the real wire, without wireEncode's checks: for counting bytes
+ * in a world that does not serialize. Throws UnserializableBodyError if msgpackr cannot encode it.
+ */
+export function wireSize (value: unknown): number {
+  try {
+    return packr.pack(value).length
+  } catch (err) {
+    throw new UnserializableBodyError(`cannot send: msgpackr failed: ${(err as Error).message}`)
+  }
 }

@@ -3,7 +3,7 @@
  * scripts/bench/swim.ts. Peers are named p0..p<n-1>; everyone joins p0.
  */
 import { silentLogger } from '../../src/runtime/index.js'
-import { Swim } from '../../src/membership/index.js'
+import { MemberRecords, Swim } from '../../src/membership/index.js'
 import type { IncarnationStore, MemberEvent, MemberMeta, SwimOptions } from '../../src/membership/index.js'
 import { SimWorld, simAddress } from './index.js'
 import type { SimPeer } from './index.js'
@@ -36,6 +36,8 @@ export class SwimCluster {
   /** When set, each peer gets an incarnation store that outlives its restarts (its data dir). */
   persistIncarnations = false
   readonly incarnationStores = new Map<string, MemoryIncarnationStore>()
+  /** One pool of member records for every view: what lets 10,000 full views fit one process (member.ts). */
+  readonly records = new MemberRecords()
 
   constructor (readonly world: SimWorld, readonly options: SwimOptions = {}) {}
 
@@ -50,7 +52,7 @@ export class SwimCluster {
       incarnations = this.incarnationStores.get(id) ?? new MemoryIncarnationStore()
       this.incarnationStores.set(id, incarnations)
     }
-    const swim = new Swim({ transport: peer.transport, clock: peer.clock, random: peer.random, log: silentLogger, ...(incarnations !== undefined ? { incarnations } : {}) },
+    const swim = new Swim({ transport: peer.transport, clock: peer.clock, random: peer.random, log: silentLogger, records: this.records, ...(incarnations !== undefined ? { incarnations } : {}) },
       { ...this.options, meta, bootstrap: bootstrap.map(simAddress) })
     swim.onChange(ev => {
       if (this.recordEvents) this.events.push({ atMs: this.world.now(), observer: id, type: ev.type, member: ev.member.id, incarnation: ev.member.incarnation })
@@ -98,24 +100,52 @@ export class SwimCluster {
   }
 }
 
+/** How formCluster names its peers and what they announce: the simulator's short form by default. */
+export interface ClusterShape {
+  /** The id of peer i (default `p${i}`). */
+  name?: (i: number) => string
+  /** The meta of peer i (default { name: id }). */
+  meta?: (i: number, id: string) => MemberMeta
+}
+
+const BASE58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
+
 /**
- * n peers p0..p<n-1>, formed the cheap way: everyone starts, joins p0 within the first
- * joinSpreadMs, then push-pulls p0 once more, so every view is full by state exchange rather than
- * by N gossip epidemics (which cost O(N² log N) messages and dominate the wall time at 1,000
- * peers). The measured scenarios start after formation, so this changes none of their figures.
+ * Peers shaped as real ones are on the wire, for measuring bytes: ids as long as libp2p's
+ * ('12D3KooW' and 44 base58 characters), meta as a peer announces it (name, HTTP address,
+ * version). The simulator's addresses ('/sim/<id>', 57 characters) stay a little shorter than a
+ * real multiaddr ('/ip4/10.0.0.7/tcp/4001/p2p/<id>', about 80).
  */
-export async function formCluster (world: SimWorld, n: number, options: SwimOptions = {}, joinSpreadMs = 200, maxMs = 300_000): Promise<{ cluster: SwimCluster, formedInMs: number }> {
+export const REAL_SHAPE: Required<ClusterShape> = {
+  name: i => {
+    let tail = ''
+    for (let x = i * 2654435761 + 97, k = 0; k < 44; k++) { tail += BASE58[x % 58]; x = Math.floor(x / 58) + k * 7919 + i }
+    return `12D3KooW${tail}`
+  },
+  meta: i => ({ name: `peer-${i}`, http: `10.${(i >> 8) & 255}.${i & 255}.1:8080`, version: '0.1.0' })
+}
+
+/**
+ * n peers p0..p<n-1> (or as `shape` names them), formed the cheap way: everyone starts, joins the
+ * first within the first joinSpreadMs, then push-pulls it once more, so every view is full by
+ * state exchange rather than by N gossip epidemics (which cost O(N² log N) messages and dominate
+ * the wall time at 1,000 peers). The measured scenarios start after formation, so this changes
+ * none of their figures. `ids` lists the peers in order.
+ */
+export async function formCluster (world: SimWorld, n: number, options: SwimOptions = {}, joinSpreadMs = 200, maxMs = 300_000,
+  shape: ClusterShape = {}): Promise<{ cluster: SwimCluster, formedInMs: number, ids: string[] }> {
   const cluster = new SwimCluster(world, options)
   const t0 = world.now()
-  for (let i = 0; i < n; i++) cluster.add(`p${i}`)
-  const p0 = [simAddress('p0')]
+  const ids = Array.from({ length: n }, (_, i) => shape.name?.(i) ?? `p${i}`)
+  for (let i = 0; i < n; i++) cluster.add(ids[i]!, [], shape.meta?.(i, ids[i]!) ?? { name: ids[i]! })
+  const first = [simAddress(ids[0]!)]
   for (let i = 1; i < n; i++) {
-    const m = cluster.get(`p${i}`)
-    world.schedule(Math.floor((i / n) * joinSpreadMs), () => { void m.swim.join(p0) })
-    world.schedule(joinSpreadMs + 50 + Math.floor((i / n) * joinSpreadMs), () => { void m.swim.join(p0) })
+    const m = cluster.get(ids[i]!)
+    world.schedule(Math.floor((i / n) * joinSpreadMs), () => { void m.swim.join(first) })
+    world.schedule(joinSpreadMs + 50 + Math.floor((i / n) * joinSpreadMs), () => { void m.swim.join(first) })
   }
   await world.run(2 * joinSpreadMs + 100)
   const ok = await world.runUntil(() => cluster.countsConverged(), { maxMs, checkEveryMs: 100 })
   if (!ok) throw new Error(`cluster of ${n} did not converge within ${maxMs} ms`)
-  return { cluster, formedInMs: world.now() - t0 }
+  return { cluster, formedInMs: world.now() - t0, ids }
 }

@@ -3,7 +3,7 @@ import {
   FrameTooLargeError, PeerUnreachableError, RemoteError, RpcCancelledError, RpcTimeoutError, SeededRandom
 } from '../../src/runtime/index.js'
 import type { Clock, PeerAddress, Random, RequestOptions, Timer } from '../../src/runtime/index.js'
-import { wireCopy } from './codec.js'
+import { wireDecode, wireEncode, wireSize } from './codec.js'
 import {
   EventHeap, SimEvent, K_CALL_FAIL, K_CALL_TIMEOUT, K_CANCEL, K_DEAD, K_MSG, K_REQ, K_RESP, K_STALL_END,
   K_STREAM_CANCEL, K_STREAM_CREDIT, K_STREAM_END, K_STREAM_ITEM, K_STREAM_OPEN, K_STREAM_TIMEOUT, K_TIMER, K_WORLD
@@ -25,6 +25,12 @@ export interface SimOptions {
   serialize?: boolean
   /** Default 4 MiB. */
   maxMessageBytes?: number
+  /**
+   * Count the encoded size of every body sent in stats.bytesSent; default false. With serialize
+   * on, the size of the encoding the round trip makes anyway; without, each body is encoded once
+   * more just to measure it (and a body msgpackr cannot encode throws, as with serialize).
+   */
+  countBytes?: boolean
   /** Deadline of request() without opts.timeoutMs, and whole-stream deadline of stream(); default 5000. */
   defaultRequestTimeoutMs?: number
   /** wallNow() = epochMs + now() + peer skew; default 1_700_000_000_000. */
@@ -49,6 +55,12 @@ export interface SimOptions {
 export interface SimStats {
   /** Messages put on the wire: one-way, requests, responses, stream opens and items. */
   sent: number
+  /**
+   * Bytes of the msgpack-encoded bodies of those messages, as the real transport encodes them
+   * (the body only: not the frame around it, nor error answers, which carry no body). Counted only
+   * with SimOptions.countBytes, else 0.
+   */
+  bytesSent: number
   /** Messages that reached an up peer. */
   delivered: number
   /** Messages lost to lossRate, partitions, crashed peers or overflowing stall queues. */
@@ -141,7 +153,7 @@ const u32 = new Uint32Array(f64.buffer)
 export class SimWorld {
   /** The world's own stream, for test scripts; peers and the network have forks of their own. */
   readonly random: SeededRandom
-  readonly stats: SimStats = { sent: 0, delivered: 0, dropped: 0, events: 0 }
+  readonly stats: SimStats = { sent: 0, bytesSent: 0, delivered: 0, dropped: 0, events: 0 }
   readonly maxMessageBytes: number
   readonly defaultRequestTimeoutMs: number
 
@@ -157,6 +169,9 @@ export class SimWorld {
   private latSpanMs = 4
   private lossRate = 0
   private readonly serialize: boolean
+  private readonly countBytes: boolean
+  /** Encoded size of the body the last toWire() carried (set when serializing or counting bytes). */
+  private wireBytes = 0
   private readonly epochMs: number
   private readonly flushAlways: boolean
   private readonly maxDeferred: number
@@ -180,6 +195,7 @@ export class SimWorld {
     this.setLatency(opts.latencyMs ?? { min: 1, max: 5 })
     this.setLossRate(opts.lossRate ?? 0)
     this.serialize = opts.serialize ?? true
+    this.countBytes = opts.countBytes ?? false
     this.maxMessageBytes = opts.maxMessageBytes ?? 4 * 1024 * 1024
     this.defaultRequestTimeoutMs = opts.defaultRequestTimeoutMs ?? 5000
     this.epochMs = opts.epochMs ?? DEFAULT_EPOCH_MS
@@ -539,8 +555,9 @@ export class SimWorld {
     if (!from.alive) return
     const toId = simTargetId(to)
     if (toId === undefined) return
-    if (this.serialize) body = wireCopy(body, this.maxMessageBytes, toId)
+    if (this.serialize || this.countBytes) body = this.toWire(body, toId)
     this.stats.sent++
+    if (this.countBytes) this.stats.bytesSent += this.wireBytes
     const dest = this.byId.get(toId)
     if (dest === undefined || !dest.alive || (this.cuts !== 0 && this.blocked(from.id, toId)) ||
         (this.lossRate > 0 && this.netRandom.next() < this.lossRate)) {
@@ -559,7 +576,7 @@ export class SimWorld {
     return new Promise((resolve, reject) => {
       if (signal?.aborted === true) { reject(new RpcCancelledError(serverId, method)); return }
       if (serverId === undefined) { reject(new PeerUnreachableError(undefined, `no /sim/<id> address in ${JSON.stringify(to.addrs)}`)); return }
-      if (this.serialize) body = wireCopy(body, this.maxMessageBytes, serverId)
+      if (this.serialize || this.countBytes) body = this.toWire(body, serverId)
       const call = new Call(client, serverId, method, body, timeoutMs, signal, resolve, reject)
       this.openCalls.add(call)
       call.timer = this.push(this.nowMs + Math.max(0, timeoutMs), K_CALL_TIMEOUT, client, call, null, null)
@@ -572,6 +589,7 @@ export class SimWorld {
         signal.addEventListener('abort', call.onAbort, { once: true })
       }
       this.stats.sent++
+      if (this.countBytes) this.stats.bytesSent += this.wireBytes
       if (this.cuts !== 0 && this.blocked(client.id, serverId)) { this.stats.dropped++; return }
       const server = this.byId.get(serverId)
       const latencyMs = this.latencyMs(client.id, serverId)
@@ -599,9 +617,9 @@ export class SimWorld {
       this.failStreamNow(s, new PeerUnreachableError(undefined, `no /sim/<id> address in ${JSON.stringify(to.addrs)}`))
       return s
     }
-    if (this.serialize) {
+    if (this.serialize || this.countBytes) {
       try {
-        s.body = wireCopy(body, this.maxMessageBytes, serverId)
+        s.body = this.toWire(body, serverId)
       } catch (err) {
         this.failStreamNow(s, err as Error)
         return s
@@ -628,6 +646,7 @@ export class SimWorld {
     }
     s.server = server
     this.stats.sent++
+    if (this.countBytes) this.stats.bytesSent += this.wireBytes
     s.lastToServerMs = this.nowMs + this.latencyMs(client.id, serverId)
     this.push(s.lastToServerMs, K_STREAM_OPEN, server, s, null, null)
     return s
@@ -697,9 +716,11 @@ export class SimWorld {
     // A crashed server's handler may still finish in a microtask; the crash already told the caller.
     if (!server.alive || call.done) return
     const client = call.client
-    if (ok && this.serialize) {
+    let bytes = 0
+    if (ok && (this.serialize || this.countBytes)) {
       try {
-        value = wireCopy(value, this.maxMessageBytes, client.id)
+        value = this.toWire(value, client.id)
+        bytes = this.wireBytes
       } catch (err) {
         ok = false
         value = err instanceof FrameTooLargeError
@@ -708,6 +729,7 @@ export class SimWorld {
       }
     }
     this.stats.sent++
+    if (this.countBytes) this.stats.bytesSent += bytes
     if (!client.alive || (this.cuts !== 0 && this.blocked(server.id, client.id)) ||
         (this.lossRate > 0 && this.netRandom.next() < this.lossRate)) {
       this.stats.dropped++
@@ -772,9 +794,9 @@ export class SimWorld {
         if (s.stopped || !server.alive) break
         if (r.done === true) { this.endStreamFromServer(s, null); return }
         let item = r.value
-        if (this.serialize) {
+        if (this.serialize || this.countBytes) {
           try {
-            item = wireCopy(item, this.maxMessageBytes, s.client.id)
+            item = this.toWire(item, s.client.id)
           } catch (err) {
             this.endStreamFromServer(s, err instanceof FrameTooLargeError
               ? new RemoteError(server.id, 'FRAME_TOO_LARGE', err.message)
@@ -783,6 +805,7 @@ export class SimWorld {
           }
         }
         this.stats.sent++
+        if (this.countBytes) this.stats.bytesSent += this.wireBytes
         s.unconsumed++
         s.lastToClientMs = Math.max(s.lastToClientMs, this.nowMs + this.latencyMs(server.id, s.client.id))
         this.push(s.lastToClientMs, K_STREAM_ITEM, s.client, s, item, null)
@@ -884,6 +907,20 @@ export class SimWorld {
   }
 
   // ---------------------------------------------------------------- network helpers
+
+  /**
+   * The body as its receiver gets it: with serialize, a copy through msgpack (see codec.ts), else
+   * the body itself. Leaves its encoded size in wireBytes when serializing or counting bytes.
+   */
+  private toWire (body: unknown, peer: string): unknown {
+    if (this.serialize) {
+      const bytes = wireEncode(body, this.maxMessageBytes, peer)
+      this.wireBytes = bytes.length
+      return wireDecode(bytes)
+    }
+    this.wireBytes = wireSize(body)
+    return body
+  }
 
   private push (timeMs: number, kind: number, target: SimPeer | null, a: unknown, b: unknown, c: unknown): SimEvent {
     const ev = new SimEvent(timeMs, this.seq++, kind, target, a, b, c)
