@@ -76,6 +76,11 @@ export async function benchSwim (opts: SwimBenchOptions): Promise<SwimBenchSize[
     const world = new SimWorld({ seed: opts.seed ?? 1, serialize: n <= 100, countBytes: true })
     const { cluster, formedInMs, ids } = await formCluster(world, n, {}, undefined, undefined, REAL_SHAPE)
     const formation = { simMs: formedInMs, wallMs: Math.round(performance.now() - wall0) }
+    // Progress on stderr (a 10,000-peer run takes about half an hour); the table goes to stdout.
+    const progress = (what: string): void => {
+      process.stderr.write(`[swim ${n}] ${what} at ${((performance.now() - wall0) / 1000).toFixed(0)} s, heap ${(process.memoryUsage().heapUsed / 2 ** 30).toFixed(1)} GiB\n`)
+    }
+    progress('formed')
     const swimOpts = cluster.get(ids[0]!).swim.opts
     const periodMs = swimOpts.probeIntervalMs
     // Let the formation's gossip drain, then measure quiet traffic.
@@ -83,7 +88,9 @@ export async function benchSwim (opts: SwimBenchOptions): Promise<SwimBenchSize[
     const steadyMs = opts.steadyS !== undefined ? opts.steadyS * 1000 : Math.max(30_000, pushPullScaleMs(swimOpts.pushPullIntervalMs, n))
     const sent0 = world.stats.sent
     const bytes0 = world.stats.bytesSent
+    progress(`drained; measuring ${steadyMs / 1000} simulated s of quiet traffic`)
     await world.run(steadyMs)
+    progress('measured; crashing one peer')
     const messagesPerPeerPerS = (world.stats.sent - sent0) / n / (steadyMs / 1000)
     const bytesPerPeerPerS = (world.stats.bytesSent - bytes0) / n / (steadyMs / 1000)
 
@@ -111,6 +118,7 @@ export async function benchSwim (opts: SwimBenchOptions): Promise<SwimBenchSize[
       wallS: (performance.now() - wall0) / 1000,
       simEvents: world.stats.events
     })
+    progress(`done: ${formatSwimBench([out.at(-1)!]).split('\n')[1]!}`)
   }
   return out
 }
