@@ -30,9 +30,14 @@ const DROPPED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_r
 export class PeerMetrics {
   readonly registry = new Registry()
 
-  constructor () {
+  /**
+   * `eventLoopResolutionMs`: how often the event-loop lag gauges sample the loop (prom-client's
+   * eventLoopMonitoringPrecision, default 10 ms); the peer passes its lag monitor's, so that the two
+   * timers wake the process together (Peer's metricsAndLagMonitor).
+   */
+  constructor (opts: { eventLoopResolutionMs?: number } = {}) {
     // Process CPU, memory, GC and event-loop lag: the first things to look at on a slow peer.
-    collectDefaultMetrics({ register: this.registry, prefix: 'shoal_' })
+    collectDefaultMetrics({ register: this.registry, prefix: 'shoal_', ...(opts.eventLoopResolutionMs !== undefined ? { eventLoopMonitoringPrecision: opts.eventLoopResolutionMs } : {}) })
     for (const name of DROPPED_DEFAULT_METRICS) this.registry.removeSingleMetric(`shoal_${name}`)
   }
 

@@ -1,7 +1,8 @@
 /**
  * The libp2p node a Shoal peer runs: TCP + Noise + Yamux, optional private-network protection
  * (pnet), identify, gossipsub, and the deny-list gater. No discovery services: membership decides
- * whom to talk to.
+ * whom to talk to. Dead connections are aborted by ConnectionMonitor (connection-monitor.ts) in
+ * place of libp2p's own.
  */
 import { gossipsub, type GossipsubEvents } from '@chainsafe/libp2p-gossipsub'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -14,6 +15,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import type { Logger } from '../runtime/log.js'
 import { silentLogger } from '../runtime/log.js'
+import { ConnectionMonitor } from './connection-monitor.js'
 import { DenyListGater, type DenyList } from './gater.js'
 import { handshakeGuard, SWARM_KEY_MISMATCH } from './handshake-guard.js'
 
@@ -111,7 +113,9 @@ export async function createHost (opts: HostOptions): Promise<Host> {
     addresses: { listen: opts.listen, announce: opts.announce ?? [] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux({ maxStreamWindowSize: Math.max(256 * 1024, opts.streamWindowBytes ?? DEFAULT_STREAM_WINDOW_BYTES) })],
+    // No yamux keep-alive (a ping every 30 s each way on every connection): ConnectionMonitor
+    // sends the same ping frame every 10 s, and acts on a missing answer, which yamux does not.
+    streamMuxers: [yamux({ enableKeepAlive: false, maxStreamWindowSize: Math.max(256 * 1024, opts.streamWindowBytes ?? DEFAULT_STREAM_WINDOW_BYTES) })],
     connectionProtector: (components: Parameters<ReturnType<typeof preSharedKey>>[0]) => handshakeGuard({
       ...(swarmKey !== undefined ? { inner: preSharedKey({ psk: swarmKey })(components) } : {}),
       onMismatch: (remote, keyed) => {
@@ -128,6 +132,9 @@ export async function createHost (opts: HostOptions): Promise<Host> {
       maxConnections: opts.maxConnections ?? DEFAULT_MAX_LIBP2P_CONNECTIONS
     },
     services,
+    // Dead connections are found by our ConnectionMonitor (connection-monitor.ts), with the
+    // muxer's ping frame; libp2p's opened a stream per connection every 10 s to do the same.
+    connectionMonitor: { enabled: false },
     start: false
   }) as unknown as ShoalLibp2p
   gater.attach(node)
@@ -140,6 +147,8 @@ export async function createHost (opts: HostOptions): Promise<Host> {
     const reason = code === 'EADDRINUSE' || /EADDRINUSE|address already in use/i.test(msg) ? `address in use (${msg})` : msg
     throw new HostListenError(opts.listen, reason, err)
   }
+  const monitor = new ConnectionMonitor(node, log)
+  monitor.start()
   const peerId = node.peerId.toString()
   log.info({ peerId, addrs: node.getMultiaddrs().map(String) }, 'host started')
   return {
@@ -147,6 +156,6 @@ export async function createHost (opts: HostOptions): Promise<Host> {
     peerId,
     denyList: gater,
     multiaddrs: () => node.getMultiaddrs().map(String),
-    stop: async () => { await node.stop() }
+    stop: async () => { monitor.stop(); await node.stop() }
   }
 }
