@@ -7,7 +7,7 @@ const MAX_QUERY_BODY_BYTES = 4 * 1024 * 1024
 /**
  * POST /query and POST /query/explain (DESIGN.md section 8). The body is `{sql, ...options}` or
  * a JSON query with the options beside it: timeoutMs, allowPartial, consistency. Answers JSON
- * `{columns, rows | aggregations, coverage, confidence, tookMs}`, or an Arrow IPC stream or NDJSON
+ * `{columns, rows | aggregations, completion?, coverage, confidence, tookMs}`, or an Arrow IPC stream or NDJSON
  * (one row object a line) when the request accepts one (coverage, confidence and tookMs then travel
  * in x-shoal-* headers). Every answer is streamed.
  */
@@ -22,6 +22,8 @@ export function registerQueryApi (server: HttpServer, queries: Pick<QueryService
     }
     const type = format === 'arrow' ? ARROW_STREAM_TYPE : NDJSON_TYPE
     if (answer.aggregations !== undefined) throw new HttpError(406, 'NOT_ACCEPTABLE', `aggregations of a JSON query answer JSON only; ask without Accept: ${type}`)
+    // The filled record is the point of a completion, and rows alone cannot carry it.
+    if (answer.completion !== undefined) throw new HttpError(406, 'NOT_ACCEPTABLE', `a completion answers JSON only (its filled record travels beside the rows); ask without Accept: ${type}`)
     // Rows only in the body; how complete they are travels beside them. Streamed a record batch
     // (Arrow) or a chunk of rows (NDJSON) at a time, as the JSON answer is.
     return {

@@ -15,6 +15,8 @@ import { decodeState, toAggsSpec } from './json-aggs.js'
 import { batchBytes, concatBatches, sortAndSlice, vectorBytes } from './rows.js'
 import type { SplitPlan } from './split.js'
 import { sortByScore } from './topk.js'
+import { COMPLETE_ORDER } from './complete-score.js'
+import { completion, type Completion } from './complete-fill.js'
 import { decodeBatch } from './wire.js'
 
 export interface OutputColumn { name: string, type: ValueType }
@@ -26,6 +28,8 @@ export interface FinalResult {
   aggregations?: Record<string, unknown>
   /** The final batch, for Arrow output. */
   batch: ColumnBatch
+  /** A completion's filled record (the rows are its neighbours). */
+  completion?: Completion
   /** The rows a chunk at a time (to stream an answer without rendering every row at once); default: `rows` in slices. */
   rowChunks?: (chunkRows: number) => Iterable<Array<Record<string, unknown>>>
 }
@@ -62,7 +66,8 @@ export class QueryMerger {
         this.aggStates = this.aggSet!.merge(this.aggStates!, decodeState(() => this.aggSet!.decode(output.states)))
         return
       case 'rows':
-      case 'topk': {
+      case 'topk':
+      case 'complete': {
         if (output.kind !== 'rows') throw new QueryExecError('BAD_PARTIAL', `expected rows, got ${output.kind}`)
         const batch = decodeBatch(output.batch)
         this.parts.push(batch)
@@ -88,6 +93,7 @@ export class QueryMerger {
     const nonEmpty = this.parts.filter(b => b.length > 0)
     const all = concatBatches(nonEmpty.length > 0 ? nonEmpty : this.parts.slice(0, 1))
     if (this.split.merge === 'topk') return sortByScore(all, this.split.topk!.metric, this.split.topk!.k)
+    if (this.split.merge === 'complete') return sortAndSlice(all, COMPLETE_ORDER, this.split.complete!.k)
     const limit = this.split.perPartitionLimit
     if (limit === null) return all
     return sortAndSlice(all, this.split.perPartitionOrder, limit)
@@ -96,7 +102,7 @@ export class QueryMerger {
   /** An empty batch with the fragment's columns (and `_score` for top-K). */
   private noRows (): ColumnBatch {
     const names = [...(fragmentShape(this.split.fragment).scan.columns ?? [])]
-    if (this.split.merge === 'topk') names.push(SCORE_COLUMN)
+    if (this.split.merge === 'topk' || this.split.merge === 'complete') names.push(SCORE_COLUMN)
     return emptyBatch(names, n => n === SCORE_COLUMN ? 'float64' : this.columnType(n))
   }
 
@@ -118,6 +124,8 @@ export class QueryMerger {
       // batch without columns, and the steps above still need the columns to exist.
       if (batch.length === 0 && batch.columns.size === 0) batch = this.noRows()
     }
+    // From the k neighbours as merged, before any step above could drop a column the fill reads.
+    const filled = this.split.merge === 'complete' ? this.completion(batch) : undefined
     // The answer as it is built counts too, beside the gathered rows it comes from.
     const answer = {}
     for (const step of this.split.post) {
@@ -130,7 +138,15 @@ export class QueryMerger {
       this.budget.set(answer, batchBytes(batch))
     }
     this.budget.release(this.parts)
-    return finalResult(columns, batch)
+    const result = finalResult(columns, batch)
+    if (filled !== undefined) result.completion = filled
+    return result
+  }
+
+  private completion (batch: ColumnBatch): Completion {
+    const node = this.split.complete!
+    const cols = [...batch.columns.keys()].map(name => ({ name, type: name === SCORE_COLUMN ? 'float64' as const : this.columnType(name) ?? 'null' }))
+    return completion(node, renderRows(batch, cols), cols)
   }
 }
 

@@ -1,15 +1,16 @@
 /**
  * The part of a query that runs where the data is: one partition replica's rows, filtered, then
  * either grouped into partial aggregate states, aggregated by a JSON query's aggregations, cut to
- * the top N under ORDER BY ... LIMIT, searched for the top K vectors, or shipped as they are.
+ * the top N under ORDER BY ... LIMIT, searched for the top K vectors or the K rows nearest a
+ * partial record, or shipped as they are.
  *
- * A fragment is a small plan (src/query/plan builds it): `Aggregate`, `TopK`, `Limit(Sort(...))`,
- * `Limit(...)`, `Sort(...)` or nothing over `[Filter] Scan`. It arrives off the network and is
- * checked for that shape before it runs.
+ * A fragment is a small plan (src/query/plan builds it): `Aggregate`, `TopK`, `Complete`,
+ * `Limit(Sort(...))`, `Limit(...)`, `Sort(...)` or nothing over `[Filter] Scan`. It arrives off
+ * the network and is checked for that shape before it runs.
  */
 import { vectorFromValues, type BatchOptions, type BatchSource, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
 import { zoneTest } from './zones.js'
-import type { AggregateNode, Expr, PlanNode, ScanNode, SortKey, TopKNode } from '../model/index.js'
+import type { AggregateNode, CompleteNode, Expr, PlanNode, ScanNode, SortKey, TopKNode } from '../model/index.js'
 import { createAccumulator } from './accumulators.js'
 import { evalExpr, exprType } from './eval.js'
 import { MemoryBudget, QueryExecError } from './errors.js'
@@ -19,6 +20,7 @@ import { AdaptedBatch, toAggsSpec } from './json-aggs.js'
 import { TopNBuffer } from './rows.js'
 import { rowTests, selectRows } from './select.js'
 import { topKSearch } from './topk.js'
+import { completeSearch } from './complete-score.js'
 import { encodeBatch, type WireBatch } from './wire.js'
 import { gatherBatch } from '../../columnar/index.js'
 
@@ -51,7 +53,7 @@ export interface FragmentContext {
 export interface FragmentShape {
   scan: ScanNode
   filter: Expr | null
-  top: { kind: 'aggregate', node: AggregateNode } | { kind: 'topk', node: TopKNode } | { kind: 'rows', order: readonly SortKey[], limit: number | null }
+  top: { kind: 'aggregate', node: AggregateNode } | { kind: 'topk', node: TopKNode } | { kind: 'complete', node: CompleteNode } | { kind: 'rows', order: readonly SortKey[], limit: number | null }
 }
 
 /** Takes a fragment plan apart, or throws BAD_FRAGMENT when it is not one of the shapes above. */
@@ -65,6 +67,7 @@ export function fragmentShape (plan: PlanNode): FragmentShape {
   switch (plan.kind) {
     case 'Aggregate': return { ...base(plan.input), top: { kind: 'aggregate', node: plan } }
     case 'TopK': return { ...base(plan.input), top: { kind: 'topk', node: plan } }
+    case 'Complete': return { ...base(plan.input), top: { kind: 'complete', node: plan } }
     case 'Limit':
       if (plan.offset !== 0) return bad()
       if (plan.input.kind === 'Sort') return { ...base(plan.input.input), top: { kind: 'rows', order: plan.input.keys, limit: plan.limit } }
@@ -176,6 +179,10 @@ function makeSink (shape: FragmentShape, ctx: FragmentContext, budget: MemoryBud
     case 'topk': {
       const node = top.node
       const search = topKSearch(node, budget)
+      return { push: b => { search.push(b) }, done: () => false, finish: () => ({ kind: 'rows', batch: encodeBatch(search.result()) }) }
+    }
+    case 'complete': {
+      const search = completeSearch(top.node, ctx.columnType, budget)
       return { push: b => { search.push(b) }, done: () => false, finish: () => ({ kind: 'rows', batch: encodeBatch(search.result()) }) }
     }
     case 'rows': {

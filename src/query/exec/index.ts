@@ -1,7 +1,8 @@
 /**
  * query/exec: local execution over column batches (src/columnar). A plan is split (split.ts) into
  * a fragment that runs on each partition replica (fragment.ts: filter, projection, partial
- * aggregation, top-N, top-K) and the coordinator's merge and final steps (final.ts). Expressions
+ * aggregation, top-N, top-K, completion's best K: complete-score.ts) and the coordinator's merge
+ * and final steps (final.ts; a completion's filled record: complete-fill.ts). Expressions
  * evaluate vectorized (eval.ts); grouping is by dictionary codes (group.ts), with WHERE terms,
  * group lookup and the typed-array aggregates in one generated loop where it can (kernel.ts,
  * select.ts's row tests); aggregate states are mergeable (accumulators.ts, and src/query/aggregate for sketches and JSON aggregations); every
@@ -16,7 +17,9 @@ export { QueryMerger, renderRows, finalResult, aggregateType, type FinalResult, 
 export { encodeBatch, decodeBatch, sliceBatch, type WireBatch } from './wire.js'
 export { chunkOutput, wireBytes, type ChunkLimits } from './chunks.js'
 export { concatBatches, sortAndSlice, batchBytes } from './rows.js'
-export { scoreVectors } from './topk.js'
+export { scoreVectors, keepBest, type KeepBestOptions } from './topk.js'
+export { completeSearch, scoreRecords, scoringTerms, similarity, defaultScale, COMPLETE_ORDER, type ScoringTerm } from './complete-score.js'
+export { completion, fillMean, fillVote, compareValues, type Completion, type Filled, type Vote } from './complete-fill.js'
 export { GroupTable, MAX_GROUPS } from './group.js'
 export { arrowStream, arrowChunks, ARROW_STREAM_TYPE, ROWS_PER_RECORD_BATCH } from './arrow.js'
 export { FragmentPool, defaultPoolSize, type FragmentJob } from './pool.js'

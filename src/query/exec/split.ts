@@ -1,14 +1,14 @@
 /**
  * Splits a validated plan into the fragment that runs on every partition (filter, projection,
- * partial aggregation, top-N, top-K: everything that shrinks what travels) and the steps the
- * coordinator runs after merging the partitions' answers (final aggregation, HAVING, ORDER BY,
- * LIMIT/OFFSET, the select list).
+ * partial aggregation, top-N, top-K, completion's best K: everything that shrinks what travels)
+ * and the steps the coordinator runs after merging the partitions' answers (final aggregation,
+ * HAVING, ORDER BY, LIMIT/OFFSET, the select list).
  */
-import type { AggregateNode, Expr, PlanNode, ScanNode, SortKey, TopKNode } from '../model/index.js'
+import type { AggregateNode, CompleteNode, Expr, PlanNode, ScanNode, SortKey, TopKNode } from '../model/index.js'
 import { collect, limit, scan, sort, filter as filterNode } from '../model/index.js'
 import { QueryExecError } from './errors.js'
 
-export type MergeKind = 'groups' | 'aggs' | 'rows' | 'topk'
+export type MergeKind = 'groups' | 'aggs' | 'rows' | 'topk' | 'complete'
 
 /** A coordinator step after the merge, bottom-up. */
 export type PostStep =
@@ -24,6 +24,7 @@ export interface SplitPlan {
   merge: MergeKind
   aggregate?: AggregateNode
   topk?: TopKNode
+  complete?: CompleteNode
   post: PostStep[]
   /** Rows each partition may ship at most (a pushed-down LIMIT), null when unbounded. */
   perPartitionLimit: number | null
@@ -71,6 +72,11 @@ export function splitPlan (plan: PlanNode, schemaColumns: readonly string[]): Sp
       const tk: TopKNode = { ...node, input: withColumns(node.input) }
       return { space: spaceOf(node), fragment: tk, merge: 'topk', topk: tk, post, perPartitionLimit: node.k, perPartitionOrder: [] }
     }
+    case 'Complete': {
+      // Each partition ships its best k; the coordinator merges them to k and fills the record.
+      const c: CompleteNode = { ...node, input: withColumns(node.input) }
+      return { space: spaceOf(node), fragment: c, merge: 'complete', complete: c, post, perPartitionLimit: node.k, perPartitionOrder: [] }
+    }
     case 'Scan':
     case 'Filter': {
       const base = withColumns(node)
@@ -101,7 +107,7 @@ function neededColumns (plan: PlanNode, schemaColumns: readonly string[]): strin
   // With no Project or Aggregate above it (SELECT *, a JSON query without `fields`), the scan's
   // rows are the answer: every column it yields is needed, not only those the query mentions.
   let top = plan
-  while (top.kind === 'Limit' || top.kind === 'Sort' || top.kind === 'Filter' || top.kind === 'TopK') top = top.input
+  while (top.kind === 'Limit' || top.kind === 'Sort' || top.kind === 'Filter' || top.kind === 'TopK' || top.kind === 'Complete') top = top.input
   if (top.kind === 'Scan' && top.columns === null) return [...schemaColumns]
 
   const names = new Set<string>()
@@ -114,6 +120,12 @@ function neededColumns (plan: PlanNode, schemaColumns: readonly string[]): strin
   }
   for (const a of collect(plan, (x): x is AggregateNode => x.kind === 'Aggregate')) walkAggs(a.aggs)
   for (const t of collect(plan, (x): x is TopKNode => x.kind === 'TopK')) names.add(t.column)
+  for (const c of collect(plan, (x): x is CompleteNode => x.kind === 'Complete')) {
+    // Ties are broken by id; the fill reads its columns from the neighbours.
+    names.add('id')
+    for (const t of c.terms) names.add(t.column)
+    for (const f of c.fill ?? schemaColumns) names.add(f)
+  }
   for (const s of collect(plan, (x): x is ScanNode => x.kind === 'Scan')) for (const c of s.columns ?? []) names.add(c)
   return schemaColumns.filter(c => names.has(c))
 }

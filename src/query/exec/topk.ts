@@ -1,11 +1,12 @@
 /**
  * Recall: the K rows whose vector column is most similar to a query vector. Scores are computed
  * in one loop per batch over the flat float32 array; a binary min-heap of K (score, row) pairs
- * keeps the best seen so far, so memory is O(K) whatever the number of rows. Cosine and dot:
- * higher is closer; L2: the Euclidean distance, lower is closer.
+ * keeps the best seen so far (keepBest, which completion uses too), so memory is O(K) whatever
+ * the number of rows. Cosine and dot: higher is closer; L2: the Euclidean distance, lower is closer.
  */
+import assert from 'node:assert'
 import { gatherBatch, type ColumnBatch, type ColumnVector } from '../../columnar/index.js'
-import type { TopKNode, VectorMetric } from '../model/index.js'
+import type { SortKey, TopKNode, VectorMetric } from '../model/index.js'
 import { SCORE_COLUMN, column } from '../model/index.js'
 import { QueryExecError, type MemoryBudget } from './errors.js'
 import { batchBytes, concatBatches, sortAndSlice } from './rows.js'
@@ -39,16 +40,55 @@ export function scoreVectors (v: ColumnVector, q: Float32Array | readonly number
 
 /** Collects batches and keeps the K best rows with their `_score`. */
 export function topKSearch (node: TopKNode, budget?: MemoryBudget): { push: (b: ColumnBatch) => void, result: () => ColumnBatch } {
-  const k = node.k
-  const better = node.metric === 'l2' ? (a: number, b: number) => a < b : (a: number, b: number) => a > b
+  const best = keepBest({ k: node.k, lowerIsBetter: node.metric === 'l2', order: scoreOrder(node.metric) }, budget)
+  const q = Float32Array.from(node.vector)
+  return {
+    push (b) {
+      const col = b.columns.get(node.column)
+      if (col === undefined) throw new QueryExecError('BAD_FRAGMENT', `no column ${node.column}`)
+      best.push(b, scoreVectors(col, q, node.metric))
+    },
+    result: () => best.result()
+  }
+}
+
+export interface KeepBestOptions {
+  k: number
+  /** L2 distances: lower is closer. Otherwise higher is. */
+  lowerIsBetter: boolean
+  /**
+   * Breaks ties of equal scores: the row whose value here (a utf8 column, the id) is smaller is
+   * better. Without one, the first row pushed is kept.
+   */
+  tieColumn?: string
+  /** The order of the result (`_score` first): the heap's order, as a sort the merge repeats. */
+  order: readonly SortKey[]
+}
+
+/**
+ * The K best rows of the batches pushed, each with a score per row (NaN: the row is out). A binary
+ * min-heap of K (score, row) pairs keeps the best seen so far, so memory is O(K) whatever the
+ * number of rows; recall scores by a vector metric, completion by its weighted mean of
+ * similarities.
+ */
+export function keepBest (opts: KeepBestOptions, budget?: MemoryBudget): { push: (b: ColumnBatch, scores: Float64Array) => void, result: () => ColumnBatch } {
+  const k = opts.k
+  assert(Number.isInteger(k) && k >= 1, `top-K needs k >= 1, got ${k}`)
+  const better = opts.lowerIsBetter ? (a: number, b: number) => a < b : (a: number, b: number) => a > b
   // Min-heap by "goodness": the root is the worst of the kept rows.
   const heapScore: number[] = []
   const heapRef: Array<[number, number]> = []
+  /** The tie column's value of each kept row (only with a tieColumn). */
+  const heapTie: string[] = []
   const kept: ColumnBatch[] = []
-  const worse = (i: number, j: number): boolean => better(heapScore[j]!, heapScore[i]!)
+  const tied = opts.tieColumn !== undefined
+  /** Whether score s (tie value t) ranks above kept entry `than`. */
+  const beats = (s: number, t: string, than: number): boolean => better(s, heapScore[than]!) || (tied && s === heapScore[than] && t < heapTie[than]!)
+  const worse = (i: number, j: number): boolean => beats(heapScore[j]!, heapTie[j] ?? '', i)
   const swap = (i: number, j: number): void => {
     [heapScore[i], heapScore[j]] = [heapScore[j]!, heapScore[i]!];
     [heapRef[i], heapRef[j]] = [heapRef[j]!, heapRef[i]!]
+    if (tied) [heapTie[i], heapTie[j]] = [heapTie[j]!, heapTie[i]!]
   }
   const up = (i: number): void => { while (i > 0) { const p = (i - 1) >> 1; if (!worse(i, p)) break; swap(i, p); i = p } }
   const down = (i: number): void => {
@@ -75,18 +115,22 @@ export function topKSearch (node: TopKNode, budget?: MemoryBudget): { push: (b: 
     kept.push(parts.length === 0 ? { length: 0, columns: new Map() } : concatBatches(parts))
     keptRows = at
   }
-  const q = Float32Array.from(node.vector)
   return {
-    push (b) {
-      const col = b.columns.get(node.column)
-      if (col === undefined) throw new QueryExecError('BAD_FRAGMENT', `no column ${node.column}`)
-      const scores = scoreVectors(col, q, node.metric)
+    push (b, scores) {
+      assert(scores.length === b.length, `${scores.length} scores for a batch of ${b.length} rows`)
+      const tie = opts.tieColumn === undefined ? undefined : tieValues(b, opts.tieColumn)
       let used = false
       const bi = kept.length
       for (let i = 0; i < scores.length; i++) {
         const s = scores[i]!
         if (s !== s) continue
-        if (heapScore.length < k) { heapScore.push(s); heapRef.push([bi, i]); up(heapScore.length - 1); used = true } else if (better(s, heapScore[0]!)) { heapScore[0] = s; heapRef[0] = [bi, i]; down(0); used = true }
+        if (heapScore.length < k) {
+          heapScore.push(s); heapRef.push([bi, i]); if (tie !== undefined) heapTie.push(tie(i))
+          up(heapScore.length - 1); used = true
+        } else if (better(s, heapScore[0]!) || (tie !== undefined && s === heapScore[0] && tie(i) < heapTie[0]!)) {
+          heapScore[0] = s; heapRef[0] = [bi, i]; if (tie !== undefined) heapTie[0] = tie(i)
+          down(0); used = true
+        }
       }
       // A batch is kept only if one of its rows entered the heap; once the kept rows pass a bound,
       // the rows still in the heap are gathered into one batch and the rest let go, so memory
@@ -108,12 +152,24 @@ export function topKSearch (node: TopKNode, budget?: MemoryBudget): { push: (b: 
       }
       budget?.release(heapRef)
       if (parts.length === 0) return { length: 0, columns: new Map() }
-      return sortByScore(concatBatches(parts), node.metric, k)
+      return sortAndSlice(concatBatches(parts), opts.order, k)
     }
   }
 }
 
+/** Row i's value of a utf8 column, for ties ('' for NULL: ids are never NULL). */
+function tieValues (b: ColumnBatch, name: string): (i: number) => string {
+  const v = b.columns.get(name)
+  if (v === undefined || v.tag !== 'str') throw new QueryExecError('BAD_FRAGMENT', `top-K ties are broken by a utf8 column; ${name} is not one here`)
+  return i => { const c = v.codes[i]!; return c < 0 ? '' : v.dict[c]! }
+}
+
+/** The order of recall's answer: `_score`, best first. */
+export function scoreOrder (metric: VectorMetric): SortKey[] {
+  return [{ expr: column(SCORE_COLUMN), direction: metric === 'l2' ? 'asc' : 'desc', nulls: 'last' }]
+}
+
 /** Best first, at most k. */
 export function sortByScore (batch: ColumnBatch, metric: VectorMetric, k: number): ColumnBatch {
-  return sortAndSlice(batch, [{ expr: column(SCORE_COLUMN), direction: metric === 'l2' ? 'asc' : 'desc', nulls: 'last' }], k)
+  return sortAndSlice(batch, scoreOrder(metric), k)
 }

@@ -3,6 +3,7 @@ import {
   not, or, project, scan, sort, sortKey, spread, topK
 } from '../model/index.js'
 import type { AggParam, AggSpec, AggSpecType, ColumnNode, Expr, Origins, PlanNode, SortKey, VectorMetric } from '../model/index.js'
+import { parseCompleteBody } from './complete.js'
 import { JsonQueryError } from './errors.js'
 
 /** Deepest nesting of bool filters; deeper is a mistake or an attack, not a query. */
@@ -21,14 +22,14 @@ export interface ParsedJsonQuery {
 
 type Json = Record<string, unknown>
 
-const TOP_KEYS = new Set(['space', 'filter', 'aggs', 'aggregations', 'sort', 'from', 'size', 'fields', 'knn', 'spread'])
+const TOP_KEYS = new Set(['space', 'filter', 'aggs', 'aggregations', 'sort', 'from', 'size', 'fields', 'knn', 'spread', 'complete'])
 
 /**
  * Parses a JSON query into a plan. Shape (search-engine style):
- * `{ space, filter?, aggs?, sort?, from?, size?, fields?, knn?, spread? }`.
+ * `{ space, filter?, aggs?, sort?, from?, size?, fields?, knn?, spread?, complete? }`.
  * Rows: Project[fields](Limit[size, from](Sort(TopK[knn](Filter(Scan))))).
  * Aggregations: Aggregate{aggs}(Filter(Scan)), with size 0 or absent and no sort or fields.
- * Spread: a Spread node alone.
+ * Spread: a Spread node alone. Completion: Complete(Filter(Scan)), its rows every column.
  */
 export function parseJsonQuery (input: unknown): ParsedJsonQuery {
   return new JsonConverter().query(input)
@@ -43,6 +44,7 @@ class JsonConverter {
     for (const k of Object.keys(q)) if (!TOP_KEYS.has(k)) throw new JsonQueryError(k, `unknown field; expected one of ${[...TOP_KEYS].join(', ')}`)
     const space = this.string(q.space, 'space')
     if (q.spread !== undefined) return { plan: this.spread(space, q), origins: this.origins }
+    if (q.complete !== undefined) return { plan: this.complete(space, q), origins: this.origins }
 
     let plan: PlanNode = scan(space)
     if (q.filter !== undefined) {
@@ -247,6 +249,19 @@ class JsonConverter {
       limit: q.size === undefined ? null : this.integer(q.size, 'size')
     })
     this.origins.set(node, { path: 'spread' })
+    return node
+  }
+
+  /** The answer is the k neighbours, whole, and the filled record: nothing reshapes the rows. */
+  private complete (space: string, q: Json): PlanNode {
+    for (const k of ['aggs', 'aggregations', 'sort', 'from', 'size', 'fields', 'knn', 'spread']) if (q[k] !== undefined) throw new JsonQueryError(k, 'not allowed with complete (k says how many neighbours)')
+    let input: PlanNode = scan(space)
+    if (q.filter !== undefined) {
+      const pred = this.filter(q.filter, 'filter', 0)
+      if (pred !== undefined) input = filter(input, pred)
+    }
+    const node = parseCompleteBody(input, q.complete, 'complete')
+    this.origins.set(node, { path: 'complete' })
     return node
   }
 

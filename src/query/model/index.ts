@@ -14,7 +14,7 @@
  * //       Scan sales
  * ```
  *
- * Plan nodes: Scan, Filter, Project, Aggregate, Sort, Limit, TopK, Spread.
+ * Plan nodes: Scan, Filter, Project, Aggregate, Sort, Limit, TopK, Spread, Complete.
  * Expression nodes: Column, Literal, Binary, Unary, InList, Between, Like, IsNull, Call, Case.
  */
 export * from './node.js'
@@ -36,6 +36,7 @@ export * from './sort.js'
 export * from './limit.js'
 export * from './top-k.js'
 export * from './spread.js'
+export * from './complete.js'
 export { mapChildren, children, transform, replaceExprs } from './transform.js'
 export { walk, collect } from './walk.js'
 export { planEquals } from './equals.js'

@@ -4,6 +4,7 @@ import type { BinaryNode } from './binary.js'
 import type { CallNode } from './call.js'
 import type { CaseNode } from './case.js'
 import type { ColumnNode } from './column.js'
+import type { CompleteNode } from './complete.js'
 import type { FilterNode } from './filter.js'
 import type { InListNode } from './in-list.js'
 import type { IsNullNode } from './is-null.js'
@@ -18,11 +19,11 @@ import type { TopKNode } from './top-k.js'
 import type { UnaryNode } from './unary.js'
 
 export type Expr = ColumnNode | LiteralNode | BinaryNode | UnaryNode | InListNode | BetweenNode | LikeNode | IsNullNode | CallNode | CaseNode
-export type PlanNode = ScanNode | FilterNode | ProjectNode | AggregateNode | SortNode | LimitNode | TopKNode | SpreadNode
+export type PlanNode = ScanNode | FilterNode | ProjectNode | AggregateNode | SortNode | LimitNode | TopKNode | SpreadNode | CompleteNode
 export type QueryNode = Expr | PlanNode
 
 export const EXPR_KINDS: ReadonlySet<string> = new Set(['Column', 'Literal', 'Binary', 'Unary', 'InList', 'Between', 'Like', 'IsNull', 'Call', 'Case'])
-export const PLAN_KINDS: ReadonlySet<string> = new Set(['Scan', 'Filter', 'Project', 'Aggregate', 'Sort', 'Limit', 'TopK', 'Spread'])
+export const PLAN_KINDS: ReadonlySet<string> = new Set(['Scan', 'Filter', 'Project', 'Aggregate', 'Sort', 'Limit', 'TopK', 'Spread', 'Complete'])
 
 export function isExpr (node: QueryNode): node is Expr {
   return EXPR_KINDS.has(node.kind)

@@ -1,4 +1,5 @@
 import type { AggSpec } from './aggregate.js'
+import type { CompleteNode, CompleteValue } from './complete.js'
 import type { Expr, PlanNode } from './node.js'
 
 const RESERVED = new Set(['all', 'and', 'as', 'asc', 'between', 'by', 'case', 'desc', 'distinct', 'else', 'end', 'escape', 'false', 'from', 'group', 'having', 'ilike', 'in', 'is', 'like', 'limit', 'not', 'null', 'nulls', 'offset', 'on', 'or', 'order', 'select', 'then', 'true', 'when', 'where', 'join', 'union'])
@@ -108,8 +109,16 @@ export function printNode (n: PlanNode): string {
     case 'Sort': return `Sort ${n.keys.map(k => `${printExpr(k.expr)} ${k.direction.toUpperCase()}${k.nulls === 'first' ? ' NULLS FIRST' : ''}`).join(', ')}`
     case 'Limit': return `Limit ${n.limit === null ? 'none' : n.limit}${n.offset === 0 ? '' : ` offset ${n.offset}`}`
     case 'TopK': return `TopK ${n.k} by ${n.metric}(${printIdent(n.column)}, [${n.vector.join(', ')}])`
+    case 'Complete': return printComplete(n)
     case 'Spread': return `Spread ${printIdent(n.space)} from [${n.seeds.map(printString).join(', ')}] via ${printIdent(n.linksColumn)} decay ${n.decay} maxHops ${n.maxHops}${n.threshold === 0 ? '' : ` threshold ${n.threshold}`}${n.limit === null ? '' : ` limit ${n.limit}`}`
   }
+}
+
+/** `Complete 5 like (city = 'Paris' weight 2, age = 31 scale 10, v = [1, 0]) fill (job)`; no fill list: the default. */
+function printComplete (n: CompleteNode): string {
+  const value = (v: CompleteValue): string => typeof v === 'string' ? printString(v) : Array.isArray(v) ? `[${v.map(value).join(', ')}]` : String(v)
+  const terms = n.terms.map(t => `${printIdent(t.column)} = ${value(t.value)}${t.weight === 1 ? '' : ` weight ${t.weight}`}${t.scale === null ? '' : ` scale ${t.scale}`}`)
+  return `Complete ${n.k} like (${terms.join(', ')})${n.fill === null ? '' : ` fill (${n.fill.map(printIdent).join(', ')})`}`
 }
 
 /**

@@ -40,6 +40,7 @@ export function mapChildren<N extends QueryNode> (node: N, f: (child: QueryNode)
     case 'Sort': out = { ...n, input: p(n.input), keys: n.keys.map(k => ({ ...k, expr: e(k.expr) })) }; break
     case 'Limit': out = { ...n, input: p(n.input) }; break
     case 'TopK': out = { ...n, input: p(n.input) }; break
+    case 'Complete': out = { ...n, input: p(n.input) }; break
   }
   return changed ? freeze(out) as N : node
 }

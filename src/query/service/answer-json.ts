@@ -1,6 +1,7 @@
 /**
  * A query's answer as JSON text, written a piece at a time: `{"columns":...,"rows":[` first, then
- * the rows in chunks, then `],"coverage":...}`. The text is the same, byte for byte, as
+ * the rows in chunks, then `],"coverage":...}` (`],"completion":...,"coverage":...}` for a
+ * completion, whose filled record follows its neighbours). The text is the same, byte for byte, as
  * JSON.stringify of the whole answer (the contract's shape and key order: DESIGN.md section 8),
  * but neither every row object nor the whole text exists at once, so an answer of any size costs
  * about one chunk of memory on its way to the client.
@@ -16,14 +17,19 @@ const PIECE_CHARS = 64 * 1024
 export function answerBody (a: QueryAnswer): Record<string, unknown> {
   const base = { coverage: a.coverage, confidence: a.confidence, tookMs: Math.round(a.tookMs * 100) / 100 }
   if (a.aggregations !== undefined) return { aggregations: a.aggregations, ...base }
-  return { columns: a.columns, rows: a.rows, ...base, ...(a.analyze !== undefined ? { analyze: a.analyze } : {}) }
+  return { columns: a.columns, rows: a.rows, ...completionOf(a), ...base, ...(a.analyze !== undefined ? { analyze: a.analyze } : {}) }
+}
+
+/** A completion's filled record goes right after its neighbours, the rows. */
+function completionOf (a: QueryAnswer): { completion?: QueryAnswer['completion'] } {
+  return a.completion !== undefined ? { completion: a.completion } : {}
 }
 
 /** The answer's JSON text in pieces; joined, it equals JSON.stringify(answerBody(a)). */
 export function * answerJson (a: QueryAnswer, chunkRows = ANSWER_CHUNK_ROWS): Generator<string> {
   if (a.aggregations !== undefined) { yield JSON.stringify(answerBody(a)); return }
   // The tail is the object without columns and rows; its opening brace is dropped.
-  const tail = JSON.stringify({ coverage: a.coverage, confidence: a.confidence, tookMs: Math.round(a.tookMs * 100) / 100, ...(a.analyze !== undefined ? { analyze: a.analyze } : {}) })
+  const tail = JSON.stringify({ ...completionOf(a), coverage: a.coverage, confidence: a.confidence, tookMs: Math.round(a.tookMs * 100) / 100, ...(a.analyze !== undefined ? { analyze: a.analyze } : {}) })
   let piece = `{"columns":${JSON.stringify(a.columns)},"rows":[`
   let first = true
   for (const chunk of a.rowChunks?.(chunkRows) ?? slices(a.rows, chunkRows)) {

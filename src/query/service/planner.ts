@@ -115,7 +115,7 @@ export function explainText (plan: QueryPlan, names: (peer: PeerId) => string): 
   if (unavailable.length > 0) lines.push(`  no reachable replica: partitions ${unavailable.join(', ')}`)
   lines.push('Partial (on each partition):')
   for (const l of printPlan(split.fragment).split('\n')) lines.push(`  ${l}`)
-  const merge = { groups: 'merge group states, finalize', aggs: 'merge aggregation states, finalize', rows: 'concatenate rows', topk: 'merge top-K by score' }[split.merge]
+  const merge = { groups: 'merge group states, finalize', aggs: 'merge aggregation states, finalize', rows: 'concatenate rows', topk: 'merge top-K by score', complete: 'merge top-K by score, fill the missing columns' }[split.merge]
   const steps = [merge, ...split.post.map(describeStep)]
   lines.push(`Final (on the coordinator): ${steps.join(' → ')}`)
   if (split.perPartitionLimit !== null) lines.push(`Each partition ships at most ${split.perPartitionLimit} rows`)

@@ -5,6 +5,7 @@ import {
   limit, literal, negate, not, or, planEquals, printExpr, project, replaceExprs, scan, sort, sortKey, MAX_PLAN_DEPTH
 } from '../model/index.js'
 import type { AggregateFn, AggParam, BinaryOp, CallNode, Expr, Origin, Origins, PlanNode, SortKey } from '../model/index.js'
+import { JsonQueryError, parseCompleteBody } from '../json/index.js'
 import { SqlError } from './errors.js'
 
 /** node-sql-parser's AST is loosely typed; we check each shape as we read it. */
@@ -126,6 +127,8 @@ class Converter {
   readonly origins: Origins = new WeakMap()
   private table = ''
   private tableAlias: string | null = null
+  /** `FROM complete('space', '{record}', k)`: the call's arguments and where it stands. */
+  private completeCall: { args: Ast[], offset: number } | null = null
   /** The offset of the innermost AST node that carried a location: where we search for names. */
   private base = 0
 
@@ -146,6 +149,7 @@ class Converter {
     if (ast.window != null) this.unsupported('WINDOW', 'WINDOW', this.keyword('window'))
     if (ast.into?.position != null) this.unsupported('SELECT INTO', 'INTO', this.keyword('into'))
     this.from(ast.from)
+    if (this.completeCall !== null) return this.complete(ast, this.completeCall)
 
     // SELECT items, with their output names.
     this.base = 0
@@ -279,11 +283,63 @@ class Converter {
       this.unsupported(`${what} (a query reads one space)`, j.join != null ? 'JOIN' : 'several tables', this.keyword(j.join != null ? 'join' : ','))
     }
     const t = from[0]
+    if (t.expr?.type === 'function' && this.functionName(t.expr).toLowerCase() === 'complete') {
+      const args: Ast[] = t.expr.args?.value ?? []
+      const offset = t.expr.loc?.start?.offset ?? this.keyword('complete')
+      const space = args[0]
+      if (space?.type !== 'single_quote_string' && space?.type !== 'string') this.fail('invalid', "complete() takes the space's name as a string first", undefined, 'complete', offset)
+      this.table = unhide(String(space.value).replace(/''/g, "'"))
+      this.tableAlias = typeof t.as === 'string' ? t.as : null
+      this.completeCall = { args, offset }
+      return
+    }
     if (t.expr?.ast != null || t.expr?.type != null) this.unsupported('a subquery in FROM', 'subquery', this.keyword('from'))
     if (typeof t.table !== 'string') this.unsupported('this FROM item', 'FROM', this.keyword('from'))
     if (t.db != null || t.schema != null) this.unsupported('schema-qualified names', 'schema', this.keyword('from'))
     this.table = t.table
     this.tableAlias = typeof t.as === 'string' ? t.as : null
+  }
+
+  /**
+   * `SELECT * FROM complete('space', '{"col": value, ...}', k) [WHERE ...]`: the same completion as
+   * the JSON query's `complete` (k optional, default 5), the WHERE applied before ranking. Its
+   * answer is the neighbours whole and the filled record, so nothing else reshapes it; fill,
+   * weights and scales are the JSON query's.
+   */
+  private complete (ast: Ast, call: { args: Ast[], offset: number }): PlanNode {
+    const refuse = (what: string, keyword: string): never => this.unsupported(`${what} with complete() (it answers the k neighbours whole and the filled record)`, keyword, this.keyword(keyword))
+    const starOnly = (ast.columns as Ast[]).length === 1 && ast.columns[0].expr?.type === 'column_ref' && ast.columns[0].expr.column === '*'
+    if (!starOnly) refuse('a select list other than *', 'select')
+    if ((ast.groupby?.columns ?? (Array.isArray(ast.groupby) ? ast.groupby : [])).length > 0) refuse('GROUP BY', 'group\\s+by')
+    if (ast.having != null) refuse('HAVING', 'having')
+    if ((ast.orderby ?? []).length > 0) refuse('ORDER BY', 'order\\s+by')
+    if ((ast.limit?.value ?? []).length > 0) refuse('LIMIT', 'limit')
+    if (String(ast.distinct?.type ?? ast.distinct ?? '').toUpperCase() === 'DISTINCT') refuse('DISTINCT', 'distinct')
+    const [, recordArg, kArg, ...extra] = call.args
+    const bad = (message: string): never => this.fail('invalid', `complete(): ${message}`, undefined, 'complete', call.offset)
+    if (extra.length > 0 || recordArg === undefined) bad(`takes a space, a record as JSON text and k (optional), got ${call.args.length} arguments`)
+    if (recordArg.type !== 'single_quote_string' && recordArg.type !== 'string') bad('the record is JSON text in a string')
+    let record: unknown
+    try {
+      record = JSON.parse(unhide(String(recordArg.value).replace(/''/g, "'")))
+    } catch (err) {
+      bad(`the record is not JSON: ${(err as Error).message}`)
+    }
+    let k: number | undefined
+    if (kArg !== undefined) {
+      if (kArg.type !== 'number' || !Number.isSafeInteger(Number(kArg.value))) bad('k must be an integer')
+      k = Number(kArg.value)
+    }
+    let plan: PlanNode = scan(this.table)
+    if (ast.where != null) plan = filter(plan, this.clause('where', ast.where))
+    try {
+      const node = parseCompleteBody(plan, { record, ...(k !== undefined ? { k } : {}) }, 'complete')
+      this.origins.set(node, this.position(call.offset))
+      return node
+    } catch (err) {
+      if (err instanceof JsonQueryError) bad(err.message)
+      throw err
+    }
   }
 
   private limit (l: Ast): { limit: number | null, offset: number } | undefined {

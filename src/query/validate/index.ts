@@ -13,4 +13,5 @@
  */
 export { validatePlan, MAX_LIMIT, MAX_OFFSET, MAX_TOP_K, MAX_SPREAD_HOPS, MAX_SPREAD_SEEDS, MAX_TERMS_SIZE } from './validate.js'
 export type { QueryError, QueryErrorCode, OutputColumn, ValidationResult, ValidateOptions, ValueType } from './validate.js'
+export { givenValue, fillColumns, completeProblems, MAX_COMPLETE_K, type GivenValue, type CompleteProblem } from './complete.js'
 export { arithmeticType, comparable, isIntegerType, isNumericType, isScalarType, isTemporalType, scalarFunctionType, unify } from './typing.js'

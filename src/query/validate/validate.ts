@@ -2,6 +2,7 @@ import { vectorDim } from '../../schema/index.js'
 import type { ColumnType, SpaceDef } from '../../schema/index.js'
 import { ARITHMETIC_OPS, COMPARISON_OPS, SCORE_COLUMN, collect, describeOrigin, isAggregateFn, printExpr } from '../model/index.js'
 import type { AggSpec, AggregateItem, Expr, Origin, Origins, PlanNode, QueryNode } from '../model/index.js'
+import { completeProblems } from './complete.js'
 import { SCALAR_FUNCTION_NAMES, arithmeticType, comparable, isIntegerType, isNumericType, isScalarType, isTemporalType, scalarFunctionType, unify } from './typing.js'
 import type { ValueType } from './typing.js'
 
@@ -156,6 +157,18 @@ class Validator {
         }
         if (!n.vector.every(x => Number.isFinite(x))) this.error('invalid', 'the query vector must hold finite numbers', n, n.column)
         if (!(Number.isInteger(n.k) && n.k >= 1 && n.k <= MAX_TOP_K)) this.error('bad_limit', `k must be an integer from 1 to ${MAX_TOP_K}, got ${n.k}`, n)
+        const scope = new Map(f.scope)
+        scope.set(SCORE_COLUMN, 'float64')
+        return { scope, hidden: null, answers: 'rows' }
+      }
+      case 'Complete': {
+        const f = this.plan(n.input)
+        if (f === undefined) return undefined
+        // Each problem at its own place under the node's: `complete.record.age` in a JSON query.
+        const at = this.origins?.get(n)
+        for (const p of completeProblems(n, f.scope)) {
+          this.errorAt(p.code, p.message, at !== undefined && 'path' in at ? { path: `${at.path}.${p.field}` } : at, p.column)
+        }
         const scope = new Map(f.scope)
         scope.set(SCORE_COLUMN, 'float64')
         return { scope, hidden: null, answers: 'rows' }
