@@ -113,6 +113,8 @@ const MAX_PUSH_PULL_PAGES = 1024
 
 /** memberlist pushPullScale: above 32 members the anti-entropy period grows with log2(n). */
 const PUSH_PULL_SCALE_THRESHOLD = 32
+/** Probe intervals between two push-pulls that a refutation starts (pullAfterRefuting). */
+const REFUTE_PULL_INTERVALS = 5
 /** A bootstrap address failing push-pulls for this many reconnect intervals no longer keeps joinSettled() false. */
 const JOIN_GIVE_UP_INTERVALS = 3
 /** One bootstrap address as a map key (its id, if known, and its multiaddrs). */
@@ -197,6 +199,13 @@ export class Swim {
    * JOIN_GIVE_UP_INTERVALS reconnect intervals. Until then its view may be an island (joinSettled).
    */
   private readonly unanswered = new Map<string, { addr: PeerAddress, since: number }>()
+  /**
+   * When each member we hold dead was last told so because a message of its reached us (see
+   * deadNotice): at most once a probe interval each. Pruned by the reconnect tick.
+   */
+  private readonly deadNoticedAt = new Map<string, number>()
+  /** When pullAfterRefuting last pulled (-Infinity: never). */
+  private lastRefutePullAt = -Infinity
   private readonly joinAnswered = new Set<string>()
   private stateCache: StateCache | undefined
   /** Resolves a pending leave() when stop() comes first. */
@@ -218,6 +227,8 @@ export class Swim {
     incarnationJumpsRefused: 0,
     lateSuspicionsRechecked: 0,
     reconnects: 0,
+    deadNotices: 0,
+    refutePulls: 0,
     messagesSent: {} as Record<string, number>,
     messagesReceived: {} as Record<string, number>
   }
@@ -502,6 +513,8 @@ export class Swim {
       incarnationJumpsRefused: c.incarnationJumpsRefused,
       lateSuspicionsRechecked: c.lateSuspicionsRechecked,
       reconnects: c.reconnects,
+      deadNotices: c.deadNotices,
+      refutePulls: c.refutePulls,
       gossipQueueLength: this.queue.length,
       awareness: this.awareness.value
     }
@@ -690,13 +703,16 @@ export class Swim {
     if (msg.target !== this.self.id) { this.drop(METHOD_PING, from, 'ping for another peer'); return }
     // Buddy system, completed: a prober still suspecting an incarnation we already refuted missed
     // the refutation's gossip; our ack carries it to them.
-    this.sendTo(this.replyAddr(from, msg.src), METHOD_ACK, { seq: msg.seq, pb: this.piggyback(stale ? [this.aliveUpdate(this.self)] : []) })
+    const first = stale ? [this.aliveUpdate(this.self)] : []
+    const notice = this.deadNotice(from)
+    if (notice !== undefined) first.push(notice)
+    this.sendTo(this.replyAddr(from, msg.src), METHOD_ACK, { seq: msg.seq, pb: this.piggyback(first) })
   }
 
   private onPingReq (body: unknown, from: PeerId): void {
     const msg = decodePingReq(body, this.limits)
     if (msg === null) { this.drop(METHOD_PING_REQ, from); return }
-    this.applyUpdates(msg.pb)
+    this.answerAboutSelf(from, this.applyUpdates(msg.pb))
     if (msg.target === this.self.id || this.pendingAcks.size >= this.opts.maxPendingAcks) return
     const requester = this.replyAddr(from, msg.src)
     const localSeq = this.nextSeq()
@@ -725,7 +741,7 @@ export class Swim {
   private onAck (body: unknown, from: PeerId): void {
     const msg = decodeAck(body, this.limits)
     if (msg === null) { this.drop(METHOD_ACK, from); return }
-    this.applyUpdates(msg.pb)
+    this.answerAboutSelf(from, this.applyUpdates(msg.pb))
     this.pendingAcks.get(msg.seq)?.onAck()
   }
 
@@ -751,7 +767,40 @@ export class Swim {
   private onGossip (body: unknown, from: PeerId): void {
     const msg = decodeGossip(body, this.limits)
     if (msg === null) { this.drop(METHOD_GOSSIP, from); return }
-    if (this.applyUpdates(msg.pb)) this.sendTo(this.replyAddr(from, undefined), METHOD_GOSSIP, { pb: [this.aliveUpdate(this.self)] })
+    this.answerAboutSelf(from, this.applyUpdates(msg.pb))
+  }
+
+  /**
+   * After applying a message's updates: tells the sender directly what it has wrong about the two
+   * of us. `aboutSelf`: it holds us suspect or dead at an incarnation we have refuted (now or
+   * before), so it gets our alive at once rather than when gossip happens to reach it. And if we
+   * hold the sender dead, it is told so (deadNotice) and refutes.
+   */
+  private answerAboutSelf (from: PeerId, aboutSelf: boolean): void {
+    const pb = aboutSelf ? [this.aliveUpdate(this.self)] : []
+    const notice = this.deadNotice(from)
+    if (notice !== undefined) pb.push(notice)
+    if (pb.length > 0) this.sendTo(this.replyAddr(from, undefined), METHOD_GOSSIP, { pb })
+  }
+
+  /**
+   * The death we hold of `from`, when a message of its just reached us, so it is alive: it learns
+   * of its death from us and refutes, and its alive comes back to us (answerAboutSelf on its side).
+   * Without it, a member declared dead across a cut that has healed stays dead in our view until
+   * someone happens to tell it: dead members are not probed, the deaths' gossip is long spent, and
+   * a reconnect knock reaches one dead member a period across the cluster (30 peers, a fifth cut
+   * off for 20 s: one view alive again 24.6 s after the heal, the last refutations waiting). At most
+   * once a probe interval per member.
+   */
+  private deadNotice (from: PeerId): WireUpdate | undefined {
+    const m = this.membersById.get(from)
+    if (m === undefined || m.state !== 'dead' || m === this.self || this.leaving) return undefined
+    const now = this.clock.now()
+    const last = this.deadNoticedAt.get(from)
+    if (last !== undefined && now - last < this.opts.probeIntervalMs) return undefined
+    this.deadNoticedAt.set(from, now)
+    this.counters.deadNotices++
+    return { k: 'dead', id: m.id, i: m.incarnation, f: this.self.id }
   }
 
   /** Queued updates for one message, after `first` (which is always sent). */
@@ -1086,6 +1135,8 @@ export class Swim {
   /** Serf's reconnect: keep knocking on a dead member (and the bootstrap) so full splits heal. */
   private reconnectTick (): void {
     if (this.leaving) return
+    const now = this.clock.now()
+    for (const [id, at] of this.deadNoticedAt) if (now - at >= this.opts.probeIntervalMs) this.deadNoticedAt.delete(id)
     // A bootstrap address not yet answered (its peer was still starting when we joined): its
     // side of the cluster may know members ours does not.
     if (!this.joinSettled()) {
@@ -1120,21 +1171,22 @@ export class Swim {
   // ---------------------------------------------------------------- state machine
 
   /**
-   * Applies a batch; returns true when it held a suspicion or death of ours older than our
-   * incarnation: the sender missed our refutation, and the caller tells it directly.
+   * Applies a batch; returns true when it held a suspicion or death of ours below our incarnation
+   * once applied: one we refuted before (the sender missed the refutation) or just now. Either way
+   * the sender holds us wrongly, and the caller tells it directly.
    */
   private applyUpdates (updates: WireUpdate[]): boolean {
-    let staleAboutSelf = false
+    let wrongAboutSelf = false
     for (const u of updates) {
-      if (u.id === this.self.id && (u.k === 'suspect' || u.k === 'dead') && u.i < this.self.incarnation && !this.leaving) staleAboutSelf = true
       switch (u.k) {
         case 'alive': this.onAlive(u); break
         case 'suspect': this.onSuspect(u); break
         case 'dead':
         case 'left': this.onDead(u); break
       }
+      if (u.id === this.self.id && (u.k === 'suspect' || u.k === 'dead') && u.i < this.self.incarnation && !this.leaving) wrongAboutSelf = true
     }
-    return staleAboutSelf
+    return wrongAboutSelf
   }
 
   /**
@@ -1291,6 +1343,24 @@ export class Swim {
     // Lifeguard: having to refute is a sign that we are the slow one.
     this.awareness.apply(1)
     this.broadcast(this.aliveUpdate(this.self), this.self.metaBytes)
+    this.pullAfterRefuting()
+  }
+
+  /**
+   * Someone held us suspect or dead: we were cut off or stalled, so we have likely missed gossip
+   * too (other members' refutations among it, whose copies are spent by now). One push-pull with
+   * a random alive member brings the current state at once rather than at the next anti-entropy
+   * period (30 s): after a cut healed, a peer held one member dead 15 s after everyone else had it
+   * alive again. At most one such pull every REFUTE_PULL_INTERVALS probe intervals.
+   */
+  private pullAfterRefuting (): void {
+    const now = this.clock.now()
+    if (this.leaving || now - this.lastRefutePullAt < REFUTE_PULL_INTERVALS * this.opts.probeIntervalMs) return
+    const [peer] = this.randomMembers(1, m => m.state === 'alive')
+    if (peer === undefined) return
+    this.lastRefutePullAt = now
+    this.counters.refutePulls++
+    this.pushPull(peer, false).catch(err => { this.log.debug({ err, peer: peer.id }, 'push-pull after a refutation failed') })
   }
 
   /**

@@ -77,6 +77,10 @@ export interface SwimStats {
   lateSuspicionsRechecked: number
   /** Reconnect ticks that knocked on a dead member (and a bootstrap address): Serf's dead/alive throttle. */
   reconnects: number
+  /** Members held dead that were told so because a message of theirs reached this peer (they refute). */
+  deadNotices: number
+  /** Push-pulls this peer started because it had to refute a suspicion or death (it missed gossip). */
+  refutePulls: number
   gossipQueueLength: number
   awareness: number
 }

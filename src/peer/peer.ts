@@ -867,7 +867,7 @@ export class Peer implements ApiPeer {
     })
     m.gaugeFrom('shoal_majority', '1 when this peer is in the majority of the last stable cluster', [], () => [[{}, this.detector.status().majority ? 1 : 0]])
     m.gaugeFrom('shoal_local_health_score', 'Lifeguard local health multiplier score (0 = healthy)', [], () => [[{}, this.swim.localHealthScore()]])
-    m.counterFrom('shoal_swim_events_total', 'SWIM protocol events: probes, probe failures, indirect probes, suspicions raised and refuted, deaths declared, messages dropped', ['event'], () => {
+    m.counterFrom('shoal_swim_events_total', 'SWIM protocol events: probes, probe failures, indirect probes, suspicions raised and refuted, deaths declared, messages dropped, reconnect knocks on dead members, dead members told of their death, push-pulls after a refutation', ['event'], () => {
       const s = this.swim.stats()
       return [
         [{ event: 'probe' }, s.probes],
@@ -878,7 +878,10 @@ export class Peer implements ApiPeer {
         [{ event: 'death_declared' }, s.deathsDeclared],
         [{ event: 'message_dropped' }, s.messagesDropped],
         [{ event: 'update_too_large' }, s.updatesTooLarge],
-        [{ event: 'incarnation_jump_refused' }, s.incarnationJumpsRefused]
+        [{ event: 'incarnation_jump_refused' }, s.incarnationJumpsRefused],
+        [{ event: 'reconnect' }, s.reconnects],
+        [{ event: 'dead_notice' }, s.deadNotices],
+        [{ event: 'refute_pull' }, s.refutePulls]
       ]
     })
     m.counterFrom('shoal_swim_messages_total', 'SWIM messages by kind and direction', ['kind', 'direction'], () => {
