@@ -23,7 +23,7 @@ export interface NetnsClusterBench {
   peers: number
   joinS: number
   detection: { p50S: number, p99S: number, maxS: number }
-  partition: { cutOff: number, heldS: number, healedAfterS: number, droppedPackets: number }
+  partition: { cutOff: number, heldS: number, healedAfterS: number, firstContactS: number, droppedPackets: number, reconnectKnocks: number, rpcFailures: Record<string, number> }
   rssMiB: { median: number, max: number }
   startS: number
 }
@@ -36,6 +36,24 @@ async function rssMiB (pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN)
   return kb / 1024
+}
+
+/** Sums of the peers' Prometheus samples named `name`, by the value of `label` (what moved during a phase). */
+async function metricSums (peers: PeerProcess[], name: string, label: string): Promise<Record<string, number>> {
+  const sums: Record<string, number> = {}
+  const line = new RegExp(`^${name}\\{[^}]*${label}="([^"]+)"[^}]*\\} (\\S+)$`)
+  for (const p of peers) {
+    const text = await fetch(`${p.url}/metrics`, { signal: AbortSignal.timeout(3000) }).then(async r => await r.text()).catch(() => '')
+    for (const l of text.split('\n')) {
+      const m = line.exec(l)
+      if (m !== null) sums[m[1]!] = (sums[m[1]!] ?? 0) + Number(m[2])
+    }
+  }
+  return sums
+}
+
+function delta (after: Record<string, number>, before: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v !== 0))
 }
 
 async function views (peers: PeerProcess[]): Promise<MemberJson[][]> {
@@ -96,20 +114,45 @@ export async function benchNetnsCluster (n = 50, log: (line: string) => void = (
     const grudge: Record<string, string[]> = {}
     for (const p of minority) grudge[p.name] = majority.map(q => q.name)
     for (const q of majority) grudge[q.name] = minority.map(p => p.name)
+    const eventsBefore = await metricSums(live, 'shoal_swim_events_total', 'event')
+    const rpcBefore = await metricSums(live, 'shoal_rpc_calls_total', 'outcome')
     await cluster.network!.setFaults({ drop: grudgeLinks(grudge), loss: [] })
     const heldS = 20
     await new Promise(resolve => setTimeout(resolve, heldS * 1000))
     const dropped = Object.values(await cluster.network!.clearFaults()).reduce((a, b) => a + b, 0)
     const healedAt = Date.now()
-    await waitFor(async () => (await views(live)).every(v => v.filter(m => m.state === 'alive').length === live.length), { timeoutMs: 180_000, intervalMs: 250 })
+    // First contact: some peer of one side sees a peer of the other alive again (a reconnect
+    // knock got through); the rest of the heal is refutations spreading by gossip.
+    const minorityIds = new Set(minority.map(p => p.peerId))
+    let firstContactS = NaN
+    let lastReport = healedAt
+    await waitFor(async () => {
+      const vs = await views(live)
+      if (Number.isNaN(firstContactS) && vs.some((v, i) => v.some(m => m.state === 'alive' && minorityIds.has(m.peerId) !== minorityIds.has(live[i]!.peerId)))) {
+        firstContactS = (Date.now() - healedAt) / 1000
+      }
+      const done = vs.every(v => v.filter(m => m.state === 'alive').length === live.length)
+      if (!done && Date.now() - lastReport >= 2000) {
+        // Which views still hold whom not alive: says whether the heal waits on a few members'
+        // refutations or on whole views (SHOAL_BENCH_HEAL_TRACE=1).
+        lastReport = Date.now()
+        const stale = vs.flatMap((v, i) => live[i] === undefined ? [] : live.filter(p => v.find(m => m.peerId === p.peerId)?.state !== 'alive').map(p => `${live[i]!.name}>${p.name}:${v.find(m => m.peerId === p.peerId)?.state ?? 'unknown'}`))
+        if (process.env.SHOAL_BENCH_HEAL_TRACE === '1') log(`  +${((Date.now() - healedAt) / 1000).toFixed(1)} s: ${stale.length} (view, member) pairs not alive: ${stale.slice(0, 12).join(' ')}`)
+      }
+      return done
+    }, { timeoutMs: 180_000, intervalMs: 250 })
     const healedAfterS = (Date.now() - healedAt) / 1000
+    const events = delta(await metricSums(live, 'shoal_swim_events_total', 'event'), eventsBefore)
+    const rpcFailures = delta(await metricSums(live, 'shoal_rpc_calls_total', 'outcome'), rpcBefore)
+    delete rpcFailures.ok
+    log(`first contact across the healed cut ${firstContactS.toFixed(1)} s after the heal; reconnect knocks during cut and heal: ${events.reconnect ?? 0}; RPC failures: ${JSON.stringify(rpcFailures)}`)
     log(`partition of ${minority.length} / ${majority.length} for ${heldS} s (${dropped} packets dropped): every live peer sees all alive ${healedAfterS.toFixed(1)} s after the heal`)
     return {
       peers: n,
       startS,
       joinS,
       detection: { p50S: pct(det, 50), p99S: pct(det, 99), maxS: det.at(-1)! },
-      partition: { cutOff: minority.length, heldS, healedAfterS, droppedPackets: dropped },
+      partition: { cutOff: minority.length, heldS, healedAfterS, firstContactS, droppedPackets: dropped, reconnectKnocks: events.reconnect ?? 0, rpcFailures },
       rssMiB: { median: pct(rss, 50), max: rss.at(-1)! }
     }
   } finally {

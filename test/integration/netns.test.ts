@@ -9,15 +9,15 @@
  * nothing of the network is left once the cluster stops, nor after a test process that made one
  * was terminated or killed.
  */
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { readlinkSync, statSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sleep, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
 import { run } from '../net/exec.js'
-import { grudgeLinks, lossBothWays, MARKER_DIR, netnsSupport, sweepStaleNetworks } from '../net/index.js'
+import { grudgeLinks, lossBothWays, MARKER_DIR, NetnsNetwork, netnsSupport, sweepStaleNetworks, type NetnsHost } from '../net/index.js'
 
 const support = await netnsSupport()
 if (!support.ok) console.warn(`test/integration/netns.test.ts skipped: namespace clusters cannot run here: ${support.why}`)
@@ -195,4 +195,56 @@ describe.skipIf(!support.ok)('a namespace network of a test process that dies', 
     expect(await live.exited).toBe(130)
     expect(await leftovers(live.suffix)).toEqual([])
   })
+})
+
+describe.skipIf(!support.ok)('the kernel\'s ARP table, one for every namespace', () => {
+  // Its hard cap (gc_thresh3, 1,024 by default) counts the neighbours of every namespace: n hosts
+  // need about n(n + 1) entries, so 50 hosts overflowed it and hosts added late could not reach
+  // one another (connections timed out). Here the cap is lowered to 64 so that 10 hosts (110
+  // entries) overflow it unless the network makes room.
+  const NEIGH = '/proc/sys/net/ipv4/neigh/default/'
+  const threshold = async (name: string): Promise<number> => Number((await readFile(NEIGH + name, 'utf8')).trim())
+
+  it('every host of a network reaches every other: the network makes room as hosts are added and puts the table back', async () => {
+    const original = { gc_thresh2: await threshold('gc_thresh2'), gc_thresh3: await threshold('gc_thresh3') }
+    await writeFile(NEIGH + 'gc_thresh2', '32')
+    await writeFile(NEIGH + 'gc_thresh3', '64')
+    let net: NetnsNetwork | undefined
+    try {
+      net = await NetnsNetwork.create()
+      const hosts: NetnsHost[] = []
+      for (let i = 1; i <= 10; i++) hosts.push(await net.addHost(`h${i}`))
+      expect(await threshold('gc_thresh3')).toBeGreaterThanOrEqual(10 * 11)
+      // One process per host: a server, then a connection to every other host's server; each
+      // serves until every host has reported (then they are killed).
+      const addrs = hosts.map(h => h.address)
+      const script = `
+        const net = require('net'); const me = process.argv[1]; const addrs = ${JSON.stringify(addrs)}
+        const failed = []; let done = 0
+        net.createServer(c => c.end('ok')).listen(7000, me, () => setTimeout(() => {
+          for (const a of addrs) {
+            if (a === me) { done++; continue }
+            const c = net.connect(7000, a)
+            const end = ok => { if (!ok) failed.push(a); c.destroy(); if (++done === addrs.length) console.log(JSON.stringify(failed)) }
+            c.setTimeout(5000, () => end(false)); c.on('data', () => end(true)); c.on('error', () => end(false))
+          }
+        }, 1500))`
+      const children: ChildProcess[] = []
+      const unreachable = await Promise.all(hosts.map(async h => await new Promise<string[]>((resolve, reject) => {
+        const [cmd, ...args] = net!.launchPrefix(h.name)
+        const child = spawn(cmd!, [...args, process.execPath, '-e', script, h.address], { stdio: ['ignore', 'pipe', 'inherit'] })
+        children.push(child)
+        let out = ''
+        child.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.endsWith('\n')) resolve(JSON.parse(out) as string[]) })
+        child.once('exit', code => { reject(new Error(`host ${h.name} exited ${String(code)} before reporting: ${out}`)) })
+      }))).finally(() => { for (const c of children) c.kill('SIGKILL') })
+      expect(unreachable.map((u, i) => `${hosts[i]!.name}: ${u.join(' ')}`)).toEqual(hosts.map(h => `${h.name}: `))
+    } finally {
+      await net?.destroy()
+      // Put back as it was before the network: what this test set.
+      expect(await threshold('gc_thresh3')).toBe(64)
+      await writeFile(NEIGH + 'gc_thresh3', String(original.gc_thresh3))
+      await writeFile(NEIGH + 'gc_thresh2', String(original.gc_thresh2))
+    }
+  }, 60_000)
 })

@@ -18,7 +18,7 @@
  * marker. It also runs on exit, SIGINT and SIGTERM of the process that made the network; what a
  * SIGKILL leaves behind, the next `create` sweeps.
  */
-import { readFileSync, rmSync, statSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
@@ -127,6 +127,7 @@ export class NetnsNetwork {
     if (this.destroyed) throw new Error(`namespace network ${this.suffix} is torn down`)
     if (this.hosts.has(name)) throw new Error(`host ${name} exists in namespace network ${this.suffix}`)
     if (this.next > MAX_HOSTS) throw new Error(`namespace network ${this.suffix} is full (${MAX_HOSTS} hosts)`)
+    ensureNeighbourRoom(this.hosts.size + 1, this.log)
     const index = this.next++
     const h: NetnsHost = { name, index, namespace: namespaceName(this.suffix, index), address: `${this.subnet}.${index}`, veth: vethName(this.suffix, index) }
     this.hosts.set(name, h)
@@ -203,6 +204,7 @@ export class NetnsNetwork {
     this.destroyed = true
     live.delete(this)
     teardown(this.suffix)
+    if (live.size === 0) restoreNeighbourRoom(this.log)
     this.log(`netns: ${this.suffix} torn down`)
   }
 
@@ -235,6 +237,60 @@ export class NetnsNetwork {
       listener.kill('SIGKILL')
     }
   }
+}
+
+/**
+ * The kernel has one ARP table for every namespace (arp_cache), and its hard cap, gc_thresh3, is
+ * 1,024 entries by default, with gc_thresh2 (512) above which entries are collected hard. Each
+ * host of a network keeps an entry for every other host and the bridge: n hosts need about
+ * n(n + 1). Past the cap a new neighbour cannot be resolved ("neighbour: arp_cache: neighbor
+ * table overflow!" in the kernel log), so connections between hosts added late simply time out:
+ * with 50 hosts started at once, hosts 13 to 50 could not reach one another at all, and a
+ * 50-peer cluster stalled at its 36th to 40th peer. The thresholds are raised as hosts are added
+ * (root; logged), and put back when this process's last network is torn down, unless another
+ * run's network still exists.
+ */
+const NEIGH = '/proc/sys/net/ipv4/neigh/default/'
+let savedNeighbourThresholds: { gc_thresh2: number, gc_thresh3: number } | undefined
+
+function readThreshold (name: string): number {
+  return Number(readFileSync(NEIGH + name, 'utf8').trim())
+}
+
+function ensureNeighbourRoom (hosts: number, log: (line: string) => void): void {
+  // Every live network of this process, with the host about to be added (this network is in
+  // `live` with hosts - 1 of them), and room for the machine's own neighbours.
+  let total = 256
+  for (const n of live) total += (n.hostList.length + 1) * (n.hostList.length + 2)
+  let thresh2: number, thresh3: number
+  try {
+    thresh2 = readThreshold('gc_thresh2')
+    thresh3 = readThreshold('gc_thresh3')
+  } catch {
+    return // not Linux's layout: netnsSupport has said so already
+  }
+  if (thresh3 >= 2 * total && thresh2 >= total) return
+  savedNeighbourThresholds ??= { gc_thresh2: thresh2, gc_thresh3: thresh3 }
+  const want2 = Math.max(thresh2, total)
+  const want3 = Math.max(thresh3, 2 * total)
+  writeFileSync(NEIGH + 'gc_thresh2', String(want2))
+  writeFileSync(NEIGH + 'gc_thresh3', String(want3))
+  log(`netns: the kernel's ARP table (shared by every namespace) raised to gc_thresh2 ${want2}, gc_thresh3 ${want3} for ${hosts} hosts`)
+}
+
+function restoreNeighbourRoom (log: (line: string) => void): void {
+  const saved = savedNeighbourThresholds
+  if (saved === undefined) return
+  // Another run's network (its marker) may need the room still: leave it raised then.
+  let others: string[] = []
+  try { others = readdirSync(MARKER_DIR) } catch {}
+  if (others.length > 0) return
+  savedNeighbourThresholds = undefined
+  try {
+    writeFileSync(NEIGH + 'gc_thresh3', String(saved.gc_thresh3))
+    writeFileSync(NEIGH + 'gc_thresh2', String(saved.gc_thresh2))
+    log(`netns: the kernel's ARP table thresholds put back (gc_thresh2 ${saved.gc_thresh2}, gc_thresh3 ${saved.gc_thresh3})`)
+  } catch {}
 }
 
 /** Picks a free 10.x.y.0/24 and reserves it with its marker file (created exclusively). */
