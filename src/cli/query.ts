@@ -48,7 +48,11 @@ export interface QueryAnswer {
   confidence?: number
   tookMs?: number
   aggregations?: unknown
+  /** A completion's filled record beside its neighbours (the rows). */
+  completion?: Completion
 }
+
+export interface Completion { record: Record<string, unknown>, confidence: Record<string, number>, support: Record<string, number> }
 
 interface PeerWork { peer: string, name?: string | null, partitions: number | unknown[], rows: number, bytes: number, ms: number }
 interface ExplainAnswer { text: string, plan?: unknown, analyze?: { peers: PeerWork[], tookMs: number } }
@@ -101,6 +105,7 @@ export async function runQuery (sqlArg: string, opts: QueryOptions, io: CliIo = 
     await write(io.stdout, JSON.stringify(answer, null, 2) + '\n')
   } else if (opts.format === 'csv') {
     if (!Array.isArray(answer.rows)) throw new CliError('a JSON query\'s aggregations have no CSV form: use --format json')
+    if (answer.completion !== undefined) throw new CliError('a completion\'s filled record has no CSV form (the rows are only its neighbours): use --format json or table')
     const columns = Array.isArray(answer.columns) ? answer.columns.map(c => c.name) : Object.keys(answer.rows[0] ?? {})
     await write(io.stdout, formatCsv(columns, answer.rows))
   } else if (!Array.isArray(answer.rows) && answer.aggregations !== undefined) {
@@ -110,7 +115,8 @@ export async function runQuery (sqlArg: string, opts: QueryOptions, io: CliIo = 
     if (!Array.isArray(answer.rows)) throw new CliError(`unexpected answer from ${opts.peer}/query: no rows`)
     const columns = Array.isArray(answer.columns) ? answer.columns : Object.keys(answer.rows[0] ?? {}).map(name => ({ name, type: 'unknown' }))
     const table = columns.length > 0 ? formatResultTable(columns, answer.rows, opts.maxCellWidth ?? DEFAULT_MAX_CELL) : ''
-    await write(io.stdout, table + formatFooter(answer) + '\n')
+    const filled = answer.completion !== undefined ? formatCompletion(answer.completion, columns, opts.maxCellWidth ?? DEFAULT_MAX_CELL) : ''
+    await write(io.stdout, table + filled + formatFooter(answer) + '\n')
   }
   warnIfPartial(answer.coverage, answer.confidence, io)
 }
@@ -174,6 +180,20 @@ export function formatResultTable (columns: QueryColumn[], rows: Array<Record<st
 }
 
 /** `12 rows · 16/16 partitions · confidence 1.00 · 23 ms` (parts the answer lacks are left out). */
+/**
+ * A completion's record under its neighbours: one line a column, the given ones marked, each
+ * filled one with how much the neighbours agree (confidence) and how many hold the value.
+ */
+export function formatCompletion (c: Completion, columns: readonly QueryColumn[], maxCellWidth = DEFAULT_MAX_CELL): string {
+  const typeOf = new Map(columns.map(col => [col.name, col.type]))
+  const rows = Object.keys(c.record).map(name => {
+    const given = !Object.prototype.hasOwnProperty.call(c.confidence, name)
+    return [name, formatValue(c.record[name], typeOf.get(name) ?? 'unknown'), given ? 'given' : formatFloat(c.confidence[name]!), given ? '' : String(c.support[name] ?? 0)]
+  })
+  const head: QueryColumn[] = [{ name: 'column', type: 'utf8' }, { name: 'value', type: 'utf8' }, { name: 'confidence', type: 'utf8' }, { name: 'support', type: 'utf8' }]
+  return '\ncompleted record:\n' + formatResultTable(head, rows, maxCellWidth)
+}
+
 export function formatFooter (answer: Partial<QueryAnswer>): string {
   const parts: string[] = []
   if (Array.isArray(answer.rows)) parts.push(`${answer.rows.length} ${answer.rows.length === 1 ? 'row' : 'rows'}`)

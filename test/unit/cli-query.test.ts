@@ -121,6 +121,33 @@ describe('shoal query and explain against a fake peer', () => {
     expect(io.err()).toBe('')
   })
 
+  it('prints a completion\'s filled record under its neighbours; refuses CSV for it', async () => {
+    peer.reply = (_req, res) => json(res, 200, {
+      columns: [{ name: 'id', type: 'utf8' }, { name: 'city', type: 'utf8' }, { name: 'age', type: 'int32' }, { name: 'job', type: 'utf8' }, { name: '_score', type: 'float64' }],
+      rows: [{ id: 'p1', city: 'Paris', age: 30, job: 'baker', _score: 0.95 }, { id: 'p2', city: 'Paris', age: 40, job: 'cook', _score: 0.5 }],
+      completion: { record: { city: 'Paris', age: 31, job: 'baker' }, confidence: { job: 0.655 }, support: { job: 1 } },
+      coverage: { total: 4, answered: 4, missing: [] },
+      confidence: 1,
+      tookMs: 3
+    })
+    const io = captureIo()
+    await cli(['query', "SELECT * FROM complete('people', '{\"city\": \"Paris\", \"age\": 31}', 2)", '--peer', peer.url], io)
+    const out = io.out()
+    expect(out).toContain('completed record:')
+    const lines = out.split('\n')
+    const at = lines.indexOf('completed record:')
+    expect(lines.slice(at + 1, at + 6).map(l => l.split(/\s+/).filter(x => x !== '').join(' '))).toEqual([
+      'column value confidence support',
+      '------ ----- ---------- -------',
+      'city Paris given',
+      'age 31 given',
+      'job baker 0.655 1'
+    ])
+    expect(lines.at(-2)).toBe('2 rows · 4/4 partitions · confidence 1.00 · 3 ms')
+    const csv = captureIo()
+    await expect(cli(['query', 'SELECT 1', '--peer', peer.url, '--format', 'csv'], csv)).rejects.toThrow(/completion.*no CSV form/)
+  })
+
   it('truncates long cells with … and escapes newlines', async () => {
     peer.reply = (_req, res) => json(res, 200, {
       columns: [{ name: 'note', type: 'utf8' }],
