@@ -231,6 +231,56 @@ export interface ClusterQueryBench {
   threePeers: Array<{ name: string, ms: number }>
   duckdb: Array<{ name: string, ms: number }>
   scatter: { oneMs: number, manyMs: number, partitions: number, perPartitionMs: number }
+  /** Where each query's time goes on 3 peers (medians over the runs, EXPLAIN ANALYZE's figures). */
+  stages: StageBreakdown[]
+}
+
+/**
+ * One query's time, stage by stage (issue 17): the client's wall time of POST /query and the
+ * server's own tookMs (the rest is HTTP: reading the request, writing the JSON answer, the
+ * socket), then EXPLAIN ANALYZE's stages on the coordinator, and for the slowest peer its round
+ * trip against its own work (waiting for a worker, reading the replica, executing): the
+ * difference is the RPC (encoding, transfer, decoding) and the peer's event loop.
+ */
+export interface StageBreakdown {
+  name: string
+  clientMs: number
+  tookMs: number
+  parseMs: number
+  planMs: number
+  scatterMs: number
+  slowestRoundTripMs: number
+  slowestPeerWorkMs: number
+  /** The slowest peer: request in to its last answer ready, on its own clock. */
+  slowestPeerReadyMs: number
+  mergeMs: number
+  finishMs: number
+  gcMs: number
+}
+
+interface AnalyzeBody { analyze: { tookMs: number, stages: { parseMs: number, planMs: number, scatterMs: number, mergeMs: number, finishMs: number, gcMs: number }, peers: Array<{ ms: number, waitMs: number, readMs: number, readyMs: number, roundTripMs: number }> } }
+
+async function stageBreakdown (peer: PeerProcess, name: string, sql: string, runs: number): Promise<StageBreakdown> {
+  const client: number[] = []; const took: number[] = []
+  await peer.post('/query', { sql })
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now()
+    const res = await peer.post('/query', { sql })
+    client.push(performance.now() - t0)
+    took.push((res.body as { tookMs: number }).tookMs)
+  }
+  const fields: Record<Exclude<keyof StageBreakdown, 'name' | 'clientMs' | 'tookMs'>, number[]> = { parseMs: [], planMs: [], scatterMs: [], slowestRoundTripMs: [], slowestPeerWorkMs: [], slowestPeerReadyMs: [], mergeMs: [], finishMs: [], gcMs: [] }
+  for (let r = 0; r < runs; r++) {
+    const res = await peer.post('/query/explain', { sql, analyze: true })
+    if (res.status !== 200) throw new Error(`explain ${sql}: ${JSON.stringify(res.body).slice(0, 300)}`)
+    const a = (res.body as AnalyzeBody).analyze
+    for (const k of ['parseMs', 'planMs', 'scatterMs', 'mergeMs', 'finishMs', 'gcMs'] as const) fields[k].push(a.stages[k])
+    const slowest = a.peers.reduce((x, p) => p.roundTripMs > x.roundTripMs ? p : x, a.peers[0]!)
+    fields.slowestRoundTripMs.push(slowest.roundTripMs)
+    fields.slowestPeerWorkMs.push(slowest.ms + slowest.waitMs + slowest.readMs)
+    fields.slowestPeerReadyMs.push(slowest.readyMs)
+  }
+  return { name, clientMs: median(client), tookMs: median(took), ...Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, median(v)])) as Omit<StageBreakdown, 'name' | 'clientMs' | 'tookMs'> }
 }
 
 async function load (peer: PeerProcess, rows: number, partitions: number, replicas: number, name = 't'): Promise<void> {
@@ -254,7 +304,7 @@ async function httpMedian (peer: PeerProcess, sql: string, runs: number): Promis
 }
 
 export async function benchClusterQueries (rows: number, runs = 5): Promise<ClusterQueryBench> {
-  const out: ClusterQueryBench = { rows, onePeer: [], threePeers: [], duckdb: [], scatter: { oneMs: 0, manyMs: 0, partitions: 64, perPartitionMs: 0 } }
+  const out: ClusterQueryBench = { rows, onePeer: [], threePeers: [], duckdb: [], scatter: { oneMs: 0, manyMs: 0, partitions: 64, perPartitionMs: 0 }, stages: [] }
   const db = await DuckDBInstance.create(':memory:')
   const con = await db.connect()
   await con.run(DUCKDB_TABLE(rows))
@@ -285,6 +335,8 @@ export async function benchClusterQueries (rows: number, runs = 5): Promise<Clus
     out.scatter.oneMs = await httpMedian(a, 'SELECT count(*) FROM one', 50)
     out.scatter.manyMs = await httpMedian(a, 'SELECT count(*) FROM many', 50)
     out.scatter.perPartitionMs = (out.scatter.manyMs - out.scatter.oneMs) / (out.scatter.partitions - 1)
+    for (const q of QUERIES) out.stages.push(await stageBreakdown(a, q.name, q.sql, Math.max(runs, 9)))
+    out.stages.push(await stageBreakdown(a, 'count(*), one partition', 'SELECT count(*) FROM one', 31))
   } finally {
     await three.stopAll()
   }
@@ -310,6 +362,13 @@ export function formatClusterQueryBench (r: ClusterQueryBench): string {
   r.onePeer.forEach((x, i) => lines.push(`| ${x.name} | ${f(x.ms)} | ${f(r.threePeers[i]!.ms)} | ${f(r.duckdb[i]!.ms)} |`))
   lines.push('')
   lines.push(`Scatter overhead on 3 peers: count(*) over 1 partition ${r.scatter.oneMs.toFixed(2)} ms, over ${r.scatter.partitions} partitions ${r.scatter.manyMs.toFixed(2)} ms: **${(r.scatter.perPartitionMs).toFixed(3)} ms per partition** (target < 0.5).`)
+  if (r.stages.length > 0) {
+    lines.push('', 'Where the time goes, 3 peers (medians, ms; scatter holds the merging and every round trip; the slowest peer\'s round trip against its own work, summed over its partitions, and the time from its request\'s arrival to its last answer ready):', '')
+    lines.push('| query | client, POST /query | server tookMs | HTTP (client - tookMs) | parse | plan | scatter | slowest round trip | its work (summed) | its answer ready | merge | finish | GC within |')
+    lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    const g = (ms: number): string => ms.toFixed(2)
+    for (const x of r.stages) lines.push(`| ${x.name} | ${g(x.clientMs)} | ${g(x.tookMs)} | ${g(x.clientMs - x.tookMs)} | ${g(x.parseMs)} | ${g(x.planMs)} | ${g(x.scatterMs)} | ${g(x.slowestRoundTripMs)} | ${g(x.slowestPeerWorkMs)} | ${g(x.slowestPeerReadyMs)} | ${g(x.mergeMs)} | ${g(x.finishMs)} | ${g(x.gcMs)} |`)
+  }
   return lines.join('\n')
 }
 

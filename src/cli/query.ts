@@ -54,8 +54,9 @@ export interface QueryAnswer {
 
 export interface Completion { record: Record<string, unknown>, confidence: Record<string, number>, support: Record<string, number> }
 
-interface PeerWork { peer: string, name?: string | null, partitions: number | unknown[], rows: number, bytes: number, ms: number }
-interface ExplainAnswer { text: string, plan?: unknown, analyze?: { peers: PeerWork[], tookMs: number } }
+interface PeerWork { peer: string, name?: string | null, partitions: number | unknown[], rows: number, bytes: number, ms: number, roundTripMs?: number, mergeMs?: number }
+interface Stages { parseMs: number, planMs: number, scatterMs: number, mergeMs: number, finishMs: number, gcMs: number }
+interface ExplainAnswer { text: string, plan?: unknown, analyze?: { peers: PeerWork[], tookMs: number, stages?: Stages } }
 
 /** How long the HTTP request waits when no --timeout is given: the server applies its own. */
 const DEFAULT_HTTP_TIMEOUT_MS = 300_000
@@ -160,16 +161,20 @@ export async function runExplain (sqlArg: string, opts: ExplainOptions, io: CliI
 }
 
 /** The per-peer table of `explain --analyze` and a total line. */
-export function formatAnalyze (analyze: { peers: PeerWork[], tookMs: number }): string {
+export function formatAnalyze (analyze: { peers: PeerWork[], tookMs: number, stages?: Stages }): string {
   const peers = Array.isArray(analyze.peers) ? analyze.peers : []
   const count = (p: number | unknown[]): number => Array.isArray(p) ? p.length : Number(p ?? 0)
   const table = peers.length === 0
     ? 'no peers reported\n'
-    : formatTable(['PEER', 'PARTITIONS', 'ROWS', 'BYTES', 'MS'],
-      peers.map(p => [p.name ?? p.peer ?? '-', String(count(p.partitions)), String(p.rows ?? 0), formatBytes(p.bytes ?? 0), formatMs(p.ms ?? 0)]),
-      { align: ['left', 'right', 'right', 'right', 'right'], rule: true })
+    : formatTable(['PEER', 'PARTITIONS', 'ROWS', 'BYTES', 'MS', 'ROUND TRIP MS', 'MERGE MS'],
+      peers.map(p => [p.name ?? p.peer ?? '-', String(count(p.partitions)), String(p.rows ?? 0), formatBytes(p.bytes ?? 0), formatMs(p.ms ?? 0), formatMs(p.roundTripMs ?? 0), formatMs(p.mergeMs ?? 0)]),
+      { align: ['left', 'right', 'right', 'right', 'right', 'right', 'right'], rule: true })
   const sum = (f: (p: PeerWork) => number): number => peers.reduce((acc, p) => acc + (Number(f(p)) || 0), 0)
-  return table + `total: ${peers.length} ${peers.length === 1 ? 'peer' : 'peers'} · ${sum(p => count(p.partitions))} partitions · ` +
+  const st = analyze.stages
+  const stages = st === undefined
+    ? ''
+    : `stages: parse ${formatMs(st.parseMs)} · plan ${formatMs(st.planMs)} · scatter ${formatMs(st.scatterMs)} (merging ${formatMs(st.mergeMs)}) · finish ${formatMs(st.finishMs)} · gc ${formatMs(st.gcMs)} ms\n`
+  return table + stages + `total: ${peers.length} ${peers.length === 1 ? 'peer' : 'peers'} · ${sum(p => count(p.partitions))} partitions · ` +
     `${sum(p => p.rows)} rows · ${formatBytes(sum(p => p.bytes))} · ${formatMs(analyze.tookMs ?? 0)} ms\n`
 }
 

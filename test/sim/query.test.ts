@@ -296,10 +296,20 @@ describe('query service in the simulator: slow peers and hedging', () => {
     const c = await cluster({ seed: 51, latencyMs: slowLinks(slowSet, 1000), query: { hedgeRatePerSec: 0 } })
     const slow = await warmSlowPeer(c)
     slowSet.add(slow)
-    const a = await c.run('q0', { sql: SQL })
+    const a = await c.run('q0', { sql: SQL, analyze: true })
     expect(a.coverage.answered).toBe(16)
     expect(a.tookMs).toBeGreaterThanOrEqual(2000)
     expect(c.get('q0').service.stats().hedgesFired).toBe(0)
+    // EXPLAIN ANALYZE's breakdown says where the time went: the scatter, and in it the slow
+    // peer's round trip (its links' latency), not its work (none, in virtual time) nor the merge.
+    const st = a.analyze!.stages!
+    expect(st.scatterMs).toBeGreaterThanOrEqual(2000)
+    expect(st.parseMs + st.planMs + st.mergeMs + st.finishMs).toBe(0)
+    expect(st.parseMs + st.planMs + st.scatterMs + st.finishMs).toBeCloseTo(a.tookMs, 6)
+    const slowPeer = a.analyze!.peers.find(p => p.peer === slow)!
+    expect(slowPeer.roundTripMs).toBeGreaterThanOrEqual(2000)
+    expect(slowPeer.ms + slowPeer.waitMs + slowPeer.readMs).toBe(0)
+    for (const p of a.analyze!.peers.filter(p => p.peer !== slow)) expect(p.roundTripMs, p.name).toBeLessThan(100)
   })
 
   it('many concurrent queries never fire more hedges than the token bucket holds', async () => {

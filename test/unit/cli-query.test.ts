@@ -372,10 +372,11 @@ describe('shoal query and explain against a fake peer', () => {
       plan: {},
       analyze: {
         peers: [
-          { peer: '12D3KooWAAA', name: 'a', partitions: 6, rows: 1200, bytes: 52_000, ms: 12.4 },
+          { peer: '12D3KooWAAA', name: 'a', partitions: 6, rows: 1200, bytes: 52_000, ms: 12.4, roundTripMs: 14.2, mergeMs: 0.4 },
           { peer: '12D3KooWBBBB', name: null, partitions: 10, rows: 34, bytes: 900, ms: 3 }
         ],
-        tookMs: 17
+        tookMs: 17,
+        stages: { parseMs: 0.3, planMs: 0.2, scatterMs: 15.1, mergeMs: 0.5, finishMs: 1.2, gcMs: 0 }
       }
     }
     peer.reply = (_req, res) => json(res, 200, answer)
@@ -385,10 +386,11 @@ describe('shoal query and explain against a fake peer', () => {
     expect(io.out()).toBe([
       'Scan orders (16 partitions)',
       '',
-      'PEER          PARTITIONS  ROWS   BYTES  MS',
-      '------------  ----------  ----  ------  --',
-      'a                      6  1200  51 KiB  12',
-      '12D3KooWBBBB          10    34   900 B   3',
+      'PEER          PARTITIONS  ROWS   BYTES  MS  ROUND TRIP MS  MERGE MS',
+      '------------  ----------  ----  ------  --  -------------  --------',
+      'a                      6  1200  51 KiB  12             14       0.4',
+      '12D3KooWBBBB          10    34   900 B   3              0         0',
+      'stages: parse 0.3 · plan 0.2 · scatter 15 (merging 0.5) · finish 1.2 · gc 0 ms',
       'total: 2 peers · 16 partitions · 1234 rows · 52 KiB · 17 ms',
       ''
     ].join('\n'))

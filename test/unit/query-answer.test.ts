@@ -61,7 +61,7 @@ describe('the streamed JSON answer', () => {
     const none = Object.assign(finalResult(columns, batchFromRows([], columns)), { coverage: { total: 1, answered: 1, missing: [] }, confidence: 1, tookMs: 0.5, strategy: 'Local' }) as QueryAnswer
     expect([...answerJson(none)].join('')).toBe(whole(none))
     expect(JSON.parse([...answerJson(none)].join('')).rows).toEqual([])
-    const analyzed = answer({ analyze: { peers: [{ peer: 'p', name: 'ü', partitions: 2, rows: 10, rowsOut: 3, bytes: 99, ms: 1.5 }], tookMs: 2, hedges: 0, retries: 1 } })
+    const analyzed = answer({ analyze: { peers: [{ peer: 'p', name: 'ü', partitions: 2, rows: 10, rowsOut: 3, bytes: 99, ms: 1.5, waitMs: 0.1, readMs: 0.2, readyMs: 1.9, roundTripMs: 2.5, mergeMs: 0.3 }], tookMs: 2, hedges: 0, retries: 1, stages: { parseMs: 0.1, planMs: 0.1, scatterMs: 2.6, mergeMs: 0.3, finishMs: 0.1, gcMs: 0 } } })
     expect([...answerJson(analyzed, 3)].join('')).toBe(whole(analyzed))
     const aggs = answer({ aggregations: { by: { buckets: [{ key: 'é', doc_count: 2 }] } } })
     expect([...answerJson(aggs)].join('')).toBe(whole(aggs))

@@ -5,6 +5,7 @@
  * item for a partition this peer cannot serve, so the coordinator can retry just that partition
  * on another replica. Everything in the request is checked: it comes off the network.
  */
+import { performance } from 'node:perf_hooks'
 import { pack } from 'msgpackr'
 import { BatchLease, type ColumnBatch, type ValueType } from '../../columnar/index.js'
 import type { SpaceDef } from '../../schema/index.js'
@@ -34,8 +35,21 @@ export interface FragmentRequest {
   analyze: boolean
 }
 
+/**
+ * Where a partition's time went on the data peer, beside FragmentStats.ms (the executor's own):
+ * how long it waited for its turn (a worker busy with another partition), how long opening the
+ * replica and reading its batches took, and when its answer was ready. Sent with analyze only; a peer of an older version sends
+ * neither (read as 0).
+ */
+export interface PartitionTimings {
+  waitMs?: number
+  readMs?: number
+  /** From the request's arrival to this partition's answer being ready to send. */
+  readyMs?: number
+}
+
 export type FragmentItem =
-  | { p: number, out: FragmentOutput, last: boolean, stats?: FragmentStats & { bytes: number } }
+  | { p: number, out: FragmentOutput, last: boolean, stats?: FragmentStats & PartitionTimings & { bytes: number } }
   | { p: number, error: { code: string, message: string } }
 
 export interface FragmentServerDeps {
@@ -95,8 +109,11 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
   const columns = shape.scan.columns ?? []
   const options = batchOptions(shape, columnType)
   const types = columns.map(c => [c, columnType(c) ?? 'null'] as [string, ValueType])
+  const clock = deps.now ?? (() => performance.now())
+  const received = clock()
   const partition = async (p: number): Promise<FragmentItem[]> => {
     if (signal.aborted) return []
+    const started = clock()
     if (p >= def.partitions) return [{ p, error: { code: 'BAD_FRAGMENT', message: `partition ${p} out of range` } }]
     let store: PartitionStore
     try {
@@ -114,6 +131,7 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     // settles only once no thread reads them, and its output never views them (encodeBatch
     // copies shared memory). Storage then may reuse their memory for other columns.
     const lease = new BatchLease()
+    let read = started
     let result
     try {
       try {
@@ -124,6 +142,7 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
       } catch (err) {
         return [{ p, error: { code: 'STORE_FAILED', message: (err as Error).message } }]
       }
+      read = clock()
       try {
         const now = deps.now !== undefined ? { now: deps.now } : {}
         result = deps.pool !== undefined
@@ -136,7 +155,8 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
       lease.release()
     }
     const bytes = req.analyze ? outputBytes(result.output) : 0
-    const stats = { ...result.stats, bytes }
+    // The store's open (and, with a pool, the batches' reading) apart from the executor's work.
+    const stats = req.analyze ? { ...result.stats, bytes, waitMs: started - received, readMs: read - started, readyMs: clock() - received } : { ...result.stats, bytes }
     // Cut by rows and by bytes; rows as encoded: views of the answer's bytes, not decoded and encoded again.
     const pieces = [...chunkOutput(result.output, { maxRows: ROWS_PER_CHUNK, maxBytes: BYTES_PER_CHUNK })]
     return pieces.map((out, i) => i === pieces.length - 1 ? { p, out, last: true, stats } : { p, out, last: false })

@@ -8,20 +8,22 @@
  * request still running is cancelled (the peers stop their work). The answer says how complete it
  * is: coverage {total, answered, missing with reasons} and confidence.
  */
-import { HistogramFamily, type Clock, type Logger, type PeerAddress, type PeerId, type Timer, type Transport } from '../../runtime/index.js'
+import { HistogramFamily, type Clock, type Logger, type PeerAddress, type PeerId, type Transport } from '../../runtime/index.js'
 import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
 import { checkPlanLimits, collect, PlanDecodeError, PlanLimitError, type PlanNode, type ScanNode, type SpreadNode } from '../model/index.js'
 import { parseSql, SqlError } from '../sql/index.js'
 import { parseJsonQuery, JsonQueryError } from '../json/index.js'
 import { validatePlan, type OutputColumn } from '../validate/index.js'
-import { MemoryBudget, QueryExecError, QueryMerger, splitPlan, type FragmentPool, type FinalResult, type FragmentStats, type SplitPlan } from '../exec/index.js'
+import { MemoryBudget, QueryExecError, QueryMerger, splitPlan, type FragmentPool, type FinalResult, type SplitPlan } from '../exec/index.js'
 import { QueryError } from './errors.js'
 import { PeerHealth, TokenBucket } from './health.js'
 import { explainText, planQuery, type QueryPlan } from './planner.js'
-import { METHOD_FRAGMENT, columnTypes, parseFragmentRequest, serveFragments, type FragmentItem, type FragmentRequest, type FragmentServerDeps } from './fragments.js'
+import { METHOD_FRAGMENT, columnTypes, parseFragmentRequest, serveFragments, type FragmentItem, type FragmentServerDeps } from './fragments.js'
 import { runSpread } from './spread.js'
 import { isMultiSpace, recallMany } from './recall.js'
+import { FANOUT_BUCKETS, Scatter, type QueryAnalysis } from './scatter.js'
+import { gcClockMs, gcPausedMs, watchGcPauses } from './gc-pauses.js'
 
 export interface QueryServiceOptions {
   /** A query's deadline when the request names none. */
@@ -48,6 +50,9 @@ export interface QueryServiceOptions {
 
 /** The slow-query log keeps this much of a query's text. */
 const MAX_LOGGED_QUERY_CHARS = 2000
+
+/** Milliseconds in EXPLAIN ANALYZE's text: two decimals under 10, one above. */
+function ms (x: number): string { return x < 10 ? x.toFixed(2) : x.toFixed(1) }
 
 export const DEFAULT_QUERY_OPTIONS: Readonly<Required<QueryServiceOptions>> = {
   defaultTimeoutMs: 30_000,
@@ -99,14 +104,12 @@ export interface Coverage {
   missing: Array<{ space: string, partition: number, reason: string }>
 }
 
-export interface PeerAnalysis { peer: PeerId, name: string, partitions: number, rows: number, rowsOut: number, bytes: number, ms: number }
-
 export interface QueryAnswer extends FinalResult {
   coverage: Coverage
   confidence: number
   tookMs: number
   strategy: string
-  analyze?: { peers: PeerAnalysis[], tookMs: number, hedges: number, retries: number }
+  analyze?: QueryAnalysis
 }
 
 export interface QueryStats {
@@ -123,18 +126,6 @@ export interface QueryStats {
   fragmentsCancelled: number
   /** Peers asked per query: counts by bucket (1, 2, 4, 8, 16, 32, 64, more). */
   fanout: number[]
-}
-
-const FANOUT_BUCKETS = [1, 2, 4, 8, 16, 32, 64]
-
-interface PartState {
-  partition: number
-  replicas: PeerId[]
-  tried: Set<PeerId>
-  inflight: number
-  done: boolean
-  missing?: string
-  lastError?: string
 }
 
 export class QueryService {
@@ -260,7 +251,14 @@ export class QueryService {
     const answer = await this.query({ ...req, analyze: true })
     const a = answer.analyze!
     text += `\nAnalyze: ${answer.rows.length} rows in ${answer.tookMs.toFixed(1)} ms; coverage ${answer.coverage.answered}/${answer.coverage.total}; hedges ${a.hedges}, retries ${a.retries}`
-    for (const p of a.peers) text += `\n  ${p.name}: ${p.partitions} partitions, ${p.rows} rows scanned, ${p.rowsOut} matched, ${p.bytes} bytes, ${p.ms.toFixed(1)} ms`
+    const st = a.stages
+    if (st !== undefined) {
+      text += `\n  stages (ms): parse ${ms(st.parseMs)}, plan ${ms(st.planMs)}, scatter ${ms(st.scatterMs)} (of which merging ${ms(st.mergeMs)}), finish ${ms(st.finishMs)}; garbage collection ${ms(st.gcMs)} within`
+    }
+    for (const p of a.peers) {
+      text += `\n  ${p.name}: ${p.partitions} partitions, ${p.rows} rows scanned, ${p.rowsOut} matched, ${p.bytes} bytes, ${ms(p.ms)} ms executing` +
+        ` (waiting ${ms(p.waitMs)}, reading ${ms(p.readMs)}), last answer ready ${ms(p.readyMs)} ms after the request came; round trip ${ms(p.roundTripMs)} ms, merging ${ms(p.mergeMs)} ms`
+    }
     return { text, plan, analyze: a }
   }
 
@@ -300,7 +298,12 @@ export class QueryService {
         const deadline = t0 + timeoutMs
         return await recallMany(req, async (one) => await this.run({ ...one, timeoutMs: Math.max(1, deadline - this.deps.clock.now()) }), () => this.deps.clock.now())
       }
+      const analyze = req.analyze === true
+      const clock = this.deps.clock
+      if (analyze) watchGcPauses()
+      const gc0 = analyze ? gcClockMs() : 0
       const prepared = this.prepare(req)
+      const t1 = clock.now()
       const budget = new MemoryBudget(this.opts.memoryBudgetMb * 1024 * 1024)
       const allowPartial = req.allowPartial ?? true
       if (prepared.plan.kind === 'Spread') {
@@ -312,14 +315,19 @@ export class QueryService {
         return this.answer(r.result, r.coverage, t0, allowPartial, 'Spread', undefined)
       }
       const split = this.split(prepared.plan, prepared.space)
-      const run = await this.runSplit(prepared.space, split, { deadline: t0 + timeoutMs, signal: req.signal, analyze: req.analyze === true, budget })
+      const run = await this.runSplit(prepared.space, split, { deadline: t0 + timeoutMs, signal: req.signal, analyze, budget })
+      const t4 = clock.now()
       let result: FinalResult
       try {
         result = run.merger.finish(prepared.columns)
       } catch (err) {
         throw this.execError(err)
       }
-      const answer = this.answer(result, run.coverage, t0, allowPartial, run.strategy, req.analyze === true ? run.analyze : undefined)
+      if (analyze && run.analyze !== undefined) {
+        const mergeMs = run.analyze.peers.reduce((sum, p) => sum + p.mergeMs, 0)
+        run.analyze.stages = { parseMs: t1 - t0, planMs: run.scatterStart - t1, scatterMs: t4 - run.scatterStart, mergeMs, finishMs: clock.now() - t4, gcMs: gcPausedMs(gc0, gcClockMs()) }
+      }
+      const answer = this.answer(result, run.coverage, t0, allowPartial, run.strategy, analyze ? run.analyze : undefined)
       this.logIfSlow(req, answer, run.analyze)
       return answer
     } catch (err) {
@@ -378,13 +386,14 @@ export class QueryService {
   }
 
   /** Plans and scatters one split plan, merging into a QueryMerger. */
-  async runSplit (space: SpaceDef, split: SplitPlan, o: { deadline: number, signal?: AbortSignal, analyze: boolean, budget: MemoryBudget }): Promise<{ merger: QueryMerger, coverage: Coverage, strategy: string, analyze?: QueryAnswer['analyze'] }> {
+  async runSplit (space: SpaceDef, split: SplitPlan, o: { deadline: number, signal?: AbortSignal, analyze: boolean, budget: MemoryBudget }): Promise<{ merger: QueryMerger, coverage: Coverage, strategy: string, analyze?: QueryAnalysis, scatterStart: number }> {
     const qp = this.planFor(space, split)
     const merger = new QueryMerger(split, columnTypes(space), o.budget)
     const scatter = new Scatter(this, qp, merger, o)
+    const scatterStart = this.deps.clock.now()
     await scatter.run()
     // The per-peer figures are kept whether or not asked for: a slow query is logged with them.
-    return { merger, coverage: scatter.coverage(), strategy: qp.strategy, analyze: scatter.analysis() }
+    return { merger, coverage: scatter.coverage(), strategy: qp.strategy, analyze: scatter.analysis(), scatterStart }
   }
 
   // ------------------------------------------------------------------ used by Scatter
@@ -396,275 +405,4 @@ export class QueryService {
   /** @internal */ fragmentServer (): FragmentServerDeps { return this.fragmentDeps }
   /** @internal */ peerLabel (peer: PeerId): string { return this.deps.peerName?.(peer) ?? peer }
   /** @internal */ toQueryError (err: unknown): unknown { return this.execError(err) }
-}
-
-/** One query's scatter-gather. */
-class Scatter {
-  private readonly parts = new Map<number, PartState>()
-  private readonly inflight = new Set<AbortController>()
-  private readonly queue: Array<{ peer: PeerId, parts: PartState[], hedge: boolean }> = []
-  private running = 0
-  private peersAsked = new Set<PeerId>()
-  private readonly perPeer = new Map<PeerId, PeerAnalysis>()
-  private hedgesFired = 0
-  private retries = 0
-  private settle!: () => void
-  private fail!: (err: unknown) => void
-  private finished = false
-  private deadlineTimer: Timer | undefined
-
-  constructor (private readonly svc: QueryService, private readonly plan: QueryPlan, private readonly merger: QueryMerger, private readonly o: { deadline: number, signal?: AbortSignal, analyze: boolean, budget: MemoryBudget }) {
-    for (const t of plan.targets) this.parts.set(t.partition, { partition: t.partition, replicas: t.replicas, tried: new Set(), inflight: 0, done: false })
-  }
-
-  async run (): Promise<void> {
-    const d = this.svc.d
-    const done = new Promise<void>((resolve, reject) => { this.settle = resolve; this.fail = reject })
-    if (this.o.signal?.aborted === true) throw new QueryError('CANCELLED', 499, 'the query was cancelled')
-    const onAbort = (): void => { this.abortAll(); this.finish(new QueryError('CANCELLED', 499, 'the query was cancelled')) }
-    this.o.signal?.addEventListener('abort', onAbort, { once: true })
-    this.deadlineTimer = d.clock.setTimer(Math.max(0, this.o.deadline - d.clock.now()), () => {
-      for (const s of this.parts.values()) if (!s.done && s.missing === undefined) s.missing = 'timeout: no answer before the query deadline'
-      this.abortAll()
-      this.finish()
-    })
-    this.dispatch([...this.parts.values()], false)
-    this.checkDone()
-    try {
-      await done
-    } finally {
-      this.o.signal?.removeEventListener('abort', onAbort)
-      this.deadlineTimer?.cancel()
-      this.abortAll()
-      const n = this.peersAsked.size
-      const stat = this.svc.stat
-      if (n === 0 || (n === 1 && this.peersAsked.has(d.self))) stat.localOnly++
-      const bucket = FANOUT_BUCKETS.findIndex(b => n <= b)
-      stat.fanout[bucket < 0 ? FANOUT_BUCKETS.length : bucket]!++
-    }
-  }
-
-  private finish (err?: unknown): void {
-    if (this.finished) return
-    this.finished = true
-    if (err !== undefined) this.fail(err)
-    else this.settle()
-  }
-
-  private abortAll (): void {
-    for (const c of this.inflight) c.abort()
-    this.inflight.clear()
-  }
-
-  private checkDone (): void {
-    for (const s of this.parts.values()) if (!s.done && s.missing === undefined) return
-    this.finish()
-  }
-
-  /** Sends each partition to its next untried replica, one request per peer. */
-  private dispatch (parts: PartState[], hedge: boolean): void {
-    const byPeer = new Map<PeerId, PartState[]>()
-    for (const s of parts) {
-      if (s.done || s.missing !== undefined) continue
-      const next = s.replicas.find(p => !s.tried.has(p) && (p === this.svc.d.self || this.svc.d.isReachable(p)))
-      if (next === undefined) {
-        if (s.inflight === 0 && !hedge) s.missing = s.lastError ?? (s.replicas.length === 0 ? 'no reachable replica' : 'every replica failed')
-        continue
-      }
-      let l = byPeer.get(next)
-      if (l === undefined) byPeer.set(next, l = [])
-      l.push(s)
-    }
-    // Every hedged request costs a token (one slow peer's partitions may hedge to several peers),
-    // and a hedge is all or nothing: the query waits for its slowest partition anyway.
-    if (hedge && byPeer.size > 0 && !this.svc.tryHedge(byPeer.size)) return
-    for (const [peer, ps] of byPeer) {
-      for (const s of ps) { s.tried.add(peer); s.inflight++ }
-      this.queue.push({ peer, parts: ps, hedge })
-    }
-    this.pump()
-  }
-
-  private pump (): void {
-    while (this.running < this.svc.options.maxFanout && this.queue.length > 0 && !this.finished) {
-      const job = this.queue.shift()!
-      this.running++
-      void this.ask(job.peer, job.parts, job.hedge).finally(() => {
-        this.running--
-        this.pump()
-        this.checkDone()
-      })
-    }
-  }
-
-  private async ask (peer: PeerId, parts: PartState[], hedge: boolean): Promise<void> {
-    const d = this.svc.d
-    const opts = this.svc.options
-    this.peersAsked.add(peer)
-    if (hedge) { this.hedgesFired++; this.svc.stat.hedgesFired++ }
-    const controller = new AbortController()
-    this.inflight.add(controller)
-    const t0 = d.clock.now()
-    const pending = new Set(parts.map(p => p.partition))
-    const byPartition = new Map(parts.map(p => [p.partition, p]))
-    /**
-     * Whether every partition still pending here was answered (here or by another replica). No
-     * copy of the set, and it stops at the first open one (usually the first: partitions answer
-     * in order), so checking after each partition does not cost O(n) each.
-     */
-    const allDone = (ps: Set<number>): boolean => {
-      for (const p of ps) if (!byPartition.get(p)!.done) return false
-      return true
-    }
-    /** Rows chunks of a partition, held until its last chunk: a partition commits whole or not at all. */
-    const held = new Map<number, FragmentItem[]>()
-    /** A hedge counts as won once, when it is the first to answer one of its partitions. */
-    let won = false
-    const spec = this.plan.split
-    const req: FragmentRequest = { space: this.plan.space.name, uid: this.plan.space.uid, partitions: parts.map(p => p.partition), plan: spec.fragment, budgetBytes: opts.memoryBudgetMb * 1024 * 1024, analyze: this.o.analyze }
-    // Hedge: if this peer is slower than its usual p95, ask the next replica for what is still pending.
-    let hedgeTimer: Timer | undefined
-    if (opts.hedgeRatePerSec > 0 && peer !== d.self && !hedge) {
-      hedgeTimer = d.clock.setTimer(this.svc.health.hedgeDelayMs(peer), () => {
-        const slow = [...pending].map(p => byPartition.get(p)!).filter(s => !s.done && s.inflight === 1 && s.replicas.some(r => !s.tried.has(r)))
-        if (slow.length > 0) this.dispatch(slow, true)
-      })
-    }
-    const perTarget = Math.min(opts.perTargetTimeoutMs, Math.max(1, this.o.deadline - t0))
-    let failure: string | undefined
-    try {
-      const items = peer === d.self
-        ? serveFragments(this.svc.fragmentServer(), req, controller.signal, true)
-        : this.remote(peer, req, perTarget, controller.signal)
-      for await (const raw of items) {
-        const item = raw as FragmentItem
-        const s = byPartition.get(item?.p)
-        if (s === undefined || !pending.has(s.partition)) continue
-        if ('error' in item) {
-          if (item.error.code === 'MEMORY_BUDGET' || item.error.code === 'LIMIT') {
-            // What was asked is too big for any replica: fail the query as the merge would (422), rather than retry it everywhere and answer nothing.
-            this.finish(this.svc.toQueryError(new QueryExecError(item.error.code, item.error.message)))
-            return
-          }
-          if (item.error.code === 'BAD_FRAGMENT') { this.finish(this.refused(peer, item.error.message)); return }
-          if (item.error.code === 'EXEC_ERROR' && !s.done) { this.finish(this.execFailed(peer, s.partition, item.error.message)); return }
-          pending.delete(s.partition)
-          s.inflight--
-          s.lastError = `${this.svc.peerLabel(peer)}: ${item.error.code}: ${item.error.message}`
-          if (!s.done) { this.retries++; this.svc.stat.retries++; this.dispatch([s], false) }
-          continue
-        }
-        let list = held.get(s.partition)
-        if (list === undefined) held.set(s.partition, list = [])
-        list.push(item)
-        if (!item.last) continue
-        pending.delete(s.partition)
-        held.delete(s.partition)
-        s.inflight--
-        if (s.done || s.missing !== undefined) continue
-        try {
-          for (const it of list) this.merger.add((it as Extract<FragmentItem, { out: unknown }>).out)
-        } catch (err) {
-          // A partial that cannot merge (a budget, a limit) fails the whole query.
-          this.finish(this.svc.toQueryError(err))
-          return
-        }
-        s.done = true
-        if (hedge && !won) { won = true; this.svc.stat.hedgesWon++ }
-        if (item.stats !== undefined) this.note(peer, item.stats)
-        if (allDone(pending)) break
-        this.checkDone()
-      }
-      if (!allDone(pending)) failure = 'the peer ended its answer early'
-      this.svc.health.observe(peer, d.clock.now() - t0)
-    } catch (err) {
-      if (!this.finished && (err as { code?: unknown }).code === 'BAD_FRAGMENT') { this.finish(this.refused(peer, (err as Error).message)); return }
-      if (!this.finished && (err as { code?: unknown }).code === 'FRAME_TOO_LARGE' && !allDone(pending)) { this.finish(this.tooLarge(peer, pending, (err as Error).message)); return }
-      if (this.finished) {
-        // Cut short because the query finished without it (hedges or other replicas answered
-        // first): this peer is at least that slow, and the planner should learn it.
-        if ([...pending].some(p => byPartition.get(p)!.done)) this.svc.health.observeFailure(peer, d.clock.now() - t0)
-        return
-      }
-      failure = (err as Error).message ?? String(err)
-      this.svc.health.observeFailure(peer, d.clock.now() - t0)
-    } finally {
-      hedgeTimer?.cancel()
-      this.inflight.delete(controller)
-      controller.abort()
-    }
-    if (this.finished) return
-    const retry: PartState[] = []
-    for (const p of pending) {
-      const s = byPartition.get(p)!
-      s.inflight--
-      if (s.done) continue
-      s.lastError = `${this.svc.peerLabel(peer)}: ${failure ?? 'no answer'}`
-      retry.push(s)
-    }
-    if (retry.length > 0) {
-      this.retries += retry.length
-      this.svc.stat.retries += retry.length
-      this.dispatch(retry, false)
-    }
-  }
-
-  /**
-   * A peer found the fragment malformed: every replica would, and answering without those
-   * partitions would hide it. The coordinator checked the query against the same limits, so this
-   * is a bug (or peers of different versions), said as one.
-   */
-  private refused (peer: PeerId, message: string): QueryError {
-    return new QueryError('INTERNAL', 500, `peer ${this.svc.peerLabel(peer)} refused this query's fragment as malformed: ${message}`)
-  }
-
-  /**
-   * A peer's executor failed on a partition with an error of the query itself (a bug the same
-   * plan over the same rows meets on every replica): retried, it would end as a partition
-   * "missing" from a 200 for no real unavailability, so the query fails, naming where.
-   */
-  private execFailed (peer: PeerId, partition: number, message: string): QueryError {
-    return new QueryError('INTERNAL', 500, `peer ${this.svc.peerLabel(peer)} failed running this query on ${this.plan.space.name}/${partition}: ${message}`)
-  }
-
-  /**
-   * A piece of a peer's answer did not fit one RPC frame. Rows and groups are cut to a quarter of
-   * a frame or less, so this is one row, one group's state (count(DISTINCT) of a huge set) or a
-   * JSON aggregation's states past the limit: the same on every replica, and the query's size, so
-   * a 422 that says what to narrow rather than a partition missing.
-   */
-  private tooLarge (peer: PeerId, pending: ReadonlySet<number>, message: string): QueryError {
-    const parts = [...pending].slice(0, 5).map(p => `${this.plan.space.name}/${p}`).join(', ')
-    return new QueryError('LIMIT', 422, `peer ${this.svc.peerLabel(peer)} could not send its answer for ${parts}${pending.size > 5 ? ', …' : ''}: ${message}; a single row, group or aggregation state must fit one frame: narrow the query (fewer distinct values per group, smaller aggregations)`)
-  }
-
-  private async * remote (peer: PeerId, req: FragmentRequest, timeoutMs: number, signal: AbortSignal): AsyncGenerator<unknown> {
-    const addr = this.svc.d.addressOf(peer)
-    if (addr === undefined) throw new Error('no address known for this peer')
-    yield * this.svc.d.transport.stream(addr, METHOD_FRAGMENT, req, { timeoutMs, signal })
-  }
-
-  private note (peer: PeerId, stats: FragmentStats & { bytes: number }): void {
-    let a = this.perPeer.get(peer)
-    if (a === undefined) this.perPeer.set(peer, a = { peer, name: this.svc.peerLabel(peer), partitions: 0, rows: 0, rowsOut: 0, bytes: 0, ms: 0 })
-    a.partitions++
-    a.rows += stats.rowsScanned
-    a.rowsOut += stats.rowsMatched
-    a.bytes += stats.bytes
-    a.ms += stats.ms
-  }
-
-  coverage (): Coverage {
-    const missing: Coverage['missing'] = []
-    let answered = 0
-    for (const s of this.parts.values()) {
-      if (s.done) answered++
-      else missing.push({ space: this.plan.space.name, partition: s.partition, reason: s.missing ?? s.lastError ?? 'no answer' })
-    }
-    return { total: this.parts.size, answered, missing }
-  }
-
-  analysis (): NonNullable<QueryAnswer['analyze']> {
-    return { peers: [...this.perPeer.values()], tookMs: 0, hedges: this.hedgesFired, retries: this.retries }
-  }
 }
