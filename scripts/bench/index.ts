@@ -12,6 +12,7 @@ import { cpus, loadavg } from 'node:os'
 import { benchCluster, formatClusterBench } from './cluster.js'
 import { BenchArgsError, benchUsage, parseBenchArgs, type BenchPartInfo } from './parts.js'
 import { benchClusterQueries, benchLocalQueries, formatClusterQueryBench, formatLocalQueryBench } from './query.js'
+import { benchMemoryQueries, formatMemoryQueryBench } from './memory-queries.js'
 import { benchRpc, type LatencyStats } from './rpc.js'
 import { benchScan, formatScanBench } from './scan.js'
 import { benchStorage, formatStorageBench } from './storage.js'
@@ -77,13 +78,15 @@ const PARTS: BenchPart[] = [
   },
   {
     name: 'query',
-    description: 'queries in Shoal and DuckDB on the same data: one peer locally, then real peers over HTTP',
+    description: 'queries in Shoal and DuckDB on the same data: one peer locally, then real peers over HTTP; recall, spread and complete on 3 peers against 1',
     run: async quick => {
       console.log('\n## Queries: Shoal and DuckDB on the same data\n')
       console.log('Local execution, one peer (every partition its own: no network), against DuckDB in-process:\n')
       console.log(formatLocalQueryBench(await benchLocalQueries(quick ? 1_000_000 : 10_000_000)))
       console.log('\nReal peers over HTTP (16 partitions, one replica each: every query needs every peer):\n')
       console.log(formatClusterQueryBench(await benchClusterQueries(quick ? 50_000 : 200_000)))
+      console.log('\nMemory-style queries, 3 peers against 1 peer holding every partition (16 partitions, one replica):\n')
+      console.log(formatMemoryQueryBench(await benchMemoryQueries(quick ? 10_000 : 50_000)))
     }
   },
   {
