@@ -12,6 +12,7 @@ import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
 import { decodePlan, type PlanNode } from '../model/index.js'
 import { validatePlan } from '../validate/index.js'
+import { pointBatch, pointReadIds } from './point-reads.js'
 import { MemoryBudget, QueryExecError, batchOptions, chunkOutput, fragmentShape, runFragment, type FragmentOutput, type FragmentPool, type FragmentStats } from '../exec/index.js'
 
 export const METHOD_FRAGMENT = 'query.fragment'
@@ -109,6 +110,7 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
   const columns = shape.scan.columns ?? []
   const options = batchOptions(shape, columnType)
   const types = columns.map(c => [c, columnType(c) ?? 'null'] as [string, ValueType])
+  const pointIds = pointReadIds(shape.filter)
   const clock = deps.now ?? (() => performance.now())
   const received = clock()
   const partition = async (p: number): Promise<FragmentItem[]> => {
@@ -135,7 +137,11 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     let result
     try {
       try {
-        if (deps.pool !== undefined) {
+        if (pointIds !== null) {
+          // A few pinned ids: read by id (point-reads.ts), and run here: one small batch is not
+          // worth a worker's hand-off.
+          batches = [await pointBatch(store, pointIds, columns, columnType)]
+        } else if (deps.pool !== undefined) {
           batches = []
           for await (const b of store.batches(columns, { ...options, lease })) batches.push(b)
         }
@@ -145,9 +151,11 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
       read = clock()
       try {
         const now = deps.now !== undefined ? { now: deps.now } : {}
-        result = deps.pool !== undefined
-          ? await deps.pool.run({ plan: req.plan, batches: batches!, columnType, types, budgetBytes: req.budgetBytes, signal, ...now })
-          : await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal, ...now })
+        result = pointIds !== null
+          ? await runFragment(req.plan, { source: { batches: () => batches! }, columnType, budget: new MemoryBudget(req.budgetBytes), signal, ...now })
+          : deps.pool !== undefined
+            ? await deps.pool.run({ plan: req.plan, batches: batches!, columnType, types, budgetBytes: req.budgetBytes, signal, ...now })
+            : await runFragment(req.plan, { source: store, columnType, budget: new MemoryBudget(req.budgetBytes), signal, ...now })
       } catch (err) {
         return [{ p, error: { code: fragmentErrorCode(err), message: (err as Error).message } }]
       }
