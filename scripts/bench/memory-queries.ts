@@ -13,21 +13,11 @@ import '../../src/polyfill/index.js'
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { FAST_MEMBERSHIP, TestCluster, waitFor, type PeerProcess } from '../../test/cluster/index.js'
+// mulberry32, seeded: the same data and queries on both clusters.
+import { rng } from '../../test/jepsen/nemesis.js'
 
 const DIM = 32
 const CATS = 20
-
-/** A small deterministic generator (mulberry32): the same data and queries on both clusters. */
-function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function vector (r: () => number): number[] {
   return Array.from({ length: DIM }, () => Math.round((r() * 2 - 1) * 1000) / 1000)
