@@ -15,7 +15,7 @@ import {
 } from '../backup/index.js'
 import { VERSION } from '../runtime/index.js'
 import { CliError } from './errors.js'
-import { fetchJson } from './http-client.js'
+import { authHeaders, fetchJson } from './http-client.js'
 
 export interface BackupOptions {
   peer: string
@@ -181,7 +181,7 @@ class PeerError extends Error {
 async function openStream (base: string, path: string, signal: AbortSignal): Promise<Response> {
   let res: Response
   try {
-    res = await fetch(new URL(path, base), { signal })
+    res = await fetch(new URL(path, base), { signal, headers: authHeaders() })
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message
     throw new Error(`cannot reach peer at ${base}: ${cause}`)

@@ -1,5 +1,14 @@
 import { CliError } from './errors.js'
 
+/**
+ * The bearer token of a guarded peer (`--http-token-file` on the peer): from SHOAL_TOKEN, sent
+ * with every request the CLI makes. (An https peer with a private CA: NODE_EXTRA_CA_CERTS.)
+ */
+export function authHeaders (): Record<string, string> {
+  const token = process.env.SHOAL_TOKEN
+  return token !== undefined && token !== '' ? { authorization: `Bearer ${token}` } : {}
+}
+
 /** GETs or POSTs JSON to a peer's HTTP API, turning every failure into a one-line CliError. */
 export async function fetchJson (base: string, path: string, init: { method?: string, body?: unknown, rawBody?: string, contentType?: string, timeoutMs?: number } = {}): Promise<unknown> {
   let url: URL
@@ -12,8 +21,9 @@ export async function fetchJson (base: string, path: string, init: { method?: st
   try {
     res = await fetch(url, {
       method: init.method ?? 'GET',
-      ...(init.body !== undefined ? { body: JSON.stringify(init.body), headers: { 'content-type': 'application/json' } } : {}),
-      ...(init.rawBody !== undefined ? { body: init.rawBody, headers: { 'content-type': init.contentType ?? 'application/json' } } : {}),
+      headers: authHeaders(),
+      ...(init.body !== undefined ? { body: JSON.stringify(init.body), headers: { ...authHeaders(), 'content-type': 'application/json' } } : {}),
+      ...(init.rawBody !== undefined ? { body: init.rawBody, headers: { ...authHeaders(), 'content-type': init.contentType ?? 'application/json' } } : {}),
       signal: AbortSignal.timeout(init.timeoutMs ?? 10_000)
     })
   } catch (err) {
@@ -64,7 +74,7 @@ export async function fetchResponse (base: string, path: string, init: { method?
   } catch {
     throw new CliError(`--peer '${base}' is not a URL (expected e.g. http://127.0.0.1:7947)`, 2)
   }
-  const headers: Record<string, string> = {}
+  const headers: Record<string, string> = authHeaders()
   if (init.body !== undefined) headers['content-type'] = 'application/json'
   if (init.accept !== undefined) headers.accept = init.accept
   let res: Response

@@ -18,7 +18,7 @@ import {
 } from '../backup/index.js'
 import { mib, Progress } from './backup.js'
 import { CliError } from './errors.js'
-import { fetchJson } from './http-client.js'
+import { authHeaders, fetchJson } from './http-client.js'
 import type { ConsistencyFlag } from './records.js'
 
 export interface RestoreOptions {
@@ -154,7 +154,7 @@ async function postBatch (opts: RestoreOptions, space: string, lines: string[]):
   for (let attempt = 0; ; attempt++) {
     let res: Response
     try {
-      res = await fetch(new URL(path, opts.peer), { method: 'POST', body: lines.join('\n'), headers: { 'content-type': 'application/x-ndjson' }, signal: AbortSignal.timeout(120_000) })
+      res = await fetch(new URL(path, opts.peer), { method: 'POST', body: lines.join('\n'), headers: { ...authHeaders(), 'content-type': 'application/x-ndjson' }, signal: AbortSignal.timeout(120_000) })
     } catch (err) {
       if (attempt < RETRIES) { await sleep(1000 * 2 ** attempt); continue }
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message

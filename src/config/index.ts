@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
+import { isLoopbackHost } from '../http/guard.js'
 
 /** Fully resolved settings of one peer. */
 export interface PeerConfig {
@@ -25,6 +26,16 @@ export interface PeerConfig {
   swarmKeyFile?: string
   /** Human-readable name shown in `shoal members`. Default: `shoal-<http port>`. */
   name: string
+  /** HTTPS for the API (`--http-tls-cert`, `--http-tls-key`): PEM files, both or neither. */
+  httpTls?: { certFile: string, keyFile: string }
+  /** Bearer tokens for the API (`--http-token-file`; src/http/guard.ts for the format). */
+  httpTokenFile?: string
+  /**
+   * `--http-insecure`: lets the API listen beyond loopback without a token file. Without it (and
+   * without tokens) a non-loopback `http` address is refused at start: anyone who can reach the
+   * port could read, write and drop every space.
+   */
+  httpInsecure: boolean
   /** Enables POST /admin/faults. Off unless asked for: it lets any local caller cut the peer off. */
   enableFaultInjection: boolean
   /** pino level. Default `info`. */
@@ -109,6 +120,10 @@ export interface RawSettings {
   swarmKey?: unknown
   name?: unknown
   enableFaultInjection?: unknown
+  httpTlsCert?: unknown
+  httpTlsKey?: unknown
+  httpTokenFile?: unknown
+  httpInsecure?: unknown
   logLevel?: unknown
   membership?: unknown
   replication?: unknown
@@ -126,7 +141,7 @@ export interface RawSettings {
   heapGrowthPercent?: unknown
 }
 
-const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'logLevel', 'membership', 'replication', 'query', 'storage', 'placement', 'drainTimeoutMs', 'decommissionTimeoutMs', 'maxHttpConnections', 'maxPeerConnections', 'heapGrowthPercent'])
+const KNOWN_KEYS = new Set<keyof RawSettings>(['dataDir', 'listen', 'http', 'bootstrap', 'swarmKey', 'name', 'enableFaultInjection', 'httpTlsCert', 'httpTlsKey', 'httpTokenFile', 'httpInsecure', 'logLevel', 'membership', 'replication', 'query', 'storage', 'placement', 'drainTimeoutMs', 'decommissionTimeoutMs', 'maxHttpConnections', 'maxPeerConnections', 'heapGrowthPercent'])
 
 /** Environment variable → setting. Lists are comma-separated. */
 const ENV_VARS: Record<string, keyof RawSettings> = {
@@ -137,6 +152,10 @@ const ENV_VARS: Record<string, keyof RawSettings> = {
   SHOAL_SWARM_KEY: 'swarmKey',
   SHOAL_NAME: 'name',
   SHOAL_ENABLE_FAULT_INJECTION: 'enableFaultInjection',
+  SHOAL_HTTP_TLS_CERT: 'httpTlsCert',
+  SHOAL_HTTP_TLS_KEY: 'httpTlsKey',
+  SHOAL_HTTP_TOKEN_FILE: 'httpTokenFile',
+  SHOAL_HTTP_INSECURE: 'httpInsecure',
   SHOAL_LOG_LEVEL: 'logLevel',
   SHOAL_DRAIN_TIMEOUT_MS: 'drainTimeoutMs',
   SHOAL_DECOMMISSION_TIMEOUT_MS: 'decommissionTimeoutMs',
@@ -181,6 +200,19 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
   const name = asString(pick('name'), 'name') ?? `shoal-${http.port}`
   if (name.length === 0 || name.length > 64) throw new ConfigError('name', pick('name')?.source ?? 'default', 'must be 1 to 64 characters')
   const enableFaultInjection = asBool(pick('enableFaultInjection'), 'enableFaultInjection') ?? false
+  const certSetting = pick('httpTlsCert')
+  const keySetting = pick('httpTlsKey')
+  const tlsCert = asString(certSetting, 'httpTlsCert')
+  const tlsKey = asString(keySetting, 'httpTlsKey')
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    const [missing, given] = tlsCert === undefined ? ['httpTlsCert', keySetting!] : ['httpTlsKey', certSetting!]
+    throw new ConfigError(missing as keyof RawSettings & string, given.source, 'HTTPS needs both a certificate (--http-tls-cert) and its key (--http-tls-key)')
+  }
+  const tokenFile = asString(pick('httpTokenFile'), 'httpTokenFile')
+  const httpInsecure = asBool(pick('httpInsecure'), 'httpInsecure') ?? false
+  if (tokenFile === undefined && !httpInsecure && !isLoopbackHost(http.host)) {
+    throw new ConfigError('http', httpSetting?.source ?? 'default', `listens on ${http.host}, beyond loopback, with no bearer tokens: anyone who reaches the port could read, write and drop every space. Give --http-token-file (SHOAL_HTTP_TOKEN_FILE), or --http-insecure (SHOAL_HTTP_INSECURE) on a network you trust`)
+  }
   const logLevelSetting = pick('logLevel')
   const logLevel = (asString(logLevelSetting, 'logLevel') ?? 'info') as LogLevel
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('logLevel', logLevelSetting?.source ?? 'default', `must be one of ${LOG_LEVELS.join(', ')}`)
@@ -232,6 +264,9 @@ export function resolveConfig (input: ResolveInput): PeerConfig {
     ...(swarmKey !== undefined ? { swarmKeyFile: resolve(swarmKey) } : {}),
     name,
     enableFaultInjection,
+    ...(tlsCert !== undefined && tlsKey !== undefined ? { httpTls: { certFile: resolve(tlsCert), keyFile: resolve(tlsKey) } } : {}),
+    ...(tokenFile !== undefined ? { httpTokenFile: resolve(tokenFile) } : {}),
+    httpInsecure,
     logLevel,
     membership,
     replication,

@@ -1,4 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import { isOpen, readOnlyMay, roleOf, type TokenEntry } from './guard.js'
 import type { Socket } from 'node:net'
 import { CounterFamily, HistogramFamily, type Logger } from '../runtime/index.js'
 
@@ -66,6 +68,10 @@ export interface HttpServerOptions {
   headersTimeoutMs?: number
   /** Monotonic milliseconds, for the request durations (the peer's Clock.now). Default performance.now. */
   now?: () => number
+  /** HTTPS with this certificate chain and key (PEM): the API speaks TLS only. */
+  tls?: { cert: string | Buffer, key: string | Buffer }
+  /** Bearer tokens (guard.ts): every request but GET /health needs one, read-only ones only read. */
+  tokens?: readonly TokenEntry[]
 }
 
 /**
@@ -112,10 +118,17 @@ export class HttpServer {
     const headersTimeout = this.options.headersTimeoutMs ?? 20_000
     // A request (headers and body) must arrive within Node's 5 min: a client trickling a body would
     // otherwise hold a busy connection, which the cap cannot shed, for ever.
-    const server = createServer({ headersTimeout, requestTimeout: 300_000, connectionsCheckingInterval: Math.min(5000, headersTimeout) }, (req, res) => { void this.dispatch(req, res) })
+    const serverOptions = { headersTimeout, requestTimeout: 300_000, connectionsCheckingInterval: Math.min(5000, headersTimeout) }
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => { void this.dispatch(req, res) }
+    const tls = this.options.tls
+    // With TLS a plain-HTTP client gets no answer at all: its bytes are not a TLS handshake.
+    const server = tls !== undefined
+      ? createHttpsServer({ ...serverOptions, cert: tls.cert, key: tls.key, handshakeTimeout: headersTimeout }, onRequest)
+      : createServer(serverOptions, onRequest)
     // Keep-alive sockets would hold a draining peer open; close idle ones quickly.
     server.keepAliveTimeout = 5000
-    server.on('connection', (socket: Socket) => { this.admit(socket) })
+    // The connection a request arrives on: the TLS socket (after its handshake) under HTTPS.
+    server.on(tls !== undefined ? 'secureConnection' : 'connection', (socket: Socket) => { this.admit(socket) })
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const c = this.connections.get(req.socket)
       if (c === undefined) return
@@ -198,6 +211,24 @@ export class HttpServer {
       this.requestStats.durations.observe([method, routeLabel], (this.now() - t0) / 1000)
       this.requestStats.requests.inc([method, routeLabel, res.headersSent ? String(res.statusCode) : 'none'])
     })
+    const tokens = this.options.tokens
+    if (tokens !== undefined && !isOpen(method, pathname)) {
+      const role = roleOf(tokens, req.headers.authorization)
+      if (role === undefined) {
+        routeLabel = 'unauthorized'
+        const given = req.headers.authorization !== undefined
+        this.send(res, 401, {
+          body: { error: { code: 'UNAUTHORIZED', message: given ? 'the bearer token is not one this peer accepts' : 'this peer needs a bearer token: Authorization: Bearer <token>' } },
+          headers: { 'www-authenticate': `Bearer realm="shoal"${given ? ', error="invalid_token"' : ''}` }
+        })
+        return
+      }
+      if (role === 'read-only' && !readOnlyMay(method, pathname)) {
+        routeLabel = 'forbidden'
+        this.send(res, 403, { body: { error: { code: 'FORBIDDEN', message: `a read-only token may read and query, not ${method} ${pathname}` } } })
+        return
+      }
+    }
     try {
       const segments = splitPath(pathname)
       let pathMatched = false

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { mkdir, readFile } from 'node:fs/promises'
 import { totalmem } from 'node:os'
 import { dirname, resolve } from 'node:path'
@@ -6,7 +7,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Logger as PinoLogger } from 'pino'
 import type { PeerConfig } from '../config/index.js'
 import { FileHlcStore, HybridClock, hlcPhysicalMs } from '../hlc/index.js'
-import { HttpError, HttpServer, registerApi, registerBackupApi, registerDataApi, registerOpsApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView, type RemovePeerAnswer } from '../http/index.js'
+import { HttpError, HttpServer, TokenFileError, parseTokenFile, type TokenEntry, registerApi, registerBackupApi, registerDataApi, registerOpsApi, registerQueryApi, type ApiPeer, type FaultControl, type HealthReport, type MemberView, type RemovePeerAnswer } from '../http/index.js'
 import { DEFAULT_SWIM_OPTIONS, Swim, URGENT_METHODS, type MemberInfo } from '../membership/index.js'
 import { PeerMetrics, type Sample } from '../metrics/index.js'
 import { createHost, GossipsubBroadcaster, loadOrCreatePeerKey, parseSwarmKey, RpcTransport, type Host } from '../net/index.js'
@@ -213,8 +214,13 @@ export class Peer implements ApiPeer {
     }
     // Membership's probes and gossip on streams of their own: never behind a catch-up's megabytes.
     const transport = new RpcTransport({ libp2p: host.libp2p, clock, log: log.child({ component: 'rpc' }), controlMethods: URGENT_METHODS })
-    const http = new HttpServer({ host: config.http.host, port: config.http.port, maxConnections: files.httpConnections }, log.child({ component: 'http' }))
-    const httpAddress = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
+    const guard = readHttpGuard(config)
+    const http = new HttpServer({ host: config.http.host, port: config.http.port, maxConnections: files.httpConnections, ...guard }, log.child({ component: 'http' }))
+    const httpAddress = `${guard.tls !== undefined ? 'https' : 'http'}://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
+    if (guard.tokens !== undefined || guard.tls !== undefined || config.httpInsecure) {
+      log.info({ tls: guard.tls !== undefined, tokens: guard.tokens?.length ?? 0, readOnlyTokens: guard.tokens?.filter(t => t.role === 'read-only').length ?? 0, insecure: config.httpInsecure && guard.tokens === undefined },
+        guard.tokens === undefined && config.httpInsecure ? 'HTTP API without tokens beyond loopback (--http-insecure)' : 'HTTP API guarded')
+    }
     let hlc: HybridClock
     try {
       // A full disk must not stop the clock (every write this peer coordinates needs it): it goes
@@ -1032,4 +1038,30 @@ function checkOptions (section: string, overrides: Record<string, number>, defau
 function peerIdOf (addr: string): { id?: string } {
   const m = /\/p2p\/([^/]+)$/.exec(addr)
   return m !== null ? { id: m[1]! } : {}
+}
+
+/**
+ * The HTTP API's TLS material and bearer tokens, read once at start from the files the config
+ * names (--http-tls-cert/--http-tls-key, --http-token-file). An unreadable file or a bad token
+ * line stops the start with an error naming the file, rather than a peer left open or unreachable.
+ */
+function readHttpGuard (config: PeerConfig): { tls?: { cert: Buffer, key: Buffer }, tokens?: TokenEntry[] } {
+  const read = (path: string, what: string): Buffer => {
+    try {
+      return readFileSync(path)
+    } catch (err) {
+      throw new Error(`${what} ${path} cannot be read: ${(err as Error).message}`)
+    }
+  }
+  const out: { tls?: { cert: Buffer, key: Buffer }, tokens?: TokenEntry[] } = {}
+  if (config.httpTls !== undefined) out.tls = { cert: read(config.httpTls.certFile, 'httpTlsCert'), key: read(config.httpTls.keyFile, 'httpTlsKey') }
+  if (config.httpTokenFile !== undefined) {
+    try {
+      out.tokens = parseTokenFile(read(config.httpTokenFile, 'httpTokenFile').toString('utf8'))
+    } catch (err) {
+      if (err instanceof TokenFileError) throw new Error(`httpTokenFile ${config.httpTokenFile}: ${err.message}`)
+      throw err
+    }
+  }
+  return out
 }

@@ -364,6 +364,9 @@ export class TestCluster {
       '--data-dir', dataDir,
       '--listen', `/ip4/${address}/tcp/${p2pPort}`,
       '--http', `${address}:${httpPort}`,
+      // A namespace's address is not loopback: the test bed's peers are reachable only inside the
+      // network it made, so they run without tokens.
+      ...(place !== undefined ? ['--http-insecure'] : []),
       '--name', name,
       '--config', this.configFile,
       ...(options.faultInjection === false ? [] : ['--enable-fault-injection']),

@@ -63,6 +63,16 @@ describe('resolveConfig()', () => {
     expect(() => resolveConfig({ flags: {}, env: { SHOAL_MAX_PEER_CONNECTIONS: '1.5' } })).toThrow('maxPeerConnections (from environment): must be a positive integer')
   })
 
+  it('refuses an HTTP address beyond loopback without tokens unless --http-insecure; TLS needs both files', () => {
+    expect(() => resolveConfig({ flags: { http: '0.0.0.0:7947' }, env: {} })).toThrow(/http \(from flags\): listens on 0\.0\.0\.0, beyond loopback, with no bearer tokens.*--http-token-file.*--http-insecure/)
+    expect(() => resolveConfig({ flags: {}, env: { SHOAL_HTTP: '10.1.2.3:7947' } })).toThrow(/http \(from environment\)/)
+    expect(resolveConfig({ flags: { http: '0.0.0.0:7947', httpInsecure: true }, env: {} }).httpInsecure).toBe(true)
+    expect(resolveConfig({ flags: { http: '0.0.0.0:7947' }, env: { SHOAL_HTTP_TOKEN_FILE: 'tokens.txt' } }).httpTokenFile).toMatch(/\/tokens\.txt$/)
+    for (const host of ['127.0.0.1', '127.3.4.5', 'localhost', '[::1]']) expect(resolveConfig({ flags: { http: `${host}:7947` }, env: {} }).httpInsecure).toBe(false)
+    expect(() => resolveConfig({ flags: { httpTlsCert: 'c.pem' }, env: {} })).toThrow(/httpTlsKey \(from flags\): HTTPS needs both/)
+    expect(resolveConfig({ flags: { httpTlsCert: 'c.pem', httpTlsKey: 'k.pem' }, env: {} }).httpTls).toEqual({ certFile: expect.stringMatching(/c\.pem$/), keyFile: expect.stringMatching(/k\.pem$/) })
+  })
+
   it('names the setting and its source in errors', async () => {
     expect(() => resolveConfig({ flags: { http: 'nope' }, env: {} })).toThrow("http (from flags): expected HOST:PORT, got 'nope'")
     expect(() => resolveConfig({ flags: {}, env: { SHOAL_ENABLE_FAULT_INJECTION: 'maybe' } })).toThrow('enableFaultInjection (from environment): must be true or false')
