@@ -25,6 +25,7 @@ import { parseSql } from '../../src/query/sql/index.js'
 import { validatePlan } from '../../src/query/validate/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
 import { FAST_MEMBERSHIP, TestCluster, waitFor, type PeerProcess } from '../../test/cluster/index.js'
+import { ShoalClient } from '../../src/client/index.js'
 
 /** `approx`: sketch columns, left out of the answer check (both engines approximate them, differently: DuckDB's approx_count_distinct answers 1,249 for 1,000 distinct values, Shoal's is exact below 3,000). */
 export const QUERIES: Array<{ name: string, sql: string, approx?: string[] }> = [
@@ -233,6 +234,31 @@ export interface ClusterQueryBench {
   scatter: { oneMs: number, manyMs: number, partitions: number, perPartitionMs: number }
   /** Where each query's time goes on 3 peers (medians over the runs, EXPLAIN ANALYZE's figures). */
   stages: StageBreakdown[]
+  /** The tail of a healthy 3-peer cluster: many repetitions of each query, one at a time. */
+  tail: Array<{ name: string, runs: number, p50Ms: number, p99Ms: number, maxMs: number }>
+}
+
+/**
+ * p50 and p99 of `runs` repetitions, one at a time, through a keep-alive client (what a program
+ * using ShoalClient sees): issue 17 wants the p99 of a healthy cluster within 3x its median.
+ */
+async function tailOf (url: string, name: string, sql: string, runs: number): Promise<ClusterQueryBench['tail'][number]> {
+  const client = new ShoalClient(url)
+  try {
+    for (let i = 0; i < 10; i++) await client.query(sql)
+    const times: number[] = []
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now()
+      const a = await client.query(sql)
+      times.push(performance.now() - t0)
+      if (a.coverage.answered !== a.coverage.total) throw new Error(`incomplete answer: ${JSON.stringify(a.coverage)}`)
+    }
+    times.sort((x, y) => x - y)
+    const at = (p: number): number => times[Math.min(times.length - 1, Math.ceil(p / 100 * times.length) - 1)]!
+    return { name, runs, p50Ms: at(50), p99Ms: at(99), maxMs: times.at(-1)! }
+  } finally {
+    client.close()
+  }
 }
 
 /**
@@ -304,7 +330,7 @@ async function httpMedian (peer: PeerProcess, sql: string, runs: number): Promis
 }
 
 export async function benchClusterQueries (rows: number, runs = 5): Promise<ClusterQueryBench> {
-  const out: ClusterQueryBench = { rows, onePeer: [], threePeers: [], duckdb: [], scatter: { oneMs: 0, manyMs: 0, partitions: 64, perPartitionMs: 0 }, stages: [] }
+  const out: ClusterQueryBench = { rows, onePeer: [], threePeers: [], duckdb: [], scatter: { oneMs: 0, manyMs: 0, partitions: 64, perPartitionMs: 0 }, stages: [], tail: [] }
   const db = await DuckDBInstance.create(':memory:')
   const con = await db.connect()
   await con.run(DUCKDB_TABLE(rows))
@@ -337,6 +363,8 @@ export async function benchClusterQueries (rows: number, runs = 5): Promise<Clus
     out.scatter.perPartitionMs = (out.scatter.manyMs - out.scatter.oneMs) / (out.scatter.partitions - 1)
     for (const q of QUERIES) out.stages.push(await stageBreakdown(a, q.name, q.sql, Math.max(runs, 9)))
     out.stages.push(await stageBreakdown(a, 'count(*), one partition', 'SELECT count(*) FROM one', 31))
+    for (const q of QUERIES.slice(0, 2)) out.tail.push(await tailOf(a.url, q.name, q.sql, 300))
+    out.tail.push(await tailOf(a.url, 'count(*), one partition', 'SELECT count(*) FROM one', 300))
   } finally {
     await three.stopAll()
   }
@@ -368,6 +396,12 @@ export function formatClusterQueryBench (r: ClusterQueryBench): string {
     lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     const g = (ms: number): string => ms.toFixed(2)
     for (const x of r.stages) lines.push(`| ${x.name} | ${g(x.clientMs)} | ${g(x.tookMs)} | ${g(x.clientMs - x.tookMs)} | ${g(x.parseMs)} | ${g(x.planMs)} | ${g(x.scatterMs)} | ${g(x.slowestRoundTripMs)} | ${g(x.slowestPeerWorkMs)} | ${g(x.slowestPeerReadyMs)} | ${g(x.mergeMs)} | ${g(x.finishMs)} | ${g(x.gcMs)} |`)
+  }
+  if (r.tail.length > 0) {
+    lines.push('', 'The tail, 3 peers, one query at a time through a keep-alive client (ShoalClient), ms:', '')
+    lines.push('| query | runs | p50 | p99 | p99 / p50 | max |')
+    lines.push('| --- | --- | --- | --- | --- | --- |')
+    for (const x of r.tail) lines.push(`| ${x.name} | ${x.runs} | ${x.p50Ms.toFixed(2)} | ${x.p99Ms.toFixed(2)} | ${(x.p99Ms / x.p50Ms).toFixed(2)}× | ${x.maxMs.toFixed(2)} |`)
   }
   return lines.join('\n')
 }
