@@ -17,13 +17,14 @@ export async function fetchJson (base: string, path: string, init: { method?: st
   } catch {
     throw new CliError(`--peer '${base}' is not a URL (expected e.g. http://127.0.0.1:7947)`, 2)
   }
+  const contentType = init.rawBody !== undefined ? init.contentType ?? 'application/json' : init.body !== undefined ? 'application/json' : undefined
   let res: Response
   try {
     res = await fetch(url, {
       method: init.method ?? 'GET',
-      headers: authHeaders(),
-      ...(init.body !== undefined ? { body: JSON.stringify(init.body), headers: { ...authHeaders(), 'content-type': 'application/json' } } : {}),
-      ...(init.rawBody !== undefined ? { body: init.rawBody, headers: { ...authHeaders(), 'content-type': init.contentType ?? 'application/json' } } : {}),
+      headers: { ...authHeaders(), ...(contentType !== undefined ? { 'content-type': contentType } : {}) },
+      ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+      ...(init.rawBody !== undefined ? { body: init.rawBody } : {}),
       signal: AbortSignal.timeout(init.timeoutMs ?? 10_000)
     })
   } catch (err) {

@@ -1,7 +1,8 @@
 /**
  * The shapes ShoalClient takes and gives, as the HTTP API defines them (src/http, docs/query.md,
  * docs/operations.md). Declared here rather than imported from the server's modules so a user of
- * the client compiles against this folder alone.
+ * the client compiles against this folder alone; test/unit/client-contract.test.ts checks at
+ * compile time that they still match the server's.
  */
 
 export type Consistency = 'one' | 'quorum' | 'all'
@@ -89,13 +90,20 @@ export interface Coverage {
   missing: Array<{ space: string, partition: number, reason: string }>
 }
 
+/** A completion's record: the given values and the filled ones, each filled column with how much its neighbours agree and how many hold the value. */
+export interface Completion {
+  record: Record<string, unknown>
+  confidence: Record<string, number>
+  support: Record<string, number>
+}
+
 export interface QueryResult {
   columns: Array<{ name: string, type: string }>
   rows: Array<Record<string, unknown>>
   /** A JSON query's aggregations (then there are no columns or rows). */
   aggregations?: Record<string, unknown>
   /** A completion query's filled record (docs/query.md). */
-  completion?: unknown
+  completion?: Completion
   coverage: Coverage
   confidence: number
   tookMs: number

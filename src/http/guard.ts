@@ -9,8 +9,9 @@
  *
  * With a token file, every request but GET /health (a load balancer's or orchestrator's probe:
  * it says whether the peer is up and little else) needs `Authorization: Bearer <token>`: a missing
- * or unknown token is 401, a read-only token asking to change anything is 403. Read-only may GET
- * and HEAD anything outside /admin, and POST a query (/query, /query/explain): queries never write.
+ * or unknown token is 401, a read-only token asking for more is 403. Read-only may GET and HEAD
+ * anything outside /admin and /backup, and POST a query (/query, /query/explain): queries never
+ * write.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 
@@ -69,9 +70,12 @@ export function isOpen (method: string, path: string): boolean {
   return (method === 'GET' || method === 'HEAD') && path === '/health'
 }
 
-/** Whether a read-only token may make this request: reads outside /admin, and queries. */
+/**
+ * Whether a read-only token may make this request: reads outside /admin and /backup, and queries.
+ * A backup is an operator's export of every space at once (and its GETs start one), not a read.
+ */
 export function readOnlyMay (method: string, path: string): boolean {
-  if (path === '/admin' || path.startsWith('/admin/')) return false
+  for (const area of ['/admin', '/backup']) if (path === area || path.startsWith(`${area}/`)) return false
   if (method === 'GET' || method === 'HEAD') return true
   return method === 'POST' && (path === '/query' || path === '/query/explain')
 }

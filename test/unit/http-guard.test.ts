@@ -26,7 +26,7 @@ describe('the HTTP guard', () => {
     expect(JSON.stringify(tokens)).not.toContain(RW)
   })
 
-  it('lets a read-only token read and query, not write, drop or use admin endpoints', () => {
+  it('lets a read-only token read and query, not write, drop, take a backup or use admin endpoints', () => {
     expect(readOnlyMay('GET', '/spaces')).toBe(true)
     expect(readOnlyMay('GET', '/spaces/t/records')).toBe(true)
     expect(readOnlyMay('GET', '/metrics')).toBe(true)
@@ -37,6 +37,9 @@ describe('the HTTP guard', () => {
     expect(readOnlyMay('DELETE', '/spaces/t')).toBe(false)
     expect(readOnlyMay('GET', '/admin/faults')).toBe(false)
     expect(readOnlyMay('POST', '/admin/faults')).toBe(false)
+    expect(readOnlyMay('GET', '/backup')).toBe(false)
+    expect(readOnlyMay('GET', '/backup/spaces/t/partitions/0')).toBe(false)
+    expect(readOnlyMay('GET', '/backups-of-nothing')).toBe(true)
     expect(isOpen('GET', '/health')).toBe(true)
     expect(isOpen('POST', '/health')).toBe(false)
     expect(isOpen('GET', '/spaces')).toBe(false)
