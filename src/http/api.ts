@@ -1,4 +1,5 @@
 import { HttpError, type HttpServer } from './server.js'
+import { registerConsole } from './console.js'
 import { DISK_FAULT_CODES, DISK_OPS, type DiskFaultCode, type DiskOp } from '../runtime/index.js'
 
 /** One member as the HTTP contract shows it (DESIGN.md section 8). */
@@ -95,8 +96,9 @@ export const DECOMMISSION_TIMEOUT_MS = { min: 0, max: 86_400_000 }
 /** Largest deny list accepted: more peers than any cluster we run, small enough to bound work. */
 const MAX_DENY = 1024
 
-/** Registers the endpoints of the contract that this layer serves. */
+/** Registers the endpoints of the contract that this layer serves, and the console (GET /, docs/console.md). */
 export function registerApi (server: HttpServer, peer: ApiPeer): void {
+  registerConsole(server)
   server.route('GET', '/health', () => ({ body: peer.health() }))
   server.route('GET', '/cluster/members', () => ({ body: peer.members() }))
   server.route('GET', '/cluster/health', () => ({ body: peer.clusterHealth() }))

@@ -8,7 +8,8 @@
  * constant time, so neither memory dumps nor response timing give them away.
  *
  * With a token file, every request but GET /health (a load balancer's or orchestrator's probe:
- * it says whether the peer is up and little else) needs `Authorization: Bearer <token>`: a missing
+ * it says whether the peer is up and little else) and the console's page and files (GET / and
+ * /console/<file>, which hold no data) needs `Authorization: Bearer <token>`: a missing
  * or unknown token is 401, a read-only token asking for more is 403. Read-only may GET and HEAD
  * anything outside /admin and /backup, and POST a query (/query, /query/explain): queries never
  * write.
@@ -65,10 +66,18 @@ export function roleOf (tokens: readonly TokenEntry[], authorization: string | u
   return role
 }
 
-/** Requests that need no token: an orchestrator's liveness probe. */
+/**
+ * Requests that need no token: an orchestrator's liveness probe, and the console's page and files
+ * (`/` and `/console/<file>`: the same for everyone, no data in them; the page asks for a token
+ * when the API answers 401, docs/console.md).
+ */
 export function isOpen (method: string, path: string): boolean {
-  return (method === 'GET' || method === 'HEAD') && path === '/health'
+  if (method !== 'GET' && method !== 'HEAD') return false
+  return path === '/health' || path === '/' || CONSOLE_FILE.test(path)
 }
+
+/** A console file's path: one segment under /console/, no further slash. */
+const CONSOLE_FILE = /^\/console\/[^/]+$/
 
 /**
  * Whether a read-only token may make this request: reads outside /admin and /backup, and queries.

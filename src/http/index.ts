@@ -1,6 +1,6 @@
 /**
  * http: the peer's HTTP API (DESIGN.md section 8), JSON in and out, bound to 127.0.0.1 unless the
- * operator says otherwise.
+ * operator says otherwise; and the browser console at GET / (console.ts, docs/console.md).
  *
  * ```ts
  * const server = new HttpServer({ host: '127.0.0.1', port: 7947 }, log)
@@ -15,6 +15,7 @@ export type { ApiPeer, MemberView, HealthReport, FaultControl, FaultState, Remov
 export { registerDataApi, parseRecordsBody, toHttpError } from './data.js'
 export type { DataApi, SpaceView, WriteOutcome, RecordAnswer, Consistency, RequestOptions } from './data.js'
 export { registerQueryApi } from './query.js'
+export { registerConsole } from './console.js'
 export { registerBackupApi } from './backup.js'
 export type { BackupApi, BackupPartitionStream } from './backup.js'
 export { registerOpsApi, parseStatusQuery, parseRepairBody, STATUS_TIMEOUT_MS, REPAIR_TIMEOUT_MS } from './ops.js'

@@ -28,9 +28,11 @@ export interface RouteRequest {
 
 export interface RouteResponse {
   status?: number
-  /** JSON-encoded unless `text` is given. */
+  /** JSON-encoded unless `text` or `bytes` is given. */
   body?: unknown
   text?: string
+  /** A body sent as it is (the console's files), content type `contentType` (default application/octet-stream). */
+  bytes?: Uint8Array
   /**
    * An answer written as it is produced (a large query answer), chunk by chunk, waiting for the
    * client to take each one before producing the next; content type JSON unless `contentType`
@@ -70,7 +72,7 @@ export interface HttpServerOptions {
   now?: () => number
   /** HTTPS with this certificate chain and key (PEM): the API speaks TLS only. */
   tls?: { cert: string | Buffer, key: string | Buffer }
-  /** Bearer tokens (guard.ts): every request but GET /health needs one, read-only ones only read. */
+  /** Bearer tokens (guard.ts): every request but GET /health and the console's files needs one, read-only ones only read. */
   tokens?: readonly TokenEntry[]
 }
 
@@ -90,8 +92,9 @@ export interface HttpRequestStats {
 export const DEFAULT_MAX_HTTP_CONNECTIONS = 1024
 
 /**
- * A tiny router over node:http. Only JSON in and out, every failure as `{error: {code, message}}`,
- * and a body size limit so a caller cannot make the peer buffer without bound.
+ * A tiny router over node:http. JSON in and out (besides /metrics' text and the console's files,
+ * answered as `text` or `bytes` with their content type), every failure as `{error: {code,
+ * message}}`, and a body size limit so a caller cannot make the peer buffer without bound.
  */
 export class HttpServer {
   private readonly routes: Route[] = []
@@ -277,6 +280,12 @@ export class HttpServer {
     if (result.text !== undefined) {
       res.writeHead(status, { ...result.headers, 'content-type': result.contentType ?? 'text/plain; charset=utf-8' })
       res.end(result.text)
+      return
+    }
+    if (result.bytes !== undefined) {
+      // A 304 has no body, and the length it would state is the file's (RFC 9110 8.6), not 0.
+      res.writeHead(status, { ...result.headers, 'content-type': result.contentType ?? 'application/octet-stream', ...(status !== 304 ? { 'content-length': result.bytes.byteLength } : {}) })
+      res.end(result.bytes)
       return
     }
     const payload = JSON.stringify(result.body ?? null)

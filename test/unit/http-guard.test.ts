@@ -43,6 +43,15 @@ describe('the HTTP guard', () => {
     expect(isOpen('GET', '/health')).toBe(true)
     expect(isOpen('POST', '/health')).toBe(false)
     expect(isOpen('GET', '/spaces')).toBe(false)
+    // The console's page and files: no data in them; the page asks for a token for the API.
+    expect(isOpen('GET', '/')).toBe(true)
+    expect(isOpen('HEAD', '/')).toBe(true)
+    expect(isOpen('GET', '/console/console-3JQ2ZC7T.js')).toBe(true)
+    expect(isOpen('POST', '/')).toBe(false)
+    expect(isOpen('GET', '/console/')).toBe(false)
+    expect(isOpen('GET', '/console/a/b')).toBe(false)
+    expect(isOpen('GET', '/console')).toBe(false)
+    expect(isOpen('GET', '/consoles/x.js')).toBe(false)
   })
 
   it('tells loopback hosts from the rest', () => {
