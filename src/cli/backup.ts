@@ -15,7 +15,8 @@ import {
 } from '../backup/index.js'
 import { VERSION } from '../runtime/index.js'
 import { CliError } from './errors.js'
-import { authHeaders, fetchJson } from './http-client.js'
+import { ShoalError, type ShoalClient } from '../client/index.js'
+import { errorText, withClient } from './client.js'
 
 export interface BackupOptions {
   peer: string
@@ -29,8 +30,12 @@ export interface BackupOptions {
 }
 
 export async function runBackup (opts: BackupOptions): Promise<void> {
+  await withClient(opts.peer, async client => { await backup(client, opts) })
+}
+
+async function backup (client: ShoalClient, opts: BackupOptions): Promise<void> {
   await checkDir(opts.out)
-  const begin = parseBegin(await fetchJson(opts.peer, '/backup'))
+  const begin = parseBegin(await client.beginBackup())
   let spaces = begin.spaces
   if (opts.spaces !== undefined && opts.spaces.length > 0) {
     const unknown = opts.spaces.filter(n => !spaces.some(s => s.name === n))
@@ -52,14 +57,14 @@ export async function runBackup (opts: BackupOptions): Promise<void> {
     while (next < tasks.length && failure === undefined) {
       const task = tasks[next++]!
       try {
-        const entry = await backupPartition(opts, task.space, task.partition, stop.signal, progress)
+        const entry = await backupPartition(client, opts, task.space, task.partition, stop.signal, progress)
         files.get(task.space)!.push(entry)
         progress.partitionDone()
       } catch (err) {
-        const reason = (err as Error).message
+        const reason = errorText(err)
         // Only "fewer than a majority answered" makes a partition missing; any other failure
         // (a busy or unreachable peer, a full disk, a bad stream) fails the backup as without the flag.
-        if (opts.allowPartial && !stop.signal.aborted && err instanceof PeerError && err.code === PARTITION_UNAVAILABLE) {
+        if (opts.allowPartial && !stop.signal.aborted && err instanceof ShoalError && err.code === PARTITION_UNAVAILABLE) {
           missing.push({ space: task.space, partition: task.partition, reason })
           progress.note(`partition ${task.partition} of '${task.space}' is missing from the backup: ${reason}`)
           progress.partitionDone()
@@ -116,8 +121,8 @@ function parseBegin (v: unknown): BackupBegin {
 }
 
 /** Streams one partition into its file; returns its manifest entry. */
-async function backupPartition (opts: BackupOptions, space: string, partition: number, signal: AbortSignal, progress: Progress): Promise<ManifestFile> {
-  const res = await openStream(opts.peer, `/backup/spaces/${encodeURIComponent(space)}/partitions/${partition}`, signal)
+async function backupPartition (client: ShoalClient, opts: BackupOptions, space: string, partition: number, signal: AbortSignal, progress: Progress): Promise<ManifestFile> {
+  const body = await client.backupPartition(space, partition, { signal })
   const rel = partitionFile(space, partition)
   const file = await AtomicFile.create(join(opts.out, rel))
   try {
@@ -138,7 +143,7 @@ async function backupPartition (opts: BackupOptions, space: string, partition: n
       const o = v as { end?: unknown, error?: { code?: unknown, message?: unknown } }
       if (o !== null && typeof o === 'object' && o.end === true) { end = v as StreamEnd; return '' }
       if (o !== null && typeof o === 'object' && o.error !== undefined) {
-        throw new PeerError(`the peer failed part way: ${String(o.error?.code)}: ${String(o.error?.message)}`, typeof o.error?.code === 'string' ? o.error.code : undefined)
+        throw new ShoalError(typeof o.error?.code === 'string' ? o.error.code : 'INTERNAL', `the peer failed part way: ${String(o.error?.code)}: ${String(o.error?.message)}`)
       }
       const r = checkRecordLine(v)
       if ('message' in r) throw new Error(`the peer sent a malformed record (${r.field}: ${r.message})`)
@@ -146,7 +151,7 @@ async function backupPartition (opts: BackupOptions, space: string, partition: n
       if (r.deleted) tombstones++
       return line + '\n'
     }
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    for await (const chunk of body) {
       const text = carry + decoder.decode(chunk, { stream: true })
       const lines = text.split('\n')
       carry = lines.pop()!
@@ -170,34 +175,6 @@ async function backupPartition (opts: BackupOptions, space: string, partition: n
     await file.abort()
     throw err
   }
-}
-
-/** A failure the peer reported, with its error code (the HTTP answer's or the stream trailer's `error.code`). */
-class PeerError extends Error {
-  constructor (message: string, readonly code: string | undefined) { super(message) }
-}
-
-/** GETs a streamed answer; a non-2xx answer becomes a PeerError with the peer's code and message. */
-async function openStream (base: string, path: string, signal: AbortSignal): Promise<Response> {
-  let res: Response
-  try {
-    res = await fetch(new URL(path, base), { signal, headers: authHeaders() })
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message
-    throw new Error(`cannot reach peer at ${base}: ${cause}`)
-  }
-  if (res.ok && res.body !== null) return res
-  const text = await res.text()
-  let msg = text.slice(0, 300)
-  let code: string | undefined
-  try {
-    const body = JSON.parse(text) as { error?: { code?: unknown, message?: string } }
-    if (body.error !== undefined) {
-      if (typeof body.error.code === 'string') code = body.error.code
-      msg = `${code ?? ''}: ${body.error.message ?? ''}`
-    }
-  } catch { /* not JSON: the text itself */ }
-  throw new PeerError(`peer answered ${res.status} ${msg}`, code)
 }
 
 export function mib (bytes: number): string { return `${(bytes / 1048576).toFixed(1)} MiB` }

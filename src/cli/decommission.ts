@@ -6,64 +6,38 @@
  * once the peer has left; 1 when the hand-off timed out (the peer stays a member, nothing given
  * up), the peer failed, or the answer was cut short; 2 on a usage error.
  */
-import type { DecommissionEvent, DecommissionSummary } from '../peer/decommission.js'
+import { ShoalError, type DecommissionEvent, type DecommissionSummary } from '../client/index.js'
+import { errorText, peerUrls, withClient } from './client.js'
 import { CliError } from './errors.js'
-import { fetchResponse } from './http-client.js'
 
-/** Extra time the CLI gives the peer beyond its hand-off: the leave and the last push. */
-const SLACK_MS = 60_000
-/** The CLI's bound when the peer's own default timeout applies (unknown here): a day. */
-const DEFAULT_CLIENT_TIMEOUT_MS = 86_400_000
 /** Partitions not handed off printed in the summary (--json has them all). */
 const MAX_LISTED = 50
 
 export async function runDecommission (opts: { peer: string, timeoutMs?: number, json?: boolean }): Promise<void> {
-  const res = await fetchResponse(opts.peer, '/admin/decommission', {
-    method: 'POST',
-    body: opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {},
-    timeoutMs: (opts.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS) + SLACK_MS
-  })
+  // The peer to decommission is the one named: never another one a list would fail over to.
+  if (peerUrls(opts.peer).length > 1) throw new CliError(`--peer names the one peer to decommission; got a list: '${opts.peer}'`, 2)
   let summary: DecommissionSummary | undefined
   let failure: string | undefined
-  try {
-    for await (const line of ndjsonLines(res)) {
-      let ev: DecommissionEvent
-      try {
-        ev = JSON.parse(line) as DecommissionEvent
-      } catch {
-        throw new CliError(`peer at ${opts.peer} answered a line that is not JSON: ${line.slice(0, 200)}`)
+  let answered = false
+  await withClient(opts.peer, async client => {
+    try {
+      for await (const ev of client.decommission(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {})) {
+        answered = true
+        if (opts.json === true) process.stdout.write(JSON.stringify(ev) + '\n')
+        else if (ev.event !== 'done') process.stderr.write(formatEvent(ev))
+        if (ev.event === 'done') summary = ev
+        if (ev.event === 'error') failure = ev.message
       }
-      if (opts.json === true) process.stdout.write(line + '\n')
-      else if (ev.event !== 'done') process.stderr.write(formatEvent(ev))
-      if (ev.event === 'done') summary = ev
-      if (ev.event === 'error') failure = ev.message
+    } catch (err) {
+      // Before the first event, the request failed as any other; after it, the answer was cut short.
+      if (!answered || !(err instanceof ShoalError)) throw err
+      throw new CliError(`the answer of ${opts.peer} was cut short (${errorText(err)}); see \`shoal members\` and the peer's log for where the decommission stands`)
     }
-  } catch (err) {
-    if (err instanceof CliError) throw err
-    throw new CliError(`the answer of ${opts.peer} was cut short (${(err as Error).message}); see \`shoal members\` and the peer's log for where the decommission stands`)
-  }
+  })
   if (failure !== undefined) throw new CliError(`decommission failed on the peer: ${failure}`)
   if (summary === undefined) throw new CliError(`the answer of ${opts.peer} ended without its summary; see \`shoal members\` and the peer's log for where the decommission stands`)
   if (opts.json !== true) process.stdout.write(formatSummary(summary))
   if (!summary.left) process.exitCode = 1
-}
-
-/** The lines of an NDJSON body as they arrive. */
-async function * ndjsonLines (res: Response): AsyncIterable<string> {
-  if (res.body === null) return
-  const decoder = new TextDecoder()
-  let buffered = ''
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buffered += decoder.decode(chunk, { stream: true })
-    let nl: number
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl).trim()
-      buffered = buffered.slice(nl + 1)
-      if (line !== '') yield line
-    }
-  }
-  const rest = (buffered + decoder.decode()).trim()
-  if (rest !== '') yield rest
 }
 
 /** One progress event as a line of text (stderr). */

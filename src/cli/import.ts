@@ -6,7 +6,8 @@ import { performance } from 'node:perf_hooks'
 import { RecordBatchReader } from 'apache-arrow'
 import { parse as parseCsv } from 'csv-parse'
 import { CliError } from './errors.js'
-import { fetchJson } from './http-client.js'
+import type { ShoalClient } from '../client/index.js'
+import { errorText, withClient } from './client.js'
 import type { ConsistencyFlag } from './records.js'
 
 export type ImportFormat = 'ndjson' | 'csv' | 'arrow'
@@ -34,6 +35,10 @@ interface SourceRow { value: unknown, position: string }
  * `--resume` skips them after an interruption.
  */
 export async function runImport (space: string, file: string, opts: ImportOptions): Promise<void> {
+  await withClient(opts.peer, async client => { await importFile(client, space, file, opts) })
+}
+
+async function importFile (client: ShoalClient, space: string, file: string, opts: ImportOptions): Promise<void> {
   const format = opts.format ?? formatOf(file)
   let size: number
   try {
@@ -41,7 +46,7 @@ export async function runImport (space: string, file: string, opts: ImportOption
   } catch (err) {
     throw new CliError(`cannot read ${file}: ${(err as Error).message}`)
   }
-  const def = await fetchJson(opts.peer, `/spaces/${encodeURIComponent(space)}`) as { schema: Column[] }
+  const def = await client.describeSpace(space)
   const checkpointFile = `${file}.shoal-import.json`
   const skip = opts.resume ? await readCheckpoint(checkpointFile, space) : 0
 
@@ -63,14 +68,9 @@ export async function runImport (space: string, file: string, opts: ImportOption
   const send = (rows: SourceRow[], index: number): void => {
     const p = (async () => {
       try {
-        await fetchJson(opts.peer, `/spaces/${encodeURIComponent(space)}/records?consistency=${opts.consistency}`, {
-          method: 'POST',
-          rawBody: rows.map(r => JSON.stringify(r.value)).join('\n'),
-          contentType: 'application/x-ndjson',
-          timeoutMs: 120_000
-        })
+        await client.putText(space, rows.map(r => JSON.stringify(r.value)).join('\n'), { format: 'ndjson', consistency: opts.consistency })
       } catch (err) {
-        const msg = (err as Error).message.replace(/row (\d+)/g, (_m, n: string) => `row ${rows[Number(n)]?.position ?? n}`)
+        const msg = errorText(err, { rowLabel: n => `row ${rows[n]?.position ?? n}` })
         failure ??= new CliError(`import stopped: ${msg}\n${acknowledged} rows before this batch are written; fix the input and run again with --resume`)
         return
       }

@@ -1,11 +1,9 @@
 import { CliError } from './errors.js'
-import { fetchJson } from './http-client.js'
+import { withClient } from './client.js'
 import { formatTable } from './table.js'
 
-interface Member { peerId: string, name: string | null, addrs: string[], http: string | null, version?: string | null, state: string, incarnation: number, leaving?: boolean }
-
 export async function runMembers (opts: { peer: string, json?: boolean }): Promise<void> {
-  const members = await fetchJson(opts.peer, '/cluster/members') as Member[]
+  const members = await withClient(opts.peer, async client => await client.members())
   if (!Array.isArray(members)) throw new CliError(`unexpected answer from ${opts.peer}/cluster/members`)
   if (opts.json === true) {
     process.stdout.write(JSON.stringify(members, null, 2) + '\n')

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander'
 import { CliError } from './errors.js'
-import { fetchResponse } from './http-client.js'
+import type { Completion, Coverage, ExplainResult, PeerWork, QueryResult } from '../client/index.js'
+import { withClient } from './client.js'
 import { positiveInt } from './space.js'
 import { formatBytes, formatTable } from './table.js'
 
@@ -40,28 +41,11 @@ export interface ExplainOptions {
 }
 
 export interface QueryColumn { name: string, type: string }
-export interface Coverage { total: number, answered: number, missing: Array<{ space: string, partition: number, reason: string }> }
-export interface QueryAnswer {
-  columns: QueryColumn[]
-  rows: Array<Record<string, unknown>>
-  coverage?: Coverage
-  confidence?: number
-  tookMs?: number
-  aggregations?: unknown
-  /** A completion's filled record beside its neighbours (the rows). */
-  completion?: Completion
-}
+/** A query's JSON answer as the CLI reads it: any part may be missing from an odd peer. */
+export type QueryAnswer = Partial<QueryResult> & Pick<QueryResult, 'rows'>
 
-export interface Completion { record: Record<string, unknown>, confidence: Record<string, number>, support: Record<string, number> }
-
-interface PeerWork { peer: string, name?: string | null, partitions: number | unknown[], rows: number, bytes: number, ms: number, roundTripMs?: number, mergeMs?: number }
-interface Stages { parseMs: number, planMs: number, scatterMs: number, mergeMs: number, finishMs: number, gcMs: number }
-interface ExplainAnswer { text: string, plan?: unknown, analyze?: { peers: PeerWork[], tookMs: number, stages?: Stages } }
-
-/** How long the HTTP request waits when no --timeout is given: the server applies its own. */
-const DEFAULT_HTTP_TIMEOUT_MS = 300_000
-/** Slack on top of --timeout for the answer to travel back. */
-const HTTP_SLACK_MS = 5_000
+/** How long a query's request waits, answer included, when no --timeout is given: the server's longest query timeout. */
+const DEFAULT_QUERY_WAIT_MS = 300_000
 const DEFAULT_MAX_CELL = 60
 const MAX_MISSING_LISTED = 20
 
@@ -71,36 +55,20 @@ export async function runQuery (sqlArg: string, opts: QueryOptions, io: CliIo = 
     throw new CliError('refusing to write binary Arrow data to a terminal: redirect stdout to a file or a pipe, or pass --force', 2)
   }
   const sql = await resolveSql(sqlArg, io)
-  const body: Record<string, unknown> = { sql }
-  if (opts.timeoutMs !== undefined) body.timeoutMs = opts.timeoutMs
-  if (opts.allowPartial !== undefined) body.allowPartial = opts.allowPartial
-  const timeoutMs = opts.timeoutMs !== undefined ? opts.timeoutMs + HTTP_SLACK_MS : DEFAULT_HTTP_TIMEOUT_MS
-
-  if (opts.format === 'arrow' || opts.format === 'ndjson') {
+  const options = { ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}), ...(opts.allowPartial !== undefined ? { allowPartial: opts.allowPartial } : {}) }
+  const format = opts.format
+  if (format === 'arrow' || format === 'ndjson') {
     // Streamed through as the peer writes it: rows in the body, how complete they are in headers.
-    const want = opts.format === 'arrow' ? ARROW_STREAM : NDJSON
-    const res = await fetchResponse(opts.peer, '/query', { method: 'POST', body, accept: want, timeoutMs })
-    const type = res.headers.get('content-type') ?? ''
-    if (!type.startsWith(want)) {
-      await res.body?.cancel()
-      throw new CliError(`peer answered ${type === '' ? 'without a content-type' : type} instead of ${want}: does it support ${opts.format === 'arrow' ? 'Arrow' : 'NDJSON'} answers?`)
-    }
-    await pipeBody(res, io.stdout)
-    const coverage = parseCoverageHeader(res.headers.get('x-shoal-coverage'))
-    const confidence = res.headers.get('x-shoal-confidence')
-    warnIfPartial(coverage, confidence === null ? undefined : Number(confidence), io)
+    await withClient(opts.peer, async client => {
+      const answer = await client.queryStream(sql, { ...options, format })
+      await pipeBody(answer.body, io.stdout)
+      warnIfPartial(answer.coverage, answer.confidence, io)
+    }, { timeoutMs: DEFAULT_QUERY_WAIT_MS })
     return
   }
 
-  const res = await fetchResponse(opts.peer, '/query', { method: 'POST', body, accept: 'application/json', timeoutMs })
-  const text = await readText(res)
-  let answer: QueryAnswer
-  try {
-    answer = JSON.parse(text) as QueryAnswer
-  } catch {
-    throw new CliError(`peer answered ${res.status} with non-JSON: ${text.slice(0, 200)}`)
-  }
-  if (typeof answer !== 'object' || answer === null) throw new CliError(`unexpected answer from ${opts.peer}/query: ${text.slice(0, 200)}`)
+  const answer = await withClient(opts.peer, async client => await client.query(sql, options), { timeoutMs: DEFAULT_QUERY_WAIT_MS }) as QueryAnswer
+  if (typeof answer !== 'object' || answer === null) throw new CliError(`unexpected answer from ${opts.peer}/query`)
 
   if (opts.format === 'json') {
     await write(io.stdout, JSON.stringify(answer, null, 2) + '\n')
@@ -140,16 +108,7 @@ export function formatCsv (columns: readonly string[], rows: ReadonlyArray<Recor
 /** `shoal explain [--analyze] 'SQL'`: the peer's explanation; with --analyze, who did what. */
 export async function runExplain (sqlArg: string, opts: ExplainOptions, io: CliIo = processIo()): Promise<void> {
   const sql = await resolveSql(sqlArg, io)
-  const body: Record<string, unknown> = { sql }
-  if (opts.analyze === true) body.analyze = true
-  const res = await fetchResponse(opts.peer, '/query/explain', { method: 'POST', body, accept: 'application/json', timeoutMs: DEFAULT_HTTP_TIMEOUT_MS })
-  const text = await readText(res)
-  let answer: ExplainAnswer
-  try {
-    answer = JSON.parse(text) as ExplainAnswer
-  } catch {
-    throw new CliError(`peer answered ${res.status} with non-JSON: ${text.slice(0, 200)}`)
-  }
+  const answer = await withClient(opts.peer, async client => await client.explain(sql, { analyze: opts.analyze === true }), { timeoutMs: DEFAULT_QUERY_WAIT_MS })
   if (opts.json === true) {
     await write(io.stdout, JSON.stringify(answer, null, 2) + '\n')
     return
@@ -161,7 +120,7 @@ export async function runExplain (sqlArg: string, opts: ExplainOptions, io: CliI
 }
 
 /** The per-peer table of `explain --analyze` and a total line. */
-export function formatAnalyze (analyze: { peers: PeerWork[], tookMs: number, stages?: Stages }): string {
+export function formatAnalyze (analyze: NonNullable<ExplainResult['analyze']>): string {
   const peers = Array.isArray(analyze.peers) ? analyze.peers : []
   const count = (p: number | unknown[]): number => Array.isArray(p) ? p.length : Number(p ?? 0)
   const table = peers.length === 0
@@ -283,16 +242,6 @@ function warnIfPartial (coverage: Coverage | undefined, confidence: number | und
   if (warning !== undefined) io.stderr.write(warning)
 }
 
-function parseCoverageHeader (header: string | null): Coverage | undefined {
-  if (header === null) return undefined
-  try {
-    const c = JSON.parse(header) as Coverage
-    return typeof c === 'object' && c !== null && typeof c.total === 'number' && typeof c.answered === 'number' ? c : undefined
-  } catch {
-    return undefined
-  }
-}
-
 /** The SQL argument, or all of stdin for '-'. */
 async function resolveSql (arg: string, io: CliIo): Promise<string> {
   let sql = arg
@@ -310,23 +259,9 @@ async function resolveSql (arg: string, io: CliIo): Promise<string> {
   return sql
 }
 
-async function readText (res: Response): Promise<string> {
-  try {
-    return await res.text()
-  } catch (err) {
-    throw new CliError(`reading the peer's answer failed: ${(err as Error).message}`)
-  }
-}
-
-/** The response body to `out` chunk by chunk, unchanged, waiting for each write to be taken. */
-async function pipeBody (res: Response, out: NodeJS.WritableStream): Promise<void> {
-  if (res.body === null) return
-  try {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) await write(out, chunk)
-  } catch (err) {
-    if (err instanceof CliError) throw err
-    throw new CliError(`reading the peer's answer failed: ${(err as Error).message}`)
-  }
+/** The answer's body to `out` chunk by chunk, unchanged, waiting for each write to be taken (a cut-short answer throws). */
+async function pipeBody (body: AsyncIterable<Uint8Array>, out: NodeJS.WritableStream): Promise<void> {
+  for await (const chunk of body) await write(out, chunk)
 }
 
 async function write (out: NodeJS.WritableStream, chunk: string | Uint8Array): Promise<void> {

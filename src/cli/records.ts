@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { CliError } from './errors.js'
-import { fetchJson } from './http-client.js'
+import { withClient } from './client.js'
 
 export type ConsistencyFlag = 'one' | 'quorum' | 'all'
 
@@ -12,19 +12,14 @@ export async function runPut (space: string, file: string, opts: { peer: string,
   } catch (err) {
     throw new CliError(`cannot read ${file}: ${(err as Error).message}`)
   }
-  const result = await fetchJson(opts.peer, `/spaces/${encodeURIComponent(space)}/records?consistency=${opts.consistency}`, {
-    method: 'POST',
-    rawBody: text,
-    contentType: text.trimStart().startsWith('[') ? 'application/json' : 'application/x-ndjson',
-    timeoutMs: 120_000
-  }) as { written: number }
+  const result = await withClient(opts.peer, async client => await client.putText(space, text, { consistency: opts.consistency }))
   process.stdout.write(`wrote ${result.written} records to ${space} at ${opts.consistency.toUpperCase()}\n`)
 }
 
 /** `shoal get SPACE ID`: the record as JSON, with its version. */
 export async function runGet (space: string, id: string, opts: { peer: string, consistency: ConsistencyFlag }): Promise<void> {
-  // By `?id=`: fetch folds a path segment `.` or `..` (even percent-encoded), so such ids could not be read by path.
-  const answer = await fetchJson(opts.peer, `/spaces/${encodeURIComponent(space)}/records?id=${encodeURIComponent(id)}&consistency=${opts.consistency}`)
+  const answer = await withClient(opts.peer, async client => await client.get(space, id, { consistency: opts.consistency }))
+  if (answer === undefined) throw new CliError(`no record '${id}' in space '${space}'`)
   process.stdout.write(JSON.stringify(answer, null, 2) + '\n')
 }
 

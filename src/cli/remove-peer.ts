@@ -1,15 +1,7 @@
 import { createInterface } from 'node:readline/promises'
 import { CliError } from './errors.js'
-import { fetchJson } from './http-client.js'
-
-interface RemoveAnswer {
-  peerId: string
-  name: string | null
-  state: string
-  removed: boolean
-  givesUp: Array<{ space: string, partition: number }>
-  message: string
-}
+import type { RemovePeerResult as RemoveAnswer, ShoalClient } from '../client/index.js'
+import { withClient } from './client.js'
 
 /**
  * `shoal remove-peer PEER_ID`: removes a dead peer on purpose (POST /cluster/remove). First asks
@@ -18,7 +10,11 @@ interface RemoveAnswer {
  * exits 1, so a script cannot give data up by accident.
  */
 export async function runRemovePeer (peerId: string, opts: { peer: string, yes?: boolean, json?: boolean }): Promise<void> {
-  const plan = await post(opts.peer, peerId, false)
+  await withClient(opts.peer, async client => { await removePeer(client, peerId, opts) })
+}
+
+async function removePeer (client: ShoalClient, peerId: string, opts: { peer: string, yes?: boolean, json?: boolean }): Promise<void> {
+  const plan = await post(client, opts.peer, peerId, false)
   const label = plan.name !== null ? `${plan.name} (${plan.peerId})` : plan.peerId
   if (plan.removed) {
     print(opts, plan, `peer ${label} was already removed\n`)
@@ -47,12 +43,12 @@ export async function runRemovePeer (peerId: string, opts: { peer: string, yes?:
     if (opts.json === true) process.stdout.write(JSON.stringify(plan, null, 2) + '\n')
     throw new CliError(`peer ${label} not removed; run again with --yes to remove it`)
   }
-  const done = await post(opts.peer, peerId, true)
+  const done = await post(client, opts.peer, peerId, true)
   print(opts, done, `removed peer ${label}${done.givesUp.length > 0 ? `; ${done.givesUp.length} partition(s) start over empty` : ''}\n`)
 }
 
-async function post (base: string, peerId: string, confirm: boolean): Promise<RemoveAnswer> {
-  const answer = await fetchJson(base, '/cluster/remove', { method: 'POST', body: { peerId, confirm } }) as RemoveAnswer
+async function post (client: ShoalClient, base: string, peerId: string, confirm: boolean): Promise<RemoveAnswer> {
+  const answer = await client.removePeer(peerId, { confirm })
   if (typeof answer !== 'object' || answer === null || !Array.isArray(answer.givesUp)) throw new CliError(`unexpected answer from ${base}/cluster/remove`)
   return answer
 }

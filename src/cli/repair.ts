@@ -5,21 +5,18 @@
  * failed or did not answer, or a sync did not complete (run it again), or the peer cannot be
  * asked; 2 on a usage error.
  */
-import type { ClusterRepair } from '../peer/cluster-status.js'
-import { REPAIR_TIMEOUT_MS } from '../http/ops.js'
+import type { ClusterRepair } from '../client/index.js'
 import { CliError } from './errors.js'
-import { fetchJson } from './http-client.js'
+import { withClient } from './client.js'
 import { formatTable } from './table.js'
 
-/** Extra time the CLI gives the peer beyond its wait for the other peers. */
-const SLACK_MS = 30_000
 /** Sync failures printed (the answer lists at most 100 a peer). */
 const MAX_FAILURE_LINES = 20
 
 export async function runRepair (space: string | undefined, opts: { peer: string, json?: boolean, timeoutMs?: number }): Promise<void> {
   const body = { ...(space !== undefined ? { space } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) }
   if (opts.json !== true) process.stderr.write(`repair: running anti-entropy on every live peer for ${space !== undefined ? `space ${space}` : 'every space'}...\n`)
-  const answer = await fetchJson(opts.peer, '/cluster/repair', { method: 'POST', body, timeoutMs: (opts.timeoutMs ?? REPAIR_TIMEOUT_MS.default) + SLACK_MS }) as ClusterRepair
+  const answer = await withClient(opts.peer, async client => await client.repair(body))
   if (answer === null || typeof answer !== 'object' || !Array.isArray(answer.peers) || typeof answer.totals !== 'object') {
     throw new CliError(`unexpected answer from ${opts.peer}/cluster/repair`)
   }

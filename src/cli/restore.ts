@@ -18,7 +18,8 @@ import {
 } from '../backup/index.js'
 import { mib, Progress } from './backup.js'
 import { CliError } from './errors.js'
-import { authHeaders, fetchJson } from './http-client.js'
+import { ShoalError, ShoalUnavailableError, type ShoalClient } from '../client/index.js'
+import { errorText, withClient } from './client.js'
 import type { ConsistencyFlag } from './records.js'
 
 export interface RestoreOptions {
@@ -39,6 +40,10 @@ const MAX_BATCH_BYTES = 8 * 1024 * 1024
 const RETRIES = 3
 
 export async function runRestore (opts: RestoreOptions): Promise<void> {
+  await withClient(opts.peer, async client => { await restore(client, opts) })
+}
+
+async function restore (client: ShoalClient, opts: RestoreOptions): Promise<void> {
   const manifest = await refuseCorrupt(async () => await readManifest(opts.from))
   if (!manifest.complete && !opts.allowPartial) {
     throw new CliError(`restore refused: the backup in ${opts.from} is partial, ${manifest.missing.length} partition(s) missing (${manifest.missing.slice(0, 5).map(m => `${m.space}/${m.partition}`).join(', ')}); pass --allow-partial to restore what it holds`)
@@ -48,7 +53,8 @@ export async function runRestore (opts: RestoreOptions): Promise<void> {
   await refuseCorrupt(async () => await verifyBackup(opts.from, { manifest, onBytes: n => { verify.add(0, 0, n) }, onFile: f => { verify.add(f.records, f.tombstones, 0); verify.partitionDone() } }))
   verify.finish()
 
-  const cluster = await fetchJson(opts.peer, '/spaces') as ClusterSpace[]
+  // The client types a column's type as any string; the server's are ColumnTypes.
+  const cluster = await client.listSpaces() as ClusterSpace[]
   let plan
   try {
     plan = planRestore(manifest.spaces, cluster)
@@ -56,7 +62,7 @@ export async function runRestore (opts: RestoreOptions): Promise<void> {
     if (err instanceof BackupSchemaConflictError) throw new CliError(`restore refused, nothing was written:\n${err.message}\n(drop or rename that space, or restore into another cluster)`)
     throw err
   }
-  for (const s of plan.create) await createSpace(opts.peer, s)
+  for (const s of plan.create) await createSpace(client, s)
   for (const e of plan.existing) if (e.note !== undefined) process.stderr.write(`space '${e.space.name}' exists with the same schema; restoring into it (${e.note})\n`)
   process.stderr.write(`restoring ${manifest.spaces.length} space(s) (${plan.create.length} created) from ${opts.from} (backup of ${manifest.startTime}) into ${opts.peer} at ${opts.consistency.toUpperCase()}\n`)
 
@@ -67,7 +73,7 @@ export async function runRestore (opts: RestoreOptions): Promise<void> {
   const send = (space: string, lines: string[], bytes: number, records: number, tombstones: number): void => {
     const p = (async () => {
       try {
-        const answer = await postBatch(opts, space, lines)
+        const answer = await postBatch(client, opts, space, lines)
         stale += answer.stale
         progress.add(records, tombstones, bytes)
       } catch (err) {
@@ -104,8 +110,8 @@ async function refuseCorrupt<T> (fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function createSpace (peer: string, s: ManifestSpace): Promise<void> {
-  await fetchJson(peer, '/spaces', { method: 'POST', body: { name: s.name, schema: s.schema, partitions: s.partitions, replicas: s.replicas } })
+async function createSpace (client: ShoalClient, s: ManifestSpace): Promise<void> {
+  await client.createSpace({ name: s.name, schema: s.schema, partitions: s.partitions, replicas: s.replicas })
   process.stderr.write(`created space '${s.name}' (${s.partitions} partitions, replicas ${s.replicas})\n`)
 }
 
@@ -146,31 +152,16 @@ async function restoreFile (opts: RestoreOptions, space: ManifestSpace, entry: M
   if (sum !== entry.sha256) throw new CliError(`restore stopped: ${entry.file} changed while it was being restored (SHA-256 ${sum}, the manifest says ${entry.sha256})`)
 }
 
-interface RestoreAnswer { written: number, stale: number }
-
 /** POSTs one batch; 503s and unreachable peers are retried (the batch is idempotent), anything else fails. */
-async function postBatch (opts: RestoreOptions, space: string, lines: string[]): Promise<RestoreAnswer> {
-  const path = `/restore/spaces/${encodeURIComponent(space)}/records?consistency=${opts.consistency}`
+async function postBatch (client: ShoalClient, opts: RestoreOptions, space: string, lines: string[]): Promise<{ written: number, stale: number }> {
   for (let attempt = 0; ; attempt++) {
-    let res: Response
     try {
-      res = await fetch(new URL(path, opts.peer), { method: 'POST', body: lines.join('\n'), headers: { ...authHeaders(), 'content-type': 'application/x-ndjson' }, signal: AbortSignal.timeout(120_000) })
+      return await client.restore(space, lines.join('\n'), { consistency: opts.consistency })
     } catch (err) {
-      if (attempt < RETRIES) { await sleep(1000 * 2 ** attempt); continue }
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message
-      throw new Error(`cannot reach peer at ${opts.peer}: ${cause}`)
+      const retry = err instanceof ShoalUnavailableError || (err instanceof ShoalError && err.status === 503)
+      if (retry && attempt < RETRIES) { await sleep(1000 * 2 ** attempt); continue }
+      throw new Error(errorText(err, { rowLabel: row => `record ${row} of the batch` }))
     }
-    const text = await res.text()
-    let body: { written?: number, stale?: number, error?: { code?: string, message?: string }, errors?: Array<{ row: number, field: string, message: string }> }
-    try {
-      body = JSON.parse(text) as typeof body
-    } catch {
-      throw new Error(`peer answered ${res.status} with non-JSON: ${text.slice(0, 200)}`)
-    }
-    if (res.ok) return { written: body.written ?? 0, stale: body.stale ?? 0 }
-    if (res.status === 503 && attempt < RETRIES) { await sleep(1000 * 2 ** attempt); continue }
-    const rows = (body.errors ?? []).slice(0, 5).map(e => `\n  record ${e.row} of the batch${e.field !== '' ? `, field ${e.field}` : ''}: ${e.message}`).join('')
-    throw new Error(`peer answered ${res.status} ${body.error?.code ?? ''}: ${body.error?.message ?? 'records refused, the batch was not written'}${rows}`)
   }
 }
 

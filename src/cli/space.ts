@@ -1,9 +1,8 @@
 import { parseSchemaSpec, SchemaError } from '../schema/index.js'
 import { CliError } from './errors.js'
-import { fetchJson } from './http-client.js'
+import type { CreateSpaceInput } from '../client/index.js'
+import { withClient } from './client.js'
 import { formatTable } from './table.js'
-
-interface SpaceJson { name: string, uid: string, schema: Array<{ name: string, type: string, nullable: boolean }>, partitions: number, replicas: number, effectiveReplicas?: number }
 
 export async function runSpaceCreate (name: string, opts: { schema: string, partitions?: string, replicas?: string, peer: string }): Promise<void> {
   let schema
@@ -13,10 +12,10 @@ export async function runSpaceCreate (name: string, opts: { schema: string, part
     if (err instanceof SchemaError) throw new CliError(`--schema ${err.message}`, 2)
     throw err
   }
-  const body: Record<string, unknown> = { name, schema }
+  const body: CreateSpaceInput = { name, schema: [...schema] }
   if (opts.partitions !== undefined) body.partitions = positiveInt(opts.partitions, '--partitions')
   if (opts.replicas !== undefined) body.replicas = positiveInt(opts.replicas, '--replicas')
-  const space = await fetchJson(opts.peer, '/spaces', { method: 'POST', body }) as SpaceJson
+  const space = await withClient(opts.peer, async client => await client.createSpace(body))
   process.stdout.write(`created space ${space.name}: ${space.partitions} partitions, ${space.replicas} replicas, columns ${space.schema.map(c => `${c.name}:${c.type}${c.nullable ? '' : '!'}`).join(',')}\n`)
   // Placement gives a partition at most one replica a peer: say so when the cluster is smaller.
   if (typeof space.effectiveReplicas === 'number' && space.effectiveReplicas < space.replicas) {
@@ -25,7 +24,7 @@ export async function runSpaceCreate (name: string, opts: { schema: string, part
 }
 
 export async function runSpaceList (opts: { peer: string, json?: boolean }): Promise<void> {
-  const spaces = await fetchJson(opts.peer, '/spaces') as SpaceJson[]
+  const spaces = await withClient(opts.peer, async client => await client.listSpaces())
   if (opts.json === true) {
     process.stdout.write(JSON.stringify(spaces, null, 2) + '\n')
     return
@@ -39,7 +38,7 @@ export async function runSpaceList (opts: { peer: string, json?: boolean }): Pro
 }
 
 export async function runSpaceDrop (name: string, opts: { peer: string }): Promise<void> {
-  await fetchJson(opts.peer, `/spaces/${encodeURIComponent(name)}`, { method: 'DELETE' })
+  await withClient(opts.peer, async client => { await client.dropSpace(name) })
   process.stdout.write(`dropped space ${name}\n`)
 }
 

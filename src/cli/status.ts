@@ -3,18 +3,13 @@
  * gathers it (GET /cluster/status; src/peer/cluster-status.ts). Exit 0 once printed, whatever the
  * cluster's state (scripts read --json); 1 when the peer cannot be asked; 2 on a usage error.
  */
-import type { ClusterStatus, PeerRow, SpaceRow } from '../peer/cluster-status.js'
-import { STATUS_TIMEOUT_MS } from '../http/ops.js'
+import type { ClusterPeerRow as PeerRow, ClusterSpaceRow as SpaceRow, ClusterStatus } from '../client/index.js'
 import { CliError } from './errors.js'
-import { fetchJson } from './http-client.js'
+import { withClient } from './client.js'
 import { formatBytes, formatTable } from './table.js'
 
-/** Extra time the CLI gives the peer beyond its wait for the other peers (its own work, the network). */
-const SLACK_MS = 10_000
-
 export async function runStatus (opts: { peer: string, json?: boolean, timeoutMs?: number }): Promise<void> {
-  const path = opts.timeoutMs !== undefined ? `/cluster/status?timeoutMs=${opts.timeoutMs}` : '/cluster/status'
-  const status = await fetchJson(opts.peer, path, { timeoutMs: (opts.timeoutMs ?? STATUS_TIMEOUT_MS.default) + SLACK_MS }) as ClusterStatus
+  const status = await withClient(opts.peer, async client => await client.status(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}))
   if (status === null || typeof status !== 'object' || !Array.isArray(status.peers) || !Array.isArray(status.spaces)) {
     throw new CliError(`unexpected answer from ${opts.peer}/cluster/status`)
   }

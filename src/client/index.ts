@@ -23,5 +23,11 @@ export type { RetryClass } from './transport.js'
 export { DEFAULT_IMPORT_BATCH_ROWS, DEFAULT_IMPORT_MAX_BATCH_BYTES, DEFAULT_IMPORT_TIMEOUT_MS } from './import.js'
 export type {
   Consistency, ColumnSpec, CreateSpaceInput, Space, ShoalRecord, WriteOptions, ReadOptions, WriteResult, GetResult,
-  DeleteResult, QueryOptions, QueryResult, Completion, Coverage, JsonQuery, ImportOptions, ImportResult, Member, Health
+  DeleteResult, QueryOptions, QueryResult, Completion, Coverage, JsonQuery, ImportOptions, ImportResult, Member, Health,
+  PutTextOptions, QueryStreamFormat, QueryStreamOptions, QueryStream
 } from './types.js'
+export type {
+  MemberState, ClusterPeerRow, ClusterSpaceRow, ClusterStatus, StatusOptions, RepairOptions, RepairReport, ClusterRepair,
+  RemovePeerResult, DecommissionOptions, DecommissionSummary, DecommissionEvent, BackupBegin, BackupStreamOptions,
+  RestoreOptions, RestoreResult, ExplainOptions, PeerWork, ExplainResult
+} from './ops-types.js'

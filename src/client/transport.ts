@@ -53,8 +53,15 @@ export interface PeerRequest {
   contentType?: string
   accept?: string
   retry: RetryClass
-  /** ms for this request; default the client's. */
+  /**
+   * Sent to the current peer only, never to another: for requests about the peer itself (its
+   * decommission), where another peer's answer would be about the wrong one.
+   */
+  pinned?: boolean
+  /** ms for this request, answer included; default the client's; Infinity: none (a stream aborted by `signal`). */
   timeoutMs?: number
+  /** Aborts the request (or the reading of its streamed answer). */
+  signal?: AbortSignal
 }
 
 export interface PeerAnswer {
@@ -64,10 +71,21 @@ export interface PeerAnswer {
   peer: string
 }
 
+/** A successful answer whose body is read as it arrives. */
+export interface PeerStream {
+  status: number
+  headers: IncomingMessage['headers']
+  peer: string
+  /** The body's chunks. A body cut short throws INCOMPLETE_ANSWER; leaving the loop early releases the connection. */
+  body: AsyncIterable<Buffer>
+  /** Drops the answer unread (its connection is closed, not reused). */
+  cancel: () => void
+}
+
 /** Default request timeout: 30 s, longer than a query's default budget on the server. */
 export const DEFAULT_TIMEOUT_MS = 30_000
 const DEFAULT_MAX_SOCKETS_PER_PEER = 16
-/** Largest answer body read: 1 GiB, a bound so a runaway answer fails instead of exhausting memory. */
+/** Largest answer body read whole: 1 GiB, a bound so a runaway answer fails instead of exhausting memory. */
 const MAX_ANSWER_BYTES = 1024 * 1024 * 1024
 
 /** A failure before any answer arrived, and whether the request may have reached the peer. */
@@ -101,20 +119,28 @@ export class PeerTransport {
   /** The peer URL requests go to first (the one that answered last). */
   get currentPeer (): string { return this.peers[this.current]!.origin }
 
+  /** The request's whole answer: see stream() for where it goes and what throws. */
+  async send (req: PeerRequest): Promise<PeerAnswer> {
+    const answer = await this.stream(req)
+    return { status: answer.status, headers: answer.headers, peer: answer.peer, body: await readAll(answer) }
+  }
+
   /**
    * Sends the request to the current peer, then to the others in order while none answers (see
-   * RetryClass for what is repeated). An answer with an error status throws ShoalError; a 503 a
-   * read may retry elsewhere moves on, and the last such error is thrown if every peer gives one.
+   * RetryClass for what is repeated), and gives the successful answer once its headers arrive.
+   * An answer with an error status throws ShoalError; a 503 a read may retry elsewhere moves on,
+   * and the last such error is thrown if every peer gives one.
    */
-  async send (req: PeerRequest): Promise<PeerAnswer> {
+  async stream (req: PeerRequest): Promise<PeerStream> {
     if (this.closed) throw new ShoalError('CLOSED', 'this ShoalClient was closed')
     const tried: PeerAttempt[] = []
     let lastAnswerError: ShoalError | undefined
     let lastCause: unknown
-    for (let i = 0; i < this.peers.length; i++) {
+    const count = req.pinned === true ? 1 : this.peers.length
+    for (let i = 0; i < count; i++) {
       const index = (this.current + i) % this.peers.length
       const peer = this.peers[index]!
-      let answer: PeerAnswer
+      let answer: PeerStream
       try {
         answer = await this.once(peer, req)
       } catch (err) {
@@ -129,7 +155,7 @@ export class PeerTransport {
       // Any answer, even an error, means this peer is up: start there next time.
       this.current = index
       if (answer.status < 400) return answer
-      const error = errorFromAnswer(answer.status, answer.body.toString('utf8'), peer.origin)
+      const error = errorFromAnswer(answer.status, (await readAll(answer)).toString('utf8'), peer.origin)
       if (req.retry === 'read' && answer.status === 503 && RETRY_ELSEWHERE_CODES.has(error.code)) {
         lastAnswerError = error
         continue
@@ -147,8 +173,9 @@ export class PeerTransport {
     this.httpsAgent?.destroy()
   }
 
-  /** One request to one peer: its whole answer, or NoAnswer when none began. */
-  private async once (peer: URL, req: PeerRequest): Promise<PeerAnswer> {
+  /** One request to one peer: its answer once the headers arrive, or NoAnswer when none began. */
+  private async once (peer: URL, req: PeerRequest): Promise<PeerStream> {
+    if (req.signal?.aborted === true) throw aborted(peer.origin, req.signal)
     const https = peer.protocol === 'https:'
     const headers: Record<string, string> = {}
     if (req.body !== undefined) {
@@ -159,54 +186,71 @@ export class PeerTransport {
     if (this.options.token !== undefined) headers.authorization = `Bearer ${this.options.token}`
     const timeoutMs = req.timeoutMs ?? this.timeoutMs
     const basePath = peer.pathname.replace(/\/+$/, '')
-    return await new Promise<PeerAnswer>((resolve, reject) => {
+    return await new Promise<PeerStream>((resolve, reject) => {
       let connected = false
       let answered = false
+      /** Why the client itself ended the request (its timeout, an abort), for the body's reader. */
+      let stopped: Error | undefined
+      const stop = (why: Error): void => { stopped = why; r.destroy(why) }
       const options = { hostname: peer.hostname, port: peer.port, path: basePath + req.path, method: req.method, headers }
       const r: ClientRequest = https ? httpsRequest({ ...options, agent: this.httpsAgent }) : httpRequest({ ...options, agent: this.httpAgent })
-      const timer = setTimeout(() => { r.destroy(new TimeoutError(timeoutMs)) }, timeoutMs)
+      // Bounds the whole request, the reading of a streamed body included.
+      const timer = Number.isFinite(timeoutMs) ? setTimeout(() => { stop(new TimeoutError(timeoutMs)) }, timeoutMs) : undefined
+      const onAbort = (): void => { stop(aborted(peer.origin, req.signal!)) }
+      req.signal?.addEventListener('abort', onAbort, { once: true })
+      const settle = (): void => { clearTimeout(timer); req.signal?.removeEventListener('abort', onAbort) }
       r.on('socket', (socket: Socket) => {
         // A reused keep-alive socket is connected already: whatever is written may arrive.
         if (!socket.connecting) connected = true
         else socket.once('connect', () => { connected = true })
       })
       r.on('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer)
-        const reason = err instanceof TimeoutError ? 'TIMEOUT' : err.code ?? err.message
-        if (!answered) reject(new NoAnswer(reason, connected, err))
-        else reject(new ShoalError('INCOMPLETE_ANSWER', `peer ${peer.origin} cut its answer short (${reason})`, { peer: peer.origin, cause: err }))
+        settle()
+        if (answered) return // the body's reader reports it
+        if (err instanceof ShoalError) { reject(err); return }
+        reject(new NoAnswer(err instanceof TimeoutError ? 'TIMEOUT' : err.code ?? err.message, connected, err))
       })
       r.on('response', (res: IncomingMessage) => {
         answered = true
-        const chunks: Buffer[] = []
-        let total = 0
-        res.on('data', (chunk: Buffer) => {
-          total += chunk.length
-          if (total > MAX_ANSWER_BYTES) { r.destroy(new Error(`answer larger than ${MAX_ANSWER_BYTES} bytes`)); return }
-          chunks.push(chunk)
-        })
-        // A streamed answer cut short (the server failed mid-stream) ends with 'aborted'/'error',
-        // never 'end': the caller sees an error, not a complete-looking partial body.
-        res.on('error', (err) => {
-          clearTimeout(timer)
-          reject(new ShoalError('INCOMPLETE_ANSWER', `peer ${peer.origin} cut its answer short: ${err.message}`, { status: res.statusCode, peer: peer.origin, cause: err }))
-        })
-        res.on('close', () => {
-          clearTimeout(timer)
-          if (!res.complete) reject(new ShoalError('INCOMPLETE_ANSWER', `peer ${peer.origin} closed the connection before its answer was complete`, { status: res.statusCode, peer: peer.origin }))
-        })
-        res.on('end', () => {
-          clearTimeout(timer)
-          if (!res.complete) {
-            reject(new ShoalError('INCOMPLETE_ANSWER', `peer ${peer.origin} cut its answer short`, { status: res.statusCode, peer: peer.origin }))
-            return
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks, total), peer: peer.origin })
-        })
+        res.on('close', settle)
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, peer: peer.origin, body: bodyOf(res, peer.origin, () => stopped), cancel: () => { res.destroy() } })
       })
       r.end(req.body)
     })
   }
+}
+
+/**
+ * The chunks of an answer's body. A streamed answer cut short (the server failed mid-stream, the
+ * request timed out or was aborted) ends with an error or a close before 'end': the caller sees
+ * INCOMPLETE_ANSWER (or the abort), never a complete-looking partial body.
+ */
+async function * bodyOf (res: IncomingMessage, peer: string, stopped: () => Error | undefined): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of res) yield chunk as Buffer
+  } catch (err) {
+    const reason = stopped() ?? err
+    if (reason instanceof ShoalError) throw reason
+    throw new ShoalError('INCOMPLETE_ANSWER', `peer ${peer} cut its answer short (${reason instanceof TimeoutError ? 'TIMEOUT' : (reason as Error).message})`, { status: res.statusCode, peer, cause: reason })
+  }
+  const reason = stopped()
+  if (reason instanceof ShoalError) throw reason
+  if (!res.complete) throw new ShoalError('INCOMPLETE_ANSWER', `peer ${peer} closed the connection before its answer was complete`, { status: res.statusCode, peer })
+}
+
+async function readAll (answer: PeerStream): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let total = 0
+  for await (const chunk of answer.body) {
+    total += chunk.length
+    if (total > MAX_ANSWER_BYTES) throw new ShoalError('INCOMPLETE_ANSWER', `peer ${answer.peer}'s answer is larger than ${MAX_ANSWER_BYTES} bytes; not read further`, { status: answer.status, peer: answer.peer })
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks, total)
+}
+
+function aborted (peer: string, signal: AbortSignal): ShoalError {
+  return new ShoalError('ABORTED', `the request to ${peer} was aborted`, { peer, cause: signal.reason })
 }
 
 class TimeoutError extends Error {

@@ -68,6 +68,8 @@ export interface WriteResult {
 export interface GetResult {
   record: ShoalRecord
   version: number
+  /** Replicas a QUORUM or ALL read found stale and repaired on the way; absent when none. */
+  repaired?: number
 }
 
 export interface DeleteResult {
@@ -109,6 +111,29 @@ export interface QueryResult {
   tookMs: number
 }
 
+/** Formats a query's rows can stream in, beside JSON. */
+export type QueryStreamFormat = 'arrow' | 'ndjson'
+
+export interface QueryStreamOptions extends QueryOptions {
+  /** `arrow`: an Arrow IPC stream; `ndjson`: one JSON object a row. */
+  format: QueryStreamFormat
+  /** Stops the query's answer part way. */
+  signal?: AbortSignal
+}
+
+/**
+ * A query's rows as the peer streams them: the body's bytes unchanged, and how complete they are
+ * (from the answer's `x-shoal-*` headers, known before the first byte).
+ */
+export interface QueryStream {
+  contentType: string
+  coverage: Coverage | undefined
+  confidence: number | undefined
+  tookMs: number | undefined
+  /** The bytes as they arrive; an answer cut short throws INCOMPLETE_ANSWER. */
+  body: AsyncIterable<Uint8Array>
+}
+
 /** A JSON query (docs/query.md): `{space, query?, size?, aggs?, ...}`. */
 export type JsonQuery = Record<string, unknown>
 
@@ -122,6 +147,15 @@ export interface ImportOptions {
   timeoutMs?: number
   /** Called after each batch is acknowledged, with the rows written so far. */
   onProgress?: (written: number) => void
+}
+
+/** Options of putText: records already serialized, sent as they are. */
+export interface PutTextOptions {
+  /** How the text is framed; default a JSON array when it starts with `[`, else NDJSON. */
+  format?: 'json' | 'ndjson'
+  consistency?: Consistency
+  /** ms the request waits, answer included; default 120,000 (a large body waits for its replicas). */
+  timeoutMs?: number
 }
 
 export interface ImportResult {
