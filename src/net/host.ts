@@ -18,6 +18,7 @@ import { silentLogger } from '../runtime/log.js'
 import { ConnectionMonitor } from './connection-monitor.js'
 import { DenyListGater, type DenyList } from './gater.js'
 import { handshakeGuard, SWARM_KEY_MISMATCH } from './handshake-guard.js'
+import { installHalfWindowUpdates } from './yamux-window.js'
 
 export interface ShoalServices extends Record<string, unknown> {
   identify: Identify
@@ -97,6 +98,7 @@ export async function createHost (opts: HostOptions): Promise<Host> {
       throw new HostListenError([addr], 'not a valid multiaddr', err)
     }
   }
+  installHalfWindowUpdates()
   const gater = new DenyListGater(log)
   const services: Record<string, (components: any) => unknown> = {
     identify: identify()

@@ -362,7 +362,8 @@ export class Session {
 
   /**
    * Wakes the sink in a microtask rather than at once, so frames queued in the same synchronous
-   * run (a burst of concurrent requests or responses) leave as one chunk.
+   * run (a burst of concurrent requests or responses, a stream's last item with its END) leave
+   * as one chunk: each chunk is a yamux frame, a noise message and a socket write.
    */
   private scheduleFlush (): void {
     if (this.pullWaiter === undefined || this.flushScheduled) return

@@ -14,7 +14,7 @@ import { FrameTooLargeError, PeerUnreachableError, RpcCancelledError, RpcError }
 import type { Logger } from '../runtime/log.js'
 import { silentLogger } from '../runtime/log.js'
 import { SystemClock } from '../runtime/real.js'
-import type { Clock, EncodedBody, MessageListener, PeerAddress, PeerId, RequestHandler, RequestOptions, StreamHandler, Transport } from '../runtime/types.js'
+import { LastItem, type Clock, type EncodedBody, type MessageListener, type PeerAddress, type PeerId, type RequestHandler, type RequestOptions, type StreamHandler, type Transport } from '../runtime/types.js'
 import {
   CREDIT, InCall, MAX_WINDOW, MSG, OutCall, PackedBody, REQ, RES, SREQ, Session, StreamState, END, ITEM,
   errorCode, errorMessage, isThenable, type Lane, type RpcStats, type SessionHost
@@ -227,8 +227,9 @@ export class RpcTransport implements Transport, SessionHost {
         await new Promise<void>(resolve => { st.wake = resolve })
       }
     } finally {
-      // The consumer stopped early (break, throw): tell the server to stop producing.
-      call.giveUp(new RpcCancelledError(call.peer, method))
+      // The consumer stopped early (break, throw): tell the server to stop producing. (Not built
+      // for a call already over: an error's stack costs more than the rest of a small call.)
+      if (!call.settled) call.giveUp(new RpcCancelledError(call.peer, method))
     }
   }
 
@@ -375,9 +376,11 @@ export class RpcTransport implements Transport, SessionHost {
           return
         }
         if (call.cancelled || s.closed) break
+        // The handler's last item: END goes in the same chunk (enqueued in the same run).
+        const last = r.value instanceof LastItem
         let buf: Uint8Array
         try {
-          buf = s.encode([ITEM, call.id, r.value])
+          buf = s.encode([ITEM, call.id, last ? (r.value as LastItem).value : r.value])
         } catch (err) {
           this.log.warn({ peer: s.peer, method, err: errorMessage(err) }, 'stream item not sent')
           finished = true
@@ -386,6 +389,13 @@ export class RpcTransport implements Transport, SessionHost {
         }
         call.credit--
         this.enqueueAnswer(s, buf)
+        if (last) {
+          finished = true
+          if (this.release(s, call)) s.sendControl([END, call.id])
+          // The handler said it has no more: end it, running its finally blocks.
+          await it.return?.()?.catch?.(() => {})
+          return
+        }
       }
     } catch (err) {
       finished = true

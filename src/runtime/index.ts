@@ -9,6 +9,7 @@
  * The simulator (test/sim) supplies virtual-time and in-memory versions of the same interfaces.
  */
 export type { Clock, Timer, Random, PeerId, PeerAddress, Transport, RequestOptions, RequestContext, RequestHandler, StreamHandler, MessageListener, EncodedBody } from './types.js'
+export { LastItem } from './types.js'
 export { RpcError, RpcTimeoutError, PeerUnreachableError, RpcCancelledError, RemoteError, FrameTooLargeError } from './errors.js'
 export { SystemClock, SystemRandom } from './real.js'
 export { SeededRandom, shuffle } from './seeded.js'

@@ -56,6 +56,17 @@ export interface RequestContext {
 
 export type RequestHandler = (body: unknown, ctx: RequestContext) => unknown | Promise<unknown>
 export type StreamHandler = (body: unknown, ctx: RequestContext) => AsyncIterable<unknown>
+
+/**
+ * A stream handler's item that it knows is its last (`yield new LastItem(value)`): the caller
+ * receives `value`, and the transport sends the stream's end with it, in the same write, and
+ * ends the handler. Without it the end is known only once the handler returns, a few promise hops
+ * after its last item has gone out on its own: one more frame and wake-up each way, and a caller
+ * done with the item cancels a call that is already over (src/net/rpc.ts).
+ */
+export class LastItem {
+  constructor (readonly value: unknown) {}
+}
 export type MessageListener = (body: unknown, from: PeerId) => void
 
 /**

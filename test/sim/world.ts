@@ -1,6 +1,6 @@
 import { promiseHooks } from 'node:v8'
 import {
-  FrameTooLargeError, PeerUnreachableError, RemoteError, RpcCancelledError, RpcTimeoutError, SeededRandom
+  FrameTooLargeError, LastItem, PeerUnreachableError, RemoteError, RpcCancelledError, RpcTimeoutError, SeededRandom
 } from '../../src/runtime/index.js'
 import type { Clock, PeerAddress, Random, RequestOptions, Timer } from '../../src/runtime/index.js'
 import { wireDecode, wireEncode, wireSize } from './codec.js'
@@ -793,7 +793,9 @@ export class SimWorld {
         const r = await it.next()
         if (s.stopped || !server.alive) break
         if (r.done === true) { this.endStreamFromServer(s, null); return }
-        let item = r.value
+        // A handler's last item (LastItem): delivered, then the end, as the libp2p transport does.
+        const last = r.value instanceof LastItem
+        let item = last ? (r.value as LastItem).value : r.value
         if (this.serialize || this.countBytes) {
           try {
             item = this.toWire(item, s.client.id)
@@ -809,6 +811,11 @@ export class SimWorld {
         s.unconsumed++
         s.lastToClientMs = Math.max(s.lastToClientMs, this.nowMs + this.latencyMs(server.id, s.client.id))
         this.push(s.lastToClientMs, K_STREAM_ITEM, s.client, s, item, null)
+        if (last) {
+          this.endStreamFromServer(s, null)
+          await it.return?.()
+          return
+        }
       }
       // Stopped early: let the handler's generator run its finally blocks.
       if (it !== undefined && server.alive) await it.return?.()

@@ -8,6 +8,7 @@
 import { performance } from 'node:perf_hooks'
 import { pack } from 'msgpackr'
 import { BatchLease, type ColumnBatch, type ValueType } from '../../columnar/index.js'
+import { LastItem } from '../../runtime/index.js'
 import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
 import { decodePlan, type PlanNode } from '../model/index.js'
@@ -87,7 +88,19 @@ export function parseFragmentRequest (body: unknown): FragmentRequest {
  * Runs a fragment request and yields its items. `trusted` skips the checks for a request built by
  * this peer for itself (the local path, which never leaves the process).
  */
-export async function * serveFragments (deps: FragmentServerDeps, req: FragmentRequest, signal: AbortSignal, trusted = false): AsyncGenerator<FragmentItem> {
+export function serveFragments (deps: FragmentServerDeps, req: FragmentRequest, signal: AbortSignal, trusted = false): AsyncGenerator<FragmentItem> {
+  return fragmentItems(deps, req, signal, trusted, false) as AsyncGenerator<FragmentItem>
+}
+
+/**
+ * The `query.fragment` handler's stream: serveFragments of a request off the network, its last
+ * item as a LastItem, so the transport sends the stream's end with it (runtime/types.ts).
+ */
+export function serveRemoteFragments (deps: FragmentServerDeps, req: FragmentRequest, signal: AbortSignal): AsyncGenerator<FragmentItem | LastItem> {
+  return fragmentItems(deps, req, signal, false, true)
+}
+
+async function * fragmentItems (deps: FragmentServerDeps, req: FragmentRequest, signal: AbortSignal, trusted: boolean, markLast: boolean): AsyncGenerator<FragmentItem | LastItem> {
   const def = deps.space(req.space)
   const refuse = (code: string, message: string): FragmentItem[] => req.partitions.map(p => ({ p, error: { code, message } }))
   if (!deps.isSynced()) { yield * refuse('NOT_SYNCED', 'this peer has not synced with its cluster since it started'); return }
@@ -180,6 +193,11 @@ export async function * serveFragments (deps: FragmentServerDeps, req: FragmentR
     if (running.size === 0) return
     const done = await Promise.race(running.values())
     running.delete(done.key)
+    if (markLast && queue.length === 0 && running.size === 0 && done.items.length > 0) {
+      yield * done.items.slice(0, -1)
+      yield new LastItem(done.items[done.items.length - 1])
+      return
+    }
     yield * done.items
   }
 }

@@ -16,6 +16,12 @@ import type { Coverage, QueryService } from './service.js'
 
 export const FANOUT_BUCKETS = [1, 2, 4, 8, 16, 32, 64]
 
+/**
+ * The reason every request of a finished query is aborted with: one shared error, because
+ * abort() without a reason builds a DOMException (and its stack) per request, every query.
+ */
+const QUERY_NO_LONGER_NEEDS_IT = Object.freeze(new Error('the query no longer needs this request'))
+
 /** What one peer did for a query, summed over its partitions, and what the coordinator saw of it. */
 export interface PeerAnalysis {
   peer: PeerId
@@ -126,7 +132,7 @@ export class Scatter {
   }
 
   private abortAll (): void {
-    for (const c of this.inflight) c.abort()
+    for (const c of this.inflight) c.abort(QUERY_NO_LONGER_NEEDS_IT)
     this.inflight.clear()
   }
 
@@ -268,7 +274,7 @@ export class Scatter {
     } finally {
       hedgeTimer?.cancel()
       this.inflight.delete(controller)
-      controller.abort()
+      controller.abort(QUERY_NO_LONGER_NEEDS_IT)
     }
     if (this.finished) return
     const retry: PartState[] = []

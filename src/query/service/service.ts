@@ -19,7 +19,7 @@ import { MemoryBudget, QueryExecError, QueryMerger, splitPlan, type FragmentPool
 import { QueryError } from './errors.js'
 import { PeerHealth, TokenBucket } from './health.js'
 import { explainText, planQuery, type QueryPlan } from './planner.js'
-import { METHOD_FRAGMENT, columnTypes, parseFragmentRequest, serveFragments, type FragmentItem, type FragmentServerDeps } from './fragments.js'
+import { METHOD_FRAGMENT, columnTypes, parseFragmentRequest, serveRemoteFragments, type FragmentServerDeps } from './fragments.js'
 import { runSpread } from './spread.js'
 import { isMultiSpace, recallMany } from './recall.js'
 import { FANOUT_BUCKETS, Scatter, type QueryAnalysis } from './scatter.js'
@@ -161,11 +161,11 @@ export class QueryService {
       // The coordinator's budget comes off the network: never more than this peer allows a fragment.
       req.budgetBytes = Math.min(req.budgetBytes, this.opts.memoryBudgetMb * 1024 * 1024)
       this.counters.fragmentsServed++
-      return this.counted(serveFragments(this.fragmentDeps, req, ctx.signal), ctx.signal)
+      return this.counted(serveRemoteFragments(this.fragmentDeps, req, ctx.signal), ctx.signal)
     })
   }
 
-  private async * counted (items: AsyncGenerator<FragmentItem>, signal: AbortSignal): AsyncGenerator<FragmentItem> {
+  private async * counted<T> (items: AsyncGenerator<T>, signal: AbortSignal): AsyncGenerator<T> {
     try {
       yield * items
     } finally {
