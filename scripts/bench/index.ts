@@ -85,6 +85,10 @@ const PARTS: BenchPart[] = [
       console.log(formatLocalQueryBench(await benchLocalQueries(quick ? 1_000_000 : 10_000_000)))
       console.log('\nReal peers over HTTP (16 partitions, one replica each: every query needs every peer):\n')
       console.log(formatClusterQueryBench(await benchClusterQueries(quick ? 50_000 : 200_000)))
+      if (!quick) {
+        console.log('\nThe same at 10 M rows, 3 peers against DuckDB in-process:\n')
+        console.log(formatClusterQueryBench(await benchClusterQueries(10_000_000, { single: false })))
+      }
       console.log('\nMemory-style queries, 3 peers against 1 peer holding every partition (16 partitions, one replica):\n')
       console.log(formatMemoryQueryBench(await benchMemoryQueries(quick ? 10_000 : 50_000)))
     }

@@ -2,7 +2,7 @@
  * Query benchmark: the same aggregation queries on the same data in Shoal and in DuckDB, side by
  * side in one run, and the scatter overhead per partition.
  *
- *   node dist/scripts/bench/query.js [rows] [--cluster-rows N] [--no-local] [--no-cluster]
+ *   node dist/scripts/bench/query.js [rows] [--cluster-rows N] [--no-local] [--no-cluster] [--no-single] [--no-extras]
  *
  * 1. Local execution, one peer: N rows (default 10 million) as Shoal holds a warm replica
  *    (column batches of 64k rows, 16 partitions), run through the executor exactly as a peer runs
@@ -11,9 +11,15 @@
  *    thread. The four run in 7 interleaved rounds after a warm-up (a burst of noise on a shared
  *    machine hits them alike): medians, and ratios as the median of each round's own ratio.
  * 2. Real clusters over HTTP: one peer and three peers (processes on 127.0.0.1 sharing the
- *    machine's 2 cores), the same queries on a smaller table.
- * 3. Scatter overhead: count(*) over a space of 1 partition vs 64 partitions with a handful of
- *    rows, on the 3-peer cluster: (t64 − t1) / 63 is the cost of one more partition.
+ *    machine's 2 cores; --cluster-rows, default 200,000), each query through a keep-alive client
+ *    (ShoalClient, what a program uses) after a warm-up (a peer compiles its code as it runs),
+ *    the 3 peers and DuckDB in-process in interleaved rounds: medians and paired ratios, and
+ *    whether the answers are DuckDB's. --no-single leaves the one peer out (at 10 M rows each
+ *    cluster takes minutes to load).
+ * 3. Extras (up to a million rows, unless --no-extras): the scatter overhead (count(*) over a
+ *    space of 1 partition vs 64 with a handful of rows: (t64 − t1) / 63 is the cost of one more
+ *    partition), where each query's time goes (EXPLAIN ANALYZE's stages), and the tail (300
+ *    repetitions one at a time).
  */
 import '../../src/polyfill/index.js'
 import { DuckDBInstance } from '@duckdb/node-api'
@@ -228,10 +234,16 @@ export function sameRows (a: Array<Record<string, unknown>>, b: Array<Record<str
 
 export interface ClusterQueryBench {
   rows: number
+  /** Empty when the run skipped the single peer (--no-single). */
   onePeer: Array<{ name: string, ms: number }>
   threePeers: Array<{ name: string, ms: number }>
   duckdb: Array<{ name: string, ms: number }>
-  scatter: { oneMs: number, manyMs: number, partitions: number, perPartitionMs: number }
+  /** 3 peers / DuckDB, the median of each round's own ratio (they run interleaved). */
+  ratio: number[]
+  /** Whether the 3-peer cluster's answer is DuckDB's (sketch columns aside). */
+  sameAnswer: boolean[]
+  /** Absent when the run left the extras out (--no-extras, or past a million rows). */
+  scatter?: { oneMs: number, manyMs: number, partitions: number, perPartitionMs: number }
   /** Where each query's time goes on 3 peers (medians over the runs, EXPLAIN ANALYZE's figures). */
   stages: StageBreakdown[]
   /** The tail of a healthy 3-peer cluster: many repetitions of each query, one at a time. */
@@ -309,41 +321,74 @@ async function stageBreakdown (peer: PeerProcess, name: string, sql: string, run
   return { name, clientMs: median(client), tookMs: median(took), ...Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, median(v)])) as Omit<StageBreakdown, 'name' | 'clientMs' | 'tookMs'> }
 }
 
+/** Loads `rows` generated rows into a new space through one peer, 4 batches of 5,000 in flight. */
 async function load (peer: PeerProcess, rows: number, partitions: number, replicas: number, name = 't'): Promise<void> {
   const created = await peer.post('/spaces', { name, schema: SPACE.schema.filter(c => c.name !== 'id').map(c => ({ name: c.name, type: c.type })), partitions, replicas })
   if (created.status !== 201) throw new Error(`create ${name}: ${JSON.stringify(created.body)}`)
-  for (let start = 0; start < rows; start += 5000) {
-    const batch = []
-    for (let i = start; i < Math.min(rows, start + 5000); i++) batch.push({ id: `i${i}`, region: region(i), cat: cat(i), qty: qty(i), amount: amount(i) })
-    const r = await peer.post(`/spaces/${name}/records?consistency=one`, batch)
-    if (r.status !== 200) throw new Error(`load: ${JSON.stringify(r.body).slice(0, 300)}`)
+  const client = new ShoalClient(peer.url, { timeoutMs: 120_000 })
+  try {
+    let next = 0
+    const lane = async (): Promise<void> => {
+      for (let start = next; start < rows; start = next) {
+        next += 5000
+        const batch = []
+        for (let i = start; i < Math.min(rows, start + 5000); i++) batch.push({ id: `i${i}`, region: region(i), cat: cat(i), qty: qty(i), amount: amount(i) })
+        await client.put(name, batch, { consistency: 'one' })
+      }
+    }
+    await Promise.all([lane(), lane(), lane(), lane()])
+  } finally {
+    client.close()
   }
 }
 
-async function httpMedian (peer: PeerProcess, sql: string, runs: number): Promise<number> {
-  return await timeIt(runs, async () => {
-    const r = await peer.post('/query', { sql })
-    if (r.status !== 200) throw new Error(`${sql}: ${JSON.stringify(r.body).slice(0, 300)}`)
-    const cov = (r.body as { coverage: { answered: number, total: number } }).coverage
-    if (cov.answered !== cov.total) throw new Error(`incomplete answer: ${JSON.stringify(cov)}`)
-  })
+/**
+ * A query as a program sends it: POST /query through a keep-alive client (ShoalClient), failing
+ * on an answer that is not complete.
+ */
+function queryOver (client: ShoalClient, sql: string): () => Promise<Array<Record<string, unknown>>> {
+  return async () => {
+    const a = await client.query(sql)
+    if (a.coverage.answered !== a.coverage.total) throw new Error(`incomplete answer: ${JSON.stringify(a.coverage)}`)
+    return a.rows as Array<Record<string, unknown>>
+  }
 }
 
-export async function benchClusterQueries (rows: number, runs = 5): Promise<ClusterQueryBench> {
-  const out: ClusterQueryBench = { rows, onePeer: [], threePeers: [], duckdb: [], scatter: { oneMs: 0, manyMs: 0, partitions: 64, perPartitionMs: 0 }, stages: [], tail: [] }
+export interface ClusterBenchOptions {
+  /** Timed rounds per query (after `warmup` untimed ones: a peer's code is compiled as it runs). */
+  runs?: number
+  warmup?: number
+  /** Also run the single peer (default true). */
+  single?: boolean
+  /** The scatter overhead, the stage breakdown and the tail (default: up to a million rows). */
+  extras?: boolean
+}
+
+export async function benchClusterQueries (rows: number, options: ClusterBenchOptions = {}): Promise<ClusterQueryBench> {
+  const runs = options.runs ?? (rows > 1_000_000 ? 9 : 31)
+  const warmup = options.warmup ?? (rows > 1_000_000 ? 3 : 30)
+  const extras = options.extras ?? rows <= 1_000_000
+  const out: ClusterQueryBench = { rows, onePeer: [], threePeers: [], duckdb: [], ratio: [], sameAnswer: [], stages: [], tail: [] }
+  const warm = async (fn: () => Promise<unknown>): Promise<void> => { for (let i = 0; i < warmup; i++) await fn() }
   const db = await DuckDBInstance.create(':memory:')
   const con = await db.connect()
   await con.run(DUCKDB_TABLE(rows))
-  for (const q of QUERIES) out.duckdb.push({ name: q.name, ms: await timeIt(runs, async () => await con.runAndReadAll(q.sql)) })
-  con.closeSync()
 
-  const single = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
-  try {
-    const a = await single.startPeer('solo')
-    await load(a, rows, 16, 1)
-    for (const q of QUERIES) out.onePeer.push({ name: q.name, ms: await httpMedian(a, q.sql, runs) })
-  } finally {
-    await single.stopAll()
+  if (options.single !== false) {
+    const single = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
+    try {
+      const a = await single.startPeer('solo')
+      await load(a, rows, 16, 1)
+      const client = new ShoalClient(a.url, { timeoutMs: 300_000 })
+      for (const q of QUERIES) {
+        const run = queryOver(client, q.sql)
+        await warm(run)
+        out.onePeer.push({ name: q.name, ms: await timeIt(runs, run) })
+      }
+      client.close()
+    } finally {
+      await single.stopAll()
+    }
   }
 
   const three = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
@@ -354,19 +399,39 @@ export async function benchClusterQueries (rows: number, runs = 5): Promise<Clus
     await waitFor(async () => (await Promise.all([a, b, c].map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
     // One replica per partition: every query needs all three peers.
     await load(a, rows, 16, 1)
-    for (const q of QUERIES) out.threePeers.push({ name: q.name, ms: await httpMedian(a, q.sql, runs) })
-    // Scatter overhead: a tiny space of 1 partition and one of 64, both one replica.
-    await load(a, 64, 1, 1, 'one')
-    await load(a, 64, 64, 1, 'many')
-    out.scatter.oneMs = await httpMedian(a, 'SELECT count(*) FROM one', 50)
-    out.scatter.manyMs = await httpMedian(a, 'SELECT count(*) FROM many', 50)
-    out.scatter.perPartitionMs = (out.scatter.manyMs - out.scatter.oneMs) / (out.scatter.partitions - 1)
-    for (const q of QUERIES) out.stages.push(await stageBreakdown(a, q.name, q.sql, Math.max(runs, 9)))
-    out.stages.push(await stageBreakdown(a, 'count(*), one partition', 'SELECT count(*) FROM one', 31))
-    for (const q of QUERIES.slice(0, 2)) out.tail.push(await tailOf(a.url, q.name, q.sql, 300))
-    out.tail.push(await tailOf(a.url, 'count(*), one partition', 'SELECT count(*) FROM one', 300))
+    const client = new ShoalClient(a.url, { timeoutMs: 300_000 })
+    for (const q of QUERIES) {
+      const shoal = queryOver(client, q.sql)
+      const duck = async (): Promise<unknown> => await con.runAndReadAll(q.sql)
+      await warm(shoal)
+      await warm(duck)
+      out.sameAnswer.push(sameRows(await shoal(), (await con.runAndReadAll(q.sql)).getRowObjectsJson(), q.approx ?? []))
+      // Side by side: a burst of noise on this shared machine hits both alike.
+      const [s3, dk] = await timeInterleaved(runs, [shoal, duck])
+      out.threePeers.push({ name: q.name, ms: s3!.median })
+      out.duckdb.push({ name: q.name, ms: dk!.median })
+      out.ratio.push(pairedRatio(s3!.times, dk!.times))
+    }
+    if (extras) {
+      // Scatter overhead: a tiny space of 1 partition and one of 64, both one replica.
+      await load(a, 64, 1, 1, 'one')
+      await load(a, 64, 64, 1, 'many')
+      const one = queryOver(client, 'SELECT count(*) FROM one')
+      const many = queryOver(client, 'SELECT count(*) FROM many')
+      await warm(one)
+      await warm(many)
+      const [o, m] = await timeInterleaved(Math.max(runs, 101), [one, many])
+      const partitions = 64
+      out.scatter = { oneMs: o!.median, manyMs: m!.median, partitions, perPartitionMs: (m!.median - o!.median) / (partitions - 1) }
+      for (const q of QUERIES) out.stages.push(await stageBreakdown(a, q.name, q.sql, Math.max(runs, 9)))
+      out.stages.push(await stageBreakdown(a, 'count(*), one partition', 'SELECT count(*) FROM one', 31))
+      for (const q of QUERIES.slice(0, 2)) out.tail.push(await tailOf(a.url, q.name, q.sql, 300))
+      out.tail.push(await tailOf(a.url, 'count(*), one partition', 'SELECT count(*) FROM one', 300))
+    }
+    client.close()
   } finally {
     await three.stopAll()
+    con.closeSync()
   }
   return out
 }
@@ -383,13 +448,16 @@ export function formatLocalQueryBench (r: LocalQueryBench): string {
 }
 
 export function formatClusterQueryBench (r: ClusterQueryBench): string {
+  const single = r.onePeer.length > 0
   const lines = [
-    `| query (${r.rows.toLocaleString('en-US')} rows, over HTTP) | 1 peer (ms) | 3 peers (ms) | DuckDB in-process (ms) |`,
-    '| --- | --- | --- | --- |'
+    `| query (${r.rows.toLocaleString('en-US')} rows, over HTTP) |${single ? ' 1 peer (ms) |' : ''} 3 peers (ms) | DuckDB in-process (ms) | 3 peers / DuckDB (paired) | same answer |`,
+    `| --- |${single ? ' --- |' : ''} --- | --- | --- | --- |`
   ]
-  r.onePeer.forEach((x, i) => lines.push(`| ${x.name} | ${f(x.ms)} | ${f(r.threePeers[i]!.ms)} | ${f(r.duckdb[i]!.ms)} |`))
-  lines.push('')
-  lines.push(`Scatter overhead on 3 peers: count(*) over 1 partition ${r.scatter.oneMs.toFixed(2)} ms, over ${r.scatter.partitions} partitions ${r.scatter.manyMs.toFixed(2)} ms: **${(r.scatter.perPartitionMs).toFixed(3)} ms per partition** (target < 0.5).`)
+  r.threePeers.forEach((x, i) => lines.push(`| ${x.name} |${single ? ` ${f(r.onePeer[i]!.ms)} |` : ''} ${f(x.ms)} | ${f(r.duckdb[i]!.ms)} | ${r.ratio[i]!.toFixed(2)}× | ${r.sameAnswer[i] === true ? 'yes' : 'NO'} |`))
+  if (r.scatter !== undefined) {
+    lines.push('')
+    lines.push(`Scatter overhead on 3 peers: count(*) over 1 partition ${r.scatter.oneMs.toFixed(2)} ms, over ${r.scatter.partitions} partitions ${r.scatter.manyMs.toFixed(2)} ms: **${(r.scatter.perPartitionMs).toFixed(3)} ms per partition** (target < 0.5).`)
+  }
   if (r.stages.length > 0) {
     lines.push('', 'Where the time goes, 3 peers (medians, ms; scatter holds the merging and every round trip; the slowest peer\'s round trip against its own work, summed over its partitions, and the time from its request\'s arrival to its last answer ready):', '')
     lines.push('| query | client, POST /query | server tookMs | HTTP (client - tookMs) | parse | plan | scatter | slowest round trip | its work (summed) | its answer ready | merge | finish | GC within |')
@@ -415,7 +483,7 @@ async function main (): Promise<void> {
   if (!args.includes('--no-local')) console.log(formatLocalQueryBench(await benchLocalQueries(rows)))
   if (!args.includes('--no-cluster')) {
     console.log('\nReal peers over HTTP:\n')
-    console.log(formatClusterQueryBench(await benchClusterQueries(clusterRows)))
+    console.log(formatClusterQueryBench(await benchClusterQueries(clusterRows, { single: !args.includes('--no-single'), ...(args.includes('--no-extras') ? { extras: false } : {}) })))
   }
 }
 
