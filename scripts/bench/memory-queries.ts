@@ -12,7 +12,8 @@
 import '../../src/polyfill/index.js'
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
-import { FAST_MEMBERSHIP, TestCluster, waitFor, type PeerProcess } from '../../test/cluster/index.js'
+import { TestCluster, waitFor, type PeerProcess } from '../../test/cluster/index.js'
+import { AS_OPERATORS_RUN_THEM } from './query.js'
 // mulberry32, seeded: the same data and queries on both clusters.
 import { rng } from '../../test/jepsen/nemesis.js'
 
@@ -72,8 +73,8 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 
 export async function benchMemoryQueries (n = 50_000, runs = 21, log: (line: string) => void = () => {}): Promise<MemoryQueryBench> {
   const data = rows(n)
-  const one = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
-  const three = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
+  const one = await TestCluster.create(AS_OPERATORS_RUN_THEM)
+  const three = await TestCluster.create(AS_OPERATORS_RUN_THEM)
   try {
     const solo = await one.startPeer('solo')
     const a = await three.startPeer('a')

@@ -30,8 +30,14 @@ import { FragmentPool, QueryMerger, defaultPoolSize, runFragment, splitPlan, typ
 import { parseSql } from '../../src/query/sql/index.js'
 import { validatePlan } from '../../src/query/validate/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
-import { FAST_MEMBERSHIP, TestCluster, waitFor, type PeerProcess } from '../../test/cluster/index.js'
+import { TestCluster, waitFor, type PeerProcess } from '../../test/cluster/index.js'
 import { ShoalClient } from '../../src/client/index.js'
+
+/**
+ * Peers with the default membership timings, as operators run them: the tests' FAST_MEMBERSHIP
+ * probes and gossips five times as often, work every peer's event loop does between queries.
+ */
+export const AS_OPERATORS_RUN_THEM = { config: { membership: {} } }
 
 /** `approx`: sketch columns, left out of the answer check (both engines approximate them, differently: DuckDB's approx_count_distinct answers 1,249 for 1,000 distinct values, Shoal's is exact below 3,000). */
 export const QUERIES: Array<{ name: string, sql: string, approx?: string[] }> = [
@@ -375,7 +381,7 @@ export async function benchClusterQueries (rows: number, options: ClusterBenchOp
   await con.run(DUCKDB_TABLE(rows))
 
   if (options.single !== false) {
-    const single = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
+    const single = await TestCluster.create(AS_OPERATORS_RUN_THEM)
     try {
       const a = await single.startPeer('solo')
       await load(a, rows, 16, 1)
@@ -391,7 +397,7 @@ export async function benchClusterQueries (rows: number, options: ClusterBenchOp
     }
   }
 
-  const three = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
+  const three = await TestCluster.create(AS_OPERATORS_RUN_THEM)
   try {
     const a = await three.startPeer('a')
     const b = await three.startPeer('b', { bootstrap: [a.multiaddr()] })
