@@ -15,9 +15,10 @@
  * RST flags) still goes at once, and the sender is never starved: it is waiting only with its
  * window spent, and then more than half of it has been consumed, so the update goes.
  *
- * A patch of the stream class's prototype, the one place the muxer decides; checked by
- * test/unit/yamux-window.test.ts against the installed version, which fails when yamux changes
- * the method or the fields it reads.
+ * A patch of the stream class's prototype, the one place the muxer decides; checked against the
+ * installed version by test/unit/net-frames.test.ts, which counts the window updates of real
+ * calls and fails when yamux renames the method or the fields read here (the check then always
+ * falls through to the original).
  */
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream'
 

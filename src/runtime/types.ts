@@ -67,6 +67,7 @@ export type StreamHandler = (body: unknown, ctx: RequestContext) => AsyncIterabl
 export class LastItem {
   constructor (readonly value: unknown) {}
 }
+
 export type MessageListener = (body: unknown, from: PeerId) => void
 
 /**
