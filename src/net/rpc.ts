@@ -2,12 +2,10 @@
  * RpcTransport: the runtime Transport over libp2p. Every later layer (SWIM probes, replication,
  * scatter/gather) sends through it, so it is built for latency: long-lived streams per peer pair
  * carry all requests in both directions, frames are tiny positional msgpack arrays, and frames
- * that become ready together are written in one chunk. The streams, their frames and calls are
+ * that become ready together are written in one chunk. This file makes the calls and serves
+ * them; which stream a call travels on is rpc-streams.ts, a stream with its frames and calls
  * rpc-session.ts.
  */
-import { peerIdFromString } from '@libp2p/peer-id'
-import type { Connection, Stream } from '@libp2p/interface'
-import { multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 import { Packr } from 'msgpackr'
 import { FrameTooLargeError, PeerUnreachableError, RpcCancelledError, RpcError } from '../runtime/errors.js'
@@ -17,8 +15,9 @@ import { SystemClock } from '../runtime/real.js'
 import { LastItem, type Clock, type EncodedBody, type MessageListener, type PeerAddress, type PeerId, type RequestHandler, type RequestOptions, type StreamHandler, type Transport } from '../runtime/types.js'
 import {
   CREDIT, InCall, MAX_WINDOW, MSG, OutCall, PackedBody, REQ, RES, SREQ, Session, StreamState, END, ITEM,
-  errorCode, errorMessage, isThenable, type Lane, type RpcStats, type SessionHost
+  errorCode, errorMessage, isThenable, type RpcStats, type SessionHost
 } from './rpc-session.js'
+import { RpcStreams } from './rpc-streams.js'
 
 export type { RpcStats } from './rpc-session.js'
 
@@ -70,77 +69,46 @@ export class RpcTransport implements Transport, SessionHost {
   readonly packr: Packr
   readonly maxFrameBytes: number
   private readonly libp2p: Libp2p<any>
-  private readonly protocol: string
-  private readonly controlProtocol: string
-  private readonly controlMethods: ReadonlySet<string>
-  /** Peers that do not speak the control protocol (an older version): their control calls go on the data lane. */
-  private readonly noControlLane = new Set<string>()
+  /** The streams the calls travel on (rpc-streams.ts). */
+  private readonly streams: RpcStreams
   private readonly defaultTimeoutMs: number
   private readonly maxInbound: number
   private readonly maxPendingWriteBytes: number
   private readonly window: number
-  private readonly maxStreams: number
   private readonly handlers = new Map<string, RequestHandler>()
   private readonly streamHandlers = new Map<string, StreamHandler>()
   private readonly listeners = new Map<string, MessageListener>()
-  /** Live sessions per peer, of both lanes; the first of a lane is used for our calls on it, all of them serve the peer's. */
-  private readonly sessions = new Map<string, Session[]>()
-  /** Dials in progress, keyed by peer id or by bootstrap address, shared by concurrent callers. */
-  private readonly opening = new Map<string, Promise<Session>>()
   /** Inbound calls running per peer, across its sessions. */
   private readonly inflight = new Map<string, number>()
-  private started = false
-  private stopped = false
 
   constructor (opts: RpcTransportOptions) {
     this.libp2p = opts.libp2p
     this.localPeerId = opts.libp2p.peerId.toString()
     this.clock = opts.clock ?? new SystemClock()
     this.log = opts.log ?? silentLogger
-    this.protocol = opts.protocol ?? RPC_PROTOCOL
-    this.controlProtocol = opts.controlProtocol ?? RPC_CONTROL_PROTOCOL
-    if (this.controlProtocol === this.protocol) throw new Error('the control and data lanes need different protocols')
-    this.controlMethods = new Set(opts.controlMethods ?? [])
     this.defaultTimeoutMs = opts.defaultTimeoutMs ?? 10_000
     this.maxFrameBytes = opts.maxFrameBytes ?? 8 * 1024 * 1024
     this.maxInbound = opts.maxInboundRequestsPerPeer ?? 1024
     this.maxPendingWriteBytes = opts.maxPendingWriteBytes ?? 32 * 1024 * 1024
     this.window = Math.max(1, Math.min(MAX_WINDOW, opts.streamWindow ?? 32))
-    this.maxStreams = opts.maxStreamsPerConnection ?? 4
     // Plain maps as objects, no records: every frame is self-describing, so either side can
     // restart without shared encoder state. Map keys named __proto__ decode as __proto_.
     this.packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false })
+    this.streams = new RpcStreams({
+      libp2p: opts.libp2p,
+      host: this,
+      protocol: opts.protocol ?? RPC_PROTOCOL,
+      controlProtocol: opts.controlProtocol ?? RPC_CONTROL_PROTOCOL,
+      controlMethods: new Set(opts.controlMethods ?? []),
+      maxStreams: opts.maxStreamsPerConnection ?? 4
+    })
   }
 
-  /** Registers the protocol handler. Calls made before start() may dial, but nothing is served. */
-  async start (): Promise<void> {
-    if (this.started) return
-    this.started = true
-    for (const lane of ['data', 'control'] as const) {
-      await this.libp2p.handle(this.protocolOf(lane), ({ stream, connection }) => {
-        if (this.stopped) {
-          stream.abort(new Error('rpc transport stopped'))
-          return
-        }
-        this.addSession(connection, stream, lane)
-      }, { maxInboundStreams: this.maxStreams, maxOutboundStreams: this.maxStreams })
-    }
-    this.libp2p.addEventListener('connection:close', this.onConnectionClose)
-  }
+  /** Registers the protocol handlers. Calls made before start() may dial, but nothing is served. */
+  async start (): Promise<void> { await this.streams.start() }
 
   /** Fails pending calls, aborts running handlers and closes every RPC stream. */
-  async stop (): Promise<void> {
-    if (this.stopped) return
-    this.stopped = true
-    this.libp2p.removeEventListener('connection:close', this.onConnectionClose)
-    for (const list of [...this.sessions.values()]) {
-      for (const s of [...list]) s.close('transport stopped')
-    }
-    if (this.started) {
-      await this.libp2p.unhandle(this.protocol).catch(() => {})
-      await this.libp2p.unhandle(this.controlProtocol).catch(() => {})
-    }
-  }
+  async stop (): Promise<void> { await this.streams.stop() }
 
   localAddrs (): string[] {
     return this.libp2p.getMultiaddrs().map(String)
@@ -170,10 +138,10 @@ export class RpcTransport implements Transport, SessionHost {
         this.log.debug({ peer: s.peer, method, err: errorMessage(err) }, 'message dropped')
       }
     }
-    const lane = this.laneOf(method, to.id)
-    const s = to.id !== undefined ? this.pick(to.id, lane) : undefined
+    const lane = this.streams.laneOf(method, to.id)
+    const s = to.id !== undefined ? this.streams.pick(to.id, lane) : undefined
     if (s !== undefined) write(s)
-    else this.session(to, lane).then(write, (err: unknown) => { this.log.debug({ to, method, err: errorMessage(err) }, 'message dropped') })
+    else this.streams.session(to, lane).then(write, (err: unknown) => { this.log.debug({ to, method, err: errorMessage(err) }, 'message dropped') })
   }
 
   /** Encodes a request body once, to send it to several peers (see Transport.encodeBody). */
@@ -235,13 +203,13 @@ export class RpcTransport implements Transport, SessionHost {
 
   /** Attaches a new call to a session, dialling first if there is none yet. */
   private begin (to: PeerAddress, call: OutCall, body: unknown): void {
-    const lane = this.laneOf(call.method, to.id)
-    const s = to.id !== undefined ? this.pick(to.id, lane) : undefined
+    const lane = this.streams.laneOf(call.method, to.id)
+    const s = to.id !== undefined ? this.streams.pick(to.id, lane) : undefined
     if (s !== undefined) {
       this.dispatchCall(s, call, body)
       return
     }
-    this.session(to, lane).then(
+    this.streams.session(to, lane).then(
       s => { this.dispatchCall(s, call, body) },
       (err: unknown) => { call.fail(err instanceof Error ? err : new PeerUnreachableError(call.peer, String(err))) }
     )
@@ -427,153 +395,14 @@ export class RpcTransport implements Transport, SessionHost {
     }
   }
 
-  /** The lane `method` goes on to `peer` (the data lane for a peer without the control protocol). */
-  private laneOf (method: string, peer: string | undefined): Lane {
-    if (!this.controlMethods.has(method)) return 'data'
-    return peer !== undefined && this.noControlLane.has(peer) ? 'data' : 'control'
-  }
-
-  private protocolOf (lane: Lane): string {
-    return lane === 'control' ? this.controlProtocol : this.protocol
-  }
-
-  private pick (peer: string, lane: Lane): Session | undefined {
-    const list = this.sessions.get(peer)
-    if (list === undefined) return undefined
-    for (const s of list) if (!s.closed && s.lane === lane) return s
-    return undefined
-  }
-
-  /** The session of `lane` to `to`, opening one (shared with concurrent callers) when there is none. */
-  private async session (to: PeerAddress, lane: Lane): Promise<Session> {
-    if (to.id !== undefined) {
-      const s = this.pick(to.id, lane)
-      if (s !== undefined) return s
-    }
-    const key = `${lane}|${to.id ?? `addr:${to.addrs.join(',')}`}`
-    let p = this.opening.get(key)
-    if (p === undefined) {
-      p = this.open(to, lane).finally(() => { this.opening.delete(key) })
-      this.opening.set(key, p)
-    }
-    return await p
-  }
-
-  private async open (to: PeerAddress, lane: Lane): Promise<Session> {
-    const label = to.id ?? to.addrs[0]
-    if (this.stopped) throw new PeerUnreachableError(label, 'transport stopped')
-    let conn = this.existingConnection(to)
-    const reused = conn !== undefined
-    conn ??= await this.dial(to, false)
-    const peer = conn.remotePeer.toString()
-    const existing = this.pick(peer, lane)
-    if (existing !== undefined) return existing
-    const protocol = this.protocolOf(lane)
-    let stream: Stream
-    try {
-      stream = await conn.newStream(protocol, { maxOutboundStreams: this.maxStreams })
-    } catch (err) {
-      if (lane === 'control' && (err as { name?: unknown } | null)?.name === 'UnsupportedProtocolError') {
-        // A peer of an older version, without control streams: its control calls share the data lane.
-        this.noControlLane.add(peer)
-        this.log.debug({ peer }, 'peer has no rpc control streams; using the data streams')
-        return await this.session({ id: peer, addrs: to.addrs }, 'data')
-      }
-      if (!reused) throw new PeerUnreachableError(conn.remotePeer.toString(), `cannot open rpc stream: ${errorMessage(err)}`, err)
-      // A connection libp2p still lists as open can be half torn down (e.g. just refused by
-      // the remote's gater); drop it and try once more on a fresh one.
-      this.log.debug({ peer: conn.remotePeer.toString(), err: errorMessage(err) }, 'stale connection, re-dialling')
-      conn.abort(err instanceof Error ? err : new Error(String(err)))
-      conn = await this.dial(to, true)
-      try {
-        stream = await conn.newStream(protocol, { maxOutboundStreams: this.maxStreams })
-      } catch (err2) {
-        throw new PeerUnreachableError(conn.remotePeer.toString(), `cannot open rpc stream: ${errorMessage(err2)}`, err2)
-      }
-    }
-    if (this.stopped) {
-      stream.abort(new Error('rpc transport stopped'))
-      throw new PeerUnreachableError(conn.remotePeer.toString(), 'transport stopped')
-    }
-    return this.addSession(conn, stream, lane)
-  }
-
-  private existingConnection (to: PeerAddress): Connection | undefined {
-    if (to.id === undefined) return undefined
-    let pid
-    try {
-      pid = peerIdFromString(to.id)
-    } catch {
-      return undefined
-    }
-    return this.libp2p.getConnections(pid).find(c => c.status === 'open')
-  }
-
-  private async dial (to: PeerAddress, force: boolean): Promise<Connection> {
-    const label = to.id ?? to.addrs[0]
-    try {
-      if (to.id !== undefined) {
-        const id = to.id
-        const target = to.addrs.length > 0 ? to.addrs.map(a => withPeerId(a, id)) : peerIdFromString(id)
-        return await this.libp2p.dial(target, { force })
-      }
-      if (to.addrs.length === 0) throw new Error('no address to dial')
-      // A bootstrap address: the remote's id is learnt from the authenticated connection.
-      return await this.libp2p.dial(to.addrs.map(a => multiaddr(a)), { force })
-    } catch (err) {
-      throw new PeerUnreachableError(label, `dial failed: ${errorMessage(err)}`, err)
-    }
-  }
-
-  private addSession (conn: Connection, stream: Stream, lane: Lane): Session {
-    const s = new Session(this, stream, conn, lane)
-    this.counters.streamsOpened++
-    const list = this.sessions.get(s.peer)
-    if (list === undefined) this.sessions.set(s.peer, [s])
-    else list.push(s)
-    this.log.debug({ peer: s.peer, direction: stream.direction, lane }, 'rpc stream open')
-    s.start()
-    return s
-  }
-
   /** Called by Session.close. */
-  removeSession (s: Session): void {
-    const list = this.sessions.get(s.peer)
-    if (list === undefined) return
-    const i = list.indexOf(s)
-    if (i >= 0) list.splice(i, 1)
-    if (list.length === 0) this.sessions.delete(s.peer)
-    this.log.debug({ peer: s.peer }, 'rpc stream closed')
-  }
+  removeSession (s: Session): void { this.streams.remove(s) }
 
-  /** Belt and braces: the muxer aborts the streams of a closed connection, but fail fast anyway. */
-  private readonly onConnectionClose = (evt: CustomEvent<Connection>): void => {
-    const conn = evt.detail
-    // The peer may come back upgraded, with control streams: ask again on the next connection.
-    this.noControlLane.delete(conn.remotePeer.toString())
-    const list = this.sessions.get(conn.remotePeer.toString())
-    if (list === undefined) return
-    for (const s of [...list]) if (s.connection.id === conn.id) s.close('connection closed')
-  }
+  /** RPC streams open now, to every peer (for tests and metrics). */
+  openStreams (): number { return this.streams.openStreams() }
 
-  /** For tests and metrics: open RPC streams per peer. */
-  /** RPC streams open now, to every peer. */
-  openStreams (): number {
-    let n = 0
-    for (const list of this.sessions.values()) n += list.length
-    return n
-  }
-
-  streamCount (peer: string): number {
-    return this.sessions.get(peer)?.length ?? 0
-  }
-}
-
-
-/** `addr` with /p2p/<id> appended unless it already names a peer. */
-function withPeerId (addr: string, id: string): ReturnType<typeof multiaddr> {
-  const ma = multiaddr(addr)
-  return ma.getPeerId() == null ? ma.encapsulate(`/p2p/${id}`) : ma
+  /** RPC streams open now to `peer`. */
+  streamCount (peer: string): number { return this.streams.streamCount(peer) }
 }
 
 function noop (): void {}
