@@ -65,6 +65,11 @@ export interface FragmentServerDeps {
   now?: () => number
   /** Worker threads to run partitions on side by side (a real peer has one; tests run inline). */
   pool?: FragmentPool
+  /**
+   * The partition an id belongs to (placement's): a fragment that pins ids reads, in each
+   * partition, only the ids of that partition. Without it every partition looks up every id.
+   */
+  partitionOf?: (space: SpaceDef, id: string) => number
 }
 
 export function parseFragmentRequest (body: unknown): FragmentRequest {
@@ -153,7 +158,10 @@ async function * fragmentItems (deps: FragmentServerDeps, req: FragmentRequest, 
         if (pointIds !== null) {
           // A few pinned ids: read by id (point-reads.ts), and run here: one small batch is not
           // worth a worker's hand-off.
-          batches = [await pointBatch(store, pointIds, columns, columnType)]
+          // The request pins the same ids for each of its partitions (a spread hop: the whole
+          // frontier); a partition holds only its own, so it looks up only those.
+          const own = deps.partitionOf === undefined ? pointIds : pointIds.filter(id => deps.partitionOf!(def, id) === p)
+          batches = [await pointBatch(store, own, columns, columnType)]
         } else if (deps.pool !== undefined) {
           batches = []
           for await (const b of store.batches(columns, { ...options, lease })) batches.push(b)

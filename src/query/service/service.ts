@@ -146,7 +146,7 @@ export class QueryService {
     this.opts = { ...DEFAULT_QUERY_OPTIONS, ...options }
     this.health = new PeerHealth(5, this.opts.minHedgeMs)
     this.hedges = new TokenBucket(this.opts.hedgeRatePerSec, this.opts.hedgeBurst, () => deps.clock.now())
-    this.fragmentDeps = { space: deps.space, openForQuery: deps.openForQuery, isSynced: deps.isSynced, delayMs: () => this.delayMs, ...(deps.pool !== undefined ? { pool: deps.pool } : {}), now: () => deps.clock.now() }
+    this.fragmentDeps = { space: deps.space, openForQuery: deps.openForQuery, isSynced: deps.isSynced, partitionOf: deps.partitionOf, delayMs: () => this.delayMs, ...(deps.pool !== undefined ? { pool: deps.pool } : {}), now: () => deps.clock.now() }
   }
 
   private delayMs = 0
