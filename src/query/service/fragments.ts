@@ -129,6 +129,9 @@ async function * fragmentItems (deps: FragmentServerDeps, req: FragmentRequest, 
   const options = batchOptions(shape, columnType)
   const types = columns.map(c => [c, columnType(c) ?? 'null'] as [string, ValueType])
   const pointIds = pointReadIds(shape.filter)
+  // The request pins the same ids for each of its partitions (a spread hop: the whole frontier);
+  // a partition holds only its own, so each looks up only those: grouped once per request.
+  const pointIdsOf = pointIds === null ? null : idsByPartition(pointIds, deps.partitionOf === undefined ? undefined : id => deps.partitionOf!(def, id))
   const clock = deps.now ?? (() => performance.now())
   const received = clock()
   const partition = async (p: number): Promise<FragmentItem[]> => {
@@ -158,10 +161,7 @@ async function * fragmentItems (deps: FragmentServerDeps, req: FragmentRequest, 
         if (pointIds !== null) {
           // A few pinned ids: read by id (point-reads.ts), and run here: one small batch is not
           // worth a worker's hand-off.
-          // The request pins the same ids for each of its partitions (a spread hop: the whole
-          // frontier); a partition holds only its own, so it looks up only those.
-          const own = deps.partitionOf === undefined ? pointIds : pointIds.filter(id => deps.partitionOf!(def, id) === p)
-          batches = [await pointBatch(store, own, columns, columnType)]
+          batches = [await pointBatch(store, pointIdsOf!(p), columns, columnType)]
         } else if (deps.pool !== undefined) {
           batches = []
           for await (const b of store.batches(columns, { ...options, lease })) batches.push(b)
@@ -208,6 +208,19 @@ async function * fragmentItems (deps: FragmentServerDeps, req: FragmentRequest, 
     }
     yield * done.items
   }
+}
+
+/** The pinned ids each partition looks up: those placement puts in it, or all of them without placement. */
+function idsByPartition (ids: readonly string[], partitionOf: ((id: string) => number) | undefined): (p: number) => readonly string[] {
+  if (partitionOf === undefined) return () => ids
+  const groups = new Map<number, string[]>()
+  for (const id of ids) {
+    const p = partitionOf(id)
+    let g = groups.get(p)
+    if (g === undefined) groups.set(p, g = [])
+    g.push(id)
+  }
+  return p => groups.get(p) ?? []
 }
 
 /**
