@@ -333,6 +333,28 @@ describe('SQL over split partitions equals one partition', () => {
   })
 })
 
+describe('projection pushdown', () => {
+  const scanned = (sql: string): readonly string[] => fragmentShape(prepare(sql).split.fragment).scan.columns ?? []
+
+  it('reads only the columns a query mentions below its aggregate, not an output named like a column', async () => {
+    // An alias above the aggregate names one of its outputs: `count(*) AS x` reads no column x.
+    expect(scanned('SELECT count(*) AS x FROM t')).toEqual([])
+    expect(scanned('SELECT count(*) AS n FROM t')).toEqual([])
+    expect(scanned('SELECT s, count(*) AS i, sum(x) AS b FROM t GROUP BY s ORDER BY i DESC LIMIT 2')).toEqual(['s', 'x'])
+    expect(scanned('SELECT s, count(*) AS x FROM t WHERE i > 3 GROUP BY s HAVING count(*) > 1')).toEqual(['s', 'i'])
+    // Without an aggregate the columns above the scan are the space's.
+    expect(scanned('SELECT x AS i FROM t ORDER BY x LIMIT 3')).toEqual(['x'])
+    // And the answers stay those of a scan reading every column.
+    const rows = randomRows(rng(21), 60)
+    const parts = randomPartitions(rng(22), rows, 3)
+    expect((await runLocal('SELECT count(*) AS x FROM t', parts)).rows).toEqual([{ x: 60 }])
+    const byS = new Map<unknown, number>()
+    for (const r of rows) if ((r.i as number | null) !== null && (r.i as number) > 3) byS.set(r.s, (byS.get(r.s) ?? 0) + 1)
+    const got = (await runLocal('SELECT s, count(*) AS x FROM t WHERE i > 3 GROUP BY s', parts)).rows
+    expect(new Map(got.map(r => [r.s, r.x]))).toEqual(byS)
+  })
+})
+
 // ------------------------------------------------------------------ 2. JSON aggregations
 
 describe('JSON aggregations over split partitions equal one partition', () => {

@@ -111,7 +111,12 @@ function neededColumns (plan: PlanNode, schemaColumns: readonly string[]): strin
   if (top.kind === 'Scan' && top.columns === null) return [...schemaColumns]
 
   const names = new Set<string>()
-  for (const c of collect(plan, (x): x is Extract<Expr, { kind: 'Column' }> => x.kind === 'Column')) names.add(c.name)
+  // Above an Aggregate a column names one of its outputs, not the space's: `count(*) AS n` over a
+  // space with a column n read that column whole for nothing (a cold count(*) over 10 M rows
+  // decoded 80 MB). The aggregate's own expressions (group keys, arguments, the filter below it)
+  // are in its subtree.
+  const aggregate = collect(plan, (x): x is AggregateNode => x.kind === 'Aggregate')[0]
+  for (const c of collect(aggregate ?? plan, (x): x is Extract<Expr, { kind: 'Column' }> => x.kind === 'Column')) names.add(c.name)
   const walkAggs = (specs: AggregateNode['aggs']): void => {
     for (const s of specs) {
       if (s.field !== null) names.add(s.field)
