@@ -49,6 +49,11 @@ export interface Loaded<T> { value: T, bytes: number, reusable?: SharedArrayBuff
 export class BlockCache {
   /** Insertion order is recency order: the first entry is the least recently used. */
   private readonly entries = new Map<string, Entry>()
+  /**
+   * The keys held, by group (groupOf): closing a segment forgets its blocks without walking the
+   * whole cache (a peer closing 160 segments spent 0.4 s copying and scanning every key for each).
+   */
+  private readonly groups = new Map<string, Set<string>>()
   /** Loads under way: what they resolve to, and the lease of each caller waiting for them. */
   private readonly loading = new Map<string, { done: Promise<Entry>, leases: Array<BatchLease | undefined> }>()
   private held = 0
@@ -99,6 +104,10 @@ export class BlockCache {
     this.remove(key)
     if (e.bytes > this.maxBytes) { this.drop(e); return }
     this.entries.set(key, e)
+    const group = groupOf(key)
+    let keys = this.groups.get(group)
+    if (keys === undefined) { keys = new Set(); this.groups.set(group, keys) }
+    keys.add(key)
     this.held += e.bytes
     this.evictTo(this.maxBytes)
   }
@@ -200,13 +209,25 @@ export class BlockCache {
     const e = this.entries.get(key)
     if (e === undefined) return
     this.entries.delete(key)
+    this.forget(key)
     this.held -= e.bytes
     this.drop(e)
   }
 
-  /** Forgets every key that starts with `prefix` (all blocks of one segment file). */
-  removePrefix (prefix: string): void {
-    for (const key of [...this.entries.keys()]) if (key.startsWith(prefix)) this.remove(key)
+  /** Forgets every key of `group` (made by groupKey; a segment file's path: all its blocks). */
+  removeGroup (group: string): void {
+    const keys = this.groups.get(group)
+    if (keys === undefined) return
+    for (const key of [...keys]) this.remove(key)
+    if (this.groups.has(group)) throw new Error(`block cache: group ${group} still holds keys after its removal`)
+  }
+
+  /** Drops `key` from its group (it left `entries`). */
+  private forget (key: string): void {
+    const group = groupOf(key)
+    const keys = this.groups.get(group)
+    if (keys === undefined || !keys.delete(key)) throw new Error(`block cache: key ${key} was not in its group`)
+    if (keys.size === 0) this.groups.delete(group)
   }
 
   /** Counts `bytes` read from a segment file without going through the cache (BlockCacheStats.pageBytes). */
@@ -220,6 +241,7 @@ export class BlockCache {
     for (const [key, e] of this.entries) {
       if (this.held <= limit) break
       this.entries.delete(key)
+      this.forget(key)
       this.held -= e.bytes
       this.evictions++
       this.drop(e)
@@ -257,4 +279,18 @@ export function columnVectorBytes (v: ColumnVector): number {
 /** Default cache size: a quarter of the machine's memory, at most 4 GiB (issue 12). */
 export function defaultCacheMiB (totalMemBytes: number): number {
   return Math.max(16, Math.min(4096, Math.floor(totalMemBytes / 4 / 1048576)))
+}
+
+/**
+ * A cache key of `group` (a file's path: removeGroup forgets all its keys at once). NUL ends the
+ * group: no path holds one, so no group is a prefix of another's keys.
+ */
+export function groupKey (group: string, rest: string): string {
+  return `${group}\0${rest}`
+}
+
+/** The group of a cache key: what groupKey was given ('' for a key not made by it). */
+function groupOf (key: string): string {
+  const end = key.indexOf('\0')
+  return end < 0 ? '' : key.slice(0, end)
 }

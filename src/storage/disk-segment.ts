@@ -215,8 +215,8 @@ export class DiskSegment {
 
   /** Closes the descriptors and drops the segment's blocks from the cache (the store's close). */
   async close (): Promise<void> {
-    this.deps.cache.removePrefix(this.path + '#')
-    this.deps.cache.removePrefix(this.file.keys.path + '#')
+    this.deps.cache.removeGroup(this.path)
+    this.deps.cache.removeGroup(this.file.keys.path)
     await this.file.close()
   }
 }

@@ -633,7 +633,7 @@ export class KeyIndex {
   /**
    * Opens the section at `[at, at + length)` of `source`: reads and checks the header, the Bloom
    * filter and the sparse index (two reads). `cacheKey` must be unique to this section among the
-   * cache's users (e.g. the `.idx` file's path): blocks are cached as `${cacheKey}#${block}`.
+   * cache's users (e.g. groupKey of the `.idx` file's path): blocks are cached as `${cacheKey}#${block}`.
    */
   static async open (source: KeyIndexSource, at: number, length: number, cache: KeyIndexCache, cacheKey: string): Promise<KeyIndex> {
     const path = source.path

@@ -22,7 +22,7 @@ import { RecordBatch as RecordBatchHeader } from 'apache-arrow/ipc/metadata/mess
 import { VectorAssembler } from 'apache-arrow/visitor/vectorassembler'
 import { shareVector, type BatchLease, type ColumnVector, type ValueType } from '../columnar/index.js'
 import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
-import { columnVectorBytes, type BlockCache } from './block-cache.js'
+import { columnVectorBytes, groupKey, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
 import { nodeFileSystem, type FileSystem, type OpenFlags, type RandomAccessFile } from '../runtime/index.js'
@@ -1018,7 +1018,7 @@ export class SegmentFile {
       }
       let keys: KeyIndex
       try {
-        keys = await KeyIndex.open(idx, header.keyIndexOffset, header.keyIndexBytes, deps.cache, `${idxPath}#keys`)
+        keys = await KeyIndex.open(idx, header.keyIndexOffset, header.keyIndexBytes, deps.cache, groupKey(idxPath, 'keys'))
       } catch (err) {
         if (err instanceof RangeError) throw new SegmentCorruptError(idxPath, `bad key index range: ${err.message}`, { cause: err })
         if (err instanceof KeyIndexCorruptError) throw new SegmentCorruptError(idxPath, `bad key index: ${err.reason} (at byte ${err.offset})`, { cause: err })
@@ -1340,7 +1340,7 @@ export class SegmentFile {
   }
 
   /** Cache keys start with the .arrow path: unique per segment file among the peer's segments. */
-  private key (b: number, what: string): string { return `${this.path}#${b}/${what}` }
+  private key (b: number, what: string): string { return groupKey(this.path, `${b}/${what}`) }
 
   private checkBatch (b: number): void {
     if (!Number.isInteger(b) || b < 0 || b >= this.header.batches) throw new RangeError(`batch ${b} of a segment of ${this.header.batches}`)

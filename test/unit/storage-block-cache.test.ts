@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { BatchLease } from '../../src/columnar/index.js'
-import { BlockCache, columnVectorBytes, defaultCacheMiB } from '../../src/storage/block-cache.js'
+import { BlockCache, columnVectorBytes, defaultCacheMiB, groupKey } from '../../src/storage/block-cache.js'
 
 describe('BlockCache', () => {
   it('keeps at most maxBytes, evicting the least recently used first', () => {
@@ -23,8 +23,29 @@ describe('BlockCache', () => {
     c.set('k', 2, 6)
     expect(c.get('k')).toBe(2)
     expect(c.stats().bytes).toBe(6)
-    c.removePrefix('k')
+    c.removeGroup('')
     expect(c.stats()).toMatchObject({ bytes: 0, entries: 0 })
+  })
+
+  it('forgets the keys of one group at once, whichever path is a prefix of another, evicted ones included', () => {
+    const c = new BlockCache(1000)
+    for (const path of ['/d/seg-1.arrow', '/d/seg-1.arrow#x', '/d/seg-10.arrow']) for (let b = 0; b < 3; b++) c.set(groupKey(path, `${b}/amount:float64`), path, 10)
+    c.set('plain', 'p', 10)
+    c.removeGroup('/d/seg-1.arrow')
+    expect(c.stats().entries).toBe(7)
+    for (let b = 0; b < 3; b++) {
+      expect(c.get(groupKey('/d/seg-1.arrow', `${b}/amount:float64`))).toBeUndefined()
+      expect(c.get(groupKey('/d/seg-1.arrow#x', `${b}/amount:float64`))).toBe('/d/seg-1.arrow#x')
+      expect(c.get(groupKey('/d/seg-10.arrow', `${b}/amount:float64`))).toBe('/d/seg-10.arrow')
+    }
+    // An evicted key leaves its group: removing the group later forgets only what is held.
+    const small = new BlockCache(20)
+    for (let b = 0; b < 3; b++) small.set(groupKey('/f', String(b)), b, 10)
+    small.removeGroup('/f')
+    expect(small.stats()).toMatchObject({ bytes: 0, entries: 0, evictions: 1 })
+    c.removeGroup('')
+    expect(c.get('plain')).toBeUndefined()
+    expect(c.stats().entries).toBe(6)
   })
 
   it('loads a key once for concurrent misses, and caches nothing from a failed load', async () => {
@@ -129,7 +150,7 @@ describe('BlockCache: recycling the shared memory of values nobody holds', () =>
     const lease = new BatchLease()
     const values = []
     for (const k of others(8)) values.push(await c.getOrLoad(k, load(512), lease))
-    c.removePrefix('')
+    c.removeGroup('')
     lease.release()
     expect(c.stats().freeBytes).toBe(2048)
     const kept = [0, 1, 2, 3].map(() => c.allocShared(512))
