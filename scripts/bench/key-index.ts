@@ -131,7 +131,8 @@ export async function benchKeyIndex (opts: { entries?: number, rounds?: number, 
         const { value } = await load()
         bareMap.set(key, value)
         return value
-      }
+      },
+      get: <T>(key: string) => bareMap.get(key) as T | undefined
     }, path)
     for await (const e of bare.entries()) void e
 

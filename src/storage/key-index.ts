@@ -567,12 +567,15 @@ function getU64 (dv: DataView, at: number): number {
 /** A byte source: the file the section lives in. `read` may return fewer bytes at end of file. */
 export interface KeyIndexSource {
   readonly path: string
-  read (offset: number, length: number): Promise<Uint8Array>
+  /** `length` bytes at `offset` (fewer at the end), into `into` (at least `length` long) when given. */
+  read (offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>
 }
 
 /** The part of the peer's BlockCache (src/storage/block-cache.ts) the key index uses. */
 export interface KeyIndexCache {
   getOrLoad<T> (key: string, load: () => Promise<{ value: T, bytes: number }>): Promise<T>
+  /** The value held under `key`, undefined on a miss (nothing loaded). */
+  get<T> (key: string): T | undefined
 }
 
 export interface KeyIndexHit { row: number, version: Hlc, deleted: boolean }
@@ -732,8 +735,14 @@ export class KeyIndex {
     return this.count > 0 && this.bloom.has(h1, h2)
   }
 
-  /** The row, version and tombstone flag of `id`, or undefined: at most one block read. */
-  lookup (id: string): Promise<KeyIndexHit | undefined> {
+  /**
+   * The row, version and tombstone flag of `id`, or undefined: at most one block read. `transient`:
+   * a block not in the cache is read into borrowed memory, checked, searched and forgotten, not
+   * cached: for a pass of lookups that will not come back to these blocks (a WAL replay at
+   * restart looked up 16,512 ids its Bloom filters could not rule out and cached 55 MB of blocks
+   * for it, a fresh page fault for every 4 KiB of them).
+   */
+  lookup (id: string, transient = false): Promise<KeyIndexHit | undefined> {
     // Not an async function: a promise chain of one step costs less on this hot path.
     if (this.count === 0) return NO_HIT
     const h1 = stableHash(id)
@@ -744,7 +753,22 @@ export class KeyIndex {
     let p = searchUint32(fh, h)
     while (p < fh.length && fh[p] === h && this.firstIds[p]! <= id) p++
     if (p === 0) return NO_HIT
+    if (transient) {
+      const cached = this.cache.get<Block>(`${this.cacheKey}#${p - 1}`)
+      if (cached === undefined) return this.transientLookup(p - 1, h, id)
+      return Promise.resolve(findInBlock(cached, h, id))
+    }
     return this.block(p - 1).then(block => findInBlock(block, h, id))
+  }
+
+  private async transientLookup (b: number, h: number, id: string): Promise<KeyIndexHit | undefined> {
+    const length = this.blockOffset[b + 1]! - this.blockOffset[b]!
+    const scratch = blockScratch.take(length)
+    try {
+      return findInBlock(await this.loadBlock(b, scratch), h, id)
+    } finally {
+      blockScratch.give(scratch)
+    }
   }
 
   /** Rows `[fromRow, toRow)` (default all) in key order, a block at a time. */
@@ -793,15 +817,20 @@ export class KeyIndex {
     })
   }
 
-  /** Reads block `b` and checks it against its CRC and what the sparse index says of it. */
-  private async loadBlock (b: number): Promise<Block> {
+  /**
+   * Reads block `b` and checks it against its CRC and what the sparse index says of it. `into`
+   * (at offset 0 of its buffer, at least the block long): read there, the block's views then
+   * point into it.
+   */
+  private async loadBlock (b: number, into?: Uint8Array): Promise<Block> {
     const offset = this.blockOffset[b]!
     const length = this.blockOffset[b + 1]! - offset
     const bad = (reason: string): KeyIndexCorruptError => new KeyIndexCorruptError(this.source.path, offset, `block ${b}: ${reason}`)
-    let bytes = await readExactly(this.source, offset, length, () => bad('the file ends inside it'))
+    if (into !== undefined && (into.byteOffset !== 0 || into.length < length)) throw new RangeError(`block ${b} of ${length} bytes read into ${into.length} bytes at offset ${into.byteOffset}`)
+    let bytes = await readExactly(this.source, offset, length, () => bad('the file ends inside it'), into)
     // The typed-array views need an aligned buffer of their own (the read may be a slice of a
     // shared pool, or unaligned); a copy of ~4 KiB costs far less than the read.
-    if (bytes.byteOffset !== 0 || bytes.buffer.byteLength !== length) bytes = bytes.slice()
+    if (into === undefined && (bytes.byteOffset !== 0 || bytes.buffer.byteLength !== length)) bytes = bytes.slice()
     const dv = new DataView(bytes.buffer, 0, length)
     const stored = dv.getUint32(length - 4, true)
     const actual = crc32(bytes.subarray(0, length - 4))
@@ -975,10 +1004,28 @@ function upperBound (a: Uint32Array, x: number, n = a.length): number {
   return lo
 }
 
-async function readExactly (source: KeyIndexSource, offset: number, length: number, short: () => Error): Promise<Uint8Array> {
-  const bytes = await source.read(offset, length)
+async function readExactly (source: KeyIndexSource, offset: number, length: number, short: () => Error, into?: Uint8Array): Promise<Uint8Array> {
+  const bytes = await source.read(offset, length, into)
+  if (into !== undefined && bytes.buffer !== into.buffer) throw new Error(`${source.path}: a read into a buffer answered another`)
   if (bytes.length < length) throw short()
   return bytes.length === length ? bytes : bytes.subarray(0, length)
+}
+
+/**
+ * Memory for transient block reads (KeyIndex.lookup), lent and given back: recovery replays
+ * every partition at once, so a few are out at a time. Aligned (offset 0) for the block's views.
+ */
+const blockScratch = {
+  free: [] as Uint8Array[],
+  take (length: number): Uint8Array {
+    const i = this.free.findIndex(b => b.length >= length)
+    if (i >= 0) return this.free.splice(i, 1)[0]!
+    return new Uint8Array(Math.max(16 << 10, 2 ** Math.ceil(Math.log2(length))))
+  },
+  give (buf: Uint8Array): void {
+    // Enough for every partition a peer recovers at once; the rest is left to the GC.
+    if (this.free.length < 64) this.free.push(buf)
+  }
 }
 
 const hex = (x: number): string => `0x${(x >>> 0).toString(16).padStart(8, '0')}`
@@ -988,8 +1035,8 @@ export async function openFileSource (path: string, fs: FileSystem = nodeFileSys
   const fh = await fs.open(path, 'r')
   return {
     path,
-    async read (offset: number, length: number): Promise<Uint8Array> {
-      const buf = Buffer.allocUnsafeSlow(length)
+    async read (offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+      const buf = into !== undefined ? into.subarray(0, length) : Buffer.allocUnsafeSlow(length)
       let got = 0
       while (got < length) {
         const { bytesRead } = await fh.read(buf, got, length - got, offset + got)

@@ -60,6 +60,11 @@ export class LiveIndex {
   epoch = 0
   readonly digests: BucketDigests
   private readonly bloomScratch = new Uint32Array(2)
+  /**
+   * Lookups read key-index blocks the cache lacks without caching them (KeyIndex.lookup's
+   * `transient`): set while the WAL is replayed at open, a pass that does not come back to them.
+   */
+  transientKeyReads = false
 
   /** `schema`: the space's current columns; `digestCacheSize`: bucket counts whose digests are kept. */
   constructor (private readonly schema: () => SpaceSchema, digestCacheSize: number) {
@@ -108,7 +113,7 @@ export class LiveIndex {
       let found: SegmentEntry | undefined
       for (const seg of this.newestFirst) {
         if (!seg.file.keys.mayContain(id)) continue
-        const hit = await seg.file.keys.lookup(id)
+        const hit = await seg.file.keys.lookup(id, this.transientKeyReads)
         if (hit !== undefined && seg.isLive(hit.row)) { found = { id, seg, row: hit.row, version: hit.version, deleted: hit.deleted }; break }
         if (this.epoch !== epoch) break
       }

@@ -40,6 +40,36 @@ describe('storage recovery', () => {
     await again.close()
   })
 
+  it('a WAL replay resolves ids held by segments through their key index without caching its blocks', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space, { memtableMaxRows: 100_000 })
+    const base = Array.from({ length: 400 }, (_, i) => put(space, `k${i}`, T0 + i, { n: i }))
+    await store.apply(base)
+    await store.flush()
+    // Newer versions of ids the segment holds, older ones it must keep, a delete: in the WAL only.
+    const newer = Array.from({ length: 40 }, (_, i) => put(space, `k${i * 10}`, T0 + 10_000 + i, { n: -i - 1 }))
+    const older = [put(space, 'k5', T0 - 1, { n: 999 })]
+    const gone = [del('k7', T0 + 20_000)]
+    await store.apply([...newer, ...older, ...gone])
+    const crashed = await dirs.make()
+    await cp(dir, crashed, { recursive: true })
+    const cache = new BlockCache(64 << 20)
+    const again = await openStore(crashed, space, {}, { cache })
+    expect(again.recovery.walRecords).toBeGreaterThanOrEqual(41)
+    // The key index blocks read to place those ids were not kept.
+    expect(cache.stats().entries).toBe(0)
+    const expected = new Map(base.map(r => [r.id, r]))
+    for (const r of [...newer, ...gone]) expected.set(r.id, r)
+    const got = await scanAll(again)
+    expect(got).toEqual(expected)
+    expect(again.stats().liveRows).toBe(399)
+    // A lookup after the replay caches as usual.
+    expect(await again.get('k11')).toEqual(base[11])
+    expect(cache.stats().entries).toBeGreaterThan(0)
+    await again.close()
+    await store.close()
+  })
+
   it('after kill -9 (the directory copied while the store is open) every acknowledged record is present', async () => {
     const dir = await dirs.make()
     const store = await openStore(dir, space, { memtableMaxRows: 30 })
