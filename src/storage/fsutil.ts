@@ -53,6 +53,8 @@ export async function mkdirDurable (fs: FileSystem, dir: string): Promise<void> 
 export class DurableDirs {
   /** Directories whose entry in their parent is durable. */
   private readonly durable = new Set<string>()
+  /** Directories this process made (until forgotten): their entries are newer than fsyncs begun before. */
+  private readonly made = new Set<string>()
   private readonly syncs = new Map<string, { running: Promise<void> | undefined, queued: Promise<void> | undefined }>()
   private readonly root: string
 
@@ -65,8 +67,22 @@ export class DurableDirs {
     const rel = relative(this.root, target)
     if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw new Error(`DurableDirs: ${dir} is not under ${this.root}`)
     if (this.durable.has(target)) return
+    const levels: string[] = []
+    for (let d = target; d !== this.root && !this.durable.has(d); d = dirname(d)) levels.push(d)
+    if (levels.every(d => !this.made.has(d)) && (await this.fs.stat(target)) !== undefined) {
+      // There before this process (a restart): every entry on the way is older than any fsync
+      // this process starts, so one already in flight covers it, and the levels need no order:
+      // synced at once. A restart opening 16 partitions waited for six directory fsyncs one
+      // after another (each level: the one in flight, then the next), and right after a crash,
+      // with the disk busy, a directory fsync here took 360 ms.
+      await Promise.all(levels.map(async d => { await this.syncDir(dirname(d), true) }))
+      for (const d of levels) this.durable.add(d)
+      return
+    }
+    for (const d of levels) if ((await this.fs.stat(d)) === undefined) this.made.add(d)
     await this.fs.mkdir(dir)
-    for (let d = target; d !== this.root && !this.durable.has(d); d = dirname(d)) {
+    // Made now (or earlier by this process): deepest first, each entry synced after those below it.
+    for (const d of levels) {
       await this.syncDir(dirname(d))
       this.durable.add(d)
     }
@@ -76,20 +92,23 @@ export class DurableDirs {
   forget (dir: string): void {
     const gone = resolve(dir)
     for (const d of [...this.durable]) if (d === gone || d.startsWith(gone + sep)) this.durable.delete(d)
+    for (const d of [...this.made]) if (d === gone || d.startsWith(gone + sep)) this.made.delete(d)
   }
 
   /**
    * fsync of `dir`, group committed: with none in flight one starts; with one in flight (it may
    * have begun before the caller's entry was made) the caller waits for the next, shared by all
-   * who arrive meanwhile.
+   * who arrive meanwhile. `joinRunning`: the caller's entries are older than any fsync in flight
+   * (they were there before this process), so the one in flight will do.
    */
-  private async syncDir (dir: string): Promise<void> {
+  private async syncDir (dir: string, joinRunning = false): Promise<void> {
     let st = this.syncs.get(dir)
     if (st === undefined) {
       st = { running: undefined, queued: undefined }
       this.syncs.set(dir, st)
     }
     const state = st
+    if (joinRunning && state.running !== undefined) return await state.running
     const start = (): Promise<void> => {
       const running: Promise<void> = this.fs.syncDir(dir).finally(() => {
         state.running = undefined
