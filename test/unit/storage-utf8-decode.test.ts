@@ -5,7 +5,7 @@
  * compared byte by byte), multi-byte UTF-8 included.
  */
 import { describe, expect, it } from 'vitest'
-import { Utf8, makeVector, vectorFromArray, type Data } from 'apache-arrow'
+import { Utf8, makeData, makeVector, vectorFromArray, type Data } from 'apache-arrow'
 import { decodeColumn } from '../../src/storage/segment.js'
 
 function rng (seed: number): () => number {
@@ -50,6 +50,32 @@ describe('decodeColumn utf8', () => {
   it('many distinct values of every length: the table grows past its first size', () => {
     const r = rng(2)
     check(Array.from({ length: 50_000 }, () => value(r, 9_000)), 2)
+  })
+
+  it('many distinct values in one chunk (a segment batch): each once in the dictionary', () => {
+    const r = rng(3)
+    check(Array.from({ length: 30_000 }, () => value(r, 25_000)), 1)
+  })
+
+  it('malformed byte strings that decode alike share a code, in one chunk and across chunks', () => {
+    // Each decodes to U+FFFD in its place: three byte strings, one string; beside them the
+    // character U+FFFD itself, well formed, which decodes to the same.
+    const forms = [[0x78, 0xff], [0x78, 0xc0, 0x80], [0x78, 0xed, 0xa0, 0x80], [0x78, 0xef, 0xbf, 0xbd], [0x79]]
+    const rows = Array.from({ length: 40 }, (_, i) => forms[(i * 3) % forms.length]!)
+    for (const chunks of [1, 2]) {
+      const per = Math.ceil(rows.length / chunks)
+      const datas: Data[] = []
+      for (let c = 0; c < chunks; c++) {
+        const part = rows.slice(c * per, (c + 1) * per)
+        const offsets = new Int32Array(part.length + 1)
+        part.forEach((b, i) => { offsets[i + 1] = offsets[i]! + b.length })
+        datas.push(makeData({ type: new Utf8(), length: part.length, nullCount: 0, valueOffsets: offsets, data: Uint8Array.from(part.flat()) }))
+      }
+      const out = decodeColumn('utf8', makeVector(datas as Array<Data<Utf8>>), rows.length, 'test')
+      if (out.tag !== 'str') throw new Error(`decoded as ${out.tag}`)
+      expect([...out.dict].sort()).toEqual(['x\uFFFD', 'x\uFFFD\uFFFD', 'x\uFFFD\uFFFD\uFFFD', 'y'].sort())
+      rows.forEach((b, i) => expect(out.dict[out.codes[i]!]).toBe(Buffer.from(b).toString('utf8')))
+    }
   })
 
   it('values that differ only in their last byte, or only in length (short and long)', () => {
