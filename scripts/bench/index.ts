@@ -1,7 +1,7 @@
 /**
  * All benchmarks in one run, printed as Markdown ready for docs/benchmarks.md:
  *
- *   npm run bench                 # RPC, SWIM at 100 to 10,000 peers, storage, 3-peer ingest and reads, queries vs DuckDB, scans past the cache
+ *   npm run bench                 # RPC, SWIM at 100 to 10,000 peers, storage, 3-peer ingest and reads, queries vs DuckDB, column decoding, scans past the cache
  *   npm run bench -- --quick      # fewer iterations and sizes, for a smoke check
  *   npm run bench -- --only swim,rpc   # only these parts (with or without --quick); --help lists them
  *
@@ -10,6 +10,7 @@
 import '../../src/polyfill/index.js'
 import { cpus, loadavg } from 'node:os'
 import { benchCluster, formatClusterBench } from './cluster.js'
+import { benchDecode, formatDecodeBench } from './decode.js'
 import { BenchArgsError, benchUsage, parseBenchArgs, type BenchPartInfo } from './parts.js'
 import { benchClusterQueries, benchLocalQueries, formatClusterQueryBench, formatLocalQueryBench } from './query.js'
 import { benchMemoryQueries, formatMemoryQueryBench } from './memory-queries.js'
@@ -91,6 +92,14 @@ const PARTS: BenchPart[] = [
       }
       console.log('\nMemory-style queries, 3 peers against 1 peer holding every partition (16 partitions, one replica):\n')
       console.log(formatMemoryQueryBench(await benchMemoryQueries(quick ? 10_000 : 50_000)))
+    }
+  },
+  {
+    name: 'decode',
+    description: 'decoding a segment batch\'s columns into the executor\'s form, by type and by distinct utf8 values (what a cold scan pays a row)',
+    run: async quick => {
+      console.log('\n## Decoding a segment batch\'s columns (what a cold scan pays a row)\n')
+      console.log(formatDecodeBench(benchDecode(quick ? 20 : 60)))
     }
   },
   {

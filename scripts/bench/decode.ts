@@ -1,0 +1,71 @@
+/**
+ * Column decoding benchmark (issue 12): what a cold scan pays per row to turn a segment batch's
+ * Arrow column into the executor's columnar form (segment.ts decodeColumn), by column type and,
+ * for utf8, by how many distinct values a batch holds: the bench query's `region` (50 short
+ * values), 50 longer ones, and columns of mostly distinct values (names, e-mail addresses).
+ *
+ *   npx tsc -p tsconfig.json && node dist/scripts/bench/decode.js [rounds]
+ *
+ * One batch of 65,536 rows (what a segment batch holds) per column, 30 untimed decodes of each,
+ * then `rounds` timed rounds of each in turn: the median, in ns a row.
+ */
+import '../../src/polyfill/index.js'
+import { Float64, Int32, Int64, Utf8, makeVector, vectorFromArray, type DataType, type Vector } from 'apache-arrow'
+import { performance } from 'node:perf_hooks'
+import { pathToFileURL } from 'node:url'
+import type { ValueType } from '../../src/columnar/index.js'
+import { decodeColumn } from '../../src/storage/segment.js'
+
+export const DECODE_ROWS = 65_536
+
+interface DecodeCase { name: string, type: ValueType, arrow: DataType, value: (i: number) => unknown }
+
+/** Rows in a scrambled order (i·31 + 7), as hashing ids into partitions leaves them. */
+const CASES: DecodeCase[] = [
+  { name: 'utf8, 50 short values (the bench\'s region)', type: 'utf8', arrow: new Utf8(), value: i => `r${i % 50}` },
+  { name: 'utf8, 50 values of 10-11 bytes', type: 'utf8', arrow: new Utf8(), value: i => `region-${(i % 50) + 100}` },
+  { name: 'utf8, ~60,000 distinct short values', type: 'utf8', arrow: new Utf8(), value: i => `v${(i * 7919) % 60_000}` },
+  { name: 'utf8, ~60,000 distinct e-mail addresses', type: 'utf8', arrow: new Utf8(), value: i => `user-${(i * 7919) % 60_000}@example.com` },
+  { name: 'int32', type: 'int32', arrow: new Int32(), value: i => i % 1000 },
+  { name: 'int64', type: 'int64', arrow: new Int64(), value: i => BigInt(i * 7919) },
+  { name: 'float64, a NULL in about 1,000 rows (copied)', type: 'float64', arrow: new Float64(), value: i => i % 997 === 0 ? null : i / 100 },
+  { name: 'float64 without NULLs (a view of the bytes read)', type: 'float64', arrow: new Float64(), value: i => i / 100 }
+]
+
+export interface DecodeBench { rows: number, rounds: number, results: Array<{ name: string, nsPerRow: number }> }
+
+export function benchDecode (rounds = 60): DecodeBench {
+  const vectors: Vector[] = CASES.map(c => makeVector(vectorFromArray(Array.from({ length: DECODE_ROWS }, (_, i) => c.value(i * 31 + 7)), c.arrow).data))
+  // Every case warmed up before any is timed, and the rounds interleaved: timed one case after
+  // another, the first ran 2-3x slower than it does once the others have run (V8 was still
+  // settling on the decoder's code), whichever case came first.
+  for (let w = 0; w < 30; w++) CASES.forEach((c, k) => decodeColumn(c.type, vectors[k], DECODE_ROWS, 'bench'))
+  const times: number[][] = CASES.map(() => [])
+  for (let r = 0; r < rounds; r++) {
+    CASES.forEach((c, k) => {
+      const t = performance.now()
+      decodeColumn(c.type, vectors[k], DECODE_ROWS, 'bench')
+      times[k]!.push(performance.now() - t)
+    })
+  }
+  const results = CASES.map((c, k) => {
+    const sorted = times[k]!.sort((a, b) => a - b)
+    return { name: c.name, nsPerRow: sorted[Math.floor(sorted.length / 2)]! * 1e6 / DECODE_ROWS }
+  })
+  return { rows: DECODE_ROWS, rounds, results }
+}
+
+export function formatDecodeBench (r: DecodeBench): string {
+  const lines = [
+    `One batch of ${r.rows.toLocaleString('en-US')} rows, medians of ${r.rounds} interleaved rounds after 30 untimed:`,
+    '',
+    '| column | ns a row |',
+    '| --- | --- |'
+  ]
+  for (const x of r.results) lines.push(`| ${x.name} | ${x.nsPerRow.toFixed(2)} |`)
+  return lines.join('\n')
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  console.log(formatDecodeBench(benchDecode(Number(process.argv[2] ?? 60))))
+}
