@@ -37,6 +37,7 @@
 import { nodeFileSystem, type FileSystem } from '../runtime/index.js'
 import { isHlc, type Hlc } from '../hlc/index.js'
 import { BloomFilter } from './bloom.js'
+import { ScratchBuffers } from './scratch.js'
 import { crc32 } from './crc32.js'
 import { SEED_BUCKET, fmix32, hashString32, round, stableHash } from './hash.js'
 
@@ -1013,20 +1014,9 @@ async function readExactly (source: KeyIndexSource, offset: number, length: numb
 
 /**
  * Memory for transient block reads (KeyIndex.lookup), lent and given back: recovery replays
- * every partition at once, so a few are out at a time. Aligned (offset 0) for the block's views.
+ * every partition at once, so a few are out at a time.
  */
-const blockScratch = {
-  free: [] as Uint8Array[],
-  take (length: number): Uint8Array {
-    const i = this.free.findIndex(b => b.length >= length)
-    if (i >= 0) return this.free.splice(i, 1)[0]!
-    return new Uint8Array(Math.max(16 << 10, 2 ** Math.ceil(Math.log2(length))))
-  },
-  give (buf: Uint8Array): void {
-    // Enough for every partition a peer recovers at once; the rest is left to the GC.
-    if (this.free.length < 64) this.free.push(buf)
-  }
-}
+const blockScratch = new ScratchBuffers(16 << 10, 64, 64 << 10)
 
 const hex = (x: number): string => `0x${(x >>> 0).toString(16).padStart(8, '0')}`
 

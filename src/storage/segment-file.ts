@@ -24,6 +24,7 @@ import { shareVector, type BatchLease, type ColumnVector, type ValueType } from 
 import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
 import { columnVectorBytes, groupKey, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
+import { ScratchBuffers } from './scratch.js'
 import type { Evictable, FilePool } from './files.js'
 import { nodeFileSystem, type FileSystem, type OpenFlags, type RandomAccessFile } from '../runtime/index.js'
 import { missingFile, writeAllAt as writeAt } from './fsutil.js'
@@ -1393,31 +1394,8 @@ const SAFE_MIN_BIG = BigInt(Number.MIN_SAFE_INTEGER)
 const SAFE_MAX_BIG = BigInt(Number.MAX_SAFE_INTEGER)
 const utf8 = new TextDecoder()
 
-/**
- * Buffers a column read borrows while its bytes are checked and decoded into a new vector. A new
- * buffer a read is memory the kernel must hand over a zeroed page at a time on first touch, and a
- * cold scan (one whose columns the cache lost) paid that for the bytes it read on top of the
- * vectors it decoded (bench/scan.ts). A few are kept, of at most SCRATCH_KEEP_BYTES each.
- */
-class ScratchBuffers {
-  private readonly free: Uint8Array[] = []
-
-  take (bytes: number): Uint8Array {
-    for (let i = 0; i < this.free.length; i++) {
-      if (this.free[i]!.length >= bytes) return this.free.splice(i, 1)[0]!
-    }
-    // Rounded up so that a buffer serves the next, slightly larger, column too.
-    return new Uint8Array(Math.ceil(Math.max(bytes, 1) / 65536) * 65536)
-  }
-
-  give (buf: Uint8Array): void {
-    if (buf.length <= SCRATCH_KEEP_BYTES && this.free.length < SCRATCH_KEEP) this.free.push(buf)
-  }
-}
-
-const SCRATCH_KEEP = 4
-const SCRATCH_KEEP_BYTES = 4 << 20
-const scratch = new ScratchBuffers()
+/** Buffers column reads borrow (scratch.ts): a few of at most 4 MiB, in steps of 64 KiB. */
+const scratch = new ScratchBuffers(65536, 4, 4 << 20)
 
 /**
  * Arrow Data of one field from its buffers (directory offsets relative to the body; `bytes` holds
