@@ -7,14 +7,14 @@
  *   npx tsc -p tsconfig.json && node dist/scripts/bench/decode.js [rounds]
  *
  * One batch of 65,536 rows (what a segment batch holds) per column, 30 untimed decodes of each,
- * then `rounds` timed rounds of each in turn: the median, in ns a row.
+ * then `rounds` interleaved rounds (bench/query.ts timeInterleaved): the median, in ns a row.
  */
 import '../../src/polyfill/index.js'
 import { Float64, Int32, Int64, Utf8, makeVector, vectorFromArray, type DataType, type Vector } from 'apache-arrow'
-import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import type { ValueType } from '../../src/columnar/index.js'
 import { decodeColumn } from '../../src/storage/segment.js'
+import { timeInterleaved } from './query.js'
 
 export const DECODE_ROWS = 65_536
 
@@ -34,25 +34,14 @@ const CASES: DecodeCase[] = [
 
 export interface DecodeBench { rows: number, rounds: number, results: Array<{ name: string, nsPerRow: number }> }
 
-export function benchDecode (rounds = 60): DecodeBench {
+export async function benchDecode (rounds = 60): Promise<DecodeBench> {
   const vectors: Vector[] = CASES.map(c => makeVector(vectorFromArray(Array.from({ length: DECODE_ROWS }, (_, i) => c.value(i * 31 + 7)), c.arrow).data))
   // Every case warmed up before any is timed, and the rounds interleaved: timed one case after
   // another, the first ran 2-3x slower than it does once the others have run (V8 was still
   // settling on the decoder's code), whichever case came first.
   for (let w = 0; w < 30; w++) CASES.forEach((c, k) => decodeColumn(c.type, vectors[k], DECODE_ROWS, 'bench'))
-  const times: number[][] = CASES.map(() => [])
-  for (let r = 0; r < rounds; r++) {
-    CASES.forEach((c, k) => {
-      const t = performance.now()
-      decodeColumn(c.type, vectors[k], DECODE_ROWS, 'bench')
-      times[k]!.push(performance.now() - t)
-    })
-  }
-  const results = CASES.map((c, k) => {
-    const sorted = times[k]!.sort((a, b) => a - b)
-    return { name: c.name, nsPerRow: sorted[Math.floor(sorted.length / 2)]! * 1e6 / DECODE_ROWS }
-  })
-  return { rows: DECODE_ROWS, rounds, results }
+  const timed = await timeInterleaved(rounds, CASES.map((c, k) => async () => decodeColumn(c.type, vectors[k], DECODE_ROWS, 'bench')))
+  return { rows: DECODE_ROWS, rounds, results: CASES.map((c, k) => ({ name: c.name, nsPerRow: timed[k]!.median * 1e6 / DECODE_ROWS })) }
 }
 
 export function formatDecodeBench (r: DecodeBench): string {
@@ -67,5 +56,5 @@ export function formatDecodeBench (r: DecodeBench): string {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  console.log(formatDecodeBench(benchDecode(Number(process.argv[2] ?? 60))))
+  benchDecode(Number(process.argv[2] ?? 60)).then(r => { console.log(formatDecodeBench(r)); process.exit(0) }, (err: unknown) => { console.error(err); process.exit(1) })
 }

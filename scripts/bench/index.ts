@@ -99,7 +99,7 @@ const PARTS: BenchPart[] = [
     description: 'decoding a segment batch\'s columns into the executor\'s form, by type and by distinct utf8 values (what a cold scan pays a row)',
     run: async quick => {
       console.log('\n## Decoding a segment batch\'s columns (what a cold scan pays a row)\n')
-      console.log(formatDecodeBench(benchDecode(quick ? 20 : 60)))
+      console.log(formatDecodeBench(await benchDecode(quick ? 20 : 60)))
     }
   },
   {
