@@ -2,6 +2,7 @@ import { tableFromIPC, type Table } from 'apache-arrow'
 import { ShoalError } from './errors.js'
 import { DEFAULT_IMPORT_TIMEOUT_MS, importRecords } from './import.js'
 import { ndjsonLines } from './ndjson.js'
+import { ROUTE_HEADER, Routes } from './routing.js'
 import { PeerTransport, type PeerAnswer, type PeerRequest, type PeerStream, type TransportOptions } from './transport.js'
 import type {
   BackupBegin, BackupStreamOptions, ClusterRepair, ClusterStatus, DecommissionEvent, DecommissionOptions, ExplainOptions,
@@ -12,7 +13,15 @@ import type {
   QueryOptions, QueryResult, QueryStream, QueryStreamOptions, ReadOptions, ShoalRecord, Space, WriteOptions, WriteResult
 } from './types.js'
 
-export type ShoalClientOptions = TransportOptions
+export interface ShoalClientOptions extends TransportOptions {
+  /**
+   * Owner routing (docs/client.md, "Routing"), on by default when the client has several peer
+   * URLs: a query that read one partition, run again, and a record read or written by id go first
+   * to a configured peer that holds the partition, saving a hop. false: every request goes to the
+   * current peer as with one URL.
+   */
+  routing?: boolean
+}
 
 /** The media types of streamed query answers (src/query ARROW_STREAM_TYPE, NDJSON_TYPE). */
 const ARROW_STREAM_TYPE = 'application/vnd.apache.arrow.stream'
@@ -34,23 +43,36 @@ const DECOMMISSION_WAIT_MS = { default: 86_400_000, slack: 60_000 }
  * cut short.
  */
 const QUERY_TIMEOUT_MARGIN_MS = 5000
+/** What the routing's background requests (who a URL is, a space's placement) wait: they only save a hop. */
+const ROUTING_PROBE_TIMEOUT_MS = 5000
 
 /** A typed client of a Shoal cluster's HTTP API; see index.ts for an example. */
 export class ShoalClient {
   private readonly transport: PeerTransport
+  /** Owner routing; undefined with one URL or `routing: false`. */
+  private readonly routes: Routes | undefined
 
   /**
    * @param urlOrUrls one peer's URL, or several: requests go to the one that answered last and
    *   fail over to the next when it does not answer (docs/client.md, "Failover").
    */
   constructor (urlOrUrls: string | readonly string[], options: ShoalClientOptions = {}) {
-    this.transport = new PeerTransport(typeof urlOrUrls === 'string' ? [urlOrUrls] : urlOrUrls, options)
+    const { routing, ...transport } = options
+    this.transport = new PeerTransport(typeof urlOrUrls === 'string' ? [urlOrUrls] : urlOrUrls, transport)
+    this.routes = routing !== false && this.transport.size > 1
+      ? new Routes(this.transport.size, {
+        peerIdOf: async (index) => String((parseJson(await this.transport.send({ method: 'GET', path: '/health', retry: 'read', only: index, timeoutMs: ROUTING_PROBE_TIMEOUT_MS })) as Partial<Health>).peer),
+        placementOf: async (space) => parseJson(await this.transport.send({ method: 'GET', path: `/spaces/${encodeURIComponent(space)}`, retry: 'read', timeoutMs: ROUTING_PROBE_TIMEOUT_MS }))
+      })
+      : undefined
   }
 
   /** The peer requests go to first: the one that answered last. */
   get currentPeer (): string { return this.transport.currentPeer }
 
   async createSpace (input: CreateSpaceInput): Promise<Space> {
+    // A space made again under an old name has a placement of its own.
+    if (typeof input?.name === 'string') this.routes?.forgetSpace(input.name)
     return await this.json({ method: 'POST', path: '/spaces', body: JSON.stringify(input), retry: 'write' }) as Space
   }
 
@@ -64,6 +86,7 @@ export class ShoalClient {
   }
 
   async dropSpace (name: string): Promise<void> {
+    this.routes?.forgetSpace(name)
     await this.json({ method: 'DELETE', path: `/spaces/${encodeURIComponent(name)}`, retry: 'write' })
   }
 
@@ -79,6 +102,7 @@ export class ShoalClient {
       path: `/spaces/${encodeURIComponent(space)}/records${recordQuery(options)}`,
       body: JSON.stringify(list),
       retry: 'write',
+      ...(this.routes !== undefined ? { prefer: this.routes.forRecords(space, list.length, i => list[i]?.id, true) } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs + QUERY_TIMEOUT_MARGIN_MS } : {})
     }) as WriteResult & { errors?: unknown }
     const { errors: _errors, ...result } = answer
@@ -89,7 +113,7 @@ export class ShoalClient {
   async get (space: string, id: string, options: ReadOptions = {}): Promise<GetResult | undefined> {
     try {
       // By `?id=` rather than in the path: ids such as `..` survive any URL handling on the way.
-      const answer = await this.json({ method: 'GET', path: `/spaces/${encodeURIComponent(space)}/records${recordQuery(options, id)}`, retry: 'read' }) as GetResult
+      const answer = await this.json({ method: 'GET', path: `/spaces/${encodeURIComponent(space)}/records${recordQuery(options, id)}`, retry: 'read', ...this.recordRoute(space, id, false) }) as GetResult
       return { record: answer.record, version: answer.version, ...(answer.repaired !== undefined ? { repaired: answer.repaired } : {}) }
     } catch (err) {
       // 404 NOT_FOUND is a missing record; an unknown space is UNKNOWN_SPACE and still throws.
@@ -100,13 +124,13 @@ export class ShoalClient {
 
   /** Deletes a record (a tombstone newer than every version written before). */
   async delete (space: string, id: string, options: WriteOptions = {}): Promise<DeleteResult> {
-    return await this.json({ method: 'DELETE', path: `/spaces/${encodeURIComponent(space)}/records${recordQuery(options, id)}`, retry: 'write' }) as DeleteResult
+    return await this.json({ method: 'DELETE', path: `/spaces/${encodeURIComponent(space)}/records${recordQuery(options, id)}`, retry: 'write', ...this.recordRoute(space, id, true) }) as DeleteResult
   }
 
   /** Runs SQL (a string) or a JSON query (an object) anywhere in the cluster. */
   async query (sqlOrJson: string | JsonQuery, options: QueryOptions = {}): Promise<QueryResult> {
-    const answer = await this.transport.send(queryRequest(sqlOrJson, options))
-    return parseJson(answer) as QueryResult
+    const answer = await this.routedQuery(queryRequest(sqlOrJson, options), async (req) => await this.transport.send(req))
+    return { ...parseJson(answer) as QueryResult, peer: answer.peer }
   }
 
   /**
@@ -114,7 +138,7 @@ export class ShoalClient {
    * (no JSON on the way). Aggregations of JSON queries and completions answer JSON only (406).
    */
   async queryArrow (sqlOrJson: string | JsonQuery, options: QueryOptions = {}): Promise<Table> {
-    const answer = await this.transport.send({ ...queryRequest(sqlOrJson, options), accept: ARROW_STREAM_TYPE })
+    const answer = await this.routedQuery({ ...queryRequest(sqlOrJson, options), accept: ARROW_STREAM_TYPE }, async (req) => await this.transport.send(req))
     expectType(answer, ARROW_STREAM_TYPE)
     return tableFromIPC(answer.body)
   }
@@ -125,7 +149,7 @@ export class ShoalClient {
    */
   async queryStream (sqlOrJson: string | JsonQuery, options: QueryStreamOptions): Promise<QueryStream> {
     const type = options.format === 'arrow' ? ARROW_STREAM_TYPE : NDJSON_TYPE
-    const answer = await this.transport.stream({ ...queryRequest(sqlOrJson, options), accept: type, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+    const answer = await this.routedQuery({ ...queryRequest(sqlOrJson, options), accept: type, ...(options.signal !== undefined ? { signal: options.signal } : {}) }, async (req) => await this.transport.stream(req))
     try {
       expectType(answer, type)
     } catch (err) {
@@ -279,6 +303,23 @@ export class ShoalClient {
   /** Closes the kept-alive connections; the client cannot be used after. */
   close (): void {
     this.transport.close()
+  }
+
+  /**
+   * Sends a query where its text last read one partition (routing.ts), and keeps the route its
+   * answer gives for the next time. Keyed by the request body: the query and its options.
+   */
+  private async routedQuery<A extends PeerAnswer | PeerStream> (req: PeerRequest, send: (req: PeerRequest) => Promise<A>): Promise<A> {
+    const routes = this.routes
+    if (routes === undefined) return await send(req)
+    const key = req.body ?? ''
+    const answer = await send({ ...req, prefer: routes.forQuery(key) })
+    routes.learnQuery(key, answer.headers[ROUTE_HEADER])
+    return answer
+  }
+
+  private recordRoute (space: string, id: string, write: boolean): { prefer?: number[] } {
+    return this.routes === undefined || id === '' ? {} : { prefer: this.routes.forRecord(space, id, write) }
   }
 
   private async json (req: PeerRequest): Promise<unknown> {

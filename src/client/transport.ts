@@ -58,6 +58,13 @@ export interface PeerRequest {
    * decommission), where another peer's answer would be about the wrong one.
    */
   pinned?: boolean
+  /**
+   * Indices of the configured peers to try first, in order (owner routing, routing.ts); the rest
+   * follow in the usual order. Ignored when `pinned` or `only` is given.
+   */
+  prefer?: readonly number[]
+  /** Sent to the configured peer at this index only (never another), e.g. to ask a given peer who it is. */
+  only?: number
   /** ms for this request, answer included; default the client's; Infinity: none (a stream aborted by `signal`). */
   timeoutMs?: number
   /** Aborts the request (or the reading of its streamed answer). */
@@ -136,9 +143,7 @@ export class PeerTransport {
     const tried: PeerAttempt[] = []
     let lastAnswerError: ShoalError | undefined
     let lastCause: unknown
-    const count = req.pinned === true ? 1 : this.peers.length
-    for (let i = 0; i < count; i++) {
-      const index = (this.current + i) % this.peers.length
+    for (const index of this.order(req)) {
       const peer = this.peers[index]!
       let answer: PeerStream
       try {
@@ -152,8 +157,10 @@ export class PeerTransport {
         }
         continue
       }
-      // Any answer, even an error, means this peer is up: start there next time.
-      this.current = index
+      // Any answer, even an error, means this peer is up: start there next time. Not for a
+      // routed or addressed request: where it went says nothing of the others, and `current` is
+      // also the peer a pinned request (a decommission) is about, which routing must not move.
+      if (req.only === undefined && (req.prefer === undefined || req.prefer.length === 0)) this.current = index
       if (answer.status < 400) return answer
       const error = errorFromAnswer(answer.status, (await readAll(answer)).toString('utf8'), peer.origin)
       if (req.retry === 'read' && answer.status === 503 && RETRY_ELSEWHERE_CODES.has(error.code)) {
@@ -164,6 +171,25 @@ export class PeerTransport {
     }
     if (lastAnswerError !== undefined) throw lastAnswerError
     throw new ShoalUnavailableError(tried, `no peer answered ${req.method} ${pathOnly(req.path)}: ${tried.map(t => `${t.peer} ${t.reason}`).join(', ')}`, lastCause)
+  }
+
+  /** How many peer URLs the transport was given. */
+  get size (): number { return this.peers.length }
+
+  /** The configured peers a request goes to, in order: see PeerRequest's pinned, only and prefer. */
+  private order (req: PeerRequest): number[] {
+    if (req.only !== undefined) {
+      if (!Number.isInteger(req.only) || req.only < 0 || req.only >= this.peers.length) throw new ShoalError('BAD_ARGUMENT', `no configured peer ${req.only}`)
+      return [req.only]
+    }
+    if (req.pinned === true) return [this.current]
+    const out: number[] = []
+    for (const i of req.prefer ?? []) if (i >= 0 && i < this.peers.length && !out.includes(i)) out.push(i)
+    for (let k = 0; k < this.peers.length; k++) {
+      const i = (this.current + k) % this.peers.length
+      if (!out.includes(i)) out.push(i)
+    }
+    return out
   }
 
   /** Destroys the agents' sockets; later calls throw CLOSED. */

@@ -109,6 +109,8 @@ export interface QueryResult {
   coverage: Coverage
   confidence: number
   tookMs: number
+  /** The URL of the peer that coordinated the query (set by the client, not sent by the peer). */
+  peer: string
 }
 
 /** Formats a query's rows can stream in, beside JSON. */

@@ -1,6 +1,9 @@
 import { ARROW_STREAM_TYPE, NDJSON_TYPE, QueryError, answerJson, answerNdjson, arrowChunks, type QueryRequest, type QueryService } from '../query/index.js'
 import { HttpError, type HttpServer, type RouteRequest } from './server.js'
 
+/** The header naming the peers a query that read one partition would read locally (QueryAnswer.route). */
+export const ROUTE_HEADER = 'x-shoal-route'
+
 /** Largest query body: SQL and JSON queries are small, but a knn vector or a long IN list is not. */
 const MAX_QUERY_BODY_BYTES = 4 * 1024 * 1024
 
@@ -16,9 +19,12 @@ export function registerQueryApi (server: HttpServer, queries: Pick<QueryService
     const request = await queryRequest(req)
     const answer = await run(async () => await queries.query(request))
     const format = answerFormat(req)
+    // Where the same query reads without a hop (the one partition it read), for clients that
+    // route (src/client/routing.ts); peer ids only, which GET /cluster/members shows anyway.
+    const route = answer.route !== undefined ? { [ROUTE_HEADER]: answer.route.join(',') } : undefined
     if (format === 'json') {
       // Streamed: the rows are rendered and written a chunk at a time as the client reads them.
-      return { stream: answerJson(answer) }
+      return { stream: answerJson(answer), ...(route !== undefined ? { headers: route } : {}) }
     }
     const type = format === 'arrow' ? ARROW_STREAM_TYPE : NDJSON_TYPE
     if (answer.aggregations !== undefined) throw new HttpError(406, 'NOT_ACCEPTABLE', `aggregations of a JSON query answer JSON only; ask without Accept: ${type}`)
@@ -32,7 +38,8 @@ export function registerQueryApi (server: HttpServer, queries: Pick<QueryService
       headers: {
         'x-shoal-coverage': JSON.stringify(answer.coverage),
         'x-shoal-confidence': String(answer.confidence),
-        'x-shoal-took-ms': answer.tookMs.toFixed(1)
+        'x-shoal-took-ms': answer.tookMs.toFixed(1),
+        ...route
       }
     }
   }, { maxBodyBytes: MAX_QUERY_BODY_BYTES })

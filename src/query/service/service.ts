@@ -109,6 +109,12 @@ export interface QueryAnswer extends FinalResult {
   confidence: number
   tookMs: number
   strategy: string
+  /**
+   * When the query read one partition: the peers holding a readable replica of it, best first as
+   * this coordinator sees them. A client sending the same query to one of them saves a hop (the
+   * coordinator reads its own replica); HTTP gives it in `x-shoal-route`.
+   */
+  route?: PeerId[]
   analyze?: QueryAnalysis
 }
 
@@ -328,6 +334,7 @@ export class QueryService {
         run.analyze.stages = { parseMs: t1 - t0, planMs: run.scatterStart - t1, scatterMs: t4 - run.scatterStart, mergeMs, finishMs: clock.now() - t4, gcMs: gcPausedMs(gc0, gcClockMs()) }
       }
       const answer = this.answer(result, run.coverage, t0, allowPartial, run.strategy, analyze ? run.analyze : undefined)
+      if (run.route !== undefined) answer.route = run.route
       this.logIfSlow(req, answer, run.analyze)
       return answer
     } catch (err) {
@@ -386,14 +393,15 @@ export class QueryService {
   }
 
   /** Plans and scatters one split plan, merging into a QueryMerger. */
-  async runSplit (space: SpaceDef, split: SplitPlan, o: { deadline: number, signal?: AbortSignal, analyze: boolean, budget: MemoryBudget }): Promise<{ merger: QueryMerger, coverage: Coverage, strategy: string, analyze?: QueryAnalysis, scatterStart: number }> {
+  async runSplit (space: SpaceDef, split: SplitPlan, o: { deadline: number, signal?: AbortSignal, analyze: boolean, budget: MemoryBudget }): Promise<{ merger: QueryMerger, coverage: Coverage, strategy: string, route?: PeerId[], analyze?: QueryAnalysis, scatterStart: number }> {
     const qp = this.planFor(space, split)
     const merger = new QueryMerger(split, columnTypes(space), o.budget)
     const scatter = new Scatter(this, qp, merger, o)
     const scatterStart = this.deps.clock.now()
     await scatter.run()
     // The per-peer figures are kept whether or not asked for: a slow query is logged with them.
-    return { merger, coverage: scatter.coverage(), strategy: qp.strategy, analyze: scatter.analysis(), scatterStart }
+    const only = qp.targets.length === 1 ? qp.targets[0]!.replicas : undefined
+    return { merger, coverage: scatter.coverage(), strategy: qp.strategy, ...(only !== undefined && only.length > 0 ? { route: [...only] } : {}), analyze: scatter.analysis(), scatterStart }
   }
 
   // ------------------------------------------------------------------ used by Scatter
