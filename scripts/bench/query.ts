@@ -249,7 +249,13 @@ export interface ClusterQueryBench {
   /** Whether the 3-peer cluster's answer is DuckDB's (sketch columns aside). */
   sameAnswer: boolean[]
   /** Absent when the run left the extras out (--no-extras, or past a million rows). */
-  scatter?: { oneMs: number, manyMs: number, partitions: number, perPartitionMs: number }
+  /**
+   * count(*) over a one-partition space and a 64-partition one through a client of peer a;
+   * then the first again (`unroutedOneMs`) beside the same through a client given all three peers
+   * (`routedOneMs`: owner routing, the partition's peer answers); `oneAtA`: whether peer a holds
+   * that partition itself.
+   */
+  scatter?: { oneMs: number, manyMs: number, partitions: number, perPartitionMs: number, unroutedOneMs: number, routedOneMs: number, oneAtA: boolean }
   /** Where each query's time goes on 3 peers (medians over the runs, EXPLAIN ANALYZE's figures). */
   stages: StageBreakdown[]
   /** The tail of a healthy 3-peer cluster: many repetitions of each query, one at a time. */
@@ -260,8 +266,8 @@ export interface ClusterQueryBench {
  * p50 and p99 of `runs` repetitions, one at a time, through a keep-alive client (what a program
  * using ShoalClient sees): issue 17 wants the p99 of a healthy cluster within 3x its median.
  */
-async function tailOf (url: string, name: string, sql: string, runs: number): Promise<ClusterQueryBench['tail'][number]> {
-  const client = new ShoalClient(url)
+async function tailOf (urls: string | string[], name: string, sql: string, runs: number): Promise<ClusterQueryBench['tail'][number]> {
+  const client = new ShoalClient(urls)
   try {
     for (let i = 0; i < 10; i++) await client.query(sql)
     const times: number[] = []
@@ -424,15 +430,26 @@ export async function benchClusterQueries (rows: number, options: ClusterBenchOp
       await load(a, 64, 64, 1, 'many')
       const one = queryOver(client, 'SELECT count(*) FROM one')
       const many = queryOver(client, 'SELECT count(*) FROM many')
+      // The same count(*) through a client given every peer: after its first answer it goes to
+      // the partition's peer (src/client/routing.ts), which reads it without a hop.
+      const urls = [a, b, c].map(p => p.url)
+      const routedClient = new ShoalClient(urls)
+      const routed = queryOver(routedClient, 'SELECT count(*) FROM one')
       await warm(one)
       await warm(many)
+      await warm(routed)
+      const oneOwner = ((await client.describeSpace('one')).placement as Array<{ readReplicas: string[] }>)[0]!.readReplicas[0]
       const [o, m] = await timeInterleaved(Math.max(runs, 101), [one, many])
+      // Apart from the 64-partition query, which leaves all three peers busy for the query after it.
+      const [o2, ro] = await timeInterleaved(Math.max(runs, 101), [one, routed])
+      routedClient.close()
       const partitions = 64
-      out.scatter = { oneMs: o!.median, manyMs: m!.median, partitions, perPartitionMs: (m!.median - o!.median) / (partitions - 1) }
+      out.scatter = { oneMs: o!.median, manyMs: m!.median, partitions, perPartitionMs: (m!.median - o!.median) / (partitions - 1), unroutedOneMs: o2!.median, routedOneMs: ro!.median, oneAtA: oneOwner === a.peerId }
       for (const q of QUERIES) out.stages.push(await stageBreakdown(a, q.name, q.sql, Math.max(runs, 9)))
       out.stages.push(await stageBreakdown(a, 'count(*), one partition', 'SELECT count(*) FROM one', 31))
       for (const q of QUERIES.slice(0, 2)) out.tail.push(await tailOf(a.url, q.name, q.sql, 300))
       out.tail.push(await tailOf(a.url, 'count(*), one partition', 'SELECT count(*) FROM one', 300))
+      out.tail.push(await tailOf(urls, 'count(*), one partition, routed (client given every peer)', 'SELECT count(*) FROM one', 300))
     }
     client.close()
   } finally {
@@ -463,6 +480,7 @@ export function formatClusterQueryBench (r: ClusterQueryBench): string {
   if (r.scatter !== undefined) {
     lines.push('')
     lines.push(`Scatter overhead on 3 peers: count(*) over 1 partition ${r.scatter.oneMs.toFixed(2)} ms, over ${r.scatter.partitions} partitions ${r.scatter.manyMs.toFixed(2)} ms: **${(r.scatter.perPartitionMs).toFixed(3)} ms per partition** (target < 0.5).`)
+    lines.push(`count(*) over the one-partition space through a client of peer a (which ${r.scatter.oneAtA ? 'holds' : 'does not hold'} the partition) ${r.scatter.unroutedOneMs.toFixed(2)} ms; through a client given all three peers, routed to the partition's peer, **${r.scatter.routedOneMs.toFixed(2)} ms** (target < 1.5).`)
   }
   if (r.stages.length > 0) {
     lines.push('', 'Where the time goes, 3 peers (medians, ms; scatter holds the merging and every round trip; the slowest peer\'s round trip against its own work, summed over its partitions, and the time from its request\'s arrival to its last answer ready):', '')
