@@ -30,7 +30,7 @@ import { FragmentPool, QueryMerger, defaultPoolSize, runFragment, splitPlan, typ
 import { parseSql } from '../../src/query/sql/index.js'
 import { validatePlan } from '../../src/query/validate/index.js'
 import type { SpaceDef } from '../../src/schema/index.js'
-import { TestCluster, waitFor, type PeerProcess } from '../../test/cluster/index.js'
+import { TestCluster, waitAllAlive, type PeerProcess } from '../../test/cluster/index.js'
 import { ShoalClient } from '../../src/client/index.js'
 
 /**
@@ -408,7 +408,7 @@ export async function benchClusterQueries (rows: number, options: ClusterBenchOp
     const a = await three.startPeer('a')
     const b = await three.startPeer('b', { bootstrap: [a.multiaddr()] })
     const c = await three.startPeer('c', { bootstrap: [a.multiaddr()] })
-    await waitFor(async () => (await Promise.all([a, b, c].map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    await waitAllAlive([a, b, c])
     // One replica per partition: every query needs all three peers.
     await load(a, rows, 16, 1)
     const client = new ShoalClient(a.url, { timeoutMs: 300_000 })

@@ -21,7 +21,9 @@ const MAX_ROW_ERRORS = 10
 export async function withClient<T> (peer: string, run: (client: ShoalClient) => Promise<T>, options: { timeoutMs?: number } = {}): Promise<T> {
   let client: ShoalClient | undefined
   try {
-    client = new ShoalClient(peerUrls(peer), { ...tokenOption(), ...options })
+    // No owner routing: a command is one request or a stream of bulk writes, which routing does
+    // not route, so it would only add its background requests (who each peer is, placements).
+    client = new ShoalClient(peerUrls(peer), { ...tokenOption(), ...options, routing: false })
     return await run(client)
   } catch (err) {
     throw toCliError(err)

@@ -69,9 +69,7 @@ describe.skipIf(why !== undefined)('the console in chromium, on a 3-peer cluster
   beforeAll(async () => {
     await mkdir(ARTIFACTS, { recursive: true })
     cluster = await TestCluster.create()
-    peers.push(await cluster.startPeer('a'))
-    for (const name of ['b', 'c']) peers.push(await cluster.startPeer(name, { bootstrap: [peers[0]!.multiaddr()] }))
-    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    peers.push(...await cluster.startJoined(['a', 'b', 'c']))
     const [a] = peers
     // Two replicas of `people` (it survives a death); one of `events`, so a death leaves some of
     // its partitions with no copy: the map shows them red.

@@ -345,6 +345,18 @@ export class TestCluster {
     }
   }
 
+  /**
+   * Starts `names[0]`, then the others one after another bootstrapped to it, and waits until every
+   * one of them sees all of them alive: the usual start of a test's cluster.
+   */
+  async startJoined (names: readonly string[], options: StartOptions = {}, timeoutMs = 20_000): Promise<PeerProcess[]> {
+    const first = await this.startPeer(names[0]!, options)
+    const peers = [first]
+    for (const name of names.slice(1)) peers.push(await this.startPeer(name, { ...options, bootstrap: [first.multiaddr()] }))
+    await waitAllAlive(peers, timeoutMs)
+    return peers
+  }
+
   private async startPeerOnce (name: string, options: StartOptions): Promise<PeerProcess> {
     const existing = this.peers.get(name)
     if (existing !== undefined) throw new Error(`peer ${name} exists; use restart()`)
@@ -444,6 +456,11 @@ export async function runCli (args: string[], opts: { timeoutMs?: number, env?: 
 
 export async function sleep (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
+}
+
+/** Waits until each of `peers` sees every one of them alive. */
+export async function waitAllAlive (peers: readonly PeerProcess[], timeoutMs = 20_000): Promise<void> {
+  await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === peers.length), { timeoutMs })
 }
 
 /** Polls `check` until it returns true; fails with `describe()` after timeoutMs. */

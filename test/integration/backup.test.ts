@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { runCli, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
+import { runCli, TestCluster, waitAllAlive, waitFor, type PeerProcess } from '../cluster/index.js'
 
 const SPACE = 'events'
 
@@ -11,7 +11,7 @@ async function startCluster (): Promise<{ cluster: TestCluster, peers: PeerProce
   const b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
   const c = await cluster.startPeer('c', { bootstrap: [a.multiaddr()] })
   const peers = [a, b, c]
-  await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 15_000 })
+  await waitAllAlive(peers, 15_000)
   return { cluster, peers }
 }
 

@@ -16,9 +16,7 @@ describe('ShoalClient owner routing on a real 3-peer cluster', () => {
 
   beforeAll(async () => {
     cluster = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
-    peers.push(await cluster.startPeer('a'))
-    for (const name of ['b', 'c']) peers.push(await cluster.startPeer(name, { bootstrap: [peers[0]!.multiaddr()] }))
-    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    peers.push(...await cluster.startJoined(['a', 'b', 'c']))
     for (const [name, partitions] of [['one', 1], ['many', PARTITIONS]] as const) {
       expect((await peers[0]!.post('/spaces', { name, schema: [{ name: 'v', type: 'int32' }], partitions, replicas: 1 })).status).toBe(201)
       await waitFor(async () => (await Promise.all(peers.map(async p => {

@@ -27,9 +27,7 @@ describe('ShoalClient on a real 3-peer cluster', () => {
 
   beforeAll(async () => {
     cluster = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
-    peers.push(await cluster.startPeer('a'))
-    for (const name of ['b', 'c']) peers.push(await cluster.startPeer(name, { bootstrap: [peers[0]!.multiaddr()] }))
-    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    peers.push(...await cluster.startJoined(['a', 'b', 'c']))
     client = new ShoalClient(peers.map(p => p.url))
   })
   afterAll(async () => {

@@ -6,7 +6,7 @@
  * says what it gives up before it does.
  */
 import { afterAll, describe, expect, it } from 'vitest'
-import { FAST_MEMBERSHIP, runCli, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
+import { FAST_MEMBERSHIP, runCli, TestCluster, waitAllAlive, waitFor, type PeerProcess } from '../cluster/index.js'
 
 const SPACE = 'dead'
 const PARTITIONS = 16
@@ -43,7 +43,7 @@ describe('partitions whose holders are all dead past deadOwnerTimeoutMs (real pe
     const a = await cluster.startPeer('a')
     const others = await Promise.all(['b', 'c', 'd', 'e'].map(async n => await cluster.startPeer(n, { bootstrap: [a.multiaddr()] })))
     const peers = [a, ...others]
-    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 5), { timeoutMs: 20_000 })
+    await waitAllAlive(peers)
     const created = await a.post('/spaces', { name: SPACE, schema: [{ name: 'id', type: 'utf8' }, { name: 'v', type: 'int32' }], partitions: PARTITIONS, replicas: 2 })
     expect(created.status).toBe(201)
     // Every peer knows every owner has its partitions ready (readiness travels in membership meta).

@@ -7,7 +7,7 @@
  * copy was on the leaving peer would answer 503 and queries would be partial.
  */
 import { afterAll, describe, expect, it } from 'vitest'
-import { FAST_MEMBERSHIP, runCli, sleep, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
+import { FAST_MEMBERSHIP, runCli, sleep, TestCluster, waitAllAlive, waitFor, type PeerProcess } from '../cluster/index.js'
 
 const SPACE = 'handoff'
 const PARTITIONS = 16
@@ -114,7 +114,7 @@ describe('decommission (real peers, replicas 1)', () => {
     const a = await cluster.startPeer('a')
     const b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
     const c = await cluster.startPeer('c', { bootstrap: [a.multiaddr()] })
-    await waitFor(async () => (await Promise.all([a, b, c].map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    await waitAllAlive([a, b, c])
     const created = await a.post('/spaces', { name: SPACE, schema: [{ name: 'id', type: 'utf8' }, { name: 'v', type: 'int32' }], partitions: PARTITIONS, replicas: 1 })
     expect(created.status).toBe(201)
     await settled([a, b, c])

@@ -20,9 +20,7 @@ describe('query answers on real peers', () => {
 
   beforeAll(async () => {
     cluster = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP } })
-    peers.push(await cluster.startPeer('a'))
-    for (const name of ['b', 'c']) peers.push(await cluster.startPeer(name, { bootstrap: [peers[0]!.multiaddr()] }))
-    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    peers.push(...await cluster.startJoined(['a', 'b', 'c']))
     const spaces = [
       { name: 'big', schema: [{ name: 's', type: 'utf8' }, { name: 'x', type: 'int32' }], partitions: 3, replicas: 1 },
       {

@@ -19,9 +19,7 @@ describe('query limits on real peers', () => {
 
   beforeAll(async () => {
     cluster = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP, query: { memoryBudgetMb: BUDGET_MB } } })
-    peers.push(await cluster.startPeer('a'))
-    for (const name of ['b', 'c']) peers.push(await cluster.startPeer(name, { bootstrap: [peers[0]!.multiaddr()] }))
-    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    peers.push(...await cluster.startJoined(['a', 'b', 'c']))
     const spaces = [
       { name: 't', schema: [{ name: 'v', type: 'utf8' }, { name: 'x', type: 'float64' }, { name: 'n', type: 'int32' }], partitions: 6, replicas: 1 },
       { name: 'h', schema: [{ name: 'x', type: 'float64' }], partitions: 1, replicas: 1 }

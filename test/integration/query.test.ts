@@ -17,9 +17,7 @@ describe('distributed queries on real peers', () => {
 
   beforeAll(async () => {
     cluster = await TestCluster.create({ config: { membership: FAST_MEMBERSHIP, query: { perTargetTimeoutMs: 20_000, minHedgeMs: 50 } } })
-    peers.push(await cluster.startPeer('a'))
-    for (const name of ['b', 'c', 'd']) peers.push(await cluster.startPeer(name, { bootstrap: [peers[0]!.multiaddr()] }))
-    await waitFor(async () => (await Promise.all(peers.map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 4), { timeoutMs: 20_000 })
+    peers.push(...await cluster.startJoined(['a', 'b', 'c', 'd']))
     const created = await peers[0]!.post('/spaces', { name: 'orders', schema: [{ name: 'region', type: 'utf8' }, { name: 'amount', type: 'float64' }, { name: 'qty', type: 'int32' }], partitions: 8, replicas: 2 })
     expect(created.status).toBe(201)
     await waitFor(async () => (await Promise.all(peers.map(async p => (await fetch(`${p.url}/spaces/orders`)).status))).every(s => s === 200), { timeoutMs: 10_000 })

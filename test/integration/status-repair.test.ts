@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs'
 import { afterAll, describe, expect, it } from 'vitest'
 import type { ClusterRepair, ClusterStatus } from '../../src/peer/cluster-status.js'
-import { runCli, TestCluster, waitFor, type PeerProcess } from '../cluster/index.js'
+import { runCli, TestCluster, waitAllAlive, waitFor, type PeerProcess } from '../cluster/index.js'
 
 const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -35,7 +35,7 @@ describe('shoal status and shoal repair on 3 peers', () => {
     const a = await cluster.startPeer('a')
     const b = await cluster.startPeer('b', { bootstrap: [a.multiaddr()] })
     const c = await cluster.startPeer('c', { bootstrap: [a.multiaddr()] })
-    await waitFor(async () => (await Promise.all([a, b, c].map(async p => (await p.members()).filter(m => m.state === 'alive').length))).every(n => n === 3), { timeoutMs: 20_000 })
+    await waitAllAlive([a, b, c])
     expect((await a.post('/spaces', { name: 'kept', schema: [{ name: 'n', type: 'int64' }], partitions: 4, replicas: 3 })).status).toBe(201)
     await waitFor(async () => (await b.get('/spaces/kept') as { name?: string }).name === 'kept' && (await c.get('/spaces/kept') as { name?: string }).name === 'kept', { timeoutMs: 10_000 })
     await write(a, Array.from({ length: 100 }, (_, i) => ({ id: `r${i}`, n: i })))
