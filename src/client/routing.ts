@@ -11,16 +11,17 @@ import { partitionOfId } from '../placement/hash.js'
  * What it knows, and from where (never from an address the caller did not give):
  * - Which configured URL is which peer: GET /health's `peer`, asked once per URL in the background
  *   when a route names a peer not matched yet (again after PROBE_RETRY_MS when it failed).
- * - Queries: the peers that answered a query's `x-shoal-route` header (the readable replicas of the
- *   one partition it read; none when it read several), kept by the query's text, so the next run
- *   of the same text goes there. Every answer refreshes its entry. At most MAX_QUERY_ROUTES texts.
+ * - Queries: the peers a query's answer names in its `x-shoal-route` header (those holding a
+ *   readable replica of every partition it read; none when no peer holds them all), kept by the
+ *   query's text, so the next run of the same text goes there. Every answer refreshes its entry.
+ *   At most MAX_QUERY_ROUTES texts.
  * - Records by id: each space's placement (GET /spaces/:name), fetched in the background on the
  *   space's first use and again when older than PLACEMENT_TTL_MS; the id's partition is computed
  *   as every peer computes it (placement/hash.ts). At most MAX_SPACES spaces.
  * Nothing here waits: a route not known yet sends the request as an unrouted client would.
  */
 
-/** The header of a query answer naming the peers that would read its one partition locally (src/http/query.ts ROUTE_HEADER). */
+/** The header of a query answer naming the peers that would read all its partitions locally (src/http/query.ts ROUTE_HEADER). */
 export const ROUTE_HEADER = 'x-shoal-route'
 /** Query texts whose route is kept; the oldest is dropped past it. */
 export const MAX_QUERY_ROUTES = 1024

@@ -1,7 +1,7 @@
 import { ARROW_STREAM_TYPE, NDJSON_TYPE, QueryError, answerJson, answerNdjson, arrowChunks, type QueryRequest, type QueryService } from '../query/index.js'
 import { HttpError, type HttpServer, type RouteRequest } from './server.js'
 
-/** The header naming the peers a query that read one partition would read locally (QueryAnswer.route). */
+/** The header naming the peers that would read all of a query's partitions locally (QueryAnswer.route). */
 export const ROUTE_HEADER = 'x-shoal-route'
 
 /** Largest query body: SQL and JSON queries are small, but a knn vector or a long IN list is not. */
@@ -19,8 +19,8 @@ export function registerQueryApi (server: HttpServer, queries: Pick<QueryService
     const request = await queryRequest(req)
     const answer = await run(async () => await queries.query(request))
     const format = answerFormat(req)
-    // Where the same query reads without a hop (the one partition it read), for clients that
-    // route (src/client/routing.ts); peer ids only, which GET /cluster/members shows anyway.
+    // Where the same query reads without a hop (peers holding every partition it read), for
+    // clients that route (src/client/routing.ts); peer ids only, which GET /cluster/members shows anyway.
     const route = answer.route !== undefined ? { [ROUTE_HEADER]: answer.route.join(',') } : undefined
     if (format === 'json') {
       // Streamed: the rows are rendered and written a chunk at a time as the client reads them.

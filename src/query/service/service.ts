@@ -110,9 +110,10 @@ export interface QueryAnswer extends FinalResult {
   tookMs: number
   strategy: string
   /**
-   * When the query read one partition: the peers holding a readable replica of it, best first as
-   * this coordinator sees them. A client sending the same query to one of them saves a hop (the
-   * coordinator reads its own replica); HTTP gives it in `x-shoal-route`.
+   * The peers holding a readable replica of every partition the query read (one partition, or
+   * several that happen to live together), best first as this coordinator sees them; absent when
+   * no peer holds them all. A client sending the same query to one of them saves the hops (that
+   * coordinator reads its own replicas); HTTP gives it in `x-shoal-route`.
    */
   route?: PeerId[]
   analyze?: QueryAnalysis
@@ -400,8 +401,8 @@ export class QueryService {
     const scatterStart = this.deps.clock.now()
     await scatter.run()
     // The per-peer figures are kept whether or not asked for: a slow query is logged with them.
-    const only = qp.targets.length === 1 ? qp.targets[0]!.replicas : undefined
-    return { merger, coverage: scatter.coverage(), strategy: qp.strategy, ...(only !== undefined && only.length > 0 ? { route: [...only] } : {}), analyze: scatter.analysis(), scatterStart }
+    const route = localEverywhere(qp.targets)
+    return { merger, coverage: scatter.coverage(), strategy: qp.strategy, ...(route.length > 0 ? { route } : {}), analyze: scatter.analysis(), scatterStart }
   }
 
   // ------------------------------------------------------------------ used by Scatter
@@ -413,4 +414,15 @@ export class QueryService {
   /** @internal */ fragmentServer (): FragmentServerDeps { return this.fragmentDeps }
   /** @internal */ peerLabel (peer: PeerId): string { return this.deps.peerName?.(peer) ?? peer }
   /** @internal */ toQueryError (err: unknown): unknown { return this.execError(err) }
+}
+
+/** The peers among every target's replicas (in the first target's order): where the plan runs without RPC. */
+export function localEverywhere (targets: ReadonlyArray<{ replicas: readonly PeerId[] }>): PeerId[] {
+  if (targets.length === 0) return []
+  let peers = [...targets[0]!.replicas]
+  for (let i = 1; i < targets.length && peers.length > 0; i++) {
+    const here = new Set(targets[i]!.replicas)
+    peers = peers.filter(p => here.has(p))
+  }
+  return peers
 }
