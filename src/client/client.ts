@@ -16,9 +16,9 @@ import type {
 export interface ShoalClientOptions extends TransportOptions {
   /**
    * Owner routing (docs/client.md, "Routing"), on by default when the client has several peer
-   * URLs: a query that read one partition, run again, and a record read or written by id go first
-   * to a configured peer that holds the partition, saving a hop. false: every request goes to the
-   * current peer as with one URL.
+   * URLs: a query whose partitions one peer holds, run again, and a record read or written by id
+   * go first to a configured peer that holds them, saving the hops. false: every request goes to
+   * the current peer as with one URL.
    */
   routing?: boolean
 }
@@ -306,8 +306,9 @@ export class ShoalClient {
   }
 
   /**
-   * Sends a query where its text last read one partition (routing.ts), and keeps the route its
-   * answer gives for the next time. Keyed by the request body: the query and its options.
+   * Sends a query first to the peers that held every partition its text last read (routing.ts),
+   * and keeps the route its answer gives for the next time. Keyed by the request body: the query
+   * and its options.
    */
   private async routedQuery<A extends PeerAnswer | PeerStream> (req: PeerRequest, send: (req: PeerRequest) => Promise<A>): Promise<A> {
     const routes = this.routes
