@@ -34,6 +34,15 @@ export type RetryClass = 'read' | 'write'
  */
 export const RETRY_ELSEWHERE_CODES: ReadonlySet<string> = new Set(['NOT_SYNCED', 'PARTITION_UNAVAILABLE', 'UNREACHABLE', 'READ_INCOMPLETE'])
 
+/**
+ * Error answers after which a request that routing sent to a peer (PeerRequest.prefer), a write
+ * too, goes on to the peers in the usual order: the routed peer refused before doing anything,
+ * for a reason of its own that the peer the caller would have asked may not share. It has not
+ * heard of the space yet (UNKNOWN_SPACE: a space just made reaches peers by gossip), or has not
+ * synced since it started (NOT_SYNCED: "nothing was written").
+ */
+const ROUTED_ELSEWHERE_CODES: ReadonlySet<string> = new Set(['UNKNOWN_SPACE', 'NOT_SYNCED'])
+
 export interface TransportOptions {
   /** Bearer token sent as `Authorization: Bearer <token>` on every request. */
   token?: string
@@ -164,6 +173,10 @@ export class PeerTransport {
       if (answer.status < 400) return answer
       const error = errorFromAnswer(answer.status, (await readAll(answer)).toString('utf8'), peer.origin)
       if (req.retry === 'read' && answer.status === 503 && RETRY_ELSEWHERE_CODES.has(error.code)) {
+        lastAnswerError = error
+        continue
+      }
+      if (req.prefer?.includes(index) === true && ROUTED_ELSEWHERE_CODES.has(error.code)) {
         lastAnswerError = error
         continue
       }

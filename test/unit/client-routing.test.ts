@@ -1,4 +1,6 @@
+import { createServer, type Server } from 'node:http'
 import { describe, expect, it } from 'vitest'
+import { PeerTransport } from '../../src/client/transport.js'
 import { MAX_QUERY_ROUTES, MAX_ROUTED_QUERY_CHARS, PLACEMENT_TTL_MS, PROBE_RETRY_MS, Routes, parseRoute } from '../../src/client/routing.js'
 import { partitionOfId } from '../../src/placement/hash.js'
 
@@ -99,5 +101,38 @@ describe('client owner routing (Routes)', () => {
     routes.forRecord('bad', 'x', false)
     await settle()
     expect(routes.forRecord('bad', 'x', false)).toEqual([])
+  })
+
+  it('sends a routed request on to the usual peers when the routed one has not heard of the space or not synced, a write too', async () => {
+    /** A peer stand-in answering every request with `status` and `code` (200: {"ok": name}). */
+    const fake = async (name: string, status: number, code = ''): Promise<{ url: string, server: Server, hits: () => number }> => {
+      let hits = 0
+      const server = createServer((req, res) => {
+        hits++
+        req.resume()
+        res.writeHead(status, { 'content-type': 'application/json' })
+        res.end(JSON.stringify(status === 200 ? { ok: name } : { error: { code, message: `${name} says ${code}` } }))
+      })
+      await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+      return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server, hits: () => hits }
+    }
+    const current = await fake('current', 200)
+    const unknown = await fake('routed', 404, 'UNKNOWN_SPACE')
+    const invalid = await fake('routed', 400, 'INVALID_ROWS')
+    const t = new PeerTransport([current.url, unknown.url, invalid.url])
+    try {
+      const write = { method: 'POST' as const, path: '/spaces/s/records', body: '[]', retry: 'write' as const }
+      const answer = await t.send({ ...write, prefer: [1] })
+      expect(JSON.parse(answer.body.toString())).toEqual({ ok: 'current' })
+      expect(unknown.hits()).toBe(1)
+      // Not routed there: its answer is the answer.
+      await expect(t.send({ ...write, only: 1 })).rejects.toMatchObject({ code: 'UNKNOWN_SPACE', status: 404 })
+      // A refusal of the request itself is the same from any peer: thrown, not repeated.
+      await expect(t.send({ ...write, prefer: [2] })).rejects.toMatchObject({ code: 'INVALID_ROWS', status: 400 })
+      expect(current.hits()).toBe(1)
+    } finally {
+      t.close()
+      for (const f of [current, unknown, invalid]) f.server.close()
+    }
   })
 })
