@@ -5,8 +5,8 @@ import { partitionOfId } from '../placement/hash.js'
  * without a hop, where it knows one. Any peer can coordinate anything, so routing never changes an
  * answer, only where it is computed: a query over one partition, sent to a peer holding a replica
  * of it, reads that replica in process instead of asking another peer over the network (a
- * count(*) over a one-partition space on 3 peers: 1.0-1.3 ms at its owner, 1.5-2.6 ms elsewhere,
- * docs/benchmarks.md). A stale or wrong route costs the hop it tried to save, nothing more.
+ * count(*) over a one-partition space on 3 peers: 0.85-0.91 ms routed, 1.5-1.6 ms through a peer
+ * without it, docs/benchmarks.md). A stale or wrong route costs the hop it tried to save.
  *
  * What it knows, and from where (never from an address the caller did not give):
  * - Which configured URL is which peer: GET /health's `peer`, asked once per URL in the background
@@ -16,8 +16,9 @@ import { partitionOfId } from '../placement/hash.js'
  *   query's text, so the next run of the same text goes there. Every answer refreshes its entry.
  *   At most MAX_QUERY_ROUTES texts.
  * - Records by id: each space's placement (GET /spaces/:name), fetched in the background on the
- *   space's first use and again when older than PLACEMENT_TTL_MS; the id's partition is computed
- *   as every peer computes it (placement/hash.ts). At most MAX_SPACES spaces.
+ *   space's first use and again when older than PLACEMENT_TTL_MS (a fetch that failed, too: the
+ *   space is then unrouted until the next); the id's partition is computed as every peer computes
+ *   it (placement/hash.ts). At most MAX_SPACES spaces.
  * Nothing here waits: a route not known yet sends the request as an unrouted client would.
  */
 
@@ -40,6 +41,7 @@ const PEER_ID = /^[A-Za-z0-9]{1,128}$/
 
 /** One space's placement as the client keeps it: per partition, peer ids best first. */
 interface SpaceRoutes {
+  /** 0: the fetch failed (an unknown space, no answer); nothing is routed until the next. */
   partitions: number
   read: string[][]
   write: string[][]
@@ -101,7 +103,7 @@ export class Routes {
    */
   forRecords (space: string, count: number, idAt: (i: number) => unknown, write: boolean): number[] {
     const s = this.placement(space)
-    if (s === undefined || count === 0) return []
+    if (s === undefined || s.partitions === 0 || count === 0) return []
     let p = -1
     for (let i = 0; i < count; i++) {
       const id = idAt(i)
@@ -114,14 +116,9 @@ export class Routes {
     return peers === undefined ? [] : this.indicesOf(peers)
   }
 
-  /** Forgets a space's placement (it was dropped, or a routed request found it unknown). */
+  /** Forgets a space's placement (the caller drops it, or makes it again). */
   forgetSpace (space: string): void {
     this.spaces.delete(space)
-  }
-
-  /** The peer id learned for configured URL `index`, if any. */
-  peerIdAt (index: number): string | undefined {
-    return this.ids[index]
   }
 
   /** A space's placement when known; fetches it in the background when missing or old. */
@@ -134,17 +131,20 @@ export class Routes {
   private fetch (space: string): void {
     if (this.fetching.has(space)) return
     this.fetching.add(space)
-    this.deps.placementOf(space).then(view => {
-      const routes = parsePlacement(view, this.now())
-      if (routes === undefined) { this.spaces.delete(space); return }
+    const keep = (routes: SpaceRoutes): void => {
       this.spaces.delete(space)
       this.spaces.set(space, routes)
       if (this.spaces.size > MAX_SPACES) this.spaces.delete(this.spaces.keys().next().value!)
+    }
+    // Unknown, malformed, or no peer answered: unrouted, and not asked again before the TTL (a
+    // workload on a missing space would otherwise send a fetch beside each of its requests).
+    const failed = (): void => { keep({ partitions: 0, read: [], write: [], at: this.now() }) }
+    this.deps.placementOf(space).then(view => {
+      const routes = parsePlacement(view, this.now())
+      if (routes === undefined) { failed(); return }
+      keep(routes)
       this.probeUnknown(routes.read.flat())
-    }, () => {
-      // Unknown space, or no peer answered: unrouted until the next try.
-      this.spaces.delete(space)
-    }).finally(() => { this.fetching.delete(space) })
+    }, failed).finally(() => { this.fetching.delete(space) })
   }
 
   private indicesOf (peers: readonly string[]): number[] {

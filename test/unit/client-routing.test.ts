@@ -93,10 +93,16 @@ describe('client owner routing (Routes)', () => {
     expect(routes.forRecord('s', id(1), false)).toEqual([1])
     await settle()
     expect(routes.forRecord('s', id(1), false)).toEqual([2])
-    // An unknown space, or a malformed description, routes nothing.
+    // An unknown space, or a malformed description, routes nothing, and is asked again only after the TTL.
     expect(routes.forRecord('gone', 'x', false)).toEqual([])
     await settle()
     expect(routes.forRecord('gone', 'x', false)).toEqual([])
+    await settle()
+    expect(fetches.filter(f => f === 'gone')).toHaveLength(1)
+    clock.t += PLACEMENT_TTL_MS + 1
+    routes.forRecord('gone', 'x', false)
+    await settle()
+    expect(fetches.filter(f => f === 'gone')).toHaveLength(2)
     placements.bad = { partitions: 2, placement: [{ partition: 0 }] }
     routes.forRecord('bad', 'x', false)
     await settle()

@@ -417,7 +417,7 @@ export class QueryService {
 }
 
 /** The peers among every target's replicas (in the first target's order): where the plan runs without RPC. */
-export function localEverywhere (targets: ReadonlyArray<{ replicas: readonly PeerId[] }>): PeerId[] {
+function localEverywhere (targets: ReadonlyArray<{ replicas: readonly PeerId[] }>): PeerId[] {
   if (targets.length === 0) return []
   let peers = [...targets[0]!.replicas]
   for (let i = 1; i < targets.length && peers.length > 0; i++) {
