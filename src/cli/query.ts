@@ -67,7 +67,8 @@ export async function runQuery (sqlArg: string, opts: QueryOptions, io: CliIo = 
     return
   }
 
-  const answer = await withClient(opts.peer, async client => await client.query(sql, options), { timeoutMs: DEFAULT_QUERY_WAIT_MS }) as QueryAnswer
+  // The answer as the peer sent it: without the URL the client notes beside it (QueryResult.peer).
+  const { peer: _peer, ...answer } = await withClient(opts.peer, async client => await client.query(sql, options), { timeoutMs: DEFAULT_QUERY_WAIT_MS }) as QueryAnswer & { peer?: string }
   if (typeof answer !== 'object' || answer === null) throw new CliError(`unexpected answer from ${opts.peer}/query`)
 
   if (opts.format === 'json') {
