@@ -9,7 +9,7 @@ import type {
   ExplainResult, RemovePeerResult, RepairOptions, RestoreOptions, RestoreResult, StatusOptions
 } from './ops-types.js'
 import type {
-  Coverage, CreateSpaceInput, DeleteResult, GetResult, Health, ImportOptions, ImportResult, JsonQuery, Member, PutTextOptions,
+  ArrowQueryResult, Coverage, CreateSpaceInput, DeleteResult, GetResult, Health, ImportOptions, ImportResult, JsonQuery, Member, PutTextOptions,
   QueryOptions, QueryResult, QueryStream, QueryStreamOptions, ReadOptions, ShoalRecord, Space, WriteOptions, WriteResult
 } from './types.js'
 
@@ -138,9 +138,14 @@ export class ShoalClient {
    * (no JSON on the way). Aggregations of JSON queries and completions answer JSON only (406).
    */
   async queryArrow (sqlOrJson: string | JsonQuery, options: QueryOptions = {}): Promise<Table> {
+    return (await this.queryArrowResult(sqlOrJson, options)).table
+  }
+
+  /** As queryArrow, with the answer's coverage, confidence and tookMs (its x-shoal-* headers) and the peer that answered. */
+  async queryArrowResult (sqlOrJson: string | JsonQuery, options: QueryOptions = {}): Promise<ArrowQueryResult> {
     const answer = await this.routedQuery({ ...queryRequest(sqlOrJson, options), accept: ARROW_STREAM_TYPE }, async (req) => await this.transport.send(req))
     expectType(answer, ARROW_STREAM_TYPE)
-    return tableFromIPC(answer.body)
+    return { table: tableFromIPC(answer.body), ...answerInfo(answer), peer: answer.peer }
   }
 
   /**
@@ -156,15 +161,7 @@ export class ShoalClient {
       answer.cancel()
       throw err
     }
-    const confidence = answer.headers['x-shoal-confidence']
-    const tookMs = answer.headers['x-shoal-took-ms']
-    return {
-      contentType: type,
-      coverage: parseCoverage(answer.headers['x-shoal-coverage']),
-      confidence: typeof confidence === 'string' ? Number(confidence) : undefined,
-      tookMs: typeof tookMs === 'string' ? Number(tookMs) : undefined,
-      body: answer.body
-    }
+    return { contentType: type, ...answerInfo(answer), body: answer.body }
   }
 
   /** How a SQL query would run (POST /query/explain); with `analyze`, runs it and reports what each peer did. */
@@ -365,6 +362,17 @@ function recordQuery (options: WriteOptions | ReadOptions, id?: string): string 
 function expectType (answer: PeerAnswer | PeerStream, type: string): void {
   const got = String(answer.headers['content-type'] ?? '')
   if (!got.startsWith(type)) throw new ShoalError('BAD_ANSWER', `peer ${answer.peer} answered ${got === '' ? 'without a content type' : got} instead of ${type}`, { status: answer.status, peer: answer.peer })
+}
+
+/** Coverage, confidence and tookMs of an answer whose body holds only rows (Arrow, NDJSON): its x-shoal-* headers. */
+function answerInfo (answer: PeerAnswer | PeerStream): { coverage: Coverage | undefined, confidence: number | undefined, tookMs: number | undefined } {
+  const confidence = answer.headers['x-shoal-confidence']
+  const tookMs = answer.headers['x-shoal-took-ms']
+  return {
+    coverage: parseCoverage(answer.headers['x-shoal-coverage']),
+    confidence: typeof confidence === 'string' ? Number(confidence) : undefined,
+    tookMs: typeof tookMs === 'string' ? Number(tookMs) : undefined
+  }
 }
 
 /** The x-shoal-coverage header of a streamed answer, when it is one. */

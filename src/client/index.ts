@@ -22,7 +22,7 @@ export { RETRY_ELSEWHERE_CODES, DEFAULT_TIMEOUT_MS } from './transport.js'
 export type { RetryClass } from './transport.js'
 export { DEFAULT_IMPORT_BATCH_ROWS, DEFAULT_IMPORT_MAX_BATCH_BYTES, DEFAULT_IMPORT_TIMEOUT_MS } from './import.js'
 export type {
-  Consistency, ColumnSpec, CreateSpaceInput, Space, ShoalRecord, WriteOptions, ReadOptions, WriteResult, GetResult,
+  ArrowQueryResult, Consistency, ColumnSpec, CreateSpaceInput, Space, ShoalRecord, WriteOptions, ReadOptions, WriteResult, GetResult,
   DeleteResult, QueryOptions, QueryResult, Completion, Coverage, JsonQuery, ImportOptions, ImportResult, Member, Health,
   PutTextOptions, QueryStreamFormat, QueryStreamOptions, QueryStream
 } from './types.js'

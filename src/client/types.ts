@@ -1,3 +1,4 @@
+import type { Table } from 'apache-arrow'
 /**
  * The shapes ShoalClient takes and gives, as the HTTP API defines them (src/http, docs/query.md,
  * docs/operations.md). Declared here rather than imported from the server's modules so a user of
@@ -134,6 +135,17 @@ export interface QueryStream {
   tookMs: number | undefined
   /** The bytes as they arrive; an answer cut short throws INCOMPLETE_ANSWER. */
   body: AsyncIterable<Uint8Array>
+}
+
+/** A query's rows as an Arrow Table, with how complete they are (queryArrowResult). */
+export interface ArrowQueryResult {
+  table: Table
+  /** From the answer's x-shoal-* headers; undefined only from a peer that sent none. */
+  coverage: Coverage | undefined
+  confidence: number | undefined
+  tookMs: number | undefined
+  /** The URL of the peer that coordinated the query. */
+  peer: string
 }
 
 /** A JSON query (docs/query.md): `{space, query?, size?, aggs?, ...}`. */

@@ -121,6 +121,13 @@ describe('ShoalClient on a real 3-peer cluster', () => {
     expect(table.numRows).toBe(300)
     expect(table.schema.fields.map(f => f.name)).toEqual(['id', 'qty'])
     expect(table.getChild('qty')!.toArray().every((q: number) => q === 3)).toBe(true)
+    // With how complete it is: the answer's x-shoal-* headers.
+    const result = await client.queryArrowResult(`SELECT count(*) AS n FROM ${SPACE}`)
+    expect(result.table.numRows).toBe(1)
+    expect(result.coverage).toMatchObject({ total: PARTITIONS, answered: PARTITIONS, missing: [] })
+    expect(result.confidence).toBe(1)
+    expect(result.tookMs).toBeGreaterThanOrEqual(0)
+    expect(peers.map(p => p.url)).toContain(result.peer)
   })
 
   it('raises a bad query as ShoalError with its code, message, status and details', async () => {
