@@ -69,7 +69,9 @@ export class DurableDirs {
     if (this.durable.has(target)) return
     const levels: string[] = []
     for (let d = target; d !== this.root && !this.durable.has(d); d = dirname(d)) levels.push(d)
-    if (levels.every(d => !this.made.has(d)) && (await this.fs.stat(target)) !== undefined) {
+    // `made` is read after the stat: a concurrent call of this process adds what it will make to
+    // `made` before its mkdir, so a directory seen here because that mkdir ran is seen as made.
+    if ((await this.fs.stat(target)) !== undefined && levels.every(d => !this.made.has(d))) {
       // There before this process (a restart): every entry on the way is older than any fsync
       // this process starts, so one already in flight covers it, and the levels need no order:
       // synced at once. A restart opening 16 partitions waited for six directory fsyncs one

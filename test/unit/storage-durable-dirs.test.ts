@@ -19,8 +19,9 @@ async function writeDurably (fs: FileSystem, dir: string): Promise<void> {
  * `fs` with directory fsyncs that finish only when the test lets a round of them finish (a slow
  * disk): roundsUntil(work) counts the rounds `work` waited for, fsyncs one after another.
  */
-function slowDirSyncs (fs: FileSystem): { fs: FileSystem, roundsUntil: (work: Promise<unknown>) => Promise<number> } {
+function slowDirSyncs (fs: FileSystem): { fs: FileSystem, roundsUntil: (work: Promise<unknown>) => Promise<number>, round: () => number } {
   let waiting: Array<() => void> = []
+  let released = 0
   const slow: FileSystem = {
     ...fs,
     syncDir: async (path: string) => {
@@ -31,6 +32,7 @@ function slowDirSyncs (fs: FileSystem): { fs: FileSystem, roundsUntil: (work: Pr
   const settle = async (): Promise<void> => { for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve)) }
   return {
     fs: slow,
+    round: () => released,
     roundsUntil: async (work: Promise<unknown>) => {
       let done = false
       void work.then(() => { done = true })
@@ -41,6 +43,7 @@ function slowDirSyncs (fs: FileSystem): { fs: FileSystem, roundsUntil: (work: Pr
         const round = waiting
         waiting = []
         rounds++
+        released++
         for (const release of round) release()
         await settle()
       }
@@ -100,5 +103,41 @@ describe('DurableDirs', () => {
     await writeDurably(fs, partitionDir(1))
     d.crash()
     expect(d.existsSync(`${partitionDir(1)}/MANIFEST`)).toBe(true)
+  })
+
+  it('a directory another call of this process is making is not taken for one that was there before', async () => {
+    const d = await disk()
+    const fs = d.process()
+    await fs.mkdir(`${ROOT}/spaces/u1`)
+    for (const dir of [`${ROOT}/spaces/u1`, `${ROOT}/spaces`, ROOT]) await fs.syncDir(dir)
+    // The second stat of partition 0's directory (the second caller's first look) answers only
+    // once the first caller has made it.
+    let stats = 0
+    let releaseStat: () => void = () => {}
+    const held = new Promise<void>(resolve => { releaseStat = resolve })
+    const gated: FileSystem = {
+      ...fs,
+      stat: async (path: string) => {
+        if (path === partitionDir(0) && ++stats === 2) await held
+        return await fs.stat(path)
+      }
+    }
+    const slow = slowDirSyncs(gated)
+    const dirs = new DurableDirs(slow.fs, ROOT)
+    // A fsync of the space's directory begins before partition 0's directory exists.
+    const first = dirs.ensure(partitionDir(1))
+    await new Promise(resolve => setImmediate(resolve))
+    const a = dirs.ensure(partitionDir(0))
+    const b = dirs.ensure(partitionDir(0))
+    for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+    expect(d.existsSync(partitionDir(0))).toBe(true)
+    releaseStat()
+    // b must wait for the fsyncs that began after the directory was made, as a (which made it)
+    // does, not join those in flight.
+    const doneAt: Record<string, number> = {}
+    void a.then(() => { doneAt.a = slow.round() })
+    void b.then(() => { doneAt.b = slow.round() })
+    await slow.roundsUntil(Promise.all([first, a, b]))
+    expect(doneAt.b).toBeGreaterThanOrEqual(doneAt.a!)
   })
 })
