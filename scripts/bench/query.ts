@@ -18,8 +18,9 @@
  *    cluster takes minutes to load).
  * 3. Extras (up to a million rows, unless --no-extras): the scatter overhead (count(*) over a
  *    space of 1 partition vs 64 with a handful of rows: (t64 − t1) / 63 is the cost of one more
- *    partition), where each query's time goes (EXPLAIN ANALYZE's stages), and the tail (300
- *    repetitions one at a time).
+ *    partition), the one-partition count(*) through a client given every peer (owner routing,
+ *    src/client/routing.ts) beside one of a single peer, where each query's time goes (EXPLAIN
+ *    ANALYZE's stages), and the tail (300 repetitions one at a time, routed too).
  */
 import '../../src/polyfill/index.js'
 import { DuckDBInstance } from '@duckdb/node-api'

@@ -104,8 +104,9 @@ export class Routes {
   forRecords (space: string, count: number, idAt: (i: number) => unknown, write: boolean): number[] {
     const s = this.placement(space)
     if (s === undefined || s.partitions === 0 || count === 0) return []
-    let p = -1
-    for (let i = 0; i < count; i++) {
+    // One partition: no id to hash (a batch of thousands would hash each).
+    let p = s.partitions === 1 ? 0 : -1
+    for (let i = 0; i < count && s.partitions > 1; i++) {
       const id = idAt(i)
       if (typeof id !== 'string' || id === '') return []
       const q = partitionOfId(id, s.partitions)

@@ -87,6 +87,11 @@ describe('client owner routing (Routes)', () => {
     expect(routes.forRecords('s', 2, i => [id(3), id(3)][i], true)).toEqual([0])
     expect(routes.forRecords('s', 2, i => [id(3), id(2)][i], true)).toEqual([])
     expect(routes.forRecords('s', 1, () => 42, true)).toEqual([])
+    // A one-partition space: every batch has its owner, no id hashed.
+    placements.one = { name: 'one', partitions: 1, placement: [{ partition: 0, owners: ['Pb'], readReplicas: ['Pb'], writeReplicas: ['Pb'] }] }
+    routes.forRecords('one', 1, () => 'x', true)
+    await settle()
+    expect(routes.forRecords('one', 3, () => { throw new Error('hashed an id') }, true)).toEqual([1])
     // The placement moves; the client sees it after the TTL.
     placements.s = placement(['Pc', 'Pc', 'Pc', 'Pc'])
     clock.t += PLACEMENT_TTL_MS + 1
