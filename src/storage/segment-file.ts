@@ -32,12 +32,13 @@ import {
   compareUtf16Order, encodeKeyIndex, encodeKeyIndexYielding, KeyIndex, KeyIndexCorruptError, keyHashesUtf8, keyIndexColumns, keyOrder, type KeyIndexChunk, type KeyIndexSource
 } from './key-index.js'
 import {
-  DELETED_COLUMN, FORMAT_KEY, SegmentCorruptError, VERSION_COLUMN, buildColumn, decodeColumn, decodeIds, fromArrow, nullVector, segmentFileName,
+  DELETED_COLUMN, FORMAT_KEY, SegmentCorruptError, VERSION_COLUMN, buildColumn, decodeColumn, decodeIds, fromArrow, nullVector, segmentFileName, utf8Dictionary,
   type SegmentMeta
 } from './segment.js'
 import {
-  HEADER_BYTES, MAX_BUFFERS, MAX_NODES, PAGE_BYTES, SegmentBlockCorruptError, pageCount, decodeDirectory, decodeHeader, directoryBytes, encodeDirectory, encodeHeader,
-  layoutOf, zonesByBatch, type Directory, type FileColumn, type IndexHeader, type WrittenBatch, type WrittenColumn, type Zone
+  HEADER_BYTES, INDEX_FORMAT, MAX_BUFFERS, MAX_CODED_VALUES, MAX_NODES, MIN_CODED_ROWS, PAGE_BYTES, SegmentBlockCorruptError, pageCount, decodeDirectory,
+  decodeHeader, decodeUtf8Codes, directoryBytes, encodeDirectory, encodeHeader, encodeUtf8Codes, layoutOf, zonesByBatch,
+  type Directory, type FileColumn, type IndexHeader, type WrittenBatch, type WrittenCodes, type WrittenColumn, type Zone
 } from './segment-file-format.js'
 import { deletedColumn, gatherColumn, versionColumn, type GatherRows, type GatheredColumn, type SourceColumn } from './segment-gather.js'
 import type { VersionedRecord } from './types.js'
@@ -73,6 +74,8 @@ export interface WriteSegmentOptions {
    * records[order[j]] (the caller maps its rows to the segment's without sorting again).
    */
   onOrder?: (order: Uint32Array) => void
+  /** Store utf8 codes for columns of few distinct values (format 3). Default true; false writes format 2 (tests, benches). */
+  utf8Codes?: boolean
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -156,7 +159,7 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
   const keyDeleted = new Uint8Array(n)
   for (let i = 0; i < n; i++) { const o = order[i]!; keyIds[i] = ids[o]!; keyVersions[i] = versions[o]!; keyDeleted[i] = deleted[o]! }
   const keyIndex = encodeKeyIndex({ ids: keyIds, versions: keyVersions, deleted: keyDeleted })
-  const out = await SegmentOutput.create(opts.fs ?? nodeFileSystem, dir, id, layout, batchRows, opts.files)
+  const out = await SegmentOutput.create(opts.fs ?? nodeFileSystem, dir, id, layout, batchRows, opts.files, opts.utf8Codes ?? true)
   try {
     for (let b = 0; b < batchCount; b++) {
       await out.append(children[b]!, zones[b]!)
@@ -256,13 +259,19 @@ class SegmentOutput {
   private rows = 0
   private readonly blocks: FileBlock[] = []
   private readonly written: WrittenBatch[] = []
+  /**
+   * The utf8 codes blocks of the batches appended (format 3), written into the .idx by finish():
+   * held until then, 1-2 bytes a row of each coded column (the key index is held the same way).
+   */
+  private readonly codeBlocks: Uint8Array[] = []
+  private codeBytes = 0
 
-  private constructor (private readonly fs: FileSystem, private readonly dir: string, private readonly id: number, private readonly layout: SegmentLayout, private readonly batchRows: number, private readonly files: FilePool | undefined) {}
+  private constructor (private readonly fs: FileSystem, private readonly dir: string, private readonly id: number, private readonly layout: SegmentLayout, private readonly batchRows: number, private readonly files: FilePool | undefined, private readonly utf8Codes: boolean) {}
 
   private get arrowPath (): string { return join(this.dir, this.layout.arrowName) }
 
-  static async create (fs: FileSystem, dir: string, id: number, layout: SegmentLayout, batchRows: number, files: FilePool | undefined): Promise<SegmentOutput> {
-    const out = new SegmentOutput(fs, dir, id, layout, batchRows, files)
+  static async create (fs: FileSystem, dir: string, id: number, layout: SegmentLayout, batchRows: number, files: FilePool | undefined, utf8Codes: boolean): Promise<SegmentOutput> {
+    const out = new SegmentOutput(fs, dir, id, layout, batchRows, files, utf8Codes)
     const start = new Uint8Array(8)
     start.set(MAGIC)
     try {
@@ -324,7 +333,7 @@ class SegmentOutput {
       }
       ni += l.nodes
       bi += l.buffers
-      cols.push({ nodes, buffers: bufs, crc, zone: zones[c]! })
+      cols.push({ nodes, buffers: bufs, crc, zone: zones[c]!, codes: this.codes(columns[c]!, children[c]!) })
     }
     if (ni !== asm.nodes.length || bi !== regions.length) throw new Error(`segment ${arrowName}: ${asm.nodes.length - ni} nodes and ${regions.length - bi} buffers left over`)
     this.blocks.push(new FileBlock(metaLength, asm.byteLength, this.position))
@@ -339,8 +348,25 @@ class SegmentOutput {
   }
 
   /**
+   * The codes block of a utf8 column's batch when it has few enough distinct values (not the id:
+   * every id is distinct), kept for finish(); undefined otherwise.
+   */
+  private codes (column: FileColumn, data: Data): WrittenCodes | undefined {
+    if (!this.utf8Codes || column.type !== 'utf8' || column.name === 'id' || data.length < MIN_CODED_ROWS) return undefined
+    // A quarter of the rows at most: past that the block's values would be most of the column again.
+    const found = utf8Dictionary(data, Math.min(MAX_CODED_VALUES, Math.floor(data.length / 4)))
+    if (found === undefined) return undefined
+    const { block, width } = encodeUtf8Codes(found.codes, found.dict)
+    const written: WrittenCodes = { offset: this.codeBytes, bytes: block.length, crc: crc32(block), count: found.dict.length, width }
+    this.codeBlocks.push(block)
+    this.codeBytes += block.length
+    return written
+  }
+
+  /**
    * Ends the .arrow file (footer) and fsyncs it, writes the .idx (header, directory, `keyIndex`:
-   * the key-index section of the rows appended) and fsyncs it, then the directory.
+   * the key-index section of the rows appended, the utf8 codes blocks) and fsyncs it, then the
+   * directory.
    */
   async finish (keyIndex: Uint8Array): Promise<SegmentFileMeta> {
     const { columns, arrowSchema, arrowName, idxName } = this.layout
@@ -355,10 +381,15 @@ class SegmentOutput {
       await this.put(fh, [tail])
       await fh.sync()
     })
-    const dirBytes = encodeDirectory(columns, this.written)
+    // Format 2 when no column has codes: the same bytes as before them, readable by older builds.
+    const format = this.codeBlocks.length > 0 ? INDEX_FORMAT : 2
+    const dirLength = encodeDirectory(columns, this.written, format, 0).length
+    const dirBytes = encodeDirectory(columns, this.written, format, HEADER_BYTES + dirLength + keyIndex.length)
+    if (dirBytes.length !== dirLength) throw new Error(`segment ${arrowName}: a directory of ${dirBytes.length} bytes, ${dirLength} before the codes were placed`)
     const pageTable = this.pages.finish()
     if (pageTable.length !== 4 * pageCount({ arrowBytes: this.position, pageBytes: PAGE_BYTES })) throw new Error(`segment ${arrowName}: ${pageTable.length / 4} page CRCs for ${this.position} bytes`)
     const header: IndexHeader = {
+      format,
       batches: this.written.length,
       columns: columns.length,
       rows: this.rows,
@@ -376,9 +407,12 @@ class SegmentOutput {
     await withFile(this.fs, this.files, join(this.dir, idxName), 'w', async fh => {
       await writeAt(fh, head, 0)
       await writeAt(fh, keyIndex, head.length)
-      await writeAt(fh, pageTable, head.length + keyIndex.length)
+      if (this.codeBytes > 0) await writePiecesAt(fh, this.codeBlocks, head.length + keyIndex.length)
+      await writeAt(fh, pageTable, head.length + keyIndex.length + this.codeBytes)
       await fh.sync()
     })
+    let codesCrc = await crc32Yielding(keyIndex, crc32(head))
+    for (const block of this.codeBlocks) codesCrc = crc32(block, codesCrc)
     await (this.files !== undefined ? this.files.run(async () => { await this.fs.syncDir(this.dir) }) : this.fs.syncDir(this.dir))
     return {
       id: this.id,
@@ -387,8 +421,8 @@ class SegmentOutput {
       bytes: this.position,
       crc32: this.crc,
       index: idxName,
-      indexBytes: head.length + keyIndex.length + pageTable.length,
-      indexCrc32: crc32(pageTable, await crc32Yielding(keyIndex, crc32(head))),
+      indexBytes: head.length + keyIndex.length + this.codeBytes + pageTable.length,
+      indexCrc32: crc32(pageTable, codesCrc),
       batches: this.written.length
     }
   }
@@ -516,7 +550,7 @@ export class SegmentFileWriter {
   static async create (dir: string, id: number, schema: SpaceSchema, opts: SegmentFileWriterOptions = {}): Promise<SegmentFileWriter> {
     const batchRows = checkBatchRows(opts.batchRows ?? DEFAULT_BATCH_ROWS)
     const layout = segmentLayout(schema, id)
-    return new SegmentFileWriter(await SegmentOutput.create(opts.fs ?? nodeFileSystem, dir, id, layout, batchRows, opts.files), layout, batchRows)
+    return new SegmentFileWriter(await SegmentOutput.create(opts.fs ?? nodeFileSystem, dir, id, layout, batchRows, opts.files, true), layout, batchRows)
   }
 
   /** Rows added so far. */
@@ -1013,7 +1047,7 @@ export class SegmentFile {
       if (header.arrowBytes !== arrowSize) throw new SegmentCorruptError(idxPath, `describes a .arrow file of ${header.arrowBytes} bytes; ${path} holds ${arrowSize}`)
       const dirBytes = await idx.read(HEADER_BYTES, header.dirBytes)
       if (crc32(dirBytes) !== header.dirCrc) throw new SegmentCorruptError(idxPath, 'bad batch directory: CRC mismatch')
-      const directory = decodeDirectory(dirBytes, header, idxPath)
+      const directory = decodeDirectory(dirBytes, header, idxPath, idxSize)
       for (const name of ['id', VERSION_COLUMN, DELETED_COLUMN]) {
         if (!directory.columnIndex.has(name)) throw new SegmentCorruptError(idxPath, `no ${name} column`)
       }
@@ -1059,6 +1093,8 @@ export class SegmentFile {
 
   /** Reads of the .arrow file so far and their bytes (tests, stats). */
   get arrowReads (): { reads: number, bytes: number, opens: number } { return { reads: this.arrow.reads, bytes: this.arrow.bytesRead, opens: this.arrow.opens } }
+  /** Reads of the .idx file after its open (key-index blocks, utf8 codes) and their bytes (tests, stats). */
+  get idxReads (): { reads: number, bytes: number } { return { reads: this.idx.reads, bytes: this.idx.bytesRead } }
 
   /** The zone map of `column` in batch `b`; undefined when the file lacks the column. */
   zone (b: number, column: string): Zone | undefined {
@@ -1098,6 +1134,10 @@ export class SegmentFile {
         return { value: v, bytes: columnVectorBytes(v) }
       })
     }
+    const k = b * this.dir.columns.length + c
+    if (type === 'utf8' && this.dir.codeWidth[k] !== undefined && this.dir.codeWidth[k] !== 0) {
+      return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => await this.loadCodes(b, c), lease)
+    }
     return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => {
       // Decoding copies every type but float64 without NULLs and float vectors (views of the
       // bytes read): the others are read into a borrowed buffer (see scratch). The shared memory
@@ -1129,6 +1169,34 @@ export class SegmentFile {
         if (borrowed !== undefined) scratch.give(borrowed)
       }
     }, lease)
+  }
+
+  /**
+   * A utf8 column of batch `b` from its codes block in the .idx (format 3) instead of its Arrow
+   * bytes: no string decoded a row, the codes widened into the cache's shared memory.
+   */
+  private async loadCodes (b: number, c: number): Promise<{ value: ColumnVector, bytes: number, reusable: SharedArrayBuffer[] }> {
+    const d = this.dir
+    const k = b * d.columns.length + c
+    const rows = d.batchRows[b]!
+    const length = d.codeBytes[k]!
+    const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.idx.path, b, d.columns[c]!.name, `utf8 codes: ${reason}`)
+    const borrowed = scratch.take(length)
+    const reusable: SharedArrayBuffer[] = []
+    try {
+      const block = await this.idx.read(d.codeOffset[k]!, length, borrowed)
+      if (block.length !== length) throw fail(`the file ends ${length - block.length} bytes early (truncated)`)
+      if (crc32(block) !== d.codeCrc[k]) throw fail('CRC mismatch')
+      const { codes, dict } = decodeUtf8Codes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, bytes => {
+        const buf = this.cache.allocShared(bytes)
+        reusable.push(buf)
+        return buf
+      }, fail)
+      const v = shareVector({ tag: 'str', type: 'utf8', codes, dict })
+      return { value: v, bytes: columnVectorBytes(v), reusable }
+    } finally {
+      scratch.give(borrowed)
+    }
   }
 
   /** The ids of batch `b`, one per row, in key order. */
@@ -1354,6 +1422,16 @@ export class SegmentFile {
     if (c === undefined) return undefined
     const { start, end } = this.span(b, c)
     return { offset: this.dir.bodyOffset[b]! + start, length: end - start }
+  }
+
+  /** Where the utf8 codes of column `name` in batch `b` lie in the .idx (diagnostics, tests); undefined when it has none. */
+  codesRange (b: number, name: string): { offset: number, length: number } | undefined {
+    this.checkBatch(b)
+    const c = this.dir.columnIndex.get(name)
+    if (c === undefined) return undefined
+    const k = b * this.dir.columns.length + c
+    if (this.dir.codeWidth[k] === undefined || this.dir.codeWidth[k] === 0) return undefined
+    return { offset: this.dir.codeOffset[k]!, length: this.dir.codeBytes[k]! }
   }
 
   /** Column `c`'s bytes in batch `b`'s body: first non-empty buffer to the last one's end. */

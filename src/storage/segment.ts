@@ -12,7 +12,7 @@ import {
   Bool, Data, DateUnit, Field, FixedSizeList, Float32, Float64, RecordBatch, Schema, Struct, Table, Utf8,
   makeData, tableFromIPC, tableToIPC, vectorFromArray, type Vector
 } from 'apache-arrow'
-import { shareVector, type ColumnVector, type ValueType } from '../columnar/index.js'
+import { shareVector, type ColumnVector, type StrVector, type ValueType } from '../columnar/index.js'
 import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
 import type { VersionedRecord } from './types.js'
 
@@ -460,7 +460,21 @@ const newShared = (bytes: number): SharedArrayBuffer => new SharedArrayBuffer(by
  * inline, V8 ran it about 3x slower (20 ns a row of a short value against 7.5, measured on 262,144
  * rows of 50 distinct values; a cold GROUP BY over 4 M rows spent most of its main thread here).
  */
-function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => SharedArrayBuffer): ColumnVector {
+/**
+ * One utf8 batch (Arrow data, one chunk) in the dictionary form the executor uses (codes, -1 for
+ * NULL; the distinct strings in the order first seen), or undefined when it holds more than
+ * `maxDistinct` distinct values: what a segment writer stores beside the column so that a scan
+ * reads codes instead of decoding the strings (segment-file-format.ts, "utf8 codes"). The same
+ * decoding as a read of the column, so both give equal strings for equal codes.
+ */
+export function utf8Dictionary (data: Data, maxDistinct: number): { codes: Int32Array, dict: readonly string[] } | undefined {
+  const v = decodeUtf8([data], data.length, bytes => new ArrayBuffer(bytes), maxDistinct)
+  return v === undefined ? undefined : { codes: v.codes, dict: v.dict }
+}
+
+function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => ArrayBufferLike): StrVector
+function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => ArrayBufferLike, maxDistinct: number): StrVector | undefined
+function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => ArrayBufferLike, maxDistinct = Infinity): StrVector | undefined {
   const codes = new Int32Array(alloc(rows * 4))
   const dict: string[] = []
   const byString = new Map<string, number>()
@@ -493,6 +507,7 @@ function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => Sha
         code = dict.length
         dict.push(str)
       }
+      if (dict.length > maxDistinct) return undefined
       insertUtf8(table, s, e - s, code)
       codes[base + i] = code
     }

@@ -16,7 +16,7 @@ import { compareKeys, compareUtf16Order, keyBloomHash, keyHash, keyHashesUtf8 } 
 import { DELETED_COLUMN, Segment, SegmentCorruptError, VERSION_COLUMN, encodeSegment } from '../../src/storage/segment.js'
 import { SegmentFile, SegmentFileWriter, writeSegmentFiles, type SegmentFileMeta, type SourceColumn } from '../../src/storage/segment-file.js'
 import { crc32 } from '../../src/storage/crc32.js'
-import { HEADER_BYTES } from '../../src/storage/segment-file-format.js'
+import { HEADER_BYTES, decodeUtf8Codes, encodeUtf8Codes } from '../../src/storage/segment-file-format.js'
 import type { VersionedRecord } from '../../src/storage/types.js'
 import { T0, TempDirs, flipByte } from './storage-helpers.js'
 
@@ -94,9 +94,9 @@ async function whole (seg: SegmentFile, name: string, type: ColumnType): Promise
   return out
 }
 
-async function written (records: VersionedRecord[], batchRows?: number, schema: SpaceSchema = SCHEMA): Promise<{ dir: string, meta: SegmentFileMeta }> {
+async function written (records: VersionedRecord[], batchRows?: number, schema: SpaceSchema = SCHEMA, utf8Codes = true): Promise<{ dir: string, meta: SegmentFileMeta }> {
   const dir = await dirs.make()
-  const meta = await writeSegmentFiles(dir, 7, schema, records, { batchRows })
+  const meta = await writeSegmentFiles(dir, 7, schema, records, { batchRows, utf8Codes })
   return { dir, meta }
 }
 
@@ -219,9 +219,10 @@ describe('segment files', () => {
 
   it('reads a format-1 .idx (no page table) as before: rows from whole column blocks', async () => {
     const records = randomRecords(200, 5)
-    const { dir, meta } = await written(records, 50)
+    const { dir, meta } = await written(records, 50, SCHEMA, false)
     const idx = join(dir, meta.index)
     const v2 = await readFile(idx)
+    expect(v2.readUInt32LE(8)).toBe(2) // no utf8 codes: format 2
     const pages = Math.ceil(meta.bytes / 4096)
     const v1 = Buffer.from(v2.subarray(0, v2.length - 4 * pages))
     v1.writeUInt32LE(1, 8)
@@ -241,7 +242,14 @@ describe('segment files', () => {
     const { dir, meta } = await written(randomRecords(400), 100)
     const seg = await SegmentFile.open(dir, meta, deps())
     expect(seg.arrowReads.reads).toBe(0) // open reads the .idx only
-    for (const name of ['x', 's', 'ls', 'v']) {
+    // s (12 values in batches of 100) is read from its utf8 codes in the .idx instead.
+    expect(seg.codesRange(2, 's')).toBeDefined()
+    const idxBefore = seg.idxReads
+    await seg.column(2, 's', 'utf8')
+    expect(seg.idxReads.reads - idxBefore.reads).toBe(1)
+    expect(seg.idxReads.bytes - idxBefore.bytes).toBe(seg.codesRange(2, 's')!.length)
+    expect(seg.arrowReads.reads).toBe(0)
+    for (const name of ['x', 'ls', 'v']) {
       const before = seg.arrowReads
       await seg.column(2, name, SCHEMA.find(c => c.name === name)!.type)
       const after = seg.arrowReads
@@ -666,5 +674,121 @@ describe('segment file corruption', () => {
     await writeFile(idx, good)
     const seg = await SegmentFile.open(dir, meta, deps())
     await seg.close()
+  })
+})
+
+describe('utf8 codes (format 3)', () => {
+  const CODED = parseSchemaSpec('id:utf8,s:utf8,w:utf8,h:utf8,x:float64')
+
+  /** s: 12 values and NULLs (1-byte codes); w: 300 values (2-byte codes in batches of 1,200 rows or more); h: every value distinct (no codes). */
+  function codedRecords (n: number): VersionedRecord[] {
+    const r = rng(11)
+    const out: VersionedRecord[] = []
+    for (let i = 0; i < n; i++) {
+      const id = `k${i}`
+      const version = makeHlc(T0 + i, 0)
+      if (r() < 0.1) { out.push({ id, version, deleted: true, row: null }); continue }
+      const row = newRow()
+      row.id = id
+      row.s = r() < 0.15 ? null : STRINGS[Math.floor(r() * STRINGS.length)]!
+      row.w = `w${Math.floor(r() * 300)}`
+      row.h = `h-${i}-${Math.floor(r() * 1e9)}`
+      row.x = r()
+      out.push({ id, version, deleted: false, row })
+    }
+    return out
+  }
+
+  it('a scan reads a column of few distinct values from its codes: the same values as its Arrow bytes, NULLs and tombstones included', async () => {
+    const records = codedRecords(6000)
+    const coded = await written(records, 2000, CODED)
+    const plain = await written(records, 2000, CODED, false)
+    expect((await readFile(join(coded.dir, coded.meta.index))).readUInt32LE(8)).toBe(3)
+    expect((await readFile(join(plain.dir, plain.meta.index))).readUInt32LE(8)).toBe(2)
+    const a = await SegmentFile.open(coded.dir, coded.meta, deps())
+    const b = await SegmentFile.open(plain.dir, plain.meta, deps())
+    const opened = a.idxReads.reads
+    for (let batch = 0; batch < a.batches; batch++) {
+      expect(a.codesRange(batch, 's')).toBeDefined()
+      expect(a.codesRange(batch, 'w')!.length).toBeGreaterThanOrEqual(2 * a.batchRows(batch))
+      expect(a.codesRange(batch, 'h')).toBeUndefined()
+      expect(a.codesRange(batch, 'id')).toBeUndefined()
+      expect(b.codesRange(batch, 's')).toBeUndefined()
+    }
+    for (const name of ['s', 'w']) expect(await whole(a, name, 'utf8'), name).toEqual(await whole(b, name, 'utf8'))
+    // Only the codes were read: nothing of the .arrow file.
+    expect(a.arrowReads.reads).toBe(0)
+    expect(a.idxReads.reads - opened).toBe(2 * a.batches)
+    for (const name of ['h', 'x', 'id']) {
+      const type = CODED.find(c => c.name === name)!.type
+      expect(await whole(a, name, type), name).toEqual(await whole(b, name, type))
+    }
+    // A tombstone's values read as NULL from the codes too.
+    const s = await whole(a, 's', 'utf8')
+    const ids = await whole(a, 'id', 'utf8')
+    const byId = new Map(records.map(r => [r.id, r]))
+    ids.forEach((id, i) => { const r = byId.get(id as string)!; expect(s[i]).toEqual(r.deleted ? null : r.row!.s) })
+    await a.close()
+    await b.close()
+  })
+
+  it('the compaction writer stores the same codes as the record path', async () => {
+    const records = codedRecords(1500)
+    const src = await written(records, 1000, CODED)
+    const seg = await SegmentFile.open(src.dir, src.meta, deps())
+    const dir = await dirs.make()
+    const w = await SegmentFileWriter.create(dir, 7, CODED, { batchRows: 1000 })
+    for (let b = 0; b < seg.batches; b++) {
+      const columns = new Map<string, SourceColumn>()
+      for (const c of CODED) columns.set(c.name, { type: c.type, data: (await seg.arrowColumn(b, c.name))!.data[0]! })
+      const source = w.source(seg.batchRows(b), columns)
+      const versions = await seg.versions(b)
+      const deleted = await seg.deleted(b)
+      for (let i = 0; i < seg.batchRows(b); i++) if (w.addFrom(source, i, versions[i]!, deleted[i] === 1)) await w.writeBatch()
+    }
+    const meta = await w.finish()
+    expect(await readFile(join(dir, meta.index))).toEqual(await readFile(join(src.dir, src.meta.index)))
+    await seg.close()
+  })
+
+  it('a flipped byte in a codes block fails that column\'s scan naming the .idx, batch and column; its rows still read from the .arrow pages', async () => {
+    const records = codedRecords(2000)
+    const { dir, meta } = await written(records, 1000, CODED)
+    let seg = await SegmentFile.open(dir, meta, deps())
+    const range = seg.codesRange(1, 's')!
+    const rows = await seg.records(1, undefined, CODED)
+    await seg.close()
+    await flipByte(join(dir, meta.index), range.offset + 10)
+    seg = await SegmentFile.open(dir, meta, deps())
+    await expectCorrupt(seg.column(1, 's', 'utf8'), meta.index, 'batch 1', 'column "s"', 'utf8 codes', 'CRC')
+    expect(vectorLength(await seg.column(0, 's', 'utf8'))).toBe(1000)
+    expect(vectorLength(await seg.column(1, 'w', 'utf8'))).toBe(1000)
+    const i = rows.findIndex(r => !r.deleted)
+    expect(await seg.rowValues(1, i, [{ name: 's', type: 'utf8' }])).toEqual([rows[i]!.row!.s])
+    await seg.close()
+  })
+
+  it('a codes block that does not decode is an error, never wrong values', () => {
+    const fail = (reason: string): Error => new Error(reason)
+    const alloc = (bytes: number): ArrayBuffer => new ArrayBuffer(bytes)
+    const codes = Int32Array.from([0, 1, -1, 2, 1])
+    const { block, width } = encodeUtf8Codes(codes, ['a', 'bé', ''])
+    expect(width).toBe(1)
+    const back = decodeUtf8Codes(block, 5, 3, width, alloc, fail)
+    expect([...back.codes]).toEqual([0, 1, -1, 2, 1])
+    expect(back.dict).toEqual(['a', 'bé', ''])
+    // A code past the values.
+    const past = Uint8Array.from(block)
+    past[3] = 7
+    expect(() => decodeUtf8Codes(past, 5, 3, width, alloc, fail)).toThrow(/codes past/)
+    // Offsets out of order.
+    const order = Uint8Array.from(block)
+    order[8 + 4] = 9
+    expect(() => decodeUtf8Codes(order, 5, 3, width, alloc, fail)).toThrow(/offset/)
+    // Two bytes a code from 255 values on.
+    const many = Array.from({ length: 300 }, (_, j) => `v${j}`)
+    const wide = encodeUtf8Codes(Int32Array.from([299, -1, 0]), many)
+    expect(wide.width).toBe(2)
+    expect([...decodeUtf8Codes(wide.block, 3, 300, 2, alloc, fail).codes]).toEqual([299, -1, 0])
   })
 })
