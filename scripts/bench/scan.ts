@@ -110,7 +110,7 @@ export async function runStoreQuery (sql: string, stores: LocalPartitionStore[],
       const lease = new BatchLease()
       try {
         const batches: ColumnBatch[] = []
-        for await (const b of store.batches(columns, { ...options, lease })) batches.push(b)
+        await pool.loading(async () => { for await (const b of store.batches(columns, { ...options, lease })) batches.push(b) })
         const r = await pool.run({ plan: split.fragment, batches, columnType, types: columnTypes, budgetBytes: Infinity })
         merger.add(r.output)
       } finally {

@@ -65,6 +65,29 @@ describe('FragmentPool: fragments on worker threads over shared column batches',
     expect(b!.stats.rowsMatched).toBe(rows.filter(r => r.x < 50).length)
   })
 
+  it('takes nothing back while a caller is loading a fragment\'s input (this thread has work coming), and does once the load is done', async () => {
+    const before = { ...pool.counters }
+    const long = { plan: fragmentOf('SELECT g, sum(x) FROM t GROUP BY g'), batches: Array.from({ length: 40 }, () => batches).flat(), columnType, types, budgetBytes: 1 << 30 }
+    const short = { plan: fragmentOf('SELECT g, count(*) FROM t WHERE x < 50 GROUP BY g'), batches, columnType, types, budgetBytes: 1 << 30 }
+    let endLoad = (): void => {}
+    const load = pool.loading(async () => { await new Promise<void>(resolve => { endLoad = resolve }) })
+    const a = pool.run(long)
+    const b = pool.run(short)
+    // Both on the worker; this thread idle but for the load: the waiting one stays there until
+    // the long one is done (the long one runs tens of ms; several turns of the loop pass).
+    const shortDone = await Promise.race([b.then(() => 'short'), a.then(() => 'long')])
+    expect(shortDone).toBe('long')
+    await b
+    expect(pool.counters.stolen - before.stolen).toBe(0)
+    endLoad()
+    await load
+    // With no load under way the pool takes the waiting job back again.
+    const [c, d] = await Promise.all([pool.run(long), pool.run(short)])
+    expect(pool.counters.stolen - before.stolen).toBe(1)
+    expect(c!.stats.rowsScanned).toBe(40 * rows.length)
+    expect(d!.stats.rowsMatched).toBe(rows.filter(r => r.x < 50).length)
+  })
+
   it('drops a job still waiting on a worker when its query is cancelled', async () => {
     const controller = new AbortController()
     const long = pool.run({ plan: fragmentOf('SELECT g, sum(x) FROM t GROUP BY g'), batches: Array.from({ length: 40 }, () => batches).flat(), columnType, types, budgetBytes: 1 << 30 })

@@ -163,8 +163,8 @@ async function * fragmentItems (deps: FragmentServerDeps, req: FragmentRequest, 
           // worth a worker's hand-off.
           batches = [await pointBatch(store, pointIdsOf!(p), columns, columnType)]
         } else if (deps.pool !== undefined) {
-          batches = []
-          for await (const b of store.batches(columns, { ...options, lease })) batches.push(b)
+          const into: ColumnBatch[] = batches = []
+          await deps.pool.loading(async () => { for await (const b of store.batches(columns, { ...options, lease })) into.push(b) })
         }
       } catch (err) {
         return [{ p, error: { code: 'STORE_FAILED', message: (err as Error).message } }]
