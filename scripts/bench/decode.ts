@@ -2,7 +2,10 @@
  * Column decoding benchmark (issue 12): what a cold scan pays per row to turn a segment batch's
  * Arrow column into the executor's columnar form (segment.ts decodeColumn), by column type and,
  * for utf8, by how many distinct values a batch holds: the bench query's `region` (50 short
- * values), 50 longer ones, and columns of mostly distinct values (names, e-mail addresses).
+ * values), 50 longer ones, and columns of mostly distinct values (names, e-mail addresses). Then
+ * what format 3's utf8 codes change (segment-file-format.ts): a scan reading a column of few values
+ * from its codes block instead, and what the writer pays a row to find them (or to give up on a
+ * column of too many values).
  *
  *   npx tsc -p tsconfig.json && node dist/scripts/bench/decode.js [rounds]
  *
@@ -13,7 +16,8 @@ import '../../src/polyfill/index.js'
 import { Float64, Int32, Int64, Utf8, makeVector, vectorFromArray, type DataType, type Vector } from 'apache-arrow'
 import { pathToFileURL } from 'node:url'
 import type { ValueType } from '../../src/columnar/index.js'
-import { decodeColumn } from '../../src/storage/segment.js'
+import { decodeColumn, utf8Dictionary } from '../../src/storage/segment.js'
+import { decodeUtf8Codes, encodeUtf8Codes, MAX_CODED_VALUES } from '../../src/storage/segment-file-format.js'
 import { timeInterleaved } from './query.js'
 
 export const DECODE_ROWS = 65_536
@@ -32,6 +36,14 @@ const CASES: DecodeCase[] = [
   { name: 'float64 without NULLs (a view of the bytes read)', type: 'float64', arrow: new Float64(), value: i => i / 100 }
 ]
 
+/** Format 3's utf8 codes: reading a block (as a scan does), and finding the codes of a batch (as the writer does). */
+const CODE_CASES: Array<{ name: string, value: (i: number) => string, write: boolean }> = [
+  { name: 'utf8 from its codes (format 3), 50 short values (1 byte a code)', value: i => `r${i % 50}`, write: false },
+  { name: 'utf8 from its codes (format 3), 5,000 values (2 bytes a code)', value: i => `v${i % 5000}`, write: false },
+  { name: 'writer: the codes of 50 short values', value: i => `r${i % 50}`, write: true },
+  { name: 'writer: no codes for ~60,000 distinct e-mail addresses (gives up past a quarter of the rows)', value: i => `user-${(i * 7919) % 60_000}@example.com`, write: true }
+]
+
 export interface DecodeBench { rows: number, rounds: number, results: Array<{ name: string, nsPerRow: number }> }
 
 export async function benchDecode (rounds = 60): Promise<DecodeBench> {
@@ -39,9 +51,25 @@ export async function benchDecode (rounds = 60): Promise<DecodeBench> {
   // Every case warmed up before any is timed, and the rounds interleaved: timed one case after
   // another, the first ran 2-3x slower than it does once the others have run (V8 was still
   // settling on the decoder's code), whichever case came first.
-  for (let w = 0; w < 30; w++) CASES.forEach((c, k) => decodeColumn(c.type, vectors[k], DECODE_ROWS, 'bench'))
-  const timed = await timeInterleaved(rounds, CASES.map((c, k) => async () => decodeColumn(c.type, vectors[k], DECODE_ROWS, 'bench')))
-  return { rows: DECODE_ROWS, rounds, results: CASES.map((c, k) => ({ name: c.name, nsPerRow: timed[k]!.median * 1e6 / DECODE_ROWS })) }
+  const runs: Array<() => unknown> = CASES.map((c, k) => () => decodeColumn(c.type, vectors[k], DECODE_ROWS, 'bench'))
+  const memory = new SharedArrayBuffer(4 * DECODE_ROWS)
+  const fail = (reason: string): Error => new Error(reason)
+  for (const c of CODE_CASES) {
+    const data = vectorFromArray(Array.from({ length: DECODE_ROWS }, (_, i) => c.value(i * 31 + 7)), new Utf8()).data[0]!
+    const cap = Math.min(MAX_CODED_VALUES, Math.floor(DECODE_ROWS / 4))
+    if (c.write) {
+      runs.push(() => utf8Dictionary(data, cap))
+    } else {
+      const found = utf8Dictionary(data, cap)
+      if (found === undefined) throw new Error(`${c.name}: no codes`)
+      const { block, width } = encodeUtf8Codes(found.codes, found.dict)
+      runs.push(() => decodeUtf8Codes(block, DECODE_ROWS, found.dict.length, width, () => memory, fail))
+    }
+  }
+  const names = [...CASES.map(c => c.name), ...CODE_CASES.map(c => c.name)]
+  for (let w = 0; w < 30; w++) for (const run of runs) run()
+  const timed = await timeInterleaved(rounds, runs.map(run => async () => run()))
+  return { rows: DECODE_ROWS, rounds, results: names.map((name, k) => ({ name, nsPerRow: timed[k]!.median * 1e6 / DECODE_ROWS })) }
 }
 
 export function formatDecodeBench (r: DecodeBench): string {
