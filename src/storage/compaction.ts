@@ -268,7 +268,8 @@ export class Compactor {
 /**
  * One input of a merge: its live rows under a snapshot of its bits, in key order, a batch at a
  * time: the batch's ids (the id column as UTF-8), versions and flags, and its other columns as
- * Arrow data, which the writer copies the rows' values from (all through the block cache).
+ * Arrow data, which the writer copies the rows' values from (read past the block cache: a
+ * compaction reads each once, and kept there they would push out what queries read).
  */
 class MergeInput {
   /** Every live row was taken. */
@@ -340,11 +341,11 @@ class MergeInput {
     const { batch: b, rows, length } = next.value
     const f = this.seg.file
     // One at a time: reads completing together would decode in one stretch of the event loop.
-    const versions = await f.versions(b)
-    const flags = await f.deleted(b)
+    const versions = await f.versions(b, { transient: true })
+    const flags = await f.deleted(b, { transient: true })
     const columns = new Map<string, SourceColumn>()
     for (const c of this.schema) {
-      const vec = await f.arrowColumn(b, c.name)
+      const vec = await f.arrowColumn(b, c.name, { transient: true })
       if (vec === undefined) continue
       if (vec.data.length !== 1) throw new Error(`segment ${f.path}: batch ${b}, column ${c.name} in ${vec.data.length} chunks`)
       columns.set(c.name, { type: f.columnType(c.name)!, data: vec.data[0]! })

@@ -1211,32 +1211,54 @@ export class SegmentFile {
     })
   }
 
-  /** The versions (HLCs) of batch `b`'s rows. */
-  async versions (b: number): Promise<Float64Array> {
+  /** The versions (HLCs) of batch `b`'s rows (`transient`: as arrowColumn's). */
+  async versions (b: number, opts: { transient?: boolean } = {}): Promise<Float64Array> {
     this.checkBatch(b)
+    const key = this.key(b, '$versions')
+    if (opts.transient === true) return this.cache.get<Float64Array>(key) ?? this.checkedVersions(b, await this.columnPastCache(b, VERSION_COLUMN, 'float64'))
     // Checked once per load: a cache hit returns the same, already checked, array.
-    return await this.cache.getOrLoad(this.key(b, '$versions'), async () => {
-      const v = await this.column(b, VERSION_COLUMN, 'float64')
-      if (v.tag !== 'num') throw new SegmentBlockCorruptError(this.path, b, VERSION_COLUMN, 'not float64')
-      for (let i = 0; i < v.values.length; i++) if (v.values[i] !== v.values[i]) throw new SegmentBlockCorruptError(this.path, b, VERSION_COLUMN, `row ${i} has no version`)
-      return { value: v.values, bytes: v.values.byteLength }
+    return await this.cache.getOrLoad(key, async () => {
+      const values = this.checkedVersions(b, await this.column(b, VERSION_COLUMN, 'float64'))
+      return { value: values, bytes: values.byteLength }
     })
   }
 
-  /** Whether each row of batch `b` is a tombstone (1) or not (0). */
-  async deleted (b: number): Promise<Uint8Array> {
+  private checkedVersions (b: number, v: ColumnVector): Float64Array {
+    if (v.tag !== 'num') throw new SegmentBlockCorruptError(this.path, b, VERSION_COLUMN, 'not float64')
+    for (let i = 0; i < v.values.length; i++) if (v.values[i] !== v.values[i]) throw new SegmentBlockCorruptError(this.path, b, VERSION_COLUMN, `row ${i} has no version`)
+    return v.values
+  }
+
+  /** Whether each row of batch `b` is a tombstone (1) or not (0) (`transient`: as arrowColumn's). */
+  async deleted (b: number, opts: { transient?: boolean } = {}): Promise<Uint8Array> {
     this.checkBatch(b)
-    return await this.cache.getOrLoad(this.key(b, '$deletedbytes'), async () => {
-      const v = await this.column(b, DELETED_COLUMN, 'bool')
-      if (v.tag !== 'num') throw new SegmentBlockCorruptError(this.path, b, DELETED_COLUMN, 'not bool')
-      const out = new Uint8Array(new SharedArrayBuffer(v.values.length))
-      for (let i = 0; i < out.length; i++) {
-        const x = v.values[i]!
-        if (x !== 0 && x !== 1) throw new SegmentBlockCorruptError(this.path, b, DELETED_COLUMN, `row ${i} is ${x}`)
-        out[i] = x
-      }
+    const key = this.key(b, '$deletedbytes')
+    if (opts.transient === true) return this.cache.get<Uint8Array>(key) ?? this.checkedFlags(b, await this.columnPastCache(b, DELETED_COLUMN, 'bool'))
+    return await this.cache.getOrLoad(key, async () => {
+      const out = this.checkedFlags(b, await this.column(b, DELETED_COLUMN, 'bool'))
       return { value: out, bytes: out.byteLength }
     })
+  }
+
+  private checkedFlags (b: number, v: ColumnVector): Uint8Array {
+    if (v.tag !== 'num') throw new SegmentBlockCorruptError(this.path, b, DELETED_COLUMN, 'not bool')
+    const out = new Uint8Array(new SharedArrayBuffer(v.values.length))
+    for (let i = 0; i < out.length; i++) {
+      const x = v.values[i]!
+      if (x !== 0 && x !== 1) throw new SegmentBlockCorruptError(this.path, b, DELETED_COLUMN, `row ${i} is ${x}`)
+      out[i] = x
+    }
+    return out
+  }
+
+  /** Column `name` (which the file holds) of batch `b` decoded into new memory, neither read from the cache nor kept there. */
+  private async columnPastCache (b: number, name: string, type: ValueType): Promise<ColumnVector> {
+    const data = await this.readData(b, this.dir.columnIndex.get(name)!)
+    try {
+      return decodeColumn(type, makeVector(data), this.dir.batchRows[b]!, this.path)
+    } catch (err) {
+      throw new SegmentBlockCorruptError(this.path, b, name, `does not decode as ${type}: ${(err as Error).message}`, { cause: err })
+    }
   }
 
   /** The batch holding segment row `row`. */
@@ -1254,15 +1276,23 @@ export class SegmentFile {
   }
 
   /**
-   * Column `name` of batch `b` as Arrow (undefined when the file lacks it), through the cache:
-   * what records() reads values from exactly (an int64 beyond 2^53 stays a bigint, which the
+   * Column `name` of batch `b` as Arrow (undefined when the file lacks it), through the cache
+   * (`transient`: taken from it when there, else read and not kept): what records() and
+   * compactions read values from exactly (an int64 beyond 2^53 stays a bigint, which the
    * columnar form would round).
    */
-  async arrowColumn (b: number, name: string): Promise<Vector | undefined> {
+  async arrowColumn (b: number, name: string, opts: { transient?: boolean } = {}): Promise<Vector | undefined> {
     this.checkBatch(b)
     const c = this.dir.columnIndex.get(name)
     if (c === undefined) return undefined
-    return await this.cache.getOrLoad(this.key(b, `${name}:arrow`), async () => {
+    const key = this.key(b, `${name}:arrow`)
+    if (opts.transient === true) {
+      // Read once and not kept (a compaction's inputs): the cache keeps what queries and reads
+      // use instead of filling up with columns nothing reads again, as RocksDB's compactions
+      // read with fill_cache off.
+      return this.cache.get<Vector>(key) ?? makeVector(await this.readData(b, c))
+    }
+    return await this.cache.getOrLoad(key, async () => {
       const data = await this.readData(b, c)
       const { start, end } = this.span(b, c)
       return { value: makeVector(data), bytes: end - start + 256 }

@@ -7,6 +7,7 @@ import { addColumn, type ColumnType, type SpaceDef } from '../../src/schema/inde
 import { compareVersions, type VersionedRecord } from '../../src/storage/index.js'
 import { writeSegmentFiles, type SegmentFileMeta } from '../../src/storage/segment-file.js'
 import { sizeTier } from '../../src/storage/partition.js'
+import { BlockCache } from '../../src/storage/block-cache.js'
 import { T0, TempDirs, del, makeSpace, manualClock, openStore, put, scanAll } from './storage-helpers.js'
 
 const dirs = new TempDirs()
@@ -228,6 +229,36 @@ describe('storage compaction', () => {
       for (const r of kept) expect(await store.get(r.id), r.id).toEqual(r.deleted ? r : { ...r, row: { v: null, ...r.row } })
       await store.close()
     }
+  })
+
+  it('reads its inputs past the block cache: the columns a query read stay cached through a compaction several times the cache', async () => {
+    const cache = new BlockCache(256 << 10)
+    const hot = await openStore(await dirs.make(), space, {}, { cache })
+    const busy = await openStore(await dirs.make(), space, { compactionMaxSegments: 100 }, { cache })
+    await hot.apply(Array.from({ length: 2000 }, (_, i) => put(space, `h${i}`, T0, { n: i })))
+    await hot.flush()
+    const sum = async (): Promise<number> => {
+      let total = 0
+      for await (const b of hot.batches(['n'])) { const v = b.columns.get('n')!; if (v.tag === 'num') for (const x of v.values) total += x }
+      return total
+    }
+    for (let round = 0; round < 4; round++) {
+      await busy.apply(Array.from({ length: 5000 }, (_, i) => put(space, `b${round}-${i}`, T0 + round, { n: i, s: `value ${i} of round ${round}` })))
+      await busy.flush()
+    }
+    // The query's column is read (cached) last before the compaction.
+    expect(await sum()).toBe(1999 * 1000)
+    const before = cache.stats()
+    const r = await busy.compact()
+    expect(r).toMatchObject({ segmentsIn: 4, rowsKept: 20_000 })
+    // The inputs' columns were several times the cache, read and let go.
+    expect(cache.stats().loadedBytes - before.loadedBytes).toBeLessThan(256 << 10)
+    const misses = cache.stats().misses
+    expect(await sum()).toBe(1999 * 1000)
+    expect(cache.stats().misses).toBe(misses)
+    expect((await scanAll(busy)).size).toBe(20_000)
+    await hot.close()
+    await busy.close()
   })
 
   it('runs by policy after a flush when segments exceed the limit', async () => {
