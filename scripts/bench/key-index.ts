@@ -132,7 +132,8 @@ export async function benchKeyIndex (opts: { entries?: number, rounds?: number, 
         bareMap.set(key, value)
         return value
       },
-      get: <T>(key: string) => bareMap.get(key) as T | undefined
+      get: <T>(key: string) => bareMap.get(key) as T | undefined,
+      set: (key: string, value: unknown) => { bareMap.set(key, value) }
     }, path)
     for await (const e of bare.entries()) void e
 

@@ -577,6 +577,8 @@ export interface KeyIndexCache {
   getOrLoad<T> (key: string, load: () => Promise<{ value: T, bytes: number }>): Promise<T>
   /** The value held under `key`, undefined on a miss (nothing loaded). */
   get<T> (key: string): T | undefined
+  /** Keeps `value` (of `bytes` bytes) under `key`. */
+  set (key: string, value: unknown, bytes: number): void
 }
 
 export interface KeyIndexHit { row: number, version: Hlc, deleted: boolean }
@@ -737,7 +739,8 @@ export class KeyIndex {
   }
 
   /**
-   * The row, version and tombstone flag of `id`, or undefined: at most one block read. `transient`:
+   * The row, version and tombstone flag of `id`, or undefined: at most one block read, cached
+   * only when it holds `id`. `transient`:
    * a block not in the cache is read into borrowed memory, checked, searched and forgotten, not
    * cached: for a pass of lookups that will not come back to these blocks (a WAL replay at
    * restart looked up 16,512 ids its Bloom filters could not rule out and cached 55 MB of blocks
@@ -754,13 +757,31 @@ export class KeyIndex {
     let p = searchUint32(fh, h)
     while (p < fh.length && fh[p] === h && this.firstIds[p]! <= id) p++
     if (p === 0) return NO_HIT
-    if (transient) {
-      const cached = this.cache.get<Block>(`${this.cacheKey}#${p - 1}`)
-      if (cached === undefined) return this.transientLookup(p - 1, h, id)
-      return Promise.resolve(findInBlock(cached, h, id))
+    const key = `${this.cacheKey}#${p - 1}`
+    const cached = this.cache.get<Block>(key)
+    if (cached !== undefined) return Promise.resolve(findInBlock(cached, h, id))
+    if (transient) return this.transientLookup(p - 1, h, id)
+    // A block read for an id it does not hold (a Bloom filter's false positive, one lookup in a
+    // hundred a segment: what an ingest of new ids mostly reads) is not kept: it would fill the
+    // cache with blocks nothing asks for again, pushing out what queries read. One that holds
+    // the id is (a get or an update of that id, or of its neighbours, comes back to it).
+    // Lookups arriving while the block is read wait for that read (one read however many ask).
+    let reading = this.reading.get(p - 1)
+    if (reading === undefined) {
+      reading = this.loadBlock(p - 1)
+      this.reading.set(p - 1, reading)
+      const done = (): void => { this.reading.delete(p - 1) }
+      reading.then(done, done)
     }
-    return this.block(p - 1).then(block => findInBlock(block, h, id))
+    return reading.then(block => {
+      const hit = findInBlock(block, h, id)
+      if (hit !== undefined) this.cache.set(key, block, block.bytes)
+      return hit
+    })
   }
+
+  /** Blocks being read for lookup(), by number. */
+  private readonly reading = new Map<number, Promise<Block>>()
 
   private async transientLookup (b: number, h: number, id: string): Promise<KeyIndexHit | undefined> {
     const length = this.blockOffset[b + 1]! - this.blockOffset[b]!

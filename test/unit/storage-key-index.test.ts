@@ -390,6 +390,30 @@ describe('KeyIndex edge cases', () => {
     expect(counter.reads - before).toBe(1)
     expect(cache.stats().entries).toBe(1)
   })
+
+  it('keeps a block read for an id it holds, not one read for an id it does not (a Bloom filter\'s false positive)', async () => {
+    const entries = makeEntries(20_000, 15)
+    const section = encodeKeyIndex(entries)
+    const counter = { reads: 0 }
+    const cache = new BlockCache(64 << 20)
+    const index = await KeyIndex.open(memorySource('mem', section, counter), 0, section.length, cache, 'mem')
+    // Absent ids until a few get past the Bloom filter and read a block each.
+    let falsePositives = 0
+    for (let i = 0; falsePositives < 5 && i < 100_000; i++) {
+      const before = counter.reads
+      expect(await index.lookup(`absent-${i}`)).toBeUndefined()
+      if (counter.reads > before) falsePositives++
+    }
+    expect(falsePositives).toBe(5)
+    expect(cache.stats().entries).toBe(0)
+    // A present id: its block is kept, and the next lookup in it reads nothing.
+    const e = entries[777]!
+    expect((await index.lookup(e.id))?.row).toBe(777)
+    expect(cache.stats().entries).toBe(1)
+    const reads = counter.reads
+    expect((await index.lookup(e.id))?.row).toBe(777)
+    expect(counter.reads).toBe(reads)
+  })
 })
 
 describe('KeyIndex corruption', () => {
