@@ -791,4 +791,28 @@ describe('utf8 codes (format 3)', () => {
     expect(wide.width).toBe(2)
     expect([...decodeUtf8Codes(wide.block, 3, 300, 2, alloc, fail).codes]).toEqual([299, -1, 0])
   })
+
+  it('widens codes 4 bytes at a time when it can, with the same result as code by code: NULLs, bad codes in any lane and the tail, every dictionary size', () => {
+    const fail = (reason: string): Error => new Error(reason)
+    const alloc = (bytes: number): ArrayBuffer => new ArrayBuffer(bytes)
+    const r = rng(21)
+    for (const count of [1, 2, 127, 128, 129, 254, 255, 300, 32_767, 32_768, 32_769, 65_534]) {
+      const dict = Array.from({ length: count }, (_, j) => `v${j}`)
+      for (const rows of [1, 3, 4, 7, 64, 1001]) {
+        for (const nulls of [false, true]) {
+          const codes = Int32Array.from({ length: rows }, () => nulls && r() < 0.1 ? -1 : Math.floor(r() * count))
+          const { block, width } = encodeUtf8Codes(codes, dict)
+          expect([...decodeUtf8Codes(block, rows, count, width, alloc, fail).codes], `${count} values, ${rows} rows`).toEqual([...codes])
+          // One code past the values, at each place in turn (a lane of a word, or the tail).
+          for (const at of new Set([0, 1, 2, 3, rows - 1].filter(i => i < rows))) {
+            const bad = Uint8Array.from(block)
+            // count itself: never NULL's code (255 or 65,535: count is below it at each width).
+            if (width === 1) bad[at] = count
+            else new DataView(bad.buffer).setUint16(2 * at, count, true)
+            expect(() => decodeUtf8Codes(bad, rows, count, width, alloc, fail), `${count} values, ${rows} rows, bad at ${at}`).toThrow(/codes past/)
+          }
+        }
+      }
+    }
+  })
 })
