@@ -1,5 +1,6 @@
 /**
- * The `.idx` sidecar of a disk-resident segment (segment-file.ts): its header and its batch
+ * The files of a disk-resident segment (segment-file.ts): their names, the meta the manifest
+ * lists, and the `.idx` sidecar's layout: its header and its batch
  * directory, encoded and decoded here. The directory says, per record batch of the `.arrow` file
  * and per column, where that column's Arrow buffers are in the file, their CRC-32 and a zone map,
  * so a reader rebuilds one column of one batch from one positional read without parsing any Arrow
@@ -42,7 +43,7 @@
  */
 import { endianness } from 'node:os'
 import { crc32 } from './crc32.js'
-import { SegmentCorruptError } from './segment.js'
+import { SegmentCorruptError, segmentFileName, type SegmentMeta } from './segment.js'
 import { isColumnType, listElement, vectorDim, type ColumnType } from '../schema/index.js'
 
 export const INDEX_MAGIC = 'SHOALIDX'
@@ -111,6 +112,25 @@ export function layoutOf (type: ColumnType): { nodes: number, buffers: number } 
 
 /** utf8 zone bounds longer than this (UTF-16 code units) keep a prefix as min and no max. */
 export const ZONE_STRING_MAX = 64
+
+// ---------------------------------------------------------------------------------------------
+// The files
+
+/** The schema metadata `shoal.segment` of a key-ordered, many-batch segment with an .idx sidecar. */
+export const SEGMENT_FILE_FORMAT = '2'
+/** Default of `batchRows`: rows per Arrow record batch, the unit a query reads and caches. */
+export const DEFAULT_BATCH_ROWS = 65_536
+
+export function segmentIndexFileName (id: number): string { return segmentFileName(id).replace(/\.arrow$/, '.idx') }
+
+/** What the manifest lists for a segment written by writeSegmentFiles. */
+export interface SegmentFileMeta extends SegmentMeta {
+  /** The .idx sidecar's file name, bytes and CRC-32 (of the whole file). */
+  index: string
+  indexBytes: number
+  indexCrc32: number
+  batches: number
+}
 
 // ---------------------------------------------------------------------------------------------
 // Byte writing and reading
