@@ -398,14 +398,7 @@ export class SegmentFile {
 
   /** The versions (HLCs) of batch `b`'s rows (`transient`: as arrowColumn's). */
   async versions (b: number, opts: { transient?: boolean } = {}): Promise<Float64Array> {
-    this.checkBatch(b)
-    const key = this.key(b, '$versions')
-    if (opts.transient === true) return this.cache.get<Float64Array>(key) ?? this.checkedVersions(b, await this.columnPastCache(b, VERSION_COLUMN, 'float64'))
-    // Checked once per load: a cache hit returns the same, already checked, array.
-    return await this.cache.getOrLoad(key, async () => {
-      const values = this.checkedVersions(b, await this.column(b, VERSION_COLUMN, 'float64'))
-      return { value: values, bytes: values.byteLength }
-    })
+    return await this.checkedColumn(b, '$versions', VERSION_COLUMN, 'float64', v => this.checkedVersions(b, v), opts.transient === true)
   }
 
   private checkedVersions (b: number, v: ColumnVector): Float64Array {
@@ -416,12 +409,21 @@ export class SegmentFile {
 
   /** Whether each row of batch `b` is a tombstone (1) or not (0) (`transient`: as arrowColumn's). */
   async deleted (b: number, opts: { transient?: boolean } = {}): Promise<Uint8Array> {
+    return await this.checkedColumn(b, '$deletedbytes', DELETED_COLUMN, 'bool', v => this.checkedFlags(b, v), opts.transient === true)
+  }
+
+  /**
+   * A hidden column of batch `b` in the form `check` makes of it (and checks), cached under
+   * `what`; `transient`: taken from the cache when there, else read past it and not kept.
+   */
+  private async checkedColumn<T extends Float64Array | Uint8Array> (b: number, what: string, name: string, type: ValueType, check: (v: ColumnVector) => T, transient: boolean): Promise<T> {
     this.checkBatch(b)
-    const key = this.key(b, '$deletedbytes')
-    if (opts.transient === true) return this.cache.get<Uint8Array>(key) ?? this.checkedFlags(b, await this.columnPastCache(b, DELETED_COLUMN, 'bool'))
+    const key = this.key(b, what)
+    if (transient) return this.cache.get<T>(key) ?? check(await this.columnPastCache(b, name, type))
+    // Checked once per load: a cache hit returns the same, already checked, array.
     return await this.cache.getOrLoad(key, async () => {
-      const out = this.checkedFlags(b, await this.column(b, DELETED_COLUMN, 'bool'))
-      return { value: out, bytes: out.byteLength }
+      const value = check(await this.column(b, name, type))
+      return { value, bytes: value.byteLength }
     })
   }
 

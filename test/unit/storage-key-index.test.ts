@@ -378,12 +378,18 @@ describe('KeyIndex edge cases', () => {
     expect(() => encodeKeyIndex(entries, { blockBytes: 100 })).toThrow(RangeError)
   })
 
-  it('simultaneous lookups in one cold block read it once', async () => {
-    const entries = makeEntries(1000, 13)
+  /** A key index of `n` made-up entries in memory, its reads counted, behind a cache of `cacheBytes`. */
+  async function countedIndex (n: number, seed: number, cacheBytes: number): Promise<{ entries: KeyIndexEntry[], counter: { reads: number }, cache: BlockCache, index: KeyIndex }> {
+    const entries = makeEntries(n, seed)
     const section = encodeKeyIndex(entries)
     const counter = { reads: 0 }
-    const cache = new BlockCache(1 << 20)
+    const cache = new BlockCache(cacheBytes)
     const index = await KeyIndex.open(memorySource('mem', section, counter), 0, section.length, cache, 'mem')
+    return { entries, counter, cache, index }
+  }
+
+  it('simultaneous lookups in one cold block read it once', async () => {
+    const { entries, counter, cache, index } = await countedIndex(1000, 13, 1 << 20)
     const before = counter.reads
     const hits = await Promise.all(entries.slice(0, 20).map(async e => await index.lookup(e.id)))
     expect(hits.map(h => h?.row)).toEqual(Array.from({ length: 20 }, (_, i) => i))
@@ -392,11 +398,7 @@ describe('KeyIndex edge cases', () => {
   })
 
   it('keeps a block read for an id it holds, not one read for an id it does not (a Bloom filter\'s false positive)', async () => {
-    const entries = makeEntries(20_000, 15)
-    const section = encodeKeyIndex(entries)
-    const counter = { reads: 0 }
-    const cache = new BlockCache(64 << 20)
-    const index = await KeyIndex.open(memorySource('mem', section, counter), 0, section.length, cache, 'mem')
+    const { entries, counter, cache, index } = await countedIndex(20_000, 15, 64 << 20)
     // Absent ids until a few get past the Bloom filter and read a block each.
     let falsePositives = 0
     for (let i = 0; falsePositives < 5 && i < 100_000; i++) {
