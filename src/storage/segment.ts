@@ -440,14 +440,6 @@ function decodeFloatList (type: ValueType, dim: number, chunks: Data[], rows: nu
 const newShared = (bytes: number): SharedArrayBuffer => new SharedArrayBuffer(bytes)
 
 /**
- * utf8 to a dictionary: the distinct byte strings are found by hashing the bytes in place (an
- * open-addressing table over offsets, one per chunk), so each distinct value is decoded to a JS
- * string once, not once per row. The table's hot loop (scanUtf8) is a small function of its own
- * and leaves the table only for a value it has not seen: as one large function with the inserts
- * inline, V8 ran it about 3x slower (20 ns a row of a short value against 7.5, measured on 262,144
- * rows of 50 distinct values; a cold GROUP BY over 4 M rows spent most of its main thread here).
- */
-/**
  * One utf8 batch (Arrow data, one chunk) in the dictionary form the executor uses (codes, -1 for
  * NULL; the distinct strings in the order first seen), or undefined when it holds more than
  * `maxDistinct` distinct values: what a segment writer stores beside the column so that a scan
@@ -459,6 +451,14 @@ export function utf8Dictionary (data: Data, maxDistinct: number): { codes: Int32
   return v === undefined ? undefined : { codes: v.codes, dict: v.dict }
 }
 
+/**
+ * utf8 to a dictionary: the distinct byte strings are found by hashing the bytes in place (an
+ * open-addressing table over offsets, one per chunk), so each distinct value is decoded to a JS
+ * string once, not once per row. The table's hot loop (scanUtf8) is a small function of its own
+ * and leaves the table only for a value it has not seen: as one large function with the inserts
+ * inline, V8 ran it about 3x slower (20 ns a row of a short value against 7.5, measured on 262,144
+ * rows of 50 distinct values; a cold GROUP BY over 4 M rows spent most of its main thread here).
+ */
 function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => ArrayBufferLike): StrVector
 function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => ArrayBufferLike, maxDistinct: number): StrVector | undefined
 function decodeUtf8 (chunks: Data[], rows: number, alloc: (bytes: number) => ArrayBufferLike, maxDistinct = Infinity): StrVector | undefined {
