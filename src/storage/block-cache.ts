@@ -94,6 +94,18 @@ export class BlockCache {
     return e.value as T
   }
 
+  /**
+   * The value under `key` if held, without counting a hit or a miss and without making it the
+   * most recently used: for a read that goes past the cache (a compaction's), which takes what is
+   * there but must neither skew the hit ratio nor keep entries alive.
+   */
+  peek<T> (key: string): T | undefined {
+    const e = this.entries.get(key)
+    if (e === undefined) return undefined
+    e.escaped = true
+    return e.value as T
+  }
+
   /** Keeps `value` (of `bytes` bytes) under `key`, evicting the least recently used to make room. */
   set (key: string, value: unknown, bytes: number): void {
     this.put(key, { value, bytes, pins: 0, escaped: true, gone: false })

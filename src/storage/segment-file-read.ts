@@ -419,7 +419,7 @@ export class SegmentFile {
   private async checkedColumn<T extends Float64Array | Uint8Array> (b: number, what: string, name: string, type: ValueType, check: (v: ColumnVector) => T, transient: boolean): Promise<T> {
     this.checkBatch(b)
     const key = this.key(b, what)
-    if (transient) return this.cache.get<T>(key) ?? check(await this.columnPastCache(b, name, type))
+    if (transient) return this.cache.peek<T>(key) ?? check(await this.columnPastCache(b, name, type))
     // Checked once per load: a cache hit returns the same, already checked, array.
     return await this.cache.getOrLoad(key, async () => {
       const value = check(await this.column(b, name, type))
@@ -477,7 +477,7 @@ export class SegmentFile {
       // Read once and not kept (a compaction's inputs): the cache keeps what queries and reads
       // use instead of filling up with columns nothing reads again, as RocksDB's compactions
       // read with fill_cache off.
-      return this.cache.get<Vector>(key) ?? makeVector(await this.readData(b, c))
+      return this.cache.peek<Vector>(key) ?? makeVector(await this.readData(b, c))
     }
     return await this.cache.getOrLoad(key, async () => {
       const data = await this.readData(b, c)

@@ -15,6 +15,18 @@ describe('BlockCache', () => {
     expect(c.stats()).toMatchObject({ bytes: 80, entries: 2, evictions: 1, hits: 3, misses: 1, maxBytes: 100 })
   })
 
+  it('peek answers what is held without counting a hit or a miss and without making it recent', () => {
+    const c = new BlockCache(100)
+    c.set('a', 'A', 40)
+    c.set('b', 'B', 40)
+    expect(c.peek('a')).toBe('A')
+    expect(c.peek('z')).toBeUndefined()
+    expect(c.stats()).toMatchObject({ hits: 0, misses: 0 })
+    c.set('c', 'C', 40) // a is still the least recently used
+    expect(c.peek('a')).toBeUndefined()
+    expect(c.peek('b')).toBe('B')
+  })
+
   it('hands back but does not keep a value larger than the whole cache, and replaces a key in place', () => {
     const c = new BlockCache(10)
     c.set('big', 'X', 11)
