@@ -123,6 +123,33 @@ describe('a damaged segment met by a partition store', () => {
     await store.close()
   })
 
+  it('a flipped byte in a utf8 codes block (.idx format 3): the scan of that column fails naming the .idx, batch and column, the damage is reported; gets still read the rows from the .arrow', async () => {
+    const dir = await dirs.make()
+    const store0 = await openStore(dir, space)
+    const records = Array.from({ length: 2000 }, (_, i) => put(space, `k${i}`, T0 + i, { n: i, s: `v${i % 5}` }))
+    await store0.apply(records)
+    await store0.flush()
+    await store0.close()
+    const [meta] = await segmentsOf(dir)
+    const idx = join(dir, meta!.index)
+    const file = await SegmentFile.open(dir, meta!, { files: new FilePool(), cache: new BlockCache(1 << 20) })
+    const codes = file.codesRange(0, 's')!
+    await file.close()
+    await flipByte(idx, codes.offset + 3)
+
+    const store = await openStore(dir, space)
+    let heard = 0
+    store.onDamage(() => { heard++ })
+    await expect(drain(store, ['id', 's'])).rejects.toThrow(idx)
+    expect(heard).toBe(1)
+    expect(store.needsRebuild()).toBe(true)
+    expect(store.damage()).toMatchObject([{ kind: 'segment', file: idx, batch: 0, column: 's', reason: expect.stringMatching(/utf8 codes: CRC/), repaired: false }])
+    // The other columns scan; a get reads its values from the .arrow pages, right.
+    expect(await drain(store, ['id', 'n'])).toBe(2000)
+    for (const r of records.slice(0, 50)) expect(await store.get(r.id)).toEqual(r)
+    await store.close()
+  })
+
   it('a truncated .arrow fails the open naming the file and leaves a report beside it', async () => {
     const dir = await dirs.make()
     await flushedStore(dir, 100)
