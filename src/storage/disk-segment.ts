@@ -36,7 +36,20 @@ export interface LiveBatch {
 
 export class DiskSegment {
   readonly rows: number
+  /**
+   * One bit a row, set while the row holds the newest version of its id. Read only outside this
+   * class (setLive, clearLive, restoreLive change it): snapshots share the array (copy on write).
+   */
   live: Uint8Array
+  /**
+   * Whether `live` is also a snapshot's (liveSnapshot): the next change copies it first. A query
+   * took a copy of every segment's bits before (16 segments of 250,000 rows: 1.4 ms a query, and
+   * its garbage), where the bits of a settled segment never change.
+   */
+  private liveShared = false
+  /** For the bits `fullFor` (a snapshot): per batch 1 if every row is live, 0 if not, -1 not known yet. */
+  private fullFor: Uint8Array | undefined
+  private full = new Int8Array(0)
   liveCount = 0
   /** Deleted rows (tombstones) whose live bit is set. */
   liveTombstones = 0
@@ -89,6 +102,7 @@ export class DiskSegment {
   restoreLive (live: Uint8Array, liveCount: number, liveTombstones: number, oldestTombstone: Hlc): void {
     if (live.length !== this.live.length) throw new Error(`segment ${this.path}: saved live bits for ${live.length * 8} rows, it holds ${this.rows}`)
     this.live = live
+    this.liveShared = false
     this.liveCount = liveCount
     this.liveTombstones = liveTombstones
     this.oldestTombstone = oldestTombstone
@@ -105,20 +119,44 @@ export class DiskSegment {
   /** Sets row `row`'s live bit; `deleted`: whether the row is a tombstone (the caller knows it). */
   setLive (row: number, deleted: boolean): void {
     if (this.isLive(row)) return
-    this.live[row >> 3]! |= 1 << (row & 7)
+    this.writableLive()[row >> 3]! |= 1 << (row & 7)
     this.liveCount++
     if (deleted) this.liveTombstones++
   }
 
   clearLive (row: number, deleted: boolean): void {
     if (!this.isLive(row)) return
-    this.live[row >> 3]! &= ~(1 << (row & 7))
+    this.writableLive()[row >> 3]! &= ~(1 << (row & 7))
     this.liveCount--
     if (deleted) this.liveTombstones--
   }
 
-  /** A copy of the live bits: what a snapshot reads later, whatever changes meanwhile. */
-  liveSnapshot (): Uint8Array { return this.live.slice() }
+  private writableLive (): Uint8Array {
+    if (this.liveShared) {
+      this.live = this.live.slice()
+      this.liveShared = false
+    }
+    return this.live
+  }
+
+  /** The live bits as of now, whatever changes later: callers only read them (copy on write). */
+  liveSnapshot (): Uint8Array {
+    this.liveShared = true
+    return this.live
+  }
+
+  /** Whether every row of batch `b` (`first`, `n` rows) is live under `live`; remembered for the latest snapshot. */
+  private allLive (live: Uint8Array, b: number, first: number, n: number): boolean {
+    if (live !== this.fullFor) {
+      // Only the bits of a snapshot never change (this.live while shared): only they are remembered.
+      if (live !== this.live || !this.liveShared) return allBitsSet(live, first, n)
+      this.fullFor = live
+      this.full = new Int8Array(this.file.batches).fill(-1)
+    }
+    let f = this.full[b]!
+    if (f < 0) this.full[b] = f = allBitsSet(live, first, n) ? 1 : 0
+    return f === 1
+  }
 
   /**
    * The live rows of each batch under the bits `live` (a liveSnapshot), batch-local and
@@ -136,7 +174,7 @@ export class DiskSegment {
       // A batch whose zone map says it holds no tombstone needs its flags not read; one whose
       // rows are all live then needs no row list (a scan reads it whole: the common case).
       const deleted = withTombstones || f.zone(b, DELETED_COLUMN)?.max === 0 ? undefined : await f.deleted(b)
-      if (deleted === undefined && allBitsSet(live, first, n)) {
+      if (deleted === undefined && this.allLive(live, b, first, n)) {
         yield { batch: b, length: n, rows: undefined }
         continue
       }

@@ -289,6 +289,47 @@ describe('storage: batches() against scan()', () => {
   })
 })
 
+describe('storage: snapshots share the segments\' live bits (copy on write)', () => {
+  const space = makeSpace()
+  /** The `n` of every row a batches() call gives, by id. */
+  async function rows (store: LocalPartitionStore, iterate?: (at: number) => Promise<void>): Promise<Map<string, number>> {
+    const out = new Map<string, number>()
+    let at = 0
+    for await (const b of store.batches(['id', 'n'], {})) {
+      const ids = b.columns.get('id')!
+      const n = b.columns.get('n')!
+      for (let i = 0; i < b.length; i++) {
+        const id = valueAt(ids, i) as string
+        expect(out.has(id), `${id} twice`).toBe(false)
+        out.set(id, valueAt(n, i) as number)
+      }
+      await iterate?.(at++)
+    }
+    return out
+  }
+
+  it('a snapshot keeps the rows of its moment while writes change the bits; the next one sees them, each id once, whatever a batch was known to hold', async () => {
+    const dir = await dirs.make()
+    const store = await openStore(dir, space)
+    await store.apply(Array.from({ length: 3000 }, (_, i) => put(space, `k${i}`, T0, { n: i })))
+    await store.flush()
+    // Two reads of the settled segment: every batch known to be wholly live.
+    expect((await rows(store)).size).toBe(3000)
+    expect((await rows(store)).get('k7')).toBe(7)
+    // Overwrites and deletes during a read: that read keeps its rows.
+    const during = await rows(store, async at => {
+      if (at === 0) await store.apply([put(space, 'k7', T0 + 1, { n: -7 }), del('k8', T0 + 1), put(space, 'k2999', T0 + 1, { n: -1 })])
+    })
+    expect(during.size).toBe(3000)
+    expect([during.get('k7'), during.get('k8'), during.get('k2999')]).toEqual([7, 8, 2999])
+    // The next read sees them: the segment's batch is no longer wholly live.
+    const after = await rows(store)
+    expect(after.size).toBe(2999)
+    expect([after.get('k7'), after.has('k8'), after.get('k2999')]).toEqual([-7, false, -1])
+    await store.close()
+  })
+})
+
 describe('storage: the segment column cache', () => {
   it('decodes a column once: later calls return the same vector objects', async () => {
     const space = makeSpace(ALL_TYPES, 'all@1')
