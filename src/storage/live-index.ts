@@ -318,7 +318,7 @@ export class LiveIndex {
 
   /**
    * Visits a snapshot of every record held (its id, version and flag): the memtable's records and
-   * each segment's live rows, their bits copied in one tick; the segments' keys are then read
+   * each segment's live rows, their bits taken in one tick (liveSnapshot); the segments' keys are then read
    * block by block (the segments pinned meanwhile).
    */
   readonly visit: RecordVisitor = async add => {

@@ -123,7 +123,7 @@ export class PartitionReader {
     return out
   }
 
-  /** Every segment holding live rows (live tombstones too when `withTombstones`), its bits copied now and itself pinned (the caller unpins). */
+  /** Every segment holding live rows (live tombstones too when `withTombstones`), its bits taken now (liveSnapshot: shared, copy on write) and itself pinned (the caller unpins). */
   private pinLive (withTombstones: boolean): Array<{ seg: DiskSegment, live: Uint8Array }> {
     const parts: Array<{ seg: DiskSegment, live: Uint8Array }> = []
     for (const seg of this.ctx.index.segments.values()) {
