@@ -133,7 +133,8 @@ export async function benchKeyIndex (opts: { entries?: number, rounds?: number, 
         return value
       },
       get: <T>(key: string) => bareMap.get(key) as T | undefined,
-      set: (key: string, value: unknown) => { bareMap.set(key, value) }
+      set: (key: string, value: unknown) => { bareMap.set(key, value) },
+      countLoad: () => {}
     }, path)
     for await (const e of bare.entries()) void e
 

@@ -947,7 +947,7 @@ export class Peer implements ApiPeer {
       const c = this.layers.engine.cache.stats()
       return [[{ event: 'hit' }, c.hits], [{ event: 'miss' }, c.misses], [{ event: 'eviction' }, c.evictions], [{ event: 'recycled' }, c.reused]]
     })
-    m.counterFrom('shoal_storage_cache_loaded_bytes_total', 'Bytes of blocks loaded from segment files on cache misses (read, CRC-checked, decoded)', [], () => [[{}, this.layers.engine.cache.stats().loadedBytes]])
+    m.counterFrom('shoal_storage_cache_loaded_bytes_total', 'Bytes of blocks loaded from segment files on cache misses (read, CRC-checked, decoded), kept in the cache or not', [], () => [[{}, this.layers.engine.cache.stats().loadedBytes]])
     m.counterFrom('shoal_storage_page_read_bytes_total', 'Bytes of 4 KiB segment pages point gets read past the block cache (through the OS page cache)', [], () => [[{}, this.layers.engine.cache.stats().pageBytes]])
     m.gaugeFrom('shoal_build_info', 'This peer\'s build: always 1, with its version and Node.js version as labels', ['version', 'node'], () => [[{ version: VERSION, node: process.version }, 1]])
     m.gaugeFrom('shoal_storage_compactions', 'Compactions running and waiting for a slot (at most storage.maxConcurrentCompactions run at once)', ['state'], () => {

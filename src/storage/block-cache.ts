@@ -16,7 +16,7 @@ export interface BlockCacheStats {
   hits: number
   misses: number
   evictions: number
-  /** Bytes of the values loaded on misses (getOrLoad), since the cache was made: what reads cost. */
+  /** Bytes of the blocks loaded on misses (getOrLoad, and reads past the cache: countLoad), since the cache was made: what reads cost. */
   loadedBytes: number
   /** Bytes of segment pages read past the cache (a point get's values: the OS page cache keeps those). */
   pageBytes: number
@@ -241,6 +241,9 @@ export class BlockCache {
     if (keys === undefined || !keys.delete(key)) throw new Error(`block cache: key ${key} was not in its group`)
     if (keys.size === 0) this.groups.delete(group)
   }
+
+  /** Counts `bytes` of a block read on a miss and not kept (a read past the cache) in loadedBytes, as getOrLoad counts what it loads. */
+  countLoad (bytes: number): void { this.loadedBytes += bytes }
 
   /** Counts `bytes` read from a segment file without going through the cache (BlockCacheStats.pageBytes). */
   countPageRead (bytes: number): void { this.pageBytes += bytes }

@@ -579,6 +579,8 @@ export interface KeyIndexCache {
   get<T> (key: string): T | undefined
   /** Keeps `value` (of `bytes` bytes) under `key`. */
   set (key: string, value: unknown, bytes: number): void
+  /** Counts a block read on a miss, kept or not (BlockCache.countLoad). */
+  countLoad (bytes: number): void
 }
 
 export interface KeyIndexHit { row: number, version: Hlc, deleted: boolean }
@@ -769,6 +771,7 @@ export class KeyIndex {
     let reading = this.reading.get(p - 1)
     if (reading === undefined) {
       reading = this.loadBlock(p - 1)
+      this.cache.countLoad(this.blockOffset[p]! - this.blockOffset[p - 1]!)
       this.reading.set(p - 1, reading)
       const done = (): void => { this.reading.delete(p - 1) }
       reading.then(done, done)
@@ -786,6 +789,7 @@ export class KeyIndex {
   private async transientLookup (b: number, h: number, id: string): Promise<KeyIndexHit | undefined> {
     const length = this.blockOffset[b + 1]! - this.blockOffset[b]!
     const scratch = blockScratch.take(length)
+    this.cache.countLoad(length)
     try {
       return findInBlock(await this.loadBlock(b, scratch), h, id)
     } finally {

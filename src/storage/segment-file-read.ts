@@ -340,15 +340,7 @@ export class SegmentFile {
       }
       try {
         const into = views && end > start ? new Uint8Array(alloc(end - start)) : borrowed
-        const data = await this.readData(b, c, into)
-        const rows = this.dir.batchRows[b]!
-        let v: ColumnVector
-        try {
-          v = decodeColumn(type, makeVector(data), rows, this.path, alloc)
-        } catch (err) {
-          throw new SegmentBlockCorruptError(this.path, b, name, `does not decode as ${type}: ${(err as Error).message}`, { cause: err })
-        }
-        v = shareVector(v)
+        const v = shareVector(this.decoded(b, name, type, await this.readData(b, c, into), alloc))
         return { value: v, bytes: columnVectorBytes(v), reusable }
       } finally {
         if (borrowed !== undefined) scratch.give(borrowed)
@@ -440,12 +432,24 @@ export class SegmentFile {
 
   /** Column `name` (which the file holds) of batch `b` decoded into new memory, neither read from the cache nor kept there. */
   private async columnPastCache (b: number, name: string, type: ValueType): Promise<ColumnVector> {
-    const data = await this.readData(b, this.dir.columnIndex.get(name)!)
+    return this.decoded(b, name, type, await this.readPastCache(b, this.dir.columnIndex.get(name)!))
+  }
+
+  /** Column `name` of batch `b` (its Arrow `data`) in the columnar form as `type`; a failure is the block's corruption. */
+  private decoded (b: number, name: string, type: ValueType, data: Data, alloc?: (bytes: number) => SharedArrayBuffer): ColumnVector {
     try {
-      return decodeColumn(type, makeVector(data), this.dir.batchRows[b]!, this.path)
+      return decodeColumn(type, makeVector(data), this.dir.batchRows[b]!, this.path, alloc)
     } catch (err) {
       throw new SegmentBlockCorruptError(this.path, b, name, `does not decode as ${type}: ${(err as Error).message}`, { cause: err })
     }
+  }
+
+  /** readData for a read past the cache, its bytes counted with the cache's loads (loadedBytes: what reads cost). */
+  private async readPastCache (b: number, c: number): Promise<Data> {
+    const data = await this.readData(b, c)
+    const { start, end } = this.span(b, c)
+    this.cache.countLoad(end - start)
+    return data
   }
 
   /** The batch holding segment row `row`. */
@@ -477,7 +481,7 @@ export class SegmentFile {
       // Read once and not kept (a compaction's inputs): the cache keeps what queries and reads
       // use instead of filling up with columns nothing reads again, as RocksDB's compactions
       // read with fill_cache off.
-      return this.cache.peek<Vector>(key) ?? makeVector(await this.readData(b, c))
+      return this.cache.peek<Vector>(key) ?? makeVector(await this.readPastCache(b, c))
     }
     return await this.cache.getOrLoad(key, async () => {
       const data = await this.readData(b, c)
