@@ -22,6 +22,14 @@ export interface NumVector {
   readonly tag: 'num'
   readonly type: ValueType
   readonly values: Float64Array
+  /**
+   * What the producer knows of `values` (storage, for columns as stored; absent: unknown).
+   * `nulls`: how many are NULL; 0 lets a loop skip its NaN tests. `int32`: every value is an
+   * integer within int32's range, so a plain sum of up to 2^21 of them is exact. A vector made
+   * from another keeps them only where they still hold.
+   */
+  readonly nulls?: number
+  readonly int32?: true
 }
 
 /** utf8, dictionary-encoded: `codes[i]` indexes `dict`; -1 is NULL. `dict` may hold unused entries. */
@@ -149,7 +157,8 @@ export function gather (v: ColumnVector, rows: Uint32Array): ColumnVector {
       const out = new Float64Array(n)
       const src = v.values
       for (let i = 0; i < n; i++) out[i] = src[rows[i]!]!
-      return { tag: 'num', type: v.type, values: out }
+      // Some of the rows: no NULL among none, still integers; a count of NULLs no longer known.
+      return { tag: 'num', type: v.type, values: out, ...(v.nulls === 0 ? { nulls: 0 } : {}), ...(v.int32 === true ? { int32: true } : {}) }
     }
     case 'str': {
       const out = new Int32Array(n)

@@ -69,13 +69,33 @@ function withUnusedDictEntries (b: ColumnBatch): ColumnBatch {
 
 export const batchOf = (rows: readonly Row[]): ColumnBatch => batchFromRows(rows, COLUMNS)
 
+/**
+ * A batch whose number vectors say what storage's do (NumVector.nulls, int32), so the executor's
+ * loops take the paths that rely on them.
+ */
+export function withKnown (b: ColumnBatch): ColumnBatch {
+  const columns = new Map<string, ColumnVector>()
+  for (const [name, v] of b.columns) {
+    if (v.tag !== 'num') { columns.set(name, v); continue }
+    let nulls = 0
+    let int32 = v.type === 'int32' || v.type === 'date' || v.type === 'bool'
+    for (const x of v.values) {
+      if (x !== x) nulls++
+      else if (!Number.isInteger(x) || x < -(2 ** 31) || x >= 2 ** 31) int32 = false
+    }
+    columns.set(name, int32 ? { ...v, nulls, int32 } : { ...v, nulls })
+  }
+  return { length: b.length, columns }
+}
+
 /** Rows cut into batches of random sizes (empty batches included now and then). */
 export function randomBatches (r: () => number, rows: readonly Row[]): ColumnBatch[] {
   const out: ColumnBatch[] = []
   let at = 0
   while (at < rows.length) {
     const size = r() < 0.1 ? 0 : intIn(r, 1, Math.max(1, Math.ceil(rows.length / 3)))
-    const b = batchOf(rows.slice(at, at + size))
+    // Every other batch as storage hands them out (no random draw: the streams stay as they were).
+    const b = out.length % 2 === 0 ? batchOf(rows.slice(at, at + size)) : withKnown(batchOf(rows.slice(at, at + size)))
     out.push(r() < 0.3 ? withUnusedDictEntries(b) : b)
     at += size
   }

@@ -122,6 +122,16 @@ describe('segment files', () => {
     for (const c of SCHEMA) {
       expect(await whole(seg, c.name, c.type), c.name).toEqual(values(old.column(c.name, c.type)))
     }
+    // What the number vectors say of themselves, which the executor's loops rely on
+    // (NumVector.nulls: its NULLs; int32: every value a 32-bit integer).
+    for (let b = 0; b < seg.batches; b++) {
+      for (const [name, type, int32] of [['i', 'int32', true], ['d', 'date', true], ['b', 'bool', true], ['n', 'int64', false], ['x', 'float64', false], ['f', 'float32', false], ['t', 'timestamp', false]] as const) {
+        const v = await seg.column(b, name, type)
+        if (v.tag !== 'num') throw new Error(`${name}: not a number vector`)
+        expect(v.nulls, `${name} batch ${b}`).toBe(v.values.filter(x => x !== x).length)
+        expect(v.int32 === true, `${name} batch ${b}`).toBe(int32)
+      }
+    }
     const ids: string[] = []
     const versions: number[] = []
     const deleted: number[] = []

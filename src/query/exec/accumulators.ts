@@ -40,14 +40,60 @@ export interface GroupAccumulator {
 /**
  * One accumulator's part of a fused aggregation loop: its kind, the column it reads (float64
  * values, or string codes for count) and its state arrays, current as of the call (they are
- * replaced when groups grow, so a step is built per batch).
+ * replaced when groups grow, so a step is built per batch). `dense`: the column has no NULL
+ * (NumVector.nulls is 0); `exact`: its values are int32s (NumVector.int32). A loop that counts
+ * its rows per group once (kernel.ts, "batch counts") uses both to do less a row: a dense
+ * column's counts come from those, an exact one's sum goes to a plain partial (`arrays[3]`,
+ * zero between loops) that foldSteps adds to the compensated sum afterwards.
  */
 export type FusedStep =
   | { kind: 'countAll', arrays: [Float64Array] }
-  | { kind: 'countNum', column: Float64Array, arrays: [Float64Array] }
+  | { kind: 'countNum', column: Float64Array, dense: boolean, arrays: [Float64Array] }
   | { kind: 'countStr', column: Int32Array, arrays: [Float64Array] }
-  | { kind: 'sum', column: Float64Array, arrays: [Float64Array, Float64Array, Float64Array] }
+  | { kind: 'sum', column: Float64Array, dense: boolean, exact: boolean, arrays: [Float64Array, Float64Array, Float64Array, Float64Array] }
   | { kind: 'min' | 'max', column: Float64Array, arrays: [Float64Array] }
+
+/**
+ * Most rows one loop with batch counts may run: the plain partial of an exact step holds at most
+ * this many int32s, below 2^52 in magnitude, so it is exact (and so are the counts).
+ */
+export const MAX_FOLDED_ROWS = 1 << 21
+
+/**
+ * After a loop with batch counts (`counts[g]`: rows it added to group g, for g < groups): adds
+ * them to every step that took its counts from them, folds the exact partial sums into the
+ * compensated ones (Knuth's TwoSum, as the loops' own sums), and zeroes what it read.
+ */
+export function foldSteps (steps: readonly FusedStep[], counts: Float64Array, groups: number): void {
+  for (const step of steps) {
+    switch (step.kind) {
+      case 'countAll': addCounts(step.arrays[0], counts, groups); break
+      case 'countNum': if (step.dense) addCounts(step.arrays[0], counts, groups); break
+      case 'sum': {
+        const [S, C, N, P] = step.arrays
+        if (step.dense) addCounts(N, counts, groups)
+        if (!step.exact) break
+        for (let g = 0; g < groups; g++) {
+          const x = P[g]!
+          if (x === 0) continue
+          const s = S[g]!
+          const t = s + x
+          const bp = t - s
+          C[g]! += (s - (t - bp)) + (x - bp)
+          S[g] = t
+          P[g] = 0
+        }
+        break
+      }
+      case 'countStr': case 'min': case 'max': break
+    }
+  }
+  counts.fill(0, 0, groups)
+}
+
+function addCounts (into: Float64Array, counts: Float64Array, groups: number): void {
+  for (let g = 0; g < groups; g++) into[g]! += counts[g]!
+}
 
 function growF64 (a: Float64Array, n: number, fill: number): Float64Array {
   if (a.length >= n) return a
@@ -86,7 +132,7 @@ class CountAcc implements GroupAccumulator {
 
   fuse (values: ColumnVector | null): FusedStep | undefined {
     if (this.star || values === null) return { kind: 'countAll', arrays: [this.n] }
-    if (values.tag === 'num') return { kind: 'countNum', column: values.values, arrays: [this.n] }
+    if (values.tag === 'num') return { kind: 'countNum', column: values.values, dense: values.nulls === 0, arrays: [this.n] }
     if (values.tag === 'str') return { kind: 'countStr', column: values.codes, arrays: [this.n] }
     return undefined
   }
@@ -105,11 +151,14 @@ class SumAcc implements GroupAccumulator {
   private s: Float64Array = new Float64Array(0)
   private c: Float64Array = new Float64Array(0)
   private n: Float64Array = new Float64Array(0)
+  /** A fused loop's plain partial sums of int32s (see FusedStep), zero outside one. */
+  private p: Float64Array = new Float64Array(0)
   constructor (private readonly avg: boolean) {}
   grow (groups: number): void {
     this.s = growF64(this.s, groups, 0)
     this.c = growF64(this.c, groups, 0)
     this.n = growF64(this.n, groups, 0)
+    this.p = growF64(this.p, groups, 0)
   }
 
   private addOne (g: number, x: number): void {
@@ -140,7 +189,9 @@ class SumAcc implements GroupAccumulator {
   }
 
   fuse (values: ColumnVector | null): FusedStep | undefined {
-    return values !== null && values.tag === 'num' ? { kind: 'sum', column: values.values, arrays: [this.s, this.c, this.n] } : undefined
+    return values !== null && values.tag === 'num'
+      ? { kind: 'sum', column: values.values, dense: values.nulls === 0, exact: values.int32 === true, arrays: [this.s, this.c, this.n, this.p] }
+      : undefined
   }
 
   encode (g: number): unknown { return [this.s[g], this.c[g], this.n[g]] }
@@ -160,7 +211,7 @@ class SumAcc implements GroupAccumulator {
     return this.avg ? sum / n : sum
   }
 
-  bytes (): number { return this.s.length * 24 }
+  bytes (): number { return this.s.length * 32 }
 }
 
 /** min and max over numbers (float64 arrays) or strings (per-group values). */

@@ -11,7 +11,7 @@
 import { gather, vectorFromValues, type ColumnBatch, type ColumnVector, type NumVector, type ValueType } from '../../columnar/index.js'
 import type { MemoryBudget } from './errors.js'
 import { QueryExecError } from './errors.js'
-import type { FusedStep, GroupAccumulator } from './accumulators.js'
+import { MAX_FOLDED_ROWS, foldSteps, type FusedStep, type GroupAccumulator } from './accumulators.js'
 import { runKernel, type GroupProbe, type KeyProbe } from './kernel.js'
 import { selectByTests, type RowTest } from './select.js'
 
@@ -154,6 +154,8 @@ export class GroupTable {
   private readonly radixBits: number
   private groups = 0
   private gidScratch: Int32Array = new Int32Array(0)
+  /** The generated loops' batch counts (kernel.ts), one per group, zero between loops. */
+  private counts: Float64Array = new Float64Array(0)
   private idScratch: Int32Array[] = []
 
   constructor (readonly keyTypes: readonly ValueType[], readonly accs: readonly GroupAccumulator[], private readonly budget: MemoryBudget | undefined, private readonly maxGroups = MAX_GROUPS) {
@@ -173,6 +175,11 @@ export class GroupTable {
     if (g >= this.maxGroups) throw new QueryExecError('LIMIT', `more than ${this.maxGroups} groups`)
     for (let k = 0; k < ids.length; k++) this.keyIds[k]!.push(ids[k]!)
     for (const a of this.accs) a.grow(this.groups)
+    if (this.counts.length < this.groups) {
+      const next = new Float64Array(Math.max(16, 2 * this.counts.length, this.groups))
+      next.set(this.counts)
+      this.counts = next
+    }
     return g
   }
 
@@ -306,8 +313,13 @@ export class GroupTable {
     if (keys.length === 2 && !this.fitDense()) return -1
     const steps = this.fusedSteps(args)
     if (steps === undefined) return -1
+    // Batch counts (kernel.ts) when they spare the loop work a row (the increment they cost,
+    // then more) and folding them afterwards costs little beside it: the groups so far at most
+    // a quarter of its rows (the fold reads every group, old and new).
+    const counts = this.groups <= n >> 2 && n <= MAX_FOLDED_ROWS && foldSaves(steps) >= 2 ? this.counts : undefined
     if (keys.length === 0) {
-      const res = runKernel(tests, { kind: 'none' }, steps, n, sel)
+      const res = runKernel(tests, { kind: 'none' }, steps, n, sel, counts)
+      if (counts !== undefined) foldSteps(steps, this.counts, this.groups)
       return res.matched
     }
     const probes: KeyProbe[] = keys.map((v, k) => {
@@ -315,8 +327,10 @@ export class GroupTable {
       dict.prepare(v)
       return v.tag === 'str' ? { kind: 'str', col: v.codes, dict } : { kind: 'num', col: (v as NumVector).values, dict }
     })
-    const probe: GroupProbe = { miss: r => this.placeRow(keys, args, probe, r), dense: this.dense ?? NO_TABLE, bitsA: this.denseBitsA, steps }
-    const res = runKernel(tests, { kind: 'keys', keys: probes, probe }, steps, n, sel)
+    const probe: GroupProbe = { miss: r => this.placeRow(keys, args, probe, r), dense: this.dense ?? NO_TABLE, bitsA: this.denseBitsA, steps, counts: this.counts }
+    const res = runKernel(tests, { kind: 'keys', keys: probes, probe }, steps, n, sel, counts)
+    // The steps as the loop left them (rebuilt when groups grew), the counts of every group.
+    if (counts !== undefined) foldSteps(probe.steps, this.counts, this.groups)
     let matched = res.matched
     if (res.stop < n) {
       // The dense table outgrew its limit in this batch: the rest of it goes the general way.
@@ -352,7 +366,10 @@ export class GroupTable {
       probe.dense = table
       probe.bitsA = this.denseBitsA
     }
-    if (this.groups !== before) probe.steps = this.fusedSteps(args)!
+    if (this.groups !== before) {
+      probe.steps = this.fusedSteps(args)!
+      probe.counts = this.counts
+    }
     return g
   }
 
@@ -424,6 +441,20 @@ export class GroupTable {
   }
 
   release (): void { this.budget?.release(this) }
+}
+
+/**
+ * What batch counts spare a loop a row, in array updates: the count(*), a dense column's count
+ * (of a count or a sum) and an int32 sum's compensation (a plain addition instead of TwoSum's
+ * two updates and four operations, counted as two). They cost one update a row themselves.
+ */
+function foldSaves (steps: readonly FusedStep[]): number {
+  let saved = 0
+  for (const s of steps) {
+    if (s.kind === 'countAll' || (s.kind === 'countNum' && s.dense)) saved++
+    else if (s.kind === 'sum') saved += (s.dense ? 1 : 0) + (s.exact ? 2 : 0)
+  }
+  return saved
 }
 
 /**
