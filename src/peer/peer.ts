@@ -943,9 +943,9 @@ export class Peer implements ApiPeer {
     })
     m.counterFrom('shoal_clock_skew_refusals_total', 'Remote HLC timestamps refused for being too far ahead of this clock', [], () => [[{}, this.layers.hlc.skew.count]])
     m.gaugeFrom('shoal_rpc_open_streams', 'Long-lived RPC streams open (about one per connected peer)', [], () => [[{}, this.transport.openStreams()]])
-    m.counterFrom('shoal_storage_cache_events_total', 'Block cache lookups that hit and missed, blocks evicted to stay within storage.cacheMiB, and loads decoded into the recycled memory of evicted blocks', ['event'], () => {
+    m.counterFrom('shoal_storage_cache_events_total', 'Block cache lookups that hit and missed, blocks evicted to stay within storage.cacheMiB, loads not kept because the blocks they would push out were asked for as often (admission), and loads decoded into the recycled memory of evicted blocks', ['event'], () => {
       const c = this.layers.engine.cache.stats()
-      return [[{ event: 'hit' }, c.hits], [{ event: 'miss' }, c.misses], [{ event: 'eviction' }, c.evictions], [{ event: 'recycled' }, c.reused]]
+      return [[{ event: 'hit' }, c.hits], [{ event: 'miss' }, c.misses], [{ event: 'eviction' }, c.evictions], [{ event: 'rejected' }, c.rejected], [{ event: 'recycled' }, c.reused]]
     })
     m.counterFrom('shoal_storage_cache_loaded_bytes_total', 'Bytes of blocks loaded from segment files on cache misses (read, CRC-checked, decoded), kept in the cache or not', [], () => [[{}, this.layers.engine.cache.stats().loadedBytes]])
     m.counterFrom('shoal_storage_page_read_bytes_total', 'Bytes of 4 KiB segment pages point gets read past the block cache (through the OS page cache)', [], () => [[{}, this.layers.engine.cache.stats().pageBytes]])
@@ -954,7 +954,7 @@ export class Peer implements ApiPeer {
       const c = this.layers.engine.compactions
       return [[{ state: 'running' }, c.active], [{ state: 'waiting' }, c.waiting]]
     })
-    m.gaugeFrom('shoal_storage_cache_bytes', 'Bytes the block cache holds, its limit (storage.cacheMiB), and the freed column memory it keeps for the next loads (at most a quarter of the limit, on top)', ['kind'], () => {
+    m.gaugeFrom('shoal_storage_cache_bytes', 'Bytes the block cache holds, its limit (storage.cacheMiB), and the freed column memory it keeps for the next loads (at most half the limit, on top)', ['kind'], () => {
       const c = this.layers.engine.cache.stats()
       return [[{ kind: 'held' }, c.bytes], [{ kind: 'limit' }, c.maxBytes], [{ kind: 'free' }, c.freeBytes]]
     })

@@ -5,6 +5,15 @@
  * vectors `columnVectorBytes` counts typed arrays by their length and strings at two bytes a
  * character plus a header, as V8 holds them.
  *
+ * Admission (TinyLFU's rule, Einziger et al., with exact counts): a block loaded into a full cache
+ * is kept only if it has been asked for more often than every block it would push out; otherwise
+ * it is handed back and not kept. Least-recently-used alone keeps nothing of a scan larger than
+ * the cache that runs again and again (each block is pushed out before its next turn: a GROUP BY
+ * over data 4x the cache read all of it from the files every run); with admission the cache keeps
+ * a quarter of it, and a one-off scan does not flush what the cache held. Counts are kept for
+ * blocks held and for some that are not (a bounded ghost list), and halved now and then so that a
+ * block asked for often long ago makes way for what is asked for now.
+ *
  * Concurrent misses of one key load it once (`getOrLoad`): a query fanned out over a partition's
  * batches must not read the same block twice. A value larger than the whole cache is handed back
  * but not kept. An evicted value stays valid for whoever still holds it (segments are immutable);
@@ -18,6 +27,8 @@ export interface BlockCacheStats {
   evictions: number
   /** Bytes of the blocks loaded on misses (getOrLoad, and reads past the cache: countLoad), since the cache was made: what reads cost. */
   loadedBytes: number
+  /** Loads handed back but not kept: the blocks they would have pushed out were asked for as often or more (admission). */
+  rejected: number
   /** Bytes of segment pages read past the cache (a point get's values: the OS page cache keeps those). */
   pageBytes: number
   /** Bytes of the values held now. */
@@ -41,7 +52,14 @@ interface Entry {
   escaped: boolean
   /** No longer in the cache (evicted, replaced, removed). */
   gone: boolean
+  /** How often the key was asked for (admission; halved by age()). */
+  freq: number
 }
+
+/** The ghost list (counts of keys not held) keeps at least this many keys, and 8 per entry held. */
+const GHOST_MIN_KEYS = 4096
+/** Counts are halved after this many requests, and 16 per entry held. */
+const AGING_MIN_REQUESTS = 8192
 
 /** A loaded value and its size; `reusable`: its shared memory, which the cache may recycle. */
 export interface Loaded<T> { value: T, bytes: number, reusable?: SharedArrayBuffer[] }
@@ -63,21 +81,29 @@ export class BlockCache {
   private loadedBytes = 0
   private pageBytes = 0
   /**
-   * Shared buffers of evicted values nobody holds any more, by byte length, oldest first: a cold
-   * scan decodes each column into fresh memory otherwise, which the kernel hands over a zeroed
-   * page at a time (~10 µs a 4 KiB page on this VM: 1.3 ms for one 65,536-row float64 column
-   * before a value is written). At most maxFreeBytes (a quarter of the cache, at most 256 MiB)
-   * on top of maxBytes; a full cache evicts a value a load, so a few suffice.
+   * Shared buffers of evicted (or turned away) values nobody holds any more, by byte length,
+   * oldest first: a cold scan decodes each column into fresh memory otherwise, which the kernel
+   * hands over a zeroed page at a time (~10 µs a 4 KiB page on this VM: 1.3 ms for one
+   * 65,536-row float64 column before a value is written). At most maxFreeBytes (half the cache,
+   * at most 256 MiB) on top of maxBytes. A scan past a full cache frees the values admission
+   * turned away as each fragment ends, several partitions' columns at once: with a quarter of
+   * the cache, a quarter of the loads of the scan bench's cold GROUP BY got new memory and it
+   * took 82-85 ms a run instead of 49-51.
    */
   private readonly free = new Map<number, SharedArrayBuffer[]>()
   private freeBytes = 0
   private reused = 0
+  /** How often keys not held were asked for (admission), oldest first; bounded (trimGhosts). */
+  private readonly ghosts = new Map<string, number>()
+  /** Requests since the counts were last halved. */
+  private requests = 0
+  private rejected = 0
 
   readonly maxFreeBytes: number
 
   constructor (readonly maxBytes: number) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new RangeError(`cache size must be a non-negative integer of bytes, got ${String(maxBytes)}`)
-    this.maxFreeBytes = Math.min(Math.floor(maxBytes / 4), 256 << 20)
+    this.maxFreeBytes = Math.min(Math.floor(maxBytes / 2), 256 << 20)
   }
 
   /** The value under `key`, now the most recently used; undefined (a miss) if not held. */
@@ -91,6 +117,7 @@ export class BlockCache {
     this.entries.delete(key)
     this.entries.set(key, e)
     e.escaped = true
+    this.asked(e)
     return e.value as T
   }
 
@@ -108,13 +135,21 @@ export class BlockCache {
 
   /** Keeps `value` (of `bytes` bytes) under `key`, evicting the least recently used to make room. */
   set (key: string, value: unknown, bytes: number): void {
-    this.put(key, { value, bytes, pins: 0, escaped: true, gone: false })
+    this.put(key, { value, bytes, pins: 0, escaped: true, gone: false, freq: 1 }, false)
   }
 
-  private put (key: string, e: Entry): void {
+  /** Keeps `e` under `key`; with `admit`, only if admission lets it in (see the top). */
+  private put (key: string, e: Entry, admit: boolean): void {
     if (!(e.bytes >= 0) || !Number.isFinite(e.bytes)) throw new RangeError(`bytes must be a non-negative number, got ${String(e.bytes)}`)
     this.remove(key)
-    if (e.bytes > this.maxBytes) { this.drop(e); return }
+    if (e.bytes > this.maxBytes || (admit && !this.admits(e))) {
+      if (e.bytes <= this.maxBytes) this.rejected++
+      this.ghosts.set(key, e.freq)
+      this.trimGhosts()
+      this.drop(e)
+      return
+    }
+    this.ghosts.delete(key)
     this.entries.set(key, e)
     const group = groupOf(key)
     let keys = this.groups.get(group)
@@ -139,6 +174,7 @@ export class BlockCache {
       this.entries.delete(key)
       this.entries.set(key, e)
       this.hold(e, lease)
+      this.asked(e)
       return e.value as T
     }
     this.misses++
@@ -148,16 +184,20 @@ export class BlockCache {
       pending.leases.push(lease)
       return (await pending.done).value as T
     }
+    // One request however many callers wait on the load (a query's one read of a block).
+    const freq = (this.ghosts.get(key) ?? 0) + 1
+    this.tick()
     const leases = [lease]
     const done = (async () => {
       try {
         const { value, bytes, reusable } = await load()
         this.loadedBytes += bytes
-        const entry: Entry = { value, bytes, pins: 0, escaped: false, gone: false, ...(reusable !== undefined && reusable.length > 0 ? { reusable } : {}) }
-        // Held by every caller before it is put: a cache smaller than the value drops it at once,
-        // and a caller's await resumes only after other work may have evicted it.
+        const entry: Entry = { value, bytes, pins: 0, escaped: false, gone: false, freq, ...(reusable !== undefined && reusable.length > 0 ? { reusable } : {}) }
+        // Held by every caller before it is put: a cache smaller than the value drops it at once
+        // (as one admission turns away), and a caller's await resumes only after other work may
+        // have evicted it.
         for (const l of leases) this.hold(entry, l)
-        this.put(key, entry)
+        this.put(key, entry, true)
         return entry
       } finally {
         this.loading.delete(key)
@@ -242,6 +282,49 @@ export class BlockCache {
     if (keys.size === 0) this.groups.delete(group)
   }
 
+  /** A request of held entry `e`. */
+  private asked (e: Entry): void {
+    e.freq++
+    this.tick()
+  }
+
+  /** Counts a request; halves every count (held and ghost) when enough have come since the last time. */
+  private tick (): void {
+    if (++this.requests < Math.max(AGING_MIN_REQUESTS, 16 * this.entries.size)) return
+    this.requests = 0
+    for (const e of this.entries.values()) e.freq >>= 1
+    for (const [key, f] of this.ghosts) {
+      if (f >> 1 === 0) this.ghosts.delete(key)
+      else this.ghosts.set(key, f >> 1)
+    }
+  }
+
+  /**
+   * Whether `e` may go in: it fits beside what is held, or it was asked for more often than
+   * each of the least recently used entries that would make room for it (a tie keeps them:
+   * in a scan that runs again and again every block is asked for alike, and keeping what is
+   * held is what leaves some of it in the cache).
+   */
+  private admits (e: Entry): boolean {
+    let need = this.held + e.bytes - this.maxBytes
+    if (need <= 0) return true
+    for (const victim of this.entries.values()) {
+      if (victim.freq >= e.freq) return false
+      need -= victim.bytes
+      if (need <= 0) return true
+    }
+    return true
+  }
+
+  /** Bounds the ghost list (GHOST_MIN_KEYS, 8 per entry held), oldest first. */
+  private trimGhosts (): void {
+    const max = Math.max(GHOST_MIN_KEYS, 8 * this.entries.size)
+    for (const key of this.ghosts.keys()) {
+      if (this.ghosts.size <= max) break
+      this.ghosts.delete(key)
+    }
+  }
+
   /** Counts `bytes` of a block read on a miss and not kept (a read past the cache) in loadedBytes, as getOrLoad counts what it loads. */
   countLoad (bytes: number): void { this.loadedBytes += bytes }
 
@@ -249,7 +332,7 @@ export class BlockCache {
   countPageRead (bytes: number): void { this.pageBytes += bytes }
 
   stats (): BlockCacheStats {
-    return { hits: this.hits, misses: this.misses, evictions: this.evictions, loadedBytes: this.loadedBytes, pageBytes: this.pageBytes, freeBytes: this.freeBytes, reused: this.reused, bytes: this.held, entries: this.entries.size, maxBytes: this.maxBytes }
+    return { hits: this.hits, misses: this.misses, evictions: this.evictions, loadedBytes: this.loadedBytes, rejected: this.rejected, pageBytes: this.pageBytes, freeBytes: this.freeBytes, reused: this.reused, bytes: this.held, entries: this.entries.size, maxBytes: this.maxBytes }
   }
 
   private evictTo (limit: number): void {
@@ -259,8 +342,10 @@ export class BlockCache {
       this.forget(key)
       this.held -= e.bytes
       this.evictions++
+      this.ghosts.set(key, e.freq)
       this.drop(e)
     }
+    this.trimGhosts()
     if (this.held < 0 || (this.entries.size === 0 && this.held !== 0)) throw new Error(`block cache accounting broke: ${this.held} bytes held in ${this.entries.size} entries`)
   }
 }

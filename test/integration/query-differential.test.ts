@@ -53,7 +53,7 @@ describe('SQL answers on a real 3-peer cluster match DuckDB', () => {
     rows = generateRows(SEED, ROWS)
     duck = await Duck.open(rows)
     // A 1 MiB block cache and small memtables: the rows live in many segments, flushed and
-    // compacted while loading, and queries read them from disk through constant eviction.
+    // compacted while loading, and queries read them from disk, most blocks pushed out or turned away.
     cluster = await TestCluster.create({ config: { storage: { cacheMiB: 1, memtableMaxRows: 100 } } })
     const a = await cluster.startPeer('a')
     const [b, c] = await Promise.all([

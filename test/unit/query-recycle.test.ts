@@ -76,7 +76,8 @@ describe('cold scans on recycled shared memory', () => {
       for (const { sql, out } of got) expect(out, `${sql} (round ${round})`).toEqual(expected.get(sql))
     }
     const stats = cache.stats()
-    expect(stats.evictions).toBeGreaterThan(100)
+    // Blocks went through the cache by the hundred: pushed out, or turned away (admission).
+    expect(stats.evictions + stats.rejected).toBeGreaterThan(100)
     expect(stats.reused).toBeGreaterThan(50)
     for (const s of cold) await s.close()
   })

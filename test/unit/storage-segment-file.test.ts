@@ -365,7 +365,9 @@ describe('segment files', () => {
       }
     }
     expect(small.cache.stats().bytes).toBeLessThanOrEqual(4096)
-    expect(small.cache.stats().evictions).toBeGreaterThan(0)
+    // Far more went through the cache than it holds: pushed out, or turned away (admission).
+    const { evictions, rejected } = small.cache.stats()
+    expect(evictions + rejected).toBeGreaterThan(20)
     expect(small.files.peak).toBe(1)
     expect(s1.arrowReads.opens).toBeGreaterThan(1) // the pool closed it for the other segment and it reopened
     for (const s of [s1, s2, r1, r2]) await s.close()

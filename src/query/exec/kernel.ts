@@ -14,7 +14,7 @@
  * counts of columns without NULLs, which then need no NaN test either; a sum of int32s goes to a
  * plain partial, exact within a loop. A single-key GROUP BY with count(*), a sum and an avg did
  * three count increments, two NaN tests and two compensated sums a row; now one increment, one
- * compensated sum and one addition (12.1 → 7.x ns a row, see docs/benchmarks.md).
+ * compensated sum and one addition: 10.8-12.0 → 8.1-8.8 ns a row over 4 M rows in memory.
  */
 import { MAX_FOLDED_ROWS, type FusedStep } from './accumulators.js'
 import type { RowTest } from './select.js'
