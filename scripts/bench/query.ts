@@ -95,9 +95,10 @@ function columnarData (n: number, partitions: number): ColumnBatch[][] {
       }
       const columns = new Map<string, ColumnVector>([
         ['region', { tag: 'str', type: 'utf8', codes: regionCodes, dict: regions }],
-        ['cat', { tag: 'num', type: 'int32', values: catV }],
-        ['qty', { tag: 'num', type: 'int32', values: qtyV }],
-        ['amount', { tag: 'num', type: 'float64', values: amountV }]
+        // What storage's decoded columns say of themselves (NumVector: no NULL; int32s).
+        ['cat', { tag: 'num', type: 'int32', values: catV, nulls: 0, int32: true }],
+        ['qty', { tag: 'num', type: 'int32', values: qtyV, nulls: 0, int32: true }],
+        ['amount', { tag: 'num', type: 'float64', values: amountV, nulls: 0 }]
       ])
       // In shared memory, as storage keeps its cached columns.
       out[p]!.push(shareBatch({ length: len, columns }))
