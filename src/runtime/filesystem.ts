@@ -13,7 +13,7 @@
  * Errors are node's: an Error with `code` (ENOENT, ENOSPC, EIO, EEXIST, ...), so callers classify a
  * simulated fault exactly as a real one.
  */
-import { existsSync, read as fsRead, readSync } from 'node:fs'
+import { existsSync, readSync } from 'node:fs'
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 
@@ -141,37 +141,17 @@ export const nodeFileSystem: FileSystem = {
   async syncDir (path) { await fsyncDir(path) }
 }
 
-/**
- * node's FileHandle as a RandomAccessFile (the handle is kept for readSync's fd). Reads go through
- * fs.read on the descriptor: FileHandle.read cost ~25-30 µs more a call here (about 100 against
- * 70 µs for 512 KiB from the page cache), paid by every column block a cold scan reads. close()
- * waits for those reads, as FileHandle's own close waits for its operations.
- */
+/** node's FileHandle as a RandomAccessFile (the handle is kept for readSync's fd). */
 class NodeFile implements RandomAccessFile {
-  private reading = 0
-  private drained: (() => void) | undefined
   constructor (readonly fh: FileHandle) {}
-  async read (buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
-    this.reading++
-    return await new Promise((resolve, reject) => {
-      fsRead(this.fh.fd, buffer, offset, length, position, (err, bytesRead) => {
-        if (--this.reading === 0) this.drained?.()
-        if (err !== null) reject(err)
-        else resolve({ bytesRead })
-      })
-    })
-  }
-
+  async read (buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> { return await this.fh.read(buffer, offset, length, position) }
   async write (buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> { return await this.fh.write(buffer, offset, length, position) }
   async writev (buffers: Uint8Array[], position: number): Promise<{ bytesWritten: number }> { return await this.fh.writev(buffers, position) }
   async sync (): Promise<void> { await this.fh.sync() }
   async datasync (): Promise<void> { await this.fh.datasync() }
   async truncate (length: number): Promise<void> { await this.fh.truncate(length) }
   async stat (): Promise<{ size: number }> { return { size: (await this.fh.stat()).size } }
-  async close (): Promise<void> {
-    if (this.reading > 0) await new Promise<void>(resolve => { this.drained = resolve })
-    await this.fh.close()
-  }
+  async close (): Promise<void> { await this.fh.close() }
 }
 
 /** Makes a directory's entries (creates, renames, unlinks) durable: fsync of the directory. */
