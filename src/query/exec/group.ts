@@ -199,10 +199,7 @@ export class GroupTable {
     if (keys.length === 2 && !this.fitDense()) return -1
     const steps = this.fusedSteps(args)
     if (steps === undefined) return -1
-    // Batch counts (kernel.ts) when they spare the loop work a row (the increment they cost,
-    // then more) and folding them afterwards costs little beside it: the groups so far at most
-    // a quarter of its rows (the fold reads every group, old and new).
-    const counts = this.groups <= n >> 2 && n <= MAX_FOLDED_ROWS && foldSaves(steps) >= 2 ? this.counts : undefined
+    const counts = this.batchCounts(this.groups, n, steps)
     if (keys.length === 0) {
       const res = runKernel(tests, { kind: 'none' }, steps, n, sel, counts)
       if (counts !== undefined) foldSteps(steps, this.counts, this.groups)
@@ -261,6 +258,7 @@ export class GroupTable {
 
   /** Adds rows by group ids assigned beforehand: any keys, any accumulators. */
   private addAssigned (keys: readonly ColumnVector[], args: ReadonlyArray<ColumnVector | null>, n: number, sel: Uint32Array | undefined): void {
+    const before = this.groups
     const gids = this.assign(keys, n, sel)
     // Accumulators over typed arrays (count, sum, avg, min, max) run in one fused loop; the
     // others (sketches, DISTINCT, strings) each take their own pass.
@@ -273,8 +271,22 @@ export class GroupTable {
       else if (sel === undefined || acc.selects === true) acc.add(gids, arg, n, sel)
       else acc.add(gids, arg === null ? null : gather(arg, sel), n)
     }
-    if (steps !== undefined) runKernel([], { kind: 'gids', gids }, steps, n, sel)
+    if (steps !== undefined) {
+      const counts = this.batchCounts(before, n, steps)
+      runKernel([], { kind: 'gids', gids }, steps, n, sel, counts)
+      if (counts !== undefined) foldSteps(steps, counts, this.groups)
+    }
     this.account()
+  }
+
+  /**
+   * The batch counts (kernel.ts) for a loop over n rows when they spare it work a row (the
+   * increment they cost, then more: foldSaves) and folding them afterwards costs little beside
+   * it: the groups there were before it at most a quarter of its rows (the fold reads every
+   * group, old and new). Undefined: the loop keeps each step's own counts.
+   */
+  private batchCounts (groupsBefore: number, n: number, steps: readonly FusedStep[]): Float64Array | undefined {
+    return groupsBefore <= n >> 2 && n <= MAX_FOLDED_ROWS && foldSaves(steps) >= 2 ? this.counts : undefined
   }
 
   private account (): void {
