@@ -23,8 +23,9 @@
  *       u32 CRC-32 of the column's span (first buffer's start to last buffer's end, padding included)
  *       zone: u8 kind; 1: f64 min, f64 max (numbers); 2: u8 has-max, u32 n, n UTF-16 code units of
  *       the min, [u32 n, code units of the max] (utf8); 0: none (every row NULL, lists, vectors)
- *       format 3: u8 code width, 0 (none), 1 or 2; when not 0 (utf8 columns only): f64 offset of
- *       the column's utf8 codes block in the .idx, u32 its bytes, u32 its CRC-32, u32 distinct values
+ *       format 3: u8 code width, 0 (none), 1 or 2; when not 0 (utf8 columns; format 4: number
+ *       columns too): f64 offset of the column's codes block in the .idx, u32 its bytes, u32 its
+ *       CRC-32, u32 distinct values
  *   the key-index section (key-index.ts).
  *   format 3: the utf8 codes blocks. A utf8 column of few distinct values in a batch (not the id)
  *     is stored twice: as Arrow utf8 in the .arrow file (what point gets, compactions and other
@@ -33,6 +34,12 @@
  *     instead of 4 and its bytes). A block: rows × width bytes of codes (little endian; the
  *     width's all-ones value is NULL), zeros to a multiple of 4, (distinct + 1) u32 offsets, then
  *     the distinct values' UTF-8, each once. A file without codes is written as format 2.
+ *   format 4: number codes blocks too. A number column (int32, int64, float32, float64, date,
+ *     timestamp; not bool, not the hidden version column) of few distinct values in a batch, the
+ *     same way: rows × width bytes of codes (all-ones NULL), zeros to a multiple of 8, then the
+ *     distinct values as f64, each once, as the executor's columnar form has them (an int64 past
+ *     2^53 rounded as it is when read from Arrow). A scan reads 1-2 bytes a row instead of 4-8.
+ *     Written only when a file has such a column (else format 3 or 2, as before).
  *   format 2: the page table, last: u32 CRC-32 of each `page bytes` page of the .arrow file (the
  *     last page as long as what is left), so a point get reads and checks only the pages holding
  *     its row's values instead of its batch's whole column blocks (one CRC each).
@@ -49,8 +56,8 @@ import { isColumnType, listElement, vectorDim, type ColumnType } from '../schema
 export const INDEX_MAGIC = 'SHOALIDX'
 // Codes blocks are read and written as typed arrays, which use the platform's byte order.
 if (endianness() !== 'LE') throw new Error('shoal storage needs a little-endian platform')
-/** The newest format this build writes (2 when a file has no utf8 codes); it reads formats 1 (no page table) and 2 too. */
-export const INDEX_FORMAT = 3
+/** The newest format this build writes (3 when a file has no number codes, 2 when it has no codes); it reads formats 1 (no page table) to 3 too. */
+export const INDEX_FORMAT = 4
 /** Page size of the page table (format 2): small enough that a point get reads little, large enough that the table is 0.1 % of the file. */
 export const PAGE_BYTES = 4096
 export const HEADER_BYTES = 80
@@ -219,7 +226,7 @@ export function decodeHeader (bytes: Uint8Array, path: string, fileBytes: number
   if (b.toString('latin1', 0, 8) !== INDEX_MAGIC) throw bad('wrong magic')
   if (b.readUInt32LE(HEADER_BYTES - 4) !== crc32(b.subarray(0, HEADER_BYTES - 4))) throw bad('CRC mismatch')
   const version = b.readUInt32LE(8)
-  if (version !== 1 && version !== 2 && version !== 3) throw bad(`format version ${version}, this build reads 1 to 3`)
+  if (!Number.isInteger(version) || version < 1 || version > INDEX_FORMAT) throw bad(`format version ${version}, this build reads 1 to ${INDEX_FORMAT}`)
   if (b.readUInt32LE(12) !== HEADER_BYTES) throw bad(`header length ${b.readUInt32LE(12)}`)
   if (version === 1 && (b.readUInt32LE(68) !== 0 || b.readUInt32LE(72) !== 0)) throw bad('reserved fields are not zero')
   const h: IndexHeader = {
@@ -319,7 +326,8 @@ export function encodeDirectory (columns: readonly FileColumn[], batches: readon
   }
   for (const b of batches) {
     w.f64(b.firstRow); w.u32(b.rows); w.f64(b.bodyOffset)
-    for (const c of b.columns) {
+    for (let ci = 0; ci < b.columns.length; ci++) {
+      const c = b.columns[ci]!
       for (const n of c.nodes) { w.f64(n.length); w.f64(n.nullCount) }
       for (const x of c.buffers) { w.f64(x.offset); w.f64(x.length) }
       w.u32(c.crc)
@@ -333,9 +341,10 @@ export function encodeDirectory (columns: readonly FileColumn[], batches: readon
         w.u8(0)
       }
       if (format < 3) {
-        if (c.codes !== undefined) throw new Error(`a format-${format} directory cannot hold utf8 codes`)
+        if (c.codes !== undefined) throw new Error(`a format-${format} directory cannot hold codes`)
         continue
       }
+      if (format < 4 && c.codes !== undefined && columns[ci]!.type !== 'utf8') throw new Error(`a format-${format} directory cannot hold number codes`)
       const k = c.codes
       if (k === undefined) { w.u8(0); continue }
       w.u8(k.width); w.f64(codesAt + k.offset); w.u32(k.bytes); w.u32(k.crc); w.u32(k.count)
@@ -475,16 +484,18 @@ export function decodeDirectory (bytes: Uint8Array, h: IndexHeader, path: string
       const blockBytes = r.u32()
       const crc = r.u32()
       const count = r.u32()
-      const bad = columns[c]!.type !== 'utf8'
-        ? `utf8 codes for a column of type ${columns[c]!.type}`
+      const type = columns[c]!.type
+      const number = isCodedNumberType(type)
+      const bad = type !== 'utf8' && !(number && h.format >= 4)
+        ? `codes for a column of type ${type} in a format-${h.format} file`
         : width !== 1 && width !== 2
-          ? `utf8 codes ${width} bytes wide`
+          ? `codes ${width} bytes wide`
           : count >= nullCode(width)
             ? `${count} distinct values in codes ${width} bytes wide`
-            : blockBytes < codesHead(rows, width) + 4 * (count + 1)
-              ? `a utf8 codes block of ${blockBytes} bytes for ${rows} rows and ${count} values`
+            : blockBytes < (number ? numberCodesBytes(rows, width, count) : codesHead(rows, width) + 4 * (count + 1))
+              ? `a codes block of ${blockBytes} bytes for ${rows} rows and ${count} values`
               : offset < codesFrom || offset + blockBytes > codesTo
-                ? `utf8 codes at ${offset}+${blockBytes} outside the .idx's codes section (${codesFrom} to ${codesTo})`
+                ? `codes at ${offset}+${blockBytes} outside the .idx's codes section (${codesFrom} to ${codesTo})`
                 : undefined
       if (bad !== undefined) throw new SegmentBlockCorruptError(path, b, columns[c]!.name, `bad directory entry: ${bad}`)
       d.codeWidth[k] = width
@@ -681,3 +692,99 @@ function allCodesBelow (block: Uint8Array, rows: number, width: number, count: n
   }
   return true
 }
+
+// ---------------------------------------------------------------------------------------------
+// number codes blocks (format 4)
+
+/** The column types a number codes block may hold (bool: its bits are smaller than codes). */
+export function isCodedNumberType (type: string): boolean {
+  return type === 'int32' || type === 'int64' || type === 'float32' || type === 'float64' || type === 'date' || type === 'timestamp'
+}
+
+/** Bytes of a number codes block: the codes padded to a multiple of 8, then the values as f64. */
+function numberCodesBytes (rows: number, width: number, count: number): number {
+  return ((rows * width + 7) & ~7) + 8 * count
+}
+
+/**
+ * The distinct values of `values` (the columnar form of one batch's number column: NaN is NULL)
+ * with a code per row (-1 NULL), or undefined past `maxDistinct` values or at a -0 (kept apart
+ * from 0 nowhere else in a Map: the column is then left without codes rather than read back as 0).
+ */
+export function numberDictionary (values: Float64Array, maxDistinct: number): { codes: Int32Array, dict: number[] } | undefined {
+  const codes = new Int32Array(values.length)
+  const dict: number[] = []
+  const byValue = new Map<number, number>()
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i]!
+    if (x !== x) { codes[i] = -1; continue }
+    let code = byValue.get(x)
+    if (code === undefined) {
+      if (dict.length >= maxDistinct || Object.is(x, -0)) return undefined
+      code = dict.length
+      dict.push(x)
+      byValue.set(x, code)
+    }
+    codes[i] = code
+  }
+  return { codes, dict }
+}
+
+/** The number codes block of one batch's column (see numberDictionary), at the narrowest width that holds them. */
+export function encodeNumberCodes (codes: Int32Array, dict: readonly number[]): { block: Uint8Array, width: number } {
+  if (dict.length > MAX_CODED_VALUES) throw new RangeError(`${dict.length} distinct values, at most ${MAX_CODED_VALUES} are coded`)
+  const width = dict.length < 0xff ? 1 : 2
+  const rows = codes.length
+  const block = new Uint8Array(numberCodesBytes(rows, width, dict.length))
+  const nul = nullCode(width)
+  const out = width === 1 ? block : new Uint16Array(block.buffer, 0, rows)
+  for (let i = 0; i < rows; i++) { const c = codes[i]!; out[i] = c < 0 ? nul : c }
+  new Float64Array(block.buffer, (rows * width + 7) & ~7, dict.length).set(dict)
+  return { block, width }
+}
+
+/**
+ * A number codes block read back (its CRC already checked) as float64 values in `alloc`'s memory
+ * (NaN for NULL), and how many rows are NULL. Throws `fail(reason)` for a code past the values.
+ */
+export function decodeNumberCodes (block: Uint8Array, rows: number, count: number, width: number, alloc: (bytes: number) => ArrayBufferLike, fail: (reason: string) => Error): { values: Float64Array, nulls: number } {
+  const at = (rows * width + 7) & ~7
+  if (block.length < at + 8 * count) throw fail(`a block of ${block.length} bytes for ${rows} rows and ${count} values`)
+  // Typed views need aligned offsets: a block read elsewhere than at an 8-byte boundary is copied.
+  const aligned = (block.byteOffset & 7) === 0 ? block : block.slice()
+  const dict = new Float64Array(aligned.buffer, aligned.byteOffset + at, count)
+  // The executor relies on `nulls` (NumVector): a NaN value would be a NULL it did not count.
+  for (let j = 0; j < count; j++) if (dict[j] !== dict[j]) throw fail(`value ${j} is NaN`)
+  const out = new Float64Array(alloc(8 * rows), 0, rows)
+  const nul = nullCode(width)
+  let nulls = 0
+  let bad = 0
+  if (width === 1) {
+    // By a table of every 1-byte code: NULL and codes past the values read NaN, told apart
+    // afterwards only when some row met one.
+    const table = BYTE_CODE_TABLE.fill(NaN)
+    table.set(dict)
+    const src = aligned.subarray(0, rows)
+    let nans = 0
+    for (let i = 0; i < rows; i++) {
+      const x = table[src[i]!]!
+      out[i] = x
+      if (x !== x) nans++
+    }
+    if (nans > 0) for (let i = 0; i < rows; i++) { const c = src[i]!; if (c === nul) nulls++; else if (c >= count) bad++ }
+  } else {
+    const src = new Uint16Array(aligned.buffer, aligned.byteOffset, rows)
+    for (let i = 0; i < rows; i++) {
+      const c = src[i]!
+      if (c < count) { out[i] = dict[c]!; continue }
+      out[i] = NaN
+      if (c === nul) nulls++
+      else bad++
+    }
+  }
+  if (bad > 0) throw fail(`${bad} codes past the ${count} values`)
+  return { values: out, nulls }
+}
+
+/** decodeNumberCodes' table of 1-byte codes, reused (synchronous: no other decode runs meanwhile). */
+const BYTE_CODE_TABLE = new Float64Array(256)

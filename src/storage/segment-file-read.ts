@@ -16,7 +16,7 @@ import { KeyIndex, KeyIndexCorruptError, type KeyIndexSource } from './key-index
 import { ScratchBuffers } from './scratch.js'
 import { DELETED_COLUMN, SegmentCorruptError, VERSION_COLUMN, decodeColumn, decodeIds, fromArrow, nullVector } from './segment.js'
 import {
-  HEADER_BYTES, MAX_BUFFERS, MAX_NODES, SegmentBlockCorruptError, decodeDirectory, decodeHeader, decodeUtf8Codes, directoryBytes, layoutOf, pageCount,
+  HEADER_BYTES, MAX_BUFFERS, MAX_NODES, SegmentBlockCorruptError, decodeDirectory, decodeHeader, decodeNumberCodes, decodeUtf8Codes, directoryBytes, isCodedNumberType, layoutOf, pageCount,
   type Directory, type IndexHeader, type SegmentFileMeta, type Zone
 } from './segment-file-format.js'
 import type { VersionedRecord } from './types.js'
@@ -320,8 +320,11 @@ export class SegmentFile {
       })
     }
     const k = b * this.dir.columns.length + c
-    if (type === 'utf8' && this.dir.codeWidth[k] !== undefined && this.dir.codeWidth[k] !== 0) {
-      return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => await this.loadCodes(b, c), lease)
+    if (this.dir.codeWidth[k] !== undefined && this.dir.codeWidth[k] !== 0) {
+      // Codes (format 3 and 4) when the column is read as the type it was written as.
+      const written = this.dir.columns[c]!.type
+      if (type === 'utf8' && written === 'utf8') return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => await this.loadCodes(b, c), lease)
+      if (type === written && isCodedNumberType(written)) return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => await this.loadNumberCodes(b, c, type), lease)
     }
     return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => {
       // Decoding copies every type but float64 without NULLs and float vectors (views of the
@@ -371,6 +374,35 @@ export class SegmentFile {
       }, fail)
       const v = shareVector({ tag: 'str', type: 'utf8', codes, dict })
       return { value: v, bytes: columnVectorBytes(v), reusable }
+    } finally {
+      scratch.give(borrowed)
+    }
+  }
+
+  /**
+   * A number column of batch `b` from its codes block in the .idx (format 4) instead of its Arrow
+   * bytes: 1-2 bytes a row read, the values looked up into the cache's shared memory.
+   */
+  private async loadNumberCodes (b: number, c: number, type: ValueType): Promise<{ value: ColumnVector, bytes: number, reusable: SharedArrayBuffer[] }> {
+    const d = this.dir
+    const k = b * d.columns.length + c
+    const rows = d.batchRows[b]!
+    const length = d.codeBytes[k]!
+    const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.idx.path, b, d.columns[c]!.name, `number codes: ${reason}`)
+    const borrowed = scratch.take(length)
+    const reusable: SharedArrayBuffer[] = []
+    try {
+      const block = await this.idx.read(d.codeOffset[k]!, length, borrowed)
+      if (block.length !== length) throw fail(`the file ends ${length - block.length} bytes early (truncated)`)
+      if (crc32(block) !== d.codeCrc[k]) throw fail('CRC mismatch')
+      const { values, nulls } = decodeNumberCodes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, bytes => {
+        const buf = this.cache.allocShared(bytes)
+        reusable.push(buf)
+        return buf
+      }, fail)
+      // What the executor may rely on (NumVector): as decodeColumn says of the same column.
+      const v: ColumnVector = type === 'int32' || type === 'date' ? { tag: 'num', type, values, nulls, int32: true } : { tag: 'num', type, values, nulls }
+      return { value: shareVector(v), bytes: columnVectorBytes(v), reusable }
     } finally {
       scratch.give(borrowed)
     }

@@ -5,7 +5,7 @@
  * time and writes the .idx (segment-file-format.ts) at the end.
  */
 import { join } from 'node:path'
-import { Bool, Field, Float64, Message, MetadataVersion, RecordBatch, Schema, Struct, Utf8, makeData, type Data } from 'apache-arrow'
+import { Bool, Field, Float64, Message, MetadataVersion, RecordBatch, Schema, Struct, Utf8, makeData, makeVector, type Data } from 'apache-arrow'
 import { MAGIC } from 'apache-arrow/ipc/message'
 import { FileBlock, Footer } from 'apache-arrow/ipc/metadata/file'
 import { RecordBatch as RecordBatchHeader } from 'apache-arrow/ipc/metadata/message'
@@ -16,9 +16,10 @@ import { crc32 } from './crc32.js'
 import type { FilePool } from './files.js'
 import { writeAllAt as writeAt } from './fsutil.js'
 import { compareUtf16Order, encodeKeyIndex, encodeKeyIndexYielding, keyHashesUtf8, keyIndexColumns, keyOrder, type KeyIndexChunk } from './key-index.js'
-import { DELETED_COLUMN, FORMAT_KEY, VERSION_COLUMN, buildColumn, segmentFileName, utf8Dictionary } from './segment.js'
+import { DELETED_COLUMN, FORMAT_KEY, VERSION_COLUMN, buildColumn, decodeColumn, segmentFileName, utf8Dictionary } from './segment.js'
 import {
-  DEFAULT_BATCH_ROWS, HEADER_BYTES, INDEX_FORMAT, MAX_CODED_VALUES, MIN_CODED_ROWS, PAGE_BYTES, SEGMENT_FILE_FORMAT, encodeDirectory, encodeHeader, encodeUtf8Codes,
+  DEFAULT_BATCH_ROWS, HEADER_BYTES, INDEX_FORMAT, MAX_CODED_VALUES, MIN_CODED_ROWS, PAGE_BYTES, SEGMENT_FILE_FORMAT, encodeDirectory, encodeHeader, encodeNumberCodes, encodeUtf8Codes,
+  isCodedNumberType, numberDictionary,
   layoutOf, pageCount, segmentIndexFileName, zonesByBatch,
   type FileColumn, type IndexHeader, type SegmentFileMeta, type WrittenBatch, type WrittenCodes, type WrittenColumn, type Zone
 } from './segment-file-format.js'
@@ -37,7 +38,7 @@ export interface WriteSegmentOptions {
    * records[order[j]] (the caller maps its rows to the segment's without sorting again).
    */
   onOrder?: (order: Uint32Array) => void
-  /** Store utf8 codes for columns of few distinct values (format 3). Default true; false writes format 2 (tests, benches). */
+  /** Store codes for columns of few distinct values in a batch (utf8: format 3; numbers: format 4). Default true; false writes format 2 (tests, benches). */
   utf8Codes?: boolean
 }
 
@@ -226,6 +227,16 @@ class SegmentOutput {
    */
   private readonly codeBlocks: Uint8Array[] = []
   private codeBytes = 0
+  /** Whether a number column has codes (the file is then format 4). */
+  private numberCodes = false
+  /** Memory number columns are decoded into to find their values, by size (a batch's, the last one's). */
+  private readonly scratch = new Map<number, SharedArrayBuffer>()
+
+  private decodeScratch (bytes: number): SharedArrayBuffer {
+    let buf = this.scratch.get(bytes)
+    if (buf === undefined) { buf = new SharedArrayBuffer(bytes); this.scratch.set(bytes, buf) }
+    return buf
+  }
 
   private constructor (private readonly fs: FileSystem, private readonly dir: string, private readonly id: number, private readonly layout: SegmentLayout, private readonly batchRows: number, private readonly files: FilePool | undefined, private readonly utf8Codes: boolean) {}
 
@@ -309,16 +320,30 @@ class SegmentOutput {
   }
 
   /**
-   * The codes block of a utf8 column's batch when it has few enough distinct values (not the id:
-   * every id is distinct), kept for finish(); undefined otherwise.
+   * The codes block of a utf8 or number column's batch when it has few enough distinct values
+   * (not the id: every id is distinct; not the version column, nearly so), kept for finish();
+   * undefined otherwise.
    */
   private codes (column: FileColumn, data: Data): WrittenCodes | undefined {
-    if (!this.utf8Codes || column.type !== 'utf8' || column.name === 'id' || data.length < MIN_CODED_ROWS) return undefined
+    if (!this.utf8Codes || column.name === 'id' || column.name === VERSION_COLUMN || data.length < MIN_CODED_ROWS) return undefined
     // A quarter of the rows at most: past that the block's values would be most of the column again.
-    const found = utf8Dictionary(data, Math.min(MAX_CODED_VALUES, Math.floor(data.length / 4)))
-    if (found === undefined) return undefined
-    const { block, width } = encodeUtf8Codes(found.codes, found.dict)
-    const written: WrittenCodes = { offset: this.codeBytes, bytes: block.length, crc: crc32(block), count: found.dict.length, width }
+    const most = Math.min(MAX_CODED_VALUES, Math.floor(data.length / 4))
+    let coded: { block: Uint8Array, width: number, count: number } | undefined
+    if (column.type === 'utf8') {
+      const found = utf8Dictionary(data, most)
+      if (found !== undefined) coded = { ...encodeUtf8Codes(found.codes, found.dict), count: found.dict.length }
+    } else if (isCodedNumberType(column.type)) {
+      // The values as a scan reads them from the Arrow bytes (int64 past 2^53 rounded alike).
+      const v = decodeColumn(column.type, makeVector(data), data.length, this.arrowPath, bytes => this.decodeScratch(bytes))
+      const found = v.tag === 'num' ? numberDictionary(v.values, most) : undefined
+      if (found !== undefined) {
+        coded = { ...encodeNumberCodes(found.codes, found.dict), count: found.dict.length }
+        this.numberCodes = true
+      }
+    }
+    if (coded === undefined) return undefined
+    const { block, width, count } = coded
+    const written: WrittenCodes = { offset: this.codeBytes, bytes: block.length, crc: crc32(block), count, width }
     this.codeBlocks.push(block)
     this.codeBytes += block.length
     return written
@@ -342,8 +367,9 @@ class SegmentOutput {
       await this.put(fh, [tail])
       await fh.sync()
     })
-    // Format 2 when no column has codes: the same bytes as before them, readable by older builds.
-    const format = this.codeBlocks.length > 0 ? INDEX_FORMAT : 2
+    // The oldest format that holds what the file has, readable by older builds: 2 without codes,
+    // 3 with utf8 codes only (the same bytes as before the formats that came after).
+    const format = this.numberCodes ? INDEX_FORMAT : this.codeBlocks.length > 0 ? 3 : 2
     const dirLength = encodeDirectory(columns, this.written, format, 0).length
     const dirBytes = encodeDirectory(columns, this.written, format, HEADER_BYTES + dirLength + keyIndex.length)
     if (dirBytes.length !== dirLength) throw new Error(`segment ${arrowName}: a directory of ${dirBytes.length} bytes, ${dirLength} before the codes were placed`)

@@ -16,7 +16,7 @@ import { compareKeys, compareUtf16Order, keyBloomHash, keyHash, keyHashesUtf8 } 
 import { DELETED_COLUMN, Segment, SegmentCorruptError, VERSION_COLUMN, encodeSegment } from '../../src/storage/segment.js'
 import { SegmentFile, SegmentFileWriter, writeSegmentFiles, type SegmentFileMeta, type SourceColumn } from '../../src/storage/segment-file.js'
 import { crc32 } from '../../src/storage/crc32.js'
-import { HEADER_BYTES, decodeUtf8Codes, encodeUtf8Codes } from '../../src/storage/segment-file-format.js'
+import { HEADER_BYTES, decodeNumberCodes, decodeUtf8Codes, encodeNumberCodes, encodeUtf8Codes, numberDictionary } from '../../src/storage/segment-file-format.js'
 import type { VersionedRecord } from '../../src/storage/types.js'
 import { T0, TempDirs, flipByte } from './storage-helpers.js'
 
@@ -826,5 +826,136 @@ describe('utf8 codes (format 3)', () => {
         }
       }
     }
+  })
+})
+
+describe('number codes (format 4)', () => {
+  const NUMS = parseSchemaSpec('id:utf8,i:int32,n:int64,f:float32,x:float64,d:date,t:timestamp,z:float64,u:float64')
+  const BIG = [2 ** 53 + 2, -(2 ** 60), 7, 0]
+
+  /** i, n, f, d, t: a few values and NULLs (1-byte codes); x: 400 values (2-byte codes); z: holds a -0 (no codes); u: every value distinct (no codes). */
+  function numberRecords (n: number): VersionedRecord[] {
+    const r = rng(17)
+    const out: VersionedRecord[] = []
+    for (let k = 0; k < n; k++) {
+      const id = `k${k}`
+      const version = makeHlc(T0 + k, 0)
+      if (r() < 0.08) { out.push({ id, version, deleted: true, row: null }); continue }
+      const row = newRow()
+      row.id = id
+      const maybe = <T>(v: T): T | null => r() < 0.1 ? null : v
+      row.i = maybe(Math.floor(r() * 13) - 3)
+      row.n = maybe(BigInt(BIG[Math.floor(r() * BIG.length)]!))
+      row.f = maybe(Math.fround([0.5, 1.25, -3][Math.floor(r() * 3)]!))
+      row.x = Math.floor(r() * 400) / 8
+      row.d = maybe(19_000 + Math.floor(r() * 5))
+      row.t = maybe(T0 + Math.floor(r() * 3) * 1000)
+      row.z = k % 7 === 0 ? -0 : 1.5
+      row.u = r() * 1e6
+      out.push({ id, version, deleted: false, row })
+    }
+    return out
+  }
+
+  it('a scan reads a number column of few distinct values from its codes: the same values as its Arrow bytes (NULLs, tombstones, int64 past 2^53), what the vector says of itself true', async () => {
+    const records = numberRecords(6000)
+    const coded = await written(records, 2000, NUMS)
+    const plain = await written(records, 2000, NUMS, false)
+    expect((await readFile(join(coded.dir, coded.meta.index))).readUInt32LE(8)).toBe(4)
+    const a = await SegmentFile.open(coded.dir, coded.meta, deps())
+    const b = await SegmentFile.open(plain.dir, plain.meta, deps())
+    for (let batch = 0; batch < a.batches; batch++) {
+      for (const name of ['i', 'n', 'f', 'd', 't']) expect(a.codesRange(batch, name)!.length, name).toBeLessThan(a.batchRows(batch) + 8 * 16)
+      expect(a.codesRange(batch, 'x')!.length).toBeGreaterThanOrEqual(2 * a.batchRows(batch))
+      for (const name of ['z', 'u', 'id']) expect(a.codesRange(batch, name), name).toBeUndefined()
+    }
+    const coldArrow = a.arrowReads.reads
+    for (const c of NUMS.filter(c => ['i', 'n', 'f', 'x', 'd', 't'].includes(c.name))) {
+      expect(await whole(a, c.name, c.type), c.name).toEqual(await whole(b, c.name, c.type))
+    }
+    // Only the codes were read: nothing of the .arrow file.
+    expect(a.arrowReads.reads).toBe(coldArrow)
+    for (const c of NUMS.filter(c => ['z', 'u', 'id'].includes(c.name))) expect(await whole(a, c.name, c.type), c.name).toEqual(await whole(b, c.name, c.type))
+    // -0 stays -0 (the column kept no codes for it).
+    expect((await whole(a, 'z', 'float64')).some(v => Object.is(v, -0))).toBe(true)
+    expect((await whole(a, 'n', 'int64')).some(v => typeof v === 'number' && Math.abs(v) > 2 ** 53)).toBe(true)
+    for (let batch = 0; batch < a.batches; batch++) {
+      for (const [name, type, int32] of [['i', 'int32', true], ['d', 'date', true], ['n', 'int64', false], ['x', 'float64', false]] as const) {
+        const v = await a.column(batch, name, type)
+        if (v.tag !== 'num') throw new Error(`${name}: not a number vector`)
+        expect(v.nulls, `${name} batch ${batch}`).toBe(v.values.filter(x => x !== x).length)
+        expect(v.int32 === true, name).toBe(int32)
+      }
+    }
+    await a.close()
+    await b.close()
+  })
+
+  it('the compaction writer stores the same number codes as the record path', async () => {
+    const records = numberRecords(1500)
+    const src = await written(records, 1000, NUMS)
+    const seg = await SegmentFile.open(src.dir, src.meta, deps())
+    const dir = await dirs.make()
+    const w = await SegmentFileWriter.create(dir, 7, NUMS, { batchRows: 1000 })
+    for (let b = 0; b < seg.batches; b++) {
+      const columns = new Map<string, SourceColumn>()
+      for (const c of NUMS) columns.set(c.name, { type: c.type, data: (await seg.arrowColumn(b, c.name))!.data[0]! })
+      const source = w.source(seg.batchRows(b), columns)
+      const versions = await seg.versions(b)
+      const deleted = await seg.deleted(b)
+      for (let i = 0; i < seg.batchRows(b); i++) if (w.addFrom(source, i, versions[i]!, deleted[i] === 1)) await w.writeBatch()
+    }
+    const meta = await w.finish()
+    expect(await readFile(join(dir, meta.index))).toEqual(await readFile(join(src.dir, src.meta.index)))
+    await seg.close()
+  })
+
+  it('a flipped byte in a number codes block fails that column\'s scan naming the .idx, batch and column; its rows still read from the .arrow pages', async () => {
+    const records = numberRecords(2000)
+    const { dir, meta } = await written(records, 1000, NUMS)
+    let seg = await SegmentFile.open(dir, meta, deps())
+    const range = seg.codesRange(1, 'i')!
+    const rows = await seg.records(1, undefined, NUMS)
+    await seg.close()
+    await flipByte(join(dir, meta.index), range.offset + 10)
+    seg = await SegmentFile.open(dir, meta, deps())
+    await expectCorrupt(seg.column(1, 'i', 'int32'), meta.index, 'batch 1', 'column "i"', 'number codes', 'CRC')
+    expect(vectorLength(await seg.column(0, 'i', 'int32'))).toBe(1000)
+    expect(vectorLength(await seg.column(1, 'x', 'float64'))).toBe(1000)
+    const k = rows.findIndex(r => !r.deleted)
+    expect(await seg.rowValues(1, k, [{ name: 'i', type: 'int32' }])).toEqual([rows[k]!.row!.i])
+    await seg.close()
+  })
+
+  it('a number codes block that does not decode is an error, never wrong values', () => {
+    const fail = (reason: string): Error => new Error(reason)
+    const alloc = (bytes: number): ArrayBuffer => new ArrayBuffer(bytes)
+    const found = numberDictionary(Float64Array.from([2.5, NaN, -7, 2.5, 2 ** 60]), 10)!
+    expect(found.dict).toEqual([2.5, -7, 2 ** 60])
+    expect([...found.codes]).toEqual([0, -1, 1, 0, 2])
+    expect(numberDictionary(Float64Array.from([1, -0]), 10)).toBeUndefined()
+    expect(numberDictionary(Float64Array.from([1, 2, 3]), 2)).toBeUndefined()
+    const { block, width } = encodeNumberCodes(found.codes, found.dict)
+    expect(width).toBe(1)
+    const back = decodeNumberCodes(block, 5, 3, width, alloc, fail)
+    expect([...back.values]).toEqual([2.5, NaN, -7, 2.5, 2 ** 60])
+    expect(back.nulls).toBe(1)
+    // A code past the values, at either width.
+    const past = Uint8Array.from(block)
+    past[3] = 3
+    expect(() => decodeNumberCodes(past, 5, 3, width, alloc, fail)).toThrow(/codes past/)
+    const many = Array.from({ length: 300 }, (_, j) => j / 4)
+    const wide = encodeNumberCodes(Int32Array.from([299, -1, 0]), many)
+    expect(wide.width).toBe(2)
+    const wideBack = decodeNumberCodes(wide.block, 3, 300, 2, alloc, fail)
+    expect([...wideBack.values]).toEqual([299 / 4, NaN, 0])
+    expect(wideBack.nulls).toBe(1)
+    const widePast = Uint8Array.from(wide.block)
+    new DataView(widePast.buffer).setUint16(2, 300, true)
+    expect(() => decodeNumberCodes(widePast, 3, 300, 2, alloc, fail)).toThrow(/codes past/)
+    // A NaN among the values (a NULL the vector would not count).
+    const nan = Uint8Array.from(block)
+    new DataView(nan.buffer).setFloat64(8, NaN, true)
+    expect(() => decodeNumberCodes(nan, 5, 3, width, alloc, fail)).toThrow(/NaN/)
   })
 })
