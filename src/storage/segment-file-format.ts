@@ -576,7 +576,7 @@ export function zonesByBatch (type: ColumnType, values: readonly unknown[], rank
 // ---------------------------------------------------------------------------------------------
 // utf8 codes blocks (format 3)
 
-/** Most distinct values a batch's utf8 column may have to be stored as codes too: the 2-byte width's (its all-ones value is NULL). */
+/** Most distinct values a batch's column may have to be stored as codes too (utf8 or numbers): the 2-byte width's (its all-ones value is NULL). */
 export const MAX_CODED_VALUES = 0xfffe
 /** Fewest rows a batch needs for codes: below, a block's offsets and values cost more than they save. */
 export const MIN_CODED_ROWS = 64

@@ -222,7 +222,7 @@ class SegmentOutput {
   private readonly blocks: FileBlock[] = []
   private readonly written: WrittenBatch[] = []
   /**
-   * The utf8 codes blocks of the batches appended (format 3), written into the .idx by finish():
+   * The codes blocks of the batches appended (formats 3 and 4), written into the .idx by finish():
    * held until then, 1-2 bytes a row of each coded column (the key index is held the same way).
    */
   private readonly codeBlocks: Uint8Array[] = []
@@ -351,7 +351,7 @@ class SegmentOutput {
 
   /**
    * Ends the .arrow file (footer) and fsyncs it, writes the .idx (header, directory, `keyIndex`:
-   * the key-index section of the rows appended, the utf8 codes blocks) and fsyncs it, then the
+   * the key-index section of the rows appended, the codes blocks) and fsyncs it, then the
    * directory.
    */
   async finish (keyIndex: Uint8Array): Promise<SegmentFileMeta> {
