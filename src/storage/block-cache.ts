@@ -52,7 +52,7 @@ interface Entry {
   escaped: boolean
   /** No longer in the cache (evicted, replaced, removed). */
   gone: boolean
-  /** How often the key was asked for (admission; halved by age()). */
+  /** How often the key was asked for (admission; halved by tick()). */
   freq: number
 }
 

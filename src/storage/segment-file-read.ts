@@ -324,7 +324,7 @@ export class SegmentFile {
       // Codes (format 3 and 4) when the column is read as the type it was written as.
       const written = this.dir.columns[c]!.type
       if (type === 'utf8' && written === 'utf8') return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => await this.loadCodes(b, c), lease)
-      if (type === written && isCodedNumberType(written)) return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => await this.loadNumberCodes(b, c, type), lease)
+      if (type === written && isCodedNumberType(written) && name !== VERSION_COLUMN) return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => await this.loadNumberCodes(b, c, type), lease)
     }
     return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => {
       // Decoding copies every type but float64 without NULLs and float vectors (views of the
