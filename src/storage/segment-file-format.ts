@@ -708,11 +708,12 @@ function numberCodesBytes (rows: number, width: number, count: number): number {
 
 /**
  * The distinct values of `values` (the columnar form of one batch's number column: NaN is NULL)
- * with a code per row (-1 NULL), or undefined past `maxDistinct` values or at a -0 (kept apart
- * from 0 nowhere else in a Map: the column is then left without codes rather than read back as 0).
+ * with a code per row (-1 NULL, into `codes` when given), or undefined past `maxDistinct` values
+ * or at a -0 (kept apart from 0 nowhere else in a Map: the column is then left without codes
+ * rather than read back as 0).
  */
-export function numberDictionary (values: Float64Array, maxDistinct: number): { codes: Int32Array, dict: number[] } | undefined {
-  const codes = new Int32Array(values.length)
+export function numberDictionary (values: Float64Array, maxDistinct: number, codes: Int32Array = new Int32Array(values.length)): { codes: Int32Array, dict: number[] } | undefined {
+  if (codes.length !== values.length) throw new RangeError(`${codes.length} codes for ${values.length} values`)
   const dict: number[] = []
   const byValue = new Map<number, number>()
   for (let i = 0; i < values.length; i++) {
