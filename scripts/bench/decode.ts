@@ -5,7 +5,7 @@
  * values), 50 longer ones, and columns of mostly distinct values (names, e-mail addresses). Then
  * what format 3's utf8 codes change (segment-file-format.ts): a scan reading a column of few values
  * from its codes block instead, and what the writer pays a row to find them (or to give up on a
- * column of too many values).
+ * column of too many values); the same for format 4's number codes.
  *
  *   npx tsc -p tsconfig.json && node dist/scripts/bench/decode.js [rounds]
  *
@@ -17,7 +17,7 @@ import { Float64, Int32, Int64, Utf8, makeVector, vectorFromArray, type DataType
 import { pathToFileURL } from 'node:url'
 import type { ValueType } from '../../src/columnar/index.js'
 import { decodeColumn, utf8Dictionary } from '../../src/storage/segment.js'
-import { decodeUtf8Codes, encodeUtf8Codes, MAX_CODED_VALUES } from '../../src/storage/segment-file-format.js'
+import { decodeNumberCodes, decodeUtf8Codes, encodeNumberCodes, encodeUtf8Codes, MAX_CODED_VALUES, numberDictionary } from '../../src/storage/segment-file-format.js'
 import { timeInterleaved } from './query.js'
 
 export const DECODE_ROWS = 65_536
@@ -44,6 +44,15 @@ const CODE_CASES: Array<{ name: string, value: (i: number) => string, write: boo
   { name: 'writer: no codes for ~60,000 distinct e-mail addresses (gives up past a quarter of the rows)', value: i => `user-${(i * 7919) % 60_000}@example.com`, write: true }
 ]
 
+/** Format 4's number codes, as above: int32 columns (their Arrow decoding widens 4 bytes to 8 a row). */
+const NUMBER_CODE_CASES: Array<{ name: string, value: (i: number) => number, write: boolean }> = [
+  { name: 'int32 from its codes (format 4), 13 values (1 byte a code; the bench\'s qty)', value: i => i % 13, write: false },
+  { name: 'int32 from its codes (format 4), 1,000 values (2 bytes a code; the bench\'s cat)', value: i => (i * 7) % 1000, write: false },
+  { name: 'int32 as Arrow, 13 values, into the same recycled memory', value: i => i % 13, write: false },
+  { name: 'writer: the codes of 13 int32 values', value: i => i % 13, write: true },
+  { name: 'writer: no codes for ~60,000 distinct int32 values (gives up past a quarter of the rows)', value: i => (i * 7919) % 60_000, write: true }
+]
+
 export interface DecodeBench { rows: number, rounds: number, results: Array<{ name: string, nsPerRow: number }> }
 
 export async function benchDecode (rounds = 60): Promise<DecodeBench> {
@@ -54,9 +63,9 @@ export async function benchDecode (rounds = 60): Promise<DecodeBench> {
   const runs: Array<() => unknown> = CASES.map((c, k) => () => decodeColumn(c.type, vectors[k], DECODE_ROWS, 'bench'))
   const memory = new SharedArrayBuffer(4 * DECODE_ROWS)
   const fail = (reason: string): Error => new Error(reason)
+  const cap = Math.min(MAX_CODED_VALUES, Math.floor(DECODE_ROWS / 4))
   for (const c of CODE_CASES) {
     const data = vectorFromArray(Array.from({ length: DECODE_ROWS }, (_, i) => c.value(i * 31 + 7)), new Utf8()).data[0]!
-    const cap = Math.min(MAX_CODED_VALUES, Math.floor(DECODE_ROWS / 4))
     if (c.write) {
       runs.push(() => utf8Dictionary(data, cap))
     } else {
@@ -66,7 +75,24 @@ export async function benchDecode (rounds = 60): Promise<DecodeBench> {
       runs.push(() => decodeUtf8Codes(block, DECODE_ROWS, found.dict.length, width, () => memory, fail))
     }
   }
-  const names = [...CASES.map(c => c.name), ...CODE_CASES.map(c => c.name)]
+  const values = new SharedArrayBuffer(8 * DECODE_ROWS)
+  const codes = new Int32Array(DECODE_ROWS)
+  for (const c of NUMBER_CODE_CASES) {
+    const vec = makeVector(vectorFromArray(Array.from({ length: DECODE_ROWS }, (_, i) => c.value(i * 31 + 7)), new Int32()).data)
+    // As the writer does it: the column decoded as a scan would, then its distinct values.
+    const decoded = (): Float64Array => (decodeColumn('int32', vec, DECODE_ROWS, 'bench', () => values) as { values: Float64Array }).values
+    if (c.write) {
+      runs.push(() => numberDictionary(decoded(), cap, codes))
+    } else if (c.name.includes('as Arrow')) {
+      runs.push(() => decodeColumn('int32', vec, DECODE_ROWS, 'bench', () => values))
+    } else {
+      const found = numberDictionary(decoded(), cap)
+      if (found === undefined) throw new Error(`${c.name}: no codes`)
+      const { block, width } = encodeNumberCodes(found.codes, found.dict)
+      runs.push(() => decodeNumberCodes(block, DECODE_ROWS, found.dict.length, width, () => values, fail))
+    }
+  }
+  const names = [...CASES.map(c => c.name), ...CODE_CASES.map(c => c.name), ...NUMBER_CODE_CASES.map(c => c.name)]
   for (let w = 0; w < 30; w++) for (const run of runs) run()
   const timed = await timeInterleaved(rounds, runs.map(run => async () => run()))
   return { rows: DECODE_ROWS, rounds, results: names.map((name, k) => ({ name, nsPerRow: timed[k]!.median * 1e6 / DECODE_ROWS })) }

@@ -757,6 +757,12 @@ export function decodeNumberCodes (block: Uint8Array, rows: number, count: numbe
   // The executor relies on `nulls` (NumVector): a NaN value would be a NULL it did not count.
   for (let j = 0; j < count; j++) if (dict[j] !== dict[j]) throw fail(`value ${j} is NaN`)
   const out = new Float64Array(alloc(8 * rows), 0, rows)
+  if (allCodesBelow(aligned, rows, width, count)) {
+    // No NULL and no code past the values (the common case, tested 4 bytes at a time): a lookup a row.
+    if (width === 1) lookup8(aligned, dict, out, rows)
+    else lookup16(new Uint16Array(aligned.buffer, aligned.byteOffset, rows), dict, out, rows)
+    return { values: out, nulls: 0 }
+  }
   const nul = nullCode(width)
   let nulls = 0
   let bad = 0
@@ -785,6 +791,15 @@ export function decodeNumberCodes (block: Uint8Array, rows: number, count: numbe
   }
   if (bad > 0) throw fail(`${bad} codes past the ${count} values`)
   return { values: out, nulls }
+}
+
+// One loop a width: a loop over either array type ran at about 2 ns a row.
+function lookup8 (src: Uint8Array, dict: Float64Array, out: Float64Array, rows: number): void {
+  for (let i = 0; i < rows; i++) out[i] = dict[src[i]!]!
+}
+
+function lookup16 (src: Uint16Array, dict: Float64Array, out: Float64Array, rows: number): void {
+  for (let i = 0; i < rows; i++) out[i] = dict[src[i]!]!
 }
 
 /** decodeNumberCodes' table of 1-byte codes, reused (synchronous: no other decode runs meanwhile). */
