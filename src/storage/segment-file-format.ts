@@ -714,21 +714,55 @@ function numberCodesBytes (rows: number, width: number, count: number): number {
  */
 export function numberDictionary (values: Float64Array, maxDistinct: number, codes: Int32Array = new Int32Array(values.length)): { codes: Int32Array, dict: number[] } | undefined {
   if (codes.length !== values.length) throw new RangeError(`${codes.length} codes for ${values.length} values`)
+  // Open addressing over the values' bits, in tables kept between calls (a Map cost ~250 ns an
+  // insert here: 60 ns a row of a batch to give up on a column of distinct values).
+  const table = numberTable(2 * maxDistinct + 2)
+  const { keys, ids, mask, shift } = table
   const dict: number[] = []
-  const byValue = new Map<number, number>()
+  const bits = HASH_BITS
+  const words = HASH_WORDS
   for (let i = 0; i < values.length; i++) {
     const x = values[i]!
     if (x !== x) { codes[i] = -1; continue }
-    let code = byValue.get(x)
-    if (code === undefined) {
-      if (dict.length >= maxDistinct || Object.is(x, -0)) return undefined
+    bits[0] = x
+    let slot = Math.imul(words[0]! ^ Math.imul(words[1]!, 0x27d4eb2d), 0x9e3779b1) >>> shift
+    let code = -1
+    for (;;) {
+      const id = ids[slot]!
+      if (id < 0) break
+      if (keys[slot] === x) { code = id; break }
+      slot = (slot + 1) & mask
+    }
+    if (code < 0) {
+      if (dict.length >= maxDistinct || (x === 0 && 1 / x < 0)) return undefined
       code = dict.length
       dict.push(x)
-      byValue.set(x, code)
+      keys[slot] = x
+      ids[slot] = code
+      table.used.push(slot)
     }
     codes[i] = code
   }
   return { codes, dict }
+}
+
+/** A float64's bits, for hashing. */
+const HASH_BITS = new Float64Array(1)
+const HASH_WORDS = new Int32Array(HASH_BITS.buffer)
+
+interface NumberTable { keys: Float64Array, ids: Int32Array, mask: number, shift: number, used: number[] }
+let numberTables: NumberTable | undefined
+
+/** An empty table of at least `slots` slots (a power of two): the one kept, grown when too small, its used slots cleared. */
+function numberTable (slots: number): NumberTable {
+  let t = numberTables
+  if (t === undefined || t.keys.length < slots) {
+    const size = 2 ** Math.max(6, Math.ceil(Math.log2(slots)))
+    t = numberTables = { keys: new Float64Array(size), ids: new Int32Array(size).fill(-1), mask: size - 1, shift: 32 - Math.log2(size), used: [] }
+  }
+  for (const slot of t.used) t.ids[slot] = -1
+  t.used.length = 0
+  return t
 }
 
 /** The number codes block of one batch's column (see numberDictionary), at the narrowest width that holds them. */
