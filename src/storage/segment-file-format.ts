@@ -56,7 +56,7 @@ import { isColumnType, listElement, vectorDim, type ColumnType } from '../schema
 export const INDEX_MAGIC = 'SHOALIDX'
 // Codes blocks are read and written as typed arrays, which use the platform's byte order.
 if (endianness() !== 'LE') throw new Error('shoal storage needs a little-endian platform')
-/** The newest format this build writes (3 when a file has no number codes, 2 when it has no codes); it reads formats 1 (no page table) to 3 too. */
+/** The newest format this build writes (3 when a file has no number codes, 2 when it has no codes); it reads formats 1 (no page table) to 4. */
 export const INDEX_FORMAT = 4
 /** Page size of the page table (format 2): small enough that a point get reads little, large enough that the table is 0.1 % of the file. */
 export const PAGE_BYTES = 4096
@@ -709,8 +709,8 @@ function numberCodesBytes (rows: number, width: number, count: number): number {
 /**
  * The distinct values of `values` (the columnar form of one batch's number column: NaN is NULL)
  * with a code per row (-1 NULL, into `codes` when given), or undefined past `maxDistinct` values
- * or at a -0 (kept apart from 0 nowhere else in a Map: the column is then left without codes
- * rather than read back as 0).
+ * or at a -0 (equal to 0 by ===, which the table compares keys with: the batch is left without
+ * codes rather than read back as 0).
  */
 export function numberDictionary (values: Float64Array, maxDistinct: number, codes: Int32Array = new Int32Array(values.length)): { codes: Int32Array, dict: number[] } | undefined {
   if (codes.length !== values.length) throw new RangeError(`${codes.length} codes for ${values.length} values`)
@@ -827,7 +827,7 @@ export function decodeNumberCodes (block: Uint8Array, rows: number, count: numbe
   return { values: out, nulls }
 }
 
-// One loop a width: a loop over either array type ran at about 2 ns a row.
+// One loop a width: one loop over either array type ran a little slower (1.97 against 1.85 ns a row).
 function lookup8 (src: Uint8Array, dict: Float64Array, out: Float64Array, rows: number): void {
   for (let i = 0; i < rows; i++) out[i] = dict[src[i]!]!
 }
