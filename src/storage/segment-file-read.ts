@@ -323,8 +323,9 @@ export class SegmentFile {
     if (this.dir.codeWidth[k] !== undefined && this.dir.codeWidth[k] !== 0) {
       // Codes (format 3 and 4) when the column is read as the type it was written as.
       const written = this.dir.columns[c]!.type
-      if (type === 'utf8' && written === 'utf8') return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => await this.loadCodes(b, c), lease)
-      if (type === written && isCodedNumberType(written) && name !== VERSION_COLUMN) return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => await this.loadNumberCodes(b, c, type), lease)
+      if (type === written && (type === 'utf8' || (isCodedNumberType(type) && name !== VERSION_COLUMN))) {
+        return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => await this.loadCodes(b, c, type), lease)
+      }
     }
     return await this.cache.getOrLoad(this.key(b, `${name}:${type}`), async () => {
       // Decoding copies every type but float64 without NULLs and float vectors (views of the
@@ -336,11 +337,7 @@ export class SegmentFile {
       const { start, end } = this.span(b, c)
       const borrowed = copies ? scratch.take(end - start) : undefined
       const reusable: SharedArrayBuffer[] = []
-      const alloc = (bytes: number): SharedArrayBuffer => {
-        const buf = this.cache.allocShared(bytes)
-        reusable.push(buf)
-        return buf
-      }
+      const alloc = this.allocFor(reusable)
       try {
         const into = views && end > start ? new Uint8Array(alloc(end - start)) : borrowed
         const v = shareVector(this.decoded(b, name, type, await this.readData(b, c, into), alloc))
@@ -351,58 +348,44 @@ export class SegmentFile {
     }, lease)
   }
 
-  /**
-   * A utf8 column of batch `b` from its codes block in the .idx (format 3) instead of its Arrow
-   * bytes: no string decoded a row, the codes widened into the cache's shared memory.
-   */
-  private async loadCodes (b: number, c: number): Promise<{ value: ColumnVector, bytes: number, reusable: SharedArrayBuffer[] }> {
-    const d = this.dir
-    const k = b * d.columns.length + c
-    const rows = d.batchRows[b]!
-    const length = d.codeBytes[k]!
-    const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.idx.path, b, d.columns[c]!.name, `utf8 codes: ${reason}`)
-    const borrowed = scratch.take(length)
-    const reusable: SharedArrayBuffer[] = []
-    try {
-      const block = await this.idx.read(d.codeOffset[k]!, length, borrowed)
-      if (block.length !== length) throw fail(`the file ends ${length - block.length} bytes early (truncated)`)
-      if (crc32(block) !== d.codeCrc[k]) throw fail('CRC mismatch')
-      const { codes, dict } = decodeUtf8Codes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, bytes => {
-        const buf = this.cache.allocShared(bytes)
-        reusable.push(buf)
-        return buf
-      }, fail)
-      const v = shareVector({ tag: 'str', type: 'utf8', codes, dict })
-      return { value: v, bytes: columnVectorBytes(v), reusable }
-    } finally {
-      scratch.give(borrowed)
+  /** Shared memory from the cache for a load to decode into, each buffer noted in `reusable` (Loaded.reusable). */
+  private allocFor (reusable: SharedArrayBuffer[]): (bytes: number) => SharedArrayBuffer {
+    return bytes => {
+      const buf = this.cache.allocShared(bytes)
+      reusable.push(buf)
+      return buf
     }
   }
 
   /**
-   * A number column of batch `b` from its codes block in the .idx (format 4) instead of its Arrow
-   * bytes: 1-2 bytes a row read, the values looked up into the cache's shared memory.
+   * A column of batch `b` from its codes block in the .idx instead of its Arrow bytes: utf8
+   * (format 3; no string decoded a row, the codes widened) or numbers (format 4; 1-2 bytes a row
+   * read, the values looked up), into the cache's shared memory.
    */
-  private async loadNumberCodes (b: number, c: number, type: ValueType): Promise<{ value: ColumnVector, bytes: number, reusable: SharedArrayBuffer[] }> {
+  private async loadCodes (b: number, c: number, type: ValueType): Promise<{ value: ColumnVector, bytes: number, reusable: SharedArrayBuffer[] }> {
     const d = this.dir
     const k = b * d.columns.length + c
     const rows = d.batchRows[b]!
     const length = d.codeBytes[k]!
-    const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.idx.path, b, d.columns[c]!.name, `number codes: ${reason}`)
+    const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.idx.path, b, d.columns[c]!.name, `${type === 'utf8' ? 'utf8' : 'number'} codes: ${reason}`)
     const borrowed = scratch.take(length)
     const reusable: SharedArrayBuffer[] = []
+    const alloc = this.allocFor(reusable)
     try {
       const block = await this.idx.read(d.codeOffset[k]!, length, borrowed)
       if (block.length !== length) throw fail(`the file ends ${length - block.length} bytes early (truncated)`)
       if (crc32(block) !== d.codeCrc[k]) throw fail('CRC mismatch')
-      const { values, nulls } = decodeNumberCodes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, bytes => {
-        const buf = this.cache.allocShared(bytes)
-        reusable.push(buf)
-        return buf
-      }, fail)
-      // What the executor may rely on (NumVector): as decodeColumn says of the same column.
-      const v: ColumnVector = type === 'int32' || type === 'date' ? { tag: 'num', type, values, nulls, int32: true } : { tag: 'num', type, values, nulls }
-      return { value: shareVector(v), bytes: columnVectorBytes(v), reusable }
+      let v: ColumnVector
+      if (type === 'utf8') {
+        const { codes, dict } = decodeUtf8Codes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, alloc, fail)
+        v = { tag: 'str', type: 'utf8', codes, dict }
+      } else {
+        const { values, nulls } = decodeNumberCodes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, alloc, fail)
+        // What the executor may rely on (NumVector): as decodeColumn says of the same column.
+        v = type === 'int32' || type === 'date' ? { tag: 'num', type, values, nulls, int32: true } : { tag: 'num', type, values, nulls }
+      }
+      v = shareVector(v)
+      return { value: v, bytes: columnVectorBytes(v), reusable }
     } finally {
       scratch.give(borrowed)
     }

@@ -39,7 +39,7 @@ export interface WriteSegmentOptions {
    */
   onOrder?: (order: Uint32Array) => void
   /** Store codes for columns of few distinct values in a batch (utf8: format 3; numbers: format 4). Default true; false writes format 2 (tests, benches). */
-  utf8Codes?: boolean
+  codes?: boolean
 }
 
 
@@ -121,7 +121,7 @@ export async function writeSegmentFiles (dir: string, id: number, schema: SpaceS
   const keyDeleted = new Uint8Array(n)
   for (let i = 0; i < n; i++) { const o = order[i]!; keyIds[i] = ids[o]!; keyVersions[i] = versions[o]!; keyDeleted[i] = deleted[o]! }
   const keyIndex = encodeKeyIndex({ ids: keyIds, versions: keyVersions, deleted: keyDeleted })
-  const out = await SegmentOutput.create(opts.fs ?? nodeFileSystem, dir, id, layout, batchRows, opts.files, opts.utf8Codes ?? true)
+  const out = await SegmentOutput.create(opts.fs ?? nodeFileSystem, dir, id, layout, batchRows, opts.files, opts.codes ?? true)
   try {
     for (let b = 0; b < batchCount; b++) {
       await out.append(children[b]!, zones[b]!)
@@ -242,12 +242,12 @@ class SegmentOutput {
     return s
   }
 
-  private constructor (private readonly fs: FileSystem, private readonly dir: string, private readonly id: number, private readonly layout: SegmentLayout, private readonly batchRows: number, private readonly files: FilePool | undefined, private readonly utf8Codes: boolean) {}
+  private constructor (private readonly fs: FileSystem, private readonly dir: string, private readonly id: number, private readonly layout: SegmentLayout, private readonly batchRows: number, private readonly files: FilePool | undefined, private readonly storeCodes: boolean) {}
 
   private get arrowPath (): string { return join(this.dir, this.layout.arrowName) }
 
-  static async create (fs: FileSystem, dir: string, id: number, layout: SegmentLayout, batchRows: number, files: FilePool | undefined, utf8Codes: boolean): Promise<SegmentOutput> {
-    const out = new SegmentOutput(fs, dir, id, layout, batchRows, files, utf8Codes)
+  static async create (fs: FileSystem, dir: string, id: number, layout: SegmentLayout, batchRows: number, files: FilePool | undefined, storeCodes: boolean): Promise<SegmentOutput> {
+    const out = new SegmentOutput(fs, dir, id, layout, batchRows, files, storeCodes)
     const start = new Uint8Array(8)
     start.set(MAGIC)
     try {
@@ -329,7 +329,7 @@ class SegmentOutput {
    * undefined otherwise.
    */
   private codes (column: FileColumn, data: Data): WrittenCodes | undefined {
-    if (!this.utf8Codes || column.name === 'id' || column.name === VERSION_COLUMN || data.length < MIN_CODED_ROWS) return undefined
+    if (!this.storeCodes || column.name === 'id' || column.name === VERSION_COLUMN || data.length < MIN_CODED_ROWS) return undefined
     // A quarter of the rows at most: past that the block's values would be most of the column again.
     const most = Math.min(MAX_CODED_VALUES, Math.floor(data.length / 4))
     let coded: { block: Uint8Array, width: number, count: number } | undefined

@@ -94,9 +94,9 @@ async function whole (seg: SegmentFile, name: string, type: ColumnType): Promise
   return out
 }
 
-async function written (records: VersionedRecord[], batchRows?: number, schema: SpaceSchema = SCHEMA, utf8Codes = true): Promise<{ dir: string, meta: SegmentFileMeta }> {
+async function written (records: VersionedRecord[], batchRows?: number, schema: SpaceSchema = SCHEMA, codes = true): Promise<{ dir: string, meta: SegmentFileMeta }> {
   const dir = await dirs.make()
-  const meta = await writeSegmentFiles(dir, 7, schema, records, { batchRows, utf8Codes })
+  const meta = await writeSegmentFiles(dir, 7, schema, records, { batchRows, codes })
   return { dir, meta }
 }
 
@@ -689,6 +689,46 @@ describe('segment file corruption', () => {
   })
 })
 
+/** The compaction writer (SegmentFileWriter, fed batch by batch from a segment) writes the same .idx as the record path did. */
+async function expectCompactionWritesSameIndex (records: VersionedRecord[], schema: SpaceSchema): Promise<void> {
+  const src = await written(records, 1000, schema)
+  const seg = await SegmentFile.open(src.dir, src.meta, deps())
+  const dir = await dirs.make()
+  const w = await SegmentFileWriter.create(dir, 7, schema, { batchRows: 1000 })
+  for (let b = 0; b < seg.batches; b++) {
+    const columns = new Map<string, SourceColumn>()
+    for (const c of schema) columns.set(c.name, { type: c.type, data: (await seg.arrowColumn(b, c.name))!.data[0]! })
+    const source = w.source(seg.batchRows(b), columns)
+    const versions = await seg.versions(b)
+    const deleted = await seg.deleted(b)
+    for (let i = 0; i < seg.batchRows(b); i++) if (w.addFrom(source, i, versions[i]!, deleted[i] === 1)) await w.writeBatch()
+  }
+  const meta = await w.finish()
+  expect(await readFile(join(dir, meta.index))).toEqual(await readFile(join(src.dir, src.meta.index)))
+  await seg.close()
+}
+
+/**
+ * A byte flipped in the codes block of `flipped` in batch 1: its scan there fails naming the
+ * .idx, batch, column and `what`; batch 0 and the `other` coded column still read, and so does a
+ * row's value from the .arrow pages.
+ */
+async function expectFlippedCodes (records: VersionedRecord[], schema: SpaceSchema, flipped: { name: string, type: ColumnType }, other: { name: string, type: ColumnType }, what: string): Promise<void> {
+  const { dir, meta } = await written(records, 1000, schema)
+  let seg = await SegmentFile.open(dir, meta, deps())
+  const range = seg.codesRange(1, flipped.name)!
+  const rows = await seg.records(1, undefined, schema)
+  await seg.close()
+  await flipByte(join(dir, meta.index), range.offset + 10)
+  seg = await SegmentFile.open(dir, meta, deps())
+  await expectCorrupt(seg.column(1, flipped.name, flipped.type), meta.index, 'batch 1', `column "${flipped.name}"`, what, 'CRC')
+  expect(vectorLength(await seg.column(0, flipped.name, flipped.type))).toBe(1000)
+  expect(vectorLength(await seg.column(1, other.name, other.type))).toBe(1000)
+  const i = rows.findIndex(r => !r.deleted)
+  expect(await seg.rowValues(1, i, [flipped])).toEqual([rows[i]!.row![flipped.name]])
+  await seg.close()
+}
+
 describe('utf8 codes (format 3)', () => {
   const CODED = parseSchemaSpec('id:utf8,s:utf8,w:utf8,h:utf8,x:float64')
 
@@ -745,39 +785,11 @@ describe('utf8 codes (format 3)', () => {
   })
 
   it('the compaction writer stores the same codes as the record path', async () => {
-    const records = codedRecords(1500)
-    const src = await written(records, 1000, CODED)
-    const seg = await SegmentFile.open(src.dir, src.meta, deps())
-    const dir = await dirs.make()
-    const w = await SegmentFileWriter.create(dir, 7, CODED, { batchRows: 1000 })
-    for (let b = 0; b < seg.batches; b++) {
-      const columns = new Map<string, SourceColumn>()
-      for (const c of CODED) columns.set(c.name, { type: c.type, data: (await seg.arrowColumn(b, c.name))!.data[0]! })
-      const source = w.source(seg.batchRows(b), columns)
-      const versions = await seg.versions(b)
-      const deleted = await seg.deleted(b)
-      for (let i = 0; i < seg.batchRows(b); i++) if (w.addFrom(source, i, versions[i]!, deleted[i] === 1)) await w.writeBatch()
-    }
-    const meta = await w.finish()
-    expect(await readFile(join(dir, meta.index))).toEqual(await readFile(join(src.dir, src.meta.index)))
-    await seg.close()
+    await expectCompactionWritesSameIndex(codedRecords(1500), CODED)
   })
 
   it('a flipped byte in a codes block fails that column\'s scan naming the .idx, batch and column; its rows still read from the .arrow pages', async () => {
-    const records = codedRecords(2000)
-    const { dir, meta } = await written(records, 1000, CODED)
-    let seg = await SegmentFile.open(dir, meta, deps())
-    const range = seg.codesRange(1, 's')!
-    const rows = await seg.records(1, undefined, CODED)
-    await seg.close()
-    await flipByte(join(dir, meta.index), range.offset + 10)
-    seg = await SegmentFile.open(dir, meta, deps())
-    await expectCorrupt(seg.column(1, 's', 'utf8'), meta.index, 'batch 1', 'column "s"', 'utf8 codes', 'CRC')
-    expect(vectorLength(await seg.column(0, 's', 'utf8'))).toBe(1000)
-    expect(vectorLength(await seg.column(1, 'w', 'utf8'))).toBe(1000)
-    const i = rows.findIndex(r => !r.deleted)
-    expect(await seg.rowValues(1, i, [{ name: 's', type: 'utf8' }])).toEqual([rows[i]!.row!.s])
-    await seg.close()
+    await expectFlippedCodes(codedRecords(2000), CODED, { name: 's', type: 'utf8' }, { name: 'w', type: 'utf8' }, 'utf8 codes')
   })
 
   it('a codes block that does not decode is an error, never wrong values', () => {
@@ -892,39 +904,11 @@ describe('number codes (format 4)', () => {
   })
 
   it('the compaction writer stores the same number codes as the record path', async () => {
-    const records = numberRecords(1500)
-    const src = await written(records, 1000, NUMS)
-    const seg = await SegmentFile.open(src.dir, src.meta, deps())
-    const dir = await dirs.make()
-    const w = await SegmentFileWriter.create(dir, 7, NUMS, { batchRows: 1000 })
-    for (let b = 0; b < seg.batches; b++) {
-      const columns = new Map<string, SourceColumn>()
-      for (const c of NUMS) columns.set(c.name, { type: c.type, data: (await seg.arrowColumn(b, c.name))!.data[0]! })
-      const source = w.source(seg.batchRows(b), columns)
-      const versions = await seg.versions(b)
-      const deleted = await seg.deleted(b)
-      for (let i = 0; i < seg.batchRows(b); i++) if (w.addFrom(source, i, versions[i]!, deleted[i] === 1)) await w.writeBatch()
-    }
-    const meta = await w.finish()
-    expect(await readFile(join(dir, meta.index))).toEqual(await readFile(join(src.dir, src.meta.index)))
-    await seg.close()
+    await expectCompactionWritesSameIndex(numberRecords(1500), NUMS)
   })
 
   it('a flipped byte in a number codes block fails that column\'s scan naming the .idx, batch and column; its rows still read from the .arrow pages', async () => {
-    const records = numberRecords(2000)
-    const { dir, meta } = await written(records, 1000, NUMS)
-    let seg = await SegmentFile.open(dir, meta, deps())
-    const range = seg.codesRange(1, 'i')!
-    const rows = await seg.records(1, undefined, NUMS)
-    await seg.close()
-    await flipByte(join(dir, meta.index), range.offset + 10)
-    seg = await SegmentFile.open(dir, meta, deps())
-    await expectCorrupt(seg.column(1, 'i', 'int32'), meta.index, 'batch 1', 'column "i"', 'number codes', 'CRC')
-    expect(vectorLength(await seg.column(0, 'i', 'int32'))).toBe(1000)
-    expect(vectorLength(await seg.column(1, 'x', 'float64'))).toBe(1000)
-    const k = rows.findIndex(r => !r.deleted)
-    expect(await seg.rowValues(1, k, [{ name: 'i', type: 'int32' }])).toEqual([rows[k]!.row!.i])
-    await seg.close()
+    await expectFlippedCodes(numberRecords(2000), NUMS, { name: 'i', type: 'int32' }, { name: 'x', type: 'float64' }, 'number codes')
   })
 
   it('a number codes block that does not decode is an error, never wrong values', () => {
