@@ -5,3 +5,4 @@
  */
 export * from './vector.js'
 export * from './shared.js'
+export * from './compact.js'

@@ -13,6 +13,7 @@
  * - list<T> columns (rare in queries) keep one JS array per row.
  */
 import type { ColumnType } from '../schema/index.js'
+import type { StoredBatch } from './compact.js'
 
 /** A column type, or `null` for an untyped NULL (a literal NULL, a NULL-only expression). */
 export type ValueType = ColumnType | 'null'
@@ -30,6 +31,12 @@ export interface NumVector {
    */
   readonly nulls?: number
   readonly int32?: true
+  /**
+   * The same values as 1-2-byte codes into a table (a compact column read from storage,
+   * compact.ts): row i is dict[codes[i]]. A loop may read these instead of `values`, which are
+   * then made only if something asks for them.
+   */
+  readonly coded?: { readonly codes: Uint8Array | Uint16Array, readonly dict: Float64Array }
 }
 
 /** utf8, dictionary-encoded: `codes[i]` indexes `dict`; -1 is NULL. `dict` may hold unused entries. */
@@ -38,6 +45,11 @@ export interface StrVector {
   readonly type: 'utf8'
   readonly codes: Int32Array
   readonly dict: readonly string[]
+  /**
+   * The same codes 1-2 bytes wide, NULL as 0xff or 0xffff (a compact column read from storage,
+   * compact.ts). A loop may read these instead of `codes`, which are then made only if asked for.
+   */
+  readonly narrow?: Uint8Array | Uint16Array
 }
 
 /** vector<N>: row i is `values[i*dim .. (i+1)*dim)` when `valid[i]` is 1; NULL when 0. */
@@ -67,11 +79,12 @@ export interface ColumnBatch {
 /**
  * Where a fragment reads its rows: the live (not deleted) rows of one partition replica, as
  * batches holding at least the named columns. Batches may be shared with a cache (segments are
- * immutable): operators never write into a vector they did not create. Asynchronous where the
- * batches come from disk (a partition store); a plain array or generator serves in tests.
+ * immutable): operators never write into a vector they did not create. Some columns may be
+ * compact (compact.ts): a reader widens them. Asynchronous where the batches come from disk (a
+ * partition store); a plain array or generator serves in tests.
  */
 export interface BatchSource {
-  batches(columns: readonly string[], opts?: BatchOptions): Iterable<ColumnBatch> | AsyncIterable<ColumnBatch>
+  batches(columns: readonly string[], opts?: BatchOptions): Iterable<StoredBatch> | AsyncIterable<StoredBatch>
 }
 
 /** What a stored batch's zone map says of one column: its NULLs, and bounds of the rest when known. */

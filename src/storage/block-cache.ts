@@ -2,7 +2,7 @@
  * The peer's one cache of what storage reads from disk: decoded column chunks of segments and
  * index blocks (docs/architecture.md, "Disk-resident segments"). Bounded in bytes
  * (`storage.cacheMiB`), least recently used out. Sizes are what the caller declares; for column
- * vectors `columnVectorBytes` counts typed arrays by their length and strings at two bytes a
+ * vectors `storedVectorBytes` counts typed arrays by their length and strings at two bytes a
  * character plus a header, as V8 holds them.
  *
  * Admission (TinyLFU's rule, Einziger et al., with exact counts): a block loaded into a full cache
@@ -19,7 +19,7 @@
  * but not kept. An evicted value stays valid for whoever still holds it (segments are immutable);
  * the cache only forgets it, so for a moment the process may hold more than the cache counts.
  */
-import type { BatchLease, ColumnVector } from '../columnar/index.js'
+import type { BatchLease, StoredVector } from '../columnar/index.js'
 
 export interface BlockCacheStats {
   hits: number
@@ -353,16 +353,18 @@ export class BlockCache {
 /** V8's cost of a string: two bytes a UTF-16 unit (one-byte strings use less; a safe bound) plus a header. */
 const STRING_HEADER_BYTES = 16
 
-/** The bytes a column vector holds, as BlockCache counts them. */
-export function columnVectorBytes (v: ColumnVector): number {
+/**
+ * The bytes a column vector (or a compact one) holds, as BlockCache counts them. A compact
+ * vector views the block it was read from: the whole of that memory counts (its codes and values,
+ * and for utf8 the block's offsets and bytes beside the strings made of them).
+ */
+export function storedVectorBytes (v: StoredVector): number {
   switch (v.tag) {
     case 'num': return v.values.byteLength
     case 'vec': return v.values.byteLength + v.valid.byteLength
-    case 'str': {
-      let n = v.codes.byteLength + 8 * v.dict.length
-      for (const s of v.dict) n += STRING_HEADER_BYTES + 2 * s.length
-      return n
-    }
+    case 'str': return v.codes.byteLength + dictBytes(v.dict)
+    case 'coded': return v.codes.buffer === v.dict.buffer ? v.codes.buffer.byteLength : v.codes.buffer.byteLength + v.dict.buffer.byteLength
+    case 'narrow': return v.codes.buffer.byteLength + dictBytes(v.dict)
     case 'any': {
       // list<T>: one array per row; a rough bound (8 bytes a slot, strings as above).
       let n = 8 * v.values.length
@@ -374,6 +376,12 @@ export function columnVectorBytes (v: ColumnVector): number {
       return n
     }
   }
+}
+
+function dictBytes (dict: readonly string[]): number {
+  let n = 8 * dict.length
+  for (const s of dict) n += STRING_HEADER_BYTES + 2 * s.length
+  return n
 }
 
 /** Default cache size: a quarter of the machine's memory, at most 4 GiB (issue 12). */

@@ -10,7 +10,7 @@
  * closed and its blocks dropped from the cache when the last of them is done.
  */
 import { join } from 'node:path'
-import type { BatchLease, ColumnVector, ValueType } from '../columnar/index.js'
+import type { BatchLease, StoredVector, ValueType } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
 import { newRow, type Row, type SpaceSchema } from '../schema/index.js'
 import type { FileSystem } from '../runtime/index.js'
@@ -190,7 +190,7 @@ export class DiskSegment {
   }
 
   /** Column `name` of batch `b` in the columnar form (see SegmentFile.column). */
-  async column (b: number, name: string, type: ValueType, lease?: BatchLease): Promise<ColumnVector> { return await this.file.column(b, name, type, lease) }
+  async column (b: number, name: string, type: ValueType, lease?: BatchLease): Promise<StoredVector> { return await this.file.column(b, name, type, lease) }
 
   /** The record at segment row `row`, its row shaped by `schema`. */
   async record (row: number, schema: SpaceSchema): Promise<VersionedRecord> {

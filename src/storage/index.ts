@@ -56,7 +56,7 @@ export type { RecoveryStats, StoreCounters, CompactionResult, PartitionDeps, Dam
 export { isDiskFault, isNoSpace, errnoCode } from './failure.js'
 export { FilePool, DEFAULT_MAX_OPEN_FILES } from './files.js'
 export { CompactionSlots, defaultMaxConcurrentCompactions } from './compaction-slots.js'
-export { BlockCache, columnVectorBytes, defaultCacheMiB, type BlockCacheStats } from './block-cache.js'
+export { BlockCache, storedVectorBytes, defaultCacheMiB, type BlockCacheStats } from './block-cache.js'
 export type { PartitionStoreOptions, StorageEngineOptions } from './options.js'
 export { REPAIR_FILE, purgeHorizon, graceHorizon, wallHlc, parseRepairFile, type RepairRecord, type RepairUpdate } from './repair.js'
 export type { RebuildReason } from './engine.js'

@@ -19,7 +19,7 @@
  * thousands of partitions do not mean thousands of descriptors.
  */
 import { join } from 'node:path'
-import type { BatchOptions, ColumnBatch } from '../columnar/index.js'
+import type { BatchOptions, StoredBatch } from '../columnar/index.js'
 import type { SpaceDef } from '../schema/index.js'
 import { nodeFileSystem, type FileSystem } from '../runtime/index.js'
 import { BlockCache } from './block-cache.js'
@@ -317,7 +317,7 @@ export class LocalPartitionStore implements PartitionStore {
   }
 
   /** The live rows as column batches, a snapshot taken by the call itself (see reads.ts). */
-  batches (columns: readonly string[], opts?: BatchOptions): AsyncIterable<ColumnBatch> { return this.guardedIterable(this.reader.batches(columns, opts)) }
+  batches (columns: readonly string[], opts?: BatchOptions): AsyncIterable<StoredBatch> { return this.guardedIterable(this.reader.batches(columns, opts)) }
 
   async digest (buckets = 64): Promise<PartitionDigest> { return await this.guarded(async () => await this.ctx.index.digest(buckets)) }
 

@@ -4,7 +4,7 @@
  * decoded, the memtable's rows converted to columns and cached while the index is unchanged).
  * Every answer is read from the index of the moment; nothing here changes the partition.
  */
-import { gather, shareBatch, vectorFromValues, type BatchOptions, type ColumnBatch, type ColumnVector, type ValueType } from '../columnar/index.js'
+import { gather, gatherCompact, isCompact, shareBatch, vectorFromValues, type BatchOptions, type ColumnBatch, type ColumnVector, type StoredBatch, type StoredVector, type ValueType } from '../columnar/index.js'
 import type { Row } from '../schema/index.js'
 import type { PartitionContext } from './context.js'
 import { stableHash } from './hash.js'
@@ -148,7 +148,7 @@ export class PartitionReader {
    * the call, each id once. A caller must iterate to the end or stop with return() (for await
    * does): the pins are released then.
    */
-  batches (columns: readonly string[], opts: BatchOptions = {}): AsyncIterable<ColumnBatch> {
+  batches (columns: readonly string[], opts: BatchOptions = {}): AsyncIterable<StoredBatch> {
     const zones = opts.zones
     const schema = this.ctx.space().schema
     const cols: Array<{ name: string, type: ValueType }> = []
@@ -171,10 +171,10 @@ export class PartitionReader {
               continue
             }
             counters.batchesRead++
-            const columns = new Map<string, ColumnVector>()
+            const columns = new Map<string, StoredVector>()
             for (const c of cols) {
               const v = await seg.column(lb.batch, c.name, c.type, opts.lease)
-              columns.set(c.name, lb.rows === undefined ? v : gather(v, lb.rows))
+              columns.set(c.name, lb.rows === undefined ? v : isCompact(v) ? gatherCompact(v, lb.rows) : gather(v, lb.rows))
             }
             yield { length: lb.length, columns }
           }

@@ -52,6 +52,7 @@ import { endianness } from 'node:os'
 import { crc32 } from './crc32.js'
 import { SegmentCorruptError, segmentFileName, type SegmentMeta } from './segment.js'
 import { isColumnType, listElement, vectorDim, type ColumnType } from '../schema/index.js'
+import type { CodedNumVector, NarrowStrVector, ValueType } from '../columnar/index.js'
 
 export const INDEX_MAGIC = 'SHOALIDX'
 // Codes blocks are read and written as typed arrays, which use the platform's byte order.
@@ -621,11 +622,12 @@ export function encodeUtf8Codes (codes: Int32Array, dict: readonly string[]): { 
 }
 
 /**
- * A codes block read back (its CRC already checked) as the executor's dictionary form, the codes
- * widened into `alloc`'s memory. Throws `fail(reason)` for a block that does not decode: offsets
- * out of order or past its end, a code past the values.
+ * A codes block read back (its CRC already checked) as a narrow dictionary vector (columnar's
+ * compact form): the codes are a view of the block (copied when the block is not aligned for
+ * 2-byte codes), the values strings. Throws `fail(reason)` for a block that does not decode:
+ * offsets out of order or past its end, a code past the values.
  */
-export function decodeUtf8Codes (block: Uint8Array, rows: number, count: number, width: number, alloc: (bytes: number) => ArrayBufferLike, fail: (reason: string) => Error): { codes: Int32Array, dict: string[] } {
+export function decodeUtf8Codes (block: Uint8Array, rows: number, count: number, width: number, fail: (reason: string) => Error): NarrowStrVector {
   const head = codesHead(rows, width)
   const valuesAt = head + 4 * (count + 1)
   if (block.length < valuesAt) throw fail(`a block of ${block.length} bytes for ${rows} rows and ${count} values`)
@@ -638,33 +640,31 @@ export function decodeUtf8Codes (block: Uint8Array, rows: number, count: number,
     if (j > 0) dict[j - 1] = buf.toString('utf8', valuesAt + prev, valuesAt + o)
     prev = o
   }
-  const codes = new Int32Array(alloc(4 * rows), 0, rows)
-  const nul = nullCode(width)
-  if (allCodesBelow(block, rows, width, count)) {
-    // No NULL and no code past the values (the common case, tested 4 bytes at a time): widened
-    // by TypedArray.set, natively (0.3 against 0.9-1.5 ns a row for the loop below).
-    codes.set(width === 1 ? block.subarray(0, rows) : new Uint16Array(block.buffer, block.byteOffset, rows))
-    return { codes, dict }
-  }
-  let bad = 0
-  if (width === 1) {
-    for (let i = 0; i < rows; i++) {
-      const c = block[i]!
-      if (c === nul) { codes[i] = -1; continue }
-      codes[i] = c
-      if (c >= count) bad++
-    }
-  } else {
-    const src = (block.byteOffset & 1) === 0 ? new Uint16Array(block.buffer, block.byteOffset, rows) : new Uint16Array(block.slice(0, 2 * rows).buffer)
-    for (let i = 0; i < rows; i++) {
-      const c = src[i]!
-      if (c === nul) { codes[i] = -1; continue }
-      codes[i] = c
-      if (c >= count) bad++
-    }
-  }
+  const codes = codeView(block, rows, width)
+  // No NULL and no code past the values: the common case, tested 4 bytes at a time.
+  if (allCodesBelow(block, rows, width, count)) return { tag: 'narrow', type: 'utf8', codes, dict, nulls: 0 }
+  const { nulls, bad } = countCodes(codes, count, nullCode(width))
   if (bad > 0) throw fail(`${bad} codes past the ${count} values`)
-  return { codes, dict }
+  return { tag: 'narrow', type: 'utf8', codes, dict, nulls }
+}
+
+/** The `rows` codes at the start of a block as an array of their width: a view, or a copy when the block is not aligned for it. */
+function codeView (block: Uint8Array, rows: number, width: number): Uint8Array | Uint16Array {
+  if (width === 1) return block.subarray(0, rows)
+  return (block.byteOffset & 1) === 0 ? new Uint16Array(block.buffer, block.byteOffset, rows) : new Uint16Array(block.slice(0, 2 * rows).buffer)
+}
+
+/** How many codes are NULL (`nul`) and how many past the `count` values. */
+function countCodes (codes: Uint8Array | Uint16Array, count: number, nul: number): { nulls: number, bad: number } {
+  let nulls = 0
+  let bad = 0
+  for (let i = 0; i < codes.length; i++) {
+    const c = codes[i]!
+    if (c < count) continue
+    if (c === nul) nulls++
+    else bad++
+  }
+  return { nulls, bad }
 }
 
 /**
@@ -779,10 +779,12 @@ export function encodeNumberCodes (codes: Int32Array, dict: readonly number[]): 
 }
 
 /**
- * A number codes block read back (its CRC already checked) as float64 values in `alloc`'s memory
- * (NaN for NULL), and how many rows are NULL. Throws `fail(reason)` for a code past the values.
+ * A number codes block read back (its CRC already checked) as a coded vector (columnar's compact
+ * form) of `type`: the codes and values views of the block (copied when it is not aligned for
+ * them). NULL rows get the code of a NaN appended to the values (a copy of both, only then).
+ * Throws `fail(reason)` for a code past the values or a NaN value.
  */
-export function decodeNumberCodes (block: Uint8Array, rows: number, count: number, width: number, alloc: (bytes: number) => ArrayBufferLike, fail: (reason: string) => Error): { values: Float64Array, nulls: number } {
+export function decodeNumberCodes (block: Uint8Array, rows: number, count: number, width: number, type: ValueType, fail: (reason: string) => Error): CodedNumVector {
   const at = (rows * width + 7) & ~7
   if (block.length < at + 8 * count) throw fail(`a block of ${block.length} bytes for ${rows} rows and ${count} values`)
   // Typed views need aligned offsets: a block read elsewhere than at an 8-byte boundary is copied.
@@ -790,51 +792,20 @@ export function decodeNumberCodes (block: Uint8Array, rows: number, count: numbe
   const dict = new Float64Array(aligned.buffer, aligned.byteOffset + at, count)
   // The executor relies on `nulls` (NumVector): a NaN value would be a NULL it did not count.
   for (let j = 0; j < count; j++) if (dict[j] !== dict[j]) throw fail(`value ${j} is NaN`)
-  const out = new Float64Array(alloc(8 * rows), 0, rows)
-  if (allCodesBelow(aligned, rows, width, count)) {
-    // No NULL and no code past the values (the common case, tested 4 bytes at a time): a lookup a row.
-    if (width === 1) lookup8(aligned, dict, out, rows)
-    else lookup16(new Uint16Array(aligned.buffer, aligned.byteOffset, rows), dict, out, rows)
-    return { values: out, nulls: 0 }
-  }
+  const int32 = type === 'int32' || type === 'date' ? { int32: true as const } : {}
+  const codes = codeView(aligned, rows, width)
+  // No NULL and no code past the values: the common case, tested 4 bytes at a time.
+  if (allCodesBelow(aligned, rows, width, count)) return { tag: 'coded', type, codes, dict, nulls: 0, ...int32 }
   const nul = nullCode(width)
-  let nulls = 0
-  let bad = 0
-  if (width === 1) {
-    // By a table of every 1-byte code: NULL and codes past the values read NaN, told apart
-    // afterwards only when some row met one.
-    const table = BYTE_CODE_TABLE.fill(NaN)
-    table.set(dict)
-    const src = aligned.subarray(0, rows)
-    let nans = 0
-    for (let i = 0; i < rows; i++) {
-      const x = table[src[i]!]!
-      out[i] = x
-      if (x !== x) nans++
-    }
-    if (nans > 0) for (let i = 0; i < rows; i++) { const c = src[i]!; if (c === nul) nulls++; else if (c >= count) bad++ }
-  } else {
-    const src = new Uint16Array(aligned.buffer, aligned.byteOffset, rows)
-    for (let i = 0; i < rows; i++) {
-      const c = src[i]!
-      if (c < count) { out[i] = dict[c]!; continue }
-      out[i] = NaN
-      if (c === nul) nulls++
-      else bad++
-    }
-  }
+  const { nulls, bad } = countCodes(codes, count, nul)
   if (bad > 0) throw fail(`${bad} codes past the ${count} values`)
-  return { values: out, nulls }
+  if (nulls === 0) return { tag: 'coded', type, codes, dict, nulls: 0, ...int32 }
+  // NULL reads the NaN at `count` (below the NULL code: count < nul).
+  const withNull = new Float64Array(new SharedArrayBuffer(8 * (count + 1)))
+  withNull.set(dict)
+  withNull[count] = NaN
+  const remapped = width === 1 ? new Uint8Array(new SharedArrayBuffer(rows)) : new Uint16Array(new SharedArrayBuffer(2 * rows))
+  for (let i = 0; i < rows; i++) { const c = codes[i]!; remapped[i] = c === nul ? count : c }
+  return { tag: 'coded', type, codes: remapped, dict: withNull, nulls, ...int32 }
 }
 
-// One loop a width: one loop over either array type ran a little slower (1.97 against 1.85 ns a row).
-function lookup8 (src: Uint8Array, dict: Float64Array, out: Float64Array, rows: number): void {
-  for (let i = 0; i < rows; i++) out[i] = dict[src[i]!]!
-}
-
-function lookup16 (src: Uint16Array, dict: Float64Array, out: Float64Array, rows: number): void {
-  for (let i = 0; i < rows; i++) out[i] = dict[src[i]!]!
-}
-
-/** decodeNumberCodes' table of 1-byte codes, reused (synchronous: no other decode runs meanwhile). */
-const BYTE_CODE_TABLE = new Float64Array(256)

@@ -5,10 +5,10 @@
  */
 import { join } from 'node:path'
 import { Bool, Float32, makeData, makeVector, type Data, type Vector } from 'apache-arrow'
-import { shareVector, type BatchLease, type ColumnVector, type ValueType } from '../columnar/index.js'
+import { shareVector, widenVector, type BatchLease, type ColumnVector, type StoredVector, type ValueType } from '../columnar/index.js'
 import { arrowType, listElement, newRow, vectorDim, type ColumnType, type Row, type ScalarType, type SpaceSchema } from '../schema/index.js'
 import { nodeFileSystem, type FileSystem, type RandomAccessFile } from '../runtime/index.js'
-import { columnVectorBytes, groupKey, type BlockCache } from './block-cache.js'
+import { storedVectorBytes, groupKey, type BlockCache } from './block-cache.js'
 import { crc32 } from './crc32.js'
 import type { Evictable, FilePool } from './files.js'
 import { missingFile } from './fsutil.js'
@@ -303,7 +303,7 @@ export class SegmentFile {
    * (the schema's type; 'null' when the schema has none). A column the file lacks reads as all
    * NULL. Through the block cache; callers must not write into it.
    */
-  async column (b: number, name: string, type: ValueType, lease?: BatchLease): Promise<ColumnVector> {
+  async column (b: number, name: string, type: ValueType, lease?: BatchLease): Promise<StoredVector> {
     this.checkBatch(b)
     const c = this.dir.columnIndex.get(name)
     if (c === undefined || type === 'null') return shareVector(nullVector(type, this.dir.batchRows[b]!))
@@ -316,7 +316,7 @@ export class SegmentFile {
         const v: ColumnVector = { tag: 'str', type: 'utf8', codes, dict: ids }
         // The dictionary is the ids(b) entry's array, counted here too: either entry may outlive
         // the other in the cache, so each counts what it holds (an over-count while both are in).
-        return { value: v, bytes: columnVectorBytes(v) }
+        return { value: v, bytes: storedVectorBytes(v) }
       })
     }
     const k = b * this.dir.columns.length + c
@@ -341,7 +341,7 @@ export class SegmentFile {
       try {
         const into = views && end > start ? new Uint8Array(alloc(end - start)) : borrowed
         const v = shareVector(this.decoded(b, name, type, await this.readData(b, c, into), alloc))
-        return { value: v, bytes: columnVectorBytes(v), reusable }
+        return { value: v, bytes: storedVectorBytes(v), reusable }
       } finally {
         if (borrowed !== undefined) scratch.give(borrowed)
       }
@@ -358,37 +358,26 @@ export class SegmentFile {
   }
 
   /**
-   * A column of batch `b` from its codes block in the .idx instead of its Arrow bytes: utf8
-   * (format 3; no string decoded a row, the codes widened) or numbers (format 4; 1-2 bytes a row
-   * read, the values looked up), into the cache's shared memory.
+   * A column of batch `b` from its codes block in the .idx instead of its Arrow bytes, in its
+   * compact form (columnar/compact.ts): utf8 (format 3) as narrow dictionary codes, numbers
+   * (format 4) as codes into their values. The block is read into the cache's shared memory and
+   * the vector views it: 1-2 bytes a row held, where the widened column takes 4 or 8.
    */
-  private async loadCodes (b: number, c: number, type: ValueType): Promise<{ value: ColumnVector, bytes: number, reusable: SharedArrayBuffer[] }> {
+  private async loadCodes (b: number, c: number, type: ValueType): Promise<{ value: StoredVector, bytes: number, reusable: SharedArrayBuffer[] }> {
     const d = this.dir
     const k = b * d.columns.length + c
     const rows = d.batchRows[b]!
     const length = d.codeBytes[k]!
     const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.idx.path, b, d.columns[c]!.name, `${type === 'utf8' ? 'utf8' : 'number'} codes: ${reason}`)
-    const borrowed = scratch.take(length)
     const reusable: SharedArrayBuffer[] = []
-    const alloc = this.allocFor(reusable)
-    try {
-      const block = await this.idx.read(d.codeOffset[k]!, length, borrowed)
-      if (block.length !== length) throw fail(`the file ends ${length - block.length} bytes early (truncated)`)
-      if (crc32(block) !== d.codeCrc[k]) throw fail('CRC mismatch')
-      let v: ColumnVector
-      if (type === 'utf8') {
-        const { codes, dict } = decodeUtf8Codes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, alloc, fail)
-        v = { tag: 'str', type: 'utf8', codes, dict }
-      } else {
-        const { values, nulls } = decodeNumberCodes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, alloc, fail)
-        // What the executor may rely on (NumVector): as decodeColumn says of the same column.
-        v = type === 'int32' || type === 'date' ? { tag: 'num', type, values, nulls, int32: true } : { tag: 'num', type, values, nulls }
-      }
-      v = shareVector(v)
-      return { value: v, bytes: columnVectorBytes(v), reusable }
-    } finally {
-      scratch.give(borrowed)
-    }
+    const into = new Uint8Array(this.allocFor(reusable)(length))
+    const block = await this.idx.read(d.codeOffset[k]!, length, into)
+    if (block.length !== length) throw fail(`the file ends ${length - block.length} bytes early (truncated)`)
+    if (crc32(block) !== d.codeCrc[k]) throw fail('CRC mismatch')
+    const value = type === 'utf8'
+      ? decodeUtf8Codes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, fail)
+      : decodeNumberCodes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, type, fail)
+    return { value, bytes: storedVectorBytes(value), reusable }
   }
 
   /** The ids of batch `b`, one per row, in key order. */
@@ -429,7 +418,7 @@ export class SegmentFile {
     if (transient) return this.cache.peek<T>(key) ?? check(await this.columnPastCache(b, name, type))
     // Checked once per load: a cache hit returns the same, already checked, array.
     return await this.cache.getOrLoad(key, async () => {
-      const value = check(await this.column(b, name, type))
+      const value = check(widenVector(await this.column(b, name, type)))
       return { value, bytes: value.byteLength }
     })
   }

@@ -4,7 +4,7 @@
  */
 import type { PackedRecords } from './wal.js'
 import type { StoreFailure } from './failure.js'
-import type { BatchOptions, ColumnBatch } from '../columnar/index.js'
+import type { BatchOptions, StoredBatch } from '../columnar/index.js'
 import type { Hlc } from '../hlc/index.js'
 import type { Row, SpaceDef } from '../schema/index.js'
 import type { RepairRecord, RepairUpdate } from './repair.js'
@@ -76,7 +76,7 @@ export interface PartitionStore {
    * them. Each id appears once, in no particular order. `opts.zones` skips stored batches whose
    * zone maps rule every row out (the memtable's rows are never skipped: the caller still filters).
    */
-  batches(columns: readonly string[], opts?: BatchOptions): AsyncIterable<ColumnBatch>
+  batches(columns: readonly string[], opts?: BatchOptions): AsyncIterable<StoredBatch>
   /** The anti-entropy digest; a promise: a bucket count not kept is built by reading every key. */
   digest(buckets?: number): Promise<PartitionDigest>
   /** The records of one digest bucket (tombstones included), for anti-entropy repair. */

@@ -5,7 +5,7 @@
  * network.
  */
 import { pack, unpack } from 'msgpackr'
-import { batchFromRows, type BatchSource, type ColumnBatch, type ColumnVector, type ValueType } from '../../src/columnar/index.js'
+import { batchFromRows, narrowNullCode, type BatchSource, type ColumnBatch, type ColumnVector, type StoredBatch, type StoredVector, type ValueType } from '../../src/columnar/index.js'
 import { MemoryBudget, QueryMerger, runFragment, splitPlan, type FinalResult, type FragmentOutput, type SplitPlan } from '../../src/query/exec/index.js'
 import { parseJsonQuery } from '../../src/query/json/index.js'
 import type { PlanNode } from '../../src/query/model/index.js'
@@ -88,22 +88,60 @@ export function withKnown (b: ColumnBatch): ColumnBatch {
   return { length: b.length, columns }
 }
 
+/**
+ * A batch as storage's cache holds it (columnar/compact.ts): each number column of at most
+ * 65,534 distinct values as codes into them, each string column as narrow codes; the rest as
+ * withKnown makes it. `wide`: 2-byte codes even where 1 would do.
+ */
+export function asStored (b: ColumnBatch, wide = false): StoredBatch {
+  const columns = new Map<string, StoredVector>()
+  for (const [name, v] of withKnown(b).columns) {
+    if (v.tag === 'num') {
+      const dict: number[] = []
+      const index = new Map<number, number>()
+      let nulls = 0
+      for (const x of v.values) {
+        if (x !== x) { nulls++; continue }
+        if (!index.has(x)) { index.set(x, dict.length); dict.push(x) }
+      }
+      // Map keys are SameValueZero: -0 would read back as 0 (storage's writer keeps such a column wide too).
+      if (v.values.some(x => Object.is(x, -0)) || dict.length > 65_534) { columns.set(name, v); continue }
+      const nullCode = dict.length
+      const table = Float64Array.from(nulls > 0 ? [...dict, NaN] : dict)
+      const codes = dict.length < 255 && !wide ? new Uint8Array(v.values.length) : new Uint16Array(v.values.length)
+      for (let i = 0; i < codes.length; i++) { const x = v.values[i]!; codes[i] = x !== x ? nullCode : index.get(x)! }
+      columns.set(name, { tag: 'coded', type: v.type, codes, dict: table, nulls, ...(v.int32 === true ? { int32: true as const } : {}) })
+    } else if (v.tag === 'str' && v.dict.length < 65_535) {
+      const codes = v.dict.length < 255 && !wide ? new Uint8Array(v.codes.length) : new Uint16Array(v.codes.length)
+      const nul = narrowNullCode(codes)
+      let nulls = 0
+      for (let i = 0; i < codes.length; i++) { const c = v.codes[i]!; if (c < 0) nulls++; codes[i] = c < 0 ? nul : c }
+      columns.set(name, { tag: 'narrow', type: 'utf8', codes, dict: v.dict, nulls })
+    } else {
+      columns.set(name, v)
+    }
+  }
+  return { length: b.length, columns }
+}
+
 /** Rows cut into batches of random sizes (empty batches included now and then). */
-export function randomBatches (r: () => number, rows: readonly Row[]): ColumnBatch[] {
-  const out: ColumnBatch[] = []
+export function randomBatches (r: () => number, rows: readonly Row[]): StoredBatch[] {
+  const out: StoredBatch[] = []
   let at = 0
   while (at < rows.length) {
     const size = r() < 0.1 ? 0 : intIn(r, 1, Math.max(1, Math.ceil(rows.length / 3)))
-    // Every other batch as storage hands them out (no random draw: the streams stay as they were).
-    const b = out.length % 2 === 0 ? batchOf(rows.slice(at, at + size)) : withKnown(batchOf(rows.slice(at, at + size)))
-    out.push(r() < 0.3 ? withUnusedDictEntries(b) : b)
+    // Every other batch as storage hands them out (no random draw: the streams stay as they
+    // were): in turn with what its vectors say of themselves, compact, compact 2 bytes a code.
+    const plain = (r() < 0.3 ? withUnusedDictEntries : (x: ColumnBatch) => x)(batchOf(rows.slice(at, at + size)))
+    const k = out.length
+    out.push(k % 2 === 0 ? plain : k % 6 === 1 ? withKnown(plain) : asStored(plain, k % 6 === 5))
     at += size
   }
   return out
 }
 
 /** Rows dealt at random over 1–8 partitions (some possibly empty), each cut into random batches. */
-export function randomPartitions (r: () => number, rows: readonly Row[], parts = intIn(r, 1, 8)): ColumnBatch[][] {
+export function randomPartitions (r: () => number, rows: readonly Row[], parts = intIn(r, 1, 8)): StoredBatch[][] {
   const per: Row[][] = Array.from({ length: parts }, () => [])
   for (const row of rows) per[Math.floor(r() * parts)]!.push(row)
   return per.map(p => randomBatches(r, p))
@@ -130,10 +168,10 @@ export interface RunOptions {
 }
 
 /** A partition as storage serves it: exactly the columns asked for (projection pushdown). */
-export function sourceOf (batches: readonly ColumnBatch[]): BatchSource {
+export function sourceOf (batches: readonly StoredBatch[]): BatchSource {
   return {
     batches: (columns: readonly string[]) => batches.map(b => {
-      const out = new Map<string, ColumnVector>()
+      const out = new Map<string, StoredVector>()
       for (const c of columns) {
         const v = b.columns.get(c)
         if (v === undefined) throw new Error(`the fragment asked for an unknown column ${c}`)
@@ -145,7 +183,7 @@ export function sourceOf (batches: readonly ColumnBatch[]): BatchSource {
 }
 
 /** The whole pipeline over `partitions` (each a list of batches). */
-export async function runLocal (query: string | object, partitions: readonly ColumnBatch[][], opts: RunOptions = {}): Promise<FinalResult> {
+export async function runLocal (query: string | object, partitions: readonly StoredBatch[][], opts: RunOptions = {}): Promise<FinalResult> {
   const p = prepare(query)
   const merger = new QueryMerger(p.split, columnType, opts.budget)
   for (const batches of partitions) {

@@ -4,7 +4,7 @@
  * added column; the segment column cache; Arrow decoding of every type with NULLs.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { valueAt, vectorLength, type ColumnBatch } from '../../src/columnar/index.js'
+import { valueAt, vectorLength, widenBatch, type ColumnBatch, type StoredBatch } from '../../src/columnar/index.js'
 import { makeHlc } from '../../src/hlc/index.js'
 import { SeededRandom } from '../../src/runtime/index.js'
 import { addColumn, type ColumnType, type SpaceDef } from '../../src/schema/index.js'
@@ -52,16 +52,25 @@ function normalize (v: unknown): unknown {
 }
 
 /** Every batch of an async iterable, in order. */
-async function collect (batches: AsyncIterable<ColumnBatch>): Promise<ColumnBatch[]> {
-  const out: ColumnBatch[] = []
+/** The batches as the store hands them out. */
+async function stored (batches: AsyncIterable<StoredBatch>): Promise<StoredBatch[]> {
+  const out: StoredBatch[] = []
   for await (const b of batches) out.push(b)
   return out
 }
 
+/** The batches, compact columns widened (as the executor reads them). */
+async function collect (batches: AsyncIterable<StoredBatch>): Promise<ColumnBatch[]> {
+  const out: ColumnBatch[] = []
+  for await (const b of batches) out.push(widenBatch(b))
+  return out
+}
+
 /** The batches as rows id → {column: value}, checking shapes and that each id comes once. */
-async function fromBatches (batches: AsyncIterable<ColumnBatch>, cols: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
+async function fromBatches (batches: AsyncIterable<StoredBatch>, cols: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
   const out = new Map<string, Record<string, unknown>>()
-  for await (const batch of batches) {
+  for await (const stored of batches) {
+    const batch = widenBatch(stored)
     for (const c of cols) {
       const v = batch.columns.get(c)
       expect(v, `column ${c}`).toBeDefined()
@@ -295,7 +304,8 @@ describe('storage: snapshots share the segments\' live bits (copy on write)', ()
   async function rows (store: LocalPartitionStore, iterate?: (at: number) => Promise<void>): Promise<Map<string, number>> {
     const out = new Map<string, number>()
     let at = 0
-    for await (const b of store.batches(['id', 'n'], {})) {
+    for await (const stored of store.batches(['id', 'n'], {})) {
+      const b = widenBatch(stored)
       const ids = b.columns.get('id')!
       const n = b.columns.get('n')!
       for (let i = 0; i < b.length; i++) {
@@ -337,15 +347,16 @@ describe('storage: the segment column cache', () => {
     const w = new Workload(space, 1000, 4)
     await w.write(store, 200, 0)
     await store.flush()
-    const [a] = (await collect(store.batches(COLS)))
-    const [b] = (await collect(store.batches(COLS)))
+    // As the cache holds them (compact columns not widened).
+    const [a] = await stored(store.batches(COLS))
+    const [b] = await stored(store.batches(COLS))
     expect(a!.length).toBe(w.model.size)
     for (const c of COLS) expect(b!.columns.get(c)).toBe(a!.columns.get(c))
     // Some rows superseded: a gathered copy now, from the same cached vectors.
     const [first] = w.model.keys()
     await store.apply([del(first!, T0 + 1e6)])
     w.model.set(first!, del(first!, T0 + 1e6))
-    const [c1] = (await collect(store.batches(['d'])))
+    const [c1] = await stored(store.batches(['d']))
     expect(c1!.length).toBe(w.model.size - 1)
     expect(c1!.columns.get('d')).not.toBe(a!.columns.get('d'))
     await check(store, w.model)

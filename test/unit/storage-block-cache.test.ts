@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { BatchLease } from '../../src/columnar/index.js'
-import { BlockCache, columnVectorBytes, defaultCacheMiB, groupKey } from '../../src/storage/block-cache.js'
+import { BlockCache, storedVectorBytes, defaultCacheMiB, groupKey } from '../../src/storage/block-cache.js'
 
 describe('BlockCache', () => {
   it('keeps at most maxBytes, evicting the least recently used first', () => {
@@ -76,9 +76,9 @@ describe('BlockCache', () => {
   })
 
   it('counts a column vector by its arrays, and strings at two bytes a character plus a header', () => {
-    expect(columnVectorBytes({ tag: 'num', type: 'float64', values: new Float64Array(10) })).toBe(80)
-    expect(columnVectorBytes({ tag: 'str', type: 'utf8', codes: new Int32Array(4), dict: ['ab', 'cde'] })).toBe(16 + 2 * 8 + (16 + 4) + (16 + 6))
-    expect(columnVectorBytes({ tag: 'vec', type: 'vector<2>', dim: 2, values: new Float32Array(8), valid: new Uint8Array(4) })).toBe(36)
+    expect(storedVectorBytes({ tag: 'num', type: 'float64', values: new Float64Array(10) })).toBe(80)
+    expect(storedVectorBytes({ tag: 'str', type: 'utf8', codes: new Int32Array(4), dict: ['ab', 'cde'] })).toBe(16 + 2 * 8 + (16 + 4) + (16 + 6))
+    expect(storedVectorBytes({ tag: 'vec', type: 'vector<2>', dim: 2, values: new Float32Array(8), valid: new Uint8Array(4) })).toBe(36)
   })
 
   it('defaults to a quarter of the memory, at most 4 GiB', () => {

@@ -7,7 +7,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { ColumnBatch } from '../../src/columnar/index.js'
+import { widenBatch, type StoredBatch } from '../../src/columnar/index.js'
 import { SeededRandom } from '../../src/runtime/index.js'
 import { BlockCache, FilePool, MANIFEST_FILE, crc32, type LocalPartitionStore, type VersionedRecord } from '../../src/storage/index.js'
 import { allBitsSet } from '../../src/storage/disk-segment.js'
@@ -24,7 +24,8 @@ async function batchTotals (store: LocalPartitionStore): Promise<{ rows: number,
   let rows = 0
   let sum = 0
   const ids = new Set<string>()
-  for await (const b of store.batches(['id', 'n']) as AsyncIterable<ColumnBatch>) {
+  for await (const stored of store.batches(['id', 'n'])) {
+    const b = widenBatch(stored)
     const id = b.columns.get('id')!
     const n = b.columns.get('n')!
     if (id.tag !== 'str' || n.tag !== 'num') throw new Error('unexpected vector kinds')
@@ -148,7 +149,7 @@ describe('disk-resident segments', () => {
     expect(store.stats().segments).toBe(1)
     // The old files are still there while the snapshot reads them...
     expect((await readdir(dir)).filter(n => n.endsWith('.arrow'))).toHaveLength(4)
-    let rows = (firstBatch.value as ColumnBatch).length
+    let rows = (firstBatch.value as StoredBatch).length
     for (let r = await snapshot.next(); r.done !== true; r = await snapshot.next()) rows += r.value.length
     expect(rows).toBe(300)
     // ...and gone once it is done (deleted in the background: polled, no timer).

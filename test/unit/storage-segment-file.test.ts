@@ -7,7 +7,7 @@ import { readFile, readdir, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { tableFromIPC, tableToIPC } from 'apache-arrow'
 import { afterEach, describe, expect, it } from 'vitest'
-import { valueAt, vectorLength, type ColumnVector } from '../../src/columnar/index.js'
+import { storedLength, valueAt, widenVector, type NumVector, type StoredVector, type StrVector } from '../../src/columnar/index.js'
 import { makeHlc } from '../../src/hlc/index.js'
 import { newRow, parseSchemaSpec, type ColumnType, type SpaceSchema } from '../../src/schema/index.js'
 import { BlockCache } from '../../src/storage/block-cache.js'
@@ -78,17 +78,25 @@ function deps (cacheBytes = 64 << 20, maxOpen = 16): { files: FilePool, cache: B
 }
 
 /** Values of a vector as plain JS (valueAt), for comparison. */
-function values (v: ColumnVector): unknown[] {
+/** A column's values as the executor reads them (a compact column widened). */
+function values (stored: StoredVector): unknown[] {
+  const v = widenVector(stored)
   const out: unknown[] = []
-  for (let i = 0; i < vectorLength(v); i++) out.push(valueAt(v, i))
+  for (let i = 0; i < storedLength(v); i++) out.push(valueAt(v, i))
   return out
 }
+
+/** Codes as the executor reads them: -1 for NULL. */
+function wideCodes (v: StoredVector): number[] { return [...(widenVector(v) as StrVector).codes] }
+
+/** Numbers as the executor reads them: NaN for NULL. */
+function wideValues (v: StoredVector): number[] { return [...(widenVector(v) as NumVector).values] }
 
 async function whole (seg: SegmentFile, name: string, type: ColumnType): Promise<unknown[]> {
   const out: unknown[] = []
   for (let b = 0; b < seg.batches; b++) {
     const v = await seg.column(b, name, type)
-    expect(vectorLength(v)).toBe(seg.batchRows(b))
+    expect(storedLength(v)).toBe(seg.batchRows(b))
     out.push(...values(v))
   }
   return out
@@ -722,8 +730,8 @@ async function expectFlippedCodes (records: VersionedRecord[], schema: SpaceSche
   await flipByte(join(dir, meta.index), range.offset + 10)
   seg = await SegmentFile.open(dir, meta, deps())
   await expectCorrupt(seg.column(1, flipped.name, flipped.type), meta.index, 'batch 1', `column "${flipped.name}"`, what, 'CRC')
-  expect(vectorLength(await seg.column(0, flipped.name, flipped.type))).toBe(1000)
-  expect(vectorLength(await seg.column(1, other.name, other.type))).toBe(1000)
+  expect(storedLength(await seg.column(0, flipped.name, flipped.type))).toBe(1000)
+  expect(storedLength(await seg.column(1, other.name, other.type))).toBe(1000)
   const i = rows.findIndex(r => !r.deleted)
   expect(await seg.rowValues(1, i, [flipped])).toEqual([rows[i]!.row![flipped.name]])
   await seg.close()
@@ -794,31 +802,29 @@ describe('utf8 codes (format 3)', () => {
 
   it('a codes block that does not decode is an error, never wrong values', () => {
     const fail = (reason: string): Error => new Error(reason)
-    const alloc = (bytes: number): ArrayBuffer => new ArrayBuffer(bytes)
     const codes = Int32Array.from([0, 1, -1, 2, 1])
     const { block, width } = encodeUtf8Codes(codes, ['a', 'bé', ''])
     expect(width).toBe(1)
-    const back = decodeUtf8Codes(block, 5, 3, width, alloc, fail)
-    expect([...back.codes]).toEqual([0, 1, -1, 2, 1])
+    const back = decodeUtf8Codes(block, 5, 3, width, fail)
+    expect(wideCodes(back)).toEqual([0, 1, -1, 2, 1])
     expect(back.dict).toEqual(['a', 'bé', ''])
     // A code past the values.
     const past = Uint8Array.from(block)
     past[3] = 7
-    expect(() => decodeUtf8Codes(past, 5, 3, width, alloc, fail)).toThrow(/codes past/)
+    expect(() => decodeUtf8Codes(past, 5, 3, width, fail)).toThrow(/codes past/)
     // Offsets out of order.
     const order = Uint8Array.from(block)
     order[8 + 4] = 9
-    expect(() => decodeUtf8Codes(order, 5, 3, width, alloc, fail)).toThrow(/offset/)
+    expect(() => decodeUtf8Codes(order, 5, 3, width, fail)).toThrow(/offset/)
     // Two bytes a code from 255 values on.
     const many = Array.from({ length: 300 }, (_, j) => `v${j}`)
     const wide = encodeUtf8Codes(Int32Array.from([299, -1, 0]), many)
     expect(wide.width).toBe(2)
-    expect([...decodeUtf8Codes(wide.block, 3, 300, 2, alloc, fail).codes]).toEqual([299, -1, 0])
+    expect(wideCodes(decodeUtf8Codes(wide.block, 3, 300, 2, fail))).toEqual([299, -1, 0])
   })
 
   it('widens codes 4 bytes at a time when it can, with the same result as code by code: NULLs, bad codes in any lane and the tail, every dictionary size', () => {
     const fail = (reason: string): Error => new Error(reason)
-    const alloc = (bytes: number): ArrayBuffer => new ArrayBuffer(bytes)
     const r = rng(21)
     for (const count of [1, 2, 127, 128, 129, 254, 255, 300, 32_767, 32_768, 32_769, 65_534]) {
       const dict = Array.from({ length: count }, (_, j) => `v${j}`)
@@ -826,14 +832,14 @@ describe('utf8 codes (format 3)', () => {
         for (const nulls of [false, true]) {
           const codes = Int32Array.from({ length: rows }, () => nulls && r() < 0.1 ? -1 : Math.floor(r() * count))
           const { block, width } = encodeUtf8Codes(codes, dict)
-          expect([...decodeUtf8Codes(block, rows, count, width, alloc, fail).codes], `${count} values, ${rows} rows`).toEqual([...codes])
+          expect(wideCodes(decodeUtf8Codes(block, rows, count, width, fail)), `${count} values, ${rows} rows`).toEqual([...codes])
           // One code past the values, at each place in turn (a lane of a word, or the tail).
           for (const at of new Set([0, 1, 2, 3, rows - 1].filter(i => i < rows))) {
             const bad = Uint8Array.from(block)
             // count itself: never NULL's code (255 or 65,535: count is below it at each width).
             if (width === 1) bad[at] = count
             else new DataView(bad.buffer).setUint16(2 * at, count, true)
-            expect(() => decodeUtf8Codes(bad, rows, count, width, alloc, fail), `${count} values, ${rows} rows, bad at ${at}`).toThrow(/codes past/)
+            expect(() => decodeUtf8Codes(bad, rows, count, width, fail), `${count} values, ${rows} rows, bad at ${at}`).toThrow(/codes past/)
           }
         }
       }
@@ -893,10 +899,13 @@ describe('number codes (format 4)', () => {
     expect((await whole(a, 'n', 'int64')).some(v => typeof v === 'number' && Math.abs(v) > 2 ** 53)).toBe(true)
     for (let batch = 0; batch < a.batches; batch++) {
       for (const [name, type, int32] of [['i', 'int32', true], ['d', 'date', true], ['n', 'int64', false], ['x', 'float64', false]] as const) {
-        const v = await a.column(batch, name, type)
+        const v = widenVector(await a.column(batch, name, type))
         if (v.tag !== 'num') throw new Error(`${name}: not a number vector`)
         expect(v.nulls, `${name} batch ${batch}`).toBe(v.values.filter(x => x !== x).length)
         expect(v.int32 === true, name).toBe(int32)
+        // Held compact: the codes and their values, not a float64 a row.
+        expect(v.coded, name).toBeDefined()
+        expect(v.coded!.codes.length).toBe(a.batchRows(batch))
       }
     }
     await a.close()
@@ -913,7 +922,6 @@ describe('number codes (format 4)', () => {
 
   it('a number codes block that does not decode is an error, never wrong values', () => {
     const fail = (reason: string): Error => new Error(reason)
-    const alloc = (bytes: number): ArrayBuffer => new ArrayBuffer(bytes)
     const found = numberDictionary(Float64Array.from([2.5, NaN, -7, 2.5, 2 ** 60]), 10)!
     expect(found.dict).toEqual([2.5, -7, 2 ** 60])
     expect([...found.codes]).toEqual([0, -1, 1, 0, 2])
@@ -921,25 +929,25 @@ describe('number codes (format 4)', () => {
     expect(numberDictionary(Float64Array.from([1, 2, 3]), 2)).toBeUndefined()
     const { block, width } = encodeNumberCodes(found.codes, found.dict)
     expect(width).toBe(1)
-    const back = decodeNumberCodes(block, 5, 3, width, alloc, fail)
-    expect([...back.values]).toEqual([2.5, NaN, -7, 2.5, 2 ** 60])
+    const back = decodeNumberCodes(block, 5, 3, width, 'float64', fail)
+    expect(wideValues(back)).toEqual([2.5, NaN, -7, 2.5, 2 ** 60])
     expect(back.nulls).toBe(1)
     // A code past the values, at either width.
     const past = Uint8Array.from(block)
     past[3] = 3
-    expect(() => decodeNumberCodes(past, 5, 3, width, alloc, fail)).toThrow(/codes past/)
+    expect(() => decodeNumberCodes(past, 5, 3, width, 'float64', fail)).toThrow(/codes past/)
     const many = Array.from({ length: 300 }, (_, j) => j / 4)
     const wide = encodeNumberCodes(Int32Array.from([299, -1, 0]), many)
     expect(wide.width).toBe(2)
-    const wideBack = decodeNumberCodes(wide.block, 3, 300, 2, alloc, fail)
-    expect([...wideBack.values]).toEqual([299 / 4, NaN, 0])
+    const wideBack = decodeNumberCodes(wide.block, 3, 300, 2, 'float64', fail)
+    expect(wideValues(wideBack)).toEqual([299 / 4, NaN, 0])
     expect(wideBack.nulls).toBe(1)
     const widePast = Uint8Array.from(wide.block)
     new DataView(widePast.buffer).setUint16(2, 300, true)
-    expect(() => decodeNumberCodes(widePast, 3, 300, 2, alloc, fail)).toThrow(/codes past/)
+    expect(() => decodeNumberCodes(widePast, 3, 300, 2, 'float64', fail)).toThrow(/codes past/)
     // A NaN among the values (a NULL the vector would not count).
     const nan = Uint8Array.from(block)
     new DataView(nan.buffer).setFloat64(8, NaN, true)
-    expect(() => decodeNumberCodes(nan, 5, 3, width, alloc, fail)).toThrow(/NaN/)
+    expect(() => decodeNumberCodes(nan, 5, 3, width, 'float64', fail)).toThrow(/NaN/)
   })
 })

@@ -8,7 +8,7 @@
  * The same class serves both sides: a data peer accumulates rows and encodes each group's state;
  * the coordinator merges encoded states from every partition and finalizes.
  */
-import { gather, type ColumnVector } from '../../columnar/index.js'
+import { gather, type ColumnVector, type NumVector } from '../../columnar/index.js'
 import { CardinalityAggregator, createAggregator, hash53, type Aggregator, type CardinalityState } from '../aggregate/index.js'
 import type { AggregateItem } from '../model/index.js'
 import { QueryExecError } from './errors.js'
@@ -48,10 +48,18 @@ export interface GroupAccumulator {
  */
 export type FusedStep =
   | { kind: 'countAll', arrays: [Float64Array] }
-  | { kind: 'countNum', column: Float64Array, dense: boolean, arrays: [Float64Array] }
+  | { kind: 'countNum', column: Float64Array, codes?: Codes, dense: boolean, arrays: [Float64Array] }
   | { kind: 'countStr', column: Int32Array, arrays: [Float64Array] }
-  | { kind: 'sum', column: Float64Array, dense: boolean, exact: boolean, arrays: [Float64Array, Float64Array, Float64Array, Float64Array] }
-  | { kind: 'min' | 'max', column: Float64Array, arrays: [Float64Array] }
+  | { kind: 'sum', column: Float64Array, codes?: Codes, dense: boolean, exact: boolean, arrays: [Float64Array, Float64Array, Float64Array, Float64Array] }
+  | { kind: 'min' | 'max', column: Float64Array, codes?: Codes, arrays: [Float64Array] }
+
+/** A coded column's codes (NumVector.coded): a step with them reads row r as column[codes[r]]. */
+type Codes = Uint8Array | Uint16Array
+
+/** What a step reads of a number column: its values, or (coded) its codes and their table. */
+function numColumn (v: NumVector): { column: Float64Array, codes?: Codes } {
+  return v.coded !== undefined ? { column: v.coded.dict, codes: v.coded.codes } : { column: v.values }
+}
 
 /**
  * Most rows one loop with batch counts may run: the plain partial of an exact step holds at most
@@ -132,7 +140,7 @@ class CountAcc implements GroupAccumulator {
 
   fuse (values: ColumnVector | null): FusedStep | undefined {
     if (this.star || values === null) return { kind: 'countAll', arrays: [this.n] }
-    if (values.tag === 'num') return { kind: 'countNum', column: values.values, dense: values.nulls === 0, arrays: [this.n] }
+    if (values.tag === 'num') return { kind: 'countNum', ...numColumn(values), dense: values.nulls === 0, arrays: [this.n] }
     if (values.tag === 'str') return { kind: 'countStr', column: values.codes, arrays: [this.n] }
     return undefined
   }
@@ -190,7 +198,7 @@ class SumAcc implements GroupAccumulator {
 
   fuse (values: ColumnVector | null): FusedStep | undefined {
     return values !== null && values.tag === 'num'
-      ? { kind: 'sum', column: values.values, dense: values.nulls === 0, exact: values.int32 === true, arrays: [this.s, this.c, this.n, this.p] }
+      ? { kind: 'sum', ...numColumn(values), dense: values.nulls === 0, exact: values.int32 === true, arrays: [this.s, this.c, this.n, this.p] }
       : undefined
   }
 
@@ -249,7 +257,7 @@ class ExtremeAcc implements GroupAccumulator {
   }
 
   fuse (values: ColumnVector | null): FusedStep | undefined {
-    return !this.strings && values !== null && values.tag === 'num' ? { kind: this.isMax ? 'max' : 'min', column: values.values, arrays: [this.v] } : undefined
+    return !this.strings && values !== null && values.tag === 'num' ? { kind: this.isMax ? 'max' : 'min', ...numColumn(values), arrays: [this.v] } : undefined
   }
 
   encode (g: number): unknown {

@@ -8,7 +8,7 @@
  * `Limit(Sort(...))`, `Limit(...)`, `Sort(...)` or nothing over `[Filter] Scan`. It arrives off
  * the network and is checked for that shape before it runs.
  */
-import { vectorFromValues, type BatchOptions, type BatchSource, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
+import { WidenScratch, vectorFromValues, widenBatch, type BatchOptions, type BatchSource, type ColumnBatch, type ColumnVector, type ValueType } from '../../columnar/index.js'
 import { zoneTest } from './zones.js'
 import type { AggregateNode, CompleteNode, Expr, PlanNode, ScanNode, SortKey, TopKNode } from '../model/index.js'
 import { createAccumulator } from './accumulators.js'
@@ -95,8 +95,33 @@ export async function runFragment (plan: PlanNode, ctx: FragmentContext): Promis
   const columns = shape.scan.columns ?? []
   const stats: FragmentStats = { rowsScanned: 0, rowsMatched: 0, ms: 0 }
   const sink = makeSink(shape, ctx, budget)
+  // Compact columns (columnar/compact.ts) are widened batch by batch: into memory reused for the
+  // next batch (and the next fragment) when the sink is done with a batch once it returns, else
+  // into new memory.
+  const scratch = sink.keepsNothing === true ? (idleScratch.pop() ?? new WidenScratch()) : undefined
+  try {
+    await scan(ctx, shape, columns, sink, stats, scratch, now)
+  } finally {
+    if (scratch !== undefined && idleScratch.length < MAX_IDLE_SCRATCH) idleScratch.push(scratch)
+  }
+  const output = sink.finish()
+  stats.ms = now() - t0
+  return { output, stats }
+}
+
+/**
+ * Widening memory not in use: fresh memory costs a page fault a page (on the VMs measured, a
+ * fragment's first batches widened into new memory took as long as the rest of it), so it is kept
+ * for the fragments after. One a fragment under way on this thread (they interleave at awaits).
+ */
+const idleScratch: WidenScratch[] = []
+const MAX_IDLE_SCRATCH = 4
+
+/** The scan of runFragment: every batch of the source, filtered, into the sink (until it is done). */
+async function scan (ctx: FragmentContext, shape: FragmentShape, columns: readonly string[], sink: Sink, stats: FragmentStats, scratch: WidenScratch | undefined, now: () => number): Promise<void> {
   let last = now()
-  for await (const raw of ctx.source.batches(columns, batchOptions(shape, ctx.columnType))) {
+  for await (const stored of ctx.source.batches(columns, batchOptions(shape, ctx.columnType))) {
+    const raw = widenBatch(stored, scratch)
     stats.rowsScanned += raw.length
     if (shape.filter === null) {
       stats.rowsMatched += raw.length
@@ -119,9 +144,6 @@ export async function runFragment (plan: PlanNode, ctx: FragmentContext): Promis
       if (ctx.signal?.aborted === true) throw new QueryExecError('CANCELLED', 'the query was cancelled')
     }
   }
-  const output = sink.finish()
-  stats.ms = now() - t0
-  return { output, stats }
 }
 
 interface Sink {
@@ -130,6 +152,8 @@ interface Sink {
   readonly selects?: boolean
   /** Pushes the rows of the batch where `filter` holds, selecting them itself; returns how many. */
   pushWhere?: (batch: ColumnBatch, filter: Expr) => number
+  /** Keeps no view of a pushed batch's memory once push returns (aggregations fold rows into states). */
+  readonly keepsNothing?: boolean
   done (): boolean
   finish (): FragmentOutput
 }
@@ -145,6 +169,7 @@ function makeSink (shape: FragmentShape, ctx: FragmentContext, budget: MemoryBud
         const states = set.init()
         return {
           selects: true,
+          keepsNothing: true,
           push: (b, sel) => { set.collect(states, new AdaptedBatch(b), sel) },
           done: () => false,
           finish: () => ({ kind: 'aggs', states: set.encode(states) })
@@ -157,6 +182,7 @@ function makeSink (shape: FragmentShape, ctx: FragmentContext, budget: MemoryBud
       const argsOf = (b: ColumnBatch): Array<ColumnVector | null> => node.aggregates.map(a => a.args.length === 0 ? null : evalExpr(a.args[0]!, b))
       return {
         selects: true,
+        keepsNothing: true,
         push: (b, sel) => { table.addRows(keysOf(b), argsOf(b), b.length, sel) },
         pushWhere: (b, filter) => {
           // A WHERE of simple terms is tested in the grouping loop itself, row by row; any

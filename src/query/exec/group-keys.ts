@@ -3,7 +3,7 @@
  * ids (KeyDict), and the open-addressing table of packed key ids that groups by more keys than
  * the dense two-key table serves (CompositeTable).
  */
-import type { ColumnVector } from '../../columnar/index.js'
+import { narrowNullCode, type ColumnVector } from '../../columnar/index.js'
 import { QueryExecError } from './errors.js'
 
 /** Integer keys below this are found by array index rather than hashing. */
@@ -63,9 +63,10 @@ export class KeyDict {
 
   /** The id of row r of `v` (a prepared batch), given one if new; remembered for the rows after it. */
   idAt (v: ColumnVector, r: number): number {
-    if (v.tag === 'num') return this.idOfNumber(v.values[r]!)
+    // A compact column's own codes (a loop reading them asks here for the rows it cannot place).
+    if (v.tag === 'num') return this.idOfNumber(v.coded !== undefined ? v.coded.dict[v.coded.codes[r]!]! : v.values[r]!)
     if (v.tag !== 'str') throw new QueryExecError('UNSUPPORTED', 'GROUP BY a list or vector column')
-    const c = v.codes[r]!
+    const c = v.narrow !== undefined ? narrowCode(v.narrow, r) : v.codes[r]!
     if (c < 0) return this.idOfNull()
     const id = this.idOfString(v.dict[c]!)
     this.codes[c] = id
@@ -170,4 +171,10 @@ export class CompositeTable {
     this.size = 0
     for (let i = 0; i < oldKeys.length; i++) if (oldKeys[i] !== -1) this.set(oldKeys[i]!, oldVals[i]!)
   }
+}
+
+/** Narrow code r as a wide one: -1 for NULL. */
+function narrowCode (codes: Uint8Array | Uint16Array, r: number): number {
+  const c = codes[r]!
+  return c === narrowNullCode(codes) ? -1 : c
 }

@@ -8,7 +8,7 @@
  * two keys and aggregates that fuse, the lookup runs inside the generated loop (kernel.ts),
  * together with the WHERE tests and the aggregates; otherwise group ids are assigned first.
  */
-import { gather, vectorFromValues, type ColumnBatch, type ColumnVector, type NumVector, type ValueType } from '../../columnar/index.js'
+import { gather, narrowNullCode, vectorFromValues, type ColumnBatch, type ColumnVector, type NumVector, type ValueType } from '../../columnar/index.js'
 import type { MemoryBudget } from './errors.js'
 import { QueryExecError } from './errors.js'
 import { MAX_FOLDED_ROWS, foldSteps, type FusedStep, type GroupAccumulator } from './accumulators.js'
@@ -208,7 +208,10 @@ export class GroupTable {
     const probes: KeyProbe[] = keys.map((v, k) => {
       const dict = this.dicts[k]!
       dict.prepare(v)
-      return v.tag === 'str' ? { kind: 'str', col: v.codes, dict } : { kind: 'num', col: (v as NumVector).values, dict }
+      // Compact columns (NumVector.coded, StrVector.narrow) are read as they are.
+      if (v.tag === 'str') return v.narrow !== undefined ? { kind: 'str', col: v.narrow, nullCode: narrowNullCode(v.narrow), dict } : { kind: 'str', col: v.codes, dict }
+      const num = v as NumVector
+      return num.coded !== undefined ? { kind: 'num', col: num.coded.dict, codes: num.coded.codes, dict } : { kind: 'num', col: num.values, dict }
     })
     const probe: GroupProbe = { miss: r => this.placeRow(keys, args, probe, r), dense: this.dense ?? NO_TABLE, bitsA: this.denseBitsA, steps, counts: this.counts }
     const res = runKernel(tests, { kind: 'keys', keys: probes, probe }, steps, n, sel, counts)

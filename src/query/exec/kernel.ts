@@ -35,8 +35,15 @@ export type GroupLookup =
 /** One key column as a loop reads it, and the dictionary that gives its values ids. */
 export interface KeyProbe {
   kind: 'num' | 'str'
-  /** Float64 values, or dictionary codes (-1: NULL). */
-  col: Float64Array | Int32Array
+  /**
+   * Float64 values (or, with `codes`, the table they index), or dictionary codes: Int32Array with
+   * -1 for NULL, or narrow (StrVector.narrow) with `nullCode` for NULL.
+   */
+  col: Float64Array | Int32Array | Uint8Array | Uint16Array
+  /** A coded number key's codes (NumVector.coded): row r's value is col[codes[r]]. */
+  codes?: Uint8Array | Uint16Array
+  /** Narrow string codes: the NULL code (0xff or 0xffff). */
+  nullCode?: number
   /** The key's dictionary: `small[x]` is the id of integer x, `codes[c]` of the batch's code c, `nullId` of NULL (-1: none yet). */
   dict: { readonly small: Int32Array, readonly codes: Int32Array, readonly nullId: number }
 }
@@ -83,8 +90,8 @@ export function runKernel (tests: readonly RowTest[], lookup: GroupLookup, steps
   const shape = [
     sel === undefined ? 'all' : 'sel',
     fold ? 'fold' : 'own',
-    tests.map(t => t.kind === 'cmp' ? `cmp${t.op}` : t.kind).join('&'),
-    lookup.kind === 'keys' ? lookup.keys.map(k => k.kind).join('+') : lookup.kind,
+    tests.map(t => t.kind === 'cmp' ? `cmp${t.op}` : t.kind === 'codes' ? `codes${t.codes.BYTES_PER_ELEMENT}` : t.kind).join('&'),
+    lookup.kind === 'keys' ? lookup.keys.map(keyShape).join('+') : lookup.kind,
     steps.map(stepShape).join(',')
   ].join('|')
   let kernel = kernels.get(shape)
@@ -96,9 +103,19 @@ export function runKernel (tests: readonly RowTest[], lookup: GroupLookup, steps
   return kernel(tests, lookup, lookup.kind === 'keys' ? lookup.probe : undefined, steps, n, sel, counts)
 }
 
-/** A step's part of the shape: its kind and what its column is known to be (dense: no NULL; exact: int32s). */
+/**
+ * A step's part of the shape: its kind, what its column is known to be (dense: no NULL; exact:
+ * int32s) and the width of its codes when it reads them. Every array kind a loop reads is in its
+ * shape, so each of its loads sees one kind (V8 compiles a load that has seen several slower).
+ */
 function stepShape (s: FusedStep): string {
-  return s.kind + ('dense' in s && s.dense ? 'D' : '') + ('exact' in s && s.exact ? 'X' : '')
+  return s.kind + ('dense' in s && s.dense ? 'D' : '') + ('exact' in s && s.exact ? 'X' : '') + ('codes' in s && s.codes !== undefined ? `C${s.codes.BYTES_PER_ELEMENT}` : '')
+}
+
+/** A key's part of the shape: its kind, and the width of its codes (narrow strings, coded numbers). */
+function keyShape (k: KeyProbe): string {
+  if (k.kind === 'num') return k.codes === undefined ? 'num' : `numC${k.codes.BYTES_PER_ELEMENT}`
+  return `str${k.col.BYTES_PER_ELEMENT}`
 }
 
 /** Comparison operators as source: a fixed table, so nothing else can reach the template. */
@@ -128,31 +145,38 @@ function testSource (t: RowTest, k: number): { load: string, body: string } {
  */
 function stepSource (step: FusedStep, k: number, fold: boolean): string {
   const a = (j: number): string => `a${k}_${j}`
+  // Row r of the step's column: a value, or through its codes.
+  const col = 'codes' in step && step.codes !== undefined ? `c${k}[cc${k}[r]]` : `c${k}[r]`
   switch (step.kind) {
     case 'countAll': return fold ? '' : `${a(0)}[g]++`
     case 'countNum':
       if (step.dense) return fold ? '' : `${a(0)}[g]++`
-      return `{ const x = c${k}[r]; if (x === x) ${a(0)}[g]++ }`
+      return `{ const x = ${col}; if (x === x) ${a(0)}[g]++ }`
     case 'countStr': return `if (c${k}[r] >= 0) ${a(0)}[g]++`
     case 'sum': {
       // An int32 column's sum within a loop with batch counts: a plain partial (exact, folded after).
-      if (fold && step.exact) return step.dense ? `${a(3)}[g] += c${k}[r]` : `{ const x = c${k}[r]; if (x === x) { ${a(3)}[g] += x; ${a(2)}[g]++ } }`
+      if (fold && step.exact) return step.dense ? `${a(3)}[g] += ${col}` : `{ const x = ${col}; if (x === x) { ${a(3)}[g] += x; ${a(2)}[g]++ } }`
       // Knuth's TwoSum: the exact rounding error of s + x without a branch (Neumaier's version
       // branches on which operand is larger, and that branch mispredicts on real data).
       const add = `const s = ${a(0)}[g]; const t = s + x; const bp = t - s; ${a(1)}[g] += (s - (t - bp)) + (x - bp); ${a(0)}[g] = t`
-      if (step.dense) return `{ const x = c${k}[r]; ${add}${fold ? '' : `; ${a(2)}[g]++`} }`
-      return `{ const x = c${k}[r]; if (x === x) { ${add}; ${a(2)}[g]++ } }`
+      if (step.dense) return `{ const x = ${col}; ${add}${fold ? '' : `; ${a(2)}[g]++`} }`
+      return `{ const x = ${col}; if (x === x) { ${add}; ${a(2)}[g]++ } }`
     }
-    case 'min': return `{ const x = c${k}[r]; const cur = ${a(0)}[g]; if (x < cur || (cur !== cur && x === x)) ${a(0)}[g] = x }`
-    case 'max': return `{ const x = c${k}[r]; const cur = ${a(0)}[g]; if (x > cur || (cur !== cur && x === x)) ${a(0)}[g] = x }`
+    case 'min': return `{ const x = ${col}; const cur = ${a(0)}[g]; if (x < cur || (cur !== cur && x === x)) ${a(0)}[g] = x }`
+    case 'max': return `{ const x = ${col}; const cur = ${a(0)}[g]; if (x > cur || (cur !== cur && x === x)) ${a(0)}[g] = x }`
   }
 }
 
 function compile (tests: readonly RowTest[], lookup: GroupLookup, steps: readonly FusedStep[], withSel: boolean, fold: boolean): Kernel {
   const testParts = tests.map(testSource)
   // Step arrays are replaced when groups grow: `let`, reloaded after every miss.
-  const stepVars = steps.flatMap((s, k) => [...('column' in s ? [`c${k}`] : []), ...s.arrays.map((_, j) => `a${k}_${j}`)])
-  const stepsFrom = (src: string): string => steps.map((s, k) => [...('column' in s ? [`c${k} = ${src}[${k}].column`] : []), ...s.arrays.map((_, j) => `a${k}_${j} = ${src}[${k}].arrays[${j}]`)].join('; ')).join('; ')
+  const coded = (s: FusedStep): boolean => 'codes' in s && s.codes !== undefined
+  const stepVars = steps.flatMap((s, k) => [...('column' in s ? [`c${k}`] : []), ...(coded(s) ? [`cc${k}`] : []), ...s.arrays.map((_, j) => `a${k}_${j}`)])
+  const stepsFrom = (src: string): string => steps.map((s, k) => [
+    ...('column' in s ? [`c${k} = ${src}[${k}].column`] : []),
+    ...(coded(s) ? [`cc${k} = ${src}[${k}].codes`] : []),
+    ...s.arrays.map((_, j) => `a${k}_${j} = ${src}[${k}].arrays[${j}]`)
+  ].join('; ')).join('; ')
   let keyVars: string[] = []
   let keyLoad = ''
   let findGroup: string
@@ -162,12 +186,14 @@ function compile (tests: readonly RowTest[], lookup: GroupLookup, steps: readonl
     case 'keys': {
       const keys = lookup.keys
       if (keys.length < 1 || keys.length > 2) throw new Error('a kernel groups by one or two keys')
-      keyLoad = keys.map((_, k) => `const kv${k} = lookup.keys[${k}].col; const kd${k} = lookup.keys[${k}].dict`).join('; ')
+      keyLoad = keys.map((k, i) => `const kv${i} = lookup.keys[${i}].col; const kd${i} = lookup.keys[${i}].dict` +
+        (k.codes !== undefined ? `; const kc${i} = lookup.keys[${i}].codes` : '') +
+        (k.kind === 'str' && k.nullCode !== undefined ? `; const kz${i} = lookup.keys[${i}].nullCode` : '')).join('; ')
       keyVars = keys.flatMap((k, i) => k.kind === 'num' ? [`sm${i}`] : [`lc${i}`, `nl${i}`])
       if (keys.length === 2) keyVars.push('dense', 'bitsA')
       const ids = keys.map((k, i) => k.kind === 'num'
-        ? `const x${i} = kv${i}[r]; const id${i} = x${i} >= 0 && x${i} < sm${i}.length && (x${i} | 0) === x${i} ? sm${i}[x${i}] : -1`
-        : `const k${i} = kv${i}[r]; const id${i} = k${i} >= 0 ? lc${i}[k${i}] : nl${i}`).join('\n    ')
+        ? `const x${i} = ${k.codes !== undefined ? `kv${i}[kc${i}[r]]` : `kv${i}[r]`}; const id${i} = x${i} >= 0 && x${i} < sm${i}.length && (x${i} | 0) === x${i} ? sm${i}[x${i}] : -1`
+        : `const k${i} = kv${i}[r]; const id${i} = ${k.nullCode !== undefined ? `k${i} !== kz${i}` : `k${i} >= 0`} ? lc${i}[k${i}] : nl${i}`).join('\n    ')
       const place = keys.length === 1 ? 'let g = id0' : 'let g = id0 >= 0 && id1 >= 0 ? dense[id0 | (id1 << bitsA)] : -1'
       findGroup = `${ids}
     ${place}

@@ -8,7 +8,7 @@
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import type { ColumnBatch, ValueType } from '../../columnar/index.js'
+import type { StoredBatch, ValueType } from '../../columnar/index.js'
 import type { PlanNode } from '../model/index.js'
 import { MemoryBudget, QueryExecError, type QueryExecErrorCode } from './errors.js'
 import { runFragment, type FragmentResult } from './fragment.js'
@@ -16,7 +16,7 @@ import type { WorkerJob } from './worker.js'
 
 export interface FragmentJob {
   plan: PlanNode
-  batches: ColumnBatch[]
+  batches: StoredBatch[]
   columnType: (name: string) => ValueType | undefined
   /** Column name → type for the columns the batches hold (sent to the worker). */
   types: Array<[string, ValueType]>

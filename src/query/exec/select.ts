@@ -5,7 +5,7 @@
  * row numbers that pass, each further AND term only looking at the rows still selected, without
  * the boolean vector in between. Anything else goes through the general evaluator (eval.ts).
  */
-import type { ColumnBatch, ColumnVector } from '../../columnar/index.js'
+import { narrowNullCode, type ColumnBatch, type ColumnVector, type NumVector, type StrVector } from '../../columnar/index.js'
 import type { ComparisonOp, Expr, LiteralNode } from '../model/index.js'
 import { FLIP, cmpHolds, compareStrings, evalPredicate, parseDate, parseTimestamp } from './eval.js'
 
@@ -60,7 +60,7 @@ export type RowTest =
   | { kind: 'cmp', col: Float64Array, op: ComparisonOp, c: number }
   | { kind: 'range', col: Float64Array, lo: number, hi: number }
   | { kind: 'set', col: Float64Array, set: Set<number> }
-  | { kind: 'codes', codes: Int32Array, pass: Uint8Array }
+  | { kind: 'codes', codes: Int32Array | Uint8Array | Uint16Array, pass: Uint8Array }
 
 function simple (expr: Expr, batch: ColumnBatch): RowTest | undefined {
   if (expr.kind === 'Binary' && CMPS.has(expr.op)) {
@@ -81,7 +81,7 @@ function simple (expr: Expr, batch: ColumnBatch): RowTest | undefined {
     const lo = constant(v, expr.low)
     const hi = constant(v, expr.high)
     if (typeof lo !== 'number' || typeof hi !== 'number') return undefined
-    return { kind: 'range', col: v.values, lo, hi }
+    return codedTest(v, x => x >= lo && x <= hi) ?? { kind: 'range', col: v.values, lo, hi }
   }
   if (expr.kind === 'InList' && !expr.negated && expr.operand.kind === 'Column' && expr.values.every(x => x.kind === 'Literal' && x.type !== 'null')) {
     const v = batch.columns.get(expr.operand.name)
@@ -90,10 +90,11 @@ function simple (expr: Expr, batch: ColumnBatch): RowTest | undefined {
     if (consts.some(c => c === undefined)) return undefined
     if (v.tag === 'str') {
       const want = new Set(consts as string[])
-      return { kind: 'codes', codes: v.codes, pass: Uint8Array.from(v.dict, s => want.has(s) ? 1 : 0) }
+      return codesTest(v, s => want.has(s))
     }
     if (v.tag === 'num') {
-      return { kind: 'set', col: v.values, set: new Set(consts as number[]) }
+      const set = new Set(consts as number[])
+      return codedTest(v, x => set.has(x)) ?? { kind: 'set', col: v.values, set }
     }
   }
   return undefined
@@ -117,14 +118,44 @@ function constant (v: ColumnVector, lit: LiteralNode | Expr): number | string | 
 
 function compare (v: ColumnVector, op: ComparisonOp, c: number | string): RowTest | undefined {
   if (v.tag === 'str' && typeof c === 'string') {
-    // Once per dictionary entry; NULL codes (-1) never pass.
-    const pass = new Uint8Array(v.dict.length)
     // Code point order, as the evaluator compares strings.
-    for (let i = 0; i < v.dict.length; i++) pass[i] = cmpHolds(op, compareStrings(v.dict[i]!, c))
-    return { kind: 'codes', codes: v.codes, pass }
+    return codesTest(v, s => cmpHolds(op, compareStrings(s, c)) === 1)
   }
   if (v.tag !== 'num' || typeof c !== 'number') return undefined
-  return { kind: 'cmp', col: v.values, op, c }
+  return codedTest(v, NUMBER_CMP[op](c)) ?? { kind: 'cmp', col: v.values, op, c }
+}
+
+/** The comparisons as tests of one value (NaN, NULL, fails them all), as scan's loops do them. */
+const NUMBER_CMP: Readonly<Record<ComparisonOp, (c: number) => (x: number) => boolean>> = {
+  '=': c => x => x === c,
+  '<>': c => x => x !== c && x === x,
+  '<': c => x => x < c,
+  '<=': c => x => x <= c,
+  '>': c => x => x > c,
+  '>=': c => x => x >= c
+}
+
+/**
+ * A test of a string column once per dictionary entry, by code: the narrow codes when the column
+ * has them (its pass table then covers the NULL code, which fails), else the codes (NULL -1 fails).
+ */
+function codesTest (v: StrVector, holds: (s: string) => boolean): RowTest {
+  const codes = v.narrow ?? v.codes
+  const pass = new Uint8Array(v.narrow !== undefined ? Math.max(v.dict.length, narrowNullCode(v.narrow) + 1) : v.dict.length)
+  for (let i = 0; i < v.dict.length; i++) pass[i] = holds(v.dict[i]!) ? 1 : 0
+  return { kind: 'codes', codes, pass }
+}
+
+/**
+ * A test of a coded number column (NumVector.coded) once per value of its table, by code (its
+ * NULL code indexes a NaN, which fails); undefined for a column without codes.
+ */
+function codedTest (v: NumVector, holds: (x: number) => boolean): RowTest | undefined {
+  if (v.coded === undefined) return undefined
+  const dict = v.coded.dict
+  const pass = new Uint8Array(dict.length)
+  for (let i = 0; i < dict.length; i++) pass[i] = holds(dict[i]!) ? 1 : 0
+  return { kind: 'codes', codes: v.coded.codes, pass }
 }
 
 /** The rows among `sel` (all n when null) that pass; NaN (NULL) fails every test, as NULL does in WHERE. */

@@ -6,7 +6,7 @@
  */
 import '../../polyfill/index.js'
 import { parentPort } from 'node:worker_threads'
-import type { ColumnBatch, ValueType } from '../../columnar/index.js'
+import type { StoredBatch, ValueType } from '../../columnar/index.js'
 import type { PlanNode } from '../model/index.js'
 import { MemoryBudget, QueryExecError } from './errors.js'
 import { runFragment } from './fragment.js'
@@ -15,7 +15,7 @@ export interface WorkerJob {
   id: number
   plan: PlanNode
   types: Array<[string, ValueType]>
-  batches: ColumnBatch[]
+  batches: StoredBatch[]
   budgetBytes: number
 }
 

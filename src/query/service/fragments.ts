@@ -7,7 +7,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import { pack } from 'msgpackr'
-import { BatchLease, type ColumnBatch, type ValueType } from '../../columnar/index.js'
+import { BatchLease, type StoredBatch, type ValueType } from '../../columnar/index.js'
 import { LastItem } from '../../runtime/index.js'
 import type { SpaceDef } from '../../schema/index.js'
 import type { PartitionStore } from '../../storage/index.js'
@@ -149,7 +149,7 @@ async function * fragmentItems (deps: FragmentServerDeps, req: FragmentRequest, 
     if (signal.aborted) return []
     // Reading the replica apart from running on it: a read that fails is this replica's trouble
     // (the next one is asked), an execution that fails is the query's (see fragmentErrorCode).
-    let batches: ColumnBatch[] | undefined
+    let batches: StoredBatch[] | undefined
     // The batches' cached columns are held until the fragment is done with them: the pool's run
     // settles only once no thread reads them, and its output never views them (encodeBatch
     // copies shared memory). Storage then may reuse their memory for other columns.
@@ -163,7 +163,7 @@ async function * fragmentItems (deps: FragmentServerDeps, req: FragmentRequest, 
           // worth a worker's hand-off.
           batches = [await pointBatch(store, pointIdsOf!(p), columns, columnType)]
         } else if (deps.pool !== undefined) {
-          const into: ColumnBatch[] = batches = []
+          const into: StoredBatch[] = batches = []
           await deps.pool.loading(async () => { for await (const b of store.batches(columns, { ...options, lease })) into.push(b) })
         }
       } catch (err) {
