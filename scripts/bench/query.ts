@@ -26,7 +26,8 @@ import '../../src/polyfill/index.js'
 import { DuckDBInstance } from '@duckdb/node-api'
 import { performance } from 'node:perf_hooks'
 import { pack, unpack } from 'msgpackr'
-import { shareBatch, type BatchSource, type ColumnBatch, type ColumnVector, type ValueType } from '../../src/columnar/index.js'
+import { shareVector, type BatchSource, type NumVector, type StoredBatch, type StoredVector, type StrVector, type ValueType } from '../../src/columnar/index.js'
+import { MAX_CODED_VALUES, decodeNumberCodes, decodeUtf8Codes, encodeNumberCodes, encodeUtf8Codes, numberDictionary } from '../../src/storage/segment-file-format.js'
 import { FragmentPool, QueryMerger, defaultPoolSize, runFragment, splitPlan, type FragmentResult } from '../../src/query/exec/index.js'
 import { parseSql } from '../../src/query/sql/index.js'
 import { validatePlan } from '../../src/query/validate/index.js'
@@ -75,11 +76,11 @@ const BATCH = 65_536
 
 /** N rows as 16 partitions of column batches, as a warm replica holds them. */
 /** The benchmark's data, for profiling a query outside the benchmark. */
-export function columnarDataForProfile (n: number): ColumnBatch[][] { return columnarData(n, 16) }
+export function columnarDataForProfile (n: number): StoredBatch[][] { return columnarData(n, 16) }
 
-function columnarData (n: number, partitions: number): ColumnBatch[][] {
+function columnarData (n: number, partitions: number): StoredBatch[][] {
   const regions = Array.from({ length: 50 }, (_, k) => `r${k}`)
-  const out: ColumnBatch[][] = Array.from({ length: partitions }, () => [])
+  const out: StoredBatch[][] = Array.from({ length: partitions }, () => [])
   const per = Math.ceil(n / partitions)
   for (let p = 0; p < partitions; p++) {
     const lo = p * per
@@ -93,18 +94,36 @@ function columnarData (n: number, partitions: number): ColumnBatch[][] {
         regionCodes[j] = i % 50
         catV[j] = cat(i); qtyV[j] = qty(i); amountV[j] = amount(i)
       }
-      const columns = new Map<string, ColumnVector>([
-        ['region', { tag: 'str', type: 'utf8', codes: regionCodes, dict: regions }],
-        // What storage's decoded columns say of themselves (NumVector: no NULL; int32s).
-        ['cat', { tag: 'num', type: 'int32', values: catV, nulls: 0, int32: true }],
-        ['qty', { tag: 'num', type: 'int32', values: qtyV, nulls: 0, int32: true }],
-        ['amount', { tag: 'num', type: 'float64', values: amountV, nulls: 0 }]
+      // As storage's cache holds them: a column of few distinct values in a batch compact (codes
+      // into its values, the writer's rule and format), the rest as NumVector with what storage
+      // says of its columns (no NULL; int32s); in shared memory.
+      const columns = new Map<string, StoredVector>([
+        ['region', asStored({ tag: 'str', type: 'utf8', codes: regionCodes, dict: regions })],
+        ['cat', asStored({ tag: 'num', type: 'int32', values: catV, nulls: 0, int32: true })],
+        ['qty', asStored({ tag: 'num', type: 'int32', values: qtyV, nulls: 0, int32: true })],
+        ['amount', asStored({ tag: 'num', type: 'float64', values: amountV, nulls: 0 })]
       ])
-      // In shared memory, as storage keeps its cached columns.
-      out[p]!.push(shareBatch({ length: len, columns }))
+      out[p]!.push({ length: len, columns })
     }
   }
   return out
+}
+
+/** A column as storage's cache would hold it (see columnarData): compact when its writer codes it, in shared memory. */
+function asStored (v: NumVector | StrVector): StoredVector {
+  const rows = v.tag === 'num' ? v.values.length : v.codes.length
+  const cap = Math.min(MAX_CODED_VALUES, Math.floor(rows / 4))
+  const fail = (reason: string): Error => new Error(reason)
+  const inShared = (block: Uint8Array): Uint8Array => { const b = new Uint8Array(new SharedArrayBuffer(block.length)); b.set(block); return b }
+  if (v.tag === 'str') {
+    if (v.dict.length > cap) return shareVector(v)
+    const { block, width } = encodeUtf8Codes(v.codes, v.dict)
+    return decodeUtf8Codes(inShared(block), rows, v.dict.length, width, fail)
+  }
+  const found = numberDictionary(v.values, cap)
+  if (found === undefined) return shareVector(v)
+  const { block, width } = encodeNumberCodes(found.codes, found.dict)
+  return decodeNumberCodes(inShared(block), rows, found.dict.length, width, v.type, fail)
 }
 
 /**
@@ -112,7 +131,7 @@ function columnarData (n: number, partitions: number): ColumnBatch[][] {
  * (side by side on the pool's worker threads and this one, when a pool is given, as a peer does),
  * merge, finalize.
  */
-export async function runLocalQuery (sql: string, data: ColumnBatch[][], space: SpaceDef = SPACE, pool?: FragmentPool): Promise<Array<Record<string, unknown>>> {
+export async function runLocalQuery (sql: string, data: StoredBatch[][], space: SpaceDef = SPACE, pool?: FragmentPool): Promise<Array<Record<string, unknown>>> {
   const { plan, origins } = parseSql(sql)
   const v = validatePlan(plan, space, { origins })
   if (!v.ok) throw new Error(v.errors.map(e => e.message).join('; '))
@@ -120,7 +139,7 @@ export async function runLocalQuery (sql: string, data: ColumnBatch[][], space: 
   const types = new Map(space.schema.map(c => [c.name, c.type]))
   const merger = new QueryMerger(split, n => types.get(n))
   const columnType = (n: string): ValueType | undefined => types.get(n)
-  const run = async (batches: ColumnBatch[]): Promise<FragmentResult> => {
+  const run = async (batches: StoredBatch[]): Promise<FragmentResult> => {
     if (pool !== undefined) return await pool.run({ plan: split.fragment, batches, columnType, types: [...types] as Array<[string, ValueType]>, budgetBytes: Infinity })
     const source: BatchSource = { batches: () => batches }
     return await runFragment(split.fragment, { source, columnType })

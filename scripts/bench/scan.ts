@@ -4,9 +4,11 @@
  * with store.batches(), a fragment per partition on the worker pool, merge, finalize), side by
  * side in interleaved rounds:
  *
- * - Shoal, cold: a block cache a quarter the size of the columns the queries read, so every scan
- *   reads them again from the files (through the OS page cache), checks their CRCs and decodes
- *   them;
+ * - Shoal, cold: a block cache a quarter the size of the columns the queries read, measured as
+ *   the executor works on them (8 bytes a number, 4 a string's code); the cache holds coded
+ *   columns compact (columnar/compact.ts), so it may hold more than a quarter of them;
+ * - Shoal, past: a cache a quarter of what the warm one holds, so that every scan reads most
+ *   columns again from the files (through the OS page cache), checks their CRCs and decodes them;
  * - Shoal, warm: a copy of the same files behind a cache that holds every column;
  * - DuckDB reading its own persisted database file of the same rows, with `memory_limit` set to
  *   the cold cache's size, and with its default limit.
@@ -41,6 +43,8 @@ export interface ScanBench {
   /** Bytes the warm cache holds after one run of each query (the same columns, some compact). */
   cachedBytes: number
   coldCacheMiB: number
+  /** A quarter of cachedBytes: a cache the compact columns too are 4x larger than. */
+  pastCacheMiB: number
   diskMiB: number
   shoalThreads: number
   duckdbThreads: number
@@ -59,6 +63,10 @@ export interface ScanBench {
     coldReadMiB: number
     /** Of the columns the cold store loaded in that run, the share decoded into recycled memory. */
     coldRecycled: number
+    /** The store whose cache is a quarter of what the warm one holds: median, paired ratio to warm, MiB loaded a run. */
+    pastMs: number
+    pastOverWarm: number
+    pastReadMiB: number
     sameAnswer: boolean
   }>
 }
@@ -157,8 +165,10 @@ export async function benchScan (rows = 4_000_000, rounds = 5): Promise<ScanBenc
   try {
     const coldDir = join(root, 'cold')
     const warmDir = join(root, 'warm')
+    const pastDir = join(root, 'past')
     await load(coldDir, rows)
     await cp(coldDir, warmDir, { recursive: true })
+    await cp(coldDir, pastDir, { recursive: true })
     const dbFile = join(root, 'duck.db')
     await duckdbFile(dbFile, rows)
 
@@ -176,6 +186,12 @@ export async function benchScan (rows = 4_000_000, rounds = 5): Promise<ScanBenc
     const cold = new StorageEngine({ clock: new SystemClock(), log: silentLogger }, { dataDir: coldDir, cacheMiB: coldCacheMiB, compactionCheckIntervalMs: 0 })
     engines.push(cold)
     const coldStores = await openStores(cold)
+    // And a cache a quarter of what the warm one holds, so that scans read past it even in the
+    // compact form (the cold cache above may hold all of it when the columns compact well).
+    const pastCacheMiB = Math.max(1, Math.floor(cachedBytes / 4 / MiB))
+    const past = new StorageEngine({ clock: new SystemClock(), log: silentLogger }, { dataDir: pastDir, cacheMiB: pastCacheMiB, compactionCheckIntervalMs: 0 })
+    engines.push(past)
+    const pastStores = await openStores(past)
 
     const limited = await (await DuckDBInstance.create(dbFile, { memory_limit: `${coldCacheMiB}MB` })).connect()
     const free = await (await DuckDBInstance.create(dbFile)).connect()
@@ -194,9 +210,14 @@ export async function benchScan (rows = 4_000_000, rounds = 5): Promise<ScanBenc
       const after = cold.cache.stats()
       const coldReadMiB = (after.loadedBytes - before.loadedBytes) / MiB
       const coldRecycled = (after.reused - before.reused) / Math.max(1, after.misses - before.misses)
-      const [c, w, d, dl] = await timeInterleaved(rounds, [
+      await runStoreQuery(q.sql, pastStores, pool)
+      const pastBefore = past.cache.stats()
+      await runStoreQuery(q.sql, pastStores, pool)
+      const pastReadMiB = (past.cache.stats().loadedBytes - pastBefore.loadedBytes) / MiB
+      const [c, w, pc, d, dl] = await timeInterleaved(rounds, [
         async () => await runStoreQuery(q.sql, coldStores, pool),
         async () => await runStoreQuery(q.sql, warmStores, pool),
+        async () => await runStoreQuery(q.sql, pastStores, pool),
         async () => await free.runAndReadAll(q.sql),
         ...(limitedError === undefined ? [async () => await limited.runAndReadAll(q.sql)] : [])
       ])
@@ -211,11 +232,14 @@ export async function benchScan (rows = 4_000_000, rounds = 5): Promise<ScanBenc
         ...(limitedError === undefined ? {} : { duckdbLimitedError: limitedError }),
         coldReadMiB,
         coldRecycled,
+        pastMs: pc!.median,
+        pastOverWarm: pairedRatio(pc!.times, w!.times),
+        pastReadMiB,
         sameAnswer: sameRows(ours, theirs, q.approx ?? [])
       })
     }
     const diskMiB = await dirMiB(coldDir)
-    return { rows, columnBytes, cachedBytes, coldCacheMiB, diskMiB, shoalThreads: pool.workers + 1, duckdbThreads, results }
+    return { rows, columnBytes, cachedBytes, coldCacheMiB, pastCacheMiB, diskMiB, shoalThreads: pool.workers + 1, duckdbThreads, results }
   } finally {
     for (const c of cons) c.closeSync()
     await pool.close()
@@ -228,14 +252,14 @@ export function formatScanBench (r: ScanBench): string {
   const f = (ms: number): string => ms.toFixed(0)
   const lines = [
     `${r.rows.toLocaleString('en-US')} rows in 16 partitions, ${r.diskMiB.toFixed(0)} MiB on disk; the queries read ${(r.columnBytes / MiB).toFixed(0)} MiB of columns as the executor works on them, which the warm cache holds in ${(r.cachedBytes / MiB).toFixed(0)} MiB; ` +
-      `cold cache ${r.coldCacheMiB} MiB (DuckDB memory_limit the same); Shoal ${r.shoalThreads} threads, DuckDB ${r.duckdbThreads}.`,
+      `cold cache ${r.coldCacheMiB} MiB (DuckDB memory_limit the same), past cache ${r.pastCacheMiB} MiB; Shoal ${r.shoalThreads} threads, DuckDB ${r.duckdbThreads}.`,
     '',
-    '| query | Shoal cold (ms) | loaded from files per run (MiB), into recycled memory | Shoal warm (ms) | cold / warm (paired) | DuckDB file, memory_limit (ms) | Shoal cold / DuckDB limited (paired) | DuckDB file, default limit (ms) | same answer |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |'
+    '| query | Shoal cold (ms) | loaded from files per run (MiB), into recycled memory | Shoal warm (ms) | cold / warm (paired) | DuckDB file, memory_limit (ms) | Shoal cold / DuckDB limited (paired) | DuckDB file, default limit (ms) | Shoal past (ms), loaded (MiB) | past / warm (paired) | same answer |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |'
   ]
   for (const x of r.results) {
     const limited = x.duckdbLimitedError !== undefined ? `refused: ${x.duckdbLimitedError} | |` : `${f(x.duckdbLimitedMs)} | ${x.coldOverDuckdb.toFixed(2)}× |`
-    lines.push(`| ${x.name} | ${f(x.coldMs)} | ${x.coldReadMiB.toFixed(0)}, ${(100 * x.coldRecycled).toFixed(0)} % | ${f(x.warmMs)} | ${x.coldOverWarm.toFixed(2)}× | ${limited} ${f(x.duckdbMs)} | ${x.sameAnswer ? 'yes' : 'NO'} |`)
+    lines.push(`| ${x.name} | ${f(x.coldMs)} | ${x.coldReadMiB.toFixed(0)}, ${(100 * x.coldRecycled).toFixed(0)} % | ${f(x.warmMs)} | ${x.coldOverWarm.toFixed(2)}× | ${limited} ${f(x.duckdbMs)} | ${f(x.pastMs)}, ${x.pastReadMiB.toFixed(0)} | ${x.pastOverWarm.toFixed(2)}× | ${x.sameAnswer ? 'yes' : 'NO'} |`)
   }
   return lines.join('\n')
 }

@@ -392,6 +392,7 @@ class CardinalityAcc extends SketchAcc {
       return
     }
     if (values.tag !== 'num') return
+    if (values.coded !== undefined) { this.addCoded(gids, values.coded, n); return }
     const v = values.values
     // Per memo slot: the value's hash, and the last group it was added to.
     const hashes: number[] = []
@@ -427,6 +428,23 @@ class CardinalityAcc extends SketchAcc {
       card.addHash(st[g]!, hashes[slot]!)
     }
     for (const x of usedSmall) small[x] = -1
+  }
+
+  /** A coded column (NumVector.coded): as a string column, a hash per value of its table (-3: NaN, NULL). */
+  private addCoded (gids: Int32Array, coded: NonNullable<NumVector['coded']>, n: number): void {
+    const st = this.states as CardinalityState[]
+    const { codes, dict } = coded
+    const hashes = new Float64Array(dict.length).fill(-2)
+    const lastGroup = new Int32Array(dict.length).fill(-1)
+    for (let i = 0; i < n; i++) {
+      const c = codes[i]!
+      const g = gids[i]!
+      if (lastGroup[c] === g) continue
+      lastGroup[c] = g
+      let h = hashes[c]!
+      if (h === -2) { const x = dict[c]!; h = hashes[c] = x !== x ? -3 : hash53(x) }
+      if (h !== -3) this.card.addHash(st[g]!, h)
+    }
   }
 }
 

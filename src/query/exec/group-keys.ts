@@ -55,8 +55,9 @@ export class KeyDict {
 
   /** Readies `codes` for a new batch of `v` (a string column's codes index a dictionary of its own). */
   prepare (v: ColumnVector): void {
-    if (v.tag !== 'str') return
-    const size = v.dict.length
+    // Strings and coded numbers (NumVector.coded) get their ids by code, once a batch.
+    if (v.tag !== 'str' && (v.tag !== 'num' || v.coded === undefined)) return
+    const size = v.tag === 'str' ? v.dict.length : v.coded!.dict.length
     if (this.codes.length < size) this.codes = new Int32Array(Math.max(size, this.codes.length * 2))
     this.codes.fill(-1, 0, size)
   }
@@ -64,7 +65,13 @@ export class KeyDict {
   /** The id of row r of `v` (a prepared batch), given one if new; remembered for the rows after it. */
   idAt (v: ColumnVector, r: number): number {
     // A compact column's own codes (a loop reading them asks here for the rows it cannot place).
-    if (v.tag === 'num') return this.idOfNumber(v.coded !== undefined ? v.coded.dict[v.coded.codes[r]!]! : v.values[r]!)
+    if (v.tag === 'num') {
+      if (v.coded === undefined) return this.idOfNumber(v.values[r]!)
+      const c = v.coded.codes[r]!
+      const id = this.idOfNumber(v.coded.dict[c]!)
+      this.codes[c] = id
+      return id
+    }
     if (v.tag !== 'str') throw new QueryExecError('UNSUPPORTED', 'GROUP BY a list or vector column')
     const c = v.narrow !== undefined ? narrowCode(v.narrow, r) : v.codes[r]!
     if (c < 0) return this.idOfNull()

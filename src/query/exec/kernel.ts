@@ -189,10 +189,13 @@ function compile (tests: readonly RowTest[], lookup: GroupLookup, steps: readonl
       keyLoad = keys.map((k, i) => `const kv${i} = lookup.keys[${i}].col; const kd${i} = lookup.keys[${i}].dict` +
         (k.codes !== undefined ? `; const kc${i} = lookup.keys[${i}].codes` : '') +
         (k.kind === 'str' && k.nullCode !== undefined ? `; const kz${i} = lookup.keys[${i}].nullCode` : '')).join('; ')
-      keyVars = keys.flatMap((k, i) => k.kind === 'num' ? [`sm${i}`] : [`lc${i}`, `nl${i}`])
+      // A coded number key finds its id by code, as a string key does (KeyDict.prepare).
+      keyVars = keys.flatMap((k, i) => k.kind === 'num' ? [k.codes !== undefined ? `lc${i}` : `sm${i}`] : [`lc${i}`, `nl${i}`])
       if (keys.length === 2) keyVars.push('dense', 'bitsA')
       const ids = keys.map((k, i) => k.kind === 'num'
-        ? `const x${i} = ${k.codes !== undefined ? `kv${i}[kc${i}[r]]` : `kv${i}[r]`}; const id${i} = x${i} >= 0 && x${i} < sm${i}.length && (x${i} | 0) === x${i} ? sm${i}[x${i}] : -1`
+        ? k.codes !== undefined
+          ? `const id${i} = lc${i}[kc${i}[r]]`
+          : `const x${i} = kv${i}[r]; const id${i} = x${i} >= 0 && x${i} < sm${i}.length && (x${i} | 0) === x${i} ? sm${i}[x${i}] : -1`
         : `const k${i} = kv${i}[r]; const id${i} = ${k.nullCode !== undefined ? `k${i} !== kz${i}` : `k${i} >= 0`} ? lc${i}[k${i}] : nl${i}`).join('\n    ')
       const place = keys.length === 1 ? 'let g = id0' : 'let g = id0 >= 0 && id1 >= 0 ? dense[id0 | (id1 << bitsA)] : -1'
       findGroup = `${ids}
