@@ -377,7 +377,9 @@ export class SegmentFile {
     const value = type === 'utf8'
       ? decodeUtf8Codes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, fail)
       : decodeNumberCodes(block, rows, d.codeCount[k]!, d.codeWidth[k]!, type, fail)
-    return { value, bytes: storedVectorBytes(value), reusable }
+    // A vector that does not view the block (numbers with NULLs, remapped) leaves the block to
+    // the cache to recycle once the entry goes: held until then, it counts too.
+    return { value, bytes: storedVectorBytes(value) + (value.codes.buffer === into.buffer ? 0 : into.byteLength), reusable }
   }
 
   /** The ids of batch `b`, one per row, in key order. */

@@ -24,7 +24,7 @@ import type { RowTest } from './select.js'
  * - `none`: there is one group, 0 (no GROUP BY);
  * - `gids`: group ids computed beforehand, one per row of the loop;
  * - `keys`: from one or two key columns through the group table's dictionaries (numbers: an
- *   array of small integers; strings: an array by dictionary code), the second key through a
+ *   array of small integers; strings and coded numbers: an array by code), the second key through a
  *   dense table of key-id pairs. Whatever those arrays do not know yet, `miss` resolves.
  */
 export type GroupLookup =
@@ -40,7 +40,7 @@ export interface KeyProbe {
    * -1 for NULL, or narrow (StrVector.narrow) with `nullCode` for NULL.
    */
   col: Float64Array | Int32Array | Uint8Array | Uint16Array
-  /** A coded number key's codes (NumVector.coded): row r's value is col[codes[r]]. */
+  /** A coded number key's codes (NumVector.coded): row r's value is col[codes[r]], its id dict.codes[codes[r]] (KeyDict.prepare). */
   codes?: Uint8Array | Uint16Array
   /** Narrow string codes: the NULL code (0xff or 0xffff). */
   nullCode?: number
