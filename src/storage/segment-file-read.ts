@@ -370,7 +370,10 @@ export class SegmentFile {
     const length = d.codeBytes[k]!
     const fail = (reason: string): SegmentBlockCorruptError => new SegmentBlockCorruptError(this.idx.path, b, d.columns[c]!.name, `${type === 'utf8' ? 'utf8' : 'number'} codes: ${reason}`)
     const reusable: SharedArrayBuffer[] = []
-    const into = new Uint8Array(this.allocFor(reusable)(length))
+    // Blocks of one column differ by a few values' bytes from batch to batch, and the cache
+    // recycles memory by exact length: a whole number of pages lets the next load reuse it (exact
+    // lengths got new memory for nearly every load, zeroed a page at a time by the kernel).
+    const into = new Uint8Array(this.allocFor(reusable)(Math.ceil(length / PAGE_ROUND) * PAGE_ROUND))
     const block = await this.idx.read(d.codeOffset[k]!, length, into)
     if (block.length !== length) throw fail(`the file ends ${length - block.length} bytes early (truncated)`)
     if (crc32(block) !== d.codeCrc[k]) throw fail('CRC mismatch')
@@ -695,6 +698,8 @@ export class SegmentFile {
 
 /** A page a value lies on failed its check (SegmentFile.valueAt): the value is read from its block instead. */
 const PAGE_MISMATCH = Symbol('page mismatch')
+/** What a codes block's memory is rounded up to (see loadCodes). */
+const PAGE_ROUND = 4096
 const SAFE_MIN_BIG = BigInt(Number.MIN_SAFE_INTEGER)
 const SAFE_MAX_BIG = BigInt(Number.MAX_SAFE_INTEGER)
 const utf8 = new TextDecoder()
