@@ -81,6 +81,15 @@ describe('BlockCache', () => {
     expect(storedVectorBytes({ tag: 'vec', type: 'vector<2>', dim: 2, values: new Float32Array(8), valid: new Uint8Array(4) })).toBe(36)
   })
 
+  it('counts a compact column by the whole block it views, once, and its strings', () => {
+    const block = new SharedArrayBuffer(8192)
+    const coded = { tag: 'coded' as const, type: 'int32' as const, codes: new Uint8Array(block, 0, 100), dict: new Float64Array(block, 104, 3), nulls: 0 }
+    expect(storedVectorBytes(coded)).toBe(8192)
+    // Remapped (NULLs): codes and values in memory of their own.
+    expect(storedVectorBytes({ ...coded, codes: new Uint8Array(100), dict: new Float64Array(4), nulls: 1 })).toBe(100 + 32)
+    expect(storedVectorBytes({ tag: 'narrow', type: 'utf8', codes: new Uint16Array(block, 0, 10), dict: ['ab'], nulls: 0 })).toBe(8192 + 8 + 16 + 4)
+  })
+
   it('defaults to a quarter of the memory, at most 4 GiB', () => {
     expect(defaultCacheMiB(24 * 1024 ** 3)).toBe(4096)
     expect(defaultCacheMiB(8 * 1024 ** 3)).toBe(2048)
