@@ -10,10 +10,11 @@
  * load from a table that stays in the processor's cache, and a scan reads a quarter to an eighth
  * of the bytes from memory. Any other operator reads the widened vector, made when first asked
  * for (widenBatch), batch by batch into memory reused for the next: widening a column costs
- * about 2.3 ns a row, as much as the whole of a GROUP BY's loop spends on it otherwise.
+ * about 2.3 ns a row, where the loops pay about 0.6 ns a row a column for reading codes.
  *
  * A batch from a source (StoredBatch) may hold compact vectors; every operator of the executor
- * works on ColumnBatch, which never does.
+ * works on ColumnBatch, whose vectors carry the compact form only beside the wide one
+ * (NumVector.coded, StrVector.narrow).
  */
 import type { ColumnBatch, ColumnVector, NumVector, StrVector, ValueType } from './vector.js'
 
