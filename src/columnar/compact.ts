@@ -60,15 +60,6 @@ export function isCompact (v: StoredVector): v is CompactVector {
   return v.tag === 'coded' || v.tag === 'narrow'
 }
 
-/** Rows of a stored vector. */
-export function storedLength (v: StoredVector): number {
-  switch (v.tag) {
-    case 'coded': case 'narrow': case 'str': return v.codes.length
-    case 'num': case 'any': return v.values.length
-    case 'vec': return v.valid.length
-  }
-}
-
 /**
  * Memory a widen reuses: one array per column (by position in the batch), grown as needed. Only
  * for a reader that is done with a widened batch before it widens the next.

@@ -1,6 +1,6 @@
 /**
- * The peer's one cache of what storage reads from disk: decoded column chunks of segments and
- * index blocks (docs/architecture.md, "Disk-resident segments"). Bounded in bytes
+ * The peer's one cache of what storage reads from disk: column chunks of segments (decoded, or
+ * compact: a coded column's checked codes block, columnar/compact.ts) and index blocks (docs/architecture.md, "Disk-resident segments"). Bounded in bytes
  * (`storage.cacheMiB`), least recently used out. Sizes are what the caller declares; for column
  * vectors `storedVectorBytes` counts typed arrays by their length and strings at two bytes a
  * character plus a header, as V8 holds them.
